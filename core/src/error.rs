@@ -1,0 +1,304 @@
+//! The typed errors of a task: what went wrong, told apart without parsing text.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a task produced no result.
+///
+/// Every variant is a distinct cause that a caller can match on: a panic is not a crash, a
+/// crash by signal is not an exit code, a timeout is not a cancellation. `Display` is
+/// lowercase with no trailing period.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::{Exit, TaskError};
+///
+/// fn describe(e: &TaskError) -> &'static str {
+///     match e {
+///         TaskError::Panicked(_) => "the task panicked",
+///         TaskError::Crashed(Exit::Signal(_)) => "a signal killed the worker",
+///         TaskError::Crashed(_) => "the worker exited",
+///         TaskError::TimedOut { .. } => "too slow",
+///         _ => "something else",
+///     }
+/// }
+///
+/// assert_eq!(describe(&TaskError::Crashed(Exit::Signal(11))), "a signal killed the worker");
+/// assert_eq!(TaskError::Crashed(Exit::Signal(11)).to_string(), "worker killed by signal SIGSEGV (11)");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked. The worker survived and keeps serving.
+    Panicked(PanicReport),
+    /// The worker process running the task died: killed by a signal or exited on its own.
+    /// Only the task it was running fails; the pool replaces the worker.
+    Crashed(Exit),
+    /// The task ran longer than `limit`, or a `join_timeout` waited that long.
+    TimedOut {
+        /// The limit that was exceeded.
+        limit: Duration,
+        /// Whether the task may still be running: true on threads, which cannot be stopped,
+        /// and after a `join_timeout`; false when a process backend killed the worker.
+        still_running: bool,
+    },
+    /// The task was cancelled through its handle before it produced a result.
+    Cancelled,
+    /// The pool shut down before the task could run.
+    ShutDown,
+    /// The argument or the result could not be serialized or deserialized.
+    Serialization {
+        /// Which value failed.
+        side: Side,
+        /// What the codec reported.
+        message: String,
+    },
+    /// The encoded argument or result is larger than the pool's frame limit.
+    TooLarge {
+        /// Which value was too large.
+        side: Side,
+        /// Its encoded size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A worker could not be started, or its initializer failed, more times than the pool
+    /// allows.
+    WorkerStart {
+        /// What went wrong on the last attempt.
+        reason: String,
+    },
+    /// A worker broke the wire protocol (for example, wrote garbage to its pipe) and was killed.
+    Protocol {
+        /// What was wrong with what it sent.
+        reason: String,
+    },
+    /// The pool or one-off was configured with a value it cannot use.
+    InvalidConfig {
+        /// Which setting, and why.
+        reason: String,
+    },
+    /// The backend cannot do this, for example kill a thread.
+    Unsupported {
+        /// What was asked for.
+        operation: &'static str,
+    },
+    /// The result was already taken from this handle by an earlier join.
+    AlreadyJoined,
+    /// An operating-system call failed.
+    Io(Arc<io::Error>),
+}
+
+impl TaskError {
+    /// Returns the signal that killed the worker, if that is what happened.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            TaskError::Crashed(Exit::Signal(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Builds a serialization error from any codec error.
+    pub fn serialization(side: Side, error: impl fmt::Display) -> Self {
+        TaskError::Serialization { side, message: error.to_string() }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(report) => write!(f, "{report}"),
+            TaskError::Crashed(exit) => write!(f, "worker {exit}"),
+            TaskError::TimedOut { limit, still_running: true } => {
+                write!(f, "timed out after {limit:?} (the task may still be running)")
+            }
+            TaskError::TimedOut { limit, still_running: false } => {
+                write!(f, "timed out after {limit:?}; its worker was killed")
+            }
+            TaskError::Cancelled => f.write_str("task cancelled"),
+            TaskError::ShutDown => f.write_str("pool shut down before the task ran"),
+            TaskError::Serialization { side, message } => {
+                write!(f, "could not serialize the {side}: {message}")
+            }
+            TaskError::TooLarge { side, size, limit } => {
+                write!(f, "the {side} is {size} bytes encoded, over the {limit}-byte frame limit")
+            }
+            TaskError::WorkerStart { reason } => write!(f, "worker failed to start: {reason}"),
+            TaskError::Protocol { reason } => write!(f, "worker broke the protocol: {reason}"),
+            TaskError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
+            TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
+            TaskError::AlreadyJoined => f.write_str("the result was already taken"),
+            TaskError::Io(_) => f.write_str("operating-system call failed"),
+        }
+    }
+}
+
+impl Error for TaskError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            TaskError::Io(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for TaskError {
+    fn from(e: io::Error) -> Self {
+        TaskError::Io(Arc::new(e))
+    }
+}
+
+/// Which value of a task failed to travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The task's argument.
+    Argument,
+    /// The task's result.
+    Result,
+    /// The task's own state (a struct task's fields).
+    Task,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Argument => "argument",
+            Side::Result => "result",
+            Side::Task => "task",
+        })
+    }
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// Killed by this signal number.
+    Signal(i32),
+    /// Exited on its own with this code.
+    Code(i32),
+}
+
+impl Exit {
+    /// The conventional name of the signal, such as `"SIGSEGV"`, or `None` for an exit code or
+    /// an unusual signal.
+    pub fn signal_name(&self) -> Option<&'static str> {
+        let Exit::Signal(s) = *self else { return None };
+        signal_name(s)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Exit::Signal(s) => match signal_name(s) {
+                Some(name) => write!(f, "killed by signal {name} ({s})"),
+                None => write!(f, "killed by signal {s}"),
+            },
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+        }
+    }
+}
+
+/// Names of the Linux signals, by number (x86-64 and aarch64 share these).
+fn signal_name(signal: i32) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal).ok().and_then(|i| NAMES.get(i)).copied().filter(|n| !n.is_empty())
+}
+
+/// What a panicking task left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicReport {
+    /// The panic message (the payload, when it is a string).
+    pub message: String,
+    /// Where the panic happened, as `file:line:column`, when it was captured.
+    pub location: Option<String>,
+    /// A rendered backtrace, when backtraces were requested in the pool's configuration.
+    pub backtrace: Option<String>,
+}
+
+impl fmt::Display for PanicReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "task panicked at {at}: {}", self.message),
+            None => write!(f, "task panicked: {}", self.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_without_period() {
+        let all = [
+            TaskError::Panicked(PanicReport {
+                message: "boom".into(),
+                location: Some("src/x.rs:1:2".into()),
+                backtrace: None,
+            }),
+            TaskError::Crashed(Exit::Signal(6)),
+            TaskError::Crashed(Exit::Code(3)),
+            TaskError::TimedOut { limit: Duration::from_millis(5), still_running: false },
+            TaskError::Cancelled,
+            TaskError::ShutDown,
+            TaskError::serialization(Side::Result, "bad"),
+            TaskError::TooLarge { side: Side::Argument, size: 10, limit: 5 },
+            TaskError::WorkerStart { reason: "no".into() },
+            TaskError::Unsupported { operation: "killing a thread" },
+            TaskError::AlreadyJoined,
+            TaskError::from(io::Error::other("x")),
+        ];
+        for e in all {
+            let text = e.to_string();
+            assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
+            assert!(!text.ends_with('.'), "{text}");
+        }
+    }
+
+    #[test]
+    fn signals_have_names() {
+        assert_eq!(Exit::Signal(11).signal_name(), Some("SIGSEGV"));
+        assert_eq!(Exit::Signal(6).to_string(), "killed by signal SIGABRT (6)");
+        assert_eq!(Exit::Signal(64).signal_name(), None);
+        assert_eq!(Exit::Code(3).to_string(), "exited with code 3");
+        assert_eq!(TaskError::Crashed(Exit::Signal(9)).signal(), Some(9));
+    }
+}

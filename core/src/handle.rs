@@ -1,0 +1,311 @@
+//! The handle to one submitted task, and the backend's side of it.
+//!
+//! [`promise`] makes a pair: the [`TaskHandle`] that the caller keeps and the [`Completer`] that
+//! the backend fills in. Whichever settles the task first wins (the result, a timeout, a
+//! cancellation), and a completer dropped unfilled settles the task as shut down, so no handle
+//! can wait forever on work a backend dropped.
+
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::error::TaskError;
+
+type CancelHook = Box<dyn FnOnce() + Send>;
+
+struct Slot<R> {
+    state: Mutex<State<R>>,
+    ready: Condvar,
+}
+
+enum State<R> {
+    Pending { on_cancel: Option<CancelHook>, notify: Option<(Sender<usize>, usize)> },
+    Ready(Result<R, TaskError>),
+    Joined,
+}
+
+impl<R> Slot<R> {
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
+        // A panic while holding this lock cannot leave the state half-written: every
+        // transition is a single assignment, so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Settles the task if it is still pending. Returns whether this call settled it.
+    fn settle(&self, result: Result<R, TaskError>) -> bool {
+        let mut state = self.lock();
+        let State::Pending { notify, .. } = &mut *state else {
+            return false;
+        };
+        let notify = notify.take();
+        *state = State::Ready(result);
+        drop(state);
+        self.ready.notify_all();
+        if let Some((tx, index)) = notify {
+            // The receiver may be gone (an abandoned iterator); nobody is waiting then.
+            let _ = tx.send(index);
+        }
+        true
+    }
+}
+
+/// Makes a handle and the completer that fills it in.
+///
+/// Backends call this; users get handles from `Pool::submit`.
+///
+/// # Examples
+///
+/// ```
+/// let (completer, handle) = taskpool_core::promise::<u32>();
+/// std::thread::spawn(move || completer.complete(Ok(7)));
+/// assert_eq!(handle.join().unwrap(), 7);
+/// ```
+pub fn promise<R>() -> (Completer<R>, TaskHandle<R>) {
+    promise_with(None)
+}
+
+/// Like [`promise`], and sends `index` on `tx` once the task is settled.
+///
+/// This is how an unordered iterator learns which of many handles finished first.
+pub fn promise_notify<R>(tx: Sender<usize>, index: usize) -> (Completer<R>, TaskHandle<R>) {
+    promise_with(Some((tx, index)))
+}
+
+fn promise_with<R>(notify: Option<(Sender<usize>, usize)>) -> (Completer<R>, TaskHandle<R>) {
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Pending { on_cancel: None, notify }),
+        ready: Condvar::new(),
+    });
+    (Completer { slot: slot.clone() }, TaskHandle { slot })
+}
+
+/// The backend's side of a [`TaskHandle`]: where the outcome of one task goes.
+///
+/// Dropping a completer without calling [`Completer::complete`] settles its task with
+/// [`TaskError::ShutDown`].
+pub struct Completer<R> {
+    slot: Arc<Slot<R>>,
+}
+
+impl<R> Completer<R> {
+    /// Delivers the outcome. Returns `false` if the task was already settled (cancelled or
+    /// timed out), in which case `result` is dropped. Only the first settlement counts, so a
+    /// backend may share a completer between the task and a watchdog that times it out.
+    pub fn complete(&self, result: Result<R, TaskError>) -> bool {
+        self.slot.settle(result)
+    }
+
+    /// Whether the task is already settled, so running it would be wasted work.
+    pub fn is_settled(&self) -> bool {
+        !matches!(*self.slot.lock(), State::Pending { .. })
+    }
+
+    /// Registers what to do when the handle's owner cancels the task, such as removing it
+    /// from a queue or killing the worker that runs it. If the task is already settled the
+    /// hook is dropped unrun.
+    pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
+        if let State::Pending { on_cancel, .. } = &mut *self.slot.lock() {
+            *on_cancel = Some(Box::new(hook));
+        }
+    }
+}
+
+impl<R> Drop for Completer<R> {
+    fn drop(&mut self) {
+        self.slot.settle(Err(TaskError::ShutDown));
+    }
+}
+
+impl<R> fmt::Debug for Completer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completer").field("settled", &self.is_settled()).finish()
+    }
+}
+
+/// A handle to one submitted task, like Python's `AsyncResult`.
+///
+/// Handles may be joined in any order and from any thread. Dropping a handle does not stop
+/// its task; the result is discarded.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// # fn main() -> Result<(), taskpool_core::TaskError> {
+/// let pool = taskpool_thread::ThreadPool::new(2)?;
+/// let a = pool.submit(square, 3);
+/// let b = pool.submit(square, 4);
+/// assert_eq!(b.join()?, 16); // any order
+/// assert_eq!(a.join()?, 9);
+/// # Ok(())
+/// # }
+/// ```
+pub struct TaskHandle<R> {
+    slot: Arc<Slot<R>>,
+}
+
+impl<R> TaskHandle<R> {
+    /// Waits for the task and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// The task's failure, typed: see [`TaskError`].
+    pub fn join(mut self) -> Result<R, TaskError> {
+        self.wait_until(None).unwrap_or(Err(TaskError::AlreadyJoined))
+    }
+
+    /// Waits at most `limit` for the task. If it is not finished by then, returns
+    /// [`TaskError::TimedOut`] with `still_running: true`: the task keeps running and this
+    /// handle can be joined again later.
+    ///
+    /// # Errors
+    ///
+    /// The task's failure, a timeout, or [`TaskError::AlreadyJoined`] if the result was
+    /// already taken.
+    pub fn join_timeout(&mut self, limit: Duration) -> Result<R, TaskError> {
+        match self.wait_until(Instant::now().checked_add(limit)) {
+            Some(result) => result,
+            None => Err(TaskError::TimedOut { limit, still_running: true }),
+        }
+    }
+
+    /// Returns the result if the task has finished, without waiting.
+    pub fn try_join(&mut self) -> Option<Result<R, TaskError>> {
+        let mut state = self.slot.lock();
+        match &*state {
+            State::Pending { .. } => None,
+            State::Joined => Some(Err(TaskError::AlreadyJoined)),
+            State::Ready(_) => take(&mut state),
+        }
+    }
+
+    /// Whether the task has settled: its result (or failure) is ready.
+    pub fn is_finished(&self) -> bool {
+        !matches!(*self.slot.lock(), State::Pending { .. })
+    }
+
+    /// Cancels the task. A task still waiting in the queue never runs. A running task is
+    /// stopped where the backend can stop it: a process backend kills its worker, a thread
+    /// backend cannot stop a thread and lets it finish, discarding the result.
+    ///
+    /// Returns `true` if the handle is now settled as [`TaskError::Cancelled`], `false` if the
+    /// task had already finished.
+    pub fn cancel(&self) -> bool {
+        let mut state = self.slot.lock();
+        let State::Pending { on_cancel, notify } = &mut *state else {
+            return false;
+        };
+        let hook = on_cancel.take();
+        let notify = notify.take();
+        *state = State::Ready(Err(TaskError::Cancelled));
+        drop(state);
+        self.slot.ready.notify_all();
+        if let Some(hook) = hook {
+            hook();
+        }
+        if let Some((tx, index)) = notify {
+            let _ = tx.send(index);
+        }
+        true
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
+        let mut state = self.slot.lock();
+        loop {
+            match &*state {
+                State::Ready(_) => return take(&mut state),
+                State::Joined => return Some(Err(TaskError::AlreadyJoined)),
+                State::Pending { .. } => {}
+            }
+            state = match deadline {
+                None => self.slot.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    let (s, _) = self
+                        .slot
+                        .ready
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    s
+                }
+            };
+        }
+    }
+}
+
+fn take<R>(state: &mut State<R>) -> Option<Result<R, TaskError>> {
+    match std::mem::replace(state, State::Joined) {
+        State::Ready(result) => Some(result),
+        other => {
+            *state = other;
+            None
+        }
+    }
+}
+
+impl<R> fmt::Debug for TaskHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle").field("finished", &self.is_finished()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn first_settlement_wins() {
+        let (c, h) = promise::<u8>();
+        assert!(h.cancel());
+        assert!(!c.complete(Ok(1)));
+        assert!(matches!(h.join(), Err(TaskError::Cancelled)));
+    }
+
+    #[test]
+    fn dropped_completer_settles_as_shut_down() {
+        let (c, h) = promise::<u8>();
+        drop(c);
+        assert!(matches!(h.join(), Err(TaskError::ShutDown)));
+    }
+
+    #[test]
+    fn join_timeout_leaves_the_handle_usable() {
+        let (c, mut h) = promise::<u8>();
+        let err = h.join_timeout(Duration::from_millis(1)).unwrap_err();
+        assert!(matches!(err, TaskError::TimedOut { still_running: true, .. }));
+        assert!(h.try_join().is_none());
+        c.complete(Ok(5));
+        assert_eq!(h.join_timeout(Duration::from_secs(60)).unwrap(), 5);
+        assert!(matches!(h.try_join(), Some(Err(TaskError::AlreadyJoined))));
+    }
+
+    #[test]
+    fn cancel_runs_the_hook_once_and_notifies() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (c, h) = promise_notify::<u8>(tx, 4);
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        c.on_cancel(move || flag.store(true, Ordering::SeqCst));
+        assert!(h.cancel());
+        assert!(!h.cancel());
+        assert!(ran.load(Ordering::SeqCst));
+        assert_eq!(rx.try_recv(), Ok(4));
+        assert!(c.is_settled());
+    }
+
+    #[test]
+    fn completion_wakes_a_joiner_on_another_thread() {
+        let (c, h) = promise::<String>();
+        let joiner = std::thread::spawn(move || h.join());
+        c.complete(Ok("done".into()));
+        assert_eq!(joiner.join().unwrap().unwrap(), "done");
+    }
+}

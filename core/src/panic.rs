@@ -1,0 +1,117 @@
+//! Turning a task's panic into a [`PanicReport`] with its message and location.
+//!
+//! `catch_unwind` gives the message but not where the panic happened; only a panic hook sees
+//! the location. [`catch_panic`] installs, once per process, a hook that records the location
+//! (and a backtrace, when asked) for panics inside a task and stays silent for them, since the
+//! report reaches the caller as a typed error. Panics anywhere else go to the hook that was
+//! installed before, so a program's own panic output is unchanged.
+
+use std::any::Any;
+use std::backtrace::Backtrace;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
+use std::sync::Once;
+
+use crate::error::PanicReport;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Capture {
+    Off,
+    Location,
+    WithBacktrace,
+}
+
+thread_local! {
+    static CAPTURE: Cell<Capture> = const { Cell::new(Capture::Off) };
+    static CAUGHT: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Runs `f`, turning a panic into a [`PanicReport`] instead of unwinding further.
+///
+/// With `backtraces`, the report carries a rendered backtrace (this costs time on each panic,
+/// nothing otherwise).
+///
+/// # Errors
+///
+/// The report of the panic, if `f` panicked.
+///
+/// # Examples
+///
+/// ```
+/// let report = taskpool_core::catch_panic(false, || -> u8 { panic!("boom") }).unwrap_err();
+/// assert_eq!(report.message, "boom");
+/// assert!(report.location.unwrap().contains(".rs:"));
+/// ```
+pub fn catch_panic<R>(backtraces: bool, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
+    HOOK.call_once(install_hook);
+    let mode = if backtraces { Capture::WithBacktrace } else { Capture::Location };
+    let outer = CAPTURE.with(|c| c.replace(mode));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURE.with(|c| c.set(outer));
+    result.map_err(|payload| {
+        let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
+        PanicReport {
+            message: payload_text(payload.as_ref()),
+            location,
+            backtrace: backtrace.flatten(),
+        }
+    })
+}
+
+fn install_hook() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+        let mode = CAPTURE.with(Cell::get);
+        if mode == Capture::Off {
+            return previous(info);
+        }
+        let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        let backtrace =
+            (mode == Capture::WithBacktrace).then(|| Backtrace::force_capture().to_string());
+        CAUGHT.with(|c| *c.borrow_mut() = Some((location.unwrap_or_default(), backtrace)));
+    }));
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_message_and_location() {
+        let line = line!() + 1;
+        let report = catch_panic(false, || -> () { panic!("bad input {}", 7) }).unwrap_err();
+        assert_eq!(report.message, "bad input 7");
+        let location = report.location.unwrap();
+        assert!(location.contains(&format!("panic.rs:{line}:")), "{location}");
+        assert!(report.backtrace.is_none());
+    }
+
+    #[test]
+    fn backtraces_are_opt_in() {
+        let report = catch_panic(true, || -> () { panic!("x") }).unwrap_err();
+        assert!(report.backtrace.is_some());
+    }
+
+    #[test]
+    fn values_pass_through() {
+        assert_eq!(catch_panic(false, || 5).unwrap(), 5);
+    }
+
+    #[test]
+    fn odd_payloads_still_report() {
+        let report = catch_panic(false, || std::panic::panic_any(42_u8)).unwrap_err();
+        assert_eq!(report.message, "non-string panic payload");
+    }
+}

@@ -1,0 +1,294 @@
+//! What a pool runs: plain functions, and structs that carry serializable state.
+//!
+//! Users meet two traits here. [`Task`] is implemented by a struct that carries configuration;
+//! [`IntoTask`] is what every pool method accepts, and it is implemented for plain functions of
+//! one to four arguments and for every [`Task`]. Backends meet [`Job`], the runnable form that
+//! [`IntoTask::into_job`] produces, and [`Shipper`], which tells a backend how a job reaches
+//! another process.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A task that carries serializable state, for work that needs configuration.
+///
+/// A plain `fn(A) -> R` needs no trait implementation: pass it to a pool as it is. Implement
+/// `Task` when the work needs data beyond its argument; the struct is serialized once per
+/// batch and rebuilt inside a worker process, so its state must be [`Serialize`] and
+/// [`Deserialize`].
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use taskpool_core::{Pool, Task};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Scale {
+///     factor: u64,
+/// }
+///
+/// impl Task for Scale {
+///     type Input = u64;
+///     type Output = u64;
+///
+///     fn run(&self, x: u64) -> u64 {
+///         x * self.factor
+///     }
+/// }
+///
+/// # fn main() -> Result<(), taskpool_core::TaskError> {
+/// let pool = taskpool_thread::ThreadPool::new(2)?;
+/// assert_eq!(pool.map(Scale { factor: 3 }, 1..=3)?, [3, 6, 9]);
+/// # Ok(())
+/// # }
+/// ```
+pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The argument of one call.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The result of one call.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs the task on one input.
+    fn run(&self, input: Self::Input) -> Self::Output;
+}
+
+/// The runnable form of a task, as a backend sees it.
+///
+/// Users do not implement this trait: [`IntoTask`] produces it from a function or a [`Task`].
+/// A backend that runs jobs in its own threads only calls [`Job::run`]; a backend that runs
+/// them elsewhere asks [`Job::ship`] how the job travels.
+pub trait Job: Send + Sync + 'static {
+    /// The argument of one call.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The result of one call.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs the job on one input.
+    fn run(&self, input: Self::Input) -> Self::Output;
+
+    /// Tells `shipper` what this job is made of: a stateless job (a plain function, a zero-sized
+    /// value that a worker in the same executable can name by its type alone) or a stateful one
+    /// that travels serialized.
+    fn ship<S: Shipper>(&self, shipper: S) -> S::Shipped;
+}
+
+/// Visits a [`Job`] to learn how it crosses a process boundary.
+///
+/// Implemented by backends that run jobs in other processes; see [`Job::ship`].
+pub trait Shipper {
+    /// What the visit produces, for example a function address and encoded state.
+    type Shipped;
+
+    /// The job is a zero-sized, copyable value: a plain function or a closure that captures
+    /// nothing. A worker running the same executable can rebuild it from its type alone.
+    fn stateless<J: Job + Copy>(self) -> Self::Shipped;
+
+    /// The job carries state and travels serialized.
+    fn stateful<J: Job + Serialize + DeserializeOwned>(self, job: &J) -> Self::Shipped;
+}
+
+/// Converts something callable into a [`Job`]: what every pool method accepts.
+///
+/// Implemented for every [`Task`] and for plain functions and non-capturing closures of one to
+/// four arguments. A function of several arguments takes its input as a tuple, which is how
+/// a pool's `starmap` works. The `Marker` parameter only keeps these implementations apart;
+/// callers never name it.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn add(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+///
+/// # fn main() -> Result<(), taskpool_core::TaskError> {
+/// let pool = taskpool_thread::ThreadPool::new(2)?;
+/// assert_eq!(pool.map(square, 1..=3)?, [1, 4, 9]);
+/// assert_eq!(pool.map(add, [(1, 2), (3, 4)])?, [3, 7]);
+/// assert_eq!(pool.map(|s: String| s.len(), ["ab".to_string()])?, [2]);
+/// # Ok(())
+/// # }
+/// ```
+pub trait IntoTask<Marker>: Sized {
+    /// The argument of one call.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The result of one call.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The runnable form.
+    type Job: Job<Input = Self::Input, Output = Self::Output>;
+
+    /// Converts `self` into its runnable form.
+    fn into_job(self) -> Self::Job;
+}
+
+/// The [`IntoTask`] marker of a struct that implements [`Task`].
+#[derive(Debug, Clone, Copy)]
+pub enum IsTask {}
+
+impl<T: Task> IntoTask<IsTask> for T {
+    type Input = T::Input;
+    type Output = T::Output;
+    type Job = TaskJob<T>;
+
+    fn into_job(self) -> TaskJob<T> {
+        TaskJob(self)
+    }
+}
+
+/// The [`Job`] form of a [`Task`].
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskJob<T>(T);
+
+impl<T: Task> Job for TaskJob<T> {
+    type Input = T::Input;
+    type Output = T::Output;
+
+    fn run(&self, input: T::Input) -> T::Output {
+        self.0.run(input)
+    }
+
+    fn ship<S: Shipper>(&self, shipper: S) -> S::Shipped {
+        shipper.stateful(self)
+    }
+}
+
+impl<T> fmt::Debug for TaskJob<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TaskJob(..)")
+    }
+}
+
+/// The [`Job`] form of a plain function or non-capturing closure.
+///
+/// `Args` is the tuple of the function's argument types and `R` its result.
+pub struct FnJob<F, Args, R> {
+    f: F,
+    signature: PhantomData<fn(Args) -> R>,
+}
+
+impl<F: Copy, Args, R> Clone for FnJob<F, Args, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Copy, Args, R> Copy for FnJob<F, Args, R> {}
+
+impl<F, Args, R> fmt::Debug for FnJob<F, Args, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::any::type_name::<F>())
+    }
+}
+
+macro_rules! fn_tasks {
+    ($( ($($arg:ident),+) => $input:ty; )+) => {$(
+        impl<F, $($arg,)+ R> IntoTask<fn($($arg),+) -> R> for F
+        where
+            F: Fn($($arg),+) -> R + Copy + Send + Sync + 'static,
+            $($arg: Serialize + DeserializeOwned + Send + 'static,)+
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            type Input = $input;
+            type Output = R;
+            type Job = FnJob<F, ($($arg,)+), R>;
+
+            fn into_job(self) -> Self::Job {
+                FnJob { f: self, signature: PhantomData }
+            }
+        }
+
+        impl<F, $($arg,)+ R> Job for FnJob<F, ($($arg,)+), R>
+        where
+            F: Fn($($arg),+) -> R + Copy + Send + Sync + 'static,
+            $($arg: Serialize + DeserializeOwned + Send + 'static,)+
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            type Input = $input;
+            type Output = R;
+
+            #[allow(non_snake_case, unused_parens)]
+            #[inline]
+            fn run(&self, input: $input) -> R {
+                let ($($arg),+) = input;
+                (self.f)($($arg),+)
+            }
+
+            fn ship<S: Shipper>(&self, shipper: S) -> S::Shipped {
+                shipper.stateless::<Self>()
+            }
+        }
+    )+};
+}
+
+fn_tasks! {
+    (A) => A;
+    (A, B) => (A, B);
+    (A, B, C) => (A, B, C);
+    (A, B, C, D) => (A, B, C, D);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    fn add3(a: u8, b: u16, c: u32) -> u64 {
+        u64::from(a) + u64::from(b) + u64::from(c)
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Offset(i64);
+
+    impl Task for Offset {
+        type Input = i64;
+        type Output = i64;
+        fn run(&self, x: i64) -> i64 {
+            x + self.0
+        }
+    }
+
+    struct Kind;
+
+    impl Shipper for Kind {
+        type Shipped = &'static str;
+        fn stateless<J: Job + Copy>(self) -> &'static str {
+            "stateless"
+        }
+        fn stateful<J: Job + Serialize + DeserializeOwned>(self, _: &J) -> &'static str {
+            "stateful"
+        }
+    }
+
+    fn job<M, T: IntoTask<M>>(task: T) -> T::Job {
+        task.into_job()
+    }
+
+    #[test]
+    fn plain_functions_run_and_ship_stateless() {
+        let j = job(square);
+        assert_eq!(j.run(7), 49);
+        assert_eq!(j.ship(Kind), "stateless");
+        assert_eq!(std::mem::size_of_val(&j), 0);
+        assert_eq!(job(add3).run((1, 2, 3)), 6);
+    }
+
+    #[test]
+    fn struct_tasks_run_and_ship_stateful() {
+        let j = job(Offset(-2));
+        assert_eq!(j.run(5), 3);
+        assert_eq!(j.ship(Kind), "stateful");
+    }
+}

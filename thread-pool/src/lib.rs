@@ -1,0 +1,48 @@
+//! Runs taskpool tasks on threads.
+//!
+//! [`ThreadPool`] implements the shared [`Pool`] trait on a rayon thread pool, so code written
+//! for `taskpool-process` runs here unchanged, and [`spawn`] starts a one-off thread with the
+//! same handle API as a one-off process. Nothing is serialized on the way: a task's argument
+//! and result move between threads as they are.
+//!
+//! ```
+//! use taskpool_thread::{Pool, ThreadPool};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! # fn main() -> Result<(), taskpool_thread::TaskError> {
+//! let pool = ThreadPool::new(4)?;
+//! assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+//! let h = pool.submit(square, 7);
+//! assert_eq!(h.join()?, 49);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What threads cannot do
+//!
+//! Threads share one address space, which makes them cheap and makes these limits real:
+//!
+//! - A panic fails only its task, but a segfault, an `abort()` or a stack overflow in any task
+//!   ends the whole program.
+//! - A thread cannot be stopped from outside. A timed-out or cancelled task is reported as
+//!   such at once ([`TaskError::TimedOut`] with `still_running: true`), but its thread keeps
+//!   running it until it returns, and that worker is busy meanwhile.
+//! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
+//! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
+//!
+//! Use `taskpool-process` when any of these matter.
+#![forbid(unsafe_code)]
+
+mod pool;
+mod spawn;
+mod watchdog;
+
+pub use crate::pool::ThreadPool;
+pub use crate::spawn::spawn;
+pub use taskpool_core::{
+    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Side, Spawned, Task, TaskError,
+    TaskHandle,
+};

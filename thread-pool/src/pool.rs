@@ -1,0 +1,292 @@
+//! [`ThreadPool`]: the shared pool API on a rayon thread pool.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError, catch_panic};
+
+use crate::watchdog::Watchdog;
+
+/// A pool of threads that runs tasks, scheduled by rayon.
+///
+/// Submitting a task costs about as much as a rayon `spawn`; `map` runs as a rayon parallel
+/// iterator. A panic fails only its task. See the crate documentation for what threads cannot
+/// do (survive a segfault, stop a hung task).
+///
+/// # Dropping
+///
+/// Dropping the pool fails the tasks that have not started with [`TaskError::ShutDown`] and
+/// returns at once; tasks already running finish on their threads in the background, since
+/// threads cannot be killed. Call [`Pool::shutdown`] first to wait for everything submitted.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
+///
+/// fn slow(ms: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// # fn main() -> Result<(), TaskError> {
+/// let pool = ThreadPool::with_config(Config::new().workers(2).timeout(Duration::from_millis(50)))?;
+/// assert_eq!(pool.apply(slow, 1)?, 1);
+/// match pool.apply(slow, 500) {
+///     Err(TaskError::TimedOut { still_running, .. }) => assert!(still_running),
+///     other => panic!("expected a timeout, got {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct ThreadPool {
+    rayon: rayon::ThreadPool,
+    shared: Arc<Shared>,
+    watchdog: Arc<Watchdog>,
+}
+
+struct Shared {
+    config: Config,
+    /// No new work is accepted.
+    closed: AtomicBool,
+    /// The pool was dropped: queued tasks must not start.
+    dropped: AtomicBool,
+    /// Tasks accepted and not yet finished, for `shutdown` to wait on.
+    outstanding: Mutex<usize>,
+    idle: Condvar,
+    /// Initializer failures so far; at `config.attempts()` the pool stops trying.
+    init_failures: AtomicU32,
+}
+
+thread_local! {
+    static INITIALIZED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl ThreadPool {
+    /// Starts a pool of `workers` threads with default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for zero workers, [`TaskError::WorkerStart`] if the
+    /// threads cannot be created.
+    pub fn new(workers: usize) -> Result<Self, TaskError> {
+        Self::with_config(Config::new().workers(workers))
+    }
+
+    /// Starts a pool with `config`.
+    ///
+    /// Of the settings, `max_tasks_per_worker`, `max_frame_bytes` and `in_flight` have no
+    /// meaning for threads and are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if the
+    /// threads cannot be created.
+    pub fn with_config(config: Config) -> Result<Self, TaskError> {
+        config.validate()?;
+        let prefix = config.prefix().to_owned();
+        let rayon = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.worker_count())
+            .thread_name(move |i| format!("{prefix}-{i}"))
+            .build()
+            .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
+        let shared = Arc::new(Shared {
+            config,
+            closed: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            outstanding: Mutex::new(0),
+            idle: Condvar::new(),
+            init_failures: AtomicU32::new(0),
+        });
+        Ok(ThreadPool { rayon, shared, watchdog: Arc::default() })
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Shared {
+    /// Runs one task on the current pool thread, initializing the thread first if needed.
+    fn run<J: Job>(&self, job: &J, input: J::Input) -> Result<J::Output, TaskError> {
+        self.ensure_initialized()?;
+        catch_panic(self.config.captures_backtraces(), || job.run(input))
+            .map_err(TaskError::Panicked)
+    }
+
+    fn ensure_initialized(&self) -> Result<(), TaskError> {
+        let Some(init) = self.config.init_fn() else {
+            return Ok(());
+        };
+        if INITIALIZED.with(Cell::get) {
+            return Ok(());
+        }
+        if self.init_failures.load(Ordering::Relaxed) >= self.config.attempts() {
+            return Err(TaskError::WorkerStart {
+                reason: "the initializer failed on every attempt".into(),
+            });
+        }
+        match catch_panic(false, init) {
+            Ok(()) => {
+                INITIALIZED.with(|c| c.set(true));
+                Ok(())
+            }
+            Err(report) => {
+                self.init_failures.fetch_add(1, Ordering::Relaxed);
+                Err(TaskError::WorkerStart { reason: format!("initializer failed: {report}") })
+            }
+        }
+    }
+
+    fn finish_one(&self) {
+        let mut outstanding = self.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
+        *outstanding -= 1;
+        if *outstanding == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+impl Pool for ThreadPool {
+    fn execute<J: Job>(
+        &self,
+        job: &Arc<J>,
+        input: J::Input,
+        completer: Completer<J::Output>,
+        timeout: Option<Duration>,
+    ) {
+        {
+            let mut outstanding =
+                self.shared.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.is_closed() {
+                // Dropping the completer settles the task as shut down.
+                return;
+            }
+            *outstanding += 1;
+        }
+        let job = job.clone();
+        let shared = self.shared.clone();
+        let watchdog = self.watchdog.clone();
+        let limit = timeout.or(shared.config.task_timeout());
+        self.rayon.spawn(move || {
+            if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
+                match limit {
+                    None => {
+                        completer.complete(shared.run(&*job, input));
+                    }
+                    Some(limit) => {
+                        let completer = Arc::new(completer);
+                        let alarm = completer.clone();
+                        let id = watchdog.arm(
+                            Instant::now() + limit,
+                            Box::new(move || {
+                                alarm.complete(Err(TaskError::TimedOut {
+                                    limit,
+                                    still_running: true,
+                                }));
+                            }),
+                        );
+                        completer.complete(shared.run(&*job, input));
+                        watchdog.disarm(id);
+                    }
+                }
+            }
+            shared.finish_one();
+        });
+    }
+
+    fn workers(&self) -> usize {
+        self.rayon.current_num_threads()
+    }
+
+    fn shutdown(&self) {
+        let mut outstanding =
+            self.shared.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
+        self.shared.closed.store(true, Ordering::Release);
+        while *outstanding > 0 {
+            outstanding =
+                self.shared.idle.wait(outstanding).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        if self.is_closed() {
+            return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
+        }
+        if self.shared.config.task_timeout().is_some() {
+            // Each task needs its own deadline: go through handles.
+            return taskpool_core::map_by_handles(self, task, items);
+        }
+        let job = task.into_job();
+        let items: Vec<T::Input> = items.into_iter().collect();
+        let shared = &*self.shared;
+        self.rayon.install(|| items.into_par_iter().map(|input| shared.run(&job, input)).collect())
+    }
+
+    fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        if self.is_closed() {
+            return Err(TaskError::ShutDown);
+        }
+        if self.shared.config.task_timeout().is_some() {
+            return taskpool_core::map_by_handles(self, task, items).into_iter().collect();
+        }
+        // Keep the first failure in input order; every item still runs.
+        let first_error: Mutex<Option<(usize, TaskError)>> = Mutex::new(None);
+        let items: Vec<(usize, T::Input)> = items.into_iter().enumerate().collect();
+        let job = task.into_job();
+        let shared = &*self.shared;
+        let outputs: Vec<Option<T::Output>> = self.rayon.install(|| {
+            items
+                .into_par_iter()
+                .map(|(i, input)| match shared.run(&job, input) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        let mut first = first_error.lock().unwrap_or_else(PoisonError::into_inner);
+                        if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                            *first = Some((i, e));
+                        }
+                        None
+                    }
+                })
+                .collect()
+        });
+        match first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some((_, e)) => Err(e),
+            None => Ok(outputs.into_iter().flatten().collect()),
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.dropped.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.workers())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

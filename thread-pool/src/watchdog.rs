@@ -1,0 +1,142 @@
+//! A timer thread that fires alarms at deadlines: how a thread pool reports timeouts.
+//!
+//! A thread cannot be stopped, so a timeout here only settles the task's handle early; the
+//! alarm runs on the watchdog's own thread. The thread starts with the first alarm, so pools
+//! without timeouts never pay for it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+type Alarm = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct State {
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    alarms: HashMap<u64, Alarm>,
+    next_id: u64,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Watchdog {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Watchdog {
+    /// Runs `alarm` at `at` unless disarmed first. Returns the id to disarm it with.
+    pub(crate) fn arm(&self, at: Instant, alarm: Alarm) -> u64 {
+        self.start();
+        let mut state = self.shared.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let earliest = state.deadlines.peek().is_none_or(|Reverse((first, _))| at < *first);
+        state.deadlines.push(Reverse((at, id)));
+        state.alarms.insert(id, alarm);
+        drop(state);
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+        id
+    }
+
+    /// Drops the alarm `id` if it has not fired.
+    pub(crate) fn disarm(&self, id: u64) {
+        let alarm = self.shared.lock().alarms.remove(&id);
+        drop(alarm);
+    }
+
+    fn start(&self) {
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        if thread.is_none() {
+            let shared = self.shared.clone();
+            *thread = thread::Builder::new()
+                .name("taskpool-watchdog".into())
+                .spawn(move || run(&shared))
+                .ok();
+        }
+    }
+}
+
+fn run(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if state.stopped {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, id))) = state.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            state.deadlines.pop();
+            due.extend(state.alarms.remove(&id));
+        }
+        if !due.is_empty() {
+            drop(state);
+            due.into_iter().for_each(|alarm| alarm());
+            state = shared.lock();
+            continue;
+        }
+        state = match state.deadlines.peek() {
+            Some(&Reverse((at, _))) => {
+                let wait = at.saturating_duration_since(now);
+                shared.wake.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
+        };
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        self.shared.wake.notify_one();
+        let thread = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn alarms_fire_in_deadline_order_and_disarmed_ones_do_not() {
+        let dog = Watchdog::default();
+        let (tx, rx) = mpsc::channel();
+        let now = Instant::now();
+        for (id, ms) in [(1, 30), (2, 10), (3, 20)] {
+            let tx = tx.clone();
+            let armed =
+                dog.arm(now + Duration::from_millis(ms), Box::new(move || tx.send(id).unwrap()));
+            if id == 3 {
+                dog.disarm(armed);
+            }
+        }
+        assert_eq!(rx.recv().unwrap(), 2);
+        assert_eq!(rx.recv().unwrap(), 1);
+        drop(dog);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The shared conformance suite, run against the thread backend.
+
+taskpool_core::conformance_suite!(
+    |config| taskpool_thread::ThreadPool::with_config(config).unwrap()
+);
