@@ -190,6 +190,11 @@ impl Config {
         }
     }
 
+    /// The chunk size set with [`Config::chunk_size`], if one was.
+    pub fn fixed_chunk_size(&self) -> Option<usize> {
+        self.chunk_size.map(NonZeroUsize::get)
+    }
+
     /// The per-worker initializer, if any.
     pub fn init_fn(&self) -> Option<fn()> {
         self.initializer

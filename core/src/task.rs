@@ -57,10 +57,11 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
 
 /// The runnable form of a task, as a backend sees it.
 ///
-/// Users do not implement this trait: [`IntoTask`] produces it from a function or a [`Task`].
+/// This trait is sealed: [`IntoTask`] produces it from a function or a [`Task`], and no other
+/// type implements it.
 /// A backend that runs jobs in its own threads only calls [`Job::run`]; a backend that runs
 /// them elsewhere asks [`Job::ship`] how the job travels.
-pub trait Job: Send + Sync + 'static {
+pub trait Job: sealed::Sealed + Send + Sync + 'static {
     /// The argument of one call.
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The result of one call.
@@ -73,6 +74,16 @@ pub trait Job: Send + Sync + 'static {
     /// value that a worker in the same executable can name by its type alone) or a stateful one
     /// that travels serialized.
     fn ship<S: Shipper>(&self, shipper: S) -> S::Shipped;
+}
+
+mod sealed {
+    /// Only this crate's job types implement [`super::Job`]: a backend trusts that a job
+    /// shipped as stateless really is a value it may rebuild from its type alone.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+
+    impl<T> Sealed for super::TaskJob<T> {}
+    impl<F, Args, R> Sealed for super::FnJob<F, Args, R> {}
 }
 
 /// Visits a [`Job`] to learn how it crosses a process boundary.

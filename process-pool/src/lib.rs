@@ -1,7 +1,67 @@
-//! Runs taskpool tasks in persistent OS worker processes (work in progress).
+//! Runs taskpool tasks in persistent OS worker processes, with crash isolation.
 //!
-//! This crate will hold `ProcessPool`, which implements the same [`Pool`] trait as
-//! `taskpool-thread`; for now it re-exports the shared API.
+//! [`ProcessPool`] implements the shared [`Pool`] trait, so code written for
+//! `taskpool-thread` runs here unchanged, and [`spawn`] starts a one-off process like
+//! Python's `multiprocessing.Process`. A task that segfaults, aborts or hangs costs that one
+//! task, never the program:
+//!
+//! ```
+//! use taskpool_process::{Pool, ProcessPool, TaskError};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn write_through_null(_: u64) -> u64 {
+//!     let p: *mut u64 = std::hint::black_box(std::ptr::null_mut());
+//!     // SAFETY: none; this writes through a null pointer on purpose, to crash the worker.
+//!     unsafe { p.write_volatile(1) };
+//!     0
+//! }
+//!
+//! # fn main() -> Result<(), TaskError> {
+//! let pool = ProcessPool::new(4)?;
+//! assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+//!
+//! let err = pool.apply(write_through_null, 0).unwrap_err();
+//! assert!(err.to_string().contains("SIGSEGV"), "{err}");
+//! assert_eq!(pool.map(square, 1..=3)?, [1, 4, 9]); // a fresh worker took over
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! Workers are the running executable started again (`/proc/self/exe`) with a private marker
+//! that a constructor recognizes before `main`, so nothing changes in a program's `main`, its
+//! tests or its benches. A plain function travels as its offset in the executable image, a
+//! struct task as its serialized state; arguments and results are encoded with serde
+//! (postcard) in length-prefixed frames over a pair of pipes per worker. The worker protocol,
+//! its lifecycle and the failure paths are described in this crate's `README.md`.
+//!
+//! Linux only.
 #![deny(unsafe_code)]
 
-pub use taskpool_core::{Config, Exit, IntoTask, Pool, Task, TaskError, TaskHandle};
+mod codec;
+mod dispatch;
+#[allow(unsafe_code)]
+mod entry;
+mod launch;
+mod pool;
+mod protocol;
+#[allow(unsafe_code)]
+mod ship;
+mod sink;
+mod spawn;
+mod supervisor;
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
+mod worker;
+
+pub use crate::pool::{PoolStats, ProcessPool};
+pub use crate::spawn::spawn;
+pub use taskpool_core::{
+    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Side, Spawned, Task, TaskError,
+    TaskHandle,
+};

@@ -1,0 +1,1251 @@
+#!/usr/bin/env python3
+"""Peer benchmark: Python's own pools, measured the way taskpool measures its Rust pools.
+
+The taskpool report (bench-suite) runs this script with the system ``python3`` to put numbers
+for Python's pools next to the Rust thread and process pools. Standard library only; works on
+CPython 3.8 and later.
+
+Interface
+---------
+``python3 peers.py --spec SPEC.json`` (``--spec -`` reads the spec from stdin) prints ONE JSON
+object to stdout and progress lines (``peers: ...``) to stderr. The exit code is 0 even when
+a scenario fails: the failure is recorded in that scenario's cell and in ``errors``. Only an
+unreadable spec exits non-zero (2), still printing a JSON object with ``errors``.
+``python3 peers.py --self-test`` runs a tiny built-in spec (well under 20 s) and prints the
+same kind of JSON, for checking by hand. The spec (every key optional; these are defaults)::
+
+    {"workers": 2, "repeats": 5, "quick": false,
+     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload", "cpu",
+                   "memory", "faults"],
+     "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
+     "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
+     "fault_timeout_s": 5.0}
+
+Optional extra keys: ``variants`` (a subset of the three below), ``round_trips`` and
+``payload_round_trips`` (per repeat; defaults 2000 and 200, or 200 and 30 when quick),
+``fault_alloc_mib`` (the memory fault's guard, default 2048).
+``quick`` also caps ``map_items`` at 10000 and the cpu and memory repeats at 3.
+
+Variants (pools)
+----------------
+``mp_pool`` multiprocessing.Pool (the platform's default start method: fork on Linux up to
+3.13), ``process_executor`` concurrent.futures.ProcessPoolExecutor, ``thread_executor``
+concurrent.futures.ThreadPoolExecutor. Every scenario but ``faults`` is measured ``repeats``
+times, the variants interleaved inside each repeat (A, B, C, A, B, C, ...) so that drift of
+the shared machine hits them all alike; each statistic reports ``median_<unit>``,
+``min_<unit>``, ``max_<unit>`` and ``samples_<unit>`` (one sample per repeat).
+
+Scenarios: ``results[scenario][variant]``
+-----------------------------------------
+startup     construct a pool of ``workers`` to the first result of one no-op (median_us ...);
+            the shutdown that follows is timed apart (``shutdown``).
+round_trip  warm pool: submit one no-op and wait, ``round_trips`` times per repeat; a sample
+            is that repeat's per-task median (median_us ...), ``p99`` likewise.
+in_flight   warm pool: submit ``in_flight_tasks`` no-ops at once, wait for all
+            (median_tasks_per_s ...); ``submit_us_per_task`` is the submitting part alone.
+map_noop    warm pool: ``map`` of a no-op over ``map_items`` items (median_items_per_s ... per
+            run in ``runs``): ``chunksize_1`` and ``chunksize_mp_default`` (what Pool.map picks
+            by itself, ceil(n / (4 * workers))); ``is_default`` says which one the API uses
+            when not told. ThreadPoolExecutor.map ignores chunksize, so it has one run.
+payload     warm pool: round trip of a ``bytes`` of each size in ``payload_bytes`` through a
+            task that returns its argument (``sizes[str(size)]``: median_us ...).
+cpu         the kernels below, ``tasks`` tasks, run sequentially in this process
+            (``results.cpu.sequential[label]``) and on each variant with 1..=workers and
+            2 * workers (oversubscribed) workers (``results.cpu[variant][label].by_workers``):
+            wall time (median_s ...), ``speedup_vs_sequential`` (median over median),
+            ``efficiency`` (speedup / workers) and ``agree`` (every run's total equals the
+            sequential one). The pool is started and warmed outside the timing.
+memory      a pool of ``workers``, one held no-op per worker so that every worker is up, then
+            VmRSS of each worker process (/proc/PID/status) and, from /proc/PID/smaps_rollup,
+            PSS and USS (private pages); plus the parent's RSS before and its increase. The
+            thread variant has no worker processes: its figure is the parent's increase.
+faults      one run per variant and fault: a faulty task next to ``2 * workers`` healthy ones,
+            then one more healthy task. Faults: ``exception`` (raises ValueError),
+            ``segfault`` (ctypes.string_at(0)), ``abort`` (os.abort()), ``hang``
+            (time.sleep(10**6)), ``memory`` (allocates, touching every page, 64 MiB at a
+            time, stopping at a 2 GiB guard, then returns). Every wait is bounded by
+            ``fault_timeout_s`` (60 s at least for ``memory``: the guarded allocation always
+            ends, and touching 2 GiB takes seconds); pools are then shut down in order if
+            that finishes within ``min(0.5 s, fault_timeout_s)``, else terminated and their
+            processes killed. Per cell: ``faulty``, ``others``, ``next_task`` (each with
+            ``kind``: returned, raised, broken_pool, hung, submit_refused, program_died,
+            not_run; ``outcome`` text; ``after_s`` since the faulty task was submitted),
+            ``recovery_s`` (submission of the faulty task to the next healthy result, or
+            null), ``workers_replaced``, ``shutdown``, ``process`` and a one-line
+            ``summary``. The
+            thread variant's segfault, abort and hang run in a child interpreter, because
+            they take the whole program down or keep it from exiting; ``process`` tells
+            that child's fate.
+
+Kernels (defined exactly so, for the Rust side to run identical work)
+---------------------------------------------------------------------
+primes(start, len): the count of n in [start, start + len) that are prime by trial division:
+n < 2 is not prime; an even n is prime iff n == 2; an odd n is prime iff no odd d = 3, 5,
+7, ... with d * d <= n divides it. Task i runs primes(start + i * len, len).
+
+mandel(first_row, rows, width, height, max_iter): the sum over y in [first_row,
+first_row + rows) (no wrap inside a task) and x in [0, width) of the escape count, where
+cr = -2.0 + (3.0 * x) / width, ci = -1.5 + (3.0 * y) / height (f64), z = 0, and while
+count < max_iter and zr*zr + zi*zi <= 4.0: (zr, zi) = (zr*zr - zi*zi + cr,
+2.0*zr*zi + ci); count += 1. Task i runs mandel((first_row + i * rows) % height, rows,
+width, height, max_iter).
+
+Top level: {"python", "implementation", "platform", "mp_start_method", "workers",
+"cpu_count", "spec" (as given), "effective" (the counts actually used), "kernel_checks",
+"load_average" (start, end: another job on the machine skews every figure),
+"scenario_wall_s", "results", "errors" (scenario, variant, error, traceback), "wall_s"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
+import ctypes
+import gc
+import json
+import math
+import multiprocessing
+import os
+import platform
+import queue
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+VARIANTS = ("mp_pool", "process_executor", "thread_executor")
+SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "cpu", "memory",
+             "faults")
+FAULTS = ("exception", "segfault", "abort", "hang", "memory")
+# Thread-variant faults that kill the interpreter or keep it from exiting: run in a child.
+THREAD_FAULTS_IN_CHILD = ("segfault", "abort", "hang")
+
+DEFAULT_SPEC = {
+    "workers": 2, "repeats": 5, "quick": False, "scenarios": list(SCENARIOS),
+    "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
+    "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
+    "fault_timeout_s": 5.0,
+}
+SELF_TEST_SPEC = {
+    "workers": 2, "repeats": 2, "quick": True, "scenarios": list(SCENARIOS),
+    "in_flight_tasks": 200, "map_items": 2000, "payload_bytes": [0, 65536],
+    "round_trips": 50, "payload_round_trips": 10,
+    "cpu": [{"kernel": "primes", "args": [1000000, 500], "tasks": 8, "label": "primes-tiny"},
+            {"kernel": "mandel", "args": [0, 2, 64, 64, 50], "tasks": 8, "label": "mandel-tiny"}],
+    "fault_timeout_s": 0.5, "fault_alloc_mib": 256,
+}
+
+BENCH_WAIT_S = 120.0      # ceiling for any single wait in the measuring scenarios
+TEARDOWN_WAIT_S = 10.0    # ceiling for an orderly shutdown before the pool is killed
+CHILD_EXIT_GRACE_S = 1.0  # how long a fault child may take to exit after finishing its trial
+ALLOC_CHUNK = 64 << 20
+ALLOC_GUARD = 2 << 30
+WARMUP_ROUND_TRIPS = 5     # untimed round trips before each timed series
+MEMORY_FAULT_WAIT_S = 60.0  # the guarded allocation always ends; touching 2 GiB takes seconds
+
+
+def log(message):
+    print("peers: " + message, file=sys.stderr, flush=True)
+
+
+now = time.perf_counter
+
+
+# --------------------------------------------------------------------------------------------
+# Task functions: module level, so that they pickle.
+# --------------------------------------------------------------------------------------------
+
+def noop(_=None):
+    return None
+
+
+def echo(value):
+    return value
+
+
+def hold_pid(seconds):
+    """Keep a worker busy briefly, so that n of these land on n distinct workers."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def healthy(i):
+    time.sleep(0.01)
+    return i * i
+
+
+def primes(start, length):
+    count = 0
+    for n in range(start, start + length):
+        if n < 2:
+            continue
+        if n % 2 == 0:
+            count += n == 2
+            continue
+        d = 3
+        while d * d <= n:
+            if n % d == 0:
+                break
+            d += 2
+        else:
+            count += 1
+    return count
+
+
+def mandel(first_row, rows, width, height, max_iter):
+    total = 0
+    for y in range(first_row, first_row + rows):
+        ci = -1.5 + 3.0 * y / height
+        for x in range(width):
+            cr = -2.0 + 3.0 * x / width
+            zr = zi = 0.0
+            n = 0
+            while n < max_iter and zr * zr + zi * zi <= 4.0:
+                zr, zi = zr * zr - zi * zi + cr, 2.0 * zr * zi + ci
+                n += 1
+            total += n
+    return total
+
+
+KERNELS = {"primes": primes, "mandel": mandel}
+
+
+def run_kernel(job):
+    name, args = job
+    return KERNELS[name](*args)
+
+
+def fault_exception(_=None):
+    raise ValueError("deliberate failure inside a task")
+
+
+def fault_segfault(_=None):
+    ctypes.string_at(0)  # strlen(NULL): SIGSEGV
+
+
+def fault_abort(_=None):
+    os.abort()
+
+
+def fault_hang(_=None):
+    time.sleep(10 ** 6)
+
+
+def fault_memory(guard_bytes=ALLOC_GUARD):
+    """Allocate 64 MiB at a time (bytearray zero-fills, so every page is touched) up to the
+    guard (2 GiB unless the spec says otherwise) or a MemoryError, free it all, and say how
+    far it got."""
+    chunks = []
+    stopped_by = "the %d MiB guard" % (guard_bytes >> 20)
+    try:
+        while len(chunks) * ALLOC_CHUNK < guard_bytes:
+            chunks.append(bytearray(ALLOC_CHUNK))
+    except MemoryError:
+        stopped_by = "MemoryError"
+    allocated = len(chunks) * ALLOC_CHUNK
+    del chunks
+    return {"allocated_MiB": allocated >> 20, "stopped_by": stopped_by,
+            "process_peak_rss_kB": peak_rss_kb()}
+
+
+FAULT_TASKS = {"exception": fault_exception, "segfault": fault_segfault, "abort": fault_abort,
+               "hang": fault_hang, "memory": fault_memory}
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+def peak_rss_kb():
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS reports bytes
+
+
+def describe(exc):
+    text = str(exc)
+    return type(exc).__name__ + (": " + text if text else "")
+
+
+def sig(value):
+    return float("%.6g" % value)
+
+
+def summary(samples, unit):
+    """median/min/max/samples of one metric, the unit in every key."""
+    if not samples:
+        return {"median_" + unit: None, "min_" + unit: None, "max_" + unit: None,
+                "samples_" + unit: []}
+    return {"median_" + unit: sig(statistics.median(samples)), "min_" + unit: sig(min(samples)),
+            "max_" + unit: sig(max(samples)), "samples_" + unit: [sig(s) for s in samples]}
+
+
+def quantile(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def bounded(fn, timeout):
+    """Run fn() in a daemon thread; True if it returned within timeout (re-raising its
+    exception), False if it is still running (it is then left behind, harmlessly)."""
+    box = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="peers-bounded", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return False
+    if "error" in box:
+        raise box["error"]
+    return True
+
+
+class ScenarioTimeout(BaseException):
+    """Raised by SIGALRM when a whole scenario overruns its (generous) budget."""
+
+
+class guard:
+    """Belt and braces against a wait that slipped through without a timeout: SIGALRM
+    interrupts the main thread after `seconds`. A no-op where SIGALRM is unavailable."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.active = hasattr(signal, "SIGALRM") and \
+            threading.current_thread() is threading.main_thread()
+
+    def _fire(self, signum, frame):
+        raise ScenarioTimeout("scenario exceeded its %g s budget" % self.seconds)
+
+    def __enter__(self):
+        if self.active:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
+def proc_memory(pid):
+    """VmRSS and VmHWM from /proc/PID/status; PSS and USS from /proc/PID/smaps_rollup (kB).
+    Missing figures (not Linux, old kernel) are None."""
+    fields = {"VmRSS:": "rss_kB", "VmHWM:": "hwm_kB", "Pss:": "pss_kB",
+              "Private_Clean:": "uss_kB", "Private_Dirty:": "uss_kB"}
+    out = {"rss_kB": None, "hwm_kB": None, "pss_kB": None, "uss_kB": None}
+    for name in ("status", "smaps_rollup"):
+        try:
+            with open("/proc/%d/%s" % (pid, name)) as f:
+                for line in f:
+                    parts = line.split()
+                    key = fields.get(parts[0]) if parts else None
+                    if key:
+                        out[key] = (out[key] or 0) + int(parts[1])
+        except OSError:
+            pass
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# One facade over the three pools
+# --------------------------------------------------------------------------------------------
+
+class Hung(Exception):
+    """A wait for a result ran out of time."""
+
+
+class PoolFacade:
+    """submit/result/map over one pool, and a teardown that never hangs: an orderly shutdown
+    bounded in time, then terminate/kill. Used as a context manager."""
+
+    name = ""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.teardown_report = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.teardown(orderly=exc_type is None)
+        return False
+
+    def processes(self):
+        """The multiprocessing.Process objects of the workers (none for threads)."""
+        return []
+
+    def threads(self):
+        return []
+
+    def teardown(self, orderly=True, orderly_timeout=TEARDOWN_WAIT_S):
+        """Shut the pool down; returns (and keeps) a report of how that went."""
+        if self.teardown_report is not None:
+            return self.teardown_report
+        procs, extra = self.processes(), self._snapshot()
+        self.orderly_started = orderly
+        report = {"orderly": "not tried", "forced": False}
+        finished = False
+        if orderly:
+            start = now()
+            try:
+                finished = bounded(self._close, orderly_timeout)
+                report["orderly"] = ("completed in %.3f s" % (now() - start) if finished else
+                                     "blocked: not finished after %g s" % orderly_timeout)
+            except Exception as exc:
+                report["orderly"] = "failed: " + describe(exc)
+        if not finished:
+            report["forced"] = True
+            try:
+                if not bounded(self._force, TEARDOWN_WAIT_S):
+                    report["force_problem"] = "forced shutdown blocked"
+            except Exception as exc:
+                report["force_problem"] = describe(exc)
+            for proc in procs:
+                try:
+                    if proc.is_alive():
+                        proc.kill()
+                except (OSError, ValueError, AssertionError):
+                    pass
+            for proc in procs:
+                proc.join(2.0)
+            self._after_force(extra, report)
+        report["processes_alive"] = sum(1 for p in procs if p.is_alive())
+        report["threads_alive"] = sum(1 for t in self.threads() if t.is_alive())
+        self.teardown_report = report
+        return report
+
+    def _snapshot(self):
+        return None
+
+    def _after_force(self, extra, report):
+        pass
+
+
+class MpPool(PoolFacade):
+    name = "mp_pool"
+
+    def __init__(self, workers):
+        super().__init__(workers)
+        self.pool = multiprocessing.Pool(workers)
+
+    def submit(self, fn, *args):
+        return self.pool.apply_async(fn, args)
+
+    def result(self, handle, timeout):
+        try:
+            return handle.get(timeout)
+        except multiprocessing.TimeoutError:
+            raise Hung() from None
+
+    def map(self, fn, items, chunksize, timeout):
+        try:
+            return self.pool.map_async(fn, items, chunksize).get(timeout)
+        except multiprocessing.TimeoutError:
+            raise Hung() from None
+
+    def processes(self):
+        return list(self.pool._pool)
+
+    def _close(self):
+        self.pool.close()
+        self.pool.join()
+
+    def _force(self):
+        self.pool.terminate()
+
+
+class ExecutorFacade(PoolFacade):
+    factory = None
+
+    def __init__(self, workers):
+        super().__init__(workers)
+        self.ex = self.factory(max_workers=workers)
+
+    def submit(self, fn, *args):
+        return self.ex.submit(fn, *args)
+
+    def result(self, handle, timeout):
+        try:
+            return handle.result(timeout)
+        except cf.TimeoutError:
+            raise Hung() from None
+
+    def map(self, fn, items, chunksize, timeout):
+        try:
+            return list(self.ex.map(fn, items, timeout=timeout, chunksize=chunksize))
+        except cf.TimeoutError:
+            raise Hung() from None
+
+    def _close(self):
+        self.ex.shutdown(wait=True)
+
+    def _force(self):
+        try:
+            self.ex.shutdown(wait=False, cancel_futures=True)
+        except TypeError:  # Python 3.8: no cancel_futures
+            self.ex.shutdown(wait=False)
+
+
+class ProcessExecutor(ExecutorFacade):
+    name = "process_executor"
+    factory = cf.ProcessPoolExecutor
+
+    def processes(self):
+        return list((self.ex._processes or {}).values())
+
+    def _force(self):
+        # A second shutdown() racing a blocked shutdown(wait=True) trips over the closed
+        # wakeup pipe on 3.8; killing the workers (done next) is what unblocks it anyway.
+        if not self.orderly_started:
+            super()._force()
+
+    def _snapshot(self):
+        # shutdown() drops these references, so take them first.
+        return (getattr(self.ex, "_executor_manager_thread", None)  # 3.9+
+                or getattr(self.ex, "_queue_management_thread", None))  # 3.8
+
+    def _after_force(self, manager, report):
+        if manager is not None:
+            manager.join(TEARDOWN_WAIT_S)
+            report["manager_thread_alive"] = manager.is_alive()
+
+
+class ThreadExecutor(ExecutorFacade):
+    name = "thread_executor"
+    factory = cf.ThreadPoolExecutor
+
+    def threads(self):
+        return list(self.ex._threads)
+
+
+FACADES = {cls.name: cls for cls in (MpPool, ProcessExecutor, ThreadExecutor)}
+
+
+def make_pool(variant, workers):
+    return FACADES[variant](workers)
+
+
+def warm_up(pool, workers, hold_s=0.05, timeout=BENCH_WAIT_S):
+    """One held no-op per worker, so that every worker is up; the pids that answered."""
+    handles = [pool.submit(hold_pid, hold_s) for _ in range(workers)]
+    return {pool.result(h, timeout) for h in handles}
+
+
+class WarmPools:
+    """One warm pool per variant, made on first use, all torn down on exit."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.pools = {}
+
+    def __enter__(self):
+        return self
+
+    def get(self, variant):
+        if variant not in self.pools:
+            pool = make_pool(variant, self.workers)
+            self.pools[variant] = pool
+            warm_up(pool, self.workers)
+        return self.pools[variant]
+
+    def __exit__(self, exc_type, exc, tb):
+        for pool in self.pools.values():
+            pool.teardown(orderly=exc_type is None)
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration, errors, repeats
+# --------------------------------------------------------------------------------------------
+
+class Config:
+    def __init__(self, spec):
+        merged = dict(DEFAULT_SPEC)
+        merged.update(spec)
+        self.quick = bool(merged["quick"])
+        self.workers = int(merged["workers"])
+        self.repeats = max(1, int(merged["repeats"]))
+        self.scenarios = list(merged["scenarios"])
+        self.variants = list(merged.get("variants", VARIANTS))
+        self.in_flight_tasks = int(merged["in_flight_tasks"])
+        self.map_items = int(merged["map_items"])
+        if self.quick:
+            self.map_items = min(self.map_items, 10000)
+        self.payload_bytes = [int(b) for b in merged["payload_bytes"]]
+        self.cpu = list(merged["cpu"])
+        self.fault_timeout_s = float(merged["fault_timeout_s"])
+        self.fault_alloc_mib = int(merged.get("fault_alloc_mib", ALLOC_GUARD >> 20))
+        self.round_trips = int(merged.get("round_trips", 200 if self.quick else 2000))
+        self.payload_round_trips = int(merged.get("payload_round_trips",
+                                                  30 if self.quick else 200))
+        capped = min(self.repeats, 3) if self.quick else self.repeats
+        self.cpu_repeats = capped
+        self.memory_repeats = capped
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        for name in self.variants:
+            if name not in FACADES:
+                raise ValueError("unknown variant %r" % name)
+
+    def effective(self):
+        keys = ("workers", "repeats", "quick", "scenarios", "variants", "in_flight_tasks",
+                "map_items", "payload_bytes", "round_trips", "payload_round_trips",
+                "cpu_repeats", "memory_repeats", "fault_timeout_s", "fault_alloc_mib")
+        return {k: getattr(self, k) for k in keys}
+
+
+ERRORS = []
+
+
+def record_error(scenario, variant, exc):
+    message = describe(exc)
+    ERRORS.append({"scenario": scenario, "variant": variant, "error": message,
+                   "traceback": traceback.format_exc(limit=6)})
+    log("%s %s FAILED: %s" % (scenario, variant, message))
+    return message
+
+
+def interleaved(cfg, scenario, measure, keys=None, repeats=None):
+    """measure(key) once per repeat for every key (default: every variant), the keys
+    interleaved within each repeat. Returns ({key: [sample, ...]}, {key: error}); a key
+    that fails is dropped from later repeats."""
+    keys = list(cfg.variants if keys is None else keys)
+    repeats = cfg.repeats if repeats is None else repeats
+    samples = {k: [] for k in keys}
+    failed = {}
+    for r in range(repeats):
+        for key in keys:
+            if key in failed:
+                continue
+            log("%s %s repeat %d/%d" % (scenario, key, r + 1, repeats))
+            try:
+                samples[key].append(measure(key))
+            except Exception as exc:
+                failed[key] = record_error(scenario, key, exc)
+    return samples, failed
+
+
+def column(samples, key):
+    return [s[key] for s in samples]
+
+
+def cells(samples, failed, build):
+    """One result cell per key: build(samples), or the error."""
+    out = {}
+    for key, got in samples.items():
+        if key in failed:
+            out[key] = {"error": failed[key], "completed_repeats": len(got)}
+        else:
+            out[key] = build(key, got)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios: each returns {variant: cell}
+# --------------------------------------------------------------------------------------------
+
+def scenario_startup(cfg):
+    def measure(variant):
+        start = now()
+        with make_pool(variant, cfg.workers) as pool:
+            pool.result(pool.submit(noop), BENCH_WAIT_S)
+            started = now() - start
+            stop = now()
+            pool.teardown()
+            stopped = now() - stop
+        return {"startup": started * 1e6, "shutdown": stopped * 1e6}
+
+    samples, failed = interleaved(cfg, "startup", measure)
+    return cells(samples, failed, lambda v, s: dict(
+        summary(column(s, "startup"), "us"), workers=cfg.workers,
+        shutdown=summary(column(s, "shutdown"), "us")))
+
+
+def timed_round_trips(pool, n, fn, *args):
+    """Seconds per submit-and-wait of fn(*args), n times, after a few untimed ones."""
+    times = []
+    for i in range(WARMUP_ROUND_TRIPS + n):
+        start = now()
+        pool.result(pool.submit(fn, *args), BENCH_WAIT_S)
+        if i >= WARMUP_ROUND_TRIPS:
+            times.append(now() - start)
+    return times
+
+
+def scenario_round_trip(cfg):
+    n = cfg.round_trips
+    with WarmPools(cfg.workers) as pools:
+        def measure(variant):
+            times = timed_round_trips(pools.get(variant), n, noop)
+            times.sort()
+            return {"median": statistics.median(times) * 1e6, "p99": quantile(times, 0.99) * 1e6}
+
+        samples, failed = interleaved(cfg, "round_trip", measure)
+    return cells(samples, failed, lambda v, s: dict(
+        summary(column(s, "median"), "us"), tasks_per_repeat=n,
+        p99=summary(column(s, "p99"), "us")))
+
+
+def scenario_in_flight(cfg):
+    n = cfg.in_flight_tasks
+    with WarmPools(cfg.workers) as pools:
+        def measure(variant):
+            pool = pools.get(variant)
+            start = now()
+            handles = [pool.submit(noop) for _ in range(n)]
+            submitted = now()
+            deadline = start + BENCH_WAIT_S
+            for h in handles:
+                pool.result(h, max(0.0, deadline - now()))
+            elapsed = now() - start
+            return {"rate": n / elapsed, "submit": (submitted - start) / n * 1e6}
+
+        samples, failed = interleaved(cfg, "in_flight", measure)
+    return cells(samples, failed, lambda v, s: dict(
+        summary(column(s, "rate"), "tasks_per_s"), tasks=n,
+        submit_us_per_task=summary(column(s, "submit"), "us")))
+
+
+def map_runs(variant, n, workers):
+    """(key, chunksize argument, effective chunksize, is the API's default) per map run."""
+    mp_default = max(1, math.ceil(n / (4 * workers)))
+    if variant == "mp_pool":
+        return [("chunksize_1", 1, 1, False),
+                ("chunksize_mp_default", None, mp_default, True)]
+    if variant == "process_executor":
+        return [("chunksize_1", 1, 1, True),
+                ("chunksize_mp_default", mp_default, mp_default, False)]
+    return [("chunksize_1", 1, 1, True)]  # ThreadPoolExecutor.map ignores chunksize
+
+
+def scenario_map_noop(cfg):
+    n = cfg.map_items
+    items = range(n)
+    with WarmPools(cfg.workers) as pools:
+        def measure(variant):
+            pool = pools.get(variant)
+            rates = {}
+            for key, arg, _, _ in map_runs(variant, n, cfg.workers):
+                start = now()
+                got = pool.map(noop, items, arg, BENCH_WAIT_S)
+                rates[key] = n / (now() - start)
+                if len(got) != n:
+                    raise RuntimeError("map returned %d results for %d items" % (len(got), n))
+            return rates
+
+        samples, failed = interleaved(cfg, "map_noop", measure)
+
+    def build(variant, s):
+        runs = {}
+        for key, _, effective, is_default in map_runs(variant, n, cfg.workers):
+            runs[key] = dict(summary(column(s, key), "items_per_s"), chunksize=effective,
+                             is_default=is_default)
+        cell = {"items": n, "runs": runs}
+        if variant == "thread_executor":
+            cell["note"] = "ThreadPoolExecutor.map ignores chunksize: one future per item"
+        return cell
+
+    return cells(samples, failed, build)
+
+
+def scenario_payload(cfg):
+    k = cfg.payload_round_trips
+    blobs = {size: b"\x5a" * size for size in cfg.payload_bytes}
+    with WarmPools(cfg.workers) as pools:
+        def measure(variant):
+            pool = pools.get(variant)
+            out = {}
+            for size, blob in blobs.items():
+                if pool.result(pool.submit(echo, blob), BENCH_WAIT_S) != blob:
+                    raise RuntimeError("payload of %d bytes came back altered" % size)
+                out[size] = statistics.median(timed_round_trips(pool, k, echo, blob)) * 1e6
+            return out
+
+        samples, failed = interleaved(cfg, "payload", measure)
+
+    def build(variant, s):
+        sizes = {}
+        for size in blobs:
+            stat = summary(column(s, size), "us")
+            med = stat["median_us"]
+            sizes[str(size)] = dict(stat, bytes=size, MiB_per_s_both_ways=sig(
+                2 * size / (med / 1e6) / (1 << 20)) if med else None)
+        return {"round_trips_per_size": k, "sizes": sizes}
+
+    return cells(samples, failed, build)
+
+
+def cpu_jobs(entry):
+    kernel, args, tasks = entry["kernel"], list(entry["args"]), int(entry["tasks"])
+    if kernel == "primes":
+        start, length = args
+        return [("primes", (start + i * length, length)) for i in range(tasks)]
+    if kernel == "mandel":
+        first_row, rows, width, height, max_iter = args
+        return [("mandel", ((first_row + i * rows) % height, rows, width, height, max_iter))
+                for i in range(tasks)]
+    raise ValueError("unknown cpu kernel %r" % kernel)
+
+
+def cpu_entry(cfg, entry, label):
+    """Measure one cpu entry; returns ({"sequential": cell}, {variant: cell})."""
+    jobs = cpu_jobs(entry)
+    counts = list(range(1, cfg.workers + 1)) + [2 * cfg.workers]
+    keys = ["sequential"] + [(v, w) for w in counts for v in cfg.variants]
+    totals = {}
+
+    def measure(key):
+        if key == "sequential":
+            start = now()
+            total = sum(run_kernel(job) for job in jobs)
+            wall = now() - start
+        else:
+            variant, workers = key
+            with make_pool(variant, workers) as pool:
+                warm_up(pool, workers)
+                start = now()
+                results = pool.map(run_kernel, jobs, 1, BENCH_WAIT_S)
+                wall = now() - start
+            total = sum(results)
+        totals.setdefault(key, set()).add(total)
+        return wall
+
+    samples, failed = interleaved(cfg, "cpu %s" % label, measure, keys, cfg.cpu_repeats)
+    about = {"kernel": entry["kernel"], "args": entry["args"], "tasks": len(jobs)}
+    expected = totals.get("sequential", set())
+    everything = set().union(*totals.values()) if totals else set()
+    if "sequential" in failed:
+        seq = dict(about, error=failed["sequential"])
+        seq_median = None
+    else:
+        seq = dict(about, **summary(samples["sequential"], "s"))
+        seq_median = seq["median_s"]
+        seq.update(total=min(expected), agree=len(everything) == 1)
+    by_variant = {}
+    for variant in cfg.variants:
+        by_workers = {}
+        for workers in counts:
+            key = (variant, workers)
+            if key in failed:
+                by_workers[str(workers)] = {"error": failed[key], "workers": workers}
+                continue
+            stat = summary(samples[key], "s")
+            speedup = seq_median / stat["median_s"] if seq_median and stat["median_s"] else None
+            by_workers[str(workers)] = dict(
+                stat, workers=workers, oversubscribed=workers > cfg.workers,
+                speedup_vs_sequential=sig(speedup) if speedup else None,
+                efficiency=sig(speedup / workers) if speedup else None)
+        got = set().union(*(totals.get((variant, w), set()) for w in counts))
+        by_variant[variant] = dict(about, by_workers=by_workers, totals=sorted(got),
+                                   agree=bool(got) and got == expected)
+    return seq, by_variant
+
+
+def scenario_cpu(cfg):
+    out = {"sequential": {}}
+    for v in cfg.variants:
+        out[v] = {}
+    for index, entry in enumerate(cfg.cpu):
+        label = "%s-%d" % (entry.get("kernel"), index) if isinstance(entry, dict) else str(index)
+        label = str(entry.get("label", label)) if isinstance(entry, dict) else label
+        try:
+            seq, by_variant = cpu_entry(cfg, entry, label)
+        except Exception as exc:  # a malformed entry
+            message = record_error("cpu", label, exc)
+            seq, by_variant = {"error": message}, {v: {"error": message} for v in cfg.variants}
+        out["sequential"][label] = seq
+        for variant, cell in by_variant.items():
+            out[variant][label] = cell
+    return out
+
+
+def scenario_memory(cfg):
+    def measure(variant):
+        gc.collect()
+        before = proc_memory(os.getpid())["rss_kB"]
+        with make_pool(variant, cfg.workers) as pool:
+            answered = warm_up(pool, cfg.workers, hold_s=0.1)
+            after = proc_memory(os.getpid())["rss_kB"]
+            workers = [proc_memory(p.pid) for p in pool.processes()]
+        sample = {"parent_before": before, "parent_increase": (
+            after - before if before is not None and after is not None else None)}
+        for field in ("rss_kB", "pss_kB", "uss_kB"):
+            values = [w[field] for w in workers if w[field] is not None]
+            sample[field] = statistics.mean(values) if values else None
+        sample["processes"] = len(workers)
+        sample["answered"] = len(answered)
+        return sample
+
+    samples, failed = interleaved(cfg, "memory", measure, repeats=cfg.memory_repeats)
+
+    def stat(s, key, unit="kB"):
+        values = [x for x in column(s, key) if x is not None]
+        return summary(values, unit) if values else None
+
+    def build(variant, s):
+        cell = {"workers": cfg.workers,
+                "worker_processes": max(column(s, "processes")),
+                "distinct_worker_pids_answering": min(column(s, "answered")),
+                "per_worker_rss_kB": stat(s, "rss_kB"),
+                "per_worker_pss_kB": stat(s, "pss_kB"),
+                "per_worker_uss_kB": stat(s, "uss_kB"),
+                "parent_rss_before_kB": stat(s, "parent_before"),
+                "parent_rss_increase_kB": stat(s, "parent_increase")}
+        if variant == "thread_executor":
+            cell["worker_processes"] = 0
+            cell["distinct_worker_pids_answering"] = None
+            cell["note"] = "threads share the parent: the cost is parent_rss_increase_kB"
+        return cell
+
+    return cells(samples, failed, build)
+
+
+# --------------------------------------------------------------------------------------------
+# Faults
+# --------------------------------------------------------------------------------------------
+
+def settle(pool, handle, deadline, t0, expect=None, check=False):
+    """Wait for one task until deadline: {"kind", "outcome", "after_s"} (after_s from t0)."""
+    try:
+        value = pool.result(handle, max(0.0, deadline - now()))
+    except Hung:
+        return {"kind": "hung", "outcome": "hung: no result after %.1f s" % (now() - t0),
+                "after_s": None}
+    except BrokenProcessPool as exc:
+        return {"kind": "broken_pool", "outcome": describe(exc), "after_s": sig(now() - t0)}
+    except Exception as exc:
+        return {"kind": "raised", "outcome": describe(exc), "after_s": sig(now() - t0)}
+    kind = "wrong_result" if check and value != expect else "returned"
+    out = {"kind": kind, "outcome": "returned " + repr(value)[:200], "after_s": sig(now() - t0)}
+    if isinstance(value, dict):  # the memory fault's report
+        out["value"] = value
+    return out
+
+
+def fault_wait_s(fault, timeout):
+    """How long a trial waits for a result: the spec's timeout, but long enough for the
+    guarded allocation, which always ends, to finish."""
+    return max(timeout, MEMORY_FAULT_WAIT_S) if fault == "memory" else timeout
+
+
+def fault_trial(variant, fault, workers, timeout, alloc_mib, emit=lambda state: None):
+    """A faulty task next to 2*workers healthy ones, then one more healthy task; every
+    wait bounded by fault_wait_s(). emit(state) is called after each stage (for a child)."""
+    timeout = fault_wait_s(fault, timeout)
+    n_others = 2 * workers
+    state = {"stage": "starting", "healthy_tasks": n_others, "faulty": None, "others": None,
+             "next_task": None, "recovery_s": None, "workers_replaced": None, "shutdown": None}
+    with make_pool(variant, workers) as pool:
+        warm_up(pool, workers, timeout=timeout)
+        pids_before = {p.pid for p in pool.processes()}
+        state.update(stage="submitting", submitted_at_epoch=time.time())
+        emit(state)
+        t0 = now()
+        faulty = pool.submit(FAULT_TASKS[fault], alloc_mib << 20)
+        others = [pool.submit(healthy, i) for i in range(n_others)]
+        deadline = t0 + timeout
+        state["faulty"] = settle(pool, faulty, deadline, t0)
+        state["stage"] = "faulty settled"
+        emit(state)
+        outcomes = [settle(pool, h, deadline, t0, i * i, True) for i, h in enumerate(others)]
+        failures = {}
+        for o in outcomes:
+            if o["kind"] != "returned":
+                failures[o["outcome"]] = failures.get(o["outcome"], 0) + 1
+        state["others"] = {"submitted": n_others,
+                           "succeeded": sum(o["kind"] == "returned" for o in outcomes),
+                           "failures": failures}
+        emit(state)
+        submitted = now()
+        try:
+            nxt = settle(pool, pool.submit(healthy, n_others), submitted + timeout, t0,
+                         n_others * n_others, True)
+        except Exception as exc:  # submit itself refused (e.g. BrokenProcessPool)
+            nxt = {"kind": "submit_refused", "outcome": describe(exc), "after_s": None}
+        nxt["ok"] = nxt["kind"] == "returned"
+        nxt["submitted_after_s"] = sig(submitted - t0)
+        state["next_task"] = nxt
+        state["recovery_s"] = nxt["after_s"] if nxt["ok"] else None
+        if pids_before:
+            state["workers_replaced"] = len({p.pid for p in pool.processes()} - pids_before)
+        state["stage"] = "measured"
+        emit(state)
+        state["shutdown"] = pool.teardown(orderly=True, orderly_timeout=min(0.5, timeout))
+    state["stage"] = "done"
+    state["summary"] = summarize_fault(state)
+    emit(state)
+    return state
+
+
+def summarize_fault(state):
+    faulty, others, nxt = state["faulty"], state["others"], state["next_task"]
+    parts = ["faulty task: " + (faulty["outcome"] if faulty else "no outcome")]
+    if others:
+        parts.append("healthy tasks: %d/%d ok" % (others["succeeded"], others["submitted"]))
+    if nxt:
+        parts.append("next task: " + ("ok after %.3g s" % nxt["after_s"] if nxt["ok"]
+                                      else nxt["outcome"]))
+    if state.get("shutdown"):
+        parts.append("orderly shutdown " + state["shutdown"]["orderly"])
+    process = state.get("process")
+    if process:
+        parts.append("program: " + process["fate"])
+    return "; ".join(parts)
+
+
+def signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
+
+
+def fault_trial_in_child(variant, fault, workers, timeout, alloc_mib):
+    """Run fault_trial in a child interpreter that prints its state as JSON lines; report
+    how far it got and how it ended."""
+    args = json.dumps({"variant": variant, "fault": fault, "workers": workers,
+                       "timeout": timeout, "alloc_mib": alloc_mib})
+    cmd = [sys.executable, os.path.abspath(__file__), "--fault-child", args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+    lines, err_tail = queue.Queue(), []
+
+    def pump_stdout():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def pump_stderr():
+        for line in proc.stderr:
+            err_tail.append(line)
+            del err_tail[:-20]
+
+    for target in (pump_stdout, pump_stderr):
+        threading.Thread(target=target, daemon=True).start()
+    hard_deadline = now() + 3 * fault_wait_s(fault, timeout) + 30
+    state, done_at, eof_epoch, killed = None, None, None, False
+    try:
+        while True:
+            limit = done_at + CHILD_EXIT_GRACE_S if done_at is not None else hard_deadline
+            try:
+                line = lines.get(timeout=max(0.0, limit - now()))
+            except queue.Empty:
+                break
+            if line is None:
+                eof_epoch = time.time()
+                break
+            try:
+                state = json.loads(line)
+            except ValueError:
+                continue
+            if state.get("stage") == "done":
+                done_at = now()
+        try:
+            rc = proc.wait(timeout=CHILD_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            killed = True
+    finally:  # never leave the child behind, even when interrupted
+        if killed or proc.poll() is None:
+            proc.kill()
+            rc = proc.wait(timeout=10)
+    if killed and done_at is not None:
+        fate = ("trial finished, but the interpreter could not exit (it joins the executor's "
+                "threads at exit); killed after %g s" % CHILD_EXIT_GRACE_S)
+    elif killed:
+        fate = "stopped making progress; killed"
+    elif rc < 0:
+        fate = "whole program died: " + signal_name(-rc)
+    elif rc == 0:
+        fate = "exited normally"
+    else:
+        fate = "exited with status %d" % rc
+    state = state or {"stage": "not started", "healthy_tasks": 2 * workers}
+    state.pop("summary", None)
+    died = rc < 0 and not killed
+    if state.get("faulty") is None:
+        lost_after = None
+        if died and eof_epoch and state.get("submitted_at_epoch"):
+            lost_after = sig(eof_epoch - state["submitted_at_epoch"])
+        state["faulty"] = {"kind": "program_died" if died else "unknown", "outcome": fate,
+                           "after_s": lost_after}
+    if state.get("others") is None:
+        n = state["healthy_tasks"]
+        state["others"] = {"submitted": n, "succeeded": 0, "failures": {"lost: " + fate: n}}
+    if state.get("next_task") is None:
+        state["next_task"] = {"kind": "not_run", "ok": False, "outcome": "not run: " + fate,
+                              "after_s": None, "submitted_after_s": None}
+        state["recovery_s"] = None
+    state["process"] = {"ran_in_child": True, "returncode": rc, "killed_by_parent": killed,
+                        "fate": fate, "stderr_tail": "".join(err_tail)[-600:]}
+    state["summary"] = summarize_fault(state)
+    return state
+
+
+def scenario_faults(cfg):
+    out = {v: {} for v in cfg.variants}
+    for fault in FAULTS:
+        for variant in cfg.variants:
+            log("faults %s %s (waits at most %g s)"
+                % (variant, fault, fault_wait_s(fault, cfg.fault_timeout_s)))
+            args = (variant, fault, cfg.workers, cfg.fault_timeout_s, cfg.fault_alloc_mib)
+            try:
+                if variant == "thread_executor" and fault in THREAD_FAULTS_IN_CHILD:
+                    cell = fault_trial_in_child(*args)
+                else:
+                    cell = fault_trial(*args)
+                    cell["process"] = {"ran_in_child": False, "fate": "survived"}
+                    cell["summary"] = summarize_fault(cell)
+                cell.pop("submitted_at_epoch", None)
+                log("faults %s %s: %s" % (variant, fault, cell["summary"]))
+            except Exception as exc:
+                cell = {"error": record_error("faults", "%s/%s" % (variant, fault), exc)}
+            out[variant][fault] = cell
+    return out
+
+
+def fault_child_main(raw):
+    """--fault-child: run one trial, printing the state as a JSON line after each stage."""
+    args = json.loads(raw)
+
+    def emit(state):
+        print(json.dumps(state), flush=True)
+
+    fault_trial(args["variant"], args["fault"], int(args["workers"]), float(args["timeout"]),
+                int(args["alloc_mib"]), emit)
+    return 0  # then exit normally: that may block on a hung thread, which the parent sees
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+SCENARIO_FUNCS = {"startup": scenario_startup, "round_trip": scenario_round_trip,
+                  "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
+                  "payload": scenario_payload, "cpu": scenario_cpu, "memory": scenario_memory,
+                  "faults": scenario_faults}
+
+
+def kernel_checks():
+    """Hand-checked values that pin the kernel definitions (see the module docstring)."""
+    cases = [("primes(0, 100)", primes(0, 100), 25), ("primes(0, 1000)", primes(0, 1000), 168),
+             ("primes(-5, 10)", primes(-5, 10), 2),
+             # row y=1 of height 2 has ci = 0: c = -2 (|z|^2 stays exactly 4.0), -1, 0 never
+             # escape (3 * 50); row 0 escapes after 1, 2, 2 iterations.
+             ("mandel(0, 2, 3, 2, 50)", mandel(0, 2, 3, 2, 50), 155)]
+    return {name: {"got": got, "expected": want, "ok": got == want} for name, got, want in cases}
+
+
+def load_average():
+    """1, 5 and 15 minute load averages: another job on a shared machine skews everything."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def scenario_budget(cfg, name):
+    if name == "faults":
+        return 60 + len(FAULTS) * len(cfg.variants) * (
+            3 * max(cfg.fault_timeout_s, MEMORY_FAULT_WAIT_S) + 40)
+    return 1800.0
+
+
+def run_suite(spec):
+    began = now()
+    cfg = Config(spec)
+    report = {"python": sys.version, "implementation": platform.python_implementation(),
+              "platform": platform.platform(),
+              "mp_start_method": multiprocessing.get_start_method(),
+              "workers": cfg.workers, "cpu_count": os.cpu_count(), "spec": spec,
+              "effective": cfg.effective(), "kernel_checks": kernel_checks(),
+              "load_average": {"start": load_average()}, "scenario_wall_s": {},
+              "results": {}, "errors": ERRORS}
+    for name in cfg.scenarios:
+        if name not in SCENARIO_FUNCS:
+            ERRORS.append({"scenario": name, "variant": None, "error": "unknown scenario"})
+            continue
+        log("%s: start" % name)
+        start = now()
+        try:
+            with guard(scenario_budget(cfg, name)):
+                report["results"][name] = SCENARIO_FUNCS[name](cfg)
+        except (Exception, ScenarioTimeout) as exc:
+            report["results"][name] = {"error": record_error(name, None, exc)}
+        report["scenario_wall_s"][name] = sig(now() - start)
+        log("%s: done in %.1f s" % (name, now() - start))
+    report["load_average"]["end"] = load_average()
+    report["wall_s"] = sig(now() - began)
+    return report
+
+
+def load_spec(path):
+    if path == "-":
+        return json.load(sys.stdin)
+    with open(path) as f:
+        return json.load(f)
+
+
+def reap_leftovers():
+    """Last line of defence: no stray worker may outlive us, and nothing may block exit."""
+    for child in multiprocessing.active_children():
+        try:
+            child.kill()
+            child.join(2.0)
+        except (OSError, ValueError, AssertionError):
+            pass
+    blockers = [t for t in threading.enumerate()
+                if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if blockers:
+        log("threads still running at exit (%s); exiting without joining them"
+            % ", ".join(t.name for t in blockers))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Benchmark Python's pools as peers of taskpool's Rust pools; prints JSON.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--spec", metavar="SPEC.json", help="the spec file, or - for stdin")
+    mode.add_argument("--self-test", action="store_true",
+                      help="run a tiny built-in spec quickly and print the JSON")
+    mode.add_argument("--fault-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.fault_child:
+        return fault_child_main(args.fault_child)
+    if args.self_test:
+        spec = SELF_TEST_SPEC
+    else:
+        try:
+            spec = load_spec(args.spec)
+            if not isinstance(spec, dict):
+                raise ValueError("the spec must be a JSON object")
+            Config(spec)
+        except Exception as exc:
+            json.dump({"errors": [{"scenario": None, "variant": None,
+                                   "error": "bad spec: " + describe(exc)}]}, sys.stdout)
+            print()
+            return 2
+    report = run_suite(spec)
+    json.dump(report, sys.stdout, indent=1, allow_nan=False)
+    print()
+    sys.stdout.flush()
+    reap_leftovers()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,620 @@
+//! The pool's shared state: the queue, what each worker holds, and moving work between them.
+//!
+//! Work arrives as a [`Run`]: one job and the encoded inputs of one or more items. The queue
+//! holds [`Slice`]s of runs not yet sent. Each worker slot holds the slices it was sent, in
+//! order; the worker answers items strictly in order, so the first unanswered item of the
+//! first slice (the *head*) is the one running. Everything here happens under one mutex,
+//! never across a blocking call: writes to workers are non-blocking, and what does not fit in
+//! the pipe waits in the worker's outbox for its supervisor to flush.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use taskpool_core::{Config, Exit, Side, TaskError};
+
+use crate::codec;
+use crate::protocol::{self, FLUSH_EACH};
+use crate::ship::Shipped;
+use crate::sink::{Encoded, Sink};
+use crate::sys;
+
+/// How long a batch of items should take in a worker: long enough to amortize a round trip,
+/// short enough to balance load.
+const BATCH_TARGET_NS: u64 = 200_000;
+/// The most items sent in one batch frame.
+pub(crate) const MAX_BATCH: usize = 4096;
+/// Assumed time per item before any was measured: slow, so the first items go one by one.
+const INITIAL_ITEM_NS: u64 = 1_000_000;
+
+/// One job with the encoded inputs of its items.
+pub(crate) struct Run {
+    job: Arc<Shipped>,
+    inputs: Vec<u8>,
+    ends: Vec<usize>,
+    pub(crate) sink: Box<dyn Sink>,
+    timeout: Option<Duration>,
+    /// How many items travel in one batch.
+    batching: Batching,
+}
+
+/// How a run's items are grouped into batches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Batching {
+    /// As many as take about [`BATCH_TARGET_NS`] to run, up to this many.
+    Adaptive(usize),
+    /// Exactly this many (the user set a chunk size).
+    Fixed(usize),
+}
+
+/// Encodes the inputs of a run before it is built.
+pub(crate) struct RunBuilder {
+    job: Arc<Shipped>,
+    inputs: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RunBuilder {
+    pub(crate) fn new(job: Arc<Shipped>) -> Self {
+        RunBuilder { job, inputs: Vec::new(), ends: Vec::new() }
+    }
+
+    /// Encodes one more input.
+    ///
+    /// # Errors
+    ///
+    /// The input cannot be serialized, or with the job's state it is over `limit` bytes.
+    pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+        let start = self.inputs.len();
+        codec::encode_into(input, &mut self.inputs)
+            .map_err(|e| TaskError::serialization(Side::Argument, e))?;
+        let size = self.inputs.len() - start + self.job.state.len();
+        if size > limit {
+            self.inputs.truncate(start);
+            return Err(TaskError::TooLarge {
+                side: Side::Argument,
+                size: size as u64,
+                limit: limit as u64,
+            });
+        }
+        self.ends.push(self.inputs.len());
+        Ok(())
+    }
+
+    /// How many inputs were encoded.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The run, with where its results go.
+    pub(crate) fn finish(
+        self,
+        sink: Box<dyn Sink>,
+        timeout: Option<Duration>,
+        batching: Batching,
+    ) -> Run {
+        let RunBuilder { job, inputs, ends } = self;
+        Run { job, inputs, ends, sink, timeout, batching }
+    }
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn input(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.inputs[start..self.ends[i]]
+    }
+}
+
+/// Items `items` of `run`.
+pub(crate) struct Slice {
+    pub(crate) run: Arc<Run>,
+    pub(crate) items: Range<usize>,
+}
+
+/// Why the pool killed a worker: decides the error of the item it was running.
+#[derive(Debug, Clone)]
+pub(crate) enum KillReason {
+    Timeout(Duration),
+    Cancelled,
+    Shutdown,
+    Protocol(String),
+}
+
+/// A live worker process, as the dispatcher sees it.
+pub(crate) struct Conn {
+    pub(crate) pid: libc::pid_t,
+    /// Write end of its request pipe; `None` once the supervisor closed it (the worker then
+    /// exits when done). The supervisor holds the other reference, for polling.
+    pub(crate) request: Option<Arc<OwnedFd>>,
+    /// Said hello: may be sent work.
+    pub(crate) ready: bool,
+    outbox: Vec<u8>,
+    written: usize,
+    next_seq: u64,
+    pub(crate) expect_seq: u64,
+    /// Items sent to this worker in its life, for `max_tasks_per_worker`.
+    served: u64,
+    pub(crate) killed: Option<KillReason>,
+}
+
+impl Conn {
+    pub(crate) fn new(pid: libc::pid_t, request: Arc<OwnedFd>) -> Self {
+        Conn {
+            pid,
+            request: Some(request),
+            ready: false,
+            outbox: Vec::new(),
+            written: 0,
+            next_seq: 0,
+            expect_seq: 0,
+            served: 0,
+            killed: None,
+        }
+    }
+
+    /// Kills the worker (once) and remembers why.
+    pub(crate) fn kill(&mut self, reason: KillReason) {
+        if self.killed.is_none() {
+            self.killed = Some(reason);
+            // The pid is unreaped while this conn is in its slot, so it still names our child.
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+        }
+    }
+
+    /// Whether bytes wait in the outbox.
+    pub(crate) fn has_outbox(&self) -> bool {
+        self.written < self.outbox.len()
+    }
+
+    /// Writes what the pipe takes without blocking. A broken pipe is left for the supervisor
+    /// to notice as the worker's end.
+    pub(crate) fn flush(&mut self) {
+        let Some(request) = &self.request else {
+            self.outbox.clear();
+            self.written = 0;
+            return;
+        };
+        while self.written < self.outbox.len() {
+            match sys::write(request.as_fd(), &self.outbox[self.written..]) {
+                Ok(0) => return,
+                Ok(n) => self.written += n,
+                Err(_) => {
+                    self.written = self.outbox.len();
+                }
+            }
+        }
+        self.outbox.clear();
+        self.written = 0;
+    }
+}
+
+/// One worker position of the pool.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub(crate) conn: Option<Conn>,
+    /// Slices sent to the worker and not fully answered, in order.
+    pub(crate) sent: VecDeque<Slice>,
+    sent_items: usize,
+    /// When the head item's clock started: when it was sent to an idle worker, or when the
+    /// item before it was answered.
+    head_since: Option<Instant>,
+}
+
+/// Counters of what happened in the pool's life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) crashes: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) workers_started: u64,
+    pub(crate) requeued: u64,
+}
+
+/// Everything under the pool's lock.
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Slice>,
+    pub(crate) slots: Vec<Slot>,
+    /// No new work is accepted.
+    pub(crate) closed: bool,
+    /// The pool is being dropped: nothing queued will run.
+    pub(crate) dropping: bool,
+    /// Items accepted and not yet delivered.
+    pub(crate) outstanding: usize,
+    /// Failed worker starts in a row.
+    pub(crate) start_failures: u32,
+    /// Set when starts failed too often: the pool runs nothing more.
+    pub(crate) start_error: Option<String>,
+    /// Supervisor threads still running.
+    pub(crate) supervisors: usize,
+    pub(crate) counters: Counters,
+}
+
+/// Outcomes of consecutive items of a run, from the first item's index; encoded results are
+/// ranges of a supervisor's read buffer.
+type Group = (Arc<Run>, usize, Vec<Result<Range<usize>, TaskError>>);
+
+/// Outcomes to hand to sinks once the lock is released.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    groups: Vec<Group>,
+    count: usize,
+}
+
+impl Deliveries {
+    /// Adds the outcome of item `index` of `run`, joining the previous group when it continues.
+    pub(crate) fn add(
+        &mut self,
+        run: &Arc<Run>,
+        index: usize,
+        outcome: Result<Range<usize>, TaskError>,
+    ) {
+        self.count += 1;
+        if let Some((last, first, outcomes)) = self.groups.last_mut() {
+            if Arc::ptr_eq(last, run) && *first + outcomes.len() == index {
+                outcomes.push(outcome);
+                return;
+            }
+        }
+        self.groups.push((run.clone(), index, vec![outcome]));
+    }
+
+    /// Fails every item of `slice` with `error`.
+    pub(crate) fn fail(&mut self, slice: Slice, error: &TaskError) {
+        for index in slice.items {
+            self.add(&slice.run, index, Err(error.clone()));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Hands every outcome to its sink, reading encoded results from `buffer`.
+    pub(crate) fn deliver_from<'b>(self, buffer: &dyn Fn(Range<usize>) -> &'b [u8]) -> usize {
+        let count = self.count;
+        for (run, first, outcomes) in self.groups {
+            let outcomes: Vec<Encoded<'b>> = outcomes.into_iter().map(|o| o.map(buffer)).collect();
+            run.sink.deliver(first, outcomes);
+        }
+        count
+    }
+}
+
+/// What every thread of a pool shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    state: Mutex<State>,
+    /// Signalled when `outstanding` reaches zero or a supervisor ends.
+    changed: Condvar,
+    /// One eventfd per slot, to wake its supervisor.
+    pub(crate) wakes: Vec<OwnedFd>,
+    /// Moving average of the time a worker spends per item.
+    item_ns: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, wakes: Vec<OwnedFd>) -> Self {
+        let slots = (0..wakes.len()).map(|_| Slot::default()).collect();
+        Shared {
+            config,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                slots,
+                closed: false,
+                dropping: false,
+                outstanding: 0,
+                start_failures: 0,
+                start_error: None,
+                supervisors: 0,
+                counters: Counters::default(),
+            }),
+            changed: Condvar::new(),
+            wakes,
+            item_ns: AtomicU64::new(INITIAL_ITEM_NS),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything that could
+        // panic, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on the pool's condition variable.
+    pub(crate) fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        match limit {
+            None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+            Some(limit) => {
+                self.changed.wait_timeout(state, limit).unwrap_or_else(PoisonError::into_inner).0
+            }
+        }
+    }
+
+    /// Wakes everyone waiting on the pool's condition variable.
+    pub(crate) fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Wakes the supervisor of slot `w`.
+    pub(crate) fn wake(&self, w: usize) {
+        sys::notify(self.wakes[w].as_fd());
+    }
+
+    /// Records how long a worker spent on one item.
+    pub(crate) fn record_item_time(&self, ns: u64) {
+        let old = self.item_ns.load(Ordering::Relaxed);
+        let new = old - old / 8 + ns / 8;
+        self.item_ns.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// How many items make one batch, from the measured time per item.
+    pub(crate) fn batch_target(&self) -> usize {
+        let per_item = self.item_ns.load(Ordering::Relaxed).max(1);
+        usize::try_from(BATCH_TARGET_NS / per_item).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH)
+    }
+
+    /// Queues a run and sends what the workers can take.
+    pub(crate) fn submit(&self, run: Arc<Run>) {
+        let n = run.len();
+        if n == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        let refusal = if state.closed {
+            Some(TaskError::ShutDown)
+        } else {
+            state.start_error.clone().map(|reason| TaskError::WorkerStart { reason })
+        };
+        if let Some(error) = refusal {
+            drop(state);
+            let mut deliveries = Deliveries::default();
+            deliveries.fail(Slice { run, items: 0..n }, &error);
+            deliveries.deliver_from(&|_| &[]);
+            return;
+        }
+        state.outstanding += n;
+        state.queue.push_back(Slice { run, items: 0..n });
+        let wakes = self.pump_all(&mut state);
+        drop(state);
+        self.wake_all(wakes);
+    }
+
+    /// Sends queued work to every worker with room. Returns the slots to wake.
+    pub(crate) fn pump_all(&self, state: &mut State) -> Vec<usize> {
+        (0..state.slots.len()).filter(|&w| self.pump(state, w)).collect()
+    }
+
+    pub(crate) fn wake_all(&self, slots: Vec<usize>) {
+        for w in slots {
+            self.wake(w);
+        }
+    }
+
+    /// Sends queued work to worker `w` while it has room. Returns whether its supervisor
+    /// must be woken: bytes wait in its outbox, or its head item has a new deadline.
+    pub(crate) fn pump(&self, state: &mut State, w: usize) -> bool {
+        let State { queue, slots, outstanding, .. } = state;
+        let slot = &mut slots[w];
+        let Some(conn) = slot.conn.as_mut() else { return false };
+        if !conn.ready || conn.killed.is_some() || conn.request.is_none() {
+            return false;
+        }
+        let target = self.batch_target();
+        let room = self.config.in_flight_per_worker() * target;
+        let quota = self.config.tasks_per_worker().unwrap_or(u64::MAX);
+        let limit = self.config.frame_limit();
+        let was_idle = slot.sent.is_empty();
+        while slot.sent_items < room && conn.served < quota {
+            let Some(front) = queue.front_mut() else { break };
+            if front.items.len() == 1 && front.run.sink.is_settled(front.items.start) {
+                // A cancelled task: its handle is settled already; drop it unsent.
+                queue.pop_front();
+                *outstanding -= 1;
+                continue;
+            }
+            let run = front.run.clone();
+            let left_in_quota = usize::try_from(quota - conn.served).unwrap_or(usize::MAX);
+            let batch = match run.batching {
+                Batching::Adaptive(cap) => target.min(cap),
+                Batching::Fixed(size) => size,
+            };
+            let take =
+                batch.min(room - slot.sent_items).min(left_in_quota).clamp(1, front.items.len());
+            // Cut the batch so that the frame stays within the limit.
+            let mut bytes = run.job.state.len();
+            let start = front.items.start;
+            let mut count = 0;
+            while count < take {
+                let size = run.input(start + count).len() + 4;
+                if count > 0 && bytes + size > limit {
+                    break;
+                }
+                bytes += size;
+                count += 1;
+            }
+            let items = start..start + count;
+            front.items.start += count;
+            if front.items.is_empty() {
+                queue.pop_front();
+            }
+            let timeout = run.timeout.or(self.config.task_timeout());
+            let flags = if timeout.is_some() { FLUSH_EACH } else { 0 };
+            protocol::encode_batch(
+                &mut conn.outbox,
+                conn.next_seq,
+                &run.job,
+                flags,
+                items.clone().map(|i| run.input(i)),
+            );
+            conn.next_seq += count as u64;
+            conn.served += count as u64;
+            slot.sent_items += count;
+            slot.sent.push_back(Slice { run, items });
+        }
+        conn.flush();
+        let mut wake = conn.has_outbox();
+        if was_idle {
+            if let Some(head) = slot.sent.front() {
+                slot.head_since = Some(Instant::now());
+                wake |= head.run.timeout.or(self.config.task_timeout()).is_some();
+            }
+        }
+        wake
+    }
+
+    /// Kills worker `w` if its head item was cancelled or ran out of time. Returns when the
+    /// head item's time runs out, if it has a limit.
+    pub(crate) fn police(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+        let slot = &mut state.slots[w];
+        let head = slot.sent.front()?;
+        let conn = slot.conn.as_mut()?;
+        if conn.killed.is_some() {
+            return None;
+        }
+        if head.run.sink.is_settled(head.items.start) {
+            conn.kill(KillReason::Cancelled);
+            return None;
+        }
+        let limit = head.run.timeout.or(self.config.task_timeout())?;
+        let deadline = slot.head_since.unwrap_or(now) + limit;
+        if now >= deadline {
+            conn.kill(KillReason::Timeout(limit));
+            state.counters.timeouts += 1;
+            return None;
+        }
+        Some(deadline)
+    }
+
+    /// Records one answered item of worker `w`: the head item. Returns its run and index.
+    ///
+    /// # Errors
+    ///
+    /// The worker answered an item it was not sent, or out of order.
+    pub(crate) fn answered(
+        &self,
+        state: &mut State,
+        w: usize,
+        seq: u64,
+    ) -> Result<(Arc<Run>, usize), String> {
+        let slot = &mut state.slots[w];
+        let Some(conn) = slot.conn.as_mut() else {
+            return Err("answer from a closed worker".into());
+        };
+        if seq != conn.expect_seq {
+            return Err(format!("result for item {seq}, expected {}", conn.expect_seq));
+        }
+        let Some(head) = slot.sent.front_mut() else {
+            return Err(format!("result for item {seq}, which was never sent"));
+        };
+        conn.expect_seq += 1;
+        let index = head.items.start;
+        let run = head.run.clone();
+        head.items.start += 1;
+        if head.items.is_empty() {
+            slot.sent.pop_front();
+        }
+        slot.sent_items -= 1;
+        slot.head_since = Some(Instant::now());
+        Ok((run, index))
+    }
+
+    /// Whether worker `w` has answered everything it was sent and may be retired: it reached
+    /// its task quota, or the pool is closing with nothing left to do.
+    pub(crate) fn should_retire(&self, state: &State, w: usize) -> bool {
+        let slot = &state.slots[w];
+        let Some(conn) = &slot.conn else { return false };
+        if !slot.sent.is_empty() && !state.dropping {
+            return false;
+        }
+        let quota_done = self.config.tasks_per_worker().is_some_and(|q| conn.served >= q);
+        state.dropping || quota_done || (state.closed && state.queue.is_empty())
+    }
+
+    /// Accounts for the end of worker `w`, which exited with `exit`: fails the item it was
+    /// running, puts the rest back in the queue, and says whether the slot should start a new
+    /// worker.
+    pub(crate) fn worker_ended(
+        &self,
+        state: &mut State,
+        w: usize,
+        conn: Option<Conn>,
+        exit: Exit,
+        deliveries: &mut Deliveries,
+    ) -> bool {
+        let slot = &mut state.slots[w];
+        let mut sent = std::mem::take(&mut slot.sent);
+        slot.sent_items = 0;
+        slot.head_since = None;
+        if let Some(mut head) = sent.pop_front() {
+            let index = head.items.start;
+            head.items.start += 1;
+            let error = match conn.as_ref().and_then(|c| c.killed.clone()) {
+                Some(KillReason::Timeout(limit)) => {
+                    TaskError::TimedOut { limit, still_running: false }
+                }
+                Some(KillReason::Cancelled) => TaskError::Cancelled,
+                Some(KillReason::Shutdown) => TaskError::ShutDown,
+                Some(KillReason::Protocol(reason)) => TaskError::Protocol { reason },
+                None => {
+                    state.counters.crashes += 1;
+                    TaskError::Crashed(exit)
+                }
+            };
+            deliveries.add(&head.run, index, Err(error));
+            if !head.items.is_empty() {
+                sent.push_front(head);
+            }
+        }
+        if state.dropping {
+            for slice in sent {
+                deliveries.fail(slice, &TaskError::ShutDown);
+            }
+        } else {
+            for slice in sent.into_iter().rev() {
+                state.counters.requeued += slice.items.len() as u64;
+                state.queue.push_front(slice);
+            }
+        }
+        state.start_error.is_none() && !(state.closed && (state.dropping || state.queue.is_empty()))
+    }
+
+    /// Records that `count` items were delivered.
+    pub(crate) fn delivered(&self, state: &mut State, count: usize) {
+        state.outstanding -= count;
+        if state.outstanding == 0 {
+            self.notify();
+        }
+    }
+
+    /// Records a failed worker start. After too many in a row, fails every queued item and
+    /// refuses new work.
+    pub(crate) fn start_failed(
+        &self,
+        state: &mut State,
+        reason: String,
+        deliveries: &mut Deliveries,
+    ) {
+        state.start_failures += 1;
+        if state.start_failures >= self.config.attempts() {
+            let error = TaskError::WorkerStart { reason: reason.clone() };
+            for slice in std::mem::take(&mut state.queue) {
+                deliveries.fail(slice, &error);
+            }
+            state.start_error = Some(reason);
+            self.notify();
+        }
+    }
+}

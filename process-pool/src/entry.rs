@@ -1,0 +1,77 @@
+//! The hook that turns a re-executed copy of the program into a worker, before `main`.
+//!
+//! A worker is started as `/proc/self/exe` with the [`MARKER`] variable in its environment.
+//! A constructor in `.init_array` runs before `main` in every program that links this crate;
+//! when it finds a valid marker it removes it (so a task that starts the same program does not
+//! start a worker by accident) and serves as a worker, never returning to `main`. Users change
+//! nothing in their `main`, test harness or bench.
+//!
+//! A marker is valid only if this process's parent is the pid it names, descriptors 3 and 4
+//! are pipes, and the process is not running set-user-ID. Otherwise it is ignored and `main`
+//! runs as usual, so the marker cannot make an unrelated program a worker. The image check
+//! (same executable, same layout) comes after, and a mismatch is reported to the parent.
+
+use std::hint::black_box;
+
+use crate::ship::ImageId;
+use crate::sys::{self, REQUEST_FD, RESULT_FD};
+use crate::worker;
+
+/// The environment variable that marks a worker.
+pub(crate) const MARKER: &str = "TASKPOOL_WORKER";
+const MARKER_C: &std::ffi::CStr = c"TASKPOOL_WORKER";
+const VERSION: &str = "taskpool-worker-1";
+
+/// Proof that this worker runs the same executable image as its parent, so function offsets
+/// the parent sends are valid here.
+#[derive(Debug)]
+pub(crate) struct ImageVerified(());
+
+/// The value of [`MARKER`] for a worker of this process.
+pub(crate) fn marker_value(image: ImageId) -> String {
+    format!("{VERSION};{};{}", sys::pid(), image.to_marker())
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static WORKER_ENTRY: extern "C" fn() = enter;
+
+/// Keeps the constructor in the final program: the linker only pulls this crate's objects
+/// that something refers to, so every way of starting a worker calls this.
+pub(crate) fn ensure_linked() {
+    black_box(&WORKER_ENTRY);
+}
+
+extern "C" fn enter() {
+    if let Some(image) = check_marker() {
+        worker::serve(image);
+    }
+}
+
+/// `None`: not a worker (no marker, or one that is not ours). `Some(Err)`: our worker, but
+/// its image differs from the parent's.
+fn check_marker() -> Option<Result<ImageVerified, String>> {
+    let value = std::env::var_os(MARKER)?;
+    // Before `main`, the program runs one thread: nothing else touches the environment.
+    sys::unset_env(MARKER_C);
+    if sys::is_secure_execution() {
+        return None;
+    }
+    let mut parts = value.to_str()?.splitn(3, ';');
+    if parts.next()? != VERSION {
+        return None;
+    }
+    let parent: u32 = parts.next()?.parse().ok()?;
+    let image = parts.next()?;
+    if parent != sys::parent_pid() || !sys::is_pipe(REQUEST_FD) || !sys::is_pipe(RESULT_FD) {
+        return None;
+    }
+    if sys::die_with_parent().is_err() || sys::parent_pid() != parent {
+        // The parent died before the death signal was armed: nobody to serve.
+        sys::exit_now(0);
+    }
+    Some(match (ImageId::from_marker(image), ImageId::current()) {
+        (Some(theirs), Some(ours)) if theirs == ours => Ok(ImageVerified(())),
+        _ => Err("the worker runs a different executable image than its parent".into()),
+    })
+}

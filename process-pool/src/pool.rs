@@ -1,0 +1,480 @@
+//! [`ProcessPool`]: the shared pool API on persistent worker processes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::iter::Fuse;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError};
+
+use crate::dispatch::{Batching, Deliveries, KillReason, MAX_BATCH, Run, RunBuilder, Shared};
+use crate::entry;
+use crate::ship::{Ship, Shipped};
+use crate::sink::{ChannelSink, Group, HandleSink};
+use crate::supervisor;
+use crate::sys;
+
+/// A pool of persistent worker processes that run tasks with crash isolation.
+///
+/// Workers are re-executions of the running program, started before `main` runs (no change
+/// to `main`, tests or benches is needed). A task that panics fails alone; one that
+/// segfaults, aborts, overflows its stack, exits or is killed fails with
+/// [`TaskError::Crashed`] naming the signal or exit code, its worker is replaced, and every
+/// other task still runs exactly once. With a timeout, a task that runs too long is killed
+/// with its worker.
+///
+/// Arguments and results cross the process boundary encoded with serde (postcard). Mark large
+/// byte buffers `#[serde(with = "serde_bytes")]` (or use `serde_bytes::ByteBuf`): a plain
+/// `Vec<u8>` is encoded byte by byte.
+///
+/// # Dropping
+///
+/// Dropping the pool fails tasks that were not yet sent to a worker with
+/// [`TaskError::ShutDown`], lets workers finish what they hold for the configured grace
+/// period ([`Config::shutdown_grace`], 1 s by default), then kills the rest; their tasks fail
+/// with [`TaskError::ShutDown`] too. Every worker is reaped. Call [`Pool::shutdown`] first to
+/// run everything submitted.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_process::{Pool, ProcessPool, TaskError};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn crash(_: u64) -> u64 {
+///     std::process::abort()
+/// }
+///
+/// # fn main() -> Result<(), TaskError> {
+/// let pool = ProcessPool::new(2)?;
+/// assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+/// let err = pool.apply(crash, 0).unwrap_err();
+/// assert_eq!(err.signal(), Some(6)); // SIGABRT, and the pool goes on
+/// assert_eq!(pool.apply(square, 3)?, 9);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ProcessPool {
+    /// Starts a pool of `workers` processes with default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for zero workers, [`TaskError::WorkerStart`] if a worker
+    /// process cannot be spawned.
+    pub fn new(workers: usize) -> Result<Self, TaskError> {
+        Self::with_config(Config::new().workers(workers))
+    }
+
+    /// Starts a pool with `config`. Returns once every worker process is spawned; workers
+    /// finish starting (and run the initializer) in the background, and tasks submitted
+    /// meanwhile wait for them.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if a worker
+    /// process cannot be spawned.
+    pub fn with_config(config: Config) -> Result<Self, TaskError> {
+        config.validate()?;
+        entry::ensure_linked();
+        let n = config.worker_count();
+        let wakes = (0..n).map(|_| sys::eventfd()).collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(Shared::new(config, wakes));
+        shared.lock().supervisors = n;
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(n);
+        for w in 0..n {
+            let (thread_shared, thread_tx) = (shared.clone(), tx.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("{}-supervisor-{w}", shared.config.prefix()))
+                .spawn(move || supervisor::supervise(thread_shared, w, thread_tx));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    shared.lock().supervisors -= 1;
+                    let _ = tx.send(Err(TaskError::WorkerStart { reason: e.to_string() }));
+                }
+            }
+        }
+        drop(tx);
+        let pool = ProcessPool { shared, threads: Mutex::new(threads) };
+        for _ in 0..n {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(TaskError::WorkerStart {
+                        reason: "a supervisor thread stopped".into(),
+                    });
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The process ids of the workers running now.
+    pub fn pids(&self) -> Vec<u32> {
+        let state = self.shared.lock();
+        state.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.pid.unsigned_abs()).collect()
+    }
+
+    /// What happened in the pool so far: tasks completed and failed, crashes, timeouts and
+    /// worker starts.
+    pub fn stats(&self) -> PoolStats {
+        let c = self.shared.lock().counters;
+        PoolStats {
+            crashes: c.crashes,
+            timeouts: c.timeouts,
+            workers_started: c.workers_started,
+            requeued: c.requeued,
+        }
+    }
+
+    fn frame_limit(&self) -> usize {
+        self.shared.config.frame_limit()
+    }
+
+    fn ship<J: Job>(job: &J) -> Result<Arc<Shipped>, TaskError> {
+        job.ship(Ship).map(Arc::new)
+    }
+
+    fn join_threads(&self) {
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Waits until every supervisor has ended, at most `limit` if given. Returns whether they
+    /// all did.
+    fn wait_supervisors(&self, limit: Option<Duration>) -> bool {
+        let deadline = limit.map(|l| Instant::now() + l);
+        let mut state = self.shared.lock();
+        while state.supervisors > 0 {
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => Some(left),
+                    None => return false,
+                },
+                None => None,
+            };
+            state = self.shared.wait(state, left);
+        }
+        true
+    }
+
+    fn wake_supervisors(&self) {
+        (0..self.shared.wakes.len()).for_each(|w| self.shared.wake(w));
+    }
+}
+
+/// Counters of a pool's life, from [`ProcessPool::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Workers that died while running a task (not killed by the pool).
+    pub crashes: u64,
+    /// Tasks killed for running past their time limit.
+    pub timeouts: u64,
+    /// Worker processes started, the first ones included.
+    pub workers_started: u64,
+    /// Tasks sent again to another worker after theirs died before running them.
+    pub requeued: u64,
+}
+
+impl Pool for ProcessPool {
+    fn execute<J: Job>(
+        &self,
+        job: &Arc<J>,
+        input: J::Input,
+        completer: Completer<J::Output>,
+        timeout: Option<Duration>,
+    ) {
+        let mut builder = match Self::ship(&**job) {
+            Ok(shipped) => RunBuilder::new(shipped),
+            Err(e) => {
+                completer.complete(Err(e));
+                return;
+            }
+        };
+        if let Err(e) = builder.push(&input, self.frame_limit()) {
+            completer.complete(Err(e));
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let run = Arc::new_cyclic(|run: &Weak<Run>| {
+            let run = run.clone();
+            completer.on_cancel(move || cancel(&shared, &run));
+            builder.finish(Box::new(HandleSink { completer }), timeout, Batching::Fixed(1))
+        });
+        self.shared.submit(run);
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.wakes.len()
+    }
+
+    fn shutdown(&self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        while state.outstanding > 0 && state.supervisors > 0 {
+            state = self.shared.wait(state, None);
+        }
+        drop(state);
+        self.wake_supervisors();
+        self.wait_supervisors(None);
+        self.join_threads();
+    }
+
+    fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let job = task.into_job();
+        let shipped = match Self::ship(&job) {
+            Ok(shipped) => shipped,
+            Err(e) => return items.into_iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results: Vec<Option<Result<T::Output, TaskError>>> = Vec::new();
+        let mut builder = RunBuilder::new(shipped);
+        let mut indices = Vec::new();
+        let mut skipped = false;
+        for (i, item) in items.into_iter().enumerate() {
+            match builder.push(&item, self.frame_limit()) {
+                Ok(()) => {
+                    indices.push(i);
+                    results.push(None);
+                }
+                Err(e) => {
+                    skipped = true;
+                    results.push(Some(Err(e)));
+                }
+            }
+        }
+        let sent = builder.len();
+        let batching = match self.shared.config.fixed_chunk_size() {
+            Some(size) => Batching::Fixed(size),
+            None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sink = ChannelSink { tx, base: 0, indices: skipped.then_some(indices) };
+        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
+        let mut received = 0;
+        while received < sent {
+            let Ok((first, values)) = rx.recv() else { break };
+            received += values.len();
+            for (k, value) in values.into_iter().enumerate() {
+                results[first + k] = Some(value);
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(TaskError::ShutDown))).collect()
+    }
+
+    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        Stream::new(self, task.into_job(), items.into_iter(), true)
+    }
+
+    fn imap_unordered<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        Stream::new(self, task.into_job(), items.into_iter(), false)
+    }
+}
+
+/// Cancels the single task of `run`: removes it from the queue, or kills the worker running
+/// it. A task sent but not started is killed when it reaches the head.
+fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
+    let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
+    let mut state = shared.lock();
+    if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, &run)) {
+        state.queue.remove(at);
+        shared.delivered(&mut state, 1);
+        return;
+    }
+    for slot in &mut state.slots {
+        let is_head = slot.sent.front().is_some_and(|s| Arc::ptr_eq(&s.run, &run));
+        if let (true, Some(conn)) = (is_head, slot.conn.as_mut()) {
+            conn.kill(KillReason::Cancelled);
+            return;
+        }
+    }
+}
+
+/// `imap` and `imap_unordered`: pulls items lazily in batches, keeping a bounded number in
+/// flight.
+struct Stream<'p, J: Job, I> {
+    pool: &'p ProcessPool,
+    job: Result<Arc<Shipped>, TaskError>,
+    items: Fuse<I>,
+    ordered: bool,
+    /// The most items pulled and not yet yielded.
+    window: usize,
+    /// Index of the next item to pull.
+    pulled: usize,
+    /// Index of the next item to yield, in ordered mode.
+    next: usize,
+    /// Items pulled and not yet received back.
+    in_flight: usize,
+    ready: BTreeMap<usize, Result<J::Output, TaskError>>,
+    tx: Sender<Group<J::Output>>,
+    rx: Receiver<Group<J::Output>>,
+}
+
+impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
+    fn new(pool: &'p ProcessPool, job: J, items: I, ordered: bool) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let workers = pool.workers();
+        let window = (workers * pool.shared.config.in_flight_per_worker() * MAX_BATCH)
+            .clamp(4 * workers, 16_384);
+        Stream {
+            pool,
+            job: ProcessPool::ship(&job),
+            items: items.fuse(),
+            ordered,
+            window,
+            pulled: 0,
+            next: 0,
+            in_flight: 0,
+            ready: BTreeMap::new(),
+            tx,
+            rx,
+        }
+    }
+
+    /// Pulls and submits batches while the window has room.
+    fn refill(&mut self) {
+        let workers = self.pool.workers();
+        while self.in_flight + self.ready.len() < self.window {
+            let room = self.window - self.in_flight - self.ready.len();
+            let batch = self.pool.shared.batch_target().min(room).max(1);
+            let base = self.pulled;
+            let job = match &self.job {
+                Ok(job) => job.clone(),
+                Err(e) => {
+                    let Some(_) = self.items.next() else { return };
+                    self.ready.insert(base, Err(e.clone()));
+                    self.pulled += 1;
+                    continue;
+                }
+            };
+            let mut builder = RunBuilder::new(job);
+            let mut indices = Vec::new();
+            let mut count = 0;
+            for item in self.items.by_ref().take(batch) {
+                match builder.push(&item, self.pool.frame_limit()) {
+                    Ok(()) => indices.push(base + count),
+                    Err(e) => {
+                        self.ready.insert(base + count, Err(e));
+                    }
+                }
+                count += 1;
+            }
+            if count == 0 {
+                return;
+            }
+            self.pulled += count;
+            self.in_flight += builder.len();
+            let skipped = builder.len() < count;
+            let sink =
+                ChannelSink { tx: self.tx.clone(), base, indices: skipped.then_some(indices) };
+            let cap = (batch / workers).max(1);
+            self.pool.shared.submit(Arc::new(builder.finish(
+                Box::new(sink),
+                None,
+                Batching::Adaptive(cap),
+            )));
+        }
+    }
+}
+
+impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
+    type Item = Result<J::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.refill();
+            if self.ordered {
+                if let Some(value) = self.ready.remove(&self.next) {
+                    self.next += 1;
+                    return Some(value);
+                }
+            } else if let Some((_, value)) = self.ready.pop_first() {
+                return Some(value);
+            }
+            if self.in_flight == 0 {
+                return None;
+            }
+            let Ok((first, values)) = self.rx.recv() else { return None };
+            self.in_flight -= values.len();
+            for (k, value) in values.into_iter().enumerate() {
+                self.ready.insert(first + k, value);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        let mut deliveries = Deliveries::default();
+        {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.dropping = true;
+            for slice in std::mem::take(&mut state.queue) {
+                deliveries.fail(slice, &TaskError::ShutDown);
+            }
+        }
+        let count = deliveries.deliver_from(&|_| &[]);
+        {
+            let mut state = self.shared.lock();
+            self.shared.delivered(&mut state, count);
+        }
+        self.wake_supervisors();
+        if !self.wait_supervisors(Some(self.shared.config.grace())) {
+            let mut state = self.shared.lock();
+            for conn in state.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
+                conn.kill(KillReason::Shutdown);
+            }
+            drop(state);
+            self.wait_supervisors(None);
+        }
+        self.join_threads();
+    }
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("workers", &self.workers())
+            .field("pids", &self.pids())
+            .finish()
+    }
+}

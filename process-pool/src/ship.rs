@@ -1,0 +1,194 @@
+//! How a job reaches a worker: by the address of a monomorphized entry point.
+//!
+//! Workers run the same executable image as the parent, so any function of the image sits at
+//! the same distance from any other. The parent names a job by the offset of its entry point,
+//! [`run_stateless`] or [`run_stateful`] instantiated for the job's type, from [`anchor`]; the
+//! worker adds the offset to its own `anchor`. The entry point decodes each input, runs the
+//! job and encodes the result. A stateless job (a plain function) is rebuilt from its type
+//! alone; a stateful one travels encoded.
+//!
+//! Before a worker trusts any offset it checks that it runs the same image: the executable's
+//! device and inode and the offset of [`probe`] must match the parent's ([`ImageId`]).
+
+use std::hint::black_box;
+use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskpool_core::{Job, Shipper, Side, TaskError};
+
+use crate::codec;
+use crate::entry::ImageVerified;
+use crate::worker::{Inputs, Outputs};
+
+/// A job's entry point: runs every item of `inputs` with the job rebuilt from `state`.
+pub(crate) type BatchFn = fn(state: &[u8], inputs: &mut Inputs<'_>, out: &mut Outputs);
+
+/// A job ready to travel: which entry point runs it, and its encoded state.
+#[derive(Debug)]
+pub(crate) struct Shipped {
+    pub(crate) entry: i64,
+    pub(crate) state: Vec<u8>,
+}
+
+/// Ships a job: `job.ship(Ship)`.
+pub(crate) struct Ship;
+
+impl Shipper for Ship {
+    type Shipped = Result<Shipped, TaskError>;
+
+    fn stateless<J: Job + Copy>(self) -> Self::Shipped {
+        Ok(Shipped { entry: offset_of(run_stateless::<J> as BatchFn as usize), state: Vec::new() })
+    }
+
+    fn stateful<J: Job + Serialize + DeserializeOwned>(self, job: &J) -> Self::Shipped {
+        let mut state = Vec::new();
+        codec::encode_into(job, &mut state).map_err(|e| TaskError::serialization(Side::Task, e))?;
+        Ok(Shipped { entry: offset_of(run_stateful::<J> as BatchFn as usize), state })
+    }
+}
+
+/// The point all offsets are measured from. Its body keeps it distinct from every other
+/// function, so no linker folds it into one.
+#[inline(never)]
+fn anchor() -> usize {
+    black_box(0x7461_736b)
+}
+
+/// A second fixed point: its offset from [`anchor`] identifies the image's layout.
+#[inline(never)]
+fn probe() -> usize {
+    black_box(0x706f_6f6c)
+}
+
+/// The offset of the code at `address` from [`anchor`].
+pub(crate) fn offset_of(address: usize) -> i64 {
+    let anchor = anchor as fn() -> usize as usize;
+    address.wrapping_sub(anchor).cast_signed() as i64
+}
+
+/// The address in this process of the code at `offset` from [`anchor`].
+pub(crate) fn address_at(offset: i64) -> usize {
+    let anchor = anchor as fn() -> usize as usize;
+    anchor.wrapping_add_signed(offset as isize)
+}
+
+/// The job entry point at `offset`, in a worker whose image matches its parent's.
+pub(crate) fn entry_at(offset: i64, _image: &ImageVerified) -> BatchFn {
+    let address = address_at(offset);
+    // SAFETY: the image is the parent's (the `ImageVerified` token proves the check ran), and
+    // the parent computed `offset` from a `BatchFn` of that image with `offset_of`, so
+    // `address` is the start of a function of exactly this type.
+    unsafe { std::mem::transmute::<usize, BatchFn>(address) }
+}
+
+/// The pool initializer at `offset`, in a worker whose image matches its parent's.
+pub(crate) fn initializer_at(offset: i64, _image: &ImageVerified) -> fn() {
+    let address = address_at(offset);
+    // SAFETY: as in `entry_at`: the parent computed `offset` from a `fn()` of this image.
+    unsafe { std::mem::transmute::<usize, fn()>(address) }
+}
+
+/// What identifies the running executable image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ImageId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) probe: i64,
+}
+
+impl ImageId {
+    /// This process's image, or `None` if `/proc/self/exe` cannot be read.
+    pub(crate) fn current() -> Option<ImageId> {
+        static CURRENT: OnceLock<Option<ImageId>> = OnceLock::new();
+        *CURRENT.get_or_init(|| {
+            let meta = std::fs::metadata("/proc/self/exe").ok()?;
+            Some(ImageId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                probe: offset_of(probe as fn() -> usize as usize),
+            })
+        })
+    }
+
+    /// The text form carried in the worker marker.
+    pub(crate) fn to_marker(self) -> String {
+        format!("{}:{}:{}", self.dev, self.ino, self.probe)
+    }
+
+    /// Parses [`ImageId::to_marker`]'s form.
+    pub(crate) fn from_marker(text: &str) -> Option<ImageId> {
+        let mut parts = text.split(':');
+        let id = ImageId {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            probe: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(id)
+    }
+}
+
+/// Runs the items of a stateless job, rebuilding the job from its type.
+fn run_stateless<J: Job + Copy>(_state: &[u8], inputs: &mut Inputs<'_>, out: &mut Outputs) {
+    const {
+        assert!(
+            std::mem::size_of::<J>() == 0,
+            "a process pool runs plain functions and closures that capture nothing; \
+             put captured data in a struct that implements taskpool::Task"
+        );
+    }
+    // SAFETY: `J` is zero-sized (checked above) and `Copy`, and `Shipper::stateless` is only
+    // called by core's sealed `FnJob`, whose values are plain functions or closures that
+    // capture nothing (or only other zero-sized copyable values). Such a value carries no
+    // data and no invariant, and a value of the type existed in the parent, so creating one
+    // from nothing is the same as copying that one.
+    let job: J = unsafe { std::mem::zeroed() };
+    run_items(&job, inputs, out);
+}
+
+/// Runs the items of a stateful job, decoding the job from `state` once per batch.
+fn run_stateful<J: Job + DeserializeOwned>(
+    state: &[u8],
+    inputs: &mut Inputs<'_>,
+    out: &mut Outputs,
+) {
+    match codec::decode::<J>(state) {
+        Ok(job) => run_items(&job, inputs, out),
+        Err(e) => {
+            for _ in inputs {
+                out.run(|_| Err((Side::Task, e.clone())));
+            }
+        }
+    }
+}
+
+fn run_items<J: Job>(job: &J, inputs: &mut Inputs<'_>, out: &mut Outputs) {
+    for input in inputs {
+        out.run(|scratch| {
+            let arg: J::Input = codec::decode(input).map_err(|e| (Side::Argument, e))?;
+            let value = job.run(arg);
+            codec::encode_into(&value, scratch).map_err(|e| (Side::Result, e))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_to_addresses() {
+        let f = probe as fn() -> usize as usize;
+        assert_eq!(address_at(offset_of(f)), f);
+        assert_ne!(offset_of(f), 0);
+    }
+
+    #[test]
+    fn image_ids_round_trip_through_the_marker() {
+        let id = ImageId::current().unwrap();
+        assert_eq!(ImageId::from_marker(&id.to_marker()), Some(id));
+        assert_eq!(ImageId::from_marker("1:2"), None);
+        assert_eq!(ImageId::from_marker("1:2:3:4"), None);
+    }
+}

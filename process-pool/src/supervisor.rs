@@ -1,0 +1,273 @@
+//! One thread per worker slot: starts the worker, reads its results, and replaces it when it
+//! ends.
+//!
+//! The supervisor is the only reader of its worker's result pipe, the only closer of its
+//! request pipe and the only reaper of its process. Other threads only write to the request
+//! pipe (non-blocking, under the pool's lock) and kill the process (under the lock, while it is
+//! unreaped). The supervisor wakes on: results, its eventfd (bytes left in the outbox, a new
+//! deadline, shutdown), and the head item's deadline.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use taskpool_core::{Exit, TaskError};
+
+use crate::dispatch::{Conn, Deliveries, KillReason, Shared};
+use crate::launch::{self, Launched};
+use crate::protocol::{self, BACKTRACES, Init};
+use crate::ship;
+use crate::sys::{self, Interest};
+use crate::wire::{FrameReader, Kind, SLACK};
+
+/// How long a new worker may take to say hello (its initializer included).
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// Supervises slot `w` until the pool no longer needs it. `started` hears whether the first
+/// worker process could be spawned.
+pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<(), TaskError>>) {
+    let mut started = Some(started);
+    loop {
+        let launched = match launch::launch(&init_for(&shared, w)) {
+            Ok(launched) => launched,
+            Err(error) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Err(error));
+                    break;
+                }
+                if !start_failed(&shared, error.to_string()) {
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Some(tx) = started.take() {
+            let _ = tx.send(Ok(()));
+        }
+        if !serve_one(&shared, w, launched) {
+            break;
+        }
+    }
+    let mut state = shared.lock();
+    state.supervisors -= 1;
+    shared.notify();
+}
+
+fn init_for(shared: &Shared, w: usize) -> Init {
+    let config = &shared.config;
+    Init {
+        frame_limit: config.frame_limit() as u64,
+        flags: if config.captures_backtraces() { BACKTRACES } else { 0 },
+        initializer: config.init_fn().map(|f| ship::offset_of(f as usize)),
+        name: format!("{}-{w}", config.prefix()),
+    }
+}
+
+/// Records a failed start; returns whether to try again (after a short pause).
+fn start_failed(shared: &Shared, reason: String) -> bool {
+    let mut deliveries = Deliveries::default();
+    let mut state = shared.lock();
+    shared.start_failed(&mut state, reason, &mut deliveries);
+    let again = state.start_error.is_none() && !state.closed;
+    let failures = state.start_failures;
+    drop(state);
+    finish(shared, deliveries, &|_| &[]);
+    if again {
+        thread::sleep(Duration::from_millis(10 * u64::from(failures.min(10))));
+    }
+    again
+}
+
+/// Runs one worker process from hello to exit. Returns whether the slot needs another.
+fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
+    let Launched { pid, request, result } = launched;
+    // Writers hold the pool's lock: a full pipe must make them stop, not block.
+    if let Err(e) = sys::set_nonblocking(request.as_fd()) {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let exit = sys::wait(pid).unwrap_or(Exit::Code(-1));
+        return start_failed(
+            shared,
+            format!("cannot configure the worker's pipe: {e}; the worker {exit}"),
+        );
+    }
+    let request = Arc::new(request);
+    {
+        let mut state = shared.lock();
+        state.slots[w].conn = Some(Conn::new(pid, request.clone()));
+        state.counters.workers_started += 1;
+    }
+    let limit = shared.config.frame_limit().saturating_add(SLACK);
+    let mut reader = FrameReader::new(limit);
+    match launch::handshake(result.as_fd(), &mut reader, START_LIMIT) {
+        Ok(()) => {
+            let mut state = shared.lock();
+            state.start_failures = 0;
+            if let Some(conn) = state.slots[w].conn.as_mut() {
+                conn.ready = true;
+            }
+            let wakes = shared.pump_all(&mut state);
+            drop(state);
+            shared.wake_all(wakes);
+            serve(shared, w, &result, request, &mut reader);
+        }
+        Err(reason) => {
+            if let Some(conn) = shared.lock().slots[w].conn.as_mut() {
+                conn.kill(KillReason::Shutdown);
+            }
+            drop(request);
+            // It never said hello, so it holds no work.
+            let (_, exit) = reap(shared, w, pid);
+            return start_failed(shared, format!("{reason}; the worker {exit}"));
+        }
+    }
+    let (conn, exit) = reap(shared, w, pid);
+    let mut deliveries = Deliveries::default();
+    let mut state = shared.lock();
+    let again = shared.worker_ended(&mut state, w, conn, exit, &mut deliveries);
+    let wakes = shared.pump_all(&mut state);
+    drop(state);
+    shared.wake_all(wakes);
+    finish(shared, deliveries, &|_| &[]);
+    again
+}
+
+/// Detaches the worker from its slot, so nobody signals it any more (once reaped, its pid
+/// may be reused), then reaps it.
+fn reap(shared: &Shared, w: usize, pid: libc::pid_t) -> (Option<Conn>, Exit) {
+    let conn = shared.lock().slots[w].conn.take();
+    (conn, sys::wait(pid).unwrap_or(Exit::Code(-1)))
+}
+
+/// Serves a ready worker until its result pipe ends.
+fn serve(
+    shared: &Shared,
+    w: usize,
+    result: &OwnedFd,
+    request: Arc<OwnedFd>,
+    reader: &mut FrameReader,
+) {
+    let mut request = Some(request);
+    let wake = shared.wakes[w].as_fd();
+    loop {
+        let (deadline, want_write) = {
+            let mut state = shared.lock();
+            let deadline = shared.police(&mut state, w, Instant::now());
+            if shared.should_retire(&state, w) {
+                if let Some(conn) = state.slots[w].conn.as_mut() {
+                    conn.request = None;
+                }
+                request = None;
+            }
+            let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.has_outbox());
+            (deadline, want_write)
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let writable = request.as_deref().map_or(result.as_fd(), |r| r.as_fd());
+        let ready = sys::poll(
+            [
+                Interest { fd: result.as_fd(), read: true, write: false },
+                Interest { fd: wake, read: true, write: false },
+                Interest { fd: writable, read: false, write: want_write && request.is_some() },
+            ],
+            timeout,
+        );
+        let Ok([results, woken, write]) = ready else { return };
+        if woken.read {
+            sys::drain(wake);
+        }
+        if write.write {
+            if let Some(conn) = shared.lock().slots[w].conn.as_mut() {
+                conn.flush();
+            }
+        }
+        if results.read {
+            match reader.fill(result.as_fd()) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => read_results(shared, w, reader),
+            }
+        }
+    }
+}
+
+/// Handles every complete frame in `reader`: records the answers, refills the worker, then
+/// delivers the results outside the lock.
+fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
+    let mut deliveries = Deliveries::default();
+    let mut state = shared.lock();
+    loop {
+        if state.slots[w].conn.as_ref().is_none_or(|c| c.killed.is_some()) {
+            // A killed worker's later frames are ignored: the item it was running when it
+            // was killed gets the kill's error, whatever raced with it.
+            break;
+        }
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                kill(&mut state.slots[w].conn, e.to_string());
+                break;
+            }
+        };
+        let (kind, range) = frame;
+        if !matches!(kind, Kind::Done | Kind::Panicked | Kind::Failed) {
+            kill(&mut state.slots[w].conn, format!("unexpected {kind:?} frame"));
+            break;
+        }
+        let item = match protocol::decode_result(kind, reader.bytes(range.clone()), range) {
+            Ok(item) => item,
+            Err(e) => {
+                kill(&mut state.slots[w].conn, e.to_string());
+                break;
+            }
+        };
+        match shared.answered(&mut state, w, item.seq) {
+            Ok((run, index)) => {
+                shared.record_item_time(item.elapsed_ns);
+                let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));
+                deliveries.add(&run, index, outcome);
+            }
+            Err(reason) => {
+                kill(&mut state.slots[w].conn, reason);
+                break;
+            }
+        }
+    }
+    let wake = shared.pump(&mut state, w);
+    drop(state);
+    if wake {
+        shared.wake(w);
+    }
+    finish(shared, deliveries, &|range| reader.bytes(range));
+}
+
+fn kill(conn: &mut Option<Conn>, reason: String) {
+    if let Some(conn) = conn {
+        conn.kill(KillReason::Protocol(reason));
+    }
+}
+
+/// Fills in the frame limit of a too-large error reported by a worker.
+fn with_limit(error: TaskError, frame_limit: usize) -> TaskError {
+    match error {
+        TaskError::TooLarge { side, size, .. } => {
+            TaskError::TooLarge { side, size, limit: frame_limit as u64 }
+        }
+        other => other,
+    }
+}
+
+/// Delivers outcomes to their sinks and records them as delivered.
+fn finish<'b>(
+    shared: &Shared,
+    deliveries: Deliveries,
+    bytes: &dyn Fn(std::ops::Range<usize>) -> &'b [u8],
+) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let count = deliveries.deliver_from(bytes);
+    let mut state = shared.lock();
+    shared.delivered(&mut state, count);
+}

@@ -1,0 +1,350 @@
+//! Framing between the parent and a worker: length-prefixed frames with a hard size cap.
+//!
+//! A frame is `len: u32 LE`, then `kind: u8`, then `len - 1` bytes of body. Bodies are built
+//! from little-endian integers and `u32`-length-prefixed byte strings. The reader never
+//! allocates more than its limit, whatever length a frame claims; see `README.md` for the
+//! frame kinds and the protocol.
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::os::fd::BorrowedFd;
+
+use crate::sys;
+
+/// Bytes before a frame's body: the length and the kind.
+pub(crate) const HEADER: usize = 5;
+
+/// Room for a frame's own fields on top of the user payload it carries.
+pub(crate) const SLACK: usize = 4096;
+
+/// What a frame is. Parent-to-worker kinds are below 10, worker-to-parent kinds from 10.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Parent → worker, once, first: the worker's settings.
+    Init = 1,
+    /// Parent → worker: items to run with one job.
+    Batch = 2,
+    /// Worker → parent, once, after a successful start.
+    Hello = 10,
+    /// Worker → parent: the initializer or the start checks failed; the worker exits.
+    InitFailed = 11,
+    /// Worker → parent: an item's encoded result.
+    Done = 12,
+    /// Worker → parent: an item panicked.
+    Panicked = 13,
+    /// Worker → parent: an item's argument, result or job state failed to travel.
+    Failed = 14,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Init,
+            2 => Kind::Batch,
+            10 => Kind::Hello,
+            11 => Kind::InitFailed,
+            12 => Kind::Done,
+            13 => Kind::Panicked,
+            14 => Kind::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A malformed frame or body: the peer broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireError(pub(crate) String);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn malformed(what: impl Into<String>) -> WireError {
+    WireError(what.into())
+}
+
+/// Starts a frame of `kind` in `out`; returns where it starts, for [`end_frame`].
+pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: Kind) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
+    start
+}
+
+/// Finishes the frame begun at `start` by writing its length. Returns the frame's length
+/// field (kind plus body).
+pub(crate) fn end_frame(out: &mut [u8], start: usize) -> usize {
+    let len = out.len() - start - 4;
+    let field = u32::try_from(len).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&field.to_le_bytes());
+    len
+}
+
+/// Appends a little-endian `u32`.
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends a little-endian `u64`.
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends a little-endian `i64`.
+pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends a `u32` length and the bytes.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(bytes);
+}
+
+/// Reads the fields of a frame body in order.
+#[derive(Debug)]
+pub(crate) struct Body<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Body<'a> {
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Body { rest: body }
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(malformed(format!("frame body too short for {what}")));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, WireError> {
+        let b = self.take(8, what)?;
+        let mut a = [0; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    pub(crate) fn i64(&mut self, what: &str) -> Result<i64, WireError> {
+        Ok(self.u64(what)?.cast_signed())
+    }
+
+    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
+        let len = self.u32(what)?;
+        self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
+    }
+
+    /// Everything not read yet.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn finish(self, what: &str) -> Result<(), WireError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(malformed(format!("{} unexpected bytes after {what}", self.rest.len())))
+        }
+    }
+}
+
+/// Splits a byte stream into frames, holding at most `limit` bytes of frame at a time.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    /// Start of the bytes not yet returned as frames.
+    start: usize,
+    /// End of the bytes read so far.
+    end: usize,
+    /// The largest frame (kind plus body) accepted.
+    limit: usize,
+}
+
+/// How much a reader asks the kernel for at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl FrameReader {
+    pub(crate) fn new(limit: usize) -> Self {
+        FrameReader { buf: Vec::new(), start: 0, end: 0, limit }
+    }
+
+    /// Changes the largest frame accepted.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Reads what the descriptor has (blocking if it has nothing). Returns 0 at end of file.
+    pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.make_room();
+        let n = sys::read(fd, &mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Appends bytes as if they were read, for tests and fuzzing.
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.make_room();
+        self.buf.truncate(self.end);
+        self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
+    }
+
+    /// Moves unread bytes to the front and makes room for at least one more chunk, or for
+    /// the rest of a frame whose length is known (never beyond the limit).
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let pending = self.end - self.start;
+        let want = match self.peek_len() {
+            Some(len) if len <= self.limit => (HEADER - 1 + len).max(pending) + READ_CHUNK,
+            _ => pending + READ_CHUNK,
+        };
+        if self.start > 0 && self.buf.len() - self.start < want {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = pending;
+        }
+        if self.buf.len() < self.start + want {
+            self.buf.resize(self.start + want, 0);
+        }
+    }
+
+    fn peek_len(&self) -> Option<usize> {
+        let b = self.buf[..self.end].get(self.start..self.start + 4)?;
+        usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
+    }
+
+    /// The next complete frame, as its kind and the range of its body in [`Self::bytes`].
+    /// `Ok(None)` when more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// A frame longer than the limit, empty, or of an unknown kind.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(Kind, Range<usize>)>, WireError> {
+        let Some(len) = self.peek_len() else { return Ok(None) };
+        if len == 0 {
+            return Err(malformed("empty frame"));
+        }
+        if len > self.limit {
+            return Err(malformed(format!(
+                "frame of {len} bytes is over the {}-byte limit",
+                self.limit
+            )));
+        }
+        if self.end - self.start < 4 + len {
+            return Ok(None);
+        }
+        let kind_at = self.start + 4;
+        let kind = Kind::from_byte(self.buf[kind_at])
+            .ok_or_else(|| malformed(format!("unknown frame kind {}", self.buf[kind_at])))?;
+        self.start += 4 + len;
+        Ok(Some((kind, kind_at + 1..self.start)))
+    }
+
+    /// The bytes of a range returned by [`Self::next_frame`]; valid until the next
+    /// [`Self::fill`].
+    pub(crate) fn bytes(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Bytes held that do not yet form a complete frame.
+    pub(crate) fn pending(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let at = begin_frame(&mut out, kind);
+        out.extend_from_slice(body);
+        end_frame(&mut out, at);
+        out
+    }
+
+    #[test]
+    fn frames_split_across_reads_are_reassembled() {
+        let mut bytes = frame(Kind::Done, b"hello");
+        bytes.extend(frame(Kind::Hello, &7u32.to_le_bytes()));
+        let mut r = FrameReader::new(1024);
+        for chunk in bytes.chunks(3) {
+            r.push(chunk);
+        }
+        let (kind, body) = r.next_frame().unwrap().unwrap();
+        assert_eq!((kind, r.bytes(body)), (Kind::Done, &b"hello"[..]));
+        let (kind, body) = r.next_frame().unwrap().unwrap();
+        assert_eq!(kind, Kind::Hello);
+        assert_eq!(Body::new(r.bytes(body)).u32("pid").unwrap(), 7);
+        assert_eq!(r.next_frame().unwrap(), None);
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn a_partial_length_is_not_read_past_the_data() {
+        let mut r = FrameReader::new(1024);
+        r.push(&frame(Kind::Done, b"x"));
+        r.next_frame().unwrap().unwrap();
+        r.push(&[2, 0]);
+        assert_eq!(r.next_frame().unwrap(), None);
+        r.push(&[0, 0, Kind::Done as u8, 7]);
+        let (_, body) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(body), [7]);
+    }
+
+    #[test]
+    fn oversized_claims_fail_before_allocating() {
+        let mut r = FrameReader::new(100);
+        r.push(&u32::MAX.to_le_bytes());
+        assert!(r.next_frame().unwrap_err().0.contains("over the 100-byte limit"));
+        assert!(r.buf.len() < 200_000, "the reader allocated {} bytes", r.buf.len());
+    }
+
+    #[test]
+    fn garbage_kinds_and_empty_frames_are_errors() {
+        let mut r = FrameReader::new(100);
+        r.push(&[1, 0, 0, 0, 99]);
+        assert!(r.next_frame().is_err());
+        let mut r = FrameReader::new(100);
+        r.push(&[0, 0, 0, 0]);
+        assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn bodies_reject_short_and_trailing_bytes() {
+        let mut out = Vec::new();
+        put_u64(&mut out, 9);
+        put_bytes(&mut out, b"abc");
+        let mut body = Body::new(&out);
+        assert_eq!(body.u64("seq").unwrap(), 9);
+        assert_eq!(body.bytes("name").unwrap(), b"abc");
+        body.finish("frame").unwrap();
+        assert!(Body::new(&out[..5]).u64("seq").is_err());
+        let mut long = Body::new(&out);
+        long.u32("x").unwrap();
+        assert!(long.finish("frame").is_err());
+        let mut lying = Vec::new();
+        put_u32(&mut lying, 1000);
+        assert!(Body::new(&lying).bytes("payload").is_err());
+    }
+}

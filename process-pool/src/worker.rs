@@ -1,0 +1,312 @@
+//! The worker process: reads batches, runs them, streams one result per item back.
+//!
+//! A worker is the parent's executable, started with a private marker that [`crate::entry`]
+//! recognizes before `main`. It never returns to `main`: it serves until its request pipe
+//! reaches end of file, then exits 0. See `README.md` for the protocol and the failure paths.
+
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use taskpool_core::{PanicReport, Side, catch_panic};
+
+use crate::entry::ImageVerified;
+use crate::protocol::{
+    BACKTRACES, FAILED_SERIALIZATION, FAILED_TOO_LARGE, FLUSH_EACH, Init, side_byte,
+};
+use crate::ship::{self, BatchFn};
+use crate::sys::{self, REQUEST_FD, RESULT_FD};
+use crate::wire::{self, Body, FrameReader, Kind};
+
+/// Exit code of a worker that received a malformed frame from its parent.
+pub(crate) const EXIT_PROTOCOL: i32 = 70;
+/// Exit code of a worker whose start checks or initializer failed (after saying why).
+pub(crate) const EXIT_START: i32 = 71;
+
+/// Flush results at least this often while a batch runs, so the parent sees progress.
+const FLUSH_AGE: Duration = Duration::from_micros(200);
+/// Flush results once this many bytes are buffered.
+const FLUSH_BYTES: usize = 64 * 1024;
+/// Longest panic message, location or backtrace sent back (longer ones are cut).
+const MAX_REPORT: usize = 64 * 1024;
+
+/// Serves as a worker until the parent closes the request pipe. Never returns.
+pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
+    let request = sys::fixed_fd(REQUEST_FD);
+    let result = sys::fixed_fd(RESULT_FD);
+    sys::close_from(RESULT_FD + 1);
+    sys::ignore_sigpipe();
+
+    let mut reader = FrameReader::new(64 * 1024);
+    let init = match next_frame(&mut reader, request) {
+        Some((Kind::Init, body)) => {
+            Init::decode(&body).unwrap_or_else(|_| sys::exit_now(EXIT_PROTOCOL))
+        }
+        _ => sys::exit_now(EXIT_PROTOCOL),
+    };
+    sys::set_process_name(&init.name);
+    let image = match image {
+        Ok(image) => image,
+        Err(reason) => refuse(result, &reason),
+    };
+    if let Some(offset) = init.initializer {
+        let initializer = ship::initializer_at(offset, &image);
+        if let Err(report) = catch_panic(false, initializer) {
+            refuse(result, &format!("initializer failed: {report}"));
+        }
+    }
+    let mut hello = Vec::new();
+    let at = wire::begin_frame(&mut hello, Kind::Hello);
+    wire::put_u32(&mut hello, sys::pid());
+    wire::end_frame(&mut hello, at);
+    if sys::write_all(result, &hello).is_err() {
+        sys::exit_now(0);
+    }
+
+    let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
+    reader.set_limit(limit.saturating_add(wire::SLACK));
+    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0);
+    sys::install_crash_flush();
+    loop {
+        loop {
+            match reader.next_frame() {
+                Ok(Some((Kind::Batch, range))) => {
+                    let body = reader.bytes(range);
+                    if let Err(e) = run_batch(body, &mut out, &image) {
+                        out.flush();
+                        broken(&e.to_string());
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some((kind, _))) => {
+                    out.flush();
+                    broken(&format!("unexpected {kind:?} frame"));
+                }
+                Err(e) => {
+                    out.flush();
+                    broken(&e.to_string());
+                }
+            }
+        }
+        out.flush();
+        match reader.fill(request) {
+            Ok(0) | Err(_) => {
+                if reader.pending() > 0 {
+                    sys::exit_now(EXIT_PROTOCOL);
+                }
+                // End of input: a clean exit, which also flushes the program's stdout.
+                std::process::exit(0);
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Ends a worker whose parent sent something it cannot read. Says so on stderr, since the
+/// parent will only see the exit code.
+fn broken(reason: &str) -> ! {
+    eprintln!("taskpool worker {}: protocol error from the parent: {reason}", sys::pid());
+    sys::exit_now(EXIT_PROTOCOL);
+}
+
+/// Reads until one complete frame is available; `None` at end of input or on a bad frame.
+fn next_frame(reader: &mut FrameReader, fd: BorrowedFd<'_>) -> Option<(Kind, Vec<u8>)> {
+    loop {
+        match reader.next_frame() {
+            Ok(Some((kind, range))) => return Some((kind, reader.bytes(range).to_vec())),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if reader.fill(fd).ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// Tells the parent why this worker cannot serve, then exits.
+fn refuse(result: BorrowedFd<'_>, reason: &str) -> ! {
+    let mut frame = Vec::new();
+    let at = wire::begin_frame(&mut frame, Kind::InitFailed);
+    frame.extend_from_slice(cut(reason).as_bytes());
+    wire::end_frame(&mut frame, at);
+    let _ = sys::write_all(result, &frame);
+    sys::exit_now(EXIT_START);
+}
+
+fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<(), wire::WireError> {
+    let mut b = Body::new(body);
+    let first_seq = b.u64("sequence number")?;
+    let entry = b.i64("entry point")?;
+    let flags = b.u8("flags")?;
+    let state = b.bytes("job state")?;
+    let count = b.u32("item count")?;
+    let mut inputs = Inputs { body: b, left: count, malformed: false };
+    out.seq = first_seq;
+    out.flush_each = flags & FLUSH_EACH != 0;
+    let run: BatchFn = ship::entry_at(entry, image);
+    run(state, &mut inputs, out);
+    if inputs.malformed || inputs.left > 0 {
+        return Err(wire::WireError("batch items malformed".into()));
+    }
+    inputs.body.finish("batch items")
+}
+
+/// The encoded inputs of one batch, in order.
+#[derive(Debug)]
+pub(crate) struct Inputs<'a> {
+    body: Body<'a>,
+    left: u32,
+    malformed: bool,
+}
+
+impl<'a> Iterator for Inputs<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match self.body.bytes("input") {
+            Ok(input) => Some(input),
+            Err(_) => {
+                self.malformed = true;
+                self.left = 0;
+                None
+            }
+        }
+    }
+}
+
+/// Where a worker's results go: one frame per item, buffered and flushed in bursts.
+#[derive(Debug)]
+pub(crate) struct Outputs {
+    fd: BorrowedFd<'static>,
+    /// Result frames not yet written.
+    pending: Vec<u8>,
+    /// The current item's encoded result.
+    scratch: Vec<u8>,
+    /// When the oldest frame in `pending` was added.
+    oldest: Option<Instant>,
+    /// Sequence number of the next item.
+    seq: u64,
+    flush_each: bool,
+    limit: usize,
+    backtraces: bool,
+}
+
+impl Outputs {
+    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool) -> Self {
+        Outputs {
+            fd,
+            pending: Vec::with_capacity(FLUSH_BYTES * 2),
+            scratch: Vec::new(),
+            oldest: None,
+            seq: 0,
+            flush_each: false,
+            limit,
+            backtraces,
+        }
+    }
+
+    /// Runs one item: `work` decodes the input, runs the job and encodes the result into the
+    /// buffer it is given. Records the outcome as the item's result frame.
+    pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
+        self.scratch.clear();
+        sys::arm_crash_flush(&self.pending);
+        let started = Instant::now();
+        let scratch = &mut self.scratch;
+        let outcome = catch_panic(self.backtraces, || work(scratch));
+        let now = Instant::now();
+        sys::disarm_crash_flush();
+        let elapsed = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
+        match outcome {
+            Ok(Ok(())) if self.scratch.len() <= self.limit => self.done(elapsed),
+            Ok(Ok(())) => {
+                let size = self.scratch.len() as u64;
+                self.failed(elapsed, Side::Result, FAILED_TOO_LARGE, size, "");
+            }
+            Ok(Err((side, message))) => {
+                self.failed(elapsed, side, FAILED_SERIALIZATION, 0, &message)
+            }
+            Err(report) => self.panicked(elapsed, &report),
+        }
+        self.seq += 1;
+        let oldest = *self.oldest.get_or_insert(now);
+        if self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE {
+            self.flush();
+        }
+    }
+
+    fn header(&mut self, kind: Kind, elapsed: u64) -> usize {
+        let at = wire::begin_frame(&mut self.pending, kind);
+        wire::put_u64(&mut self.pending, self.seq);
+        wire::put_u64(&mut self.pending, elapsed);
+        at
+    }
+
+    fn done(&mut self, elapsed: u64) {
+        let at = self.header(Kind::Done, elapsed);
+        self.pending.extend_from_slice(&self.scratch);
+        wire::end_frame(&mut self.pending, at);
+    }
+
+    fn failed(&mut self, elapsed: u64, side: Side, reason: u8, size: u64, message: &str) {
+        let at = self.header(Kind::Failed, elapsed);
+        self.pending.push(side_byte(side));
+        self.pending.push(reason);
+        wire::put_u64(&mut self.pending, size);
+        self.pending.extend_from_slice(cut(message).as_bytes());
+        wire::end_frame(&mut self.pending, at);
+    }
+
+    fn panicked(&mut self, elapsed: u64, report: &PanicReport) {
+        let at = self.header(Kind::Panicked, elapsed);
+        wire::put_bytes(&mut self.pending, cut(&report.message).as_bytes());
+        wire::put_bytes(
+            &mut self.pending,
+            cut(report.location.as_deref().unwrap_or("")).as_bytes(),
+        );
+        wire::put_bytes(
+            &mut self.pending,
+            cut(report.backtrace.as_deref().unwrap_or("")).as_bytes(),
+        );
+        wire::end_frame(&mut self.pending, at);
+    }
+
+    /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if sys::write_all(self.fd, &self.pending).is_err() {
+            sys::exit_now(0);
+        }
+        self.pending.clear();
+        self.oldest = None;
+    }
+}
+
+/// `text`, cut to at most [`MAX_REPORT`] bytes on a character boundary.
+fn cut(text: &str) -> &str {
+    if text.len() <= MAX_REPORT {
+        return text;
+    }
+    let mut end = MAX_REPORT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reports_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_REPORT);
+        let short = cut(&long);
+        assert!(short.len() <= MAX_REPORT);
+        assert!(long.starts_with(short));
+    }
+}
