@@ -1,0 +1,171 @@
+//! Tasks and helpers shared by the process backend's tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use taskpool_process::Task;
+
+/// Squares its input.
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Returns the worker's process id.
+pub fn worker_pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+/// Writes through a null pointer: a real SIGSEGV.
+pub fn segfault(_: u64) -> u64 {
+    let p: *mut u64 = std::hint::black_box(std::ptr::null_mut());
+    // SAFETY: none: this is the crash under test, in a worker process.
+    unsafe { p.write_volatile(1) };
+    0
+}
+
+/// Calls `abort()`.
+pub fn abort(_: u64) -> u64 {
+    std::process::abort()
+}
+
+/// Exits the worker with code 3.
+pub fn exit_3(_: u64) -> u64 {
+    std::process::exit(3)
+}
+
+/// Recurses until the stack overflows.
+pub fn overflow_stack(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 32]);
+    if depth == u64::MAX { 0 } else { overflow_stack(depth + 1).wrapping_add(frame[1]) }
+}
+
+/// Sleeps `ms` milliseconds.
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// A fresh, empty scratch directory for one test, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("taskpool-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A path inside the directory, as a string a task can carry.
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `path` exists: the event a task signals by creating it.
+pub fn wait_for_file(path: impl AsRef<Path>) {
+    let path = path.as_ref();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Creates the file `signal`, then sleeps `ms` milliseconds: lets a test know the task runs.
+#[derive(Serialize, Deserialize)]
+pub struct SignalThenSleep {
+    pub signal: String,
+}
+
+impl Task for SignalThenSleep {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, ms: u64) -> u64 {
+        fs::write(&self.signal, std::process::id().to_string()).unwrap();
+        sleep_ms(ms)
+    }
+}
+
+/// Appends its input to a log file (one line per run), then crashes in the way `crash` says
+/// when the input is `crash_at`.
+#[derive(Serialize, Deserialize)]
+pub struct Logged {
+    pub log: String,
+    pub crash_at: u64,
+    pub crash: Crash,
+}
+
+/// How [`Logged`] crashes.
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub enum Crash {
+    Segfault,
+    Abort,
+    Panic,
+}
+
+impl Task for Logged {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        if x == self.crash_at {
+            match self.crash {
+                Crash::Segfault => return segfault(x),
+                Crash::Abort => return abort(x),
+                Crash::Panic => panic!("item {x} panics"),
+            }
+        }
+        let mut log = fs::OpenOptions::new().append(true).create(true).open(&self.log).unwrap();
+        log.write_all(format!("{x}\n").as_bytes()).unwrap();
+        x * 10
+    }
+}
+
+/// How many times each number appears in a log written by [`Logged`].
+pub fn runs_in(log: impl AsRef<Path>, n: u64) -> Vec<usize> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut counts = vec![0; usize::try_from(n).unwrap()];
+    for line in text.lines() {
+        counts[line.parse::<usize>().unwrap()] += 1;
+    }
+    counts
+}
+
+/// Process ids of this process's children that are zombies (exited, not reaped).
+pub fn zombie_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut zombies = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The command name may hold spaces: the fields after it start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] == "Z" && fields[1] == me.to_string() {
+            zombies.push(entry.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    zombies
+}
+
+/// The number of descriptors this process has open.
+pub fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Whether a process with this id exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}

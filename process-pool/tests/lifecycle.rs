@@ -1,0 +1,116 @@
+//! Worker lifecycle: recycling, initializers, shutdown and drop, reaping, descriptors, and the
+//! worker marker.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+
+static INITIALIZED: AtomicU64 = AtomicU64::new(0);
+
+fn set_up() {
+    INITIALIZED.store(42, Ordering::SeqCst);
+}
+
+fn read_initialized(_: u64) -> u64 {
+    INITIALIZED.load(Ordering::SeqCst)
+}
+
+fn failing_initializer() {
+    panic!("cannot connect to the license server");
+}
+
+fn marker_present(_: u64) -> bool {
+    std::env::var_os("TASKPOOL_WORKER").is_some()
+}
+
+fn own_descriptors(_: u64) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[test]
+fn workers_are_other_processes() {
+    let pool = ProcessPool::new(2).unwrap();
+    let pids = pool.map(worker_pid, 0..20).unwrap();
+    assert!(pids.iter().all(|&p| p != std::process::id()));
+    let mut workers = pool.pids();
+    workers.sort_unstable();
+    for pid in pids {
+        assert!(workers.binary_search(&pid).is_ok(), "{pid} is not one of {workers:?}");
+    }
+}
+
+#[test]
+fn initializer_runs_in_every_worker() {
+    let pool = ProcessPool::with_config(Config::new().workers(2).initializer(set_up)).unwrap();
+    assert!(pool.map(read_initialized, 0..50).unwrap().iter().all(|&v| v == 42));
+    assert_eq!(INITIALIZED.load(Ordering::SeqCst), 0, "the parent never ran it");
+}
+
+#[test]
+fn a_failing_initializer_gives_up_with_a_typed_error() {
+    let config = Config::new().workers(1).initializer(failing_initializer).start_attempts(3);
+    let pool = ProcessPool::with_config(config).unwrap();
+    match pool.apply(square, 2) {
+        Err(TaskError::WorkerStart { reason }) => {
+            assert!(reason.contains("cannot connect to the license server"), "{reason}");
+        }
+        other => panic!("expected a start failure, got {other:?}"),
+    }
+    assert_eq!(pool.stats().workers_started, 3, "three attempts, then it gave up");
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::WorkerStart { .. })));
+}
+
+#[test]
+fn max_tasks_per_worker_recycles_workers() {
+    let pool = ProcessPool::with_config(Config::new().workers(1).max_tasks_per_worker(3)).unwrap();
+    let pids: Vec<u32> = (0..9).map(|i| pool.apply(worker_pid, i).unwrap()).collect();
+    for chunk in pids.chunks(3) {
+        assert!(chunk.iter().all(|&p| p == chunk[0]), "{pids:?}");
+    }
+    assert!(pids[0] != pids[3] && pids[3] != pids[6], "{pids:?}");
+    let mapped = pool.map(worker_pid, 0..30).unwrap();
+    let distinct: std::collections::HashSet<u32> = mapped.into_iter().collect();
+    assert!(distinct.len() >= 10, "30 tasks at 3 per worker need 10 workers: {distinct:?}");
+}
+
+#[test]
+fn drop_kills_hung_workers_after_the_grace_period() {
+    let grace = Duration::from_millis(100);
+    let pool = ProcessPool::with_config(Config::new().workers(2).shutdown_grace(grace)).unwrap();
+    let hung: Vec<_> = (0..2).map(|_| pool.submit(sleep_ms, 60_000)).collect();
+    let queued = pool.submit(square, 2);
+    let pids = pool.pids();
+    let started = Instant::now();
+    drop(pool);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    for h in hung {
+        assert!(matches!(h.join(), Err(TaskError::ShutDown)));
+    }
+    assert!(matches!(queued.join(), Err(TaskError::ShutDown)));
+    for pid in pids {
+        assert!(!alive(pid), "worker {pid} survived the drop");
+    }
+}
+
+#[test]
+fn a_worker_holds_only_its_own_descriptors() {
+    let pool = ProcessPool::new(1).unwrap();
+    let fds = pool.apply(own_descriptors, 0).unwrap();
+    // stdin, stdout, stderr, the request and result pipes, and the directory being listed.
+    assert_eq!(fds, ["0", "1", "2", "3", "4", "5"], "{fds:?}");
+}
+
+#[test]
+fn the_marker_is_removed_inside_workers() {
+    let pool = ProcessPool::new(1).unwrap();
+    assert!(!pool.apply(marker_present, 0).unwrap());
+}

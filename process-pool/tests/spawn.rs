@@ -1,0 +1,45 @@
+//! One-off processes, like `multiprocessing.Process`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use taskpool_process::{Exit, TaskError, spawn};
+
+#[test]
+fn spawn_runs_in_another_process_and_returns_the_value() {
+    let child = spawn(worker_pid, 0).unwrap();
+    let pid = u32::try_from(child.id()).unwrap();
+    assert_ne!(pid, std::process::id());
+    assert_eq!(child.join().unwrap(), pid);
+}
+
+#[test]
+fn a_crash_is_reported_with_its_signal() {
+    let child = spawn(segfault, 0).unwrap();
+    assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(11)))));
+    let child = spawn(exit_3, 0).unwrap();
+    assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Code(3)))));
+}
+
+#[test]
+fn kill_ends_a_running_process() {
+    let mut child = spawn(sleep_ms, 60_000).unwrap();
+    assert!(child.is_alive());
+    let mut early = child.join_timeout(Duration::from_millis(10));
+    assert!(matches!(early, Err(TaskError::TimedOut { still_running: true, .. })));
+    child.kill().unwrap();
+    early = child.join_timeout(Duration::from_secs(60));
+    assert!(matches!(early, Err(TaskError::Crashed(Exit::Signal(9)))), "{early:?}");
+    assert!(!child.is_alive());
+}
+
+#[test]
+fn dropping_an_unjoined_child_kills_and_reaps_it() {
+    let child = spawn(sleep_ms, 60_000).unwrap();
+    let pid = u32::try_from(child.id()).unwrap();
+    drop(child);
+    assert!(!alive(pid));
+    assert!(!zombie_children().contains(&pid));
+}

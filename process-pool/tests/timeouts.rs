@@ -1,0 +1,83 @@
+//! Hard timeouts and cancellation: the worker running the task is killed and replaced.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+
+fn timed_out(result: Result<u64, TaskError>) -> Duration {
+    match result {
+        Err(TaskError::TimedOut { limit, still_running: false }) => limit,
+        other => panic!("expected a timeout that killed the worker, got {other:?}"),
+    }
+}
+
+#[test]
+fn pool_timeout_kills_the_worker_and_the_pool_goes_on() {
+    let limit = Duration::from_millis(100);
+    let pool = ProcessPool::with_config(Config::new().workers(1).timeout(limit)).unwrap();
+    let before = pool.apply(worker_pid, 0).unwrap();
+    assert_eq!(timed_out(pool.apply(sleep_ms, 60_000)), limit);
+    let after = pool.apply(worker_pid, 0).unwrap();
+    assert_ne!(before, after, "the hung worker was replaced");
+    assert!(!alive(before), "the hung worker is gone");
+    assert_eq!(pool.stats().timeouts, 1);
+}
+
+#[test]
+fn per_call_timeout_overrides_the_pool() {
+    let pool = ProcessPool::new(1).unwrap();
+    let limit = Duration::from_millis(50);
+    assert_eq!(timed_out(pool.submit_timeout(sleep_ms, 60_000, limit).join()), limit);
+    assert_eq!(pool.submit_timeout(sleep_ms, 1, Duration::from_secs(60)).join().unwrap(), 1);
+}
+
+#[test]
+fn a_hang_inside_a_map_fails_only_that_item() {
+    let limit = Duration::from_millis(200);
+    let pool =
+        ProcessPool::with_config(Config::new().workers(2).timeout(limit).chunk_size(4)).unwrap();
+    let items = [1, 2, 3, 60_000, 5, 6, 7, 8, 9, 10];
+    let outcomes = pool.map_results(sleep_ms, items);
+    for (item, outcome) in items.iter().zip(outcomes) {
+        if *item == 60_000 {
+            assert_eq!(timed_out(outcome), limit);
+        } else {
+            assert_eq!(outcome.unwrap(), *item);
+        }
+    }
+}
+
+#[test]
+fn cancelling_a_running_task_kills_its_worker() {
+    let dir = Scratch::new("cancel-running");
+    let signal = dir.file("running");
+    let pool = ProcessPool::new(1).unwrap();
+    let running = pool.submit(SignalThenSleep { signal: signal.clone() }, 60_000);
+    let queued = pool.submit(square, 9);
+    wait_for_file(&signal);
+    let pid: u32 = std::fs::read_to_string(&signal).unwrap().parse().unwrap();
+    assert!(running.cancel());
+    assert!(matches!(running.join(), Err(TaskError::Cancelled)));
+    assert_eq!(queued.join().unwrap(), 81);
+    assert!(!alive(pid), "the cancelled task's worker was killed");
+}
+
+#[test]
+fn cancelling_a_queued_task_never_runs_it() {
+    let dir = Scratch::new("cancel-queued");
+    let signal = dir.file("running");
+    let log = dir.file("log");
+    let pool = ProcessPool::with_config(Config::new().workers(1).in_flight(1)).unwrap();
+    let blocker = pool.submit(SignalThenSleep { signal: signal.clone() }, 300);
+    wait_for_file(&signal);
+    let queued =
+        pool.submit(Logged { log: log.clone(), crash_at: u64::MAX, crash: Crash::Panic }, 5);
+    assert!(queued.cancel());
+    assert_eq!(blocker.join().unwrap(), 300);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    assert!(matches!(queued.join(), Err(TaskError::Cancelled)));
+    assert_eq!(runs_in(&log, 6)[5], 0, "a cancelled queued task never runs");
+}
