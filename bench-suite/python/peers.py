@@ -59,6 +59,9 @@ memory      a pool of ``workers``, one held no-op per worker so that every worke
             VmRSS of each worker process (/proc/PID/status) and, from /proc/PID/smaps_rollup,
             PSS and USS (private pages); plus the parent's RSS before and its increase. The
             thread variant has no worker processes: its figure is the parent's increase.
+            Runs in a fresh child interpreter (``fresh_interpreter``), because a forked
+            worker's RSS counts the pages it shares with its parent: measured here, it would
+            grow with whatever the earlier scenarios left in this process.
 faults      one run per variant and fault: a faulty task next to ``2 * workers`` healthy ones,
             then one more healthy task. Faults: ``exception`` (raises ValueError),
             ``segfault`` (ctypes.string_at(0)), ``abort`` (os.abort()), ``hang``
@@ -71,11 +74,10 @@ faults      one run per variant and fault: a faulty task next to ``2 * workers``
             ``kind``: returned, raised, broken_pool, hung, submit_refused, program_died,
             not_run; ``outcome`` text; ``after_s`` since the faulty task was submitted),
             ``recovery_s`` (submission of the faulty task to the next healthy result, or
-            null), ``workers_replaced``, ``shutdown``, ``process`` and a one-line
-            ``summary``. The
-            thread variant's segfault, abort and hang run in a child interpreter, because
-            they take the whole program down or keep it from exiting; ``process`` tells
-            that child's fate.
+            null), ``workers_replaced``, ``shutdown``, ``process``, ``stage`` (the last
+            stage reached) and a one-line ``summary``. The thread variant's segfault, abort
+            and hang run in a child interpreter, because they take the whole program down
+            or keep it from exiting; ``process`` tells that child's fate.
 
 Kernels (defined exactly so, for the Rust side to run identical work)
 ---------------------------------------------------------------------
@@ -85,10 +87,12 @@ n < 2 is not prime; an even n is prime iff n == 2; an odd n is prime iff no odd 
 
 mandel(first_row, rows, width, height, max_iter): the sum over y in [first_row,
 first_row + rows) (no wrap inside a task) and x in [0, width) of the escape count, where
-cr = -2.0 + (3.0 * x) / width, ci = -1.5 + (3.0 * y) / height (f64), z = 0, and while
-count < max_iter and zr*zr + zi*zi <= 4.0: (zr, zi) = (zr*zr - zi*zi + cr,
-2.0*zr*zi + ci); count += 1. Task i runs mandel((first_row + i * rows) % height, rows,
-width, height, max_iter).
+cr = -2.0 + (3.0 * x) / width, ci = -1.5 + (3.0 * y) / height (f64, no fused multiply-add,
+left to right), z = 0, and while count < max_iter and zr*zr + zi*zi <= 4.0:
+(zr, zi) = ((zr*zr - zi*zi) + cr, (2.0*zr)*zi + ci); count += 1. Task i runs
+mandel((first_row + i * rows) % height, rows, width, height, max_iter). ``kernel_checks``
+pins both with hand-checked values (mandel(0, 2, 3, 2, 50) == 155 exercises the <= 4.0
+boundary: c = -2 stays at |z|^2 == 4.0 forever).
 
 Top level: {"python", "implementation", "platform", "mp_start_method", "workers",
 "cpu_count", "spec" (as given), "effective" (the counts actually used), "kernel_checks",
@@ -572,6 +576,7 @@ class WarmPools:
 
 class Config:
     def __init__(self, spec):
+        self.spec = spec
         merged = dict(DEFAULT_SPEC)
         merged.update(spec)
         self.quick = bool(merged["quick"])
@@ -872,6 +877,32 @@ def scenario_cpu(cfg):
 
 
 def scenario_memory(cfg):
+    """Measured in a fresh interpreter: a forked worker's RSS counts the pages it shares
+    with its parent, so in this long-running process it would grow with whatever earlier
+    scenarios left behind. Falls back to measuring here if the child fails."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", json.dumps(cfg.spec)]
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True,
+                              timeout=60 + 10 * cfg.memory_repeats * len(cfg.variants))
+        if done.returncode != 0:
+            raise RuntimeError("memory child exited with status %d" % done.returncode)
+        got = json.loads(done.stdout)
+        ERRORS.extend(got["errors"])
+        return got["result"]
+    except Exception as exc:
+        record_error("memory", None, exc)
+        log("memory: measuring in this process instead")
+        return measure_memory(cfg, fresh=False)
+
+
+def memory_child_main(raw):
+    """--memory-child: measure_memory() in this fresh interpreter, print JSON."""
+    result = measure_memory(Config(json.loads(raw)), fresh=True)
+    print(json.dumps({"result": result, "errors": ERRORS}))
+    return 0
+
+
+def measure_memory(cfg, fresh):
     def measure(variant):
         gc.collect()
         before = proc_memory(os.getpid())["rss_kB"]
@@ -895,7 +926,7 @@ def scenario_memory(cfg):
         return summary(values, unit) if values else None
 
     def build(variant, s):
-        cell = {"workers": cfg.workers,
+        cell = {"workers": cfg.workers, "fresh_interpreter": fresh,
                 "worker_processes": max(column(s, "processes")),
                 "distinct_worker_pids_answering": min(column(s, "answered")),
                 "per_worker_rss_kB": stat(s, "rss_kB"),
@@ -1223,9 +1254,12 @@ def main(argv=None):
     mode.add_argument("--self-test", action="store_true",
                       help="run a tiny built-in spec quickly and print the JSON")
     mode.add_argument("--fault-child", help=argparse.SUPPRESS)
+    mode.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fault_child:
         return fault_child_main(args.fault_child)
+    if args.memory_child:
+        return memory_child_main(args.memory_child)
     if args.self_test:
         spec = SELF_TEST_SPEC
     else:
