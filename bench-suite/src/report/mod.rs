@@ -1,0 +1,225 @@
+//! The comparison report: what was measured, and how it is written out (Markdown, JSON, SVG).
+//!
+//! A [`Report`] is a list of [`Section`]s of [`Row`]s; each row has one [`Cell`] per
+//! [`Column`] (a pool implementation). Scaling curves for the CPU-bound kernels feed the
+//! scaling chart.
+
+mod markdown;
+mod svg;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::stats::Summary;
+
+pub use markdown::markdown;
+pub use svg::{overhead_chart, scaling_chart};
+
+/// A pool implementation compared in the report: one column of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Column {
+    /// `taskpool-thread`.
+    TaskpoolThreads,
+    /// `taskpool-process`.
+    TaskpoolProcesses,
+    /// rayon (`par_iter`, `spawn`) and, for one-off spawns, `std::thread`.
+    Rayon,
+    /// procspawn's `Pool` and `spawn`.
+    Procspawn,
+    /// Python's `ThreadPoolExecutor`.
+    PythonThreads,
+    /// Python's `multiprocessing.Pool`.
+    PythonProcesses,
+}
+
+impl Column {
+    /// Every column, in table order.
+    pub const ALL: [Column; 6] = [
+        Column::TaskpoolThreads,
+        Column::TaskpoolProcesses,
+        Column::Rayon,
+        Column::Procspawn,
+        Column::PythonThreads,
+        Column::PythonProcesses,
+    ];
+
+    /// The column's heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            Column::TaskpoolThreads => "taskpool threads",
+            Column::TaskpoolProcesses => "taskpool processes",
+            Column::Rayon => "rayon",
+            Column::Procspawn => "procspawn",
+            Column::PythonThreads => "Python threads",
+            Column::PythonProcesses => "Python processes",
+        }
+    }
+
+    /// Whether this column is one of taskpool's backends (the others are peers).
+    pub fn is_ours(self) -> bool {
+        matches!(self, Column::TaskpoolThreads | Column::TaskpoolProcesses)
+    }
+
+    /// Whether this column runs tasks in processes (the others use threads).
+    pub fn is_processes(self) -> bool {
+        matches!(self, Column::TaskpoolProcesses | Column::Procspawn | Column::PythonProcesses)
+    }
+}
+
+/// The unit of a measured value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    /// Microseconds.
+    Micros,
+    /// Milliseconds.
+    Millis,
+    /// Items or tasks per second.
+    PerSecond,
+    /// Kibibytes.
+    KiB,
+    /// A plain factor (a speed-up, an efficiency).
+    Factor,
+}
+
+/// Which direction of a value is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Better {
+    /// Smaller is better (times, memory).
+    Lower,
+    /// Larger is better (throughput, speed-up).
+    Higher,
+}
+
+/// What one column shows in one row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Cell {
+    /// A measured quantity (median and spread over repeats).
+    Value(Summary),
+    /// A measured outcome in words, such as "task failed with SIGSEGV", with the time until
+    /// the next task was served when there is one (in milliseconds).
+    Outcome {
+        /// What happened.
+        text: String,
+        /// Milliseconds from the failure to the next task's result, if one was served.
+        next_after_ms: Option<Summary>,
+        /// Whether the program and the pool survived.
+        survived: bool,
+    },
+    /// Not measured, and why (a peer not installed, a backend disabled by features).
+    Skipped(String),
+}
+
+/// One row of the table: one quantity across the columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// A stable identifier, for JSON readers.
+    pub key: String,
+    /// What the row measures, as shown in the table.
+    pub label: String,
+    /// The unit of the values.
+    pub unit: Unit,
+    /// Which direction is better.
+    pub better: Better,
+    /// The cells, by column; a missing column is shown as "—".
+    pub cells: BTreeMap<Column, Cell>,
+    /// A reference value that is not a peer, such as the raw pipe ping-pong floor, with its name.
+    pub reference: Option<(String, Summary)>,
+}
+
+impl Row {
+    /// An empty row.
+    pub fn new(key: &str, label: &str, unit: Unit, better: Better) -> Row {
+        Row {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            unit,
+            better,
+            cells: BTreeMap::new(),
+            reference: None,
+        }
+    }
+
+    /// The best peer (non-taskpool column) with a measured value, and its median.
+    pub fn best_peer(&self) -> Option<(Column, f64)> {
+        let peers = self.cells.iter().filter(|(c, _)| !c.is_ours());
+        let values = peers.filter_map(|(c, cell)| match cell {
+            Cell::Value(s) => Some((*c, s.median)),
+            _ => None,
+        });
+        match self.better {
+            Better::Lower => values.min_by(|a, b| a.1.total_cmp(&b.1)),
+            Better::Higher => values.max_by(|a, b| a.1.total_cmp(&b.1)),
+        }
+    }
+
+    /// How many times better `column` is than the best peer: above 1 means better, whatever
+    /// the row's direction. `None` without two measured values.
+    pub fn advantage(&self, column: Column) -> Option<f64> {
+        let Some(Cell::Value(ours)) = self.cells.get(&column) else { return None };
+        let (_, best) = self.best_peer()?;
+        if ours.median <= 0.0 || best <= 0.0 {
+            return None;
+        }
+        Some(match self.better {
+            Better::Lower => best / ours.median,
+            Better::Higher => ours.median / best,
+        })
+    }
+}
+
+/// A titled group of rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Section {
+    /// The section's heading.
+    pub title: String,
+    /// Its rows.
+    pub rows: Vec<Row>,
+}
+
+/// Speed-up against worker count for one kernel on one column: one line of the scaling chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Curve {
+    /// The kernel and task size, such as "primes, 1 ms tasks".
+    pub kernel: String,
+    /// The pool implementation.
+    pub column: Column,
+    /// `(workers, speed-up over sequential)`, in increasing worker order.
+    pub points: Vec<(usize, f64)>,
+}
+
+/// Where and how the report was measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    /// CPUs available to this process.
+    pub cpus: usize,
+    /// The CPU model, from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// The kernel release.
+    pub kernel: String,
+    /// The 1-minute load average before and after the run: the machine's other load.
+    pub load_before: f64,
+    /// See `load_before`.
+    pub load_after: f64,
+    /// When the run started (UTC, RFC 3339).
+    pub date: String,
+    /// The Python peers' interpreter, if one ran.
+    pub python: Option<String>,
+}
+
+/// A whole comparison run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The machine and its load.
+    pub machine: Machine,
+    /// `quick`, `default` or `full`.
+    pub mode: String,
+    /// How long the run took, in seconds.
+    pub elapsed_s: f64,
+    /// The table, section by section.
+    pub sections: Vec<Section>,
+    /// The scaling curves of the CPU-bound kernels.
+    pub scaling: Vec<Curve>,
+    /// Remarks printed under the table (what a cell means, what was skipped).
+    pub notes: Vec<String>,
+}
