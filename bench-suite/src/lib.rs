@@ -11,7 +11,9 @@
 mod crash;
 pub mod kernels;
 pub mod peers;
+pub mod probe;
 pub mod report;
+pub mod scenarios;
 pub mod stats;
 pub mod tasks;
 
@@ -20,4 +22,5 @@ pub mod tasks;
 pub fn init() {
     peers::pipe_floor::run_child_if_requested();
     peers::procspawn::init();
+    probe::init();
 }

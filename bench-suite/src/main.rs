@@ -1,53 +1,270 @@
 //! The comparison report: what threads and processes cost on this machine.
+//!
+//! `cargo run --release -p taskpool-bench` measures taskpool's thread and process pools side
+//! by side with rayon, procspawn and Python's pools (when `python3` is installed), prints the
+//! "multiprocessing vs multithreading" table, and writes Markdown, JSON and SVG charts under
+//! `target/taskpool-report/`. Run with `--help` for the options.
 
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use taskpool_bench::peers::pipe_floor::PipeFloor;
-use taskpool_bench::tasks;
-use taskpool_process::{Pool, ProcessPool};
+use taskpool_bench::report::{self, Column, Curve, Machine, Report, Section};
+use taskpool_bench::scenarios::{self, Overhead, Plan, Progress, Python, Throughput};
 
-fn main() {
-    taskpool_bench::init();
-    let mut floor = PipeFloor::start().unwrap();
-    let mut f = Vec::new();
-    for _ in 0..2000 {
-        let t = Instant::now();
-        floor.round_trip(&[0u8; 8]).unwrap();
-        f.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    f.sort_by(f64::total_cmp);
-    println!("floor rt median {:.1} us", f[1000]);
+const HELP: &str = "\
+taskpool-bench: threads or processes, and what each costs, measured on this machine
 
-    let t = Instant::now();
-    let pool = ProcessPool::new(2).unwrap();
-    pool.apply(tasks::noop, 1).unwrap();
-    println!("startup {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
-    let mut r = Vec::new();
-    for i in 0..2000 {
-        let t = Instant::now();
-        pool.apply(tasks::noop, i).unwrap();
-        r.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    r.sort_by(f64::total_cmp);
-    println!("process rt median {:.1} us", r[1000]);
-    for _ in 0..3 {
-        let t = Instant::now();
-        let hs: Vec<_> = (0..1000).map(|i| pool.submit(tasks::noop, i)).collect();
-        for h in hs {
-            h.join().unwrap();
+usage: taskpool-bench [--quick | --full] [--json] [--out DIR]
+
+  (no option)  the default run: about two to three minutes on two cores
+  --quick      fewer repeats and smaller batches: about a minute
+  --full       more repeats, longer batches and 100 ms tasks: several minutes
+  --json       print the report as JSON instead of Markdown
+  --out DIR    write the files there instead of target/taskpool-report/
+  --help       this text
+
+Columns: taskpool threads, taskpool processes, rayon, procspawn, Python threads
+(ThreadPoolExecutor) and Python processes (multiprocessing.Pool). Python columns need
+python3 on the PATH; without it they say so. Progress goes to stderr.";
+
+struct Options {
+    mode: &'static str,
+    json: bool,
+    out: Option<PathBuf>,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options { mode: "default", json: false, out: None };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.mode = "quick",
+            "--full" => options.mode = "full",
+            "--json" => options.json = true,
+            "--out" => options.out = Some(args.next().ok_or("--out needs a directory")?.into()),
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown option {other:?}; see --help")),
         }
-        println!("1000 in flight: {:.0} tasks/s", 1000.0 / t.elapsed().as_secs_f64());
     }
-    for _ in 0..3 {
-        let t = Instant::now();
-        let v = pool.map(tasks::noop, 0..1_000_000).unwrap();
-        assert_eq!(v.len(), 1_000_000);
-        println!("map 1M: {:.2} M items/s", 1.0 / t.elapsed().as_secs_f64());
+    Ok(Some(options))
+}
+
+fn main() -> ExitCode {
+    taskpool_bench::init();
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("taskpool-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("taskpool-bench: {e}");
+            ExitCode::FAILURE
+        }
     }
-    for _ in 0..3 {
-        let buf = serde_bytes::ByteBuf::from(vec![1u8; 1 << 20]);
-        let t = Instant::now();
-        pool.apply(tasks::echo, buf).unwrap();
-        println!("1 MiB rt: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let progress = Progress::new();
+    let plan = Plan::new(options.mode);
+    let date = utc_now();
+    let load_before = load_average();
+    progress.say(format!(
+        "taskpool report ({} mode, {} workers); calibrating the kernels",
+        plan.mode, plan.workers
+    ));
+    let kernels = Throughput::calibrate(&plan);
+    let python = Python::detect();
+
+    let mut overhead_rows = Overhead::new(&plan)?.rows(&plan, &progress);
+    let throughput = Throughput::run(&plan, &progress, kernels);
+    let python_run = match &python.interpreter {
+        Ok(version) => {
+            progress.say(format!("Python peers ({version}); the script reports its own progress"));
+            match python.run(&plan, &throughput.kernels) {
+                Ok(run) => Some(run),
+                Err(e) => {
+                    progress.say(format!("the Python peers failed: {e}"));
+                    None
+                }
+            }
+        }
+        Err(reason) => {
+            progress.say(format!("skipping the Python peers: {reason}"));
+            None
+        }
+    };
+    let memory_rows = scenarios::memory_rows(&plan, &progress, python_run.as_ref());
+    let fault_rows = scenarios::fault_rows(&plan, &progress, python_run.as_ref());
+
+    let python_skip =
+        python.interpreter.as_ref().err().map_or("the Python script failed", |r| r.as_str());
+    let mut scaling_rows = throughput.rows.clone();
+    let mut curves: Vec<Curve> = throughput.curves.clone();
+    for row in overhead_rows.iter_mut().chain(&mut scaling_rows) {
+        match &python_run {
+            Some(run) if row.key.starts_with("speedup_") || row.key.starts_with("efficiency_") => {
+                if let Some(k) = throughput.kernels.iter().find(|k| {
+                    row.key.ends_with(&k.size.replace(' ', "")) && row.key.contains(k.kernel)
+                }) {
+                    if k.size == "1 ms" {
+                        run.fill_scaling(row, k, plan.workers, row.key.starts_with("efficiency_"));
+                    }
+                }
+            }
+            Some(run) => run.fill_overhead(row),
+            None => {}
+        }
+        scenarios::skip_python(row, python_skip);
     }
+    if let Some(run) = &python_run {
+        for k in throughput.kernels.iter().filter(|k| k.size == "1 ms") {
+            for column in [Column::PythonThreads, Column::PythonProcesses] {
+                let points = run.curve(column, k);
+                if !points.is_empty() {
+                    curves.push(Curve { kernel: k.label(), column, points });
+                }
+            }
+        }
+    }
+
+    let mut notes = vec![
+        "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
+        "The one-off spawn row's rayon column is std::thread::spawn (rayon has no one-off spawn with a handle).".to_owned(),
+        "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
+        "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
+        "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
+    ];
+    if let Some(run) = &python_run {
+        for fault in ["segfault", "abort"] {
+            if let Some(text) = run.executor_fault(fault) {
+                notes.push(format!("ProcessPoolExecutor, {fault}: {text}"));
+            }
+        }
+        notes.extend(run.errors());
+    }
+    for k in &throughput.kernels {
+        notes.push(format!(
+            "{}: arguments {:?}, {} tasks per batch, {:.1} µs per task sequentially",
+            k.label(),
+            k.args,
+            k.tasks,
+            k.task_us
+        ));
+    }
+
+    let report = Report {
+        machine: Machine {
+            cpus: plan.workers,
+            cpu_model: cpu_model(),
+            kernel: kernel_release(),
+            load_before,
+            load_after: load_average(),
+            date,
+            python: python_run.as_ref().and_then(|r| r.version()),
+        },
+        mode: plan.mode.to_owned(),
+        elapsed_s: progress.elapsed(),
+        sections: vec![
+            Section { title: "Overhead".into(), rows: overhead_rows },
+            Section { title: "Memory".into(), rows: memory_rows },
+            Section { title: "CPU-bound throughput".into(), rows: scaling_rows },
+            Section { title: "Failure impact".into(), rows: fault_rows },
+        ],
+        scaling: curves,
+        notes,
+    };
+    let dir = options.out.clone().unwrap_or_else(default_out_dir);
+    let written = write_files(&report, &dir)?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!("{}", report::markdown(&report));
+    }
+    progress.say(format!("done; wrote {}", written.join(", ")));
+    Ok(())
+}
+
+/// Writes the Markdown, JSON and SVG files; returns their paths.
+fn write_files(report: &Report, dir: &Path) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    let files = [
+        ("report.md", report::markdown(report)),
+        ("report.json", json),
+        ("scaling.svg", report::scaling_chart(report)),
+        ("overhead.svg", report::overhead_chart(report)),
+    ];
+    let mut written = Vec::new();
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, content)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+/// `target/taskpool-report`, next to the binary's profile directory.
+fn default_out_dir() -> PathBuf {
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("taskpool-report")
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_default()
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }

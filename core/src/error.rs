@@ -33,8 +33,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TaskError {
-    /// The task panicked. The worker survived and keeps serving.
-    Panicked(PanicReport),
+    /// The task panicked. The worker survived and keeps serving. (Boxed: it is the largest
+    /// variant, and boxing keeps every `Result<T, TaskError>` small.)
+    Panicked(Box<PanicReport>),
     /// The worker process running the task died: killed by a signal or exited on its own.
     /// Only the task it was running fails; the pool replaces the worker.
     Crashed(Exit),
@@ -143,6 +144,12 @@ impl Error for TaskError {
             TaskError::Io(e) => Some(&**e),
             _ => None,
         }
+    }
+}
+
+impl From<PanicReport> for TaskError {
+    fn from(report: PanicReport) -> Self {
+        TaskError::Panicked(Box::new(report))
     }
 }
 
@@ -269,11 +276,11 @@ mod tests {
     #[test]
     fn display_is_lowercase_without_period() {
         let all = [
-            TaskError::Panicked(PanicReport {
+            TaskError::Panicked(Box::new(PanicReport {
                 message: "boom".into(),
                 location: Some("src/x.rs:1:2".into()),
                 backtrace: None,
-            }),
+            })),
             TaskError::Crashed(Exit::Signal(6)),
             TaskError::Crashed(Exit::Code(3)),
             TaskError::TimedOut { limit: Duration::from_millis(5), still_running: false },
@@ -291,6 +298,12 @@ mod tests {
             assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
             assert!(!text.ends_with('.'), "{text}");
         }
+    }
+
+    #[test]
+    fn results_stay_small() {
+        // Batch results are vectors of `Result<T, TaskError>`: their size is memory traffic.
+        assert!(std::mem::size_of::<Result<u64, TaskError>>() <= 40);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! can wait forever on work a backend dropped.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,14 @@ type CancelHook = Box<dyn FnOnce() + Send>;
 struct Slot<R> {
     state: Mutex<State<R>>,
     ready: Condvar,
+    /// Set once the task is settled, so a joiner can spin on it before sleeping.
+    settled: AtomicBool,
 }
+
+/// How long a joiner spins on [`Slot::settled`] before it sleeps on the condition variable.
+/// Most tasks of a pool answer within a few tens of microseconds; waking a sleeping thread
+/// costs about as much again, so a short spin halves a round trip. Longer waits sleep.
+const SPIN: Duration = Duration::from_micros(50);
 
 enum State<R> {
     Pending { on_cancel: Option<CancelHook>, notify: Option<(Sender<usize>, usize)> },
@@ -41,6 +49,7 @@ impl<R> Slot<R> {
         };
         let notify = notify.take();
         *state = State::Ready(result);
+        self.settled.store(true, Ordering::Release);
         drop(state);
         self.ready.notify_all();
         if let Some((tx, index)) = notify {
@@ -77,6 +86,7 @@ fn promise_with<R>(notify: Option<(Sender<usize>, usize)>) -> (Completer<R>, Tas
     let slot = Arc::new(Slot {
         state: Mutex::new(State::Pending { on_cancel: None, notify }),
         ready: Condvar::new(),
+        settled: AtomicBool::new(false),
     });
     (Completer { slot: slot.clone() }, TaskHandle { slot })
 }
@@ -205,6 +215,7 @@ impl<R> TaskHandle<R> {
         let hook = on_cancel.take();
         let notify = notify.take();
         *state = State::Ready(Err(TaskError::Cancelled));
+        self.slot.settled.store(true, Ordering::Release);
         drop(state);
         self.slot.ready.notify_all();
         if let Some(hook) = hook {
@@ -217,6 +228,7 @@ impl<R> TaskHandle<R> {
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
+        self.spin(deadline);
         let mut state = self.slot.lock();
         loop {
             match &*state {
@@ -236,6 +248,22 @@ impl<R> TaskHandle<R> {
                     s
                 }
             };
+        }
+    }
+}
+
+impl<R> TaskHandle<R> {
+    /// Spins briefly (at most [`SPIN`], never past `deadline`) until the task is settled.
+    fn spin(&self, deadline: Option<Instant>) {
+        let start = Instant::now();
+        let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+        let mut turns = 0u32;
+        while !self.slot.settled.load(Ordering::Acquire) {
+            turns += 1;
+            if turns.is_multiple_of(64) && Instant::now() >= until {
+                return;
+            }
+            std::hint::spin_loop();
         }
     }
 }

@@ -77,7 +77,7 @@ pub mod conformance;
 pub use crate::config::Config;
 pub use crate::error::{Exit, PanicReport, Side, TaskError};
 pub use crate::handle::{Completer, TaskHandle, promise, promise_notify};
-pub use crate::panic::catch_panic;
+pub use crate::panic::{PanicScope, catch_panic};
 pub use crate::pool::{Pool, map_by_handles};
 pub use crate::spawn::{Child, Spawned};
 pub use crate::task::{FnJob, IntoTask, IsTask, Job, Shipper, Task, TaskJob};

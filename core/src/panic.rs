@@ -14,7 +14,7 @@ use std::sync::Once;
 
 use crate::error::PanicReport;
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Capture {
     Off,
     Location,
@@ -45,19 +45,58 @@ static HOOK: Once = Once::new();
 /// assert!(report.location.unwrap().contains(".rs:"));
 /// ```
 pub fn catch_panic<R>(backtraces: bool, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
-    HOOK.call_once(install_hook);
-    let mode = if backtraces { Capture::WithBacktrace } else { Capture::Location };
-    let outer = CAPTURE.with(|c| c.replace(mode));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    CAPTURE.with(|c| c.set(outer));
-    result.map_err(|payload| {
-        let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
-        PanicReport {
-            message: payload_text(payload.as_ref()),
-            location,
-            backtrace: backtrace.flatten(),
-        }
-    })
+    PanicScope::enter(backtraces).catch(f)
+}
+
+/// Panic capture for many calls on one thread: [`catch_panic`] without the per-call set-up.
+///
+/// While a scope is alive, panics on its thread are recorded silently instead of printed;
+/// dropping it restores what was there before. A backend that runs a batch of tasks on one
+/// thread enters one scope and catches each task with [`PanicScope::catch`].
+///
+/// # Examples
+///
+/// ```
+/// let scope = taskpool_core::PanicScope::enter(false);
+/// let results: Vec<_> = [1, 0, 2].iter().map(|&d| scope.catch(|| 6 / d)).collect();
+/// assert_eq!(results[0], Ok(6));
+/// assert!(results[1].as_ref().unwrap_err().message.contains("divide by zero"));
+/// ```
+#[derive(Debug)]
+pub struct PanicScope {
+    outer: Capture,
+}
+
+impl PanicScope {
+    /// Starts capturing panics on this thread, with backtraces if `backtraces`.
+    pub fn enter(backtraces: bool) -> PanicScope {
+        HOOK.call_once(install_hook);
+        let mode = if backtraces { Capture::WithBacktrace } else { Capture::Location };
+        PanicScope { outer: CAPTURE.with(|c| c.replace(mode)) }
+    }
+
+    /// Runs `f`, turning a panic into a [`PanicReport`].
+    ///
+    /// # Errors
+    ///
+    /// The report of the panic, if `f` panicked.
+    #[inline]
+    pub fn catch<R>(&self, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
+        panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
+            PanicReport {
+                message: payload_text(payload.as_ref()),
+                location,
+                backtrace: backtrace.flatten(),
+            }
+        })
+    }
+}
+
+impl Drop for PanicScope {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.set(self.outer));
+    }
 }
 
 fn install_hook() {

@@ -2,7 +2,7 @@
 //!
 //! Users meet two traits here. [`Task`] is implemented by a struct that carries configuration;
 //! [`IntoTask`] is what every pool method accepts, and it is implemented for plain functions of
-//! one to four arguments and for every [`Task`]. Backends meet [`Job`], the runnable form that
+//! one to six arguments and for every [`Task`]. Backends meet [`Job`], the runnable form that
 //! [`IntoTask::into_job`] produces, and [`Shipper`], which tells a backend how a job reaches
 //! another process.
 
@@ -104,7 +104,7 @@ pub trait Shipper {
 /// Converts something callable into a [`Job`]: what every pool method accepts.
 ///
 /// Implemented for every [`Task`] and for plain functions and non-capturing closures of one to
-/// four arguments. A function of several arguments takes its input as a tuple, which is how
+/// six arguments. A function of several arguments takes its input as a tuple, which is how
 /// a pool's `starmap` works. The `Marker` parameter only keeps these implementations apart;
 /// callers never name it.
 ///
@@ -246,6 +246,8 @@ fn_tasks! {
     (A, B) => (A, B);
     (A, B, C) => (A, B, C);
     (A, B, C, D) => (A, B, C, D);
+    (A, B, C, D, E) => (A, B, C, D, E);
+    (A, B, C, D, E, G) => (A, B, C, D, E, G);
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub(crate) fn decode_result(
             let location = text(b.bytes("panic location")?);
             let backtrace = text(b.bytes("backtrace")?);
             b.finish("panic report")?;
-            Err(TaskError::Panicked(PanicReport {
+            Err(TaskError::from(PanicReport {
                 message,
                 location: (!location.is_empty()).then_some(location),
                 backtrace: (!backtrace.is_empty()).then_some(backtrace),

@@ -134,8 +134,8 @@ fn run_stateless<J: Job + Copy>(_state: &[u8], inputs: &mut Inputs<'_>, out: &mu
     const {
         assert!(
             std::mem::size_of::<J>() == 0,
-            "a process pool runs plain functions and closures that capture nothing; \
-             put captured data in a struct that implements taskpool::Task"
+            "a process pool runs functions named by their item (not fn pointers) and closures \
+             that capture nothing; put captured data in a struct that implements Task"
         );
     }
     // SAFETY: `J` is zero-sized (checked above) and `Copy`, and `Shipper::stateless` is only

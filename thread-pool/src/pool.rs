@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError, catch_panic};
+use taskpool_core::{Completer, Config, IntoTask, Job, PanicScope, Pool, TaskError, catch_panic};
 
 use crate::watchdog::Watchdog;
 
@@ -120,8 +120,7 @@ impl Shared {
     /// Runs one task on the current pool thread, initializing the thread first if needed.
     fn run<J: Job>(&self, job: &J, input: J::Input) -> Result<J::Output, TaskError> {
         self.ensure_initialized()?;
-        catch_panic(self.config.captures_backtraces(), || job.run(input))
-            .map_err(TaskError::Panicked)
+        catch_panic(self.config.captures_backtraces(), || job.run(input)).map_err(TaskError::from)
     }
 
     fn ensure_initialized(&self) -> Result<(), TaskError> {
@@ -233,8 +232,8 @@ impl Pool for ThreadPool {
         }
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
-        let shared = &*self.shared;
-        self.rayon.install(|| items.into_par_iter().map(|input| shared.run(&job, input)).collect())
+        self.rayon
+            .install(|| outcomes(&self.shared, &job, items).map(|(_, outcome)| outcome).collect())
     }
 
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
@@ -248,15 +247,14 @@ impl Pool for ThreadPool {
         if self.shared.config.task_timeout().is_some() {
             return taskpool_core::map_by_handles(self, task, items).into_iter().collect();
         }
-        // Keep the first failure in input order; every item still runs.
+        // Keep the first failure in input order; every item still runs. Successes are
+        // collected straight into the output: no per-item option, no second pass.
         let first_error: Mutex<Option<(usize, TaskError)>> = Mutex::new(None);
-        let items: Vec<(usize, T::Input)> = items.into_iter().enumerate().collect();
         let job = task.into_job();
-        let shared = &*self.shared;
-        let outputs: Vec<Option<T::Output>> = self.rayon.install(|| {
-            items
-                .into_par_iter()
-                .map(|(i, input)| match shared.run(&job, input) {
+        let items: Vec<T::Input> = items.into_iter().collect();
+        let outputs: Vec<T::Output> = self.rayon.install(|| {
+            outcomes(&self.shared, &job, items)
+                .filter_map(|(i, outcome)| match outcome {
                     Ok(v) => Some(v),
                     Err(e) => {
                         let mut first = first_error.lock().unwrap_or_else(PoisonError::into_inner);
@@ -270,9 +268,29 @@ impl Pool for ThreadPool {
         });
         match first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
             Some((_, e)) => Err(e),
-            None => Ok(outputs.into_iter().flatten().collect()),
+            None => Ok(outputs),
         }
     }
+}
+
+/// Runs a batch as a rayon parallel iterator of `(index, outcome)`, in input order. Panic
+/// capture and the initializer check are set up once per rayon split, not per item.
+fn outcomes<'a, J: Job>(
+    shared: &'a Shared,
+    job: &'a J,
+    items: Vec<J::Input>,
+) -> impl IndexedParallelIterator<Item = (usize, Result<J::Output, TaskError>)> + 'a {
+    let backtraces = shared.config.captures_backtraces();
+    items.into_par_iter().enumerate().map_init(
+        move || (shared.ensure_initialized(), PanicScope::enter(backtraces)),
+        move |(init, scope), (i, input)| {
+            let outcome = match init {
+                Ok(()) => scope.catch(|| job.run(input)).map_err(TaskError::from),
+                Err(e) => Err(e.clone()),
+            };
+            (i, outcome)
+        },
+    )
 }
 
 impl Drop for ThreadPool {

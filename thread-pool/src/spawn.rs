@@ -39,7 +39,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let thread = thread::Builder::new()
         .name(format!("taskpool-spawn-{id}"))
         .spawn(move || {
-            completer.complete(catch_panic(false, || job.run(input)).map_err(TaskError::Panicked));
+            completer.complete(catch_panic(false, || job.run(input)).map_err(TaskError::from));
         })
         .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
     Ok(Spawned::new(Box::new(ThreadChild { id, thread: Some(thread), handle: Some(handle) })))

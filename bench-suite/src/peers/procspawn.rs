@@ -1,4 +1,4 @@
-//! procspawn's process [`Pool`](procspawn::Pool) as a peer to compare against.
+//! procspawn's process [`procspawn::Pool`] as a peer to compare against.
 //!
 //! Every function here returns measured samples (durations or a
 //! [`CrashOutcome`]) and prints nothing.  The functions panic if procspawn
@@ -46,7 +46,7 @@
 //!    workers run tasks without their own `catch_unwind`, so a panicking
 //!    task also kills its worker, which the pool respawns; and because the
 //!    monitor SIGKILLs the worker before reading the panic report, the error
-//!    is sometimes "panic: <message>" and sometimes a bare "remote side
+//!    is sometimes "panic: &lt;message&gt;" and sometimes a bare "remote side
 //!    closed".
 //! 4. **Exit statuses are discarded.**  procspawn reaps dead workers with
 //!    `Child::wait().ok()` and reports only an IPC disconnect, so a
@@ -82,8 +82,9 @@ pub fn init() {
 /// Task body for the no-op round trips.
 fn noop(_: ()) {}
 
-/// Task body that returns its argument unchanged (payload round trips).
-fn echo_bytes(payload: Vec<u8>) -> Vec<u8> {
+/// Task body that returns its argument unchanged (payload round trips), as a byte buffer that
+/// serde moves in one piece, as the taskpool process pool's payload benchmark does.
+fn echo_bytes(payload: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
     payload
 }
 
@@ -180,14 +181,14 @@ impl ProcspawnPeer {
     /// Only this one task is in flight: large arguments block inside
     /// `Pool::spawn` until a worker reads them, so several of them in flight
     /// per worker can deadlock (see the module docs, problem 2).  The
-    /// `Vec<u8>` goes through serde as a sequence of `u8`, which is what a
-    /// straightforward procspawn user pays.
+    /// payload is a `serde_bytes::ByteBuf`, which serde moves in one piece (a
+    /// plain `Vec<u8>` would go byte by byte).
     ///
     /// # Panics
     ///
     /// Panics if the task fails or the echoed length is wrong.
     pub fn payload_round_trip(&self, bytes: usize) -> Duration {
-        let payload = vec![0xA5_u8; bytes];
+        let payload = serde_bytes::ByteBuf::from(vec![0xA5_u8; bytes]);
         let start = Instant::now();
         let echoed = self
             .pool
