@@ -19,6 +19,11 @@ pub(super) fn quantity(value: f64, unit: Unit) -> String {
     }
 }
 
+/// Whether values in `unit` are durations.
+pub(super) fn is_time(unit: Unit) -> bool {
+    matches!(unit, Unit::Micros | Unit::Millis)
+}
+
 /// `value` in microseconds, given its `unit`; values in other units are returned unchanged.
 pub(super) fn to_micros(value: f64, unit: Unit) -> f64 {
     match unit {

@@ -120,22 +120,29 @@ struct Area {
     bottom: f64,
 }
 
-/// Maps values to pixels.
+/// Maps values to pixels, linearly or by their logarithm.
 struct Scale {
     lo: f64,
     hi: f64,
     from: f64,
     to: f64,
+    log: bool,
 }
 
 impl Scale {
     /// `lo..hi` onto pixels `from..to`.
     fn linear(lo: f64, hi: f64, from: f64, to: f64) -> Scale {
-        Scale { lo, hi, from, to }
+        Scale { lo, hi, from, to, log: false }
+    }
+
+    /// Decades `10^lo..10^hi` onto pixels `from..to`.
+    fn log(lo: i32, hi: i32, from: f64, to: f64) -> Scale {
+        Scale { lo: f64::from(lo), hi: f64::from(hi), from, to, log: true }
     }
 
     /// The pixel of `value`, kept within the scale's pixels.
     fn at(&self, value: f64) -> f64 {
+        let value = if self.log { value.log10() } else { value };
         let fraction = (value - self.lo) / (self.hi - self.lo);
         // Infinities clamp to the ends; what is not a number sits at the start.
         let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
@@ -260,20 +267,24 @@ mod tests {
         let mut report = fixture::report();
         report.sections.clear();
         report.scaling.clear();
-        let svg = scaling_chart(&report);
-        assert_valid(&svg);
-        assert!(texts(&svg).contains(&"no data"));
+        for svg in [scaling_chart(&report), overhead_chart(&report)] {
+            assert_valid(&svg);
+            assert!(texts(&svg).contains(&"no data"));
+        }
     }
 
     #[test]
     fn text_from_the_report_is_escaped() {
         let mut report = fixture::report();
         report.scaling[0].kernel = "a < b & \"c\"".into();
+        report.sections[0].rows[0].label = "<start> & 'up'".into();
         report.machine.cpu_model = "R&D <prototype>\u{7}".into();
-        let svg = scaling_chart(&report);
-        assert_valid(&svg);
-        assert!(svg.contains("(R&amp;D &lt;prototype&gt; )"));
-        assert!(svg.contains(">a &lt; b &amp; &quot;c&quot;<"));
+        for svg in [scaling_chart(&report), overhead_chart(&report)] {
+            assert_valid(&svg);
+            assert!(svg.contains("(R&amp;D &lt;prototype&gt; )"));
+        }
+        assert!(scaling_chart(&report).contains(">a &lt; b &amp; &quot;c&quot;<"));
+        assert!(overhead_chart(&report).contains(">&lt;start&gt; &amp; &apos;up&apos;<"));
     }
 
     #[test]
