@@ -1,8 +1,505 @@
-//! The report as a Markdown document.
+//! The report as a Markdown document: the multiprocessing-vs-multithreading table that a user
+//! reads first.
+//!
+//! The document has a title, one line about the machine and the run, one table per section
+//! (a row label, one column per [`Column::ALL`], and how taskpool compares with the best
+//! peer), the notes, and a paragraph on how to read the numbers.
 
-use super::Report;
+use super::format::quantity;
+use super::{Better, Cell, Column, Machine, Report, Row, Section, Unit};
 
-/// Renders `report` as Markdown: the machine, one table per section, the notes.
+/// Load average per CPU above which the machine's other load makes the results suspect.
+const BUSY_LOAD_PER_CPU: f64 = 0.5;
+
+/// Half the relative spread of a value's samples above which its cell shows it.
+const NOTABLE_SPREAD: f64 = 0.10;
+
+/// Advantages closer to 1 than this read "on par": repeats on a shared machine vary more.
+const ON_PAR: f64 = 0.05;
+
+/// Renders `report` as Markdown: the machine, one table per section, the notes, and how to
+/// read them. Never panics; any text from the report is escaped for a table cell.
 pub fn markdown(report: &Report) -> String {
-    format!("# taskpool report\n\n{} sections\n", report.sections.len())
+    let mut out = String::from("# taskpool: multiprocessing vs multithreading\n\n");
+    out.push_str(&run_line(report));
+    out.push_str("\n\n");
+    if report.sections.is_empty() {
+        out.push_str("*This report has no measurements.*\n\n");
+    }
+    for section in &report.sections {
+        out.push_str(&section_table(section));
+    }
+    if !report.notes.is_empty() {
+        out.push_str("## Notes\n\n");
+        for note in &report.notes {
+            out.push_str(&format!("- {}\n", escape(note)));
+        }
+        out.push('\n');
+    }
+    out.push_str(HOW_TO_READ);
+    out
+}
+
+/// What the reader needs to trust (or doubt) the numbers.
+const HOW_TO_READ: &str = "\
+## How to read this
+
+Every value is the median over repeated runs, and the variants of a row ran interleaved \
+(A, B, C, A, B, C, …) so that drift of a shared machine hits them all alike. A value with \
+\"±12%\" after it had samples spread that far around the median (half of (max − min) / median), \
+shown when above 10%: read it as noisy. The best value of a row is in bold. The last column \
+compares each taskpool backend with the best peer measured in that row: a ratio above 1 means \
+taskpool is better, whichever way the row counts (shorter times, higher throughput), and below \
+1 means it is worse; within 5% of 1 reads \"on par\". In the fault rows, ✅ means the program \
+and the pool survived and 💥 means they did not; \"—\" means not measured.
+";
+
+/// The line under the title: machine, mode, run time, Python, and the machine's other load.
+fn run_line(report: &Report) -> String {
+    let machine = &report.machine;
+    let mut parts = vec![format!("**Machine:** {}", escape(&machine_description(machine)))];
+    parts.push(format!("**mode:** {}", escape(&report.mode)));
+    parts.push(format!("**run time:** {}", run_time(report.elapsed_s)));
+    if let Some(python) = &machine.python {
+        parts.push(format!("**Python:** {}", escape(python)));
+    }
+    parts.push(format!(
+        "**load average:** {:.2} before, {:.2} after",
+        machine.load_before, machine.load_after
+    ));
+    let mut line = parts.join(" · ");
+    let cpus = machine.cpus.max(1) as f64;
+    let load = machine.load_before.max(machine.load_after);
+    if load > BUSY_LOAD_PER_CPU * cpus {
+        line.push_str(&format!(
+            "\n\n> ⚠️ **The machine was busy** (load {load:.2} on {} CPU{}, above \
+             {BUSY_LOAD_PER_CPU} per CPU): other work competed with the benchmarks, so the \
+             results may be noisy.",
+            machine.cpus,
+            plural(machine.cpus)
+        ));
+    }
+    line
+}
+
+/// "2 CPUs (model), kernel 6.1.0, 2025-06-01T12:00:00Z", leaving out what is unknown.
+fn machine_description(machine: &Machine) -> String {
+    let mut text = format!("{} CPU{}", machine.cpus, plural(machine.cpus));
+    let model = machine.cpu_model.trim();
+    if !model.is_empty() {
+        text.push_str(&format!(" ({model})"));
+    }
+    for (prefix, value) in [("kernel ", &machine.kernel), ("", &machine.date)] {
+        if !value.trim().is_empty() {
+            text.push_str(&format!(", {prefix}{}", value.trim()));
+        }
+    }
+    text
+}
+
+/// "s" unless there is exactly one.
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// A run time in seconds as "42.0 s", "3 min 7 s" or "1 h 2 min".
+fn run_time(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "n/a".to_owned();
+    }
+    if seconds < 59.95 {
+        return format!("{seconds:.1} s");
+    }
+    // Saturating cast: absurd run times print as a very long time rather than panic.
+    let whole = seconds.round() as u64;
+    if whole < 3600 {
+        format!("{} min {} s", whole / 60, whole % 60)
+    } else {
+        format!("{} h {} min", whole / 3600, whole % 3600 / 60)
+    }
+}
+
+/// A section's heading and table.
+fn section_table(section: &Section) -> String {
+    let mut out = format!("## {}\n\n", escape(&section.title));
+    if section.rows.is_empty() {
+        out.push_str("*No rows.*\n\n");
+        return out;
+    }
+    let mut header = vec!["Measure".to_owned()];
+    header.extend(Column::ALL.iter().map(|c| c.label().to_owned()));
+    header.push("taskpool vs best peer".to_owned());
+    out.push_str(&table_line(&header));
+    out.push_str(&table_line(&vec!["---".to_owned(); header.len()]));
+    for row in &section.rows {
+        let best = best_column(row);
+        let mut cells = vec![row_label(row)];
+        cells.extend(Column::ALL.iter().map(|&c| {
+            let text = cell(row, c);
+            if Some(c) == best { format!("**{text}**") } else { text }
+        }));
+        cells.push(comparison(row));
+        out.push_str(&table_line(&cells));
+    }
+    out.push('\n');
+    out
+}
+
+/// One line of a table from already escaped cells.
+fn table_line(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+/// The label with what its values measure and which way is better (if it has values), and
+/// the reference if any: "Round trip (time, lower is better; pipe floor: 12.2 µs)".
+fn row_label(row: &Row) -> String {
+    let dimension = match row.unit {
+        Unit::Micros | Unit::Millis => "time",
+        Unit::PerSecond => "per second",
+        Unit::KiB => "memory",
+        Unit::Factor => "×",
+    };
+    let direction = match row.better {
+        Better::Lower => "lower is better",
+        Better::Higher => "higher is better",
+    };
+    let mut notes = Vec::new();
+    // A row of outcomes only has no values to read a unit off.
+    if row.cells.values().any(|c| matches!(c, Cell::Value(_))) {
+        notes.push(format!("{dimension}, {direction}"));
+    }
+    if let Some((name, value)) = &row.reference {
+        notes.push(format!("{}: {}", escape(name), quantity(value.median, row.unit)));
+    }
+    let label = escape(&row.label);
+    if notes.is_empty() { label } else { format!("{label} ({})", notes.join("; ")) }
+}
+
+/// The column with the best measured value, if at least two columns have one.
+fn best_column(row: &Row) -> Option<Column> {
+    let values = row.cells.iter().filter_map(|(c, cell)| match cell {
+        Cell::Value(s) if s.median.is_finite() => Some((*c, s.median)),
+        _ => None,
+    });
+    let values: Vec<(Column, f64)> = values.collect();
+    if values.len() < 2 {
+        return None;
+    }
+    let best = match row.better {
+        Better::Lower => values.iter().min_by(|a, b| a.1.total_cmp(&b.1)),
+        Better::Higher => values.iter().max_by(|a, b| a.1.total_cmp(&b.1)),
+    };
+    best.map(|(c, _)| *c)
+}
+
+/// What `column` shows in `row`, escaped.
+fn cell(row: &Row, column: Column) -> String {
+    match row.cells.get(&column) {
+        None => "—".to_owned(),
+        Some(Cell::Value(summary)) => {
+            let mut text = quantity(summary.median, row.unit);
+            let half_spread = summary.spread() / 2.0;
+            if half_spread.is_finite() && half_spread > NOTABLE_SPREAD {
+                text.push_str(&format!(" ±{:.0}%", half_spread * 100.0));
+            }
+            text
+        }
+        Some(Cell::Outcome { text, next_after_ms, survived }) => {
+            let marker = if *survived { "✅" } else { "💥" };
+            let mut shown = format!("{marker} {}", escape(text));
+            if let Some(next) = next_after_ms {
+                shown.push_str(&format!(
+                    "; next task after {}",
+                    quantity(next.median, Unit::Millis)
+                ));
+            }
+            shown
+        }
+        Some(Cell::Skipped(reason)) => {
+            let reason = escape(reason.trim()).replace('*', "\\*");
+            if reason.is_empty() { "*skipped*".to_owned() } else { format!("*skipped: {reason}*") }
+        }
+    }
+}
+
+/// The last column: each of our backends against the best peer, and our processes against
+/// the row's reference.
+fn comparison(row: &Row) -> String {
+    let mut parts = Vec::new();
+    if let Some((peer, _)) = row.best_peer() {
+        for (column, who) in
+            [(Column::TaskpoolThreads, "threads"), (Column::TaskpoolProcesses, "processes")]
+        {
+            let Some(advantage) = row.advantage(column).filter(|a| a.is_finite()) else {
+                continue;
+            };
+            let peer = peer.label();
+            let times = ratio(advantage);
+            parts.push(if (advantage - 1.0).abs() < ON_PAR {
+                format!("{who} on par with {peer} ({times})")
+            } else if advantage > 1.0 {
+                format!("{who} {times} better than {peer}")
+            } else {
+                format!("{who} {times} ({} worse than {peer})", ratio(1.0 / advantage))
+            });
+        }
+    }
+    if let (Some((name, reference)), Some(Cell::Value(ours))) =
+        (&row.reference, row.cells.get(&Column::TaskpoolProcesses))
+    {
+        let times = ours.median / reference.median;
+        if reference.median > 0.0 && times.is_finite() && times > 0.0 {
+            parts.push(format!("processes {} the {}", ratio(times), escape(name)));
+        }
+    }
+    if parts.is_empty() { "—".to_owned() } else { parts.join("; ") }
+}
+
+/// A ratio with two significant digits (but no decimals from 10 up): "31×", "1.4×", "0.22×",
+/// "0.0063×".
+fn ratio(value: f64) -> String {
+    if value >= 9.95 {
+        format!("{value:.0}×")
+    } else if value >= 0.995 {
+        format!("{value:.1}×")
+    } else if value > 0.0 {
+        // Saturating cast; tiny ratios get more decimals, up to a limit.
+        let decimals = (1.0 - value.log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{value:.decimals$}×")
+    } else {
+        format!("{value}×")
+    }
+}
+
+/// `text` made safe inside a table cell or a list item: `|` escaped, line breaks joined, and
+/// `<` written as an entity so that it is never taken for HTML.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\r' | '\n' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    /// The table line of the row whose label starts with `label`.
+    fn line_of(doc: &str, label: &str) -> String {
+        let starts = |l: &&str, end| l.starts_with(&format!("| {label}{end}"));
+        let found = doc.lines().find(|l| starts(l, " (") || starts(l, " |"));
+        found.unwrap_or_else(|| panic!("no row {label:?} in\n{doc}")).to_owned()
+    }
+
+    /// The cells of a table line, split on unescaped `|`.
+    fn cells_of(line: &str) -> Vec<String> {
+        let mut cells = vec![String::new()];
+        let mut escaped = false;
+        for c in line.chars() {
+            match c {
+                '|' if !escaped => cells.push(String::new()),
+                _ => cells.last_mut().unwrap().push(c),
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        // The leading and trailing pipes open and close the line.
+        assert_eq!(cells.first().map(|c| c.trim().is_empty()), Some(true), "{line}");
+        assert_eq!(cells.last().map(|c| c.trim().is_empty()), Some(true), "{line}");
+        cells[1..cells.len() - 1].iter().map(|c| c.trim().to_owned()).collect()
+    }
+
+    /// The cell of `column` in the row whose label starts with `label`.
+    fn cell_of(doc: &str, label: &str, column: Column) -> String {
+        let index = Column::ALL.iter().position(|&c| c == column).unwrap() + 1;
+        cells_of(&line_of(doc, label))[index].clone()
+    }
+
+    #[test]
+    fn values_show_the_median_in_a_human_unit() {
+        let doc = markdown(&fixture::report());
+        let startup = "Pool start-up, 2 workers";
+        assert_eq!(cell_of(&doc, startup, Column::TaskpoolThreads), "210 µs");
+        assert_eq!(cell_of(&doc, startup, Column::TaskpoolProcesses), "3.40 ms");
+        assert_eq!(cell_of(&doc, "One-off spawn and join", Column::Procspawn), "3.90 ms");
+        let tasks = "Empty tasks, 1000 in flight";
+        assert_eq!(cell_of(&doc, tasks, Column::TaskpoolThreads), "1.52 M/s");
+        assert_eq!(cell_of(&doc, tasks, Column::TaskpoolProcesses), "15.2 k/s");
+        let rss = "Resident memory, idle pool of 2";
+        assert_eq!(cell_of(&doc, rss, Column::TaskpoolThreads), "2.25 MiB");
+        assert_eq!(cell_of(&doc, rss, Column::PythonThreads), "**900 KiB**");
+        assert_eq!(cell_of(&doc, "Primes, 1 ms tasks, 2 workers", Column::Procspawn), "1.60×");
+    }
+
+    #[test]
+    fn notable_spread_is_shown_and_small_spread_is_not() {
+        let doc = markdown(&fixture::report());
+        let round_trip = "Round trip, empty task";
+        // Samples 16.0..23.0 around 19.5: half the spread is 18%.
+        assert_eq!(cell_of(&doc, round_trip, Column::TaskpoolProcesses), "19.5 µs ±18%");
+        // 8% spread (4% each way) stays quiet.
+        assert_eq!(cell_of(&doc, round_trip, Column::Procspawn), "61.0 µs");
+    }
+
+    #[test]
+    fn the_best_value_of_a_row_is_bold() {
+        let doc = markdown(&fixture::report());
+        let round_trip = "Round trip, empty task";
+        assert_eq!(cell_of(&doc, round_trip, Column::TaskpoolThreads), "**3.10 µs**");
+        let tasks = "Empty tasks, 1000 in flight";
+        assert_eq!(cell_of(&doc, tasks, Column::Rayon), "**2.40 M/s**");
+        assert_eq!(line_of(&doc, tasks).matches("**").count(), 2);
+    }
+
+    #[test]
+    fn the_last_column_states_the_advantage_over_the_best_peer() {
+        let doc = markdown(&fixture::report());
+        let last = |label| cells_of(&line_of(&doc, label)).last().cloned().unwrap();
+        // 4.3 / 3.1 = 1.39 and 4.3 / 19.5 = 0.22, both against rayon, the best peer.
+        assert_eq!(
+            last("Round trip, empty task"),
+            "threads 1.4× better than rayon; processes 0.22× (4.5× worse than rayon); \
+             processes 1.6× the pipe floor"
+        );
+        // Higher is better: 1.874 / 1.9 = 0.986 is on par.
+        assert_eq!(
+            last("Primes, 1 ms tasks, 2 workers"),
+            "threads on par with rayon (0.99×); processes 0.94× (1.1× worse than rayon)"
+        );
+        // Only processes measured, against procspawn and Python's processes: 3.2 / 1.8.
+        assert_eq!(
+            last("Round trip, 1 MiB payload"),
+            "processes 1.8× better than Python processes"
+        );
+        // Tiny ratios keep two significant digits: 15.2 k/s against 2.40 M/s.
+        assert!(
+            last("Empty tasks, 1000 in flight")
+                .ends_with("processes 0.0063× (158× worse than rayon)")
+        );
+        // Outcomes are not compared.
+        assert_eq!(last("Task calls a null pointer"), "—");
+    }
+
+    #[test]
+    fn the_label_shows_unit_direction_and_reference() {
+        let doc = markdown(&fixture::report());
+        let label = cells_of(&line_of(&doc, "Round trip, empty task"))[0].clone();
+        assert_eq!(label, "Round trip, empty task (time, lower is better; pipe floor: 12.2 µs)");
+        let label = cells_of(&line_of(&doc, "Empty tasks, 1000 in flight"))[0].clone();
+        assert_eq!(label, "Empty tasks, 1000 in flight (per second, higher is better)");
+        // A row of outcomes has no unit to show.
+        let label = cells_of(&line_of(&doc, "Task calls a null pointer"))[0].clone();
+        assert_eq!(label, "Task calls a null pointer");
+    }
+
+    #[test]
+    fn outcomes_skips_and_missing_columns() {
+        let doc = markdown(&fixture::report());
+        let fault = "Task calls a null pointer";
+        assert_eq!(
+            cell_of(&doc, fault, Column::TaskpoolThreads),
+            "💥 the whole program died (SIGSEGV)"
+        );
+        assert_eq!(
+            cell_of(&doc, fault, Column::TaskpoolProcesses),
+            "✅ task failed: Crashed(SIGSEGV); next task after 38.0 ms"
+        );
+        assert_eq!(
+            cell_of(&doc, fault, Column::Procspawn),
+            "✅ IPC error \\| worker gone; next task after 850 µs"
+        );
+        assert_eq!(
+            cell_of(&doc, fault, Column::PythonProcesses),
+            "*skipped: disabled with --no-python*"
+        );
+        assert_eq!(cell_of(&doc, fault, Column::Rayon), "—");
+        let round_trip = "Round trip, empty task";
+        assert_eq!(
+            cell_of(&doc, round_trip, Column::PythonThreads),
+            "*skipped: python3 not found*"
+        );
+        assert_eq!(cell_of(&doc, round_trip, Column::PythonProcesses), "—");
+    }
+
+    #[test]
+    fn every_section_has_a_heading_and_a_table_of_full_width() {
+        let doc = markdown(&fixture::report());
+        let report = fixture::report();
+        for section in &report.sections {
+            assert!(doc.contains(&format!("\n## {}\n\n| Measure |", section.title)), "{doc}");
+        }
+        let table_lines: Vec<&str> = doc.lines().filter(|l| l.starts_with('|')).collect();
+        let rows: usize = report.sections.iter().map(|s| s.rows.len() + 2).sum();
+        assert_eq!(table_lines.len(), rows);
+        for line in table_lines {
+            assert_eq!(cells_of(line).len(), Column::ALL.len() + 2, "{line}");
+        }
+        let header = doc.lines().find(|l| l.starts_with("| Measure |")).unwrap();
+        assert_eq!(
+            header,
+            "| Measure | taskpool threads | taskpool processes | rayon | procspawn | \
+             Python threads | Python processes | taskpool vs best peer |"
+        );
+    }
+
+    #[test]
+    fn the_run_line_names_machine_mode_time_python_and_flags_load() {
+        let mut report = fixture::report();
+        let doc = markdown(&report);
+        assert!(doc.starts_with("# taskpool: multiprocessing vs multithreading\n\n"));
+        let line = doc.lines().nth(2).unwrap();
+        assert_eq!(
+            line,
+            "**Machine:** 2 CPUs (Intel(R) Xeon(R) CPU @ 2.20GHz), kernel 6.1.0-18-amd64, \
+             2025-06-01T12:00:00Z · **mode:** default · **run time:** 3 min 7 s · \
+             **Python:** CPython 3.11.2 · **load average:** 0.40 before, 1.60 after"
+        );
+        // 1.6 on 2 CPUs is above 0.5 per CPU.
+        assert!(doc.contains("**The machine was busy** (load 1.60 on 2 CPUs"), "{doc}");
+        assert!(doc.contains("results may be noisy"));
+        report.machine.load_after = 0.9;
+        report.machine.python = None;
+        let quiet = markdown(&report);
+        assert!(!quiet.contains("busy"), "{quiet}");
+        assert!(!quiet.contains("Python:**"));
+    }
+
+    #[test]
+    fn notes_are_bullets_followed_by_how_to_read() {
+        let doc = markdown(&fixture::report());
+        let notes = doc.find("## Notes\n\n- The rayon column's one-off spawn").unwrap();
+        let python = doc.find("\n- Python peers ran with CPython 3.11.2").unwrap();
+        let how = doc.find("## How to read this\n\nEvery value is the median").unwrap();
+        assert!(notes < python && python < how);
+        assert!(doc.contains("a ratio above 1 means taskpool is better"));
+    }
+
+    #[test]
+    fn text_is_escaped_and_odd_input_does_not_panic() {
+        let mut report = fixture::report();
+        report.sections[0].title = "pipes | and\nnew lines".into();
+        report.sections[0].rows[0].label = "a|b <script>".into();
+        report.machine.cpus = 0;
+        report.machine.load_before = f64::NAN;
+        report.elapsed_s = f64::INFINITY;
+        report.notes.push("multi\r\nline | note".into());
+        let doc = markdown(&report);
+        assert!(doc.contains("## pipes \\| and new lines\n"), "{doc}");
+        let line = doc.lines().find(|l| l.starts_with("| a\\|b &lt;script>")).unwrap();
+        assert_eq!(cells_of(line).len(), Column::ALL.len() + 2);
+        assert!(doc.contains("- multi line \\| note\n"));
+        assert!(doc.contains("**run time:** n/a"));
+
+        let empty = Report { sections: Vec::new(), notes: Vec::new(), ..report };
+        let doc = markdown(&empty);
+        assert!(doc.contains("*This report has no measurements.*"));
+    }
 }

@@ -4,6 +4,9 @@
 //! [`Column`] (a pool implementation). Scaling curves for the CPU-bound kernels feed the
 //! scaling chart.
 
+#[cfg(test)]
+mod fixture;
+mod format;
 mod markdown;
 mod svg;
 

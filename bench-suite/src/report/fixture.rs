@@ -1,0 +1,225 @@
+//! A made-up but plausible report for the writers' tests: several sections, every kind of
+//! cell, a reference value, and scaling curves for two kernels.
+
+use std::collections::BTreeMap;
+
+use super::{Better, Cell, Column, Curve, Machine, Report, Row, Section, Unit};
+use crate::stats::Summary;
+
+/// A value with samples spread by `spread` around `median` (min = median − spread / 2).
+fn value(median: f64, spread: f64) -> Cell {
+    let low = median * (1.0 - spread / 2.0);
+    let high = median * (1.0 + spread / 2.0);
+    Cell::Value(Summary { median, min: low, max: high, samples: vec![low, median, high] })
+}
+
+/// A row with `cells`.
+fn row(key: &str, label: &str, unit: Unit, better: Better, cells: Vec<(Column, Cell)>) -> Row {
+    Row {
+        cells: cells.into_iter().collect::<BTreeMap<_, _>>(),
+        ..Row::new(key, label, unit, better)
+    }
+}
+
+/// The fixture report.
+pub(super) fn report() -> Report {
+    use Column::*;
+    let mut round_trip = row(
+        "round_trip",
+        "Round trip, empty task",
+        Unit::Micros,
+        Better::Lower,
+        vec![
+            (TaskpoolThreads, value(3.1, 0.04)),
+            (TaskpoolProcesses, value(19.5, 0.36)),
+            (Rayon, value(4.3, 0.05)),
+            (Procspawn, value(61.0, 0.08)),
+            (PythonThreads, Cell::Skipped("python3 not found".into())),
+        ],
+    );
+    round_trip.reference = Some(("pipe floor".into(), Summary::single(12.2)));
+    let overhead = Section {
+        title: "Overhead per task".into(),
+        rows: vec![
+            row(
+                "startup",
+                "Pool start-up, 2 workers",
+                Unit::Millis,
+                Better::Lower,
+                vec![
+                    (TaskpoolThreads, value(0.21, 0.1)),
+                    (TaskpoolProcesses, value(3.4, 0.1)),
+                    (Rayon, value(0.15, 0.1)),
+                    (Procspawn, value(12.8, 0.1)),
+                    (PythonThreads, value(0.9, 0.1)),
+                    (PythonProcesses, value(48.0, 0.3)),
+                ],
+            ),
+            round_trip,
+            row(
+                "spawn",
+                "One-off spawn and join",
+                Unit::Micros,
+                Better::Lower,
+                vec![
+                    (TaskpoolThreads, value(28.0, 0.1)),
+                    (TaskpoolProcesses, value(1450.0, 0.1)),
+                    (Rayon, value(22.0, 0.1)),
+                    (Procspawn, value(3900.0, 0.1)),
+                ],
+            ),
+        ],
+    };
+    let throughput = Section {
+        title: "Throughput".into(),
+        rows: vec![
+            row(
+                "tasks_per_s",
+                "Empty tasks, 1000 in flight",
+                Unit::PerSecond,
+                Better::Higher,
+                vec![
+                    (TaskpoolThreads, value(1_520_000.0, 0.05)),
+                    (TaskpoolProcesses, value(15_200.0, 0.05)),
+                    (Rayon, value(2_400_000.0, 0.05)),
+                    (Procspawn, value(9_800.0, 0.05)),
+                    (PythonThreads, value(48_000.0, 0.05)),
+                    (PythonProcesses, value(21_000.0, 0.05)),
+                ],
+            ),
+            row(
+                "payload_round_trip",
+                "Round trip, 1 MiB payload",
+                Unit::Millis,
+                Better::Lower,
+                vec![
+                    (TaskpoolProcesses, value(1.8, 0.05)),
+                    (Procspawn, value(4.9, 0.05)),
+                    (PythonProcesses, value(3.2, 0.05)),
+                ],
+            ),
+        ],
+    };
+    let memory = Section {
+        title: "Memory".into(),
+        rows: vec![row(
+            "rss",
+            "Resident memory, idle pool of 2",
+            Unit::KiB,
+            Better::Lower,
+            vec![
+                (TaskpoolThreads, value(2304.0, 0.0)),
+                (TaskpoolProcesses, value(14_848.0, 0.0)),
+                (Rayon, value(2100.0, 0.0)),
+                (Procspawn, value(21_000.0, 0.0)),
+                (PythonThreads, value(900.0, 0.0)),
+                (PythonProcesses, value(64_000.0, 0.0)),
+            ],
+        )],
+    };
+    let speed_up = Section {
+        title: "CPU-bound speed-up".into(),
+        rows: vec![row(
+            "speed_up",
+            "Primes, 1 ms tasks, 2 workers",
+            Unit::Factor,
+            Better::Higher,
+            vec![
+                (TaskpoolThreads, value(1.874, 0.02)),
+                (TaskpoolProcesses, value(1.79, 0.02)),
+                (Rayon, value(1.9, 0.02)),
+                (Procspawn, value(1.6, 0.02)),
+                (PythonThreads, value(0.98, 0.02)),
+                (PythonProcesses, value(1.7, 0.02)),
+            ],
+        )],
+    };
+    let faults = Section {
+        title: "A segfault in one task".into(),
+        rows: vec![row(
+            "segfault",
+            "Task calls a null pointer",
+            Unit::Millis,
+            Better::Lower,
+            vec![
+                (
+                    TaskpoolThreads,
+                    Cell::Outcome {
+                        text: "the whole program died (SIGSEGV)".into(),
+                        next_after_ms: None,
+                        survived: false,
+                    },
+                ),
+                (
+                    TaskpoolProcesses,
+                    Cell::Outcome {
+                        text: "task failed: Crashed(SIGSEGV)".into(),
+                        next_after_ms: Some(Summary::single(38.0)),
+                        survived: true,
+                    },
+                ),
+                (
+                    Procspawn,
+                    Cell::Outcome {
+                        text: "IPC error | worker gone".into(),
+                        next_after_ms: Some(Summary::single(0.85)),
+                        survived: true,
+                    },
+                ),
+                (PythonProcesses, Cell::Skipped("disabled with --no-python".into())),
+            ],
+        )],
+    };
+    let curve = |kernel: &str, column, points: &[f64]| Curve {
+        kernel: kernel.into(),
+        column,
+        points: [1, 2, 4, 8].into_iter().zip(points.iter().copied()).collect(),
+    };
+    let primes = "primes, 1 ms tasks";
+    let mandel = "mandelbrot rows, 10 ms tasks";
+    Report {
+        machine: Machine {
+            cpus: 2,
+            cpu_model: "Intel(R) Xeon(R) CPU @ 2.20GHz".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            load_before: 0.4,
+            load_after: 1.6,
+            date: "2025-06-01T12:00:00Z".into(),
+            python: Some("CPython 3.11.2".into()),
+        },
+        mode: "default".into(),
+        elapsed_s: 187.4,
+        sections: vec![overhead, throughput, memory, speed_up, faults],
+        scaling: vec![
+            curve(primes, TaskpoolThreads, &[1.0, 1.87, 1.9, 1.88]),
+            curve(primes, TaskpoolProcesses, &[0.97, 1.79, 1.82, 1.8]),
+            curve(primes, Rayon, &[1.0, 1.9, 1.93, 1.9]),
+            curve(primes, Procspawn, &[0.8, 1.5, 1.6, 1.55]),
+            curve(primes, PythonProcesses, &[0.9, 1.7, 1.74, 1.7]),
+            curve(primes, PythonThreads, &[0.98, 0.99, 0.97, 0.96]),
+            curve(mandel, TaskpoolThreads, &[1.0, 1.95, 1.97, 1.96]),
+            curve(mandel, TaskpoolProcesses, &[0.99, 1.93, 1.95, 1.95]),
+        ],
+        notes: vec![
+            "The rayon column's one-off spawn is `std::thread::spawn`.".into(),
+            "Python peers ran with CPython 3.11.2; --no-python skips them.".into(),
+        ],
+    }
+}
+
+/// Writes the fixture's Markdown and charts to `$TASKPOOL_RENDER_SAMPLES` (or a folder in the
+/// temporary directory) to look at them: `cargo test -p taskpool-bench write_samples --
+/// --ignored`.
+#[test]
+#[ignore = "writes sample files to look at, checks nothing"]
+fn write_samples() {
+    let dir = std::env::var_os("TASKPOOL_RENDER_SAMPLES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("taskpool-render-samples"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = report();
+    std::fs::write(dir.join("report.md"), super::markdown(&report)).unwrap();
+    std::fs::write(dir.join("scaling.svg"), super::scaling_chart(&report)).unwrap();
+    std::fs::write(dir.join("overhead.svg"), super::overhead_chart(&report)).unwrap();
+    eprintln!("wrote {}", dir.display());
+}
