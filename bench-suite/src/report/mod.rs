@@ -143,9 +143,11 @@ impl Row {
         }
     }
 
-    /// The best peer (non-taskpool column) with a measured value, and its median.
-    pub fn best_peer(&self) -> Option<(Column, f64)> {
-        let peers = self.cells.iter().filter(|(c, _)| !c.is_ours());
+    /// The best peer of `column`'s kind (a thread pool is compared with thread pools, a
+    /// process pool with process pools) with a measured value, and its median.
+    pub fn best_peer(&self, column: Column) -> Option<(Column, f64)> {
+        let kind = column.is_processes();
+        let peers = self.cells.iter().filter(|(c, _)| !c.is_ours() && c.is_processes() == kind);
         let values = peers.filter_map(|(c, cell)| match cell {
             Cell::Value(s) => Some((*c, s.median)),
             _ => None,
@@ -156,11 +158,11 @@ impl Row {
         }
     }
 
-    /// How many times better `column` is than the best peer: above 1 means better, whatever
-    /// the row's direction. `None` without two measured values.
+    /// How many times better `column` is than the best peer of its kind: above 1 means
+    /// better, whatever the row's direction. `None` without two measured values.
     pub fn advantage(&self, column: Column) -> Option<f64> {
         let Some(Cell::Value(ours)) = self.cells.get(&column) else { return None };
-        let (_, best) = self.best_peer()?;
+        let (_, best) = self.best_peer(column)?;
         if ours.median <= 0.0 || best <= 0.0 {
             return None;
         }

@@ -120,11 +120,9 @@ pub fn rows(plan: &Plan, progress: &Progress, python: Option<&PythonRun>) -> Vec
                     }
                     _ => Vec::new(),
                 };
-                let end = probe::run(
-                    &format!("{family}-{}", fault.name()),
-                    Duration::from_secs(5),
-                    &wrapper,
-                );
+                // A hang on rayon never ends: two seconds show it.
+                let limit = Duration::from_secs(if fault == Fault::Hang { 2 } else { 10 });
+                let end = probe::run(&format!("{family}-{}", fault.name()), limit, &wrapper);
                 row.cells.insert(column, probe_cell(end, fault, !wrapper.is_empty()));
             }
             row.cells.insert(Column::Procspawn, on_procspawn(fault));

@@ -260,14 +260,18 @@ impl Overhead {
         #[cfg(feature = "thread-pool")]
         variants.push(variant(Column::TaskpoolThreads, || {
             let input = items.clone();
-            timed(|| self.threads.map(noop, input).map(|v| drop(std::hint::black_box(v))).map_err(text))
-                .map(per_second)
+            timed(|| {
+                self.threads.map(noop, input).map(|v| drop(std::hint::black_box(v))).map_err(text)
+            })
+            .map(per_second)
         }));
         #[cfg(feature = "process-pool")]
         variants.push(variant(Column::TaskpoolProcesses, || {
             let input = items.clone();
-            timed(|| self.processes.map(noop, input).map(|v| drop(std::hint::black_box(v))).map_err(text))
-                .map(per_second)
+            timed(|| {
+                self.processes.map(noop, input).map(|v| drop(std::hint::black_box(v))).map_err(text)
+            })
+            .map(per_second)
         }));
         variants.push(variant(Column::Rayon, || {
             let input = items.clone();
@@ -341,7 +345,9 @@ impl Overhead {
                             .map_err(|_| "procspawn failed".to_owned())
                     })
                     .collect();
-                crate::stats::Summary::of(times?).map(|s| s.median).ok_or_else(|| "no samples".into())
+                crate::stats::Summary::of(times?)
+                    .map(|s| s.median)
+                    .ok_or_else(|| "no samples".into())
             }));
         }
         if let Some(floor) = floor.as_mut() {
