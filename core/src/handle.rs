@@ -254,16 +254,23 @@ impl<R> TaskHandle<R> {
 
 impl<R> TaskHandle<R> {
     /// Spins briefly (at most [`SPIN`], never past `deadline`) until the task is settled.
+    ///
+    /// After a few pure spins it yields its CPU on every turn: on a busy machine the thread
+    /// that must finish the task may be waiting for exactly this CPU.
     fn spin(&self, deadline: Option<Instant>) {
         let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let mut turns = 0u32;
         while !self.slot.settled.load(Ordering::Acquire) {
             turns += 1;
-            if turns.is_multiple_of(64) && Instant::now() >= until {
+            if turns < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if Instant::now() >= until {
                 return;
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
 }
