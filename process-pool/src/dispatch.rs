@@ -498,7 +498,8 @@ impl Shared {
         Some(deadline)
     }
 
-    /// Records one answered item of worker `w`: the head item. Returns its run and index.
+    /// Records one answered item of worker `w` (the head item), read at `now`. Returns its
+    /// run and index.
     ///
     /// # Errors
     ///
@@ -508,6 +509,7 @@ impl Shared {
         state: &mut State,
         w: usize,
         seq: u64,
+        now: Instant,
     ) -> Result<(Arc<Run>, usize), String> {
         let slot = &mut state.slots[w];
         let Some(conn) = slot.conn.as_mut() else {
@@ -527,7 +529,7 @@ impl Shared {
             slot.sent.pop_front();
         }
         slot.sent_items -= 1;
-        slot.head_since = Some(Instant::now());
+        slot.head_since = Some(now);
         Ok((run, index))
     }
 

@@ -248,44 +248,33 @@ impl Pool for ProcessPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
-        let job = task.into_job();
-        let shipped = match Self::ship(&job) {
-            Ok(shipped) => shipped,
-            Err(e) => return items.into_iter().map(|_| Err(e.clone())).collect(),
-        };
-        let mut results: Vec<Option<Result<T::Output, TaskError>>> = Vec::new();
-        let mut builder = RunBuilder::new(shipped);
-        let mut indices = Vec::new();
-        let mut skipped = false;
-        for (i, item) in items.into_iter().enumerate() {
-            match builder.push(&item, self.frame_limit()) {
-                Ok(()) => {
-                    indices.push(i);
-                    results.push(None);
-                }
-                Err(e) => {
-                    skipped = true;
-                    results.push(Some(Err(e)));
-                }
+        let (groups, total) = self.run_batch(task.into_job(), items);
+        let mut results = Vec::with_capacity(total);
+        for (first, values) in groups {
+            // Items a dead pool never answered fill the gaps.
+            results.resize_with(first, || Err(TaskError::ShutDown));
+            results.extend(values);
+        }
+        results.resize_with(total, || Err(TaskError::ShutDown));
+        results
+    }
+
+    fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let (groups, total) = self.run_batch(task.into_job(), items);
+        let mut outputs = Vec::with_capacity(total);
+        for (first, values) in groups {
+            if first != outputs.len() {
+                return Err(TaskError::ShutDown);
+            }
+            for value in values {
+                outputs.push(value?);
             }
         }
-        let sent = builder.len();
-        let batching = match self.shared.config.fixed_chunk_size() {
-            Some(size) => Batching::Fixed(size),
-            None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
-        };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let sink = ChannelSink { tx, base: 0, indices: skipped.then_some(indices) };
-        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
-        let mut received = 0;
-        while received < sent {
-            let Ok((first, values)) = rx.recv() else { break };
-            received += values.len();
-            for (k, value) in values.into_iter().enumerate() {
-                results[first + k] = Some(value);
-            }
-        }
-        results.into_iter().map(|r| r.unwrap_or(Err(TaskError::ShutDown))).collect()
+        if outputs.len() == total { Ok(outputs) } else { Err(TaskError::ShutDown) }
     }
 
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
@@ -306,6 +295,55 @@ impl Pool for ProcessPool {
         I: IntoIterator<Item = T::Input>,
     {
         Stream::new(self, task.into_job(), items.into_iter(), false)
+    }
+}
+
+impl ProcessPool {
+    /// Runs a batch: encodes every item, submits them as one run, and gathers the outcome
+    /// groups as they arrive. Returns the groups in input order and the number of items.
+    fn run_batch<J: Job>(
+        &self,
+        job: J,
+        items: impl IntoIterator<Item = J::Input>,
+    ) -> (Vec<Group<J::Output>>, usize) {
+        let mut groups: Vec<Group<J::Output>> = Vec::new();
+        let shipped = match Self::ship(&job) {
+            Ok(shipped) => shipped,
+            Err(e) => {
+                let failed: Vec<_> = items.into_iter().map(|_| Err(e.clone())).collect();
+                let total = failed.len();
+                return (vec![(0, failed)], total);
+            }
+        };
+        let mut builder = RunBuilder::new(shipped);
+        let mut indices = Vec::new();
+        let mut total = 0;
+        for (i, item) in items.into_iter().enumerate() {
+            total += 1;
+            match builder.push(&item, self.frame_limit()) {
+                Ok(()) => indices.push(i),
+                Err(e) => groups.push((i, vec![Err(e)])),
+            }
+        }
+        let sent = builder.len();
+        let batching = match self.shared.config.fixed_chunk_size() {
+            Some(size) => Batching::Fixed(size),
+            None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let skipped = sent < total;
+        let sink = ChannelSink { tx, base: 0, indices: skipped.then_some(indices) };
+        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
+        let mut received = 0;
+        while received < sent {
+            // Every sent item is delivered exactly once; the channel only closes early if the
+            // run was dropped undelivered, and then the gaps read as shut down.
+            let Ok(group) = rx.recv() else { break };
+            received += group.1.len();
+            groups.push(group);
+        }
+        groups.sort_unstable_by_key(|g| g.0);
+        (groups, total)
     }
 }
 

@@ -195,6 +195,7 @@ fn serve(
 /// delivers the results outside the lock.
 fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
     let mut deliveries = Deliveries::default();
+    let now = Instant::now();
     let mut state = shared.lock();
     loop {
         if state.slots[w].conn.as_ref().is_none_or(|c| c.killed.is_some()) {
@@ -222,7 +223,7 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
                 break;
             }
         };
-        match shared.answered(&mut state, w, item.seq) {
+        match shared.answered(&mut state, w, item.seq, now) {
             Ok((run, index)) => {
                 shared.record_item_time(item.elapsed_ns);
                 let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));

@@ -15,7 +15,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, compiler_fence};
 use std::time::Duration;
 
 use taskpool_core::Exit;
@@ -382,21 +382,28 @@ static ARMED_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Publishes `pending` as the bytes to write if the process dies before [`disarm_crash_flush`].
 /// `pending` must stay alive and unchanged until then.
+///
+/// The fatal signals this serves are raised on the thread that armed it, so program order
+/// (kept by compiler fences) is all the handler needs; the stores are plain moves on x86.
 pub(crate) fn arm_crash_flush(pending: &[u8]) {
-    ARMED_LEN.store(0, Ordering::SeqCst);
-    ARMED_PTR.store(pending.as_ptr().cast_mut(), Ordering::SeqCst);
-    ARMED_LEN.store(pending.len(), Ordering::SeqCst);
+    ARMED_LEN.store(0, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    ARMED_PTR.store(pending.as_ptr().cast_mut(), Ordering::Release);
+    ARMED_LEN.store(pending.len(), Ordering::Release);
+    compiler_fence(Ordering::SeqCst);
 }
 
 /// Withdraws the bytes published by [`arm_crash_flush`].
 pub(crate) fn disarm_crash_flush() {
-    ARMED_LEN.store(0, Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
+    ARMED_LEN.store(0, Ordering::Release);
+    compiler_fence(Ordering::SeqCst);
 }
 
 /// Writes the published bytes, once. Async-signal-safe: atomics and write(2) only.
 fn flush_armed() {
-    let len = ARMED_LEN.swap(0, Ordering::SeqCst);
-    let mut at = ARMED_PTR.load(Ordering::SeqCst);
+    let len = ARMED_LEN.swap(0, Ordering::AcqRel);
+    let mut at = ARMED_PTR.load(Ordering::Acquire);
     let mut left = len;
     while left > 0 && !at.is_null() {
         // SAFETY: `at..at+left` lies inside the buffer published by arm_crash_flush, which the

@@ -7,7 +7,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use taskpool_core::{PanicReport, Side, catch_panic};
+use taskpool_core::{PanicReport, PanicScope, Side, catch_panic};
 
 use crate::entry::ImageVerified;
 use crate::protocol::{
@@ -142,6 +142,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let mut inputs = Inputs { body: b, left: count, malformed: false };
     out.seq = first_seq;
     out.flush_each = flags & FLUSH_EACH != 0;
+    out.last_end = None;
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
     if inputs.malformed || inputs.left > 0 {
@@ -191,7 +192,10 @@ pub(crate) struct Outputs {
     seq: u64,
     flush_each: bool,
     limit: usize,
-    backtraces: bool,
+    /// Panic capture for this thread, entered once for the worker's life.
+    panics: PanicScope,
+    /// When the previous item ended; `None` at the start of a batch.
+    last_end: Option<Instant>,
 }
 
 impl Outputs {
@@ -204,7 +208,8 @@ impl Outputs {
             seq: 0,
             flush_each: false,
             limit,
-            backtraces,
+            panics: PanicScope::enter(backtraces),
+            last_end: None,
         }
     }
 
@@ -213,10 +218,12 @@ impl Outputs {
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         sys::arm_crash_flush(&self.pending);
-        let started = Instant::now();
+        // An item starts when the one before it ended: one clock read per item.
+        let started = self.last_end.unwrap_or_else(Instant::now);
         let scratch = &mut self.scratch;
-        let outcome = catch_panic(self.backtraces, || work(scratch));
+        let outcome = self.panics.catch(|| work(scratch));
         let now = Instant::now();
+        self.last_end = Some(now);
         sys::disarm_crash_flush();
         let elapsed = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
         match outcome {
