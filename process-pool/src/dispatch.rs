@@ -406,7 +406,17 @@ impl Shared {
     /// Sends queued work to worker `w` while it has room. Returns whether its supervisor
     /// must be woken: bytes wait in its outbox, or its head item has a new deadline.
     pub(crate) fn pump(&self, state: &mut State, w: usize) -> bool {
-        let State { queue, slots, outstanding, .. } = state;
+        let mut dropped = 0;
+        let wake = self.fill(state, w, &mut dropped);
+        if dropped > 0 {
+            self.delivered(state, dropped);
+        }
+        wake
+    }
+
+    /// [`Shared::pump`]'s work; counts in `dropped` the cancelled tasks it discarded.
+    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> bool {
+        let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let Some(conn) = slot.conn.as_mut() else { return false };
         if !conn.ready || conn.killed.is_some() || conn.request.is_none() {
@@ -422,7 +432,7 @@ impl Shared {
             if front.items.len() == 1 && front.run.sink.is_settled(front.items.start) {
                 // A cancelled task: its handle is settled already; drop it unsent.
                 queue.pop_front();
-                *outstanding -= 1;
+                *dropped += 1;
                 continue;
             }
             let run = front.run.clone();

@@ -81,3 +81,33 @@ fn cancelling_a_queued_task_never_runs_it() {
     assert!(matches!(queued.join(), Err(TaskError::Cancelled)));
     assert_eq!(runs_in(&log, 6)[5], 0, "a cancelled queued task never runs");
 }
+
+#[test]
+fn a_cancelled_task_requeued_after_a_crash_is_dropped_and_shutdown_completes() {
+    let dir = Scratch::new("cancel-requeue-shutdown");
+    let signal = dir.file("running");
+    let pool = ProcessPool::with_config(Config::new().workers(1).in_flight(2)).unwrap();
+    let victim = pool.submit(SignalThenSleep { signal: signal.clone() }, 60_000);
+    let behind = pool.submit(square, 5);
+    wait_for_file(&signal);
+    // `behind` was sent to the worker with the victim but has not started: cancelling it
+    // settles its handle, and it stays in the worker until its turn.
+    assert!(behind.cancel());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pool.shutdown();
+            tx.send(()).unwrap();
+        });
+        // Kill the worker: the victim fails, `behind` goes back to the queue already
+        // settled, and the pool drops it unsent. Shutdown must notice the pool is idle.
+        let pid = std::fs::read_to_string(&signal).unwrap();
+        assert!(
+            std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success()
+        );
+        let returned = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(returned.is_ok(), "shutdown hung");
+    });
+    assert!(matches!(victim.join(), Err(TaskError::Crashed(_))));
+    assert!(matches!(behind.join(), Err(TaskError::Cancelled)));
+}
