@@ -6,7 +6,7 @@
 //! can wait forever on work a backend dropped.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,10 @@ struct Slot<R> {
     ready: Condvar,
     /// Set once the task is settled, so a joiner can spin on it before sleeping.
     settled: AtomicBool,
+    /// Joiners asleep on `ready`. Changed and read only under `state`'s lock, so a settler
+    /// that sees zero cannot miss a joiner about to sleep: waking nobody costs a system call,
+    /// and most joins never sleep.
+    sleepers: AtomicUsize,
 }
 
 /// How long a joiner spins on [`Slot::settled`] before it sleeps on the condition variable.
@@ -50,8 +54,11 @@ impl<R> Slot<R> {
         let notify = notify.take();
         *state = State::Ready(result);
         self.settled.store(true, Ordering::Release);
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
         drop(state);
-        self.ready.notify_all();
+        if sleepers > 0 {
+            self.ready.notify_all();
+        }
         if let Some((tx, index)) = notify {
             // The receiver may be gone (an abandoned iterator); nobody is waiting then.
             let _ = tx.send(index);
@@ -87,6 +94,7 @@ fn promise_with<R>(notify: Option<(Sender<usize>, usize)>) -> (Completer<R>, Tas
         state: Mutex::new(State::Pending { on_cancel: None, notify }),
         ready: Condvar::new(),
         settled: AtomicBool::new(false),
+        sleepers: AtomicUsize::new(0),
     });
     (Completer { slot: slot.clone() }, TaskHandle { slot })
 }
@@ -216,8 +224,11 @@ impl<R> TaskHandle<R> {
         let notify = notify.take();
         *state = State::Ready(Err(TaskError::Cancelled));
         self.slot.settled.store(true, Ordering::Release);
+        let sleepers = self.slot.sleepers.load(Ordering::Relaxed);
         drop(state);
-        self.slot.ready.notify_all();
+        if sleepers > 0 {
+            self.slot.ready.notify_all();
+        }
         if let Some(hook) = hook {
             hook();
         }
@@ -236,18 +247,22 @@ impl<R> TaskHandle<R> {
                 State::Joined => return Some(Err(TaskError::AlreadyJoined)),
                 State::Pending { .. } => {}
             }
-            state = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+            };
+            self.slot.sleepers.fetch_add(1, Ordering::Relaxed);
+            state = match left {
                 None => self.slot.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
-                    let (s, _) = self
-                        .slot
+                Some(left) => {
+                    self.slot
                         .ready
                         .wait_timeout(state, left)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    s
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
                 }
             };
+            self.slot.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -128,16 +128,93 @@ pub(crate) enum KillReason {
     Protocol(String),
 }
 
+/// The write side of a worker's request pipe. It has a lock of its own, taken after the
+/// pool's: frames are queued under the pool's lock, but written after it is released, so a
+/// write (and the wake-up of the worker inside it) never holds up the rest of the pool.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// `None` once closed (the worker then exits when done). The supervisor holds another
+    /// reference, for polling; the descriptor closes when both are gone.
+    request: Option<Arc<OwnedFd>>,
+    outbox: Vec<u8>,
+    written: usize,
+}
+
+impl Writer {
+    /// Writes what the pipe takes without blocking; returns whether bytes are left. A broken
+    /// pipe is left for the supervisor to notice as the worker's end.
+    pub(crate) fn flush(&mut self) -> bool {
+        let Some(request) = &self.request else {
+            self.outbox.clear();
+            self.written = 0;
+            return false;
+        };
+        while self.written < self.outbox.len() {
+            match sys::write(request.as_fd(), &self.outbox[self.written..]) {
+                Ok(0) => return true,
+                Ok(n) => self.written += n,
+                Err(_) => self.written = self.outbox.len(),
+            }
+        }
+        self.outbox.clear();
+        self.written = 0;
+        false
+    }
+
+    /// Closes the pipe: the worker finishes what it holds and exits.
+    pub(crate) fn close(&mut self) {
+        self.request = None;
+        self.outbox.clear();
+        self.written = 0;
+    }
+}
+
+/// A [`Writer`] behind its lock, with a flag that says, without taking the lock, whether
+/// bytes were left in the outbox (so the supervisor must watch the pipe for room).
+#[derive(Debug)]
+pub(crate) struct Outlet {
+    writer: Mutex<Writer>,
+    backlog: AtomicBool,
+}
+
+impl Outlet {
+    /// Locks the writer. Writes leave it consistent at every step, so a poisoned lock is
+    /// usable.
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes what the pipe takes; returns whether bytes are left (and records it).
+    pub(crate) fn flush(&self) -> bool {
+        let mut writer = self.lock();
+        let left = writer.flush();
+        self.backlog.store(left, Ordering::Release);
+        left
+    }
+
+    /// Whether the last flush left bytes behind.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.backlog.load(Ordering::Acquire)
+    }
+}
+
+/// A worker with frames to write once the pool's lock is released; see [`Shared::flush`].
+#[derive(Debug)]
+pub(crate) struct Flush {
+    w: usize,
+    outlet: Arc<Outlet>,
+    /// Its supervisor must be woken: its head item has a new deadline.
+    wake: bool,
+}
+
 /// A live worker process, as the dispatcher sees it.
 pub(crate) struct Conn {
     pub(crate) pid: libc::pid_t,
-    /// Write end of its request pipe; `None` once the supervisor closed it (the worker then
-    /// exits when done). The supervisor holds the other reference, for polling.
-    pub(crate) request: Option<Arc<OwnedFd>>,
+    pub(crate) outlet: Arc<Outlet>,
+    /// The request pipe is still open (mirrors the writer, readable under the pool's lock).
+    pub(crate) open: bool,
     /// Said hello: may be sent work.
     pub(crate) ready: bool,
-    outbox: Vec<u8>,
-    written: usize,
     next_seq: u64,
     pub(crate) expect_seq: u64,
     /// Items sent to this worker in its life, for `max_tasks_per_worker`.
@@ -147,12 +224,15 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(pid: libc::pid_t, request: Arc<OwnedFd>) -> Self {
+        let writer = Writer { request: Some(request), outbox: Vec::new(), written: 0 };
         Conn {
             pid,
-            request: Some(request),
+            outlet: Arc::new(Outlet {
+                writer: Mutex::new(writer),
+                backlog: AtomicBool::new(false),
+            }),
+            open: true,
             ready: false,
-            outbox: Vec::new(),
-            written: 0,
             next_seq: 0,
             expect_seq: 0,
             served: 0,
@@ -169,30 +249,11 @@ impl Conn {
         }
     }
 
-    /// Whether bytes wait in the outbox.
-    pub(crate) fn has_outbox(&self) -> bool {
-        self.written < self.outbox.len()
-    }
-
-    /// Writes what the pipe takes without blocking. A broken pipe is left for the supervisor
-    /// to notice as the worker's end.
-    pub(crate) fn flush(&mut self) {
-        let Some(request) = &self.request else {
-            self.outbox.clear();
-            self.written = 0;
-            return;
-        };
-        while self.written < self.outbox.len() {
-            match sys::write(request.as_fd(), &self.outbox[self.written..]) {
-                Ok(0) => return,
-                Ok(n) => self.written += n,
-                Err(_) => {
-                    self.written = self.outbox.len();
-                }
-            }
-        }
-        self.outbox.clear();
-        self.written = 0;
+    /// Closes the request pipe.
+    pub(crate) fn close(&mut self) {
+        self.open = false;
+        self.outlet.lock().close();
+        self.outlet.backlog.store(false, Ordering::Release);
     }
 }
 
@@ -235,6 +296,8 @@ pub(crate) struct State {
     pub(crate) start_error: Option<String>,
     /// Supervisor threads still running.
     pub(crate) supervisors: usize,
+    /// Threads asleep on the pool's condition variable (shutdown, drop).
+    waiters: usize,
     pub(crate) counters: Counters,
 }
 
@@ -278,6 +341,11 @@ impl Deliveries {
         self.count == 0
     }
 
+    /// How many outcomes are held.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
     /// Hands every outcome to its sink, reading encoded results from `buffer`.
     pub(crate) fn deliver_from<'b>(self, buffer: &dyn Fn(Range<usize>) -> &'b [u8]) -> usize {
         let count = self.count;
@@ -315,6 +383,7 @@ impl Shared {
                 start_failures: 0,
                 start_error: None,
                 supervisors: 0,
+                waiters: 0,
                 counters: Counters::default(),
             }),
             changed: Condvar::new(),
@@ -332,15 +401,18 @@ impl Shared {
     /// Waits on the pool's condition variable.
     pub(crate) fn wait<'a>(
         &self,
-        state: MutexGuard<'a, State>,
+        mut state: MutexGuard<'a, State>,
         limit: Option<Duration>,
     ) -> MutexGuard<'a, State> {
-        match limit {
+        state.waiters += 1;
+        let mut state = match limit {
             None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
             Some(limit) => {
                 self.changed.wait_timeout(state, limit).unwrap_or_else(PoisonError::into_inner).0
             }
-        }
+        };
+        state.waiters -= 1;
+        state
     }
 
     /// Wakes everyone waiting on the pool's condition variable.
@@ -387,46 +459,54 @@ impl Shared {
         }
         state.outstanding += n;
         state.queue.push_back(Slice { run, items: 0..n });
-        let wakes = self.pump_all(&mut state);
+        let flushes = self.pump_all(&mut state);
         drop(state);
-        self.wake_all(wakes);
+        self.flush(flushes);
     }
 
-    /// Sends queued work to every worker with room. Returns the slots to wake.
-    pub(crate) fn pump_all(&self, state: &mut State) -> Vec<usize> {
-        (0..state.slots.len()).filter(|&w| self.pump(state, w)).collect()
+    /// Queues work for every worker with room. Returns what to write once the lock is
+    /// released.
+    pub(crate) fn pump_all(&self, state: &mut State) -> Vec<Flush> {
+        (0..state.slots.len()).filter_map(|w| self.pump(state, w)).collect()
     }
 
-    pub(crate) fn wake_all(&self, slots: Vec<usize>) {
-        for w in slots {
-            self.wake(w);
+    /// Writes queued frames, without the pool's lock; wakes the supervisors that must watch
+    /// their pipe (bytes left over) or a new deadline.
+    pub(crate) fn flush(&self, flushes: impl IntoIterator<Item = Flush>) {
+        for f in flushes {
+            let left = f.outlet.flush();
+            if left || f.wake {
+                self.wake(f.w);
+            }
         }
     }
 
-    /// Sends queued work to worker `w` while it has room. Returns whether its supervisor
-    /// must be woken: bytes wait in its outbox, or its head item has a new deadline.
-    pub(crate) fn pump(&self, state: &mut State, w: usize) -> bool {
+    /// Queues work for worker `w` while it has room. Returns what to write once the pool's
+    /// lock is released, if anything.
+    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Option<Flush> {
         let mut dropped = 0;
-        let wake = self.fill(state, w, &mut dropped);
+        let flush = self.fill(state, w, &mut dropped);
         if dropped > 0 {
             self.delivered(state, dropped);
         }
-        wake
+        flush
     }
 
     /// [`Shared::pump`]'s work; counts in `dropped` the cancelled tasks it discarded.
-    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> bool {
+    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
-        let Some(conn) = slot.conn.as_mut() else { return false };
-        if !conn.ready || conn.killed.is_some() || conn.request.is_none() {
-            return false;
+        let conn = slot.conn.as_mut()?;
+        if !conn.ready || conn.killed.is_some() || !conn.open {
+            return None;
         }
         let target = self.batch_target();
         let room = self.config.in_flight_per_worker() * target;
         let quota = self.config.tasks_per_worker().unwrap_or(u64::MAX);
         let limit = self.config.frame_limit();
         let was_idle = slot.sent.is_empty();
+        // Taken only once there is something to send: a caller may be writing meanwhile.
+        let mut writer = None;
         while slot.sent_items < room && conn.served < quota {
             let Some(front) = queue.front_mut() else { break };
             if front.items.len() == 1 && front.run.sink.is_settled(front.items.start) {
@@ -462,8 +542,9 @@ impl Shared {
             }
             let timeout = run.timeout.or(self.config.task_timeout());
             let flags = if timeout.is_some() { FLUSH_EACH } else { 0 };
+            let writer = writer.get_or_insert_with(|| conn.outlet.lock());
             protocol::encode_batch(
-                &mut conn.outbox,
+                &mut writer.outbox,
                 conn.next_seq,
                 &run.job,
                 flags,
@@ -474,15 +555,16 @@ impl Shared {
             slot.sent_items += count;
             slot.sent.push_back(Slice { run, items });
         }
-        conn.flush();
-        let mut wake = conn.has_outbox();
+        let added = writer.is_some();
+        drop(writer);
+        let mut wake = false;
         if was_idle {
             if let Some(head) = slot.sent.front() {
                 slot.head_since = Some(Instant::now());
-                wake |= head.run.timeout.or(self.config.task_timeout()).is_some();
+                wake = head.run.timeout.or(self.config.task_timeout()).is_some();
             }
         }
-        wake
+        (added || wake).then(|| Flush { w, outlet: conn.outlet.clone(), wake })
     }
 
     /// Kills worker `w` if its head item was cancelled or ran out of time. Returns when the
@@ -606,7 +688,8 @@ impl Shared {
     /// Records that `count` items were delivered.
     pub(crate) fn delivered(&self, state: &mut State, count: usize) {
         state.outstanding -= count;
-        if state.outstanding == 0 {
+        // Waking nobody still costs a system call: only a shutdown or drop waits here.
+        if state.outstanding == 0 && state.waiters > 0 {
             self.notify();
         }
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::{Exit, TaskError};
 
-use crate::dispatch::{Conn, Deliveries, KillReason, Shared};
+use crate::dispatch::{Conn, Deliveries, KillReason, Shared, State};
 use crate::launch::{self, Launched};
 use crate::protocol::{self, BACKTRACES, Init};
 use crate::ship;
@@ -107,9 +107,9 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
             if let Some(conn) = state.slots[w].conn.as_mut() {
                 conn.ready = true;
             }
-            let wakes = shared.pump_all(&mut state);
+            let flushes = shared.pump_all(&mut state);
             drop(state);
-            shared.wake_all(wakes);
+            shared.flush(flushes);
             serve(shared, w, &result, request, &mut reader);
         }
         Err(reason) => {
@@ -126,9 +126,9 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
     let again = shared.worker_ended(&mut state, w, conn, exit, &mut deliveries);
-    let wakes = shared.pump_all(&mut state);
+    let flushes = shared.pump_all(&mut state);
     drop(state);
-    shared.wake_all(wakes);
+    shared.flush(flushes);
     finish(shared, deliveries, &|_| &[]);
     again
 }
@@ -138,6 +138,29 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
 fn reap(shared: &Shared, w: usize, pid: libc::pid_t) -> (Option<Conn>, Exit) {
     let conn = shared.lock().slots[w].conn.take();
     (conn, sys::wait(pid).unwrap_or(Exit::Code(-1)))
+}
+
+/// What the supervisor waits for next.
+struct Plan {
+    /// When the head item runs out of time.
+    deadline: Option<Instant>,
+    /// Bytes wait in the outbox: watch the request pipe for room.
+    want_write: bool,
+}
+
+/// Decides what to wait for, under the lock: kills for timeouts and cancellations, closes
+/// the request pipe of a worker that should retire (dropping `request`, the supervisor's
+/// reference to it).
+fn plan(shared: &Shared, state: &mut State, w: usize, request: &mut Option<Arc<OwnedFd>>) -> Plan {
+    let deadline = shared.police(state, w, Instant::now());
+    if shared.should_retire(state, w) {
+        if let Some(conn) = state.slots[w].conn.as_mut() {
+            conn.close();
+        }
+        *request = None;
+    }
+    let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
+    Plan { deadline, want_write }
 }
 
 /// Serves a ready worker until its result pipe ends.
@@ -150,26 +173,15 @@ fn serve(
 ) {
     let mut request = Some(request);
     let wake = shared.wakes[w].as_fd();
+    let mut next = plan(shared, &mut shared.lock(), w, &mut request);
     loop {
-        let (deadline, want_write) = {
-            let mut state = shared.lock();
-            let deadline = shared.police(&mut state, w, Instant::now());
-            if shared.should_retire(&state, w) {
-                if let Some(conn) = state.slots[w].conn.as_mut() {
-                    conn.request = None;
-                }
-                request = None;
-            }
-            let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.has_outbox());
-            (deadline, want_write)
-        };
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = next.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let writable = request.as_deref().map_or(result.as_fd(), |r| r.as_fd());
         let ready = sys::poll(
             [
                 Interest { fd: result.as_fd(), read: true, write: false },
                 Interest { fd: wake, read: true, write: false },
-                Interest { fd: writable, read: false, write: want_write && request.is_some() },
+                Interest { fd: writable, read: false, write: next.want_write && request.is_some() },
             ],
             timeout,
         );
@@ -178,22 +190,34 @@ fn serve(
             sys::drain(wake);
         }
         if write.write {
-            if let Some(conn) = shared.lock().slots[w].conn.as_mut() {
-                conn.flush();
+            let outlet = shared.lock().slots[w].conn.as_ref().map(|c| c.outlet.clone());
+            if let Some(outlet) = outlet {
+                outlet.flush();
             }
         }
         if results.read {
             match reader.fill(result.as_fd()) {
                 Ok(0) | Err(_) => return,
-                Ok(_) => read_results(shared, w, reader),
+                Ok(_) => {
+                    next = read_results(shared, w, reader, &mut request);
+                    continue;
+                }
             }
         }
+        next = plan(shared, &mut shared.lock(), w, &mut request);
     }
 }
 
-/// Handles every complete frame in `reader`: records the answers, refills the worker, then
-/// delivers the results outside the lock.
-fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
+/// Handles every complete frame in `reader` under one lock: records the answers (and counts
+/// them as delivered), refills the worker, and plans the next wait; then hands the results to
+/// their sinks outside the lock. Counting before handing over is safe: `shutdown` and `drop`
+/// also wait for this thread to end, which it does only after handing over.
+fn read_results(
+    shared: &Shared,
+    w: usize,
+    reader: &mut FrameReader,
+    request: &mut Option<Arc<OwnedFd>>,
+) -> Plan {
     let mut deliveries = Deliveries::default();
     let now = Instant::now();
     let mut state = shared.lock();
@@ -235,12 +259,13 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
             }
         }
     }
-    let wake = shared.pump(&mut state, w);
+    let flush = shared.pump(&mut state, w);
+    shared.delivered(&mut state, deliveries.len());
+    let next = plan(shared, &mut state, w, request);
     drop(state);
-    if wake {
-        shared.wake(w);
-    }
-    finish(shared, deliveries, &|range| reader.bytes(range));
+    shared.flush(flush);
+    deliveries.deliver_from(&|range| reader.bytes(range));
+    next
 }
 
 fn kill(conn: &mut Option<Conn>, reason: String) {
