@@ -67,26 +67,33 @@ fn crash(c: &mut Criterion) {
     group.sample_size(20);
     for workers in worker_counts() {
         #[cfg(feature = "process-pool")]
-        group.bench_with_input(BenchmarkId::new("processes", workers), &workers, |b, &w| {
-            let pool = ProcessPool::new(w).expect("starting a process pool");
-            b.iter(|| {
-                let err = pool.apply(tasks::segfault, 0).expect_err("the segfault returned");
-                assert_eq!(err.signal(), Some(SIGSEGV), "unexpected failure: {err}");
-                black_box(pool.apply(tasks::noop, 1).expect("the task after a crash"))
+        {
+            let mut pool = None;
+            group.bench_with_input(BenchmarkId::new("processes", workers), &workers, |b, &w| {
+                let pool = pool.get_or_insert_with(|| process_pool(Config::new().workers(w)));
+                b.iter(|| {
+                    let err = pool.apply(tasks::segfault, 0).expect_err("the segfault returned");
+                    assert_eq!(err.signal(), Some(SIGSEGV), "unexpected failure: {err}");
+                    black_box(pool.apply(tasks::noop, 1).expect("the task after a crash"))
+                });
             });
-        });
+        }
+        let mut peer = None;
         group.bench_with_input(BenchmarkId::new("procspawn", workers), &workers, |b, &w| {
-            let peer = ProcspawnPeer::new(w);
+            let peer = peer.get_or_insert_with(|| ProcspawnPeer::new(w));
             b.iter(|| {
                 let outcome = peer.crash_then_next(tasks::segfault, None);
                 assert!(outcome.next_ok, "procspawn: no task after a crash: {outcome:?}");
                 black_box(outcome)
             });
+        });
+        if let Some(peer) = peer {
             // procspawn respawns a crashed worker in the background, and a worker still
             // connecting when its pool is dropped panics ("could not bootstrap ipc
             // connection"): let the last respawn finish before the pool goes.
             std::thread::sleep(PROCSPAWN_SETTLE);
-        });
+            drop(peer);
+        }
     }
     group.finish();
 }
@@ -97,9 +104,10 @@ fn timeout(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("beyond_timeout_{}ms", TIMEOUT.as_millis()));
     group.sample_size(10);
     for workers in worker_counts() {
+        let mut pool = None;
         group.bench_with_input(BenchmarkId::new("processes", workers), &workers, |b, &w| {
-            let config = Config::new().workers(w).timeout(TIMEOUT);
-            let pool = ProcessPool::with_config(config).expect("starting a process pool");
+            let pool =
+                pool.get_or_insert_with(|| process_pool(Config::new().workers(w).timeout(TIMEOUT)));
             b.iter_custom(|iters| {
                 let mut beyond = Duration::ZERO;
                 for _ in 0..iters {
@@ -127,11 +135,18 @@ fn recycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("recycle");
     group.sample_size(20);
     for workers in worker_counts() {
+        let mut pool = None;
         group.bench_with_input(BenchmarkId::new("processes", workers), &workers, |b, &w| {
-            let config = Config::new().workers(w).max_tasks_per_worker(1);
-            let pool = ProcessPool::with_config(config).expect("starting a process pool");
+            let pool = pool.get_or_insert_with(|| {
+                process_pool(Config::new().workers(w).max_tasks_per_worker(1))
+            });
             b.iter(|| black_box(pool.apply(tasks::noop, 1).expect("no-op")));
         });
     }
     group.finish();
+}
+
+#[cfg(feature = "process-pool")]
+fn process_pool(config: Config) -> ProcessPool {
+    ProcessPool::with_config(config).expect("starting a process pool")
 }

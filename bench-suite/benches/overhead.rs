@@ -1,6 +1,7 @@
 //! Overhead: what it costs to start workers and to move a task through them, with no work in
 //! the task. Every pool has 2 workers (fewer on a 1-CPU machine) and, except in `startup`, is
-//! created once per benchmark and kept warm across iterations.
+//! started when its benchmark first runs and kept warm across all its samples and iterations
+//! (criterion calls a benchmark's closure once per sample, so no pool is started in it).
 //!
 //! | group | what one iteration does | variants | parameter |
 //! |---|---|---|---|
@@ -176,18 +177,24 @@ fn round_trip(c: &mut Criterion) {
     let workers = fixtures::small_pool();
     let mut group = c.benchmark_group("round_trip");
     #[cfg(feature = "thread-pool")]
-    group.bench_function(BenchmarkId::new("threads", "noop"), |b| {
-        let pool = thread_pool(workers);
-        b.iter(|| black_box(pool.apply(tasks::noop, black_box(1)).expect("no-op")));
-    });
+    {
+        let mut pool = None;
+        group.bench_function(BenchmarkId::new("threads", "noop"), |b| {
+            let pool = pool.get_or_insert_with(|| thread_pool(workers));
+            b.iter(|| black_box(pool.apply(tasks::noop, black_box(1)).expect("no-op")));
+        });
+    }
     #[cfg(feature = "process-pool")]
-    group.bench_function(BenchmarkId::new("processes", "noop"), |b| {
-        let pool = process_pool(workers);
-        b.iter(|| black_box(pool.apply(tasks::noop, black_box(1)).expect("no-op")));
-    });
+    {
+        let mut pool = None;
+        group.bench_function(BenchmarkId::new("processes", "noop"), |b| {
+            let pool = pool.get_or_insert_with(|| process_pool(workers));
+            b.iter(|| black_box(pool.apply(tasks::noop, black_box(1)).expect("no-op")));
+        });
+    }
+    let mut rayon = None;
     group.bench_function(BenchmarkId::new("rayon", "noop"), |b| {
-        let pool = rayon_pool(workers);
-        let (tx, rx) = mpsc::channel();
+        let (pool, tx, rx) = rayon.get_or_insert_with(|| rayon_rig(workers));
         b.iter(|| {
             let tx = tx.clone();
             let x = black_box(1);
@@ -197,15 +204,25 @@ fn round_trip(c: &mut Criterion) {
             black_box(rx.recv().expect("rayon: result"))
         });
     });
+    let mut peer = None;
     group.bench_function(BenchmarkId::new("procspawn", "noop"), |b| {
-        let peer = ProcspawnPeer::new(workers);
+        let peer = peer.get_or_insert_with(|| ProcspawnPeer::new(workers));
         b.iter_custom(|iters| (0..iters).map(|_| peer.round_trip()).sum());
     });
+    let mut floor = None;
     group.bench_function(BenchmarkId::new("pipe-floor", "noop"), |b| {
-        let mut floor = start_floor();
+        let floor = floor.get_or_insert_with(start_floor);
         b.iter(|| floor.round_trip(black_box(&[0; 8])).expect("pipe floor round trip"));
     });
     group.finish();
+}
+
+/// A rayon pool with a channel its tasks send their results on.
+type RayonRig = (rayon::ThreadPool, mpsc::Sender<u64>, mpsc::Receiver<u64>);
+
+fn rayon_rig(workers: usize) -> RayonRig {
+    let (tx, rx) = mpsc::channel();
+    (rayon_pool(workers), tx, rx)
 }
 
 /// Submit 1000 no-ops at once, then join them all.
@@ -214,18 +231,24 @@ fn in_flight(c: &mut Criterion) {
     let mut group = c.benchmark_group("in_flight");
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
     #[cfg(feature = "thread-pool")]
-    group.bench_with_input(BenchmarkId::new("threads", IN_FLIGHT), &IN_FLIGHT, |b, &n| {
-        let pool = thread_pool(workers);
-        b.iter(|| submit_then_join(&pool, n));
-    });
+    {
+        let mut pool = None;
+        group.bench_with_input(BenchmarkId::new("threads", IN_FLIGHT), &IN_FLIGHT, |b, &n| {
+            let pool = pool.get_or_insert_with(|| thread_pool(workers));
+            b.iter(|| submit_then_join(pool, n));
+        });
+    }
     #[cfg(feature = "process-pool")]
-    group.bench_with_input(BenchmarkId::new("processes", IN_FLIGHT), &IN_FLIGHT, |b, &n| {
-        let pool = process_pool(workers);
-        b.iter(|| submit_then_join(&pool, n));
-    });
+    {
+        let mut pool = None;
+        group.bench_with_input(BenchmarkId::new("processes", IN_FLIGHT), &IN_FLIGHT, |b, &n| {
+            let pool = pool.get_or_insert_with(|| process_pool(workers));
+            b.iter(|| submit_then_join(pool, n));
+        });
+    }
+    let mut rayon = None;
     group.bench_with_input(BenchmarkId::new("rayon", IN_FLIGHT), &IN_FLIGHT, |b, &n| {
-        let pool = rayon_pool(workers);
-        let (tx, rx) = mpsc::channel();
+        let (pool, tx, rx) = rayon.get_or_insert_with(|| rayon_rig(workers));
         b.iter(|| {
             for i in 0..n as u64 {
                 let tx = tx.clone();
@@ -245,11 +268,12 @@ fn in_flight(c: &mut Criterion) {
              (raise it with `ulimit -n {needed}`)"
         ),
         _ => {
+            let mut peer = None;
             group.bench_with_input(
                 BenchmarkId::new("procspawn", IN_FLIGHT),
                 &IN_FLIGHT,
                 |b, &n| {
-                    let peer = ProcspawnPeer::new(workers);
+                    let peer = peer.get_or_insert_with(|| ProcspawnPeer::new(workers));
                     b.iter_custom(|iters| (0..iters).map(|_| peer.in_flight(n)).sum());
                 },
             );
@@ -274,18 +298,25 @@ fn map(c: &mut Criterion) {
     let mut group = c.benchmark_group("map");
     group.throughput(Throughput::Elements(MAP_ITEMS));
     #[cfg(feature = "thread-pool")]
-    group.bench_with_input(BenchmarkId::new("threads", MAP_ITEMS), &items, |b, items| {
-        let pool = thread_pool(workers);
-        b.iter(|| black_box(pool.map(tasks::noop, items.iter().copied()).expect("map")));
-    });
+    {
+        let mut pool = None;
+        group.bench_with_input(BenchmarkId::new("threads", MAP_ITEMS), &items, |b, items| {
+            let pool = pool.get_or_insert_with(|| thread_pool(workers));
+            b.iter(|| black_box(pool.map(tasks::noop, items.iter().copied()).expect("map")));
+        });
+    }
     #[cfg(feature = "process-pool")]
-    group.bench_with_input(BenchmarkId::new("processes", MAP_ITEMS), &items, |b, items| {
-        let pool = process_pool(workers);
-        b.iter(|| black_box(pool.map(tasks::noop, items.iter().copied()).expect("map")));
-    });
+    {
+        let mut pool = None;
+        group.bench_with_input(BenchmarkId::new("processes", MAP_ITEMS), &items, |b, items| {
+            let pool = pool.get_or_insert_with(|| process_pool(workers));
+            b.iter(|| black_box(pool.map(tasks::noop, items.iter().copied()).expect("map")));
+        });
+    }
+    let mut rayon = None;
     group.bench_with_input(BenchmarkId::new("rayon", MAP_ITEMS), &items, |b, items| {
         use rayon::prelude::*;
-        let pool = rayon_pool(workers);
+        let pool = rayon.get_or_insert_with(|| rayon_pool(workers));
         b.iter(|| {
             pool.install(|| {
                 black_box(items.par_iter().map(|&x| tasks::noop(x)).collect::<Vec<u64>>())
@@ -299,7 +330,7 @@ fn map(c: &mut Criterion) {
 fn payload(c: &mut Criterion) {
     let workers = fixtures::small_pool();
     let mut group = c.benchmark_group("payload");
-    // Started on first use, so that a filter that skips this group starts nothing.
+    // Started on first use and shared by the sizes; a filter that skips them starts nothing.
     #[cfg(feature = "thread-pool")]
     let mut threads = None;
     #[cfg(feature = "process-pool")]
