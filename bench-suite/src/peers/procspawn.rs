@@ -1,4 +1,4 @@
-//! procspawn's process [`Pool`](procspawn::Pool) as a peer to compare against.
+//! procspawn's process [`Pool`] as a peer to compare against.
 //!
 //! Every function here returns measured samples (durations or a
 //! [`CrashOutcome`]) and prints nothing.  The functions panic if procspawn
@@ -46,7 +46,7 @@
 //!    workers run tasks without their own `catch_unwind`, so a panicking
 //!    task also kills its worker, which the pool respawns; and because the
 //!    monitor SIGKILLs the worker before reading the panic report, the error
-//!    is sometimes "panic: <message>" and sometimes a bare "remote side
+//!    is sometimes "panic: \<message\>" and sometimes a bare "remote side
 //!    closed".
 //! 4. **Exit statuses are discarded.**  procspawn reaps dead workers with
 //!    `Child::wait().ok()` and reports only an IPC disconnect, so a
