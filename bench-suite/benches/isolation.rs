@@ -8,8 +8,9 @@
 //!
 //! With one worker, the next task always waits for the replacement worker; with two it may
 //! run on the survivor while the replacement starts. Every crash is checked to be reported as
-//! SIGSEGV and every timeout as a kill (`still_running: false`). procspawn cannot time out or
-//! recycle workers and reports a crash only as a closed connection, without the signal.
+//! SIGSEGV and every timeout as a kill (`still_running: false`). procspawn's pool has no
+//! pool-wide timeout and no per-worker task quota, so the last two groups have no procspawn
+//! row; it reports a crash only as a closed connection, without the signal.
 //!
 //! Process backend only: a thread cannot survive any of these. A segfault in a thread kills
 //! the whole program, a hung thread cannot be stopped, and a thread has no fresh address
