@@ -2,13 +2,15 @@
 //!
 //! The report binary (`cargo run --release -p taskpool-bench`), the criterion benches
 //! (`cargo bench -p taskpool-bench`) and the examples share this library: the kernels and
-//! tasks every variant runs, the peers, the statistics and the report writers.
+//! tasks every variant runs, the peers, the fixtures of the benches, the statistics and the
+//! report writers.
 //!
 //! Any binary that uses the peers must call [`init`] first thing in `main`: procspawn and the
 //! pipe floor start their helper processes by re-running the binary.
 #![deny(unsafe_code)]
 
 mod crash;
+pub mod fixtures;
 pub mod kernels;
 pub mod peers;
 pub mod probe;

@@ -1,0 +1,136 @@
+//! Runs every example of this crate and checks its key output lines, for each enabled
+//! backend.
+//!
+//! Cargo builds the examples before it runs the tests; they sit in `examples/` next to this
+//! test binary's `deps/` folder. An example that is missing (a build that skipped examples)
+//! is reported and skipped, not failed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs example `name` and returns its stdout, or `None` if it was not built.
+fn run(name: &str) -> Option<String> {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join(name))
+        .expect("the target folder");
+    if !path.is_file() {
+        eprintln!("skipping example {name}: {} was not built", path.display());
+        return None;
+    }
+    let output = Command::new(&path).output().expect("running the example");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "example {name} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(stdout)
+}
+
+/// The lines of `out` that start with `[backend]`.
+fn lines<'a>(out: &'a str, backend: &str) -> Vec<&'a str> {
+    let tag = format!("[{backend}] ");
+    out.lines().filter(|l| l.starts_with(&tag)).collect()
+}
+
+/// The number that follows `key` in `line` (`"pid 1234, ..."` with key `"pid "`).
+fn number_after(line: &str, key: &str) -> u32 {
+    let at = line.find(key).unwrap_or_else(|| panic!("no {key:?} in {line:?}")) + key.len();
+    let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+/// Checks `process_hello` for one backend: whether the greeting came from another process.
+#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
+fn check_hello(out: &str, backend: &str, other_process: bool) {
+    let lines = lines(out, backend);
+    let hello = lines.iter().find(|l| l.contains("hello from pid")).expect("a greeting");
+    let (pid, parent) =
+        (number_after(hello, "hello from pid "), number_after(hello, "parent pid "));
+    assert_eq!(pid != parent, other_process, "{hello}");
+    assert!(lines.iter().any(|l| l.contains("joined")), "{out}");
+}
+
+#[test]
+fn process_hello_greets_from_a_worker() {
+    let Some(out) = run("process_hello") else { return };
+    #[cfg(feature = "process-pool")]
+    check_hello(&out, "processes", true);
+    #[cfg(feature = "thread-pool")]
+    check_hello(&out, "threads", false);
+    let _ = out;
+}
+
+/// Checks `four_processes` for one backend: four distinct numbers, and four distinct pids
+/// other than the parent's (processes) or the parent's pid four times (threads).
+#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
+fn check_four(out: &str, backend: &str, who: &str, other_processes: bool) {
+    let lines = lines(out, backend);
+    let mut numbers = Vec::new();
+    let mut pids = Vec::new();
+    for line in lines.iter().filter(|l| l.contains(&format!("] {who} "))) {
+        let n = number_after(line, &format!("{who} "));
+        assert!(line.contains(&format!("{who} {n}: {n} (pid ")), "{line}");
+        numbers.push(n);
+        pids.push(number_after(line, "(pid "));
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1, 2, 3], "{out}");
+    let joined = lines.iter().find(|l| l.contains("joined all 4")).expect("the join line");
+    let parent = number_after(joined, "parent pid ");
+    pids.sort_unstable();
+    pids.dedup();
+    if other_processes {
+        assert_eq!(pids.len(), 4, "four processes, four pids: {out}");
+        assert!(!pids.contains(&parent), "{out}");
+    } else {
+        assert_eq!(pids, [parent], "threads share the parent's pid: {out}");
+    }
+}
+
+#[test]
+fn four_processes_print_four_numbers() {
+    let Some(out) = run("four_processes") else { return };
+    #[cfg(feature = "process-pool")]
+    check_four(&out, "processes", "Process", true);
+    #[cfg(feature = "thread-pool")]
+    check_four(&out, "threads", "Thread", false);
+    let _ = out;
+}
+
+#[test]
+fn pool_map_squares_in_order() {
+    let Some(out) = run("pool_map") else { return };
+    let backends: &[&str] = &[
+        #[cfg(feature = "process-pool")]
+        "processes",
+        #[cfg(feature = "thread-pool")]
+        "threads",
+    ];
+    for backend in backends {
+        assert!(out.contains(&format!("[{backend}] [1, 4, 9, 16, 25]")), "{out}");
+    }
+}
+
+#[test]
+fn crash_isolation_by_backend() {
+    let Some(out) = run("crash") else { return };
+    #[cfg(feature = "process-pool")]
+    {
+        let lines = lines(&out, "processes");
+        let failed = lines.iter().find(|l| l.contains("segfaulting task failed")).expect(&out);
+        assert!(failed.contains("SIGSEGV") && failed.contains("Crashed(Signal(11))"), "{failed}");
+        assert!(lines.iter().any(|l| l.contains("square(7) = 49")), "{out}");
+    }
+    #[cfg(feature = "thread-pool")]
+    {
+        let lines = lines(&out, "threads");
+        assert!(lines.iter().any(|l| l.contains("whole program died: SIGSEGV")), "{out}");
+        assert!(!lines.iter().any(|l| l.contains("survived")), "{out}");
+    }
+    let _ = out;
+}
