@@ -92,6 +92,7 @@ impl Fault {
 }
 
 /// Measures every fault on every column.
+#[cfg_attr(not(feature = "process-pool"), allow(unused_variables))]
 pub fn rows(plan: &Plan, progress: &Progress, python: Option<&PythonRun>) -> Vec<Row> {
     let prlimit = find_prlimit();
     Fault::ALL

@@ -5,6 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
 use rayon::prelude::*;
+#[cfg(feature = "process-pool")]
 use serde_bytes::ByteBuf;
 
 use super::{DISABLED, Plan, Progress, median_call, row, skip, text, timed, variant};
