@@ -102,8 +102,10 @@ pub trait Pool {
     ///
     /// # Errors
     ///
-    /// The first failure in input order. The remaining items still run; use
-    /// [`Pool::map_results`] to see every outcome.
+    /// The first failure in input order among the items that ran. Once an item fails, a
+    /// backend may skip items that have not started (the thread backend does, as rayon does;
+    /// the process backend has usually sent them already). Use [`Pool::map_results`] to run
+    /// every item and see every outcome.
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
     where
         T: IntoTask<M>,

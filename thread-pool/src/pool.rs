@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -247,31 +248,51 @@ impl Pool for ThreadPool {
         if self.shared.config.task_timeout().is_some() {
             return taskpool_core::map_by_handles(self, task, items).into_iter().collect();
         }
-        // Keep the first failure in input order; every item still runs. Successes are
-        // collected straight into the output: no per-item option, no second pass.
-        let first_error: Mutex<Option<(usize, TaskError)>> = Mutex::new(None);
+        // Optimistic: collect the outputs straight into place, as rayon does. A failure is
+        // recorded and aborts the batch (items not yet started are skipped), so no output
+        // needs a placeholder.
+        let failures: Mutex<Vec<(usize, TaskError)>> = Mutex::new(Vec::new());
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
-        let outputs: Vec<T::Output> = self.rayon.install(|| {
-            outcomes(&self.shared, &job, items)
-                .filter_map(|(i, outcome)| match outcome {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        let mut first = first_error.lock().unwrap_or_else(PoisonError::into_inner);
-                        if first.as_ref().is_none_or(|(j, _)| i < *j) {
-                            *first = Some((i, e));
-                        }
-                        None
-                    }
-                })
-                .collect()
-        });
-        match first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            Some((_, e)) => Err(e),
-            None => Ok(outputs),
+        let shared = &*self.shared;
+        let backtraces = shared.config.captures_backtraces();
+        let run = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.rayon.install(|| {
+                items
+                    .into_par_iter()
+                    .enumerate()
+                    .map_init(
+                        || (shared.ensure_initialized(), PanicScope::enter(backtraces)),
+                        |(init, scope), (i, input)| {
+                            let outcome = match init {
+                                Ok(()) => scope.catch(|| job.run(input)).map_err(TaskError::from),
+                                Err(e) => Err(e.clone()),
+                            };
+                            outcome.unwrap_or_else(|e| {
+                                failures
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push((i, e));
+                                panic::resume_unwind(Box::new(Aborted))
+                            })
+                        },
+                    )
+                    .collect::<Vec<T::Output>>()
+            })
+        }));
+        let failures = failures.into_inner().unwrap_or_else(PoisonError::into_inner);
+        match (run, failures.into_iter().min_by_key(|(i, _)| *i)) {
+            (Ok(outputs), None) => Ok(outputs),
+            (_, Some((_, first))) => Err(first),
+            // Only the abort marker unwinds out of the batch, and it is always recorded first.
+            (Err(_), None) => Err(TaskError::ShutDown),
         }
     }
 }
+
+/// The payload that unwinds a batch once one of its tasks failed; the failure itself was
+/// recorded before. It never reaches a panic hook (`resume_unwind` skips the hook).
+struct Aborted;
 
 /// Runs a batch as a rayon parallel iterator of `(index, outcome)`, in input order. Panic
 /// capture and the initializer check are set up once per rayon split, not per item.
