@@ -105,8 +105,11 @@ fn run(options: &Options) -> Result<(), String> {
     let memory_rows = scenarios::memory_rows(&plan, &progress, python_run.as_ref());
     let fault_rows = scenarios::fault_rows(&plan, &progress, python_run.as_ref());
 
-    let python_skip =
-        python.interpreter.as_ref().err().map_or("the Python script failed", |r| r.as_str());
+    let python_skip = match (&python.interpreter, &python_run) {
+        (Err(reason), _) => reason.as_str(),
+        (Ok(_), Some(_)) => "not measured by the Python script",
+        (Ok(_), None) => "the Python script failed",
+    };
     let mut scaling_rows = throughput.rows.clone();
     let mut curves: Vec<Curve> = throughput.curves.clone();
     for row in overhead_rows.iter_mut().chain(&mut scaling_rows) {
@@ -151,6 +154,9 @@ fn run(options: &Options) -> Result<(), String> {
         }
         notes.extend(run.errors());
     }
+    if let Some(note) = busy_cpus(&curves, plan.workers) {
+        notes.insert(0, note);
+    }
     for k in &throughput.kernels {
         notes.push(format!(
             "{}: arguments {:?}, {} tasks per batch, {:.1} µs per task sequentially",
@@ -191,6 +197,27 @@ fn run(options: &Options) -> Result<(), String> {
     }
     progress.say(format!("done; wrote {}", written.join(", ")));
     Ok(())
+}
+
+/// A warning when even rayon could not use the CPUs: at `workers` workers its best speed-up
+/// on any kernel stayed under 70% of ideal, so other work held CPUs during the run and the
+/// scaling rows describe that machine, not an idle one.
+fn busy_cpus(curves: &[Curve], workers: usize) -> Option<String> {
+    if workers < 2 {
+        return None;
+    }
+    let best = curves
+        .iter()
+        .filter(|c| c.column == Column::Rayon)
+        .filter_map(|c| c.points.iter().find(|(w, _)| *w == workers).map(|(_, s)| *s))
+        .fold(f64::NAN, f64::max);
+    (best < 0.7 * workers as f64).then(|| {
+        format!(
+            "Warning: even rayon reached only {best:.2}× on {workers} workers, so fewer than \
+             {workers} CPUs were free during the throughput measurements (other programs were \
+             running). Read the speed-ups as what this machine gave, not what the pools can do."
+        )
+    })
 }
 
 /// Writes the Markdown, JSON and SVG files; returns their paths.
