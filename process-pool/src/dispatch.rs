@@ -20,7 +20,7 @@ use taskpool_core::{Config, Exit, Side, TaskError};
 use crate::codec;
 use crate::protocol::{self, FLUSH_EACH};
 use crate::ship::Shipped;
-use crate::sink::{Encoded, Sink};
+use crate::sink::{Encoded, Sink, Tally};
 use crate::sys;
 
 /// How long a batch of items should take in a worker: long enough to amortize a round trip,
@@ -211,8 +211,6 @@ pub(crate) struct Slot {
 /// Counters of what happened in the pool's life.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counters {
-    pub(crate) completed: u64,
-    pub(crate) failed: u64,
     pub(crate) crashes: u64,
     pub(crate) timeouts: u64,
     pub(crate) workers_started: u64,
@@ -278,12 +276,17 @@ impl Deliveries {
         self.count == 0
     }
 
-    /// Hands every outcome to its sink, reading encoded results from `buffer`.
-    pub(crate) fn deliver_from<'b>(self, buffer: &dyn Fn(Range<usize>) -> &'b [u8]) -> usize {
+    /// Hands every outcome to its sink, reading encoded results from `buffer` and counting
+    /// the outcomes in `tally`. Returns how many there were.
+    pub(crate) fn deliver_from<'b>(
+        self,
+        buffer: &dyn Fn(Range<usize>) -> &'b [u8],
+        tally: &Tally,
+    ) -> usize {
         let count = self.count;
         for (run, first, outcomes) in self.groups {
             let outcomes: Vec<Encoded<'b>> = outcomes.into_iter().map(|o| o.map(buffer)).collect();
-            run.sink.deliver(first, outcomes);
+            run.sink.deliver(first, outcomes, tally);
         }
         count
     }
@@ -297,6 +300,8 @@ pub(crate) struct Shared {
     changed: Condvar,
     /// One eventfd per slot, to wake its supervisor.
     pub(crate) wakes: Vec<OwnedFd>,
+    /// Tasks that ended with a value or an error; kept outside the lock, see [`Tally`].
+    pub(crate) tally: Tally,
     /// Moving average of the time a worker spends per item.
     item_ns: AtomicU64,
 }
@@ -319,6 +324,7 @@ impl Shared {
             }),
             changed: Condvar::new(),
             wakes,
+            tally: Tally::default(),
             item_ns: AtomicU64::new(INITIAL_ITEM_NS),
         }
     }
@@ -382,7 +388,7 @@ impl Shared {
             drop(state);
             let mut deliveries = Deliveries::default();
             deliveries.fail(Slice { run, items: 0..n }, &error);
-            deliveries.deliver_from(&|_| &[]);
+            deliveries.deliver_from(&|_| &[], &self.tally);
             return;
         }
         state.outstanding += n;
@@ -420,7 +426,8 @@ impl Shared {
         while slot.sent_items < room && conn.served < quota {
             let Some(front) = queue.front_mut() else { break };
             if front.items.len() == 1 && front.run.sink.is_settled(front.items.start) {
-                // A cancelled task: its handle is settled already; drop it unsent.
+                // A cancelled task: its handle is settled (and counted) already; drop it
+                // unsent.
                 queue.pop_front();
                 *outstanding -= 1;
                 continue;

@@ -138,7 +138,10 @@ impl ProcessPool {
     /// worker starts.
     pub fn stats(&self) -> PoolStats {
         let c = self.shared.lock().counters;
+        let (completed, failed) = self.shared.tally.counts();
         PoolStats {
+            completed,
+            failed,
             crashes: c.crashes,
             timeouts: c.timeouts,
             workers_started: c.workers_started,
@@ -186,9 +189,19 @@ impl ProcessPool {
 }
 
 /// Counters of a pool's life, from [`ProcessPool::stats`].
+///
+/// Every task given to the pool is counted once, in `completed` if it ended with a value and
+/// in `failed` if it ended with an error of any kind: a panic, a crash, a timeout, a
+/// cancellation, a value that could not travel, or a refusal by a pool that was shut down.
+/// A task is counted before its caller receives its outcome, so counts read after a `map`
+/// returns include all of its items. Tasks still queued or running are in neither count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PoolStats {
+    /// Tasks that ended with a value.
+    pub completed: u64,
+    /// Tasks that ended with an error.
+    pub failed: u64,
     /// Workers that died while running a task (not killed by the pool).
     pub crashes: u64,
     /// Tasks killed for running past their time limit.
@@ -207,16 +220,16 @@ impl Pool for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
+        let refuse = |e| {
+            self.shared.tally.record(0, 1);
+            completer.complete(Err(e));
+        };
         let mut builder = match Self::ship(&**job) {
             Ok(shipped) => RunBuilder::new(shipped),
-            Err(e) => {
-                completer.complete(Err(e));
-                return;
-            }
+            Err(e) => return refuse(e),
         };
         if let Err(e) = builder.push(&input, self.frame_limit()) {
-            completer.complete(Err(e));
-            return;
+            return refuse(e);
         }
         let shared = Arc::downgrade(&self.shared);
         let run = Arc::new_cyclic(|run: &Weak<Run>| {
@@ -251,7 +264,11 @@ impl Pool for ProcessPool {
         let job = task.into_job();
         let shipped = match Self::ship(&job) {
             Ok(shipped) => shipped,
-            Err(e) => return items.into_iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => {
+                let failed: Vec<_> = items.into_iter().map(|_| Err(e.clone())).collect();
+                self.shared.tally.record(0, failed.len());
+                return failed;
+            }
         };
         let mut results: Vec<Option<Result<T::Output, TaskError>>> = Vec::new();
         let mut builder = RunBuilder::new(shipped);
@@ -270,6 +287,7 @@ impl Pool for ProcessPool {
             }
         }
         let sent = builder.len();
+        self.shared.tally.record(0, results.len() - sent);
         let batching = match self.shared.config.fixed_chunk_size() {
             Some(size) => Batching::Fixed(size),
             None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
@@ -313,6 +331,8 @@ impl Pool for ProcessPool {
 /// it. A task sent but not started is killed when it reaches the head.
 fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
+    // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
+    shared.tally.record(0, 1);
     let mut state = shared.lock();
     if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, &run)) {
         state.queue.remove(at);
@@ -380,6 +400,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 Ok(job) => job.clone(),
                 Err(e) => {
                     let Some(_) = self.items.next() else { return };
+                    self.pool.shared.tally.record(0, 1);
                     self.ready.insert(base, Err(e.clone()));
                     self.pulled += 1;
                     continue;
@@ -402,6 +423,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             }
             self.pulled += count;
             self.in_flight += builder.len();
+            self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;
             let sink =
                 ChannelSink { tx: self.tx.clone(), base, indices: skipped.then_some(indices) };
@@ -452,7 +474,7 @@ impl Drop for ProcessPool {
                 deliveries.fail(slice, &TaskError::ShutDown);
             }
         }
-        let count = deliveries.deliver_from(&|_| &[]);
+        let count = deliveries.deliver_from(&|_| &[], &self.shared.tally);
         {
             let mut state = self.shared.lock();
             self.shared.delivered(&mut state, count);

@@ -267,7 +267,7 @@ fn finish<'b>(
     if deliveries.is_empty() {
         return;
     }
-    let count = deliveries.deliver_from(bytes);
+    let count = deliveries.deliver_from(bytes, &shared.tally);
     let mut state = shared.lock();
     shared.delivered(&mut state, count);
 }
