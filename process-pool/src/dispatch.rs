@@ -484,7 +484,18 @@ impl Shared {
 
     /// Kills worker `w` if its head item was cancelled or ran out of time. Returns when the
     /// head item's time runs out, if it has a limit.
-    pub(crate) fn police(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+    ///
+    /// `answer_waiting` says whether the worker wrote something not read yet. It is asked only
+    /// once the time is up: a result that arrived before the deadline but was not read yet
+    /// (the supervisor was slow to run) wins over the timeout, so the deadline is returned as
+    /// due and the caller reads first.
+    pub(crate) fn police(
+        &self,
+        state: &mut State,
+        w: usize,
+        now: Instant,
+        answer_waiting: impl FnOnce() -> bool,
+    ) -> Option<Instant> {
         let slot = &mut state.slots[w];
         let head = slot.sent.front()?;
         let conn = slot.conn.as_mut()?;
@@ -498,6 +509,9 @@ impl Shared {
         let limit = head.run.timeout.or(self.config.task_timeout())?;
         let deadline = slot.head_since.unwrap_or(now) + limit;
         if now >= deadline {
+            if answer_waiting() {
+                return Some(now);
+            }
             conn.kill(KillReason::Timeout(limit));
             state.counters.timeouts += 1;
             return None;

@@ -153,7 +153,7 @@ fn serve(
     loop {
         let (deadline, want_write) = {
             let mut state = shared.lock();
-            let deadline = shared.police(&mut state, w, Instant::now());
+            let deadline = shared.police(&mut state, w, Instant::now(), || readable(result));
             if shared.should_retire(&state, w) {
                 if let Some(conn) = state.slots[w].conn.as_mut() {
                     conn.request = None;
@@ -189,6 +189,12 @@ fn serve(
             }
         }
     }
+}
+
+/// Whether `fd` has bytes to read (or is at its end), without waiting.
+fn readable(fd: &OwnedFd) -> bool {
+    let interest = Interest { fd: fd.as_fd(), read: true, write: false };
+    sys::poll([interest], Some(Duration::ZERO)).is_ok_and(|[ready]| ready.read)
 }
 
 /// Handles every complete frame in `reader`: records the answers, refills the worker, then
