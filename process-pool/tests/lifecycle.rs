@@ -85,7 +85,10 @@ fn max_tasks_per_worker_recycles_workers() {
 #[test]
 fn drop_kills_hung_workers_after_the_grace_period() {
     let grace = Duration::from_millis(100);
-    let pool = ProcessPool::with_config(Config::new().workers(2).shutdown_grace(grace)).unwrap();
+    // One task per worker: the hung ones take both, whenever the workers become ready, and
+    // the last one waits in the queue.
+    let config = Config::new().workers(2).in_flight(1).shutdown_grace(grace);
+    let pool = ProcessPool::with_config(config).unwrap();
     let hung: Vec<_> = (0..2).map(|_| pool.submit(sleep_ms, 60_000)).collect();
     let queued = pool.submit(square, 2);
     let pids = pool.pids();
