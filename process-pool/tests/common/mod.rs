@@ -164,6 +164,15 @@ pub fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// This process's resident memory (`VmRSS`), in bytes.
+pub fn resident_bytes() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 =
+        line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().unwrap();
+    kib * 1024
+}
+
 /// Whether a process with this id exists.
 pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
