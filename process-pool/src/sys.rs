@@ -332,6 +332,24 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+extern "C" fn on_interrupt(_: libc::c_int) {}
+
+/// Makes this process survive SIGINT, which a terminal's Ctrl-C sends to the whole process
+/// group: a worker's fate is its parent's to decide. A handler that does nothing (rather than
+/// `SIG_IGN`) keeps the default for programs a task starts, since exec resets handlers, and
+/// `SA_RESTART` resumes most calls the signal interrupts.
+pub(crate) fn survive_interrupts() {
+    // SAFETY: `action` is fully initialized (zeroed, then the handler, flags and an empty
+    // mask); the handler does nothing.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, ptr::null_mut());
+    }
+}
+
 /// Whether `fd` is an open pipe.
 pub(crate) fn is_pipe(fd: RawFd) -> bool {
     // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes fstat fail.

@@ -35,6 +35,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let result = sys::fixed_fd(RESULT_FD);
     sys::close_from(RESULT_FD + 1);
     sys::ignore_sigpipe();
+    sys::survive_interrupts();
 
     let mut reader = FrameReader::new(64 * 1024);
     let init = match next_frame(&mut reader, request) {

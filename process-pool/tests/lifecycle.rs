@@ -113,6 +113,22 @@ fn a_worker_holds_only_its_own_descriptors() {
 }
 
 #[test]
+fn a_worker_survives_an_interrupt() {
+    let dir = Scratch::new("interrupt");
+    let (signal, go) = (dir.file("running"), dir.file("go"));
+    let pool = ProcessPool::new(1).unwrap();
+    let task = pool.submit(SignalThenWait { signal: signal.clone(), go: go.clone() }, 7);
+    wait_for_file(&signal);
+    let pid = std::fs::read_to_string(&signal).unwrap();
+    // What a terminal's Ctrl-C does to every process of the group; the parent decides.
+    let status = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(task.join().unwrap(), 7, "the task finished despite the interrupt");
+    assert_eq!(pool.apply(worker_pid, 0).unwrap().to_string(), pid, "the same worker");
+}
+
+#[test]
 fn the_marker_is_removed_inside_workers() {
     let pool = ProcessPool::new(1).unwrap();
     assert!(!pool.apply(marker_present, 0).unwrap());

@@ -98,6 +98,25 @@ impl Task for SignalThenSleep {
     }
 }
 
+/// Creates the file `signal` holding the worker's pid, then waits until the file `go` exists,
+/// and returns its input: lets a test act while the task runs, for as long as it needs.
+#[derive(Serialize, Deserialize)]
+pub struct SignalThenWait {
+    pub signal: String,
+    pub go: String,
+}
+
+impl Task for SignalThenWait {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        fs::write(&self.signal, std::process::id().to_string()).unwrap();
+        wait_for_file(&self.go);
+        x
+    }
+}
+
 /// Appends its input to a log file (one line per run), then crashes in the way `crash` says
 /// when the input is `crash_at`.
 #[derive(Serialize, Deserialize)]
