@@ -47,11 +47,11 @@ impl Init {
 }
 
 /// [`Kind::Failed`] reason: the value could not be (de)serialized.
-pub(crate) const FAILED_SERIALIZATION: u8 = 0;
+const FAILED_SERIALIZATION: u8 = 0;
 /// [`Kind::Failed`] reason: the encoded value is over the frame limit.
-pub(crate) const FAILED_TOO_LARGE: u8 = 1;
+const FAILED_TOO_LARGE: u8 = 1;
 
-pub(crate) fn side_byte(side: Side) -> u8 {
+fn side_byte(side: Side) -> u8 {
     match side {
         Side::Argument => 0,
         Side::Result => 1,
@@ -59,7 +59,7 @@ pub(crate) fn side_byte(side: Side) -> u8 {
     }
 }
 
-pub(crate) fn side_from_byte(b: u8) -> Option<Side> {
+fn side_from_byte(b: u8) -> Option<Side> {
     Some(match b {
         0 => Side::Argument,
         1 => Side::Result,
@@ -88,6 +88,68 @@ pub(crate) fn encode_batch<'a>(
     wire::end_frame(out, at);
 }
 
+/// What every result frame says before the outcome: which item, and how long it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// The item's sequence number on its worker.
+    pub(crate) seq: u64,
+    /// How long the item ran, measured by the worker.
+    pub(crate) elapsed_ns: u64,
+}
+
+/// Why a worker reports an item as [`Kind::Failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure<'a> {
+    /// A value could not be (de)serialized.
+    Serialization { side: Side, message: &'a str },
+    /// An encoded value is over the frame limit.
+    TooLarge { side: Side, size: u64 },
+}
+
+fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
+    let at = wire::begin_frame(out, kind);
+    wire::put_u64(out, meta.seq);
+    wire::put_u64(out, meta.elapsed_ns);
+    at
+}
+
+/// Appends a [`Kind::Done`] frame: the item's encoded result.
+pub(crate) fn encode_done(out: &mut Vec<u8>, meta: Meta, value: &[u8]) {
+    let at = begin_result(out, Kind::Done, meta);
+    out.extend_from_slice(value);
+    wire::end_frame(out, at);
+}
+
+/// Appends a [`Kind::Panicked`] frame: the panic's message, location and backtrace (empty
+/// when unknown).
+pub(crate) fn encode_panicked(
+    out: &mut Vec<u8>,
+    meta: Meta,
+    message: &str,
+    location: &str,
+    backtrace: &str,
+) {
+    let at = begin_result(out, Kind::Panicked, meta);
+    wire::put_bytes(out, message.as_bytes());
+    wire::put_bytes(out, location.as_bytes());
+    wire::put_bytes(out, backtrace.as_bytes());
+    wire::end_frame(out, at);
+}
+
+/// Appends a [`Kind::Failed`] frame.
+pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>) {
+    let at = begin_result(out, Kind::Failed, meta);
+    let (side, reason, size, message) = match failure {
+        Failure::Serialization { side, message } => (side, FAILED_SERIALIZATION, 0, message),
+        Failure::TooLarge { side, size } => (side, FAILED_TOO_LARGE, size, ""),
+    };
+    out.push(side_byte(side));
+    out.push(reason);
+    wire::put_u64(out, size);
+    out.extend_from_slice(message.as_bytes());
+    wire::end_frame(out, at);
+}
+
 /// One item's outcome as read from a result frame: the range of its encoded value in the
 /// frame reader's buffer, or the failure.
 pub(crate) type ItemOutcome = Result<Range<usize>, TaskError>;
@@ -95,8 +157,7 @@ pub(crate) type ItemOutcome = Result<Range<usize>, TaskError>;
 /// A result frame, read.
 #[derive(Debug)]
 pub(crate) struct ItemResult {
-    pub(crate) seq: u64,
-    pub(crate) elapsed_ns: u64,
+    pub(crate) meta: Meta,
     pub(crate) outcome: ItemOutcome,
 }
 
@@ -108,10 +169,10 @@ pub(crate) fn decode_result(
     range: Range<usize>,
 ) -> Result<ItemResult, WireError> {
     let mut b = Body::new(body);
-    let seq = b.u64("sequence number")?;
-    let elapsed_ns = b.u64("elapsed time")?;
+    let meta = Meta { seq: b.u64("sequence number")?, elapsed_ns: b.u64("elapsed time")? };
+    let header = body.len() - b.len();
     let outcome = match kind {
-        Kind::Done => Ok(range.start + 16..range.end),
+        Kind::Done => Ok(range.start + header..range.end),
         Kind::Panicked => {
             let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             let message = text(b.bytes("panic message")?);
@@ -138,7 +199,7 @@ pub(crate) fn decode_result(
         }
         other => return Err(WireError(format!("unexpected {other:?} frame"))),
     };
-    Ok(ItemResult { seq, elapsed_ns, outcome })
+    Ok(ItemResult { meta, outcome })
 }
 
 #[cfg(test)]
@@ -161,6 +222,50 @@ mod tests {
         let (kind, body) = r.next_frame().unwrap().unwrap();
         assert_eq!(kind, Kind::Init);
         assert_eq!(Init::decode(r.bytes(body)).unwrap(), init);
+    }
+
+    /// Reads back the one frame in `bytes` as a result frame.
+    fn read_result(bytes: &[u8]) -> (ItemResult, Vec<u8>) {
+        let mut r = FrameReader::new(1024);
+        r.push(bytes);
+        let (kind, body) = r.next_frame().unwrap().unwrap();
+        let item = decode_result(kind, r.bytes(body.clone()), body).unwrap();
+        let value = item.outcome.as_ref().map_or(Vec::new(), |v| r.bytes(v.clone()).to_vec());
+        (item, value)
+    }
+
+    #[test]
+    fn result_frames_round_trip() {
+        let meta = Meta { seq: 7, elapsed_ns: 1234 };
+        let mut out = Vec::new();
+        encode_done(&mut out, meta, b"value");
+        let (item, value) = read_result(&out);
+        assert_eq!((item.meta, value), (meta, b"value".to_vec()));
+
+        out.clear();
+        encode_panicked(&mut out, meta, "boom", "src/x.rs:1:2", "");
+        match read_result(&out).0.outcome {
+            Err(TaskError::Panicked(report)) => {
+                assert_eq!(report.message, "boom");
+                assert_eq!(report.location.as_deref(), Some("src/x.rs:1:2"));
+                assert_eq!(report.backtrace, None);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        out.clear();
+        encode_failed(&mut out, meta, Failure::TooLarge { side: Side::Result, size: 99 });
+        let failed = read_result(&out).0.outcome;
+        assert!(matches!(failed, Err(TaskError::TooLarge { side: Side::Result, size: 99, .. })));
+        out.clear();
+        let failure = Failure::Serialization { side: Side::Argument, message: "bad" };
+        encode_failed(&mut out, meta, failure);
+        match read_result(&out).0.outcome {
+            Err(TaskError::Serialization { side: Side::Argument, message }) => {
+                assert_eq!(message, "bad");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

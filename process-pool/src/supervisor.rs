@@ -228,9 +228,9 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
                 break;
             }
         };
-        match shared.answered(&mut state, w, item.seq) {
+        match shared.answered(&mut state, w, item.meta.seq) {
             Ok((run, index)) => {
-                shared.record_item_time(item.elapsed_ns);
+                shared.record_item_time(item.meta.elapsed_ns);
                 let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));
                 deliveries.add(&run, index, outcome);
             }

@@ -7,12 +7,10 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use taskpool_core::{PanicReport, Side, catch_panic};
+use taskpool_core::{Side, catch_panic};
 
 use crate::entry::ImageVerified;
-use crate::protocol::{
-    BACKTRACES, FAILED_SERIALIZATION, FAILED_TOO_LARGE, FLUSH_EACH, Init, side_byte,
-};
+use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};
 use crate::ship::{self, BatchFn};
 use crate::sys::{self, REQUEST_FD, RESULT_FD};
 use crate::wire::{self, Body, FrameReader, Kind};
@@ -220,58 +218,34 @@ impl Outputs {
         let now = Instant::now();
         sys::disarm_crash_flush();
         let elapsed = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
+        let meta = Meta { seq: self.seq, elapsed_ns: elapsed };
+        let out = &mut self.pending;
         match outcome {
-            Ok(Ok(())) if self.scratch.len() <= self.limit => self.done(elapsed),
+            Ok(Ok(())) if self.scratch.len() <= self.limit => {
+                protocol::encode_done(out, meta, &self.scratch);
+            }
             Ok(Ok(())) => {
-                let size = self.scratch.len() as u64;
-                self.failed(elapsed, Side::Result, FAILED_TOO_LARGE, size, "");
+                let too_large =
+                    Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
+                protocol::encode_failed(out, meta, too_large);
             }
             Ok(Err((side, message))) => {
-                self.failed(elapsed, side, FAILED_SERIALIZATION, 0, &message)
+                let message = cut(&message);
+                protocol::encode_failed(out, meta, Failure::Serialization { side, message });
             }
-            Err(report) => self.panicked(elapsed, &report),
+            Err(report) => protocol::encode_panicked(
+                out,
+                meta,
+                cut(&report.message),
+                cut(report.location.as_deref().unwrap_or("")),
+                cut(report.backtrace.as_deref().unwrap_or("")),
+            ),
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(now);
         if self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE {
             self.flush();
         }
-    }
-
-    fn header(&mut self, kind: Kind, elapsed: u64) -> usize {
-        let at = wire::begin_frame(&mut self.pending, kind);
-        wire::put_u64(&mut self.pending, self.seq);
-        wire::put_u64(&mut self.pending, elapsed);
-        at
-    }
-
-    fn done(&mut self, elapsed: u64) {
-        let at = self.header(Kind::Done, elapsed);
-        self.pending.extend_from_slice(&self.scratch);
-        wire::end_frame(&mut self.pending, at);
-    }
-
-    fn failed(&mut self, elapsed: u64, side: Side, reason: u8, size: u64, message: &str) {
-        let at = self.header(Kind::Failed, elapsed);
-        self.pending.push(side_byte(side));
-        self.pending.push(reason);
-        wire::put_u64(&mut self.pending, size);
-        self.pending.extend_from_slice(cut(message).as_bytes());
-        wire::end_frame(&mut self.pending, at);
-    }
-
-    fn panicked(&mut self, elapsed: u64, report: &PanicReport) {
-        let at = self.header(Kind::Panicked, elapsed);
-        wire::put_bytes(&mut self.pending, cut(&report.message).as_bytes());
-        wire::put_bytes(
-            &mut self.pending,
-            cut(report.location.as_deref().unwrap_or("")).as_bytes(),
-        );
-        wire::put_bytes(
-            &mut self.pending,
-            cut(report.backtrace.as_deref().unwrap_or("")).as_bytes(),
-        );
-        wire::end_frame(&mut self.pending, at);
     }
 
     /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
