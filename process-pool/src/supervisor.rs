@@ -205,7 +205,9 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
     loop {
         if state.slots[w].conn.as_ref().is_none_or(|c| c.killed.is_some()) {
             // A killed worker's later frames are ignored: the item it was running when it
-            // was killed gets the kill's error, whatever raced with it.
+            // was killed gets the kill's error, whatever raced with it. Its bytes are dropped
+            // as they come, so they cannot pile up until it ends.
+            reader.discard();
             break;
         }
         let frame = match reader.next_frame() {
