@@ -46,6 +46,8 @@ mod codec;
 mod dispatch;
 #[allow(unsafe_code)]
 mod entry;
+#[cfg(test)]
+mod fuzz;
 mod launch;
 mod pool;
 mod protocol;

@@ -205,7 +205,7 @@ pub(crate) fn decode_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::FrameReader;
+    use crate::wire::{FrameReader, HEADER};
 
     #[test]
     fn init_frames_round_trip() {
@@ -274,5 +274,108 @@ mod tests {
             assert_eq!(side_from_byte(side_byte(side)), Some(side));
         }
         assert_eq!(side_from_byte(9), None);
+    }
+
+    /// Property tests: result and init frames, valid, damaged or random, never panic the
+    /// decoder; valid ones decode to what was encoded.
+    mod properties {
+        use super::*;
+        use crate::fuzz::Rng;
+
+        const RESULT_KINDS: [Kind; 3] = [Kind::Done, Kind::Panicked, Kind::Failed];
+        const SIDES: [Side; 3] = [Side::Argument, Side::Result, Side::Task];
+
+        fn text(rng: &mut Rng) -> String {
+            let len = rng.len_up_to(200);
+            String::from_utf8_lossy(&rng.bytes(len)).into_owned()
+        }
+
+        /// A random, valid result frame body of `kind`, and what it says.
+        fn result_body(rng: &mut Rng, kind: Kind) -> (Vec<u8>, Meta, String) {
+            let meta = Meta { seq: rng.next_u64(), elapsed_ns: rng.next_u64() };
+            let payload = text(rng);
+            let mut out = Vec::new();
+            match kind {
+                Kind::Done => encode_done(&mut out, meta, payload.as_bytes()),
+                Kind::Panicked => encode_panicked(&mut out, meta, &payload, &text(rng), ""),
+                _ => {
+                    let side = rng.pick(&SIDES);
+                    let failure = match rng.below(2) {
+                        0 => Failure::Serialization { side, message: &payload },
+                        _ => Failure::TooLarge { side, size: rng.next_u64() },
+                    };
+                    encode_failed(&mut out, meta, failure);
+                }
+            }
+            (out[HEADER..].to_vec(), meta, payload)
+        }
+
+        #[test]
+        fn valid_result_frames_decode_to_what_was_encoded() {
+            let mut rng = Rng::new(5);
+            for _ in 0..2000 {
+                let kind = rng.pick(&RESULT_KINDS);
+                let (body, meta, payload) = result_body(&mut rng, kind);
+                let item = decode_result(kind, &body, 0..body.len()).unwrap();
+                assert_eq!(item.meta, meta);
+                match (kind, item.outcome) {
+                    (Kind::Done, Ok(range)) => assert_eq!(&body[range], payload.as_bytes()),
+                    (Kind::Panicked, Err(TaskError::Panicked(report))) => {
+                        assert_eq!(report.message, payload);
+                    }
+                    (Kind::Failed, Err(TaskError::Serialization { message, .. })) => {
+                        assert_eq!(message, payload);
+                    }
+                    (Kind::Failed, Err(TaskError::TooLarge { .. })) => {}
+                    (kind, outcome) => panic!("{kind:?} decoded as {outcome:?}"),
+                }
+            }
+        }
+
+        #[test]
+        fn damaged_or_random_result_frames_never_panic() {
+            let mut rng = Rng::new(6);
+            for case in 0..20_000 {
+                let kind = rng.pick(&RESULT_KINDS);
+                let body = if case % 4 == 0 {
+                    let len = rng.len_up_to(300);
+                    rng.bytes(len)
+                } else {
+                    let (valid, _, _) = result_body(&mut rng, kind);
+                    rng.damage(&valid)
+                };
+                let at = rng.below(1 << 20);
+                let range = at..at + body.len();
+                if let Ok(ItemResult { outcome: Ok(value), .. }) = decode_result(kind, &body, range)
+                {
+                    assert!(value.start >= at && value.end == at + body.len(), "{value:?}");
+                }
+            }
+            // Frames of other kinds are refused, whatever their bodies.
+            for kind in [Kind::Init, Kind::Batch, Kind::Hello, Kind::InitFailed] {
+                let (body, _, _) = result_body(&mut rng, Kind::Done);
+                assert!(decode_result(kind, &body, 0..body.len()).is_err());
+            }
+        }
+
+        #[test]
+        fn init_frames_round_trip_and_damaged_ones_never_panic() {
+            let mut rng = Rng::new(7);
+            for _ in 0..10_000 {
+                let init = Init {
+                    frame_limit: rng.next_u64(),
+                    flags: rng.pick(&[0, BACKTRACES]),
+                    initializer: rng.pick(&[None, Some(-42), Some(1 << 40)]),
+                    name: text(&mut rng),
+                };
+                let mut out = Vec::new();
+                init.encode(&mut out);
+                let body = &out[HEADER..];
+                assert_eq!(Init::decode(body).unwrap(), init);
+                let _ = Init::decode(&rng.damage(body));
+                let len = rng.len_up_to(64);
+                let _ = Init::decode(&rng.bytes(len));
+            }
+        }
     }
 }

@@ -436,4 +436,146 @@ mod tests {
         put_u32(&mut lying, 1000);
         assert!(Body::new(&lying).bytes("payload").is_err());
     }
+
+    /// Property tests: many generated streams, split at random points, through the real read
+    /// path (`fill_with`), the way the supervisor and the worker read.
+    mod properties {
+        use super::*;
+        use crate::fuzz::Rng;
+
+        const KINDS: [Kind; 7] = [
+            Kind::Init,
+            Kind::Batch,
+            Kind::Hello,
+            Kind::InitFailed,
+            Kind::Done,
+            Kind::Panicked,
+            Kind::Failed,
+        ];
+        const LIMITS: [usize; 5] = [64, 1000, 5000, 70_000, 300_000];
+
+        /// The most a reader may hold when its caller takes every complete frame.
+        fn cap(limit: usize) -> usize {
+            limit + HEADER + READ_CHUNK
+        }
+
+        /// Feeds `stream` to `reader` in random pieces, taking every complete frame after each
+        /// read and checking the allocation bound. Stops at the first error, as callers do.
+        fn feed(
+            rng: &mut Rng,
+            reader: &mut FrameReader,
+            stream: &[u8],
+        ) -> (Vec<(Kind, Vec<u8>)>, Option<WireError>) {
+            let mut frames = Vec::new();
+            let mut at = 0;
+            while at < stream.len() {
+                let piece = 1 + rng.len_up_to(3 * READ_CHUNK);
+                let n = reader
+                    .fill_with(|room| {
+                        let n = room.len().min(piece).min(stream.len() - at);
+                        room[..n].copy_from_slice(&stream[at..at + n]);
+                        Ok(n)
+                    })
+                    .unwrap();
+                at += n;
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some((kind, range))) => {
+                            frames.push((kind, reader.bytes(range).to_vec()))
+                        }
+                        Ok(None) => break,
+                        Err(e) => return (frames, Some(e)),
+                    }
+                }
+                let (capacity, limit) = (reader.capacity(), reader.limit);
+                assert!(capacity <= cap(limit), "{capacity} bytes held, limit {limit}");
+            }
+            (frames, None)
+        }
+
+        /// Random frames that fit `limit`, and the stream they make.
+        fn frames(rng: &mut Rng, limit: usize) -> (Vec<(Kind, Vec<u8>)>, Vec<u8>) {
+            let mut stream = Vec::new();
+            let frames: Vec<(Kind, Vec<u8>)> = (0..rng.below(12))
+                .map(|_| {
+                    let len = rng.len_up_to(limit - 1);
+                    (rng.pick(&KINDS), rng.bytes(len))
+                })
+                .collect();
+            for (kind, body) in &frames {
+                stream.extend(frame(*kind, body));
+            }
+            (frames, stream)
+        }
+
+        #[test]
+        fn frames_in_any_pieces_come_out_whole_and_in_order() {
+            let mut rng = Rng::new(1);
+            for _ in 0..300 {
+                let limit = rng.pick(&LIMITS);
+                let (expected, stream) = frames(&mut rng, limit);
+                let mut reader = FrameReader::new(limit);
+                let (got, error) = feed(&mut rng, &mut reader, &stream);
+                assert_eq!(error, None);
+                assert!(got == expected, "frames differ, limit {limit}");
+                assert_eq!(reader.pending(), 0);
+            }
+        }
+
+        #[test]
+        fn a_truncated_stream_gives_its_whole_frames_and_holds_the_rest() {
+            let mut rng = Rng::new(2);
+            for _ in 0..300 {
+                let limit = rng.pick(&LIMITS);
+                let (expected, stream) = frames(&mut rng, limit);
+                let cut = rng.below(stream.len() + 1);
+                let mut reader = FrameReader::new(limit);
+                let (got, error) = feed(&mut rng, &mut reader, &stream[..cut]);
+                assert_eq!(error, None);
+                assert!(expected.starts_with(&got));
+                let whole: usize = got.iter().map(|(_, body)| HEADER + body.len()).sum();
+                assert_eq!(reader.pending(), cut - whole);
+                assert_eq!(reader.next_frame(), Ok(None));
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics_nor_outgrows_the_limit() {
+            let mut rng = Rng::new(3);
+            for case in 0..3000 {
+                let limit = rng.pick(&LIMITS);
+                let stream = if case % 2 == 0 {
+                    let len = rng.len_up_to(4 * READ_CHUNK);
+                    rng.bytes(len)
+                } else {
+                    let (_, stream) = frames(&mut rng, limit);
+                    rng.damage(&stream)
+                };
+                let mut reader = FrameReader::new(limit);
+                let (got, _) = feed(&mut rng, &mut reader, &stream);
+                assert!(got.iter().all(|(_, body)| body.len() < limit));
+            }
+        }
+
+        #[test]
+        fn an_oversized_or_unknown_header_fails_at_once() {
+            let mut rng = Rng::new(4);
+            for _ in 0..1000 {
+                let limit = rng.pick(&LIMITS);
+                let mut header = Vec::new();
+                if rng.below(2) == 0 {
+                    let len = limit + 1 + rng.below(u32::MAX as usize - limit);
+                    header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+                } else {
+                    let len = 1 + rng.below(limit);
+                    header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+                    header.push(rng.pick(&[0, 3, 9, 15, 99, 255]));
+                }
+                let mut reader = FrameReader::new(limit);
+                reader.push(&header);
+                assert!(reader.next_frame().is_err(), "{header:?}, limit {limit}");
+                assert!(reader.capacity() <= READ_CHUNK);
+            }
+        }
+    }
 }
