@@ -64,6 +64,6 @@ mod worker;
 pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
 pub use taskpool_core::{
-    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Side, Spawned, Task, TaskError,
-    TaskHandle,
+    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
+    TaskError, TaskHandle,
 };
