@@ -126,6 +126,9 @@ pub(crate) enum KillReason {
     Cancelled,
     Shutdown,
     Protocol(String),
+    /// The worker reported that its task hit a limit and is dying of it: the task has its
+    /// error already, and the next item never started, so it runs again elsewhere.
+    LimitReached,
 }
 
 /// A live worker process, as the dispatcher sees it.
@@ -579,15 +582,22 @@ impl Shared {
         let mut sent = std::mem::take(&mut slot.sent);
         slot.sent_items = 0;
         slot.head_since = None;
-        if let Some(mut head) = sent.pop_front() {
+        let killed = conn.as_ref().and_then(|c| c.killed.clone());
+        // A worker that reported a limit dies of it: the task that hit the limit has its
+        // error already, and the next one never started.
+        let head = match killed {
+            Some(KillReason::LimitReached) => None,
+            _ => sent.pop_front(),
+        };
+        if let Some(mut head) = head {
             let index = head.items.start;
             head.items.start += 1;
-            let error = match conn.as_ref().and_then(|c| c.killed.clone()) {
+            let error = match killed {
                 Some(KillReason::Timeout(limit)) => {
                     TaskError::TimedOut { limit, still_running: false }
                 }
                 Some(KillReason::Cancelled) => TaskError::Cancelled,
-                Some(KillReason::Shutdown) => TaskError::ShutDown,
+                Some(KillReason::Shutdown | KillReason::LimitReached) => TaskError::ShutDown,
                 Some(KillReason::Protocol(reason)) => TaskError::Protocol { reason },
                 None => {
                     state.counters.crashes += 1;

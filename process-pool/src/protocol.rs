@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use taskpool_core::{PanicReport, Side, TaskError};
+use taskpool_core::{PanicReport, Resource, Side, TaskError};
 
 use crate::ship::Shipped;
 use crate::wire::{self, Body, Kind, WireError};
@@ -21,6 +21,10 @@ pub(crate) struct Init {
     pub(crate) frame_limit: u64,
     pub(crate) flags: u8,
     pub(crate) initializer: Option<i64>,
+    /// The cap on the worker's address space, in bytes.
+    pub(crate) memory_limit: Option<u64>,
+    /// The cap on each task's CPU time, in whole seconds.
+    pub(crate) cpu_time_limit: Option<u64>,
     pub(crate) name: String,
 }
 
@@ -31,6 +35,8 @@ impl Init {
         out.push(self.flags);
         out.push(u8::from(self.initializer.is_some()));
         wire::put_i64(out, self.initializer.unwrap_or(0));
+        wire::put_u64(out, self.memory_limit.unwrap_or(0));
+        wire::put_u64(out, self.cpu_time_limit.unwrap_or(0));
         out.extend_from_slice(self.name.as_bytes());
         wire::end_frame(out, at);
     }
@@ -41,8 +47,18 @@ impl Init {
         let flags = b.u8("flags")?;
         let has_init = b.u8("initializer flag")? != 0;
         let offset = b.i64("initializer")?;
+        let limit = |v: u64| (v != 0).then_some(v);
+        let memory_limit = limit(b.u64("memory limit")?);
+        let cpu_time_limit = limit(b.u64("cpu time limit")?);
         let name = String::from_utf8_lossy(b.rest()).into_owned();
-        Ok(Init { frame_limit, flags, initializer: has_init.then_some(offset), name })
+        Ok(Init {
+            frame_limit,
+            flags,
+            initializer: has_init.then_some(offset),
+            memory_limit,
+            cpu_time_limit,
+            name,
+        })
     }
 }
 
@@ -50,6 +66,10 @@ impl Init {
 const FAILED_SERIALIZATION: u8 = 0;
 /// [`Kind::Failed`] reason: the encoded value is over the frame limit.
 const FAILED_TOO_LARGE: u8 = 1;
+/// [`Kind::Failed`] reason: the task ran out of memory under the worker's cap (size: the cap).
+const FAILED_MEMORY: u8 = 2;
+/// [`Kind::Failed`] reason: the task used up its CPU time (size: the limit in seconds).
+const FAILED_CPU_TIME: u8 = 3;
 
 fn side_byte(side: Side) -> u8 {
     match side {
@@ -104,6 +124,8 @@ pub(crate) enum Failure<'a> {
     Serialization { side: Side, message: &'a str },
     /// An encoded value is over the frame limit.
     TooLarge { side: Side, size: u64 },
+    /// The task went over one of the worker's limits.
+    ResourceLimit { resource: Resource, limit: u64 },
 }
 
 fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
@@ -142,6 +164,10 @@ pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>)
     let (side, reason, size, message) = match failure {
         Failure::Serialization { side, message } => (side, FAILED_SERIALIZATION, 0, message),
         Failure::TooLarge { side, size } => (side, FAILED_TOO_LARGE, size, ""),
+        Failure::ResourceLimit { resource: Resource::CpuTime, limit } => {
+            (Side::Task, FAILED_CPU_TIME, limit, "")
+        }
+        Failure::ResourceLimit { limit, .. } => (Side::Task, FAILED_MEMORY, limit, ""),
     };
     out.push(side_byte(side));
     out.push(reason);
@@ -194,6 +220,12 @@ pub(crate) fn decode_result(
             Err(match reason {
                 FAILED_SERIALIZATION => TaskError::Serialization { side, message },
                 FAILED_TOO_LARGE => TaskError::TooLarge { side, size, limit: 0 },
+                FAILED_MEMORY => {
+                    TaskError::ResourceLimit { resource: Resource::Memory, limit: size }
+                }
+                FAILED_CPU_TIME => {
+                    TaskError::ResourceLimit { resource: Resource::CpuTime, limit: size }
+                }
                 _ => return Err(WireError(format!("unknown failure reason {reason}"))),
             })
         }
@@ -213,6 +245,8 @@ mod tests {
             frame_limit: 1 << 20,
             flags: BACKTRACES,
             initializer: Some(-42),
+            memory_limit: Some(1 << 28),
+            cpu_time_limit: None,
             name: "w-1".into(),
         };
         let mut out = Vec::new();
@@ -266,6 +300,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        for resource in [Resource::Memory, Resource::CpuTime] {
+            out.clear();
+            encode_failed(&mut out, meta, Failure::ResourceLimit { resource, limit: 5 });
+            match read_result(&out).0.outcome {
+                Err(TaskError::ResourceLimit { resource: r, limit: 5 }) => assert_eq!(r, resource),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -300,8 +342,10 @@ mod tests {
                 Kind::Panicked => encode_panicked(&mut out, meta, &payload, &text(rng), ""),
                 _ => {
                     let side = rng.pick(&SIDES);
-                    let failure = match rng.below(2) {
+                    let resource = rng.pick(&[Resource::Memory, Resource::CpuTime]);
+                    let failure = match rng.below(3) {
                         0 => Failure::Serialization { side, message: &payload },
+                        1 => Failure::ResourceLimit { resource, limit: rng.next_u64() },
                         _ => Failure::TooLarge { side, size: rng.next_u64() },
                     };
                     encode_failed(&mut out, meta, failure);
@@ -327,6 +371,7 @@ mod tests {
                         assert_eq!(message, payload);
                     }
                     (Kind::Failed, Err(TaskError::TooLarge { .. })) => {}
+                    (Kind::Failed, Err(TaskError::ResourceLimit { .. })) => {}
                     (kind, outcome) => panic!("{kind:?} decoded as {outcome:?}"),
                 }
             }
@@ -366,6 +411,8 @@ mod tests {
                     frame_limit: rng.next_u64(),
                     flags: rng.pick(&[0, BACKTRACES]),
                     initializer: rng.pick(&[None, Some(-42), Some(1 << 40)]),
+                    memory_limit: rng.pick(&[None, Some(1 << 28)]),
+                    cpu_time_limit: rng.pick(&[None, Some(1), Some(u64::MAX)]),
                     name: text(&mut rng),
                 };
                 let mut out = Vec::new();

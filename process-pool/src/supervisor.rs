@@ -61,6 +61,11 @@ fn init_for(shared: &Shared, w: usize) -> Init {
         frame_limit: config.frame_limit() as u64,
         flags: if config.captures_backtraces() { BACKTRACES } else { 0 },
         initializer: config.init_fn().map(|f| ship::offset_of(f as usize)),
+        memory_limit: config.worker_memory_limit(),
+        // The kernel counts whole seconds: round up.
+        cpu_time_limit: config
+            .worker_cpu_time_limit()
+            .map(|limit| limit.as_secs() + u64::from(limit.subsec_nanos() > 0)),
         name: format!("{}-{w}", config.prefix()),
     }
 }
@@ -233,8 +238,16 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
         match shared.answered(&mut state, w, item.meta.seq) {
             Ok((run, index)) => {
                 shared.record_item_time(item.meta.elapsed_ns);
+                let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
                 let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));
                 deliveries.add(&run, index, outcome);
+                if limit_reached {
+                    // The worker dies of it right after saying so: send it nothing more.
+                    if let Some(conn) = state.slots[w].conn.as_mut() {
+                        conn.kill(KillReason::LimitReached);
+                    }
+                    break;
+                }
             }
             Err(reason) => {
                 kill(&mut state.slots[w].conn, reason);

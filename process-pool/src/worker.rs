@@ -7,7 +7,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use taskpool_core::{Side, catch_panic};
+use taskpool_core::{Resource, Side, catch_panic};
 
 use crate::entry::ImageVerified;
 use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};
@@ -53,6 +53,11 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             refuse(result, &format!("initializer failed: {report}"));
         }
     }
+    if let Some(bytes) = init.memory_limit {
+        if let Err(e) = sys::limit_memory(bytes) {
+            refuse(result, &format!("cannot set the memory limit of {bytes} bytes: {e}"));
+        }
+    }
     let mut hello = Vec::new();
     let at = wire::begin_frame(&mut hello, Kind::Hello);
     wire::put_u32(&mut hello, sys::pid());
@@ -63,7 +68,8 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
 
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     reader.set_limit(limit.saturating_add(wire::SLACK));
-    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0);
+    let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
+    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0, limits);
     sys::install_crash_flush();
     loop {
         loop {
@@ -191,10 +197,11 @@ pub(crate) struct Outputs {
     flush_each: bool,
     limit: usize,
     backtraces: bool,
+    limits: Limits,
 }
 
 impl Outputs {
-    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool) -> Self {
+    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool, limits: Limits) -> Self {
         Outputs {
             fd,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
@@ -204,6 +211,7 @@ impl Outputs {
             flush_each: false,
             limit,
             backtraces,
+            limits,
         }
     }
 
@@ -211,7 +219,8 @@ impl Outputs {
     /// buffer it is given. Records the outcome as the item's result frame.
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
-        sys::arm_crash_flush(&self.pending);
+        self.limits.prepare(self.seq);
+        sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
         let started = Instant::now();
         let scratch = &mut self.scratch;
         let outcome = catch_panic(self.backtraces, || work(scratch));
@@ -258,6 +267,59 @@ impl Outputs {
         }
         self.pending.clear();
         self.oldest = None;
+    }
+}
+
+/// The worker's limits, and the frames its crash handler writes for the running task when it
+/// hits one (see `sys::arm_crash_flush`).
+#[derive(Debug)]
+struct Limits {
+    memory: Option<u64>,
+    /// Seconds of CPU time each task may use.
+    cpu_time: Option<u64>,
+    /// The soft CPU-time limit set last, in seconds of the worker's CPU time.
+    cpu_armed: u64,
+    /// The running task's memory frame, then its CPU-time frame.
+    frames: Vec<u8>,
+    memory_frame: usize,
+}
+
+impl Limits {
+    fn new(memory: Option<u64>, cpu_time: Option<u64>) -> Self {
+        Limits { memory, cpu_time, cpu_armed: 0, frames: Vec::new(), memory_frame: 0 }
+    }
+
+    /// Prepares for item `seq`: builds its frames, and gives it its CPU time on top of what
+    /// the worker used so far (the kernel counts the whole process, in whole seconds).
+    fn prepare(&mut self, seq: u64) {
+        if self.memory.is_none() && self.cpu_time.is_none() {
+            return;
+        }
+        self.frames.clear();
+        let meta = Meta { seq, elapsed_ns: 0 };
+        if let Some(limit) = self.memory {
+            let failure = Failure::ResourceLimit { resource: Resource::Memory, limit };
+            protocol::encode_failed(&mut self.frames, meta, failure);
+        }
+        self.memory_frame = self.frames.len();
+        if let Some(limit) = self.cpu_time {
+            let failure = Failure::ResourceLimit { resource: Resource::CpuTime, limit };
+            protocol::encode_failed(&mut self.frames, meta, failure);
+            let used = sys::resource_usage().cpu_ns();
+            let until = used.saturating_add(limit.saturating_mul(1_000_000_000));
+            let until = until.div_ceil(1_000_000_000);
+            if until > self.cpu_armed && sys::limit_cpu_time(until).is_ok() {
+                self.cpu_armed = until;
+            }
+        }
+    }
+
+    fn on_memory(&self) -> &[u8] {
+        &self.frames[..self.memory_frame]
+    }
+
+    fn on_cpu_time(&self) -> &[u8] {
+        &self.frames[self.memory_frame..]
     }
 }
 
