@@ -20,8 +20,9 @@ use taskpool_core::{Config, Exit, Side, TaskError};
 use crate::codec;
 use crate::protocol::{self, FLUSH_EACH};
 use crate::ship::Shipped;
-use crate::sink::{Encoded, Sink, Tally};
+use crate::sink::{Encoded, Sink, Tally, Value};
 use crate::sys;
+use crate::usage::Cost;
 
 /// How long a batch of items should take in a worker: long enough to amortize a round trip,
 /// short enough to balance load.
@@ -218,6 +219,8 @@ pub(crate) struct Counters {
     pub(crate) timeouts: u64,
     pub(crate) workers_started: u64,
     pub(crate) requeued: u64,
+    /// What the items that reported it cost, summed.
+    pub(crate) cost: Cost,
 }
 
 /// Everything under the pool's lock.
@@ -239,9 +242,12 @@ pub(crate) struct State {
     pub(crate) counters: Counters,
 }
 
-/// Outcomes of consecutive items of a run, from the first item's index; encoded results are
-/// ranges of a supervisor's read buffer.
-type Group = (Arc<Run>, usize, Vec<Result<Range<usize>, TaskError>>);
+/// An item's outcome before delivery: its encoded result, as a range of a supervisor's read
+/// buffer, and what it cost; or the failure.
+pub(crate) type Outcome = Result<(Range<usize>, Cost), TaskError>;
+
+/// Outcomes of consecutive items of a run, from the first item's index.
+type Group = (Arc<Run>, usize, Vec<Outcome>);
 
 /// Outcomes to hand to sinks once the lock is released.
 #[derive(Default)]
@@ -252,12 +258,7 @@ pub(crate) struct Deliveries {
 
 impl Deliveries {
     /// Adds the outcome of item `index` of `run`, joining the previous group when it continues.
-    pub(crate) fn add(
-        &mut self,
-        run: &Arc<Run>,
-        index: usize,
-        outcome: Result<Range<usize>, TaskError>,
-    ) {
+    pub(crate) fn add(&mut self, run: &Arc<Run>, index: usize, outcome: Outcome) {
         self.count += 1;
         if let Some((last, first, outcomes)) = self.groups.last_mut() {
             if Arc::ptr_eq(last, run) && *first + outcomes.len() == index {
@@ -288,7 +289,10 @@ impl Deliveries {
     ) -> usize {
         let count = self.count;
         for (run, first, outcomes) in self.groups {
-            let outcomes: Vec<Encoded<'b>> = outcomes.into_iter().map(|o| o.map(buffer)).collect();
+            let outcomes: Vec<Encoded<'b>> = outcomes
+                .into_iter()
+                .map(|o| o.map(|(range, cost)| Value { bytes: buffer(range), cost }))
+                .collect();
             run.sink.deliver(first, outcomes, tally);
         }
         count

@@ -58,11 +58,13 @@ mod spawn;
 mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
+mod usage;
 mod wire;
 mod worker;
 
 pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
+pub use crate::usage::Usage;
 pub use taskpool_core::{
     Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
     TaskError, TaskHandle,

@@ -9,14 +9,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError};
+use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError, TaskHandle, promise};
 
 use crate::dispatch::{Batching, Deliveries, KillReason, MAX_BATCH, Run, RunBuilder, Shared};
 use crate::entry;
 use crate::ship::{Ship, Shipped};
-use crate::sink::{ChannelSink, Group, HandleSink};
+use crate::sink::{self, ChannelSink, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
+use crate::usage::Usage;
 
 /// A pool of persistent worker processes that run tasks with crash isolation.
 ///
@@ -134,8 +135,8 @@ impl ProcessPool {
         state.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.pid.unsigned_abs()).collect()
     }
 
-    /// What happened in the pool so far: tasks completed and failed, crashes, timeouts and
-    /// worker starts.
+    /// What happened in the pool so far: tasks completed and failed, crashes, timeouts,
+    /// worker starts, and what the tasks cost.
     pub fn stats(&self) -> PoolStats {
         let c = self.shared.lock().counters;
         let (completed, failed) = self.shared.tally.counts();
@@ -146,7 +147,67 @@ impl ProcessPool {
             timeouts: c.timeouts,
             workers_started: c.workers_started,
             requeued: c.requeued,
+            usage: Usage::from(c.cost),
         }
+    }
+
+    /// Submits one task, like [`Pool::submit`], and returns with its result what it cost in
+    /// its worker: CPU time, wall-clock time and the worker's peak memory (see [`Usage`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::{ProcessPool, TaskError};
+    ///
+    /// fn count_primes(below: u64) -> usize {
+    ///     (2..below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count()
+    /// }
+    ///
+    /// # fn main() -> Result<(), TaskError> {
+    /// let pool = ProcessPool::new(1)?;
+    /// let (primes, usage) = pool.submit_with_usage(count_primes, 10_000).join()?;
+    /// assert_eq!(primes, 1229);
+    /// assert!(usage.elapsed > std::time::Duration::ZERO);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn submit_with_usage<M, T: IntoTask<M>>(
+        &self,
+        task: T,
+        input: T::Input,
+    ) -> TaskHandle<(T::Output, Usage)> {
+        let (completer, handle) = promise();
+        let sink = HandleSink { completer, decode: sink::decode_with_usage };
+        self.submit_one(&task.into_job(), input, sink, None);
+        handle
+    }
+
+    /// Sends one task, whose outcome goes to `sink`'s handle; `timeout` overrides the pool's.
+    fn submit_one<J: Job, R: Send + 'static>(
+        &self,
+        job: &J,
+        input: J::Input,
+        sink: HandleSink<R>,
+        timeout: Option<Duration>,
+    ) {
+        let refuse = |e| {
+            self.shared.tally.record(0, 1);
+            sink.completer.complete(Err(e));
+        };
+        let mut builder = match Self::ship(job) {
+            Ok(shipped) => RunBuilder::new(shipped),
+            Err(e) => return refuse(e),
+        };
+        if let Err(e) = builder.push(&input, self.frame_limit()) {
+            return refuse(e);
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let run = Arc::new_cyclic(|run: &Weak<Run>| {
+            let run = run.clone();
+            sink.completer.on_cancel(move || cancel(&shared, &run));
+            builder.finish(Box::new(sink), timeout, Batching::Fixed(1))
+        });
+        self.shared.submit(run);
     }
 
     fn frame_limit(&self) -> usize {
@@ -210,6 +271,10 @@ pub struct PoolStats {
     pub workers_started: u64,
     /// Tasks sent again to another worker after theirs died before running them.
     pub requeued: u64,
+    /// What the tasks cost in their workers, summed over every task whose worker reported
+    /// it (all but those whose worker crashed or was killed while running them); the peak
+    /// resident memory is the highest of any worker. See [`Usage`].
+    pub usage: Usage,
 }
 
 impl Pool for ProcessPool {
@@ -220,24 +285,7 @@ impl Pool for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        let refuse = |e| {
-            self.shared.tally.record(0, 1);
-            completer.complete(Err(e));
-        };
-        let mut builder = match Self::ship(&**job) {
-            Ok(shipped) => RunBuilder::new(shipped),
-            Err(e) => return refuse(e),
-        };
-        if let Err(e) = builder.push(&input, self.frame_limit()) {
-            return refuse(e);
-        }
-        let shared = Arc::downgrade(&self.shared);
-        let run = Arc::new_cyclic(|run: &Weak<Run>| {
-            let run = run.clone();
-            completer.on_cancel(move || cancel(&shared, &run));
-            builder.finish(Box::new(HandleSink { completer }), timeout, Batching::Fixed(1))
-        });
-        self.shared.submit(run);
+        self.submit_one(&**job, input, HandleSink { completer, decode: sink::decode }, timeout);
     }
 
     fn workers(&self) -> usize {

@@ -8,6 +8,7 @@ use std::ops::Range;
 use taskpool_core::{PanicReport, Resource, Side, TaskError};
 
 use crate::ship::Shipped;
+use crate::usage::Cost;
 use crate::wire::{self, Body, Kind, WireError};
 
 /// Bit in [`Kind::Batch`]'s flags: write each result as soon as it exists.
@@ -108,13 +109,13 @@ pub(crate) fn encode_batch<'a>(
     wire::end_frame(out, at);
 }
 
-/// What every result frame says before the outcome: which item, and how long it ran.
+/// What every result frame says before the outcome: which item, and what it cost (CPU time
+/// since the worker last read it: see `README.md`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     /// The item's sequence number on its worker.
     pub(crate) seq: u64,
-    /// How long the item ran, measured by the worker.
-    pub(crate) elapsed_ns: u64,
+    pub(crate) cost: Cost,
 }
 
 /// Why a worker reports an item as [`Kind::Failed`].
@@ -130,8 +131,10 @@ pub(crate) enum Failure<'a> {
 
 fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
     let at = wire::begin_frame(out, kind);
-    wire::put_u64(out, meta.seq);
-    wire::put_u64(out, meta.elapsed_ns);
+    let Cost { elapsed_ns, user_ns, system_ns, peak_rss } = meta.cost;
+    for field in [meta.seq, elapsed_ns, user_ns, system_ns, peak_rss] {
+        wire::put_u64(out, field);
+    }
     at
 }
 
@@ -195,7 +198,15 @@ pub(crate) fn decode_result(
     range: Range<usize>,
 ) -> Result<ItemResult, WireError> {
     let mut b = Body::new(body);
-    let meta = Meta { seq: b.u64("sequence number")?, elapsed_ns: b.u64("elapsed time")? };
+    let meta = Meta {
+        seq: b.u64("sequence number")?,
+        cost: Cost {
+            elapsed_ns: b.u64("elapsed time")?,
+            user_ns: b.u64("user time")?,
+            system_ns: b.u64("system time")?,
+            peak_rss: b.u64("peak resident memory")?,
+        },
+    };
     let header = body.len() - b.len();
     let outcome = match kind {
         Kind::Done => Ok(range.start + header..range.end),
@@ -270,7 +281,8 @@ mod tests {
 
     #[test]
     fn result_frames_round_trip() {
-        let meta = Meta { seq: 7, elapsed_ns: 1234 };
+        let cost = Cost { elapsed_ns: 1234, user_ns: 5, system_ns: 6, peak_rss: 1 << 20 };
+        let meta = Meta { seq: 7, cost };
         let mut out = Vec::new();
         encode_done(&mut out, meta, b"value");
         let (item, value) = read_result(&out);
@@ -334,7 +346,13 @@ mod tests {
 
         /// A random, valid result frame body of `kind`, and what it says.
         fn result_body(rng: &mut Rng, kind: Kind) -> (Vec<u8>, Meta, String) {
-            let meta = Meta { seq: rng.next_u64(), elapsed_ns: rng.next_u64() };
+            let cost = Cost {
+                elapsed_ns: rng.next_u64(),
+                user_ns: rng.next_u64(),
+                system_ns: rng.next_u64(),
+                peak_rss: rng.next_u64(),
+            };
+            let meta = Meta { seq: rng.next_u64(), cost };
             let payload = text(rng);
             let mut out = Vec::new();
             match kind {

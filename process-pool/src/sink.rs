@@ -10,9 +10,17 @@ use serde::de::DeserializeOwned;
 use taskpool_core::{Completer, Side, TaskError};
 
 use crate::codec;
+use crate::usage::{Cost, Usage};
+
+/// A result as a supervisor delivers it: its encoding, and what producing it cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Value<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) cost: Cost,
+}
 
 /// An item's outcome as a supervisor delivers it: the encoded result, or the failure.
-pub(crate) type Encoded<'a> = Result<&'a [u8], TaskError>;
+pub(crate) type Encoded<'a> = Result<Value<'a>, TaskError>;
 
 /// How many tasks ended with a value and how many with an error.
 ///
@@ -60,23 +68,34 @@ pub(crate) trait Sink: Send + Sync {
     }
 }
 
-fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
-    codec::decode(outcome?).map_err(|e| TaskError::serialization(Side::Result, e))
+/// Decodes a result.
+pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
+    codec::decode(outcome?.bytes).map_err(|e| TaskError::serialization(Side::Result, e))
 }
 
-/// The sink of a single submitted task: its handle.
-pub(crate) struct HandleSink<R> {
-    pub(crate) completer: Completer<R>,
+/// Decodes a result and pairs it with what it cost.
+pub(crate) fn decode_with_usage<R: DeserializeOwned>(
+    outcome: Encoded<'_>,
+) -> Result<(R, Usage), TaskError> {
+    let value = outcome?;
+    Ok((decode(Ok(value))?, Usage::from(value.cost)))
 }
 
-impl<R: DeserializeOwned + Send> Sink for HandleSink<R> {
+/// The sink of a single submitted task: its handle, and how to turn an outcome into what the
+/// handle holds ([`decode`] or [`decode_with_usage`]).
+pub(crate) struct HandleSink<T> {
+    pub(crate) completer: Completer<T>,
+    pub(crate) decode: fn(Encoded<'_>) -> Result<T, TaskError>,
+}
+
+impl<T: Send> Sink for HandleSink<T> {
     fn deliver(&self, _first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
         let Some(outcome) = outcomes.into_iter().next() else { return };
         if self.completer.is_settled() {
             // Cancelled: the cancellation counted it.
             return;
         }
-        let value = decode(outcome);
+        let value = (self.decode)(outcome);
         let ok = value.is_ok();
         tally.record(usize::from(ok), usize::from(!ok));
         if !self.completer.complete(value) {

@@ -237,9 +237,14 @@ fn read_results(shared: &Shared, w: usize, reader: &mut FrameReader) {
         };
         match shared.answered(&mut state, w, item.meta.seq) {
             Ok((run, index)) => {
-                shared.record_item_time(item.meta.elapsed_ns);
+                let cost = item.meta.cost;
+                shared.record_item_time(cost.elapsed_ns);
+                state.counters.cost.add(cost);
                 let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
-                let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));
+                let outcome = item
+                    .outcome
+                    .map(|range| (range, cost))
+                    .map_err(|e| with_limit(e, shared.config.frame_limit()));
                 deliveries.add(&run, index, outcome);
                 if limit_reached {
                     // The worker dies of it right after saying so: send it nothing more.

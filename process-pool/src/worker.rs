@@ -13,6 +13,7 @@ use crate::entry::ImageVerified;
 use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};
 use crate::ship::{self, BatchFn};
 use crate::sys::{self, REQUEST_FD, RESULT_FD};
+use crate::usage::Cost;
 use crate::wire::{self, Body, FrameReader, Kind};
 
 /// Exit code of a worker that received a malformed frame from its parent.
@@ -26,6 +27,8 @@ const FLUSH_AGE: Duration = Duration::from_micros(200);
 const FLUSH_BYTES: usize = 64 * 1024;
 /// Longest panic message, location or backtrace sent back (longer ones are cut).
 const MAX_REPORT: usize = 64 * 1024;
+/// Read the worker's CPU time at most this often within a batch (always after its last item).
+const MEASURE_EVERY: Duration = Duration::from_micros(100);
 
 /// Serves as a worker until the parent closes the request pipe. Never returns.
 pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
@@ -146,6 +149,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
     out.seq = first_seq;
+    out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
@@ -194,10 +198,13 @@ pub(crate) struct Outputs {
     oldest: Option<Instant>,
     /// Sequence number of the next item.
     seq: u64,
+    /// Items of the current batch not run yet.
+    left_in_batch: u32,
     flush_each: bool,
     limit: usize,
     backtraces: bool,
     limits: Limits,
+    meter: Meter,
 }
 
 impl Outputs {
@@ -208,10 +215,12 @@ impl Outputs {
             scratch: Vec::new(),
             oldest: None,
             seq: 0,
+            left_in_batch: 0,
             flush_each: false,
             limit,
             backtraces,
             limits,
+            meter: Meter::new(),
         }
     }
 
@@ -219,15 +228,23 @@ impl Outputs {
     /// buffer it is given. Records the outcome as the item's result frame.
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
-        self.limits.prepare(self.seq);
+        self.left_in_batch = self.left_in_batch.saturating_sub(1);
+        self.limits.prepare(self.seq, self.meter.cpu_ns());
         sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
         let started = Instant::now();
         let scratch = &mut self.scratch;
         let outcome = catch_panic(self.backtraces, || work(scratch));
         let now = Instant::now();
         sys::disarm_crash_flush();
-        let elapsed = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
-        let meta = Meta { seq: self.seq, elapsed_ns: elapsed };
+        let elapsed_ns = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
+        let used = self.meter.read(now, self.left_in_batch == 0);
+        let cost = Cost {
+            elapsed_ns,
+            user_ns: used.user_ns,
+            system_ns: used.system_ns,
+            peak_rss: used.peak_rss,
+        };
+        let meta = Meta { seq: self.seq, cost };
         let out = &mut self.pending;
         match outcome {
             Ok(Ok(())) if self.scratch.len() <= self.limit => {
@@ -289,14 +306,15 @@ impl Limits {
         Limits { memory, cpu_time, cpu_armed: 0, frames: Vec::new(), memory_frame: 0 }
     }
 
-    /// Prepares for item `seq`: builds its frames, and gives it its CPU time on top of what
-    /// the worker used so far (the kernel counts the whole process, in whole seconds).
-    fn prepare(&mut self, seq: u64) {
+    /// Prepares for item `seq`: builds its frames, and gives it its CPU time on top of the
+    /// `used_ns` the worker used so far (the kernel counts the whole process, in whole
+    /// seconds).
+    fn prepare(&mut self, seq: u64, used_ns: u64) {
         if self.memory.is_none() && self.cpu_time.is_none() {
             return;
         }
         self.frames.clear();
-        let meta = Meta { seq, elapsed_ns: 0 };
+        let meta = Meta { seq, ..Meta::default() };
         if let Some(limit) = self.memory {
             let failure = Failure::ResourceLimit { resource: Resource::Memory, limit };
             protocol::encode_failed(&mut self.frames, meta, failure);
@@ -305,8 +323,7 @@ impl Limits {
         if let Some(limit) = self.cpu_time {
             let failure = Failure::ResourceLimit { resource: Resource::CpuTime, limit };
             protocol::encode_failed(&mut self.frames, meta, failure);
-            let used = sys::resource_usage().cpu_ns();
-            let until = used.saturating_add(limit.saturating_mul(1_000_000_000));
+            let until = used_ns.saturating_add(limit.saturating_mul(1_000_000_000));
             let until = until.div_ceil(1_000_000_000);
             if until > self.cpu_armed && sys::limit_cpu_time(until).is_ok() {
                 self.cpu_armed = until;
@@ -320,6 +337,43 @@ impl Limits {
 
     fn on_cpu_time(&self) -> &[u8] {
         &self.frames[self.memory_frame..]
+    }
+}
+
+/// Reads what items cost from the kernel (`getrusage`): after an item when
+/// [`MEASURE_EVERY`] has passed since the last reading, or when asked to, so that a stream of
+/// tiny items pays for few system calls. A reading gives the CPU time used since the one
+/// before; in between, items report none.
+#[derive(Debug)]
+struct Meter {
+    last: sys::ResourceUsage,
+    at: Instant,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Meter { last: sys::resource_usage(), at: Instant::now() }
+    }
+
+    /// CPU time used since the last reading, if it is time to read (`now`) or `force`d; none
+    /// otherwise. The peak resident memory is the latest known.
+    fn read(&mut self, now: Instant, force: bool) -> sys::ResourceUsage {
+        if !force && now - self.at < MEASURE_EVERY {
+            return sys::ResourceUsage { peak_rss: self.last.peak_rss, ..Default::default() };
+        }
+        let usage = sys::resource_usage();
+        let used = sys::ResourceUsage {
+            user_ns: usage.user_ns.saturating_sub(self.last.user_ns),
+            system_ns: usage.system_ns.saturating_sub(self.last.system_ns),
+            peak_rss: usage.peak_rss,
+        };
+        (self.last, self.at) = (usage, now);
+        used
+    }
+
+    /// The worker's CPU time at the last reading, in nanoseconds.
+    fn cpu_ns(&self) -> u64 {
+        self.last.cpu_ns()
     }
 }
 

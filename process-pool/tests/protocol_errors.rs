@@ -31,8 +31,10 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
 fn garbage_on_the_result_pipe_fails_the_task_with_protocol() {
     let done = 12;
     let batch = 2;
-    let mut stray_result = 1000u64.to_le_bytes().to_vec();
-    stray_result.extend_from_slice(&0u64.to_le_bytes());
+    // A well-formed result (sequence number, then elapsed, user and system time and peak
+    // memory) for an item never sent.
+    let stray_result: Vec<u8> =
+        [1000u64, 0, 0, 0, 0].iter().flat_map(|f| f.to_le_bytes()).collect();
     let cases: [(Vec<u8>, &str); 6] = [
         (u32::MAX.to_le_bytes().to_vec(), "over the"),
         (frame(99, b"junk"), "unknown frame kind 99"),
