@@ -30,6 +30,14 @@
 //! # }
 //! ```
 //!
+//! # Limits and costs
+//!
+//! [`Config::memory_limit`] and [`Config::cpu_time_limit`] cap what a task may use in its
+//! worker; a task over a cap fails alone with [`TaskError::ResourceLimit`], and a new worker
+//! takes over. [`ProcessPool::submit_with_usage`] returns with a task's value what it cost
+//! ([`Usage`]: CPU time, wall-clock time, the worker's peak memory), and
+//! [`ProcessPool::stats`] sums it for the whole pool.
+//!
 //! # How it works
 //!
 //! Workers are the running executable started again (`/proc/self/exe`) with a private marker
