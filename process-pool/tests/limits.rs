@@ -36,25 +36,6 @@ fn allocate(mib: u64) -> u64 {
     std::hint::black_box(&block).len() as u64 >> 20
 }
 
-/// This process's CPU time, user plus system, in nanoseconds (to the clock tick, 10 ms).
-fn cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // The fields after the command name, which ends at the last ')', start with field 3;
-    // utime and stime are fields 14 and 15, in ticks of 1/100 s.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks * 10_000_000
-}
-
-/// Spins until it has used `ms` milliseconds of CPU time; `u64::MAX` spins for ever.
-fn spin(ms: u64) -> u64 {
-    let start = cpu_ns();
-    while cpu_ns() - start < ms.saturating_mul(1_000_000) {
-        std::hint::black_box(start);
-    }
-    ms
-}
-
 #[test]
 fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
     let config = Config::new().workers(1).chunk_size(8).memory_limit(MEMORY_LIMIT);

@@ -8,23 +8,6 @@ use std::time::Duration;
 use common::*;
 use taskpool_process::{Pool, ProcessPool, TaskError};
 
-/// This process's CPU time, user plus system, in nanoseconds (to the clock tick, 10 ms).
-fn cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks * 10_000_000
-}
-
-/// Spins until it has used `ms` milliseconds of CPU time.
-fn spin(ms: u64) -> u64 {
-    let start = cpu_ns();
-    while cpu_ns() - start < ms * 1_000_000 {
-        std::hint::black_box(start);
-    }
-    ms
-}
-
 /// Allocates and touches `mib` mebibytes.
 fn fill(mib: u64) -> u64 {
     let block = vec![1u8; usize::try_from(mib << 20).unwrap()];

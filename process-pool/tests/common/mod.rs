@@ -49,6 +49,25 @@ pub fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// This process's CPU time, user plus system, in nanoseconds (to the clock tick, 10 ms).
+pub fn cpu_ns() -> u64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which ends at the last ')', start with field 3;
+    // utime and stime are fields 14 and 15, in ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10_000_000
+}
+
+/// Spins until it has used `ms` milliseconds of CPU time; `u64::MAX` spins for ever.
+pub fn spin(ms: u64) -> u64 {
+    let start = cpu_ns();
+    while cpu_ns() - start < ms.saturating_mul(1_000_000) {
+        std::hint::black_box(start);
+    }
+    ms
+}
+
 /// A fresh, empty scratch directory for one test, removed when dropped.
 pub struct Scratch(PathBuf);
 
