@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessPool, spawn};
+use serde::{Deserialize, Serialize};
+use taskpool_process::{Config, Pool, ProcessPool, Task, spawn};
 
 /// The directory of the examples cargo built beside this test binary.
 fn example(name: &str) -> PathBuf {
@@ -42,18 +43,44 @@ fn workers_start_in_a_plain_binary() {
 
 const ROLE: &str = "TASKPOOL_TEST_PARENT_DIR";
 
+/// Leaves its worker's pid in `dir`, then waits until `count` workers have: run at once on
+/// `count` workers, it returns when all of them are serving.
+#[derive(Serialize, Deserialize)]
+struct Gather {
+    dir: String,
+    count: usize,
+}
+
+impl Task for Gather {
+    type Input = u64;
+    type Output = u32;
+
+    fn run(&self, _: u64) -> u32 {
+        let pid = std::process::id();
+        std::fs::write(Path::new(&self.dir).join(pid.to_string()), "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_dir(&self.dir).unwrap().count() < self.count {
+            assert!(Instant::now() < deadline, "the other workers never came");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        pid
+    }
+}
+
 /// In the parent role (the variable names a scratch directory): starts a pool with a worker in
 /// each state (running a task, idle, just replaced after a crash) and a one-off process that
 /// runs a task, prints their pids, and waits to be killed.
 fn play_parent(dir: &Path) {
     let signal = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let pool = ProcessPool::with_config(Config::new().workers(3).chunk_size(1)).unwrap();
+    // A pool that has not timed any task yet sends one item at a time, and `in_flight(1)`
+    // keeps one per worker: the three gathering tasks go to the three workers.
+    let pool = ProcessPool::with_config(Config::new().workers(3).in_flight(1)).unwrap();
     assert!(pool.apply(abort, 0).is_err());
-    // Until every worker answered, the replacement of the crashed one included.
-    let mut answered = HashSet::new();
-    while answered.len() < 3 {
-        answered.extend(pool.map(worker_pid, 0..30).unwrap());
-    }
+    // Every worker serves, the replacement of the crashed one included.
+    std::fs::create_dir(dir.join("gather")).unwrap();
+    let gather = Gather { dir: signal("gather"), count: 3 };
+    let serving: HashSet<u32> = pool.map(gather, 0..3).unwrap().into_iter().collect();
+    assert_eq!(serving.len(), 3);
     let _busy = pool.submit(SignalThenSleep { signal: signal("busy") }, 60_000);
     wait_for_file(signal("busy"));
     let one_off = spawn(SignalThenSleep { signal: signal("one-off") }, 60_000).unwrap();
