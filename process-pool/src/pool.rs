@@ -263,7 +263,9 @@ pub struct PoolStats {
     pub completed: u64,
     /// Tasks that ended with an error.
     pub failed: u64,
-    /// Workers that died while running a task (not killed by the pool).
+    /// Workers that died while running a task, of their own accord: not those the pool
+    /// killed, nor those that reported a task over a limit
+    /// ([`TaskError::ResourceLimit`]) before dying of it.
     pub crashes: u64,
     /// Tasks killed for running past their time limit.
     pub timeouts: u64,
