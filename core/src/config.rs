@@ -38,12 +38,14 @@ pub struct Config {
     in_flight: usize,
     shutdown_grace: Duration,
     start_attempts: u32,
+    memory_limit: Option<u64>,
+    cpu_time_limit: Option<Duration>,
 }
 
 impl Config {
     /// The defaults: one worker per available CPU, no timeout, workers never recycled,
     /// automatic chunks, no initializer, 1 GiB frame limit, 2 tasks in flight per worker,
-    /// one second of grace on drop, 3 start attempts.
+    /// one second of grace on drop, 3 start attempts, no memory or CPU-time limit.
     pub fn new() -> Self {
         Config {
             workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
@@ -57,6 +59,8 @@ impl Config {
             in_flight: 2,
             shutdown_grace: Duration::from_secs(1),
             start_attempts: 3,
+            memory_limit: None,
+            cpu_time_limit: None,
         }
     }
 
@@ -136,6 +140,39 @@ impl Config {
         self
     }
 
+    /// Caps the memory of each worker process at `bytes` of address space, from after the
+    /// initializer on. A task whose allocation fails under the cap fails with
+    /// [`TaskError::ResourceLimit`] (`Resource::Memory`), and its worker is replaced; the pool
+    /// goes on.
+    ///
+    /// This is address space (`RLIMIT_AS`), not resident memory: the worker's own code,
+    /// buffers and stacks count, and so do the stacks and allocator arenas of threads a task
+    /// starts, so leave room (tens of MiB) above what tasks need. A failed allocation is
+    /// recognized when the worker aborts with its address space within an eighth of the cap;
+    /// a single allocation far larger than what is left can be reported as a crash
+    /// (`SIGABRT`) instead.
+    ///
+    /// Process backends only: a thread backend ignores it (threads share one address space).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Caps the CPU time (user plus system) each task may use in its worker process. A task
+    /// that uses more is stopped with its worker and fails with [`TaskError::ResourceLimit`]
+    /// (`Resource::CpuTime`); the pool replaces the worker and goes on.
+    ///
+    /// The kernel enforces it (`RLIMIT_CPU`, armed again before each task) and counts whole
+    /// seconds: the limit is rounded up to a whole second, and a task may run up to one second
+    /// past it. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
+    /// task that waits or that a busy machine does not schedule.
+    ///
+    /// Process backends only: a thread backend ignores it (a thread cannot be stopped).
+    pub fn cpu_time_limit(mut self, limit: Duration) -> Self {
+        self.cpu_time_limit = Some(limit);
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -160,6 +197,12 @@ impl Config {
         }
         if self.timeout == Some(Duration::ZERO) {
             return bad("a timeout must be longer than zero");
+        }
+        if self.memory_limit == Some(0) {
+            return bad("a memory limit must be more than zero bytes");
+        }
+        if self.cpu_time_limit == Some(Duration::ZERO) {
+            return bad("a cpu time limit must be longer than zero");
         }
         Ok(())
     }
@@ -229,6 +272,16 @@ impl Config {
     pub fn attempts(&self) -> u32 {
         self.start_attempts
     }
+
+    /// The cap on each worker's address space in bytes, if any.
+    pub fn worker_memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// The cap on each task's CPU time, if any.
+    pub fn worker_cpu_time_limit(&self) -> Option<Duration> {
+        self.cpu_time_limit
+    }
 }
 
 impl Default for Config {
@@ -251,6 +304,8 @@ impl fmt::Debug for Config {
             .field("in_flight", &self.in_flight)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("start_attempts", &self.start_attempts)
+            .field("memory_limit", &self.memory_limit)
+            .field("cpu_time_limit", &self.cpu_time_limit)
             .finish()
     }
 }
@@ -273,6 +328,17 @@ mod tests {
         assert!(Config::new().in_flight(9).validate().is_err());
         assert!(Config::new().timeout(Duration::ZERO).validate().is_err());
         assert!(Config::new().max_tasks_per_worker(0).validate().is_err());
+        assert!(Config::new().memory_limit(0).validate().is_err());
+        assert!(Config::new().cpu_time_limit(Duration::ZERO).validate().is_err());
+    }
+
+    #[test]
+    fn limits_are_off_by_default() {
+        let c = Config::new();
+        assert_eq!((c.worker_memory_limit(), c.worker_cpu_time_limit()), (None, None));
+        let c = c.memory_limit(1 << 28).cpu_time_limit(Duration::from_secs(2));
+        assert_eq!(c.worker_memory_limit(), Some(1 << 28));
+        assert_eq!(c.worker_cpu_time_limit(), Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! Each behaviour is a public function taking a pool factory, so a failing test names the
 //! behaviour. The tasks are plain functions in this module; they live in the test binary, so a
 //! process backend runs them in its workers like any user function.
+//!
+//! [`chaos`] is the large run with injected faults that each backend drives with the faults it
+//! survives.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::{Config, Pool, Task, TaskError};
+
+pub mod chaos;
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {

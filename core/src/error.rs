@@ -73,6 +73,15 @@ pub enum TaskError {
         /// What went wrong on the last attempt.
         reason: String,
     },
+    /// The task went over a limit set on its worker ([`crate::Config::memory_limit`],
+    /// [`crate::Config::cpu_time_limit`]); the worker was replaced.
+    ResourceLimit {
+        /// Which resource ran out.
+        resource: Resource,
+        /// The limit: bytes of address space for [`Resource::Memory`], whole seconds for
+        /// [`Resource::CpuTime`].
+        limit: u64,
+    },
     /// A worker broke the wire protocol (for example, wrote garbage to its pipe) and was killed.
     Protocol {
         /// What was wrong with what it sent.
@@ -129,6 +138,12 @@ impl fmt::Display for TaskError {
                 write!(f, "the {side} is {size} bytes encoded, over the {limit}-byte frame limit")
             }
             TaskError::WorkerStart { reason } => write!(f, "worker failed to start: {reason}"),
+            TaskError::ResourceLimit { resource: Resource::Memory, limit } => {
+                write!(f, "task ran out of memory under the worker's {limit}-byte limit")
+            }
+            TaskError::ResourceLimit { resource: Resource::CpuTime, limit } => {
+                write!(f, "task used more than its cpu time limit of {limit} s")
+            }
             TaskError::Protocol { reason } => write!(f, "worker broke the protocol: {reason}"),
             TaskError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
             TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
@@ -176,6 +191,25 @@ impl fmt::Display for Side {
             Side::Argument => "argument",
             Side::Result => "result",
             Side::Task => "task",
+        })
+    }
+}
+
+/// A resource a worker's limits cap: see [`TaskError::ResourceLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Resource {
+    /// Address space (`RLIMIT_AS`).
+    Memory,
+    /// CPU time, user plus system (`RLIMIT_CPU`).
+    CpuTime,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Memory => "memory",
+            Resource::CpuTime => "cpu time",
         })
     }
 }
@@ -289,6 +323,8 @@ mod tests {
             TaskError::serialization(Side::Result, "bad"),
             TaskError::TooLarge { side: Side::Argument, size: 10, limit: 5 },
             TaskError::WorkerStart { reason: "no".into() },
+            TaskError::ResourceLimit { resource: Resource::Memory, limit: 1 << 28 },
+            TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 },
             TaskError::Unsupported { operation: "killing a thread" },
             TaskError::AlreadyJoined,
             TaskError::from(io::Error::other("x")),

@@ -75,7 +75,7 @@ mod task;
 pub mod conformance;
 
 pub use crate::config::Config;
-pub use crate::error::{Exit, PanicReport, Side, TaskError};
+pub use crate::error::{Exit, PanicReport, Resource, Side, TaskError};
 pub use crate::handle::{Completer, TaskHandle, promise, promise_notify};
 pub use crate::panic::{PanicScope, catch_panic};
 pub use crate::pool::{Pool, map_by_handles};

@@ -20,8 +20,9 @@ use taskpool_core::{Config, Exit, Side, TaskError};
 use crate::codec;
 use crate::protocol::{self, FLUSH_EACH};
 use crate::ship::Shipped;
-use crate::sink::{Encoded, Sink};
+use crate::sink::{Encoded, Sink, Tally, Value};
 use crate::sys;
+use crate::usage::Cost;
 
 /// How long a batch of items should take in a worker: long enough to amortize a round trip,
 /// short enough to balance load.
@@ -126,6 +127,9 @@ pub(crate) enum KillReason {
     Cancelled,
     Shutdown,
     Protocol(String),
+    /// The worker reported that its task hit a limit and is dying of it: the task has its
+    /// error already, and the next item never started, so it runs again elsewhere.
+    LimitReached,
 }
 
 /// The write side of a worker's request pipe. It has a lock of its own, taken after the
@@ -272,12 +276,12 @@ pub(crate) struct Slot {
 /// Counters of what happened in the pool's life.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counters {
-    pub(crate) completed: u64,
-    pub(crate) failed: u64,
     pub(crate) crashes: u64,
     pub(crate) timeouts: u64,
     pub(crate) workers_started: u64,
     pub(crate) requeued: u64,
+    /// What the items that reported it cost, summed.
+    pub(crate) cost: Cost,
 }
 
 /// Everything under the pool's lock.
@@ -301,9 +305,12 @@ pub(crate) struct State {
     pub(crate) counters: Counters,
 }
 
-/// Outcomes of consecutive items of a run, from the first item's index; encoded results are
-/// ranges of a supervisor's read buffer.
-type Group = (Arc<Run>, usize, Vec<Result<Range<usize>, TaskError>>);
+/// An item's outcome before delivery: its encoded result, as a range of a supervisor's read
+/// buffer, and what it cost; or the failure.
+pub(crate) type Outcome = Result<(Range<usize>, Cost), TaskError>;
+
+/// Outcomes of consecutive items of a run, from the first item's index.
+type Group = (Arc<Run>, usize, Vec<Outcome>);
 
 /// Outcomes to hand to sinks once the lock is released.
 #[derive(Default)]
@@ -314,12 +321,7 @@ pub(crate) struct Deliveries {
 
 impl Deliveries {
     /// Adds the outcome of item `index` of `run`, joining the previous group when it continues.
-    pub(crate) fn add(
-        &mut self,
-        run: &Arc<Run>,
-        index: usize,
-        outcome: Result<Range<usize>, TaskError>,
-    ) {
+    pub(crate) fn add(&mut self, run: &Arc<Run>, index: usize, outcome: Outcome) {
         self.count += 1;
         if let Some((last, first, outcomes)) = self.groups.last_mut() {
             if Arc::ptr_eq(last, run) && *first + outcomes.len() == index {
@@ -346,12 +348,20 @@ impl Deliveries {
         self.count
     }
 
-    /// Hands every outcome to its sink, reading encoded results from `buffer`.
-    pub(crate) fn deliver_from<'b>(self, buffer: &dyn Fn(Range<usize>) -> &'b [u8]) -> usize {
+    /// Hands every outcome to its sink, reading encoded results from `buffer` and counting
+    /// the outcomes in `tally`. Returns how many there were.
+    pub(crate) fn deliver_from<'b>(
+        self,
+        buffer: &dyn Fn(Range<usize>) -> &'b [u8],
+        tally: &Tally,
+    ) -> usize {
         let count = self.count;
         for (run, first, outcomes) in self.groups {
-            let outcomes: Vec<Encoded<'b>> = outcomes.into_iter().map(|o| o.map(buffer)).collect();
-            run.sink.deliver(first, outcomes);
+            let outcomes: Vec<Encoded<'b>> = outcomes
+                .into_iter()
+                .map(|o| o.map(|(range, cost)| Value { bytes: buffer(range), cost }))
+                .collect();
+            run.sink.deliver(first, outcomes, tally);
         }
         count
     }
@@ -365,6 +375,8 @@ pub(crate) struct Shared {
     changed: Condvar,
     /// One eventfd per slot, to wake its supervisor.
     pub(crate) wakes: Vec<OwnedFd>,
+    /// Tasks that ended with a value or an error; kept outside the lock, see [`Tally`].
+    pub(crate) tally: Tally,
     /// Moving average of the time a worker spends per item.
     item_ns: AtomicU64,
 }
@@ -388,6 +400,7 @@ impl Shared {
             }),
             changed: Condvar::new(),
             wakes,
+            tally: Tally::default(),
             item_ns: AtomicU64::new(INITIAL_ITEM_NS),
         }
     }
@@ -454,7 +467,7 @@ impl Shared {
             drop(state);
             let mut deliveries = Deliveries::default();
             deliveries.fail(Slice { run, items: 0..n }, &error);
-            deliveries.deliver_from(&|_| &[]);
+            deliveries.deliver_from(&|_| &[], &self.tally);
             return;
         }
         state.outstanding += n;
@@ -510,7 +523,8 @@ impl Shared {
         while slot.sent_items < room && conn.served < quota {
             let Some(front) = queue.front_mut() else { break };
             if front.items.len() == 1 && front.run.sink.is_settled(front.items.start) {
-                // A cancelled task: its handle is settled already; drop it unsent.
+                // A cancelled task: its handle is settled (and counted) already; drop it
+                // unsent.
                 queue.pop_front();
                 *dropped += 1;
                 continue;
@@ -569,7 +583,18 @@ impl Shared {
 
     /// Kills worker `w` if its head item was cancelled or ran out of time. Returns when the
     /// head item's time runs out, if it has a limit.
-    pub(crate) fn police(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+    ///
+    /// `answer_waiting` says whether the worker wrote something not read yet. It is asked only
+    /// once the time is up: a result that arrived before the deadline but was not read yet
+    /// (the supervisor was slow to run) wins over the timeout, so the deadline is returned as
+    /// due and the caller reads first.
+    pub(crate) fn police(
+        &self,
+        state: &mut State,
+        w: usize,
+        now: Instant,
+        answer_waiting: impl FnOnce() -> bool,
+    ) -> Option<Instant> {
         let slot = &mut state.slots[w];
         let head = slot.sent.front()?;
         let conn = slot.conn.as_mut()?;
@@ -583,6 +608,9 @@ impl Shared {
         let limit = head.run.timeout.or(self.config.task_timeout())?;
         let deadline = slot.head_since.unwrap_or(now) + limit;
         if now >= deadline {
+            if answer_waiting() {
+                return Some(now);
+            }
             conn.kill(KillReason::Timeout(limit));
             state.counters.timeouts += 1;
             return None;
@@ -652,15 +680,22 @@ impl Shared {
         let mut sent = std::mem::take(&mut slot.sent);
         slot.sent_items = 0;
         slot.head_since = None;
-        if let Some(mut head) = sent.pop_front() {
+        let killed = conn.as_ref().and_then(|c| c.killed.clone());
+        // A worker that reported a limit dies of it: the task that hit the limit has its
+        // error already, and the next one never started.
+        let head = match killed {
+            Some(KillReason::LimitReached) => None,
+            _ => sent.pop_front(),
+        };
+        if let Some(mut head) = head {
             let index = head.items.start;
             head.items.start += 1;
-            let error = match conn.as_ref().and_then(|c| c.killed.clone()) {
+            let error = match killed {
                 Some(KillReason::Timeout(limit)) => {
                     TaskError::TimedOut { limit, still_running: false }
                 }
                 Some(KillReason::Cancelled) => TaskError::Cancelled,
-                Some(KillReason::Shutdown) => TaskError::ShutDown,
+                Some(KillReason::Shutdown | KillReason::LimitReached) => TaskError::ShutDown,
                 Some(KillReason::Protocol(reason)) => TaskError::Protocol { reason },
                 None => {
                     state.counters.crashes += 1;

@@ -8,8 +8,11 @@
 //!
 //! A marker is valid only if this process's parent is the pid it names, descriptors 3 and 4
 //! are pipes, and the process is not running set-user-ID. Otherwise it is ignored and `main`
-//! runs as usual, so the marker cannot make an unrelated program a worker. The image check
-//! (same executable, same layout) comes after, and a mismatch is reported to the parent.
+//! runs as usual, so the marker cannot make an unrelated program a worker. One exception: a
+//! process with the marker's pipes, running the marker's executable file, whose parent is
+//! not the one named, is a worker whose parent died while it started; it exits at once rather
+//! than run the program's `main` a second time. The image check (same executable, same
+//! layout) comes after, and a mismatch is reported to the parent.
 
 use std::hint::black_box;
 
@@ -62,15 +65,23 @@ fn check_marker() -> Option<Result<ImageVerified, String>> {
         return None;
     }
     let parent: u32 = parts.next()?.parse().ok()?;
-    let image = parts.next()?;
-    if parent != sys::parent_pid() || !sys::is_pipe(REQUEST_FD) || !sys::is_pipe(RESULT_FD) {
+    let image = ImageId::from_marker(parts.next()?);
+    if !sys::is_pipe(REQUEST_FD) || !sys::is_pipe(RESULT_FD) {
+        return None;
+    }
+    if parent != sys::parent_pid() {
+        if image.zip(ImageId::current()).is_some_and(|(theirs, ours)| theirs.same_file(ours)) {
+            // A worker of this very program whose parent died while it started, and another
+            // process adopted it: nobody to serve, and `main` must not run a second time.
+            sys::exit_now(0);
+        }
         return None;
     }
     if sys::die_with_parent().is_err() || sys::parent_pid() != parent {
         // The parent died before the death signal was armed: nobody to serve.
         sys::exit_now(0);
     }
-    Some(match (ImageId::from_marker(image), ImageId::current()) {
+    Some(match (image, ImageId::current()) {
         (Some(theirs), Some(ours)) if theirs == ours => Ok(ImageVerified(())),
         _ => Err("the worker runs a different executable image than its parent".into()),
     })

@@ -30,6 +30,14 @@
 //! # }
 //! ```
 //!
+//! # Limits and costs
+//!
+//! [`Config::memory_limit`] and [`Config::cpu_time_limit`] cap what a task may use in its
+//! worker; a task over a cap fails alone with [`TaskError::ResourceLimit`], and a new worker
+//! takes over. [`ProcessPool::submit_with_usage`] returns with a task's value what it cost
+//! ([`Usage`]: CPU time, wall-clock time, the worker's peak memory), and
+//! [`ProcessPool::stats`] sums it for the whole pool.
+//!
 //! # How it works
 //!
 //! Workers are the running executable started again (`/proc/self/exe`) with a private marker
@@ -46,6 +54,8 @@ mod codec;
 mod dispatch;
 #[allow(unsafe_code)]
 mod entry;
+#[cfg(test)]
+mod fuzz;
 mod launch;
 mod pool;
 mod protocol;
@@ -56,12 +66,14 @@ mod spawn;
 mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
+mod usage;
 mod wire;
 mod worker;
 
 pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
+pub use crate::usage::Usage;
 pub use taskpool_core::{
-    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Side, Spawned, Task, TaskError,
-    TaskHandle,
+    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
+    TaskError, TaskHandle,
 };

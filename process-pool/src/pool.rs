@@ -9,14 +9,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError};
+use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError, TaskHandle, promise};
 
 use crate::dispatch::{Batching, Deliveries, KillReason, MAX_BATCH, Run, RunBuilder, Shared};
 use crate::entry;
 use crate::ship::{Ship, Shipped};
-use crate::sink::{ChannelSink, Group, HandleSink};
+use crate::sink::{self, ChannelSink, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
+use crate::usage::Usage;
 
 /// A pool of persistent worker processes that run tasks with crash isolation.
 ///
@@ -134,16 +135,79 @@ impl ProcessPool {
         state.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.pid.unsigned_abs()).collect()
     }
 
-    /// What happened in the pool so far: tasks completed and failed, crashes, timeouts and
-    /// worker starts.
+    /// What happened in the pool so far: tasks completed and failed, crashes, timeouts,
+    /// worker starts, and what the tasks cost.
     pub fn stats(&self) -> PoolStats {
         let c = self.shared.lock().counters;
+        let (completed, failed) = self.shared.tally.counts();
         PoolStats {
+            completed,
+            failed,
             crashes: c.crashes,
             timeouts: c.timeouts,
             workers_started: c.workers_started,
             requeued: c.requeued,
+            usage: Usage::from(c.cost),
         }
+    }
+
+    /// Submits one task, like [`Pool::submit`], and returns with its result what it cost in
+    /// its worker: CPU time, wall-clock time and the worker's peak memory (see [`Usage`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::{ProcessPool, TaskError};
+    ///
+    /// fn count_primes(below: u64) -> usize {
+    ///     (2..below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count()
+    /// }
+    ///
+    /// # fn main() -> Result<(), TaskError> {
+    /// let pool = ProcessPool::new(1)?;
+    /// let (primes, usage) = pool.submit_with_usage(count_primes, 10_000).join()?;
+    /// assert_eq!(primes, 1229);
+    /// assert!(usage.elapsed > std::time::Duration::ZERO);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn submit_with_usage<M, T: IntoTask<M>>(
+        &self,
+        task: T,
+        input: T::Input,
+    ) -> TaskHandle<(T::Output, Usage)> {
+        let (completer, handle) = promise();
+        let sink = HandleSink { completer, decode: sink::decode_with_usage };
+        self.submit_one(&task.into_job(), input, sink, None);
+        handle
+    }
+
+    /// Sends one task, whose outcome goes to `sink`'s handle; `timeout` overrides the pool's.
+    fn submit_one<J: Job, R: Send + 'static>(
+        &self,
+        job: &J,
+        input: J::Input,
+        sink: HandleSink<R>,
+        timeout: Option<Duration>,
+    ) {
+        let refuse = |e| {
+            self.shared.tally.record(0, 1);
+            sink.completer.complete(Err(e));
+        };
+        let mut builder = match Self::ship(job) {
+            Ok(shipped) => RunBuilder::new(shipped),
+            Err(e) => return refuse(e),
+        };
+        if let Err(e) = builder.push(&input, self.frame_limit()) {
+            return refuse(e);
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let run = Arc::new_cyclic(|run: &Weak<Run>| {
+            let run = run.clone();
+            sink.completer.on_cancel(move || cancel(&shared, &run));
+            builder.finish(Box::new(sink), timeout, Batching::Fixed(1))
+        });
+        self.shared.submit(run);
     }
 
     fn frame_limit(&self) -> usize {
@@ -186,10 +250,22 @@ impl ProcessPool {
 }
 
 /// Counters of a pool's life, from [`ProcessPool::stats`].
+///
+/// Every task given to the pool is counted once, in `completed` if it ended with a value and
+/// in `failed` if it ended with an error of any kind: a panic, a crash, a timeout, a
+/// cancellation, a value that could not travel, or a refusal by a pool that was shut down.
+/// A task is counted before its caller receives its outcome, so counts read after a `map`
+/// returns include all of its items. Tasks still queued or running are in neither count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Workers that died while running a task (not killed by the pool).
+    /// Tasks that ended with a value.
+    pub completed: u64,
+    /// Tasks that ended with an error.
+    pub failed: u64,
+    /// Workers that died while running a task, of their own accord: not those the pool
+    /// killed, nor those that reported a task over a limit
+    /// ([`TaskError::ResourceLimit`]) before dying of it.
     pub crashes: u64,
     /// Tasks killed for running past their time limit.
     pub timeouts: u64,
@@ -197,6 +273,10 @@ pub struct PoolStats {
     pub workers_started: u64,
     /// Tasks sent again to another worker after theirs died before running them.
     pub requeued: u64,
+    /// What the tasks cost in their workers, summed over every task whose worker reported
+    /// it (all but those whose worker crashed or was killed while running them); the peak
+    /// resident memory is the highest of any worker. See [`Usage`].
+    pub usage: Usage,
 }
 
 impl Pool for ProcessPool {
@@ -207,24 +287,7 @@ impl Pool for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        let mut builder = match Self::ship(&**job) {
-            Ok(shipped) => RunBuilder::new(shipped),
-            Err(e) => {
-                completer.complete(Err(e));
-                return;
-            }
-        };
-        if let Err(e) = builder.push(&input, self.frame_limit()) {
-            completer.complete(Err(e));
-            return;
-        }
-        let shared = Arc::downgrade(&self.shared);
-        let run = Arc::new_cyclic(|run: &Weak<Run>| {
-            let run = run.clone();
-            completer.on_cancel(move || cancel(&shared, &run));
-            builder.finish(Box::new(HandleSink { completer }), timeout, Batching::Fixed(1))
-        });
-        self.shared.submit(run);
+        self.submit_one(&**job, input, HandleSink { completer, decode: sink::decode }, timeout);
     }
 
     fn workers(&self) -> usize {
@@ -312,6 +375,7 @@ impl ProcessPool {
             Err(e) => {
                 let failed: Vec<_> = items.into_iter().map(|_| Err(e.clone())).collect();
                 let total = failed.len();
+                self.shared.tally.record(0, total);
                 return (vec![(0, failed)], total);
             }
         };
@@ -326,6 +390,8 @@ impl ProcessPool {
             }
         }
         let sent = builder.len();
+        // Items that failed to encode count as failed tasks.
+        self.shared.tally.record(0, total - sent);
         let batching = match self.shared.config.fixed_chunk_size() {
             Some(size) => Batching::Fixed(size),
             None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
@@ -351,6 +417,8 @@ impl ProcessPool {
 /// it. A task sent but not started is killed when it reaches the head.
 fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
+    // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
+    shared.tally.record(0, 1);
     let mut state = shared.lock();
     if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, &run)) {
         state.queue.remove(at);
@@ -418,6 +486,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 Ok(job) => job.clone(),
                 Err(e) => {
                     let Some(_) = self.items.next() else { return };
+                    self.pool.shared.tally.record(0, 1);
                     self.ready.insert(base, Err(e.clone()));
                     self.pulled += 1;
                     continue;
@@ -440,6 +509,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             }
             self.pulled += count;
             self.in_flight += builder.len();
+            self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;
             let sink =
                 ChannelSink { tx: self.tx.clone(), base, indices: skipped.then_some(indices) };
@@ -490,7 +560,7 @@ impl Drop for ProcessPool {
                 deliveries.fail(slice, &TaskError::ShutDown);
             }
         }
-        let count = deliveries.deliver_from(&|_| &[]);
+        let count = deliveries.deliver_from(&|_| &[], &self.shared.tally);
         {
             let mut state = self.shared.lock();
             self.shared.delivered(&mut state, count);

@@ -5,9 +5,10 @@
 
 use std::ops::Range;
 
-use taskpool_core::{PanicReport, Side, TaskError};
+use taskpool_core::{PanicReport, Resource, Side, TaskError};
 
 use crate::ship::Shipped;
+use crate::usage::Cost;
 use crate::wire::{self, Body, Kind, WireError};
 
 /// Bit in [`Kind::Batch`]'s flags: write each result as soon as it exists.
@@ -21,6 +22,10 @@ pub(crate) struct Init {
     pub(crate) frame_limit: u64,
     pub(crate) flags: u8,
     pub(crate) initializer: Option<i64>,
+    /// The cap on the worker's address space, in bytes.
+    pub(crate) memory_limit: Option<u64>,
+    /// The cap on each task's CPU time, in whole seconds.
+    pub(crate) cpu_time_limit: Option<u64>,
     pub(crate) name: String,
 }
 
@@ -31,6 +36,8 @@ impl Init {
         out.push(self.flags);
         out.push(u8::from(self.initializer.is_some()));
         wire::put_i64(out, self.initializer.unwrap_or(0));
+        wire::put_u64(out, self.memory_limit.unwrap_or(0));
+        wire::put_u64(out, self.cpu_time_limit.unwrap_or(0));
         out.extend_from_slice(self.name.as_bytes());
         wire::end_frame(out, at);
     }
@@ -41,17 +48,31 @@ impl Init {
         let flags = b.u8("flags")?;
         let has_init = b.u8("initializer flag")? != 0;
         let offset = b.i64("initializer")?;
+        let limit = |v: u64| (v != 0).then_some(v);
+        let memory_limit = limit(b.u64("memory limit")?);
+        let cpu_time_limit = limit(b.u64("cpu time limit")?);
         let name = String::from_utf8_lossy(b.rest()).into_owned();
-        Ok(Init { frame_limit, flags, initializer: has_init.then_some(offset), name })
+        Ok(Init {
+            frame_limit,
+            flags,
+            initializer: has_init.then_some(offset),
+            memory_limit,
+            cpu_time_limit,
+            name,
+        })
     }
 }
 
 /// [`Kind::Failed`] reason: the value could not be (de)serialized.
-pub(crate) const FAILED_SERIALIZATION: u8 = 0;
+const FAILED_SERIALIZATION: u8 = 0;
 /// [`Kind::Failed`] reason: the encoded value is over the frame limit.
-pub(crate) const FAILED_TOO_LARGE: u8 = 1;
+const FAILED_TOO_LARGE: u8 = 1;
+/// [`Kind::Failed`] reason: the task ran out of memory under the worker's cap (size: the cap).
+const FAILED_MEMORY: u8 = 2;
+/// [`Kind::Failed`] reason: the task used up its CPU time (size: the limit in seconds).
+const FAILED_CPU_TIME: u8 = 3;
 
-pub(crate) fn side_byte(side: Side) -> u8 {
+fn side_byte(side: Side) -> u8 {
     match side {
         Side::Argument => 0,
         Side::Result => 1,
@@ -59,7 +80,7 @@ pub(crate) fn side_byte(side: Side) -> u8 {
     }
 }
 
-pub(crate) fn side_from_byte(b: u8) -> Option<Side> {
+fn side_from_byte(b: u8) -> Option<Side> {
     Some(match b {
         0 => Side::Argument,
         1 => Side::Result,
@@ -88,6 +109,76 @@ pub(crate) fn encode_batch<'a>(
     wire::end_frame(out, at);
 }
 
+/// What every result frame says before the outcome: which item, and what it cost (CPU time
+/// since the worker last read it: see `README.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// The item's sequence number on its worker.
+    pub(crate) seq: u64,
+    pub(crate) cost: Cost,
+}
+
+/// Why a worker reports an item as [`Kind::Failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure<'a> {
+    /// A value could not be (de)serialized.
+    Serialization { side: Side, message: &'a str },
+    /// An encoded value is over the frame limit.
+    TooLarge { side: Side, size: u64 },
+    /// The task went over one of the worker's limits.
+    ResourceLimit { resource: Resource, limit: u64 },
+}
+
+fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
+    let at = wire::begin_frame(out, kind);
+    let Cost { elapsed_ns, user_ns, system_ns, peak_rss } = meta.cost;
+    for field in [meta.seq, elapsed_ns, user_ns, system_ns, peak_rss] {
+        wire::put_u64(out, field);
+    }
+    at
+}
+
+/// Appends a [`Kind::Done`] frame: the item's encoded result.
+pub(crate) fn encode_done(out: &mut Vec<u8>, meta: Meta, value: &[u8]) {
+    let at = begin_result(out, Kind::Done, meta);
+    out.extend_from_slice(value);
+    wire::end_frame(out, at);
+}
+
+/// Appends a [`Kind::Panicked`] frame: the panic's message, location and backtrace (empty
+/// when unknown).
+pub(crate) fn encode_panicked(
+    out: &mut Vec<u8>,
+    meta: Meta,
+    message: &str,
+    location: &str,
+    backtrace: &str,
+) {
+    let at = begin_result(out, Kind::Panicked, meta);
+    wire::put_bytes(out, message.as_bytes());
+    wire::put_bytes(out, location.as_bytes());
+    wire::put_bytes(out, backtrace.as_bytes());
+    wire::end_frame(out, at);
+}
+
+/// Appends a [`Kind::Failed`] frame.
+pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>) {
+    let at = begin_result(out, Kind::Failed, meta);
+    let (side, reason, size, message) = match failure {
+        Failure::Serialization { side, message } => (side, FAILED_SERIALIZATION, 0, message),
+        Failure::TooLarge { side, size } => (side, FAILED_TOO_LARGE, size, ""),
+        Failure::ResourceLimit { resource: Resource::CpuTime, limit } => {
+            (Side::Task, FAILED_CPU_TIME, limit, "")
+        }
+        Failure::ResourceLimit { limit, .. } => (Side::Task, FAILED_MEMORY, limit, ""),
+    };
+    out.push(side_byte(side));
+    out.push(reason);
+    wire::put_u64(out, size);
+    out.extend_from_slice(message.as_bytes());
+    wire::end_frame(out, at);
+}
+
 /// One item's outcome as read from a result frame: the range of its encoded value in the
 /// frame reader's buffer, or the failure.
 pub(crate) type ItemOutcome = Result<Range<usize>, TaskError>;
@@ -95,8 +186,7 @@ pub(crate) type ItemOutcome = Result<Range<usize>, TaskError>;
 /// A result frame, read.
 #[derive(Debug)]
 pub(crate) struct ItemResult {
-    pub(crate) seq: u64,
-    pub(crate) elapsed_ns: u64,
+    pub(crate) meta: Meta,
     pub(crate) outcome: ItemOutcome,
 }
 
@@ -108,10 +198,18 @@ pub(crate) fn decode_result(
     range: Range<usize>,
 ) -> Result<ItemResult, WireError> {
     let mut b = Body::new(body);
-    let seq = b.u64("sequence number")?;
-    let elapsed_ns = b.u64("elapsed time")?;
+    let meta = Meta {
+        seq: b.u64("sequence number")?,
+        cost: Cost {
+            elapsed_ns: b.u64("elapsed time")?,
+            user_ns: b.u64("user time")?,
+            system_ns: b.u64("system time")?,
+            peak_rss: b.u64("peak resident memory")?,
+        },
+    };
+    let header = body.len() - b.len();
     let outcome = match kind {
-        Kind::Done => Ok(range.start + 16..range.end),
+        Kind::Done => Ok(range.start + header..range.end),
         Kind::Panicked => {
             let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             let message = text(b.bytes("panic message")?);
@@ -133,18 +231,24 @@ pub(crate) fn decode_result(
             Err(match reason {
                 FAILED_SERIALIZATION => TaskError::Serialization { side, message },
                 FAILED_TOO_LARGE => TaskError::TooLarge { side, size, limit: 0 },
+                FAILED_MEMORY => {
+                    TaskError::ResourceLimit { resource: Resource::Memory, limit: size }
+                }
+                FAILED_CPU_TIME => {
+                    TaskError::ResourceLimit { resource: Resource::CpuTime, limit: size }
+                }
                 _ => return Err(WireError(format!("unknown failure reason {reason}"))),
             })
         }
         other => return Err(WireError(format!("unexpected {other:?} frame"))),
     };
-    Ok(ItemResult { seq, elapsed_ns, outcome })
+    Ok(ItemResult { meta, outcome })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::FrameReader;
+    use crate::wire::{FrameReader, HEADER};
 
     #[test]
     fn init_frames_round_trip() {
@@ -152,6 +256,8 @@ mod tests {
             frame_limit: 1 << 20,
             flags: BACKTRACES,
             initializer: Some(-42),
+            memory_limit: Some(1 << 28),
+            cpu_time_limit: None,
             name: "w-1".into(),
         };
         let mut out = Vec::new();
@@ -163,11 +269,178 @@ mod tests {
         assert_eq!(Init::decode(r.bytes(body)).unwrap(), init);
     }
 
+    /// Reads back the one frame in `bytes` as a result frame.
+    fn read_result(bytes: &[u8]) -> (ItemResult, Vec<u8>) {
+        let mut r = FrameReader::new(1024);
+        r.push(bytes);
+        let (kind, body) = r.next_frame().unwrap().unwrap();
+        let item = decode_result(kind, r.bytes(body.clone()), body).unwrap();
+        let value = item.outcome.as_ref().map_or(Vec::new(), |v| r.bytes(v.clone()).to_vec());
+        (item, value)
+    }
+
+    #[test]
+    fn result_frames_round_trip() {
+        let cost = Cost { elapsed_ns: 1234, user_ns: 5, system_ns: 6, peak_rss: 1 << 20 };
+        let meta = Meta { seq: 7, cost };
+        let mut out = Vec::new();
+        encode_done(&mut out, meta, b"value");
+        let (item, value) = read_result(&out);
+        assert_eq!((item.meta, value), (meta, b"value".to_vec()));
+
+        out.clear();
+        encode_panicked(&mut out, meta, "boom", "src/x.rs:1:2", "");
+        match read_result(&out).0.outcome {
+            Err(TaskError::Panicked(report)) => {
+                assert_eq!(report.message, "boom");
+                assert_eq!(report.location.as_deref(), Some("src/x.rs:1:2"));
+                assert_eq!(report.backtrace, None);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        out.clear();
+        encode_failed(&mut out, meta, Failure::TooLarge { side: Side::Result, size: 99 });
+        let failed = read_result(&out).0.outcome;
+        assert!(matches!(failed, Err(TaskError::TooLarge { side: Side::Result, size: 99, .. })));
+        out.clear();
+        let failure = Failure::Serialization { side: Side::Argument, message: "bad" };
+        encode_failed(&mut out, meta, failure);
+        match read_result(&out).0.outcome {
+            Err(TaskError::Serialization { side: Side::Argument, message }) => {
+                assert_eq!(message, "bad");
+            }
+            other => panic!("{other:?}"),
+        }
+        for resource in [Resource::Memory, Resource::CpuTime] {
+            out.clear();
+            encode_failed(&mut out, meta, Failure::ResourceLimit { resource, limit: 5 });
+            match read_result(&out).0.outcome {
+                Err(TaskError::ResourceLimit { resource: r, limit: 5 }) => assert_eq!(r, resource),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn sides_round_trip_through_bytes() {
         for side in [Side::Argument, Side::Result, Side::Task] {
             assert_eq!(side_from_byte(side_byte(side)), Some(side));
         }
         assert_eq!(side_from_byte(9), None);
+    }
+
+    /// Property tests: result and init frames, valid, damaged or random, never panic the
+    /// decoder; valid ones decode to what was encoded.
+    mod properties {
+        use super::*;
+        use crate::fuzz::Rng;
+
+        const RESULT_KINDS: [Kind; 3] = [Kind::Done, Kind::Panicked, Kind::Failed];
+        const SIDES: [Side; 3] = [Side::Argument, Side::Result, Side::Task];
+
+        fn text(rng: &mut Rng) -> String {
+            let len = rng.len_up_to(200);
+            String::from_utf8_lossy(&rng.bytes(len)).into_owned()
+        }
+
+        /// A random, valid result frame body of `kind`, and what it says.
+        fn result_body(rng: &mut Rng, kind: Kind) -> (Vec<u8>, Meta, String) {
+            let cost = Cost {
+                elapsed_ns: rng.next_u64(),
+                user_ns: rng.next_u64(),
+                system_ns: rng.next_u64(),
+                peak_rss: rng.next_u64(),
+            };
+            let meta = Meta { seq: rng.next_u64(), cost };
+            let payload = text(rng);
+            let mut out = Vec::new();
+            match kind {
+                Kind::Done => encode_done(&mut out, meta, payload.as_bytes()),
+                Kind::Panicked => encode_panicked(&mut out, meta, &payload, &text(rng), ""),
+                _ => {
+                    let side = rng.pick(&SIDES);
+                    let resource = rng.pick(&[Resource::Memory, Resource::CpuTime]);
+                    let failure = match rng.below(3) {
+                        0 => Failure::Serialization { side, message: &payload },
+                        1 => Failure::ResourceLimit { resource, limit: rng.next_u64() },
+                        _ => Failure::TooLarge { side, size: rng.next_u64() },
+                    };
+                    encode_failed(&mut out, meta, failure);
+                }
+            }
+            (out[HEADER..].to_vec(), meta, payload)
+        }
+
+        #[test]
+        fn valid_result_frames_decode_to_what_was_encoded() {
+            let mut rng = Rng::new(5);
+            for _ in 0..2000 {
+                let kind = rng.pick(&RESULT_KINDS);
+                let (body, meta, payload) = result_body(&mut rng, kind);
+                let item = decode_result(kind, &body, 0..body.len()).unwrap();
+                assert_eq!(item.meta, meta);
+                match (kind, item.outcome) {
+                    (Kind::Done, Ok(range)) => assert_eq!(&body[range], payload.as_bytes()),
+                    (Kind::Panicked, Err(TaskError::Panicked(report))) => {
+                        assert_eq!(report.message, payload);
+                    }
+                    (Kind::Failed, Err(TaskError::Serialization { message, .. })) => {
+                        assert_eq!(message, payload);
+                    }
+                    (Kind::Failed, Err(TaskError::TooLarge { .. })) => {}
+                    (Kind::Failed, Err(TaskError::ResourceLimit { .. })) => {}
+                    (kind, outcome) => panic!("{kind:?} decoded as {outcome:?}"),
+                }
+            }
+        }
+
+        #[test]
+        fn damaged_or_random_result_frames_never_panic() {
+            let mut rng = Rng::new(6);
+            for case in 0..20_000 {
+                let kind = rng.pick(&RESULT_KINDS);
+                let body = if case % 4 == 0 {
+                    let len = rng.len_up_to(300);
+                    rng.bytes(len)
+                } else {
+                    let (valid, _, _) = result_body(&mut rng, kind);
+                    rng.damage(&valid)
+                };
+                let at = rng.below(1 << 20);
+                let range = at..at + body.len();
+                if let Ok(ItemResult { outcome: Ok(value), .. }) = decode_result(kind, &body, range)
+                {
+                    assert!(value.start >= at && value.end == at + body.len(), "{value:?}");
+                }
+            }
+            // Frames of other kinds are refused, whatever their bodies.
+            for kind in [Kind::Init, Kind::Batch, Kind::Hello, Kind::InitFailed] {
+                let (body, _, _) = result_body(&mut rng, Kind::Done);
+                assert!(decode_result(kind, &body, 0..body.len()).is_err());
+            }
+        }
+
+        #[test]
+        fn init_frames_round_trip_and_damaged_ones_never_panic() {
+            let mut rng = Rng::new(7);
+            for _ in 0..10_000 {
+                let init = Init {
+                    frame_limit: rng.next_u64(),
+                    flags: rng.pick(&[0, BACKTRACES]),
+                    initializer: rng.pick(&[None, Some(-42), Some(1 << 40)]),
+                    memory_limit: rng.pick(&[None, Some(1 << 28)]),
+                    cpu_time_limit: rng.pick(&[None, Some(1), Some(u64::MAX)]),
+                    name: text(&mut rng),
+                };
+                let mut out = Vec::new();
+                init.encode(&mut out);
+                let body = &out[HEADER..];
+                assert_eq!(Init::decode(body).unwrap(), init);
+                let _ = Init::decode(&rng.damage(body));
+                let len = rng.len_up_to(64);
+                let _ = Init::decode(&rng.bytes(len));
+            }
+        }
     }
 }

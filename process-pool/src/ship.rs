@@ -112,6 +112,11 @@ impl ImageId {
         })
     }
 
+    /// Whether both name the same executable file (device and inode), whatever its layout.
+    pub(crate) fn same_file(self, other: ImageId) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
     /// The text form carried in the worker marker.
     pub(crate) fn to_marker(self) -> String {
         format!("{}:{}:{}", self.dev, self.ino, self.probe)

@@ -3,19 +3,64 @@
 //! A supervisor thread hands each sink the encoded results of consecutive items; the sink
 //! decodes them (on the supervisor thread, outside the pool's lock) and delivers them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 use taskpool_core::{Completer, Side, TaskError};
 
 use crate::codec;
+use crate::usage::{Cost, Usage};
+
+/// A result as a supervisor delivers it: its encoding, and what producing it cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Value<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) cost: Cost,
+}
 
 /// An item's outcome as a supervisor delivers it: the encoded result, or the failure.
-pub(crate) type Encoded<'a> = Result<&'a [u8], TaskError>;
+pub(crate) type Encoded<'a> = Result<Value<'a>, TaskError>;
+
+/// How many tasks ended with a value and how many with an error.
+///
+/// Whoever settles a task counts it, before the caller can see the outcome: a sink when it
+/// delivers, a cancellation when it settles the handle. So a caller that reads the counts
+/// after it received a result finds that result counted, and no task is counted twice.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    completed: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Tally {
+    /// Counts `values` tasks that ended with a value and `errors` that ended with an error.
+    pub(crate) fn record(&self, values: usize, errors: usize) {
+        if values > 0 {
+            self.completed.fetch_add(values as u64, Ordering::Relaxed);
+        }
+        if errors > 0 {
+            self.failed.fetch_add(errors as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Withdraws one task counted by [`Tally::record`] (as a value if `value`).
+    fn withdraw(&self, value: bool) {
+        let counter = if value { &self.completed } else { &self.failed };
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `(completed, failed)` so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.completed.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+}
 
 /// Receives the outcomes of a run's items.
 pub(crate) trait Sink: Send + Sync {
-    /// Delivers the outcomes of items `first..first + outcomes.len()` of the run.
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>);
+    /// Delivers the outcomes of items `first..first + outcomes.len()` of the run, counting
+    /// each in `tally` before its caller can see it.
+    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally);
 
     /// Whether item `index` no longer needs running (its handle was cancelled).
     fn is_settled(&self, _index: usize) -> bool {
@@ -23,19 +68,39 @@ pub(crate) trait Sink: Send + Sync {
     }
 }
 
-fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
-    codec::decode(outcome?).map_err(|e| TaskError::serialization(Side::Result, e))
+/// Decodes a result.
+pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
+    codec::decode(outcome?.bytes).map_err(|e| TaskError::serialization(Side::Result, e))
 }
 
-/// The sink of a single submitted task: its handle.
-pub(crate) struct HandleSink<R> {
-    pub(crate) completer: Completer<R>,
+/// Decodes a result and pairs it with what it cost.
+pub(crate) fn decode_with_usage<R: DeserializeOwned>(
+    outcome: Encoded<'_>,
+) -> Result<(R, Usage), TaskError> {
+    let value = outcome?;
+    Ok((decode(Ok(value))?, Usage::from(value.cost)))
 }
 
-impl<R: DeserializeOwned + Send> Sink for HandleSink<R> {
-    fn deliver(&self, _first: usize, outcomes: Vec<Encoded<'_>>) {
-        if let Some(outcome) = outcomes.into_iter().next() {
-            self.completer.complete(decode(outcome));
+/// The sink of a single submitted task: its handle, and how to turn an outcome into what the
+/// handle holds ([`decode`] or [`decode_with_usage`]).
+pub(crate) struct HandleSink<T> {
+    pub(crate) completer: Completer<T>,
+    pub(crate) decode: fn(Encoded<'_>) -> Result<T, TaskError>,
+}
+
+impl<T: Send> Sink for HandleSink<T> {
+    fn deliver(&self, _first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
+        let Some(outcome) = outcomes.into_iter().next() else { return };
+        if self.completer.is_settled() {
+            // Cancelled: the cancellation counted it.
+            return;
+        }
+        let value = (self.decode)(outcome);
+        let ok = value.is_ok();
+        tally.record(usize::from(ok), usize::from(!ok));
+        if !self.completer.complete(value) {
+            // A cancellation settled it in between, and counted it.
+            tally.withdraw(ok);
         }
     }
 
@@ -58,15 +123,17 @@ pub(crate) struct ChannelSink<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>) {
+    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
+        let values: Vec<Result<R, TaskError>> = outcomes.into_iter().map(decode).collect();
+        let ok = values.iter().filter(|v| v.is_ok()).count();
+        tally.record(ok, values.len() - ok);
         match &self.indices {
             None => {
-                let values = outcomes.into_iter().map(decode).collect();
                 let _ = self.tx.send((self.base + first, values));
             }
             Some(indices) => {
-                for (i, outcome) in outcomes.into_iter().enumerate() {
-                    let _ = self.tx.send((indices[first + i], vec![decode(outcome)]));
+                for (i, value) in values.into_iter().enumerate() {
+                    let _ = self.tx.send((indices[first + i], vec![value]));
                 }
             }
         }

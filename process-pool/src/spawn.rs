@@ -53,6 +53,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         frame_limit: limit as u64,
         flags: 0,
         initializer: None,
+        memory_limit: None,
+        cpu_time_limit: None,
         name: "taskpool-spawn".into(),
     };
     let Launched { pid, request, result } = launch::launch(&init)?;

@@ -61,6 +61,11 @@ fn init_for(shared: &Shared, w: usize) -> Init {
         frame_limit: config.frame_limit() as u64,
         flags: if config.captures_backtraces() { BACKTRACES } else { 0 },
         initializer: config.init_fn().map(|f| ship::offset_of(f as usize)),
+        memory_limit: config.worker_memory_limit(),
+        // The kernel counts whole seconds: round up.
+        cpu_time_limit: config
+            .worker_cpu_time_limit()
+            .map(|limit| limit.as_secs() + u64::from(limit.subsec_nanos() > 0)),
         name: format!("{}-{w}", config.prefix()),
     }
 }
@@ -151,8 +156,14 @@ struct Plan {
 /// Decides what to wait for, under the lock: kills for timeouts and cancellations, closes
 /// the request pipe of a worker that should retire (dropping `request`, the supervisor's
 /// reference to it).
-fn plan(shared: &Shared, state: &mut State, w: usize, request: &mut Option<Arc<OwnedFd>>) -> Plan {
-    let deadline = shared.police(state, w, Instant::now());
+fn plan(
+    shared: &Shared,
+    state: &mut State,
+    w: usize,
+    result: &OwnedFd,
+    request: &mut Option<Arc<OwnedFd>>,
+) -> Plan {
+    let deadline = shared.police(state, w, Instant::now(), || readable(result));
     if shared.should_retire(state, w) {
         if let Some(conn) = state.slots[w].conn.as_mut() {
             conn.close();
@@ -173,7 +184,7 @@ fn serve(
 ) {
     let mut request = Some(request);
     let wake = shared.wakes[w].as_fd();
-    let mut next = plan(shared, &mut shared.lock(), w, &mut request);
+    let mut next = plan(shared, &mut shared.lock(), w, result, &mut request);
     loop {
         let timeout = next.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let writable = request.as_deref().map_or(result.as_fd(), |r| r.as_fd());
@@ -199,13 +210,19 @@ fn serve(
             match reader.fill(result.as_fd()) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    next = read_results(shared, w, reader, &mut request);
+                    next = read_results(shared, w, reader, result, &mut request);
                     continue;
                 }
             }
         }
-        next = plan(shared, &mut shared.lock(), w, &mut request);
+        next = plan(shared, &mut shared.lock(), w, result, &mut request);
     }
+}
+
+/// Whether `fd` has bytes to read (or is at its end), without waiting.
+fn readable(fd: &OwnedFd) -> bool {
+    let interest = Interest { fd: fd.as_fd(), read: true, write: false };
+    sys::poll([interest], Some(Duration::ZERO)).is_ok_and(|[ready]| ready.read)
 }
 
 /// Handles every complete frame in `reader` under one lock: records the answers (and counts
@@ -216,6 +233,7 @@ fn read_results(
     shared: &Shared,
     w: usize,
     reader: &mut FrameReader,
+    result: &OwnedFd,
     request: &mut Option<Arc<OwnedFd>>,
 ) -> Plan {
     let mut deliveries = Deliveries::default();
@@ -224,7 +242,9 @@ fn read_results(
     loop {
         if state.slots[w].conn.as_ref().is_none_or(|c| c.killed.is_some()) {
             // A killed worker's later frames are ignored: the item it was running when it
-            // was killed gets the kill's error, whatever raced with it.
+            // was killed gets the kill's error, whatever raced with it. Its bytes are dropped
+            // as they come, so they cannot pile up until it ends.
+            reader.discard();
             break;
         }
         let frame = match reader.next_frame() {
@@ -247,11 +267,24 @@ fn read_results(
                 break;
             }
         };
-        match shared.answered(&mut state, w, item.seq, now) {
+        match shared.answered(&mut state, w, item.meta.seq, now) {
             Ok((run, index)) => {
-                shared.record_item_time(item.elapsed_ns);
-                let outcome = item.outcome.map_err(|e| with_limit(e, shared.config.frame_limit()));
+                let cost = item.meta.cost;
+                shared.record_item_time(cost.elapsed_ns);
+                state.counters.cost.add(cost);
+                let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
+                let outcome = item
+                    .outcome
+                    .map(|range| (range, cost))
+                    .map_err(|e| with_limit(e, shared.config.frame_limit()));
                 deliveries.add(&run, index, outcome);
+                if limit_reached {
+                    // The worker dies of it right after saying so: send it nothing more.
+                    if let Some(conn) = state.slots[w].conn.as_mut() {
+                        conn.kill(KillReason::LimitReached);
+                    }
+                    break;
+                }
             }
             Err(reason) => {
                 kill(&mut state.slots[w].conn, reason);
@@ -261,10 +294,10 @@ fn read_results(
     }
     let flush = shared.pump(&mut state, w);
     shared.delivered(&mut state, deliveries.len());
-    let next = plan(shared, &mut state, w, request);
+    let next = plan(shared, &mut state, w, result, request);
     drop(state);
     shared.flush(flush);
-    deliveries.deliver_from(&|range| reader.bytes(range));
+    deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally);
     next
 }
 
@@ -293,7 +326,7 @@ fn finish<'b>(
     if deliveries.is_empty() {
         return;
     }
-    let count = deliveries.deliver_from(bytes);
+    let count = deliveries.deliver_from(bytes, &shared.tally);
     let mut state = shared.lock();
     shared.delivered(&mut state, count);
 }

@@ -15,7 +15,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use taskpool_core::Exit;
@@ -332,6 +332,24 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+extern "C" fn on_interrupt(_: libc::c_int) {}
+
+/// Makes this process survive SIGINT, which a terminal's Ctrl-C sends to the whole process
+/// group: a worker's fate is its parent's to decide. A handler that does nothing (rather than
+/// `SIG_IGN`) keeps the default for programs a task starts, since exec resets handlers, and
+/// `SA_RESTART` resumes most calls the signal interrupts.
+pub(crate) fn survive_interrupts() {
+    // SAFETY: `action` is fully initialized (zeroed, then the handler, flags and an empty
+    // mask); the handler does nothing.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, ptr::null_mut());
+    }
+}
+
 /// Whether `fd` is an open pipe.
 pub(crate) fn is_pipe(fd: RawFd) -> bool {
     // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes fstat fail.
@@ -371,75 +389,227 @@ pub(crate) fn is_secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
+/// Caps this process's address space at `bytes` (`RLIMIT_AS`, soft and hard, so a task
+/// cannot lift it), and tells the crash handlers (see [`arm_crash_flush`]).
+pub(crate) fn limit_memory(bytes: u64) -> io::Result<()> {
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+    // SAFETY: `limit` is a valid rlimit for setrlimit to read.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) })?;
+    MEMORY_LIMIT.store(bytes, Ordering::Release);
+    Ok(())
+}
+
+/// Sets the soft CPU-time limit (`RLIMIT_CPU`) of this process to `seconds` in all, but never
+/// past the hard limit: the kernel sends SIGXCPU when the process's CPU time reaches it.
+pub(crate) fn limit_cpu_time(seconds: u64) -> io::Result<()> {
+    // SAFETY: rlimit is a plain struct that getrlimit fills.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_CPU, &mut limit) })?;
+    limit.rlim_cur = seconds.min(limit.rlim_max);
+    // SAFETY: `limit` is a valid rlimit for setrlimit to read.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CPU, &limit) }).map(drop)
+}
+
+/// What this process has used so far (`getrusage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ResourceUsage {
+    /// CPU time in user mode, in nanoseconds.
+    pub(crate) user_ns: u64,
+    /// CPU time in the kernel on its behalf, in nanoseconds.
+    pub(crate) system_ns: u64,
+    /// The largest resident set it had, in bytes.
+    pub(crate) peak_rss: u64,
+}
+
+impl ResourceUsage {
+    /// CPU time, user plus system, in nanoseconds.
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        self.user_ns.saturating_add(self.system_ns)
+    }
+}
+
+/// What this process has used so far, or zeros if the kernel will not say.
+pub(crate) fn resource_usage() -> ResourceUsage {
+    let nanos = |t: libc::timeval| {
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let micros = u64::try_from(t.tv_usec).unwrap_or(0);
+        secs.saturating_mul(1_000_000_000).saturating_add(micros * 1000)
+    };
+    // SAFETY: rusage is a plain struct that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for getrusage to fill.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return ResourceUsage::default();
+    }
+    ResourceUsage {
+        user_ns: nanos(usage.ru_utime),
+        system_ns: nanos(usage.ru_stime),
+        peak_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0).saturating_mul(1024),
+    }
+}
+
 // Crash-time flushing. A worker buffers results to batch its writes; if a task then crashes
 // the process, results of tasks that already finished would be lost and those tasks blamed or
 // re-run. So before each task the worker publishes its unwritten results here, and a handler
 // for the fatal signals (and an exit handler, for a task that calls `exit`) writes them out
 // before the process dies. The published bytes are not touched while a task runs.
+//
+// The worker also publishes the frames that say the task hit a limit. A task that uses up its
+// CPU time gets SIGXCPU; one whose allocation fails under the memory cap aborts (Rust aborts
+// on allocation failure, with no stable hook), and the handler tells that abort from others
+// by the address space being within an eighth of the cap. Either way the handler writes the
+// matching frame after the results, then the process dies of the signal.
 
-static ARMED_PTR: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
-static ARMED_LEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Publishes `pending` as the bytes to write if the process dies before [`disarm_crash_flush`].
-/// `pending` must stay alive and unchanged until then.
-///
-/// The fatal signals this serves are raised on the thread that armed it, so program order
-/// (kept by compiler fences) is all the handler needs; the stores are plain moves on x86.
-pub(crate) fn arm_crash_flush(pending: &[u8]) {
-    ARMED_LEN.store(0, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    ARMED_PTR.store(pending.as_ptr().cast_mut(), Ordering::Release);
-    ARMED_LEN.store(pending.len(), Ordering::Release);
-    compiler_fence(Ordering::SeqCst);
+/// Bytes published for a signal handler to write: a pointer and a length, set and cleared by
+/// the worker's thread between tasks.
+struct Published {
+    ptr: AtomicPtr<u8>,
+    len: AtomicUsize,
 }
 
-/// Withdraws the bytes published by [`arm_crash_flush`].
-pub(crate) fn disarm_crash_flush() {
-    compiler_fence(Ordering::SeqCst);
-    ARMED_LEN.store(0, Ordering::Release);
-    compiler_fence(Ordering::SeqCst);
-}
+impl Published {
+    const fn new() -> Self {
+        Published { ptr: AtomicPtr::new(ptr::null_mut()), len: AtomicUsize::new(0) }
+    }
 
-/// Writes the published bytes, once. Async-signal-safe: atomics and write(2) only.
-fn flush_armed() {
-    let len = ARMED_LEN.swap(0, Ordering::AcqRel);
-    let mut at = ARMED_PTR.load(Ordering::Acquire);
-    let mut left = len;
-    while left > 0 && !at.is_null() {
-        // SAFETY: `at..at+left` lies inside the buffer published by arm_crash_flush, which the
-        // worker keeps alive and unchanged while armed.
-        let n = unsafe { libc::write(RESULT_FD, at.cast(), left) };
-        if n <= 0 {
-            let interrupted = io::Error::last_os_error().kind() == io::ErrorKind::Interrupted;
-            if n < 0 && interrupted {
-                continue;
+    fn publish(&self, bytes: &[u8]) {
+        self.len.store(0, Ordering::Release);
+        self.ptr.store(bytes.as_ptr().cast_mut(), Ordering::Release);
+        self.len.store(bytes.len(), Ordering::Release);
+    }
+
+    fn withdraw(&self) {
+        self.len.store(0, Ordering::Release);
+    }
+
+    /// Writes the published bytes to the result pipe, once. Async-signal-safe: atomics and
+    /// write(2) only.
+    fn write_out(&self) {
+        let len = self.len.swap(0, Ordering::AcqRel);
+        let mut at = self.ptr.load(Ordering::Acquire);
+        let mut left = len;
+        while left > 0 && !at.is_null() {
+            // SAFETY: `at..at+left` lies inside the bytes published, which the worker keeps
+            // alive and unchanged until it withdraws them.
+            let n = unsafe { libc::write(RESULT_FD, at.cast(), left) };
+            if n <= 0 {
+                let interrupted = io::Error::last_os_error().kind() == io::ErrorKind::Interrupted;
+                if n < 0 && interrupted {
+                    continue;
+                }
+                return;
             }
-            return;
+            let n = n.unsigned_abs();
+            left -= n;
+            // SAFETY: `n <= left`, so the pointer stays inside the published bytes.
+            at = unsafe { at.add(n) };
         }
-        let n = n.unsigned_abs();
-        left -= n;
-        // SAFETY: `n <= left`, so the pointer stays inside the published buffer.
-        at = unsafe { at.add(n) };
     }
 }
 
+/// Result frames the worker has not written yet.
+static PENDING: Published = Published::new();
+/// The frame saying the running task ran out of memory; empty without a memory limit.
+static ON_MEMORY: Published = Published::new();
+/// The frame saying the running task used up its CPU time; empty without a CPU limit.
+static ON_CPU_TIME: Published = Published::new();
+/// Whether a task is running.
+static IN_TASK: AtomicBool = AtomicBool::new(false);
+/// The address-space cap set by [`limit_memory`], or 0.
+static MEMORY_LIMIT: AtomicU64 = AtomicU64::new(0);
+/// The size of a memory page, read when the handlers are installed.
+static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
+
+/// Publishes what to write if the process dies before [`disarm_crash_flush`]: `pending`
+/// results, then `on_memory` if the task ran out of memory or `on_cpu_time` if it used up its
+/// CPU time. Each must stay alive and unchanged until then.
+pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u8]) {
+    PENDING.publish(pending);
+    if !on_memory.is_empty() {
+        ON_MEMORY.publish(on_memory);
+    }
+    if !on_cpu_time.is_empty() {
+        ON_CPU_TIME.publish(on_cpu_time);
+    }
+    IN_TASK.store(true, Ordering::Release);
+}
+
+/// Withdraws what [`arm_crash_flush`] published.
+pub(crate) fn disarm_crash_flush() {
+    IN_TASK.store(false, Ordering::Release);
+    PENDING.withdraw();
+    ON_MEMORY.withdraw();
+    ON_CPU_TIME.withdraw();
+}
+
+/// Whether this process's address space is within an eighth of the memory cap, read from
+/// `/proc/self/statm` with raw system calls. Async-signal-safe.
+fn near_memory_limit() -> bool {
+    let limit = MEMORY_LIMIT.load(Ordering::Acquire);
+    if limit == 0 {
+        return false;
+    }
+    // SAFETY: the path is a NUL-terminated string; open has no other memory effects.
+    let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is valid for writes of its length; `fd` was just opened and is closed
+    // right after.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let read = usize::try_from(n).unwrap_or(0).min(buf.len());
+    // The first field is the size of the address space, in pages.
+    let mut pages: u64 = 0;
+    for &b in buf[..read].iter().take_while(|b| b.is_ascii_digit()) {
+        pages = pages.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+    }
+    let size = pages.saturating_mul(PAGE_SIZE.load(Ordering::Acquire));
+    size >= limit - limit / 8
+}
+
 extern "C" fn on_fatal_signal(signal: libc::c_int) {
-    flush_armed();
-    // The handler was installed with SA_RESETHAND, so the signal's action is the default
-    // again: re-raising it ends the process with this signal once the handler returns (and a
-    // fault re-faults on return anyway).
-    // SAFETY: raise is async-signal-safe.
-    unsafe { libc::raise(signal) };
+    if signal == libc::SIGXCPU && !IN_TASK.load(Ordering::Acquire) {
+        // Between tasks, the worker's own work reached the soft limit just before it would
+        // have been raised for the next task: no task's fault, and nothing to report.
+        return;
+    }
+    let in_task = IN_TASK.swap(false, Ordering::AcqRel);
+    PENDING.write_out();
+    if in_task && signal == libc::SIGXCPU {
+        ON_CPU_TIME.write_out();
+    } else if in_task && signal == libc::SIGABRT && near_memory_limit() {
+        ON_MEMORY.write_out();
+    }
+    // Die of this signal: with the default action back, the raised signal (blocked while
+    // this handler runs) ends the process once the handler returns, and a fault re-faults.
+    // SAFETY: `action` is zeroed (SIG_DFL, no flags, an empty mask); sigaction and raise are
+    // async-signal-safe.
+    unsafe {
+        let action: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, &action, ptr::null_mut());
+        libc::raise(signal);
+    }
 }
 
 extern "C" fn on_exit() {
-    flush_armed();
+    PENDING.write_out();
 }
 
-/// Installs the crash-time flush: handlers for the fatal signals, on an alternate stack so a
-/// stack overflow is handled too, and an exit handler.
+/// Installs the crash-time flush: handlers for the fatal signals and SIGXCPU, on an
+/// alternate stack so a stack overflow is handled too, and an exit handler.
 pub(crate) fn install_crash_flush() {
     const ALT_STACK: usize = 64 * 1024;
+    // SAFETY: sysconf only reads a system setting.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if let Ok(page) = u64::try_from(page) {
+        PAGE_SIZE.store(page, Ordering::Release);
+    }
     // The stack must outlive every signal: leak it, once per worker process.
     let stack: &'static mut [u8] = Vec::leak(vec![0u8; ALT_STACK]);
     let alt = libc::stack_t { ss_sp: stack.as_mut_ptr().cast(), ss_flags: 0, ss_size: ALT_STACK };
@@ -453,6 +623,7 @@ pub(crate) fn install_crash_flush() {
         libc::SIGABRT,
         libc::SIGTRAP,
         libc::SIGSYS,
+        libc::SIGXCPU,
     ] {
         // SAFETY: `action` is fully initialized (zeroed, then the handler, flags and an empty
         // mask); the handler only calls async-signal-safe functions.
@@ -460,7 +631,7 @@ pub(crate) fn install_crash_flush() {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction =
                 on_fatal_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_ONSTACK | libc::SA_RESETHAND;
+            action.sa_flags = libc::SA_ONSTACK;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, ptr::null_mut());
         }

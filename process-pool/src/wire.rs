@@ -1,9 +1,9 @@
 //! Framing between the parent and a worker: length-prefixed frames with a hard size cap.
 //!
 //! A frame is `len: u32 LE`, then `kind: u8`, then `len - 1` bytes of body. Bodies are built
-//! from little-endian integers and `u32`-length-prefixed byte strings. The reader never
-//! allocates more than its limit, whatever length a frame claims; see `README.md` for the
-//! frame kinds and the protocol.
+//! from little-endian integers and `u32`-length-prefixed byte strings. The reader allocates
+//! for the bytes that arrived, never for the length a frame claims, and never beyond its
+//! limit; see `README.md` for the frame kinds and the protocol.
 
 use std::fmt;
 use std::io;
@@ -148,6 +148,11 @@ impl<'a> Body<'a> {
         self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
     }
 
+    /// How many bytes are not read yet.
+    pub(crate) fn len(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Everything not read yet.
     pub(crate) fn rest(self) -> &'a [u8] {
         self.rest
@@ -164,6 +169,11 @@ impl<'a> Body<'a> {
 }
 
 /// Splits a byte stream into frames, holding at most `limit` bytes of frame at a time.
+///
+/// Its buffer grows with the bytes that arrive (doubling, so a large frame takes a few reads),
+/// up to the frame being read plus one read's worth: a caller that takes every complete frame
+/// before reading again never has more than `limit + HEADER + READ_CHUNK` bytes allocated,
+/// whatever the peer sends.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
@@ -175,8 +185,8 @@ pub(crate) struct FrameReader {
     limit: usize,
 }
 
-/// How much a reader asks the kernel for at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// How much a reader asks the kernel for at once, at least.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 impl FrameReader {
     pub(crate) fn new(limit: usize) -> Self {
@@ -190,39 +200,72 @@ impl FrameReader {
 
     /// Reads what the descriptor has (blocking if it has nothing). Returns 0 at end of file.
     pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.fill_with(|buf| sys::read(fd, buf))
+    }
+
+    /// Makes room, then lets `read` put bytes at the end of what is held, as a read(2) would:
+    /// it returns how many it put, 0 for end of input.
+    pub(crate) fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         self.make_room();
-        let n = sys::read(fd, &mut self.buf[self.end..])?;
+        let room = &mut self.buf[self.end..];
+        let n = read(room)?.min(room.len());
         self.end += n;
         Ok(n)
     }
 
-    /// Appends bytes as if they were read, for tests and fuzzing.
+    /// Appends all of `bytes` as if they were read, in as many reads as it takes.
     #[cfg(test)]
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.make_room();
-        self.buf.truncate(self.end);
-        self.buf.extend_from_slice(bytes);
-        self.end = self.buf.len();
+    pub(crate) fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = self
+                .fill_with(|room| {
+                    let n = room.len().min(bytes.len());
+                    room[..n].copy_from_slice(&bytes[..n]);
+                    Ok(n)
+                })
+                .unwrap_or(0);
+            bytes = &bytes[n..];
+        }
     }
 
-    /// Moves unread bytes to the front and makes room for at least one more chunk, or for
-    /// the rest of a frame whose length is known (never beyond the limit).
+    /// Drops every byte held: what a peer that broke the protocol sent later is not read.
+    pub(crate) fn discard(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Bytes allocated for the buffer, for the tests of the allocation bound.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Moves unread bytes to the front and makes room for the next read: as many bytes again
+    /// as are held (at least [`READ_CHUNK`]), but never more than the rest of the frame being
+    /// read plus [`READ_CHUNK`], and only [`READ_CHUNK`] while the frame's length is unknown
+    /// or over the limit.
     fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
         let pending = self.end - self.start;
-        let want = match self.peek_len() {
-            Some(len) if len <= self.limit => (HEADER - 1 + len).max(pending) + READ_CHUNK,
-            _ => pending + READ_CHUNK,
+        let frame = match self.peek_len() {
+            Some(len) if len <= self.limit => HEADER - 1 + len,
+            _ => 0,
         };
+        let want = (pending + READ_CHUNK.max(pending)).min(frame.max(pending) + READ_CHUNK);
         if self.start > 0 && self.buf.len() - self.start < want {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = pending;
         }
         if self.buf.len() < self.start + want {
+            let more = self.start + want - self.buf.len();
+            self.buf.reserve_exact(more);
             self.buf.resize(self.start + want, 0);
         }
     }
@@ -237,7 +280,8 @@ impl FrameReader {
     ///
     /// # Errors
     ///
-    /// A frame longer than the limit, empty, or of an unknown kind.
+    /// A frame longer than the limit, empty, or of an unknown kind: each is reported as soon
+    /// as its header has arrived, without waiting for a body.
     pub(crate) fn next_frame(&mut self) -> Result<Option<(Kind, Range<usize>)>, WireError> {
         let Some(len) = self.peek_len() else { return Ok(None) };
         if len == 0 {
@@ -249,12 +293,13 @@ impl FrameReader {
                 self.limit
             )));
         }
+        let kind_at = self.start + 4;
+        let Some(&kind) = self.buf[..self.end].get(kind_at) else { return Ok(None) };
+        let kind =
+            Kind::from_byte(kind).ok_or_else(|| malformed(format!("unknown frame kind {kind}")))?;
         if self.end - self.start < 4 + len {
             return Ok(None);
         }
-        let kind_at = self.start + 4;
-        let kind = Kind::from_byte(self.buf[kind_at])
-            .ok_or_else(|| malformed(format!("unknown frame kind {}", self.buf[kind_at])))?;
         self.start += 4 + len;
         Ok(Some((kind, kind_at + 1..self.start)))
     }
@@ -317,17 +362,61 @@ mod tests {
         let mut r = FrameReader::new(100);
         r.push(&u32::MAX.to_le_bytes());
         assert!(r.next_frame().unwrap_err().0.contains("over the 100-byte limit"));
-        assert!(r.buf.len() < 200_000, "the reader allocated {} bytes", r.buf.len());
+        assert!(r.capacity() <= READ_CHUNK, "the reader allocated {} bytes", r.capacity());
     }
 
     #[test]
-    fn garbage_kinds_and_empty_frames_are_errors() {
+    fn a_claimed_length_costs_nothing_until_its_bytes_arrive() {
+        let mut r = FrameReader::new(1 << 30);
+        r.push(&[0, 0, 0, 0x30, Kind::Done as u8]);
+        assert_eq!(r.next_frame().unwrap(), None);
+        r.push(&[0; 10]);
+        assert!(r.capacity() <= 2 * READ_CHUNK, "the reader allocated {} bytes", r.capacity());
+    }
+
+    #[test]
+    fn garbage_kinds_and_empty_frames_are_errors_before_the_body() {
         let mut r = FrameReader::new(100);
-        r.push(&[1, 0, 0, 0, 99]);
-        assert!(r.next_frame().is_err());
+        r.push(&[50, 0, 0, 0, 99]);
+        assert!(r.next_frame().unwrap_err().0.contains("unknown frame kind 99"));
         let mut r = FrameReader::new(100);
         r.push(&[0, 0, 0, 0]);
         assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_large_frame_arrives_in_a_few_reads_and_the_buffer_stays_bounded() {
+        let body = vec![7; 3 << 20];
+        let bytes = frame(Kind::Done, &body);
+        let mut r = FrameReader::new(4 << 20);
+        let mut reads = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            // A pipe hands over at most 1 MiB per read.
+            at += r
+                .fill_with(|room| {
+                    let n = room.len().min(bytes.len() - at).min(1 << 20);
+                    room[..n].copy_from_slice(&bytes[at..at + n]);
+                    Ok(n)
+                })
+                .unwrap();
+            reads += 1;
+        }
+        assert!(reads <= 16, "{reads} reads");
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), &body[..]);
+        assert!(r.capacity() <= (4 << 20) + HEADER + READ_CHUNK);
+    }
+
+    #[test]
+    fn discard_drops_what_is_held() {
+        let mut r = FrameReader::new(100);
+        r.push(&frame(Kind::Done, b"x")[..3]);
+        r.discard();
+        assert_eq!(r.pending(), 0);
+        r.push(&frame(Kind::Done, b"y"));
+        let (_, body) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(body), b"y");
     }
 
     #[test]
@@ -346,5 +435,147 @@ mod tests {
         let mut lying = Vec::new();
         put_u32(&mut lying, 1000);
         assert!(Body::new(&lying).bytes("payload").is_err());
+    }
+
+    /// Property tests: many generated streams, split at random points, through the real read
+    /// path (`fill_with`), the way the supervisor and the worker read.
+    mod properties {
+        use super::*;
+        use crate::fuzz::Rng;
+
+        const KINDS: [Kind; 7] = [
+            Kind::Init,
+            Kind::Batch,
+            Kind::Hello,
+            Kind::InitFailed,
+            Kind::Done,
+            Kind::Panicked,
+            Kind::Failed,
+        ];
+        const LIMITS: [usize; 5] = [64, 1000, 5000, 70_000, 300_000];
+
+        /// The most a reader may hold when its caller takes every complete frame.
+        fn cap(limit: usize) -> usize {
+            limit + HEADER + READ_CHUNK
+        }
+
+        /// Feeds `stream` to `reader` in random pieces, taking every complete frame after each
+        /// read and checking the allocation bound. Stops at the first error, as callers do.
+        fn feed(
+            rng: &mut Rng,
+            reader: &mut FrameReader,
+            stream: &[u8],
+        ) -> (Vec<(Kind, Vec<u8>)>, Option<WireError>) {
+            let mut frames = Vec::new();
+            let mut at = 0;
+            while at < stream.len() {
+                let piece = 1 + rng.len_up_to(3 * READ_CHUNK);
+                let n = reader
+                    .fill_with(|room| {
+                        let n = room.len().min(piece).min(stream.len() - at);
+                        room[..n].copy_from_slice(&stream[at..at + n]);
+                        Ok(n)
+                    })
+                    .unwrap();
+                at += n;
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some((kind, range))) => {
+                            frames.push((kind, reader.bytes(range).to_vec()))
+                        }
+                        Ok(None) => break,
+                        Err(e) => return (frames, Some(e)),
+                    }
+                }
+                let (capacity, limit) = (reader.capacity(), reader.limit);
+                assert!(capacity <= cap(limit), "{capacity} bytes held, limit {limit}");
+            }
+            (frames, None)
+        }
+
+        /// Random frames that fit `limit`, and the stream they make.
+        fn frames(rng: &mut Rng, limit: usize) -> (Vec<(Kind, Vec<u8>)>, Vec<u8>) {
+            let mut stream = Vec::new();
+            let frames: Vec<(Kind, Vec<u8>)> = (0..rng.below(12))
+                .map(|_| {
+                    let len = rng.len_up_to(limit - 1);
+                    (rng.pick(&KINDS), rng.bytes(len))
+                })
+                .collect();
+            for (kind, body) in &frames {
+                stream.extend(frame(*kind, body));
+            }
+            (frames, stream)
+        }
+
+        #[test]
+        fn frames_in_any_pieces_come_out_whole_and_in_order() {
+            let mut rng = Rng::new(1);
+            for _ in 0..300 {
+                let limit = rng.pick(&LIMITS);
+                let (expected, stream) = frames(&mut rng, limit);
+                let mut reader = FrameReader::new(limit);
+                let (got, error) = feed(&mut rng, &mut reader, &stream);
+                assert_eq!(error, None);
+                assert!(got == expected, "frames differ, limit {limit}");
+                assert_eq!(reader.pending(), 0);
+            }
+        }
+
+        #[test]
+        fn a_truncated_stream_gives_its_whole_frames_and_holds_the_rest() {
+            let mut rng = Rng::new(2);
+            for _ in 0..300 {
+                let limit = rng.pick(&LIMITS);
+                let (expected, stream) = frames(&mut rng, limit);
+                let cut = rng.below(stream.len() + 1);
+                let mut reader = FrameReader::new(limit);
+                let (got, error) = feed(&mut rng, &mut reader, &stream[..cut]);
+                assert_eq!(error, None);
+                assert!(expected.starts_with(&got));
+                let whole: usize = got.iter().map(|(_, body)| HEADER + body.len()).sum();
+                assert_eq!(reader.pending(), cut - whole);
+                assert_eq!(reader.next_frame(), Ok(None));
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics_nor_outgrows_the_limit() {
+            let mut rng = Rng::new(3);
+            for case in 0..3000 {
+                let limit = rng.pick(&LIMITS);
+                let stream = if case % 2 == 0 {
+                    let len = rng.len_up_to(4 * READ_CHUNK);
+                    rng.bytes(len)
+                } else {
+                    let (_, stream) = frames(&mut rng, limit);
+                    rng.damage(&stream)
+                };
+                let mut reader = FrameReader::new(limit);
+                let (got, _) = feed(&mut rng, &mut reader, &stream);
+                assert!(got.iter().all(|(_, body)| body.len() < limit));
+            }
+        }
+
+        #[test]
+        fn an_oversized_or_unknown_header_fails_at_once() {
+            let mut rng = Rng::new(4);
+            for _ in 0..1000 {
+                let limit = rng.pick(&LIMITS);
+                let mut header = Vec::new();
+                if rng.below(2) == 0 {
+                    let len = limit + 1 + rng.below(u32::MAX as usize - limit);
+                    header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+                } else {
+                    let len = 1 + rng.below(limit);
+                    header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+                    header.push(rng.pick(&[0, 3, 9, 15, 99, 255]));
+                }
+                let mut reader = FrameReader::new(limit);
+                reader.push(&header);
+                assert!(reader.next_frame().is_err(), "{header:?}, limit {limit}");
+                assert!(reader.capacity() <= READ_CHUNK);
+            }
+        }
     }
 }

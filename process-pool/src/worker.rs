@@ -7,14 +7,13 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use taskpool_core::{PanicReport, PanicScope, Side, catch_panic};
+use taskpool_core::{PanicScope, Resource, Side, catch_panic};
 
 use crate::entry::ImageVerified;
-use crate::protocol::{
-    BACKTRACES, FAILED_SERIALIZATION, FAILED_TOO_LARGE, FLUSH_EACH, Init, side_byte,
-};
+use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};
 use crate::ship::{self, BatchFn};
 use crate::sys::{self, REQUEST_FD, RESULT_FD};
+use crate::usage::Cost;
 use crate::wire::{self, Body, FrameReader, Kind};
 
 /// Exit code of a worker that received a malformed frame from its parent.
@@ -28,6 +27,8 @@ const FLUSH_AGE: Duration = Duration::from_micros(200);
 const FLUSH_BYTES: usize = 64 * 1024;
 /// Longest panic message, location or backtrace sent back (longer ones are cut).
 const MAX_REPORT: usize = 64 * 1024;
+/// Read the worker's CPU time at most this often within a batch (always after its last item).
+const MEASURE_EVERY: Duration = Duration::from_micros(100);
 
 /// Serves as a worker until the parent closes the request pipe. Never returns.
 pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
@@ -35,6 +36,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let result = sys::fixed_fd(RESULT_FD);
     sys::close_from(RESULT_FD + 1);
     sys::ignore_sigpipe();
+    sys::survive_interrupts();
 
     let mut reader = FrameReader::new(64 * 1024);
     let init = match next_frame(&mut reader, request) {
@@ -54,6 +56,11 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             refuse(result, &format!("initializer failed: {report}"));
         }
     }
+    if let Some(bytes) = init.memory_limit {
+        if let Err(e) = sys::limit_memory(bytes) {
+            refuse(result, &format!("cannot set the memory limit of {bytes} bytes: {e}"));
+        }
+    }
     let mut hello = Vec::new();
     let at = wire::begin_frame(&mut hello, Kind::Hello);
     wire::put_u32(&mut hello, sys::pid());
@@ -64,7 +71,8 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
 
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     reader.set_limit(limit.saturating_add(wire::SLACK));
-    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0);
+    let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
+    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0, limits);
     sys::install_crash_flush();
     loop {
         loop {
@@ -141,6 +149,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
     out.seq = first_seq;
+    out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
     out.last_end = None;
     let run: BatchFn = ship::entry_at(entry, image);
@@ -190,8 +199,12 @@ pub(crate) struct Outputs {
     oldest: Option<Instant>,
     /// Sequence number of the next item.
     seq: u64,
+    /// Items of the current batch not run yet.
+    left_in_batch: u32,
     flush_each: bool,
     limit: usize,
+    limits: Limits,
+    meter: Meter,
     /// Panic capture for this thread, entered once for the worker's life.
     panics: PanicScope,
     /// When the previous item ended; `None` at the start of a batch.
@@ -199,15 +212,18 @@ pub(crate) struct Outputs {
 }
 
 impl Outputs {
-    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool) -> Self {
+    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool, limits: Limits) -> Self {
         Outputs {
             fd,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
             scratch: Vec::new(),
             oldest: None,
             seq: 0,
+            left_in_batch: 0,
             flush_each: false,
             limit,
+            limits,
+            meter: Meter::new(),
             panics: PanicScope::enter(backtraces),
             last_end: None,
         }
@@ -217,7 +233,9 @@ impl Outputs {
     /// buffer it is given. Records the outcome as the item's result frame.
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
-        sys::arm_crash_flush(&self.pending);
+        self.left_in_batch = self.left_in_batch.saturating_sub(1);
+        self.limits.prepare(self.seq, self.meter.cpu_ns());
+        sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
         // An item starts when the one before it ended: one clock read per item.
         let started = self.last_end.unwrap_or_else(Instant::now);
         let scratch = &mut self.scratch;
@@ -225,59 +243,42 @@ impl Outputs {
         let now = Instant::now();
         self.last_end = Some(now);
         sys::disarm_crash_flush();
-        let elapsed = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
+        let elapsed_ns = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
+        let used = self.meter.read(now, self.left_in_batch == 0);
+        let cost = Cost {
+            elapsed_ns,
+            user_ns: used.user_ns,
+            system_ns: used.system_ns,
+            peak_rss: used.peak_rss,
+        };
+        let meta = Meta { seq: self.seq, cost };
+        let out = &mut self.pending;
         match outcome {
-            Ok(Ok(())) if self.scratch.len() <= self.limit => self.done(elapsed),
+            Ok(Ok(())) if self.scratch.len() <= self.limit => {
+                protocol::encode_done(out, meta, &self.scratch);
+            }
             Ok(Ok(())) => {
-                let size = self.scratch.len() as u64;
-                self.failed(elapsed, Side::Result, FAILED_TOO_LARGE, size, "");
+                let too_large =
+                    Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
+                protocol::encode_failed(out, meta, too_large);
             }
             Ok(Err((side, message))) => {
-                self.failed(elapsed, side, FAILED_SERIALIZATION, 0, &message)
+                let message = cut(&message);
+                protocol::encode_failed(out, meta, Failure::Serialization { side, message });
             }
-            Err(report) => self.panicked(elapsed, &report),
+            Err(report) => protocol::encode_panicked(
+                out,
+                meta,
+                cut(&report.message),
+                cut(report.location.as_deref().unwrap_or("")),
+                cut(report.backtrace.as_deref().unwrap_or("")),
+            ),
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(now);
         if self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE {
             self.flush();
         }
-    }
-
-    fn header(&mut self, kind: Kind, elapsed: u64) -> usize {
-        let at = wire::begin_frame(&mut self.pending, kind);
-        wire::put_u64(&mut self.pending, self.seq);
-        wire::put_u64(&mut self.pending, elapsed);
-        at
-    }
-
-    fn done(&mut self, elapsed: u64) {
-        let at = self.header(Kind::Done, elapsed);
-        self.pending.extend_from_slice(&self.scratch);
-        wire::end_frame(&mut self.pending, at);
-    }
-
-    fn failed(&mut self, elapsed: u64, side: Side, reason: u8, size: u64, message: &str) {
-        let at = self.header(Kind::Failed, elapsed);
-        self.pending.push(side_byte(side));
-        self.pending.push(reason);
-        wire::put_u64(&mut self.pending, size);
-        self.pending.extend_from_slice(cut(message).as_bytes());
-        wire::end_frame(&mut self.pending, at);
-    }
-
-    fn panicked(&mut self, elapsed: u64, report: &PanicReport) {
-        let at = self.header(Kind::Panicked, elapsed);
-        wire::put_bytes(&mut self.pending, cut(&report.message).as_bytes());
-        wire::put_bytes(
-            &mut self.pending,
-            cut(report.location.as_deref().unwrap_or("")).as_bytes(),
-        );
-        wire::put_bytes(
-            &mut self.pending,
-            cut(report.backtrace.as_deref().unwrap_or("")).as_bytes(),
-        );
-        wire::end_frame(&mut self.pending, at);
     }
 
     /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
@@ -290,6 +291,96 @@ impl Outputs {
         }
         self.pending.clear();
         self.oldest = None;
+    }
+}
+
+/// The worker's limits, and the frames its crash handler writes for the running task when it
+/// hits one (see `sys::arm_crash_flush`).
+#[derive(Debug)]
+struct Limits {
+    memory: Option<u64>,
+    /// Seconds of CPU time each task may use.
+    cpu_time: Option<u64>,
+    /// The soft CPU-time limit set last, in seconds of the worker's CPU time.
+    cpu_armed: u64,
+    /// The running task's memory frame, then its CPU-time frame.
+    frames: Vec<u8>,
+    memory_frame: usize,
+}
+
+impl Limits {
+    fn new(memory: Option<u64>, cpu_time: Option<u64>) -> Self {
+        Limits { memory, cpu_time, cpu_armed: 0, frames: Vec::new(), memory_frame: 0 }
+    }
+
+    /// Prepares for item `seq`: builds its frames, and gives it its CPU time on top of the
+    /// `used_ns` the worker used so far (the kernel counts the whole process, in whole
+    /// seconds).
+    fn prepare(&mut self, seq: u64, used_ns: u64) {
+        if self.memory.is_none() && self.cpu_time.is_none() {
+            return;
+        }
+        self.frames.clear();
+        let meta = Meta { seq, ..Meta::default() };
+        if let Some(limit) = self.memory {
+            let failure = Failure::ResourceLimit { resource: Resource::Memory, limit };
+            protocol::encode_failed(&mut self.frames, meta, failure);
+        }
+        self.memory_frame = self.frames.len();
+        if let Some(limit) = self.cpu_time {
+            let failure = Failure::ResourceLimit { resource: Resource::CpuTime, limit };
+            protocol::encode_failed(&mut self.frames, meta, failure);
+            let until = used_ns.saturating_add(limit.saturating_mul(1_000_000_000));
+            let until = until.div_ceil(1_000_000_000);
+            if until > self.cpu_armed && sys::limit_cpu_time(until).is_ok() {
+                self.cpu_armed = until;
+            }
+        }
+    }
+
+    fn on_memory(&self) -> &[u8] {
+        &self.frames[..self.memory_frame]
+    }
+
+    fn on_cpu_time(&self) -> &[u8] {
+        &self.frames[self.memory_frame..]
+    }
+}
+
+/// Reads what items cost from the kernel (`getrusage`): after an item when
+/// [`MEASURE_EVERY`] has passed since the last reading, or when asked to, so that a stream of
+/// tiny items pays for few system calls. A reading gives the CPU time used since the one
+/// before; in between, items report none.
+#[derive(Debug)]
+struct Meter {
+    last: sys::ResourceUsage,
+    at: Instant,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Meter { last: sys::resource_usage(), at: Instant::now() }
+    }
+
+    /// CPU time used since the last reading, if it is time to read (`now`) or `force`d; none
+    /// otherwise. The peak resident memory is the latest known.
+    fn read(&mut self, now: Instant, force: bool) -> sys::ResourceUsage {
+        if !force && now - self.at < MEASURE_EVERY {
+            return sys::ResourceUsage { peak_rss: self.last.peak_rss, ..Default::default() };
+        }
+        let usage = sys::resource_usage();
+        let used = sys::ResourceUsage {
+            user_ns: usage.user_ns.saturating_sub(self.last.user_ns),
+            system_ns: usage.system_ns.saturating_sub(self.last.system_ns),
+            peak_rss: usage.peak_rss,
+        };
+        (self.last, self.at) = (usage, now);
+        used
+    }
+
+    /// The worker's CPU time at the last reading, in nanoseconds.
+    fn cpu_ns(&self) -> u64 {
+        self.last.cpu_ns()
     }
 }
 

@@ -110,15 +110,3 @@ fn batch_with_a_panic_runs_every_other_item_exactly_once() {
         other => panic!("expected a panic, got {other:?}"),
     }
 }
-
-#[test]
-fn stats_count_crashes_and_replacements() {
-    let pool = ProcessPool::new(1).unwrap();
-    for _ in 0..3 {
-        assert!(pool.apply(abort, 0).is_err());
-    }
-    assert_eq!(pool.apply(square, 2).unwrap(), 4);
-    let stats = pool.stats();
-    assert_eq!(stats.crashes, 3);
-    assert_eq!(stats.workers_started, 4);
-}

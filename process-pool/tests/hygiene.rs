@@ -1,37 +1,54 @@
-//! Resource hygiene: descriptors and child processes are counted for the whole test process,
-//! so this binary holds a single test and nothing else runs beside it.
+//! Resource hygiene: descriptors, memory and child processes are counted for the whole test
+//! process, so this binary holds a single test and nothing else runs beside it.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
-use taskpool_process::{Pool, ProcessPool};
+use taskpool_process::{Exit, Pool, ProcessPool, TaskError};
+
+/// Bytes the parent may grow by over 1 000 respawns: generous against allocator noise, far
+/// below what a leaked buffer, thread or pipe buffer per respawn would cost.
+const RSS_GROWTH: u64 = 8 << 20;
+
+/// Waits until every slot of `pool` holds a worker: no start is in progress and every worker
+/// that crashed has been reaped. A slot holds no worker from the moment its crashed worker is
+/// detached for reaping until its replacement is spawned.
+fn settle(pool: &ProcessPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.pids().len() < pool.workers() {
+        assert!(Instant::now() < deadline, "the pool never got all its workers back");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn all_aborted(outcomes: &[Result<u64, TaskError>]) -> bool {
+    outcomes.iter().all(|o| matches!(o, Err(TaskError::Crashed(Exit::Signal(6)))))
+}
 
 #[test]
-fn respawns_and_drops_leak_no_descriptors_and_leave_no_zombies() {
+fn a_thousand_respawns_leak_no_descriptors_memory_or_zombies() {
     let before = open_fds();
     let pool = ProcessPool::new(2).unwrap();
-    assert_eq!(pool.apply(square, 1).unwrap(), 1);
+    // Warm up: the first respawns size the allocator's and the threads' working set.
+    assert!(all_aborted(&pool.map_results(abort, 0..100)));
+    settle(&pool);
     let with_pool = open_fds();
-    for _ in 0..200 {
-        assert!(pool.apply(abort, 0).is_err());
-    }
-    assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
-    // The last crashed worker may still be being replaced: its new pipes exist only while
-    // the spawn is under way. Wait for the count to settle, then check it.
-    settle(|| open_fds() == with_pool);
-    assert_eq!(open_fds(), with_pool, "descriptors leaked over 200 respawns");
+    let rss = resident_bytes();
+
+    assert!(all_aborted(&pool.map_results(abort, 0..1000)));
+    settle(&pool);
+    assert_eq!(pool.stats().workers_started, 2 + 100 + 1000);
+    assert_eq!(open_fds(), with_pool, "descriptors leaked over 1000 respawns");
     assert!(zombie_children().is_empty(), "zombies: {:?}", zombie_children());
+    let grown = resident_bytes().saturating_sub(rss);
+    assert!(grown < RSS_GROWTH, "the parent grew by {grown} bytes over 1000 respawns");
+    assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+
     let pids = pool.pids();
     drop(pool);
     assert_eq!(open_fds(), before, "the dropped pool left descriptors open");
     assert!(zombie_children().is_empty(), "zombies: {:?}", zombie_children());
     assert!(pids.iter().all(|&p| !alive(p)), "workers outlived the pool");
-}
-
-/// Waits (up to a minute) until `done` holds: the pool finishing background work.
-fn settle(done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !done() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }

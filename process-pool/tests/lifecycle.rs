@@ -85,7 +85,10 @@ fn max_tasks_per_worker_recycles_workers() {
 #[test]
 fn drop_kills_hung_workers_after_the_grace_period() {
     let grace = Duration::from_millis(100);
-    let pool = ProcessPool::with_config(Config::new().workers(2).shutdown_grace(grace)).unwrap();
+    // One task per worker: the hung ones take both, whenever the workers become ready, and
+    // the last one waits in the queue.
+    let config = Config::new().workers(2).in_flight(1).shutdown_grace(grace);
+    let pool = ProcessPool::with_config(config).unwrap();
     let hung: Vec<_> = (0..2).map(|_| pool.submit(sleep_ms, 60_000)).collect();
     let queued = pool.submit(square, 2);
     let pids = pool.pids();
@@ -107,6 +110,22 @@ fn a_worker_holds_only_its_own_descriptors() {
     let fds = pool.apply(own_descriptors, 0).unwrap();
     // stdin, stdout, stderr, the request and result pipes, and the directory being listed.
     assert_eq!(fds, ["0", "1", "2", "3", "4", "5"], "{fds:?}");
+}
+
+#[test]
+fn a_worker_survives_an_interrupt() {
+    let dir = Scratch::new("interrupt");
+    let (signal, go) = (dir.file("running"), dir.file("go"));
+    let pool = ProcessPool::new(1).unwrap();
+    let task = pool.submit(SignalThenWait { signal: signal.clone(), go: go.clone() }, 7);
+    wait_for_file(&signal);
+    let pid = std::fs::read_to_string(&signal).unwrap();
+    // What a terminal's Ctrl-C does to every process of the group; the parent decides.
+    let status = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(task.join().unwrap(), 7, "the task finished despite the interrupt");
+    assert_eq!(pool.apply(worker_pid, 0).unwrap().to_string(), pid, "the same worker");
 }
 
 #[test]

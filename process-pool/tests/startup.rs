@@ -1,16 +1,19 @@
 //! Workers start with no change to the program: in this test harness (every test here), in a
 //! plain binary (the `square` example, which cargo builds for the tests), and they die with
-//! their parent.
+//! their parent, however it dies.
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool};
+use serde::{Deserialize, Serialize};
+use taskpool_process::{Config, Pool, ProcessPool, Task, spawn};
 
 /// The directory of the examples cargo built beside this test binary.
 fn example(name: &str) -> PathBuf {
@@ -38,25 +41,64 @@ fn workers_start_in_a_plain_binary() {
     assert!(!workers.contains(parent), "{parent_line}");
 }
 
-const ROLE: &str = "TASKPOOL_TEST_ORPHAN_PARENT";
+const ROLE: &str = "TASKPOOL_TEST_PARENT_DIR";
 
-/// Run twice: as the test, it starts a copy of this binary in the parent role, kills it with
-/// SIGKILL and checks that its workers die within a second. In the parent role (the variable
-/// set), it starts a pool, prints its worker pids and waits to be killed.
-#[test]
-fn workers_die_with_their_parent() {
-    if std::env::var_os(ROLE).is_some() {
-        let pool = ProcessPool::new(2).unwrap();
-        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
-        let pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
-        println!("worker pids: {}", pids.join(" "));
-        // Long enough to be killed; short enough that a broken test still ends.
-        std::thread::sleep(Duration::from_secs(60));
-        return;
+/// Leaves its worker's pid in `dir`, then waits until `count` workers have: run at once on
+/// `count` workers, it returns when all of them are serving.
+#[derive(Serialize, Deserialize)]
+struct Gather {
+    dir: String,
+    count: usize,
+}
+
+impl Task for Gather {
+    type Input = u64;
+    type Output = u32;
+
+    fn run(&self, _: u64) -> u32 {
+        let pid = std::process::id();
+        std::fs::write(Path::new(&self.dir).join(pid.to_string()), "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_dir(&self.dir).unwrap().count() < self.count {
+            assert!(Instant::now() < deadline, "the other workers never came");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        pid
     }
+}
+
+/// In the parent role (the variable names a scratch directory): starts a pool with a worker in
+/// each state (running a task, idle, just replaced after a crash) and a one-off process that
+/// runs a task, prints their pids, and waits to be killed.
+fn play_parent(dir: &Path) {
+    let signal = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    // A pool that has not timed any task yet sends one item at a time, and `in_flight(1)`
+    // keeps one per worker: the three gathering tasks go to the three workers.
+    let pool = ProcessPool::with_config(Config::new().workers(3).in_flight(1)).unwrap();
+    assert!(pool.apply(abort, 0).is_err());
+    // Every worker serves, the replacement of the crashed one included.
+    std::fs::create_dir(dir.join("gather")).unwrap();
+    let gather = Gather { dir: signal("gather"), count: 3 };
+    let serving: HashSet<u32> = pool.map(gather, 0..3).unwrap().into_iter().collect();
+    assert_eq!(serving.len(), 3);
+    let _busy = pool.submit(SignalThenSleep { signal: signal("busy") }, 60_000);
+    wait_for_file(signal("busy"));
+    let one_off = spawn(SignalThenSleep { signal: signal("one-off") }, 60_000).unwrap();
+    wait_for_file(signal("one-off"));
+    let mut pids: Vec<String> = pool.pids().iter().map(u32::to_string).collect();
+    pids.push(one_off.id().to_string());
+    println!("worker pids: {}", pids.join(" "));
+    // Long enough to be killed; short enough that a broken test still ends.
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Starts a copy of this binary, in a process group of its own, that runs `test` in the
+/// parent role. Returns it and the pids of its workers, all running.
+fn start_parent(test: &str, dir: &Scratch) -> (Child, Vec<u32>) {
     let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args(["workers_die_with_their_parent", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE, "1")
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, dir.file(""))
+        .process_group(0)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -68,13 +110,48 @@ fn workers_die_with_their_parent() {
             break list.split(' ').map(|p| p.parse().unwrap()).collect();
         }
     };
-    assert_eq!(pids.len(), 2);
+    assert_eq!(pids.len(), 4, "three workers and a one-off");
     assert!(pids.iter().all(|&p| alive(p)));
-    parent.kill().unwrap();
-    let killed_at = Instant::now();
-    parent.wait().unwrap();
-    while pids.iter().any(|&p| alive(p)) {
-        assert!(killed_at.elapsed() < Duration::from_secs(1), "workers outlived their parent");
+    (parent, pids)
+}
+
+/// Waits until none of `pids` is alive; fails if that takes a second from `since`.
+fn gone_within_a_second(pids: &[u32], since: Instant) {
+    while let Some(pid) = pids.iter().find(|&&p| alive(p)) {
+        assert!(since.elapsed() < Duration::from_secs(1), "worker {pid} outlived its parent");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Run twice: as the test, it kills a copy of this binary in the parent role with SIGKILL and
+/// checks that all its workers and its one-off process die within a second.
+#[test]
+fn workers_die_with_their_parent() {
+    if let Some(dir) = std::env::var_os(ROLE) {
+        return play_parent(Path::new(&dir));
+    }
+    let dir = Scratch::new("sigkill-parent");
+    let (mut parent, pids) = start_parent("workers_die_with_their_parent", &dir);
+    parent.kill().unwrap();
+    let killed_at = Instant::now();
+    assert_eq!(parent.wait().unwrap().signal(), Some(9));
+    gone_within_a_second(&pids, killed_at);
+}
+
+/// Run twice: as the test, it sends SIGINT (a terminal's Ctrl-C) to the process group of a
+/// copy of this binary in the parent role. The parent dies of it; its workers, which survive
+/// an interrupt themselves, die with it within a second.
+#[test]
+fn an_interrupt_to_the_group_stops_the_pool() {
+    if let Some(dir) = std::env::var_os(ROLE) {
+        return play_parent(Path::new(&dir));
+    }
+    let dir = Scratch::new("sigint-group");
+    let (mut parent, pids) = start_parent("an_interrupt_to_the_group_stops_the_pool", &dir);
+    let group = format!("-{}", parent.id());
+    let status = Command::new("kill").args(["-INT", "--", &group]).status().unwrap();
+    assert!(status.success());
+    let interrupted_at = Instant::now();
+    assert_eq!(parent.wait().unwrap().signal(), Some(2), "the parent died of SIGINT");
+    gone_within_a_second(&pids, interrupted_at);
 }

@@ -32,6 +32,8 @@
 //!   running it until it returns, and that worker is busy meanwhile.
 //! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
 //! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
+//! - `memory_limit` and `cpu_time_limit` are ignored: threads share one address space and
+//!   one CPU-time account.
 //!
 //! Use `taskpool-process` when any of these matter.
 #![forbid(unsafe_code)]
@@ -43,6 +45,6 @@ mod watchdog;
 pub use crate::pool::ThreadPool;
 pub use crate::spawn::spawn;
 pub use taskpool_core::{
-    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Side, Spawned, Task, TaskError,
-    TaskHandle,
+    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
+    TaskError, TaskHandle,
 };

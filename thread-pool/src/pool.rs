@@ -81,8 +81,9 @@ impl ThreadPool {
 
     /// Starts a pool with `config`.
     ///
-    /// Of the settings, `max_tasks_per_worker`, `max_frame_bytes` and `in_flight` have no
-    /// meaning for threads and are ignored.
+    /// Of the settings, `max_tasks_per_worker`, `max_frame_bytes`, `in_flight`,
+    /// `memory_limit` and `cpu_time_limit` have no meaning for threads and are ignored: threads
+    /// share one address space, and a thread cannot be stopped.
     ///
     /// # Errors
     ///

@@ -49,6 +49,25 @@ pub fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// This process's CPU time, user plus system, in nanoseconds (to the clock tick, 10 ms).
+pub fn cpu_ns() -> u64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which ends at the last ')', start with field 3;
+    // utime and stime are fields 14 and 15, in ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks * 10_000_000
+}
+
+/// Spins until it has used `ms` milliseconds of CPU time; `u64::MAX` spins for ever.
+pub fn spin(ms: u64) -> u64 {
+    let start = cpu_ns();
+    while cpu_ns() - start < ms.saturating_mul(1_000_000) {
+        std::hint::black_box(start);
+    }
+    ms
+}
+
 /// A fresh, empty scratch directory for one test, removed when dropped.
 pub struct Scratch(PathBuf);
 
@@ -95,6 +114,25 @@ impl Task for SignalThenSleep {
     fn run(&self, ms: u64) -> u64 {
         fs::write(&self.signal, std::process::id().to_string()).unwrap();
         sleep_ms(ms)
+    }
+}
+
+/// Creates the file `signal` holding the worker's pid, then waits until the file `go` exists,
+/// and returns its input: lets a test act while the task runs, for as long as it needs.
+#[derive(Serialize, Deserialize)]
+pub struct SignalThenWait {
+    pub signal: String,
+    pub go: String,
+}
+
+impl Task for SignalThenWait {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        fs::write(&self.signal, std::process::id().to_string()).unwrap();
+        wait_for_file(&self.go);
+        x
     }
 }
 
@@ -162,6 +200,15 @@ pub fn zombie_children() -> Vec<u32> {
 /// The number of descriptors this process has open.
 pub fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// This process's resident memory (`VmRSS`), in bytes.
+pub fn resident_bytes() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 =
+        line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().unwrap();
+    kib * 1024
 }
 
 /// Whether a process with this id exists.

@@ -1,0 +1,92 @@
+//! Worker limits: a task that runs out of memory under the worker's cap, or uses up its CPU
+//! time, fails alone with `ResourceLimit`; its worker is replaced and the pool goes on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use taskpool_process::{Config, Exit, Pool, ProcessPool, Resource, TaskError};
+
+const MEMORY_LIMIT: u64 = 256 << 20;
+
+/// Allocates and touches memory, a mebibyte at a time, until allocation fails (which aborts).
+fn memory_bomb(_: u64) -> u64 {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        for page in chunk.iter_mut().step_by(4096) {
+            *page = 1;
+        }
+        hoard.push(std::hint::black_box(chunk));
+    }
+}
+
+/// Runs [`memory_bomb`] for item 3, squares the others.
+fn bomb_at_3(x: u64) -> u64 {
+    if x == 3 { memory_bomb(x) } else { x * x }
+}
+
+/// Allocates and touches `mib` mebibytes, then frees them.
+fn allocate(mib: u64) -> u64 {
+    let mut block = vec![0u8; usize::try_from(mib << 20).unwrap()];
+    for page in block.iter_mut().step_by(4096) {
+        *page = 1;
+    }
+    std::hint::black_box(&block).len() as u64 >> 20
+}
+
+#[test]
+fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
+    let config = Config::new().workers(1).chunk_size(8).memory_limit(MEMORY_LIMIT);
+    let pool = ProcessPool::with_config(config).unwrap();
+    let bomber = pool.apply(worker_pid, 0).unwrap();
+    // One batch: item 3 runs out of memory; the items around it succeed, those after it on a
+    // new worker.
+    let outcomes = pool.map_results(bomb_at_3, 0..8);
+    for (i, outcome) in (0..).zip(outcomes) {
+        match outcome {
+            Err(TaskError::ResourceLimit { resource: Resource::Memory, limit }) if i == 3 => {
+                assert_eq!(limit, MEMORY_LIMIT);
+            }
+            Ok(v) if i != 3 => assert_eq!(v, i * i),
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    assert_ne!(pool.apply(worker_pid, 0).unwrap(), bomber, "the worker was replaced");
+    assert_eq!(pool.apply(allocate, 64).unwrap(), 64, "the new worker has its memory");
+    // An abort far from the cap is still a crash, not a lack of memory.
+    assert!(matches!(pool.apply(abort, 0), Err(TaskError::Crashed(Exit::Signal(6)))));
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+    assert_eq!(pool.stats().crashes, 1, "running out of memory is not counted as a crash");
+}
+
+#[test]
+fn a_task_over_its_cpu_time_fails_with_resource_limit_and_the_pool_goes_on() {
+    let config = Config::new().workers(1).chunk_size(8).cpu_time_limit(Duration::from_secs(1));
+    let pool = ProcessPool::with_config(config).unwrap();
+    let spinner = pool.apply(worker_pid, 0).unwrap();
+    // One batch: the limit is per task, so the 400 ms tasks succeed (1.6 s in all, two on
+    // each worker), and the endless one fails alone.
+    let outcomes = pool.map_results(spin, [400, 400, u64::MAX, 400, 400]);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 }) if i == 2 => {}
+            Ok(400) if i != 2 => {}
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    assert_ne!(pool.apply(worker_pid, 0).unwrap(), spinner, "the worker was replaced");
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    assert_eq!(pool.stats().crashes, 0);
+}
+
+#[test]
+fn a_fraction_of_a_second_is_rounded_up() {
+    let config = Config::new().workers(1).cpu_time_limit(Duration::from_millis(1500));
+    let pool = ProcessPool::with_config(config).unwrap();
+    assert!(matches!(
+        pool.apply(spin, u64::MAX),
+        Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 2 })
+    ));
+}

@@ -1,0 +1,59 @@
+//! The pool's counters: every task counted once, as completed or failed, by the time its
+//! caller sees the outcome.
+
+mod common;
+
+use common::*;
+use taskpool_process::{Pool, ProcessPool, TaskError};
+
+fn fail_odd(x: u64) -> u64 {
+    assert!(x.is_multiple_of(2), "{x} is odd");
+    x
+}
+
+#[test]
+fn a_batch_is_counted_by_the_time_it_returns() {
+    let pool = ProcessPool::new(2).unwrap();
+    let outcomes = pool.map_results(fail_odd, 0..100);
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 50);
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.failed), (50, 50));
+    let streamed = pool.imap_unordered(fail_odd, 0..10).filter(Result::is_ok).count();
+    assert_eq!(streamed, 5);
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.failed), (55, 55));
+}
+
+#[test]
+fn cancelled_and_refused_tasks_count_as_failed_once() {
+    let dir = Scratch::new("stats-cancel");
+    let signal = dir.file("running");
+    let pool = ProcessPool::new(1).unwrap();
+    let running = pool.submit(SignalThenSleep { signal: signal.clone() }, 60_000);
+    let queued = pool.submit(square, 3);
+    let behind = pool.submit(square, 4);
+    wait_for_file(&signal);
+    assert!(queued.cancel());
+    assert!(running.cancel());
+    assert_eq!(pool.stats().failed, 2, "counted when cancelled");
+    assert_eq!(behind.join().unwrap(), 16);
+    assert!(matches!(running.join(), Err(TaskError::Cancelled)));
+    assert!(matches!(queued.join(), Err(TaskError::Cancelled)));
+    pool.shutdown();
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.failed), (1, 3), "{stats:?}");
+}
+
+#[test]
+fn crashes_and_replacements_are_counted() {
+    let pool = ProcessPool::new(1).unwrap();
+    for _ in 0..3 {
+        assert!(pool.apply(abort, 0).is_err());
+    }
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let stats = pool.stats();
+    assert_eq!(stats.crashes, 3);
+    assert_eq!(stats.workers_started, 4);
+    assert_eq!((stats.completed, stats.failed), (1, 3));
+}

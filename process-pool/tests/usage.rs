@@ -1,0 +1,50 @@
+//! What tasks cost, as their workers measure it: per task with `submit_with_usage`, summed in
+//! the pool's stats.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use taskpool_process::{Pool, ProcessPool, TaskError};
+
+/// Allocates and touches `mib` mebibytes.
+fn fill(mib: u64) -> u64 {
+    let block = vec![1u8; usize::try_from(mib << 20).unwrap()];
+    std::hint::black_box(&block).len() as u64 >> 20
+}
+
+#[test]
+fn a_task_reports_its_cpu_time_and_its_worker_peak_memory() {
+    let pool = ProcessPool::new(1).unwrap();
+    let (ms, spun) = pool.submit_with_usage(spin, 200).join().unwrap();
+    assert_eq!(ms, 200);
+    let cpu = spun.user_cpu + spun.system_cpu;
+    // The task counted 200 ms in clock ticks; the kernel's figure is finer.
+    assert!(cpu >= Duration::from_millis(190), "{spun:?}");
+    assert!(spun.elapsed >= Duration::from_millis(190), "{spun:?}");
+
+    let (mib, filled) = pool.submit_with_usage(fill, 64).join().unwrap();
+    assert_eq!(mib, 64);
+    assert!(filled.peak_rss >= 64 << 20, "{filled:?}");
+
+    // The stats sum the two tasks, each counted once, and keep the highest peak.
+    let usage = pool.stats().usage;
+    assert_eq!(usage.user_cpu, spun.user_cpu + filled.user_cpu);
+    assert_eq!(usage.system_cpu, spun.system_cpu + filled.system_cpu);
+    assert_eq!(usage.elapsed, spun.elapsed + filled.elapsed);
+    assert_eq!(usage.peak_rss, filled.peak_rss.max(spun.peak_rss));
+}
+
+#[test]
+fn usage_goes_on_after_a_crash_and_counts_whole_batches() {
+    let pool = ProcessPool::new(1).unwrap();
+    assert!(matches!(pool.submit_with_usage(abort, 0).join(), Err(TaskError::Crashed(_))));
+    let (_, usage) = pool.submit_with_usage(spin, 50).join().unwrap();
+    assert!(usage.user_cpu + usage.system_cpu >= Duration::from_millis(40), "{usage:?}");
+    let outcomes = pool.map_results(spin, [30; 10]);
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(30))));
+    let stats = pool.stats();
+    let cpu = stats.usage.user_cpu + stats.usage.system_cpu;
+    assert!(cpu >= Duration::from_millis(330), "a batch's CPU time is all counted: {stats:?}");
+}
