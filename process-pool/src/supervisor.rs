@@ -151,6 +151,25 @@ struct Plan {
     deadline: Option<Instant>,
     /// Bytes wait in the outbox: watch the request pipe for room.
     want_write: bool,
+    /// The worker holds work, so a result is due soon.
+    busy: bool,
+}
+
+/// How long a supervisor whose worker holds work polls for its result before it sleeps; see
+/// the worker's `linger`.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// Polls `result` for up to [`LINGER`] (never past `deadline`), yielding between polls.
+/// Returns whether it is readable.
+fn linger(result: &OwnedFd, deadline: Option<Instant>) -> bool {
+    let until = deadline.map_or(Instant::now() + LINGER, |d| d.min(Instant::now() + LINGER));
+    while Instant::now() < until {
+        if readable(result) {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    false
 }
 
 /// Decides what to wait for, under the lock: kills for timeouts and cancellations, closes
@@ -171,7 +190,8 @@ fn plan(
         *request = None;
     }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
-    Plan { deadline, want_write }
+    let busy = !state.slots[w].sent.is_empty();
+    Plan { deadline, want_write, busy }
 }
 
 /// Serves a ready worker until its result pipe ends.
@@ -186,6 +206,15 @@ fn serve(
     let wake = shared.wakes[w].as_fd();
     let mut next = plan(shared, &mut shared.lock(), w, result, &mut request);
     loop {
+        if next.busy && !next.want_write && linger(result, next.deadline) {
+            match reader.fill(result.as_fd()) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    next = read_results(shared, w, reader, result, &mut request);
+                    continue;
+                }
+            }
+        }
         let timeout = next.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let writable = request.as_deref().map_or(result.as_fd(), |r| r.as_fd());
         let ready = sys::poll(
