@@ -187,10 +187,12 @@ fn probe_cell(end: ProbeEnd, fault: Fault, limited: bool) -> Cell {
 /// task to the healthy task's result.
 #[cfg(feature = "process-pool")]
 fn on_processes(fault: Fault, repeats: usize) -> Cell {
-    if fault == Fault::Bomb {
-        return Cell::Skipped("needs a per-worker memory limit".into());
-    }
-    let config = taskpool_process::Config::new().workers(1).timeout(HANG_LIMIT);
+    let config = taskpool_process::Config::new().workers(1);
+    // The bomb meets the memory limit, not the clock.
+    let config = match fault {
+        Fault::Bomb => config.memory_limit(MEMORY_LIMIT),
+        _ => config.timeout(HANG_LIMIT),
+    };
     let Ok(pool) = taskpool_process::ProcessPool::with_config(config) else {
         return Cell::Skipped("the process pool did not start".into());
     };
@@ -231,6 +233,7 @@ fn describe(e: &TaskError) -> String {
         TaskError::TimedOut { still_running: true, .. } => {
             "task timed out; its thread stays busy (cannot be killed)".into()
         }
+        TaskError::ResourceLimit { .. } => format!("task failed: {e}; worker replaced"),
         other => format!("task failed: {other}"),
     }
 }
