@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,12 @@ struct Shared {
     closed: AtomicBool,
     /// The pool was dropped: queued tasks must not start.
     dropped: AtomicBool,
-    /// Tasks accepted and not yet finished, for `shutdown` to wait on.
-    outstanding: Mutex<usize>,
+    /// Tasks accepted and not yet finished, for `shutdown` to wait on. Counted with atomics so
+    /// that submitting never takes a lock; see [`Shared::finish_one`] for the hand-shake.
+    outstanding: AtomicUsize,
+    /// Threads in `shutdown` waiting for `outstanding` to reach zero.
+    waiting: AtomicUsize,
+    idle_lock: Mutex<()>,
     idle: Condvar,
     /// Initializer failures so far; at `config.attempts()` the pool stops trying.
     init_failures: AtomicU32,
@@ -101,7 +105,9 @@ impl ThreadPool {
             config,
             closed: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
-            outstanding: Mutex::new(0),
+            outstanding: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             init_failures: AtomicU32::new(0),
         });
@@ -149,10 +155,16 @@ impl Shared {
         }
     }
 
+    /// Counts one task finished; wakes `shutdown` if it was the last.
+    ///
+    /// A waiter registers in `waiting` and checks `outstanding` while holding `idle_lock`; the
+    /// last finisher sees the registration (both are sequentially consistent) and notifies
+    /// under the same lock, so a wake-up cannot be lost, and a pool nobody waits on never pays
+    /// for one.
     fn finish_one(&self) {
-        let mut outstanding = self.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
-        *outstanding -= 1;
-        if *outstanding == 0 {
+        let left = self.outstanding.fetch_sub(1, Ordering::SeqCst) - 1;
+        if left == 0 && self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
         }
     }
@@ -166,26 +178,20 @@ impl Pool for ThreadPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        {
-            let mut outstanding =
-                self.shared.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
-            if self.is_closed() {
-                // Dropping the completer settles the task as shut down.
-                return;
-            }
-            *outstanding += 1;
+        self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        if self.shared.closed.load(Ordering::SeqCst) {
+            // Dropping the completer settles the task as shut down.
+            self.shared.finish_one();
+            return;
         }
         let job = job.clone();
         let shared = self.shared.clone();
-        let watchdog = self.watchdog.clone();
         let limit = timeout.or(shared.config.task_timeout());
+        let watchdog = limit.map(|_| self.watchdog.clone());
         self.rayon.spawn(move || {
             if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
-                match limit {
-                    None => {
-                        completer.complete(shared.run(&*job, input));
-                    }
-                    Some(limit) => {
+                match (limit, watchdog) {
+                    (Some(limit), Some(watchdog)) => {
                         let completer = Arc::new(completer);
                         let alarm = completer.clone();
                         let id = watchdog.arm(
@@ -200,6 +206,9 @@ impl Pool for ThreadPool {
                         completer.complete(shared.run(&*job, input));
                         watchdog.disarm(id);
                     }
+                    _ => {
+                        completer.complete(shared.run(&*job, input));
+                    }
                 }
             }
             shared.finish_one();
@@ -211,13 +220,14 @@ impl Pool for ThreadPool {
     }
 
     fn shutdown(&self) {
-        let mut outstanding =
-            self.shared.outstanding.lock().unwrap_or_else(PoisonError::into_inner);
-        self.shared.closed.store(true, Ordering::Release);
-        while *outstanding > 0 {
-            outstanding =
-                self.shared.idle.wait(outstanding).unwrap_or_else(PoisonError::into_inner);
+        let shared = &*self.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        let mut guard = shared.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        while shared.outstanding.load(Ordering::SeqCst) > 0 {
+            guard = shared.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
         }
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
