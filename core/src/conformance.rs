@@ -122,8 +122,16 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
         let ahead = pulled.load(Ordering::Relaxed) - (i + 1);
         assert!(ahead <= 20_000, "imap pulled {ahead} items ahead of the consumer");
     }
-    let unordered = pool.imap_unordered(square, (0u64..).inspect(|_| {})).take(1000).count();
-    assert_eq!(unordered, 1000);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    for (i, result) in pool.imap_unordered(square, endless).take(5000).enumerate() {
+        result.unwrap();
+        let ahead = pulled.load(Ordering::Relaxed) - (i + 1);
+        assert!(ahead <= 20_000, "imap_unordered pulled {ahead} items ahead of the consumer");
+    }
 }
 
 /// A panicking task gives a typed error with message and location, fails alone, and the pool
