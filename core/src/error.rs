@@ -15,7 +15,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use taskpool_core::{Exit, TaskError};
+/// # use taskpool_core::{Exit, TaskError};
 ///
 /// fn describe(e: &TaskError) -> &'static str {
 ///     match e {
@@ -73,8 +73,8 @@ pub enum TaskError {
         /// What went wrong on the last attempt.
         reason: String,
     },
-    /// The task went over a limit set on its worker ([`crate::Config::memory_limit`],
-    /// [`crate::Config::cpu_time_limit`]); the worker was replaced.
+    /// The task went over a limit set on its worker process (the process backend's memory
+    /// and CPU-time limits); the worker was replaced.
     ResourceLimit {
         /// Which resource ran out.
         resource: Resource,

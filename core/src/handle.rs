@@ -74,7 +74,7 @@ impl<R> Slot<R> {
 /// # Examples
 ///
 /// ```
-/// let (completer, handle) = taskpool_core::promise::<u32>();
+/// let (completer, handle) = taskpool_core::backend::promise::<u32>();
 /// std::thread::spawn(move || completer.complete(Ok(7)));
 /// assert_eq!(handle.join().unwrap(), 7);
 /// ```
@@ -149,21 +149,20 @@ impl<R> fmt::Debug for Completer<R> {
 ///
 /// # Examples
 ///
-/// ```
-/// use taskpool_core::Pool;
+/// With `pool` any backend's pool (`ProcessPool::new(2)?` or `ThreadPool::new(2)?`):
 ///
+/// ```
+/// # use taskpool_core::{Pool, TaskError};
 /// fn square(x: u64) -> u64 {
 ///     x * x
 /// }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
 ///
-/// # fn main() -> Result<(), taskpool_core::TaskError> {
-/// let pool = taskpool_thread::ThreadPool::new(2)?;
 /// let a = pool.submit(square, 3);
 /// let b = pool.submit(square, 4);
 /// assert_eq!(b.join()?, 16); // any order
 /// assert_eq!(a.join()?, 9);
-/// # Ok(())
-/// # }
+/// # Ok::<(), TaskError>(())
 /// ```
 pub struct TaskHandle<R> {
     slot: Arc<Slot<R>>,

@@ -56,12 +56,13 @@
 //!
 //! # For backend authors
 //!
-//! Implement [`Pool::execute`], [`Pool::workers`] and [`Pool::shutdown`]; settle each task
-//! through the [`Completer`] you are given ([`promise`] makes the pair). A backend that runs
-//! tasks in other processes asks each [`Job`] how it travels with a [`Shipper`]. Run the
-//! conformance suite (feature `conformance`) with `conformance_suite!`.
+//! Everything a backend implements and uses is in [`backend`]: the [`backend::Execute`]
+//! trait that runs one job, the [`backend::Completer`] that settles a handle, and the
+//! [`backend::Job`] and [`backend::Shipper`] that say how a task travels. Run the conformance
+//! suite (feature `conformance`) with `conformance_suite!`.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 mod config;
 mod error;
 mod handle;
@@ -76,8 +77,7 @@ pub mod conformance;
 
 pub use crate::config::Config;
 pub use crate::error::{Exit, PanicReport, Resource, Side, TaskError};
-pub use crate::handle::{Completer, TaskHandle, promise, promise_notify};
-pub use crate::panic::{PanicScope, catch_panic};
-pub use crate::pool::{Pool, map_by_handles};
-pub use crate::spawn::{Child, Spawned};
-pub use crate::task::{FnJob, IntoTask, IsTask, Job, Shipper, Task, TaskJob};
+pub use crate::handle::TaskHandle;
+pub use crate::pool::Pool;
+pub use crate::spawn::Spawned;
+pub use crate::task::{IntoTask, Task};

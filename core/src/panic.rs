@@ -40,7 +40,7 @@ static HOOK: Once = Once::new();
 /// # Examples
 ///
 /// ```
-/// let report = taskpool_core::catch_panic(false, || -> u8 { panic!("boom") }).unwrap_err();
+/// let report = taskpool_core::backend::catch_panic(false, || -> u8 { panic!("boom") }).unwrap_err();
 /// assert_eq!(report.message, "boom");
 /// assert!(report.location.unwrap().contains(".rs:"));
 /// ```
@@ -57,7 +57,7 @@ pub fn catch_panic<R>(backtraces: bool, f: impl FnOnce() -> R) -> Result<R, Pani
 /// # Examples
 ///
 /// ```
-/// let scope = taskpool_core::PanicScope::enter(false);
+/// let scope = taskpool_core::backend::PanicScope::enter(false);
 /// let results: Vec<_> = [1, 0, 2].iter().map(|&d| scope.catch(|| 6 / d)).collect();
 /// assert_eq!(results[0], Ok(6));
 /// assert!(results[1].as_ref().unwrap_err().message.contains("divide by zero"));

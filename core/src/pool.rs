@@ -3,52 +3,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Execute;
 use crate::error::TaskError;
-use crate::handle::{Completer, TaskHandle, promise};
+use crate::handle::{TaskHandle, promise};
 use crate::imap::{Ordered, Unordered};
-use crate::task::{IntoTask, Job};
+use crate::task::IntoTask;
 
 /// A pool of workers that runs tasks: the API both backends implement.
 ///
-/// A backend implements [`Pool::execute`], [`Pool::workers`] and [`Pool::shutdown`]; every
-/// other method is provided on top of `execute` and correct for any backend. Backends
-/// override the batch methods (`map`, `imap`, ...) where they can be faster.
-///
-/// Code written against this trait runs on threads or processes unchanged.
+/// Code written against this trait runs on threads or processes unchanged. (A backend
+/// implements [`Pool::workers`] and [`Pool::shutdown`] here and runs work through its
+/// [`crate::backend::Execute`]; every other method is provided on top of that.)
 ///
 /// # Examples
 ///
-/// ```
-/// use taskpool_core::Pool;
+/// Import `Pool` and `TaskError` from the backend crate you depend on
+/// (`taskpool_process` or `taskpool_thread`); the code below is the same for both.
 ///
+/// ```
+/// # use taskpool_core::{Pool, TaskError};
 /// fn square(x: u64) -> u64 {
 ///     x * x
 /// }
 ///
-/// fn sum_of_squares(pool: &impl Pool, n: u64) -> Result<u64, taskpool_core::TaskError> {
+/// fn sum_of_squares(pool: &impl Pool, n: u64) -> Result<u64, TaskError> {
 ///     Ok(pool.map(square, 1..=n)?.into_iter().sum())
 /// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
 ///
-/// # fn main() -> Result<(), taskpool_core::TaskError> {
-/// let pool = taskpool_thread::ThreadPool::new(2)?;
 /// assert_eq!(sum_of_squares(&pool, 3)?, 14);
-/// # Ok(())
-/// # }
+/// # Ok::<(), TaskError>(())
 /// ```
-pub trait Pool {
-    /// Starts `job` on `input`; its outcome goes to `completer`.
-    ///
-    /// `timeout` overrides the pool's per-task limit for this task. On a pool that is shut
-    /// down the completer is settled with [`TaskError::ShutDown`]. This is the one method a
-    /// backend must implement to run work; callers use [`Pool::submit`] and the batch methods.
-    fn execute<J: Job>(
-        &self,
-        job: &Arc<J>,
-        input: J::Input,
-        completer: Completer<J::Output>,
-        timeout: Option<Duration>,
-    );
-
+pub trait Pool: Execute {
     /// The number of workers.
     fn workers(&self) -> usize;
 
@@ -156,8 +142,8 @@ pub trait Pool {
 
 /// `map_results` through one handle per item: what [`Pool::map_results`] does by default.
 ///
-/// For a backend whose batch path cannot serve some case (a per-task timeout, say) and that
-/// wants the default behaviour back.
+/// For a backend (see [`crate::backend`]) whose batch path cannot serve some case (a per-task
+/// timeout, say) and that wants the default behaviour back.
 pub fn map_by_handles<P, M, T, I>(pool: &P, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
 where
     P: Pool + ?Sized,

@@ -27,23 +27,26 @@ pub trait Child<R>: Send {
 ///
 /// # Examples
 ///
+/// `spawn` is the backend crate's: `taskpool_process::spawn` starts a process,
+/// `taskpool_thread::spawn` a thread.
+///
 /// ```
+/// # use taskpool_core::TaskError;
+/// # use taskpool_thread::spawn;
 /// fn greet(name: String) -> String {
 ///     format!("hello, {name}")
 /// }
 ///
-/// # fn main() -> Result<(), taskpool_core::TaskError> {
-/// let child = taskpool_thread::spawn(greet, "world".to_string())?;
+/// let child = spawn(greet, "world".to_string())?;
 /// assert_eq!(child.join()?, "hello, world");
-/// # Ok(())
-/// # }
+/// # Ok::<(), TaskError>(())
 /// ```
 pub struct Spawned<R> {
     child: Box<dyn Child<R>>,
 }
 
 impl<R> Spawned<R> {
-    /// Wraps a backend's child. Backends call this.
+    /// Wraps a backend's child. Backends call this; see [`crate::backend::Child`].
     pub fn new(child: Box<dyn Child<R>>) -> Self {
         Spawned { child }
     }

@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 ///
 /// # Examples
 ///
+/// With `Pool` and `Task` imported from your backend crate and `pool` any backend's pool:
+///
 /// ```
-/// use serde::{Deserialize, Serialize};
-/// use taskpool_core::{Pool, Task};
+/// # use taskpool_core::{Pool, Task, TaskError};
+/// use serde::{Deserialize, Serialize}; // serde = { version = "1", features = ["derive"] }
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Scale {
@@ -38,12 +40,10 @@ use serde::{Deserialize, Serialize};
 ///         x * self.factor
 ///     }
 /// }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
 ///
-/// # fn main() -> Result<(), taskpool_core::TaskError> {
-/// let pool = taskpool_thread::ThreadPool::new(2)?;
 /// assert_eq!(pool.map(Scale { factor: 3 }, 1..=3)?, [3, 6, 9]);
-/// # Ok(())
-/// # }
+/// # Ok::<(), TaskError>(())
 /// ```
 pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The argument of one call.
@@ -110,9 +110,10 @@ pub trait Shipper {
 ///
 /// # Examples
 ///
-/// ```
-/// use taskpool_core::Pool;
+/// With `pool` any backend's pool:
 ///
+/// ```
+/// # use taskpool_core::{Pool, TaskError};
 /// fn square(x: u64) -> u64 {
 ///     x * x
 /// }
@@ -120,14 +121,12 @@ pub trait Shipper {
 /// fn add(a: u64, b: u64) -> u64 {
 ///     a + b
 /// }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
 ///
-/// # fn main() -> Result<(), taskpool_core::TaskError> {
-/// let pool = taskpool_thread::ThreadPool::new(2)?;
 /// assert_eq!(pool.map(square, 1..=3)?, [1, 4, 9]);
 /// assert_eq!(pool.map(add, [(1, 2), (3, 4)])?, [3, 7]);
 /// assert_eq!(pool.map(|s: String| s.len(), ["ab".to_string()])?, [2]);
-/// # Ok(())
-/// # }
+/// # Ok::<(), TaskError>(())
 /// ```
 pub trait IntoTask<Marker>: Sized {
     /// The argument of one call.

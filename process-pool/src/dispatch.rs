@@ -15,9 +15,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use taskpool_core::{Config, Exit, Side, TaskError};
+use taskpool_core::{Exit, Side, TaskError};
 
 use crate::codec;
+use crate::config::ProcessConfig;
 use crate::protocol::{self, FLUSH_EACH};
 use crate::ship::Shipped;
 use crate::sink::{Encoded, Sink, Tally, Value};
@@ -369,7 +370,7 @@ impl Deliveries {
 
 /// What every thread of a pool shares.
 pub(crate) struct Shared {
-    pub(crate) config: Config,
+    pub(crate) config: ProcessConfig,
     state: Mutex<State>,
     /// Signalled when `outstanding` reaches zero or a supervisor ends.
     changed: Condvar,
@@ -382,7 +383,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, wakes: Vec<OwnedFd>) -> Self {
+    pub(crate) fn new(config: ProcessConfig, wakes: Vec<OwnedFd>) -> Self {
         let slots = (0..wakes.len()).map(|_| Slot::default()).collect();
         Shared {
             config,
@@ -514,9 +515,9 @@ impl Shared {
             return None;
         }
         let target = self.batch_target();
-        let room = self.config.in_flight_per_worker() * target;
-        let quota = self.config.tasks_per_worker().unwrap_or(u64::MAX);
-        let limit = self.config.frame_limit();
+        let room = self.config.get_in_flight() * target;
+        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        let limit = self.config.get_max_frame_bytes();
         let was_idle = slot.sent.is_empty();
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
@@ -554,7 +555,7 @@ impl Shared {
             if front.items.is_empty() {
                 queue.pop_front();
             }
-            let timeout = run.timeout.or(self.config.task_timeout());
+            let timeout = run.timeout.or(self.config.get_config().get_timeout());
             let flags = if timeout.is_some() { FLUSH_EACH } else { 0 };
             let writer = writer.get_or_insert_with(|| conn.outlet.lock());
             protocol::encode_batch(
@@ -575,7 +576,7 @@ impl Shared {
         if was_idle {
             if let Some(head) = slot.sent.front() {
                 slot.head_since = Some(Instant::now());
-                wake = head.run.timeout.or(self.config.task_timeout()).is_some();
+                wake = head.run.timeout.or(self.config.get_config().get_timeout()).is_some();
             }
         }
         (added || wake).then(|| Flush { w, outlet: conn.outlet.clone(), wake })
@@ -605,7 +606,7 @@ impl Shared {
             conn.kill(KillReason::Cancelled);
             return None;
         }
-        let limit = head.run.timeout.or(self.config.task_timeout())?;
+        let limit = head.run.timeout.or(self.config.get_config().get_timeout())?;
         let deadline = slot.head_since.unwrap_or(now) + limit;
         if now >= deadline {
             if answer_waiting() {
@@ -661,7 +662,8 @@ impl Shared {
         if !slot.sent.is_empty() && !state.dropping {
             return false;
         }
-        let quota_done = self.config.tasks_per_worker().is_some_and(|q| conn.served >= q);
+        let quota_done =
+            self.config.get_config().get_max_tasks_per_worker().is_some_and(|q| conn.served >= q);
         state.dropping || quota_done || (state.closed && state.queue.is_empty())
     }
 
@@ -738,7 +740,7 @@ impl Shared {
         deliveries: &mut Deliveries,
     ) {
         state.start_failures += 1;
-        if state.start_failures >= self.config.attempts() {
+        if state.start_failures >= self.config.get_config().get_start_attempts() {
             let error = TaskError::WorkerStart { reason: reason.clone() };
             for slice in std::mem::take(&mut state.queue) {
                 deliveries.fail(slice, &error);

@@ -32,7 +32,7 @@
 //!
 //! # Limits and costs
 //!
-//! [`Config::memory_limit`] and [`Config::cpu_time_limit`] cap what a task may use in its
+//! [`ProcessConfig::memory_limit`] and [`ProcessConfig::cpu_time_limit`] cap what a task may use in its
 //! worker; a task over a cap fails alone with [`TaskError::ResourceLimit`], and a new worker
 //! takes over. [`ProcessPool::submit_with_usage`] returns with a task's value what it cost
 //! ([`Usage`]: CPU time, wall-clock time, the worker's peak memory), and
@@ -51,6 +51,7 @@
 #![deny(unsafe_code)]
 
 mod codec;
+mod config;
 mod dispatch;
 #[allow(unsafe_code)]
 mod entry;
@@ -70,10 +71,10 @@ mod usage;
 mod wire;
 mod worker;
 
+pub use crate::config::ProcessConfig;
 pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{
-    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
-    TaskError, TaskHandle,
+    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError, TaskHandle,
 };

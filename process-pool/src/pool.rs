@@ -9,8 +9,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use taskpool_core::{Completer, Config, IntoTask, Job, Pool, TaskError, TaskHandle, promise};
+use taskpool_core::backend::{Completer, Execute, Job, promise};
+use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
+use crate::config::ProcessConfig;
 use crate::dispatch::{Batching, Deliveries, KillReason, MAX_BATCH, Run, RunBuilder, Shared};
 use crate::entry;
 use crate::ship::{Ship, Shipped};
@@ -78,18 +80,20 @@ impl ProcessPool {
         Self::with_config(Config::new().workers(workers))
     }
 
-    /// Starts a pool with `config`. Returns once every worker process is spawned; workers
-    /// finish starting (and run the initializer) in the background, and tasks submitted
-    /// meanwhile wait for them.
+    /// Starts a pool with `config`: a [`Config`], or a [`ProcessConfig`] for the settings
+    /// only processes have. Returns once every worker process is spawned; workers finish
+    /// starting (and run the initializer) in the background, and tasks submitted meanwhile
+    /// wait for them.
     ///
     /// # Errors
     ///
     /// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if a worker
     /// process cannot be spawned.
-    pub fn with_config(config: Config) -> Result<Self, TaskError> {
+    pub fn with_config(config: impl Into<ProcessConfig>) -> Result<Self, TaskError> {
+        let config = config.into();
         config.validate()?;
         entry::ensure_linked();
-        let n = config.worker_count();
+        let n = config.get_config().get_workers();
         let wakes = (0..n).map(|_| sys::eventfd()).collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared::new(config, wakes));
         shared.lock().supervisors = n;
@@ -98,7 +102,7 @@ impl ProcessPool {
         for w in 0..n {
             let (thread_shared, thread_tx) = (shared.clone(), tx.clone());
             let spawned = thread::Builder::new()
-                .name(format!("{}-supervisor-{w}", shared.config.prefix()))
+                .name(format!("{}-supervisor-{w}", shared.config.get_config().get_name_prefix()))
                 .spawn(move || supervisor::supervise(thread_shared, w, thread_tx));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -125,7 +129,7 @@ impl ProcessPool {
     }
 
     /// The pool's settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ProcessConfig {
         &self.shared.config
     }
 
@@ -211,7 +215,7 @@ impl ProcessPool {
     }
 
     fn frame_limit(&self) -> usize {
-        self.shared.config.frame_limit()
+        self.shared.config.get_max_frame_bytes()
     }
 
     fn ship<J: Job>(job: &J) -> Result<Arc<Shipped>, TaskError> {
@@ -279,7 +283,7 @@ pub struct PoolStats {
     pub usage: Usage,
 }
 
-impl Pool for ProcessPool {
+impl Execute for ProcessPool {
     fn execute<J: Job>(
         &self,
         job: &Arc<J>,
@@ -289,7 +293,9 @@ impl Pool for ProcessPool {
     ) {
         self.submit_one(&**job, input, HandleSink { completer, decode: sink::decode }, timeout);
     }
+}
 
+impl Pool for ProcessPool {
     fn workers(&self) -> usize {
         self.shared.wakes.len()
     }
@@ -392,9 +398,11 @@ impl ProcessPool {
         let sent = builder.len();
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
-        let batching = match self.shared.config.fixed_chunk_size() {
+        let batching = match self.shared.config.get_config().get_chunk_size() {
             Some(size) => Batching::Fixed(size),
-            None => Batching::Adaptive(self.shared.config.chunk_for(sent).min(MAX_BATCH)),
+            None => {
+                Batching::Adaptive(self.shared.config.get_config().chunk_for(sent).min(MAX_BATCH))
+            }
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let skipped = sent < total;
@@ -458,8 +466,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn new(pool: &'p ProcessPool, job: J, items: I, ordered: bool) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = pool.workers();
-        let window = (workers * pool.shared.config.in_flight_per_worker() * MAX_BATCH)
-            .clamp(4 * workers, 16_384);
+        let window =
+            (workers * pool.shared.config.get_in_flight() * MAX_BATCH).clamp(4 * workers, 16_384);
         Stream {
             pool,
             job: ProcessPool::ship(&job),
@@ -566,7 +574,7 @@ impl Drop for ProcessPool {
             self.shared.delivered(&mut state, count);
         }
         self.wake_supervisors();
-        if !self.wait_supervisors(Some(self.shared.config.grace())) {
+        if !self.wait_supervisors(Some(self.shared.config.get_config().get_shutdown_grace())) {
             let mut state = self.shared.lock();
             for conn in state.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
                 conn.kill(KillReason::Shutdown);

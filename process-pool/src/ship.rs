@@ -16,7 +16,8 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskpool_core::{Job, Shipper, Side, TaskError};
+use taskpool_core::backend::{Job, Shipper};
+use taskpool_core::{Side, TaskError};
 
 use crate::codec;
 use crate::entry::ImageVerified;

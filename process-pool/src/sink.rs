@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
-use taskpool_core::{Completer, Side, TaskError};
+use taskpool_core::backend::Completer;
+use taskpool_core::{Side, TaskError};
 
 use crate::codec;
 use crate::usage::{Cost, Usage};

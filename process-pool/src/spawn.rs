@@ -3,7 +3,10 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use taskpool_core::{Child, Config, Exit, IntoTask, Job, Side, Spawned, TaskError};
+use taskpool_core::backend::{Child, Job};
+use taskpool_core::{Exit, IntoTask, Side, Spawned, TaskError};
+
+use crate::config::ProcessConfig;
 
 use crate::codec;
 use crate::launch::{self, Launched};
@@ -39,8 +42,7 @@ use crate::wire::{FrameReader, Kind, SLACK};
 /// # }
 /// ```
 pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::Output>, TaskError> {
-    let config = Config::new();
-    let limit = config.frame_limit();
+    let limit = ProcessConfig::default().get_max_frame_bytes();
     let job = task.into_job().ship(Ship)?;
     let mut encoded = Vec::new();
     codec::encode_into(&input, &mut encoded)

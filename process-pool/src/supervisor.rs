@@ -57,16 +57,17 @@ pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<()
 
 fn init_for(shared: &Shared, w: usize) -> Init {
     let config = &shared.config;
+    let shared_config = config.get_config();
     Init {
-        frame_limit: config.frame_limit() as u64,
-        flags: if config.captures_backtraces() { BACKTRACES } else { 0 },
-        initializer: config.init_fn().map(|f| ship::offset_of(f as usize)),
-        memory_limit: config.worker_memory_limit(),
+        frame_limit: config.get_max_frame_bytes() as u64,
+        flags: if shared_config.get_backtraces() { BACKTRACES } else { 0 },
+        initializer: shared_config.get_initializer().map(|f| ship::offset_of(f as usize)),
+        memory_limit: config.get_memory_limit(),
         // The kernel counts whole seconds: round up.
         cpu_time_limit: config
-            .worker_cpu_time_limit()
+            .get_cpu_time_limit()
             .map(|limit| limit.as_secs() + u64::from(limit.subsec_nanos() > 0)),
-        name: format!("{}-{w}", config.prefix()),
+        name: format!("{}-{w}", shared_config.get_name_prefix()),
     }
 }
 
@@ -103,7 +104,7 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
         state.slots[w].conn = Some(Conn::new(pid, request.clone()));
         state.counters.workers_started += 1;
     }
-    let limit = shared.config.frame_limit().saturating_add(SLACK);
+    let limit = shared.config.get_max_frame_bytes().saturating_add(SLACK);
     let mut reader = FrameReader::new(limit);
     match launch::handshake(result.as_fd(), &mut reader, START_LIMIT) {
         Ok(()) => {
@@ -305,7 +306,7 @@ fn read_results(
                 let outcome = item
                     .outcome
                     .map(|range| (range, cost))
-                    .map_err(|e| with_limit(e, shared.config.frame_limit()));
+                    .map_err(|e| with_limit(e, shared.config.get_max_frame_bytes()));
                 deliveries.add(&run, index, outcome);
                 if limit_reached {
                     // The worker dies of it right after saying so: send it nothing more.

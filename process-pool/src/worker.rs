@@ -7,7 +7,8 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use taskpool_core::{PanicScope, Resource, Side, catch_panic};
+use taskpool_core::backend::{PanicScope, catch_panic};
+use taskpool_core::{Resource, Side};
 
 use crate::entry::ImageVerified;
 use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
 
 static INITIALIZED: AtomicU64 = AtomicU64::new(0);
 
@@ -87,7 +87,7 @@ fn drop_kills_hung_workers_after_the_grace_period() {
     let grace = Duration::from_millis(100);
     // One task per worker: the hung ones take both, whenever the workers become ready, and
     // the last one waits in the queue.
-    let config = Config::new().workers(2).in_flight(1).shutdown_grace(grace);
+    let config = ProcessConfig::new(Config::new().workers(2).shutdown_grace(grace)).in_flight(1);
     let pool = ProcessPool::with_config(config).unwrap();
     let hung: Vec<_> = (0..2).map(|_| pool.submit(sleep_ms, 60_000)).collect();
     let queued = pool.submit(square, 2);

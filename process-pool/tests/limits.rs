@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Config, Exit, Pool, ProcessPool, Resource, TaskError};
+use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, Resource, TaskError};
 
 const MEMORY_LIMIT: u64 = 256 << 20;
 
@@ -38,7 +38,8 @@ fn allocate(mib: u64) -> u64 {
 
 #[test]
 fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
-    let config = Config::new().workers(1).chunk_size(8).memory_limit(MEMORY_LIMIT);
+    let config =
+        ProcessConfig::new(Config::new().workers(1).chunk_size(8)).memory_limit(MEMORY_LIMIT);
     let pool = ProcessPool::with_config(config).unwrap();
     let bomber = pool.apply(worker_pid, 0).unwrap();
     // One batch: item 3 runs out of memory; the items around it succeed, those after it on a
@@ -63,7 +64,8 @@ fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
 
 #[test]
 fn a_task_over_its_cpu_time_fails_with_resource_limit_and_the_pool_goes_on() {
-    let config = Config::new().workers(1).chunk_size(8).cpu_time_limit(Duration::from_secs(1));
+    let config = ProcessConfig::new(Config::new().workers(1).chunk_size(8))
+        .cpu_time_limit(Duration::from_secs(1));
     let pool = ProcessPool::with_config(config).unwrap();
     let spinner = pool.apply(worker_pid, 0).unwrap();
     // One batch: the limit is per task, so the 400 ms tasks succeed (1.6 s in all, two on
@@ -83,7 +85,8 @@ fn a_task_over_its_cpu_time_fails_with_resource_limit_and_the_pool_goes_on() {
 
 #[test]
 fn a_fraction_of_a_second_is_rounded_up() {
-    let config = Config::new().workers(1).cpu_time_limit(Duration::from_millis(1500));
+    let config =
+        ProcessConfig::new(Config::new().workers(1)).cpu_time_limit(Duration::from_millis(1500));
     let pool = ProcessPool::with_config(config).unwrap();
     assert!(matches!(
         pool.apply(spin, u64::MAX),

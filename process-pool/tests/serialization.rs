@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde::{Serialize, Serializer};
-use taskpool_process::{Config, Pool, ProcessPool, Side, TaskError};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, Side, TaskError};
 
 /// A value whose serialization always fails.
 #[derive(Debug)]
@@ -49,7 +49,10 @@ fn a_result_that_cannot_serialize_fails_alone() {
 
 #[test]
 fn an_argument_over_the_limit_fails_before_sending() {
-    let pool = ProcessPool::with_config(Config::new().workers(1).max_frame_bytes(1024)).unwrap();
+    let pool = ProcessPool::with_config(
+        ProcessConfig::new(Config::new().workers(1)).max_frame_bytes(1024),
+    )
+    .unwrap();
     match pool.apply(echo, serde_bytes::ByteBuf::from(vec![0; 4096])) {
         Err(TaskError::TooLarge { side: Side::Argument, size, limit: 1024 }) => {
             assert!(size > 4096)
@@ -61,7 +64,10 @@ fn an_argument_over_the_limit_fails_before_sending() {
 
 #[test]
 fn a_result_over_the_limit_fails_alone() {
-    let pool = ProcessPool::with_config(Config::new().workers(1).max_frame_bytes(1024)).unwrap();
+    let pool = ProcessPool::with_config(
+        ProcessConfig::new(Config::new().workers(1)).max_frame_bytes(1024),
+    )
+    .unwrap();
     let outcomes = pool.map_results(bytes_of_len, [10, 5000, 20]);
     assert_eq!(outcomes[0].as_ref().unwrap().len(), 10);
     match &outcomes[1] {

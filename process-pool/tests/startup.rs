@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde::{Deserialize, Serialize};
-use taskpool_process::{Config, Pool, ProcessPool, Task, spawn};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, Task, spawn};
 
 /// The directory of the examples cargo built beside this test binary.
 fn example(name: &str) -> PathBuf {
@@ -74,7 +74,8 @@ fn play_parent(dir: &Path) {
     let signal = |name: &str| dir.join(name).to_string_lossy().into_owned();
     // A pool that has not timed any task yet sends one item at a time, and `in_flight(1)`
     // keeps one per worker: the three gathering tasks go to the three workers.
-    let pool = ProcessPool::with_config(Config::new().workers(3).in_flight(1)).unwrap();
+    let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(3)).in_flight(1))
+        .unwrap();
     assert!(pool.apply(abort, 0).is_err());
     // Every worker serves, the replacement of the crashed one included.
     std::fs::create_dir(dir.join("gather")).unwrap();

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
 
 fn timed_out(result: Result<u64, TaskError>) -> Duration {
     match result {
@@ -70,7 +70,8 @@ fn cancelling_a_queued_task_never_runs_it() {
     let dir = Scratch::new("cancel-queued");
     let signal = dir.file("running");
     let log = dir.file("log");
-    let pool = ProcessPool::with_config(Config::new().workers(1).in_flight(1)).unwrap();
+    let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1)).in_flight(1))
+        .unwrap();
     let blocker = pool.submit(SignalThenSleep { signal: signal.clone() }, 300);
     wait_for_file(&signal);
     let queued =
@@ -86,7 +87,8 @@ fn cancelling_a_queued_task_never_runs_it() {
 fn a_cancelled_task_requeued_after_a_crash_is_dropped_and_shutdown_completes() {
     let dir = Scratch::new("cancel-requeue-shutdown");
     let signal = dir.file("running");
-    let pool = ProcessPool::with_config(Config::new().workers(1).in_flight(2)).unwrap();
+    let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1)).in_flight(2))
+        .unwrap();
     let victim = pool.submit(SignalThenSleep { signal: signal.clone() }, 60_000);
     let behind = pool.submit(square, 5);
     wait_for_file(&signal);

@@ -32,8 +32,8 @@
 //!   running it until it returns, and that worker is busy meanwhile.
 //! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
 //! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
-//! - `memory_limit` and `cpu_time_limit` are ignored: threads share one address space and
-//!   one CPU-time account.
+//! - There is no per-task memory or CPU-time limit: threads share one address space and one
+//!   CPU-time account (the process backend's `ProcessConfig` has both).
 //!
 //! Use `taskpool-process` when any of these matter.
 #![forbid(unsafe_code)]
@@ -45,6 +45,5 @@ mod watchdog;
 pub use crate::pool::ThreadPool;
 pub use crate::spawn::spawn;
 pub use taskpool_core::{
-    Completer, Config, Exit, IntoTask, Job, PanicReport, Pool, Resource, Side, Spawned, Task,
-    TaskError, TaskHandle,
+    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError, TaskHandle,
 };

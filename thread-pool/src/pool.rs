@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use taskpool_core::{Completer, Config, IntoTask, Job, PanicScope, Pool, TaskError, catch_panic};
+use taskpool_core::backend::{Completer, Execute, Job, PanicScope, catch_panic, map_by_handles};
+use taskpool_core::{Config, IntoTask, Pool, TaskError};
 
 use crate::watchdog::Watchdog;
 
@@ -64,7 +65,7 @@ struct Shared {
     waiting: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
-    /// Initializer failures so far; at `config.attempts()` the pool stops trying.
+    /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
     init_failures: AtomicU32,
 }
 
@@ -85,9 +86,8 @@ impl ThreadPool {
 
     /// Starts a pool with `config`.
     ///
-    /// Of the settings, `max_tasks_per_worker`, `max_frame_bytes`, `in_flight`,
-    /// `memory_limit` and `cpu_time_limit` have no meaning for threads and are ignored: threads
-    /// share one address space, and a thread cannot be stopped.
+    /// Of the settings, `max_tasks_per_worker` has no meaning for threads and is ignored: a
+    /// thread has nothing to recycle.
     ///
     /// # Errors
     ///
@@ -95,9 +95,9 @@ impl ThreadPool {
     /// threads cannot be created.
     pub fn with_config(config: Config) -> Result<Self, TaskError> {
         config.validate()?;
-        let prefix = config.prefix().to_owned();
+        let prefix = config.get_name_prefix().to_owned();
         let rayon = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.worker_count())
+            .num_threads(config.get_workers())
             .thread_name(move |i| format!("{prefix}-{i}"))
             .build()
             .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
@@ -128,17 +128,17 @@ impl Shared {
     /// Runs one task on the current pool thread, initializing the thread first if needed.
     fn run<J: Job>(&self, job: &J, input: J::Input) -> Result<J::Output, TaskError> {
         self.ensure_initialized()?;
-        catch_panic(self.config.captures_backtraces(), || job.run(input)).map_err(TaskError::from)
+        catch_panic(self.config.get_backtraces(), || job.run(input)).map_err(TaskError::from)
     }
 
     fn ensure_initialized(&self) -> Result<(), TaskError> {
-        let Some(init) = self.config.init_fn() else {
+        let Some(init) = self.config.get_initializer() else {
             return Ok(());
         };
         if INITIALIZED.with(Cell::get) {
             return Ok(());
         }
-        if self.init_failures.load(Ordering::Relaxed) >= self.config.attempts() {
+        if self.init_failures.load(Ordering::Relaxed) >= self.config.get_start_attempts() {
             return Err(TaskError::WorkerStart {
                 reason: "the initializer failed on every attempt".into(),
             });
@@ -170,7 +170,7 @@ impl Shared {
     }
 }
 
-impl Pool for ThreadPool {
+impl Execute for ThreadPool {
     fn execute<J: Job>(
         &self,
         job: &Arc<J>,
@@ -186,7 +186,7 @@ impl Pool for ThreadPool {
         }
         let job = job.clone();
         let shared = self.shared.clone();
-        let limit = timeout.or(shared.config.task_timeout());
+        let limit = timeout.or(shared.config.get_timeout());
         let watchdog = limit.map(|_| self.watchdog.clone());
         self.rayon.spawn(move || {
             if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
@@ -214,7 +214,9 @@ impl Pool for ThreadPool {
             shared.finish_one();
         });
     }
+}
 
+impl Pool for ThreadPool {
     fn workers(&self) -> usize {
         self.rayon.current_num_threads()
     }
@@ -238,9 +240,9 @@ impl Pool for ThreadPool {
         if self.is_closed() {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
         }
-        if self.shared.config.task_timeout().is_some() {
+        if self.shared.config.get_timeout().is_some() {
             // Each task needs its own deadline: go through handles.
-            return taskpool_core::map_by_handles(self, task, items);
+            return map_by_handles(self, task, items);
         }
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
@@ -256,8 +258,8 @@ impl Pool for ThreadPool {
         if self.is_closed() {
             return Err(TaskError::ShutDown);
         }
-        if self.shared.config.task_timeout().is_some() {
-            return taskpool_core::map_by_handles(self, task, items).into_iter().collect();
+        if self.shared.config.get_timeout().is_some() {
+            return map_by_handles(self, task, items).into_iter().collect();
         }
         // Optimistic: collect the outputs straight into place, as rayon does. A failure is
         // recorded and aborts the batch (items not yet started are skipped), so no output
@@ -266,7 +268,7 @@ impl Pool for ThreadPool {
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
         let shared = &*self.shared;
-        let backtraces = shared.config.captures_backtraces();
+        let backtraces = shared.config.get_backtraces();
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
             self.rayon.install(|| {
                 items
@@ -312,7 +314,7 @@ fn outcomes<'a, J: Job>(
     job: &'a J,
     items: Vec<J::Input>,
 ) -> impl IndexedParallelIterator<Item = (usize, Result<J::Output, TaskError>)> + 'a {
-    let backtraces = shared.config.captures_backtraces();
+    let backtraces = shared.config.get_backtraces();
     items.into_par_iter().enumerate().map_init(
         move || (shared.ensure_initialized(), PanicScope::enter(backtraces)),
         move |(init, scope), (i, input)| {

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use taskpool_core::{Child, IntoTask, Job, Spawned, TaskError, TaskHandle, catch_panic, promise};
+use taskpool_core::backend::{Child, Job, catch_panic, promise};
+use taskpool_core::{IntoTask, Spawned, TaskError, TaskHandle};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

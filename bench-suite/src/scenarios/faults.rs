@@ -187,11 +187,11 @@ fn probe_cell(end: ProbeEnd, fault: Fault, limited: bool) -> Cell {
 /// task to the healthy task's result.
 #[cfg(feature = "process-pool")]
 fn on_processes(fault: Fault, repeats: usize) -> Cell {
-    let config = taskpool_process::Config::new().workers(1);
+    use taskpool_process::{Config, ProcessConfig};
     // The bomb meets the memory limit, not the clock.
     let config = match fault {
-        Fault::Bomb => config.memory_limit(MEMORY_LIMIT),
-        _ => config.timeout(HANG_LIMIT),
+        Fault::Bomb => ProcessConfig::new(Config::new().workers(1)).memory_limit(MEMORY_LIMIT),
+        _ => Config::new().workers(1).timeout(HANG_LIMIT).into(),
     };
     let Ok(pool) = taskpool_process::ProcessPool::with_config(config) else {
         return Cell::Skipped("the process pool did not start".into());

@@ -1,0 +1,72 @@
+//! What a backend author implements and uses; a user of a pool never needs this module.
+//!
+//! A backend is a type that implements [`Execute`] (run one job on one input and settle its
+//! [`Completer`]) and [`crate::Pool`] (`workers` and `shutdown`; every user method is provided
+//! on top of `execute`, and a backend overrides the batch methods where it is faster).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use taskpool_core::backend::{Completer, Execute, Job, catch_panic};
+//! use taskpool_core::{Pool, TaskError};
+//!
+//! /// Runs every task at once on the calling thread.
+//! struct Inline;
+//!
+//! impl Execute for Inline {
+//!     fn execute<J: Job>(
+//!         &self,
+//!         job: &Arc<J>,
+//!         input: J::Input,
+//!         completer: Completer<J::Output>,
+//!         _timeout: Option<Duration>,
+//!     ) {
+//!         completer.complete(catch_panic(false, || job.run(input)).map_err(TaskError::from));
+//!     }
+//! }
+//!
+//! impl Pool for Inline {
+//!     fn workers(&self) -> usize {
+//!         1
+//!     }
+//!
+//!     fn shutdown(&self) {}
+//! }
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! assert_eq!(Inline.map(square, 1..=3).unwrap(), [1, 4, 9]);
+//! ```
+//!
+//! A backend that runs jobs in another process asks each [`Job`] how it travels with a
+//! [`Shipper`]. Every backend runs the conformance suite (feature `conformance`,
+//! `taskpool_core::conformance_suite!`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::handle::{Completer, promise, promise_notify};
+pub use crate::panic::{PanicScope, catch_panic};
+pub use crate::pool::map_by_handles;
+pub use crate::spawn::Child;
+pub use crate::task::{FnJob, IsTask, Job, Shipper, TaskJob};
+
+/// Runs one job: the one method a backend must write to run work.
+///
+/// [`crate::Pool`] builds every user method on top of it.
+pub trait Execute {
+    /// Starts `job` on `input`; its outcome goes to `completer`.
+    ///
+    /// `timeout` overrides the pool's per-task limit for this task. On a pool that is shut
+    /// down the completer is settled with [`crate::TaskError::ShutDown`].
+    fn execute<J: Job>(
+        &self,
+        job: &Arc<J>,
+        input: J::Input,
+        completer: Completer<J::Output>,
+        timeout: Option<Duration>,
+    );
+}

@@ -1,0 +1,215 @@
+//! [`ProcessConfig`]: the shared settings plus those only worker processes have.
+
+use std::fmt;
+use std::time::Duration;
+
+use taskpool_core::{Config, TaskError};
+
+/// How a [`crate::ProcessPool`] is set up: the shared [`Config`] and the settings that only
+/// worker processes have (a frame limit, batches in flight, memory and CPU-time limits).
+///
+/// `ProcessPool::with_config` takes either: a plain [`Config`] gets the defaults below for
+/// the process settings.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+///
+/// fn double(x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// let config = ProcessConfig::new(Config::new().workers(2).timeout(Duration::from_secs(10)))
+///     .memory_limit(512 << 20)
+///     .cpu_time_limit(Duration::from_secs(5));
+/// assert_eq!(config.get_config().get_workers(), 2);
+/// let pool = ProcessPool::with_config(config)?;
+/// assert_eq!(pool.map(double, 1..=3)?, [2, 4, 6]);
+/// # Ok::<(), TaskError>(())
+/// ```
+#[derive(Clone)]
+pub struct ProcessConfig {
+    config: Config,
+    max_frame_bytes: usize,
+    in_flight: usize,
+    memory_limit: Option<u64>,
+    cpu_time_limit: Option<Duration>,
+}
+
+impl ProcessConfig {
+    /// `config` with the process defaults: a 1 GiB frame limit, 2 batches in flight per
+    /// worker, no memory or CPU-time limit.
+    pub fn new(config: Config) -> Self {
+        ProcessConfig {
+            config,
+            max_frame_bytes: 1 << 30,
+            in_flight: 2,
+            memory_limit: None,
+            cpu_time_limit: None,
+        }
+    }
+
+    /// Replaces the shared settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the largest encoded argument or result, in bytes, that may cross a process
+    /// boundary. Larger values fail their task with [`TaskError::TooLarge`]. At least 64.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
+    /// Sets how many batches a worker may hold at once (1 to 4), so that it never idles for a
+    /// round trip.
+    pub fn in_flight(mut self, n: usize) -> Self {
+        self.in_flight = n;
+        self
+    }
+
+    /// Caps the memory of each worker process at `bytes` of address space, from after the
+    /// initializer on. A task whose allocation fails under the cap fails with
+    /// [`TaskError::ResourceLimit`] (`Resource::Memory`), and its worker is replaced; the pool
+    /// goes on.
+    ///
+    /// This is address space (`RLIMIT_AS`), not resident memory: the worker's own code,
+    /// buffers and stacks count, and so do the stacks and allocator arenas of threads a task
+    /// starts, so leave room (tens of MiB) above what tasks need. A failed allocation is
+    /// recognized when the worker aborts with its address space within an eighth of the cap;
+    /// a single allocation far larger than what is left can be reported as a crash
+    /// (`SIGABRT`) instead.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Caps the CPU time (user plus system) each task may use in its worker process. A task
+    /// that uses more is stopped with its worker and fails with [`TaskError::ResourceLimit`]
+    /// (`Resource::CpuTime`); the pool replaces the worker and goes on.
+    ///
+    /// The kernel enforces it (`RLIMIT_CPU`, armed again before each task) and counts whole
+    /// seconds: the limit is rounded up to a whole second, and a task may run up to one second
+    /// past it. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
+    /// task that waits or that a busy machine does not schedule.
+    pub fn cpu_time_limit(mut self, limit: Duration) -> Self {
+        self.cpu_time_limit = Some(limit);
+        self
+    }
+
+    /// Checks the settings, the shared ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), TaskError> {
+        self.config.validate()?;
+        let bad = |reason: &str| Err(TaskError::InvalidConfig { reason: reason.to_owned() });
+        if !(1..=4).contains(&self.in_flight) {
+            return bad("in_flight must be between 1 and 4");
+        }
+        if self.max_frame_bytes < 64 {
+            return bad("max_frame_bytes must be at least 64");
+        }
+        if self.memory_limit == Some(0) {
+            return bad("a memory limit must be more than zero bytes");
+        }
+        if self.cpu_time_limit == Some(Duration::ZERO) {
+            return bad("a cpu time limit must be longer than zero");
+        }
+        Ok(())
+    }
+
+    /// The shared settings.
+    pub fn get_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The frame size limit in bytes.
+    pub fn get_max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    /// How many batches a worker may hold at once.
+    pub fn get_in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The cap on each worker's address space in bytes, if any.
+    pub fn get_memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// The cap on each task's CPU time, if any.
+    pub fn get_cpu_time_limit(&self) -> Option<Duration> {
+        self.cpu_time_limit
+    }
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig::new(Config::default())
+    }
+}
+
+impl From<Config> for ProcessConfig {
+    fn from(config: Config) -> Self {
+        ProcessConfig::new(config)
+    }
+}
+
+impl fmt::Debug for ProcessConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessConfig")
+            .field("config", &self.config)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("in_flight", &self.in_flight)
+            .field("memory_limit", &self.memory_limit)
+            .field("cpu_time_limit", &self.cpu_time_limit)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_limits_off() {
+        let c = ProcessConfig::default();
+        assert!(c.validate().is_ok());
+        assert_eq!((c.get_memory_limit(), c.get_cpu_time_limit()), (None, None));
+        assert_eq!(c.get_in_flight(), 2);
+        assert_eq!(c.get_max_frame_bytes(), 1 << 30);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let bad = |c: ProcessConfig| c.validate().unwrap_err().to_string();
+        assert!(bad(ProcessConfig::default().in_flight(9)).contains("in_flight"));
+        assert!(bad(ProcessConfig::default().max_frame_bytes(8)).contains("max_frame_bytes"));
+        assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory limit"));
+        assert!(bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO)).contains("cpu"));
+        assert!(bad(Config::new().workers(0).into()).contains("at least one worker"));
+    }
+
+    #[test]
+    fn getters_return_what_setters_set() {
+        let c = ProcessConfig::new(Config::new().workers(3))
+            .max_frame_bytes(4096)
+            .in_flight(3)
+            .memory_limit(1 << 28)
+            .cpu_time_limit(Duration::from_secs(2));
+        assert_eq!(c.get_config().get_workers(), 3);
+        assert_eq!(c.get_max_frame_bytes(), 4096);
+        assert_eq!(c.get_in_flight(), 3);
+        assert_eq!(c.get_memory_limit(), Some(1 << 28));
+        assert_eq!(c.get_cpu_time_limit(), Some(Duration::from_secs(2)));
+        let c = c.config(Config::new().workers(1));
+        assert_eq!(c.get_config().get_workers(), 1);
+        assert_eq!(c.get_in_flight(), 3);
+    }
+}
