@@ -275,19 +275,16 @@ impl Pool for ThreadPool {
                     .into_par_iter()
                     .enumerate()
                     .map_init(
-                        || (shared.ensure_initialized(), PanicScope::enter(backtraces)),
-                        |(init, scope), (i, input)| {
-                            let outcome = match init {
-                                Ok(()) => scope.catch(|| job.run(input)).map_err(TaskError::from),
-                                Err(e) => Err(e.clone()),
-                            };
-                            outcome.unwrap_or_else(|e| {
-                                failures
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .push((i, e));
-                                panic::resume_unwind(Box::new(Aborted))
-                            })
+                        || {
+                            if let Err(e) = shared.ensure_initialized() {
+                                fail(&failures, 0, e);
+                            }
+                            PanicScope::enter(backtraces)
+                        },
+                        |scope, (i, input)| {
+                            scope
+                                .catch(|| job.run(input))
+                                .unwrap_or_else(|report| fail(&failures, i, report.into()))
                         },
                     )
                     .collect::<Vec<T::Output>>()
@@ -301,6 +298,13 @@ impl Pool for ThreadPool {
             (Err(_), None) => Err(TaskError::ShutDown),
         }
     }
+}
+
+/// Records the failure of item `index` and aborts the batch.
+#[cold]
+fn fail(failures: &Mutex<Vec<(usize, TaskError)>>, index: usize, error: TaskError) -> ! {
+    failures.lock().unwrap_or_else(PoisonError::into_inner).push((index, error));
+    panic::resume_unwind(Box::new(Aborted))
 }
 
 /// The payload that unwinds a batch once one of its tasks failed; the failure itself was

@@ -35,3 +35,24 @@ fn map_reports_the_earliest_failure_it_saw_and_map_results_runs_everything() {
     assert_eq!(failed, 100);
     assert_eq!(pool.map(count_and_fail_on_multiples_of_1000, 0..999).unwrap().len(), 999);
 }
+
+fn failing_initializer() {
+    panic!("no licence server");
+}
+
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+#[test]
+fn a_failing_initializer_fails_every_batch_path_with_worker_start() {
+    let config = taskpool_thread::Config::new().workers(2).initializer(failing_initializer);
+    let pool = ThreadPool::with_config(config).unwrap();
+    let is_start_failure = |e: &TaskError| matches!(e, TaskError::WorkerStart { .. });
+    let err = pool.map(double, 0..10_000).unwrap_err();
+    assert!(is_start_failure(&err), "{err:?}");
+    let outcomes = pool.map_results(double, 0..100);
+    assert!(outcomes.iter().all(|o| o.as_ref().is_err_and(is_start_failure)), "{outcomes:?}");
+    let err = pool.apply(double, 1).unwrap_err();
+    assert!(is_start_failure(&err), "{err:?}");
+}
