@@ -52,7 +52,7 @@ pub use crate::handle::{Completer, promise, promise_notify};
 pub use crate::panic::{PanicScope, catch_panic};
 pub use crate::pool::map_by_handles;
 pub use crate::spawn::Child;
-pub use crate::task::{FnJob, IsTask, Job, Shipper, TaskJob};
+pub use crate::task::{Callable, FnJob, IsTask, Job, Shipper, TaskJob};
 
 /// Runs one job: the one method a backend must write to run work.
 ///

@@ -7,7 +7,7 @@ use crate::backend::Execute;
 use crate::error::TaskError;
 use crate::handle::{TaskHandle, promise};
 use crate::imap::{Ordered, Unordered};
-use crate::task::IntoTask;
+use crate::task::{IntoTask, Job};
 
 /// A pool of workers that runs tasks: the API both backends implement.
 ///
@@ -46,6 +46,7 @@ pub trait Pool: Execute {
 
     /// Submits one task and returns a handle to its result, like Python's `apply_async`.
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
         self.execute(&Arc::new(task.into_job()), input, completer, None);
         handle
@@ -58,6 +59,7 @@ pub trait Pool: Execute {
         input: T::Input,
         limit: Duration,
     ) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
         self.execute(&Arc::new(task.into_job()), input, completer, Some(limit));
         handle
@@ -69,6 +71,7 @@ pub trait Pool: Execute {
     ///
     /// The task's failure: see [`TaskError`].
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
+        let () = <T::Job as Job>::PORTABLE;
         self.submit(task, input).join()
     }
 
@@ -79,6 +82,7 @@ pub trait Pool: Execute {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         map_by_handles(self, task, items)
     }
 
@@ -97,6 +101,7 @@ pub trait Pool: Execute {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         self.map_results(task, items).into_iter().collect()
     }
 
@@ -112,6 +117,7 @@ pub trait Pool: Execute {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         self.map(task, items)
     }
 
@@ -123,6 +129,7 @@ pub trait Pool: Execute {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Ordered::new(self, Arc::new(task.into_job()), items.into_iter(), 4 * self.workers())
     }
 
@@ -136,6 +143,7 @@ pub trait Pool: Execute {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Unordered::new(self, Arc::new(task.into_job()), items.into_iter(), 4 * self.workers())
     }
 }
@@ -150,6 +158,7 @@ where
     T: IntoTask<M>,
     I: IntoIterator<Item = T::Input>,
 {
+    let () = <T::Job as Job>::PORTABLE;
     let job = Arc::new(task.into_job());
     let handles: Vec<_> = items
         .into_iter()

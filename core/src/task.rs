@@ -5,6 +5,13 @@
 //! one to six arguments and for every [`Task`]. Backends meet [`Job`], the runnable form that
 //! [`IntoTask::into_job`] produces, and [`Shipper`], which tells a backend how a job reaches
 //! another process.
+//!
+//! A value becomes a task in two steps, so that a compile error names what is wrong: it is
+//! [`Callable`] (a function or a `Task`, whatever its types), and its [`Job`] exists only when
+//! its argument and result types are serde types. A function whose argument is not
+//! `Serialize` thus fails with serde's own error naming that type, not with "`IntoTask` is not
+//! implemented". A third check, [`Job::PORTABLE`], runs when the program is built: a function
+//! must be a value that a worker process can rebuild from its type.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -45,6 +52,12 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(pool.map(Scale { factor: 3 }, 1..=3)?, [3, 6, 9]);
 /// # Ok::<(), TaskError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Task`",
+    label = "not a `Task`",
+    note = "a struct task implements `Task` and derives `Serialize` and `Deserialize` (serde with its `derive` feature)",
+    note = "a plain function needs no `Task` implementation: pass the function itself"
+)]
 pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The argument of one call.
     type Input: Serialize + DeserializeOwned + Send + 'static;
@@ -66,6 +79,16 @@ pub trait Job: sealed::Sealed + Send + Sync + 'static {
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The result of one call.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// `()`, or a compile error when the job is a function that a worker process cannot
+    /// rebuild from its type alone: a fn pointer, or a closure that captures data.
+    ///
+    /// Every pool method that accepts a task evaluates it in its own body
+    /// (`let () = <T::Job as Job>::PORTABLE;`), so that the error names the line that called
+    /// the method. It is checked on every backend, so that a program that builds with one
+    /// builds with all. Constants of generic code are evaluated when the program is built
+    /// (`cargo build`, `cargo test`), not by `cargo check`.
+    const PORTABLE: ();
 
     /// Runs the job on one input.
     fn run(&self, input: Self::Input) -> Self::Output;
@@ -104,9 +127,10 @@ pub trait Shipper {
 /// Converts something callable into a [`Job`]: what every pool method accepts.
 ///
 /// Implemented for every [`Task`] and for plain functions and non-capturing closures of one to
-/// six arguments. A function of several arguments takes its input as a tuple, which is how
-/// a pool's `starmap` works. The `Marker` parameter only keeps these implementations apart;
-/// callers never name it.
+/// six arguments whose argument and result types implement serde's `Serialize` and
+/// `DeserializeOwned` (and are `Send + 'static`). A function of several arguments takes its
+/// input as a tuple, which is how a pool's `starmap` works. The `Marker` parameter only keeps
+/// these implementations apart; callers never name it.
 ///
 /// # Examples
 ///
@@ -128,6 +152,95 @@ pub trait Shipper {
 /// assert_eq!(pool.map(|s: String| s.len(), ["ab".to_string()])?, [2]);
 /// # Ok::<(), TaskError>(())
 /// ```
+///
+/// # What is not a task
+///
+/// Each of these fails to compile, with an error that names the cause.
+///
+/// An argument (or result) type that serde cannot carry: the error is serde's, "the trait
+/// bound `Point: Serialize` is not satisfied", with a hint to derive it:
+///
+/// ```compile_fail,E0277
+/// # use taskpool_core::Pool;
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+///
+/// fn norm(p: Point) -> f64 {
+///     p.x.hypot(p.y)
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.map(norm, [Point { x: 3.0, y: 4.0 }]);
+/// ```
+///
+/// A result type likewise:
+///
+/// ```compile_fail,E0277
+/// # use taskpool_core::Pool;
+/// struct Report(String);
+///
+/// fn check(x: u64) -> Report {
+///     Report(x.to_string())
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.apply(check, 1);
+/// ```
+///
+/// A struct that does not implement [`Task`] ("`Scale` is not a task"):
+///
+/// ```compile_fail,E0277
+/// # use taskpool_core::Pool;
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Scale {
+///     factor: u64,
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.map(Scale { factor: 2 }, 1..=3);
+/// ```
+///
+/// A closure that captures data it cannot copy ("is not a task"; the fix is in the message):
+///
+/// ```compile_fail,E0277
+/// # use taskpool_core::Pool;
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+/// let suffix = String::from("!");
+/// pool.map(move |s: String| s + &suffix, ["hi".to_string()]);
+/// ```
+///
+/// A closure that captures data it can copy, or a fn pointer, fails when the program is built
+/// ("a task must be a function item or a closure that captures nothing", with the fix), on
+/// every backend: a worker process rebuilds a function from its type, and these carry data
+/// that their type does not name. See [`Job::PORTABLE`].
+///
+/// ```compile_fail,E0080
+/// # use taskpool_core::Pool;
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+/// let factor = 3;
+/// pool.map(move |x: u64| x * factor, 1..=3);
+/// ```
+///
+/// ```compile_fail,E0080
+/// # use taskpool_core::Pool;
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// let f: fn(u64) -> u64 = square;
+/// pool.map(f, 1..=3);
+/// ```
+///
+/// Pass such data in the argument instead (`pool.map(scale, items.map(|x| (x, factor)))` with
+/// `fn scale(x: u64, factor: u64)`), or in a struct that implements [`Task`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a task",
+    label = "not a task",
+    note = "a task is a function item or a closure that captures nothing, of one to six arguments whose types (and the result's) implement serde's `Serialize` and `DeserializeOwned`, or a struct that implements `Task`"
+)]
 pub trait IntoTask<Marker>: Sized {
     /// The argument of one call.
     type Input: Serialize + DeserializeOwned + Send + 'static;
@@ -140,16 +253,49 @@ pub trait IntoTask<Marker>: Sized {
     fn into_job(self) -> Self::Job;
 }
 
+impl<M, T> IntoTask<M> for T
+where
+    T: Callable<M>,
+    T::Job: Job,
+{
+    type Input = <T::Job as Job>::Input;
+    type Output = <T::Job as Job>::Output;
+    type Job = T::Job;
+
+    fn into_job(self) -> T::Job {
+        self.callable_job()
+    }
+}
+
+/// A function or a [`Task`], whatever its argument and result types: the first step of
+/// [`IntoTask`].
+///
+/// [`IntoTask`] is implemented for every `Callable` whose [`Callable::Job`] is a [`Job`], which
+/// holds when its argument and result types are serde types. Keeping the two steps apart is
+/// what lets a compile error name the type that is not `Serialize`. Backends and users name
+/// [`IntoTask`]; this trait only shapes the compiler's messages.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a task",
+    label = "not a function of one to six arguments, nor a struct that implements `Task`",
+    note = "a task is a function item, a closure that captures nothing, or a struct that implements `Task` (with `#[derive(Serialize, Deserialize)]`)",
+    note = "a closure that captures data is not a task: pass the data in the task's argument, or put it in a struct that implements `Task`"
+)]
+pub trait Callable<Marker>: Sized {
+    /// The runnable form, a [`Job`] when the types allow it.
+    type Job;
+
+    /// Converts `self` into its runnable form.
+    fn callable_job(self) -> Self::Job;
+}
+
 /// The [`IntoTask`] marker of a struct that implements [`Task`].
 #[derive(Debug, Clone, Copy)]
 pub enum IsTask {}
 
-impl<T: Task> IntoTask<IsTask> for T {
-    type Input = T::Input;
-    type Output = T::Output;
+impl<T: Task> Callable<IsTask> for T {
     type Job = TaskJob<T>;
 
-    fn into_job(self) -> TaskJob<T> {
+    fn callable_job(self) -> TaskJob<T> {
         TaskJob(self)
     }
 }
@@ -162,6 +308,8 @@ pub struct TaskJob<T>(T);
 impl<T: Task> Job for TaskJob<T> {
     type Input = T::Input;
     type Output = T::Output;
+
+    const PORTABLE: () = ();
 
     fn run(&self, input: T::Input) -> T::Output {
         self.0.run(input)
@@ -202,17 +350,13 @@ impl<F, Args, R> fmt::Debug for FnJob<F, Args, R> {
 
 macro_rules! fn_tasks {
     ($( ($($arg:ident),+) => $input:ty; )+) => {$(
-        impl<F, $($arg,)+ R> IntoTask<fn($($arg),+) -> R> for F
+        impl<F, $($arg,)+ R> Callable<fn($($arg),+) -> R> for F
         where
             F: Fn($($arg),+) -> R + Copy + Send + Sync + 'static,
-            $($arg: Serialize + DeserializeOwned + Send + 'static,)+
-            R: Serialize + DeserializeOwned + Send + 'static,
         {
-            type Input = $input;
-            type Output = R;
             type Job = FnJob<F, ($($arg,)+), R>;
 
-            fn into_job(self) -> Self::Job {
+            fn callable_job(self) -> Self::Job {
                 FnJob { f: self, signature: PhantomData }
             }
         }
@@ -225,6 +369,14 @@ macro_rules! fn_tasks {
         {
             type Input = $input;
             type Output = R;
+
+            const PORTABLE: () = assert!(
+                std::mem::size_of::<F>() == 0,
+                "a task must be a function item or a closure that captures nothing, so that a \
+                 worker process can rebuild it from its type; this one is a fn pointer or \
+                 captures data. Pass the data in the task's argument (a tuple for several), or \
+                 put it in a struct that implements `Task`"
+            );
 
             #[allow(non_snake_case, unused_parens)]
             #[inline]

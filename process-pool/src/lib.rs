@@ -30,6 +30,18 @@
 //! # }
 //! ```
 //!
+//! A task is a function item, a closure that captures nothing, or a struct that implements
+//! [`Task`]: a worker rebuilds a function from its type alone. A fn pointer or a closure that
+//! captures data fails the build at the line that passes it, with the fix in the message:
+//!
+//! ```compile_fail,E0080
+//! use taskpool_process::{Pool, ProcessPool};
+//!
+//! let pool = ProcessPool::new(2).unwrap();
+//! let offset = 10;
+//! pool.map(move |x: u64| x + offset, 1..=3); // captures `offset`
+//! ```
+//!
 //! # Limits and costs
 //!
 //! [`ProcessConfig::memory_limit`] and [`ProcessConfig::cpu_time_limit`] cap what a task may use in its

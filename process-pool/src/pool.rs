@@ -180,6 +180,7 @@ impl ProcessPool {
         task: T,
         input: T::Input,
     ) -> TaskHandle<(T::Output, Usage)> {
+        let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
         let sink = HandleSink { completer, decode: sink::decode_with_usage };
         self.submit_one(&task.into_job(), input, sink, None);
@@ -317,6 +318,7 @@ impl Pool for ProcessPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         let (groups, total) = self.run_batch(task.into_job(), items);
         let mut results = Vec::with_capacity(total);
         for (first, values) in groups {
@@ -333,6 +335,7 @@ impl Pool for ProcessPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         let (groups, total) = self.run_batch(task.into_job(), items);
         let mut outputs = Vec::with_capacity(total);
         for (first, values) in groups {
@@ -351,6 +354,7 @@ impl Pool for ProcessPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(self, task.into_job(), items.into_iter(), true)
     }
 
@@ -363,6 +367,7 @@ impl Pool for ProcessPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(self, task.into_job(), items.into_iter(), false)
     }
 }

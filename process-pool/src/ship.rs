@@ -137,15 +137,12 @@ impl ImageId {
 
 /// Runs the items of a stateless job, rebuilding the job from its type.
 fn run_stateless<J: Job + Copy>(_state: &[u8], inputs: &mut Inputs<'_>, out: &mut Outputs) {
-    const {
-        assert!(
-            std::mem::size_of::<J>() == 0,
-            "a process pool runs functions named by their item (not fn pointers) and closures \
-             that capture nothing; put captured data in a struct that implements Task"
-        );
-    }
-    // SAFETY: `J` is zero-sized (checked above) and `Copy`, and `Shipper::stateless` is only
-    // called by core's sealed `FnJob`, whose values are plain functions or closures that
+    // Every pool method evaluates `J::PORTABLE` where it is called, so that a function that
+    // is not zero-sized fails the build at the caller's line; evaluating it here too keeps
+    // this function sound whoever calls it.
+    let () = J::PORTABLE;
+    // SAFETY: `J` is zero-sized (`J::PORTABLE` above fails the build otherwise) and `Copy`,
+    // and `Shipper::stateless` is only called by core's sealed `FnJob`, whose values are plain functions or closures that
     // capture nothing (or only other zero-sized copyable values). Such a value carries no
     // data and no invariant, and a value of the type existed in the parent, so creating one
     // from nothing is the same as copying that one.

@@ -42,6 +42,7 @@ use crate::wire::{FrameReader, Kind, SLACK};
 /// # }
 /// ```
 pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::Output>, TaskError> {
+    let () = <T::Job as Job>::PORTABLE;
     let limit = ProcessConfig::default().get_max_frame_bytes();
     let job = task.into_job().ship(Ship)?;
     let mut encoded = Vec::new();

@@ -237,6 +237,7 @@ impl Pool for ThreadPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         if self.is_closed() {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
         }
@@ -255,6 +256,7 @@ impl Pool for ThreadPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         if self.is_closed() {
             return Err(TaskError::ShutDown);
         }

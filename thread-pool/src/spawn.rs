@@ -34,6 +34,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// # }
 /// ```
 pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::Output>, TaskError> {
+    let () = <T::Job as Job>::PORTABLE;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let job = task.into_job();
     let (completer, handle) = promise();
