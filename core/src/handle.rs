@@ -4,10 +4,17 @@
 //! the backend fills in. Whichever settles the task first wins (the result, a timeout, a
 //! cancellation), and a completer dropped unfilled settles the task as shut down, so no handle
 //! can wait forever on work a backend dropped.
+//!
+//! A handle is waited on by a blocking `join` (a short spin, then a condition variable) or
+//! awaited as a [`Future`] (a stored [`Waker`]). Settling wakes whichever waits, under the
+//! lock it takes anyway, so the blocking path pays nothing for the async one.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -33,9 +40,32 @@ struct Slot<R> {
 const SPIN: Duration = Duration::from_micros(50);
 
 enum State<R> {
-    Pending { on_cancel: Option<CancelHook>, notify: Option<(Sender<usize>, usize)> },
+    Pending(Pending),
     Ready(Result<R, TaskError>),
     Joined,
+}
+
+/// Who to tell when a pending task settles.
+#[derive(Default)]
+struct Pending {
+    on_cancel: Option<CancelHook>,
+    notify: Option<(Sender<usize>, usize)>,
+    /// The waker of the task that awaits the handle, if one does.
+    waker: Option<Waker>,
+}
+
+impl Pending {
+    /// Tells the unordered iterator and the awaiting task, if any. Called after the lock is
+    /// released.
+    fn wake(self) {
+        if let Some((tx, index)) = self.notify {
+            // The receiver may be gone (an abandoned iterator); nobody is waiting then.
+            let _ = tx.send(index);
+        }
+        if let Some(waker) = self.waker {
+            waker.wake();
+        }
+    }
 }
 
 impl<R> Slot<R> {
@@ -45,13 +75,15 @@ impl<R> Slot<R> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Settles the task if it is still pending. Returns whether this call settled it.
-    fn settle(&self, result: Result<R, TaskError>) -> bool {
+    /// Settles the task if it is still pending and wakes joiners asleep on the condition
+    /// variable. Returns who else to tell (see [`Pending::wake`]), or `None` if the task was
+    /// already settled.
+    fn settle(&self, result: Result<R, TaskError>) -> Option<Pending> {
         let mut state = self.lock();
-        let State::Pending { notify, .. } = &mut *state else {
-            return false;
+        let State::Pending(pending) = &mut *state else {
+            return None;
         };
-        let notify = notify.take();
+        let pending = std::mem::take(pending);
         *state = State::Ready(result);
         self.settled.store(true, Ordering::Release);
         let sleepers = self.sleepers.load(Ordering::Relaxed);
@@ -59,11 +91,7 @@ impl<R> Slot<R> {
         if sleepers > 0 {
             self.ready.notify_all();
         }
-        if let Some((tx, index)) = notify {
-            // The receiver may be gone (an abandoned iterator); nobody is waiting then.
-            let _ = tx.send(index);
-        }
-        true
+        Some(pending)
     }
 }
 
@@ -91,7 +119,7 @@ pub fn promise_notify<R>(tx: Sender<usize>, index: usize) -> (Completer<R>, Task
 
 fn promise_with<R>(notify: Option<(Sender<usize>, usize)>) -> (Completer<R>, TaskHandle<R>) {
     let slot = Arc::new(Slot {
-        state: Mutex::new(State::Pending { on_cancel: None, notify }),
+        state: Mutex::new(State::Pending(Pending { notify, ..Pending::default() })),
         ready: Condvar::new(),
         settled: AtomicBool::new(false),
         sleepers: AtomicUsize::new(0),
@@ -112,27 +140,33 @@ impl<R> Completer<R> {
     /// timed out), in which case `result` is dropped. Only the first settlement counts, so a
     /// backend may share a completer between the task and a watchdog that times it out.
     pub fn complete(&self, result: Result<R, TaskError>) -> bool {
-        self.slot.settle(result)
+        match self.slot.settle(result) {
+            Some(pending) => {
+                pending.wake();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the task is already settled, so running it would be wasted work.
     pub fn is_settled(&self) -> bool {
-        !matches!(*self.slot.lock(), State::Pending { .. })
+        !matches!(*self.slot.lock(), State::Pending(_))
     }
 
     /// Registers what to do when the handle's owner cancels the task, such as removing it
     /// from a queue or killing the worker that runs it. If the task is already settled the
     /// hook is dropped unrun.
     pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
-        if let State::Pending { on_cancel, .. } = &mut *self.slot.lock() {
-            *on_cancel = Some(Box::new(hook));
+        if let State::Pending(pending) = &mut *self.slot.lock() {
+            pending.on_cancel = Some(Box::new(hook));
         }
     }
 }
 
 impl<R> Drop for Completer<R> {
     fn drop(&mut self) {
-        self.slot.settle(Err(TaskError::ShutDown));
+        self.complete(Err(TaskError::ShutDown));
     }
 }
 
@@ -144,8 +178,10 @@ impl<R> fmt::Debug for Completer<R> {
 
 /// A handle to one submitted task, like Python's `AsyncResult`.
 ///
-/// Handles may be joined in any order and from any thread. Dropping a handle does not stop
-/// its task; the result is discarded.
+/// Handles may be joined in any order and from any thread, or awaited: a handle is a
+/// [`Future`] of the same result, on any async runtime. Dropping a handle (or a future that
+/// awaits it) does not stop its task; the result is discarded. Call [`TaskHandle::cancel`] for
+/// that.
 ///
 /// # Examples
 ///
@@ -162,6 +198,21 @@ impl<R> fmt::Debug for Completer<R> {
 /// let b = pool.submit(square, 4);
 /// assert_eq!(b.join()?, 16); // any order
 /// assert_eq!(a.join()?, 9);
+/// # Ok::<(), TaskError>(())
+/// ```
+///
+/// Awaiting, here on `futures`' executor (tokio, smol and the others work the same way): the
+/// task runs on the pool, and the async task that awaits it sleeps until it is done.
+///
+/// ```
+/// # use taskpool_core::{Pool, TaskError};
+/// # fn square(x: u64) -> u64 {
+/// #     x * x
+/// # }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
+/// let handle = pool.submit(square, 5);
+/// let value = futures_executor::block_on(async { handle.await })?;
+/// assert_eq!(value, 25);
 /// # Ok::<(), TaskError>(())
 /// ```
 pub struct TaskHandle<R> {
@@ -197,7 +248,7 @@ impl<R> TaskHandle<R> {
     pub fn try_join(&mut self) -> Option<Result<R, TaskError>> {
         let mut state = self.slot.lock();
         match &*state {
-            State::Pending { .. } => None,
+            State::Pending(_) => None,
             State::Joined => Some(Err(TaskError::AlreadyJoined)),
             State::Ready(_) => take(&mut state),
         }
@@ -205,7 +256,7 @@ impl<R> TaskHandle<R> {
 
     /// Whether the task has settled: its result (or failure) is ready.
     pub fn is_finished(&self) -> bool {
-        !matches!(*self.slot.lock(), State::Pending { .. })
+        !matches!(*self.slot.lock(), State::Pending(_))
     }
 
     /// Cancels the task. A task still waiting in the queue never runs. A running task is
@@ -215,25 +266,13 @@ impl<R> TaskHandle<R> {
     /// Returns `true` if the handle is now settled as [`TaskError::Cancelled`], `false` if the
     /// task had already finished.
     pub fn cancel(&self) -> bool {
-        let mut state = self.slot.lock();
-        let State::Pending { on_cancel, notify } = &mut *state else {
+        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled)) else {
             return false;
         };
-        let hook = on_cancel.take();
-        let notify = notify.take();
-        *state = State::Ready(Err(TaskError::Cancelled));
-        self.slot.settled.store(true, Ordering::Release);
-        let sleepers = self.slot.sleepers.load(Ordering::Relaxed);
-        drop(state);
-        if sleepers > 0 {
-            self.slot.ready.notify_all();
-        }
-        if let Some(hook) = hook {
+        if let Some(hook) = pending.on_cancel.take() {
             hook();
         }
-        if let Some((tx, index)) = notify {
-            let _ = tx.send(index);
-        }
+        pending.wake();
         true
     }
 
@@ -244,7 +283,7 @@ impl<R> TaskHandle<R> {
             match &*state {
                 State::Ready(_) => return take(&mut state),
                 State::Joined => return Some(Err(TaskError::AlreadyJoined)),
-                State::Pending { .. } => {}
+                State::Pending(_) => {}
             }
             let left = match deadline {
                 None => None,
@@ -299,6 +338,31 @@ fn take<R>(state: &mut State<R>) -> Option<Result<R, TaskError>> {
     }
 }
 
+/// Resolves to the task's result, like [`TaskHandle::join`], without blocking a thread.
+///
+/// Polling after the result was taken (by a previous poll or a `try_join`) gives
+/// [`TaskError::AlreadyJoined`].
+impl<R> Future for TaskHandle<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.lock();
+        match &mut *state {
+            State::Pending(pending) => {
+                match &mut pending.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    none => *none = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Joined => Poll::Ready(Err(TaskError::AlreadyJoined)),
+            State::Ready(_) => {
+                Poll::Ready(take(&mut state).unwrap_or(Err(TaskError::AlreadyJoined)))
+            }
+        }
+    }
+}
+
 impl<R> fmt::Debug for TaskHandle<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskHandle").field("finished", &self.is_finished()).finish()
@@ -308,7 +372,7 @@ impl<R> fmt::Debug for TaskHandle<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     #[test]
     fn first_settlement_wins() {
@@ -348,6 +412,59 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst));
         assert_eq!(rx.try_recv(), Ok(4));
         assert!(c.is_settled());
+    }
+
+    /// Counts the wake-ups of the task that polls with it.
+    #[derive(Default)]
+    struct CountWakes(AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll<R>(handle: &mut TaskHandle<R>, wakes: &Arc<CountWakes>) -> Poll<Result<R, TaskError>> {
+        let waker = Waker::from(wakes.clone());
+        Pin::new(handle).poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn completion_wakes_the_awaiting_task_once() {
+        let wakes = Arc::new(CountWakes::default());
+        let (c, mut h) = promise::<u8>();
+        assert!(poll(&mut h, &wakes).is_pending());
+        assert!(poll(&mut h, &wakes).is_pending(), "a second poll only replaces the waker");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        c.complete(Ok(3));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(poll(&mut h, &wakes), Poll::Ready(Ok(3))));
+        assert!(matches!(poll(&mut h, &wakes), Poll::Ready(Err(TaskError::AlreadyJoined))));
+    }
+
+    #[test]
+    fn cancel_and_a_dropped_completer_wake_the_awaiting_task() {
+        let wakes = Arc::new(CountWakes::default());
+        let (_c, mut h) = promise::<u8>();
+        assert!(poll(&mut h, &wakes).is_pending());
+        assert!(h.cancel());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(poll(&mut h, &wakes), Poll::Ready(Err(TaskError::Cancelled))));
+
+        let (c, mut h) = promise::<u8>();
+        assert!(poll(&mut h, &wakes).is_pending());
+        drop(c);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(matches!(poll(&mut h, &wakes), Poll::Ready(Err(TaskError::ShutDown))));
+    }
+
+    #[test]
+    fn a_settled_handle_is_ready_at_the_first_poll() {
+        let wakes = Arc::new(CountWakes::default());
+        let (c, mut h) = promise::<&str>();
+        c.complete(Ok("early"));
+        assert!(matches!(poll(&mut h, &wakes), Poll::Ready(Ok("early"))));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! Task handles awaited on two async runtimes, tokio and `futures`' executor, with the thread
+//! backend (the conformance suite awaits handles on every backend).
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use taskpool_core::{Pool, TaskError};
+use taskpool_thread::ThreadPool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn fail(_: u64) -> u64 {
+    panic!("deliberate")
+}
+
+/// Opened by the async side; [`wait_for_gate`] blocks until then.
+static GATE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+fn wait_for_gate(x: u64) -> u64 {
+    let (open, changed) = &GATE;
+    let mut open = open.lock().unwrap();
+    while !*open {
+        open = changed.wait(open).unwrap();
+    }
+    x
+}
+
+fn open_gate() {
+    *GATE.0.lock().unwrap() = true;
+    GATE.1.notify_all();
+}
+
+/// How long any await may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+#[test]
+fn tokio_awaits_many_handles_at_once() {
+    let pool = ThreadPool::new(2).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..500).map(|i| pool.submit(square, i)).collect();
+    let sum = runtime.block_on(async {
+        let tasks: Vec<_> = handles.into_iter().map(tokio::spawn).collect();
+        let mut sum = 0;
+        for task in tasks {
+            sum += tokio::time::timeout(HANG, task).await.unwrap().unwrap().unwrap();
+        }
+        sum
+    });
+    assert_eq!(sum, (0..500).map(square).sum::<u64>());
+}
+
+#[test]
+fn awaiting_does_not_block_the_runtime_thread() {
+    // One runtime thread: if awaiting the handle blocked it, the task that opens the gate
+    // could never run, and the handle would never finish.
+    let pool = ThreadPool::new(1).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let value = runtime.block_on(async {
+        let handle = pool.submit(wait_for_gate, 7);
+        let opener = tokio::spawn(async { open_gate() });
+        let value = tokio::time::timeout(HANG, handle).await.expect("awaiting blocked");
+        opener.await.unwrap();
+        value
+    });
+    assert_eq!(value.unwrap(), 7);
+}
+
+#[test]
+fn futures_executor_awaits_values_and_failures() {
+    let pool = ThreadPool::new(2).unwrap();
+    let ok = pool.submit(square, 9);
+    let failed = pool.submit(fail, 0);
+    let (ok, failed) = futures_executor::block_on(async { (ok.await, failed.await) });
+    assert_eq!(ok.unwrap(), 81);
+    match failed {
+        Err(TaskError::Panicked(report)) => assert_eq!(report.message, "deliberate"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+}
