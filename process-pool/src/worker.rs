@@ -215,7 +215,8 @@ pub(crate) struct Outputs {
     pending: Vec<u8>,
     /// The current item's encoded result.
     scratch: Vec<u8>,
-    /// When the oldest frame in `pending` was added.
+    /// When the item of the oldest frame in `pending` started, so that the result of an item
+    /// that ran [`FLUSH_AGE`] or longer is written as soon as it exists.
     oldest: Option<Instant>,
     /// Sequence number of the next item.
     seq: u64,
@@ -295,7 +296,7 @@ impl Outputs {
             ),
         }
         self.seq += 1;
-        let oldest = *self.oldest.get_or_insert(now);
+        let oldest = *self.oldest.get_or_insert(started);
         if self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE {
             self.flush();
         }
