@@ -50,7 +50,7 @@ use std::time::Duration;
 
 pub use crate::handle::{Completer, promise, promise_notify};
 pub use crate::panic::{PanicScope, catch_panic};
-pub use crate::pool::map_by_handles;
+pub use crate::pool::{map_by_handles, map_by_handles_with_progress};
 pub use crate::spawn::Child;
 pub use crate::task::{Callable, FnJob, IsTask, Job, Shipper, TaskJob};
 

@@ -24,6 +24,12 @@ use serde::{Deserialize, Serialize};
 use crate::{Config, Pool, Task, TaskError};
 
 pub mod chaos;
+mod results;
+
+pub use results::{
+    awaited_handles, half_or_fail, progress_arrives_while_items_run, progress_counts_every_item,
+    try_map_is_flat, wait_for_file,
+};
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {
@@ -268,7 +274,8 @@ macro_rules! conformance_suite {
             ordering, empty_input, million_items, endless_imap_is_bounded,
             panic_is_typed_and_isolated, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
-            shutdown_twice, reports_workers, each_item_once);
+            shutdown_twice, reports_workers, each_item_once, awaited_handles,
+            progress_counts_every_item, progress_arrives_while_items_run, try_map_is_flat);
     };
     (@tests $make:expr; $($name:ident),+) => {$(
         #[test]

@@ -71,6 +71,7 @@ mod panic;
 mod pool;
 mod spawn;
 mod task;
+mod try_error;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -81,3 +82,4 @@ pub use crate::handle::TaskHandle;
 pub use crate::pool::Pool;
 pub use crate::spawn::Spawned;
 pub use crate::task::{IntoTask, Task};
+pub use crate::try_error::TryError;

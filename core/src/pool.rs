@@ -1,13 +1,14 @@
-//! The [`Pool`] trait: three required methods, everything else provided on top of them.
+//! The [`Pool`] trait: two required methods (and [`Execute`]), everything else provided on top.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Execute;
 use crate::error::TaskError;
-use crate::handle::{TaskHandle, promise};
+use crate::handle::{TaskHandle, promise, promise_notify};
 use crate::imap::{Ordered, Unordered};
 use crate::task::{IntoTask, Job};
+use crate::try_error::TryError;
 
 /// A pool of workers that runs tasks: the API both backends implement.
 ///
@@ -105,6 +106,141 @@ pub trait Pool: Execute {
         self.map_results(task, items).into_iter().collect()
     }
 
+    /// Like [`Pool::map_results`], calling `progress(done, total)` on the calling thread as
+    /// items finish: first when every item is sent (`done` is 0 unless items failed before
+    /// they could be sent), then as results arrive, last with `done == total`. `done` only
+    /// grows; results that arrive together are reported in one call.
+    ///
+    /// Results are counted as they reach the caller. The process backend streams them back
+    /// as workers finish them, even when items travel to the workers in batches; the thread
+    /// backend counts each item as its thread finishes it. Without a progress callback
+    /// nothing of this is paid: `map` and `map_results` do not count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use taskpool_core::{Pool, TaskError};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let mut seen = Vec::new();
+    /// let outcomes = pool.map_results_with_progress(square, 1..=100, |done, total| {
+    ///     seen.push(done);
+    ///     assert_eq!(total, 100);
+    /// });
+    /// assert_eq!(outcomes.len(), 100);
+    /// assert_eq!((seen.first(), seen.last()), (Some(&0), Some(&100)));
+    /// assert!(seen.is_sorted());
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    fn map_results_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        progress: F,
+    ) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        map_by_handles_with_progress(self, task, items, progress)
+    }
+
+    /// Like [`Pool::map`], reporting progress as [`Pool::map_results_with_progress`] does.
+    /// Every item runs, so `done` reaches `total` even when an item fails.
+    ///
+    /// For a terminal progress bar, call the bar's update from the callback (with
+    /// `indicatif`: `bar.set_length(total as u64); bar.set_position(done as u64)`).
+    ///
+    /// # Errors
+    ///
+    /// The first failure in input order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # use taskpool_core::{Pool, TaskError};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let squares = pool.map_with_progress(square, 1..=1000, |done, total| {
+    ///     eprint!("\r{done}/{total} squared");
+    ///     let _ = std::io::stderr().flush();
+    /// })?;
+    /// eprintln!();
+    /// assert_eq!(squares.len(), 1000);
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    fn map_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        progress: F,
+    ) -> Result<Vec<T::Output>, TaskError>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        self.map_results_with_progress(task, items, progress).into_iter().collect()
+    }
+
+    /// Like [`Pool::map`] for a task that returns a `Result`: one flat result, the values in
+    /// input order or the first failure in input order, either a task's own error
+    /// ([`TryError::Returned`]) or a task that produced no result ([`TryError::Failed`]).
+    ///
+    /// Every item runs, as in [`Pool::map_results`]. The error type travels like any result,
+    /// so it must be serializable: a `String`, or an enum of your own that derives
+    /// `Serialize` and `Deserialize` (most library errors, such as `std::io::Error`, are not).
+    ///
+    /// # Errors
+    ///
+    /// The first failure in input order: see [`TryError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// # use taskpool_core::{Pool, TaskError, TryError};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// enum CheckError {
+    ///     Odd(u64),
+    /// }
+    ///
+    /// fn half(x: u64) -> Result<u64, CheckError> {
+    ///     if x.is_multiple_of(2) { Ok(x / 2) } else { Err(CheckError::Odd(x)) }
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// assert_eq!(pool.try_map(half, [2, 4, 6]).ok(), Some(vec![1, 2, 3]));
+    /// match pool.try_map(half, [2, 3, 5]) {
+    ///     Err(TryError::Returned(e)) => assert_eq!(e, CheckError::Odd(3)), // the first in order
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    fn try_map<M, T, I, V, E>(&self, task: T, items: I) -> Result<Vec<V>, TryError<E>>
+    where
+        T: IntoTask<M, Output = Result<V, E>>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        self.map_results(task, items)
+            .into_iter()
+            .map(|outcome| outcome.map_err(TryError::Failed)?.map_err(TryError::Returned))
+            .collect()
+    }
+
     /// Like [`Pool::map`] for a function of several arguments, each item a tuple of them, like
     /// Python's `starmap`. Any [`Pool::map`] accepts such functions too; this name is for
     /// readers coming from Python.
@@ -168,5 +304,47 @@ where
             handle
         })
         .collect();
+    handles.into_iter().map(TaskHandle::join).collect()
+}
+
+/// `map_results_with_progress` through one handle per item: what
+/// [`Pool::map_results_with_progress`] does by default.
+///
+/// For a backend (see [`crate::backend`]) whose batch path cannot serve some case and that
+/// wants the default behaviour back. Each handle tells a channel when it settles, so the
+/// count follows completions in any order.
+pub fn map_by_handles_with_progress<P, M, T, I, F>(
+    pool: &P,
+    task: T,
+    items: I,
+    mut progress: F,
+) -> Vec<Result<T::Output, TaskError>>
+where
+    P: Pool + ?Sized,
+    T: IntoTask<M>,
+    I: IntoIterator<Item = T::Input>,
+    F: FnMut(usize, usize),
+{
+    let () = <T::Job as Job>::PORTABLE;
+    let job = Arc::new(task.into_job());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handles: Vec<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let (completer, handle) = promise_notify(tx.clone(), index);
+            pool.execute(&job, input, completer, None);
+            handle
+        })
+        .collect();
+    let total = handles.len();
+    progress(0, total);
+    let mut done = 0;
+    // Every handle sends once when it settles (a dropped completer settles it too), and we
+    // hold them all, so `total` messages arrive.
+    while done < total && rx.recv().is_ok() {
+        done += 1 + rx.try_iter().count();
+        progress(done, total);
+    }
     handles.into_iter().map(TaskHandle::join).collect()
 }

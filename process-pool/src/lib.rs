@@ -88,5 +88,6 @@ pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{
-    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError, TaskHandle,
+    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
+    TaskHandle, TryError,
 };

@@ -319,7 +319,22 @@ impl Pool for ProcessPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        let (groups, total) = self.run_batch(task.into_job(), items);
+        self.map_results_with_progress(task, items, |_, _| {})
+    }
+
+    fn map_results_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        mut progress: F,
+    ) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        let (groups, total) = self.run_batch(task.into_job(), items, &mut progress);
         let mut results = Vec::with_capacity(total);
         for (first, values) in groups {
             // Items a dead pool never answered fill the gaps.
@@ -336,7 +351,7 @@ impl Pool for ProcessPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        let (groups, total) = self.run_batch(task.into_job(), items);
+        let (groups, total) = self.run_batch(task.into_job(), items, &mut |_, _| {});
         let mut outputs = Vec::with_capacity(total);
         for (first, values) in groups {
             if first != outputs.len() {
@@ -374,11 +389,13 @@ impl Pool for ProcessPool {
 
 impl ProcessPool {
     /// Runs a batch: encodes every item, submits them as one run, and gathers the outcome
-    /// groups as they arrive. Returns the groups in input order and the number of items.
+    /// groups as they arrive, telling `progress` how many items are done. Returns the groups
+    /// in input order and the number of items.
     fn run_batch<J: Job>(
         &self,
         job: J,
         items: impl IntoIterator<Item = J::Input>,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> (Vec<Group<J::Output>>, usize) {
         let mut groups: Vec<Group<J::Output>> = Vec::new();
         let shipped = match Self::ship(&job) {
@@ -387,6 +404,7 @@ impl ProcessPool {
                 let failed: Vec<_> = items.into_iter().map(|_| Err(e.clone())).collect();
                 let total = failed.len();
                 self.shared.tally.record(0, total);
+                progress(total, total);
                 return (vec![(0, failed)], total);
             }
         };
@@ -414,12 +432,18 @@ impl ProcessPool {
         let sink = ChannelSink { tx, base: 0, indices: skipped.then_some(indices) };
         self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
         let mut received = 0;
+        progress(total - sent, total);
         while received < sent {
             // Every sent item is delivered exactly once; the channel only closes early if the
             // run was dropped undelivered, and then the gaps read as shut down.
             let Ok(group) = rx.recv() else { break };
             received += group.1.len();
             groups.push(group);
+            progress(total - sent + received, total);
+        }
+        if received < sent {
+            // The gaps read as shut down: they are done too.
+            progress(total, total);
         }
         groups.sort_unstable_by_key(|g| g.0);
         (groups, total)

@@ -8,7 +8,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use taskpool_core::backend::{Completer, Execute, Job, PanicScope, catch_panic, map_by_handles};
+use taskpool_core::backend::{
+    Completer, Execute, Job, PanicScope, catch_panic, map_by_handles, map_by_handles_with_progress,
+};
 use taskpool_core::{Config, IntoTask, Pool, TaskError};
 
 use crate::watchdog::Watchdog;
@@ -249,6 +251,57 @@ impl Pool for ThreadPool {
         let items: Vec<T::Input> = items.into_iter().collect();
         self.rayon
             .install(|| outcomes(&self.shared, &job, items).map(|(_, outcome)| outcome).collect())
+    }
+
+    fn map_results_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        mut progress: F,
+    ) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        if self.is_closed() || self.shared.config.get_timeout().is_some() {
+            // Through handles: each task gets its own deadline, or is refused.
+            return map_by_handles_with_progress(self, task, items, progress);
+        }
+        let job = task.into_job();
+        let items: Vec<T::Input> = items.into_iter().collect();
+        let total = items.len();
+        progress(0, total);
+        if self.rayon.current_thread_index().is_some() {
+            // Called from a task of this pool: this thread must help run the items rather
+            // than wait for them, so the count comes at the end.
+            let outcomes: Vec<_> = self.rayon.install(|| {
+                outcomes(&self.shared, &job, items).map(|(_, outcome)| outcome).collect()
+            });
+            progress(total, total);
+            return outcomes;
+        }
+        // The items run in the pool while this thread counts them as they finish.
+        let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        let mut results = Vec::new();
+        self.rayon.in_place_scope(|scope| {
+            let (shared, job, results) = (&*self.shared, &job, &mut results);
+            scope.spawn(move |_| {
+                *results = outcomes(shared, job, items)
+                    .map(|(_, outcome)| {
+                        let _ = tx.send(());
+                        outcome
+                    })
+                    .collect();
+            });
+            let mut done = 0;
+            while done < total && rx.recv().is_ok() {
+                done += 1 + rx.try_iter().count();
+                progress(done, total);
+            }
+        });
+        results
     }
 
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
