@@ -134,3 +134,22 @@ fn crash_isolation_by_backend() {
     }
     let _ = out;
 }
+
+#[test]
+fn progress_counts_up_to_every_item() {
+    let Some(out) = run("progress") else { return };
+    let backends: &[&str] = &[
+        #[cfg(feature = "process-pool")]
+        "processes",
+        #[cfg(feature = "thread-pool")]
+        "threads",
+    ];
+    for backend in backends {
+        let line = lines(&out, backend)
+            .into_iter()
+            .find(|l| l.contains("400/400 items"))
+            .unwrap_or_else(|| panic!("no final line for {backend}: {out}"));
+        // The first report (nothing done yet) and the last (everything done) at least.
+        assert!(number_after(line, "primes, ") >= 2, "{line}");
+    }
+}
