@@ -19,6 +19,11 @@ pub mod scenarios;
 pub mod stats;
 pub mod tasks;
 
+/// The README's Rust blocks, compiled and run as doctests: what a user copies must work.
+#[cfg(all(doctest, feature = "thread-pool", feature = "process-pool"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Lets this binary serve as a peer's helper process. Call first thing in `main`; in a helper
 /// process it never returns.
 pub fn init() {
