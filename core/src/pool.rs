@@ -260,6 +260,38 @@ pub trait Pool: Execute {
     /// Runs `task` over `items` lazily and yields the outcomes in input order, like Python's
     /// `imap`. At most a bounded window of items (a few per worker) is in flight, so an
     /// endless iterator runs in bounded memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use taskpool_core::{Pool, TaskError};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let first: Vec<u64> = pool.imap(square, 1..).take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(first, [1, 4, 9]);
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    ///
+    /// In async code, the stream form of `imap` is `futures`' `buffered` over awaitable
+    /// handles (`buffer_unordered` for `imap_unordered`): each item is submitted when the
+    /// stream pulls it, with at most the given number in flight, on any runtime.
+    ///
+    /// ```
+    /// use futures_util::{StreamExt, stream};
+    /// # use taskpool_core::{Pool, TaskError};
+    /// # fn square(x: u64) -> u64 {
+    /// #     x * x
+    /// # }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let squares = stream::iter(1..=5).map(|x| pool.submit(square, x)).buffered(4);
+    /// let squares: Vec<Result<u64, TaskError>> = futures_executor::block_on(squares.collect());
+    /// assert_eq!(squares.into_iter().collect::<Result<Vec<_>, _>>()?, [1, 4, 9, 16, 25]);
+    /// # Ok::<(), TaskError>(())
+    /// ```
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,

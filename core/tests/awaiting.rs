@@ -83,3 +83,26 @@ fn futures_executor_awaits_values_and_failures() {
         other => panic!("expected a panic, got {other:?}"),
     }
 }
+
+#[test]
+fn streams_of_handles_are_imap_in_async_code() {
+    use futures_util::{StreamExt, stream};
+
+    let pool = ThreadPool::new(2).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (ordered, mut unordered) = runtime.block_on(async {
+        let ordered = stream::iter(0..1000).map(|x| pool.submit(square, x)).buffered(8);
+        let unordered = stream::iter(0..1000).map(|x| pool.submit(square, x)).buffer_unordered(8);
+        let both =
+            async { (ordered.collect::<Vec<_>>().await, unordered.collect::<Vec<_>>().await) };
+        tokio::time::timeout(HANG, both).await.expect("a stream hung")
+    });
+    let expected: Vec<u64> = (0..1000).map(square).collect();
+    assert_eq!(ordered.into_iter().map(Result::unwrap).collect::<Vec<_>>(), expected);
+    unordered.sort_by_key(|r| *r.as_ref().unwrap());
+    assert_eq!(unordered.into_iter().map(Result::unwrap).collect::<Vec<_>>(), expected);
+}
