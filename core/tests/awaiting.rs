@@ -35,14 +35,15 @@ fn open_gate() {
 /// How long any await may take before the test calls it a hang.
 const HANG: Duration = Duration::from_secs(60);
 
+/// A tokio runtime of two threads, with timers.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap()
+}
+
 #[test]
 fn tokio_awaits_many_handles_at_once() {
     let pool = ThreadPool::new(2).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     let handles: Vec<_> = (0..500).map(|i| pool.submit(square, i)).collect();
     let sum = runtime.block_on(async {
         let tasks: Vec<_> = handles.into_iter().map(tokio::spawn).collect();
@@ -89,11 +90,7 @@ fn streams_of_handles_are_imap_in_async_code() {
     use futures_util::{StreamExt, stream};
 
     let pool = ThreadPool::new(2).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     let (ordered, mut unordered) = runtime.block_on(async {
         let ordered = stream::iter(0..1000).map(|x| pool.submit(square, x)).buffered(8);
         let unordered = stream::iter(0..1000).map(|x| pool.submit(square, x)).buffer_unordered(8);
