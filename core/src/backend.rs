@@ -41,6 +41,10 @@
 //! assert_eq!(Inline.map(square, 1..=3).unwrap(), [1, 4, 9]);
 //! ```
 //!
+//! A backend that overrides a method that accepts a task starts it with
+//! `let () = <T::Job as Job>::PORTABLE;`, as the provided methods do: that makes a fn pointer
+//! or a capturing closure fail the build at the user's call (see [`Job::PORTABLE`]).
+//!
 //! A backend that runs jobs in another process asks each [`Job`] how it travels with a
 //! [`Shipper`]. Every backend runs the conformance suite (feature `conformance`,
 //! `taskpool_core::conformance_suite!`).
