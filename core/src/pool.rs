@@ -345,6 +345,24 @@ where
 /// For a backend (see [`crate::backend`]) whose batch path cannot serve some case and that
 /// wants the default behaviour back. Each handle tells a channel when it settles, so the
 /// count follows completions in any order.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::backend::map_by_handles_with_progress;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+/// let mut last = None;
+/// let outcomes = map_by_handles_with_progress(&pool, square, 1..=3, |done, total| {
+///     last = Some((done, total));
+/// });
+/// assert_eq!(outcomes.len(), 3);
+/// assert_eq!(last, Some((3, 3)));
+/// ```
 pub fn map_by_handles_with_progress<P, M, T, I, F>(
     pool: &P,
     task: T,

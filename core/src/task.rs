@@ -88,6 +88,26 @@ pub trait Job: sealed::Sealed + Send + Sync + 'static {
     /// the method. It is checked on every backend, so that a program that builds with one
     /// builds with all. Constants of generic code are evaluated when the program is built
     /// (`cargo build`, `cargo test`), not by `cargo check`.
+    ///
+    /// # Examples
+    ///
+    /// A backend's method that takes a task:
+    ///
+    /// ```
+    /// use taskpool_core::IntoTask;
+    /// use taskpool_core::backend::Job;
+    ///
+    /// fn run_here<M, T: IntoTask<M>>(task: T, input: T::Input) -> T::Output {
+    ///     let () = <T::Job as Job>::PORTABLE;
+    ///     task.into_job().run(input)
+    /// }
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// assert_eq!(run_here(square, 7), 49);
+    /// ```
     const PORTABLE: ();
 
     /// Runs the job on one input.
@@ -202,7 +222,8 @@ pub trait Shipper {
 /// pool.map(Scale { factor: 2 }, 1..=3);
 /// ```
 ///
-/// A closure that captures data it cannot copy ("is not a task"; the fix is in the message):
+/// A closure that captures data it cannot copy ("the trait bound `String: Copy` is not
+/// satisfied", within the closure):
 ///
 /// ```compile_fail,E0277
 /// # use taskpool_core::Pool;
@@ -274,6 +295,22 @@ where
 /// holds when its argument and result types are serde types. Keeping the two steps apart is
 /// what lets a compile error name the type that is not `Serialize`. Backends and users name
 /// [`IntoTask`]; this trait only shapes the compiler's messages.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::backend::Callable;
+///
+/// fn callable<M, T: Callable<M>>(_: &T) {}
+///
+/// struct NotSerde;
+///
+/// fn make(_: u64) -> NotSerde {
+///     NotSerde
+/// }
+///
+/// callable(&make); // callable, but not a task: its result is not `Serialize`
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a task",
     label = "not a function of one to six arguments, nor a struct that implements `Task`",

@@ -43,6 +43,14 @@ pub enum TryError<E> {
 
 impl<E> TryError<E> {
     /// The task's own error, if that is what this is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use taskpool_core::{TaskError, TryError};
+    /// assert_eq!(TryError::<&str>::Returned("bad input").returned(), Some("bad input"));
+    /// assert_eq!(TryError::<&str>::Failed(TaskError::Cancelled).returned(), None);
+    /// ```
     pub fn returned(self) -> Option<E> {
         match self {
             TryError::Returned(e) => Some(e),
@@ -51,6 +59,14 @@ impl<E> TryError<E> {
     }
 
     /// The [`TaskError`], if a task produced no result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use taskpool_core::{TaskError, TryError};
+    /// let e: TryError<String> = TaskError::ShutDown.into();
+    /// assert!(matches!(e.failed(), Some(TaskError::ShutDown)));
+    /// ```
     pub fn failed(&self) -> Option<&TaskError> {
         match self {
             TryError::Returned(_) => None,
