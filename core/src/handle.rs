@@ -6,8 +6,9 @@
 //! can wait forever on work a backend dropped.
 //!
 //! A handle is waited on by a blocking `join` (a short spin, then a condition variable) or
-//! awaited as a [`Future`] (a stored [`Waker`]). Settling wakes whichever waits, under the
-//! lock it takes anyway, so the blocking path pays nothing for the async one.
+//! awaited as a [`Future`] (a stored [`Waker`]). Settling wakes whichever waits; the waker is
+//! taken under the lock that settling holds anyway, so the blocking path pays next to nothing
+//! for the async one (a few nanoseconds per task).
 
 use std::fmt;
 use std::future::Future;
