@@ -51,11 +51,18 @@ pub enum TaskError {
     Cancelled,
     /// The pool shut down before the task could run.
     ShutDown,
-    /// The argument or the result could not be serialized or deserialized.
+    /// The argument, the result or the task's state could not be encoded or decoded on its
+    /// way between the caller and a worker process.
+    ///
+    /// `side` and `direction` say where it failed: an argument and a task's state are
+    /// encoded in the caller and decoded in the worker, a result the other way round.
     Serialization {
         /// Which value failed.
         side: Side,
-        /// What the codec reported.
+        /// Whether encoding or decoding it failed.
+        direction: Direction,
+        /// What the codec reported, or the message of the value's own `Serialize` or
+        /// `Deserialize` implementation.
         message: String,
     },
     /// The encoded argument or result is larger than the pool's frame limit.
@@ -113,8 +120,16 @@ impl TaskError {
     }
 
     /// Builds a serialization error from any codec error.
-    pub fn serialization(side: Side, error: impl fmt::Display) -> Self {
-        TaskError::Serialization { side, message: error.to_string() }
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use taskpool_core::{Direction, Side, TaskError};
+    /// let e = TaskError::serialization(Side::Result, Direction::Decode, "invalid length 3");
+    /// assert_eq!(e.to_string(), "could not decode the result in the caller: invalid length 3");
+    /// ```
+    pub fn serialization(side: Side, direction: Direction, error: impl fmt::Display) -> Self {
+        TaskError::Serialization { side, direction, message: error.to_string() }
     }
 }
 
@@ -131,8 +146,9 @@ impl fmt::Display for TaskError {
             }
             TaskError::Cancelled => f.write_str("task cancelled"),
             TaskError::ShutDown => f.write_str("pool shut down before the task ran"),
-            TaskError::Serialization { side, message } => {
-                write!(f, "could not serialize the {side}: {message}")
+            TaskError::Serialization { side, direction, message } => {
+                let place = direction.place(*side);
+                write!(f, "could not {direction} the {side} in the {place}: {message}")
             }
             TaskError::TooLarge { side, size, limit } => {
                 write!(f, "the {side} is {size} bytes encoded, over the {limit}-byte frame limit")
@@ -190,7 +206,39 @@ impl fmt::Display for Side {
         f.write_str(match self {
             Side::Argument => "argument",
             Side::Result => "result",
-            Side::Task => "task",
+            Side::Task => "task state",
+        })
+    }
+}
+
+/// Whether a value failed on its way out (encoding) or in (decoding): see
+/// [`TaskError::Serialization`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Turning the value into bytes: an argument or a task's state in the caller, a result in
+    /// the worker.
+    Encode,
+    /// Rebuilding the value from bytes: an argument or a task's state in the worker, a result
+    /// in the caller.
+    Decode,
+}
+
+impl Direction {
+    /// Where a value of `side` goes this way: `"caller"` or `"worker"`.
+    fn place(self, side: Side) -> &'static str {
+        match (side, self) {
+            (Side::Argument | Side::Task, Direction::Encode)
+            | (Side::Result, Direction::Decode) => "caller",
+            _ => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Encode => "encode",
+            Direction::Decode => "decode",
         })
     }
 }
@@ -320,7 +368,7 @@ mod tests {
             TaskError::TimedOut { limit: Duration::from_millis(5), still_running: false },
             TaskError::Cancelled,
             TaskError::ShutDown,
-            TaskError::serialization(Side::Result, "bad"),
+            TaskError::serialization(Side::Result, Direction::Decode, "bad"),
             TaskError::TooLarge { side: Side::Argument, size: 10, limit: 5 },
             TaskError::WorkerStart { reason: "no".into() },
             TaskError::ResourceLimit { resource: Resource::Memory, limit: 1 << 28 },
@@ -333,6 +381,21 @@ mod tests {
             let text = e.to_string();
             assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
             assert!(!text.ends_with('.'), "{text}");
+        }
+    }
+
+    #[test]
+    fn serialization_errors_say_what_failed_where() {
+        let cases = [
+            (Side::Argument, Direction::Encode, "could not encode the argument in the caller: m"),
+            (Side::Argument, Direction::Decode, "could not decode the argument in the worker: m"),
+            (Side::Result, Direction::Encode, "could not encode the result in the worker: m"),
+            (Side::Result, Direction::Decode, "could not decode the result in the caller: m"),
+            (Side::Task, Direction::Encode, "could not encode the task state in the caller: m"),
+            (Side::Task, Direction::Decode, "could not decode the task state in the worker: m"),
+        ];
+        for (side, direction, text) in cases {
+            assert_eq!(TaskError::serialization(side, direction, "m").to_string(), text);
         }
     }
 

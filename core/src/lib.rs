@@ -77,7 +77,7 @@ mod try_error;
 pub mod conformance;
 
 pub use crate::config::Config;
-pub use crate::error::{Exit, PanicReport, Resource, Side, TaskError};
+pub use crate::error::{Direction, Exit, PanicReport, Resource, Side, TaskError};
 pub use crate::handle::TaskHandle;
 pub use crate::pool::Pool;
 pub use crate::spawn::Spawned;

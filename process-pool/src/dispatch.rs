@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use taskpool_core::{Exit, Side, TaskError};
+use taskpool_core::{Direction, Exit, Side, TaskError};
 
 use crate::codec;
 use crate::config::ProcessConfig;
@@ -73,7 +73,7 @@ impl RunBuilder {
     pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
         let start = self.inputs.len();
         codec::encode_into(input, &mut self.inputs)
-            .map_err(|e| TaskError::serialization(Side::Argument, e))?;
+            .map_err(|e| TaskError::serialization(Side::Argument, Direction::Encode, e))?;
         let size = self.inputs.len() - start + self.job.state.len();
         if size > limit {
             self.inputs.truncate(start);

@@ -88,6 +88,6 @@ pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{
-    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
+    Config, Direction, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
     TaskHandle, TryError,
 };

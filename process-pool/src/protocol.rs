@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use taskpool_core::{PanicReport, Resource, Side, TaskError};
+use taskpool_core::{Direction, PanicReport, Resource, Side, TaskError};
 
 use crate::ship::Shipped;
 use crate::usage::Cost;
@@ -87,6 +87,15 @@ fn side_from_byte(b: u8) -> Option<Side> {
         2 => Side::Task,
         _ => return None,
     })
+}
+
+/// Which way a value of `side` fails in a worker: a worker decodes arguments and task state
+/// and encodes results.
+fn worker_direction(side: Side) -> Direction {
+    match side {
+        Side::Result => Direction::Encode,
+        Side::Argument | Side::Task => Direction::Decode,
+    }
 }
 
 /// Appends a [`Kind::Batch`] frame: `inputs` to run with `job`, numbered from `first_seq`.
@@ -229,7 +238,9 @@ pub(crate) fn decode_result(
             let size = b.u64("size")?;
             let message = String::from_utf8_lossy(b.rest()).into_owned();
             Err(match reason {
-                FAILED_SERIALIZATION => TaskError::Serialization { side, message },
+                FAILED_SERIALIZATION => {
+                    TaskError::Serialization { side, direction: worker_direction(side), message }
+                }
                 FAILED_TOO_LARGE => TaskError::TooLarge { side, size, limit: 0 },
                 FAILED_MEMORY => {
                     TaskError::ResourceLimit { resource: Resource::Memory, limit: size }
@@ -307,8 +318,8 @@ mod tests {
         let failure = Failure::Serialization { side: Side::Argument, message: "bad" };
         encode_failed(&mut out, meta, failure);
         match read_result(&out).0.outcome {
-            Err(TaskError::Serialization { side: Side::Argument, message }) => {
-                assert_eq!(message, "bad");
+            Err(TaskError::Serialization { side: Side::Argument, direction, message }) => {
+                assert_eq!((direction, message.as_str()), (Direction::Decode, "bad"));
             }
             other => panic!("{other:?}"),
         }

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::{Job, Shipper};
-use taskpool_core::{Side, TaskError};
+use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
 use crate::entry::ImageVerified;
@@ -45,7 +45,8 @@ impl Shipper for Ship {
 
     fn stateful<J: Job + Serialize + DeserializeOwned>(self, job: &J) -> Self::Shipped {
         let mut state = Vec::new();
-        codec::encode_into(job, &mut state).map_err(|e| TaskError::serialization(Side::Task, e))?;
+        codec::encode_into(job, &mut state)
+            .map_err(|e| TaskError::serialization(Side::Task, Direction::Encode, e))?;
         Ok(Shipped { entry: offset_of(run_stateful::<J> as BatchFn as usize), state })
     }
 }
@@ -159,8 +160,9 @@ fn run_stateful<J: Job + DeserializeOwned>(
     match codec::decode::<J>(state) {
         Ok(job) => run_items(&job, inputs, out),
         Err(e) => {
+            let message = e.to_string();
             for _ in inputs {
-                out.run(|_| Err((Side::Task, e.clone())));
+                out.run(|_| Err((Side::Task, message.clone())));
             }
         }
     }
@@ -169,9 +171,10 @@ fn run_stateful<J: Job + DeserializeOwned>(
 fn run_items<J: Job>(job: &J, inputs: &mut Inputs<'_>, out: &mut Outputs) {
     for input in inputs {
         out.run(|scratch| {
-            let arg: J::Input = codec::decode(input).map_err(|e| (Side::Argument, e))?;
+            let arg: J::Input =
+                codec::decode(input).map_err(|e| (Side::Argument, e.to_string()))?;
             let value = job.run(arg);
-            codec::encode_into(&value, scratch).map_err(|e| (Side::Result, e))
+            codec::encode_into(&value, scratch).map_err(|e| (Side::Result, e.to_string()))
         });
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::Completer;
-use taskpool_core::{Side, TaskError};
+use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
 use crate::usage::{Cost, Usage};
@@ -71,7 +71,8 @@ pub(crate) trait Sink: Send + Sync {
 
 /// Decodes a result.
 pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
-    codec::decode(outcome?.bytes).map_err(|e| TaskError::serialization(Side::Result, e))
+    codec::decode(outcome?.bytes)
+        .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
 }
 
 /// Decodes a result and pairs it with what it cost.

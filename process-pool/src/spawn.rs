@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use taskpool_core::backend::{Child, Job};
-use taskpool_core::{Exit, IntoTask, Side, Spawned, TaskError};
+use taskpool_core::{Direction, Exit, IntoTask, Side, Spawned, TaskError};
 
 use crate::config::ProcessConfig;
 
@@ -47,7 +47,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let job = task.into_job().ship(Ship)?;
     let mut encoded = Vec::new();
     codec::encode_into(&input, &mut encoded)
-        .map_err(|e| TaskError::serialization(Side::Argument, e))?;
+        .map_err(|e| TaskError::serialization(Side::Argument, Direction::Encode, e))?;
     if encoded.len() + job.state.len() > limit {
         let size = (encoded.len() + job.state.len()) as u64;
         return Err(TaskError::TooLarge { side: Side::Argument, size, limit: limit as u64 });
@@ -108,8 +108,9 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                         match protocol::decode_result(kind, self.reader.bytes(range.clone()), range)
                         {
                             Ok(item) => item.outcome.and_then(|value| {
-                                codec::decode(self.reader.bytes(value))
-                                    .map_err(|e| TaskError::serialization(Side::Result, e))
+                                codec::decode(self.reader.bytes(value)).map_err(|e| {
+                                    TaskError::serialization(Side::Result, Direction::Decode, e)
+                                })
                             }),
                             Err(e) => Err(TaskError::Protocol { reason: e.to_string() }),
                         },

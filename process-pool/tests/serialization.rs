@@ -39,7 +39,7 @@ fn a_result_that_cannot_serialize_fails_alone() {
     let pool = ProcessPool::new(1).unwrap();
     match pool.apply(make_unserializable, 0) {
         // postcard reports custom serializer errors without their text.
-        Err(TaskError::Serialization { side: Side::Result, message }) => {
+        Err(TaskError::Serialization { side: Side::Result, message, .. }) => {
             assert!(!message.is_empty())
         }
         other => panic!("expected a result serialization error, got {other:?}"),

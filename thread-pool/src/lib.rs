@@ -45,6 +45,6 @@ mod watchdog;
 pub use crate::pool::ThreadPool;
 pub use crate::spawn::spawn;
 pub use taskpool_core::{
-    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
+    Config, Direction, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
     TaskHandle, TryError,
 };
