@@ -1,65 +1,1249 @@
 //! How arguments, results and task state are encoded between processes.
 //!
-//! One function pair, so the codec can change in one place. The choice is measured: see the
-//! crate's `README.md`.
+//! One function pair ([`encode_into`], [`decode`]) and one error type, so the codec can change
+//! in one place and other transports can reuse it. The encoding is a small self-describing
+//! binary format of this crate's own, chosen by measurement (see `README.md`): every value
+//! that round-trips through `serde_json` round-trips through it unchanged, including the
+//! shapes that need a self-describing format (`serde_json::Value`, internally tagged,
+//! adjacently tagged and untagged enums, `flatten`, `skip_serializing_if`), and more: NaN,
+//! infinities and `-0.0` keep their bits, `Some(None)` stays apart from `None`, maps may have
+//! keys of any type, and `u128`/`i128` are native.
+//!
+//! # The format
+//!
+//! A value is a tag byte and a payload. Lengths and counts are LEB128 varints; fixed-size
+//! numbers are little-endian.
+//!
+//! | tag | value | payload |
+//! |---|---|---|
+//! | `0x00` | unit, unit struct | none |
+//! | `0x01` / `0x02` | `None` / `Some` | none / the value |
+//! | `0x03` / `0x04` | `false` / `true` | none |
+//! | `0x05` / `0x06` | `f32` / `f64` | its bits (4 / 8 bytes) |
+//! | `0x07` | `char` | its scalar value (4 bytes) |
+//! | `0x08` | string | length, UTF-8 bytes |
+//! | `0x09` | bytes (`serialize_bytes`, e.g. `serde_bytes::ByteBuf`) | length, bytes |
+//! | `0x0a` | a sequence of `u8` written as one run (`Vec<u8>`, `[u8]`) | length, bytes |
+//! | `0x0b` | sequence, tuple, tuple struct | count, the values |
+//! | `0x0c` | map, struct (fields by name) | count, key and value pairs |
+//! | `0x0d` | a field or variant name, defined here | length, UTF-8 bytes |
+//! | `0x0e` | a field or variant name defined earlier | its number (in order of definition) |
+//! | `0x40 + (kind << 3) + w` | integer of `kind` (`u8`, `u16`, `u32`, `u64`, `u128`, `i8`, `i16`, `i32`, `i64`, `i128`: 0 to 9) | the value in `1 << w` bytes (sign-extended for signed kinds) |
+//!
+//! A newtype struct is its content; an enum's unit variant is its name; any other variant is
+//! a map of one entry from its name to its content (as in JSON). Names of fields and variants
+//! are written once per encoded value and referred to by number after that, so a `Vec` of
+//! structs does not repeat its field names. A sequence of bytes travels as one copy each way:
+//! the encoder recognizes a slice of `u8` behind `Vec<u8>`'s and `[u8]`'s `Serialize`, and the
+//! decoder recognizes serde's own `Vec<u8>` visitor and builds the vector from the run.
+//!
+//! The decoder reads bytes another process wrote: it never panics on them, checks every length
+//! and count against the bytes left before it allocates, nests at most [`MAX_DEPTH`] levels,
+//! and refuses bytes left over after the value.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use std::any::TypeId;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::OnceLock;
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess,
+    Visitor,
+};
+use serde::ser::{self, Serialize};
 
 /// Appends the encoding of `value` to `out`. On failure `out` is left as it was.
+///
+/// # Errors
+///
+/// The value's `Serialize` implementation failed (its own message is kept), or the value nests
+/// deeper than [`MAX_DEPTH`] levels.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), CodecError> {
     let before = out.len();
-    postcard::serialize_with_flavor(value, Append(out)).map_err(|e| {
-        out.truncate(before);
-        e.to_string()
-    })
-}
-
-/// A postcard output that appends to a caller's buffer.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
+    let names = Names { defined: NameTable::new(), next: 0 };
+    let mut encoder = Encoder { out, names, depth: 0 };
+    value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(before))
 }
 
 /// Decodes a value that must span all of `bytes`.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(format!("{} bytes left over after the value", rest.len())),
-        Err(e) => Err(e.to_string()),
+///
+/// # Errors
+///
+/// The bytes are not a value of this format, do not match `T`, have bytes left over, or `T`'s
+/// `Deserialize` implementation refused them (its own message is kept).
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0 };
+    let value = T::deserialize(&mut decoder)?;
+    match decoder.rest.len() {
+        0 => Ok(value),
+        left => Err(CodecError(format!("{left} bytes left over after the value"))),
+    }
+}
+
+/// Why a value could not be encoded or decoded: the codec's message, or the one a
+/// `Serialize` or `Deserialize` implementation gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CodecError(String);
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+impl ser::Error for CodecError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        CodecError(msg.to_string())
+    }
+}
+
+impl de::Error for CodecError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        CodecError(msg.to_string())
+    }
+}
+
+/// The deepest nesting of sequences, maps, options and enum variants a value may have (the
+/// decoder recurses once per level, on whatever thread decodes).
+pub(crate) const MAX_DEPTH: u32 = 256;
+
+/// The most distinct field and variant names one value defines; more are written in full.
+const MAX_NAMES: usize = 1024;
+
+const UNIT: u8 = 0x00;
+const NONE: u8 = 0x01;
+const SOME: u8 = 0x02;
+const FALSE: u8 = 0x03;
+const TRUE: u8 = 0x04;
+const F32: u8 = 0x05;
+const F64: u8 = 0x06;
+const CHAR: u8 = 0x07;
+const STR: u8 = 0x08;
+const BYTES: u8 = 0x09;
+const BYTE_RUN: u8 = 0x0a;
+const SEQ: u8 = 0x0b;
+const MAP: u8 = 0x0c;
+const NAME: u8 = 0x0d;
+const NAME_REF: u8 = 0x0e;
+/// Integers: `INT + (kind << 3) + w`, the value in `1 << w` bytes.
+const INT: u8 = 0x40;
+const INT_END: u8 = INT + (10 << 3);
+
+/// The integer kinds, in tag order.
+const U8: u8 = 0;
+const U16: u8 = 1;
+const U32: u8 = 2;
+const U64: u8 = 3;
+const U128: u8 = 4;
+const I8: u8 = 5;
+const I16: u8 = 6;
+const I32: u8 = 7;
+const I64: u8 = 8;
+const I128: u8 = 9;
+
+fn depth_error() -> CodecError {
+    CodecError(format!("the value nests deeper than {MAX_DEPTH} levels"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// How many names a value may define before its name table allocates.
+const INLINE_NAMES: usize = 8;
+
+/// Field and variant names by number, in order of definition: the first few inline, so a
+/// value with a small struct allocates nothing for them.
+struct NameTable<'n> {
+    inline: [&'n str; INLINE_NAMES],
+    more: Vec<&'n str>,
+    len: usize,
+}
+
+impl<'n> NameTable<'n> {
+    fn new() -> Self {
+        NameTable { inline: [""; INLINE_NAMES], more: Vec::new(), len: 0 }
+    }
+
+    fn get(&self, i: usize) -> Option<&'n str> {
+        if i >= self.len {
+            return None;
+        }
+        match self.inline.get(i) {
+            Some(name) => Some(*name),
+            None => self.more.get(i - INLINE_NAMES).copied(),
+        }
+    }
+
+    fn push(&mut self, name: &'n str) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = name,
+            None => self.more.push(name),
+        }
+        self.len += 1;
+    }
+}
+
+/// The names an encoder has written.
+struct Names {
+    defined: NameTable<'static>,
+    /// The number most likely to come next: fields of a struct repeat in order.
+    next: usize,
+}
+
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    names: Names,
+    depth: u32,
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+impl<'a> Encoder<'a> {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+
+    fn tag_len(&mut self, tag: u8, len: usize) {
+        self.out.push(tag);
+        self.varint(len as u64);
+    }
+
+    /// Writes an integer of `kind` whose value fits in `1 << w` bytes: the tag and eight
+    /// bytes in one fixed-size copy, then the bytes not needed are dropped.
+    fn int(&mut self, kind: u8, w: u8, bits: u64) {
+        let mut buf = [0; 9];
+        buf[0] = INT + (kind << 3) + w;
+        buf[1..].copy_from_slice(&bits.to_le_bytes());
+        self.out.extend_from_slice(&buf);
+        self.out.truncate(self.out.len() - (8 - (1 << w)));
+    }
+
+    fn unsigned(&mut self, kind: u8, v: u64) {
+        let w = match v {
+            0..=0xff => 0,
+            0x100..=0xffff => 1,
+            0x1_0000..=0xffff_ffff => 2,
+            _ => 3,
+        };
+        self.int(kind, w, v);
+    }
+
+    fn signed(&mut self, kind: u8, v: i64) {
+        let w = if v == i64::from(v as i8) {
+            0
+        } else if v == i64::from(v as i16) {
+            1
+        } else if v == i64::from(v as i32) {
+            2
+        } else {
+            3
+        };
+        self.int(kind, w, v as u64);
+    }
+
+    fn wide(&mut self, kind: u8, bytes: [u8; 16]) {
+        self.out.push(INT + (kind << 3) + 4);
+        self.out.extend_from_slice(&bytes);
+    }
+
+    fn name(&mut self, name: &'static str) {
+        let names = &mut self.names;
+        let table = &names.defined;
+        let found = match table.get(names.next) {
+            Some(guess) if same_name(guess, name) => Some(names.next),
+            _ => (0..table.len).find(|&i| table.get(i).is_some_and(|known| same_name(known, name))),
+        };
+        match found {
+            Some(i) => {
+                names.next = i + 1;
+                self.out.push(NAME_REF);
+                self.varint(i as u64);
+            }
+            None if names.defined.len < MAX_NAMES => {
+                names.defined.push(name);
+                names.next = names.defined.len;
+                self.tag_len(NAME, name.len());
+                self.out.extend_from_slice(name.as_bytes());
+            }
+            None => {
+                self.tag_len(STR, name.len());
+                self.out.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), CodecError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(depth_error());
+        }
+        Ok(())
+    }
+
+    /// Starts a sequence or map of `len` entries (a guess when `None`, fixed at the end).
+    fn open<'e>(&'e mut self, tag: u8, len: Option<usize>) -> Result<Compound<'e, 'a>, CodecError> {
+        self.enter()?;
+        let declared = len.unwrap_or(0);
+        self.out.push(tag);
+        let header = self.out.len();
+        self.varint(declared as u64);
+        Ok(Compound { enc: self, header, declared, count: 0, levels: 1 })
+    }
+
+    /// Starts a variant with content: a map of one entry from its name to the content.
+    fn variant(&mut self, variant: &'static str) -> Result<(), CodecError> {
+        self.enter()?;
+        self.out.push(MAP);
+        self.out.push(1);
+        self.name(variant);
+        Ok(())
+    }
+}
+
+/// `Some(bytes)` if `iter` is an iterator over a slice of bytes.
+fn as_byte_slice<'a, I: 'a>(iter: &'a I) -> Option<&'a [u8]> {
+    if typeid::of::<I>() != typeid::of::<std::slice::Iter<'static, u8>>() {
+        return None;
+    }
+    // SAFETY: the type ids are equal, so `I` is `slice::Iter<'b, u8>` for some lifetime 'b
+    // (type ids differ in everything but lifetimes), and 'b outlives 'a because `I: 'a`; so
+    // `iter` points to a valid `slice::Iter<'a, u8>`, and the slice it yields is borrowed for
+    // no longer than `iter` is.
+    let iter = unsafe { &*(iter as *const I).cast::<std::slice::Iter<'a, u8>>() };
+    Some(iter.as_slice())
+}
+
+impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
+    type Ok = ();
+    type Error = CodecError;
+    type SerializeSeq = Compound<'e, 'a>;
+    type SerializeTuple = Compound<'e, 'a>;
+    type SerializeTupleStruct = Compound<'e, 'a>;
+    type SerializeTupleVariant = Compound<'e, 'a>;
+    type SerializeMap = Compound<'e, 'a>;
+    type SerializeStruct = Compound<'e, 'a>;
+    type SerializeStructVariant = Compound<'e, 'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), CodecError> {
+        self.out.push(if v { TRUE } else { FALSE });
+        Ok(())
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), CodecError> {
+        self.signed(I8, v.into());
+        Ok(())
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), CodecError> {
+        self.signed(I16, v.into());
+        Ok(())
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), CodecError> {
+        self.signed(I32, v.into());
+        Ok(())
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), CodecError> {
+        self.signed(I64, v);
+        Ok(())
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<(), CodecError> {
+        self.wide(I128, v.to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), CodecError> {
+        self.unsigned(U8, v.into());
+        Ok(())
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), CodecError> {
+        self.unsigned(U16, v.into());
+        Ok(())
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), CodecError> {
+        self.unsigned(U32, v.into());
+        Ok(())
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), CodecError> {
+        self.unsigned(U64, v);
+        Ok(())
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<(), CodecError> {
+        self.wide(U128, v.to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), CodecError> {
+        self.out.push(F32);
+        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), CodecError> {
+        self.out.push(F64);
+        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), CodecError> {
+        self.out.push(CHAR);
+        self.out.extend_from_slice(&u32::from(v).to_le_bytes());
+        Ok(())
+    }
+
+    fn serialize_str(self, v: &str) -> Result<(), CodecError> {
+        self.tag_len(STR, v.len());
+        self.out.extend_from_slice(v.as_bytes());
+        Ok(())
+    }
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
+        self.tag_len(BYTES, v.len());
+        self.out.extend_from_slice(v);
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), CodecError> {
+        self.out.push(NONE);
+        Ok(())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CodecError> {
+        self.enter()?;
+        self.out.push(SOME);
+        value.serialize(&mut *self)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn serialize_unit(self) -> Result<(), CodecError> {
+        self.out.push(UNIT);
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), CodecError> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), CodecError> {
+        self.name(variant);
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        self.variant(variant)?;
+        value.serialize(&mut *self)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'e, 'a>, CodecError> {
+        self.open(SEQ, len)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'e, 'a>, CodecError> {
+        self.open(SEQ, Some(len))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Compound<'e, 'a>, CodecError> {
+        self.open(SEQ, Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'e, 'a>, CodecError> {
+        self.variant(variant)?;
+        let mut seq = self.open(SEQ, Some(len))?;
+        seq.levels = 2;
+        Ok(seq)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Compound<'e, 'a>, CodecError> {
+        self.open(MAP, len)
+    }
+
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Compound<'e, 'a>, CodecError> {
+        self.open(MAP, Some(len))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'e, 'a>, CodecError> {
+        self.variant(variant)?;
+        let mut map = self.open(MAP, Some(len))?;
+        map.levels = 2;
+        Ok(map)
+    }
+
+    /// Writes a slice of bytes (what `Vec<u8>`, `[u8]` and their kin serialize as) as one
+    /// run, and anything else as a sequence.
+    fn collect_seq<I>(self, iter: I) -> Result<(), CodecError>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        let iter = iter.into_iter();
+        if let Some(bytes) = as_byte_slice(&iter) {
+            self.tag_len(BYTE_RUN, bytes.len());
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let len = match iter.size_hint() {
+            (low, Some(high)) if low == high => Some(low),
+            _ => None,
+        };
+        let mut seq = self.open(SEQ, len)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
+    }
+
+    /// Human-readable, like JSON: serde's buffering of untagged and internally tagged enums
+    /// and of `flatten` replays a value as human-readable, so a type that serializes
+    /// differently by format (`IpAddr`, for one) must have been written that way too.
+    fn is_human_readable(&self) -> bool {
+        true
+    }
+}
+
+/// A sequence or map being written: its count is fixed at the end if the `Serialize`
+/// implementation's length was wrong or unknown.
+struct Compound<'e, 'a> {
+    enc: &'e mut Encoder<'a>,
+    /// Where the count starts in the output.
+    header: usize,
+    declared: usize,
+    count: usize,
+    /// Nesting levels it closes: 2 for a variant's content (the variant's map and its own).
+    levels: u32,
+}
+
+impl Compound<'_, '_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.count += 1;
+        value.serialize(&mut *self.enc)
+    }
+
+    fn finish(self) -> Result<(), CodecError> {
+        if self.count != self.declared {
+            let mut count = Vec::with_capacity(10);
+            let mut v = self.count as u64;
+            while v >= 0x80 {
+                count.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            count.push(v as u8);
+            let old = varint_len(self.declared as u64);
+            self.enc.out.splice(self.header..self.header + old, count);
+        }
+        self.enc.depth -= self.levels;
+        Ok(())
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+impl ser::SerializeSeq for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeMap for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CodecError> {
+        self.element(key)
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        value.serialize(&mut *self.enc)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        self.count += 1;
+        self.enc.name(key);
+        value.serialize(&mut *self.enc)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = CodecError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        ser::SerializeStruct::serialize_field(self, key, value)
+    }
+
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+struct Decoder<'de> {
+    rest: &'de [u8],
+    /// The names defined so far, by number.
+    names: NameTable<'de>,
+    depth: u32,
+}
+
+fn eof() -> CodecError {
+    CodecError("the value ends early".into())
+}
+
+impl<'de> Decoder<'de> {
+    fn peek(&self) -> Result<u8, CodecError> {
+        self.rest.first().copied().ok_or_else(eof)
+    }
+
+    fn byte(&mut self) -> Result<u8, CodecError> {
+        let (&b, rest) = self.rest.split_first().ok_or_else(eof)?;
+        self.rest = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'de [u8], CodecError> {
+        if n > self.rest.len() {
+            return Err(eof());
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn varint(&mut self) -> Result<u64, CodecError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                if shift == 63 && b > 1 {
+                    break;
+                }
+                return Ok(v);
+            }
+        }
+        Err(CodecError("a length is out of range".into()))
+    }
+
+    /// A count of items that each take at least `per_item` bytes, checked against the bytes
+    /// left, so nothing is sized by a count the input cannot hold.
+    fn count(&mut self, per_item: usize) -> Result<usize, CodecError> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(per_item) <= self.rest.len() => Ok(n),
+            _ => Err(CodecError(format!(
+                "a length of {n} is more than the {} bytes left",
+                self.rest.len()
+            ))),
+        }
+    }
+
+    fn bytes(&mut self) -> Result<&'de [u8], CodecError> {
+        let n = self.count(1)?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'de str, CodecError> {
+        std::str::from_utf8(self.bytes()?)
+            .map_err(|e| CodecError(format!("a string is not UTF-8: {e}")))
+    }
+
+    /// The name after a [`NAME`] or [`NAME_REF`] tag.
+    fn name(&mut self, tag: u8) -> Result<&'de str, CodecError> {
+        if tag == NAME {
+            if self.names.len >= MAX_NAMES {
+                return Err(CodecError("too many names".into()));
+            }
+            let name = self.str()?;
+            self.names.push(name);
+            Ok(name)
+        } else {
+            let n = self.varint()?;
+            usize::try_from(n)
+                .ok()
+                .and_then(|i| self.names.get(i))
+                .ok_or_else(|| CodecError(format!("name {n} is not defined")))
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), CodecError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(depth_error());
+        }
+        Ok(())
+    }
+
+    /// The integer after `tag`, as its kind's visitor call.
+    fn integer<V: Visitor<'de>>(&mut self, tag: u8, visitor: V) -> Result<V::Value, CodecError> {
+        let kind = (tag - INT) >> 3;
+        let w = tag & 7;
+        let max = match kind {
+            U8 | I8 => 0,
+            U16 | I16 => 1,
+            U32 | I32 => 2,
+            U64 | I64 => 3,
+            _ => 4,
+        };
+        if w > max {
+            return Err(CodecError(format!("bad integer tag {tag:#04x}")));
+        }
+        if w == 4 {
+            let bytes = self.array::<16>()?;
+            return match kind {
+                U128 => visitor.visit_u128(u128::from_le_bytes(bytes)),
+                _ => visitor.visit_i128(i128::from_le_bytes(bytes)),
+            };
+        }
+        let n = 1usize << w;
+        // Eight bytes in one load where the input has them; the shifts keep the value's own.
+        let mut word = [0; 8];
+        match self.rest.get(..8) {
+            Some(eight) => word.copy_from_slice(eight),
+            None if n <= self.rest.len() => word[..n].copy_from_slice(&self.rest[..n]),
+            None => return Err(eof()),
+        }
+        self.rest = &self.rest[n..];
+        let shift = 64 - 8 * n as u32;
+        let word = u64::from_le_bytes(word) << shift;
+        let (low, signed) = (word >> shift, (word as i64) >> shift);
+        // The casts below cannot lose bits: `w <= max` keeps the value within its kind.
+        match kind {
+            U8 => visitor.visit_u8(low as u8),
+            U16 => visitor.visit_u16(low as u16),
+            U32 => visitor.visit_u32(low as u32),
+            U64 => visitor.visit_u64(low),
+            I8 => visitor.visit_i8(signed as i8),
+            I16 => visitor.visit_i16(signed as i16),
+            I32 => visitor.visit_i32(signed as i32),
+            _ => visitor.visit_i64(signed),
+        }
+    }
+
+    /// Reads past one value without building it (names it defines are still recorded).
+    fn skip(&mut self) -> Result<(), CodecError> {
+        let tag = self.byte()?;
+        match tag {
+            UNIT | NONE | FALSE | TRUE => {}
+            F32 | CHAR => {
+                self.take(4)?;
+            }
+            F64 => {
+                self.take(8)?;
+            }
+            STR | BYTES | BYTE_RUN => {
+                self.bytes()?;
+            }
+            NAME | NAME_REF => {
+                self.name(tag)?;
+            }
+            INT..INT_END => {
+                self.integer(tag, de::IgnoredAny)?;
+            }
+            SOME | SEQ | MAP => {
+                self.enter()?;
+                let n = match tag {
+                    SOME => 1,
+                    SEQ => self.count(1)?,
+                    _ => self.count(2)?.saturating_mul(2),
+                };
+                for _ in 0..n {
+                    self.skip()?;
+                }
+                self.depth -= 1;
+            }
+            _ => return Err(bad_tag(tag)),
+        }
+        Ok(())
+    }
+}
+
+fn bad_tag(tag: u8) -> CodecError {
+    CodecError(format!("unknown tag {tag:#04x}"))
+}
+
+/// The type of serde's own visitor for `Vec<u8>`, found once by asking `Vec<u8>` to
+/// deserialize from a probe; `None` if it does not ask for a sequence.
+fn vec_u8_visitor() -> Option<TypeId> {
+    static VISITOR: OnceLock<Option<TypeId>> = OnceLock::new();
+    *VISITOR.get_or_init(|| {
+        let mut probe = Probe(None);
+        let _ = <Vec<u8> as de::Deserialize>::deserialize(&mut probe);
+        probe.0
+    })
+}
+
+/// Records the type of the visitor a `deserialize_seq` call is given, and fails.
+struct Probe(Option<TypeId>);
+
+impl<'de> de::Deserializer<'de> for &mut Probe {
+    type Error = CodecError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, CodecError> {
+        Err(CodecError("probe".into()))
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, CodecError> {
+        self.0 = Some(typeid::of::<V>());
+        Err(CodecError("probe".into()))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// Whether `V` is serde's `Vec<u8>` visitor, whose value is exactly the bytes it visits.
+fn is_vec_u8_visitor<'de, V: Visitor<'de>>() -> bool {
+    typeid::of::<V::Value>() == TypeId::of::<Vec<u8>>()
+        && vec_u8_visitor().is_some_and(|id| id == typeid::of::<V>())
+}
+
+/// Integer methods of the decoder: an integer tag straight to [`Decoder::integer`].
+macro_rules! deserialize_integers {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+            match self.peek()? {
+                tag @ INT..INT_END => {
+                    self.byte()?;
+                    self.integer(tag, visitor)
+                }
+                _ => self.deserialize_any(visitor),
+            }
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
+    type Error = CodecError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        let tag = self.byte()?;
+        match tag {
+            INT..INT_END => self.integer(tag, visitor),
+            UNIT => visitor.visit_unit(),
+            NONE => visitor.visit_none(),
+            SOME => {
+                self.enter()?;
+                let value = visitor.visit_some(&mut *self)?;
+                self.depth -= 1;
+                Ok(value)
+            }
+            FALSE => visitor.visit_bool(false),
+            TRUE => visitor.visit_bool(true),
+            F32 => visitor.visit_f32(f32::from_bits(u32::from_le_bytes(self.array()?))),
+            F64 => visitor.visit_f64(f64::from_bits(u64::from_le_bytes(self.array()?))),
+            CHAR => {
+                let code = u32::from_le_bytes(self.array()?);
+                let c = char::from_u32(code)
+                    .ok_or_else(|| CodecError(format!("{code:#x} is not a char")))?;
+                visitor.visit_char(c)
+            }
+            STR => visitor.visit_borrowed_str(self.str()?),
+            NAME | NAME_REF => visitor.visit_borrowed_str(self.name(tag)?),
+            BYTES => visitor.visit_borrowed_bytes(self.bytes()?),
+            BYTE_RUN => {
+                let bytes = self.bytes()?;
+                let mut seq =
+                    de::value::SeqDeserializer::<_, CodecError>::new(bytes.iter().copied());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            SEQ => {
+                self.enter()?;
+                let left = self.count(1)?;
+                let mut seq = Seq { de: &mut *self, left };
+                let value = visitor.visit_seq(&mut seq)?;
+                if seq.left > 0 {
+                    return Err(CodecError(format!(
+                        "{} of {left} elements were not read",
+                        seq.left
+                    )));
+                }
+                self.depth -= 1;
+                Ok(value)
+            }
+            MAP => {
+                self.enter()?;
+                let left = self.count(2)?;
+                let mut map = Map { de: &mut *self, left };
+                let value = visitor.visit_map(&mut map)?;
+                if map.left > 0 {
+                    return Err(CodecError(format!(
+                        "{} of {left} entries were not read",
+                        map.left
+                    )));
+                }
+                self.depth -= 1;
+                Ok(value)
+            }
+            _ => Err(bad_tag(tag)),
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if matches!(self.peek()?, BYTES | BYTE_RUN) && is_vec_u8_visitor::<V>() {
+            self.byte()?;
+            let bytes = ManuallyDrop::new(self.bytes()?.to_vec());
+            // SAFETY: `V::Value` is `Vec<u8>` (checked by `is_vec_u8_visitor`; type ids differ
+            // in everything but lifetimes, and `Vec<u8>` has none), so reading the vector as a
+            // `V::Value` moves it; `ManuallyDrop` keeps it from being dropped twice.
+            return Ok(unsafe { std::ptr::read((&raw const *bytes).cast::<V::Value>()) });
+        }
+        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.peek()? {
+            BYTES | BYTE_RUN => {
+                self.byte()?;
+                visitor.visit_borrowed_bytes(self.bytes()?)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        self.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.peek()? {
+            NONE | UNIT => {
+                self.byte()?;
+                visitor.visit_none()
+            }
+            SOME => self.deserialize_any(visitor),
+            // Like JSON: a value that is not an option is its own `Some`.
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.peek()? {
+            NONE => {
+                self.byte()?;
+                visitor.visit_unit()
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        let tag = self.byte()?;
+        match tag {
+            NAME | NAME_REF => visitor.visit_enum(unit_variant(self.name(tag)?)),
+            STR => visitor.visit_enum(unit_variant(self.str()?)),
+            MAP => {
+                self.enter()?;
+                if self.count(2)? != 1 {
+                    return Err(CodecError("an enum's map must have one entry".into()));
+                }
+                let value = visitor.visit_enum(Variant { de: &mut *self })?;
+                self.depth -= 1;
+                Ok(value)
+            }
+            _ => Err(CodecError(format!("expected an enum, found tag {tag:#04x}"))),
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.peek()? {
+            tag @ (NAME | NAME_REF) => {
+                self.byte()?;
+                visitor.visit_borrowed_str(self.name(tag)?)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    deserialize_integers! {
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        self.skip()?;
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool f32 f64 char str string tuple tuple_struct map struct
+    }
+
+    /// See the encoder's.
+    fn is_human_readable(&self) -> bool {
+        true
+    }
+}
+
+/// A unit variant, written as its name.
+fn unit_variant(name: &str) -> de::value::BorrowedStrDeserializer<'_, CodecError> {
+    de::value::BorrowedStrDeserializer::new(name)
+}
+
+/// The elements of a sequence.
+struct Seq<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+    left: usize,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'_, 'de> {
+    type Error = CodecError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, CodecError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+/// The entries of a map.
+struct Map<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+    left: usize,
+}
+
+impl<'de> MapAccess<'de> for Map<'_, 'de> {
+    type Error = CodecError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, CodecError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, CodecError> {
+        seed.deserialize(&mut *self.de)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+/// A variant with content: its name, then the content.
+struct Variant<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+}
+
+impl<'de> EnumAccess<'de> for Variant<'_, 'de> {
+    type Error = CodecError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self), CodecError> {
+        let name = seed.deserialize(&mut *self.de)?;
+        Ok((name, self))
+    }
+}
+
+impl<'de> VariantAccess<'de> for Variant<'_, 'de> {
+    type Error = CodecError;
+
+    fn unit_variant(self) -> Result<(), CodecError> {
+        de::Deserialize::deserialize(self.de)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, CodecError> {
+        seed.deserialize(self.de)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        de::Deserializer::deserialize_any(self.de, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        de::Deserializer::deserialize_any(self.de, visitor)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips_and_rejects_trailing_bytes() {
-        let mut out = vec![9];
-        encode_into(&(1u64, "two".to_string()), &mut out).unwrap();
-        assert_eq!(out[0], 9, "encoding appends");
-        let back: (u64, String) = decode(&out[1..]).unwrap();
-        assert_eq!(back, (1, "two".to_string()));
-        assert!(decode::<u8>(&[1, 2]).is_err());
-        assert!(decode::<String>(&[5, b'a']).is_err());
-    }
-}
+mod tests;

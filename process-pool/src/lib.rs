@@ -55,13 +55,16 @@
 //! Workers are the running executable started again (`/proc/self/exe`) with a private marker
 //! that a constructor recognizes before `main`, so nothing changes in a program's `main`, its
 //! tests or its benches. A plain function travels as its offset in the executable image, a
-//! struct task as its serialized state; arguments and results are encoded with serde
-//! (postcard) in length-prefixed frames over a pair of pipes per worker. The worker protocol,
+//! struct task as its serialized state; arguments and results are encoded with serde in a
+//! self-describing binary format (any value that round-trips through `serde_json` comes back
+//! unchanged, and a `Vec<u8>` or `String` crosses in one copy) and sent in length-prefixed
+//! frames over a pair of pipes per worker. The worker protocol,
 //! its lifecycle and the failure paths are described in this crate's `README.md`.
 //!
 //! Linux only.
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
 mod codec;
 mod config;
 mod dispatch;

@@ -30,9 +30,10 @@ use crate::usage::Usage;
 /// other task still runs exactly once. With a timeout, a task that runs too long is killed
 /// with its worker.
 ///
-/// Arguments and results cross the process boundary encoded with serde (postcard). Mark large
-/// byte buffers `#[serde(with = "serde_bytes")]` (or use `serde_bytes::ByteBuf`): a plain
-/// `Vec<u8>` is encoded byte by byte.
+/// Arguments and results cross the process boundary encoded with serde in a self-describing
+/// format: any value that round-trips through `serde_json` comes back unchanged (NaN and
+/// infinities included), and a `Vec<u8>`, `String` or `serde_bytes::ByteBuf` crosses as one
+/// copy of its bytes each way.
 ///
 /// # Dropping
 ///

@@ -1,12 +1,15 @@
-//! Values that cannot travel fail their task alone, with a typed error.
+//! Values that cannot travel fail their task alone, with a typed error that says which value
+//! failed, whether encoding or decoding it did, where, and keeps the implementation's own text.
 
 mod common;
 
 use common::*;
-use serde::{Serialize, Serializer};
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, Side, TaskError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use taskpool_process::{
+    Config, Direction, Pool, ProcessConfig, ProcessPool, Side, Task, TaskError, spawn,
+};
 
-/// A value whose serialization always fails.
+/// A value whose serialization always fails, with its own message.
 #[derive(Debug)]
 pub struct Unserializable;
 
@@ -16,14 +19,151 @@ impl Serialize for Unserializable {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Unserializable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         <()>::deserialize(d).map(|()| Unserializable)
+    }
+}
+
+/// A number that serializes but never deserializes, with its own message.
+#[derive(Debug, Serialize)]
+pub struct Undeserializable(u64);
+
+impl<'de> Deserialize<'de> for Undeserializable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        Err(serde::de::Error::custom(format!("{n} cannot be read back")))
     }
 }
 
 fn make_unserializable(_: u64) -> Unserializable {
     Unserializable
+}
+
+fn make_undeserializable(n: u64) -> Undeserializable {
+    Undeserializable(n)
+}
+
+fn take_unserializable(_: Unserializable) -> u64 {
+    0
+}
+
+fn take_undeserializable(_: Undeserializable) -> u64 {
+    0
+}
+
+/// A struct task whose state cannot be serialized or deserialized.
+#[derive(Serialize, Deserialize)]
+struct BadState<S> {
+    state: S,
+}
+
+impl<S: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static> Task for BadState<S> {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+/// Asserts that `outcome` is a serialization error of `side` and `direction` whose message is
+/// `message`, and that its text says so.
+#[track_caller]
+fn assert_fails<T: std::fmt::Debug>(
+    outcome: Result<T, TaskError>,
+    side: Side,
+    direction: Direction,
+    message: &str,
+    text: &str,
+) {
+    match outcome {
+        Err(e @ TaskError::Serialization { .. }) => {
+            let TaskError::Serialization { side: s, direction: d, message: m } = &e else {
+                unreachable!()
+            };
+            assert_eq!((*s, *d, m.as_str()), (side, direction, message));
+            assert_eq!(e.to_string(), format!("{text}: {message}"));
+        }
+        other => panic!("expected a {direction} error of the {side}, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_value_fails_alone_saying_where_and_why() {
+    let pool = ProcessPool::new(1).unwrap();
+    let refused = "this value refuses to be serialized";
+    assert_fails(
+        pool.apply(take_unserializable, Unserializable),
+        Side::Argument,
+        Direction::Encode,
+        refused,
+        "could not encode the argument in the caller",
+    );
+    assert_fails(
+        pool.apply(take_undeserializable, Undeserializable(5)),
+        Side::Argument,
+        Direction::Decode,
+        "5 cannot be read back",
+        "could not decode the argument in the worker",
+    );
+    assert_fails(
+        pool.apply(make_unserializable, 0),
+        Side::Result,
+        Direction::Encode,
+        refused,
+        "could not encode the result in the worker",
+    );
+    assert_fails(
+        pool.apply(make_undeserializable, 6),
+        Side::Result,
+        Direction::Decode,
+        "6 cannot be read back",
+        "could not decode the result in the caller",
+    );
+    assert_fails(
+        pool.apply(BadState { state: Unserializable }, 1),
+        Side::Task,
+        Direction::Encode,
+        refused,
+        "could not encode the task state in the caller",
+    );
+    assert_fails(
+        pool.apply(BadState { state: Undeserializable(7) }, 1),
+        Side::Task,
+        Direction::Decode,
+        "7 cannot be read back",
+        "could not decode the task state in the worker",
+    );
+    // In a batch, only the failing items fail.
+    let outcomes = pool.map_results(make_undeserializable, [1, 2]);
+    assert!(outcomes.iter().all(|o| matches!(o, Err(TaskError::Serialization { .. }))));
+    assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), [1, 4, 9]);
+}
+
+#[test]
+fn a_one_off_process_reports_the_same_errors() {
+    assert_fails(
+        spawn(take_unserializable, Unserializable).map(|_| ()),
+        Side::Argument,
+        Direction::Encode,
+        "this value refuses to be serialized",
+        "could not encode the argument in the caller",
+    );
+    assert_fails(
+        spawn(make_undeserializable, 8).unwrap().join(),
+        Side::Result,
+        Direction::Decode,
+        "8 cannot be read back",
+        "could not decode the result in the caller",
+    );
+    assert_fails(
+        spawn(take_undeserializable, Undeserializable(9)).unwrap().join(),
+        Side::Argument,
+        Direction::Decode,
+        "9 cannot be read back",
+        "could not decode the argument in the worker",
+    );
 }
 
 fn bytes_of_len(n: u64) -> serde_bytes::ByteBuf {
@@ -32,19 +172,6 @@ fn bytes_of_len(n: u64) -> serde_bytes::ByteBuf {
 
 fn echo(bytes: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
     bytes
-}
-
-#[test]
-fn a_result_that_cannot_serialize_fails_alone() {
-    let pool = ProcessPool::new(1).unwrap();
-    match pool.apply(make_unserializable, 0) {
-        // postcard reports custom serializer errors without their text.
-        Err(TaskError::Serialization { side: Side::Result, message, .. }) => {
-            assert!(!message.is_empty())
-        }
-        other => panic!("expected a result serialization error, got {other:?}"),
-    }
-    assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
 #[test]
