@@ -25,11 +25,13 @@ use crate::{Config, Pool, Task, TaskError};
 
 pub mod chaos;
 mod results;
+mod shapes;
 
 pub use results::{
     awaited_handles, half_or_fail, progress_arrives_while_items_run, progress_counts_every_item,
     try_map_is_flat, wait_for_file,
 };
+pub use shapes::serde_shapes;
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {
@@ -275,7 +277,8 @@ macro_rules! conformance_suite {
             panic_is_typed_and_isolated, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
             shutdown_twice, reports_workers, each_item_once, awaited_handles,
-            progress_counts_every_item, progress_arrives_while_items_run, try_map_is_flat);
+            progress_counts_every_item, progress_arrives_while_items_run, try_map_is_flat,
+            serde_shapes);
     };
     (@tests $make:expr; $($name:ident),+) => {$(
         #[test]
