@@ -153,38 +153,51 @@ fn depth_error() -> CodecError {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-/// How many names a value may define before its name table allocates.
+/// How many names a table holds before it allocates.
 const INLINE_NAMES: usize = 8;
 
-/// Field and variant names by number, in order of definition: the first few inline, so a
-/// value with a small struct allocates nothing for them.
+/// Field and variant names by number, in order of definition: the first few inline (set up
+/// at the first name, so a value without structs or enums pays nothing), the rest in a `Vec`.
 struct NameTable<'n> {
-    inline: [&'n str; INLINE_NAMES],
+    first: Option<[&'n str; INLINE_NAMES]>,
     more: Vec<&'n str>,
     len: usize,
 }
 
 impl<'n> NameTable<'n> {
     fn new() -> Self {
-        NameTable { inline: [""; INLINE_NAMES], more: Vec::new(), len: 0 }
+        NameTable { first: None, more: Vec::new(), len: 0 }
     }
 
     fn get(&self, i: usize) -> Option<&'n str> {
         if i >= self.len {
             return None;
         }
-        match self.inline.get(i) {
-            Some(name) => Some(*name),
-            None => self.more.get(i - INLINE_NAMES).copied(),
+        match &self.first {
+            Some(first) if i < INLINE_NAMES => Some(first[i]),
+            _ => self.more.get(i - INLINE_NAMES).copied(),
         }
     }
 
     fn push(&mut self, name: &'n str) {
-        match self.inline.get_mut(self.len) {
+        let first = self.first.get_or_insert([""; INLINE_NAMES]);
+        match first.get_mut(self.len) {
             Some(slot) => *slot = name,
             None => self.more.push(name),
         }
         self.len += 1;
+    }
+
+    /// The number of `name`, found by address: a name is a `&'static str` of the type's
+    /// `Serialize` implementation, the same each time. (A copy of it elsewhere is defined
+    /// again, which costs bytes, not correctness.)
+    fn find(&self, name: &str) -> Option<usize> {
+        let same = |known: &&str| known.as_ptr() == name.as_ptr() && known.len() == name.len();
+        let first = self.first.as_ref()?;
+        match first[..self.len.min(INLINE_NAMES)].iter().position(same) {
+            Some(i) => Some(i),
+            None => self.more.iter().position(same).map(|i| i + INLINE_NAMES),
+        }
     }
 }
 
@@ -199,10 +212,6 @@ struct Encoder<'a> {
     out: &'a mut Vec<u8>,
     names: Names,
     depth: u32,
-}
-
-fn same_name(a: &str, b: &str) -> bool {
-    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 impl<'a> Encoder<'a> {
@@ -259,10 +268,11 @@ impl<'a> Encoder<'a> {
 
     fn name(&mut self, name: &'static str) {
         let names = &mut self.names;
-        let table = &names.defined;
-        let found = match table.get(names.next) {
-            Some(guess) if same_name(guess, name) => Some(names.next),
-            _ => (0..table.len).find(|&i| table.get(i).is_some_and(|known| same_name(known, name))),
+        let found = match names.defined.get(names.next) {
+            Some(guess) if guess.as_ptr() == name.as_ptr() && guess.len() == name.len() => {
+                Some(names.next)
+            }
+            _ => names.defined.find(name),
         };
         match found {
             Some(i) => {
@@ -828,18 +838,8 @@ impl<'de> Decoder<'de> {
                 _ => visitor.visit_i128(i128::from_le_bytes(bytes)),
             };
         }
-        let n = 1usize << w;
-        // Eight bytes in one load where the input has them; the shifts keep the value's own.
-        let mut word = [0; 8];
-        match self.rest.get(..8) {
-            Some(eight) => word.copy_from_slice(eight),
-            None if n <= self.rest.len() => word[..n].copy_from_slice(&self.rest[..n]),
-            None => return Err(eof()),
-        }
-        self.rest = &self.rest[n..];
-        let shift = 64 - 8 * n as u32;
-        let word = u64::from_le_bytes(word) << shift;
-        let (low, signed) = (word >> shift, (word as i64) >> shift);
+        let bits = self.word(w)?;
+        let (low, signed) = (bits, sign_extend(bits, w));
         // The casts below cannot lose bits: `w <= max` keeps the value within its kind.
         match kind {
             U8 => visitor.visit_u8(low as u8),
@@ -851,6 +851,21 @@ impl<'de> Decoder<'de> {
             I32 => visitor.visit_i32(signed as i32),
             _ => visitor.visit_i64(signed),
         }
+    }
+
+    /// The `1 << w` bytes of an integer (`w <= 3`), zero-extended.
+    #[inline]
+    fn word(&mut self, w: u8) -> Result<u64, CodecError> {
+        let rest = self.rest;
+        let (bits, n) = match w {
+            0 => (rest.first().map(|b| u64::from(*b)), 1),
+            1 => (rest.first_chunk().map(|b| u64::from(u16::from_le_bytes(*b))), 2),
+            2 => (rest.first_chunk().map(|b| u64::from(u32::from_le_bytes(*b))), 4),
+            _ => (rest.first_chunk().map(|b| u64::from_le_bytes(*b)), 8),
+        };
+        let bits = bits.ok_or_else(eof)?;
+        self.rest = &rest[n..];
+        Ok(bits)
     }
 
     /// Reads past one value without building it (names it defines are still recorded).
@@ -889,6 +904,12 @@ impl<'de> Decoder<'de> {
         }
         Ok(())
     }
+}
+
+/// The `1 << w` low bytes of `bits` as a signed number.
+fn sign_extend(bits: u64, w: u8) -> i64 {
+    let shift = 64 - (8 << w);
+    ((bits << shift) as i64) >> shift
 }
 
 fn bad_tag(tag: u8) -> CodecError {
@@ -934,13 +955,21 @@ fn is_vec_u8_visitor<'de, V: Visitor<'de>>() -> bool {
         && vec_u8_visitor().is_some_and(|id| id == typeid::of::<V>())
 }
 
-/// Integer methods of the decoder: an integer tag straight to [`Decoder::integer`].
+/// Integer methods of the decoder: the integer of the method's own kind read in place (the
+/// way an encoder writes it), any other integer through [`Decoder::integer`], anything else
+/// through `deserialize_any`.
 macro_rules! deserialize_integers {
-    ($($method:ident)*) => {$(
+    ($($method:ident $kind:ident $max:literal |$bits:ident, $w:ident| $visit:ident($value:expr);)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-            match self.peek()? {
-                tag @ INT..INT_END => {
-                    self.byte()?;
+            match *self.rest {
+                [tag, ..] if tag & !7 == INT + ($kind << 3) && tag & 7 <= $max => {
+                    self.rest = &self.rest[1..];
+                    let $w = tag & 7;
+                    let $bits = self.word($w)?;
+                    visitor.$visit($value)
+                }
+                [tag @ INT..INT_END, ..] => {
+                    self.rest = &self.rest[1..];
                     self.integer(tag, visitor)
                 }
                 _ => self.deserialize_any(visitor),
@@ -1115,8 +1144,14 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     deserialize_integers! {
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+        deserialize_u8 U8 0 |bits, _w| visit_u8(bits as u8);
+        deserialize_u16 U16 1 |bits, _w| visit_u16(bits as u16);
+        deserialize_u32 U32 2 |bits, _w| visit_u32(bits as u32);
+        deserialize_u64 U64 3 |bits, _w| visit_u64(bits);
+        deserialize_i8 I8 0 |bits, w| visit_i8(sign_extend(bits, w) as i8);
+        deserialize_i16 I16 1 |bits, w| visit_i16(sign_extend(bits, w) as i16);
+        deserialize_i32 I32 2 |bits, w| visit_i32(sign_extend(bits, w) as i32);
+        deserialize_i64 I64 3 |bits, w| visit_i64(sign_extend(bits, w));
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
@@ -1125,7 +1160,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool f32 f64 char str string tuple tuple_struct map struct
+        bool i128 u128 f32 f64 char str string tuple tuple_struct map struct
     }
 
     /// See the encoder's.
