@@ -213,6 +213,24 @@ impl fmt::Display for Side {
 
 /// Whether a value failed on its way out (encoding) or in (decoding): see
 /// [`TaskError::Serialization`].
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::{Direction, Side, TaskError};
+///
+/// fn blame(e: &TaskError) -> &'static str {
+///     match e {
+///         TaskError::Serialization { direction: Direction::Encode, .. } => "its Serialize",
+///         TaskError::Serialization { direction: Direction::Decode, .. } => "its Deserialize",
+///         _ => "something else",
+///     }
+/// }
+///
+/// let e = TaskError::serialization(Side::Argument, Direction::Decode, "missing field `id`");
+/// assert_eq!(blame(&e), "its Deserialize");
+/// assert_eq!(e.to_string(), "could not decode the argument in the worker: missing field `id`");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// Turning the value into bytes: an argument or a task's state in the caller, a result in
