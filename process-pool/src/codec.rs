@@ -311,6 +311,19 @@ impl<'a> Encoder<'a> {
         Ok(Compound { enc: self, header, declared, count: 0, levels: 1 })
     }
 
+    /// Starts a variant whose content is a sequence or map of `len` entries.
+    fn open_variant<'e>(
+        &'e mut self,
+        variant: &'static str,
+        tag: u8,
+        len: usize,
+    ) -> Result<Compound<'e, 'a>, CodecError> {
+        self.variant(variant)?;
+        let mut content = self.open(tag, Some(len))?;
+        content.levels = 2;
+        Ok(content)
+    }
+
     /// Starts a variant with content: a map of one entry from its name to the content.
     fn variant(&mut self, variant: &'static str) -> Result<(), CodecError> {
         self.enter()?;
@@ -334,6 +347,16 @@ fn as_byte_slice<'a, I: 'a>(iter: &'a I) -> Option<&'a [u8]> {
     Some(iter.as_slice())
 }
 
+/// Integer methods of the encoder: the value in as few bytes as hold it, under its kind.
+macro_rules! serialize_integers {
+    ($($method:ident($ty:ty) => $how:ident($kind:ident);)*) => {$(
+        fn $method(self, v: $ty) -> Result<(), CodecError> {
+            self.$how($kind, v.into());
+            Ok(())
+        }
+    )*};
+}
+
 impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type Ok = ();
     type Error = CodecError;
@@ -350,48 +373,19 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), CodecError> {
-        self.signed(I8, v.into());
-        Ok(())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), CodecError> {
-        self.signed(I16, v.into());
-        Ok(())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), CodecError> {
-        self.signed(I32, v.into());
-        Ok(())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), CodecError> {
-        self.signed(I64, v);
-        Ok(())
+    serialize_integers! {
+        serialize_i8(i8) => signed(I8);
+        serialize_i16(i16) => signed(I16);
+        serialize_i32(i32) => signed(I32);
+        serialize_i64(i64) => signed(I64);
+        serialize_u8(u8) => unsigned(U8);
+        serialize_u16(u16) => unsigned(U16);
+        serialize_u32(u32) => unsigned(U32);
+        serialize_u64(u64) => unsigned(U64);
     }
 
     fn serialize_i128(self, v: i128) -> Result<(), CodecError> {
         self.wide(I128, v.to_le_bytes());
-        Ok(())
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), CodecError> {
-        self.unsigned(U8, v.into());
-        Ok(())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), CodecError> {
-        self.unsigned(U16, v.into());
-        Ok(())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), CodecError> {
-        self.unsigned(U32, v.into());
-        Ok(())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), CodecError> {
-        self.unsigned(U64, v);
         Ok(())
     }
 
@@ -506,10 +500,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'e, 'a>, CodecError> {
-        self.variant(variant)?;
-        let mut seq = self.open(SEQ, Some(len))?;
-        seq.levels = 2;
-        Ok(seq)
+        self.open_variant(variant, SEQ, len)
     }
 
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'e, 'a>, CodecError> {
@@ -531,10 +522,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'e, 'a>, CodecError> {
-        self.variant(variant)?;
-        let mut map = self.open(MAP, Some(len))?;
-        map.levels = 2;
-        Ok(map)
+        self.open_variant(variant, MAP, len)
     }
 
     /// Writes a slice of bytes (what `Vec<u8>`, `[u8]` and their kin serialize as) as one
@@ -608,57 +596,30 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
+/// The sequence traits: every element counts as one.
+macro_rules! sequence_impls {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = CodecError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
+            fn end(self) -> Result<(), CodecError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
-}
+sequence_impls!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -677,41 +638,31 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
+/// The struct traits: every field is a name and a value.
+macro_rules! struct_impls {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = CodecError;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CodecError> {
-        self.count += 1;
-        self.enc.name(key);
-        value.serialize(&mut *self.enc)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), CodecError> {
+                self.count += 1;
+                self.enc.name(key);
+                value.serialize(&mut *self.enc)
+            }
 
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
+            fn end(self) -> Result<(), CodecError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CodecError> {
-        ser::SerializeStruct::serialize_field(self, key, value)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish()
-    }
-}
+struct_impls!(SerializeStruct, SerializeStructVariant);
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -815,6 +766,25 @@ impl<'de> Decoder<'de> {
             return Err(depth_error());
         }
         Ok(())
+    }
+
+    /// Hands the items after a [`SEQ`] (`per_item` 1) or [`MAP`] (2) tag to `visit`, and
+    /// checks that it read them all.
+    fn items<T>(
+        &mut self,
+        per_item: usize,
+        visit: impl FnOnce(&mut Items<'_, 'de>) -> Result<T, CodecError>,
+    ) -> Result<T, CodecError> {
+        self.enter()?;
+        let count = self.count(per_item)?;
+        let mut items = Items { de: self, left: count };
+        let value = visit(&mut items)?;
+        if items.left > 0 {
+            let what = if per_item == 1 { "elements" } else { "entries" };
+            return Err(CodecError(format!("{} of {count} {what} were not read", items.left)));
+        }
+        self.depth -= 1;
+        Ok(value)
     }
 
     /// The integer after `tag`, as its kind's visitor call.
@@ -1014,34 +984,8 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
                 seq.end()?;
                 Ok(value)
             }
-            SEQ => {
-                self.enter()?;
-                let left = self.count(1)?;
-                let mut seq = Seq { de: &mut *self, left };
-                let value = visitor.visit_seq(&mut seq)?;
-                if seq.left > 0 {
-                    return Err(CodecError(format!(
-                        "{} of {left} elements were not read",
-                        seq.left
-                    )));
-                }
-                self.depth -= 1;
-                Ok(value)
-            }
-            MAP => {
-                self.enter()?;
-                let left = self.count(2)?;
-                let mut map = Map { de: &mut *self, left };
-                let value = visitor.visit_map(&mut map)?;
-                if map.left > 0 {
-                    return Err(CodecError(format!(
-                        "{} of {left} entries were not read",
-                        map.left
-                    )));
-                }
-                self.depth -= 1;
-                Ok(value)
-            }
+            SEQ => self.items(1, |items| visitor.visit_seq(items)),
+            MAP => self.items(2, |items| visitor.visit_map(items)),
             _ => Err(bad_tag(tag)),
         }
     }
@@ -1174,24 +1118,31 @@ fn unit_variant(name: &str) -> de::value::BorrowedStrDeserializer<'_, CodecError
     de::value::BorrowedStrDeserializer::new(name)
 }
 
-/// The elements of a sequence.
-struct Seq<'a, 'de> {
+/// The elements of a sequence, or the keys and values of a map.
+struct Items<'a, 'de> {
     de: &'a mut Decoder<'de>,
+    /// Elements, or entries, not read yet.
     left: usize,
 }
 
-impl<'de> SeqAccess<'de> for Seq<'_, 'de> {
+impl<'de> Items<'_, 'de> {
+    fn next<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, CodecError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+}
+
+impl<'de> SeqAccess<'de> for Items<'_, 'de> {
     type Error = CodecError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, CodecError> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        seed.deserialize(&mut *self.de).map(Some)
+        self.next(seed)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -1199,24 +1150,14 @@ impl<'de> SeqAccess<'de> for Seq<'_, 'de> {
     }
 }
 
-/// The entries of a map.
-struct Map<'a, 'de> {
-    de: &'a mut Decoder<'de>,
-    left: usize,
-}
-
-impl<'de> MapAccess<'de> for Map<'_, 'de> {
+impl<'de> MapAccess<'de> for Items<'_, 'de> {
     type Error = CodecError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, CodecError> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        seed.deserialize(&mut *self.de).map(Some)
+        self.next(seed)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
