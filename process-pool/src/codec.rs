@@ -150,9 +150,6 @@ fn depth_error() -> CodecError {
     CodecError(format!("the value nests deeper than {MAX_DEPTH} levels"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Encoding
-
 /// How many names a table holds before it allocates.
 const INLINE_NAMES: usize = 8;
 
@@ -201,6 +198,9 @@ impl<'n> NameTable<'n> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
 /// The names an encoder has written.
 struct Names {
     defined: NameTable<'static>,
@@ -215,12 +215,8 @@ struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.out.push(v as u8);
+    fn varint(&mut self, v: u64) {
+        put_varint(self.out, v);
     }
 
     fn tag_len(&mut self, tag: u8, len: usize) {
@@ -578,12 +574,7 @@ impl Compound<'_, '_> {
     fn finish(self) -> Result<(), CodecError> {
         if self.count != self.declared {
             let mut count = Vec::with_capacity(10);
-            let mut v = self.count as u64;
-            while v >= 0x80 {
-                count.push(v as u8 | 0x80);
-                v >>= 7;
-            }
-            count.push(v as u8);
+            put_varint(&mut count, self.count as u64);
             let old = varint_len(self.declared as u64);
             self.enc.out.splice(self.header..self.header + old, count);
         }
@@ -592,6 +583,16 @@ impl Compound<'_, '_> {
     }
 }
 
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// How many bytes [`put_varint`] writes for `v`.
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
