@@ -58,8 +58,8 @@
 //! struct task as its serialized state; arguments and results are encoded with serde in a
 //! self-describing binary format (any value that round-trips through `serde_json` comes back
 //! unchanged, and a `Vec<u8>` or `String` crosses in one copy) and sent in length-prefixed
-//! frames over a pair of pipes per worker. The worker protocol,
-//! its lifecycle and the failure paths are described in this crate's `README.md`.
+//! frames over a pair of pipes per worker. The worker protocol, its lifecycle, the codec and
+//! the failure paths are described in this crate's `README.md`.
 //!
 //! Linux only.
 #![deny(unsafe_code)]
