@@ -13,10 +13,11 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use taskpool_core::TaskError;
+use taskpool_core::Exit;
 
 use crate::entry::{self, MARKER};
 use crate::protocol::Init;
+use crate::scheduler::StartFailure;
 use crate::ship::ImageId;
 use crate::sys;
 use crate::wire::{FrameReader, Kind};
@@ -35,14 +36,14 @@ pub(crate) struct Launched {
 }
 
 /// Spawns a worker and sends it `init`. Does not wait for it to be ready: see [`handshake`].
-pub(crate) fn launch(init: &Init) -> Result<Launched, TaskError> {
+pub(crate) fn launch(init: &Init) -> Result<Launched, StartFailure> {
     entry::ensure_linked();
-    let start_error = |reason: String| TaskError::WorkerStart { reason };
+    let os = |e: std::io::Error| StartFailure::Os(e.to_string());
     let image = ImageId::current().ok_or_else(|| {
-        start_error("cannot identify the running executable (/proc/self/exe)".into())
+        StartFailure::Os("cannot identify the running executable (/proc/self/exe)".into())
     })?;
-    let (request_r, request_w) = sys::pipe()?;
-    let (result_r, result_w) = sys::pipe()?;
+    let (request_r, request_w) = sys::pipe().map_err(os)?;
+    let (result_r, result_w) = sys::pipe().map_err(os)?;
     sys::grow_pipe(request_w.as_fd(), PIPE_BYTES);
     sys::grow_pipe(result_w.as_fd(), PIPE_BYTES);
 
@@ -61,12 +62,12 @@ pub(crate) fn launch(init: &Init) -> Result<Launched, TaskError> {
     let pid = on_launcher(move || {
         sys::spawn(c"/proc/self/exe", &name, &env, request_r.as_fd(), result_w.as_fd())
     })
-    .map_err(|e| start_error(format!("cannot start a worker process: {e}")))?;
+    .map_err(os)?;
 
     let mut frame = Vec::new();
     init.encode(&mut frame);
     // The pipe is empty and larger than an init frame, so this write does not block.
-    sys::write_all(request_w.as_fd(), &frame)?;
+    sys::write_all(request_w.as_fd(), &frame).map_err(os)?;
     Ok(Launched { pid, request: request_w, result: result_r })
 }
 
@@ -74,34 +75,36 @@ pub(crate) fn launch(init: &Init) -> Result<Launched, TaskError> {
 ///
 /// # Errors
 ///
-/// Why the worker is not ready: it refused (its reason), exited, or said nothing in time. The
-/// caller kills and reaps it.
+/// Why the worker is not ready: it refused (its reason), ended (the caller reaps it for its
+/// exit status), or said nothing in time. The caller kills and reaps it.
 pub(crate) fn handshake(
     result: BorrowedFd<'_>,
     reader: &mut FrameReader,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), StartFailure> {
     let deadline = Instant::now() + limit;
+    let refused = StartFailure::Refused;
     loop {
         match reader.next_frame() {
             Ok(Some((Kind::Hello, _))) => return Ok(()),
             Ok(Some((Kind::InitFailed, body))) => {
-                return Err(String::from_utf8_lossy(reader.bytes(body)).into_owned());
+                return Err(refused(String::from_utf8_lossy(reader.bytes(body)).into_owned()));
             }
             Ok(Some((kind, _))) => {
-                return Err(format!("the worker sent {kind:?} before its hello"));
+                return Err(refused(format!("the worker sent {kind:?} before its hello")));
             }
             Ok(None) => {}
-            Err(e) => return Err(format!("the worker sent a malformed frame: {e}")),
+            Err(e) => return Err(refused(format!("the worker sent a malformed frame: {e}"))),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("the worker was not ready after {limit:?}"));
+            return Err(StartFailure::NotReady(limit));
         }
         let interest = sys::Interest { fd: result, read: true, write: false };
-        let [ready] = sys::poll([interest], Some(left)).map_err(|e| e.to_string())?;
-        if ready.read && reader.fill(result).map_err(|e| e.to_string())? == 0 {
-            return Err("the worker exited before it was ready".into());
+        let [ready] =
+            sys::poll([interest], Some(left)).map_err(|e| StartFailure::Os(e.to_string()))?;
+        if ready.read && reader.fill(result).map_err(|e| refused(e.to_string()))? == 0 {
+            return Err(StartFailure::Died(Exit::Code(-1)));
         }
     }
 }

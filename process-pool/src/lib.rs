@@ -64,17 +64,21 @@
 //! Linux only.
 #![deny(unsafe_code)]
 
+mod batching;
 #[allow(unsafe_code)]
 mod codec;
 mod config;
-mod dispatch;
+mod deliveries;
 #[allow(unsafe_code)]
 mod entry;
 #[cfg(test)]
 mod fuzz;
 mod launch;
+mod outlet;
 mod pool;
 mod protocol;
+mod run;
+mod scheduler;
 #[allow(unsafe_code)]
 mod ship;
 mod sink;

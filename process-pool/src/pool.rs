@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
@@ -13,8 +14,10 @@ use taskpool_core::backend::{Completer, Execute, Job, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::config::ProcessConfig;
-use crate::dispatch::{Batching, Deliveries, KillReason, MAX_BATCH, Run, RunBuilder, Shared};
+use crate::deliveries::Deliveries;
 use crate::entry;
+use crate::run::{Batching, Run, RunBuilder};
+use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::{Ship, Shipped};
 use crate::sink::{self, ChannelSink, Group, HandleSink};
 use crate::supervisor;
@@ -137,7 +140,7 @@ impl ProcessPool {
     /// The process ids of the workers running now.
     pub fn pids(&self) -> Vec<u32> {
         let state = self.shared.lock();
-        state.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.pid.unsigned_abs()).collect()
+        state.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.pid).collect()
     }
 
     /// What happened in the pool so far: tasks completed and failed, crashes, timeouts,
@@ -422,15 +425,11 @@ impl ProcessPool {
         let sent = builder.len();
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
-        let batching = match self.shared.config.get_config().get_chunk_size() {
-            Some(size) => Batching::Fixed(size),
-            None => {
-                Batching::Adaptive(self.shared.config.get_config().chunk_for(sent).min(MAX_BATCH))
-            }
-        };
+        let batching = batching_for(&self.shared.config, sent);
         let (tx, rx) = crossbeam_channel::unbounded();
         let skipped = sent < total;
-        let sink = ChannelSink { tx, base: 0, indices: skipped.then_some(indices) };
+        let sink =
+            ChannelSink { tx, base: 0, indices: skipped.then_some(indices), abandoned: None };
         self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
         let mut received = 0;
         progress(total - sent, total);
@@ -451,25 +450,13 @@ impl ProcessPool {
     }
 }
 
-/// Cancels the single task of `run`: removes it from the queue, or kills the worker running
-/// it. A task sent but not started is killed when it reaches the head.
+/// Cancels the single task of `run`: removes it from the queue, has the worker that holds it
+/// skip it, or kills the worker running it.
 fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
     // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
     shared.tally.record(0, 1);
-    let mut state = shared.lock();
-    if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, &run)) {
-        state.queue.remove(at);
-        shared.delivered(&mut state, 1);
-        return;
-    }
-    for slot in &mut state.slots {
-        let is_head = slot.sent.front().is_some_and(|s| Arc::ptr_eq(&s.run, &run));
-        if let (true, Some(conn)) = (is_head, slot.conn.as_mut()) {
-            conn.kill(KillReason::Cancelled);
-            return;
-        }
-    }
+    shared.cancel(&run);
 }
 
 /// `imap` and `imap_unordered`: pulls items lazily in batches, keeping a bounded number in
@@ -490,14 +477,16 @@ struct Stream<'p, J: Job, I> {
     ready: BTreeMap<usize, Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
+    /// Set when the iterator is dropped: its items not sent yet are discarded.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn new(pool: &'p ProcessPool, job: J, items: I, ordered: bool) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = pool.workers();
-        let window =
-            (workers * pool.shared.config.get_in_flight() * MAX_BATCH).clamp(4 * workers, 16_384);
+        let window = (workers * pool.shared.config.get_in_flight() * crate::batching::MAX_BATCH)
+            .clamp(4 * workers, 16_384);
         Stream {
             pool,
             job: ProcessPool::ship(&job),
@@ -510,6 +499,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             ready: BTreeMap::new(),
             tx,
             rx,
+            abandoned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -518,7 +508,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let workers = self.pool.workers();
         while self.in_flight + self.ready.len() < self.window {
             let room = self.window - self.in_flight - self.ready.len();
-            let batch = self.pool.shared.batch_target().min(room).max(1);
+            let batch = self.pool.shared.pace.batch_target().min(room).max(1);
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job.clone(),
@@ -549,8 +539,12 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             self.in_flight += builder.len();
             self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;
-            let sink =
-                ChannelSink { tx: self.tx.clone(), base, indices: skipped.then_some(indices) };
+            let sink = ChannelSink {
+                tx: self.tx.clone(),
+                base,
+                indices: skipped.then_some(indices),
+                abandoned: Some(self.abandoned.clone()),
+            };
             let cap = (batch / workers).max(1);
             self.pool.shared.submit(Arc::new(builder.finish(
                 Box::new(sink),
@@ -587,6 +581,15 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
     }
 }
 
+impl<J: Job, I> Drop for Stream<'_, J, I> {
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            self.abandoned.store(true, Ordering::Release);
+            self.pool.shared.discard_unwanted();
+        }
+    }
+}
+
 impl Drop for ProcessPool {
     fn drop(&mut self) {
         let mut deliveries = Deliveries::default();
@@ -607,7 +610,7 @@ impl Drop for ProcessPool {
         if !self.wait_supervisors(Some(self.shared.config.get_config().get_shutdown_grace())) {
             let mut state = self.shared.lock();
             for conn in state.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
-                conn.kill(KillReason::Shutdown);
+                conn.kill(KillReason::Shutdown, None);
             }
             drop(state);
             self.wait_supervisors(None);

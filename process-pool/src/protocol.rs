@@ -13,6 +13,9 @@ use crate::wire::{self, Body, Kind, WireError};
 
 /// Bit in [`Kind::Batch`]'s flags: write each result as soon as it exists.
 pub(crate) const FLUSH_EACH: u8 = 1;
+/// Bit in [`Kind::Batch`]'s flags: its items may be cancelled after they were sent, so the
+/// worker checks its status page for cancellations before starting each.
+pub(crate) const CANCELLABLE: u8 = 2;
 /// Bit in [`Kind::Init`]'s flags: capture backtraces on panic.
 pub(crate) const BACKTRACES: u8 = 1;
 

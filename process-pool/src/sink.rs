@@ -3,7 +3,8 @@
 //! A supervisor thread hands each sink the encoded results of consecutive items; the sink
 //! decodes them (on the supervisor thread, outside the pool's lock) and delivers them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
@@ -67,6 +68,16 @@ pub(crate) trait Sink: Send + Sync {
     fn is_settled(&self, _index: usize) -> bool {
         false
     }
+
+    /// Whether its items can be cancelled one by one once sent (they have handles).
+    fn is_cancellable(&self) -> bool {
+        false
+    }
+
+    /// Whether nobody wants the items not yet run (their iterator was dropped).
+    fn is_abandoned(&self) -> bool {
+        false
+    }
 }
 
 /// Decodes a result.
@@ -109,6 +120,10 @@ impl<T: Send> Sink for HandleSink<T> {
     fn is_settled(&self, _index: usize) -> bool {
         self.completer.is_settled()
     }
+
+    fn is_cancellable(&self) -> bool {
+        true
+    }
 }
 
 /// Outcomes of consecutive items, from the first item's index, as a batch sink sends them.
@@ -122,6 +137,8 @@ pub(crate) struct ChannelSink<R> {
     pub(crate) tx: Sender<Group<R>>,
     pub(crate) base: usize,
     pub(crate) indices: Option<Vec<usize>>,
+    /// Set when the receiving iterator is dropped: the items not yet run are not wanted.
+    pub(crate) abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
@@ -139,5 +156,9 @@ impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
                 }
             }
         }
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.as_ref().is_some_and(|a| a.load(Ordering::Acquire))
     }
 }

@@ -60,7 +60,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         cpu_time_limit: None,
         name: "taskpool-spawn".into(),
     };
-    let Launched { pid, request, result } = launch::launch(&init)?;
+    let Launched { pid, request, result } = launch::launch(&init)
+        .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     let mut batch = Vec::new();
     protocol::encode_batch(&mut batch, 0, &job, 0, std::iter::once(&encoded[..]));
     // The worker reads its batch after its hello; a write error means it already died, which

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::{Exit, TaskError};
 
-use crate::dispatch::{Conn, Deliveries, KillReason, Shared, State};
+use crate::deliveries::Deliveries;
 use crate::launch::{self, Launched};
 use crate::protocol::{self, BACKTRACES, Init};
+use crate::scheduler::{Conn, KillReason, Process, Progress, Shared, StartFailure, State};
 use crate::ship;
 use crate::sys::{self, Interest};
 use crate::wire::{FrameReader, Kind, SLACK};
@@ -34,10 +35,10 @@ pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<()
             Ok(launched) => launched,
             Err(error) => {
                 if let Some(tx) = started.take() {
-                    let _ = tx.send(Err(error));
+                    let _ = tx.send(Err(TaskError::WorkerStart { reason: error.reason() }));
                     break;
                 }
-                if !start_failed(&shared, error.to_string()) {
+                if !start_failed(&shared, &error) {
                     break;
                 }
                 continue;
@@ -71,19 +72,39 @@ fn init_for(shared: &Shared, w: usize) -> Init {
     }
 }
 
-/// Records a failed start; returns whether to try again (after a short pause).
-fn start_failed(shared: &Shared, reason: String) -> bool {
+/// Records a failed start; returns whether to try again (after a pause that grows with the
+/// failures in a row).
+fn start_failed(shared: &Shared, failure: &StartFailure) -> bool {
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
-    shared.start_failed(&mut state, reason, &mut deliveries);
-    let again = state.start_error.is_none() && !state.closed;
-    let failures = state.start_failures;
+    let pause = shared.start_failed(&mut state, failure, &mut deliveries);
+    let again = !state.closed;
     drop(state);
     finish(shared, deliveries, &|_| &[]);
-    if again {
-        thread::sleep(Duration::from_millis(10 * u64::from(failures.min(10))));
+    if again && !pause.is_zero() {
+        thread::sleep(pause);
     }
     again
+}
+
+/// The OS side of a worker, for the scheduler.
+struct Worker {
+    pid: libc::pid_t,
+}
+
+impl Process for Worker {
+    fn kill(&self) {
+        // The pid is unreaped while its conn is in its slot, so it still names our child.
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        None
+    }
+
+    fn cancel(&self, _seq: u64) -> Option<Progress> {
+        None
+    }
 }
 
 /// Runs one worker process from hello to exit. Returns whether the slot needs another.
@@ -92,16 +113,14 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
     // Writers hold the pool's lock: a full pipe must make them stop, not block.
     if let Err(e) = sys::set_nonblocking(request.as_fd()) {
         let _ = sys::kill(pid, libc::SIGKILL);
-        let exit = sys::wait(pid).unwrap_or(Exit::Code(-1));
-        return start_failed(
-            shared,
-            format!("cannot configure the worker's pipe: {e}; the worker {exit}"),
-        );
+        let _ = sys::wait(pid);
+        return start_failed(shared, &StartFailure::Os(e.to_string()));
     }
     let request = Arc::new(request);
     {
         let mut state = shared.lock();
-        state.slots[w].conn = Some(Conn::new(pid, request.clone()));
+        let process = Arc::new(Worker { pid });
+        state.slots[w].conn = Some(Conn::new(pid.unsigned_abs(), process, request.clone()));
         state.counters.workers_started += 1;
     }
     let limit = shared.config.get_max_frame_bytes().saturating_add(SLACK);
@@ -109,7 +128,7 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
     match launch::handshake(result.as_fd(), &mut reader, START_LIMIT) {
         Ok(()) => {
             let mut state = shared.lock();
-            state.start_failures = 0;
+            shared.started(&mut state);
             if let Some(conn) = state.slots[w].conn.as_mut() {
                 conn.ready = true;
             }
@@ -118,20 +137,24 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
             shared.flush(flushes);
             serve(shared, w, &result, request, &mut reader);
         }
-        Err(reason) => {
+        Err(failure) => {
             if let Some(conn) = shared.lock().slots[w].conn.as_mut() {
-                conn.kill(KillReason::Shutdown);
+                conn.kill(KillReason::Shutdown, None);
             }
             drop(request);
             // It never said hello, so it holds no work.
             let (_, exit) = reap(shared, w, pid);
-            return start_failed(shared, format!("{reason}; the worker {exit}"));
+            let failure = match failure {
+                StartFailure::Died(_) => StartFailure::Died(exit),
+                other => other,
+            };
+            return start_failed(shared, &failure);
         }
     }
     let (conn, exit) = reap(shared, w, pid);
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
-    let again = shared.worker_ended(&mut state, w, conn, exit, &mut deliveries);
+    let again = shared.worker_ended(&mut state, w, conn, exit, None, &mut deliveries);
     let flushes = shared.pump_all(&mut state);
     drop(state);
     shared.flush(flushes);
@@ -270,16 +293,17 @@ fn read_results(
     let now = Instant::now();
     let mut state = shared.lock();
     loop {
-        if state.slots[w].conn.as_ref().is_none_or(|c| c.killed.is_some()) {
-            // A killed worker's later frames are ignored: the item it was running when it
-            // was killed gets the kill's error, whatever raced with it. Its bytes are dropped
-            // as they come, so they cannot pile up until it ends.
+        let Some(killed) = state.slots[w].conn.as_ref().map(|c| c.killed.is_some()) else {
             reader.discard();
             break;
-        }
+        };
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            Err(_) if killed => {
+                reader.discard();
+                break;
+            }
             Err(e) => {
                 kill(&mut state.slots[w].conn, e.to_string());
                 break;
@@ -297,10 +321,17 @@ fn read_results(
                 break;
             }
         };
+        if state.slots[w].conn.as_ref().is_none_or(|c| !c.accepts(item.meta.seq)) {
+            // After a kill, only results of items before the one it was for count: that
+            // item gets the kill's error, whatever raced with it. Later bytes are dropped as
+            // they come, so they cannot pile up until the worker ends.
+            reader.discard();
+            break;
+        }
         match shared.answered(&mut state, w, item.meta.seq, now) {
             Ok((run, index)) => {
                 let cost = item.meta.cost;
-                shared.record_item_time(cost.elapsed_ns);
+                shared.pace.record(cost.elapsed_ns);
                 state.counters.cost.add(cost);
                 let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
                 let outcome = item
@@ -311,7 +342,7 @@ fn read_results(
                 if limit_reached {
                     // The worker dies of it right after saying so: send it nothing more.
                     if let Some(conn) = state.slots[w].conn.as_mut() {
-                        conn.kill(KillReason::LimitReached);
+                        conn.kill(KillReason::LimitReached, None);
                     }
                     break;
                 }
@@ -331,9 +362,11 @@ fn read_results(
     next
 }
 
+/// Kills a worker that broke the protocol, for its head item.
 fn kill(conn: &mut Option<Conn>, reason: String) {
     if let Some(conn) = conn {
-        conn.kill(KillReason::Protocol(reason));
+        let seq = conn.expect_seq;
+        conn.kill(KillReason::Protocol(reason), Some(seq));
     }
 }
 

@@ -1,0 +1,721 @@
+//! The scheduler: the queue, what each worker slot holds, and the rules that move work between
+//! them (sending, requeueing, deadlines, cancellation, retirement, start failures, accounting).
+//!
+//! Everything here runs under the pool's lock and never blocks. The OS side of a worker (kill
+//! it, read its status page, ask it to skip an item) is behind [`Process`], so the rules are
+//! unit-tested against a fake (see the tests at the end); frames go out through the worker's
+//! [`Outlet`], written after the lock is released. Spawning, reading results and reaping are
+//! the supervisor's (`supervisor.rs`).
+//!
+//! Each slot holds the slices it sent to its worker, in order, numbered by the worker's
+//! sequence numbers; the worker answers strictly in order, so the first unanswered item is
+//! the *head*. Which item is *running* is what the worker's status page says, and that item
+//! alone is blamed when the worker ends.
+//!
+//! Lock order (see `README.md`): the pool's lock, then a handle's lock (`is_settled`) or an
+//! outlet's lock; sinks and cancellation hooks run with no pool lock held.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use taskpool_core::{Exit, TaskError};
+
+use crate::batching::{self, Pace};
+use crate::config::ProcessConfig;
+use crate::deliveries::Deliveries;
+use crate::outlet::{Flush, Outlet, RequestPipe};
+use crate::protocol::{self, CANCELLABLE, FLUSH_EACH};
+use crate::run::{Batching, Run, Slice};
+use crate::sink::Tally;
+use crate::sys;
+use crate::usage::Cost;
+
+/// The OS side of one worker process, as the scheduler uses it.
+pub(crate) trait Process: Send + Sync {
+    /// Kills the worker and what it started (its process group) with SIGKILL. Safe to call
+    /// until the supervisor reaps it, which it does only after taking it out of its slot.
+    fn kill(&self);
+
+    /// What the worker's status page says, if it has one.
+    fn progress(&self) -> Option<Progress>;
+
+    /// Asks the worker to skip item `seq` when it comes to it. Returns what the worker had
+    /// started by then (if `seq` is not among it, the item will not run), or `None` if it
+    /// cannot be asked (no status page).
+    fn cancel(&self, seq: u64) -> Option<Progress>;
+}
+
+/// How far a worker got, from its status page: it started items `0..started` and finished
+/// items `0..finished` (its sequence numbers). `started == finished + 1` while an item runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub(crate) started: u64,
+    pub(crate) finished: u64,
+}
+
+impl Progress {
+    /// The item running now, if any.
+    pub(crate) fn running(self) -> Option<u64> {
+        (self.started > self.finished).then(|| self.started - 1)
+    }
+}
+
+/// Why the pool killed a worker: decides the error of the item it was killed for.
+#[derive(Debug, Clone)]
+pub(crate) enum KillReason {
+    Timeout(Duration),
+    Cancelled,
+    Shutdown,
+    Protocol(String),
+    /// The worker reported that its task hit a limit and is dying of it: the task has its
+    /// error already, and the next item never started, so it runs again elsewhere.
+    LimitReached,
+}
+
+/// A kill, and the item it was for (the item running, or the head, at the time).
+#[derive(Debug, Clone)]
+pub(crate) struct Kill {
+    pub(crate) reason: KillReason,
+    pub(crate) seq: Option<u64>,
+}
+
+/// A live worker process, as the scheduler sees it.
+pub(crate) struct Conn {
+    pub(crate) pid: u32,
+    pub(crate) process: Arc<dyn Process>,
+    pub(crate) outlet: Arc<Outlet>,
+    /// The request pipe is still open.
+    pub(crate) open: bool,
+    /// Said hello: may be sent work.
+    pub(crate) ready: bool,
+    next_seq: u64,
+    /// The sequence number of the head item: the first not answered.
+    pub(crate) expect_seq: u64,
+    /// Items sent to this worker in its life, for `max_tasks_per_worker`.
+    served: u64,
+    pub(crate) killed: Option<Kill>,
+}
+
+impl Conn {
+    pub(crate) fn new(pid: u32, process: Arc<dyn Process>, request: Arc<dyn RequestPipe>) -> Self {
+        Conn {
+            pid,
+            process,
+            outlet: Arc::new(Outlet::new(request)),
+            open: true,
+            ready: false,
+            next_seq: 0,
+            expect_seq: 0,
+            served: 0,
+            killed: None,
+        }
+    }
+
+    /// Kills the worker (once), for item `seq`, and remembers why.
+    pub(crate) fn kill(&mut self, reason: KillReason, seq: Option<u64>) {
+        if self.killed.is_none() {
+            self.killed = Some(Kill { reason, seq });
+            self.process.kill();
+        }
+    }
+
+    /// Whether a result frame for item `seq` still counts: not after a kill, except for
+    /// items before the one the kill was for (they finished before it).
+    pub(crate) fn accepts(&self, seq: u64) -> bool {
+        match &self.killed {
+            None => true,
+            Some(Kill { seq: Some(k), .. }) => seq < *k,
+            Some(_) => false,
+        }
+    }
+
+    /// Closes the request pipe.
+    pub(crate) fn close(&mut self) {
+        self.open = false;
+        self.outlet.close();
+    }
+}
+
+/// One worker position of the pool.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub(crate) conn: Option<Conn>,
+    /// Slices sent to the worker and not fully answered, in order.
+    pub(crate) sent: VecDeque<Slice>,
+    sent_items: usize,
+    /// When the head item's clock started: when it was sent to an idle worker, or when the
+    /// item before it was answered.
+    head_since: Option<Instant>,
+}
+
+/// Why a worker did not start.
+#[derive(Debug)]
+pub(crate) enum StartFailure {
+    /// The OS would not start a process or make its pipes (process, descriptor or memory
+    /// limits): what it said.
+    Os(String),
+    /// The worker refused to serve (its initializer or start checks failed), and why.
+    Refused(String),
+    /// The worker ended before it said hello.
+    Died(Exit),
+    /// The worker said nothing in time.
+    NotReady(Duration),
+}
+
+impl StartFailure {
+    /// Whether it counts toward `start_attempts`: a worker killed with SIGKILL before its
+    /// hello was most likely killed from outside, which says nothing about the next start.
+    fn counts(&self) -> bool {
+        !matches!(self, StartFailure::Died(Exit::Signal(libc::SIGKILL)))
+    }
+
+    /// Why, for [`TaskError::WorkerStart`]: said once, with the OS's own words.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            StartFailure::Os(cause) => format!("cannot start a worker process: {cause}"),
+            StartFailure::Refused(reason) => reason.clone(),
+            StartFailure::Died(exit) => format!("the worker {exit} before it was ready"),
+            StartFailure::NotReady(limit) => format!("the worker was not ready after {limit:?}"),
+        }
+    }
+}
+
+/// Failed starts by cause, over the pool's life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StartFailures {
+    pub(crate) os: u64,
+    pub(crate) refused: u64,
+    pub(crate) died: u64,
+    pub(crate) killed: u64,
+    pub(crate) not_ready: u64,
+}
+
+/// Counters of what happened in the pool's life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) crashes: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) workers_started: u64,
+    pub(crate) requeued: u64,
+    pub(crate) start_failures: StartFailures,
+    /// What the items that reported it cost, summed.
+    pub(crate) cost: Cost,
+}
+
+/// Everything under the pool's lock.
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Slice>,
+    pub(crate) slots: Vec<Slot>,
+    /// No new work is accepted.
+    pub(crate) closed: bool,
+    /// The pool is being dropped: nothing queued will run.
+    pub(crate) dropping: bool,
+    /// Items accepted and not yet delivered.
+    pub(crate) outstanding: usize,
+    /// Counted failed worker starts in a row.
+    pub(crate) start_failures: u32,
+    /// Set while starts fail `start_attempts` times in a row: work is refused with it until a
+    /// worker starts again.
+    pub(crate) start_error: Option<String>,
+    /// Supervisor threads still running.
+    pub(crate) supervisors: usize,
+    /// Threads asleep on the pool's condition variable (shutdown, drop).
+    waiters: usize,
+    pub(crate) counters: Counters,
+}
+
+/// The longest pause between two attempts to start a worker.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What every thread of a pool shares.
+pub(crate) struct Shared {
+    pub(crate) config: ProcessConfig,
+    state: Mutex<State>,
+    /// Signalled when `outstanding` reaches zero or a supervisor ends.
+    changed: Condvar,
+    /// One eventfd per slot, to wake its supervisor.
+    pub(crate) wakes: Vec<OwnedFd>,
+    /// Tasks that ended with a value or an error; kept outside the lock, see [`Tally`].
+    pub(crate) tally: Tally,
+    /// The time workers spend per item, for the batch size.
+    pub(crate) pace: Pace,
+}
+
+impl Shared {
+    pub(crate) fn new(config: ProcessConfig, wakes: Vec<OwnedFd>) -> Self {
+        let slots = (0..wakes.len()).map(|_| Slot::default()).collect();
+        Shared {
+            config,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                slots,
+                closed: false,
+                dropping: false,
+                outstanding: 0,
+                start_failures: 0,
+                start_error: None,
+                supervisors: 0,
+                waiters: 0,
+                counters: Counters::default(),
+            }),
+            changed: Condvar::new(),
+            wakes,
+            tally: Tally::default(),
+            pace: Pace::default(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything that could
+        // panic, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on the pool's condition variable.
+    pub(crate) fn wait<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        state.waiters += 1;
+        let mut state = match limit {
+            None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+            Some(limit) => {
+                self.changed.wait_timeout(state, limit).unwrap_or_else(PoisonError::into_inner).0
+            }
+        };
+        state.waiters -= 1;
+        state
+    }
+
+    /// Wakes everyone waiting on the pool's condition variable.
+    pub(crate) fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Wakes the supervisor of slot `w`.
+    pub(crate) fn wake(&self, w: usize) {
+        sys::notify(self.wakes[w].as_fd());
+    }
+
+    /// The time limit of items of `run`.
+    fn limit_of(&self, run: &Run) -> Option<Duration> {
+        run.timeout.or(self.config.get_config().get_timeout())
+    }
+
+    /// Queues a run and sends what the workers can take.
+    pub(crate) fn submit(&self, run: Arc<Run>) {
+        let n = run.len();
+        if n == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        let refusal = if state.closed {
+            Some(TaskError::ShutDown)
+        } else {
+            state.start_error.clone().map(|reason| TaskError::WorkerStart { reason })
+        };
+        if let Some(error) = refusal {
+            drop(state);
+            let mut deliveries = Deliveries::default();
+            deliveries.fail(Slice { run, items: 0..n }, &error);
+            deliveries.deliver_from(&|_| &[], &self.tally);
+            return;
+        }
+        state.outstanding += n;
+        state.queue.push_back(Slice { run, items: 0..n });
+        let flushes = self.pump_all(&mut state);
+        drop(state);
+        self.flush(flushes);
+    }
+
+    /// Queues work for every worker with room. Returns what to write once the lock is
+    /// released.
+    pub(crate) fn pump_all(&self, state: &mut State) -> Vec<Flush> {
+        (0..state.slots.len()).filter_map(|w| self.pump(state, w)).collect()
+    }
+
+    /// Writes queued frames, without the pool's lock; wakes the supervisors that must watch
+    /// their pipe (bytes left over) or a new deadline.
+    pub(crate) fn flush(&self, flushes: impl IntoIterator<Item = Flush>) {
+        for f in flushes {
+            let left = f.outlet.flush();
+            if left || f.wake {
+                self.wake(f.w);
+            }
+        }
+    }
+
+    /// Queues work for worker `w` while it has room. Returns what to write once the pool's
+    /// lock is released, if anything.
+    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Option<Flush> {
+        let mut dropped = 0;
+        let flush = self.fill(state, w, &mut dropped);
+        if dropped > 0 {
+            self.delivered(state, dropped);
+        }
+        flush
+    }
+
+    /// [`Shared::pump`]'s work; counts in `dropped` the items it discarded unsent because
+    /// nobody wants them any more (cancelled, or their iterator was dropped).
+    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
+        let State { queue, slots, .. } = state;
+        let slot = &mut slots[w];
+        let conn = slot.conn.as_mut()?;
+        if !conn.ready || conn.killed.is_some() || !conn.open {
+            return None;
+        }
+        let target = self.pace.batch_target();
+        let room = self.config.get_in_flight() * target;
+        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        let limit = self.config.get_max_frame_bytes();
+        let was_idle = slot.sent.is_empty();
+        // Taken only once there is something to send: a caller may be writing meanwhile.
+        let mut writer = None;
+        while slot.sent_items < room && conn.served < quota {
+            let Some(front) = queue.front_mut() else { break };
+            if unwanted(front) {
+                *dropped += self.discard(front);
+                queue.pop_front();
+                continue;
+            }
+            let run = front.run.clone();
+            let left_in_quota = usize::try_from(quota - conn.served).unwrap_or(usize::MAX);
+            let room_left = (room - slot.sent_items).min(left_in_quota);
+            let start = front.items.start;
+            let count =
+                batching::batch_len(&run, start, front.items.len(), target, room_left, limit);
+            let items = start..start + count;
+            front.items.start += count;
+            if front.items.is_empty() {
+                queue.pop_front();
+            }
+            let mut flags = if self.limit_of(&run).is_some() { FLUSH_EACH } else { 0 };
+            if run.sink.is_cancellable() {
+                flags |= CANCELLABLE;
+            }
+            let writer = writer.get_or_insert_with(|| conn.outlet.lock());
+            protocol::encode_batch(
+                &mut writer.outbox,
+                conn.next_seq,
+                &run.job,
+                flags,
+                items.clone().map(|i| run.input(i)),
+            );
+            conn.next_seq += count as u64;
+            conn.served += count as u64;
+            slot.sent_items += count;
+            slot.sent.push_back(Slice { run, items });
+        }
+        let added = writer.is_some();
+        drop(writer);
+        let mut wake = false;
+        if was_idle {
+            if let Some(head) = slot.sent.front() {
+                slot.head_since = Some(Instant::now());
+                wake = self.limit_of(&head.run).is_some();
+            }
+        }
+        (added || wake).then(|| Flush { w, outlet: conn.outlet.clone(), wake })
+    }
+
+    /// Kills worker `w` if its running head item was cancelled or ran out of time. Returns
+    /// when the head item's time runs out, if it has a limit.
+    ///
+    /// `answer_waiting` says whether the worker wrote something not read yet. It is asked only
+    /// once the time is up: a result that arrived before the deadline but was not read yet
+    /// (the supervisor was slow to run) wins over the timeout, so the deadline is returned as
+    /// due and the caller reads first.
+    pub(crate) fn police(
+        &self,
+        state: &mut State,
+        w: usize,
+        now: Instant,
+        answer_waiting: impl FnOnce() -> bool,
+    ) -> Option<Instant> {
+        let limit_of = |run: &Run| self.limit_of(run);
+        let slot = &mut state.slots[w];
+        let head = slot.sent.front()?;
+        let conn = slot.conn.as_mut()?;
+        if conn.killed.is_some() {
+            return None;
+        }
+        let seq = conn.expect_seq;
+        let progress = conn.process.progress();
+        if head.run.sink.is_settled(head.items.start) {
+            // A cancelled item that has not started is skipped by the worker; one that runs
+            // is stopped with its worker.
+            if progress.is_none_or(|p| p.running() == Some(seq)) {
+                conn.kill(KillReason::Cancelled, Some(seq));
+            }
+            return None;
+        }
+        let limit = limit_of(&head.run)?;
+        let deadline = slot.head_since.unwrap_or(now) + limit;
+        if now >= deadline {
+            let finished = progress.is_some_and(|p| p.finished > seq);
+            if finished || answer_waiting() {
+                return Some(now);
+            }
+            conn.kill(KillReason::Timeout(limit), Some(seq));
+            state.counters.timeouts += 1;
+            return None;
+        }
+        Some(deadline)
+    }
+
+    /// Records one answered item of worker `w` (the head item), read at `now`. Returns its
+    /// run and index.
+    ///
+    /// # Errors
+    ///
+    /// The worker answered an item it was not sent, or out of order.
+    pub(crate) fn answered(
+        &self,
+        state: &mut State,
+        w: usize,
+        seq: u64,
+        now: Instant,
+    ) -> Result<(Arc<Run>, usize), String> {
+        let slot = &mut state.slots[w];
+        let Some(conn) = slot.conn.as_mut() else {
+            return Err("answer from a closed worker".into());
+        };
+        if seq != conn.expect_seq {
+            return Err(format!("result for item {seq}, expected {}", conn.expect_seq));
+        }
+        let Some(head) = slot.sent.front_mut() else {
+            return Err(format!("result for item {seq}, which was never sent"));
+        };
+        conn.expect_seq += 1;
+        let index = head.items.start;
+        let run = head.run.clone();
+        head.items.start += 1;
+        if head.items.is_empty() {
+            slot.sent.pop_front();
+        }
+        slot.sent_items -= 1;
+        slot.head_since = Some(now);
+        Ok((run, index))
+    }
+
+    /// Whether worker `w` has answered everything it was sent and may be retired: it reached
+    /// its task quota, or the pool is closing with nothing left to do.
+    pub(crate) fn should_retire(&self, state: &State, w: usize) -> bool {
+        let slot = &state.slots[w];
+        let Some(conn) = &slot.conn else { return false };
+        if !slot.sent.is_empty() && !state.dropping {
+            return false;
+        }
+        let quota_done =
+            self.config.get_config().get_max_tasks_per_worker().is_some_and(|q| conn.served >= q);
+        state.dropping || quota_done || (state.closed && state.queue.is_empty())
+    }
+
+    /// Accounts for the end of worker `w`, which exited with `exit` after starting and
+    /// finishing what `progress` says: fails the item it was killed for or was running (and
+    /// only that one), puts the rest back in the queue, and says whether the slot should
+    /// start a new worker.
+    pub(crate) fn worker_ended(
+        &self,
+        state: &mut State,
+        w: usize,
+        conn: Option<Conn>,
+        exit: Exit,
+        progress: Option<Progress>,
+        deliveries: &mut Deliveries,
+    ) -> bool {
+        let slot = &mut state.slots[w];
+        let sent = std::mem::take(&mut slot.sent);
+        slot.sent_items = 0;
+        slot.head_since = None;
+        let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
+        let killed = conn.as_ref().and_then(|c| c.killed.clone());
+        let natural = killed.is_none();
+        // Who is to blame: the item a kill was for; otherwise the item the worker was running
+        // (without a status page, the head).
+        let (blamed, error) = match killed {
+            Some(Kill { reason: KillReason::LimitReached, .. }) => (None, None),
+            Some(Kill { reason, seq }) => (seq, Some(kill_error(reason))),
+            None => {
+                let running = match progress {
+                    Some(p) => p.running(),
+                    None => (!sent.is_empty()).then_some(head_seq),
+                };
+                (running, Some(TaskError::Crashed(exit)))
+            }
+        };
+        let mut requeue = Vec::new();
+        let mut seq = head_seq;
+        for slice in sent {
+            let first = seq;
+            seq += slice.items.len() as u64;
+            let Some(at) = blamed.filter(|b| (first..seq).contains(b)) else {
+                requeue.push(slice);
+                continue;
+            };
+            let index = slice.items.start + usize::try_from(at - first).unwrap_or(0);
+            if let Some(error) = error.clone() {
+                if natural {
+                    state.counters.crashes += 1;
+                }
+                deliveries.add(&slice.run, index, Err(error));
+            }
+            let (before, after) = (slice.items.start..index, index + 1..slice.items.end);
+            for items in [before, after] {
+                if !items.is_empty() {
+                    requeue.push(Slice { run: slice.run.clone(), items });
+                }
+            }
+        }
+        if state.dropping {
+            for slice in requeue {
+                deliveries.fail(slice, &TaskError::ShutDown);
+            }
+        } else {
+            for slice in requeue.into_iter().rev() {
+                state.counters.requeued += slice.items.len() as u64;
+                state.queue.push_front(slice);
+            }
+        }
+        !(state.closed && (state.dropping || state.queue.is_empty()))
+    }
+
+    /// Records that `count` items were delivered.
+    pub(crate) fn delivered(&self, state: &mut State, count: usize) {
+        state.outstanding -= count;
+        // Waking nobody still costs a system call: only a shutdown or drop waits here.
+        if state.outstanding == 0 && state.waiters > 0 {
+            self.notify();
+        }
+    }
+
+    /// Records that a worker said hello: starts work again if starts had been failing.
+    pub(crate) fn started(&self, state: &mut State) {
+        state.start_failures = 0;
+        state.start_error = None;
+    }
+
+    /// Records a failed worker start. After `start_attempts` counted failures in a row, fails
+    /// every queued item and refuses new work until a worker starts again. Returns how long
+    /// to wait before the next attempt (longer the more attempts failed in a row).
+    pub(crate) fn start_failed(
+        &self,
+        state: &mut State,
+        failure: &StartFailure,
+        deliveries: &mut Deliveries,
+    ) -> Duration {
+        let causes = &mut state.counters.start_failures;
+        match failure {
+            StartFailure::Os(_) => causes.os += 1,
+            StartFailure::Refused(_) => causes.refused += 1,
+            StartFailure::Died(_) if !failure.counts() => causes.killed += 1,
+            StartFailure::Died(_) => causes.died += 1,
+            StartFailure::NotReady(_) => causes.not_ready += 1,
+        }
+        if !failure.counts() {
+            return Duration::ZERO;
+        }
+        state.start_failures += 1;
+        if state.start_failures >= self.config.get_config().get_start_attempts() {
+            let reason = failure.reason();
+            let error = TaskError::WorkerStart { reason: reason.clone() };
+            for slice in std::mem::take(&mut state.queue) {
+                deliveries.fail(slice, &error);
+            }
+            state.start_error = Some(reason);
+            self.notify();
+        }
+        let doublings = state.start_failures.saturating_sub(1).min(10);
+        (Duration::from_millis(10) * (1 << doublings)).min(MAX_BACKOFF)
+    }
+
+    /// Cancels the single-item `run` (its handle is settled already): removes it from the
+    /// queue, or asks the worker that holds it to skip it, or kills that worker if it runs it.
+    pub(crate) fn cancel(&self, run: &Arc<Run>) {
+        let mut state = self.lock();
+        if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, run)) {
+            state.queue.remove(at);
+            self.delivered(&mut state, 1);
+            return;
+        }
+        for slot in &mut state.slots {
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            let mut seq = conn.expect_seq;
+            for slice in &slot.sent {
+                if Arc::ptr_eq(&slice.run, run) {
+                    let runs = match conn.process.cancel(seq) {
+                        Some(p) => p.started > seq && p.finished <= seq,
+                        // Without a status page, the head is taken to be running.
+                        None => seq == conn.expect_seq,
+                    };
+                    if runs {
+                        conn.kill(KillReason::Cancelled, Some(seq));
+                    }
+                    return;
+                }
+                seq += slice.items.len() as u64;
+            }
+        }
+    }
+
+    /// Drops the queued items of runs nobody wants any more (their iterator was dropped).
+    pub(crate) fn discard_unwanted(&self) {
+        let mut state = self.lock();
+        let mut dropped = 0;
+        state.queue.retain(|slice| {
+            let keep = !unwanted(slice);
+            if !keep {
+                dropped += self.discard(slice);
+            }
+            keep
+        });
+        if dropped > 0 {
+            self.delivered(&mut state, dropped);
+        }
+    }
+}
+
+impl Shared {
+    /// Accounts for the items of an unwanted slice, dropped unsent; returns how many. A
+    /// cancelled task was counted when its handle was settled; the items of an abandoned
+    /// iterator are counted here, as failed.
+    fn discard(&self, slice: &Slice) -> usize {
+        if slice.run.sink.is_abandoned() {
+            self.tally.record(0, slice.items.len());
+        }
+        slice.items.len()
+    }
+}
+
+/// Whether nobody wants the items of `slice` any more: a cancelled single task, or the rest
+/// of a run whose iterator was dropped. Their outcomes were settled and counted already.
+fn unwanted(slice: &Slice) -> bool {
+    slice.run.sink.is_abandoned()
+        || (slice.items.len() == 1 && slice.run.sink.is_settled(slice.items.start))
+}
+
+/// The error of the item a kill was for.
+fn kill_error(reason: KillReason) -> TaskError {
+    match reason {
+        KillReason::Timeout(limit) => TaskError::TimedOut { limit, still_running: false },
+        KillReason::Cancelled => TaskError::Cancelled,
+        KillReason::Shutdown | KillReason::LimitReached => TaskError::ShutDown,
+        KillReason::Protocol(reason) => TaskError::Protocol { reason },
+    }
+}
+
+/// Run batching for `map`-like runs: the user's chunk size, or adaptive batches capped by
+/// the automatic chunk for `n` items.
+pub(crate) fn batching_for(config: &ProcessConfig, n: usize) -> Batching {
+    match config.get_config().get_chunk_size() {
+        Some(size) => Batching::Fixed(size),
+        None => Batching::Adaptive(config.get_config().chunk_for(n).min(batching::MAX_BATCH)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,303 @@
+//! The scheduler's rules against a fake OS side: no processes, no pipes.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use taskpool_core::Config;
+
+use super::*;
+use crate::run::RunBuilder;
+use crate::ship::Shipped;
+use crate::sink::{Encoded, Sink};
+
+/// A worker process that records what was asked of it.
+#[derive(Default)]
+pub(crate) struct FakeProcess {
+    kills: AtomicUsize,
+    progress: Mutex<Option<Progress>>,
+    cancelled: Mutex<Vec<u64>>,
+}
+
+impl FakeProcess {
+    fn set(&self, started: u64, finished: u64) {
+        *self.progress.lock().unwrap() = Some(Progress { started, finished });
+    }
+
+    fn kills(&self) -> usize {
+        self.kills.load(Ordering::SeqCst)
+    }
+}
+
+impl Process for FakeProcess {
+    fn kill(&self) {
+        self.kills.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        *self.progress.lock().unwrap()
+    }
+
+    fn cancel(&self, seq: u64) -> Option<Progress> {
+        self.cancelled.lock().unwrap().push(seq);
+        self.progress()
+    }
+}
+
+/// A request pipe that takes everything.
+struct NullPipe;
+
+impl RequestPipe for NullPipe {
+    fn write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        Ok(bytes.len())
+    }
+}
+
+/// A sink that keeps nothing.
+pub(crate) struct NullSink;
+
+impl Sink for NullSink {
+    fn deliver(&self, _: usize, _: Vec<Encoded<'_>>, _: &Tally) {}
+}
+
+/// A sink that records what it was given: item index and error (`None` for a value).
+#[derive(Default)]
+struct Recorder {
+    got: Mutex<Vec<(usize, Option<String>)>>,
+    settled: AtomicBool,
+    cancellable: bool,
+}
+
+impl Sink for Arc<Recorder> {
+    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, _: &Tally) {
+        let mut got = self.got.lock().unwrap();
+        for (i, o) in outcomes.into_iter().enumerate() {
+            got.push((first + i, o.err().map(|e| e.to_string())));
+        }
+    }
+
+    fn is_settled(&self, _: usize) -> bool {
+        self.settled.load(Ordering::SeqCst)
+    }
+
+    fn is_cancellable(&self) -> bool {
+        self.cancellable
+    }
+}
+
+fn run(n: usize, sink: Box<dyn Sink>, batching: Batching) -> Arc<Run> {
+    let mut b = RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }));
+    for i in 0..n {
+        b.push_encoded(&[u8::try_from(i % 256).unwrap()]);
+    }
+    Arc::new(b.finish(sink, None, batching))
+}
+
+fn shared(config: ProcessConfig, workers: usize) -> Shared {
+    let wakes = (0..workers).map(|_| sys::eventfd().unwrap()).collect();
+    Shared::new(config, wakes)
+}
+
+/// Puts a ready worker with a fake process in slot `w`.
+fn connect(shared: &Shared, w: usize) -> Arc<FakeProcess> {
+    let fake = Arc::new(FakeProcess::default());
+    let mut state = shared.lock();
+    let mut conn = Conn::new(100 + w as u32, fake.clone(), Arc::new(NullPipe));
+    conn.ready = true;
+    state.slots[w].conn = Some(conn);
+    let _ = shared.pump_all(&mut state);
+    fake
+}
+
+fn sent(shared: &Shared, w: usize) -> usize {
+    shared.lock().slots[w].sent.iter().map(|s| s.items.len()).sum()
+}
+
+fn end(shared: &Shared, w: usize, exit: Exit, progress: Option<Progress>) -> Deliveries {
+    let mut deliveries = Deliveries::default();
+    let mut state = shared.lock();
+    let conn = state.slots[w].conn.take();
+    shared.worker_ended(&mut state, w, conn, exit, progress, &mut deliveries);
+    deliveries
+}
+
+fn deliver(d: Deliveries, shared: &Shared) {
+    let n = d.deliver_from(&|_| &[], &shared.tally);
+    shared.delivered(&mut shared.lock(), n);
+}
+
+#[test]
+fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1).chunk_size(4)).in_flight(3), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(12, Box::new(rec.clone()), Batching::Fixed(4)));
+    (0..200).for_each(|_| s.pace.record(1));
+    let fake = connect(&s, 0);
+    assert_eq!(sent(&s, 0), 12, "three batches of four");
+    let now = Instant::now();
+    // Items 0 and 1 answered; item 4 runs (2 and 3 finished, their results lost).
+    for seq in 0..2 {
+        s.answered(&mut s.lock(), 0, seq, now).unwrap();
+    }
+    fake.set(5, 4);
+    let d = end(&s, 0, Exit::Code(0), fake.progress());
+    deliver(d, &s);
+    assert_eq!(*rec.got.lock().unwrap(), [(4, Some("worker exited with code 0".into()))]);
+    let state = s.lock();
+    let queued: Vec<_> = state.queue.iter().flat_map(|sl| sl.items.clone()).collect();
+    assert_eq!(queued, [2, 3, 5, 6, 7, 8, 9, 10, 11], "the rest, in order, once");
+    assert_eq!(state.counters.crashes, 1);
+}
+
+#[test]
+fn a_worker_killed_between_items_blames_nobody() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(3, Box::new(rec.clone()), Batching::Fixed(1)));
+    let fake = connect(&s, 0);
+    fake.set(1, 1);
+    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
+    assert!(rec.got.lock().unwrap().is_empty());
+    assert_eq!(s.lock().queue.iter().map(|sl| sl.items.len()).sum::<usize>(), 3);
+    assert_eq!(s.lock().counters.crashes, 0);
+}
+
+#[test]
+fn without_a_status_page_the_head_is_blamed() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(2, Box::new(rec.clone()), Batching::Fixed(1)));
+    connect(&s, 0);
+    deliver(end(&s, 0, Exit::Signal(11), None), &s);
+    let got = rec.got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 0);
+    assert!(got[0].1.as_deref().unwrap().contains("SIGSEGV"));
+}
+
+#[test]
+fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(3), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(3, Box::new(rec.clone()), Batching::Fixed(1)));
+    let fake = connect(&s, 0);
+    let mut state = s.lock();
+    let conn = state.slots[0].conn.as_mut().unwrap();
+    conn.kill(KillReason::Cancelled, Some(1));
+    conn.kill(KillReason::Shutdown, None);
+    assert_eq!(fake.kills(), 1, "killed once");
+    assert!(conn.accepts(0) && !conn.accepts(1) && !conn.accepts(2));
+    drop(state);
+    s.answered(&mut s.lock(), 0, 0, Instant::now()).unwrap();
+    fake.set(2, 1);
+    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
+    assert_eq!(*rec.got.lock().unwrap(), [(1, Some("task cancelled".into()))]);
+    assert_eq!(s.lock().counters.crashes, 0, "a kill is not a crash");
+}
+
+#[test]
+fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
+    let limit = Duration::from_millis(5);
+    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(1, Box::new(rec.clone()), Batching::Fixed(1)));
+    let fake = connect(&s, 0);
+    fake.set(1, 0);
+    let later = Instant::now() + Duration::from_secs(1);
+    let due = s.police(&mut s.lock(), 0, later, || true);
+    assert_eq!(due, Some(later), "a waiting answer is read first");
+    assert_eq!(fake.kills(), 0);
+    fake.set(1, 1);
+    assert_eq!(s.police(&mut s.lock(), 0, later, || false), Some(later), "finished: read first");
+    fake.set(1, 0);
+    assert_eq!(s.police(&mut s.lock(), 0, later, || false), None);
+    assert_eq!(fake.kills(), 1);
+    assert_eq!(s.lock().counters.timeouts, 1);
+    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
+    assert_eq!(
+        *rec.got.lock().unwrap(),
+        [(0, Some("timed out after 5ms; its worker was killed".into()))]
+    );
+}
+
+#[test]
+fn cancel_while_sent_asks_the_worker_to_skip_and_kills_only_if_it_runs() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(4), 1);
+    let recs: Vec<Arc<Recorder>> =
+        (0..3).map(|_| Arc::new(Recorder { cancellable: true, ..Recorder::default() })).collect();
+    let runs: Vec<_> =
+        recs.iter().map(|r| run(1, Box::new(r.clone()), Batching::Fixed(1))).collect();
+    let fake = connect(&s, 0);
+    (0..200).for_each(|_| s.pace.record(1));
+    for r in &runs {
+        s.submit(r.clone());
+    }
+    assert_eq!(sent(&s, 0), 3);
+    fake.set(1, 0);
+    // Item 2 is sent, not started: the worker is asked to skip it, and nothing is killed.
+    recs[2].settled.store(true, Ordering::SeqCst);
+    s.cancel(&runs[2]);
+    assert_eq!(*fake.cancelled.lock().unwrap(), [2]);
+    assert_eq!(fake.kills(), 0);
+    // Item 0 runs: its worker is killed.
+    recs[0].settled.store(true, Ordering::SeqCst);
+    s.cancel(&runs[0]);
+    assert_eq!(fake.kills(), 1);
+}
+
+#[test]
+fn a_queued_cancelled_item_is_dropped_unsent() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let rec = Arc::new(Recorder::default());
+    let r = run(1, Box::new(rec.clone()), Batching::Fixed(1));
+    s.submit(r.clone());
+    assert_eq!(s.lock().outstanding, 1);
+    s.cancel(&r);
+    assert!(s.lock().queue.is_empty());
+    assert_eq!(s.lock().outstanding, 0);
+}
+
+#[test]
+fn a_worker_retires_at_its_quota_once_it_answered_everything() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1).max_tasks_per_worker(2)), 1);
+    (0..200).for_each(|_| s.pace.record(1));
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(5, Box::new(rec), Batching::Fixed(1)));
+    connect(&s, 0);
+    assert_eq!(sent(&s, 0), 2, "no more than the quota is sent");
+    assert!(!s.should_retire(&s.lock(), 0));
+    let now = Instant::now();
+    s.answered(&mut s.lock(), 0, 0, now).unwrap();
+    assert!(!s.should_retire(&s.lock(), 0));
+    s.answered(&mut s.lock(), 0, 1, now).unwrap();
+    assert!(s.should_retire(&s.lock(), 0));
+    assert!(s.answered(&mut s.lock(), 0, 7, now).is_err(), "an item never sent");
+}
+
+#[test]
+fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1).start_attempts(2)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(1, Box::new(rec.clone()), Batching::Fixed(1)));
+    let mut d = Deliveries::default();
+    let killed = StartFailure::Died(Exit::Signal(libc::SIGKILL));
+    for _ in 0..5 {
+        assert_eq!(s.start_failed(&mut s.lock(), &killed, &mut d), Duration::ZERO);
+    }
+    assert!(s.lock().start_error.is_none());
+    let emfile = StartFailure::Os("Too many open files (os error 24)".into());
+    let pause = s.start_failed(&mut s.lock(), &emfile, &mut d);
+    assert!(pause > Duration::ZERO && s.lock().start_error.is_none());
+    let longer = s.start_failed(&mut s.lock(), &emfile, &mut d);
+    assert!(longer > pause, "back-off grows");
+    let reason = s.lock().start_error.clone().unwrap();
+    assert_eq!(reason, "cannot start a worker process: Too many open files (os error 24)");
+    deliver(d, &s);
+    assert_eq!(
+        rec.got.lock().unwrap()[0].1.as_deref(),
+        Some(&*format!("worker failed to start: {reason}"))
+    );
+    let causes = s.lock().counters.start_failures;
+    assert_eq!((causes.killed, causes.os), (5, 2));
+    s.started(&mut s.lock());
+    assert!(s.lock().start_error.is_none(), "a worker that starts clears the refusal");
+}
