@@ -83,6 +83,7 @@ mod scheduler;
 mod ship;
 mod sink;
 mod spawn;
+mod status;
 mod supervisor;
 #[allow(unsafe_code)]
 mod sys;

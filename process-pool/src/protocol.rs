@@ -74,6 +74,8 @@ const FAILED_TOO_LARGE: u8 = 1;
 const FAILED_MEMORY: u8 = 2;
 /// [`Kind::Failed`] reason: the task used up its CPU time (size: the limit in seconds).
 const FAILED_CPU_TIME: u8 = 3;
+/// [`Kind::Failed`] reason: the item was cancelled before it started, and was skipped.
+const FAILED_CANCELLED: u8 = 4;
 
 fn side_byte(side: Side) -> u8 {
     match side {
@@ -139,6 +141,8 @@ pub(crate) enum Failure<'a> {
     TooLarge { side: Side, size: u64 },
     /// The task went over one of the worker's limits.
     ResourceLimit { resource: Resource, limit: u64 },
+    /// The item was cancelled before it started, and was skipped.
+    Cancelled,
 }
 
 fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
@@ -183,6 +187,7 @@ pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>)
             (Side::Task, FAILED_CPU_TIME, limit, "")
         }
         Failure::ResourceLimit { limit, .. } => (Side::Task, FAILED_MEMORY, limit, ""),
+        Failure::Cancelled => (Side::Task, FAILED_CANCELLED, 0, ""),
     };
     out.push(side_byte(side));
     out.push(reason);
@@ -251,6 +256,7 @@ pub(crate) fn decode_result(
                 FAILED_CPU_TIME => {
                     TaskError::ResourceLimit { resource: Resource::CpuTime, limit: size }
                 }
+                FAILED_CANCELLED => TaskError::Cancelled,
                 _ => return Err(WireError(format!("unknown failure reason {reason}"))),
             })
         }
@@ -375,9 +381,10 @@ mod tests {
                 _ => {
                     let side = rng.pick(&SIDES);
                     let resource = rng.pick(&[Resource::Memory, Resource::CpuTime]);
-                    let failure = match rng.below(3) {
+                    let failure = match rng.below(4) {
                         0 => Failure::Serialization { side, message: &payload },
                         1 => Failure::ResourceLimit { resource, limit: rng.next_u64() },
+                        2 => Failure::Cancelled,
                         _ => Failure::TooLarge { side, size: rng.next_u64() },
                     };
                     encode_failed(&mut out, meta, failure);
@@ -404,6 +411,7 @@ mod tests {
                     }
                     (Kind::Failed, Err(TaskError::TooLarge { .. })) => {}
                     (Kind::Failed, Err(TaskError::ResourceLimit { .. })) => {}
+                    (Kind::Failed, Err(TaskError::Cancelled)) => {}
                     (kind, outcome) => panic!("{kind:?} decoded as {outcome:?}"),
                 }
             }

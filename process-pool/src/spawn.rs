@@ -12,8 +12,12 @@ use crate::codec;
 use crate::launch::{self, Launched};
 use crate::protocol::{self, Init};
 use crate::ship::Ship;
-use crate::sys::{self, Interest};
+use crate::status::StatusPage;
+use crate::sys::{self, ChildProcess, Interest};
 use crate::wire::{FrameReader, Kind, SLACK};
+
+/// How often a one-off is checked on where the kernel has no pidfds.
+const POLL_EXIT: Duration = Duration::from_millis(20);
 
 /// Runs `task` on `input` in a new worker process, like `multiprocessing.Process`.
 ///
@@ -60,7 +64,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         cpu_time_limit: None,
         name: "taskpool-spawn".into(),
     };
-    let Launched { pid, request, result } = launch::launch(&init)
+    let Launched { child, page, request, result } = launch::launch(&init)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     let mut batch = Vec::new();
     protocol::encode_batch(&mut batch, 0, &job, 0, std::iter::once(&encoded[..]));
@@ -69,7 +73,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let _ = sys::write_all(request.as_fd(), &batch);
     drop(request);
     let child = ProcessChild {
-        pid,
+        child,
+        _page: page,
         result,
         reader: FrameReader::new(limit + SLACK),
         exit: None,
@@ -81,7 +86,9 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
 }
 
 struct ProcessChild<R> {
-    pid: libc::pid_t,
+    child: ChildProcess,
+    /// The worker's status page, which a one-off does not read; kept mapped for its life.
+    _page: StatusPage,
     result: OwnedFd,
     reader: FrameReader,
     /// Set once the process is reaped.
@@ -139,35 +146,55 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
         true
     }
 
+    /// Waits until the process has ended (at most until `deadline`); returns whether it has.
+    fn await_end(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.exit.is_some() || sys::has_ended(&self.child) {
+                return true;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return false;
+            }
+            match &self.child.pidfd {
+                Some(fd) => {
+                    let _ =
+                        sys::poll([Interest { fd: fd.as_fd(), read: true, write: false }], left);
+                }
+                None => std::thread::sleep(left.map_or(POLL_EXIT, |l| l.min(POLL_EXIT))),
+            }
+        }
+    }
+
+    /// Reaps the ended process, after killing what it left in its process group.
     fn reap(&mut self) -> Exit {
-        *self.exit.get_or_insert_with(|| sys::wait(self.pid).unwrap_or(Exit::Code(-1)))
+        let child = &self.child;
+        *self.exit.get_or_insert_with(|| {
+            sys::kill_group(child);
+            sys::wait_child(child, true).ok().flatten().unwrap_or(Exit::Code(-1))
+        })
     }
 }
 
 impl<R: serde::de::DeserializeOwned + Send> Child<R> for ProcessChild<R> {
     fn id(&self) -> u64 {
-        u64::from(self.pid.unsigned_abs())
+        u64::from(self.child.pid.unsigned_abs())
     }
 
     fn is_alive(&mut self) -> bool {
-        if self.exit.is_none() {
-            if let Ok(Some(exit)) = sys::try_wait(self.pid) {
-                self.exit = Some(exit);
-            }
-        }
-        self.exit.is_none()
+        self.exit.is_none() && !sys::has_ended(&self.child)
     }
 
     fn kill(&mut self) -> Result<(), TaskError> {
         if self.exit.is_none() {
-            sys::kill(self.pid, libc::SIGKILL)?;
+            sys::kill_group(&self.child);
         }
         Ok(())
     }
 
     fn wait(&mut self, limit: Option<Duration>) -> Option<Result<R, TaskError>> {
         let deadline = limit.and_then(|l| Instant::now().checked_add(l));
-        if !self.read_outcome(deadline) {
+        if !self.read_outcome(deadline) || !self.await_end(deadline) {
             return None;
         }
         let exit = self.reap();
@@ -182,8 +209,8 @@ impl<R: serde::de::DeserializeOwned + Send> Child<R> for ProcessChild<R> {
 impl<R> Drop for ProcessChild<R> {
     fn drop(&mut self) {
         if self.exit.is_none() {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            let _ = sys::wait(self.pid);
+            sys::kill_group(&self.child);
+            let _ = sys::wait_child(&self.child, true);
         }
     }
 }

@@ -6,14 +6,15 @@
 //!   inherits are the two it is given at [`REQUEST_FD`] and [`RESULT_FD`] (plus 0, 1, 2).
 //! - Reads and writes retry on `EINTR`. A write to a non-blocking descriptor that would block
 //!   returns `Ok(0)`.
-//! - A child is reaped exactly once, by [`wait`] or [`try_wait`]; until then its pid cannot be
-//!   reused, which is what makes [`kill`] safe to call on a pid this crate has not reaped.
+//! - A child is reaped exactly once, by [`wait_child`]; until then its pid (and the process
+//!   group it leads) cannot be reused, which is what makes [`kill`] and [`kill_group`] safe to
+//!   call on a child this crate has not reaped.
 //!
 //! Linux only.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,6 +25,8 @@ use taskpool_core::Exit;
 pub(crate) const REQUEST_FD: RawFd = 3;
 /// The descriptor on which a worker writes results.
 pub(crate) const RESULT_FD: RawFd = 4;
+/// The descriptor on which a worker finds its status page (it maps it and closes it).
+pub(crate) const STATUS_FD: RawFd = 5;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
@@ -72,7 +75,14 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Duplicates `fd` to a close-on-exec descriptor numbered at least `min`.
 fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that nothing else owns.
-    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    let new =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) }).map_err(|e| {
+            match e.raw_os_error() {
+                // `min` is at or over the descriptor limit: the process is out of descriptors.
+                Some(libc::EINVAL) => io::Error::from_raw_os_error(libc::EMFILE),
+                _ => e,
+            }
+        })?;
     // SAFETY: `new` was just created and is owned by this call.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -174,30 +184,186 @@ pub(crate) fn drain(fd: BorrowedFd<'_>) {
     let _ = read(fd, &mut buf);
 }
 
-/// Starts `exe` as a worker: `request` becomes its [`REQUEST_FD`], `result` its [`RESULT_FD`],
-/// stdin is `/dev/null`, stdout and stderr are shared with this process, and its signal mask
-/// is empty. Uses `posix_spawn`, which never runs code in a forked copy of this process.
+/// A child process started by [`spawn`]: its pid and, where the kernel has them, a pidfd.
+///
+/// The pidfd is what the crate watches and reaps through. Should the program reap the child
+/// behind the crate's back (SIGCHLD set to `SIG_IGN` makes the kernel do it; so does a
+/// `waitpid(-1)` of the program's own), [`wait_child`] reads its exit status from the pidfd.
+/// (A child of `clone3` with no exit signal is not reaped that way, but `execve` gives every
+/// process SIGCHLD as its exit signal again, so that only holds until the worker execs.)
+#[derive(Debug)]
+pub(crate) struct ChildProcess {
+    pub(crate) pid: libc::pid_t,
+    /// Readable once the process has ended; `None` where the kernel has no pidfds.
+    pub(crate) pidfd: Option<OwnedFd>,
+}
+
+/// Makes [`spawn`] use `posix_spawn` (and `pidfd_open`) instead of `clone3`. Set once, when
+/// `clone3` is refused (an old kernel, or a seccomp filter), or by the environment variable
+/// `TASKPOOL_SPAWN_FALLBACK=1` (which tests of the fallback use).
+static NO_CLONE3: AtomicBool = AtomicBool::new(false);
+static SPAWN_MODE: std::sync::Once = std::sync::Once::new();
+
+/// Whether [`spawn`] uses `clone3` (otherwise `posix_spawn`).
+pub(crate) fn spawns_with_clone3() -> bool {
+    SPAWN_MODE.call_once(|| {
+        if std::env::var_os("TASKPOOL_SPAWN_FALLBACK").is_some_and(|v| v == "1") {
+            NO_CLONE3.store(true, Ordering::Relaxed);
+        }
+    });
+    !NO_CLONE3.load(Ordering::Relaxed)
+}
+
+/// Starts `exe` as a worker: `fds[i]` becomes its descriptor `3 + i` ([`REQUEST_FD`],
+/// [`RESULT_FD`], [`STATUS_FD`]), stdin is `/dev/null`, stdout and stderr are shared with this
+/// process, every signal has its default action and none is blocked, and it leads a process
+/// group of its own (so [`kill_group`] reaches what it starts).
+///
+/// Uses `clone3` with a pidfd and no exit signal; the child runs only async-signal-safe
+/// system calls until `execve`. Where `clone3` is refused, falls back to `posix_spawn`, which
+/// never runs code in a forked copy of this process either, and `pidfd_open`.
 pub(crate) fn spawn(
     exe: &CStr,
     argv0: &CStr,
     env: &[CString],
-    request: BorrowedFd<'_>,
-    result: BorrowedFd<'_>,
-) -> io::Result<libc::pid_t> {
-    // Move the ends above the target numbers so that no dup2 below clobbers a source.
-    let request = dup_at_least(request, 10)?;
-    let result = dup_at_least(result, 10)?;
+    fds: [BorrowedFd<'_>; 3],
+) -> io::Result<ChildProcess> {
+    // Move the ends above the target numbers so that no dup below clobbers a source.
+    let mut high = Vec::with_capacity(3);
+    for fd in fds {
+        high.push(dup_at_least(fd, 10)?);
+    }
+    let sources = [high[0].as_raw_fd(), high[1].as_raw_fd(), high[2].as_raw_fd()];
     let argv = [argv0.as_ptr(), ptr::null()];
     let envp: Vec<*const libc::c_char> =
         env.iter().map(|v| v.as_ptr()).chain(std::iter::once(ptr::null())).collect();
-    let dev_null = c"/dev/null";
+    if spawns_with_clone3() {
+        match spawn_clone3(exe, &argv, &envp, sources) {
+            Ok(child) => return Ok(child),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                NO_CLONE3.store(true, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    spawn_posix(exe, &argv, &envp, sources)
+}
 
+/// What the child of [`spawn_clone3`] needs, prepared before it exists.
+struct Exec<'a> {
+    exe: &'a CStr,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    sources: [RawFd; 3],
+    errors: RawFd,
+}
+
+fn spawn_clone3(
+    exe: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    sources: [RawFd; 3],
+) -> io::Result<ChildProcess> {
+    // The child writes its errno here if it cannot exec; a successful exec closes it.
+    let (errors_r, errors_w) = pipe()?;
+    let exec = Exec { exe, argv, envp, sources, errors: errors_w.as_raw_fd() };
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: clone_args is a plain struct of integers; zero is "not used" for every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = libc::CLONE_PIDFD as u64;
+    args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    args.exit_signal = 0;
+    // SAFETY: `args` is a valid clone_args of the size given. Without CLONE_VM the child gets
+    // a copy of this process with only the calling thread, and runs `exec_child`, which makes
+    // only async-signal-safe system calls on memory prepared before this call, then execs or
+    // exits; it never returns here.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args, std::mem::size_of::<libc::clone_args>())
+    };
+    if ret == 0 {
+        // SAFETY: this is the child of clone3, as `exec_child` requires.
+        unsafe { exec_child(&exec) }
+    }
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let pid =
+        libc::pid_t::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
+    // SAFETY: CLONE_PIDFD stored a new pidfd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(errors_w);
+    let child = ChildProcess { pid, pidfd: Some(pidfd) };
+    let mut errno = [0u8; 4];
+    let n = read(errors_r.as_fd(), &mut errno)?;
+    if n == 0 {
+        return Ok(child);
+    }
+    let _ = wait_child(&child, true);
+    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+}
+
+/// The child of `clone3`: resets signals, takes its descriptors and process group, and execs.
+///
+/// # Safety
+///
+/// Only call in the child of `clone3` (a copy of a possibly multi-threaded parent): it makes
+/// async-signal-safe system calls only, and never returns.
+unsafe fn exec_child(exec: &Exec<'_>) -> ! {
+    // SAFETY: raw system calls on integers and on pointers to memory that the parent
+    // prepared before clone3 and that this copy of it still holds.
+    unsafe {
+        // The kernel's sigaction for SIG_DFL: handler, flags, restorer and mask all zero.
+        let default = [0u64; 4];
+        for signal in 1..=64 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, signal, default.as_ptr(), 0usize, 8usize);
+            }
+        }
+        let empty = 0u64;
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty, 0usize, 8usize);
+        let ok = libc::syscall(libc::SYS_setpgid, 0, 0) == 0
+            && exec
+                .sources
+                .iter()
+                .zip(REQUEST_FD..)
+                .all(|(&from, to)| libc::syscall(libc::SYS_dup3, from, to, 0) == i64::from(to))
+            && {
+                let null = libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                );
+                null >= 0 && libc::syscall(libc::SYS_dup3, null, 0, 0) == 0
+            };
+        if ok {
+            libc::syscall(
+                libc::SYS_execve,
+                exec.exe.as_ptr(),
+                exec.argv.as_ptr(),
+                exec.envp.as_ptr(),
+            );
+        }
+        let errno = *libc::__errno_location();
+        libc::syscall(libc::SYS_write, exec.errors, std::ptr::addr_of!(errno), 4usize);
+        libc::syscall(libc::SYS_exit_group, 127);
+    }
+    unreachable!("exit_group returned")
+}
+
+fn spawn_posix(
+    exe: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    sources: [RawFd; 3],
+) -> io::Result<ChildProcess> {
+    let dev_null = c"/dev/null";
     let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
     let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
     // SAFETY: the init calls fill the uninitialized structs before any other use, each is
     // destroyed exactly once below, and every pointer passed to posix_spawn (paths, argv,
     // envp) points to NUL-terminated data that outlives the call.
-    unsafe {
+    let pid = unsafe {
         check_spawn(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
         let actions = SpawnActions(actions.assume_init_mut());
         check_spawn(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
@@ -206,19 +372,20 @@ pub(crate) fn spawn(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         check_spawn(libc::posix_spawnattr_setsigmask(attr.0, &empty))?;
-        let flags = libc::c_short::try_from(libc::POSIX_SPAWN_SETSIGMASK).unwrap_or_default();
-        check_spawn(libc::posix_spawnattr_setflags(attr.0, flags))?;
-
-        check_spawn(libc::posix_spawn_file_actions_adddup2(
-            actions.0,
-            request.as_raw_fd(),
-            REQUEST_FD,
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        check_spawn(libc::posix_spawnattr_setsigdefault(attr.0, &all))?;
+        check_spawn(libc::posix_spawnattr_setpgroup(attr.0, 0))?;
+        let flags = libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP;
+        check_spawn(libc::posix_spawnattr_setflags(
+            attr.0,
+            libc::c_short::try_from(flags).unwrap_or_default(),
         ))?;
-        check_spawn(libc::posix_spawn_file_actions_adddup2(
-            actions.0,
-            result.as_raw_fd(),
-            RESULT_FD,
-        ))?;
+        for (&from, to) in sources.iter().zip(REQUEST_FD..) {
+            check_spawn(libc::posix_spawn_file_actions_adddup2(actions.0, from, to))?;
+        }
         check_spawn(libc::posix_spawn_file_actions_addopen(
             actions.0,
             0,
@@ -236,8 +403,18 @@ pub(crate) fn spawn(
             argv.as_ptr().cast(),
             envp.as_ptr().cast(),
         ))?;
-        Ok(pid)
-    }
+        pid
+    };
+    Ok(ChildProcess { pid, pidfd: pidfd_open(pid) })
+}
+
+/// A pidfd for the child `pid`, or `None` where the kernel has none.
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor (close-on-exec) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: `fd` was just created and is owned by this call.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn check_spawn(ret: libc::c_int) -> io::Result<()> {
@@ -268,20 +445,68 @@ pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
-/// Waits for the child `pid` to end and reaps it.
-pub(crate) fn wait(pid: libc::pid_t) -> io::Result<Exit> {
-    let mut status = 0;
-    // SAFETY: `status` is a valid int for waitpid to fill.
-    retry(|| unsafe { libc::waitpid(pid, &mut status, 0) })?;
-    Ok(exit_of(status))
+/// Kills `child` and its process group (what it started and did not detach) with SIGKILL.
+///
+/// Until this crate reaps it, a child (even a zombie) keeps its pid and its group's id from
+/// being reused. A child the kernel reaped on its own (SIGCHLD ignored) no longer does once
+/// its group is empty: the process alone is then signalled through its pidfd, which never
+/// names another process.
+pub(crate) fn kill_group(child: &ChildProcess) {
+    // SAFETY: kill has no memory effects; `-pid` names the group our child leads.
+    if unsafe { libc::kill(-child.pid, libc::SIGKILL) } == 0 {
+        return;
+    }
+    match &child.pidfd {
+        Some(fd) => {
+            // SAFETY: pidfd_send_signal has no memory effects; a null siginfo is allowed.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        }
+        None => {
+            let _ = kill(child.pid, libc::SIGKILL);
+        }
+    }
 }
 
-/// Reaps the child `pid` if it has ended, without waiting.
-pub(crate) fn try_wait(pid: libc::pid_t) -> io::Result<Option<Exit>> {
-    let mut status = 0;
-    // SAFETY: `status` is a valid int for waitpid to fill.
-    let reaped = retry(|| unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
-    Ok((reaped == pid).then(|| exit_of(status)))
+/// Reaps `child` if it has ended (waits for it if `block`); `None` if it runs.
+///
+/// A child the kernel reaped on its own (the program set SIGCHLD to `SIG_IGN`), or that the
+/// program reaped itself (`waitpid(-1)`), is gone from `waitid`; its exit status is then
+/// read from its pidfd (`PIDFD_GET_INFO`, Linux 6.15 and later).
+pub(crate) fn wait_child(child: &ChildProcess, block: bool) -> io::Result<Option<Exit>> {
+    let flags = libc::WEXITED | libc::__WALL | if block { 0 } else { libc::WNOHANG };
+    match waitid(child, flags) {
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+            child.pidfd.as_ref().and_then(|fd| exit_from_pidfd(fd.as_fd())).map(Some).ok_or(e)
+        }
+        other => other,
+    }
+}
+
+/// The exit status of the ended (and reaped) process of `pidfd`, if the kernel keeps it.
+fn exit_from_pidfd(pidfd: BorrowedFd<'_>) -> Option<Exit> {
+    /// `struct pidfd_info` up to `exit_code` (its first version, 64 bytes).
+    const SIZE: libc::c_ulong = 64;
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    /// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+    const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (SIZE << 16) | (0xFF << 8) | 11;
+    let mut info = [0u64; 8];
+    info[0] = PIDFD_INFO_EXIT;
+    // SAFETY: `info` is 64 writable bytes, the struct size encoded in the request.
+    let ret = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, info.as_mut_ptr()) };
+    if ret != 0 || info[0] & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    // `exit_code` is the `__s32` at byte 60, a wait status.
+    let status = (info[7] >> 32) as u32;
+    Some(exit_of(status.cast_signed()))
 }
 
 fn exit_of(status: libc::c_int) -> Exit {
@@ -290,6 +515,147 @@ fn exit_of(status: libc::c_int) -> Exit {
     } else {
         Exit::Code(libc::WEXITSTATUS(status))
     }
+}
+
+/// Whether `child` has ended, without reaping it.
+pub(crate) fn has_ended(child: &ChildProcess) -> bool {
+    let flags = libc::WEXITED | libc::__WALL | libc::WNOHANG | libc::WNOWAIT;
+    !matches!(waitid(child, flags), Ok(None))
+}
+
+fn waitid(child: &ChildProcess, flags: libc::c_int) -> io::Result<Option<Exit>> {
+    let (kind, id) = match &child.pidfd {
+        Some(fd) => (libc::P_PIDFD, fd.as_raw_fd().unsigned_abs()),
+        None => (libc::P_PID, child.pid.unsigned_abs()),
+    };
+    // SAFETY: siginfo_t is a plain struct that waitid fills.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid siginfo_t for waitid to fill.
+    retry(|| unsafe { libc::waitid(kind, id, &mut info, flags) })?;
+    // SAFETY: waitid filled `info` for a child event (or left it zeroed: no child ended).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if info.si_code == libc::CLD_EXITED {
+        Exit::Code(status)
+    } else {
+        Exit::Signal(status)
+    }))
+}
+
+/// Whether the process `pid` (an unreaped child) has begun to exit: its descriptors may be
+/// closed already while it is not a zombie yet. Reads the flags in `/proc/PID/stat`.
+pub(crate) fn is_exiting(pid: libc::pid_t) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    // The fields after the command name (which ends at the last ')') start with field 3; the
+    // flags are field 9.
+    let flags = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(6));
+    flags.and_then(|f| f.parse::<u64>().ok()).is_none_or(|f| f & PF_EXITING != 0)
+}
+
+/// Memory shared with a worker: a `memfd` that both map.
+pub(crate) struct SharedPage {
+    words: ptr::NonNull<AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only ever accessed through atomics, from any thread.
+unsafe impl Send for SharedPage {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    /// A new page of `len` zeroed words, and the descriptor (close-on-exec) to give a worker.
+    pub(crate) fn create(len: usize) -> io::Result<(SharedPage, OwnedFd)> {
+        let name = c"taskpool-status";
+        // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
+        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+        // SAFETY: `fd` was just created and is owned by this call.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let bytes = libc::off_t::try_from(len * 8).map_err(io::Error::other)?;
+        // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+        Ok((Self::map(fd.as_fd(), len)?, fd))
+    }
+
+    /// Maps the page a parent passed on descriptor `fd` (in a worker), if it is one of at
+    /// least `len` words.
+    pub(crate) fn adopt(fd: RawFd, len: usize) -> Option<SharedPage> {
+        // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+            return None;
+        }
+        let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        if !regular || usize::try_from(stat.st_size).ok()? < len * 8 {
+            return None;
+        }
+        // SAFETY: `fd` is open (fstat succeeded) and stays open during the call.
+        Self::map(unsafe { BorrowedFd::borrow_raw(fd) }, len).ok()
+    }
+
+    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedPage> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks;
+        // it stays valid after the descriptor closes, until munmap in Drop.
+        let at = unsafe {
+            libc::mmap(ptr::null_mut(), len * 8, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+        };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let words = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(SharedPage { words, len })
+    }
+
+    /// The page's words.
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping holds `len` u64 words, page-aligned, valid until Drop; other
+        // processes change them only atomically.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`, which nothing refers to any more.
+        unsafe { libc::munmap(self.words.as_ptr().cast(), self.len * 8) };
+    }
+}
+
+impl std::fmt::Debug for SharedPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPage").field("len", &self.len).finish()
+    }
+}
+
+/// Makes the descriptor `fd` close-on-exec, so that programs a task starts do not inherit it.
+pub(crate) fn set_cloexec(fd: RawFd) {
+    // SAFETY: F_SETFD only changes the descriptor's flags.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+/// Set in a copy of this process made by `fork()` (through the C library), in the copy only.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_fork_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// Arranges for [`is_forked_copy`] to tell a copy made by `fork()` from this process.
+pub(crate) fn watch_forks() {
+    // SAFETY: registers a handler that only stores to an atomic; it lives for the process.
+    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+}
+
+/// Whether this process is a copy made by the C library's `fork()` (after [`watch_forks`]).
+/// A copy made by a raw system call is not seen here; compare [`pid`] with the one the
+/// process had.
+pub(crate) fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
 }
 
 /// This process's id.

@@ -8,12 +8,13 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use taskpool_core::backend::{PanicScope, catch_panic};
-use taskpool_core::{Resource, Side};
+use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::entry::ImageVerified;
-use crate::protocol::{self, BACKTRACES, FLUSH_EACH, Failure, Init, Meta};
+use crate::protocol::{self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta};
 use crate::ship::{self, BatchFn};
-use crate::sys::{self, REQUEST_FD, RESULT_FD};
+use crate::status::{self, StatusPage};
+use crate::sys::{self, REQUEST_FD, RESULT_FD, STATUS_FD, SharedPage};
 use crate::usage::Cost;
 use crate::wire::{self, Body, FrameReader, Kind};
 
@@ -35,7 +36,13 @@ const MEASURE_EVERY: Duration = Duration::from_micros(100);
 pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let request = sys::fixed_fd(REQUEST_FD);
     let result = sys::fixed_fd(RESULT_FD);
+    let page = SharedPage::adopt(STATUS_FD, status::WORDS).map(StatusPage::new);
     sys::close_from(RESULT_FD + 1);
+    // Programs a task starts must not hold the pipes: the parent watches this process, and
+    // the pipes' ends must be this process's alone.
+    sys::set_cloexec(REQUEST_FD);
+    sys::set_cloexec(RESULT_FD);
+    sys::watch_forks();
     sys::ignore_sigpipe();
     sys::survive_interrupts();
 
@@ -49,17 +56,18 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     sys::set_process_name(&init.name);
     let image = match image {
         Ok(image) => image,
-        Err(reason) => refuse(result, &reason),
+        Err(reason) => refuse(result, &reason, init.frame_limit),
     };
     if let Some(offset) = init.initializer {
         let initializer = ship::initializer_at(offset, &image);
         if let Err(report) = catch_panic(false, initializer) {
-            refuse(result, &format!("initializer failed: {report}"));
+            refuse(result, &format!("initializer failed: {report}"), init.frame_limit);
         }
     }
     if let Some(bytes) = init.memory_limit {
         if let Err(e) = sys::limit_memory(bytes) {
-            refuse(result, &format!("cannot set the memory limit of {bytes} bytes: {e}"));
+            let reason = format!("cannot set the memory limit of {bytes} bytes: {e}");
+            refuse(result, &reason, init.frame_limit);
         }
     }
     let mut hello = Vec::new();
@@ -73,7 +81,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     reader.set_limit(limit.saturating_add(wire::SLACK));
     let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
-    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0, limits);
+    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0, limits, page);
     sys::install_crash_flush();
     loop {
         loop {
@@ -151,10 +159,11 @@ fn next_frame(reader: &mut FrameReader, fd: BorrowedFd<'_>) -> Option<(Kind, Vec
 }
 
 /// Tells the parent why this worker cannot serve, then exits.
-fn refuse(result: BorrowedFd<'_>, reason: &str) -> ! {
+fn refuse(result: BorrowedFd<'_>, reason: &str, frame_limit: u64) -> ! {
     let mut frame = Vec::new();
     let at = wire::begin_frame(&mut frame, Kind::InitFailed);
-    frame.extend_from_slice(cut(reason).as_bytes());
+    let limit = usize::try_from(frame_limit).unwrap_or(usize::MAX).min(MAX_REPORT);
+    frame.extend_from_slice(fit(reason, limit).as_bytes());
     wire::end_frame(&mut frame, at);
     let _ = sys::write_all(result, &frame);
     sys::exit_now(EXIT_START);
@@ -168,9 +177,14 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let state = b.bytes("job state")?;
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
+    if sys::pid() != out.pid {
+        // A copy of this worker made by a task's raw fork: it must not serve.
+        sys::exit_now(0);
+    }
     out.seq = first_seq;
     out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
+    out.cancellable = flags & CANCELLABLE != 0;
     out.last_end = None;
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
@@ -230,10 +244,22 @@ pub(crate) struct Outputs {
     panics: PanicScope,
     /// When the previous item ended; `None` at the start of a batch.
     last_end: Option<Instant>,
+    /// Where the parent sees which item runs, and asks to skip cancelled ones.
+    page: Option<StatusPage>,
+    /// The current batch's items may be cancelled after they were sent.
+    cancellable: bool,
+    /// This worker's process id (a copy made by `fork` has another).
+    pid: u32,
 }
 
 impl Outputs {
-    fn new(fd: BorrowedFd<'static>, limit: usize, backtraces: bool, limits: Limits) -> Self {
+    fn new(
+        fd: BorrowedFd<'static>,
+        limit: usize,
+        backtraces: bool,
+        limits: Limits,
+        page: Option<StatusPage>,
+    ) -> Self {
         Outputs {
             fd,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
@@ -247,6 +273,9 @@ impl Outputs {
             meter: Meter::new(),
             panics: PanicScope::enter(backtraces),
             last_end: None,
+            page,
+            cancellable: false,
+            pid: sys::pid(),
         }
     }
 
@@ -255,12 +284,31 @@ impl Outputs {
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
+        if let Some(page) = &mut self.page {
+            if !page.start(self.seq, self.cancellable) {
+                // Cancelled before it started: it never runs.
+                let meta = Meta { seq: self.seq, cost: Cost::default() };
+                protocol::encode_failed(&mut self.pending, meta, Failure::Cancelled);
+                self.seq += 1;
+                self.last_end = None;
+                self.flush();
+                return;
+            }
+        }
         self.limits.prepare(self.seq, self.meter.cpu_ns());
         sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
         // An item starts when the one before it ended: one clock read per item.
         let started = self.last_end.unwrap_or_else(Instant::now);
         let scratch = &mut self.scratch;
         let outcome = self.panics.catch(|| work(scratch));
+        if sys::forked() {
+            // A copy of this worker made by a task's `fork()`, back from the task: the worker
+            // is the other copy. This one leaves without a word.
+            sys::exit_now(0);
+        }
+        if let Some(page) = &self.page {
+            page.finish(self.seq);
+        }
         let now = Instant::now();
         self.last_end = Some(now);
         sys::disarm_crash_flush();
@@ -284,16 +332,17 @@ impl Outputs {
                 protocol::encode_failed(out, meta, too_large);
             }
             Ok(Err((side, message))) => {
-                let message = cut(&message);
-                protocol::encode_failed(out, meta, Failure::Serialization { side, message });
+                let message = fit(&message, self.limit.min(MAX_REPORT));
+                protocol::encode_failed(
+                    out,
+                    meta,
+                    Failure::Serialization { side, message: &message },
+                );
             }
-            Err(report) => protocol::encode_panicked(
-                out,
-                meta,
-                cut(&report.message),
-                cut(report.location.as_deref().unwrap_or("")),
-                cut(report.backtrace.as_deref().unwrap_or("")),
-            ),
+            Err(report) => {
+                let [message, location, backtrace] = fit_report(&report, self.limit);
+                protocol::encode_panicked(out, meta, &message, &location, &backtrace);
+            }
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(started);
@@ -405,16 +454,38 @@ impl Meter {
     }
 }
 
-/// `text`, cut to at most [`MAX_REPORT`] bytes on a character boundary.
-fn cut(text: &str) -> &str {
-    if text.len() <= MAX_REPORT {
-        return text;
+/// What ends a text that was cut to fit.
+const CUT_MARKER: &str = " [cut to fit the frame limit]";
+
+/// `text`, cut on a character boundary to at most `max` bytes, the marker included when it
+/// is cut.
+fn fit(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
     }
-    let mut end = MAX_REPORT;
+    let Some(mut end) = max.checked_sub(CUT_MARKER.len()) else {
+        return "".into();
+    };
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &text[..end]
+    format!("{}{CUT_MARKER}", &text[..end]).into()
+}
+
+/// A panic report's message, location and backtrace, cut so that together they take at most
+/// [`MAX_REPORT`] bytes each and, all three, no more than the frame `limit` less room for the
+/// frame's own fields: the location whole if it is short, then the message, then what is left
+/// for the backtrace.
+fn fit_report(report: &PanicReport, limit: usize) -> [std::borrow::Cow<'_, str>; 3] {
+    // A result frame's fields besides the three texts: the result header and three lengths.
+    const FIELDS: usize = 64;
+    let mut budget = limit.saturating_sub(FIELDS);
+    let location = fit(report.location.as_deref().unwrap_or(""), (budget / 4).min(MAX_REPORT));
+    budget -= location.len();
+    let message = fit(&report.message, budget.min(MAX_REPORT));
+    budget -= message.len();
+    let backtrace = fit(report.backtrace.as_deref().unwrap_or(""), budget.min(MAX_REPORT));
+    [message, location, backtrace]
 }
 
 #[cfg(test)]
@@ -422,10 +493,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_reports_are_cut_on_a_char_boundary() {
+    fn long_reports_are_cut_on_a_char_boundary_with_a_marker() {
         let long = "é".repeat(MAX_REPORT);
-        let short = cut(&long);
+        let short = fit(&long, MAX_REPORT);
         assert!(short.len() <= MAX_REPORT);
-        assert!(long.starts_with(short));
+        assert!(short.ends_with(CUT_MARKER));
+        assert!(long.starts_with(short.trim_end_matches(CUT_MARKER)));
+        assert_eq!(fit("short", 100), "short");
+    }
+
+    #[test]
+    fn a_panic_report_fits_the_frame_limit() {
+        let report = PanicReport {
+            message: "m".repeat(10_000),
+            location: Some("src/lib.rs:1:1".into()),
+            backtrace: Some("b".repeat(10_000)),
+        };
+        let [message, location, backtrace] = fit_report(&report, 1000);
+        assert_eq!(location, "src/lib.rs:1:1");
+        assert!(message.ends_with(CUT_MARKER));
+        assert!(message.len() + location.len() + backtrace.len() <= 1000 - 64);
+        let [message, _, backtrace] = fit_report(&report, 1 << 30);
+        assert_eq!((message.len(), backtrace.len()), (10_000, 10_000));
     }
 }

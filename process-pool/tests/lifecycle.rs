@@ -56,7 +56,7 @@ fn initializer_runs_in_every_worker() {
 }
 
 #[test]
-fn a_failing_initializer_gives_up_with_a_typed_error() {
+fn a_failing_initializer_fails_tasks_with_a_typed_error() {
     let config = Config::new().workers(1).initializer(failing_initializer).start_attempts(3);
     let pool = ProcessPool::with_config(config).unwrap();
     match pool.apply(square, 2) {
@@ -65,7 +65,8 @@ fn a_failing_initializer_gives_up_with_a_typed_error() {
         }
         other => panic!("expected a start failure, got {other:?}"),
     }
-    assert_eq!(pool.stats().workers_started, 3, "three attempts, then it gave up");
+    // Three attempts failed in a row; the pool keeps trying, further apart, in the background.
+    assert!(pool.stats().workers_started >= 3, "{:?}", pool.stats());
     assert!(matches!(pool.apply(square, 2), Err(TaskError::WorkerStart { .. })));
 }
 

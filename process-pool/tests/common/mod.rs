@@ -216,3 +216,34 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
+
+/// How long any one test may wait for an event before it is called a hang.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// Runs `f` on another thread and returns its value; fails with `what` if it takes longer
+/// than [`HANG`], so that a test that would hang fails with a message instead of blocking.
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(HANG) {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("hung: {what} did not finish within {HANG:?}"),
+    }
+}
+
+/// Waits until the process `pid` is gone (or a zombie); fails after [`HANG`].
+pub fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + HANG;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} is still alive");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Starts `program` with `args` from inside a task and returns its pid, without waiting.
+pub fn start(program: &str, args: &[&str]) -> u32 {
+    std::process::Command::new(program).args(args).spawn().unwrap().id()
+}

@@ -1,0 +1,130 @@
+//! A worker's status page: memory it shares with its parent, so the parent knows which item
+//! runs (even when the worker dies without a word) and a cancelled item is never started.
+//!
+//! The worker stores, before each item, that it started it, and after, that it finished it:
+//! a plain store each (a sequentially consistent one for items that can be cancelled). The
+//! parent reads the two when the worker ends, to blame the item that was running and only
+//! it. To cancel an item sent but not started, the parent writes its sequence number into a
+//! small ring and bumps a counter; a worker about to start a cancellable item checks the
+//! counter, and skips the item if it is in the ring. Both sides write before they read
+//! (sequentially consistent), so either the worker sees the cancellation or the parent sees
+//! that the item started, and then kills the worker.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crate::scheduler::Progress;
+use crate::sys::SharedPage;
+
+/// Word: one more than the sequence number of the last item started.
+const STARTED: usize = 0;
+/// Word: one more than the sequence number of the last item finished.
+const FINISHED: usize = 1;
+/// Word: how many cancellations were written into the ring.
+const CANCELS: usize = 2;
+/// The first word of the ring of cancelled items (each one more than its sequence number).
+const RING: usize = 8;
+/// Cancellations the ring holds: more cancellations of sent items than this before the
+/// worker reaches them are noticed late (the parent then kills the worker when the item
+/// runs).
+const RING_LEN: usize = 64;
+/// Words in a page.
+pub(crate) const WORDS: usize = RING + RING_LEN;
+
+/// A worker's status page, from either side.
+#[derive(Debug)]
+pub(crate) struct StatusPage {
+    page: SharedPage,
+    /// Worker side: cancellations read from the ring so far.
+    seen: u64,
+    /// Worker side: cancelled items not reached yet.
+    cancelled: Vec<u64>,
+}
+
+impl StatusPage {
+    pub(crate) fn new(page: SharedPage) -> Self {
+        StatusPage { page, seen: 0, cancelled: Vec::new() }
+    }
+
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        &self.page.words()[i]
+    }
+
+    /// Worker side: records that item `seq` starts. Returns `false` if it was cancelled
+    /// (checked only if `cancellable`): the worker skips it.
+    pub(crate) fn start(&mut self, seq: u64, cancellable: bool) -> bool {
+        if !cancellable {
+            self.word(STARTED).store(seq + 1, Release);
+            return true;
+        }
+        self.word(STARTED).store(seq + 1, SeqCst);
+        let cancels = self.word(CANCELS).load(SeqCst);
+        while self.seen < cancels {
+            let slot = usize::try_from(self.seen).unwrap_or(0) % RING_LEN;
+            let tag = self.word(RING + slot).load(Acquire);
+            if tag > seq {
+                self.cancelled.push(tag - 1);
+            }
+            self.seen += 1;
+        }
+        if self.cancelled.is_empty() {
+            return true;
+        }
+        self.cancelled.retain(|&c| c >= seq);
+        let skip = self.cancelled.contains(&seq);
+        if skip {
+            self.finish(seq);
+        }
+        !skip
+    }
+
+    /// Worker side: records that item `seq` finished.
+    pub(crate) fn finish(&self, seq: u64) {
+        self.word(FINISHED).store(seq + 1, Release);
+    }
+
+    /// Parent side: what the worker started and finished so far.
+    pub(crate) fn progress(&self) -> Progress {
+        let finished = self.word(FINISHED).load(SeqCst);
+        let started = self.word(STARTED).load(SeqCst);
+        Progress { started: started.max(finished), finished }
+    }
+
+    /// Parent side: asks the worker to skip item `seq`. Returns what it had started by then:
+    /// if that includes `seq`, the worker may run it.
+    pub(crate) fn cancel(&self, seq: u64) -> Progress {
+        let n = self.word(CANCELS).load(Relaxed);
+        let slot = usize::try_from(n).unwrap_or(0) % RING_LEN;
+        self.word(RING + slot).store(seq + 1, Relaxed);
+        self.word(CANCELS).store(n + 1, SeqCst);
+        self.progress()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (StatusPage, StatusPage) {
+        let (page, fd) = SharedPage::create(WORDS).unwrap();
+        let other = SharedPage::adopt(std::os::fd::AsRawFd::as_raw_fd(&fd), WORDS).unwrap();
+        (StatusPage::new(page), StatusPage::new(other))
+    }
+
+    #[test]
+    fn the_parent_sees_what_runs_and_a_cancelled_item_is_skipped() {
+        let (mut worker, parent) = pair();
+        assert_eq!(parent.progress().running(), None);
+        assert!(worker.start(0, true));
+        assert_eq!(parent.progress().running(), Some(0));
+        worker.finish(0);
+        assert_eq!(parent.progress(), Progress { started: 1, finished: 1 });
+        // Item 2 is cancelled before the worker gets to it; item 1 is not.
+        assert_eq!(parent.cancel(2).running(), None);
+        assert!(worker.start(1, true));
+        worker.finish(1);
+        assert!(!worker.start(2, true), "a cancelled item never starts");
+        assert_eq!(parent.progress().running(), None);
+        assert!(worker.start(3, false));
+        assert_eq!(parent.progress().running(), Some(3));
+    }
+}

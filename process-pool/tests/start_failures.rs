@@ -1,0 +1,61 @@
+//! A pool whose workers cannot start fails what waits with `WorkerStart`, saying why once,
+//! and recovers by itself as soon as workers can start again.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use common::*;
+use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+
+/// The file whose presence makes [`gated`] fail, named for the parent (the test process).
+fn gate(parent: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("taskpool-test-{parent}-start-gate"))
+}
+
+/// An initializer that fails while the gate of its parent exists.
+fn gated() {
+    // SAFETY: getppid cannot fail and has no memory effects.
+    let parent = unsafe { libc::getppid() }.unsigned_abs();
+    assert!(!gate(parent).exists(), "the gate is closed");
+}
+
+fn start_error(result: Result<u64, TaskError>) -> String {
+    match result {
+        Err(TaskError::WorkerStart { reason }) => reason,
+        other => panic!("expected a start failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_pool_that_cannot_start_workers_recovers_by_itself() {
+    let gate = gate(std::process::id());
+    std::fs::write(&gate, "").unwrap();
+    let config = Config::new().workers(1).initializer(gated).start_attempts(2);
+    let pool = ProcessPool::with_config(config).unwrap();
+    let reason = within("a task on a pool that cannot start", {
+        let pool_ref = std::sync::Arc::new(pool);
+        let p = pool_ref.clone();
+        move || (start_error(p.apply(square, 2)), pool_ref)
+    });
+    let (reason, pool) = reason;
+    assert!(reason.contains("the gate is closed"), "{reason}");
+    assert!(!reason.contains("worker failed to start"), "said twice: {reason}");
+    let err = TaskError::WorkerStart { reason: reason.clone() }.to_string();
+    assert_eq!(err.matches("worker failed to start").count(), 1, "{err}");
+
+    std::fs::remove_file(&gate).unwrap();
+    let deadline = Instant::now() + HANG;
+    loop {
+        match pool.apply(square, 3) {
+            Ok(9) => break,
+            Err(TaskError::WorkerStart { .. }) => {
+                assert!(Instant::now() < deadline, "the pool never recovered");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
+}

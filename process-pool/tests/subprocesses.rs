@@ -1,0 +1,146 @@
+//! Tasks that start programs, close descriptors or fork: the pool watches its workers as
+//! processes, so none of this blinds it, and what a task leaves behind dies with its worker
+//! unless the task detached it on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use taskpool_process::{Config, Exit, Pool, ProcessPool, TaskError};
+
+/// Starts `sleep 600` and returns its pid, leaving it running.
+fn start_sleeper(_: u64) -> u32 {
+    start("sleep", &["600"])
+}
+
+/// Runs `sleep 600` to its end (a task that waits on a program that hangs).
+fn run_sleeper(_: u64) -> u64 {
+    std::process::Command::new("sleep").arg("600").status().unwrap();
+    0
+}
+
+/// Starts `sleep 600` in a session of its own (detached on purpose), returns its pid.
+fn start_daemon(_: u64) -> u32 {
+    start("setsid", &["sleep", "600"])
+}
+
+/// Closes the worker's result pipe (descriptor 4), then keeps running.
+fn close_result_pipe(_: u64) -> u64 {
+    // SAFETY: closes a descriptor this task does not own, on purpose: the fault under test.
+    unsafe { libc::close(4) };
+    sleep_ms(600_000)
+}
+
+/// Closes every descriptor from 3 up, as a daemon does, then keeps running.
+fn close_everything(_: u64) -> u64 {
+    // SAFETY: as above, for every descriptor from 3 up.
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    sleep_ms(600_000)
+}
+
+/// Forks without exec: both copies return.
+fn fork_and_return(x: u64) -> u64 {
+    // SAFETY: the fault under test; the copy only returns.
+    unsafe { libc::fork() };
+    x
+}
+
+fn crashed(result: Result<impl std::fmt::Debug, TaskError>) -> Exit {
+    match result {
+        Err(TaskError::Crashed(exit)) => exit,
+        other => panic!("expected a crash, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_that_leaves_a_program_running_does_not_blind_the_pool() {
+    within("the pool after a task left a program running", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let sleeper = pool.apply(start_sleeper, 0).unwrap();
+        assert!(alive(sleeper));
+        assert_eq!(crashed(pool.apply(segfault, 0)), Exit::Signal(11));
+        wait_gone(sleeper);
+        assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    });
+}
+
+#[test]
+fn a_timeout_fires_while_the_task_waits_on_a_program() {
+    within("the timeout of a task waiting on a program", || {
+        let limit = Duration::from_millis(300);
+        let pool = ProcessPool::with_config(Config::new().workers(1).timeout(limit)).unwrap();
+        match pool.apply(run_sleeper, 0) {
+            Err(TaskError::TimedOut { limit: l, still_running: false }) => assert_eq!(l, limit),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    });
+}
+
+#[test]
+fn drop_returns_in_time_and_kills_what_tasks_left_running() {
+    let grace = Duration::from_millis(200);
+    let pool = ProcessPool::with_config(Config::new().workers(2).shutdown_grace(grace)).unwrap();
+    let sleepers = pool.map(start_sleeper, 0..4).unwrap();
+    let started = Instant::now();
+    within("dropping the pool", move || drop(pool));
+    // Generous: the point is that it does not wait for the programs (600 s).
+    assert!(started.elapsed() < grace + Duration::from_secs(20), "{:?}", started.elapsed());
+    sleepers.into_iter().for_each(wait_gone);
+}
+
+#[test]
+fn a_program_detached_with_setsid_outlives_its_worker() {
+    let pool = ProcessPool::new(1).unwrap();
+    let daemon = pool.apply(start_daemon, 0).unwrap();
+    assert_eq!(crashed(pool.apply(abort, 0)), Exit::Signal(6));
+    drop(pool);
+    assert!(alive(daemon), "a detached program survives its worker and the pool");
+    std::process::Command::new("kill").args(["-KILL", &daemon.to_string()]).status().unwrap();
+}
+
+#[test]
+fn a_task_that_closes_the_result_pipe_fails_alone_with_protocol() {
+    within("tasks that close their pipes", || {
+        let pool = ProcessPool::new(1).unwrap();
+        for (what, outcome) in [
+            ("descriptor 4", pool.apply(close_result_pipe, 0)),
+            ("every descriptor", pool.apply(close_everything, 0)),
+        ] {
+            match outcome {
+                Err(TaskError::Protocol { reason }) => {
+                    assert!(reason.contains("closed"), "{reason}")
+                }
+                other => panic!("{what}: expected a protocol error, got {other:?}"),
+            }
+            assert_eq!(pool.apply(square, 4).unwrap(), 16);
+        }
+    });
+}
+
+#[test]
+fn with_a_timeout_and_the_pipes_closed_drop_still_returns() {
+    within("drop with a task that closed its pipes", || {
+        let config = Config::new().workers(1).timeout(Duration::from_millis(200));
+        let pool =
+            ProcessPool::with_config(config.shutdown_grace(Duration::from_millis(100))).unwrap();
+        let handle = pool.submit(close_everything, 0);
+        assert!(handle.join().is_err());
+        let busy = pool.submit(close_everything, 0);
+        drop(pool);
+        assert!(busy.join().is_err());
+    });
+}
+
+#[test]
+fn a_task_that_forks_without_exec_cannot_wedge_the_pool() {
+    within("a pool whose task forked", || {
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(pool.apply(fork_and_return, 5).unwrap(), 5);
+        let out = pool.map(fork_and_return, 0..50).unwrap();
+        assert_eq!(out, (0..50).collect::<Vec<_>>());
+        assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+        assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+    });
+}
