@@ -13,7 +13,9 @@
 //! [`chaos`] is the large run with injected faults that each backend drives with the faults it
 //! survives.
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Config, Pool, Task, TaskError};
+use crate::{Config, Pool, Spawned, Task, TaskError};
 
 pub mod chaos;
 mod results;
@@ -81,6 +83,89 @@ impl Task for Affine {
 /// How long any single wait in the suite may take before the suite calls it a hang.
 const HANG: Duration = Duration::from_secs(60);
 
+thread_local! {
+    /// How many times [`count_initializer`] ran on this thread (a worker process runs its
+    /// tasks on its main thread).
+    static INITIALIZED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// An initializer that counts its runs on the worker that runs it.
+pub fn count_initializer() {
+    INITIALIZED.with(|c| c.set(c.get() + 1));
+}
+
+/// How many times [`count_initializer`] ran on the worker running this task.
+pub fn initializer_runs(_: u64) -> u64 {
+    INITIALIZED.with(Cell::get)
+}
+
+/// An initializer that always fails.
+pub fn failing_initializer() {
+    panic!("the initializer cannot reach its database");
+}
+
+/// A panic payload whose `Drop` panics too.
+#[derive(Debug)]
+pub struct PanickingPayload;
+
+impl Drop for PanickingPayload {
+    fn drop(&mut self) {
+        panic!("the panic payload's drop panics too");
+    }
+}
+
+/// Panics with a [`PanickingPayload`].
+pub fn panic_with_a_panicking_payload(_: u64) -> u64 {
+    std::panic::panic_any(PanickingPayload)
+}
+
+/// Creates the file named by its input in `dir`, then sleeps `ms` milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Touch {
+    /// Where the files go.
+    pub dir: String,
+    /// How long each item sleeps after its file exists.
+    pub ms: u64,
+}
+
+impl Task for Touch {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        std::fs::write(Path::new(&self.dir).join(x.to_string()), "").expect("the task's file");
+        sleep_ms(self.ms);
+        x
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let unique = format!("taskpool-conformance-{}-{name}", std::process::id());
+        let dir = std::env::temp_dir().join(unique);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_dir(&self.0).map_or(0, Iterator::count)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Results come back in input order from `map`, `imap` and `starmap`; `imap_unordered`
 /// yields the same set.
 pub fn ordering<P: Pool>(make: impl Fn(Config) -> P) {
@@ -117,9 +202,12 @@ pub fn million_items<P: Pool>(make: impl Fn(Config) -> P) {
     assert!(out.iter().enumerate().all(|(i, &v)| v == i as u64 + 1));
 }
 
-/// `imap` over an endless iterator pulls only a bounded window ahead of the consumer.
+/// `imap` over an endless iterator pulls no more than the pool's own `imap_window` ahead of
+/// the consumer, from the first result on.
 pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(2));
+    let window = pool.imap_window();
+    assert!(window >= pool.workers(), "a window of {window} starves the workers");
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
     let endless = (0u64..).inspect(move |_| {
@@ -128,7 +216,10 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
     for (i, result) in pool.imap(square, endless).take(5000).enumerate() {
         assert_eq!(result.unwrap(), square(i as u64));
         let ahead = pulled.load(Ordering::Relaxed) - (i + 1);
-        assert!(ahead <= 20_000, "imap pulled {ahead} items ahead of the consumer");
+        assert!(
+            ahead <= window,
+            "imap pulled {ahead} items ahead of the consumer; window {window}"
+        );
     }
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
@@ -138,7 +229,10 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
     for (i, result) in pool.imap_unordered(square, endless).take(5000).enumerate() {
         result.unwrap();
         let ahead = pulled.load(Ordering::Relaxed) - (i + 1);
-        assert!(ahead <= 20_000, "imap_unordered pulled {ahead} items ahead of the consumer");
+        assert!(
+            ahead <= window,
+            "imap_unordered pulled {ahead} ahead of the consumer; window {window}"
+        );
     }
 }
 
@@ -266,19 +360,144 @@ pub fn each_item_once<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(distinct.len(), 10_000);
 }
 
+/// Dropping an `imap` or `imap_unordered` iterator cancels the items it pulled that have
+/// not started: fewer items run than were pulled.
+pub fn dropping_imap_cancels_the_rest<P: Pool>(make: impl Fn(Config) -> P) {
+    for ordered in [true, false] {
+        let pool = make(Config::new().workers(2));
+        let dir = Scratch::new(if ordered { "imap-drop" } else { "imap-unordered-drop" });
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless = (0u64..).inspect(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let task = Touch { dir: dir.path(), ms: 20 };
+        if ordered {
+            assert_eq!(pool.imap(task, endless).next().unwrap().unwrap(), 0);
+        } else {
+            assert!(pool.imap_unordered(task, endless).next().unwrap().is_ok());
+        }
+        pool.shutdown();
+        let (ran, pulled) = (dir.count(), pulled.load(Ordering::Relaxed));
+        assert!(ran < pulled, "all {pulled} items pulled ran (ordered: {ordered})");
+    }
+}
+
+/// The initializer runs once on each worker, before the worker's first task.
+pub fn initializer_runs_once_per_worker<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2).initializer(count_initializer));
+    let runs = pool.map(initializer_runs, 0..200).unwrap();
+    assert!(runs.iter().all(|&n| n == 1), "{runs:?}");
+    assert_eq!(pool.apply(initializer_runs, 0).unwrap(), 1);
+}
+
+/// A failing initializer fails tasks with `WorkerStart` naming its panic, and keeps doing so.
+pub fn failing_initializer_is_typed<P: Pool>(make: impl Fn(Config) -> P) {
+    let config = Config::new().workers(1).initializer(failing_initializer).start_attempts(2);
+    let pool = make(config);
+    for attempt in 0..3 {
+        match pool.apply(square, 2) {
+            Err(TaskError::WorkerStart { reason }) => {
+                assert!(reason.contains("cannot reach its database"), "{attempt}: {reason}");
+            }
+            other => panic!("attempt {attempt}: expected a start failure, got {other:?}"),
+        }
+    }
+}
+
+/// A per-task time limit (`submit_timeout`) and the pool's (`Config::timeout`) both give
+/// `TimedOut` with the limit that was exceeded, for that task alone.
+pub fn per_task_timeouts<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2));
+    let limit = Duration::from_millis(50);
+    match pool.submit_timeout(sleep_ms, 10_000, limit).join() {
+        Err(TaskError::TimedOut { limit: l, .. }) => assert_eq!(l, limit),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(pool.submit_timeout(square, 3, HANG).join().unwrap(), 9);
+    let limit = Duration::from_millis(200);
+    let pool = make(Config::new().workers(2).timeout(limit));
+    let outcomes = pool.map_results(sleep_ms, [1, 10_000, 2]);
+    assert_eq!(outcomes[0].as_ref().unwrap(), &1);
+    assert!(matches!(outcomes[1], Err(TaskError::TimedOut { limit: l, .. }) if l == limit));
+    assert_eq!(outcomes[2].as_ref().unwrap(), &2);
+}
+
+/// A panic whose payload panics again when dropped fails its task alone.
+pub fn panicking_panic_payload<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2));
+    match pool.apply(panic_with_a_panicking_payload, 0) {
+        Err(TaskError::Panicked(report)) => {
+            assert_eq!(report.message, "non-string panic payload");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    let outcomes = pool.map_results(panic_with_a_panicking_payload, 0..4);
+    assert!(outcomes.iter().all(|o| matches!(o, Err(TaskError::Panicked(_)))));
+    assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+}
+
+/// The tasks [`spawned`] runs, for the backend's `spawn` to start.
+#[derive(Debug, Clone, Copy)]
+pub enum Spawnable {
+    /// [`square`].
+    Square,
+    /// [`panic_on_three`].
+    PanicOnThree,
+    /// [`sleep_ms`].
+    SleepMs,
+}
+
+/// A one-off (`spawn`) joins with its task's value, reports a panic typed, has an id, is
+/// alive while it runs, and `join_timeout` leaves it running and joinable.
+///
+/// `spawn` starts the task named on the input given, with the backend's `spawn`.
+pub fn spawned(spawn: impl Fn(Spawnable, u64) -> Result<Spawned<u64>, TaskError>) {
+    let child = spawn(Spawnable::Square, 7).unwrap();
+    assert!(child.id() > 0);
+    assert_eq!(child.join().unwrap(), 49);
+    match spawn(Spawnable::PanicOnThree, 3).unwrap().join() {
+        Err(TaskError::Panicked(report)) => assert_eq!(report.message, "three is not allowed"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    let mut slow = spawn(Spawnable::SleepMs, 300).unwrap();
+    match slow.join_timeout(Duration::from_millis(10)) {
+        Err(TaskError::TimedOut { still_running: true, .. }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(slow.is_alive());
+    assert_eq!(slow.join_timeout(HANG).unwrap(), 300);
+}
+
 /// Generates one `#[test]` per behaviour of the conformance suite.
 ///
-/// `$make` is any expression that turns a [`Config`] into a pool.
+/// `$make` is any expression that turns a [`Config`] into a pool. A backend with one-offs
+/// adds `spawn: path::to::spawn` to run [`spawned`] too.
 #[macro_export]
 macro_rules! conformance_suite {
+    ($make:expr, spawn: $spawn:path) => {
+        $crate::conformance_suite!($make);
+
+        #[test]
+        fn spawned() {
+            use $crate::conformance::{self, Spawnable};
+            conformance::spawned(|task, x| match task {
+                Spawnable::Square => $spawn(conformance::square, x),
+                Spawnable::PanicOnThree => $spawn(conformance::panic_on_three, x),
+                Spawnable::SleepMs => $spawn(conformance::sleep_ms, x),
+            });
+        }
+    };
     ($make:expr) => {
         $crate::conformance_suite!(@tests $make;
             ordering, empty_input, million_items, endless_imap_is_bounded,
-            panic_is_typed_and_isolated, submit_from_many_threads, handles_join_out_of_order,
+            dropping_imap_cancels_the_rest, panic_is_typed_and_isolated,
+            panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
             shutdown_twice, reports_workers, each_item_once, awaited_handles,
             progress_counts_every_item, progress_arrives_while_items_run, try_map_is_flat,
-            serde_shapes);
+            serde_shapes, initializer_runs_once_per_worker, failing_initializer_is_typed,
+            per_task_timeouts);
     };
     (@tests $make:expr; $($name:ident),+) => {$(
         #[test]

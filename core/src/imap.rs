@@ -1,4 +1,5 @@
-//! Lazy iteration over a pool with a bounded window of tasks in flight.
+//! Lazy iteration over a pool with a bounded window of tasks in flight; dropping an iterator
+//! cancels the tasks it still holds.
 
 use std::collections::VecDeque;
 use std::iter::Fuse;
@@ -42,6 +43,15 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Ordere
     }
 }
 
+impl<P: ?Sized, J: Job, I> Drop for Ordered<'_, P, J, I> {
+    fn drop(&mut self) {
+        // Items pulled and not yet yielded: nobody wants them any more.
+        self.pending.iter().for_each(|h| {
+            h.cancel();
+        });
+    }
+}
+
 /// Yields outcomes as they finish; keeps at most `window` tasks in flight.
 pub(crate) struct Unordered<'p, P: ?Sized, J: Job, I> {
     pool: &'p P,
@@ -71,6 +81,14 @@ impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'p, P
 
     fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+}
+
+impl<P: ?Sized, J: Job, I> Drop for Unordered<'_, P, J, I> {
+    fn drop(&mut self) {
+        self.slots.iter().flatten().for_each(|h| {
+            h.cancel();
+        });
     }
 }
 

@@ -84,11 +84,9 @@ impl PanicScope {
     pub fn catch<R>(&self, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
         panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
             let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
-            PanicReport {
-                message: payload_text(payload.as_ref()),
-                location,
-                backtrace: backtrace.flatten(),
-            }
+            let message = payload_text(payload.as_ref());
+            drop_payload(payload);
+            PanicReport { message, location, backtrace: backtrace.flatten() }
         })
     }
 }
@@ -111,6 +109,16 @@ fn install_hook() {
             (mode == Capture::WithBacktrace).then(|| Backtrace::force_capture().to_string());
         CAUGHT.with(|c| *c.borrow_mut() = Some((location.unwrap_or_default(), backtrace)));
     }));
+}
+
+/// Drops a panic payload whose own `Drop` may panic: that panic is caught too, and its
+/// payload leaked rather than dropped (its drop could panic again, without end).
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+    // The hook recorded where that second panic happened: not the task's.
+    CAUGHT.with(|c| c.borrow_mut().take());
 }
 
 fn payload_text(payload: &(dyn Any + Send)) -> String {
@@ -146,6 +154,24 @@ mod tests {
     #[test]
     fn values_pass_through() {
         assert_eq!(catch_panic(false, || 5).unwrap(), 5);
+    }
+
+    /// A payload whose drop panics.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("the payload's drop panics too");
+        }
+    }
+
+    #[test]
+    fn a_payload_whose_drop_panics_is_contained() {
+        let scope = PanicScope::enter(false);
+        let report = scope.catch(|| std::panic::panic_any(Bomb)).unwrap_err();
+        assert_eq!(report.message, "non-string panic payload");
+        assert!(report.location.unwrap().contains("panic.rs:"));
+        assert_eq!(scope.catch(|| 3).unwrap(), 3, "the scope goes on");
     }
 
     #[test]

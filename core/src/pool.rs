@@ -257,9 +257,18 @@ pub trait Pool: Execute {
         self.map(task, items)
     }
 
+    /// How many items [`Pool::imap`] and [`Pool::imap_unordered`] keep in flight at most:
+    /// pulled from the input and not yet yielded. By default 4 per worker; a backend that
+    /// sends items in batches may keep more (the process backend: 16 per batch a worker may
+    /// hold, see its `ProcessConfig::in_flight`).
+    fn imap_window(&self) -> usize {
+        4 * self.workers()
+    }
+
     /// Runs `task` over `items` lazily and yields the outcomes in input order, like Python's
-    /// `imap`. At most a bounded window of items (a few per worker) is in flight, so an
-    /// endless iterator runs in bounded memory.
+    /// `imap`. At most [`Pool::imap_window`] items (a few per worker) are pulled ahead of the
+    /// consumer, so an endless iterator runs in bounded memory. Dropping the iterator cancels
+    /// the items it pulled that have not started.
     ///
     /// # Examples
     ///
@@ -298,10 +307,11 @@ pub trait Pool: Execute {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Ordered::new(self, Arc::new(task.into_job()), items.into_iter(), 4 * self.workers())
+        Ordered::new(self, Arc::new(task.into_job()), items.into_iter(), self.imap_window())
     }
 
     /// Like [`Pool::imap`], yielding outcomes as they finish rather than in input order.
+    /// The same window bounds it, and dropping it cancels the same way.
     fn imap_unordered<M, T, I>(
         &self,
         task: T,
@@ -312,7 +322,7 @@ pub trait Pool: Execute {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Unordered::new(self, Arc::new(task.into_job()), items.into_iter(), 4 * self.workers())
+        Unordered::new(self, Arc::new(task.into_job()), items.into_iter(), self.imap_window())
     }
 }
 

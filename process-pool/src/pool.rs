@@ -24,6 +24,9 @@ use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
 
+/// Items of an `imap` window per batch a worker may hold.
+const IMAP_PER_BATCH: usize = 16;
+
 /// A pool of persistent worker processes that run tasks with crash isolation.
 ///
 /// Workers are re-executions of the running program, started before `main` runs (no change
@@ -368,6 +371,12 @@ impl Pool for ProcessPool {
         if outputs.len() == total { Ok(outputs) } else { Err(TaskError::ShutDown) }
     }
 
+    /// `workers × in_flight × 16`: enough for fast items to travel in batches, few enough
+    /// that a slow consumer holds little.
+    fn imap_window(&self) -> usize {
+        self.workers() * self.shared.config.get_in_flight() * IMAP_PER_BATCH
+    }
+
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
@@ -459,8 +468,9 @@ fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     shared.cancel(&run);
 }
 
-/// `imap` and `imap_unordered`: pulls items lazily in batches, keeping a bounded number in
-/// flight.
+/// `imap` and `imap_unordered`: pulls items lazily in batches, keeping at most the pool's
+/// `imap_window` pulled and not yet yielded. Dropping it discards the items not yet sent to a
+/// worker; those sent (at most `in_flight` batches per worker) finish.
 struct Stream<'p, J: Job, I> {
     pool: &'p ProcessPool,
     job: Result<Arc<Shipped>, TaskError>,
@@ -484,9 +494,7 @@ struct Stream<'p, J: Job, I> {
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn new(pool: &'p ProcessPool, job: J, items: I, ordered: bool) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let workers = pool.workers();
-        let window = (workers * pool.shared.config.get_in_flight() * crate::batching::MAX_BATCH)
-            .clamp(4 * workers, 16_384);
+        let window = pool.imap_window();
         Stream {
             pool,
             job: ProcessPool::ship(&job),

@@ -69,6 +69,8 @@ struct Shared {
     idle: Condvar,
     /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
     init_failures: AtomicU32,
+    /// Why the initializer failed last, which tasks are told once the pool stops trying.
+    init_error: Mutex<String>,
 }
 
 thread_local! {
@@ -112,6 +114,7 @@ impl ThreadPool {
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             init_failures: AtomicU32::new(0),
+            init_error: Mutex::new(String::new()),
         });
         Ok(ThreadPool { rayon, shared, watchdog: Arc::default() })
     }
@@ -141,9 +144,8 @@ impl Shared {
             return Ok(());
         }
         if self.init_failures.load(Ordering::Relaxed) >= self.config.get_start_attempts() {
-            return Err(TaskError::WorkerStart {
-                reason: "the initializer failed on every attempt".into(),
-            });
+            let reason = self.init_error.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            return Err(TaskError::WorkerStart { reason });
         }
         match catch_panic(false, init) {
             Ok(()) => {
@@ -151,8 +153,10 @@ impl Shared {
                 Ok(())
             }
             Err(report) => {
+                let reason = format!("initializer failed: {report}");
+                *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) = reason.clone();
                 self.init_failures.fetch_add(1, Ordering::Relaxed);
-                Err(TaskError::WorkerStart { reason: format!("initializer failed: {report}") })
+                Err(TaskError::WorkerStart { reason })
             }
         }
     }
