@@ -1,14 +1,15 @@
 //! Where the results of a run go: a task handle, or the channel of a `map` or `imap`.
 //!
 //! A supervisor thread hands each sink the encoded results of consecutive items; the sink
-//! decodes them (on the supervisor thread, outside the pool's lock) and delivers them.
+//! decodes them (on the supervisor thread, outside the pool's lock) and delivers them. A
+//! result's `Deserialize` is user code: its panic fails that result alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
-use taskpool_core::backend::Completer;
+use taskpool_core::backend::{Completer, PanicScope};
 use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
@@ -82,8 +83,26 @@ pub(crate) trait Sink: Send + Sync {
 
 /// Decodes a result.
 pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
-    codec::decode(outcome?.bytes)
-        .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
+    decode_in(&PanicScope::enter(false), outcome)
+}
+
+/// Decodes a result, catching a panic of its `Deserialize` (user code, run here in the
+/// parent) as a serialization error of that one result.
+fn decode_in<R: DeserializeOwned>(
+    scope: &PanicScope,
+    outcome: Encoded<'_>,
+) -> Result<R, TaskError> {
+    let bytes = outcome?.bytes;
+    match scope.catch(|| codec::decode(bytes)) {
+        Ok(decoded) => {
+            decoded.map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
+        }
+        Err(report) => Err(TaskError::serialization(
+            Side::Result,
+            Direction::Decode,
+            format_args!("its Deserialize panicked: {}", report.message),
+        )),
+    }
 }
 
 /// Decodes a result and pairs it with what it cost.
@@ -143,7 +162,9 @@ pub(crate) struct ChannelSink<R> {
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
     fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
-        let values: Vec<Result<R, TaskError>> = outcomes.into_iter().map(decode).collect();
+        let scope = PanicScope::enter(false);
+        let values: Vec<Result<R, TaskError>> =
+            outcomes.into_iter().map(|o| decode_in(&scope, o)).collect();
         let ok = values.iter().filter(|v| v.is_ok()).count();
         tally.record(ok, values.len() - ok);
         match &self.indices {

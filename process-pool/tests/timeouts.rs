@@ -84,6 +84,25 @@ fn cancelling_a_queued_task_never_runs_it() {
 }
 
 #[test]
+fn cancelling_a_task_sent_to_a_busy_worker_never_runs_it() {
+    let dir = Scratch::new("cancel-sent");
+    let (signal, go, log) = (dir.file("running"), dir.file("go"), dir.file("log"));
+    // Two items in flight per worker: the second is sent while the first runs.
+    let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1)).in_flight(2))
+        .unwrap();
+    let busy = pool.submit(SignalThenWait { signal: signal.clone(), go: go.clone() }, 1);
+    let sent = pool.submit(Logged { log: log.clone(), crash_at: u64::MAX, crash: Crash::Panic }, 5);
+    wait_for_file(&signal);
+    let pid: u32 = std::fs::read_to_string(&signal).unwrap().parse().unwrap();
+    assert!(sent.cancel());
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(busy.join().unwrap(), 1);
+    assert!(matches!(sent.join(), Err(TaskError::Cancelled)));
+    assert_eq!(pool.apply(worker_pid, 0).unwrap(), pid, "the worker was not killed");
+    assert_eq!(runs_in(&log, 6)[5], 0, "a cancelled task never starts");
+}
+
+#[test]
 fn a_cancelled_task_requeued_after_a_crash_is_dropped_and_shutdown_completes() {
     let dir = Scratch::new("cancel-requeue-shutdown");
     let signal = dir.file("running");

@@ -1,0 +1,50 @@
+//! `imap` holds a bounded window of items, from the first result on, and dropping it cancels
+//! what it pulled and did not send.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use serde::{Deserialize, Serialize};
+use taskpool_process::{Pool, ProcessPool, Task};
+
+/// Creates the file named by its input in `dir`, then sleeps a little.
+#[derive(Serialize, Deserialize)]
+struct Touch {
+    dir: String,
+}
+
+impl Task for Touch {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        std::fs::write(std::path::Path::new(&self.dir).join(x.to_string()), "").unwrap();
+        sleep_ms(5)
+    }
+}
+
+#[test]
+fn a_fresh_pool_pulls_a_window_and_dropping_imap_cancels_the_rest() {
+    let dir = Scratch::new("imap-window");
+    let files = dir.file("");
+    let pool = ProcessPool::new(2).unwrap();
+    let window = pool.imap_window();
+    assert!(window <= 2 * 4 * 16, "{window}");
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut results = pool.imap(Touch { dir: files.clone() }, endless);
+    assert_eq!(results.next().unwrap().unwrap(), 5);
+    let ahead = pulled.load(Ordering::Relaxed);
+    assert!(ahead <= window + 1, "pulled {ahead} before the first result; window {window}");
+    drop(results);
+    within("shutdown after the dropped imap", move || pool.shutdown());
+    let ran = std::fs::read_dir(&files).unwrap().count();
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(ran < pulled, "all {pulled} items pulled ran: none was cancelled");
+}
