@@ -158,6 +158,8 @@ impl ProcessPool {
             timeouts: c.timeouts,
             workers_started: c.workers_started,
             requeued: c.requeued,
+            failed_starts: c.start_failures.counted(),
+            killed_starting: c.start_failures.killed,
             usage: Usage::from(c.cost),
         }
     }
@@ -283,8 +285,18 @@ pub struct PoolStats {
     pub timeouts: u64,
     /// Worker processes started, the first ones included.
     pub workers_started: u64,
-    /// Tasks sent again to another worker after theirs died before running them.
+    /// Tasks sent again to another worker after theirs died before running them (or before
+    /// its result of them reached the pool).
     pub requeued: u64,
+    /// Worker starts that failed: the OS refused a process or its pipes, the initializer or
+    /// the start checks failed, or the worker died or hung before it was ready. After
+    /// [`Config::start_attempts`] of them in a row, waiting tasks fail with
+    /// [`TaskError::WorkerStart`] and new ones are refused until a worker starts again; the
+    /// pool keeps trying, further apart each time (up to a second).
+    pub failed_starts: u64,
+    /// Workers killed with SIGKILL before they were ready: most likely from outside, so not
+    /// counted as failed starts.
+    pub killed_starting: u64,
     /// What the tasks cost in their workers, summed over every task whose worker reported
     /// it (all but those whose worker crashed or was killed while running them); the peak
     /// resident memory is the highest of any worker. See [`Usage`].

@@ -192,6 +192,13 @@ pub(crate) struct StartFailures {
     pub(crate) not_ready: u64,
 }
 
+impl StartFailures {
+    /// The failures that count toward `start_attempts` (all but workers killed from outside).
+    pub(crate) fn counted(&self) -> u64 {
+        self.os + self.refused + self.died + self.not_ready
+    }
+}
+
 /// Counters of what happened in the pool's life.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counters {
@@ -444,11 +451,12 @@ impl Shared {
             return None;
         }
         let seq = conn.expect_seq;
-        let progress = conn.process.progress();
+        // Read only when needed: the worker writes the page on every item.
+        let progress = || conn.process.progress();
         if head.run.sink.is_settled(head.items.start) {
             // A cancelled item that has not started is skipped by the worker; one that runs
             // is stopped with its worker.
-            if progress.is_none_or(|p| p.running() == Some(seq)) {
+            if progress().is_none_or(|p| p.running() == Some(seq)) {
                 conn.kill(KillReason::Cancelled, Some(seq));
             }
             return None;
@@ -456,7 +464,7 @@ impl Shared {
         let limit = limit_of(&head.run)?;
         let deadline = slot.head_since.unwrap_or(now) + limit;
         if now >= deadline {
-            let finished = progress.is_some_and(|p| p.finished > seq);
+            let finished = progress().is_some_and(|p| p.finished > seq);
             if finished || answer_waiting() {
                 return Some(now);
             }

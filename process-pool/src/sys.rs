@@ -652,8 +652,8 @@ pub(crate) fn watch_forks() {
 }
 
 /// Whether this process is a copy made by the C library's `fork()` (after [`watch_forks`]).
-/// A copy made by a raw system call is not seen here; compare [`pid`] with the one the
-/// process had.
+/// A copy made by a raw `fork` system call is not seen (checking the pid would cost a system
+/// call per item).
 pub(crate) fn forked() -> bool {
     FORKED.load(Ordering::Relaxed)
 }

@@ -177,10 +177,6 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let state = b.bytes("job state")?;
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
-    if sys::pid() != out.pid {
-        // A copy of this worker made by a task's raw fork: it must not serve.
-        sys::exit_now(0);
-    }
     out.seq = first_seq;
     out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
@@ -248,8 +244,6 @@ pub(crate) struct Outputs {
     page: Option<StatusPage>,
     /// The current batch's items may be cancelled after they were sent.
     cancellable: bool,
-    /// This worker's process id (a copy made by `fork` has another).
-    pid: u32,
 }
 
 impl Outputs {
@@ -275,7 +269,6 @@ impl Outputs {
             last_end: None,
             page,
             cancellable: false,
-            pid: sys::pid(),
         }
     }
 

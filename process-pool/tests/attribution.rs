@@ -149,4 +149,5 @@ fn a_kill_storm_costs_only_the_items_it_hit() {
     assert!(hit <= kills, "{hit} items failed, {kills} kills");
     assert!(hit < 20_000 / 2, "{hit} of 20000 items failed for {kills} kills");
     assert_eq!(pool.map(square, 0..1000).unwrap().len(), 1000, "the pool serves after the storm");
+    assert_eq!(pool.stats().failed_starts, 0, "a worker killed from outside is no failed start");
 }

@@ -66,7 +66,8 @@ fn a_failing_initializer_fails_tasks_with_a_typed_error() {
         other => panic!("expected a start failure, got {other:?}"),
     }
     // Three attempts failed in a row; the pool keeps trying, further apart, in the background.
-    assert!(pool.stats().workers_started >= 3, "{:?}", pool.stats());
+    let stats = pool.stats();
+    assert!(stats.workers_started >= 3 && stats.failed_starts >= 3, "{stats:?}");
     assert!(matches!(pool.apply(square, 2), Err(TaskError::WorkerStart { .. })));
 }
 
