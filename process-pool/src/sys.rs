@@ -1005,3 +1005,45 @@ pub(crate) fn install_crash_flush() {
     // SAFETY: `on_exit` is a plain function that lives for the whole process.
     unsafe { libc::atexit(on_exit) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts `exe` (with no arguments, stdin at end of file) on one of the two paths.
+    fn start(exe: &CStr, with_clone3: bool) -> io::Result<ChildProcess> {
+        let (request_r, _request_w) = pipe()?;
+        let (_result_r, result_w) = pipe()?;
+        let (_page, page_fd) = SharedPage::create(8)?;
+        let fds = [request_r.as_raw_fd(), result_w.as_raw_fd(), page_fd.as_raw_fd()];
+        let high: Vec<OwnedFd> = fds
+            .iter()
+            // SAFETY: each descriptor is open for the duration of this call.
+            .map(|&fd| dup_at_least(unsafe { BorrowedFd::borrow_raw(fd) }, 10))
+            .collect::<io::Result<_>>()?;
+        let sources = [high[0].as_raw_fd(), high[1].as_raw_fd(), high[2].as_raw_fd()];
+        let argv = [exe.as_ptr(), ptr::null()];
+        let envp = [ptr::null()];
+        if with_clone3 {
+            spawn_clone3(exe, &argv, &envp, sources)
+        } else {
+            spawn_posix(exe, &argv, &envp, sources)
+        }
+    }
+
+    #[test]
+    fn both_paths_start_a_program_with_a_pidfd_and_report_how_it_ended() {
+        for with_clone3 in [true, false] {
+            let child = start(c"/bin/sh", with_clone3).unwrap();
+            assert!(child.pidfd.is_some(), "clone3: {with_clone3}");
+            assert_eq!(wait_child(&child, true).unwrap(), Some(Exit::Code(0)));
+            assert!(has_ended(&child), "reaped");
+        }
+    }
+
+    #[test]
+    fn a_program_that_cannot_be_executed_is_an_error_on_the_clone3_path() {
+        let err = start(c"/nonexistent/taskpool", true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    }
+}
