@@ -16,7 +16,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use taskpool_core::Exit;
@@ -219,9 +219,11 @@ pub(crate) fn spawns_with_clone3() -> bool {
 /// process, every signal has its default action and none is blocked, and it leads a process
 /// group of its own (so [`kill_group`] reaches what it starts).
 ///
-/// Uses `clone3` with a pidfd and no exit signal; the child runs only async-signal-safe
-/// system calls until `execve`. Where `clone3` is refused, falls back to `posix_spawn`, which
-/// never runs code in a forked copy of this process either, and `pidfd_open`.
+/// Uses `clone3` with a pidfd (on x86-64): the child shares this process's memory on a stack
+/// of its own while the calling thread waits (as `posix_spawn` does, so nothing is copied),
+/// and makes only raw system calls until `execve`. Where `clone3` is refused, and on other
+/// architectures, falls back to `posix_spawn` and `pidfd_open`; neither runs code of the
+/// program in a copy of this process.
 pub(crate) fn spawn(
     exe: &CStr,
     argv0: &CStr,
@@ -249,68 +251,119 @@ pub(crate) fn spawn(
     spawn_posix(exe, &argv, &envp, sources)
 }
 
-/// What the child of [`spawn_clone3`] needs, prepared before it exists.
+/// What the child of [`spawn_clone3`] needs, prepared before it exists, and where it says why
+/// it could not exec.
 struct Exec<'a> {
     exe: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     sources: [RawFd; 3],
-    errors: RawFd,
+    /// The child's errno if it could not exec (0 if it did).
+    error: AtomicI32,
 }
 
+/// Bytes of stack for the child of `clone3`, which only makes system calls.
+const CHILD_STACK: usize = 32 * 1024;
+
+#[cfg(target_arch = "x86_64")]
 fn spawn_clone3(
     exe: &CStr,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     sources: [RawFd; 3],
 ) -> io::Result<ChildProcess> {
-    // The child writes its errno here if it cannot exec; a successful exec closes it.
-    let (errors_r, errors_w) = pipe()?;
-    let exec = Exec { exe, argv, envp, sources, errors: errors_w.as_raw_fd() };
+    let exec = Exec { exe, argv, envp, sources, error: AtomicI32::new(0) };
+    // The child runs on a stack of its own, in this process's memory (CLONE_VM), while this
+    // thread waits for it to exec or exit (CLONE_VFORK): as `posix_spawn` does, so nothing is
+    // copied, however large this process is.
+    let mut stack = vec![0u128; CHILD_STACK / 16];
     let mut pidfd: libc::c_int = -1;
     // SAFETY: clone_args is a plain struct of integers; zero is "not used" for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = libc::CLONE_PIDFD as u64;
-    args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    args.flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64;
+    args.pidfd = ptr::addr_of_mut!(pidfd) as u64;
     args.exit_signal = 0;
-    // SAFETY: `args` is a valid clone_args of the size given. Without CLONE_VM the child gets
-    // a copy of this process with only the calling thread, and runs `exec_child`, which makes
-    // only async-signal-safe system calls on memory prepared before this call, then execs or
-    // exits; it never returns here.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args, std::mem::size_of::<libc::clone_args>())
-    };
-    if ret == 0 {
-        // SAFETY: this is the child of clone3, as `exec_child` requires.
-        unsafe { exec_child(&exec) }
+    args.stack = stack.as_mut_ptr() as u64;
+    args.stack_size = (stack.len() * 16) as u64;
+    // No signal may run a handler of this process in the child before it resets them.
+    // SAFETY: sigset_t is a plain struct that sigfillset fills; pthread_sigmask reads and
+    // writes sets we own.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
+    let entry: extern "C" fn(*const Exec<'_>) -> ! = exec_child;
+    let ret: isize;
+    // SAFETY: clone3 with a valid clone_args of the size given. The parent's path through the
+    // asm is a plain system call. The child starts on its own aligned stack, with this
+    // thread suspended (CLONE_VFORK) so that `exec` and everything it points to stay alive
+    // and unchanged, and calls `exec_child`, which never returns; of this frame it only reads
+    // `exec`.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "and rsp, -16",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") ptr::addr_of_mut!(args),
+            in("rsi") std::mem::size_of::<libc::clone_args>(),
+            in("r12") ptr::addr_of!(exec),
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    drop(stack);
     if ret < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(io::Error::from_raw_os_error(i32::try_from(-ret).unwrap_or(libc::EINVAL)));
     }
     let pid =
         libc::pid_t::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
     // SAFETY: CLONE_PIDFD stored a new pidfd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    drop(errors_w);
-    let child = ChildProcess { pid, pidfd: Some(pidfd) };
-    let mut errno = [0u8; 4];
-    let n = read(errors_r.as_fd(), &mut errno)?;
-    if n == 0 {
-        return Ok(child);
+    let child = ChildProcess { pid, pidfd: Some(unsafe { OwnedFd::from_raw_fd(pidfd) }) };
+    match exec.error.load(Ordering::Acquire) {
+        0 => Ok(child),
+        errno => {
+            let _ = wait_child(&child, true);
+            Err(io::Error::from_raw_os_error(errno))
+        }
     }
-    let _ = wait_child(&child, true);
-    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
 }
 
-/// The child of `clone3`: resets signals, takes its descriptors and process group, and execs.
+/// Elsewhere than on x86-64, workers are started with `posix_spawn` (see [`spawn`]).
+#[cfg(not(target_arch = "x86_64"))]
+fn spawn_clone3(
+    _exe: &CStr,
+    _argv: &[*const libc::c_char],
+    _envp: &[*const libc::c_char],
+    _sources: [RawFd; 3],
+) -> io::Result<ChildProcess> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// The child of `clone3`: resets signals, takes its descriptors and process group, and execs;
+/// if it cannot, leaves its errno in `exec.error` and exits 127.
 ///
-/// # Safety
-///
-/// Only call in the child of `clone3` (a copy of a possibly multi-threaded parent): it makes
-/// async-signal-safe system calls only, and never returns.
-unsafe fn exec_child(exec: &Exec<'_>) -> ! {
-    // SAFETY: raw system calls on integers and on pointers to memory that the parent
-    // prepared before clone3 and that this copy of it still holds.
+/// It runs in the parent's memory, on a stack of its own, while the parent's thread waits:
+/// it makes only raw system calls (no allocation, no lock, no unwinding).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+extern "C" fn exec_child(exec: *const Exec<'_>) -> ! {
+    // SAFETY: the parent passed a pointer to an `Exec` that outlives this child's use of it
+    // (the parent is suspended until the exec or the exit).
+    let exec = unsafe { &*exec };
+    // SAFETY: raw system calls on integers and on pointers to memory the parent prepared.
     unsafe {
         // The kernel's sigaction for SIG_DFL: handler, flags, restorer and mask all zero.
         let default = [0u64; 4];
@@ -319,8 +372,6 @@ unsafe fn exec_child(exec: &Exec<'_>) -> ! {
                 libc::syscall(libc::SYS_rt_sigaction, signal, default.as_ptr(), 0usize, 8usize);
             }
         }
-        let empty = 0u64;
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty, 0usize, 8usize);
         let ok = libc::syscall(libc::SYS_setpgid, 0, 0) == 0
             && exec
                 .sources
@@ -337,6 +388,8 @@ unsafe fn exec_child(exec: &Exec<'_>) -> ! {
                 null >= 0 && libc::syscall(libc::SYS_dup3, null, 0, 0) == 0
             };
         if ok {
+            let empty = 0u64;
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty, 0usize, 8usize);
             libc::syscall(
                 libc::SYS_execve,
                 exec.exe.as_ptr(),
@@ -344,8 +397,7 @@ unsafe fn exec_child(exec: &Exec<'_>) -> ! {
                 exec.envp.as_ptr(),
             );
         }
-        let errno = *libc::__errno_location();
-        libc::syscall(libc::SYS_write, exec.errors, std::ptr::addr_of!(errno), 4usize);
+        exec.error.store((*libc::__errno_location()).max(1), Ordering::Release);
         libc::syscall(libc::SYS_exit_group, 127);
     }
     unreachable!("exit_group returned")
