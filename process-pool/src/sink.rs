@@ -83,26 +83,40 @@ pub(crate) trait Sink: Send + Sync {
 
 /// Decodes a result.
 pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, TaskError> {
-    decode_in(&PanicScope::enter(false), outcome)
+    decode_caught(&PanicScope::enter(false), &outcome)
+}
+
+/// Decodes a result that may be a failure already.
+fn decode_ref<R: DeserializeOwned>(outcome: &Encoded<'_>) -> Result<R, TaskError> {
+    match outcome {
+        Ok(value) => codec::decode(value.bytes)
+            .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e)),
+        Err(e) => Err(e.clone()),
+    }
 }
 
 /// Decodes a result, catching a panic of its `Deserialize` (user code, run here in the
 /// parent) as a serialization error of that one result.
-fn decode_in<R: DeserializeOwned>(
+fn decode_caught<R: DeserializeOwned>(
     scope: &PanicScope,
-    outcome: Encoded<'_>,
+    outcome: &Encoded<'_>,
 ) -> Result<R, TaskError> {
-    let bytes = outcome?.bytes;
-    match scope.catch(|| codec::decode(bytes)) {
-        Ok(decoded) => {
-            decoded.map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
-        }
-        Err(report) => Err(TaskError::serialization(
+    scope.catch(|| decode_ref(outcome)).unwrap_or_else(|report| {
+        Err(TaskError::serialization(
             Side::Result,
             Direction::Decode,
             format_args!("its Deserialize panicked: {}", report.message),
-        )),
-    }
+        ))
+    })
+}
+
+/// Decodes consecutive results. A panic of a `Deserialize` is caught for the whole group,
+/// which then is decoded again one result at a time, so that it fails that result alone.
+fn decode_all<R: DeserializeOwned>(outcomes: &[Encoded<'_>]) -> Vec<Result<R, TaskError>> {
+    let scope = PanicScope::enter(false);
+    scope
+        .catch(|| outcomes.iter().map(decode_ref).collect())
+        .unwrap_or_else(|_| outcomes.iter().map(|o| decode_caught(&scope, o)).collect())
 }
 
 /// Decodes a result and pairs it with what it cost.
@@ -162,9 +176,7 @@ pub(crate) struct ChannelSink<R> {
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
     fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
-        let scope = PanicScope::enter(false);
-        let values: Vec<Result<R, TaskError>> =
-            outcomes.into_iter().map(|o| decode_in(&scope, o)).collect();
+        let values: Vec<Result<R, TaskError>> = decode_all(&outcomes);
         let ok = values.iter().filter(|v| v.is_ok()).count();
         tally.record(ok, values.len() - ok);
         match &self.indices {
