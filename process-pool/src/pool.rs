@@ -33,8 +33,14 @@ const IMAP_PER_BATCH: usize = 16;
 /// to `main`, tests or benches is needed). A task that panics fails alone; one that
 /// segfaults, aborts, overflows its stack, exits or is killed fails with
 /// [`TaskError::Crashed`] naming the signal or exit code, its worker is replaced, and every
-/// other task still runs exactly once. With a timeout, a task that runs too long is killed
-/// with its worker.
+/// other task still runs (exactly once, but for those whose results the worker could not
+/// write before it died, as with `_exit` or SIGKILL: they run again). With a timeout, a task
+/// that runs too long is killed with its worker.
+///
+/// Programs a task starts die with its worker (when it crashes, times out, is recycled or
+/// shut down) unless the task detaches them on purpose, in a session of their own
+/// (`setsid`). Descriptors a task closes or programs it leaves running do not blind the pool:
+/// it watches each worker as a process (a pidfd), not through its pipes.
 ///
 /// Arguments and results cross the process boundary encoded with serde in a self-describing
 /// format: any value that round-trips through `serde_json` comes back unchanged (NaN and

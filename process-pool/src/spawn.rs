@@ -24,7 +24,8 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 /// The handle gives the process id, `is_alive`, `join` returning the task's value (or how the
 /// process died: [`TaskError::Crashed`] with the signal or exit code), and `kill`.
 /// Dropping the handle without joining kills the process and reaps it, so no process
-/// outlives its handle unseen.
+/// outlives its handle unseen; programs the task started and left running are killed with it
+/// (when it is reaped), unless the task detached them (`setsid`).
 ///
 /// # Errors
 ///
