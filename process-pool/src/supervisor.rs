@@ -32,6 +32,10 @@ use crate::wire::{FrameReader, Kind, SLACK};
 /// How long a new worker may take to say hello (its initializer included).
 const START_LIMIT: Duration = Duration::from_secs(30);
 
+/// The most reads of a worker's result pipe after the worker ended (the pipe holds at most
+/// 1 MiB, read 64 KiB or more at a time).
+const MAX_DRAIN_READS: usize = 64;
+
 /// How often a supervisor checks on its worker where the kernel has no pidfds.
 const POLL_EXIT: Duration = Duration::from_millis(20);
 
@@ -184,9 +188,10 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
     // The process ended. What it started and left in its group dies now (its zombie keeps
     // the group's id from being reused); then what it wrote last is read, and it is reaped.
     sys::kill_group(&worker.child);
-    while link.result_open {
+    // What the pipe holds, not what a forked copy that escaped the group may still write.
+    for _ in 0..MAX_DRAIN_READS {
         match link.reader.fill(link.result.as_fd()) {
-            Ok(n) if n > 0 => read_frames(shared, &mut link),
+            Ok(n) if n > 0 && link.result_open => read_frames(shared, &mut link),
             _ => break,
         }
     }
