@@ -200,16 +200,21 @@ impl Execute for ThreadPool {
                     (Some(limit), Some(watchdog)) => {
                         let completer = Arc::new(completer);
                         let alarm = completer.clone();
+                        let timed_out = TaskError::TimedOut { limit, still_running: true };
+                        let deadline = Instant::now() + limit;
+                        let late = timed_out.clone();
                         let id = watchdog.arm(
-                            Instant::now() + limit,
+                            deadline,
                             Box::new(move || {
-                                alarm.complete(Err(TaskError::TimedOut {
-                                    limit,
-                                    still_running: true,
-                                }));
+                                alarm.complete(Err(late));
                             }),
                         );
-                        completer.complete(shared.run(&*job, input));
+                        let outcome = shared.run(&*job, input);
+                        // A task that ends past its deadline timed out, even if the watchdog
+                        // (on a busy machine) has not fired yet.
+                        let outcome =
+                            if Instant::now() < deadline { outcome } else { Err(timed_out) };
+                        completer.complete(outcome);
                         watchdog.disarm(id);
                     }
                     _ => {
