@@ -87,6 +87,12 @@ impl RunBuilder {
         Ok(())
     }
 
+    /// Appends one input that is already encoded (by [`codec`], in another process).
+    pub(crate) fn push_encoded(&mut self, input: &[u8]) {
+        self.inputs.extend_from_slice(input);
+        self.ends.push(self.inputs.len());
+    }
+
     /// How many inputs were encoded.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()

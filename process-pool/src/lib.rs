@@ -75,6 +75,9 @@ mod fuzz;
 mod launch;
 mod pool;
 mod protocol;
+#[doc(hidden)]
+#[allow(unsafe_code)]
+pub mod remote;
 #[allow(unsafe_code)]
 mod ship;
 mod sink;

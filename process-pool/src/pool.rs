@@ -66,7 +66,7 @@ use crate::usage::Usage;
 /// # }
 /// ```
 pub struct ProcessPool {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -453,7 +453,7 @@ impl ProcessPool {
 
 /// Cancels the single task of `run`: removes it from the queue, or kills the worker running
 /// it. A task sent but not started is killed when it reaches the head.
-fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
+pub(crate) fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
     // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
     shared.tally.record(0, 1);
