@@ -1,0 +1,422 @@
+//! The agent: the user's own program, serving the tasks of its executable image from the
+//! tasks stream in a local process pool.
+//!
+//! For each task message the agent takes, it checks the delivery count against the caller's
+//! limit, runs every unit in its [`ProcessPool`] (crash isolation as on one machine),
+//! reports progress to the server while units run, stores each unit's result in the results
+//! stream, and acknowledges the message only once every result is stored. An agent that
+//! dies at any point leaves the message to be delivered again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use taskpool_core::{Pool, TaskError};
+use taskpool_process::ProcessPool;
+use taskpool_process::remote::{self, EncodedJob, RemoteRun};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::config::AgentConfig;
+use crate::error::ClusterError;
+use crate::image;
+use crate::link::{self, Names};
+use crate::pool::{CancelNotice, HEARTBEAT, Heartbeat};
+use crate::wire::{
+    self, Item, ResultMessage, TaskMessage, Unit, UnitOutcome, UnitResult, WireError,
+};
+
+/// Result messages being stored at once; results that arrive meanwhile travel together.
+const STORING: usize = 64;
+/// How many cancelled tasks an agent remembers, to skip them if they arrive later.
+const REMEMBERED_CANCELS: usize = 100_000;
+
+/// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
+/// finishes those it holds, and returns.
+///
+/// This is what a program started with `TASKPOOL_AGENT` set runs before `main` (see the
+/// crate's documentation); call it yourself to start an agent from code. The agent prints one
+/// line to standard error once it is serving.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if the local
+/// process pool cannot start, [`ClusterError::Server`] (in a [`TaskError::Io`]) if the
+/// server refuses the streams.
+///
+/// # Examples
+///
+/// ```no_run
+/// use taskpool_cluster::{AgentConfig, Config};
+///
+/// let config = AgentConfig::new("nats://127.0.0.1:4222").pool(Config::new().workers(8));
+/// taskpool_cluster::serve_agent(config)?;
+/// # Ok::<(), taskpool_cluster::TaskError>(())
+/// ```
+pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
+    config.validate()?;
+    crate::entry::ensure_linked();
+    let image = image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
+    let pool = ProcessPool::with_config(config.pool.clone())?;
+    let runtime = link::runtime("agent")?;
+    let agent = Arc::new(Agent {
+        id: link::random_id(),
+        image,
+        names: Names::new(&config.server),
+        workers: pool.workers() as u32,
+        pool,
+        running: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(Cancels::default()),
+        config,
+    });
+    let result = runtime.block_on(agent.clone().run());
+    agent.pool.shutdown();
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+struct Agent {
+    id: String,
+    image: &'static str,
+    names: Names,
+    workers: u32,
+    pool: ProcessPool,
+    config: AgentConfig,
+    /// Units running now, by caller and task id, to stop on a cancel notice.
+    running: Mutex<HashMap<(String, u64), RemoteRun>>,
+    cancelled: Mutex<Cancels>,
+}
+
+/// Cancel notices for units not seen yet, oldest forgotten first.
+#[derive(Default)]
+struct Cancels {
+    set: HashSet<(String, u64)>,
+    order: VecDeque<(String, u64)>,
+}
+
+impl Cancels {
+    fn remember(&mut self, key: (String, u64)) {
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+        while self.order.len() > REMEMBERED_CANCELS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// A unit's result on its way to the results stream, and who waits for it to be stored.
+struct Outgoing {
+    caller: String,
+    result: UnitResult,
+    stored: oneshot::Sender<()>,
+}
+
+impl Agent {
+    async fn run(self: Arc<Self>) -> Result<(), TaskError> {
+        let server_error = |reason: String| {
+            TaskError::from(ClusterError::Server { reason, waited: Duration::ZERO })
+        };
+        let name = format!("taskpool agent {}", self.id);
+        let client = link::connect(&self.config.server, true, &name).await.map_err(server_error)?;
+        let js = link::jetstream(client.clone());
+        let (tasks, _) = link::streams(&js, &self.config.server).await.map_err(server_error)?;
+        let consumer = link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait)
+            .await
+            .map_err(server_error)?;
+        let cancels = client
+            .subscribe(self.names.cancel_subject(self.image))
+            .await
+            .map_err(|e| server_error(e.to_string()))?;
+        tokio::spawn(self.clone().listen_for_cancels(cancels));
+        let beat = tokio::spawn(self.clone().beat(client.clone()));
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(store_results(js.clone(), self.names.clone(), self.id.clone(), inbox));
+        eprintln!(
+            "taskpool agent {} serving image {} with {} workers on {}",
+            self.id, self.image, self.workers, self.config.server.url
+        );
+        let (stop_tx, mut stop) = watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let capacity = self.config.capacity_or_default();
+        let slots = Arc::new(Semaphore::new(capacity));
+        while !*stop.borrow() {
+            let room = tokio::select! {
+                _ = stop.changed() => break,
+                permit = slots.clone().acquire_owned() => {
+                    let Ok(permit) = permit else { break };
+                    drop(permit);
+                    slots.available_permits().max(1)
+                }
+            };
+            let batch = consumer
+                .batch()
+                .max_messages(room)
+                .expires(Duration::from_secs(2))
+                .heartbeat(Duration::from_millis(500))
+                .messages()
+                .await;
+            let Ok(mut batch) = batch else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            loop {
+                let message = tokio::select! {
+                    _ = stop.changed() => break,
+                    message = batch.next() => message,
+                };
+                let Some(Ok(message)) = message else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let (agent, outbox) = (self.clone(), outbox.clone());
+                tokio::spawn(async move {
+                    agent.handle(message, outbox).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Finish what is held: wait until every slot is free again.
+        let _ = slots.acquire_many(capacity as u32).await;
+        beat.abort();
+        let _ = client.flush().await;
+        eprintln!("taskpool agent {} stopped", self.id);
+        Ok(())
+    }
+
+    /// Says once a second that this agent is alive.
+    async fn beat(self: Arc<Self>, client: async_nats::Client) {
+        let subject = self.names.agents_subject(self.image);
+        let payload = wire::encode(&Heartbeat { agent: self.id.clone(), workers: self.workers });
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tick.tick().await;
+            let _ = client.publish(subject.clone(), payload.clone().into()).await;
+        }
+    }
+
+    async fn listen_for_cancels(self: Arc<Self>, mut notices: async_nats::Subscriber) {
+        while let Some(message) = notices.next().await {
+            let Ok(notice) = wire::decode::<CancelNotice>(&message.payload) else { continue };
+            let key = (notice.caller, notice.task);
+            let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            match running.get(&key) {
+                Some(run) => run.cancel(),
+                None => {
+                    drop(running);
+                    self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).remember(key);
+                }
+            }
+        }
+    }
+
+    /// Runs one task message and acknowledges it once every result is stored.
+    async fn handle(
+        self: Arc<Self>,
+        message: jetstream::Message,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+    ) {
+        let delivered = message.info().map_or(1, |info| info.delivered.max(1) as u64);
+        let task: TaskMessage = match wire::decode(&message.payload) {
+            Ok(task) => task,
+            Err(e) => {
+                eprintln!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let message = Arc::new(message);
+        let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
+        let mut stored = Vec::with_capacity(task.units.len());
+        let over_limit = delivered > u64::from(task.delivery_limit);
+        let mut runs = Vec::new();
+        for unit in task.units {
+            let key = (task.caller.clone(), unit.task);
+            let cancelled =
+                self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).set.remove(&key);
+            if cancelled {
+                continue;
+            }
+            if over_limit {
+                let error = ClusterError::DeliveryLimit { deliveries: task.delivery_limit };
+                let outcome = UnitOutcome::Failed(WireError::Cluster(error));
+                let result = UnitResult { task: unit.task, elapsed_ns: 0, outcome };
+                stored.push(send(&outbox, task.caller.clone(), result));
+                continue;
+            }
+            runs.push(self.start(&task.caller, unit));
+        }
+        let mut runs: FuturesUnordered<_> = runs.into_iter().collect();
+        while let Some((task_id, outcome, started)) = runs.next().await {
+            let key = (task.caller.clone(), task_id);
+            self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+            let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let result = UnitResult { task: task_id, elapsed_ns, outcome };
+            stored.push(send(&outbox, task.caller.clone(), result));
+        }
+        let mut all_stored = true;
+        for receipt in stored {
+            all_stored &= receipt.await.is_ok();
+        }
+        progress.abort();
+        if all_stored {
+            // A lost ack only means another delivery, whose results are then duplicates.
+            let _ = message.ack().await;
+        }
+    }
+
+    /// Starts one unit on the local pool; resolves to its id, outcome and start time.
+    fn start(
+        &self,
+        caller: &str,
+        unit: Unit,
+    ) -> impl std::future::Future<Output = (u64, UnitOutcome, Instant)> + use<> {
+        let (tx, rx) = oneshot::channel();
+        let started = Instant::now();
+        let task = unit.task;
+        let finish = async move {
+            let outcome = rx.await.unwrap_or(UnitOutcome::Failed(WireError::ShutDown));
+            (task, outcome, started)
+        };
+        let ends: Vec<usize> = unit.ends.iter().map(|&e| e as usize).collect();
+        let in_order = ends.windows(2).all(|w| w[0] <= w[1]);
+        if !in_order || ends.last().is_some_and(|&e| e > unit.inputs.len()) {
+            let reason = "a task message's item bounds are out of order".to_string();
+            let _ = tx.send(UnitOutcome::Failed(WireError::Protocol(reason)));
+            return finish;
+        }
+        // SAFETY: the unit names its entry point by an offset into the executable image with
+        // id `self.image`: the agents' consumer takes only tasks published under that id,
+        // which callers compute from their own executable. Whoever can publish on the tasks
+        // subject can make a worker run any function of this image: the NATS account is the
+        // trust boundary (see the crate's documentation).
+        let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
+        let timeout = unit.timeout_ns.map(Duration::from_nanos);
+        let run = remote::run_encoded(&self.pool, &job, &unit.inputs, &ends, timeout, move |o| {
+            let _ = tx.send(encode_outcomes(&o));
+        });
+        if ends.len() == 1 {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            running.insert((caller.to_string(), task), run);
+        }
+        finish
+    }
+}
+
+/// The travelling form of a unit's outcomes.
+fn encode_outcomes(outcomes: &remote::Outcomes) -> UnitOutcome {
+    let mut bytes = Vec::new();
+    let mut items = Vec::with_capacity(outcomes.len());
+    for i in 0..outcomes.len() {
+        items.push(match outcomes.get(i) {
+            Ok(value) => {
+                bytes.extend_from_slice(value);
+                Item::Ok(value.len() as u32)
+            }
+            Err(e) => Item::Err(WireError::from_error(e)),
+        });
+    }
+    UnitOutcome::Items { bytes, items }
+}
+
+fn send(
+    outbox: &mpsc::UnboundedSender<Outgoing>,
+    caller: String,
+    result: UnitResult,
+) -> oneshot::Receiver<()> {
+    let (stored, receipt) = oneshot::channel();
+    let _ = outbox.send(Outgoing { caller, result, stored });
+    receipt
+}
+
+/// Tells the server, every `period`, that the agent still works on `message`.
+async fn report_progress(message: Arc<jetstream::Message>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = message.ack_with(AckKind::Progress).await;
+    }
+}
+
+/// Stores results in the results stream, grouped by caller when several wait.
+async fn store_results(
+    js: jetstream::Context,
+    names: Names,
+    agent: String,
+    mut inbox: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let slots = Arc::new(Semaphore::new(STORING));
+    let mut sequence = 0u64;
+    while let Some(first) = inbox.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut groups: HashMap<String, Vec<Outgoing>> = HashMap::new();
+        let mut weight = 0;
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            weight += 64
+                + match &out.result.outcome {
+                    UnitOutcome::Items { bytes, items } => bytes.len() + 8 * items.len(),
+                    UnitOutcome::Failed(_) => 64,
+                };
+            groups.entry(out.caller.clone()).or_default().push(out);
+            if weight < 256 << 10 {
+                next = inbox.try_recv().ok();
+            }
+        }
+        let slot = Arc::new(slot);
+        for (caller, outgoing) in groups {
+            sequence += 1;
+            let id = format!("{agent}-{sequence}");
+            let subject = names.results_subject(&caller);
+            tokio::spawn(store_one(js.clone(), subject, id, outgoing, slot.clone()));
+        }
+    }
+}
+
+/// Stores one result message, retrying with the same message id until the server takes it.
+async fn store_one(
+    js: jetstream::Context,
+    subject: String,
+    id: String,
+    outgoing: Vec<Outgoing>,
+    slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let (results, receipts): (Vec<_>, Vec<_>) =
+        outgoing.into_iter().map(|o| (o.result, o.stored)).unzip();
+    let payload = bytes::Bytes::from(wire::encode(&ResultMessage { results }));
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
+        if let Ok(ack) = js.send_publish(subject.clone(), publish).await {
+            if ack.await.is_ok() {
+                break;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    for receipt in receipts {
+        let _ = receipt.send(());
+    }
+    drop(slot);
+}
+
+/// Resolves on `SIGTERM` or `SIGINT`.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,301 @@
+//! What travels through the streams: task messages, result messages, and errors.
+//!
+//! Envelopes are encoded with postcard; the values inside (arguments, results, a struct
+//! task's state) are already encoded by the process backend's codec and travel as bytes.
+//! A message carries one or more *units*: a unit is one submitted task or one chunk of a
+//! `map`, with its own task id, so several units sent together still settle one by one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use taskpool_core::{Direction, Exit, PanicReport, Resource, Side, TaskError};
+
+use crate::error::ClusterError;
+
+/// A message on the tasks stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TaskMessage {
+    /// The caller's id: results go to its subject.
+    pub(crate) caller: String,
+    /// How many deliveries a unit of this message may take before it fails.
+    pub(crate) delivery_limit: u32,
+    pub(crate) units: Vec<Unit>,
+}
+
+/// One task, or one chunk of a `map`: a job and the encoded inputs of its items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Unit {
+    pub(crate) task: u64,
+    pub(crate) entry: i64,
+    #[serde(with = "serde_bytes")]
+    pub(crate) state: Vec<u8>,
+    pub(crate) timeout_ns: Option<u64>,
+    /// The items' encodings, back to back; `ends[i]` is where item `i` ends.
+    #[serde(with = "serde_bytes")]
+    pub(crate) inputs: Vec<u8>,
+    pub(crate) ends: Vec<u32>,
+}
+
+impl Unit {
+    /// The encoded size, roughly: what it adds to a message.
+    pub(crate) fn weight(&self) -> usize {
+        self.inputs.len() + self.state.len() + 5 * self.ends.len() + 32
+    }
+}
+
+/// A message on the results stream: the outcomes of one or more units of one caller.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ResultMessage {
+    pub(crate) results: Vec<UnitResult>,
+}
+
+/// The outcome of one unit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UnitResult {
+    pub(crate) task: u64,
+    /// How long the agent took over the unit, from receiving it to its last item's result.
+    pub(crate) elapsed_ns: u64,
+    pub(crate) outcome: UnitOutcome,
+}
+
+/// Every item's outcome, or a failure of the whole unit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum UnitOutcome {
+    Items {
+        /// The results' encodings, back to back, in item order (failed items add none).
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        items: Vec<Item>,
+    },
+    Failed(WireError),
+}
+
+/// One item's outcome: the length of its encoded result, or its error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Item {
+    Ok(u32),
+    Err(WireError),
+}
+
+impl UnitOutcome {
+    /// Every item's outcome in order, as encoded bytes or an error; `n` items are expected.
+    pub(crate) fn items(&self, n: usize) -> Vec<Result<&[u8], TaskError>> {
+        match self {
+            UnitOutcome::Failed(e) => (0..n).map(|_| Err(e.to_error())).collect(),
+            UnitOutcome::Items { bytes, items } => {
+                let mut at = 0usize;
+                let mut out = Vec::with_capacity(n);
+                for item in items.iter().take(n) {
+                    out.push(match item {
+                        Item::Ok(len) => {
+                            let end = at.saturating_add(*len as usize);
+                            match bytes.get(at..end) {
+                                Some(slice) => {
+                                    at = end;
+                                    Ok(slice)
+                                }
+                                None => Err(TaskError::Protocol {
+                                    reason: "a result message is shorter than its items".into(),
+                                }),
+                            }
+                        }
+                        Item::Err(e) => Err(e.to_error()),
+                    });
+                }
+                while out.len() < n {
+                    out.push(Err(TaskError::Protocol {
+                        reason: "a result message has fewer items than its task".into(),
+                    }));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// A [`TaskError`] as it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    Panicked { message: String, location: Option<String>, backtrace: Option<String> },
+    Signal(i32),
+    Code(i32),
+    TimedOut { limit_ns: u64, still_running: bool },
+    Cancelled,
+    ShutDown,
+    Serialization { side: u8, encode: bool, message: String },
+    TooLarge { side: u8, size: u64, limit: u64 },
+    WorkerStart(String),
+    ResourceLimit { memory: bool, limit: u64 },
+    Protocol(String),
+    InvalidConfig(String),
+    Unsupported(String),
+    AlreadyJoined,
+    Io(String),
+    Cluster(ClusterError),
+}
+
+fn side_byte(side: Side) -> u8 {
+    match side {
+        Side::Argument => 0,
+        Side::Result => 1,
+        Side::Task => 2,
+    }
+}
+
+fn side_of(byte: u8) -> Side {
+    match byte {
+        0 => Side::Argument,
+        1 => Side::Result,
+        _ => Side::Task,
+    }
+}
+
+impl WireError {
+    /// The travelling form of `e`.
+    pub(crate) fn from_error(e: &TaskError) -> WireError {
+        match e {
+            TaskError::Panicked(r) => WireError::Panicked {
+                message: r.message.clone(),
+                location: r.location.clone(),
+                backtrace: r.backtrace.clone(),
+            },
+            TaskError::Crashed(Exit::Signal(s)) => WireError::Signal(*s),
+            TaskError::Crashed(Exit::Code(c)) => WireError::Code(*c),
+            TaskError::TimedOut { limit, still_running } => WireError::TimedOut {
+                limit_ns: u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX),
+                still_running: *still_running,
+            },
+            TaskError::Cancelled => WireError::Cancelled,
+            TaskError::ShutDown => WireError::ShutDown,
+            TaskError::Serialization { side, direction, message } => WireError::Serialization {
+                side: side_byte(*side),
+                encode: matches!(direction, Direction::Encode),
+                message: message.clone(),
+            },
+            TaskError::TooLarge { side, size, limit } => {
+                WireError::TooLarge { side: side_byte(*side), size: *size, limit: *limit }
+            }
+            TaskError::WorkerStart { reason } => WireError::WorkerStart(reason.clone()),
+            TaskError::ResourceLimit { resource, limit } => WireError::ResourceLimit {
+                memory: matches!(resource, Resource::Memory),
+                limit: *limit,
+            },
+            TaskError::Protocol { reason } => WireError::Protocol(reason.clone()),
+            TaskError::InvalidConfig { reason } => WireError::InvalidConfig(reason.clone()),
+            TaskError::Unsupported { operation } => WireError::Unsupported(operation.to_string()),
+            TaskError::AlreadyJoined => WireError::AlreadyJoined,
+            TaskError::Io(io) => match ClusterError::of_io(io) {
+                Some(c) => WireError::Cluster(c.clone()),
+                None => WireError::Io(io.to_string()),
+            },
+            other => WireError::Protocol(other.to_string()),
+        }
+    }
+
+    /// The error this stands for.
+    pub(crate) fn to_error(&self) -> TaskError {
+        match self {
+            WireError::Panicked { message, location, backtrace } => {
+                TaskError::Panicked(Box::new(PanicReport {
+                    message: message.clone(),
+                    location: location.clone(),
+                    backtrace: backtrace.clone(),
+                }))
+            }
+            WireError::Signal(s) => TaskError::Crashed(Exit::Signal(*s)),
+            WireError::Code(c) => TaskError::Crashed(Exit::Code(*c)),
+            WireError::TimedOut { limit_ns, still_running } => TaskError::TimedOut {
+                limit: Duration::from_nanos(*limit_ns),
+                still_running: *still_running,
+            },
+            WireError::Cancelled => TaskError::Cancelled,
+            WireError::ShutDown => TaskError::ShutDown,
+            WireError::Serialization { side, encode, message } => TaskError::Serialization {
+                side: side_of(*side),
+                direction: if *encode { Direction::Encode } else { Direction::Decode },
+                message: message.clone(),
+            },
+            WireError::TooLarge { side, size, limit } => {
+                TaskError::TooLarge { side: side_of(*side), size: *size, limit: *limit }
+            }
+            WireError::WorkerStart(reason) => TaskError::WorkerStart { reason: reason.clone() },
+            WireError::ResourceLimit { memory, limit } => TaskError::ResourceLimit {
+                resource: if *memory { Resource::Memory } else { Resource::CpuTime },
+                limit: *limit,
+            },
+            WireError::Protocol(reason) => TaskError::Protocol { reason: reason.clone() },
+            WireError::InvalidConfig(reason) => TaskError::InvalidConfig { reason: reason.clone() },
+            WireError::Unsupported(op) => {
+                TaskError::Protocol { reason: format!("the agent does not support {op}") }
+            }
+            WireError::AlreadyJoined => TaskError::AlreadyJoined,
+            WireError::Io(message) => {
+                TaskError::Io(Arc::new(std::io::Error::other(message.clone())))
+            }
+            WireError::Cluster(c) => c.clone().into(),
+        }
+    }
+}
+
+/// Encodes an envelope.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // The envelopes hold only strings, numbers and byte buffers: postcard cannot fail on them
+    // (it fails only on unknown lengths, which Vec and String never have).
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Decodes an envelope.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_survives_the_trip() {
+        let all = [
+            TaskError::Panicked(Box::new(PanicReport {
+                message: "boom".into(),
+                location: Some("src/x.rs:1:2".into()),
+                backtrace: None,
+            })),
+            TaskError::Crashed(Exit::Signal(11)),
+            TaskError::Crashed(Exit::Code(3)),
+            TaskError::TimedOut { limit: Duration::from_millis(5), still_running: false },
+            TaskError::Cancelled,
+            TaskError::ShutDown,
+            TaskError::serialization(Side::Result, Direction::Decode, "bad"),
+            TaskError::TooLarge { side: Side::Argument, size: 10, limit: 5 },
+            TaskError::WorkerStart { reason: "no".into() },
+            TaskError::ResourceLimit { resource: Resource::Memory, limit: 1 << 28 },
+            TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 },
+            TaskError::Protocol { reason: "garbage".into() },
+            ClusterError::DeliveryLimit { deliveries: 3 }.into(),
+        ];
+        for e in all {
+            let wire: WireError = decode(&encode(&WireError::from_error(&e))).unwrap();
+            let back = wire.to_error();
+            assert_eq!(back.to_string(), e.to_string());
+            assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&e));
+        }
+    }
+
+    #[test]
+    fn items_split_the_result_bytes_and_flag_short_messages() {
+        let outcome = UnitOutcome::Items {
+            bytes: vec![1, 2, 3],
+            items: vec![Item::Ok(1), Item::Err(WireError::Signal(11)), Item::Ok(2)],
+        };
+        let items = outcome.items(3);
+        assert_eq!(items[0].as_ref().unwrap(), &[1]);
+        assert_eq!(items[1].as_ref().unwrap_err().signal(), Some(11));
+        assert_eq!(items[2].as_ref().unwrap(), &[2, 3]);
+        let short = outcome.items(4);
+        assert!(matches!(short[3], Err(TaskError::Protocol { .. })));
+        let lying = UnitOutcome::Items { bytes: vec![1], items: vec![Item::Ok(5)] };
+        assert!(matches!(lying.items(1)[0], Err(TaskError::Protocol { .. })));
+    }
+}
