@@ -147,38 +147,45 @@ impl Agent {
         });
         let capacity = self.config.capacity_or_default();
         let slots = Arc::new(Semaphore::new(capacity));
+        // One pull subscription for the agent's life: a message the server delivers to it is
+        // never stranded (as it can be on a pull request given up early). It is polled only
+        // while a slot is free, so at most one batch waits unstarted in it.
+        let batch = (capacity / 2).max(1);
+        let mut messages = None;
+        let mut errors = 0;
         while !*stop.borrow() {
-            let room = tokio::select! {
+            let permit = tokio::select! {
                 _ = stop.changed() => break,
-                permit = slots.clone().acquire_owned() => {
-                    let Ok(permit) = permit else { break };
-                    drop(permit);
-                    slots.available_permits().max(1)
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            if messages.is_none() || errors > 20 {
+                messages = pull(&consumer, batch).await;
+                errors = 0;
+                if messages.is_none() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
+            }
+            let Some(stream) = messages.as_mut() else { continue };
+            let message = tokio::select! {
+                _ = stop.changed() => break,
+                message = stream.next() => message,
             };
-            let batch = consumer
-                .batch()
-                .max_messages(room)
-                .expires(Duration::from_secs(2))
-                .heartbeat(Duration::from_millis(500))
-                .messages()
-                .await;
-            let Ok(mut batch) = batch else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            loop {
-                let message = tokio::select! {
-                    _ = stop.changed() => break,
-                    message = batch.next() => message,
-                };
-                let Some(Ok(message)) = message else { break };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let (agent, outbox) = (self.clone(), outbox.clone());
-                tokio::spawn(async move {
-                    agent.handle(message, outbox).await;
-                    drop(permit);
-                });
+            match message {
+                Some(Ok(message)) => {
+                    errors = 0;
+                    let (agent, outbox) = (self.clone(), outbox.clone());
+                    tokio::spawn(async move {
+                        agent.handle(message, outbox).await;
+                        drop(permit);
+                    });
+                }
+                // A missed heartbeat while the server restarts: the stream pulls anew.
+                Some(Err(_)) => errors += 1,
+                None => messages = None,
             }
         }
         // Finish what is held: wait until every slot is free again.
@@ -308,6 +315,21 @@ impl Agent {
     }
 }
 
+/// The agent's pull subscription, or `None` if the server does not answer now.
+async fn pull(
+    consumer: &jetstream::consumer::PullConsumer,
+    batch: usize,
+) -> Option<jetstream::consumer::pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(1))
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .ok()
+}
+
 /// The travelling form of a unit's outcomes.
 fn encode_outcomes(outcomes: &remote::Outcomes) -> UnitOutcome {
     let mut bytes = Vec::new();
@@ -393,10 +415,10 @@ async fn store_one(
     let mut pause = Duration::from_millis(20);
     loop {
         let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
-        if let Ok(ack) = js.send_publish(subject.clone(), publish).await {
-            if ack.await.is_ok() {
-                break;
-            }
+        if let Ok(ack) = js.send_publish(subject.clone(), publish).await
+            && ack.await.is_ok()
+        {
+            break;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));

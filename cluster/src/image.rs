@@ -24,10 +24,10 @@ pub(crate) fn current() -> Result<&'static str, String> {
 /// The image id of the executable at `path`.
 pub(crate) fn of_file(path: &str) -> io::Result<String> {
     let file = File::open(path)?;
-    if let Some(id) = build_id(&file)? {
-        if !id.is_empty() {
-            return Ok(format!("b{}", hex(&id[..id.len().min(20)])));
-        }
+    if let Some(id) = build_id(&file)?
+        && !id.is_empty()
+    {
+        return Ok(format!("b{}", hex(&id[..id.len().min(20)])));
     }
     content_hash(file).map(|digest| format!("s{}", hex(&digest[..20])))
 }

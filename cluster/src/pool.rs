@@ -289,10 +289,10 @@ impl Inner {
         if let Err(settle) = self.pending.insert(id, items, settle) {
             return fail(settle, TaskError::ShutDown);
         }
-        if self.outbox.send(unit).is_err() {
-            if let Some(entry) = self.pending.take(id) {
-                entry.fail(&TaskError::ShutDown);
-            }
+        if self.outbox.send(unit).is_err()
+            && let Some(entry) = self.pending.take(id)
+        {
+            entry.fail(&TaskError::ShutDown);
         }
     }
 
@@ -413,13 +413,16 @@ async fn store(
 }
 
 /// Pulls this caller's results and settles their units.
+///
+/// One pull subscription serves for the pool's life: a result delivered to it is never
+/// stranded. It is made anew only if it ends or keeps failing.
 async fn receive(inner: std::sync::Weak<Inner>, consumer: jetstream::consumer::PullConsumer) {
     loop {
         let messages = consumer
             .stream()
             .max_messages_per_batch(1024)
             .heartbeat(Duration::from_secs(1))
-            .expires(Duration::from_secs(5))
+            .expires(Duration::from_secs(10))
             .messages()
             .await;
         let Ok(mut messages) = messages else {
@@ -429,12 +432,19 @@ async fn receive(inner: std::sync::Weak<Inner>, consumer: jetstream::consumer::P
             }
             continue;
         };
+        let mut errors = 0;
         while let Some(message) = messages.next().await {
             let Some(inner) = inner.upgrade() else { return };
-            let Ok(message) = message else {
-                // A missed heartbeat (the server restarted, or its leader moved): pull anew.
-                break;
+            let message = match message {
+                Ok(message) => message,
+                // A missed heartbeat while the server restarts: the stream pulls anew.
+                Err(_) if errors < 20 => {
+                    errors += 1;
+                    continue;
+                }
+                Err(_) => break,
             };
+            errors = 0;
             match wire::decode::<ResultMessage>(&message.payload) {
                 Ok(results) => inner.settle(results),
                 Err(e) => eprintln!("taskpool cluster: dropped an unreadable result message: {e}"),
