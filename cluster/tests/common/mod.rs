@@ -199,6 +199,10 @@ impl Agent {
         for (name, value) in vars {
             command.env(name, value);
         }
+        Agent::launch(command)
+    }
+
+    fn launch(command: Command) -> Agent {
         let mut child = spawn(command).expect("the agent starts");
         let stderr = child.stderr.take().unwrap();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -226,6 +230,22 @@ impl Agent {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits for the agent to end.
+    pub fn wait(&mut self) {
+        let _ = self.child.wait();
+    }
+
+    /// Starts the binary at `exe` (not this test binary) as an agent.
+    pub fn start_exe(exe: &Path, url: &str, workers: usize) -> Agent {
+        let mut command = Command::new(exe);
+        command
+            .env("TASKPOOL_AGENT", url)
+            .env("TASKPOOL_AGENT_WORKERS", workers.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        Agent::launch(command)
     }
 
     /// Whether it still runs.
