@@ -29,6 +29,9 @@ pub(crate) const ALIVE_FOR: Duration = Duration::from_secs(3);
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Task messages being stored at once; units that arrive meanwhile travel together.
 const PUBLISHING: usize = 64;
+/// The most units in one task message: an agent that dies takes the whole message back to
+/// the stream, so one message should not hold too much work.
+const UNITS_PER_MESSAGE: usize = 128;
 
 /// What an agent says once a second on `{name}.agents.{image}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -346,7 +349,7 @@ async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiv
         let Some(inner) = inner.upgrade() else { return };
         let mut weight = first.weight();
         let mut units = vec![first];
-        while weight < inner.max_unit / 2 {
+        while weight < inner.max_unit / 2 && units.len() < UNITS_PER_MESSAGE {
             match inbox.try_recv() {
                 Ok(unit) if weight + unit.weight() <= inner.max_unit => {
                     weight += unit.weight();
