@@ -199,10 +199,11 @@ impl Agent {
         for (name, value) in vars {
             command.env(name, value);
         }
-        Agent::launch(command)
+        Agent::launch_command(command)
     }
 
-    fn launch(command: Command) -> Agent {
+    /// Starts `command` (an agent with its variables set) and waits until it serves.
+    pub fn launch_command(command: Command) -> Agent {
         let mut child = spawn(command).expect("the agent starts");
         let stderr = child.stderr.take().unwrap();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -245,7 +246,7 @@ impl Agent {
             .env("TASKPOOL_AGENT_WORKERS", workers.to_string())
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
-        Agent::launch(command)
+        Agent::launch_command(command)
     }
 
     /// Whether it still runs.
