@@ -340,7 +340,7 @@ fn encode_outcomes(outcomes: &remote::Outcomes) -> UnitOutcome {
                 bytes.extend_from_slice(value);
                 Item::Ok(value.len() as u32)
             }
-            Err(e) => Item::Err(WireError::from_error(e)),
+            Err(e) => Item::Err(Box::new(WireError::from_error(e))),
         });
     }
     UnitOutcome::Items { bytes, items }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     results: jetstream::stream::Stream,
     outbox: mpsc::UnboundedSender<Unit>,
     agents: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Signalled when an agent says it is alive.
+    agent_seen: Condvar,
     /// When an agent was last known to be alive.
     last_alive: Mutex<Option<Instant>>,
     started: Instant,
@@ -184,6 +186,7 @@ impl ClusterPool {
             results,
             outbox,
             agents: Mutex::new(HashMap::new()),
+            agent_seen: Condvar::new(),
             last_alive: Mutex::new(None),
             started: Instant::now(),
             closed: AtomicBool::new(false),
@@ -224,14 +227,22 @@ impl ClusterPool {
     /// whether they are.
     pub fn wait_for_agents(&self, n: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
+        let mut agents = self.inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if self.inner.live_agents().0 >= n {
+            if alive(&agents).0 >= n {
                 return true;
             }
-            if Instant::now() >= deadline {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            };
+            // Heartbeats come every second: wake at least that often to see agents expire.
+            let nap = left.min(HEARTBEAT);
+            agents = self
+                .inner
+                .agent_seen
+                .wait_timeout(agents, nap)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -239,10 +250,7 @@ impl ClusterPool {
 impl Inner {
     /// `(agents, workers)` alive now.
     fn live_agents(&self) -> (usize, usize) {
-        let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let alive = agents.values().filter(|(seen, _)| now.duration_since(*seen) < ALIVE_FOR);
-        alive.fold((0, 0), |(n, w), (_, workers)| (n + 1, w + *workers as usize))
+        alive(&self.agents.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The workers to plan for: the configured number, or more if the agents have more.
@@ -325,6 +333,13 @@ impl Inner {
     }
 }
 
+/// `(agents, workers)` alive now in `agents`.
+fn alive(agents: &HashMap<String, (Instant, u32)>) -> (usize, usize) {
+    let now = Instant::now();
+    let alive = agents.values().filter(|(seen, _)| now.duration_since(*seen) < ALIVE_FOR);
+    alive.fold((0, 0), |(n, w), (_, workers)| (n + 1, w + *workers as usize))
+}
+
 /// Keeps the table of live agents from their heartbeats.
 async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
     let weak = Arc::downgrade(&inner);
@@ -336,6 +351,7 @@ async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
             let mut agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
             agents.retain(|_, (seen, _)| now.duration_since(*seen) < ALIVE_FOR);
             agents.insert(beat.agent, (now, beat.workers));
+            inner.agent_seen.notify_all();
             *inner.last_alive.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
         }
     }
@@ -399,8 +415,12 @@ async fn store(
             },
             Err(e) => e.to_string(),
         };
+        if !ids.iter().any(|id| inner.pending.contains(*id)) {
+            // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
+            break;
+        }
         let waited = started.elapsed();
-        if waited >= inner.config.agent_wait || inner.is_closed() && waited >= pause {
+        if waited >= inner.config.agent_wait {
             let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
             for id in ids {
                 if let Some(entry) = inner.pending.take(id) {

@@ -75,7 +75,8 @@ pub(crate) enum UnitOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Item {
     Ok(u32),
-    Err(WireError),
+    /// Boxed: errors are rare, and a small item keeps a large chunk's list small.
+    Err(Box<WireError>),
 }
 
 impl UnitOutcome {
@@ -287,7 +288,7 @@ mod tests {
     fn items_split_the_result_bytes_and_flag_short_messages() {
         let outcome = UnitOutcome::Items {
             bytes: vec![1, 2, 3],
-            items: vec![Item::Ok(1), Item::Err(WireError::Signal(11)), Item::Ok(2)],
+            items: vec![Item::Ok(1), Item::Err(Box::new(WireError::Signal(11))), Item::Ok(2)],
         };
         let items = outcome.items(3);
         assert_eq!(items[0].as_ref().unwrap(), &[1]);
