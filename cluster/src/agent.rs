@@ -8,12 +8,14 @@
 //! dies at any point leaves the message to be delivered again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use taskpool_core::{Pool, TaskError};
 use taskpool_process::ProcessPool;
 use taskpool_process::remote::{self, EncodedJob, RemoteRun};
@@ -25,11 +27,15 @@ use crate::image;
 use crate::link::{self, Names};
 use crate::pool::{CancelNotice, HEARTBEAT, Heartbeat};
 use crate::wire::{
-    self, Item, ResultMessage, TaskMessage, Unit, UnitOutcome, UnitResult, WireError,
+    self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
+    WireError,
 };
 
 /// Result messages being stored at once; results that arrive meanwhile travel together.
 const STORING: usize = 64;
+/// Result messages up to this size are also sent straight to their caller, which then need
+/// not wait for the server to store them (the stored copy is what makes them safe).
+const FAST_COPY: usize = 16 << 10;
 /// How many cancelled tasks an agent remembers, to skip them if they arrive later.
 const REMEMBERED_CANCELS: usize = 100_000;
 
@@ -177,9 +183,10 @@ impl Agent {
             match message {
                 Some(Ok(message)) => {
                     errors = 0;
+                    let Some(held) = self.begin(message, &outbox, &client) else { continue };
                     let (agent, outbox) = (self.clone(), outbox.clone());
                     tokio::spawn(async move {
-                        agent.handle(message, outbox).await;
+                        agent.finish(held, outbox).await;
                         drop(permit);
                     });
                 }
@@ -222,26 +229,29 @@ impl Agent {
         }
     }
 
-    /// Runs one task message and acknowledges it once every result is stored.
-    async fn handle(
-        self: Arc<Self>,
+    /// Starts the units of one task message (on the pull loop's own thread, so they start
+    /// at once), and returns what waits for them; `None` for an unreadable message.
+    fn begin(
+        self: &Arc<Self>,
         message: jetstream::Message,
-        outbox: mpsc::UnboundedSender<Outgoing>,
-    ) {
+        outbox: &mpsc::UnboundedSender<Outgoing>,
+        client: &async_nats::Client,
+    ) -> Option<Held> {
         let delivered = message.info().map_or(1, |info| info.delivered.max(1) as u64);
         let task: TaskMessage = match wire::decode(&message.payload) {
             Ok(task) => task,
             Err(e) => {
                 eprintln!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
+                tokio::spawn(async move { message.ack_with(AckKind::Term).await });
+                return None;
             }
         };
         let message = Arc::new(message);
         let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
         let mut stored = Vec::with_capacity(task.units.len());
         let over_limit = delivered > u64::from(task.delivery_limit);
-        let mut runs = Vec::new();
+        let runs = FuturesUnordered::new();
+        let fast = self.names.fast_subject(&task.caller);
         for unit in task.units {
             let key = (task.caller.clone(), unit.task);
             let cancelled =
@@ -253,18 +263,23 @@ impl Agent {
                 let error = ClusterError::DeliveryLimit { deliveries: task.delivery_limit };
                 let outcome = UnitOutcome::Failed(WireError::Cluster(error));
                 let result = UnitResult { task: unit.task, elapsed_ns: 0, outcome };
-                stored.push(send(&outbox, task.caller.clone(), result));
+                stored.push(send(outbox, task.caller.clone(), result));
                 continue;
             }
-            runs.push(self.start(&task.caller, unit));
+            runs.push(Box::pin(self.start(&task.caller, unit, client.clone(), fast.clone()))
+                as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
-        let mut runs: FuturesUnordered<_> = runs.into_iter().collect();
-        while let Some((task_id, outcome, started)) = runs.next().await {
-            let key = (task.caller.clone(), task_id);
+        Some(Held { message, progress, stored, runs, caller: task.caller })
+    }
+
+    /// Waits for the units of a message, has their results stored, and acknowledges the
+    /// message once every one is.
+    async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
+        let Held { message, progress, mut stored, mut runs, caller } = held;
+        while let Some(result) = runs.next().await {
+            let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-            let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let result = UnitResult { task: task_id, elapsed_ns, outcome };
-            stored.push(send(&outbox, task.caller.clone(), result));
+            stored.push(send(&outbox, caller.clone(), result));
         }
         let mut all_stored = true;
         for receipt in stored {
@@ -277,24 +292,31 @@ impl Agent {
         }
     }
 
-    /// Starts one unit on the local pool; resolves to its id, outcome and start time.
+    /// Starts one unit on the local pool; resolves to its result. A small result is also
+    /// sent straight to its caller (to `fast`) from the pool's thread the moment it exists.
     fn start(
         &self,
         caller: &str,
         unit: Unit,
-    ) -> impl std::future::Future<Output = (u64, UnitOutcome, Instant)> + use<> {
+        client: async_nats::Client,
+        fast: String,
+    ) -> impl std::future::Future<Output = UnitResult> + use<> {
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
         let task = unit.task;
         let finish = async move {
-            let outcome = rx.await.unwrap_or(UnitOutcome::Failed(WireError::ShutDown));
-            (task, outcome, started)
+            rx.await.unwrap_or(UnitResult {
+                task,
+                elapsed_ns: 0,
+                outcome: UnitOutcome::Failed(WireError::ShutDown),
+            })
         };
         let ends: Vec<usize> = unit.ends.iter().map(|&e| e as usize).collect();
         let in_order = ends.windows(2).all(|w| w[0] <= w[1]);
         if !in_order || ends.last().is_some_and(|&e| e > unit.inputs.len()) {
             let reason = "a task message's item bounds are out of order".to_string();
-            let _ = tx.send(UnitOutcome::Failed(WireError::Protocol(reason)));
+            let outcome = UnitOutcome::Failed(WireError::Protocol(reason));
+            let _ = tx.send(UnitResult { task, elapsed_ns: 0, outcome });
             return finish;
         }
         // SAFETY: the unit names its entry point by an offset into the executable image with
@@ -305,7 +327,10 @@ impl Agent {
         let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
         let run = remote::run_encoded(&self.pool, &job, &unit.inputs, &ends, timeout, move |o| {
-            let _ = tx.send(encode_outcomes(&o));
+            let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let result = UnitResult { task, elapsed_ns, outcome: encode_outcomes(&o) };
+            send_fast_copy(&client, fast, &result);
+            let _ = tx.send(result);
         });
         if ends.len() == 1 {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
@@ -313,6 +338,15 @@ impl Agent {
         }
         finish
     }
+}
+
+/// A task message whose units run.
+struct Held {
+    message: Arc<jetstream::Message>,
+    progress: tokio::task::JoinHandle<()>,
+    stored: Vec<oneshot::Receiver<()>>,
+    runs: FuturesUnordered<Pin<Box<dyn Future<Output = UnitResult> + Send>>>,
+    caller: String,
 }
 
 /// The agent's pull subscription, or `None` if the server does not answer now.
@@ -354,6 +388,17 @@ fn send(
     let (stored, receipt) = oneshot::channel();
     let _ = outbox.send(Outgoing { caller, result, stored });
     receipt
+}
+
+/// Sends a small result straight to its caller, ahead of the stored copy: the caller need
+/// not wait for the server to store it. Called from a pool thread: the copy is handed to the
+/// client only if its queue has room now. Lost if the caller is not connected at that moment,
+/// which the stored copy makes up for.
+fn send_fast_copy(client: &async_nats::Client, subject: String, result: &UnitResult) {
+    let payload = wire::encode(&ResultMessageRef { results: std::slice::from_ref(result) });
+    if payload.len() <= FAST_COPY {
+        let _ = client.publish(subject, payload.into()).now_or_never();
+    }
 }
 
 /// Tells the server, every `period`, that the agent still works on `message`.
@@ -401,7 +446,7 @@ async fn store_results(
     }
 }
 
-/// Stores one result message, retrying with the same message id until the server takes it.
+/// Stores a result message, retrying with the same message id until the server takes it.
 async fn store_one(
     js: jetstream::Context,
     subject: String,

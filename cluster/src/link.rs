@@ -8,9 +8,10 @@
 //! | `{NAME}_TASKS` | `{name}.tasks.{image}.{caller}` | `agents_{image}`: every agent of an image pulls from it |
 //! | `{NAME}_RESULTS` | `{name}.results.{caller}` | `results_{caller}`: the caller pulls its results |
 //!
-//! and two plain (not stored) subjects: `{name}.agents.{image}`, where each agent says once a
-//! second that it is alive and how many workers it has, and `{name}.cancel.{image}`, where a
-//! caller asks the agents to drop or stop a task.
+//! and three plain (not stored) subjects: `{name}.agents.{image}`, where each agent says once a
+//! second that it is alive and how many workers it has, `{name}.cancel.{image}`, where a
+//! caller asks the agents to drop or stop a task, and `{name}.fast.{caller}`, where an agent
+//! sends a copy of each small result straight to its caller, ahead of the stored one.
 
 use std::io::Read;
 use std::time::Duration;
@@ -55,6 +56,10 @@ impl Names {
 
     pub(crate) fn results_subject(&self, caller: &str) -> String {
         format!("{}.results.{caller}", self.prefix)
+    }
+
+    pub(crate) fn fast_subject(&self, caller: &str) -> String {
+        format!("{}.fast.{caller}", self.prefix)
     }
 
     pub(crate) fn agents_subject(&self, image: &str) -> String {

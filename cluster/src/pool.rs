@@ -1,6 +1,6 @@
 //! [`ClusterPool`]: the shared pool API, on agents reached through NATS JetStream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     agents: Mutex<HashMap<String, (Instant, u32)>>,
     /// Signalled when an agent says it is alive.
     agent_seen: Condvar,
+    /// Units settled by a fast copy whose stored copy has not come yet.
+    settled_fast: Mutex<HashSet<u64>>,
     /// When an agent was last known to be alive.
     last_alive: Mutex<Option<Instant>>,
     started: Instant,
@@ -187,6 +189,7 @@ impl ClusterPool {
             outbox,
             agents: Mutex::new(HashMap::new()),
             agent_seen: Condvar::new(),
+            settled_fast: Mutex::new(HashSet::new()),
             last_alive: Mutex::new(None),
             started: Instant::now(),
             closed: AtomicBool::new(false),
@@ -198,6 +201,9 @@ impl ClusterPool {
             let agents = inner.client.subscribe(inner.names.agents_subject(image)).await;
             let agents = agents.map_err(|e| server_error(e.to_string()))?;
             tokio::spawn(watch_agents(inner.clone(), agents));
+            let fast = inner.client.subscribe(inner.names.fast_subject(&inner.caller)).await;
+            let fast = fast.map_err(|e| server_error(e.to_string()))?;
+            tokio::spawn(receive_fast(Arc::downgrade(&inner), fast));
             Ok::<_, TaskError>(())
         })?;
         runtime.spawn(publish(Arc::downgrade(&inner), inbox));
@@ -319,13 +325,28 @@ impl Inner {
         });
     }
 
-    /// Settles the units of one result message.
-    fn settle(&self, message: ResultMessage) {
+    /// Settles the units of one result message, `stored` (from the results stream) or a
+    /// fast copy.
+    ///
+    /// Small results come twice: a fast copy straight from the agent, then the stored one.
+    /// Whichever comes first settles the unit. A fast copy for a settled unit is ignored; a
+    /// stored copy for one is a duplicate unless its fast copy settled the unit.
+    fn settle(&self, message: ResultMessage, stored: bool) {
         for result in message.results {
             let Some(entry) = self.pending.take(result.task) else {
-                self.pending.duplicate();
+                let expected = {
+                    let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
+                    fast.remove(&result.task)
+                };
+                if stored && !expected {
+                    self.pending.duplicate();
+                }
                 continue;
             };
+            if !stored {
+                let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
+                fast.insert(result.task);
+            }
             self.item_time.record(entry.items, result.elapsed_ns);
             let outcomes = result.outcome.items(entry.items);
             entry.settle(outcomes);
@@ -358,6 +379,9 @@ async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
 }
 
 /// Stores units in the tasks stream, several to a message when they queue up.
+///
+/// Each message is handed to the client here, at once; a task of its own waits for the
+/// server's acknowledgement and retries if need be.
 async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiver<Unit>) {
     let slots = Arc::new(Semaphore::new(PUBLISHING));
     while let Some(first) = inbox.recv().await {
@@ -365,6 +389,7 @@ async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiv
         let Some(inner) = inner.upgrade() else { return };
         let mut weight = first.weight();
         let mut units = vec![first];
+        let mut heavy = None;
         while weight < inner.max_unit / 2 && units.len() < UNITS_PER_MESSAGE {
             match inbox.try_recv() {
                 Ok(unit) if weight + unit.weight() <= inner.max_unit => {
@@ -373,7 +398,7 @@ async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiv
                 }
                 Ok(unit) => {
                     // Too heavy to join: it goes alone, next.
-                    tokio::spawn(store(inner.clone(), vec![unit], None));
+                    heavy = Some(unit);
                     break;
                 }
                 Err(_) => break,
@@ -381,58 +406,91 @@ async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiv
         }
         // Units cancelled while they queued need not travel.
         units.retain(|u| inner.pending.contains(u.task));
-        if !units.is_empty() {
-            tokio::spawn(store(inner, units, Some(slot)));
+        for (units, slot) in [(units, Some(slot)), (heavy.into_iter().collect(), None)] {
+            if units.is_empty() {
+                continue;
+            }
+            let message = Outgoing::new(&inner, units);
+            let first_try = inner.js.send_publish(message.subject.clone(), message.publish()).await;
+            tokio::spawn(message.confirm(inner.clone(), first_try, slot));
         }
     }
 }
 
-/// Stores one task message, retrying with the same message id (the stream drops duplicates)
-/// until the server confirms it or the agent wait runs out.
-async fn store(
-    inner: Arc<Inner>,
-    units: Vec<Unit>,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let ids: Vec<u64> = units.iter().map(|u| u.task).collect();
-    let message_id = format!("{}-{}", inner.caller, ids[0]);
-    let message = TaskMessage {
-        caller: inner.caller.clone(),
-        delivery_limit: inner.config.delivery_limit,
-        units,
-    };
-    let payload = bytes::Bytes::from(wire::encode(&message));
-    drop(message);
-    let subject = inner.names.tasks_subject(inner.image, &inner.caller);
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let publish = PublishMessage::build().payload(payload.clone()).message_id(&message_id);
-        let error = match inner.js.send_publish(subject.clone(), publish).await {
-            Ok(ack) => match ack.await {
-                Ok(_) => break,
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
+/// A task message on its way to the stream.
+struct Outgoing {
+    ids: Vec<u64>,
+    id: String,
+    subject: String,
+    payload: bytes::Bytes,
+}
+
+type PublishTry = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
+
+impl Outgoing {
+    fn new(inner: &Inner, units: Vec<Unit>) -> Self {
+        let ids: Vec<u64> = units.iter().map(|u| u.task).collect();
+        let message = TaskMessage {
+            caller: inner.caller.clone(),
+            delivery_limit: inner.config.delivery_limit,
+            units,
         };
-        if !ids.iter().any(|id| inner.pending.contains(*id)) {
-            // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
-            break;
+        Outgoing {
+            id: format!("{}-{}", inner.caller, ids[0]),
+            ids,
+            subject: inner.names.tasks_subject(inner.image, &inner.caller),
+            payload: bytes::Bytes::from(wire::encode(&message)),
         }
-        let waited = started.elapsed();
-        if waited >= inner.config.agent_wait {
-            let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
-            for id in ids {
-                if let Some(entry) = inner.pending.take(id) {
-                    entry.fail(&failure);
-                }
-            }
-            break;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
     }
-    drop(slot);
+
+    /// The message, with its id: the stream keeps one copy however often it is sent.
+    fn publish(&self) -> PublishMessage {
+        PublishMessage::build().payload(self.payload.clone()).message_id(&self.id)
+    }
+
+    /// Waits until the server has stored the message, sending it again as long as its units
+    /// wait and the agent wait has not run out; then fails them with
+    /// [`ClusterError::Server`].
+    async fn confirm(
+        self,
+        inner: Arc<Inner>,
+        first_try: PublishTry,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let mut attempt = Some(first_try);
+        loop {
+            let sent = match attempt.take() {
+                Some(sent) => sent,
+                None => inner.js.send_publish(self.subject.clone(), self.publish()).await,
+            };
+            let error = match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => break,
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
+                // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
+                break;
+            }
+            let waited = started.elapsed();
+            if waited >= inner.config.agent_wait {
+                let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
+                for id in &self.ids {
+                    if let Some(entry) = inner.pending.take(*id) {
+                        entry.fail(&failure);
+                    }
+                }
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+        drop(slot);
+    }
 }
 
 /// Pulls this caller's results and settles their units.
@@ -469,11 +527,21 @@ async fn receive(inner: std::sync::Weak<Inner>, consumer: jetstream::consumer::P
             };
             errors = 0;
             match wire::decode::<ResultMessage>(&message.payload) {
-                Ok(results) => inner.settle(results),
+                Ok(results) => inner.settle(results, true),
                 Err(e) => eprintln!("taskpool cluster: dropped an unreadable result message: {e}"),
             }
             // A lost ack means the message comes again: its units are duplicates then.
             let _ = message.ack().await;
+        }
+    }
+}
+
+/// Settles units from the fast copies of their results.
+async fn receive_fast(inner: std::sync::Weak<Inner>, mut copies: async_nats::Subscriber) {
+    while let Some(message) = copies.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        if let Ok(results) = wire::decode::<ResultMessage>(&message.payload) {
+            inner.settle(results, false);
         }
     }
 }

@@ -50,6 +50,12 @@ pub(crate) struct ResultMessage {
     pub(crate) results: Vec<UnitResult>,
 }
 
+/// A [`ResultMessage`] to encode from borrowed results (the same encoding).
+#[derive(Debug, Serialize)]
+pub(crate) struct ResultMessageRef<'a> {
+    pub(crate) results: &'a [UnitResult],
+}
+
 /// The outcome of one unit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct UnitResult {
