@@ -3,6 +3,9 @@
 //!
 //! Rows, each the median of several runs (with the 10th and 90th percentiles):
 //!
+//! - the floors, on the same server in the same run: a plain NATS request answered by
+//!   another connection, and a JetStream publish acknowledged after it is stored on disk (a
+//!   cluster task needs one of each, plus a delivery, at the least);
 //! - no-op round trip: one `apply` at a time (target: at most 0.5 ms, half of the ~1 ms per
 //!   task that Dask documents for its scheduler);
 //! - 10,000 no-ops in flight: `submit` them all, then join (target: at least 20 k tasks/s);
@@ -50,6 +53,12 @@ fn report_agent_then_sleep(path: String, ms: u64) -> u32 {
     agent
 }
 
+/// The one-minute load average: on a shared machine, what the other rows competed with.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().unwrap_or("unknown").to_string()
+}
+
 /// Median, 10th and 90th percentiles.
 fn spread(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
@@ -70,6 +79,55 @@ fn row(name: &str, samples: Vec<f64>, unit: &str, target: Option<(&str, f64, boo
     println!("{name:<38} {median:>12.3} {unit:<8} (p10 {p10:.3}, p90 {p90:.3}){verdict}");
 }
 
+/// The floor rows: a plain NATS request-reply and a stored JetStream publish, timed one at
+/// a time on the same server.
+fn floors(url: &str, n: usize) {
+    use async_nats::jetstream;
+    use futures_util::StreamExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (plain, stored) = runtime.block_on(async {
+        let echo = async_nats::connect(url).await.expect("connect");
+        let mut requests = echo.subscribe("bench.echo").await.expect("subscribe");
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = echo.publish(reply, request.payload).await;
+                }
+            }
+        });
+        let client = async_nats::connect(url).await.expect("connect");
+        let mut plain = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            client.request("bench.echo", "x".into()).await.expect("an echo");
+            plain.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let js = jetstream::new(client);
+        let config = jetstream::stream::Config {
+            name: "BENCH_FLOOR".into(),
+            subjects: vec!["bench.floor".into()],
+            storage: jetstream::stream::StorageType::File,
+            max_messages: 10_000,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config).await.expect("a stream");
+        let mut stored = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            js.publish("bench.floor", "x".into()).await.expect("sent").await.expect("stored");
+            stored.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let _ = js.delete_stream("BENCH_FLOOR").await;
+        (plain, stored)
+    });
+    row("floor: plain NATS request-reply", plain, "ms", None);
+    row("floor: JetStream publish, stored + ack", stored, "ms", None);
+}
+
 fn main() -> Result<(), TaskError> {
     let quick = std::env::var_os("TASKPOOL_BENCH_QUICK").is_some();
     let reps = if quick { 3 } else { 7 };
@@ -85,9 +143,13 @@ fn main() -> Result<(), TaskError> {
     let pool = ClusterPool::with_config(config)?;
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)), "two agents serve");
     println!(
-        "taskpool cluster: nats-server (file storage) and 2 agents x 1 worker on loopback, {} CPUs",
-        std::thread::available_parallelism().map_or(1, usize::from)
+        "taskpool cluster: nats-server (file storage) and 2 agents x 1 worker on loopback, {} CPUs, \
+         load average {}",
+        std::thread::available_parallelism().map_or(1, usize::from),
+        load_average()
     );
+
+    floors(&cluster.url(), if quick { 500 } else { 2000 });
 
     // Warm up: connections, workers, the chunk size measurement.
     for i in 0..200 {
@@ -177,5 +239,6 @@ fn main() -> Result<(), TaskError> {
     let _ = std::fs::remove_file(&marker);
     row("agent killed -> task done elsewhere", times, "ms", None);
     println!("duplicate results ignored: {}", pool.stats().duplicates);
+    println!("load average at the end: {}", load_average());
     Ok(())
 }
