@@ -65,6 +65,9 @@ pub(crate) struct CancelNotice {
 ///
 /// # Dropping
 ///
+/// The pool's methods block; call them from ordinary threads, not from inside an async
+/// runtime (the pool runs a small one of its own).
+///
 /// Dropping the pool waits up to [`taskpool_core::Config::shutdown_grace`] for tasks in
 /// flight, then fails the rest with [`TaskError::ShutDown`], asks the agents to stop them and
 /// removes them and their results from the streams. Call [`Pool::shutdown`] first to wait for
