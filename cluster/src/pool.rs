@@ -636,7 +636,32 @@ impl Pool for ClusterPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX).collect()
+    }
+
+    fn map_results_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        mut progress: F,
+    ) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        let items: Vec<T::Input> = items.into_iter().collect();
+        let total = items.len();
+        progress(0, total);
+        let mut outcomes = Vec::with_capacity(total);
+        let stream = Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX);
+        for outcome in stream {
+            outcomes.push(outcome);
+            progress(outcomes.len(), total);
+        }
+        outcomes
     }
 
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
@@ -644,6 +669,7 @@ impl Pool for ClusterPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX).collect()
     }
 
@@ -652,6 +678,7 @@ impl Pool for ClusterPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(
             &self.inner,
             task.into_job(),
@@ -670,6 +697,7 @@ impl Pool for ClusterPool {
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
+        let () = <T::Job as Job>::PORTABLE;
         Stream::new(
             &self.inner,
             task.into_job(),

@@ -45,4 +45,8 @@ suite!(
     shutdown_twice,
     reports_workers,
     each_item_once,
+    awaited_handles,
+    progress_counts_every_item,
+    progress_arrives_while_items_run,
+    try_map_is_flat,
 );
