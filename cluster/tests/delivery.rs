@@ -40,15 +40,15 @@ fn temp_path(name: &str) -> PathBuf {
 #[test]
 fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
     let Some(server) = Server::start("long_task") else { return };
-    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "500".to_string())];
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000".to_string())];
     let _agents: Vec<Agent> = (0..2).map(|_| Agent::start(&server.url(), 1, &vars)).collect();
     let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let log = temp_path("long");
     let _ = std::fs::remove_file(&log);
-    // Four ack waits long: without progress reports the server would give it to the other
+    // Three ack waits long: without progress reports the server would give it to the other
     // agent after the first, and the second run would log its start before this one ends.
-    let runs = pool.apply(log_and_sleep, (log.to_str().unwrap().to_string(), 2000)).unwrap();
+    let runs = pool.apply(log_and_sleep, (log.to_str().unwrap().to_string(), 3000)).unwrap();
     assert_eq!(runs, 1, "the task ran once");
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
     assert_eq!(pool.stats().duplicates, 0);
