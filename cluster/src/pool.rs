@@ -6,32 +6,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use taskpool_core::backend::{Completer, Execute, Job};
 use taskpool_core::{IntoTask, Pool, Side, TaskError};
 use taskpool_process::remote::{self, EncodedJob};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::batch::Stream;
 use crate::chunk::ItemTime;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
 use crate::image;
+use crate::inbox;
 use crate::link::{self, Names};
+use crate::outbox;
 use crate::pending::{Pending, Settle};
-use crate::wire::{self, ResultMessage, TaskMessage, Unit};
+use crate::wire::{self, ResultMessage, Unit};
 
 /// An agent counts as alive this long after it last said so (it says so every second).
 pub(crate) const ALIVE_FOR: Duration = Duration::from_secs(3);
 /// How often an agent says it is alive.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
-/// Task messages being stored at once; units that arrive meanwhile travel together.
-const PUBLISHING: usize = 64;
-/// The most units in one task message: an agent that dies takes the whole message back to
-/// the stream, so one message should not hold too much work.
-const UNITS_PER_MESSAGE: usize = 128;
 
 /// What an agent says once a second on `{name}.agents.{image}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,10 +60,10 @@ pub(crate) struct CancelNotice {
 /// delivered more than [`ClusterConfig::delivery_limit`] times, a server that does not take
 /// the task.
 ///
-/// # Dropping
-///
 /// The pool's methods block; call them from ordinary threads, not from inside an async
 /// runtime (the pool runs a small one of its own).
+///
+/// # Dropping
 ///
 /// Dropping the pool waits up to [`taskpool_core::Config::shutdown_grace`] for tasks in
 /// flight, then fails the rest with [`TaskError::ShutDown`], asks the agents to stop them and
@@ -97,13 +94,13 @@ pub struct ClusterPool {
 /// What the pool's threads and its runtime's tasks share.
 pub(crate) struct Inner {
     pub(crate) config: ClusterConfig,
-    names: Names,
-    image: &'static str,
-    caller: String,
+    pub(crate) names: Names,
+    pub(crate) image: &'static str,
+    pub(crate) caller: String,
     pub(crate) pending: Pending,
     pub(crate) item_time: ItemTime,
     client: async_nats::Client,
-    js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     tasks: jetstream::stream::Stream,
     results: jetstream::stream::Stream,
     outbox: mpsc::UnboundedSender<Unit>,
@@ -206,11 +203,11 @@ impl ClusterPool {
             tokio::spawn(watch_agents(inner.clone(), agents));
             let fast = inner.client.subscribe(inner.names.fast_subject(&inner.caller)).await;
             let fast = fast.map_err(|e| server_error(e.to_string()))?;
-            tokio::spawn(receive_fast(Arc::downgrade(&inner), fast));
+            tokio::spawn(inbox::receive_fast(Arc::downgrade(&inner), fast));
             Ok::<_, TaskError>(())
         })?;
-        runtime.spawn(publish(Arc::downgrade(&inner), inbox));
-        runtime.spawn(receive(Arc::downgrade(&inner), consumer));
+        runtime.spawn(outbox::publish(Arc::downgrade(&inner), inbox));
+        runtime.spawn(inbox::receive(Arc::downgrade(&inner), consumer));
         runtime.spawn(police(Arc::downgrade(&inner)));
         Ok(ClusterPool { inner, runtime: Mutex::new(Some(runtime)) })
     }
@@ -334,7 +331,7 @@ impl Inner {
     /// Small results come twice: a fast copy straight from the agent, then the stored one.
     /// Whichever comes first settles the unit. A fast copy for a settled unit is ignored; a
     /// stored copy for one is a duplicate unless its fast copy settled the unit.
-    fn settle(&self, message: ResultMessage, stored: bool) {
+    pub(crate) fn settle(&self, message: ResultMessage, stored: bool) {
         for result in message.results {
             let Some(entry) = self.pending.take(result.task) else {
                 let expected = {
@@ -377,174 +374,6 @@ async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
             agents.insert(beat.agent, (now, beat.workers));
             inner.agent_seen.notify_all();
             *inner.last_alive.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
-        }
-    }
-}
-
-/// Stores units in the tasks stream, several to a message when they queue up.
-///
-/// Each message is handed to the client here, at once; a task of its own waits for the
-/// server's acknowledgement and retries if need be.
-async fn publish(inner: std::sync::Weak<Inner>, mut inbox: mpsc::UnboundedReceiver<Unit>) {
-    let slots = Arc::new(Semaphore::new(PUBLISHING));
-    while let Some(first) = inbox.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let Some(inner) = inner.upgrade() else { return };
-        let mut weight = first.weight();
-        let mut units = vec![first];
-        let mut heavy = None;
-        while weight < inner.max_unit / 2 && units.len() < UNITS_PER_MESSAGE {
-            match inbox.try_recv() {
-                Ok(unit) if weight + unit.weight() <= inner.max_unit => {
-                    weight += unit.weight();
-                    units.push(unit);
-                }
-                Ok(unit) => {
-                    // Too heavy to join: it goes alone, next.
-                    heavy = Some(unit);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        // Units cancelled while they queued need not travel.
-        units.retain(|u| inner.pending.contains(u.task));
-        for (units, slot) in [(units, Some(slot)), (heavy.into_iter().collect(), None)] {
-            if units.is_empty() {
-                continue;
-            }
-            let message = Outgoing::new(&inner, units);
-            let first_try = inner.js.send_publish(message.subject.clone(), message.publish()).await;
-            tokio::spawn(message.confirm(inner.clone(), first_try, slot));
-        }
-    }
-}
-
-/// A task message on its way to the stream.
-struct Outgoing {
-    ids: Vec<u64>,
-    id: String,
-    subject: String,
-    payload: bytes::Bytes,
-}
-
-type PublishTry = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
-
-impl Outgoing {
-    fn new(inner: &Inner, units: Vec<Unit>) -> Self {
-        let ids: Vec<u64> = units.iter().map(|u| u.task).collect();
-        let message = TaskMessage {
-            caller: inner.caller.clone(),
-            delivery_limit: inner.config.delivery_limit,
-            units,
-        };
-        Outgoing {
-            id: format!("{}-{}", inner.caller, ids[0]),
-            ids,
-            subject: inner.names.tasks_subject(inner.image, &inner.caller),
-            payload: bytes::Bytes::from(wire::encode(&message)),
-        }
-    }
-
-    /// The message, with its id: the stream keeps one copy however often it is sent.
-    fn publish(&self) -> PublishMessage {
-        PublishMessage::build().payload(self.payload.clone()).message_id(&self.id)
-    }
-
-    /// Waits until the server has stored the message, sending it again as long as its units
-    /// wait and the agent wait has not run out; then fails them with
-    /// [`ClusterError::Server`].
-    async fn confirm(
-        self,
-        inner: Arc<Inner>,
-        first_try: PublishTry,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(20);
-        let mut attempt = Some(first_try);
-        loop {
-            let sent = match attempt.take() {
-                Some(sent) => sent,
-                None => inner.js.send_publish(self.subject.clone(), self.publish()).await,
-            };
-            let error = match sent {
-                Ok(ack) => match ack.await {
-                    Ok(_) => break,
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e.to_string(),
-            };
-            if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
-                // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
-                break;
-            }
-            let waited = started.elapsed();
-            if waited >= inner.config.agent_wait {
-                let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
-                for id in &self.ids {
-                    if let Some(entry) = inner.pending.take(*id) {
-                        entry.fail(&failure);
-                    }
-                }
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
-        drop(slot);
-    }
-}
-
-/// Pulls this caller's results and settles their units.
-///
-/// One pull subscription serves for the pool's life: a result delivered to it is never
-/// stranded. It is made anew only if it ends or keeps failing.
-async fn receive(inner: std::sync::Weak<Inner>, consumer: jetstream::consumer::PullConsumer) {
-    loop {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(1024)
-            .heartbeat(Duration::from_secs(1))
-            .expires(Duration::from_secs(10))
-            .messages()
-            .await;
-        let Ok(mut messages) = messages else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if inner.strong_count() == 0 {
-                return;
-            }
-            continue;
-        };
-        let mut errors = 0;
-        while let Some(message) = messages.next().await {
-            let Some(inner) = inner.upgrade() else { return };
-            let message = match message {
-                Ok(message) => message,
-                // A missed heartbeat while the server restarts: the stream pulls anew.
-                Err(_) if errors < 20 => {
-                    errors += 1;
-                    continue;
-                }
-                Err(_) => break,
-            };
-            errors = 0;
-            match wire::decode::<ResultMessage>(&message.payload) {
-                Ok(results) => inner.settle(results, true),
-                Err(e) => eprintln!("taskpool cluster: dropped an unreadable result message: {e}"),
-            }
-            // A lost ack means the message comes again: its units are duplicates then.
-            let _ = message.ack().await;
-        }
-    }
-}
-
-/// Settles units from the fast copies of their results.
-async fn receive_fast(inner: std::sync::Weak<Inner>, mut copies: async_nats::Subscriber) {
-    while let Some(message) = copies.next().await {
-        let Some(inner) = inner.upgrade() else { return };
-        if let Ok(results) = wire::decode::<ResultMessage>(&message.payload) {
-            inner.settle(results, false);
         }
     }
 }
