@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ const STORING: usize = 64;
 /// Result messages up to this size are also sent straight to their caller, which then need
 /// not wait for the server to store them (the stored copy is what makes them safe).
 const FAST_COPY: usize = 16 << 10;
+/// The server's payload limit until it says otherwise (NATS's default).
+const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+/// Room for a result message's envelope around its results.
+const ENVELOPE: usize = 1024;
 /// How many cancelled tasks an agent remembers, to skip them if they arrive later.
 const REMEMBERED_CANCELS: usize = 100_000;
 
@@ -73,6 +78,7 @@ pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
         names: Names::new(&config.server),
         workers: pool.workers() as u32,
         pool,
+        max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
         running: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
         config,
@@ -90,6 +96,8 @@ struct Agent {
     workers: u32,
     pool: ProcessPool,
     config: AgentConfig,
+    /// The largest result message the server takes, known once connected.
+    max_result: AtomicUsize,
     /// Units running now, by caller and task id, to stop on a cancel notice.
     running: Mutex<HashMap<(String, u64), RemoteRun>>,
     cancelled: Mutex<Cancels>,
@@ -131,6 +139,9 @@ impl Agent {
         let client = link::connect(&self.config.server, true, &name).await.map_err(server_error)?;
         let js = link::jetstream(client.clone());
         let (tasks, _) = link::streams(&js, &self.config.server).await.map_err(server_error)?;
+        // Connected by now (the streams answered), so the server has said what it takes.
+        let max_payload = client.server_info().max_payload.max(64 << 10);
+        self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let consumer = link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait)
             .await
             .map_err(server_error)?;
@@ -141,7 +152,9 @@ impl Agent {
         tokio::spawn(self.clone().listen_for_cancels(cancels));
         let beat = tokio::spawn(self.clone().beat(client.clone()));
         let (outbox, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(store_results(js.clone(), self.names.clone(), self.id.clone(), inbox));
+        let limit = max_payload - ENVELOPE;
+        let names = self.names.clone();
+        tokio::spawn(store_results(js.clone(), names, self.id.clone(), inbox, limit));
         eprintln!(
             "taskpool agent {} serving image {} with {} workers on {}",
             self.id, self.image, self.workers, self.config.server.url
@@ -276,7 +289,8 @@ impl Agent {
     /// message once every one is.
     async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
         let Held { message, progress, mut stored, mut runs, caller } = held;
-        while let Some(result) = runs.next().await {
+        while let Some(mut result) = runs.next().await {
+            result.fit(self.max_result.load(Ordering::Relaxed));
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
             stored.push(send(&outbox, caller.clone(), result));
@@ -417,31 +431,39 @@ async fn store_results(
     names: Names,
     agent: String,
     mut inbox: mpsc::UnboundedReceiver<Outgoing>,
+    limit: usize,
 ) {
     let slots = Arc::new(Semaphore::new(STORING));
     let mut sequence = 0u64;
     while let Some(first) = inbox.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut groups: HashMap<String, Vec<Outgoing>> = HashMap::new();
-        let mut weight = 0;
+        // Per caller, the messages to store: each within the server's payload limit.
+        let mut groups: HashMap<String, Vec<(usize, Vec<Outgoing>)>> = HashMap::new();
+        let mut taken = 0;
         let mut next = Some(first);
         while let Some(out) = next.take() {
-            weight += 64
-                + match &out.result.outcome {
-                    UnitOutcome::Items { bytes, items } => bytes.len() + 8 * items.len(),
-                    UnitOutcome::Failed(_) => 64,
-                };
-            groups.entry(out.caller.clone()).or_default().push(out);
-            if weight < 256 << 10 {
+            let weight = out.result.weight();
+            taken += weight;
+            let messages = groups.entry(out.caller.clone()).or_default();
+            match messages.last_mut() {
+                Some((size, group)) if *size + weight <= limit => {
+                    *size += weight;
+                    group.push(out);
+                }
+                _ => messages.push((weight, vec![out])),
+            }
+            if taken < 256 << 10 {
                 next = inbox.try_recv().ok();
             }
         }
         let slot = Arc::new(slot);
-        for (caller, outgoing) in groups {
-            sequence += 1;
-            let id = format!("{agent}-{sequence}");
-            let subject = names.results_subject(&caller);
-            tokio::spawn(store_one(js.clone(), subject, id, outgoing, slot.clone()));
+        for (caller, messages) in groups {
+            for (_, outgoing) in messages {
+                sequence += 1;
+                let id = format!("{agent}-{sequence}");
+                let subject = names.results_subject(&caller);
+                tokio::spawn(store_one(js.clone(), subject, id, outgoing, slot.clone()));
+            }
         }
     }
 }

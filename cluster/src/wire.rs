@@ -65,6 +65,66 @@ pub(crate) struct UnitResult {
     pub(crate) outcome: UnitOutcome,
 }
 
+impl UnitResult {
+    /// Roughly what the result adds to a message, in bytes.
+    pub(crate) fn weight(&self) -> usize {
+        64 + match &self.outcome {
+            UnitOutcome::Items { bytes, items } => bytes.len() + 8 * items.len(),
+            UnitOutcome::Failed(_) => 64,
+        }
+    }
+
+    /// Makes the result fit in `limit` bytes: the largest item results are replaced by
+    /// [`TaskError::TooLarge`] until it does, so a result that no message can carry fails
+    /// typed rather than never arriving.
+    pub(crate) fn fit(&mut self, limit: usize) {
+        let weight = self.weight();
+        let UnitOutcome::Items { bytes, items } = &mut self.outcome else { return };
+        if weight <= limit {
+            return;
+        }
+        let mut starts = Vec::with_capacity(items.len());
+        let mut at = 0usize;
+        for item in items.iter() {
+            starts.push(at);
+            if let Item::Ok(len) = item {
+                at += *len as usize;
+            }
+        }
+        let mut by_size: Vec<usize> = (0..items.len()).collect();
+        let size = |item: &Item| match item {
+            Item::Ok(len) => *len,
+            Item::Err(_) => 0,
+        };
+        by_size.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+        let mut excess = weight - limit;
+        let mut dropped = vec![false; items.len()];
+        for i in by_size {
+            let Item::Ok(len) = items[i] else { continue };
+            if excess == 0 || len == 0 {
+                break;
+            }
+            dropped[i] = true;
+            excess = excess.saturating_sub(len as usize);
+        }
+        let mut kept = Vec::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            let Item::Ok(len) = *item else { continue };
+            if dropped[i] {
+                let error = TaskError::TooLarge {
+                    side: Side::Result,
+                    size: u64::from(len),
+                    limit: limit as u64,
+                };
+                *item = Item::Err(Box::new(WireError::from_error(&error)));
+            } else {
+                kept.extend_from_slice(&bytes[starts[i]..starts[i] + len as usize]);
+            }
+        }
+        *bytes = kept;
+    }
+}
+
 /// Every item's outcome, or a failure of the whole unit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum UnitOutcome {
@@ -288,6 +348,30 @@ mod tests {
             assert_eq!(back.to_string(), e.to_string());
             assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&e));
         }
+    }
+
+    #[test]
+    fn a_result_too_large_for_a_message_fails_its_largest_items() {
+        let mut result = UnitResult {
+            task: 1,
+            elapsed_ns: 0,
+            outcome: UnitOutcome::Items {
+                bytes: [vec![1; 10], vec![2; 1000], vec![3; 20]].concat(),
+                items: vec![Item::Ok(10), Item::Ok(1000), Item::Ok(20)],
+            },
+        };
+        result.fit(500);
+        assert!(result.weight() <= 500);
+        let items = result.outcome.items(3);
+        assert_eq!(items[0].as_ref().unwrap(), &[1; 10]);
+        assert!(matches!(
+            items[1],
+            Err(TaskError::TooLarge { side: Side::Result, size: 1000, limit: 500 })
+        ));
+        assert_eq!(items[2].as_ref().unwrap(), &[3; 20]);
+        let small = result.clone();
+        result.fit(500);
+        assert_eq!(result.weight(), small.weight(), "a result that fits is left alone");
     }
 
     #[test]

@@ -49,4 +49,5 @@ suite!(
     progress_counts_every_item,
     progress_arrives_while_items_run,
     try_map_is_flat,
+    serde_shapes,
 );

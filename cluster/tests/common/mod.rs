@@ -126,8 +126,14 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        // Messages up to 32 MiB (NATS's default is 1 MiB): the conformance suite sends a
+        // 4 MiB struct task with a 4 MiB argument.
+        let config = self.dir.join("server.conf");
+        std::fs::write(&config, "max_payload: 33554432\n").unwrap();
         let mut command = Command::new(&self.binary);
         command
+            .arg("-c")
+            .arg(&config)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.dir)
             .args(["--server_name", &self.name])
