@@ -1,15 +1,17 @@
 //! What travels through the streams: task messages, result messages, and errors.
 //!
-//! Envelopes are encoded with postcard; the values inside (arguments, results, a struct
-//! task's state) are already encoded by the process backend's codec and travel as bytes.
+//! Envelopes are encoded with the process backend's codec; the values inside (arguments,
+//! results, a struct task's state) are already encoded with it and travel as bytes.
 //! A message carries one or more *units*: a unit is one submitted task or one chunk of a
 //! `map`, with its own task id, so several units sent together still settle one by one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use taskpool_core::{Direction, Exit, PanicReport, Resource, Side, TaskError};
+use taskpool_process::remote;
 
 use crate::error::ClusterError;
 
@@ -307,14 +309,16 @@ impl WireError {
 
 /// Encodes an envelope.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // The envelopes hold only strings, numbers and byte buffers: postcard cannot fail on them
-    // (it fails only on unknown lengths, which Vec and String never have).
-    postcard::to_stdvec(value).unwrap_or_default()
+    let mut out = Vec::new();
+    // The envelopes hold only strings, numbers, byte buffers and sequences of them, which
+    // the codec always encodes.
+    let _ = remote::encode_into(value, &mut out, Side::Task);
+    out
 }
 
 /// Decodes an envelope.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    remote::decode(bytes, Side::Task).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
