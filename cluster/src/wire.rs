@@ -134,13 +134,14 @@ pub(crate) enum UnitOutcome {
         /// The results' encodings, back to back, in item order (failed items add none).
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
+        #[serde(with = "compact_items")]
         items: Vec<Item>,
     },
     Failed(WireError),
 }
 
 /// One item's outcome: the length of its encoded result, or its error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) enum Item {
     Ok(u32),
     /// Boxed: errors are rare, and a small item keeps a large chunk's list small.
@@ -180,6 +181,47 @@ impl UnitOutcome {
                 out
             }
         }
+    }
+}
+
+/// How a unit's items travel: the result lengths (0 for a failed item) as one list and the
+/// errors, by item index, as another, so a chunk of many items costs a number per item.
+mod compact_items {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Item, WireError};
+
+    pub(super) fn serialize<S: Serializer>(items: &[Item], s: S) -> Result<S::Ok, S::Error> {
+        let lens: Vec<u32> = items
+            .iter()
+            .map(|item| match item {
+                Item::Ok(len) => *len,
+                Item::Err(_) => 0,
+            })
+            .collect();
+        let errors: Vec<(u32, &WireError)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Item::Err(e) => Some((i as u32, &**e)),
+                Item::Ok(_) => None,
+            })
+            .collect();
+        (lens, errors).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Item>, D::Error> {
+        let (lens, errors): (Vec<u32>, Vec<(u32, WireError)>) = Deserialize::deserialize(d)?;
+        let mut items: Vec<Item> = lens.into_iter().map(Item::Ok).collect();
+        for (i, error) in errors {
+            match items.get_mut(i as usize) {
+                Some(item) => *item = Item::Err(Box::new(error)),
+                None => {
+                    return Err(serde::de::Error::custom("an error for an item that is not there"));
+                }
+            }
+        }
+        Ok(items)
     }
 }
 
@@ -376,6 +418,19 @@ mod tests {
         let small = result.clone();
         result.fit(500);
         assert_eq!(result.weight(), small.weight(), "a result that fits is left alone");
+    }
+
+    #[test]
+    fn items_travel_as_lengths_and_errors() {
+        let outcome = UnitOutcome::Items {
+            bytes: vec![1, 2, 3],
+            items: vec![Item::Ok(1), Item::Err(Box::new(WireError::Signal(11))), Item::Ok(2)],
+        };
+        let back: UnitOutcome = decode(&encode(&outcome)).unwrap();
+        let items = back.items(3);
+        assert_eq!(items[0].as_ref().unwrap(), &[1]);
+        assert_eq!(items[1].as_ref().unwrap_err().signal(), Some(11));
+        assert_eq!(items[2].as_ref().unwrap(), &[2, 3]);
     }
 
     #[test]
