@@ -77,6 +77,9 @@ mod launch;
 mod outlet;
 mod pool;
 mod protocol;
+#[doc(hidden)]
+#[allow(unsafe_code)]
+pub mod remote;
 mod run;
 mod scheduler;
 #[allow(unsafe_code)]

@@ -78,7 +78,7 @@ const IMAP_PER_BATCH: usize = 16;
 /// # }
 /// ```
 pub struct ProcessPool {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -479,7 +479,7 @@ impl ProcessPool {
 
 /// Cancels the single task of `run`: removes it from the queue, has the worker that holds it
 /// skip it, or kills the worker running it.
-fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
+pub(crate) fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
     // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
     shared.tally.record(0, 1);

@@ -68,8 +68,7 @@ impl RunBuilder {
         Ok(())
     }
 
-    /// Adds an input that is encoded already (tests only).
-    #[cfg(test)]
+    /// Adds an input that is encoded already (by the codec, in another process).
     pub(crate) fn push_encoded(&mut self, input: &[u8]) {
         self.inputs.extend_from_slice(input);
         self.ends.push(self.inputs.len());

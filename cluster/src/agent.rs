@@ -1,0 +1,511 @@
+//! The agent: the user's own program, serving the tasks of its executable image from the
+//! tasks stream in a local process pool.
+//!
+//! For each task message the agent takes, it checks the delivery count against the caller's
+//! limit, runs every unit in its [`ProcessPool`] (crash isolation as on one machine),
+//! reports progress to the server while units run, stores each unit's result in the results
+//! stream, and acknowledges the message only once every result is stored. An agent that
+//! dies at any point leaves the message to be delivered again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use taskpool_core::{Pool, TaskError};
+use taskpool_process::ProcessPool;
+use taskpool_process::remote::{self, EncodedJob, RemoteRun};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::config::AgentConfig;
+use crate::error::ClusterError;
+use crate::image;
+use crate::link::{self, Names};
+use crate::pool::{CancelNotice, HEARTBEAT, Heartbeat};
+use crate::wire::{
+    self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
+    WireError,
+};
+
+/// Result messages being stored at once; results that arrive meanwhile travel together.
+const STORING: usize = 64;
+/// Result messages up to this size are also sent straight to their caller, which then need
+/// not wait for the server to store them (the stored copy is what makes them safe).
+const FAST_COPY: usize = 16 << 10;
+/// The server's payload limit until it says otherwise (NATS's default).
+const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+/// Room for a result message's envelope around its results.
+const ENVELOPE: usize = 1024;
+/// How many cancelled tasks an agent remembers, to skip them if they arrive later.
+const REMEMBERED_CANCELS: usize = 100_000;
+
+/// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
+/// finishes those it holds, and returns.
+///
+/// This is what a program started with `TASKPOOL_AGENT` set runs before `main` (see the
+/// crate's documentation); call it yourself to start an agent from code. The agent prints one
+/// line to standard error once it is serving.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if the local
+/// process pool cannot start, [`ClusterError::Server`] (in a [`TaskError::Io`]) if the
+/// server refuses the streams.
+///
+/// # Examples
+///
+/// ```no_run
+/// use taskpool_cluster::{AgentConfig, Config};
+///
+/// let config = AgentConfig::new("nats://127.0.0.1:4222").pool(Config::new().workers(8));
+/// taskpool_cluster::serve_agent(config)?;
+/// # Ok::<(), taskpool_cluster::TaskError>(())
+/// ```
+pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
+    config.validate()?;
+    crate::entry::ensure_linked();
+    let image = image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
+    let pool = ProcessPool::with_config(config.pool.clone())?;
+    let runtime = link::runtime("agent")?;
+    let agent = Arc::new(Agent {
+        id: link::random_id(),
+        image,
+        names: Names::new(&config.server),
+        workers: pool.workers() as u32,
+        pool,
+        max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
+        running: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(Cancels::default()),
+        config,
+    });
+    let result = runtime.block_on(agent.clone().run());
+    agent.pool.shutdown();
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+struct Agent {
+    id: String,
+    image: &'static str,
+    names: Names,
+    workers: u32,
+    pool: ProcessPool,
+    config: AgentConfig,
+    /// The largest result message the server takes, known once connected.
+    max_result: AtomicUsize,
+    /// Units running now, by caller and task id, to stop on a cancel notice.
+    running: Mutex<HashMap<(String, u64), RemoteRun>>,
+    cancelled: Mutex<Cancels>,
+}
+
+/// Cancel notices for units not seen yet, oldest forgotten first.
+#[derive(Default)]
+struct Cancels {
+    set: HashSet<(String, u64)>,
+    order: VecDeque<(String, u64)>,
+}
+
+impl Cancels {
+    fn remember(&mut self, key: (String, u64)) {
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+        while self.order.len() > REMEMBERED_CANCELS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// A unit's result on its way to the results stream, and who waits for it to be stored.
+struct Outgoing {
+    caller: String,
+    result: UnitResult,
+    stored: oneshot::Sender<()>,
+}
+
+impl Agent {
+    async fn run(self: Arc<Self>) -> Result<(), TaskError> {
+        let server_error = |reason: String| {
+            TaskError::from(ClusterError::Server { reason, waited: Duration::ZERO })
+        };
+        let name = format!("taskpool agent {}", self.id);
+        let client = link::connect(&self.config.server, true, &name).await.map_err(server_error)?;
+        let js = link::jetstream(client.clone());
+        let (tasks, _) = link::streams(&js, &self.config.server).await.map_err(server_error)?;
+        // Connected by now (the streams answered), so the server has said what it takes.
+        let max_payload = client.server_info().max_payload.max(64 << 10);
+        self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
+        let consumer = link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait)
+            .await
+            .map_err(server_error)?;
+        let cancels = client
+            .subscribe(self.names.cancel_subject(self.image))
+            .await
+            .map_err(|e| server_error(e.to_string()))?;
+        tokio::spawn(self.clone().listen_for_cancels(cancels));
+        let beat = tokio::spawn(self.clone().beat(client.clone()));
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let limit = max_payload - ENVELOPE;
+        let names = self.names.clone();
+        tokio::spawn(store_results(js.clone(), names, self.id.clone(), inbox, limit));
+        eprintln!(
+            "taskpool agent {} serving image {} with {} workers on {}",
+            self.id, self.image, self.workers, self.config.server.url
+        );
+        let (stop_tx, mut stop) = watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let capacity = self.config.capacity_or_default();
+        let slots = Arc::new(Semaphore::new(capacity));
+        // One pull subscription for the agent's life: a message the server delivers to it is
+        // never stranded (as it can be on a pull request given up early). It is polled only
+        // while a slot is free, so at most one batch waits unstarted in it.
+        let batch = (capacity / 2).max(1);
+        let mut messages = None;
+        let mut errors = 0;
+        while !*stop.borrow() {
+            let permit = tokio::select! {
+                _ = stop.changed() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            if messages.is_none() || errors > 20 {
+                messages = pull(&consumer, batch).await;
+                errors = 0;
+                if messages.is_none() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            let Some(stream) = messages.as_mut() else { continue };
+            let message = tokio::select! {
+                _ = stop.changed() => break,
+                message = stream.next() => message,
+            };
+            match message {
+                Some(Ok(message)) => {
+                    errors = 0;
+                    let Some(held) = self.begin(message, &outbox, &client) else { continue };
+                    let (agent, outbox) = (self.clone(), outbox.clone());
+                    tokio::spawn(async move {
+                        agent.finish(held, outbox).await;
+                        drop(permit);
+                    });
+                }
+                // A missed heartbeat while the server restarts: the stream pulls anew.
+                Some(Err(_)) => errors += 1,
+                None => messages = None,
+            }
+        }
+        // Finish what is held: wait until every slot is free again.
+        let _ = slots.acquire_many(capacity as u32).await;
+        beat.abort();
+        let _ = client.flush().await;
+        eprintln!("taskpool agent {} stopped", self.id);
+        Ok(())
+    }
+
+    /// Says once a second that this agent is alive.
+    async fn beat(self: Arc<Self>, client: async_nats::Client) {
+        let subject = self.names.agents_subject(self.image);
+        let payload = wire::encode(&Heartbeat { agent: self.id.clone(), workers: self.workers });
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tick.tick().await;
+            let _ = client.publish(subject.clone(), payload.clone().into()).await;
+        }
+    }
+
+    async fn listen_for_cancels(self: Arc<Self>, mut notices: async_nats::Subscriber) {
+        while let Some(message) = notices.next().await {
+            let Ok(notice) = wire::decode::<CancelNotice>(&message.payload) else { continue };
+            let key = (notice.caller, notice.task);
+            let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            match running.get(&key) {
+                Some(run) => run.cancel(),
+                None => {
+                    drop(running);
+                    self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).remember(key);
+                }
+            }
+        }
+    }
+
+    /// Starts the units of one task message (on the pull loop's own thread, so they start
+    /// at once), and returns what waits for them; `None` for an unreadable message.
+    fn begin(
+        self: &Arc<Self>,
+        message: jetstream::Message,
+        outbox: &mpsc::UnboundedSender<Outgoing>,
+        client: &async_nats::Client,
+    ) -> Option<Held> {
+        let delivered = message.info().map_or(1, |info| info.delivered.max(1) as u64);
+        let task: TaskMessage = match wire::decode(&message.payload) {
+            Ok(task) => task,
+            Err(e) => {
+                eprintln!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
+                tokio::spawn(async move { message.ack_with(AckKind::Term).await });
+                return None;
+            }
+        };
+        let message = Arc::new(message);
+        let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
+        let mut stored = Vec::with_capacity(task.units.len());
+        let over_limit = delivered > u64::from(task.delivery_limit);
+        let runs = FuturesUnordered::new();
+        let fast = self.names.fast_subject(&task.caller);
+        for unit in task.units {
+            let key = (task.caller.clone(), unit.task);
+            let cancelled =
+                self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).set.remove(&key);
+            if cancelled {
+                continue;
+            }
+            if over_limit {
+                let error = ClusterError::DeliveryLimit { deliveries: task.delivery_limit };
+                let outcome = UnitOutcome::Failed(WireError::Cluster(error));
+                let result = UnitResult { task: unit.task, elapsed_ns: 0, outcome };
+                stored.push(send(outbox, task.caller.clone(), result));
+                continue;
+            }
+            runs.push(Box::pin(self.start(&task.caller, unit, client.clone(), fast.clone()))
+                as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
+        }
+        Some(Held { message, progress, stored, runs, caller: task.caller })
+    }
+
+    /// Waits for the units of a message, has their results stored, and acknowledges the
+    /// message once every one is.
+    async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
+        let Held { message, progress, mut stored, mut runs, caller } = held;
+        while let Some(mut result) = runs.next().await {
+            result.fit(self.max_result.load(Ordering::Relaxed));
+            let key = (caller.clone(), result.task);
+            self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+            stored.push(send(&outbox, caller.clone(), result));
+        }
+        let mut all_stored = true;
+        for receipt in stored {
+            all_stored &= receipt.await.is_ok();
+        }
+        progress.abort();
+        if all_stored {
+            // A lost ack only means another delivery, whose results are then duplicates.
+            let _ = message.ack().await;
+        }
+    }
+
+    /// Starts one unit on the local pool; resolves to its result. A small result is also
+    /// sent straight to its caller (to `fast`) from the pool's thread the moment it exists.
+    fn start(
+        &self,
+        caller: &str,
+        unit: Unit,
+        client: async_nats::Client,
+        fast: String,
+    ) -> impl std::future::Future<Output = UnitResult> + use<> {
+        let (tx, rx) = oneshot::channel();
+        let started = Instant::now();
+        let task = unit.task;
+        let finish = async move {
+            rx.await.unwrap_or(UnitResult {
+                task,
+                elapsed_ns: 0,
+                outcome: UnitOutcome::Failed(WireError::ShutDown),
+            })
+        };
+        let ends: Vec<usize> = unit.ends.iter().map(|&e| e as usize).collect();
+        let in_order = ends.windows(2).all(|w| w[0] <= w[1]);
+        if !in_order || ends.last().is_some_and(|&e| e > unit.inputs.len()) {
+            let reason = "a task message's item bounds are out of order".to_string();
+            let outcome = UnitOutcome::Failed(WireError::Protocol(reason));
+            let _ = tx.send(UnitResult { task, elapsed_ns: 0, outcome });
+            return finish;
+        }
+        // SAFETY: the unit names its entry point by an offset into the executable image with
+        // id `self.image`: the agents' consumer takes only tasks published under that id,
+        // which callers compute from their own executable. Whoever can publish on the tasks
+        // subject can make a worker run any function of this image: the NATS account is the
+        // trust boundary (see the crate's documentation).
+        let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
+        let timeout = unit.timeout_ns.map(Duration::from_nanos);
+        let run = remote::run_encoded(&self.pool, &job, &unit.inputs, &ends, timeout, move |o| {
+            let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let result = UnitResult { task, elapsed_ns, outcome: encode_outcomes(&o) };
+            send_fast_copy(&client, fast, &result);
+            let _ = tx.send(result);
+        });
+        if ends.len() == 1 {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            running.insert((caller.to_string(), task), run);
+        }
+        finish
+    }
+}
+
+/// A task message whose units run.
+struct Held {
+    message: Arc<jetstream::Message>,
+    progress: tokio::task::JoinHandle<()>,
+    stored: Vec<oneshot::Receiver<()>>,
+    runs: FuturesUnordered<Pin<Box<dyn Future<Output = UnitResult> + Send>>>,
+    caller: String,
+}
+
+/// The agent's pull subscription, or `None` if the server does not answer now.
+async fn pull(
+    consumer: &jetstream::consumer::PullConsumer,
+    batch: usize,
+) -> Option<jetstream::consumer::pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(1))
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .ok()
+}
+
+/// The travelling form of a unit's outcomes.
+fn encode_outcomes(outcomes: &remote::Outcomes) -> UnitOutcome {
+    let mut bytes = Vec::new();
+    let mut items = Vec::with_capacity(outcomes.len());
+    for i in 0..outcomes.len() {
+        items.push(match outcomes.get(i) {
+            Ok(value) => {
+                bytes.extend_from_slice(value);
+                Item::Ok(value.len() as u32)
+            }
+            Err(e) => Item::Err(Box::new(WireError::from_error(e))),
+        });
+    }
+    UnitOutcome::Items { bytes, items }
+}
+
+fn send(
+    outbox: &mpsc::UnboundedSender<Outgoing>,
+    caller: String,
+    result: UnitResult,
+) -> oneshot::Receiver<()> {
+    let (stored, receipt) = oneshot::channel();
+    let _ = outbox.send(Outgoing { caller, result, stored });
+    receipt
+}
+
+/// Sends a small result straight to its caller, ahead of the stored copy: the caller need
+/// not wait for the server to store it. Called from a pool thread: the copy is handed to the
+/// client only if its queue has room now. Lost if the caller is not connected at that moment,
+/// which the stored copy makes up for.
+fn send_fast_copy(client: &async_nats::Client, subject: String, result: &UnitResult) {
+    let payload = wire::encode(&ResultMessageRef { results: std::slice::from_ref(result) });
+    if payload.len() <= FAST_COPY {
+        let _ = client.publish(subject, payload.into()).now_or_never();
+    }
+}
+
+/// Tells the server, every `period`, that the agent still works on `message`.
+async fn report_progress(message: Arc<jetstream::Message>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = message.ack_with(AckKind::Progress).await;
+    }
+}
+
+/// Stores results in the results stream, grouped by caller when several wait.
+async fn store_results(
+    js: jetstream::Context,
+    names: Names,
+    agent: String,
+    mut inbox: mpsc::UnboundedReceiver<Outgoing>,
+    limit: usize,
+) {
+    let slots = Arc::new(Semaphore::new(STORING));
+    let mut sequence = 0u64;
+    while let Some(first) = inbox.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        // Per caller, the messages to store: each within the server's payload limit.
+        let mut groups: HashMap<String, Vec<(usize, Vec<Outgoing>)>> = HashMap::new();
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            let weight = out.result.weight();
+            taken += weight;
+            let messages = groups.entry(out.caller.clone()).or_default();
+            match messages.last_mut() {
+                Some((size, group)) if *size + weight <= limit => {
+                    *size += weight;
+                    group.push(out);
+                }
+                _ => messages.push((weight, vec![out])),
+            }
+            if taken < 256 << 10 {
+                next = inbox.try_recv().ok();
+            }
+        }
+        let slot = Arc::new(slot);
+        for (caller, messages) in groups {
+            for (_, outgoing) in messages {
+                sequence += 1;
+                let id = format!("{agent}-{sequence}");
+                let subject = names.results_subject(&caller);
+                tokio::spawn(store_one(js.clone(), subject, id, outgoing, slot.clone()));
+            }
+        }
+    }
+}
+
+/// Stores a result message, retrying with the same message id until the server takes it.
+async fn store_one(
+    js: jetstream::Context,
+    subject: String,
+    id: String,
+    outgoing: Vec<Outgoing>,
+    slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let (results, receipts): (Vec<_>, Vec<_>) =
+        outgoing.into_iter().map(|o| (o.result, o.stored)).unzip();
+    let payload = bytes::Bytes::from(wire::encode(&ResultMessage { results }));
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
+        if let Ok(ack) = js.send_publish(subject.clone(), publish).await
+            && ack.await.is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    for receipt in receipts {
+        let _ = receipt.send(());
+    }
+    drop(slot);
+}
+
+/// Resolves on `SIGTERM` or `SIGINT`.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

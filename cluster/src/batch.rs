@@ -1,0 +1,179 @@
+//! `map`, `imap` and `imap_unordered`: items pulled lazily and sent in chunks, each chunk one
+//! unit with per-item results, with a bounded number of items and chunks in flight.
+
+use std::collections::BTreeMap;
+use std::iter::Fuse;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use taskpool_core::backend::Job;
+use taskpool_core::{Side, TaskError};
+use taskpool_process::remote::{self, EncodedJob};
+
+use crate::pool::Inner;
+
+/// The most items an `imap` pulls ahead of its consumer.
+pub(crate) const LAZY_WINDOW: usize = 16_384;
+
+/// Outcomes of consecutive items, from the first item's index, and whether they are the
+/// last of their chunk.
+type Group<R> = (usize, Vec<Result<R, TaskError>>, bool);
+
+/// A batch in progress; yields outcomes in input order (`ordered`) or as they arrive.
+pub(crate) struct Stream<'p, J: Job, I> {
+    inner: &'p Arc<Inner>,
+    job: Result<EncodedJob, TaskError>,
+    items: Fuse<I>,
+    ordered: bool,
+    /// The most items pulled and not yet yielded.
+    window: usize,
+    /// Index of the next item to pull.
+    pulled: usize,
+    /// Index of the next item to yield, in ordered mode.
+    next: usize,
+    /// Items sent and not yet received back.
+    in_flight: usize,
+    /// Chunks sent and not yet received back.
+    chunks: usize,
+    ready: BTreeMap<usize, Result<J::Output, TaskError>>,
+    tx: Sender<Group<J::Output>>,
+    rx: Receiver<Group<J::Output>>,
+    job_type: PhantomData<J>,
+}
+
+impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
+    pub(crate) fn new(
+        inner: &'p Arc<Inner>,
+        job: J,
+        items: I,
+        ordered: bool,
+        window: usize,
+    ) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Stream {
+            inner,
+            job: EncodedJob::of(&job),
+            items: items.fuse(),
+            ordered,
+            window: window.max(1),
+            pulled: 0,
+            next: 0,
+            in_flight: 0,
+            chunks: 0,
+            ready: BTreeMap::new(),
+            tx,
+            rx,
+            job_type: PhantomData,
+        }
+    }
+
+    /// Pulls and sends chunks while the window has room.
+    fn refill(&mut self) {
+        let workers = self.inner.planned_workers();
+        let max_chunks = 4 * workers + 2;
+        while self.chunks < max_chunks && self.in_flight + self.ready.len() < self.window {
+            let room = self.window - self.in_flight - self.ready.len();
+            let base = self.pulled;
+            let job = match &self.job {
+                Ok(job) => job,
+                Err(e) => {
+                    let Some(_) = self.items.next() else { return };
+                    self.ready.insert(base, Err(e.clone()));
+                    self.pulled += 1;
+                    continue;
+                }
+            };
+            let (low, high) = self.items.size_hint();
+            let remaining = (Some(low) == high).then_some(low);
+            let size = match self.inner.config.config.get_chunk_size() {
+                Some(size) => size.min(room),
+                None => self.inner.item_time.chunk(remaining, workers, room),
+            };
+            let budget = self.inner.max_unit / 2;
+            let mut inputs = Vec::new();
+            let mut ends = Vec::new();
+            let mut positions = Vec::new();
+            let mut count = 0;
+            while count < size && inputs.len() < budget {
+                let Some(item) = self.items.next() else { break };
+                let start = inputs.len();
+                match remote::encode_into(&item, &mut inputs, Side::Argument) {
+                    Ok(()) if inputs.len() - start > self.inner.max_unit => {
+                        let size = (inputs.len() - start) as u64;
+                        inputs.truncate(start);
+                        let limit = self.inner.max_unit as u64;
+                        let error = TaskError::TooLarge { side: Side::Argument, size, limit };
+                        self.ready.insert(base + count, Err(error));
+                    }
+                    Ok(()) => {
+                        ends.push(inputs.len() as u32);
+                        positions.push(base + count);
+                    }
+                    Err(e) => {
+                        self.ready.insert(base + count, Err(e));
+                    }
+                }
+                count += 1;
+            }
+            if count == 0 {
+                return;
+            }
+            self.pulled += count;
+            if ends.is_empty() {
+                continue;
+            }
+            let sent = ends.len();
+            self.in_flight += sent;
+            self.chunks += 1;
+            let tx = self.tx.clone();
+            let contiguous = sent == count;
+            let settle = Box::new(move |outcomes: Vec<Result<&[u8], TaskError>>| {
+                let values: Vec<Result<J::Output, TaskError>> = outcomes
+                    .into_iter()
+                    .map(|o| o.and_then(|bytes| remote::decode(bytes, Side::Result)))
+                    .collect();
+                if contiguous {
+                    let _ = tx.send((base, values, true));
+                } else {
+                    let last = values.len();
+                    for (k, (at, value)) in positions.into_iter().zip(values).enumerate() {
+                        let _ = tx.send((at, vec![value], k + 1 == last));
+                    }
+                }
+            });
+            self.inner.send(job, inputs, ends, None, settle, |_| {});
+        }
+    }
+}
+
+impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
+    type Item = Result<J::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.refill();
+            if self.ordered {
+                if let Some(value) = self.ready.remove(&self.next) {
+                    self.next += 1;
+                    return Some(value);
+                }
+            } else if let Some((_, value)) = self.ready.pop_first() {
+                return Some(value);
+            }
+            if self.in_flight == 0 {
+                return None;
+            }
+            // Every unit is settled exactly once (by its result, or by a failure of the pool),
+            // so this receives what was sent.
+            let Ok((first, values, last)) = self.rx.recv() else { return None };
+            self.in_flight -= values.len();
+            if last {
+                self.chunks -= 1;
+            }
+            for (k, value) in values.into_iter().enumerate() {
+                self.ready.insert(first + k, value);
+            }
+        }
+    }
+}

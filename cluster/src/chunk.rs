@@ -1,0 +1,73 @@
+//! How many items of a `map` travel in one unit, from what the agents measured.
+//!
+//! A unit costs a round trip through the server (a few hundred microseconds) however small
+//! it is, so short items travel in chunks large enough that the round trip is a small part
+//! of the chunk's time; but not so large that one agent gets all the work. Agents report how
+//! long each unit took; the pool keeps a moving average of the time per item, and sizes each
+//! new chunk to take about [`TARGET`], at most a fair share of what is left.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The time one chunk should take on its agent.
+const TARGET: Duration = Duration::from_millis(10);
+/// The assumed time per item before anything was measured: the first chunk is small, and
+/// tells the pool what the items cost.
+const INITIAL_ITEM_NS: u64 = 20_000;
+/// The most items in one chunk.
+pub(crate) const MAX_CHUNK: usize = 1 << 16;
+
+/// The measured time per item of a pool's units.
+#[derive(Debug)]
+pub(crate) struct ItemTime {
+    ns: AtomicU64,
+}
+
+impl ItemTime {
+    pub(crate) fn new() -> Self {
+        ItemTime { ns: AtomicU64::new(INITIAL_ITEM_NS) }
+    }
+
+    /// Records a unit of `items` items that took `ns` on its agent.
+    pub(crate) fn record(&self, items: usize, ns: u64) {
+        if items == 0 {
+            return;
+        }
+        let per_item = (ns / items as u64).max(1);
+        let old = self.ns.load(Ordering::Relaxed);
+        self.ns.store((old / 2 + per_item / 2).max(1), Ordering::Relaxed);
+    }
+
+    /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
+    /// two chunks per worker, at most `max`; at least one.
+    pub(crate) fn chunk(&self, remaining: Option<usize>, workers: usize, max: usize) -> usize {
+        let per_item = self.ns.load(Ordering::Relaxed).max(1);
+        let by_time = usize::try_from(TARGET.as_nanos() as u64 / per_item).unwrap_or(MAX_CHUNK);
+        let fair = remaining.map_or(usize::MAX, |r| r.div_ceil(2 * workers.max(1)));
+        by_time.min(fair).min(max).clamp(1, MAX_CHUNK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_grow_for_cheap_items_and_shrink_for_dear_ones() {
+        let time = ItemTime::new();
+        let first = time.chunk(None, 2, usize::MAX);
+        assert_eq!(first, 500);
+        for _ in 0..20 {
+            time.record(1000, 100_000); // 100 ns per item
+        }
+        assert_eq!(time.chunk(None, 2, usize::MAX), MAX_CHUNK);
+        assert_eq!(time.chunk(Some(1000), 2, usize::MAX), 250, "a fair share of what is left");
+        assert_eq!(time.chunk(None, 2, 77), 77);
+        for _ in 0..40 {
+            time.record(1, 50_000_000); // 50 ms per item
+        }
+        assert_eq!(time.chunk(None, 2, usize::MAX), 1);
+        time.record(0, 5);
+        assert_eq!(time.chunk(Some(0), 2, usize::MAX), 1);
+    }
+}

@@ -1,0 +1,399 @@
+//! How a cluster pool and an agent find the server, and what they ask of it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use taskpool_core::{Config, TaskError};
+use taskpool_process::ProcessConfig;
+
+/// How to reach the NATS server, shared by callers and agents.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    /// One or more server URLs, comma-separated (`nats://host:4222,nats://other:4222`).
+    pub(crate) url: String,
+    /// Names the streams (`{NAME}_TASKS`, `{NAME}_RESULTS`) and, lowercased, the subjects.
+    pub(crate) name: String,
+    /// Replicas of each stream, when this side creates them.
+    pub(crate) replicas: usize,
+    pub(crate) credentials: Option<PathBuf>,
+    pub(crate) root_certificates: Option<PathBuf>,
+    pub(crate) client_certificate: Option<(PathBuf, PathBuf)>,
+    pub(crate) require_tls: bool,
+}
+
+impl Server {
+    fn new(url: String) -> Self {
+        Server {
+            url,
+            name: "TASKPOOL".into(),
+            replicas: 1,
+            credentials: None,
+            root_certificates: None,
+            client_certificate: None,
+            require_tls: false,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), TaskError> {
+        let bad = |reason: String| Err(TaskError::InvalidConfig { reason });
+        if self.url.trim().is_empty() {
+            return bad("the server url is empty".into());
+        }
+        let name_ok = !self.name.is_empty()
+            && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return bad(format!(
+                "the stream name {:?} must be letters, digits, '_' or '-'",
+                self.name
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad(format!("{} stream replicas: JetStream allows 1 to 5", self.replicas));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! server_settings {
+    ($ty:ident) => {
+        impl $ty {
+            /// Names the streams `{NAME}_TASKS` and `{NAME}_RESULTS` (default `TASKPOOL`), so
+            /// that separate deployments can share one server. Callers and agents must agree.
+            pub fn stream_name(mut self, name: impl Into<String>) -> Self {
+                self.server.name = name.into();
+                self
+            }
+
+            /// Replicas of each stream when this side creates them (default 1; 3 on a
+            /// three-node cluster keeps every task through the loss of a server).
+            pub fn replicas(mut self, n: usize) -> Self {
+                self.server.replicas = n;
+                self
+            }
+
+            /// Authenticates with a NATS credentials file (a user JWT and its nkey seed).
+            pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+                self.server.credentials = Some(path.into());
+                self
+            }
+
+            /// Trusts the certificate authorities in this PEM file for the server's TLS
+            /// certificate, and requires TLS.
+            pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
+                self.server.root_certificates = Some(path.into());
+                self.server.require_tls = true;
+                self
+            }
+
+            /// Presents this client certificate and key (PEM files) to the server, and
+            /// requires TLS.
+            pub fn client_certificate(
+                mut self,
+                cert: impl Into<PathBuf>,
+                key: impl Into<PathBuf>,
+            ) -> Self {
+                self.server.client_certificate = Some((cert.into(), key.into()));
+                self.server.require_tls = true;
+                self
+            }
+
+            /// Refuses to talk to the server without TLS (implied by a `tls://` url).
+            pub fn require_tls(mut self, on: bool) -> Self {
+                self.server.require_tls = on;
+                self
+            }
+
+            /// The server url(s).
+            pub fn get_server(&self) -> &str {
+                &self.server.url
+            }
+
+            /// The streams' name.
+            pub fn get_stream_name(&self) -> &str {
+                &self.server.name
+            }
+
+            /// The replicas of each stream.
+            pub fn get_replicas(&self) -> usize {
+                self.server.replicas
+            }
+        }
+    };
+}
+
+/// The settings of a [`crate::ClusterPool`]: the shared [`Config`] plus where the server is
+/// and how long a task may wait for the cluster.
+///
+/// Of the shared settings, a cluster pool uses `workers` (how many tasks it plans to keep
+/// busy: the window of `imap` and the split of `map` into chunks; [`taskpool_core::Pool::workers`]
+/// reports it), `timeout` (each task's limit, enforced on the agent, which kills the worker
+/// as on one machine), `chunk_size` and `shutdown_grace`. The settings of worker processes
+/// (memory limits, initializer, ...) are the agents' ([`AgentConfig`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_cluster::{ClusterConfig, Config};
+///
+/// let config = ClusterConfig::new("nats://127.0.0.1:4222")
+///     .config(Config::new().workers(8).timeout(Duration::from_secs(60)))
+///     .agent_wait(Duration::from_secs(10))
+///     .delivery_limit(3);
+/// assert_eq!(config.get_delivery_limit(), 3);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) config: Config,
+    pub(crate) server: Server,
+    pub(crate) agent_wait: Duration,
+    pub(crate) delivery_limit: u32,
+}
+
+impl ClusterConfig {
+    /// Settings for the server at `url` (for example `nats://127.0.0.1:4222`; several urls of
+    /// one cluster, comma-separated), with the defaults: the default [`Config`], a 30 s wait
+    /// for an agent, a delivery limit of 5, streams named `TASKPOOL` with one replica.
+    pub fn new(url: impl Into<String>) -> Self {
+        ClusterConfig {
+            config: Config::new(),
+            server: Server::new(url.into()),
+            agent_wait: Duration::from_secs(30),
+            delivery_limit: 5,
+        }
+    }
+
+    /// The shared settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long a task waits while no agent of this executable image is alive, before it
+    /// fails with [`crate::ClusterError::NoAgent`] (default 30 s). The same wait bounds how
+    /// long the pool retries storing a task while the server is unreachable
+    /// ([`crate::ClusterError::Server`]).
+    pub fn agent_wait(mut self, wait: Duration) -> Self {
+        self.agent_wait = wait;
+        self
+    }
+
+    /// How many times a task may be delivered to an agent before it fails with
+    /// [`crate::ClusterError::DeliveryLimit`] (default 5). A delivery ends without a result
+    /// only when the agent dies, is cut off, or loses the server while running the task.
+    pub fn delivery_limit(mut self, n: u32) -> Self {
+        self.delivery_limit = n;
+        self
+    }
+
+    /// The shared settings.
+    pub fn get_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The wait for an agent.
+    pub fn get_agent_wait(&self) -> Duration {
+        self.agent_wait
+    }
+
+    /// The delivery limit.
+    pub fn get_delivery_limit(&self) -> u32 {
+        self.delivery_limit
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), TaskError> {
+        self.config.validate()?;
+        self.server.validate()?;
+        if self.delivery_limit == 0 {
+            return Err(TaskError::InvalidConfig {
+                reason: "a delivery limit of 0 would run nothing".into(),
+            });
+        }
+        if self.agent_wait.is_zero() {
+            return Err(TaskError::InvalidConfig { reason: "the agent wait is zero".into() });
+        }
+        Ok(())
+    }
+}
+
+server_settings!(ClusterConfig);
+
+/// The settings of an agent: the server, and the local process pool its tasks run in.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_cluster::{AgentConfig, Config};
+///
+/// let config = AgentConfig::new("nats://127.0.0.1:4222")
+///     .pool(Config::new().workers(4))
+///     .ack_wait(Duration::from_secs(10));
+/// assert_eq!(config.get_ack_wait(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub(crate) pool: ProcessConfig,
+    pub(crate) server: Server,
+    pub(crate) ack_wait: Duration,
+    pub(crate) capacity: Option<usize>,
+}
+
+impl AgentConfig {
+    /// Settings for an agent of the server at `url`, with the defaults: a process pool with
+    /// the default [`Config`] (one worker per CPU), a 30 s ack wait.
+    pub fn new(url: impl Into<String>) -> Self {
+        AgentConfig {
+            pool: ProcessConfig::default(),
+            server: Server::new(url.into()),
+            ack_wait: Duration::from_secs(30),
+            capacity: None,
+        }
+    }
+
+    /// Reads the settings from the environment: `TASKPOOL_AGENT` (the server url, required),
+    /// `TASKPOOL_AGENT_WORKERS`, `TASKPOOL_AGENT_MEMORY_LIMIT` (bytes per worker),
+    /// `TASKPOOL_AGENT_ACK_WAIT_MS`, `TASKPOOL_AGENT_STREAM`,
+    /// `TASKPOOL_AGENT_REPLICAS`, `TASKPOOL_NATS_CREDS`, `TASKPOOL_NATS_CA`,
+    /// `TASKPOOL_NATS_CERT` with `TASKPOOL_NATS_KEY`. Returns `None` without
+    /// `TASKPOOL_AGENT`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for a variable that does not parse.
+    pub fn from_env() -> Option<Result<AgentConfig, TaskError>> {
+        let url = std::env::var(crate::entry::AGENT_VAR).ok()?;
+        Some(Self::from_vars(url, |name| std::env::var(name).ok()))
+    }
+
+    pub(crate) fn from_vars(
+        url: String,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, TaskError> {
+        let number = |name: &str| -> Result<Option<u64>, TaskError> {
+            var(name)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| TaskError::InvalidConfig {
+                        reason: format!("{name}={v:?} is not a whole number"),
+                    })
+                })
+                .transpose()
+        };
+        let mut config = AgentConfig::new(url);
+        if let Some(n) = number("TASKPOOL_AGENT_WORKERS")? {
+            let shared = config.pool.get_config().clone().workers(n as usize);
+            config.pool = config.pool.config(shared);
+        }
+        if let Some(bytes) = number("TASKPOOL_AGENT_MEMORY_LIMIT")? {
+            config.pool = config.pool.memory_limit(bytes);
+        }
+        if let Some(ms) = number("TASKPOOL_AGENT_ACK_WAIT_MS")? {
+            config.ack_wait = Duration::from_millis(ms);
+        }
+        if let Some(n) = number("TASKPOOL_AGENT_REPLICAS")? {
+            config.server.replicas = n as usize;
+        }
+        if let Some(name) = var("TASKPOOL_AGENT_STREAM") {
+            config.server.name = name;
+        }
+        if let Some(path) = var("TASKPOOL_NATS_CREDS") {
+            config = config.credentials_file(path);
+        }
+        if let Some(path) = var("TASKPOOL_NATS_CA") {
+            config = config.root_certificates(path);
+        }
+        if let (Some(cert), Some(key)) = (var("TASKPOOL_NATS_CERT"), var("TASKPOOL_NATS_KEY")) {
+            config = config.client_certificate(cert, key);
+        }
+        Ok(config)
+    }
+
+    /// The settings of the local process pool that runs the tasks: a [`Config`] or a
+    /// [`ProcessConfig`] (for per-worker memory and CPU-time limits).
+    pub fn pool(mut self, config: impl Into<ProcessConfig>) -> Self {
+        self.pool = config.into();
+        self
+    }
+
+    /// How long the server waits for word from the agent about a task before it gives the
+    /// task to another agent (default 30 s). The agent reports progress on every task it
+    /// holds three times per wait, so a long task is not given away while its agent lives;
+    /// a dead or cut-off agent's tasks go elsewhere after this long. Set by the first agent
+    /// of an executable image that the server sees.
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait;
+        self
+    }
+
+    /// The most tasks (or chunks) the agent holds at once (default: four per worker).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n);
+        self
+    }
+
+    /// The local pool's settings.
+    pub fn get_pool(&self) -> &ProcessConfig {
+        &self.pool
+    }
+
+    /// The ack wait.
+    pub fn get_ack_wait(&self) -> Duration {
+        self.ack_wait
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), TaskError> {
+        self.pool.validate()?;
+        self.server.validate()?;
+        if self.ack_wait < Duration::from_millis(300) {
+            return Err(TaskError::InvalidConfig {
+                reason: format!("an ack wait of {:?} is below the 300 ms minimum", self.ack_wait),
+            });
+        }
+        if self.capacity == Some(0) {
+            return Err(TaskError::InvalidConfig { reason: "an agent capacity of 0".into() });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn capacity_or_default(&self) -> usize {
+        self.capacity.unwrap_or(4 * self.pool.get_config().get_workers())
+    }
+}
+
+server_settings!(AgentConfig);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_settings_come_from_the_environment() {
+        let vars = |name: &str| match name {
+            "TASKPOOL_AGENT_WORKERS" => Some("3".to_string()),
+            "TASKPOOL_AGENT_ACK_WAIT_MS" => Some("1500".to_string()),
+            "TASKPOOL_AGENT_STREAM" => Some("JOBS".to_string()),
+            _ => None,
+        };
+        let config = AgentConfig::from_vars("nats://127.0.0.1:1".into(), vars).unwrap();
+        assert_eq!(config.pool.get_config().get_workers(), 3);
+        assert_eq!(config.ack_wait, Duration::from_millis(1500));
+        assert_eq!(config.get_stream_name(), "JOBS");
+        assert_eq!(config.capacity_or_default(), 12);
+        let bad = |name: &str| (name == "TASKPOOL_AGENT_WORKERS").then(|| "many".to_string());
+        assert!(matches!(
+            AgentConfig::from_vars("x".into(), bad),
+            Err(TaskError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let ok = ClusterConfig::new("nats://127.0.0.1:4222");
+        assert!(ok.validate().is_ok());
+        assert!(ok.clone().stream_name("a.b").validate().is_err());
+        assert!(ok.clone().replicas(0).validate().is_err());
+        assert!(ok.clone().delivery_limit(0).validate().is_err());
+        assert!(ClusterConfig::new(" ").validate().is_err());
+        assert!(AgentConfig::new("x").ack_wait(Duration::from_millis(10)).validate().is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! Runs taskpool tasks on many machines through a NATS JetStream server, each task in a
+//! crash-isolated worker process.
+//!
+//! [`ClusterPool`] implements the shared [`Pool`] trait, so code written for
+//! `taskpool-thread` or `taskpool-process` runs here unchanged. Its workers are *agents*: the
+//! same program, started on any machine with the server's url in `TASKPOOL_AGENT`. No
+//! function is registered anywhere; an agent runs the tasks of its own executable image.
+//!
+//! ```no_run
+//! use taskpool_cluster::{ClusterPool, Pool, TaskError};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), TaskError> {
+//!     // On every machine:  TASKPOOL_AGENT=nats://10.0.0.5:4222 ./this-program
+//!     // Here:              ./this-program
+//!     let pool = ClusterPool::connect("nats://10.0.0.5:4222")?;
+//!     assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+//!     let h = pool.submit(square, 7);
+//!     assert_eq!(h.join()?, 49);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Delivery
+//!
+//! - **At least once.** A task stays in the tasks stream (a work queue on disk, replicated on
+//!   a cluster) until an agent has stored its result; an agent that dies, is cut off or loses
+//!   the server while running it leaves it to run again elsewhere after the ack wait
+//!   ([`AgentConfig::ack_wait`]). Agents report progress on long tasks, so those are not
+//!   given away while their agent lives.
+//! - **A delivery limit.** A task delivered more than [`ClusterConfig::delivery_limit`] times
+//!   fails with [`ClusterError::DeliveryLimit`]: a task that kills whatever runs it cannot
+//!   circle for ever.
+//! - **Exactly-once settlement.** Each task has an id; the first result settles its handle
+//!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
+//! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
+//!   per item the agents measure, with a result per item.
+//! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
+//!   image is alive, then fails with [`ClusterError::NoAgent`].
+//!
+//! # Failures
+//!
+//! An agent runs every task in a local [`taskpool_process::ProcessPool`], so a segfault, an
+//! abort, a hang past its time limit or a memory bomb fails that task with the same
+//! [`TaskError`] as on one machine (`Crashed` with the signal, `TimedOut`,
+//! `ResourceLimit`), and the agent serves on.
+//!
+//! # Trust
+//!
+//! A task names its function by an offset into the executable. Whoever can publish to the
+//! tasks stream can therefore make agents run any function of their image with inputs of
+//! their choice: the NATS account is the trust boundary. Give agents and callers an account
+//! of their own ([`ClusterConfig::credentials_file`]) and use TLS
+//! ([`ClusterConfig::root_certificates`]) on any network you do not control.
+//!
+//! Linux only.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod agent;
+mod batch;
+mod chunk;
+mod config;
+#[allow(unsafe_code)]
+mod entry;
+mod error;
+mod image;
+mod inbox;
+mod link;
+mod outbox;
+mod pending;
+mod pool;
+mod wire;
+
+pub use crate::agent::serve as serve_agent;
+pub use crate::config::{AgentConfig, ClusterConfig};
+pub use crate::error::ClusterError;
+pub use crate::pool::{ClusterPool, ClusterStats};
+pub use taskpool_core::{
+    Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Task, TaskError, TaskHandle,
+};

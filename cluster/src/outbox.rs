@@ -1,0 +1,137 @@
+//! The caller's way to the tasks stream: units queue here and travel to the server, several
+//! to a message when they queue up, each message retried until the server has stored it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use taskpool_core::TaskError;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::error::ClusterError;
+use crate::pool::Inner;
+use crate::wire::{self, TaskMessage, Unit};
+
+/// Task messages being stored at once; units that arrive meanwhile travel together.
+const PUBLISHING: usize = 64;
+/// The most units in one task message: an agent that dies takes the whole message back to
+/// the stream, so one message should not hold too much work.
+const UNITS_PER_MESSAGE: usize = 128;
+
+/// Stores units in the tasks stream, several to a message when they queue up.
+///
+/// Each message is handed to the client here, at once; a task of its own waits for the
+/// server's acknowledgement and retries if need be.
+pub(crate) async fn publish(
+    inner: std::sync::Weak<Inner>,
+    mut inbox: mpsc::UnboundedReceiver<Unit>,
+) {
+    let slots = Arc::new(Semaphore::new(PUBLISHING));
+    while let Some(first) = inbox.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(inner) = inner.upgrade() else { return };
+        let mut weight = first.weight();
+        let mut units = vec![first];
+        let mut heavy = None;
+        while weight < inner.max_unit / 2 && units.len() < UNITS_PER_MESSAGE {
+            match inbox.try_recv() {
+                Ok(unit) if weight + unit.weight() <= inner.max_unit => {
+                    weight += unit.weight();
+                    units.push(unit);
+                }
+                Ok(unit) => {
+                    // Too heavy to join: it goes alone, next.
+                    heavy = Some(unit);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // Units cancelled while they queued need not travel.
+        units.retain(|u| inner.pending.contains(u.task));
+        for (units, slot) in [(units, Some(slot)), (heavy.into_iter().collect(), None)] {
+            if units.is_empty() {
+                continue;
+            }
+            let message = Outgoing::new(&inner, units);
+            let first_try = inner.js.send_publish(message.subject.clone(), message.publish()).await;
+            tokio::spawn(message.confirm(inner.clone(), first_try, slot));
+        }
+    }
+}
+
+/// A task message on its way to the stream.
+struct Outgoing {
+    ids: Vec<u64>,
+    id: String,
+    subject: String,
+    payload: bytes::Bytes,
+}
+
+type PublishTry = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
+
+impl Outgoing {
+    fn new(inner: &Inner, units: Vec<Unit>) -> Self {
+        let ids: Vec<u64> = units.iter().map(|u| u.task).collect();
+        let message = TaskMessage {
+            caller: inner.caller.clone(),
+            delivery_limit: inner.config.delivery_limit,
+            units,
+        };
+        Outgoing {
+            id: format!("{}-{}", inner.caller, ids[0]),
+            ids,
+            subject: inner.names.tasks_subject(inner.image, &inner.caller),
+            payload: bytes::Bytes::from(wire::encode(&message)),
+        }
+    }
+
+    /// The message, with its id: the stream keeps one copy however often it is sent.
+    fn publish(&self) -> PublishMessage {
+        PublishMessage::build().payload(self.payload.clone()).message_id(&self.id)
+    }
+
+    /// Waits until the server has stored the message, sending it again as long as its units
+    /// wait and the agent wait has not run out; then fails them with
+    /// [`ClusterError::Server`].
+    async fn confirm(
+        self,
+        inner: Arc<Inner>,
+        first_try: PublishTry,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let mut attempt = Some(first_try);
+        loop {
+            let sent = match attempt.take() {
+                Some(sent) => sent,
+                None => inner.js.send_publish(self.subject.clone(), self.publish()).await,
+            };
+            let error = match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => break,
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
+                // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
+                break;
+            }
+            let waited = started.elapsed();
+            if waited >= inner.config.agent_wait {
+                let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
+                for id in &self.ids {
+                    if let Some(entry) = inner.pending.take(*id) {
+                        entry.fail(&failure);
+                    }
+                }
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+        drop(slot);
+    }
+}

@@ -1,0 +1,583 @@
+//! [`ClusterPool`]: the shared pool API, on agents reached through NATS JetStream.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use taskpool_core::backend::{Completer, Execute, Job};
+use taskpool_core::{IntoTask, Pool, Side, TaskError};
+use taskpool_process::remote::{self, EncodedJob};
+use tokio::sync::mpsc;
+
+use crate::batch::Stream;
+use crate::chunk::ItemTime;
+use crate::config::ClusterConfig;
+use crate::error::ClusterError;
+use crate::image;
+use crate::inbox;
+use crate::link::{self, Names};
+use crate::outbox;
+use crate::pending::{Pending, Settle};
+use crate::wire::{self, ResultMessage, Unit};
+
+/// An agent counts as alive this long after it last said so (it says so every second).
+pub(crate) const ALIVE_FOR: Duration = Duration::from_secs(3);
+/// How often an agent says it is alive.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// What an agent says once a second on `{name}.agents.{image}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Heartbeat {
+    pub(crate) agent: String,
+    pub(crate) workers: u32,
+}
+
+/// What a caller says on `{name}.cancel.{image}` to drop or stop one of its units.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CancelNotice {
+    pub(crate) caller: String,
+    pub(crate) task: u64,
+}
+
+/// A pool whose workers are agents on other machines, reached through a NATS JetStream
+/// server: the same tasks as on one machine, crash isolation included.
+///
+/// Tasks are stored in a work-queue stream until an agent running the same executable image
+/// takes one, runs it in a worker process of its own ([`taskpool_process::ProcessPool`]),
+/// stores the result in the results stream and only then acknowledges the task. An agent
+/// that dies (or is cut off) before that leaves the task to be delivered again after its ack
+/// wait. So execution is at least once, and settlement exactly once: the pool keeps the
+/// first result for each task and ignores any other.
+///
+/// A segfault, an abort, a time limit or a memory limit on an agent fails that task with the
+/// same [`TaskError`] as on one machine. Three failures are the cluster's own
+/// ([`ClusterError`]): no agent of this image for [`ClusterConfig::agent_wait`], a task
+/// delivered more than [`ClusterConfig::delivery_limit`] times, a server that does not take
+/// the task.
+///
+/// The pool's methods block; call them from ordinary threads, not from inside an async
+/// runtime (the pool runs a small one of its own).
+///
+/// # Dropping
+///
+/// Dropping the pool waits up to [`taskpool_core::Config::shutdown_grace`] for tasks in
+/// flight, then fails the rest with [`TaskError::ShutDown`], asks the agents to stop them and
+/// removes them and their results from the streams. Call [`Pool::shutdown`] first to wait for
+/// everything submitted.
+///
+/// # Examples
+///
+/// ```no_run
+/// use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, TaskError};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// # fn main() -> Result<(), TaskError> {
+/// // Agents are this same program started with TASKPOOL_AGENT=nats://127.0.0.1:4222.
+/// let pool = ClusterPool::with_config(ClusterConfig::new("nats://127.0.0.1:4222"))?;
+/// assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ClusterPool {
+    inner: Arc<Inner>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// What the pool's threads and its runtime's tasks share.
+pub(crate) struct Inner {
+    pub(crate) config: ClusterConfig,
+    pub(crate) names: Names,
+    pub(crate) image: &'static str,
+    pub(crate) caller: String,
+    pub(crate) pending: Pending,
+    pub(crate) item_time: ItemTime,
+    client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    tasks: jetstream::stream::Stream,
+    results: jetstream::stream::Stream,
+    outbox: mpsc::UnboundedSender<Unit>,
+    agents: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Signalled when an agent says it is alive.
+    agent_seen: Condvar,
+    /// Units settled by a fast copy whose stored copy has not come yet.
+    settled_fast: Mutex<HashSet<u64>>,
+    /// When an agent was last known to be alive.
+    last_alive: Mutex<Option<Instant>>,
+    started: Instant,
+    closed: AtomicBool,
+    pub(crate) max_unit: usize,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Counters of a cluster pool's life, from [`ClusterPool::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Units (a submitted task, or a chunk of a batch) settled, by a result or a failure.
+    pub settled: u64,
+    /// Results that arrived for a unit already settled: the other runs of a task that was
+    /// delivered more than once, or results of cancelled tasks. Never handed to a caller.
+    pub duplicates: u64,
+    /// Agents of this image seen alive in the last three seconds.
+    pub agents: usize,
+    /// Their workers, summed.
+    pub agent_workers: usize,
+}
+
+impl ClusterPool {
+    /// Connects to the server at `url` with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClusterPool::with_config`].
+    pub fn connect(url: impl Into<String>) -> Result<Self, TaskError> {
+        Self::with_config(ClusterConfig::new(url))
+    }
+
+    /// Connects to the server, creates the streams unless they exist, and starts listening
+    /// for results. Returns without waiting for an agent: tasks wait in the stream for one
+    /// (at most [`ClusterConfig::agent_wait`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] for a bad setting; [`ClusterError::Server`] (in a
+    /// [`TaskError::Io`]) if the server cannot be reached or refuses the streams;
+    /// [`TaskError::Io`] if the executable cannot be read to identify its image.
+    pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
+        config.validate()?;
+        crate::entry::ensure_linked();
+        let image =
+            image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
+        let runtime = link::runtime(config.config.get_name_prefix())?;
+        let caller = link::random_id();
+        let server_error = |reason: String| {
+            TaskError::from(ClusterError::Server { reason, waited: Duration::ZERO })
+        };
+        let (client, js, tasks, results, consumer) = runtime.block_on(async {
+            let client = link::connect(&config.server, false, &format!("taskpool caller {caller}"))
+                .await
+                .map_err(server_error)?;
+            let js = link::jetstream(client.clone());
+            let (tasks, results) =
+                link::streams(&js, &config.server).await.map_err(server_error)?;
+            let names = Names::new(&config.server);
+            let consumer =
+                link::results_consumer(&results, &names, &caller).await.map_err(server_error)?;
+            Ok::<_, TaskError>((client, js, tasks, results, consumer))
+        })?;
+        let max_payload = client.server_info().max_payload.max(64 << 10);
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            names: Names::new(&config.server),
+            config,
+            image,
+            caller,
+            pending: Pending::new(),
+            item_time: ItemTime::new(),
+            client,
+            js,
+            tasks,
+            results,
+            outbox,
+            agents: Mutex::new(HashMap::new()),
+            agent_seen: Condvar::new(),
+            settled_fast: Mutex::new(HashSet::new()),
+            last_alive: Mutex::new(None),
+            started: Instant::now(),
+            closed: AtomicBool::new(false),
+            // Room for the envelope around the largest unit.
+            max_unit: max_payload - 1024,
+            runtime: runtime.handle().clone(),
+        });
+        runtime.block_on(async {
+            let agents = inner.client.subscribe(inner.names.agents_subject(image)).await;
+            let agents = agents.map_err(|e| server_error(e.to_string()))?;
+            tokio::spawn(watch_agents(inner.clone(), agents));
+            let fast = inner.client.subscribe(inner.names.fast_subject(&inner.caller)).await;
+            let fast = fast.map_err(|e| server_error(e.to_string()))?;
+            tokio::spawn(inbox::receive_fast(Arc::downgrade(&inner), fast));
+            Ok::<_, TaskError>(())
+        })?;
+        runtime.spawn(outbox::publish(Arc::downgrade(&inner), inbox));
+        runtime.spawn(inbox::receive(Arc::downgrade(&inner), consumer));
+        runtime.spawn(police(Arc::downgrade(&inner)));
+        Ok(ClusterPool { inner, runtime: Mutex::new(Some(runtime)) })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The id of the executable image whose agents this pool's tasks need.
+    pub fn image(&self) -> &str {
+        self.inner.image
+    }
+
+    /// What happened so far: units settled, duplicate results ignored, agents alive.
+    pub fn stats(&self) -> ClusterStats {
+        let (settled, duplicates) = self.inner.pending.counts();
+        let (agents, agent_workers) = self.inner.live_agents();
+        ClusterStats { settled, duplicates, agents, agent_workers }
+    }
+
+    /// Waits until at least `n` agents of this image are alive, at most `limit`. Returns
+    /// whether they are.
+    pub fn wait_for_agents(&self, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut agents = self.inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if alive(&agents).0 >= n {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            // Heartbeats come every second: wake at least that often to see agents expire.
+            let nap = left.min(HEARTBEAT);
+            agents = self
+                .inner
+                .agent_seen
+                .wait_timeout(agents, nap)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Inner {
+    /// `(agents, workers)` alive now.
+    fn live_agents(&self) -> (usize, usize) {
+        alive(&self.agents.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The workers to plan for: the configured number, or more if the agents have more.
+    pub(crate) fn planned_workers(&self) -> usize {
+        self.config.config.get_workers().max(self.live_agents().1)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends one unit whose outcomes go to `settle`; returns its id. A unit that cannot be
+    /// sent is settled at once with the reason.
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        job: &EncodedJob,
+        inputs: Vec<u8>,
+        ends: Vec<u32>,
+        timeout: Option<Duration>,
+        settle: Settle,
+        on_id: impl FnOnce(u64),
+    ) {
+        let items = ends.len();
+        let unit = Unit {
+            task: self.pending.next_id(),
+            entry: job.entry(),
+            state: job.state().to_vec(),
+            timeout_ns: timeout
+                .or(self.config.config.get_timeout())
+                .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+            inputs,
+            ends,
+        };
+        let fail = |settle: Settle, error: TaskError| {
+            settle((0..items).map(|_| Err(error.clone())).collect());
+        };
+        if unit.weight() > self.max_unit {
+            let error = TaskError::TooLarge {
+                side: Side::Argument,
+                size: unit.weight() as u64,
+                limit: self.max_unit as u64,
+            };
+            return fail(settle, error);
+        }
+        let id = unit.task;
+        on_id(id);
+        if let Err(settle) = self.pending.insert(id, items, settle) {
+            return fail(settle, TaskError::ShutDown);
+        }
+        if self.outbox.send(unit).is_err()
+            && let Some(entry) = self.pending.take(id)
+        {
+            entry.fail(&TaskError::ShutDown);
+        }
+    }
+
+    /// Forgets unit `id` (its handle was cancelled) and asks the agents to drop or stop it.
+    fn cancel(self: &Arc<Self>, id: u64) {
+        if self.pending.take(id).is_none() {
+            return;
+        }
+        let notice = wire::encode(&CancelNotice { caller: self.caller.clone(), task: id });
+        let (client, subject) = (self.client.clone(), self.names.cancel_subject(self.image));
+        self.runtime.spawn(async move {
+            let _ = client.publish(subject, notice.into()).await;
+        });
+    }
+
+    /// Settles the units of one result message, `stored` (from the results stream) or a
+    /// fast copy.
+    ///
+    /// Small results come twice: a fast copy straight from the agent, then the stored one.
+    /// Whichever comes first settles the unit. A fast copy for a settled unit is ignored; a
+    /// stored copy for one is a duplicate unless its fast copy settled the unit.
+    pub(crate) fn settle(&self, message: ResultMessage, stored: bool) {
+        for result in message.results {
+            let Some(entry) = self.pending.take(result.task) else {
+                let expected = {
+                    let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
+                    fast.remove(&result.task)
+                };
+                if stored && !expected {
+                    self.pending.duplicate();
+                }
+                continue;
+            };
+            if !stored {
+                let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
+                fast.insert(result.task);
+            }
+            self.item_time.record(entry.items, result.elapsed_ns);
+            let outcomes = result.outcome.items(entry.items);
+            entry.settle(outcomes);
+        }
+    }
+}
+
+/// `(agents, workers)` alive now in `agents`.
+fn alive(agents: &HashMap<String, (Instant, u32)>) -> (usize, usize) {
+    let now = Instant::now();
+    let alive = agents.values().filter(|(seen, _)| now.duration_since(*seen) < ALIVE_FOR);
+    alive.fold((0, 0), |(n, w), (_, workers)| (n + 1, w + *workers as usize))
+}
+
+/// Keeps the table of live agents from their heartbeats.
+async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
+    let weak = Arc::downgrade(&inner);
+    drop(inner);
+    while let Some(message) = beats.next().await {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Ok(beat) = wire::decode::<Heartbeat>(&message.payload) {
+            let now = Instant::now();
+            let mut agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            agents.retain(|_, (seen, _)| now.duration_since(*seen) < ALIVE_FOR);
+            agents.insert(beat.agent, (now, beat.workers));
+            inner.agent_seen.notify_all();
+            *inner.last_alive.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
+    }
+}
+
+/// Fails units that waited too long for an agent.
+async fn police(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = Instant::now();
+        if inner.live_agents().0 > 0 {
+            continue;
+        }
+        let last = *inner.last_alive.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = inner.config.agent_wait;
+        // A unit waits from when it was sent or when an agent was last alive, the later.
+        let since = |submitted: Instant| last.map_or(submitted, |l| l.max(submitted));
+        let overdue = inner.pending.overdue(now, wait, since);
+        if overdue.is_empty() {
+            continue;
+        }
+        let waited = last.map_or(now.duration_since(inner.started), |l| now.duration_since(l));
+        let error: TaskError =
+            ClusterError::NoAgent { image: inner.image.to_string(), waited: waited.max(wait) }
+                .into();
+        for (_, entry) in overdue {
+            entry.fail(&error);
+        }
+    }
+}
+
+impl Execute for ClusterPool {
+    fn execute<J: Job>(
+        &self,
+        job: &Arc<J>,
+        input: J::Input,
+        completer: Completer<J::Output>,
+        timeout: Option<Duration>,
+    ) {
+        if self.inner.is_closed() {
+            completer.complete(Err(TaskError::ShutDown));
+            return;
+        }
+        let encoded = match EncodedJob::of(&**job) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                completer.complete(Err(e));
+                return;
+            }
+        };
+        let mut inputs = Vec::new();
+        if let Err(e) = remote::encode_into(&input, &mut inputs, Side::Argument) {
+            completer.complete(Err(e));
+            return;
+        }
+        let ends = vec![inputs.len() as u32];
+        let completer = Arc::new(completer);
+        let settler = completer.clone();
+        let settle: Settle = Box::new(move |outcomes| {
+            let outcome = outcomes.into_iter().next().unwrap_or(Err(TaskError::ShutDown));
+            settler.complete(outcome.and_then(|bytes| remote::decode(bytes, Side::Result)));
+        });
+        let inner = self.inner.clone();
+        self.inner.send(&encoded, inputs, ends, timeout, settle, |id| {
+            let weak = Arc::downgrade(&inner);
+            completer.on_cancel(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.cancel(id);
+                }
+            });
+        });
+    }
+}
+
+impl Pool for ClusterPool {
+    fn workers(&self) -> usize {
+        self.inner.config.config.get_workers()
+    }
+
+    fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pending.close();
+        self.inner.pending.wait_empty(None);
+    }
+
+    fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX).collect()
+    }
+
+    fn map_results_with_progress<M, T, I, F>(
+        &self,
+        task: T,
+        items: I,
+        mut progress: F,
+    ) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        F: FnMut(usize, usize),
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        let items: Vec<T::Input> = items.into_iter().collect();
+        let total = items.len();
+        progress(0, total);
+        let mut outcomes = Vec::with_capacity(total);
+        let stream = Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX);
+        for outcome in stream {
+            outcomes.push(outcome);
+            progress(outcomes.len(), total);
+        }
+        outcomes
+    }
+
+    fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX).collect()
+    }
+
+    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        Stream::new(
+            &self.inner,
+            task.into_job(),
+            items.into_iter(),
+            true,
+            crate::batch::LAZY_WINDOW,
+        )
+    }
+
+    fn imap_unordered<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        Stream::new(
+            &self.inner,
+            task.into_job(),
+            items.into_iter(),
+            false,
+            crate::batch::LAZY_WINDOW,
+        )
+    }
+}
+
+impl Drop for ClusterPool {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        inner.pending.close();
+        inner.pending.wait_empty(Some(inner.config.config.get_shutdown_grace()));
+        let left = inner.pending.drain();
+        let ids: Vec<u64> = left.iter().map(|(id, _)| *id).collect();
+        for (_, entry) in left {
+            entry.fail(&TaskError::ShutDown);
+        }
+        let Some(runtime) = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take()
+        else {
+            return;
+        };
+        // Tidy the streams: ask agents to stop what they run of ours, remove what waits, and
+        // remove the results nobody will read. A server that is gone is not waited for.
+        let tidy = async {
+            let cancel = inner.names.cancel_subject(inner.image);
+            for task in ids {
+                let notice = CancelNotice { caller: inner.caller.clone(), task };
+                let _ = inner.client.publish(cancel.clone(), wire::encode(&notice).into()).await;
+            }
+            let tasks = inner.names.tasks_subject(inner.image, &inner.caller);
+            let _ = inner.tasks.purge().filter(tasks).await;
+            let _ = inner.results.delete_consumer(&Names::results_consumer(&inner.caller)).await;
+            let _ = inner.results.purge().filter(inner.names.results_subject(&inner.caller)).await;
+            let _ = inner.client.flush().await;
+        };
+        let _ =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), tidy).await });
+        runtime.shutdown_timeout(Duration::from_millis(200));
+    }
+}
+
+impl fmt::Debug for ClusterPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterPool")
+            .field("server", &self.inner.config.server.url)
+            .field("image", &self.inner.image)
+            .field("caller", &self.inner.caller)
+            .finish()
+    }
+}

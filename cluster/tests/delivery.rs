@@ -1,0 +1,144 @@
+//! Delivery semantics: progress reports keep a long task with its agent, a task that kills
+//! every agent that takes it stops at the delivery limit, and a task with no agent of its
+//! executable image fails after the configured wait.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Agent, Server};
+use taskpool_cluster::{ClusterConfig, ClusterError, ClusterPool, Config, Pool, TaskError};
+
+/// Appends a line to the file at `path` (one per run), sleeps `ms`, returns the line count.
+fn log_and_sleep(path: String, ms: u64) -> usize {
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&path).unwrap();
+    writeln!(file, "run").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::read_to_string(&path).unwrap().lines().count()
+}
+
+/// Kills the agent whose worker runs it.
+fn kill_my_agent(_: u64) -> u64 {
+    // SAFETY: kill has no memory preconditions; the parent of a worker is its agent.
+    unsafe { libc::kill(libc::getppid(), libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("taskpool-delivery-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
+    let Some(server) = Server::start("long_task") else { return };
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000".to_string())];
+    let _agents: Vec<Agent> = (0..2).map(|_| Agent::start(&server.url(), 1, &vars)).collect();
+    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let log = temp_path("long");
+    let _ = std::fs::remove_file(&log);
+    // Three ack waits long: without progress reports the server would give it to the other
+    // agent after the first, and the second run would log its start before this one ends.
+    let runs = pool.apply(log_and_sleep, (log.to_str().unwrap().to_string(), 3000)).unwrap();
+    assert_eq!(runs, 1, "the task ran once");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    assert_eq!(pool.stats().duplicates, 0);
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn a_task_that_kills_every_agent_fails_at_the_delivery_limit() {
+    let Some(server) = Server::start("poison") else { return };
+    let url = server.url();
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "500".to_string())];
+    let pid = Arc::new(AtomicU32::new(0));
+    let deaths = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Keeps one agent running: starts a new one whenever the last dies.
+    let keeper = {
+        let (pid, deaths, stop, url, vars) =
+            (pid.clone(), deaths.clone(), stop.clone(), url.clone(), vars.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let mut agent = Agent::start(&url, 1, &vars);
+                pid.store(agent.pid(), Ordering::SeqCst);
+                agent.wait();
+                deaths.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let config = ClusterConfig::new(url).delivery_limit(2);
+    let pool = ClusterPool::with_config(config).unwrap();
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let outcome = pool.apply(kill_my_agent, 0);
+    match &outcome {
+        Err(e) => match ClusterError::of(e) {
+            Some(ClusterError::DeliveryLimit { deliveries: 2 }) => {}
+            _ => panic!("expected the delivery limit, got {e:?}"),
+        },
+        Ok(v) => panic!("expected the delivery limit, got {v}"),
+    }
+    assert_eq!(deaths.load(Ordering::SeqCst), 2, "two deliveries, two agents killed");
+    // The next agent serves on.
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    stop.store(true, Ordering::SeqCst);
+    // SAFETY: kill has no memory preconditions; the pid is the keeper's live agent.
+    unsafe { libc::kill(pid.load(Ordering::SeqCst) as i32, libc::SIGKILL) };
+    keeper.join().unwrap();
+}
+
+/// A copy of this test binary whose build id differs in one byte: the same code, another
+/// executable image.
+fn other_image() -> PathBuf {
+    let mut bytes = std::fs::read("/proc/self/exe").unwrap();
+    let copy = temp_path("other-image");
+    // The build id follows the note header "GNU\0" of an NT_GNU_BUILD_ID note (type 3).
+    let at = bytes
+        .windows(8)
+        .position(|w| w == [3, 0, 0, 0, b'G', b'N', b'U', 0])
+        .expect("the test binary has a build id");
+    bytes[at + 8] ^= 0xff;
+    std::fs::write(&copy, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+#[test]
+fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait() {
+    let Some(server) = Server::start("no_agent") else { return };
+    let other = other_image();
+    let mut stranger = Agent::start_exe(Path::new(&other), &server.url(), 1);
+    let wait = Duration::from_secs(2);
+    let config = ClusterConfig::new(server.url()).config(Config::new().workers(2)).agent_wait(wait);
+    let pool = ClusterPool::with_config(config).unwrap();
+    let started = Instant::now();
+    let one = pool.submit(square, 3);
+    let many = pool.map_results(square, 0..10);
+    let waited = started.elapsed();
+    for outcome in many.into_iter().chain([one.join()]) {
+        let e = outcome.expect_err("no agent of this image runs it");
+        match ClusterError::of(&e) {
+            Some(ClusterError::NoAgent { image, waited }) => {
+                assert_eq!(image, pool.image());
+                assert!(*waited >= wait);
+            }
+            _ => panic!("expected no agent, got {e:?}"),
+        }
+        assert!(matches!(e, TaskError::Io(_)));
+    }
+    assert!(waited >= wait, "the tasks waited the configured time, not less");
+    assert!(stranger.is_alive());
+    assert_eq!(pool.stats().agents, 0, "the stranger is not an agent of this image");
+    stranger.kill();
+    std::fs::remove_file(other).unwrap();
+}

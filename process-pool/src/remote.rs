@@ -1,0 +1,270 @@
+//! Jobs that arrive already encoded, for a backend that carries them from another process.
+//!
+//! `taskpool-cluster` names a job the way this crate names it for its workers (the offset of
+//! its entry point, its state encoded) and sends it to an agent on another machine, which runs
+//! it in a local [`ProcessPool`]. This module is that backend's door into the pool: it ships a
+//! job to its [`EncodedJob`] form, encodes values with the pool's codec, and runs encoded
+//! inputs of an encoded job ([`run_encoded`]), handing back encoded results or typed errors.
+//! A user never needs it.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskpool_core::backend::Job;
+use taskpool_core::{Direction, Pool, Side, TaskError};
+
+use crate::batching::MAX_BATCH;
+use crate::codec;
+use crate::pool::{self, ProcessPool};
+use crate::run::{Batching, Run, RunBuilder};
+use crate::scheduler::Shared;
+use crate::ship::{Ship, Shipped};
+use crate::sink::{Encoded, Sink, Tally};
+
+/// A job in the form it travels in: the offset of its entry point in the executable image
+/// and its encoded state. Valid only in a process running the same image.
+#[derive(Debug, Clone)]
+pub struct EncodedJob(Arc<Shipped>);
+
+impl EncodedJob {
+    /// Ships `job`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Serialization`] if a struct task's state cannot be encoded.
+    pub fn of<J: Job>(job: &J) -> Result<Self, TaskError> {
+        job.ship(Ship).map(|shipped| EncodedJob(Arc::new(shipped)))
+    }
+
+    /// Rebuilds a job from [`EncodedJob::entry`] and [`EncodedJob::state`].
+    ///
+    /// # Safety
+    ///
+    /// `entry` must be the [`EncodedJob::entry`] of a job shipped by a process running the
+    /// same executable image as this one (the same file content, not merely the same path):
+    /// a worker jumps to that offset.
+    pub unsafe fn from_parts(entry: i64, state: Vec<u8>) -> Self {
+        EncodedJob(Arc::new(Shipped { entry, state }))
+    }
+
+    /// The offset of the job's entry point.
+    pub fn entry(&self) -> i64 {
+        self.0.entry
+    }
+
+    /// The job's encoded state (empty for a plain function).
+    pub fn state(&self) -> &[u8] {
+        &self.0.state
+    }
+}
+
+/// Appends the encoding of `value` to `out`, with the pool's codec.
+///
+/// # Errors
+///
+/// [`TaskError::Serialization`] naming `side`; `out` is then left as it was.
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    side: Side,
+) -> Result<(), TaskError> {
+    codec::encode_into(value, out).map_err(|e| TaskError::serialization(side, Direction::Encode, e))
+}
+
+/// Decodes a value that must span all of `bytes`, with the pool's codec.
+///
+/// # Errors
+///
+/// [`TaskError::Serialization`] naming `side`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], side: Side) -> Result<T, TaskError> {
+    codec::decode(bytes).map_err(|e| TaskError::serialization(side, Direction::Decode, e))
+}
+
+/// The outcomes of the items of one [`run_encoded`] call: each an encoded result or the
+/// item's error.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    bytes: Vec<u8>,
+    items: Vec<Option<Result<Range<usize>, TaskError>>>,
+}
+
+impl Outcomes {
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Item `i`'s outcome: its encoded result, or its error.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is out of range.
+    pub fn get(&self, i: usize) -> Result<&[u8], &TaskError> {
+        match &self.items[i] {
+            Some(Ok(range)) => Ok(&self.bytes[range.clone()]),
+            Some(Err(e)) => Err(e),
+            None => unreachable!("every item has an outcome once the run is done"),
+        }
+    }
+}
+
+/// A run started by [`run_encoded`]; dropping it does not stop it.
+#[derive(Debug)]
+pub struct RemoteRun {
+    shared: Weak<Shared>,
+    run: Weak<Run>,
+    cancelled: Arc<AtomicBool>,
+    single: bool,
+}
+
+impl RemoteRun {
+    /// Cancels a run of one item: it never starts if it is still queued, and its worker is
+    /// killed if it is running; the item's outcome is then [`TaskError::Cancelled`]. A run
+    /// of several items is left to finish.
+    pub fn cancel(&self) {
+        if self.single && !self.cancelled.swap(true, Ordering::SeqCst) {
+            pool::cancel(&self.shared, &self.run);
+        }
+    }
+}
+
+/// Runs the encoded `inputs` of `job` on `pool` (item `i` is `inputs[ends[i-1]..ends[i]]`),
+/// with `timeout` per item; calls `done` once with every item's outcome, on a thread of the
+/// pool. Items are spread over the workers in batches, as a `map` spreads them.
+///
+/// Each outcome is counted in [`ProcessPool::stats`].
+pub fn run_encoded(
+    pool: &ProcessPool,
+    job: &EncodedJob,
+    inputs: &[u8],
+    ends: &[usize],
+    timeout: Option<Duration>,
+    done: impl FnOnce(Outcomes) + Send + 'static,
+) -> RemoteRun {
+    let mut builder = RunBuilder::new(job.0.clone());
+    let mut start = 0;
+    for &end in ends {
+        builder.push_encoded(&inputs[start..end]);
+        start = end;
+    }
+    let n = ends.len();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let collector = Collector {
+        state: Mutex::new(Collecting {
+            outcomes: Outcomes { bytes: Vec::new(), items: (0..n).map(|_| None).collect() },
+            left: n,
+            done: Some(Box::new(done)),
+        }),
+        cancelled: cancelled.clone(),
+    };
+    let cap = n.div_ceil(pool.workers().max(1)).clamp(1, MAX_BATCH);
+    let run = Arc::new(builder.finish(Box::new(collector), timeout, Batching::Adaptive(cap)));
+    let handle = RemoteRun {
+        shared: Arc::downgrade(&pool.shared),
+        run: Arc::downgrade(&run),
+        cancelled,
+        single: n == 1,
+    };
+    if n == 0 {
+        // Nothing to run: the run is dropped here, and its collector calls `done`.
+        drop(run);
+    } else {
+        pool.shared.submit(run);
+    }
+    handle
+}
+
+type Done = Box<dyn FnOnce(Outcomes) + Send>;
+
+struct Collecting {
+    outcomes: Outcomes,
+    left: usize,
+    done: Option<Done>,
+}
+
+/// The sink of a remote run: gathers every item's outcome, then calls `done`.
+struct Collector {
+    state: Mutex<Collecting>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Collector {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Collecting> {
+        // Each step below leaves the state consistent, so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Sink for Collector {
+    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
+        let cancelled = self.cancelled.load(Ordering::SeqCst);
+        let mut state = self.lock();
+        let (mut values, mut errors) = (0, 0);
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            let slot = match state.outcomes.items.get(first + k) {
+                Some(None) => first + k,
+                _ => continue,
+            };
+            let item = match outcome {
+                _ if cancelled => Err(TaskError::Cancelled),
+                Ok(value) => {
+                    let bytes = &mut state.outcomes.bytes;
+                    let at = bytes.len();
+                    bytes.extend_from_slice(value.bytes);
+                    values += 1;
+                    Ok(at..bytes.len())
+                }
+                Err(e) => {
+                    errors += 1;
+                    Err(e)
+                }
+            };
+            state.outcomes.items[slot] = Some(item);
+            state.left -= 1;
+        }
+        // A cancellation counted its item already.
+        tally.record(values, errors);
+        if state.left == 0 {
+            if let Some(done) = state.done.take() {
+                let outcomes = std::mem::take(&mut state.outcomes);
+                drop(state);
+                done(outcomes);
+            }
+        }
+    }
+
+    fn is_settled(&self, _index: usize) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Collector {
+    /// A run dropped before every item was answered (a cancelled task taken off the queue, a
+    /// pool dropped meanwhile): the items without an outcome get one.
+    fn drop(&mut self) {
+        let cancelled = self.cancelled.load(Ordering::SeqCst);
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let Some(done) = state.done.take() else { return };
+        let missing = if cancelled { TaskError::Cancelled } else { TaskError::ShutDown };
+        for item in &mut state.outcomes.items {
+            item.get_or_insert_with(|| Err(missing.clone()));
+        }
+        done(std::mem::take(&mut state.outcomes));
+    }
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector").field("left", &self.lock().left).finish()
+    }
+}
