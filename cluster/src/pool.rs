@@ -502,19 +502,19 @@ impl Pool for ClusterPool {
         Stream::new(&self.inner, task.into_job(), items.into_iter(), true, usize::MAX).collect()
     }
 
+    /// Wide: items cross the network in chunks, and a narrow window would leave agents idle
+    /// for a round trip.
+    fn imap_window(&self) -> usize {
+        crate::batch::LAZY_WINDOW
+    }
+
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Stream::new(
-            &self.inner,
-            task.into_job(),
-            items.into_iter(),
-            true,
-            crate::batch::LAZY_WINDOW,
-        )
+        Stream::new(&self.inner, task.into_job(), items.into_iter(), true, self.imap_window())
     }
 
     fn imap_unordered<M, T, I>(
@@ -527,13 +527,7 @@ impl Pool for ClusterPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Stream::new(
-            &self.inner,
-            task.into_job(),
-            items.into_iter(),
-            false,
-            crate::batch::LAZY_WINDOW,
-        )
+        Stream::new(&self.inner, task.into_job(), items.into_iter(), false, self.imap_window())
     }
 }
 

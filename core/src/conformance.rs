@@ -473,6 +473,11 @@ pub fn spawned(spawn: impl Fn(Spawnable, u64) -> Result<Spawned<u64>, TaskError>
 ///
 /// `$make` is any expression that turns a [`Config`] into a pool. A backend with one-offs
 /// adds `spawn: path::to::spawn` to run [`spawned`] too.
+///
+/// A backend whose tests need their own set-up around each behaviour (a server to start, a
+/// reason to skip) takes the list of behaviours instead, so that it cannot fall behind the
+/// suite: `conformance_suite!(each: my_macro)` expands to `my_macro!(ordering, empty_input,
+/// ...)`, one name per behaviour, each a function of `taskpool_core::conformance`.
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr, spawn: $spawn:path) => {
@@ -488,8 +493,8 @@ macro_rules! conformance_suite {
             });
         }
     };
-    ($make:expr) => {
-        $crate::conformance_suite!(@tests $make;
+    (each: $callback:path $(; $($before:tt)*)?) => {
+        $callback!($($($before)*;)?
             ordering, empty_input, million_items, endless_imap_is_bounded,
             dropping_imap_cancels_the_rest, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
@@ -499,7 +504,17 @@ macro_rules! conformance_suite {
             serde_shapes, initializer_runs_once_per_worker, failing_initializer_is_typed,
             per_task_timeouts);
     };
-    (@tests $make:expr; $($name:ident),+) => {$(
+    ($make:expr) => {
+        $crate::conformance_suite!(each: $crate::__conformance_tests; $make);
+    };
+}
+
+/// One `#[test]` per name, each running that behaviour with `$make`: the body of
+/// [`conformance_suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($make:expr; $($name:ident),+) => {$(
         #[test]
         fn $name() {
             $crate::conformance::$name($make);

@@ -337,6 +337,10 @@ impl Pool for Fixture {
         self.pool.map(task, items)
     }
 
+    fn imap_window(&self) -> usize {
+        self.pool.imap_window()
+    }
+
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
