@@ -3,10 +3,13 @@
 //! what it can run.
 //!
 //! Every scenario, in the report and in the criterion benches alike, iterates over
-//! [`BACKENDS`] and asks each entry whether it can run the scenario's [`Op`]. Adding a column
-//! means adding its [`Column`] constant (to [`Column::ALL`]) and its [`Backend`] entry here,
-//! plus the backend's crate as an optional dependency behind a feature of the same name in
-//! `Cargo.toml`. A backend whose feature is off keeps its column, which then says so.
+//! [`BACKENDS`] and asks each entry whether it can run the scenario's [`Op`]. Adding a
+//! column means adding its [`Column`] constant (and listing it in [`Column::ALL`]) and its
+//! [`Backend`] entry here, plus the backend's crate in `Cargo.toml` as an optional dependency
+//! behind the feature its entry names (CI checks each such feature on its own). A taskpool
+//! backend needs nothing else: its pool implements `taskpool_core::Pool`, and one adapter
+//! runs every scenario on any such pool. A backend whose feature is off keeps its column,
+//! which then says so.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -112,7 +115,7 @@ impl Column {
     });
 
     /// Every column, in table order.
-    pub const ALL: [Column; 6] = [
+    pub const ALL: &'static [Column] = &[
         Column::TASKPOOL_THREADS,
         Column::TASKPOOL_PROCESSES,
         Column::RAYON,
@@ -294,12 +297,12 @@ macro_rules! taskpool_backend {
 
 /// Every backend, in the order their variants run. The first backend of a column that can
 /// run a scenario fills that column's cell.
-pub static BACKENDS: [Backend; 9] = [
+pub static BACKENDS: &[Backend] = &[
     taskpool_backend! {
         id: "threads",
         column: Column::TASKPOOL_THREADS,
         feature: "thread-pool",
-        start: |spec: &crate::PoolSpec| {
+        start: |spec: &crate::backends::PoolSpec| {
             let config = spec.config();
             crate::backends::taskpool::boxed(taskpool_thread::ThreadPool::with_config(config))
         },
@@ -326,7 +329,7 @@ pub static BACKENDS: [Backend; 9] = [
         id: "processes",
         column: Column::TASKPOOL_PROCESSES,
         feature: "process-pool",
-        start: |spec: &crate::PoolSpec| {
+        start: |spec: &crate::backends::PoolSpec| {
             let config = taskpool_process::ProcessConfig::new(spec.config());
             let config = match spec.memory_limit {
                 Some(bytes) => config.memory_limit(bytes),
@@ -549,8 +552,9 @@ mod tests {
         let keys: HashSet<_> = Column::ALL.iter().map(|c| c.key()).collect();
         let labels: HashSet<_> = Column::ALL.iter().map(|c| c.label()).collect();
         let colours: HashSet<_> = Column::ALL.iter().map(|c| c.colour()).collect();
-        assert_eq!((keys.len(), labels.len(), colours.len()), (6, 6, 6));
-        let mut sorted = Column::ALL;
+        let n = Column::ALL.len();
+        assert_eq!((keys.len(), labels.len(), colours.len()), (n, n, n));
+        let mut sorted = Column::ALL.to_vec();
         sorted.reverse();
         sorted.sort();
         assert_eq!(sorted, Column::ALL);
@@ -561,7 +565,7 @@ mod tests {
     fn every_column_has_a_backend_and_ids_are_unique() {
         let ids: HashSet<_> = BACKENDS.iter().map(|b| b.id()).collect();
         assert_eq!(ids.len(), BACKENDS.len());
-        for column in Column::ALL {
+        for &column in Column::ALL {
             assert!(BACKENDS.iter().any(|b| b.column() == Some(column)), "{column:?}");
         }
     }
@@ -569,7 +573,7 @@ mod tests {
     #[test]
     fn features_match_the_build_and_the_manifest() {
         let manifest = include_str!("../Cargo.toml");
-        for backend in &BACKENDS {
+        for backend in BACKENDS {
             let Some(feature) = backend.feature() else { continue };
             assert!(manifest.contains(&format!("\n{feature} = [\"dep:")), "{feature}");
         }

@@ -24,11 +24,10 @@ mod scenarios;
 mod stats;
 pub mod tasks;
 
-pub use crate::backends::PoolSpec;
 pub use crate::columns::{BACKENDS, Backend, Column, Kind, Op, Shows, backend};
 pub use crate::scenarios::{
-    Case, Count, Fault, Group, Iteration, Kernel, KernelKind, Measured, Mode, Plan, Progress,
-    RowId, RunMode, Settings, Suite, TaskSize, calibrate, cores, run,
+    Case, Count, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings, Suite,
+    TaskSize, cores, run,
 };
 pub use crate::stats::{Samples, Summary};
 

@@ -25,20 +25,20 @@ use crate::scenarios::{Fault, Kernel};
 
 /// The pool a scenario asks for: its size and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PoolSpec {
+pub(crate) struct PoolSpec {
     /// Workers.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// A per-task time limit, for backends that have one.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// A memory limit per worker in bytes, for backends that have one.
-    pub memory_limit: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     /// Tasks a worker runs before it is replaced, for backends that recycle workers.
-    pub max_tasks_per_worker: Option<u64>,
+    pub(crate) max_tasks_per_worker: Option<u64>,
 }
 
 impl PoolSpec {
     /// A pool of `workers` with no limits.
-    pub fn workers(workers: usize) -> PoolSpec {
+    pub(crate) fn workers(workers: usize) -> PoolSpec {
         PoolSpec { workers, timeout: None, memory_limit: None, max_tasks_per_worker: None }
     }
 

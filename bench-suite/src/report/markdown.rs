@@ -227,7 +227,7 @@ fn cell(row: &Row, column: Column) -> String {
 /// row's reference (a floor between processes).
 fn comparison(row: &Row) -> String {
     let mut parts = Vec::new();
-    for column in Column::ALL.into_iter().filter(|c| c.is_ours()) {
+    for column in Column::ALL.iter().copied().filter(|c| c.is_ours()) {
         let who = column.short();
         if let Some((peer, _)) = row.best_peer(column) {
             let Some(advantage) = row.advantage(column).filter(|a| a.is_finite()) else {
@@ -244,7 +244,7 @@ fn comparison(row: &Row) -> String {
             });
         }
     }
-    for column in Column::ALL.into_iter().filter(|c| c.is_ours() && c.is_processes()) {
+    for column in Column::ALL.iter().copied().filter(|c| c.is_ours() && c.is_processes()) {
         if let (Some((name, reference)), Some(Cell::Value(ours))) =
             (&row.reference, row.cells.get(&column))
         {

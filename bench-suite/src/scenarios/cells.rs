@@ -11,8 +11,8 @@ pub(crate) type Target = Shows;
 /// none of the column's backends can.
 pub(crate) fn choose(op: Op, size: u64) -> Vec<(Column, Result<&'static Backend, String>)> {
     Column::ALL
-        .into_iter()
-        .map(|column| {
+        .iter()
+        .map(|&column| {
             let mut why = None;
             for backend in BACKENDS.iter().filter(|b| b.column() == Some(column)) {
                 match backend.can(op, size) {

@@ -39,7 +39,7 @@ const PROBE_WORKERS: usize = 2;
 
 /// A fault injected into one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// The task panics.
     Panic,
     /// The task writes through a null pointer.
@@ -54,11 +54,11 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in the report's order.
-    pub const ALL: [Fault; 5] =
+    pub(crate) const ALL: [Fault; 5] =
         [Fault::Panic, Fault::Segfault, Fault::Abort, Fault::Hang, Fault::Bomb];
 
     /// A short name: `panic`, `segfault`, `abort`, `hang`, `bomb`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fault::Panic => "panic",
             Fault::Segfault => "segfault",

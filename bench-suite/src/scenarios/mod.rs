@@ -19,12 +19,14 @@ mod throughput;
 
 use std::time::Duration;
 
-pub use faults::Fault;
 pub use plan::{Mode, Plan, RunMode, cores};
 pub use progress::Progress;
 pub use report::{Measured, run};
 pub use suite::{Case, Count, Group, Iteration, Settings, Suite};
-pub use throughput::{Kernel, KernelKind, TaskSize, calibrate};
+pub use throughput::TaskSize;
+
+pub(crate) use faults::Fault;
+pub(crate) use throughput::{Kernel, KernelKind};
 
 pub(crate) use overhead::OVERHEAD;
 
@@ -33,7 +35,7 @@ use crate::probe::Probe;
 /// A row of the report, by what it measures: how a peer's results (the Python script's) are
 /// joined to the rows measured here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RowId {
+pub(crate) enum RowId {
     /// Pool start-up to the first result.
     Startup,
     /// One-off spawn and join.
@@ -58,7 +60,7 @@ pub enum RowId {
 
 impl RowId {
     /// The row's stable key in the JSON report, such as `round_trip` or `speedup_primes_1ms`.
-    pub fn key(self) -> String {
+    pub(crate) fn key(self) -> String {
         match self {
             RowId::Startup => "startup".into(),
             RowId::Spawn => "spawn".into(),

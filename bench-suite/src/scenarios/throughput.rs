@@ -34,7 +34,7 @@ use crate::tasks;
 
 /// Which kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum KernelKind {
+pub(crate) enum KernelKind {
     /// Counting primes by trial division.
     Primes,
     /// Rows of a Mandelbrot image.
@@ -43,10 +43,10 @@ pub enum KernelKind {
 
 impl KernelKind {
     /// Both kernels.
-    pub const ALL: [KernelKind; 2] = [KernelKind::Primes, KernelKind::Mandel];
+    pub(crate) const ALL: [KernelKind; 2] = [KernelKind::Primes, KernelKind::Mandel];
 
     /// `primes` or `mandel`, as the Python script names them.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             KernelKind::Primes => "primes",
             KernelKind::Mandel => "mandel",
@@ -102,17 +102,17 @@ impl TaskSize {
 
 /// One kernel at one task size, calibrated: what each task of a batch computes.
 #[derive(Debug, Clone)]
-pub struct Kernel {
+pub(crate) struct Kernel {
     /// Which kernel.
-    pub kind: KernelKind,
+    pub(crate) kind: KernelKind,
     /// The task size it was calibrated to.
-    pub size: TaskSize,
+    pub(crate) size: TaskSize,
     /// The arguments of task 0 (task `i` shifts the first by `i` times the second).
-    pub args: Vec<u64>,
+    pub(crate) args: Vec<u64>,
     /// Tasks per batch.
-    pub tasks: usize,
+    pub(crate) tasks: usize,
     /// The measured time of one task, in microseconds.
-    pub task_us: f64,
+    pub(crate) task_us: f64,
 }
 
 /// Rows of the Mandelbrot image: a batch of tasks cycles through them.
@@ -120,7 +120,7 @@ const MANDEL_HEIGHT: u64 = 64;
 
 impl Kernel {
     /// A label such as "primes, 1 ms tasks".
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{}, {} tasks", self.kind.name(), self.size.label())
     }
 
@@ -159,7 +159,7 @@ impl Kernel {
     }
 
     /// "primes, 1 ms tasks: arguments [..], N tasks per batch, T µs per task sequentially".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{}: arguments {:?}, {} tasks per batch, {:.1} µs per task sequentially",
             self.label(),
@@ -180,7 +180,7 @@ fn time_us(f: impl FnOnce() -> u64) -> f64 {
 /// Calibrates `kind` at `size` for `plan`: the smallest parameter whose task takes the
 /// size's target (a hundredth of it, at least 10 µs, with `plan.tiny_tasks`), and the tasks
 /// of a batch that fill `plan.batch`.
-pub fn calibrate(kind: KernelKind, size: TaskSize, plan: &Plan) -> Kernel {
+pub(crate) fn calibrate(kind: KernelKind, size: TaskSize, plan: &Plan) -> Kernel {
     let target = if plan.tiny_tasks {
         (size.target() / 100).max(Duration::from_micros(10))
     } else {

@@ -99,7 +99,8 @@ impl Group {
     fn of(row: &Row) -> Option<Group> {
         let micros = |v: f64| Some(to_micros(v, row.unit)).filter(|v| v.is_finite() && *v > 0.0);
         let bars: Vec<Bar> = Column::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|column| match row.cells.get(&column) {
                 Some(Cell::Value(s)) => Some(Bar {
                     column,

@@ -184,7 +184,7 @@ struct Legend<'a> {
 impl<'a> Legend<'a> {
     /// The legend of `lines`.
     fn of(lines: &[Line<'a>]) -> Legend<'a> {
-        let columns = Column::ALL.into_iter().filter(|&c| lines.iter().any(|l| l.column == c));
+        let columns = Column::ALL.iter().copied().filter(|&c| lines.iter().any(|l| l.column == c));
         let room = ((LEGEND_WIDTH - 52.0) / (12.0 * CHAR_WIDTH)) as usize;
         let mut kernels: Vec<(&'a str, Vec<String>)> = Vec::new();
         for line in lines {
