@@ -295,6 +295,21 @@ macro_rules! taskpool_backend {
     }};
 }
 
+/// What the Python script measures, for both of its columns.
+const PYTHON_CAN: &[Op] = &[
+    Op::Startup,
+    Op::RoundTrip,
+    Op::InFlight,
+    Op::Map,
+    Op::Payload,
+    Op::Kernels,
+    Op::Faults,
+    Op::Memory,
+];
+
+/// What the Python script does not measure.
+const PYTHON_CANNOT: &[(Op, &str)] = &[(Op::Spawn, "not in the Python script")];
+
 /// Every backend, in the order their variants run. The first backend of a column that can
 /// run a scenario fills that column's cell.
 pub static BACKENDS: &[Backend] = &[
@@ -412,17 +427,8 @@ pub static BACKENDS: &[Backend] = &[
         shows: Shows::Column(Column::PYTHON_THREADS),
         feature: None,
         runs: Runs::Script(ScriptPool::ThreadExecutor),
-        can: &[
-            Op::Startup,
-            Op::RoundTrip,
-            Op::InFlight,
-            Op::Map,
-            Op::Payload,
-            Op::Kernels,
-            Op::Faults,
-            Op::Memory,
-        ],
-        cannot: &[(Op::Spawn, "not in the Python script")],
+        can: PYTHON_CAN,
+        cannot: PYTHON_CANNOT,
         limits: None,
     },
     Backend {
@@ -430,17 +436,8 @@ pub static BACKENDS: &[Backend] = &[
         shows: Shows::Column(Column::PYTHON_PROCESSES),
         feature: None,
         runs: Runs::Script(ScriptPool::MpPool),
-        can: &[
-            Op::Startup,
-            Op::RoundTrip,
-            Op::InFlight,
-            Op::Map,
-            Op::Payload,
-            Op::Kernels,
-            Op::Faults,
-            Op::Memory,
-        ],
-        cannot: &[(Op::Spawn, "not in the Python script")],
+        can: PYTHON_CAN,
+        cannot: PYTHON_CANNOT,
         limits: None,
     },
     Backend {

@@ -22,7 +22,7 @@ use serde_bytes::ByteBuf;
 use super::RowId;
 use super::scenario::{Scenario, Setup, timed};
 use super::suite::{Count, Iteration};
-use crate::backends::PoolSpec;
+use crate::backends::{PoolSpec, Running};
 use crate::columns::Op;
 use crate::report::{Better, Unit};
 
@@ -182,32 +182,30 @@ fn map(setup: &Setup<'_>) -> Result<Iteration, String> {
     }))
 }
 
-/// Each iteration sends the buffer the previous one got back, so no buffer is built on the
-/// clock.
 fn payload(setup: &Setup<'_>) -> Result<Iteration, String> {
-    let (pool, bytes) = (setup.pool()?, setup.size);
-    let mut buffer = Some(ByteBuf::from(vec![0xA5_u8; bytes as usize]));
-    Ok(Box::new(move || {
-        let sent = buffer.take().unwrap_or_default();
-        let start = std::time::Instant::now();
-        let back = pool.echo(sent)?;
-        let elapsed = start.elapsed();
-        echoed(back.len(), bytes)?;
-        buffer = Some(back);
-        Ok(elapsed)
-    }))
+    echo_iteration(setup, ByteBuf::from, |pool, sent| pool.echo(sent))
 }
 
 fn payload_vec(setup: &Setup<'_>) -> Result<Iteration, String> {
+    echo_iteration(setup, |bytes| bytes, |pool, sent| pool.echo_vec(sent))
+}
+
+/// Round trips of a buffer of the setup's size, built by `buffer` and sent by `echo`. Each
+/// iteration sends the buffer the previous one got back, so no buffer is built on the clock.
+fn echo_iteration<B: AsRef<[u8]> + Default + 'static>(
+    setup: &Setup<'_>,
+    buffer: fn(Vec<u8>) -> B,
+    echo: fn(&dyn Running, B) -> Result<B, String>,
+) -> Result<Iteration, String> {
     let (pool, bytes) = (setup.pool()?, setup.size);
-    let mut buffer = Some(vec![0xA5_u8; bytes as usize]);
+    let mut kept = Some(buffer(vec![0xA5_u8; bytes as usize]));
     Ok(Box::new(move || {
-        let sent = buffer.take().unwrap_or_default();
+        let sent = kept.take().unwrap_or_default();
         let start = std::time::Instant::now();
-        let back = pool.echo_vec(sent)?;
+        let back = echo(pool.as_ref(), sent)?;
         let elapsed = start.elapsed();
-        echoed(back.len(), bytes)?;
-        buffer = Some(back);
+        echoed(back.as_ref().len(), bytes)?;
+        kept = Some(back);
         Ok(elapsed)
     }))
 }
