@@ -87,6 +87,10 @@ const MAX_PAYLOAD: u64 = 1 << 20;
 /// of 10 µs tasks would measure procspawn's overhead for many seconds.
 const MIN_TASK_MICROS: u64 = 1000;
 
+/// The most kernel tasks queued at once: each holds three descriptors until a worker takes
+/// it (module docs), and a batch of small tasks can be many thousands.
+const KERNEL_WINDOW: usize = 1000;
+
 /// Initializes procspawn; call instead of `procspawn::init()`, first thing in
 /// `main` (together with `pipe_floor::run_child_if_requested()`, in either
 /// order).  In a worker process this call runs the worker and never returns.
@@ -187,21 +191,33 @@ impl Running for Procspawn {
         guarded("payload", || self.pool.spawn(payload, tasks::echo).join().map_err(text))
     }
 
+    /// Submits the batch in windows of [`KERNEL_WINDOW`] tasks, each joined in submission
+    /// order (module docs, problem 1), so that queued tasks never hold more descriptors than
+    /// the process may open.
     fn kernel(&self, kernel: &Kernel) -> Result<u64, String> {
         guarded("kernel", || {
-            let handles: Vec<procspawn::JoinHandle<u64>> = match kernel.kind {
-                KernelKind::Primes => (0..kernel.tasks)
-                    .map(|i| self.pool.spawn(kernel.primes_input(i), |(s, l)| tasks::primes(s, l)))
-                    .collect(),
-                KernelKind::Mandel => (0..kernel.tasks)
-                    .map(|i| {
-                        let input = kernel.mandel_input(i);
-                        self.pool.spawn(input, |(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
-                    })
-                    .collect(),
-            };
-            // Joined in submission order (module docs, problem 1).
-            handles.into_iter().map(|h| h.join().map_err(text)).sum()
+            let mut sum = 0;
+            for first in (0..kernel.tasks).step_by(KERNEL_WINDOW) {
+                let window = first..(first + KERNEL_WINDOW).min(kernel.tasks);
+                let handles: Vec<procspawn::JoinHandle<u64>> = match kernel.kind {
+                    KernelKind::Primes => window
+                        .map(|i| {
+                            let input = kernel.primes_input(i);
+                            self.pool.spawn(input, |(s, l)| tasks::primes(s, l))
+                        })
+                        .collect(),
+                    KernelKind::Mandel => window
+                        .map(|i| {
+                            let input = kernel.mandel_input(i);
+                            self.pool.spawn(input, |(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
+                        })
+                        .collect(),
+                };
+                for handle in handles {
+                    sum += handle.join().map_err(text)?;
+                }
+            }
+            Ok(sum)
         })
     }
 
