@@ -16,14 +16,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ScriptPool;
 use crate::report::Cell;
-use crate::scenarios::{Fault, Kernel, KernelKind, Mode, Plan, RowId, TaskSize};
+use crate::scenarios::{Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, Plan, RowId, TaskSize};
 use crate::stats::Summary;
 
 /// The script, built into the binary so the report runs from anywhere.
 const SCRIPT: &str = include_str!("../../python/peers.py");
-
-/// The payload size the report's row shows.
-const PAYLOAD_BYTES: u64 = 1 << 20;
 
 /// The Python peers of a run: their results, or why there are none.
 #[derive(Debug)]
@@ -506,13 +503,12 @@ impl PythonRun {
                     Some(value(&run.samples_items_per_s, 1.0))
                 }),
             );
-            run.add(
-                RowId::Payload(PAYLOAD_BYTES),
-                pool,
-                pooled(&r.payload, pool, |p| {
-                    Some(value(&p.sizes.get(&PAYLOAD_BYTES)?.samples_us, 1.0))
-                }),
-            );
+            for bytes in payload_sizes(&r.payload) {
+                let sized = pooled(&r.payload, pool, |p| {
+                    Some(value(&p.sizes.get(&bytes)?.samples_us, 1.0))
+                });
+                run.add(RowId::Payload(bytes), pool, sized);
+            }
             run.add(
                 RowId::Memory,
                 pool,
@@ -590,6 +586,18 @@ impl PythonRun {
             self.curves.insert((kind, size, pool), points.collect());
         }
     }
+}
+
+/// The payload size the script was asked for, and any other it reported.
+fn payload_sizes(payload: &Option<Lenient<ByPool<Payload>>>) -> Vec<u64> {
+    let mut sizes = vec![PAYLOAD_BYTES];
+    if let Some(Ok(by)) = payload.as_ref().map(Lenient::ok) {
+        let reported = COLUMNS.iter().filter_map(|&pool| by.get(pool)?.ok().ok());
+        sizes.extend(reported.flat_map(|p| p.sizes.keys().copied()));
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
 }
 
 /// The cell of `pool` in a scenario: `f` of its part, or why there is none.

@@ -115,8 +115,8 @@ impl Fault {
     }
 }
 
-/// Whether `backend` survives faults in this program (its workers are processes), or why
-/// it cannot run `fault` here.
+/// Whether `backend`, whose workers are processes, can meet `fault` in this program, or why
+/// not: a memory bomb needs a memory limit per worker, or it would take the machine.
 fn runs_in_program(backend: &Backend, fault: Fault) -> Result<(), String> {
     if fault == Fault::Bomb {
         backend.can(Op::MemoryLimit, MEMORY_LIMIT)?;

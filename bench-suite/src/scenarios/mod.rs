@@ -28,7 +28,7 @@ pub use throughput::TaskSize;
 pub(crate) use faults::Fault;
 pub(crate) use throughput::{Kernel, KernelKind};
 
-pub(crate) use overhead::OVERHEAD;
+pub(crate) use overhead::{OVERHEAD, PAYLOAD_BYTES};
 
 use crate::probe::Probe;
 

@@ -26,8 +26,8 @@ use crate::backends::{PoolSpec, Running};
 use crate::columns::Op;
 use crate::report::{Better, Unit};
 
-/// The payload size of the report's row.
-const ONE_MIB: u64 = 1 << 20;
+/// The payload size of the report's row (the Python peers are asked for it too).
+pub(crate) const PAYLOAD_BYTES: u64 = 1 << 20;
 
 /// The payload sizes criterion measures.
 const PAYLOADS: [u64; 5] = [0, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
@@ -117,11 +117,11 @@ pub(crate) static OVERHEAD: [Scenario; 7] = [
         unit: Unit::Micros,
         better: Better::Lower,
         sizes: |_| PAYLOADS.to_vec(),
-        report_size: |_| ONE_MIB,
+        report_size: |_| PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |plan| (plan.round_trips / 50).max(5),
         count: Count::Bytes,
-        sample_size: |bytes| (bytes >= ONE_MIB).then_some(10),
+        sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
         prepare: payload,
     },
     Scenario {
@@ -132,11 +132,11 @@ pub(crate) static OVERHEAD: [Scenario; 7] = [
         unit: Unit::Micros,
         better: Better::Lower,
         sizes: |_| PAYLOADS.to_vec(),
-        report_size: |_| ONE_MIB,
+        report_size: |_| PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |plan| (plan.round_trips / 50).max(5),
         count: Count::Bytes,
-        sample_size: |bytes| (bytes >= ONE_MIB).then_some(10),
+        sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
         prepare: payload_vec,
     },
 ];
