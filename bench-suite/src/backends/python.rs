@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::ScriptPool;
-use crate::report::Cell;
+use super::{Runs, ScriptPool};
+use crate::columns::{BACKENDS, Column};
+use crate::report::{Cell, Curve, Row};
 use crate::scenarios::{Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, Plan, RowId, TaskSize};
 use crate::stats::Summary;
 
@@ -75,17 +76,29 @@ impl Script {
         }
     }
 
-    /// The scaling curve of `pool` on a kernel, as `(workers, speed-up)` points.
-    pub(crate) fn curve(
-        &self,
-        kind: KernelKind,
-        size: TaskSize,
-        pool: ScriptPool,
-    ) -> Vec<(usize, f64)> {
-        match self {
-            Script::Ran(run) => run.curves.get(&(kind, size, pool)).cloned().unwrap_or_default(),
-            Script::Absent(_) => Vec::new(),
+    /// `row` with the script's cells: those of the columns the script measures that the row
+    /// left for it.
+    pub(crate) fn fill(&self, id: RowId, mut row: Row) -> Row {
+        for (column, pool) in shown() {
+            row.cells.entry(column).or_insert_with(|| self.cell(id, pool));
         }
+        row
+    }
+
+    /// The scaling curves the script measured on `kernels`, one per kernel and column.
+    pub(crate) fn curves(&self, kernels: &[Kernel]) -> Vec<Curve> {
+        let Script::Ran(run) = self else { return Vec::new() };
+        let mut curves = Vec::new();
+        for kernel in kernels {
+            for (column, pool) in shown() {
+                let Some(points) = run.curves.get(&(kernel.kind, kernel.size, pool)) else {
+                    continue;
+                };
+                let points = points.clone();
+                curves.push(Curve { kernel: kernel.label(), column, points });
+            }
+        }
+        curves
     }
 
     /// The interpreter's version, if the script ran.
@@ -459,8 +472,14 @@ fn cell<T>(part: Option<&Lenient<T>>, f: impl FnOnce(&T) -> Option<Cell>) -> Opt
     }
 }
 
-/// The pools shown as columns.
-const COLUMNS: [ScriptPool; 2] = [ScriptPool::ThreadExecutor, ScriptPool::MpPool];
+/// The script's pools that columns show, and their columns, as `columns.rs` lists them.
+fn shown() -> Vec<(Column, ScriptPool)> {
+    let scripted = BACKENDS.iter().filter_map(|b| match b.runs() {
+        Runs::Script(pool) => Some((b.column()?, *pool)),
+        _ => None,
+    });
+    scripted.collect()
+}
 
 impl PythonRun {
     /// The cells of `output`, for pools of `workers` and the `kernels` the script was given.
@@ -478,7 +497,7 @@ impl PythonRun {
             ..PythonRun::default()
         };
         let r = &output.results;
-        for pool in COLUMNS {
+        for (_, pool) in shown() {
             run.add(
                 RowId::Startup,
                 pool,
@@ -592,7 +611,7 @@ impl PythonRun {
 fn payload_sizes(payload: &Option<Lenient<ByPool<Payload>>>) -> Vec<u64> {
     let mut sizes = vec![PAYLOAD_BYTES];
     if let Some(Ok(by)) = payload.as_ref().map(Lenient::ok) {
-        let reported = COLUMNS.iter().filter_map(|&pool| by.get(pool)?.ok().ok());
+        let reported = shown().into_iter().filter_map(|(_, pool)| by.get(pool)?.ok().ok());
         sizes.extend(reported.flat_map(|p| p.sizes.keys().copied()));
     }
     sizes.sort_unstable();
@@ -640,6 +659,7 @@ fn fault_cell(trial: &FaultTrial) -> Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Better, Unit};
 
     /// A trimmed output of the script, as `--self-test` prints it, with one failed scenario
     /// and one failed cell.
@@ -709,7 +729,23 @@ mod tests {
             median(script.cell(RowId::Speedup(primes.0, primes.1), ScriptPool::MpPool)),
             1.8
         );
-        assert_eq!(script.curve(primes.0, primes.1, ScriptPool::MpPool), [(1, 0.9), (2, 1.8)]);
+        let kernel =
+            Kernel { kind: primes.0, size: primes.1, args: vec![], tasks: 8, task_us: 1e3 };
+        let curves = script.curves(&[kernel]);
+        assert_eq!(curves.len(), 1);
+        assert_eq!(curves[0].column, Column::PYTHON_PROCESSES);
+        assert_eq!(curves[0].points, [(1, 0.9), (2, 1.8)]);
+    }
+
+    #[test]
+    fn rows_take_the_cells_left_for_the_script() {
+        let script = run();
+        let mut row = Row::new("startup", "start-up", Unit::Micros, Better::Lower);
+        row.cells.insert(Column::PYTHON_THREADS, Cell::Skipped("kept".into()));
+        let row = script.fill(RowId::Startup, row);
+        assert_eq!(row.cells[&Column::PYTHON_THREADS], Cell::Skipped("kept".into()));
+        assert_eq!(median(row.cells[&Column::PYTHON_PROCESSES].clone()), 7.0);
+        assert_eq!(row.cells.len(), 2);
     }
 
     #[test]

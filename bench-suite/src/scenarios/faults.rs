@@ -20,7 +20,6 @@ use super::cells::choose;
 use super::scenario::timed;
 use super::suite::{Case, Group, Iteration, Settings};
 use super::{Plan, Progress, RowId};
-use crate::backends::python::Script;
 use crate::backends::{PoolSpec, Pools, Running, Runs};
 use crate::columns::{BACKENDS, Backend, DISABLED, Kind, Op, backend};
 use crate::probe::{self, ProbeEnd, ProbeResult};
@@ -137,8 +136,8 @@ fn fault_then_next(pool: &dyn Running, fault: Fault, in_probe: bool) -> (String,
     (said, next.ok().map(|()| start.elapsed()))
 }
 
-/// Measures every fault on every column.
-pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row> {
+/// Measures every fault on every column (the Python script's columns are left for it).
+pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     let prlimit = find_prlimit();
     Fault::ALL
         .iter()
@@ -150,7 +149,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row
                 let cell = match chosen {
                     Err(why) => Cell::Skipped(why),
                     Ok(backend) => match backend.runs() {
-                        Runs::Script(pool) => script.cell(id, *pool),
+                        Runs::Script(_) => continue,
                         Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
                         Runs::Here { .. } if column.kind() == Kind::Processes => {
                             in_program(backend, fault, plan.repeats.min(5))
@@ -160,7 +159,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row
                 };
                 row.cells.insert(column, cell);
             }
-            row
+            (id, row)
         })
         .collect()
 }

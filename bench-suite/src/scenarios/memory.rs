@@ -9,7 +9,6 @@ use super::cells::choose;
 use super::{Plan, Progress, RowId};
 use crate::backends::PoolSpec;
 use crate::backends::Runs;
-use crate::backends::python::Script;
 use crate::columns::{DISABLED, Kind, Op, backend};
 use crate::probe::{self, ProbeEnd, ProbeResult};
 use crate::report::{Better, Cell, Row, Unit};
@@ -40,7 +39,8 @@ fn children() -> Vec<u32> {
 }
 
 /// Measures memory per worker for every column.
-pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row> {
+/// The Python script's columns are left for it.
+pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     progress.say("memory per worker");
     let n = plan.workers;
     let label = format!("memory per worker (resident set; threads: program growth / {n})");
@@ -49,7 +49,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row
         let cell = match chosen {
             Err(why) => Cell::Skipped(why),
             Ok(backend) => match backend.runs() {
-                Runs::Script(pool) => script.cell(RowId::Memory, *pool),
+                Runs::Script(_) => continue,
                 Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
                 Runs::Here { .. } => {
                     match probe::run("memory", &format!("{} {n}", backend.id()), PROBE_LIMIT, &[]) {
@@ -65,7 +65,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress, script: &Script) -> Vec<Row
         };
         row.cells.insert(column, cell);
     }
-    vec![row]
+    vec![(RowId::Memory, row)]
 }
 
 /// In a probe child: `args` is `<backend id> <workers>`; starts that pool, runs tasks on it

@@ -5,11 +5,11 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{OVERHEAD, Plan, Progress, faults, memory};
+use super::{OVERHEAD, Plan, Progress, RowId, faults, memory};
 use crate::backends::Pools;
 use crate::backends::python::Script;
 use crate::columns::Column;
-use crate::report::{Curve, Section};
+use crate::report::{Curve, Row, Section};
 
 /// What one run measured.
 #[derive(Debug)]
@@ -24,7 +24,9 @@ pub struct Measured {
     pub python: Option<String>,
 }
 
-/// Measures every section for `plan`, saying what it does on `progress`.
+/// Measures every section for `plan`, saying what it does on `progress`: the overhead and
+/// throughput sections, then the Python peers (which fill their columns of every row), then
+/// memory and failures.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     progress.say(format!(
         "taskpool report ({} mode, {} workers); calibrating the kernels",
@@ -32,18 +34,17 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         plan.workers
     ));
     let kernels = kernels(plan);
-    let script = Script::run(plan, &kernels, |line| progress.say(line));
-
     let pools = RefCell::new(Pools::default());
     let mut overhead = Vec::new();
     for scenario in OVERHEAD.iter().filter(|s| in_report(s)) {
         progress.say(format!("overhead: {}", scenario.name));
-        overhead.push(scenario.row(plan, &pools, &script));
+        overhead.push(scenario.row(plan, &pools));
     }
     drop(pools);
-    let throughput = throughput::run(plan, progress, &kernels, &script);
-    let memory = memory::rows(plan, progress, &script);
-    let faults = faults::rows(plan, progress, &script);
+    let throughput = throughput::run(plan, progress, &kernels);
+    let script = Script::run(plan, &kernels, |line| progress.say(line));
+    let memory = memory::rows(plan, progress);
+    let faults = faults::rows(plan, progress);
 
     let mut notes = vec![
         "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
@@ -53,19 +54,25 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
     ];
     notes.extend(script.notes());
-    if let Some(note) = busy_cpus(&throughput.curves, plan.workers) {
+    let mut scaling = throughput.curves;
+    if let Some(note) = busy_cpus(&scaling, plan.workers) {
         notes.insert(0, note);
     }
     notes.extend(kernels.iter().map(|k| k.describe()));
+    scaling.extend(script.curves(&kernels));
 
+    let section = |title: &str, rows: Vec<(RowId, Row)>| Section {
+        title: title.into(),
+        rows: rows.into_iter().map(|(id, row)| script.fill(id, row)).collect(),
+    };
     Measured {
         sections: vec![
-            Section { title: "Overhead".into(), rows: overhead },
-            Section { title: "Memory".into(), rows: memory },
-            Section { title: "CPU-bound throughput".into(), rows: throughput.rows },
-            Section { title: "Failure impact".into(), rows: faults },
+            section("Overhead", overhead),
+            section("Memory", memory),
+            section("CPU-bound throughput", throughput.rows),
+            section("Failure impact", faults),
         ],
-        scaling: throughput.curves,
+        scaling,
         notes,
         python: script.version(),
     }

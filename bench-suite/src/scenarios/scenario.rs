@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::cells::{Target, choose, references};
 use super::suite::{Case, Count, Group, Iteration, Settings};
 use super::{Plan, RowId, micros};
-use crate::backends::python::Script;
 use crate::backends::{PoolSpec, Pools, Running, Runs};
 use crate::columns::{Backend, DISABLED, Op};
 use crate::report::{Better, Cell, Row, Unit};
@@ -94,8 +93,9 @@ impl Scenario {
     }
 
     /// The scenario's report row: every column at the report's size, plus the references
-    /// that can run it, interleaved for `plan.repeats` samples.
-    pub(crate) fn row(&self, plan: &Plan, pools: &RefCell<Pools>, script: &Script) -> Row {
+    /// that can run it, interleaved for `plan.repeats` samples. The cells of the columns the
+    /// Python script measures are left for it.
+    pub(crate) fn row(&self, plan: &Plan, pools: &RefCell<Pools>) -> (RowId, Row) {
         let size = (self.report_size)(plan);
         let id = (self.row)(size);
         let mut row = Row::new(&id.key(), &(self.label)(plan, size), self.unit, self.better);
@@ -110,7 +110,7 @@ impl Scenario {
             let cell = match chosen {
                 Err(why) => Some(Cell::Skipped(why)),
                 Ok(backend) => match backend.runs() {
-                    Runs::Script(pool) => Some(script.cell(id, *pool)),
+                    Runs::Script(_) => None,
                     Runs::Disabled => Some(Cell::Skipped(DISABLED.to_owned())),
                     Runs::Here { .. } => prepare(Target::Column(column), backend)
                         .err()
@@ -126,7 +126,7 @@ impl Scenario {
             let _ = prepare(Target::Reference(name), backend);
         }
         fill(&mut row, interleave(plan.repeats, variants));
-        row
+        (id, row)
     }
 }
 

@@ -25,7 +25,6 @@ use super::cells::{Target, choose, references};
 use super::scenario::sampled;
 use super::suite::{Case, Group, Iteration, Settings};
 use super::{Plan, Progress, RowId};
-use crate::backends::python::Script;
 use crate::backends::{PoolSpec, Pools, Runs};
 use crate::columns::{BACKENDS, Backend, DISABLED, Op};
 use crate::report::{Better, Cell, Curve, Row, Unit};
@@ -250,18 +249,14 @@ fn iteration(
 #[derive(Debug, Default)]
 pub(crate) struct Throughput {
     /// Speed-up rows (at N workers) and efficiency rows.
-    pub(crate) rows: Vec<Row>,
+    pub(crate) rows: Vec<(RowId, Row)>,
     /// The scaling curves.
     pub(crate) curves: Vec<Curve>,
 }
 
 /// Measures every kernel on every column at every worker count.
-pub(crate) fn run(
-    plan: &Plan,
-    progress: &Progress,
-    kernels: &[Kernel],
-    script: &Script,
-) -> Throughput {
+/// The cells and curves of the columns the Python script measures are left for it.
+pub(crate) fn run(plan: &Plan, progress: &Progress, kernels: &[Kernel]) -> Throughput {
     let counts = plan.worker_counts();
     let pools = RefCell::new(Pools::default());
     let mut out = Throughput::default();
@@ -299,7 +294,7 @@ pub(crate) fn run(
         }
         let mut results = interleave(repeats, variants);
         results.extend(skipped.into_iter().map(|(c, w, e)| ((Target::Column(c), w), Err(e))));
-        out.add(plan, kernel, &chosen, results, script);
+        out.add(plan, kernel, &chosen, results);
     }
     out
 }
@@ -312,7 +307,6 @@ impl Throughput {
         kernel: &Kernel,
         chosen: &[(crate::columns::Column, Result<&'static Backend, String>)],
         results: Vec<((Target, usize), Result<Summary, String>)>,
-        script: &Script,
     ) {
         let Some(Ok(sequential)) = results
             .iter()
@@ -350,13 +344,7 @@ impl Throughput {
                 }
                 Ok(backend) => backend,
             };
-            if let Runs::Script(pool) = backend.runs() {
-                speedup_row.cells.insert(column, script.cell(speedup_id, *pool));
-                efficiency_row.cells.insert(column, script.cell(efficiency_id, *pool));
-                let points = script.curve(kernel.kind, kernel.size, *pool);
-                if !points.is_empty() {
-                    self.curves.push(Curve { kernel: kernel.label(), column, points });
-                }
+            if let Runs::Script(_) = backend.runs() {
                 continue;
             }
             if !backend.enabled() {
@@ -398,8 +386,8 @@ impl Throughput {
                 self.curves.push(Curve { kernel: kernel.label(), column, points });
             }
         }
-        self.rows.push(speedup_row);
-        self.rows.push(efficiency_row);
+        self.rows.push((speedup_id, speedup_row));
+        self.rows.push((efficiency_id, efficiency_row));
     }
 }
 
