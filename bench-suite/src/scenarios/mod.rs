@@ -12,7 +12,7 @@ mod memory;
 mod overhead;
 mod plan;
 mod progress;
-mod report;
+mod run;
 mod scenario;
 mod suite;
 mod throughput;
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use plan::{Mode, Plan, RunMode, cores};
 pub use progress::Progress;
-pub use report::{Measured, run};
+pub use run::{Measured, run};
 pub use suite::{Case, Count, Group, Iteration, Settings, Suite};
 pub use throughput::TaskSize;
 
