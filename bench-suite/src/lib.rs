@@ -1,23 +1,35 @@
 //! Benchmarks and the comparison report of taskpool: what threads and processes cost.
 //!
 //! The report binary (`cargo run --release -p taskpool-bench`), the criterion benches
-//! (`cargo bench -p taskpool-bench`) and the examples share this library: the kernels and
-//! tasks every variant runs, the peers, the fixtures of the benches, the statistics and the
-//! report writers.
+//! (`cargo bench -p taskpool-bench`) and the examples share this library:
 //!
-//! Any binary that uses the peers must call [`init`] first thing in `main`: procspawn and the
-//! pipe floor start their helper processes by re-running the binary.
+//! - `columns.rs`: the one table of what is compared ([`BACKENDS`], [`Column`]): how each
+//!   backend starts a pool, which Cargo feature enables it, what it can run;
+//! - the scenarios, each defined once (task, sizes, repeats) for the report and the benches
+//!   alike: the report runs them with [`run`], the benches through a [`Suite`];
+//! - the tasks and kernels every backend runs ([`tasks`], [`kernels`]);
+//! - the statistics ([`Summary`], [`Samples`]) and the report writers ([`report`]).
+//!
+//! Any binary that uses the peers must call [`init`] first thing in `main`: procspawn, the
+//! pipe floor and the probes start their helper processes by re-running the binary.
 #![deny(unsafe_code)]
 
+mod backends;
+mod columns;
 mod crash;
-pub mod fixtures;
 pub mod kernels;
-pub mod peers;
-pub mod probe;
+mod probe;
 pub mod report;
-pub mod scenarios;
-pub mod stats;
+mod scenarios;
+mod stats;
 pub mod tasks;
+
+pub use crate::columns::{BACKENDS, Backend, Column, Kind, Op, Shows, backend};
+pub use crate::scenarios::{
+    Case, Count, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings, Suite,
+    TaskSize, cores, run,
+};
+pub use crate::stats::{Samples, Summary};
 
 /// The README's Rust blocks, compiled and run as doctests: what a user copies must work.
 #[cfg(all(doctest, feature = "thread-pool", feature = "process-pool"))]
@@ -27,7 +39,7 @@ pub struct ReadmeDoctests;
 /// Lets this binary serve as a peer's helper process. Call first thing in `main`; in a helper
 /// process it never returns.
 pub fn init() {
-    peers::pipe_floor::run_child_if_requested();
-    peers::procspawn::init();
+    backends::pipe_floor::run_child_if_requested();
+    backends::procspawn::init();
     probe::init();
 }

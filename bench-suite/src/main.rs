@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use taskpool_bench::report::{self, Column, Curve, Machine, Report, Section};
-use taskpool_bench::scenarios::{self, Overhead, Plan, Progress, Python, Throughput};
+use taskpool_bench::report::{self, Machine, Report};
+use taskpool_bench::{Mode, Plan, Progress};
 
 const HELP: &str = "\
 taskpool-bench: threads or processes, and what each costs, measured on this machine
@@ -29,18 +29,18 @@ Columns: taskpool threads, taskpool processes, rayon, procspawn, Python threads
 python3 on the PATH; without it they say so. Progress goes to stderr.";
 
 struct Options {
-    mode: &'static str,
+    mode: Mode,
     json: bool,
     out: Option<PathBuf>,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options { mode: "default", json: false, out: None };
+    let mut options = Options { mode: Mode::Default, json: false, out: None };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => options.mode = "quick",
-            "--full" => options.mode = "full",
+            "--quick" => options.mode = Mode::Quick,
+            "--full" => options.mode = Mode::Full,
             "--json" => options.json = true,
             "--out" => options.out = Some(args.next().ok_or("--out needs a directory")?.into()),
             "--help" | "-h" => return Ok(None),
@@ -77,96 +77,7 @@ fn run(options: &Options) -> Result<(), String> {
     let plan = Plan::new(options.mode);
     let date = utc_now();
     let load_before = load_average();
-    progress.say(format!(
-        "taskpool report ({} mode, {} workers); calibrating the kernels",
-        plan.mode, plan.workers
-    ));
-    let kernels = Throughput::calibrate(&plan);
-    let python = Python::detect();
-
-    let mut overhead_rows = Overhead::new(&plan)?.rows(&plan, &progress);
-    let throughput = Throughput::run(&plan, &progress, kernels);
-    let python_run = match &python.interpreter {
-        Ok(version) => {
-            progress.say(format!("Python peers ({version}); the script reports its own progress"));
-            match python.run(&plan, &throughput.kernels) {
-                Ok(run) => Some(run),
-                Err(e) => {
-                    progress.say(format!("the Python peers failed: {e}"));
-                    None
-                }
-            }
-        }
-        Err(reason) => {
-            progress.say(format!("skipping the Python peers: {reason}"));
-            None
-        }
-    };
-    let memory_rows = scenarios::memory_rows(&plan, &progress, python_run.as_ref());
-    let fault_rows = scenarios::fault_rows(&plan, &progress, python_run.as_ref());
-
-    let python_skip = match (&python.interpreter, &python_run) {
-        (Err(reason), _) => reason.as_str(),
-        (Ok(_), Some(_)) => "not measured by the Python script",
-        (Ok(_), None) => "the Python script failed",
-    };
-    let mut scaling_rows = throughput.rows.clone();
-    let mut curves: Vec<Curve> = throughput.curves.clone();
-    for row in overhead_rows.iter_mut().chain(&mut scaling_rows) {
-        match &python_run {
-            Some(run) if row.key.starts_with("speedup_") || row.key.starts_with("efficiency_") => {
-                if let Some(k) = throughput.kernels.iter().find(|k| {
-                    row.key.ends_with(&k.size.replace(' ', "")) && row.key.contains(k.kernel)
-                }) {
-                    if k.size == "1 ms" {
-                        run.fill_scaling(row, k, plan.workers, row.key.starts_with("efficiency_"));
-                    }
-                }
-            }
-            Some(run) => run.fill_overhead(row),
-            None => {}
-        }
-        scenarios::skip_python(row, python_skip);
-    }
-    if let Some(run) = &python_run {
-        for k in throughput.kernels.iter().filter(|k| k.size == "1 ms") {
-            for column in [Column::PythonThreads, Column::PythonProcesses] {
-                let points = run.curve(column, k);
-                if !points.is_empty() {
-                    curves.push(Curve { kernel: k.label(), column, points });
-                }
-            }
-        }
-    }
-
-    let mut notes = vec![
-        "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
-        "The one-off spawn row's rayon column is std::thread::spawn (rayon has no one-off spawn with a handle).".to_owned(),
-        "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
-        "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
-        "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
-    ];
-    if let Some(run) = &python_run {
-        for fault in ["segfault", "abort"] {
-            if let Some(text) = run.executor_fault(fault) {
-                notes.push(format!("ProcessPoolExecutor, {fault}: {text}"));
-            }
-        }
-        notes.extend(run.errors());
-    }
-    if let Some(note) = busy_cpus(&curves, plan.workers) {
-        notes.insert(0, note);
-    }
-    for k in &throughput.kernels {
-        notes.push(format!(
-            "{}: arguments {:?}, {} tasks per batch, {:.1} µs per task sequentially",
-            k.label(),
-            k.args,
-            k.tasks,
-            k.task_us
-        ));
-    }
-
+    let measured = taskpool_bench::run(&plan, &progress);
     let report = Report {
         machine: Machine {
             cpus: plan.workers,
@@ -175,18 +86,13 @@ fn run(options: &Options) -> Result<(), String> {
             load_before,
             load_after: load_average(),
             date,
-            python: python_run.as_ref().and_then(|r| r.version()),
+            python: measured.python,
         },
-        mode: plan.mode.to_owned(),
+        mode: plan.mode.name().to_owned(),
         elapsed_s: progress.elapsed(),
-        sections: vec![
-            Section { title: "Overhead".into(), rows: overhead_rows },
-            Section { title: "Memory".into(), rows: memory_rows },
-            Section { title: "CPU-bound throughput".into(), rows: scaling_rows },
-            Section { title: "Failure impact".into(), rows: fault_rows },
-        ],
-        scaling: curves,
-        notes,
+        sections: measured.sections,
+        scaling: measured.scaling,
+        notes: measured.notes,
     };
     let dir = options.out.clone().unwrap_or_else(default_out_dir);
     let written = write_files(&report, &dir)?;
@@ -197,27 +103,6 @@ fn run(options: &Options) -> Result<(), String> {
     }
     progress.say(format!("done; wrote {}", written.join(", ")));
     Ok(())
-}
-
-/// A warning when even rayon could not use the CPUs: at `workers` workers its best speed-up
-/// on any kernel stayed under 70% of ideal, so other work held CPUs during the run and the
-/// scaling rows describe that machine, not an idle one.
-fn busy_cpus(curves: &[Curve], workers: usize) -> Option<String> {
-    if workers < 2 {
-        return None;
-    }
-    let best = curves
-        .iter()
-        .filter(|c| c.column == Column::Rayon)
-        .filter_map(|c| c.points.iter().find(|(w, _)| *w == workers).map(|(_, s)| *s))
-        .fold(f64::NAN, f64::max);
-    (best < 0.7 * workers as f64).then(|| {
-        format!(
-            "Warning: even rayon reached only {best:.2}× on {workers} workers, so fewer than \
-             {workers} CPUs were free during the throughput measurements (other programs were \
-             running). Read the speed-ups as what this machine gave, not what the pools can do."
-        )
-    })
 }
 
 /// Writes the Markdown, JSON and SVG files; returns their paths.

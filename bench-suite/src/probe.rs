@@ -2,8 +2,9 @@
 //! on a thread) or that need a clean process (memory per worker) run in a fresh copy of the
 //! running binary, and the parent observes how it ended.
 //!
-//! The parent runs the binary again with [`PROBE_VAR`] set to a probe's name; `init` (called
-//! from `crate::init`) sees it, runs the probe and exits. A probe that survives prints one line
+//! The parent runs the binary again with [`PROBE_VAR`] set to a probe's kind and its
+//! arguments (`fault threads segfault`); `init` (called from `crate::init`) sees it, runs
+//! the probe and exits. A probe that survives prints one line
 //! starting with [`RESULT_PREFIX`] followed by JSON; one that dies is described by its exit
 //! status.
 
@@ -15,24 +16,24 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that names the probe a child runs.
-pub const PROBE_VAR: &str = "TASKPOOL_BENCH_PROBE";
+pub(crate) const PROBE_VAR: &str = "TASKPOOL_BENCH_PROBE";
 /// The prefix of a surviving probe's result line.
-pub const RESULT_PREFIX: &str = "probe-result: ";
+pub(crate) const RESULT_PREFIX: &str = "probe-result: ";
 
 /// What a surviving probe reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProbeResult {
+pub(crate) struct ProbeResult {
     /// What happened, in words.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// Milliseconds from the failure to the next task's result, if one was served.
-    pub next_after_ms: Option<f64>,
+    pub(crate) next_after_ms: Option<f64>,
     /// Measured numbers, by name (for memory probes: kB).
-    pub values: Vec<(String, f64)>,
+    pub(crate) values: Vec<(String, f64)>,
 }
 
 /// How a probe child ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ProbeEnd {
+pub(crate) enum ProbeEnd {
     /// It ran to the end and reported.
     Survived(ProbeResult),
     /// It died: killed by this signal, or exited with this code, without reporting.
@@ -48,8 +49,8 @@ pub enum ProbeEnd {
     Failed(String),
 }
 
-/// A probe: its name and what it runs.
-pub(crate) type Probe = (&'static str, fn() -> ProbeResult);
+/// A probe: its kind and what it runs, given its arguments.
+pub(crate) type Probe = (&'static str, fn(&str) -> ProbeResult);
 
 /// The probes this binary can run, by name.
 fn registry() -> Vec<Probe> {
@@ -58,21 +59,22 @@ fn registry() -> Vec<Probe> {
 
 /// If this process was started as a probe, runs it and exits. Otherwise returns.
 pub(crate) fn init() {
-    let Ok(name) = std::env::var(PROBE_VAR) else { return };
-    let Some((_, probe)) = registry().into_iter().find(|(n, _)| *n == name) else {
-        eprintln!("unknown probe {name}");
+    let Ok(request) = std::env::var(PROBE_VAR) else { return };
+    let (kind, args) = request.split_once(' ').unwrap_or((request.as_str(), ""));
+    let Some((_, probe)) = registry().into_iter().find(|(k, _)| *k == kind) else {
+        eprintln!("unknown probe {kind}");
         std::process::exit(2);
     };
-    let result = probe();
+    let result = probe(args);
     let json = serde_json::to_string(&result).unwrap_or_default();
     println!("{RESULT_PREFIX}{json}");
     std::process::exit(0);
 }
 
-/// Runs the probe `name` in a child copy of this binary, waiting at most `limit`.
+/// Runs the probe `kind` with `args` in a child copy of this binary, waiting at most `limit`.
 /// `wrapper`, if given, is a command (and its arguments) to run the binary under, such as
 /// `prlimit --as=...`.
-pub fn run(name: &str, limit: Duration, wrapper: &[String]) -> ProbeEnd {
+pub(crate) fn run(kind: &str, args: &str, limit: Duration, wrapper: &[String]) -> ProbeEnd {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return ProbeEnd::Failed(e.to_string()),
@@ -85,7 +87,11 @@ pub fn run(name: &str, limit: Duration, wrapper: &[String]) -> ProbeEnd {
         }
         None => Command::new(&exe),
     };
-    command.env(PROBE_VAR, name).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    command
+        .env(PROBE_VAR, format!("{kind} {args}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return ProbeEnd::Failed(format!("cannot start the probe: {e}")),
@@ -118,7 +124,7 @@ pub fn run(name: &str, limit: Duration, wrapper: &[String]) -> ProbeEnd {
 }
 
 /// The conventional name of a signal number, for the report.
-pub fn signal_name(signal: i32) -> String {
+pub(crate) fn signal_name(signal: i32) -> String {
     taskpool_core::Exit::Signal(signal)
         .signal_name()
         .map_or_else(|| format!("signal {signal}"), str::to_owned)

@@ -1,5 +1,10 @@
-//! Repeated measurements: medians and spread, with variants interleaved so that drift of a
-//! shared machine hits them all alike.
+//! Repeated measurements, the one place that summarises them: medians and spread, with
+//! variants interleaved so that drift of a shared machine hits them all alike, and the
+//! samples criterion takes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -41,31 +46,36 @@ impl Summary {
     }
 }
 
-/// One variant of a measurement: a name and what takes one sample.
-pub struct Variant<'a> {
-    name: String,
+/// One variant of a measurement: a key naming it and what takes one sample.
+pub(crate) struct Variant<'a, K> {
+    key: K,
     measure: Box<dyn FnMut() -> Result<f64, String> + 'a>,
 }
 
-impl<'a> Variant<'a> {
-    /// A variant called `name` whose sample is what `measure` returns.
-    pub fn new(name: impl Into<String>, measure: impl FnMut() -> Result<f64, String> + 'a) -> Self {
-        Variant { name: name.into(), measure: Box::new(measure) }
+impl<'a, K> Variant<'a, K> {
+    /// A variant named `key` whose sample is what `measure` returns.
+    pub(crate) fn new(key: K, measure: impl FnMut() -> Result<f64, String> + 'a) -> Self {
+        Variant { key, measure: Box::new(measure) }
+    }
+
+    /// The same variant under the key `f` makes of its key.
+    pub(crate) fn map_key<L>(self, f: impl FnOnce(K) -> L) -> Variant<'a, L> {
+        Variant { key: f(self.key), measure: self.measure }
     }
 }
 
-impl std::fmt::Debug for Variant<'_> {
+impl<K: std::fmt::Debug> std::fmt::Debug for Variant<'_, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Variant").field("name", &self.name).finish()
+        f.debug_struct("Variant").field("key", &self.key).finish_non_exhaustive()
     }
 }
 
 /// Takes `repeats` samples of every variant, interleaved (A, B, C, A, B, C, ...). A variant
 /// that fails once is not sampled again; its result is the error.
-pub fn interleave(
+pub(crate) fn interleave<K>(
     repeats: usize,
-    mut variants: Vec<Variant<'_>>,
-) -> Vec<(String, Result<Summary, String>)> {
+    mut variants: Vec<Variant<'_, K>>,
+) -> Vec<(K, Result<Summary, String>)> {
     let mut samples: Vec<Result<Vec<f64>, String>> =
         variants.iter().map(|_| Ok(Vec::new())).collect();
     for _ in 0..repeats {
@@ -83,9 +93,68 @@ pub fn interleave(
         .map(|(v, s)| {
             let summary =
                 s.and_then(|list| Summary::of(list).ok_or_else(|| "no samples".to_owned()));
-            (v.name, summary)
+            (v.key, summary)
         })
         .collect()
+}
+
+/// Records the samples of benchmarks timed with criterion's `iter_custom`, so that a bench
+/// can compute figures criterion does not print (a speed-up, say) from the very same
+/// measurements.
+///
+/// Criterion calls an `iter_custom` routine during warm-up first and then once per sample;
+/// [`Samples::median`] therefore looks only at the last `sample_size` calls.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_bench::Samples;
+///
+/// let samples = Samples::default();
+/// samples.record("a", 1, Duration::from_millis(50)); // warm-up
+/// samples.record("a", 2, Duration::from_millis(4));
+/// samples.record("a", 2, Duration::from_millis(6));
+/// samples.record("a", 2, Duration::from_millis(2));
+/// assert_eq!(samples.median("a", 3), Some(Duration::from_millis(2)));
+/// assert_eq!(samples.median("b", 3), None);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    by_id: Arc<Mutex<BTreeMap<String, Vec<Call>>>>,
+}
+
+/// One recorded call of an `iter_custom` routine: its iteration count and total time.
+type Call = (u64, Duration);
+
+impl Samples {
+    /// Records that `iters` iterations of benchmark `id` took `elapsed` in all, and returns
+    /// `elapsed` (what an `iter_custom` routine returns to criterion).
+    pub fn record(&self, id: &str, iters: u64, elapsed: Duration) -> Duration {
+        let mut by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        by_id.entry(id.to_owned()).or_default().push((iters, elapsed));
+        elapsed
+    }
+
+    /// The median time per iteration over the last `last` calls recorded for `id` (the
+    /// samples criterion analysed, when `last` is the group's sample size), or `None` if
+    /// nothing was recorded.
+    pub fn median(&self, id: &str, last: usize) -> Option<Duration> {
+        let by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        let calls = by_id.get(id)?;
+        let per_iter: Vec<f64> = calls[calls.len().saturating_sub(last)..]
+            .iter()
+            .filter(|(iters, _)| *iters > 0)
+            .map(|&(iters, elapsed)| elapsed.as_secs_f64() / iters as f64)
+            .collect();
+        Summary::of(per_iter).map(|s| Duration::from_secs_f64(s.median))
+    }
+
+    /// How many calls were recorded for `id`.
+    pub fn calls(&self, id: &str) -> usize {
+        let by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        by_id.get(id).map_or(0, Vec::len)
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +189,15 @@ mod tests {
         assert_eq!(order.into_inner(), "abaa");
         assert_eq!(results[0].1.as_ref().unwrap().samples.len(), 3);
         assert_eq!(results[1].1.as_ref().unwrap_err(), "broken");
+    }
+
+    #[test]
+    fn recorded_medians_of_even_counts_average_the_middle() {
+        let s = Samples::default();
+        for ms in [1, 2, 3, 10] {
+            s.record("x", 1, Duration::from_millis(ms));
+        }
+        assert_eq!(s.median("x", 4), Some(Duration::from_micros(2500)));
+        assert_eq!(s.calls("x"), 4);
     }
 }

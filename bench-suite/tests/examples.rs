@@ -1,5 +1,7 @@
-//! Runs every example of this crate and checks its key output lines, for each enabled
-//! backend.
+//! Runs every example of this crate and checks its key output lines, for each backend the
+//! examples cover that this build enables (the features are read from the library's table of
+//! backends; the examples label their lines with the backend's id, `[processes]` or
+//! `[threads]`).
 //!
 //! Cargo builds the examples before it runs the tests; they sit in `examples/` next to this
 //! test binary's `deps/` folder. An example that is missing (a build that skipped examples)
@@ -7,6 +9,21 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use taskpool_bench::{BACKENDS, Backend};
+
+/// The backends the examples run on (each example has a block per backend).
+const COVERED: [&str; 2] = ["processes", "threads"];
+
+/// The backends the examples cover that this build enables.
+fn backends() -> impl Iterator<Item = &'static Backend> {
+    BACKENDS.iter().filter(|b| b.enabled() && COVERED.contains(&b.id()))
+}
+
+/// Whether `backend` runs tasks in other processes.
+fn in_processes(backend: &Backend) -> bool {
+    backend.column().is_some_and(|c| c.is_processes())
+}
 
 /// Runs example `name` and returns its stdout, or `None` if it was not built.
 fn run(name: &str) -> Option<String> {
@@ -45,7 +62,6 @@ fn number_after(line: &str, key: &str) -> u32 {
 }
 
 /// Checks `process_hello` for one backend: whether the greeting came from another process.
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
 fn check_hello(out: &str, backend: &str, other_process: bool) {
     let lines = lines(out, backend);
     let hello = lines.iter().find(|l| l.contains("hello from pid")).expect("a greeting");
@@ -58,16 +74,13 @@ fn check_hello(out: &str, backend: &str, other_process: bool) {
 #[test]
 fn process_hello_greets_from_a_worker() {
     let Some(out) = run("process_hello") else { return };
-    #[cfg(feature = "process-pool")]
-    check_hello(&out, "processes", true);
-    #[cfg(feature = "thread-pool")]
-    check_hello(&out, "threads", false);
-    let _ = out;
+    for backend in backends() {
+        check_hello(&out, backend.id(), in_processes(backend));
+    }
 }
 
 /// Checks `four_processes` for one backend: four distinct numbers, and four distinct pids
 /// other than the parent's (processes) or the parent's pid four times (threads).
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
 fn check_four(out: &str, backend: &str, who: &str, other_processes: bool) {
     let lines = lines(out, backend);
     let mut numbers = Vec::new();
@@ -95,56 +108,43 @@ fn check_four(out: &str, backend: &str, who: &str, other_processes: bool) {
 #[test]
 fn four_processes_print_four_numbers() {
     let Some(out) = run("four_processes") else { return };
-    #[cfg(feature = "process-pool")]
-    check_four(&out, "processes", "Process", true);
-    #[cfg(feature = "thread-pool")]
-    check_four(&out, "threads", "Thread", false);
-    let _ = out;
+    for backend in backends() {
+        let processes = in_processes(backend);
+        check_four(&out, backend.id(), if processes { "Process" } else { "Thread" }, processes);
+    }
 }
 
 #[test]
 fn pool_map_squares_in_order() {
     let Some(out) = run("pool_map") else { return };
-    let backends: &[&str] = &[
-        #[cfg(feature = "process-pool")]
-        "processes",
-        #[cfg(feature = "thread-pool")]
-        "threads",
-    ];
-    for backend in backends {
-        assert!(out.contains(&format!("[{backend}] [1, 4, 9, 16, 25]")), "{out}");
+    for backend in backends() {
+        assert!(out.contains(&format!("[{}] [1, 4, 9, 16, 25]", backend.id())), "{out}");
     }
 }
 
 #[test]
 fn crash_isolation_by_backend() {
     let Some(out) = run("crash") else { return };
-    #[cfg(feature = "process-pool")]
-    {
-        let lines = lines(&out, "processes");
-        let failed = lines.iter().find(|l| l.contains("segfaulting task failed")).expect(&out);
-        assert!(failed.contains("SIGSEGV") && failed.contains("Crashed(Signal(11))"), "{failed}");
-        assert!(lines.iter().any(|l| l.contains("square(7) = 49")), "{out}");
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        if in_processes(backend) {
+            let failed = lines.iter().find(|l| l.contains("segfaulting task failed")).expect(&out);
+            assert!(
+                failed.contains("SIGSEGV") && failed.contains("Crashed(Signal(11))"),
+                "{failed}"
+            );
+            assert!(lines.iter().any(|l| l.contains("square(7) = 49")), "{out}");
+        } else {
+            assert!(lines.iter().any(|l| l.contains("whole program died: SIGSEGV")), "{out}");
+            assert!(!lines.iter().any(|l| l.contains("survived")), "{out}");
+        }
     }
-    #[cfg(feature = "thread-pool")]
-    {
-        let lines = lines(&out, "threads");
-        assert!(lines.iter().any(|l| l.contains("whole program died: SIGSEGV")), "{out}");
-        assert!(!lines.iter().any(|l| l.contains("survived")), "{out}");
-    }
-    let _ = out;
 }
 
 #[test]
 fn progress_counts_up_to_every_item() {
     let Some(out) = run("progress") else { return };
-    let backends: &[&str] = &[
-        #[cfg(feature = "process-pool")]
-        "processes",
-        #[cfg(feature = "thread-pool")]
-        "threads",
-    ];
-    for backend in backends {
+    for backend in backends().map(Backend::id) {
         let line = lines(&out, backend)
             .into_iter()
             .find(|l| l.contains("400/400 items"))

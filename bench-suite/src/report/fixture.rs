@@ -23,18 +23,17 @@ fn row(key: &str, label: &str, unit: Unit, better: Better, cells: Vec<(Column, C
 
 /// The fixture report.
 pub(super) fn report() -> Report {
-    use Column::*;
     let mut round_trip = row(
         "round_trip",
         "Round trip, empty task",
         Unit::Micros,
         Better::Lower,
         vec![
-            (TaskpoolThreads, value(3.1, 0.04)),
-            (TaskpoolProcesses, value(19.5, 0.36)),
-            (Rayon, value(4.3, 0.05)),
-            (Procspawn, value(61.0, 0.08)),
-            (PythonThreads, Cell::Skipped("python3 not found".into())),
+            (Column::TASKPOOL_THREADS, value(3.1, 0.04)),
+            (Column::TASKPOOL_PROCESSES, value(19.5, 0.36)),
+            (Column::RAYON, value(4.3, 0.05)),
+            (Column::PROCSPAWN, value(61.0, 0.08)),
+            (Column::PYTHON_THREADS, Cell::Skipped("python3 not found".into())),
         ],
     );
     round_trip.reference = Some(("pipe floor".into(), Summary::single(12.2)));
@@ -47,12 +46,12 @@ pub(super) fn report() -> Report {
                 Unit::Millis,
                 Better::Lower,
                 vec![
-                    (TaskpoolThreads, value(0.21, 0.1)),
-                    (TaskpoolProcesses, value(3.4, 0.1)),
-                    (Rayon, value(0.15, 0.1)),
-                    (Procspawn, value(12.8, 0.1)),
-                    (PythonThreads, value(0.9, 0.1)),
-                    (PythonProcesses, value(48.0, 0.3)),
+                    (Column::TASKPOOL_THREADS, value(0.21, 0.1)),
+                    (Column::TASKPOOL_PROCESSES, value(3.4, 0.1)),
+                    (Column::RAYON, value(0.15, 0.1)),
+                    (Column::PROCSPAWN, value(12.8, 0.1)),
+                    (Column::PYTHON_THREADS, value(0.9, 0.1)),
+                    (Column::PYTHON_PROCESSES, value(48.0, 0.3)),
                 ],
             ),
             round_trip,
@@ -62,10 +61,10 @@ pub(super) fn report() -> Report {
                 Unit::Micros,
                 Better::Lower,
                 vec![
-                    (TaskpoolThreads, value(28.0, 0.1)),
-                    (TaskpoolProcesses, value(1450.0, 0.1)),
-                    (Rayon, value(22.0, 0.1)),
-                    (Procspawn, value(3900.0, 0.1)),
+                    (Column::TASKPOOL_THREADS, value(28.0, 0.1)),
+                    (Column::TASKPOOL_PROCESSES, value(1450.0, 0.1)),
+                    (Column::RAYON, value(22.0, 0.1)),
+                    (Column::PROCSPAWN, value(3900.0, 0.1)),
                 ],
             ),
         ],
@@ -79,12 +78,12 @@ pub(super) fn report() -> Report {
                 Unit::PerSecond,
                 Better::Higher,
                 vec![
-                    (TaskpoolThreads, value(1_520_000.0, 0.05)),
-                    (TaskpoolProcesses, value(15_200.0, 0.05)),
-                    (Rayon, value(2_400_000.0, 0.05)),
-                    (Procspawn, value(9_800.0, 0.05)),
-                    (PythonThreads, value(48_000.0, 0.05)),
-                    (PythonProcesses, value(21_000.0, 0.05)),
+                    (Column::TASKPOOL_THREADS, value(1_520_000.0, 0.05)),
+                    (Column::TASKPOOL_PROCESSES, value(15_200.0, 0.05)),
+                    (Column::RAYON, value(2_400_000.0, 0.05)),
+                    (Column::PROCSPAWN, value(9_800.0, 0.05)),
+                    (Column::PYTHON_THREADS, value(48_000.0, 0.05)),
+                    (Column::PYTHON_PROCESSES, value(21_000.0, 0.05)),
                 ],
             ),
             row(
@@ -93,9 +92,9 @@ pub(super) fn report() -> Report {
                 Unit::Millis,
                 Better::Lower,
                 vec![
-                    (TaskpoolProcesses, value(1.8, 0.05)),
-                    (Procspawn, value(4.9, 0.05)),
-                    (PythonProcesses, value(3.2, 0.05)),
+                    (Column::TASKPOOL_PROCESSES, value(1.8, 0.05)),
+                    (Column::PROCSPAWN, value(4.9, 0.05)),
+                    (Column::PYTHON_PROCESSES, value(3.2, 0.05)),
                 ],
             ),
         ],
@@ -108,12 +107,12 @@ pub(super) fn report() -> Report {
             Unit::KiB,
             Better::Lower,
             vec![
-                (TaskpoolThreads, value(2304.0, 0.0)),
-                (TaskpoolProcesses, value(14_848.0, 0.0)),
-                (Rayon, value(2100.0, 0.0)),
-                (Procspawn, value(21_000.0, 0.0)),
-                (PythonThreads, value(900.0, 0.0)),
-                (PythonProcesses, value(64_000.0, 0.0)),
+                (Column::TASKPOOL_THREADS, value(2304.0, 0.0)),
+                (Column::TASKPOOL_PROCESSES, value(14_848.0, 0.0)),
+                (Column::RAYON, value(2100.0, 0.0)),
+                (Column::PROCSPAWN, value(21_000.0, 0.0)),
+                (Column::PYTHON_THREADS, value(900.0, 0.0)),
+                (Column::PYTHON_PROCESSES, value(64_000.0, 0.0)),
             ],
         )],
     };
@@ -125,12 +124,12 @@ pub(super) fn report() -> Report {
             Unit::Factor,
             Better::Higher,
             vec![
-                (TaskpoolThreads, value(1.874, 0.02)),
-                (TaskpoolProcesses, value(1.79, 0.02)),
-                (Rayon, value(1.9, 0.02)),
-                (Procspawn, value(1.6, 0.02)),
-                (PythonThreads, value(0.98, 0.02)),
-                (PythonProcesses, value(1.7, 0.02)),
+                (Column::TASKPOOL_THREADS, value(1.874, 0.02)),
+                (Column::TASKPOOL_PROCESSES, value(1.79, 0.02)),
+                (Column::RAYON, value(1.9, 0.02)),
+                (Column::PROCSPAWN, value(1.6, 0.02)),
+                (Column::PYTHON_THREADS, value(0.98, 0.02)),
+                (Column::PYTHON_PROCESSES, value(1.7, 0.02)),
             ],
         )],
     };
@@ -143,7 +142,7 @@ pub(super) fn report() -> Report {
             Better::Lower,
             vec![
                 (
-                    TaskpoolThreads,
+                    Column::TASKPOOL_THREADS,
                     Cell::Outcome {
                         text: "the whole program died (SIGSEGV)".into(),
                         next_after_ms: None,
@@ -151,7 +150,7 @@ pub(super) fn report() -> Report {
                     },
                 ),
                 (
-                    TaskpoolProcesses,
+                    Column::TASKPOOL_PROCESSES,
                     Cell::Outcome {
                         text: "task failed: Crashed(SIGSEGV)".into(),
                         next_after_ms: Some(Summary::single(38.0)),
@@ -159,14 +158,14 @@ pub(super) fn report() -> Report {
                     },
                 ),
                 (
-                    Procspawn,
+                    Column::PROCSPAWN,
                     Cell::Outcome {
                         text: "IPC error | worker gone".into(),
                         next_after_ms: Some(Summary::single(0.85)),
                         survived: true,
                     },
                 ),
-                (PythonProcesses, Cell::Skipped("disabled with --no-python".into())),
+                (Column::PYTHON_PROCESSES, Cell::Skipped("disabled with --no-python".into())),
             ],
         )],
     };
@@ -191,14 +190,14 @@ pub(super) fn report() -> Report {
         elapsed_s: 187.4,
         sections: vec![overhead, throughput, memory, speed_up, faults],
         scaling: vec![
-            curve(primes, TaskpoolThreads, &[1.0, 1.87, 1.9, 1.88]),
-            curve(primes, TaskpoolProcesses, &[0.97, 1.79, 1.82, 1.8]),
-            curve(primes, Rayon, &[1.0, 1.9, 1.93, 1.9]),
-            curve(primes, Procspawn, &[0.8, 1.5, 1.6, 1.55]),
-            curve(primes, PythonProcesses, &[0.9, 1.7, 1.74, 1.7]),
-            curve(primes, PythonThreads, &[0.98, 0.99, 0.97, 0.96]),
-            curve(mandel, TaskpoolThreads, &[1.0, 1.95, 1.97, 1.96]),
-            curve(mandel, TaskpoolProcesses, &[0.99, 1.93, 1.95, 1.95]),
+            curve(primes, Column::TASKPOOL_THREADS, &[1.0, 1.87, 1.9, 1.88]),
+            curve(primes, Column::TASKPOOL_PROCESSES, &[0.97, 1.79, 1.82, 1.8]),
+            curve(primes, Column::RAYON, &[1.0, 1.9, 1.93, 1.9]),
+            curve(primes, Column::PROCSPAWN, &[0.8, 1.5, 1.6, 1.55]),
+            curve(primes, Column::PYTHON_PROCESSES, &[0.9, 1.7, 1.74, 1.7]),
+            curve(primes, Column::PYTHON_THREADS, &[0.98, 0.99, 0.97, 0.96]),
+            curve(mandel, Column::TASKPOOL_THREADS, &[1.0, 1.95, 1.97, 1.96]),
+            curve(mandel, Column::TASKPOOL_PROCESSES, &[0.99, 1.93, 1.95, 1.95]),
         ],
         notes: vec![
             "The rayon column's one-off spawn is `std::thread::spawn`.".into(),

@@ -223,13 +223,12 @@ fn cell(row: &Row, column: Column) -> String {
 }
 
 /// The last column: each of our backends against the best peer of its kind (threads against
-/// thread pools, processes against process pools), and our processes against the row's
-/// reference.
+/// thread pools, processes against process pools), and our process backends against the
+/// row's reference (a floor between processes).
 fn comparison(row: &Row) -> String {
     let mut parts = Vec::new();
-    for (column, who) in
-        [(Column::TaskpoolThreads, "threads"), (Column::TaskpoolProcesses, "processes")]
-    {
+    for column in Column::ALL.iter().copied().filter(|c| c.is_ours()) {
+        let who = column.short();
         if let Some((peer, _)) = row.best_peer(column) {
             let Some(advantage) = row.advantage(column).filter(|a| a.is_finite()) else {
                 continue;
@@ -245,12 +244,15 @@ fn comparison(row: &Row) -> String {
             });
         }
     }
-    if let (Some((name, reference)), Some(Cell::Value(ours))) =
-        (&row.reference, row.cells.get(&Column::TaskpoolProcesses))
-    {
-        let times = ours.median / reference.median;
-        if reference.median > 0.0 && times.is_finite() && times > 0.0 {
-            parts.push(format!("processes {} the {}", ratio(times), escape(name)));
+    for column in Column::ALL.iter().copied().filter(|c| c.is_ours() && c.is_processes()) {
+        if let (Some((name, reference)), Some(Cell::Value(ours))) =
+            (&row.reference, row.cells.get(&column))
+        {
+            let times = ours.median / reference.median;
+            if reference.median > 0.0 && times.is_finite() && times > 0.0 {
+                let who = column.short();
+                parts.push(format!("{who} {} the {}", ratio(times), escape(name)));
+            }
         }
     }
     if parts.is_empty() { "—".to_owned() } else { parts.join("; ") }
@@ -328,16 +330,16 @@ mod tests {
     fn values_show_the_median_in_a_human_unit() {
         let doc = markdown(&fixture::report());
         let startup = "Pool start-up, 2 workers";
-        assert_eq!(cell_of(&doc, startup, Column::TaskpoolThreads), "210 µs");
-        assert_eq!(cell_of(&doc, startup, Column::TaskpoolProcesses), "3.40 ms");
-        assert_eq!(cell_of(&doc, "One-off spawn and join", Column::Procspawn), "3.90 ms");
+        assert_eq!(cell_of(&doc, startup, Column::TASKPOOL_THREADS), "210 µs");
+        assert_eq!(cell_of(&doc, startup, Column::TASKPOOL_PROCESSES), "3.40 ms");
+        assert_eq!(cell_of(&doc, "One-off spawn and join", Column::PROCSPAWN), "3.90 ms");
         let tasks = "Empty tasks, 1000 in flight";
-        assert_eq!(cell_of(&doc, tasks, Column::TaskpoolThreads), "1.52 M/s");
-        assert_eq!(cell_of(&doc, tasks, Column::TaskpoolProcesses), "15.2 k/s");
+        assert_eq!(cell_of(&doc, tasks, Column::TASKPOOL_THREADS), "1.52 M/s");
+        assert_eq!(cell_of(&doc, tasks, Column::TASKPOOL_PROCESSES), "15.2 k/s");
         let rss = "Resident memory, idle pool of 2";
-        assert_eq!(cell_of(&doc, rss, Column::TaskpoolThreads), "2.25 MiB");
-        assert_eq!(cell_of(&doc, rss, Column::PythonThreads), "**900 KiB**");
-        assert_eq!(cell_of(&doc, "Primes, 1 ms tasks, 2 workers", Column::Procspawn), "1.60×");
+        assert_eq!(cell_of(&doc, rss, Column::TASKPOOL_THREADS), "2.25 MiB");
+        assert_eq!(cell_of(&doc, rss, Column::PYTHON_THREADS), "**900 KiB**");
+        assert_eq!(cell_of(&doc, "Primes, 1 ms tasks, 2 workers", Column::PROCSPAWN), "1.60×");
     }
 
     #[test]
@@ -345,18 +347,18 @@ mod tests {
         let doc = markdown(&fixture::report());
         let round_trip = "Round trip, empty task";
         // Samples 16.0..23.0 around 19.5: half the spread is 18%.
-        assert_eq!(cell_of(&doc, round_trip, Column::TaskpoolProcesses), "19.5 µs ±18%");
+        assert_eq!(cell_of(&doc, round_trip, Column::TASKPOOL_PROCESSES), "19.5 µs ±18%");
         // 8% spread (4% each way) stays quiet.
-        assert_eq!(cell_of(&doc, round_trip, Column::Procspawn), "61.0 µs");
+        assert_eq!(cell_of(&doc, round_trip, Column::PROCSPAWN), "61.0 µs");
     }
 
     #[test]
     fn the_best_value_of_a_row_is_bold() {
         let doc = markdown(&fixture::report());
         let round_trip = "Round trip, empty task";
-        assert_eq!(cell_of(&doc, round_trip, Column::TaskpoolThreads), "**3.10 µs**");
+        assert_eq!(cell_of(&doc, round_trip, Column::TASKPOOL_THREADS), "**3.10 µs**");
         let tasks = "Empty tasks, 1000 in flight";
-        assert_eq!(cell_of(&doc, tasks, Column::Rayon), "**2.40 M/s**");
+        assert_eq!(cell_of(&doc, tasks, Column::RAYON), "**2.40 M/s**");
         assert_eq!(line_of(&doc, tasks).matches("**").count(), 2);
     }
 
@@ -409,28 +411,28 @@ mod tests {
         let doc = markdown(&fixture::report());
         let fault = "Task calls a null pointer";
         assert_eq!(
-            cell_of(&doc, fault, Column::TaskpoolThreads),
+            cell_of(&doc, fault, Column::TASKPOOL_THREADS),
             "💥 the whole program died (SIGSEGV)"
         );
         assert_eq!(
-            cell_of(&doc, fault, Column::TaskpoolProcesses),
+            cell_of(&doc, fault, Column::TASKPOOL_PROCESSES),
             "✅ task failed: Crashed(SIGSEGV); next task after 38.0 ms"
         );
         assert_eq!(
-            cell_of(&doc, fault, Column::Procspawn),
+            cell_of(&doc, fault, Column::PROCSPAWN),
             "✅ IPC error \\| worker gone; next task after 850 µs"
         );
         assert_eq!(
-            cell_of(&doc, fault, Column::PythonProcesses),
+            cell_of(&doc, fault, Column::PYTHON_PROCESSES),
             "*skipped: disabled with --no-python*"
         );
-        assert_eq!(cell_of(&doc, fault, Column::Rayon), "—");
+        assert_eq!(cell_of(&doc, fault, Column::RAYON), "—");
         let round_trip = "Round trip, empty task";
         assert_eq!(
-            cell_of(&doc, round_trip, Column::PythonThreads),
+            cell_of(&doc, round_trip, Column::PYTHON_THREADS),
             "*skipped: python3 not found*"
         );
-        assert_eq!(cell_of(&doc, round_trip, Column::PythonProcesses), "—");
+        assert_eq!(cell_of(&doc, round_trip, Column::PYTHON_PROCESSES), "—");
     }
 
     #[test]

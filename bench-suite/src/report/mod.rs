@@ -14,61 +14,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::columns::Column;
 use crate::stats::Summary;
 
 pub use markdown::markdown;
 pub use svg::{overhead_chart, scaling_chart};
-
-/// A pool implementation compared in the report: one column of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Column {
-    /// `taskpool-thread`.
-    TaskpoolThreads,
-    /// `taskpool-process`.
-    TaskpoolProcesses,
-    /// rayon (`par_iter`, `spawn`) and, for one-off spawns, `std::thread`.
-    Rayon,
-    /// procspawn's `Pool` and `spawn`.
-    Procspawn,
-    /// Python's `ThreadPoolExecutor`.
-    PythonThreads,
-    /// Python's `multiprocessing.Pool`.
-    PythonProcesses,
-}
-
-impl Column {
-    /// Every column, in table order.
-    pub const ALL: [Column; 6] = [
-        Column::TaskpoolThreads,
-        Column::TaskpoolProcesses,
-        Column::Rayon,
-        Column::Procspawn,
-        Column::PythonThreads,
-        Column::PythonProcesses,
-    ];
-
-    /// The column's heading.
-    pub fn label(self) -> &'static str {
-        match self {
-            Column::TaskpoolThreads => "taskpool threads",
-            Column::TaskpoolProcesses => "taskpool processes",
-            Column::Rayon => "rayon",
-            Column::Procspawn => "procspawn",
-            Column::PythonThreads => "Python threads",
-            Column::PythonProcesses => "Python processes",
-        }
-    }
-
-    /// Whether this column is one of taskpool's backends (the others are peers).
-    pub fn is_ours(self) -> bool {
-        matches!(self, Column::TaskpoolThreads | Column::TaskpoolProcesses)
-    }
-
-    /// Whether this column runs tasks in processes (the others use threads).
-    pub fn is_processes(self) -> bool {
-        matches!(self, Column::TaskpoolProcesses | Column::Procspawn | Column::PythonProcesses)
-    }
-}
 
 /// The unit of a measured value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

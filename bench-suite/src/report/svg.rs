@@ -228,14 +228,7 @@ fn truncate(text: &str, room: usize) -> String {
 
 /// The colour of `column`'s lines and bars.
 fn color(column: Column) -> &'static str {
-    match column {
-        Column::TaskpoolThreads => "#0072B2",
-        Column::TaskpoolProcesses => "#D55E00",
-        Column::Rayon => "#56B4E9",
-        Column::Procspawn => "#E69F00",
-        Column::PythonThreads => "#009E73",
-        Column::PythonProcesses => "#CC79A7",
-    }
+    column.colour()
 }
 
 /// `text` escaped for XML text and attribute values.

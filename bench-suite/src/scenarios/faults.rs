@@ -1,18 +1,31 @@
 //! Failure impact: what a panic, a segfault, an abort, a hang and a memory bomb in one task do
 //! to each pool, and how soon the next task is served.
 //!
-//! Process pools are measured in this process. Thread pools cannot survive some of these, so
-//! they run in a child copy of this binary (a probe) and the report shows how it ended.
+//! A backend whose workers are processes survives these, so it is measured in this program:
+//! a pool of one worker (the worst case: the only worker is hit) with a 100 ms time limit,
+//! or a 512 MiB memory limit for the bomb; the time runs from submitting the faulty task to
+//! the next task's result, `min(repeats, 5)` times in the report. A backend that runs tasks
+//! in threads cannot survive some of them, so it runs in a child copy of this binary (a
+//! probe), a pool of two, and the report shows how that child ended.
+//!
+//! Criterion's isolation groups (`fault-segfault`, ...) time the same sequence on the
+//! process backends, on pools of one and two workers, plus `recycle`: a no-op on a pool
+//! whose workers each serve one task.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{Plan, Progress, PythonRun};
-use crate::probe::{self, Probe, ProbeEnd, ProbeResult};
-use crate::report::{Better, Cell, Column, Row, Unit};
+use super::cells::choose;
+use super::scenario::timed;
+use super::suite::{Case, Group, Iteration, Settings};
+use super::{Plan, Progress, RowId};
+use crate::backends::{PoolSpec, Pools, Running, Runs};
+use crate::columns::{BACKENDS, Backend, DISABLED, Kind, Op, backend};
+use crate::probe::{self, ProbeEnd, ProbeResult};
+use crate::report::{Better, Cell, Row, Unit};
 use crate::stats::Summary;
 use crate::tasks;
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-use taskpool_core::{Pool, TaskError};
 
 /// The per-task time limit used for the hang.
 const HANG_LIMIT: Duration = Duration::from_millis(100);
@@ -20,21 +33,31 @@ const HANG_LIMIT: Duration = Duration::from_millis(100);
 const BOMB_CAP_MIB: u64 = 2048;
 /// The memory limit put on the processes (or the whole probe) that run a memory bomb.
 const MEMORY_LIMIT: u64 = 512 << 20;
+/// The workers of a pool that runs a fault in a probe: one can hang while the other serves.
+const PROBE_WORKERS: usize = 2;
 
 /// A fault injected into one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Fault {
+    /// The task panics.
     Panic,
+    /// The task writes through a null pointer.
     Segfault,
+    /// The task calls `abort()`.
     Abort,
+    /// The task sleeps for an hour.
     Hang,
+    /// The task allocates without bound.
     Bomb,
 }
 
 impl Fault {
-    const ALL: [Fault; 5] = [Fault::Panic, Fault::Segfault, Fault::Abort, Fault::Hang, Fault::Bomb];
+    /// Every fault, in the report's order.
+    pub(crate) const ALL: [Fault; 5] =
+        [Fault::Panic, Fault::Segfault, Fault::Abort, Fault::Hang, Fault::Bomb];
 
-    fn name(self) -> &'static str {
+    /// A short name: `panic`, `segfault`, `abort`, `hang`, `bomb`.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fault::Panic => "panic",
             Fault::Segfault => "segfault",
@@ -42,6 +65,10 @@ impl Fault {
             Fault::Hang => "hang",
             Fault::Bomb => "bomb",
         }
+    }
+
+    fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
     fn label(self) -> String {
@@ -56,87 +83,114 @@ impl Fault {
         }
     }
 
-    /// The Python script's name for the fault.
-    fn python(self) -> &'static str {
-        match self {
-            Fault::Panic => "exception",
-            Fault::Bomb => "memory",
-            other => other.name(),
-        }
+    /// The argument of the fault's task.
+    pub(crate) fn argument(self) -> u64 {
+        if self == Fault::Bomb { BOMB_CAP_MIB } else { 0 }
     }
 
-    /// The task that injects it, as a function pointer (for procspawn and rayon), and its
+    /// The task that injects it, as a function pointer (for peers that take one), and its
     /// argument.
-    fn task(self) -> (fn(u64) -> u64, u64) {
-        match self {
-            Fault::Panic => (tasks::panic, 0),
-            Fault::Segfault => (tasks::segfault, 0),
-            Fault::Abort => (tasks::abort, 0),
-            Fault::Hang => (tasks::hang, 0),
-            Fault::Bomb => (tasks::memory_bomb, BOMB_CAP_MIB),
-        }
+    pub(crate) fn task(self) -> (fn(u64) -> u64, u64) {
+        let task: fn(u64) -> u64 = match self {
+            Fault::Panic => tasks::panic,
+            Fault::Segfault => tasks::segfault,
+            Fault::Abort => tasks::abort,
+            Fault::Hang => tasks::hang,
+            Fault::Bomb => tasks::memory_bomb,
+        };
+        (task, self.argument())
     }
 
-    /// Runs the fault's task on a taskpool pool. Pools take functions by item, not by pointer
-    /// (a process pool names them by their type), hence the match.
-    #[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-    fn apply(self, pool: &impl Pool) -> Result<u64, TaskError> {
-        match self {
-            Fault::Panic => pool.apply(tasks::panic, 0),
-            Fault::Segfault => pool.apply(tasks::segfault, 0),
-            Fault::Abort => pool.apply(tasks::abort, 0),
-            Fault::Hang => pool.apply(tasks::hang, 0),
-            Fault::Bomb => pool.apply(tasks::memory_bomb, BOMB_CAP_MIB),
+    /// The pool that meets the fault: a memory limit for the bomb (its fate must be the
+    /// memory's, not the clock's), else the time limit where the backend has one.
+    fn spec(self, backend: &Backend, workers: usize) -> PoolSpec {
+        let mut spec = PoolSpec::workers(workers);
+        if self == Fault::Bomb {
+            spec.memory_limit = backend.can(Op::MemoryLimit, 0).is_ok().then_some(MEMORY_LIMIT);
+        } else if backend.can(Op::Timeout, 0).is_ok() {
+            spec.timeout = Some(HANG_LIMIT);
         }
+        spec
     }
 }
 
-/// Measures every fault on every column.
-#[cfg_attr(not(feature = "process-pool"), allow(unused_variables))]
-pub fn rows(plan: &Plan, progress: &Progress, python: Option<&PythonRun>) -> Vec<Row> {
+/// Whether `backend`, whose workers are processes, can meet `fault` in this program, or why
+/// not: a memory bomb needs a memory limit per worker, or it would take the machine.
+fn runs_in_program(backend: &Backend, fault: Fault) -> Result<(), String> {
+    if fault == Fault::Bomb {
+        backend.can(Op::MemoryLimit, MEMORY_LIMIT)?;
+    }
+    Ok(())
+}
+
+/// Runs `fault`, then a healthy task, on `pool`: what the pool said about the fault, and the
+/// time from submitting it to the healthy task's result (`None` if that task failed).
+fn fault_then_next(pool: &dyn Running, fault: Fault, in_probe: bool) -> (String, Option<Duration>) {
+    let start = Instant::now();
+    let said = match pool.fault(fault) {
+        Ok(v) if in_probe => format!("no isolation: the task returned {v} inside the program"),
+        Ok(v) => format!("no isolation: the task returned {v}"),
+        Err(text) => text,
+    };
+    let next = pool.recovered();
+    (said, next.ok().map(|()| start.elapsed()))
+}
+
+/// Measures every fault on every column (the Python script's columns are left for it).
+pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     let prlimit = find_prlimit();
     Fault::ALL
         .iter()
         .map(|&fault| {
             progress.say(format!("failure impact: {}", fault.label()));
-            let mut row = Row::new(
-                &format!("fault_{}", fault.name()),
-                &fault.label(),
-                Unit::Millis,
-                Better::Lower,
-            );
-            #[cfg(feature = "process-pool")]
-            row.cells.insert(Column::TaskpoolProcesses, on_processes(fault, plan.repeats.min(5)));
-            #[cfg(not(feature = "process-pool"))]
-            row.cells.insert(Column::TaskpoolProcesses, Cell::Skipped(super::DISABLED.into()));
-            for (column, family) in [(Column::TaskpoolThreads, "threads"), (Column::Rayon, "rayon")]
-            {
-                if column == Column::TaskpoolThreads && cfg!(not(feature = "thread-pool")) {
-                    row.cells.insert(column, Cell::Skipped(super::DISABLED.into()));
-                    continue;
-                }
-                let wrapper = match (fault, &prlimit) {
-                    (Fault::Bomb, Some(p)) => {
-                        vec![p.clone(), format!("--as={MEMORY_LIMIT}"), "--".into()]
-                    }
-                    _ => Vec::new(),
+            let id = RowId::Fault(fault);
+            let mut row = Row::new(&id.key(), &fault.label(), Unit::Millis, Better::Lower);
+            for (column, chosen) in choose(Op::Faults, 0) {
+                let cell = match chosen {
+                    Err(why) => Cell::Skipped(why),
+                    Ok(backend) => match backend.runs() {
+                        Runs::Script(_) => continue,
+                        Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
+                        Runs::Here { .. } if column.kind() == Kind::Processes => {
+                            in_program(backend, fault, plan.repeats.min(5))
+                        }
+                        Runs::Here { .. } => in_probe(backend, fault, prlimit.as_deref()),
+                    },
                 };
-                // A hang on rayon never ends: two seconds show it.
-                let limit = Duration::from_secs(if fault == Fault::Hang { 2 } else { 10 });
-                let end = probe::run(&format!("{family}-{}", fault.name()), limit, &wrapper);
-                row.cells.insert(column, probe_cell(end, fault, !wrapper.is_empty()));
+                row.cells.insert(column, cell);
             }
-            row.cells.insert(Column::Procspawn, on_procspawn(fault));
-            for column in [Column::PythonThreads, Column::PythonProcesses] {
-                let cell = python.and_then(|p| p.fault(column, fault.python()));
-                row.cells.insert(
-                    column,
-                    cell.unwrap_or_else(|| Cell::Skipped("python3 not found".into())),
-                );
-            }
-            row
+            (id, row)
         })
         .collect()
+}
+
+/// Runs `fault` then a healthy task, `repeats` times, on a fresh pool of one worker.
+fn in_program(backend: &Backend, fault: Fault, repeats: usize) -> Cell {
+    if let Err(why) = runs_in_program(backend, fault) {
+        return Cell::Skipped(why);
+    }
+    let pool = match backend.start(&fault.spec(backend, 1)) {
+        Ok(pool) => pool,
+        Err(e) => return Cell::Skipped(format!("the pool did not start: {e}")),
+    };
+    if pool.noop().is_err() {
+        return Cell::Skipped("the pool did not serve".into());
+    }
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..repeats {
+        let (said, next) = fault_then_next(pool.as_ref(), fault, false);
+        let Some(next) = next else {
+            return Cell::Outcome {
+                text: format!("{said}; the next task failed"),
+                next_after_ms: None,
+                survived: false,
+            };
+        };
+        times.push(next.as_secs_f64() * 1e3);
+        text = said;
+    }
+    Cell::Outcome { text, next_after_ms: Summary::of(times), survived: true }
 }
 
 /// `prlimit`, from util-linux, if installed: it runs a probe under a memory limit.
@@ -146,6 +200,19 @@ fn find_prlimit() -> Option<String> {
         .output()
         .is_ok_and(|o| o.status.success());
     ok.then(|| "prlimit".to_owned())
+}
+
+/// Runs `fault` on `backend` in a probe child and describes how the child ended.
+fn in_probe(backend: &Backend, fault: Fault, prlimit: Option<&str>) -> Cell {
+    let wrapper = match (fault, prlimit) {
+        (Fault::Bomb, Some(p)) => vec![p.to_owned(), format!("--as={MEMORY_LIMIT}"), "--".into()],
+        _ => Vec::new(),
+    };
+    // A hang without a time limit never ends: two seconds show it.
+    let limit = Duration::from_secs(if fault == Fault::Hang { 2 } else { 10 });
+    let args = format!("{} {}", backend.id(), fault.name());
+    let end = probe::run("fault", &args, limit, &wrapper);
+    probe_cell(end, fault, !wrapper.is_empty())
 }
 
 /// What a probe's end means, as a cell.
@@ -182,145 +249,84 @@ fn probe_cell(end: ProbeEnd, fault: Fault, limited: bool) -> Cell {
     }
 }
 
-/// Runs `fault` then a healthy task, `repeats` times, each on a fresh process pool of one
-/// worker (the worst case: the only worker is hit). The time is from submitting the faulty
-/// task to the healthy task's result.
-#[cfg(feature = "process-pool")]
-fn on_processes(fault: Fault, repeats: usize) -> Cell {
-    use taskpool_process::{Config, ProcessConfig};
-    // The bomb meets the memory limit, not the clock.
-    let config = match fault {
-        Fault::Bomb => ProcessConfig::new(Config::new().workers(1)).memory_limit(MEMORY_LIMIT),
-        _ => Config::new().workers(1).timeout(HANG_LIMIT).into(),
-    };
-    let Ok(pool) = taskpool_process::ProcessPool::with_config(config) else {
-        return Cell::Skipped("the process pool did not start".into());
-    };
-    if pool.apply(tasks::noop, 0).is_err() {
-        return Cell::Skipped("the process pool did not serve".into());
-    }
-    let mut times = Vec::new();
-    let mut text = String::new();
-    for _ in 0..repeats {
-        let start = Instant::now();
-        let error = match fault.apply(&pool) {
-            Ok(v) => format!("no isolation: the task returned {v}"),
-            Err(e) => describe(&e),
+/// In a probe child: `args` is `<backend id> <fault>`; runs the fault on a pool of two, then
+/// a healthy task.
+pub(crate) fn probe(args: &str) -> ProbeResult {
+    let mut words = args.split_whitespace();
+    let found = words.next().and_then(backend).zip(words.next().and_then(Fault::from_name));
+    let Some((backend, fault)) = found else {
+        return ProbeResult {
+            outcome: format!("bad probe arguments {args:?}"),
+            ..Default::default()
         };
-        let next = pool.apply(tasks::noop, 1);
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-        if next.is_err() {
-            return Cell::Outcome {
-                text: format!("{error}; the next task failed"),
-                next_after_ms: None,
-                survived: false,
-            };
-        }
-        text = error;
-    }
-    Cell::Outcome { text, next_after_ms: Summary::of(times), survived: true }
-}
-
-/// A task error in a few words.
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-fn describe(e: &TaskError) -> String {
-    match e {
-        TaskError::Panicked(_) => "task failed: panicked (message and location)".into(),
-        TaskError::Crashed(exit) => format!("task failed: worker {exit}; replaced"),
-        TaskError::TimedOut { still_running: false, .. } => {
-            "task timed out: worker killed and replaced".into()
-        }
-        TaskError::TimedOut { still_running: true, .. } => {
-            "task timed out; its thread stays busy (cannot be killed)".into()
-        }
-        TaskError::ResourceLimit { .. } => format!("task failed: {e}; worker replaced"),
-        other => format!("task failed: {other}"),
-    }
-}
-
-/// procspawn: a pool of one worker, a fault, then a healthy task.
-fn on_procspawn(fault: Fault) -> Cell {
-    let (task, _) = fault.task();
-    if fault == Fault::Bomb {
-        return Cell::Skipped("no memory limit to keep a bomb from the machine".into());
-    }
-    let limit = (fault == Fault::Hang).then_some(HANG_LIMIT);
-    let run = std::panic::catch_unwind(|| {
-        let peer = crate::peers::procspawn::ProcspawnPeer::new(1);
-        let start = Instant::now();
-        let outcome = peer.crash_then_next(task, limit);
-        (outcome, start.elapsed())
-    });
-    match run {
-        Ok((outcome, total)) => Cell::Outcome {
-            text: format!("task failed: \"{}\"", outcome.crash_error),
-            next_after_ms: outcome.next_ok.then(|| Summary::single(total.as_secs_f64() * 1e3)),
-            survived: outcome.next_ok,
-        },
-        Err(_) => Cell::Skipped("procspawn failed".into()),
-    }
-}
-
-/// The fault probes, run in child processes: `threads-<fault>` and `rayon-<fault>`.
-pub(crate) fn probes() -> Vec<Probe> {
-    vec![
-        ("threads-panic", || threads_probe(Fault::Panic)),
-        ("threads-segfault", || threads_probe(Fault::Segfault)),
-        ("threads-abort", || threads_probe(Fault::Abort)),
-        ("threads-hang", || threads_probe(Fault::Hang)),
-        ("threads-bomb", || threads_probe(Fault::Bomb)),
-        ("rayon-panic", || rayon_probe(Fault::Panic)),
-        ("rayon-segfault", || rayon_probe(Fault::Segfault)),
-        ("rayon-abort", || rayon_probe(Fault::Abort)),
-        ("rayon-hang", || rayon_probe(Fault::Hang)),
-        ("rayon-bomb", || rayon_probe(Fault::Bomb)),
-    ]
-}
-
-/// In a probe child: the fault on a taskpool thread pool of two, then a healthy task.
-fn threads_probe(fault: Fault) -> ProbeResult {
-    #[cfg(feature = "thread-pool")]
-    {
-        // The bomb runs without a time limit: its fate must be the memory's, not the clock's.
-        let config = taskpool_thread::Config::new().workers(2);
-        let config = if fault == Fault::Bomb { config } else { config.timeout(HANG_LIMIT) };
-        let Ok(pool) = taskpool_thread::ThreadPool::with_config(config) else {
+    };
+    let pool = match backend.start(&fault.spec(backend, PROBE_WORKERS)) {
+        Ok(pool) => pool,
+        Err(e) => {
             return ProbeResult {
-                outcome: "the thread pool did not start".into(),
-                ..ProbeResult::default()
+                outcome: format!("the pool did not start: {e}"),
+                ..Default::default()
             };
-        };
-        let start = Instant::now();
-        let outcome = match fault.apply(&pool) {
-            Ok(v) => format!("no isolation: the task returned {v} inside the program"),
-            Err(e) => describe(&e),
-        };
-        let next_ok = pool.apply(tasks::noop, 1).is_ok();
-        let after = start.elapsed().as_secs_f64() * 1e3;
-        ProbeResult { outcome, next_after_ms: next_ok.then_some(after), values: Vec::new() }
-    }
-    #[cfg(not(feature = "thread-pool"))]
-    {
-        let _ = fault;
-        ProbeResult { outcome: super::DISABLED.into(), ..ProbeResult::default() }
-    }
+        }
+    };
+    let (outcome, next) = fault_then_next(pool.as_ref(), fault, true);
+    ProbeResult { outcome, next_after_ms: next.map(|d| d.as_secs_f64() * 1e3), values: Vec::new() }
 }
 
-/// In a probe child: the fault on a rayon pool of two (`install`, which returns the task's
-/// result or its panic to the caller), then a healthy task.
-fn rayon_probe(fault: Fault) -> ProbeResult {
-    let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(2).build() else {
-        return ProbeResult { outcome: "rayon did not start".into(), ..ProbeResult::default() };
+/// The criterion groups: every fault on each backend that survives it in this program, on
+/// pools of one and two workers (capped at the CPUs), then `recycle`.
+pub(crate) fn groups<'s>(plan: &'s Plan, pools: &'s RefCell<Pools>) -> Vec<Group<'s>> {
+    let counts: Vec<usize> = (1..=2.min(plan.workers)).collect();
+    let in_program = |b: &&Backend| {
+        b.runs_here()
+            && b.has(Op::Faults)
+            && b.column().is_some_and(|c| c.kind() == Kind::Processes)
     };
-    let (task, arg) = fault.task();
-    let start = Instant::now();
-    let caught =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(|| task(arg))));
-    let outcome = match caught {
-        Ok(v) => format!("no isolation: the task returned {v} inside the program"),
-        Err(_) => "the panic propagated to the caller (catch_unwind needed)".into(),
-    };
-    let next = pool.install(|| tasks::noop(1));
-    let after = start.elapsed().as_secs_f64() * 1e3;
-    ProbeResult { outcome, next_after_ms: (next == 1).then_some(after), values: Vec::new() }
+    let mut groups = Vec::new();
+    for fault in Fault::ALL {
+        let mut cases = Vec::new();
+        for &w in &counts {
+            for backend in BACKENDS.iter().filter(in_program) {
+                let mut case = Case::new(backend.id(), w.to_string(), move || {
+                    let pool = pools.borrow_mut().get(backend, fault.spec(backend, w))?;
+                    Ok(fault_iteration(pool, fault))
+                });
+                case.skipped =
+                    backend.can(Op::Faults, 0).and_then(|()| runs_in_program(backend, fault)).err();
+                cases.push(case);
+            }
+        }
+        let slow = matches!(fault, Fault::Hang | Fault::Bomb);
+        let settings =
+            Settings { sample_size: Some(if slow { 10 } else { 20 }), ..Settings::default() };
+        groups.push(Group { name: format!("fault-{}", fault.name()), settings, cases });
+    }
+    let mut cases = Vec::new();
+    for &w in &counts {
+        for backend in BACKENDS.iter().filter(|b| b.runs_here() && b.has(Op::Recycle)) {
+            let spec = PoolSpec { max_tasks_per_worker: Some(1), ..PoolSpec::workers(w) };
+            let mut case = Case::new(backend.id(), w.to_string(), move || {
+                let pool = pools.borrow_mut().get(backend, spec)?;
+                Ok(Box::new(move || timed(|| pool.noop())) as Iteration)
+            });
+            case.skipped = backend.can(Op::Recycle, 0).err();
+            cases.push(case);
+        }
+    }
+    let settings = Settings { sample_size: Some(20), ..Settings::default() };
+    groups.push(Group { name: "recycle".into(), settings, cases });
+    groups
+}
+
+/// One fault and the healthy task after it; fails if the pool did not report the fault or
+/// did not serve the next task.
+fn fault_iteration(pool: Rc<dyn Running>, fault: Fault) -> Iteration {
+    Box::new(move || {
+        let start = Instant::now();
+        if let Ok(v) = pool.fault(fault) {
+            return Err(format!("the {} task returned {v}", fault.name()));
+        }
+        pool.recovered().map_err(|e| format!("no task after the {}: {e}", fault.name()))?;
+        Ok(start.elapsed())
+    })
 }

@@ -1,15 +1,21 @@
 //! Memory per worker: the resident set of each worker process, or for threads the growth of
-//! the program per thread. Thread pools and procspawn are measured in a fresh child process
-//! (a probe), so that nothing else this program did counts.
+//! the program per thread. Every backend is measured in a fresh child process (a probe) that
+//! starts a pool of N and runs tasks on it, so that nothing else this program did counts.
 
 use std::fs;
+use std::time::Duration;
 
-use super::{Plan, Progress, PythonRun};
-use crate::probe::{self, Probe, ProbeEnd, ProbeResult};
-use crate::report::{Better, Cell, Column, Row, Unit};
+use super::cells::choose;
+use super::{Plan, Progress, RowId};
+use crate::backends::PoolSpec;
+use crate::backends::Runs;
+use crate::columns::{DISABLED, Kind, Op, backend};
+use crate::probe::{self, ProbeEnd, ProbeResult};
+use crate::report::{Better, Cell, Row, Unit};
 use crate::stats::Summary;
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-use taskpool_core::Pool;
+
+/// How long a memory probe may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(30);
 
 /// A process's resident set size in KiB, from /proc.
 fn rss_kib(pid: u32) -> Option<f64> {
@@ -33,107 +39,80 @@ fn children() -> Vec<u32> {
 }
 
 /// Measures memory per worker for every column.
-pub fn rows(plan: &Plan, progress: &Progress, python: Option<&PythonRun>) -> Vec<Row> {
+/// The Python script's columns are left for it.
+pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     progress.say("memory per worker");
     let n = plan.workers;
     let label = format!("memory per worker (resident set; threads: program growth / {n})");
-    let mut row = Row::new("memory", &label, Unit::KiB, Better::Lower);
-    #[cfg(feature = "process-pool")]
-    row.cells.insert(Column::TaskpoolProcesses, processes(n));
-    for (column, name) in [
-        (Column::TaskpoolThreads, "memory-threads"),
-        (Column::Rayon, "memory-rayon"),
-        (Column::Procspawn, "memory-procspawn"),
-    ] {
-        let cell = match probe::run(name, std::time::Duration::from_secs(30), &[]) {
-            ProbeEnd::Survived(r) => {
-                let values: Vec<f64> = r.values.iter().map(|(_, v)| *v).collect();
-                Summary::of(values).map_or_else(|| Cell::Skipped(r.outcome), Cell::Value)
-            }
-            other => Cell::Skipped(format!("probe ended: {other:?}")),
+    let mut row = Row::new(&RowId::Memory.key(), &label, Unit::KiB, Better::Lower);
+    for (column, chosen) in choose(Op::Memory, n as u64) {
+        let cell = match chosen {
+            Err(why) => Cell::Skipped(why),
+            Ok(backend) => match backend.runs() {
+                Runs::Script(_) => continue,
+                Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
+                Runs::Here { .. } => {
+                    match probe::run("memory", &format!("{} {n}", backend.id()), PROBE_LIMIT, &[]) {
+                        ProbeEnd::Survived(r) => {
+                            let values: Vec<f64> = r.values.iter().map(|(_, v)| *v).collect();
+                            Summary::of(values)
+                                .map_or_else(|| Cell::Skipped(r.outcome), Cell::Value)
+                        }
+                        other => Cell::Skipped(format!("probe ended: {other:?}")),
+                    }
+                }
+            },
         };
         row.cells.insert(column, cell);
     }
-    for column in [Column::PythonThreads, Column::PythonProcesses] {
-        let cell = python
-            .and_then(|p| p.memory(column, n))
-            .map_or_else(|| Cell::Skipped("not measured".into()), Cell::Value);
-        row.cells.insert(column, cell);
-    }
-    super::skip(&mut row, &[Column::TaskpoolThreads, Column::TaskpoolProcesses], super::DISABLED);
-    vec![row]
+    vec![(RowId::Memory, row)]
 }
 
-/// RSS of each worker of a fresh process pool of `n`.
-#[cfg(feature = "process-pool")]
-fn processes(n: usize) -> Cell {
-    let Ok(pool) = taskpool_process::ProcessPool::new(n) else {
-        return Cell::Skipped("did not start".into());
+/// In a probe child: `args` is `<backend id> <workers>`; starts that pool, runs tasks on it
+/// and reports each worker process's resident set, or for threads the program's growth per
+/// worker, in KiB.
+pub(crate) fn probe(args: &str) -> ProbeResult {
+    let mut words = args.split_whitespace();
+    let backend = words.next().and_then(backend);
+    let workers = words.next().and_then(|w| w.parse::<usize>().ok());
+    let (Some(backend), Some(workers)) = (backend, workers) else {
+        return ProbeResult {
+            outcome: format!("bad probe arguments {args:?}"),
+            ..Default::default()
+        };
     };
-    if pool.map(crate::tasks::noop, 0..(100 * n as u64)).is_err() {
-        return Cell::Skipped("did not serve".into());
-    }
-    let values: Vec<f64> = pool.pids().into_iter().filter_map(rss_kib).collect();
-    Summary::of(values).map_or_else(|| Cell::Skipped("no readable workers".into()), Cell::Value)
-}
-
-/// The memory probes, run in fresh child processes.
-pub(crate) fn probes() -> Vec<Probe> {
-    vec![("memory-threads", threads), ("memory-rayon", rayon), ("memory-procspawn", procspawn)]
-}
-
-const PROBE_WORKERS: usize = 2;
-
-/// The program's growth per worker while `start` builds a pool and runs tasks on it.
-fn growth_per_worker(start: impl FnOnce() -> Box<dyn std::any::Any>) -> ProbeResult {
     let me = std::process::id();
     let before = rss_kib(me).unwrap_or(0.0);
-    let pool = start();
-    let after = rss_kib(me).unwrap_or(0.0);
-    drop(pool);
-    let per = (after - before).max(0.0) / PROBE_WORKERS as f64;
-    ProbeResult {
-        outcome: "measured".into(),
-        next_after_ms: None,
-        values: vec![("kib_per_worker".into(), per)],
-    }
-}
-
-fn threads() -> ProbeResult {
-    #[cfg(feature = "thread-pool")]
-    {
-        growth_per_worker(|| {
-            let pool = taskpool_thread::ThreadPool::new(PROBE_WORKERS).ok();
-            if let Some(p) = &pool {
-                let _ = p.map(crate::tasks::noop, 0..1000);
-            }
-            Box::new(pool)
-        })
-    }
-    #[cfg(not(feature = "thread-pool"))]
-    ProbeResult { outcome: super::DISABLED.into(), ..ProbeResult::default() }
-}
-
-fn rayon() -> ProbeResult {
-    growth_per_worker(|| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(PROBE_WORKERS).build().ok();
-        if let Some(p) = &pool {
-            p.install(|| {
-                use rayon::prelude::*;
-                let v: Vec<u64> = (0..1000u64).into_par_iter().map(crate::tasks::noop).collect();
-                std::hint::black_box(v);
-            });
+    let pool = match backend.start(&PoolSpec::workers(workers)) {
+        Ok(pool) => pool,
+        Err(e) => {
+            return ProbeResult {
+                outcome: format!("the pool did not start: {e}"),
+                ..Default::default()
+            };
         }
-        Box::new(pool)
-    })
-}
-
-fn procspawn() -> ProbeResult {
-    let peer = crate::peers::procspawn::ProcspawnPeer::new(PROBE_WORKERS);
-    let _ = peer.round_trip();
-    let values: Vec<(String, f64)> = children()
-        .into_iter()
-        .filter_map(|pid| Some((format!("pid {pid}"), rss_kib(pid)?)))
-        .collect();
-    ProbeResult { outcome: format!("{} workers", values.len()), next_after_ms: None, values }
+    };
+    let served = if backend.can(Op::Map, 1000).is_ok() {
+        pool.map_noop((0..1000).collect())
+    } else {
+        pool.noop()
+    };
+    if let Err(e) = served {
+        return ProbeResult {
+            outcome: format!("the pool did not serve: {e}"),
+            ..Default::default()
+        };
+    }
+    let values: Vec<(String, f64)> = match backend.column().map(|c| c.kind()) {
+        Some(Kind::Processes) => children()
+            .into_iter()
+            .filter_map(|pid| Some((format!("pid {pid}"), rss_kib(pid)?)))
+            .collect(),
+        _ => {
+            let after = rss_kib(me).unwrap_or(0.0);
+            vec![("kib_per_worker".into(), (after - before).max(0.0) / workers as f64)]
+        }
+    };
+    drop(pool);
+    ProbeResult { outcome: format!("{} values", values.len()), next_after_ms: None, values }
 }

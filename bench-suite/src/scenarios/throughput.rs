@@ -1,106 +1,171 @@
 //! CPU-bound throughput: two kernels at calibrated task sizes, run sequentially and on every
-//! column at 1 to N workers and 2× oversubscribed; speed-up and parallel efficiency.
+//! column at each of the plan's worker counts (1 to N, then 2× oversubscribed); speed-up
+//! and parallel efficiency.
+//!
+//! The kernels are defined exactly like the Python peers' (`python/peers.py`), so the same
+//! arguments mean the same work everywhere:
+//!
+//! - `primes`: task `i` counts the primes in `start + i × len .. start + (i + 1) × len`;
+//! - `mandel`: task `i` sums the escape counts of `rows` rows of a `width × 64` Mandelbrot
+//!   image, starting at row `(first + i × rows) mod 64` (128 iterations at most).
+//!
+//! Calibration grows `len` (or `width`) until a task takes the size's target (10 µs, 1 ms,
+//! 100 ms); a batch holds as many tasks as fill the plan's batch time sequentially, between
+//! 4 per worker and 20,000. Every batch's sum is checked against the sequential one.
+//!
+//! Report: a sample is one batch, `min(repeats, 5)` samples per variant, interleaved; rows
+//! at N workers. Criterion: one group per kernel and size (`primes-1ms`), 20 samples (10 at
+//! 100 ms), flat sampling.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-use serde::Serialize;
-
-use super::{Plan, Progress, skip, text, timed};
-use crate::report::{Better, Cell, Column, Curve, Row, Unit};
+use super::cells::{Target, choose, references};
+use super::scenario::sampled;
+use super::suite::{Case, Group, Iteration, Settings};
+use super::{Plan, Progress, RowId};
+use crate::backends::{PoolSpec, Pools, Runs};
+use crate::columns::{BACKENDS, Backend, DISABLED, Op};
+use crate::report::{Better, Cell, Curve, Row, Unit};
 use crate::stats::{Summary, Variant, interleave};
 use crate::tasks;
-#[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-use taskpool_core::Pool;
 
-/// One kernel at one task size: what each task computes.
-#[derive(Debug, Clone, Serialize)]
-pub struct Kernel {
-    /// `primes` or `mandel`, as the Python script names them.
-    pub kernel: &'static str,
-    /// The task size it was calibrated to, such as "1 ms".
-    pub size: &'static str,
-    /// The arguments of task 0 (task `i` shifts the first by `i` times the second).
-    pub args: Vec<u64>,
-    /// Tasks per batch.
-    pub tasks: usize,
-    /// The measured time of one task, in microseconds.
-    pub task_us: f64,
+/// Which kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum KernelKind {
+    /// Counting primes by trial division.
+    Primes,
+    /// Rows of a Mandelbrot image.
+    Mandel,
 }
+
+impl KernelKind {
+    /// Both kernels.
+    pub(crate) const ALL: [KernelKind; 2] = [KernelKind::Primes, KernelKind::Mandel];
+
+    /// `primes` or `mandel`, as the Python script names them.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KernelKind::Primes => "primes",
+            KernelKind::Mandel => "mandel",
+        }
+    }
+}
+
+/// The size of one kernel task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TaskSize {
+    /// 10 µs: overhead dominates.
+    Micros10,
+    /// 1 ms: the common case.
+    Millis1,
+    /// 100 ms: overhead vanishes.
+    Millis100,
+}
+
+impl TaskSize {
+    /// The time one task takes.
+    pub fn target(self) -> Duration {
+        match self {
+            TaskSize::Micros10 => Duration::from_micros(10),
+            TaskSize::Millis1 => Duration::from_millis(1),
+            TaskSize::Millis100 => Duration::from_millis(100),
+        }
+    }
+
+    /// That time in microseconds, as capabilities count task sizes.
+    pub fn micros(self) -> u64 {
+        self.target().as_micros() as u64
+    }
+
+    /// "10 µs", "1 ms" or "100 ms".
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskSize::Micros10 => "10 µs",
+            TaskSize::Millis1 => "1 ms",
+            TaskSize::Millis100 => "100 ms",
+        }
+    }
+
+    /// The label without spaces, for row keys: "10µs".
+    pub(crate) fn key(self) -> String {
+        self.label().replace(' ', "")
+    }
+
+    /// The label as criterion's group names have it: "10us".
+    fn ascii(self) -> String {
+        self.key().replace('µ', "u")
+    }
+}
+
+/// One kernel at one task size, calibrated: what each task of a batch computes.
+#[derive(Debug, Clone)]
+pub(crate) struct Kernel {
+    /// Which kernel.
+    pub(crate) kind: KernelKind,
+    /// The task size it was calibrated to.
+    pub(crate) size: TaskSize,
+    /// The arguments of task 0 (task `i` shifts the first by `i` times the second).
+    pub(crate) args: Vec<u64>,
+    /// Tasks per batch.
+    pub(crate) tasks: usize,
+    /// The measured time of one task, in microseconds.
+    pub(crate) task_us: f64,
+}
+
+/// Rows of the Mandelbrot image: a batch of tasks cycles through them.
+const MANDEL_HEIGHT: u64 = 64;
 
 impl Kernel {
     /// A label such as "primes, 1 ms tasks".
-    pub fn label(&self) -> String {
-        format!("{}, {} tasks", self.kernel, self.size)
+    pub(crate) fn label(&self) -> String {
+        format!("{}, {} tasks", self.kind.name(), self.size.label())
     }
 
     /// The primes arguments of task `i`.
-    fn primes_input(&self, i: usize) -> (u64, u64) {
+    pub(crate) fn primes_input(&self, i: usize) -> (u64, u64) {
         let (start, len) = (self.args[0], self.args[1]);
         (start + i as u64 * len, len)
     }
 
     /// The Mandelbrot arguments of task `i`.
-    fn mandel_input(&self, i: usize) -> (u32, u32, u32, u32, u32) {
+    pub(crate) fn mandel_input(&self, i: usize) -> (u32, u32, u32, u32, u32) {
         let a: Vec<u32> = self.args.iter().map(|&v| u32::try_from(v).unwrap_or(u32::MAX)).collect();
         let (first, rows, width, height, iters) = (a[0], a[1], a[2], a[3], a[4]);
         let row = (u64::from(first) + i as u64 * u64::from(rows)) % u64::from(height);
         (u32::try_from(row).unwrap_or(0), rows, width, height, iters)
     }
 
+    /// The primes arguments of every task of the batch.
+    pub(crate) fn primes_inputs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        (0..self.tasks).map(|i| self.primes_input(i))
+    }
+
+    /// The Mandelbrot arguments of every task of the batch.
+    pub(crate) fn mandel_inputs(&self) -> impl Iterator<Item = (u32, u32, u32, u32, u32)> + '_ {
+        (0..self.tasks).map(|i| self.mandel_input(i))
+    }
+
     /// Runs the whole batch on the calling thread; returns the sum of the results.
-    fn sequential(&self) -> u64 {
-        match self.kernel {
-            "primes" => (0..self.tasks)
-                .map(|i| self.primes_input(i))
-                .map(|(s, l)| tasks::primes(s, l))
-                .sum(),
-            _ => (0..self.tasks)
-                .map(|i| self.mandel_input(i))
-                .map(|(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
-                .sum(),
+    pub(crate) fn sequential(&self) -> u64 {
+        match self.kind {
+            KernelKind::Primes => self.primes_inputs().map(|(s, l)| tasks::primes(s, l)).sum(),
+            KernelKind::Mandel => {
+                self.mandel_inputs().map(|(a, b, c, d, e)| tasks::mandel(a, b, c, d, e)).sum()
+            }
         }
     }
 
-    /// Runs the batch on a pool; returns the sum of the results.
-    #[cfg(any(feature = "thread-pool", feature = "process-pool"))]
-    fn on_pool(&self, pool: &impl Pool) -> Result<u64, String> {
-        let sum = match self.kernel {
-            "primes" => pool.map(tasks::primes, (0..self.tasks).map(|i| self.primes_input(i))),
-            _ => pool.map(tasks::mandel, (0..self.tasks).map(|i| self.mandel_input(i))),
-        };
-        sum.map(|v| v.into_iter().sum()).map_err(text)
-    }
-
-    fn on_rayon(&self, pool: &rayon::ThreadPool) -> u64 {
-        pool.install(|| match self.kernel {
-            "primes" => (0..self.tasks)
-                .into_par_iter()
-                .map(|i| self.primes_input(i))
-                .map(|(s, l)| tasks::primes(s, l))
-                .sum(),
-            _ => (0..self.tasks)
-                .into_par_iter()
-                .map(|i| self.mandel_input(i))
-                .map(|(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
-                .sum(),
-        })
-    }
-
-    fn on_procspawn(&self, pool: &procspawn::Pool) -> Result<u64, String> {
-        let handles: Vec<procspawn::JoinHandle<u64>> = match self.kernel {
-            "primes" => (0..self.tasks)
-                .map(|i| pool.spawn(self.primes_input(i), |(s, l)| tasks::primes(s, l)))
-                .collect(),
-            _ => (0..self.tasks)
-                .map(|i| {
-                    pool.spawn(self.mandel_input(i), |(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
-                })
-                .collect(),
-        };
-        // procspawn deadlocks unless handles are joined in submission order.
-        handles.into_iter().map(|h| h.join().map_err(text)).sum()
+    /// "primes, 1 ms tasks: arguments [..], N tasks per batch, T µs per task sequentially".
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{}: arguments {:?}, {} tasks per batch, {:.1} µs per task sequentially",
+            self.label(),
+            self.args,
+            self.tasks,
+            self.task_us
+        )
     }
 }
 
@@ -111,24 +176,23 @@ fn time_us(f: impl FnOnce() -> u64) -> f64 {
     start.elapsed().as_secs_f64() * 1e6
 }
 
-/// Rows of the Mandelbrot image: a batch of tasks cycles through them.
-const MANDEL_HEIGHT: u64 = 64;
-
-/// Calibrates the kernels: the smallest parameter whose task takes `target`.
-fn calibrate(
-    kernel: &'static str,
-    size: &'static str,
-    target: Duration,
-    batch: Duration,
-    workers: usize,
-) -> Kernel {
+/// Calibrates `kind` at `size` for `plan`: the smallest parameter whose task takes the
+/// size's target (a hundredth of it, at least 10 µs, with `plan.tiny_tasks`), and the tasks
+/// of a batch that fill `plan.batch`.
+pub(crate) fn calibrate(kind: KernelKind, size: TaskSize, plan: &Plan) -> Kernel {
+    let target = if plan.tiny_tasks {
+        (size.target() / 100).max(Duration::from_micros(10))
+    } else {
+        size.target()
+    };
     let target_us = target.as_secs_f64() * 1e6;
-    let mut k = Kernel { kernel, size, args: Vec::new(), tasks: 1, task_us: 0.0 };
+    let knob_at = if kind == KernelKind::Primes { 1 } else { 2 };
+    let mut k = Kernel { kind, size, args: Vec::new(), tasks: 1, task_us: 0.0 };
     let mut knob = 8u64;
     loop {
-        k.args = match kernel {
-            "primes" => vec![1_000_000, knob],
-            _ => vec![0, 1, knob, MANDEL_HEIGHT, 128],
+        k.args = match kind {
+            KernelKind::Primes => vec![1_000_000, knob],
+            KernelKind::Mandel => vec![0, 1, knob, MANDEL_HEIGHT, 128],
         };
         // Average over every row: Mandelbrot rows differ in cost, and a batch cycles through
         // them (a batch holds at least a full sweep of rows for small tasks).
@@ -137,115 +201,124 @@ fn calibrate(
         if us >= target_us || knob >= 1 << 40 {
             // Cost grows about linearly with the knob: step back to the target, then measure.
             knob = ((knob as f64 * target_us / us) as u64).max(1);
-            k.args[if kernel == "primes" { 1 } else { 2 }] = knob;
+            k.args[knob_at] = knob;
             let probe = Kernel { tasks: MANDEL_HEIGHT as usize, ..k.clone() };
             k.task_us = time_us(|| probe.sequential()) / MANDEL_HEIGHT as f64;
             break;
         }
         knob = (knob as f64 * (target_us / us.max(0.01)).clamp(1.2, 4.0)) as u64;
     }
-    let tasks = (batch.as_secs_f64() * 1e6 / k.task_us) as usize;
-    k.tasks = tasks.clamp(4 * workers, 20_000);
+    let tasks = (plan.batch.as_secs_f64() * 1e6 / k.task_us) as usize;
+    k.tasks = tasks.clamp(4 * plan.workers, 20_000);
     k
 }
 
-/// The throughput measurements and their results.
+/// Every kernel at every task size of `plan`, calibrated.
+pub(crate) fn kernels(plan: &Plan) -> Vec<Kernel> {
+    KernelKind::ALL
+        .into_iter()
+        .flat_map(|kind| plan.task_sizes.iter().map(move |&size| calibrate(kind, size, plan)))
+        .collect()
+}
+
+/// Parallel efficiency: the speed-up per CPU the workers could use (oversubscribed workers
+/// share the CPUs).
+pub(crate) fn efficiency(speedup: f64, workers: usize, cores: usize) -> f64 {
+    speedup / workers.min(cores).max(1) as f64
+}
+
+/// The iteration of `backend` on `kernel` at `workers`: one batch, its sum checked.
+fn iteration(
+    backend: &'static Backend,
+    pools: &RefCell<Pools>,
+    kernel: Rc<Kernel>,
+    expected: Rc<OnceCell<u64>>,
+    workers: usize,
+) -> Result<Iteration, String> {
+    let pool = pools.borrow_mut().get(backend, PoolSpec::workers(workers))?;
+    Ok(Box::new(move || {
+        let expected = *expected.get_or_init(|| kernel.sequential());
+        let start = Instant::now();
+        let sum = pool.kernel(&kernel)?;
+        let elapsed = start.elapsed();
+        if sum == expected { Ok(elapsed) } else { Err(format!("wrong sum {sum}, not {expected}")) }
+    }))
+}
+
+/// The throughput rows and curves of the report.
 #[derive(Debug, Default)]
-pub struct Throughput {
-    /// The calibrated kernels.
-    pub kernels: Vec<Kernel>,
+pub(crate) struct Throughput {
     /// Speed-up rows (at N workers) and efficiency rows.
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<(RowId, Row)>,
     /// The scaling curves.
-    pub curves: Vec<Curve>,
+    pub(crate) curves: Vec<Curve>,
+}
+
+/// Measures every kernel on every column at every worker count.
+/// The cells and curves of the columns the Python script measures are left for it.
+pub(crate) fn run(plan: &Plan, progress: &Progress, kernels: &[Kernel]) -> Throughput {
+    let counts = plan.worker_counts();
+    let pools = RefCell::new(Pools::default());
+    let mut out = Throughput::default();
+    let repeats = plan.repeats.min(5);
+    for kernel in kernels {
+        progress.say(format!(
+            "throughput: {} ({} tasks of {:.0} µs)",
+            kernel.label(),
+            kernel.tasks,
+            kernel.task_us
+        ));
+        let size = kernel.size.micros();
+        let shared = Rc::new(kernel.clone());
+        let expected = Rc::new(OnceCell::new());
+        let variant = |target, backend, workers| {
+            let it = iteration(backend, &pools, Rc::clone(&shared), Rc::clone(&expected), workers);
+            it.map(|it| sampled(target, it, 1, None).map_key(|target| (target, workers)))
+        };
+        let mut variants: Vec<Variant<'_, (Target, usize)>> = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, backend) in references(Op::Kernels, size) {
+            variants.extend(variant(Target::Reference(name), backend, 1));
+        }
+        let chosen = choose(Op::Kernels, size);
+        for &w in &counts {
+            for (column, chosen) in &chosen {
+                let Ok(backend) = chosen else { continue };
+                if backend.runs_here() {
+                    match variant(Target::Column(*column), backend, w) {
+                        Ok(v) => variants.push(v),
+                        Err(e) => skipped.push((*column, w, e)),
+                    }
+                }
+            }
+        }
+        let mut results = interleave(repeats, variants);
+        results.extend(skipped.into_iter().map(|(c, w, e)| ((Target::Column(c), w), Err(e))));
+        out.add(plan, kernel, &chosen, results);
+    }
+    out
 }
 
 impl Throughput {
-    /// Calibrates the kernels for `plan`.
-    pub fn calibrate(plan: &Plan) -> Vec<Kernel> {
-        let batch = Duration::from_millis(if plan.mode == "quick" { 80 } else { 150 });
-        let mut sizes =
-            vec![("10 µs", Duration::from_micros(10)), ("1 ms", Duration::from_millis(1))];
-        if plan.long_tasks {
-            sizes.push(("100 ms", Duration::from_millis(100)));
-        }
-        let mut kernels = Vec::new();
-        for kernel in ["primes", "mandel"] {
-            for &(size, target) in &sizes {
-                kernels.push(calibrate(kernel, size, target, batch, plan.workers));
-            }
-        }
-        kernels
-    }
-
-    /// Measures every kernel on every column at every worker count.
-    pub fn run(plan: &Plan, progress: &Progress, kernels: Vec<Kernel>) -> Throughput {
-        let counts = plan.worker_counts();
-        let pools = Pools::new(&counts);
-        let mut out = Throughput { kernels: Vec::new(), rows: Vec::new(), curves: Vec::new() };
-        let repeats = plan.repeats.min(5);
-        for kernel in kernels {
-            progress.say(format!(
-                "throughput: {} ({} tasks of {:.0} µs)",
-                kernel.label(),
-                kernel.tasks,
-                kernel.task_us
-            ));
-            let expected = kernel.sequential();
-            let check =
-                |sum: u64| if sum == expected { Ok(()) } else { Err(format!("wrong sum {sum}")) };
-            let mut variants: Vec<Variant<'_>> =
-                vec![Variant::new("sequential", || Ok(time_us(|| kernel.sequential())))];
-            for (&w, p) in counts.iter().zip(&pools.by_count) {
-                let k = &kernel;
-                #[cfg(feature = "thread-pool")]
-                if let Some(pool) = &p.threads {
-                    variants.push(Variant::new(key(Column::TaskpoolThreads, w), move || {
-                        timed(|| k.on_pool(pool).and_then(check))
-                    }));
-                }
-                #[cfg(feature = "process-pool")]
-                if let Some(pool) = &p.processes {
-                    variants.push(Variant::new(key(Column::TaskpoolProcesses, w), move || {
-                        timed(|| k.on_pool(pool).and_then(check))
-                    }));
-                }
-                if let Some(pool) = &p.rayon {
-                    variants.push(Variant::new(key(Column::Rayon, w), move || {
-                        timed(|| check(k.on_rayon(pool)))
-                    }));
-                }
-                if let (Some(pool), false) = (&p.procspawn, k.size == "10 µs") {
-                    variants.push(Variant::new(key(Column::Procspawn, w), move || {
-                        catch_unwind(AssertUnwindSafe(|| {
-                            timed(|| k.on_procspawn(pool).and_then(check))
-                        }))
-                        .unwrap_or_else(|_| Err("procspawn failed".into()))
-                    }));
-                }
-            }
-            let results = interleave(repeats, variants);
-            out.add(plan, &kernel, &counts, results);
-            out.kernels.push(kernel);
-        }
-        out
-    }
-
     /// Turns one kernel's results into curves and, at N workers, speed-up and efficiency rows.
     fn add(
         &mut self,
         plan: &Plan,
         kernel: &Kernel,
-        counts: &[usize],
-        results: Vec<(String, Result<Summary, String>)>,
+        chosen: &[(crate::columns::Column, Result<&'static Backend, String>)],
+        results: Vec<((Target, usize), Result<Summary, String>)>,
     ) {
-        let Some(Ok(sequential)) =
-            results.iter().find(|(n, _)| n == "sequential").map(|(_, r)| r.clone())
+        let Some(Ok(sequential)) = results
+            .iter()
+            .find(|((t, _), _)| matches!(t, Target::Reference(_)))
+            .map(|(_, r)| r.clone())
         else {
             return;
         };
+        let (speedup_id, efficiency_id) =
+            (RowId::Speedup(kernel.kind, kernel.size), RowId::Efficiency(kernel.kind, kernel.size));
         let mut speedup_row = Row::new(
-            &format!("speedup_{}_{}", kernel.kernel, kernel.size.replace(' ', "")),
+            &speedup_id.key(),
             &format!(
                 "speed-up at {} workers ({}; sequential batch {:.0} ms)",
                 plan.workers,
@@ -256,88 +329,116 @@ impl Throughput {
             Better::Higher,
         );
         let mut efficiency_row = Row::new(
-            &format!("efficiency_{}_{}", kernel.kernel, kernel.size.replace(' ', "")),
+            &efficiency_id.key(),
             &format!("parallel efficiency at {} workers ({})", plan.workers, kernel.label()),
             Unit::Factor,
             Better::Higher,
         );
-        for column in Column::ALL {
-            let mut points = Vec::new();
-            for &w in counts {
-                let Some((_, result)) = results.iter().find(|(n, _)| *n == key(column, w)) else {
+        for (column, backend) in chosen {
+            let column = *column;
+            let backend = match backend {
+                Err(why) => {
+                    speedup_row.cells.insert(column, Cell::Skipped(why.clone()));
+                    efficiency_row.cells.insert(column, Cell::Skipped(why.clone()));
                     continue;
-                };
+                }
+                Ok(backend) => backend,
+            };
+            if let Runs::Script(_) = backend.runs() {
+                continue;
+            }
+            if !backend.enabled() {
+                speedup_row.cells.insert(column, Cell::Skipped(DISABLED.to_owned()));
+                efficiency_row.cells.insert(column, Cell::Skipped(DISABLED.to_owned()));
+                continue;
+            }
+            let mut points = Vec::new();
+            for ((target, w), result) in &results {
+                if *target != Target::Column(column) {
+                    continue;
+                }
                 match result {
                     Ok(time) => {
                         let samples: Vec<f64> =
                             time.samples.iter().map(|t| sequential.median / t).collect();
                         let speedup = Summary::of(samples).unwrap_or_else(|| Summary::single(0.0));
-                        points.push((w, speedup.median));
-                        if w == plan.workers {
-                            let eff = speedup.samples.iter().map(|s| s / w as f64).collect();
-                            efficiency_row.cells.insert(
-                                column,
-                                Cell::Value(
-                                    Summary::of(eff).unwrap_or_else(|| Summary::single(0.0)),
-                                ),
-                            );
+                        points.push((*w, speedup.median));
+                        if *w == plan.workers {
+                            let eff = speedup
+                                .samples
+                                .iter()
+                                .map(|&s| efficiency(s, *w, plan.workers))
+                                .collect();
+                            let eff = Summary::of(eff).unwrap_or_else(|| Summary::single(0.0));
+                            efficiency_row.cells.insert(column, Cell::Value(eff));
                             speedup_row.cells.insert(column, Cell::Value(speedup));
                         }
                     }
-                    Err(e) if w == plan.workers => {
+                    Err(e) if *w == plan.workers => {
                         speedup_row.cells.insert(column, Cell::Skipped(format!("failed: {e}")));
+                        efficiency_row.cells.insert(column, Cell::Skipped(format!("failed: {e}")));
                     }
                     Err(_) => {}
                 }
             }
+            points.sort_by_key(|p| p.0);
             if !points.is_empty() {
                 self.curves.push(Curve { kernel: kernel.label(), column, points });
             }
         }
-        if kernel.size == "10 µs" {
-            skip(&mut speedup_row, &[Column::Procspawn], "not run at 10 µs tasks");
+        self.rows.push((speedup_id, speedup_row));
+        self.rows.push((efficiency_id, efficiency_row));
+    }
+}
+
+/// The criterion groups: one per kernel and task size of `plan`, each calibrated when its
+/// first case runs (so listing the benchmarks, or filtering them, calibrates nothing else).
+pub(crate) fn groups<'s>(plan: &'s Plan, pools: &'s RefCell<Pools>) -> Vec<Group<'s>> {
+    let mut groups = Vec::new();
+    for kind in KernelKind::ALL {
+        for &size in &plan.task_sizes {
+            let kernel: Rc<OnceCell<Rc<Kernel>>> = Rc::new(OnceCell::new());
+            let expected: Rc<OnceCell<u64>> = Rc::new(OnceCell::new());
+            let calibrated = move |kernel: &OnceCell<Rc<Kernel>>| {
+                Rc::clone(kernel.get_or_init(|| {
+                    let k = calibrate(kind, size, plan);
+                    if !plan.tiny_tasks {
+                        println!("{}", k.describe());
+                    }
+                    Rc::new(k)
+                }))
+            };
+            let mut cases = Vec::new();
+            let runnable = BACKENDS.iter().filter(|b| b.runs_here() && b.has(Op::Kernels));
+            let mut add = |backend: &'static Backend, workers: usize| {
+                let (kernel, expected) = (Rc::clone(&kernel), Rc::clone(&expected));
+                let mut case = Case::new(backend.id(), workers.to_string(), move || {
+                    iteration(backend, pools, calibrated(&kernel), Rc::clone(&expected), workers)
+                });
+                case.skipped = backend.can(Op::Kernels, size.micros()).err();
+                cases.push(case);
+            };
+            for backend in runnable.clone().filter(|b| b.column().is_none()) {
+                add(backend, 1);
+            }
+            for w in plan.worker_counts() {
+                for backend in runnable.clone().filter(|b| b.column().is_some()) {
+                    add(backend, w);
+                }
+            }
+            let (sample_size, warm_up, measurement) = match size {
+                TaskSize::Millis100 => (10, Duration::from_millis(100), Duration::from_secs(1)),
+                _ => (20, Duration::from_millis(300), Duration::from_millis(1500)),
+            };
+            let settings = Settings {
+                sample_size: Some(sample_size),
+                warm_up: Some(warm_up),
+                measurement: Some(measurement),
+                flat: true,
+            };
+            let name = format!("{}-{}", kind.name(), size.ascii());
+            groups.push(Group { name, settings, cases });
         }
-        self.rows.push(speedup_row);
-        self.rows.push(efficiency_row);
     }
-}
-
-/// The variant name of `column` at `w` workers.
-fn key(column: Column, w: usize) -> String {
-    format!("{}@{w}", column.label())
-}
-
-/// One pool per column and worker count.
-struct Pools {
-    by_count: Vec<PoolSet>,
-}
-
-struct PoolSet {
-    #[cfg(feature = "thread-pool")]
-    threads: Option<taskpool_thread::ThreadPool>,
-    #[cfg(feature = "process-pool")]
-    processes: Option<taskpool_process::ProcessPool>,
-    rayon: Option<rayon::ThreadPool>,
-    procspawn: Option<procspawn::Pool>,
-}
-
-impl Pools {
-    fn new(counts: &[usize]) -> Pools {
-        let by_count = counts
-            .iter()
-            .map(|&w| PoolSet {
-                #[cfg(feature = "thread-pool")]
-                threads: taskpool_thread::ThreadPool::new(w).ok(),
-                #[cfg(feature = "process-pool")]
-                processes: taskpool_process::ProcessPool::new(w).ok(),
-                rayon: rayon::ThreadPoolBuilder::new().num_threads(w).build().ok(),
-                procspawn: catch_unwind(|| {
-                    procspawn::Pool::builder(w).env("RUST_BACKTRACE", "0").build().ok()
-                })
-                .ok()
-                .flatten(),
-            })
-            .collect();
-        Pools { by_count }
-    }
+    groups
 }

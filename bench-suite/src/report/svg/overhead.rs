@@ -99,7 +99,8 @@ impl Group {
     fn of(row: &Row) -> Option<Group> {
         let micros = |v: f64| Some(to_micros(v, row.unit)).filter(|v| v.is_finite() && *v > 0.0);
         let bars: Vec<Bar> = Column::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|column| match row.cells.get(&column) {
                 Some(Cell::Value(s)) => Some(Bar {
                     column,
@@ -300,8 +301,8 @@ mod tests {
     #[test]
     fn rows_without_a_value_for_a_log_axis_are_no_data() {
         let mut row = Row::new("round_trip", "Round trip", Unit::Micros, Better::Lower);
-        row.cells.insert(Column::Rayon, Cell::Value(Summary::single(0.0)));
-        row.cells.insert(Column::Procspawn, Cell::Skipped("absent".into()));
+        row.cells.insert(Column::RAYON, Cell::Value(Summary::single(0.0)));
+        row.cells.insert(Column::PROCSPAWN, Cell::Skipped("absent".into()));
         let mut report = fixture::report();
         report.sections = vec![Section { title: "Overhead".into(), rows: vec![row] }];
         let svg = overhead_chart(&report);
@@ -313,10 +314,10 @@ mod tests {
     fn odd_numbers_do_not_break_the_chart() {
         let mut row = Row::new("spawn", "Spawn", Unit::Millis, Better::Lower);
         let odd = Summary { median: 5e-300, min: -1.0, max: f64::INFINITY, samples: Vec::new() };
-        row.cells.insert(Column::Rayon, Cell::Value(odd));
-        row.cells.insert(Column::Procspawn, Cell::Value(Summary::single(1e300)));
-        row.cells.insert(Column::PythonThreads, Cell::Value(Summary::single(f64::NAN)));
-        row.cells.insert(Column::Procspawn, Cell::Value(Summary::single(1e307)));
+        row.cells.insert(Column::RAYON, Cell::Value(odd));
+        row.cells.insert(Column::PROCSPAWN, Cell::Value(Summary::single(1e300)));
+        row.cells.insert(Column::PYTHON_THREADS, Cell::Value(Summary::single(f64::NAN)));
+        row.cells.insert(Column::PROCSPAWN, Cell::Value(Summary::single(1e307)));
         row.reference = Some(("floor".into(), Summary::single(-3.0)));
         let mut report = fixture::report();
         report.sections = vec![Section { title: "odd".into(), rows: vec![row] }];

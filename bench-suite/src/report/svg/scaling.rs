@@ -184,7 +184,7 @@ struct Legend<'a> {
 impl<'a> Legend<'a> {
     /// The legend of `lines`.
     fn of(lines: &[Line<'a>]) -> Legend<'a> {
-        let columns = Column::ALL.into_iter().filter(|&c| lines.iter().any(|l| l.column == c));
+        let columns = Column::ALL.iter().copied().filter(|&c| lines.iter().any(|l| l.column == c));
         let room = ((LEGEND_WIDTH - 52.0) / (12.0 * CHAR_WIDTH)) as usize;
         let mut kernels: Vec<(&'a str, Vec<String>)> = Vec::new();
         for line in lines {
@@ -376,13 +376,13 @@ mod tests {
     fn odd_numbers_do_not_break_the_chart() {
         let mut report = fixture::report();
         report.scaling = vec![
-            Curve { kernel: "k".into(), column: Column::Rayon, points: vec![(usize::MAX, 1e300)] },
+            Curve { kernel: "k".into(), column: Column::RAYON, points: vec![(usize::MAX, 1e300)] },
             Curve {
                 kernel: "nan".into(),
-                column: Column::Procspawn,
+                column: Column::PROCSPAWN,
                 points: vec![(0, f64::NAN), (3, -2.0), (4, f64::INFINITY)],
             },
-            Curve { kernel: "none".into(), column: Column::PythonThreads, points: Vec::new() },
+            Curve { kernel: "none".into(), column: Column::PYTHON_THREADS, points: Vec::new() },
         ];
         let svg = scaling_chart(&report);
         assert_valid(&svg);

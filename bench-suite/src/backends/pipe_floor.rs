@@ -23,11 +23,16 @@
 //! `std::io::Stdout` is deliberately not used for the echo because it is
 //! line-buffered and would split binary payloads at every `\n` byte.
 
+use std::cell::RefCell;
 use std::env;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::process::{self, Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde_bytes::ByteBuf;
+
+use super::{PoolSpec, Running, text};
 
 /// Environment variable that marks a process as the echo child.
 const CHILD_ENV: &str = "__RUST_PEERS_PIPE_FLOOR_ECHO_CHILD";
@@ -46,7 +51,7 @@ const READ_BUF_CAPACITY: usize = 64 * 1024;
 /// only on the echo child's `Command`, never in the parent's own
 /// environment, so procspawn workers do not inherit it; and procspawn's
 /// marker is not set for the echo child, so its `init()` returns there.
-pub fn run_child_if_requested() {
+pub(crate) fn run_child_if_requested() {
     if env::var_os(CHILD_ENV).is_some_and(|v| v == CHILD_ENV_VALUE) {
         let code = match echo_loop() {
             Ok(()) => 0,
@@ -102,11 +107,10 @@ fn payload_len(header: [u8; 4]) -> io::Result<usize> {
 
 /// Parent side of the ping-pong: owns the echo child and both pipe ends.
 ///
-/// Dropping a `PipeFloor` without calling [`PipeFloor::shutdown`] still
-/// closes the child's stdin, drains its stdout and reaps it (errors ignored),
-/// so no zombie is left behind either way.
+/// Dropping a `PipeFloor` closes the child's stdin, drains its stdout and
+/// reaps it (errors ignored), so no zombie is left behind.
 #[derive(Debug)]
-pub struct PipeFloor {
+pub(crate) struct PipeFloor {
     /// The echo child process.
     child: Child,
     /// Write end of the child's stdin; `None` once shut down.
@@ -123,7 +127,7 @@ impl PipeFloor {
     /// Starts the echo child by re-executing `std::env::current_exe()` with a
     /// private environment marker, with stdin and stdout piped and stderr
     /// inherited.  No command-line arguments are passed to the child.
-    pub fn start() -> io::Result<Self> {
+    pub(crate) fn start() -> io::Result<Self> {
         let mut child = Command::new(env::current_exe()?)
             .env(CHILD_ENV, CHILD_ENV_VALUE)
             .stdin(Stdio::piped())
@@ -152,7 +156,7 @@ impl PipeFloor {
     /// bytes, and with `InvalidData` if the echoed length differs (the echoed
     /// bytes themselves are only compared in debug builds, to keep the timed
     /// path free of a full-payload `memcmp`).
-    pub fn round_trip(&mut self, payload: &[u8]) -> io::Result<()> {
+    pub(crate) fn round_trip(&mut self, payload: &[u8]) -> io::Result<()> {
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "payload exceeds u32::MAX"))?;
         let stdin = self
@@ -180,18 +184,7 @@ impl PipeFloor {
         Ok(())
     }
 
-    /// Closes the child's stdin, drains whatever it still writes, and waits
-    /// for it to exit.  Fails if the child exited unsuccessfully.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        let status = self.close_and_reap()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("echo child exited with {status}")))
-        }
-    }
-
-    /// Shared by [`PipeFloor::shutdown`] and `Drop`: closes stdin (EOF for the
+    /// Called by `Drop`: closes stdin (EOF for the
     /// child), drains stdout so a child blocked mid-echo can finish, then reaps.
     fn close_and_reap(&mut self) -> io::Result<process::ExitStatus> {
         drop(self.stdin.take());
@@ -207,5 +200,25 @@ impl Drop for PipeFloor {
         if self.stdin.is_some() {
             let _ = self.close_and_reap();
         }
+    }
+}
+
+/// The floor as a backend: a no-op is 8 bytes there and back, a payload its bytes.
+struct Floor(RefCell<PipeFloor>);
+
+/// Starts the echo child; `spec` is ignored (the floor has one peer process).
+pub(crate) fn start(spec: &PoolSpec) -> Result<Box<dyn Running>, String> {
+    let _ = spec;
+    Ok(Box::new(Floor(RefCell::new(PipeFloor::start().map_err(text)?))))
+}
+
+impl Running for Floor {
+    fn noop(&self) -> Result<(), String> {
+        self.0.borrow_mut().round_trip(&[0; 8]).map_err(text)
+    }
+
+    fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
+        self.0.borrow_mut().round_trip(&payload).map_err(text)?;
+        Ok(payload)
     }
 }

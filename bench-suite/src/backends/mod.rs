@@ -1,0 +1,205 @@
+//! How each backend runs what a scenario asks of it: one adapter per backend behind the
+//! [`Running`] trait, so that a scenario is written once for all of them.
+//!
+//! Which backends exist, which feature enables each and what each can run is listed in
+//! `columns.rs`; this module holds the adapters it points to.
+
+pub(crate) mod pipe_floor;
+pub(crate) mod procspawn;
+pub(crate) mod python;
+pub(crate) mod rayon;
+pub(crate) mod sequential;
+pub(crate) mod std_thread;
+#[allow(dead_code, reason = "used by the taskpool backends whose features are on")]
+pub(crate) mod taskpool;
+
+use std::fmt::Display;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_bytes::ByteBuf;
+
+use crate::columns::Backend;
+use crate::scenarios::{Fault, Kernel};
+
+/// The pool a scenario asks for: its size and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PoolSpec {
+    /// Workers.
+    pub(crate) workers: usize,
+    /// A per-task time limit, for backends that have one.
+    pub(crate) timeout: Option<Duration>,
+    /// A memory limit per worker in bytes, for backends that have one.
+    pub(crate) memory_limit: Option<u64>,
+    /// Tasks a worker runs before it is replaced, for backends that recycle workers.
+    pub(crate) max_tasks_per_worker: Option<u64>,
+}
+
+impl PoolSpec {
+    /// A pool of `workers` with no limits.
+    pub(crate) fn workers(workers: usize) -> PoolSpec {
+        PoolSpec { workers, timeout: None, memory_limit: None, max_tasks_per_worker: None }
+    }
+
+    /// The settings every taskpool backend shares.
+    #[allow(dead_code, reason = "used by the taskpool backends whose features are on")]
+    pub(crate) fn config(&self) -> taskpool_core::Config {
+        let config = taskpool_core::Config::new().workers(self.workers);
+        let config = match self.timeout {
+            Some(limit) => config.timeout(limit),
+            None => config,
+        };
+        match self.max_tasks_per_worker {
+            Some(n) => config.max_tasks_per_worker(n),
+            None => config,
+        }
+    }
+}
+
+/// How a backend runs.
+pub(crate) enum Runs {
+    /// In this program: `start` builds a pool (`None` if it has none), `spawn` runs a one-off
+    /// no-op worker and joins it (`None` if it cannot).
+    Here { start: Option<StartFn>, spawn: Option<SpawnFn> },
+    /// In the Python script, as this pool of the script.
+    Script(ScriptPool),
+    /// Not at all: its Cargo feature is off.
+    #[allow(dead_code, reason = "built only when a backend's feature is off")]
+    Disabled,
+}
+
+/// Builds a backend's pool.
+pub(crate) type StartFn = fn(&PoolSpec) -> Result<Box<dyn Running>, String>;
+
+/// Starts a one-off worker that runs a no-op, and joins it.
+pub(crate) type SpawnFn = fn() -> Result<(), String>;
+
+/// A pool of the Python script, as the script names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ScriptPool {
+    /// `concurrent.futures.ThreadPoolExecutor`.
+    ThreadExecutor,
+    /// `multiprocessing.Pool`.
+    MpPool,
+    /// `concurrent.futures.ProcessPoolExecutor`.
+    ProcessExecutor,
+}
+
+/// A started pool of one backend: what scenarios run on it. An operation the backend does
+/// not have fails; `columns.rs` says which ones each backend has, so scenarios ask there
+/// first.
+pub(crate) trait Running {
+    /// Submits one no-op task and waits for it.
+    fn noop(&self) -> Result<(), String>;
+
+    /// Submits `n` no-op tasks, then waits for all of them.
+    fn in_flight(&self, n: usize) -> Result<(), String> {
+        let _ = n;
+        Err(unsupported("many tasks in flight"))
+    }
+
+    /// Maps a no-op over `items` in one call.
+    fn map_noop(&self, items: Vec<u64>) -> Result<(), String> {
+        let _ = items;
+        Err(unsupported("map"))
+    }
+
+    /// Sends `payload` to a task that returns it, and returns what came back.
+    fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
+        let _ = payload;
+        Err(unsupported("payloads"))
+    }
+
+    /// Like [`Running::echo`], with a plain `Vec<u8>`.
+    fn echo_vec(&self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(ByteBuf::from(payload)).map(ByteBuf::into_vec)
+    }
+
+    /// Runs a batch of `kernel` tasks and returns the sum of their results.
+    fn kernel(&self, kernel: &Kernel) -> Result<u64, String> {
+        let _ = kernel;
+        Err(unsupported("kernels"))
+    }
+
+    /// Runs the task that injects `fault`: its value if it returned, else what the pool
+    /// reported, in a few words.
+    fn fault(&self, fault: Fault) -> Result<u64, String> {
+        let _ = fault;
+        Err(unsupported("faults"))
+    }
+
+    /// Submits a no-op after a fault and waits for it, within a bound where the backend has
+    /// one, so that a pool the fault wedged fails instead of hanging.
+    fn recovered(&self) -> Result<(), String> {
+        self.noop()
+    }
+}
+
+fn unsupported(what: &str) -> String {
+    format!("{what}: not supported by this backend")
+}
+
+/// Turns any displayable error into the `String` the adapters return.
+pub(crate) fn text(e: impl Display) -> String {
+    e.to_string()
+}
+
+impl Backend {
+    /// Starts a pool of this backend.
+    ///
+    /// # Errors
+    ///
+    /// The backend has no pool, runs elsewhere, or its pool did not start.
+    pub(crate) fn start(&self, spec: &PoolSpec) -> Result<Box<dyn Running>, String> {
+        match self.runs() {
+            Runs::Here { start: Some(start), .. } => start(spec),
+            Runs::Here { start: None, .. } => Err(format!("{} has no pool", self.id())),
+            Runs::Script(_) => Err(format!("{} runs in the Python script", self.id())),
+            Runs::Disabled => Err(crate::columns::DISABLED.to_owned()),
+        }
+    }
+
+    /// Starts a one-off worker that runs a no-op, and joins it.
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot spawn, or the spawn failed.
+    pub(crate) fn spawn_noop(&self) -> Result<(), String> {
+        match self.runs() {
+            Runs::Here { spawn: Some(spawn), .. } => spawn(),
+            _ => Err(format!("{} has no one-off spawn", self.id())),
+        }
+    }
+}
+
+/// Pools started on first use and kept for the scenarios that share them.
+#[derive(Default)]
+pub(crate) struct Pools {
+    started: Vec<(&'static str, PoolSpec, Rc<dyn Running>)>,
+}
+
+impl Pools {
+    /// The pool of `backend` built to `spec`, started now if it is not running yet.
+    pub(crate) fn get(
+        &mut self,
+        backend: &'static Backend,
+        spec: PoolSpec,
+    ) -> Result<Rc<dyn Running>, String> {
+        let found = self.started.iter().find(|(id, s, _)| *id == backend.id() && *s == spec);
+        if let Some((_, _, pool)) = found {
+            return Ok(Rc::clone(pool));
+        }
+        let pool: Rc<dyn Running> = Rc::from(backend.start(&spec)?);
+        self.started.push((backend.id(), spec, Rc::clone(&pool)));
+        Ok(pool)
+    }
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let started: Vec<_> = self.started.iter().map(|(id, spec, _)| (id, spec)).collect();
+        f.debug_struct("Pools").field("started", &started).finish()
+    }
+}

@@ -1,0 +1,802 @@
+//! Python's pools as peers: runs `python/peers.py` with the system `python3` on the same
+//! kernels and task sizes, and parses its JSON into typed results, then into report cells
+//! named by row and column.
+//!
+//! Columns: "Python threads" is `ThreadPoolExecutor`, "Python processes" is
+//! `multiprocessing.Pool`; the script also measures `ProcessPoolExecutor`, which appears in
+//! the notes where it differs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{Runs, ScriptPool};
+use crate::columns::{BACKENDS, Column};
+use crate::report::{Cell, Curve, Row};
+use crate::scenarios::{Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, Plan, RowId, TaskSize};
+use crate::stats::Summary;
+
+/// The script, built into the binary so the report runs from anywhere.
+const SCRIPT: &str = include_str!("../../python/peers.py");
+
+/// The Python peers of a run: their results, or why there are none.
+#[derive(Debug)]
+pub(crate) enum Script {
+    /// The script ran.
+    Ran(Box<PythonRun>),
+    /// It did not: `python3` is missing or the script failed.
+    Absent(String),
+}
+
+impl Script {
+    /// Looks for `python3` and runs the script for `plan` on the 1 ms `kernels` (Python runs
+    /// the same work about 50 times slower). Progress goes to stderr as it comes.
+    pub(crate) fn run(plan: &Plan, kernels: &[Kernel], say: impl Fn(String)) -> Script {
+        let version = match interpreter() {
+            Ok(version) => version,
+            Err(reason) => {
+                say(format!("skipping the Python peers: {reason}"));
+                return Script::Absent(reason);
+            }
+        };
+        say(format!("Python peers ({version}); the script reports its own progress"));
+        match run_script(plan, kernels) {
+            Ok(run) => Script::Ran(Box::new(run)),
+            Err(e) => {
+                say(format!("the Python peers failed: {e}"));
+                Script::Absent("the Python script failed".into())
+            }
+        }
+    }
+
+    /// The cell of `pool` in `row`.
+    pub(crate) fn cell(&self, row: RowId, pool: ScriptPool) -> Cell {
+        match self {
+            Script::Absent(reason) => Cell::Skipped(reason.clone()),
+            Script::Ran(run) => run.cells.get(&(row, pool)).cloned().unwrap_or_else(|| {
+                let why = match row {
+                    RowId::Speedup(_, size) | RowId::Efficiency(_, size)
+                        if size != TaskSize::Millis1 =>
+                    {
+                        "not measured by the Python script"
+                    }
+                    RowId::Speedup(kind, size) | RowId::Efficiency(kind, size)
+                        if !run.kernels.values().any(|k| *k == (kind, size)) =>
+                    {
+                        "not run by the script"
+                    }
+                    _ => "not reported by the script",
+                };
+                Cell::Skipped(why.to_owned())
+            }),
+        }
+    }
+
+    /// `row` with the script's cells: those of the columns the script measures that the row
+    /// left for it.
+    pub(crate) fn fill(&self, id: RowId, mut row: Row) -> Row {
+        for (column, pool) in shown() {
+            row.cells.entry(column).or_insert_with(|| self.cell(id, pool));
+        }
+        row
+    }
+
+    /// The scaling curves the script measured on `kernels`, one per kernel and column.
+    pub(crate) fn curves(&self, kernels: &[Kernel]) -> Vec<Curve> {
+        let Script::Ran(run) = self else { return Vec::new() };
+        let mut curves = Vec::new();
+        for kernel in kernels {
+            for (column, pool) in shown() {
+                let Some(points) = run.curves.get(&(kernel.kind, kernel.size, pool)) else {
+                    continue;
+                };
+                let points = points.clone();
+                curves.push(Curve { kernel: kernel.label(), column, points });
+            }
+        }
+        curves
+    }
+
+    /// The interpreter's version, if the script ran.
+    pub(crate) fn version(&self) -> Option<String> {
+        match self {
+            Script::Ran(run) => run.version.clone(),
+            Script::Absent(_) => None,
+        }
+    }
+
+    /// Remarks for the report's notes: `ProcessPoolExecutor` on crashes, and the script's
+    /// errors.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        match self {
+            Script::Ran(run) => run.notes.clone(),
+            Script::Absent(_) => Vec::new(),
+        }
+    }
+}
+
+/// The results of one run of the script, as report cells.
+#[derive(Debug, Default)]
+pub(crate) struct PythonRun {
+    /// The interpreter's version, such as `3.11.7`.
+    version: Option<String>,
+    /// The cells, by row and pool.
+    cells: BTreeMap<(RowId, ScriptPool), Cell>,
+    /// The scaling curves, by kernel and pool.
+    curves: BTreeMap<(KernelKind, TaskSize, ScriptPool), Vec<(usize, f64)>>,
+    /// The kernels the script was given, by the label it reports them under.
+    kernels: BTreeMap<String, (KernelKind, TaskSize)>,
+    /// Remarks for the notes.
+    notes: Vec<String>,
+}
+
+/// The interpreter's version line, or why there is none.
+fn interpreter() -> Result<String, String> {
+    match Command::new("python3").arg("--version").output() {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            Ok(if text.is_empty() {
+                String::from_utf8_lossy(&out.stderr).trim().to_owned()
+            } else {
+                text
+            })
+        }
+        _ => Err("python3 not found".to_owned()),
+    }
+}
+
+/// What the script is asked to measure (see the script's docstring).
+#[derive(Debug, Serialize)]
+struct Spec {
+    workers: usize,
+    repeats: usize,
+    quick: bool,
+    scenarios: [&'static str; 8],
+    in_flight_tasks: usize,
+    map_items: usize,
+    payload_bytes: [u64; 1],
+    round_trips: usize,
+    payload_round_trips: usize,
+    cpu: Vec<CpuSpec>,
+    fault_timeout_s: f64,
+    fault_alloc_mib: u64,
+}
+
+/// One kernel for the script.
+#[derive(Debug, Serialize)]
+struct CpuSpec {
+    kernel: &'static str,
+    args: Vec<u64>,
+    tasks: usize,
+    label: String,
+}
+
+/// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick).
+fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
+    let quick = plan.mode == Mode::Quick;
+    let cpu = kernels
+        .iter()
+        .filter(|k| k.size == TaskSize::Millis1 && (!quick || k.kind == KernelKind::Primes))
+        .map(|k| CpuSpec {
+            kernel: k.kind.name(),
+            args: k.args.clone(),
+            tasks: (4 * plan.workers).max(if quick { 8 } else { 16 }),
+            label: k.label(),
+        })
+        .collect();
+    Spec {
+        workers: plan.workers,
+        repeats: plan.repeats.min(if quick { 2 } else { 3 }),
+        quick,
+        scenarios: [
+            "startup",
+            "round_trip",
+            "in_flight",
+            "map_noop",
+            "payload",
+            "cpu",
+            "memory",
+            "faults",
+        ],
+        in_flight_tasks: plan.in_flight,
+        map_items: if quick { 20_000 } else { 100_000 },
+        payload_bytes: [PAYLOAD_BYTES],
+        round_trips: if quick { 100 } else { 300 },
+        payload_round_trips: if quick { 10 } else { 30 },
+        cpu,
+        fault_timeout_s: 1.0,
+        fault_alloc_mib: 512,
+    }
+}
+
+/// Runs the script and reads its results.
+fn run_script(plan: &Plan, kernels: &[Kernel]) -> Result<PythonRun, String> {
+    let spec = spec(plan, kernels);
+    let path = script_path()?;
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(["--spec", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+        stdin.write_all(&json).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let output: Output = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!("the Python script printed no JSON ({e}); exit status {}", out.status)
+    })?;
+    let kernels = spec.cpu.iter().filter_map(|c| {
+        let k = kernels.iter().find(|k| k.label() == c.label)?;
+        Some((c.label.clone(), (k.kind, k.size)))
+    });
+    Ok(PythonRun::new(output, plan.workers, kernels.collect()))
+}
+
+/// Where the script is: the source tree's copy when it exists, otherwise the built-in copy
+/// written to a temporary file.
+fn script_path() -> Result<PathBuf, String> {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join("peers.py");
+    if source.exists() {
+        return Ok(source);
+    }
+    let copy = std::env::temp_dir().join(format!("taskpool-peers-{}.py", std::process::id()));
+    std::fs::write(&copy, SCRIPT).map_err(|e| format!("cannot write the Python script: {e}"))?;
+    Ok(copy)
+}
+
+// The script's output, as far as the report reads it. Every part that can fail on its own
+// (a scenario, one pool's cell) is `Lenient`: a failure or an unexpected shape there costs
+// that cell, not the whole run.
+
+/// A part of the output that parsed, or why not (the script's own error, if it gave one).
+#[derive(Debug)]
+struct Lenient<T>(Result<T, String>);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(error) = value.get("error").and_then(serde_json::Value::as_str) {
+            return Ok(Lenient(Err(format!("failed: {error}"))));
+        }
+        Ok(Lenient(T::deserialize(value).map_err(|e| format!("unreadable result: {e}"))))
+    }
+}
+
+impl<T> Lenient<T> {
+    fn ok(&self) -> Result<&T, String> {
+        self.0.as_ref().map_err(Clone::clone)
+    }
+}
+
+/// The whole output.
+#[derive(Debug, Deserialize)]
+struct Output {
+    #[serde(default)]
+    python: Option<String>,
+    #[serde(default)]
+    results: Results,
+    #[serde(default)]
+    errors: Vec<ScriptError>,
+}
+
+/// One error the script reported.
+#[derive(Debug, Deserialize)]
+struct ScriptError {
+    #[serde(default)]
+    scenario: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `results`: one entry per scenario.
+#[derive(Debug, Default, Deserialize)]
+struct Results {
+    startup: Option<Lenient<ByPool<Micros>>>,
+    round_trip: Option<Lenient<ByPool<Micros>>>,
+    in_flight: Option<Lenient<ByPool<TasksPerSecond>>>,
+    map_noop: Option<Lenient<ByPool<MapNoop>>>,
+    payload: Option<Lenient<ByPool<Payload>>>,
+    cpu: Option<Lenient<ByPool<Kernels>>>,
+    memory: Option<Lenient<ByPool<Memory>>>,
+    faults: Option<Lenient<ByPool<Faults>>>,
+}
+
+/// A scenario's cells, by pool.
+#[derive(Debug, Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
+struct ByPool<T> {
+    thread_executor: Option<Lenient<T>>,
+    mp_pool: Option<Lenient<T>>,
+    process_executor: Option<Lenient<T>>,
+}
+
+impl<T> ByPool<T> {
+    fn get(&self, pool: ScriptPool) -> Option<&Lenient<T>> {
+        match pool {
+            ScriptPool::ThreadExecutor => self.thread_executor.as_ref(),
+            ScriptPool::MpPool => self.mp_pool.as_ref(),
+            ScriptPool::ProcessExecutor => self.process_executor.as_ref(),
+        }
+    }
+}
+
+/// Samples in microseconds.
+#[derive(Debug, Deserialize)]
+struct Micros {
+    samples_us: Vec<f64>,
+}
+
+/// Samples in tasks per second.
+#[derive(Debug, Deserialize)]
+struct TasksPerSecond {
+    samples_tasks_per_s: Vec<f64>,
+}
+
+/// Samples in items per second.
+#[derive(Debug, Deserialize)]
+struct ItemsPerSecond {
+    samples_items_per_s: Vec<f64>,
+}
+
+/// Samples in kB.
+#[derive(Debug, Deserialize)]
+struct KiloBytes {
+    #[serde(rename = "samples_kB")]
+    samples_kb: Vec<f64>,
+}
+
+/// `map_noop`: one run per chunk size.
+#[derive(Debug, Deserialize)]
+struct MapNoop {
+    runs: MapRuns,
+}
+
+/// The chunk sizes of `map_noop`.
+#[derive(Debug, Deserialize)]
+struct MapRuns {
+    /// What `Pool.map` picks by itself.
+    chunksize_mp_default: Option<ItemsPerSecond>,
+    /// One item per message (the only run of `ThreadPoolExecutor.map`).
+    chunksize_1: Option<ItemsPerSecond>,
+}
+
+/// `payload`: one entry per size in bytes.
+#[derive(Debug, Deserialize)]
+struct Payload {
+    sizes: BTreeMap<u64, Micros>,
+}
+
+/// `cpu` of one pool: its kernels, by the label they were given.
+type Kernels = BTreeMap<String, Lenient<CpuEntry>>;
+
+/// `cpu`: one kernel on one pool.
+#[derive(Debug, Deserialize)]
+struct CpuEntry {
+    by_workers: BTreeMap<usize, CpuPoint>,
+}
+
+/// One worker count of a kernel.
+#[derive(Debug, Deserialize)]
+struct CpuPoint {
+    speedup_vs_sequential: f64,
+    efficiency: f64,
+}
+
+/// `memory`: a pool's workers and the parent's growth.
+#[derive(Debug, Deserialize)]
+struct Memory {
+    #[serde(rename = "per_worker_rss_kB")]
+    per_worker_rss: Option<KiloBytes>,
+    #[serde(rename = "parent_rss_increase_kB")]
+    parent_rss_increase: Option<KiloBytes>,
+}
+
+/// `faults`: one trial per fault, named as the script names them.
+#[derive(Debug, Deserialize)]
+struct Faults {
+    exception: Option<Lenient<FaultTrial>>,
+    segfault: Option<Lenient<FaultTrial>>,
+    abort: Option<Lenient<FaultTrial>>,
+    hang: Option<Lenient<FaultTrial>>,
+    memory: Option<Lenient<FaultTrial>>,
+}
+
+impl Faults {
+    fn get(&self, fault: Fault) -> Option<&Lenient<FaultTrial>> {
+        match fault {
+            Fault::Panic => self.exception.as_ref(),
+            Fault::Segfault => self.segfault.as_ref(),
+            Fault::Abort => self.abort.as_ref(),
+            Fault::Hang => self.hang.as_ref(),
+            Fault::Bomb => self.memory.as_ref(),
+        }
+    }
+}
+
+/// One fault trial.
+#[derive(Debug, Deserialize)]
+struct FaultTrial {
+    faulty: Faulty,
+    next_task: Option<NextTask>,
+    recovery_s: Option<f64>,
+    summary: Option<String>,
+}
+
+/// What became of the faulty task.
+#[derive(Debug, Deserialize)]
+struct Faulty {
+    kind: FaultKind,
+    #[serde(default)]
+    outcome: String,
+}
+
+/// How the faulty task ended, as the script classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FaultKind {
+    Returned,
+    Raised,
+    BrokenPool,
+    Hung,
+    ProgramDied,
+    #[serde(other)]
+    Other,
+}
+
+/// Whether the task after the fault was served.
+#[derive(Debug, Deserialize)]
+struct NextTask {
+    #[serde(default)]
+    ok: bool,
+}
+
+/// A cell from samples, or why there is none.
+fn value(samples: &[f64], scale: f64) -> Cell {
+    Summary::of(samples.iter().map(|x| x * scale).collect())
+        .map_or_else(|| Cell::Skipped("no samples".into()), Cell::Value)
+}
+
+/// A cell from a lenient part: `f` of it, or the reason it failed.
+fn cell<T>(part: Option<&Lenient<T>>, f: impl FnOnce(&T) -> Option<Cell>) -> Option<Cell> {
+    match part?.ok() {
+        Ok(t) => f(t),
+        Err(why) => Some(Cell::Skipped(why)),
+    }
+}
+
+/// The script's pools that columns show, and their columns, as `columns.rs` lists them.
+fn shown() -> Vec<(Column, ScriptPool)> {
+    let scripted = BACKENDS.iter().filter_map(|b| match b.runs() {
+        Runs::Script(pool) => Some((b.column()?, *pool)),
+        _ => None,
+    });
+    scripted.collect()
+}
+
+impl PythonRun {
+    /// The cells of `output`, for pools of `workers` and the `kernels` the script was given.
+    fn new(
+        output: Output,
+        workers: usize,
+        kernels: BTreeMap<String, (KernelKind, TaskSize)>,
+    ) -> PythonRun {
+        let mut run = PythonRun {
+            version: output
+                .python
+                .as_deref()
+                .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned()),
+            kernels,
+            ..PythonRun::default()
+        };
+        let r = &output.results;
+        for (_, pool) in shown() {
+            run.add(
+                RowId::Startup,
+                pool,
+                pooled(&r.startup, pool, |m| Some(value(&m.samples_us, 1.0))),
+            );
+            run.add(
+                RowId::RoundTrip,
+                pool,
+                pooled(&r.round_trip, pool, |m| Some(value(&m.samples_us, 1.0))),
+            );
+            run.add(
+                RowId::InFlight,
+                pool,
+                pooled(&r.in_flight, pool, |t| Some(value(&t.samples_tasks_per_s, 1.0))),
+            );
+            run.add(
+                RowId::Map,
+                pool,
+                pooled(&r.map_noop, pool, |m| {
+                    let run =
+                        m.runs.chunksize_mp_default.as_ref().or(m.runs.chunksize_1.as_ref())?;
+                    Some(value(&run.samples_items_per_s, 1.0))
+                }),
+            );
+            for bytes in payload_sizes(&r.payload) {
+                let sized = pooled(&r.payload, pool, |p| {
+                    Some(value(&p.sizes.get(&bytes)?.samples_us, 1.0))
+                });
+                run.add(RowId::Payload(bytes), pool, sized);
+            }
+            run.add(
+                RowId::Memory,
+                pool,
+                pooled(&r.memory, pool, |m| match pool {
+                    // Threads have no worker processes: the parent's growth per worker.
+                    ScriptPool::ThreadExecutor => Some(value(
+                        &m.parent_rss_increase.as_ref()?.samples_kb,
+                        1.0 / workers as f64,
+                    )),
+                    _ => Some(value(&m.per_worker_rss.as_ref()?.samples_kb, 1.0)),
+                }),
+            );
+            for fault in Fault::ALL {
+                let trial =
+                    pooled(&r.faults, pool, |f| cell(f.get(fault), |t| Some(fault_cell(t))));
+                run.add(RowId::Fault(fault), pool, trial);
+            }
+            run.add_cpu(&r.cpu, pool, workers);
+        }
+        let executor = r
+            .faults
+            .as_ref()
+            .and_then(|f| f.ok().ok())
+            .and_then(|f| f.get(ScriptPool::ProcessExecutor));
+        if let Some(Ok(faults)) = executor.map(Lenient::ok) {
+            for fault in [Fault::Segfault, Fault::Abort] {
+                let summary =
+                    faults.get(fault).and_then(|t| t.ok().ok()).and_then(|t| t.summary.clone());
+                if let Some(text) = summary {
+                    run.notes.push(format!("ProcessPoolExecutor, {}: {text}", fault.name()));
+                }
+            }
+        }
+        for e in &output.errors {
+            let scenario = e.scenario.as_deref().unwrap_or("?");
+            run.notes.push(format!("Python {scenario}: {}", e.error.as_deref().unwrap_or("?")));
+        }
+        run
+    }
+
+    fn add(&mut self, row: RowId, pool: ScriptPool, cell: Option<Cell>) {
+        if let Some(cell) = cell {
+            self.cells.insert((row, pool), cell);
+        }
+    }
+
+    /// The speed-up and efficiency at `workers` and the curve of every kernel of `pool`.
+    fn add_cpu(
+        &mut self,
+        cpu: &Option<Lenient<ByPool<Kernels>>>,
+        pool: ScriptPool,
+        workers: usize,
+    ) {
+        let Some(Ok(by_label)) = cpu.as_ref().and_then(|c| c.ok().ok()?.get(pool)).map(Lenient::ok)
+        else {
+            return;
+        };
+        for (label, entry) in by_label {
+            let Some(&(kind, size)) = self.kernels.get(label) else { continue };
+            let (speedup, efficiency) = (RowId::Speedup(kind, size), RowId::Efficiency(kind, size));
+            let entry = match entry.ok() {
+                Ok(entry) => entry,
+                Err(why) => {
+                    self.add(speedup, pool, Some(Cell::Skipped(why.clone())));
+                    self.add(efficiency, pool, Some(Cell::Skipped(why)));
+                    continue;
+                }
+            };
+            if let Some(point) = entry.by_workers.get(&workers) {
+                let single = |x| Some(Cell::Value(Summary::single(x)));
+                self.add(speedup, pool, single(point.speedup_vs_sequential));
+                self.add(efficiency, pool, single(point.efficiency));
+            }
+            let points = entry.by_workers.iter().map(|(&w, p)| (w, p.speedup_vs_sequential));
+            self.curves.insert((kind, size, pool), points.collect());
+        }
+    }
+}
+
+/// The payload size the script was asked for, and any other it reported.
+fn payload_sizes(payload: &Option<Lenient<ByPool<Payload>>>) -> Vec<u64> {
+    let mut sizes = vec![PAYLOAD_BYTES];
+    if let Some(Ok(by)) = payload.as_ref().map(Lenient::ok) {
+        let reported = shown().into_iter().filter_map(|(_, pool)| by.get(pool)?.ok().ok());
+        sizes.extend(reported.flat_map(|p| p.sizes.keys().copied()));
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// The cell of `pool` in a scenario: `f` of its part, or why there is none.
+fn pooled<T>(
+    scenario: &Option<Lenient<ByPool<T>>>,
+    pool: ScriptPool,
+    f: impl FnOnce(&T) -> Option<Cell>,
+) -> Option<Cell> {
+    match scenario.as_ref()?.ok() {
+        Ok(by) => cell(by.get(pool), f),
+        Err(why) => Some(Cell::Skipped(why)),
+    }
+}
+
+/// The outcome of a fault trial, as a report cell.
+fn fault_cell(trial: &FaultTrial) -> Cell {
+    let (kind, outcome) = (trial.faulty.kind, &trial.faulty.outcome);
+    let next_ok = trial.next_task.as_ref().is_some_and(|n| n.ok);
+    let mut text = match kind {
+        FaultKind::ProgramDied => outcome.clone(),
+        FaultKind::Hung => format!("task {outcome} (the pool never reports it)"),
+        FaultKind::BrokenPool => {
+            "pool broken: the task and every pending one failed; later submits are refused".into()
+        }
+        FaultKind::Raised => format!("task failed: {outcome}"),
+        FaultKind::Returned => format!("no isolation: {outcome}"),
+        FaultKind::Other => outcome.clone(),
+    };
+    let died = kind == FaultKind::ProgramDied;
+    if !died && !next_ok {
+        text.push_str("; the next task was not served");
+    }
+    Cell::Outcome {
+        text,
+        next_after_ms: trial.recovery_s.filter(|_| next_ok).map(|s| Summary::single(s * 1e3)),
+        survived: !died && next_ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Better, Unit};
+
+    /// A trimmed output of the script, as `--self-test` prints it, with one failed scenario
+    /// and one failed cell.
+    const OUTPUT: &str = r#"{
+      "python": "3.11.7 (main) [GCC 12.2.0]",
+      "results": {
+        "startup": {
+          "mp_pool": {"median_us": 7.0, "samples_us": [5.0, 7.0, 9.0], "workers": 2},
+          "thread_executor": {"error": "RuntimeError: no threads", "completed_repeats": 0}
+        },
+        "round_trip": {"error": "ScenarioTimeout: over budget"},
+        "map_noop": {
+          "mp_pool": {"runs": {"chunksize_1": {"samples_items_per_s": [1.0]},
+                               "chunksize_mp_default": {"samples_items_per_s": [4.0, 6.0]}}},
+          "thread_executor": {"runs": {"chunksize_1": {"samples_items_per_s": [2.0]}}}
+        },
+        "payload": {"mp_pool": {"sizes": {"1048576": {"samples_us": [2000.0]}}}},
+        "cpu": {
+          "sequential": {"primes, 1 ms tasks": {"samples_s": [1.0]}},
+          "mp_pool": {"primes, 1 ms tasks": {"by_workers": {
+            "1": {"speedup_vs_sequential": 0.9, "efficiency": 0.9},
+            "2": {"speedup_vs_sequential": 1.8, "efficiency": 0.9}}}}
+        },
+        "memory": {
+          "thread_executor": {"per_worker_rss_kB": null,
+                              "parent_rss_increase_kB": {"samples_kB": [10.0]}},
+          "mp_pool": {"per_worker_rss_kB": {"samples_kB": [17000.0]}}
+        },
+        "faults": {
+          "mp_pool": {"segfault": {"faulty": {"kind": "hung", "outcome": "hung: no result after 1.0 s"},
+                                   "next_task": {"ok": true}, "recovery_s": 1.01}},
+          "thread_executor": {"segfault": {"faulty": {"kind": "program_died",
+                                                      "outcome": "whole program died: SIGSEGV"},
+                                           "next_task": {"ok": false}, "recovery_s": null}},
+          "process_executor": {"abort": {"faulty": {"kind": "broken_pool", "outcome": "x"},
+                                         "summary": "the pool broke"}}
+        }
+      },
+      "errors": [{"scenario": "round_trip", "variant": null, "error": "over budget"}]
+    }"#;
+
+    fn run() -> Script {
+        let output: Output = serde_json::from_str(OUTPUT).unwrap();
+        let kernels = [("primes, 1 ms tasks".to_owned(), (KernelKind::Primes, TaskSize::Millis1))];
+        Script::Ran(Box::new(PythonRun::new(output, 2, kernels.into_iter().collect())))
+    }
+
+    fn median(cell: Cell) -> f64 {
+        match cell {
+            Cell::Value(s) => s.median,
+            other => panic!("not a value: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_are_found_by_row_and_pool() {
+        let script = run();
+        assert_eq!(script.version().as_deref(), Some("3.11.7"));
+        assert_eq!(median(script.cell(RowId::Startup, ScriptPool::MpPool)), 7.0);
+        assert_eq!(median(script.cell(RowId::Map, ScriptPool::MpPool)), 5.0);
+        assert_eq!(median(script.cell(RowId::Map, ScriptPool::ThreadExecutor)), 2.0);
+        assert_eq!(median(script.cell(RowId::Payload(1 << 20), ScriptPool::MpPool)), 2000.0);
+        // Threads: the parent's growth per worker.
+        assert_eq!(median(script.cell(RowId::Memory, ScriptPool::ThreadExecutor)), 5.0);
+        let primes = (KernelKind::Primes, TaskSize::Millis1);
+        assert_eq!(
+            median(script.cell(RowId::Speedup(primes.0, primes.1), ScriptPool::MpPool)),
+            1.8
+        );
+        let kernel =
+            Kernel { kind: primes.0, size: primes.1, args: vec![], tasks: 8, task_us: 1e3 };
+        let curves = script.curves(&[kernel]);
+        assert_eq!(curves.len(), 1);
+        assert_eq!(curves[0].column, Column::PYTHON_PROCESSES);
+        assert_eq!(curves[0].points, [(1, 0.9), (2, 1.8)]);
+    }
+
+    #[test]
+    fn rows_take_the_cells_left_for_the_script() {
+        let script = run();
+        let mut row = Row::new("startup", "start-up", Unit::Micros, Better::Lower);
+        row.cells.insert(Column::PYTHON_THREADS, Cell::Skipped("kept".into()));
+        let row = script.fill(RowId::Startup, row);
+        assert_eq!(row.cells[&Column::PYTHON_THREADS], Cell::Skipped("kept".into()));
+        assert_eq!(median(row.cells[&Column::PYTHON_PROCESSES].clone()), 7.0);
+        assert_eq!(row.cells.len(), 2);
+    }
+
+    #[test]
+    fn failures_and_gaps_say_why() {
+        let script = run();
+        let skipped = |row, pool| match script.cell(row, pool) {
+            Cell::Skipped(why) => why,
+            other => panic!("not skipped: {other:?}"),
+        };
+        assert_eq!(
+            skipped(RowId::Startup, ScriptPool::ThreadExecutor),
+            "failed: RuntimeError: no threads"
+        );
+        assert_eq!(
+            skipped(RowId::RoundTrip, ScriptPool::MpPool),
+            "failed: ScenarioTimeout: over budget"
+        );
+        assert_eq!(skipped(RowId::InFlight, ScriptPool::MpPool), "not reported by the script");
+        let mandel = RowId::Speedup(KernelKind::Mandel, TaskSize::Millis1);
+        assert_eq!(skipped(mandel, ScriptPool::MpPool), "not run by the script");
+        let small = RowId::Efficiency(KernelKind::Primes, TaskSize::Micros10);
+        assert_eq!(skipped(small, ScriptPool::MpPool), "not measured by the Python script");
+        let absent = Script::Absent("python3 not found".into());
+        assert_eq!(
+            absent.cell(RowId::Startup, ScriptPool::MpPool),
+            Cell::Skipped("python3 not found".into())
+        );
+    }
+
+    #[test]
+    fn fault_trials_become_outcomes_and_notes() {
+        let script = run();
+        let segfault = RowId::Fault(Fault::Segfault);
+        assert_eq!(
+            script.cell(segfault, ScriptPool::ThreadExecutor),
+            Cell::Outcome {
+                text: "whole program died: SIGSEGV".into(),
+                next_after_ms: None,
+                survived: false
+            }
+        );
+        let Cell::Outcome { text, next_after_ms, survived } =
+            script.cell(segfault, ScriptPool::MpPool)
+        else {
+            panic!("not an outcome");
+        };
+        assert_eq!(text, "task hung: no result after 1.0 s (the pool never reports it)");
+        assert_eq!((next_after_ms.map(|s| s.median), survived), (Some(1010.0), true));
+        assert_eq!(
+            script.notes(),
+            ["ProcessPoolExecutor, abort: the pool broke", "Python round_trip: over budget"]
+        );
+    }
+}

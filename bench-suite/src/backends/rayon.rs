@@ -1,0 +1,85 @@
+//! rayon as a peer: `ThreadPool::spawn` with a channel for single tasks (rayon has no
+//! handle to join), `par_iter` for maps and kernels, and `install` for faults (it hands the
+//! task's panic back to the caller; a panic in a spawned job would abort the program).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use serde_bytes::ByteBuf;
+
+use super::{PoolSpec, Running, text};
+use crate::scenarios::{Fault, Kernel, KernelKind};
+use crate::tasks;
+
+/// A rayon pool and the channel its single tasks answer on.
+struct Rayon {
+    pool: rayon::ThreadPool,
+    tx: mpsc::Sender<u64>,
+    rx: mpsc::Receiver<u64>,
+}
+
+/// Builds a rayon pool of `spec.workers` threads (rayon has no time or memory limits).
+pub(crate) fn start(spec: &PoolSpec) -> Result<Box<dyn Running>, String> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.workers).build().map_err(text)?;
+    let (tx, rx) = mpsc::channel();
+    Ok(Box::new(Rayon { pool, tx, rx }))
+}
+
+impl Running for Rayon {
+    fn noop(&self) -> Result<(), String> {
+        let tx = self.tx.clone();
+        self.pool.spawn(move || {
+            let _ = tx.send(tasks::noop(1));
+        });
+        self.rx.recv().map(drop).map_err(text)
+    }
+
+    fn in_flight(&self, n: usize) -> Result<(), String> {
+        for i in 0..n as u64 {
+            let tx = self.tx.clone();
+            self.pool.spawn(move || {
+                let _ = tx.send(tasks::noop(i));
+            });
+        }
+        for _ in 0..n {
+            self.rx.recv().map_err(text)?;
+        }
+        Ok(())
+    }
+
+    fn map_noop(&self, items: Vec<u64>) -> Result<(), String> {
+        let out: Vec<u64> = self.pool.install(|| items.into_par_iter().map(tasks::noop).collect());
+        drop(std::hint::black_box(out));
+        Ok(())
+    }
+
+    fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
+        let (tx, rx) = mpsc::channel();
+        self.pool.spawn(move || {
+            let _ = tx.send(tasks::echo(payload));
+        });
+        rx.recv().map_err(text)
+    }
+
+    fn kernel(&self, kernel: &Kernel) -> Result<u64, String> {
+        Ok(self.pool.install(|| match kernel.kind {
+            KernelKind::Primes => (0..kernel.tasks)
+                .into_par_iter()
+                .map(|i| kernel.primes_input(i))
+                .map(|(start, len)| tasks::primes(start, len))
+                .sum(),
+            KernelKind::Mandel => (0..kernel.tasks)
+                .into_par_iter()
+                .map(|i| kernel.mandel_input(i))
+                .map(|(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
+                .sum(),
+        }))
+    }
+
+    fn fault(&self, fault: Fault) -> Result<u64, String> {
+        let (task, arg) = fault.task();
+        catch_unwind(AssertUnwindSafe(|| self.pool.install(|| task(arg))))
+            .map_err(|_| "the panic propagated to the caller (catch_unwind needed)".to_owned())
+    }
+}

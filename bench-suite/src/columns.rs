@@ -1,0 +1,593 @@
+//! The report's columns and the backends that fill them: the one place that says what is
+//! compared, how each backend starts a pool of N workers, which Cargo feature enables it and
+//! what it can run.
+//!
+//! Every scenario, in the report and in the criterion benches alike, iterates over
+//! [`BACKENDS`] and asks each entry whether it can run the scenario's [`Op`]. Adding a
+//! column means adding its [`Column`] constant (and listing it in [`Column::ALL`]) and its
+//! [`Backend`] entry here, plus the backend's crate in `Cargo.toml` as an optional dependency
+//! behind the feature its entry names (CI checks each such feature on its own). A taskpool
+//! backend needs nothing else: its pool implements `taskpool_core::Pool`, and one adapter
+//! runs every scenario on any such pool. A backend whose feature is off keeps its column,
+//! which then says so.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Serialize, Serializer};
+
+use crate::backends::{Runs, ScriptPool, pipe_floor, procspawn, rayon, sequential, std_thread};
+
+/// A column of the report: one pool implementation as the reader sees it.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_bench::Column;
+///
+/// assert_eq!(Column::TASKPOOL_PROCESSES.label(), "taskpool processes");
+/// assert!(Column::TASKPOOL_PROCESSES.is_ours() && Column::TASKPOOL_PROCESSES.is_processes());
+/// assert!(!Column::RAYON.is_ours() && !Column::RAYON.is_processes());
+/// ```
+#[derive(Clone, Copy)]
+pub struct Column(&'static ColumnInfo);
+
+/// What a column is.
+struct ColumnInfo {
+    /// A stable identifier, for JSON readers.
+    key: &'static str,
+    /// The heading.
+    label: &'static str,
+    /// The short name in the comparison column ("threads 2× better than rayon").
+    short: &'static str,
+    /// Its colour in the charts (Okabe–Ito).
+    colour: &'static str,
+    /// Where its tasks run.
+    kind: Kind,
+    /// Whether it is one of taskpool's backends (the others are peers).
+    ours: bool,
+}
+
+/// Where a column's tasks run: what the comparison holds it against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// In threads of the calling program: a crash takes the program down.
+    Threads,
+    /// In worker processes: a crash takes only the worker.
+    Processes,
+}
+
+impl Column {
+    /// `taskpool-thread`.
+    pub const TASKPOOL_THREADS: Column = Column(&ColumnInfo {
+        key: "TaskpoolThreads",
+        label: "taskpool threads",
+        short: "threads",
+        colour: "#0072B2",
+        kind: Kind::Threads,
+        ours: true,
+    });
+    /// `taskpool-process`.
+    pub const TASKPOOL_PROCESSES: Column = Column(&ColumnInfo {
+        key: "TaskpoolProcesses",
+        label: "taskpool processes",
+        short: "processes",
+        colour: "#D55E00",
+        kind: Kind::Processes,
+        ours: true,
+    });
+    /// rayon (`par_iter`, `spawn`) and, for one-off spawns, `std::thread`.
+    pub const RAYON: Column = Column(&ColumnInfo {
+        key: "Rayon",
+        label: "rayon",
+        short: "rayon",
+        colour: "#56B4E9",
+        kind: Kind::Threads,
+        ours: false,
+    });
+    /// procspawn's `Pool` and `spawn`.
+    pub const PROCSPAWN: Column = Column(&ColumnInfo {
+        key: "Procspawn",
+        label: "procspawn",
+        short: "procspawn",
+        colour: "#E69F00",
+        kind: Kind::Processes,
+        ours: false,
+    });
+    /// Python's `ThreadPoolExecutor`.
+    pub const PYTHON_THREADS: Column = Column(&ColumnInfo {
+        key: "PythonThreads",
+        label: "Python threads",
+        short: "Python threads",
+        colour: "#009E73",
+        kind: Kind::Threads,
+        ours: false,
+    });
+    /// Python's `multiprocessing.Pool`.
+    pub const PYTHON_PROCESSES: Column = Column(&ColumnInfo {
+        key: "PythonProcesses",
+        label: "Python processes",
+        short: "Python processes",
+        colour: "#CC79A7",
+        kind: Kind::Processes,
+        ours: false,
+    });
+
+    /// Every column, in table order.
+    pub const ALL: &'static [Column] = &[
+        Column::TASKPOOL_THREADS,
+        Column::TASKPOOL_PROCESSES,
+        Column::RAYON,
+        Column::PROCSPAWN,
+        Column::PYTHON_THREADS,
+        Column::PYTHON_PROCESSES,
+    ];
+
+    /// The column's heading.
+    pub fn label(self) -> &'static str {
+        self.0.label
+    }
+
+    /// Its stable identifier in the JSON report, such as `TaskpoolThreads`.
+    pub fn key(self) -> &'static str {
+        self.0.key
+    }
+
+    /// Its short name in the comparison column, such as `threads`.
+    pub fn short(self) -> &'static str {
+        self.0.short
+    }
+
+    /// Its colour in the charts, as `#RRGGBB`.
+    pub fn colour(self) -> &'static str {
+        self.0.colour
+    }
+
+    /// Where its tasks run.
+    pub fn kind(self) -> Kind {
+        self.0.kind
+    }
+
+    /// Whether this column is one of taskpool's backends (the others are peers).
+    pub fn is_ours(self) -> bool {
+        self.0.ours
+    }
+
+    /// Whether this column runs tasks in processes (the others use threads).
+    pub fn is_processes(self) -> bool {
+        self.0.kind == Kind::Processes
+    }
+
+    /// Its place in [`Column::ALL`] (columns not listed there sort last).
+    fn position(self) -> usize {
+        Column::ALL.iter().position(|c| c.0.key == self.0.key).unwrap_or(usize::MAX)
+    }
+}
+
+impl PartialEq for Column {
+    fn eq(&self, other: &Column) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Column {}
+
+impl Hash for Column {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialOrd for Column {
+    fn partial_cmp(&self, other: &Column) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Column {
+    fn cmp(&self, other: &Column) -> Ordering {
+        (self.position(), self.0.key).cmp(&(other.position(), other.0.key))
+    }
+}
+
+impl fmt::Debug for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.key)
+    }
+}
+
+impl Serialize for Column {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.key)
+    }
+}
+
+/// What a scenario asks a backend to run: its capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A one-off worker that runs one task and is joined (`multiprocessing.Process`).
+    Spawn,
+    /// Start a pool and serve its first task.
+    Startup,
+    /// One task submitted and waited for.
+    RoundTrip,
+    /// Many tasks submitted at once, then all joined.
+    InFlight,
+    /// A batch of items through one call (`Pool.map`).
+    Map,
+    /// A byte buffer there and back (as `serde_bytes::ByteBuf`).
+    Payload,
+    /// A byte buffer there and back as a plain `Vec<u8>`.
+    PayloadVec,
+    /// A batch of CPU-bound tasks.
+    Kernels,
+    /// A task that panics, crashes, hangs or allocates without bound, then a healthy one.
+    Faults,
+    /// A per-task time limit.
+    Timeout,
+    /// A memory limit per worker, so that a memory bomb fails only its task.
+    MemoryLimit,
+    /// A fresh worker after every task (`max_tasks_per_worker(1)`).
+    Recycle,
+    /// The memory a worker costs.
+    Memory,
+}
+
+/// Where a backend's figures appear in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shows {
+    /// As the cells of a column.
+    Column(Column),
+    /// As a row's reference: a floor or a baseline that is not a pool, named so.
+    Reference(&'static str),
+}
+
+/// One backend: a pool implementation (or a floor) that scenarios run on.
+pub struct Backend {
+    /// Its name in criterion's benchmark ids and in the examples' output (`threads`).
+    id: &'static str,
+    /// Where its figures appear.
+    shows: Shows,
+    /// The Cargo feature that enables it; `None` if it is always built.
+    feature: Option<&'static str>,
+    /// How it runs (or that its feature is off).
+    runs: Runs,
+    /// What it can run.
+    can: &'static [Op],
+    /// Why it cannot run some of the others, as its cell says.
+    cannot: &'static [(Op, &'static str)],
+    /// Limits that depend on a scenario's size (items, bytes, microseconds per task).
+    limits: Option<Limits>,
+}
+
+/// What a backend can run at a scenario's size: `Ok`, or why not.
+type Limits = fn(Op, u64) -> Result<(), String>;
+
+/// Why a backend's column is empty when its feature is off.
+pub(crate) const DISABLED: &str = "backend disabled by cargo features";
+
+/// A taskpool backend: built when `feature` is on, else a column that says it is disabled.
+/// `start` builds its pool from a [`PoolSpec`], `spawn` runs a one-off no-op.
+macro_rules! taskpool_backend {
+    (
+        id: $id:literal,
+        column: $column:expr,
+        feature: $feature:literal,
+        start: $start:expr,
+        spawn: $spawn:expr,
+        can: $can:expr,
+        cannot: $cannot:expr $(,)?
+    ) => {{
+        #[cfg(feature = $feature)]
+        let runs = Runs::Here { start: Some($start), spawn: Some($spawn) };
+        #[cfg(not(feature = $feature))]
+        let runs = Runs::Disabled;
+        Backend {
+            id: $id,
+            shows: Shows::Column($column),
+            feature: Some($feature),
+            runs,
+            can: $can,
+            cannot: $cannot,
+            limits: None,
+        }
+    }};
+}
+
+/// What the Python script measures, for both of its columns.
+const PYTHON_CAN: &[Op] = &[
+    Op::Startup,
+    Op::RoundTrip,
+    Op::InFlight,
+    Op::Map,
+    Op::Payload,
+    Op::Kernels,
+    Op::Faults,
+    Op::Memory,
+];
+
+/// What the Python script does not measure.
+const PYTHON_CANNOT: &[(Op, &str)] = &[(Op::Spawn, "not in the Python script")];
+
+/// Every backend, in the order their variants run. The first backend of a column that can
+/// run a scenario fills that column's cell.
+pub static BACKENDS: &[Backend] = &[
+    taskpool_backend! {
+        id: "threads",
+        column: Column::TASKPOOL_THREADS,
+        feature: "thread-pool",
+        start: |spec: &crate::backends::PoolSpec| {
+            let config = spec.config();
+            crate::backends::taskpool::boxed(taskpool_thread::ThreadPool::with_config(config))
+        },
+        spawn: || {
+            let spawned = taskpool_thread::spawn(crate::tasks::noop, 1);
+            crate::backends::taskpool::joined(spawned)
+        },
+        can: &[
+            Op::Spawn,
+            Op::Startup,
+            Op::RoundTrip,
+            Op::InFlight,
+            Op::Map,
+            Op::Payload,
+            Op::PayloadVec,
+            Op::Kernels,
+            Op::Faults,
+            Op::Timeout,
+            Op::Memory,
+        ],
+        cannot: &[(Op::Recycle, "a thread has no fresh address space to recycle into")],
+    },
+    taskpool_backend! {
+        id: "processes",
+        column: Column::TASKPOOL_PROCESSES,
+        feature: "process-pool",
+        start: |spec: &crate::backends::PoolSpec| {
+            let config = taskpool_process::ProcessConfig::new(spec.config());
+            let config = match spec.memory_limit {
+                Some(bytes) => config.memory_limit(bytes),
+                None => config,
+            };
+            crate::backends::taskpool::boxed(taskpool_process::ProcessPool::with_config(config))
+        },
+        spawn: || {
+            let spawned = taskpool_process::spawn(crate::tasks::noop, 1);
+            crate::backends::taskpool::joined(spawned)
+        },
+        can: &[
+            Op::Spawn,
+            Op::Startup,
+            Op::RoundTrip,
+            Op::InFlight,
+            Op::Map,
+            Op::Payload,
+            Op::PayloadVec,
+            Op::Kernels,
+            Op::Faults,
+            Op::Timeout,
+            Op::MemoryLimit,
+            Op::Recycle,
+            Op::Memory,
+        ],
+        cannot: &[],
+    },
+    Backend {
+        id: "rayon",
+        shows: Shows::Column(Column::RAYON),
+        feature: None,
+        runs: Runs::Here { start: Some(rayon::start), spawn: None },
+        can: &[
+            Op::Startup,
+            Op::RoundTrip,
+            Op::InFlight,
+            Op::Map,
+            Op::Payload,
+            Op::Kernels,
+            Op::Faults,
+            Op::Memory,
+        ],
+        cannot: &[(Op::Spawn, "rayon has no one-off spawn with a handle")],
+        limits: None,
+    },
+    Backend {
+        id: "std-thread",
+        shows: Shows::Column(Column::RAYON),
+        feature: None,
+        runs: Runs::Here { start: None, spawn: Some(std_thread::spawn) },
+        can: &[Op::Spawn],
+        cannot: &[],
+        limits: None,
+    },
+    Backend {
+        id: "procspawn",
+        shows: Shows::Column(Column::PROCSPAWN),
+        feature: None,
+        runs: Runs::Here { start: Some(procspawn::start), spawn: Some(procspawn::spawn) },
+        can: &[
+            Op::Spawn,
+            Op::Startup,
+            Op::RoundTrip,
+            Op::InFlight,
+            Op::Payload,
+            Op::Kernels,
+            Op::Faults,
+            Op::Timeout,
+            Op::Memory,
+        ],
+        cannot: &[
+            (Op::Map, "procspawn has no batch API"),
+            (Op::MemoryLimit, "no memory limit to keep a bomb from the machine"),
+        ],
+        limits: Some(procspawn::limits),
+    },
+    Backend {
+        id: "python-threads",
+        shows: Shows::Column(Column::PYTHON_THREADS),
+        feature: None,
+        runs: Runs::Script(ScriptPool::ThreadExecutor),
+        can: PYTHON_CAN,
+        cannot: PYTHON_CANNOT,
+        limits: None,
+    },
+    Backend {
+        id: "python-processes",
+        shows: Shows::Column(Column::PYTHON_PROCESSES),
+        feature: None,
+        runs: Runs::Script(ScriptPool::MpPool),
+        can: PYTHON_CAN,
+        cannot: PYTHON_CANNOT,
+        limits: None,
+    },
+    Backend {
+        id: "pipe-floor",
+        shows: Shows::Reference("raw pipe ping-pong"),
+        feature: None,
+        runs: Runs::Here { start: Some(pipe_floor::start), spawn: None },
+        can: &[Op::RoundTrip, Op::Payload],
+        cannot: &[],
+        limits: None,
+    },
+    Backend {
+        id: "sequential",
+        shows: Shows::Reference("sequential"),
+        feature: None,
+        runs: Runs::Here { start: Some(sequential::start), spawn: None },
+        can: &[Op::Kernels],
+        cannot: &[],
+        limits: None,
+    },
+];
+
+impl Backend {
+    /// Its name in criterion's benchmark ids and the examples' output, such as `threads`.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// Where its figures appear.
+    pub fn shows(&self) -> Shows {
+        self.shows
+    }
+
+    /// Its column, unless it is a reference.
+    pub fn column(&self) -> Option<Column> {
+        match self.shows {
+            Shows::Column(column) => Some(column),
+            Shows::Reference(_) => None,
+        }
+    }
+
+    /// The Cargo feature that enables it, if it has one.
+    pub fn feature(&self) -> Option<&'static str> {
+        self.feature
+    }
+
+    /// Whether this build includes it (its feature, if any, is on).
+    pub fn enabled(&self) -> bool {
+        !matches!(self.runs, Runs::Disabled)
+    }
+
+    /// Whether this program runs it (rather than a script, or nothing when disabled).
+    pub fn runs_here(&self) -> bool {
+        matches!(self.runs, Runs::Here { .. })
+    }
+
+    /// Whether `op` is among what it can run at all (at some size, when enabled).
+    pub fn has(&self, op: Op) -> bool {
+        self.can.contains(&op)
+    }
+
+    /// Whether it can run `op` at `size` (items, bytes, or microseconds per task, as the
+    /// scenario counts), or why not.
+    ///
+    /// # Errors
+    ///
+    /// Why not, as the report's cell says it.
+    pub fn can(&self, op: Op, size: u64) -> Result<(), String> {
+        if !self.enabled() {
+            return Err(DISABLED.to_owned());
+        }
+        if !self.can.contains(&op) {
+            let why = self.cannot.iter().find(|(o, _)| *o == op).map(|(_, why)| *why);
+            return Err(why.unwrap_or("not supported").to_owned());
+        }
+        self.limits.map_or(Ok(()), |limits| limits(op, size))
+    }
+
+    /// How it runs.
+    pub(crate) fn runs(&self) -> &Runs {
+        &self.runs
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("id", &self.id)
+            .field("shows", &self.shows)
+            .field("feature", &self.feature)
+            .field("enabled", &self.enabled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The backend called `id`, if there is one.
+pub fn backend(id: &str) -> Option<&'static Backend> {
+    BACKENDS.iter().find(|b| b.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn columns_are_distinct_and_ordered_as_listed() {
+        let keys: HashSet<_> = Column::ALL.iter().map(|c| c.key()).collect();
+        let labels: HashSet<_> = Column::ALL.iter().map(|c| c.label()).collect();
+        let colours: HashSet<_> = Column::ALL.iter().map(|c| c.colour()).collect();
+        let n = Column::ALL.len();
+        assert_eq!((keys.len(), labels.len(), colours.len()), (n, n, n));
+        let mut sorted = Column::ALL.to_vec();
+        sorted.reverse();
+        sorted.sort();
+        assert_eq!(sorted, Column::ALL);
+        assert_eq!(serde_json::to_string(&Column::RAYON).unwrap(), "\"Rayon\"");
+    }
+
+    #[test]
+    fn every_column_has_a_backend_and_ids_are_unique() {
+        let ids: HashSet<_> = BACKENDS.iter().map(|b| b.id()).collect();
+        assert_eq!(ids.len(), BACKENDS.len());
+        for &column in Column::ALL {
+            assert!(BACKENDS.iter().any(|b| b.column() == Some(column)), "{column:?}");
+        }
+    }
+
+    #[test]
+    fn features_match_the_build_and_the_manifest() {
+        let manifest = include_str!("../Cargo.toml");
+        for backend in BACKENDS {
+            let Some(feature) = backend.feature() else { continue };
+            assert!(manifest.contains(&format!("\n{feature} = [\"dep:")), "{feature}");
+        }
+        let threads = backend("threads").unwrap();
+        assert_eq!(threads.enabled(), cfg!(feature = "thread-pool"));
+        if !threads.enabled() {
+            assert_eq!(threads.can(Op::RoundTrip, 1).unwrap_err(), DISABLED);
+        }
+    }
+
+    #[test]
+    fn capabilities_say_why_not() {
+        let procspawn = backend("procspawn").unwrap();
+        assert_eq!(procspawn.can(Op::Map, 1).unwrap_err(), "procspawn has no batch API");
+        assert_eq!(procspawn.can(Op::Kernels, 10).unwrap_err(), "not run at 10 µs tasks");
+        assert!(procspawn.can(Op::Kernels, 1000).is_ok());
+        assert_eq!(backend("sequential").unwrap().can(Op::Map, 1).unwrap_err(), "not supported");
+        assert!(backend("std-thread").unwrap().can(Op::Spawn, 1).is_ok());
+    }
+}

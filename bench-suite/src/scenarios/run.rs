@@ -1,0 +1,100 @@
+//! One run of the report: every section measured on every column, and the notes that say
+//! how.
+
+use std::cell::RefCell;
+
+use super::overhead::in_report;
+use super::throughput::{self, kernels};
+use super::{OVERHEAD, Plan, Progress, RowId, faults, memory};
+use crate::backends::Pools;
+use crate::backends::python::Script;
+use crate::columns::Column;
+use crate::report::{Curve, Row, Section};
+
+/// What one run measured.
+#[derive(Debug)]
+pub struct Measured {
+    /// The table, section by section.
+    pub sections: Vec<Section>,
+    /// The scaling curves of the CPU-bound kernels.
+    pub scaling: Vec<Curve>,
+    /// Remarks for under the table.
+    pub notes: Vec<String>,
+    /// The Python peers' interpreter, if they ran.
+    pub python: Option<String>,
+}
+
+/// Measures every section for `plan`, saying what it does on `progress`: the overhead and
+/// throughput sections, then the Python peers (which fill their columns of every row), then
+/// memory and failures.
+pub fn run(plan: &Plan, progress: &Progress) -> Measured {
+    progress.say(format!(
+        "taskpool report ({} mode, {} workers); calibrating the kernels",
+        plan.mode.name(),
+        plan.workers
+    ));
+    let kernels = kernels(plan);
+    let pools = RefCell::new(Pools::default());
+    let mut overhead = Vec::new();
+    for scenario in OVERHEAD.iter().filter(|s| in_report(s)) {
+        progress.say(format!("overhead: {}", scenario.name));
+        overhead.push(scenario.row(plan, &pools));
+    }
+    drop(pools);
+    let throughput = throughput::run(plan, progress, &kernels);
+    let script = Script::run(plan, &kernels, |line| progress.say(line));
+    let memory = memory::rows(plan, progress);
+    let faults = faults::rows(plan, progress);
+
+    let mut notes = vec![
+        "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
+        "The one-off spawn row's rayon column is std::thread::spawn (rayon has no one-off spawn with a handle).".to_owned(),
+        "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
+        "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
+        "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
+    ];
+    notes.extend(script.notes());
+    let mut scaling = throughput.curves;
+    if let Some(note) = busy_cpus(&scaling, plan.workers) {
+        notes.insert(0, note);
+    }
+    notes.extend(kernels.iter().map(|k| k.describe()));
+    scaling.extend(script.curves(&kernels));
+
+    let section = |title: &str, rows: Vec<(RowId, Row)>| Section {
+        title: title.into(),
+        rows: rows.into_iter().map(|(id, row)| script.fill(id, row)).collect(),
+    };
+    Measured {
+        sections: vec![
+            section("Overhead", overhead),
+            section("Memory", memory),
+            section("CPU-bound throughput", throughput.rows),
+            section("Failure impact", faults),
+        ],
+        scaling,
+        notes,
+        python: script.version(),
+    }
+}
+
+/// A warning when even rayon could not use the CPUs: at `workers` workers its best speed-up
+/// on any kernel stayed under 70% of ideal, so other work held CPUs during the run and the
+/// scaling rows describe that machine, not an idle one.
+fn busy_cpus(curves: &[Curve], workers: usize) -> Option<String> {
+    if workers < 2 {
+        return None;
+    }
+    let best = curves
+        .iter()
+        .filter(|c| c.column == Column::RAYON)
+        .filter_map(|c| c.points.iter().find(|(w, _)| *w == workers).map(|(_, s)| *s))
+        .fold(f64::NAN, f64::max);
+    (best < 0.7 * workers as f64).then(|| {
+        format!(
+            "Warning: even rayon reached only {best:.2}× on {workers} workers, so fewer than \
+             {workers} CPUs were free during the throughput measurements (other programs were \
+             running). Read the speed-ups as what this machine gave, not what the pools can do."
+        )
+    })
+}
