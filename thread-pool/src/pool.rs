@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use taskpool_core::backend::{
     Completer, Execute, Job, PanicScope, catch_panic, map_by_handles, map_by_handles_with_progress,
+    promise,
 };
-use taskpool_core::{Config, IntoTask, Pool, TaskError};
+use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::watchdog::Watchdog;
 
@@ -184,13 +185,34 @@ impl Execute for ThreadPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
+        self.start(job.clone(), input, completer, timeout);
+    }
+}
+
+/// A job owned by one task, so that a single submit needs no shared handle to its job.
+struct Owned<J>(J);
+
+impl<J> AsRef<J> for Owned<J> {
+    fn as_ref(&self) -> &J {
+        &self.0
+    }
+}
+
+impl ThreadPool {
+    /// Runs `job` (shared with other tasks, or owned by this one) on a pool thread.
+    fn start<J: Job>(
+        &self,
+        job: impl AsRef<J> + Send + 'static,
+        input: J::Input,
+        completer: Completer<J::Output>,
+        timeout: Option<Duration>,
+    ) {
         self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
         if self.shared.closed.load(Ordering::SeqCst) {
             // Dropping the completer settles the task as shut down.
             self.shared.finish_one();
             return;
         }
-        let job = job.clone();
         let shared = self.shared.clone();
         let limit = timeout.or(shared.config.get_timeout());
         let watchdog = limit.map(|_| self.watchdog.clone());
@@ -209,7 +231,7 @@ impl Execute for ThreadPool {
                                 alarm.complete(Err(late));
                             }),
                         );
-                        let outcome = shared.run(&*job, input);
+                        let outcome = shared.run(job.as_ref(), input);
                         // A task that ends past its deadline timed out, even if the watchdog
                         // (on a busy machine) has not fired yet.
                         let outcome =
@@ -218,7 +240,7 @@ impl Execute for ThreadPool {
                         watchdog.disarm(id);
                     }
                     _ => {
-                        completer.complete(shared.run(&*job, input));
+                        completer.complete(shared.run(job.as_ref(), input));
                     }
                 }
             }
@@ -230,6 +252,25 @@ impl Execute for ThreadPool {
 impl Pool for ThreadPool {
     fn workers(&self) -> usize {
         self.rayon.current_num_threads()
+    }
+
+    fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
+        let (completer, handle) = promise();
+        self.start(Owned(task.into_job()), input, completer, None);
+        handle
+    }
+
+    fn submit_timeout<M, T: IntoTask<M>>(
+        &self,
+        task: T,
+        input: T::Input,
+        limit: Duration,
+    ) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
+        let (completer, handle) = promise();
+        self.start(Owned(task.into_job()), input, completer, Some(limit));
+        handle
     }
 
     fn shutdown(&self) {
