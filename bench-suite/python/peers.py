@@ -16,7 +16,7 @@ same kind of JSON, for checking by hand. The spec (every key optional; these are
 
     {"workers": 2, "repeats": 5, "quick": false,
      "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload", "cpu",
-                   "memory", "faults"],
+                   "io", "memory", "faults"],
      "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
      "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
      "fault_timeout_s": 5.0}
@@ -55,6 +55,17 @@ cpu         the kernels below, ``tasks`` tasks, run sequentially in this process
             wall time (median_s ...), ``speedup_vs_sequential`` (median over median),
             ``efficiency`` (speedup / workers) and ``agree`` (every run's total equals the
             sequential one). The pool is started and warmed outside the timing.
+io          many tasks that mostly wait (``io`` in the spec: ``service``, the abstract Unix
+            socket name of the report's slow service; ``delay_us``; ``workers``, a list of
+            worker counts; ``tasks_per_worker``; ``pool_needed``), on thread_executor and
+            mp_pool only: per worker count, ``tasks_per_worker * workers`` tasks submitted at
+            once, each sleeping ``delay_us`` (``sleep``) or reading the service's answer sent
+            after ``delay_us`` (``socket``; needs the service), on warm pools
+            (``throughput[kind][str(workers)]``: median_tasks_per_s ...); ``startup``: a pool
+            of ``pool_needed`` to its first result (median_us ...); ``memory``: in a fresh
+            interpreter, the growth of the summed PSS of the interpreter and its descendants
+            once a pool of ``pool_needed`` ran a batch of sleeping tasks, per worker
+            (median_kB_per_worker ...), the same measure for threads and processes.
 memory      a pool of ``workers``, one held no-op per worker so that every worker is up, then
             VmRSS of each worker process (/proc/PID/status) and, from /proc/PID/smaps_rollup,
             PSS and USS (private pages); plus the parent's RSS before and its increase. The
@@ -115,7 +126,9 @@ import platform
 import queue
 import resource
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -123,8 +136,11 @@ import time
 import traceback
 
 VARIANTS = ("mp_pool", "process_executor", "thread_executor")
-SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "cpu", "memory",
+SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "cpu", "io", "memory",
              "faults")
+# The pools whose columns show I/O-bound work.
+IO_VARIANTS = ("thread_executor", "mp_pool")
+IO_KINDS = ("sleep", "socket")
 FAULTS = ("exception", "segfault", "abort", "hang", "memory")
 # Thread-variant faults that kill the interpreter or keep it from exiting: run in a child.
 THREAD_FAULTS_IN_CHILD = ("segfault", "abort", "hang")
@@ -142,6 +158,7 @@ SELF_TEST_SPEC = {
     "cpu": [{"kernel": "primes", "args": [1000000, 500], "tasks": 8, "label": "primes-tiny"},
             {"kernel": "mandel", "args": [0, 2, 64, 64, 50], "tasks": 8, "label": "mandel-tiny"}],
     "fault_timeout_s": 0.5, "fault_alloc_mib": 256,
+    "io": {"delay_us": 2000, "workers": [2, 4], "tasks_per_worker": 2, "pool_needed": 4},
 }
 
 BENCH_WAIT_S = 120.0      # ceiling for any single wait in the measuring scenarios
@@ -175,6 +192,30 @@ def echo(value):
 def hold_pid(seconds):
     """Keep a worker busy briefly, so that n of these land on n distinct workers."""
     time.sleep(seconds)
+    return os.getpid()
+
+
+def io_sleep(micros):
+    """An I/O-bound task that only waits: sleeps, then says which process it ran in."""
+    time.sleep(micros / 1e6)
+    return os.getpid()
+
+
+def io_ask(service, delay_us):
+    """An I/O-bound task that blocks on a socket: asks the report's slow service (an abstract
+    Unix socket) for an answer after delay_us microseconds: 8 bytes, a little-endian u64,
+    there and back."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect("\0" + service)
+        conn.sendall(struct.pack("<Q", delay_us))
+        answer = b""
+        while len(answer) < 8:
+            chunk = conn.recv(8 - len(answer))
+            if not chunk:
+                raise ConnectionError("the slow service closed the connection early")
+            answer += chunk
+    if struct.unpack("<Q", answer)[0] != delay_us:
+        raise ValueError("the slow service answered %r" % answer)
     return os.getpid()
 
 
@@ -592,6 +633,7 @@ class Config:
         self.cpu = list(merged["cpu"])
         self.fault_timeout_s = float(merged["fault_timeout_s"])
         self.fault_alloc_mib = int(merged.get("fault_alloc_mib", ALLOC_GUARD >> 20))
+        self.io = dict(merged.get("io") or {})
         self.round_trips = int(merged.get("round_trips", 200 if self.quick else 2000))
         self.payload_round_trips = int(merged.get("payload_round_trips",
                                                   30 if self.quick else 200))
@@ -661,16 +703,22 @@ def cells(samples, failed, build):
 # Scenarios: each returns {variant: cell}
 # --------------------------------------------------------------------------------------------
 
+def startup_sample(variant, workers):
+    """Microseconds from constructing a pool of `workers` to the first result of a no-op, and
+    of the shutdown that follows."""
+    start = now()
+    with make_pool(variant, workers) as pool:
+        pool.result(pool.submit(noop), BENCH_WAIT_S)
+        started = now() - start
+        stop = now()
+        pool.teardown()
+        stopped = now() - stop
+    return {"startup": started * 1e6, "shutdown": stopped * 1e6}
+
+
 def scenario_startup(cfg):
     def measure(variant):
-        start = now()
-        with make_pool(variant, cfg.workers) as pool:
-            pool.result(pool.submit(noop), BENCH_WAIT_S)
-            started = now() - start
-            stop = now()
-            pool.teardown()
-            stopped = now() - stop
-        return {"startup": started * 1e6, "shutdown": stopped * 1e6}
+        return startup_sample(variant, cfg.workers)
 
     samples, failed = interleaved(cfg, "startup", measure)
     return cells(samples, failed, lambda v, s: dict(
@@ -874,6 +922,153 @@ def scenario_cpu(cfg):
         for variant, cell in by_variant.items():
             out[variant][label] = cell
     return out
+
+
+def io_settings(cfg):
+    """The I/O-bound spec: (service, delay_us, worker counts, tasks per worker, pool needed,
+    variants)."""
+    io = cfg.io
+    variants = [v for v in IO_VARIANTS if v in cfg.variants]
+    return (io.get("service"), int(io.get("delay_us", 10000)),
+            [int(w) for w in io.get("workers", [2, 16, 64])], int(io.get("tasks_per_worker", 4)),
+            int(io.get("pool_needed", 64)), variants)
+
+
+def io_tasks(service, delay):
+    """The waiting tasks by kind: (function, arguments); the socket kind needs the service."""
+    kinds = {"sleep": (io_sleep, (delay,))}
+    if service:
+        kinds["socket"] = (io_ask, (service, delay))
+    return kinds
+
+
+def scenario_io(cfg):
+    """Many tasks that mostly wait, at each worker count: tasks/s of 4 * workers tasks
+    submitted at once, each sleeping or reading the slow service's answer; then the start-up
+    of the pool the waits need, and its memory per worker (in a fresh interpreter)."""
+    service, delay, counts, per_worker, needed, variants = io_settings(cfg)
+    kinds = io_tasks(service, delay)
+    out = {v: {"throughput": {k: {} for k in kinds}} for v in variants}
+    for v in variants:
+        if "socket" not in kinds:
+            out[v]["throughput"]["socket"] = {"error": "the report's slow service did not start"}
+    for workers in counts:
+        n = workers * per_worker
+        pools, broken = {}, {}
+        try:
+            for v in variants:
+                try:
+                    pools[v] = make_pool(v, workers)
+                    warm_up(pools[v], workers)
+                except Exception as exc:
+                    broken[v] = record_error("io", "%s/%d" % (v, workers), exc)
+
+            def measure(key):
+                variant, kind = key
+                pool = pools[variant]
+                fn, args = kinds[kind]
+                start = now()
+                handles = [pool.submit(fn, *args) for _ in range(n)]
+                deadline = start + BENCH_WAIT_S
+                for h in handles:
+                    pool.result(h, max(0.0, deadline - now()))
+                return n / (now() - start)
+
+            keys = [(v, k) for v in variants if v not in broken for k in kinds]
+            samples, failed = interleaved(cfg, "io %d workers" % workers, measure, keys)
+        finally:
+            for pool in pools.values():
+                pool.teardown()
+        for v in variants:
+            for k in kinds:
+                if v in broken or (v, k) in failed:
+                    cell = {"error": broken.get(v) or failed[(v, k)]}
+                else:
+                    cell = dict(summary(samples[(v, k)], "tasks_per_s"), tasks=n,
+                                workers=workers)
+                out[v]["throughput"][k][str(workers)] = cell
+    samples, failed = interleaved(cfg, "io startup", lambda v: startup_sample(v, needed),
+                                  variants)
+    for v in variants:
+        out[v]["startup"] = ({"error": failed[v]} if v in failed else
+                             dict(summary(column(samples[v], "startup"), "us"), workers=needed))
+    for v, cell in io_memory(cfg, variants).items():
+        out[v]["memory"] = cell
+    return out
+
+
+def io_memory(cfg, variants):
+    """Memory per worker of the pool the waits need, measured in a fresh interpreter (see
+    scenario_memory); {variant: cell}."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--io-memory-child", json.dumps(cfg.spec)]
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True,
+                              timeout=60 + 30 * len(variants))
+        if done.returncode != 0:
+            raise RuntimeError("io memory child exited with status %d" % done.returncode)
+        got = json.loads(done.stdout)
+        ERRORS.extend(got["errors"])
+        return got["result"]
+    except Exception as exc:
+        message = record_error("io", "memory", exc)
+        return {v: {"error": message} for v in variants}
+
+
+def descendants(pid):
+    """Every process descended from pid, from /proc (empty where there is none)."""
+    children = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_pss_kb(pid):
+    """The summed PSS of pid and its descendants in kB (VmRSS where PSS is missing): what they
+    add to the machine, pages shared by k processes counted 1/k in each."""
+    total = 0
+    for p in [pid] + descendants(pid):
+        mem = proc_memory(p)
+        total += mem["pss_kB"] if mem["pss_kB"] is not None else (mem["rss_kB"] or 0)
+    return total
+
+
+def io_memory_child_main(raw):
+    """--io-memory-child: in this fresh interpreter, for each variant, the growth of the summed
+    PSS of this process and its descendants when a pool of the needed size has run a batch of
+    sleeping tasks, per worker; prints JSON."""
+    cfg = Config(json.loads(raw))
+    _, delay, _, per_worker, needed, variants = io_settings(cfg)
+    result = {}
+    for v in variants:
+        try:
+            gc.collect()
+            before = tree_pss_kb(os.getpid())
+            with make_pool(v, needed) as pool:
+                handles = [pool.submit(io_sleep, delay) for _ in range(needed * per_worker)]
+                pids = {pool.result(h, BENCH_WAIT_S) for h in handles}
+                after = tree_pss_kb(os.getpid())
+            result[v] = dict(summary([(after - before) / needed], "kB_per_worker"),
+                             workers=needed, task_pids=len(pids))
+        except Exception as exc:
+            result[v] = {"error": record_error("io", "memory/" + v, exc)}
+    print(json.dumps({"result": result, "errors": ERRORS}))
+    return 0
 
 
 def scenario_memory(cfg):
@@ -1164,8 +1359,8 @@ def fault_child_main(raw):
 
 SCENARIO_FUNCS = {"startup": scenario_startup, "round_trip": scenario_round_trip,
                   "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
-                  "payload": scenario_payload, "cpu": scenario_cpu, "memory": scenario_memory,
-                  "faults": scenario_faults}
+                  "payload": scenario_payload, "cpu": scenario_cpu, "io": scenario_io,
+                  "memory": scenario_memory, "faults": scenario_faults}
 
 
 def kernel_checks():
@@ -1255,7 +1450,10 @@ def main(argv=None):
                       help="run a tiny built-in spec quickly and print the JSON")
     mode.add_argument("--fault-child", help=argparse.SUPPRESS)
     mode.add_argument("--memory-child", help=argparse.SUPPRESS)
+    mode.add_argument("--io-memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.io_memory_child:
+        return io_memory_child_main(args.io_memory_child)
     if args.fault_child:
         return fault_child_main(args.fault_child)
     if args.memory_child:

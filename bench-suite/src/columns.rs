@@ -232,6 +232,9 @@ pub enum Op {
     Recycle,
     /// The memory a worker costs.
     Memory,
+    /// Many tasks that mostly wait (sleeps, blocking reads from a slow local service), and
+    /// tasks that write to a global of the process they run in.
+    Waits,
 }
 
 /// Where a backend's figures appear in the report.
@@ -305,6 +308,7 @@ const PYTHON_CAN: &[Op] = &[
     Op::Kernels,
     Op::Faults,
     Op::Memory,
+    Op::Waits,
 ];
 
 /// What the Python script does not measure.
@@ -337,6 +341,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Faults,
             Op::Timeout,
             Op::Memory,
+            Op::Waits,
         ],
         cannot: &[(Op::Recycle, "a thread has no fresh address space to recycle into")],
     },
@@ -370,6 +375,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::MemoryLimit,
             Op::Recycle,
             Op::Memory,
+            Op::Waits,
         ],
         cannot: &[],
     },
@@ -387,6 +393,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Kernels,
             Op::Faults,
             Op::Memory,
+            Op::Waits,
         ],
         cannot: &[(Op::Spawn, "rayon has no one-off spawn with a handle")],
         limits: None,
@@ -415,6 +422,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Faults,
             Op::Timeout,
             Op::Memory,
+            Op::Waits,
         ],
         cannot: &[
             (Op::Map, "procspawn has no batch API"),

@@ -21,6 +21,7 @@ pub mod kernels;
 mod probe;
 pub mod report;
 mod scenarios;
+mod slow_service;
 mod stats;
 pub mod tasks;
 

@@ -90,6 +90,7 @@ fn run(options: &Options) -> Result<(), String> {
         },
         mode: plan.mode.name().to_owned(),
         elapsed_s: progress.elapsed(),
+        homework: measured.homework,
         sections: measured.sections,
         scaling: measured.scaling,
         notes: measured.notes,

@@ -2,6 +2,7 @@
 //!
 //! They are plain functions, so every backend runs them as they are.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_bytes::ByteBuf;
@@ -72,3 +73,38 @@ pub fn memory_bomb(cap_mib: u64) -> u64 {
 }
 
 pub use crate::crash::segfault;
+
+/// Sleeps `micros` microseconds and returns the id of the process it ran in: the simplest
+/// I/O-bound task, one that only waits.
+pub fn nap(micros: u64) -> u32 {
+    std::thread::sleep(Duration::from_micros(micros));
+    std::process::id()
+}
+
+/// Asks the bench's slow local service called `service` for an answer after `delay_us`
+/// microseconds and blocks on the socket until it comes, as a task blocks on a slow database
+/// or web service; returns the id of the process it ran in.
+///
+/// # Errors
+///
+/// The service cannot be reached or answered something else, in words.
+pub fn ask(service: String, delay_us: u64) -> Result<u32, String> {
+    crate::slow_service::ask(&service, delay_us)
+        .map(|_| std::process::id())
+        .map_err(|e| format!("asking the slow service: {e}"))
+}
+
+/// The global counter that [`write_global`] writes to, one per process.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Writes to the memory of the process it runs in: adds one to a global counter and returns
+/// the counter's new value there. Whether the caller sees the write is what threads and
+/// processes differ in (see [`global_writes`]).
+pub fn write_global(_: u64) -> u64 {
+    WRITES.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// The global counter of [`write_global`] as this process sees it.
+pub fn global_writes() -> u64 {
+    WRITES.load(Ordering::SeqCst)
+}

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 
 use crate::columns::Backend;
-use crate::scenarios::{Fault, Kernel};
+use crate::scenarios::{Fault, Kernel, Wait};
 
 /// The pool a scenario asks for: its size and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +134,20 @@ pub(crate) trait Running {
     /// one, so that a pool the fault wedged fails instead of hanging.
     fn recovered(&self) -> Result<(), String> {
         self.noop()
+    }
+
+    /// Submits `n` tasks that wait as `wait` says, then joins them all; returns the ids of the
+    /// processes they ran in.
+    fn waits(&self, wait: &Wait, n: usize) -> Result<Vec<u32>, String> {
+        let _ = (wait, n);
+        Err(unsupported("waiting tasks"))
+    }
+
+    /// Runs `n` tasks that each add one to a global counter of the process they run in
+    /// ([`crate::tasks::write_global`]); returns the counts they saw there.
+    fn writes(&self, n: usize) -> Result<Vec<u64>, String> {
+        let _ = n;
+        Err(unsupported("writes to a global"))
     }
 }
 

@@ -68,7 +68,7 @@ use serde_bytes::ByteBuf;
 
 use super::{PoolSpec, Running, text};
 use crate::columns::Op;
-use crate::scenarios::{Fault, Kernel, KernelKind};
+use crate::scenarios::{Fault, Kernel, KernelKind, Wait};
 use crate::tasks;
 
 /// Upper bound on waiting for a single task after a fault, so a wedged pool shows up as a
@@ -147,7 +147,7 @@ pub(crate) fn spawn() -> Result<(), String> {
 /// are tiny tasks.
 pub(crate) fn limits(op: Op, size: u64) -> Result<(), String> {
     match op {
-        Op::InFlight => {
+        Op::InFlight | Op::Waits => {
             let needed = 3 * size + 100;
             match open_files_limit() {
                 Some(limit) if limit < needed => Err(format!(
@@ -218,6 +218,33 @@ impl Running for Procspawn {
                 }
             }
             Ok(sum)
+        })
+    }
+
+    /// Joins strictly in submission order (module docs, problem 1); every queued task holds
+    /// three descriptors until a worker takes it (`limits` checks there are enough).
+    fn waits(&self, wait: &Wait, n: usize) -> Result<Vec<u32>, String> {
+        guarded("waiting tasks", || {
+            let handles: Vec<procspawn::JoinHandle<Result<u32, String>>> = match wait {
+                Wait::Sleep { micros } => {
+                    (0..n).map(|_| self.pool.spawn(*micros, |us| Ok(tasks::nap(us)))).collect()
+                }
+                Wait::Ask { service, delay_us } => (0..n)
+                    .map(|_| {
+                        let input = (service.clone(), *delay_us);
+                        self.pool.spawn(input, |(service, us)| tasks::ask(service, us))
+                    })
+                    .collect(),
+            };
+            handles.into_iter().map(|h| h.join().map_err(text)?).collect()
+        })
+    }
+
+    fn writes(&self, n: usize) -> Result<Vec<u64>, String> {
+        guarded("writes", || {
+            let handles: Vec<_> =
+                (0..n as u64).map(|i| self.pool.spawn(i, tasks::write_global)).collect();
+            handles.into_iter().map(|h| h.join().map_err(text)).collect()
         })
     }
 

@@ -17,7 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::{Runs, ScriptPool};
 use crate::columns::{BACKENDS, Column};
 use crate::report::{Cell, Curve, Row};
-use crate::scenarios::{Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, Plan, RowId, TaskSize};
+use crate::scenarios::{
+    Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize,
+    WaitKind, script_io,
+};
 use crate::stats::Summary;
 
 /// The script, built into the binary so the report runs from anywhere.
@@ -155,7 +158,7 @@ struct Spec {
     workers: usize,
     repeats: usize,
     quick: bool,
-    scenarios: [&'static str; 8],
+    scenarios: [&'static str; 9],
     in_flight_tasks: usize,
     map_items: usize,
     payload_bytes: [u64; 1],
@@ -164,6 +167,7 @@ struct Spec {
     cpu: Vec<CpuSpec>,
     fault_timeout_s: f64,
     fault_alloc_mib: u64,
+    io: ScriptIo,
 }
 
 /// One kernel for the script.
@@ -199,6 +203,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
             "map_noop",
             "payload",
             "cpu",
+            "io",
             "memory",
             "faults",
         ],
@@ -210,6 +215,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         cpu,
         fault_timeout_s: 1.0,
         fault_alloc_mib: 512,
+        io: script_io(),
     }
 }
 
@@ -307,6 +313,7 @@ struct Results {
     cpu: Option<Lenient<ByPool<Kernels>>>,
     memory: Option<Lenient<ByPool<Memory>>>,
     faults: Option<Lenient<ByPool<Faults>>>,
+    io: Option<Lenient<ByPool<Io>>>,
 }
 
 /// A scenario's cells, by pool.
@@ -351,6 +358,22 @@ struct ItemsPerSecond {
 struct KiloBytes {
     #[serde(rename = "samples_kB")]
     samples_kb: Vec<f64>,
+}
+
+/// Samples in kB per worker.
+#[derive(Debug, Deserialize)]
+struct KiloBytesPerWorker {
+    #[serde(rename = "samples_kB_per_worker")]
+    samples_kb: Vec<f64>,
+}
+
+/// `io`: tasks per second by kind of wait and worker count, and the start-up and memory of
+/// the pool the waits need.
+#[derive(Debug, Deserialize)]
+struct Io {
+    throughput: BTreeMap<WaitKind, Lenient<BTreeMap<u64, Lenient<TasksPerSecond>>>>,
+    startup: Option<Lenient<Micros>>,
+    memory: Option<Lenient<KiloBytesPerWorker>>,
 }
 
 /// `map_noop`: one run per chunk size.
@@ -546,6 +569,7 @@ impl PythonRun {
                 run.add(RowId::Fault(fault), pool, trial);
             }
             run.add_cpu(&r.cpu, pool, workers);
+            run.add_io(&r.io, pool);
         }
         let executor = r
             .faults
@@ -571,6 +595,38 @@ impl PythonRun {
     fn add(&mut self, row: RowId, pool: ScriptPool, cell: Option<Cell>) {
         if let Some(cell) = cell {
             self.cells.insert((row, pool), cell);
+        }
+    }
+
+    /// The I/O-bound cells of `pool`: throughput by kind and worker count, start-up and
+    /// memory of the pool needed.
+    fn add_io(&mut self, io: &Option<Lenient<ByPool<Io>>>, pool: ScriptPool) {
+        let startup =
+            pooled(io, pool, |io| cell(io.startup.as_ref(), |m| Some(value(&m.samples_us, 1.0))));
+        self.add(RowId::WaitStartup(POOL_NEEDED), pool, startup);
+        let memory =
+            pooled(io, pool, |io| cell(io.memory.as_ref(), |m| Some(value(&m.samples_kb, 1.0))));
+        self.add(RowId::WaitMemory(POOL_NEEDED), pool, memory);
+        let Some(Ok(by_pool)) = io.as_ref().map(Lenient::ok) else { return };
+        let Some(Ok(io)) = by_pool.get(pool).map(Lenient::ok) else { return };
+        for (&kind, counts) in &io.throughput {
+            match counts.ok() {
+                Ok(counts) => {
+                    for (&workers, rate) in counts {
+                        let rate = cell(Some(rate), |t| Some(value(&t.samples_tasks_per_s, 1.0)));
+                        self.add(RowId::Wait(kind, workers), pool, rate);
+                    }
+                }
+                Err(why) => {
+                    for workers in crate::scenarios::WORKER_COUNTS {
+                        self.add(
+                            RowId::Wait(kind, workers),
+                            pool,
+                            Some(Cell::Skipped(why.clone())),
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -688,6 +744,21 @@ mod tests {
                               "parent_rss_increase_kB": {"samples_kB": [10.0]}},
           "mp_pool": {"per_worker_rss_kB": {"samples_kB": [17000.0]}}
         },
+        "io": {
+          "thread_executor": {
+            "throughput": {
+              "sleep": {"2": {"samples_tasks_per_s": [180.0, 190.0, 200.0], "tasks": 8},
+                        "64": {"error": "Hung: no result"}},
+              "socket": {"error": "the report's slow service did not start"}
+            },
+            "startup": {"samples_us": [200.0, 300.0, 250.0], "workers": 64},
+            "memory": {"samples_kB_per_worker": [24.5], "workers": 64}
+          },
+          "mp_pool": {
+            "throughput": {"socket": {"64": {"samples_tasks_per_s": [4500.0]}}},
+            "memory": {"error": "RuntimeError: no memory"}
+          }
+        },
         "faults": {
           "mp_pool": {"segfault": {"faulty": {"kind": "hung", "outcome": "hung: no result after 1.0 s"},
                                    "next_task": {"ok": true}, "recovery_s": 1.01}},
@@ -773,6 +844,46 @@ mod tests {
             absent.cell(RowId::Startup, ScriptPool::MpPool),
             Cell::Skipped("python3 not found".into())
         );
+    }
+
+    #[test]
+    fn io_cells_are_found_by_kind_workers_and_pool() {
+        let script = run();
+        let (threads, processes) = (ScriptPool::ThreadExecutor, ScriptPool::MpPool);
+        let sleep_2 = RowId::Wait(WaitKind::Sleep, 2);
+        assert_eq!(median(script.cell(sleep_2, threads)), 190.0);
+        assert_eq!(median(script.cell(RowId::Wait(WaitKind::Socket, 64), processes)), 4500.0);
+        assert_eq!(median(script.cell(RowId::WaitStartup(64), threads)), 250.0);
+        assert_eq!(median(script.cell(RowId::WaitMemory(64), threads)), 24.5);
+        let skipped = |row, pool| match script.cell(row, pool) {
+            Cell::Skipped(why) => why,
+            other => panic!("not skipped: {other:?}"),
+        };
+        assert_eq!(skipped(RowId::Wait(WaitKind::Sleep, 64), threads), "failed: Hung: no result");
+        for workers in [2, 16, 64] {
+            assert_eq!(
+                skipped(RowId::Wait(WaitKind::Socket, workers), threads),
+                "failed: the report's slow service did not start"
+            );
+        }
+        assert_eq!(skipped(RowId::WaitMemory(64), processes), "failed: RuntimeError: no memory");
+        assert_eq!(skipped(RowId::WaitStartup(64), processes), "not reported by the script");
+        assert_eq!(
+            skipped(RowId::Wait(WaitKind::Sleep, 16), threads),
+            "not reported by the script"
+        );
+    }
+
+    #[test]
+    fn the_spec_asks_for_the_io_rows_with_the_service() {
+        let plan = Plan::new(Mode::Quick);
+        let json = serde_json::to_value(spec(&plan, &[])).unwrap();
+        assert!(json["scenarios"].as_array().unwrap().contains(&"io".into()));
+        let io = &json["io"];
+        assert_eq!(io["workers"], serde_json::json!([2, 16, 64]));
+        assert_eq!((io["delay_us"].as_u64(), io["pool_needed"].as_u64()), (Some(10_000), Some(64)));
+        let service = io["service"].as_str().unwrap();
+        assert_eq!(crate::slow_service::ask(service, 0).unwrap(), 0);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! rayon as a peer: `ThreadPool::spawn` with a channel for single tasks (rayon has no
-//! handle to join), `par_iter` for maps and kernels, and `install` for faults (it hands the
-//! task's panic back to the caller; a panic in a spawned job would abort the program).
+//! handle to join), `par_iter` for maps, kernels and waiting tasks, and `install` for faults
+//! (it hands the task's panic back to the caller; a panic in a spawned job would abort the
+//! program).
+//!
+//! Waiting tasks run as rayon runs any batch, a `par_iter` on a pool of as many threads as
+//! asked for: rayon is built for CPU-bound work on as many threads as CPUs, and a thread
+//! blocked in a task neither steals nor lends its work meanwhile.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -9,7 +14,7 @@ use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 
 use super::{PoolSpec, Running, text};
-use crate::scenarios::{Fault, Kernel, KernelKind};
+use crate::scenarios::{Fault, Kernel, KernelKind, Wait};
 use crate::tasks;
 
 /// A rayon pool and the channel its single tasks answer on.
@@ -75,6 +80,14 @@ impl Running for Rayon {
                 .map(|(a, b, c, d, e)| tasks::mandel(a, b, c, d, e))
                 .sum(),
         }))
+    }
+
+    fn waits(&self, wait: &Wait, n: usize) -> Result<Vec<u32>, String> {
+        self.pool.install(|| (0..n).into_par_iter().map(|_| wait.run()).collect())
+    }
+
+    fn writes(&self, n: usize) -> Result<Vec<u64>, String> {
+        Ok(self.pool.install(|| (0..n as u64).into_par_iter().map(tasks::write_global).collect()))
     }
 
     fn fault(&self, fault: Fault) -> Result<u64, String> {

@@ -8,7 +8,7 @@ use serde_bytes::ByteBuf;
 use taskpool_core::{Pool, Spawned, TaskError};
 
 use super::{Running, text};
-use crate::scenarios::{Fault, Kernel, KernelKind};
+use crate::scenarios::{Fault, Kernel, KernelKind, Wait};
 use crate::tasks;
 
 /// A started taskpool pool.
@@ -68,6 +68,27 @@ impl<P: Pool> Running for Taskpool<P> {
             Fault::Bomb => self.0.apply(tasks::memory_bomb, arg),
         };
         result.map_err(|e| describe(&e))
+    }
+
+    fn waits(&self, wait: &Wait, n: usize) -> Result<Vec<u32>, String> {
+        match wait {
+            Wait::Sleep { micros } => {
+                let handles: Vec<_> = (0..n).map(|_| self.0.submit(tasks::nap, *micros)).collect();
+                handles.into_iter().map(|h| h.join().map_err(text)).collect()
+            }
+            Wait::Ask { service, delay_us } => {
+                let handles: Vec<_> = (0..n)
+                    .map(|_| self.0.submit(tasks::ask, (service.clone(), *delay_us)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().map_err(text)?).collect()
+            }
+        }
+    }
+
+    fn writes(&self, n: usize) -> Result<Vec<u64>, String> {
+        let handles: Vec<_> =
+            (0..n as u64).map(|i| self.0.submit(tasks::write_global, i)).collect();
+        handles.into_iter().map(|h| h.join().map_err(text)).collect()
     }
 }
 

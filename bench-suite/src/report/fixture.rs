@@ -1,9 +1,11 @@
 //! A made-up but plausible report for the writers' tests: several sections, every kind of
-//! cell, a reference value, and scaling curves for two kernels.
+//! cell, a reference value, scaling curves for two kernels, and the homework's table built
+//! from them.
 
 use std::collections::BTreeMap;
 
 use super::{Better, Cell, Column, Curve, Machine, Report, Row, Section, Unit};
+use crate::scenarios::Shares;
 use crate::stats::Summary;
 
 /// A value with samples spread by `spread` around `median` (min = median − spread / 2).
@@ -119,7 +121,7 @@ pub(super) fn report() -> Report {
     let speed_up = Section {
         title: "CPU-bound speed-up".into(),
         rows: vec![row(
-            "speed_up",
+            "speedup_primes_1ms",
             "Primes, 1 ms tasks, 2 workers",
             Unit::Factor,
             Better::Higher,
@@ -136,7 +138,7 @@ pub(super) fn report() -> Report {
     let faults = Section {
         title: "A segfault in one task".into(),
         rows: vec![row(
-            "segfault",
+            "fault_segfault",
             "Task calls a null pointer",
             Unit::Millis,
             Better::Lower,
@@ -169,6 +171,36 @@ pub(super) fn report() -> Report {
             ],
         )],
     };
+    let io = Section {
+        title: "I/O-bound work".into(),
+        rows: vec![
+            row(
+                "io_socket_64",
+                "256 tasks reading a slow server's answer, pool of 64",
+                Unit::PerSecond,
+                Better::Higher,
+                vec![
+                    (Column::TASKPOOL_THREADS, value(6_200.0, 0.02)),
+                    (Column::TASKPOOL_PROCESSES, value(5_900.0, 0.02)),
+                    (Column::RAYON, value(6_300.0, 0.02)),
+                    (Column::PROCSPAWN, value(2_900.0, 0.02)),
+                    (Column::PYTHON_THREADS, value(5_800.0, 0.02)),
+                    (Column::PYTHON_PROCESSES, value(4_500.0, 0.02)),
+                ],
+            ),
+            row(
+                "io_startup_64",
+                "Pool start-up, 64 workers",
+                Unit::Micros,
+                Better::Lower,
+                vec![
+                    (Column::TASKPOOL_THREADS, value(1_900.0, 0.1)),
+                    (Column::TASKPOOL_PROCESSES, value(95_000.0, 0.1)),
+                    (Column::PYTHON_THREADS, Cell::Skipped("python3 not found".into())),
+                ],
+            ),
+        ],
+    };
     let curve = |kernel: &str, column, points: &[f64]| Curve {
         kernel: kernel.into(),
         column,
@@ -176,6 +208,7 @@ pub(super) fn report() -> Report {
     };
     let primes = "primes, 1 ms tasks";
     let mandel = "mandelbrot rows, 10 ms tasks";
+    let sections = vec![overhead, throughput, memory, speed_up, io, faults];
     Report {
         machine: Machine {
             cpus: 2,
@@ -188,7 +221,8 @@ pub(super) fn report() -> Report {
         },
         mode: "default".into(),
         elapsed_s: 187.4,
-        sections: vec![overhead, throughput, memory, speed_up, faults],
+        homework: super::homework(&sections, &shares(), 2),
+        sections,
         scaling: vec![
             curve(primes, Column::TASKPOOL_THREADS, &[1.0, 1.87, 1.9, 1.88]),
             curve(primes, Column::TASKPOOL_PROCESSES, &[0.97, 1.79, 1.82, 1.8]),
@@ -204,6 +238,32 @@ pub(super) fn report() -> Report {
             "Python peers ran with CPython 3.11.2; --no-python skips them.".into(),
         ],
     }
+}
+
+/// What the fixture's memory probes found a task shares with its caller: threads that share
+/// everything, processes that share nothing.
+pub(super) fn shares() -> BTreeMap<Column, Shares> {
+    let threads = Shares {
+        workers: 64,
+        threads_added: 64,
+        processes_added: 0,
+        tasks: 256,
+        task_pids: 1,
+        tasks_in_caller: 256,
+        writes: 64,
+        writes_seen: 64,
+        kib_per_worker: 40.0,
+    };
+    let processes = Shares {
+        threads_added: 2,
+        processes_added: 64,
+        task_pids: 64,
+        tasks_in_caller: 0,
+        writes_seen: 0,
+        kib_per_worker: 2_900.0,
+        ..threads.clone()
+    };
+    [(Column::TASKPOOL_THREADS, threads), (Column::TASKPOOL_PROCESSES, processes)].into()
 }
 
 /// Writes the fixture's Markdown and charts to `$TASKPOOL_RENDER_SAMPLES` (or a folder in the

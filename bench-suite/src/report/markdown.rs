@@ -1,12 +1,13 @@
 //! The report as a Markdown document: the multiprocessing-vs-multithreading table that a user
 //! reads first.
 //!
-//! The document has a title, one line about the machine and the run, one table per section
+//! The document has a title, one line about the machine and the run, the homework's table
+//! (its six claims, threads against processes, with this run's facts), one table per section
 //! (a row label, one column per [`Column::ALL`], and how taskpool compares with the best
 //! peer), the notes, and a paragraph on how to read the numbers.
 
 use super::format::quantity;
-use super::{Better, Cell, Column, Machine, Report, Row, Section, Unit};
+use super::{Better, Cell, Column, Fact, Homework, Machine, Report, Row, Section, Unit};
 
 /// Load average per CPU above which the machine's other load makes the results suspect.
 const BUSY_LOAD_PER_CPU: f64 = 0.5;
@@ -23,6 +24,9 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::from("# taskpool: multiprocessing vs multithreading\n\n");
     out.push_str(&run_line(report));
     out.push_str("\n\n");
+    if !report.homework.rows.is_empty() {
+        out.push_str(&homework_table(&report.homework));
+    }
     if report.sections.is_empty() {
         out.push_str("*This report has no measurements.*\n\n");
     }
@@ -117,6 +121,36 @@ fn run_time(seconds: f64) -> String {
     } else {
         format!("{} h {} min", whole / 3600, whole % 3600 / 60)
     }
+}
+
+/// The homework's table, measured: a heading, a sentence on how to read it, and the table.
+fn homework_table(homework: &Homework) -> String {
+    let heading = |column: Option<Column>, name: &str| match column {
+        Some(c) => format!("{name} ({})", c.label()),
+        None => name.to_owned(),
+    };
+    let mut out = String::from("## The homework's table, measured\n\n");
+    out.push_str(
+        "The answer this project grew from compares multiprocessing with multithreading in six \
+         claims. Each cell keeps the claim (in italics) and says what this run measured of it; \
+         the figures are the ones in the tables below.\n\n",
+    );
+    out.push_str(&format!(
+        "| Feature | {} | {} |\n| --- | --- | --- |\n",
+        heading(homework.threads, "Multithreading"),
+        heading(homework.processes, "Multiprocessing")
+    ));
+    for claim in &homework.rows {
+        let cell = |fact: &Fact| format!("*{}.* {}", escape(&fact.claim), escape(&fact.measured));
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            escape(&claim.feature),
+            cell(&claim.threads),
+            cell(&claim.processes)
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 /// A section's heading and table.
@@ -444,8 +478,12 @@ mod tests {
         }
         let table_lines: Vec<&str> = doc.lines().filter(|l| l.starts_with('|')).collect();
         let rows: usize = report.sections.iter().map(|s| s.rows.len() + 2).sum();
-        assert_eq!(table_lines.len(), rows);
-        for line in table_lines {
+        // The homework's table comes first, with a column each for threads and processes.
+        let homework = report.homework.rows.len() + 2;
+        assert_eq!(table_lines.len(), homework + rows);
+        let (homework, table_lines) = table_lines.split_at(homework);
+        assert!(homework.iter().all(|line| cells_of(line).len() == 3), "{homework:?}");
+        for &line in table_lines {
             assert_eq!(cells_of(line).len(), Column::ALL.len() + 2, "{line}");
         }
         let header = doc.lines().find(|l| l.starts_with("| Measure |")).unwrap();
@@ -453,6 +491,24 @@ mod tests {
             header,
             "| Measure | taskpool threads | taskpool processes | rayon | procspawn | \
              Python threads | Python processes | taskpool vs best peer |"
+        );
+    }
+
+    #[test]
+    fn the_homeworks_table_opens_the_report() {
+        let doc = markdown(&fixture::report());
+        let homework = doc.find("\n## The homework's table, measured\n").unwrap();
+        assert!(homework < doc.find("\n## Overhead per task\n").unwrap());
+        assert!(doc.contains(
+            "| Feature | Multithreading (taskpool threads) | Multiprocessing (taskpool \
+             processes) |\n| --- | --- | --- |\n| Mechanism | *Uses multiple threads.* 256 \
+             tasks on a pool of 64 ran all in the caller's process;"
+        ));
+        let line = doc.lines().find(|l| l.starts_with("| Failure impact |")).unwrap();
+        assert_eq!(
+            cells_of(line)[2],
+            "*Isolated; other processes run fine.* a segfault in one task failed only that \
+             task: task failed: Crashed(SIGSEGV); the next task was served 38.0 ms later"
         );
     }
 

@@ -1,12 +1,14 @@
 //! The comparison report: what was measured, and how it is written out (Markdown, JSON, SVG).
 //!
-//! A [`Report`] is a list of [`Section`]s of [`Row`]s; each row has one [`Cell`] per
-//! [`Column`] (a pool implementation). Scaling curves for the CPU-bound kernels feed the
-//! scaling chart.
+//! A [`Report`] opens with the [`Homework`] table (the six claims of the answer this project
+//! grew from, each with this run's facts), then a list of [`Section`]s of [`Row`]s; each row
+//! has one [`Cell`] per [`Column`] (a pool implementation). Scaling curves for the CPU-bound
+//! kernels feed the scaling chart.
 
 #[cfg(test)]
 mod fixture;
 mod format;
+mod homework;
 mod markdown;
 mod svg;
 
@@ -17,7 +19,10 @@ use serde::Serialize;
 pub use crate::columns::Column;
 use crate::stats::Summary;
 
+pub use homework::{Claim, Fact, Homework};
 pub use markdown::markdown;
+
+pub(crate) use homework::homework;
 pub use svg::{overhead_chart, scaling_chart};
 
 /// The unit of a measured value.
@@ -171,6 +176,9 @@ pub struct Report {
     pub mode: String,
     /// How long the run took, in seconds.
     pub elapsed_s: f64,
+    /// The homework's six claims, threads against processes, with this run's facts: the
+    /// report's first table.
+    pub homework: Homework,
     /// The table, section by section.
     pub sections: Vec<Section>,
     /// The scaling curves of the CPU-bound kernels.

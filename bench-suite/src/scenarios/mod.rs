@@ -8,6 +8,7 @@
 
 mod cells;
 mod faults;
+mod io;
 mod memory;
 mod overhead;
 mod plan;
@@ -26,8 +27,10 @@ pub use suite::{Case, Count, Group, Iteration, Settings, Suite};
 pub use throughput::TaskSize;
 
 pub(crate) use faults::Fault;
+pub(crate) use io::{Shares, Wait, WaitKind};
 pub(crate) use throughput::{Kernel, KernelKind};
 
+pub(crate) use io::{POOL_NEEDED, ScriptIo, WORKER_COUNTS, ideal, script_io};
 pub(crate) use overhead::{OVERHEAD, PAYLOAD_BYTES};
 
 use crate::probe::Probe;
@@ -56,6 +59,12 @@ pub(crate) enum RowId {
     Efficiency(KernelKind, TaskSize),
     /// A fault in one task.
     Fault(Fault),
+    /// Tasks that wait this way, on a pool of this many workers.
+    Wait(WaitKind, u64),
+    /// Memory per worker of a pool of this many workers, after waiting tasks.
+    WaitMemory(u64),
+    /// Start-up of a pool of this many workers: what the waiting tasks need.
+    WaitStartup(u64),
 }
 
 impl RowId {
@@ -75,13 +84,16 @@ impl RowId {
             RowId::Speedup(kind, size) => format!("speedup_{}_{}", kind.name(), size.key()),
             RowId::Efficiency(kind, size) => format!("efficiency_{}_{}", kind.name(), size.key()),
             RowId::Fault(fault) => format!("fault_{}", fault.name()),
+            RowId::Wait(kind, workers) => format!("io_{}_{workers}", kind.name()),
+            RowId::WaitMemory(workers) => format!("io_memory_{workers}"),
+            RowId::WaitStartup(workers) => format!("io_startup_{workers}"),
         }
     }
 }
 
 /// The probes the report runs in child processes, by kind.
 pub(crate) fn probes() -> Vec<Probe> {
-    vec![("fault", faults::probe), ("memory", memory::probe)]
+    vec![("fault", faults::probe), ("memory", memory::probe), ("io", io::probe)]
 }
 
 /// Microseconds in `d`.
@@ -106,5 +118,7 @@ mod tests {
             "efficiency_mandel_1ms"
         );
         assert_eq!(RowId::Fault(Fault::Bomb).key(), "fault_bomb");
+        assert_eq!(RowId::Wait(WaitKind::Socket, 16).key(), "io_socket_16");
+        assert_eq!(RowId::WaitMemory(64).key(), "io_memory_64");
     }
 }

@@ -146,7 +146,7 @@ pub(crate) fn in_report(scenario: &Scenario) -> bool {
     scenario.op != Op::PayloadVec
 }
 
-fn startup(setup: &Setup<'_>) -> Result<Iteration, String> {
+pub(crate) fn startup(setup: &Setup<'_>) -> Result<Iteration, String> {
     let (backend, spec) = (setup.backend, PoolSpec::workers(setup.size as usize));
     Ok(Box::new(move || {
         let start = std::time::Instant::now();

@@ -5,15 +5,17 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{OVERHEAD, Plan, Progress, RowId, faults, memory};
+use super::{OVERHEAD, Plan, Progress, RowId, faults, io, memory};
 use crate::backends::Pools;
 use crate::backends::python::Script;
 use crate::columns::Column;
-use crate::report::{Curve, Row, Section};
+use crate::report::{Curve, Homework, Row, Section, homework};
 
 /// What one run measured.
 #[derive(Debug)]
 pub struct Measured {
+    /// The homework's table, with this run's facts.
+    pub homework: Homework,
     /// The table, section by section.
     pub sections: Vec<Section>,
     /// The scaling curves of the CPU-bound kernels.
@@ -24,9 +26,9 @@ pub struct Measured {
     pub python: Option<String>,
 }
 
-/// Measures every section for `plan`, saying what it does on `progress`: the overhead and
-/// throughput sections, then the Python peers (which fill their columns of every row), then
-/// memory and failures.
+/// Measures every section for `plan`, saying what it does on `progress`: the overhead,
+/// throughput and I/O-bound sections, then the Python peers (which fill their columns of every
+/// row), then memory and failures; and the homework's table from all of them.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     progress.say(format!(
         "taskpool report ({} mode, {} workers); calibrating the kernels",
@@ -42,6 +44,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     }
     drop(pools);
     let throughput = throughput::run(plan, progress, &kernels);
+    let io = io::rows(plan, progress);
     let script = Script::run(plan, &kernels, |line| progress.say(line));
     let memory = memory::rows(plan, progress);
     let faults = faults::rows(plan, progress);
@@ -52,8 +55,15 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
         "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
+        "I/O-bound rows: every task waits 10 ms (a sleep, or a blocking read of the answer a server thread of this program sends over a local Unix socket after 10 ms), so W workers serve at most W ÷ 10 ms tasks per second: the row's ideal. rayon runs them as any batch, a par_iter on a pool of W threads: it is built for CPU-bound work on one thread per CPU, and its threads block like any other.".to_owned(),
     ];
     notes.extend(script.notes());
+    if let Ok(service) = crate::slow_service::shared() {
+        notes.push(format!(
+            "The slow local service answered {} requests in this run (I/O-bound socket rows, Python's included).",
+            service.answered()
+        ));
+    }
     let mut scaling = throughput.curves;
     if let Some(note) = busy_cpus(&scaling, plan.workers) {
         notes.insert(0, note);
@@ -65,13 +75,16 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         title: title.into(),
         rows: rows.into_iter().map(|(id, row)| script.fill(id, row)).collect(),
     };
+    let sections = vec![
+        section("Overhead", overhead),
+        section("Memory", memory),
+        section("CPU-bound throughput", throughput.rows),
+        section("I/O-bound work", io.rows),
+        section("Failure impact", faults),
+    ];
     Measured {
-        sections: vec![
-            section("Overhead", overhead),
-            section("Memory", memory),
-            section("CPU-bound throughput", throughput.rows),
-            section("Failure impact", faults),
-        ],
+        homework: homework(&sections, &io.shares, plan.workers),
+        sections,
         scaling,
         notes,
         python: script.version(),

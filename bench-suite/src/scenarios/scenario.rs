@@ -96,7 +96,12 @@ impl Scenario {
     /// that can run it, interleaved for `plan.repeats` samples. The cells of the columns the
     /// Python script measures are left for it.
     pub(crate) fn row(&self, plan: &Plan, pools: &RefCell<Pools>) -> (RowId, Row) {
-        let size = (self.report_size)(plan);
+        self.row_at(plan, pools, (self.report_size)(plan))
+    }
+
+    /// The scenario's report row at `size`, for a scenario whose report shows several sizes:
+    /// as [`Scenario::row`] otherwise.
+    pub(crate) fn row_at(&self, plan: &Plan, pools: &RefCell<Pools>, size: u64) -> (RowId, Row) {
         let id = (self.row)(size);
         let mut row = Row::new(&id.key(), &(self.label)(plan, size), self.unit, self.better);
         let per_sample = (self.per_sample)(plan);

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use super::{OVERHEAD, Plan, faults, throughput};
+use super::{OVERHEAD, Plan, faults, io, throughput};
 use crate::backends::Pools;
 
 /// One iteration of a case: runs it once and returns the time it measured (set-up and
@@ -145,6 +145,12 @@ impl Suite {
     /// case is prepared.
     pub fn throughput(&self) -> Vec<Group<'_>> {
         throughput::groups(&self.plan, &self.pools)
+    }
+
+    /// The I/O-bound groups: tasks that sleep, and tasks that read a slow local server's
+    /// answer, each at 2, 16 and 64 workers, and the start-up of a pool of 64.
+    pub fn io(&self) -> Vec<Group<'_>> {
+        io::groups(&self.plan, &self.pools)
     }
 
     /// The failure groups: each fault on the backends that survive it in this program, on
