@@ -7,7 +7,8 @@
 //!   backend starts a pool, which Cargo feature enables it, what it can run;
 //! - the scenarios, each defined once (task, sizes, repeats) for the report and the benches
 //!   alike: the report runs them with [`run`], the benches through a [`Suite`];
-//! - the tasks and kernels every backend runs ([`tasks`], [`kernels`]);
+//! - the tasks and kernels every backend runs ([`tasks`], [`kernels`]), and the slow local
+//!   service that I/O-bound tasks wait on ([`SlowService`]);
 //! - the statistics ([`Summary`], [`Samples`]) and the report writers ([`report`]).
 //!
 //! Any binary that uses the peers must call [`init`] first thing in `main`: procspawn, the
@@ -30,6 +31,7 @@ pub use crate::scenarios::{
     Case, Count, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings, Suite,
     TaskSize, cores, run,
 };
+pub use crate::slow_service::SlowService;
 pub use crate::stats::{Samples, Summary};
 
 /// The README's Rust blocks, compiled and run as doctests: what a user copies must work.

@@ -28,9 +28,25 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 /// The longest delay a request may ask for: longer requests are answered after this.
 pub(crate) const MAX_DELAY_US: u64 = 60_000_000;
 
-/// The server: its thread, and the socket that stops it.
+/// A slow local service: a server thread that answers each request after the delay it asks
+/// for. [`crate::tasks::ask`] is a task that asks it and blocks until the answer comes.
+///
+/// Dropping it stops the thread; requests still waiting then get no answer.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_bench::{SlowService, tasks};
+///
+/// let service = SlowService::start()?;
+/// // A task that blocks 5 ms on a socket read, here run on the calling thread.
+/// let pid = tasks::ask(service.name().to_owned(), 5_000)?;
+/// assert_eq!(pid, std::process::id());
+/// assert_eq!(service.answered(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
-pub(crate) struct SlowService {
+pub struct SlowService {
     name: String,
     /// Written to (or closed) to stop the thread.
     stop: Option<UnixStream>,
@@ -47,7 +63,7 @@ impl SlowService {
     /// # Errors
     ///
     /// The socket could not be bound, or the thread not started.
-    pub(crate) fn start() -> io::Result<SlowService> {
+    pub fn start() -> io::Result<SlowService> {
         let name = format!(
             "taskpool-bench-slow-service-{}-{}",
             std::process::id(),
@@ -65,12 +81,12 @@ impl SlowService {
     }
 
     /// The abstract socket's name (without the leading NUL byte).
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// How many requests it has answered.
-    pub(crate) fn answered(&self) -> u64 {
+    pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
     }
 }

@@ -153,3 +153,97 @@ fn progress_counts_up_to_every_item() {
         assert!(number_after(line, "primes, ") >= 2, "{line}");
     }
 }
+
+/// The numbers in the text that follows `key` in `line`, up to the closing bracket
+/// (`"pids: [12, 13]"` with key `"pids: ["`).
+fn numbers_after(line: &str, key: &str) -> Vec<u32> {
+    let at = line.find(key).unwrap_or_else(|| panic!("no {key:?} in {line:?}")) + key.len();
+    let list = &line[at..line[at..].find(']').map_or(line.len(), |end| at + end)];
+    list.split(',').filter_map(|n| n.trim().parse().ok()).collect()
+}
+
+#[test]
+fn io_sleep_runs_on_threads_in_the_caller_and_on_processes_outside_it() {
+    let Some(out) = run("io_sleep") else { return };
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let summary =
+            lines.iter().find(|l| l.contains("256 tasks that each sleep 10 ms on 64 workers"));
+        let summary = summary.unwrap_or_else(|| panic!("no summary for {}: {out}", backend.id()));
+        let caller = number_after(summary, "the caller is pid ");
+        let pids = lines.iter().find(|l| l.contains("pids: [")).expect("the pids line");
+        let pids = numbers_after(pids, "pids: [");
+        assert_eq!(pids.len() as u32, number_after(summary, "they ran in "), "{out}");
+        if in_processes(backend) {
+            assert!(!pids.contains(&caller), "{out}");
+        } else {
+            assert_eq!(pids, [caller], "{out}");
+        }
+    }
+}
+
+#[test]
+fn io_socket_tasks_are_all_answered() {
+    let Some(out) = run("io_socket") else { return };
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let summary = lines.iter().find(|l| l.contains("each read an answer sent after 10 ms"));
+        let summary = summary.unwrap_or_else(|| panic!("no summary for {}: {out}", backend.id()));
+        assert_eq!(number_after(summary, "the service answered "), 256, "{summary}");
+    }
+}
+
+#[test]
+fn pool_of_64_counts_its_worker_processes() {
+    let Some(out) = run("pool_of_64") else { return };
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let line = lines.iter().find(|l| l.contains("pool of 64: start-up ")).expect(&out);
+        let processes = number_after(line, "per worker; ");
+        assert_eq!(processes, if in_processes(backend) { 64 } else { 0 }, "{line}");
+        assert!(line.contains(" KiB per worker"), "{line}");
+    }
+}
+
+#[test]
+fn shared_write_is_seen_by_the_caller_only_on_threads() {
+    let Some(out) = run("shared_write") else { return };
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let line = lines.iter().find(|l| l.contains("the caller's counter: ")).expect(&out);
+        let caller = number_after(line, "the caller's counter: ");
+        let seen = numbers_after(line, "counter at [");
+        assert_eq!(seen.len(), 4, "{line}");
+        if in_processes(backend) {
+            assert_eq!(caller, 0, "{line}");
+            assert!(line.ends_with("(separate memory)"), "{line}");
+        } else {
+            assert_eq!(caller, 4, "{line}");
+            assert!(line.ends_with("(shared memory)"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn cpu_bound_counts_as_the_sequential_run_does() {
+    let Some(out) = run("cpu_bound") else { return };
+    let sequential = lines(&out, "sequential");
+    let count = number_after(sequential.first().expect(&out), "[sequential] ");
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let line = lines.iter().find(|l| l.contains(" primes on ")).expect(&out);
+        assert_eq!(number_after(line, &format!("[{}] ", backend.id())), count, "{line}");
+        assert!(line.contains("× the sequential time"), "{line}");
+    }
+}
+
+#[test]
+fn overhead_reports_start_up_and_round_trip() {
+    let Some(out) = run("overhead") else { return };
+    for backend in backends() {
+        let lines = lines(&out, backend.id());
+        let line = lines.iter().find(|l| l.contains(": start-up ")).expect(&out);
+        assert!(line.contains("; round trip of a no-op: median "), "{line}");
+        assert!(line.ends_with(" µs over 1000"), "{line}");
+    }
+}
