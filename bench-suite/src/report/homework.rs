@@ -289,7 +289,8 @@ impl Side<'_> {
             format!("the caller saw {seen} of the {writes} writes its tasks made to a global")
         });
         f.parts.push(format!(
-            "{} per worker in a pool of {POOL_NEEDED}",
+            "{} resident per worker in a pool of {POOL_NEEDED} (proportional set size: a page \
+             shared by k processes counts 1/k)",
             quantity(s.kib_per_worker, Unit::KiB)
         ));
         f.values(&[
@@ -433,14 +434,16 @@ mod tests {
         assert_eq!(processes.values["task_pids"], 64.0);
         assert_eq!(
             fact(&homework, "memory", false).measured,
-            "the caller saw all 64 writes its tasks made to a global; 40.0 KiB per worker in a \
-             pool of 64"
+            "the caller saw all 64 writes its tasks made to a global; 40.0 KiB resident per \
+             worker in a pool of 64 (proportional set size: a page shared by k processes counts \
+             1/k)"
         );
         let memory = fact(&homework, "memory", true);
         assert_eq!(
             memory.measured,
             "the caller saw none of the 64 writes its tasks made to a global (each worker \
-             process changed its own copy); 2.83 MiB per worker in a pool of 64"
+             process changed its own copy); 2.83 MiB resident per worker in a pool of 64 \
+             (proportional set size: a page shared by k processes counts 1/k)"
         );
         assert_eq!((memory.values["writes_seen"], memory.values["kib_per_worker"]), (0.0, 2900.0));
     }
