@@ -1000,15 +1000,8 @@ def scenario_io(cfg):
 def io_memory(cfg, variants):
     """Memory per worker of the pool the waits need, measured in a fresh interpreter (see
     scenario_memory); {variant: cell}."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--io-memory-child", json.dumps(cfg.spec)]
     try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True,
-                              timeout=60 + 30 * len(variants))
-        if done.returncode != 0:
-            raise RuntimeError("io memory child exited with status %d" % done.returncode)
-        got = json.loads(done.stdout)
-        ERRORS.extend(got["errors"])
-        return got["result"]
+        return fresh_child("--io-memory-child", cfg, 60 + 30 * len(variants))
     except Exception as exc:
         message = record_error("io", "memory", exc)
         return {v: {"error": message} for v in variants}
@@ -1071,19 +1064,25 @@ def io_memory_child_main(raw):
     return 0
 
 
+def fresh_child(flag, cfg, timeout):
+    """Runs this script again as `flag` with the spec, in a fresh interpreter, for at most
+    `timeout` seconds; returns the "result" of the JSON it prints and keeps its "errors"."""
+    cmd = [sys.executable, os.path.abspath(__file__), flag, json.dumps(cfg.spec)]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError("%s exited with status %d" % (flag, done.returncode))
+    got = json.loads(done.stdout)
+    ERRORS.extend(got["errors"])
+    return got["result"]
+
+
 def scenario_memory(cfg):
     """Measured in a fresh interpreter: a forked worker's RSS counts the pages it shares
     with its parent, so in this long-running process it would grow with whatever earlier
     scenarios left behind. Falls back to measuring here if the child fails."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", json.dumps(cfg.spec)]
     try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True,
-                              timeout=60 + 10 * cfg.memory_repeats * len(cfg.variants))
-        if done.returncode != 0:
-            raise RuntimeError("memory child exited with status %d" % done.returncode)
-        got = json.loads(done.stdout)
-        ERRORS.extend(got["errors"])
-        return got["result"]
+        return fresh_child("--memory-child", cfg,
+                           60 + 10 * cfg.memory_repeats * len(cfg.variants))
     except Exception as exc:
         record_error("memory", None, exc)
         log("memory: measuring in this process instead")

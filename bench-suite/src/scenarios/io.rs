@@ -127,30 +127,33 @@ pub(crate) fn ideal(workers: u64) -> f64 {
     workers as f64 * 1e6 / DELAY_US as f64
 }
 
+/// Tasks that sleep: the first I/O-bound scenario, whose sizes and sampling the socket's
+/// shares.
+const SLEEP: Scenario = Scenario {
+    name: "io_sleep",
+    op: Op::Waits,
+    row: |n| RowId::Wait(WaitKind::Sleep, n / TASKS_PER_WORKER),
+    label: |_, n| {
+        let workers = n / TASKS_PER_WORKER;
+        format!("{n} tasks that each sleep 10 ms, pool of {workers} (tasks/s)")
+    },
+    unit: Unit::PerSecond,
+    better: Better::Higher,
+    sizes: |_| WORKER_COUNTS.iter().map(|w| w * TASKS_PER_WORKER).collect(),
+    report_size: |_| POOL_NEEDED * TASKS_PER_WORKER,
+    parameter: |n| (n / TASKS_PER_WORKER).to_string(),
+    per_sample: |_| 1,
+    count: Count::Elements,
+    sample_size: |_| Some(10),
+    prepare: |setup| waits(setup, WaitKind::Sleep),
+};
+
 /// The I/O-bound scenarios: throughput of each wait (the size is the tasks of an
 /// iteration, [`TASKS_PER_WORKER`] per worker), and the start-up of the pool needed.
 pub(crate) static IO: [Scenario; 3] = [
-    Scenario {
-        name: "io_sleep",
-        op: Op::Waits,
-        row: |n| RowId::Wait(WaitKind::Sleep, n / TASKS_PER_WORKER),
-        label: |_, n| {
-            let workers = n / TASKS_PER_WORKER;
-            format!("{n} tasks that each sleep 10 ms, pool of {workers} (tasks/s)")
-        },
-        unit: Unit::PerSecond,
-        better: Better::Higher,
-        sizes: |_| WORKER_COUNTS.iter().map(|w| w * TASKS_PER_WORKER).collect(),
-        report_size: |_| POOL_NEEDED * TASKS_PER_WORKER,
-        parameter: |n| (n / TASKS_PER_WORKER).to_string(),
-        per_sample: |_| 1,
-        count: Count::Elements,
-        sample_size: |_| Some(10),
-        prepare: |setup| waits(setup, WaitKind::Sleep),
-    },
+    SLEEP,
     Scenario {
         name: "io_socket",
-        op: Op::Waits,
         row: |n| RowId::Wait(WaitKind::Socket, n / TASKS_PER_WORKER),
         label: |_, n| {
             let workers = n / TASKS_PER_WORKER;
@@ -159,15 +162,8 @@ pub(crate) static IO: [Scenario; 3] = [
                  {workers} (tasks/s)"
             )
         },
-        unit: Unit::PerSecond,
-        better: Better::Higher,
-        sizes: |_| WORKER_COUNTS.iter().map(|w| w * TASKS_PER_WORKER).collect(),
-        report_size: |_| POOL_NEEDED * TASKS_PER_WORKER,
-        parameter: |n| (n / TASKS_PER_WORKER).to_string(),
-        per_sample: |_| 1,
-        count: Count::Elements,
-        sample_size: |_| Some(10),
         prepare: |setup| waits(setup, WaitKind::Socket),
+        ..SLEEP
     },
     Scenario {
         name: "io_startup",
