@@ -19,7 +19,7 @@ use crate::columns::{BACKENDS, Column};
 use crate::report::{Cell, Curve, Row};
 use crate::scenarios::{
     Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize,
-    WaitKind, script_io,
+    WORKER_COUNTS, WaitKind, script_io,
 };
 use crate::stats::Summary;
 
@@ -607,10 +607,19 @@ impl PythonRun {
         let memory =
             pooled(io, pool, |io| cell(io.memory.as_ref(), |m| Some(value(&m.samples_kb, 1.0))));
         self.add(RowId::WaitMemory(POOL_NEEDED), pool, memory);
-        let Some(Ok(by_pool)) = io.as_ref().map(Lenient::ok) else { return };
-        let Some(Ok(io)) = by_pool.get(pool).map(Lenient::ok) else { return };
-        for (&kind, counts) in &io.throughput {
-            match counts.ok() {
+        let Some(Some(found)) = io.as_ref().map(|io| match io.ok() {
+            Ok(by_pool) => by_pool.get(pool).map(Lenient::ok),
+            Err(why) => Some(Err(why)),
+        }) else {
+            return;
+        };
+        let throughput = match found {
+            Ok(io) => io.throughput.iter().map(|(&kind, counts)| (kind, counts.ok())).collect(),
+            // The scenario or this pool's part of it failed: every throughput row says why.
+            Err(why) => WaitKind::ALL.map(|kind| (kind, Err(why.clone()))).to_vec(),
+        };
+        for (kind, counts) in throughput {
+            match counts {
                 Ok(counts) => {
                     for (&workers, rate) in counts {
                         let rate = cell(Some(rate), |t| Some(value(&t.samples_tasks_per_s, 1.0)));
@@ -618,12 +627,9 @@ impl PythonRun {
                     }
                 }
                 Err(why) => {
-                    for workers in crate::scenarios::WORKER_COUNTS {
-                        self.add(
-                            RowId::Wait(kind, workers),
-                            pool,
-                            Some(Cell::Skipped(why.clone())),
-                        );
+                    for workers in WORKER_COUNTS {
+                        let skipped = Some(Cell::Skipped(why.clone()));
+                        self.add(RowId::Wait(kind, workers), pool, skipped);
                     }
                 }
             }
@@ -872,6 +878,23 @@ mod tests {
             skipped(RowId::Wait(WaitKind::Sleep, 16), threads),
             "not reported by the script"
         );
+    }
+
+    #[test]
+    fn a_failed_io_scenario_fails_every_io_cell() {
+        let output = r#"{"results": {"io": {"error": "ScenarioTimeout: over budget"}}}"#;
+        let output: Output = serde_json::from_str(output).unwrap();
+        let script = Script::Ran(Box::new(PythonRun::new(output, 2, BTreeMap::new())));
+        let failed = Cell::Skipped("failed: ScenarioTimeout: over budget".into());
+        for pool in [ScriptPool::ThreadExecutor, ScriptPool::MpPool] {
+            for kind in WaitKind::ALL {
+                for workers in WORKER_COUNTS {
+                    assert_eq!(script.cell(RowId::Wait(kind, workers), pool), failed);
+                }
+            }
+            assert_eq!(script.cell(RowId::WaitMemory(64), pool), failed);
+            assert_eq!(script.cell(RowId::WaitStartup(64), pool), failed);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Waiting tasks run as rayon runs any batch, a `par_iter` on a pool of as many threads as
 //! asked for: rayon is built for CPU-bound work on as many threads as CPUs, and a thread
-//! blocked in a task neither steals nor lends its work meanwhile.
+//! blocked in a task runs and steals nothing else meanwhile.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;

@@ -66,6 +66,9 @@ pub(crate) enum WaitKind {
 }
 
 impl WaitKind {
+    /// Both kinds, in the report's order.
+    pub(crate) const ALL: [WaitKind; 2] = [WaitKind::Sleep, WaitKind::Socket];
+
     /// `sleep` or `socket`, as row keys and the Python script name them.
     pub(crate) fn name(self) -> &'static str {
         match self {
