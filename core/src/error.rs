@@ -108,6 +108,27 @@ pub enum TaskError {
     AlreadyJoined,
     /// An operating-system call failed.
     Io(Arc<io::Error>),
+    /// No worker able to run the task was available for `waited`, so it did not run: a
+    /// cluster pool had no agent of the caller's program alive.
+    NoWorker {
+        /// How long the task waited for one.
+        waited: Duration,
+    },
+    /// The task was handed to a worker `deliveries` times and no delivery ended with an
+    /// outcome (each worker died or lost contact while it held the task). It is not handed
+    /// out again, so a task that kills whatever runs it cannot circle for ever.
+    DeliveryLimit {
+        /// How many times it was handed out: the pool's limit.
+        deliveries: u32,
+    },
+    /// The service the pool sends its tasks through (a cluster's message server) could not
+    /// be reached, or did not take the task, within `waited`; [`Error::source`] says why.
+    Unreachable {
+        /// How long the pool kept trying (zero if it did not retry).
+        waited: Duration,
+        /// What went wrong on the last attempt.
+        source: Arc<dyn Error + Send + Sync>,
+    },
 }
 
 impl TaskError {
@@ -165,6 +186,18 @@ impl fmt::Display for TaskError {
             TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
             TaskError::AlreadyJoined => f.write_str("the result was already taken"),
             TaskError::Io(_) => f.write_str("operating-system call failed"),
+            TaskError::NoWorker { waited } => {
+                write!(f, "no worker able to run the task was available for {waited:?}")
+            }
+            TaskError::DeliveryLimit { deliveries } => {
+                write!(f, "the task was delivered {deliveries} times without an outcome")
+            }
+            TaskError::Unreachable { waited, .. } if waited.is_zero() => {
+                f.write_str("the pool's service could not be reached")
+            }
+            TaskError::Unreachable { waited, .. } => {
+                write!(f, "the pool's service could not be reached within {waited:?}")
+            }
         }
     }
 }
@@ -173,6 +206,7 @@ impl Error for TaskError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             TaskError::Io(e) => Some(&**e),
+            TaskError::Unreachable { source, .. } => Some(&**source),
             _ => None,
         }
     }
@@ -394,6 +428,16 @@ mod tests {
             TaskError::Unsupported { operation: "killing a thread" },
             TaskError::AlreadyJoined,
             TaskError::from(io::Error::other("x")),
+            TaskError::NoWorker { waited: Duration::from_secs(30) },
+            TaskError::DeliveryLimit { deliveries: 5 },
+            TaskError::Unreachable {
+                waited: Duration::from_secs(2),
+                source: Arc::new(io::Error::other("connection refused")),
+            },
+            TaskError::Unreachable {
+                waited: Duration::ZERO,
+                source: Arc::new(io::Error::other("connection refused")),
+            },
         ];
         for e in all {
             let text = e.to_string();
@@ -415,6 +459,23 @@ mod tests {
         for (side, direction, text) in cases {
             assert_eq!(TaskError::serialization(side, direction, "m").to_string(), text);
         }
+    }
+
+    #[test]
+    fn the_causes_a_cluster_meets_say_what_they_are() {
+        let none = TaskError::NoWorker { waited: Duration::from_secs(30) };
+        assert_eq!(none.to_string(), "no worker able to run the task was available for 30s");
+        assert!(none.source().is_none());
+        let poison = TaskError::DeliveryLimit { deliveries: 5 };
+        assert_eq!(poison.to_string(), "the task was delivered 5 times without an outcome");
+        assert!(poison.source().is_none());
+        let refused = Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let gone = TaskError::Unreachable { waited: Duration::from_secs(2), source: refused };
+        assert_eq!(gone.to_string(), "the pool's service could not be reached within 2s");
+        let source = gone.source().expect("the reason is the source");
+        let io = source.downcast_ref::<io::Error>().expect("the error it was given");
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(!gone.to_string().contains(&source.to_string()), "display repeats the source");
     }
 
     #[test]
