@@ -23,7 +23,7 @@ use taskpool_process::remote::{self, EncodedJob, RemoteRun};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::config::AgentConfig;
-use crate::error::ClusterError;
+use crate::error;
 use crate::image;
 use crate::link::{self, Names};
 use crate::pool::{CancelNotice, HEARTBEAT, Heartbeat};
@@ -54,8 +54,7 @@ const REMEMBERED_CANCELS: usize = 100_000;
 /// # Errors
 ///
 /// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if the local
-/// process pool cannot start, [`ClusterError::Server`] (in a [`TaskError::Io`]) if the
-/// server refuses the streams.
+/// process pool cannot start, [`TaskError::Unreachable`] if the server refuses the streams.
 ///
 /// # Examples
 ///
@@ -132,9 +131,7 @@ struct Outgoing {
 
 impl Agent {
     async fn run(self: Arc<Self>) -> Result<(), TaskError> {
-        let server_error = |reason: String| {
-            TaskError::from(ClusterError::Server { reason, waited: Duration::ZERO })
-        };
+        let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let name = format!("taskpool agent {}", self.id);
         let client = link::connect(&self.config.server, true, &name).await.map_err(server_error)?;
         let js = link::jetstream(client.clone());
@@ -273,8 +270,7 @@ impl Agent {
                 continue;
             }
             if over_limit {
-                let error = ClusterError::DeliveryLimit { deliveries: task.delivery_limit };
-                let outcome = UnitOutcome::Failed(WireError::Cluster(error));
+                let outcome = UnitOutcome::Failed(WireError::DeliveryLimit(task.delivery_limit));
                 let result = UnitResult { task: unit.task, elapsed_ns: 0, outcome };
                 stored.push(send(outbox, task.caller.clone(), result));
                 continue;

@@ -170,16 +170,16 @@ impl ClusterConfig {
     }
 
     /// How long a task waits while no agent of this executable image is alive, before it
-    /// fails with [`crate::ClusterError::NoAgent`] (default 30 s). The same wait bounds how
-    /// long the pool retries storing a task while the server is unreachable
-    /// ([`crate::ClusterError::Server`]).
+    /// fails with [`TaskError::NoWorker`] (default 30 s). The same wait bounds how long the
+    /// pool retries storing a task while the server is unreachable
+    /// ([`TaskError::Unreachable`]).
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;
         self
     }
 
     /// How many times a task may be delivered to an agent before it fails with
-    /// [`crate::ClusterError::DeliveryLimit`] (default 5). A delivery ends without a result
+    /// [`TaskError::DeliveryLimit`] (default 5). A delivery ends without a result
     /// only when the agent dies, is cut off, or loses the server while running the task.
     pub fn delivery_limit(mut self, n: u32) -> Self {
         self.delivery_limit = n;

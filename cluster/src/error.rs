@@ -1,95 +1,42 @@
-//! The failures only a cluster has: no agent, a task that keeps losing its agent, no server.
+//! The failures only a cluster has, as the core errors every backend shares: no agent
+//! ([`TaskError::NoWorker`]), a task that keeps losing its agent
+//! ([`TaskError::DeliveryLimit`]), no server ([`TaskError::Unreachable`]).
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use taskpool_core::TaskError;
 
-/// Why a task failed in the cluster itself rather than in its worker.
-///
-/// A task's errors are the core [`TaskError`]s, the same as on one machine (a segfault on an
-/// agent is [`TaskError::Crashed`] with `SIGSEGV`). These three have no core variant: they
-/// travel as [`TaskError::Io`] whose source is a `ClusterError`, and [`ClusterError::of`]
-/// finds them.
-///
-/// # Examples
-///
-/// ```
-/// use taskpool_cluster::{ClusterError, TaskError};
-///
-/// let err: TaskError = ClusterError::DeliveryLimit { deliveries: 5 }.into();
-/// assert_eq!(ClusterError::of(&err), Some(&ClusterError::DeliveryLimit { deliveries: 5 }));
-/// assert_eq!(ClusterError::of(&TaskError::Cancelled), None);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ClusterError {
-    /// No agent running the caller's executable image was seen for `waited` while the task
-    /// waited ([`crate::ClusterConfig::agent_wait`]).
-    NoAgent {
-        /// The image's id, as agents print it when they start.
-        image: String,
-        /// How long the task waited.
-        waited: Duration,
-    },
-    /// The task was taken by an agent `deliveries` times and never finished: each agent died
-    /// or lost the server while running it ([`crate::ClusterConfig::delivery_limit`]). A task
-    /// that kills whatever runs it stops here.
-    DeliveryLimit {
-        /// How many deliveries it took.
-        deliveries: u32,
-    },
-    /// The NATS server could not store the task within `waited`.
-    Server {
-        /// What went wrong on the last attempt.
-        reason: String,
-        /// How long the pool kept trying.
-        waited: Duration,
-    },
-}
+/// What the server, or the way to it, said: the source of a [`TaskError::Unreachable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerError(pub(crate) String);
 
-impl ClusterError {
-    /// The cluster failure behind `e`, if it is one.
-    pub fn of(e: &TaskError) -> Option<&ClusterError> {
-        match e {
-            TaskError::Io(io) => Self::of_io(io),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn of_io(e: &io::Error) -> Option<&ClusterError> {
-        e.get_ref()?.downcast_ref::<ClusterError>()
-    }
-}
-
-impl fmt::Display for ClusterError {
+impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClusterError::NoAgent { image, waited } => {
-                write!(f, "no agent of executable image {image} was seen for {waited:?}")
-            }
-            ClusterError::DeliveryLimit { deliveries } => {
-                write!(f, "the task was delivered {deliveries} times and never finished")
-            }
-            ClusterError::Server { reason, waited } => {
-                write!(f, "the server did not take the task within {waited:?}: {reason}")
-            }
-        }
+        f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ClusterError {}
+impl std::error::Error for ServerError {}
 
-impl From<ClusterError> for TaskError {
-    fn from(e: ClusterError) -> TaskError {
-        let kind = match e {
-            ClusterError::NoAgent { .. } => io::ErrorKind::NotConnected,
-            ClusterError::DeliveryLimit { .. } => io::ErrorKind::Other,
-            ClusterError::Server { .. } => io::ErrorKind::TimedOut,
-        };
-        TaskError::Io(Arc::new(io::Error::new(kind, e)))
+/// The server did not answer, or did not take the task, within `waited`; `reason` is what
+/// went wrong on the last attempt.
+pub(crate) fn unreachable(reason: impl Into<String>, waited: Duration) -> TaskError {
+    TaskError::Unreachable { waited, source: Arc::new(ServerError(reason.into())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn the_server_says_why_through_the_source() {
+        let e = unreachable("cannot connect to nats://127.0.0.1:1: refused", Duration::ZERO);
+        assert_eq!(e.to_string(), "the pool's service could not be reached");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), "cannot connect to nats://127.0.0.1:1: refused");
     }
 }

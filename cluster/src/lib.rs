@@ -32,14 +32,15 @@
 //!   ([`AgentConfig::ack_wait`]). Agents report progress on long tasks, so those are not
 //!   given away while their agent lives.
 //! - **A delivery limit.** A task delivered more than [`ClusterConfig::delivery_limit`] times
-//!   fails with [`ClusterError::DeliveryLimit`]: a task that kills whatever runs it cannot
+//!   fails with [`TaskError::DeliveryLimit`]: a task that kills whatever runs it cannot
 //!   circle for ever.
 //! - **Exactly-once settlement.** Each task has an id; the first result settles its handle
 //!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
 //!   per item the agents measure, with a result per item.
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
-//!   image is alive, then fails with [`ClusterError::NoAgent`].
+//!   image is alive, then fails with [`TaskError::NoWorker`]. A server that cannot be
+//!   reached for as long fails the tasks it did not take with [`TaskError::Unreachable`].
 //!
 //! # Failures
 //!
@@ -77,7 +78,6 @@ mod wire;
 
 pub use crate::agent::serve as serve_agent;
 pub use crate::config::{AgentConfig, ClusterConfig};
-pub use crate::error::ClusterError;
 pub use crate::pool::{ClusterPool, ClusterStats};
 pub use taskpool_core::{
     Config, Exit, IntoTask, PanicReport, Pool, Resource, Side, Task, TaskError, TaskHandle,

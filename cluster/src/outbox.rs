@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use taskpool_core::TaskError;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::error::ClusterError;
+use crate::error;
 use crate::pool::Inner;
 use crate::wire::{self, TaskMessage, Unit};
 
@@ -93,7 +92,7 @@ impl Outgoing {
 
     /// Waits until the server has stored the message, sending it again as long as its units
     /// wait and the agent wait has not run out; then fails them with
-    /// [`ClusterError::Server`].
+    /// [`taskpool_core::TaskError::Unreachable`].
     async fn confirm(
         self,
         inner: Arc<Inner>,
@@ -121,7 +120,7 @@ impl Outgoing {
             }
             let waited = started.elapsed();
             if waited >= inner.config.agent_wait {
-                let failure: TaskError = ClusterError::Server { reason: error, waited }.into();
+                let failure = error::unreachable(error, waited);
                 for id in &self.ids {
                     if let Some(entry) = inner.pending.take(*id) {
                         entry.fail(&failure);

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::batch::Stream;
 use crate::chunk::ItemTime;
 use crate::config::ClusterConfig;
-use crate::error::ClusterError;
+use crate::error;
 use crate::image;
 use crate::inbox;
 use crate::link::{self, Names};
@@ -55,10 +55,10 @@ pub(crate) struct CancelNotice {
 /// first result for each task and ignores any other.
 ///
 /// A segfault, an abort, a time limit or a memory limit on an agent fails that task with the
-/// same [`TaskError`] as on one machine. Three failures are the cluster's own
-/// ([`ClusterError`]): no agent of this image for [`ClusterConfig::agent_wait`], a task
-/// delivered more than [`ClusterConfig::delivery_limit`] times, a server that does not take
-/// the task.
+/// same [`TaskError`] as on one machine. Three failures are the cluster's own: no agent of
+/// this image for [`ClusterConfig::agent_wait`] ([`TaskError::NoWorker`]), a task delivered
+/// [`ClusterConfig::delivery_limit`] times without an outcome ([`TaskError::DeliveryLimit`]),
+/// a server that does not take the task ([`TaskError::Unreachable`]).
 ///
 /// The pool's methods block; call them from ordinary threads, not from inside an async
 /// runtime (the pool runs a small one of its own).
@@ -148,8 +148,8 @@ impl ClusterPool {
     ///
     /// # Errors
     ///
-    /// [`TaskError::InvalidConfig`] for a bad setting; [`ClusterError::Server`] (in a
-    /// [`TaskError::Io`]) if the server cannot be reached or refuses the streams;
+    /// [`TaskError::InvalidConfig`] for a bad setting; [`TaskError::Unreachable`] if the
+    /// server cannot be reached or refuses the streams;
     /// [`TaskError::Io`] if the executable cannot be read to identify its image.
     pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
         config.validate()?;
@@ -158,9 +158,7 @@ impl ClusterPool {
             image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
         let runtime = link::runtime(config.config.get_name_prefix())?;
         let caller = link::random_id();
-        let server_error = |reason: String| {
-            TaskError::from(ClusterError::Server { reason, waited: Duration::ZERO })
-        };
+        let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let (client, js, tasks, results, consumer) = runtime.block_on(async {
             let client = link::connect(&config.server, false, &format!("taskpool caller {caller}"))
                 .await
@@ -397,9 +395,7 @@ async fn police(inner: std::sync::Weak<Inner>) {
             continue;
         }
         let waited = last.map_or(now.duration_since(inner.started), |l| now.duration_since(l));
-        let error: TaskError =
-            ClusterError::NoAgent { image: inner.image.to_string(), waited: waited.max(wait) }
-                .into();
+        let error = TaskError::NoWorker { waited: waited.max(wait) };
         for (_, entry) in overdue {
             entry.fail(&error);
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use taskpool_core::{Direction, Exit, PanicReport, Resource, Side, TaskError};
 use taskpool_process::remote;
 
-use crate::error::ClusterError;
+use crate::error;
 
 /// A message on the tasks stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -243,7 +243,9 @@ pub(crate) enum WireError {
     Unsupported(String),
     AlreadyJoined,
     Io(String),
-    Cluster(ClusterError),
+    NoWorker { waited_ns: u64 },
+    DeliveryLimit(u32),
+    Unreachable { waited_ns: u64, reason: String },
 }
 
 fn side_byte(side: Side) -> u8 {
@@ -273,10 +275,9 @@ impl WireError {
             },
             TaskError::Crashed(Exit::Signal(s)) => WireError::Signal(*s),
             TaskError::Crashed(Exit::Code(c)) => WireError::Code(*c),
-            TaskError::TimedOut { limit, still_running } => WireError::TimedOut {
-                limit_ns: u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX),
-                still_running: *still_running,
-            },
+            TaskError::TimedOut { limit, still_running } => {
+                WireError::TimedOut { limit_ns: nanos(*limit), still_running: *still_running }
+            }
             TaskError::Cancelled => WireError::Cancelled,
             TaskError::ShutDown => WireError::ShutDown,
             TaskError::Serialization { side, direction, message } => WireError::Serialization {
@@ -296,10 +297,12 @@ impl WireError {
             TaskError::InvalidConfig { reason } => WireError::InvalidConfig(reason.clone()),
             TaskError::Unsupported { operation } => WireError::Unsupported(operation.to_string()),
             TaskError::AlreadyJoined => WireError::AlreadyJoined,
-            TaskError::Io(io) => match ClusterError::of_io(io) {
-                Some(c) => WireError::Cluster(c.clone()),
-                None => WireError::Io(io.to_string()),
-            },
+            TaskError::Io(io) => WireError::Io(io.to_string()),
+            TaskError::NoWorker { waited } => WireError::NoWorker { waited_ns: nanos(*waited) },
+            TaskError::DeliveryLimit { deliveries } => WireError::DeliveryLimit(*deliveries),
+            TaskError::Unreachable { waited, source } => {
+                WireError::Unreachable { waited_ns: nanos(*waited), reason: source.to_string() }
+            }
             other => WireError::Protocol(other.to_string()),
         }
     }
@@ -344,9 +347,22 @@ impl WireError {
             WireError::Io(message) => {
                 TaskError::Io(Arc::new(std::io::Error::other(message.clone())))
             }
-            WireError::Cluster(c) => c.clone().into(),
+            WireError::NoWorker { waited_ns } => {
+                TaskError::NoWorker { waited: Duration::from_nanos(*waited_ns) }
+            }
+            WireError::DeliveryLimit(deliveries) => {
+                TaskError::DeliveryLimit { deliveries: *deliveries }
+            }
+            WireError::Unreachable { waited_ns, reason } => {
+                error::unreachable(reason.clone(), Duration::from_nanos(*waited_ns))
+            }
         }
     }
+}
+
+/// `d` in whole nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Encodes an envelope.
@@ -386,7 +402,9 @@ mod tests {
             TaskError::ResourceLimit { resource: Resource::Memory, limit: 1 << 28 },
             TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 },
             TaskError::Protocol { reason: "garbage".into() },
-            ClusterError::DeliveryLimit { deliveries: 3 }.into(),
+            TaskError::DeliveryLimit { deliveries: 3 },
+            TaskError::NoWorker { waited: Duration::from_secs(30) },
+            error::unreachable("no route", Duration::from_secs(2)),
         ];
         for e in all {
             let wire: WireError = decode(&encode(&WireError::from_error(&e))).unwrap();
