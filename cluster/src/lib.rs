@@ -71,6 +71,8 @@ mod error;
 mod image;
 mod inbox;
 mod link;
+#[allow(unsafe_code)]
+pub mod local;
 mod outbox;
 mod pending;
 mod pool;

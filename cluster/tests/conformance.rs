@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use taskpool_cluster::Config;
 
-use common::{Fixture, Server};
+use common::Fixture;
 
 fn fixture(test: &str, config: Config) -> Option<Fixture> {
-    let server = Server::start(test)?;
+    let server = common::server(test)?;
     let config = common::config(config).agent_wait(Duration::from_secs(60));
     Some(Fixture::on(server, 2, config))
 }

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Agent, Server};
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Exit, Pool, Resource, TaskError};
 
 const MEMORY_LIMIT: u64 = 256 << 20;
@@ -49,9 +48,9 @@ fn square(x: u64) -> u64 {
 
 #[test]
 fn crashes_on_an_agent_fail_one_task_each_and_the_agent_serves_on() {
-    let Some(server) = Server::start("crash_isolation") else { return };
-    let vars = [("TASKPOOL_AGENT_MEMORY_LIMIT", MEMORY_LIMIT.to_string())];
-    let mut agent = Agent::start(&server.url(), 2, &vars);
+    let Some(server) = common::server("crash_isolation") else { return };
+    let limit = MEMORY_LIMIT.to_string();
+    let mut agent = common::agent(&server.url(), 2, &[("TASKPOOL_AGENT_MEMORY_LIMIT", &limit)]);
     let config = ClusterConfig::new(server.url()).config(Config::new().workers(2));
     let pool = ClusterPool::with_config(config).unwrap();
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));

@@ -5,12 +5,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Agent, Server};
+use common::Agent;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
 
 /// Appends a line to the file at `path` (one per run), sleeps `ms`, returns the line count.
@@ -39,9 +40,9 @@ fn temp_path(name: &str) -> PathBuf {
 
 #[test]
 fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
-    let Some(server) = Server::start("long_task") else { return };
-    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000".to_string())];
-    let _agents: Vec<Agent> = (0..2).map(|_| Agent::start(&server.url(), 1, &vars)).collect();
+    let Some(server) = common::server("long_task") else { return };
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")];
+    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&server.url(), 1, &vars)).collect();
     let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let log = temp_path("long");
@@ -57,21 +58,21 @@ fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
 
 #[test]
 fn a_task_that_kills_every_agent_fails_at_the_delivery_limit() {
-    let Some(server) = Server::start("poison") else { return };
+    let Some(server) = common::server("poison") else { return };
     let url = server.url();
-    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "500".to_string())];
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "500")];
     let pid = Arc::new(AtomicU32::new(0));
     let deaths = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Keeps one agent running: starts a new one whenever the last dies.
     let keeper = {
         let (pid, deaths, stop, url, vars) =
-            (pid.clone(), deaths.clone(), stop.clone(), url.clone(), vars.clone());
+            (pid.clone(), deaths.clone(), stop.clone(), url.clone(), vars);
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let mut agent = Agent::start(&url, 1, &vars);
+                let mut agent = common::agent(&url, 1, &vars);
                 pid.store(agent.pid(), Ordering::SeqCst);
-                agent.wait();
+                let _ = agent.wait();
                 deaths.fetch_add(1, Ordering::SeqCst);
             }
         })
@@ -112,9 +113,11 @@ fn other_image() -> PathBuf {
 
 #[test]
 fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait() {
-    let Some(server) = Server::start("no_agent") else { return };
+    let Some(server) = common::server("no_agent") else { return };
     let other = other_image();
-    let mut stranger = Agent::start_exe(Path::new(&other), &server.url(), 1);
+    let mut command = Command::new(&other);
+    command.env("TASKPOOL_AGENT", server.url()).env("TASKPOOL_AGENT_WORKERS", "1");
+    let mut stranger = Agent::start_command(command).expect("the stranger serves");
     let wait = Duration::from_secs(2);
     let config = ClusterConfig::new(server.url()).config(Config::new().workers(2)).agent_wait(wait);
     let pool = ClusterPool::with_config(config).unwrap();

@@ -24,10 +24,6 @@ fn slow_value(item: u64) -> u64 {
 
 const ACK_WAIT: [(&str, &str); 1] = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")];
 
-fn vars() -> Vec<(&'static str, String)> {
-    ACK_WAIT.iter().map(|(k, v)| (*k, v.to_string())).collect()
-}
-
 /// Joins every handle and checks its value; returns how many there were.
 fn check_all(handles: Vec<TaskHandle<u64>>, from: usize) -> usize {
     let n = handles.len();
@@ -48,9 +44,9 @@ fn pool(urls: &str, workers: usize) -> ClusterPool {
 
 #[test]
 fn fifty_thousand_tasks_survive_an_agent_killed_every_second() {
-    let Some(server) = Server::start("agent_kills") else { return };
+    let Some(server) = common::server("agent_kills") else { return };
     let url = server.url();
-    let agents: Vec<Agent> = (0..3).map(|_| Agent::start(&url, 2, &vars())).collect();
+    let agents: Vec<Agent> = (0..3).map(|_| common::agent(&url, 2, &ACK_WAIT)).collect();
     let pool = pool(&url, 6);
     assert!(pool.wait_for_agents(3, Duration::from_secs(30)));
     let done = Arc::new(AtomicBool::new(false));
@@ -68,7 +64,7 @@ fn fifty_thousand_tasks_survive_an_agent_killed_every_second() {
                 }
                 agents[victim].kill();
                 kills += 1;
-                agents[victim] = Agent::start(&url, 2, &vars());
+                agents[victim] = common::agent(&url, 2, &ACK_WAIT);
                 victim = (victim + 1) % agents.len();
             }
             kills
@@ -87,15 +83,15 @@ fn fifty_thousand_tasks_survive_an_agent_killed_every_second() {
 
 #[test]
 fn a_server_restart_mid_run_loses_nothing() {
-    let Some(mut server) = Server::start("server_restart") else { return };
+    let Some(mut server) = common::server("server_restart") else { return };
     let url = server.url();
-    let _agents: Vec<Agent> = (0..2).map(|_| Agent::start(&url, 2, &vars())).collect();
+    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&url, 2, &ACK_WAIT)).collect();
     let pool = pool(&url, 4);
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let mut handles: Vec<_> = (0..20_000).map(|i| pool.submit(slow_value, i)).collect();
     let rest = handles.split_off(2_000);
     check_all(handles, 0);
-    server.restart();
+    server.restart().expect("the server starts again");
     let n = check_all(rest, 2_000);
     assert_eq!(n, 18_000);
     assert_eq!(pool.stats().settled, 20_000);
@@ -105,7 +101,9 @@ fn a_server_restart_mid_run_loses_nothing() {
 
 #[test]
 fn a_three_node_cluster_loses_a_server_and_nothing_is_lost() {
-    let Some(binary) = common::server_or_skip("cluster_node_killed") else { return };
+    if common::server_or_skip("cluster_node_killed").is_none() {
+        return;
+    }
     let routes: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
     let route_list =
         routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
@@ -119,12 +117,12 @@ fn a_three_node_cluster_loses_a_server_and_nothing_is_lost() {
                 "--routes".to_string(),
                 route_list.clone(),
             ];
-            Server::start_with(binary.clone(), &format!("n{i}"), extra)
+            Server::start_with(&format!("n{i}"), extra).expect("a node starts")
         })
         .collect();
     let urls = servers.iter().map(Server::url).collect::<Vec<_>>().join(",");
-    let agent_vars = [vars(), vec![("TASKPOOL_AGENT_REPLICAS", "3".to_string())]].concat();
-    let _agents: Vec<Agent> = (0..2).map(|_| Agent::start(&urls, 2, &agent_vars)).collect();
+    let agent_vars = [ACK_WAIT[0], ("TASKPOOL_AGENT_REPLICAS", "3")];
+    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&urls, 2, &agent_vars)).collect();
     let config = ClusterConfig::new(urls.clone())
         .config(Config::new().workers(4))
         .agent_wait(Duration::from_secs(120))

@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Agent, Server};
 use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, Side, TaskError};
 
 /// Returns `mib` mebibytes of bytes.
@@ -20,8 +19,8 @@ fn len_of(bytes: serde_bytes::ByteBuf) -> usize {
 
 #[test]
 fn values_over_the_message_limit_fail_with_too_large() {
-    let Some(server) = Server::start("large_values") else { return };
-    let _agent = Agent::start(&server.url(), 1, &[]);
+    let Some(server) = common::server("large_values") else { return };
+    let _agent = common::agent(&server.url(), 1, &[]);
     let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
     // The test servers take messages of up to 32 MiB.

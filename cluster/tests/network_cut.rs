@@ -14,10 +14,10 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Server};
+use common::Agent;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
 
 /// A network namespace of this test: its handle, and a listener on its loopback.
@@ -114,7 +114,7 @@ fn item_and_agent(item: u64) -> (u64, u32) {
 
 #[test]
 fn an_agent_cut_off_the_network_loses_no_task() {
-    let Some(server) = Server::start("network_cut") else { return };
+    let Some(server) = common::server("network_cut") else { return };
     let (namespace, listener) = match Namespace::new() {
         Ok(made) => made,
         Err(e) => {
@@ -123,18 +123,16 @@ fn an_agent_cut_off_the_network_loses_no_task() {
         }
     };
     let relay_port = listener.local_addr().unwrap().port();
-    relay(listener, server.port);
-    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000".to_string())];
-    let healthy = Agent::start(&server.url(), 2, &vars);
+    relay(listener, server.port());
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")];
+    let healthy = common::agent(&server.url(), 2, &vars);
 
     // The victim: this test binary as an agent, inside the namespace.
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .env("TASKPOOL_AGENT", format!("nats://127.0.0.1:{relay_port}"))
         .env("TASKPOOL_AGENT_WORKERS", "2")
-        .env("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped());
+        .env("TASKPOOL_AGENT_ACK_WAIT_MS", "1000");
     let fd = namespace.handle.as_raw_fd();
     // SAFETY: the closure makes one system call (setns) on a descriptor that stays open.
     unsafe {
@@ -145,7 +143,7 @@ fn an_agent_cut_off_the_network_loses_no_task() {
             Ok(())
         });
     }
-    let mut victim = Agent::launch_command(command);
+    let mut victim = Agent::start_command(command).expect("the victim serves");
 
     let config = ClusterConfig::new(server.url())
         .config(Config::new().workers(4))
