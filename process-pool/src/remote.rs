@@ -23,7 +23,7 @@ use crate::codec;
 use crate::pool::{self, ProcessPool};
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::Shared;
-use crate::ship::{Ship, Shipped};
+use crate::ship::{self, Ship, Shipped};
 use crate::sink::{Encoded, Sink, Tally};
 
 /// A job in the form it travels in: the offset of its entry point in the executable image
@@ -128,14 +128,41 @@ pub struct RemoteRun {
 }
 
 impl RemoteRun {
-    /// Cancels a run of one item: it never starts if it is still queued, and its worker is
-    /// killed if it is running; the item's outcome is then [`TaskError::Cancelled`]. A run
-    /// of several items is left to finish.
+    /// Cancels the run; every item without an outcome yet gets [`TaskError::Cancelled`].
+    ///
+    /// A run of one item never starts if it is still queued, and its worker is killed if it
+    /// is running. Of a run of several items, those not yet sent to a worker never start;
+    /// those sent finish (a worker holds a few at a time).
     pub fn cancel(&self) {
-        if self.single && !self.cancelled.swap(true, Ordering::SeqCst) {
+        if self.cancelled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.single {
             pool::cancel(&self.shared, &self.run);
+        } else if let Some(shared) = self.shared.upgrade() {
+            shared.discard_unwanted();
         }
     }
+}
+
+/// The offset of `init` in the executable image: how a pool's initializer travels to a
+/// process running the same image, as [`EncodedJob::entry`] names a job.
+pub fn initializer_offset(init: fn()) -> i64 {
+    ship::offset_of(init as usize)
+}
+
+/// The initializer at `offset`.
+///
+/// # Safety
+///
+/// `offset` must be an [`initializer_offset`] computed by a process running the same
+/// executable image as this one (the same file content, not merely the same path): calling
+/// the function returned jumps to that offset.
+pub unsafe fn initializer_at(offset: i64) -> fn() {
+    let address = ship::address_at(offset);
+    // SAFETY: the caller guarantees that `offset` is the offset of a `fn()` of this image, so
+    // `address` is the start of a function of exactly this type.
+    unsafe { std::mem::transmute::<usize, fn()>(address) }
 }
 
 /// Runs the encoded `inputs` of `job` on `pool` (item `i` is `inputs[ends[i-1]..ends[i]]`),
@@ -166,6 +193,7 @@ pub fn run_encoded(
             done: Some(Box::new(done)),
         }),
         cancelled: cancelled.clone(),
+        single: n == 1,
     };
     let cap = n.div_ceil(pool.workers().max(1)).clamp(1, MAX_BATCH);
     let run = Arc::new(builder.finish(Box::new(collector), timeout, Batching::Adaptive(cap)));
@@ -196,6 +224,9 @@ struct Collecting {
 struct Collector {
     state: Mutex<Collecting>,
     cancelled: Arc<AtomicBool>,
+    /// A run of one item, cancelled as a task (its worker killed if it runs it); a run of
+    /// several is cancelled as an abandoned batch (its items not yet sent are dropped).
+    single: bool,
 }
 
 impl Collector {
@@ -245,6 +276,10 @@ impl Sink for Collector {
 
     fn is_settled(&self, _index: usize) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn is_abandoned(&self) -> bool {
+        !self.single && self.cancelled.load(Ordering::SeqCst)
     }
 }
 

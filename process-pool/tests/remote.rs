@@ -1,0 +1,72 @@
+//! The door the cluster backend uses (`taskpool_process::remote`): a cancelled run of many
+//! encoded items runs none of the items not yet sent to a worker, and every item without an
+//! outcome ends cancelled.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use taskpool_process::remote::{self, EncodedJob, Outcomes};
+use taskpool_process::{IntoTask, ProcessPool, Side, TaskError};
+
+/// Creates the file at `path`, then takes 20 ms.
+fn touch(path: String) -> u64 {
+    std::fs::write(&path, "").expect("the task's file");
+    std::thread::sleep(Duration::from_millis(20));
+    0
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskpool-remote-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
+    let pool = ProcessPool::new(1).unwrap();
+    let dir = scratch();
+    let paths: Vec<String> =
+        (0..100).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
+    let job = EncodedJob::of(&touch.into_job()).unwrap();
+    let (mut inputs, mut ends) = (Vec::new(), Vec::new());
+    for path in &paths {
+        remote::encode_into(path, &mut inputs, Side::Argument).unwrap();
+        ends.push(inputs.len());
+    }
+    let (tx, rx) = mpsc::channel::<Outcomes>();
+    let run = remote::run_encoded(&pool, &job, &inputs, &ends, None, move |o| {
+        let _ = tx.send(o);
+    });
+    // Once the first item runs, the others wait in the pool (but for the few its worker holds).
+    while !Path::new(&paths[0]).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    run.cancel();
+    // Called once every item has its outcome: nothing of the run is still running.
+    let outcomes = rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
+    let ran: Vec<bool> = paths.iter().map(|p| Path::new(p).exists()).collect();
+    let ran_count = ran.iter().filter(|&&r| r).count();
+    assert!(ran_count < 10, "{ran_count} of 100 items ran after the cancel");
+    assert_eq!(outcomes.len(), 100);
+    for (i, ran) in ran.into_iter().enumerate() {
+        match outcomes.get(i) {
+            Ok(_) => assert!(ran, "item {i} has a value but never ran"),
+            Err(TaskError::Cancelled) => {}
+            Err(e) => panic!("item {i}: {e}"),
+        }
+    }
+    // The pool serves on.
+    let job = EncodedJob::of(&touch.into_job()).unwrap();
+    let (tx, rx) = mpsc::channel::<Outcomes>();
+    let mut again = Vec::new();
+    let path = dir.join("again").to_string_lossy().into_owned();
+    remote::encode_into(&path, &mut again, Side::Argument).unwrap();
+    let _ = remote::run_encoded(&pool, &job, &again, &[again.len()], None, move |o| {
+        let _ = tx.send(o);
+    });
+    let outcomes = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(outcomes.get(0).is_ok());
+    std::fs::remove_dir_all(dir).unwrap();
+}
