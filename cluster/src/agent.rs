@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use taskpool_core::{Pool, TaskError};
+use taskpool_core::TaskError;
 use taskpool_process::ProcessPool;
 use taskpool_process::remote::{self, EncodedJob, RemoteRun};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -31,6 +31,7 @@ use crate::wire::{
     self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
     WireError,
 };
+use crate::workers::Workers;
 
 /// Result messages being stored at once; results that arrive meanwhile travel together.
 const STORING: usize = 64;
@@ -69,21 +70,21 @@ pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
     config.validate()?;
     crate::entry::ensure_linked();
     let image = image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
-    let pool = ProcessPool::with_config(config.pool.clone())?;
+    let pools = Workers::new(config.pool.clone())?;
     let runtime = link::runtime("agent")?;
     let agent = Arc::new(Agent {
         id: link::random_id(),
         image,
         names: Names::new(&config.server),
-        workers: pool.workers() as u32,
-        pool,
+        workers: pools.workers() as u32,
+        pools,
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
         running: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
         config,
     });
     let result = runtime.block_on(agent.clone().run());
-    agent.pool.shutdown();
+    agent.pools.shutdown();
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -93,7 +94,8 @@ struct Agent {
     image: &'static str,
     names: Names,
     workers: u32,
-    pool: ProcessPool,
+    /// The local process pools: the agent's own, and one per caller initializer.
+    pools: Workers,
     config: AgentConfig,
     /// The largest result message the server takes, known once connected.
     max_result: AtomicUsize,
@@ -213,7 +215,8 @@ impl Agent {
         Ok(())
     }
 
-    /// Says once a second that this agent is alive.
+    /// Says once a second that this agent is alive, and stops the pools of initializers
+    /// that no task used for a while.
     async fn beat(self: Arc<Self>, client: async_nats::Client) {
         let subject = self.names.agents_subject(self.image);
         let payload = wire::encode(&Heartbeat { agent: self.id.clone(), workers: self.workers });
@@ -221,6 +224,11 @@ impl Agent {
         loop {
             tick.tick().await;
             let _ = client.publish(subject.clone(), payload.clone().into()).await;
+            let idle = self.pools.take_idle(Instant::now());
+            if !idle.is_empty() {
+                // Dropping a pool waits for its workers to exit: not on the runtime's threads.
+                tokio::task::spawn_blocking(move || drop(idle));
+            }
         }
     }
 
@@ -228,11 +236,12 @@ impl Agent {
         while let Some(message) = notices.next().await {
             let Ok(notice) = wire::decode::<CancelNotice>(&message.payload) else { continue };
             let key = (notice.caller, notice.task);
+            // Locks in this order here and in `start`: a unit starting meanwhile is either
+            // found running or finds the notice remembered.
             let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match running.get(&key) {
                 Some(run) => run.cancel(),
                 None => {
-                    drop(running);
                     self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).remember(key);
                 }
             }
@@ -262,6 +271,8 @@ impl Agent {
         let over_limit = delivered > u64::from(task.delivery_limit);
         let runs = FuturesUnordered::new();
         let fast = self.names.fast_subject(&task.caller);
+        // The pool for the caller's initializer; one that cannot start fails every unit.
+        let pool = if over_limit { Ok(None) } else { self.pools.pool(task.initializer).map(Some) };
         for unit in task.units {
             let key = (task.caller.clone(), unit.task);
             let cancelled =
@@ -269,14 +280,22 @@ impl Agent {
             if cancelled {
                 continue;
             }
-            if over_limit {
-                let outcome = UnitOutcome::Failed(WireError::DeliveryLimit(task.delivery_limit));
-                let result = UnitResult { task: unit.task, elapsed_ns: 0, outcome };
-                stored.push(send(outbox, task.caller.clone(), result));
-                continue;
-            }
-            runs.push(Box::pin(self.start(&task.caller, unit, client.clone(), fast.clone()))
-                as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
+            let pool = match &pool {
+                Ok(Some(pool)) => pool,
+                Ok(None) => {
+                    let error = WireError::DeliveryLimit(task.delivery_limit);
+                    let result = UnitResult::failed(unit.task, error);
+                    stored.push(send(outbox, task.caller.clone(), result));
+                    continue;
+                }
+                Err(e) => {
+                    let result = UnitResult::failed(unit.task, WireError::from_error(e));
+                    stored.push(send(outbox, task.caller.clone(), result));
+                    continue;
+                }
+            };
+            let run = self.start(pool, &task.caller, unit, client.clone(), fast.clone());
+            runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
         Some(Held { message, progress, stored, runs, caller: task.caller })
     }
@@ -302,10 +321,11 @@ impl Agent {
         }
     }
 
-    /// Starts one unit on the local pool; resolves to its result. A small result is also
-    /// sent straight to its caller (to `fast`) from the pool's thread the moment it exists.
+    /// Starts one unit on `pool`; resolves to its result. A small result is also sent
+    /// straight to its caller (to `fast`) from the pool's thread the moment it exists.
     fn start(
         &self,
+        pool: &Arc<ProcessPool>,
         caller: &str,
         unit: Unit,
         client: async_nats::Client,
@@ -314,12 +334,12 @@ impl Agent {
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
         let task = unit.task;
+        // Holds the pool while the unit runs, so that it is not stopped as idle meanwhile.
+        let holds = pool.clone();
         let finish = async move {
-            rx.await.unwrap_or(UnitResult {
-                task,
-                elapsed_ns: 0,
-                outcome: UnitOutcome::Failed(WireError::ShutDown),
-            })
+            let result = rx.await.unwrap_or(UnitResult::failed(task, WireError::ShutDown));
+            drop(holds);
+            result
         };
         let ends: Vec<usize> = unit.ends.iter().map(|&e| e as usize).collect();
         let in_order = ends.windows(2).all(|w| w[0] <= w[1]);
@@ -336,16 +356,21 @@ impl Agent {
         // trust boundary (see the crate's documentation).
         let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
-        let run = remote::run_encoded(&self.pool, &job, &unit.inputs, &ends, timeout, move |o| {
+        let run = remote::run_encoded(pool, &job, &unit.inputs, &ends, timeout, move |o| {
             let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let result = UnitResult { task, elapsed_ns, outcome: encode_outcomes(&o) };
             send_fast_copy(&client, fast, &result);
             let _ = tx.send(result);
         });
-        if ends.len() == 1 {
-            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-            running.insert((caller.to_string(), task), run);
+        // A notice that came since `begin` looked finds the run, or is found here.
+        let key = (caller.to_string(), task);
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let cancelled =
+            self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).set.remove(&key);
+        if cancelled {
+            run.cancel();
         }
+        running.insert(key, run);
         finish
     }
 }

@@ -1,7 +1,9 @@
 //! `map`, `imap` and `imap_unordered`: items pulled lazily and sent in chunks, each chunk one
 //! unit with per-item results, with a bounded number of items and chunks in flight.
+//! Dropping the iterator withdraws the chunks still in flight: those not yet started never
+//! run, and the agents stop giving out the items of those that run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -16,9 +18,9 @@ use crate::pool::Inner;
 /// The most items an `imap` pulls ahead of its consumer.
 pub(crate) const LAZY_WINDOW: usize = 16_384;
 
-/// Outcomes of consecutive items, from the first item's index, and whether they are the
-/// last of their chunk.
-type Group<R> = (usize, Vec<Result<R, TaskError>>, bool);
+/// Outcomes of consecutive items of a chunk: the chunk (its first item's index), the first
+/// of these items' index, their outcomes, and whether they are the chunk's last.
+type Group<R> = (usize, usize, Vec<Result<R, TaskError>>, bool);
 
 /// A batch in progress; yields outcomes in input order (`ordered`) or as they arrive.
 pub(crate) struct Stream<'p, J: Job, I> {
@@ -34,8 +36,8 @@ pub(crate) struct Stream<'p, J: Job, I> {
     next: usize,
     /// Items sent and not yet received back.
     in_flight: usize,
-    /// Chunks sent and not yet received back.
-    chunks: usize,
+    /// Chunks sent and not yet received back: their unit ids, by their first item's index.
+    units: HashMap<usize, u64>,
     ready: BTreeMap<usize, Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
@@ -60,7 +62,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             pulled: 0,
             next: 0,
             in_flight: 0,
-            chunks: 0,
+            units: HashMap::new(),
             ready: BTreeMap::new(),
             tx,
             rx,
@@ -72,7 +74,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn refill(&mut self) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
-        while self.chunks < max_chunks && self.in_flight + self.ready.len() < self.window {
+        while self.units.len() < max_chunks && self.in_flight + self.ready.len() < self.window {
             let room = self.window - self.in_flight - self.ready.len();
             let base = self.pulled;
             let job = match &self.job {
@@ -125,7 +127,6 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             }
             let sent = ends.len();
             self.in_flight += sent;
-            self.chunks += 1;
             let tx = self.tx.clone();
             let contiguous = sent == count;
             let settle = Box::new(move |outcomes: Vec<Result<&[u8], TaskError>>| {
@@ -134,15 +135,18 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     .map(|o| o.and_then(|bytes| remote::decode(bytes, Side::Result)))
                     .collect();
                 if contiguous {
-                    let _ = tx.send((base, values, true));
+                    let _ = tx.send((base, base, values, true));
                 } else {
                     let last = values.len();
                     for (k, (at, value)) in positions.into_iter().zip(values).enumerate() {
-                        let _ = tx.send((at, vec![value], k + 1 == last));
+                        let _ = tx.send((base, at, vec![value], k + 1 == last));
                     }
                 }
             });
-            self.inner.send(job, inputs, ends, None, settle, |_| {});
+            let units = &mut self.units;
+            self.inner.send(job, inputs, ends, None, settle, |id| {
+                units.insert(base, id);
+            });
         }
     }
 }
@@ -166,14 +170,23 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
             }
             // Every unit is settled exactly once (by its result, or by a failure of the pool),
             // so this receives what was sent.
-            let Ok((first, values, last)) = self.rx.recv() else { return None };
+            let Ok((chunk, first, values, last)) = self.rx.recv() else { return None };
             self.in_flight -= values.len();
             if last {
-                self.chunks -= 1;
+                self.units.remove(&chunk);
             }
             for (k, value) in values.into_iter().enumerate() {
                 self.ready.insert(first + k, value);
             }
+        }
+    }
+}
+
+impl<J: Job, I> Drop for Stream<'_, J, I> {
+    /// Withdraws the chunks in flight: their results are not wanted any more.
+    fn drop(&mut self) {
+        for (_, id) in self.units.drain() {
+            self.inner.cancel(id);
         }
     }
 }

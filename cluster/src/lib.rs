@@ -77,6 +77,8 @@ mod outbox;
 mod pending;
 mod pool;
 mod wire;
+#[allow(unsafe_code)]
+mod workers;
 
 pub use crate::agent::serve as serve_agent;
 pub use crate::config::{AgentConfig, ClusterConfig};

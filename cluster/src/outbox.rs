@@ -75,6 +75,7 @@ impl Outgoing {
         let message = TaskMessage {
             caller: inner.caller.clone(),
             delivery_limit: inner.config.delivery_limit,
+            initializer: inner.initializer,
             units,
         };
         Outgoing {

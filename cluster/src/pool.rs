@@ -97,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) names: Names,
     pub(crate) image: &'static str,
     pub(crate) caller: String,
+    /// The pool's initializer, as an offset into the executable image, for the agents.
+    pub(crate) initializer: Option<i64>,
     pub(crate) pending: Pending,
     pub(crate) item_time: ItemTime,
     client: async_nats::Client,
@@ -175,6 +177,7 @@ impl ClusterPool {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             names: Names::new(&config.server),
+            initializer: config.config.get_initializer().map(remote::initializer_offset),
             config,
             image,
             caller,
@@ -311,8 +314,9 @@ impl Inner {
         }
     }
 
-    /// Forgets unit `id` (its handle was cancelled) and asks the agents to drop or stop it.
-    fn cancel(self: &Arc<Self>, id: u64) {
+    /// Forgets unit `id` (its handle was cancelled, or its batch dropped) and asks the agents
+    /// to drop or stop it.
+    pub(crate) fn cancel(self: &Arc<Self>, id: u64) {
         if self.pending.take(id).is_none() {
             return;
         }

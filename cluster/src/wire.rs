@@ -22,6 +22,9 @@ pub(crate) struct TaskMessage {
     pub(crate) caller: String,
     /// How many deliveries a unit of this message may take before it fails.
     pub(crate) delivery_limit: u32,
+    /// The caller's pool initializer, as an offset into the executable image: the workers
+    /// that run these units run it first, once each.
+    pub(crate) initializer: Option<i64>,
     pub(crate) units: Vec<Unit>,
 }
 
@@ -68,6 +71,11 @@ pub(crate) struct UnitResult {
 }
 
 impl UnitResult {
+    /// A unit that failed as a whole with `error`, without running.
+    pub(crate) fn failed(task: u64, error: WireError) -> Self {
+        UnitResult { task, elapsed_ns: 0, outcome: UnitOutcome::Failed(error) }
+    }
+
     /// Roughly what the result adds to a message, in bytes.
     pub(crate) fn weight(&self) -> usize {
         64 + match &self.outcome {

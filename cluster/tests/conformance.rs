@@ -31,28 +31,5 @@ macro_rules! suite {
     )+};
 }
 
-// The suite's behaviours but three that the cluster does not pass yet: a pool's initializer
-// does not reach the agents' workers, and dropping an `imap` does not withdraw its chunks.
-// Once it does, this list becomes `taskpool_core::conformance_suite!(each: suite);`.
-suite!(
-    ordering,
-    empty_input,
-    million_items,
-    endless_imap_is_bounded,
-    panic_is_typed_and_isolated,
-    panicking_panic_payload,
-    submit_from_many_threads,
-    handles_join_out_of_order,
-    join_timeout_reports_and_keeps_handle,
-    cancel_queued_task,
-    drop_while_running,
-    shutdown_twice,
-    reports_workers,
-    each_item_once,
-    awaited_handles,
-    progress_counts_every_item,
-    progress_arrives_while_items_run,
-    try_map_is_flat,
-    serde_shapes,
-    per_task_timeouts,
-);
+// Every behaviour of the suite, from its own list: a new one runs here as soon as it exists.
+taskpool_core::conformance_suite!(each: suite);

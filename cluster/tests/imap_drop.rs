@@ -1,0 +1,38 @@
+//! Dropping an `imap` withdraws its chunks in flight: an agent runs none of their items not
+//! yet started, whether a chunk still waits in the stream or already in the agent's pool.
+
+mod common;
+
+use std::time::Duration;
+
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_core::conformance::Touch;
+
+/// How many files are in `dir`.
+fn count_files(dir: String) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count() as u64)
+}
+
+#[test]
+fn an_agent_drops_the_items_of_a_dropped_imap() {
+    let Some(server) = common::server("imap_drop") else { return };
+    // One worker: it runs everything in the order the agent queues it.
+    let _agent = common::agent(&server.url(), 1, &[]);
+    let config = Config::new().workers(1).chunk_size(50);
+    let pool = ClusterPool::with_config(ClusterConfig::new(server.url()).config(config)).unwrap();
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let dir = std::env::temp_dir().join(format!("taskpool-imap-drop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.to_string_lossy().into_owned();
+
+    // The first chunk's result comes once its 50 items ran (a second): by then the agent
+    // holds the next chunks, queued behind it in its pool.
+    let mut lazy = pool.imap(Touch { dir: path.clone(), ms: 20 }, 0u64..);
+    assert_eq!(lazy.next().unwrap().unwrap(), 0);
+    drop(lazy);
+    // Queued behind whatever of those chunks was not withdrawn.
+    let ran = pool.apply(count_files, path).unwrap();
+    assert!((50..100).contains(&ran), "{ran} items ran: the first chunk and a few more");
+    std::fs::remove_dir_all(dir).unwrap();
+}
