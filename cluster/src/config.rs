@@ -127,8 +127,11 @@ macro_rules! server_settings {
 /// Of the shared settings, a cluster pool uses `workers` (how many tasks it plans to keep
 /// busy: the window of `imap` and the split of `map` into chunks; [`taskpool_core::Pool::workers`]
 /// reports it), `timeout` (each task's limit, enforced on the agent, which kills the worker
-/// as on one machine), `chunk_size` and `shutdown_grace`. The settings of worker processes
-/// (memory limits, initializer, ...) are the agents' ([`AgentConfig`]).
+/// as on one machine), `chunk_size`, `shutdown_grace` and `initializer`: it travels with the
+/// tasks, and runs once in every worker of an agent that runs them, before the first (the
+/// agent keeps a pool of workers for each initializer its callers bring). The other settings
+/// of worker processes (memory limits, start attempts, ...) are the agents'
+/// ([`AgentConfig`]).
 ///
 /// # Examples
 ///
