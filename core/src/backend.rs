@@ -55,6 +55,7 @@ use std::time::Duration;
 pub use crate::handle::{Completer, promise, promise_notify};
 pub use crate::panic::{PanicScope, catch_panic};
 pub use crate::pool::{map_by_handles, map_by_handles_with_progress};
+pub use crate::reorder::Reorder;
 pub use crate::spawn::Child;
 pub use crate::task::{Callable, FnJob, IsTask, Job, Shipper, TaskJob};
 

@@ -69,6 +69,7 @@ mod handle;
 mod imap;
 mod panic;
 mod pool;
+mod reorder;
 mod spawn;
 mod task;
 mod try_error;

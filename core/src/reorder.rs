@@ -1,0 +1,118 @@
+//! The outcomes of a batch on their way back to its caller: in input order, or as they come.
+
+use std::collections::BTreeMap;
+
+/// The outcomes of a batch's items (a `map`, an `imap`) as they come back from the workers,
+/// handed on in input order (`ordered`) or as they come, with a count of the items still
+/// out.
+///
+/// A backend that sends items in groups and receives their outcomes in groups keeps one per
+/// batch: it counts what it [`sent`](Reorder::sent), hands over what comes back
+/// ([`received`](Reorder::received)), and yields what [`pop`](Reorder::pop) gives.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::backend::Reorder;
+///
+/// let mut order = Reorder::new(true);
+/// order.sent(4);
+/// order.received(2, vec!['c', 'd']);
+/// assert_eq!(order.pop(), None, "item 0 comes first");
+/// order.received(0, vec!['a', 'b']);
+/// let yielded: Vec<char> = std::iter::from_fn(|| order.pop()).collect();
+/// assert_eq!(yielded, ['a', 'b', 'c', 'd']);
+/// assert_eq!(order.out(), 0);
+/// ```
+#[derive(Debug)]
+pub struct Reorder<T> {
+    ordered: bool,
+    /// The index of the next outcome to yield, when ordered.
+    next: usize,
+    /// Items sent and not back yet.
+    out: usize,
+    ready: BTreeMap<usize, T>,
+}
+
+impl<T> Reorder<T> {
+    /// An empty batch whose outcomes are yielded in input order if `ordered`, else as they
+    /// come (lowest index first among those here).
+    pub fn new(ordered: bool) -> Self {
+        Reorder { ordered, next: 0, out: 0, ready: BTreeMap::new() }
+    }
+
+    /// Counts `n` more items sent to the workers.
+    pub fn sent(&mut self, n: usize) {
+        self.out += n;
+    }
+
+    /// Item `index`'s outcome, known without sending the item (it could not be encoded, for
+    /// example).
+    pub fn settled(&mut self, index: usize, outcome: T) {
+        self.ready.insert(index, outcome);
+    }
+
+    /// The outcomes of consecutive sent items, from item `first` on.
+    pub fn received(&mut self, first: usize, outcomes: Vec<T>) {
+        self.out = self.out.saturating_sub(outcomes.len());
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            self.ready.insert(first + k, outcome);
+        }
+    }
+
+    /// The next outcome to yield, if it is here.
+    pub fn pop(&mut self) -> Option<T> {
+        if !self.ordered {
+            return self.ready.pop_first().map(|(_, outcome)| outcome);
+        }
+        let outcome = self.ready.remove(&self.next)?;
+        self.next += 1;
+        Some(outcome)
+    }
+
+    /// Items sent and not back yet: with none, every outcome is here.
+    pub fn out(&self) -> usize {
+        self.out
+    }
+
+    /// Items sent or back and not yet yielded: what counts against an `imap` window.
+    pub fn held(&self) -> usize {
+        self.out + self.ready.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unordered_yields_what_is_here_and_counts_what_is_out() {
+        let mut order = Reorder::new(false);
+        order.sent(3);
+        order.settled(3, "failed locally");
+        assert_eq!(order.held(), 4);
+        order.received(1, vec!["b", "c"]);
+        assert_eq!(order.out(), 1);
+        assert_eq!(order.pop(), Some("b"));
+        assert_eq!(order.pop(), Some("c"));
+        assert_eq!(order.pop(), Some("failed locally"));
+        assert_eq!(order.pop(), None);
+        assert_eq!(order.held(), 1);
+        order.received(0, vec!["a"]);
+        assert_eq!((order.pop(), order.out(), order.held()), (Some("a"), 0, 0));
+    }
+
+    #[test]
+    fn ordered_waits_for_the_next_index() {
+        let mut order = Reorder::new(true);
+        order.sent(2);
+        order.settled(2, 'c');
+        order.received(1, vec!['b']);
+        assert_eq!(order.pop(), None);
+        order.received(0, vec!['a']);
+        assert_eq!(
+            [order.pop(), order.pop(), order.pop(), order.pop()],
+            [Some('a'), Some('b'), Some('c'), None]
+        );
+    }
+}
