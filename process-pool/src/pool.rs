@@ -1,6 +1,5 @@
 //! [`ProcessPool`]: the shared pool API on persistent worker processes.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use taskpool_core::backend::{Completer, Execute, Job, promise};
+use taskpool_core::backend::{Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::config::ProcessConfig;
@@ -493,16 +492,12 @@ struct Stream<'p, J: Job, I> {
     pool: &'p ProcessPool,
     job: Result<Arc<Shipped>, TaskError>,
     items: Fuse<I>,
-    ordered: bool,
     /// The most items pulled and not yet yielded.
     window: usize,
     /// Index of the next item to pull.
     pulled: usize,
-    /// Index of the next item to yield, in ordered mode.
-    next: usize,
-    /// Items pulled and not yet received back.
-    in_flight: usize,
-    ready: BTreeMap<usize, Result<J::Output, TaskError>>,
+    /// The items pulled and not yet yielded.
+    order: Reorder<Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
     /// Set when the iterator is dropped: its items not sent yet are discarded.
@@ -517,12 +512,9 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             pool,
             job: ProcessPool::ship(&job),
             items: items.fuse(),
-            ordered,
             window,
             pulled: 0,
-            next: 0,
-            in_flight: 0,
-            ready: BTreeMap::new(),
+            order: Reorder::new(ordered),
             tx,
             rx,
             abandoned: Arc::new(AtomicBool::new(false)),
@@ -532,8 +524,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     /// Pulls and submits batches while the window has room.
     fn refill(&mut self) {
         let workers = self.pool.workers();
-        while self.in_flight + self.ready.len() < self.window {
-            let room = self.window - self.in_flight - self.ready.len();
+        while self.order.held() < self.window {
+            let room = self.window - self.order.held();
             let batch = self.pool.shared.pace.batch_target().min(room).max(1);
             let base = self.pulled;
             let job = match &self.job {
@@ -541,7 +533,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 Err(e) => {
                     let Some(_) = self.items.next() else { return };
                     self.pool.shared.tally.record(0, 1);
-                    self.ready.insert(base, Err(e.clone()));
+                    self.order.settled(base, Err(e.clone()));
                     self.pulled += 1;
                     continue;
                 }
@@ -553,7 +545,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 match builder.push(&item, self.pool.frame_limit()) {
                     Ok(()) => indices.push(base + count),
                     Err(e) => {
-                        self.ready.insert(base + count, Err(e));
+                        self.order.settled(base + count, Err(e));
                     }
                 }
                 count += 1;
@@ -562,7 +554,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 return;
             }
             self.pulled += count;
-            self.in_flight += builder.len();
+            self.order.sent(builder.len());
             self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;
             let sink = ChannelSink {
@@ -587,29 +579,21 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.refill();
-            if self.ordered {
-                if let Some(value) = self.ready.remove(&self.next) {
-                    self.next += 1;
-                    return Some(value);
-                }
-            } else if let Some((_, value)) = self.ready.pop_first() {
+            if let Some(value) = self.order.pop() {
                 return Some(value);
             }
-            if self.in_flight == 0 {
+            if self.order.out() == 0 {
                 return None;
             }
             let Ok((first, values)) = self.rx.recv() else { return None };
-            self.in_flight -= values.len();
-            for (k, value) in values.into_iter().enumerate() {
-                self.ready.insert(first + k, value);
-            }
+            self.order.received(first, values);
         }
     }
 }
 
 impl<J: Job, I> Drop for Stream<'_, J, I> {
     fn drop(&mut self) {
-        if self.in_flight > 0 {
+        if self.order.out() > 0 {
             self.abandoned.store(true, Ordering::Release);
             self.pool.shared.discard_unwanted();
         }
