@@ -3,13 +3,13 @@
 //! Dropping the iterator withdraws the chunks still in flight: those not yet started never
 //! run, and the agents stop giving out the items of those that run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use taskpool_core::backend::Job;
+use taskpool_core::backend::{Job, Reorder};
 use taskpool_core::{Side, TaskError};
 use taskpool_process::remote::{self, EncodedJob};
 
@@ -27,18 +27,14 @@ pub(crate) struct Stream<'p, J: Job, I> {
     inner: &'p Arc<Inner>,
     job: Result<EncodedJob, TaskError>,
     items: Fuse<I>,
-    ordered: bool,
     /// The most items pulled and not yet yielded.
     window: usize,
     /// Index of the next item to pull.
     pulled: usize,
-    /// Index of the next item to yield, in ordered mode.
-    next: usize,
-    /// Items sent and not yet received back.
-    in_flight: usize,
+    /// The items pulled and not yet yielded.
+    order: Reorder<Result<J::Output, TaskError>>,
     /// Chunks sent and not yet received back: their unit ids, by their first item's index.
     units: HashMap<usize, u64>,
-    ready: BTreeMap<usize, Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
     job_type: PhantomData<J>,
@@ -57,13 +53,10 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             inner,
             job: EncodedJob::of(&job),
             items: items.fuse(),
-            ordered,
             window: window.max(1),
             pulled: 0,
-            next: 0,
-            in_flight: 0,
+            order: Reorder::new(ordered),
             units: HashMap::new(),
-            ready: BTreeMap::new(),
             tx,
             rx,
             job_type: PhantomData,
@@ -74,14 +67,14 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn refill(&mut self) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
-        while self.units.len() < max_chunks && self.in_flight + self.ready.len() < self.window {
-            let room = self.window - self.in_flight - self.ready.len();
+        while self.units.len() < max_chunks && self.order.held() < self.window {
+            let room = self.window - self.order.held();
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job,
                 Err(e) => {
                     let Some(_) = self.items.next() else { return };
-                    self.ready.insert(base, Err(e.clone()));
+                    self.order.settled(base, Err(e.clone()));
                     self.pulled += 1;
                     continue;
                 }
@@ -106,14 +99,14 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                         inputs.truncate(start);
                         let limit = self.inner.max_unit as u64;
                         let error = TaskError::TooLarge { side: Side::Argument, size, limit };
-                        self.ready.insert(base + count, Err(error));
+                        self.order.settled(base + count, Err(error));
                     }
                     Ok(()) => {
                         ends.push(inputs.len() as u32);
                         positions.push(base + count);
                     }
                     Err(e) => {
-                        self.ready.insert(base + count, Err(e));
+                        self.order.settled(base + count, Err(e));
                     }
                 }
                 count += 1;
@@ -126,7 +119,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 continue;
             }
             let sent = ends.len();
-            self.in_flight += sent;
+            self.order.sent(sent);
             let tx = self.tx.clone();
             let contiguous = sent == count;
             let settle = Box::new(move |outcomes: Vec<Result<&[u8], TaskError>>| {
@@ -157,27 +150,19 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.refill();
-            if self.ordered {
-                if let Some(value) = self.ready.remove(&self.next) {
-                    self.next += 1;
-                    return Some(value);
-                }
-            } else if let Some((_, value)) = self.ready.pop_first() {
+            if let Some(value) = self.order.pop() {
                 return Some(value);
             }
-            if self.in_flight == 0 {
+            if self.order.out() == 0 {
                 return None;
             }
             // Every unit is settled exactly once (by its result, or by a failure of the pool),
             // so this receives what was sent.
             let Ok((chunk, first, values, last)) = self.rx.recv() else { return None };
-            self.in_flight -= values.len();
             if last {
                 self.units.remove(&chunk);
             }
-            for (k, value) in values.into_iter().enumerate() {
-                self.ready.insert(first + k, value);
-            }
+            self.order.received(first, values);
         }
     }
 }
