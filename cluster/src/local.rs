@@ -116,6 +116,10 @@ impl Server {
     /// As [`Server::start`].
     pub fn start_with(name: &str, args: Vec<String>) -> io::Result<Server> {
         let binary = nats_server().ok_or_else(not_found)?;
+        if !binary.is_file() {
+            let at = binary.display();
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no nats-server at {at}")));
+        }
         remove_abandoned_stores();
         let port = free_port()?;
         let store = std::env::temp_dir()
