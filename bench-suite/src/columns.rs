@@ -77,6 +77,15 @@ impl Column {
         kind: Kind::Processes,
         ours: true,
     });
+    /// `taskpool-cluster`: a `nats-server` and agents on this machine.
+    pub const TASKPOOL_CLUSTER: Column = Column(&ColumnInfo {
+        key: "TaskpoolCluster",
+        label: "taskpool cluster",
+        short: "cluster",
+        colour: "#000000",
+        kind: Kind::Processes,
+        ours: true,
+    });
     /// rayon (`par_iter`, `spawn`) and, for one-off spawns, `std::thread`.
     pub const RAYON: Column = Column(&ColumnInfo {
         key: "Rayon",
@@ -118,6 +127,7 @@ impl Column {
     pub const ALL: &'static [Column] = &[
         Column::TASKPOOL_THREADS,
         Column::TASKPOOL_PROCESSES,
+        Column::TASKPOOL_CLUSTER,
         Column::RAYON,
         Column::PROCSPAWN,
         Column::PYTHON_THREADS,
@@ -235,6 +245,9 @@ pub enum Op {
     /// Many tasks that mostly wait (sleeps, blocking reads from a slow local service), and
     /// tasks that write to a global of the process they run in.
     Waits,
+    /// An agent (a machine's worker host) killed while it runs a task, which must then be
+    /// done elsewhere.
+    AgentLoss,
 }
 
 /// Where a backend's figures appear in the report.
@@ -271,21 +284,30 @@ type Limits = fn(Op, u64) -> Result<(), String>;
 pub(crate) const DISABLED: &str = "backend disabled by cargo features";
 
 /// A taskpool backend: built when `feature` is on, else a column that says it is disabled.
-/// `start` builds its pool from a [`PoolSpec`], `spawn` runs a one-off no-op.
+/// `start` builds its pool from a [`PoolSpec`], `spawn` (if it has one) runs a one-off
+/// no-op, `limits` (if any) says what it cannot run at a size or on this machine.
 macro_rules! taskpool_backend {
+    (@spawn) => { None };
+    (@spawn $spawn:expr) => { Some($spawn as crate::backends::SpawnFn) };
+    (@limits) => { None };
+    (@limits $limits:expr) => { Some($limits as Limits) };
     (
         id: $id:literal,
         column: $column:expr,
         feature: $feature:literal,
         start: $start:expr,
-        spawn: $spawn:expr,
+        $(spawn: $spawn:expr,)?
+        $(limits: $limits:expr,)?
         can: $can:expr,
         cannot: $cannot:expr $(,)?
     ) => {{
         #[cfg(feature = $feature)]
-        let runs = Runs::Here { start: Some($start), spawn: Some($spawn) };
+        let (runs, limits) = (
+            Runs::Here { start: Some($start), spawn: taskpool_backend!(@spawn $($spawn)?) },
+            taskpool_backend!(@limits $($limits)?),
+        );
         #[cfg(not(feature = $feature))]
-        let runs = Runs::Disabled;
+        let (runs, limits) = (Runs::Disabled, None);
         Backend {
             id: $id,
             shows: Shows::Column($column),
@@ -293,7 +315,7 @@ macro_rules! taskpool_backend {
             runs,
             can: $can,
             cannot: $cannot,
-            limits: None,
+            limits,
         }
     }};
 }
@@ -343,7 +365,10 @@ pub static BACKENDS: &[Backend] = &[
             Op::Memory,
             Op::Waits,
         ],
-        cannot: &[(Op::Recycle, "a thread has no fresh address space to recycle into")],
+        cannot: &[
+            (Op::Recycle, "a thread has no fresh address space to recycle into"),
+            (Op::AgentLoss, "one machine: no agent to lose"),
+        ],
     },
     taskpool_backend! {
         id: "processes",
@@ -377,7 +402,33 @@ pub static BACKENDS: &[Backend] = &[
             Op::Memory,
             Op::Waits,
         ],
-        cannot: &[],
+        cannot: &[(Op::AgentLoss, "one machine: no agent to lose")],
+    },
+    taskpool_backend! {
+        id: "cluster",
+        column: Column::TASKPOOL_CLUSTER,
+        feature: "cluster",
+        start: crate::backends::cluster::start,
+        limits: crate::backends::cluster::limits,
+        can: &[
+            Op::Startup,
+            Op::RoundTrip,
+            Op::InFlight,
+            Op::Map,
+            Op::Payload,
+            Op::PayloadVec,
+            Op::Faults,
+            Op::Timeout,
+            Op::AgentLoss,
+        ],
+        cannot: &[
+            (Op::Spawn, "a cluster pool has no one-off spawn"),
+            (Op::Kernels, "the agents' workers are fixed when they start: no scaling curve"),
+            (Op::MemoryLimit, "a memory limit is set on the agents, not on the pool"),
+            (Op::Recycle, "recycling workers is set on the agents, not on the pool"),
+            (Op::Memory, "its workers are the agents' processes"),
+            (Op::Waits, "the agents' workers are fixed when they start: no pool of 16 or 64"),
+        ],
     },
     Backend {
         id: "rayon",
@@ -597,5 +648,10 @@ mod tests {
         assert!(procspawn.can(Op::Kernels, 1000).is_ok());
         assert_eq!(backend("sequential").unwrap().can(Op::Map, 1).unwrap_err(), "not supported");
         assert!(backend("std-thread").unwrap().can(Op::Spawn, 1).is_ok());
+        // Said without starting anything: the cluster starts only for what it can run.
+        let cluster = backend("cluster").unwrap();
+        assert_eq!(cluster.enabled(), cfg!(feature = "cluster"));
+        let why = if cluster.enabled() { "a cluster pool has no one-off spawn" } else { DISABLED };
+        assert_eq!(cluster.can(Op::Spawn, 1).unwrap_err(), why);
     }
 }

@@ -1,7 +1,7 @@
 //! The comparison report: what threads and processes cost on this machine.
 //!
-//! `cargo run --release -p taskpool-bench` measures taskpool's thread and process pools side
-//! by side with rayon, procspawn and Python's pools (when `python3` is installed), prints the
+//! `cargo run --release -p taskpool-bench` measures taskpool's thread, process and cluster
+//! pools side by side with rayon, procspawn and Python's pools (when `python3` is installed), prints the
 //! "multiprocessing vs multithreading" table, and writes Markdown, JSON and SVG charts under
 //! `target/taskpool-report/`. Run with `--help` for the options.
 
@@ -24,9 +24,10 @@ usage: taskpool-bench [--quick | --full] [--json] [--out DIR]
   --out DIR    write the files there instead of target/taskpool-report/
   --help       this text
 
-Columns: taskpool threads, taskpool processes, rayon, procspawn, Python threads
-(ThreadPoolExecutor) and Python processes (multiprocessing.Pool). Python columns need
-python3 on the PATH; without it they say so. Progress goes to stderr.";
+Columns: taskpool threads, taskpool processes, taskpool cluster (a nats-server and two
+agents on this machine), rayon, procspawn, Python threads (ThreadPoolExecutor) and Python
+processes (multiprocessing.Pool). The cluster column needs nats-server, the Python columns
+python3; without them they say so. Progress goes to stderr.";
 
 struct Options {
     mode: Mode,

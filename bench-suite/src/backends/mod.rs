@@ -4,6 +4,8 @@
 //! Which backends exist, which feature enables each and what each can run is listed in
 //! `columns.rs`; this module holds the adapters it points to.
 
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod pipe_floor;
 pub(crate) mod procspawn;
 pub(crate) mod python;
@@ -148,6 +150,14 @@ pub(crate) trait Running {
     fn writes(&self, n: usize) -> Result<Vec<u64>, String> {
         let _ = n;
         Err(unsupported("writes to a global"))
+    }
+
+    /// Submits a task, kills the agent (a machine's host of workers) that runs it, and waits
+    /// for the task's result from another agent, then for a no-op: what happened, in a few
+    /// words, and the time from submitting the task to the no-op's result. The agent is
+    /// replaced afterwards, off the clock.
+    fn agent_loss(&self) -> Result<(String, Duration), String> {
+        Err(unsupported("losing an agent"))
     }
 }
 

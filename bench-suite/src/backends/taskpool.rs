@@ -12,7 +12,7 @@ use crate::scenarios::{Fault, Kernel, KernelKind, Wait};
 use crate::tasks;
 
 /// A started taskpool pool.
-pub(crate) struct Taskpool<P>(P);
+pub(crate) struct Taskpool<P>(pub(crate) P);
 
 /// `started` as a running backend, or its error as text.
 pub(crate) fn boxed<P: Pool + 'static>(

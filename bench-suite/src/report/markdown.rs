@@ -489,8 +489,8 @@ mod tests {
         let header = doc.lines().find(|l| l.starts_with("| Measure |")).unwrap();
         assert_eq!(
             header,
-            "| Measure | taskpool threads | taskpool processes | rayon | procspawn | \
-             Python threads | Python processes | taskpool vs best peer |"
+            "| Measure | taskpool threads | taskpool processes | taskpool cluster | rayon | \
+             procspawn | Python threads | Python processes | taskpool vs best peer |"
         );
     }
 

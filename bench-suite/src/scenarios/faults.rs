@@ -8,6 +8,10 @@
 //! in threads cannot survive some of them, so it runs in a child copy of this binary (a
 //! probe), a pool of two, and the report shows how that child ended.
 //!
+//! A backend whose workers live on agents (other machines' worker hosts) has one more row:
+//! an agent killed while it runs a task, `min(repeats, 3)` times, timed from submitting the
+//! task to the next task's result (the task runs again on another agent).
+//!
 //! Criterion's isolation groups (`fault-segfault`, ...) time the same sequence on the
 //! process backends, on pools of one and two workers, plus `recycle`: a no-op on a pool
 //! whose workers each serve one task.
@@ -35,6 +39,8 @@ const BOMB_CAP_MIB: u64 = 2048;
 const MEMORY_LIMIT: u64 = 512 << 20;
 /// The workers of a pool that runs a fault in a probe: one can hang while the other serves.
 const PROBE_WORKERS: usize = 2;
+/// The most times the agent-loss row kills an agent: each costs an ack wait and a new agent.
+const AGENT_LOSS_REPEATS: usize = 3;
 
 /// A fault injected into one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -139,7 +145,7 @@ fn fault_then_next(pool: &dyn Running, fault: Fault, in_probe: bool) -> (String,
 /// Measures every fault on every column (the Python script's columns are left for it).
 pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     let prlimit = find_prlimit();
-    Fault::ALL
+    let mut rows: Vec<(RowId, Row)> = Fault::ALL
         .iter()
         .map(|&fault| {
             progress.say(format!("failure impact: {}", fault.label()));
@@ -161,7 +167,51 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
             }
             (id, row)
         })
-        .collect()
+        .collect();
+    rows.push(agent_loss_row(plan, progress));
+    rows
+}
+
+/// The agent-loss row, on the backends that have agents.
+fn agent_loss_row(plan: &Plan, progress: &Progress) -> (RowId, Row) {
+    progress.say("failure impact: an agent is killed while it runs a task".to_owned());
+    let id = RowId::AgentLoss;
+    let label = "an agent is killed while it runs a task";
+    let mut row = Row::new(&id.key(), label, Unit::Millis, Better::Lower);
+    for (column, chosen) in choose(Op::AgentLoss, 0) {
+        let cell = match chosen {
+            Err(why) => Cell::Skipped(why),
+            Ok(backend) => match backend.runs() {
+                Runs::Script(_) => continue,
+                Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
+                Runs::Here { .. } => agent_loss(backend, plan.repeats.min(AGENT_LOSS_REPEATS)),
+            },
+        };
+        row.cells.insert(column, cell);
+    }
+    (id, row)
+}
+
+/// Kills the agent of a running task, `repeats` times, on a fresh pool of one worker.
+fn agent_loss(backend: &Backend, repeats: usize) -> Cell {
+    let pool = match backend.start(&PoolSpec::workers(1)) {
+        Ok(pool) => pool,
+        Err(e) => return Cell::Skipped(format!("the pool did not start: {e}")),
+    };
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..repeats {
+        match pool.agent_loss() {
+            Ok((said, elapsed)) => {
+                times.push(elapsed.as_secs_f64() * 1e3);
+                text = said;
+            }
+            Err(e) => {
+                return Cell::Outcome { text: e, next_after_ms: None, survived: false };
+            }
+        }
+    }
+    Cell::Outcome { text, next_after_ms: Summary::of(times), survived: true }
 }
 
 /// Runs `fault` then a healthy task, `repeats` times, on a fresh pool of one worker.

@@ -65,6 +65,8 @@ pub(crate) enum RowId {
     WaitMemory(u64),
     /// Start-up of a pool of this many workers: what the waiting tasks need.
     WaitStartup(u64),
+    /// An agent killed while it runs a task.
+    AgentLoss,
 }
 
 impl RowId {
@@ -87,6 +89,7 @@ impl RowId {
             RowId::Wait(kind, workers) => format!("io_{}_{workers}", kind.name()),
             RowId::WaitMemory(workers) => format!("io_memory_{workers}"),
             RowId::WaitStartup(workers) => format!("io_startup_{workers}"),
+            RowId::AgentLoss => "agent_loss".into(),
         }
     }
 }
