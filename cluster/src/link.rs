@@ -109,10 +109,7 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            // Quick first retries (a server restart takes about a second), then once a second.
-            Duration::from_millis((50u64 << attempts.min(5)).min(1000))
-        });
+        .reconnect_delay_callback(reconnect_delay);
     if wait {
         options = options.retry_on_initial_connect();
     }
@@ -137,6 +134,16 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
         .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("server url {u:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     options.connect(addresses).await.map_err(|e| format!("cannot connect to {}: {e}", server.url))
+}
+
+/// How long to wait before connection attempt `attempts` (counted from 1 since the last
+/// success): none before the first, which the client makes through this too; then quick
+/// retries (a server restart takes about a second), then once a second.
+fn reconnect_delay(attempts: usize) -> Duration {
+    match attempts {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis((25u64 << (n - 1).min(6)).min(1000)),
+    }
 }
 
 /// The JetStream context of `client`: publishes are retried by the pool itself, so the
@@ -252,4 +259,18 @@ async fn consumer_of(
         tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
     }
     Err(format!("consumer {name}: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_attempt_is_at_once_and_retries_back_off_to_a_second() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(7), Duration::from_millis(1000));
+        assert_eq!(reconnect_delay(1000), Duration::from_millis(1000));
+    }
 }
