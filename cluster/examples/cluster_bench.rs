@@ -6,6 +6,8 @@
 //! - the floors, on the same server in the same run: a plain NATS request answered by
 //!   another connection, and a JetStream publish acknowledged after it is stored on disk (a
 //!   cluster task needs one of each, plus a delivery, at the least);
+//! - start-up: connect a new pool to the running cluster, up to its first no-op's result
+//!   (the agents are up already, as in a deployment);
 //! - no-op round trip: one `apply` at a time (target: at most 0.5 ms, half of the ~1 ms per
 //!   task that Dask documents for its scheduler);
 //! - 10,000 no-ops in flight: `submit` them all, then join (target: at least 20 k tasks/s);
@@ -155,6 +157,15 @@ fn main() -> Result<(), TaskError> {
         pool.apply(noop, i)?;
     }
     pool.map(noop, 0..100_000)?;
+
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let fresh = ClusterPool::with_config(ClusterConfig::new(cluster.url()))?;
+        fresh.apply(noop, 1)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    row("start-up: connect, first no-op", times, "ms", None);
 
     let n = if quick { 500 } else { 2000 };
     let trips: Vec<f64> = (0..n)
