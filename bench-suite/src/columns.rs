@@ -427,7 +427,7 @@ pub static BACKENDS: &[Backend] = &[
             (Op::MemoryLimit, "a memory limit is set on the agents, not on the pool"),
             (Op::Recycle, "recycling workers is set on the agents, not on the pool"),
             (Op::Memory, "its workers are the agents' processes"),
-            (Op::Waits, "the agents' workers are fixed when they start: no pool of 16 or 64"),
+            (Op::Waits, "the agents' workers are fixed when they start, not sized for each row"),
         ],
     },
     Backend {
