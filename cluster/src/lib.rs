@@ -49,6 +49,11 @@
 //! [`TaskError`] as on one machine (`Crashed` with the signal, `TimedOut`,
 //! `ResourceLimit`), and the agent serves on.
 //!
+//! # Tests and benchmarks
+//!
+//! [`local::Cluster`] starts a throwaway cluster on this machine: a `nats-server` on a free
+//! loopback port and agents that are the running program itself.
+//!
 //! # Trust
 //!
 //! A task names its function by an offset into the executable. Whoever can publish to the
