@@ -17,7 +17,9 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Serialize, Serializer};
 
-use crate::backends::{Runs, ScriptPool, pipe_floor, procspawn, rayon, sequential, std_thread};
+use crate::backends::{
+    Runs, ScriptPool, pipe_floor, procspawn, rayon, sequential, spin_floor, std_thread,
+};
 
 /// A column of the report: one pool implementation as the reader sees it.
 ///
@@ -501,10 +503,19 @@ pub static BACKENDS: &[Backend] = &[
     },
     Backend {
         id: "pipe-floor",
-        shows: Shows::Reference("raw pipe ping-pong"),
+        shows: Shows::Reference("blocking pipe floor"),
         feature: None,
         runs: Runs::Here { start: Some(pipe_floor::start), spawn: None },
         can: &[Op::RoundTrip, Op::Payload],
+        cannot: &[],
+        limits: None,
+    },
+    Backend {
+        id: "spin-floor",
+        shows: Shows::Reference("spinning shared-memory floor"),
+        feature: None,
+        runs: Runs::Here { start: Some(spin_floor::start), spawn: None },
+        can: &[Op::RoundTrip],
         cannot: &[],
         limits: None,
     },

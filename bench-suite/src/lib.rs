@@ -12,7 +12,7 @@
 //! - the statistics ([`Summary`], [`Samples`]) and the report writers ([`report`]).
 //!
 //! Any binary that uses the peers must call [`init`] first thing in `main`: procspawn, the
-//! pipe floor and the probes start their helper processes by re-running the binary.
+//! floors and the probes start their helper processes by re-running the binary.
 #![deny(unsafe_code)]
 
 mod backends;
@@ -43,6 +43,7 @@ pub struct ReadmeDoctests;
 /// process it never returns.
 pub fn init() {
     backends::pipe_floor::run_child_if_requested();
+    backends::spin_floor::run_child_if_requested();
     backends::procspawn::init();
     probe::init();
 }

@@ -11,13 +11,14 @@ pub(crate) mod procspawn;
 pub(crate) mod python;
 pub(crate) mod rayon;
 pub(crate) mod sequential;
+pub(crate) mod spin_floor;
 pub(crate) mod std_thread;
 #[allow(dead_code, reason = "used by the taskpool backends whose features are on")]
 pub(crate) mod taskpool;
 
 use std::fmt::Display;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -95,6 +96,14 @@ pub(crate) enum ScriptPool {
 pub(crate) trait Running {
     /// Submits one no-op task and waits for it.
     fn noop(&self) -> Result<(), String>;
+
+    /// One round trip of a no-op, timed: what the round-trip rows measure. A backend that
+    /// must prepare first (wake a peer that went to sleep) does so outside the time.
+    fn round_trip(&self) -> Result<Duration, String> {
+        let start = Instant::now();
+        self.noop()?;
+        Ok(start.elapsed())
+    }
 
     /// Submits `n` no-op tasks, then waits for all of them.
     fn in_flight(&self, n: usize) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Better, Cell, Column, Curve, Machine, Report, Row, Section, Unit};
+use super::{Better, Cell, Column, Curve, Machine, Reference, Report, Row, Section, Unit};
 use crate::scenarios::Shares;
 use crate::stats::Summary;
 
@@ -38,7 +38,10 @@ pub(super) fn report() -> Report {
             (Column::PYTHON_THREADS, Cell::Skipped("python3 not found".into())),
         ],
     );
-    round_trip.reference = Some(("pipe floor".into(), Summary::single(12.2)));
+    round_trip.references = vec![
+        Reference::new("pipe floor", Summary::single(12.2)),
+        Reference::new("spin floor", Summary::single(0.5)),
+    ];
     let overhead = Section {
         title: "Overhead per task".into(),
         rows: vec![

@@ -185,7 +185,7 @@ fn table_line(cells: &[String]) -> String {
 }
 
 /// The label with what its values measure and which way is better (if it has values), and
-/// the reference if any: "Round trip (time, lower is better; pipe floor: 12.2 µs)".
+/// the references if any: "Round trip (time, lower is better; pipe floor: 12.2 µs)".
 fn row_label(row: &Row) -> String {
     let dimension = match row.unit {
         Unit::Micros | Unit::Millis => "time",
@@ -202,8 +202,9 @@ fn row_label(row: &Row) -> String {
     if row.cells.values().any(|c| matches!(c, Cell::Value(_))) {
         notes.push(format!("{dimension}, {direction}"));
     }
-    if let Some((name, value)) = &row.reference {
-        notes.push(format!("{}: {}", escape(name), quantity(value.median, row.unit)));
+    for reference in &row.references {
+        let value = quantity(reference.value.median, row.unit);
+        notes.push(format!("{}: {value}", escape(&reference.name)));
     }
     let label = escape(&row.label);
     if notes.is_empty() { label } else { format!("{label} ({})", notes.join("; ")) }
@@ -258,7 +259,7 @@ fn cell(row: &Row, column: Column) -> String {
 
 /// The last column: each of our backends against the best peer of its kind (threads against
 /// thread pools, processes against process pools), and our process backends against the
-/// row's reference (a floor between processes).
+/// row's references (floors between processes).
 fn comparison(row: &Row) -> String {
     let mut parts = Vec::new();
     for column in Column::ALL.iter().copied().filter(|c| c.is_ours()) {
@@ -279,14 +280,19 @@ fn comparison(row: &Row) -> String {
         }
     }
     for column in Column::ALL.iter().copied().filter(|c| c.is_ours() && c.is_processes()) {
-        if let (Some((name, reference)), Some(Cell::Value(ours))) =
-            (&row.reference, row.cells.get(&column))
-        {
-            let times = ours.median / reference.median;
-            if reference.median > 0.0 && times.is_finite() && times > 0.0 {
-                let who = column.short();
-                parts.push(format!("{who} {} the {}", ratio(times), escape(name)));
-            }
+        let Some(Cell::Value(ours)) = row.cells.get(&column) else { continue };
+        let floors: Vec<String> = row
+            .references
+            .iter()
+            .filter(|r| r.value.median > 0.0)
+            .filter_map(|r| {
+                let times = ours.median / r.value.median;
+                (times.is_finite() && times > 0.0)
+                    .then(|| format!("{} the {}", ratio(times), escape(&r.name)))
+            })
+            .collect();
+        if !floors.is_empty() {
+            parts.push(format!("{} {}", column.short(), floors.join(", ")));
         }
     }
     if parts.is_empty() { "—".to_owned() } else { parts.join("; ") }
@@ -405,7 +411,7 @@ mod tests {
         assert_eq!(
             last("Round trip, empty task"),
             "threads 1.4× better than rayon; processes 3.1× better than procspawn; \
-             processes 1.6× the pipe floor"
+             processes 1.6× the pipe floor, 39× the spin floor"
         );
         // Higher is better: 1.874 / 1.9 = 0.986 is on par.
         assert!(
@@ -429,10 +435,14 @@ mod tests {
     }
 
     #[test]
-    fn the_label_shows_unit_direction_and_reference() {
+    fn the_label_shows_unit_direction_and_references() {
         let doc = markdown(&fixture::report());
         let label = cells_of(&line_of(&doc, "Round trip, empty task"))[0].clone();
-        assert_eq!(label, "Round trip, empty task (time, lower is better; pipe floor: 12.2 µs)");
+        assert_eq!(
+            label,
+            "Round trip, empty task (time, lower is better; pipe floor: 12.2 µs; \
+             spin floor: 500 ns)"
+        );
         let label = cells_of(&line_of(&doc, "Empty tasks, 1000 in flight"))[0].clone();
         assert_eq!(label, "Empty tasks, 1000 in flight (per second, higher is better)");
         // A row of outcomes has no unit to show.

@@ -81,8 +81,25 @@ pub struct Row {
     pub better: Better,
     /// The cells, by column; a missing column is shown as "—".
     pub cells: BTreeMap<Column, Cell>,
-    /// A reference value that is not a peer, such as the raw pipe ping-pong floor, with its name.
-    pub reference: Option<(String, Summary)>,
+    /// Reference values that are not peers, such as the blocking and the spinning raw
+    /// ping-pong floors, each with its name.
+    pub references: Vec<Reference>,
+}
+
+/// A row's reference: a measured value that is not a pool, such as a floor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reference {
+    /// Its name, such as "blocking floor".
+    pub name: String,
+    /// What was measured.
+    pub value: Summary,
+}
+
+impl Reference {
+    /// A reference called `name` that measured `value`.
+    pub fn new(name: &str, value: Summary) -> Reference {
+        Reference { name: name.to_owned(), value }
+    }
 }
 
 impl Row {
@@ -94,7 +111,7 @@ impl Row {
             unit,
             better,
             cells: BTreeMap::new(),
-            reference: None,
+            references: Vec::new(),
         }
     }
 

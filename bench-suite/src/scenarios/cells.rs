@@ -56,7 +56,8 @@ mod tests {
     #[test]
     fn references_join_the_rows_they_can_run() {
         let names = |op| references(op, 8).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        assert_eq!(names(Op::RoundTrip), ["raw pipe ping-pong"]);
+        assert_eq!(names(Op::RoundTrip), ["blocking pipe floor", "spinning shared-memory floor"]);
+        assert_eq!(names(Op::Payload), ["blocking pipe floor"]);
         assert_eq!(names(Op::Kernels), ["sequential"]);
         assert!(names(Op::Startup).is_empty());
     }

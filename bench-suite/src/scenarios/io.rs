@@ -35,7 +35,7 @@ use super::{Plan, Progress, RowId};
 use crate::backends::{PoolSpec, Pools, Runs};
 use crate::columns::{Column, DISABLED, Op, backend};
 use crate::probe::{self, ProbeEnd, ProbeResult};
-use crate::report::{Better, Cell, Row, Unit};
+use crate::report::{Better, Cell, Reference, Row, Unit};
 use crate::slow_service;
 use crate::stats::Summary;
 use crate::tasks;
@@ -217,7 +217,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Io {
             progress.say(format!("I/O-bound: {} on pools of {workers}", scenario.name));
             let (id, mut row) = scenario.row_at(plan, &pools, workers * TASKS_PER_WORKER);
             let name = format!("ideal, {workers} workers ÷ 10 ms");
-            row.reference = Some((name, Summary::single(ideal(workers))));
+            row.references.push(Reference::new(&name, Summary::single(ideal(workers))));
             throughput.push((id, row));
         }
     }

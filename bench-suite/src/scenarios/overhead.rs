@@ -13,7 +13,9 @@
 //!
 //! N is the plan's worker count (the CPUs); pools are shared by the scenarios of a run
 //! (start-up builds its own). Every backend of `columns.rs` that can run a scenario runs it;
-//! the raw pipe ping-pong is the floor of the round trips.
+//! two raw ping-pongs between two processes are the floors of the round trips: a blocking
+//! one over pipes (both sides sleep in `read`, two wake-ups per round trip) and a spinning
+//! one through a shared page (no system call, no wake-up).
 
 use std::hint::black_box;
 
@@ -165,7 +167,7 @@ fn spawn(setup: &Setup<'_>) -> Result<Iteration, String> {
 
 fn round_trip(setup: &Setup<'_>) -> Result<Iteration, String> {
     let pool = setup.pool()?;
-    Ok(Box::new(move || timed(|| pool.noop())))
+    Ok(Box::new(move || pool.round_trip()))
 }
 
 fn in_flight(setup: &Setup<'_>) -> Result<Iteration, String> {

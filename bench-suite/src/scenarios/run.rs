@@ -52,6 +52,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let mut notes = vec![
         "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
         "The one-off spawn row's rayon column is std::thread::spawn (rayon has no one-off spawn with a handle).".to_owned(),
+        "Two floors, measured in the same run: the blocking pipe floor is a raw 8-byte ping-pong over two pipes between two processes, each asleep in read(2) until the other writes (two wake-ups per round trip, so it moves with the machine's wake-up latency); the spinning shared-memory floor is a ping-pong through one shared page that both processes spin on (no system call and no wake-up: the cost of moving cache lines between CPUs). A round trip between processes costs at least the spinning floor, and about the blocking one when both sides sleep.".to_owned(),
         "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
         "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),

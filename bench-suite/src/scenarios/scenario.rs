@@ -11,7 +11,7 @@ use super::suite::{Case, Count, Group, Iteration, Settings};
 use super::{Plan, RowId, micros};
 use crate::backends::{PoolSpec, Pools, Running, Runs};
 use crate::columns::{Backend, DISABLED, Op};
-use crate::report::{Better, Cell, Row, Unit};
+use crate::report::{Better, Cell, Reference, Row, Unit};
 use crate::stats::{Summary, Variant, interleave};
 
 /// One scenario: what one iteration does on a backend, its sizes and how it is repeated.
@@ -154,8 +154,8 @@ pub(crate) fn sampled(
     })
 }
 
-/// Puts interleaved results into `row`: a column's result as its cell, a reference's as the
-/// row's reference.
+/// Puts interleaved results into `row`: a column's result as its cell, a reference's among
+/// the row's references (in the order of `columns.rs`).
 pub(crate) fn fill(row: &mut Row, results: Vec<(Target, Result<Summary, String>)>) {
     for (target, result) in results {
         match target {
@@ -168,7 +168,7 @@ pub(crate) fn fill(row: &mut Row, results: Vec<(Target, Result<Summary, String>)
             }
             Target::Reference(name) => {
                 if let Ok(summary) = result {
-                    row.reference = Some((name.to_owned(), summary));
+                    row.references.push(Reference::new(name, summary));
                 }
             }
         }

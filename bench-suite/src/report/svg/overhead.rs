@@ -1,7 +1,7 @@
 //! The overhead chart: what a pool costs per start-up, round trip and spawn, as horizontal
 //! bars on a log time axis (the values span microseconds to many milliseconds), one group per
-//! row and one bar per column, with min–max whiskers, value labels and the row's reference
-//! (such as the raw pipe floor) as a dashed line.
+//! row and one bar per column, with min–max whiskers, value labels and the row's references
+//! (such as the blocking and the spinning floor) as dashed lines.
 
 use super::{
     Area, CHAR_WIDTH, MIN_HEIGHT, PLOT_TOP, Scale, Svg, WIDTH, color, escape, machine_cpus,
@@ -28,7 +28,7 @@ const PITCH: f64 = 24.0;
 /// The height of a group's heading, above its bars.
 const GROUP_HEADING: f64 = 30.0;
 
-/// The height of the reference's label line, under the bars.
+/// The height of a reference's label line, under the bars.
 const REFERENCE_LABEL: f64 = 18.0;
 
 /// The space after a group.
@@ -37,7 +37,7 @@ const GROUP_GAP: f64 = 14.0;
 /// The overhead chart: time per start-up, round trip or spawn for each column, as horizontal
 /// bars on a log scale, one group per row keyed `round_trip`, `startup` or `spawn` (or,
 /// without such rows, per row measured in time), with min–max whiskers and the row's
-/// reference as a dashed line. Values that are not positive and finite cannot sit on a log
+/// references as dashed lines. Values that are not positive and finite cannot sit on a log
 /// axis and are left out; with none left the chart says "no data".
 pub fn overhead_chart(report: &Report) -> String {
     let groups = groups(report);
@@ -49,7 +49,7 @@ pub fn overhead_chart(report: &Report) -> String {
     let plot = Area { left: 170.0, right: WIDTH - 90.0, top: PLOT_TOP, bottom: axis_y };
     let mut svg = Svg::new(WIDTH, height, TITLE);
     let subtitle = format!(
-        "{} · bar: median · whisker: min to max over repeats · dashed: reference",
+        "{} · bar: median · whisker: min to max over repeats · dashed: references",
         machine_cpus(report)
     );
     svg.heading(TITLE, &subtitle);
@@ -69,8 +69,8 @@ pub fn overhead_chart(report: &Report) -> String {
 struct Group {
     label: String,
     bars: Vec<Bar>,
-    /// The reference's name and value.
-    reference: Option<(String, f64)>,
+    /// The references' names and values.
+    references: Vec<(String, f64)>,
 }
 
 /// One bar: a column's median, min and max, in microseconds.
@@ -114,19 +114,22 @@ impl Group {
         if bars.is_empty() {
             return None;
         }
-        let reference =
-            row.reference.as_ref().and_then(|(name, s)| Some((name.clone(), micros(s.median)?)));
-        Some(Group { label: row.label.clone(), bars, reference })
+        let references = row
+            .references
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), micros(r.value.median)?)))
+            .collect();
+        Some(Group { label: row.label.clone(), bars, references })
     }
 
     /// The group's height in pixels, heading and gap included.
     fn height(&self) -> f64 {
-        let reference = if self.reference.is_some() { REFERENCE_LABEL } else { 0.0 };
-        GROUP_HEADING + PITCH * self.bars.len() as f64 + reference + GROUP_GAP
+        let references = REFERENCE_LABEL * self.references.len() as f64;
+        GROUP_HEADING + PITCH * self.bars.len() as f64 + references + GROUP_GAP
     }
 
     /// Draws the bars from `top`, starting at `left`: column labels, bars, whiskers, the
-    /// reference line, then the value labels, last so that nothing is drawn over them.
+    /// reference lines, then the value labels, last so that nothing is drawn over them.
     fn draw(&self, svg: &mut Svg, x: &Scale, left: f64, top: f64) {
         let mut labels = Vec::new();
         for (index, bar) in self.bars.iter().enumerate() {
@@ -158,10 +161,14 @@ impl Group {
             }
             labels.push((label_x + 6.0, mid + 4.5, shown));
         }
-        if let Some((name, value)) = &self.reference {
+        for (index, (name, value)) in self.references.iter().enumerate() {
             let rx = x.at(*value);
-            let label_y = top + PITCH * self.bars.len() as f64 - (PITCH - BAR) + 16.0;
-            let style = "stroke=\"#222\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"";
+            let label_y = top + PITCH * self.bars.len() as f64 - (PITCH - BAR)
+                + 16.0
+                + REFERENCE_LABEL * index as f64;
+            let dashes = ["4 3", "1 3", "8 3 2 3"][index % 3];
+            let style =
+                format!("stroke=\"#222\" stroke-width=\"1.5\" stroke-dasharray=\"{dashes}\"");
             svg.line(rx, top - 4.0, rx, label_y - 10.0, &format!("class=\"reference\" {style}"));
             let text = format!("{name}: {}", quantity(*value, Unit::Micros));
             let width = text.chars().count() as f64 * 12.0 * CHAR_WIDTH;
@@ -190,7 +197,7 @@ impl Group {
 fn log_axis(svg: &mut Svg, groups: &[Group], plot: &Area) -> Scale {
     let values = groups.iter().flat_map(|g| {
         let bars = g.bars.iter().flat_map(|b| [b.median, b.min, b.max]);
-        bars.chain(g.reference.as_ref().map(|r| r.1))
+        bars.chain(g.references.iter().map(|r| r.1))
     });
     let (mut lo, mut hi) = (f64::MAX, f64::MIN_POSITIVE);
     for value in values.filter(|v| v.is_finite() && *v > 0.0) {
@@ -240,7 +247,7 @@ fn decade_label(decade: i32) -> String {
 mod tests {
     use super::super::well_formed::{assert_valid, texts};
     use super::*;
-    use crate::report::{Better, Section, fixture};
+    use crate::report::{Better, Reference, Section, fixture};
     use crate::stats::Summary;
 
     #[test]
@@ -276,12 +283,13 @@ mod tests {
     }
 
     #[test]
-    fn the_reference_is_a_line_with_a_label_on_a_log_axis() {
+    fn each_reference_is_a_line_with_a_label_on_a_log_axis() {
         let svg = overhead_chart(&fixture::report());
-        assert_eq!(svg.matches("class=\"reference\"").count(), 1);
+        assert_eq!(svg.matches("class=\"reference\"").count(), 2);
         let texts = texts(&svg);
         assert!(texts.contains(&"pipe floor: 12.2 µs"), "{texts:?}");
-        for decade in ["1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms"] {
+        assert!(texts.contains(&"spin floor: 500 ns"), "{texts:?}");
+        for decade in ["100 ns", "1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms"] {
             assert!(texts.contains(&decade), "no decade {decade:?} in {texts:?}");
         }
         assert!(texts.contains(&"time (log scale)"));
@@ -318,7 +326,7 @@ mod tests {
         row.cells.insert(Column::PROCSPAWN, Cell::Value(Summary::single(1e300)));
         row.cells.insert(Column::PYTHON_THREADS, Cell::Value(Summary::single(f64::NAN)));
         row.cells.insert(Column::PROCSPAWN, Cell::Value(Summary::single(1e307)));
-        row.reference = Some(("floor".into(), Summary::single(-3.0)));
+        row.references = vec![Reference::new("floor", Summary::single(-3.0))];
         let mut report = fixture::report();
         report.sections = vec![Section { title: "odd".into(), rows: vec![row] }];
         let svg = overhead_chart(&report);
