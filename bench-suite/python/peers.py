@@ -121,6 +121,7 @@ import gc
 import json
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
 import platform
 import queue
@@ -172,6 +173,45 @@ MEMORY_FAULT_WAIT_S = 60.0  # the guarded allocation always ends; touching 2 GiB
 
 def log(message):
     print("peers: " + message, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Progress lines for the caller's progress bar: ``peers: progress FRACTION TEXT``, the
+    fraction of the whole run done (0 to 1), each scenario weighted by its usual share of
+    the time."""
+
+    WEIGHTS = {"startup": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3, "payload": 1,
+               "cpu": 8, "io": 6, "memory": 2, "faults": 8}
+
+    def __init__(self):
+        self.scenarios = []
+        self.current = None
+        self.quiet = False  # in a child interpreter: its parent reports the progress
+        self.reported = 0.0  # the bar never moves back (a scenario may interleave in rounds)
+
+    def plan(self, scenarios):
+        self.scenarios = [s for s in scenarios if s in self.WEIGHTS]
+
+    def enter(self, scenario):
+        self.current = scenario
+        self.report(0.0, scenario)
+
+    def report(self, inner, text):
+        """`inner`: the fraction of the current scenario done."""
+        if self.quiet:
+            return
+        total = sum(self.WEIGHTS[s] for s in self.scenarios) or 1
+        done = 0.0
+        for name in self.scenarios:
+            if name == self.current:
+                done += self.WEIGHTS[name] * min(max(inner, 0.0), 1.0)
+                break
+            done += self.WEIGHTS[name]
+        self.reported = max(self.reported, done / total)
+        log("progress %.4f %s" % (self.reported, text))
+
+
+PROGRESS = Progress()
 
 
 now = time.perf_counter
@@ -495,6 +535,7 @@ class MpPool(PoolFacade):
             raise Hung() from None
 
     def map(self, fn, items, chunksize, timeout):
+        """chunksize None: Pool.map's default, ceil(len / (4 * workers))."""
         try:
             return self.pool.map_async(fn, items, chunksize).get(timeout)
         except multiprocessing.TimeoutError:
@@ -509,6 +550,18 @@ class MpPool(PoolFacade):
 
     def _force(self):
         self.pool.terminate()
+
+
+class MpThreadPool(MpPool):
+    """multiprocessing.pool.ThreadPool: Pool's API (and its chunked map) on threads."""
+    name = "mp_thread_pool"
+
+    def __init__(self, workers):
+        PoolFacade.__init__(self, workers)
+        self.pool = multiprocessing.pool.ThreadPool(workers)
+
+    def processes(self):
+        return []
 
 
 class ExecutorFacade(PoolFacade):
@@ -528,8 +581,10 @@ class ExecutorFacade(PoolFacade):
             raise Hung() from None
 
     def map(self, fn, items, chunksize, timeout):
+        """chunksize None: the executor's default (1)."""
+        kwargs = {} if chunksize is None else {"chunksize": chunksize}
         try:
-            return list(self.ex.map(fn, items, timeout=timeout, chunksize=chunksize))
+            return list(self.ex.map(fn, items, timeout=timeout, **kwargs))
         except cf.TimeoutError:
             raise Hung() from None
 
@@ -575,7 +630,7 @@ class ThreadExecutor(ExecutorFacade):
         return list(self.ex._threads)
 
 
-FACADES = {cls.name: cls for cls in (MpPool, ProcessExecutor, ThreadExecutor)}
+FACADES = {cls.name: cls for cls in (MpPool, ProcessExecutor, ThreadExecutor, MpThreadPool)}
 
 
 def make_pool(variant, workers):
@@ -589,7 +644,8 @@ def warm_up(pool, workers, hold_s=0.05, timeout=BENCH_WAIT_S):
 
 
 class WarmPools:
-    """One warm pool per variant, made on first use, all torn down on exit."""
+    """One warm pool per variant and worker count, made on first use and kept for every
+    scenario after it (as a program keeps its pool), all torn down on exit."""
 
     def __init__(self, workers):
         self.workers = workers
@@ -598,12 +654,13 @@ class WarmPools:
     def __enter__(self):
         return self
 
-    def get(self, variant):
-        if variant not in self.pools:
-            pool = make_pool(variant, self.workers)
-            self.pools[variant] = pool
-            warm_up(pool, self.workers)
-        return self.pools[variant]
+    def get(self, variant, workers=None):
+        key = (variant, self.workers if workers is None else workers)
+        if key not in self.pools:
+            pool = make_pool(variant, key[1])
+            self.pools[key] = pool
+            warm_up(pool, key[1])
+        return self.pools[key]
 
     def __exit__(self, exc_type, exc, tb):
         for pool in self.pools.values():
@@ -629,6 +686,14 @@ class Config:
         self.map_items = int(merged["map_items"])
         if self.quick:
             self.map_items = min(self.map_items, 10000)
+        # Maps that send one item per message cost the same per item at any length: they run
+        # on fewer items, so that they do not take most of the run.
+        self.per_item_map_items = min(self.map_items, int(merged.get(
+            "per_item_map_items", 2000 if self.quick else 10000)))
+        self.burst_items = int(merged.get("burst_items", 20000 if self.quick else 100000))
+        self.cpu_variants = [v for v in merged.get("cpu_variants", self.variants)
+                             if v in self.variants]
+        self.pools = None  # the kept pools, set while the suite runs
         self.payload_bytes = [int(b) for b in merged["payload_bytes"]]
         self.cpu = list(merged["cpu"])
         self.fault_timeout_s = float(merged["fault_timeout_s"])
@@ -648,8 +713,10 @@ class Config:
 
     def effective(self):
         keys = ("workers", "repeats", "quick", "scenarios", "variants", "in_flight_tasks",
-                "map_items", "payload_bytes", "round_trips", "payload_round_trips",
-                "cpu_repeats", "memory_repeats", "fault_timeout_s", "fault_alloc_mib")
+                "map_items", "per_item_map_items", "burst_items", "payload_bytes",
+                "round_trips", "payload_round_trips",
+                "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
+                "fault_alloc_mib")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -672,16 +739,23 @@ def interleaved(cfg, scenario, measure, keys=None, repeats=None):
     repeats = cfg.repeats if repeats is None else repeats
     samples = {k: [] for k in keys}
     failed = {}
+    steps, step = repeats * len(keys), 0
     for r in range(repeats):
         for key in keys:
+            step += 1
             if key in failed:
                 continue
-            log("%s %s repeat %d/%d" % (scenario, key, r + 1, repeats))
+            PROGRESS.report((step - 1) / steps, "%s %s, repeat %d of %d"
+                            % (scenario, key_name(key), r + 1, repeats))
             try:
                 samples[key].append(measure(key))
             except Exception as exc:
                 failed[key] = record_error(scenario, key, exc)
     return samples, failed
+
+
+def key_name(key):
+    return " ".join(str(part) for part in key) if isinstance(key, tuple) else str(key)
 
 
 def column(samples, key):
@@ -739,13 +813,13 @@ def timed_round_trips(pool, n, fn, *args):
 
 def scenario_round_trip(cfg):
     n = cfg.round_trips
-    with WarmPools(cfg.workers) as pools:
-        def measure(variant):
-            times = timed_round_trips(pools.get(variant), n, noop)
-            times.sort()
-            return {"median": statistics.median(times) * 1e6, "p99": quantile(times, 0.99) * 1e6}
 
-        samples, failed = interleaved(cfg, "round_trip", measure)
+    def measure(variant):
+        times = timed_round_trips(cfg.pools.get(variant), n, noop)
+        times.sort()
+        return {"median": statistics.median(times) * 1e6, "p99": quantile(times, 0.99) * 1e6}
+
+    samples, failed = interleaved(cfg, "round_trip", measure)
     return cells(samples, failed, lambda v, s: dict(
         summary(column(s, "median"), "us"), tasks_per_repeat=n,
         p99=summary(column(s, "p99"), "us")))
@@ -753,80 +827,84 @@ def scenario_round_trip(cfg):
 
 def scenario_in_flight(cfg):
     n = cfg.in_flight_tasks
-    with WarmPools(cfg.workers) as pools:
-        def measure(variant):
-            pool = pools.get(variant)
-            start = now()
-            handles = [pool.submit(noop) for _ in range(n)]
-            submitted = now()
-            deadline = start + BENCH_WAIT_S
-            for h in handles:
-                pool.result(h, max(0.0, deadline - now()))
-            elapsed = now() - start
-            return {"rate": n / elapsed, "submit": (submitted - start) / n * 1e6}
 
-        samples, failed = interleaved(cfg, "in_flight", measure)
+    def measure(variant):
+        pool = cfg.pools.get(variant)
+        start = now()
+        handles = [pool.submit(noop) for _ in range(n)]
+        submitted = now()
+        deadline = start + BENCH_WAIT_S
+        for h in handles:
+            pool.result(h, max(0.0, deadline - now()))
+        elapsed = now() - start
+        return {"rate": n / elapsed, "submit": (submitted - start) / n * 1e6}
+
+    samples, failed = interleaved(cfg, "in_flight", measure)
     return cells(samples, failed, lambda v, s: dict(
         summary(column(s, "rate"), "tasks_per_s"), tasks=n,
         submit_us_per_task=summary(column(s, "submit"), "us")))
 
 
-def map_runs(variant, n, workers):
-    """(key, chunksize argument, effective chunksize, is the API's default) per map run."""
-    mp_default = max(1, math.ceil(n / (4 * workers)))
-    if variant == "mp_pool":
-        return [("chunksize_1", 1, 1, False),
-                ("chunksize_mp_default", None, mp_default, True)]
-    if variant == "process_executor":
-        return [("chunksize_1", 1, 1, True),
-                ("chunksize_mp_default", mp_default, mp_default, False)]
-    return [("chunksize_1", 1, 1, True)]  # ThreadPoolExecutor.map ignores chunksize
+def map_runs(cfg):
+    """Every way of mapping measured, as (key, variant, call, chunksize argument, effective
+    chunksize, items, is the API's default, follows the docs' advice): each pool's default,
+    and the chunk size the docs recommend where the default is one item per message."""
+    n, few, workers = cfg.map_items, cfg.per_item_map_items, cfg.workers
+    chunks = max(1, math.ceil(n / (4 * workers)))
+    runs = [
+        ("pool_map", "mp_pool", "Pool.map(f, items)", None, chunks, n, True, True),
+        ("executor_map_chunksize_1", "process_executor", "ProcessPoolExecutor.map(f, items)",
+         None, 1, few, True, False),
+        ("executor_map_chunksize_large", "process_executor",
+         "ProcessPoolExecutor.map(f, items, chunksize=%d)" % chunks, chunks, chunks, n, False,
+         True),
+        ("thread_executor_map", "thread_executor", "ThreadPoolExecutor.map(f, items)", None, 1,
+         few, True, True),
+        ("thread_pool_map", "mp_thread_pool", "multiprocessing.pool.ThreadPool.map(f, items)",
+         None, chunks, n, True, True),
+    ]
+    return [r for r in runs if r[1] in cfg.variants or r[1] == "mp_thread_pool"]
 
 
 def scenario_map_noop(cfg):
-    n = cfg.map_items
-    items = range(n)
-    with WarmPools(cfg.workers) as pools:
-        def measure(variant):
-            pool = pools.get(variant)
-            rates = {}
-            for key, arg, _, _ in map_runs(variant, n, cfg.workers):
-                start = now()
-                got = pool.map(noop, items, arg, BENCH_WAIT_S)
-                rates[key] = n / (now() - start)
-                if len(got) != n:
-                    raise RuntimeError("map returned %d results for %d items" % (len(got), n))
-            return rates
+    runs = map_runs(cfg)
 
-        samples, failed = interleaved(cfg, "map_noop", measure)
+    def measure(key):
+        _, variant, _, arg, _, n, _, _ = next(r for r in runs if r[0] == key)
+        pool = cfg.pools.get(variant)
+        start = now()
+        got = pool.map(noop, range(n), arg, BENCH_WAIT_S)
+        rate = n / (now() - start)
+        if len(got) != n:
+            raise RuntimeError("map returned %d results for %d items" % (len(got), n))
+        return rate
 
-    def build(variant, s):
-        runs = {}
-        for key, _, effective, is_default in map_runs(variant, n, cfg.workers):
-            runs[key] = dict(summary(column(s, key), "items_per_s"), chunksize=effective,
-                             is_default=is_default)
-        cell = {"items": n, "runs": runs}
-        if variant == "thread_executor":
-            cell["note"] = "ThreadPoolExecutor.map ignores chunksize: one future per item"
-        return cell
-
-    return cells(samples, failed, build)
+    samples, failed = interleaved(cfg, "map_noop", measure, keys=[r[0] for r in runs])
+    out = {}
+    for key, variant, call, _, effective, n, is_default, advised in runs:
+        if key in failed:
+            run = {"error": failed[key], "completed_repeats": len(samples[key])}
+        else:
+            run = dict(summary(samples[key], "items_per_s"), call=call, chunksize=effective,
+                       items=n, is_default=is_default, follows_docs=advised)
+        out.setdefault(variant, {"runs": {}})["runs"][key] = run
+    return out
 
 
 def scenario_payload(cfg):
     k = cfg.payload_round_trips
     blobs = {size: b"\x5a" * size for size in cfg.payload_bytes}
-    with WarmPools(cfg.workers) as pools:
-        def measure(variant):
-            pool = pools.get(variant)
-            out = {}
-            for size, blob in blobs.items():
-                if pool.result(pool.submit(echo, blob), BENCH_WAIT_S) != blob:
-                    raise RuntimeError("payload of %d bytes came back altered" % size)
-                out[size] = statistics.median(timed_round_trips(pool, k, echo, blob)) * 1e6
-            return out
 
-        samples, failed = interleaved(cfg, "payload", measure)
+    def measure(variant):
+        pool = cfg.pools.get(variant)
+        out = {}
+        for size, blob in blobs.items():
+            if pool.result(pool.submit(echo, blob), BENCH_WAIT_S) != blob:
+                raise RuntimeError("payload of %d bytes came back altered" % size)
+            out[size] = statistics.median(timed_round_trips(pool, k, echo, blob)) * 1e6
+        return out
+
+    samples, failed = interleaved(cfg, "payload", measure)
 
     def build(variant, s):
         sizes = {}
@@ -856,7 +934,11 @@ def cpu_entry(cfg, entry, label):
     """Measure one cpu entry; returns ({"sequential": cell}, {variant: cell})."""
     jobs = cpu_jobs(entry)
     counts = list(range(1, cfg.workers + 1)) + [2 * cfg.workers]
-    keys = ["sequential"] + [(v, w) for w in counts for v in cfg.variants]
+    variants = cfg.cpu_variants
+    keys = ["sequential"] + [(v, w) for w in counts for v in variants]
+    burst = bool(entry.get("after_burst"))
+    if burst:
+        keys += [(v, "after_burst") for v in variants]
     totals = {}
 
     def measure(key):
@@ -865,12 +947,17 @@ def cpu_entry(cfg, entry, label):
             total = sum(run_kernel(job) for job in jobs)
             wall = now() - start
         else:
+            # Pools are kept across samples, scenarios and kernels, as a program keeps its
+            # pool; each API's default chunks.
             variant, workers = key
-            with make_pool(variant, workers) as pool:
-                warm_up(pool, workers)
-                start = now()
-                results = pool.map(run_kernel, jobs, 1, BENCH_WAIT_S)
-                wall = now() - start
+            if workers == "after_burst":
+                pool = cfg.pools.get(variant)
+                pool.map(noop, range(cfg.burst_items), None, BENCH_WAIT_S)
+            else:
+                pool = cfg.pools.get(variant, workers)
+            start = now()
+            results = pool.map(run_kernel, jobs, None, BENCH_WAIT_S)
+            wall = now() - start
             total = sum(results)
         totals.setdefault(key, set()).add(total)
         return wall
@@ -887,7 +974,7 @@ def cpu_entry(cfg, entry, label):
         seq_median = seq["median_s"]
         seq.update(total=min(expected), agree=len(everything) == 1)
     by_variant = {}
-    for variant in cfg.variants:
+    for variant in variants:
         by_workers = {}
         for workers in counts:
             key = (variant, workers)
@@ -903,12 +990,22 @@ def cpu_entry(cfg, entry, label):
         got = set().union(*(totals.get((variant, w), set()) for w in counts))
         by_variant[variant] = dict(about, by_workers=by_workers, totals=sorted(got),
                                    agree=bool(got) and got == expected)
+        key = (variant, "after_burst")
+        if burst and key in failed:
+            by_variant[variant]["after_burst"] = {"error": failed[key]}
+        elif burst:
+            stat = summary(samples[key], "s")
+            speedup = seq_median / stat["median_s"] if seq_median and stat["median_s"] else None
+            by_variant[variant]["after_burst"] = dict(
+                stat, workers=cfg.workers, burst_items=cfg.burst_items,
+                speedup_vs_sequential=sig(speedup) if speedup else None,
+                speedup_samples=[sig(seq_median / x) for x in samples[key] if seq_median and x])
     return seq, by_variant
 
 
 def scenario_cpu(cfg):
     out = {"sequential": {}}
-    for v in cfg.variants:
+    for v in cfg.cpu_variants:
         out[v] = {}
     for index, entry in enumerate(cfg.cpu):
         label = "%s-%d" % (entry.get("kernel"), index) if isinstance(entry, dict) else str(index)
@@ -917,7 +1014,7 @@ def scenario_cpu(cfg):
             seq, by_variant = cpu_entry(cfg, entry, label)
         except Exception as exc:  # a malformed entry
             message = record_error("cpu", label, exc)
-            seq, by_variant = {"error": message}, {v: {"error": message} for v in cfg.variants}
+            seq, by_variant = {"error": message}, {v: {"error": message} for v in cfg.cpu_variants}
         out["sequential"][label] = seq
         for variant, cell in by_variant.items():
             out[variant][label] = cell
@@ -1091,21 +1188,57 @@ def scenario_memory(cfg):
 
 def memory_child_main(raw):
     """--memory-child: measure_memory() in this fresh interpreter, print JSON."""
+    PROGRESS.quiet = True
     result = measure_memory(Config(json.loads(raw)), fresh=True)
     print(json.dumps({"result": result, "errors": ERRORS}))
     return 0
+
+
+def descendants(pid):
+    """The ids of every process descended from pid (children, their children, ...)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            pass
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def program_pss_kb():
+    """The memory of this program, all its processes: the sum of their PSS (resident pages,
+    each shared page split among the processes that map it), or of their RSS where the
+    kernel reports no PSS. The same quantity the Rust side measures for its pools."""
+    total = 0
+    for pid in [os.getpid()] + descendants(os.getpid()):
+        figures = proc_memory(pid)
+        value = figures["pss_kB"] if figures["pss_kB"] is not None else figures["rss_kB"]
+        total += value or 0
+    return total
 
 
 def measure_memory(cfg, fresh):
     def measure(variant):
         gc.collect()
         before = proc_memory(os.getpid())["rss_kB"]
+        program_before = program_pss_kb()
         with make_pool(variant, cfg.workers) as pool:
             answered = warm_up(pool, cfg.workers, hold_s=0.1)
             after = proc_memory(os.getpid())["rss_kB"]
+            program_after = program_pss_kb()
             workers = [proc_memory(p.pid) for p in pool.processes()]
         sample = {"parent_before": before, "parent_increase": (
-            after - before if before is not None and after is not None else None)}
+            after - before if before is not None and after is not None else None),
+            "program_increase": program_after - program_before}
         for field in ("rss_kB", "pss_kB", "uss_kB"):
             values = [w[field] for w in workers if w[field] is not None]
             sample[field] = statistics.mean(values) if values else None
@@ -1127,11 +1260,12 @@ def measure_memory(cfg, fresh):
                 "per_worker_pss_kB": stat(s, "pss_kB"),
                 "per_worker_uss_kB": stat(s, "uss_kB"),
                 "parent_rss_before_kB": stat(s, "parent_before"),
-                "parent_rss_increase_kB": stat(s, "parent_increase")}
+                "parent_rss_increase_kB": stat(s, "parent_increase"),
+                "program_pss_increase_kB": stat(s, "program_increase")}
         if variant == "thread_executor":
             cell["worker_processes"] = 0
             cell["distinct_worker_pids_answering"] = None
-            cell["note"] = "threads share the parent: the cost is parent_rss_increase_kB"
+            cell["note"] = "threads share the parent: their cost is the program's increase"
         return cell
 
     return cells(samples, failed, build)
@@ -1320,10 +1454,11 @@ def fault_trial_in_child(variant, fault, workers, timeout, alloc_mib):
 
 def scenario_faults(cfg):
     out = {v: {} for v in cfg.variants}
-    for fault in FAULTS:
-        for variant in cfg.variants:
-            log("faults %s %s (waits at most %g s)"
-                % (variant, fault, fault_wait_s(fault, cfg.fault_timeout_s)))
+    steps = len(FAULTS) * len(cfg.variants)
+    for f_index, fault in enumerate(FAULTS):
+        for v_index, variant in enumerate(cfg.variants):
+            PROGRESS.report((f_index * len(cfg.variants) + v_index) / steps,
+                            "faults %s %s" % (variant, fault))
             args = (variant, fault, cfg.workers, cfg.fault_timeout_s, cfg.fault_alloc_mib)
             try:
                 if variant == "thread_executor" and fault in THREAD_FAULTS_IN_CHILD:
@@ -1342,6 +1477,7 @@ def scenario_faults(cfg):
 
 def fault_child_main(raw):
     """--fault-child: run one trial, printing the state as a JSON line after each stage."""
+    PROGRESS.quiet = True
     args = json.loads(raw)
 
     def emit(state):
@@ -1397,19 +1533,25 @@ def run_suite(spec):
               "effective": cfg.effective(), "kernel_checks": kernel_checks(),
               "load_average": {"start": load_average()}, "scenario_wall_s": {},
               "results": {}, "errors": ERRORS}
-    for name in cfg.scenarios:
-        if name not in SCENARIO_FUNCS:
-            ERRORS.append({"scenario": name, "variant": None, "error": "unknown scenario"})
-            continue
-        log("%s: start" % name)
-        start = now()
-        try:
-            with guard(scenario_budget(cfg, name)):
-                report["results"][name] = SCENARIO_FUNCS[name](cfg)
-        except (Exception, ScenarioTimeout) as exc:
-            report["results"][name] = {"error": record_error(name, None, exc)}
-        report["scenario_wall_s"][name] = sig(now() - start)
-        log("%s: done in %.1f s" % (name, now() - start))
+    PROGRESS.plan(cfg.scenarios)
+    with WarmPools(cfg.workers) as pools:
+        cfg.pools = pools
+        for name in cfg.scenarios:
+            if name not in SCENARIO_FUNCS:
+                ERRORS.append({"scenario": name, "variant": None, "error": "unknown scenario"})
+                continue
+            PROGRESS.enter(name)
+            start = now()
+            try:
+                with guard(scenario_budget(cfg, name)):
+                    report["results"][name] = SCENARIO_FUNCS[name](cfg)
+            except (Exception, ScenarioTimeout) as exc:
+                report["results"][name] = {"error": record_error(name, None, exc)}
+            report["scenario_wall_s"][name] = sig(now() - start)
+            log("%s: done in %.1f s" % (name, now() - start))
+        cfg.pools = None
+    PROGRESS.current = None
+    PROGRESS.report(1.0, "done")
     report["load_average"]["end"] = load_average()
     report["wall_s"] = sig(now() - began)
     return report

@@ -252,6 +252,33 @@ pub enum Op {
     AgentLoss,
 }
 
+impl Op {
+    /// What the operation is, in a few words: "round trip", "tasks in flight".
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Spawn => "one-off spawn",
+            Op::Startup => "start-up",
+            Op::RoundTrip => "round trip",
+            Op::InFlight => "tasks in flight",
+            Op::Map => "map",
+            Op::Payload => "payload",
+            Op::PayloadVec => "Vec<u8> payload",
+            Op::Kernels => "CPU-bound batches",
+            Op::Faults => "faults",
+            Op::Timeout => "time limit",
+            Op::MemoryLimit => "memory limit",
+            Op::Recycle => "recycling",
+            Op::Memory => "memory",
+            Op::Waits => "waiting tasks",
+            Op::AgentLoss => "agent loss",
+        }
+    }
+}
+
+/// How a backend runs some operations, as the report's notes say it: the operations, and
+/// the calls, as its expert users write them.
+pub type How = (&'static [Op], &'static str);
+
 /// Where a backend's figures appear in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shows {
@@ -277,6 +304,10 @@ pub struct Backend {
     cannot: &'static [(Op, &'static str)],
     /// Limits that depend on a scenario's size (items, bytes, microseconds per task).
     limits: Option<Limits>,
+    /// How it runs each operation it can run.
+    how: &'static [How],
+    /// The crates whose versions the report prints for it.
+    crates: &'static [&'static str],
 }
 
 /// What a backend can run at a scenario's size: `Ok`, or why not.
@@ -293,6 +324,8 @@ macro_rules! taskpool_backend {
     (@spawn $spawn:expr) => { Some($spawn as crate::backends::SpawnFn) };
     (@limits) => { None };
     (@limits $limits:expr) => { Some($limits as Limits) };
+    (@crates) => { &[] };
+    (@crates $crates:expr) => { $crates };
     (
         id: $id:literal,
         column: $column:expr,
@@ -301,7 +334,9 @@ macro_rules! taskpool_backend {
         $(spawn: $spawn:expr,)?
         $(limits: $limits:expr,)?
         can: $can:expr,
-        cannot: $cannot:expr $(,)?
+        cannot: $cannot:expr,
+        how: $how:expr
+        $(, crates: $crates:expr)? $(,)?
     ) => {{
         #[cfg(feature = $feature)]
         let (runs, limits) = (
@@ -318,6 +353,8 @@ macro_rules! taskpool_backend {
             can: $can,
             cannot: $cannot,
             limits,
+            how: $how,
+            crates: taskpool_backend!(@crates $($crates)?),
         }
     }};
 }
@@ -333,6 +370,19 @@ const PYTHON_CAN: &[Op] = &[
     Op::Faults,
     Op::Memory,
     Op::Waits,
+];
+
+/// How both taskpool backends run each operation.
+const TASKPOOL_HOW: &[How] = &[
+    (&[Op::Startup], "`with_config(Config::new().workers(n))` up to the first result"),
+    (&[Op::RoundTrip, Op::Payload], "`Pool::apply(f, x)`"),
+    (&[Op::InFlight, Op::Waits], "`Pool::submit` per task, then `TaskHandle::join` of each"),
+    (&[Op::Map, Op::Kernels], "`Pool::map(f, items)`, automatic chunks"),
+    (&[Op::Spawn], "the crate's `spawn(f, x)` + `join`"),
+    (
+        &[Op::Faults, Op::Timeout, Op::MemoryLimit],
+        "`Pool::apply` on a pool configured with the limit",
+    ),
 ];
 
 /// What the Python script does not measure.
@@ -371,6 +421,7 @@ pub static BACKENDS: &[Backend] = &[
             (Op::Recycle, "a thread has no fresh address space to recycle into"),
             (Op::AgentLoss, "one machine: no agent to lose"),
         ],
+        how: TASKPOOL_HOW,
     },
     taskpool_backend! {
         id: "processes",
@@ -405,6 +456,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Waits,
         ],
         cannot: &[(Op::AgentLoss, "one machine: no agent to lose")],
+        how: TASKPOOL_HOW,
     },
     taskpool_backend! {
         id: "cluster",
@@ -431,6 +483,8 @@ pub static BACKENDS: &[Backend] = &[
             (Op::Memory, "its workers are the agents' processes"),
             (Op::Waits, "the agents' workers are fixed when they start, not sized for each row"),
         ],
+        how: TASKPOOL_HOW,
+        crates: &["async-nats"],
     },
     Backend {
         id: "rayon",
@@ -450,6 +504,26 @@ pub static BACKENDS: &[Backend] = &[
         ],
         cannot: &[(Op::Spawn, "rayon has no one-off spawn with a handle")],
         limits: None,
+        how: &[
+            (
+                &[Op::Startup],
+                "`ThreadPoolBuilder::new().num_threads(n).build()` up to the first answer",
+            ),
+            (
+                &[Op::RoundTrip, Op::Payload],
+                "`ThreadPool::spawn`, the result sent back on a `crossbeam-channel` channel (rayon \
+                 has no join handle; crossbeam's receiver spins briefly before it sleeps)",
+            ),
+            (
+                &[Op::InFlight],
+                "`ThreadPool::scope` with one `spawn` per task, each writing its own result slot",
+            ),
+            (&[Op::Map], "`install(|| items.into_par_iter().map(f).collect())`"),
+            (&[Op::Kernels], "`install` + `into_par_iter().map(f).sum()`"),
+            (&[Op::Waits], "`install` + `into_par_iter().map(f).collect()` on a pool of N threads"),
+            (&[Op::Faults], "`install(f)`, its panic caught with `catch_unwind`"),
+        ],
+        crates: &["rayon", "rayon-core", "crossbeam-channel"],
     },
     Backend {
         id: "std-thread",
@@ -459,6 +533,11 @@ pub static BACKENDS: &[Backend] = &[
         can: &[Op::Spawn],
         cannot: &[],
         limits: None,
+        how: &[(
+            &[Op::Spawn],
+            "`std::thread::scope(|s| s.spawn(f).join())` (rayon has no one-off spawn with a handle)",
+        )],
+        crates: &[],
     },
     Backend {
         id: "procspawn",
@@ -482,6 +561,23 @@ pub static BACKENDS: &[Backend] = &[
             (Op::MemoryLimit, "no memory limit to keep a bomb from the machine"),
         ],
         limits: Some(procspawn::limits),
+        how: &[
+            (
+                &[Op::Startup],
+                "`Pool::builder(n).build()` (it waits for every worker) up to the first result",
+            ),
+            (&[Op::RoundTrip, Op::Payload], "`Pool::spawn(arg, f)` + `JoinHandle::join`"),
+            (
+                &[Op::InFlight, Op::Kernels],
+                "`Pool::spawn` per task, joined in submission order (joining out of order can \
+                 deadlock); batches in windows of 1000 tasks (each queued task holds three \
+                 descriptors)",
+            ),
+            (&[Op::Waits], "`Pool::spawn` per waiting task, joined in submission order"),
+            (&[Op::Spawn], "`procspawn::spawn(arg, f)` + `join`"),
+            (&[Op::Faults, Op::Timeout], "`Pool::spawn` + `join_timeout`"),
+        ],
+        crates: &["procspawn"],
     },
     Backend {
         id: "python-threads",
@@ -491,6 +587,20 @@ pub static BACKENDS: &[Backend] = &[
         can: PYTHON_CAN,
         cannot: PYTHON_CANNOT,
         limits: None,
+        how: &[
+            (&[Op::Startup], "`ThreadPoolExecutor(max_workers=n)` up to the first result"),
+            (&[Op::RoundTrip, Op::Payload], "`executor.submit(f, x).result()`"),
+            (&[Op::InFlight, Op::Waits], "`submit` per task, then `result()` of each"),
+            (
+                &[Op::Map],
+                "the better of `ThreadPoolExecutor.map(f, items)` (one future per item: its \
+                 `chunksize` does nothing on threads) and `multiprocessing.pool.ThreadPool.map` \
+                 (its default chunks)",
+            ),
+            (&[Op::Kernels], "`ThreadPoolExecutor.map` over the batch"),
+            (&[Op::Faults], "`submit` + `result(timeout)`"),
+        ],
+        crates: &[],
     },
     Backend {
         id: "python-processes",
@@ -500,6 +610,25 @@ pub static BACKENDS: &[Backend] = &[
         can: PYTHON_CAN,
         cannot: PYTHON_CANNOT,
         limits: None,
+        how: &[
+            (&[Op::Startup], "`multiprocessing.Pool(n)` up to the first result"),
+            (&[Op::RoundTrip, Op::Payload], "`pool.apply_async(f, (x,)).get()`"),
+            (&[Op::InFlight, Op::Waits], "`apply_async` per task, then `get()` of each"),
+            (
+                &[Op::Map],
+                "the best of `Pool.map(f, items)` (its default chunks, ⌈items / 4·workers⌉) \
+                 and `ProcessPoolExecutor.map(f, items)` with its default `chunksize=1` and with \
+                 `chunksize=⌈items / 4·workers⌉` (its docs recommend a large chunk size for \
+                 long inputs)",
+            ),
+            (&[Op::Kernels], "`Pool.map` over the batch, its default chunks"),
+            (
+                &[Op::Faults],
+                "`apply_async` + `get(timeout)` next to healthy tasks (ProcessPoolExecutor in \
+                 the notes where it differs)",
+            ),
+        ],
+        crates: &[],
     },
     Backend {
         id: "pipe-floor",
@@ -509,6 +638,13 @@ pub static BACKENDS: &[Backend] = &[
         can: &[Op::RoundTrip, Op::Payload],
         cannot: &[],
         limits: None,
+        how: &[(
+            &[Op::RoundTrip, Op::Payload],
+            "a raw length-prefixed ping-pong (8 bytes, or the payload) over two pipes between \
+             this program and a copy of it, each side asleep in `read(2)` until the other \
+             writes: two wake-ups per round trip, so it moves with the machine's wake-up latency",
+        )],
+        crates: &[],
     },
     Backend {
         id: "spin-floor",
@@ -518,6 +654,13 @@ pub static BACKENDS: &[Backend] = &[
         can: &[Op::RoundTrip],
         cannot: &[],
         limits: None,
+        how: &[(
+            &[Op::RoundTrip],
+            "a counter written to a shared page and copied back by a copy of this program, \
+             both sides spinning on it: no system call and no wake-up, only cache lines moving \
+             between CPUs (a round trip between processes costs at least this)",
+        )],
+        crates: &[],
     },
     Backend {
         id: "sequential",
@@ -527,6 +670,8 @@ pub static BACKENDS: &[Backend] = &[
         can: &[Op::Kernels],
         cannot: &[],
         limits: None,
+        how: &[(&[Op::Kernels], "the batch's tasks one after another on the calling thread")],
+        crates: &[],
     },
 ];
 
@@ -584,6 +729,17 @@ impl Backend {
             return Err(why.unwrap_or("not supported").to_owned());
         }
         self.limits.map_or(Ok(()), |limits| limits(op, size))
+    }
+
+    /// How it runs each operation it can run: the operations, and the calls as its users
+    /// write them.
+    pub fn how(&self) -> &'static [How] {
+        self.how
+    }
+
+    /// The crates whose versions the report prints for it, such as `rayon`.
+    pub fn crates(&self) -> &'static [&'static str] {
+        self.crates
     }
 
     /// How it runs.

@@ -25,11 +25,12 @@ mod scenarios;
 mod slow_service;
 mod stats;
 pub mod tasks;
+mod versions;
 
-pub use crate::columns::{BACKENDS, Backend, Column, Kind, Op, Shows, backend};
+pub use crate::columns::{BACKENDS, Backend, Column, How, Kind, Op, Shows, backend};
 pub use crate::scenarios::{
-    Case, Count, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings, Suite,
-    TaskSize, cores, run,
+    Bar, Case, Count, Event, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings,
+    Suite, TaskSize, cores, run,
 };
 pub use crate::slow_service::SlowService;
 pub use crate::stats::{Samples, Summary};

@@ -1,16 +1,22 @@
 //! The comparison report: what threads and processes cost on this machine.
 //!
 //! `cargo run --release -p taskpool-bench` measures taskpool's thread, process and cluster
-//! pools side by side with rayon, procspawn and Python's pools (when `python3` is installed), prints the
-//! "multiprocessing vs multithreading" table, and writes Markdown, JSON and SVG charts under
-//! `target/taskpool-report/`. Run with `--help` for the options.
+//! pools side by side with rayon, procspawn and Python's pools (when `python3` is installed),
+//! prints the "multiprocessing vs multithreading" tables, and writes Markdown, JSON, HTML and
+//! SVG charts under `target/taskpool-report/`. Run with `--help` for the options.
+//!
+//! The measuring runs in a child copy of this program, whose output this one reads: progress
+//! events become one progress bar on stderr, and everything else the child, its workers and
+//! its probes print (deliberate panics, crashes and out-of-memory messages among them) goes
+//! to `run.log` next to the report instead of the terminal.
 
+use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use taskpool_bench::report::{self, Machine, Report};
-use taskpool_bench::{Mode, Plan, Progress};
+use taskpool_bench::{Bar, Event, Mode, Plan, Progress};
 
 const HELP: &str = "\
 taskpool-bench: threads or processes, and what each costs, measured on this machine
@@ -27,7 +33,19 @@ usage: taskpool-bench [--quick | --full] [--json] [--out DIR]
 Columns: taskpool threads, taskpool processes, taskpool cluster (a nats-server and two
 agents on this machine), rayon, procspawn, Python threads (ThreadPoolExecutor) and Python
 processes (multiprocessing.Pool). The cluster column needs nats-server, the Python columns
-python3; without them they say so. Progress goes to stderr.";
+python3; without them they say so. A progress bar goes to stderr while the run lasts, the
+tables to stdout at the end; what the workers print (deliberate crashes among it) goes to
+run.log next to the report.";
+
+/// The environment variable that makes this program the measuring child; its value is the
+/// folder to write the report to.
+const MEASURE_VAR: &str = "TASKPOOL_BENCH_MEASURE_INTO";
+
+/// The files of a report, as the measuring child writes them.
+const FILES: [&str; 5] = ["report.md", "report.json", "report.html", "scaling.svg", "overhead.svg"];
+
+/// What the captured output is kept in.
+const LOG: &str = "run.log";
 
 struct Options {
     mode: Mode,
@@ -64,7 +82,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&options) {
+    let done = match std::env::var_os(MEASURE_VAR) {
+        Some(dir) => measure(options.mode, Path::new(&dir)),
+        None => supervise(&options),
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("taskpool-bench: {e}");
@@ -73,9 +95,79 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: &Options) -> Result<(), String> {
-    let progress = Progress::new();
-    let plan = Plan::new(options.mode);
+/// Runs the measuring child, draws its progress, keeps what else it prints in `run.log`,
+/// then prints the report (Markdown, or JSON with `--json`).
+fn supervise(options: &Options) -> Result<(), String> {
+    let dir = options.out.clone().unwrap_or_else(default_out_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mode = match options.mode {
+        Mode::Quick => Some("--quick"),
+        Mode::Default => None,
+        Mode::Full => Some("--full"),
+    };
+    let mut child = Command::new(exe)
+        .args(mode)
+        .env(MEASURE_VAR, &dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the measuring process: {e}"))?;
+    let stderr = child.stderr.take();
+    let captured_err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_end(&mut text);
+        }
+        text
+    });
+    let mut bar = Bar::new(std::io::stderr(), std::io::stderr().is_terminal());
+    let mut captured = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match Event::parse(&line) {
+                Some(event) => bar.show(&event),
+                None => captured.push(line),
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    bar.finish();
+    let mut log = captured.join("\n");
+    log.push_str(&String::from_utf8_lossy(&captured_err.join().unwrap_or_default()));
+    let log_path = dir.join(LOG);
+    std::fs::write(&log_path, &log)
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    if !status.success() {
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "the measuring process failed ({status}); the end of {}:\n{}",
+            log_path.display(),
+            tail.join("\n")
+        ));
+    }
+    let shown = if options.json { "report.json" } else { "report.md" };
+    let text = std::fs::read_to_string(dir.join(shown))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join(shown).display()))?;
+    println!("{}", text.trim_end());
+    let lines = log.lines().filter(|l| !l.trim().is_empty()).count();
+    let written: Vec<String> = FILES.iter().map(|f| f.to_string()).collect();
+    let kept = if lines == 0 {
+        String::new()
+    } else {
+        format!("; {LOG} keeps the {lines} lines the workers and probes printed")
+    };
+    eprintln!("wrote {} in {}{kept}", written.join(", "), dir.display());
+    Ok(())
+}
+
+/// The measuring child: runs the plan of `mode`, reporting progress as events on stdout, and
+/// writes the report's files into `dir`.
+fn measure(mode: Mode, dir: &Path) -> Result<(), String> {
+    let progress = Progress::events();
+    let plan = Plan::new(mode);
     let date = utc_now();
     let load_before = load_average();
     let measured = taskpool_bench::run(&plan, &progress);
@@ -94,37 +186,30 @@ fn run(options: &Options) -> Result<(), String> {
         homework: measured.homework,
         sections: measured.sections,
         scaling: measured.scaling,
+        methods: measured.methods,
         notes: measured.notes,
     };
-    let dir = options.out.clone().unwrap_or_else(default_out_dir);
-    let written = write_files(&report, &dir)?;
-    if options.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
-        println!("{}", report::markdown(&report));
-    }
-    progress.say(format!("done; wrote {}", written.join(", ")));
-    Ok(())
+    write_files(&report, dir)
 }
 
-/// Writes the Markdown, JSON and SVG files; returns their paths.
-fn write_files(report: &Report, dir: &Path) -> Result<Vec<String>, String> {
+/// Writes the Markdown, JSON, HTML and SVG files.
+fn write_files(report: &Report, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
     let files = [
         ("report.md", report::markdown(report)),
         ("report.json", json),
+        ("report.html", report::html(report)),
         ("scaling.svg", report::scaling_chart(report)),
         ("overhead.svg", report::overhead_chart(report)),
     ];
-    let mut written = Vec::new();
+    debug_assert!(files.iter().map(|f| f.0).eq(FILES));
     for (name, content) in files {
         let path = dir.join(name);
         std::fs::write(&path, content)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        written.push(path.display().to_string());
     }
-    Ok(written)
+    Ok(())
 }
 
 /// `target/taskpool-report`, next to the binary's profile directory.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
 
-use crate::columns::Backend;
+use crate::columns::{Backend, Kind};
 use crate::scenarios::{Fault, Kernel, Wait};
 
 /// The pool a scenario asks for: its size and limits.
@@ -88,6 +88,26 @@ pub(crate) enum ScriptPool {
     MpPool,
     /// `concurrent.futures.ProcessPoolExecutor`.
     ProcessExecutor,
+    /// `multiprocessing.pool.ThreadPool`: `Pool`'s API, and its chunked `map`, on threads.
+    MpThreadPool,
+}
+
+impl ScriptPool {
+    /// Every pool of the script.
+    pub(crate) const ALL: [ScriptPool; 4] = [
+        ScriptPool::ThreadExecutor,
+        ScriptPool::MpPool,
+        ScriptPool::ProcessExecutor,
+        ScriptPool::MpThreadPool,
+    ];
+
+    /// Where its tasks run: the Python column of that kind shows it where it is the best.
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            ScriptPool::ThreadExecutor | ScriptPool::MpThreadPool => Kind::Threads,
+            ScriptPool::MpPool | ScriptPool::ProcessExecutor => Kind::Processes,
+        }
+    }
 }
 
 /// A started pool of one backend: what scenarios run on it. An operation the backend does

@@ -3,11 +3,16 @@
 //! named by row and column.
 //!
 //! Columns: "Python threads" is `ThreadPoolExecutor`, "Python processes" is
-//! `multiprocessing.Pool`; the script also measures `ProcessPoolExecutor`, which appears in
-//! the notes where it differs.
+//! `multiprocessing.Pool`; the script also measures `ProcessPoolExecutor` and
+//! `multiprocessing.pool.ThreadPool`, which fill a column's `map` cell when they map faster
+//! (every idiom measured is kept in the row) and appear in the notes where they differ.
+//!
+//! The script reports its progress on stderr (`peers: progress FRACTION TEXT`): it is handed
+//! to the caller's progress bar, and any other line the script prints goes to this
+//! program's stderr.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -16,10 +21,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Runs, ScriptPool};
 use crate::columns::{BACKENDS, Column};
-use crate::report::{Cell, Curve, Row};
+use crate::report::{Cell, Curve, Idiom, Row};
 use crate::scenarios::{
-    Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize,
-    WORKER_COUNTS, WaitKind, script_io,
+    BURST_KERNEL, Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId,
+    ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
 };
 use crate::stats::Summary;
 
@@ -37,22 +42,20 @@ pub(crate) enum Script {
 
 impl Script {
     /// Looks for `python3` and runs the script for `plan` on the 1 ms `kernels` (Python runs
-    /// the same work about 50 times slower). Progress goes to stderr as it comes.
-    pub(crate) fn run(plan: &Plan, kernels: &[Kernel], say: impl Fn(String)) -> Script {
+    /// the same work about 50 times slower). `progress` hears how far the script got (a
+    /// fraction of its run, and what it does), as it goes.
+    pub(crate) fn run(plan: &Plan, kernels: &[Kernel], progress: impl Fn(f64, &str)) -> Script {
         let version = match interpreter() {
             Ok(version) => version,
             Err(reason) => {
-                say(format!("skipping the Python peers: {reason}"));
+                progress(1.0, &format!("skipped: {reason}"));
                 return Script::Absent(reason);
             }
         };
-        say(format!("Python peers ({version}); the script reports its own progress"));
-        match run_script(plan, kernels) {
+        progress(0.0, &version);
+        match run_script(plan, kernels, &progress) {
             Ok(run) => Script::Ran(Box::new(run)),
-            Err(e) => {
-                say(format!("the Python peers failed: {e}"));
-                Script::Absent("the Python script failed".into())
-            }
+            Err(e) => Script::Absent(format!("the Python script failed: {e}")),
         }
     }
 
@@ -80,10 +83,13 @@ impl Script {
     }
 
     /// `row` with the script's cells: those of the columns the script measures that the row
-    /// left for it.
+    /// left for it, and the idioms behind them where a column measured several.
     pub(crate) fn fill(&self, id: RowId, mut row: Row) -> Row {
         for (column, pool) in shown() {
             row.cells.entry(column).or_insert_with(|| self.cell(id, pool));
+        }
+        if let Script::Ran(run) = self {
+            row.idioms.extend(run.idioms.get(&id).into_iter().flatten().cloned());
         }
         row
     }
@@ -112,6 +118,17 @@ impl Script {
         }
     }
 
+    /// What the report prints as the Python columns' versions: the interpreter and the start
+    /// method of its process pools.
+    pub(crate) fn versions(&self) -> Vec<String> {
+        let Script::Ran(run) = self else { return Vec::new() };
+        let mut versions: Vec<String> = run.version.iter().map(|v| format!("Python {v}")).collect();
+        if let Some(method) = &run.start_method {
+            versions.push(format!("multiprocessing start method {method}"));
+        }
+        versions
+    }
+
     /// Remarks for the report's notes: `ProcessPoolExecutor` on crashes, and the script's
     /// errors.
     pub(crate) fn notes(&self) -> Vec<String> {
@@ -127,8 +144,12 @@ impl Script {
 pub(crate) struct PythonRun {
     /// The interpreter's version, such as `3.11.7`.
     version: Option<String>,
+    /// `multiprocessing`'s start method (`fork`, `forkserver`, `spawn`).
+    start_method: Option<String>,
     /// The cells, by row and pool.
     cells: BTreeMap<(RowId, ScriptPool), Cell>,
+    /// Every idiom measured, by row, where a column measured several.
+    idioms: BTreeMap<RowId, Vec<Idiom>>,
     /// The scaling curves, by kernel and pool.
     curves: BTreeMap<(KernelKind, TaskSize, ScriptPool), Vec<(usize, f64)>>,
     /// The kernels the script was given, by the label it reports them under.
@@ -161,6 +182,8 @@ struct Spec {
     scenarios: [&'static str; 9],
     in_flight_tasks: usize,
     map_items: usize,
+    burst_items: usize,
+    cpu_variants: [&'static str; 2],
     payload_bytes: [u64; 1],
     round_trips: usize,
     payload_round_trips: usize,
@@ -177,6 +200,8 @@ struct CpuSpec {
     args: Vec<u64>,
     tasks: usize,
     label: String,
+    /// Whether to time it also right after a burst of no-ops on the kept pool of N.
+    after_burst: bool,
 }
 
 /// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick).
@@ -190,6 +215,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
             args: k.args.clone(),
             tasks: (4 * plan.workers).max(if quick { 8 } else { 16 }),
             label: k.label(),
+            after_burst: k.kind == BURST_KERNEL,
         })
         .collect();
     Spec {
@@ -209,6 +235,8 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         ],
         in_flight_tasks: plan.in_flight,
         map_items: if quick { 20_000 } else { 100_000 },
+        burst_items: plan.burst_items(),
+        cpu_variants: ["mp_pool", "thread_executor"],
         payload_bytes: [PAYLOAD_BYTES],
         round_trips: if quick { 100 } else { 300 },
         payload_round_trips: if quick { 10 } else { 30 },
@@ -220,7 +248,11 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
 }
 
 /// Runs the script and reads its results.
-fn run_script(plan: &Plan, kernels: &[Kernel]) -> Result<PythonRun, String> {
+fn run_script(
+    plan: &Plan,
+    kernels: &[Kernel],
+    progress: &dyn Fn(f64, &str),
+) -> Result<PythonRun, String> {
     let spec = spec(plan, kernels);
     let path = script_path()?;
     let mut child = Command::new("python3")
@@ -228,14 +260,34 @@ fn run_script(plan: &Plan, kernels: &[Kernel]) -> Result<PythonRun, String> {
         .args(["--spec", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
         stdin.write_all(&json).map_err(|e| e.to_string())?;
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    // Progress lines go to the callback, every other line to this program's stderr; stdout
+    // is read on a thread meanwhile, so that neither pipe fills up.
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        }
+        out
+    });
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            match parse_progress(&line) {
+                Some((fraction, what)) => progress(fraction, what),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let stdout = reader.join().map_err(|_| "reading the script's output failed".to_owned())?;
+    let out = std::process::Output { status, stdout, stderr: Vec::new() };
     let output: Output = serde_json::from_slice(&out.stdout).map_err(|e| {
         format!("the Python script printed no JSON ({e}); exit status {}", out.status)
     })?;
@@ -244,6 +296,14 @@ fn run_script(plan: &Plan, kernels: &[Kernel]) -> Result<PythonRun, String> {
         Some((c.label.clone(), (k.kind, k.size)))
     });
     Ok(PythonRun::new(output, plan.workers, kernels.collect()))
+}
+
+/// A progress line of the script, `peers: progress FRACTION TEXT`: the fraction and the text.
+fn parse_progress(line: &str) -> Option<(f64, &str)> {
+    let rest = line.strip_prefix("peers: progress ")?;
+    let (fraction, what) = rest.split_once(' ').unwrap_or((rest, ""));
+    let fraction: f64 = fraction.parse().ok()?;
+    fraction.is_finite().then_some((fraction.clamp(0.0, 1.0), what))
 }
 
 /// Where the script is: the source tree's copy when it exists, otherwise the built-in copy
@@ -288,6 +348,8 @@ struct Output {
     #[serde(default)]
     python: Option<String>,
     #[serde(default)]
+    mp_start_method: Option<String>,
+    #[serde(default)]
     results: Results,
     #[serde(default)]
     errors: Vec<ScriptError>,
@@ -323,6 +385,7 @@ struct ByPool<T> {
     thread_executor: Option<Lenient<T>>,
     mp_pool: Option<Lenient<T>>,
     process_executor: Option<Lenient<T>>,
+    mp_thread_pool: Option<Lenient<T>>,
 }
 
 impl<T> ByPool<T> {
@@ -331,6 +394,7 @@ impl<T> ByPool<T> {
             ScriptPool::ThreadExecutor => self.thread_executor.as_ref(),
             ScriptPool::MpPool => self.mp_pool.as_ref(),
             ScriptPool::ProcessExecutor => self.process_executor.as_ref(),
+            ScriptPool::MpThreadPool => self.mp_thread_pool.as_ref(),
         }
     }
 }
@@ -376,19 +440,19 @@ struct Io {
     memory: Option<Lenient<KiloBytesPerWorker>>,
 }
 
-/// `map_noop`: one run per chunk size.
+/// `map_noop` of one pool: one run per way of calling `map`, by the script's key.
 #[derive(Debug, Deserialize)]
 struct MapNoop {
-    runs: MapRuns,
+    runs: BTreeMap<String, Lenient<MapRun>>,
 }
 
-/// The chunk sizes of `map_noop`.
+/// One way of calling `map`.
 #[derive(Debug, Deserialize)]
-struct MapRuns {
-    /// What `Pool.map` picks by itself.
-    chunksize_mp_default: Option<ItemsPerSecond>,
-    /// One item per message (the only run of `ThreadPoolExecutor.map`).
-    chunksize_1: Option<ItemsPerSecond>,
+struct MapRun {
+    /// The call, such as `Pool.map(f, items)`.
+    call: String,
+    #[serde(flatten)]
+    rate: ItemsPerSecond,
 }
 
 /// `payload`: one entry per size in bytes.
@@ -404,6 +468,14 @@ type Kernels = BTreeMap<String, Lenient<CpuEntry>>;
 #[derive(Debug, Deserialize)]
 struct CpuEntry {
     by_workers: BTreeMap<usize, CpuPoint>,
+    /// The same batch on the kept pool of N, right after a burst of no-ops.
+    after_burst: Option<Lenient<AfterBurst>>,
+}
+
+/// A kernel right after a burst.
+#[derive(Debug, Deserialize)]
+struct AfterBurst {
+    speedup_samples: Vec<f64>,
 }
 
 /// One worker count of a kernel.
@@ -413,13 +485,12 @@ struct CpuPoint {
     efficiency: f64,
 }
 
-/// `memory`: a pool's workers and the parent's growth.
+/// `memory`: what a pool adds to the program.
 #[derive(Debug, Deserialize)]
 struct Memory {
-    #[serde(rename = "per_worker_rss_kB")]
-    per_worker_rss: Option<KiloBytes>,
-    #[serde(rename = "parent_rss_increase_kB")]
-    parent_rss_increase: Option<KiloBytes>,
+    /// The growth of the program's PSS, all its processes.
+    #[serde(rename = "program_pss_increase_kB")]
+    program_increase: Option<KiloBytes>,
 }
 
 /// `faults`: one trial per fault, named as the script names them.
@@ -516,10 +587,12 @@ impl PythonRun {
                 .python
                 .as_deref()
                 .map(|v| v.split_whitespace().next().unwrap_or(v).to_owned()),
+            start_method: output.mp_start_method.clone(),
             kernels,
             ..PythonRun::default()
         };
         let r = &output.results;
+        run.add_maps(&r.map_noop);
         for (_, pool) in shown() {
             run.add(
                 RowId::Startup,
@@ -536,15 +609,6 @@ impl PythonRun {
                 pool,
                 pooled(&r.in_flight, pool, |t| Some(value(&t.samples_tasks_per_s, 1.0))),
             );
-            run.add(
-                RowId::Map,
-                pool,
-                pooled(&r.map_noop, pool, |m| {
-                    let run =
-                        m.runs.chunksize_mp_default.as_ref().or(m.runs.chunksize_1.as_ref())?;
-                    Some(value(&run.samples_items_per_s, 1.0))
-                }),
-            );
             for bytes in payload_sizes(&r.payload) {
                 let sized = pooled(&r.payload, pool, |p| {
                     Some(value(&p.sizes.get(&bytes)?.samples_us, 1.0))
@@ -554,13 +618,8 @@ impl PythonRun {
             run.add(
                 RowId::Memory,
                 pool,
-                pooled(&r.memory, pool, |m| match pool {
-                    // Threads have no worker processes: the parent's growth per worker.
-                    ScriptPool::ThreadExecutor => Some(value(
-                        &m.parent_rss_increase.as_ref()?.samples_kb,
-                        1.0 / workers as f64,
-                    )),
-                    _ => Some(value(&m.per_worker_rss.as_ref()?.samples_kb, 1.0)),
+                pooled(&r.memory, pool, |m| {
+                    Some(value(&m.program_increase.as_ref()?.samples_kb, 1.0))
                 }),
             );
             for fault in Fault::ALL {
@@ -590,6 +649,60 @@ impl PythonRun {
             run.notes.push(format!("Python {scenario}: {}", e.error.as_deref().unwrap_or("?")));
         }
         run
+    }
+
+    /// The `map` cell of each column: the fastest of the ways its pools mapped (the script
+    /// measures each pool's default and the chunk size its docs recommend), with every way
+    /// kept as the row's idioms.
+    fn add_maps(&mut self, maps: &Option<Lenient<ByPool<MapNoop>>>) {
+        for (column, shown_pool) in shown() {
+            let mut measured: Vec<(String, Summary)> = Vec::new();
+            let mut failure = None;
+            for pool in ScriptPool::ALL.into_iter().filter(|p| p.kind() == column.kind()) {
+                let runs = match maps.as_ref().map(Lenient::ok) {
+                    None => continue,
+                    Some(Err(why)) => {
+                        failure.get_or_insert(why);
+                        continue;
+                    }
+                    Some(Ok(by)) => match by.get(pool).map(Lenient::ok) {
+                        Some(Ok(map)) => &map.runs,
+                        Some(Err(why)) => {
+                            failure.get_or_insert(why);
+                            continue;
+                        }
+                        None => continue,
+                    },
+                };
+                for run in runs.values() {
+                    match run.ok() {
+                        Ok(run) => {
+                            let summary = Summary::of(run.rate.samples_items_per_s.clone());
+                            measured.extend(summary.map(|s| (run.call.clone(), s)));
+                        }
+                        Err(why) => {
+                            failure.get_or_insert(why);
+                        }
+                    }
+                }
+            }
+            let best = measured.iter().map(|(_, s)| s.median).fold(f64::NAN, f64::max);
+            let shown = measured.iter().position(|(_, s)| s.median == best);
+            let cell = match shown {
+                Some(i) => Some(Cell::Value(measured[i].1.clone())),
+                None => failure.map(Cell::Skipped),
+            };
+            self.add(RowId::Map, shown_pool, cell);
+            if measured.len() > 1 {
+                let idioms = measured.into_iter().enumerate().map(|(i, (how, value))| Idiom {
+                    column,
+                    how,
+                    value,
+                    shown: Some(i) == shown,
+                });
+                self.idioms.entry(RowId::Map).or_default().extend(idioms);
+            }
+        }
     }
 
     fn add(&mut self, row: RowId, pool: ScriptPool, cell: Option<Cell>) {
@@ -665,6 +778,11 @@ impl PythonRun {
             }
             let points = entry.by_workers.iter().map(|(&w, p)| (w, p.speedup_vs_sequential));
             self.curves.insert((kind, size, pool), points.collect());
+            let after_burst = entry.after_burst.as_ref().map(|b| match b.ok() {
+                Ok(burst) => value(&burst.speedup_samples, 1.0),
+                Err(why) => Cell::Skipped(why),
+            });
+            self.add(RowId::AfterBurst(kind, size), pool, after_burst);
         }
     }
 }
@@ -727,6 +845,7 @@ mod tests {
     /// and one failed cell.
     const OUTPUT: &str = r#"{
       "python": "3.11.7 (main) [GCC 12.2.0]",
+      "mp_start_method": "fork",
       "results": {
         "startup": {
           "mp_pool": {"median_us": 7.0, "samples_us": [5.0, 7.0, 9.0], "workers": 2},
@@ -734,21 +853,27 @@ mod tests {
         },
         "round_trip": {"error": "ScenarioTimeout: over budget"},
         "map_noop": {
-          "mp_pool": {"runs": {"chunksize_1": {"samples_items_per_s": [1.0]},
-                               "chunksize_mp_default": {"samples_items_per_s": [4.0, 6.0]}}},
-          "thread_executor": {"runs": {"chunksize_1": {"samples_items_per_s": [2.0]}}}
+          "mp_pool": {"runs": {"pool_map": {"call": "Pool.map(f, items)",
+                                            "samples_items_per_s": [4.0, 6.0]}}},
+          "process_executor": {"runs": {
+            "executor_map_chunksize_1": {"call": "ProcessPoolExecutor.map(f, items)",
+                                         "samples_items_per_s": [1.0]},
+            "executor_map_chunksize_large": {"error": "BrokenProcessPool"}}},
+          "thread_executor": {"runs": {"thread_executor_map": {
+            "call": "ThreadPoolExecutor.map(f, items)", "samples_items_per_s": [2.0]}}},
+          "mp_thread_pool": {"error": "OSError: no threads"}
         },
         "payload": {"mp_pool": {"sizes": {"1048576": {"samples_us": [2000.0]}}}},
         "cpu": {
           "sequential": {"primes, 1 ms tasks": {"samples_s": [1.0]}},
           "mp_pool": {"primes, 1 ms tasks": {"by_workers": {
             "1": {"speedup_vs_sequential": 0.9, "efficiency": 0.9},
-            "2": {"speedup_vs_sequential": 1.8, "efficiency": 0.9}}}}
+            "2": {"speedup_vs_sequential": 1.8, "efficiency": 0.9}},
+            "after_burst": {"speedup_samples": [1.7, 1.75, 1.8]}}}
         },
         "memory": {
-          "thread_executor": {"per_worker_rss_kB": null,
-                              "parent_rss_increase_kB": {"samples_kB": [10.0]}},
-          "mp_pool": {"per_worker_rss_kB": {"samples_kB": [17000.0]}}
+          "thread_executor": {"program_pss_increase_kB": {"samples_kB": [10.0]}},
+          "mp_pool": {"program_pss_increase_kB": {"samples_kB": [4700.0, 4800.0]}}
         },
         "io": {
           "thread_executor": {
@@ -799,8 +924,12 @@ mod tests {
         assert_eq!(median(script.cell(RowId::Map, ScriptPool::MpPool)), 5.0);
         assert_eq!(median(script.cell(RowId::Map, ScriptPool::ThreadExecutor)), 2.0);
         assert_eq!(median(script.cell(RowId::Payload(1 << 20), ScriptPool::MpPool)), 2000.0);
-        // Threads: the parent's growth per worker.
-        assert_eq!(median(script.cell(RowId::Memory, ScriptPool::ThreadExecutor)), 5.0);
+        // What the pool adds to the program, threads and processes alike.
+        assert_eq!(median(script.cell(RowId::Memory, ScriptPool::ThreadExecutor)), 10.0);
+        assert_eq!(median(script.cell(RowId::Memory, ScriptPool::MpPool)), 4750.0);
+        let burst = RowId::AfterBurst(KernelKind::Primes, TaskSize::Millis1);
+        assert_eq!(median(script.cell(burst, ScriptPool::MpPool)), 1.75);
+        assert_eq!(script.versions(), ["Python 3.11.7", "multiprocessing start method fork"]);
         let primes = (KernelKind::Primes, TaskSize::Millis1);
         assert_eq!(
             median(script.cell(RowId::Speedup(primes.0, primes.1), ScriptPool::MpPool)),
@@ -812,6 +941,32 @@ mod tests {
         assert_eq!(curves.len(), 1);
         assert_eq!(curves[0].column, Column::PYTHON_PROCESSES);
         assert_eq!(curves[0].points, [(1, 0.9), (2, 1.8)]);
+    }
+
+    #[test]
+    fn maps_show_the_best_idiom_of_a_column_and_keep_every_one() {
+        let script = run();
+        let row = Row::new("map", "map", Unit::PerSecond, Better::Higher);
+        let row = script.fill(RowId::Map, row);
+        assert_eq!(median(row.cells[&Column::PYTHON_PROCESSES].clone()), 5.0);
+        // One idiom measured on threads (the other failed): nothing to compare.
+        assert_eq!(median(row.cells[&Column::PYTHON_THREADS].clone()), 2.0);
+        let idioms: Vec<(&str, f64, bool)> =
+            row.idioms.iter().map(|i| (i.how.as_str(), i.value.median, i.shown)).collect();
+        assert_eq!(
+            idioms,
+            [("Pool.map(f, items)", 5.0, true), ("ProcessPoolExecutor.map(f, items)", 1.0, false)]
+        );
+        assert!(row.idioms.iter().all(|i| i.column == Column::PYTHON_PROCESSES));
+    }
+
+    #[test]
+    fn progress_lines_are_read_and_others_are_not() {
+        assert_eq!(parse_progress("peers: progress 0.25 cpu mp_pool"), Some((0.25, "cpu mp_pool")));
+        assert_eq!(parse_progress("peers: progress 7 done"), Some((1.0, "done")));
+        assert_eq!(parse_progress("peers: progress nan x"), None);
+        assert_eq!(parse_progress("peers: cpu: done in 3.0 s"), None);
+        assert_eq!(parse_progress("Traceback (most recent call last):"), None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! rayon as a peer: `ThreadPool::spawn` with a channel for single tasks (rayon has no
-//! handle to join), `par_iter` for maps, kernels and waiting tasks, and `install` for faults
-//! (it hands the task's panic back to the caller; a panic in a spawned job would abort the
+//! rayon as its users write it. rayon has no handle to join a single task, so a task that
+//! must answer is `spawn`ed with a `crossbeam-channel` sender (the channel rayon users reach
+//! for: its receiver spins briefly before it parks, where `std::sync::mpsc`'s parks at once);
+//! many tasks at once run in a `scope`, each writing its result into its own slot; maps,
+//! kernels and waiting tasks are `par_iter` inside `install`; faults run in `install`, which
+//! hands the task's panic back to the caller (a panic in a `spawn`ed job would abort the
 //! program).
 //!
 //! Waiting tasks run as rayon runs any batch, a `par_iter` on a pool of as many threads as
@@ -8,8 +11,8 @@
 //! blocked in a task runs and steals nothing else meanwhile.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
 
+use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 
@@ -20,14 +23,14 @@ use crate::tasks;
 /// A rayon pool and the channel its single tasks answer on.
 struct Rayon {
     pool: rayon::ThreadPool,
-    tx: mpsc::Sender<u64>,
-    rx: mpsc::Receiver<u64>,
+    tx: Sender<u64>,
+    rx: Receiver<u64>,
 }
 
 /// Builds a rayon pool of `spec.workers` threads (rayon has no time or memory limits).
 pub(crate) fn start(spec: &PoolSpec) -> Result<Box<dyn Running>, String> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.workers).build().map_err(text)?;
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = crossbeam_channel::unbounded();
     Ok(Box::new(Rayon { pool, tx, rx }))
 }
 
@@ -41,15 +44,13 @@ impl Running for Rayon {
     }
 
     fn in_flight(&self, n: usize) -> Result<(), String> {
-        for i in 0..n as u64 {
-            let tx = self.tx.clone();
-            self.pool.spawn(move || {
-                let _ = tx.send(tasks::noop(i));
-            });
-        }
-        for _ in 0..n {
-            self.rx.recv().map_err(text)?;
-        }
+        let mut out = vec![0u64; n];
+        self.pool.scope(|s| {
+            for (i, slot) in out.iter_mut().enumerate() {
+                s.spawn(move |_| *slot = tasks::noop(i as u64));
+            }
+        });
+        drop(std::hint::black_box(out));
         Ok(())
     }
 
@@ -60,7 +61,7 @@ impl Running for Rayon {
     }
 
     fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = crossbeam_channel::bounded(1);
         self.pool.spawn(move || {
             let _ = tx.send(tasks::echo(payload));
         });

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Better, Cell, Column, Curve, Machine, Reference, Report, Row, Section, Unit};
+use super::{
+    Better, Cell, Column, Curve, Idiom, Machine, Method, Reference, Report, Row, Section, Unit,
+};
 use crate::scenarios::Shares;
 use crate::stats::Summary;
 
@@ -38,6 +40,20 @@ pub(super) fn report() -> Report {
             (Column::PYTHON_THREADS, Cell::Skipped("python3 not found".into())),
         ],
     );
+    round_trip.idioms = vec![
+        Idiom {
+            column: Column::RAYON,
+            how: "`spawn` + crossbeam channel".into(),
+            value: Summary::single(4.3),
+            shown: true,
+        },
+        Idiom {
+            column: Column::RAYON,
+            how: "`install`".into(),
+            value: Summary::single(8.3),
+            shown: false,
+        },
+    ];
     round_trip.references = vec![
         Reference::new("pipe floor", Summary::single(12.2)),
         Reference::new("spin floor", Summary::single(0.5)),
@@ -235,6 +251,20 @@ pub(super) fn report() -> Report {
             curve(primes, Column::PYTHON_THREADS, &[0.98, 0.99, 0.97, 0.96]),
             curve(mandel, Column::TASKPOOL_THREADS, &[1.0, 1.95, 1.97, 1.96]),
             curve(mandel, Column::TASKPOOL_PROCESSES, &[0.99, 1.93, 1.95, 1.95]),
+        ],
+        methods: vec![
+            Method {
+                name: "rayon".into(),
+                column: Some(Column::RAYON),
+                versions: vec!["rayon 1.12.0".into()],
+                how: vec!["round trip: `ThreadPool::spawn` + a channel".into()],
+            },
+            Method {
+                name: "pipe floor".into(),
+                column: None,
+                versions: Vec::new(),
+                how: vec!["round trip: 8 bytes over two pipes".into()],
+            },
         ],
         notes: vec![
             "The rayon column's one-off spawn is `std::thread::spawn`.".into(),

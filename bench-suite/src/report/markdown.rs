@@ -10,7 +10,7 @@ use super::format::quantity;
 use super::{Better, Cell, Column, Fact, Homework, Machine, Report, Row, Section, Unit};
 
 /// Load average per CPU above which the machine's other load makes the results suspect.
-const BUSY_LOAD_PER_CPU: f64 = 0.5;
+pub(super) const BUSY_LOAD_PER_CPU: f64 = 0.5;
 
 /// Half the relative spread of a value's samples above which its cell shows it.
 const NOTABLE_SPREAD: f64 = 0.10;
@@ -33,6 +33,8 @@ pub fn markdown(report: &Report) -> String {
     for section in &report.sections {
         out.push_str(&section_table(section));
     }
+    out.push_str(&methods(report));
+    out.push_str(&idioms(report));
     if !report.notes.is_empty() {
         out.push_str("## Notes\n\n");
         for note in &report.notes {
@@ -44,8 +46,66 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
+/// "How each column was run": per column and reference, its versions and its calls.
+fn methods(report: &Report) -> String {
+    if report.methods.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "## How each column was run
+
+",
+    );
+    for method in &report.methods {
+        out.push_str(&format!("- **{}**", escape(&method.name)));
+        if !method.versions.is_empty() {
+            out.push_str(&format!(" ({})", escape(&method.versions.join(", "))));
+        }
+        out.push('\n');
+        for how in &method.how {
+            out.push_str(&format!("  - {}\n", escape(how)));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// "Idioms compared": where a column ran a row's operation several ways, each way and what
+/// it measured; the cell shows the best.
+fn idioms(report: &Report) -> String {
+    let rows = report.sections.iter().flat_map(|s| &s.rows).filter(|r| !r.idioms.is_empty());
+    let mut out = String::new();
+    for row in rows {
+        for column in Column::ALL.iter().copied() {
+            let ways: Vec<String> = row
+                .idioms
+                .iter()
+                .filter(|i| i.column == column)
+                .map(|i| {
+                    let shown = if i.shown { " (shown)" } else { "" };
+                    format!("{} {}{shown}", escape(&i.how), quantity(i.value.median, row.unit))
+                })
+                .collect();
+            if !ways.is_empty() {
+                out.push_str(&format!(
+                    "- {}, {}: {}\n",
+                    escape(&row.label),
+                    column.label(),
+                    ways.join("; ")
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "## Idioms compared\n\nWhere a column ran an operation in several ways, its cell shows the best:\n\n{out}\n"
+    )
+}
+
 /// What the reader needs to trust (or doubt) the numbers.
-const HOW_TO_READ: &str = "\
+pub(super) const HOW_TO_READ: &str = "\
 ## How to read this
 
 Every value is the median over repeated runs, and the variants of a row ran interleaved \
@@ -87,7 +147,7 @@ fn run_line(report: &Report) -> String {
 }
 
 /// "2 CPUs (model), kernel 6.1.0, 2025-06-01T12:00:00Z", leaving out what is unknown.
-fn machine_description(machine: &Machine) -> String {
+pub(super) fn machine_description(machine: &Machine) -> String {
     let mut text = format!("{} CPU{}", machine.cpus, plural(machine.cpus));
     let model = machine.cpu_model.trim();
     if !model.is_empty() {
@@ -102,12 +162,12 @@ fn machine_description(machine: &Machine) -> String {
 }
 
 /// "s" unless there is exactly one.
-fn plural(count: usize) -> &'static str {
+pub(super) fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
 
 /// A run time in seconds as "42.0 s", "3 min 7 s" or "1 h 2 min".
-fn run_time(seconds: f64) -> String {
+pub(super) fn run_time(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "n/a".to_owned();
     }
@@ -167,12 +227,12 @@ fn section_table(section: &Section) -> String {
     out.push_str(&table_line(&vec!["---".to_owned(); header.len()]));
     for row in &section.rows {
         let best = best_column(row);
-        let mut cells = vec![row_label(row)];
+        let mut cells = vec![row_label(row, escape)];
         cells.extend(Column::ALL.iter().map(|&c| {
             let text = cell(row, c);
             if Some(c) == best { format!("**{text}**") } else { text }
         }));
-        cells.push(comparison(row));
+        cells.push(comparison(row, escape));
         out.push_str(&table_line(&cells));
     }
     out.push('\n');
@@ -185,8 +245,9 @@ fn table_line(cells: &[String]) -> String {
 }
 
 /// The label with what its values measure and which way is better (if it has values), and
-/// the references if any: "Round trip (time, lower is better; pipe floor: 12.2 µs)".
-fn row_label(row: &Row) -> String {
+/// the references if any: "Round trip (time, lower is better; pipe floor: 12.2 µs)"; texts
+/// from the report made safe by `esc`.
+pub(super) fn row_label(row: &Row, esc: fn(&str) -> String) -> String {
     let dimension = match row.unit {
         Unit::Micros | Unit::Millis => "time",
         Unit::PerSecond => "per second",
@@ -204,14 +265,14 @@ fn row_label(row: &Row) -> String {
     }
     for reference in &row.references {
         let value = quantity(reference.value.median, row.unit);
-        notes.push(format!("{}: {value}", escape(&reference.name)));
+        notes.push(format!("{}: {value}", esc(&reference.name)));
     }
-    let label = escape(&row.label);
+    let label = esc(&row.label);
     if notes.is_empty() { label } else { format!("{label} ({})", notes.join("; ")) }
 }
 
 /// The column with the best measured value, if at least two columns have one.
-fn best_column(row: &Row) -> Option<Column> {
+pub(super) fn best_column(row: &Row) -> Option<Column> {
     let values = row.cells.iter().filter_map(|(c, cell)| match cell {
         Cell::Value(s) if s.median.is_finite() => Some((*c, s.median)),
         _ => None,
@@ -227,40 +288,61 @@ fn best_column(row: &Row) -> Option<Column> {
     best.map(|(c, _)| *c)
 }
 
-/// What `column` shows in `row`, escaped.
+/// What `column` shows in `row`, escaped for Markdown.
 fn cell(row: &Row, column: Column) -> String {
+    match shown(row, column, escape) {
+        Shown::Missing => "—".to_owned(),
+        Shown::Value(text) | Shown::Outcome(text) => text,
+        Shown::Skipped(reason) => {
+            let reason = reason.replace('*', "\\*");
+            if reason.is_empty() { "*skipped*".to_owned() } else { format!("*skipped: {reason}*") }
+        }
+    }
+}
+
+/// What a column shows in a row, by kind, its texts made safe by the writer's escaper.
+pub(super) enum Shown {
+    /// Not measured and no reason given.
+    Missing,
+    /// A value in its unit, with its spread when notable.
+    Value(String),
+    /// An outcome in words.
+    Outcome(String),
+    /// Why it was not measured (may be empty).
+    Skipped(String),
+}
+
+/// What `column` shows in `row`, texts from the report made safe by `esc`.
+pub(super) fn shown(row: &Row, column: Column, esc: fn(&str) -> String) -> Shown {
     match row.cells.get(&column) {
-        None => "—".to_owned(),
+        None => Shown::Missing,
         Some(Cell::Value(summary)) => {
             let mut text = quantity(summary.median, row.unit);
             let half_spread = summary.spread() / 2.0;
             if half_spread.is_finite() && half_spread > NOTABLE_SPREAD {
                 text.push_str(&format!(" ±{:.0}%", half_spread * 100.0));
             }
-            text
+            Shown::Value(text)
         }
         Some(Cell::Outcome { text, next_after_ms, survived }) => {
             let marker = if *survived { "✅" } else { "💥" };
-            let mut shown = format!("{marker} {}", escape(text));
+            let mut shown = format!("{marker} {}", esc(text));
             if let Some(next) = next_after_ms {
                 shown.push_str(&format!(
                     "; next task after {}",
                     quantity(next.median, Unit::Millis)
                 ));
             }
-            shown
+            Shown::Outcome(shown)
         }
-        Some(Cell::Skipped(reason)) => {
-            let reason = escape(reason.trim()).replace('*', "\\*");
-            if reason.is_empty() { "*skipped*".to_owned() } else { format!("*skipped: {reason}*") }
-        }
+        Some(Cell::Skipped(reason)) => Shown::Skipped(esc(reason.trim())),
     }
 }
 
 /// The last column: each of our backends against the best peer of its kind (threads against
 /// thread pools, processes against process pools), and our process backends against the
-/// row's references (floors between processes).
-fn comparison(row: &Row) -> String {
+/// row's references (floors between processes); texts from the report made safe by `esc`.
+pub(super) fn comparison(row: &Row, esc: fn(&str) -> String) -> String {
     let mut parts = Vec::new();
     for column in Column::ALL.iter().copied().filter(|c| c.is_ours()) {
         let who = column.short();
@@ -288,7 +370,7 @@ fn comparison(row: &Row) -> String {
             .filter_map(|r| {
                 let times = ours.median / r.value.median;
                 (times.is_finite() && times > 0.0)
-                    .then(|| format!("{} the {}", ratio(times), escape(&r.name)))
+                    .then(|| format!("{} the {}", ratio(times), esc(&r.name)))
             })
             .collect();
         if !floors.is_empty() {
@@ -300,7 +382,7 @@ fn comparison(row: &Row) -> String {
 
 /// A ratio with two significant digits (but no decimals from 10 up): "31×", "1.4×", "0.22×",
 /// "0.0063×".
-fn ratio(value: f64) -> String {
+pub(super) fn ratio(value: f64) -> String {
     if value >= 9.95 {
         format!("{value:.0}×")
     } else if value >= 0.995 {

@@ -1,4 +1,5 @@
-//! The comparison report: what was measured, and how it is written out (Markdown, JSON, SVG).
+//! The comparison report: what was measured, and how it is written out (Markdown, JSON, HTML,
+//! SVG).
 //!
 //! A [`Report`] opens with the [`Homework`] table (the six claims of the answer this project
 //! grew from, each with this run's facts), then a list of [`Section`]s of [`Row`]s; each row
@@ -9,6 +10,7 @@
 mod fixture;
 mod format;
 mod homework;
+mod html;
 mod markdown;
 mod svg;
 
@@ -20,6 +22,7 @@ pub use crate::columns::Column;
 use crate::stats::Summary;
 
 pub use homework::{Claim, Fact, Homework};
+pub use html::html;
 pub use markdown::markdown;
 
 pub(crate) use homework::homework;
@@ -84,6 +87,22 @@ pub struct Row {
     /// Reference values that are not peers, such as the blocking and the spinning raw
     /// ping-pong floors, each with its name.
     pub references: Vec<Reference>,
+    /// Every way a column ran this row's operation, when it ran several (its cell shows the
+    /// best): a peer's two reasonable idioms, or its default and its documented advice.
+    pub idioms: Vec<Idiom>,
+}
+
+/// One way a column ran a row's operation, when it ran several.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Idiom {
+    /// The column.
+    pub column: Column,
+    /// The call, as its users write it.
+    pub how: String,
+    /// What it measured.
+    pub value: Summary,
+    /// Whether the column's cell shows this one (the best of the column's idioms).
+    pub shown: bool,
 }
 
 /// A row's reference: a measured value that is not a pool, such as a floor.
@@ -112,6 +131,7 @@ impl Row {
             better,
             cells: BTreeMap::new(),
             references: Vec::new(),
+            idioms: Vec::new(),
         }
     }
 
@@ -165,6 +185,20 @@ pub struct Curve {
     pub points: Vec<(usize, f64)>,
 }
 
+/// How one column (or reference) was run: the versions that ran it and the calls each
+/// operation made, as its expert users write them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Method {
+    /// The column's label, or the reference's name.
+    pub name: String,
+    /// The column, unless this is a reference.
+    pub column: Option<Column>,
+    /// What ran it, with versions, such as `rayon 1.12.0` or `Python 3.11.7`.
+    pub versions: Vec<String>,
+    /// One line per group of operations: `round trip, payload: ...`.
+    pub how: Vec<String>,
+}
+
 /// Where and how the report was measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Machine {
@@ -200,6 +234,8 @@ pub struct Report {
     pub sections: Vec<Section>,
     /// The scaling curves of the CPU-bound kernels.
     pub scaling: Vec<Curve>,
+    /// How each column and reference was run.
+    pub methods: Vec<Method>,
     /// Remarks printed under the table (what a cell means, what was skipped).
     pub notes: Vec<String>,
 }

@@ -205,6 +205,12 @@ pub(crate) struct Io {
     pub(crate) shares: BTreeMap<Column, Shares>,
 }
 
+/// The progress steps [`rows`] takes: one per kind of wait and worker count, then memory and
+/// start-up.
+pub(crate) fn steps() -> usize {
+    WORKER_COUNTS.len() * IO[..2].len() + 2
+}
+
 /// Measures the I/O-bound rows on every column that runs here (the Python script's columns
 /// are left for it): the throughput rows worker count by worker count, then the memory and
 /// start-up of the pool needed.

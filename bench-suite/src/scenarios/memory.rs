@@ -1,6 +1,12 @@
-//! Memory per worker: the resident set of each worker process, or for threads the growth of
-//! the program per thread. Every backend is measured in a fresh child process (a probe) that
-//! starts a pool of N and runs tasks on it, so that nothing else this program did counts.
+//! Memory: what a pool of N adds to the program, the same quantity for threads and processes
+//! alike. A fresh child process (a probe) measures the program's memory, starts a pool of N,
+//! runs tasks on it so that every worker is up, and measures again; the cell is the growth.
+//! The program's memory is the sum of the PSS of all its processes (the probe and every
+//! process descended from it): resident pages, each page that several processes share split
+//! among them, so that a worker process pays for its own pages and its share of the binary
+//! and libraries, and a thread for its stack and its heap. Where the kernel reports no PSS
+//! (before Linux 4.14) the resident set stands in. The Python script measures the same
+//! quantity in a fresh interpreter.
 
 use std::fs;
 use std::time::Duration;
@@ -9,41 +15,66 @@ use super::cells::choose;
 use super::{Plan, Progress, RowId};
 use crate::backends::PoolSpec;
 use crate::backends::Runs;
-use crate::columns::{DISABLED, Kind, Op, backend};
+use crate::columns::{DISABLED, Op, backend};
 use crate::probe::{self, ProbeEnd, ProbeResult};
 use crate::report::{Better, Cell, Row, Unit};
 use crate::stats::Summary;
 
+/// Fresh probes per column: the cell is their median.
+const PROBES: usize = 3;
+
 /// How long a memory probe may take.
 const PROBE_LIMIT: Duration = Duration::from_secs(30);
 
-/// A process's resident set size in KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<f64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A figure of `/proc/<pid>/<file>` in KiB: the number after `field` (such as `Pss:`).
+fn proc_kib(pid: u32, file: &str, field: &str) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The ids of this process's children.
-fn children() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            (fields.get(1) == Some(&me.as_str())).then_some(pid)
-        })
-        .collect()
+/// A process's PSS in KiB, or its resident set where the kernel reports no PSS.
+fn pss_kib(pid: u32) -> Option<f64> {
+    proc_kib(pid, "smaps_rollup", "Pss:").or_else(|| proc_kib(pid, "status", "VmRSS:"))
 }
 
-/// Measures memory per worker for every column.
+/// The ids of every process descended from `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let parents: Vec<(u32, u32)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(parent) = todo.pop() {
+        for &(child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            found.push(child);
+            todo.push(child);
+        }
+    }
+    found
+}
+
+/// The memory of this program, in KiB: the PSS of this process and all its descendants.
+fn program_kib() -> f64 {
+    let me = std::process::id();
+    std::iter::once(me).chain(descendants(me)).filter_map(pss_kib).sum()
+}
+
+/// Measures what a pool of N adds to the program, for every column.
 /// The Python script's columns are left for it.
 pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
-    progress.say("memory per worker");
+    progress.step("memory");
     let n = plan.workers;
-    let label = format!("memory per worker (resident set; threads: program growth / {n})");
+    let label = format!(
+        "memory a pool of {n} adds to the program (PSS of all its processes, after − before)"
+    );
     let mut row = Row::new(&RowId::Memory.key(), &label, Unit::KiB, Better::Lower);
     for (column, chosen) in choose(Op::Memory, n as u64) {
         let cell = match chosen {
@@ -51,16 +82,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
             Ok(backend) => match backend.runs() {
                 Runs::Script(_) => continue,
                 Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
-                Runs::Here { .. } => {
-                    match probe::run("memory", &format!("{} {n}", backend.id()), PROBE_LIMIT, &[]) {
-                        ProbeEnd::Survived(r) => {
-                            let values: Vec<f64> = r.values.iter().map(|(_, v)| *v).collect();
-                            Summary::of(values)
-                                .map_or_else(|| Cell::Skipped(r.outcome), Cell::Value)
-                        }
-                        other => Cell::Skipped(format!("probe ended: {other:?}")),
-                    }
-                }
+                Runs::Here { .. } => probed(backend.id(), n, PROBES),
             },
         };
         row.cells.insert(column, cell);
@@ -68,9 +90,25 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     vec![(RowId::Memory, row)]
 }
 
-/// In a probe child: `args` is `<backend id> <workers>`; starts that pool, runs tasks on it
-/// and reports each worker process's resident set, or for threads the program's growth per
-/// worker, in KiB.
+/// The growth `probes` fresh probes measured for a pool of `workers` of `backend`, or why
+/// there is none.
+fn probed(backend: &str, workers: usize, probes: usize) -> Cell {
+    let mut values = Vec::new();
+    for _ in 0..probes {
+        match probe::run("memory", &format!("{backend} {workers}"), PROBE_LIMIT, &[]) {
+            ProbeEnd::Survived(r) => match r.values.first() {
+                Some((_, kib)) => values.push(*kib),
+                None => return Cell::Skipped(r.outcome),
+            },
+            other => return Cell::Skipped(format!("probe ended: {other:?}")),
+        }
+    }
+    Summary::of(values).map_or_else(|| Cell::Skipped("no probe ran".into()), Cell::Value)
+}
+
+/// In a probe child: `args` is `<backend id> <workers>`; measures the program, starts that
+/// pool, runs tasks on it (a `map` of 1000 no-ops where it has `map`, else a no-op) and reports
+/// the program's growth in KiB.
 pub(crate) fn probe(args: &str) -> ProbeResult {
     let mut words = args.split_whitespace();
     let backend = words.next().and_then(backend);
@@ -81,8 +119,7 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
             ..Default::default()
         };
     };
-    let me = std::process::id();
-    let before = rss_kib(me).unwrap_or(0.0);
+    let before = program_kib();
     let pool = match backend.start(&PoolSpec::workers(workers)) {
         Ok(pool) => pool,
         Err(e) => {
@@ -103,16 +140,7 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
             ..Default::default()
         };
     }
-    let values: Vec<(String, f64)> = match backend.column().map(|c| c.kind()) {
-        Some(Kind::Processes) => children()
-            .into_iter()
-            .filter_map(|pid| Some((format!("pid {pid}"), rss_kib(pid)?)))
-            .collect(),
-        _ => {
-            let after = rss_kib(me).unwrap_or(0.0);
-            vec![("kib_per_worker".into(), (after - before).max(0.0) / workers as f64)]
-        }
-    };
+    let values = vec![("program_growth_kib".to_owned(), program_kib() - before)];
     drop(pool);
     ProbeResult { outcome: format!("{} values", values.len()), next_after_ms: None, values }
 }

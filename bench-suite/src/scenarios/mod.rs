@@ -21,14 +21,14 @@ mod throughput;
 use std::time::Duration;
 
 pub use plan::{Mode, Plan, RunMode, cores};
-pub use progress::Progress;
+pub use progress::{Bar, Event, Progress};
 pub use run::{Measured, run};
 pub use suite::{Case, Count, Group, Iteration, Settings, Suite};
 pub use throughput::TaskSize;
 
 pub(crate) use faults::Fault;
 pub(crate) use io::{Shares, Wait, WaitKind};
-pub(crate) use throughput::{Kernel, KernelKind};
+pub(crate) use throughput::{BURST_KERNEL, Kernel, KernelKind};
 
 pub(crate) use io::{POOL_NEEDED, ScriptIo, WORKER_COUNTS, ideal, script_io};
 pub(crate) use overhead::{OVERHEAD, PAYLOAD_BYTES};
@@ -57,6 +57,8 @@ pub(crate) enum RowId {
     Speedup(KernelKind, TaskSize),
     /// Parallel efficiency at N workers on a kernel.
     Efficiency(KernelKind, TaskSize),
+    /// Speed-up at N workers on a kernel, on the kept pool right after a burst of no-ops.
+    AfterBurst(KernelKind, TaskSize),
     /// A fault in one task.
     Fault(Fault),
     /// Tasks that wait this way, on a pool of this many workers.
@@ -85,6 +87,9 @@ impl RowId {
             RowId::Memory => "memory".into(),
             RowId::Speedup(kind, size) => format!("speedup_{}_{}", kind.name(), size.key()),
             RowId::Efficiency(kind, size) => format!("efficiency_{}_{}", kind.name(), size.key()),
+            RowId::AfterBurst(kind, size) => {
+                format!("speedup_after_burst_{}_{}", kind.name(), size.key())
+            }
             RowId::Fault(fault) => format!("fault_{}", fault.name()),
             RowId::Wait(kind, workers) => format!("io_{}_{workers}", kind.name()),
             RowId::WaitMemory(workers) => format!("io_memory_{workers}"),
@@ -123,5 +128,9 @@ mod tests {
         assert_eq!(RowId::Fault(Fault::Bomb).key(), "fault_bomb");
         assert_eq!(RowId::Wait(WaitKind::Socket, 16).key(), "io_socket_16");
         assert_eq!(RowId::WaitMemory(64).key(), "io_memory_64");
+        assert_eq!(
+            RowId::AfterBurst(KernelKind::Primes, TaskSize::Millis1).key(),
+            "speedup_after_burst_primes_1ms"
+        );
     }
 }

@@ -140,6 +140,12 @@ impl Plan {
         }
     }
 
+    /// The no-ops of the burst that the kept pool runs right before the "after a burst" row's
+    /// CPU-bound batch: a tenth of a `map` sample.
+    pub fn burst_items(&self) -> usize {
+        (self.map_items / 10).max(1)
+    }
+
     /// The worker counts of the scaling curves: `1..=workers`, then `2 × workers`
     /// (oversubscribed). Above 8 CPUs the range is thinned to the powers of two and
     /// `workers` itself, so that a big machine does not run dozens of variants.

@@ -1,33 +1,283 @@
-//! Progress lines on stderr while the report runs.
+//! How far a run of the report has got: steps (one per scenario), each with how much of it
+//! is done, and a progress bar that shows them.
+//!
+//! A run says where it is with [`Progress`]: on stderr as one line per step, or, when a
+//! supervising process draws the bar, as [`Event`] lines on stdout that the supervisor reads
+//! back (the report binary measures in a child process, so that whatever the workers and
+//! probes print can be kept out of the terminal). [`Bar`] draws the events: one line
+//! redrawn in place on a terminal, one line per step otherwise.
 
+use std::cell::Cell;
 use std::fmt::Display;
+use std::io::Write;
 use std::time::Instant;
 
-/// Prints progress lines on stderr with the time since the run started.
+use serde::{Deserialize, Serialize};
+
+/// The prefix of an event line.
+const EVENT_PREFIX: &str = "taskpool-bench progress: ";
+
+/// Reports the progress of a run.
 #[derive(Debug)]
 pub struct Progress {
     started: Instant,
+    /// Whether it writes [`Event`] lines on stdout (else plain lines on stderr).
+    events: bool,
+    /// The steps of the run, if known.
+    total: Cell<usize>,
+    /// The steps begun so far.
+    begun: Cell<usize>,
 }
 
 impl Progress {
-    /// Starts the clock.
+    /// Progress as lines on stderr, with the time since the start: one per step.
     pub fn new() -> Progress {
-        Progress { started: Instant::now() }
+        Progress {
+            started: Instant::now(),
+            events: false,
+            total: Cell::new(0),
+            begun: Cell::new(0),
+        }
     }
 
-    /// Prints one progress line.
+    /// Progress as [`Event`] lines on stdout, for a supervising process to draw.
+    pub fn events() -> Progress {
+        Progress { events: true, ..Progress::new() }
+    }
+
+    /// Announces how many steps the run has.
+    pub fn plan(&self, steps: usize) {
+        self.total.set(steps);
+    }
+
+    /// A step begins.
+    pub fn step(&self, what: impl Display) {
+        self.begun.set(self.begun.get() + 1);
+        self.emit(0.0, &what.to_string());
+    }
+
+    /// The current step is `fraction` done (0 to 1), doing `what`.
+    pub fn part(&self, fraction: f64, what: impl Display) {
+        let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        self.emit(fraction, &what.to_string());
+    }
+
+    /// A step begins (the same as [`Progress::step`]).
     pub fn say(&self, what: impl Display) {
-        eprintln!("[{:>5.1}s] {what}", self.started.elapsed().as_secs_f64());
+        self.step(what);
     }
 
     /// Seconds since the start.
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
+
+    fn emit(&self, fraction: f64, what: &str) {
+        let event = Event {
+            step: self.begun.get(),
+            steps: self.total.get().max(self.begun.get()),
+            fraction,
+            what: what.to_owned(),
+            elapsed_s: self.elapsed(),
+        };
+        if self.events {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", event.line());
+            let _ = out.flush();
+        } else if fraction == 0.0 {
+            eprintln!("[{:>5.1}s] {what}", event.elapsed_s);
+        }
+    }
 }
 
 impl Default for Progress {
     fn default() -> Self {
         Progress::new()
+    }
+}
+
+/// Where a run is: step `step` of `steps`, `fraction` of it done, doing `what`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The current step, from 1 (0 before the first).
+    pub step: usize,
+    /// The steps of the run.
+    pub steps: usize,
+    /// How much of the current step is done, from 0 to 1.
+    pub fraction: f64,
+    /// What the step does.
+    pub what: String,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+}
+
+impl Event {
+    /// The event as one line of text.
+    pub fn line(&self) -> String {
+        format!("{EVENT_PREFIX}{}", serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// The event on `line`, if it is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_bench::Event;
+    ///
+    /// let event = Event { step: 2, steps: 9, fraction: 0.5, what: "map".into(), elapsed_s: 3.0 };
+    /// assert_eq!(Event::parse(&event.line()), Some(event));
+    /// assert_eq!(Event::parse("thread 'main' panicked"), None);
+    /// ```
+    pub fn parse(line: &str) -> Option<Event> {
+        serde_json::from_str(line.strip_prefix(EVENT_PREFIX)?).ok()
+    }
+
+    /// How much of the whole run is done, from 0 to 1.
+    pub fn done(&self) -> f64 {
+        if self.steps == 0 {
+            return 0.0;
+        }
+        let before = self.step.saturating_sub(1) as f64;
+        let fraction = if self.fraction.is_finite() { self.fraction.clamp(0.0, 1.0) } else { 0.0 };
+        ((before + fraction) / self.steps as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// Draws [`Event`]s: on a terminal, one line redrawn in place (a bar, the step and what it
+/// does, the time so far); elsewhere, one line per step.
+#[derive(Debug)]
+pub struct Bar<W: Write> {
+    out: W,
+    terminal: bool,
+    /// The step of the last line printed (when not on a terminal).
+    printed: usize,
+    /// Whether a bar is on the screen (when on a terminal).
+    drawn: bool,
+}
+
+/// The width of the bar itself, in characters.
+const BAR_WIDTH: usize = 24;
+
+/// The most characters of an event's text that a line shows.
+const TEXT_WIDTH: usize = 48;
+
+impl<W: Write> Bar<W> {
+    /// A bar drawn on `out`, redrawn in place if `terminal`.
+    pub fn new(out: W, terminal: bool) -> Bar<W> {
+        Bar { out, terminal, printed: 0, drawn: false }
+    }
+
+    /// Draws `event`.
+    pub fn show(&mut self, event: &Event) {
+        if self.terminal {
+            let _ = write!(self.out, "\r{}\x1b[K", Bar::<W>::render(event));
+            self.drawn = true;
+        } else if event.step > self.printed {
+            self.printed = event.step;
+            let _ = writeln!(
+                self.out,
+                "[{}/{}] {} ({})",
+                event.step,
+                event.steps,
+                shorten(&event.what),
+                minutes(event.elapsed_s)
+            );
+        }
+        let _ = self.out.flush();
+    }
+
+    /// Clears the bar from the terminal, so that what follows starts on a clean line.
+    pub fn finish(&mut self) {
+        if self.drawn {
+            let _ = write!(self.out, "\r\x1b[K");
+            let _ = self.out.flush();
+            self.drawn = false;
+        }
+    }
+
+    /// One line of the bar: `[#########...............]  38%  step 5/17  map (0:41)`.
+    pub fn render(event: &Event) -> String {
+        let done = event.done();
+        let filled = ((done * BAR_WIDTH as f64).round() as usize).min(BAR_WIDTH);
+        format!(
+            "[{}{}] {:>3.0}%  step {}/{}  {} ({})",
+            "#".repeat(filled),
+            ".".repeat(BAR_WIDTH - filled),
+            done * 100.0,
+            event.step,
+            event.steps,
+            shorten(&event.what),
+            minutes(event.elapsed_s)
+        )
+    }
+}
+
+/// `text` on one line, cut to [`TEXT_WIDTH`] characters.
+fn shorten(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= TEXT_WIDTH {
+        return line;
+    }
+    let mut cut: String = line.chars().take(TEXT_WIDTH - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Seconds as `m:ss`.
+fn minutes(seconds: f64) -> String {
+    let whole = if seconds.is_finite() && seconds > 0.0 { seconds as u64 } else { 0 };
+    format!("{}:{:02}", whole / 60, whole % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(step: usize, steps: usize, fraction: f64) -> Event {
+        Event { step, steps, fraction, what: "overhead: map".into(), elapsed_s: 75.4 }
+    }
+
+    #[test]
+    fn the_bar_fills_with_the_steps_done() {
+        assert_eq!(event(1, 4, 0.0).done(), 0.0);
+        assert_eq!(event(3, 4, 0.5).done(), 0.625);
+        assert_eq!(event(0, 0, 0.5).done(), 0.0);
+        assert_eq!(
+            Bar::<Vec<u8>>::render(&event(3, 4, 0.5)),
+            "[###############.........]  62%  step 3/4  overhead: map (1:15)"
+        );
+    }
+
+    #[test]
+    fn off_a_terminal_each_step_is_one_line() {
+        let mut bar = Bar::new(Vec::new(), false);
+        for e in [event(1, 2, 0.0), event(1, 2, 0.5), event(2, 2, 0.0), event(2, 2, 0.9)] {
+            bar.show(&e);
+        }
+        bar.finish();
+        let text = String::from_utf8(bar.out).unwrap();
+        assert_eq!(text, "[1/2] overhead: map (1:15)\n[2/2] overhead: map (1:15)\n");
+    }
+
+    #[test]
+    fn on_a_terminal_the_line_is_redrawn_and_cleared() {
+        let mut bar = Bar::new(Vec::new(), true);
+        bar.show(&event(1, 2, 0.0));
+        bar.show(&event(2, 2, 0.0));
+        bar.finish();
+        let text = String::from_utf8(bar.out).unwrap();
+        assert_eq!(text.matches('\r').count(), 3);
+        assert!(text.ends_with("\r\x1b[K"));
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn long_texts_are_cut_and_odd_events_do_not_panic() {
+        let mut long = event(1, 1, f64::NAN);
+        long.what = "x ".repeat(100);
+        long.elapsed_s = f64::INFINITY;
+        let line = Bar::<Vec<u8>>::render(&long);
+        assert!(line.ends_with("… (0:00)"), "{line}");
+        assert_eq!(Event::parse("taskpool-bench progress: {"), None);
     }
 }

@@ -5,11 +5,12 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{OVERHEAD, Plan, Progress, RowId, faults, io, memory};
-use crate::backends::Pools;
+use super::{Fault, OVERHEAD, Plan, Progress, RowId, faults, io, memory};
 use crate::backends::python::Script;
-use crate::columns::Column;
-use crate::report::{Curve, Homework, Row, Section, homework};
+use crate::backends::{Pools, Runs};
+use crate::columns::{BACKENDS, Backend, Column, Shows};
+use crate::report::{Curve, Homework, Method, Row, Section, homework};
+use crate::versions;
 
 /// What one run measured.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Measured {
     pub sections: Vec<Section>,
     /// The scaling curves of the CPU-bound kernels.
     pub scaling: Vec<Curve>,
+    /// How each column and reference was run.
+    pub methods: Vec<Method>,
     /// Remarks for under the table.
     pub notes: Vec<String>,
     /// The Python peers' interpreter, if they ran.
@@ -28,30 +31,40 @@ pub struct Measured {
 
 /// Measures every section for `plan`, saying what it does on `progress`: the overhead,
 /// throughput and I/O-bound sections, then the Python peers (which fill their columns of every
-/// row), then memory and failures; and the homework's table from all of them.
+/// row), then memory and failures; and the homework's table from all of them. Each backend's
+/// pool of N is started once and kept from the first overhead row to the last throughput row,
+/// as a program keeps its pool; start-up, spawn, memory and failure rows start their own.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
-    progress.say(format!(
-        "taskpool report ({} mode, {} workers); calibrating the kernels",
+    let scenarios = OVERHEAD.iter().filter(|s| in_report(s));
+    let kernel_count = 2 * plan.task_sizes.len();
+    let steps = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1 + 1;
+    progress.plan(steps + Fault::ALL.len());
+    progress.step(format!(
+        "calibrating the kernels ({} mode, {} workers)",
         plan.mode.name(),
         plan.workers
     ));
     let kernels = kernels(plan);
     let pools = RefCell::new(Pools::default());
     let mut overhead = Vec::new();
-    for scenario in OVERHEAD.iter().filter(|s| in_report(s)) {
-        progress.say(format!("overhead: {}", scenario.name));
+    for scenario in scenarios {
+        progress.step(format!("overhead: {}", scenario.name.replace('_', " ")));
         overhead.push(scenario.row(plan, &pools));
     }
+    let throughput = throughput::run(plan, progress, &kernels, &pools);
     drop(pools);
-    let throughput = throughput::run(plan, progress, &kernels);
     let io = io::rows(plan, progress);
-    let script = Script::run(plan, &kernels, |line| progress.say(line));
+    progress.step("Python peers");
+    let script = Script::run(plan, &kernels, |fraction, what| {
+        progress.part(fraction, format_args!("Python peers: {what}"));
+    });
     let memory = memory::rows(plan, progress);
     let faults = faults::rows(plan, progress);
 
     let mut notes = vec![
         "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
-        "The one-off spawn row's rayon column is std::thread::spawn (rayon has no one-off spawn with a handle).".to_owned(),
+        "The one-off spawn row's rayon column is std::thread::scope with one spawned thread, joined (rayon has no one-off spawn with a handle).".to_owned(),
+        "Pools are kept as a program keeps its pool: each column's pool of N serves every overhead row after start-up and the throughput rows at N workers (the other worker counts have pools of their own, kept across kernels); start-up, spawn, memory and failure rows start fresh ones.".to_owned(),
         "Two floors, measured in the same run: the blocking pipe floor is a raw 8-byte ping-pong over two pipes between two processes, each asleep in read(2) until the other writes (two wake-ups per round trip, so it moves with the machine's wake-up latency); the spinning shared-memory floor is a ping-pong through one shared page that both processes spin on (no system call and no wake-up: the cost of moving cache lines between CPUs). A round trip between processes costs at least the spinning floor, and about the blocking one when both sides sleep.".to_owned(),
         "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
         "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result. Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
@@ -72,6 +85,9 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     notes.extend(kernels.iter().map(|k| k.describe()));
     scaling.extend(script.curves(&kernels));
 
+    if let Script::Absent(why) = &script {
+        notes.push(format!("The Python columns are empty: {why}."));
+    }
     let section = |title: &str, rows: Vec<(RowId, Row)>| Section {
         title: title.into(),
         rows: rows.into_iter().map(|(id, row)| script.fill(id, row)).collect(),
@@ -85,11 +101,49 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     ];
     Measured {
         homework: homework(&sections, &io.shares, plan.workers),
+        methods: methods(&script.versions()),
         sections,
         scaling,
         notes,
         python: script.version(),
     }
+}
+
+/// How each column and reference was run, from the table of backends: every backend that
+/// shows there, its crates' versions (the script's for the Python columns) and its calls.
+fn methods(python: &[String]) -> Vec<Method> {
+    let shown = |backend: &Backend| match backend.shows() {
+        Shows::Column(column) => (column.label().to_owned(), Some(column)),
+        Shows::Reference(name) => (name.to_owned(), None),
+    };
+    let mut methods: Vec<Method> = Vec::new();
+    for backend in BACKENDS {
+        let (name, column) = shown(backend);
+        let index = match methods.iter().position(|m| m.name == name) {
+            Some(index) => index,
+            None => {
+                methods.push(Method { name, column, versions: Vec::new(), how: Vec::new() });
+                methods.len() - 1
+            }
+        };
+        let method = &mut methods[index];
+        method.versions.extend(backend.crates().iter().filter_map(|c| versions::of(c)));
+        if let Runs::Script(_) = backend.runs() {
+            method.versions.extend(python.iter().cloned());
+        }
+        if !backend.enabled() {
+            method.how.push(crate::columns::DISABLED.to_owned());
+            continue;
+        }
+        for (ops, how) in backend.how() {
+            let ops: Vec<&str> =
+                ops.iter().filter(|op| backend.has(**op)).map(|op| op.label()).collect();
+            if !ops.is_empty() {
+                method.how.push(format!("{}: {how}", ops.join(", ")));
+            }
+        }
+    }
+    methods
 }
 
 /// A warning when even rayon could not use the CPUs: at `workers` workers its best speed-up

@@ -14,8 +14,11 @@
 //! 4 per worker and 20,000. Every batch's sum is checked against the sequential one.
 //!
 //! Report: a sample is one batch, `min(repeats, 5)` samples per variant, interleaved; rows
-//! at N workers. Criterion: one group per kernel and size (`primes-1ms`), 20 samples (10 at
-//! 100 ms), flat sampling.
+//! at N workers, on the pools of N the overhead rows used before (a program keeps its pool:
+//! what earlier work leaves in a pool shows here). One more row times the 1 ms primes batch
+//! right after a burst of no-ops on the same pool (a `map` of [`Plan::burst_items`] items,
+//! or tasks in flight on a backend without `map`), the burst untimed. Criterion: one group
+//! per kernel and size (`primes-1ms`), 20 samples (10 at 100 ms), flat sampling.
 
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
@@ -113,6 +116,9 @@ pub(crate) struct Kernel {
     /// The measured time of one task, in microseconds.
     pub(crate) task_us: f64,
 }
+
+/// The kernel of the "after a burst" row (at 1 ms tasks).
+pub(crate) const BURST_KERNEL: KernelKind = KernelKind::Primes;
 
 /// Rows of the Mandelbrot image: a batch of tasks cycles through them.
 const MANDEL_HEIGHT: u64 = 64;
@@ -235,9 +241,31 @@ fn iteration(
     expected: Rc<OnceCell<u64>>,
     workers: usize,
 ) -> Result<Iteration, String> {
+    burst_then_batch(backend, pools, kernel, expected, workers, None)
+}
+
+/// Like [`iteration`], after a burst of no-ops on the same pool (untimed): a `map` of
+/// `burst.0` items, or `burst.1` tasks in flight on a backend without `map`.
+fn burst_then_batch(
+    backend: &'static Backend,
+    pools: &RefCell<Pools>,
+    kernel: Rc<Kernel>,
+    expected: Rc<OnceCell<u64>>,
+    workers: usize,
+    burst: Option<(usize, usize)>,
+) -> Result<Iteration, String> {
     let pool = pools.borrow_mut().get(backend, PoolSpec::workers(workers))?;
+    let maps = burst.is_some_and(|(items, _)| backend.can(Op::Map, items as u64).is_ok());
+    if let Some((_, tasks)) = burst.filter(|_| !maps) {
+        backend.can(Op::InFlight, tasks as u64)?;
+    }
     Ok(Box::new(move || {
         let expected = *expected.get_or_init(|| kernel.sequential());
+        match burst {
+            Some((items, _)) if maps => pool.map_noop((0..items as u64).collect())?,
+            Some((_, tasks)) => pool.in_flight(tasks)?,
+            None => {}
+        }
         let start = Instant::now();
         let sum = pool.kernel(&kernel)?;
         let elapsed = start.elapsed();
@@ -254,15 +282,24 @@ pub(crate) struct Throughput {
     pub(crate) curves: Vec<Curve>,
 }
 
-/// Measures every kernel on every column at every worker count.
+/// What a sample of the throughput rows is: a column's batch at a worker count, right after
+/// a burst or not, or a reference's.
+type Key = (Target, usize, bool);
+
+/// Measures every kernel on every column at every worker count, on `pools` (kept from the
+/// rows before, as a program keeps its pool).
 /// The cells and curves of the columns the Python script measures are left for it.
-pub(crate) fn run(plan: &Plan, progress: &Progress, kernels: &[Kernel]) -> Throughput {
+pub(crate) fn run(
+    plan: &Plan,
+    progress: &Progress,
+    kernels: &[Kernel],
+    pools: &RefCell<Pools>,
+) -> Throughput {
     let counts = plan.worker_counts();
-    let pools = RefCell::new(Pools::default());
     let mut out = Throughput::default();
     let repeats = plan.repeats.min(5);
     for kernel in kernels {
-        progress.say(format!(
+        progress.step(format!(
             "throughput: {} ({} tasks of {:.0} µs)",
             kernel.label(),
             kernel.tasks,
@@ -271,29 +308,35 @@ pub(crate) fn run(plan: &Plan, progress: &Progress, kernels: &[Kernel]) -> Throu
         let size = kernel.size.micros();
         let shared = Rc::new(kernel.clone());
         let expected = Rc::new(OnceCell::new());
-        let variant = |target, backend, workers| {
-            let it = iteration(backend, &pools, Rc::clone(&shared), Rc::clone(&expected), workers);
-            it.map(|it| sampled(target, it, 1, None).map_key(|target| (target, workers)))
+        let burst = (kernel.kind == BURST_KERNEL && kernel.size == TaskSize::Millis1)
+            .then(|| (plan.burst_items(), plan.in_flight));
+        let variant = |target, backend, workers, burst: Option<(usize, usize)>| {
+            let (kernel, expected) = (Rc::clone(&shared), Rc::clone(&expected));
+            let it = burst_then_batch(backend, pools, kernel, expected, workers, burst);
+            it.map(|it| {
+                sampled(target, it, 1, None).map_key(|target| (target, workers, burst.is_some()))
+            })
         };
-        let mut variants: Vec<Variant<'_, (Target, usize)>> = Vec::new();
+        let mut variants: Vec<Variant<'_, Key>> = Vec::new();
         let mut skipped = Vec::new();
         for (name, backend) in references(Op::Kernels, size) {
-            variants.extend(variant(Target::Reference(name), backend, 1));
+            variants.extend(variant(Target::Reference(name), backend, 1, None));
         }
         let chosen = choose(Op::Kernels, size);
-        for &w in &counts {
+        let runs = counts.iter().map(|&w| (w, None)).chain(burst.map(|n| (plan.workers, Some(n))));
+        for (w, burst) in runs {
             for (column, chosen) in &chosen {
                 let Ok(backend) = chosen else { continue };
                 if backend.runs_here() {
-                    match variant(Target::Column(*column), backend, w) {
+                    match variant(Target::Column(*column), backend, w, burst) {
                         Ok(v) => variants.push(v),
-                        Err(e) => skipped.push((*column, w, e)),
+                        Err(e) => skipped.push(((Target::Column(*column), w, burst.is_some()), e)),
                     }
                 }
             }
         }
         let mut results = interleave(repeats, variants);
-        results.extend(skipped.into_iter().map(|(c, w, e)| ((Target::Column(c), w), Err(e))));
+        results.extend(skipped.into_iter().map(|(key, e)| (key, Err(e))));
         out.add(plan, kernel, &chosen, results);
     }
     out
@@ -306,15 +349,19 @@ impl Throughput {
         plan: &Plan,
         kernel: &Kernel,
         chosen: &[(crate::columns::Column, Result<&'static Backend, String>)],
-        results: Vec<((Target, usize), Result<Summary, String>)>,
+        results: Vec<(Key, Result<Summary, String>)>,
     ) {
         let Some(Ok(sequential)) = results
             .iter()
-            .find(|((t, _), _)| matches!(t, Target::Reference(_)))
+            .find(|((t, _, _), _)| matches!(t, Target::Reference(_)))
             .map(|(_, r)| r.clone())
         else {
             return;
         };
+        let (bursts, results): (Vec<_>, Vec<_>) =
+            results.into_iter().partition(|((_, _, burst), _)| *burst);
+        let results: Vec<((Target, usize), Result<Summary, String>)> =
+            results.into_iter().map(|((t, w, _), r)| ((t, w), r)).collect();
         let (speedup_id, efficiency_id) =
             (RowId::Speedup(kernel.kind, kernel.size), RowId::Efficiency(kernel.kind, kernel.size));
         let mut speedup_row = Row::new(
@@ -388,7 +435,55 @@ impl Throughput {
         }
         self.rows.push((speedup_id, speedup_row));
         self.rows.push((efficiency_id, efficiency_row));
+        if kernel.kind == BURST_KERNEL && kernel.size == TaskSize::Millis1 {
+            let row = after_burst_row(plan, kernel, chosen, &sequential, bursts);
+            self.rows.push((RowId::AfterBurst(kernel.kind, kernel.size), row));
+        }
     }
+}
+
+/// The "after a burst" row: each column's speed-up on its kept pool of N right after a burst
+/// of no-ops, against the same `sequential` batch.
+fn after_burst_row(
+    plan: &Plan,
+    kernel: &Kernel,
+    chosen: &[(crate::columns::Column, Result<&'static Backend, String>)],
+    sequential: &Summary,
+    results: Vec<(Key, Result<Summary, String>)>,
+) -> Row {
+    let id = RowId::AfterBurst(kernel.kind, kernel.size);
+    let label = format!(
+        "speed-up at {} workers right after a map of {} no-ops on the same pool ({}; \
+         without map: {} no-ops in flight)",
+        plan.workers,
+        plan.burst_items(),
+        kernel.label(),
+        plan.in_flight
+    );
+    let mut row = Row::new(&id.key(), &label, Unit::Factor, Better::Higher);
+    for (column, backend) in chosen {
+        match backend {
+            Err(why) => {
+                row.cells.insert(*column, Cell::Skipped(why.clone()));
+            }
+            Ok(backend) if !backend.enabled() => {
+                row.cells.insert(*column, Cell::Skipped(DISABLED.to_owned()));
+            }
+            Ok(_) => {}
+        }
+    }
+    for ((target, _, _), result) in results {
+        let Target::Column(column) = target else { continue };
+        let cell = match result {
+            Ok(time) => {
+                let samples = time.samples.iter().map(|t| sequential.median / t).collect();
+                Cell::Value(Summary::of(samples).unwrap_or_else(|| Summary::single(0.0)))
+            }
+            Err(e) => Cell::Skipped(format!("failed: {e}")),
+        };
+        row.cells.insert(column, cell);
+    }
+    row
 }
 
 /// The criterion groups: one per kernel and task size of `plan`, each calibrated when its
