@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backends::{
     Runs, ScriptPool, pipe_floor, procspawn, rayon, sequential, spin_floor, std_thread,
@@ -212,6 +212,19 @@ impl fmt::Debug for Column {
 impl Serialize for Column {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.0.key)
+    }
+}
+
+impl<'de> Deserialize<'de> for Column {
+    /// A column from its key, as a report's JSON names it; a key that no column of
+    /// [`Column::ALL`] has is an error.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Column, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        Column::ALL
+            .iter()
+            .copied()
+            .find(|c| c.key() == key)
+            .ok_or_else(|| serde::de::Error::custom(format!("no column is called {key:?}")))
     }
 }
 
@@ -782,6 +795,8 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, Column::ALL);
         assert_eq!(serde_json::to_string(&Column::RAYON).unwrap(), "\"Rayon\"");
+        assert_eq!(serde_json::from_str::<Column>("\"Rayon\"").unwrap(), Column::RAYON);
+        assert!(serde_json::from_str::<Column>("\"Nothing\"").is_err());
     }
 
     #[test]

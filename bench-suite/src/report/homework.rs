@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::format::{quantity, to_micros};
 use super::{Cell, Column, Row, Section, Unit};
@@ -19,7 +19,7 @@ use crate::columns::Kind;
 use crate::scenarios::{Fault, KernelKind, POOL_NEEDED, RowId, Shares, TaskSize, WaitKind, ideal};
 
 /// The homework's table with this run's facts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Homework {
     /// The column whose figures fill the threads column, if the build has one.
     pub threads: Option<Column>,
@@ -30,7 +30,7 @@ pub struct Homework {
 }
 
 /// One row of the homework's table: a feature, and what each side claims and measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
     /// A stable identifier, for JSON readers: `mechanism`, `memory`, `gil`, `best_for`,
     /// `overhead` or `failure_impact`.
@@ -44,7 +44,7 @@ pub struct Claim {
 }
 
 /// One cell: the homework's claim and what this run measured of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fact {
     /// What the homework says.
     pub claim: String,

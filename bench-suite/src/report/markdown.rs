@@ -214,7 +214,7 @@ fn homework_table(homework: &Homework) -> String {
 }
 
 /// A section's heading and table.
-fn section_table(section: &Section) -> String {
+pub(super) fn section_table(section: &Section) -> String {
     let mut out = format!("## {}\n\n", escape(&section.title));
     if section.rows.is_empty() {
         out.push_str("*No rows.*\n\n");

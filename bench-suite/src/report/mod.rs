@@ -12,11 +12,12 @@ mod format;
 mod homework;
 mod html;
 mod markdown;
+mod readme;
 mod svg;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::columns::Column;
 use crate::stats::Summary;
@@ -24,12 +25,13 @@ use crate::stats::Summary;
 pub use homework::{Claim, Fact, Homework};
 pub use html::html;
 pub use markdown::markdown;
+pub use readme::{Cited, README_BEGIN, README_END, Sentence, Source, readme_numbers, sentences};
 
 pub(crate) use homework::homework;
 pub use svg::{overhead_chart, scaling_chart};
 
 /// The unit of a measured value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
     /// Microseconds.
     Micros,
@@ -44,7 +46,7 @@ pub enum Unit {
 }
 
 /// Which direction of a value is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Better {
     /// Smaller is better (times, memory).
     Lower,
@@ -53,7 +55,7 @@ pub enum Better {
 }
 
 /// What one column shows in one row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Cell {
     /// A measured quantity (median and spread over repeats).
     Value(Summary),
@@ -72,7 +74,7 @@ pub enum Cell {
 }
 
 /// One row of the table: one quantity across the columns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// A stable identifier, for JSON readers.
     pub key: String,
@@ -93,7 +95,7 @@ pub struct Row {
 }
 
 /// One way a column ran a row's operation, when it ran several.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Idiom {
     /// The column.
     pub column: Column,
@@ -106,7 +108,7 @@ pub struct Idiom {
 }
 
 /// A row's reference: a measured value that is not a pool, such as a floor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reference {
     /// Its name, such as "blocking floor".
     pub name: String,
@@ -166,7 +168,7 @@ impl Row {
 }
 
 /// A titled group of rows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Section {
     /// The section's heading.
     pub title: String,
@@ -175,7 +177,7 @@ pub struct Section {
 }
 
 /// Speed-up against worker count for one kernel on one column: one line of the scaling chart.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     /// The kernel and task size, such as "primes, 1 ms tasks".
     pub kernel: String,
@@ -187,7 +189,7 @@ pub struct Curve {
 
 /// How one column (or reference) was run: the versions that ran it and the calls each
 /// operation made, as its expert users write them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Method {
     /// The column's label, or the reference's name.
     pub name: String,
@@ -200,7 +202,7 @@ pub struct Method {
 }
 
 /// Where and how the report was measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     /// CPUs available to this process.
     pub cpus: usize,
@@ -219,7 +221,7 @@ pub struct Machine {
 }
 
 /// A whole comparison run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The machine and its load.
     pub machine: Machine,

@@ -1,0 +1,408 @@
+//! The README's "What the numbers say", generated from a report: its tables, and sentences
+//! whose every figure and ratio is computed from the report, so that a sentence cannot drift
+//! from the run it cites. The README keeps the section between two markers; a test of this
+//! crate regenerates it from the committed JSON (`bench-suite/results/report.json`) and fails
+//! when the two differ, and checks every stated ratio against the JSON on its own.
+
+use super::format::quantity;
+use super::markdown::{machine_description, ratio, section_table};
+use super::{Better, Cell, Column, Report, Row, Unit};
+
+/// The line that opens the generated section in the README.
+pub const README_BEGIN: &str =
+    "<!-- numbers: generated from bench-suite/results/report.json; do not edit by hand -->";
+
+/// The line that closes it.
+pub const README_END: &str = "<!-- numbers: end -->";
+
+/// Ratios closer to 1 than this read "on par", as in the report's tables.
+const ON_PAR: f64 = 0.05;
+
+/// A quantity a sentence cites: a column's cell or a reference of a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The median of a column's cell.
+    Column(Column),
+    /// The median of the row's reference of that name.
+    Reference(String),
+}
+
+/// A ratio a sentence states: `of` over `to` in the row keyed `row`, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cited {
+    /// The row's key.
+    pub row: String,
+    /// The numerator.
+    pub of: Source,
+    /// The denominator.
+    pub to: Source,
+    /// The ratio as the sentence writes it, such as `2.7×`.
+    pub shown: String,
+}
+
+/// One bullet of "How to read it": its text and the ratios it states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sentence {
+    /// The bullet's text (Markdown).
+    pub text: String,
+    /// Every ratio the text states.
+    pub cited: Vec<Cited>,
+}
+
+/// The section between [`README_BEGIN`] and [`README_END`] (both excluded) for `report`.
+pub fn readme_numbers(report: &Report) -> String {
+    let mut out = intro(report);
+    for section in &report.sections {
+        out.push_str(&section_table(section).replacen("## ", "### ", 1));
+    }
+    let claims = sentences(report);
+    if !claims.is_empty() {
+        out.push_str("How to read it:\n\n");
+        for claim in &claims {
+            out.push_str(&format!("- {}\n", claim.text));
+        }
+    }
+    out
+}
+
+/// The paragraph above the tables: where and when the run was made.
+fn intro(report: &Report) -> String {
+    let machine = &report.machine;
+    let python = machine.python.as_deref().map(|p| format!(", Python {p}")).unwrap_or_default();
+    format!(
+        "One {} run of `cargo run --release -p taskpool-bench`, kept as \
+         [`bench-suite/results/report.json`](bench-suite/results/report.json): {}{python}; load \
+         average {:.2} before the run and {:.2} after it (other work shared the machine). This \
+         section is generated from that file, and a test fails when the two disagree. Absolute \
+         times drift by tens of percent between runs on a shared machine; the ratios within one \
+         run are what to read.\n\n",
+        report.mode,
+        machine_description(machine),
+        machine.load_before,
+        machine.load_after,
+    )
+}
+
+/// Every bullet of "How to read it" whose figures the report has.
+pub fn sentences(report: &Report) -> Vec<Sentence> {
+    let found = Found { report };
+    [
+        per_task(&found),
+        throughput(&found),
+        startup(&found),
+        memory(&found),
+        cpu_bound(&found),
+        after_burst(&found),
+        failures(&found),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Looks figures up in a report.
+struct Found<'a> {
+    report: &'a Report,
+}
+
+impl Found<'_> {
+    fn row(&self, key: &str) -> Option<&Row> {
+        self.report.sections.iter().flat_map(|s| &s.rows).find(|r| r.key == key)
+    }
+
+    /// The median of `source` in the row `key`.
+    fn median(&self, key: &str, source: &Source) -> Option<f64> {
+        let row = self.row(key)?;
+        let value = match source {
+            Source::Column(column) => match row.cells.get(column)? {
+                Cell::Value(summary) => summary.median,
+                _ => return None,
+            },
+            Source::Reference(name) => {
+                row.references.iter().find(|r| &r.name == name)?.value.median
+            }
+        };
+        (value.is_finite() && value > 0.0).then_some(value)
+    }
+
+    /// The cell of `column` in the row `key`, in its unit.
+    fn value(&self, key: &str, column: Column) -> Option<String> {
+        let unit = self.row(key)?.unit;
+        Some(quantity(self.median(key, &Source::Column(column))?, unit))
+    }
+
+    /// The name of the row's reference whose name starts with `prefix`.
+    fn reference(&self, key: &str, prefix: &str) -> Option<String> {
+        let row = self.row(key)?;
+        row.references.iter().find(|r| r.name.starts_with(prefix)).map(|r| r.name.clone())
+    }
+
+    /// `of` against `to` in the row `key`, as a sentence says it ("2.3× faster than",
+    /// "on par with"), with the ratio it states.
+    fn compare(&self, key: &str, of: Source, to: Source) -> Option<(String, Cited)> {
+        let row = self.row(key)?;
+        let (a, b) = (self.median(key, &of)?, self.median(key, &to)?);
+        let better = match row.better {
+            Better::Lower => a < b,
+            Better::Higher => a > b,
+        };
+        let (word_better, word_worse) = match row.unit {
+            Unit::Micros | Unit::Millis | Unit::PerSecond => ("faster than", "slower than"),
+            Unit::KiB => ("less than", "more than"),
+            Unit::Factor => ("higher than", "lower than"),
+        };
+        // The ratio is stated above 1: the larger over the smaller.
+        let (of, to, times) = if a >= b { (of, to, a / b) } else { (to, of, b / a) };
+        let shown = ratio(times);
+        let cited = Cited { row: key.to_owned(), of, to, shown: shown.clone() };
+        let text = if (times - 1.0).abs() < ON_PAR {
+            "on par with".to_owned()
+        } else if better {
+            format!("{shown} {word_better}")
+        } else {
+            format!("{shown} {word_worse}")
+        };
+        Some((text, cited))
+    }
+
+    /// `of` over `to` in the row `key`, as `2.7×`, with the ratio it states.
+    fn times(&self, key: &str, of: Source, to: Source) -> Option<(String, Cited)> {
+        let shown = ratio(self.median(key, &of)? / self.median(key, &to)?);
+        Some((shown.clone(), Cited { row: key.to_owned(), of, to, shown }))
+    }
+
+    fn workers(&self) -> usize {
+        self.report.machine.cpus
+    }
+}
+
+use Source::Column as C;
+
+/// A claim from text and the ratios it states.
+fn sentence(text: String, cited: Vec<Cited>) -> Sentence {
+    Sentence { text, cited }
+}
+
+fn per_task(f: &Found<'_>) -> Option<Sentence> {
+    let key = "round_trip";
+    let (t, p) = (Column::TASKPOOL_THREADS, Column::TASKPOOL_PROCESSES);
+    let (vs_rayon, c1) = f.compare(key, C(t), C(Column::RAYON))?;
+    let blocking = f.reference(key, "blocking")?;
+    let spinning = f.reference(key, "spinning")?;
+    let (over_blocking, c2) = f.times(key, C(p), Source::Reference(blocking.clone()))?;
+    let (over_spinning, c3) = f.times(key, C(p), Source::Reference(spinning.clone()))?;
+    let (vs_procspawn, c4) = f.compare(key, C(p), C(Column::PROCSPAWN))?;
+    let (vs_python, c5) = f.compare(key, C(p), C(Column::PYTHON_PROCESSES))?;
+    let floor =
+        |name: &str| Some(quantity(f.median(key, &Source::Reference(name.into()))?, Unit::Micros));
+    let text = format!(
+        "**Per-task cost.** A no-op round trip costs {} on taskpool's threads, {vs_rayon} rayon \
+         as its users write it (`spawn` answering on a crossbeam channel, {}). In a worker \
+         process it costs {}: {over_blocking} the blocking pipe floor ({}: two processes asleep \
+         in `read`, each woken in turn) and {over_spinning} the spinning shared-memory floor \
+         ({}: both processes spinning, nobody woken). That is {vs_procspawn} procspawn ({}) and \
+         {vs_python} Python's `Pool.apply` ({}).",
+        f.value(key, t)?,
+        f.value(key, Column::RAYON)?,
+        f.value(key, p)?,
+        floor(&blocking)?,
+        floor(&spinning)?,
+        f.value(key, Column::PROCSPAWN)?,
+        f.value(key, Column::PYTHON_PROCESSES)?,
+    );
+    Some(sentence(text, vec![c1, c2, c3, c4, c5]))
+}
+
+fn throughput(f: &Found<'_>) -> Option<Sentence> {
+    let (t, p) = (Column::TASKPOOL_THREADS, Column::TASKPOOL_PROCESSES);
+    let (in_flight_vs_rayon, c1) = f.compare("in_flight", C(t), C(Column::RAYON))?;
+    let (map_vs_python, c2) = f.compare("map", C(p), C(Column::PYTHON_PROCESSES))?;
+    let (map_vs_rayon, c3) = f.compare("map", C(t), C(Column::RAYON))?;
+    let python_map = f
+        .row("map")?
+        .idioms
+        .iter()
+        .find(|i| i.shown && i.column == Column::PYTHON_PROCESSES)
+        .map(|i| format!(" with `{}`", i.how))
+        .unwrap_or_default();
+    let text = format!(
+        "**Throughput.** With 1000 tasks in flight, processes move {} and threads {} \
+         ({in_flight_vs_rayon} rayon's `scope`). A `map` of no-ops runs at {} on processes, \
+         {map_vs_python} Python's best map ({}{python_map}), and at {} on threads, \
+         {map_vs_rayon} rayon's `par_iter` ({}).",
+        f.value("in_flight", p)?,
+        f.value("in_flight", t)?,
+        f.value("map", p)?,
+        f.value("map", Column::PYTHON_PROCESSES)?,
+        f.value("map", t)?,
+        f.value("map", Column::RAYON)?,
+    );
+    Some(sentence(text, vec![c1, c2, c3]))
+}
+
+fn startup(f: &Found<'_>) -> Option<Sentence> {
+    let key = "startup";
+    let p = Column::TASKPOOL_PROCESSES;
+    let (vs_procspawn, c1) = f.compare(key, C(p), C(Column::PROCSPAWN))?;
+    let (vs_python, c2) = f.compare(key, C(p), C(Column::PYTHON_PROCESSES))?;
+    let text = format!(
+        "**Start-up.** A pool of {} worker processes serves its first task {} after `new` \
+         ({vs_procspawn} procspawn, {vs_python} `multiprocessing.Pool`): workers are this \
+         program itself, started with `posix_spawn` and no fork. A pool of threads takes {}.",
+        f.workers(),
+        f.value(key, p)?,
+        f.value(key, Column::TASKPOOL_THREADS)?,
+    );
+    Some(sentence(text, vec![c1, c2]))
+}
+
+fn memory(f: &Found<'_>) -> Option<Sentence> {
+    let key = "memory";
+    let (t, p) = (Column::TASKPOOL_THREADS, Column::TASKPOOL_PROCESSES);
+    let (vs_procspawn, c1) = f.compare(key, C(p), C(Column::PROCSPAWN))?;
+    let (vs_python, c2) = f.compare(key, C(p), C(Column::PYTHON_PROCESSES))?;
+    let text = format!(
+        "**Memory.** Measured alike for every column (the growth of the program's PSS, all its \
+         processes, when a pool of {} starts): worker processes add {} ({vs_procspawn} \
+         procspawn's {}, {vs_python} `multiprocessing.Pool`'s {}); threads add {} (rayon {}, \
+         Python's `ThreadPoolExecutor` {}).",
+        f.workers(),
+        f.value(key, p)?,
+        f.value(key, Column::PROCSPAWN)?,
+        f.value(key, Column::PYTHON_PROCESSES)?,
+        f.value(key, t)?,
+        f.value(key, Column::RAYON)?,
+        f.value(key, Column::PYTHON_THREADS)?,
+    );
+    Some(sentence(text, vec![c1, c2]))
+}
+
+fn cpu_bound(f: &Found<'_>) -> Option<Sentence> {
+    let (t, p) = (Column::TASKPOOL_THREADS, Column::TASKPOOL_PROCESSES);
+    let primes = "speedup_primes_1ms";
+    let mandel = "speedup_mandel_1ms";
+    let rayon = f.median(primes, &C(Column::RAYON))?;
+    let busy = if rayon < 0.7 * f.workers() as f64 {
+        format!(
+            " Even rayon reached only {}: other work held the CPUs, so read these as what the \
+             machine gave.",
+            f.value(primes, Column::RAYON)?
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "**CPU-bound work.** At 1 ms tasks on {} CPUs, the primes batch runs {} faster than \
+         sequentially on threads and {} on processes (rayon {}, procspawn {}, Python threads {}, \
+         Python processes {}); Mandelbrot rows {} and {} (rayon {}).{busy}",
+        f.workers(),
+        f.value(primes, t)?,
+        f.value(primes, p)?,
+        f.value(primes, Column::RAYON)?,
+        f.value(primes, Column::PROCSPAWN)?,
+        f.value(primes, Column::PYTHON_THREADS)?,
+        f.value(primes, Column::PYTHON_PROCESSES)?,
+        f.value(mandel, t)?,
+        f.value(mandel, p)?,
+        f.value(mandel, Column::RAYON)?,
+    );
+    Some(sentence(text, Vec::new()))
+}
+
+fn after_burst(f: &Found<'_>) -> Option<Sentence> {
+    let key = "speedup_after_burst_primes_1ms";
+    let fresh = "speedup_primes_1ms";
+    let (t, p) = (Column::TASKPOOL_THREADS, Column::TASKPOOL_PROCESSES);
+    let (processes_vs_threads, c1) = f.compare(key, C(p), C(t))?;
+    let text = format!(
+        "**A pool that just ran many tiny tasks.** Right after a `map` of no-ops on the same \
+         pool, the primes batch runs {} faster than sequentially on threads and {} on processes \
+         (processes {processes_vs_threads} threads; rayon {}, Python processes {}), against {} \
+         and {} in the row before it.",
+        f.value(key, t)?,
+        f.value(key, p)?,
+        f.value(key, Column::RAYON)?,
+        f.value(key, Column::PYTHON_PROCESSES)?,
+        f.value(fresh, t)?,
+        f.value(fresh, p)?,
+    );
+    Some(sentence(text, vec![c1]))
+}
+
+fn failures(f: &Found<'_>) -> Option<Sentence> {
+    let rows: Vec<&Row> = f
+        .report
+        .sections
+        .iter()
+        .flat_map(|s| &s.rows)
+        .filter(|r| r.key.starts_with("fault_"))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let survived = |column: Column| {
+        let outcomes = rows.iter().filter_map(|r| match r.cells.get(&column) {
+            Some(Cell::Outcome { survived, .. }) => Some(*survived),
+            _ => None,
+        });
+        let (kept, of) = outcomes.fold((0, 0), |(k, n), s| (k + usize::from(s), n + 1));
+        (of > 0).then(|| format!("{} {kept} of {of}", column.label()))
+    };
+    let counts: Vec<String> = Column::ALL.iter().filter_map(|&c| survived(c)).collect();
+    let next = match f.row("fault_segfault")?.cells.get(&Column::TASKPOOL_PROCESSES)? {
+        Cell::Outcome { next_after_ms: Some(next), survived: true, .. } => {
+            format!(
+                " A segfault in a worker process costs that task, and the next task is served \
+                 {} later (a new worker).",
+                quantity(next.median, Unit::Millis)
+            )
+        }
+        _ => String::new(),
+    };
+    let text = format!(
+        "**Failures.** This is what processes buy. Faults a program survived, with its pool \
+         still serving: {}.{next} On threads, in rayon and in Python's threads a segfault or an \
+         abort ends the program.",
+        counts.join(", ")
+    );
+    Some(sentence(text, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn comparisons_state_the_larger_over_the_smaller_with_the_right_word() {
+        let report = fixture::report();
+        let found = Found { report: &report };
+        let (text, cited) = found
+            .compare("round_trip", C(Column::TASKPOOL_PROCESSES), C(Column::PROCSPAWN))
+            .unwrap();
+        assert_eq!(text, "3.1× faster than");
+        assert_eq!((cited.of, cited.to), (C(Column::PROCSPAWN), C(Column::TASKPOOL_PROCESSES)));
+        let (text, _) = found
+            .compare("round_trip", C(Column::TASKPOOL_PROCESSES), C(Column::TASKPOOL_THREADS))
+            .unwrap();
+        assert_eq!(text, "6.3× slower than");
+        let (text, _) =
+            found.compare("tasks_per_s", C(Column::TASKPOOL_THREADS), C(Column::RAYON)).unwrap();
+        assert_eq!(text, "1.6× slower than");
+        assert!(
+            found.compare("round_trip", C(Column::PYTHON_PROCESSES), C(Column::RAYON)).is_none()
+        );
+    }
+
+    #[test]
+    fn the_section_has_every_table_and_no_claim_without_its_figures() {
+        let report = fixture::report();
+        let text = readme_numbers(&report);
+        for section in &report.sections {
+            assert!(text.contains(&format!("### {}\n\n| Measure |", section.title)), "{text}");
+        }
+        // The fixture has no floors named "blocking"/"spinning": no per-task claim.
+        assert!(!text.contains("**Per-task cost.**"));
+        assert!(text.starts_with("One default run of `cargo run --release -p taskpool-bench`"));
+    }
+}
