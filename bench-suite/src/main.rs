@@ -10,7 +10,7 @@
 //! its probes print (deliberate panics, crashes and out-of-memory messages among them) goes
 //! to `run.log` next to the report instead of the terminal.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,6 +47,7 @@ const FILES: [&str; 5] = ["report.md", "report.json", "report.html", "scaling.sv
 /// What the captured output is kept in.
 const LOG: &str = "run.log";
 
+#[derive(Debug)]
 struct Options {
     mode: Mode,
     json: bool,
@@ -74,7 +75,8 @@ fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
-            println!("{HELP}");
+            // A reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout(), "{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -151,16 +153,40 @@ fn supervise(options: &Options) -> Result<(), String> {
     let shown = if options.json { "report.json" } else { "report.md" };
     let text = std::fs::read_to_string(dir.join(shown))
         .map_err(|e| format!("cannot read {}: {e}", dir.join(shown).display()))?;
-    println!("{}", text.trim_end());
-    let lines = log.lines().filter(|l| !l.trim().is_empty()).count();
-    let written: Vec<String> = FILES.iter().map(|f| f.to_string()).collect();
-    let kept = if lines == 0 {
-        String::new()
-    } else {
-        format!("; {LOG} keeps the {lines} lines the workers and probes printed")
+    let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+    let kept = match summarise(&log) {
+        Some(summary) => format!("; {LOG} keeps what the workers and probes printed: {summary}"),
+        None => String::new(),
     };
-    eprintln!("wrote {} in {}{kept}", written.join(", "), dir.display());
+    eprintln!("wrote {} in {}{kept}", FILES.join(", "), dir.display());
     Ok(())
+}
+
+/// What the captured output holds, in a few words: how many lines, and the panics, crashes
+/// and tracebacks among them (the deliberate faults print them); `None` if it is empty.
+fn summarise(log: &str) -> Option<String> {
+    let lines = log.lines().filter(|l| !l.trim().is_empty()).count();
+    if lines == 0 {
+        return None;
+    }
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    let kinds = [
+        (count("panicked at"), "panic message"),
+        (count("memory allocation of"), "out-of-memory report"),
+        (count("stack backtrace:"), "backtrace"),
+        (count("Traceback (most recent call last)"), "Python traceback"),
+    ];
+    let found: Vec<String> = kinds
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    let plural = if lines == 1 { "" } else { "s" };
+    Some(if found.is_empty() {
+        format!("{lines} line{plural}")
+    } else {
+        format!("{lines} line{plural}, with {}", found.join(", "))
+    })
 }
 
 /// The measuring child: runs the plan of `mode`, reporting progress as events on stdout, and
@@ -266,4 +292,33 @@ fn utc_now() -> String {
         rest % 3600 / 60,
         rest % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_output_is_summarised_by_kind() {
+        assert_eq!(summarise(""), None);
+        assert_eq!(summarise("\n  \n"), None);
+        let log = "thread 'main' panicked at src/tasks.rs:49:5:\nthis task panics on purpose\n\
+                   memory allocation of 67108864 bytes failed\nstack backtrace:\n   0: x\n";
+        assert_eq!(
+            summarise(log).unwrap(),
+            "5 lines, with 1 panic message, 1 out-of-memory report, 1 backtrace"
+        );
+        assert_eq!(summarise("hello\n").unwrap(), "1 line");
+    }
+
+    #[test]
+    fn options_are_parsed_and_bad_ones_refused() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()));
+        let options = args(&["--quick", "--json", "--out", "x"]).unwrap().unwrap();
+        assert_eq!((options.mode, options.json), (Mode::Quick, true));
+        assert_eq!(options.out, Some(PathBuf::from("x")));
+        assert!(args(&["--help"]).unwrap().is_none());
+        assert!(args(&["--out"]).is_err());
+        assert!(args(&["--fast"]).unwrap_err().contains("--fast"));
+    }
 }
