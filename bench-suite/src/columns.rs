@@ -531,7 +531,7 @@ pub static BACKENDS: &[Backend] = &[
                 &[Op::InFlight],
                 "`ThreadPool::scope` with one `spawn` per task, each writing its own result slot",
             ),
-            (&[Op::Map], "`install(|| items.into_par_iter().map(f).collect())`"),
+            (&[Op::Map], "`items.into_par_iter().map(f).collect()` inside `install`"),
             (&[Op::Kernels], "`install` + `into_par_iter().map(f).sum()`"),
             (&[Op::Waits], "`install` + `into_par_iter().map(f).collect()` on a pool of N threads"),
             (&[Op::Faults], "`install(f)`, its panic caught with `catch_unwind`"),
@@ -548,7 +548,8 @@ pub static BACKENDS: &[Backend] = &[
         limits: None,
         how: &[(
             &[Op::Spawn],
-            "`std::thread::scope(|s| s.spawn(f).join())` (rayon has no one-off spawn with a handle)",
+            "`std::thread::scope` with one `spawn`, joined (rayon has no one-off spawn with a \
+             handle)",
         )],
         crates: &[],
     },

@@ -83,7 +83,7 @@ fn idioms(report: &Report) -> String {
                 .filter(|i| i.column == column)
                 .map(|i| {
                     let shown = if i.shown { " (shown)" } else { "" };
-                    format!("{} {}{shown}", escape(&i.how), quantity(i.value.median, row.unit))
+                    format!("`{}` {}{shown}", escape(&i.how), quantity(i.value.median, row.unit))
                 })
                 .collect();
             if !ways.is_empty() {
