@@ -7,9 +7,10 @@
 //! in the tests. The cells read exactly as in the Markdown table.
 
 use super::markdown::{
-    BUSY_LOAD_PER_CPU, HOW_TO_READ, Shown, best_column, comparison, machine_description, plural,
-    row_label, run_time, shown,
+    BUSY_LOAD_PER_CPU, HOW_TO_READ, Shown, best_column, compared_idioms, comparison,
+    machine_description, plural, row_label, run_time, shown,
 };
+use super::svg::escape;
 use super::{Column, Report, Section, overhead_chart, scaling_chart};
 
 /// The page's title.
@@ -165,27 +166,20 @@ fn methods(report: &Report) -> String {
 /// "Idioms compared": where a column ran a row's operation several ways.
 fn idioms(report: &Report) -> String {
     let mut items = String::new();
-    for row in report.sections.iter().flat_map(|s| &s.rows) {
-        for column in Column::ALL.iter().copied() {
-            let ways: Vec<String> = row
-                .idioms
-                .iter()
-                .filter(|i| i.column == column)
-                .map(|i| {
-                    let value = super::format::quantity(i.value.median, row.unit);
-                    let shown = if i.shown { " (shown)" } else { "" };
-                    format!("<code>{}</code> {value}{shown}", escape(&i.how))
-                })
-                .collect();
-            if !ways.is_empty() {
-                items.push_str(&format!(
-                    "<li>{}, {}: {}</li>\n",
-                    escape(&row.label),
-                    escape(column.label()),
-                    ways.join("; ")
-                ));
-            }
-        }
+    for (row, column, ways) in compared_idioms(report) {
+        let ways: Vec<String> = ways
+            .iter()
+            .map(|(how, value, shown)| {
+                let shown = if *shown { " (shown)" } else { "" };
+                format!("<code>{}</code> {value}{shown}", escape(how))
+            })
+            .collect();
+        items.push_str(&format!(
+            "<li>{}, {}: {}</li>\n",
+            escape(&row.label),
+            escape(column.label()),
+            ways.join("; ")
+        ));
     }
     if items.is_empty() {
         return items;
@@ -214,24 +208,6 @@ fn code(escaped: &str) -> String {
                 out.push('`');
                 out.push_str(part);
             }
-        }
-    }
-    out
-}
-
-/// `text` escaped for XHTML text and attribute values; control characters (not allowed in
-/// XML) become spaces.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
-            c => out.push(c),
         }
     }
     out

@@ -73,28 +73,21 @@ fn methods(report: &Report) -> String {
 /// "Idioms compared": where a column ran a row's operation several ways, each way and what
 /// it measured; the cell shows the best.
 fn idioms(report: &Report) -> String {
-    let rows = report.sections.iter().flat_map(|s| &s.rows).filter(|r| !r.idioms.is_empty());
     let mut out = String::new();
-    for row in rows {
-        for column in Column::ALL.iter().copied() {
-            let ways: Vec<String> = row
-                .idioms
-                .iter()
-                .filter(|i| i.column == column)
-                .map(|i| {
-                    let shown = if i.shown { " (shown)" } else { "" };
-                    format!("`{}` {}{shown}", escape(&i.how), quantity(i.value.median, row.unit))
-                })
-                .collect();
-            if !ways.is_empty() {
-                out.push_str(&format!(
-                    "- {}, {}: {}\n",
-                    escape(&row.label),
-                    column.label(),
-                    ways.join("; ")
-                ));
-            }
-        }
+    for (row, column, ways) in compared_idioms(report) {
+        let ways: Vec<String> = ways
+            .iter()
+            .map(|(how, value, shown)| {
+                let shown = if *shown { " (shown)" } else { "" };
+                format!("`{}` {value}{shown}", escape(how))
+            })
+            .collect();
+        out.push_str(&format!(
+            "- {}, {}: {}\n",
+            escape(&row.label),
+            column.label(),
+            ways.join("; ")
+        ));
     }
     if out.is_empty() {
         return out;
@@ -102,6 +95,29 @@ fn idioms(report: &Report) -> String {
     format!(
         "## Idioms compared\n\nWhere a column ran an operation in several ways, its cell shows the best:\n\n{out}\n"
     )
+}
+
+/// One idiom a column ran: its call, its value in the row's unit, and whether the cell shows
+/// it.
+pub(super) type Way<'a> = (&'a str, String, bool);
+
+/// Every row and column that ran several idioms, with each idiom.
+pub(super) fn compared_idioms(report: &Report) -> Vec<(&Row, Column, Vec<Way<'_>>)> {
+    let mut found = Vec::new();
+    for row in report.sections.iter().flat_map(|s| &s.rows) {
+        for column in Column::ALL.iter().copied() {
+            let ways: Vec<Way<'_>> = row
+                .idioms
+                .iter()
+                .filter(|i| i.column == column)
+                .map(|i| (i.how.as_str(), quantity(i.value.median, row.unit), i.shown))
+                .collect();
+            if !ways.is_empty() {
+                found.push((row, column, ways));
+            }
+        }
+    }
+    found
 }
 
 /// What the reader needs to trust (or doubt) the numbers.

@@ -231,8 +231,8 @@ fn color(column: Column) -> &'static str {
     column.colour()
 }
 
-/// `text` escaped for XML text and attribute values.
-fn escape(text: &str) -> String {
+/// `text` escaped for XML text and attribute values (the HTML page's too).
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -233,20 +233,10 @@ pub(crate) fn efficiency(speedup: f64, workers: usize, cores: usize) -> f64 {
     speedup / workers.min(cores).max(1) as f64
 }
 
-/// The iteration of `backend` on `kernel` at `workers`: one batch, its sum checked.
+/// The iteration of `backend` on `kernel` at `workers`: one batch, its sum checked; with
+/// `burst`, right after a burst of no-ops on the same pool (untimed): a `map` of `burst.0`
+/// items, or `burst.1` tasks in flight on a backend without `map`.
 fn iteration(
-    backend: &'static Backend,
-    pools: &RefCell<Pools>,
-    kernel: Rc<Kernel>,
-    expected: Rc<OnceCell<u64>>,
-    workers: usize,
-) -> Result<Iteration, String> {
-    burst_then_batch(backend, pools, kernel, expected, workers, None)
-}
-
-/// Like [`iteration`], after a burst of no-ops on the same pool (untimed): a `map` of
-/// `burst.0` items, or `burst.1` tasks in flight on a backend without `map`.
-fn burst_then_batch(
     backend: &'static Backend,
     pools: &RefCell<Pools>,
     kernel: Rc<Kernel>,
@@ -312,7 +302,7 @@ pub(crate) fn run(
             .then(|| (plan.burst_items(), plan.in_flight));
         let variant = |target, backend, workers, burst: Option<(usize, usize)>| {
             let (kernel, expected) = (Rc::clone(&shared), Rc::clone(&expected));
-            let it = burst_then_batch(backend, pools, kernel, expected, workers, burst);
+            let it = iteration(backend, pools, kernel, expected, workers, burst);
             it.map(|it| {
                 sampled(target, it, 1, None).map_key(|target| (target, workers, burst.is_some()))
             })
@@ -508,7 +498,8 @@ pub(crate) fn groups<'s>(plan: &'s Plan, pools: &'s RefCell<Pools>) -> Vec<Group
             let mut add = |backend: &'static Backend, workers: usize| {
                 let (kernel, expected) = (Rc::clone(&kernel), Rc::clone(&expected));
                 let mut case = Case::new(backend.id(), workers.to_string(), move || {
-                    iteration(backend, pools, calibrated(&kernel), Rc::clone(&expected), workers)
+                    let kernel = calibrated(&kernel);
+                    iteration(backend, pools, kernel, Rc::clone(&expected), workers, None)
                 });
                 case.skipped = backend.can(Op::Kernels, size.micros()).err();
                 cases.push(case);
