@@ -7,7 +7,7 @@
 //! | group | what one iteration does | parameter |
 //! |---|---|---|
 //! | `startup` | `new` a pool up to the result of its first no-op (its drop is not timed) | workers |
-//! | `spawn` | start a one-off worker that runs a no-op, join it (`std-thread`: `std::thread::spawn`) | `noop` |
+//! | `spawn` | start a one-off worker that runs a no-op, join it (`std-thread`: `std::thread::scope` with one `spawn`) | `noop` |
 //! | `round_trip` | submit one no-op to a warm pool and wait for it (`rayon`: `spawn` + a channel; `pipe-floor`: 8 bytes over raw pipes, both sides sleeping in `read`; `spin-floor`: a shared word both sides spin on) | `noop` |
 //! | `in_flight` | submit 1000 no-ops, then join them all | tasks |
 //! | `map` | `map` a no-op over 1,000,000 items, automatic chunks (`rayon`: `par_iter`) | items |

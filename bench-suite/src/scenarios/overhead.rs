@@ -55,7 +55,7 @@ pub(crate) static OVERHEAD: [Scenario; 7] = [
         name: "spawn",
         op: Op::Spawn,
         row: |_| RowId::Spawn,
-        label: |_, _| "one-off spawn + join of a no-op (rayon column: std::thread)".into(),
+        label: |_, _| "one-off spawn + join of a no-op (rayon column: std::thread::scope)".into(),
         unit: Unit::Micros,
         better: Better::Lower,
         sizes: |_| vec![1],
