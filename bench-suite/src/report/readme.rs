@@ -292,9 +292,9 @@ fn cpu_bound(f: &Found<'_>) -> Option<Sentence> {
         String::new()
     };
     let text = format!(
-        "**CPU-bound work.** At 1 ms tasks on {} CPUs, the primes batch runs {} faster than \
-         sequentially on threads and {} on processes (rayon {}, procspawn {}, Python threads {}, \
-         Python processes {}); Mandelbrot rows {} and {} (rayon {}).{busy}",
+        "**CPU-bound work.** At 1 ms tasks on {} CPUs, the primes batch's speed-up over \
+         running it sequentially is {} on threads and {} on processes (rayon {}, procspawn {}, \
+         Python threads {}, Python processes {}); on Mandelbrot rows {} and {} (rayon {}).{busy}",
         f.workers(),
         f.value(primes, t)?,
         f.value(primes, p)?,
@@ -316,9 +316,9 @@ fn after_burst(f: &Found<'_>) -> Option<Sentence> {
     let (processes_vs_threads, c1) = f.compare(key, C(p), C(t))?;
     let text = format!(
         "**A pool that just ran many tiny tasks.** Right after a `map` of no-ops on the same \
-         pool, the primes batch runs {} faster than sequentially on threads and {} on processes \
-         (processes {processes_vs_threads} threads; rayon {}, Python processes {}), against {} \
-         and {} in the row before it.",
+         pool, the primes batch's speed-up is {} on threads and {} on processes (processes \
+         {processes_vs_threads} threads; rayon {}, Python processes {}), against {} and {} in \
+         the row before it.",
         f.value(key, t)?,
         f.value(key, p)?,
         f.value(key, Column::RAYON)?,
@@ -359,10 +359,22 @@ fn failures(f: &Found<'_>) -> Option<Sentence> {
         }
         _ => String::new(),
     };
+    let died: Vec<&str> = Column::ALL
+        .iter()
+        .filter(|c| {
+            let cell = f.row("fault_segfault").and_then(|r| r.cells.get(c));
+            matches!(cell, Some(Cell::Outcome { survived: false, .. }))
+        })
+        .map(|c| c.label())
+        .collect();
+    let died = if died.is_empty() {
+        String::new()
+    } else {
+        format!(" A segfault in one task ended the whole program on {}.", died.join(", "))
+    };
     let text = format!(
         "**Failures.** This is what processes buy. Faults a program survived, with its pool \
-         still serving: {}.{next} On threads, in rayon and in Python's threads a segfault or an \
-         abort ends the program.",
+         still serving: {}.{next}{died}",
         counts.join(", ")
     );
     Some(sentence(text, Vec::new()))
