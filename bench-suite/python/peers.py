@@ -8,7 +8,8 @@ CPython 3.8 and later.
 Interface
 ---------
 ``python3 peers.py --spec SPEC.json`` (``--spec -`` reads the spec from stdin) prints ONE JSON
-object to stdout and progress lines (``peers: ...``) to stderr. The exit code is 0 even when
+object to stdout and progress lines (``peers: ...``) to stderr; among them, ``peers: progress
+FRACTION TEXT`` says how much of the whole run is done (0 to 1) for the caller's progress bar. The exit code is 0 even when
 a scenario fails: the failure is recorded in that scenario's cell and in ``errors``. Only an
 unreadable spec exits non-zero (2), still printing a JSON object with ``errors``.
 ``python3 peers.py --self-test`` runs a tiny built-in spec (well under 20 s) and prints the
@@ -21,16 +22,23 @@ same kind of JSON, for checking by hand. The spec (every key optional; these are
      "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
      "fault_timeout_s": 5.0}
 
-Optional extra keys: ``variants`` (a subset of the three below), ``round_trips`` and
-``payload_round_trips`` (per repeat; defaults 2000 and 200, or 200 and 30 when quick),
-``fault_alloc_mib`` (the memory fault's guard, default 2048).
+Optional extra keys: ``variants`` (a subset of the three below), ``cpu_variants`` (those of
+them the cpu scenario runs; default all), ``round_trips`` and ``payload_round_trips`` (per
+repeat; defaults 2000 and 200, or 200 and 30 when quick), ``per_item_map_items`` (the items of
+a map that sends one item per message; default 10000, 2000 when quick), ``burst_items`` (the
+no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20000 when
+quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048). A cpu entry may say
+``"after_burst": true``.
 ``quick`` also caps ``map_items`` at 10000 and the cpu and memory repeats at 3.
 
 Variants (pools)
 ----------------
 ``mp_pool`` multiprocessing.Pool (the platform's default start method: fork on Linux up to
 3.13), ``process_executor`` concurrent.futures.ProcessPoolExecutor, ``thread_executor``
-concurrent.futures.ThreadPoolExecutor. Every scenario but ``faults`` is measured ``repeats``
+concurrent.futures.ThreadPoolExecutor; ``map_noop`` also maps on ``mp_thread_pool``,
+multiprocessing.pool.ThreadPool. Pools are kept as a program keeps its pool: one pool per
+variant and worker count serves every scenario after ``startup`` (which times fresh ones), and
+``memory`` and ``faults`` start their own. Every scenario but ``faults`` is measured ``repeats``
 times, the variants interleaved inside each repeat (A, B, C, A, B, C, ...) so that drift of
 the shared machine hits them all alike; each statistic reports ``median_<unit>``,
 ``min_<unit>``, ``max_<unit>`` and ``samples_<unit>`` (one sample per repeat).
@@ -43,10 +51,14 @@ round_trip  warm pool: submit one no-op and wait, ``round_trips`` times per repe
             is that repeat's per-task median (median_us ...), ``p99`` likewise.
 in_flight   warm pool: submit ``in_flight_tasks`` no-ops at once, wait for all
             (median_tasks_per_s ...); ``submit_us_per_task`` is the submitting part alone.
-map_noop    warm pool: ``map`` of a no-op over ``map_items`` items (median_items_per_s ... per
-            run in ``runs``): ``chunksize_1`` and ``chunksize_mp_default`` (what Pool.map picks
-            by itself, ceil(n / (4 * workers))); ``is_default`` says which one the API uses
-            when not told. ThreadPoolExecutor.map ignores chunksize, so it has one run.
+map_noop    warm pool: ``map`` of a no-op, every way a user would call it
+            (``results.map_noop[pool].runs[key]``, median_items_per_s ... with ``call``,
+            ``chunksize``, ``items``, ``is_default`` and ``follows_docs``): Pool.map and
+            ThreadPool.map with their default chunks (ceil(n / (4 * workers))) over
+            ``map_items``; ProcessPoolExecutor.map with its default chunksize=1 over
+            ``per_item_map_items`` and with chunksize=ceil(n / (4 * workers)), as its docs
+            advise for long inputs, over ``map_items``; ThreadPoolExecutor.map (one future per
+            item: chunksize does nothing on threads) over ``per_item_map_items``.
 payload     warm pool: round trip of a ``bytes`` of each size in ``payload_bytes`` through a
             task that returns its argument (``sizes[str(size)]``: median_us ...).
 cpu         the kernels below, ``tasks`` tasks, run sequentially in this process
@@ -54,7 +66,10 @@ cpu         the kernels below, ``tasks`` tasks, run sequentially in this process
             2 * workers (oversubscribed) workers (``results.cpu[variant][label].by_workers``):
             wall time (median_s ...), ``speedup_vs_sequential`` (median over median),
             ``efficiency`` (speedup / workers) and ``agree`` (every run's total equals the
-            sequential one). The pool is started and warmed outside the timing.
+            sequential one). Each ``map`` uses the API's default chunks on the kept pool of
+            that size. With ``after_burst``, the pool of ``workers`` also runs the batch right
+            after an untimed map of ``burst_items`` no-ops (``...[label].after_burst``:
+            median_s ..., ``speedup_samples``).
 io          many tasks that mostly wait (``io`` in the spec: ``service``, the abstract Unix
             socket name of the report's slow service; ``delay_us``; ``workers``, a list of
             worker counts; ``tasks_per_worker``; ``pool_needed``), on thread_executor and
@@ -66,10 +81,13 @@ io          many tasks that mostly wait (``io`` in the spec: ``service``, the ab
             interpreter, the growth of the summed PSS of the interpreter and its descendants
             once a pool of ``pool_needed`` ran a batch of sleeping tasks, per worker
             (median_kB_per_worker ...), the same measure for threads and processes.
-memory      a pool of ``workers``, one held no-op per worker so that every worker is up, then
-            VmRSS of each worker process (/proc/PID/status) and, from /proc/PID/smaps_rollup,
-            PSS and USS (private pages); plus the parent's RSS before and its increase. The
-            thread variant has no worker processes: its figure is the parent's increase.
+memory      a pool of ``workers``, one held no-op per worker so that every worker is up:
+            ``program_pss_increase_kB``, the growth of the program's memory (the sum of the
+            PSS of this interpreter and every process descended from it, RSS where there is
+            no PSS), the same quantity for threads and processes and the one the Rust side
+            measures; also VmRSS of each worker process (/proc/PID/status) and, from
+            /proc/PID/smaps_rollup, PSS and USS (private pages), and the parent's RSS before
+            and its increase.
             Runs in a fresh child interpreter (``fresh_interpreter``), because a forked
             worker's RSS counts the pages it shares with its parent: measured here, it would
             grow with whatever the earlier scenarios left in this process.
@@ -1194,47 +1212,15 @@ def memory_child_main(raw):
     return 0
 
 
-def descendants(pid):
-    """The ids of every process descended from pid (children, their children, ...)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            pass
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def program_pss_kb():
-    """The memory of this program, all its processes: the sum of their PSS (resident pages,
-    each shared page split among the processes that map it), or of their RSS where the
-    kernel reports no PSS. The same quantity the Rust side measures for its pools."""
-    total = 0
-    for pid in [os.getpid()] + descendants(os.getpid()):
-        figures = proc_memory(pid)
-        value = figures["pss_kB"] if figures["pss_kB"] is not None else figures["rss_kB"]
-        total += value or 0
-    return total
-
-
 def measure_memory(cfg, fresh):
     def measure(variant):
         gc.collect()
         before = proc_memory(os.getpid())["rss_kB"]
-        program_before = program_pss_kb()
+        program_before = tree_pss_kb(os.getpid())
         with make_pool(variant, cfg.workers) as pool:
             answered = warm_up(pool, cfg.workers, hold_s=0.1)
             after = proc_memory(os.getpid())["rss_kB"]
-            program_after = program_pss_kb()
+            program_after = tree_pss_kb(os.getpid())
             workers = [proc_memory(p.pid) for p in pool.processes()]
         sample = {"parent_before": before, "parent_increase": (
             after - before if before is not None and after is not None else None),

@@ -22,12 +22,12 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::cells::choose;
+use super::memory::{descendants, proc_field, tree_pss_kib};
 use super::overhead::startup;
 use super::scenario::{Scenario, Setup, timed};
 use super::suite::{Count, Group, Iteration};
@@ -394,47 +394,6 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
 /// The number of threads of process `pid`, from /proc (0 if unreadable).
 fn threads(pid: u32) -> i64 {
     proc_field(pid, "status", "Threads:").map_or(0, |v| v as i64)
-}
-
-/// A field's first number in `/proc/PID/<file>`, such as `Pss:` in `smaps_rollup`.
-fn proc_field(pid: u32, file: &str, field: &str) -> Option<f64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// Every process descended from `pid`: its children, theirs, and so on.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The parent is the second field after the command name, which may hold spaces.
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if let Some(parent) = parent.and_then(|p| p.parse::<u32>().ok()) {
-            parents.entry(parent).or_default().push(child);
-        }
-    }
-    let mut found = Vec::new();
-    let mut next = vec![pid];
-    while let Some(p) = next.pop() {
-        for &child in parents.get(&p).into_iter().flatten() {
-            found.push(child);
-            next.push(child);
-        }
-    }
-    found
-}
-
-/// The summed proportional set size of `pid` and its descendants, in KiB (the resident set
-/// where a kernel has no `smaps_rollup`).
-fn tree_pss_kib(pid: u32) -> f64 {
-    let one = |p: u32| {
-        proc_field(p, "smaps_rollup", "Pss:").or_else(|| proc_field(p, "status", "VmRSS:"))
-    };
-    std::iter::once(pid).chain(descendants(pid)).filter_map(one).sum()
 }
 
 /// The criterion groups: `io_sleep` and `io_socket` at every worker count, `io_startup`.

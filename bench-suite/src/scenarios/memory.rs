@@ -8,6 +8,7 @@
 //! (before Linux 4.14) the resident set stands in. The Python script measures the same
 //! quantity in a fresh interpreter.
 
+use std::collections::HashMap;
 use std::fs;
 use std::time::Duration;
 
@@ -26,45 +27,50 @@ const PROBES: usize = 3;
 /// How long a memory probe may take.
 const PROBE_LIMIT: Duration = Duration::from_secs(30);
 
-/// A figure of `/proc/<pid>/<file>` in KiB: the number after `field` (such as `Pss:`).
-fn proc_kib(pid: u32, file: &str, field: &str) -> Option<f64> {
+/// A field's first number in `/proc/PID/<file>`, such as `Pss:` in `smaps_rollup`.
+pub(crate) fn proc_field(pid: u32, file: &str, field: &str) -> Option<f64> {
     let text = fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
-/// A process's PSS in KiB, or its resident set where the kernel reports no PSS.
-fn pss_kib(pid: u32) -> Option<f64> {
-    proc_kib(pid, "smaps_rollup", "Pss:").or_else(|| proc_kib(pid, "status", "VmRSS:"))
-}
-
-/// The ids of every process descended from `pid`.
-fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
-    let parents: Vec<(u32, u32)> = dir
-        .flatten()
-        .filter_map(|e| {
-            let child: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            Some((child, parent))
-        })
-        .collect();
+/// Every process descended from `pid`: its children, theirs, and so on.
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The parent is the second field after the command name, which may hold spaces.
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if let Some(parent) = parent.and_then(|p| p.parse::<u32>().ok()) {
+            parents.entry(parent).or_default().push(child);
+        }
+    }
     let mut found = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(parent) = todo.pop() {
-        for &(child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        for &child in parents.get(&p).into_iter().flatten() {
             found.push(child);
-            todo.push(child);
+            next.push(child);
         }
     }
     found
 }
 
+/// The summed proportional set size of `pid` and its descendants, in KiB (the resident set
+/// where a kernel has no `smaps_rollup`).
+pub(crate) fn tree_pss_kib(pid: u32) -> f64 {
+    let one = |p: u32| {
+        proc_field(p, "smaps_rollup", "Pss:").or_else(|| proc_field(p, "status", "VmRSS:"))
+    };
+    std::iter::once(pid).chain(descendants(pid)).filter_map(one).sum()
+}
+
 /// The memory of this program, in KiB: the PSS of this process and all its descendants.
 fn program_kib() -> f64 {
-    let me = std::process::id();
-    std::iter::once(me).chain(descendants(me)).filter_map(pss_kib).sum()
+    tree_pss_kib(std::process::id())
 }
 
 /// Measures what a pool of N adds to the program, for every column.
