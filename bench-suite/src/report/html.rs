@@ -11,7 +11,7 @@ use super::markdown::{
     machine_description, plural, row_label, run_time, shown,
 };
 use super::svg::escape;
-use super::{Column, Report, Section, overhead_chart, scaling_chart};
+use super::{Column, Fact, Homework, Report, Section, overhead_chart, scaling_chart};
 
 /// The page's title.
 const TITLE: &str = "taskpool: multiprocessing vs multithreading";
@@ -42,6 +42,9 @@ pub fn html(report: &Report) -> String {
     out.push_str(&format!("<title>{TITLE}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"));
     out.push_str(&format!("<h1>{TITLE}</h1>\n"));
     out.push_str(&run_line(report));
+    if !report.homework.rows.is_empty() {
+        out.push_str(&homework_table(&report.homework));
+    }
     if report.sections.is_empty() {
         out.push_str("<p><em>This report has no measurements.</em></p>\n");
     }
@@ -95,6 +98,32 @@ fn run_line(report: &Report) -> String {
             plural(machine.cpus)
         ));
     }
+    out
+}
+
+/// The homework's table, measured: each cell the claim (in italics) and what the run measured.
+fn homework_table(homework: &Homework) -> String {
+    let heading = |column: Option<Column>, name: &str| match column {
+        Some(c) => format!("{name} ({})", escape(c.label())),
+        None => name.to_owned(),
+    };
+    let mut out = String::from("<h2>The homework&#39;s table, measured</h2>\n<table>\n");
+    out.push_str(&format!(
+        "<thead><tr><th>Feature</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>\n",
+        heading(homework.threads, "Multithreading"),
+        heading(homework.processes, "Multiprocessing")
+    ));
+    for claim in &homework.rows {
+        let cell =
+            |fact: &Fact| format!("<em>{}.</em> {}", escape(&fact.claim), escape(&fact.measured));
+        out.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>\n",
+            escape(&claim.feature),
+            cell(&claim.threads),
+            cell(&claim.processes)
+        ));
+    }
+    out.push_str("</tbody>\n</table>\n");
     out
 }
 
@@ -240,16 +269,22 @@ mod tests {
         assert!(page.starts_with("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\""));
         let doc = parsed(&page);
         assert_eq!(doc.root_element().tag_name().name(), "html");
-        assert_eq!(elements(&doc, "table").count(), report.sections.len());
+        let homework = usize::from(!report.homework.rows.is_empty());
+        assert_eq!(elements(&doc, "table").count(), report.sections.len() + homework);
         assert_eq!(elements(&doc, "svg").count(), 2);
-        let rows: usize = report.sections.iter().map(|s| s.rows.len()).sum();
+        let rows: usize = report.sections.iter().map(|s| s.rows.len()).sum::<usize>()
+            + report.homework.rows.len();
         assert_eq!(
             elements(&doc, "tbody").flat_map(|b| b.children()).filter(|n| n.is_element()).count(),
             rows
         );
-        for tr in elements(&doc, "tr") {
-            let cells = tr.children().filter(|n| n.is_element()).count();
-            assert_eq!(cells, Column::ALL.len() + 2);
+        let tables: Vec<_> = elements(&doc, "table").collect();
+        for (index, table) in tables.iter().enumerate() {
+            // The homework's table has a column each for threads and processes.
+            let width = if index < homework { 3 } else { Column::ALL.len() + 2 };
+            for tr in table.descendants().filter(|n| n.tag_name().name() == "tr") {
+                assert_eq!(tr.children().filter(|n| n.is_element()).count(), width);
+            }
         }
         assert!(elements(&doc, "script").next().is_none());
         let text: String =
@@ -309,6 +344,7 @@ mod tests {
         report.sections.clear();
         report.notes.clear();
         report.methods.clear();
+        report.homework.rows.clear();
         let doc_text = html(&report);
         let doc = parsed(&doc_text);
         assert_eq!(elements(&doc, "table").count(), 0);

@@ -200,7 +200,7 @@ pub(super) fn run_time(seconds: f64) -> String {
 }
 
 /// The homework's table, measured: a heading, a sentence on how to read it, and the table.
-fn homework_table(homework: &Homework) -> String {
+pub(super) fn homework_table(homework: &Homework) -> String {
     let heading = |column: Option<Column>, name: &str| match column {
         Some(c) => format!("{name} ({})", c.label()),
         None => name.to_owned(),

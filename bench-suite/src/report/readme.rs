@@ -5,7 +5,7 @@
 //! when the two differ, and checks every stated ratio against the JSON on its own.
 
 use super::format::quantity;
-use super::markdown::{machine_description, ratio, section_table};
+use super::markdown::{homework_table, machine_description, ratio, section_table};
 use super::{Better, Cell, Column, Report, Row, Unit};
 
 /// The line that opens the generated section in the README.
@@ -52,8 +52,17 @@ pub struct Sentence {
 /// The section between [`README_BEGIN`] and [`README_END`] (both excluded) for `report`.
 pub fn readme_numbers(report: &Report) -> String {
     let mut out = intro(report);
+    if !report.homework.rows.is_empty() {
+        out.push_str(&homework_table(&report.homework).replacen("## ", "### ", 1));
+    }
     for section in &report.sections {
-        out.push_str(&section_table(section).replacen("## ", "### ", 1));
+        let table = section_table(section).replacen("## ", "### ", 1);
+        match (section_intro(&section.title), table.split_once("\n\n")) {
+            (Some(intro), Some((heading, rest))) => {
+                out.push_str(&format!("{heading}\n\n{intro}\n\n{rest}"));
+            }
+            _ => out.push_str(&table),
+        }
     }
     let claims = sentences(report);
     if !claims.is_empty() {
@@ -63,6 +72,18 @@ pub fn readme_numbers(report: &Report) -> String {
         }
     }
     out
+}
+
+/// What a section's table measures, where its rows need more than their labels say.
+fn section_intro(title: &str) -> Option<&'static str> {
+    match title {
+        "I/O-bound work" => Some(
+            "Tasks that mostly wait: each sleeps 10 ms, or blocks reading the answer that a \
+             server thread of the report sends over a local Unix socket after 10 ms. W workers \
+             serve at most W ÷ 10 ms tasks per second, the row's ideal.",
+        ),
+        _ => None,
+    }
 }
 
 /// The paragraph above the tables: where and when the run was made.
@@ -93,6 +114,7 @@ pub fn sentences(report: &Report) -> Vec<Sentence> {
         memory(&found),
         cpu_bound(&found),
         after_burst(&found),
+        waits(&found),
         failures(&found),
     ]
     .into_iter()
@@ -329,6 +351,46 @@ fn after_burst(f: &Found<'_>) -> Option<Sentence> {
     Some(sentence(text, vec![c1]))
 }
 
+fn waits(f: &Found<'_>) -> Option<Sentence> {
+    let workers = 64;
+    let key = format!("io_socket_{workers}");
+    let ideal = f.reference(&key, "ideal")?;
+    let columns = [
+        Column::TASKPOOL_THREADS,
+        Column::TASKPOOL_PROCESSES,
+        Column::RAYON,
+        Column::PROCSPAWN,
+        Column::PYTHON_THREADS,
+        Column::PYTHON_PROCESSES,
+    ];
+    let mut cited = Vec::new();
+    let mut reached = Vec::new();
+    for column in columns {
+        let (times, c) = f.times(&key, C(column), Source::Reference(ideal.clone()))?;
+        reached.push(format!("{} {times}", column.label()));
+        cited.push(c);
+    }
+    let memory = format!("io_memory_{workers}");
+    let startup = format!("io_startup_{workers}");
+    let text = format!(
+        "**Waiting tasks.** With {workers} workers each blocked reading a slow local service, \
+         the pools reach this share of the ideal rate: {}. A blocked thread holds no GIL. What \
+         {workers} waits at once cost is the pool's size: per worker, a thread adds {} (rayon \
+         {}, Python {}), a taskpool worker process {}, procspawn's {}, a Python worker process \
+         {}; and {workers} processes take {} to start where {workers} threads take {}.",
+        reached.join(", "),
+        f.value(&memory, Column::TASKPOOL_THREADS)?,
+        f.value(&memory, Column::RAYON)?,
+        f.value(&memory, Column::PYTHON_THREADS)?,
+        f.value(&memory, Column::TASKPOOL_PROCESSES)?,
+        f.value(&memory, Column::PROCSPAWN)?,
+        f.value(&memory, Column::PYTHON_PROCESSES)?,
+        f.value(&startup, Column::TASKPOOL_PROCESSES)?,
+        f.value(&startup, Column::TASKPOOL_THREADS)?,
+    );
+    Some(sentence(text, cited))
+}
+
 fn failures(f: &Found<'_>) -> Option<Sentence> {
     let rows: Vec<&Row> = f
         .report
@@ -411,8 +473,12 @@ mod tests {
         let report = fixture::report();
         let text = readme_numbers(&report);
         for section in &report.sections {
-            assert!(text.contains(&format!("### {}\n\n| Measure |", section.title)), "{text}");
+            let heading = format!("### {}\n\n", section.title);
+            let intro = section_intro(&section.title).map(|i| format!("{i}\n\n"));
+            let table = format!("{heading}{}| Measure |", intro.unwrap_or_default());
+            assert!(text.contains(&table), "{text}");
         }
+        assert!(text.contains("### The homework's table, measured\n\n"));
         // The fixture has no floors named "blocking"/"spinning": no per-task claim.
         assert!(!text.contains("**Per-task cost.**"));
         assert!(text.starts_with("One default run of `cargo run --release -p taskpool-bench`"));
