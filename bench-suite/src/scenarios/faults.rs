@@ -142,6 +142,11 @@ fn fault_then_next(pool: &dyn Running, fault: Fault, in_probe: bool) -> (String,
     (said, next.ok().map(|()| start.elapsed()))
 }
 
+/// The progress steps [`rows`] takes: one per fault, then the agent loss.
+pub(crate) fn steps() -> usize {
+    Fault::ALL.len() + 1
+}
+
 /// Measures every fault on every column (the Python script's columns are left for it).
 pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     let prlimit = find_prlimit();
