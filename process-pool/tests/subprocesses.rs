@@ -21,8 +21,24 @@ fn run_sleeper(_: u64) -> u64 {
 }
 
 /// Starts `sleep 600` in a session of its own (detached on purpose), returns its pid.
+///
+/// The session is made in the child before `exec`, and `spawn` returns once the `exec` is
+/// done, so the program is detached by the time the task returns (the `setsid` command would
+/// detach only once it runs, racing with the kill of its worker's group).
 fn start_daemon(_: u64) -> u32 {
-    start("setsid", &["sleep", "600"])
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("sleep");
+    command.arg("600");
+    // SAFETY: `setsid` is async-signal-safe, which is all a `pre_exec` hook may call.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    command.spawn().unwrap().id()
 }
 
 /// Closes the worker's result pipe (descriptor 4), then keeps running.

@@ -101,7 +101,16 @@ pub fn wait_for_file(path: impl AsRef<Path>) {
     }
 }
 
-/// Creates the file `signal`, then sleeps `ms` milliseconds: lets a test know the task runs.
+/// Writes this process's pid to `signal` whole: the file appears, by a rename, only once it
+/// holds the pid, so a test that sees it can read the pid at once.
+pub fn signal_pid(signal: &str) {
+    let partial = format!("{signal}.partial");
+    fs::write(&partial, std::process::id().to_string()).unwrap();
+    fs::rename(&partial, signal).unwrap();
+}
+
+/// Creates the file `signal` holding the worker's pid, then sleeps `ms` milliseconds: lets a
+/// test know the task runs.
 #[derive(Serialize, Deserialize)]
 pub struct SignalThenSleep {
     pub signal: String,
@@ -112,7 +121,7 @@ impl Task for SignalThenSleep {
     type Output = u64;
 
     fn run(&self, ms: u64) -> u64 {
-        fs::write(&self.signal, std::process::id().to_string()).unwrap();
+        signal_pid(&self.signal);
         sleep_ms(ms)
     }
 }
@@ -130,7 +139,7 @@ impl Task for SignalThenWait {
     type Output = u64;
 
     fn run(&self, x: u64) -> u64 {
-        fs::write(&self.signal, std::process::id().to_string()).unwrap();
+        signal_pid(&self.signal);
         wait_for_file(&self.go);
         x
     }
