@@ -270,7 +270,8 @@ fn startup(f: &Found<'_>) -> Option<Sentence> {
     let text = format!(
         "**Start-up.** A pool of {} worker processes serves its first task {} after `new` \
          ({vs_procspawn} procspawn, {vs_python} `multiprocessing.Pool`): workers are this \
-         program itself, started with `posix_spawn` and no fork. A pool of threads takes {}.",
+         program itself, started again (`clone3` sharing the parent's memory until `exec`, \
+         as `posix_spawn` does), never forked. A pool of threads takes {}.",
         f.workers(),
         f.value(key, p)?,
         f.value(key, Column::TASKPOOL_THREADS)?,
