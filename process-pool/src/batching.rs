@@ -1,11 +1,23 @@
-//! The batching policy: how many items one batch frame carries.
+//! The batching policy: how many items one batch frame carries, and how much work a worker
+//! may hold.
 //!
-//! Supervisors feed [`Pace`] the time workers measured per item; a batch then holds about
-//! [`BATCH_TARGET_NS`] of work, one item at first (until an item was measured), up to
-//! [`MAX_BATCH`]. A user's chunk size overrides the target, and every batch is cut so that
-//! its frame stays within the frame limit.
+//! Every job learns its own cost: each `map`, `imap` or remote run has a [`Pace`] of its own
+//! (tasks submitted one by one share one per function, in [`Paces`]), fed the time its
+//! workers measured per item. A job starts slow: one item per batch until an item was
+//! measured. After that a batch holds about [`BATCH_TARGET_NS`] of work, up to
+//! [`MAX_BATCH`] items, so slow items go one or two at a time (load stays balanced) and fast
+//! ones go in thousands (a round trip is amortized). What one job measured never sizes the
+//! batches of another, so a CPU-bound `map` after a burst of tiny tasks spreads over the
+//! workers as it would on a fresh pool.
+//!
+//! A worker holds at most `in_flight` batches' worth of work: [`BATCH_TARGET_NS`] times
+//! `in_flight`, each item counted at its job's estimate when it was sent (a slow item counts
+//! as a whole batch). A user's chunk size overrides the batch size, and every batch is cut so
+//! that its frame stays within the frame limit.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::run::{Batching, Run};
 
@@ -16,33 +28,76 @@ pub(crate) const BATCH_TARGET_NS: u64 = 200_000;
 pub(crate) const MAX_BATCH: usize = 4096;
 /// Assumed time per item before any was measured: slow, so the first items go one by one.
 const INITIAL_ITEM_NS: u64 = 1_000_000;
+/// The weight of a new sample, once this many were taken: a moving average over about as
+/// many items. Before that, the plain mean of the samples so far, so the first measured
+/// item replaces the initial guess.
+const SMOOTHING: u64 = 8;
 /// Bytes a batch frame spends per input besides the input itself (its length).
 const PER_INPUT: usize = 4;
+/// Functions whose single tasks [`Paces`] remembers; it forgets them all when full.
+const MAX_PACES: usize = 256;
 
-/// A moving average of the time a worker spends per item.
+/// What one job's items cost in a worker: a moving average of the time per item, as the
+/// workers measured it.
 #[derive(Debug)]
 pub(crate) struct Pace {
     item_ns: AtomicU64,
+    samples: AtomicU64,
 }
 
 impl Default for Pace {
     fn default() -> Self {
-        Pace { item_ns: AtomicU64::new(INITIAL_ITEM_NS) }
+        Pace { item_ns: AtomicU64::new(INITIAL_ITEM_NS), samples: AtomicU64::new(0) }
     }
 }
 
 impl Pace {
     /// Records how long a worker spent on one item.
     pub(crate) fn record(&self, ns: u64) {
+        let taken = self.samples.fetch_add(1, Ordering::Relaxed);
+        let weight = (taken + 1).min(SMOOTHING);
         let old = self.item_ns.load(Ordering::Relaxed);
-        let new = old - old / 8 + ns / 8;
+        // Rounded away from `old`, so the average reaches a steady `ns` exactly.
+        let new = if ns >= old {
+            old + (ns - old).div_ceil(weight)
+        } else {
+            old - (old - ns).div_ceil(weight)
+        };
         self.item_ns.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The estimated time of one item, in nanoseconds.
+    pub(crate) fn item_ns(&self) -> u64 {
+        self.item_ns.load(Ordering::Relaxed).max(1)
     }
 
     /// How many items make one batch, from the measured time per item.
     pub(crate) fn batch_target(&self) -> usize {
-        let per_item = self.item_ns.load(Ordering::Relaxed).max(1);
-        usize::try_from(BATCH_TARGET_NS / per_item).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH)
+        usize::try_from(BATCH_TARGET_NS / self.item_ns()).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH)
+    }
+
+    /// What one item counts against a worker's budget: its estimate, but no more than a
+    /// whole batch (a slow item is one batch of one).
+    pub(crate) fn load_ns(&self) -> u64 {
+        self.item_ns().min(BATCH_TARGET_NS)
+    }
+}
+
+/// The paces of tasks submitted one by one, by function (the offset of the job's entry
+/// point): a task sent alone is costed by what the earlier tasks of its function measured.
+#[derive(Debug, Default)]
+pub(crate) struct Paces {
+    by_entry: Mutex<HashMap<i64, Arc<Pace>>>,
+}
+
+impl Paces {
+    /// The pace of the single tasks of the job whose entry point is `entry`.
+    pub(crate) fn of(&self, entry: i64) -> Arc<Pace> {
+        let mut by_entry = self.by_entry.lock().unwrap_or_else(PoisonError::into_inner);
+        if by_entry.len() >= MAX_PACES && !by_entry.contains_key(&entry) {
+            by_entry.clear();
+        }
+        by_entry.entry(entry).or_default().clone()
     }
 }
 
@@ -89,21 +144,38 @@ mod tests {
         for input in inputs {
             b.push_encoded(input);
         }
-        b.finish(Box::new(NullSink), None, batching)
+        b.finish(Box::new(NullSink), None, batching, Arc::default())
     }
 
     #[test]
-    fn the_first_items_go_one_by_one_then_batches_grow_with_speed() {
+    fn the_first_items_go_one_by_one_then_batches_follow_what_items_measure() {
         let pace = Pace::default();
         assert_eq!(pace.batch_target(), 1);
+        assert_eq!(pace.load_ns(), BATCH_TARGET_NS, "an unmeasured item counts as a batch");
+        pace.record(1_000);
+        assert_eq!(pace.batch_target(), 200, "the first measured item replaces the guess");
         for _ in 0..200 {
             pace.record(1_000);
         }
-        assert!((190..=200).contains(&pace.batch_target()), "{}", pace.batch_target());
+        assert_eq!(pace.batch_target(), 200);
         for _ in 0..200 {
             pace.record(1);
         }
         assert_eq!(pace.batch_target(), MAX_BATCH);
+        assert_eq!(pace.load_ns(), 1);
+        for _ in 0..200 {
+            pace.record(5_000_000);
+        }
+        assert_eq!(pace.batch_target(), 1, "slow items go one by one again");
+    }
+
+    #[test]
+    fn single_tasks_share_a_pace_per_function() {
+        let paces = Paces::default();
+        let a = paces.of(1);
+        a.record(10);
+        assert!(Arc::ptr_eq(&a, &paces.of(1)));
+        assert_eq!(paces.of(2).item_ns(), INITIAL_ITEM_NS, "another function starts afresh");
     }
 
     #[test]

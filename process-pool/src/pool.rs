@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use taskpool_core::backend::{Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
+use crate::batching::Pace;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
@@ -220,11 +221,12 @@ impl ProcessPool {
         if let Err(e) = builder.push(&input, self.frame_limit()) {
             return refuse(e);
         }
+        let pace = self.shared.paces.of(builder.job().entry);
         let shared = Arc::downgrade(&self.shared);
         let run = Arc::new_cyclic(|run: &Weak<Run>| {
             let run = run.clone();
             sink.completer.on_cancel(move || cancel(&shared, &run));
-            builder.finish(Box::new(sink), timeout, Batching::Fixed(1))
+            builder.finish(Box::new(sink), timeout, Batching::Fixed(1), pace)
         });
         self.shared.submit(run);
     }
@@ -456,7 +458,8 @@ impl ProcessPool {
         let skipped = sent < total;
         let sink =
             ChannelSink { tx, base: 0, indices: skipped.then_some(indices), abandoned: None };
-        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching)));
+        let pace = Arc::new(Pace::default());
+        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching, pace)));
         let mut received = 0;
         progress(total - sent, total);
         while received < sent {
@@ -502,6 +505,8 @@ struct Stream<'p, J: Job, I> {
     rx: Receiver<Group<J::Output>>,
     /// Set when the iterator is dropped: its items not sent yet are discarded.
     abandoned: Arc<AtomicBool>,
+    /// What the job's items cost, learned over all of this iterator's runs.
+    pace: Arc<Pace>,
 }
 
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
@@ -518,6 +523,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             tx,
             rx,
             abandoned: Arc::new(AtomicBool::new(false)),
+            pace: Arc::new(Pace::default()),
         }
     }
 
@@ -526,7 +532,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let workers = self.pool.workers();
         while self.order.held() < self.window {
             let room = self.window - self.order.held();
-            let batch = self.pool.shared.pace.batch_target().min(room).max(1);
+            let batch = self.pace.batch_target().min(room).max(1);
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job.clone(),
@@ -568,6 +574,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 Box::new(sink),
                 None,
                 Batching::Adaptive(cap),
+                self.pace.clone(),
             )));
         }
     }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use taskpool_core::backend::Job;
 use taskpool_core::{Direction, Pool, Side, TaskError};
 
-use crate::batching::MAX_BATCH;
+use crate::batching::{MAX_BATCH, Pace};
 use crate::codec;
 use crate::pool::{self, ProcessPool};
 use crate::run::{Batching, Run, RunBuilder};
@@ -196,7 +196,8 @@ pub fn run_encoded(
         single: n == 1,
     };
     let cap = n.div_ceil(pool.workers().max(1)).clamp(1, MAX_BATCH);
-    let run = Arc::new(builder.finish(Box::new(collector), timeout, Batching::Adaptive(cap)));
+    let pace = Arc::new(Pace::default());
+    let run = Arc::new(builder.finish(Box::new(collector), timeout, Batching::Adaptive(cap), pace));
     let handle = RemoteRun {
         shared: Arc::downgrade(&pool.shared),
         run: Arc::downgrade(&run),

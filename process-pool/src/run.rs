@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use taskpool_core::{Direction, Side, TaskError};
 
+use crate::batching::Pace;
 use crate::codec;
 use crate::ship::Shipped;
 use crate::sink::Sink;
@@ -23,6 +24,9 @@ pub(crate) struct Run {
     pub(crate) timeout: Option<Duration>,
     /// How many items travel in one batch.
     pub(crate) batching: Batching,
+    /// What its job's items cost, as measured so far: shared by the runs of one `imap`, or
+    /// of the single tasks of one function.
+    pub(crate) pace: Arc<Pace>,
 }
 
 /// How a run's items are grouped into batches.
@@ -79,15 +83,21 @@ impl RunBuilder {
         self.ends.len()
     }
 
-    /// The run, with where its results go.
+    /// The run, with where its results go and the pace its job learns.
     pub(crate) fn finish(
         self,
         sink: Box<dyn Sink>,
         timeout: Option<Duration>,
         batching: Batching,
+        pace: Arc<Pace>,
     ) -> Run {
         let RunBuilder { job, inputs, ends } = self;
-        Run { job, inputs, ends, sink, timeout, batching }
+        Run { job, inputs, ends, sink, timeout, batching, pace }
+    }
+
+    /// The job the run is built for.
+    pub(crate) fn job(&self) -> &Arc<Shipped> {
+        &self.job
     }
 }
 
@@ -108,4 +118,13 @@ impl Run {
 pub(crate) struct Slice {
     pub(crate) run: Arc<Run>,
     pub(crate) items: Range<usize>,
+    /// Once sent: what each item counts against its worker's budget (see `batching.rs`).
+    pub(crate) load_ns: u64,
+}
+
+impl Slice {
+    /// Items `items` of `run`, not sent.
+    pub(crate) fn new(run: Arc<Run>, items: Range<usize>) -> Self {
+        Slice { run, items, load_ns: 0 }
+    }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::{Exit, TaskError};
 
-use crate::batching::{self, Pace};
+use crate::batching::{self, BATCH_TARGET_NS, Paces};
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::outlet::{Flush, Outlet, RequestPipe};
@@ -144,7 +144,8 @@ pub(crate) struct Slot {
     pub(crate) conn: Option<Conn>,
     /// Slices sent to the worker and not fully answered, in order.
     pub(crate) sent: VecDeque<Slice>,
-    sent_items: usize,
+    /// The work those slices hold, as their jobs' estimates said when they were sent.
+    load_ns: u64,
     /// When the head item's clock started: when it was sent to an idle worker, or when the
     /// item before it was answered.
     head_since: Option<Instant>,
@@ -246,8 +247,8 @@ pub(crate) struct Shared {
     pub(crate) wakes: Vec<OwnedFd>,
     /// Tasks that ended with a value or an error; kept outside the lock, see [`Tally`].
     pub(crate) tally: Tally,
-    /// The time workers spend per item, for the batch size.
-    pub(crate) pace: Pace,
+    /// The time workers spend per item of single tasks, by function.
+    pub(crate) paces: Paces,
 }
 
 impl Shared {
@@ -270,7 +271,7 @@ impl Shared {
             changed: Condvar::new(),
             wakes,
             tally: Tally::default(),
-            pace: Pace::default(),
+            paces: Paces::default(),
         }
     }
 
@@ -327,21 +328,23 @@ impl Shared {
         if let Some(error) = refusal {
             drop(state);
             let mut deliveries = Deliveries::default();
-            deliveries.fail(Slice { run, items: 0..n }, &error);
+            deliveries.fail(Slice::new(run, 0..n), &error);
             deliveries.deliver_from(&|_| &[], &self.tally);
             return;
         }
         state.outstanding += n;
-        state.queue.push_back(Slice { run, items: 0..n });
+        state.queue.push_back(Slice::new(run, 0..n));
         let flushes = self.pump_all(&mut state);
         drop(state);
         self.flush(flushes);
     }
 
-    /// Queues work for every worker with room. Returns what to write once the lock is
-    /// released.
+    /// Queues work for every worker with room, the least loaded first. Returns what to
+    /// write once the lock is released.
     pub(crate) fn pump_all(&self, state: &mut State) -> Vec<Flush> {
-        (0..state.slots.len()).filter_map(|w| self.pump(state, w)).collect()
+        let mut order: Vec<usize> = (0..state.slots.len()).collect();
+        order.sort_by_key(|&w| state.slots[w].load_ns);
+        order.into_iter().filter_map(|w| self.pump(state, w)).collect()
     }
 
     /// Writes queued frames, without the pool's lock; wakes the supervisors that must watch
@@ -375,14 +378,13 @@ impl Shared {
         if !conn.ready || conn.killed.is_some() || !conn.open {
             return None;
         }
-        let target = self.pace.batch_target();
-        let room = self.config.get_in_flight() * target;
+        let budget = self.config.get_in_flight() as u64 * BATCH_TARGET_NS;
         let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
         let limit = self.config.get_max_frame_bytes();
         let was_idle = slot.sent.is_empty();
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
-        while slot.sent_items < room && conn.served < quota {
+        while (slot.load_ns < budget || slot.sent.is_empty()) && conn.served < quota {
             let Some(front) = queue.front_mut() else { break };
             if unwanted(front) {
                 *dropped += self.discard(front);
@@ -391,8 +393,12 @@ impl Shared {
             }
             let run = front.run.clone();
             let left_in_quota = usize::try_from(quota - conn.served).unwrap_or(usize::MAX);
-            let room_left = (room - slot.sent_items).min(left_in_quota);
+            // Each item counts its job's estimate; an idle worker always takes one.
+            let load_ns = run.pace.load_ns();
+            let room = budget.saturating_sub(slot.load_ns) / load_ns;
+            let room_left = usize::try_from(room).unwrap_or(usize::MAX).max(1).min(left_in_quota);
             let start = front.items.start;
+            let target = run.pace.batch_target();
             let count =
                 batching::batch_len(&run, start, front.items.len(), target, room_left, limit);
             let items = start..start + count;
@@ -414,8 +420,8 @@ impl Shared {
             );
             conn.next_seq += count as u64;
             conn.served += count as u64;
-            slot.sent_items += count;
-            slot.sent.push_back(Slice { run, items });
+            slot.load_ns += load_ns * count as u64;
+            slot.sent.push_back(Slice { run, items, load_ns });
         }
         let added = writer.is_some();
         drop(writer);
@@ -475,8 +481,8 @@ impl Shared {
         Some(deadline)
     }
 
-    /// Records one answered item of worker `w` (the head item), read at `now`. Returns its
-    /// run and index.
+    /// Records one answered item of worker `w` (the head item), read at `now`, which took
+    /// the worker `elapsed_ns` (its job's pace learns it). Returns its run and index.
     ///
     /// # Errors
     ///
@@ -487,6 +493,7 @@ impl Shared {
         w: usize,
         seq: u64,
         now: Instant,
+        elapsed_ns: u64,
     ) -> Result<(Arc<Run>, usize), String> {
         let slot = &mut state.slots[w];
         let Some(conn) = slot.conn.as_mut() else {
@@ -502,10 +509,11 @@ impl Shared {
         let index = head.items.start;
         let run = head.run.clone();
         head.items.start += 1;
+        slot.load_ns = slot.load_ns.saturating_sub(head.load_ns);
         if head.items.is_empty() {
             slot.sent.pop_front();
         }
-        slot.sent_items -= 1;
+        run.pace.record(elapsed_ns);
         slot.head_since = Some(now);
         Ok((run, index))
     }
@@ -538,7 +546,7 @@ impl Shared {
     ) -> bool {
         let slot = &mut state.slots[w];
         let sent = std::mem::take(&mut slot.sent);
-        slot.sent_items = 0;
+        slot.load_ns = 0;
         slot.head_since = None;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
@@ -575,7 +583,7 @@ impl Shared {
             let (before, after) = (slice.items.start..index, index + 1..slice.items.end);
             for items in [before, after] {
                 if !items.is_empty() {
-                    requeue.push(Slice { run: slice.run.clone(), items });
+                    requeue.push(Slice::new(slice.run.clone(), items));
                 }
             }
         }

@@ -435,10 +435,9 @@ fn read_frames(shared: &Shared, link: &mut Link) {
             reader.discard();
             break;
         }
-        match shared.answered(&mut state, w, item.meta.seq, now) {
+        match shared.answered(&mut state, w, item.meta.seq, now, item.meta.cost.elapsed_ns) {
             Ok((run, index)) => {
                 let cost = item.meta.cost;
-                shared.pace.record(cost.elapsed_ns);
                 state.counters.cost.add(cost);
                 let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
                 let outcome = item

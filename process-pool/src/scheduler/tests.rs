@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use taskpool_core::Config;
 
 use super::*;
+use crate::batching::Pace;
 use crate::run::RunBuilder;
 use crate::ship::Shipped;
 use crate::sink::{Encoded, Sink};
@@ -89,7 +90,12 @@ fn run(n: usize, sink: Box<dyn Sink>, batching: Batching) -> Arc<Run> {
     for i in 0..n {
         b.push_encoded(&[u8::try_from(i % 256).unwrap()]);
     }
-    Arc::new(b.finish(sink, None, batching))
+    Arc::new(b.finish(sink, None, batching, Arc::new(Pace::default())))
+}
+
+/// Teaches `run`'s job that its items take `ns` each, as if its workers had measured them.
+fn measured(run: &Run, ns: u64) {
+    (0..200).for_each(|_| run.pace.record(ns));
 }
 
 fn shared(config: ProcessConfig, workers: usize) -> Shared {
@@ -129,14 +135,15 @@ fn deliver(d: Deliveries, shared: &Shared) {
 fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1).chunk_size(4)).in_flight(3), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(12, Box::new(rec.clone()), Batching::Fixed(4)));
-    (0..200).for_each(|_| s.pace.record(1));
+    let r = run(12, Box::new(rec.clone()), Batching::Fixed(4));
+    measured(&r, 1);
+    s.submit(r);
     let fake = connect(&s, 0);
     assert_eq!(sent(&s, 0), 12, "three batches of four");
     let now = Instant::now();
     // Items 0 and 1 answered; item 4 runs (2 and 3 finished, their results lost).
     for seq in 0..2 {
-        s.answered(&mut s.lock(), 0, seq, now).unwrap();
+        s.answered(&mut s.lock(), 0, seq, now, 1).unwrap();
     }
     fake.set(5, 4);
     let d = end(&s, 0, Exit::Code(0), fake.progress());
@@ -187,7 +194,7 @@ fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     assert_eq!(fake.kills(), 1, "killed once");
     assert!(conn.accepts(0) && !conn.accepts(1) && !conn.accepts(2));
     drop(state);
-    s.answered(&mut s.lock(), 0, 0, Instant::now()).unwrap();
+    s.answered(&mut s.lock(), 0, 0, Instant::now(), 1).unwrap();
     fake.set(2, 1);
     deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
     assert_eq!(*rec.got.lock().unwrap(), [(1, Some("task cancelled".into()))]);
@@ -227,7 +234,6 @@ fn cancel_while_sent_asks_the_worker_to_skip_and_kills_only_if_it_runs() {
     let runs: Vec<_> =
         recs.iter().map(|r| run(1, Box::new(r.clone()), Batching::Fixed(1))).collect();
     let fake = connect(&s, 0);
-    (0..200).for_each(|_| s.pace.record(1));
     for r in &runs {
         s.submit(r.clone());
     }
@@ -259,18 +265,19 @@ fn a_queued_cancelled_item_is_dropped_unsent() {
 #[test]
 fn a_worker_retires_at_its_quota_once_it_answered_everything() {
     let s = shared(ProcessConfig::new(Config::new().workers(1).max_tasks_per_worker(2)), 1);
-    (0..200).for_each(|_| s.pace.record(1));
     let rec = Arc::new(Recorder::default());
-    s.submit(run(5, Box::new(rec), Batching::Fixed(1)));
+    let r = run(5, Box::new(rec), Batching::Fixed(1));
+    measured(&r, 1);
+    s.submit(r);
     connect(&s, 0);
     assert_eq!(sent(&s, 0), 2, "no more than the quota is sent");
     assert!(!s.should_retire(&s.lock(), 0));
     let now = Instant::now();
-    s.answered(&mut s.lock(), 0, 0, now).unwrap();
+    s.answered(&mut s.lock(), 0, 0, now, 1).unwrap();
     assert!(!s.should_retire(&s.lock(), 0));
-    s.answered(&mut s.lock(), 0, 1, now).unwrap();
+    s.answered(&mut s.lock(), 0, 1, now, 1).unwrap();
     assert!(s.should_retire(&s.lock(), 0));
-    assert!(s.answered(&mut s.lock(), 0, 7, now).is_err(), "an item never sent");
+    assert!(s.answered(&mut s.lock(), 0, 7, now, 1).is_err(), "an item never sent");
 }
 
 #[test]
@@ -300,4 +307,64 @@ fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
     assert_eq!((causes.killed, causes.os), (5, 2));
     s.started(&mut s.lock());
     assert!(s.lock().start_error.is_none(), "a worker that starts clears the refusal");
+}
+
+/// The batching policy's decisions, with the workers' measurements made up (no clock): what
+/// each worker is sent of one job, and of the next.
+fn sent_of(s: &Shared, w: usize, run: &Arc<Run>) -> Vec<usize> {
+    let state = s.lock();
+    state.slots[w]
+        .sent
+        .iter()
+        .filter(|sl| Arc::ptr_eq(&sl.run, run))
+        .map(|sl| sl.items.len())
+        .collect()
+}
+
+/// Answers every item worker `w` holds now, each measured at `ns`, refilling it after each
+/// answer as its supervisor does.
+fn answer_all(s: &Shared, w: usize, ns: u64) {
+    let now = Instant::now();
+    let held = sent(s, w);
+    for _ in 0..held {
+        let mut state = s.lock();
+        let seq = state.slots[w].conn.as_ref().unwrap().expect_seq;
+        s.answered(&mut state, w, seq, now, ns).unwrap();
+        let _ = s.pump(&mut state, w);
+    }
+}
+
+#[test]
+fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    connect(&s, 0);
+    connect(&s, 1);
+    // A map of 100,000 no-ops that the workers measure at 50 ns each.
+    let fast = run(100_000, Box::new(NullSink), Batching::Adaptive(4096));
+    s.submit(fast.clone());
+    assert_eq!(sent_of(&s, 0, &fast), [1, 1], "an unmeasured job goes one item at a time");
+    assert_eq!(sent_of(&s, 1, &fast), [1, 1]);
+    while !s.lock().queue.is_empty() || s.lock().slots.iter().any(|sl| !sl.sent.is_empty()) {
+        answer_all(&s, 0, 50);
+        answer_all(&s, 1, 50);
+    }
+    assert_eq!(fast.pace.batch_target(), 4000, "200 µs of 50 ns items");
+
+    // Then a CPU-bound map on the same pool: 100 items of 1 ms, as a fresh pool would.
+    let slow = run(100, Box::new(NullSink), Batching::Adaptive(13));
+    s.submit(slow.clone());
+    assert_eq!(sent_of(&s, 0, &slow), [1, 1], "one by one, in_flight at a time");
+    assert_eq!(sent_of(&s, 1, &slow), [1, 1], "both workers get a share");
+    answer_all(&s, 0, 1_000_000);
+    assert_eq!(slow.pace.batch_target(), 1);
+    assert_eq!(sent_of(&s, 0, &slow), [1, 1], "measured slow: still one by one");
+
+    // A job of 10 µs items grows from one item per batch to 20 as soon as one is measured.
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    connect(&s, 0);
+    let medium = run(1000, Box::new(NullSink), Batching::Adaptive(1000));
+    s.submit(medium.clone());
+    assert_eq!(sent_of(&s, 0, &medium), [1, 1]);
+    answer_all(&s, 0, 10_000);
+    assert_eq!(sent_of(&s, 0, &medium), [20, 20]);
 }
