@@ -177,6 +177,9 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let state = b.bytes("job state")?;
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
+    // The results of earlier batches go now: the first item of this one may run for a long
+    // time, and nothing could write them meanwhile.
+    out.flush();
     out.seq = first_seq;
     out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
