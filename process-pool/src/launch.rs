@@ -13,11 +13,11 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
 use crate::entry::{self, MARKER};
-use crate::protocol::Init;
+use crate::protocol::{Init, RINGS};
+use crate::region::Region;
 use crate::scheduler::StartFailure;
 use crate::ship::ImageId;
-use crate::status::{self, StatusPage};
-use crate::sys::{self, ChildProcess, SharedPage};
+use crate::sys::{self, ChildProcess};
 
 /// Kernel buffer asked for each pipe, so bursts and large values need fewer wake-ups.
 const PIPE_BYTES: usize = 1 << 20;
@@ -26,16 +26,19 @@ const PIPE_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Launched {
     pub(crate) child: ChildProcess,
-    /// Its status page (see `status.rs`).
-    pub(crate) page: StatusPage,
+    /// The memory it shares with this process (its status page and rings), where the
+    /// kernel has `memfd`; without it, the pipes carry everything.
+    pub(crate) region: Option<Region>,
     /// Write end of the worker's request pipe.
     pub(crate) request: OwnedFd,
     /// Read end of the worker's result pipe.
     pub(crate) result: OwnedFd,
 }
 
-/// Spawns a worker and sends it `init`. Does not wait for its hello (the supervisor does).
-pub(crate) fn launch(init: &Init) -> Result<Launched, StartFailure> {
+/// Spawns a worker and sends it `init`. With `shared`, where the kernel has `memfd`, the worker
+/// gets shared memory and serves through its rings ([`RINGS`] is set in `init`); otherwise
+/// the pipes carry everything. Does not wait for its hello (the supervisor does).
+pub(crate) fn launch(init: &Init, shared: bool) -> Result<Launched, StartFailure> {
     entry::ensure_linked();
     let os = |e: std::io::Error| StartFailure::Os(e.to_string());
     let image = ImageId::current().ok_or_else(|| {
@@ -58,18 +61,32 @@ pub(crate) fn launch(init: &Init) -> Result<Launched, StartFailure> {
     env.extend(CString::new(format!("{MARKER}={}", entry::marker_value(image))));
     let name = CString::new(init.name.replace('\0', "")).unwrap_or_default();
 
-    let (page, page_fd) = SharedPage::create(status::WORDS).map_err(os)?;
+    // Shared memory where the kernel has it; the pipes alone otherwise.
+    let (region, region_fd) = if shared && sys::has_memfd() {
+        match Region::create() {
+            Ok((region, fd)) => (Some(region), Some(fd)),
+            Err(_) if !sys::has_memfd() => (None, None),
+            Err(e) => return Err(os(e)),
+        }
+    } else {
+        (None, None)
+    };
     let child = on_launcher(move || {
-        let fds = [request_r.as_fd(), result_w.as_fd(), page_fd.as_fd()];
-        sys::spawn(c"/proc/self/exe", &name, &env, fds)
+        let mut fds = vec![request_r.as_fd(), result_w.as_fd()];
+        fds.extend(region_fd.as_ref().map(AsFd::as_fd));
+        sys::spawn(c"/proc/self/exe", &name, &env, &fds)
     })
     .map_err(os)?;
 
     let mut frame = Vec::new();
+    let mut init = init.clone();
+    if region.is_some() {
+        init.flags |= RINGS;
+    }
     init.encode(&mut frame);
     // The pipe is empty and larger than an init frame, so this write does not block.
     sys::write_all(request_w.as_fd(), &frame).map_err(os)?;
-    Ok(Launched { child, page: StatusPage::new(page), request: request_w, result: result_r })
+    Ok(Launched { child, region, request: request_w, result: result_r })
 }
 
 type Job = Box<dyn FnOnce() + Send>;

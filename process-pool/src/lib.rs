@@ -69,6 +69,7 @@ mod batching;
 mod codec;
 mod config;
 mod deliveries;
+mod doorbell;
 #[allow(unsafe_code)]
 mod entry;
 #[cfg(test)]
@@ -77,9 +78,12 @@ mod launch;
 mod outlet;
 mod pool;
 mod protocol;
+mod reception;
+mod region;
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod remote;
+mod ring;
 mod run;
 mod scheduler;
 #[allow(unsafe_code)]

@@ -3,26 +3,128 @@
 //! This is one side of the transport seam (the other is the supervisor's reading of result
 //! frames): the scheduler appends batch frames to a worker's [`Outlet`] under the pool's lock
 //! and the writes happen after the lock is released ([`Flush`]), so a write, and the wake-up
-//! of the worker inside it, never holds up the rest of the pool. What a full pipe does not
-//! take stays in the outbox until the worker's supervisor sees room.
+//! of the worker inside it, never holds up the rest of the pool. What a full pipe or ring
+//! does not take stays in the outbox until the worker's supervisor sees room.
+//!
+//! Requests travel on the worker's request ring where it has shared memory ([`RingRequests`]:
+//! a copy, and a futex wake only if the worker sleeps), or on its request pipe.
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::ring::Producer;
 use crate::sys;
 
-/// Where a worker's requests go: the write end of its request pipe, non-blocking.
+/// Where a worker's requests go: its request ring, or the write end of its request pipe
+/// (non-blocking).
 pub(crate) trait RequestPipe: Send + Sync {
-    /// Writes some of `bytes` without blocking; `Ok(0)` when the pipe is full.
+    /// Writes some of `bytes` without blocking, waking the worker if it sleeps; `Ok(0)` when
+    /// the pipe is full.
     fn write(&self, bytes: &[u8]) -> io::Result<usize>;
+
+    /// Tells the worker that nothing more will come, once it has read what was written. (A
+    /// pipe closes when its last reference is dropped.)
+    fn close(&self) {}
+
+    /// The descriptor to poll for room to write, where room is seen that way (a pipe).
+    fn pollable(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Where room is not seen by polling (a ring): asks the worker to ring the supervisor
+    /// once it frees room. Returns whether there is room already (nothing is asked then).
+    fn watch_room(&self) -> bool {
+        true
+    }
+
+    /// Withdraws what [`RequestPipe::watch_room`] asked.
+    fn unwatch_room(&self) {}
+
+    /// Whether the worker broke the transport: it can never be written to again.
+    fn is_broken(&self) -> bool {
+        false
+    }
 }
 
 impl RequestPipe for OwnedFd {
     fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         sys::write(self.as_fd(), bytes)
+    }
+
+    fn pollable(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+}
+
+/// A worker's request ring, and its request pipe, kept open (for nothing but the worker's
+/// sake: it read its start-up frame there) until the ring is dropped.
+#[derive(Debug)]
+pub(crate) struct RingRequests {
+    ring: Mutex<Producer>,
+    _pipe: OwnedFd,
+    broken: AtomicBool,
+}
+
+impl RingRequests {
+    pub(crate) fn new(ring: Producer, pipe: OwnedFd) -> Self {
+        RingRequests { ring: Mutex::new(ring), _pipe: pipe, broken: AtomicBool::new(false) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Producer> {
+        // Every step leaves the producer consistent, so a poisoned lock is usable.
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RequestPipe for RingRequests {
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let mut ring = self.lock();
+        match ring.write(bytes) {
+            Ok(n) => {
+                if n > 0 {
+                    ring.data_bell().ring();
+                }
+                Ok(n)
+            }
+            Err(broken) => {
+                self.broken.store(true, Ordering::Release);
+                Err(io::Error::other(broken.to_string()))
+            }
+        }
+    }
+
+    fn close(&self) {
+        let ring = self.lock();
+        ring.close();
+        ring.data_bell().ring();
+    }
+
+    fn watch_room(&self) -> bool {
+        let mut ring = self.lock();
+        ring.space_bell().arm();
+        match ring.room() {
+            Ok(0) => false,
+            Ok(_) => {
+                ring.space_bell().disarm();
+                true
+            }
+            Err(_) => {
+                ring.space_bell().disarm();
+                self.broken.store(true, Ordering::Release);
+                true
+            }
+        }
+    }
+
+    fn unwatch_room(&self) {
+        self.lock().space_bell().disarm();
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 }
 
@@ -59,7 +161,9 @@ impl Writer {
 
     /// Closes the pipe: the worker finishes what it holds and exits.
     fn close(&mut self) {
-        self.request = None;
+        if let Some(request) = self.request.take() {
+            request.close();
+        }
         self.outbox.clear();
         self.written = 0;
     }

@@ -27,6 +27,9 @@ use crate::usage::Usage;
 /// Items of an `imap` window per batch a worker may hold.
 const IMAP_PER_BATCH: usize = 16;
 
+/// The longest `apply` watches its worker's result ring before it waits as `join` does.
+const WATCH: Duration = Duration::from_micros(100);
+
 /// A pool of persistent worker processes that run tasks with crash isolation.
 ///
 /// Workers are re-executions of the running program, started before `main` runs (no change
@@ -203,16 +206,18 @@ impl ProcessPool {
     }
 
     /// Sends one task, whose outcome goes to `sink`'s handle; `timeout` overrides the pool's.
+    /// Returns its run, unless it was refused at once.
     fn submit_one<J: Job, R: Send + 'static>(
         &self,
         job: &J,
         input: J::Input,
         sink: HandleSink<R>,
         timeout: Option<Duration>,
-    ) {
+    ) -> Option<Arc<Run>> {
         let refuse = |e| {
             self.shared.tally.record(0, 1);
             sink.completer.complete(Err(e));
+            None
         };
         let mut builder = match Self::ship(job) {
             Ok(shipped) => RunBuilder::new(shipped),
@@ -228,7 +233,8 @@ impl ProcessPool {
             sink.completer.on_cancel(move || cancel(&shared, &run));
             builder.finish(Box::new(sink), timeout, Batching::Fixed(1), pace)
         });
-        self.shared.submit(run);
+        self.shared.submit(run.clone());
+        Some(run)
     }
 
     fn frame_limit(&self) -> usize {
@@ -337,6 +343,22 @@ impl Pool for ProcessPool {
         self.wake_supervisors();
         self.wait_supervisors(None);
         self.join_threads();
+    }
+
+    /// Runs one task and waits for its value. The calling thread reads the result itself
+    /// from its worker's result ring when it arrives soon, rather than wait for the worker's
+    /// supervisor to read it and wake it.
+    fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
+        let () = <T::Job as Job>::PORTABLE;
+        let (completer, handle) = promise();
+        let sink = HandleSink { completer, decode: sink::decode };
+        if let Some(run) = self.submit_one(&task.into_job(), input, sink, None) {
+            if let Some(reception) = self.shared.reception_of(&run) {
+                let deadline = Instant::now() + WATCH;
+                reception.watch(&self.shared, deadline, || handle.is_finished());
+            }
+        }
+        handle.join()
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>

@@ -18,6 +18,10 @@ pub(crate) const FLUSH_EACH: u8 = 1;
 pub(crate) const CANCELLABLE: u8 = 2;
 /// Bit in [`Kind::Init`]'s flags: capture backtraces on panic.
 pub(crate) const BACKTRACES: u8 = 1;
+/// Bit in [`Kind::Init`]'s flags: after its hello, the worker reads batches from the request
+/// ring and writes results to the result ring of its shared memory (`region.rs`), and rings
+/// the parent with [`Kind::Bell`] frames on the result pipe.
+pub(crate) const RINGS: u8 = 2;
 
 /// The settings a worker receives in its [`Kind::Init`] frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,7 @@ use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::outlet::{Flush, Outlet, RequestPipe};
 use crate::protocol::{self, CANCELLABLE, FLUSH_EACH};
+use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
 use crate::sink::Tally;
 use crate::sys;
@@ -96,6 +97,8 @@ pub(crate) struct Conn {
     /// Items sent to this worker in its life, for `max_tasks_per_worker`.
     served: u64,
     pub(crate) killed: Option<Kill>,
+    /// Where its results arrive, for a caller that reads its own (none in unit tests).
+    pub(crate) reception: Option<Arc<Reception>>,
 }
 
 impl Conn {
@@ -110,6 +113,7 @@ impl Conn {
             expect_seq: 0,
             served: 0,
             killed: None,
+            reception: None,
         }
     }
 
@@ -676,6 +680,14 @@ impl Shared {
                 seq += slice.items.len() as u64;
             }
         }
+    }
+
+    /// Where the results of the single-item `run` will arrive: the reception of the worker
+    /// it was sent to, if it was sent (not if it waits in the queue).
+    pub(crate) fn reception_of(&self, run: &Arc<Run>) -> Option<Arc<Reception>> {
+        let state = self.lock();
+        let holds = |slot: &&Slot| slot.sent.iter().any(|s| Arc::ptr_eq(&s.run, run));
+        state.slots.iter().find(holds)?.conn.as_ref()?.reception.clone()
     }
 
     /// Drops the queued items of runs nobody wants any more (their iterator was dropped).

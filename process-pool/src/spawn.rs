@@ -11,8 +11,8 @@ use crate::config::ProcessConfig;
 use crate::codec;
 use crate::launch::{self, Launched};
 use crate::protocol::{self, Init};
+use crate::region::Region;
 use crate::ship::Ship;
-use crate::status::StatusPage;
 use crate::sys::{self, ChildProcess, Interest};
 use crate::wire::{FrameReader, Kind, SLACK};
 
@@ -65,7 +65,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         cpu_time_limit: None,
         name: "taskpool-spawn".into(),
     };
-    let Launched { child, page, request, result } = launch::launch(&init)
+    // A one-off's task and result cross its pipes: there is nothing to batch.
+    let Launched { child, region, request, result } = launch::launch(&init, false)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     let mut batch = Vec::new();
     protocol::encode_batch(&mut batch, 0, &job, 0, std::iter::once(&encoded[..]));
@@ -75,7 +76,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     drop(request);
     let child = ProcessChild {
         child,
-        _page: page,
+        _region: region,
         result,
         reader: FrameReader::new(limit + SLACK),
         exit: None,
@@ -88,8 +89,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
 
 struct ProcessChild<R> {
     child: ChildProcess,
-    /// The worker's status page, which a one-off does not read; kept mapped for its life.
-    _page: StatusPage,
+    /// The worker's shared memory, if any, which a one-off does not read; kept for its life.
+    _region: Option<Region>,
     result: OwnedFd,
     reader: FrameReader,
     /// Set once the process is reaped.

@@ -10,10 +10,12 @@
 //! (sequentially consistent), so either the worker sees the cancellation or the parent sees
 //! that the item started, and then kills the worker.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::scheduler::Progress;
-use crate::sys::SharedPage;
+use crate::sys::SharedMemory;
 
 /// Word: one more than the sequence number of the last item started.
 const STARTED: usize = 0;
@@ -33,7 +35,9 @@ pub(crate) const WORDS: usize = RING + RING_LEN;
 /// A worker's status page, from either side.
 #[derive(Debug)]
 pub(crate) struct StatusPage {
-    page: SharedPage,
+    memory: Arc<SharedMemory>,
+    /// Where the page starts in the memory.
+    offset: usize,
     /// Worker side: cancellations read from the ring so far.
     seen: u64,
     /// Worker side: cancelled items not reached yet.
@@ -41,12 +45,13 @@ pub(crate) struct StatusPage {
 }
 
 impl StatusPage {
-    pub(crate) fn new(page: SharedPage) -> Self {
-        StatusPage { page, seen: 0, cancelled: Vec::new() }
+    /// The page at byte `offset` of `memory` (8-aligned, [`WORDS`] words long).
+    pub(crate) fn new(memory: Arc<SharedMemory>, offset: usize) -> Self {
+        StatusPage { memory, offset, seen: 0, cancelled: Vec::new() }
     }
 
-    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
-        &self.page.words()[i]
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.memory.words(self.offset, WORDS)[i]
     }
 
     /// Worker side: records that item `seq` starts. Returns `false` if it was cancelled
@@ -105,9 +110,9 @@ mod tests {
     use super::*;
 
     fn pair() -> (StatusPage, StatusPage) {
-        let (page, fd) = SharedPage::create(WORDS).unwrap();
-        let other = SharedPage::adopt(std::os::fd::AsRawFd::as_raw_fd(&fd), WORDS).unwrap();
-        (StatusPage::new(page), StatusPage::new(other))
+        let (memory, _fd) = SharedMemory::create(c"taskpool-test", WORDS * 8).unwrap();
+        let memory = Arc::new(memory);
+        (StatusPage::new(memory.clone(), 0), StatusPage::new(memory, 0))
     }
 
     #[test]

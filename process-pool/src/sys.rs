@@ -3,7 +3,12 @@
 //! The rest of the crate relies on this contract:
 //!
 //! - Every descriptor this module creates is close-on-exec. The only descriptors a worker
-//!   inherits are the two it is given at [`REQUEST_FD`] and [`RESULT_FD`] (plus 0, 1, 2).
+//!   inherits are the two it is given at [`REQUEST_FD`] and [`RESULT_FD`] and, where the
+//!   kernel has `memfd`, the shared memory at [`SHARED_FD`] (plus 0, 1, 2).
+//! - Memory shared with a worker ([`SharedMemory`]) is sealed at its size, so a worker can
+//!   never make an access of this process fault; it is read and written only through atomics
+//!   and bounds-checked copies, so a worker can change only the values read from it, and the
+//!   callers check every index and length they take from it.
 //! - Reads and writes retry on `EINTR`. A write to a non-blocking descriptor that would block
 //!   returns `Ok(0)`.
 //! - A child is reaped exactly once, by [`wait_child`]; until then its pid (and the process
@@ -16,7 +21,9 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::time::Duration;
 
 use taskpool_core::Exit;
@@ -25,8 +32,11 @@ use taskpool_core::Exit;
 pub(crate) const REQUEST_FD: RawFd = 3;
 /// The descriptor on which a worker writes results.
 pub(crate) const RESULT_FD: RawFd = 4;
-/// The descriptor on which a worker finds its status page (it maps it and closes it).
-pub(crate) const STATUS_FD: RawFd = 5;
+/// The descriptor on which a worker finds the memory it shares with its parent, if it has
+/// any: its status page and rings (it maps it and closes it).
+pub(crate) const SHARED_FD: RawFd = 5;
+/// The most descriptors [`spawn`] hands a worker.
+const MAX_FDS: usize = 3;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
@@ -215,7 +225,7 @@ pub(crate) fn spawns_with_clone3() -> bool {
 }
 
 /// Starts `exe` as a worker: `fds[i]` becomes its descriptor `3 + i` ([`REQUEST_FD`],
-/// [`RESULT_FD`], [`STATUS_FD`]), stdin is `/dev/null`, stdout and stderr are shared with this
+/// [`RESULT_FD`], and [`SHARED_FD`] if given; at most three), stdin is `/dev/null`, stdout and stderr are shared with this
 /// process, every signal has its default action and none is blocked, and it leads a process
 /// group of its own (so [`kill_group`] reaches what it starts).
 ///
@@ -228,14 +238,15 @@ pub(crate) fn spawn(
     exe: &CStr,
     argv0: &CStr,
     env: &[CString],
-    fds: [BorrowedFd<'_>; 3],
+    fds: &[BorrowedFd<'_>],
 ) -> io::Result<ChildProcess> {
     // Move the ends above the target numbers so that no dup below clobbers a source.
-    let mut high = Vec::with_capacity(3);
-    for fd in fds {
-        high.push(dup_at_least(fd, 10)?);
+    let mut high = Vec::with_capacity(MAX_FDS);
+    for fd in fds.iter().take(MAX_FDS) {
+        high.push(dup_at_least(*fd, 10)?);
     }
-    let sources = [high[0].as_raw_fd(), high[1].as_raw_fd(), high[2].as_raw_fd()];
+    let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+    let sources = &sources[..];
     let argv = [argv0.as_ptr(), ptr::null()];
     let envp: Vec<*const libc::c_char> =
         env.iter().map(|v| v.as_ptr()).chain(std::iter::once(ptr::null())).collect();
@@ -257,7 +268,7 @@ struct Exec<'a> {
     exe: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
-    sources: [RawFd; 3],
+    sources: &'a [RawFd],
     /// The child's errno if it could not exec (0 if it did).
     error: AtomicI32,
 }
@@ -270,7 +281,7 @@ fn spawn_clone3(
     exe: &CStr,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
-    sources: [RawFd; 3],
+    sources: &[RawFd],
 ) -> io::Result<ChildProcess> {
     let exec = Exec { exe, argv, envp, sources, error: AtomicI32::new(0) };
     // The child runs on a stack of its own, in this process's memory (CLONE_VM), while this
@@ -348,7 +359,7 @@ fn spawn_clone3(
     _exe: &CStr,
     _argv: &[*const libc::c_char],
     _envp: &[*const libc::c_char],
-    _sources: [RawFd; 3],
+    _sources: &[RawFd],
 ) -> io::Result<ChildProcess> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
@@ -407,7 +418,7 @@ fn spawn_posix(
     exe: &CStr,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
-    sources: [RawFd; 3],
+    sources: &[RawFd],
 ) -> io::Result<ChildProcess> {
     let dev_null = c"/dev/null";
     let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
@@ -607,34 +618,76 @@ pub(crate) fn is_exiting(pid: libc::pid_t) -> bool {
     flags.and_then(|f| f.parse::<u64>().ok()).is_none_or(|f| f & PF_EXITING != 0)
 }
 
-/// Memory shared with a worker: a `memfd` that both map.
-pub(crate) struct SharedPage {
-    words: ptr::NonNull<AtomicU64>,
+/// Set once `memfd` turned out unavailable (refused by the kernel or a seccomp filter), or by
+/// the environment variable `TASKPOOL_TRANSPORT=pipes` (which tests of the fallback use).
+static NO_MEMFD: AtomicBool = AtomicBool::new(false);
+static MEMFD_MODE: std::sync::Once = std::sync::Once::new();
+
+/// Whether [`SharedMemory::create`] may work: `memfd` was not refused before, and the
+/// environment does not ask for pipes alone.
+pub(crate) fn has_memfd() -> bool {
+    MEMFD_MODE.call_once(|| {
+        if std::env::var_os("TASKPOOL_TRANSPORT").is_some_and(|v| v == "pipes") {
+            NO_MEMFD.store(true, Ordering::Relaxed);
+        }
+    });
+    !NO_MEMFD.load(Ordering::Relaxed)
+}
+
+/// The seals of every [`SharedMemory`]: its size is fixed for good, so a peer (or a task
+/// running in it) can never shrink it under this process's mapping, which would make an
+/// access fault.
+const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Memory shared with another process: an anonymous `memfd` (no file anywhere), sealed
+/// against shrinking and growing, that both map.
+///
+/// It is only ever accessed through atomics and through copies by raw pointer
+/// ([`SharedMemory::read_at`], [`SharedMemory::write_at`]): never through a reference to
+/// plain bytes, since the peer may change them at any time. Every offset is checked against
+/// the mapping's length.
+pub(crate) struct SharedMemory {
+    at: ptr::NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the mapping is only ever accessed through atomics, from any thread.
-unsafe impl Send for SharedPage {}
+// SAFETY: the mapping is only accessed through atomics and raw-pointer copies, from any
+// thread; nothing in it is tied to a thread.
+unsafe impl Send for SharedMemory {}
 // SAFETY: as above.
-unsafe impl Sync for SharedPage {}
+unsafe impl Sync for SharedMemory {}
 
-impl SharedPage {
-    /// A new page of `len` zeroed words, and the descriptor (close-on-exec) to give a worker.
-    pub(crate) fn create(len: usize) -> io::Result<(SharedPage, OwnedFd)> {
-        let name = c"taskpool-status";
+impl SharedMemory {
+    /// `len` zeroed bytes (a multiple of 8) in a new sealed `memfd`, mapped and pre-faulted,
+    /// and the descriptor (close-on-exec) to give the peer.
+    pub(crate) fn create(name: &CStr, len: usize) -> io::Result<(SharedMemory, OwnedFd)> {
+        if !has_memfd() {
+            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
         // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
-        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+        let fd = match check(unsafe { libc::memfd_create(name.as_ptr(), flags) }) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)) {
+                    NO_MEMFD.store(true, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        };
         // SAFETY: `fd` was just created and is owned by this call.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let bytes = libc::off_t::try_from(len * 8).map_err(io::Error::other)?;
+        let bytes = libc::off_t::try_from(len).map_err(io::Error::other)?;
         // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+        // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) })?;
         Ok((Self::map(fd.as_fd(), len)?, fd))
     }
 
-    /// Maps the page a parent passed on descriptor `fd` (in a worker), if it is one of at
-    /// least `len` words.
-    pub(crate) fn adopt(fd: RawFd, len: usize) -> Option<SharedPage> {
+    /// Maps the memory a parent passed on descriptor `fd` (in a worker), if it is a sealed
+    /// `memfd` of exactly `len` bytes.
+    pub(crate) fn adopt(fd: RawFd, len: usize) -> Option<SharedMemory> {
         // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -642,45 +695,135 @@ impl SharedPage {
             return None;
         }
         let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-        if !regular || usize::try_from(stat.st_size).ok()? < len * 8 {
+        if !regular || usize::try_from(stat.st_size).ok()? != len {
+            return None;
+        }
+        // SAFETY: F_GET_SEALS reads the seals of an open descriptor.
+        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+        if seals < 0 || seals & SEALS != SEALS {
             return None;
         }
         // SAFETY: `fd` is open (fstat succeeded) and stays open during the call.
         Self::map(unsafe { BorrowedFd::borrow_raw(fd) }, len).ok()
     }
 
-    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedPage> {
+    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMemory> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // Pre-faulted: no access on a hot path ever takes a page fault.
+        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
         // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks;
         // it stays valid after the descriptor closes, until munmap in Drop.
-        let at = unsafe {
-            libc::mmap(ptr::null_mut(), len * 8, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0)
-        };
+        let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
         if at == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let words = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(SharedPage { words, len })
+        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(SharedMemory { at, len })
     }
 
-    /// The page's words.
-    pub(crate) fn words(&self) -> &[AtomicU64] {
-        // SAFETY: the mapping holds `len` u64 words, page-aligned, valid until Drop; other
-        // processes change them only atomically.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr(), self.len) }
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `count` items of `size` bytes at `offset` lie inside, aligned to `size`.
+    fn holds(&self, offset: usize, size: usize, count: usize) -> bool {
+        offset.is_multiple_of(size)
+            && count
+                .checked_mul(size)
+                .and_then(|n| n.checked_add(offset))
+                .is_some_and(|end| end <= self.len)
+    }
+
+    /// The `count` words at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If they do not lie inside, 8-aligned: a layout error of this crate.
+    pub(crate) fn words(&self, offset: usize, count: usize) -> &[AtomicU64] {
+        assert!(self.holds(offset, 8, count), "words {offset}+{count} outside {}", self.len);
+        // SAFETY: the range lies inside the mapping, 8-aligned (the mapping is page-aligned),
+        // valid until Drop; the peer changes it only atomically or as plain bytes, which any
+        // AtomicU64 may hold.
+        unsafe { std::slice::from_raw_parts(self.at.as_ptr().add(offset).cast(), count) }
+    }
+
+    /// The 32-bit word at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If it does not lie inside, 4-aligned: a layout error of this crate.
+    pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
+        assert!(self.holds(offset, 4, 1), "word {offset} outside {}", self.len);
+        // SAFETY: as in `words`, for one 4-aligned 32-bit word.
+        unsafe { &*self.at.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// Copies `src` to byte `offset`; `false` (nothing copied) if it does not fit.
+    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        if !self.holds(offset, 1, src.len()) {
+            return false;
+        }
+        // SAFETY: the destination lies inside the mapping (checked above) and cannot overlap
+        // `src`, a slice of this process's private memory. It is written through a raw
+        // pointer, never a reference: the peer may touch the same bytes (it breaks the
+        // protocol then), which changes only their values.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.at.as_ptr().add(offset), src.len()) };
+        true
+    }
+
+    /// Copies bytes from byte `offset` into `dst`; `false` (nothing copied) if they do not
+    /// lie inside.
+    pub(crate) fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if !self.holds(offset, 1, dst.len()) {
+            return false;
+        }
+        // SAFETY: the source lies inside the mapping (checked above) and cannot overlap `dst`.
+        // It is read through a raw pointer, never a reference: a peer writing meanwhile can
+        // change only the values copied, and any byte is a valid u8. The caller checks what
+        // it parses from them.
+        unsafe {
+            ptr::copy_nonoverlapping(self.at.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+        };
+        true
     }
 }
 
-impl Drop for SharedPage {
+impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`, which nothing refers to any more.
-        unsafe { libc::munmap(self.words.as_ptr().cast(), self.len * 8) };
+        // SAFETY: unmaps exactly the mapping made in `map`, which nothing refers to any more
+        // (every reference into it borrows `self`).
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
     }
 }
 
-impl std::fmt::Debug for SharedPage {
+impl std::fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedPage").field("len", &self.len).finish()
+        f.debug_struct("SharedMemory").field("len", &self.len).finish()
+    }
+}
+
+/// Sleeps while the shared 32-bit `word` holds `expected`, until [`futex_wake`] on it, a
+/// signal, or `timeout`. Returns at once if it holds something else. Works across processes
+/// that map the same memory.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let spec = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos().cast_signed()),
+    });
+    let spec_ptr = spec.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: FUTEX_WAIT reads the word (a valid, aligned u32 that outlives the call) and the
+    // optional relative timeout; it has no other memory effects.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, spec_ptr);
+    }
+}
+
+/// Wakes up to `count` sleepers of [`futex_wait`] on `word`, in any process.
+pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
+    // SAFETY: FUTEX_WAKE only uses the word's address as a key; no memory is accessed.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count);
     }
 }
 
@@ -1066,14 +1209,15 @@ mod tests {
     fn start(exe: &CStr, with_clone3: bool) -> io::Result<ChildProcess> {
         let (request_r, _request_w) = pipe()?;
         let (_result_r, result_w) = pipe()?;
-        let (_page, page_fd) = SharedPage::create(8)?;
-        let fds = [request_r.as_raw_fd(), result_w.as_raw_fd(), page_fd.as_raw_fd()];
+        let (_memory, memory_fd) = SharedMemory::create(c"taskpool-test", 4096)?;
+        let fds = [request_r.as_raw_fd(), result_w.as_raw_fd(), memory_fd.as_raw_fd()];
         let high: Vec<OwnedFd> = fds
             .iter()
             // SAFETY: each descriptor is open for the duration of this call.
             .map(|&fd| dup_at_least(unsafe { BorrowedFd::borrow_raw(fd) }, 10))
             .collect::<io::Result<_>>()?;
-        let sources = [high[0].as_raw_fd(), high[1].as_raw_fd(), high[2].as_raw_fd()];
+        let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+        let sources = &sources[..];
         let argv = [exe.as_ptr(), ptr::null()];
         let envp = [ptr::null()];
         if with_clone3 {

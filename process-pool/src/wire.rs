@@ -35,6 +35,9 @@ pub(crate) enum Kind {
     Panicked = 13,
     /// Worker → parent: an item's argument, result or job state failed to travel.
     Failed = 14,
+    /// Worker → parent, on the result pipe while the rings carry the work: the parent's
+    /// supervisor slept on a ring's doorbell, and the worker rang it. No body.
+    Bell = 15,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             12 => Kind::Done,
             13 => Kind::Panicked,
             14 => Kind::Failed,
+            15 => Kind::Bell,
             _ => return None,
         })
     }
@@ -443,7 +447,7 @@ mod tests {
         use super::*;
         use crate::fuzz::Rng;
 
-        const KINDS: [Kind; 7] = [
+        const KINDS: [Kind; 8] = [
             Kind::Init,
             Kind::Batch,
             Kind::Hello,
@@ -451,6 +455,7 @@ mod tests {
             Kind::Done,
             Kind::Panicked,
             Kind::Failed,
+            Kind::Bell,
         ];
         const LIMITS: [usize; 5] = [64, 1000, 5000, 70_000, 300_000];
 
@@ -569,7 +574,7 @@ mod tests {
                 } else {
                     let len = 1 + rng.below(limit);
                     header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
-                    header.push(rng.pick(&[0, 3, 9, 15, 99, 255]));
+                    header.push(rng.pick(&[0, 3, 9, 16, 99, 255]));
                 }
                 let mut reader = FrameReader::new(limit);
                 reader.push(&header);

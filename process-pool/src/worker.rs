@@ -4,17 +4,21 @@
 //! recognizes before `main`. It never returns to `main`: it serves until its request pipe
 //! reaches end of file, then exits 0. See `README.md` for the protocol and the failure paths.
 
+use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use taskpool_core::backend::{PanicScope, catch_panic};
 use taskpool_core::{PanicReport, Resource, Side};
 
+use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
-use crate::protocol::{self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta};
+use crate::protocol::{self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta, RINGS};
+use crate::region::Region;
+use crate::ring::{Broken, Consumer, Producer};
 use crate::ship::{self, BatchFn};
-use crate::status::{self, StatusPage};
-use crate::sys::{self, REQUEST_FD, RESULT_FD, STATUS_FD, SharedPage};
+use crate::status::StatusPage;
+use crate::sys::{self, REQUEST_FD, RESULT_FD, SHARED_FD};
 use crate::usage::Cost;
 use crate::wire::{self, Body, FrameReader, Kind};
 
@@ -32,11 +36,11 @@ const MAX_REPORT: usize = 64 * 1024;
 /// Read the worker's CPU time at most this often within a batch (always after its last item).
 const MEASURE_EVERY: Duration = Duration::from_micros(100);
 
-/// Serves as a worker until the parent closes the request pipe. Never returns.
+/// Serves as a worker until the parent closes its requests. Never returns.
 pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let request = sys::fixed_fd(REQUEST_FD);
     let result = sys::fixed_fd(RESULT_FD);
-    let page = SharedPage::adopt(STATUS_FD, status::WORDS).map(StatusPage::new);
+    let region = Region::adopt(SHARED_FD);
     sys::close_from(RESULT_FD + 1);
     // Programs a task starts must not hold the pipes: the parent watches this process, and
     // the pipes' ends must be this process's alone.
@@ -58,6 +62,10 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         Ok(image) => image,
         Err(reason) => refuse(result, &reason, init.frame_limit),
     };
+    let rings = init.flags & RINGS != 0;
+    if rings && region.is_none() {
+        refuse(result, "the worker did not receive its shared memory", init.frame_limit);
+    }
     if let Some(offset) = init.initializer {
         let initializer = ship::initializer_at(offset, &image);
         if let Err(report) = catch_panic(false, initializer) {
@@ -81,7 +89,15 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     reader.set_limit(limit.saturating_add(wire::SLACK));
     let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
-    let mut out = Outputs::new(result, limit, init.flags & BACKTRACES != 0, limits, page);
+    let page = region.as_ref().map(Region::status_page);
+    let (mut input, output) = match region.filter(|_| rings) {
+        Some(region) => (
+            Requests::Ring { ring: region.requests_in(), spin: Spin::default() },
+            Results::Ring { ring: region.results_out(), spin: Spin::default() },
+        ),
+        None => (Requests::Pipe(request), Results::Pipe),
+    };
+    let mut out = Outputs::new(result, output, limit, init.flags & BACKTRACES != 0, limits, page);
     sys::install_crash_flush();
     loop {
         loop {
@@ -105,8 +121,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             }
         }
         out.flush();
-        linger(request);
-        match reader.fill(request) {
+        match input.fill(&mut reader, result) {
             Ok(0) | Err(_) => {
                 if reader.pending() > 0 {
                     sys::exit_now(EXIT_PROTOCOL);
@@ -116,6 +131,70 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             }
             Ok(_) => {}
         }
+    }
+}
+
+/// Where a worker's requests come from.
+enum Requests {
+    /// The request pipe.
+    Pipe(BorrowedFd<'static>),
+    /// The request ring of its shared memory.
+    Ring { ring: Consumer, spin: Spin },
+}
+
+impl Requests {
+    /// Reads more requests into `reader`, waiting for them; `Ok(0)` at the end of input.
+    /// Rings the parent, through the result pipe `bell`, if it waits for room to write.
+    fn fill(&mut self, reader: &mut FrameReader, bell: BorrowedFd<'_>) -> io::Result<usize> {
+        let (ring, spin) = match self {
+            Requests::Pipe(request) => {
+                linger(*request);
+                return reader.fill(*request);
+            }
+            Requests::Ring { ring, spin } => (ring, spin),
+        };
+        let broken = |e: Broken| io::Error::other(e.to_string());
+        loop {
+            let n = reader.fill_with(|buf| ring.read(buf).map_err(broken))?;
+            if n > 0 {
+                if ring.space_bell().take() {
+                    ring_parent(bell);
+                }
+                return Ok(n);
+            }
+            // Closed, and nothing was left to read: the end.
+            if ring.is_closed() && ring.available().map_err(broken)? == 0 {
+                return Ok(0);
+            }
+            if spin.spin(|| ring.has_data() || ring.is_closed()) {
+                continue;
+            }
+            let ticket = ring.data_bell().arm();
+            if !ring.has_data() && !ring.is_closed() {
+                ring.data_bell().sleep(ticket, None);
+            }
+            ring.data_bell().disarm();
+        }
+    }
+}
+
+/// Where a worker's results go, besides the result pipe for its start and its last words.
+#[derive(Debug)]
+enum Results {
+    /// The result pipe.
+    Pipe,
+    /// The result ring of its shared memory.
+    Ring { ring: Producer, spin: Spin },
+}
+
+/// A [`Kind::Bell`] frame: wakes the parent's supervisor.
+const BELL: [u8; wire::HEADER] = [1, 0, 0, 0, Kind::Bell as u8];
+
+/// Wakes the parent's supervisor, asleep on a ring's doorbell, by a frame on the result pipe.
+/// If the parent is gone there is nobody to serve: exit.
+fn ring_parent(result: BorrowedFd<'_>) {
+    if sys::write_all(result, &BELL).is_err() {
+        sys::exit_now(0);
     }
 }
 
@@ -220,10 +299,14 @@ impl<'a> Iterator for Inputs<'a> {
     }
 }
 
-/// Where a worker's results go: one frame per item, buffered and flushed in bursts.
+/// Where a worker's results go: one frame per item. On the result pipe they are buffered
+/// and written in bursts (each a system call); on the result ring each is written as soon as
+/// it exists (a copy, and a wake-up only if the parent sleeps).
 #[derive(Debug)]
 pub(crate) struct Outputs {
+    /// The result pipe.
     fd: BorrowedFd<'static>,
+    sink: Results,
     /// Result frames not yet written.
     pending: Vec<u8>,
     /// The current item's encoded result.
@@ -252,6 +335,7 @@ pub(crate) struct Outputs {
 impl Outputs {
     fn new(
         fd: BorrowedFd<'static>,
+        sink: Results,
         limit: usize,
         backtraces: bool,
         limits: Limits,
@@ -259,6 +343,7 @@ impl Outputs {
     ) -> Self {
         Outputs {
             fd,
+            sink,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
             scratch: Vec::new(),
             oldest: None,
@@ -342,7 +427,9 @@ impl Outputs {
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(started);
-        if self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE {
+        let ring = matches!(self.sink, Results::Ring { .. });
+        if ring || self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE
+        {
             self.flush();
         }
     }
@@ -352,11 +439,44 @@ impl Outputs {
         if self.pending.is_empty() {
             return;
         }
-        if sys::write_all(self.fd, &self.pending).is_err() {
+        let written = match &mut self.sink {
+            Results::Pipe => sys::write_all(self.fd, &self.pending).is_ok(),
+            Results::Ring { ring, spin } => write_ring(ring, spin, &self.pending, self.fd),
+        };
+        if !written {
             sys::exit_now(0);
         }
         self.pending.clear();
         self.oldest = None;
+    }
+}
+
+/// Writes all of `bytes` to the result ring, waiting for room while the ring is full, and
+/// rings the parent (on the result pipe `bell`) if it sleeps. Returns `false` if the parent
+/// broke the ring or is gone.
+fn write_ring(
+    ring: &mut Producer,
+    spin: &mut Spin,
+    mut bytes: &[u8],
+    bell: BorrowedFd<'_>,
+) -> bool {
+    loop {
+        let Ok(n) = ring.write(bytes) else { return false };
+        bytes = &bytes[n..];
+        if n > 0 && ring.data_bell().take() && sys::write_all(bell, &BELL).is_err() {
+            return false;
+        }
+        if bytes.is_empty() {
+            return true;
+        }
+        if n > 0 || spin.spin(|| ring.room().map_or(true, |room| room > 0)) {
+            continue;
+        }
+        let ticket = ring.space_bell().arm();
+        if ring.room().is_ok_and(|room| room == 0) {
+            ring.space_bell().sleep(ticket, None);
+        }
+        ring.space_bell().disarm();
     }
 }
 

@@ -1,0 +1,461 @@
+//! Reading what a worker wrote: its result pipe and, where it has shared memory, its result
+//! ring; handling the frames (hello, results, last words) under the pool's lock; handing the
+//! outcomes to their sinks after it.
+//!
+//! A worker's [`Reception`] is read by its supervisor, and by a caller waiting for its own
+//! result on that worker (see [`Reception::watch`]): whoever holds its lock reads, and the
+//! result a caller reads itself reaches it without a wake-up of the supervisor and then of
+//! the caller. Lock order: a reception's lock, then the pool's lock; a caller only ever tries
+//! it (`try_lock`), so nothing waits for it while holding another lock.
+//!
+//! Beside a ring, the result pipe carries only the worker's start, its bells and its last
+//! words (the running item hit a limit): the pipe is read after every load of the ring and
+//! handled first, so bytes a task wrote there before its result reached the ring are seen
+//! first (the task fails with its worker, whatever its result said), and last words are
+//! handled once the ring, loaded after them, is empty (every result the worker put in the
+//! ring came before them).
+
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+
+use taskpool_core::TaskError;
+
+use crate::deliveries::Deliveries;
+use crate::doorbell::Spin;
+use crate::protocol::{self, ItemResult};
+use crate::ring::{Consumer, Peek};
+use crate::scheduler::{Conn, KillReason, Progress, Shared, State};
+use crate::sys::{self, Interest};
+use crate::wire::{FrameReader, Kind};
+
+/// How far a worker got in its start.
+#[derive(Debug)]
+pub(crate) struct Start {
+    /// The worker said hello.
+    pub(crate) ready: bool,
+    /// Before its hello: when it must have said it.
+    pub(crate) deadline: Instant,
+    /// Why the worker did not start, if it said.
+    pub(crate) refused: Option<String>,
+}
+
+/// What a worker wrote and was not handled yet, behind the reception's lock.
+#[derive(Debug)]
+pub(crate) struct Receiving {
+    /// Frames read from the result pipe.
+    reader: FrameReader,
+    /// The result pipe has not reached its end.
+    pub(crate) result_open: bool,
+    /// The result ring and the frames read from it, where the worker has shared memory.
+    ring: Option<(Consumer, FrameReader)>,
+    pub(crate) start: Start,
+    /// Ring mode: the worker's last words read from the pipe, handled once the ring holds
+    /// nothing more.
+    last_words: Vec<ItemResult>,
+}
+
+/// Where a worker's results arrive, and who reads them.
+#[derive(Debug)]
+pub(crate) struct Reception {
+    /// The worker's slot.
+    pub(crate) w: usize,
+    /// The worker's process id.
+    pid: libc::pid_t,
+    /// The read end of the result pipe (non-blocking).
+    result: OwnedFd,
+    /// A look at the result ring, without its lock.
+    peek: Option<Peek>,
+    /// Callers spinning on the ring for their own result: the supervisor does not spin then.
+    watchers: AtomicUsize,
+    inner: Mutex<Receiving>,
+}
+
+/// Where frames were read, which says what they may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The result pipe of a worker without rings: everything it says.
+    Pipe,
+    /// The result pipe of a worker with rings: its start, its bells, and its last words,
+    /// which wait in `last_words` for the ring to be read; any other result there breaks the
+    /// protocol.
+    PipeBesideRing,
+    /// The result ring: results.
+    Ring,
+}
+
+impl Reception {
+    /// The reception of the worker `pid` in slot `w`: its result pipe (non-blocking), its
+    /// result ring if it has one, and frames of at most `limit` bytes.
+    pub(crate) fn new(
+        w: usize,
+        pid: libc::pid_t,
+        result: OwnedFd,
+        ring: Option<Consumer>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Self {
+        let peek = ring.as_ref().map(Consumer::peek);
+        let receiving = Receiving {
+            reader: FrameReader::new(limit),
+            result_open: true,
+            ring: ring.map(|ring| (ring, FrameReader::new(limit))),
+            start: Start { ready: false, deadline, refused: None },
+            last_words: Vec::new(),
+        };
+        Reception {
+            w,
+            pid,
+            result,
+            peek,
+            watchers: AtomicUsize::new(0),
+            inner: Mutex::new(receiving),
+        }
+    }
+
+    /// Locks what was received. Every step leaves it consistent, so a poisoned lock is
+    /// usable.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Receiving> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The result pipe, for polling.
+    pub(crate) fn pipe(&self) -> BorrowedFd<'_> {
+        self.result.as_fd()
+    }
+
+    /// A look at the result ring, if the worker has one.
+    pub(crate) fn peek(&self) -> Option<&Peek> {
+        self.peek.as_ref()
+    }
+
+    /// Whether a caller watches the ring for its own result.
+    pub(crate) fn is_watched(&self) -> bool {
+        self.watchers.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether the worker wrote something not read yet (on its ring or its pipe).
+    pub(crate) fn has_unread(&self, receiving: &Receiving) -> bool {
+        self.peek.as_ref().is_some_and(Peek::has_data)
+            || (receiving.result_open && readable(self.result.as_fd()))
+    }
+
+    /// Reads and handles what the result pipe holds (and, beside a ring, what the ring
+    /// holds, in the order the worker wrote them).
+    pub(crate) fn read(&self, shared: &Shared, receiving: &mut Receiving) {
+        self.read_pipe(shared, receiving);
+        if receiving.start.ready {
+            self.take_ring(shared, receiving);
+        }
+    }
+
+    /// Reads and handles what the result ring holds (and the pipe after each load of it),
+    /// then the worker's last words once the ring is empty; rings the worker if it waits for
+    /// room. A worker that broke its ring is killed for its running item.
+    pub(crate) fn take_ring(&self, shared: &Shared, receiving: &mut Receiving) {
+        loop {
+            let Some((ring, reader)) = &mut receiving.ring else { return };
+            let filled = reader.fill_with(|buf| ring.read(buf).map_err(std::io::Error::other));
+            let filled = match filled {
+                Ok(n) => n,
+                Err(broken) => {
+                    reader.discard();
+                    let mut state = shared.lock();
+                    kill_for_protocol(&mut state.slots[self.w].conn, broken.to_string());
+                    return;
+                }
+            };
+            if filled > 0 {
+                ring.space_bell().ring();
+                if receiving.result_open {
+                    self.read_pipe(shared, receiving);
+                }
+            }
+            let Receiving { ring: Some((_, reader)), start, last_words, .. } = receiving else {
+                return;
+            };
+            read_frames(shared, self.w, reader, start, Origin::Ring, last_words);
+            if filled == 0 {
+                break;
+            }
+        }
+        if !receiving.last_words.is_empty() {
+            let last_words = std::mem::take(&mut receiving.last_words);
+            settle_all(shared, self.w, last_words);
+        }
+    }
+
+    /// Reads what the result pipe holds (without waiting) and handles the frames. At the
+    /// pipe's end with the process still running (not exiting), the worker can never answer
+    /// again: a task closed its descriptor, or replaced the process with `exec`. It is killed
+    /// for its running item.
+    pub(crate) fn read_pipe(&self, shared: &Shared, receiving: &mut Receiving) {
+        if !receiving.result_open {
+            return;
+        }
+        match receiving.reader.fill(self.result.as_fd()) {
+            Ok(0) => {
+                receiving.result_open = false;
+                if !sys::is_exiting(self.pid) {
+                    let mut state = shared.lock();
+                    let reason = "the worker's result pipe was closed while it ran (a task \
+                                  closed descriptor 4 or replaced the process with exec)";
+                    kill_for_protocol(&mut state.slots[self.w].conn, reason.into());
+                }
+            }
+            Ok(_) => self.pipe_frames(shared, receiving),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => receiving.result_open = false,
+        }
+    }
+
+    /// After the worker's process ended: reads everything it left, ring and pipe (at most
+    /// `reads` reads of the pipe: what it holds, not what a forked copy that escaped the
+    /// group may still write).
+    pub(crate) fn drain(&self, shared: &Shared, reads: usize) {
+        let mut receiving = self.lock();
+        self.take_ring(shared, &mut receiving);
+        for _ in 0..reads {
+            match receiving.reader.fill(self.result.as_fd()) {
+                Ok(n) if n > 0 && receiving.result_open => self.pipe_frames(shared, &mut receiving),
+                _ => break,
+            }
+        }
+        self.take_ring(shared, &mut receiving);
+    }
+
+    /// Handles the frames read from the result pipe: everything a worker without rings says;
+    /// beside a ring, its start, its bells and its last words.
+    fn pipe_frames(&self, shared: &Shared, receiving: &mut Receiving) {
+        let origin = if receiving.ring.is_some() { Origin::PipeBesideRing } else { Origin::Pipe };
+        let Receiving { reader, start, last_words, .. } = receiving;
+        read_frames(shared, self.w, reader, start, origin, last_words);
+    }
+
+    /// A caller waits for a result this worker will write: spins on the ring for a while
+    /// (never past `deadline`), reading what arrives itself while nobody else reads, until
+    /// `done` says so. The supervisor does not spin meanwhile, and the worker does not ring
+    /// it: the caller takes its place, and hands it back (ringing it if results are left).
+    pub(crate) fn watch(&self, shared: &Shared, deadline: Instant, done: impl Fn() -> bool) {
+        let Some(peek) = &self.peek else { return };
+        self.watchers.fetch_add(1, Ordering::AcqRel);
+        // The supervisor may sleep with the bell armed: the worker would wake it for
+        // nothing. The caller takes the bell over, and gives it back below.
+        let borrowed = peek.data_bell().borrow();
+        let mut spin = Spin::default();
+        loop {
+            if done() {
+                break;
+            }
+            let ready = spin.spin_until(deadline, || done() || peek.has_data());
+            if !ready || done() {
+                break;
+            }
+            match self.inner.try_lock() {
+                Ok(mut receiving) => self.take_ring(shared, &mut receiving),
+                Err(TryLockError::Poisoned(e)) => self.take_ring(shared, &mut e.into_inner()),
+                Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        }
+        self.watchers.fetch_sub(1, Ordering::AcqRel);
+        if borrowed {
+            peek.data_bell().give_back();
+        }
+        // The supervisor decides what follows an answer (a worker at its quota, or in a pool
+        // that closes, retires): it looks again if results are left or its worker may retire.
+        if borrowed && peek.has_data() || shared.should_retire(&shared.lock(), self.w) {
+            shared.wake(self.w);
+        }
+    }
+}
+
+/// Handles every complete frame in `reader` (read from `origin` of the worker in slot `w`)
+/// under one lock: the hello (or the refusal) of a starting worker, then results: records
+/// the answers (and counts them as delivered) and refills the worker; then hands the results
+/// to their sinks outside the lock. Counting before handing over is safe: `shutdown` and
+/// `drop` also wait for the supervisor to end, which it does only after handing over. Bells
+/// are only wake-ups: they carry nothing.
+fn read_frames(
+    shared: &Shared,
+    w: usize,
+    reader: &mut FrameReader,
+    start: &mut Start,
+    origin: Origin,
+    last_words: &mut Vec<ItemResult>,
+) {
+    let mut deliveries = Deliveries::default();
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let mut hello = false;
+    loop {
+        let Some(killed) = state.slots[w].conn.as_ref().map(|c| c.killed.is_some()) else {
+            reader.discard();
+            break;
+        };
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) if killed => {
+                reader.discard();
+                break;
+            }
+            Err(e) => {
+                kill_for_protocol(&mut state.slots[w].conn, e.to_string());
+                break;
+            }
+        };
+        let (kind, range) = frame;
+        if kind == Kind::Bell && origin != Origin::Ring {
+            continue;
+        }
+        if !start.ready {
+            match kind {
+                Kind::Hello => {
+                    start.ready = true;
+                    hello = true;
+                    shared.started(&mut state);
+                    if let Some(conn) = state.slots[w].conn.as_mut() {
+                        conn.ready = true;
+                    }
+                    continue;
+                }
+                Kind::InitFailed => {
+                    let reason = String::from_utf8_lossy(reader.bytes(range)).into_owned();
+                    start.refused = Some(reason);
+                }
+                other => {
+                    start.refused = Some(format!("the worker sent {other:?} before its hello"));
+                    if let Some(conn) = state.slots[w].conn.as_mut() {
+                        conn.kill(KillReason::Shutdown, None);
+                    }
+                }
+            }
+            reader.discard();
+            break;
+        }
+        if !matches!(kind, Kind::Done | Kind::Panicked | Kind::Failed) {
+            kill_for_protocol(&mut state.slots[w].conn, format!("unexpected {kind:?} frame"));
+            break;
+        }
+        let item = match protocol::decode_result(kind, reader.bytes(range.clone()), range) {
+            Ok(item) => item,
+            Err(e) => {
+                kill_for_protocol(&mut state.slots[w].conn, e.to_string());
+                break;
+            }
+        };
+        if origin == Origin::PipeBesideRing {
+            if matches!(item.outcome, Err(TaskError::ResourceLimit { .. })) {
+                last_words.push(item);
+                continue;
+            }
+            let reason = format!(
+                "result for item {} on the result pipe, where a worker with rings sends none",
+                item.meta.seq
+            );
+            kill_for_protocol(&mut state.slots[w].conn, reason);
+            break;
+        }
+        if !settle(shared, &mut state, w, item, now, &mut deliveries) {
+            reader.discard();
+            break;
+        }
+    }
+    let flushes = if hello {
+        shared.pump_all(&mut state)
+    } else {
+        shared.pump(&mut state, w).into_iter().collect()
+    };
+    shared.delivered(&mut state, deliveries.len());
+    drop(state);
+    shared.flush(flushes);
+    let reader = &*reader;
+    deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally);
+}
+
+/// Records one result of worker `w`, read at `now`, and adds its outcome to `deliveries`.
+/// Returns `false` if nothing more the worker sent counts: the result came after a kill,
+/// broke the order, or said the worker is dying of a limit.
+fn settle(
+    shared: &Shared,
+    state: &mut State,
+    w: usize,
+    item: ItemResult,
+    now: Instant,
+    deliveries: &mut Deliveries,
+) -> bool {
+    if state.slots[w].conn.as_ref().is_none_or(|c| !c.accepts(item.meta.seq)) {
+        // After a kill, only results of items before the one it was for count: that item
+        // gets the kill's error, whatever raced with it. Later bytes are dropped as they
+        // come, so they cannot pile up until the worker ends.
+        return false;
+    }
+    match shared.answered(state, w, item.meta.seq, now, item.meta.cost.elapsed_ns) {
+        Ok((run, index)) => {
+            let cost = item.meta.cost;
+            state.counters.cost.add(cost);
+            let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
+            let outcome = item
+                .outcome
+                .map(|range| (range, cost))
+                .map_err(|e| with_limit(e, shared.config.get_max_frame_bytes()));
+            deliveries.add(&run, index, outcome);
+            if limit_reached {
+                // The worker dies of it right after saying so: send it nothing more.
+                if let Some(conn) = state.slots[w].conn.as_mut() {
+                    conn.kill(KillReason::LimitReached, None);
+                }
+                return false;
+            }
+            true
+        }
+        Err(reason) => {
+            kill_for_protocol(&mut state.slots[w].conn, reason);
+            false
+        }
+    }
+}
+
+/// Records results that carry no bytes (a worker's last words), in order, and delivers them.
+fn settle_all(shared: &Shared, w: usize, items: Vec<ItemResult>) {
+    let mut deliveries = Deliveries::default();
+    let now = Instant::now();
+    let mut state = shared.lock();
+    for item in items {
+        if !settle(shared, &mut state, w, item, now, &mut deliveries) {
+            break;
+        }
+    }
+    let flushes = shared.pump(&mut state, w);
+    shared.delivered(&mut state, deliveries.len());
+    drop(state);
+    shared.flush(flushes);
+    deliveries.deliver_from(&|_: Range<usize>| &[], &shared.tally);
+}
+
+/// Kills a worker that broke the protocol, for the item it runs (or its head item).
+pub(crate) fn kill_for_protocol(conn: &mut Option<Conn>, reason: String) {
+    if let Some(conn) = conn {
+        let running = conn.process.progress().and_then(Progress::running);
+        let seq = running.filter(|&r| r >= conn.expect_seq).unwrap_or(conn.expect_seq);
+        conn.kill(KillReason::Protocol(reason), Some(seq));
+    }
+}
+
+/// Fills in the frame limit of a too-large error reported by a worker.
+fn with_limit(error: TaskError, frame_limit: usize) -> TaskError {
+    match error {
+        TaskError::TooLarge { side, size, .. } => {
+            TaskError::TooLarge { side, size, limit: frame_limit as u64 }
+        }
+        other => other,
+    }
+}
+
+/// Whether `fd` has bytes to read (or is at its end), without waiting.
+pub(crate) fn readable(fd: BorrowedFd<'_>) -> bool {
+    let interest = Interest { fd, read: true, write: false };
+    sys::poll([interest], Some(Duration::ZERO)).is_ok_and(|[ready]| ready.read)
+}
