@@ -73,6 +73,15 @@ pub(crate) struct Reception {
     inner: Mutex<Receiving>,
 }
 
+/// Who reads a reception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// The worker's supervisor: everything.
+    Supervisor,
+    /// A caller waiting for its own result: the ring only.
+    Caller,
+}
+
 /// Where frames were read, which says what they may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -147,16 +156,19 @@ impl Reception {
     pub(crate) fn read(&self, shared: &Shared, receiving: &mut Receiving) {
         self.read_pipe(shared, receiving);
         if receiving.start.ready {
-            self.take_ring(shared, receiving);
+            self.take_ring(shared, receiving, Reader::Supervisor);
         }
     }
 
     /// Reads and handles what the result ring holds (and the pipe after each load of it),
     /// then the worker's last words once the ring is empty; rings the worker if it waits for
     /// room. A worker that broke its ring is killed for its running item.
-    pub(crate) fn take_ring(&self, shared: &Shared, receiving: &mut Receiving) {
+    ///
+    /// A caller never reads the pipe (its bells are the supervisor's): finding bytes there,
+    /// it stops, leaving what it loaded from the ring to the supervisor, and returns `false`.
+    pub(crate) fn take_ring(&self, shared: &Shared, receiving: &mut Receiving, by: Reader) -> bool {
         loop {
-            let Some((ring, reader)) = &mut receiving.ring else { return };
+            let Some((ring, reader)) = &mut receiving.ring else { return true };
             let filled = reader.fill_with(|buf| ring.read(buf).map_err(std::io::Error::other));
             let filled = match filled {
                 Ok(n) => n,
@@ -164,17 +176,21 @@ impl Reception {
                     reader.discard();
                     let mut state = shared.lock();
                     kill_for_protocol(&mut state.slots[self.w].conn, broken.to_string());
-                    return;
+                    return true;
                 }
             };
             if filled > 0 {
                 ring.space_bell().ring();
-                if receiving.result_open {
-                    self.read_pipe(shared, receiving);
+            }
+            if (filled > 0 || !reader.is_empty()) && receiving.result_open {
+                match by {
+                    Reader::Supervisor => self.read_pipe(shared, receiving),
+                    Reader::Caller if readable(self.result.as_fd()) => return false,
+                    Reader::Caller => {}
                 }
             }
             let Receiving { ring: Some((_, reader)), start, last_words, .. } = receiving else {
-                return;
+                return true;
             };
             read_frames(shared, self.w, reader, start, Origin::Ring, last_words);
             if filled == 0 {
@@ -185,6 +201,7 @@ impl Reception {
             let last_words = std::mem::take(&mut receiving.last_words);
             settle_all(shared, self.w, last_words);
         }
+        true
     }
 
     /// Reads what the result pipe holds (without waiting) and handles the frames. At the
@@ -216,14 +233,14 @@ impl Reception {
     /// group may still write).
     pub(crate) fn drain(&self, shared: &Shared, reads: usize) {
         let mut receiving = self.lock();
-        self.take_ring(shared, &mut receiving);
+        self.take_ring(shared, &mut receiving, Reader::Supervisor);
         for _ in 0..reads {
             match receiving.reader.fill(self.result.as_fd()) {
                 Ok(n) if n > 0 && receiving.result_open => self.pipe_frames(shared, &mut receiving),
                 _ => break,
             }
         }
-        self.take_ring(shared, &mut receiving);
+        self.take_ring(shared, &mut receiving, Reader::Supervisor);
     }
 
     /// Handles the frames read from the result pipe: everything a worker without rings says;
@@ -245,6 +262,7 @@ impl Reception {
         // nothing. The caller takes the bell over, and gives it back below.
         let borrowed = peek.data_bell().borrow();
         let mut spin = Spin::default();
+        let mut handed_over = false;
         loop {
             if done() {
                 break;
@@ -253,10 +271,19 @@ impl Reception {
             if !ready || done() {
                 break;
             }
-            match self.inner.try_lock() {
-                Ok(mut receiving) => self.take_ring(shared, &mut receiving),
-                Err(TryLockError::Poisoned(e)) => self.take_ring(shared, &mut e.into_inner()),
-                Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+            let taken = match self.inner.try_lock() {
+                Ok(mut receiving) => self.take_ring(shared, &mut receiving, Reader::Caller),
+                Err(TryLockError::Poisoned(e)) => {
+                    self.take_ring(shared, &mut e.into_inner(), Reader::Caller)
+                }
+                Err(TryLockError::WouldBlock) => {
+                    std::thread::yield_now();
+                    true
+                }
+            };
+            if !taken {
+                handed_over = true;
+                break;
             }
         }
         self.watchers.fetch_sub(1, Ordering::AcqRel);
@@ -265,7 +292,10 @@ impl Reception {
         }
         // The supervisor decides what follows an answer (a worker at its quota, or in a pool
         // that closes, retires): it looks again if results are left or its worker may retire.
-        if borrowed && peek.has_data() || shared.should_retire(&shared.lock(), self.w) {
+        if handed_over
+            || borrowed && peek.has_data()
+            || shared.should_retire(&shared.lock(), self.w)
+        {
             shared.wake(self.w);
         }
     }

@@ -25,7 +25,7 @@ use crate::doorbell::Spin;
 use crate::launch::{self, Launched};
 use crate::outlet::{RequestPipe, RingRequests};
 use crate::protocol::{BACKTRACES, Init};
-use crate::reception::{Reception, kill_for_protocol, readable};
+use crate::reception::{Reader, Reception, kill_for_protocol, readable};
 use crate::region::Region;
 use crate::ring::Peek;
 use crate::scheduler::{Conn, KillReason, Process, Progress, Shared, StartFailure};
@@ -294,7 +294,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             // on the ring for its own result, spin a while for the next.
             let spin = next.busy && !next.want_write && !reception.is_watched();
             if peek.has_data() || (spin && link.spin.spin(|| peek.has_data())) {
-                reception.take_ring(shared, &mut reception.lock());
+                reception.take_ring(shared, &mut reception.lock(), Reader::Supervisor);
                 next = plan(shared, link);
                 continue;
             }

@@ -314,6 +314,11 @@ impl FrameReader {
         &self.buf[range]
     }
 
+    /// Whether no bytes are held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
     /// Bytes held that do not yet form a complete frame.
     pub(crate) fn pending(&self) -> usize {
         self.end - self.start
