@@ -477,6 +477,83 @@ mod tests {
         }
     }
 
+    /// Well-formed frames, some longer than the ring, written in pieces of any size as room
+    /// allows and read in pieces of any size: each comes back whole, in order, unchanged.
+    #[test]
+    fn well_formed_frames_come_back_intact_in_any_pieces() {
+        let mut rng = Rng::new(5);
+        let kinds = [Kind::Done, Kind::Failed, Kind::Panicked, Kind::Bell];
+        for _ in 0..300 {
+            let (mut producer, mut consumer, _memory) = pair();
+            let mut stream = Vec::new();
+            let mut sent = Vec::new();
+            for _ in 0..1 + rng.below(12) {
+                let kind = rng.pick(&kinds);
+                let len = rng.len_up_to(700);
+                let body = rng.bytes(len);
+                let at = wire::begin_frame(&mut stream, kind);
+                stream.extend_from_slice(&body);
+                wire::end_frame(&mut stream, at);
+                sent.push((kind, body));
+            }
+            let mut reader = FrameReader::new(1024);
+            let (mut written, mut got, mut rounds) = (0, Vec::new(), 0);
+            while got.len() < sent.len() {
+                let piece = (1 + rng.below(300)).min(stream.len() - written);
+                written += producer.write(&stream[written..written + piece]).unwrap();
+                let most = 1 + rng.below(300);
+                let room = |buf: &mut [u8]| {
+                    let n = most.min(buf.len());
+                    Ok(consumer.read(&mut buf[..n]).unwrap())
+                };
+                reader.fill_with(room).unwrap();
+                while let Some((kind, range)) = reader.next_frame().unwrap() {
+                    got.push((kind, reader.bytes(range).to_vec()));
+                }
+                rounds += 1;
+                assert!(rounds < 100_000, "stalled after {} of {} frames", got.len(), sent.len());
+            }
+            assert_eq!(got, sent);
+            assert!(reader.is_empty());
+        }
+    }
+
+    /// A peer that writes anything anywhere in the ring (its header words and its data)
+    /// between reads: reading until the ring says "nothing" or "broken" always ends, within
+    /// as many reads as the ring holds bytes, and never copies more than asked.
+    #[test]
+    fn reading_a_ring_a_peer_scribbles_on_always_ends() {
+        let mut rng = Rng::new(6);
+        for _ in 0..1000 {
+            let (_producer, mut consumer, memory) = pair();
+            for _ in 0..1 + rng.below(10) {
+                for _ in 0..rng.below(6) {
+                    let word = rng.pick(&[TAIL, HEAD, CLOSED, DATA_BELL, SPACE_BELL]);
+                    let value = match rng.below(3) {
+                        0 => rng.next_u64(),
+                        1 => consumer.head.wrapping_add(rng.below(600) as u64),
+                        _ => u64::MAX - rng.below(4) as u64,
+                    };
+                    memory.words(LAYOUT.offset + word, 1)[0].store(value, Release);
+                }
+                let at = LAYOUT.offset + HEADER + rng.below(LAYOUT.capacity);
+                let len = rng.below(LAYOUT.offset + HEADER + LAYOUT.capacity - at);
+                assert!(memory.write_at(at, &rng.bytes(len)));
+                let mut reads = 0;
+                loop {
+                    let mut buf = vec![0; 1 + rng.below(64)];
+                    match consumer.read(&mut buf) {
+                        Ok(0) | Err(Broken) => break,
+                        Ok(n) => assert!(n <= buf.len()),
+                    }
+                    reads += 1;
+                    assert!(reads <= LAYOUT.capacity, "the reads never end");
+                }
+                let _ = consumer.is_closed();
+            }
+        }
+    }
+
     #[test]
     fn two_threads_stream_through_a_ring_with_bells() {
         let (mut producer, mut consumer, _memory) = pair();
