@@ -58,8 +58,12 @@
 //! struct task as its serialized state; arguments and results are encoded with serde in a
 //! self-describing binary format (any value that round-trips through `serde_json` comes back
 //! unchanged, and a `Vec<u8>` or `String` crosses in one copy) and sent in length-prefixed
-//! frames over a pair of pipes per worker. The worker protocol, its lifecycle, the codec and
-//! the failure paths are described in this crate's `README.md`.
+//! frames through two rings per worker in a sealed, anonymous shared-memory file (`memfd`): a
+//! message costs a copy, and a system call only when the peer sleeps (after a short spin that
+//! stops when it does not pay). Every position and length a worker publishes there is checked,
+//! and the memory dies with its worker. Where `memfd` is unavailable, a pair of pipes per
+//! worker carries the frames instead. The worker protocol, its lifecycle, the transport, the
+//! codec and the failure paths are described in this crate's `README.md`.
 //!
 //! Linux only.
 #![deny(unsafe_code)]
