@@ -24,7 +24,8 @@ same kind of JSON, for checking by hand. The spec (every key optional; these are
 
 Optional extra keys: ``variants`` (a subset of the three below), ``cpu_variants`` (those of
 them the cpu scenario runs; default all), ``round_trips`` and ``payload_round_trips`` (per
-repeat; defaults 2000 and 200, or 200 and 30 when quick), ``per_item_map_items`` (the items of
+repeat; defaults 2000 and 200, or 200 and 30 when quick; a payload over 1 MiB makes
+proportionally fewer round trips, at least 3), ``per_item_map_items`` (the items of
 a map that sends one item per message; default 10000, 2000 when quick), ``burst_items`` (the
 no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20000 when
 quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048). A cpu entry may say
@@ -909,8 +910,16 @@ def scenario_map_noop(cfg):
     return out
 
 
-def scenario_payload(cfg):
+def payload_round_trips(cfg, size):
+    """Round trips per repeat of a payload of ``size`` bytes: over 1 MiB, proportionally
+    fewer (at least 3), so a large payload costs about what 1 MiB does."""
     k = cfg.payload_round_trips
+    if size <= 1 << 20:
+        return k
+    return max(3, k * (1 << 20) // size)
+
+
+def scenario_payload(cfg):
     blobs = {size: b"\x5a" * size for size in cfg.payload_bytes}
 
     def measure(variant):
@@ -919,6 +928,7 @@ def scenario_payload(cfg):
         for size, blob in blobs.items():
             if pool.result(pool.submit(echo, blob), BENCH_WAIT_S) != blob:
                 raise RuntimeError("payload of %d bytes came back altered" % size)
+            k = payload_round_trips(cfg, size)
             out[size] = statistics.median(timed_round_trips(pool, k, echo, blob)) * 1e6
         return out
 
@@ -931,7 +941,8 @@ def scenario_payload(cfg):
             med = stat["median_us"]
             sizes[str(size)] = dict(stat, bytes=size, MiB_per_s_both_ways=sig(
                 2 * size / (med / 1e6) / (1 << 20)) if med else None)
-        return {"round_trips_per_size": k, "sizes": sizes}
+        return {"round_trips_per_size": {str(size): payload_round_trips(cfg, size)
+                                         for size in blobs}, "sizes": sizes}
 
     return cells(samples, failed, build)
 

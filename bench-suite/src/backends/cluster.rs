@@ -59,11 +59,19 @@ fn cluster() -> Result<MutexGuard<'static, Cluster>, String> {
 /// Whether the column can run `op` at `size` here: the local cluster started (it starts on
 /// the first call), and it has the workers a pool's start-up asks for (its workers are the
 /// agents', started once).
+/// The largest payload run on the cluster: its messages are bounded by the local server.
+const MAX_PAYLOAD: u64 = 16 << 20;
+
 pub(crate) fn limits(op: Op, size: u64) -> Result<(), String> {
     drop(cluster()?);
     let workers = (AGENTS * agent_workers()) as u64;
     if op == Op::Startup && size > workers {
         return Err(format!("the local agents have {workers} workers, not {size}"));
+    }
+    if op == Op::Payload && size > MAX_PAYLOAD {
+        return Err(
+            "not run above 16 MiB: a payload travels in one message of the local server".to_owned()
+        );
     }
     Ok(())
 }

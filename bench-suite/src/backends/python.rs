@@ -23,8 +23,8 @@ use super::{Runs, ScriptPool};
 use crate::columns::{BACKENDS, Column};
 use crate::report::{Cell, Curve, Idiom, Row};
 use crate::scenarios::{
-    BURST_KERNEL, Fault, Kernel, KernelKind, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId,
-    ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
+    BURST_KERNEL, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES, Mode, PAYLOAD_BYTES, POOL_NEEDED,
+    Plan, RowId, ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
 };
 use crate::stats::Summary;
 
@@ -184,7 +184,7 @@ struct Spec {
     map_items: usize,
     burst_items: usize,
     cpu_variants: [&'static str; 2],
-    payload_bytes: [u64; 1],
+    payload_bytes: [u64; 2],
     round_trips: usize,
     payload_round_trips: usize,
     cpu: Vec<CpuSpec>,
@@ -237,7 +237,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         map_items: if quick { 20_000 } else { 100_000 },
         burst_items: plan.burst_items(),
         cpu_variants: ["mp_pool", "thread_executor"],
-        payload_bytes: [PAYLOAD_BYTES],
+        payload_bytes: [PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES],
         round_trips: if quick { 100 } else { 300 },
         payload_round_trips: if quick { 10 } else { 30 },
         cpu,

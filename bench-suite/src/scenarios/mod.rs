@@ -31,7 +31,7 @@ pub(crate) use io::{Shares, Wait, WaitKind};
 pub(crate) use throughput::{BURST_KERNEL, Kernel, KernelKind};
 
 pub(crate) use io::{POOL_NEEDED, ScriptIo, WORKER_COUNTS, ideal, script_io};
-pub(crate) use overhead::{OVERHEAD, PAYLOAD_BYTES};
+pub(crate) use overhead::{LARGE_PAYLOAD_BYTES, OVERHEAD, PAYLOAD_BYTES};
 
 use crate::probe::Probe;
 

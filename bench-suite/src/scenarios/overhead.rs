@@ -9,6 +9,7 @@
 //! | `in_flight` | submit `in_flight` no-ops, then join them all | one per sample, tasks/s | default |
 //! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s | 20 samples |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
+//! | `payload_64mib` | the same with 64 MiB | one per sample | 10 samples |
 //! | `payload_vec` | the same with a plain `Vec<u8>` (which serde moves byte by byte) | — | taskpool's backends |
 //!
 //! N is the plan's worker count (the CPUs); pools are shared by the scenarios of a run
@@ -31,11 +32,14 @@ use crate::report::{Better, Unit};
 /// The payload size of the report's row (the Python peers are asked for it too).
 pub(crate) const PAYLOAD_BYTES: u64 = 1 << 20;
 
+/// The size of the large payload's row (the Python peers are asked for it too).
+pub(crate) const LARGE_PAYLOAD_BYTES: u64 = 64 << 20;
+
 /// The payload sizes criterion measures.
 const PAYLOADS: [u64; 5] = [0, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
 
 /// The overhead scenarios, in the report's order.
-pub(crate) static OVERHEAD: [Scenario; 7] = [
+pub(crate) static OVERHEAD: [Scenario; 8] = [
     Scenario {
         name: "startup",
         op: Op::Startup,
@@ -124,6 +128,21 @@ pub(crate) static OVERHEAD: [Scenario; 7] = [
         per_sample: |plan| (plan.round_trips / 50).max(5),
         count: Count::Bytes,
         sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
+        prepare: payload,
+    },
+    Scenario {
+        name: "payload_64mib",
+        op: Op::Payload,
+        row: RowId::Payload,
+        label: |_, _| "64 MiB round trip (argument there, result back)".into(),
+        unit: Unit::Micros,
+        better: Better::Lower,
+        sizes: |_| vec![LARGE_PAYLOAD_BYTES],
+        report_size: |_| LARGE_PAYLOAD_BYTES,
+        parameter: |n| n.to_string(),
+        per_sample: |_| 1,
+        count: Count::Bytes,
+        sample_size: |_| Some(10),
         prepare: payload,
     },
     Scenario {
