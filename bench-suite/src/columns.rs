@@ -257,6 +257,8 @@ pub enum Op {
     Recycle,
     /// The memory a worker costs.
     Memory,
+    /// The CPU time an idle pool costs.
+    Idle,
     /// Many tasks that mostly wait (sleeps, blocking reads from a slow local service), and
     /// tasks that write to a global of the process they run in.
     Waits,
@@ -282,6 +284,7 @@ impl Op {
             Op::MemoryLimit => "memory limit",
             Op::Recycle => "recycling",
             Op::Memory => "memory",
+            Op::Idle => "idle CPU",
             Op::Waits => "waiting tasks",
             Op::AgentLoss => "agent loss",
         }
@@ -392,6 +395,7 @@ const TASKPOOL_HOW: &[How] = &[
     (&[Op::InFlight, Op::Waits], "`Pool::submit` per task, then `TaskHandle::join` of each"),
     (&[Op::Map, Op::Kernels], "`Pool::map(f, items)`, automatic chunks"),
     (&[Op::Spawn], "the crate's `spawn(f, x)` + `join`"),
+    (&[Op::Idle], "a pool of 2 runs one no-op (`Pool::apply`), then is left alone"),
     (
         &[Op::Faults, Op::Timeout, Op::MemoryLimit],
         "`Pool::apply` on a pool configured with the limit",
@@ -399,7 +403,8 @@ const TASKPOOL_HOW: &[How] = &[
 ];
 
 /// What the Python script does not measure.
-const PYTHON_CANNOT: &[(Op, &str)] = &[(Op::Spawn, "not in the Python script")];
+const PYTHON_CANNOT: &[(Op, &str)] =
+    &[(Op::Spawn, "not in the Python script"), (Op::Idle, "not in the Python script")];
 
 /// Every backend, in the order their variants run. The first backend of a column that can
 /// run a scenario fills that column's cell.
@@ -428,6 +433,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Faults,
             Op::Timeout,
             Op::Memory,
+            Op::Idle,
             Op::Waits,
         ],
         cannot: &[
@@ -466,6 +472,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::MemoryLimit,
             Op::Recycle,
             Op::Memory,
+            Op::Idle,
             Op::Waits,
         ],
         cannot: &[(Op::AgentLoss, "one machine: no agent to lose")],
@@ -494,6 +501,7 @@ pub static BACKENDS: &[Backend] = &[
             (Op::MemoryLimit, "a memory limit is set on the agents, not on the pool"),
             (Op::Recycle, "recycling workers is set on the agents, not on the pool"),
             (Op::Memory, "its workers are the agents' processes"),
+            (Op::Idle, "its workers are the agents' processes"),
             (Op::Waits, "the agents' workers are fixed when they start, not sized for each row"),
         ],
         how: TASKPOOL_HOW,
@@ -513,6 +521,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Kernels,
             Op::Faults,
             Op::Memory,
+            Op::Idle,
             Op::Waits,
         ],
         cannot: &[(Op::Spawn, "rayon has no one-off spawn with a handle")],
@@ -535,6 +544,7 @@ pub static BACKENDS: &[Backend] = &[
             (&[Op::Kernels], "`install` + `into_par_iter().map(f).sum()`"),
             (&[Op::Waits], "`install` + `into_par_iter().map(f).collect()` on a pool of N threads"),
             (&[Op::Faults], "`install(f)`, its panic caught with `catch_unwind`"),
+            (&[Op::Idle], "a `ThreadPool` of 2 threads runs one no-op, then is left alone"),
         ],
         crates: &["rayon", "rayon-core", "crossbeam-channel"],
     },
@@ -568,6 +578,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Faults,
             Op::Timeout,
             Op::Memory,
+            Op::Idle,
             Op::Waits,
         ],
         cannot: &[
@@ -590,6 +601,7 @@ pub static BACKENDS: &[Backend] = &[
             (&[Op::Waits], "`Pool::spawn` per waiting task, joined in submission order"),
             (&[Op::Spawn], "`procspawn::spawn(arg, f)` + `join`"),
             (&[Op::Faults, Op::Timeout], "`Pool::spawn` + `join_timeout`"),
+            (&[Op::Idle], "a `Pool` of 2 runs one no-op, then is left alone"),
         ],
         crates: &["procspawn"],
     },

@@ -8,6 +8,7 @@
 
 mod cells;
 mod faults;
+mod idle;
 mod io;
 mod memory;
 mod overhead;
@@ -53,6 +54,8 @@ pub(crate) enum RowId {
     Payload(u64),
     /// Memory per worker.
     Memory,
+    /// CPU time of an idle pool.
+    Idle,
     /// Speed-up at N workers on a kernel.
     Speedup(KernelKind, TaskSize),
     /// Parallel efficiency at N workers on a kernel.
@@ -85,6 +88,7 @@ impl RowId {
             }
             RowId::Payload(bytes) => format!("payload_{bytes}b"),
             RowId::Memory => "memory".into(),
+            RowId::Idle => "idle_cpu".into(),
             RowId::Speedup(kind, size) => format!("speedup_{}_{}", kind.name(), size.key()),
             RowId::Efficiency(kind, size) => format!("efficiency_{}_{}", kind.name(), size.key()),
             RowId::AfterBurst(kind, size) => {
@@ -101,7 +105,12 @@ impl RowId {
 
 /// The probes the report runs in child processes, by kind.
 pub(crate) fn probes() -> Vec<Probe> {
-    vec![("fault", faults::probe), ("memory", memory::probe), ("io", io::probe)]
+    vec![
+        ("fault", faults::probe),
+        ("memory", memory::probe),
+        ("io", io::probe),
+        ("idle", idle::probe),
+    ]
 }
 
 /// Microseconds in `d`.

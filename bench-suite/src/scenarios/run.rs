@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{OVERHEAD, Plan, Progress, RowId, faults, io, memory};
+use super::{OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory};
 use crate::backends::python::Script;
 use crate::backends::{Pools, Runs};
 use crate::columns::{BACKENDS, Backend, Column, Shows};
@@ -37,7 +37,7 @@ pub struct Measured {
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let scenarios = OVERHEAD.iter().filter(|s| in_report(s));
     let kernel_count = 2 * plan.task_sizes.len();
-    let steps = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1 + 1;
+    let steps = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1 + 1 + 1;
     progress.plan(steps + faults::steps());
     progress.step(format!(
         "calibrating the kernels ({} mode, {} workers)",
@@ -59,6 +59,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         progress.part(fraction, format_args!("Python peers: {what}"));
     });
     let memory = memory::rows(plan, progress);
+    overhead.extend(idle::rows(plan, progress));
     let faults = faults::rows(plan, progress);
 
     let mut notes = vec![
