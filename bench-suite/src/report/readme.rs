@@ -110,8 +110,10 @@ pub fn sentences(report: &Report) -> Vec<Sentence> {
     [
         per_task(&found),
         throughput(&found),
+        payloads(&found),
         startup(&found),
         memory(&found),
+        idle(&found),
         cpu_bound(&found),
         after_burst(&found),
         waits(&found),
@@ -262,6 +264,33 @@ fn throughput(f: &Found<'_>) -> Option<Sentence> {
     Some(sentence(text, vec![c1, c2, c3]))
 }
 
+fn payloads(f: &Found<'_>) -> Option<Sentence> {
+    let (small, large) = ("payload_1mib", "payload_64mib");
+    let p = Column::TASKPOOL_PROCESSES;
+    let floor = f.reference(small, "blocking")?;
+    let large_floor = f.reference(large, "blocking")?;
+    let (over_floor, c1) = f.times(small, C(p), Source::Reference(floor.clone()))?;
+    let (large_over_floor, c2) = f.times(large, C(p), Source::Reference(large_floor.clone()))?;
+    let (vs_python, c3) = f.compare(small, C(p), C(Column::PYTHON_PROCESSES))?;
+    let floor_value = |key: &str, name: &str| {
+        Some(quantity(f.median(key, &Source::Reference(name.into()))?, Unit::Micros))
+    };
+    let text = format!(
+        "**Payloads.** A 1 MiB argument that comes back as the result takes {} through a worker \
+         process, {over_floor} the raw 1 MiB echo over two pipes ({}), {vs_python} Python's \
+         `Pool.apply` ({}); 64 MiB takes {}, {large_over_floor} the raw 64 MiB pipe echo ({}). \
+         Threads pass the buffer without a copy: {} and {}.",
+        f.value(small, p)?,
+        floor_value(small, &floor)?,
+        f.value(small, Column::PYTHON_PROCESSES)?,
+        f.value(large, p)?,
+        floor_value(large, &large_floor)?,
+        f.value(small, Column::TASKPOOL_THREADS)?,
+        f.value(large, Column::TASKPOOL_THREADS)?,
+    );
+    Some(sentence(text, vec![c1, c2, c3]))
+}
+
 fn startup(f: &Found<'_>) -> Option<Sentence> {
     let key = "startup";
     let p = Column::TASKPOOL_PROCESSES;
@@ -298,6 +327,28 @@ fn memory(f: &Found<'_>) -> Option<Sentence> {
         f.value(key, Column::PYTHON_THREADS)?,
     );
     Some(sentence(text, vec![c1, c2]))
+}
+
+fn idle(f: &Found<'_>) -> Option<Sentence> {
+    let key = "idle_cpu";
+    let row = f.row(key)?;
+    // A pool whose threads all sleep measures 0, which is a figure here, not a gap.
+    let cpu = |column: Column| match row.cells.get(&column)? {
+        Cell::Value(summary) if summary.median.is_finite() => {
+            Some(quantity(summary.median, row.unit))
+        }
+        _ => None,
+    };
+    let text = format!(
+        "**Idle.** A pool of 2 that ran one task and was then left alone used {} of CPU time \
+         over the next second on processes (its threads and its workers), {} on threads (rayon \
+         {}, procspawn {}).",
+        cpu(Column::TASKPOOL_PROCESSES)?,
+        cpu(Column::TASKPOOL_THREADS)?,
+        cpu(Column::RAYON)?,
+        cpu(Column::PROCSPAWN)?,
+    );
+    Some(sentence(text, Vec::new()))
 }
 
 fn cpu_bound(f: &Found<'_>) -> Option<Sentence> {
