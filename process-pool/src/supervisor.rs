@@ -298,7 +298,11 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
                 next = plan(shared, link);
                 continue;
             }
-        } else if next.busy && !next.want_write && linger(reception.pipe(), next.deadline) {
+        } else if next.busy
+            && !next.want_write
+            && reception.lock().result_open
+            && linger(reception.pipe(), next.deadline)
+        {
             reception.read(shared, &mut reception.lock());
             next = plan(shared, link);
             continue;

@@ -4,15 +4,18 @@
 //!
 //! The switch is read once per process, so each test runs in a fresh copy of this test binary
 //! started with it (`over_pipes`): the whole conformance suite, a crash that costs only its
-//! task, and a check that the worker really has no shared memory (and has it without the
+//! task, a short chaos run (crashes while workers hold more work, which a supervisor must see
+//! from the process, not from its pipe's end), and a check that the worker really has no shared memory (and has it without the
 //! switch, so the check means something).
 
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool, TaskError};
+use taskpool_core::conformance::chaos::{self, Expect, Fault, Mix};
+use taskpool_process::{Config, Pool, ProcessPool, TaskError};
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
 const SIGSEGV: i32 = 11;
@@ -93,6 +96,31 @@ fn a_crash_over_pipes_costs_only_its_task() {
         let big = vec![7u8; 3 << 20];
         let echoed: Vec<u8> = pool.apply(echo_bytes, big.clone()).unwrap();
         assert_eq!(echoed, big);
+    });
+}
+
+const MIX: Mix = Mix { segfault: 200, abort: 200, panic: 100, hang: 20 };
+const TIMEOUT: Duration = Duration::from_millis(250);
+
+fn chaos_task(item: u64) -> u64 {
+    match MIX.fault(item) {
+        Fault::None => chaos::value(item),
+        Fault::Segfault => segfault(item),
+        Fault::Abort => abort(item),
+        Fault::Panic => panic!("{}", chaos::panic_message(item)),
+        Fault::Hang => sleep_ms(3_600_000),
+    }
+}
+
+#[test]
+fn chaos_over_pipes_gives_every_item_its_own_outcome() {
+    over_pipes("chaos_over_pipes_gives_every_item_its_own_outcome", || {
+        let pool = ProcessPool::with_config(Config::new().workers(2).timeout(TIMEOUT)).unwrap();
+        let expect = Expect { timeout: TIMEOUT, hang_still_running: false };
+        let tally = chaos::run(&pool, chaos_task, MIX, 0..5_000, &expect);
+        let stats = pool.stats();
+        assert_eq!(stats.crashes, tally.crashes(), "{stats:?}");
+        assert_eq!(stats.timeouts, tally.hangs, "{stats:?}");
     });
 }
 
