@@ -9,11 +9,12 @@
 //! it (`try_lock`), so nothing waits for it while holding another lock.
 //!
 //! Beside a ring, the result pipe carries only the worker's start, its bells and its last
-//! words (the running item hit a limit): the pipe is read after every load of the ring and
-//! handled first, so bytes a task wrote there before its result reached the ring are seen
-//! first (the task fails with its worker, whatever its result said), and last words are
-//! handled once the ring, loaded after them, is empty (every result the worker put in the
-//! ring came before them).
+//! words: the results it had not written to the ring yet when it died, written by its
+//! crash-time flush, and the running item's limit if it hit one. The pipe is read after every
+//! load of the ring and handled first, so bytes a task wrote there before its result reached
+//! the ring are seen first (the task fails with its worker, whatever its result said), and
+//! last words are handled once the ring, loaded after them, is empty (every result the worker
+//! put in the ring came before them).
 
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -54,7 +55,31 @@ pub(crate) struct Receiving {
     pub(crate) start: Start,
     /// Ring mode: the worker's last words read from the pipe, handled once the ring holds
     /// nothing more.
-    last_words: Vec<ItemResult>,
+    last_words: LastWords,
+}
+
+/// A dying worker's last words, read from its result pipe: its results, their bytes copied
+/// out of the pipe's reader (which moves on), each result's range rebased into `bytes`.
+#[derive(Debug, Default)]
+pub(crate) struct LastWords {
+    items: Vec<ItemResult>,
+    bytes: Vec<u8>,
+}
+
+impl LastWords {
+    /// Keeps `item`, whose bytes (if it has any) are at its range of `reader`.
+    fn push(&mut self, mut item: ItemResult, reader: &FrameReader) {
+        if let Ok(range) = &mut item.outcome {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(reader.bytes(range.clone()));
+            *range = start..self.bytes.len();
+        }
+        self.items.push(item);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
 }
 
 /// Where a worker's results arrive, and who reads them.
@@ -87,9 +112,8 @@ pub(crate) enum Reader {
 enum Origin {
     /// The result pipe of a worker without rings: everything it says.
     Pipe,
-    /// The result pipe of a worker with rings: its start, its bells, and its last words,
-    /// which wait in `last_words` for the ring to be read; any other result there breaks the
-    /// protocol.
+    /// The result pipe of a worker with rings: its start, its bells, and its last words (the
+    /// results it wrote as it died), which wait in `last_words` for the ring to be read.
     PipeBesideRing,
     /// The result ring: results.
     Ring,
@@ -112,7 +136,7 @@ impl Reception {
             result_open: true,
             ring: ring.map(|ring| (ring, FrameReader::new(limit))),
             start: Start { ready: false, deadline, refused: None },
-            last_words: Vec::new(),
+            last_words: LastWords::default(),
         };
         Reception {
             w,
@@ -313,7 +337,7 @@ fn read_frames(
     reader: &mut FrameReader,
     start: &mut Start,
     origin: Origin,
-    last_words: &mut Vec<ItemResult>,
+    last_words: &mut LastWords,
 ) {
     let mut deliveries = Deliveries::default();
     let now = Instant::now();
@@ -377,16 +401,21 @@ fn read_frames(
             }
         };
         if origin == Origin::PipeBesideRing {
-            if matches!(item.outcome, Err(TaskError::ResourceLimit { .. })) {
-                last_words.push(item);
-                continue;
+            // Only a result for an item the worker holds can be a last word; anything else
+            // was written there by something other than the worker's flush.
+            let slot = &state.slots[w];
+            let held = slot.sent.iter().map(|s| s.items.len() as u64).sum::<u64>();
+            let first = slot.conn.as_ref().map_or(0, |c| c.expect_seq);
+            if !(first..first + held).contains(&item.meta.seq) {
+                let reason = format!(
+                    "result for item {} on the result pipe, an item the worker does not hold",
+                    item.meta.seq
+                );
+                kill_for_protocol(&mut state.slots[w].conn, reason);
+                break;
             }
-            let reason = format!(
-                "result for item {} on the result pipe, where a worker with rings sends none",
-                item.meta.seq
-            );
-            kill_for_protocol(&mut state.slots[w].conn, reason);
-            break;
+            last_words.push(item, reader);
+            continue;
         }
         if !settle(shared, &mut state, w, item, now, &mut deliveries) {
             reader.discard();
@@ -448,8 +477,9 @@ fn settle(
     }
 }
 
-/// Records results that carry no bytes (a worker's last words), in order, and delivers them.
-fn settle_all(shared: &Shared, w: usize, items: Vec<ItemResult>) {
+/// Records a worker's last words, in order, and delivers them.
+fn settle_all(shared: &Shared, w: usize, last_words: LastWords) {
+    let LastWords { items, bytes } = last_words;
     let mut deliveries = Deliveries::default();
     let now = Instant::now();
     let mut state = shared.lock();
@@ -462,7 +492,7 @@ fn settle_all(shared: &Shared, w: usize, items: Vec<ItemResult>) {
     shared.delivered(&mut state, deliveries.len());
     drop(state);
     shared.flush(flushes);
-    deliveries.deliver_from(&|_: Range<usize>| &[], &shared.tally);
+    deliveries.deliver_from(&|range: Range<usize>| &bytes[range], &shared.tally);
 }
 
 /// Kills a worker that broke the protocol, for the item it runs (or its head item).

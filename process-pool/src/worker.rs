@@ -31,6 +31,10 @@ pub(crate) const EXIT_START: i32 = 71;
 const FLUSH_AGE: Duration = Duration::from_micros(200);
 /// Flush results once this many bytes are buffered.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// On the result ring: flush once this many bytes are buffered...
+const RING_FLUSH_BYTES: usize = 4 * 1024;
+/// ...or once the oldest buffered result is this old (and always at the end of a batch).
+const RING_FLUSH_AGE: Duration = Duration::from_micros(20);
 /// Longest panic message, location or backtrace sent back (longer ones are cut).
 const MAX_REPORT: usize = 64 * 1024;
 /// Read the worker's CPU time at most this often within a batch (always after its last item).
@@ -299,9 +303,9 @@ impl<'a> Iterator for Inputs<'a> {
     }
 }
 
-/// Where a worker's results go: one frame per item. On the result pipe they are buffered
-/// and written in bursts (each a system call); on the result ring each is written as soon as
-/// it exists (a copy, and a wake-up only if the parent sleeps).
+/// Where a worker's results go: one frame per item, buffered and written in bursts: on the
+/// result pipe each burst is a system call; on the result ring a copy, and a wake-up only if
+/// the parent sleeps, so bursts there are small and frequent.
 #[derive(Debug)]
 pub(crate) struct Outputs {
     /// The result pipe.
@@ -427,9 +431,19 @@ impl Outputs {
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(started);
-        let ring = matches!(self.sink, Results::Ring { .. });
-        if ring || self.flush_each || self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE
-        {
+        let due = match self.sink {
+            // A copy into shared memory, and a wake-up only if the parent sleeps: cheap, but
+            // not free per item (the ring's positions move between CPUs). Written at the end
+            // of a batch, or once a few results or a few microseconds are pending; what is
+            // pending when the worker dies goes on the result pipe (the crash-time flush).
+            Results::Ring { .. } => {
+                self.left_in_batch == 0
+                    || self.pending.len() >= RING_FLUSH_BYTES
+                    || now - oldest >= RING_FLUSH_AGE
+            }
+            Results::Pipe => self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE,
+        };
+        if self.flush_each || due {
             self.flush();
         }
     }
