@@ -162,7 +162,7 @@ impl Found<'_> {
     }
 
     /// `of` against `to` in the row `key`, as a sentence says it ("2.3× faster than",
-    /// "on par with"), with the ratio it states.
+    /// "on par (1.0×) with"), with the ratio it states.
     fn compare(&self, key: &str, of: Source, to: Source) -> Option<(String, Cited)> {
         let row = self.row(key)?;
         let (a, b) = (self.median(key, &of)?, self.median(key, &to)?);
@@ -180,7 +180,7 @@ impl Found<'_> {
         let shown = ratio(times);
         let cited = Cited { row: key.to_owned(), of, to, shown: shown.clone() };
         let text = if (times - 1.0).abs() < ON_PAR {
-            "on par with".to_owned()
+            format!("on par ({shown}) with")
         } else if better {
             format!("{shown} {word_better}")
         } else {
