@@ -21,24 +21,14 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_core::conformance::chaos::{self, Expect, Fault, Mix, Tally};
+use taskpool_core::conformance::chaos::{self, Expect, Tally};
 use taskpool_process::{Config, Pool, ProcessPool};
 
-const MIX: Mix = Mix { segfault: 100, abort: 100, panic: 100, hang: 50 };
-const TIMEOUT: Duration = Duration::from_millis(250);
+const MIX: chaos::Mix = CHAOS_MIX;
+const TIMEOUT: Duration = CHAOS_TIMEOUT;
 const EXPECT: Expect = Expect { timeout: TIMEOUT, hang_still_running: false };
 /// Items in the CI run, split between the two pools.
 const ITEMS: u64 = 200_000;
-
-fn chaos_task(item: u64) -> u64 {
-    match MIX.fault(item) {
-        Fault::None => chaos::value(item),
-        Fault::Segfault => segfault(item),
-        Fault::Abort => abort(item),
-        Fault::Panic => panic!("{}", chaos::panic_message(item)),
-        Fault::Hang => sleep_ms(3_600_000),
-    }
-}
 
 fn pool(workers: usize) -> ProcessPool {
     ProcessPool::with_config(Config::new().workers(workers).timeout(TIMEOUT)).unwrap()

@@ -11,10 +11,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
-use taskpool_core::conformance::chaos::{self, Expect, Fault, Mix};
+use taskpool_core::conformance::chaos::{self, Expect};
 use taskpool_process::{Config, Pool, ProcessPool, TaskError};
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
@@ -99,25 +98,13 @@ fn a_crash_over_pipes_costs_only_its_task() {
     });
 }
 
-const MIX: Mix = Mix { segfault: 200, abort: 200, panic: 100, hang: 20 };
-const TIMEOUT: Duration = Duration::from_millis(250);
-
-fn chaos_task(item: u64) -> u64 {
-    match MIX.fault(item) {
-        Fault::None => chaos::value(item),
-        Fault::Segfault => segfault(item),
-        Fault::Abort => abort(item),
-        Fault::Panic => panic!("{}", chaos::panic_message(item)),
-        Fault::Hang => sleep_ms(3_600_000),
-    }
-}
-
 #[test]
 fn chaos_over_pipes_gives_every_item_its_own_outcome() {
     over_pipes("chaos_over_pipes_gives_every_item_its_own_outcome", || {
-        let pool = ProcessPool::with_config(Config::new().workers(2).timeout(TIMEOUT)).unwrap();
-        let expect = Expect { timeout: TIMEOUT, hang_still_running: false };
-        let tally = chaos::run(&pool, chaos_task, MIX, 0..5_000, &expect);
+        let config = Config::new().workers(2).timeout(CHAOS_TIMEOUT);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let expect = Expect { timeout: CHAOS_TIMEOUT, hang_still_running: false };
+        let tally = chaos::run(&pool, chaos_task, CHAOS_MIX, 0..10_000, &expect);
         let stats = pool.stats();
         assert_eq!(stats.crashes, tally.crashes(), "{stats:?}");
         assert_eq!(stats.timeouts, tally.hangs, "{stats:?}");

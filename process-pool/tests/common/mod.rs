@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use taskpool_core::conformance::chaos::{self, Fault, Mix};
 use taskpool_process::Task;
 
 /// Squares its input.
@@ -255,4 +256,23 @@ pub fn wait_gone(pid: u32) {
 /// Starts `program` with `args` from inside a task and returns its pid, without waiting.
 pub fn start(program: &str, args: &[&str]) -> u32 {
     std::process::Command::new(program).args(args).spawn().unwrap().id()
+}
+
+/// The chaos tests' mix of faults, items per 10 000: 1% segfaults, 1% aborts, 1% panics and
+/// 0.5% hangs past [`CHAOS_TIMEOUT`].
+pub const CHAOS_MIX: Mix = Mix { segfault: 100, abort: 100, panic: 100, hang: 50 };
+
+/// The chaos tests' per-task time limit: long enough that a healthy task never reaches it on
+/// a loaded machine.
+pub const CHAOS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The chaos tests' task: item `item` does what [`CHAOS_MIX`] says for it.
+pub fn chaos_task(item: u64) -> u64 {
+    match CHAOS_MIX.fault(item) {
+        Fault::None => chaos::value(item),
+        Fault::Segfault => segfault(item),
+        Fault::Abort => abort(item),
+        Fault::Panic => panic!("{}", chaos::panic_message(item)),
+        Fault::Hang => sleep_ms(3_600_000),
+    }
 }
