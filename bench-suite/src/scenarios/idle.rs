@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use super::Wait;
 use super::cells::choose;
-use super::memory::descendants;
+use super::memory::{descendants, probed};
 use super::{Plan, Progress, RowId};
 use crate::backends::{PoolSpec, Running, Runs};
 use crate::columns::{Backend, Column, DISABLED, Op, backend};
-use crate::probe::{self, ProbeEnd, ProbeResult};
+use crate::probe::ProbeResult;
 use crate::report::{Better, Cell, Row, Unit};
-use crate::stats::Summary;
 
 /// The workers of the idle pool.
 pub(crate) const IDLE_WORKERS: usize = 2;
@@ -67,7 +66,7 @@ pub(crate) fn rows(_plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     let cells: Vec<_> = std::thread::scope(|s| {
         let running: Vec<_> = probed_here
             .into_iter()
-            .map(|(column, id)| (column, s.spawn(move || probed(id))))
+            .map(|(column, id)| (column, s.spawn(move || probed("idle", id, PROBE_LIMIT, PROBES))))
             .collect();
         running
             .into_iter()
@@ -81,22 +80,6 @@ pub(crate) fn rows(_plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     });
     row.cells.extend(cells);
     vec![(RowId::Idle, row)]
-}
-
-/// The idle cost, in µs, that [`PROBES`] fresh probes measured for `backend`, or why there
-/// is none.
-fn probed(backend: &str) -> Cell {
-    let mut values = Vec::new();
-    for _ in 0..PROBES {
-        match probe::run("idle", backend, PROBE_LIMIT, &[]) {
-            ProbeEnd::Survived(r) => match r.values.first() {
-                Some((_, micros)) => values.push(*micros),
-                None => return Cell::Skipped(r.outcome),
-            },
-            other => return Cell::Skipped(format!("probe ended: {other:?}")),
-        }
-    }
-    Summary::of(values).map_or_else(|| Cell::Skipped("no probe ran".into()), Cell::Value)
 }
 
 /// In a probe child: `args` is a backend id; starts a pool of [`IDLE_WORKERS`] of it, runs a

@@ -88,7 +88,9 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
             Ok(backend) => match backend.runs() {
                 Runs::Script(_) => continue,
                 Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
-                Runs::Here { .. } => probed(backend.id(), n, PROBES),
+                Runs::Here { .. } => {
+                    probed("memory", &format!("{} {n}", backend.id()), PROBE_LIMIT, PROBES)
+                }
             },
         };
         row.cells.insert(column, cell);
@@ -96,14 +98,14 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
     vec![(RowId::Memory, row)]
 }
 
-/// The growth `probes` fresh probes measured for a pool of `workers` of `backend`, or why
-/// there is none.
-fn probed(backend: &str, workers: usize, probes: usize) -> Cell {
+/// The median of the first value that `probes` fresh probes of `kind` with `args` report
+/// (each given `limit`), or why there is none.
+pub(crate) fn probed(kind: &str, args: &str, limit: Duration, probes: usize) -> Cell {
     let mut values = Vec::new();
     for _ in 0..probes {
-        match probe::run("memory", &format!("{backend} {workers}"), PROBE_LIMIT, &[]) {
+        match probe::run(kind, args, limit, &[]) {
             ProbeEnd::Survived(r) => match r.values.first() {
-                Some((_, kib)) => values.push(*kib),
+                Some((_, value)) => values.push(*value),
                 None => return Cell::Skipped(r.outcome),
             },
             other => return Cell::Skipped(format!("probe ended: {other:?}")),
