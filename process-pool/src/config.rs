@@ -36,6 +36,7 @@ pub struct ProcessConfig {
     in_flight: usize,
     memory_limit: Option<u64>,
     cpu_time_limit: Option<Duration>,
+    ring_bytes: usize,
 }
 
 impl ProcessConfig {
@@ -48,6 +49,7 @@ impl ProcessConfig {
             in_flight: 2,
             memory_limit: None,
             cpu_time_limit: None,
+            ring_bytes: crate::region::RING_BYTES,
         }
     }
 
@@ -100,6 +102,17 @@ impl ProcessConfig {
         self
     }
 
+    /// Sets the bytes of data in each of a worker's two shared-memory rings (one for
+    /// arguments, one for results): a power of two from 4 KiB to 1 GiB. Each worker's shared
+    /// memory is about twice this.
+    ///
+    /// A task whose argument or result is larger than a ring still crosses, in several
+    /// hand-overs. Where the kernel has no `memfd`, there are no rings and this is unused.
+    pub fn ring_bytes(mut self, bytes: usize) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+
     /// Checks the settings, the shared ones included.
     ///
     /// # Errors
@@ -119,6 +132,9 @@ impl ProcessConfig {
         }
         if self.cpu_time_limit == Some(Duration::ZERO) {
             return bad("a cpu time limit must be longer than zero");
+        }
+        if !crate::region::valid_ring_bytes(self.ring_bytes) {
+            return bad("ring_bytes must be a power of two from 4 KiB to 1 GiB");
         }
         Ok(())
     }
@@ -147,6 +163,11 @@ impl ProcessConfig {
     pub fn get_cpu_time_limit(&self) -> Option<Duration> {
         self.cpu_time_limit
     }
+
+    /// Bytes of data in each of a worker's shared-memory rings.
+    pub fn get_ring_bytes(&self) -> usize {
+        self.ring_bytes
+    }
 }
 
 impl Default for ProcessConfig {
@@ -169,6 +190,7 @@ impl fmt::Debug for ProcessConfig {
             .field("in_flight", &self.in_flight)
             .field("memory_limit", &self.memory_limit)
             .field("cpu_time_limit", &self.cpu_time_limit)
+            .field("ring_bytes", &self.ring_bytes)
             .finish()
     }
 }
@@ -193,6 +215,9 @@ mod tests {
         assert!(bad(ProcessConfig::default().max_frame_bytes(8)).contains("max_frame_bytes"));
         assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory limit"));
         assert!(bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO)).contains("cpu"));
+        for bytes in [0, 4095, 3 << 12, 2 << 30] {
+            assert!(bad(ProcessConfig::default().ring_bytes(bytes)).contains("ring_bytes"));
+        }
         assert!(bad(Config::new().workers(0).into()).contains("at least one worker"));
     }
 

@@ -14,7 +14,7 @@ use std::thread;
 
 use crate::entry::{self, MARKER};
 use crate::protocol::{Init, RINGS};
-use crate::region::Region;
+use crate::region::{self, Region};
 use crate::scheduler::StartFailure;
 use crate::ship::ImageId;
 use crate::sys::{self, ChildProcess};
@@ -39,6 +39,14 @@ pub(crate) struct Launched {
 /// gets shared memory and serves through its rings ([`RINGS`] is set in `init`); otherwise
 /// the pipes carry everything. Does not wait for its hello (the supervisor does).
 pub(crate) fn launch(init: &Init, shared: bool) -> Result<Launched, StartFailure> {
+    launch_with(init, shared.then_some(region::RING_BYTES))
+}
+
+/// As [`launch`], with rings of `ring_bytes` of data each (`None`: the pipes alone).
+pub(crate) fn launch_with(
+    init: &Init,
+    ring_bytes: Option<usize>,
+) -> Result<Launched, StartFailure> {
     entry::ensure_linked();
     let os = |e: std::io::Error| StartFailure::Os(e.to_string());
     let image = ImageId::current().ok_or_else(|| {
@@ -62,14 +70,13 @@ pub(crate) fn launch(init: &Init, shared: bool) -> Result<Launched, StartFailure
     let name = CString::new(init.name.replace('\0', "")).unwrap_or_default();
 
     // Shared memory where the kernel has it; the pipes alone otherwise.
-    let (region, region_fd) = if shared && sys::has_memfd() {
-        match Region::create() {
+    let (region, region_fd) = match ring_bytes.filter(|_| sys::has_memfd()) {
+        Some(bytes) => match Region::with_ring_bytes(bytes) {
             Ok((region, fd)) => (Some(region), Some(fd)),
             Err(_) if !sys::has_memfd() => (None, None),
             Err(e) => return Err(os(e)),
-        }
-    } else {
-        (None, None)
+        },
+        None => (None, None),
     };
     let child = on_launcher(move || {
         let mut fds = vec![request_r.as_fd(), result_w.as_fd()];

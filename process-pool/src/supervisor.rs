@@ -49,7 +49,10 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<(), TaskError>>) {
     let mut started = Some(started);
     loop {
-        let launched = match launch::launch(&init_for(&shared, w), true) {
+        let launched = match launch::launch_with(
+            &init_for(&shared, w),
+            Some(shared.config.get_ring_bytes()),
+        ) {
             Ok(launched) => launched,
             Err(failure) => {
                 if let Some(tx) = started.take() {

@@ -661,6 +661,23 @@ impl SharedMemory {
     /// `len` zeroed bytes (a multiple of 8) in a new sealed `memfd`, mapped and pre-faulted,
     /// and the descriptor (close-on-exec) to give the peer.
     pub(crate) fn create(name: &CStr, len: usize) -> io::Result<(SharedMemory, OwnedFd)> {
+        Self::make(name, len, true)
+    }
+
+    /// As [`SharedMemory::create`], but pre-faults only the byte ranges in `populate` (each
+    /// cut to `len`, widened to whole pages); the rest is allocated on first touch.
+    pub(crate) fn create_populated(
+        name: &CStr,
+        len: usize,
+        populate: &[std::ops::Range<usize>],
+    ) -> io::Result<(SharedMemory, OwnedFd)> {
+        let (memory, fd) = Self::make(name, len, false)?;
+        memory.populate(populate);
+        Ok((memory, fd))
+    }
+
+    /// A new sealed `memfd` of `len` zeroed bytes, mapped, wholly pre-faulted if `populate`.
+    fn make(name: &CStr, len: usize, populate: bool) -> io::Result<(SharedMemory, OwnedFd)> {
         if !has_memfd() {
             return Err(io::Error::from_raw_os_error(libc::ENOSYS));
         }
@@ -682,20 +699,19 @@ impl SharedMemory {
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
         // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) })?;
-        Ok((Self::map(fd.as_fd(), len)?, fd))
+        Ok((Self::map_with(fd.as_fd(), len, populate)?, fd))
     }
 
-    /// Maps the memory a parent passed on descriptor `fd` (in a worker), if it is a sealed
-    /// `memfd` of exactly `len` bytes.
-    pub(crate) fn adopt(fd: RawFd, len: usize) -> Option<SharedMemory> {
+    /// The length of the sealed `memfd` a parent passed on descriptor `fd` (in a worker), if
+    /// it is one: what [`SharedMemory::adopt`] would accept.
+    pub(crate) fn sealed_len(fd: RawFd) -> Option<usize> {
         // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         if unsafe { libc::fstat(fd, &mut stat) } != 0 {
             return None;
         }
-        let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-        if !regular || usize::try_from(stat.st_size).ok()? != len {
+        if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
         // SAFETY: F_GET_SEALS reads the seals of an open descriptor.
@@ -703,14 +719,70 @@ impl SharedMemory {
         if seals < 0 || seals & SEALS != SEALS {
             return None;
         }
+        usize::try_from(stat.st_size).ok()
+    }
+
+    /// As [`SharedMemory::adopt`], but pre-faults only the byte ranges in `populate` (as in
+    /// [`SharedMemory::create_populated`]).
+    pub(crate) fn adopt_populated(
+        fd: RawFd,
+        len: usize,
+        populate: &[std::ops::Range<usize>],
+    ) -> Option<SharedMemory> {
+        if Self::sealed_len(fd)? != len {
+            return None;
+        }
+        // SAFETY: `fd` is open (fstat succeeded) and stays open during the call.
+        let memory = Self::map_with(unsafe { BorrowedFd::borrow_raw(fd) }, len, false).ok()?;
+        memory.populate(populate);
+        Some(memory)
+    }
+
+    /// Pre-faults the pages of `ranges` (best effort: a kernel without
+    /// `MADV_POPULATE_WRITE` gets them touched by reads instead).
+    fn populate(&self, ranges: &[std::ops::Range<usize>]) {
+        const PAGE: usize = 4096;
+        for range in ranges {
+            let start = range.start.min(self.len) / PAGE * PAGE;
+            let end = range.end.min(self.len).next_multiple_of(PAGE).min(self.len);
+            if start >= end {
+                continue;
+            }
+            // SAFETY: the range lies inside the mapping (cut above) and starts on a page;
+            // MADV_POPULATE_WRITE only faults the pages in, without changing their contents.
+            let done = unsafe {
+                libc::madvise(
+                    self.at.as_ptr().add(start).cast(),
+                    end - start,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            } == 0;
+            if !done {
+                for page in (start..end).step_by(PAGE) {
+                    self.words(page, 1)[0].load(Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Maps the memory a parent passed on descriptor `fd` (in a worker), if it is a sealed
+    /// `memfd` of exactly `len` bytes.
+    pub(crate) fn adopt(fd: RawFd, len: usize) -> Option<SharedMemory> {
+        if Self::sealed_len(fd)? != len {
+            return None;
+        }
         // SAFETY: `fd` is open (fstat succeeded) and stays open during the call.
         Self::map(unsafe { BorrowedFd::borrow_raw(fd) }, len).ok()
     }
 
     fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMemory> {
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
         // Pre-faulted: no access on a hot path ever takes a page fault.
-        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        Self::map_with(fd, len, true)
+    }
+
+    fn map_with(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<SharedMemory> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks;
         // it stays valid after the descriptor closes, until munmap in Drop.
         let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
