@@ -1,7 +1,7 @@
 //! What a worker's shared-memory ring size costs and buys, side by side in one run: for
 //! each ring size (and for the pipes alone), a pool of 2's start-up (from `new` to the first
 //! result), the memory it adds (PSS of this program and its workers, summed), the no-op round
-//! trip, 1,000 no-ops in flight, a `map` of 1M no-ops and a 1 MiB echo.
+//! trip, 1,000 no-ops in flight, a `map` of 1M no-ops and a 1 MiB and a 64 MiB echo.
 //!
 //! Memory is the growth of the proportional set size (PSS) of this program and its workers
 //! once the pool has run 100 no-ops: what the pool adds to the machine before a large payload
@@ -28,8 +28,15 @@ const VARIANTS: [(&str, usize); 7] = [
     ("1 MiB", 1 << 20),
     ("2 MiB", 2 << 20),
 ];
-const COLUMNS: [&str; 6] =
-    ["start-up ms", "PSS KiB", "round trip µs", "1000 in flight ms", "map 1M ms", "1 MiB echo ms"];
+const COLUMNS: [&str; 7] = [
+    "start-up ms",
+    "PSS KiB",
+    "round trip µs",
+    "1000 in flight ms",
+    "map 1M ms",
+    "1 MiB echo ms",
+    "64 MiB echo ms",
+];
 
 /// The PSS of process `pid` in KiB, if it can be read.
 fn pss_kib(pid: u32) -> Option<u64> {
@@ -97,7 +104,19 @@ fn sample(ring_bytes: usize) -> Result<(), taskpool_core::TaskError> {
             pool.apply(tasks::echo, payload).map(|_| clock.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    println!("{startup} {pss} {} {in_flight} {map} {}", median(trips), median(echoes));
+    let large = (0..3)
+        .map(|_| {
+            let payload = ByteBuf::from(vec![7u8; 64 << 20]);
+            let clock = Instant::now();
+            pool.apply(tasks::echo, payload).map(|_| clock.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "{startup} {pss} {} {in_flight} {map} {} {}",
+        median(trips),
+        median(echoes),
+        median(large)
+    );
     Ok(())
 }
 
