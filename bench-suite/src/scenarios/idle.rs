@@ -197,12 +197,15 @@ mod tests {
     #[test]
     fn a_busy_thread_shows_in_the_pool_cpu_and_this_one_does_not() {
         let (started, ready) = std::sync::mpsc::channel();
+        let (go, set) = std::sync::mpsc::channel::<()>();
         let (finish, finished) = std::sync::mpsc::channel::<()>();
         let spinner = std::thread::spawn(move || {
             let link = fs::read_link("/proc/thread-self").unwrap();
             let tid = link.file_name().unwrap().to_str().unwrap().parse::<u32>().unwrap();
             let own = || thread_cpu(std::process::id(), tid).unwrap();
             started.send(()).unwrap();
+            // Burns only once the pool's CPU time before has been read.
+            set.recv().unwrap();
             let (start, coarse) = own();
             // Burns 20 ms of its own CPU time (at least a tick where only ticks are read).
             let burn = if coarse { 10_000_000 } else { 20_000_000 };
@@ -213,6 +216,7 @@ mod tests {
         });
         ready.recv().unwrap();
         let before = pool_cpu().unwrap();
+        go.send(()).unwrap();
         finished.recv().unwrap();
         let after = pool_cpu().unwrap();
         spinner.join().unwrap();
