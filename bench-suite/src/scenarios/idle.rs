@@ -213,12 +213,16 @@ mod tests {
                 std::hint::spin_loop();
             }
             finish.send(()).unwrap();
+            // Lives on until the time after has been read: an ended thread's time leaves
+            // the sum.
+            set.recv().unwrap();
         });
         ready.recv().unwrap();
         let before = pool_cpu().unwrap();
         go.send(()).unwrap();
         finished.recv().unwrap();
         let after = pool_cpu().unwrap();
+        go.send(()).unwrap();
         spinner.join().unwrap();
         assert!(after.nanos >= before.nanos + 10_000_000, "{before:?} {after:?}");
     }
