@@ -38,27 +38,9 @@ const COLUMNS: [&str; 7] = [
     "64 MiB echo ms",
 ];
 
-/// The PSS of process `pid` in KiB, if it can be read.
-fn pss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// This program's direct children, from every thread's `/proc/self/task/TID/children`.
-fn children() -> Vec<u32> {
-    let Ok(threads) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
-    threads
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
-fn program_pss_kib() -> u64 {
-    std::iter::once(std::process::id()).chain(children()).filter_map(pss_kib).sum()
+/// The PSS of this program and its workers, in KiB.
+fn program_pss_kib() -> f64 {
+    taskpool_bench::tree_pss_kib(std::process::id())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -80,7 +62,7 @@ fn sample(ring_bytes: usize) -> Result<(), taskpool_core::TaskError> {
     pool.apply(tasks::noop, 1)?;
     let startup = clock.elapsed().as_secs_f64() * 1e3;
     pool.map(tasks::noop, 0..100)?;
-    let pss = program_pss_kib().saturating_sub(before) as f64;
+    let pss = program_pss_kib() - before;
 
     let trips = (0..2000)
         .map(|i| {
@@ -97,26 +79,19 @@ fn sample(ring_bytes: usize) -> Result<(), taskpool_core::TaskError> {
     let clock = Instant::now();
     pool.map(tasks::noop, 0..1_000_000)?;
     let map = clock.elapsed().as_secs_f64() * 1e3;
-    let echoes = (0..20)
-        .map(|_| {
-            let payload = ByteBuf::from(vec![7u8; 1 << 20]);
-            let clock = Instant::now();
-            pool.apply(tasks::echo, payload).map(|_| clock.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let large = (0..3)
-        .map(|_| {
-            let payload = ByteBuf::from(vec![7u8; 64 << 20]);
-            let clock = Instant::now();
-            pool.apply(tasks::echo, payload).map(|_| clock.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    println!(
-        "{startup} {pss} {} {in_flight} {map} {} {}",
-        median(trips),
-        median(echoes),
-        median(large)
-    );
+    // The median time, in ms, of `times` echoes of `bytes`.
+    let echo = |bytes: usize, times: usize| {
+        let samples = (0..times)
+            .map(|_| {
+                let payload = ByteBuf::from(vec![7u8; bytes]);
+                let clock = Instant::now();
+                pool.apply(tasks::echo, payload).map(|_| clock.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<Vec<_>, _>>();
+        samples.map(median)
+    };
+    let (echoes, large) = (echo(1 << 20, 20)?, echo(64 << 20, 3)?);
+    println!("{startup} {pss} {} {in_flight} {map} {} {}", median(trips), echoes, large);
     Ok(())
 }
 

@@ -30,7 +30,7 @@ mod versions;
 pub use crate::columns::{BACKENDS, Backend, Column, How, Kind, Op, Shows, backend};
 pub use crate::scenarios::{
     Bar, Case, Count, Event, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings,
-    Suite, TaskSize, cores, run,
+    Suite, TaskSize, cores, run, tree_pss_kib,
 };
 pub use crate::slow_service::SlowService;
 pub use crate::stats::{Samples, Summary};

@@ -60,8 +60,14 @@ pub(crate) fn descendants(pid: u32) -> Vec<u32> {
 }
 
 /// The summed proportional set size of `pid` and its descendants, in KiB (the resident set
-/// where a kernel has no `smaps_rollup`).
-pub(crate) fn tree_pss_kib(pid: u32) -> f64 {
+/// where a kernel has no `smaps_rollup`): what they take of the machine, a page shared by k
+/// processes counted 1/k in each.
+///
+/// ```
+/// let kib = taskpool_bench::tree_pss_kib(std::process::id());
+/// assert!(kib > 0.0);
+/// ```
+pub fn tree_pss_kib(pid: u32) -> f64 {
     let one = |p: u32| {
         proc_field(p, "smaps_rollup", "Pss:").or_else(|| proc_field(p, "status", "VmRSS:"))
     };

@@ -21,6 +21,7 @@ mod throughput;
 
 use std::time::Duration;
 
+pub use memory::tree_pss_kib;
 pub use plan::{Mode, Plan, RunMode, cores};
 pub use progress::{Bar, Event, Progress};
 pub use run::{Measured, run};
