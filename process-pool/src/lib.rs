@@ -69,6 +69,7 @@
 #![deny(unsafe_code)]
 
 mod batching;
+mod channel;
 #[allow(unsafe_code)]
 mod codec;
 mod config;
@@ -78,10 +79,14 @@ mod doorbell;
 mod entry;
 #[cfg(test)]
 mod fuzz;
+mod handoff;
 mod launch;
 mod outlet;
+mod pipe;
 mod pool;
 mod protocol;
+mod queue;
+mod queue_error;
 mod reception;
 mod region;
 #[doc(hidden)]
@@ -90,6 +95,7 @@ pub mod remote;
 mod ring;
 mod run;
 mod scheduler;
+mod shared_lock;
 #[allow(unsafe_code)]
 mod ship;
 mod sink;
@@ -103,7 +109,10 @@ mod wire;
 mod worker;
 
 pub use crate::config::ProcessConfig;
+pub use crate::pipe::{End, Pipe};
 pub use crate::pool::{PoolStats, ProcessPool};
+pub use crate::queue::{Consumer, Producer, Queue};
+pub use crate::queue_error::{GetError, PutError};
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{

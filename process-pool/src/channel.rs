@@ -1,0 +1,620 @@
+//! Channels: a bounded queue of messages (byte strings) in a sealed `memfd` that many
+//! processes map, each putting and getting: the machinery under `Queue<T>` and `Pipe<T>`.
+//!
+//! | offset | what |
+//! |---|---|
+//! | 0 | magic `tpqueue1`; at 8, the channel's id (two random words); at 24, the most messages it holds |
+//! | 64 | the lock word (`shared_lock.rs`) |
+//! | 128 | `head`, `tail` (bytes read and written so far) and `count` (messages held), under the lock |
+//! | 192 | the not-empty event (`seq`, `sleepers`): getters sleep on it |
+//! | 256 | the not-full event: putters sleep on it |
+//! | 1024 | the peer table: per process, its pid and how many handles it holds to put and to get |
+//! | 4096 | the data: messages as a `u32` length and the bytes, wrapping around |
+//!
+//! The contract:
+//!
+//! - Every change of `head`, `tail`, `count` and the peer table is made under the lock, and
+//!   published by plain stores in an order that leaves the data consistent at each step but
+//!   one: `count` may lag behind `tail` or `head` when a holder dies between the two stores.
+//!   A process that takes the lock over from a dead holder recounts the messages.
+//! - Every position and length read from the memory is checked before it is used (`tail -
+//!   head` within the capacity, a message's length within what is written); a channel that
+//!   fails a check is [`Broken`] for the operation that saw it, and nothing is copied.
+//!   Bytes are copied out before they are decoded.
+//! - A waiter announces itself in `sleepers`, takes `seq`, checks its condition again, then
+//!   sleeps on `seq` (a futex) for at most [`WATCH`]; whoever changes the state bumps `seq`
+//!   and wakes the sleepers only if `sleepers` is not zero: no system call while nobody
+//!   sleeps. A waiter killed asleep leaves `sleepers` too high, which costs its channel a
+//!   futex wake per operation, never a lost wake-up.
+//! - A process counts as a peer that puts (gets) while its slot holds handles or handed-off
+//!   handles not yet received for that role, and it lives. Whether it lives is asked of the
+//!   kernel only after a waiter slept [`WATCH`] in vain: a killed peer is noticed within that.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, fence};
+use std::time::{Duration, Instant};
+
+use crate::doorbell::Spin;
+use crate::shared_lock::{self, Guard, is_gone, my_pid};
+use crate::sys::{self, SharedMemory};
+
+/// Data bytes of a channel unless the user says otherwise.
+pub(crate) const DEFAULT_BYTES: usize = 1 << 20;
+/// The fewest data bytes a channel may have.
+pub(crate) const MIN_BYTES: usize = 64;
+const MAGIC: u64 = u64::from_le_bytes(*b"tpqueue1");
+const MAGIC_AT: usize = 0;
+const LOCK_AT: usize = 64;
+const HEAD_AT: usize = 128;
+const TAIL_AT: usize = 136;
+const COUNT_AT: usize = 144;
+const NOT_EMPTY_AT: usize = 192;
+const NOT_FULL_AT: usize = 256;
+const PEERS_AT: usize = 1024;
+const PEER_BYTES: usize = 32;
+/// Processes that can hold a channel at once.
+pub(crate) const MAX_PEERS: usize = 96;
+const DATA_AT: usize = 4096;
+const _: () = assert!(PEERS_AT + MAX_PEERS * PEER_BYTES <= DATA_AT);
+/// Bytes of a message's length prefix.
+const FRAME: usize = 4;
+/// How long a waiter sleeps before it checks that its peers live.
+const WATCH: Duration = Duration::from_millis(20);
+
+/// What a handle may do: put, get, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Roles {
+    pub(crate) put: bool,
+    pub(crate) get: bool,
+}
+
+impl Roles {
+    pub(crate) const BOTH: Roles = Roles { put: true, get: true };
+    pub(crate) const PUT: Roles = Roles { put: true, get: false };
+    pub(crate) const GET: Roles = Roles { put: false, get: true };
+
+    pub(crate) fn bits(self) -> u8 {
+        u8::from(self.put) | (u8::from(self.get) << 1)
+    }
+
+    pub(crate) fn from_bits(bits: u8) -> Roles {
+        Roles { put: bits & 1 != 0, get: bits & 2 != 0 }
+    }
+}
+
+/// The channel's memory breaks its protocol: a position or length read from it is
+/// impossible (a peer wrote over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Broken;
+
+/// Why a put did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutFail {
+    Full,
+    Timeout,
+    Disconnected,
+    TooLarge,
+    Broken,
+}
+
+/// Why a get did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GetFail {
+    Empty,
+    Timeout,
+    Disconnected,
+    Broken,
+}
+
+impl From<Broken> for PutFail {
+    fn from(_: Broken) -> Self {
+        PutFail::Broken
+    }
+}
+
+impl From<Broken> for GetFail {
+    fn from(_: Broken) -> Self {
+        GetFail::Broken
+    }
+}
+
+/// A channel as one process maps it; shared by all of the process's handles to it.
+pub(crate) struct Shared {
+    memory: SharedMemory,
+    /// Kept open so that other processes can open the same memory through `/proc`.
+    fd: OwnedFd,
+    id: [u64; 2],
+    capacity: usize,
+    max_messages: u64,
+    /// This process's slot in the peer table, once it has one.
+    slot: Mutex<Option<usize>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &format_args!("{:016x}{:016x}", self.id[0], self.id[1]))
+            .field("capacity", &self.capacity)
+            .field("max_messages", &self.max_messages)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh random id: keyed hashes of the time, the pid and a counter.
+fn new_id() -> [u64; 2] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Relaxed));
+        h.write_u32(my_pid());
+        h.write_u128(std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos()));
+        h.finish()
+    };
+    [word(), word()]
+}
+
+impl Shared {
+    /// A new channel of `bytes` data bytes holding at most `max_messages` messages.
+    ///
+    /// # Errors
+    ///
+    /// The kernel has no `memfd` or refused the memory, or `bytes` is out of range.
+    pub(crate) fn create(bytes: usize, max_messages: u64) -> std::io::Result<Shared> {
+        if !(MIN_BYTES..=u32::MAX as usize).contains(&bytes) || max_messages == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a queue holds {MIN_BYTES} to {} bytes and at least one message", u32::MAX),
+            ));
+        }
+        let len = (DATA_AT + bytes).next_multiple_of(8);
+        let (memory, fd) = SharedMemory::create(c"taskpool-queue", len)?;
+        let id = new_id();
+        let words = memory.words(MAGIC_AT, 4);
+        words[1].store(id[0], Relaxed);
+        words[2].store(id[1], Relaxed);
+        words[3].store(max_messages, Relaxed);
+        words[0].store(MAGIC, Release);
+        Ok(Shared { memory, fd, id, capacity: len - DATA_AT, max_messages, slot: Mutex::new(None) })
+    }
+
+    /// The channel `id` in `memory` (mapped from `fd`), if it is that channel.
+    pub(crate) fn adopt(memory: SharedMemory, fd: OwnedFd, id: [u64; 2]) -> Option<Shared> {
+        if memory.len() < DATA_AT + MIN_BYTES {
+            return None;
+        }
+        let words = memory.words(MAGIC_AT, 4);
+        let found = [words[1].load(Relaxed), words[2].load(Relaxed)];
+        if words[0].load(Acquire) != MAGIC || found != id {
+            return None;
+        }
+        let max_messages = words[3].load(Relaxed).max(1);
+        let capacity = memory.len() - DATA_AT;
+        Some(Shared { memory, fd, id, capacity, max_messages, slot: Mutex::new(None) })
+    }
+
+    pub(crate) fn id(&self) -> [u64; 2] {
+        self.id
+    }
+
+    /// Bytes of the whole memory.
+    pub(crate) fn len(&self) -> usize {
+        self.memory.len()
+    }
+
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The largest message (encoded) that fits.
+    pub(crate) fn max_message(&self) -> usize {
+        self.capacity - FRAME
+    }
+
+    fn word(&self, at: usize) -> &AtomicU64 {
+        &self.memory.words(at, 1)[0]
+    }
+
+    fn lock(&self) -> Result<Guard<'_>, Broken> {
+        let guard = shared_lock::lock(self.memory.word32(LOCK_AT));
+        if guard.took_over() {
+            self.recount()?;
+        }
+        Ok(guard)
+    }
+
+    /// The positions, checked: `(head, tail)`.
+    fn positions(&self) -> Result<(u64, u64), Broken> {
+        let head = self.word(HEAD_AT).load(Acquire);
+        let tail = self.word(TAIL_AT).load(Acquire);
+        if tail.wrapping_sub(head) > self.capacity as u64 {
+            return Err(Broken);
+        }
+        Ok((head, tail))
+    }
+
+    /// Where position `pos` lies, and the bytes from there to the end of the data.
+    fn at(&self, pos: u64) -> (usize, usize) {
+        let within = usize::try_from(pos % self.capacity as u64).unwrap_or(0);
+        (DATA_AT + within, self.capacity - within)
+    }
+
+    fn copy_in(&self, pos: u64, bytes: &[u8]) -> Result<(), Broken> {
+        let (at, to_end) = self.at(pos);
+        let (front, back) = bytes.split_at(bytes.len().min(to_end));
+        let ok = self.memory.write_at(at, front) && self.memory.write_at(DATA_AT, back);
+        if ok { Ok(()) } else { Err(Broken) }
+    }
+
+    fn copy_out(&self, pos: u64, bytes: &mut [u8]) -> Result<(), Broken> {
+        let (at, to_end) = self.at(pos);
+        let split = bytes.len().min(to_end);
+        let (front, back) = bytes.split_at_mut(split);
+        let ok = self.memory.read_at(at, front) && self.memory.read_at(DATA_AT, back);
+        if ok { Ok(()) } else { Err(Broken) }
+    }
+
+    /// The length of the message at `pos`, checked against the `used` bytes from there.
+    fn message_len(&self, pos: u64, used: u64) -> Result<usize, Broken> {
+        if used < FRAME as u64 {
+            return Err(Broken);
+        }
+        let mut frame = [0; FRAME];
+        self.copy_out(pos, &mut frame)?;
+        let len = u32::from_le_bytes(frame);
+        if u64::from(len) > used - FRAME as u64 {
+            return Err(Broken);
+        }
+        Ok(len as usize)
+    }
+
+    /// After taking the lock over from a dead holder: counts the messages again.
+    fn recount(&self) -> Result<(), Broken> {
+        let (head, tail) = self.positions()?;
+        let mut pos = head;
+        let mut count = 0;
+        while pos != tail {
+            let len = self.message_len(pos, tail.wrapping_sub(pos))?;
+            pos = pos.wrapping_add((FRAME + len) as u64);
+            count += 1;
+        }
+        self.word(COUNT_AT).store(count, Release);
+        Ok(())
+    }
+
+    /// Puts `message` if it fits now.
+    pub(crate) fn try_put(&self, message: &[u8]) -> Result<(), PutFail> {
+        let need = FRAME + message.len();
+        if need > self.capacity {
+            return Err(PutFail::TooLarge);
+        }
+        let len = u32::try_from(message.len()).map_err(|_| PutFail::TooLarge)?;
+        {
+            let _guard = self.lock()?;
+            let (head, tail) = self.positions()?;
+            let count = self.word(COUNT_AT).load(Acquire);
+            let free = self.capacity as u64 - tail.wrapping_sub(head);
+            if free < need as u64 || count >= self.max_messages {
+                return Err(PutFail::Full);
+            }
+            self.copy_in(tail, &len.to_le_bytes())?;
+            self.copy_in(tail.wrapping_add(FRAME as u64), message)?;
+            self.word(TAIL_AT).store(tail.wrapping_add(need as u64), Release);
+            self.word(COUNT_AT).store(count + 1, Release);
+        }
+        self.wake(NOT_EMPTY_AT);
+        Ok(())
+    }
+
+    /// Takes the oldest message, if there is one.
+    pub(crate) fn try_get(&self) -> Result<Option<Vec<u8>>, Broken> {
+        let message = {
+            let _guard = self.lock()?;
+            let (head, tail) = self.positions()?;
+            let used = tail.wrapping_sub(head);
+            if used == 0 {
+                return Ok(None);
+            }
+            let len = self.message_len(head, used)?;
+            let mut message = vec![0; len];
+            self.copy_out(head.wrapping_add(FRAME as u64), &mut message)?;
+            let count = self.word(COUNT_AT).load(Acquire);
+            self.word(HEAD_AT).store(head.wrapping_add((FRAME + len) as u64), Release);
+            self.word(COUNT_AT).store(count.saturating_sub(1), Release);
+            message
+        };
+        self.wake(NOT_FULL_AT);
+        Ok(Some(message))
+    }
+
+    /// A hint, without the lock: whether a message seems to wait.
+    fn seems_nonempty(&self) -> bool {
+        self.word(COUNT_AT).load(SeqCst) != 0
+            || self.word(TAIL_AT).load(SeqCst) != self.word(HEAD_AT).load(SeqCst)
+    }
+
+    /// A hint, without the lock: whether `need` bytes seem to fit.
+    fn seems_to_fit(&self, need: usize) -> bool {
+        let used = self.word(TAIL_AT).load(SeqCst).wrapping_sub(self.word(HEAD_AT).load(SeqCst));
+        used.saturating_add(need as u64) <= self.capacity as u64
+            && self.word(COUNT_AT).load(SeqCst) < self.max_messages
+    }
+
+    fn event(&self, at: usize) -> (&AtomicU32, &AtomicU32) {
+        (self.memory.word32(at), self.memory.word32(at + 4))
+    }
+
+    /// Wakes whoever sleeps on the event at `at`, with no system call if nobody does.
+    fn wake(&self, at: usize) {
+        let (seq, sleepers) = self.event(at);
+        fence(SeqCst);
+        if sleepers.load(Relaxed) != 0 {
+            seq.fetch_add(1, SeqCst);
+            sys::futex_wake(seq, i32::MAX);
+        }
+    }
+
+    /// Wakes every waiter, to look at the peers again.
+    pub(crate) fn wake_all(&self) {
+        self.wake(NOT_EMPTY_AT);
+        self.wake(NOT_FULL_AT);
+    }
+
+    /// Sleeps on the event at `at` until it is rung, `ready` says so, or `until`.
+    fn sleep(&self, at: usize, ready: impl Fn() -> bool, until: Instant) {
+        let (seq, sleepers) = self.event(at);
+        sleepers.fetch_add(1, SeqCst);
+        let ticket = seq.load(SeqCst);
+        let left = until.saturating_duration_since(Instant::now());
+        if !ready() && !left.is_zero() {
+            sys::futex_wait(seq, ticket, Some(left));
+        }
+        sleepers.fetch_sub(1, SeqCst);
+    }
+
+    /// Puts `message`, waiting for room until `deadline` (forever if `None`).
+    pub(crate) fn put(&self, message: &[u8], deadline: Option<Instant>) -> Result<(), PutFail> {
+        let need = FRAME + message.len();
+        let mut spin = Spin::default();
+        let mut checked = false;
+        loop {
+            match self.try_put(message) {
+                Err(PutFail::Full) => {}
+                done => return done,
+            }
+            if !checked {
+                if !self.has_peer(Roles::GET, false)? {
+                    return Err(PutFail::Disconnected);
+                }
+                checked = true;
+            }
+            if spin.spin(|| self.seems_to_fit(need)) {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(PutFail::Timeout);
+            }
+            let watch = now + WATCH;
+            let until = deadline.map_or(watch, |d| d.min(watch));
+            self.sleep(NOT_FULL_AT, || self.seems_to_fit(need), until);
+            if Instant::now() >= watch && !self.has_peer(Roles::GET, true)? {
+                return Err(PutFail::Disconnected);
+            }
+        }
+    }
+
+    /// Takes the oldest message, waiting for one until `deadline` (forever if `None`).
+    pub(crate) fn get(&self, deadline: Option<Instant>) -> Result<Vec<u8>, GetFail> {
+        let mut spin = Spin::default();
+        let mut checked = false;
+        loop {
+            if let Some(message) = self.try_get()? {
+                return Ok(message);
+            }
+            if !checked {
+                if !self.has_peer(Roles::PUT, false)? {
+                    // A last put may have landed since the look above.
+                    return self.try_get()?.ok_or(GetFail::Disconnected);
+                }
+                checked = true;
+            }
+            if spin.spin(|| self.seems_nonempty()) {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(GetFail::Timeout);
+            }
+            let watch = now + WATCH;
+            let until = deadline.map_or(watch, |d| d.min(watch));
+            self.sleep(NOT_EMPTY_AT, || self.seems_nonempty(), until);
+            if Instant::now() >= watch && !self.has_peer(Roles::PUT, true)? {
+                return self.try_get()?.ok_or(GetFail::Disconnected);
+            }
+        }
+    }
+
+    /// The words of peer slot `i`: pid, handles to put, to get, handed off to put, to get.
+    fn peer(&self, i: usize) -> [&AtomicU32; 5] {
+        let at = PEERS_AT + i * PEER_BYTES;
+        std::array::from_fn(|k| self.memory.word32(at + 4 * k))
+    }
+
+    /// This process's slot (under the lock), claimed if it has none.
+    fn own_slot(&self, _guard: &Guard<'_>) -> Option<usize> {
+        let me = my_pid();
+        let mut cached = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = *cached
+            && self.peer(i)[0].load(Relaxed) == me
+        {
+            return Some(i);
+        }
+        let pids: Vec<u32> = (0..MAX_PEERS).map(|i| self.peer(i)[0].load(Relaxed)).collect();
+        let found = pids.iter().position(|&p| p == me);
+        let free = || pids.iter().position(|&p| p == 0);
+        let i = found.or_else(free).or_else(|| pids.iter().position(|&p| is_gone(p)))?;
+        let words = self.peer(i);
+        if found.is_none() {
+            for word in &words[1..] {
+                word.store(0, Relaxed);
+            }
+            words[0].store(me, Release);
+        }
+        *cached = Some(i);
+        Some(i)
+    }
+
+    /// Adds `delta` handles with `roles` to this process's slot (or `delta` handed off, not
+    /// yet received, when `handed_off`). Returns `false` if the peer table is full.
+    pub(crate) fn count(&self, roles: Roles, delta: i32, handed_off: bool) -> Result<bool, Broken> {
+        let guard = self.lock()?;
+        let Some(i) = self.own_slot(&guard) else { return Ok(false) };
+        let words = self.peer(i);
+        let first = if handed_off { 3 } else { 1 };
+        for (word, on) in [(words[first], roles.put), (words[first + 1], roles.get)] {
+            if on {
+                word.store(word.load(Relaxed).saturating_add_signed(delta), Relaxed);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A handle handed off by process `from` arrived here: no longer counted as on its way.
+    pub(crate) fn received(&self, from: u32, roles: Roles) -> Result<(), Broken> {
+        let _guard = self.lock()?;
+        if let Some(i) = (0..MAX_PEERS).find(|&i| self.peer(i)[0].load(Relaxed) == from) {
+            let words = self.peer(i);
+            for (word, on) in [(words[3], roles.put), (words[4], roles.get)] {
+                if on {
+                    word.store(word.load(Relaxed).saturating_sub(1), Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this process has handed off handles not yet received.
+    pub(crate) fn handing_off(&self) -> bool {
+        let Ok(_guard) = self.lock() else { return false };
+        let slot = *self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.is_some_and(|i| {
+            let words = self.peer(i);
+            words[0].load(Relaxed) == my_pid()
+                && (words[3].load(Relaxed) != 0 || words[4].load(Relaxed) != 0)
+        })
+    }
+
+    /// Whether some process holds a handle with `role` (one set). With `deep`, asks the kernel
+    /// whether each such process lives, and frees the slots of the dead.
+    fn has_peer(&self, role: Roles, deep: bool) -> Result<bool, Broken> {
+        let _guard = self.lock()?;
+        let (held, handed) = if role.put { (1, 3) } else { (2, 4) };
+        for i in 0..MAX_PEERS {
+            let words = self.peer(i);
+            let pid = words[0].load(Relaxed);
+            if pid == 0 || words[held].load(Relaxed) == 0 && words[handed].load(Relaxed) == 0 {
+                continue;
+            }
+            if deep && is_gone(pid) {
+                words[0].store(0, Release);
+                continue;
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Messages waiting now (a snapshot).
+    pub(crate) fn len_now(&self) -> usize {
+        usize::try_from(self.word(COUNT_AT).load(Acquire)).unwrap_or(usize::MAX)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Frees this process's slot: it holds no handle any more.
+        let Ok(_guard) = self.lock() else { return };
+        let slot = *self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = slot {
+            let words = self.peer(i);
+            if words[0].load(Relaxed) == my_pid() {
+                words[0].store(0, Release);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(bytes: usize, max: u64) -> Shared {
+        let shared = Shared::create(bytes, max).unwrap();
+        assert!(shared.count(Roles::BOTH, 1, false).unwrap());
+        shared
+    }
+
+    #[test]
+    fn messages_come_out_in_order_and_wrap_around() {
+        let shared = channel(64, u64::MAX);
+        for round in 0..50u8 {
+            let a = vec![round; 20];
+            let b = vec![round.wrapping_add(1); 3];
+            shared.try_put(&a).unwrap();
+            shared.try_put(&b).unwrap();
+            assert_eq!(shared.try_get().unwrap().unwrap(), a);
+            assert_eq!(shared.try_get().unwrap().unwrap(), b);
+        }
+        assert_eq!(shared.try_get().unwrap(), None);
+    }
+
+    #[test]
+    fn a_full_channel_refuses_and_a_too_large_message_is_told_apart() {
+        let shared = channel(64, 2);
+        shared.try_put(b"one").unwrap();
+        shared.try_put(b"two").unwrap();
+        assert_eq!(shared.try_put(b"three"), Err(PutFail::Full), "two messages at most");
+        assert_eq!(shared.try_put(&[0; 61]), Err(PutFail::TooLarge));
+        assert_eq!(shared.max_message(), 60);
+    }
+
+    #[test]
+    fn impossible_positions_and_lengths_are_broken_not_trusted() {
+        let shared = channel(64, u64::MAX);
+        shared.try_put(b"hello").unwrap();
+        shared.word(TAIL_AT).store(1 << 40, Release);
+        assert_eq!(shared.try_get(), Err(Broken));
+        assert_eq!(shared.try_put(b"x"), Err(PutFail::Broken));
+        shared.word(TAIL_AT).store(9, Release);
+        shared.memory.write_at(DATA_AT, &1000u32.to_le_bytes());
+        assert_eq!(shared.try_get(), Err(Broken), "a length past what was written");
+    }
+
+    #[test]
+    fn a_getter_with_no_putter_left_is_disconnected_once_empty() {
+        let shared = channel(128, u64::MAX);
+        shared.try_put(b"last").unwrap();
+        assert!(shared.count(Roles::PUT, -1, false).unwrap());
+        assert_eq!(shared.get(None).unwrap(), b"last");
+        assert_eq!(shared.get(None), Err(GetFail::Disconnected));
+        assert!(shared.count(Roles::PUT, 1, true).unwrap());
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(shared.get(Some(soon)), Err(GetFail::Timeout), "a handle on its way counts");
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_holder_is_taken_over_and_the_count_repaired() {
+        let shared = channel(128, u64::MAX);
+        shared.try_put(b"a").unwrap();
+        shared.try_put(b"bc").unwrap();
+        // A holder that died between the tail and the count.
+        shared.word(COUNT_AT).store(1, Release);
+        shared.memory.word32(LOCK_AT).store((1 << 30) + 3, Release);
+        assert_eq!(shared.try_get().unwrap().unwrap(), b"a");
+        assert_eq!(shared.len_now(), 1);
+    }
+}

@@ -1,0 +1,501 @@
+//! `Queue<T>`: a typed, bounded queue that many processes put into and get from, like
+//! Python's `multiprocessing.Queue`; and its one-sided handles, [`Producer`] and [`Consumer`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::channel::{DEFAULT_BYTES, GetFail, PutFail, Roles};
+use crate::codec;
+use crate::handoff::Handle;
+use crate::queue_error::{GetError, PutError};
+
+/// How long a put or get may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until then, or forever.
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(crate) fn for_(timeout: Duration) -> Wait {
+        Wait::Until(Instant::now().checked_add(timeout))
+    }
+}
+
+/// Encodes `value` and puts it through `handle`.
+pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result<(), PutError<T>> {
+    let mut bytes = Vec::new();
+    if let Err(e) = codec::encode_into(&value, &mut bytes) {
+        return Err(PutError::Encode { value, reason: e.to_string() });
+    }
+    let channel = handle.channel();
+    let done = match wait {
+        Wait::No => channel.try_put(&bytes),
+        Wait::Until(deadline) => channel.put(&bytes, deadline),
+    };
+    done.map_err(|fail| match fail {
+        PutFail::Full => PutError::Full(value),
+        PutFail::Timeout => PutError::Timeout(value),
+        PutFail::Disconnected => PutError::Disconnected(value),
+        PutFail::TooLarge => {
+            PutError::TooLarge { value, size: bytes.len(), limit: channel.max_message() }
+        }
+        PutFail::Broken => PutError::Broken(value),
+    })
+}
+
+/// Takes a message from `handle` and decodes it.
+pub(crate) fn get<T: DeserializeOwned>(handle: &Handle, wait: Wait) -> Result<T, GetError> {
+    let channel = handle.channel();
+    let message = match wait {
+        Wait::No => channel.try_get().map_err(GetFail::from).and_then(|m| m.ok_or(GetFail::Empty)),
+        Wait::Until(deadline) => channel.get(deadline),
+    };
+    let message = message.map_err(|fail| match fail {
+        GetFail::Empty => GetError::Empty,
+        GetFail::Timeout => GetError::Timeout,
+        GetFail::Disconnected => GetError::Disconnected,
+        GetFail::Broken => GetError::Broken,
+    })?;
+    codec::decode(&message).map_err(|e| GetError::Decode(e.to_string()))
+}
+
+/// A handle read from bytes, if it has the roles its type promises.
+pub(crate) fn expect_roles<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    roles: Roles,
+    what: &str,
+) -> Result<Handle, D::Error> {
+    let handle = Handle::deserialize(deserializer)?;
+    if handle.roles() != roles {
+        return Err(serde::de::Error::custom(format!("the handle is not a {what}")));
+    }
+    Ok(handle)
+}
+
+/// Defines a typed handle: its struct, `Clone`, `Debug` and serde impls.
+macro_rules! typed_handle {
+    ($(#[$doc:meta])* $name:ident, $roles:expr) => {
+        $(#[$doc])*
+        pub struct $name<T> {
+            handle: Handle,
+            _type: PhantomData<fn(T) -> T>,
+        }
+
+        impl<T> $name<T> {
+            fn from_handle(handle: Handle) -> Self {
+                $name { handle, _type: PhantomData }
+            }
+        }
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                Self::from_handle(self.handle.clone_same())
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(self.handle.channel()).finish()
+            }
+        }
+
+        impl<T> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.handle.serialize(serializer)
+            }
+        }
+
+        impl<'de, T> Deserialize<'de> for $name<T> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                expect_roles(deserializer, $roles, stringify!($name)).map(Self::from_handle)
+            }
+        }
+    };
+}
+
+typed_handle!(
+    /// A typed, bounded queue shared by threads and processes, like Python's
+    /// `multiprocessing.Queue`: any number of processes put values in and get them out, in
+    /// the order they were put.
+    ///
+    /// Values are encoded with the same serde codec as task arguments, and live in a sealed
+    /// shared-memory `memfd` of a fixed size: 1 MiB of encoded values by default, chosen with
+    /// [`Queue::bounded`] (a count of values, as Python's `maxsize`) or
+    /// [`Queue::with_limits`] (bytes and a count). A value larger than the queue can hold
+    /// fails at once with [`PutError::TooLarge`].
+    ///
+    /// A handle reaches another process as a task argument of a [`ProcessPool`](crate::ProcessPool)
+    /// or a [`spawn`](crate::spawn) (or inside one): it is serialized, and the receiving
+    /// process maps the same memory. The same handle works between threads too, on the
+    /// thread backend. Cloning a handle or sending it is cheap; the queue lives while any
+    /// handle does.
+    ///
+    /// A `Queue` handle both puts and gets. [`Queue::producer`] and [`Queue::consumer`]
+    /// make handles that only put or only get: when every handle that can put is gone
+    /// (dropped, or its process died, even killed in the middle of a put), getters drain what
+    /// is left and then get [`GetError::Disconnected`] instead of waiting forever; and when
+    /// every handle that can get is gone, puts fail with [`PutError::Disconnected`]. A
+    /// process killed while it held the queue's lock costs the others a wait of a few
+    /// milliseconds, never the queue: nothing it half-wrote is ever read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::{GetError, Queue, spawn};
+    ///
+    /// fn produce(queue: taskpool_process::Producer<u64>) {
+    ///     for i in 0..100 {
+    ///         queue.put(i * i).unwrap();
+    ///     }
+    /// } // the producer's only handle drops here
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::<u64>::new()?;
+    /// let child = spawn(produce, queue.producer()?)?;
+    /// let results = queue.consumer()?;
+    /// drop(queue); // this process only gets from now on
+    ///
+    /// let mut sum = 0;
+    /// loop {
+    ///     match results.get() {
+    ///         Ok(square) => sum += square,
+    ///         Err(GetError::Disconnected) => break, // every producer is gone
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// assert_eq!(sum, (0..100).map(|i| i * i).sum::<u64>());
+    /// child.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    Queue,
+    Roles::BOTH
+);
+
+typed_handle!(
+    /// A handle to a [`Queue`] that only puts: while one lives (in a live process), getters
+    /// wait for values rather than fail with [`GetError::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::Queue;
+    ///
+    /// let queue = Queue::<String>::new()?;
+    /// let producer = queue.producer()?;
+    /// producer.put("hello".to_string()).unwrap();
+    /// assert_eq!(queue.get().as_deref(), Ok("hello"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    Producer,
+    Roles::PUT
+);
+
+typed_handle!(
+    /// A handle to a [`Queue`] that only gets: while one lives (in a live process), puts
+    /// into a full queue wait rather than fail with [`PutError::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::{GetError, Queue};
+    ///
+    /// let queue = Queue::<u8>::new()?;
+    /// let consumer = queue.consumer()?;
+    /// queue.put(7).unwrap();
+    /// drop(queue); // the last handle that can put
+    /// assert_eq!(consumer.get(), Ok(7));
+    /// assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    Consumer,
+    Roles::GET
+);
+
+/// The put methods, shared by [`Queue`] and [`Producer`].
+macro_rules! put_methods {
+    () => {
+        /// Puts `value` at the end of the queue, waiting while it is full.
+        ///
+        /// # Errors
+        ///
+        /// [`PutError::Disconnected`] if no handle that can get is left in a live process,
+        /// [`PutError::TooLarge`] if the encoded value can never fit, [`PutError::Encode`],
+        /// [`PutError::Broken`]. The value comes back in each.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let queue = taskpool_process::Queue::<u32>::new()?;
+        /// queue.put(1).unwrap();
+        /// assert_eq!(queue.get(), Ok(1));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+            put(&self.handle, value, Wait::Until(None))
+        }
+
+        /// Puts `value` if there is room now.
+        ///
+        /// # Errors
+        ///
+        /// [`PutError::Full`], or as [`put`](Self::put) (never `Disconnected`: a full queue
+        /// says `Full`).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use taskpool_process::{PutError, Queue};
+        ///
+        /// let queue = Queue::<u32>::bounded(1)?;
+        /// assert_eq!(queue.try_put(1), Ok(()));
+        /// assert_eq!(queue.try_put(2), Err(PutError::Full(2)));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+            put(&self.handle, value, Wait::No)
+        }
+
+        /// Puts `value`, waiting at most `timeout` for room.
+        ///
+        /// # Errors
+        ///
+        /// [`PutError::Timeout`], or as [`put`](Self::put).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use taskpool_process::{PutError, Queue};
+        ///
+        /// let queue = Queue::<u32>::bounded(1)?;
+        /// queue.put(1).unwrap();
+        /// let err = queue.put_timeout(2, Duration::from_millis(1));
+        /// assert_eq!(err, Err(PutError::Timeout(2)));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+            put(&self.handle, value, Wait::for_(timeout))
+        }
+    };
+}
+
+/// The get methods, shared by [`Queue`] and [`Consumer`].
+macro_rules! get_methods {
+    () => {
+        /// Takes the oldest value, waiting while the queue is empty.
+        ///
+        /// # Errors
+        ///
+        /// [`GetError::Disconnected`] once the queue is empty and no handle that can put is
+        /// left in a live process; [`GetError::Decode`] if a message is not a `T` (it is
+        /// lost); [`GetError::Broken`].
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let queue = taskpool_process::Queue::<String>::new()?;
+        /// queue.put("first".to_string()).unwrap();
+        /// assert_eq!(queue.get().as_deref(), Ok("first"));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn get(&self) -> Result<T, GetError> {
+            get(&self.handle, Wait::Until(None))
+        }
+
+        /// Takes the oldest value if there is one now.
+        ///
+        /// # Errors
+        ///
+        /// [`GetError::Empty`], or as [`get`](Self::get).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use taskpool_process::{GetError, Queue};
+        ///
+        /// let queue = Queue::<u32>::new()?;
+        /// assert_eq!(queue.try_get(), Err(GetError::Empty));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn try_get(&self) -> Result<T, GetError> {
+            get(&self.handle, Wait::No)
+        }
+
+        /// Takes the oldest value, waiting at most `timeout` for one.
+        ///
+        /// # Errors
+        ///
+        /// [`GetError::Timeout`], or as [`get`](Self::get).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use taskpool_process::{GetError, Queue};
+        ///
+        /// let queue = Queue::<u32>::new()?;
+        /// assert_eq!(queue.get_timeout(Duration::from_millis(1)), Err(GetError::Timeout));
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+            get(&self.handle, Wait::for_(timeout))
+        }
+    };
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// A queue of 1 MiB of encoded values.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory (`memfd`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<(u32, String)>::new()?;
+    /// queue.put((1, "one".into())).unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> std::io::Result<Self> {
+        Self::with_limits(DEFAULT_BYTES, None)
+    }
+
+    /// A queue of at most `max_values` values (and 1 MiB of them encoded), like Python's
+    /// `Queue(maxsize)`.
+    ///
+    /// # Errors
+    ///
+    /// `max_values` is zero, or the kernel refused the shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::bounded(2)?;
+    /// queue.put(1).unwrap();
+    /// queue.put(2).unwrap();
+    /// assert!(queue.try_put(3).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bounded(max_values: usize) -> std::io::Result<Self> {
+        Self::with_limits(DEFAULT_BYTES, Some(max_values))
+    }
+
+    /// A queue of `bytes` bytes of encoded values (each takes its encoded size and 4 bytes),
+    /// and at most `max_values` values if given.
+    ///
+    /// # Errors
+    ///
+    /// `bytes` is under 64 or over 4 GiB, `max_values` is zero, or the kernel refused the
+    /// shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::{PutError, Queue};
+    ///
+    /// let queue = Queue::<Vec<u8>>::with_limits(4096, None)?;
+    /// let err = queue.put(vec![0; 10_000]).unwrap_err();
+    /// assert!(matches!(err, PutError::TooLarge { .. }), "{err}");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_limits(bytes: usize, max_values: Option<usize>) -> std::io::Result<Self> {
+        let max = max_values.map_or(u64::MAX, |n| n as u64);
+        Handle::create(bytes, max, Roles::BOTH).map(Self::from_handle)
+    }
+
+    /// A handle to this queue that only puts.
+    ///
+    /// # Errors
+    ///
+    /// The queue is broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::new()?;
+    /// queue.producer()?.put(5).unwrap();
+    /// assert_eq!(queue.get(), Ok(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn producer(&self) -> std::io::Result<Producer<T>> {
+        self.handle.with_roles(Roles::PUT).map(Producer::from_handle)
+    }
+
+    /// A handle to this queue that only gets.
+    ///
+    /// # Errors
+    ///
+    /// The queue is broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::new()?;
+    /// queue.put(5).unwrap();
+    /// assert_eq!(queue.consumer()?.get(), Ok(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn consumer(&self) -> std::io::Result<Consumer<T>> {
+        self.handle.with_roles(Roles::GET).map(Consumer::from_handle)
+    }
+
+    /// The number of values waiting now; others may change it at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::new()?;
+    /// queue.put(5).unwrap();
+    /// assert_eq!(queue.len(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.handle.channel().len_now()
+    }
+
+    /// Whether no value waits now; others may change it at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::new()?;
+    /// assert!(queue.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest encoded value the queue holds, in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::with_limits(4096, None)?;
+    /// assert_eq!(queue.max_value_bytes(), 4092);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn max_value_bytes(&self) -> usize {
+        self.handle.channel().max_message()
+    }
+
+    put_methods!();
+    get_methods!();
+}
+
+impl<T: Serialize + DeserializeOwned> Producer<T> {
+    put_methods!();
+}
+
+impl<T: Serialize + DeserializeOwned> Consumer<T> {
+    get_methods!();
+}

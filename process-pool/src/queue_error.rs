@@ -1,0 +1,153 @@
+//! The errors of [`Queue`](crate::Queue) and [`Pipe`](crate::Pipe) operations: one type for
+//! putting (which hands the value back) and one for getting.
+
+use std::fmt;
+
+/// Why a value was not put in a [`Queue`](crate::Queue) (or sent through a pipe's
+/// [`End`](crate::End)). The value comes back in every case.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_process::{PutError, Queue};
+///
+/// let queue = Queue::<u32>::bounded(1)?;
+/// queue.try_put(1).unwrap();
+/// assert!(matches!(queue.try_put(2), Err(PutError::Full(2))));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum PutError<T> {
+    /// The queue is full ([`Queue::try_put`](crate::Queue::try_put)).
+    Full(T),
+    /// The queue stayed full until the timeout
+    /// ([`Queue::put_timeout`](crate::Queue::put_timeout)).
+    Timeout(T),
+    /// No handle that can get is left, in any live process: nobody would ever take it.
+    Disconnected(T),
+    /// The encoded value is larger than the queue can ever hold.
+    TooLarge {
+        /// The value.
+        value: T,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The largest encoded value the queue holds.
+        limit: usize,
+    },
+    /// The value could not be encoded (its `Serialize` implementation failed).
+    Encode {
+        /// The value.
+        value: T,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// The queue's shared memory holds impossible positions: a process wrote over it.
+    Broken(T),
+}
+
+impl<T> PutError<T> {
+    /// The value that was not put.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_process::Queue;
+    ///
+    /// let queue = Queue::<String>::bounded(1)?;
+    /// queue.try_put("first".into()).unwrap();
+    /// let err = queue.try_put("second".into()).unwrap_err();
+    /// assert_eq!(err.into_inner(), "second");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(value)
+            | PutError::Timeout(value)
+            | PutError::Disconnected(value)
+            | PutError::TooLarge { value, .. }
+            | PutError::Encode { value, .. }
+            | PutError::Broken(value) => value,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            PutError::TooLarge { size, limit, .. } => {
+                f.debug_struct("TooLarge").field("size", size).field("limit", limit).finish()
+            }
+            PutError::Encode { reason, .. } => {
+                f.debug_struct("Encode").field("reason", reason).finish()
+            }
+            PutError::Broken(_) => f.write_str("Broken(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("the queue is full"),
+            PutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
+            PutError::Disconnected(_) => f.write_str("no process can get from the queue any more"),
+            PutError::TooLarge { size, limit, .. } => {
+                write!(f, "the value takes {size} bytes; the queue holds at most {limit}")
+            }
+            PutError::Encode { reason, .. } => write!(f, "the value cannot be encoded: {reason}"),
+            PutError::Broken(_) => f.write_str("the queue's shared memory is broken"),
+        }
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+/// Why nothing was taken from a [`Queue`](crate::Queue) (or received on a pipe's
+/// [`End`](crate::End)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskpool_process::{GetError, Queue};
+///
+/// let queue = Queue::<u32>::new()?;
+/// assert_eq!(queue.try_get(), Err(GetError::Empty));
+/// assert_eq!(queue.get_timeout(Duration::from_millis(1)), Err(GetError::Timeout));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetError {
+    /// The queue is empty ([`Queue::try_get`](crate::Queue::try_get)).
+    Empty,
+    /// The queue stayed empty until the timeout
+    /// ([`Queue::get_timeout`](crate::Queue::get_timeout)).
+    Timeout,
+    /// The queue is empty and no handle that can put is left, in any live process: nothing
+    /// will ever come.
+    Disconnected,
+    /// A message was taken but could not be decoded as the queue's type (it is lost).
+    Decode(String),
+    /// The queue's shared memory holds impossible positions or lengths: a process wrote over
+    /// it.
+    Broken,
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => f.write_str("the queue is empty"),
+            GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
+            GetError::Disconnected => {
+                f.write_str("the queue is empty and no process can put any more")
+            }
+            GetError::Decode(reason) => write!(f, "a message cannot be decoded: {reason}"),
+            GetError::Broken => f.write_str("the queue's shared memory is broken"),
+        }
+    }
+}
+
+impl std::error::Error for GetError {}
