@@ -1,0 +1,241 @@
+//! `Queue` and `Pipe` between processes: values cross between the parent, pool workers and
+//! one-off processes; a producer or consumer killed in the middle of its work never corrupts
+//! the queue nor wedges the others, who get `Disconnected` once nobody is left on the other
+//! side; a value larger than the queue fails at once.
+
+use taskpool_process::{
+    Consumer, End, Exit, GetError, Pipe, Pool, ProcessPool, Producer, PutError, Queue, TaskError,
+    spawn,
+};
+
+/// Puts `count` values from `start`; returns how many it put.
+fn produce((queue, start, count): (Producer<u64>, u64, u64)) -> u64 {
+    for i in start..start + count {
+        queue.put(i).unwrap();
+    }
+    count
+}
+
+/// Sums what it gets until every producer is gone.
+fn consume(queue: Consumer<u64>) -> u64 {
+    let mut sum = 0;
+    loop {
+        match queue.get() {
+            Ok(v) => sum += v,
+            Err(GetError::Disconnected) => return sum,
+            Err(e) => panic!("consumer: {e}"),
+        }
+    }
+}
+
+#[test]
+fn values_cross_between_the_parent_pool_workers_and_spawned_processes() {
+    let queue = Queue::<u64>::bounded(64).unwrap();
+    let consumers: Vec<_> =
+        (0..2).map(|_| spawn(consume, queue.consumer().unwrap()).unwrap()).collect();
+    let pool = ProcessPool::new(2).unwrap();
+    let producers: Vec<_> =
+        (0..2).map(|k| pool.submit(produce, (queue.producer().unwrap(), k * 5000, 5000))).collect();
+    for i in 10_000..10_100 {
+        queue.put(i).unwrap();
+    }
+    drop(queue); // the parent puts no more
+    for producer in producers {
+        assert_eq!(producer.join().unwrap(), 5000);
+    }
+    let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(total, (0..10_100).sum::<u64>());
+}
+
+/// The value a flooding producer puts: its tag, then a filler that says the tag again.
+fn tagged(tag: u64) -> String {
+    let filler = char::from(b'a' + (tag % 26) as u8).to_string().repeat(64 * 1024);
+    format!("{tag:020}:{filler}")
+}
+
+/// The tag of a value, if the value is whole.
+fn tag_of(value: &str) -> Option<u64> {
+    let (tag, filler) = value.split_once(':')?;
+    let tag: u64 = tag.parse().ok()?;
+    let whole = filler.len() == 64 * 1024 && filler == &tagged(tag)[21..];
+    whole.then_some(tag)
+}
+
+/// Puts values tagged `round` until killed (copies of one value: most of the producer's
+/// time goes to copying it into the queue, under the queue's lock, and to encoding it).
+fn flood((queue, round): (Producer<String>, u64)) {
+    let value = tagged(round);
+    loop {
+        queue.put(value.clone()).unwrap();
+    }
+}
+
+/// Checks that every value it gets is whole; returns how many it got once producers are gone.
+fn check_whole(queue: Consumer<String>) -> u64 {
+    let mut count = 0;
+    loop {
+        match queue.get() {
+            Ok(v) => {
+                assert!(tag_of(&v).is_some(), "a torn value");
+                count += 1;
+            }
+            Err(GetError::Disconnected) => return count,
+            Err(e) => panic!("checker: {e}"),
+        }
+    }
+}
+
+#[test]
+fn producers_killed_mid_put_never_corrupt_the_queue_and_consumers_end_disconnected() {
+    const ROUNDS: u64 = 48;
+    // Room for many values, so that a producer is rarely waiting when it is killed but
+    // copying a value in.
+    let queue = Queue::<String>::with_limits(8 << 20, None).unwrap();
+    let checker = spawn(check_whole, queue.consumer().unwrap()).unwrap();
+    let here = queue.consumer().unwrap();
+    let producer = queue.producer().unwrap();
+    drop(queue);
+    let mut mine = 0u64;
+    for round in 0..ROUNDS {
+        let mut child = spawn(flood, (producer.clone(), round)).unwrap();
+        // The event: a value from this round's producer, so it is in its put loop.
+        loop {
+            let tag = tag_of(&here.get().unwrap()).expect("a torn value");
+            mine += 1;
+            if tag == round {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        // Start the next round empty, so that its producer is copying when it is killed
+        // rather than waiting for room.
+        while let Ok(v) = here.try_get() {
+            assert!(tag_of(&v).is_some(), "a torn value");
+            mine += 1;
+        }
+    }
+    drop(producer); // the last live producer handle anywhere
+    let end = loop {
+        match here.get() {
+            Ok(v) => {
+                assert!(tag_of(&v).is_some(), "a torn value");
+                mine += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(end, GetError::Disconnected);
+    let theirs = checker.join().unwrap();
+    assert!(mine >= ROUNDS, "{mine} values here, {theirs} in the checker");
+}
+
+/// Gets values and acknowledges each on `acks`, until killed.
+fn take_and_ack((queue, acks): (Consumer<u32>, Producer<u32>)) {
+    loop {
+        let v = queue.get().unwrap();
+        acks.put(v).unwrap();
+    }
+}
+
+#[test]
+fn consumers_killed_mid_get_leave_producers_working_then_disconnected() {
+    let queue = Queue::<u32>::bounded(4).unwrap();
+    let acks = Queue::<u32>::new().unwrap();
+    let producer = queue.producer().unwrap();
+    let consumer = queue.consumer().unwrap();
+    let (ack_in, ack_out) = (acks.consumer().unwrap(), acks.producer().unwrap());
+    drop((queue, acks));
+    for round in 0..8 {
+        let mut child = spawn(take_and_ack, (consumer.clone(), ack_out.clone())).unwrap();
+        producer.put(round).unwrap();
+        assert_eq!(ack_in.get(), Ok(round), "the event: this round's consumer took a value");
+        // Keep it busy, so that the kill is likely to land inside a get.
+        for _ in 0..3 {
+            producer.put(u32::MAX).unwrap();
+        }
+        child.kill().unwrap();
+        assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        // What the killed consumer left: the next round starts from an empty queue.
+        while consumer.try_get().is_ok() {}
+        while ack_in.try_get().is_ok() {}
+    }
+    drop(consumer); // the last handle that can get
+    let err = loop {
+        if let Err(e) = producer.put(7) {
+            break e;
+        }
+    };
+    assert_eq!(err, PutError::Disconnected(7));
+}
+
+#[test]
+fn a_value_larger_than_the_queue_fails_at_once_and_comes_back() {
+    let queue = Queue::<String>::with_limits(1024, None).unwrap();
+    let big = "x".repeat(4096);
+    match queue.put(big.clone()) {
+        Err(PutError::TooLarge { value, size, limit }) => {
+            assert_eq!(value, big);
+            assert!(size > 4096 && limit == 1020, "{size} {limit}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    queue.put("small".into()).unwrap();
+    assert_eq!(queue.get().as_deref(), Ok("small"));
+
+    let (a, b) = Pipe::with_bytes::<String>(1024).unwrap();
+    assert!(matches!(a.send(big), Err(PutError::TooLarge { .. })));
+    a.send("fits".into()).unwrap();
+    assert_eq!(b.recv().as_deref(), Ok("fits"));
+}
+
+/// Answers each number with its double, until the other end is gone.
+fn doubler(end: End<u64>) -> u64 {
+    let mut n = 0;
+    while let Ok(x) = end.recv() {
+        end.send(2 * x).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn pipe_ends_talk_both_ways_across_processes_and_see_the_other_go() {
+    let (here, there) = Pipe::new::<u64>().unwrap();
+    let child = spawn(doubler, there).unwrap();
+    for x in 0..1000 {
+        here.send(x).unwrap();
+        assert_eq!(here.recv(), Ok(2 * x));
+    }
+    drop(here);
+    assert_eq!(child.join().unwrap(), 1000);
+
+    // In a pool worker, and the parent sees the worker's end go when its task returns.
+    let (here, there) = Pipe::new::<u64>().unwrap();
+    let pool = ProcessPool::new(1).unwrap();
+    let task = pool.submit(doubler, there);
+    here.send(21).unwrap();
+    assert_eq!(here.recv(), Ok(42));
+    drop(here);
+    assert_eq!(task.join().unwrap(), 1);
+
+    let (here, there) = Pipe::new::<u64>().unwrap();
+    let mut child = spawn(doubler, there).unwrap();
+    here.send(1).unwrap();
+    assert_eq!(here.recv(), Ok(2));
+    child.kill().unwrap();
+    let _ = child.join();
+    assert_eq!(here.recv(), Err(GetError::Disconnected), "the other end's process died");
+}
+
+#[test]
+fn the_same_queue_works_between_threads_of_the_thread_backend() {
+    use taskpool_thread::ThreadPool;
+    let queue = Queue::<u64>::new().unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    let consumer = pool.submit(consume, queue.consumer().unwrap());
+    let producer = taskpool_thread::spawn(produce, (queue.producer().unwrap(), 0, 1000)).unwrap();
+    drop(queue);
+    assert_eq!(producer.join().unwrap(), 1000);
+    assert_eq!(consumer.join().unwrap(), (0..1000).sum::<u64>());
+}
