@@ -42,6 +42,32 @@
 //! pool.map(move |x: u64| x + offset, 1..=3); // captures `offset`
 //! ```
 //!
+//! # Queues and pipes between processes
+//!
+//! [`Queue`] is a typed, bounded queue that the parent, pool workers and spawned processes
+//! put into and get from at the same time, like Python's `multiprocessing.Queue`; [`Pipe`]
+//! makes two connected [`End`]s, like `multiprocessing.Pipe()`. Both live in shared memory
+//! and are passed to tasks as ordinary arguments. A process that dies holding one (even
+//! killed in the middle of a put) corrupts nothing; the others see [`GetError::Disconnected`]
+//! or [`PutError::Disconnected`] once nobody is left on the other side.
+//!
+//! ```
+//! use taskpool_process::{Pool, ProcessPool, Producer, Queue};
+//!
+//! fn report(queue: Producer<String>) -> u32 {
+//!     queue.put(format!("hello from {}", std::process::id())).unwrap();
+//!     std::process::id()
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = ProcessPool::new(2)?;
+//! let queue = Queue::<String>::new()?;
+//! let pid = pool.apply(report, queue.producer()?)?;
+//! assert_eq!(queue.get()?, format!("hello from {pid}"));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Limits and costs
 //!
 //! [`ProcessConfig::memory_limit`] and [`ProcessConfig::cpu_time_limit`] cap what a task may use in its
