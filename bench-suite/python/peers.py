@@ -92,6 +92,11 @@ memory      a pool of ``workers``, one held no-op per worker so that every worke
             Runs in a fresh child interpreter (``fresh_interpreter``), because a forked
             worker's RSS counts the pages it shares with its parent: measured here, it would
             grow with whatever the earlier scenarios left in this process.
+messages    (only when the spec names it) small messages per second from a child process to
+            this one through ``mp_queue`` (multiprocessing.Queue) and ``mp_pipe``
+            (multiprocessing.Pipe(), duplex as by default): a fresh child per sample puts a
+            marker, then ``messages`` ints (default 200000, 20000 when quick), then None; the
+            clock runs from the marker's arrival to the None's (median_messages_per_s ...).
 faults      one run per variant and fault: a faulty task next to ``2 * workers`` healthy ones,
             then one more healthy task. Faults: ``exception`` (raises ValueError),
             ``segfault`` (ctypes.string_at(0)), ``abort`` (os.abort()), ``hang``
@@ -721,6 +726,7 @@ class Config:
         self.round_trips = int(merged.get("round_trips", 200 if self.quick else 2000))
         self.payload_round_trips = int(merged.get("payload_round_trips",
                                                   30 if self.quick else 200))
+        self.messages = int(merged.get("messages", 20000 if self.quick else 200000))
         capped = min(self.repeats, 3) if self.quick else self.repeats
         self.cpu_repeats = capped
         self.memory_repeats = capped
@@ -1486,10 +1492,58 @@ def fault_child_main(raw):
 
 
 # --------------------------------------------------------------------------------------------
+# Messages between two processes (not in the default list: the spec names it)
+# --------------------------------------------------------------------------------------------
+
+MESSAGE_VARIANTS = ("mp_queue", "mp_pipe")
+
+
+def messages_producer(channel, kind, n):
+    put = channel.put if kind == "mp_queue" else channel.send
+    put(-1)
+    for i in range(n):
+        put(i)
+    put(None)
+
+
+def messages_sample(kind, n):
+    """Messages per second from a fresh child process to this one, marker to sentinel."""
+    if kind == "mp_queue":
+        channel = multiprocessing.Queue()
+        get, theirs = channel.get, channel
+    else:
+        here, theirs = multiprocessing.Pipe()
+        get = here.recv
+    child = multiprocessing.Process(target=messages_producer, args=(theirs, kind, n))
+    child.start()
+    try:
+        if get() != -1:
+            raise RuntimeError("the producer's first message is not the marker")
+        start = now()
+        count = 0
+        while get() is not None:
+            count += 1
+        elapsed = now() - start
+    finally:
+        child.join(BENCH_WAIT_S)
+    if count != n:
+        raise RuntimeError("%d messages arrived, not %d" % (count, n))
+    return n / elapsed
+
+
+def scenario_messages(cfg):
+    n = cfg.messages
+    samples, failed = interleaved(cfg, "messages", lambda kind: messages_sample(kind, n),
+                                  keys=MESSAGE_VARIANTS)
+    return cells(samples, failed,
+                 lambda kind, got: dict(summary(got, "messages_per_s"), messages=n))
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
-SCENARIO_FUNCS = {"startup": scenario_startup, "round_trip": scenario_round_trip,
+SCENARIO_FUNCS = {"messages": scenario_messages, "startup": scenario_startup, "round_trip": scenario_round_trip,
                   "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
                   "payload": scenario_payload, "cpu": scenario_cpu, "io": scenario_io,
                   "memory": scenario_memory, "faults": scenario_faults}
