@@ -401,7 +401,9 @@ impl Shared {
             let watch = now + WATCH;
             let until = deadline.map_or(watch, |d| d.min(watch));
             self.sleep(NOT_FULL_AT, || self.seems_to_fit(need), until);
-            if Instant::now() >= watch && !self.has_peer(Roles::GET, true)? {
+            // Woken early: maybe the last getter dropped its handle. Slept in vain: maybe
+            // it died, which only the kernel can say.
+            if !self.has_peer(Roles::GET, Instant::now() >= watch)? {
                 return Err(PutFail::Disconnected);
             }
         }
@@ -432,7 +434,7 @@ impl Shared {
             let watch = now + WATCH;
             let until = deadline.map_or(watch, |d| d.min(watch));
             self.sleep(NOT_EMPTY_AT, || self.seems_nonempty(), until);
-            if Instant::now() >= watch && !self.has_peer(Roles::PUT, true)? {
+            if !self.has_peer(Roles::PUT, Instant::now() >= watch)? {
                 return self.try_get()?.ok_or(GetFail::Disconnected);
             }
         }
