@@ -145,7 +145,7 @@ impl fmt::Debug for Shared {
 }
 
 /// A fresh random id: keyed hashes of the time, the pid and a counter.
-fn new_id() -> [u64; 2] {
+pub(crate) fn new_id() -> [u64; 2] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let word = || {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();

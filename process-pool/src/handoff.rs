@@ -27,29 +27,100 @@ use crate::channel::{Roles, Shared};
 use crate::shared_lock::my_pid;
 use crate::sys::SharedMemory;
 
-/// The channels this process maps: each by a weak reference, and a strong one while
-/// handles it sent are on their way.
-struct Known {
-    weak: Weak<Shared>,
-    keep: Option<Arc<Shared>>,
+/// What a process maps and may hand to another: found again by its id, and kept alive while
+/// what it handed off is on its way.
+pub(crate) trait Mapped {
+    /// Its random id.
+    fn id(&self) -> [u64; 2];
+    /// Whether this process handed it off and the receiver has not opened it yet.
+    fn handing_off(&self) -> bool;
 }
 
-static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
-
-fn known() -> std::sync::MutexGuard<'static, Vec<Known>> {
-    KNOWN.lock().unwrap_or_else(|e| e.into_inner())
+/// The objects of one kind this process maps: each by a weak reference, and a strong one
+/// while what it handed off is on its way.
+pub(crate) struct Known<T> {
+    entries: Mutex<Vec<Entry<T>>>,
 }
 
-/// Forgets the channels no handle refers to, and lets go of those whose handed-off handles
-/// have all arrived.
-fn prune(known: &mut Vec<Known>) {
-    for entry in known.iter_mut() {
-        if entry.keep.as_ref().is_some_and(|keep| !keep.handing_off()) {
-            entry.keep = None;
+struct Entry<T> {
+    weak: Weak<T>,
+    keep: Option<Arc<T>>,
+}
+
+impl<T: Mapped> Known<T> {
+    pub(crate) const fn new() -> Self {
+        Known { entries: Mutex::new(Vec::new()) }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<Entry<T>>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Forgets what no handle refers to, and lets go of what has arrived.
+        for entry in entries.iter_mut() {
+            if entry.keep.as_ref().is_some_and(|keep| !keep.handing_off()) {
+                entry.keep = None;
+            }
+        }
+        entries.retain(|entry| entry.weak.strong_count() > 0);
+        entries
+    }
+
+    /// Whether something handed off is still on its way.
+    pub(crate) fn any_on_the_way(&self) -> bool {
+        self.entries().iter().any(|entry| entry.keep.is_some())
+    }
+
+    /// Remembers `object`, mapped in this process.
+    pub(crate) fn add(&self, object: &Arc<T>) {
+        self.entries().push(Entry { weak: Arc::downgrade(object), keep: None });
+    }
+
+    /// Keeps `object` alive until what it handed off arrives.
+    pub(crate) fn keep(&self, object: &Arc<T>) {
+        let mut entries = self.entries();
+        match entries.iter_mut().find(|e| std::ptr::eq(e.weak.as_ptr(), Arc::as_ptr(object))) {
+            Some(entry) => entry.keep = Some(object.clone()),
+            None => {
+                entries.push(Entry { weak: Arc::downgrade(object), keep: Some(object.clone()) })
+            }
         }
     }
-    known.retain(|entry| entry.weak.strong_count() > 0);
+
+    /// The object `id` if this process maps it; else `open`s it and remembers it.
+    pub(crate) fn find_or_open(
+        &self,
+        id: [u64; 2],
+        open: impl FnOnce() -> Result<T, String>,
+    ) -> Result<Arc<T>, String> {
+        let mut entries = self.entries();
+        if let Some(found) = entries.iter().filter_map(|e| e.weak.upgrade()).find(|o| o.id() == id)
+        {
+            return Ok(found);
+        }
+        let object = Arc::new(open()?);
+        entries.push(Entry { weak: Arc::downgrade(&object), keep: None });
+        Ok(object)
+    }
 }
+
+/// Opens descriptor `fd` of process `pid` (through `/proc`), for reading, and writing if
+/// `write`.
+pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, String> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let file = OpenOptions::new().read(true).write(write).open(&path);
+    file.map(OwnedFd::from).map_err(|e| format!("{path}: {e}"))
+}
+
+impl Mapped for Shared {
+    fn id(&self) -> [u64; 2] {
+        Shared::id(self)
+    }
+
+    fn handing_off(&self) -> bool {
+        Shared::handing_off(self)
+    }
+}
+
+static CHANNELS: Known<Shared> = Known::new();
 
 /// One handle to a channel: what it may do, counted in the channel's peer table while it
 /// lives.
@@ -79,10 +150,7 @@ impl Handle {
     /// A handle with `roles` to a new channel.
     pub(crate) fn create(bytes: usize, max_messages: u64, roles: Roles) -> std::io::Result<Handle> {
         let shared = Arc::new(Shared::create(bytes, max_messages)?);
-        let mut known = known();
-        prune(&mut known);
-        known.push(Known { weak: Arc::downgrade(&shared), keep: None });
-        drop(known);
+        CHANNELS.add(&shared);
         Handle::counted(shared, roles)
     }
 
@@ -144,18 +212,7 @@ impl Serialize for Handle {
             Ok(false) => return Err(S::Error::custom(table_full())),
             Err(_) => return Err(S::Error::custom(broken())),
         }
-        {
-            let mut known = known();
-            prune(&mut known);
-            let entry =
-                known.iter_mut().find(|k| std::ptr::eq(k.weak.as_ptr(), Arc::as_ptr(shared)));
-            match entry {
-                Some(entry) => entry.keep = Some(shared.clone()),
-                None => {
-                    known.push(Known { weak: Arc::downgrade(shared), keep: Some(shared.clone()) })
-                }
-            }
-        }
+        CHANNELS.keep(shared);
         Wire {
             id: shared.id(),
             len: shared.len() as u64,
@@ -182,35 +239,25 @@ impl<'de> Deserialize<'de> for Handle {
 /// The channel a serialized handle names: this process's mapping if it has one, else the
 /// memory opened through a holder.
 fn open(wire: &Wire) -> Result<Arc<Shared>, String> {
-    let mut known = known();
-    prune(&mut known);
-    if let Some(shared) = known.iter().filter_map(|k| k.weak.upgrade()).find(|s| s.id() == wire.id)
-    {
-        return Ok(shared);
-    }
-    let len = usize::try_from(wire.len).map_err(|e| e.to_string())?;
-    let mut why = String::from("no process named holds it");
-    for &(pid, fd) in &wire.holders {
-        match open_from(pid, fd, len, wire.id) {
-            Ok(shared) => {
-                let shared = Arc::new(shared);
-                known.push(Known { weak: Arc::downgrade(&shared), keep: None });
-                return Ok(shared);
+    CHANNELS.find_or_open(wire.id, || {
+        let len = usize::try_from(wire.len).map_err(|e| e.to_string())?;
+        let mut why = String::from("no process named holds it");
+        for &(pid, fd) in &wire.holders {
+            match open_from(pid, fd, len, wire.id) {
+                Ok(shared) => return Ok(shared),
+                Err(e) => why = e,
             }
-            Err(e) => why = e,
         }
-    }
-    Err(format!("cannot open the queue's shared memory: {why}"))
+        Err(format!("cannot open the queue's shared memory: {why}"))
+    })
 }
 
-fn open_from(pid: u32, fd: i32, len: usize, id: [u64; 2]) -> Result<Shared, String> {
-    let path = format!("/proc/{pid}/fd/{fd}");
-    let file = OpenOptions::new().read(true).write(true).open(&path);
-    let file = file.map_err(|e| format!("{path}: {e}"))?;
-    let fd = OwnedFd::from(file);
+fn open_from(pid: u32, number: i32, len: usize, id: [u64; 2]) -> Result<Shared, String> {
+    let fd = open_proc(pid, number, true)?;
+    let place = format!("descriptor {number} of process {pid}");
     let memory = SharedMemory::adopt(fd.as_raw_fd(), len)
-        .ok_or_else(|| format!("{path} is not a sealed memfd of {len} bytes"))?;
-    Shared::adopt(memory, fd, id).ok_or_else(|| format!("{path} is another queue"))
+        .ok_or_else(|| format!("{place} is not a sealed memfd of {len} bytes"))?;
+    Shared::adopt(memory, fd, id).ok_or_else(|| format!("{place} is another queue"))
 }
 
 #[cfg(test)]

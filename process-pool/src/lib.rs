@@ -68,6 +68,9 @@
 //! # }
 //! ```
 //!
+//! Large arguments and results cross without a copy as [`SharedBytes`]: written once into
+//! shared memory, sealed, and read in place by the worker (and back).
+//!
 //! # Limits and costs
 //!
 //! [`ProcessConfig::memory_limit`] and [`ProcessConfig::cpu_time_limit`] cap what a task may use in its
@@ -121,6 +124,7 @@ pub mod remote;
 mod ring;
 mod run;
 mod scheduler;
+mod shared_bytes;
 mod shared_lock;
 #[allow(unsafe_code)]
 mod ship;
@@ -139,6 +143,7 @@ pub use crate::pipe::{End, Pipe};
 pub use crate::pool::{PoolStats, ProcessPool};
 pub use crate::queue::{Consumer, Producer, Queue};
 pub use crate::queue_error::{GetError, PutError};
+pub use crate::shared_bytes::SharedBytes;
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{

@@ -875,6 +875,147 @@ impl std::fmt::Debug for SharedMemory {
     }
 }
 
+/// The seals of a [`SealedBytes`]: nothing about the file can change any more, its contents
+/// included.
+const FROZEN: libc::c_int = SEALS | libc::F_SEAL_WRITE;
+/// Where a [`SealedBytes`]'s data starts in its file: after one page of header.
+pub(crate) const SEALED_DATA_AT: usize = 4096;
+
+/// Bytes in a `memfd` sealed against every change (`F_SEAL_WRITE` among its seals), mapped
+/// read-only: no process can change them any more, by any means, so they are read in place
+/// through a plain reference. The file holds a header page, then the data.
+pub(crate) struct SealedBytes {
+    /// The mapping of the whole file (never empty: it starts with the header page).
+    at: ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and its contents sealed: any thread may read it.
+unsafe impl Send for SealedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for SealedBytes {}
+
+impl SealedBytes {
+    /// A new sealed file of `header` (at most a page), then `len` bytes that `fill` writes
+    /// (they start zeroed), and the descriptor for other processes to open.
+    pub(crate) fn create(
+        name: &CStr,
+        header: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<(SealedBytes, OwnedFd)> {
+        if header.len() > SEALED_DATA_AT || !has_memfd() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let total = SEALED_DATA_AT.checked_add(len).ok_or_else(|| io::Error::other("too large"))?;
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
+        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
+        // SAFETY: `fd` was just created and is owned by this call.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let bytes = libc::off_t::try_from(total).map_err(io::Error::other)?;
+        // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+        {
+            let writable = Writable::map(fd.as_fd(), total)?;
+            // SAFETY: the mapping is `total` bytes long, writable, and only this call knows
+            // of the file: nothing else reads or writes it while these slices live.
+            let all = unsafe { std::slice::from_raw_parts_mut(writable.at.as_ptr(), total) };
+            let (head, data) = all.split_at_mut(SEALED_DATA_AT);
+            head[..header.len()].copy_from_slice(header);
+            fill(data);
+        } // unmapped here (even if `fill` panicked): F_SEAL_WRITE needs no writable mapping
+        // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, FROZEN) })?;
+        Ok((Self::map(fd.as_fd(), total)?, fd))
+    }
+
+    /// The sealed file on `fd` (opened from another process), if it is sealed as
+    /// [`SealedBytes::create`] seals it and holds `len` bytes of data.
+    pub(crate) fn adopt(fd: BorrowedFd<'_>, len: usize) -> Option<SealedBytes> {
+        let total = SEALED_DATA_AT.checked_add(len)?;
+        // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } != 0 {
+            return None;
+        }
+        let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        if !regular || usize::try_from(stat.st_size).ok()? != total {
+            return None;
+        }
+        // SAFETY: F_GET_SEALS reads the seals of an open descriptor.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & FROZEN != FROZEN {
+            return None;
+        }
+        Self::map(fd, total).ok()
+    }
+
+    fn map(fd: BorrowedFd<'_>, total: usize) -> io::Result<SealedBytes> {
+        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        // SAFETY: a new read-only mapping of a file we hold open, at an address the kernel
+        // picks; it stays valid after the descriptor closes, until munmap in Drop.
+        let at = unsafe {
+            libc::mmap(ptr::null_mut(), total, libc::PROT_READ, flags, fd.as_raw_fd(), 0)
+        };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(SealedBytes { at, len: total })
+    }
+
+    /// The whole file: the header page, then the data.
+    pub(crate) fn file(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable until Drop, and its contents can never
+        // change: the file is sealed against writes (F_SEAL_WRITE, checked or set before
+        // mapping), so a shared reference to them is sound.
+        unsafe { std::slice::from_raw_parts(self.at.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SealedBytes {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; every reference into it borrows
+        // `self`.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for SealedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedBytes").field("len", &self.len).finish()
+    }
+}
+
+/// A writable shared mapping, unmapped on drop.
+struct Writable {
+    at: ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Writable {
+    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Writable> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks.
+        let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(Writable { at, len })
+    }
+}
+
+impl Drop for Writable {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; the slices into it are gone.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
+    }
+}
+
 /// Sleeps while the shared 32-bit `word` holds `expected`, until [`futex_wake`] on it, a
 /// signal, or `timeout`. Returns at once if it holds something else. Works across processes
 /// that map the same memory.

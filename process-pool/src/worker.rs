@@ -130,7 +130,9 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
                 if reader.pending() > 0 {
                     sys::exit_now(EXIT_PROTOCOL);
                 }
-                // End of input: a clean exit, which also flushes the program's stdout.
+                // End of input: a clean exit, which also flushes the program's stdout, once
+                // the receivers of any `SharedBytes` sent have them.
+                crate::shared_bytes::await_receivers();
                 std::process::exit(0);
             }
             Ok(_) => {}

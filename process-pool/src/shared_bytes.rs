@@ -1,0 +1,325 @@
+//! `SharedBytes`: bytes written once into a sealed `memfd` and read in place by every process
+//! that receives them, so that large task arguments and results cross without a copy.
+//!
+//! Two files make one value: the data file (a header page with the magic, the value's id and
+//! length, then the bytes), sealed against every change once written (`sys::SealedBytes`),
+//! so that every process maps it read-only and reads it through a plain `&[u8]`; and a
+//! control page (a [`SharedMemory`]) with the same id and the count of serialized copies not
+//! yet received. They cross as queue handles do (`handoff.rs`): the receiver opens both
+//! through `/proc/PID/fd` of a process that holds them and checks both ids; the sender keeps
+//! them open while copies are on their way, and lets go at its next use of `SharedBytes`
+//! once every copy arrived.
+
+use std::fmt;
+use std::ops::Deref;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::handoff::{Known, Mapped, open_proc};
+use crate::shared_lock::my_pid;
+use crate::sys::{SEALED_DATA_AT, SealedBytes, SharedMemory};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"tpbytes1");
+const CONTROL_LEN: usize = 4096;
+/// Bytes of the data file's header: magic, id, length.
+const HEADER: usize = 32;
+
+/// One value as this process maps it.
+struct Inner {
+    data: SealedBytes,
+    data_fd: OwnedFd,
+    control: SharedMemory,
+    control_fd: OwnedFd,
+    id: [u64; 2],
+    len: usize,
+}
+
+impl Inner {
+    fn bytes(&self) -> &[u8] {
+        &self.data.file()[SEALED_DATA_AT..SEALED_DATA_AT + self.len]
+    }
+
+    /// Copies serialized and not yet received.
+    fn pending(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.control.words(24, 1)[0]
+    }
+}
+
+impl Mapped for Inner {
+    fn id(&self) -> [u64; 2] {
+        self.id
+    }
+
+    fn handing_off(&self) -> bool {
+        self.pending().load(Acquire) != 0
+    }
+}
+
+static VALUES: Known<Inner> = Known::new();
+
+/// How long a worker at its end waits for the receivers of the values it sent.
+const AWAIT_RECEIVERS: Duration = Duration::from_secs(10);
+
+/// At a worker's end: waits (at most [`AWAIT_RECEIVERS`]) until every value this process
+/// sent was opened by its receiver, which needs this process to hold it until then: the
+/// result of a one-off process is decoded only when its parent joins it.
+pub(crate) fn await_receivers() {
+    let until = Instant::now() + AWAIT_RECEIVERS;
+    while VALUES.any_on_the_way() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Bytes that live in shared memory: written once by the process that makes them, then read
+/// in place by every process they are passed to, as a task argument, a task result or a
+/// [`Queue`](crate::Queue) value, with no copy on the way.
+///
+/// Use it for large inputs and results (from about 64 KiB): a `Vec<u8>` argument is copied
+/// into the worker's ring and out of it again on each side, `SharedBytes` is not copied at
+/// all; the receiving process maps the same pages and reads them where they are. Making one
+/// costs a `memfd`, a mapping and one copy of the bytes (or none with [`SharedBytes::new`],
+/// which lets the caller write them in place); for small values that costs more than the
+/// copies it saves. The bytes cannot change once made (the file is sealed against writes),
+/// so any number of processes and threads may read them at once. It derefs to `[u8]`.
+///
+/// A value stays alive while any process holds it. A process that sends one keeps it open
+/// until the receiver has it; if the receiver never decodes it (a task dropped unrun), the
+/// sender keeps it until it exits. A one-off process ([`spawn`](crate::spawn)) whose task
+/// returned one waits (up to 10 s) for its parent to join it before it exits, since the
+/// result is opened only then. The receiver opens it through `/proc/PID/fd` of the
+/// sender (same user, as a pool's workers are). On the thread backend it is passed as is.
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_process::{Pool, ProcessPool, SharedBytes};
+///
+/// fn checksum(data: SharedBytes) -> u64 {
+///     data.iter().map(|&b| u64::from(b)).sum() // read in place, in the worker
+/// }
+///
+/// fn double(data: SharedBytes) -> SharedBytes {
+///     SharedBytes::new(data.len(), |out| {
+///         for (o, &b) in out.iter_mut().zip(data.iter()) {
+///             *o = b.wrapping_mul(2);
+///         }
+///     })
+///     .unwrap()
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = ProcessPool::new(2)?;
+/// let data = SharedBytes::copy_from_slice(&vec![3u8; 1 << 20])?;
+/// assert_eq!(pool.apply(checksum, data.clone())?, 3 << 20);
+/// let doubled = pool.apply(double, data)?;
+/// assert!(doubled.iter().all(|&b| b == 6));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SharedBytes {
+    inner: Arc<Inner>,
+}
+
+impl SharedBytes {
+    /// `len` bytes that `fill` writes in place (they start zeroed), then sealed.
+    ///
+    /// # Errors
+    ///
+    /// The kernel has no `memfd` or refused the memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let squares = taskpool_process::SharedBytes::new(16, |out| {
+    ///     for (i, b) in out.iter_mut().enumerate() {
+    ///         *b = (i * i) as u8;
+    ///     }
+    /// })?;
+    /// assert_eq!(squares[3], 9);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(len: usize, fill: impl FnOnce(&mut [u8])) -> std::io::Result<SharedBytes> {
+        let id = crate::channel::new_id();
+        let mut header = [0u8; HEADER];
+        header[..8].copy_from_slice(&MAGIC.to_le_bytes());
+        header[8..16].copy_from_slice(&id[0].to_le_bytes());
+        header[16..24].copy_from_slice(&id[1].to_le_bytes());
+        header[24..32].copy_from_slice(&(len as u64).to_le_bytes());
+        let (data, data_fd) = SealedBytes::create(c"taskpool-bytes", &header, len, fill)?;
+        let (control, control_fd) = SharedMemory::create(c"taskpool-bytes-control", CONTROL_LEN)?;
+        let words = control.words(0, 4);
+        words[1].store(id[0], Relaxed);
+        words[2].store(id[1], Relaxed);
+        words[0].store(MAGIC, Release);
+        let inner = Arc::new(Inner { data, data_fd, control, control_fd, id, len });
+        VALUES.add(&inner);
+        Ok(SharedBytes { inner })
+    }
+
+    /// A copy of `bytes` in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// The kernel has no `memfd` or refused the memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let data = taskpool_process::SharedBytes::copy_from_slice(b"hello")?;
+    /// assert_eq!(&data[..], b"hello");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn copy_from_slice(bytes: &[u8]) -> std::io::Result<SharedBytes> {
+        SharedBytes::new(bytes.len(), |out| out.copy_from_slice(bytes))
+    }
+
+    /// The bytes, read in place (also what `Deref` gives).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let data = taskpool_process::SharedBytes::copy_from_slice(&[1, 2, 3])?;
+    /// assert_eq!(data.as_slice(), &[1, 2, 3]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn as_slice(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+}
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+}
+
+impl PartialEq for SharedBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SharedBytes {}
+
+impl fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBytes").field("len", &self.inner.len).finish_non_exhaustive()
+    }
+}
+
+/// A value as it crosses to another process.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    id: [u64; 2],
+    len: u64,
+    /// `(pid, data fd, control fd)` where it is open.
+    holders: Vec<(u32, i32, i32)>,
+}
+
+impl Serialize for SharedBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let inner = &self.inner;
+        inner.pending().fetch_add(1, AcqRel);
+        VALUES.keep(inner);
+        let holder = (my_pid(), inner.data_fd.as_raw_fd(), inner.control_fd.as_raw_fd());
+        Wire { id: inner.id, len: inner.len as u64, holders: vec![holder] }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SharedBytes, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let inner = VALUES
+            .find_or_open(wire.id, || {
+                let mut why = String::from("no process named holds it");
+                for &(pid, data, control) in &wire.holders {
+                    match open_from(pid, data, control, &wire) {
+                        Ok(inner) => return Ok(inner),
+                        Err(e) => why = e,
+                    }
+                }
+                Err(format!("cannot open shared bytes: {why}"))
+            })
+            .map_err(serde::de::Error::custom)?;
+        // One copy on its way arrived (saturating: a count a peer broke only costs how long
+        // its sender keeps the value).
+        let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+        Ok(SharedBytes { inner })
+    }
+}
+
+fn open_from(pid: u32, data: i32, control: i32, wire: &Wire) -> Result<Inner, String> {
+    let len = usize::try_from(wire.len).map_err(|e| e.to_string())?;
+    let place = format!("process {pid}");
+    let data_fd = open_proc(pid, data, false)?;
+    let sealed = SealedBytes::adopt(data_fd.as_fd(), len)
+        .ok_or_else(|| format!("{place}: not sealed bytes of {len} bytes"))?;
+    let head = &sealed.file()[..HEADER];
+    let word = |i: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&head[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    if [word(0), word(1), word(2), word(3)] != [MAGIC, wire.id[0], wire.id[1], wire.len] {
+        return Err(format!("{place}: other bytes"));
+    }
+    let control_fd = open_proc(pid, control, true)?;
+    let memory = SharedMemory::adopt(control_fd.as_raw_fd(), CONTROL_LEN)
+        .ok_or_else(|| format!("{place}: not a control page"))?;
+    let words = memory.words(0, 3);
+    if [words[0].load(Acquire), words[1].load(Relaxed), words[2].load(Relaxed)]
+        != [MAGIC, wire.id[0], wire.id[1]]
+    {
+        return Err(format!("{place}: another control page"));
+    }
+    Ok(Inner { data: sealed, data_fd, control: memory, control_fd, id: wire.id, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_through_serde_to_the_same_mapping_and_wrong_ids_are_refused() {
+        let data = SharedBytes::copy_from_slice(b"in place").unwrap();
+        let mut encoded = Vec::new();
+        crate::codec::encode_into(&data, &mut encoded).unwrap();
+        assert!(data.inner.handing_off());
+        let back: SharedBytes = crate::codec::decode(&encoded).unwrap();
+        assert!(Arc::ptr_eq(&back.inner, &data.inner), "one mapping per process");
+        assert!(!data.inner.handing_off(), "received");
+
+        let me = my_pid();
+        let (d, c) = (data.inner.data_fd.as_raw_fd(), data.inner.control_fd.as_raw_fd());
+        let wrong = Wire { id: [1, 2], len: 8, holders: vec![] };
+        assert!(open_from(me, d, c, &wrong).err().unwrap().contains("other bytes"));
+        let right = Wire { id: data.inner.id, len: 8, holders: vec![] };
+        let opened = open_from(me, d, c, &right).unwrap();
+        assert_eq!(opened.bytes(), b"in place");
+        let short = Wire { id: data.inner.id, len: 7, holders: vec![] };
+        assert!(open_from(me, d, c, &short).is_err(), "the length is checked");
+    }
+
+    #[test]
+    fn the_bytes_cannot_be_written_by_anyone() {
+        let data = SharedBytes::copy_from_slice(&[7; 100]).unwrap();
+        let fd = open_proc(my_pid(), data.inner.data_fd.as_raw_fd(), true);
+        let mut file = std::fs::File::from(fd.unwrap());
+        let err = std::io::Write::write_all(&mut file, b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "sealed against writes");
+        assert!(data.iter().all(|&b| b == 7));
+    }
+}

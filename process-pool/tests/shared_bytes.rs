@@ -1,0 +1,72 @@
+//! `SharedBytes` as task arguments and results: 1 MiB and 64 MiB round trips through pool
+//! workers and one-off processes arrive whole, read in place, and a worker's own result
+//! reaches the parent after the worker has dropped it.
+
+use taskpool_process::{Pool, ProcessPool, SharedBytes, spawn};
+
+/// The pattern byte at `i` of a buffer seeded with `seed`.
+fn pattern(seed: u8, i: usize) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(seed)
+}
+
+fn made(len: usize, seed: u8) -> SharedBytes {
+    SharedBytes::new(len, |out| {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = pattern(seed, i);
+        }
+    })
+    .unwrap()
+}
+
+/// Returns what it got.
+fn echo(data: SharedBytes) -> SharedBytes {
+    data
+}
+
+/// Returns a new value made in the worker: each byte plus one.
+fn plus_one(data: SharedBytes) -> SharedBytes {
+    SharedBytes::new(data.len(), |out| {
+        for (o, &b) in out.iter_mut().zip(data.iter()) {
+            *o = b.wrapping_add(1);
+        }
+    })
+    .unwrap()
+}
+
+/// The worker's view: length and a checksum of what it read in place.
+fn checksum(data: SharedBytes) -> (usize, u64) {
+    (data.len(), data.iter().map(|&b| u64::from(b)).sum())
+}
+
+fn checksum_of(len: usize, seed: u8) -> u64 {
+    (0..len).map(|i| u64::from(pattern(seed, i))).sum()
+}
+
+fn is_pattern(data: &[u8], seed: u8) -> bool {
+    data.iter().enumerate().all(|(i, &b)| b == pattern(seed, i))
+}
+
+#[test]
+fn one_and_sixty_four_mib_round_trip_through_pool_workers() {
+    let pool = ProcessPool::new(2).unwrap();
+    for len in [1 << 20, 64 << 20] {
+        let data = made(len, 5);
+        assert_eq!(pool.apply(checksum, data.clone()).unwrap(), (len, checksum_of(len, 5)));
+        let back = pool.apply(echo, data.clone()).unwrap();
+        assert_eq!(back.len(), len);
+        assert!(is_pattern(&back, 5), "the echo of {len} bytes is whole");
+        let changed = pool.apply(plus_one, data).unwrap();
+        assert!(is_pattern(&changed, 6), "the worker's own {len} bytes arrived whole");
+    }
+}
+
+#[test]
+fn a_one_off_process_reads_and_returns_shared_bytes() {
+    let data = made(1 << 20, 9);
+    let child = spawn(plus_one, data.clone()).unwrap();
+    let back = child.join().unwrap();
+    assert!(is_pattern(&back, 10));
+    assert!(is_pattern(&data, 9), "the original is unchanged");
+    let empty = spawn(echo, SharedBytes::copy_from_slice(&[]).unwrap()).unwrap();
+    assert!(empty.join().unwrap().is_empty());
+}
