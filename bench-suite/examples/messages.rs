@@ -12,6 +12,7 @@
 //! Run with `cargo run --release -p taskpool-bench --example messages -- [N] [REPEATS]`
 //! (defaults: 1,000,000 messages, 5 repeats; Python sends N / 5, as it is slower).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -79,17 +80,18 @@ fn median(mut samples: Vec<f64>) -> f64 {
 fn python(n: i64, repeats: usize) -> Result<(f64, f64), String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join("peers.py");
     let spec = format!(r#"{{"scenarios": ["messages"], "repeats": {repeats}, "messages": {n}}}"#);
-    let spec_file =
-        std::env::temp_dir().join(format!("taskpool-messages-{}.json", std::process::id()));
-    std::fs::write(&spec_file, spec).map_err(|e| e.to_string())?;
-    let output = Command::new("python3")
+    let mut child = Command::new("python3")
         .arg(&script)
-        .arg("--spec")
-        .arg(&spec_file)
+        .args(["--spec", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output();
-    let _ = std::fs::remove_file(&spec_file);
-    let output = output.map_err(|e| format!("python3: {e}"))?;
+        .spawn()
+        .map_err(|e| format!("python3: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(spec.as_bytes()).map_err(|e| format!("python3: {e}"))?;
+    }
+    let output = child.wait_with_output().map_err(|e| format!("python3: {e}"))?;
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).map_err(|e| format!("peers.py output: {e}"))?;
     let cell = |kind: &str| {
