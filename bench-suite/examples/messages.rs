@@ -9,66 +9,21 @@
 //! Python script (`python/peers.py`, scenario `messages`) interleaves its own two the same
 //! way. Medians of the samples are printed, with each taskpool figure's ratio to Python's.
 //!
+//! The measuring is the report's own (`taskpool_bench::messages`, the rows `messages_queue`
+//! and `messages_pipe`); this example runs it with more messages and prints the figures.
+//!
 //! Run with `cargo run --release -p taskpool-bench --example messages -- [N] [REPEATS]`
 //! (defaults: 1,000,000 messages, 5 repeats; Python sends N / 5, as it is slower).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-use taskpool_process::{End, GetError, Pipe, Producer, Queue, spawn};
+use taskpool_bench::{Channel, messages};
 
-/// Puts the marker, `n` integers and the sentinel.
-fn queue_producer((queue, n): (Producer<Option<i64>>, i64)) {
-    queue.put(Some(-1)).expect("the consumer is gone");
-    for i in 0..n {
-        queue.put(Some(i)).expect("the consumer is gone");
-    }
-    queue.put(None).expect("the consumer is gone");
-}
-
-/// The same through a pipe's end.
-fn pipe_producer((end, n): (End<Option<i64>>, i64)) {
-    end.send(Some(-1)).expect("the consumer is gone");
-    for i in 0..n {
-        end.send(Some(i)).expect("the consumer is gone");
-    }
-    end.send(None).expect("the consumer is gone");
-}
-
-/// Messages per second from the marker to the sentinel, with `get` taking each.
-fn drain(n: i64, get: impl Fn() -> Result<Option<i64>, GetError>) -> Result<f64, String> {
-    if get().map_err(|e| e.to_string())? != Some(-1) {
-        return Err("the first message is not the marker".into());
-    }
-    let start = Instant::now();
-    let mut count = 0;
-    while get().map_err(|e| e.to_string())?.is_some() {
-        count += 1;
-    }
-    let elapsed = start.elapsed();
-    if count != n {
-        return Err(format!("{count} messages arrived, not {n}"));
-    }
-    Ok(n as f64 / elapsed.as_secs_f64())
-}
-
-fn queue_sample(n: i64) -> Result<f64, String> {
-    let queue = Queue::<Option<i64>>::new().map_err(|e| e.to_string())?;
-    let child = spawn(queue_producer, (queue.producer().map_err(|e| e.to_string())?, n))
-        .map_err(|e| e.to_string())?;
-    let rate = drain(n, || queue.get());
-    child.join().map_err(|e| e.to_string())?;
-    rate
-}
-
-fn pipe_sample(n: i64) -> Result<f64, String> {
-    let (here, there) = Pipe::new::<Option<i64>>().map_err(|e| e.to_string())?;
-    let child = spawn(pipe_producer, (there, n)).map_err(|e| e.to_string())?;
-    let rate = drain(n, || here.recv());
-    child.join().map_err(|e| e.to_string())?;
-    rate
+/// Messages per second of one sample through `channel`.
+fn sample(channel: Channel, n: u64) -> Result<f64, String> {
+    Ok(n as f64 / messages(channel, n)?.as_secs_f64())
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -77,7 +32,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 /// Python's medians, `(queue, pipe)`, from `peers.py`.
-fn python(n: i64, repeats: usize) -> Result<(f64, f64), String> {
+fn python(n: u64, repeats: usize) -> Result<(f64, f64), String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join("peers.py");
     let spec = format!(r#"{{"scenarios": ["messages"], "repeats": {repeats}, "messages": {n}}}"#);
     let mut child = Command::new("python3")
@@ -104,12 +59,12 @@ fn python(n: i64, repeats: usize) -> Result<(f64, f64), String> {
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let n: i64 = args.next().map_or(Ok(1_000_000), |a| a.parse()).map_err(|e| format!("{e}"))?;
+    let n: u64 = args.next().map_or(Ok(1_000_000), |a| a.parse()).map_err(|e| format!("{e}"))?;
     let repeats: usize = args.next().map_or(Ok(5), |a| a.parse()).map_err(|e| format!("{e}"))?;
     let (mut queue, mut pipe) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
-        queue.push(queue_sample(n)?);
-        pipe.push(pipe_sample(n)?);
+        queue.push(sample(Channel::Queue, n)?);
+        pipe.push(sample(Channel::Pipe, n)?);
     }
     let (queue, pipe) = (median(queue), median(pipe));
     println!(

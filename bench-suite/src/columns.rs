@@ -265,6 +265,9 @@ pub enum Op {
     /// An agent (a machine's worker host) killed while it runs a task, which must then be
     /// done elsewhere.
     AgentLoss,
+    /// Small messages from a child process to its parent through a queue or a pipe
+    /// (`multiprocessing.Queue`, `multiprocessing.Pipe()`).
+    Messages,
 }
 
 impl Op {
@@ -287,6 +290,7 @@ impl Op {
             Op::Idle => "idle CPU",
             Op::Waits => "waiting tasks",
             Op::AgentLoss => "agent loss",
+            Op::Messages => "messages between processes",
         }
     }
 }
@@ -334,10 +338,12 @@ pub(crate) const DISABLED: &str = "backend disabled by cargo features";
 
 /// A taskpool backend: built when `feature` is on, else a column that says it is disabled.
 /// `start` builds its pool from a [`PoolSpec`], `spawn` (if it has one) runs a one-off
-/// no-op, `limits` (if any) says what it cannot run at a size or on this machine.
+/// no-op, `messages` (if it has a channel between processes) times small messages, `limits` (if any) says what it cannot run at a size or on this machine.
 macro_rules! taskpool_backend {
     (@spawn) => { None };
     (@spawn $spawn:expr) => { Some($spawn as crate::backends::SpawnFn) };
+    (@messages) => { None };
+    (@messages $messages:expr) => { Some($messages as crate::backends::MessagesFn) };
     (@limits) => { None };
     (@limits $limits:expr) => { Some($limits as Limits) };
     (@crates) => { &[] };
@@ -348,6 +354,7 @@ macro_rules! taskpool_backend {
         feature: $feature:literal,
         start: $start:expr,
         $(spawn: $spawn:expr,)?
+        $(messages: $messages:expr,)?
         $(limits: $limits:expr,)?
         can: $can:expr,
         cannot: $cannot:expr,
@@ -356,7 +363,11 @@ macro_rules! taskpool_backend {
     ) => {{
         #[cfg(feature = $feature)]
         let (runs, limits) = (
-            Runs::Here { start: Some($start), spawn: taskpool_backend!(@spawn $($spawn)?) },
+            Runs::Here {
+                start: Some($start),
+                spawn: taskpool_backend!(@spawn $($spawn)?),
+                messages: taskpool_backend!(@messages $($messages)?),
+            },
             taskpool_backend!(@limits $($limits)?),
         );
         #[cfg(not(feature = $feature))]
@@ -397,14 +408,41 @@ const TASKPOOL_HOW: &[How] = &[
     (&[Op::Spawn], "the crate's `spawn(f, x)` + `join`"),
     (&[Op::Idle], "a pool of 2 runs one no-op (`Pool::apply`), then is left alone"),
     (
+        &[Op::Messages],
+        "`Queue::new()` (a `Producer` from `queue.producer()`) or `Pipe::new()` (one `End`) handed \
+         to a one-off `spawn`; the child `put`s or `send`s a marker, N `Some(i)` and `None`, the \
+         parent `get`s or `recv`s them; timed from the marker's arrival to the `None`'s",
+    ),
+    (
         &[Op::Faults, Op::Timeout, Op::MemoryLimit],
         "`Pool::apply` on a pool configured with the limit",
     ),
 ];
 
+/// What the Python script measures for its process column: the above and its queues and pipes.
+const PYTHON_PROCESSES_CAN: &[Op] = &[
+    Op::Startup,
+    Op::RoundTrip,
+    Op::InFlight,
+    Op::Map,
+    Op::Payload,
+    Op::Kernels,
+    Op::Faults,
+    Op::Memory,
+    Op::Waits,
+    Op::Messages,
+];
+
 /// What the Python script does not measure.
 const PYTHON_CANNOT: &[(Op, &str)] =
     &[(Op::Spawn, "not in the Python script"), (Op::Idle, "not in the Python script")];
+
+/// What the Python script measures on processes only: the threads' column says why not.
+const PYTHON_THREADS_CANNOT: &[(Op, &str)] = &[
+    (Op::Spawn, "not in the Python script"),
+    (Op::Idle, "not in the Python script"),
+    (Op::Messages, "threads of one process: no second process to send to"),
+];
 
 /// Every backend, in the order their variants run. The first backend of a column that can
 /// run a scenario fills that column's cell.
@@ -439,6 +477,7 @@ pub static BACKENDS: &[Backend] = &[
         cannot: &[
             (Op::Recycle, "a thread has no fresh address space to recycle into"),
             (Op::AgentLoss, "one machine: no agent to lose"),
+            (Op::Messages, "threads of one process: no second process to send to"),
         ],
         how: TASKPOOL_HOW,
     },
@@ -458,6 +497,7 @@ pub static BACKENDS: &[Backend] = &[
             let spawned = taskpool_process::spawn(crate::tasks::noop, 1);
             crate::backends::taskpool::joined(spawned)
         },
+        messages: crate::backends::messages::messages,
         can: &[
             Op::Spawn,
             Op::Startup,
@@ -474,6 +514,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Memory,
             Op::Idle,
             Op::Waits,
+            Op::Messages,
         ],
         cannot: &[(Op::AgentLoss, "one machine: no agent to lose")],
         how: TASKPOOL_HOW,
@@ -503,6 +544,7 @@ pub static BACKENDS: &[Backend] = &[
             (Op::Memory, "its workers are the agents' processes"),
             (Op::Idle, "its workers are the agents' processes"),
             (Op::Waits, "the agents' workers are fixed when they start, not sized for each row"),
+            (Op::Messages, "no queue or pipe between a task and its caller"),
         ],
         how: TASKPOOL_HOW,
         crates: &["async-nats"],
@@ -511,7 +553,7 @@ pub static BACKENDS: &[Backend] = &[
         id: "rayon",
         shows: Shows::Column(Column::RAYON),
         feature: None,
-        runs: Runs::Here { start: Some(rayon::start), spawn: None },
+        runs: Runs::Here { start: Some(rayon::start), spawn: None, messages: None },
         can: &[
             Op::Startup,
             Op::RoundTrip,
@@ -524,7 +566,10 @@ pub static BACKENDS: &[Backend] = &[
             Op::Idle,
             Op::Waits,
         ],
-        cannot: &[(Op::Spawn, "rayon has no one-off spawn with a handle")],
+        cannot: &[
+            (Op::Spawn, "rayon has no one-off spawn with a handle"),
+            (Op::Messages, "threads of one process: no second process to send to"),
+        ],
         limits: None,
         how: &[
             (
@@ -552,7 +597,7 @@ pub static BACKENDS: &[Backend] = &[
         id: "std-thread",
         shows: Shows::Column(Column::RAYON),
         feature: None,
-        runs: Runs::Here { start: None, spawn: Some(std_thread::spawn) },
+        runs: Runs::Here { start: None, spawn: Some(std_thread::spawn), messages: None },
         can: &[Op::Spawn],
         cannot: &[],
         limits: None,
@@ -567,7 +612,11 @@ pub static BACKENDS: &[Backend] = &[
         id: "procspawn",
         shows: Shows::Column(Column::PROCSPAWN),
         feature: None,
-        runs: Runs::Here { start: Some(procspawn::start), spawn: Some(procspawn::spawn) },
+        runs: Runs::Here {
+            start: Some(procspawn::start),
+            spawn: Some(procspawn::spawn),
+            messages: None,
+        },
         can: &[
             Op::Spawn,
             Op::Startup,
@@ -584,6 +633,7 @@ pub static BACKENDS: &[Backend] = &[
         cannot: &[
             (Op::Map, "procspawn has no batch API"),
             (Op::MemoryLimit, "no memory limit to keep a bomb from the machine"),
+            (Op::Messages, "procspawn has no queue or pipe of its own"),
         ],
         limits: Some(procspawn::limits),
         how: &[
@@ -611,7 +661,7 @@ pub static BACKENDS: &[Backend] = &[
         feature: None,
         runs: Runs::Script(ScriptPool::ThreadExecutor),
         can: PYTHON_CAN,
-        cannot: PYTHON_CANNOT,
+        cannot: PYTHON_THREADS_CANNOT,
         limits: None,
         how: &[
             (&[Op::Startup], "`ThreadPoolExecutor(max_workers=n)` up to the first result"),
@@ -633,7 +683,7 @@ pub static BACKENDS: &[Backend] = &[
         shows: Shows::Column(Column::PYTHON_PROCESSES),
         feature: None,
         runs: Runs::Script(ScriptPool::MpPool),
-        can: PYTHON_CAN,
+        can: PYTHON_PROCESSES_CAN,
         cannot: PYTHON_CANNOT,
         limits: None,
         how: &[
@@ -649,6 +699,11 @@ pub static BACKENDS: &[Backend] = &[
             ),
             (&[Op::Kernels], "`Pool.map` over the batch, its default chunks"),
             (
+                &[Op::Messages],
+                "`multiprocessing.Queue()` (`put` / `get`) or `multiprocessing.Pipe()` (`send` / \
+                 `recv`) handed to a `multiprocessing.Process`, timed the same way as taskpool's",
+            ),
+            (
                 &[Op::Faults],
                 "`apply_async` + `get(timeout)` next to healthy tasks (ProcessPoolExecutor in \
                  the notes where it differs)",
@@ -660,7 +715,7 @@ pub static BACKENDS: &[Backend] = &[
         id: "pipe-floor",
         shows: Shows::Reference("blocking pipe floor"),
         feature: None,
-        runs: Runs::Here { start: Some(pipe_floor::start), spawn: None },
+        runs: Runs::Here { start: Some(pipe_floor::start), spawn: None, messages: None },
         can: &[Op::RoundTrip, Op::Payload],
         cannot: &[],
         limits: None,
@@ -676,7 +731,7 @@ pub static BACKENDS: &[Backend] = &[
         id: "spin-floor",
         shows: Shows::Reference("spinning shared-memory floor"),
         feature: None,
-        runs: Runs::Here { start: Some(spin_floor::start), spawn: None },
+        runs: Runs::Here { start: Some(spin_floor::start), spawn: None, messages: None },
         can: &[Op::RoundTrip],
         cannot: &[],
         limits: None,
@@ -692,7 +747,7 @@ pub static BACKENDS: &[Backend] = &[
         id: "sequential",
         shows: Shows::Reference("sequential"),
         feature: None,
-        runs: Runs::Here { start: Some(sequential::start), spawn: None },
+        runs: Runs::Here { start: Some(sequential::start), spawn: None, messages: None },
         can: &[Op::Kernels],
         cannot: &[],
         limits: None,

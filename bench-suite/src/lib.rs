@@ -27,10 +27,12 @@ mod stats;
 pub mod tasks;
 mod versions;
 
+#[cfg(feature = "process-pool")]
+pub use crate::backends::messages::messages;
 pub use crate::columns::{BACKENDS, Backend, Column, How, Kind, Op, Shows, backend};
 pub use crate::scenarios::{
-    Bar, Case, Count, Event, Group, Iteration, Measured, Mode, Plan, Progress, RunMode, Settings,
-    Suite, TaskSize, cores, run, tree_pss_kib,
+    Bar, Case, Channel, Count, Event, Group, Iteration, Measured, Mode, Plan, Progress, RunMode,
+    Settings, Suite, TaskSize, cores, run, tree_pss_kib,
 };
 pub use crate::slow_service::SlowService;
 pub use crate::stats::{Samples, Summary};

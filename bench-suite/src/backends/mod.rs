@@ -6,6 +6,8 @@
 
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
+#[cfg(feature = "process-pool")]
+pub(crate) mod messages;
 pub(crate) mod pipe_floor;
 pub(crate) mod procspawn;
 pub(crate) mod python;
@@ -24,7 +26,7 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 
 use crate::columns::{Backend, Kind};
-use crate::scenarios::{Fault, Kernel, Wait};
+use crate::scenarios::{Channel, Fault, Kernel, Wait};
 
 /// The pool a scenario asks for: its size and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,8 +65,9 @@ impl PoolSpec {
 /// How a backend runs.
 pub(crate) enum Runs {
     /// In this program: `start` builds a pool (`None` if it has none), `spawn` runs a one-off
-    /// no-op worker and joins it (`None` if it cannot).
-    Here { start: Option<StartFn>, spawn: Option<SpawnFn> },
+    /// no-op worker and joins it (`None` if it cannot), `messages` times small messages from
+    /// a child process (`None` if it has no channel between processes).
+    Here { start: Option<StartFn>, spawn: Option<SpawnFn>, messages: Option<MessagesFn> },
     /// In the Python script, as this pool of the script.
     Script(ScriptPool),
     /// Not at all: its Cargo feature is off.
@@ -77,6 +80,9 @@ pub(crate) type StartFn = fn(&PoolSpec) -> Result<Box<dyn Running>, String>;
 
 /// Starts a one-off worker that runs a no-op, and joins it.
 pub(crate) type SpawnFn = fn() -> Result<(), String>;
+
+/// Times `n` small messages through a channel from a fresh child process to this one.
+pub(crate) type MessagesFn = fn(Channel, u64) -> Result<Duration, String>;
 
 /// A pool of the Python script, as the script names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -223,6 +229,18 @@ impl Backend {
         match self.runs() {
             Runs::Here { spawn: Some(spawn), .. } => spawn(),
             _ => Err(format!("{} has no one-off spawn", self.id())),
+        }
+    }
+
+    /// Times `n` small messages through `channel` from a fresh child process to this one.
+    ///
+    /// # Errors
+    ///
+    /// The backend has no channel between processes, or the messages failed.
+    pub(crate) fn messages(&self, channel: Channel, n: u64) -> Result<Duration, String> {
+        match self.runs() {
+            Runs::Here { messages: Some(messages), .. } => messages(channel, n),
+            _ => Err(format!("{} has no channel between processes", self.id())),
         }
     }
 }

@@ -23,8 +23,9 @@ use super::{Runs, ScriptPool};
 use crate::columns::{BACKENDS, Column};
 use crate::report::{Cell, Curve, Idiom, Row};
 use crate::scenarios::{
-    BURST_KERNEL, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES, Mode, PAYLOAD_BYTES, POOL_NEEDED,
-    Plan, RowId, ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
+    BURST_KERNEL, Channel, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES, Mode, PAYLOAD_BYTES,
+    POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
+    script_messages,
 };
 use crate::stats::Summary;
 
@@ -179,7 +180,7 @@ struct Spec {
     workers: usize,
     repeats: usize,
     quick: bool,
-    scenarios: [&'static str; 9],
+    scenarios: [&'static str; 10],
     in_flight_tasks: usize,
     map_items: usize,
     burst_items: usize,
@@ -191,6 +192,7 @@ struct Spec {
     fault_timeout_s: f64,
     fault_alloc_mib: u64,
     io: ScriptIo,
+    messages: u64,
 }
 
 /// One kernel for the script.
@@ -232,6 +234,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
             "io",
             "memory",
             "faults",
+            "messages",
         ],
         in_flight_tasks: plan.in_flight,
         map_items: if quick { 20_000 } else { 100_000 },
@@ -244,6 +247,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         fault_timeout_s: 1.0,
         fault_alloc_mib: 512,
         io: script_io(),
+        messages: script_messages(plan),
     }
 }
 
@@ -376,6 +380,29 @@ struct Results {
     memory: Option<Lenient<ByPool<Memory>>>,
     faults: Option<Lenient<ByPool<Faults>>>,
     io: Option<Lenient<ByPool<Io>>>,
+    messages: Option<Lenient<Messages>>,
+}
+
+/// `messages`: messages per second through each kind of channel, from a child process.
+#[derive(Debug, Deserialize)]
+struct Messages {
+    mp_queue: Option<Lenient<MessagesPerSecond>>,
+    mp_pipe: Option<Lenient<MessagesPerSecond>>,
+}
+
+impl Messages {
+    fn get(&self, channel: Channel) -> Option<&Lenient<MessagesPerSecond>> {
+        match channel {
+            Channel::Queue => self.mp_queue.as_ref(),
+            Channel::Pipe => self.mp_pipe.as_ref(),
+        }
+    }
+}
+
+/// Samples in messages per second.
+#[derive(Debug, Deserialize)]
+struct MessagesPerSecond {
+    samples_messages_per_s: Vec<f64>,
 }
 
 /// A scenario's cells, by pool.
@@ -630,6 +657,7 @@ impl PythonRun {
             run.add_cpu(&r.cpu, pool, workers);
             run.add_io(&r.io, pool);
         }
+        run.add_messages(&r.messages);
         let executor = r
             .faults
             .as_ref()
@@ -702,6 +730,21 @@ impl PythonRun {
                 });
                 self.idioms.entry(RowId::Map).or_default().extend(idioms);
             }
+        }
+    }
+
+    /// The message cells: `multiprocessing.Queue` and `Pipe()` are processes, so they fill the
+    /// process column (the thread column says why not, from `columns.rs`).
+    fn add_messages(&mut self, messages: &Option<Lenient<Messages>>) {
+        for channel in Channel::ALL {
+            let rate = match messages.as_ref().map(Lenient::ok) {
+                None => None,
+                Some(Err(why)) => Some(Cell::Skipped(why)),
+                Some(Ok(by)) => {
+                    cell(by.get(channel), |m| Some(value(&m.samples_messages_per_s, 1.0)))
+                }
+            };
+            self.add(RowId::Messages(channel), ScriptPool::MpPool, rate);
         }
     }
 
@@ -898,6 +941,11 @@ mod tests {
                                            "next_task": {"ok": false}, "recovery_s": null}},
           "process_executor": {"abort": {"faulty": {"kind": "broken_pool", "outcome": "x"},
                                          "summary": "the pool broke"}}
+        },
+        "messages": {
+          "mp_queue": {"median_messages_per_s": 2.0, "samples_messages_per_s": [1.0, 2.0, 3.0],
+                       "messages": 1000},
+          "mp_pipe": {"error": "RuntimeError: 999 messages arrived, not 1000"}
         }
       },
       "errors": [{"scenario": "round_trip", "variant": null, "error": "over budget"}]
@@ -958,6 +1006,29 @@ mod tests {
             [("Pool.map(f, items)", 5.0, true), ("ProcessPoolExecutor.map(f, items)", 1.0, false)]
         );
         assert!(row.idioms.iter().all(|i| i.column == Column::PYTHON_PROCESSES));
+    }
+
+    #[test]
+    fn messages_fill_the_process_column_only() {
+        let script = run();
+        let queue = RowId::Messages(Channel::Queue);
+        assert_eq!(median(script.cell(queue, ScriptPool::MpPool)), 2.0);
+        let pipe = script.cell(RowId::Messages(Channel::Pipe), ScriptPool::MpPool);
+        assert_eq!(
+            pipe,
+            Cell::Skipped("failed: RuntimeError: 999 messages arrived, not 1000".into())
+        );
+        let threads = script.cell(queue, ScriptPool::ThreadExecutor);
+        assert_eq!(threads, Cell::Skipped("not reported by the script".into()));
+        let python_threads = crate::columns::backend("python-threads").unwrap();
+        let why = python_threads.can(crate::columns::Op::Messages, 1000).unwrap_err();
+        assert_eq!(why, "threads of one process: no second process to send to");
+        assert!(
+            crate::columns::backend("python-processes")
+                .unwrap()
+                .can(crate::columns::Op::Messages, 1000)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub fn sentences(report: &Report) -> Vec<Sentence> {
         per_task(&found),
         throughput(&found),
         payloads(&found),
+        messages(&found),
         startup(&found),
         memory(&found),
         idle(&found),
@@ -289,6 +290,24 @@ fn payloads(f: &Found<'_>) -> Option<Sentence> {
         f.value(large, Column::TASKPOOL_THREADS)?,
     );
     Some(sentence(text, vec![c1, c2, c3]))
+}
+
+fn messages(f: &Found<'_>) -> Option<Sentence> {
+    let (queue, pipe) = ("messages_queue", "messages_pipe");
+    let (p, py) = (Column::TASKPOOL_PROCESSES, Column::PYTHON_PROCESSES);
+    let (queue_vs_python, c1) = f.compare(queue, C(p), C(py))?;
+    let (pipe_vs_python, c2) = f.compare(pipe, C(p), C(py))?;
+    let text = format!(
+        "**Messages between processes.** Small messages (`Option<i64>`) from a child process \
+         to its parent move at {} through a `Queue`, {queue_vs_python} \
+         `multiprocessing.Queue` ({}), and at {} through a `Pipe`, {pipe_vs_python} \
+         `multiprocessing.Pipe()` ({}).",
+        f.value(queue, p)?,
+        f.value(queue, py)?,
+        f.value(pipe, p)?,
+        f.value(pipe, py)?,
+    );
+    Some(sentence(text, vec![c1, c2]))
 }
 
 fn startup(f: &Found<'_>) -> Option<Sentence> {

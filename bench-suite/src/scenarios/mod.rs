@@ -11,6 +11,7 @@ mod faults;
 mod idle;
 mod io;
 mod memory;
+mod messages;
 mod overhead;
 mod plan;
 mod progress;
@@ -22,6 +23,7 @@ mod throughput;
 use std::time::Duration;
 
 pub use memory::tree_pss_kib;
+pub use messages::Channel;
 pub use plan::{Mode, Plan, RunMode, cores};
 pub use progress::{Bar, Event, Progress};
 pub use run::{Measured, run};
@@ -33,6 +35,7 @@ pub(crate) use io::{Shares, Wait, WaitKind};
 pub(crate) use throughput::{BURST_KERNEL, Kernel, KernelKind};
 
 pub(crate) use io::{POOL_NEEDED, ScriptIo, WORKER_COUNTS, ideal, script_io};
+pub(crate) use messages::{MESSAGES, script_messages};
 pub(crate) use overhead::{LARGE_PAYLOAD_BYTES, OVERHEAD, PAYLOAD_BYTES};
 
 use crate::probe::Probe;
@@ -73,6 +76,8 @@ pub(crate) enum RowId {
     WaitStartup(u64),
     /// An agent killed while it runs a task.
     AgentLoss,
+    /// Small messages from a child process to its parent through this kind of channel.
+    Messages(Channel),
 }
 
 impl RowId {
@@ -100,6 +105,7 @@ impl RowId {
             RowId::WaitMemory(workers) => format!("io_memory_{workers}"),
             RowId::WaitStartup(workers) => format!("io_startup_{workers}"),
             RowId::AgentLoss => "agent_loss".into(),
+            RowId::Messages(channel) => format!("messages_{}", channel.name()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory};
+use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory};
 use crate::backends::python::Script;
 use crate::backends::{Pools, Runs};
 use crate::columns::{BACKENDS, Backend, Column, Shows};
@@ -35,7 +35,7 @@ pub struct Measured {
 /// pool of N is started once and kept from the first overhead row to the last throughput row,
 /// as a program keeps its pool; start-up, spawn, memory and failure rows start their own.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
-    let scenarios = OVERHEAD.iter().filter(|s| in_report(s));
+    let scenarios = OVERHEAD.iter().filter(|s| in_report(s)).chain(&MESSAGES);
     let kernel_count = 2 * plan.task_sizes.len();
     let steps = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1 + 1 + 1;
     progress.plan(steps + faults::steps());

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use super::{OVERHEAD, Plan, faults, io, throughput};
+use super::{MESSAGES, OVERHEAD, Plan, faults, io, throughput};
 use crate::backends::Pools;
 
 /// One iteration of a case: runs it once and returns the time it measured (set-up and
@@ -135,9 +135,10 @@ impl Suite {
         &self.plan
     }
 
-    /// The overhead groups: spawn, start-up, round trip, tasks in flight, map, payloads.
+    /// The overhead groups: spawn, start-up, round trip, tasks in flight, map, payloads, and
+    /// small messages between two processes through a queue and a pipe.
     pub fn overhead(&self) -> Vec<Group<'_>> {
-        OVERHEAD.iter().map(|s| s.group(&self.plan, &self.pools)).collect()
+        OVERHEAD.iter().chain(&MESSAGES).map(|s| s.group(&self.plan, &self.pools)).collect()
     }
 
     /// The CPU-bound groups, one per kernel and task size, each with a `sequential` case and
