@@ -386,19 +386,6 @@ macro_rules! taskpool_backend {
     }};
 }
 
-/// What the Python script measures, for both of its columns.
-const PYTHON_CAN: &[Op] = &[
-    Op::Startup,
-    Op::RoundTrip,
-    Op::InFlight,
-    Op::Map,
-    Op::Payload,
-    Op::Kernels,
-    Op::Faults,
-    Op::Memory,
-    Op::Waits,
-];
-
 /// How both taskpool backends run each operation.
 const TASKPOOL_HOW: &[How] = &[
     (&[Op::Startup], "`with_config(Config::new().workers(n))` up to the first result"),
@@ -419,7 +406,8 @@ const TASKPOOL_HOW: &[How] = &[
     ),
 ];
 
-/// What the Python script measures for its process column: the above and its queues and pipes.
+/// What the Python script measures for its process column: its pools' operations, then its
+/// queues and pipes (last).
 const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::Startup,
     Op::RoundTrip,
@@ -432,6 +420,12 @@ const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::Waits,
     Op::Messages,
 ];
+
+/// What it measures for its thread column: the same but the messages between processes.
+const PYTHON_THREADS_CAN: &[Op] = match PYTHON_PROCESSES_CAN.split_last() {
+    Some((Op::Messages, pools)) => pools,
+    _ => panic!("the Python process column's operations end with its messages"),
+};
 
 /// What the Python script does not measure.
 const PYTHON_CANNOT: &[(Op, &str)] =
@@ -660,7 +654,7 @@ pub static BACKENDS: &[Backend] = &[
         shows: Shows::Column(Column::PYTHON_THREADS),
         feature: None,
         runs: Runs::Script(ScriptPool::ThreadExecutor),
-        can: PYTHON_CAN,
+        can: PYTHON_THREADS_CAN,
         cannot: PYTHON_THREADS_CANNOT,
         limits: None,
         how: &[
