@@ -38,6 +38,8 @@ pub fn messages(channel: Channel, n: u64) -> Result<Duration, String> {
             let producer = queue.producer().map_err(|e| text(&e))?;
             let child = spawn(queue_producer, (producer, n)).map_err(|e| text(&e))?;
             let elapsed = drain(n, || queue.get());
+            // A producer stopped early by a failed drain sees the consumer gone, and exits.
+            drop(queue);
             child.join().map_err(|e| text(&e))?;
             elapsed
         }
@@ -45,6 +47,7 @@ pub fn messages(channel: Channel, n: u64) -> Result<Duration, String> {
             let (here, there) = Pipe::new::<Option<i64>>().map_err(|e| text(&e))?;
             let child = spawn(pipe_producer, (there, n)).map_err(|e| text(&e))?;
             let elapsed = drain(n, || here.recv());
+            drop(here);
             child.join().map_err(|e| text(&e))?;
             elapsed
         }
