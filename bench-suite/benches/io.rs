@@ -20,19 +20,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use criterion::Criterion;
-use taskpool_bench::{Plan, RunMode, Samples, Suite};
+use taskpool_bench::Suite;
 
 fn main() {
-    taskpool_bench::init();
-    let run = RunMode::current();
-    let suite = Suite::new(Plan::for_criterion(run));
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
-    common::run(&mut c, suite.io(), &Samples::default(), run);
-    c.final_summary();
+    common::run_section(Suite::io, None);
 }

@@ -6,10 +6,32 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use taskpool_bench::{Count, Group, Iteration, RunMode, Samples};
+use taskpool_bench::{Count, Group, Iteration, Plan, RunMode, Samples, Suite};
 
 /// criterion's default number of samples.
 const DEFAULT_SAMPLES: usize = 100;
+
+/// The `main` of a bench that runs one section of the suite (`section`), with half a second of
+/// warm-up and two seconds of measurement per case; `banner`, when given, is printed first
+/// when the run measures.
+#[allow(dead_code)] // each bench is its own crate, and not every one runs a single section
+pub(crate) fn run_section(
+    section: for<'s> fn(&'s Suite) -> Vec<Group<'s>>,
+    banner: Option<fn(&Suite) -> String>,
+) {
+    taskpool_bench::init();
+    let mode = RunMode::current();
+    let suite = Suite::new(Plan::for_criterion(mode));
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    if let (RunMode::Bench, Some(banner)) = (mode, banner) {
+        println!("{}", banner(&suite));
+    }
+    run(&mut c, section(&suite), &Samples::default(), mode);
+    c.final_summary();
+}
 
 /// Runs every case of `groups`, recording each sample in `samples` under
 /// `group/variant/parameter`. Cases a backend cannot run are named, with the reason, when
