@@ -216,6 +216,9 @@ impl fmt::Debug for Outlet {
     }
 }
 
+/// The flushes one step of the scheduler leaves to do (rarely more than one).
+pub(crate) type Flushes = smallvec::SmallVec<[Flush; 2]>;
+
 /// A worker with frames to write once the pool's lock is released; see
 /// [`crate::scheduler::Shared::flush`].
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use crate::entry;
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::{Ship, Shipped};
-use crate::sink::{self, ChannelSink, Group, HandleSink};
+use crate::sink::{self, ChannelSink, Decoded, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
@@ -387,7 +387,7 @@ impl Pool for ProcessPool {
         for (first, values) in groups {
             // Items a dead pool never answered fill the gaps.
             results.resize_with(first, || Err(TaskError::ShutDown));
-            results.extend(values);
+            results.extend(values.into_results());
         }
         results.resize_with(total, || Err(TaskError::ShutDown));
         results
@@ -405,8 +405,13 @@ impl Pool for ProcessPool {
             if first != outputs.len() {
                 return Err(TaskError::ShutDown);
             }
-            for value in values {
-                outputs.push(value?);
+            match values {
+                Decoded::Values(values) => outputs.extend(values),
+                Decoded::Mixed(values) => {
+                    for value in values {
+                        outputs.push(value?);
+                    }
+                }
             }
         }
         if outputs.len() == total { Ok(outputs) } else { Err(TaskError::ShutDown) }
@@ -459,7 +464,7 @@ impl ProcessPool {
                 let total = failed.len();
                 self.shared.tally.record(0, total);
                 progress(total, total);
-                return (vec![(0, failed)], total);
+                return (vec![(0, Decoded::Mixed(failed))], total);
             }
         };
         let mut builder = RunBuilder::new(shipped);
@@ -469,7 +474,7 @@ impl ProcessPool {
             total += 1;
             match builder.push(&item, self.frame_limit()) {
                 Ok(()) => indices.push(i),
-                Err(e) => groups.push((i, vec![Err(e)])),
+                Err(e) => groups.push((i, Decoded::Mixed(vec![Err(e)]))),
             }
         }
         let sent = builder.len();
@@ -615,7 +620,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
                 return None;
             }
             let Ok((first, values)) = self.rx.recv() else { return None };
-            self.order.received(first, values);
+            self.order.received(first, values.into_results());
         }
     }
 }

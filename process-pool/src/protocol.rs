@@ -158,11 +158,56 @@ fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
     at
 }
 
-/// Appends a [`Kind::Done`] frame: the item's encoded result.
+/// Where a [`Kind::Done`] frame's item count is, from the frame's start.
+const DONE_COUNT: usize = wire::HEADER + 5 * 8;
+
+/// A [`Kind::Done`] frame being built at the end of a buffer: the encoded results of
+/// consecutive items, and what they cost together. After each [`OpenDone::push`] the buffer
+/// holds a complete frame, so it can be written (or flushed by a crash handler) at any time
+/// between items.
+#[derive(Debug)]
+pub(crate) struct OpenDone {
+    /// Where the frame starts in the buffer.
+    at: usize,
+    count: u32,
+    cost: Cost,
+}
+
+impl OpenDone {
+    /// Starts a [`Kind::Done`] frame for items from `seq`, with no item yet.
+    pub(crate) fn begin(out: &mut Vec<u8>, seq: u64) -> Self {
+        let at = begin_result(out, Kind::Done, Meta { seq, cost: Cost::default() });
+        wire::put_u32(out, 0);
+        wire::end_frame(out, at);
+        OpenDone { at, count: 0, cost: Cost::default() }
+    }
+
+    /// Adds the next item's encoded result, and what it cost, to the frame at the end of
+    /// `out`. `false` (and nothing added) if the frame is full.
+    pub(crate) fn push(&mut self, out: &mut Vec<u8>, value: &[u8], cost: Cost) -> bool {
+        if self.count == u32::MAX || out.len() - self.at + value.len() + 4 > u32::MAX as usize {
+            return false;
+        }
+        wire::put_bytes(out, value);
+        self.count += 1;
+        self.cost.add(cost);
+        let Cost { elapsed_ns, user_ns, system_ns, peak_rss } = self.cost;
+        let fields = self.at + wire::HEADER + 8;
+        for (i, field) in [elapsed_ns, user_ns, system_ns, peak_rss].into_iter().enumerate() {
+            out[fields + 8 * i..fields + 8 * (i + 1)].copy_from_slice(&field.to_le_bytes());
+        }
+        out[self.at + DONE_COUNT..self.at + DONE_COUNT + 4]
+            .copy_from_slice(&self.count.to_le_bytes());
+        wire::end_frame(out, self.at);
+        true
+    }
+}
+
+/// Appends a [`Kind::Done`] frame with one item's encoded result.
+#[cfg(test)]
 pub(crate) fn encode_done(out: &mut Vec<u8>, meta: Meta, value: &[u8]) {
-    let at = begin_result(out, Kind::Done, meta);
-    out.extend_from_slice(value);
-    wire::end_frame(out, at);
+    let mut open = OpenDone::begin(out, meta.seq);
+    open.push(out, value, meta.cost);
 }
 
 /// Appends a [`Kind::Panicked`] frame: the panic's message, location and backtrace (empty
@@ -200,15 +245,69 @@ pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>)
     wire::end_frame(out, at);
 }
 
-/// One item's outcome as read from a result frame: the range of its encoded value in the
-/// frame reader's buffer, or the failure.
+/// The outcome of the items of a result frame: the range, in the frame reader's buffer, of
+/// their encoded values (a list: see [`ItemResult::values`]), or the failure of its one item.
 pub(crate) type ItemOutcome = Result<Range<usize>, TaskError>;
 
-/// A result frame, read.
+/// A result frame, read: [`Kind::Done`] for `count` consecutive items from `meta.seq`, which
+/// together cost `meta.cost`, or a failure of one item.
 #[derive(Debug)]
 pub(crate) struct ItemResult {
     pub(crate) meta: Meta,
+    pub(crate) count: u32,
     pub(crate) outcome: ItemOutcome,
+}
+
+impl ItemResult {
+    /// The ranges of the encoded values, in item order, in the buffer the frame was read
+    /// from, given `list`: the bytes at the outcome's range of that buffer. None for a
+    /// failure.
+    pub(crate) fn values<'a>(&self, list: &'a [u8]) -> ValueRanges<'a> {
+        match &self.outcome {
+            Ok(range) => ValueRanges { list, base: range.start, at: 0, left: self.count },
+            Err(_) => ValueRanges { list: &[], base: 0, at: 0, left: 0 },
+        }
+    }
+}
+
+/// The ranges of the values of a [`Kind::Done`] frame's list, checked when it was read.
+#[derive(Debug)]
+pub(crate) struct ValueRanges<'a> {
+    list: &'a [u8],
+    base: usize,
+    at: usize,
+    left: u32,
+}
+
+impl Iterator for ValueRanges<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let len = self.list.get(self.at..self.at + 4)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let start = self.at + 4;
+        self.at = start + len;
+        Some(self.base + start..self.base + self.at)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for ValueRanges<'_> {}
+
+/// Checks that `list` holds exactly `count` length-prefixed values.
+fn check_values(list: &[u8], count: u32) -> Result<(), WireError> {
+    let mut b = Body::new(list);
+    for _ in 0..count {
+        b.bytes("result value")?;
+    }
+    b.finish("result values")
 }
 
 /// Reads a result frame ([`Kind::Done`], [`Kind::Panicked`] or [`Kind::Failed`]) whose body
@@ -228,9 +327,17 @@ pub(crate) fn decode_result(
             peak_rss: b.u64("peak resident memory")?,
         },
     };
-    let header = body.len() - b.len();
+    let mut count = 1;
     let outcome = match kind {
-        Kind::Done => Ok(range.start + header..range.end),
+        Kind::Done => {
+            count = b.u32("item count")?;
+            if count == 0 {
+                return Err(WireError("a result frame without items".into()));
+            }
+            let list = b.rest();
+            check_values(list, count)?;
+            Ok(range.end - list.len()..range.end)
+        }
         Kind::Panicked => {
             let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             let message = text(b.bytes("panic message")?);
@@ -266,7 +373,7 @@ pub(crate) fn decode_result(
         }
         other => return Err(WireError(format!("unexpected {other:?} frame"))),
     };
-    Ok(ItemResult { meta, outcome })
+    Ok(ItemResult { meta, count, outcome })
 }
 
 #[cfg(test)]
@@ -299,7 +406,14 @@ mod tests {
         r.push(bytes);
         let (kind, body) = r.next_frame().unwrap().unwrap();
         let item = decode_result(kind, r.bytes(body.clone()), body).unwrap();
-        let value = item.outcome.as_ref().map_or(Vec::new(), |v| r.bytes(v.clone()).to_vec());
+        let value = match &item.outcome {
+            Ok(list) => {
+                let mut values = item.values(r.bytes(list.clone()));
+                assert_eq!(values.len(), 1);
+                r.bytes(values.next().unwrap()).to_vec()
+            }
+            Err(_) => Vec::new(),
+        };
         (item, value)
     }
 
@@ -368,8 +482,9 @@ mod tests {
             String::from_utf8_lossy(&rng.bytes(len)).into_owned()
         }
 
-        /// A random, valid result frame body of `kind`, and what it says.
-        fn result_body(rng: &mut Rng, kind: Kind) -> (Vec<u8>, Meta, String) {
+        /// A random, valid result frame body of `kind`, and what it says: its meta and its
+        /// texts (one per item of a `Done` frame, whose meta sums the items' costs).
+        fn result_body(rng: &mut Rng, kind: Kind) -> (Vec<u8>, Meta, Vec<String>) {
             let cost = Cost {
                 elapsed_ns: rng.next_u64(),
                 user_ns: rng.next_u64(),
@@ -380,7 +495,21 @@ mod tests {
             let payload = text(rng);
             let mut out = Vec::new();
             match kind {
-                Kind::Done => encode_done(&mut out, meta, payload.as_bytes()),
+                Kind::Done => {
+                    let mut open = OpenDone::begin(&mut out, meta.seq);
+                    let mut payloads = vec![payload];
+                    let mut total = Cost::default();
+                    for _ in 0..rng.below(4) {
+                        payloads.push(text(rng));
+                    }
+                    for (i, payload) in payloads.iter().enumerate() {
+                        let cost = if i == 0 { meta.cost } else { Cost { elapsed_ns: 1, ..cost } };
+                        total.add(cost);
+                        assert!(open.push(&mut out, payload.as_bytes(), cost));
+                    }
+                    let meta = Meta { cost: total, ..meta };
+                    return (out[HEADER..].to_vec(), meta, payloads);
+                }
                 Kind::Panicked => encode_panicked(&mut out, meta, &payload, &text(rng), ""),
                 _ => {
                     let side = rng.pick(&SIDES);
@@ -394,7 +523,7 @@ mod tests {
                     encode_failed(&mut out, meta, failure);
                 }
             }
-            (out[HEADER..].to_vec(), meta, payload)
+            (out[HEADER..].to_vec(), meta, vec![payload])
         }
 
         #[test]
@@ -402,16 +531,24 @@ mod tests {
             let mut rng = Rng::new(5);
             for _ in 0..2000 {
                 let kind = rng.pick(&RESULT_KINDS);
-                let (body, meta, payload) = result_body(&mut rng, kind);
+                let (body, meta, payloads) = result_body(&mut rng, kind);
                 let item = decode_result(kind, &body, 0..body.len()).unwrap();
                 assert_eq!(item.meta, meta);
+                assert_eq!(item.count as usize, payloads.len());
+                if let Ok(list) = &item.outcome {
+                    let values: Vec<&[u8]> =
+                        item.values(&body[list.clone()]).map(|r| &body[r]).collect();
+                    let expected: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+                    assert_eq!(values, expected);
+                }
+                let payload = &payloads[0];
                 match (kind, item.outcome) {
-                    (Kind::Done, Ok(range)) => assert_eq!(&body[range], payload.as_bytes()),
+                    (Kind::Done, Ok(_)) => {}
                     (Kind::Panicked, Err(TaskError::Panicked(report))) => {
-                        assert_eq!(report.message, payload);
+                        assert_eq!(&report.message, payload);
                     }
                     (Kind::Failed, Err(TaskError::Serialization { message, .. })) => {
-                        assert_eq!(message, payload);
+                        assert_eq!(&message, payload);
                     }
                     (Kind::Failed, Err(TaskError::TooLarge { .. })) => {}
                     (Kind::Failed, Err(TaskError::ResourceLimit { .. })) => {}

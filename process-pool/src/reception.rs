@@ -406,7 +406,8 @@ fn read_frames(
             let slot = &state.slots[w];
             let held = slot.sent.iter().map(|s| s.items.len() as u64).sum::<u64>();
             let first = slot.conn.as_ref().map_or(0, |c| c.expect_seq);
-            if !(first..first + held).contains(&item.meta.seq) {
+            let items = item.meta.seq..item.meta.seq.saturating_add(u64::from(item.count));
+            if items.start < first || items.end > first + held {
                 let reason = format!(
                     "result for item {} on the result pipe, an item the worker does not hold",
                     item.meta.seq
@@ -417,7 +418,8 @@ fn read_frames(
             last_words.push(item, reader);
             continue;
         }
-        if !settle(shared, &mut state, w, item, now, &mut deliveries) {
+        let list = item.outcome.as_ref().map_or(&[][..], |list| reader.bytes(list.clone()));
+        if !settle(shared, &mut state, w, item, list, now, &mut deliveries) {
             reader.discard();
             break;
         }
@@ -434,47 +436,62 @@ fn read_frames(
     deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally);
 }
 
-/// Records one result of worker `w`, read at `now`, and adds its outcome to `deliveries`.
-/// Returns `false` if nothing more the worker sent counts: the result came after a kill,
-/// broke the order, or said the worker is dying of a limit.
+/// Records one result frame of worker `w`, read at `now` (`list`: the bytes of its values'
+/// list, if it has one), and adds its outcomes to `deliveries`. Returns `false` if nothing
+/// more the worker sent counts: the result came after a kill, broke the order, or said the
+/// worker is dying of a limit.
 fn settle(
     shared: &Shared,
     state: &mut State,
     w: usize,
     item: ItemResult,
+    list: &[u8],
     now: Instant,
     deliveries: &mut Deliveries,
 ) -> bool {
-    if state.slots[w].conn.as_ref().is_none_or(|c| !c.accepts(item.meta.seq)) {
-        // After a kill, only results of items before the one it was for count: that item
-        // gets the kill's error, whatever raced with it. Later bytes are dropped as they
-        // come, so they cannot pile up until the worker ends.
+    let seq = item.meta.seq;
+    let Some(conn) = state.slots[w].conn.as_ref() else { return false };
+    // After a kill, only results of items before the one it was for count: that item gets
+    // the kill's error, whatever raced with it. Later bytes are dropped as they come, so
+    // they cannot pile up until the worker ends.
+    let accepted = (0..u64::from(item.count)).take_while(|&i| conn.accepts(seq + i)).count();
+    if accepted == 0 {
         return false;
     }
-    match shared.answered(state, w, item.meta.seq, now, item.meta.cost.elapsed_ns) {
-        Ok((run, index)) => {
-            let cost = item.meta.cost;
-            state.counters.cost.add(cost);
-            let limit_reached = matches!(item.outcome, Err(TaskError::ResourceLimit { .. }));
-            let outcome = item
-                .outcome
-                .map(|range| (range, cost))
-                .map_err(|e| with_limit(e, shared.config.get_max_frame_bytes()));
-            deliveries.add(&run, index, outcome);
-            if limit_reached {
-                // The worker dies of it right after saying so: send it nothing more.
-                if let Some(conn) = state.slots[w].conn.as_mut() {
-                    conn.kill(KillReason::LimitReached, None);
-                }
-                return false;
-            }
-            true
+    let cost = item.meta.cost;
+    let answered = match &item.outcome {
+        Ok(_) => {
+            let each = cost.per_item(item.count);
+            let mut values = item.values(list);
+            let seqs = seq..seq + accepted as u64;
+            shared.answered(state, w, seqs, now, cost.elapsed_ns, |run, items| {
+                let ranges = items.clone().map(|_| values.next().unwrap_or_default());
+                deliveries.add_values(run, items.start, ranges, each);
+            })
         }
-        Err(reason) => {
-            kill_for_protocol(&mut state.slots[w].conn, reason);
-            false
+        Err(error) => {
+            let error = with_limit(error.clone(), shared.config.get_max_frame_bytes());
+            shared.answered(state, w, seq..seq + 1, now, cost.elapsed_ns, |run, items| {
+                deliveries.add(run, items.start, Err(error.clone()));
+            })
         }
+    };
+    if let Err(reason) = answered {
+        kill_for_protocol(&mut state.slots[w].conn, reason);
+        return false;
     }
+    state.counters.cost.add(cost);
+    if accepted < item.count as usize {
+        return false;
+    }
+    if matches!(item.outcome, Err(TaskError::ResourceLimit { .. })) {
+        // The worker dies of it right after saying so: send it nothing more.
+        if let Some(conn) = state.slots[w].conn.as_mut() {
+            conn.kill(KillReason::LimitReached, None);
+        }
+        return false;
+    }
+    true
 }
 
 /// Records a worker's last words, in order, and delivers them.
@@ -484,7 +501,8 @@ fn settle_all(shared: &Shared, w: usize, last_words: LastWords) {
     let now = Instant::now();
     let mut state = shared.lock();
     for item in items {
-        if !settle(shared, &mut state, w, item, now, &mut deliveries) {
+        let list = item.outcome.as_ref().map_or(&[][..], |list| &bytes[list.clone()]);
+        if !settle(shared, &mut state, w, item, list, now, &mut deliveries) {
             break;
         }
     }

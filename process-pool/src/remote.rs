@@ -24,7 +24,7 @@ use crate::pool::{self, ProcessPool};
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::Shared;
 use crate::ship::{self, Ship, Shipped};
-use crate::sink::{Encoded, Sink, Tally};
+use crate::sink::{Received, Sink, Tally};
 
 /// A job in the form it travels in: the offset of its entry point in the executable image
 /// and its encoded state. Valid only in a process running the same image.
@@ -238,11 +238,11 @@ impl Collector {
 }
 
 impl Sink for Collector {
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally) {
         let cancelled = self.cancelled.load(Ordering::SeqCst);
         let mut state = self.lock();
         let (mut values, mut errors) = (0, 0);
-        for (k, outcome) in outcomes.into_iter().enumerate() {
+        for (k, outcome) in outcomes.iter().enumerate() {
             let slot = match state.outcomes.items.get(first + k) {
                 Some(None) => first + k,
                 _ => continue,

@@ -16,16 +16,19 @@
 //! outlet's lock; sinks and cancellation hooks run with no pool lock held.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
 
 use taskpool_core::{Exit, TaskError};
 
 use crate::batching::{self, BATCH_TARGET_NS, Paces};
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
-use crate::outlet::{Flush, Outlet, RequestPipe};
+use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
 use crate::protocol::{self, CANCELLABLE, FLUSH_EACH};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
@@ -345,8 +348,8 @@ impl Shared {
 
     /// Queues work for every worker with room, the least loaded first. Returns what to
     /// write once the lock is released.
-    pub(crate) fn pump_all(&self, state: &mut State) -> Vec<Flush> {
-        let mut order: Vec<usize> = (0..state.slots.len()).collect();
+    pub(crate) fn pump_all(&self, state: &mut State) -> Flushes {
+        let mut order: SmallVec<[usize; 8]> = (0..state.slots.len()).collect();
         order.sort_by_key(|&w| state.slots[w].load_ns);
         order.into_iter().filter_map(|w| self.pump(state, w)).collect()
     }
@@ -485,20 +488,24 @@ impl Shared {
         Some(deadline)
     }
 
-    /// Records one answered item of worker `w` (the head item), read at `now`, which took
-    /// the worker `elapsed_ns` (its job's pace learns it). Returns its run and index.
+    /// Records the answered items `seqs` of worker `w` (its head items), read at
+    /// `now`, which took the worker `elapsed_ns` together (their jobs' paces learn it), and
+    /// calls `each` with the run and indices of each run's items among them, in order.
     ///
     /// # Errors
     ///
-    /// The worker answered an item it was not sent, or out of order.
+    /// The worker answered an item it was not sent, or out of order. The items before it
+    /// are recorded.
     pub(crate) fn answered(
         &self,
         state: &mut State,
         w: usize,
-        seq: u64,
+        seqs: Range<u64>,
         now: Instant,
         elapsed_ns: u64,
-    ) -> Result<(Arc<Run>, usize), String> {
+        mut each: impl FnMut(&Arc<Run>, Range<usize>),
+    ) -> Result<(), String> {
+        let (seq, count) = (seqs.start, seqs.end.saturating_sub(seqs.start));
         let slot = &mut state.slots[w];
         let Some(conn) = slot.conn.as_mut() else {
             return Err("answer from a closed worker".into());
@@ -506,20 +513,26 @@ impl Shared {
         if seq != conn.expect_seq {
             return Err(format!("result for item {seq}, expected {}", conn.expect_seq));
         }
-        let Some(head) = slot.sent.front_mut() else {
-            return Err(format!("result for item {seq}, which was never sent"));
-        };
-        conn.expect_seq += 1;
-        let index = head.items.start;
-        let run = head.run.clone();
-        head.items.start += 1;
-        slot.load_ns = slot.load_ns.saturating_sub(head.load_ns);
-        if head.items.is_empty() {
-            slot.sent.pop_front();
+        let item_ns = elapsed_ns / count.max(1);
+        let mut left = count;
+        while left > 0 {
+            let Some(head) = slot.sent.front_mut() else {
+                let seq = conn.expect_seq;
+                return Err(format!("result for item {seq}, which was never sent"));
+            };
+            let n = (head.items.len() as u64).min(left);
+            each(&head.run, head.items.start..head.items.start + n as usize);
+            conn.expect_seq += n;
+            head.items.start += n as usize;
+            left -= n;
+            slot.load_ns = slot.load_ns.saturating_sub(head.load_ns * n);
+            head.run.pace.record(item_ns);
+            if head.items.is_empty() {
+                slot.sent.pop_front();
+            }
         }
-        run.pace.record(elapsed_ns);
         slot.head_since = Some(now);
-        Ok((run, index))
+        Ok(())
     }
 
     /// Whether worker `w` has answered everything it was sent and may be retired: it reached

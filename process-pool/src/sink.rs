@@ -4,6 +4,7 @@
 //! decodes them (on the supervisor thread, outside the pool's lock) and delivers them. A
 //! result's `Deserialize` is user code: its panic fails that result alone.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -13,6 +14,7 @@ use taskpool_core::backend::{Completer, PanicScope};
 use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
+use crate::deliveries::{Costs, Items};
 use crate::usage::{Cost, Usage};
 
 /// A result as a supervisor delivers it: its encoding, and what producing it cost.
@@ -24,6 +26,57 @@ pub(crate) struct Value<'a> {
 
 /// An item's outcome as a supervisor delivers it: the encoded result, or the failure.
 pub(crate) type Encoded<'a> = Result<Value<'a>, TaskError>;
+
+/// The outcomes of consecutive items as a supervisor delivers them: each an encoded result
+/// (its range of a read buffer, and its cost) or a failure.
+pub(crate) struct Received<'a> {
+    items: Items,
+    /// What the items cost, from the item of each entry on (see `deliveries.rs`).
+    costs: Costs,
+    buffer: &'a dyn Fn(Range<usize>) -> &'a [u8],
+}
+
+impl<'a> Received<'a> {
+    /// The outcomes `items`, which cost `costs`, their encoded results in `buffer`.
+    pub(crate) fn new(
+        items: Items,
+        costs: Costs,
+        buffer: &'a dyn Fn(Range<usize>) -> &'a [u8],
+    ) -> Self {
+        Received { items, costs, buffer }
+    }
+
+    /// Each outcome, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Encoded<'a>> + '_ {
+        let mut costs = self.costs.iter().peekable();
+        let mut cost = Cost::default();
+        self.items.iter().enumerate().map(move |(i, item)| {
+            while let Some(&&(from, next)) = costs.peek() {
+                if from > i {
+                    break;
+                }
+                cost = next;
+                costs.next();
+            }
+            match item {
+                Ok(range) => Ok(Value { bytes: (self.buffer)(range.clone()), cost }),
+                Err(e) => Err((**e).clone()),
+            }
+        })
+    }
+
+    /// The first outcome.
+    pub(crate) fn first(&self) -> Option<Encoded<'a>> {
+        let item = self.items.first()?;
+        Some(match item {
+            Ok(range) => {
+                let cost = self.costs.first().map_or(Cost::default(), |&(_, cost)| cost);
+                Ok(Value { bytes: (self.buffer)(range.clone()), cost })
+            }
+            Err(e) => Err((**e).clone()),
+        })
+    }
+}
 
 /// How many tasks ended with a value and how many with an error.
 ///
@@ -63,7 +116,7 @@ impl Tally {
 pub(crate) trait Sink: Send + Sync {
     /// Delivers the outcomes of items `first..first + outcomes.len()` of the run, counting
     /// each in `tally` before its caller can see it.
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally);
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally);
 
     /// Whether item `index` no longer needs running (its handle was cancelled).
     fn is_settled(&self, _index: usize) -> bool {
@@ -89,10 +142,15 @@ pub(crate) fn decode<R: DeserializeOwned>(outcome: Encoded<'_>) -> Result<R, Tas
 /// Decodes a result that may be a failure already.
 fn decode_ref<R: DeserializeOwned>(outcome: &Encoded<'_>) -> Result<R, TaskError> {
     match outcome {
-        Ok(value) => codec::decode(value.bytes)
-            .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e)),
+        Ok(value) => decode_value(value),
         Err(e) => Err(e.clone()),
     }
+}
+
+/// Decodes an encoded result.
+fn decode_value<R: DeserializeOwned>(value: &Value<'_>) -> Result<R, TaskError> {
+    codec::decode(value.bytes)
+        .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
 }
 
 /// Decodes a result, catching a panic of its `Deserialize` (user code, run here in the
@@ -112,11 +170,64 @@ fn decode_caught<R: DeserializeOwned>(
 
 /// Decodes consecutive results. A panic of a `Deserialize` is caught for the whole group,
 /// which then is decoded again one result at a time, so that it fails that result alone.
-fn decode_all<R: DeserializeOwned>(outcomes: &[Encoded<'_>]) -> Vec<Result<R, TaskError>> {
+fn decode_all<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
     let scope = PanicScope::enter(false);
-    scope
-        .catch(|| outcomes.iter().map(decode_ref).collect())
-        .unwrap_or_else(|_| outcomes.iter().map(|o| decode_caught(&scope, o)).collect())
+    scope.catch(|| decode_values(outcomes)).unwrap_or_else(|_| {
+        Decoded::Mixed(outcomes.iter().map(|o| decode_caught(&scope, &o)).collect())
+    })
+}
+
+/// Decodes consecutive results: as values alone while every one is a value.
+fn decode_values<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
+    let mut iter = outcomes.iter();
+    let mut values = Vec::with_capacity(outcomes.items.len());
+    for outcome in iter.by_ref() {
+        match outcome.and_then(|value| decode_value(&value)) {
+            Ok(value) => values.push(value),
+            Err(e) => {
+                let mut mixed: Vec<Result<R, TaskError>> = Vec::with_capacity(outcomes.items.len());
+                mixed.extend(values.into_iter().map(Ok));
+                mixed.push(Err(e));
+                mixed.extend(iter.map(|o| o.and_then(|value| decode_value(&value))));
+                return Decoded::Mixed(mixed);
+            }
+        }
+    }
+    Decoded::Values(values)
+}
+
+/// The decoded outcomes of consecutive items: values alone (the common case, and smaller),
+/// or values and failures.
+#[derive(Debug)]
+pub(crate) enum Decoded<R> {
+    Values(Vec<R>),
+    Mixed(Vec<Result<R, TaskError>>),
+}
+
+impl<R> Decoded<R> {
+    /// How many outcomes there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Decoded::Values(values) => values.len(),
+            Decoded::Mixed(outcomes) => outcomes.len(),
+        }
+    }
+
+    /// How many are values.
+    fn values(&self) -> usize {
+        match self {
+            Decoded::Values(values) => values.len(),
+            Decoded::Mixed(outcomes) => outcomes.iter().filter(|o| o.is_ok()).count(),
+        }
+    }
+
+    /// Every outcome, in order.
+    pub(crate) fn into_results(self) -> Vec<Result<R, TaskError>> {
+        match self {
+            Decoded::Values(values) => values.into_iter().map(Ok).collect(),
+            Decoded::Mixed(outcomes) => outcomes,
+        }
+    }
 }
 
 /// Decodes a result and pairs it with what it cost.
@@ -135,8 +246,8 @@ pub(crate) struct HandleSink<T> {
 }
 
 impl<T: Send> Sink for HandleSink<T> {
-    fn deliver(&self, _first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
-        let Some(outcome) = outcomes.into_iter().next() else { return };
+    fn deliver(&self, _first: usize, outcomes: Received<'_>, tally: &Tally) {
+        let Some(outcome) = outcomes.first() else { return };
         if self.completer.is_settled() {
             // Cancelled: the cancellation counted it.
             return;
@@ -160,7 +271,7 @@ impl<T: Send> Sink for HandleSink<T> {
 }
 
 /// Outcomes of consecutive items, from the first item's index, as a batch sink sends them.
-pub(crate) type Group<R> = (usize, Vec<Result<R, TaskError>>);
+pub(crate) type Group<R> = (usize, Decoded<R>);
 
 /// The sink of a batch: sends `(index, outcomes)` groups to the thread collecting them.
 ///
@@ -175,17 +286,17 @@ pub(crate) struct ChannelSink<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, tally: &Tally) {
-        let values: Vec<Result<R, TaskError>> = decode_all(&outcomes);
-        let ok = values.iter().filter(|v| v.is_ok()).count();
-        tally.record(ok, values.len() - ok);
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally) {
+        let decoded: Decoded<R> = decode_all(&outcomes);
+        let ok = decoded.values();
+        tally.record(ok, decoded.len() - ok);
         match &self.indices {
             None => {
-                let _ = self.tx.send((self.base + first, values));
+                let _ = self.tx.send((self.base + first, decoded));
             }
             Some(indices) => {
-                for (i, value) in values.into_iter().enumerate() {
-                    let _ = self.tx.send((indices[first + i], vec![value]));
+                for (i, outcome) in decoded.into_results().into_iter().enumerate() {
+                    let _ = self.tx.send((indices[first + i], Decoded::Mixed(vec![outcome])));
                 }
             }
         }

@@ -117,11 +117,16 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                     self.outcome = Some(
                         match protocol::decode_result(kind, self.reader.bytes(range.clone()), range)
                         {
-                            Ok(item) => item.outcome.and_then(|value| {
-                                codec::decode(self.reader.bytes(value)).map_err(|e| {
-                                    TaskError::serialization(Side::Result, Direction::Decode, e)
-                                })
-                            }),
+                            Ok(item) => match &item.outcome {
+                                Ok(list) => {
+                                    let mut values = item.values(self.reader.bytes(list.clone()));
+                                    let value = values.next().unwrap_or_default();
+                                    codec::decode(self.reader.bytes(value)).map_err(|e| {
+                                        TaskError::serialization(Side::Result, Direction::Decode, e)
+                                    })
+                                }
+                                Err(e) => Err(e.clone()),
+                            },
                             Err(e) => Err(TaskError::Protocol { reason: e.to_string() }),
                         },
                     );

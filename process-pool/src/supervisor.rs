@@ -396,7 +396,7 @@ fn or_wake<'a>(fd: Option<BorrowedFd<'a>>, wake: BorrowedFd<'a>) -> BorrowedFd<'
 fn finish<'b>(
     shared: &Shared,
     deliveries: Deliveries,
-    bytes: &dyn Fn(std::ops::Range<usize>) -> &'b [u8],
+    bytes: &'b dyn Fn(std::ops::Range<usize>) -> &'b [u8],
 ) {
     if deliveries.is_empty() {
         return;

@@ -56,6 +56,17 @@ pub(crate) struct Cost {
 }
 
 impl Cost {
+    /// What each of `count` items that together cost this cost, on average.
+    pub(crate) fn per_item(self, count: u32) -> Cost {
+        let count = u64::from(count.max(1));
+        Cost {
+            elapsed_ns: self.elapsed_ns / count,
+            user_ns: self.user_ns / count,
+            system_ns: self.system_ns / count,
+            peak_rss: self.peak_rss,
+        }
+    }
+
     /// Adds `other` in: times are summed, the peak is the larger.
     pub(crate) fn add(&mut self, other: Cost) {
         self.elapsed_ns = self.elapsed_ns.saturating_add(other.elapsed_ns);

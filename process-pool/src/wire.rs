@@ -152,11 +152,6 @@ impl<'a> Body<'a> {
         self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
     }
 
-    /// How many bytes are not read yet.
-    pub(crate) fn len(&self) -> usize {
-        self.rest.len()
-    }
-
     /// Everything not read yet.
     pub(crate) fn rest(self) -> &'a [u8] {
         self.rest

@@ -13,7 +13,9 @@ use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
-use crate::protocol::{self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta, RINGS};
+use crate::protocol::{
+    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta, OpenDone, RINGS,
+};
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
 use crate::ship::{self, BatchFn};
@@ -39,6 +41,10 @@ const RING_FLUSH_AGE: Duration = Duration::from_micros(20);
 const MAX_REPORT: usize = 64 * 1024;
 /// Read the worker's CPU time at most this often within a batch (always after its last item).
 const MEASURE_EVERY: Duration = Duration::from_micros(100);
+/// Items that take less than this on average are timed in groups...
+const TINY_ITEM: Duration = Duration::from_micros(2);
+/// ...of up to this many: the clock is read once per group, not once per item.
+const MAX_STRIDE: u32 = 64;
 
 /// Serves as a worker until the parent closes its requests. Never returns.
 pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
@@ -107,6 +113,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         loop {
             match reader.next_frame() {
                 Ok(Some((Kind::Batch, range))) => {
+                    out.more_waiting = reader.pending() > 0 || input.has_data();
                     let body = reader.bytes(range);
                     if let Err(e) = run_batch(body, &mut out, &image) {
                         out.flush();
@@ -149,6 +156,14 @@ enum Requests {
 }
 
 impl Requests {
+    /// Whether more requests wait to be read (known only for the ring).
+    fn has_data(&self) -> bool {
+        match self {
+            Requests::Pipe(_) => false,
+            Requests::Ring { ring, .. } => ring.has_data(),
+        }
+    }
+
     /// Reads more requests into `reader`, waiting for them; `Ok(0)` at the end of input.
     /// Rings the parent, through the result pipe `bell`, if it waits for room to write.
     fn fill(&mut self, reader: &mut FrameReader, bell: BorrowedFd<'_>) -> io::Result<usize> {
@@ -269,7 +284,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
     out.cancellable = flags & CANCELLABLE != 0;
-    out.last_end = None;
+    out.clock.restart();
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
     if inputs.malformed || inputs.left > 0 {
@@ -305,9 +320,10 @@ impl<'a> Iterator for Inputs<'a> {
     }
 }
 
-/// Where a worker's results go: one frame per item, buffered and written in bursts: on the
-/// result pipe each burst is a system call; on the result ring a copy, and a wake-up only if
-/// the parent sleeps, so bursts there are small and frequent.
+/// Where a worker's results go: the values of consecutive items in one frame, failures in
+/// frames of their own, buffered and written in bursts: on the result pipe each burst is a
+/// system call; on the result ring a copy, and a wake-up only if the parent sleeps, so bursts
+/// there are small and frequent.
 #[derive(Debug)]
 pub(crate) struct Outputs {
     /// The result pipe.
@@ -315,6 +331,8 @@ pub(crate) struct Outputs {
     sink: Results,
     /// Result frames not yet written.
     pending: Vec<u8>,
+    /// The [`Kind::Done`] frame at the end of `pending` that the next value joins, if any.
+    open: Option<OpenDone>,
     /// The current item's encoded result.
     scratch: Vec<u8>,
     /// When the item of the oldest frame in `pending` started, so that the result of an item
@@ -330,12 +348,15 @@ pub(crate) struct Outputs {
     meter: Meter,
     /// Panic capture for this thread, entered once for the worker's life.
     panics: PanicScope,
-    /// When the previous item ended; `None` at the start of a batch.
-    last_end: Option<Instant>,
+    /// Times items, alone or in groups.
+    clock: Clock,
     /// Where the parent sees which item runs, and asks to skip cancelled ones.
     page: Option<StatusPage>,
     /// The current batch's items may be cancelled after they were sent.
     cancellable: bool,
+    /// More requests wait after the current batch: its end is no reason to read the CPU
+    /// time (the worker is not about to sleep).
+    more_waiting: bool,
 }
 
 impl Outputs {
@@ -351,6 +372,7 @@ impl Outputs {
             fd,
             sink,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
+            open: None,
             scratch: Vec::new(),
             oldest: None,
             seq: 0,
@@ -360,14 +382,16 @@ impl Outputs {
             limits,
             meter: Meter::new(),
             panics: PanicScope::enter(backtraces),
-            last_end: None,
+            clock: Clock::default(),
             page,
             cancellable: false,
+            more_waiting: false,
         }
     }
 
     /// Runs one item: `work` decodes the input, runs the job and encodes the result into the
-    /// buffer it is given. Records the outcome as the item's result frame.
+    /// buffer it is given. Records the outcome: its value joins the open [`Kind::Done`]
+    /// frame; a failure gets a frame of its own.
     pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
@@ -375,17 +399,17 @@ impl Outputs {
             if !page.start(self.seq, self.cancellable) {
                 // Cancelled before it started: it never runs.
                 let meta = Meta { seq: self.seq, cost: Cost::default() };
+                self.open = None;
                 protocol::encode_failed(&mut self.pending, meta, Failure::Cancelled);
                 self.seq += 1;
-                self.last_end = None;
+                self.clock.restart();
                 self.flush();
                 return;
             }
         }
         self.limits.prepare(self.seq, self.meter.cpu_ns());
         sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
-        // An item starts when the one before it ended: one clock read per item.
-        let started = self.last_end.unwrap_or_else(Instant::now);
+        let started = self.clock.start();
         let scratch = &mut self.scratch;
         let outcome = self.panics.catch(|| work(scratch));
         if sys::forked() {
@@ -396,43 +420,59 @@ impl Outputs {
         if let Some(page) = &self.page {
             page.finish(self.seq);
         }
-        let now = Instant::now();
-        self.last_end = Some(now);
         sys::disarm_crash_flush();
-        let elapsed_ns = u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX);
-        let used = self.meter.read(now, self.left_in_batch == 0);
-        let cost = Cost {
-            elapsed_ns,
-            user_ns: used.user_ns,
-            system_ns: used.system_ns,
-            peak_rss: used.peak_rss,
+        let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
+        let flush_bytes = match self.sink {
+            Results::Ring { .. } => RING_FLUSH_BYTES,
+            Results::Pipe => FLUSH_BYTES,
         };
-        let meta = Meta { seq: self.seq, cost };
-        let out = &mut self.pending;
-        match outcome {
-            Ok(Ok(())) if self.scratch.len() <= self.limit => {
-                protocol::encode_done(out, meta, &self.scratch);
+        let read = !value
+            || self.flush_each
+            || self.left_in_batch == 0
+            || self.pending.len() + self.scratch.len() >= flush_bytes;
+        let timed = self.clock.end(read);
+        let cost = match timed {
+            Some((now, elapsed_ns)) => {
+                let idle_next = self.left_in_batch == 0 && !self.more_waiting;
+                let used = self.meter.read(now, idle_next);
+                Cost {
+                    elapsed_ns,
+                    user_ns: used.user_ns,
+                    system_ns: used.system_ns,
+                    peak_rss: used.peak_rss,
+                }
             }
-            Ok(Ok(())) => {
-                let too_large =
-                    Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
-                protocol::encode_failed(out, meta, too_large);
-            }
-            Ok(Err((side, message))) => {
-                let message = fit(&message, self.limit.min(MAX_REPORT));
-                protocol::encode_failed(
-                    out,
-                    meta,
-                    Failure::Serialization { side, message: &message },
-                );
-            }
-            Err(report) => {
-                let [message, location, backtrace] = fit_report(&report, self.limit);
-                protocol::encode_panicked(out, meta, &message, &location, &backtrace);
+            None => Cost::default(),
+        };
+        if value {
+            self.push_value(cost);
+        } else {
+            self.open = None;
+            let meta = Meta { seq: self.seq, cost };
+            let out = &mut self.pending;
+            match outcome {
+                Ok(Ok(())) => {
+                    let too_large =
+                        Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
+                    protocol::encode_failed(out, meta, too_large);
+                }
+                Ok(Err((side, message))) => {
+                    let message = fit(&message, self.limit.min(MAX_REPORT));
+                    protocol::encode_failed(
+                        out,
+                        meta,
+                        Failure::Serialization { side, message: &message },
+                    );
+                }
+                Err(report) => {
+                    let [message, location, backtrace] = fit_report(&report, self.limit);
+                    protocol::encode_panicked(out, meta, &message, &location, &backtrace);
+                }
             }
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(started);
+        let Some((now, _)) = timed else { return };
         let due = match self.sink {
             // A copy into shared memory, and a wake-up only if the parent sleeps: cheap, but
             // not free per item (the ring's positions move between CPUs). Written at the end
@@ -450,6 +490,20 @@ impl Outputs {
         }
     }
 
+    /// Adds the current item's value, which cost `cost`, to the open [`Kind::Done`] frame
+    /// (opening one if needed).
+    fn push_value(&mut self, cost: Cost) {
+        if let Some(open) = &mut self.open {
+            if open.push(&mut self.pending, &self.scratch, cost) {
+                return;
+            }
+        }
+        let mut open = OpenDone::begin(&mut self.pending, self.seq);
+        // A fresh frame holds any value under the frame limit.
+        let _ = open.push(&mut self.pending, &self.scratch, cost);
+        self.open = Some(open);
+    }
+
     /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
     fn flush(&mut self) {
         if self.pending.is_empty() {
@@ -463,6 +517,7 @@ impl Outputs {
             sys::exit_now(0);
         }
         self.pending.clear();
+        self.open = None;
         self.oldest = None;
     }
 }
@@ -493,6 +548,55 @@ fn write_ring(
             ring.space_bell().sleep(ticket, None);
         }
         ring.space_bell().disarm();
+    }
+}
+
+/// Times items: one clock reading per item, or, while items take less than [`TINY_ITEM`],
+/// one per group of up to [`MAX_STRIDE`] items (reading the clock costs as much as a tiny
+/// item). A group's time is reported on its last item; the others report none.
+#[derive(Debug)]
+struct Clock {
+    /// When the current group started; `None` at the start of a batch.
+    since: Option<Instant>,
+    /// Items of the current group that ended without a reading.
+    unread: u32,
+    /// Items per group.
+    stride: u32,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock { since: None, unread: 0, stride: 1 }
+    }
+}
+
+impl Clock {
+    /// A batch starts: its first item reads the clock.
+    fn restart(&mut self) {
+        self.since = None;
+        self.unread = 0;
+    }
+
+    /// An item starts: when its group started.
+    fn start(&mut self) -> Instant {
+        *self.since.get_or_insert_with(Instant::now)
+    }
+
+    /// An item ended: reads the clock if `force`d or its group is complete, and returns when,
+    /// and the group's time in nanoseconds.
+    fn end(&mut self, force: bool) -> Option<(Instant, u64)> {
+        let items = self.unread + 1;
+        if !force && items < self.stride {
+            self.unread = items;
+            return None;
+        }
+        let now = Instant::now();
+        let elapsed = now - self.since.unwrap_or(now);
+        self.stride =
+            if elapsed < TINY_ITEM * items { (self.stride * 2).min(MAX_STRIDE) } else { 1 };
+        self.since = Some(now);
+        self.unread = 0;
+        Some((now, u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)))
     }
 }
 
@@ -550,8 +654,9 @@ impl Limits {
 }
 
 /// Reads what items cost from the kernel (`getrusage`): after an item when
-/// [`MEASURE_EVERY`] has passed since the last reading, or when asked to, so that a stream of
-/// tiny items pays for few system calls. A reading gives the CPU time used since the one
+/// [`MEASURE_EVERY`] has passed since the last reading, or when asked to (after the last item
+/// of a batch when no more requests wait), so that a stream of tiny items pays for few system
+/// calls. A reading gives the CPU time used since the one
 /// before; in between, items report none.
 #[derive(Debug)]
 struct Meter {

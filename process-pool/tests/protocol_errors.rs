@@ -31,16 +31,25 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
 fn garbage_on_the_result_pipe_fails_the_task_with_protocol() {
     let done = 12;
     let batch = 2;
-    // A well-formed result (sequence number, then elapsed, user and system time and peak
-    // memory) for an item never sent.
-    let stray_result: Vec<u8> =
-        [1000u64, 0, 0, 0, 0].iter().flat_map(|f| f.to_le_bytes()).collect();
-    let cases: [(Vec<u8>, &str); 6] = [
+    // A result header: the first item's sequence number, then the items' elapsed, user and
+    // system time and peak memory, then how many items follow.
+    let header = |seq: u64, count: u32| -> Vec<u8> {
+        let mut out: Vec<u8> = [seq, 0, 0, 0, 0].iter().flat_map(|f| f.to_le_bytes()).collect();
+        out.extend_from_slice(&count.to_le_bytes());
+        out
+    };
+    // A well-formed result (one value of one byte) for an item never sent.
+    let stray_result = [header(1000, 1), 1u32.to_le_bytes().to_vec(), vec![0]].concat();
+    // Two items announced, one value given.
+    let short_list = [header(0, 2), 1u32.to_le_bytes().to_vec(), vec![0]].concat();
+    let cases: [(Vec<u8>, &str); 8] = [
         (u32::MAX.to_le_bytes().to_vec(), "over the"),
         (frame(99, b"junk"), "unknown frame kind 99"),
         (vec![0; 4], "empty frame"),
         (frame(batch, b"junk"), "unexpected Batch frame"),
         (frame(done, b"short"), "too short"),
+        (frame(done, &header(0, 0)), "without items"),
+        (frame(done, &short_list), "too short for result value"),
         (frame(done, &stray_result), "result for item 1000"),
     ];
     let pool = ProcessPool::new(1).unwrap();
@@ -54,5 +63,5 @@ fn garbage_on_the_result_pipe_fails_the_task_with_protocol() {
         assert!(!alive(before), "the worker that sent {what:?} was killed");
     }
     let stats = pool.stats();
-    assert_eq!((stats.crashes, stats.workers_started), (0, 7), "{stats:?}");
+    assert_eq!((stats.crashes, stats.workers_started), (0, 9), "{stats:?}");
 }

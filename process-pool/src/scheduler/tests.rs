@@ -9,7 +9,7 @@ use super::*;
 use crate::batching::Pace;
 use crate::run::RunBuilder;
 use crate::ship::Shipped;
-use crate::sink::{Encoded, Sink};
+use crate::sink::{Received, Sink};
 
 /// A worker process that records what was asked of it.
 #[derive(Default)]
@@ -57,7 +57,7 @@ impl RequestPipe for NullPipe {
 pub(crate) struct NullSink;
 
 impl Sink for NullSink {
-    fn deliver(&self, _: usize, _: Vec<Encoded<'_>>, _: &Tally) {}
+    fn deliver(&self, _: usize, _: Received<'_>, _: &Tally) {}
 }
 
 /// A sink that records what it was given: item index and error (`None` for a value).
@@ -69,9 +69,9 @@ struct Recorder {
 }
 
 impl Sink for Arc<Recorder> {
-    fn deliver(&self, first: usize, outcomes: Vec<Encoded<'_>>, _: &Tally) {
+    fn deliver(&self, first: usize, outcomes: Received<'_>, _: &Tally) {
         let mut got = self.got.lock().unwrap();
-        for (i, o) in outcomes.into_iter().enumerate() {
+        for (i, o) in outcomes.iter().enumerate() {
             got.push((first + i, o.err().map(|e| e.to_string())));
         }
     }
@@ -143,7 +143,7 @@ fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
     let now = Instant::now();
     // Items 0 and 1 answered; item 4 runs (2 and 3 finished, their results lost).
     for seq in 0..2 {
-        s.answered(&mut s.lock(), 0, seq, now, 1).unwrap();
+        s.answered(&mut s.lock(), 0, seq..seq + 1, now, 1, |_, _| {}).unwrap();
     }
     fake.set(5, 4);
     let d = end(&s, 0, Exit::Code(0), fake.progress());
@@ -194,7 +194,7 @@ fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     assert_eq!(fake.kills(), 1, "killed once");
     assert!(conn.accepts(0) && !conn.accepts(1) && !conn.accepts(2));
     drop(state);
-    s.answered(&mut s.lock(), 0, 0, Instant::now(), 1).unwrap();
+    s.answered(&mut s.lock(), 0, 0..1, Instant::now(), 1, |_, _| {}).unwrap();
     fake.set(2, 1);
     deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
     assert_eq!(*rec.got.lock().unwrap(), [(1, Some("task cancelled".into()))]);
@@ -273,11 +273,11 @@ fn a_worker_retires_at_its_quota_once_it_answered_everything() {
     assert_eq!(sent(&s, 0), 2, "no more than the quota is sent");
     assert!(!s.should_retire(&s.lock(), 0));
     let now = Instant::now();
-    s.answered(&mut s.lock(), 0, 0, now, 1).unwrap();
+    s.answered(&mut s.lock(), 0, 0..1, now, 1, |_, _| {}).unwrap();
     assert!(!s.should_retire(&s.lock(), 0));
-    s.answered(&mut s.lock(), 0, 1, now, 1).unwrap();
+    s.answered(&mut s.lock(), 0, 1..2, now, 1, |_, _| {}).unwrap();
     assert!(s.should_retire(&s.lock(), 0));
-    assert!(s.answered(&mut s.lock(), 0, 7, now, 1).is_err(), "an item never sent");
+    assert!(s.answered(&mut s.lock(), 0, 7..8, now, 1, |_, _| {}).is_err(), "an item never sent");
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn answer_all(s: &Shared, w: usize, ns: u64) {
     for _ in 0..held {
         let mut state = s.lock();
         let seq = state.slots[w].conn.as_ref().unwrap().expect_seq;
-        s.answered(&mut state, w, seq, now, ns).unwrap();
+        s.answered(&mut state, w, seq..seq + 1, now, ns, |_, _| {}).unwrap();
         let _ = s.pump(&mut state, w);
     }
 }
@@ -367,4 +367,28 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
     assert_eq!(sent_of(&s, 0, &medium), [1, 1]);
     answer_all(&s, 0, 10_000);
     assert_eq!(sent_of(&s, 0, &medium), [20, 20]);
+}
+
+#[test]
+fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
+    let (first, second) = (
+        run(3, Box::new(NullSink), Batching::Fixed(2)),
+        run(3, Box::new(NullSink), Batching::Fixed(2)),
+    );
+    s.submit(first.clone());
+    s.submit(second.clone());
+    connect(&s, 0);
+    assert_eq!(sent(&s, 0), 6);
+    let mut seen = Vec::new();
+    s.answered(&mut s.lock(), 0, 0..5, Instant::now(), 50, |run, items| {
+        seen.push((Arc::ptr_eq(run, &first), items));
+    })
+    .unwrap();
+    assert_eq!(seen, [(true, 0..2), (true, 2..3), (false, 0..2)]);
+    assert_eq!(first.pace.item_ns(), 10, "the pace learns the mean of the group");
+    assert_eq!(sent(&s, 0), 1);
+    assert_eq!(s.lock().slots[0].conn.as_ref().unwrap().expect_seq, 5);
+    let err = s.answered(&mut s.lock(), 0, 5..7, Instant::now(), 1, |_, _| {}).unwrap_err();
+    assert!(err.contains("never sent"), "{err}");
 }
