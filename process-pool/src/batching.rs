@@ -32,8 +32,6 @@ const INITIAL_ITEM_NS: u64 = 1_000_000;
 /// many items. Before that, the plain mean of the samples so far, so the first measured
 /// item replaces the initial guess.
 const SMOOTHING: u64 = 8;
-/// Bytes a batch frame spends per input besides the input itself (its length).
-const PER_INPUT: usize = 4;
 /// Functions whose single tasks [`Paces`] remembers; it forgets them all when full.
 const MAX_PACES: usize = 256;
 
@@ -119,15 +117,14 @@ pub(crate) fn batch_len(
     let take = batch.min(room).clamp(1, run_left.max(1));
     let mut bytes = run.job.state.len();
     let mut count = 0;
-    while count < take {
-        let size = run.input(start + count).len() + PER_INPUT;
+    for size in run.sizes_from(start).take(take) {
         if count > 0 && bytes + size > limit {
             break;
         }
         bytes += size;
         count += 1;
     }
-    count
+    count.max(1)
 }
 
 #[cfg(test)]

@@ -107,23 +107,23 @@ fn worker_direction(side: Side) -> Direction {
     }
 }
 
-/// Appends a [`Kind::Batch`] frame: `inputs` to run with `job`, numbered from `first_seq`.
-pub(crate) fn encode_batch<'a>(
+/// Appends a [`Kind::Batch`] frame: `count` inputs to run with `job`, numbered from
+/// `first_seq`, given as they travel: each a `u32` length and its bytes (see `run.rs`).
+pub(crate) fn encode_batch(
     out: &mut Vec<u8>,
     first_seq: u64,
     job: &Shipped,
     flags: u8,
-    inputs: impl ExactSizeIterator<Item = &'a [u8]>,
+    count: usize,
+    framed: &[u8],
 ) {
     let at = wire::begin_frame(out, Kind::Batch);
     wire::put_u64(out, first_seq);
     wire::put_i64(out, job.entry);
     out.push(flags);
     wire::put_bytes(out, &job.state);
-    wire::put_u32(out, u32::try_from(inputs.len()).unwrap_or(u32::MAX));
-    for input in inputs {
-        wire::put_bytes(out, input);
-    }
+    wire::put_u32(out, u32::try_from(count).unwrap_or(u32::MAX));
+    out.extend_from_slice(framed);
     wire::end_frame(out, at);
 }
 

@@ -18,10 +18,7 @@ use crate::sink::Sink;
 /// One job with the encoded inputs of its items.
 pub(crate) struct Run {
     pub(crate) job: Arc<Shipped>,
-    inputs: Vec<u8>,
-    /// Where each input but the last ends (the last ends at the end of `inputs`).
-    ends: Vec<usize>,
-    len: usize,
+    inputs: Inputs,
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) timeout: Option<Duration>,
     /// How many items travel in one batch.
@@ -40,18 +37,80 @@ pub(crate) enum Batching {
     Fixed(usize),
 }
 
+/// Every [`MARK_EVERY`]th input's offset is kept; the others are found by walking from it.
+const MARK_EVERY: usize = 64;
+
+/// Encoded inputs, each a `u32` length and its bytes, as a batch frame carries them: a batch
+/// of consecutive items is one copy of one range.
+#[derive(Debug, Default)]
+struct Inputs {
+    bytes: Vec<u8>,
+    /// Where input `k × MARK_EVERY` starts, for every `k`.
+    marks: Vec<usize>,
+    len: usize,
+}
+
+impl Inputs {
+    /// Starts an input: its length, to be set by [`Inputs::end`].
+    fn begin(&mut self) -> usize {
+        if self.len.is_multiple_of(MARK_EVERY) {
+            self.marks.push(self.bytes.len());
+        }
+        self.len += 1;
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        at
+    }
+
+    /// Ends the input begun at `at`; `false` if it is over `u32::MAX` bytes (then it must
+    /// be withdrawn).
+    fn end(&mut self, at: usize) -> bool {
+        let Ok(len) = u32::try_from(self.bytes.len() - at - 4) else {
+            return false;
+        };
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        true
+    }
+
+    /// Withdraws the input begun at `at`.
+    fn undo(&mut self, at: usize) {
+        self.bytes.truncate(at);
+        self.len -= 1;
+        if self.len.is_multiple_of(MARK_EVERY) {
+            self.marks.pop();
+        }
+    }
+
+    /// Where input `i` starts (its length first); the end of the bytes past the last.
+    fn offset(&self, i: usize) -> usize {
+        if i >= self.len {
+            return self.bytes.len();
+        }
+        let mut at = self.marks.get(i / MARK_EVERY).copied().unwrap_or(self.bytes.len());
+        for _ in 0..i % MARK_EVERY {
+            at = self.next(at);
+        }
+        at
+    }
+
+    /// Where the input after the one at `at` starts.
+    fn next(&self, at: usize) -> usize {
+        match self.bytes.get(at..at + 4) {
+            Some(len) => at + 4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
+            None => self.bytes.len(),
+        }
+    }
+}
+
 /// Encodes the inputs of a run before it is built.
 pub(crate) struct RunBuilder {
     job: Arc<Shipped>,
-    inputs: Vec<u8>,
-    /// Where each input but the last ends.
-    ends: Vec<usize>,
-    len: usize,
+    inputs: Inputs,
 }
 
 impl RunBuilder {
     pub(crate) fn new(job: Arc<Shipped>) -> Self {
-        RunBuilder { job, inputs: Vec::new(), ends: Vec::new(), len: 0 }
+        RunBuilder { job, inputs: Inputs::default() }
     }
 
     /// Encodes one more input.
@@ -60,17 +119,14 @@ impl RunBuilder {
     ///
     /// The input cannot be serialized, or with the job's state it is over `limit` bytes.
     pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
-        let start = self.inputs.len();
-        self.begin_input();
-        if let Err(e) = codec::encode_into(input, &mut self.inputs) {
-            self.inputs.truncate(start);
-            self.undo_input();
+        let at = self.inputs.begin();
+        if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
+            self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }
-        let size = self.inputs.len() - start + self.job.state.len();
-        if size > limit {
-            self.inputs.truncate(start);
-            self.undo_input();
+        let size = self.inputs.bytes.len() - at - 4 + self.job.state.len();
+        if size > limit || !self.inputs.end(at) {
+            self.inputs.undo(at);
             return Err(TaskError::TooLarge {
                 side: Side::Argument,
                 size: size as u64,
@@ -80,31 +136,19 @@ impl RunBuilder {
         Ok(())
     }
 
-    /// Starts an input: the one before (if any) ends here.
-    fn begin_input(&mut self) {
-        if self.len > 0 {
-            self.ends.push(self.inputs.len());
-        }
-        self.len += 1;
-    }
-
-    /// Withdraws the input begun last.
-    fn undo_input(&mut self) {
-        self.len -= 1;
-        if self.len > 0 {
-            self.ends.pop();
-        }
-    }
-
     /// Adds an input that is encoded already (by the codec, in another process).
     pub(crate) fn push_encoded(&mut self, input: &[u8]) {
-        self.begin_input();
-        self.inputs.extend_from_slice(input);
+        let at = self.inputs.begin();
+        self.inputs.bytes.extend_from_slice(input);
+        if !self.inputs.end(at) {
+            // Over 4 GiB: nothing encodes that much under a frame limit.
+            self.inputs.undo(at);
+        }
     }
 
     /// How many inputs were encoded.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.inputs.len
     }
 
     /// The run, with where its results go and the pace its job learns.
@@ -115,8 +159,8 @@ impl RunBuilder {
         batching: Batching,
         pace: Arc<Pace>,
     ) -> Run {
-        let RunBuilder { job, inputs, ends, len } = self;
-        Run { job, inputs, ends, len, sink, timeout, batching, pace }
+        let RunBuilder { job, inputs } = self;
+        Run { job, inputs, sink, timeout, batching, pace }
     }
 
     /// The job the run is built for.
@@ -128,14 +172,36 @@ impl RunBuilder {
 impl Run {
     /// How many items it has.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.inputs.len
     }
 
     /// The encoded input of item `i` (empty past the last).
+    #[cfg(test)]
     pub(crate) fn input(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends.get(i - 1).copied().unwrap_or(usize::MAX) };
-        let end = self.ends.get(i).copied().unwrap_or(self.inputs.len());
-        self.inputs.get(start..end).unwrap_or_default()
+        let at = self.inputs.offset(i);
+        self.inputs.bytes.get(at + 4..self.inputs.next(at)).unwrap_or_default()
+    }
+
+    /// The sizes of the inputs from item `start` on, each with its length field.
+    pub(crate) fn sizes_from(&self, start: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut at = self.inputs.offset(start);
+        std::iter::from_fn(move || {
+            let next = self.inputs.next(at);
+            let size = next - at;
+            at = next;
+            (size > 0).then_some(size)
+        })
+    }
+
+    /// Items `items`' inputs, each a `u32` length and its bytes, as a batch frame carries
+    /// them.
+    pub(crate) fn framed(&self, items: Range<usize>) -> &[u8] {
+        let start = self.inputs.offset(items.start);
+        let mut end = start;
+        for _ in items {
+            end = self.inputs.next(end);
+        }
+        self.inputs.bytes.get(start..end).unwrap_or_default()
     }
 }
 
@@ -206,5 +272,36 @@ mod tests {
         let run =
             b.finish(Box::new(crate::scheduler::tests::NullSink), None, Batching::Fixed(1), pace);
         assert_eq!((run.len(), run.input(0)), (1, &encoded(5)[..]));
+    }
+
+    #[test]
+    fn many_inputs_are_found_by_index_and_framed_by_range() {
+        let mut b = builder();
+        let values: Vec<u64> = (0..300u64).map(|i| i * i * 1_000_003).collect();
+        for (i, v) in values.iter().enumerate() {
+            b.push(v, 1 << 20).unwrap();
+            if i % 63 == 0 {
+                // A failure right at and around the marks leaves no trace.
+                assert!(b.push(&HalfWritten, 1 << 20).is_err());
+            }
+        }
+        let pace = Arc::new(Pace::default());
+        let run =
+            b.finish(Box::new(crate::scheduler::tests::NullSink), None, Batching::Fixed(1), pace);
+        assert_eq!(run.len(), values.len());
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(run.input(i), encoded(*v), "input {i}");
+        }
+        for range in [0..1, 0..300, 63..65, 64..128, 127..129, 299..300, 5..5] {
+            let mut expected = Vec::new();
+            for v in &values[range.clone()] {
+                crate::wire::put_bytes(&mut expected, &encoded(*v));
+            }
+            assert_eq!(run.framed(range.clone()), expected, "{range:?}");
+        }
+        let sizes: Vec<usize> = run.sizes_from(290).collect();
+        let expected: Vec<usize> = values[290..].iter().map(|v| encoded(*v).len() + 4).collect();
+        assert_eq!(sizes, expected);
+        assert_eq!(run.sizes_from(300).count(), 0);
     }
 }

@@ -423,7 +423,8 @@ impl Shared {
                 conn.next_seq,
                 &run.job,
                 flags,
-                items.clone().map(|i| run.input(i)),
+                count,
+                run.framed(items.clone()),
             );
             conn.next_seq += count as u64;
             conn.served += count as u64;

@@ -14,7 +14,7 @@ use crate::protocol::{self, Init};
 use crate::region::Region;
 use crate::ship::Ship;
 use crate::sys::{self, ChildProcess, Interest};
-use crate::wire::{FrameReader, Kind, SLACK};
+use crate::wire::{self, FrameReader, Kind, SLACK};
 
 /// How often a one-off is checked on where the kernel has no pidfds.
 const POLL_EXIT: Duration = Duration::from_millis(20);
@@ -69,7 +69,9 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let Launched { child, region, request, result } = launch::launch(&init, false)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     let mut batch = Vec::new();
-    protocol::encode_batch(&mut batch, 0, &job, 0, std::iter::once(&encoded[..]));
+    let mut framed = Vec::with_capacity(encoded.len() + 4);
+    wire::put_bytes(&mut framed, &encoded);
+    protocol::encode_batch(&mut batch, 0, &job, 0, 1, &framed);
     // The worker reads its batch after its hello; a write error means it already died, which
     // `join` reports with its exit status.
     let _ = sys::write_all(request.as_fd(), &batch);

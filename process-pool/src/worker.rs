@@ -571,10 +571,12 @@ impl Default for Clock {
 }
 
 impl Clock {
-    /// A batch starts: its first item reads the clock.
+    /// A batch starts: its first item reads the clock, and its items are timed one by one
+    /// until they prove tiny (the batch may be another job's, of slow items).
     fn restart(&mut self) {
         self.since = None;
         self.unread = 0;
+        self.stride = 1;
     }
 
     /// An item starts: when its group started.
@@ -728,6 +730,23 @@ fn fit_report(report: &PanicReport, limit: usize) -> [std::borrow::Cow<'_, str>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_is_read_once_per_group_and_when_forced() {
+        let mut clock = Clock { since: None, unread: 0, stride: 4 };
+        clock.start();
+        assert!(clock.end(false).is_none());
+        assert!(clock.end(false).is_none());
+        assert!(clock.end(false).is_none());
+        let (_, elapsed) = clock.end(false).expect("the group's fourth item reads the clock");
+        assert!(clock.stride == 1 || clock.stride == 8, "{}", clock.stride);
+        assert!(elapsed < 60_000_000_000);
+        assert!(clock.end(true).is_some(), "a forced reading");
+        clock.restart();
+        assert_eq!((clock.since, clock.unread, clock.stride), (None, 0, 1));
+        clock.start();
+        assert!(clock.end(false).is_some(), "a batch's first item is timed alone");
+    }
 
     #[test]
     fn long_reports_are_cut_on_a_char_boundary_with_a_marker() {
