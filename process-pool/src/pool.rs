@@ -467,14 +467,25 @@ impl ProcessPool {
                 return (vec![(0, Decoded::Mixed(failed))], total);
             }
         };
+        let items = items.into_iter();
         let mut builder = RunBuilder::new(shipped);
-        let mut indices = Vec::new();
+        builder.reserve(items.size_hint().0);
+        // The caller's index of each item sent, once one failed to encode (until then, the
+        // same as the run's).
+        let mut indices: Option<Vec<usize>> = None;
         let mut total = 0;
-        for (i, item) in items.into_iter().enumerate() {
+        for (i, item) in items.enumerate() {
             total += 1;
             match builder.push(&item, self.frame_limit()) {
-                Ok(()) => indices.push(i),
-                Err(e) => groups.push((i, Decoded::Mixed(vec![Err(e)]))),
+                Ok(()) => {
+                    if let Some(indices) = &mut indices {
+                        indices.push(i);
+                    }
+                }
+                Err(e) => {
+                    indices.get_or_insert_with(|| (0..i).collect());
+                    groups.push((i, Decoded::Mixed(vec![Err(e)])));
+                }
             }
         }
         let sent = builder.len();
@@ -482,9 +493,7 @@ impl ProcessPool {
         self.shared.tally.record(0, total - sent);
         let batching = batching_for(&self.shared.config, sent);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let skipped = sent < total;
-        let sink =
-            ChannelSink { tx, base: 0, indices: skipped.then_some(indices), abandoned: None };
+        let sink = ChannelSink { tx, base: 0, indices, abandoned: None };
         let pace = Arc::new(Pace::default());
         self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching, pace)));
         let mut received = 0;

@@ -39,6 +39,8 @@ pub(crate) enum Batching {
 
 /// Every [`MARK_EVERY`]th input's offset is kept; the others are found by walking from it.
 const MARK_EVERY: usize = 64;
+/// The size of a small encoded input (a number), for [`RunBuilder::reserve`].
+const SMALL_INPUT: usize = 8;
 
 /// Encoded inputs, each a `u32` length and its bytes, as a batch frame carries them: a batch
 /// of consecutive items is one copy of one range.
@@ -111,6 +113,13 @@ pub(crate) struct RunBuilder {
 impl RunBuilder {
     pub(crate) fn new(job: Arc<Shipped>) -> Self {
         RunBuilder { job, inputs: Inputs::default() }
+    }
+
+    /// Makes room for `n` more small inputs (a few bytes each), so a long run does not grow
+    /// its buffer by copying it over and over.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.inputs.bytes.reserve(n.saturating_mul(4 + SMALL_INPUT));
+        self.inputs.marks.reserve(n / MARK_EVERY + 1);
     }
 
     /// Encodes one more input.

@@ -213,3 +213,31 @@ fn large_payloads_round_trip() {
         assert!(back.iter().all(|&b| b == 3));
     }
 }
+
+#[test]
+fn arguments_over_the_limit_fail_alone_in_a_batch_and_the_rest_keep_their_places() {
+    let pool = ProcessPool::with_config(
+        ProcessConfig::new(Config::new().workers(2)).max_frame_bytes(1024),
+    )
+    .unwrap();
+    let sizes = [10usize, 4096, 20, 30, 5000, 40];
+    let inputs = || sizes.iter().map(|&n| serde_bytes::ByteBuf::from(vec![n as u8; n]));
+    let outcomes = pool.map_results(echo, inputs());
+    assert_eq!(outcomes.len(), sizes.len());
+    for (outcome, &n) in outcomes.iter().zip(&sizes) {
+        match outcome {
+            Ok(bytes) => assert_eq!(bytes.as_ref(), vec![n as u8; n], "item of {n} bytes"),
+            Err(TaskError::TooLarge { side: Side::Argument, limit: 1024, .. }) => {
+                assert!(n > 1024, "only the large ones fail, not {n}");
+            }
+            other => panic!("item of {n} bytes: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        pool.map(echo, inputs()),
+        Err(TaskError::TooLarge { side: Side::Argument, .. })
+    ));
+    let streamed: Vec<_> = pool.imap(echo, inputs()).map(|o| o.map(|b| b.len())).collect();
+    assert_eq!(streamed.iter().filter(|o| o.is_err()).count(), 2);
+    assert_eq!(streamed[5].as_ref().unwrap(), &40);
+}
