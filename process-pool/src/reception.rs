@@ -454,7 +454,8 @@ fn settle(
     // After a kill, only results of items before the one it was for count: that item gets
     // the kill's error, whatever raced with it. Later bytes are dropped as they come, so
     // they cannot pile up until the worker ends.
-    let accepted = (0..u64::from(item.count)).take_while(|&i| conn.accepts(seq + i)).count();
+    let accepted =
+        (0..u64::from(item.count)).take_while(|&i| conn.accepts(seq.saturating_add(i))).count();
     if accepted == 0 {
         return false;
     }
@@ -463,7 +464,7 @@ fn settle(
         Ok(_) => {
             let each = cost.per_item(item.count);
             let mut values = item.values(list);
-            let seqs = seq..seq + accepted as u64;
+            let seqs = seq..seq.saturating_add(accepted as u64);
             shared.answered(state, w, seqs, now, cost.elapsed_ns, |run, items| {
                 let ranges = items.clone().map(|_| values.next().unwrap_or_default());
                 deliveries.add_values(run, items.start, ranges, each);
@@ -471,9 +472,16 @@ fn settle(
         }
         Err(error) => {
             let error = with_limit(error.clone(), shared.config.get_max_frame_bytes());
-            shared.answered(state, w, seq..seq + 1, now, cost.elapsed_ns, |run, items| {
-                deliveries.add(run, items.start, Err(error.clone()));
-            })
+            shared.answered(
+                state,
+                w,
+                seq..seq.saturating_add(1),
+                now,
+                cost.elapsed_ns,
+                |run, items| {
+                    deliveries.add(run, items.start, Err(error.clone()));
+                },
+            )
         }
     };
     if let Err(reason) = answered {
