@@ -52,6 +52,8 @@ use serde::de::{
 };
 use serde::ser::{self, Serialize};
 
+use crate::bulk;
+
 /// Appends the encoding of `value` to `out`. On failure `out` is left as it was.
 ///
 /// # Errors
@@ -410,12 +412,14 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
 
     fn serialize_str(self, v: &str) -> Result<(), CodecError> {
         self.tag_len(STR, v.len());
+        bulk::reserve(self.out, v.len());
         self.out.extend_from_slice(v.as_bytes());
         Ok(())
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
         self.tag_len(BYTES, v.len());
+        bulk::reserve(self.out, v.len());
         self.out.extend_from_slice(v);
         Ok(())
     }
@@ -531,6 +535,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         let iter = iter.into_iter();
         if let Some(bytes) = as_byte_slice(&iter) {
             self.tag_len(BYTE_RUN, bytes.len());
+            bulk::reserve(self.out, bytes.len());
             self.out.extend_from_slice(bytes);
             return Ok(());
         }
@@ -739,8 +744,7 @@ impl<'de> Decoder<'de> {
     }
 
     fn str(&mut self) -> Result<&'de str, CodecError> {
-        std::str::from_utf8(self.bytes()?)
-            .map_err(|e| CodecError(format!("a string is not UTF-8: {e}")))
+        std::str::from_utf8(self.bytes()?).map_err(not_utf8)
     }
 
     /// The name after a [`NAME`] or [`NAME_REF`] tag.
@@ -883,6 +887,10 @@ fn sign_extend(bits: u64, w: u8) -> i64 {
     ((bits << shift) as i64) >> shift
 }
 
+fn not_utf8(e: impl fmt::Display) -> CodecError {
+    CodecError(format!("a string is not UTF-8: {e}"))
+}
+
 fn bad_tag(tag: u8) -> CodecError {
     CodecError(format!("unknown tag {tag:#04x}"))
 }
@@ -994,7 +1002,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
         if matches!(self.peek()?, BYTES | BYTE_RUN) && is_vec_u8_visitor::<V>() {
             self.byte()?;
-            let bytes = ManuallyDrop::new(self.bytes()?.to_vec());
+            let bytes = ManuallyDrop::new(bulk::copy(self.bytes()?));
             // SAFETY: `V::Value` is `Vec<u8>` (checked by `is_vec_u8_visitor`; type ids differ
             // in everything but lifetimes, and `Vec<u8>` has none), so reading the vector as a
             // `V::Value` moves it; `ManuallyDrop` keeps it from being dropped twice.
@@ -1013,8 +1021,36 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         }
     }
 
+    /// A large byte string is handed over as a vector made at its size (see `bulk.rs`), which
+    /// a visitor that takes ownership (`serde_bytes::ByteBuf`'s) keeps as it is.
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        self.deserialize_bytes(visitor)
+        match *self.rest {
+            [BYTES | BYTE_RUN, ..] if self.rest.len() > bulk::LARGE => {
+                self.byte()?;
+                let bytes = self.bytes()?;
+                if bytes.len() < bulk::LARGE {
+                    return visitor.visit_borrowed_bytes(bytes);
+                }
+                visitor.visit_byte_buf(bulk::copy(bytes))
+            }
+            _ => self.deserialize_bytes(visitor),
+        }
+    }
+
+    /// A large string is handed over as a `String` made at its size, as byte strings are.
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match *self.rest {
+            [STR, ..] if self.rest.len() > bulk::LARGE => {
+                self.byte()?;
+                let bytes = self.bytes()?;
+                if bytes.len() < bulk::LARGE {
+                    let text = std::str::from_utf8(bytes).map_err(not_utf8)?;
+                    return visitor.visit_borrowed_str(text);
+                }
+                visitor.visit_string(String::from_utf8(bulk::copy(bytes)).map_err(not_utf8)?)
+            }
+            _ => self.deserialize_any(visitor),
+        }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
@@ -1105,7 +1141,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool i128 u128 f32 f64 char str string tuple tuple_struct map struct
+        bool i128 u128 f32 f64 char str tuple tuple_struct map struct
     }
 
     /// See the encoder's.

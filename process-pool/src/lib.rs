@@ -98,6 +98,7 @@
 #![deny(unsafe_code)]
 
 mod batching;
+mod bulk;
 mod channel;
 #[allow(unsafe_code)]
 mod codec;

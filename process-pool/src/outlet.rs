@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::bulk;
 use crate::ring::Producer;
 use crate::sys;
 
@@ -196,6 +197,16 @@ impl Outlet {
         let left = writer.flush();
         self.backlog.store(left, Ordering::Release);
         left
+    }
+
+    /// Whether the outbox kept the memory of a large frame (see `bulk.rs`).
+    pub(crate) fn holds_large(&self) -> bool {
+        bulk::is_large(&self.lock().outbox)
+    }
+
+    /// Gives back the memory of an emptied outbox that grew for a large frame.
+    pub(crate) fn release(&self) {
+        bulk::release(&mut self.lock().outbox);
     }
 
     /// Whether the last flush left bytes behind.

@@ -210,6 +210,16 @@ pub(crate) fn encode_done(out: &mut Vec<u8>, meta: Meta, value: &[u8]) {
     open.push(out, value, meta.cost);
 }
 
+/// Appends the start of a [`Kind::Done`] frame for one item whose encoded result, `len`
+/// bytes, is written right after it from its own buffer: a large result is not copied into
+/// the frame.
+pub(crate) fn encode_done_head(out: &mut Vec<u8>, meta: Meta, len: usize) {
+    let at = begin_result(out, Kind::Done, meta);
+    wire::put_u32(out, 1);
+    wire::put_u32(out, u32::try_from(len).unwrap_or(u32::MAX));
+    wire::end_frame_before(out, at, len);
+}
+
 /// Appends a [`Kind::Panicked`] frame: the panic's message, location and backtrace (empty
 /// when unknown).
 pub(crate) fn encode_panicked(
@@ -425,6 +435,10 @@ mod tests {
         encode_done(&mut out, meta, b"value");
         let (item, value) = read_result(&out);
         assert_eq!((item.meta, value), (meta, b"value".to_vec()));
+        let mut split = Vec::new();
+        encode_done_head(&mut split, meta, 5);
+        split.extend_from_slice(b"value");
+        assert_eq!(split, out, "a head and its value make the same frame");
 
         out.clear();
         encode_panicked(&mut out, meta, "boom", "src/x.rs:1:2", "");

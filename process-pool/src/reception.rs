@@ -169,6 +169,22 @@ impl Reception {
         self.watchers.load(Ordering::Acquire) > 0
     }
 
+    /// Whether a reader kept the memory of a large frame (see `bulk.rs`).
+    pub(crate) fn holds_large(&self) -> bool {
+        let receiving = self.lock();
+        receiving.reader.holds_large()
+            || receiving.ring.as_ref().is_some_and(|(_, reader)| reader.holds_large())
+    }
+
+    /// Gives back the memory the readers kept for large frames, where they hold no byte.
+    pub(crate) fn release(&self) {
+        let mut receiving = self.lock();
+        receiving.reader.release();
+        if let Some((_, reader)) = &mut receiving.ring {
+            reader.release();
+        }
+    }
+
     /// Whether the worker wrote something not read yet (on its ring or its pipe).
     pub(crate) fn has_unread(&self, receiving: &Receiving) -> bool {
         self.peek.as_ref().is_some_and(Peek::has_data)

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::{Exit, TaskError};
 
+use crate::bulk;
 use crate::deliveries::Deliveries;
 use crate::doorbell::Spin;
 use crate::launch::{self, Launched};
-use crate::outlet::{RequestPipe, RingRequests};
+use crate::outlet::{Outlet, RequestPipe, RingRequests};
 use crate::protocol::{BACKTRACES, Init};
 use crate::reception::{Reader, Reception, kill_for_protocol, readable};
 use crate::region::Region;
@@ -153,6 +154,8 @@ struct Link {
     reception: Arc<Reception>,
     /// How long to spin on the result ring before sleeping, while the worker holds work.
     spin: Spin,
+    /// The worker's outbox, whose memory goes back once idle after a large frame.
+    outlet: Arc<Outlet>,
 }
 
 /// Runs one worker process from spawn to reaping. Returns whether the slot needs another.
@@ -177,14 +180,16 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
     let ring = region.as_ref().map(Region::results_in);
     let deadline = Instant::now() + START_LIMIT;
     let reception = Arc::new(Reception::new(w, pid, result, ring, limit, deadline));
-    {
+    let outlet = {
         let mut state = shared.lock();
         let mut conn = Conn::new(pid.unsigned_abs(), worker.clone(), request.clone());
         conn.reception = Some(reception.clone());
+        let outlet = conn.outlet.clone();
         state.slots[w].conn = Some(conn);
         state.counters.workers_started += 1;
-    }
-    let mut link = Link { w, request: Some(request), reception, spin: Spin::default() };
+        outlet
+    };
+    let mut link = Link { w, request: Some(request), reception, spin: Spin::default(), outlet };
     serve(shared, &worker, &mut link);
 
     // The process ended. What it started and left in its group dies now (its zombie keeps
@@ -331,6 +336,13 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         if pidfd.is_none() {
             timeout = Some(timeout.map_or(POLL_EXIT, |t| t.min(POLL_EXIT)));
         }
+        // Buffers kept for large frames go back once the worker had nothing to do for a
+        // while (see `bulk.rs`).
+        let holding = !next.busy && (reception.holds_large() || link.outlet.holds_large());
+        if holding {
+            timeout = Some(timeout.map_or(bulk::KEEP_IDLE, |t| t.min(bulk::KEEP_IDLE)));
+        }
+        let slept = Instant::now();
         let result_open = reception.lock().result_open;
         let polled = sys::poll(
             [
@@ -352,6 +364,10 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         disarm(peek, request.as_deref().filter(|_| watching));
         drop(request);
         let Ok([results, woken, write, ended]) = polled else { return };
+        if holding && slept.elapsed() >= bulk::KEEP_IDLE {
+            reception.release();
+            link.outlet.release();
+        }
         if ended.read || (pidfd.is_none() && sys::has_ended(&worker.child)) {
             return;
         }

@@ -1016,6 +1016,26 @@ impl Drop for Writable {
     }
 }
 
+/// Bytes of a transparent huge page (x86-64 and most 64-bit platforms).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Asks the kernel to back the whole huge pages within `memory` (this process's own, not
+/// yet written, as a vector's spare capacity is) with transparent huge pages when they are
+/// first written: one fault and one clearing of 2 MiB instead of 512 faults. Only advice:
+/// where the kernel offers huge pages only on request (`madvise` in
+/// `/sys/kernel/mm/transparent_hugepage/enabled`) it takes them, where it always or never
+/// does it changes nothing, and a refusal is ignored. No byte of `memory` changes.
+pub(crate) fn advise_huge_pages(memory: &mut [std::mem::MaybeUninit<u8>]) {
+    let start = memory.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + memory.len()) / HUGE_PAGE * HUGE_PAGE;
+    if end > first {
+        // SAFETY: the range lies within `memory`, which this process owns and may write (an
+        // exclusive borrow); the advice changes how its pages are backed, never its bytes.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// Sleeps while the shared 32-bit `word` holds `expected`, until [`futex_wake`] on it, a
 /// signal, or `timeout`. Returns at once if it holds something else. Works across processes
 /// that map the same memory.

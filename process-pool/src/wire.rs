@@ -10,6 +10,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
 
+use crate::bulk;
 use crate::sys;
 
 /// Bytes before a frame's body: the length and the kind.
@@ -80,7 +81,13 @@ pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: Kind) -> usize {
 /// Finishes the frame begun at `start` by writing its length. Returns the frame's length
 /// field (kind plus body).
 pub(crate) fn end_frame(out: &mut [u8], start: usize) -> usize {
-    let len = out.len() - start - 4;
+    end_frame_before(out, start, 0)
+}
+
+/// Finishes the frame begun at `start` whose last `more` bytes are not in `out`: they follow
+/// it in the stream, written from a buffer of their own. Returns the frame's length field.
+pub(crate) fn end_frame_before(out: &mut [u8], start: usize, more: usize) -> usize {
+    let len = (out.len() - start - 4).saturating_add(more);
     let field = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&field.to_le_bytes());
     len
@@ -104,6 +111,7 @@ pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
 /// Appends a `u32` length and the bytes.
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_u32(out, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    bulk::reserve(out, bytes.len());
     out.extend_from_slice(bytes);
 }
 
@@ -230,6 +238,19 @@ impl FrameReader {
         }
     }
 
+    /// Whether the buffer grew to [`bulk::LARGE`] or more (for a large frame) and is kept.
+    pub(crate) fn holds_large(&self) -> bool {
+        self.buf.len() >= bulk::LARGE
+    }
+
+    /// Gives back the memory of a buffer that grew for a large frame, if no byte is held (see
+    /// `bulk.rs`); the next read starts small again.
+    pub(crate) fn release(&mut self) {
+        if self.is_empty() && self.holds_large() {
+            *self = FrameReader::new(self.limit);
+        }
+    }
+
     /// Drops every byte held: what a peer that broke the protocol sent later is not read.
     pub(crate) fn discard(&mut self) {
         self.start = 0;
@@ -264,7 +285,7 @@ impl FrameReader {
         }
         if self.buf.len() < self.start + want {
             let more = self.start + want - self.buf.len();
-            self.buf.reserve_exact(more);
+            bulk::reserve_exact(&mut self.buf, more);
             self.buf.resize(self.start + want, 0);
         }
     }
@@ -410,6 +431,38 @@ mod tests {
         let (_, range) = r.next_frame().unwrap().unwrap();
         assert_eq!(r.bytes(range), &body[..]);
         assert!(r.capacity() <= (4 << 20) + HEADER + READ_CHUNK);
+    }
+
+    #[test]
+    fn the_memory_of_a_large_frame_goes_back_only_once_nothing_is_held() {
+        let body = vec![9; bulk::LARGE];
+        let mut bytes = frame(Kind::Done, &body);
+        bytes.extend(frame(Kind::Done, b"next"));
+        let mut r = FrameReader::new(2 * bulk::LARGE);
+        r.push(&bytes[..bytes.len() - 2]);
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), &body[..]);
+        assert!(r.holds_large());
+        r.release();
+        assert!(r.holds_large(), "part of the next frame is held: nothing goes back");
+        r.push(&bytes[bytes.len() - 2..]);
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), b"next");
+        r.release();
+        assert!(!r.holds_large() && r.capacity() == 0);
+        r.push(&frame(Kind::Done, b"small"));
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), b"small", "a released reader reads on");
+    }
+
+    #[test]
+    fn a_frame_ended_before_its_last_bytes_reads_as_one() {
+        let mut out = Vec::new();
+        let at = begin_frame(&mut out, Kind::Done);
+        out.extend_from_slice(b"head");
+        assert_eq!(end_frame_before(&mut out, at, 4), 1 + 8);
+        out.extend_from_slice(b"tail");
+        assert_eq!(out, frame(Kind::Done, b"headtail"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use taskpool_core::backend::{PanicScope, catch_panic};
 use taskpool_core::{PanicReport, Resource, Side};
 
+use crate::bulk;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
 use crate::protocol::{
@@ -132,7 +133,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             }
         }
         out.flush();
-        match input.fill(&mut reader, result) {
+        match input.fill(&mut reader, result, &mut out) {
             Ok(0) | Err(_) => {
                 if reader.pending() > 0 {
                     sys::exit_now(EXIT_PROTOCOL);
@@ -165,11 +166,26 @@ impl Requests {
     }
 
     /// Reads more requests into `reader`, waiting for them; `Ok(0)` at the end of input.
-    /// Rings the parent, through the result pipe `bell`, if it waits for room to write.
-    fn fill(&mut self, reader: &mut FrameReader, bell: BorrowedFd<'_>) -> io::Result<usize> {
+    /// Rings the parent, through the result pipe `bell`, if it waits for room to write. Once
+    /// it waited [`bulk::KEEP_IDLE`], gives back the memory `reader` and `out` kept for large
+    /// frames.
+    fn fill(
+        &mut self,
+        reader: &mut FrameReader,
+        bell: BorrowedFd<'_>,
+        out: &mut Outputs,
+    ) -> io::Result<usize> {
         let (ring, spin) = match self {
             Requests::Pipe(request) => {
                 linger(*request);
+                if reader.holds_large() || out.holds_large() {
+                    let interest = sys::Interest { fd: *request, read: true, write: false };
+                    let polled = sys::poll([interest], Some(bulk::KEEP_IDLE));
+                    if polled.is_ok_and(|[ready]| !ready.read) {
+                        reader.release();
+                        out.release();
+                    }
+                }
                 return reader.fill(*request);
             }
             Requests::Ring { ring, spin } => (ring, spin),
@@ -192,7 +208,13 @@ impl Requests {
             }
             let ticket = ring.data_bell().arm();
             if !ring.has_data() && !ring.is_closed() {
-                ring.data_bell().sleep(ticket, None);
+                let holding = reader.holds_large() || out.holds_large();
+                let slept = Instant::now();
+                ring.data_bell().sleep(ticket, holding.then_some(bulk::KEEP_IDLE));
+                if holding && slept.elapsed() >= bulk::KEEP_IDLE {
+                    reader.release();
+                    out.release();
+                }
             }
             ring.data_bell().disarm();
         }
@@ -444,7 +466,14 @@ impl Outputs {
             }
             None => Cost::default(),
         };
-        if value {
+        // A large value is written from its own buffer, in a frame of its own after the
+        // frames before it, rather than copied into `pending` (see `bulk.rs`).
+        let large = value && self.scratch.len() >= bulk::LARGE;
+        if large {
+            self.open = None;
+            let meta = Meta { seq: self.seq, cost };
+            protocol::encode_done_head(&mut self.pending, meta, self.scratch.len());
+        } else if value {
             self.push_value(cost);
         } else {
             self.open = None;
@@ -485,8 +514,8 @@ impl Outputs {
             }
             Results::Pipe => self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE,
         };
-        if self.flush_each || due {
-            self.flush();
+        if self.flush_each || due || large {
+            self.flush_with(large);
         }
     }
 
@@ -506,12 +535,26 @@ impl Outputs {
 
     /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
     fn flush(&mut self) {
+        self.flush_with(false);
+    }
+
+    /// Writes every pending result, then (`with_scratch`) the current item's encoded result:
+    /// the rest of the last of them, which [`protocol::encode_done_head`] began. If the parent
+    /// is gone there is nobody to serve: exit.
+    fn flush_with(&mut self, with_scratch: bool) {
         if self.pending.is_empty() {
             return;
         }
+        let value: &[u8] = if with_scratch { &self.scratch } else { &[] };
         let written = match &mut self.sink {
-            Results::Pipe => sys::write_all(self.fd, &self.pending).is_ok(),
-            Results::Ring { ring, spin } => write_ring(ring, spin, &self.pending, self.fd),
+            Results::Pipe => {
+                sys::write_all(self.fd, &self.pending).is_ok()
+                    && sys::write_all(self.fd, value).is_ok()
+            }
+            Results::Ring { ring, spin } => {
+                write_ring(ring, spin, &self.pending, self.fd)
+                    && write_ring(ring, spin, value, self.fd)
+            }
         };
         if !written {
             sys::exit_now(0);
@@ -519,6 +562,21 @@ impl Outputs {
         self.pending.clear();
         self.open = None;
         self.oldest = None;
+    }
+
+    /// Whether a buffer kept the memory of a large result (see `bulk.rs`).
+    fn holds_large(&self) -> bool {
+        bulk::is_large(&self.pending) || bulk::is_large(&self.scratch)
+    }
+
+    /// Gives back the memory the buffers kept for large results, once every result is
+    /// written.
+    fn release(&mut self) {
+        if self.pending.is_empty() {
+            self.scratch.clear();
+            bulk::release(&mut self.scratch);
+            bulk::release(&mut self.pending);
+        }
     }
 }
 

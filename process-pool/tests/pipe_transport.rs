@@ -92,7 +92,8 @@ fn a_crash_over_pipes_costs_only_its_task() {
             other => panic!("expected a crash, got {other:?}"),
         }
         assert_eq!(after.join().unwrap(), 81);
-        let big = vec![7u8; 3 << 20];
+        // Over the size from which a result is written from its own buffer.
+        let big = vec![7u8; 6 << 20];
         let echoed: Vec<u8> = pool.apply(echo_bytes, big.clone()).unwrap();
         assert_eq!(echoed, big);
     });

@@ -204,6 +204,25 @@ fn a_result_over_the_limit_fails_alone() {
     assert_eq!(outcomes[2].as_ref().unwrap().len(), 20);
 }
 
+/// `len` bytes, each `len % 251`.
+fn sized(len: u64) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(vec![(len % 251) as u8; usize::try_from(len).unwrap()])
+}
+
+/// Results over the large-value size (written from their own buffer, after the frames
+/// before them) and small ones, in one batch: each comes back whole, in order.
+#[test]
+fn large_and_small_results_of_one_batch_keep_their_order() {
+    let pool = ProcessPool::with_config(Config::new().workers(1).chunk_size(6)).unwrap();
+    let lens = [10, 5 << 20, 20, 6 << 20, 0, 30];
+    let back = pool.map(sized, lens).unwrap();
+    assert_eq!(back.len(), lens.len());
+    for (len, buf) in lens.into_iter().zip(back) {
+        assert_eq!(buf.len() as u64, len);
+        assert!(buf.iter().all(|&b| u64::from(b) == len % 251), "the result of {len} bytes");
+    }
+}
+
 #[test]
 fn large_payloads_round_trip() {
     let pool = ProcessPool::new(2).unwrap();

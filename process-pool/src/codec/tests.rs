@@ -245,6 +245,51 @@ fn byte_sequences_travel_as_one_run() {
     round_trips([1u8, 2, 3]);
 }
 
+/// Large byte strings and strings (see `bulk.rs`) come back as values made at their size,
+/// whichever visitor reads them: one that takes the buffer, or one that copies what it sees.
+#[test]
+fn large_byte_strings_and_strings_come_back_sized_once() {
+    let bytes: Vec<u8> = (0..crate::bulk::LARGE + 3).map(|i| (i % 251) as u8).collect();
+    let buf = serde_bytes::ByteBuf::from(bytes.clone());
+    let back = decode::<serde_bytes::ByteBuf>(&encode(&buf)).unwrap();
+    assert_eq!(back, buf);
+    assert_eq!(back.into_vec().capacity(), bytes.len());
+    let back = decode::<Vec<u8>>(&encode(&bytes)).unwrap();
+    assert_eq!((back.len(), back.capacity()), (bytes.len(), bytes.len()));
+    assert_eq!(back, bytes);
+    assert_eq!(decode::<Copied>(&encode(&buf)).unwrap(), Copied(bytes.clone()));
+    let text = "é".repeat(crate::bulk::LARGE);
+    let back = decode::<String>(&encode(&text)).unwrap();
+    assert_eq!(back.capacity(), text.len());
+    assert_eq!(back, text);
+    round_trips(text.clone());
+    assert_eq!(decode::<Box<str>>(&encode(&text)).unwrap(), text.clone().into_boxed_str());
+    let mut bad = encode(&text);
+    let last = bad.len() - 1;
+    bad[last] = 0xff;
+    assert!(decode::<String>(&bad).unwrap_err().to_string().contains("not UTF-8"));
+}
+
+/// Asks for an owned byte buffer, but only reads borrowed bytes (and copies them).
+#[derive(Debug, PartialEq)]
+struct Copied(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Copied {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Copier;
+        impl<'de> Visitor<'de> for Copier {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+        }
+        d.deserialize_byte_buf(Copier).map(Copied)
+    }
+}
+
 /// A `Vec<u8>` visitor that is not serde's: it must see the elements.
 #[derive(Debug, PartialEq)]
 struct Reversed(Vec<u8>);
