@@ -5,57 +5,67 @@
 //! memory that was written before costs what the copy costs; copying into fresh memory costs
 //! a page fault and a clearing per 4 KiB page on top, several times the copy itself (on a
 //! 2-core virtual machine, 64 MiB: 3.5 ms into written memory, 27 ms into fresh memory, 6 ms
-//! into fresh memory backed by huge pages). Allocators hand out fresh memory for every value
-//! this large (glibc maps each allocation over 32 MiB anew). So a buffer for a large value:
+//! into fresh memory backed by huge pages, once the kernel has them at hand). Allocators hand
+//! out fresh memory for every value this large (glibc maps each allocation over 32 MiB anew).
+//! So a buffer for a large value:
 //!
 //! - is reserved once, at the size it needs, where that size is known ([`reserve`], [`copy`]);
-//! - asks for transparent huge pages ([`sys::advise_huge_pages`]) for its unwritten part;
+//! - from [`HUGE`] on, asks for transparent huge pages ([`sys::advise_huge_pages`]) for its
+//!   unwritten part;
 //! - if it is one of the transport's own (a frame reader's, an outbox, a worker's result
 //!   buffers), is kept, written and warm, while large values keep coming, and given back
 //!   ([`release`]) once its owner has had nothing to do for [`KEEP_IDLE`]: a pool that once
 //!   moved a large value does not keep its memory in every worker for good, and one that
 //!   moves them one after another does not fault its buffers in anew for each.
 //!
-//! Measured on that machine (a 64 MiB `serde_bytes::ByteBuf` echoed by a worker, medians):
-//! with every buffer kept but none on huge pages, 150–210 ms, most of it in page faults of the
-//! three fresh buffers (the argument encoded, the argument decoded, the result decoded); with
-//! huge pages but the transport's buffers given back after each value, no faster (each of them
-//! is fresh again); with both, 50–80 ms. Those three fresh buffers, and a copy through each
-//! buffer on the way, remain.
+//! Measured on that machine (a 64 MiB `serde_bytes::ByteBuf` echoed by a worker): with every
+//! buffer kept but none on huge pages, 150–260 ms, most of it in the page faults of the three
+//! fresh buffers (the argument encoded, the argument decoded, the result decoded); with huge
+//! pages but the transport's buffers given back after each value, no faster (each of them is
+//! fresh again); with both, 50–120 ms.
 
 use std::time::Duration;
 
 use crate::sys;
 
-/// From this many bytes, a value's buffer asks for huge pages, and a transport buffer is
-/// given back once idle.
+/// From this many bytes, a value's buffer is reserved at once, a worker writes a result from
+/// its own buffer, and a transport buffer is given back once idle.
 pub(crate) const LARGE: usize = 4 << 20;
+
+/// From this many bytes, a buffer asks for huge pages. Allocators map an allocation this
+/// large anew each time (glibc: every one over 32 MiB), so it is always fresh memory; a
+/// smaller one mostly reuses memory freed before, faulted in already. Measured: a 16 MiB echo
+/// with the advice took several round trips longer to settle, and gained little after.
+const HUGE: usize = 32 << 20;
 
 /// How long a transport buffer of [`LARGE`] or more is kept while its owner has nothing to do.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(250);
 
-/// Makes room for `additional` more bytes in `buf` (as [`Vec::reserve`] does); for a large
-/// value, asks for huge pages for the room that was not written yet.
+/// For a value of [`LARGE`] or more, makes room for `additional` more bytes in `buf` (as
+/// [`Vec::reserve`] does) and, from [`HUGE`] on, asks for huge pages for the room that was
+/// not written yet; a smaller value is left to the vector's own growth.
 pub(crate) fn reserve(buf: &mut Vec<u8>, additional: usize) {
     if additional < LARGE {
         return;
     }
     buf.reserve(additional);
-    sys::advise_huge_pages(buf.spare_capacity_mut());
-}
-
-/// Makes room for exactly `additional` more bytes in `buf` (as [`Vec::reserve_exact`] does);
-/// for a large value, asks for huge pages for the room that was not written yet.
-pub(crate) fn reserve_exact(buf: &mut Vec<u8>, additional: usize) {
-    buf.reserve_exact(additional);
-    if additional >= LARGE {
+    if additional >= HUGE {
         sys::advise_huge_pages(buf.spare_capacity_mut());
     }
 }
 
-/// A copy of `bytes` in a vector of exactly its length, backed by huge pages if it is large.
+/// Makes room for exactly `additional` more bytes in `buf` (as [`Vec::reserve_exact`] does);
+/// from [`HUGE`] on, asks for huge pages for the room that was not written yet.
+pub(crate) fn reserve_exact(buf: &mut Vec<u8>, additional: usize) {
+    buf.reserve_exact(additional);
+    if additional >= HUGE {
+        sys::advise_huge_pages(buf.spare_capacity_mut());
+    }
+}
+
+/// A copy of `bytes` in a vector of exactly its length, on huge pages from [`HUGE`] on.
 pub(crate) fn copy(bytes: &[u8]) -> Vec<u8> {
-    if bytes.len() < LARGE {
+    if bytes.len() < HUGE {
         return bytes.to_vec();
     }
     let mut buf = Vec::with_capacity(bytes.len());
@@ -98,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_copy_has_the_bytes_and_no_more_room() {
-        for len in [0, 5, LARGE, LARGE + 4097] {
+        for len in [0, 5, LARGE, HUGE + 4097] {
             let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let copied = copy(&bytes);
             assert_eq!(copied, bytes);
