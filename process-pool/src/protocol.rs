@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use taskpool_core::{Direction, PanicReport, Resource, Side, TaskError};
 
+use crate::bulk;
 use crate::ship::Shipped;
 use crate::usage::Cost;
 use crate::wire::{self, Body, Kind, WireError};
@@ -123,6 +124,7 @@ pub(crate) fn encode_batch(
     out.push(flags);
     wire::put_bytes(out, &job.state);
     wire::put_u32(out, u32::try_from(count).unwrap_or(u32::MAX));
+    bulk::reserve(out, framed.len());
     out.extend_from_slice(framed);
     wire::end_frame(out, at);
 }
