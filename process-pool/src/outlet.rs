@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::bulk;
 use crate::ring::Producer;
@@ -199,9 +199,14 @@ impl Outlet {
         left
     }
 
-    /// Whether the outbox kept the memory of a large frame (see `bulk.rs`).
+    /// Whether the outbox kept the memory of a large frame (see `bulk.rs`). Never waits:
+    /// while somebody writes, the answer is no (the outbox is not idle).
     pub(crate) fn holds_large(&self) -> bool {
-        bulk::is_large(&self.lock().outbox)
+        match self.writer.try_lock() {
+            Ok(writer) => bulk::is_large(&writer.outbox),
+            Err(TryLockError::Poisoned(e)) => bulk::is_large(&e.into_inner().outbox),
+            Err(TryLockError::WouldBlock) => false,
+        }
     }
 
     /// Gives back the memory of an emptied outbox that grew for a large frame.

@@ -169,9 +169,14 @@ impl Reception {
         self.watchers.load(Ordering::Acquire) > 0
     }
 
-    /// Whether a reader kept the memory of a large frame (see `bulk.rs`).
+    /// Whether a reader kept the memory of a large frame (see `bulk.rs`). Never waits: while
+    /// somebody reads, the answer is no (the reader is not idle).
     pub(crate) fn holds_large(&self) -> bool {
-        let receiving = self.lock();
+        let receiving = match self.inner.try_lock() {
+            Ok(receiving) => receiving,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
         receiving.reader.holds_large()
             || receiving.ring.as_ref().is_some_and(|(_, reader)| reader.holds_large())
     }
