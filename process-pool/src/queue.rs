@@ -356,7 +356,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// The kernel refused the shared memory (`memfd`).
+    /// The kernel refused the shared memory: [`ErrorKind::Unsupported`](std::io::ErrorKind)
+    /// where it has no `memfd` (whatever carries the pool's own messages).
     ///
     /// # Examples
     ///

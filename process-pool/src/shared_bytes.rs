@@ -130,7 +130,8 @@ impl SharedBytes {
     ///
     /// # Errors
     ///
-    /// The kernel has no `memfd` or refused the memory.
+    /// The kernel refused the memory: [`ErrorKind::Unsupported`](std::io::ErrorKind) where
+    /// it has no `memfd` (whatever carries the pool's own messages).
     ///
     /// # Examples
     ///
@@ -165,7 +166,8 @@ impl SharedBytes {
     ///
     /// # Errors
     ///
-    /// The kernel has no `memfd` or refused the memory.
+    /// The kernel refused the memory: [`ErrorKind::Unsupported`](std::io::ErrorKind) where
+    /// it has no `memfd` (whatever carries the pool's own messages).
     ///
     /// # Examples
     ///

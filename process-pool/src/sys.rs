@@ -618,20 +618,50 @@ pub(crate) fn is_exiting(pid: libc::pid_t) -> bool {
     flags.and_then(|f| f.parse::<u64>().ok()).is_none_or(|f| f & PF_EXITING != 0)
 }
 
-/// Set once `memfd` turned out unavailable (refused by the kernel or a seccomp filter), or by
-/// the environment variable `TASKPOOL_TRANSPORT=pipes` (which tests of the fallback use).
+/// Set once the kernel refused `memfd` (it lacks it, or a seccomp filter forbids it).
 static NO_MEMFD: AtomicBool = AtomicBool::new(false);
-static MEMFD_MODE: std::sync::Once = std::sync::Once::new();
 
-/// Whether [`SharedMemory::create`] may work: `memfd` was not refused before, and the
-/// environment does not ask for pipes alone.
+/// Whether the pool's transport may use shared memory: the kernel did not refuse `memfd`
+/// before, and the environment variable `TASKPOOL_TRANSPORT=pipes` (which tests of the
+/// fallback use) does not ask for pipes alone. Queues, pipes and shared bytes do not ask
+/// this: they need `memfd` whatever carries the pool's frames.
 pub(crate) fn has_memfd() -> bool {
-    MEMFD_MODE.call_once(|| {
-        if std::env::var_os("TASKPOOL_TRANSPORT").is_some_and(|v| v == "pipes") {
+    static PIPES_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let pipes_only = *PIPES_ONLY
+        .get_or_init(|| std::env::var_os("TASKPOOL_TRANSPORT").is_some_and(|v| v == "pipes"));
+    !pipes_only && !NO_MEMFD.load(Ordering::Relaxed)
+}
+
+/// A new anonymous `memfd` of `len` zeroed bytes, close-on-exec and open to seals: the one
+/// place the crate makes one.
+///
+/// # Errors
+///
+/// `Unsupported` (with the kernel's reason) where the kernel refuses `memfd`, now or before;
+/// or the error of sizing the file.
+fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
+    let unavailable = |e: io::Error| {
+        io::Error::new(io::ErrorKind::Unsupported, format!("memfd is unavailable here: {e}"))
+    };
+    if NO_MEMFD.load(Ordering::Relaxed) {
+        return Err(unavailable(io::Error::from_raw_os_error(libc::ENOSYS)));
+    }
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
+    let fd = match check(unsafe { libc::memfd_create(name.as_ptr(), flags) }) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)) => {
             NO_MEMFD.store(true, Ordering::Relaxed);
+            return Err(unavailable(e));
         }
-    });
-    !NO_MEMFD.load(Ordering::Relaxed)
+        Err(e) => return Err(e),
+    };
+    // SAFETY: `fd` was just created and is owned by this call.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let bytes = libc::off_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+    Ok(fd)
 }
 
 /// The seals of every [`SharedMemory`]: its size is fixed for good, so a peer (or a task
@@ -678,25 +708,7 @@ impl SharedMemory {
 
     /// A new sealed `memfd` of `len` zeroed bytes, mapped, wholly pre-faulted if `populate`.
     fn make(name: &CStr, len: usize, populate: bool) -> io::Result<(SharedMemory, OwnedFd)> {
-        if !has_memfd() {
-            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
-        }
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
-        let fd = match check(unsafe { libc::memfd_create(name.as_ptr(), flags) }) {
-            Ok(fd) => fd,
-            Err(e) => {
-                if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)) {
-                    NO_MEMFD.store(true, Ordering::Relaxed);
-                }
-                return Err(e);
-            }
-        };
-        // SAFETY: `fd` was just created and is owned by this call.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let bytes = libc::off_t::try_from(len).map_err(io::Error::other)?;
-        // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
-        check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+        let fd = new_memfd(name, len)?;
         // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) })?;
         Ok((Self::map_with(fd.as_fd(), len, populate)?, fd))
@@ -904,18 +916,11 @@ impl SealedBytes {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> io::Result<(SealedBytes, OwnedFd)> {
-        if header.len() > SEALED_DATA_AT || !has_memfd() {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        if header.len() > SEALED_DATA_AT {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
         let total = SEALED_DATA_AT.checked_add(len).ok_or_else(|| io::Error::other("too large"))?;
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
-        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
-        // SAFETY: `fd` was just created and is owned by this call.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let bytes = libc::off_t::try_from(total).map_err(io::Error::other)?;
-        // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
-        check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
+        let fd = new_memfd(name, total)?;
         {
             let writable = Writable::map(fd.as_fd(), total)?;
             // SAFETY: the mapping is `total` bytes long, writable, and only this call knows

@@ -6,7 +6,8 @@
 //! started with it (`over_pipes`): the whole conformance suite, a crash that costs only its
 //! task, a short chaos run (crashes while workers hold more work, which a supervisor must see
 //! from the process, not from its pipe's end), and a check that the worker really has no shared memory (and has it without the
-//! switch, so the check means something).
+//! switch, so the check means something). Queues, pipes and shared bytes do not depend on
+//! the pool's transport: they work the same with the switch.
 
 mod common;
 
@@ -14,7 +15,9 @@ use std::process::Command;
 
 use common::*;
 use taskpool_core::conformance::chaos::{self, Expect};
-use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+use taskpool_process::{
+    Config, End, GetError, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
+};
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
 const SIGSEGV: i32 = 11;
@@ -115,4 +118,56 @@ fn chaos_over_pipes_gives_every_item_its_own_outcome() {
 /// Returns its input.
 fn echo_bytes(bytes: Vec<u8>) -> Vec<u8> {
     bytes
+}
+
+/// Puts `0..n` and returns `n`.
+fn put_range((queue, n): (Producer<u64>, u64)) -> u64 {
+    (0..n).for_each(|i| queue.put(i).unwrap());
+    n
+}
+
+/// Answers each number with its double until the other end is gone.
+fn double_back(end: End<u64>) {
+    while let Ok(x) = end.recv() {
+        end.send(x * 2).unwrap();
+    }
+}
+
+/// The sum of the bytes, read in place.
+fn byte_sum(data: SharedBytes) -> u64 {
+    data.iter().map(|&b| u64::from(b)).sum()
+}
+
+#[test]
+fn queues_pipes_and_shared_bytes_work_over_pipes() {
+    over_pipes("queues_pipes_and_shared_bytes_work_over_pipes", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let queue = Queue::<u64>::new().unwrap();
+        let consumer = queue.consumer().unwrap();
+        let counts = pool.map(put_range, (0..2).map(|_| (queue.producer().unwrap(), 100)));
+        assert_eq!(counts.unwrap(), [100, 100]);
+        drop(queue);
+        let mut got = Vec::new();
+        let end = loop {
+            match consumer.get() {
+                Ok(v) => got.push(v),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(end, GetError::Disconnected);
+        got.sort_unstable();
+        let mut want: Vec<u64> = (0..100).chain(0..100).collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+
+        let (here, there) = Pipe::new::<u64>().unwrap();
+        let child = spawn(double_back, there).unwrap();
+        here.send(21).unwrap();
+        assert_eq!(here.recv(), Ok(42));
+        drop(here);
+        child.join().unwrap();
+
+        let data = SharedBytes::copy_from_slice(&[3; 1 << 20]).unwrap();
+        assert_eq!(pool.apply(byte_sum, data).unwrap(), 3 << 20);
+    });
 }
