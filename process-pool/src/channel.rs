@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::doorbell::Spin;
 use crate::shared_lock::{self, Guard, is_gone, my_pid};
-use crate::sys::{self, SharedMemory};
+use crate::sys::{self, HeldFd, SharedMemory};
 
 /// Data bytes of a channel unless the user says otherwise.
 pub(crate) const DEFAULT_BYTES: usize = 1 << 20;
@@ -126,7 +126,9 @@ impl From<Broken> for GetFail {
 pub(crate) struct Shared {
     memory: SharedMemory,
     /// Kept open so that other processes can open the same memory through `/proc`.
-    fd: OwnedFd,
+    fd: HeldFd,
+    /// Where this process found the memory, `(pid, fd)`: more places for a receiver to try.
+    origins: Vec<(u32, i32)>,
     id: [u64; 2],
     capacity: usize,
     max_messages: u64,
@@ -178,11 +180,19 @@ impl Shared {
         words[2].store(id[1], Relaxed);
         words[3].store(max_messages, Relaxed);
         words[0].store(MAGIC, Release);
-        Ok(Shared { memory, fd, id, capacity: len - DATA_AT, max_messages, slot: Mutex::new(None) })
+        let (fd, capacity) = (HeldFd::new(fd)?, len - DATA_AT);
+        let slot = Mutex::new(None);
+        Ok(Shared { memory, fd, origins: Vec::new(), id, capacity, max_messages, slot })
     }
 
-    /// The channel `id` in `memory` (mapped from `fd`), if it is that channel.
-    pub(crate) fn adopt(memory: SharedMemory, fd: OwnedFd, id: [u64; 2]) -> Option<Shared> {
+    /// The channel `id` in `memory` (mapped from `fd`, found at `origins`), if it is that
+    /// channel.
+    pub(crate) fn adopt(
+        memory: SharedMemory,
+        fd: OwnedFd,
+        id: [u64; 2],
+        origins: Vec<(u32, i32)>,
+    ) -> Option<Shared> {
         if memory.len() < DATA_AT + MIN_BYTES {
             return None;
         }
@@ -193,7 +203,8 @@ impl Shared {
         }
         let max_messages = words[3].load(Relaxed).max(1);
         let capacity = memory.len() - DATA_AT;
-        Some(Shared { memory, fd, id, capacity, max_messages, slot: Mutex::new(None) })
+        let fd = HeldFd::new(fd).ok()?;
+        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot: Mutex::new(None) })
     }
 
     pub(crate) fn id(&self) -> [u64; 2] {
@@ -205,8 +216,13 @@ impl Shared {
         self.memory.len()
     }
 
-    pub(crate) fn fd(&self) -> &OwnedFd {
+    pub(crate) fn fd(&self) -> &HeldFd {
         &self.fd
+    }
+
+    /// Where this process found the memory: `(pid, fd)` of the processes it came from.
+    pub(crate) fn origins(&self) -> &[(u32, i32)] {
+        &self.origins
     }
 
     /// The largest message (encoded) that fits.

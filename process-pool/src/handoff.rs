@@ -10,22 +10,31 @@
 //! reuses its mapping.
 //!
 //! Serializing a handle counts it in the sender's peer slot as "handed off"; the receiver
-//! registers its own handle, then takes that count back. So from the moment a handle is
+//! registers its own handle, then takes that count back, once per serialized copy (each
+//! carries a ticket: serde decodes a value inside an untagged enum once per variant it tries,
+//! and that must not take the count back twice). So from the moment a handle is
 //! serialized until it is received, its role still counts, and a process that drops its
 //! last handle meanwhile keeps the memory open for the receiver (until the next handle of
-//! any channel is made or opened in it with nothing on its way). A handle serialized but
-//! never received counts as held by its sender until that process exits.
+//! any channel is made, opened or dropped in it with nothing on its way). A handle serialized
+//! but never received counts as held by its sender until that process exits.
+//!
+//! A task may close descriptors it did not open (as a daemon closes all from 3 up): the
+//! descriptors kept for `/proc` are [`HeldFd`]s, which notice it. A process whose descriptor
+//! of a channel was closed names, when it hands the channel on, the processes it got the
+//! channel from instead of itself.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{Roles, Shared};
 use crate::shared_lock::my_pid;
-use crate::sys::SharedMemory;
+use crate::sys::{HeldFd, SharedMemory};
 
 /// What a process maps and may hand to another: found again by its id, and kept alive while
 /// what it handed off is on its way.
@@ -64,6 +73,11 @@ impl<T: Mapped> Known<T> {
         entries
     }
 
+    /// Lets go of what has arrived and forgets what nobody holds.
+    pub(crate) fn sweep(&self) {
+        drop(self.entries());
+    }
+
     /// Whether something handed off is still on its way.
     pub(crate) fn any_on_the_way(&self) -> bool {
         self.entries().iter().any(|entry| entry.keep.is_some())
@@ -100,6 +114,45 @@ impl<T: Mapped> Known<T> {
         entries.push(Entry { weak: Arc::downgrade(&object), keep: None });
         Ok(object)
     }
+}
+
+/// Copies received lately: `(object id, sender, ticket)`.
+static RECEIVED: Mutex<VecDeque<([u64; 2], u32, u64)>> = Mutex::new(VecDeque::new());
+/// How many receipts [`RECEIVED`] remembers: far more than the handles one value holds.
+const REMEMBERED: usize = 256;
+
+/// A ticket for a copy this process serializes, unique among its copies.
+pub(crate) fn next_ticket() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether this process receives for the first time the copy `ticket` of object `id` that
+/// process `from` serialized. Serde decodes a value inside an untagged enum once per variant
+/// it tries, so one copy can be received several times; its sender counts it once.
+pub(crate) fn first_receipt(id: [u64; 2], from: u32, ticket: u64) -> bool {
+    let mut seen = RECEIVED.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (id, from, ticket);
+    if seen.contains(&key) {
+        return false;
+    }
+    if seen.len() == REMEMBERED {
+        seen.pop_front();
+    }
+    seen.push_back(key);
+    true
+}
+
+/// The most places a serialized handle names.
+const MAX_HOLDERS: usize = 4;
+
+/// The places a process names for an object it hands on: itself if its descriptor `held` is
+/// intact, then the places it got the object from (`origins`), at most [`MAX_HOLDERS`].
+pub(crate) fn holders(held: &HeldFd, origins: &[(u32, i32)]) -> Vec<(u32, i32)> {
+    let me = my_pid();
+    let mine = held.is_intact().then_some((me, held.number()));
+    let others = origins.iter().copied().filter(|&(pid, _)| pid != me);
+    mine.into_iter().chain(others).take(MAX_HOLDERS).collect()
 }
 
 /// Opens descriptor `fd` of process `pid` (through `/proc`), for reading, and writing if
@@ -146,6 +199,13 @@ fn broken() -> std::io::Error {
     std::io::Error::other("the queue's shared memory is broken")
 }
 
+fn closed() -> std::io::Error {
+    std::io::Error::other(
+        "the queue's descriptor in this process was closed (by a task that closed descriptors \
+         it did not open), and no other process is known to hold the queue",
+    )
+}
+
 impl Handle {
     /// A handle with `roles` to a new channel.
     pub(crate) fn create(bytes: usize, max_messages: u64, roles: Roles) -> std::io::Result<Handle> {
@@ -188,6 +248,7 @@ impl Drop for Handle {
         let _ = self.shared.count(self.roles, -1, false);
         // Waiters look at the peers again: this may have been the last on its side.
         self.shared.wake_all();
+        CHANNELS.sweep();
     }
 }
 
@@ -198,6 +259,8 @@ struct Wire {
     len: u64,
     roles: u8,
     from: u32,
+    /// Which copy of the sender's this is ([`first_receipt`]).
+    ticket: u64,
     /// `(pid, fd)` pairs where the memory is open.
     holders: Vec<(u32, i32)>,
 }
@@ -205,8 +268,11 @@ struct Wire {
 impl Serialize for Handle {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        let me = my_pid();
         let shared = &self.shared;
+        let holders = holders(shared.fd(), shared.origins());
+        if holders.is_empty() {
+            return Err(S::Error::custom(closed()));
+        }
         match shared.count(self.roles, 1, true) {
             Ok(true) => {}
             Ok(false) => return Err(S::Error::custom(table_full())),
@@ -217,8 +283,9 @@ impl Serialize for Handle {
             id: shared.id(),
             len: shared.len() as u64,
             roles: self.roles.bits(),
-            from: me,
-            holders: vec![(me, shared.fd().as_raw_fd())],
+            from: my_pid(),
+            ticket: next_ticket(),
+            holders,
         }
         .serialize(serializer)
     }
@@ -231,7 +298,9 @@ impl<'de> Deserialize<'de> for Handle {
         let roles = Roles::from_bits(wire.roles);
         let shared = open(&wire).map_err(D::Error::custom)?;
         let handle = Handle::counted(shared, roles).map_err(D::Error::custom)?;
-        handle.shared.received(wire.from, roles).map_err(|_| D::Error::custom(broken()))?;
+        if first_receipt(wire.id, wire.from, wire.ticket) {
+            handle.shared.received(wire.from, roles).map_err(|_| D::Error::custom(broken()))?;
+        }
         Ok(handle)
     }
 }
@@ -243,7 +312,7 @@ fn open(wire: &Wire) -> Result<Arc<Shared>, String> {
         let len = usize::try_from(wire.len).map_err(|e| e.to_string())?;
         let mut why = String::from("no process named holds it");
         for &(pid, fd) in &wire.holders {
-            match open_from(pid, fd, len, wire.id) {
+            match open_from(pid, fd, len, wire.id, wire.holders.clone()) {
                 Ok(shared) => return Ok(shared),
                 Err(e) => why = e,
             }
@@ -252,12 +321,18 @@ fn open(wire: &Wire) -> Result<Arc<Shared>, String> {
     })
 }
 
-fn open_from(pid: u32, number: i32, len: usize, id: [u64; 2]) -> Result<Shared, String> {
+fn open_from(
+    pid: u32,
+    number: i32,
+    len: usize,
+    id: [u64; 2],
+    origins: Vec<(u32, i32)>,
+) -> Result<Shared, String> {
     let fd = open_proc(pid, number, true)?;
     let place = format!("descriptor {number} of process {pid}");
     let memory = SharedMemory::adopt(fd.as_raw_fd(), len)
         .ok_or_else(|| format!("{place} is not a sealed memfd of {len} bytes"))?;
-    Shared::adopt(memory, fd, id).ok_or_else(|| format!("{place} is another queue"))
+    Shared::adopt(memory, fd, id, origins).ok_or_else(|| format!("{place} is another queue"))
 }
 
 #[cfg(test)]
@@ -275,10 +350,33 @@ mod tests {
         assert_eq!(handle.channel().try_get().unwrap().unwrap(), b"through");
 
         let me = my_pid();
-        let fd = handle.shared.fd().as_raw_fd();
-        let other = open_from(me, fd, handle.shared.len(), [1, 2]);
+        let fd = handle.shared.fd().number();
+        let other = open_from(me, fd, handle.shared.len(), [1, 2], vec![]);
         assert!(other.unwrap_err().contains("another queue"));
-        let same = open_from(me, fd, handle.shared.len(), handle.shared.id()).unwrap();
+        let same = open_from(me, fd, handle.shared.len(), handle.shared.id(), vec![]).unwrap();
         assert_eq!(same.max_message(), handle.shared.max_message());
+    }
+
+    #[test]
+    fn a_copy_is_received_once_however_often_it_is_decoded() {
+        let ticket = next_ticket();
+        assert_ne!(ticket, next_ticket());
+        assert!(first_receipt([7, 8], 1, ticket));
+        assert!(!first_receipt([7, 8], 1, ticket), "decoded again");
+        assert!(first_receipt([7, 8], 2, ticket), "another sender's copy");
+    }
+
+    #[test]
+    fn a_handle_names_where_it_came_from_after_its_own_descriptor() {
+        let handle = Handle::create(256, u64::MAX, Roles::BOTH).unwrap();
+        let me = my_pid();
+        let fd = handle.shared.fd();
+        let origins = [(me, 99), (1, 3), (2, 4), (3, 5), (4, 6)];
+        let named = holders(fd, &origins);
+        assert_eq!(
+            named,
+            [(me, fd.number()), (1, 3), (2, 4), (3, 5)],
+            "itself first, four at most"
+        );
     }
 }

@@ -8,7 +8,9 @@
 //! yet received. They cross as queue handles do (`handoff.rs`): the receiver opens both
 //! through `/proc/PID/fd` of a process that holds them and checks both ids; the sender keeps
 //! them open while copies are on their way, and lets go at its next use of `SharedBytes`
-//! once every copy arrived.
+//! (made, received or dropped) once every copy arrived. Each copy is received once, however
+//! often serde decodes it (`handoff::first_receipt`). A process whose descriptors of a
+//! value were closed by a task sends a copy of the bytes in new memory instead.
 
 use std::fmt;
 use std::ops::Deref;
@@ -19,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::handoff::{Known, Mapped, open_proc};
+use crate::handoff::{Known, Mapped, first_receipt, next_ticket, open_proc};
 use crate::shared_lock::my_pid;
-use crate::sys::{SEALED_DATA_AT, SealedBytes, SharedMemory};
+use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"tpbytes1");
 const CONTROL_LEN: usize = 4096;
@@ -31,9 +33,9 @@ const HEADER: usize = 32;
 /// One value as this process maps it.
 struct Inner {
     data: SealedBytes,
-    data_fd: OwnedFd,
+    data_fd: HeldFd,
     control: SharedMemory,
-    control_fd: OwnedFd,
+    control_fd: HeldFd,
     id: [u64; 2],
     len: usize,
 }
@@ -157,6 +159,7 @@ impl SharedBytes {
         words[1].store(id[0], Relaxed);
         words[2].store(id[1], Relaxed);
         words[0].store(MAGIC, Release);
+        let (data_fd, control_fd) = (HeldFd::new(data_fd)?, HeldFd::new(control_fd)?);
         let inner = Arc::new(Inner { data, data_fd, control, control_fd, id, len });
         VALUES.add(&inner);
         Ok(SharedBytes { inner })
@@ -222,23 +225,50 @@ impl fmt::Debug for SharedBytes {
     }
 }
 
+impl Drop for SharedBytes {
+    fn drop(&mut self) {
+        // Lets go of values whose copies all arrived: this may be the last use for a while.
+        VALUES.sweep();
+    }
+}
+
 /// A value as it crosses to another process.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     id: [u64; 2],
     len: u64,
+    /// The sender's pid, and which of its copies this is ([`first_receipt`]).
+    from: u32,
+    ticket: u64,
     /// `(pid, data fd, control fd)` where it is open.
     holders: Vec<(u32, i32, i32)>,
 }
 
 impl Serialize for SharedBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let inner = &self.inner;
-        inner.pending().fetch_add(1, AcqRel);
-        VALUES.keep(inner);
-        let holder = (my_pid(), inner.data_fd.as_raw_fd(), inner.control_fd.as_raw_fd());
-        Wire { id: inner.id, len: inner.len as u64, holders: vec![holder] }.serialize(serializer)
+        if self.inner.data_fd.is_intact() && self.inner.control_fd.is_intact() {
+            return wire(&self.inner).serialize(serializer);
+        }
+        // A task closed this process's descriptors of the value: nobody could open it through
+        // them. A copy in new memory crosses instead.
+        let copy = SharedBytes::copy_from_slice(self).map_err(|e| {
+            serde::ser::Error::custom(format!(
+                "the descriptors of shared bytes were closed in this process, and a copy \
+                 failed: {e}"
+            ))
+        })?;
+        wire(&copy.inner).serialize(serializer)
     }
+}
+
+/// The wire form of a copy of `inner` on its way: counted, and kept until it arrives.
+fn wire(inner: &Arc<Inner>) -> Wire {
+    inner.pending().fetch_add(1, AcqRel);
+    VALUES.keep(inner);
+    let me = my_pid();
+    let holder = (me, inner.data_fd.number(), inner.control_fd.number());
+    let len = inner.len as u64;
+    Wire { id: inner.id, len, from: me, ticket: next_ticket(), holders: vec![holder] }
 }
 
 impl<'de> Deserialize<'de> for SharedBytes {
@@ -258,7 +288,9 @@ impl<'de> Deserialize<'de> for SharedBytes {
             .map_err(serde::de::Error::custom)?;
         // One copy on its way arrived (saturating: a count a peer broke only costs how long
         // its sender keeps the value).
-        let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+        if first_receipt(wire.id, wire.from, wire.ticket) {
+            let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+        }
         Ok(SharedBytes { inner })
     }
 }
@@ -287,7 +319,12 @@ fn open_from(pid: u32, data: i32, control: i32, wire: &Wire) -> Result<Inner, St
     {
         return Err(format!("{place}: another control page"));
     }
+    let (data_fd, control_fd) = (held(data_fd)?, held(control_fd)?);
     Ok(Inner { data: sealed, data_fd, control: memory, control_fd, id: wire.id, len })
+}
+
+fn held(fd: OwnedFd) -> Result<HeldFd, String> {
+    HeldFd::new(fd).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -305,20 +342,21 @@ mod tests {
         assert!(!data.inner.handing_off(), "received");
 
         let me = my_pid();
-        let (d, c) = (data.inner.data_fd.as_raw_fd(), data.inner.control_fd.as_raw_fd());
-        let wrong = Wire { id: [1, 2], len: 8, holders: vec![] };
+        let (d, c) = (data.inner.data_fd.number(), data.inner.control_fd.number());
+        let wire = |id, len| Wire { id, len, from: me, ticket: 0, holders: vec![] };
+        let wrong = wire([1, 2], 8);
         assert!(open_from(me, d, c, &wrong).err().unwrap().contains("other bytes"));
-        let right = Wire { id: data.inner.id, len: 8, holders: vec![] };
+        let right = wire(data.inner.id, 8);
         let opened = open_from(me, d, c, &right).unwrap();
         assert_eq!(opened.bytes(), b"in place");
-        let short = Wire { id: data.inner.id, len: 7, holders: vec![] };
+        let short = wire(data.inner.id, 7);
         assert!(open_from(me, d, c, &short).is_err(), "the length is checked");
     }
 
     #[test]
     fn the_bytes_cannot_be_written_by_anyone() {
         let data = SharedBytes::copy_from_slice(&[7; 100]).unwrap();
-        let fd = open_proc(my_pid(), data.inner.data_fd.as_raw_fd(), true);
+        let fd = open_proc(my_pid(), data.inner.data_fd.number(), true);
         let mut file = std::fs::File::from(fd.unwrap());
         let err = std::io::Write::write_all(&mut file, b"x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "sealed against writes");

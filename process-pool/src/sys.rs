@@ -994,6 +994,66 @@ impl std::fmt::Debug for SealedBytes {
     }
 }
 
+/// The file behind descriptor `fd`: `(device, inode)`, if it is open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.st_dev, stat.st_ino))
+}
+
+/// A descriptor kept open only so that other processes can open the same file through
+/// `/proc/PID/fd`, in a process whose task may close descriptors it did not open (as a daemon
+/// closes all from 3 up). It remembers its file: it tells whether the number still names that
+/// file, and closes the number only if it does, so a task that closed it costs neither an
+/// abort nor the close of whatever reused the number.
+pub(crate) struct HeldFd {
+    fd: RawFd,
+    file: (u64, u64),
+}
+
+impl HeldFd {
+    /// Holds `fd`.
+    ///
+    /// # Errors
+    ///
+    /// `fstat` failed (the descriptor is then closed).
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<HeldFd> {
+        let file = identity(fd.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+        Ok(HeldFd { fd: std::os::fd::IntoRawFd::into_raw_fd(fd), file })
+    }
+
+    /// Whether the number still names the file it was given for.
+    pub(crate) fn is_intact(&self) -> bool {
+        identity(self.fd) == Some(self.file)
+    }
+
+    /// The number, for another process to open through `/proc` (check
+    /// [`HeldFd::is_intact`] first).
+    pub(crate) fn number(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for HeldFd {
+    fn drop(&mut self) {
+        if self.is_intact() {
+            // SAFETY: the number still names the file this value was given (and owned since);
+            // nothing else of this crate closes it.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+impl std::fmt::Debug for HeldFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HeldFd").field(&self.fd).finish()
+    }
+}
+
 /// A writable shared mapping, unmapped on drop.
 struct Writable {
     at: ptr::NonNull<u8>,
@@ -1473,6 +1533,23 @@ mod tests {
             assert_eq!(wait_child(&child, true).unwrap(), Some(Exit::Code(0)));
             assert!(has_ended(&child), "reaped");
         }
+    }
+
+    #[test]
+    fn a_held_descriptor_whose_number_was_reused_is_not_closed_again() {
+        let (_a, a) = SharedMemory::create(c"taskpool-test", 4096).unwrap();
+        let held = HeldFd::new(a).unwrap();
+        assert!(held.is_intact());
+        let (_b, b) = SharedMemory::create(c"taskpool-test", 4096).unwrap();
+        // A task's doing, in one step: the number now names another file.
+        // SAFETY: dup2 onto a number this test holds; it closes the file the number named.
+        let number = unsafe { libc::dup2(b.as_raw_fd(), held.number()) };
+        assert_eq!(number, held.number());
+        assert!(!held.is_intact());
+        drop(held);
+        assert_eq!(identity(number), identity(b.as_raw_fd()), "the reused number is left open");
+        // SAFETY: the number is open (checked above) and nothing else owns it.
+        drop(unsafe { OwnedFd::from_raw_fd(number) });
     }
 
     #[test]
