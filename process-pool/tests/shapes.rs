@@ -572,6 +572,40 @@ fn shared_bytes_from_a_process_killed_before_its_parent_read_them_fail_typed() {
     });
 }
 
+/// Gets jobs, each a place to answer and the bytes to sum, until every producer is gone.
+fn serve_jobs(jobs: Consumer<(Producer<u64>, SharedBytes)>) -> u64 {
+    let mut served = 0;
+    while let Ok((answer, data)) = jobs.get() {
+        answer.put(sum(&data)).unwrap();
+        served += 1;
+    }
+    served
+}
+
+#[test]
+fn queue_ends_and_shared_bytes_travel_inside_queue_messages() {
+    let _serial = serial();
+    within("handles inside queue messages", || {
+        let before = memfds();
+        let jobs = Queue::<(Producer<u64>, SharedBytes)>::new().unwrap();
+        let server = spawn(serve_jobs, jobs.consumer().unwrap()).unwrap();
+        let answers = Queue::<u64>::new().unwrap();
+        let mut want = Vec::new();
+        for seed in 0..3 {
+            let data = made(256 << 10, seed);
+            want.push(sum(&data));
+            jobs.put((answers.producer().unwrap(), data)).unwrap();
+        }
+        drop(jobs); // the server's get ends once it took every job
+        let results = answers.consumer().unwrap();
+        drop(answers);
+        assert_eq!(drain(&results), want, "every answer, then disconnected");
+        assert_eq!(server.join().unwrap(), 3);
+        drop(made(1, 0)); // a use of shared bytes: lets go of those that arrived
+        assert_eq!(memfds(), before, "the parent let go of the bytes");
+    });
+}
+
 // ---- one pool, every kind of job, back to back -------------------------------------------
 
 fn noop(x: u64) -> u64 {
