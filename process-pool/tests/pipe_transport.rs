@@ -7,10 +7,15 @@
 //! task, a short chaos run (crashes while workers hold more work, which a supervisor must see
 //! from the process, not from its pipe's end), and a check that the worker really has no shared memory (and has it without the
 //! switch, so the check means something). Queues, pipes and shared bytes do not depend on
-//! the pool's transport: they work the same with the switch.
+//! the pool's transport: they work the same with the switch. Where the kernel itself refuses
+//! `memfd` (a copy of this binary under a seccomp filter, as a sandbox would have), the pool
+//! falls back to pipes, and queues, pipes and shared bytes fail to be made with an error that
+//! says why.
 
 mod common;
 
+use std::io::ErrorKind;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use common::*;
@@ -170,4 +175,73 @@ fn queues_pipes_and_shared_bytes_work_over_pipes() {
         let data = SharedBytes::copy_from_slice(&[3; 1 << 20]).unwrap();
         assert_eq!(pool.apply(byte_sum, data).unwrap(), 3 << 20);
     });
+}
+
+const NO_MEMFD: &str = "TASKPOOL_TEST_NO_MEMFD";
+
+/// Makes the kernel refuse `memfd_create` to this process and its children with `ENOSYS`, as
+/// a sandbox's seccomp filter would.
+fn refuse_memfd() -> std::io::Result<()> {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        // The system call's number (the first word of `seccomp_data`).
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, libc::SYS_memfd_create as u32),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: prctl with these options only restricts this process; `program` points to the
+    // filter, alive during the call.
+    let done = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program) == 0
+    };
+    if done { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Runs the test `name` in a copy of this binary to which the kernel refuses `memfd`; in that
+/// copy, runs `body`. Skipped, saying why, where a seccomp filter cannot be installed.
+fn without_memfd(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(NO_MEMFD).is_some() {
+        body();
+        return;
+    }
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--test-threads=1", "--nocapture"]).env(NO_MEMFD, "1");
+    // SAFETY: the hook only builds an array on its stack and calls prctl, which is
+    // async-signal-safe.
+    unsafe { command.pre_exec(refuse_memfd) };
+    let out = match command.output() {
+        Ok(out) => out,
+        Err(e) => {
+            println!("skipped: {name} needs a seccomp filter, which this system refuses: {e}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} without memfd failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run without memfd:\n{stdout}");
+}
+
+#[test]
+fn without_memfd_the_pool_uses_pipes_and_queues_say_why_they_cannot_be_made() {
+    without_memfd(
+        "without_memfd_the_pool_uses_pipes_and_queues_say_why_they_cannot_be_made",
+        || {
+            let says_why = |err: std::io::Error| {
+                assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+                assert!(err.to_string().contains("memfd is unavailable"), "{err}");
+            };
+            says_why(Queue::<u64>::new().unwrap_err());
+            says_why(Pipe::new::<u64>().unwrap_err());
+            says_why(SharedBytes::copy_from_slice(b"bytes").unwrap_err());
+            let pool = ProcessPool::new(2).unwrap();
+            assert_eq!(pool.map(maps_shared_memory, 0..8).unwrap(), [0; 8]);
+            assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+            let child = spawn(square, 7).unwrap();
+            assert_eq!(child.join().unwrap(), 49);
+        },
+    );
 }
