@@ -21,7 +21,7 @@ use std::process::Command;
 use common::*;
 use taskpool_core::conformance::chaos::{self, Expect};
 use taskpool_process::{
-    Config, End, GetError, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
+    Config, End, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
 };
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
@@ -152,14 +152,7 @@ fn queues_pipes_and_shared_bytes_work_over_pipes() {
         let counts = pool.map(put_range, (0..2).map(|_| (queue.producer().unwrap(), 100)));
         assert_eq!(counts.unwrap(), [100, 100]);
         drop(queue);
-        let mut got = Vec::new();
-        let end = loop {
-            match consumer.get() {
-                Ok(v) => got.push(v),
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(end, GetError::Disconnected);
+        let mut got = drain(&consumer);
         got.sort_unstable();
         let mut want: Vec<u64> = (0..100).chain(0..100).collect();
         want.sort_unstable();

@@ -137,21 +137,6 @@ fn run_maybe_reporting(job: MaybeReporting) -> u64 {
     (1..=job.n).sum::<u64>() + extra
 }
 
-/// Takes every value until every producer is gone.
-fn drain<T>(consumer: &Consumer<T>) -> Vec<T>
-where
-    T: Serialize + serde::de::DeserializeOwned,
-{
-    let mut out = Vec::new();
-    loop {
-        match consumer.get() {
-            Ok(v) => out.push(v),
-            Err(GetError::Disconnected) => return out,
-            Err(e) => panic!("drain: {e}"),
-        }
-    }
-}
-
 #[test]
 fn a_producer_beside_a_json_value_reaches_the_worker() {
     within("a producer beside a JSON value", || {
@@ -331,20 +316,6 @@ fn a_handle_of_the_wrong_kind_fails_to_decode_with_an_error_that_says_so() {
 
 // ---- shared bytes where tasks start programs, fork and close descriptors ---------------
 
-/// The pattern byte at `i` of a buffer seeded with `seed`.
-fn pattern(seed: u8, i: usize) -> u8 {
-    (i as u8).wrapping_mul(31).wrapping_add(seed)
-}
-
-fn made(len: usize, seed: u8) -> SharedBytes {
-    SharedBytes::new(len, |out| {
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = pattern(seed, i);
-        }
-    })
-    .unwrap()
-}
-
 fn sum(bytes: &[u8]) -> u64 {
     bytes.iter().map(|&b| u64::from(b)).sum()
 }
@@ -364,13 +335,15 @@ fn count_with_a_program(data: SharedBytes) -> (u64, bool) {
     (counted, inherited)
 }
 
-/// Forks; the copy reads the bytes in place and exits with their sum modulo 256.
-fn read_in_a_fork(data: SharedBytes) -> i32 {
-    // SAFETY: the copy only reads memory and calls `_exit`, which is all a copy of a
-    // multi-threaded process may do.
+/// Forks without exec; the copy runs `child` and exits with the code it returns, which this
+/// returns.
+fn in_a_fork(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the copy runs only `child` (which reads memory, or puts on a queue, which takes
+    // only the queue's own lock in shared memory) and `_exit`: nothing that needs a lock
+    // another thread of the worker may have held at the fork.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code = (sum(&data) % 256) as i32;
+        let code = child();
         // SAFETY: ends the copy without running anything of its parent's.
         unsafe { libc::_exit(code) };
     }
@@ -378,23 +351,18 @@ fn read_in_a_fork(data: SharedBytes) -> i32 {
     let mut status = 0;
     // SAFETY: waits for the child just forked.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status));
+    assert!(libc::WIFEXITED(status), "the copy ended with status {status}");
     libc::WEXITSTATUS(status)
+}
+
+/// Forks; the copy reads the bytes in place and exits with their sum modulo 256.
+fn read_in_a_fork(data: SharedBytes) -> i32 {
+    in_a_fork(|| (sum(&data) % 256) as i32)
 }
 
 /// Forks; the copy puts the sum of the bytes on the queue and exits.
 fn report_from_a_fork((data, queue): (SharedBytes, Producer<u64>)) -> bool {
-    // SAFETY: as in `read_in_a_fork`; the queue's put takes only its own shared-memory lock.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let code = i32::from(queue.put(sum(&data)).is_err());
-        // SAFETY: as in `read_in_a_fork`.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child just forked.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    in_a_fork(|| i32::from(queue.put(sum(&data)).is_err())) == 0
 }
 
 /// Closes every descriptor from 5 up, as a daemon does but keeping the pool's own (3 and 4),
@@ -475,47 +443,49 @@ fn memfds() -> usize {
         .count()
 }
 
-#[test]
-fn shared_bytes_reach_a_task_that_starts_a_program_which_inherits_none() {
+/// Runs `body` with a one-worker pool and 1 MiB of shared bytes seeded with `seed`, then
+/// checks that this process let go of every memfd of shared bytes made or received meanwhile.
+fn leaving_no_memfds(
+    what: &'static str,
+    seed: u8,
+    body: impl FnOnce(&ProcessPool, &SharedBytes) + Send + 'static,
+) {
     let _serial = serial();
-    within("shared bytes and a program", || {
+    within(what, move || {
         let pool = ProcessPool::new(1).unwrap();
         let before = memfds();
-        let data = made(1 << 20, 1);
-        assert_eq!(pool.apply(count_with_a_program, data.clone()).unwrap(), (1 << 20, false));
+        let data = made(1 << 20, seed);
+        body(&pool, &data);
         drop(data);
         assert_eq!(memfds(), before, "the parent let go of the bytes");
+    });
+}
+
+#[test]
+fn shared_bytes_reach_a_task_that_starts_a_program_which_inherits_none() {
+    leaving_no_memfds("shared bytes and a program", 1, |pool, data| {
+        assert_eq!(pool.apply(count_with_a_program, data.clone()).unwrap(), (1 << 20, false));
     });
 }
 
 #[test]
 fn shared_bytes_are_read_by_a_copy_the_task_forked() {
-    let _serial = serial();
-    within("shared bytes in a fork", || {
-        let pool = ProcessPool::new(1).unwrap();
-        let before = memfds();
-        let data = made(1 << 20, 2);
-        let want = (sum(&data) % 256) as i32;
+    leaving_no_memfds("shared bytes in a fork", 2, |pool, data| {
+        let want = (sum(data) % 256) as i32;
         assert_eq!(pool.apply(read_in_a_fork, data.clone()).unwrap(), want);
         let queue = Queue::<u64>::new().unwrap();
         assert!(pool.apply(report_from_a_fork, (data.clone(), queue.producer().unwrap())).unwrap());
-        assert_eq!(queue.get().unwrap(), sum(&data));
-        drop(data);
-        assert_eq!(memfds(), before, "the parent let go of the bytes");
+        assert_eq!(queue.get().unwrap(), sum(data));
     });
 }
 
 #[test]
 fn shared_bytes_survive_a_task_that_closes_descriptors_it_did_not_open() {
-    let _serial = serial();
-    within("shared bytes and closed descriptors", || {
-        let pool = ProcessPool::new(1).unwrap();
-        let before = memfds();
-        let data = made(1 << 20, 4);
-        assert_eq!(pool.apply(close_then_read, data.clone()).unwrap(), sum(&data));
+    leaving_no_memfds("shared bytes and closed descriptors", 4, |pool, data| {
+        assert_eq!(pool.apply(close_then_read, data.clone()).unwrap(), sum(data));
         // The parent still holds the bytes: they come back as its own.
         let back = pool.apply(close_then_echo, data.clone()).unwrap();
-        assert_eq!(back, data);
+        assert_eq!(&back, data);
         drop(back);
         // New bytes made after the descriptors were closed cross as any others.
         let fresh = pool.apply(close_then_make, 4096).unwrap();
@@ -525,8 +495,6 @@ fn shared_bytes_survive_a_task_that_closes_descriptors_it_did_not_open() {
         let moved = made(4096, 5);
         assert_eq!(pool.apply(close_then_echo, moved).unwrap(), made(4096, 5));
         assert_eq!(pool.apply(square, 5).unwrap(), 25, "the pool goes on");
-        drop(data);
-        assert_eq!(memfds(), before, "the parent let go of the bytes");
     });
 }
 

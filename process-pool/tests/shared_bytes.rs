@@ -2,21 +2,10 @@
 //! workers and one-off processes arrive whole, read in place, and a worker's own result
 //! reaches the parent after the worker has dropped it.
 
+mod common;
+
+use common::{made, pattern};
 use taskpool_process::{Pool, ProcessPool, SharedBytes, spawn};
-
-/// The pattern byte at `i` of a buffer seeded with `seed`.
-fn pattern(seed: u8, i: usize) -> u8 {
-    (i as u8).wrapping_mul(31).wrapping_add(seed)
-}
-
-fn made(len: usize, seed: u8) -> SharedBytes {
-    SharedBytes::new(len, |out| {
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = pattern(seed, i);
-        }
-    })
-    .unwrap()
-}
 
 /// Returns what it got.
 fn echo(data: SharedBytes) -> SharedBytes {

@@ -6,9 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use taskpool_core::conformance::chaos::{self, Fault, Mix};
-use taskpool_process::Task;
+use taskpool_process::{Consumer, GetError, SharedBytes, Task};
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {
@@ -274,5 +275,32 @@ pub fn chaos_task(item: u64) -> u64 {
         Fault::Abort => abort(item),
         Fault::Panic => panic!("{}", chaos::panic_message(item)),
         Fault::Hang => sleep_ms(3_600_000),
+    }
+}
+
+/// The pattern byte at `i` of a buffer seeded with `seed`.
+pub fn pattern(seed: u8, i: usize) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(seed)
+}
+
+/// `len` bytes of the pattern seeded with `seed`, in shared memory.
+pub fn made(len: usize, seed: u8) -> SharedBytes {
+    SharedBytes::new(len, |out| {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = pattern(seed, i);
+        }
+    })
+    .unwrap()
+}
+
+/// Takes every value from `consumer` until every producer is gone.
+pub fn drain<T: Serialize + DeserializeOwned>(consumer: &Consumer<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    loop {
+        match consumer.get() {
+            Ok(v) => out.push(v),
+            Err(GetError::Disconnected) => return out,
+            Err(e) => panic!("drain: {e}"),
+        }
     }
 }
