@@ -234,10 +234,6 @@ impl Handle {
         Handle { shared: self.shared.clone(), roles: self.roles }
     }
 
-    pub(crate) fn roles(&self) -> Roles {
-        self.roles
-    }
-
     pub(crate) fn channel(&self) -> &Shared {
         &self.shared
     }
@@ -291,17 +287,38 @@ impl Serialize for Handle {
     }
 }
 
-impl<'de> Deserialize<'de> for Handle {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Handle, D::Error> {
-        use serde::de::Error;
-        let wire = Wire::deserialize(deserializer)?;
+/// A handle read from bytes and not opened yet: what it may do can be checked first, so a
+/// handle of the wrong kind (serde trying the variants of an untagged enum, say) maps nothing.
+pub(crate) struct Unopened(Wire);
+
+impl Unopened {
+    /// What the handle may do.
+    pub(crate) fn roles(&self) -> Roles {
+        Roles::from_bits(self.0.roles)
+    }
+
+    /// Maps the channel and registers the handle in this process.
+    pub(crate) fn open(self) -> Result<Handle, String> {
+        let wire = self.0;
         let roles = Roles::from_bits(wire.roles);
-        let shared = open(&wire).map_err(D::Error::custom)?;
-        let handle = Handle::counted(shared, roles).map_err(D::Error::custom)?;
+        let shared = open(&wire)?;
+        let handle = Handle::counted(shared, roles).map_err(|e| e.to_string())?;
         if first_receipt(wire.id, wire.from, wire.ticket) {
-            handle.shared.received(wire.from, roles).map_err(|_| D::Error::custom(broken()))?;
+            handle.shared.received(wire.from, roles).map_err(|_| broken().to_string())?;
         }
         Ok(handle)
+    }
+}
+
+impl<'de> Deserialize<'de> for Unopened {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Unopened, D::Error> {
+        Wire::deserialize(deserializer).map(Unopened)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Handle, D::Error> {
+        Unopened::deserialize(deserializer)?.open().map_err(serde::de::Error::custom)
     }
 }
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{DEFAULT_BYTES, Roles};
-use crate::handoff::Handle;
+use crate::handoff::{Handle, Unopened};
 use crate::queue::{Wait, get, put};
 use crate::queue_error::{GetError, PutError};
 
@@ -236,10 +236,13 @@ impl<T> Serialize for End<T> {
 
 impl<'de, T> Deserialize<'de> for End<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (out, inbox) = <(Handle, Handle)>::deserialize(deserializer)?;
+        use serde::de::Error;
+        let (out, inbox) = <(Unopened, Unopened)>::deserialize(deserializer)?;
         if out.roles() != Roles::PUT || inbox.roles() != Roles::GET {
-            return Err(serde::de::Error::custom("the handle is not a pipe end"));
+            return Err(D::Error::custom("the handle is not a pipe end"));
         }
+        let (out, inbox) =
+            (out.open().map_err(D::Error::custom)?, inbox.open().map_err(D::Error::custom)?);
         Ok(End { out, inbox, _type: PhantomData })
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{DEFAULT_BYTES, GetFail, PutFail, Roles};
 use crate::codec;
-use crate::handoff::Handle;
+use crate::handoff::{Handle, Unopened};
 use crate::queue_error::{GetError, PutError};
 
 /// How long a put or get may wait.
@@ -72,11 +72,11 @@ pub(crate) fn expect_roles<'de, D: Deserializer<'de>>(
     roles: Roles,
     what: &str,
 ) -> Result<Handle, D::Error> {
-    let handle = Handle::deserialize(deserializer)?;
+    let handle = Unopened::deserialize(deserializer)?;
     if handle.roles() != roles {
         return Err(serde::de::Error::custom(format!("the handle is not a {what}")));
     }
-    Ok(handle)
+    handle.open().map_err(serde::de::Error::custom)
 }
 
 /// Defines a typed handle: its struct, `Clone`, `Debug` and serde impls.
