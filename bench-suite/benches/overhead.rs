@@ -13,6 +13,8 @@
 //! | `map` | `map` a no-op over 1,000,000 items, automatic chunks (`rayon`: `par_iter`) | items |
 //! | `payload` | a `serde_bytes::ByteBuf` to a task that returns it, one in flight | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
 //! | `payload_64mib` | the same with 64 MiB, the report's large-payload row (`pipe-floor`: the raw 64 MiB echo over two pipes) | bytes: 64 MiB |
+//! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one each time (made before the clock; the task reads its last byte in place and returns it), on taskpool's threads and processes (`pipe-floor`: the raw echo of a buffer of that size over two pipes, as in `payload`) | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
+//! | `shared_bytes_64mib` | the same with 64 MiB, the report's large `SharedBytes` row | bytes: 64 MiB |
 //! | `payload_vec` | the same as a plain `Vec<u8>`, which serde moves byte by byte (taskpool's backends) | bytes |
 //! | `messages_queue` | a one-off child process `put`s a marker, N `Option<i64>` and a sentinel into a `Queue`, the parent `get`s them; timed from the marker to the sentinel (taskpool's processes) | messages: 10,000 and 100,000 |
 //! | `messages_pipe` | the same through a `Pipe` (`send` / `recv`) | messages |
@@ -23,8 +25,8 @@
 //! 1 MiB (the cluster not above 16 MiB), and its `in_flight` case is skipped when the
 //! open-files limit is under 3,100 (it holds 3 descriptors per queued task). Criterion counts
 //! tasks (`in_flight`), items (`map`), messages (`messages_*`) or the payload once
-//! (`payload`, `payload_64mib`). The idle pool's CPU time is a report row only, measured in
-//! fresh probe processes (as memory is).
+//! (`payload`, `payload_64mib`, `shared_bytes`, `shared_bytes_64mib`). The idle pool's CPU
+//! time is a report row only, measured in fresh probe processes (as memory is).
 //!
 //! Run with `cargo bench -p taskpool-bench --bench overhead` (add `-- round_trip` to run one
 //! group, `-- --quick` for a fast pass). Under `cargo test` every case runs once, at the

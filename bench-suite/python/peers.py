@@ -16,8 +16,8 @@ unreadable spec exits non-zero (2), still printing a JSON object with ``errors``
 same kind of JSON, for checking by hand. The spec (every key optional; these are defaults)::
 
     {"workers": 2, "repeats": 5, "quick": false,
-     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload", "cpu",
-                   "io", "memory", "faults"],
+     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload",
+                   "shared_memory", "cpu", "io", "memory", "faults"],
      "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
      "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
      "fault_timeout_s": 5.0}
@@ -62,6 +62,13 @@ map_noop    warm pool: ``map`` of a no-op, every way a user would call it
             item: chunksize does nothing on threads) over ``per_item_map_items``.
 payload     warm pool: round trip of a ``bytes`` of each size in ``payload_bytes`` through a
             task that returns its argument (``sizes[str(size)]``: median_us ...).
+shared_memory  warm pool, mp_pool only: the same round trip with the bytes in a new
+            ``multiprocessing.shared_memory.SharedMemory`` block each time, made and filled
+            before the clock (closed and unlinked after it), for each nonzero size in
+            ``payload_bytes``: the task gets the block's name, attaches it (untracked:
+            ``track=False``, or unregistered from the resource tracker before 3.13), reads its
+            last byte in place, closes it and returns the name (``sizes[str(size)]``:
+            median_us ..., as ``payload``).
 cpu         the kernels below, ``tasks`` tasks, run sequentially in this process
             (``results.cpu.sequential[label]``) and on each variant with 1..=workers and
             2 * workers (oversubscribed) workers (``results.cpu[variant][label].by_workers``):
@@ -146,6 +153,7 @@ import json
 import math
 import multiprocessing
 import multiprocessing.pool
+from multiprocessing import resource_tracker, shared_memory
 import os
 import platform
 import queue
@@ -161,8 +169,10 @@ import time
 import traceback
 
 VARIANTS = ("mp_pool", "process_executor", "thread_executor")
-SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "cpu", "io", "memory",
-             "faults")
+SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "shared_memory", "cpu",
+             "io", "memory", "faults")
+# The pool whose column shows bytes in shared memory.
+SHARED_MEMORY_VARIANTS = ("mp_pool",)
 # The pools whose columns show I/O-bound work.
 IO_VARIANTS = ("thread_executor", "mp_pool")
 IO_KINDS = ("sleep", "socket")
@@ -205,7 +215,7 @@ class Progress:
     the time."""
 
     WEIGHTS = {"startup": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3, "payload": 1,
-               "cpu": 8, "io": 6, "memory": 2, "faults": 8}
+               "shared_memory": 1, "cpu": 8, "io": 6, "memory": 2, "faults": 8}
 
     def __init__(self):
         self.scenarios = []
@@ -251,6 +261,28 @@ def noop(_=None):
 
 def echo(value):
     return value
+
+
+def attach_shared(name):
+    """The shared-memory block called ``name``, attached without the resource tracker (which
+    would unlink it when this process exits, though the block is its creator's)."""
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # Python 3.13 and later
+    except TypeError:
+        block = shared_memory.SharedMemory(name=name)
+        resource_tracker.unregister(block._name, "shared_memory")
+        return block
+
+
+def echo_shared(name):
+    """Attaches the block called ``name``, reads its last byte where it lies and returns the
+    name: bytes that cross without a copy."""
+    block = attach_shared(name)
+    try:
+        block.buf[block.size - 1]
+    finally:
+        block.close()
+    return name
 
 
 def hold_pid(seconds):
@@ -939,18 +971,59 @@ def scenario_payload(cfg):
         return out
 
     samples, failed = interleaved(cfg, "payload", measure)
+    return sized_cells(cfg, samples, failed, list(blobs))
 
+
+def sized_cells(cfg, samples, failed, sizes):
+    """The cells of a payload scenario whose samples are {size: microseconds}."""
     def build(variant, s):
-        sizes = {}
-        for size in blobs:
+        cells_by_size = {}
+        for size in sizes:
             stat = summary(column(s, size), "us")
             med = stat["median_us"]
-            sizes[str(size)] = dict(stat, bytes=size, MiB_per_s_both_ways=sig(
+            cells_by_size[str(size)] = dict(stat, bytes=size, MiB_per_s_both_ways=sig(
                 2 * size / (med / 1e6) / (1 << 20)) if med else None)
         return {"round_trips_per_size": {str(size): payload_round_trips(cfg, size)
-                                         for size in blobs}, "sizes": sizes}
+                                         for size in sizes}, "sizes": cells_by_size}
 
     return cells(samples, failed, build)
+
+
+def fresh_block_round_trips(pool, n, fill):
+    """Seconds per round trip of a new shared-memory block holding ``fill`` each time (made
+    and filled before the clock, closed and unlinked after it), n times, after an untimed one
+    (every block is new: there is nothing more to warm)."""
+    size = len(fill)
+    times = []
+    for i in range(1 + n):
+        block = shared_memory.SharedMemory(create=True, size=size)
+        try:
+            block.buf[:size] = fill
+            start = now()
+            got = pool.result(pool.submit(echo_shared, block.name), BENCH_WAIT_S)
+            elapsed = now() - start
+            if got != block.name:
+                raise RuntimeError("the block of %d bytes came back as another" % size)
+        finally:
+            block.close()
+            block.unlink()
+        if i >= 1:
+            times.append(elapsed)
+    return times
+
+
+def scenario_shared_memory(cfg):
+    sizes = [size for size in cfg.payload_bytes if size > 0]
+    fills = {size: b"\x5a" * size for size in sizes}
+
+    def measure(variant):
+        pool = cfg.pools.get(variant)
+        return {size: statistics.median(fresh_block_round_trips(
+            pool, payload_round_trips(cfg, size), fills[size])) * 1e6 for size in sizes}
+
+    samples, failed = interleaved(cfg, "shared_memory", measure,
+                                  keys=[v for v in SHARED_MEMORY_VARIANTS if v in cfg.variants])
+    return sized_cells(cfg, samples, failed, sizes)
 
 
 def cpu_jobs(entry):
@@ -1545,7 +1618,8 @@ def scenario_messages(cfg):
 
 SCENARIO_FUNCS = {"messages": scenario_messages, "startup": scenario_startup, "round_trip": scenario_round_trip,
                   "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
-                  "payload": scenario_payload, "cpu": scenario_cpu, "io": scenario_io,
+                  "payload": scenario_payload, "shared_memory": scenario_shared_memory,
+                  "cpu": scenario_cpu, "io": scenario_io,
                   "memory": scenario_memory, "faults": scenario_faults}
 
 

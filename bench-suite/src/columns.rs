@@ -245,6 +245,9 @@ pub enum Op {
     Payload,
     /// A byte buffer there and back as a plain `Vec<u8>`.
     PayloadVec,
+    /// A byte buffer there and back as `taskpool_process::SharedBytes`: written once into
+    /// shared memory, read in place by the task.
+    PayloadShared,
     /// A batch of CPU-bound tasks.
     Kernels,
     /// A task that panics, crashes, hangs or allocates without bound, then a healthy one.
@@ -281,6 +284,7 @@ impl Op {
             Op::Map => "map",
             Op::Payload => "payload",
             Op::PayloadVec => "Vec<u8> payload",
+            Op::PayloadShared => "SharedBytes payload",
             Op::Kernels => "CPU-bound batches",
             Op::Faults => "faults",
             Op::Timeout => "time limit",
@@ -393,6 +397,12 @@ const TASKPOOL_HOW: &[How] = &[
     (&[Op::InFlight, Op::Waits], "`Pool::submit` per task, then `TaskHandle::join` of each"),
     (&[Op::Map, Op::Kernels], "`Pool::map(f, items)`, automatic chunks"),
     (&[Op::Spawn], "the crate's `spawn(f, x)` + `join`"),
+    (
+        &[Op::PayloadShared],
+        "`Pool::apply(f, data)` with `data` a new `taskpool_process::SharedBytes` each time, \
+         made before the clock; the task reads its last byte in place and returns it (threads \
+         pass it as is, a worker process maps the sender's pages)",
+    ),
     (&[Op::Idle], "a pool of 2 runs one no-op (`Pool::apply`), then is left alone"),
     (
         &[Op::Messages],
@@ -406,8 +416,8 @@ const TASKPOOL_HOW: &[How] = &[
     ),
 ];
 
-/// What the Python script measures for its process column: its pools' operations, then its
-/// queues and pipes (last).
+/// What the Python script measures for its process column: its pools' operations, then
+/// what only processes need (last): bytes in a shared-memory block, queues and pipes.
 const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::Startup,
     Op::RoundTrip,
@@ -418,12 +428,16 @@ const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::Faults,
     Op::Memory,
     Op::Waits,
+    Op::PayloadShared,
     Op::Messages,
 ];
 
-/// What it measures for its thread column: the same but the messages between processes.
+/// What it measures for its thread column: the same but what only processes need.
 const PYTHON_THREADS_CAN: &[Op] = match PYTHON_PROCESSES_CAN.split_last() {
-    Some((Op::Messages, pools)) => pools,
+    Some((Op::Messages, rest)) => match rest.split_last() {
+        Some((Op::PayloadShared, pools)) => pools,
+        _ => panic!("the Python process column's operations end with its shared memory"),
+    },
     _ => panic!("the Python process column's operations end with its messages"),
 };
 
@@ -436,7 +450,24 @@ const PYTHON_THREADS_CANNOT: &[(Op, &str)] = &[
     (Op::Spawn, "not in the Python script"),
     (Op::Idle, "not in the Python script"),
     (Op::Messages, "threads of one process: no second process to send to"),
+    (
+        Op::PayloadShared,
+        "threads of one process share its memory: the payload rows already pass the bytes as is",
+    ),
 ];
+
+/// Why nothing runs the `SharedBytes` rows in a build without the process backend.
+pub(crate) const NO_SHARED_BYTES: &str =
+    "SharedBytes is taskpool-process's type: this build has no process-pool feature";
+
+/// What a backend that runs the `SharedBytes` rows needs: the process backend's crate,
+/// whose type they send.
+fn shared_bytes_built(op: Op, _: u64) -> Result<(), String> {
+    if op == Op::PayloadShared && !cfg!(feature = "process-pool") {
+        return Err(NO_SHARED_BYTES.to_owned());
+    }
+    Ok(())
+}
 
 /// Every backend, in the order their variants run. The first backend of a column that can
 /// run a scenario fills that column's cell.
@@ -453,6 +484,7 @@ pub static BACKENDS: &[Backend] = &[
             let spawned = taskpool_thread::spawn(crate::tasks::noop, 1);
             crate::backends::taskpool::joined(spawned)
         },
+        limits: shared_bytes_built,
         can: &[
             Op::Spawn,
             Op::Startup,
@@ -461,6 +493,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Map,
             Op::Payload,
             Op::PayloadVec,
+            Op::PayloadShared,
             Op::Kernels,
             Op::Faults,
             Op::Timeout,
@@ -500,6 +533,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::Map,
             Op::Payload,
             Op::PayloadVec,
+            Op::PayloadShared,
             Op::Kernels,
             Op::Faults,
             Op::Timeout,
@@ -539,6 +573,11 @@ pub static BACKENDS: &[Backend] = &[
             (Op::Idle, "its workers are the agents' processes"),
             (Op::Waits, "the agents' workers are fixed when they start, not sized for each row"),
             (Op::Messages, "no queue or pipe between a task and its caller"),
+            (
+                Op::PayloadShared,
+                "SharedBytes live in one machine's memory; a cluster task's argument crosses the \
+                 network",
+            ),
         ],
         how: TASKPOOL_HOW,
         crates: &["async-nats"],
@@ -563,6 +602,11 @@ pub static BACKENDS: &[Backend] = &[
         cannot: &[
             (Op::Spawn, "rayon has no one-off spawn with a handle"),
             (Op::Messages, "threads of one process: no second process to send to"),
+            (
+                Op::PayloadShared,
+                "threads of one process share its memory: the payload rows already pass the \
+                 buffer as is",
+            ),
         ],
         limits: None,
         how: &[
@@ -628,6 +672,11 @@ pub static BACKENDS: &[Backend] = &[
             (Op::Map, "procspawn has no batch API"),
             (Op::MemoryLimit, "no memory limit to keep a bomb from the machine"),
             (Op::Messages, "procspawn has no queue or pipe of its own"),
+            (
+                Op::PayloadShared,
+                "not measured: procspawn's own shared-memory bytes (`serde::Shmem`, on \
+                 ipc-channel) are not in the report",
+            ),
         ],
         limits: Some(procspawn::limits),
         how: &[
@@ -693,6 +742,13 @@ pub static BACKENDS: &[Backend] = &[
             ),
             (&[Op::Kernels], "`Pool.map` over the batch, its default chunks"),
             (
+                &[Op::PayloadShared],
+                "a new `multiprocessing.shared_memory.SharedMemory` block each time, made and \
+                 filled before the clock (closed and unlinked after it), its name passed to \
+                 `pool.apply_async(f, (name,)).get()`; the task attaches the block by name, reads \
+                 its last byte in place, closes it and returns the name",
+            ),
+            (
                 &[Op::Messages],
                 "`multiprocessing.Queue()` (`put` / `get`) or `multiprocessing.Pipe()` (`send` / \
                  `recv`) handed to a `multiprocessing.Process`, timed the same way as taskpool's",
@@ -710,14 +766,15 @@ pub static BACKENDS: &[Backend] = &[
         shows: Shows::Reference("blocking pipe floor"),
         feature: None,
         runs: Runs::Here { start: Some(pipe_floor::start), spawn: None, messages: None },
-        can: &[Op::RoundTrip, Op::Payload],
+        can: &[Op::RoundTrip, Op::Payload, Op::PayloadShared],
         cannot: &[],
-        limits: None,
+        limits: Some(shared_bytes_built),
         how: &[(
-            &[Op::RoundTrip, Op::Payload],
-            "a raw length-prefixed ping-pong (8 bytes, or the payload) over two pipes between \
-             this program and a copy of it, each side asleep in `read(2)` until the other \
-             writes: two wake-ups per round trip, so it moves with the machine's wake-up latency",
+            &[Op::RoundTrip, Op::Payload, Op::PayloadShared],
+            "a raw length-prefixed ping-pong (8 bytes, or a buffer of the payload's size) over \
+             two pipes between this program and a copy of it, each side asleep in `read(2)` \
+             until the other writes: two wake-ups per round trip, so it moves with the \
+             machine's wake-up latency",
         )],
         crates: &[],
     },
@@ -892,6 +949,16 @@ mod tests {
         assert!(procspawn.can(Op::Kernels, 1000).is_ok());
         assert_eq!(backend("sequential").unwrap().can(Op::Map, 1).unwrap_err(), "not supported");
         assert!(backend("std-thread").unwrap().can(Op::Spawn, 1).is_ok());
+        // SharedBytes is the process backend's type: threads send it only in a build with it.
+        let threads = backend("threads").unwrap().can(Op::PayloadShared, 1 << 20);
+        match (cfg!(feature = "thread-pool"), cfg!(feature = "process-pool")) {
+            (true, true) => assert!(threads.is_ok()),
+            (true, false) => assert_eq!(threads.unwrap_err(), NO_SHARED_BYTES),
+            (false, _) => assert_eq!(threads.unwrap_err(), DISABLED),
+        }
+        let python = backend("python-threads").unwrap().can(Op::PayloadShared, 1 << 20);
+        assert!(python.unwrap_err().starts_with("threads of one process share its memory"));
+        assert!(backend("python-processes").unwrap().can(Op::PayloadShared, 1 << 20).is_ok());
         // Said without starting anything: the cluster starts only for what it can run.
         let cluster = backend("cluster").unwrap();
         assert_eq!(cluster.enabled(), cfg!(feature = "cluster"));

@@ -24,6 +24,14 @@ pub fn echo_vec(payload: Vec<u8>) -> Vec<u8> {
     payload
 }
 
+/// Reads the last byte of its payload where it lies (in shared memory, mapped by the process
+/// the task runs in) and returns the payload: bytes that cross without a copy.
+#[cfg(feature = "process-pool")]
+pub fn echo_shared(payload: taskpool_process::SharedBytes) -> taskpool_process::SharedBytes {
+    std::hint::black_box(payload.last());
+    payload
+}
+
 /// Counts primes in `start..start + len`: the first CPU-bound kernel.
 pub fn primes(start: u64, len: u64) -> u64 {
     kernels::count_primes(start, len)

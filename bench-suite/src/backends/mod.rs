@@ -154,6 +154,16 @@ pub(crate) trait Running {
         self.echo(ByteBuf::from(payload)).map(ByteBuf::into_vec)
     }
 
+    /// Like [`Running::echo`], with bytes in shared memory that a task reads in place.
+    #[cfg(feature = "process-pool")]
+    fn echo_shared(
+        &self,
+        payload: taskpool_process::SharedBytes,
+    ) -> Result<taskpool_process::SharedBytes, String> {
+        let _ = payload;
+        Err(unsupported("SharedBytes"))
+    }
+
     /// Runs a batch of `kernel` tasks and returns the sum of their results.
     fn kernel(&self, kernel: &Kernel) -> Result<u64, String> {
         let _ = kernel;

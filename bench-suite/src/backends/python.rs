@@ -180,7 +180,7 @@ struct Spec {
     workers: usize,
     repeats: usize,
     quick: bool,
-    scenarios: [&'static str; 10],
+    scenarios: [&'static str; 11],
     in_flight_tasks: usize,
     map_items: usize,
     burst_items: usize,
@@ -230,6 +230,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
             "in_flight",
             "map_noop",
             "payload",
+            "shared_memory",
             "cpu",
             "io",
             "memory",
@@ -376,6 +377,8 @@ struct Results {
     in_flight: Option<Lenient<ByPool<TasksPerSecond>>>,
     map_noop: Option<Lenient<ByPool<MapNoop>>>,
     payload: Option<Lenient<ByPool<Payload>>>,
+    /// The payload's round trip with the bytes in a `SharedMemory` block, by size.
+    shared_memory: Option<Lenient<ByPool<Payload>>>,
     cpu: Option<Lenient<ByPool<Kernels>>>,
     memory: Option<Lenient<ByPool<Memory>>>,
     faults: Option<Lenient<ByPool<Faults>>>,
@@ -636,11 +639,16 @@ impl PythonRun {
                 pool,
                 pooled(&r.in_flight, pool, |t| Some(value(&t.samples_tasks_per_s, 1.0))),
             );
-            for bytes in payload_sizes(&r.payload) {
-                let sized = pooled(&r.payload, pool, |p| {
-                    Some(value(&p.sizes.get(&bytes)?.samples_us, 1.0))
-                });
-                run.add(RowId::Payload(bytes), pool, sized);
+            for (scenario, row) in [
+                (&r.payload, RowId::Payload as fn(u64) -> RowId),
+                (&r.shared_memory, RowId::SharedBytes),
+            ] {
+                for bytes in payload_sizes(scenario) {
+                    let sized = pooled(scenario, pool, |p| {
+                        Some(value(&p.sizes.get(&bytes)?.samples_us, 1.0))
+                    });
+                    run.add(row(bytes), pool, sized);
+                }
             }
             run.add(
                 RowId::Memory,
@@ -830,7 +838,8 @@ impl PythonRun {
     }
 }
 
-/// The payload size the script was asked for, and any other it reported.
+/// The payload size the script was asked for, and any other it reported (in a payload
+/// scenario: `payload` or `shared_memory`).
 fn payload_sizes(payload: &Option<Lenient<ByPool<Payload>>>) -> Vec<u64> {
     let mut sizes = vec![PAYLOAD_BYTES];
     if let Some(Ok(by)) = payload.as_ref().map(Lenient::ok) {
@@ -907,6 +916,7 @@ mod tests {
           "mp_thread_pool": {"error": "OSError: no threads"}
         },
         "payload": {"mp_pool": {"sizes": {"1048576": {"samples_us": [2000.0]}}}},
+        "shared_memory": {"mp_pool": {"sizes": {"67108864": {"samples_us": [300.0, 500.0]}}}},
         "cpu": {
           "sequential": {"primes, 1 ms tasks": {"samples_s": [1.0]}},
           "mp_pool": {"primes, 1 ms tasks": {"by_workers": {
@@ -972,6 +982,8 @@ mod tests {
         assert_eq!(median(script.cell(RowId::Map, ScriptPool::MpPool)), 5.0);
         assert_eq!(median(script.cell(RowId::Map, ScriptPool::ThreadExecutor)), 2.0);
         assert_eq!(median(script.cell(RowId::Payload(1 << 20), ScriptPool::MpPool)), 2000.0);
+        let shared = RowId::SharedBytes(64 << 20);
+        assert_eq!(median(script.cell(shared, ScriptPool::MpPool)), 400.0);
         // What the pool adds to the program, threads and processes alike.
         assert_eq!(median(script.cell(RowId::Memory, ScriptPool::ThreadExecutor)), 10.0);
         assert_eq!(median(script.cell(RowId::Memory, ScriptPool::MpPool)), 4750.0);

@@ -50,6 +50,14 @@ impl<P: Pool> Running for Taskpool<P> {
         self.0.apply(tasks::echo_vec, payload).map_err(text)
     }
 
+    #[cfg(feature = "process-pool")]
+    fn echo_shared(
+        &self,
+        payload: taskpool_process::SharedBytes,
+    ) -> Result<taskpool_process::SharedBytes, String> {
+        self.0.apply(tasks::echo_shared, payload).map_err(text)
+    }
+
     fn kernel(&self, kernel: &Kernel) -> Result<u64, String> {
         let sums = match kernel.kind {
             KernelKind::Primes => self.0.map(tasks::primes, kernel.primes_inputs()),

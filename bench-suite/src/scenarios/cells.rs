@@ -58,6 +58,10 @@ mod tests {
         let names = |op| references(op, 8).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(Op::RoundTrip), ["blocking pipe floor", "spinning shared-memory floor"]);
         assert_eq!(names(Op::Payload), ["blocking pipe floor"]);
+        // The floor echoes SharedBytes' bytes, in a build that has the type.
+        let shared: &[&str] =
+            if cfg!(feature = "process-pool") { &["blocking pipe floor"] } else { &[] };
+        assert_eq!(names(Op::PayloadShared), shared);
         assert_eq!(names(Op::Kernels), ["sequential"]);
         assert!(names(Op::Startup).is_empty());
     }

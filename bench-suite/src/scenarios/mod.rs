@@ -56,6 +56,8 @@ pub(crate) enum RowId {
     Map,
     /// A payload of this many bytes there and back.
     Payload(u64),
+    /// A payload of this many bytes there and back as `SharedBytes` (in shared memory).
+    SharedBytes(u64),
     /// Memory per worker.
     Memory,
     /// CPU time of an idle pool.
@@ -89,10 +91,8 @@ impl RowId {
             RowId::RoundTrip => "round_trip".into(),
             RowId::InFlight => "in_flight".into(),
             RowId::Map => "map".into(),
-            RowId::Payload(bytes) if bytes >= 1 << 20 && bytes % (1 << 20) == 0 => {
-                format!("payload_{}mib", bytes >> 20)
-            }
-            RowId::Payload(bytes) => format!("payload_{bytes}b"),
+            RowId::Payload(bytes) => format!("payload_{}", bytes_key(bytes)),
+            RowId::SharedBytes(bytes) => format!("shared_bytes_{}", bytes_key(bytes)),
             RowId::Memory => "memory".into(),
             RowId::Idle => "idle_cpu".into(),
             RowId::Speedup(kind, size) => format!("speedup_{}_{}", kind.name(), size.key()),
@@ -107,6 +107,15 @@ impl RowId {
             RowId::AgentLoss => "agent_loss".into(),
             RowId::Messages(channel) => format!("messages_{}", channel.name()),
         }
+    }
+}
+
+/// A size in a row's key: `1mib` for whole mebibytes, else `1024b`.
+fn bytes_key(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{}mib", bytes >> 20)
+    } else {
+        format!("{bytes}b")
     }
 }
 
@@ -133,6 +142,7 @@ mod tests {
     fn row_keys_are_the_reports() {
         assert_eq!(RowId::Payload(1 << 20).key(), "payload_1mib");
         assert_eq!(RowId::Payload(1024).key(), "payload_1024b");
+        assert_eq!(RowId::SharedBytes(64 << 20).key(), "shared_bytes_64mib");
         assert_eq!(
             RowId::Speedup(KernelKind::Primes, TaskSize::Micros10).key(),
             "speedup_primes_10µs"

@@ -10,13 +10,17 @@
 //! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s | 20 samples |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
 //! | `payload_64mib` | the same with 64 MiB | one per sample | 10 samples |
+//! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one (made before the clock) each time, so the worker has not mapped it yet: the task reads its last byte in place and returns it (the raw pipe floor echoes a buffer, as in `payload`) | 1 MiB, as `payload` | as `payload` |
+//! | `shared_bytes_64mib` | the same with 64 MiB | one per sample | 10 samples |
 //! | `payload_vec` | the same with a plain `Vec<u8>` (which serde moves byte by byte) | — | taskpool's backends |
 //!
 //! N is the plan's worker count (the CPUs); pools are shared by the scenarios of a run
 //! (start-up builds its own). Every backend of `columns.rs` that can run a scenario runs it;
 //! two raw ping-pongs between two processes are the floors of the round trips: a blocking
 //! one over pipes (both sides sleep in `read`, two wake-ups per round trip) and a spinning
-//! one through a shared page (no system call, no wake-up).
+//! one through a shared page (no system call, no wake-up). The payload rows' floor is the
+//! blocking one carrying the payload's bytes: what a copy through pipes costs (the
+//! `SharedBytes` rows measure it again, the same way, in their own run of variants).
 
 use std::hint::black_box;
 
@@ -39,7 +43,7 @@ pub(crate) const LARGE_PAYLOAD_BYTES: u64 = 64 << 20;
 const PAYLOADS: [u64; 5] = [0, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
 
 /// The overhead scenarios, in the report's order.
-pub(crate) static OVERHEAD: [Scenario; 8] = [
+pub(crate) static OVERHEAD: [Scenario; 10] = [
     Scenario {
         name: "startup",
         op: Op::Startup,
@@ -146,6 +150,40 @@ pub(crate) static OVERHEAD: [Scenario; 8] = [
         prepare: payload,
     },
     Scenario {
+        name: "shared_bytes",
+        op: Op::PayloadShared,
+        row: RowId::SharedBytes,
+        label: |_, _| {
+            "1 MiB as SharedBytes, a new one each time (argument there, result back)".into()
+        },
+        unit: Unit::Micros,
+        better: Better::Lower,
+        sizes: |_| PAYLOADS.to_vec(),
+        report_size: |_| PAYLOAD_BYTES,
+        parameter: |n| n.to_string(),
+        per_sample: |plan| (plan.round_trips / 50).max(5),
+        count: Count::Bytes,
+        sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
+        prepare: shared_bytes,
+    },
+    Scenario {
+        name: "shared_bytes_64mib",
+        op: Op::PayloadShared,
+        row: RowId::SharedBytes,
+        label: |_, _| {
+            "64 MiB as SharedBytes, a new one each time (argument there, result back)".into()
+        },
+        unit: Unit::Micros,
+        better: Better::Lower,
+        sizes: |_| vec![LARGE_PAYLOAD_BYTES],
+        report_size: |_| LARGE_PAYLOAD_BYTES,
+        parameter: |n| n.to_string(),
+        per_sample: |_| 1,
+        count: Count::Bytes,
+        sample_size: |_| Some(10),
+        prepare: shared_bytes,
+    },
+    Scenario {
         name: "payload_vec",
         op: Op::PayloadVec,
         row: RowId::Payload,
@@ -204,29 +242,90 @@ fn map(setup: &Setup<'_>) -> Result<Iteration, String> {
 }
 
 fn payload(setup: &Setup<'_>) -> Result<Iteration, String> {
-    echo_iteration(setup, ByteBuf::from, |pool, sent| pool.echo(sent))
+    let buffer = |n| Ok(ByteBuf::from(filled(n)));
+    echo_iteration(setup, buffer, |pool, sent| pool.echo(sent), Next::Echoed)
 }
 
 fn payload_vec(setup: &Setup<'_>) -> Result<Iteration, String> {
-    echo_iteration(setup, |bytes| bytes, |pool, sent| pool.echo_vec(sent))
+    echo_iteration(setup, |n| Ok(filled(n)), |pool, sent| pool.echo_vec(sent), Next::Echoed)
 }
 
-/// Round trips of a buffer of the setup's size, built by `buffer` and sent by `echo`. Each
-/// iteration sends the buffer the previous one got back, so no buffer is built on the clock.
-fn echo_iteration<B: AsRef<[u8]> + Default + 'static>(
+/// A new `SharedBytes` for every round trip: a value its receiver has not mapped yet, as new
+/// data is (one it already maps would cost only a lookup there). A reference (the raw pipe
+/// floor) echoes a buffer of the same size as in the payload rows: what a copy through pipes
+/// costs at best.
+#[cfg(feature = "process-pool")]
+fn shared_bytes(setup: &Setup<'_>) -> Result<Iteration, String> {
+    use taskpool_process::SharedBytes;
+    if setup.backend.column().is_none() {
+        return payload(setup);
+    }
+    let made = |n| SharedBytes::new(n, |out| out.fill(FILL)).map_err(crate::backends::text);
+    echo_iteration(setup, made, |pool, sent| pool.echo_shared(sent), Next::Fresh)
+}
+
+#[cfg(not(feature = "process-pool"))]
+fn shared_bytes(_: &Setup<'_>) -> Result<Iteration, String> {
+    Err(crate::columns::NO_SHARED_BYTES.to_owned())
+}
+
+/// The byte every payload is made of.
+const FILL: u8 = 0xA5;
+
+/// `n` payload bytes in a `Vec`.
+fn filled(n: usize) -> Vec<u8> {
+    vec![FILL; n]
+}
+
+/// What an echo iteration sends next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The buffer that came back.
+    Echoed,
+    /// A new buffer, made ahead with others (up to [`AHEAD_BYTES`] at once) so that round
+    /// trips follow each other closely (a pool left idle while buffers are made would go to
+    /// sleep); the one that came back is dropped after the clock stops, as a program drops a
+    /// result it has used.
+    #[cfg_attr(
+        not(feature = "process-pool"),
+        allow(dead_code, reason = "sent by the SharedBytes rows, which need the process backend")
+    )]
+    Fresh,
+}
+
+/// How many bytes of new buffers an iteration makes at once.
+const AHEAD_BYTES: u64 = 32 << 20;
+
+/// The most new buffers an iteration makes at once.
+const AHEAD_MAX: u64 = 64;
+
+/// Round trips of a buffer of the setup's size, made by `buffer` and sent by `echo`; each
+/// iteration sends what `next` says (a new buffer also after a failed round trip). No buffer
+/// is made or dropped on the clock.
+fn echo_iteration<B: AsRef<[u8]> + 'static>(
     setup: &Setup<'_>,
-    buffer: fn(Vec<u8>) -> B,
+    buffer: fn(usize) -> Result<B, String>,
     echo: fn(&dyn Running, B) -> Result<B, String>,
+    next: Next,
 ) -> Result<Iteration, String> {
     let (pool, bytes) = (setup.pool()?, setup.size);
-    let mut kept = Some(buffer(vec![0xA5_u8; bytes as usize]));
+    let ahead = match next {
+        Next::Echoed => 1,
+        Next::Fresh => (AHEAD_BYTES / bytes.max(1)).clamp(1, AHEAD_MAX),
+    };
+    let mut kept = vec![buffer(bytes as usize)?];
     Ok(Box::new(move || {
-        let sent = kept.take().unwrap_or_default();
+        if kept.is_empty() {
+            kept = (0..ahead).map(|_| buffer(bytes as usize)).collect::<Result<_, _>>()?;
+        }
+        let sent = kept.pop().ok_or("no buffer to send")?;
         let start = std::time::Instant::now();
         let back = echo(pool.as_ref(), sent)?;
         let elapsed = start.elapsed();
         echoed(back.as_ref().len(), bytes)?;
-        kept = Some(back);
+        if next == Next::Echoed {
+            kept.push(back);
+        }
         Ok(elapsed)
     }))
 }
