@@ -958,7 +958,11 @@ impl SealedBytes {
     }
 
     fn map(fd: BorrowedFd<'_>, total: usize) -> io::Result<SealedBytes> {
-        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        // Small values are mapped whole at once (one system call instead of a fault per
+        // page); large ones page by page as they are read, so a reader that looks at part of
+        // a large value pays for that part only.
+        let populate = if total <= POPULATE_UP_TO { libc::MAP_POPULATE } else { 0 };
+        let flags = libc::MAP_SHARED | populate;
         // SAFETY: a new read-only mapping of a file we hold open, at an address the kernel
         // picks; it stays valid after the descriptor closes, until munmap in Drop.
         let at = unsafe {
@@ -979,6 +983,9 @@ impl SealedBytes {
         unsafe { std::slice::from_raw_parts(self.at.as_ptr(), self.len) }
     }
 }
+
+/// The largest sealed file [`SealedBytes`] maps with all its pages at once.
+const POPULATE_UP_TO: usize = 2 << 20;
 
 impl Drop for SealedBytes {
     fn drop(&mut self) {
