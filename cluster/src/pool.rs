@@ -334,21 +334,20 @@ impl Inner {
     /// Whichever comes first settles the unit. A fast copy for a settled unit is ignored; a
     /// stored copy for one is a duplicate unless its fast copy settled the unit.
     pub(crate) fn settle(&self, message: ResultMessage, stored: bool) {
+        let fast = || self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
         for result in message.results {
+            if !stored {
+                // Marked before it is taken: a stored copy arriving meanwhile on another
+                // thread, which finds the unit gone, must find the mark too.
+                fast().insert(result.task);
+            }
             let Some(entry) = self.pending.take(result.task) else {
-                let expected = {
-                    let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
-                    fast.remove(&result.task)
-                };
+                let expected = fast().remove(&result.task);
                 if stored && !expected {
                     self.pending.duplicate();
                 }
                 continue;
             };
-            if !stored {
-                let mut fast = self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
-                fast.insert(result.task);
-            }
             self.item_time.record(entry.items, result.elapsed_ns);
             let outcomes = result.outcome.items(entry.items);
             entry.settle(outcomes);
