@@ -67,14 +67,7 @@ impl<'a> Received<'a> {
 
     /// The first outcome.
     pub(crate) fn first(&self) -> Option<Encoded<'a>> {
-        let item = self.items.first()?;
-        Some(match item {
-            Ok(range) => {
-                let cost = self.costs.first().map_or(Cost::default(), |&(_, cost)| cost);
-                Ok(Value { bytes: (self.buffer)(range.clone()), cost })
-            }
-            Err(e) => Err((**e).clone()),
-        })
+        self.iter().next()
     }
 }
 
