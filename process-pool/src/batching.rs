@@ -115,16 +115,7 @@ pub(crate) fn batch_len(
         Batching::Fixed(size) => size,
     };
     let take = batch.min(room).clamp(1, run_left.max(1));
-    let mut bytes = run.job.state.len();
-    let mut count = 0;
-    for size in run.sizes_from(start).take(take) {
-        if count > 0 && bytes + size > limit {
-            break;
-        }
-        bytes += size;
-        count += 1;
-    }
-    count.max(1)
+    run.fitting(start, take, limit.saturating_sub(run.job.state.len()))
 }
 
 #[cfg(test)]

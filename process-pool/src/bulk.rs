@@ -44,6 +44,7 @@ pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(250);
 /// For a value of [`LARGE`] or more, makes room for `additional` more bytes in `buf` (as
 /// [`Vec::reserve`] does) and, from [`HUGE`] on, asks for huge pages for the room that was
 /// not written yet; a smaller value is left to the vector's own growth.
+#[inline]
 pub(crate) fn reserve(buf: &mut Vec<u8>, additional: usize) {
     if additional < LARGE {
         return;

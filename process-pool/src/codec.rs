@@ -60,6 +60,7 @@ use crate::bulk;
 ///
 /// The value's `Serialize` implementation failed (its own message is kept), or the value nests
 /// deeper than [`MAX_DEPTH`] levels.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -76,13 +77,19 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ///
 /// The bytes are not a value of this format, do not match `T`, have bytes left over, or `T`'s
 /// `Deserialize` implementation refused them (its own message is kept).
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0 };
     let value = T::deserialize(&mut decoder)?;
     match decoder.rest.len() {
         0 => Ok(value),
-        left => Err(CodecError(format!("{left} bytes left over after the value"))),
+        left => Err(left_over(left)),
     }
+}
+
+#[cold]
+fn left_over(left: usize) -> CodecError {
+    CodecError(format!("{left} bytes left over after the value"))
 }
 
 /// Why a value could not be encoded or decoded: the codec's message, or the one a
@@ -217,10 +224,12 @@ struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
+    #[inline]
     fn varint(&mut self, v: u64) {
         put_varint(self.out, v);
     }
 
+    #[inline]
     fn tag_len(&mut self, tag: u8, len: usize) {
         self.out.push(tag);
         self.varint(len as u64);
@@ -228,6 +237,7 @@ impl<'a> Encoder<'a> {
 
     /// Writes an integer of `kind` whose value fits in `1 << w` bytes: the tag and eight
     /// bytes in one fixed-size copy, then the bytes not needed are dropped.
+    #[inline]
     fn int(&mut self, kind: u8, w: u8, bits: u64) {
         let mut buf = [0; 9];
         buf[0] = INT + (kind << 3) + w;
@@ -236,6 +246,7 @@ impl<'a> Encoder<'a> {
         self.out.truncate(self.out.len() - (8 - (1 << w)));
     }
 
+    #[inline]
     fn unsigned(&mut self, kind: u8, v: u64) {
         let w = match v {
             0..=0xff => 0,
@@ -246,6 +257,7 @@ impl<'a> Encoder<'a> {
         self.int(kind, w, v);
     }
 
+    #[inline]
     fn signed(&mut self, kind: u8, v: i64) {
         let w = if v == i64::from(v as i8) {
             0
@@ -348,6 +360,7 @@ fn as_byte_slice<'a, I: 'a>(iter: &'a I) -> Option<&'a [u8]> {
 /// Integer methods of the encoder: the value in as few bytes as hold it, under its kind.
 macro_rules! serialize_integers {
     ($($method:ident($ty:ty) => $how:ident($kind:ident);)*) => {$(
+        #[inline]
         fn $method(self, v: $ty) -> Result<(), CodecError> {
             self.$how($kind, v.into());
             Ok(())
@@ -366,6 +379,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type SerializeStruct = Compound<'e, 'a>;
     type SerializeStructVariant = Compound<'e, 'a>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), CodecError> {
         self.out.push(if v { TRUE } else { FALSE });
         Ok(())
@@ -392,12 +406,14 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), CodecError> {
         self.out.push(F32);
         self.out.extend_from_slice(&v.to_bits().to_le_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), CodecError> {
         self.out.push(F64);
         self.out.extend_from_slice(&v.to_bits().to_le_bytes());
@@ -410,6 +426,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), CodecError> {
         self.tag_len(STR, v.len());
         bulk::reserve(self.out, v.len());
@@ -417,6 +434,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
         self.tag_len(BYTES, v.len());
         bulk::reserve(self.out, v.len());
@@ -424,6 +442,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<(), CodecError> {
         self.out.push(NONE);
         Ok(())
@@ -437,6 +456,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<(), CodecError> {
         self.out.push(UNIT);
         Ok(())
@@ -589,6 +609,7 @@ impl Compound<'_, '_> {
 }
 
 /// Appends `v` as a LEB128 varint.
+#[inline]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -598,6 +619,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// How many bytes [`put_varint`] writes for `v`.
+#[inline]
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
@@ -685,16 +707,19 @@ fn eof() -> CodecError {
 }
 
 impl<'de> Decoder<'de> {
+    #[inline]
     fn peek(&self) -> Result<u8, CodecError> {
         self.rest.first().copied().ok_or_else(eof)
     }
 
+    #[inline]
     fn byte(&mut self) -> Result<u8, CodecError> {
         let (&b, rest) = self.rest.split_first().ok_or_else(eof)?;
         self.rest = rest;
         Ok(b)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'de [u8], CodecError> {
         if n > self.rest.len() {
             return Err(eof());
@@ -704,12 +729,14 @@ impl<'de> Decoder<'de> {
         Ok(head)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
         let mut out = [0; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, CodecError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -727,6 +754,7 @@ impl<'de> Decoder<'de> {
 
     /// A count of items that each take at least `per_item` bytes, checked against the bytes
     /// left, so nothing is sized by a count the input cannot hold.
+    #[inline]
     fn count(&mut self, per_item: usize) -> Result<usize, CodecError> {
         let n = self.varint()?;
         match usize::try_from(n) {
@@ -738,11 +766,13 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'de [u8], CodecError> {
         let n = self.count(1)?;
         self.take(n)
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'de str, CodecError> {
         std::str::from_utf8(self.bytes()?).map_err(not_utf8)
     }

@@ -11,16 +11,17 @@ use crate::run::{Run, Slice};
 use crate::sink::{Received, Tally};
 use crate::usage::Cost;
 
-/// An item's outcome before delivery: its encoded result, as a range of a supervisor's read
-/// buffer, and what it cost; or the failure.
-pub(crate) type Outcome = Result<(Range<usize>, Cost), TaskError>;
+/// Outcomes as they are held: the values of consecutive items, as the range of a read buffer
+/// that holds them (each a `u32` length and its bytes, as a result frame lists them), or
+/// one failure (boxed: they are rare, and an entry stays small).
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Values { list: Range<usize>, count: usize },
+    Failed(Box<TaskError>),
+}
 
-/// An outcome as it is held: the range of its encoded result, or the failure (boxed: they
-/// are rare, and a value's entry stays small).
-pub(crate) type Item = Result<Range<usize>, Box<TaskError>>;
-
-/// The outcomes of a group (inline for one: a single task's).
-pub(crate) type Items = SmallVec<[Item; 1]>;
+/// The outcomes of a group (inline for one entry: a single task's, or a frame's values).
+pub(crate) type Entries = SmallVec<[Entry; 1]>;
 
 /// What the items of a group cost: each entry holds from its item (counted from the group's
 /// first) up to the next entry's. Items that arrive together share one.
@@ -30,17 +31,20 @@ pub(crate) type Costs = SmallVec<[(usize, Cost); 1]>;
 struct Group {
     run: Arc<Run>,
     first: usize,
-    items: Items,
+    /// How many items the entries hold.
+    len: usize,
+    entries: Entries,
     costs: Costs,
 }
 
 impl Group {
-    /// Adds items that cost `cost` each.
-    fn push(&mut self, items: impl ExactSizeIterator<Item = Item>, cost: Cost) {
+    /// Adds `entry`, of `count` items that cost `cost` each.
+    fn push(&mut self, entry: Entry, count: usize, cost: Cost) {
         if self.costs.last().is_none_or(|&(_, last)| last != cost) {
-            self.costs.push((self.items.len(), cost));
+            self.costs.push((self.len, cost));
         }
-        self.items.extend(items);
+        self.entries.push(entry);
+        self.len += count;
     }
 }
 
@@ -52,38 +56,36 @@ pub(crate) struct Deliveries {
 }
 
 impl Deliveries {
-    /// Adds the outcome of item `index` of `run`, joining the previous group when it continues.
-    pub(crate) fn add(&mut self, run: &Arc<Run>, index: usize, outcome: Outcome) {
-        match outcome {
-            Ok((range, cost)) => self.add_values(run, index, std::iter::once(range), cost),
-            Err(e) => {
-                self.group(run, index).push(std::iter::once(Err(Box::new(e))), Cost::default())
-            }
-        }
+    /// Adds the failure of item `index` of `run`, joining the previous group when it
+    /// continues.
+    pub(crate) fn add_failure(&mut self, run: &Arc<Run>, index: usize, error: TaskError) {
+        self.group(run, index).push(Entry::Failed(Box::new(error)), 1, Cost::default());
         self.count += 1;
     }
 
-    /// Adds the encoded results of consecutive items of `run` from item `index`, at `ranges`
-    /// of the read buffer, which cost `cost` each.
+    /// Adds the encoded results of `count` consecutive items of `run` from item `index`,
+    /// listed at `list` of the read buffer, which cost `cost` each.
     pub(crate) fn add_values(
         &mut self,
         run: &Arc<Run>,
         index: usize,
-        ranges: impl ExactSizeIterator<Item = Range<usize>>,
+        list: Range<usize>,
+        count: usize,
         cost: Cost,
     ) {
-        self.count += ranges.len();
-        self.group(run, index).push(ranges.map(Ok), cost);
+        self.count += count;
+        self.group(run, index).push(Entry::Values { list, count }, count, cost);
     }
 
     /// The group that item `index` of `run` joins: the last one if it continues there.
     fn group(&mut self, run: &Arc<Run>, index: usize) -> &mut Group {
-        let joins = self.groups.last().is_some_and(|group| {
-            Arc::ptr_eq(&group.run, run) && group.first + group.items.len() == index
-        });
+        let joins = self
+            .groups
+            .last()
+            .is_some_and(|group| Arc::ptr_eq(&group.run, run) && group.first + group.len == index);
         if !joins {
-            let (items, costs) = (Items::new(), Costs::new());
-            self.groups.push(Group { run: run.clone(), first: index, items, costs });
+            let (entries, costs) = (Entries::new(), Costs::new());
+            self.groups.push(Group { run: run.clone(), first: index, len: 0, entries, costs });
         }
         let last = self.groups.len() - 1;
         &mut self.groups[last]
@@ -92,7 +94,7 @@ impl Deliveries {
     /// Fails every item of `slice` with `error`.
     pub(crate) fn fail(&mut self, slice: Slice, error: &TaskError) {
         for index in slice.items {
-            self.add(&slice.run, index, Err(error.clone()));
+            self.add_failure(&slice.run, index, error.clone());
         }
     }
 
@@ -117,8 +119,8 @@ impl Deliveries {
         tally: &Tally,
     ) -> usize {
         let count = self.count;
-        for Group { run, first, items, costs } in self.groups {
-            let outcomes = Received::new(items, costs, buffer);
+        for Group { run, first, len, entries, costs } in self.groups {
+            let outcomes = Received::new(entries, len, costs, buffer);
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 run.sink.deliver(first, outcomes, tally);
             }));

@@ -186,17 +186,22 @@ impl OpenDone {
 
     /// Adds the next item's encoded result, and what it cost, to the frame at the end of
     /// `out`. `false` (and nothing added) if the frame is full.
+    #[inline]
     pub(crate) fn push(&mut self, out: &mut Vec<u8>, value: &[u8], cost: Cost) -> bool {
         if self.count == u32::MAX || out.len() - self.at + value.len() + 4 > u32::MAX as usize {
             return false;
         }
         wire::put_bytes(out, value);
         self.count += 1;
-        self.cost.add(cost);
-        let Cost { elapsed_ns, user_ns, system_ns, peak_rss } = self.cost;
-        let fields = self.at + wire::HEADER + 8;
-        for (i, field) in [elapsed_ns, user_ns, system_ns, peak_rss].into_iter().enumerate() {
-            out[fields + 8 * i..fields + 8 * (i + 1)].copy_from_slice(&field.to_le_bytes());
+        // Most items of a group of tiny ones report no cost (see the worker's clock): the
+        // frame's cost fields are rewritten only when it grows.
+        if cost != Cost::default() {
+            self.cost.add(cost);
+            let Cost { elapsed_ns, user_ns, system_ns, peak_rss } = self.cost;
+            let fields = self.at + wire::HEADER + 8;
+            for (i, field) in [elapsed_ns, user_ns, system_ns, peak_rss].into_iter().enumerate() {
+                out[fields + 8 * i..fields + 8 * (i + 1)].copy_from_slice(&field.to_le_bytes());
+            }
         }
         out[self.at + DONE_COUNT..self.at + DONE_COUNT + 4]
             .copy_from_slice(&self.count.to_le_bytes());
@@ -312,6 +317,49 @@ impl Iterator for ValueRanges<'_> {
 }
 
 impl ExactSizeIterator for ValueRanges<'_> {}
+
+impl ValueRanges<'_> {
+    /// Moves past the next `n` values and returns the range they span, each a `u32` length
+    /// and its bytes, as [`Values`] reads them. Taking all that are left walks nothing.
+    pub(crate) fn take_list(&mut self, n: usize) -> Range<usize> {
+        let start = self.at;
+        if n >= self.left as usize {
+            self.left = 0;
+            self.at = self.list.len();
+        } else {
+            for _ in 0..n {
+                self.next();
+            }
+        }
+        self.base + start..self.base + self.at
+    }
+}
+
+/// The encoded values of a list that [`ValueRanges::take_list`] spans, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Values<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Values<'a> {
+    /// The values of `list` (a list checked when its frame was read).
+    pub(crate) fn new(list: &'a [u8]) -> Self {
+        Values { rest: list }
+    }
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.rest.split_first_chunk::<4>()?;
+        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let (value, rest) = rest.split_at(len);
+        self.rest = rest;
+        Some(value)
+    }
+}
 
 /// Checks that `list` holds exactly `count` length-prefixed values.
 fn check_values(list: &[u8], count: u32) -> Result<(), WireError> {

@@ -487,8 +487,8 @@ fn settle(
             let mut values = item.values(list);
             let seqs = seq..seq.saturating_add(accepted as u64);
             shared.answered(state, w, seqs, now, cost.elapsed_ns, |run, items| {
-                let ranges = items.clone().map(|_| values.next().unwrap_or_default());
-                deliveries.add_values(run, items.start, ranges, each);
+                let list = values.take_list(items.len());
+                deliveries.add_values(run, items.start, list, items.len(), each);
             })
         }
         Err(error) => {
@@ -500,7 +500,7 @@ fn settle(
                 now,
                 cost.elapsed_ns,
                 |run, items| {
-                    deliveries.add(run, items.start, Err(error.clone()));
+                    deliveries.add_failure(run, items.start, error.clone());
                 },
             )
         }

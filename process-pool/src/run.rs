@@ -54,6 +54,7 @@ struct Inputs {
 
 impl Inputs {
     /// Starts an input: its length, to be set by [`Inputs::end`].
+    #[inline]
     fn begin(&mut self) -> usize {
         if self.len.is_multiple_of(MARK_EVERY) {
             self.marks.push(self.bytes.len());
@@ -66,6 +67,7 @@ impl Inputs {
 
     /// Ends the input begun at `at`; `false` if it is over `u32::MAX` bytes (then it must
     /// be withdrawn).
+    #[inline]
     fn end(&mut self, at: usize) -> bool {
         let Ok(len) = u32::try_from(self.bytes.len() - at - 4) else {
             return false;
@@ -84,6 +86,7 @@ impl Inputs {
     }
 
     /// Where input `i` starts (its length first); the end of the bytes past the last.
+    #[inline]
     fn offset(&self, i: usize) -> usize {
         if i >= self.len {
             return self.bytes.len();
@@ -96,6 +99,7 @@ impl Inputs {
     }
 
     /// Where the input after the one at `at` starts.
+    #[inline]
     fn next(&self, at: usize) -> usize {
         match self.bytes.get(at..at + 4) {
             Some(len) => at + 4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
@@ -127,6 +131,7 @@ impl RunBuilder {
     /// # Errors
     ///
     /// The input cannot be serialized, or with the job's state it is over `limit` bytes.
+    #[inline]
     pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
         let at = self.inputs.begin();
         if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
@@ -156,6 +161,7 @@ impl RunBuilder {
     }
 
     /// How many inputs were encoded.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.inputs.len
     }
@@ -180,36 +186,49 @@ impl RunBuilder {
 
 impl Run {
     /// How many items it has.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.inputs.len
     }
 
     /// The encoded input of item `i` (empty past the last).
     #[cfg(test)]
+    #[inline]
     pub(crate) fn input(&self, i: usize) -> &[u8] {
         let at = self.inputs.offset(i);
         self.inputs.bytes.get(at + 4..self.inputs.next(at)).unwrap_or_default()
     }
 
-    /// The sizes of the inputs from item `start` on, each with its length field.
-    pub(crate) fn sizes_from(&self, start: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut at = self.inputs.offset(start);
-        std::iter::from_fn(move || {
+    /// How many of the `take` items from item `start` fit, framed, in `room` bytes: at least
+    /// one (a single item over the limit travels alone and fails there). Whole blocks of
+    /// [`MARK_EVERY`] items are measured from their marks, not item by item.
+    pub(crate) fn fitting(&self, start: usize, take: usize, room: usize) -> usize {
+        let end = start.saturating_add(take).min(self.len());
+        let base = self.inputs.offset(start);
+        let (mut i, mut at) = (start, base);
+        while i < end {
+            if i.is_multiple_of(MARK_EVERY) && i + MARK_EVERY <= end {
+                let next = self.inputs.offset(i + MARK_EVERY);
+                if next - base <= room {
+                    (i, at) = (i + MARK_EVERY, next);
+                    continue;
+                }
+            }
             let next = self.inputs.next(at);
-            let size = next - at;
-            at = next;
-            (size > 0).then_some(size)
-        })
+            if next - base > room {
+                break;
+            }
+            (i, at) = (i + 1, next);
+        }
+        (i - start).max(1)
     }
 
     /// Items `items`' inputs, each a `u32` length and its bytes, as a batch frame carries
     /// them.
+    #[inline]
     pub(crate) fn framed(&self, items: Range<usize>) -> &[u8] {
         let start = self.inputs.offset(items.start);
-        let mut end = start;
-        for _ in items {
-            end = self.inputs.next(end);
-        }
+        let end = self.inputs.offset(items.end).max(start);
         self.inputs.bytes.get(start..end).unwrap_or_default()
     }
 }
@@ -308,9 +327,21 @@ mod tests {
             }
             assert_eq!(run.framed(range.clone()), expected, "{range:?}");
         }
-        let sizes: Vec<usize> = run.sizes_from(290).collect();
-        let expected: Vec<usize> = values[290..].iter().map(|v| encoded(*v).len() + 4).collect();
-        assert_eq!(sizes, expected);
-        assert_eq!(run.sizes_from(300).count(), 0);
+        for (start, take) in [(0, 300), (1, 200), (63, 130), (64, 64), (250, 100), (299, 1)] {
+            for room in [0, 5, 40, 200, 900, 1 << 20] {
+                // Item by item: as many as fit, at least one.
+                let mut fit = 0;
+                let mut bytes = 0;
+                for v in values.iter().skip(start).take(take) {
+                    bytes += encoded(*v).len() + 4;
+                    if bytes > room {
+                        break;
+                    }
+                    fit += 1;
+                }
+                let fit = fit.max(1);
+                assert_eq!(run.fitting(start, take, room), fit, "{start} {take} {room}");
+            }
+        }
     }
 }

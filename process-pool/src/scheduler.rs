@@ -596,7 +596,7 @@ impl Shared {
                 if natural {
                     state.counters.crashes += 1;
                 }
-                deliveries.add(&slice.run, index, Err(error));
+                deliveries.add_failure(&slice.run, index, error);
             }
             let (before, after) = (slice.items.start..index, index + 1..slice.items.end);
             for items in [before, after] {

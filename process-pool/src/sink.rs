@@ -14,7 +14,8 @@ use taskpool_core::backend::{Completer, PanicScope};
 use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
-use crate::deliveries::{Costs, Items};
+use crate::deliveries::{Costs, Entries, Entry};
+use crate::protocol::Values;
 use crate::usage::{Cost, Usage};
 
 /// A result as a supervisor delivers it: its encoding, and what producing it cost.
@@ -27,47 +28,104 @@ pub(crate) struct Value<'a> {
 /// An item's outcome as a supervisor delivers it: the encoded result, or the failure.
 pub(crate) type Encoded<'a> = Result<Value<'a>, TaskError>;
 
-/// The outcomes of consecutive items as a supervisor delivers them: each an encoded result
-/// (its range of a read buffer, and its cost) or a failure.
+/// The outcomes of consecutive items as a supervisor delivers them: lists of encoded
+/// results (ranges of a read buffer) and failures, and what they cost.
 pub(crate) struct Received<'a> {
-    items: Items,
+    entries: Entries,
+    /// How many items the entries hold.
+    len: usize,
     /// What the items cost, from the item of each entry on (see `deliveries.rs`).
     costs: Costs,
     buffer: &'a dyn Fn(Range<usize>) -> &'a [u8],
 }
 
 impl<'a> Received<'a> {
-    /// The outcomes `items`, which cost `costs`, their encoded results in `buffer`.
+    /// The outcomes `entries`, of `len` items which cost `costs`, their encoded results in
+    /// `buffer`.
     pub(crate) fn new(
-        items: Items,
+        entries: Entries,
+        len: usize,
         costs: Costs,
         buffer: &'a dyn Fn(Range<usize>) -> &'a [u8],
     ) -> Self {
-        Received { items, costs, buffer }
+        Received { entries, len, costs, buffer }
+    }
+
+    /// How many outcomes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Each outcome, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Encoded<'a>> + '_ {
-        let mut costs = self.costs.iter().peekable();
-        let mut cost = Cost::default();
-        self.items.iter().enumerate().map(move |(i, item)| {
-            while let Some(&&(from, next)) = costs.peek() {
-                if from > i {
-                    break;
-                }
-                cost = next;
-                costs.next();
-            }
-            match item {
-                Ok(range) => Ok(Value { bytes: (self.buffer)(range.clone()), cost }),
-                Err(e) => Err((**e).clone()),
-            }
-        })
+    pub(crate) fn iter(&self) -> Outcomes<'_, 'a> {
+        Outcomes {
+            entries: self.entries.iter(),
+            values: Values::new(&[]),
+            left: 0,
+            buffer: self.buffer,
+            costs: &self.costs,
+            cost: Cost::default(),
+            next: 0,
+        }
     }
 
     /// The first outcome.
     pub(crate) fn first(&self) -> Option<Encoded<'a>> {
         self.iter().next()
+    }
+}
+
+/// The outcomes of a [`Received`], one item at a time.
+pub(crate) struct Outcomes<'r, 'a> {
+    entries: std::slice::Iter<'r, Entry>,
+    /// The rest of the current list of values, `left` of them.
+    values: Values<'a>,
+    left: usize,
+    buffer: &'a dyn Fn(Range<usize>) -> &'a [u8],
+    /// The costs not reached yet, and the current one.
+    costs: &'r [(usize, Cost)],
+    cost: Cost,
+    /// The number of the next item.
+    next: usize,
+}
+
+impl Outcomes<'_, '_> {
+    /// What the next item cost; moves on to the item after it.
+    fn cost(&mut self) -> Cost {
+        while let [(from, cost), rest @ ..] = self.costs {
+            if *from > self.next {
+                break;
+            }
+            self.cost = *cost;
+            self.costs = rest;
+        }
+        self.next += 1;
+        self.cost
+    }
+}
+
+impl<'a> Iterator for Outcomes<'_, 'a> {
+    type Item = Encoded<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Encoded<'a>> {
+        loop {
+            if self.left > 0 {
+                self.left -= 1;
+                let bytes = self.values.next().unwrap_or_default();
+                return Some(Ok(Value { bytes, cost: self.cost() }));
+            }
+            match self.entries.next()? {
+                Entry::Values { list, count } => {
+                    self.values = Values::new((self.buffer)(list.clone()));
+                    self.left = *count;
+                }
+                Entry::Failed(e) => {
+                    self.cost();
+                    return Some(Err((**e).clone()));
+                }
+            }
+        }
     }
 }
 
@@ -173,12 +231,12 @@ fn decode_all<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
 /// Decodes consecutive results: as values alone while every one is a value.
 fn decode_values<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
     let mut iter = outcomes.iter();
-    let mut values = Vec::with_capacity(outcomes.items.len());
+    let mut values = Vec::with_capacity(outcomes.len());
     for outcome in iter.by_ref() {
         match outcome.and_then(|value| decode_value(&value)) {
             Ok(value) => values.push(value),
             Err(e) => {
-                let mut mixed: Vec<Result<R, TaskError>> = Vec::with_capacity(outcomes.items.len());
+                let mut mixed: Vec<Result<R, TaskError>> = Vec::with_capacity(outcomes.len());
                 mixed.extend(values.into_iter().map(Ok));
                 mixed.push(Err(e));
                 mixed.extend(iter.map(|o| o.and_then(|value| decode_value(&value))));

@@ -50,12 +50,14 @@ impl StatusPage {
         StatusPage { memory, offset, seen: 0, cancelled: Vec::new() }
     }
 
+    #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
         &self.memory.words(self.offset, WORDS)[i]
     }
 
     /// Worker side: records that item `seq` starts. Returns `false` if it was cancelled
     /// (checked only if `cancellable`): the worker skips it.
+    #[inline]
     pub(crate) fn start(&mut self, seq: u64, cancellable: bool) -> bool {
         if !cancellable {
             self.word(STARTED).store(seq + 1, Release);
@@ -83,6 +85,7 @@ impl StatusPage {
     }
 
     /// Worker side: records that item `seq` finished.
+    #[inline]
     pub(crate) fn finish(&self, seq: u64) {
         self.word(FINISHED).store(seq + 1, Release);
     }

@@ -824,6 +824,7 @@ impl SharedMemory {
     /// # Panics
     ///
     /// If they do not lie inside, 8-aligned: a layout error of this crate.
+    #[inline]
     pub(crate) fn words(&self, offset: usize, count: usize) -> &[AtomicU64] {
         assert!(self.holds(offset, 8, count), "words {offset}+{count} outside {}", self.len);
         // SAFETY: the range lies inside the mapping, 8-aligned (the mapping is page-aligned),
@@ -1154,6 +1155,7 @@ pub(crate) fn watch_forks() {
 /// Whether this process is a copy made by the C library's `fork()` (after [`watch_forks`]).
 /// A copy made by a raw `fork` system call is not seen (checking the pid would cost a system
 /// call per item).
+#[inline]
 pub(crate) fn forked() -> bool {
     FORKED.load(Ordering::Relaxed)
 }
@@ -1339,12 +1341,14 @@ impl Published {
         Published { ptr: AtomicPtr::new(ptr::null_mut()), len: AtomicUsize::new(0) }
     }
 
+    #[inline]
     fn publish(&self, bytes: &[u8]) {
         self.len.store(0, Ordering::Release);
         self.ptr.store(bytes.as_ptr().cast_mut(), Ordering::Release);
         self.len.store(bytes.len(), Ordering::Release);
     }
 
+    #[inline]
     fn withdraw(&self) {
         self.len.store(0, Ordering::Release);
     }
@@ -1390,6 +1394,7 @@ static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 /// Publishes what to write if the process dies before [`disarm_crash_flush`]: `pending`
 /// results, then `on_memory` if the task ran out of memory or `on_cpu_time` if it used up its
 /// CPU time. Each must stay alive and unchanged until then.
+#[inline]
 pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u8]) {
     PENDING.publish(pending);
     if !on_memory.is_empty() {
@@ -1402,6 +1407,7 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
 }
 
 /// Withdraws what [`arm_crash_flush`] published.
+#[inline]
 pub(crate) fn disarm_crash_flush() {
     IN_TASK.store(false, Ordering::Release);
     PENDING.withdraw();

@@ -68,6 +68,7 @@ impl Cost {
     }
 
     /// Adds `other` in: times are summed, the peak is the larger.
+    #[inline]
     pub(crate) fn add(&mut self, other: Cost) {
         self.elapsed_ns = self.elapsed_ns.saturating_add(other.elapsed_ns);
         self.user_ns = self.user_ns.saturating_add(other.user_ns);

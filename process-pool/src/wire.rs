@@ -72,6 +72,7 @@ fn malformed(what: impl Into<String>) -> WireError {
 }
 
 /// Starts a frame of `kind` in `out`; returns where it starts, for [`end_frame`].
+#[inline]
 pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: Kind) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
@@ -80,12 +81,14 @@ pub(crate) fn begin_frame(out: &mut Vec<u8>, kind: Kind) -> usize {
 
 /// Finishes the frame begun at `start` by writing its length. Returns the frame's length
 /// field (kind plus body).
+#[inline]
 pub(crate) fn end_frame(out: &mut [u8], start: usize) -> usize {
     end_frame_before(out, start, 0)
 }
 
 /// Finishes the frame begun at `start` whose last `more` bytes are not in `out`: they follow
 /// it in the stream, written from a buffer of their own. Returns the frame's length field.
+#[inline]
 pub(crate) fn end_frame_before(out: &mut [u8], start: usize, more: usize) -> usize {
     let len = (out.len() - start - 4).saturating_add(more);
     let field = u32::try_from(len).unwrap_or(u32::MAX);
@@ -94,25 +97,35 @@ pub(crate) fn end_frame_before(out: &mut [u8], start: usize, more: usize) -> usi
 }
 
 /// Appends a little-endian `u32`.
+#[inline]
 pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Appends a little-endian `u64`.
+#[inline]
 pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Appends a little-endian `i64`.
+#[inline]
 pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Appends a `u32` length and the bytes.
+#[inline]
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_u32(out, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
     bulk::reserve(out, bytes.len());
     out.extend_from_slice(bytes);
+}
+
+/// The error for a frame body that ends before its field `what`.
+#[cold]
+fn too_short(what: &str) -> WireError {
+    malformed(format!("frame body too short for {what}"))
 }
 
 /// Reads the fields of a frame body in order.
@@ -122,28 +135,33 @@ pub(crate) struct Body<'a> {
 }
 
 impl<'a> Body<'a> {
+    #[inline]
     pub(crate) fn new(body: &'a [u8]) -> Self {
         Body { rest: body }
     }
 
+    #[inline]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], WireError> {
         if self.rest.len() < n {
-            return Err(malformed(format!("frame body too short for {what}")));
+            return Err(too_short(what));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
         Ok(head)
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8, WireError> {
         Ok(self.take(1, what)?[0])
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32, WireError> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self, what: &str) -> Result<u64, WireError> {
         let b = self.take(8, what)?;
         let mut a = [0; 8];
@@ -151,21 +169,25 @@ impl<'a> Body<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, what: &str) -> Result<i64, WireError> {
         Ok(self.u64(what)?.cast_signed())
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
         let len = self.u32(what)?;
         self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
     }
 
     /// Everything not read yet.
+    #[inline]
     pub(crate) fn rest(self) -> &'a [u8] {
         self.rest
     }
 
     /// Fails unless every byte was read.
+    #[inline]
     pub(crate) fn finish(self, what: &str) -> Result<(), WireError> {
         if self.rest.is_empty() {
             Ok(())
@@ -196,6 +218,7 @@ pub(crate) struct FrameReader {
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 impl FrameReader {
+    #[inline]
     pub(crate) fn new(limit: usize) -> Self {
         FrameReader { buf: Vec::new(), start: 0, end: 0, limit }
     }
@@ -326,6 +349,7 @@ impl FrameReader {
 
     /// The bytes of a range returned by [`Self::next_frame`]; valid until the next
     /// [`Self::fill`].
+    #[inline]
     pub(crate) fn bytes(&self, range: Range<usize>) -> &[u8] {
         &self.buf[range]
     }

@@ -326,6 +326,7 @@ pub(crate) struct Inputs<'a> {
 impl<'a> Iterator for Inputs<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         if self.left == 0 {
             return None;
@@ -521,6 +522,7 @@ impl Outputs {
 
     /// Adds the current item's value, which cost `cost`, to the open [`Kind::Done`] frame
     /// (opening one if needed).
+    #[inline]
     fn push_value(&mut self, cost: Cost) {
         if let Some(open) = &mut self.open {
             if open.push(&mut self.pending, &self.scratch, cost) {
@@ -631,6 +633,7 @@ impl Default for Clock {
 impl Clock {
     /// A batch starts: its first item reads the clock, and its items are timed one by one
     /// until they prove tiny (the batch may be another job's, of slow items).
+    #[inline]
     fn restart(&mut self) {
         self.since = None;
         self.unread = 0;
@@ -638,12 +641,14 @@ impl Clock {
     }
 
     /// An item starts: when its group started.
+    #[inline]
     fn start(&mut self) -> Instant {
         *self.since.get_or_insert_with(Instant::now)
     }
 
     /// An item ended: reads the clock if `force`d or its group is complete, and returns when,
     /// and the group's time in nanoseconds.
+    #[inline]
     fn end(&mut self, force: bool) -> Option<(Instant, u64)> {
         let items = self.unread + 1;
         if !force && items < self.stride {
@@ -682,10 +687,15 @@ impl Limits {
     /// Prepares for item `seq`: builds its frames, and gives it its CPU time on top of the
     /// `used_ns` the worker used so far (the kernel counts the whole process, in whole
     /// seconds).
+    #[inline]
     fn prepare(&mut self, seq: u64, used_ns: u64) {
-        if self.memory.is_none() && self.cpu_time.is_none() {
-            return;
+        if self.memory.is_some() || self.cpu_time.is_some() {
+            self.prepare_frames(seq, used_ns);
         }
+    }
+
+    /// [`Limits::prepare`] when there are limits.
+    fn prepare_frames(&mut self, seq: u64, used_ns: u64) {
         self.frames.clear();
         let meta = Meta { seq, ..Meta::default() };
         if let Some(limit) = self.memory {
@@ -704,10 +714,12 @@ impl Limits {
         }
     }
 
+    #[inline]
     fn on_memory(&self) -> &[u8] {
         &self.frames[..self.memory_frame]
     }
 
+    #[inline]
     fn on_cpu_time(&self) -> &[u8] {
         &self.frames[self.memory_frame..]
     }
