@@ -60,7 +60,6 @@ use crate::bulk;
 ///
 /// The value's `Serialize` implementation failed (its own message is kept), or the value nests
 /// deeper than [`MAX_DEPTH`] levels.
-#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -77,7 +76,6 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ///
 /// The bytes are not a value of this format, do not match `T`, have bytes left over, or `T`'s
 /// `Deserialize` implementation refused them (its own message is kept).
-#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0 };
     let value = T::deserialize(&mut decoder)?;

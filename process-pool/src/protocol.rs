@@ -186,7 +186,7 @@ impl OpenDone {
 
     /// Adds the next item's encoded result, and what it cost, to the frame at the end of
     /// `out`. `false` (and nothing added) if the frame is full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, out: &mut Vec<u8>, value: &[u8], cost: Cost) -> bool {
         if self.count == u32::MAX || out.len() - self.at + value.len() + 4 > u32::MAX as usize {
             return false;
