@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::run::{Batching, Run};
+use crate::ship::Shipped;
 
 /// How long a batch of items should take in a worker: long enough to amortize a round trip,
 /// short enough to balance load.
@@ -83,19 +84,30 @@ impl Pace {
 
 /// The paces of tasks submitted one by one, by function (the offset of the job's entry
 /// point): a task sent alone is costed by what the earlier tasks of its function measured.
+/// A function that carries no state is shipped once: its tasks share one [`Shipped`].
 #[derive(Debug, Default)]
 pub(crate) struct Paces {
-    by_entry: Mutex<HashMap<i64, Arc<Pace>>>,
+    by_entry: Mutex<HashMap<i64, Known>>,
 }
 
+/// What [`Paces`] knows of a function: its pace, and the job if it carries no state.
+type Known = (Arc<Pace>, Option<Arc<Shipped>>);
+
 impl Paces {
-    /// The pace of the single tasks of the job whose entry point is `entry`.
-    pub(crate) fn of(&self, entry: i64) -> Arc<Pace> {
+    /// The job `shipped`, shared with earlier tasks of its function if it carries no state,
+    /// and the pace of its function's single tasks.
+    pub(crate) fn of(&self, shipped: Shipped) -> (Arc<Shipped>, Arc<Pace>) {
         let mut by_entry = self.by_entry.lock().unwrap_or_else(PoisonError::into_inner);
-        if by_entry.len() >= MAX_PACES && !by_entry.contains_key(&entry) {
+        if by_entry.len() >= MAX_PACES && !by_entry.contains_key(&shipped.entry) {
             by_entry.clear();
         }
-        by_entry.entry(entry).or_default().clone()
+        let (pace, stateless) = by_entry.entry(shipped.entry).or_default();
+        let shipped = match stateless {
+            Some(known) if shipped.state.is_empty() => known.clone(),
+            _ if shipped.state.is_empty() => stateless.insert(Arc::new(shipped)).clone(),
+            _ => Arc::new(shipped),
+        };
+        (shipped, pace.clone())
     }
 }
 
@@ -160,10 +172,20 @@ mod tests {
     #[test]
     fn single_tasks_share_a_pace_per_function() {
         let paces = Paces::default();
-        let a = paces.of(1);
+        let job = |entry, state: &[u8]| Shipped { entry, state: state.to_vec() };
+        let (shipped, a) = paces.of(job(1, b""));
         a.record(10);
-        assert!(Arc::ptr_eq(&a, &paces.of(1)));
-        assert_eq!(paces.of(2).item_ns(), INITIAL_ITEM_NS, "another function starts afresh");
+        let (again, b) = paces.of(job(1, b""));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&shipped, &again), "a stateless job is shipped once");
+        let (with_state, c) = paces.of(job(1, b"state"));
+        assert!(Arc::ptr_eq(&a, &c));
+        assert_eq!(with_state.state, b"state", "a job's state is its own");
+        assert_eq!(
+            paces.of(job(2, b"")).1.item_ns(),
+            INITIAL_ITEM_NS,
+            "another function starts afresh"
+        );
     }
 
     #[test]

@@ -219,14 +219,14 @@ impl ProcessPool {
             sink.completer.complete(Err(e));
             None
         };
-        let mut builder = match Self::ship(job) {
-            Ok(shipped) => RunBuilder::new(shipped),
+        let (shipped, pace) = match job.ship(Ship) {
+            Ok(shipped) => self.shared.paces.of(shipped),
             Err(e) => return refuse(e),
         };
+        let mut builder = RunBuilder::new(shipped);
         if let Err(e) = builder.push(&input, self.frame_limit()) {
             return refuse(e);
         }
-        let pace = self.shared.paces.of(builder.job().entry);
         let shared = Arc::downgrade(&self.shared);
         let run = Arc::new_cyclic(|run: &Weak<Run>| {
             let run = run.clone();

@@ -47,7 +47,8 @@ const SMALL_INPUT: usize = 8;
 #[derive(Debug, Default)]
 struct Inputs {
     bytes: Vec<u8>,
-    /// Where input `k × MARK_EVERY` starts, for every `k`.
+    /// Where input `k × MARK_EVERY` starts, for every `k` from 1 (input 0 starts at 0): a
+    /// run of one input allocates no marks.
     marks: Vec<usize>,
     len: usize,
 }
@@ -56,7 +57,7 @@ impl Inputs {
     /// Starts an input: its length, to be set by [`Inputs::end`].
     #[inline]
     fn begin(&mut self) -> usize {
-        if self.len.is_multiple_of(MARK_EVERY) {
+        if self.len > 0 && self.len.is_multiple_of(MARK_EVERY) {
             self.marks.push(self.bytes.len());
         }
         self.len += 1;
@@ -80,7 +81,7 @@ impl Inputs {
     fn undo(&mut self, at: usize) {
         self.bytes.truncate(at);
         self.len -= 1;
-        if self.len.is_multiple_of(MARK_EVERY) {
+        if self.len > 0 && self.len.is_multiple_of(MARK_EVERY) {
             self.marks.pop();
         }
     }
@@ -91,7 +92,10 @@ impl Inputs {
         if i >= self.len {
             return self.bytes.len();
         }
-        let mut at = self.marks.get(i / MARK_EVERY).copied().unwrap_or(self.bytes.len());
+        let mut at = match i / MARK_EVERY {
+            0 => 0,
+            k => self.marks.get(k - 1).copied().unwrap_or(self.bytes.len()),
+        };
         for _ in 0..i % MARK_EVERY {
             at = self.next(at);
         }
@@ -123,7 +127,7 @@ impl RunBuilder {
     /// its buffer by copying it over and over.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.inputs.bytes.reserve(n.saturating_mul(4 + SMALL_INPUT));
-        self.inputs.marks.reserve(n / MARK_EVERY + 1);
+        self.inputs.marks.reserve(n / MARK_EVERY);
     }
 
     /// Encodes one more input.
@@ -176,11 +180,6 @@ impl RunBuilder {
     ) -> Run {
         let RunBuilder { job, inputs } = self;
         Run { job, inputs, sink, timeout, batching, pace }
-    }
-
-    /// The job the run is built for.
-    pub(crate) fn job(&self) -> &Arc<Shipped> {
-        &self.job
     }
 }
 
