@@ -139,12 +139,12 @@ mod tests {
     use crate::scheduler::tests::NullSink;
     use crate::ship::Shipped;
 
-    fn run(inputs: &[&[u8]], batching: Batching) -> Run {
+    fn run(inputs: &[&[u8]], batching: Batching) -> Run<NullSink> {
         let mut b = RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }));
         for input in inputs {
             b.push_encoded(input);
         }
-        b.finish(Box::new(NullSink), None, batching, Arc::default())
+        b.finish(NullSink, None, batching, Arc::default())
     }
 
     #[test]

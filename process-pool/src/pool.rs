@@ -224,14 +224,15 @@ impl ProcessPool {
             Err(e) => return refuse(e),
         };
         let mut builder = RunBuilder::new(shipped);
+        builder.reserve(1);
         if let Err(e) = builder.push(&input, self.frame_limit()) {
             return refuse(e);
         }
         let shared = Arc::downgrade(&self.shared);
-        let run = Arc::new_cyclic(|run: &Weak<Run>| {
-            let run = run.clone();
+        let run = Arc::new_cyclic(|run: &Weak<Run<HandleSink<R>>>| {
+            let run: Weak<Run> = run.clone();
             sink.completer.on_cancel(move || cancel(&shared, &run));
-            builder.finish(Box::new(sink), timeout, Batching::Fixed(1), pace)
+            builder.finish(sink, timeout, Batching::Fixed(1), pace)
         });
         self.shared.submit(run.clone());
         Some(run)
@@ -495,7 +496,7 @@ impl ProcessPool {
         let (tx, rx) = crossbeam_channel::unbounded();
         let sink = ChannelSink { tx, base: 0, indices, abandoned: None };
         let pace = Arc::new(Pace::default());
-        self.shared.submit(Arc::new(builder.finish(Box::new(sink), None, batching, pace)));
+        self.shared.submit(Arc::new(builder.finish(sink, None, batching, pace)));
         let mut received = 0;
         progress(total - sent, total);
         while received < sent {
@@ -607,7 +608,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             };
             let cap = (batch / workers).max(1);
             self.pool.shared.submit(Arc::new(builder.finish(
-                Box::new(sink),
+                sink,
                 None,
                 Batching::Adaptive(cap),
                 self.pace.clone(),

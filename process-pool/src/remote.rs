@@ -197,7 +197,7 @@ pub fn run_encoded(
     };
     let cap = n.div_ceil(pool.workers().max(1)).clamp(1, MAX_BATCH);
     let pace = Arc::new(Pace::default());
-    let run = Arc::new(builder.finish(Box::new(collector), timeout, Batching::Adaptive(cap), pace));
+    let run: Arc<Run> = Arc::new(builder.finish(collector, timeout, Batching::Adaptive(cap), pace));
     let handle = RemoteRun {
         shared: Arc::downgrade(&pool.shared),
         run: Arc::downgrade(&run),

@@ -15,17 +15,18 @@ use crate::codec;
 use crate::ship::Shipped;
 use crate::sink::Sink;
 
-/// One job with the encoded inputs of its items.
-pub(crate) struct Run {
+/// One job with the encoded inputs of its items, and where their results go: built with its
+/// sink's own type, held as `Run` (the sink a trait object in the same allocation).
+pub(crate) struct Run<S: Sink + ?Sized = dyn Sink> {
     pub(crate) job: Arc<Shipped>,
     inputs: Inputs,
-    pub(crate) sink: Box<dyn Sink>,
     pub(crate) timeout: Option<Duration>,
     /// How many items travel in one batch.
     pub(crate) batching: Batching,
     /// What its job's items cost, as measured so far: shared by the runs of one `imap`, or
     /// of the single tasks of one function.
     pub(crate) pace: Arc<Pace>,
+    pub(crate) sink: S,
 }
 
 /// How a run's items are grouped into batches.
@@ -39,8 +40,9 @@ pub(crate) enum Batching {
 
 /// Every [`MARK_EVERY`]th input's offset is kept; the others are found by walking from it.
 const MARK_EVERY: usize = 64;
-/// The size of a small encoded input (a number), for [`RunBuilder::reserve`].
-const SMALL_INPUT: usize = 8;
+/// The room for a small encoded input (a number: a tag and up to eight bytes, which the
+/// encoder writes as nine and then shortens), for [`RunBuilder::reserve`].
+const SMALL_INPUT: usize = 12;
 
 /// Encoded inputs, each a `u32` length and its bytes, as a batch frame carries them: a batch
 /// of consecutive items is one copy of one range.
@@ -171,19 +173,19 @@ impl RunBuilder {
     }
 
     /// The run, with where its results go and the pace its job learns.
-    pub(crate) fn finish(
+    pub(crate) fn finish<S: Sink>(
         self,
-        sink: Box<dyn Sink>,
+        sink: S,
         timeout: Option<Duration>,
         batching: Batching,
         pace: Arc<Pace>,
-    ) -> Run {
+    ) -> Run<S> {
         let RunBuilder { job, inputs } = self;
-        Run { job, inputs, sink, timeout, batching, pace }
+        Run { job, inputs, timeout, batching, pace, sink }
     }
 }
 
-impl Run {
+impl<S: Sink + ?Sized> Run<S> {
     /// How many items it has.
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -282,8 +284,7 @@ mod tests {
         b.push(&2u64, 1 << 20).unwrap();
         b.push_encoded(&encoded(3));
         let pace = Arc::new(Pace::default());
-        let run =
-            b.finish(Box::new(crate::scheduler::tests::NullSink), None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
         assert_eq!(run.len(), 3);
         for (i, v) in [1, 2, 3].into_iter().enumerate() {
             assert_eq!(run.input(i), encoded(v), "input {i}");
@@ -296,8 +297,7 @@ mod tests {
         let mut b = builder();
         b.push(&5u64, 1 << 20).unwrap();
         let pace = Arc::new(Pace::default());
-        let run =
-            b.finish(Box::new(crate::scheduler::tests::NullSink), None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
         assert_eq!((run.len(), run.input(0)), (1, &encoded(5)[..]));
     }
 
@@ -313,8 +313,7 @@ mod tests {
             }
         }
         let pace = Arc::new(Pace::default());
-        let run =
-            b.finish(Box::new(crate::scheduler::tests::NullSink), None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
         assert_eq!(run.len(), values.len());
         for (i, v) in values.iter().enumerate() {
             assert_eq!(run.input(i), encoded(*v), "input {i}");

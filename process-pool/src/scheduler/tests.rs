@@ -85,7 +85,7 @@ impl Sink for Arc<Recorder> {
     }
 }
 
-fn run(n: usize, sink: Box<dyn Sink>, batching: Batching) -> Arc<Run> {
+fn run(n: usize, sink: impl Sink + 'static, batching: Batching) -> Arc<Run> {
     let mut b = RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }));
     for i in 0..n {
         b.push_encoded(&[u8::try_from(i % 256).unwrap()]);
@@ -135,7 +135,7 @@ fn deliver(d: Deliveries, shared: &Shared) {
 fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1).chunk_size(4)).in_flight(3), 1);
     let rec = Arc::new(Recorder::default());
-    let r = run(12, Box::new(rec.clone()), Batching::Fixed(4));
+    let r = run(12, rec.clone(), Batching::Fixed(4));
     measured(&r, 1);
     s.submit(r);
     let fake = connect(&s, 0);
@@ -159,7 +159,7 @@ fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
 fn a_worker_killed_between_items_blames_nobody() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(3, Box::new(rec.clone()), Batching::Fixed(1)));
+    s.submit(run(3, rec.clone(), Batching::Fixed(1)));
     let fake = connect(&s, 0);
     fake.set(1, 1);
     deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
@@ -172,7 +172,7 @@ fn a_worker_killed_between_items_blames_nobody() {
 fn without_a_status_page_the_head_is_blamed() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(2, Box::new(rec.clone()), Batching::Fixed(1)));
+    s.submit(run(2, rec.clone(), Batching::Fixed(1)));
     connect(&s, 0);
     deliver(end(&s, 0, Exit::Signal(11), None), &s);
     let got = rec.got.lock().unwrap();
@@ -185,7 +185,7 @@ fn without_a_status_page_the_head_is_blamed() {
 fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(3), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(3, Box::new(rec.clone()), Batching::Fixed(1)));
+    s.submit(run(3, rec.clone(), Batching::Fixed(1)));
     let fake = connect(&s, 0);
     let mut state = s.lock();
     let conn = state.slots[0].conn.as_mut().unwrap();
@@ -206,7 +206,7 @@ fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     let limit = Duration::from_millis(5);
     let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(1, Box::new(rec.clone()), Batching::Fixed(1)));
+    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
     let fake = connect(&s, 0);
     fake.set(1, 0);
     let later = Instant::now() + Duration::from_secs(1);
@@ -231,8 +231,7 @@ fn cancel_while_sent_asks_the_worker_to_skip_and_kills_only_if_it_runs() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(4), 1);
     let recs: Vec<Arc<Recorder>> =
         (0..3).map(|_| Arc::new(Recorder { cancellable: true, ..Recorder::default() })).collect();
-    let runs: Vec<_> =
-        recs.iter().map(|r| run(1, Box::new(r.clone()), Batching::Fixed(1))).collect();
+    let runs: Vec<_> = recs.iter().map(|r| run(1, r.clone(), Batching::Fixed(1))).collect();
     let fake = connect(&s, 0);
     for r in &runs {
         s.submit(r.clone());
@@ -254,7 +253,7 @@ fn cancel_while_sent_asks_the_worker_to_skip_and_kills_only_if_it_runs() {
 fn a_queued_cancelled_item_is_dropped_unsent() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     let rec = Arc::new(Recorder::default());
-    let r = run(1, Box::new(rec.clone()), Batching::Fixed(1));
+    let r = run(1, rec.clone(), Batching::Fixed(1));
     s.submit(r.clone());
     assert_eq!(s.lock().outstanding, 1);
     s.cancel(&r);
@@ -266,7 +265,7 @@ fn a_queued_cancelled_item_is_dropped_unsent() {
 fn a_worker_retires_at_its_quota_once_it_answered_everything() {
     let s = shared(ProcessConfig::new(Config::new().workers(1).max_tasks_per_worker(2)), 1);
     let rec = Arc::new(Recorder::default());
-    let r = run(5, Box::new(rec), Batching::Fixed(1));
+    let r = run(5, rec, Batching::Fixed(1));
     measured(&r, 1);
     s.submit(r);
     connect(&s, 0);
@@ -284,7 +283,7 @@ fn a_worker_retires_at_its_quota_once_it_answered_everything() {
 fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
     let s = shared(ProcessConfig::new(Config::new().workers(1).start_attempts(2)), 1);
     let rec = Arc::new(Recorder::default());
-    s.submit(run(1, Box::new(rec.clone()), Batching::Fixed(1)));
+    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
     let mut d = Deliveries::default();
     let killed = StartFailure::Died(Exit::Signal(libc::SIGKILL));
     for _ in 0..5 {
@@ -340,7 +339,7 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
     connect(&s, 0);
     connect(&s, 1);
     // A map of 100,000 no-ops that the workers measure at 50 ns each.
-    let fast = run(100_000, Box::new(NullSink), Batching::Adaptive(4096));
+    let fast = run(100_000, NullSink, Batching::Adaptive(4096));
     s.submit(fast.clone());
     assert_eq!(sent_of(&s, 0, &fast), [1, 1], "an unmeasured job goes one item at a time");
     assert_eq!(sent_of(&s, 1, &fast), [1, 1]);
@@ -351,7 +350,7 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
     assert_eq!(fast.pace.batch_target(), 4000, "200 µs of 50 ns items");
 
     // Then a CPU-bound map on the same pool: 100 items of 1 ms, as a fresh pool would.
-    let slow = run(100, Box::new(NullSink), Batching::Adaptive(13));
+    let slow = run(100, NullSink, Batching::Adaptive(13));
     s.submit(slow.clone());
     assert_eq!(sent_of(&s, 0, &slow), [1, 1], "one by one, in_flight at a time");
     assert_eq!(sent_of(&s, 1, &slow), [1, 1], "both workers get a share");
@@ -362,7 +361,7 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
     // A job of 10 µs items grows from one item per batch to 20 as soon as one is measured.
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     connect(&s, 0);
-    let medium = run(1000, Box::new(NullSink), Batching::Adaptive(1000));
+    let medium = run(1000, NullSink, Batching::Adaptive(1000));
     s.submit(medium.clone());
     assert_eq!(sent_of(&s, 0, &medium), [1, 1]);
     answer_all(&s, 0, 10_000);
@@ -372,10 +371,8 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
 #[test]
 fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
-    let (first, second) = (
-        run(3, Box::new(NullSink), Batching::Fixed(2)),
-        run(3, Box::new(NullSink), Batching::Fixed(2)),
-    );
+    let (first, second) =
+        (run(3, NullSink, Batching::Fixed(2)), run(3, NullSink, Batching::Fixed(2)));
     s.submit(first.clone());
     s.submit(second.clone());
     connect(&s, 0);
