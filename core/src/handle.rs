@@ -312,6 +312,10 @@ impl<R> TaskHandle<R> {
     /// After a few pure spins it yields its CPU on every turn: on a busy machine the thread
     /// that must finish the task may be waiting for exactly this CPU.
     fn spin(&self, deadline: Option<Instant>) {
+        if self.slot.settled.load(Ordering::Acquire) {
+            // Settled already: no clock to read.
+            return;
+        }
         let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let mut turns = 0u32;
