@@ -1,5 +1,6 @@
 //! [`ProcessPool`]: the shared pool API on persistent worker processes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -383,13 +384,13 @@ impl Pool for ProcessPool {
         F: FnMut(usize, usize),
     {
         let () = <T::Job as Job>::PORTABLE;
-        let (groups, total) = self.run_batch(task.into_job(), items, &mut progress);
-        let mut results = Vec::with_capacity(total);
-        for (first, values) in groups {
+        let items = items.into_iter();
+        let mut results = Vec::with_capacity(items.size_hint().0);
+        let total = self.run_batch(task.into_job(), items, &mut progress, &mut |first, values| {
             // Items a dead pool never answered fill the gaps.
             results.resize_with(first, || Err(TaskError::ShutDown));
             results.extend(values.into_results());
-        }
+        });
         results.resize_with(total, || Err(TaskError::ShutDown));
         results
     }
@@ -400,22 +401,37 @@ impl Pool for ProcessPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        let (groups, total) = self.run_batch(task.into_job(), items, &mut |_, _| {});
-        let mut outputs = Vec::with_capacity(total);
-        for (first, values) in groups {
+        let items = items.into_iter();
+        let mut outputs = Vec::with_capacity(items.size_hint().0);
+        let mut failure = None;
+        let total = self.run_batch(task.into_job(), items, &mut |_, _| {}, &mut |first, values| {
+            if failure.is_some() {
+                return;
+            }
             if first != outputs.len() {
-                return Err(TaskError::ShutDown);
+                failure = Some(TaskError::ShutDown);
+                return;
             }
             match values {
                 Decoded::Values(values) => outputs.extend(values),
                 Decoded::Mixed(values) => {
                     for value in values {
-                        outputs.push(value?);
+                        match value {
+                            Ok(value) => outputs.push(value),
+                            Err(e) => {
+                                failure = Some(e);
+                                return;
+                            }
+                        }
                     }
                 }
             }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None if outputs.len() == total => Ok(outputs),
+            None => Err(TaskError::ShutDown),
         }
-        if outputs.len() == total { Ok(outputs) } else { Err(TaskError::ShutDown) }
     }
 
     /// `workers × in_flight × 16`: enough for fast items to travel in batches, few enough
@@ -448,16 +464,17 @@ impl Pool for ProcessPool {
 }
 
 impl ProcessPool {
-    /// Runs a batch: encodes every item, submits them as one run, and gathers the outcome
-    /// groups as they arrive, telling `progress` how many items are done. Returns the groups
-    /// in input order and the number of items.
+    /// Runs a batch: encodes every item, submits them as one run, and hands the outcome
+    /// groups to `place` in input order as they arrive (a group waits while one before it is
+    /// missing), telling `progress` how many items are done. Returns the number of items.
     fn run_batch<J: Job>(
         &self,
         job: J,
         items: impl IntoIterator<Item = J::Input>,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> (Vec<Group<J::Output>>, usize) {
-        let mut groups: Vec<Group<J::Output>> = Vec::new();
+        place: &mut dyn FnMut(usize, Decoded<J::Output>),
+    ) -> usize {
+        let mut order = InOrder::default();
         let shipped = match Self::ship(&job) {
             Ok(shipped) => shipped,
             Err(e) => {
@@ -465,7 +482,8 @@ impl ProcessPool {
                 let total = failed.len();
                 self.shared.tally.record(0, total);
                 progress(total, total);
-                return (vec![(0, Decoded::Mixed(failed))], total);
+                place(0, Decoded::Mixed(failed));
+                return total;
             }
         };
         let items = items.into_iter();
@@ -485,7 +503,7 @@ impl ProcessPool {
                 }
                 Err(e) => {
                     indices.get_or_insert_with(|| (0..i).collect());
-                    groups.push((i, Decoded::Mixed(vec![Err(e)])));
+                    order.add(i, Decoded::Mixed(vec![Err(e)]), place);
                 }
             }
         }
@@ -502,17 +520,60 @@ impl ProcessPool {
         while received < sent {
             // Every sent item is delivered exactly once; the channel only closes early if the
             // run was dropped undelivered, and then the gaps read as shut down.
-            let Ok(group) = rx.recv() else { break };
-            received += group.1.len();
-            groups.push(group);
+            let Ok((first, group)) = rx.recv() else { break };
+            received += group.len();
+            order.add(first, group, place);
             progress(total - sent + received, total);
         }
         if received < sent {
             // The gaps read as shut down: they are done too.
             progress(total, total);
         }
-        groups.sort_unstable_by_key(|g| g.0);
-        (groups, total)
+        order.finish(place);
+        total
+    }
+}
+
+/// Outcome groups put in input order as they arrive: a group that continues the ones placed
+/// goes at once, a later one waits (in a map by first index) until the gap before it fills.
+/// Placing as they come, the caller moves values while the workers still run.
+struct InOrder<R> {
+    /// Items placed so far.
+    placed: usize,
+    waiting: BTreeMap<usize, Decoded<R>>,
+}
+
+impl<R> Default for InOrder<R> {
+    fn default() -> Self {
+        InOrder { placed: 0, waiting: BTreeMap::new() }
+    }
+}
+
+impl<R> InOrder<R> {
+    /// Adds the group of outcomes from item `first`, placing what is in order.
+    fn add(&mut self, first: usize, group: Decoded<R>, place: &mut dyn FnMut(usize, Decoded<R>)) {
+        if first != self.placed {
+            self.waiting.insert(first, group);
+            return;
+        }
+        self.placed += group.len();
+        place(first, group);
+        while let Some(next) = self.waiting.first_entry() {
+            if *next.key() != self.placed {
+                break;
+            }
+            let (first, group) = (self.placed, next.remove());
+            self.placed += group.len();
+            place(first, group);
+        }
+    }
+
+    /// Places the groups still waiting: those after a gap that will not fill (a dead pool
+    /// never answered the items in it).
+    fn finish(self, place: &mut dyn FnMut(usize, Decoded<R>)) {
+        for (first, group) in self.waiting {
+            place(first, group);
+        }
     }
 }
 
