@@ -357,3 +357,51 @@ impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
         self.abandoned.as_ref().is_some_and(|a| a.load(Ordering::Acquire))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use smallvec::smallvec;
+
+    use super::*;
+
+    /// `values`, listed as a result frame lists them: each a `u32` length and its bytes.
+    fn listed(values: &[&[u8]]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for value in values {
+            crate::wire::put_bytes(&mut list, value);
+        }
+        list
+    }
+
+    #[test]
+    fn outcomes_walk_lists_and_failures_in_order_with_their_costs() {
+        let cost = |elapsed_ns| Cost { elapsed_ns, ..Cost::default() };
+        let mut buffer = listed(&[b"a", b"", b"ccc"]);
+        let second = buffer.len()..buffer.len() + 6;
+        buffer.extend(listed(&[b"dd"]));
+        let entries: Entries = smallvec![
+            Entry::Values { list: 0..second.start, count: 3 },
+            Entry::Failed(Box::new(TaskError::ShutDown)),
+            Entry::Values { list: second, count: 1 },
+        ];
+        // Items 0-1 cost 5 each, item 2 costs 7, the failure nothing, item 4 costs 9.
+        let costs: Costs =
+            smallvec![(0, cost(5)), (2, cost(7)), (3, Cost::default()), (4, cost(9))];
+        let read = |range: Range<usize>| &buffer[range];
+        let received = Received::new(entries, 5, costs, &read);
+        assert_eq!(received.len(), 5);
+        let seen: Vec<_> = received
+            .iter()
+            .map(|o| o.map(|v| (v.bytes.to_vec(), v.cost.elapsed_ns)).map_err(|e| e.to_string()))
+            .collect();
+        let expected = vec![
+            Ok((b"a".to_vec(), 5)),
+            Ok((b"".to_vec(), 5)),
+            Ok((b"ccc".to_vec(), 7)),
+            Err(TaskError::ShutDown.to_string()),
+            Ok((b"dd".to_vec(), 9)),
+        ];
+        assert_eq!(seen, expected);
+        assert!(matches!(received.first(), Some(Ok(Value { bytes: b"a", .. }))));
+    }
+}
