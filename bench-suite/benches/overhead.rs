@@ -12,7 +12,7 @@
 //! | `in_flight` | submit 1000 no-ops, then join them all | tasks |
 //! | `map` | `map` a no-op over 1,000,000 items, automatic chunks (`rayon`: `par_iter`) | items |
 //! | `payload` | a `serde_bytes::ByteBuf` to a task that returns it, one in flight | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
-//! | `payload_64mib` | the same with 64 MiB, the report's large-payload row (`pipe-floor`: the raw 64 MiB echo over two pipes) | bytes: 64 MiB |
+//! | `payload_64mib` | the same with 64 MiB, the report's large-payload row (`pipe-floor`: the raw 64 MiB echo over two pipes; `copy-floor`: the four copies a round trip of an owned buffer cannot avoid, in this process) | bytes: 64 MiB |
 //! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one each time (made before the clock; the task reads its last byte in place and returns it), on taskpool's threads and processes (`pipe-floor`: the raw echo of a buffer of that size over two pipes, as in `payload`) | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
 //! | `shared_bytes_64mib` | the same with 64 MiB, the report's large `SharedBytes` row | bytes: 64 MiB |
 //! | `payload_vec` | the same as a plain `Vec<u8>`, which serde moves byte by byte (taskpool's backends) | bytes |

@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backends::{
-    Runs, ScriptPool, pipe_floor, procspawn, rayon, sequential, spin_floor, std_thread,
+    Runs, ScriptPool, copy_floor, pipe_floor, procspawn, rayon, sequential, spin_floor, std_thread,
 };
 
 /// A column of the report: one pool implementation as the reader sees it.
@@ -791,6 +791,24 @@ pub static BACKENDS: &[Backend] = &[
             "a counter written to a shared page and copied back by a copy of this program, \
              both sides spinning on it: no system call and no wake-up, only cache lines moving \
              between CPUs (a round trip between processes costs at least this)",
+        )],
+        crates: &[],
+    },
+    Backend {
+        id: "copy-floor",
+        shows: Shows::Reference("copy floor"),
+        feature: None,
+        runs: Runs::Here { start: Some(copy_floor::start), spawn: None, messages: None },
+        can: &[Op::Payload],
+        cannot: &[],
+        limits: None,
+        how: &[(
+            &[Op::Payload],
+            "the copies a round trip of an owned buffer cannot avoid, made one after another \
+             in this program: into warm memory (the request side's), from there into a new \
+             vector (the worker's argument), into warm memory again (the result side's), and \
+             into a new vector (the result); a new vector of 32 MiB or more asks for huge \
+             pages first, as the process backend's do",
         )],
         crates: &[],
     },

@@ -12,8 +12,10 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
+use taskpool_bench::Column;
+use taskpool_bench::Summary;
 use taskpool_bench::report::{
-    README_BEGIN, README_END, Report, Sentence, Source, readme_numbers, sentences,
+    Cell, README_BEGIN, README_END, Reference, Report, Sentence, Source, readme_numbers, sentences,
 };
 
 fn readme_path() -> PathBuf {
@@ -107,4 +109,44 @@ fn every_ratio_the_readme_states_is_what_the_json_says() {
         }
     }
     assert!(checked >= 5, "only {checked} ratios checked");
+}
+
+/// A run with the copy floor in the 64 MiB payload row states the ratio to it, cited from the
+/// row; a run without it (as the committed one may be) leaves the clause out.
+#[test]
+fn the_payload_sentence_states_the_ratio_to_the_copy_floor_when_the_run_has_it() {
+    let mut report: Report = serde_json::from_str(&json()).expect("a report");
+    let row = report
+        .sections
+        .iter_mut()
+        .flat_map(|s| &mut s.rows)
+        .find(|r| r.key == "payload_64mib")
+        .expect("a 64 MiB payload row");
+    row.references.retain(|r| r.name != "copy floor");
+    let without = sentences(&report);
+    let payloads = |claims: &[Sentence]| {
+        claims.iter().find(|c| c.text.starts_with("**Payloads.**")).cloned().expect("payloads")
+    };
+    let clause = "the copies a round trip of an owned buffer";
+    assert!(!payloads(&without).text.contains(clause), "{}", payloads(&without).text);
+    let row = report
+        .sections
+        .iter_mut()
+        .flat_map(|s| &mut s.rows)
+        .find(|r| r.key == "payload_64mib")
+        .unwrap();
+    let Some(Cell::Value(ours)) = row.cells.get(&Column::TASKPOOL_PROCESSES) else {
+        panic!("the committed run has no 64 MiB cell for processes")
+    };
+    let floor = Summary::of(vec![ours.median / 4.0]).unwrap();
+    row.references.push(Reference::new("copy floor", floor));
+    let with = payloads(&sentences(&report));
+    assert!(
+        with.text.contains(" and 4.0× the copies a round trip of an owned buffer"),
+        "{}",
+        with.text
+    );
+    let cited = with.cited.last().unwrap();
+    assert_eq!((cited.row.as_str(), cited.shown.as_str()), ("payload_64mib", "4.0×"));
+    assert_eq!(cited.to, Source::Reference("copy floor".into()));
 }

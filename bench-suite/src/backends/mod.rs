@@ -6,6 +6,7 @@
 
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
+pub(crate) mod copy_floor;
 #[cfg(feature = "process-pool")]
 pub(crate) mod messages;
 pub(crate) mod pipe_floor;

@@ -277,20 +277,32 @@ fn payloads(f: &Found<'_>) -> Option<Sentence> {
     let floor_value = |key: &str, name: &str| {
         Some(quantity(f.median(key, &Source::Reference(name.into()))?, Unit::Micros))
     };
+    let mut cited = vec![c1, c2, c3];
+    // The copy floor joined the rows later: a report without it says the rest.
+    let copies = f.reference(large, "copy").and_then(|name| {
+        let (times, c) = f.times(large, C(p), Source::Reference(name.clone()))?;
+        cited.push(c);
+        Some(format!(
+            " and {times} the copies a round trip of an owned buffer cannot avoid, made in one \
+             process ({}: two into new memory, two into warm)",
+            floor_value(large, &name)?
+        ))
+    });
     let text = format!(
         "**Payloads.** A 1 MiB argument that comes back as the result takes {} through a worker \
          process, {over_floor} the raw 1 MiB echo over two pipes ({}), {vs_python} Python's \
-         `Pool.apply` ({}); 64 MiB takes {}, {large_over_floor} the raw 64 MiB pipe echo ({}). \
-         Threads pass the buffer without a copy: {} and {}.",
+         `Pool.apply` ({}); 64 MiB takes {}, {large_over_floor} the raw 64 MiB pipe echo \
+         ({}){}. Threads pass the buffer without a copy: {} and {}.",
         f.value(small, p)?,
         floor_value(small, &floor)?,
         f.value(small, Column::PYTHON_PROCESSES)?,
         f.value(large, p)?,
         floor_value(large, &large_floor)?,
+        copies.unwrap_or_default(),
         f.value(small, Column::TASKPOOL_THREADS)?,
         f.value(large, Column::TASKPOOL_THREADS)?,
     );
-    Some(sentence(text, vec![c1, c2, c3]))
+    Some(sentence(text, cited))
 }
 
 fn shared_bytes(f: &Found<'_>) -> Option<Sentence> {

@@ -57,7 +57,7 @@ mod tests {
     fn references_join_the_rows_they_can_run() {
         let names = |op| references(op, 8).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(Op::RoundTrip), ["blocking pipe floor", "spinning shared-memory floor"]);
-        assert_eq!(names(Op::Payload), ["blocking pipe floor"]);
+        assert_eq!(names(Op::Payload), ["blocking pipe floor", "copy floor"]);
         // The floor echoes SharedBytes' bytes, in a build that has the type.
         let shared: &[&str] =
             if cfg!(feature = "process-pool") { &["blocking pipe floor"] } else { &[] };

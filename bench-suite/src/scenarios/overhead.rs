@@ -20,7 +20,10 @@
 //! one over pipes (both sides sleep in `read`, two wake-ups per round trip) and a spinning
 //! one through a shared page (no system call, no wake-up). The payload rows' floor is the
 //! blocking one carrying the payload's bytes: what a copy through pipes costs (the
-//! `SharedBytes` rows measure it again, the same way, in their own run of variants).
+//! `SharedBytes` rows measure it again, the same way, in their own run of variants). The
+//! payload rows have a second floor, the copy floor (`copy_floor.rs`): the four copies a round
+//! trip of an owned buffer cannot avoid (two into warm memory, two into new vectors), made in
+//! this process.
 
 use std::hint::black_box;
 
