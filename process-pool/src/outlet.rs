@@ -8,15 +8,24 @@
 //!
 //! Requests travel on the worker's request ring where it has shared memory ([`RingRequests`]:
 //! a copy, and a futex wake only if the worker sleeps), or on its request pipe.
+//!
+//! A batch whose inputs come to [`bulk::LARGE`] or more is not copied into the outbox: the
+//! outbox holds its frame's head, and the inputs are written later straight from their run
+//! ([`Writer::push_batch`]). A large argument so takes one copy less on its way, and the
+//! pool's lock is never held while megabytes are copied.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::bulk;
+use crate::protocol;
 use crate::ring::Producer;
+use crate::run::Run;
 use crate::sys;
 
 /// Where a worker's requests go: its request ring, or the write end of its request pipe
@@ -134,30 +143,89 @@ pub(crate) struct Writer {
     /// `None` once closed (the worker then exits when done). The supervisor holds another
     /// reference, for polling; the descriptor closes when both are gone.
     request: Option<Arc<dyn RequestPipe>>,
-    /// Frames not written yet.
-    pub(crate) outbox: Vec<u8>,
+    /// Frames not written yet, but for the large inputs in `spliced`.
+    outbox: Vec<u8>,
+    /// Bytes of `outbox` written.
+    written: usize,
+    /// Large inputs to write from their runs, in order, each where it belongs in the stream.
+    spliced: VecDeque<Splice>,
+}
+
+/// The inputs of a large batch, written straight from their run.
+struct Splice {
+    /// Where they go in the stream: after this many bytes of the outbox.
+    at: usize,
+    run: Arc<Run>,
+    items: Range<usize>,
+    /// Bytes of them written.
     written: usize,
 }
 
 impl Writer {
+    /// Appends a [`Kind::Batch`](crate::wire::Kind::Batch) frame for `items` of `run`,
+    /// numbered from `first_seq` (see [`protocol::encode_batch`]). Inputs of
+    /// [`bulk::LARGE`] or more are not copied: only the frame's head is, and they are written
+    /// after it from the run.
+    pub(crate) fn push_batch(
+        &mut self,
+        first_seq: u64,
+        run: &Arc<Run>,
+        flags: u8,
+        items: Range<usize>,
+    ) {
+        let framed = run.framed(items.clone());
+        let count = items.len();
+        if framed.len() < bulk::LARGE {
+            protocol::encode_batch(&mut self.outbox, first_seq, &run.job, flags, count, framed);
+            return;
+        }
+        protocol::encode_batch_head(&mut self.outbox, first_seq, &run.job, flags, count, framed);
+        let at = self.outbox.len();
+        self.spliced.push_back(Splice { at, run: run.clone(), items, written: 0 });
+    }
+
     /// Writes what the pipe takes without blocking; returns whether bytes are left. A broken
     /// pipe is left for the supervisor to notice as the worker's end.
     fn flush(&mut self) -> bool {
         let Some(request) = &self.request else {
-            self.outbox.clear();
-            self.written = 0;
+            self.clear();
             return false;
         };
-        while self.written < self.outbox.len() {
-            match request.write(&self.outbox[self.written..]) {
-                Ok(0) => return true,
-                Ok(n) => self.written += n,
-                Err(_) => self.written = self.outbox.len(),
+        loop {
+            let end = self.spliced.front().map_or(self.outbox.len(), |s| s.at);
+            while self.written < end {
+                match request.write(&self.outbox[self.written..end]) {
+                    Ok(0) => return true,
+                    Ok(n) => self.written += n,
+                    Err(_) => {
+                        self.clear();
+                        return false;
+                    }
+                }
             }
+            let Some(splice) = self.spliced.front_mut() else { break };
+            let bytes = splice.run.framed(splice.items.clone());
+            while splice.written < bytes.len() {
+                match request.write(&bytes[splice.written..]) {
+                    Ok(0) => return true,
+                    Ok(n) => splice.written += n,
+                    Err(_) => {
+                        self.clear();
+                        return false;
+                    }
+                }
+            }
+            self.spliced.pop_front();
         }
+        self.clear();
+        false
+    }
+
+    /// Drops every frame not written.
+    fn clear(&mut self) {
         self.outbox.clear();
         self.written = 0;
-        false
+        self.spliced.clear();
     }
 
     /// Closes the pipe: the worker finishes what it holds and exits.
@@ -165,8 +233,7 @@ impl Writer {
         if let Some(request) = self.request.take() {
             request.close();
         }
-        self.outbox.clear();
-        self.written = 0;
+        self.clear();
     }
 }
 
@@ -181,7 +248,12 @@ pub(crate) struct Outlet {
 
 impl Outlet {
     pub(crate) fn new(request: Arc<dyn RequestPipe>) -> Self {
-        let writer = Writer { request: Some(request), outbox: Vec::new(), written: 0 };
+        let writer = Writer {
+            request: Some(request),
+            outbox: Vec::new(),
+            written: 0,
+            spliced: VecDeque::new(),
+        };
         Outlet { writer: Mutex::new(writer), backlog: AtomicBool::new(false) }
     }
 

@@ -118,15 +118,28 @@ pub(crate) fn encode_batch(
     count: usize,
     framed: &[u8],
 ) {
+    encode_batch_head(out, first_seq, job, flags, count, framed);
+    bulk::reserve(out, framed.len());
+    out.extend_from_slice(framed);
+}
+
+/// Appends the head of the [`Kind::Batch`] frame that [`encode_batch`] would append, without
+/// its inputs: `framed` follows it in the stream, written from where it is.
+pub(crate) fn encode_batch_head(
+    out: &mut Vec<u8>,
+    first_seq: u64,
+    job: &Shipped,
+    flags: u8,
+    count: usize,
+    framed: &[u8],
+) {
     let at = wire::begin_frame(out, Kind::Batch);
     wire::put_u64(out, first_seq);
     wire::put_i64(out, job.entry);
     out.push(flags);
     wire::put_bytes(out, &job.state);
     wire::put_u32(out, u32::try_from(count).unwrap_or(u32::MAX));
-    bulk::reserve(out, framed.len());
-    out.extend_from_slice(framed);
-    wire::end_frame(out, at);
+    wire::end_frame_before(out, at, framed.len());
 }
 
 /// What every result frame says before the outcome: which item, and what it cost (CPU time
@@ -440,6 +453,23 @@ pub(crate) fn decode_result(
 mod tests {
     use super::*;
     use crate::wire::{FrameReader, HEADER};
+
+    #[test]
+    fn a_batch_head_then_its_inputs_is_the_whole_batch_frame() {
+        let job = Shipped { entry: -7, state: b"state".to_vec() };
+        let framed = [3, 0, 0, 0, 1, 2, 3];
+        let mut whole = Vec::new();
+        encode_batch(&mut whole, 41, &job, CANCELLABLE, 1, &framed);
+        let mut spliced = Vec::new();
+        encode_batch_head(&mut spliced, 41, &job, CANCELLABLE, 1, &framed);
+        spliced.extend_from_slice(&framed);
+        assert_eq!(spliced, whole);
+        let mut reader = FrameReader::new(1 << 10);
+        reader.push(&spliced);
+        let (kind, body) = reader.next_frame().unwrap().unwrap();
+        assert_eq!(kind, Kind::Batch);
+        assert!(reader.bytes(body).ends_with(&framed));
+    }
 
     #[test]
     fn init_frames_round_trip() {

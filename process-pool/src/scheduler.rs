@@ -29,7 +29,7 @@ use crate::batching::{self, BATCH_TARGET_NS, Paces};
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
-use crate::protocol::{self, CANCELLABLE, FLUSH_EACH};
+use crate::protocol::{CANCELLABLE, FLUSH_EACH};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
 use crate::sink::Tally;
@@ -418,14 +418,7 @@ impl Shared {
                 flags |= CANCELLABLE;
             }
             let writer = writer.get_or_insert_with(|| conn.outlet.lock());
-            protocol::encode_batch(
-                &mut writer.outbox,
-                conn.next_seq,
-                &run.job,
-                flags,
-                count,
-                run.framed(items.clone()),
-            );
+            writer.push_batch(conn.next_seq, &run, flags, items.clone());
             conn.next_seq += count as u64;
             conn.served += count as u64;
             slot.load_ns += load_ns * count as u64;

@@ -51,6 +51,14 @@ fn over_pipes(name: &str, body: impl FnOnce()) {
     assert!(stdout.contains("1 passed"), "{name} did not run over pipes:\n{stdout}");
 }
 
+#[test]
+fn large_arguments_among_small_ones_cross_whole_over_pipes() {
+    over_pipes("large_arguments_among_small_ones_cross_whole_over_pipes", || {
+        let pool = ProcessPool::with_config(Config::new().workers(1)).unwrap();
+        large_arguments_reach_their_tasks(&pool);
+    });
+}
+
 /// 1 if this worker maps a shared-memory region of the pool, else 0.
 fn maps_shared_memory(_: u64) -> u64 {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();

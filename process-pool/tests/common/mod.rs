@@ -304,3 +304,39 @@ pub fn drain<T: Serialize + DeserializeOwned>(consumer: &Consumer<T>) -> Vec<T> 
         }
     }
 }
+
+/// The sizes [`large_arguments_reach_their_tasks`] sends one after another with no wait
+/// between: small ones, and large ones (4 MiB and more, which are written to the worker
+/// straight from the buffer they were encoded in), two of them in a row.
+const ARGUMENT_SIZES: [usize; 8] =
+    [10, 5 << 20, 3, (9 << 20) + 7, 4 << 20, 0, 1 << 20, (6 << 20) + 1];
+
+/// What a task says about its argument: its length and a checksum of its bytes.
+pub fn describe(data: serde_bytes::ByteBuf) -> (usize, u64) {
+    (data.len(), checksum(&data))
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    let mix =
+        |sum: u64, (i, &b): (usize, &u8)| sum.wrapping_mul(31).wrapping_add(b as u64 ^ i as u64);
+    bytes.iter().enumerate().fold(0, mix)
+}
+
+/// Submits large arguments among small ones to `pool` (of one worker, so they queue for it)
+/// before joining any, for a few rounds; asserts that each task got its own argument whole.
+pub fn large_arguments_reach_their_tasks<P: taskpool_process::Pool>(pool: &P) {
+    for round in 0..3 {
+        let sent: Vec<Vec<u8>> = ARGUMENT_SIZES
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| (0..len).map(|i| ((i * 7 + (k + round) * 13) % 251) as u8).collect())
+            .collect();
+        let handles: Vec<_> = sent
+            .iter()
+            .map(|bytes| pool.submit(describe, serde_bytes::ByteBuf::from(bytes.clone())))
+            .collect();
+        for (bytes, handle) in sent.iter().zip(handles) {
+            assert_eq!(handle.join().unwrap(), (bytes.len(), checksum(bytes)));
+        }
+    }
+}
