@@ -664,6 +664,51 @@ fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// One `mmap` of a file shared with other processes, unmapped when dropped: what
+/// [`SharedMemory`], [`SealedBytes`] and the writable mapping that fills a [`SealedBytes`] are
+/// made of. It only owns the address range; how its bytes may be accessed is each owner's
+/// rule.
+struct Mapping {
+    /// The first byte (never null, page-aligned).
+    at: ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of the file on `fd` from its start, shared, with protection `prot`
+    /// and `extra` flags (`MAP_POPULATE` or none).
+    fn new(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        prot: libc::c_int,
+        extra: libc::c_int,
+    ) -> io::Result<Mapping> {
+        let flags = libc::MAP_SHARED | extra;
+        // SAFETY: a new shared mapping of a file the caller holds open, at an address the
+        // kernel picks, overlapping nothing of this process; it stays valid after the
+        // descriptor closes, until munmap in Drop.
+        let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(Mapping { at, len })
+    }
+
+    /// Its first byte.
+    fn ptr(&self) -> *mut u8 {
+        self.at.as_ptr()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the range mapped in `new`; every reference into it borrows
+        // the owner of this value, so none outlives it.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
+    }
+}
+
 /// The seals of every [`SharedMemory`]: its size is fixed for good, so a peer (or a task
 /// running in it) can never shrink it under this process's mapping, which would make an
 /// access fault.
@@ -677,8 +722,7 @@ const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEA
 /// plain bytes, since the peer may change them at any time. Every offset is checked against
 /// the mapping's length.
 pub(crate) struct SharedMemory {
-    at: ptr::NonNull<u8>,
-    len: usize,
+    mapping: Mapping,
 }
 
 // SAFETY: the mapping is only accessed through atomics and raw-pointer copies, from any
@@ -755,8 +799,8 @@ impl SharedMemory {
     fn populate(&self, ranges: &[std::ops::Range<usize>]) {
         const PAGE: usize = 4096;
         for range in ranges {
-            let start = range.start.min(self.len) / PAGE * PAGE;
-            let end = range.end.min(self.len).next_multiple_of(PAGE).min(self.len);
+            let start = range.start.min(self.len()) / PAGE * PAGE;
+            let end = range.end.min(self.len()).next_multiple_of(PAGE).min(self.len());
             if start >= end {
                 continue;
             }
@@ -764,7 +808,7 @@ impl SharedMemory {
             // MADV_POPULATE_WRITE only faults the pages in, without changing their contents.
             let done = unsafe {
                 libc::madvise(
-                    self.at.as_ptr().add(start).cast(),
+                    self.mapping.ptr().add(start).cast(),
                     end - start,
                     libc::MADV_POPULATE_WRITE,
                 )
@@ -794,20 +838,13 @@ impl SharedMemory {
 
     fn map_with(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<SharedMemory> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
-        let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
-        // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks;
-        // it stays valid after the descriptor closes, until munmap in Drop.
-        let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
-        if at == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(SharedMemory { at, len })
+        let populate = if populate { libc::MAP_POPULATE } else { 0 };
+        Ok(SharedMemory { mapping: Mapping::new(fd, len, prot, populate)? })
     }
 
     /// Its length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.mapping.len
     }
 
     /// Whether `count` items of `size` bytes at `offset` lie inside, aligned to `size`.
@@ -816,7 +853,7 @@ impl SharedMemory {
             && count
                 .checked_mul(size)
                 .and_then(|n| n.checked_add(offset))
-                .is_some_and(|end| end <= self.len)
+                .is_some_and(|end| end <= self.len())
     }
 
     /// The `count` words at byte `offset`.
@@ -826,11 +863,11 @@ impl SharedMemory {
     /// If they do not lie inside, 8-aligned: a layout error of this crate.
     #[inline]
     pub(crate) fn words(&self, offset: usize, count: usize) -> &[AtomicU64] {
-        assert!(self.holds(offset, 8, count), "words {offset}+{count} outside {}", self.len);
+        assert!(self.holds(offset, 8, count), "words {offset}+{count} outside {}", self.len());
         // SAFETY: the range lies inside the mapping, 8-aligned (the mapping is page-aligned),
         // valid until Drop; the peer changes it only atomically or as plain bytes, which any
         // AtomicU64 may hold.
-        unsafe { std::slice::from_raw_parts(self.at.as_ptr().add(offset).cast(), count) }
+        unsafe { std::slice::from_raw_parts(self.mapping.ptr().add(offset).cast(), count) }
     }
 
     /// The 32-bit word at byte `offset`.
@@ -839,9 +876,9 @@ impl SharedMemory {
     ///
     /// If it does not lie inside, 4-aligned: a layout error of this crate.
     pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
-        assert!(self.holds(offset, 4, 1), "word {offset} outside {}", self.len);
+        assert!(self.holds(offset, 4, 1), "word {offset} outside {}", self.len());
         // SAFETY: as in `words`, for one 4-aligned 32-bit word.
-        unsafe { &*self.at.as_ptr().add(offset).cast::<AtomicU32>() }
+        unsafe { &*self.mapping.ptr().add(offset).cast::<AtomicU32>() }
     }
 
     /// Copies `src` to byte `offset`; `false` (nothing copied) if it does not fit.
@@ -853,7 +890,9 @@ impl SharedMemory {
         // `src`, a slice of this process's private memory. It is written through a raw
         // pointer, never a reference: the peer may touch the same bytes (it breaks the
         // protocol then), which changes only their values.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.at.as_ptr().add(offset), src.len()) };
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), self.mapping.ptr().add(offset), src.len())
+        };
         true
     }
 
@@ -868,23 +907,15 @@ impl SharedMemory {
         // change only the values copied, and any byte is a valid u8. The caller checks what
         // it parses from them.
         unsafe {
-            ptr::copy_nonoverlapping(self.at.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            ptr::copy_nonoverlapping(self.mapping.ptr().add(offset), dst.as_mut_ptr(), dst.len())
         };
         true
     }
 }
 
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`, which nothing refers to any more
-        // (every reference into it borrows `self`).
-        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
-    }
-}
-
 impl std::fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedMemory").field("len", &self.len).finish()
+        f.debug_struct("SharedMemory").field("len", &self.mapping.len).finish()
     }
 }
 
@@ -899,8 +930,7 @@ pub(crate) const SEALED_DATA_AT: usize = 4096;
 /// through a plain reference. The file holds a header page, then the data.
 pub(crate) struct SealedBytes {
     /// The mapping of the whole file (never empty: it starts with the header page).
-    at: ptr::NonNull<u8>,
-    len: usize,
+    mapping: Mapping,
 }
 
 // SAFETY: the mapping is read-only and its contents sealed: any thread may read it.
@@ -923,10 +953,11 @@ impl SealedBytes {
         let total = SEALED_DATA_AT.checked_add(len).ok_or_else(|| io::Error::other("too large"))?;
         let fd = new_memfd(name, total)?;
         {
-            let writable = Writable::map(fd.as_fd(), total)?;
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            let writable = Mapping::new(fd.as_fd(), total, prot, libc::MAP_POPULATE)?;
             // SAFETY: the mapping is `total` bytes long, writable, and only this call knows
             // of the file: nothing else reads or writes it while these slices live.
-            let all = unsafe { std::slice::from_raw_parts_mut(writable.at.as_ptr(), total) };
+            let all = unsafe { std::slice::from_raw_parts_mut(writable.ptr(), total) };
             let (head, data) = all.split_at_mut(SEALED_DATA_AT);
             head[..header.len()].copy_from_slice(header);
             fill(data);
@@ -963,17 +994,8 @@ impl SealedBytes {
         // page); large ones page by page as they are read, so a reader that looks at part of
         // a large value pays for that part only.
         let populate = if total <= POPULATE_UP_TO { libc::MAP_POPULATE } else { 0 };
-        let flags = libc::MAP_SHARED | populate;
-        // SAFETY: a new read-only mapping of a file we hold open, at an address the kernel
-        // picks; it stays valid after the descriptor closes, until munmap in Drop.
-        let at = unsafe {
-            libc::mmap(ptr::null_mut(), total, libc::PROT_READ, flags, fd.as_raw_fd(), 0)
-        };
-        if at == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(SealedBytes { at, len: total })
+        let mapping = Mapping::new(fd, total, libc::PROT_READ, populate)?;
+        Ok(SealedBytes { mapping })
     }
 
     /// The whole file: the header page, then the data.
@@ -981,24 +1003,16 @@ impl SealedBytes {
         // SAFETY: the mapping is `len` bytes, readable until Drop, and its contents can never
         // change: the file is sealed against writes (F_SEAL_WRITE, checked or set before
         // mapping), so a shared reference to them is sound.
-        unsafe { std::slice::from_raw_parts(self.at.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.mapping.ptr(), self.mapping.len) }
     }
 }
 
 /// The largest sealed file [`SealedBytes`] maps with all its pages at once.
 const POPULATE_UP_TO: usize = 2 << 20;
 
-impl Drop for SealedBytes {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; every reference into it borrows
-        // `self`.
-        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
-    }
-}
-
 impl std::fmt::Debug for SealedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedBytes").field("len", &self.len).finish()
+        f.debug_struct("SealedBytes").field("len", &self.mapping.len).finish()
     }
 }
 
@@ -1059,33 +1073,6 @@ impl Drop for HeldFd {
 impl std::fmt::Debug for HeldFd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("HeldFd").field(&self.fd).finish()
-    }
-}
-
-/// A writable shared mapping, unmapped on drop.
-struct Writable {
-    at: ptr::NonNull<u8>,
-    len: usize,
-}
-
-impl Writable {
-    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Writable> {
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
-        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
-        // SAFETY: a new shared mapping of a file we hold open, at an address the kernel picks.
-        let at = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
-        if at == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let at = ptr::NonNull::new(at.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(Writable { at, len })
-    }
-}
-
-impl Drop for Writable {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; the slices into it are gone.
-        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
     }
 }
 
