@@ -124,6 +124,10 @@ impl Deliveries {
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 run.sink.deliver(first, outcomes, tally);
             }));
+            // The items are done with their inputs: what those held for the workers goes.
+            // After the outcomes are decoded, so that shared bytes a task returned are found
+            // still mapped here, and not opened again.
+            run.holds.release(first..first + len);
             if let Err(payload) = delivered {
                 // A payload whose own drop panics must not unwind out of here either.
                 if let Err(inner) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {

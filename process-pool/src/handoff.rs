@@ -16,16 +16,26 @@
 //! serialized until it is received, its role still counts, and a process that drops its
 //! last handle meanwhile keeps the memory open for the receiver (until the next handle of
 //! any channel is made, opened or dropped in it with nothing on its way). A handle serialized
-//! but never received counts as held by its sender until that process exits.
+//! but never received counts as held by its sender until that process exits (but in a pool
+//! task's argument, below).
+//!
+//! A pool task's argument is the exception ([`holding`]): what it holds is not counted as
+//! handed off but kept, as a copy of its own, with the task's input in this process until
+//! the task's outcome is delivered or its input is dropped unsent (the task cancelled, its
+//! `imap` dropped, the argument refused as too large). So an argument that never reaches a
+//! worker gives its handles back, a worker that dies or skips the task takes nothing back,
+//! and an argument sent twice (its first worker died) is counted once.
 //!
 //! A task may close descriptors it did not open (as a daemon closes all from 3 up): the
 //! descriptors kept for `/proc` are [`HeldFd`]s, which notice it. A process whose descriptor
 //! of a channel was closed names, when it hands the channel on, the processes it got the
 //! channel from instead of itself.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::OpenOptions;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -113,6 +123,89 @@ impl<T: Mapped> Known<T> {
         let object = Arc::new(open()?);
         entries.push(Entry { weak: Arc::downgrade(&object), keep: None });
         Ok(object)
+    }
+}
+
+/// Something an encoded task argument holds for its receiver: a copy of a handle or of
+/// shared bytes, dropped when the argument is done with.
+pub(crate) type Held = Box<dyn Send>;
+
+thread_local! {
+    /// What the task argument being encoded on this thread holds, while [`holding`] runs.
+    static HOLDING: RefCell<Option<Vec<Held>>> = const { RefCell::new(None) };
+}
+
+/// Puts back what [`HOLDING`] was before [`holding`], even if the encoding panicked.
+struct Restore(Option<Option<Vec<Held>>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(outer) = self.0.take() {
+            let _ = HOLDING.try_with(|h| h.replace(outer));
+        }
+    }
+}
+
+/// Runs `encode` (the encoding of one pool task's argument) and returns with its outcome
+/// what the argument holds for its receiver: a copy of every handle and shared bytes it
+/// serialized. Those are not counted as handed off (their receivers take nothing back), so
+/// they live exactly as long as the caller keeps what this returns.
+pub(crate) fn holding<R>(encode: impl FnOnce() -> R) -> (R, Vec<Held>) {
+    let mut restore = Restore(Some(HOLDING.with(|h| h.replace(Some(Vec::new())))));
+    let outcome = encode();
+    let outer = restore.0.take().unwrap_or_default();
+    let held = HOLDING.with(|h| h.replace(outer)).unwrap_or_default();
+    (outcome, held)
+}
+
+/// For a handle being serialized: if a task argument is being encoded on this thread
+/// ([`holding`]), keeps `copy()` with it and returns `true`; else `false` (the handle is
+/// handed off as any other).
+pub(crate) fn held_by_argument(copy: impl FnOnce() -> Held) -> bool {
+    HOLDING.with(|h| match &mut *h.borrow_mut() {
+        Some(held) => {
+            held.push(copy());
+            true
+        }
+        None => false,
+    })
+}
+
+/// What the encoded inputs of one run hold for their receivers, by item: each item's let go
+/// when its outcome is delivered ([`Holds::release`]), the rest when the run is dropped.
+/// Nothing (and no cost) for runs whose inputs hold no handle.
+#[derive(Default)]
+pub(crate) struct Holds(Option<Box<Mutex<ByItem>>>);
+
+/// What each item holds, by the item's index in its run.
+type ByItem = Vec<(usize, Vec<Held>)>;
+
+impl Holds {
+    /// Keeps `held` until item `item`'s outcome is delivered.
+    pub(crate) fn add(&mut self, item: usize, held: Vec<Held>) {
+        if !held.is_empty() {
+            let by_item = self.0.get_or_insert_with(Box::default);
+            by_item.get_mut().unwrap_or_else(|e| e.into_inner()).push((item, held));
+        }
+    }
+
+    /// Lets go of what items `items` hold: their outcomes are delivered.
+    pub(crate) fn release(&self, items: Range<usize>) {
+        let Some(by_item) = &self.0 else { return };
+        let gone: Vec<_> = {
+            let mut by_item = by_item.lock().unwrap_or_else(|e| e.into_inner());
+            let mut gone = Vec::new();
+            by_item.retain_mut(|(item, held)| {
+                let keep = !items.contains(item);
+                if !keep {
+                    gone.push(std::mem::take(held));
+                }
+                keep
+            });
+            gone
+        };
+        // Dropped with no lock held: a handle's drop wakes its channel's waiters.
+        drop(gone);
     }
 }
 
@@ -255,8 +348,10 @@ struct Wire {
     len: u64,
     roles: u8,
     from: u32,
-    /// Which copy of the sender's this is ([`first_receipt`]).
-    ticket: u64,
+    /// Which copy of the sender's this is ([`first_receipt`]); none if the sender keeps a
+    /// copy of the handle until it is done with the task argument this one is in
+    /// ([`holding`]), so there is nothing to take back.
+    ticket: Option<u64>,
     /// `(pid, fd)` pairs where the memory is open.
     holders: Vec<(u32, i32)>,
 }
@@ -269,18 +364,23 @@ impl Serialize for Handle {
         if holders.is_empty() {
             return Err(S::Error::custom(closed()));
         }
-        match shared.count(self.roles, 1, true) {
-            Ok(true) => {}
-            Ok(false) => return Err(S::Error::custom(table_full())),
-            Err(_) => return Err(S::Error::custom(broken())),
-        }
-        CHANNELS.keep(shared);
+        let ticket = if held_by_argument(|| Box::new(self.clone_same())) {
+            None
+        } else {
+            match shared.count(self.roles, 1, true) {
+                Ok(true) => {}
+                Ok(false) => return Err(S::Error::custom(table_full())),
+                Err(_) => return Err(S::Error::custom(broken())),
+            }
+            CHANNELS.keep(shared);
+            Some(next_ticket())
+        };
         Wire {
             id: shared.id(),
             len: shared.len() as u64,
             roles: self.roles.bits(),
             from: my_pid(),
-            ticket: next_ticket(),
+            ticket,
             holders,
         }
         .serialize(serializer)
@@ -303,7 +403,7 @@ impl Unopened {
         let roles = Roles::from_bits(wire.roles);
         let shared = open(&wire)?;
         let handle = Handle::counted(shared, roles).map_err(|e| e.to_string())?;
-        if first_receipt(wire.id, wire.from, wire.ticket) {
+        if wire.ticket.is_some_and(|ticket| first_receipt(wire.id, wire.from, ticket)) {
             handle.shared.received(wire.from, roles).map_err(|_| broken().to_string())?;
         }
         Ok(handle)

@@ -12,6 +12,7 @@ use taskpool_core::{Direction, Side, TaskError};
 
 use crate::batching::Pace;
 use crate::codec;
+use crate::handoff::{self, Holds};
 use crate::ship::Shipped;
 use crate::sink::Sink;
 
@@ -26,6 +27,9 @@ pub(crate) struct Run<S: Sink + ?Sized = dyn Sink> {
     /// What its job's items cost, as measured so far: shared by the runs of one `imap`, or
     /// of the single tasks of one function.
     pub(crate) pace: Arc<Pace>,
+    /// What its inputs hold for the workers (queue handles, shared bytes), until each
+    /// item's outcome is delivered or the run is dropped.
+    pub(crate) holds: Holds,
     pub(crate) sink: S,
 }
 
@@ -118,11 +122,12 @@ impl Inputs {
 pub(crate) struct RunBuilder {
     job: Arc<Shipped>,
     inputs: Inputs,
+    holds: Holds,
 }
 
 impl RunBuilder {
     pub(crate) fn new(job: Arc<Shipped>) -> Self {
-        RunBuilder { job, inputs: Inputs::default() }
+        RunBuilder { job, inputs: Inputs::default(), holds: Holds::default() }
     }
 
     /// Makes room for `n` more small inputs (a few bytes each), so a long run does not grow
@@ -137,10 +142,13 @@ impl RunBuilder {
     /// # Errors
     ///
     /// The input cannot be serialized, or with the job's state it is over `limit` bytes.
+    /// What it held for its worker is let go then.
     #[inline]
     pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
         let at = self.inputs.begin();
-        if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
+        let (encoded, held) =
+            handoff::holding(|| codec::encode_into(input, &mut self.inputs.bytes));
+        if let Err(e) = encoded {
             self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }
@@ -153,6 +161,7 @@ impl RunBuilder {
                 limit: limit as u64,
             });
         }
+        self.holds.add(self.inputs.len - 1, held);
         Ok(())
     }
 
@@ -180,8 +189,8 @@ impl RunBuilder {
         batching: Batching,
         pace: Arc<Pace>,
     ) -> Run<S> {
-        let RunBuilder { job, inputs } = self;
-        Run { job, inputs, timeout, batching, pace, sink }
+        let RunBuilder { job, inputs, holds } = self;
+        Run { job, inputs, timeout, batching, pace, holds, sink }
     }
 }
 

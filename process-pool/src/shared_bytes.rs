@@ -6,10 +6,13 @@
 //! so that every process maps it read-only and reads it through a plain `&[u8]`; and a
 //! control page (a [`SharedMemory`]) with the same id and the count of serialized copies not
 //! yet received. They cross as queue handles do (`handoff.rs`): the receiver opens both
-//! through `/proc/PID/fd` of a process that holds them and checks both ids; the sender keeps
-//! them open while copies are on their way, and lets go at its next use of `SharedBytes`
-//! (made, received or dropped) once every copy arrived. Each copy is received once, however
-//! often serde decodes it (`handoff::first_receipt`). A process whose descriptors of a
+//! through `/proc/PID/fd` of a process that holds them and checks both ids. In a pool task's
+//! argument, the sender keeps a copy with the task's input until the task's outcome is
+//! delivered or the input is dropped unsent (`handoff::holding`). Elsewhere (results, queue
+//! values, one-off processes) it keeps them open while copies are on their way, and lets go
+//! at its next use of `SharedBytes` (made, received or dropped) once every copy arrived;
+//! each such copy is received once, however often serde decodes it
+//! (`handoff::first_receipt`). A process whose descriptors of a
 //! value were closed by a task sends a copy of the bytes in new memory instead.
 
 use std::fmt;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::handoff::{Known, Mapped, first_receipt, next_ticket, open_proc};
+use crate::handoff::{Known, Mapped, first_receipt, held_by_argument, next_ticket, open_proc};
 use crate::shared_lock::my_pid;
 use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
 
@@ -88,9 +91,11 @@ pub(crate) fn await_receivers() {
 /// copies it saves. The bytes cannot change once made (the file is sealed against writes),
 /// so any number of processes and threads may read them at once. It derefs to `[u8]`.
 ///
-/// A value stays alive while any process holds it. A process that sends one keeps it open
-/// until the receiver has it; if the receiver never decodes it (a task dropped unrun), the
-/// sender keeps it until it exits. A one-off process ([`spawn`](crate::spawn)) whose task
+/// A value stays alive while any process holds it. A pool task's argument is kept by the
+/// pool until the task ends, or until it is dropped unrun (cancelled, its `imap` dropped,
+/// refused as too large). A process that sends one otherwise (a result, a queue value)
+/// keeps it open until the receiver has it; if the receiver never decodes it, the sender
+/// keeps it until it exits. A one-off process ([`spawn`](crate::spawn)) whose task
 /// returned one waits (up to 10 s) for its parent to join it before it exits, since the
 /// result is opened only then. The receiver opens it through `/proc/PID/fd` of the
 /// sender (same user, as a pool's workers are). On the thread backend it is passed as is.
@@ -237,9 +242,11 @@ impl Drop for SharedBytes {
 struct Wire {
     id: [u64; 2],
     len: u64,
-    /// The sender's pid, and which of its copies this is ([`first_receipt`]).
+    /// The sender's pid, and which of its copies this is ([`first_receipt`]): none if the
+    /// sender keeps a copy with the task argument this one is in, so there is nothing to
+    /// take back.
     from: u32,
-    ticket: u64,
+    ticket: Option<u64>,
     /// `(pid, data fd, control fd)` where it is open.
     holders: Vec<(u32, i32, i32)>,
 }
@@ -261,14 +268,20 @@ impl Serialize for SharedBytes {
     }
 }
 
-/// The wire form of a copy of `inner` on its way: counted, and kept until it arrives.
+/// The wire form of a copy of `inner` on its way: kept with the task argument it is in
+/// (`handoff::holding`), or counted and kept until it arrives.
 fn wire(inner: &Arc<Inner>) -> Wire {
-    inner.pending().fetch_add(1, AcqRel);
-    VALUES.keep(inner);
+    let ticket = if held_by_argument(|| Box::new(SharedBytes { inner: inner.clone() })) {
+        None
+    } else {
+        inner.pending().fetch_add(1, AcqRel);
+        VALUES.keep(inner);
+        Some(next_ticket())
+    };
     let me = my_pid();
     let holder = (me, inner.data_fd.number(), inner.control_fd.number());
     let len = inner.len as u64;
-    Wire { id: inner.id, len, from: me, ticket: next_ticket(), holders: vec![holder] }
+    Wire { id: inner.id, len, from: me, ticket, holders: vec![holder] }
 }
 
 impl<'de> Deserialize<'de> for SharedBytes {
@@ -288,7 +301,7 @@ impl<'de> Deserialize<'de> for SharedBytes {
             .map_err(serde::de::Error::custom)?;
         // One copy on its way arrived (saturating: a count a peer broke only costs how long
         // its sender keeps the value).
-        if first_receipt(wire.id, wire.from, wire.ticket) {
+        if wire.ticket.is_some_and(|ticket| first_receipt(wire.id, wire.from, ticket)) {
             let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
         }
         Ok(SharedBytes { inner })
@@ -343,7 +356,7 @@ mod tests {
 
         let me = my_pid();
         let (d, c) = (data.inner.data_fd.number(), data.inner.control_fd.number());
-        let wire = |id, len| Wire { id, len, from: me, ticket: 0, holders: vec![] };
+        let wire = |id, len| Wire { id, len, from: me, ticket: None, holders: vec![] };
         let wrong = wire([1, 2], 8);
         assert!(open_from(me, d, c, &wrong).err().unwrap().contains("other bytes"));
         let right = wire(data.inner.id, 8);
