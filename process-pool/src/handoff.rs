@@ -53,6 +53,11 @@ pub(crate) trait Mapped {
     fn id(&self) -> [u64; 2];
     /// Whether this process handed it off and the receiver has not opened it yet.
     fn handing_off(&self) -> bool;
+
+    /// Drops `this`, which may be the last reference in this process.
+    fn let_go(this: Arc<Self>) {
+        drop(this);
+    }
 }
 
 /// The objects of one kind this process maps: each by a weak reference, and a strong one
@@ -76,7 +81,9 @@ impl<T: Mapped> Known<T> {
         // Forgets what no handle refers to, and lets go of what has arrived.
         for entry in entries.iter_mut() {
             if entry.keep.as_ref().is_some_and(|keep| !keep.handing_off()) {
-                entry.keep = None;
+                if let Some(keep) = entry.keep.take() {
+                    T::let_go(keep);
+                }
             }
         }
         entries.retain(|entry| entry.weak.strong_count() > 0);

@@ -18,8 +18,8 @@
 use std::fmt;
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -61,6 +61,54 @@ impl Mapped for Inner {
 
     fn handing_off(&self) -> bool {
         self.pending().load(Acquire) != 0
+    }
+
+    fn let_go(this: Arc<Self>) {
+        release(this);
+    }
+}
+
+/// Values of this many bytes or more are unmapped (and their pages freed, where this process
+/// held the last reference) on a thread of their own: giving back 64 MiB of pages takes
+/// milliseconds, which would otherwise land on whatever the dropping thread does next (a
+/// worker's next task, a caller's next round trip).
+const RELEASE_APART_FROM: usize = 4 << 20;
+
+/// How many values the releasing thread let go of, for the tests.
+#[cfg(test)]
+static RELEASED_APART: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Drops `inner`: on the releasing thread if this is the last reference to a large value,
+/// here otherwise.
+fn release(inner: Arc<Inner>) {
+    if inner.len >= RELEASE_APART_FROM && Arc::strong_count(&inner) == 1 {
+        release_apart(inner);
+    }
+}
+
+/// Drops `inner` on the releasing thread; here if that thread cannot be had, or in a copy
+/// made by `fork` (where it does not run).
+fn release_apart(inner: Arc<Inner>) {
+    if crate::sys::forked() {
+        return;
+    }
+    static RELEASER: OnceLock<Option<mpsc::Sender<Arc<Inner>>>> = OnceLock::new();
+    let releaser = RELEASER.get_or_init(|| {
+        crate::sys::watch_forks();
+        let (tx, rx) = mpsc::channel::<Arc<Inner>>();
+        let spawned =
+            std::thread::Builder::new().name("taskpool-release".into()).spawn(move || {
+                for inner in rx {
+                    drop(inner);
+                    #[cfg(test)]
+                    RELEASED_APART.fetch_add(1, AcqRel);
+                }
+            });
+        spawned.ok().map(|_| tx)
+    });
+    if let Some(releaser) = releaser {
+        // A failed send hands the value back, to be dropped here.
+        let _ = releaser.send(inner);
     }
 }
 
@@ -232,6 +280,10 @@ impl fmt::Debug for SharedBytes {
 
 impl Drop for SharedBytes {
     fn drop(&mut self) {
+        if self.inner.len >= RELEASE_APART_FROM && Arc::strong_count(&self.inner) == 1 {
+            // The releasing thread's reference is the last once this one is dropped.
+            release_apart(self.inner.clone());
+        }
         // Lets go of values whose copies all arrived: this may be the last use for a while.
         VALUES.sweep();
     }
@@ -364,6 +416,23 @@ mod tests {
         assert_eq!(opened.bytes(), b"in place");
         let short = wire(data.inner.id, 7);
         assert!(open_from(me, d, c, &short).is_err(), "the length is checked");
+    }
+
+    #[test]
+    fn a_large_value_is_let_go_on_the_releasing_thread() {
+        let before = RELEASED_APART.load(Acquire);
+        let data = SharedBytes::new(RELEASE_APART_FROM, |out| out.fill(1)).unwrap();
+        let weak = Arc::downgrade(&data.inner);
+        let copy = data.clone();
+        drop(data);
+        assert_eq!(RELEASED_APART.load(Acquire), before, "not the last reference");
+        drop(copy);
+        let until = Instant::now() + Duration::from_secs(60);
+        while RELEASED_APART.load(Acquire) == before {
+            assert!(Instant::now() < until, "the releasing thread never let go of it");
+            std::thread::yield_now();
+        }
+        assert_eq!(weak.strong_count(), 0, "unmapped and closed");
     }
 
     #[test]
