@@ -78,7 +78,12 @@ impl<T: Mapped> Known<T> {
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Vec<Entry<T>>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Forgets what no handle refers to, and lets go of what has arrived.
+        Self::tidy(&mut entries);
+        entries
+    }
+
+    /// Forgets what no handle refers to, and lets go of what has arrived.
+    fn tidy(entries: &mut Vec<Entry<T>>) {
         for entry in entries.iter_mut() {
             if entry.keep.as_ref().is_some_and(|keep| !keep.handing_off()) {
                 if let Some(keep) = entry.keep.take() {
@@ -87,7 +92,6 @@ impl<T: Mapped> Known<T> {
             }
         }
         entries.retain(|entry| entry.weak.strong_count() > 0);
-        entries
     }
 
     /// Lets go of what has arrived and forgets what nobody holds.
@@ -122,9 +126,12 @@ impl<T: Mapped> Known<T> {
         id: [u64; 2],
         open: impl FnOnce() -> Result<T, String>,
     ) -> Result<Arc<T>, String> {
-        let mut entries = self.entries();
-        if let Some(found) = entries.iter().filter_map(|e| e.weak.upgrade()).find(|o| o.id() == id)
-        {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up before what has arrived is let go: an object this process sent on and
+        // receives again (a task's argument sent to the same worker again) is found mapped.
+        let found = entries.iter().filter_map(|e| e.weak.upgrade()).find(|o| o.id() == id);
+        Self::tidy(&mut entries);
+        if let Some(found) = found {
             return Ok(found);
         }
         let object = Arc::new(open()?);

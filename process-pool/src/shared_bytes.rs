@@ -419,6 +419,21 @@ mod tests {
     }
 
     #[test]
+    fn a_value_sent_on_and_received_again_is_found_still_mapped() {
+        let data = SharedBytes::copy_from_slice(b"again").unwrap();
+        let mut sent = Vec::new();
+        crate::codec::encode_into(&data, &mut sent).unwrap();
+        let weak = Arc::downgrade(&data.inner);
+        drop(data); // kept: its copy is on its way
+        // Another process received the copy: only the keeping holds it now, with nothing on
+        // its way, until this process next looks.
+        weak.upgrade().unwrap().pending().fetch_sub(1, AcqRel);
+        let back: SharedBytes = crate::codec::decode(&sent).unwrap();
+        assert!(std::ptr::eq(Arc::as_ptr(&back.inner), weak.as_ptr()), "found, not reopened");
+        assert_eq!(&back[..], b"again");
+    }
+
+    #[test]
     fn a_large_value_is_let_go_on_the_releasing_thread() {
         let before = RELEASED_APART.load(Acquire);
         let data = SharedBytes::new(RELEASE_APART_FROM, |out| out.fill(1)).unwrap();
