@@ -37,7 +37,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -106,6 +106,7 @@ impl<T: Mapped> Known<T> {
 
     /// Remembers `object`, mapped in this process.
     pub(crate) fn add(&self, object: &Arc<T>) {
+        MAPS_ANY.store(true, Ordering::Relaxed);
         self.entries().push(Entry { weak: Arc::downgrade(object), keep: None });
     }
 
@@ -135,6 +136,7 @@ impl<T: Mapped> Known<T> {
             return Ok(found);
         }
         let object = Arc::new(open()?);
+        MAPS_ANY.store(true, Ordering::Relaxed);
         entries.push(Entry { weak: Arc::downgrade(&object), keep: None });
         Ok(object)
     }
@@ -160,11 +162,19 @@ impl Drop for Restore {
     }
 }
 
+/// Whether this process ever made or opened a channel or shared bytes: until it has, no
+/// argument can hold one, and [`holding`] costs one load.
+static MAPS_ANY: AtomicBool = AtomicBool::new(false);
+
 /// Runs `encode` (the encoding of one pool task's argument) and returns with its outcome
 /// what the argument holds for its receiver: a copy of every handle and shared bytes it
 /// serialized. Those are not counted as handed off (their receivers take nothing back), so
 /// they live exactly as long as the caller keeps what this returns.
+#[inline]
 pub(crate) fn holding<R>(encode: impl FnOnce() -> R) -> (R, Vec<Held>) {
+    if !MAPS_ANY.load(Ordering::Relaxed) {
+        return (encode(), Vec::new());
+    }
     let mut restore = Restore(Some(HOLDING.with(|h| h.replace(Some(Vec::new())))));
     let outcome = encode();
     let outer = restore.0.take().unwrap_or_default();
