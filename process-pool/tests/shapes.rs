@@ -434,15 +434,6 @@ fn a_queue_handed_on_after_its_descriptor_was_closed_opens_where_it_came_from() 
     });
 }
 
-/// The memfds of shared bytes this process has open.
-fn memfds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("/memfd:taskpool-bytes"))
-        .count()
-}
-
 /// Runs `body` with a one-worker pool and 1 MiB of shared bytes seeded with `seed`, then
 /// checks that this process let go of every memfd of shared bytes made or received meanwhile.
 fn leaving_no_memfds(

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{made, within};
+use common::{made, memfds, within};
 use taskpool_process::{
     Config, Consumer, GetError, Pool, ProcessConfig, ProcessPool, Producer, Queue, SharedBytes,
     TaskError,
@@ -55,15 +55,6 @@ fn consumer_and_producer() -> (Consumer<u64>, Producer<u64>) {
 fn gate() -> (Consumer<u8>, Producer<u8>) {
     let queue = Queue::<u8>::new().unwrap();
     (queue.consumer().unwrap(), queue.producer().unwrap())
-}
-
-/// The memfds of shared bytes this process has open.
-fn memfds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("/memfd:taskpool-bytes"))
-        .count()
 }
 
 /// Held by the tests that count this process's memfds of shared bytes, one at a time.

@@ -213,6 +213,15 @@ pub fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The memfds of shared bytes this process has open.
+pub fn memfds() -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/memfd:taskpool-bytes"))
+        .count()
+}
+
 /// This process's resident memory (`VmRSS`), in bytes.
 pub fn resident_bytes() -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap();
