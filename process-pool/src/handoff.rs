@@ -195,6 +195,25 @@ pub(crate) fn held_by_argument(copy: impl FnOnce() -> Held) -> bool {
     })
 }
 
+/// Set when this process opens something that its sender keeps with a task's argument
+/// ([`holding`]): the sender lets go only once it has the task's outcome.
+static SENDER_WAITS: AtomicBool = AtomicBool::new(false);
+
+/// Notes that this process opened something its sender keeps until it has the outcome of
+/// the task whose argument held it.
+pub(crate) fn sender_waits() {
+    SENDER_WAITS.store(true, Ordering::Relaxed);
+}
+
+/// Whether, since the last call, this process (a worker) opened something its sender keeps
+/// until it has the task's outcome: the worker then sends that outcome at once, rather than
+/// with the next items of its batch, so the sender lets go as soon as the task is done (a
+/// later item may be waiting for the end of a queue whose producer that was).
+#[inline]
+pub(crate) fn take_sender_waits() -> bool {
+    SENDER_WAITS.load(Ordering::Relaxed) && SENDER_WAITS.swap(false, Ordering::Relaxed)
+}
+
 /// What the encoded inputs of one run hold for their receivers, by item: each item's let go
 /// when its outcome is delivered ([`Holds::release`]), the rest when the run is dropped.
 /// Nothing (and no cost) for runs whose inputs hold no handle.
@@ -427,8 +446,12 @@ impl Unopened {
         let roles = Roles::from_bits(wire.roles);
         let shared = open(&wire)?;
         let handle = Handle::counted(shared, roles).map_err(|e| e.to_string())?;
-        if wire.ticket.is_some_and(|ticket| first_receipt(wire.id, wire.from, ticket)) {
-            handle.shared.received(wire.from, roles).map_err(|_| broken().to_string())?;
+        match wire.ticket {
+            Some(ticket) if first_receipt(wire.id, wire.from, ticket) => {
+                handle.shared.received(wire.from, roles).map_err(|_| broken().to_string())?;
+            }
+            Some(_) => {}
+            None => sender_waits(),
         }
         Ok(handle)
     }

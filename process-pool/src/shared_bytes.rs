@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::handoff::{Known, Mapped, first_receipt, held_by_argument, next_ticket, open_proc};
+use crate::handoff::{
+    Known, Mapped, first_receipt, held_by_argument, next_ticket, open_proc, sender_waits,
+};
 use crate::shared_lock::my_pid;
 use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
 
@@ -353,8 +355,12 @@ impl<'de> Deserialize<'de> for SharedBytes {
             .map_err(serde::de::Error::custom)?;
         // One copy on its way arrived (saturating: a count a peer broke only costs how long
         // its sender keeps the value).
-        if wire.ticket.is_some_and(|ticket| first_receipt(wire.id, wire.from, ticket)) {
-            let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+        match wire.ticket {
+            Some(ticket) if first_receipt(wire.id, wire.from, ticket) => {
+                let _ = inner.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+            }
+            Some(_) => {}
+            None => sender_waits(),
         }
         Ok(SharedBytes { inner })
     }

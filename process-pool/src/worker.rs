@@ -14,6 +14,7 @@ use taskpool_core::{PanicReport, Resource, Side};
 use crate::bulk;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
+use crate::handoff;
 use crate::protocol::{
     self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta, OpenDone, RINGS,
 };
@@ -449,7 +450,10 @@ impl Outputs {
             Results::Ring { .. } => RING_FLUSH_BYTES,
             Results::Pipe => FLUSH_BYTES,
         };
+        // The parent keeps what this item's argument held until it has the outcome.
+        let sender_waits = handoff::take_sender_waits();
         let read = !value
+            || sender_waits
             || self.flush_each
             || self.left_in_batch == 0
             || self.pending.len() + self.scratch.len() >= flush_bytes;
@@ -515,7 +519,7 @@ impl Outputs {
             }
             Results::Pipe => self.pending.len() >= FLUSH_BYTES || now - oldest >= FLUSH_AGE,
         };
-        if self.flush_each || due || large {
+        if self.flush_each || due || large || sender_waits {
             self.flush_with(large);
         }
     }

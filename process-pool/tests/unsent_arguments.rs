@@ -181,3 +181,34 @@ fn shared_bytes_a_task_took_are_let_go_when_it_ends() {
         assert_eq!(memfds(), before, "let go once the tasks ended, with no other use");
     });
 }
+
+/// One item of a `map`: puts values, or takes them until every producer is gone.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Role {
+    Put(Producer<u64>, u64),
+    Drain(Consumer<u64>),
+}
+
+/// Plays its role; returns how many values it put or took.
+fn play(role: Role) -> u64 {
+    match role {
+        Role::Put(producer, n) => {
+            (0..n).for_each(|i| producer.put(i).unwrap());
+            n
+        }
+        Role::Drain(consumer) => common::drain(&consumer).len() as u64,
+    }
+}
+
+#[test]
+fn a_later_item_of_the_same_batch_sees_an_earlier_items_producer_go() {
+    within("a producer and its consumer in one batch", || {
+        let config = Config::new().workers(1).chunk_size(2);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let queue = Queue::<u64>::new().unwrap();
+        let roles =
+            [Role::Put(queue.producer().unwrap(), 5), Role::Drain(queue.consumer().unwrap())];
+        drop(queue);
+        assert_eq!(pool.map(play, roles).unwrap(), [5, 5]);
+    });
+}
