@@ -696,6 +696,7 @@ impl Mapping {
     }
 
     /// Its first byte.
+    #[inline]
     fn ptr(&self) -> *mut u8 {
         self.at.as_ptr()
     }
@@ -843,6 +844,7 @@ impl SharedMemory {
     }
 
     /// Its length in bytes.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.mapping.len
     }
