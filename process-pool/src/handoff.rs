@@ -166,13 +166,20 @@ impl Drop for Restore {
 /// argument can hold one, and [`holding`] costs one load.
 static MAPS_ANY: AtomicBool = AtomicBool::new(false);
 
+/// Whether an argument encoded in this process may hold a handle or shared bytes: `false`
+/// until this process made or opened one.
+#[inline]
+pub(crate) fn may_hold() -> bool {
+    MAPS_ANY.load(Ordering::Relaxed)
+}
+
 /// Runs `encode` (the encoding of one pool task's argument) and returns with its outcome
 /// what the argument holds for its receiver: a copy of every handle and shared bytes it
 /// serialized. Those are not counted as handed off (their receivers take nothing back), so
 /// they live exactly as long as the caller keeps what this returns.
 #[inline]
 pub(crate) fn holding<R>(encode: impl FnOnce() -> R) -> (R, Vec<Held>) {
-    if !MAPS_ANY.load(Ordering::Relaxed) {
+    if !may_hold() {
         return (encode(), Vec::new());
     }
     let mut restore = Restore(Some(HOLDING.with(|h| h.replace(Some(Vec::new())))));

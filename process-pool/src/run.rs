@@ -145,10 +145,30 @@ impl RunBuilder {
     /// What it held for its worker is let go then.
     #[inline]
     pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+        if handoff::may_hold() {
+            self.push_holding(input, limit)
+        } else {
+            // Nothing this process made can be in it: no handles to collect.
+            self.encode(input, limit)
+        }
+    }
+
+    /// [`RunBuilder::push`] in a process that made or opened a handle or shared bytes: keeps
+    /// what the input holds until the item is done.
+    #[inline(never)]
+    fn push_holding<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+        let (encoded, held) = handoff::holding(|| self.encode(input, limit));
+        if encoded.is_ok() {
+            self.holds.add(self.inputs.len - 1, held);
+        }
+        encoded
+    }
+
+    /// [`RunBuilder::push`]'s encoding.
+    #[inline]
+    fn encode<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
         let at = self.inputs.begin();
-        let (encoded, held) =
-            handoff::holding(|| codec::encode_into(input, &mut self.inputs.bytes));
-        if let Err(e) = encoded {
+        if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
             self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }
@@ -161,7 +181,6 @@ impl RunBuilder {
                 limit: limit as u64,
             });
         }
-        self.holds.add(self.inputs.len - 1, held);
         Ok(())
     }
 
