@@ -404,4 +404,33 @@ mod tests {
         assert_eq!(seen, expected);
         assert!(matches!(received.first(), Some(Ok(Value { bytes: b"a", .. }))));
     }
+
+    #[test]
+    fn values_of_several_lists_decode_in_order_and_a_bad_one_fails_alone() {
+        let encode = |v: u64| {
+            let mut out = Vec::new();
+            codec::encode_into(&v, &mut out).unwrap();
+            out
+        };
+        let mut buffer = listed(&[&encode(1), &encode(300)]);
+        let last = listed(&[&encode(3)]);
+        let second = buffer.len()..buffer.len() + last.len();
+        buffer.extend(last);
+        let entries = || -> Entries {
+            smallvec![
+                Entry::Values { list: 0..second.start, count: 2 },
+                Entry::Values { list: second.clone(), count: 1 },
+            ]
+        };
+        let read = |range: Range<usize>| &buffer[range];
+        let received = Received::new(entries(), 3, Costs::new(), &read);
+        assert!(matches!(decode_values::<u64>(&received), Decoded::Values(v) if v == [1, 300, 3]));
+        // As a `u8`, 300 fails alone; the values around it stay in place.
+        let received = Received::new(entries(), 3, Costs::new(), &read);
+        let Decoded::Mixed(mixed) = decode_values::<u8>(&received) else { panic!("mixed") };
+        assert!(
+            matches!(mixed[..], [Ok(1), Err(TaskError::Serialization { .. }), Ok(3)]),
+            "{mixed:?}"
+        );
+    }
 }
