@@ -10,6 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use taskpool_core::backend::{Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -487,34 +489,27 @@ impl ProcessPool {
             }
         };
         let items = items.into_iter();
-        let mut builder = RunBuilder::new(shipped);
-        builder.reserve(items.size_hint().0);
-        // The caller's index of each item sent, once one failed to encode (until then, the
-        // same as the run's).
-        let mut indices: Option<Vec<usize>> = None;
-        let mut total = 0;
+        let hint = items.size_hint().0;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        // The items go in runs of growing size that share one pace, so the workers start on
+        // the first while the caller still encodes the rest.
+        let pace = Arc::new(Pace::default());
+        let mut chunk = Chunk::new(&shipped, 0, FIRST_CHUNK, hint);
+        let (mut total, mut sent) = (0, 0);
         for (i, item) in items.enumerate() {
             total += 1;
-            match builder.push(&item, self.frame_limit()) {
-                Ok(()) => {
-                    if let Some(indices) = &mut indices {
-                        indices.push(i);
-                    }
-                }
-                Err(e) => {
-                    indices.get_or_insert_with(|| (0..i).collect());
-                    order.add(i, Decoded::Mixed(vec![Err(e)]), place);
-                }
+            if let Err(e) = chunk.push(i, &item, self.frame_limit()) {
+                order.add(i, Decoded::Mixed(vec![Err(e)]), place);
+            }
+            if total - chunk.start == chunk.len {
+                let next = Chunk::new(&shipped, total, (chunk.len * 2).min(MAX_CHUNK), hint);
+                sent += self.submit_chunk(std::mem::replace(&mut chunk, next), hint, &tx, &pace);
             }
         }
-        let sent = builder.len();
+        sent += self.submit_chunk(chunk, hint, &tx, &pace);
+        drop(tx);
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
-        let batching = batching_for(&self.shared.config, sent);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let sink = ChannelSink { tx, base: 0, indices, abandoned: None };
-        let pace = Arc::new(Pace::default());
-        self.shared.submit(Arc::new(builder.finish(sink, None, batching, pace)));
         let mut received = 0;
         progress(total - sent, total);
         while received < sent {
@@ -531,6 +526,68 @@ impl ProcessPool {
         }
         order.finish(place);
         total
+    }
+}
+
+/// Items of the first run of a `map`; each next run has twice as many, up to [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 4096;
+/// The most items of one run of a `map`.
+const MAX_CHUNK: usize = 1 << 16;
+
+/// The items of a `map` from the caller's item `start` on, encoded into one run.
+struct Chunk {
+    builder: RunBuilder,
+    start: usize,
+    /// How many of the caller's items it takes.
+    len: usize,
+    /// The caller's index of each item encoded, once one failed to encode (until then, the
+    /// run's item `k` is the caller's `start + k`).
+    indices: Option<Vec<usize>>,
+}
+
+impl Chunk {
+    /// The chunk of `len` items from `start`, of a `map` of about `hint` items.
+    fn new(shipped: &Arc<Shipped>, start: usize, len: usize, hint: usize) -> Self {
+        let mut builder = RunBuilder::new(shipped.clone());
+        builder.reserve(len.min(hint.saturating_sub(start)));
+        Chunk { builder, start, len, indices: None }
+    }
+
+    /// Encodes the caller's item `i`.
+    fn push<T: Serialize>(&mut self, i: usize, item: &T, limit: usize) -> Result<(), TaskError> {
+        let pushed = self.builder.push(item, limit);
+        match &pushed {
+            Ok(()) => {
+                if let Some(indices) = &mut self.indices {
+                    indices.push(i);
+                }
+            }
+            Err(_) => {
+                self.indices.get_or_insert_with(|| (self.start..i).collect());
+            }
+        }
+        pushed
+    }
+}
+
+impl ProcessPool {
+    /// Submits `chunk` as one run of a `map` of about `hint` items whose outcomes go to
+    /// `tx`; returns how many items it sent.
+    fn submit_chunk<R: DeserializeOwned + Send + 'static>(
+        &self,
+        chunk: Chunk,
+        hint: usize,
+        tx: &Sender<Group<R>>,
+        pace: &Arc<Pace>,
+    ) -> usize {
+        let Chunk { builder, start, indices, .. } = chunk;
+        let sent = builder.len();
+        if sent > 0 {
+            let batching = batching_for(&self.shared.config, hint.max(start + sent));
+            let sink = ChannelSink { tx: tx.clone(), base: start, indices, abandoned: None };
+            self.shared.submit(Arc::new(builder.finish(sink, None, batching, pace.clone())));
+        }
+        sent
     }
 }
 

@@ -260,3 +260,38 @@ fn arguments_over_the_limit_fail_alone_in_a_batch_and_the_rest_keep_their_places
     assert_eq!(streamed.iter().filter(|o| o.is_err()).count(), 2);
     assert_eq!(streamed[5].as_ref().unwrap(), &40);
 }
+
+/// The length of the `i`th input of a long `map`: over the 1 KiB frame limit at and around the
+/// places where a long `map` is cut into runs (the first run takes 4,096 items, the next
+/// 8,192), small elsewhere.
+fn long_map_len(i: usize) -> usize {
+    if [0, 4095, 4096, 4097, 12_287, 12_288, 19_999].contains(&i) { 2000 } else { i % 7 }
+}
+
+#[test]
+fn a_long_map_keeps_every_item_in_place_across_its_runs() {
+    let pool = ProcessPool::with_config(
+        ProcessConfig::new(Config::new().workers(2)).max_frame_bytes(1024),
+    )
+    .unwrap();
+    let n = 20_000;
+    let inputs = || (0..n).map(|i| serde_bytes::ByteBuf::from(vec![i as u8; long_map_len(i)]));
+    let outcomes = pool.map_results(echo, inputs());
+    assert_eq!(outcomes.len(), n);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(bytes) => assert_eq!(bytes.as_ref(), vec![i as u8; long_map_len(i)], "item {i}"),
+            Err(TaskError::TooLarge { side: Side::Argument, limit: 1024, .. }) => {
+                assert_eq!(long_map_len(i), 2000, "only the large ones fail, not item {i}");
+            }
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 7);
+    // Without the large ones, `map` gives every value in order.
+    let small = || (0..n).map(|i| serde_bytes::ByteBuf::from(vec![i as u8; i % 7]));
+    let values = pool.map(echo, small()).unwrap();
+    assert!(values.iter().enumerate().all(|(i, v)| v.as_ref() == vec![i as u8; i % 7]));
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.failed), (2 * n as u64 - 7, 7), "{stats:?}");
+}
