@@ -9,6 +9,7 @@ use taskpool_core::{Direction, Exit, IntoTask, Side, Spawned, TaskError};
 use crate::config::ProcessConfig;
 
 use crate::codec;
+use crate::handoff;
 use crate::launch::{self, Launched};
 use crate::protocol::{self, Init};
 use crate::region::Region;
@@ -50,11 +51,19 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let () = <T::Job as Job>::PORTABLE;
     let limit = ProcessConfig::default().get_max_frame_bytes();
     let job = task.into_job().ship(Ship)?;
-    let mut encoded = Vec::new();
-    codec::encode_into(&input, &mut encoded)
-        .map_err(|e| TaskError::serialization(Side::Argument, Direction::Encode, e))?;
-    if encoded.len() + job.state.len() > limit {
-        let size = (encoded.len() + job.state.len()) as u64;
+    let encode = || {
+        let mut encoded = Vec::new();
+        codec::encode_into(&input, &mut encoded)
+            .map(|()| encoded)
+            .map_err(|e| TaskError::serialization(Side::Argument, Direction::Encode, e))
+    };
+    // Checked first without handing anything off: an argument that fails to encode or is too
+    // large to send gives back the handles and shared bytes in it (the copies `holding`
+    // kept go when this returns).
+    let (checked, held) = handoff::holding(encode);
+    let checked = checked?;
+    if checked.len() + job.state.len() > limit {
+        let size = (checked.len() + job.state.len()) as u64;
         return Err(TaskError::TooLarge { side: Side::Argument, size, limit: limit as u64 });
     }
     let init = Init {
@@ -68,6 +77,10 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     // A one-off's task and result cross its pipes: there is nothing to batch.
     let Launched { child, region, request, result } = launch::launch(&init, false)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
+    // Sent as handed off (the child takes back what it receives), so encoded again if the
+    // first encoding held anything back.
+    let encoded = if held.is_empty() { checked } else { encode()? };
+    drop(held);
     let mut batch = Vec::new();
     let mut framed = Vec::with_capacity(encoded.len() + 4);
     wire::put_bytes(&mut framed, &encoded);

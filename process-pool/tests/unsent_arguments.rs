@@ -1,6 +1,6 @@
 //! Queue handles and shared bytes in task arguments that never reach a worker (the task
 //! cancelled while queued or skipped, its `imap` dropped with inputs unsent, the argument
-//! refused as too large) are given back: a consumer whose only producer was in such an
+//! refused as too large, a one-off's argument that fails to encode) are given back: a consumer whose only producer was in such an
 //! argument gets `Disconnected`, and this process lets go of such shared bytes. Shared bytes
 //! a task took are let go when the task ends, not at this process's next use of them.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{made, memfds, within};
 use taskpool_process::{
     Config, Consumer, GetError, Pool, ProcessConfig, ProcessPool, Producer, Queue, SharedBytes,
-    TaskError,
+    TaskError, spawn,
 };
 
 /// Holds the producer, puts nothing; waits for `gate` first if it has one.
@@ -118,6 +118,45 @@ fn a_producer_in_an_argument_too_large_to_send_is_given_back() {
     let err = pool.apply(hold_with_ballast, (producer, vec![0u8; 4096])).unwrap_err();
     assert!(matches!(err, TaskError::TooLarge { .. }), "{err}");
     assert_eq!(consumer.get_timeout(Duration::ZERO), Err(GetError::Disconnected));
+}
+
+/// A value that refuses to be serialized (and would read back as itself).
+#[derive(serde::Deserialize)]
+struct Refuses;
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value refuses to be serialized"))
+    }
+}
+
+/// Holds the producer, and a value that never gets here.
+fn hold_refused((producer, _): (Producer<u64>, Refuses)) -> u64 {
+    drop(producer);
+    1
+}
+
+#[test]
+fn a_producer_in_a_one_off_argument_that_fails_to_encode_is_given_back() {
+    let (consumer, producer) = consumer_and_producer();
+    let err = spawn(hold_refused, (producer, Refuses)).map(drop).unwrap_err();
+    assert!(matches!(err, TaskError::Serialization { .. }), "{err}");
+    assert_eq!(consumer.get_timeout(Duration::ZERO), Err(GetError::Disconnected));
+}
+
+#[test]
+fn a_producer_a_one_off_took_is_still_handed_over() {
+    let (consumer, producer) = consumer_and_producer();
+    let child = spawn(hold_and_put, producer).unwrap();
+    assert_eq!(consumer.get().unwrap(), 7);
+    assert_eq!(child.join().unwrap(), 1);
+    assert_eq!(consumer.get(), Err(GetError::Disconnected));
+}
+
+/// Puts 7, then lets go of the producer.
+fn hold_and_put(producer: Producer<u64>) -> u64 {
+    producer.put(7).unwrap();
+    1
 }
 
 /// Holds the producer and some ballast.
