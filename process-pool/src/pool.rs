@@ -799,3 +799,24 @@ impl fmt::Debug for ProcessPool {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_placed_in_input_order_whatever_order_they_arrive_in() {
+        let mut order = InOrder::default();
+        let mut placed: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut place = |first, group: Decoded<u32>| {
+            placed.push((first, group.into_results().into_iter().map(Result::unwrap).collect()))
+        };
+        // Items 3..5 arrive first, then 0..3 (placing both), then 7..8 after a gap at 5..7.
+        order.add(3, Decoded::Values(vec![3, 4]), &mut place);
+        order.add(0, Decoded::Values(vec![0, 1, 2]), &mut place);
+        order.add(7, Decoded::Values(vec![7]), &mut place);
+        // The gap never fills (a dead pool never answered 5 and 6): the rest comes at the end.
+        order.finish(&mut place);
+        assert_eq!(placed, [(0, vec![0, 1, 2]), (3, vec![3, 4]), (7, vec![7])]);
+    }
+}
