@@ -85,6 +85,34 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
     }
 }
 
+/// Decodes each value of `list` (each a `u32` length and its bytes, as a result frame lists
+/// them) into `out`, with one decoder for the whole list. Stops at the first value that does
+/// not decode and returns its error; the values before it are in `out`.
+///
+/// # Errors
+///
+/// As [`decode`], for the first value that fails.
+pub(crate) fn decode_list<T: DeserializeOwned>(
+    list: &[u8],
+    out: &mut Vec<T>,
+) -> Result<(), CodecError> {
+    let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0 };
+    let mut values = list;
+    while let Some((len, rest)) = values.split_first_chunk::<4>() {
+        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let (value, rest) = rest.split_at(len);
+        values = rest;
+        decoder.rest = value;
+        decoder.names.clear();
+        let value = T::deserialize(&mut decoder)?;
+        if !decoder.rest.is_empty() {
+            return Err(left_over(decoder.rest.len()));
+        }
+        out.push(value);
+    }
+    Ok(())
+}
+
 #[cold]
 fn left_over(left: usize) -> CodecError {
     CodecError(format!("{left} bytes left over after the value"))
@@ -171,6 +199,13 @@ struct NameTable<'n> {
 impl<'n> NameTable<'n> {
     fn new() -> Self {
         NameTable { first: None, more: Vec::new(), len: 0 }
+    }
+
+    /// Forgets every name (a new value defines its own).
+    #[inline]
+    fn clear(&mut self) {
+        self.len = 0;
+        self.more.clear();
     }
 
     fn get(&self, i: usize) -> Option<&'n str> {

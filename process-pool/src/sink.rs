@@ -230,21 +230,32 @@ fn decode_all<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
 
 /// Decodes consecutive results: as values alone while every one is a value.
 fn decode_values<R: DeserializeOwned>(outcomes: &Received<'_>) -> Decoded<R> {
-    let mut iter = outcomes.iter();
     let mut values = Vec::with_capacity(outcomes.len());
-    for outcome in iter.by_ref() {
-        match outcome.and_then(|value| decode_value(&value)) {
-            Ok(value) => values.push(value),
-            Err(e) => {
-                let mut mixed: Vec<Result<R, TaskError>> = Vec::with_capacity(outcomes.len());
-                mixed.extend(values.into_iter().map(Ok));
-                mixed.push(Err(e));
-                mixed.extend(iter.map(|o| o.and_then(|value| decode_value(&value))));
-                return Decoded::Mixed(mixed);
+    // The common case, lists of values only: each list decoded in one pass, up to the first
+    // failure.
+    let mut failed = None;
+    for entry in &outcomes.entries {
+        match entry {
+            Entry::Values { list, .. } => {
+                if let Err(e) = codec::decode_list((outcomes.buffer)(list.clone()), &mut values) {
+                    failed = Some(TaskError::serialization(Side::Result, Direction::Decode, e));
+                    break;
+                }
+            }
+            Entry::Failed(e) => {
+                failed = Some((**e).clone());
+                break;
             }
         }
     }
-    Decoded::Values(values)
+    let Some(failure) = failed else { return Decoded::Values(values) };
+    // Values, a failure, then the rest one at a time.
+    let mut mixed: Vec<Result<R, TaskError>> = Vec::with_capacity(outcomes.len());
+    let done = values.len();
+    mixed.extend(values.into_iter().map(Ok));
+    mixed.push(Err(failure));
+    mixed.extend(outcomes.iter().skip(done + 1).map(|o| o.and_then(|value| decode_value(&value))));
+    Decoded::Mixed(mixed)
 }
 
 /// The decoded outcomes of consecutive items: values alone (the common case, and smaller),
@@ -430,6 +441,18 @@ mod tests {
         let Decoded::Mixed(mixed) = decode_values::<u8>(&received) else { panic!("mixed") };
         assert!(
             matches!(mixed[..], [Ok(1), Err(TaskError::Serialization { .. }), Ok(3)]),
+            "{mixed:?}"
+        );
+        // A failure between lists keeps its place too.
+        let entries: Entries = smallvec![
+            Entry::Values { list: 0..second.start, count: 2 },
+            Entry::Failed(Box::new(TaskError::Cancelled)),
+            Entry::Values { list: second.clone(), count: 1 },
+        ];
+        let received = Received::new(entries, 4, Costs::new(), &read);
+        let Decoded::Mixed(mixed) = decode_values::<u64>(&received) else { panic!("mixed") };
+        assert!(
+            matches!(mixed[..], [Ok(1), Ok(300), Err(TaskError::Cancelled), Ok(3)]),
             "{mixed:?}"
         );
     }

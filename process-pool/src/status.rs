@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::scheduler::Progress;
-use crate::sys::SharedMemory;
+use crate::sys::{SharedMemory, SharedWords};
 
 /// Word: one more than the sequence number of the last item started.
 const STARTED: usize = 0;
@@ -35,9 +35,7 @@ pub(crate) const WORDS: usize = RING + RING_LEN;
 /// A worker's status page, from either side.
 #[derive(Debug)]
 pub(crate) struct StatusPage {
-    memory: Arc<SharedMemory>,
-    /// Where the page starts in the memory.
-    offset: usize,
+    words: SharedWords,
     /// Worker side: cancellations read from the ring so far.
     seen: u64,
     /// Worker side: cancelled items not reached yet.
@@ -47,12 +45,16 @@ pub(crate) struct StatusPage {
 impl StatusPage {
     /// The page at byte `offset` of `memory` (8-aligned, [`WORDS`] words long).
     pub(crate) fn new(memory: Arc<SharedMemory>, offset: usize) -> Self {
-        StatusPage { memory, offset, seen: 0, cancelled: Vec::new() }
+        StatusPage {
+            words: SharedWords::new(memory, offset, WORDS),
+            seen: 0,
+            cancelled: Vec::new(),
+        }
     }
 
     #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
-        &self.memory.words(self.offset, WORDS)[i]
+        &self.words.get()[i]
     }
 
     /// Worker side: records that item `seq` starts. Returns `false` if it was cancelled

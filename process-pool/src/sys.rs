@@ -1560,3 +1560,34 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
     }
 }
+
+/// `count` words of a [`SharedMemory`] from a byte offset, checked to lie inside once, when
+/// made, and then read without a check: for words read or written on every item.
+#[derive(Debug)]
+pub(crate) struct SharedWords {
+    /// Kept so that the mapping stays while the words are read.
+    _memory: std::sync::Arc<SharedMemory>,
+    /// The address of the first word.
+    first: usize,
+    count: usize,
+}
+
+impl SharedWords {
+    /// The `count` words at byte `offset` of `memory`.
+    ///
+    /// # Panics
+    ///
+    /// If they do not lie inside, 8-aligned: a layout error of this crate.
+    pub(crate) fn new(memory: std::sync::Arc<SharedMemory>, offset: usize, count: usize) -> Self {
+        let first = memory.words(offset, count).as_ptr() as usize;
+        SharedWords { _memory: memory, first, count }
+    }
+
+    /// The words.
+    #[inline]
+    pub(crate) fn get(&self) -> &[AtomicU64] {
+        // SAFETY: `new` checked (with `SharedMemory::words`) that the words lie inside the
+        // mapping, 8-aligned; the mapping stays where it is while `self._memory` keeps it.
+        unsafe { std::slice::from_raw_parts(self.first as *const AtomicU64, self.count) }
+    }
+}

@@ -125,6 +125,31 @@ fn round_trips_and_rejects_trailing_bytes() {
 }
 
 #[test]
+fn a_list_decodes_value_by_value_each_with_its_own_names() {
+    #[derive(Serialize, Derive, PartialEq, Debug)]
+    struct Point {
+        x: u32,
+        label: Option<String>,
+    }
+    let points = [Point { x: 1, label: None }, Point { x: 2, label: Some("b".into()) }];
+    let mut list = Vec::new();
+    for point in &points {
+        crate::wire::put_bytes(&mut list, &encode(point));
+    }
+    let mut out = Vec::new();
+    decode_list::<Point>(&list, &mut out).unwrap();
+    assert_eq!(out, points);
+    // A value with bytes left over fails; the ones before it are kept.
+    let mut padded = encode(&points[0]);
+    padded.push(0);
+    crate::wire::put_bytes(&mut list, &padded);
+    let mut out = Vec::new();
+    let e = decode_list::<Point>(&list, &mut out).unwrap_err();
+    assert!(e.to_string().contains("left over"), "{e}");
+    assert_eq!(out, points);
+}
+
+#[test]
 fn primitives_keep_their_exact_values() {
     for v in [0u64, 1, 255, 256, 65_535, 65_536, u64::from(u32::MAX), u64::MAX] {
         round_trips(v);
