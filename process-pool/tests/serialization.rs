@@ -295,3 +295,69 @@ fn a_long_map_keeps_every_item_in_place_across_its_runs() {
     let stats = pool.stats();
     assert_eq!((stats.completed, stats.failed), (2 * n as u64 - 7, 7), "{stats:?}");
 }
+
+/// A record in the shapes users' types take: internally tagged, with a flattened part, a
+/// field skipped when empty, and free-form JSON.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[serde(tag = "kind")]
+enum Record {
+    Reading {
+        #[serde(flatten)]
+        at: Place,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        note: Option<String>,
+        extra: serde_json::Value,
+    },
+    Gap {
+        from: u64,
+        to: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Place {
+    sensor: String,
+    index: u64,
+}
+
+fn record(i: u64) -> Record {
+    if i % 5 == 4 {
+        return Record::Gap { from: i, to: i + 1 };
+    }
+    Record::Reading {
+        at: Place { sensor: format!("s{}", i % 3), index: i },
+        note: i.is_multiple_of(2).then(|| format!("even {i}")),
+        extra: serde_json::json!({ "i": i, "tags": ["a", i.to_string()], "ok": i.is_multiple_of(3) }),
+    }
+}
+
+/// Moves a record one index on, keeping its shape.
+fn next_record(record: Record) -> Record {
+    match record {
+        Record::Reading { at, note, extra } => {
+            Record::Reading { at: Place { index: at.index + 1, ..at }, note, extra }
+        }
+        Record::Gap { from, to } => Record::Gap { from: from + 1, to: to + 1 },
+    }
+}
+
+fn moved(i: u64) -> Record {
+    next_record(record(i))
+}
+
+#[test]
+fn a_long_map_of_tagged_flattened_json_records_comes_back_whole_and_in_order() {
+    // Over 4,096 items: several runs, many result frames, each value naming its own fields.
+    let pool = ProcessPool::new(2).unwrap();
+    let n = 10_000;
+    let values = pool.map(next_record, (0..n).map(record)).unwrap();
+    assert_eq!(values.len(), n as usize);
+    for (i, value) in (0..n).zip(&values) {
+        assert_eq!(value, &moved(i), "item {i}");
+    }
+    // The same pool, the records as plain JSON values now.
+    let json = pool
+        .map(|v: serde_json::Value| v, (0..n).map(|i| serde_json::to_value(record(i)).unwrap()));
+    let json = json.unwrap();
+    assert!((0..n).zip(&json).all(|(i, v)| v == &serde_json::to_value(record(i)).unwrap()));
+}
