@@ -101,6 +101,15 @@ pub(crate) enum PutFail {
     Broken,
 }
 
+/// What a blocking put or get waits with: its deadline, the peers it needs (getters for a
+/// put, putters for a get), the bell it sleeps on, and its failure when the deadline passes.
+struct Wait<F> {
+    deadline: Option<Instant>,
+    peer: Roles,
+    bell: usize,
+    timeout: F,
+}
+
 /// Why a get did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GetFail {
@@ -394,64 +403,65 @@ impl Shared {
     /// Puts `message`, waiting for room until `deadline` (forever if `None`).
     pub(crate) fn put(&self, message: &[u8], deadline: Option<Instant>) -> Result<(), PutFail> {
         let need = FRAME + message.len();
-        let mut spin = Spin::default();
-        let mut checked = false;
-        loop {
-            match self.try_put(message) {
-                Err(PutFail::Full) => {}
-                done => return done,
-            }
-            if !checked {
-                if !self.has_peer(Roles::GET, false)? {
-                    return Err(PutFail::Disconnected);
-                }
-                checked = true;
-            }
-            if spin.spin(|| self.seems_to_fit(need)) {
-                continue;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(PutFail::Timeout);
-            }
-            let watch = now + WATCH;
-            let until = deadline.map_or(watch, |d| d.min(watch));
-            self.sleep(NOT_FULL_AT, || self.seems_to_fit(need), until);
-            // Woken early: maybe the last getter dropped its handle. Slept in vain: maybe
-            // it died, which only the kernel can say.
-            if !self.has_peer(Roles::GET, Instant::now() >= watch)? {
-                return Err(PutFail::Disconnected);
-            }
-        }
+        let attempt = || match self.try_put(message) {
+            Err(PutFail::Full) => Ok(None),
+            done => done.map(Some),
+        };
+        let ready = || self.seems_to_fit(need);
+        let wait =
+            Wait { deadline, peer: Roles::GET, bell: NOT_FULL_AT, timeout: PutFail::Timeout };
+        // Nobody left to get it: the message would never be read.
+        self.wait(wait, ready, attempt, || Err(PutFail::Disconnected))
     }
 
     /// Takes the oldest message, waiting for one until `deadline` (forever if `None`).
     pub(crate) fn get(&self, deadline: Option<Instant>) -> Result<Vec<u8>, GetFail> {
+        let attempt = || Ok(self.try_get()?);
+        let ready = || self.seems_nonempty();
+        let wait =
+            Wait { deadline, peer: Roles::PUT, bell: NOT_EMPTY_AT, timeout: GetFail::Timeout };
+        // A last put may have landed since the look before: it is still read.
+        self.wait(wait, ready, attempt, || self.try_get()?.ok_or(GetFail::Disconnected))
+    }
+
+    /// The wait of a blocking put or get: `attempt`s it; looks once that a peer is there;
+    /// spins a little while `ready` may soon hold; then sleeps on the wait's bell until the
+    /// deadline, a wake-up or a watch period, and looks for the peer again (deeply once a
+    /// watch period passed: a peer that died only the kernel can report). With no peer, it
+    /// ends as `alone` says.
+    fn wait<T, F: From<Broken>>(
+        &self,
+        wait: Wait<F>,
+        ready: impl Fn() -> bool,
+        mut attempt: impl FnMut() -> Result<Option<T>, F>,
+        alone: impl FnOnce() -> Result<T, F>,
+    ) -> Result<T, F> {
         let mut spin = Spin::default();
         let mut checked = false;
         loop {
-            if let Some(message) = self.try_get()? {
-                return Ok(message);
+            if let Some(done) = attempt()? {
+                return Ok(done);
             }
             if !checked {
-                if !self.has_peer(Roles::PUT, false)? {
-                    // A last put may have landed since the look above.
-                    return self.try_get()?.ok_or(GetFail::Disconnected);
+                if !self.has_peer(wait.peer, false)? {
+                    return alone();
                 }
                 checked = true;
             }
-            if spin.spin(|| self.seems_nonempty()) {
+            if spin.spin(&ready) {
                 continue;
             }
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(GetFail::Timeout);
+            if wait.deadline.is_some_and(|d| now >= d) {
+                return Err(wait.timeout);
             }
             let watch = now + WATCH;
-            let until = deadline.map_or(watch, |d| d.min(watch));
-            self.sleep(NOT_EMPTY_AT, || self.seems_nonempty(), until);
-            if !self.has_peer(Roles::PUT, Instant::now() >= watch)? {
-                return self.try_get()?.ok_or(GetFail::Disconnected);
+            let until = wait.deadline.map_or(watch, |d| d.min(watch));
+            self.sleep(wait.bell, &ready, until);
+            // Woken early: maybe the last peer dropped its handle. Slept in vain: maybe it
+            // died, which only the kernel can say.
+            if !self.has_peer(wait.peer, Instant::now() >= watch)? {
+                return alone();
             }
         }
     }
