@@ -374,13 +374,28 @@ impl<'a> Iterator for Values<'a> {
     }
 }
 
-/// Checks that `list` holds exactly `count` length-prefixed values.
+/// Checks that `list` holds exactly `count` length-prefixed values: a walk from length to
+/// length, with no error built until one is found (it runs once per result).
 fn check_values(list: &[u8], count: u32) -> Result<(), WireError> {
+    let mut at = 0usize;
+    for _ in 0..count {
+        let Some(len) = list.get(at..at + 4) else { return Err(bad_values(list, count)) };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        at = at + 4 + len;
+    }
+    if at == list.len() { Ok(()) } else { Err(bad_values(list, count)) }
+}
+
+/// Why `list` is not `count` length-prefixed values.
+#[cold]
+fn bad_values(list: &[u8], count: u32) -> WireError {
     let mut b = Body::new(list);
     for _ in 0..count {
-        b.bytes("result value")?;
+        if let Err(e) = b.bytes("result value") {
+            return e;
+        }
     }
-    b.finish("result values")
+    b.finish("result values").err().unwrap_or_else(|| WireError("malformed result values".into()))
 }
 
 /// Reads a result frame ([`Kind::Done`], [`Kind::Panicked`] or [`Kind::Failed`]) whose body
@@ -453,6 +468,24 @@ pub(crate) fn decode_result(
 mod tests {
     use super::*;
     use crate::wire::{FrameReader, HEADER};
+
+    #[test]
+    fn a_value_list_must_hold_exactly_its_count_of_values() {
+        let mut list = Vec::new();
+        for value in [&b"ab"[..], b"", b"xyz"] {
+            wire::put_bytes(&mut list, value);
+        }
+        assert!(check_values(&list, 3).is_ok());
+        let fails = |list: &[u8], count: u32| check_values(list, count).unwrap_err().0;
+        assert!(fails(&list, 4).contains("too short for result value"));
+        assert!(fails(&list, 2).contains("unexpected bytes after result values"));
+        assert!(fails(&list[..list.len() - 1], 3).contains("too short for result value"));
+        // A length that points past the end, and one that ends inside a length.
+        let mut past = list.clone();
+        past[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(fails(&past, 3).contains("result value"));
+        assert!(fails(&list[..9], 3).contains("result value"));
+    }
 
     #[test]
     fn a_batch_head_then_its_inputs_is_the_whole_batch_frame() {
