@@ -891,6 +891,24 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    /// What an integer method of the decoder reads when the next value is not an integer of
+    /// its own kind: another integer, or anything else through `deserialize_any`. Kept out
+    /// of line, so that the methods' own case is small enough to inline where values are
+    /// decoded.
+    #[inline(never)]
+    fn other_than_own_integer<V: Visitor<'de>>(
+        &mut self,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        match *self.rest {
+            [tag @ INT..INT_END, ..] => {
+                self.rest = &self.rest[1..];
+                self.integer(tag, visitor)
+            }
+            _ => de::Deserializer::deserialize_any(self, visitor),
+        }
+    }
+
     /// The `1 << w` bytes of an integer (`w <= 3`), zero-extended.
     #[inline]
     fn word(&mut self, w: u8) -> Result<u64, CodecError> {
@@ -1002,6 +1020,7 @@ fn is_vec_u8_visitor<'de, V: Visitor<'de>>() -> bool {
 /// through `deserialize_any`.
 macro_rules! deserialize_integers {
     ($($method:ident $kind:ident $max:literal |$bits:ident, $w:ident| $visit:ident($value:expr);)*) => {$(
+        #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
             match *self.rest {
                 [tag, ..] if tag & !7 == INT + ($kind << 3) && tag & 7 <= $max => {
@@ -1010,11 +1029,7 @@ macro_rules! deserialize_integers {
                     let $bits = self.word($w)?;
                     visitor.$visit($value)
                 }
-                [tag @ INT..INT_END, ..] => {
-                    self.rest = &self.rest[1..];
-                    self.integer(tag, visitor)
-                }
-                _ => self.deserialize_any(visitor),
+                _ => self.other_than_own_integer(visitor),
             }
         }
     )*};
