@@ -1,15 +1,15 @@
 //! Chaos: many tasks through `map`, `map_results`, `imap`, `imap_unordered` and `submit` at
-//! once, on 2 and on 4 workers, with about 1% segfaults, 1% aborts, 1% panics and 0.5% hangs
+//! once, on 2 and on 4 workers, with about 1% segfaults, 1% aborts, 1% panics and 0.1% hangs
 //! past the timeout, chosen by a hash of the item number. Every healthy task returns its own
 //! value exactly once, every faulty one gets exactly its typed error, and the pool's counters
 //! agree. See `taskpool_core::conformance::chaos` for the checks.
 //!
 //! Size: 200 000 items, a third on 2 workers and two thirds on 4, both pools at once. A hang
-//! holds its worker for the whole timeout, so the hangs bound the run: 1 000 hangs of 250 ms
-//! over 6 workers is 42 s; the 4 000 crashes cost a respawn of about 2 ms each. About 50 s in
-//! a debug build on 2 idle cores, 70 s with the cores 4 times oversubscribed. The timeout is
-//! that long so that a healthy task never times out on a loaded machine: at 150 ms one did,
-//! once in three runs, with 8 busy loops on the 2 cores.
+//! holds its worker for the whole timeout, so the hangs bound the run: 200 hangs of 1 s over
+//! 6 workers is 33 s; the 4 000 crashes cost a respawn of about 2 ms each. The timeout is that
+//! long so that no task but a hang reaches it on a loaded machine: at 150 ms a healthy task
+//! did with 8 busy loops on the 2 cores, and at 250 ms a segfaulting one did beside two
+//! builds.
 //!
 //! `chaos_soak` (ignored) runs rounds of 20 000 items on two long-lived pools for
 //! `TASKPOOL_SOAK_SECS` seconds (default 600):
