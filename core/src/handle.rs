@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,67 @@ use crossbeam_channel::Sender;
 
 use crate::error::TaskError;
 
-type CancelHook = Box<dyn FnOnce() + Send>;
+/// What runs when the owner of a handle cancels its task.
+enum CancelHook {
+    /// A closure, boxed.
+    Once(Box<dyn FnOnce() + Send>),
+    /// A backend's record of the task, which it already allocated: no allocation more.
+    Of(Weak<dyn Cancel>),
+}
+
+impl CancelHook {
+    fn run(self) {
+        match self {
+            CancelHook::Once(hook) => hook(),
+            CancelHook::Of(target) => {
+                if let Some(target) = target.upgrade() {
+                    target.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// A backend's record of one task that knows how to stop it, for
+/// [`Completer::on_cancel_of`]: a cancellation hook that costs no allocation of its own.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// use taskpool_core::backend::{Cancel, promise};
+///
+/// /// A queued task of some backend.
+/// struct Queued {
+///     cancelled: AtomicBool,
+/// }
+///
+/// impl Cancel for Queued {
+///     fn cancel(&self) {
+///         self.cancelled.store(true, Ordering::Release);
+///     }
+/// }
+///
+/// let (completer, handle) = promise::<u32>();
+/// let task = Arc::new(Queued { cancelled: AtomicBool::new(false) });
+/// let weak: std::sync::Weak<Queued> = Arc::downgrade(&task);
+/// completer.on_cancel_of(weak);
+/// assert!(handle.cancel());
+/// assert!(task.cancelled.load(Ordering::Acquire));
+/// ```
+pub trait Cancel: Send + Sync {
+    /// Stops the task (the handle is settled as cancelled already): drops it from a queue,
+    /// or stops whatever runs it.
+    fn cancel(&self);
+}
 
 struct Slot<R> {
     state: Mutex<State<R>>,
     ready: Condvar,
-    /// Set once the task is settled, so a joiner can spin on it before sleeping.
+    /// Set once the task is settled (and never cleared), so a joiner can spin on it before
+    /// sleeping, and anyone can ask whether it is settled without the lock.
     settled: AtomicBool,
     /// Joiners asleep on `ready`. Changed and read only under `state`'s lock, so a settler
     /// that sees zero cannot miss a joiner about to sleep: waking nobody costs a system call,
@@ -150,17 +205,29 @@ impl<R> Completer<R> {
         }
     }
 
-    /// Whether the task is already settled, so running it would be wasted work.
+    /// Whether the task is already settled, so running it would be wasted work. Takes no
+    /// lock: a backend may ask it of every task it is about to run.
     pub fn is_settled(&self) -> bool {
-        !matches!(*self.slot.lock(), State::Pending(_))
+        self.slot.settled.load(Ordering::Acquire)
     }
 
     /// Registers what to do when the handle's owner cancels the task, such as removing it
     /// from a queue or killing the worker that runs it. If the task is already settled the
     /// hook is dropped unrun.
     pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
+        self.set_on_cancel(CancelHook::Once(Box::new(hook)));
+    }
+
+    /// Like [`Completer::on_cancel`], with the backend's own record of the task as the hook:
+    /// [`Cancel::cancel`] runs on it if it is still alive. The completer holds it weakly, so
+    /// the record may own the completer. Unlike a closure, it takes no allocation.
+    pub fn on_cancel_of(&self, target: Weak<dyn Cancel>) {
+        self.set_on_cancel(CancelHook::Of(target));
+    }
+
+    fn set_on_cancel(&self, hook: CancelHook) {
         if let State::Pending(pending) = &mut *self.slot.lock() {
-            pending.on_cancel = Some(Box::new(hook));
+            pending.on_cancel = Some(hook);
         }
     }
 }
@@ -257,7 +324,7 @@ impl<R> TaskHandle<R> {
 
     /// Whether the task has settled: its result (or failure) is ready.
     pub fn is_finished(&self) -> bool {
-        !matches!(*self.slot.lock(), State::Pending(_))
+        self.slot.settled.load(Ordering::Acquire)
     }
 
     /// Cancels the task. A task still waiting in the queue never runs. A running task is
@@ -271,7 +338,7 @@ impl<R> TaskHandle<R> {
             return false;
         };
         if let Some(hook) = pending.on_cancel.take() {
-            hook();
+            hook.run();
         }
         pending.wake();
         true
