@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskpool_core::backend::{Completer, Execute, Job, Reorder, promise};
+use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::batching::Pace;
@@ -22,7 +22,7 @@ use crate::entry;
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::{Ship, Shipped};
-use crate::sink::{self, ChannelSink, Decoded, Group, HandleSink};
+use crate::sink::{self, ChannelSink, Decode, Decoded, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
@@ -203,23 +203,23 @@ impl ProcessPool {
     ) -> TaskHandle<(T::Output, Usage)> {
         let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
-        let sink = HandleSink { completer, decode: sink::decode_with_usage };
-        self.submit_one(&task.into_job(), input, sink, None);
+        self.submit_one(&task.into_job(), input, completer, sink::decode_with_usage, None);
         handle
     }
 
-    /// Sends one task, whose outcome goes to `sink`'s handle; `timeout` overrides the pool's.
-    /// Returns its run, unless it was refused at once.
+    /// Sends one task, whose outcome `decode` makes what `completer`'s handle holds;
+    /// `timeout` overrides the pool's. Returns its run, unless it was refused at once.
     fn submit_one<J: Job, R: Send + 'static>(
         &self,
         job: &J,
         input: J::Input,
-        sink: HandleSink<R>,
+        completer: Completer<R>,
+        decode: Decode<R>,
         timeout: Option<Duration>,
     ) -> Option<Arc<Run>> {
         let refuse = |e| {
             self.shared.tally.record(0, 1);
-            sink.completer.complete(Err(e));
+            completer.complete(Err(e));
             None
         };
         let (shipped, pace) = match job.ship(Ship) {
@@ -231,14 +231,32 @@ impl ProcessPool {
         if let Err(e) = builder.push(&input, self.frame_limit()) {
             return refuse(e);
         }
-        let shared = Arc::downgrade(&self.shared);
         let run = Arc::new_cyclic(|run: &Weak<Run<HandleSink<R>>>| {
-            let run: Weak<Run> = run.clone();
-            sink.completer.on_cancel(move || cancel(&shared, &run));
-            builder.finish(sink, timeout, Batching::Fixed(1), pace)
+            let run: Weak<dyn Cancel> = run.clone();
+            completer.on_cancel_of(run);
+            let pool = Arc::downgrade(&self.shared);
+            builder.finish(
+                HandleSink { completer, decode, pool },
+                timeout,
+                Batching::Fixed(1),
+                pace,
+            )
         });
         self.shared.submit(run.clone());
         Some(run)
+    }
+
+    /// Sends one task and returns its handle (the job is not boxed, as the provided
+    /// [`Pool::submit`] boxes it for [`Execute::execute`]).
+    fn submit_job<J: Job>(
+        &self,
+        job: &J,
+        input: J::Input,
+        timeout: Option<Duration>,
+    ) -> TaskHandle<J::Output> {
+        let (completer, handle) = promise();
+        self.submit_one(job, input, completer, sink::decode, timeout);
+        handle
     }
 
     fn frame_limit(&self) -> usize {
@@ -328,7 +346,7 @@ impl Execute for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.submit_one(&**job, input, HandleSink { completer, decode: sink::decode }, timeout);
+        self.submit_one(&**job, input, completer, sink::decode, timeout);
     }
 }
 
@@ -349,14 +367,28 @@ impl Pool for ProcessPool {
         self.join_threads();
     }
 
+    fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
+        self.submit_job(&task.into_job(), input, None)
+    }
+
+    fn submit_timeout<M, T: IntoTask<M>>(
+        &self,
+        task: T,
+        input: T::Input,
+        limit: Duration,
+    ) -> TaskHandle<T::Output> {
+        let () = <T::Job as Job>::PORTABLE;
+        self.submit_job(&task.into_job(), input, Some(limit))
+    }
+
     /// Runs one task and waits for its value. The calling thread reads the result itself
     /// from its worker's result ring when it arrives soon, rather than wait for the worker's
     /// supervisor to read it and wake it.
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
         let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
-        let sink = HandleSink { completer, decode: sink::decode };
-        if let Some(run) = self.submit_one(&task.into_job(), input, sink, None) {
+        if let Some(run) = self.submit_one(&task.into_job(), input, completer, sink::decode, None) {
             if let Some(reception) = self.shared.reception_of(&run) {
                 let deadline = Instant::now() + WATCH;
                 reception.watch(&self.shared, deadline, || handle.is_finished());
@@ -642,9 +674,16 @@ impl<R> InOrder<R> {
 /// skip it, or kills the worker running it.
 pub(crate) fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
     let (Some(shared), Some(run)) = (shared.upgrade(), run.upgrade()) else { return };
-    // The handle is settled as cancelled: that is how this task ends, whatever it was doing.
-    shared.tally.record(0, 1);
-    shared.cancel(&run);
+    shared.cancel(&*run);
+}
+
+impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
+    /// Cancels the single task of this run, as [`cancel`] does.
+    fn cancel(&self) {
+        if let Some(shared) = self.sink.pool.upgrade() {
+            shared.cancel(self);
+        }
+    }
 }
 
 /// `imap` and `imap_unordered`: pulls items lazily in batches, keeping at most the pool's

@@ -32,7 +32,7 @@ use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
 use crate::protocol::{CANCELLABLE, FLUSH_EACH};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
-use crate::sink::Tally;
+use crate::sink::{Sink, Tally};
 use crate::sys;
 use crate::usage::Cost;
 
@@ -660,11 +660,14 @@ impl Shared {
         (Duration::from_millis(10) * (1 << doublings)).min(MAX_BACKOFF)
     }
 
-    /// Cancels the single-item `run` (its handle is settled already): removes it from the
-    /// queue, or asks the worker that holds it to skip it, or kills that worker if it runs it.
-    pub(crate) fn cancel(&self, run: &Arc<Run>) {
+    /// Cancels the single-item `run` (its handle is settled already): counts it as failed
+    /// (that is how it ends, whatever it was doing), and removes it from the queue, or asks
+    /// the worker that holds it to skip it, or kills that worker if it runs it.
+    pub(crate) fn cancel<S: Sink + ?Sized>(&self, run: &Run<S>) {
+        self.tally.record(0, 1);
+        let is_run = |slice: &Slice| std::ptr::addr_eq(Arc::as_ptr(&slice.run), run);
         let mut state = self.lock();
-        if let Some(at) = state.queue.iter().position(|s| Arc::ptr_eq(&s.run, run)) {
+        if let Some(at) = state.queue.iter().position(is_run) {
             state.queue.remove(at);
             self.delivered(&mut state, 1);
             return;
@@ -673,7 +676,7 @@ impl Shared {
             let Some(conn) = slot.conn.as_mut() else { continue };
             let mut seq = conn.expect_seq;
             for slice in &slot.sent {
-                if Arc::ptr_eq(&slice.run, run) {
+                if is_run(slice) {
                     let runs = match conn.process.cancel(seq) {
                         Some(p) => p.started > seq && p.finished <= seq,
                         // Without a status page, the head is taken to be running.
