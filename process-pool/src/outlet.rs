@@ -26,6 +26,7 @@ use crate::bulk;
 use crate::protocol;
 use crate::ring::Producer;
 use crate::run::Run;
+use crate::ship::Shipped;
 use crate::sys;
 
 /// Where a worker's requests go: its request ring, or the write end of its request pipe
@@ -182,6 +183,20 @@ impl Writer {
         protocol::encode_batch_head(&mut self.outbox, first_seq, &run.job, flags, count, framed);
         let at = self.outbox.len();
         self.spliced.push_back(Splice { at, run: run.clone(), items, written: 0 });
+    }
+
+    /// Appends one [`Kind::Batch`](crate::wire::Kind::Batch) frame for `count` single items
+    /// of several runs of `job`, numbered from `first_seq`: their framed inputs, `parts`, in
+    /// order (see [`protocol::encode_batch_parts`]). They are small, so they are copied.
+    pub(crate) fn push_parts<'a>(
+        &mut self,
+        first_seq: u64,
+        job: &Shipped,
+        flags: u8,
+        count: usize,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+    ) {
+        protocol::encode_batch_parts(&mut self.outbox, first_seq, job, flags, count, parts);
     }
 
     /// Writes what the pipe takes without blocking; returns whether bytes are left. A broken

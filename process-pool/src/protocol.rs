@@ -133,13 +133,34 @@ pub(crate) fn encode_batch_head(
     count: usize,
     framed: &[u8],
 ) {
+    batch_head(out, first_seq, job, flags, count, framed.len());
+}
+
+/// Appends the [`Kind::Batch`] frame that [`encode_batch`] would append for inputs framed in
+/// several pieces (the items of several runs of one job), `parts` in order.
+pub(crate) fn encode_batch_parts<'a>(
+    out: &mut Vec<u8>,
+    first_seq: u64,
+    job: &Shipped,
+    flags: u8,
+    count: usize,
+    parts: impl Iterator<Item = &'a [u8]> + Clone,
+) {
+    batch_head(out, first_seq, job, flags, count, parts.clone().map(<[u8]>::len).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+/// The head of a [`Kind::Batch`] frame whose `len` bytes of framed inputs follow.
+fn batch_head(out: &mut Vec<u8>, seq: u64, job: &Shipped, flags: u8, count: usize, len: usize) {
     let at = wire::begin_frame(out, Kind::Batch);
-    wire::put_u64(out, first_seq);
+    wire::put_u64(out, seq);
     wire::put_i64(out, job.entry);
     out.push(flags);
     wire::put_bytes(out, &job.state);
     wire::put_u32(out, u32::try_from(count).unwrap_or(u32::MAX));
-    wire::end_frame_before(out, at, framed.len());
+    wire::end_frame_before(out, at, len);
 }
 
 /// What every result frame says before the outcome: which item, and what it cost (CPU time

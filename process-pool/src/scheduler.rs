@@ -26,6 +26,7 @@ use smallvec::SmallVec;
 use taskpool_core::{Exit, TaskError};
 
 use crate::batching::{self, BATCH_TARGET_NS, Paces};
+use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
@@ -136,6 +137,11 @@ impl Conn {
             Some(Kill { seq: Some(k), .. }) => seq < *k,
             Some(_) => false,
         }
+    }
+
+    /// Whether it may be sent work now (at most `quota` items in its life).
+    fn takes_work(&self, quota: u64) -> bool {
+        self.ready && self.killed.is_none() && self.open && self.served < quota
     }
 
     /// Closes the request pipe.
@@ -340,10 +346,37 @@ impl Shared {
             return;
         }
         state.outstanding += n;
+        // A fast single task while every worker is busy waits for the next answer, whose
+        // supervisor sends it with the others that arrived meanwhile, in one frame: a burst
+        // of them costs its caller no write and no wake-up per task. (A slow one would
+        // travel alone anyway: it goes now to any worker with room.)
+        let fast = n == 1 && run.pace.batch_target() > 1;
         state.queue.push_back(Slice::new(run, 0..n));
+        if fast && !self.has_idle(&state) {
+            return;
+        }
         let flushes = self.pump_all(&mut state);
         drop(state);
         self.flush(flushes);
+    }
+
+    /// Whether some worker takes work and holds none.
+    fn has_idle(&self, state: &State) -> bool {
+        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        let idle = |slot: &Slot| slot.sent.is_empty();
+        state
+            .slots
+            .iter()
+            .any(|slot| idle(slot) && slot.conn.as_ref().is_some_and(|c| c.takes_work(quota)))
+    }
+
+    /// The flags of the batch frames that carry items of `run`.
+    fn flags_of(&self, run: &Run) -> u8 {
+        let mut flags = if self.limit_of(run).is_some() { FLUSH_EACH } else { 0 };
+        if run.sink.is_cancellable() {
+            flags |= CANCELLABLE;
+        }
+        flags
     }
 
     /// Queues work for every worker with room, the least loaded first. Returns what to
@@ -382,11 +415,11 @@ impl Shared {
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut()?;
-        if !conn.ready || conn.killed.is_some() || !conn.open {
+        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        if !conn.takes_work(quota) {
             return None;
         }
         let budget = self.config.get_in_flight() as u64 * BATCH_TARGET_NS;
-        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
         let limit = self.config.get_max_frame_bytes();
         let was_idle = slot.sent.is_empty();
         // Taken only once there is something to send: a caller may be writing meanwhile.
@@ -413,16 +446,34 @@ impl Shared {
             if front.items.is_empty() {
                 queue.pop_front();
             }
-            let mut flags = if self.limit_of(&run).is_some() { FLUSH_EACH } else { 0 };
-            if run.sink.is_cancellable() {
-                flags |= CANCELLABLE;
-            }
+            let flags = self.flags_of(&run);
             let writer = writer.get_or_insert_with(|| conn.outlet.lock());
-            writer.push_batch(conn.next_seq, &run, flags, items.clone());
+            let first_seq = conn.next_seq;
             conn.next_seq += count as u64;
             conn.served += count as u64;
             slot.load_ns += load_ns * count as u64;
-            slot.sent.push_back(Slice { run, items, load_ns });
+            let sent_before = slot.sent.len();
+            slot.sent.push_back(Slice { run: run.clone(), items: items.clone(), load_ns });
+            // Single tasks of one function queued behind this one travel in its frame.
+            let most = target.min(room_left);
+            if run.len() == 1 && most > 1 {
+                let room = budget.saturating_sub(slot.load_ns);
+                let (joined, load) =
+                    self.join_singles(queue, &mut slot.sent, &run, most - 1, room, dropped);
+                conn.next_seq += joined as u64;
+                conn.served += joined as u64;
+                slot.load_ns += load;
+            }
+            let joined = slot.sent.len() - sent_before - 1;
+            if joined == 0 {
+                writer.push_batch(first_seq, &run, flags, items);
+            } else {
+                // Each task has its own caller: its result goes as soon as it is done, not
+                // held back by a longer task after it in the frame.
+                let parts = slot.sent.range(sent_before..);
+                let inputs = parts.map(|s| s.run.framed(s.items.clone()));
+                writer.push_parts(first_seq, &run.job, flags | FLUSH_EACH, 1 + joined, inputs);
+            }
         }
         let added = writer.is_some();
         drop(writer);
@@ -434,6 +485,48 @@ impl Shared {
             }
         }
         (added || wake).then(|| Flush { w, outlet: conn.outlet.clone(), wake })
+    }
+
+    /// Moves to `sent` the single tasks at the front of `queue` that can share a batch frame
+    /// with the single task of `run` (sent last): at most `most` of them, while their load
+    /// fits in `room` nanoseconds and the frame in the frame limit. Returns how many joined
+    /// and their load; counts in `dropped` those discarded on the way (see [`Shared::fill`]).
+    fn join_singles(
+        &self,
+        queue: &mut VecDeque<Slice>,
+        sent: &mut VecDeque<Slice>,
+        run: &Run,
+        most: usize,
+        room: u64,
+        dropped: &mut usize,
+    ) -> (usize, u64) {
+        let flags = self.flags_of(run);
+        let limit = self.config.get_max_frame_bytes().saturating_sub(run.job.state.len());
+        let mut bytes = run.framed(0..1).len();
+        let (mut joined, mut load) = (0, 0);
+        while joined < most && load < room {
+            let Some(next) = queue.front() else { break };
+            if unwanted(next) {
+                *dropped += self.discard(next);
+                queue.pop_front();
+                continue;
+            }
+            let input = next.run.framed(next.items.clone()).len();
+            let fits = bytes + input <= limit && bytes + input < bulk::LARGE;
+            let same = next.run.len() == 1
+                && Arc::ptr_eq(&next.run.job, &run.job)
+                && self.flags_of(&next.run) == flags;
+            if !(fits && same) {
+                break;
+            }
+            let Some(mut next) = queue.pop_front() else { break };
+            next.load_ns = next.run.pace.load_ns();
+            bytes += input;
+            joined += 1;
+            load += next.load_ns;
+            sent.push_back(next);
+        }
+        (joined, load)
     }
 
     /// Kills worker `w` if its running head item was cancelled or ran out of time. Returns

@@ -389,3 +389,146 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     let err = s.answered(&mut s.lock(), 0, 5..7, Instant::now(), 1, |_, _| {}).unwrap_err();
     assert!(err.contains("never sent"), "{err}");
 }
+
+/// A request pipe that keeps what is written to it.
+#[derive(Default)]
+struct Recording(Mutex<Vec<u8>>);
+
+impl RequestPipe for Recording {
+    fn write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+}
+
+impl Recording {
+    /// The batch frames written so far: each one's first sequence number, job, flags and
+    /// inputs.
+    fn batches(&self) -> Vec<(u64, i64, u8, Vec<Vec<u8>>)> {
+        let mut reader = crate::wire::FrameReader::new(1 << 20);
+        reader.push(&self.0.lock().unwrap());
+        let mut batches = Vec::new();
+        while let Some((kind, range)) = reader.next_frame().unwrap() {
+            assert_eq!(kind, crate::wire::Kind::Batch);
+            let mut body = crate::wire::Body::new(reader.bytes(range));
+            let seq = body.u64("seq").unwrap();
+            let entry = body.i64("entry").unwrap();
+            let flags = body.u8("flags").unwrap();
+            body.bytes("state").unwrap();
+            let count = body.u32("count").unwrap();
+            let inputs = (0..count).map(|_| body.bytes("input").unwrap().to_vec()).collect();
+            body.finish("inputs").unwrap();
+            batches.push((seq, entry, flags, inputs));
+        }
+        batches
+    }
+}
+
+/// Puts a ready worker whose requests are recorded in slot `w`.
+fn connect_recorded(shared: &Shared, w: usize) -> Arc<Recording> {
+    let pipe = Arc::new(Recording::default());
+    let mut conn = Conn::new(100 + w as u32, Arc::new(FakeProcess::default()), pipe.clone());
+    conn.ready = true;
+    shared.lock().slots[w].conn = Some(conn);
+    pipe
+}
+
+/// A single task of `job` whose input is `[input]`, as `submit` makes it (its function's
+/// tasks share `pace`).
+fn single(job: &Arc<Shipped>, pace: &Arc<Pace>, input: u8) -> Arc<Run> {
+    let mut b = RunBuilder::new(job.clone());
+    b.push_encoded(&[input]);
+    let sink = Arc::new(Recorder { cancellable: true, ..Recorder::default() });
+    Arc::new(b.finish(sink, None, Batching::Fixed(1), pace.clone()))
+}
+
+/// Answers worker `w`'s head item and refills it, as its supervisor does.
+fn answer_one(s: &Shared, w: usize) {
+    let mut state = s.lock();
+    let seq = state.slots[w].conn.as_ref().unwrap().expect_seq;
+    s.answered(&mut state, w, seq..seq + 1, Instant::now(), 50, |_, _| {}).unwrap();
+    let flush = s.pump(&mut state, w);
+    drop(state);
+    s.flush(flush);
+}
+
+#[test]
+fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
+    let (fast, other) = (
+        Arc::new(Shipped { entry: 7, state: Vec::new() }),
+        Arc::new(Shipped { entry: 8, state: Vec::new() }),
+    );
+    let (pace, other_pace) = (Arc::new(Pace::default()), Arc::new(Pace::default()));
+    (0..200).for_each(|_| pace.record(50));
+    (0..200).for_each(|_| other_pace.record(50));
+    // An idle worker takes a task at once, alone: one for each.
+    for i in 0..2 {
+        s.submit(single(&fast, &pace, i));
+    }
+    assert_eq!(pipes[0].batches(), [(0, 7, CANCELLABLE, vec![vec![0]])]);
+    assert_eq!(pipes[1].batches(), [(0, 7, CANCELLABLE, vec![vec![1]])]);
+    // Both busy: the next ones wait, another function's among them.
+    for i in 2..6 {
+        s.submit(single(&fast, &pace, i));
+    }
+    s.submit(single(&other, &other_pace, 6));
+    for i in 7..9 {
+        s.submit(single(&fast, &pace, i));
+    }
+    assert_eq!(s.lock().queue.len(), 7, "nothing written while the workers are busy");
+    assert_eq!(pipes[0].batches().len(), 1);
+    // The first answer sends them all, in order: a frame per run of one function, numbered
+    // on, each result to be written as soon as it is done.
+    answer_one(&s, 0);
+    let each = CANCELLABLE | FLUSH_EACH;
+    let inputs = |r: std::ops::Range<u8>| r.map(|i| vec![i]).collect::<Vec<_>>();
+    assert_eq!(
+        pipes[0].batches()[1..],
+        [(1, 7, each, inputs(2..6)), (5, 8, CANCELLABLE, inputs(6..7)), (6, 7, each, inputs(7..9))]
+    );
+    assert!(s.lock().queue.is_empty());
+    assert_eq!(sent(&s, 0), 7);
+    // One answer covers items of several runs, in order.
+    let mut seen = Vec::new();
+    s.answered(&mut s.lock(), 0, 1..8, Instant::now(), 350, |run, items| {
+        seen.push((run.framed(0..1)[4], items));
+    })
+    .unwrap();
+    assert_eq!(seen, (2..9).map(|i| (i, 0..1)).collect::<Vec<_>>());
+}
+
+#[test]
+fn slow_single_tasks_go_at_once_one_per_frame_while_a_worker_has_room() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
+    let job = Arc::new(Shipped { entry: 7, state: Vec::new() });
+    // Not measured yet: taken to be slow, as a first task of a function is.
+    let pace = Arc::new(Pace::default());
+    for i in 0..6 {
+        s.submit(single(&job, &pace, i));
+    }
+    // Two batches' worth each (`in_flight` 2), then the queue.
+    let firsts = |w: usize| pipes[w].batches().iter().map(|b| b.3.clone()).collect::<Vec<_>>();
+    assert_eq!(firsts(0), [vec![vec![0]], vec![vec![2]]]);
+    assert_eq!(firsts(1), [vec![vec![1]], vec![vec![3]]]);
+    assert_eq!(s.lock().queue.len(), 2);
+}
+
+#[test]
+fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let pipe = connect_recorded(&s, 0);
+    let job = Arc::new(Shipped { entry: 7, state: Vec::new() });
+    let pace = Arc::new(Pace::default());
+    (0..200).for_each(|_| pace.record(50));
+    let runs: Vec<_> = (0..4).map(|i| single(&job, &pace, i)).collect();
+    runs.iter().for_each(|r| s.submit(r.clone()));
+    assert_eq!(s.lock().queue.len(), 3);
+    s.cancel(&*runs[2]);
+    answer_one(&s, 0);
+    let sent_inputs: Vec<_> = pipe.batches().into_iter().flat_map(|b| b.3).collect();
+    assert_eq!(sent_inputs, [vec![0], vec![1], vec![3]]);
+    assert_eq!(s.lock().outstanding, 3, "the cancelled one is done");
+}

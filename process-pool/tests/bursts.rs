@@ -1,0 +1,70 @@
+//! Single tasks submitted faster than the workers answer wait in the pool and travel together,
+//! several to a frame; each still settles its own handle, alone and as soon as it is done.
+
+mod common;
+
+use common::*;
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+
+/// Returns 3 at once for empty paths; otherwise creates the file `signal`, waits until the
+/// file `go` exists, and returns 1.
+fn hold(paths: (String, String)) -> u64 {
+    let (signal, go) = paths;
+    if signal.is_empty() {
+        return 3;
+    }
+    std::fs::write(&signal, "").unwrap();
+    wait_for_file(&go);
+    1
+}
+
+#[test]
+fn every_task_of_a_burst_settles_its_own_handle_and_a_cancelled_one_fails_alone() {
+    within("a burst of 5,000 tasks", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let handles: Vec<_> = (0..5_000u64).map(|i| pool.submit(square, i)).collect();
+        // Most of these still wait in the pool when they are cancelled.
+        let cancelled: Vec<bool> =
+            handles.iter().enumerate().map(|(i, h)| i % 7 == 3 && h.cancel()).collect();
+        // Joined last first: each handle has its own result, whatever frame carried it.
+        for (i, handle) in handles.into_iter().enumerate().rev() {
+            match handle.join() {
+                Ok(value) => assert!(!cancelled[i] && value == (i * i) as u64, "task {i}"),
+                Err(TaskError::Cancelled) => assert!(cancelled[i], "task {i} was not cancelled"),
+                Err(e) => panic!("task {i}: {e}"),
+            }
+        }
+        let stats = pool.stats();
+        let failed = cancelled.iter().filter(|c| **c).count() as u64;
+        assert!(failed > 0);
+        assert_eq!((stats.completed, stats.failed), (5_000 - failed, failed));
+    });
+}
+
+#[test]
+fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travelled_with_it() {
+    let scratch = Scratch::new("bursts");
+    let (gate_started, gate_go) = (scratch.file("gate-started"), scratch.file("gate-go"));
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("a quick task's join while a slow one of its frame runs", move || {
+        let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1))).unwrap();
+        // The pool learns that `hold` is quick.
+        for _ in 0..10 {
+            assert_eq!(pool.apply(hold, (String::new(), String::new())).unwrap(), 3);
+        }
+        // While a gate holds the worker, a quick and a slow `hold` wait in the pool; released,
+        // they travel together.
+        let gate = SignalThenWait { signal: gate_started.clone(), go: gate_go.clone() };
+        let gate = pool.submit(gate, 0);
+        wait_for_file(&gate_started);
+        let quick = pool.submit(hold, (String::new(), String::new()));
+        let slow = pool.submit(hold, (started.clone(), go.clone()));
+        std::fs::write(&gate_go, "").unwrap();
+        assert_eq!(gate.join().unwrap(), 0);
+        // The slow one waits for `go`, written only once the quick result is here.
+        assert_eq!(quick.join().unwrap(), 3);
+        wait_for_file(&started);
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(slow.join().unwrap(), 1);
+    });
+}
