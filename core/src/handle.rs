@@ -234,7 +234,10 @@ impl<R> Completer<R> {
 
 impl<R> Drop for Completer<R> {
     fn drop(&mut self) {
-        self.complete(Err(TaskError::ShutDown));
+        // Settled already, as nearly every completer is when dropped: no lock to take.
+        if !self.is_settled() {
+            self.complete(Err(TaskError::ShutDown));
+        }
     }
 }
 
