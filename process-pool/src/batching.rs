@@ -54,7 +54,12 @@ impl Default for Pace {
 impl Pace {
     /// Records how long a worker spent on one item.
     pub(crate) fn record(&self, ns: u64) {
-        let taken = self.samples.fetch_add(1, Ordering::Relaxed);
+        // Past the first samples only the average changes, and only a change is written:
+        // the submitting threads read the pace for every task.
+        let mut taken = self.samples.load(Ordering::Relaxed);
+        if taken < SMOOTHING {
+            taken = self.samples.fetch_add(1, Ordering::Relaxed);
+        }
         let weight = (taken + 1).min(SMOOTHING);
         let old = self.item_ns.load(Ordering::Relaxed);
         // Rounded away from `old`, so the average reaches a steady `ns` exactly.
@@ -63,7 +68,9 @@ impl Pace {
         } else {
             old - (old - ns).div_ceil(weight)
         };
-        self.item_ns.store(new.max(1), Ordering::Relaxed);
+        if new.max(1) != old {
+            self.item_ns.store(new.max(1), Ordering::Relaxed);
+        }
     }
 
     /// The estimated time of one item, in nanoseconds.

@@ -48,6 +48,9 @@ impl Group {
     }
 }
 
+/// Groups that [`Deliveries`] makes room for at once, past the first.
+const GROUPS_STEP: usize = 16;
+
 /// Outcomes to hand to sinks once the lock is released.
 #[derive(Default)]
 pub(crate) struct Deliveries {
@@ -84,6 +87,11 @@ impl Deliveries {
             .last()
             .is_some_and(|group| Arc::ptr_eq(&group.run, run) && group.first + group.len == index);
         if !joins {
+            if self.groups.len() == self.groups.capacity() {
+                // Many groups come from as many single tasks answered together: grow in
+                // steps, not by doubling from one.
+                self.groups.reserve(self.groups.len().max(GROUPS_STEP));
+            }
             let (entries, costs) = (Entries::new(), Costs::new());
             self.groups.push(Group { run: run.clone(), first: index, len: 0, entries, costs });
         }
