@@ -18,9 +18,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::run::{Batching, Run};
+use crate::scheduler::Shared;
 use crate::ship::Shipped;
 
 /// How long a batch of items should take in a worker: long enough to amortize a round trip,
@@ -90,32 +91,56 @@ impl Pace {
     }
 }
 
+/// A shipped job and the pace of its items, as its runs carry them: the runs of one `map` or
+/// `imap`, or the single tasks of a function that carries no state, share one, so a task
+/// counts one reference where it counted one for its job, one for its pace and one for its
+/// pool (counted up by the caller, down by a supervisor, on another core).
+#[derive(Debug)]
+pub(crate) struct Paced {
+    pub(crate) shipped: Shipped,
+    pub(crate) pace: Arc<Pace>,
+    /// The pool that sent its single tasks, to cancel one; dangling for batches.
+    pub(crate) pool: Weak<Shared>,
+}
+
+impl Paced {
+    /// `shipped` with a pace of its own, for the runs of one batch job.
+    pub(crate) fn new(shipped: Shipped) -> Arc<Self> {
+        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new() })
+    }
+}
+
 /// The paces of tasks submitted one by one, by function (the offset of the job's entry
 /// point): a task sent alone is costed by what the earlier tasks of its function measured.
-/// A function that carries no state is shipped once: its tasks share one [`Shipped`].
+/// A function that carries no state is shipped once: its tasks share one [`Paced`].
 #[derive(Debug, Default)]
 pub(crate) struct Paces {
     by_entry: Mutex<HashMap<i64, Known, BuildHasherDefault<EntryHasher>>>,
 }
 
 /// What [`Paces`] knows of a function: its pace, and the job if it carries no state.
-type Known = (Arc<Pace>, Option<Arc<Shipped>>);
+type Known = (Arc<Pace>, Option<Arc<Paced>>);
 
 impl Paces {
-    /// The job `shipped`, shared with earlier tasks of its function if it carries no state,
-    /// and the pace of its function's single tasks.
-    pub(crate) fn of(&self, shipped: Shipped) -> (Arc<Shipped>, Arc<Pace>) {
+    /// The job `shipped` of a single task sent by `pool`, with the pace of its function's
+    /// single tasks: shared with earlier tasks of its function if it carries no state.
+    pub(crate) fn of(&self, shipped: Shipped, pool: &Arc<Shared>) -> Arc<Paced> {
         let mut by_entry = self.by_entry.lock().unwrap_or_else(PoisonError::into_inner);
         if by_entry.len() >= MAX_PACES && !by_entry.contains_key(&shipped.entry) {
             by_entry.clear();
         }
         let (pace, stateless) = by_entry.entry(shipped.entry).or_default();
-        let shipped = match stateless {
+        let new =
+            |shipped| Arc::new(Paced { shipped, pace: pace.clone(), pool: Arc::downgrade(pool) });
+        match stateless {
             Some(known) if shipped.state.is_empty() => known.clone(),
-            _ if shipped.state.is_empty() => stateless.insert(Arc::new(shipped)).clone(),
-            _ => Arc::new(shipped),
-        };
-        (shipped, pace.clone())
+            _ if shipped.state.is_empty() => {
+                let known = new(shipped);
+                *stateless = Some(known.clone());
+                known
+            }
+            _ => new(shipped),
+        }
     }
 }
 
@@ -163,7 +188,7 @@ pub(crate) fn batch_len(
         Batching::Fixed(size) => size,
     };
     let take = batch.min(room).clamp(1, run_left.max(1));
-    run.fitting(start, take, limit.saturating_sub(run.job.state.len()))
+    run.fitting(start, take, limit.saturating_sub(run.job.shipped.state.len()))
 }
 
 #[cfg(test)]
@@ -176,11 +201,11 @@ mod tests {
     use crate::ship::Shipped;
 
     fn run(inputs: &[&[u8]], batching: Batching) -> Run<NullSink> {
-        let mut b = RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }));
+        let mut b = RunBuilder::new(Paced::new(Shipped { entry: 0, state: Vec::new() }));
         for input in inputs {
             b.push_encoded(input);
         }
-        b.finish(NullSink, None, batching, Arc::default())
+        b.finish(NullSink, None, batching)
     }
 
     #[test]
@@ -207,18 +232,22 @@ mod tests {
 
     #[test]
     fn single_tasks_share_a_pace_per_function() {
+        let pool = Arc::new(crate::scheduler::tests::shared(
+            crate::config::ProcessConfig::new(taskpool_core::Config::new().workers(1)),
+            1,
+        ));
         let paces = Paces::default();
         let job = |entry, state: &[u8]| Shipped { entry, state: state.to_vec() };
-        let (shipped, a) = paces.of(job(1, b""));
-        a.record(10);
-        let (again, b) = paces.of(job(1, b""));
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(Arc::ptr_eq(&shipped, &again), "a stateless job is shipped once");
-        let (with_state, c) = paces.of(job(1, b"state"));
-        assert!(Arc::ptr_eq(&a, &c));
-        assert_eq!(with_state.state, b"state", "a job's state is its own");
+        let a = paces.of(job(1, b""), &pool);
+        a.pace.record(10);
+        let again = paces.of(job(1, b""), &pool);
+        assert!(Arc::ptr_eq(&a, &again), "a stateless job is shipped once");
+        let with_state = paces.of(job(1, b"state"), &pool);
+        assert!(Arc::ptr_eq(&a.pace, &with_state.pace));
+        assert_eq!(with_state.shipped.state, b"state", "a job's state is its own");
+        assert!(with_state.pool.upgrade().is_some_and(|p| Arc::ptr_eq(&p, &pool)));
         assert_eq!(
-            paces.of(job(2, b"")).1.item_ns(),
+            paces.of(job(2, b""), &pool).pace.item_ns(),
             INITIAL_ITEM_NS,
             "another function starts afresh"
         );

@@ -175,12 +175,12 @@ impl Writer {
         items: Range<usize>,
     ) {
         let framed = run.framed(items.clone());
-        let count = items.len();
+        let (count, job) = (items.len(), &run.job.shipped);
         if framed.len() < bulk::LARGE {
-            protocol::encode_batch(&mut self.outbox, first_seq, &run.job, flags, count, framed);
+            protocol::encode_batch(&mut self.outbox, first_seq, job, flags, count, framed);
             return;
         }
-        protocol::encode_batch_head(&mut self.outbox, first_seq, &run.job, flags, count, framed);
+        protocol::encode_batch_head(&mut self.outbox, first_seq, job, flags, count, framed);
         let at = self.outbox.len();
         self.spliced.push_back(Splice { at, run: run.clone(), items, written: 0 });
     }

@@ -15,13 +15,13 @@ use serde::de::DeserializeOwned;
 use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
-use crate::batching::Pace;
+use crate::batching::Paced;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
-use crate::ship::{Ship, Shipped};
+use crate::ship::Ship;
 use crate::sink::{self, ChannelSink, Decode, Decoded, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
@@ -222,11 +222,11 @@ impl ProcessPool {
             completer.complete(Err(e));
             None
         };
-        let (shipped, pace) = match job.ship(Ship) {
-            Ok(shipped) => self.shared.paces.of(shipped),
+        let job = match job.ship(Ship) {
+            Ok(shipped) => self.shared.paces.of(shipped, &self.shared),
             Err(e) => return refuse(e),
         };
-        let mut builder = RunBuilder::new(shipped);
+        let mut builder = RunBuilder::new(job);
         builder.reserve(1);
         if let Err(e) = builder.push(&input, self.frame_limit()) {
             return refuse(e);
@@ -234,13 +234,7 @@ impl ProcessPool {
         let run = Arc::new_cyclic(|run: &Weak<Run<HandleSink<R>>>| {
             let run: Weak<dyn Cancel> = run.clone();
             completer.on_cancel_of(run);
-            let pool = Arc::downgrade(&self.shared);
-            builder.finish(
-                HandleSink { completer, decode, pool },
-                timeout,
-                Batching::Fixed(1),
-                pace,
-            )
+            builder.finish(HandleSink { completer, decode }, timeout, Batching::Fixed(1))
         });
         self.shared.submit(run.clone());
         Some(run)
@@ -263,8 +257,9 @@ impl ProcessPool {
         self.shared.config.get_max_frame_bytes()
     }
 
-    fn ship<J: Job>(job: &J) -> Result<Arc<Shipped>, TaskError> {
-        job.ship(Ship).map(Arc::new)
+    /// Ships the job of a batch, with a pace of its own.
+    fn ship<J: Job>(job: &J) -> Result<Arc<Paced>, TaskError> {
+        job.ship(Ship).map(Paced::new)
     }
 
     fn join_threads(&self) {
@@ -523,9 +518,8 @@ impl ProcessPool {
         let items = items.into_iter();
         let hint = items.size_hint().0;
         let (tx, rx) = crossbeam_channel::unbounded();
-        // The items go in runs of growing size that share one pace, so the workers start on
-        // the first while the caller still encodes the rest.
-        let pace = Arc::new(Pace::default());
+        // The items go in runs of growing size that share one job and pace, so the workers
+        // start on the first while the caller still encodes the rest.
         let mut chunk = Chunk::new(&shipped, 0, FIRST_CHUNK, hint);
         let (mut total, mut sent) = (0, 0);
         for (i, item) in items.enumerate() {
@@ -535,10 +529,10 @@ impl ProcessPool {
             }
             if total - chunk.start == chunk.len {
                 let next = Chunk::new(&shipped, total, (chunk.len * 2).min(MAX_CHUNK), hint);
-                sent += self.submit_chunk(std::mem::replace(&mut chunk, next), hint, &tx, &pace);
+                sent += self.submit_chunk(std::mem::replace(&mut chunk, next), hint, &tx);
             }
         }
-        sent += self.submit_chunk(chunk, hint, &tx, &pace);
+        sent += self.submit_chunk(chunk, hint, &tx);
         drop(tx);
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
@@ -579,7 +573,7 @@ struct Chunk {
 
 impl Chunk {
     /// The chunk of `len` items from `start`, of a `map` of about `hint` items.
-    fn new(shipped: &Arc<Shipped>, start: usize, len: usize, hint: usize) -> Self {
+    fn new(shipped: &Arc<Paced>, start: usize, len: usize, hint: usize) -> Self {
         let mut builder = RunBuilder::new(shipped.clone());
         builder.reserve(len.min(hint.saturating_sub(start)));
         Chunk { builder, start, len, indices: None }
@@ -614,14 +608,13 @@ impl ProcessPool {
         chunk: Chunk,
         hint: usize,
         tx: &Sender<Group<R>>,
-        pace: &Arc<Pace>,
     ) -> usize {
         let Chunk { builder, start, indices, .. } = chunk;
         let sent = builder.len();
         if sent > 0 {
             let batching = batching_for(&self.shared.config, hint.max(start + sent));
             let sink = ChannelSink { tx: tx.clone(), base: start, indices, abandoned: None };
-            self.shared.submit(Arc::new(builder.finish(sink, None, batching, pace.clone())));
+            self.shared.submit(Arc::new(builder.finish(sink, None, batching)));
         }
         sent
     }
@@ -680,7 +673,7 @@ pub(crate) fn cancel(shared: &Weak<Shared>, run: &Weak<Run>) {
 impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
     /// Cancels the single task of this run, as [`cancel`] does.
     fn cancel(&self) {
-        if let Some(shared) = self.sink.pool.upgrade() {
+        if let Some(shared) = self.job.pool.upgrade() {
             shared.cancel(self);
         }
     }
@@ -691,7 +684,8 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
 /// worker; those sent (at most `in_flight` batches per worker) finish.
 struct Stream<'p, J: Job, I> {
     pool: &'p ProcessPool,
-    job: Result<Arc<Shipped>, TaskError>,
+    /// The job, with what its items cost, learned over all of this iterator's runs.
+    job: Result<Arc<Paced>, TaskError>,
     items: Fuse<I>,
     /// The most items pulled and not yet yielded.
     window: usize,
@@ -703,8 +697,6 @@ struct Stream<'p, J: Job, I> {
     rx: Receiver<Group<J::Output>>,
     /// Set when the iterator is dropped: its items not sent yet are discarded.
     abandoned: Arc<AtomicBool>,
-    /// What the job's items cost, learned over all of this iterator's runs.
-    pace: Arc<Pace>,
 }
 
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
@@ -721,7 +713,6 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             tx,
             rx,
             abandoned: Arc::new(AtomicBool::new(false)),
-            pace: Arc::new(Pace::default()),
         }
     }
 
@@ -730,7 +721,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let workers = self.pool.workers();
         while self.order.held() < self.window {
             let room = self.window - self.order.held();
-            let batch = self.pace.batch_target().min(room).max(1);
+            let target = self.job.as_ref().map_or(1, |job| job.pace.batch_target());
+            let batch = target.min(room).max(1);
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job.clone(),
@@ -768,12 +760,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 abandoned: Some(self.abandoned.clone()),
             };
             let cap = (batch / workers).max(1);
-            self.pool.shared.submit(Arc::new(builder.finish(
-                sink,
-                None,
-                Batching::Adaptive(cap),
-                self.pace.clone(),
-            )));
+            self.pool.shared.submit(Arc::new(builder.finish(sink, None, Batching::Adaptive(cap))));
         }
     }
 }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use taskpool_core::backend::Job;
 use taskpool_core::{Direction, Pool, Side, TaskError};
 
-use crate::batching::{MAX_BATCH, Pace};
+use crate::batching::{MAX_BATCH, Paced};
 use crate::codec;
 use crate::pool::{self, ProcessPool};
 use crate::run::{Batching, Run, RunBuilder};
@@ -178,7 +178,8 @@ pub fn run_encoded(
     timeout: Option<Duration>,
     done: impl FnOnce(Outcomes) + Send + 'static,
 ) -> RemoteRun {
-    let mut builder = RunBuilder::new(job.0.clone());
+    // A pace of its own (a copy of the job's state with it): what this run's items cost.
+    let mut builder = RunBuilder::new(Paced::new(Shipped::clone(&job.0)));
     let mut start = 0;
     for &end in ends {
         builder.push_encoded(&inputs[start..end]);
@@ -196,8 +197,7 @@ pub fn run_encoded(
         single: n == 1,
     };
     let cap = n.div_ceil(pool.workers().max(1)).clamp(1, MAX_BATCH);
-    let pace = Arc::new(Pace::default());
-    let run: Arc<Run> = Arc::new(builder.finish(collector, timeout, Batching::Adaptive(cap), pace));
+    let run: Arc<Run> = Arc::new(builder.finish(collector, timeout, Batching::Adaptive(cap)));
     let handle = RemoteRun {
         shared: Arc::downgrade(&pool.shared),
         run: Arc::downgrade(&run),

@@ -10,23 +10,21 @@ use std::time::Duration;
 use serde::Serialize;
 use taskpool_core::{Direction, Side, TaskError};
 
-use crate::batching::Pace;
+use crate::batching::Paced;
 use crate::codec;
 use crate::handoff::{self, Holds};
-use crate::ship::Shipped;
 use crate::sink::Sink;
 
 /// One job with the encoded inputs of its items, and where their results go: built with its
 /// sink's own type, held as `Run` (the sink a trait object in the same allocation).
 pub(crate) struct Run<S: Sink + ?Sized = dyn Sink> {
-    pub(crate) job: Arc<Shipped>,
+    /// Its job, and what the job's items cost as measured so far: shared by the runs of one
+    /// `map` or `imap`, or of the single tasks of one function.
+    pub(crate) job: Arc<Paced>,
     inputs: Inputs,
     pub(crate) timeout: Option<Duration>,
     /// How many items travel in one batch.
     pub(crate) batching: Batching,
-    /// What its job's items cost, as measured so far: shared by the runs of one `imap`, or
-    /// of the single tasks of one function.
-    pub(crate) pace: Arc<Pace>,
     /// What its inputs hold for the workers (queue handles, shared bytes), until each
     /// item's outcome is delivered or the run is dropped.
     pub(crate) holds: Holds,
@@ -120,13 +118,13 @@ impl Inputs {
 
 /// Encodes the inputs of a run before it is built.
 pub(crate) struct RunBuilder {
-    job: Arc<Shipped>,
+    job: Arc<Paced>,
     inputs: Inputs,
     holds: Holds,
 }
 
 impl RunBuilder {
-    pub(crate) fn new(job: Arc<Shipped>) -> Self {
+    pub(crate) fn new(job: Arc<Paced>) -> Self {
         RunBuilder { job, inputs: Inputs::default(), holds: Holds::default() }
     }
 
@@ -172,7 +170,7 @@ impl RunBuilder {
             self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }
-        let size = self.inputs.bytes.len() - at - 4 + self.job.state.len();
+        let size = self.inputs.bytes.len() - at - 4 + self.job.shipped.state.len();
         if size > limit || !self.inputs.end(at) {
             self.inputs.undo(at);
             return Err(TaskError::TooLarge {
@@ -200,16 +198,15 @@ impl RunBuilder {
         self.inputs.len
     }
 
-    /// The run, with where its results go and the pace its job learns.
+    /// The run, with where its results go.
     pub(crate) fn finish<S: Sink>(
         self,
         sink: S,
         timeout: Option<Duration>,
         batching: Batching,
-        pace: Arc<Pace>,
     ) -> Run<S> {
         let RunBuilder { job, inputs, holds } = self;
-        Run { job, inputs, timeout, batching, pace, holds, sink }
+        Run { job, inputs, timeout, batching, holds, sink }
     }
 }
 
@@ -294,7 +291,7 @@ mod tests {
     }
 
     fn builder() -> RunBuilder {
-        RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }))
+        RunBuilder::new(Paced::new(crate::ship::Shipped { entry: 0, state: Vec::new() }))
     }
 
     fn encoded(v: u64) -> Vec<u8> {
@@ -311,8 +308,7 @@ mod tests {
         assert!(matches!(b.push(&vec![0u8; 100], 10), Err(TaskError::TooLarge { .. })));
         b.push(&2u64, 1 << 20).unwrap();
         b.push_encoded(&encoded(3));
-        let pace = Arc::new(Pace::default());
-        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         assert_eq!(run.len(), 3);
         for (i, v) in [1, 2, 3].into_iter().enumerate() {
             assert_eq!(run.input(i), encoded(v), "input {i}");
@@ -324,8 +320,7 @@ mod tests {
     fn a_single_input_is_the_whole_buffer() {
         let mut b = builder();
         b.push(&5u64, 1 << 20).unwrap();
-        let pace = Arc::new(Pace::default());
-        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         assert_eq!((run.len(), run.input(0)), (1, &encoded(5)[..]));
     }
 
@@ -340,8 +335,7 @@ mod tests {
                 assert!(b.push(&HalfWritten, 1 << 20).is_err());
             }
         }
-        let pace = Arc::new(Pace::default());
-        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1), pace);
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         assert_eq!(run.len(), values.len());
         for (i, v) in values.iter().enumerate() {
             assert_eq!(run.input(i), encoded(*v), "input {i}");

@@ -350,7 +350,7 @@ impl Shared {
         // supervisor sends it with the others that arrived meanwhile, in one frame: a burst
         // of them costs its caller no write and no wake-up per task. (A slow one would
         // travel alone anyway: it goes now to any worker with room.)
-        let fast = n == 1 && run.pace.batch_target() > 1;
+        let fast = n == 1 && run.job.pace.batch_target() > 1;
         state.queue.push_back(Slice::new(run, 0..n));
         if fast && !self.has_idle(&state) {
             return;
@@ -434,11 +434,11 @@ impl Shared {
             let run = front.run.clone();
             let left_in_quota = usize::try_from(quota - conn.served).unwrap_or(usize::MAX);
             // Each item counts its job's estimate; an idle worker always takes one.
-            let load_ns = run.pace.load_ns();
+            let load_ns = run.job.pace.load_ns();
             let room = budget.saturating_sub(slot.load_ns) / load_ns;
             let room_left = usize::try_from(room).unwrap_or(usize::MAX).max(1).min(left_in_quota);
             let start = front.items.start;
-            let target = run.pace.batch_target();
+            let target = run.job.pace.batch_target();
             let count =
                 batching::batch_len(&run, start, front.items.len(), target, room_left, limit);
             let items = start..start + count;
@@ -472,7 +472,13 @@ impl Shared {
                 // held back by a longer task after it in the frame.
                 let parts = slot.sent.range(sent_before..);
                 let inputs = parts.map(|s| s.run.framed(s.items.clone()));
-                writer.push_parts(first_seq, &run.job, flags | FLUSH_EACH, 1 + joined, inputs);
+                writer.push_parts(
+                    first_seq,
+                    &run.job.shipped,
+                    flags | FLUSH_EACH,
+                    1 + joined,
+                    inputs,
+                );
             }
         }
         let added = writer.is_some();
@@ -501,7 +507,7 @@ impl Shared {
         dropped: &mut usize,
     ) -> (usize, u64) {
         let flags = self.flags_of(run);
-        let limit = self.config.get_max_frame_bytes().saturating_sub(run.job.state.len());
+        let limit = self.config.get_max_frame_bytes().saturating_sub(run.job.shipped.state.len());
         let mut bytes = run.framed(0..1).len();
         let (mut joined, mut load) = (0, 0);
         while joined < most && load < room {
@@ -520,7 +526,7 @@ impl Shared {
                 break;
             }
             let Some(mut next) = queue.pop_front() else { break };
-            next.load_ns = next.run.pace.load_ns();
+            next.load_ns = next.run.job.pace.load_ns();
             bytes += input;
             joined += 1;
             load += next.load_ns;
@@ -613,7 +619,7 @@ impl Shared {
             head.items.start += n as usize;
             left -= n;
             slot.load_ns = slot.load_ns.saturating_sub(head.load_ns * n);
-            head.run.pace.record(item_ns);
+            head.run.job.pace.record(item_ns);
             if head.items.is_empty() {
                 slot.sent.pop_front();
             }

@@ -27,7 +27,7 @@ use crate::worker::{Inputs, Outputs};
 pub(crate) type BatchFn = fn(state: &[u8], inputs: &mut Inputs<'_>, out: &mut Outputs);
 
 /// A job ready to travel: which entry point runs it, and its encoded state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Shipped {
     pub(crate) entry: i64,
     pub(crate) state: Vec<u8>,

@@ -5,8 +5,8 @@
 //! result's `Deserialize` is user code: its panic fails that result alone.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
@@ -16,7 +16,6 @@ use taskpool_core::{Direction, Side, TaskError};
 use crate::codec;
 use crate::deliveries::{Costs, Entries, Entry};
 use crate::protocol::Values;
-use crate::scheduler::Shared;
 use crate::usage::{Cost, Usage};
 
 /// A result as a supervisor delivers it: its encoding, and what producing it cost.
@@ -304,12 +303,11 @@ pub(crate) fn decode_with_usage<R: DeserializeOwned>(
 /// How an outcome becomes what a handle holds: [`decode`] or [`decode_with_usage`].
 pub(crate) type Decode<T> = fn(Encoded<'_>) -> Result<T, TaskError>;
 
-/// The sink of a single submitted task: its handle, how to turn an outcome into what the
-/// handle holds, and the pool, for a cancellation (see `pool.rs`).
+/// The sink of a single submitted task: its handle, and how to turn an outcome into what the
+/// handle holds (its run's job knows the pool, for a cancellation: see `pool.rs`).
 pub(crate) struct HandleSink<T> {
     pub(crate) completer: Completer<T>,
     pub(crate) decode: Decode<T>,
-    pub(crate) pool: Weak<Shared>,
 }
 
 impl<T: Send> Sink for HandleSink<T> {

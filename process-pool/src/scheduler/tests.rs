@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use taskpool_core::Config;
 
 use super::*;
-use crate::batching::Pace;
+use crate::batching::Paced;
 use crate::run::RunBuilder;
 use crate::ship::Shipped;
 use crate::sink::{Received, Sink};
@@ -86,19 +86,19 @@ impl Sink for Arc<Recorder> {
 }
 
 fn run(n: usize, sink: impl Sink + 'static, batching: Batching) -> Arc<Run> {
-    let mut b = RunBuilder::new(Arc::new(Shipped { entry: 0, state: Vec::new() }));
+    let mut b = RunBuilder::new(Paced::new(Shipped { entry: 0, state: Vec::new() }));
     for i in 0..n {
         b.push_encoded(&[u8::try_from(i % 256).unwrap()]);
     }
-    Arc::new(b.finish(sink, None, batching, Arc::new(Pace::default())))
+    Arc::new(b.finish(sink, None, batching))
 }
 
 /// Teaches `run`'s job that its items take `ns` each, as if its workers had measured them.
 fn measured(run: &Run, ns: u64) {
-    (0..200).for_each(|_| run.pace.record(ns));
+    (0..200).for_each(|_| run.job.pace.record(ns));
 }
 
-fn shared(config: ProcessConfig, workers: usize) -> Shared {
+pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
     let wakes = (0..workers).map(|_| sys::eventfd().unwrap()).collect();
     Shared::new(config, wakes)
 }
@@ -347,7 +347,7 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
         answer_all(&s, 0, 50);
         answer_all(&s, 1, 50);
     }
-    assert_eq!(fast.pace.batch_target(), 4000, "200 µs of 50 ns items");
+    assert_eq!(fast.job.pace.batch_target(), 4000, "200 µs of 50 ns items");
 
     // Then a CPU-bound map on the same pool: 100 items of 1 ms, as a fresh pool would.
     let slow = run(100, NullSink, Batching::Adaptive(13));
@@ -355,7 +355,7 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
     assert_eq!(sent_of(&s, 0, &slow), [1, 1], "one by one, in_flight at a time");
     assert_eq!(sent_of(&s, 1, &slow), [1, 1], "both workers get a share");
     answer_all(&s, 0, 1_000_000);
-    assert_eq!(slow.pace.batch_target(), 1);
+    assert_eq!(slow.job.pace.batch_target(), 1);
     assert_eq!(sent_of(&s, 0, &slow), [1, 1], "measured slow: still one by one");
 
     // A job of 10 µs items grows from one item per batch to 20 as soon as one is measured.
@@ -383,7 +383,7 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     })
     .unwrap();
     assert_eq!(seen, [(true, 0..2), (true, 2..3), (false, 0..2)]);
-    assert_eq!(first.pace.item_ns(), 10, "the pace learns the mean of the group");
+    assert_eq!(first.job.pace.item_ns(), 10, "the pace learns the mean of the group");
     assert_eq!(sent(&s, 0), 1);
     assert_eq!(s.lock().slots[0].conn.as_ref().unwrap().expect_seq, 5);
     let err = s.answered(&mut s.lock(), 0, 5..7, Instant::now(), 1, |_, _| {}).unwrap_err();
@@ -434,12 +434,12 @@ fn connect_recorded(shared: &Shared, w: usize) -> Arc<Recording> {
 }
 
 /// A single task of `job` whose input is `[input]`, as `submit` makes it (its function's
-/// tasks share `pace`).
-fn single(job: &Arc<Shipped>, pace: &Arc<Pace>, input: u8) -> Arc<Run> {
+/// tasks share it, and its pace).
+fn single(job: &Arc<Paced>, input: u8) -> Arc<Run> {
     let mut b = RunBuilder::new(job.clone());
     b.push_encoded(&[input]);
     let sink = Arc::new(Recorder { cancellable: true, ..Recorder::default() });
-    Arc::new(b.finish(sink, None, Batching::Fixed(1), pace.clone()))
+    Arc::new(b.finish(sink, None, Batching::Fixed(1)))
 }
 
 /// Answers worker `w`'s head item and refills it, as its supervisor does.
@@ -457,25 +457,24 @@ fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
     let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
     let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
     let (fast, other) = (
-        Arc::new(Shipped { entry: 7, state: Vec::new() }),
-        Arc::new(Shipped { entry: 8, state: Vec::new() }),
+        Paced::new(Shipped { entry: 7, state: Vec::new() }),
+        Paced::new(Shipped { entry: 8, state: Vec::new() }),
     );
-    let (pace, other_pace) = (Arc::new(Pace::default()), Arc::new(Pace::default()));
-    (0..200).for_each(|_| pace.record(50));
-    (0..200).for_each(|_| other_pace.record(50));
+    (0..200).for_each(|_| fast.pace.record(50));
+    (0..200).for_each(|_| other.pace.record(50));
     // An idle worker takes a task at once, alone: one for each.
     for i in 0..2 {
-        s.submit(single(&fast, &pace, i));
+        s.submit(single(&fast, i));
     }
     assert_eq!(pipes[0].batches(), [(0, 7, CANCELLABLE, vec![vec![0]])]);
     assert_eq!(pipes[1].batches(), [(0, 7, CANCELLABLE, vec![vec![1]])]);
     // Both busy: the next ones wait, another function's among them.
     for i in 2..6 {
-        s.submit(single(&fast, &pace, i));
+        s.submit(single(&fast, i));
     }
-    s.submit(single(&other, &other_pace, 6));
+    s.submit(single(&other, 6));
     for i in 7..9 {
-        s.submit(single(&fast, &pace, i));
+        s.submit(single(&fast, i));
     }
     assert_eq!(s.lock().queue.len(), 7, "nothing written while the workers are busy");
     assert_eq!(pipes[0].batches().len(), 1);
@@ -503,11 +502,10 @@ fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
 fn slow_single_tasks_go_at_once_one_per_frame_while_a_worker_has_room() {
     let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
     let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
-    let job = Arc::new(Shipped { entry: 7, state: Vec::new() });
     // Not measured yet: taken to be slow, as a first task of a function is.
-    let pace = Arc::new(Pace::default());
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
     for i in 0..6 {
-        s.submit(single(&job, &pace, i));
+        s.submit(single(&job, i));
     }
     // Two batches' worth each (`in_flight` 2), then the queue.
     let firsts = |w: usize| pipes[w].batches().iter().map(|b| b.3.clone()).collect::<Vec<_>>();
@@ -520,10 +518,9 @@ fn slow_single_tasks_go_at_once_one_per_frame_while_a_worker_has_room() {
 fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     let pipe = connect_recorded(&s, 0);
-    let job = Arc::new(Shipped { entry: 7, state: Vec::new() });
-    let pace = Arc::new(Pace::default());
-    (0..200).for_each(|_| pace.record(50));
-    let runs: Vec<_> = (0..4).map(|i| single(&job, &pace, i)).collect();
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    let runs: Vec<_> = (0..4).map(|i| single(&job, i)).collect();
     runs.iter().for_each(|r| s.submit(r.clone()));
     assert_eq!(s.lock().queue.len(), 3);
     s.cancel(&*runs[2]);
