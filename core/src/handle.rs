@@ -97,7 +97,12 @@ const SPIN: Duration = Duration::from_micros(50);
 
 enum State<R> {
     Pending(Pending),
-    Ready(Result<R, TaskError>),
+    /// The outcome, and the backend's record of the task if it was the cancellation hook
+    /// (see [`Completer::on_cancel_of`]): let go with the outcome, by whoever takes it or
+    /// drops the handle last, usually the thread that submitted the task. A record freed by
+    /// the thread that allocated it costs no lock in a thread-caching allocator, where one
+    /// freed by the backend's thread contends with the submitter's next allocations.
+    Ready(Result<R, TaskError>, Option<Weak<dyn Cancel>>),
     Joined,
 }
 
@@ -132,15 +137,23 @@ impl<R> Slot<R> {
     }
 
     /// Settles the task if it is still pending and wakes joiners asleep on the condition
-    /// variable. Returns who else to tell (see [`Pending::wake`]), or `None` if the task was
-    /// already settled.
-    fn settle(&self, result: Result<R, TaskError>) -> Option<Pending> {
+    /// variable. Returns who else to tell (see [`Pending::wake`]) and the cancellation hook,
+    /// unless the hook is the backend's record and `keep_record` (see [`State::Ready`]); or
+    /// `None` if the task was already settled.
+    fn settle(&self, result: Result<R, TaskError>, keep_record: bool) -> Option<Pending> {
         let mut state = self.lock();
         let State::Pending(pending) = &mut *state else {
             return None;
         };
-        let pending = std::mem::take(pending);
-        *state = State::Ready(result);
+        let mut pending = std::mem::take(pending);
+        let record = match pending.on_cancel.take() {
+            Some(CancelHook::Of(record)) if keep_record => Some(record),
+            hook => {
+                pending.on_cancel = hook;
+                None
+            }
+        };
+        *state = State::Ready(result, record);
         self.settled.store(true, Ordering::Release);
         let sleepers = self.sleepers.load(Ordering::Relaxed);
         drop(state);
@@ -196,7 +209,7 @@ impl<R> Completer<R> {
     /// timed out), in which case `result` is dropped. Only the first settlement counts, so a
     /// backend may share a completer between the task and a watchdog that times it out.
     pub fn complete(&self, result: Result<R, TaskError>) -> bool {
-        match self.slot.settle(result) {
+        match self.slot.settle(result, true) {
             Some(pending) => {
                 pending.wake();
                 true
@@ -220,7 +233,10 @@ impl<R> Completer<R> {
 
     /// Like [`Completer::on_cancel`], with the backend's own record of the task as the hook:
     /// [`Cancel::cancel`] runs on it if it is still alive. The completer holds it weakly, so
-    /// the record may own the completer. Unlike a closure, it takes no allocation.
+    /// the record may own the completer. Unlike a closure, it takes no allocation. Once the
+    /// task completes, the weak reference stays with the outcome until the handle's owner
+    /// takes it (or the last of handle and completer is dropped): a record whose last strong
+    /// reference is gone is freed then, usually by the thread that allocated it.
     pub fn on_cancel_of(&self, target: Weak<dyn Cancel>) {
         self.set_on_cancel(CancelHook::Of(target));
     }
@@ -321,7 +337,7 @@ impl<R> TaskHandle<R> {
         match &*state {
             State::Pending(_) => None,
             State::Joined => Some(Err(TaskError::AlreadyJoined)),
-            State::Ready(_) => take(&mut state),
+            State::Ready(..) => take(&mut state),
         }
     }
 
@@ -337,7 +353,7 @@ impl<R> TaskHandle<R> {
     /// Returns `true` if the handle is now settled as [`TaskError::Cancelled`], `false` if the
     /// task had already finished.
     pub fn cancel(&self) -> bool {
-        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled)) else {
+        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled), false) else {
             return false;
         };
         if let Some(hook) = pending.on_cancel.take() {
@@ -352,7 +368,7 @@ impl<R> TaskHandle<R> {
         let mut state = self.slot.lock();
         loop {
             match &*state {
-                State::Ready(_) => return take(&mut state),
+                State::Ready(..) => return take(&mut state),
                 State::Joined => return Some(Err(TaskError::AlreadyJoined)),
                 State::Pending(_) => {}
             }
@@ -405,7 +421,7 @@ impl<R> TaskHandle<R> {
 
 fn take<R>(state: &mut State<R>) -> Option<Result<R, TaskError>> {
     match std::mem::replace(state, State::Joined) {
-        State::Ready(result) => Some(result),
+        State::Ready(result, _record) => Some(result),
         other => {
             *state = other;
             None
@@ -431,7 +447,7 @@ impl<R> Future for TaskHandle<R> {
                 Poll::Pending
             }
             State::Joined => Poll::Ready(Err(TaskError::AlreadyJoined)),
-            State::Ready(_) => {
+            State::Ready(..) => {
                 Poll::Ready(take(&mut state).unwrap_or(Err(TaskError::AlreadyJoined)))
             }
         }
@@ -487,6 +503,37 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst));
         assert_eq!(rx.try_recv(), Ok(4));
         assert!(c.is_settled());
+    }
+
+    /// A backend's record that counts its cancellations.
+    #[derive(Default)]
+    struct Record(AtomicUsize);
+
+    impl Cancel for Record {
+        fn cancel(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_completed_tasks_record_is_let_go_with_its_outcome_and_a_cancelled_ones_at_once() {
+        let record = Arc::new(Record::default());
+        let (c, h) = promise::<u8>();
+        let weak: Weak<Record> = Arc::downgrade(&record);
+        c.on_cancel_of(weak);
+        assert!(std::thread::spawn(move || c.complete(Ok(3))).join().unwrap());
+        assert_eq!(Arc::weak_count(&record), 1, "kept with the outcome, completer gone");
+        assert!(!h.cancel(), "settled: the hook does not run");
+        assert_eq!(h.join().unwrap(), 3);
+        assert_eq!(Arc::weak_count(&record), 0, "let go by the joiner");
+        // A cancellation runs the hook and lets it go.
+        let (c, h) = promise::<u8>();
+        let weak: Weak<Record> = Arc::downgrade(&record);
+        c.on_cancel_of(weak);
+        assert!(h.cancel());
+        assert_eq!((record.0.load(Ordering::SeqCst), Arc::weak_count(&record)), (1, 0));
+        drop(c);
+        assert!(matches!(h.join(), Err(TaskError::Cancelled)));
     }
 
     /// Counts the wake-ups of the task that polls with it.
