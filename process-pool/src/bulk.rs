@@ -20,6 +20,9 @@
 //!
 //! A large argument is not copied into its worker's outbox at all: the batch's inputs are
 //! written to the transport straight from the buffer they were encoded in (`outlet.rs`).
+//! A large value that is one byte string travels in a bulk frame of its own (`wire.rs`),
+//! which the reader puts straight into a vector of exactly its size ([`try_with_capacity`]):
+//! the vector the decoded value takes over, so that neither frame reader ever holds it.
 //!
 //! Measured on that machine (a 64 MiB `serde_bytes::ByteBuf` echoed by a worker): with every
 //! buffer kept but none on huge pages, 150–260 ms, most of it in the page faults of the three
@@ -76,6 +79,17 @@ fn advise_new_room(buf: &mut Vec<u8>, before: usize, additional: usize) {
     if additional >= HUGE && buf.capacity() != before {
         sys::advise_huge_pages(buf.spare_capacity_mut());
     }
+}
+
+/// An empty vector with room for exactly `len` bytes, on huge pages from [`HUGE`] on, or
+/// `None` if the allocator refuses it (the room is address space until it is written).
+pub(crate) fn try_with_capacity(len: usize) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).ok()?;
+    if len >= HUGE {
+        sys::advise_huge_pages(buf.spare_capacity_mut());
+    }
+    Some(buf)
 }
 
 /// A copy of `bytes` in a vector of exactly its length, on huge pages from [`HUGE`] on.

@@ -28,6 +28,7 @@
 //! | `0x0c` | map, struct (fields by name) | count, key and value pairs |
 //! | `0x0d` | a field or variant name, defined here | length, UTF-8 bytes |
 //! | `0x0e` | a field or variant name defined earlier | its number (in order of definition) |
+//! | `0x0f` | a string, bytes or run of `u8` (`0x08`–`0x0a`) whose bytes travel apart, in a bulk frame (see below) | that value's tag and length |
 //! | `0x40 + (kind << 3) + w` | integer of `kind` (`u8`, `u16`, `u32`, `u64`, `u128`, `i8`, `i16`, `i32`, `i64`, `i128`: 0 to 9) | the value in `1 << w` bytes (sign-extended for signed kinds) |
 //!
 //! A newtype struct is its content; an enum's unit variant is its name; any other variant is
@@ -36,6 +37,13 @@
 //! structs does not repeat its field names. A sequence of bytes travels as one copy each way:
 //! the encoder recognizes a slice of `u8` behind `Vec<u8>`'s and `[u8]`'s `Serialize`, and the
 //! decoder recognizes serde's own `Vec<u8>` visitor and builds the vector from the run.
+//!
+//! A large value that is one byte string (a `ByteBuf`, `Vec<u8>` or `String` of megabytes)
+//! crosses between processes without its bytes in its encoding: the sender writes them from
+//! the encoding, in a bulk frame of their own (`wire.rs`), and puts a `0x0f` reference in
+//! their place ([`bulk_reference`]); the receiver reads them straight into a vector and lends
+//! it to the decoding of the frame that follows ([`with_bulk`]), which hands that vector to
+//! the value as it is.
 //!
 //! The decoder reads bytes another process wrote: it never panics on them, checks every length
 //! and count against the bytes left before it allocates, nests at most [`MAX_DEPTH`] levels,
@@ -113,6 +121,69 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
     Ok(())
 }
 
+/// If `encoding` is one byte string (a string, bytes or a run of `u8`), the length of its
+/// head (tag and length): the bytes after it are the string's.
+pub(crate) fn byte_string_head(encoding: &[u8]) -> Option<usize> {
+    let (&tag, rest) = encoding.split_first()?;
+    if !matches!(tag, STR | BYTES | BYTE_RUN) {
+        return None;
+    }
+    let mut decoder = Decoder { rest, names: NameTable::new(), depth: 0 };
+    let len = decoder.varint().ok()?;
+    let head = encoding.len() - decoder.rest.len();
+    (usize::try_from(len).ok()? == decoder.rest.len()).then_some(head)
+}
+
+/// Appends to `out` the encoding of a byte string whose `head` ([`byte_string_head`]) is
+/// given and whose bytes travel apart, in a bulk frame.
+pub(crate) fn bulk_reference(out: &mut Vec<u8>, head: &[u8]) {
+    out.push(BULK);
+    out.extend_from_slice(head);
+}
+
+/// Appends `encoding` to `out` whole, for a value that travels on encoded rather than
+/// decoded here: a reference to bytes that came apart ([`bulk_reference`]) is replaced by
+/// the string's head and the bytes lent to this thread ([`with_bulk`]).
+///
+/// # Errors
+///
+/// A reference whose bytes did not come (or came at another length); `out` is left as it
+/// was.
+pub(crate) fn append_whole(encoding: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let Some((&BULK, head)) = encoding.split_first() else {
+        out.extend_from_slice(encoding);
+        return Ok(());
+    };
+    let mut decoder = Decoder { rest: head, names: NameTable::new(), depth: 0 };
+    let (_, bytes) = decoder.bulk()?;
+    if !decoder.rest.is_empty() {
+        return Err(left_over(decoder.rest.len()));
+    }
+    bulk::reserve(out, head.len() + bytes.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+thread_local! {
+    /// The bytes a bulk frame brought for the value this thread decodes now.
+    static LENT: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `bulk` lent to the decoding on this thread: the first bulk reference
+/// [`decode`] meets takes it. Whatever `f` did not take is dropped after it, and what was
+/// lent before is lent again (a task may decode inside another decoding's `Drop`).
+pub(crate) fn with_bulk<R>(bulk: Option<Vec<u8>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Vec<u8>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LENT.set(self.0.take());
+        }
+    }
+    let _restore = Restore(LENT.replace(bulk));
+    f()
+}
+
 #[cold]
 fn left_over(left: usize) -> CodecError {
     CodecError(format!("{left} bytes left over after the value"))
@@ -165,6 +236,7 @@ const SEQ: u8 = 0x0b;
 const MAP: u8 = 0x0c;
 const NAME: u8 = 0x0d;
 const NAME_REF: u8 = 0x0e;
+const BULK: u8 = 0x0f;
 /// Integers: `INT + (kind << 3) + w`, the value in `1 << w` bytes.
 const INT: u8 = 0x40;
 const INT_END: u8 = INT + (10 << 3);
@@ -810,6 +882,24 @@ impl<'de> Decoder<'de> {
         std::str::from_utf8(self.bytes()?).map_err(not_utf8)
     }
 
+    /// After a [`BULK`] tag: the tag of the byte string it stands for, and its bytes, taken
+    /// from what [`with_bulk`] lent.
+    fn bulk(&mut self) -> Result<(u8, Vec<u8>), CodecError> {
+        let tag = self.byte()?;
+        if !matches!(tag, STR | BYTES | BYTE_RUN) {
+            return Err(bad_tag(tag));
+        }
+        let len = self.varint()?;
+        match LENT.take() {
+            Some(bytes) if bytes.len() as u64 == len => Ok((tag, bytes)),
+            Some(bytes) => Err(CodecError(format!(
+                "a bulk of {} bytes came for a value of {len} bytes",
+                bytes.len()
+            ))),
+            None => Err(CodecError("the bytes of a large value did not arrive".into())),
+        }
+    }
+
     /// The name after a [`NAME`] or [`NAME_REF`] tag.
     fn name(&mut self, tag: u8) -> Result<&'de str, CodecError> {
         if tag == NAME {
@@ -938,6 +1028,9 @@ impl<'de> Decoder<'de> {
             STR | BYTES | BYTE_RUN => {
                 self.bytes()?;
             }
+            BULK => {
+                self.bulk()?;
+            }
             NAME | NAME_REF => {
                 self.name(tag)?;
             }
@@ -1009,6 +1102,35 @@ impl<'de> de::Deserializer<'de> for &mut Probe {
     }
 }
 
+/// `bytes` as the value of a visitor that makes a `Vec<u8>` ([`is_vec_u8_visitor`]), moved.
+fn vec_u8_value<'de, V: Visitor<'de>>(bytes: Vec<u8>) -> V::Value {
+    assert!(is_vec_u8_visitor::<V>(), "not a Vec<u8> visitor");
+    let bytes = ManuallyDrop::new(bytes);
+    // SAFETY: `V::Value` is `Vec<u8>` (checked above; type ids differ in everything but
+    // lifetimes, and `Vec<u8>` has none), so reading the vector as a `V::Value` moves it;
+    // `ManuallyDrop` keeps it from being dropped twice.
+    unsafe { std::ptr::read((&raw const *bytes).cast::<V::Value>()) }
+}
+
+/// Hands a byte string that came in a bulk frame (`tag` says which kind) to `visitor`, as
+/// an owned vector or string where it takes one.
+fn visit_bulk<'de, V: Visitor<'de>>(
+    tag: u8,
+    bytes: Vec<u8>,
+    visitor: V,
+) -> Result<V::Value, CodecError> {
+    match tag {
+        STR => visitor.visit_string(String::from_utf8(bytes).map_err(not_utf8)?),
+        BYTES => visitor.visit_byte_buf(bytes),
+        _ => {
+            let mut seq = de::value::SeqDeserializer::<_, CodecError>::new(bytes.into_iter());
+            let value = visitor.visit_seq(&mut seq)?;
+            seq.end()?;
+            Ok(value)
+        }
+    }
+}
+
 /// Whether `V` is serde's `Vec<u8>` visitor, whose value is exactly the bytes it visits.
 fn is_vec_u8_visitor<'de, V: Visitor<'de>>() -> bool {
     typeid::of::<V::Value>() == TypeId::of::<Vec<u8>>()
@@ -1073,20 +1195,29 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
             }
             SEQ => self.items(1, |items| visitor.visit_seq(items)),
             MAP => self.items(2, |items| visitor.visit_map(items)),
+            BULK => {
+                let (tag, bytes) = self.bulk()?;
+                visit_bulk(tag, bytes, visitor)
+            }
             _ => Err(bad_tag(tag)),
         }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        if matches!(self.peek()?, BYTES | BYTE_RUN) && is_vec_u8_visitor::<V>() {
-            self.byte()?;
-            let bytes = ManuallyDrop::new(bulk::copy(self.bytes()?));
-            // SAFETY: `V::Value` is `Vec<u8>` (checked by `is_vec_u8_visitor`; type ids differ
-            // in everything but lifetimes, and `Vec<u8>` has none), so reading the vector as a
-            // `V::Value` moves it; `ManuallyDrop` keeps it from being dropped twice.
-            return Ok(unsafe { std::ptr::read((&raw const *bytes).cast::<V::Value>()) });
+        match self.peek()? {
+            BYTES | BYTE_RUN if is_vec_u8_visitor::<V>() => {
+                self.byte()?;
+                Ok(vec_u8_value::<V>(bulk::copy(self.bytes()?)))
+            }
+            BULK if is_vec_u8_visitor::<V>() => {
+                self.byte()?;
+                match self.bulk()? {
+                    (BYTES | BYTE_RUN, bytes) => Ok(vec_u8_value::<V>(bytes)),
+                    (tag, bytes) => visit_bulk(tag, bytes, visitor),
+                }
+            }
+            _ => self.deserialize_any(visitor),
         }
-        self.deserialize_any(visitor)
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
@@ -1094,6 +1225,11 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
             BYTES | BYTE_RUN => {
                 self.byte()?;
                 visitor.visit_borrowed_bytes(self.bytes()?)
+            }
+            BULK => {
+                self.byte()?;
+                let (_, bytes) = self.bulk()?;
+                visitor.visit_byte_buf(bytes)
             }
             _ => self.deserialize_any(visitor),
         }

@@ -12,7 +12,9 @@
 //! A batch whose inputs come to [`bulk::LARGE`] or more is not copied into the outbox: the
 //! outbox holds its frame's head, and the inputs are written later straight from their run
 //! ([`Writer::push_batch`]). A large argument so takes one copy less on its way, and the
-//! pool's lock is never held while megabytes are copied.
+//! pool's lock is never held while megabytes are copied. A batch of one input that is one
+//! byte string goes as a bulk frame of its bytes, then the batch frame with a reference to
+//! them (see `codec.rs`), so the worker reads the bytes straight into its argument's vector.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,11 +25,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::bulk;
+use crate::codec;
 use crate::protocol;
 use crate::ring::Producer;
 use crate::run::Run;
 use crate::ship::Shipped;
 use crate::sys;
+use crate::wire;
 
 /// Where a worker's requests go: its request ring, or the write end of its request pipe
 /// (non-blocking).
@@ -158,7 +162,8 @@ struct Splice {
     at: usize,
     run: Arc<Run>,
     items: Range<usize>,
-    /// Bytes of them written.
+    /// Bytes of them written (from the first one not to write: a byte string's head stays
+    /// out of its bulk frame).
     written: usize,
 }
 
@@ -180,9 +185,23 @@ impl Writer {
             protocol::encode_batch(&mut self.outbox, first_seq, job, flags, count, framed);
             return;
         }
-        protocol::encode_batch_head(&mut self.outbox, first_seq, job, flags, count, framed);
+        // One input, a `u32` length then its encoding.
+        let head = if count == 1 { codec::byte_string_head(&framed[4..]) } else { None };
+        let Some(head) = head else {
+            protocol::encode_batch_head(&mut self.outbox, first_seq, job, flags, count, framed);
+            let at = self.outbox.len();
+            self.spliced.push_back(Splice { at, run: run.clone(), items, written: 0 });
+            return;
+        };
+        let skip = 4 + head;
+        wire::put_bulk_head(&mut self.outbox, framed.len() - skip);
         let at = self.outbox.len();
-        self.spliced.push_back(Splice { at, run: run.clone(), items, written: 0 });
+        self.spliced.push_back(Splice { at, run: run.clone(), items, written: skip });
+        let mut reference = vec![0; 4];
+        codec::bulk_reference(&mut reference, &framed[4..skip]);
+        let len = u32::try_from(reference.len() - 4).unwrap_or(u32::MAX);
+        reference[..4].copy_from_slice(&len.to_le_bytes());
+        protocol::encode_batch(&mut self.outbox, first_seq, job, flags, 1, &reference);
     }
 
     /// Appends one [`Kind::Batch`](crate::wire::Kind::Batch) frame for `count` single items

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::TaskError;
 
+use crate::codec;
 use crate::deliveries::Deliveries;
 use crate::doorbell::Spin;
 use crate::protocol::{self, ItemResult};
@@ -214,7 +215,9 @@ impl Reception {
     pub(crate) fn take_ring(&self, shared: &Shared, receiving: &mut Receiving, by: Reader) -> bool {
         loop {
             let Some((ring, reader)) = &mut receiving.ring else { return true };
-            let filled = reader.fill_with(|buf| ring.read(buf).map_err(std::io::Error::other));
+            let filled = reader.fill_with(|buf, most| {
+                ring.read_appending(buf, most).map_err(std::io::Error::other)
+            });
             let filled = match filled {
                 Ok(n) => n,
                 Err(broken) => {
@@ -346,12 +349,8 @@ impl Reception {
     }
 }
 
-/// Handles every complete frame in `reader` (read from `origin` of the worker in slot `w`)
-/// under one lock: the hello (or the refusal) of a starting worker, then results: records
-/// the answers (and counts them as delivered) and refills the worker; then hands the results
-/// to their sinks outside the lock. Counting before handing over is safe: `shutdown` and
-/// `drop` also wait for the supervisor to end, which it does only after handing over. Bells
-/// are only wake-ups: they carry nothing.
+/// Handles every complete frame in `reader` (read from `origin` of the worker in slot `w`):
+/// see [`read_some_frames`].
 fn read_frames(
     shared: &Shared,
     w: usize,
@@ -360,7 +359,29 @@ fn read_frames(
     origin: Origin,
     last_words: &mut LastWords,
 ) {
+    while read_some_frames(shared, w, reader, start, origin, last_words) {}
+}
+
+/// Handles complete frames in `reader` (read from `origin` of the worker in slot `w`) under
+/// one lock: the hello (or the refusal) of a starting worker, then results: records the
+/// answers (and counts them as delivered) and refills the worker; then hands the results to
+/// their sinks outside the lock. Counting before handing over is safe: `shutdown` and `drop`
+/// also wait for the supervisor to end, which it does only after handing over. Bells are only
+/// wake-ups: they carry nothing.
+///
+/// A result that came after a bulk frame is handed over with the bulk lent to its decoding
+/// (see `codec.rs`), and last among those of this call: returns `true` then, for the frames
+/// after it.
+fn read_some_frames(
+    shared: &Shared,
+    w: usize,
+    reader: &mut FrameReader,
+    start: &mut Start,
+    origin: Origin,
+    last_words: &mut LastWords,
+) -> bool {
     let mut deliveries = Deliveries::default();
+    let mut lent = None;
     let now = Instant::now();
     let mut state = shared.lock();
     let mut hello = false;
@@ -382,6 +403,10 @@ fn read_frames(
             }
         };
         let (kind, range) = frame;
+        // Only a result on the ring or a worker's only pipe takes a bulk: a last word, or
+        // anything else, that came after one fails to decode it if it refers to it.
+        let bulk =
+            reader.take_bulk().filter(|_| kind == Kind::Done && origin != Origin::PipeBesideRing);
         if kind == Kind::Bell && origin != Origin::Ring {
             continue;
         }
@@ -444,6 +469,10 @@ fn read_frames(
             reader.discard();
             break;
         }
+        if bulk.is_some() {
+            lent = bulk;
+            break;
+        }
     }
     let flushes = if hello {
         shared.pump_all(&mut state)
@@ -453,8 +482,10 @@ fn read_frames(
     shared.delivered(&mut state, deliveries.len());
     drop(state);
     shared.flush(flushes);
+    let again = lent.is_some();
     let reader = &*reader;
-    deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally);
+    codec::with_bulk(lent, || deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally));
+    again
 }
 
 /// Records one result frame of worker `w`, read at `now` (`list`: the bytes of its values'

@@ -250,11 +250,19 @@ impl Sink for Collector {
             let item = match outcome {
                 _ if cancelled => Err(TaskError::Cancelled),
                 Ok(value) => {
+                    // Whole: a large byte string's bytes came apart (see `codec.rs`).
                     let bytes = &mut state.outcomes.bytes;
                     let at = bytes.len();
-                    bytes.extend_from_slice(value.bytes);
-                    values += 1;
-                    Ok(at..bytes.len())
+                    match codec::append_whole(value.bytes, bytes) {
+                        Ok(()) => {
+                            values += 1;
+                            Ok(at..bytes.len())
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            Err(TaskError::serialization(Side::Result, Direction::Decode, e))
+                        }
+                    }
                 }
                 Err(e) => {
                     errors += 1;

@@ -279,16 +279,47 @@ impl Consumer {
     /// # Errors
     ///
     /// [`Broken`]: the producer published an impossible tail.
+    #[cfg(test)]
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, Broken> {
-        let n = self.available()?.min(buf.len());
+        self.take(buf.len(), |memory, [(at, first), (start, second)]| {
+            let (front, back) = buf[..first + second].split_at_mut(first);
+            memory.read_at(at, front) && memory.read_at(start, back)
+        })
+    }
+
+    /// Copies at most `max` waiting bytes onto the end of `buf`, into the room it has (its
+    /// spare capacity, not cleared first), and publishes that they were read; returns how
+    /// many. Does not ring the space bell.
+    ///
+    /// # Errors
+    ///
+    /// [`Broken`]: the producer published an impossible tail.
+    pub(crate) fn read_appending(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<usize, Broken> {
+        let room = max.min(buf.capacity() - buf.len());
+        self.take(room, |memory, [(at, first), (start, second)]| {
+            memory.read_appending(at, first, buf) && memory.read_appending(start, second, buf)
+        })
+    }
+
+    /// Takes at most `most` waiting bytes: `copy` copies them out of the memory, given where
+    /// the two pieces lie (before and after the wrap) and their lengths. Publishes the new
+    /// head once they are copied.
+    fn take(
+        &mut self,
+        most: usize,
+        copy: impl FnOnce(&SharedMemory, [(usize, usize); 2]) -> bool,
+    ) -> Result<usize, Broken> {
+        let n = self.available()?.min(most);
         if n == 0 {
             return Ok(0);
         }
         let (at, to_end) = self.ring.at(self.head);
         let first = n.min(to_end);
-        let memory = &self.ring.memory;
-        let (front, back) = buf[..n].split_at_mut(first);
-        if !(memory.read_at(at, front) && memory.read_at(self.ring.at(0).0, back)) {
+        if !copy(&self.ring.memory, [(at, first), (self.ring.at(0).0, n - first)]) {
             self.broken = true;
             return Err(Broken);
         }
@@ -463,7 +494,9 @@ mod tests {
             let mut written = 0;
             'feed: while written < stream.len() {
                 written += producer.write(&stream[written..]).unwrap();
-                let n = reader.fill_with(|buf| Ok(consumer.read(buf).unwrap())).unwrap();
+                let n = reader
+                    .fill_with(|buf, most| Ok(consumer.read_appending(buf, most).unwrap()))
+                    .unwrap();
                 assert!(n <= LAYOUT.capacity);
                 loop {
                     match reader.next_frame() {
@@ -502,9 +535,8 @@ mod tests {
                 let piece = (1 + rng.below(300)).min(stream.len() - written);
                 written += producer.write(&stream[written..written + piece]).unwrap();
                 let most = 1 + rng.below(300);
-                let room = |buf: &mut [u8]| {
-                    let n = most.min(buf.len());
-                    Ok(consumer.read(&mut buf[..n]).unwrap())
+                let room = |buf: &mut Vec<u8>, room: usize| {
+                    Ok(consumer.read_appending(buf, most.min(room)).unwrap())
                 };
                 reader.fill_with(room).unwrap();
                 while let Some((kind, range)) = reader.next_frame().unwrap() {

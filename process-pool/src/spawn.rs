@@ -129,6 +129,8 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                     self.outcome = Some(Err(TaskError::WorkerStart { reason }));
                 }
                 Ok(Some((kind, range))) => {
+                    // A large byte string result comes in a bulk frame before its frame.
+                    let bulk = self.reader.take_bulk();
                     self.outcome = Some(
                         match protocol::decode_result(kind, self.reader.bytes(range.clone()), range)
                         {
@@ -136,7 +138,8 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                                 Ok(list) => {
                                     let mut values = item.values(self.reader.bytes(list.clone()));
                                     let value = values.next().unwrap_or_default();
-                                    codec::decode(self.reader.bytes(value)).map_err(|e| {
+                                    let value = self.reader.bytes(value);
+                                    codec::with_bulk(bulk, || codec::decode(value)).map_err(|e| {
                                         TaskError::serialization(Side::Result, Direction::Decode, e)
                                     })
                                 }

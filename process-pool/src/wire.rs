@@ -26,6 +26,11 @@ pub(crate) enum Kind {
     Init = 1,
     /// Parent → worker: items to run with one job.
     Batch = 2,
+    /// Either way: the bytes of the one large byte string the next frame holds, which it
+    /// encodes as a reference to them (see [`FrameReader::take_bulk`] and `codec.rs`). The
+    /// reader puts them straight into a vector of their own, so they are copied once on
+    /// their way and become the value decoded without another copy.
+    Bulk = 3,
     /// Worker → parent, once, after a successful start.
     Hello = 10,
     /// Worker → parent: the initializer or the start checks failed; the worker exits.
@@ -46,6 +51,7 @@ impl Kind {
         Some(match b {
             1 => Kind::Init,
             2 => Kind::Batch,
+            3 => Kind::Bulk,
             10 => Kind::Hello,
             11 => Kind::InitFailed,
             12 => Kind::Done,
@@ -94,6 +100,13 @@ pub(crate) fn end_frame_before(out: &mut [u8], start: usize, more: usize) -> usi
     let field = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&field.to_le_bytes());
     len
+}
+
+/// Appends the head of a [`Kind::Bulk`] frame whose `len` bytes follow it in the stream,
+/// written from where they are.
+pub(crate) fn put_bulk_head(out: &mut Vec<u8>, len: usize) {
+    let at = begin_frame(out, Kind::Bulk);
+    end_frame_before(out, at, len);
 }
 
 /// Appends a little-endian `u32`.
@@ -201,17 +214,30 @@ impl<'a> Body<'a> {
 ///
 /// Its buffer grows with the bytes that arrive (doubling, so a large frame takes a few reads),
 /// up to the frame being read plus one read's worth: a caller that takes every complete frame
-/// before reading again never has more than `limit + HEADER + READ_CHUNK` bytes allocated,
-/// whatever the peer sends.
+/// before reading again never has more than `limit + HEADER + READ_CHUNK` bytes allocated for
+/// it, whatever the peer sends. Bytes are read into room not cleared first.
+///
+/// A [`Kind::Bulk`] frame is not returned: its body is read into a vector of its own and
+/// handed to whoever handles the frame after it ([`FrameReader::take_bulk`]). That vector is
+/// reserved at once at the length the frame's header claims (at most the limit), so that the
+/// bytes are copied once, into memory that is not moved and, from 32 MiB, on huge pages:
+/// address space only, which the kernel backs as the bytes arrive; a reservation it refuses
+/// is a protocol error, not an abort. One bulk at a time: a second before the frame that
+/// takes the first is a protocol error too.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
+    /// The bytes read and not yet returned as frames start at `start`; its length is the end
+    /// of what was read.
     buf: Vec<u8>,
     /// Start of the bytes not yet returned as frames.
     start: usize,
-    /// End of the bytes read so far.
-    end: usize,
     /// The largest frame (kind plus body) accepted.
     limit: usize,
+    /// A bulk frame's body, as read so far, and its length.
+    bulk: Option<(Vec<u8>, usize)>,
+    /// The body of the bulk frame before the frame last returned, until it is taken or the
+    /// next frame is asked for.
+    attached: Option<Vec<u8>>,
 }
 
 /// How much a reader asks the kernel for at once, at least.
@@ -220,7 +246,7 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 impl FrameReader {
     #[inline]
     pub(crate) fn new(limit: usize) -> Self {
-        FrameReader { buf: Vec::new(), start: 0, end: 0, limit }
+        FrameReader { buf: Vec::new(), start: 0, limit, bulk: None, attached: None }
     }
 
     /// Changes the largest frame accepted.
@@ -230,20 +256,27 @@ impl FrameReader {
 
     /// Reads what the descriptor has (blocking if it has nothing). Returns 0 at end of file.
     pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
-        self.fill_with(|buf| sys::read(fd, buf))
+        self.fill_with(|buf, most| sys::read_appending(fd, buf, most))
     }
 
-    /// Makes room, then lets `read` put bytes at the end of what is held, as a read(2) would:
-    /// it returns how many it put, 0 for end of input.
+    /// Makes room, then lets `read` append at most the given number of bytes to the vector
+    /// it is given, into the room the vector has (as [`sys::read_appending`] does); it returns
+    /// 0 for end of input. Returns how many bytes it appended. A bulk frame's body is read
+    /// into its own vector.
     pub(crate) fn fill_with(
         &mut self,
-        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+        read: impl FnOnce(&mut Vec<u8>, usize) -> io::Result<usize>,
     ) -> io::Result<usize> {
+        if let Some((bytes, len)) = &mut self.bulk
+            && bytes.len() < *len
+        {
+            return append(bytes, *len - bytes.len(), read);
+        }
         self.make_room();
-        let room = &mut self.buf[self.end..];
-        let n = read(room)?.min(room.len());
-        self.end += n;
-        Ok(n)
+        let room = self.buf.capacity() - self.buf.len();
+        let n = append(&mut self.buf, room, read);
+        self.start = self.start.min(self.buf.len());
+        n
     }
 
     /// Appends all of `bytes` as if they were read, in as many reads as it takes.
@@ -251,9 +284,9 @@ impl FrameReader {
     pub(crate) fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let n = self
-                .fill_with(|room| {
-                    let n = room.len().min(bytes.len());
-                    room[..n].copy_from_slice(&bytes[..n]);
+                .fill_with(|buf, room| {
+                    let n = room.min(bytes.len());
+                    buf.extend_from_slice(&bytes[..n]);
                     Ok(n)
                 })
                 .unwrap_or(0);
@@ -263,7 +296,7 @@ impl FrameReader {
 
     /// Whether the buffer grew to [`bulk::LARGE`] or more (for a large frame) and is kept.
     pub(crate) fn holds_large(&self) -> bool {
-        self.buf.len() >= bulk::LARGE
+        self.buf.capacity() >= bulk::LARGE
     }
 
     /// Gives back the memory of a buffer that grew for a large frame, if no byte is held (see
@@ -277,7 +310,9 @@ impl FrameReader {
     /// Drops every byte held: what a peer that broke the protocol sent later is not read.
     pub(crate) fn discard(&mut self) {
         self.start = 0;
-        self.end = 0;
+        self.buf.clear();
+        self.bulk = None;
+        self.attached = None;
     }
 
     /// Bytes allocated for the buffer, for the tests of the allocation bound.
@@ -291,60 +326,96 @@ impl FrameReader {
     /// read plus [`READ_CHUNK`], and only [`READ_CHUNK`] while the frame's length is unknown
     /// or over the limit.
     fn make_room(&mut self) {
-        if self.start == self.end {
+        if self.start == self.buf.len() {
             self.start = 0;
-            self.end = 0;
+            self.buf.clear();
         }
-        let pending = self.end - self.start;
+        let pending = self.buf.len() - self.start;
         let frame = match self.peek_len() {
             Some(len) if len <= self.limit => HEADER - 1 + len,
             _ => 0,
         };
         let want = (pending + READ_CHUNK.max(pending)).min(frame.max(pending) + READ_CHUNK);
-        if self.start > 0 && self.buf.len() - self.start < want {
-            self.buf.copy_within(self.start..self.end, 0);
+        if self.start > 0 && self.buf.capacity() - self.start < want {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(pending);
             self.start = 0;
-            self.end = pending;
         }
-        if self.buf.len() < self.start + want {
+        if self.buf.capacity() < self.start + want {
             let more = self.start + want - self.buf.len();
             bulk::reserve_exact(&mut self.buf, more);
-            self.buf.resize(self.start + want, 0);
         }
     }
 
     fn peek_len(&self) -> Option<usize> {
-        let b = self.buf[..self.end].get(self.start..self.start + 4)?;
+        let b = self.buf.get(self.start..self.start + 4)?;
         usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
     }
 
     /// The next complete frame, as its kind and the range of its body in [`Self::bytes`].
-    /// `Ok(None)` when more bytes are needed.
+    /// `Ok(None)` when more bytes are needed. A bulk frame before it is read into a vector of
+    /// its own, kept for the frame after it ([`FrameReader::take_bulk`]); a bulk that frame
+    /// did not take is dropped here.
     ///
     /// # Errors
     ///
     /// A frame longer than the limit, empty, or of an unknown kind: each is reported as soon
-    /// as its header has arrived, without waiting for a body.
+    /// as its header has arrived, without waiting for a body. A second bulk frame before the
+    /// frame that takes the first, or one whose room cannot be reserved.
     pub(crate) fn next_frame(&mut self) -> Result<Option<(Kind, Range<usize>)>, WireError> {
-        let Some(len) = self.peek_len() else { return Ok(None) };
-        if len == 0 {
-            return Err(malformed("empty frame"));
+        self.attached = None;
+        loop {
+            if self.bulk.as_ref().is_some_and(|(bytes, len)| bytes.len() < *len) {
+                return Ok(None);
+            }
+            let Some(len) = self.peek_len() else { return Ok(None) };
+            if len == 0 {
+                return Err(malformed("empty frame"));
+            }
+            if len > self.limit {
+                return Err(malformed(format!(
+                    "frame of {len} bytes is over the {}-byte limit",
+                    self.limit
+                )));
+            }
+            let kind_at = self.start + 4;
+            let Some(&kind) = self.buf.get(kind_at) else { return Ok(None) };
+            let kind = Kind::from_byte(kind)
+                .ok_or_else(|| malformed(format!("unknown frame kind {kind}")))?;
+            if kind == Kind::Bulk {
+                self.begin_bulk(kind_at + 1, len - 1)?;
+                continue;
+            }
+            if self.buf.len() - self.start < 4 + len {
+                return Ok(None);
+            }
+            self.start += 4 + len;
+            self.attached = self.bulk.take().map(|(bytes, _)| bytes);
+            return Ok(Some((kind, kind_at + 1..self.start)));
         }
-        if len > self.limit {
-            return Err(malformed(format!(
-                "frame of {len} bytes is over the {}-byte limit",
-                self.limit
-            )));
+    }
+
+    /// Starts reading a bulk frame's body of `len` bytes, which begins at `body` of the
+    /// buffer: into a vector of its own, with the part of it that arrived already.
+    fn begin_bulk(&mut self, body: usize, len: usize) -> Result<(), WireError> {
+        if self.bulk.is_some() {
+            return Err(malformed("a bulk frame before the frame that takes the one before it"));
         }
-        let kind_at = self.start + 4;
-        let Some(&kind) = self.buf[..self.end].get(kind_at) else { return Ok(None) };
-        let kind =
-            Kind::from_byte(kind).ok_or_else(|| malformed(format!("unknown frame kind {kind}")))?;
-        if self.end - self.start < 4 + len {
-            return Ok(None);
-        }
-        self.start += 4 + len;
-        Ok(Some((kind, kind_at + 1..self.start)))
+        let mut bytes = bulk::try_with_capacity(len).ok_or_else(|| {
+            malformed(format!("a bulk frame of {len} bytes, more than this process may reserve"))
+        })?;
+        let arrived = (self.buf.len() - body).min(len);
+        bytes.extend_from_slice(&self.buf[body..body + arrived]);
+        self.start = body + arrived;
+        self.bulk = Some((bytes, len));
+        Ok(())
+    }
+
+    /// The body of the bulk frame that came right before the frame last returned by
+    /// [`Self::next_frame`], if one did: the bytes of the large byte string that frame
+    /// refers to.
+    pub(crate) fn take_bulk(&mut self) -> Option<Vec<u8>> {
+        self.attached.take()
     }
 
     /// The bytes of a range returned by [`Self::next_frame`]; valid until the next
@@ -354,15 +425,30 @@ impl FrameReader {
         &self.buf[range]
     }
 
-    /// Whether no bytes are held.
+    /// Whether no bytes are held (a bulk frame's body counts).
     pub(crate) fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.pending() == 0
     }
 
-    /// Bytes held that do not yet form a complete frame.
+    /// Bytes held that do not yet form a complete frame (a bulk frame's, whole or not,
+    /// counts with its header).
     pub(crate) fn pending(&self) -> usize {
-        self.end - self.start
+        let bulk = self.bulk.as_ref().map_or(0, |(bytes, _)| HEADER + bytes.len());
+        self.buf.len() - self.start + bulk
     }
+}
+
+/// Lets `read` append at most `most` bytes to `buf`; returns how many it did (bytes past
+/// `most` are cut off).
+fn append(
+    buf: &mut Vec<u8>,
+    most: usize,
+    read: impl FnOnce(&mut Vec<u8>, usize) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let before = buf.len();
+    read(buf, most)?;
+    buf.truncate(before + most);
+    Ok(buf.len().saturating_sub(before))
 }
 
 #[cfg(test)]
@@ -443,9 +529,9 @@ mod tests {
         while at < bytes.len() {
             // A pipe hands over at most 1 MiB per read.
             at += r
-                .fill_with(|room| {
-                    let n = room.len().min(bytes.len() - at).min(1 << 20);
-                    room[..n].copy_from_slice(&bytes[at..at + n]);
+                .fill_with(|buf, room| {
+                    let n = room.min(bytes.len() - at).min(1 << 20);
+                    buf.extend_from_slice(&bytes[at..at + n]);
                     Ok(n)
                 })
                 .unwrap();
@@ -500,6 +586,79 @@ mod tests {
         assert_eq!(r.bytes(body), b"y");
     }
 
+    fn bulk_frame(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bulk_head(&mut out, body.len());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Feeds `bytes` in pieces of `piece`, taking every complete frame (and its bulk) after
+    /// each, as the supervisor and the worker do.
+    fn read_all(
+        r: &mut FrameReader,
+        bytes: &[u8],
+        piece: usize,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut got = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            r.push(chunk);
+            while let Some((_, range)) = r.next_frame().unwrap() {
+                got.push((r.bytes(range).to_vec(), r.take_bulk()));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_bulk_frame_goes_into_a_vector_of_its_own_for_the_frame_after_it() {
+        let body: Vec<u8> = (0..3 * READ_CHUNK + 5).map(|i| (i % 251) as u8).collect();
+        let mut bytes = bulk_frame(&body);
+        bytes.extend(frame(Kind::Done, b"refers"));
+        bytes.extend(frame(Kind::Done, b"next"));
+        let mut r = FrameReader::new(1 << 20);
+        let got = read_all(&mut r, &bytes, 1000);
+        assert_eq!(got, [(b"refers".to_vec(), Some(body)), (b"next".to_vec(), None)]);
+        assert!(r.capacity() <= 2 * READ_CHUNK, "the bulk went through the buffer");
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn an_untaken_bulk_goes_with_its_frame_and_a_second_before_it_is_an_error() {
+        let mut bytes = bulk_frame(b"abc");
+        bytes.extend(frame(Kind::Done, b"x"));
+        bytes.extend(frame(Kind::Done, b"y"));
+        let mut r = FrameReader::new(1024);
+        r.push(&bytes);
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), b"x");
+        let (_, range) = r.next_frame().unwrap().unwrap();
+        assert_eq!(r.bytes(range), b"y");
+        assert_eq!(r.take_bulk(), None, "the bulk of x is not y's");
+        let mut r = FrameReader::new(1024);
+        r.push(&bulk_frame(b"abc"));
+        r.push(&bulk_frame(b"def"));
+        assert!(r.next_frame().unwrap_err().0.contains("bulk frame before"));
+    }
+
+    #[test]
+    fn a_partial_bulk_is_held_until_discarded_and_an_oversized_one_refused() {
+        let bytes = bulk_frame(&[5; 100]);
+        let mut r = FrameReader::new(1024);
+        r.push(&bytes[..50]);
+        assert_eq!(r.next_frame(), Ok(None));
+        assert_eq!(r.pending(), 50);
+        r.discard();
+        assert!(r.is_empty());
+        let got = read_all(&mut r, &frame(Kind::Done, b"z"), 3);
+        assert_eq!(got, [(b"z".to_vec(), None)]);
+        let mut r = FrameReader::new(100);
+        let mut head = Vec::new();
+        put_bulk_head(&mut head, 200);
+        r.push(&head);
+        assert!(r.next_frame().unwrap_err().0.contains("over the 100-byte limit"));
+    }
+
     #[test]
     fn bodies_reject_short_and_trailing_bytes() {
         let mut out = Vec::new();
@@ -547,15 +706,15 @@ mod tests {
             rng: &mut Rng,
             reader: &mut FrameReader,
             stream: &[u8],
-        ) -> (Vec<(Kind, Vec<u8>)>, Option<WireError>) {
+        ) -> (Vec<Sent>, Option<WireError>) {
             let mut frames = Vec::new();
             let mut at = 0;
             while at < stream.len() {
                 let piece = 1 + rng.len_up_to(3 * READ_CHUNK);
                 let n = reader
-                    .fill_with(|room| {
-                        let n = room.len().min(piece).min(stream.len() - at);
-                        room[..n].copy_from_slice(&stream[at..at + n]);
+                    .fill_with(|buf, room| {
+                        let n = room.min(piece).min(stream.len() - at);
+                        buf.extend_from_slice(&stream[at..at + n]);
                         Ok(n)
                     })
                     .unwrap();
@@ -563,7 +722,8 @@ mod tests {
                 loop {
                     match reader.next_frame() {
                         Ok(Some((kind, range))) => {
-                            frames.push((kind, reader.bytes(range).to_vec()))
+                            let body = reader.bytes(range).to_vec();
+                            frames.push((kind, body, reader.take_bulk()));
                         }
                         Ok(None) => break,
                         Err(e) => return (frames, Some(e)),
@@ -575,16 +735,28 @@ mod tests {
             (frames, None)
         }
 
-        /// Random frames that fit `limit`, and the stream they make.
-        fn frames(rng: &mut Rng, limit: usize) -> (Vec<(Kind, Vec<u8>)>, Vec<u8>) {
+        /// A frame: its kind, its body, and the body of the bulk frame before it, if any.
+        type Sent = (Kind, Vec<u8>, Option<Vec<u8>>);
+
+        /// Random frames that fit `limit`, a third of them after a bulk frame, and the stream
+        /// they make.
+        fn frames(rng: &mut Rng, limit: usize) -> (Vec<Sent>, Vec<u8>) {
             let mut stream = Vec::new();
-            let frames: Vec<(Kind, Vec<u8>)> = (0..rng.below(12))
+            let frames: Vec<Sent> = (0..rng.below(12))
                 .map(|_| {
                     let len = rng.len_up_to(limit - 1);
-                    (rng.pick(&KINDS), rng.bytes(len))
+                    let bulk = (rng.below(3) == 0).then(|| {
+                        let len = rng.len_up_to(limit - 1);
+                        rng.bytes(len)
+                    });
+                    (rng.pick(&KINDS), rng.bytes(len), bulk)
                 })
                 .collect();
-            for (kind, body) in &frames {
+            for (kind, body, bulk) in &frames {
+                if let Some(bulk) = bulk {
+                    put_bulk_head(&mut stream, bulk.len());
+                    stream.extend_from_slice(bulk);
+                }
                 stream.extend(frame(*kind, body));
             }
             (frames, stream)
@@ -615,7 +787,12 @@ mod tests {
                 let (got, error) = feed(&mut rng, &mut reader, &stream[..cut]);
                 assert_eq!(error, None);
                 assert!(expected.starts_with(&got));
-                let whole: usize = got.iter().map(|(_, body)| HEADER + body.len()).sum();
+                let whole: usize = got
+                    .iter()
+                    .map(|(_, body, bulk)| {
+                        HEADER + body.len() + bulk.as_ref().map_or(0, |b| HEADER + b.len())
+                    })
+                    .sum();
                 assert_eq!(reader.pending(), cut - whole);
                 assert_eq!(reader.next_frame(), Ok(None));
             }
@@ -635,7 +812,9 @@ mod tests {
                 };
                 let mut reader = FrameReader::new(limit);
                 let (got, _) = feed(&mut rng, &mut reader, &stream);
-                assert!(got.iter().all(|(_, body)| body.len() < limit));
+                assert!(got.iter().all(|(_, body, bulk)| {
+                    body.len() < limit && bulk.as_ref().is_none_or(|b| b.len() < limit)
+                }));
             }
         }
 
@@ -651,7 +830,7 @@ mod tests {
                 } else {
                     let len = 1 + rng.below(limit);
                     header.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
-                    header.push(rng.pick(&[0, 3, 9, 16, 99, 255]));
+                    header.push(rng.pick(&[0, 4, 9, 16, 99, 255]));
                 }
                 let mut reader = FrameReader::new(limit);
                 reader.push(&header);

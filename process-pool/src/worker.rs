@@ -12,6 +12,7 @@ use taskpool_core::backend::{PanicScope, catch_panic};
 use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::bulk;
+use crate::codec;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
 use crate::handoff;
@@ -116,8 +117,10 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
             match reader.next_frame() {
                 Ok(Some((Kind::Batch, range))) => {
                     out.more_waiting = reader.pending() > 0 || input.has_data();
+                    let bulk = reader.take_bulk();
                     let body = reader.bytes(range);
-                    if let Err(e) = run_batch(body, &mut out, &image) {
+                    let ran = codec::with_bulk(bulk, || run_batch(body, &mut out, &image));
+                    if let Err(e) = ran {
                         out.flush();
                         broken(&e.to_string());
                     }
@@ -193,7 +196,7 @@ impl Requests {
         };
         let broken = |e: Broken| io::Error::other(e.to_string());
         loop {
-            let n = reader.fill_with(|buf| ring.read(buf).map_err(broken))?;
+            let n = reader.fill_with(|buf, most| ring.read_appending(buf, most).map_err(broken))?;
             if n > 0 {
                 if ring.space_bell().take() {
                     ring_parent(bell);
@@ -359,6 +362,10 @@ pub(crate) struct Outputs {
     open: Option<OpenDone>,
     /// The current item's encoded result.
     scratch: Vec<u8>,
+    /// For a large result written from `scratch`: where its bytes to write start, and what
+    /// follows them (see [`Outputs::frame_large`]).
+    scratch_from: usize,
+    trailer: Vec<u8>,
     /// When the item of the oldest frame in `pending` started, so that the result of an item
     /// that ran [`FLUSH_AGE`] or longer is written as soon as it exists.
     oldest: Option<Instant>,
@@ -398,6 +405,8 @@ impl Outputs {
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
             open: None,
             scratch: Vec::new(),
+            scratch_from: 0,
+            trailer: Vec::new(),
             oldest: None,
             seq: 0,
             left_in_batch: 0,
@@ -476,8 +485,7 @@ impl Outputs {
         let large = value && self.scratch.len() >= bulk::LARGE;
         if large {
             self.open = None;
-            let meta = Meta { seq: self.seq, cost };
-            protocol::encode_done_head(&mut self.pending, meta, self.scratch.len());
+            self.frame_large(Meta { seq: self.seq, cost });
         } else if value {
             self.push_value(cost);
         } else {
@@ -539,27 +547,50 @@ impl Outputs {
         self.open = Some(open);
     }
 
+    /// Frames the current item's large value, which is in `scratch`, to follow `pending`. One
+    /// byte string goes as a [`Kind::Bulk`] frame of its bytes, written from `scratch`, then
+    /// a [`Kind::Done`] frame in `trailer` that refers to them (see `codec.rs`): the parent
+    /// reads the bytes straight into the vector it hands over. Any other value goes as a
+    /// [`Kind::Done`] frame whose head is in `pending` and whose value is `scratch`.
+    fn frame_large(&mut self, meta: Meta) {
+        self.trailer.clear();
+        match codec::byte_string_head(&self.scratch) {
+            Some(head) => {
+                wire::put_bulk_head(&mut self.pending, self.scratch.len() - head);
+                let mut reference = Vec::new();
+                codec::bulk_reference(&mut reference, &self.scratch[..head]);
+                protocol::encode_done_head(&mut self.trailer, meta, reference.len());
+                self.trailer.extend_from_slice(&reference);
+                self.scratch_from = head;
+            }
+            None => {
+                protocol::encode_done_head(&mut self.pending, meta, self.scratch.len());
+                self.scratch_from = 0;
+            }
+        }
+    }
+
     /// Writes every pending result. If the parent is gone there is nobody to serve: exit.
     fn flush(&mut self) {
         self.flush_with(false);
     }
 
-    /// Writes every pending result, then (`with_scratch`) the current item's encoded result:
-    /// the rest of the last of them, which [`protocol::encode_done_head`] began. If the parent
-    /// is gone there is nobody to serve: exit.
+    /// Writes every pending result, then (`with_scratch`) the current item's large result as
+    /// [`Outputs::frame_large`] framed it. If the parent is gone there is nobody to serve:
+    /// exit.
     fn flush_with(&mut self, with_scratch: bool) {
         if self.pending.is_empty() {
             return;
         }
-        let value: &[u8] = if with_scratch { &self.scratch } else { &[] };
+        let parts: [&[u8]; 3] = if with_scratch {
+            [&self.pending, &self.scratch[self.scratch_from..], &self.trailer]
+        } else {
+            [&self.pending, &[], &[]]
+        };
         let written = match &mut self.sink {
-            Results::Pipe => {
-                sys::write_all(self.fd, &self.pending).is_ok()
-                    && sys::write_all(self.fd, value).is_ok()
-            }
+            Results::Pipe => parts.iter().all(|part| sys::write_all(self.fd, part).is_ok()),
             Results::Ring { ring, spin } => {
-                write_ring(ring, spin, &self.pending, self.fd)
-                    && write_ring(ring, spin, value, self.fd)
+                parts.iter().all(|part| write_ring(ring, spin, part, self.fd))
             }
         };
         if !written {

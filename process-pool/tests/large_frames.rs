@@ -2,13 +2,17 @@
 //! to its worker straight from the buffer it was encoded in, after its batch's head and before
 //! the frames queued after it, and every task gets its own argument whole. A worker that dies
 //! while a large frame crosses, either way, costs only its own task: the parent is neither
-//! wedged nor handed a damaged value. (`pipe_transport.rs` runs the first test over pipes.)
+//! wedged nor handed a damaged value, also when it dies halfway through a large byte string
+//! that the parent reads straight into the vector it would hand over. (`pipe_transport.rs`
+//! runs the first test over pipes.)
 
 mod common;
 
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
 use taskpool_process::{Config, Exit, Pool, ProcessPool, TaskError};
 
@@ -71,4 +75,85 @@ fn a_worker_killed_while_writing_a_large_result_gives_all_of_it_or_a_crash() {
             }
         }
     }
+}
+
+/// Whether a [`Held`] is being decoded in the parent (`.0`), and whether it may go on (`.1`).
+static GATE: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+
+/// A result whose decoding in the parent waits at [`GATE`]: it holds up the thread that reads
+/// its worker's results, so that nothing reads them meanwhile.
+#[derive(Debug, Serialize)]
+struct Held;
+
+impl<'de> Deserialize<'de> for Held {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        let (lock, changed) = &GATE;
+        let mut gate = lock.lock().unwrap();
+        gate.0 = true;
+        changed.notify_all();
+        while !gate.1 {
+            gate = changed.wait(gate).unwrap();
+        }
+        Ok(Held)
+    }
+}
+
+fn held(_: u64) -> Held {
+    Held
+}
+
+/// Tells the test its pid (in the file `signal`), then returns 16 MiB: far more than the
+/// result ring holds.
+fn large_after_signal(signal: String) -> ByteBuf {
+    signal_pid(&signal);
+    ByteBuf::from(vec![9; 16 << 20])
+}
+
+/// The state letter of process `pid` (`R`, `S`, `D`, ...).
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
+/// The parent stops reading while a worker writes a large byte string (the result before it
+/// holds the reader up), so the worker fills the result ring partway through the string's bulk
+/// frame and sleeps; it is killed there. The parent then reads the part it left: the task
+/// gets `Crashed` by SIGKILL or its whole result (run again), never part of one; the result
+/// before it arrives whole, and the pool serves on, large values included.
+#[test]
+fn a_worker_killed_halfway_through_a_large_byte_string_costs_only_its_task() {
+    let scratch = Scratch::new("killed-halfway");
+    let signal = scratch.file("pid");
+    let pool = ProcessPool::with_config(Config::new().workers(1)).unwrap();
+    let first = pool.submit(held, 0);
+    let (lock, changed) = &GATE;
+    drop(changed.wait_while(lock.lock().unwrap(), |gate| !gate.0).unwrap());
+    let large = pool.submit(large_after_signal, signal.clone());
+    wait_for_file(&signal);
+    let pid: u32 = std::fs::read_to_string(&signal).unwrap().parse().unwrap();
+    // Asleep after its pid: waiting for room in the ring, in the middle of the bulk frame.
+    let deadline = Instant::now() + HANG;
+    while state_of(pid) != Some('S') {
+        assert!(Instant::now() < deadline, "worker {pid} never waited for room");
+        std::thread::yield_now();
+    }
+    // SAFETY: signalling a process has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_gone(pid);
+    lock.lock().unwrap().1 = true;
+    changed.notify_all();
+    within("the held result", move || first.join().unwrap());
+    // The task had run when its worker died: the pool may run it again on the next worker
+    // (see `a_worker_killed_while_writing_a_large_result_gives_all_of_it_or_a_crash`).
+    match within("the killed task", move || large.join()) {
+        Ok(back) => assert!(back.len() == 16 << 20 && back.iter().all(|&b| b == 9)),
+        Err(err) => {
+            assert!(matches!(err, TaskError::Crashed(Exit::Signal(SIGKILL))), "{err:?}")
+        }
+    }
+    assert_eq!(pool.stats().workers_started, 2, "{:?}", pool.stats());
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    let data: Vec<u8> = (0..5 << 20).map(|i| (i % 239) as u8).collect();
+    assert_eq!(pool.apply(describe, ByteBuf::from(data.clone())).unwrap(), describe(data.into()));
 }

@@ -1,6 +1,6 @@
 //! The door the cluster backend uses (`taskpool_process::remote`): a cancelled run of many
 //! encoded items runs none of the items not yet sent to a worker, and every item without an
-//! outcome ends cancelled.
+//! outcome ends cancelled; a large byte string, argument and result, travels encoded whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -69,4 +69,29 @@ fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
     let outcomes = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(outcomes.get(0).is_ok());
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `bytes` reversed.
+fn reversed(bytes: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    bytes.iter().rev().copied().collect::<Vec<u8>>().into()
+}
+
+/// A large byte string argument and result (which cross between the pool and its worker in
+/// bulk frames) come in and go out as whole encodings.
+#[test]
+fn a_large_byte_string_travels_encoded_whole() {
+    let pool = ProcessPool::new(1).unwrap();
+    let job = EncodedJob::of(&reversed.into_job()).unwrap();
+    let sent: Vec<u8> = (0..6 << 20).map(|i| (i % 251) as u8).collect();
+    let mut input = Vec::new();
+    remote::encode_into(&serde_bytes::ByteBuf::from(sent.clone()), &mut input, Side::Argument)
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Outcomes>();
+    let _ = remote::run_encoded(&pool, &job, &input, &[input.len()], None, move |o| {
+        let _ = tx.send(o);
+    });
+    let outcomes = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let back: serde_bytes::ByteBuf =
+        remote::decode(outcomes.get(0).unwrap(), Side::Result).unwrap();
+    assert!(back.iter().eq(sent.iter().rev()), "the result differs");
 }

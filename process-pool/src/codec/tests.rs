@@ -295,6 +295,108 @@ fn large_byte_strings_and_strings_come_back_sized_once() {
     assert!(decode::<String>(&bad).unwrap_err().to_string().contains("not UTF-8"));
 }
 
+/// `value`'s encoding as it crosses with its bytes apart: the reference that stays in the
+/// frame, and the bytes of the bulk frame.
+fn apart<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, Vec<u8>) {
+    let encoded = encode(value);
+    let head = byte_string_head(&encoded).expect("one byte string");
+    let mut reference = Vec::new();
+    bulk_reference(&mut reference, &encoded[..head]);
+    (reference, encoded[head..].to_vec())
+}
+
+/// A byte string whose bytes came apart (a bulk frame) becomes the value with the very vector
+/// lent, whichever of its kinds, and reads as the same value to any visitor.
+#[test]
+fn a_byte_string_whose_bytes_came_apart_is_the_vector_lent() {
+    let bytes: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
+    let (reference, lent) = apart(&serde_bytes::ByteBuf::from(bytes.clone()));
+    let at = lent.as_ptr();
+    let back = with_bulk(Some(lent), || decode::<serde_bytes::ByteBuf>(&reference)).unwrap();
+    assert_eq!((back.as_ptr(), back.as_slice()), (at, &bytes[..]), "moved, not copied");
+    let (reference, lent) = apart(&bytes);
+    let at = lent.as_ptr();
+    let back = with_bulk(Some(lent), || decode::<Vec<u8>>(&reference)).unwrap();
+    assert_eq!((back.as_ptr(), &back[..]), (at, &bytes[..]));
+    let (reference, lent) = apart(&bytes);
+    let back = with_bulk(Some(lent), || decode::<Reversed>(&reference)).unwrap();
+    assert_eq!(back.0.first(), bytes.last());
+    let (reference, lent) = apart(&serde_bytes::ByteBuf::from(bytes.clone()));
+    assert_eq!(with_bulk(Some(lent), || decode::<Copied>(&reference)).unwrap(), Copied(bytes));
+    let text = "é".repeat(300);
+    let (reference, lent) = apart(&text);
+    let back = with_bulk(Some(lent.clone()), || decode::<String>(&reference)).unwrap();
+    assert_eq!(back, text);
+    let json = with_bulk(Some(lent), || decode::<serde_json::Value>(&reference)).unwrap();
+    assert_eq!(json, json!(text));
+    let (reference, lent) = apart(&serde_bytes::ByteBuf::from(vec![7; 10]));
+    let skipped = with_bulk(Some(lent), || decode::<serde::de::IgnoredAny>(&reference));
+    assert!(skipped.is_ok());
+}
+
+/// Only an encoding that is one byte string and nothing more has its bytes sent apart.
+#[test]
+fn only_a_lone_byte_string_has_a_head_to_send_apart() {
+    assert_eq!(byte_string_head(&encode(&serde_bytes::ByteBuf::from(vec![1; 300]))), Some(3));
+    assert_eq!(byte_string_head(&encode("")), Some(2));
+    assert_eq!(byte_string_head(&encode(&(serde_bytes::ByteBuf::from(vec![1; 300]), 1u8))), None);
+    assert_eq!(byte_string_head(&encode(&5u64)), None);
+    let mut longer = encode(&vec![1u8; 5]);
+    longer.push(0);
+    assert_eq!(byte_string_head(&longer), None, "bytes after the string");
+    assert_eq!(byte_string_head(&[]), None);
+    assert_eq!(byte_string_head(&[BYTES, 0x80]), None, "a length cut short");
+}
+
+/// A reference whose bytes did not come, or came at another length or for another kind, is
+/// an error, not a value; a decoding inside another's keeps the outer one's bulk.
+#[test]
+fn a_reference_without_its_bytes_is_an_error_and_lending_nests() {
+    let (reference, lent) = apart(&serde_bytes::ByteBuf::from(vec![1; 10]));
+    let missing = decode::<serde_bytes::ByteBuf>(&reference).unwrap_err();
+    assert!(missing.to_string().contains("did not arrive"), "{missing}");
+    let short = with_bulk(Some(vec![1; 9]), || decode::<serde_bytes::ByteBuf>(&reference));
+    assert!(short.unwrap_err().to_string().contains("bulk of 9 bytes"));
+    let mut other_kind = reference.clone();
+    other_kind[1] = SEQ;
+    let refused = with_bulk(Some(vec![1; 10]), || decode::<Vec<u8>>(&other_kind));
+    assert!(refused.is_err());
+    let text = with_bulk(Some(vec![0xff; 10]), || {
+        decode::<String>(&[BULK, STR, 10]).unwrap_err().to_string()
+    });
+    assert!(text.contains("not UTF-8"), "{text}");
+    let (outer, inner) = with_bulk(Some(lent.clone()), || {
+        let inner = with_bulk(Some(vec![2; 10]), || decode::<serde_bytes::ByteBuf>(&reference));
+        (decode::<serde_bytes::ByteBuf>(&reference), inner)
+    });
+    assert_eq!((outer.unwrap().to_vec(), inner.unwrap().to_vec()), (lent, vec![2; 10]));
+    let twice = with_bulk(Some(vec![1; 10]), || {
+        let _ = decode::<serde_bytes::ByteBuf>(&reference);
+        decode::<serde_bytes::ByteBuf>(&reference)
+    });
+    assert!(twice.is_err(), "a bulk is taken once");
+}
+
+/// An encoding that travels on whole gets back the bytes that came apart; any other is copied
+/// as it is, and a reference whose bytes did not come leaves nothing.
+#[test]
+fn a_reference_is_made_whole_again_with_the_bytes_lent() {
+    let value = serde_bytes::ByteBuf::from((0..300).map(|i| i as u8).collect::<Vec<u8>>());
+    let (reference, lent) = apart(&value);
+    let mut out = vec![1];
+    with_bulk(Some(lent), || append_whole(&reference, &mut out)).unwrap();
+    assert_eq!(out[1..], encode(&value)[..]);
+    let mut out = vec![1];
+    append_whole(&encode(&5u64), &mut out).unwrap();
+    assert_eq!(out[1..], encode(&5u64)[..]);
+    let mut out = vec![1];
+    assert!(append_whole(&reference, &mut out).is_err());
+    let mut longer = reference.clone();
+    longer.push(0);
+    assert!(with_bulk(Some(vec![0; 300]), || append_whole(&longer, &mut out)).is_err());
+    assert_eq!(out, [1], "nothing appended");
+}
+
 /// Asks for an owned byte buffer, but only reads borrowed bytes (and copies them).
 #[derive(Debug, PartialEq)]
 struct Copied(Vec<u8>);
