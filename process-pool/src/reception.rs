@@ -240,7 +240,7 @@ impl Reception {
             let Receiving { ring: Some((_, reader)), start, last_words, .. } = receiving else {
                 return true;
             };
-            read_frames(shared, self.w, reader, start, Origin::Ring, last_words);
+            while read_frames(shared, self.w, reader, start, Origin::Ring, last_words) {}
             if filled == 0 {
                 break;
             }
@@ -296,7 +296,7 @@ impl Reception {
     fn pipe_frames(&self, shared: &Shared, receiving: &mut Receiving) {
         let origin = if receiving.ring.is_some() { Origin::PipeBesideRing } else { Origin::Pipe };
         let Receiving { reader, start, last_words, .. } = receiving;
-        read_frames(shared, self.w, reader, start, origin, last_words);
+        while read_frames(shared, self.w, reader, start, origin, last_words) {}
     }
 
     /// A caller waits for a result this worker will write: spins on the ring for a while
@@ -349,19 +349,6 @@ impl Reception {
     }
 }
 
-/// Handles every complete frame in `reader` (read from `origin` of the worker in slot `w`):
-/// see [`read_some_frames`].
-fn read_frames(
-    shared: &Shared,
-    w: usize,
-    reader: &mut FrameReader,
-    start: &mut Start,
-    origin: Origin,
-    last_words: &mut LastWords,
-) {
-    while read_some_frames(shared, w, reader, start, origin, last_words) {}
-}
-
 /// Handles complete frames in `reader` (read from `origin` of the worker in slot `w`) under
 /// one lock: the hello (or the refusal) of a starting worker, then results: records the
 /// answers (and counts them as delivered) and refills the worker; then hands the results to
@@ -369,10 +356,10 @@ fn read_frames(
 /// also wait for the supervisor to end, which it does only after handing over. Bells are only
 /// wake-ups: they carry nothing.
 ///
-/// A result that came after a bulk frame is handed over with the bulk lent to its decoding
-/// (see `codec.rs`), and last among those of this call: returns `true` then, for the frames
-/// after it.
-fn read_some_frames(
+/// A result that came after a bulk frame is handed over alone, with the bulk lent to its
+/// decoding (see `codec.rs`): returns `true` when it stopped before or after one, to be
+/// called again for the frames after it.
+fn read_frames(
     shared: &Shared,
     w: usize,
     reader: &mut FrameReader,
@@ -385,11 +372,17 @@ fn read_some_frames(
     let now = Instant::now();
     let mut state = shared.lock();
     let mut hello = false;
+    let mut again = false;
     loop {
         let Some(killed) = state.slots[w].conn.as_ref().map(|c| c.killed.is_some()) else {
             reader.discard();
             break;
         };
+        if reader.holds_bulk() && !deliveries.is_empty() {
+            // The frame after the bulk is handed over alone, with it.
+            again = true;
+            break;
+        }
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -482,7 +475,7 @@ fn read_some_frames(
     shared.delivered(&mut state, deliveries.len());
     drop(state);
     shared.flush(flushes);
-    let again = lent.is_some();
+    let again = again || lent.is_some();
     let reader = &*reader;
     codec::with_bulk(lent, || deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally));
     again

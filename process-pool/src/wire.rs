@@ -411,6 +411,11 @@ impl FrameReader {
         Ok(())
     }
 
+    /// Whether a bulk frame's body is held whole: the next frame returned comes with it.
+    pub(crate) fn holds_bulk(&self) -> bool {
+        self.bulk.as_ref().is_some_and(|(bytes, len)| bytes.len() == *len)
+    }
+
     /// The body of the bulk frame that came right before the frame last returned by
     /// [`Self::next_frame`], if one did: the bytes of the large byte string that frame
     /// refers to.
@@ -620,7 +625,10 @@ mod tests {
         let got = read_all(&mut r, &bytes, 1000);
         assert_eq!(got, [(b"refers".to_vec(), Some(body)), (b"next".to_vec(), None)]);
         assert!(r.capacity() <= 2 * READ_CHUNK, "the bulk went through the buffer");
-        assert!(r.is_empty());
+        assert!(r.is_empty() && !r.holds_bulk());
+        r.push(&bulk_frame(b"held"));
+        assert_eq!(r.next_frame(), Ok(None));
+        assert!(r.holds_bulk(), "whole, waiting for its frame");
     }
 
     #[test]

@@ -43,3 +43,18 @@ fn dropping_an_unjoined_child_kills_and_reaps_it() {
     assert!(!alive(pid));
     assert!(!zombie_children().contains(&pid));
 }
+
+/// A one-off's result of megabytes, one byte string: it crosses in a bulk frame, and comes
+/// back whole.
+#[test]
+fn a_large_byte_string_comes_back_whole() {
+    let child = spawn(numbered, 6 << 20).unwrap();
+    let back = child.join().unwrap();
+    assert_eq!(back.len(), 6 << 20);
+    assert!(back.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+}
+
+/// `len` bytes, numbered.
+fn numbered(len: u64) -> serde_bytes::ByteBuf {
+    (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into()
+}
