@@ -40,8 +40,9 @@
 //!
 //! A large value that is one byte string (a `ByteBuf`, `Vec<u8>` or `String` of megabytes)
 //! crosses between processes without its bytes in its encoding: the sender writes them from
-//! the encoding, in a bulk frame of their own (`wire.rs`), and puts a `0x0f` reference in
-//! their place ([`bulk_reference`]); the receiver reads them straight into a vector and lends
+//! the encoding (or, a worker, from the value, as the encoder meets them: [`encode_apart`]),
+//! in a bulk frame of their own (`wire.rs`), and puts a `0x0f` reference in their place
+//! ([`bulk_reference`]); the receiver reads them straight into a vector and lends
 //! it to the decoding of the frame that follows ([`with_bulk`]), which hands that vector to
 //! the value as it is.
 //!
@@ -72,10 +73,42 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
-    let before = out.len();
+    encode(value, out, None)
+}
+
+/// Where the bytes of a value that is one large byte string go instead of its encoding:
+/// given the string's head (as [`byte_string_head`] finds it) and its bytes, it sends the
+/// bytes apart (in a bulk frame) and returns `true`, or returns `false` to have them
+/// encoded as usual.
+pub(crate) type Apart<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
+
+/// As [`encode_into`], but a value that is one byte string of [`bulk::LARGE`] or more is
+/// offered to `apart` as the encoder meets it, while the value still holds its bytes: where
+/// `apart` takes them, only the string's head is appended to `out`, and the bytes are never
+/// copied into it.
+///
+/// # Errors
+///
+/// As [`encode_into`]; bytes `apart` took stay sent.
+pub(crate) fn encode_apart<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    apart: Apart<'_>,
+) -> Result<(), CodecError> {
+    encode(value, out, Some(apart))
+}
+
+#[inline]
+fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    apart: Option<Apart<'_>>,
+) -> Result<(), CodecError> {
+    let start = out.len();
     let names = Names { defined: NameTable::new(), next: 0 };
-    let mut encoder = Encoder { out, names, depth: 0 };
-    value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(before))
+    let apart = apart.map(|apart| -> &mut dyn FnMut(&[u8], &[u8]) -> bool { apart });
+    let mut encoder = Encoder { out, names, depth: 0, start, apart };
+    value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(start))
 }
 
 /// Decodes a value that must span all of `bytes`.
@@ -326,6 +359,10 @@ struct Encoder<'a> {
     out: &'a mut Vec<u8>,
     names: Names,
     depth: u32,
+    /// Where the value's encoding starts in `out`.
+    start: usize,
+    /// Where a value that is one large byte string may send its bytes ([`encode_apart`]).
+    apart: Option<Apart<'a>>,
 }
 
 impl<'a> Encoder<'a> {
@@ -338,6 +375,22 @@ impl<'a> Encoder<'a> {
     fn tag_len(&mut self, tag: u8, len: usize) {
         self.out.push(tag);
         self.varint(len as u64);
+    }
+
+    /// Writes a byte string of `tag`: its head, then its bytes, unless it is the whole value,
+    /// [`bulk::LARGE`] or more, and sent apart ([`encode_apart`]).
+    #[inline]
+    fn byte_string(&mut self, tag: u8, bytes: &[u8]) {
+        let whole = self.depth == 0 && self.out.len() == self.start;
+        self.tag_len(tag, bytes.len());
+        if bytes.len() >= bulk::LARGE && whole {
+            let head = &self.out[self.start..];
+            if self.apart.take().is_some_and(|apart| apart(head, bytes)) {
+                return;
+            }
+        }
+        bulk::reserve(self.out, bytes.len());
+        self.out.extend_from_slice(bytes);
     }
 
     /// Writes an integer of `kind` whose value fits in `1 << w` bytes: the tag and eight
@@ -533,17 +586,13 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
 
     #[inline]
     fn serialize_str(self, v: &str) -> Result<(), CodecError> {
-        self.tag_len(STR, v.len());
-        bulk::reserve(self.out, v.len());
-        self.out.extend_from_slice(v.as_bytes());
+        self.byte_string(STR, v.as_bytes());
         Ok(())
     }
 
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
-        self.tag_len(BYTES, v.len());
-        bulk::reserve(self.out, v.len());
-        self.out.extend_from_slice(v);
+        self.byte_string(BYTES, v);
         Ok(())
     }
 
@@ -659,9 +708,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     {
         let iter = iter.into_iter();
         if let Some(bytes) = as_byte_slice(&iter) {
-            self.tag_len(BYTE_RUN, bytes.len());
-            bulk::reserve(self.out, bytes.len());
-            self.out.extend_from_slice(bytes);
+            self.byte_string(BYTE_RUN, bytes);
             return Ok(());
         }
         let len = match iter.size_hint() {

@@ -174,7 +174,7 @@ fn run_items<J: Job>(job: &J, inputs: &mut Inputs<'_>, out: &mut Outputs) {
             let arg: J::Input =
                 codec::decode(input).map_err(|e| (Side::Argument, e.to_string()))?;
             let value = job.run(arg);
-            codec::encode_into(&value, scratch).map_err(|e| (Side::Result, e.to_string()))
+            scratch.encode(&value).map_err(|e| (Side::Result, e.to_string()))
         });
     }
 }

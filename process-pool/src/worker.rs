@@ -8,11 +8,12 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use taskpool_core::backend::{PanicScope, catch_panic};
 use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::bulk;
-use crate::codec;
+use crate::codec::{self, CodecError};
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
 use crate::handoff;
@@ -425,7 +426,10 @@ impl Outputs {
     /// Runs one item: `work` decodes the input, runs the job and encodes the result into the
     /// buffer it is given. Records the outcome: its value joins the open [`Kind::Done`]
     /// frame; a failure gets a frame of its own.
-    pub(crate) fn run(&mut self, work: impl FnOnce(&mut Vec<u8>) -> Result<(), (Side, String)>) {
+    pub(crate) fn run(
+        &mut self,
+        work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>,
+    ) {
         self.scratch.clear();
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
         if let Some(page) = &mut self.page {
@@ -443,8 +447,26 @@ impl Outputs {
         self.limits.prepare(self.seq, self.meter.cpu_ns());
         sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
         let started = self.clock.start();
-        let scratch = &mut self.scratch;
-        let outcome = self.panics.catch(|| work(scratch));
+        let mut sent_apart = false;
+        let (sink, fd, limit) = (&mut self.sink, self.fd, self.limit);
+        // Only with nothing pending: the bytes go first, ahead of the frame that refers to
+        // them, and nothing armed for the crash-time flush changes.
+        let quiet = self.pending.is_empty();
+        let mut apart = |head: &[u8], bytes: &[u8]| {
+            // Not from a copy of this worker that a task forked: only the worker writes.
+            if !quiet || head.len() + bytes.len() > limit || sys::forked() {
+                return false;
+            }
+            let mut bulk = Vec::with_capacity(wire::HEADER);
+            wire::put_bulk_head(&mut bulk, bytes.len());
+            if !write_out(sink, fd, [&bulk, bytes]) {
+                sys::exit_now(0);
+            }
+            sent_apart = true;
+            true
+        };
+        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart };
+        let outcome = self.panics.catch(|| work(&mut scratch));
         if sys::forked() {
             // A copy of this worker made by a task's `fork()`, back from the task: the worker
             // is the other copy. This one leaves without a word.
@@ -462,6 +484,7 @@ impl Outputs {
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         let read = !value
+            || sent_apart
             || sender_waits
             || self.flush_each
             || self.left_in_batch == 0
@@ -482,10 +505,10 @@ impl Outputs {
         };
         // A large value is written from its own buffer, in a frame of its own after the
         // frames before it, rather than copied into `pending` (see `bulk.rs`).
-        let large = value && self.scratch.len() >= bulk::LARGE;
+        let large = value && (sent_apart || self.scratch.len() >= bulk::LARGE);
         if large {
             self.open = None;
-            self.frame_large(Meta { seq: self.seq, cost });
+            self.frame_large(Meta { seq: self.seq, cost }, sent_apart);
         } else if value {
             self.push_value(cost);
         } else {
@@ -551,9 +574,19 @@ impl Outputs {
     /// byte string goes as a [`Kind::Bulk`] frame of its bytes, written from `scratch`, then
     /// a [`Kind::Done`] frame in `trailer` that refers to them (see `codec.rs`): the parent
     /// reads the bytes straight into the vector it hands over. Any other value goes as a
-    /// [`Kind::Done`] frame whose head is in `pending` and whose value is `scratch`.
-    fn frame_large(&mut self, meta: Meta) {
+    /// [`Kind::Done`] frame whose head is in `pending` and whose value is `scratch`. A byte
+    /// string whose bytes were `sent_apart` as it was encoded (see [`Outputs::run`]) left only
+    /// its head in `scratch`: its frame refers to them.
+    fn frame_large(&mut self, meta: Meta, sent_apart: bool) {
         self.trailer.clear();
+        if sent_apart {
+            let mut reference = Vec::new();
+            codec::bulk_reference(&mut reference, &self.scratch);
+            protocol::encode_done_head(&mut self.pending, meta, reference.len());
+            self.pending.extend_from_slice(&reference);
+            self.scratch_from = self.scratch.len();
+            return;
+        }
         match codec::byte_string_head(&self.scratch) {
             Some(head) => {
                 wire::put_bulk_head(&mut self.pending, self.scratch.len() - head);
@@ -587,12 +620,7 @@ impl Outputs {
         } else {
             [&self.pending, &[], &[]]
         };
-        let written = match &mut self.sink {
-            Results::Pipe => parts.iter().all(|part| sys::write_all(self.fd, part).is_ok()),
-            Results::Ring { ring, spin } => {
-                parts.iter().all(|part| write_ring(ring, spin, part, self.fd))
-            }
-        };
+        let written = write_out(&mut self.sink, self.fd, parts);
         if !written {
             sys::exit_now(0);
         }
@@ -614,6 +642,36 @@ impl Outputs {
             bulk::release(&mut self.scratch);
             bulk::release(&mut self.pending);
         }
+    }
+}
+
+/// Where an item's result is encoded (see [`Outputs::run`]): the worker's buffer, and, for a
+/// result that is one large byte string, the way its bytes go to the parent at once, in a
+/// bulk frame, while the value still holds them (see `codec::encode_apart`), rather than
+/// through the buffer.
+pub(crate) struct Scratch<'a> {
+    buf: &'a mut Vec<u8>,
+    apart: codec::Apart<'a>,
+}
+
+impl Scratch<'_> {
+    /// Encodes the result `value`.
+    ///
+    /// # Errors
+    ///
+    /// As `codec::encode_into`.
+    #[inline]
+    pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        codec::encode_apart(value, self.buf, &mut *self.apart)
+    }
+}
+
+/// Writes `parts` in order to the result ring (see [`write_ring`]) or pipe `fd`. Returns
+/// `false` if the parent broke the ring or is gone.
+fn write_out<const N: usize>(sink: &mut Results, fd: BorrowedFd<'_>, parts: [&[u8]; N]) -> bool {
+    match sink {
+        Results::Pipe => parts.iter().all(|part| sys::write_all(fd, part).is_ok()),
+        Results::Ring { ring, spin } => parts.iter().all(|part| write_ring(ring, spin, part, fd)),
     }
 }
 

@@ -144,16 +144,44 @@ fn a_worker_killed_halfway_through_a_large_byte_string_costs_only_its_task() {
     lock.lock().unwrap().1 = true;
     changed.notify_all();
     within("the held result", move || first.join().unwrap());
-    // The task had run when its worker died: the pool may run it again on the next worker
-    // (see `a_worker_killed_while_writing_a_large_result_gives_all_of_it_or_a_crash`).
+    // Its result is written as it is encoded, while it counts as running; were it written
+    // after, the pool could run it again on the next worker (see
+    // `a_worker_killed_while_writing_a_large_result_gives_all_of_it_or_a_crash`).
     match within("the killed task", move || large.join()) {
         Ok(back) => assert!(back.len() == 16 << 20 && back.iter().all(|&b| b == 9)),
         Err(err) => {
             assert!(matches!(err, TaskError::Crashed(Exit::Signal(SIGKILL))), "{err:?}")
         }
     }
-    assert_eq!(pool.stats().workers_started, 2, "{:?}", pool.stats());
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    assert_eq!(pool.stats().workers_started, 2, "{:?}", pool.stats());
     let data: Vec<u8> = (0..5 << 20).map(|i| (i % 239) as u8).collect();
     assert_eq!(pool.apply(describe, ByteBuf::from(data.clone())).unwrap(), describe(data.into()));
+}
+
+/// Forks; the copy returns from the task too (with a result of `len` bytes, as the worker
+/// does), and the worker returns once the copy has ended.
+fn large_result_from_both_sides_of_a_fork(len: usize) -> ByteBuf {
+    // SAFETY: the child only returns from the task, as a copy of the worker does; the worker
+    // leaves it without a word.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid > 0 {
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    ByteBuf::from((0..len).map(|i| (i % 233) as u8).collect::<Vec<u8>>())
+}
+
+/// A copy of the worker that a task forked, back from the task with a large byte string, never
+/// writes it (its bytes would go to the parent as they are encoded): the worker's result
+/// arrives whole, once, and the pool serves on.
+#[test]
+fn a_forked_copy_of_a_worker_never_sends_a_large_result() {
+    let pool = ProcessPool::with_config(Config::new().workers(1)).unwrap();
+    let len = 6 << 20;
+    let back = pool.apply(large_result_from_both_sides_of_a_fork, len).unwrap();
+    assert!(back.len() == len && back.iter().enumerate().all(|(i, &b)| b == (i % 233) as u8));
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
 }

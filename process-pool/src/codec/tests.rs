@@ -397,6 +397,51 @@ fn a_reference_is_made_whole_again_with_the_bytes_lent() {
     assert_eq!(out, [1], "nothing appended");
 }
 
+/// A value that is one large byte string is offered apart as it is encoded, its head left in
+/// the output; declined, it is encoded as usual; a small one, or one inside another value, is
+/// never offered.
+#[test]
+fn only_a_lone_large_byte_string_is_offered_apart() {
+    let large = serde_bytes::ByteBuf::from(vec![4; crate::bulk::LARGE]);
+    let mut offered = Vec::new();
+    let mut out = vec![9];
+    let mut take = |head: &[u8], bytes: &[u8]| {
+        offered.push((head.to_vec(), bytes.len()));
+        true
+    };
+    encode_apart(&large, &mut out, &mut take).unwrap();
+    let head = encode(&large)[..byte_string_head(&encode(&large)).unwrap()].to_vec();
+    assert_eq!(out[1..], head[..], "the head alone, after what was there");
+    assert_eq!(offered, [(head.clone(), crate::bulk::LARGE)]);
+    let mut out = Vec::new();
+    encode_apart(&large, &mut out, &mut |_: &[u8], _: &[u8]| false).unwrap();
+    assert_eq!(out, encode(&large), "declined: encoded whole");
+    let text = "x".repeat(crate::bulk::LARGE);
+    let mut never = |_: &[u8], _: &[u8]| -> bool { panic!("offered") };
+    for value in [
+        encode_with(&serde_bytes::ByteBuf::from(vec![1; 100]), &mut never),
+        encode_with(&(large.clone(), 1u8), &mut never),
+        encode_with(&Some(text.clone()), &mut never),
+        encode_with(&vec![large.clone()], &mut never),
+    ] {
+        assert!(!value.is_empty());
+    }
+    let mut count = 0;
+    let mut out = Vec::new();
+    encode_apart(&text, &mut out, &mut |_: &[u8], _: &[u8]| {
+        count += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!((count, out.len()), (1, byte_string_head(&encode(&text)).unwrap()));
+}
+
+fn encode_with<T: Serialize + ?Sized>(value: &T, apart: Apart<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_apart(value, &mut out, apart).unwrap();
+    out
+}
+
 /// Asks for an owned byte buffer, but only reads borrowed bytes (and copies them).
 #[derive(Debug, PartialEq)]
 struct Copied(Vec<u8>);
