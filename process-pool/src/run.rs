@@ -4,7 +4,7 @@
 //! [`RunBuilder`]. The scheduler moves [`Slice`]s of runs between its queue and its workers.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -45,6 +45,83 @@ const MARK_EVERY: usize = 64;
 /// The room for a small encoded input (a number: a tag and up to eight bytes, which the
 /// encoder writes as nine and then shortens), for [`RunBuilder::reserve`].
 const SMALL_INPUT: usize = 12;
+
+/// The smallest input buffer worth keeping for the next run (see [`Spares`]).
+const SPARE_MIN: usize = 64 << 10;
+/// The most bytes of input buffers kept: the chunks of a `map` of a million numbers.
+const SPARE_MAX: usize = 16 << 20;
+
+/// The input buffers of runs that ended, kept for the next runs to encode into, in this
+/// process.
+///
+/// A `map` of a million small items encodes them into chunk buffers of hundreds of
+/// kilobytes, about 12 MiB in all. Allocated anew, each page of them costs a page fault and
+/// a clearing on its first write; whether the allocator hands back memory it kept or memory
+/// it must fault in again depends on what else the program allocated, so one program had
+/// every `map` pay for ~3,000 faults where another, alike, paid none. Kept here, the
+/// buffers stay faulted in: a reused pool encodes into warm memory. The supervisors give
+/// them back when their pool has had nothing to do for [`crate::bulk::KEEP_IDLE`], as they
+/// give back their own large buffers.
+struct Spares {
+    buffers: Vec<Vec<u8>>,
+    /// Their capacities, added.
+    bytes: usize,
+}
+
+static SPARES: Mutex<Spares> = Mutex::new(Spares::new());
+
+impl Spares {
+    const fn new() -> Self {
+        Spares { buffers: Vec::new(), bytes: 0 }
+    }
+
+    /// An empty buffer kept, with room for `want` bytes if one has it (else the largest,
+    /// for the caller to grow); none for a small `want`.
+    fn take(&mut self, want: usize) -> Option<Vec<u8>> {
+        if want < SPARE_MIN {
+            return None;
+        }
+        let buffers = &self.buffers;
+        let at = buffers
+            .iter()
+            .position(|b| b.capacity() >= want)
+            .or_else(|| (0..buffers.len()).max_by_key(|&i| buffers[i].capacity()))?;
+        let buffer = self.buffers.swap_remove(at);
+        self.bytes -= buffer.capacity();
+        Some(buffer)
+    }
+
+    /// Keeps `buffer`, emptied, if it is worth it and there is room.
+    fn keep(&mut self, mut buffer: Vec<u8>) {
+        let size = buffer.capacity();
+        if (SPARE_MIN..=crate::bulk::LARGE).contains(&size) && self.bytes + size <= SPARE_MAX {
+            buffer.clear();
+            self.bytes += size;
+            self.buffers.push(buffer);
+        }
+    }
+
+    /// Gives back every buffer kept.
+    fn release(&mut self) -> Vec<Vec<u8>> {
+        self.bytes = 0;
+        std::mem::take(&mut self.buffers)
+    }
+}
+
+fn spares() -> std::sync::MutexGuard<'static, Spares> {
+    SPARES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether input buffers are kept for later runs (see [`Spares`]).
+pub(crate) fn holds_spares() -> bool {
+    spares().bytes > 0
+}
+
+/// Gives back the input buffers kept for later runs (see [`Spares`]).
+pub(crate) fn release_spares() {
+    let buffers = spares().release();
+    drop(buffers);
+}
 
 /// Encoded inputs, each a `u32` length and its bytes, as a batch frame carries them: a batch
 /// of consecutive items is one copy of one range.
@@ -131,7 +208,13 @@ impl RunBuilder {
     /// Makes room for `n` more small inputs (a few bytes each), so a long run does not grow
     /// its buffer by copying it over and over.
     pub(crate) fn reserve(&mut self, n: usize) {
-        self.inputs.bytes.reserve(n.saturating_mul(4 + SMALL_INPUT));
+        let want = n.saturating_mul(4 + SMALL_INPUT);
+        if self.inputs.bytes.capacity() == 0
+            && let Some(spare) = spares().take(want)
+        {
+            self.inputs.bytes = spare;
+        }
+        self.inputs.bytes.reserve(want);
         self.inputs.marks.reserve(n / MARK_EVERY);
     }
 
@@ -259,6 +342,15 @@ impl<S: Sink + ?Sized> Run<S> {
     }
 }
 
+impl<S: Sink + ?Sized> Drop for Run<S> {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.inputs.bytes);
+        if bytes.capacity() >= SPARE_MIN {
+            spares().keep(bytes);
+        }
+    }
+}
+
 /// Items `items` of `run`.
 pub(crate) struct Slice {
     pub(crate) run: Arc<Run>,
@@ -298,6 +390,31 @@ mod tests {
         let mut out = Vec::new();
         codec::encode_into(&v, &mut out).unwrap();
         out
+    }
+
+    /// Buffers are kept up to the bound, each found again by a run that fits in it (or the
+    /// largest, to grow), and all given back at once; small ones are not kept.
+    #[test]
+    fn input_buffers_are_kept_for_later_runs_within_a_bound() {
+        let mut spares = Spares::new();
+        spares.keep(Vec::with_capacity(SPARE_MIN / 2));
+        assert_eq!(spares.bytes, 0, "too small to keep");
+        let mut kept = Vec::with_capacity(SPARE_MIN);
+        kept.extend_from_slice(b"old");
+        let at = kept.as_ptr();
+        spares.keep(kept);
+        assert_eq!(spares.take(SPARE_MIN / 2), None, "a small run allocates its own");
+        let again = spares.take(SPARE_MIN).unwrap();
+        assert_eq!((again.as_ptr(), again.len(), spares.bytes), (at, 0, 0), "the same, emptied");
+        for _ in 0..SPARE_MAX / SPARE_MIN + 5 {
+            spares.keep(Vec::with_capacity(SPARE_MIN));
+        }
+        assert!(spares.bytes <= SPARE_MAX);
+        spares.keep(Vec::with_capacity(2 * SPARE_MIN));
+        let larger = spares.take(3 * SPARE_MIN).unwrap();
+        assert!(larger.capacity() >= SPARE_MIN, "none large enough: the largest");
+        assert_eq!(spares.release().len(), SPARE_MAX / SPARE_MIN - 1);
+        assert_eq!((spares.bytes, spares.take(SPARE_MIN)), (0, None));
     }
 
     #[test]

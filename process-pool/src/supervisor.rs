@@ -29,6 +29,7 @@ use crate::protocol::{BACKTRACES, Init};
 use crate::reception::{Reader, Reception, kill_for_protocol, readable};
 use crate::region::Region;
 use crate::ring::Peek;
+use crate::run;
 use crate::scheduler::{Conn, KillReason, Process, Progress, Shared, StartFailure};
 use crate::ship;
 use crate::status::StatusPage;
@@ -337,8 +338,9 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             timeout = Some(timeout.map_or(POLL_EXIT, |t| t.min(POLL_EXIT)));
         }
         // Buffers kept for large frames go back once the worker had nothing to do for a
-        // while (see `bulk.rs`).
-        let holding = !next.busy && (reception.holds_large() || link.outlet.holds_large());
+        // while (see `bulk.rs`), and so do the input buffers kept for later runs (`run.rs`).
+        let holding = !next.busy
+            && (reception.holds_large() || link.outlet.holds_large() || run::holds_spares());
         if holding {
             timeout = Some(timeout.map_or(bulk::KEEP_IDLE, |t| t.min(bulk::KEEP_IDLE)));
         }
@@ -367,6 +369,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         if holding && slept.elapsed() >= bulk::KEEP_IDLE {
             reception.release();
             link.outlet.release();
+            run::release_spares();
         }
         if ended.read || (pidfd.is_none() && sys::has_ended(&worker.child)) {
             return;
