@@ -458,8 +458,14 @@ impl Shared {
             let most = target.min(room_left);
             if run.len() == 1 && most > 1 {
                 let room = budget.saturating_sub(slot.load_ns);
-                let (joined, load) =
-                    self.join_singles(queue, &mut slot.sent, &run, most - 1, room, dropped);
+                let (joined, load) = self.join_singles(
+                    queue,
+                    &mut slot.sent,
+                    (&run, flags),
+                    most - 1,
+                    room,
+                    dropped,
+                );
                 conn.next_seq += joined as u64;
                 conn.served += joined as u64;
                 slot.load_ns += load;
@@ -494,19 +500,19 @@ impl Shared {
     }
 
     /// Moves to `sent` the single tasks at the front of `queue` that can share a batch frame
-    /// with the single task of `run` (sent last): at most `most` of them, while their load
-    /// fits in `room` nanoseconds and the frame in the frame limit. Returns how many joined
-    /// and their load; counts in `dropped` those discarded on the way (see [`Shared::fill`]).
+    /// with the single task of `run` (sent last, with `flags`): at most `most` of them, while
+    /// their load fits in `room` nanoseconds and the frame in the frame limit. Returns how
+    /// many joined and their load; counts in `dropped` those discarded on the way (see
+    /// [`Shared::fill`]).
     fn join_singles(
         &self,
         queue: &mut VecDeque<Slice>,
         sent: &mut VecDeque<Slice>,
-        run: &Run,
+        (run, flags): (&Run, u8),
         most: usize,
         room: u64,
         dropped: &mut usize,
     ) -> (usize, u64) {
-        let flags = self.flags_of(run);
         let limit = self.config.get_max_frame_bytes().saturating_sub(run.job.shipped.state.len());
         let mut bytes = run.framed(0..1).len();
         let (mut joined, mut load) = (0, 0);
