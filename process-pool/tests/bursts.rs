@@ -20,12 +20,19 @@ fn hold(paths: (String, String)) -> u64 {
 
 #[test]
 fn every_task_of_a_burst_settles_its_own_handle_and_a_cancelled_one_fails_alone() {
-    within("a burst of 5,000 tasks", || {
-        let pool = ProcessPool::new(2).unwrap();
+    let scratch = Scratch::new("burst-cancel");
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("a burst of 5,000 tasks", move || {
+        let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1))).unwrap();
+        // The only worker is held until every task of the burst is submitted and every
+        // seventh cancelled: none of them has run yet, so each cancellation takes.
+        let gate = pool.submit(SignalThenWait { signal: started.clone(), go: go.clone() }, 0);
+        wait_for_file(&started);
         let handles: Vec<_> = (0..5_000u64).map(|i| pool.submit(square, i)).collect();
-        // Most of these still wait in the pool when they are cancelled.
         let cancelled: Vec<bool> =
             handles.iter().enumerate().map(|(i, h)| i % 7 == 3 && h.cancel()).collect();
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(gate.join().unwrap(), 0);
         // Joined last first: each handle has its own result, whatever frame carried it.
         for (i, handle) in handles.into_iter().enumerate().rev() {
             match handle.join() {
@@ -37,7 +44,9 @@ fn every_task_of_a_burst_settles_its_own_handle_and_a_cancelled_one_fails_alone(
         let stats = pool.stats();
         let failed = cancelled.iter().filter(|c| **c).count() as u64;
         assert!(failed > 0);
-        assert_eq!((stats.completed, stats.failed), (5_000 - failed, failed));
+        assert_eq!(failed, 714, "every seventh task, from the fourth");
+        // The gate is one more completed task.
+        assert_eq!((stats.completed, stats.failed), (5_001 - failed, failed));
     });
 }
 
