@@ -1,8 +1,9 @@
 //! Queue handles and shared bytes in task arguments that never reach a worker (the task
 //! cancelled while queued or skipped, its `imap` dropped with inputs unsent, the argument
-//! refused as too large, a one-off's argument that fails to encode) are given back: a consumer whose only producer was in such an
-//! argument gets `Disconnected`, and this process lets go of such shared bytes. Shared bytes
-//! a task took are let go when the task ends, not at this process's next use of them.
+//! refused as too large, a one-off's argument that fails to encode) are given back: a
+//! consumer whose only producer was in such an argument gets `Disconnected`, and this process
+//! lets go of such shared bytes. Shared bytes a task took are let go when the task ends, not
+//! at this process's next use of them.
 
 mod common;
 
