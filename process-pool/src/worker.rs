@@ -434,13 +434,7 @@ impl Outputs {
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
         if let Some(page) = &mut self.page {
             if !page.start(self.seq, self.cancellable) {
-                // Cancelled before it started: it never runs.
-                let meta = Meta { seq: self.seq, cost: Cost::default() };
-                self.open = None;
-                protocol::encode_failed(&mut self.pending, meta, Failure::Cancelled);
-                self.seq += 1;
-                self.clock.restart();
-                self.flush();
+                self.skip_cancelled();
                 return;
             }
         }
@@ -457,11 +451,7 @@ impl Outputs {
             if !quiet || head.len() + bytes.len() > limit || sys::forked() {
                 return false;
             }
-            let mut bulk = Vec::with_capacity(wire::HEADER);
-            wire::put_bulk_head(&mut bulk, bytes.len());
-            if !write_out(sink, fd, [&bulk, bytes]) {
-                sys::exit_now(0);
-            }
+            send_apart(sink, fd, bytes);
             sent_apart = true;
             true
         };
@@ -512,28 +502,7 @@ impl Outputs {
         } else if value {
             self.push_value(cost);
         } else {
-            self.open = None;
-            let meta = Meta { seq: self.seq, cost };
-            let out = &mut self.pending;
-            match outcome {
-                Ok(Ok(())) => {
-                    let too_large =
-                        Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
-                    protocol::encode_failed(out, meta, too_large);
-                }
-                Ok(Err((side, message))) => {
-                    let message = fit(&message, self.limit.min(MAX_REPORT));
-                    protocol::encode_failed(
-                        out,
-                        meta,
-                        Failure::Serialization { side, message: &message },
-                    );
-                }
-                Err(report) => {
-                    let [message, location, backtrace] = fit_report(&report, self.limit);
-                    protocol::encode_panicked(out, meta, &message, &location, &backtrace);
-                }
-            }
+            self.frame_failure(Meta { seq: self.seq, cost }, outcome);
         }
         self.seq += 1;
         let oldest = *self.oldest.get_or_insert(started);
@@ -552,6 +521,50 @@ impl Outputs {
         };
         if self.flush_each || due || large || sender_waits {
             self.flush_with(large);
+        }
+    }
+
+    /// Records that the current item was cancelled before it started: it never runs.
+    #[cold]
+    #[inline(never)]
+    fn skip_cancelled(&mut self) {
+        let meta = Meta { seq: self.seq, cost: Cost::default() };
+        self.open = None;
+        protocol::encode_failed(&mut self.pending, meta, Failure::Cancelled);
+        self.seq += 1;
+        self.clock.restart();
+        self.flush();
+    }
+
+    /// Frames the current item's failure, `outcome`: a value over the frame limit (in
+    /// `scratch`), one that did not encode, or a panic.
+    #[cold]
+    #[inline(never)]
+    fn frame_failure(
+        &mut self,
+        meta: Meta,
+        outcome: Result<Result<(), (Side, String)>, PanicReport>,
+    ) {
+        self.open = None;
+        let out = &mut self.pending;
+        match outcome {
+            Ok(Ok(())) => {
+                let too_large =
+                    Failure::TooLarge { side: Side::Result, size: self.scratch.len() as u64 };
+                protocol::encode_failed(out, meta, too_large);
+            }
+            Ok(Err((side, message))) => {
+                let message = fit(&message, self.limit.min(MAX_REPORT));
+                protocol::encode_failed(
+                    out,
+                    meta,
+                    Failure::Serialization { side, message: &message },
+                );
+            }
+            Err(report) => {
+                let [message, location, backtrace] = fit_report(&report, self.limit);
+                protocol::encode_panicked(out, meta, &message, &location, &backtrace);
+            }
         }
     }
 
@@ -663,6 +676,19 @@ impl Scratch<'_> {
     #[inline]
     pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
         codec::encode_apart(value, self.buf, &mut *self.apart)
+    }
+}
+
+/// Sends a large result's `bytes` as a [`Kind::Bulk`] frame of their own, ahead of the frame
+/// that will refer to them (see [`Outputs::run`]). If the parent is gone there is nobody to
+/// serve: exit.
+#[cold]
+#[inline(never)]
+fn send_apart(sink: &mut Results, fd: BorrowedFd<'_>, bytes: &[u8]) {
+    let mut bulk = Vec::with_capacity(wire::HEADER);
+    wire::put_bulk_head(&mut bulk, bytes.len());
+    if !write_out(sink, fd, [&bulk, bytes]) {
+        sys::exit_now(0);
     }
 }
 
