@@ -28,9 +28,10 @@ repeat; defaults 2000 and 200, or 200 and 30 when quick; a payload over 1 MiB ma
 proportionally fewer round trips, at least 3), ``per_item_map_items`` (the items of
 a map that sends one item per message; default 10000, 2000 when quick), ``burst_items`` (the
 no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20000 when
-quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048). A cpu entry may say
-``"after_burst": true``.
-``quick`` also caps ``map_items`` at 10000 and the cpu and memory repeats at 3.
+quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048), ``map_repeats`` (the
+repeats of ``map_noop``; default ``repeats``). A cpu entry may say ``"after_burst": true``.
+``quick`` also caps the default ``map_items`` (not one the spec gives) at 10000, and the cpu
+and memory repeats at 3.
 
 Variants (pools)
 ----------------
@@ -740,8 +741,9 @@ class Config:
         self.variants = list(merged.get("variants", VARIANTS))
         self.in_flight_tasks = int(merged["in_flight_tasks"])
         self.map_items = int(merged["map_items"])
-        if self.quick:
+        if self.quick and "map_items" not in spec:
             self.map_items = min(self.map_items, 10000)
+        self.map_repeats = max(1, int(merged.get("map_repeats", self.repeats)))
         # Maps that send one item per message cost the same per item at any length: they run
         # on fewer items, so that they do not take most of the run.
         self.per_item_map_items = min(self.map_items, int(merged.get(
@@ -770,7 +772,7 @@ class Config:
 
     def effective(self):
         keys = ("workers", "repeats", "quick", "scenarios", "variants", "in_flight_tasks",
-                "map_items", "per_item_map_items", "burst_items", "payload_bytes",
+                "map_items", "map_repeats", "per_item_map_items", "burst_items", "payload_bytes",
                 "round_trips", "payload_round_trips",
                 "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
                 "fault_alloc_mib")
@@ -936,7 +938,8 @@ def scenario_map_noop(cfg):
             raise RuntimeError("map returned %d results for %d items" % (len(got), n))
         return rate
 
-    samples, failed = interleaved(cfg, "map_noop", measure, keys=[r[0] for r in runs])
+    samples, failed = interleaved(cfg, "map_noop", measure, keys=[r[0] for r in runs],
+                                  repeats=cfg.map_repeats)
     out = {}
     for key, variant, call, _, effective, n, is_default, advised in runs:
         if key in failed:
