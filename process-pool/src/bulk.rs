@@ -18,6 +18,9 @@
 //!   moved a large value does not keep its memory in every worker for good, and one that
 //!   moves them one after another does not fault its buffers in anew for each.
 //!
+//! The vector of a `map`'s results, which goes to the caller, asks for huge pages from
+//! [`LARGE`] on ([`results_with_capacity`]).
+//!
 //! A large argument is not copied into its worker's outbox at all: the batch's inputs are
 //! written to the transport straight from the buffer they were encoded in (`outlet.rs`).
 //! A large value that is one byte string travels in a bulk frame of its own (`wire.rs`),
@@ -103,6 +106,22 @@ pub(crate) fn copy(bytes: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// An empty vector with room for `len` values of `T` (as [`Vec::with_capacity`]), for the
+/// results of a `map`: from [`LARGE`] bytes on, it asks for huge pages. The vector goes to
+/// the caller, so unlike the transport's buffers it cannot be kept; in a program that
+/// allocates and frees other large blocks meanwhile it is mostly fresh memory, faulted in
+/// page by page as the results arrive. Measured in the comparison report (process column
+/// only, `map` of 1M no-ops, an 8 MB result, medians of 5): 35.3 M items/s before, 41.3 with
+/// the advice (40.5 with glibc told never to give memory back); a program that reuses the
+/// same memory for every `map` did not change (47.3 and 47.7, 6 rounds interleaved).
+pub(crate) fn results_with_capacity<T>(len: usize) -> Vec<T> {
+    let mut results = Vec::with_capacity(len);
+    if len.saturating_mul(size_of::<T>()) >= LARGE {
+        sys::advise_huge_pages(results.spare_capacity_mut());
+    }
+    results
+}
+
 /// Whether `buf` holds memory that [`release`] would give back.
 pub(crate) fn is_large(buf: &Vec<u8>) -> bool {
     buf.capacity() >= LARGE
@@ -143,6 +162,43 @@ mod tests {
             assert_eq!(copied, bytes);
             assert_eq!(copied.capacity(), len);
         }
+    }
+
+    /// The `VmFlags` of the mapping of this process that holds `address`, from
+    /// `/proc/self/smaps`.
+    fn flags_at(address: usize) -> Option<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().and_then(|r| r.split_once('-'));
+            let bounds = range.and_then(|(a, b)| {
+                Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
+            });
+            if let Some((start, end)) = bounds {
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.to_owned());
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_large_result_vector_asks_for_huge_pages() {
+        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+            println!("skipped: this kernel has no transparent huge pages");
+            return;
+        }
+        let small: Vec<u64> = results_with_capacity(1000);
+        assert!(small.is_empty() && small.capacity() >= 1000);
+        // Any 4 MiB holds a whole huge page: the first from the vector's start on.
+        let mut large: Vec<u64> = results_with_capacity(LARGE / 8);
+        assert!(large.is_empty() && large.capacity() >= LARGE / 8);
+        let page = (large.as_ptr() as usize).next_multiple_of(2 << 20);
+        let flags = flags_at(page).expect("the vector's memory is mapped");
+        assert!(flags.split_whitespace().any(|f| f == "hg"), "flags {flags}");
+        large.extend(0..LARGE as u64 / 8);
+        assert!(large.iter().enumerate().all(|(i, &v)| v == i as u64), "the advice keeps bytes");
     }
 
     #[test]

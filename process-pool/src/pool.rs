@@ -16,6 +16,7 @@ use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::batching::Paced;
+use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
@@ -414,7 +415,7 @@ impl Pool for ProcessPool {
     {
         let () = <T::Job as Job>::PORTABLE;
         let items = items.into_iter();
-        let mut results = Vec::with_capacity(items.size_hint().0);
+        let mut results = bulk::results_with_capacity(items.size_hint().0);
         let total = self.run_batch(task.into_job(), items, &mut progress, &mut |first, values| {
             // Items a dead pool never answered fill the gaps.
             results.resize_with(first, || Err(TaskError::ShutDown));
@@ -431,7 +432,7 @@ impl Pool for ProcessPool {
     {
         let () = <T::Job as Job>::PORTABLE;
         let items = items.into_iter();
-        let mut outputs = Vec::with_capacity(items.size_hint().0);
+        let mut outputs = bulk::results_with_capacity(items.size_hint().0);
         let mut failure = None;
         let total = self.run_batch(task.into_job(), items, &mut |_, _| {}, &mut |first, values| {
             if failure.is_some() {

@@ -1087,10 +1087,10 @@ const HUGE_PAGE: usize = 2 << 20;
 /// where the kernel offers huge pages only on request (`madvise` in
 /// `/sys/kernel/mm/transparent_hugepage/enabled`) it takes them, where it always or never
 /// does it changes nothing, and a refusal is ignored. No byte of `memory` changes.
-pub(crate) fn advise_huge_pages(memory: &mut [std::mem::MaybeUninit<u8>]) {
+pub(crate) fn advise_huge_pages<T>(memory: &mut [std::mem::MaybeUninit<T>]) {
     let start = memory.as_mut_ptr() as usize;
     let first = start.next_multiple_of(HUGE_PAGE);
-    let end = (start + memory.len()) / HUGE_PAGE * HUGE_PAGE;
+    let end = (start + size_of_val(memory)) / HUGE_PAGE * HUGE_PAGE;
     if end > first {
         // SAFETY: the range lies within `memory`, which this process owns and may write (an
         // exclusive borrow); the advice changes how its pages are backed, never its bytes.
