@@ -27,9 +27,11 @@ use crate::ship::{self, Ship, Shipped};
 use crate::sink::{Received, Sink, Tally};
 
 /// A job in the form it travels in: the offset of its entry point in the executable image
-/// and its encoded state. Valid only in a process running the same image.
+/// and its encoded state. Valid only in a process running the same image. The runs of one
+/// job ([`run_encoded`]) share what its items were measured to cost, as the runs of one
+/// `map` do.
 #[derive(Debug, Clone)]
-pub struct EncodedJob(Arc<Shipped>);
+pub struct EncodedJob(Arc<Paced>);
 
 impl EncodedJob {
     /// Ships `job`.
@@ -38,7 +40,7 @@ impl EncodedJob {
     ///
     /// [`TaskError::Serialization`] if a struct task's state cannot be encoded.
     pub fn of<J: Job>(job: &J) -> Result<Self, TaskError> {
-        job.ship(Ship).map(|shipped| EncodedJob(Arc::new(shipped)))
+        job.ship(Ship).map(|shipped| EncodedJob(Paced::new(shipped)))
     }
 
     /// Rebuilds a job from [`EncodedJob::entry`] and [`EncodedJob::state`].
@@ -49,17 +51,17 @@ impl EncodedJob {
     /// same executable image as this one (the same file content, not merely the same path):
     /// a worker jumps to that offset.
     pub unsafe fn from_parts(entry: i64, state: Vec<u8>) -> Self {
-        EncodedJob(Arc::new(Shipped { entry, state }))
+        EncodedJob(Paced::new(Shipped { entry, state }))
     }
 
     /// The offset of the job's entry point.
     pub fn entry(&self) -> i64 {
-        self.0.entry
+        self.0.shipped.entry
     }
 
     /// The job's encoded state (empty for a plain function).
     pub fn state(&self) -> &[u8] {
-        &self.0.state
+        &self.0.shipped.state
     }
 }
 
@@ -178,8 +180,7 @@ pub fn run_encoded(
     timeout: Option<Duration>,
     done: impl FnOnce(Outcomes) + Send + 'static,
 ) -> RemoteRun {
-    // A pace of its own (a copy of the job's state with it): what this run's items cost.
-    let mut builder = RunBuilder::new(Paced::new(Shipped::clone(&job.0)));
+    let mut builder = RunBuilder::new(job.0.clone());
     let mut start = 0;
     for &end in ends {
         builder.push_encoded(&inputs[start..end]);
