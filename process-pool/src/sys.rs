@@ -106,6 +106,28 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n.unsigned_abs())
 }
 
+/// Reads at most `max` bytes (and no more than `buf` has room for without growing) onto the
+/// end of `buf`, retrying on `EINTR`: the bytes land in its spare capacity, which is not
+/// cleared first. Returns how many (0 at end of file).
+pub(crate) fn read_appending(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len().min(max);
+    let n = retry(|| {
+        // SAFETY: `spare` is valid for writes of `room` bytes; read(2) writes only there.
+        unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), room) }
+    })?
+    .unsigned_abs()
+    .min(room);
+    // SAFETY: read(2) initialized the first `n` bytes of the spare capacity, which holds
+    // at least `room >= n` of them.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// Writes some of `buf`, retrying on `EINTR`. On a non-blocking descriptor that is full,
 /// returns `Ok(0)`.
 pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
@@ -913,6 +935,28 @@ impl SharedMemory {
         };
         true
     }
+
+    /// Copies the `len` bytes at byte `offset` onto the end of `buf`, into room it has
+    /// already (its spare capacity, not cleared first); `false` (nothing copied) if they do
+    /// not lie inside or `buf` has not the room.
+    pub(crate) fn read_appending(&self, offset: usize, len: usize, buf: &mut Vec<u8>) -> bool {
+        if !self.holds(offset, 1, len) || buf.capacity() - buf.len() < len {
+            return false;
+        }
+        // SAFETY: the source lies inside the mapping (checked above) and is read through a
+        // raw pointer, as in `read_at`; the destination is `len` bytes of `buf`'s spare
+        // capacity (checked above), which cannot overlap the mapping. Once they are copied
+        // they are initialized, so the length may cover them.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.mapping.ptr().add(offset),
+                buf.as_mut_ptr().add(buf.len()),
+                len,
+            );
+            buf.set_len(buf.len() + len);
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for SharedMemory {
@@ -1499,52 +1543,6 @@ pub(crate) fn install_crash_flush() {
     }
     // SAFETY: `on_exit` is a plain function that lives for the whole process.
     unsafe { libc::atexit(on_exit) };
-}
-
-/// Reads at most `max` bytes (and no more than `buf` has room for without growing) onto the
-/// end of `buf`, retrying on `EINTR`: the bytes land in its spare capacity, which is not
-/// cleared first. Returns how many (0 at end of file).
-pub(crate) fn read_appending(
-    fd: BorrowedFd<'_>,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    let room = spare.len().min(max);
-    let n = retry(|| {
-        // SAFETY: `spare` is valid for writes of `room` bytes; read(2) writes only there.
-        unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), room) }
-    })?
-    .unsigned_abs()
-    .min(room);
-    // SAFETY: read(2) initialized the first `n` bytes of the spare capacity, which holds
-    // at least `room >= n` of them.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
-}
-
-impl SharedMemory {
-    /// Copies the `len` bytes at byte `offset` onto the end of `buf`, into room it has
-    /// already (its spare capacity, not cleared first); `false` (nothing copied) if they do
-    /// not lie inside or `buf` has not the room.
-    pub(crate) fn read_appending(&self, offset: usize, len: usize, buf: &mut Vec<u8>) -> bool {
-        if !self.holds(offset, 1, len) || buf.capacity() - buf.len() < len {
-            return false;
-        }
-        // SAFETY: the source lies inside the mapping (checked above) and is read through a
-        // raw pointer, as in `read_at`; the destination is `len` bytes of `buf`'s spare
-        // capacity (checked above), which cannot overlap the mapping. Once they are copied
-        // they are initialized, so the length may cover them.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.mapping.ptr().add(offset),
-                buf.as_mut_ptr().add(buf.len()),
-                len,
-            );
-            buf.set_len(buf.len() + len);
-        }
-        true
-    }
 }
 
 #[cfg(test)]
