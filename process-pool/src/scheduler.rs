@@ -360,9 +360,14 @@ impl Shared {
         self.flush(flushes);
     }
 
+    /// How many items a worker may run in its life (`max_tasks_per_worker`).
+    fn quota(&self) -> u64 {
+        self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX)
+    }
+
     /// Whether some worker takes work and holds none.
     fn has_idle(&self, state: &State) -> bool {
-        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        let quota = self.quota();
         let idle = |slot: &Slot| slot.sent.is_empty();
         state
             .slots
@@ -415,7 +420,7 @@ impl Shared {
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut()?;
-        let quota = self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX);
+        let quota = self.quota();
         if !conn.takes_work(quota) {
             return None;
         }
