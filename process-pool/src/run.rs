@@ -417,6 +417,49 @@ mod tests {
         assert_eq!((spares.bytes, spares.take(SPARE_MIN)), (0, None));
     }
 
+    fn same(x: u64) -> u64 {
+        x
+    }
+
+    /// Waits until `check` holds, for at most a minute; panics with `what` if it never does.
+    fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// The wiring of [`Spares`]: a run's drop keeps its input buffer, the next large run
+    /// encodes into it, and a pool's supervisor gives every kept buffer back once its worker
+    /// had nothing to do for [`crate::bulk::KEEP_IDLE`]. (No other test of this binary makes a
+    /// run this large.)
+    #[test]
+    fn a_large_runs_input_buffer_is_reused_and_given_back_when_the_pool_idles() {
+        release_spares();
+        let mut b = builder();
+        b.reserve(10_000);
+        for v in 0..10_000u64 {
+            b.push(&v, 1 << 20).unwrap();
+        }
+        let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
+        let at = run.inputs.bytes.as_ptr();
+        drop(run);
+        assert!(holds_spares(), "a dropped run keeps its input buffer");
+        let mut again = builder();
+        again.reserve(10_000);
+        assert_eq!(again.inputs.bytes.as_ptr(), at, "the next large run encodes into it");
+        assert!(!holds_spares(), "taken");
+        drop(again);
+
+        release_spares();
+        let pool = crate::ProcessPool::new(1).unwrap();
+        let out = taskpool_core::Pool::map(&pool, same, 0..100_000u64).unwrap();
+        assert_eq!(out, (0..100_000).collect::<Vec<_>>());
+        eventually("a finished map's input buffers are kept", holds_spares);
+        eventually("the idle pool gives them back", || !holds_spares());
+    }
+
     #[test]
     fn inputs_that_fail_to_encode_leave_nothing_behind() {
         let mut b = builder();
