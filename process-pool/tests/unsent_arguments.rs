@@ -93,6 +93,56 @@ fn a_producer_in_a_task_cancelled_behind_a_running_one_is_given_back() {
     });
 }
 
+/// The argument of [`hold_signalled`]: a producer to hold, a queue to say it started on and
+/// a gate to wait for, each if any.
+type Signalled = (Option<Producer<u64>>, Option<Producer<u8>>, Option<Consumer<u8>>);
+
+/// Holds the producer, if any, and puts nothing; says it started on `started` and waits for
+/// `gate`, if it has them.
+fn hold_signalled((producer, started, gate): Signalled) -> u64 {
+    if let Some(started) = started {
+        started.put(1).unwrap();
+    }
+    if let Some(gate) = gate {
+        gate.get().unwrap();
+    }
+    drop(producer);
+    1
+}
+
+#[test]
+fn a_producer_in_a_task_cancelled_in_the_frame_of_a_running_one_is_given_back() {
+    within("a producer cancelled in a running task's frame", || {
+        let pool = ProcessPool::new(1).unwrap();
+        // Measured fast, the function's single tasks that queue while the worker is busy
+        // travel together, in one frame, once it is free.
+        for _ in 0..20 {
+            assert_eq!(pool.apply(hold_signalled, (None, None, None)).unwrap(), 1);
+        }
+        let (busy_wait, busy_open) = gate();
+        let (_busy_consumer, busy_producer) = consumer_and_producer();
+        let busy = pool.submit(hold, (busy_producer, Some(busy_wait)));
+        let (started, started_producer) = gate();
+        let (wait, open) = gate();
+        let (first_consumer, first_producer) = consumer_and_producer();
+        let (consumer, producer) = consumer_and_producer();
+        let running =
+            pool.submit(hold_signalled, (Some(first_producer), Some(started_producer), Some(wait)));
+        let cancelled = pool.submit(hold_signalled, (Some(producer), None, None));
+        busy_open.put(1).unwrap();
+        assert_eq!(busy.join().unwrap(), 1);
+        // Started: the task behind it was sent by then (with it, or in a frame of its own
+        // right after it), so the worker is the one that skips it.
+        started.get().unwrap();
+        assert!(cancelled.cancel(), "it had not started");
+        open.put(1).unwrap();
+        assert_eq!(running.join().unwrap(), 1);
+        assert!(matches!(cancelled.join(), Err(TaskError::Cancelled)));
+        assert_eq!(first_consumer.get(), Err(GetError::Disconnected), "the one that ran");
+        assert_eq!(consumer.get(), Err(GetError::Disconnected), "the one cancelled");
+    });
+}
+
 #[test]
 fn producers_in_the_unsent_inputs_of_a_dropped_imap_are_given_back() {
     within("a dropped imap's producers", || {
