@@ -209,7 +209,10 @@ impl RunBuilder {
     /// its buffer by copying it over and over.
     pub(crate) fn reserve(&mut self, n: usize) {
         let want = n.saturating_mul(4 + SMALL_INPUT);
+        // Checked before the lock: a single task, which reserves room for one input, takes
+        // no lock shared by every submitting thread.
         if self.inputs.bytes.capacity() == 0
+            && want >= SPARE_MIN
             && let Some(spare) = spares().take(want)
         {
             self.inputs.bytes = spare;
