@@ -1485,11 +1485,15 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
         return;
     }
     let in_task = IN_TASK.swap(false, Ordering::AcqRel);
-    PENDING.write_out();
-    if in_task && signal == libc::SIGXCPU {
-        ON_CPU_TIME.write_out();
-    } else if in_task && signal == libc::SIGABRT && near_memory_limit() {
-        ON_MEMORY.write_out();
+    // A copy of the worker that a task forked holds a copy of the worker's results, which
+    // the worker sends itself: the copy sends nothing.
+    if !forked() {
+        PENDING.write_out();
+        if in_task && signal == libc::SIGXCPU {
+            ON_CPU_TIME.write_out();
+        } else if in_task && signal == libc::SIGABRT && near_memory_limit() {
+            ON_MEMORY.write_out();
+        }
     }
     // Die of this signal: with the default action back, the raised signal (blocked while
     // this handler runs) ends the process once the handler returns, and a fault re-faults.
@@ -1503,7 +1507,10 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
 }
 
 extern "C" fn on_exit() {
-    PENDING.write_out();
+    // As in `on_fatal_signal`: a forked copy sends nothing.
+    if !forked() {
+        PENDING.write_out();
+    }
 }
 
 /// Installs the crash-time flush: handlers for the fatal signals and SIGXCPU, on an

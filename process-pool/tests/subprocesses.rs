@@ -160,3 +160,62 @@ fn a_task_that_forks_without_exec_cannot_wedge_the_pool() {
         assert!(zombie_children().is_empty(), "{:?}", zombie_children());
     });
 }
+
+/// Forks; the copy leaves through `exit(3)`, which runs the process's exit handlers. The
+/// task waits for it and returns `x`.
+fn fork_and_exit(x: u64) -> u64 {
+    // SAFETY: the fault under test; the copy only exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        std::process::exit(0);
+    }
+    wait_for(pid);
+    x
+}
+
+/// Forks; the copy dies of a segmentation fault. The task waits for it and returns `x`.
+fn fork_and_crash(x: u64) -> u64 {
+    // SAFETY: the fault under test; the copy only raises a signal, which ends it.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe { libc::raise(libc::SIGSEGV) };
+    }
+    wait_for(pid);
+    x
+}
+
+/// Waits for the child `pid`.
+fn wait_for(pid: libc::pid_t) {
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: waits for a child this task forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+}
+
+/// Every tenth item forks a copy that exits; the items between are quick, so their results
+/// still wait in the worker's buffer when the copy is made.
+fn sometimes_fork_and_exit(x: u64) -> u64 {
+    if x % 10 == 9 { fork_and_exit(x) } else { x }
+}
+
+/// As [`sometimes_fork_and_exit`], with copies that crash.
+fn sometimes_fork_and_crash(x: u64) -> u64 {
+    if x % 10 == 9 { fork_and_crash(x) } else { x }
+}
+
+/// The copy holds a copy of the worker's unsent results; were it to send them on its way out
+/// (the crash-time flush), the parent would read results twice and fail the `map`.
+#[test]
+fn a_forked_copy_that_exits_or_crashes_sends_nothing() {
+    within("a pool whose tasks' copies exit and crash", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let expected: Vec<u64> = (0..2000).collect();
+        for _ in 0..3 {
+            assert_eq!(pool.map(sometimes_fork_and_exit, 0..2000).unwrap(), expected);
+            assert_eq!(pool.map(sometimes_fork_and_crash, 0..2000).unwrap(), expected);
+        }
+        assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+        assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+    });
+}
