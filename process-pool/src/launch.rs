@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use crate::entry::{self, MARKER};
@@ -98,27 +98,39 @@ pub(crate) fn launch_with(
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The launcher thread of this process: where to send it work, and which copy of the
+/// process started it (a copy made by `fork()` inherits the sender, not the thread).
+struct Launcher {
+    generation: u64,
+    jobs: Sender<Job>,
+}
+
 /// Runs `spawn` on the launcher thread (or, if that thread cannot exist, on this one).
 fn on_launcher(
     spawn: impl FnOnce() -> std::io::Result<ChildProcess> + Send + 'static,
 ) -> std::io::Result<ChildProcess> {
-    static LAUNCHER: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
-    let launcher = LAUNCHER.get_or_init(|| {
+    static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
+    sys::watch_forks();
+    let generation = sys::fork_generation();
+    let mut launcher = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
+    if launcher.as_ref().is_none_or(|l| l.generation != generation) {
         let (tx, rx) = mpsc::channel::<Job>();
-        thread::Builder::new()
+        *launcher = thread::Builder::new()
             .name("taskpool-launcher".into())
             .spawn(move || rx.into_iter().for_each(|job| job()))
             .ok()
-            .map(|_| Mutex::new(tx))
-    });
-    let Some(launcher) = launcher else { return spawn() };
+            .map(|_| Launcher { generation, jobs: tx });
+    }
+    let Some(jobs) = launcher.as_ref().map(|l| l.jobs.clone()) else {
+        drop(launcher);
+        return spawn();
+    };
+    drop(launcher);
     let (reply_tx, reply_rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = reply_tx.send(spawn());
     });
-    if let Err(mpsc::SendError(job)) =
-        launcher.lock().unwrap_or_else(PoisonError::into_inner).send(job)
-    {
+    if let Err(mpsc::SendError(job)) = jobs.send(job) {
         job();
     }
     reply_rx

@@ -62,6 +62,16 @@ const WATCH: Duration = Duration::from_micros(100);
 /// with [`TaskError::ShutDown`] too. Every worker is reaped. Call [`Pool::shutdown`] first to
 /// run everything submitted.
 ///
+/// # A program that forks
+///
+/// A copy of the program made by `fork()` (a server that daemonizes or pre-forks after it
+/// started a pool) inherits the pool's memory but not its threads, and the workers keep
+/// serving the original. There the inherited pool takes no work: every task given to it
+/// fails at once with [`TaskError::ShutDown`], and dropping it or shutting it down returns at
+/// once and stops nothing. The original's pool goes on as if nothing happened, and the copy
+/// can start pools of its own. A handle of a task submitted before the fork settles in the
+/// original only: in the copy, join it with a timeout, or not at all.
+///
 /// # Examples
 ///
 /// ```
@@ -113,6 +123,7 @@ impl ProcessPool {
         let config = config.into();
         config.validate()?;
         entry::ensure_linked();
+        sys::watch_forks();
         let n = config.get_config().get_workers();
         let wakes = (0..n).map(|_| sys::eventfd()).collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared::new(config, wakes));
@@ -352,6 +363,10 @@ impl Pool for ProcessPool {
     }
 
     fn shutdown(&self) {
+        if self.shared.copied() {
+            // A copy made by `fork()`: the workers are the original's.
+            return;
+        }
         let mut state = self.shared.lock();
         state.closed = true;
         while state.outstanding > 0 && state.supervisors > 0 {
@@ -795,6 +810,15 @@ impl<J: Job, I> Drop for Stream<'_, J, I> {
 
 impl Drop for ProcessPool {
     fn drop(&mut self) {
+        if self.shared.copied() {
+            // A copy made by `fork()` has the memory of the pool, not its threads or its
+            // workers, which the original process keeps using: nothing to stop, wait for or
+            // free here. The threads' handles name threads of the original.
+            std::mem::forget(std::mem::take(
+                self.threads.get_mut().unwrap_or_else(PoisonError::into_inner),
+            ));
+            return;
+        }
         let mut deliveries = Deliveries::default();
         {
             let mut state = self.shared.lock();

@@ -262,6 +262,8 @@ pub(crate) struct Shared {
     pub(crate) tally: Tally,
     /// The time workers spend per item of single tasks, by function.
     pub(crate) paces: Paces,
+    /// The copy of the process that started the pool (see `sys::fork_generation`).
+    home: u64,
 }
 
 impl Shared {
@@ -285,7 +287,16 @@ impl Shared {
             wakes,
             tally: Tally::default(),
             paces: Paces::default(),
+            home: sys::fork_generation(),
         }
+    }
+
+    /// Whether this is a copy of the process that started the pool, made by `fork()`: the
+    /// workers and supervisor threads serve that process, and the copy has only their
+    /// memory. Nothing here may touch them.
+    #[inline]
+    pub(crate) fn copied(&self) -> bool {
+        sys::fork_generation() != self.home
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -332,6 +343,11 @@ impl Shared {
         if n == 0 {
             return;
         }
+        // A copy of the process refuses before the lock, which a thread that is not in the
+        // copy may have held at the fork.
+        if self.copied() {
+            return self.refuse(run, TaskError::ShutDown);
+        }
         let mut state = self.lock();
         let refusal = if state.closed {
             Some(TaskError::ShutDown)
@@ -340,10 +356,7 @@ impl Shared {
         };
         if let Some(error) = refusal {
             drop(state);
-            let mut deliveries = Deliveries::default();
-            deliveries.fail(Slice::new(run, 0..n), &error);
-            deliveries.deliver_from(&|_| &[], &self.tally);
-            return;
+            return self.refuse(run, error);
         }
         state.outstanding += n;
         // A fast single task while every worker is busy waits for the next answer, whose
@@ -358,6 +371,15 @@ impl Shared {
         let flushes = self.pump_all(&mut state);
         drop(state);
         self.flush(flushes);
+    }
+
+    /// Fails every item of `run` with `error`, as [`Shared::submit`] does when the pool
+    /// takes no work.
+    fn refuse(&self, run: Arc<Run>, error: TaskError) {
+        let n = run.len();
+        let mut deliveries = Deliveries::default();
+        deliveries.fail(Slice::new(run, 0..n), &error);
+        deliveries.deliver_from(&|_| &[], &self.tally);
     }
 
     /// How many items a worker may run in its life (`max_tasks_per_worker`).
@@ -805,6 +827,9 @@ impl Shared {
     /// Where the results of the single-item `run` will arrive: the reception of the worker
     /// it was sent to, if it was sent (not if it waits in the queue).
     pub(crate) fn reception_of(&self, run: &Arc<Run>) -> Option<Arc<Reception>> {
+        if self.copied() {
+            return None;
+        }
         let state = self.lock();
         let holds = |slot: &&Slot| slot.sent.iter().any(|s| Arc::ptr_eq(&s.run, run));
         state.slots.iter().find(holds)?.conn.as_ref()?.reception.clone()
@@ -812,6 +837,9 @@ impl Shared {
 
     /// Drops the queued items of runs nobody wants any more (their iterator was dropped).
     pub(crate) fn discard_unwanted(&self) {
+        if self.copied() {
+            return;
+        }
         let mut state = self.lock();
         let mut dropped = 0;
         state.queue.retain(|slice| {

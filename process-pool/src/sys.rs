@@ -1172,17 +1172,22 @@ pub(crate) fn set_cloexec(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
-/// Set in a copy of this process made by `fork()` (through the C library), in the copy only.
-static FORKED: AtomicBool = AtomicBool::new(false);
+/// How many `fork()`s (through the C library) this process is from the one that watched for
+/// them first: 0 there, 1 in a copy of it, 2 in a copy of that copy.
+static FORKS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_fork_child() {
-    FORKED.store(true, Ordering::Relaxed);
+    FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Arranges for [`is_forked_copy`] to tell a copy made by `fork()` from this process.
+/// Arranges for [`forked`] and [`fork_generation`] to tell a copy made by `fork()` from this
+/// process. Once per process; later calls do nothing.
 pub(crate) fn watch_forks() {
-    // SAFETY: registers a handler that only stores to an atomic; it lives for the process.
-    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a handler that only adds to an atomic; it lives for the process.
+    WATCH.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(on_fork_child));
+    });
 }
 
 /// Whether this process is a copy made by the C library's `fork()` (after [`watch_forks`]).
@@ -1190,7 +1195,14 @@ pub(crate) fn watch_forks() {
 /// call per item).
 #[inline]
 pub(crate) fn forked() -> bool {
-    FORKED.load(Ordering::Relaxed)
+    fork_generation() != 0
+}
+
+/// Which copy this process is, as [`FORKS`] counts them: what a value made here records to
+/// tell, later, that it was inherited by a copy made by `fork()` (after [`watch_forks`]).
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORKS.load(Ordering::Relaxed)
 }
 
 /// This process's id.
