@@ -14,6 +14,7 @@ use taskpool_core::backend::{
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
+use crate::forks;
 use crate::watchdog::Watchdog;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
@@ -27,6 +28,15 @@ use crate::watchdog::Watchdog;
 /// Dropping the pool fails the tasks that have not started with [`TaskError::ShutDown`] and
 /// returns at once; tasks already running finish on their threads in the background, since
 /// threads cannot be killed. Call [`Pool::shutdown`] first to wait for everything submitted.
+///
+/// # A program that forks
+///
+/// A copy of the program made by `fork()` inherits the pool's memory but not its threads.
+/// There the inherited pool takes no work: every task given to it fails at once with
+/// [`TaskError::ShutDown`], and `shutdown` and dropping return at once. The original's pool
+/// goes on as if nothing happened, and the copy can start pools of its own. A handle of a
+/// task submitted before the fork settles in the original only: in the copy, join it with a
+/// timeout, or not at all.
 ///
 /// # Examples
 ///
@@ -68,6 +78,8 @@ struct Shared {
     waiting: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
+    /// The copy of the process that started the pool (see `forks.rs`).
+    home: u64,
     /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
     init_failures: AtomicU32,
     /// Why the initializer failed last, which tasks are told once the pool stops trying.
@@ -100,6 +112,7 @@ impl ThreadPool {
     /// threads cannot be created.
     pub fn with_config(config: Config) -> Result<Self, TaskError> {
         config.validate()?;
+        forks::watch_forks();
         let prefix = config.get_name_prefix().to_owned();
         let rayon = rayon::ThreadPoolBuilder::new()
             .num_threads(config.get_workers())
@@ -114,6 +127,7 @@ impl ThreadPool {
             waiting: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
+            home: forks::fork_generation(),
             init_failures: AtomicU32::new(0),
             init_error: Mutex::new(String::new()),
         });
@@ -125,12 +139,20 @@ impl ThreadPool {
         &self.shared.config
     }
 
+    /// Whether the pool takes no more work: it was closed, or this is a copy of the process
+    /// that started it, made by `fork()`, where its threads do not exist.
     fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.closed.load(Ordering::Acquire) || self.shared.copied()
     }
 }
 
 impl Shared {
+    /// Whether this is a copy of the process that started the pool, made by `fork()`.
+    #[inline]
+    fn copied(&self) -> bool {
+        forks::fork_generation() != self.home
+    }
+
     /// Runs one task on the current pool thread, initializing the thread first if needed.
     fn run<J: Job>(&self, job: &J, input: J::Input) -> Result<J::Output, TaskError> {
         self.ensure_initialized()?;
@@ -208,7 +230,7 @@ impl ThreadPool {
         timeout: Option<Duration>,
     ) {
         self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
-        if self.shared.closed.load(Ordering::SeqCst) {
+        if self.shared.closed.load(Ordering::SeqCst) || self.shared.copied() {
             // Dropping the completer settles the task as shut down.
             self.shared.finish_one();
             return;
@@ -275,6 +297,10 @@ impl Pool for ThreadPool {
 
     fn shutdown(&self) {
         let shared = &*self.shared;
+        if shared.copied() {
+            // Nothing runs in a copy of the process: what was running is the original's.
+            return;
+        }
         shared.closed.store(true, Ordering::SeqCst);
         let mut guard = shared.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
         shared.waiting.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,107 @@
+//! A program that forks after it started a pool: the copy inherits the pool's memory, not its
+//! threads. In the copy the inherited pool takes no work (every task fails at once with
+//! `ShutDown`) and `shutdown` and dropping return at once; the original's pool never notices,
+//! and the copy can start pools of its own.
+
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use taskpool_thread::{Pool, TaskError, ThreadPool};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Where [`hold`] is: it has not started, has `STARTED`, or may return (`RELEASED`).
+static GATE: (Mutex<u8>, Condvar) = (Mutex::new(0), Condvar::new());
+const STARTED: u8 = 1;
+const RELEASED: u8 = 2;
+
+fn open_gate(to: u8) {
+    *GATE.0.lock().unwrap() = to;
+    GATE.1.notify_all();
+}
+
+fn gate_reaches(at: u8) {
+    let mut state = GATE.0.lock().unwrap();
+    while *state < at {
+        state = GATE.1.wait(state).unwrap();
+    }
+}
+
+/// Says it started, then waits until released.
+fn hold(_: u64) -> u64 {
+    open_gate(STARTED);
+    gate_reaches(RELEASED);
+    0
+}
+
+/// Runs `check` in a copy of this process made by `fork()` and returns its verdict. The copy
+/// dies of `SIGALRM` if it hangs, and a panic there counts as a failed check.
+fn in_a_copy(check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let (mut verdict, mut report) = std::io::pipe().unwrap();
+    // SAFETY: the copy runs `check` on its only thread, then `_exit`s; the test's other
+    // threads hold no lock that `check` takes (the allocator's survive a fork).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(verdict);
+        // SAFETY: sets this copy's alarm; no memory effects.
+        unsafe { libc::alarm(60) };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(check))
+            .unwrap_or_else(|_| Err("the check panicked".into()));
+        let _ = report.write_all(outcome.err().as_deref().unwrap_or("ok").as_bytes());
+        drop(report);
+        // SAFETY: ends the copy without running the test harness's exit.
+        unsafe { libc::_exit(0) };
+    }
+    drop(report);
+    let mut text = String::new();
+    verdict.read_to_string(&mut text).unwrap();
+    let mut status = 0;
+    // SAFETY: waits for the copy just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "the copy ended with status {status}");
+    if text == "ok" { Ok(()) } else { Err(text) }
+}
+
+/// `Ok` if `result` is [`TaskError::ShutDown`].
+fn shut_down<T: std::fmt::Debug>(what: &str, result: Result<T, TaskError>) -> Result<(), String> {
+    match result {
+        Err(TaskError::ShutDown) => Ok(()),
+        other => Err(format!("{what}: expected ShutDown, got {other:?}")),
+    }
+}
+
+#[test]
+fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its_own() {
+    let pool = ThreadPool::new(2).unwrap();
+    assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+    // A task still running at the fork: the copy's `shutdown` must not wait for it.
+    let busy = pool.submit(hold, 0);
+    gate_reaches(STARTED);
+    let copy = in_a_copy(|| {
+        shut_down("apply", pool.apply(square, 3))?;
+        shut_down("submit", pool.submit(square, 4).join())?;
+        shut_down("map", pool.map(square, 0..1000))?;
+        let results = pool.map_results(square, 0..3);
+        results.into_iter().try_for_each(|r| shut_down("map_results", r))?;
+        for item in pool.imap(square, 0..3) {
+            shut_down("imap", item)?;
+        }
+        pool.shutdown();
+        let own = ThreadPool::new(2).map_err(|e| format!("new: {e}"))?;
+        match own.map(square, 0..100) {
+            Ok(squares) if squares == (0..100).map(|x| x * x).collect::<Vec<_>>() => Ok(()),
+            other => Err(format!("a new pool in the copy: {other:?}")),
+        }
+    });
+    assert_eq!(copy, Ok(()));
+    open_gate(RELEASED);
+    let mut busy = busy;
+    assert_eq!(busy.join_timeout(Duration::from_secs(60)).unwrap(), 0);
+    assert_eq!(pool.map(square, 0..1000).unwrap(), (0..1000).map(|x| x * x).collect::<Vec<_>>());
+    pool.shutdown();
+}
