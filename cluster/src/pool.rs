@@ -70,6 +70,15 @@ pub(crate) struct CancelNotice {
 /// removes them and their results from the streams. Call [`Pool::shutdown`] first to wait for
 /// everything submitted.
 ///
+/// # A program that forks
+///
+/// A copy of the program made by `fork()` inherits the pool's memory but not its runtime's
+/// threads. There the inherited pool takes no work: every task given to it fails at once
+/// with [`TaskError::ShutDown`], and `shutdown` and dropping return at once, leaving the
+/// streams (whose work is the original's) alone. The original's pool goes on as if nothing
+/// happened, and the copy can start pools of its own. A handle of a task submitted before the
+/// fork settles in the original only.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -115,6 +124,8 @@ pub(crate) struct Inner {
     last_alive: Mutex<Option<Instant>>,
     started: Instant,
     closed: AtomicBool,
+    /// The copy of the process that started the pool (see `remote::fork_generation`).
+    home: u64,
     pub(crate) max_unit: usize,
     runtime: tokio::runtime::Handle,
 }
@@ -156,6 +167,7 @@ impl ClusterPool {
     pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
         config.validate()?;
         crate::entry::ensure_linked();
+        remote::watch_forks();
         let image =
             image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
         let runtime = link::runtime(config.config.get_name_prefix())?;
@@ -194,6 +206,7 @@ impl ClusterPool {
             last_alive: Mutex::new(None),
             started: Instant::now(),
             closed: AtomicBool::new(false),
+            home: remote::fork_generation(),
             // Room for the envelope around the largest unit.
             max_unit: max_payload - 1024,
             runtime: runtime.handle().clone(),
@@ -265,8 +278,15 @@ impl Inner {
         self.config.config.get_workers().max(self.live_agents().1)
     }
 
+    /// Whether the pool takes no more work: it was closed, or this is a copy of the process
+    /// that started it, made by `fork()`, where its runtime's threads do not exist.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.load(Ordering::Acquire) || self.copied()
+    }
+
+    /// Whether this is a copy of the process that started the pool, made by `fork()`.
+    pub(crate) fn copied(&self) -> bool {
+        remote::fork_generation() != self.home
     }
 
     /// Sends one unit whose outcomes go to `settle`; returns its id. A unit that cannot be
@@ -294,6 +314,10 @@ impl Inner {
         let fail = |settle: Settle, error: TaskError| {
             settle((0..items).map(|_| Err(error.clone())).collect());
         };
+        if self.copied() {
+            // Nothing in a copy made by `fork()` would carry the unit or its results.
+            return fail(settle, TaskError::ShutDown);
+        }
         if unit.weight() > self.max_unit {
             let error = TaskError::TooLarge {
                 side: Side::Argument,
@@ -454,6 +478,10 @@ impl Pool for ClusterPool {
     }
 
     fn shutdown(&self) {
+        if self.inner.copied() {
+            // What runs is the original process's.
+            return;
+        }
         self.inner.closed.store(true, Ordering::Release);
         self.inner.pending.close();
         self.inner.pending.wait_empty(None);
@@ -532,6 +560,14 @@ impl Pool for ClusterPool {
 
 impl Drop for ClusterPool {
     fn drop(&mut self) {
+        if self.inner.copied() {
+            // A copy made by `fork()`: the runtime's threads are the original's, and so is
+            // the work in the streams, which tidying would remove. Nothing to do, and the
+            // runtime cannot be shut down without its threads.
+            let runtime = self.runtime.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+            std::mem::forget(runtime);
+            return;
+        }
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);
         inner.pending.close();

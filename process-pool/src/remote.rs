@@ -65,6 +65,19 @@ impl EncodedJob {
     }
 }
 
+/// Arranges for [`fork_generation`] to change in each copy of this process made by `fork()`
+/// from now on (once per process; later calls do nothing).
+pub fn watch_forks() {
+    crate::sys::watch_forks();
+}
+
+/// Which copy of the process this is: a pool that recorded another one was inherited
+/// through `fork()` (after [`watch_forks`]), and its threads are not in this copy.
+#[inline]
+pub fn fork_generation() -> u64 {
+    crate::sys::fork_generation()
+}
+
 /// Appends the encoding of `value` to `out`, with the pool's codec.
 ///
 /// # Errors
