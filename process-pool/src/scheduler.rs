@@ -375,6 +375,8 @@ impl Shared {
 
     /// Fails every item of `run` with `error`, as [`Shared::submit`] does when the pool
     /// takes no work.
+    #[cold]
+    #[inline(never)]
     fn refuse(&self, run: Arc<Run>, error: TaskError) {
         let n = run.len();
         let mut deliveries = Deliveries::default();
