@@ -5,49 +5,12 @@
 //! The copy can start pools of its own.
 
 mod common;
-
-use std::io::{Read, Write};
-use std::panic::AssertUnwindSafe;
+#[path = "common/copies.rs"]
+mod copies;
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool, TaskError};
-
-/// Runs `check` in a copy of this process made by `fork()` and returns its verdict. The copy
-/// dies of `SIGALRM` if it hangs, and a panic there counts as a failed check.
-fn in_a_copy(check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    let (mut verdict, mut report) = std::io::pipe().unwrap();
-    // SAFETY: the copy runs `check` on its only thread, then `_exit`s; the test's other
-    // threads hold no lock that `check` takes (the allocator's survive a fork).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        drop(verdict);
-        // SAFETY: sets this copy's alarm; no memory effects.
-        unsafe { libc::alarm(HANG.as_secs() as u32) };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(check))
-            .unwrap_or_else(|_| Err("the check panicked".into()));
-        let _ = report.write_all(outcome.err().as_deref().unwrap_or("ok").as_bytes());
-        drop(report);
-        // SAFETY: ends the copy without running the test harness's exit.
-        unsafe { libc::_exit(0) };
-    }
-    drop(report);
-    let mut text = String::new();
-    verdict.read_to_string(&mut text).unwrap();
-    let mut status = 0;
-    // SAFETY: waits for the copy just forked.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "the copy ended with status {status}");
-    if text == "ok" { Ok(()) } else { Err(text) }
-}
-
-/// `Ok` if `result` is [`TaskError::ShutDown`].
-fn shut_down<T: std::fmt::Debug>(what: &str, result: Result<T, TaskError>) -> Result<(), String> {
-    match result {
-        Err(TaskError::ShutDown) => Ok(()),
-        other => Err(format!("{what}: expected ShutDown, got {other:?}")),
-    }
-}
+use copies::{in_a_copy, shut_down};
+use taskpool_process::{Pool, ProcessPool};
 
 #[test]
 fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited() {
