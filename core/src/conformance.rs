@@ -15,6 +15,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,6 +235,31 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
             "imap_unordered pulled {ahead} ahead of the consumer; window {window}"
         );
     }
+}
+
+/// An input iterator that panics part-way through a batch: the panic reaches the caller of
+/// `map`, `map_results` and `imap` as it is, and the pool serves the next batch whole.
+pub fn panicking_input_iterator<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2));
+    // Past the first run of items a batch sends while it still pulls the rest.
+    let items = || (0..20_000u64).inspect(|&i| assert!(i != 10_000, "item 10000 is bad"));
+    let message = |caught: Result<usize, Box<dyn std::any::Any + Send>>| match caught {
+        Ok(n) => panic!("the batch returned {n} outcomes past the iterator's panic"),
+        Err(payload) => match payload.downcast_ref::<&str>() {
+            Some(text) => (*text).to_owned(),
+            None => payload.downcast_ref::<String>().cloned().unwrap_or_default(),
+        },
+    };
+    let caught =
+        catch_unwind(AssertUnwindSafe(|| pool.map(square, items()).map_or(0, |v| v.len())));
+    assert_eq!(message(caught), "item 10000 is bad", "map");
+    let caught = catch_unwind(AssertUnwindSafe(|| pool.map_results(square, items()).len()));
+    assert_eq!(message(caught), "item 10000 is bad", "map_results");
+    let caught = catch_unwind(AssertUnwindSafe(|| pool.imap(square, items()).count()));
+    assert_eq!(message(caught), "item 10000 is bad", "imap");
+    let expected: Vec<u64> = (0..20_000).map(square).collect();
+    assert_eq!(pool.map(square, 0..20_000).unwrap(), expected);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
 
 /// A panicking task gives a typed error with message and location, fails alone, and the pool
@@ -496,7 +522,7 @@ macro_rules! conformance_suite {
     (each: $callback:path $(; $($before:tt)*)?) => {
         $callback!($($($before)*;)?
             ordering, empty_input, million_items, endless_imap_is_bounded,
-            dropping_imap_cancels_the_rest, panic_is_typed_and_isolated,
+            dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
             shutdown_twice, reports_workers, each_item_once, awaited_handles,
