@@ -103,6 +103,11 @@ impl ProcessConfig {
     /// seconds: the limit is rounded up to a whole second, and a task may run up to one second
     /// past it. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
     /// task that waits or that a busy machine does not schedule.
+    ///
+    /// The kernel says so with SIGXCPU. A task that ignores or blocks that signal (as some C
+    /// libraries do) is stopped all the same, one second of CPU time later, with the same
+    /// error: a worker with this limit keeps one more thread, asleep on the process's CPU
+    /// clock, for that.
     pub fn cpu_time_limit(mut self, limit: Duration) -> Self {
         self.cpu_time_limit = Some(limit);
         self

@@ -103,6 +103,8 @@ mod channel;
 #[allow(unsafe_code)]
 mod codec;
 mod config;
+#[allow(unsafe_code)]
+mod cpu_watch;
 mod deliveries;
 mod doorbell;
 #[allow(unsafe_code)]

@@ -1431,6 +1431,9 @@ static ON_MEMORY: Published = Published::new();
 static ON_CPU_TIME: Published = Published::new();
 /// Whether a task is running.
 static IN_TASK: AtomicBool = AtomicBool::new(false);
+/// Whether a thread other than the task's may claim the flush while the task runs (the
+/// CPU-time watchdog, see [`let_other_threads_claim`]).
+static CLAIMED_ELSEWHERE: AtomicBool = AtomicBool::new(false);
 /// The address-space cap set by [`limit_memory`], or 0.
 static MEMORY_LIMIT: AtomicU64 = AtomicU64::new(0);
 /// The size of a memory page, read when the handlers are installed.
@@ -1452,12 +1455,45 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
 }
 
 /// Withdraws what [`arm_crash_flush`] published.
+///
+/// If another thread claimed the flush while the task ran (see [`flush_for_cpu_time`]), it
+/// is writing the published bytes and then kills the process: this thread waits for that
+/// and never returns.
 #[inline]
 pub(crate) fn disarm_crash_flush() {
-    IN_TASK.store(false, Ordering::Release);
+    if CLAIMED_ELSEWHERE.load(Ordering::Relaxed) {
+        if !IN_TASK.swap(false, Ordering::AcqRel) {
+            loop {
+                std::thread::park();
+            }
+        }
+    } else {
+        IN_TASK.store(false, Ordering::Release);
+    }
     PENDING.withdraw();
     ON_MEMORY.withdraw();
     ON_CPU_TIME.withdraw();
+}
+
+/// Makes [`disarm_crash_flush`] check, at each task's end, that no other thread claimed the
+/// flush: from now on [`flush_for_cpu_time`] may be called.
+pub(crate) fn let_other_threads_claim() {
+    CLAIMED_ELSEWHERE.store(true, Ordering::Release);
+}
+
+/// For the CPU-time watchdog, once the running task has outlived its CPU time with SIGXCPU
+/// ignored or blocked: if a task is still running, claims the flush and writes what the
+/// SIGXCPU handler would (the pending results, then the frame that says the task used up its
+/// CPU time), and returns `true`; the caller then kills the process. Returns `false` between
+/// tasks. Only after [`let_other_threads_claim`], so the task's thread cannot go on once it
+/// returns.
+pub(crate) fn flush_for_cpu_time() -> bool {
+    if !IN_TASK.swap(false, Ordering::AcqRel) {
+        return false;
+    }
+    PENDING.write_out();
+    ON_CPU_TIME.write_out();
+    true
 }
 
 /// Whether this process's address space is within an eighth of the memory cap, read from

@@ -14,6 +14,7 @@ use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::bulk;
 use crate::codec::{self, CodecError};
+use crate::cpu_watch;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
 use crate::handoff;
@@ -84,6 +85,12 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         let initializer = ship::initializer_at(offset, &image);
         if let Err(report) = catch_panic(false, initializer) {
             refuse(result, &format!("initializer failed: {report}"), init.frame_limit);
+        }
+    }
+    if init.cpu_time_limit.is_some() {
+        if let Err(e) = cpu_watch::start() {
+            let reason = format!("cannot start the CPU-time watchdog: {e}");
+            refuse(result, &reason, init.frame_limit);
         }
     }
     if let Some(bytes) = init.memory_limit {
@@ -829,6 +836,7 @@ impl Limits {
             let until = until.div_ceil(1_000_000_000);
             if until > self.cpu_armed && sys::limit_cpu_time(until).is_ok() {
                 self.cpu_armed = until;
+                cpu_watch::soft_limit_set(until);
             }
         }
     }

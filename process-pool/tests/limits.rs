@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, Resource, TaskError};
+use taskpool_process::{
+    Config, Exit, IntoTask, Pool, ProcessConfig, ProcessPool, Resource, TaskError,
+};
 
 const MEMORY_LIMIT: u64 = 256 << 20;
 
@@ -92,4 +94,53 @@ fn a_fraction_of_a_second_is_rounded_up() {
         pool.apply(spin, u64::MAX),
         Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 2 })
     ));
+}
+
+/// Sets SIGXCPU to be ignored, then spins for `ms` milliseconds of CPU time.
+fn spin_ignoring_sigxcpu(ms: u64) -> u64 {
+    // SAFETY: SIG_IGN is a valid disposition for SIGXCPU.
+    unsafe { libc::signal(libc::SIGXCPU, libc::SIG_IGN) };
+    spin(ms)
+}
+
+/// Blocks every signal on the task's thread, then spins for `ms` milliseconds of CPU time.
+fn spin_with_signals_blocked(ms: u64) -> u64 {
+    // SAFETY: `all` is filled by sigfillset before pthread_sigmask reads it.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    spin(ms)
+}
+
+/// Runs `task` on a pool whose tasks get a second of CPU time, in a batch between two tasks
+/// that stay within it: the task that spins for a minute fails with the CPU-time limit, the
+/// others succeed, and the pool goes on with a new worker.
+fn stopped_all_the_same<M>(task: impl IntoTask<M, Input = u64, Output = u64>, name: &str) {
+    let config = ProcessConfig::new(Config::new().workers(1).chunk_size(4))
+        .cpu_time_limit(Duration::from_secs(1));
+    let pool = ProcessPool::with_config(config).unwrap();
+    let first = pool.apply(worker_pid, 0).unwrap();
+    let outcomes = pool.map_results(task, [100, 60_000, 100]);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 }) if i == 1 => {}
+            Ok(100) if i != 1 => {}
+            other => panic!("{name}, item {i}: {other:?}"),
+        }
+    }
+    assert_ne!(pool.apply(worker_pid, 0).unwrap(), first, "{name}: the worker was replaced");
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+    assert_eq!(pool.stats().crashes, 0, "{name}: a limit is not a crash");
+}
+
+#[test]
+fn a_task_that_ignores_sigxcpu_is_stopped_all_the_same() {
+    stopped_all_the_same(spin_ignoring_sigxcpu, "SIGXCPU ignored");
+}
+
+#[test]
+fn a_task_that_blocks_every_signal_is_stopped_all_the_same() {
+    stopped_all_the_same(spin_with_signals_blocked, "signals blocked");
 }
