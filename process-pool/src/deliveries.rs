@@ -129,13 +129,15 @@ impl Deliveries {
         let count = self.count;
         for Group { run, first, len, entries, costs } in self.groups {
             let outcomes = Received::new(entries, len, costs, buffer);
+            // The items are done with their inputs: what those held for the workers goes,
+            // once the sink has decoded the outcomes and before the caller sees them.
+            let release = || run.holds.release(first..first + len);
             let delivered = catch_unwind(AssertUnwindSafe(|| {
-                run.sink.deliver(first, outcomes, tally);
+                run.sink.deliver(first, outcomes, tally, &release);
             }));
-            // The items are done with their inputs: what those held for the workers goes.
-            // After the outcomes are decoded, so that shared bytes a task returned are found
-            // still mapped here, and not opened again.
-            run.holds.release(first..first + len);
+            // Again, for a sink that panicked before it released them (nothing is left
+            // otherwise).
+            release();
             if let Err(payload) = delivered {
                 // A payload whose own drop panics must not unwind out of here either.
                 if let Err(inner) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {

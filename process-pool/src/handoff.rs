@@ -21,7 +21,8 @@
 //!
 //! A pool task's argument is the exception ([`holding`]): what it holds is not counted as
 //! handed off but kept, as a copy of its own, with the task's input in this process until
-//! the task's outcome is delivered or its input is dropped unsent (the task cancelled, its
+//! the task's outcome is decoded (before its caller can see it, so a caller that has the
+//! outcome finds them gone) or its input is dropped unsent (the task cancelled, its
 //! `imap` dropped, the argument refused as too large). So an argument that never reaches a
 //! worker gives its handles back, a worker that dies or skips the task takes nothing back,
 //! and an argument sent twice (its first worker died) is counted once.

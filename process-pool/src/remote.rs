@@ -252,7 +252,7 @@ impl Collector {
 }
 
 impl Sink for Collector {
-    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally) {
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally, release: &dyn Fn()) {
         let cancelled = self.cancelled.load(Ordering::SeqCst);
         let mut state = self.lock();
         let (mut values, mut errors) = (0, 0);
@@ -288,6 +288,7 @@ impl Sink for Collector {
         }
         // A cancellation counted its item already.
         tally.record(values, errors);
+        release();
         if state.left == 0 {
             if let Some(done) = state.done.take() {
                 let outcomes = std::mem::take(&mut state.outcomes);

@@ -167,7 +167,12 @@ impl Tally {
 pub(crate) trait Sink: Send + Sync {
     /// Delivers the outcomes of items `first..first + outcomes.len()` of the run, counting
     /// each in `tally` before its caller can see it.
-    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally);
+    ///
+    /// Calls `release` once the outcomes are decoded and before the caller can see them: the
+    /// items' inputs let go then of what they held for the workers (queue ends, shared bytes:
+    /// see `handoff.rs`), so a caller that has an outcome finds those gone. Decoding comes
+    /// first, so that shared bytes a task returned are found still mapped, not opened again.
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally, release: &dyn Fn());
 
     /// Whether item `index` no longer needs running (its handle was cancelled).
     fn is_settled(&self, _index: usize) -> bool {
@@ -311,13 +316,14 @@ pub(crate) struct HandleSink<T> {
 }
 
 impl<T: Send> Sink for HandleSink<T> {
-    fn deliver(&self, _first: usize, outcomes: Received<'_>, tally: &Tally) {
-        let Some(outcome) = outcomes.first() else { return };
+    fn deliver(&self, _first: usize, outcomes: Received<'_>, tally: &Tally, release: &dyn Fn()) {
+        let Some(outcome) = outcomes.first() else { return release() };
         if self.completer.is_settled() {
             // Cancelled: the cancellation counted it.
-            return;
+            return release();
         }
         let value = (self.decode)(outcome);
+        release();
         let ok = value.is_ok();
         tally.record(usize::from(ok), usize::from(!ok));
         if !self.completer.complete(value) {
@@ -351,8 +357,9 @@ pub(crate) struct ChannelSink<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
-    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally) {
+    fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally, release: &dyn Fn()) {
         let decoded: Decoded<R> = decode_all(&outcomes);
+        release();
         let ok = decoded.values();
         tally.record(ok, decoded.len() - ok);
         match &self.indices {

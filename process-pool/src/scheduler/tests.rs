@@ -57,7 +57,9 @@ impl RequestPipe for NullPipe {
 pub(crate) struct NullSink;
 
 impl Sink for NullSink {
-    fn deliver(&self, _: usize, _: Received<'_>, _: &Tally) {}
+    fn deliver(&self, _: usize, _: Received<'_>, _: &Tally, release: &dyn Fn()) {
+        release();
+    }
 }
 
 /// A sink that records what it was given: item index and error (`None` for a value).
@@ -69,7 +71,8 @@ struct Recorder {
 }
 
 impl Sink for Arc<Recorder> {
-    fn deliver(&self, first: usize, outcomes: Received<'_>, _: &Tally) {
+    fn deliver(&self, first: usize, outcomes: Received<'_>, _: &Tally, release: &dyn Fn()) {
+        release();
         let mut got = self.got.lock().unwrap();
         for (i, o) in outcomes.iter().enumerate() {
             got.push((first + i, o.err().map(|e| e.to_string())));
