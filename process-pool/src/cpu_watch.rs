@@ -30,12 +30,12 @@ const GRACE: Duration = Duration::from_secs(1);
 /// limit that the worker set last; 0 before the first task.
 static DEADLINE_NS: AtomicU64 = AtomicU64::new(0);
 
-/// The watchdog thread, to wake for the first deadline.
+/// The watchdog thread, to wake when the deadline moves while it waits for that.
 static WATCHDOG: OnceLock<Thread> = OnceLock::new();
 
 /// Starts the watchdog. Call once, in a worker with a CPU-time limit, before the first task.
 pub(crate) fn start() -> io::Result<()> {
-    let handle = with_signals_blocked(|| {
+    let handle = sys::with_signals_blocked(|| {
         thread::Builder::new().name("taskpool-cpu".into()).stack_size(64 << 10).spawn(watch)
     })?;
     let _ = WATCHDOG.set(handle.thread().clone());
@@ -43,15 +43,16 @@ pub(crate) fn start() -> io::Result<()> {
     Ok(())
 }
 
-/// Records that the soft limit now stands at `seconds` of the process's CPU time.
+/// Records that the soft limit now stands at `seconds` of the process's CPU time (it moves
+/// at most about once per second of CPU time: unparking the watchdog then costs nothing
+/// that counts).
 pub(crate) fn soft_limit_set(seconds: u64) {
     let deadline = seconds
         .saturating_mul(1_000_000_000)
         .saturating_add(u64::try_from(GRACE.as_nanos()).unwrap_or(u64::MAX));
-    if DEADLINE_NS.swap(deadline, Ordering::AcqRel) == 0 {
-        if let Some(watchdog) = WATCHDOG.get() {
-            watchdog.unpark();
-        }
+    DEADLINE_NS.store(deadline, Ordering::Release);
+    if let Some(watchdog) = WATCHDOG.get() {
+        watchdog.unpark();
     }
 }
 
@@ -73,9 +74,11 @@ fn watch() {
             // SAFETY: kill has no memory effects; SIGKILL ends this process.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         }
-        // Between tasks the worker's own work reached it, which is no task's fault: the next
-        // task moves the deadline.
-        thread::sleep(Duration::from_millis(10));
+        // Between tasks the worker's own work reached it, which is no task's fault: wait,
+        // without a CPU clock to sleep on, until a task moves the deadline.
+        while DEADLINE_NS.load(Ordering::Acquire) == deadline {
+            thread::park();
+        }
     }
 }
 
@@ -111,22 +114,4 @@ fn cpu_ns() -> u64 {
     let secs = u64::try_from(now.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-/// Runs `f` with every signal blocked on this thread, so a thread it starts begins with them
-/// blocked (a thread inherits its creator's mask).
-fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: sigset_t is a plain struct that sigfillset fills and pthread_sigmask reads and
-    // writes; both sets are ours.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
-    let result = f();
-    // SAFETY: `old` is the mask pthread_sigmask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
-    result
 }

@@ -1,5 +1,6 @@
 //! Outcomes gathered under the pool's lock and handed to their sinks after it is released.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -131,12 +132,16 @@ impl Deliveries {
             let outcomes = Received::new(entries, len, costs, buffer);
             // The items are done with their inputs: what those held for the workers goes,
             // once the sink has decoded the outcomes and before the caller sees them.
-            let release = || run.holds.release(first..first + len);
+            let released = Cell::new(false);
+            let release = || {
+                if !released.replace(true) {
+                    run.holds.release(first..first + len);
+                }
+            };
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 run.sink.deliver(first, outcomes, tally, &release);
             }));
-            // Again, for a sink that panicked before it released them (nothing is left
-            // otherwise).
+            // For a sink that panicked before it released them.
             release();
             if let Err(payload) = delivered {
                 // A payload whose own drop panics must not unwind out of here either.

@@ -318,46 +318,38 @@ fn spawn_clone3(
     args.exit_signal = 0;
     args.stack = stack.as_mut_ptr() as u64;
     args.stack_size = (stack.len() * 16) as u64;
-    // No signal may run a handler of this process in the child before it resets them.
-    // SAFETY: sigset_t is a plain struct that sigfillset fills; pthread_sigmask reads and
-    // writes sets we own.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
     let entry: extern "C" fn(*const Exec<'_>) -> ! = exec_child;
-    let ret: isize;
-    // SAFETY: clone3 with a valid clone_args of the size given. The parent's path through the
-    // asm is a plain system call. The child starts on its own aligned stack, with this
-    // thread suspended (CLONE_VFORK) so that `exec` and everything it points to stay alive
-    // and unchanged, and calls `exec_child`, which never returns; of this frame it only reads
-    // `exec`.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "and rsp, -16",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 as isize => ret,
-            in("rdi") ptr::addr_of_mut!(args),
-            in("rsi") std::mem::size_of::<libc::clone_args>(),
-            in("r12") ptr::addr_of!(exec),
-            in("r13") entry,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    // No signal may run a handler of this process in the child before it resets them.
+    let ret = with_signals_blocked(|| {
+        let ret: isize;
+        // SAFETY: clone3 with a valid clone_args of the size given. The parent's path through the
+        // asm is a plain system call. The child starts on its own aligned stack, with this
+        // thread suspended (CLONE_VFORK) so that `exec` and everything it points to stay alive
+        // and unchanged, and calls `exec_child`, which never returns; of this frame it only reads
+        // `exec`.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "and rsp, -16",
+                "mov rdi, r12",
+                "call r13",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 as isize => ret,
+                in("rdi") ptr::addr_of_mut!(args),
+                in("rsi") std::mem::size_of::<libc::clone_args>(),
+                in("r12") ptr::addr_of!(exec),
+                in("r13") entry,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    });
     drop(stack);
     if ret < 0 {
         return Err(io::Error::from_raw_os_error(i32::try_from(-ret).unwrap_or(libc::EINVAL)));
@@ -1279,6 +1271,25 @@ pub(crate) fn is_pipe(fd: RawFd) -> bool {
 pub(crate) fn fixed_fd(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: the worker checked the descriptor is open and never closes it.
     unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Runs `f` with every signal blocked on this thread, then restores the mask: nothing runs a
+/// handler of this process on this thread meanwhile, and a thread or child `f` starts begins
+/// with every signal blocked (each inherits its creator's mask).
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: sigset_t is a plain struct that sigfillset fills and pthread_sigmask reads and
+    // writes; both sets are ours.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let result = f();
+    // SAFETY: `old` is the mask pthread_sigmask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    result
 }
 
 /// Ends the process at once, without running destructors or exit handlers.
