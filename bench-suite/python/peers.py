@@ -53,7 +53,8 @@ round_trip  warm pool: submit one no-op and wait, ``round_trips`` times per repe
             is that repeat's per-task median (median_us ...), ``p99`` likewise.
 in_flight   warm pool: submit ``in_flight_tasks`` no-ops at once, wait for all
             (median_tasks_per_s ...); ``submit_us_per_task`` is the submitting part alone.
-map_noop    warm pool: ``map`` of a no-op, every way a user would call it
+map_noop    warm pool: ``map`` of ``identity`` (returns its argument, as the Rust side's
+            mapped no-op does) over integers, every way a user would call it
             (``results.map_noop[pool].runs[key]``, median_items_per_s ... with ``call``,
             ``chunksize``, ``items``, ``is_default`` and ``follows_docs``): Pool.map and
             ThreadPool.map with their default chunks (ceil(n / (4 * workers))) over
@@ -258,6 +259,12 @@ now = time.perf_counter
 
 def noop(_=None):
     return None
+
+
+def identity(x):
+    """What every column maps (the Rust side's ``noop`` returns its integer too): an integer
+    goes each way, not an integer out and ``None`` back."""
+    return x
 
 
 def echo(value):
@@ -932,7 +939,7 @@ def scenario_map_noop(cfg):
         _, variant, _, arg, _, n, _, _ = next(r for r in runs if r[0] == key)
         pool = cfg.pools.get(variant)
         start = now()
-        got = pool.map(noop, range(n), arg, BENCH_WAIT_S)
+        got = pool.map(identity, range(n), arg, BENCH_WAIT_S)
         rate = n / (now() - start)
         if len(got) != n:
             raise RuntimeError("map returned %d results for %d items" % (len(got), n))
@@ -1063,7 +1070,7 @@ def cpu_entry(cfg, entry, label):
             variant, workers = key
             if workers == "after_burst":
                 pool = cfg.pools.get(variant)
-                pool.map(noop, range(cfg.burst_items), None, BENCH_WAIT_S)
+                pool.map(identity, range(cfg.burst_items), None, BENCH_WAIT_S)
             else:
                 pool = cfg.pools.get(variant, workers)
             start = now()
