@@ -433,10 +433,21 @@ impl Outputs {
     /// Runs one item: `work` decodes the input, runs the job and encodes the result into the
     /// buffer it is given. Records the outcome: its value joins the open [`Kind::Done`]
     /// frame; a failure gets a frame of its own.
+    #[inline(always)]
     pub(crate) fn run(
         &mut self,
         work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>,
     ) {
+        if self.tiny_ready() {
+            self.run_tiny(work);
+        } else {
+            self.run_any(work);
+        }
+    }
+
+    /// [`Outputs::run`] for any item.
+    #[inline(never)]
+    fn run_any(&mut self, work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
         if let Some(page) = &mut self.page {
@@ -464,6 +475,64 @@ impl Outputs {
         };
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart };
         let outcome = self.panics.catch(|| work(&mut scratch));
+        self.task_returned();
+        // The parent keeps what this item's argument held until it has the outcome.
+        let sender_waits = handoff::take_sender_waits();
+        self.settle(outcome, Settle { started, sent_apart, sender_waits });
+    }
+
+    /// Whether the next item can take the short way, [`Outputs::run_tiny`]: the items of this
+    /// batch proved tiny, so that the clock is not read after the next one (which is not the
+    /// batch's last), and no limit, cancellation or flush after each item needs to be set up
+    /// around it.
+    #[inline]
+    fn tiny_ready(&self) -> bool {
+        self.left_in_batch > 1
+            && self.clock.skips_next()
+            && !self.flush_each
+            && !self.cancellable
+            && !self.limits.any()
+    }
+
+    /// [`Outputs::run`] for one of many tiny items (see [`Outputs::tiny_ready`]): what the
+    /// item's value needs in the common case, a few stores and the copy into the open
+    /// [`Kind::Done`] frame, and [`Outputs::settle`] for any other outcome. A large byte
+    /// string is not sent apart as it is encoded (that needs nothing pending, which is rare
+    /// among tiny items): it is encoded whole, then framed as any large value.
+    #[inline]
+    fn run_tiny(&mut self, work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>) {
+        self.scratch.clear();
+        self.left_in_batch -= 1;
+        if let Some(page) = &mut self.page {
+            // Not cancellable: nothing to skip.
+            page.start(self.seq, false);
+        }
+        sys::arm_crash_flush(&self.pending, &[], &[]);
+        let started = self.clock.start();
+        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false };
+        let outcome = self.panics.catch(|| work(&mut scratch));
+        self.task_returned();
+        let sender_waits = handoff::take_sender_waits();
+        let plain = matches!(outcome, Ok(Ok(())))
+            && !sender_waits
+            && self.scratch.len() <= self.limit
+            && self.pending.len() + self.scratch.len() < self.flush_bytes();
+        if plain {
+            // `tiny_ready`: the clock is not read after this item, so it reports no cost.
+            let timed = self.clock.end(false);
+            debug_assert!(timed.is_none());
+            self.push_value(Cost::default());
+            self.seq += 1;
+            self.oldest.get_or_insert(started);
+            return;
+        }
+        self.settle(outcome, Settle { started, sent_apart: false, sender_waits });
+    }
+
+    /// What follows every task's return: a copy of this worker that a task made with `fork()`
+    /// leaves, and the worker marks the item finished and disarms the crash-time flush.
+    #[inline]
+    fn task_returned(&mut self) {
         if sys::forked() {
             // A copy of this worker made by a task's `fork()`, back from the task: the worker
             // is the other copy. This one leaves without a word.
@@ -473,13 +542,28 @@ impl Outputs {
             page.finish(self.seq);
         }
         sys::disarm_crash_flush();
-        let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
-        let flush_bytes = match self.sink {
+    }
+
+    /// How many bytes of pending results are worth a write.
+    #[inline]
+    fn flush_bytes(&self) -> usize {
+        match self.sink {
             Results::Ring { .. } => RING_FLUSH_BYTES,
             Results::Pipe => FLUSH_BYTES,
-        };
-        // The parent keeps what this item's argument held until it has the outcome.
-        let sender_waits = handoff::take_sender_waits();
+        }
+    }
+
+    /// Records the outcome of the item that just ran: its value joins the open
+    /// [`Kind::Done`] frame, a large one or a failure gets a frame of its own, and pending
+    /// results are written when due.
+    #[inline(never)]
+    fn settle(
+        &mut self,
+        outcome: Result<Result<(), (Side, String)>, PanicReport>,
+        Settle { started, sent_apart, sender_waits }: Settle,
+    ) {
+        let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
+        let flush_bytes = self.flush_bytes();
         let read = !value
             || sent_apart
             || sender_waits
@@ -665,6 +749,17 @@ impl Outputs {
     }
 }
 
+/// What [`Outputs::settle`] needs to know of how an item ran besides its outcome.
+#[derive(Debug, Clone, Copy)]
+struct Settle {
+    /// When the item's group of tiny items (or the item) started.
+    started: Instant,
+    /// Its result's bytes went ahead as it was encoded.
+    sent_apart: bool,
+    /// Its argument held something its sender keeps until it has the outcome.
+    sender_waits: bool,
+}
+
 /// Where an item's result is encoded (see [`Outputs::run`]): the worker's buffer, and, for a
 /// result that is one large byte string, the way its bytes go to the parent at once, in a
 /// bulk frame, while the value still holds them (see `codec::encode_apart`), rather than
@@ -772,6 +867,12 @@ impl Clock {
         *self.since.get_or_insert_with(Instant::now)
     }
 
+    /// Whether [`Clock::end`] after the next item reads the clock only if forced.
+    #[inline]
+    fn skips_next(&self) -> bool {
+        self.unread + 1 < self.stride
+    }
+
     /// An item ended: reads the clock if `force`d or its group is complete, and returns when,
     /// and the group's time in nanoseconds.
     #[inline]
@@ -839,6 +940,12 @@ impl Limits {
                 cpu_watch::soft_limit_set(until);
             }
         }
+    }
+
+    /// Whether there is any limit.
+    #[inline]
+    fn any(&self) -> bool {
+        self.memory.is_some() || self.cpu_time.is_some()
     }
 
     #[inline]

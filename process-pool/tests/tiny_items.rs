@@ -1,0 +1,169 @@
+//! Outcomes among many tiny items. A worker runs items that prove tiny (a `map` of thousands of
+//! quick ones) a shorter way than others; whatever one of them does, a panic, a crash, a value
+//! that will not encode or a large value, it comes back exactly as it would alone, and every
+//! other item gives its value.
+
+mod common;
+
+use common::*;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+use taskpool_process::{
+    Config, Direction, Exit, Pool, ProcessConfig, ProcessPool, Side, TaskError,
+};
+
+/// Items of each `map`: its runs are thousands long, so almost all of them go the short way.
+const ITEMS: u64 = 20_000;
+
+/// One worker, so that every item of a run lands in the same batch stream.
+fn one_worker() -> ProcessPool {
+    ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1))).unwrap()
+}
+
+/// Whether item `x` is one of the culprits: a few in a row (so that some fall where a group of
+/// tiny items ends, some where one goes on), every 4,000 items.
+fn culprit(x: u64) -> bool {
+    x % 4000 >= 2997 && x % 4000 < 3003
+}
+
+fn panics_at_culprits(x: u64) -> u64 {
+    if culprit(x) {
+        panic!("culprit {x}");
+    }
+    x
+}
+
+fn crashes_at_15001(x: u64) -> u64 {
+    if x == 15_001 {
+        segfault(x);
+    }
+    x
+}
+
+/// A value whose `Serialize` refuses the culprits.
+struct Refused(u64);
+
+impl Serialize for Refused {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if culprit(self.0) {
+            return Err(serde::ser::Error::custom(format!("refused {}", self.0)));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Refused)
+    }
+}
+
+fn refused_at_culprits(x: u64) -> Refused {
+    Refused(x)
+}
+
+/// An empty buffer, but 5 MiB of `x as u8` for the culprits: larger than a worker sends with
+/// other results.
+fn large_at_culprits(x: u64) -> ByteBuf {
+    ByteBuf::from(if culprit(x) { vec![x as u8; 5 << 20] } else { Vec::new() })
+}
+
+/// Checks that exactly the culprits failed, each as `check` says, and every other item gave
+/// `x`; returns how many failed.
+fn only_culprits_failed<T: PartialEq<u64> + std::fmt::Debug>(
+    out: &[Result<T, TaskError>],
+    check: impl Fn(u64, &TaskError),
+) -> usize {
+    assert_eq!(out.len() as u64, ITEMS);
+    let mut failed = 0;
+    for (x, outcome) in (0..).zip(out) {
+        match outcome {
+            Ok(value) => assert!(!culprit(x) && *value == x, "item {x}: {value:?}"),
+            Err(e) => {
+                assert!(culprit(x), "item {x} failed: {e}");
+                check(x, e);
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+#[test]
+fn panics_among_tiny_items_fail_only_their_items_with_message_and_location() {
+    within("tiny items with panics", || {
+        let pool = one_worker();
+        for round in 0..2 {
+            let out = pool.map_results(panics_at_culprits, 0..ITEMS);
+            let failed = only_culprits_failed(&out, |x, e| match e {
+                TaskError::Panicked(report) => {
+                    assert_eq!(report.message, format!("culprit {x}"));
+                    let location = report.location.as_deref().unwrap_or_default();
+                    assert!(location.contains("tiny_items.rs:"), "item {x}: {location}");
+                }
+                other => panic!("item {x}: {other}"),
+            });
+            assert_eq!(failed, 30, "round {round}: 6 culprits in each of 5 stretches");
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed, stats.crashes), (2 * (ITEMS - 30), 60, 0));
+    });
+}
+
+#[test]
+fn a_crash_among_tiny_items_fails_only_its_item_with_its_signal() {
+    within("tiny items with a crash", || {
+        let pool = one_worker();
+        let out = pool.map_results(crashes_at_15001, 0..ITEMS);
+        for (x, outcome) in (0..).zip(&out) {
+            match outcome {
+                Err(TaskError::Crashed(Exit::Signal(libc::SIGSEGV))) if x == 15_001 => {}
+                Ok(value) if x != 15_001 && *value == x => {}
+                other => panic!("item {x}: {other:?}"),
+            }
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.crashes, stats.failed), (1, 1));
+        // The replacement worker runs the next job the same way.
+        assert_eq!(pool.map(square, 0..ITEMS).unwrap()[1000], 1_000_000);
+    });
+}
+
+#[test]
+fn results_that_do_not_encode_among_tiny_items_fail_only_their_items() {
+    within("tiny items with results that do not encode", || {
+        let pool = one_worker();
+        let out: Vec<_> = pool
+            .map_results(refused_at_culprits, 0..ITEMS)
+            .into_iter()
+            .map(|r| r.map(|Refused(v)| v))
+            .collect();
+        let failed = only_culprits_failed(&out, |x, e| match e {
+            TaskError::Serialization {
+                side: Side::Result,
+                direction: Direction::Encode,
+                message,
+            } => {
+                assert!(message.contains(&format!("refused {x}")), "item {x}: {message}");
+            }
+            other => panic!("item {x}: {other}"),
+        });
+        assert_eq!(failed, 30);
+    });
+}
+
+#[test]
+fn large_values_among_tiny_items_arrive_whole() {
+    within("tiny items with large values", || {
+        let pool = one_worker();
+        let out = pool.map(large_at_culprits, 0..ITEMS).unwrap();
+        for (x, value) in (0..).zip(&out) {
+            if culprit(x) {
+                assert_eq!(value.len(), 5 << 20, "item {x}");
+                assert!(value.iter().all(|&b| b == x as u8), "item {x}");
+            } else {
+                assert!(value.is_empty(), "item {x}");
+            }
+        }
+    });
+}
