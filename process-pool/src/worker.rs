@@ -432,7 +432,8 @@ impl Outputs {
 
     /// Runs one item: `work` decodes the input, runs the job and encodes the result into the
     /// buffer it is given. Records the outcome: its value joins the open [`Kind::Done`]
-    /// frame; a failure gets a frame of its own.
+    /// frame; a failure gets a frame of its own. Once a batch's items prove tiny, most take a
+    /// short way ([`Outputs::run_tiny`]) with the same outcomes.
     #[inline(always)]
     pub(crate) fn run(
         &mut self,
@@ -916,7 +917,7 @@ impl Limits {
     /// seconds).
     #[inline]
     fn prepare(&mut self, seq: u64, used_ns: u64) {
-        if self.memory.is_some() || self.cpu_time.is_some() {
+        if self.any() {
             self.prepare_frames(seq, used_ns);
         }
     }
