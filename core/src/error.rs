@@ -388,7 +388,11 @@ fn signal_name(signal: i32) -> Option<&'static str> {
 pub struct PanicReport {
     /// The panic message (the payload, when it is a string).
     pub message: String,
-    /// Where the panic happened, as `file:line:column`, when it was captured.
+    /// Where the panic happened, as `file:line:column`, when it was captured. `None` for an
+    /// unwind resumed with `std::panic::resume_unwind`, which skips the panic hook, and for
+    /// the first panic after a task or the program replaced the hook with
+    /// `std::panic::set_hook` (the pool then puts its hook back in front, so later panics
+    /// have their location and other panics still reach the hook that was set).
     pub location: Option<String>,
     /// A rendered backtrace, when backtraces were requested in the pool's configuration.
     pub backtrace: Option<String>,

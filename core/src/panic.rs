@@ -5,12 +5,18 @@
 //! (and a backtrace, when asked) for panics inside a task and stays silent for them, since the
 //! report reaches the caller as a typed error. Panics anywhere else go to the hook that was
 //! installed before, so a program's own panic output is unchanged.
+//!
+//! A task or a program may replace the hook later (`std::panic::set_hook`). The next panic in
+//! a task then reaches their hook, not this one, and its report has no location. Seeing that,
+//! [`PanicScope::catch`] puts this hook back in front of theirs, so later panics in tasks have
+//! their location again and every other panic still goes to the hook they set.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
-use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
 
 use crate::error::PanicReport;
 
@@ -27,6 +33,17 @@ thread_local! {
 }
 
 static HOOK: Once = Once::new();
+
+/// The address of the hook installed last by [`install_around`]: a hook found at another
+/// address was set by someone else since.
+static OURS: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while the hook is taken and set again, so that two threads that both found it missing
+/// do not each put one back.
+static RESTORING: Mutex<()> = Mutex::new(());
+
+/// A panic hook, as `std::panic::set_hook` takes it.
+type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 
 /// Runs `f`, turning a panic into a [`PanicReport`] instead of unwinding further.
 ///
@@ -84,6 +101,12 @@ impl PanicScope {
     pub fn catch<R>(&self, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
         panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
             let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
+            // The hook did not see this panic: it was replaced, or the task resumed an unwind
+            // (which skips every hook). Not while this thread unwinds from another panic:
+            // the hook cannot be taken then.
+            if location.is_none() && !std::thread::panicking() {
+                restore_hook();
+            }
             let message = payload_text(payload.as_ref());
             drop_payload(payload);
             PanicReport { message, location, backtrace: backtrace.flatten() }
@@ -98,8 +121,13 @@ impl Drop for PanicScope {
 }
 
 fn install_hook() {
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+    install_around(panic::take_hook());
+}
+
+/// Installs the hook that records panics in tasks, in front of `previous`, which gets every
+/// other panic.
+fn install_around(previous: Hook) {
+    let hook: Hook = Box::new(move |info: &PanicHookInfo<'_>| {
         let mode = CAPTURE.with(Cell::get);
         if mode == Capture::Off {
             return previous(info);
@@ -108,7 +136,30 @@ fn install_hook() {
         let backtrace =
             (mode == Capture::WithBacktrace).then(|| Backtrace::force_capture().to_string());
         CAUGHT.with(|c| *c.borrow_mut() = Some((location.unwrap_or_default(), backtrace)));
-    }));
+    });
+    OURS.store(address(&hook), Ordering::Relaxed);
+    panic::set_hook(hook);
+}
+
+/// Where a hook lives: it stays there for as long as it is installed.
+fn address(hook: &Hook) -> usize {
+    std::ptr::from_ref(&**hook).cast::<()>() as usize
+}
+
+/// After a panic in a task that the hook did not see: if a task or the program replaced the
+/// hook, installs it again in front of theirs. (For an unwind resumed by the task, the hook
+/// is still in place and is set back as it was.) A panic on another thread between the two
+/// calls goes to the standard hook.
+#[cold]
+#[inline(never)]
+fn restore_hook() {
+    let _one_at_a_time = RESTORING.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = panic::take_hook();
+    if address(&current) == OURS.load(Ordering::Relaxed) {
+        panic::set_hook(current);
+    } else {
+        install_around(current);
+    }
 }
 
 /// Drops a panic payload whose own `Drop` may panic: that panic is caught too, and its
