@@ -184,8 +184,7 @@ struct Spec {
     in_flight_tasks: usize,
     /// As many as the report's `map` row, so that the two columns map alike.
     map_items: usize,
-    /// The report's repeats: the `map` row's ratio to `Pool.map` is a target, and three
-    /// samples of it moved by a quarter between runs.
+    /// As many as the report's `map` row takes (`Plan::map_repeats`).
     map_repeats: usize,
     burst_items: usize,
     cpu_variants: [&'static str; 2],
@@ -243,7 +242,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         ],
         in_flight_tasks: plan.in_flight,
         map_items: plan.map_items,
-        map_repeats: plan.repeats,
+        map_repeats: plan.map_repeats,
         burst_items: plan.burst_items(),
         cpu_variants: ["mp_pool", "thread_executor"],
         payload_bytes: [PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES],

@@ -94,6 +94,7 @@ const fn scenario(channel: Channel) -> Scenario {
         report_size: report_messages,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
         count: Count::Elements,
         sample_size: |_| Some(10),
         prepare: match channel {

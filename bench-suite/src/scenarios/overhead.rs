@@ -7,7 +7,7 @@
 //! | `startup` | `new` a pool of N up to the result of its first no-op (its drop is not timed) | one per sample | 20 samples |
 //! | `round_trip` | submit one no-op to a warm pool and wait for it | median of `round_trips` per sample | default |
 //! | `in_flight` | submit `in_flight` no-ops, then join them all | one per sample, tasks/s | default |
-//! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s | 20 samples |
+//! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | 20 samples |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
 //! | `payload_64mib` | the same with 64 MiB | one per sample | 10 samples |
 //! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one (made before the clock) each time, so the worker has not mapped it yet: the task reads its last byte in place and returns it (the raw pipe floor echoes a buffer, as in `payload`) | 1 MiB, as `payload` | as `payload` |
@@ -58,6 +58,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |plan| plan.workers as u64,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
         count: Count::None,
         sample_size: |_| Some(20),
         prepare: startup,
@@ -73,6 +74,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| 1,
         parameter: |_| "noop".into(),
         per_sample: |plan| (plan.round_trips / 20).max(10),
+        repeats: |plan| plan.repeats,
         count: Count::None,
         sample_size: |_| Some(30),
         prepare: spawn,
@@ -88,6 +90,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| 1,
         parameter: |_| "noop".into(),
         per_sample: |plan| plan.round_trips,
+        repeats: |plan| plan.repeats,
         count: Count::None,
         sample_size: |_| None,
         prepare: round_trip,
@@ -103,6 +106,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |plan| plan.in_flight as u64,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
         count: Count::Elements,
         sample_size: |_| None,
         prepare: in_flight,
@@ -118,6 +122,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |plan| plan.map_items as u64,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.map_repeats,
         count: Count::Elements,
         sample_size: |_| Some(20),
         prepare: map,
@@ -133,6 +138,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |plan| (plan.round_trips / 50).max(5),
+        repeats: |plan| plan.repeats,
         count: Count::Bytes,
         sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
         prepare: payload,
@@ -148,6 +154,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| LARGE_PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
         count: Count::Bytes,
         sample_size: |_| Some(10),
         prepare: payload,
@@ -165,6 +172,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |plan| (plan.round_trips / 50).max(5),
+        repeats: |plan| plan.repeats,
         count: Count::Bytes,
         sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
         prepare: shared_bytes,
@@ -182,6 +190,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| LARGE_PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
         count: Count::Bytes,
         sample_size: |_| Some(10),
         prepare: shared_bytes,
@@ -197,6 +206,7 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |_| PAYLOAD_BYTES,
         parameter: |n| n.to_string(),
         per_sample: |plan| (plan.round_trips / 50).max(5),
+        repeats: |plan| plan.repeats,
         count: Count::Bytes,
         sample_size: |bytes| (bytes >= PAYLOAD_BYTES).then_some(10),
         prepare: payload_vec,

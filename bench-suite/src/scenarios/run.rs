@@ -75,6 +75,10 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
         "I/O-bound rows: every task waits 10 ms (a sleep, or a blocking read of the answer a server thread of this program sends over a local Unix socket after 10 ms), so W workers serve at most W ÷ 10 ms tasks per second: the row's ideal. rayon runs them as any batch, a par_iter on a pool of W threads: it is built for CPU-bound work on one thread per CPU, and its threads block like any other. Memory there is the growth of the proportional set size of the program and every process it started (a page shared by k processes counts 1/k), the same measure for threads and processes. Python's ThreadPoolExecutor starts its threads on demand, so its first result needs one thread, not 64.".to_owned(),
     ];
+    notes.push(format!(
+        "The map row takes {} samples per column, Python's included, and the other rows {}: a map sample lasts only tens of milliseconds, so that one phase of a busy machine can take a whole sample.",
+        plan.map_repeats, plan.repeats
+    ));
     notes.extend(script.notes());
     if let Ok(service) = crate::slow_service::shared() {
         notes.push(format!(

@@ -37,6 +37,8 @@ pub(crate) struct Scenario {
     pub(crate) parameter: fn(u64) -> String,
     /// How many iterations make one report sample (their median); 1 for a single one.
     pub(crate) per_sample: fn(&Plan) -> usize,
+    /// The report's samples per variant.
+    pub(crate) repeats: fn(&Plan) -> usize,
     /// What criterion counts per iteration (the size, in items or bytes, or nothing).
     pub(crate) count: Count,
     /// criterion's samples at a size (`None`: its default).
@@ -130,7 +132,7 @@ impl Scenario {
             // A floor that cannot start leaves the row without its reference.
             let _ = prepare(Target::Reference(name), backend);
         }
-        fill(&mut row, interleave(plan.repeats, variants));
+        fill(&mut row, interleave((self.repeats)(plan), variants));
         (id, row)
     }
 }
