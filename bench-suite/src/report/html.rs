@@ -88,7 +88,8 @@ fn run_line(report: &Report) -> String {
         machine.load_before, machine.load_after
     ));
     let mut out = format!("<p>{}</p>\n", parts.join(" · "));
-    let load = machine.load_before.max(machine.load_after);
+    // Only the load before: the one after counts the run's own work.
+    let load = machine.load_before;
     if load > BUSY_LOAD_PER_CPU * machine.cpus.max(1) as f64 {
         out.push_str(&format!(
             "<p class=\"warning\">⚠️ <strong>The machine was busy</strong> (load {load:.2} on {} \

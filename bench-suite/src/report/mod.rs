@@ -210,9 +210,10 @@ pub struct Machine {
     pub cpu_model: String,
     /// The kernel release.
     pub kernel: String,
-    /// The 1-minute load average before and after the run: the machine's other load.
+    /// The 1-minute load average before the run: the machine's other load (the report warns
+    /// when it is above half a CPU per CPU).
     pub load_before: f64,
-    /// See `load_before`.
+    /// The 1-minute load average after the run, which counts the run's own work.
     pub load_after: f64,
     /// When the run started (UTC, RFC 3339).
     pub date: String,
