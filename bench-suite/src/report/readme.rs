@@ -93,7 +93,7 @@ fn intro(report: &Report) -> String {
     format!(
         "One {} run of `cargo run --release -p taskpool-bench`, kept as \
          [`bench-suite/results/report.json`](bench-suite/results/report.json): {}{python}; load \
-         average {:.2} before the run and {:.2} after it (other work shared the machine). This \
+         average {:.2} before the run and {:.2} after it (which counts the run's own work). This \
          section is generated from that file, and a test fails when the two disagree. Absolute \
          times drift by tens of percent between runs on a shared machine; the ratios within one \
          run are what to read.\n\n",
