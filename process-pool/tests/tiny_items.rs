@@ -1,15 +1,19 @@
 //! Outcomes among many tiny items. A worker runs items that prove tiny (a `map` of thousands of
 //! quick ones) a shorter way than others; whatever one of them does, a panic, a crash, a value
-//! that will not encode or a large value, it comes back exactly as it would alone, and every
-//! other item gives its value.
+//! that will not encode or a large value, it comes back exactly as it would alone, every
+//! other item gives its value, and (after a crash) no item runs twice.
 
 mod common;
+
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use common::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 use taskpool_process::{
-    Config, Direction, Exit, Pool, ProcessConfig, ProcessPool, Side, TaskError,
+    Config, Direction, Exit, Pool, ProcessConfig, ProcessPool, Side, Task, TaskError,
 };
 
 /// Items of each `map`: its runs are thousands long, so almost all of them go the short way.
@@ -33,11 +37,51 @@ fn panics_at_culprits(x: u64) -> u64 {
     x
 }
 
-fn crashes_at_15001(x: u64) -> u64 {
-    if x == 15_001 {
-        segfault(x);
+/// The item whose task crashes its worker in the crash test.
+const CRASH_AT: u64 = 15_001;
+
+/// Counts each run of each item in a file that every worker maps (one byte per item, mapped
+/// once per worker, so that an item stays tiny), and crashes its worker at [`CRASH_AT`].
+#[derive(Serialize, Deserialize)]
+struct CountedCrash {
+    counts: String,
+}
+
+impl Task for CountedCrash {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        static COUNTS: OnceLock<usize> = OnceLock::new();
+        let base = *COUNTS.get_or_init(|| map_counts(&self.counts));
+        // SAFETY: the mapping is `ITEMS` bytes long and stays for the worker's life, and
+        // `x < ITEMS`; an `AtomicU8` has the size and alignment of a byte.
+        let count = unsafe { &*(base as *const AtomicU8).add(x as usize) };
+        count.fetch_add(1, Ordering::Relaxed);
+        if x == CRASH_AT {
+            segfault(x);
+        }
+        x
     }
-    x
+}
+
+/// Maps the counts file shared and writable; returns its address.
+fn map_counts(path: &str) -> usize {
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    // SAFETY: a new shared mapping of `ITEMS` bytes of an open file at least that long; no
+    // existing memory is touched.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            ITEMS as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(at, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+    at as usize
 }
 
 /// A value whose `Serialize` refuses the culprits.
@@ -113,15 +157,23 @@ fn panics_among_tiny_items_fail_only_their_items_with_message_and_location() {
 #[test]
 fn a_crash_among_tiny_items_fails_only_its_item_with_its_signal() {
     within("tiny items with a crash", || {
+        let scratch = Scratch::new("tiny-items-crash");
+        let counts = scratch.file("counts");
+        std::fs::write(&counts, vec![0u8; ITEMS as usize]).unwrap();
         let pool = one_worker();
-        let out = pool.map_results(crashes_at_15001, 0..ITEMS);
+        let out = pool.map_results(CountedCrash { counts: counts.clone() }, 0..ITEMS);
         for (x, outcome) in (0..).zip(&out) {
             match outcome {
-                Err(TaskError::Crashed(Exit::Signal(libc::SIGSEGV))) if x == 15_001 => {}
-                Ok(value) if x != 15_001 && *value == x => {}
+                Err(TaskError::Crashed(Exit::Signal(libc::SIGSEGV))) if x == CRASH_AT => {}
+                Ok(value) if x != CRASH_AT && *value == x => {}
                 other => panic!("item {x}: {other:?}"),
             }
         }
+        // The results the crashed worker had not written yet were flushed as it died: no
+        // item ran twice, the culprit included.
+        let ran = std::fs::read(&counts).unwrap();
+        let twice: Vec<usize> = (0..ran.len()).filter(|&x| ran[x] != 1).collect();
+        assert!(twice.is_empty(), "items that did not run exactly once: {twice:?}");
         let stats = pool.stats();
         assert_eq!((stats.crashes, stats.failed), (1, 1));
         // The replacement worker runs the next job the same way.
