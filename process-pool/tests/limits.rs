@@ -66,23 +66,9 @@ fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
 
 #[test]
 fn a_task_over_its_cpu_time_fails_with_resource_limit_and_the_pool_goes_on() {
-    let config = ProcessConfig::new(Config::new().workers(1).chunk_size(8))
-        .cpu_time_limit(Duration::from_secs(1));
-    let pool = ProcessPool::with_config(config).unwrap();
-    let spinner = pool.apply(worker_pid, 0).unwrap();
     // One batch: the limit is per task, so the 400 ms tasks succeed (1.6 s in all, two on
     // each worker), and the endless one fails alone.
-    let outcomes = pool.map_results(spin, [400, 400, u64::MAX, 400, 400]);
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 }) if i == 2 => {}
-            Ok(400) if i != 2 => {}
-            other => panic!("item {i}: {other:?}"),
-        }
-    }
-    assert_ne!(pool.apply(worker_pid, 0).unwrap(), spinner, "the worker was replaced");
-    assert_eq!(pool.apply(square, 5).unwrap(), 25);
-    assert_eq!(pool.stats().crashes, 0);
+    stopped_alone(spin, &[400, 400, u64::MAX, 400, 400], "SIGXCPU handled");
 }
 
 #[test]
@@ -114,33 +100,35 @@ fn spin_with_signals_blocked(ms: u64) -> u64 {
     spin(ms)
 }
 
-/// Runs `task` on a pool whose tasks get a second of CPU time, in a batch between two tasks
-/// that stay within it: the task that spins for a minute fails with the CPU-time limit, the
-/// others succeed, and the pool goes on with a new worker.
-fn stopped_all_the_same<M>(task: impl IntoTask<M, Input = u64, Output = u64>, name: &str) {
-    let config = ProcessConfig::new(Config::new().workers(1).chunk_size(4))
+/// Runs `items` through `task` in one batch on a pool of one worker whose tasks get a second
+/// of CPU time: the one item over a second fails with the CPU-time limit, the others give
+/// their value, and the pool goes on with a new worker, counting no crash.
+fn stopped_alone<M>(task: impl IntoTask<M, Input = u64, Output = u64>, items: &[u64], name: &str) {
+    let config = ProcessConfig::new(Config::new().workers(1).chunk_size(8))
         .cpu_time_limit(Duration::from_secs(1));
     let pool = ProcessPool::with_config(config).unwrap();
     let first = pool.apply(worker_pid, 0).unwrap();
-    let outcomes = pool.map_results(task, [100, 60_000, 100]);
-    for (i, outcome) in outcomes.into_iter().enumerate() {
+    let outcomes = pool.map_results(task, items.iter().copied());
+    for ((i, outcome), &ms) in outcomes.into_iter().enumerate().zip(items) {
         match outcome {
-            Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 }) if i == 1 => {}
-            Ok(100) if i != 1 => {}
+            Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 })
+                if ms > 1000 => {}
+            Ok(value) if ms <= 1000 && value == ms => {}
             other => panic!("{name}, item {i}: {other:?}"),
         }
     }
     assert_ne!(pool.apply(worker_pid, 0).unwrap(), first, "{name}: the worker was replaced");
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
     assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
     assert_eq!(pool.stats().crashes, 0, "{name}: a limit is not a crash");
 }
 
 #[test]
 fn a_task_that_ignores_sigxcpu_is_stopped_all_the_same() {
-    stopped_all_the_same(spin_ignoring_sigxcpu, "SIGXCPU ignored");
+    stopped_alone(spin_ignoring_sigxcpu, &[100, 60_000, 100], "SIGXCPU ignored");
 }
 
 #[test]
 fn a_task_that_blocks_every_signal_is_stopped_all_the_same() {
-    stopped_all_the_same(spin_with_signals_blocked, "signals blocked");
+    stopped_alone(spin_with_signals_blocked, &[100, 60_000, 100], "signals blocked");
 }
