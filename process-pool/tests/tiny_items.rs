@@ -133,89 +133,114 @@ fn only_culprits_failed<T: PartialEq<u64> + std::fmt::Debug>(
     failed
 }
 
+/// The pool's (completed, failed, crashes) counters.
+fn counters(pool: &ProcessPool) -> (u64, u64, u64) {
+    let stats = pool.stats();
+    (stats.completed, stats.failed, stats.crashes)
+}
+
+/// Two maps whose culprits panic: each fails alone, with its message and location.
+fn panics_fail_alone(pool: &ProcessPool) {
+    let (completed, failed_before, crashes) = counters(pool);
+    for round in 0..2 {
+        let out = pool.map_results(panics_at_culprits, 0..ITEMS);
+        let failed = only_culprits_failed(&out, |x, e| match e {
+            TaskError::Panicked(report) => {
+                assert_eq!(report.message, format!("culprit {x}"));
+                let location = report.location.as_deref().unwrap_or_default();
+                assert!(location.contains("tiny_items.rs:"), "item {x}: {location}");
+            }
+            other => panic!("item {x}: {other}"),
+        });
+        assert_eq!(failed, 30, "round {round}: 6 culprits in each of 5 stretches");
+    }
+    let done = (completed + 2 * (ITEMS - 30), failed_before + 60, crashes);
+    assert_eq!(counters(pool), done);
+}
+
+/// A map whose item [`CRASH_AT`] segfaults: it alone fails, with its signal, and no item
+/// runs twice (`name` names the file of counts).
+fn a_crash_fails_alone(pool: &ProcessPool, name: &str) {
+    let (completed, failed, crashes) = counters(pool);
+    let scratch = Scratch::new(name);
+    let counts = scratch.file("counts");
+    std::fs::write(&counts, vec![0u8; ITEMS as usize]).unwrap();
+    let out = pool.map_results(CountedCrash { counts: counts.clone() }, 0..ITEMS);
+    for (x, outcome) in (0..).zip(&out) {
+        match outcome {
+            Err(TaskError::Crashed(Exit::Signal(libc::SIGSEGV))) if x == CRASH_AT => {}
+            Ok(value) if x != CRASH_AT && *value == x => {}
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+    // The results the crashed worker had not written yet were flushed as it died: no item
+    // ran twice, the culprit included.
+    let ran = std::fs::read(&counts).unwrap();
+    let twice: Vec<usize> = (0..ran.len()).filter(|&x| ran[x] != 1).collect();
+    assert!(twice.is_empty(), "items that did not run exactly once: {twice:?}");
+    assert_eq!(counters(pool), (completed + ITEMS - 1, failed + 1, crashes + 1));
+    // The replacement worker runs the next job the same way.
+    assert_eq!(pool.map(square, 0..ITEMS).unwrap()[1000], 1_000_000);
+}
+
+/// A map whose culprits' results refuse to encode: each fails alone, with its message.
+fn refusals_fail_alone(pool: &ProcessPool) {
+    let out: Vec<_> = pool
+        .map_results(refused_at_culprits, 0..ITEMS)
+        .into_iter()
+        .map(|r| r.map(|Refused(v)| v))
+        .collect();
+    let failed = only_culprits_failed(&out, |x, e| match e {
+        TaskError::Serialization { side: Side::Result, direction: Direction::Encode, message } => {
+            assert!(message.contains(&format!("refused {x}")), "item {x}: {message}");
+        }
+        other => panic!("item {x}: {other}"),
+    });
+    assert_eq!(failed, 30);
+}
+
+/// A map whose culprits return 5 MiB each: every value arrives whole.
+fn large_values_arrive_whole(pool: &ProcessPool) {
+    let out = pool.map(large_at_culprits, 0..ITEMS).unwrap();
+    for (x, value) in (0..).zip(&out) {
+        if culprit(x) {
+            assert_eq!(value.len(), 5 << 20, "item {x}");
+            assert!(value.iter().all(|&b| b == x as u8), "item {x}");
+        } else {
+            assert!(value.is_empty(), "item {x}");
+        }
+    }
+}
+
 #[test]
 fn panics_among_tiny_items_fail_only_their_items_with_message_and_location() {
-    within("tiny items with panics", || {
-        let pool = one_worker();
-        for round in 0..2 {
-            let out = pool.map_results(panics_at_culprits, 0..ITEMS);
-            let failed = only_culprits_failed(&out, |x, e| match e {
-                TaskError::Panicked(report) => {
-                    assert_eq!(report.message, format!("culprit {x}"));
-                    let location = report.location.as_deref().unwrap_or_default();
-                    assert!(location.contains("tiny_items.rs:"), "item {x}: {location}");
-                }
-                other => panic!("item {x}: {other}"),
-            });
-            assert_eq!(failed, 30, "round {round}: 6 culprits in each of 5 stretches");
-        }
-        let stats = pool.stats();
-        assert_eq!((stats.completed, stats.failed, stats.crashes), (2 * (ITEMS - 30), 60, 0));
-    });
+    within("tiny items with panics", || panics_fail_alone(&one_worker()));
 }
 
 #[test]
 fn a_crash_among_tiny_items_fails_only_its_item_with_its_signal() {
-    within("tiny items with a crash", || {
-        let scratch = Scratch::new("tiny-items-crash");
-        let counts = scratch.file("counts");
-        std::fs::write(&counts, vec![0u8; ITEMS as usize]).unwrap();
-        let pool = one_worker();
-        let out = pool.map_results(CountedCrash { counts: counts.clone() }, 0..ITEMS);
-        for (x, outcome) in (0..).zip(&out) {
-            match outcome {
-                Err(TaskError::Crashed(Exit::Signal(libc::SIGSEGV))) if x == CRASH_AT => {}
-                Ok(value) if x != CRASH_AT && *value == x => {}
-                other => panic!("item {x}: {other:?}"),
-            }
-        }
-        // The results the crashed worker had not written yet were flushed as it died: no
-        // item ran twice, the culprit included.
-        let ran = std::fs::read(&counts).unwrap();
-        let twice: Vec<usize> = (0..ran.len()).filter(|&x| ran[x] != 1).collect();
-        assert!(twice.is_empty(), "items that did not run exactly once: {twice:?}");
-        let stats = pool.stats();
-        assert_eq!((stats.crashes, stats.failed), (1, 1));
-        // The replacement worker runs the next job the same way.
-        assert_eq!(pool.map(square, 0..ITEMS).unwrap()[1000], 1_000_000);
-    });
+    within("tiny items with a crash", || a_crash_fails_alone(&one_worker(), "tiny-items-crash"));
 }
 
 #[test]
 fn results_that_do_not_encode_among_tiny_items_fail_only_their_items() {
-    within("tiny items with results that do not encode", || {
-        let pool = one_worker();
-        let out: Vec<_> = pool
-            .map_results(refused_at_culprits, 0..ITEMS)
-            .into_iter()
-            .map(|r| r.map(|Refused(v)| v))
-            .collect();
-        let failed = only_culprits_failed(&out, |x, e| match e {
-            TaskError::Serialization {
-                side: Side::Result,
-                direction: Direction::Encode,
-                message,
-            } => {
-                assert!(message.contains(&format!("refused {x}")), "item {x}: {message}");
-            }
-            other => panic!("item {x}: {other}"),
-        });
-        assert_eq!(failed, 30);
-    });
+    within("tiny items with results that do not encode", || refusals_fail_alone(&one_worker()));
 }
 
 #[test]
 fn large_values_among_tiny_items_arrive_whole() {
-    within("tiny items with large values", || {
+    within("tiny items with large values", || large_values_arrive_whole(&one_worker()));
+}
+
+#[test]
+fn one_pool_runs_each_of_these_jobs_in_turn() {
+    within("one pool, every job in turn", || {
         let pool = one_worker();
-        let out = pool.map(large_at_culprits, 0..ITEMS).unwrap();
-        for (x, value) in (0..).zip(&out) {
-            if culprit(x) {
-                assert_eq!(value.len(), 5 << 20, "item {x}");
-                assert!(value.iter().all(|&b| b == x as u8), "item {x}");
-            } else {
-                assert!(value.is_empty(), "item {x}");
-            }
-        }
+        large_values_arrive_whole(&pool);
+        panics_fail_alone(&pool);
+        a_crash_fails_alone(&pool, "tiny-items-in-turn");
+        refusals_fail_alone(&pool);
+        large_values_arrive_whole(&pool);
+        panics_fail_alone(&pool);
     });
 }
