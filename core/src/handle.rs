@@ -44,7 +44,8 @@ impl CancelHook {
 }
 
 /// A backend's record of one task that knows how to stop it, for
-/// [`Completer::on_cancel_of`]: a cancellation hook that costs no allocation of its own.
+/// [`Completer::on_cancel_of`]: a cancellation hook that costs no allocation of its own. It
+/// may also help a thread that waits for the task ([`Cancel::help_wait`]).
 ///
 /// # Examples
 ///
@@ -76,6 +77,30 @@ pub trait Cancel: Send + Sync {
     /// Stops the task (the handle is settled as cancelled already): drops it from a queue,
     /// or stops whatever runs it.
     fn cancel(&self);
+
+    /// Called by a thread about to wait for the task's outcome ([`TaskHandle::join`],
+    /// [`TaskHandle::join_timeout`]), before it spins or sleeps, unless the task is settled
+    /// already. A backend may use the thread to move the task along until `done()` says it is
+    /// settled or `deadline` passes: a thread that reads its result itself has it sooner than
+    /// one woken by the thread that read it.
+    ///
+    /// Returns an error if the task can never be settled where the caller waits (a copy of
+    /// the process made by `fork()`, which has the backend's memory but not its threads):
+    /// the handle settles with it, rather than wait forever.
+    ///
+    /// Does nothing by default.
+    ///
+    /// # Errors
+    ///
+    /// The error the handle settles with, as above.
+    fn help_wait(
+        &self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<(), TaskError> {
+        let _ = (deadline, done);
+        Ok(())
+    }
 }
 
 struct Slot<R> {
@@ -364,6 +389,7 @@ impl<R> TaskHandle<R> {
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
+        self.help(deadline);
         self.spin(deadline);
         let mut state = self.slot.lock();
         loop {
@@ -393,6 +419,27 @@ impl<R> TaskHandle<R> {
 }
 
 impl<R> TaskHandle<R> {
+    /// Lets the backend's record of the task, if it registered one, help this thread wait
+    /// ([`Cancel::help_wait`]); settles the task with the error it returns.
+    fn help(&self, deadline: Option<Instant>) {
+        if self.slot.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let record = match &*self.slot.lock() {
+            State::Pending(Pending { on_cancel: Some(CancelHook::Of(record)), .. }) => {
+                record.clone()
+            }
+            _ => return,
+        };
+        let Some(record) = record.upgrade() else { return };
+        let done = || self.slot.settled.load(Ordering::Acquire);
+        if let Err(error) = record.help_wait(deadline, &done) {
+            if let Some(pending) = self.slot.settle(Err(error), true) {
+                pending.wake();
+            }
+        }
+    }
+
     /// Spins briefly (at most [`SPIN`], never past `deadline`) until the task is settled.
     ///
     /// After a few pure spins it yields its CPU on every turn: on a busy machine the thread
@@ -534,6 +581,105 @@ mod tests {
         assert_eq!((record.0.load(Ordering::SeqCst), Arc::weak_count(&record)), (1, 0));
         drop(c);
         assert!(matches!(h.join(), Err(TaskError::Cancelled)));
+    }
+
+    /// A backend's record that helps a waiter: it settles the task itself (as a thread
+    /// that reads its result would) or, as a copy of the process would, says it never can.
+    struct Helper {
+        completer: Mutex<Option<Completer<u8>>>,
+        refuse: bool,
+        /// The deadline of every call, in order.
+        calls: Mutex<Vec<Option<Instant>>>,
+    }
+
+    impl Helper {
+        fn of(refuse: bool) -> (Arc<Helper>, TaskHandle<u8>) {
+            let (completer, handle) = promise::<u8>();
+            let helper = Arc::new(Helper {
+                completer: Mutex::new(None),
+                refuse,
+                calls: Mutex::new(Vec::new()),
+            });
+            let weak: Weak<Helper> = Arc::downgrade(&helper);
+            completer.on_cancel_of(weak);
+            *helper.completer.lock().unwrap() = Some(completer);
+            (helper, handle)
+        }
+
+        fn calls(&self) -> Vec<Option<Instant>> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Cancel for Helper {
+        fn cancel(&self) {}
+
+        fn help_wait(
+            &self,
+            deadline: Option<Instant>,
+            done: &dyn Fn() -> bool,
+        ) -> Result<(), TaskError> {
+            self.calls.lock().unwrap().push(deadline);
+            assert!(!done(), "asked to help with a task settled already");
+            if self.refuse {
+                return Err(TaskError::ShutDown);
+            }
+            if let Some(completer) = self.completer.lock().unwrap().take() {
+                completer.complete(Ok(7));
+            }
+            assert!(done(), "settled by the help");
+            Ok(())
+        }
+    }
+
+    /// `handle.join()` on another thread, failing the test if it waits a minute (without
+    /// the help, nothing would settle the tasks of these tests).
+    fn joined<R: Send + 'static>(handle: TaskHandle<R>) -> Result<R, TaskError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(handle.join()));
+        rx.recv_timeout(Duration::from_secs(60)).expect("join waited a minute")
+    }
+
+    #[test]
+    fn a_joiner_lets_the_record_help_and_the_help_may_settle_the_task() {
+        let (helper, handle) = Helper::of(false);
+        assert_eq!(joined(handle).unwrap(), 7, "no other thread settles it");
+        assert_eq!(helper.calls(), [None], "once, with no deadline");
+
+        let (helper, mut handle) = Helper::of(false);
+        let before = Instant::now();
+        assert_eq!(handle.join_timeout(Duration::from_secs(60)).unwrap(), 7);
+        let calls = helper.calls();
+        let deadline = calls[0].expect("join_timeout's deadline");
+        assert!(calls.len() == 1 && deadline >= before + Duration::from_secs(60));
+        assert!(deadline <= Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_record_that_says_the_task_can_never_settle_here_settles_it_with_its_error() {
+        let (helper, handle) = Helper::of(true);
+        assert!(matches!(joined(handle), Err(TaskError::ShutDown)));
+        let completer = helper.completer.lock().unwrap().take().unwrap();
+        assert!(!completer.complete(Ok(1)), "settled already");
+        assert_eq!(Arc::weak_count(&helper), 0, "the record let go with the outcome");
+
+        let (helper, mut handle) = Helper::of(true);
+        let error = handle.join_timeout(Duration::from_secs(60)).unwrap_err();
+        assert!(matches!(error, TaskError::ShutDown));
+        assert_eq!(helper.calls().len(), 1);
+    }
+
+    #[test]
+    fn a_settled_task_needs_no_help() {
+        let (helper, handle) = Helper::of(true);
+        let completer = helper.completer.lock().unwrap().take().unwrap();
+        assert!(completer.complete(Ok(2)));
+        assert_eq!(handle.join().unwrap(), 2);
+        assert!(helper.calls().is_empty(), "never asked");
+        let (helper, handle) = Helper::of(true);
+        assert!(handle.cancel());
+        assert!(matches!(handle.join(), Err(TaskError::Cancelled)));
+        assert!(helper.calls().is_empty(), "never asked");
     }
 
     /// Counts the wake-ups of the task that polls with it.
