@@ -21,7 +21,7 @@ pub(crate) struct Run<S: Sink + ?Sized = dyn Sink> {
     /// Its job, and what the job's items cost as measured so far: shared by the runs of one
     /// `map` or `imap`, or of the single tasks of one function.
     pub(crate) job: Arc<Paced>,
-    inputs: Inputs,
+    inputs: Inputs<Stored>,
     pub(crate) timeout: Option<Duration>,
     /// How many items travel in one batch.
     pub(crate) batching: Batching,
@@ -123,11 +123,63 @@ pub(crate) fn release_spares() {
     drop(buffers);
 }
 
+/// The most bytes of encoded inputs a run keeps inline, in its own allocation: a single
+/// task's number or short string, framed.
+const INLINE: usize = 30;
+
+/// The most capacity of a single task's encoding buffer kept for the thread's next one.
+const SCRATCH_MAX: usize = 4 << 10;
+
+thread_local! {
+    /// The buffer this thread encodes its single tasks' inputs into, kept between them (see
+    /// [`Stored`]).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A built run's encoded inputs: inline when they are few bytes, as a single task's usually
+/// are, so that submitting one allocates no buffer for them. A buffer allocated by the
+/// submitting thread and freed by a supervisor's (where a run ends) costs more than the
+/// allocation itself: the freeing thread's allocator cache fills with memory the submitting
+/// thread's lacks, which then allocates from its arena, under its lock, every time.
+#[derive(Debug)]
+enum Stored {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl Stored {
+    /// `bytes` as a run keeps them: copied inline if they fit, the buffer then kept for the
+    /// thread's next single task; else the buffer itself.
+    fn keep(mut bytes: Vec<u8>) -> Self {
+        let Ok(len) = u8::try_from(bytes.len()) else { return Stored::Heap(bytes) };
+        if bytes.len() > INLINE {
+            return Stored::Heap(bytes);
+        }
+        let mut inline = [0; INLINE];
+        inline[..bytes.len()].copy_from_slice(&bytes);
+        if bytes.capacity() <= SCRATCH_MAX {
+            bytes.clear();
+            SCRATCH.set(bytes);
+        }
+        Stored::Inline { len, bytes: inline }
+    }
+}
+
+impl AsRef<[u8]> for Stored {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Stored::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Stored::Heap(bytes) => bytes,
+        }
+    }
+}
+
 /// Encoded inputs, each a `u32` length and its bytes, as a batch frame carries them: a batch
-/// of consecutive items is one copy of one range.
+/// of consecutive items is one copy of one range. Built in a vector, kept as [`Stored`].
 #[derive(Debug, Default)]
-struct Inputs {
-    bytes: Vec<u8>,
+struct Inputs<B = Vec<u8>> {
+    bytes: B,
     /// Where input `k × MARK_EVERY` starts, for every `k` from 1 (input 0 starts at 0): a
     /// run of one input allocates no marks.
     marks: Vec<usize>,
@@ -167,15 +219,24 @@ impl Inputs {
         }
     }
 
+    /// The inputs as a run keeps them.
+    fn stored(self) -> Inputs<Stored> {
+        let Inputs { bytes, marks, len } = self;
+        Inputs { bytes: Stored::keep(bytes), marks, len }
+    }
+}
+
+impl<B: AsRef<[u8]>> Inputs<B> {
     /// Where input `i` starts (its length first); the end of the bytes past the last.
     #[inline]
     fn offset(&self, i: usize) -> usize {
+        let bytes = self.bytes.as_ref();
         if i >= self.len {
-            return self.bytes.len();
+            return bytes.len();
         }
         let mut at = match i / MARK_EVERY {
             0 => 0,
-            k => self.marks.get(k - 1).copied().unwrap_or(self.bytes.len()),
+            k => self.marks.get(k - 1).copied().unwrap_or(bytes.len()),
         };
         for _ in 0..i % MARK_EVERY {
             at = self.next(at);
@@ -186,9 +247,10 @@ impl Inputs {
     /// Where the input after the one at `at` starts.
     #[inline]
     fn next(&self, at: usize) -> usize {
-        match self.bytes.get(at..at + 4) {
+        let bytes = self.bytes.as_ref();
+        match bytes.get(at..at + 4) {
             Some(len) => at + 4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
-            None => self.bytes.len(),
+            None => bytes.len(),
         }
     }
 }
@@ -209,6 +271,10 @@ impl RunBuilder {
     /// its buffer by copying it over and over.
     pub(crate) fn reserve(&mut self, n: usize) {
         let want = n.saturating_mul(4 + SMALL_INPUT);
+        if self.inputs.bytes.capacity() == 0 && n == 1 {
+            // A single task: the buffer the thread's last one encoded into.
+            self.inputs.bytes = SCRATCH.take();
+        }
         // Checked before the lock: a single task, which reserves room for one input, takes
         // no lock shared by every submitting thread.
         if self.inputs.bytes.capacity() == 0
@@ -292,7 +358,7 @@ impl RunBuilder {
         batching: Batching,
     ) -> Run<S> {
         let RunBuilder { job, inputs, holds } = self;
-        Run { job, inputs, timeout, batching, holds, sink }
+        Run { job, inputs: inputs.stored(), timeout, batching, holds, sink }
     }
 }
 
@@ -308,7 +374,7 @@ impl<S: Sink + ?Sized> Run<S> {
     #[inline]
     pub(crate) fn input(&self, i: usize) -> &[u8] {
         let at = self.inputs.offset(i);
-        self.inputs.bytes.get(at + 4..self.inputs.next(at)).unwrap_or_default()
+        self.inputs.bytes.as_ref().get(at + 4..self.inputs.next(at)).unwrap_or_default()
     }
 
     /// How many of the `take` items from item `start` fit, framed, in `room` bytes: at least
@@ -341,15 +407,16 @@ impl<S: Sink + ?Sized> Run<S> {
     pub(crate) fn framed(&self, items: Range<usize>) -> &[u8] {
         let start = self.inputs.offset(items.start);
         let end = self.inputs.offset(items.end).max(start);
-        self.inputs.bytes.get(start..end).unwrap_or_default()
+        self.inputs.bytes.as_ref().get(start..end).unwrap_or_default()
     }
 }
 
 impl<S: Sink + ?Sized> Drop for Run<S> {
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.inputs.bytes);
-        if bytes.capacity() >= SPARE_MIN {
-            spares().keep(bytes);
+        if let Stored::Heap(bytes) = &mut self.inputs.bytes
+            && bytes.capacity() >= SPARE_MIN
+        {
+            spares().keep(std::mem::take(bytes));
         }
     }
 }
@@ -446,7 +513,7 @@ mod tests {
             b.push(&v, 1 << 20).unwrap();
         }
         let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
-        let at = run.inputs.bytes.as_ptr();
+        let at = run.inputs.bytes.as_ref().as_ptr();
         drop(run);
         assert!(holds_spares(), "a dropped run keeps its input buffer");
         let mut again = builder();
