@@ -20,6 +20,7 @@ use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
+use crate::reception;
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::Ship;
@@ -31,7 +32,8 @@ use crate::usage::Usage;
 /// Items of an `imap` window per batch a worker may hold.
 const IMAP_PER_BATCH: usize = 16;
 
-/// The longest `apply` watches its worker's result ring before it waits as `join` does.
+/// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
+/// before it waits to be woken.
 const WATCH: Duration = Duration::from_micros(100);
 
 /// A pool of persistent worker processes that run tasks with crash isolation.
@@ -395,17 +397,10 @@ impl Pool for ProcessPool {
 
     /// Runs one task and waits for its value. The calling thread reads the result itself
     /// from its worker's result ring when it arrives soon, rather than wait for the worker's
-    /// supervisor to read it and wake it.
+    /// supervisor to read it and wake it (as `join` does).
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = promise();
-        if let Some(run) = self.submit_one(&task.into_job(), input, completer, sink::decode, None) {
-            if let Some(reception) = self.shared.reception_of(&run) {
-                let deadline = Instant::now() + WATCH;
-                reception.watch(&self.shared, deadline, || handle.is_finished());
-            }
-        }
-        handle.join()
+        self.submit_job(&task.into_job(), input, None).join()
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
@@ -692,6 +687,25 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
         if let Some(shared) = self.job.pool.upgrade() {
             shared.cancel(self);
         }
+    }
+
+    /// Reads results as the pool's supervisors do, for up to [`WATCH`], while the task is not
+    /// settled: a result that arrives soon reaches its caller without waking a supervisor and
+    /// then the caller. In a copy of the process made by `fork()`, which has none of the
+    /// pool's threads or workers, the task can never be settled: [`TaskError::ShutDown`].
+    fn help_wait(
+        &self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<(), TaskError> {
+        let Some(shared) = self.job.pool.upgrade() else { return Ok(()) };
+        if shared.copied() {
+            return Err(TaskError::ShutDown);
+        }
+        let watch = Instant::now() + WATCH;
+        let deadline = deadline.map_or(watch, |d| d.min(watch));
+        reception::watch(&shared.receptions(), &shared, deadline, done);
+        Ok(())
     }
 }
 

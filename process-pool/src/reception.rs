@@ -2,8 +2,8 @@
 //! ring; handling the frames (hello, results, last words) under the pool's lock; handing the
 //! outcomes to their sinks after it.
 //!
-//! A worker's [`Reception`] is read by its supervisor, and by a caller waiting for its own
-//! result on that worker (see [`Reception::watch`]): whoever holds its lock reads, and the
+//! A worker's [`Reception`] is read by its supervisor, and by a caller that joins a task of
+//! the pool (see [`watch`]): whoever holds its lock reads, and the
 //! result a caller reads itself reaches it without a wake-up of the supervisor and then of
 //! the caller. Lock order: a reception's lock, then the pool's lock; a caller only ever tries
 //! it (`try_lock`), so nothing waits for it while holding another lock.
@@ -19,9 +19,10 @@
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use taskpool_core::TaskError;
 
 use crate::codec;
@@ -298,54 +299,96 @@ impl Reception {
         let Receiving { reader, start, last_words, .. } = receiving;
         while read_frames(shared, self.w, reader, start, origin, last_words) {}
     }
+}
 
-    /// A caller waits for a result this worker will write: spins on the ring for a while
-    /// (never past `deadline`), reading what arrives itself while nobody else reads, until
-    /// `done` says so. The supervisor does not spin meanwhile, and the worker does not ring
-    /// it: the caller takes its place, and hands it back (ringing it if results are left).
-    pub(crate) fn watch(&self, shared: &Shared, deadline: Instant, done: impl Fn() -> bool) {
-        let Some(peek) = &self.peek else { return };
-        self.watchers.fetch_add(1, Ordering::AcqRel);
-        // The supervisor may sleep with the bell armed: the worker would wake it for
-        // nothing. The caller takes the bell over, and gives it back below.
+/// A caller waits for a result that one of `receptions`' workers will write (whichever holds
+/// its task): spins on their rings for a while (never past `deadline`), reading what arrives
+/// itself where nobody else reads, until `done` says so. The supervisors do not spin
+/// meanwhile, and the workers do not ring them: the caller takes their place, and hands it
+/// back (ringing a supervisor whose worker's results are left, or whose worker may retire).
+pub(crate) fn watch(
+    receptions: &[Arc<Reception>],
+    shared: &Shared,
+    deadline: Instant,
+    done: impl Fn() -> bool,
+) {
+    let mut watch = Watch { shared, watched: SmallVec::new() };
+    for reception in receptions {
+        let Some(peek) = reception.peek.as_ref() else { continue };
+        reception.watchers.fetch_add(1, Ordering::AcqRel);
+        // The supervisor may sleep with the bell armed: the worker would wake it for nothing.
+        // The caller takes the bell over, and gives it back when it stops watching.
         let borrowed = peek.data_bell().borrow();
-        let mut spin = Spin::default();
-        let mut handed_over = false;
-        loop {
-            if done() {
-                break;
-            }
-            let ready = spin.spin_until(deadline, || done() || peek.has_data());
-            if !ready || done() {
-                break;
-            }
-            let taken = match self.inner.try_lock() {
-                Ok(mut receiving) => self.take_ring(shared, &mut receiving, Reader::Caller),
+        watch.watched.push(Watched { reception, peek, borrowed, handed_over: false });
+    }
+    let mut spin = Spin::default();
+    let waiting = |w: &Watched<'_>| !w.handed_over && w.peek.has_data();
+    while !done() && watch.watched.iter().any(|w| !w.handed_over) {
+        let ready = spin.spin_until(deadline, || done() || watch.watched.iter().any(waiting));
+        if !ready || done() {
+            break;
+        }
+        for w in watch.watched.iter_mut().filter(|w| waiting(w)) {
+            let reception = w.reception;
+            let taken = match reception.inner.try_lock() {
+                Ok(mut receiving) => reception.take_ring(shared, &mut receiving, Reader::Caller),
                 Err(TryLockError::Poisoned(e)) => {
-                    self.take_ring(shared, &mut e.into_inner(), Reader::Caller)
+                    reception.take_ring(shared, &mut e.into_inner(), Reader::Caller)
                 }
                 Err(TryLockError::WouldBlock) => {
+                    // Its supervisor reads: let it have the CPU.
                     std::thread::yield_now();
                     true
                 }
             };
-            if !taken {
-                handed_over = true;
-                break;
-            }
+            w.handed_over = !taken;
         }
-        self.watchers.fetch_sub(1, Ordering::AcqRel);
-        if borrowed {
-            peek.data_bell().give_back();
+    }
+}
+
+/// The receptions a caller watches (see [`watch`]): handed back to their supervisors when it
+/// stops, however it stops.
+struct Watch<'a> {
+    shared: &'a Shared,
+    watched: SmallVec<[Watched<'a>; 4]>,
+}
+
+/// A reception watched, whether its supervisor's bell was borrowed, and whether the caller
+/// handed its reading back (it found bytes on the pipe, which are the supervisor's).
+struct Watched<'a> {
+    reception: &'a Reception,
+    peek: &'a Peek,
+    borrowed: bool,
+    handed_over: bool,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if self.watched.is_empty() {
+            return;
+        }
+        for w in &self.watched {
+            w.reception.watchers.fetch_sub(1, Ordering::AcqRel);
+            if w.borrowed {
+                w.peek.data_bell().give_back();
+            }
         }
         // The supervisor decides what follows an answer (a worker at its quota, or in a pool
         // that closes, retires): it looks again if results are left or its worker may retire.
-        if handed_over
-            || borrowed && peek.has_data()
-            || shared.should_retire(&shared.lock(), self.w)
-        {
-            shared.wake(self.w);
-        }
+        let shared = self.shared;
+        let state = shared.lock();
+        let wake: SmallVec<[usize; 4]> = self
+            .watched
+            .iter()
+            .filter(|w| {
+                w.handed_over
+                    || w.borrowed && w.peek.has_data()
+                    || shared.should_retire(&state, w.reception.w)
+            })
+            .map(|w| w.reception.w)
+            .collect();
+        drop(state);
+        wake.into_iter().for_each(|w| shared.wake(w));
     }
 }
 

@@ -826,15 +826,14 @@ impl Shared {
         }
     }
 
-    /// Where the results of the single-item `run` will arrive: the reception of the worker
-    /// it was sent to, if it was sent (not if it waits in the queue).
-    pub(crate) fn reception_of(&self, run: &Arc<Run>) -> Option<Arc<Reception>> {
+    /// Where the results of every worker arrive, for a caller that reads its own (none in a
+    /// copy of the process, which has none of the workers).
+    pub(crate) fn receptions(&self) -> SmallVec<[Arc<Reception>; 4]> {
         if self.copied() {
-            return None;
+            return SmallVec::new();
         }
         let state = self.lock();
-        let holds = |slot: &&Slot| slot.sent.iter().any(|s| Arc::ptr_eq(&s.run, run));
-        state.slots.iter().find(holds)?.conn.as_ref()?.reception.clone()
+        state.slots.iter().filter_map(|slot| slot.conn.as_ref()?.reception.clone()).collect()
     }
 
     /// Drops the queued items of runs nobody wants any more (their iterator was dropped).

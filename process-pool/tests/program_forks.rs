@@ -10,7 +10,7 @@ mod copies;
 
 use common::*;
 use copies::{in_a_copy, shut_down};
-use taskpool_process::{Pool, ProcessPool};
+use taskpool_process::{Pool, ProcessPool, TaskError};
 
 #[test]
 fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited() {
@@ -66,5 +66,33 @@ fn a_copy_of_the_program_starts_pools_of_its_own() {
         });
         assert_eq!(copy, Ok(()));
         assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    });
+}
+
+/// Handles of tasks that were running when the program forked: in the copy, which has none
+/// of the pool's threads or workers, nobody could ever settle them, so joining one fails at
+/// once with `ShutDown` (it waited forever before); in the original they get their values.
+#[test]
+fn a_copy_does_not_wait_for_tasks_that_were_running_when_it_was_made() {
+    let scratch = Scratch::new("forks-pending");
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("a copy that joins a task sent before the fork", move || {
+        let pool = ProcessPool::new(1).unwrap();
+        let task = SignalThenWait { signal: started.clone(), go: go.clone() };
+        let mut running = pool.submit(task, 1);
+        let queued = pool.submit(square, 5);
+        wait_for_file(&started);
+        let copy = in_a_copy(|| {
+            match running.join_timeout(std::time::Duration::from_secs(30)) {
+                Err(TaskError::ShutDown) => {}
+                other => return Err(format!("join_timeout of the running task: {other:?}")),
+            }
+            shut_down("join of the queued task", queued.join())
+        });
+        assert_eq!(copy, Ok(()));
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(running.join().unwrap(), 1);
+        assert_eq!(pool.apply(square, 6).unwrap(), 36);
+        assert_eq!(pool.stats().crashes, 0);
     });
 }

@@ -1,10 +1,14 @@
 //! A result reaches its caller while the worker runs a long task after it: the worker never
-//! holds a finished result back until a later task ends.
+//! holds a finished result back until a later task ends. And a caller that joins a task
+//! reads results itself, rather than wait for a supervisor to read them and wake it.
 
 mod common;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool};
+use std::thread::{self, ThreadId};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, Task};
 
 #[test]
 fn a_quick_result_is_not_held_back_by_a_long_task_after_it() {
@@ -29,5 +33,58 @@ fn a_quick_result_is_not_held_back_by_a_long_task_after_it() {
         std::fs::write(&go, "").unwrap();
         assert_eq!(long.join().unwrap(), 1);
         assert_eq!(gate.join().unwrap(), 0);
+    });
+}
+
+/// A number that remembers which thread decoded it: in the parent, the thread that read the
+/// worker's result.
+struct Decoded {
+    value: u64,
+    by: Option<ThreadId>,
+}
+
+impl Serialize for Decoded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decoded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = u64::deserialize(d)?;
+        Ok(Decoded { value, by: Some(thread::current().id()) })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doubled;
+
+impl Task for Doubled {
+    type Input = u64;
+    type Output = Decoded;
+
+    fn run(&self, x: u64) -> Decoded {
+        Decoded { value: 2 * x, by: None }
+    }
+}
+
+#[test]
+fn a_caller_that_joins_reads_results_itself() {
+    within("joins that read their results", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let me = thread::current().id();
+        // Results read by this thread, of `join`s and of `apply`s.
+        let (mut joined, mut applied) = (0, 0);
+        for x in 0..100 {
+            let result = pool.submit(Doubled, x).join().unwrap();
+            assert_eq!(result.value, 2 * x);
+            joined += usize::from(result.by == Some(me));
+            let result = pool.apply(Doubled, x).unwrap();
+            assert_eq!(result.value, 2 * x);
+            applied += usize::from(result.by == Some(me));
+        }
+        // Whoever reads first settles: the supervisor may have been awake already.
+        eprintln!("read by the joining thread: {joined} of 100 joins, {applied} of 100 applies");
+        assert!(joined > 0 && applied > 0, "{joined} joins, {applied} applies");
     });
 }
