@@ -546,6 +546,37 @@ mod tests {
         assert_eq!(run.input(3), b"", "past the last");
     }
 
+    /// Single inputs of every size around the inline room are kept whole, inline up to it;
+    /// the thread's encoding buffer is reused by the next single task, not by a larger run.
+    #[test]
+    fn a_single_small_input_is_kept_inline_and_a_larger_one_in_its_buffer() {
+        for len in 0..2 * INLINE {
+            let text = "x".repeat(len);
+            let mut b = builder();
+            b.reserve(1);
+            b.push(&text, 1 << 20).unwrap();
+            let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
+            let mut expected = Vec::new();
+            codec::encode_into(&text, &mut expected).unwrap();
+            assert_eq!(run.input(0), expected, "{len}");
+            let framed = run.framed(0..1);
+            assert_eq!((framed.len(), &framed[4..]), (4 + expected.len(), &expected[..]));
+            let inline = matches!(run.inputs.bytes, Stored::Inline { .. });
+            assert_eq!(inline, 4 + expected.len() <= INLINE, "{len}");
+        }
+        let mut b = builder();
+        b.reserve(1);
+        b.push(&1u64, 1 << 20).unwrap();
+        let kept = b.inputs.bytes.as_ptr();
+        drop(b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1)));
+        let mut many = builder();
+        many.reserve(2);
+        assert_ne!(many.inputs.bytes.as_ptr(), kept, "a run of many has its own buffer");
+        let mut next = builder();
+        next.reserve(1);
+        assert_eq!(next.inputs.bytes.as_ptr(), kept, "the next single task encodes into it");
+    }
+
     #[test]
     fn a_single_input_is_the_whole_buffer() {
         let mut b = builder();
