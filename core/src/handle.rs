@@ -201,19 +201,56 @@ impl<R> Slot<R> {
 /// assert_eq!(handle.join().unwrap(), 7);
 /// ```
 pub fn promise<R>() -> (Completer<R>, TaskHandle<R>) {
-    promise_with(None)
+    promise_with(None, None)
 }
 
 /// Like [`promise`], and sends `index` on `tx` once the task is settled.
 ///
 /// This is how an unordered iterator learns which of many handles finished first.
 pub fn promise_notify<R>(tx: Sender<usize>, index: usize) -> (Completer<R>, TaskHandle<R>) {
-    promise_with(Some((tx, index)))
+    promise_with(Some((tx, index)), None)
 }
 
-fn promise_with<R>(notify: Option<(Sender<usize>, usize)>) -> (Completer<R>, TaskHandle<R>) {
+/// Like [`promise`], with `record` as the task's record from the start, as
+/// [`Completer::on_cancel_of`] sets it (without taking the new handle's lock to do it).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use taskpool_core::TaskError;
+/// use taskpool_core::backend::{Cancel, promise_of};
+///
+/// /// A backend whose threads stayed in another copy of the process.
+/// struct Elsewhere;
+///
+/// impl Cancel for Elsewhere {
+///     fn cancel(&self) {}
+///
+///     fn help_wait(
+///         &self,
+///         _deadline: Option<std::time::Instant>,
+///         _done: &dyn Fn() -> bool,
+///     ) -> Result<(), TaskError> {
+///         Err(TaskError::ShutDown)
+///     }
+/// }
+///
+/// let record: Arc<dyn Cancel> = Arc::new(Elsewhere);
+/// let (_completer, handle) = promise_of::<u32>(Arc::downgrade(&record));
+/// assert!(matches!(handle.join(), Err(TaskError::ShutDown)));
+/// ```
+pub fn promise_of<R>(record: Weak<dyn Cancel>) -> (Completer<R>, TaskHandle<R>) {
+    promise_with(None, Some(CancelHook::Of(record)))
+}
+
+fn promise_with<R>(
+    notify: Option<(Sender<usize>, usize)>,
+    on_cancel: Option<CancelHook>,
+) -> (Completer<R>, TaskHandle<R>) {
     let slot = Arc::new(Slot {
-        state: Mutex::new(State::Pending(Pending { notify, ..Pending::default() })),
+        state: Mutex::new(State::Pending(Pending { notify, on_cancel, waker: None })),
         ready: Condvar::new(),
         settled: AtomicBool::new(false),
         sleepers: AtomicUsize::new(0),
