@@ -4,13 +4,13 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use taskpool_core::backend::{
-    Completer, Execute, Job, PanicScope, catch_panic, map_by_handles, map_by_handles_with_progress,
-    promise,
+    Cancel, Completer, Execute, Job, PanicScope, catch_panic, map_by_handles,
+    map_by_handles_with_progress, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -63,6 +63,8 @@ pub struct ThreadPool {
     rayon: rayon::ThreadPool,
     shared: Arc<Shared>,
     watchdog: Arc<Watchdog>,
+    /// The record of the tasks callers submit.
+    home: Arc<Home>,
 }
 
 struct Shared {
@@ -131,7 +133,8 @@ impl ThreadPool {
             init_failures: AtomicU32::new(0),
             init_error: Mutex::new(String::new()),
         });
-        Ok(ThreadPool { rayon, shared, watchdog: Arc::default() })
+        let home = Arc::new(Home(shared.home));
+        Ok(ThreadPool { rayon, shared, watchdog: Arc::default(), home })
     }
 
     /// The pool's settings.
@@ -139,10 +142,35 @@ impl ThreadPool {
         &self.shared.config
     }
 
+    /// A handle and its completer for one task submitted by the caller, with the pool's
+    /// [`Home`] as its record.
+    fn promise<R>(&self) -> (Completer<R>, TaskHandle<R>) {
+        let record: Weak<dyn Cancel> = Arc::downgrade(&self.home) as Weak<Home>;
+        promise_of(record)
+    }
+
     /// Whether the pool takes no more work: it was closed, or this is a copy of the process
     /// that started it, made by `fork()`, where its threads do not exist.
     fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) || self.shared.copied()
+    }
+}
+
+/// The record of every task a caller submits, for [`promise_of`]: which copy of the process
+/// started the pool. Apart from [`Shared`], which the pool's threads touch on every task, so
+/// that a caller's submit and join count references on a line nobody else writes.
+struct Home(u64);
+
+impl Cancel for Home {
+    /// Nothing to stop: a task checks whether it was cancelled before it starts, and one that
+    /// runs is not interrupted.
+    fn cancel(&self) {}
+
+    /// Fails a task joined in a copy of the process made by `fork()` with
+    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. Nothing
+    /// to do otherwise.
+    fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
+        if forks::fork_generation() != self.0 { Err(TaskError::ShutDown) } else { Ok(()) }
     }
 }
 
@@ -278,7 +306,7 @@ impl Pool for ThreadPool {
 
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = promise();
+        let (completer, handle) = self.promise();
         self.start(Owned(task.into_job()), input, completer, None);
         handle
     }
@@ -290,7 +318,7 @@ impl Pool for ThreadPool {
         limit: Duration,
     ) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = promise();
+        let (completer, handle) = self.promise();
         self.start(Owned(task.into_job()), input, completer, Some(limit));
         handle
     }

@@ -1,7 +1,8 @@
 //! A program that forks after it started a pool: the copy inherits the pool's memory, not its
 //! threads. In the copy the inherited pool takes no work (every task fails at once with
-//! `ShutDown`) and `shutdown` and dropping return at once; the original's pool never notices,
-//! and the copy can start pools of its own.
+//! `ShutDown`, and so does the join of a task sent before the fork) and `shutdown` and
+//! dropping return at once; the original's pool never notices, and the copy can start pools
+//! of its own.
 
 #[path = "../../process-pool/tests/common/copies.rs"]
 mod copies;
@@ -10,7 +11,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use copies::{in_a_copy, shut_down};
-use taskpool_thread::{Pool, ThreadPool};
+use taskpool_thread::{Pool, TaskError, ThreadPool};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -44,10 +45,17 @@ fn hold(_: u64) -> u64 {
 fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its_own() {
     let pool = ThreadPool::new(2).unwrap();
     assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
-    // A task still running at the fork: the copy's `shutdown` must not wait for it.
-    let busy = pool.submit(hold, 0);
+    // Tasks still running (or queued) at the fork: the copy's `shutdown` must not wait for
+    // them, and joining them there fails at once (nothing in the copy could ever run them).
+    let mut busy = pool.submit(hold, 0);
+    let other = pool.submit(hold, 1);
     gate_reaches(STARTED);
     let copy = in_a_copy(|| {
+        match busy.join_timeout(Duration::from_secs(30)) {
+            Err(TaskError::ShutDown) => {}
+            joined => return Err(format!("join_timeout of a task sent before: {joined:?}")),
+        }
+        shut_down("join of a task sent before", other.join())?;
         shut_down("apply", pool.apply(square, 3))?;
         shut_down("submit", pool.submit(square, 4).join())?;
         shut_down("map", pool.map(square, 0..1000))?;
@@ -65,7 +73,6 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
     });
     assert_eq!(copy, Ok(()));
     open_gate(RELEASED);
-    let mut busy = busy;
     assert_eq!(busy.join_timeout(Duration::from_secs(60)).unwrap(), 0);
     assert_eq!(pool.map(square, 0..1000).unwrap(), (0..1000).map(|x| x * x).collect::<Vec<_>>());
     pool.shutdown();
