@@ -3,13 +3,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use taskpool_core::backend::{Completer, Execute, Job};
+use taskpool_core::backend::{Cancel, Completer, Execute, Job};
 use taskpool_core::{IntoTask, Pool, Side, TaskError};
 use taskpool_process::remote::{self, EncodedJob};
 use tokio::sync::mpsc;
@@ -456,19 +456,44 @@ impl Execute for ClusterPool {
         let ends = vec![inputs.len() as u32];
         let completer = Arc::new(completer);
         let settler = completer.clone();
+        // The task's record lives while it is pending: its settling holds it.
+        let record = Arc::new(Sent { inner: Arc::downgrade(&self.inner), id: OnceLock::new() });
+        let held = record.clone();
         let settle: Settle = Box::new(move |outcomes| {
             let outcome = outcomes.into_iter().next().unwrap_or(Err(TaskError::ShutDown));
             settler.complete(outcome.and_then(|bytes| remote::decode(bytes, Side::Result)));
+            drop(held);
         });
-        let inner = self.inner.clone();
         self.inner.send(&encoded, inputs, ends, timeout, settle, |id| {
-            let weak = Arc::downgrade(&inner);
-            completer.on_cancel(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.cancel(id);
-                }
-            });
+            let _ = record.id.set(id);
+            completer.on_cancel_of(Arc::downgrade(&record) as Weak<Sent>);
         });
+    }
+}
+
+/// The record of one task sent by a caller, for its handle: cancels it, and tells a caller
+/// that joins it in a copy of the process made by `fork()` (which has none of the pool's
+/// threads) that it will never be answered there.
+struct Sent {
+    inner: Weak<Inner>,
+    /// The task's id, once it has one.
+    id: OnceLock<u64>,
+}
+
+impl Cancel for Sent {
+    fn cancel(&self) {
+        if let (Some(inner), Some(&id)) = (self.inner.upgrade(), self.id.get()) {
+            inner.cancel(id);
+        }
+    }
+
+    /// Fails the task joined in a copy of the process with [`TaskError::ShutDown`]; nothing
+    /// to do otherwise.
+    fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
+        match self.inner.upgrade() {
+            Some(inner) if inner.copied() => Err(TaskError::ShutDown),
+            _ => Ok(()),
+        }
     }
 }
 
