@@ -691,7 +691,8 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
 
     /// Reads results as the pool's supervisors do, for up to [`WATCH`], while the task is not
     /// settled: a result that arrives soon reaches its caller without waking a supervisor and
-    /// then the caller. In a copy of the process made by `fork()`, which has none of the
+    /// then the caller. Not for a task whose function's tasks take longer than that (as
+    /// measured so far; a function not measured yet counts as slow). In a copy of the process made by `fork()`, which has none of the
     /// pool's threads or workers, the task can never be settled: [`TaskError::ShutDown`].
     fn help_wait(
         &self,
@@ -701,6 +702,11 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
         let Some(shared) = self.job.pool.upgrade() else { return Ok(()) };
         if shared.copied() {
             return Err(TaskError::ShutDown);
+        }
+        if Duration::from_nanos(self.job.pace.item_ns()) > WATCH {
+            // Its function's tasks take longer than a watch: the result would not be there
+            // before the watch ends (the handle still spins briefly before it sleeps).
+            return Ok(());
         }
         let watch = Instant::now() + WATCH;
         let deadline = deadline.map_or(watch, |d| d.min(watch));
