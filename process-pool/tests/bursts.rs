@@ -77,3 +77,37 @@ fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travell
         assert_eq!(slow.join().unwrap(), 1);
     });
 }
+
+/// Several threads submit and join tasks of one pool at once. A joining thread reads the
+/// results that arrive meanwhile, its own and the other threads' (as a supervisor would):
+/// every handle still settles with its own value, and no thread waits for a result that
+/// another one read.
+#[test]
+fn threads_that_join_at_once_each_get_their_own_results() {
+    within("four threads joining tasks of one pool", || {
+        let pool = std::sync::Arc::new(ProcessPool::new(2).unwrap());
+        let (threads, rounds, burst) = (4u64, 150u64, 10u64);
+        let joining: Vec<_> = (0..threads)
+            .map(|t| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    for round in 0..rounds {
+                        let base = t * 1_000_000 + round * 1_000;
+                        let handles: Vec<_> =
+                            (base..base + burst).map(|x| (x, pool.submit(square, x))).collect();
+                        for (x, handle) in handles {
+                            assert_eq!(handle.join().unwrap(), x * x, "thread {t}");
+                        }
+                        assert_eq!(pool.apply(square, base + 999).unwrap(), (base + 999).pow(2));
+                    }
+                })
+            })
+            .collect();
+        for thread in joining {
+            thread.join().unwrap();
+        }
+        let stats = pool.stats();
+        let tasks = threads * rounds * (burst + 1);
+        assert_eq!((stats.completed, stats.failed, stats.crashes), (tasks, 0, 0));
+    });
+}
