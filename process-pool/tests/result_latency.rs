@@ -88,3 +88,41 @@ fn a_caller_that_joins_reads_results_itself() {
         assert!(joined > 0 && applied > 0, "{joined} joins, {applied} applies");
     });
 }
+
+/// `Doubled` again, as a function of its own for every `N`: each is new to the pool, with no
+/// time per task measured yet.
+#[derive(Serialize, Deserialize)]
+struct Fresh<const N: u64>;
+
+impl<const N: u64> Task for Fresh<N> {
+    type Input = u64;
+    type Output = Decoded;
+
+    fn run(&self, x: u64) -> Decoded {
+        Decoded { value: N * x, by: None }
+    }
+}
+
+/// The caller reads the rings only for a function whose tasks proved quick: joining a task of
+/// a function not measured yet (counted as slow), it leaves the reading to the supervisor.
+#[test]
+fn a_caller_does_not_read_results_for_a_function_not_measured_yet() {
+    within("first joins of new functions", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let me = thread::current().id();
+        let firsts = [
+            pool.submit(Fresh::<1>, 5).join().unwrap(),
+            pool.submit(Fresh::<2>, 5).join().unwrap(),
+            pool.submit(Fresh::<3>, 5).join().unwrap(),
+            pool.submit(Fresh::<4>, 5).join().unwrap(),
+            pool.submit(Fresh::<5>, 5).join().unwrap(),
+            pool.submit(Fresh::<6>, 5).join().unwrap(),
+            pool.submit(Fresh::<7>, 5).join().unwrap(),
+            pool.submit(Fresh::<8>, 5).join().unwrap(),
+        ];
+        for (n, result) in (1..).zip(&firsts) {
+            assert_eq!(result.value, 5 * n);
+            assert_ne!(result.by, Some(me), "the first task of function {n}");
+        }
+    });
+}
