@@ -140,7 +140,8 @@ thread_local! {
 /// are, so that submitting one allocates no buffer for them. A buffer allocated by the
 /// submitting thread and freed by a supervisor's (where a run ends) costs more than the
 /// allocation itself: the freeing thread's allocator cache fills with memory the submitting
-/// thread's lacks, which then allocates from its arena, under its lock, every time.
+/// thread's lacks, which then allocates from its arena every time (`_int_malloc` and
+/// `malloc_consolidate` in a profile of 1,000 tasks in flight).
 #[derive(Debug)]
 enum Stored {
     Inline { len: u8, bytes: [u8; INLINE] },
