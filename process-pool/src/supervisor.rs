@@ -67,10 +67,7 @@ pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<()
                 continue;
             }
         };
-        if let Some(tx) = started.take() {
-            let _ = tx.send(Ok(()));
-        }
-        if !serve_one(&shared, w, launched) {
+        if !serve_one(&shared, w, launched, &mut started) {
             break;
         }
     }
@@ -160,7 +157,14 @@ struct Link {
 }
 
 /// Runs one worker process from spawn to reaping. Returns whether the slot needs another.
-fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
+/// Tells `started`, if still there, once the worker is in its slot, so that the pool's
+/// [`pids`](crate::ProcessPool::pids) lists it when the pool's constructor returns.
+fn serve_one(
+    shared: &Shared,
+    w: usize,
+    launched: Launched,
+    started: &mut Option<Sender<Result<(), TaskError>>>,
+) -> bool {
     let Launched { child, region, request, result } = launched;
     // Writers hold no lock while writing, but must not block either; the supervisor drains
     // the result pipe after the worker ended without waiting for writers it may have left.
@@ -190,6 +194,9 @@ fn serve_one(shared: &Shared, w: usize, launched: Launched) -> bool {
         state.counters.workers_started += 1;
         outlet
     };
+    if let Some(tx) = started.take() {
+        let _ = tx.send(Ok(()));
+    }
     let mut link = Link { w, request: Some(request), reception, spin: Spin::default(), outlet };
     serve(shared, &worker, &mut link);
 

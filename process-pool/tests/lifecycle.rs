@@ -49,6 +49,16 @@ fn workers_are_other_processes() {
 }
 
 #[test]
+fn every_worker_is_listed_when_the_pool_is_made() {
+    for _ in 0..20 {
+        let pool = ProcessPool::new(3).unwrap();
+        let pids = pool.pids();
+        assert_eq!(pids.len(), 3, "{pids:?}");
+        assert!(pids.iter().all(|&p| p != std::process::id() && p != 0), "{pids:?}");
+    }
+}
+
+#[test]
 fn initializer_runs_in_every_worker() {
     let pool = ProcessPool::with_config(Config::new().workers(2).initializer(set_up)).unwrap();
     assert!(pool.map(read_initialized, 0..50).unwrap().iter().all(|&v| v == 42));
