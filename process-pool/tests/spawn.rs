@@ -58,3 +58,25 @@ fn a_large_byte_string_comes_back_whole() {
 fn numbered(len: u64) -> serde_bytes::ByteBuf {
     (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into()
 }
+
+/// A one-off's argument of megabytes (more than a pipe holds): it reaches the task whole,
+/// as a byte string and as a plain `Vec<u8>`.
+#[test]
+fn a_large_argument_arrives_whole() {
+    let sent = numbered(12 << 20);
+    let child = spawn(check_numbered, sent).unwrap();
+    assert_eq!(child.join().unwrap(), 12 << 20);
+    let plain: Vec<u8> = numbered(3 << 20).into_vec();
+    let child = spawn(sum_bytes, plain.clone()).unwrap();
+    assert_eq!(child.join().unwrap(), plain.iter().map(|&b| u64::from(b)).sum::<u64>());
+}
+
+/// The length of `bytes` if they are numbered as [`numbered`] makes them, else 0.
+fn check_numbered(bytes: serde_bytes::ByteBuf) -> u64 {
+    let whole = bytes.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    if whole { bytes.len() as u64 } else { 0 }
+}
+
+fn sum_bytes(bytes: Vec<u8>) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
