@@ -22,8 +22,10 @@ static GATE: (Mutex<u8>, Condvar) = (Mutex::new(0), Condvar::new());
 const STARTED: u8 = 1;
 const RELEASED: u8 = 2;
 
+/// Moves the gate on to `to`, never back: the second `hold` may start after the release.
 fn open_gate(to: u8) {
-    *GATE.0.lock().unwrap() = to;
+    let mut state = GATE.0.lock().unwrap();
+    *state = (*state).max(to);
     GATE.1.notify_all();
 }
 
