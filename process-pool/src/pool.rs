@@ -113,9 +113,9 @@ impl ProcessPool {
     }
 
     /// Starts a pool with `config`: a [`Config`], or a [`ProcessConfig`] for the settings
-    /// only processes have. Returns once every worker process is spawned; workers finish
-    /// starting (and run the initializer) in the background, and tasks submitted meanwhile
-    /// wait for them.
+    /// only processes have. Returns once every worker process is spawned (and listed by
+    /// [`pids`](Self::pids)); workers finish starting (and run the initializer) in the
+    /// background, and tasks submitted meanwhile wait for them.
     ///
     /// # Errors
     ///
