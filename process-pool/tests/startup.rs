@@ -74,7 +74,7 @@ fn play_parent(dir: &Path) {
     // A shell without job control starts background commands with interrupts ignored, and
     // this copy would inherit that: the role is a program that an interrupt ends.
     // SAFETY: setting a signal's disposition to the default has no memory-safety
-    // preconditions; no other thread of this copy handles SIGINT.
+    // preconditions.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let signal = |name: &str| dir.join(name).to_string_lossy().into_owned();
     // A pool that has not timed any task yet sends one item at a time, and `in_flight(1)`
