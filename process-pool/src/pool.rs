@@ -692,8 +692,9 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
     /// Reads results as the pool's supervisors do, for up to [`WATCH`], while the task is not
     /// settled: a result that arrives soon reaches its caller without waking a supervisor and
     /// then the caller. Not for a task whose function's tasks take longer than that (as
-    /// measured so far; a function not measured yet counts as slow). In a copy of the process made by `fork()`, which has none of the
-    /// pool's threads or workers, the task can never be settled: [`TaskError::ShutDown`].
+    /// measured so far; a function not measured yet counts as slow). In a copy of the process
+    /// made by `fork()`, which has none of the pool's threads or workers, the task can never be
+    /// settled: [`TaskError::ShutDown`].
     fn help_wait(
         &self,
         deadline: Option<Instant>,
