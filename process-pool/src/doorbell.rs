@@ -107,6 +107,8 @@ const MIN_SPIN: Duration = Duration::from_micros(4);
 const TIGHT_CHECKS: u32 = 64;
 /// A pause this long between two checks means the spinner lost its CPU: the machine is busy.
 const PREEMPTED: Duration = Duration::from_micros(30);
+/// A yield this long ran another thread on the spinner's CPU.
+const GAVE_CPU: Duration = Duration::from_micros(2);
 /// While spinning is off, every this many waits spin a little, to learn whether it pays again.
 const PROBE_EVERY: u32 = 32;
 
@@ -130,11 +132,13 @@ const PROBE_EVERY: u32 = 32;
 pub(crate) struct Spin {
     budget: Duration,
     waits: u32,
+    /// The last spin became ready right after a yield in which another thread ran here.
+    handed: bool,
 }
 
 impl Default for Spin {
     fn default() -> Self {
-        Spin { budget: MAX_SPIN, waits: 0 }
+        Spin { budget: MAX_SPIN, waits: 0, handed: false }
     }
 }
 
@@ -151,6 +155,7 @@ impl Spin {
 
     fn spin_within(&mut self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
         self.waits = self.waits.wrapping_add(1);
+        self.handed = false;
         let mut budget = if self.budget.is_zero() && self.waits.is_multiple_of(PROBE_EVERY) {
             MIN_SPIN
         } else {
@@ -168,6 +173,10 @@ impl Spin {
         loop {
             if ready() {
                 self.budget = MAX_SPIN;
+                // Past the tight checks, `last` is when it last yielded. A yield as long as
+                // a preemption is a busy machine, not a peer's turn.
+                let gave = last.elapsed();
+                self.handed = checks >= TIGHT_CHECKS && gave > GAVE_CPU && gave <= PREEMPTED;
                 return true;
             }
             checks += 1;
@@ -187,6 +196,14 @@ impl Spin {
             last = now;
             std::thread::yield_now();
         }
+    }
+
+    /// Whether the last spin became ready right after a yield in which another thread ran
+    /// on this CPU for a short turn (the yield took over [`GAVE_CPU`], and not as long as a
+    /// preemption, [`PREEMPTED`]): the peer it waited for may share the CPU (see
+    /// `crowding.rs`).
+    pub(crate) fn handed_cpu(&self) -> bool {
+        self.handed
     }
 
     /// Halves the budget after a spin that did not pay, down to none.
@@ -266,6 +283,36 @@ mod tests {
             });
         }
         assert!(paid && !spin.is_off());
+    }
+
+    /// A spin that becomes ready right after a yield that took over [`GAVE_CPU`] (here: the
+    /// check after the first yield takes that long, as if the peer ran meanwhile) says
+    /// that it handed its CPU over; one that became ready without a yield does not.
+    #[test]
+    fn a_spin_that_became_ready_after_a_long_yield_says_it_handed_its_cpu_over() {
+        let mut spin = Spin::default();
+        let mut calls = 0;
+        assert!(spin.spin(|| {
+            calls += 1;
+            if calls == TIGHT_CHECKS + 1 {
+                let start = Instant::now();
+                while start.elapsed() < 2 * GAVE_CPU {
+                    std::hint::spin_loop();
+                }
+                return true;
+            }
+            false
+        }));
+        assert!(spin.handed_cpu());
+
+        let mut calls = 0;
+        assert!(spin.spin(|| {
+            calls += 1;
+            calls == TIGHT_CHECKS / 2
+        }));
+        assert!(!spin.handed_cpu(), "ready within the tight checks");
+        assert!(spin.spin(|| true));
+        assert!(!spin.handed_cpu(), "ready at once");
     }
 
     /// A spinner that loses its CPU (here: it is put to sleep past [`PREEMPTED`] between two

@@ -105,6 +105,7 @@ mod codec;
 mod config;
 #[allow(unsafe_code)]
 mod cpu_watch;
+mod crowding;
 mod deliveries;
 mod doorbell;
 #[allow(unsafe_code)]

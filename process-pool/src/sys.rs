@@ -1197,6 +1197,51 @@ pub(crate) fn fork_generation() -> u64 {
     FORKS.load(Ordering::Relaxed)
 }
 
+/// Moves the calling thread to another CPU it may run on, and leaves its allowed CPUs as
+/// they were: allows every CPU but the current one for a moment (the kernel migrates the
+/// thread at once), then allows them all again. Returns whether it moved; `false` when the
+/// thread may run on one CPU only, when more threads of the machine are runnable than it may
+/// use CPUs, or when the kernel refused.
+pub(crate) fn move_to_other_cpu() -> bool {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: a CPU set is plain bits; all zeros is the empty set.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is ours and `size` bytes long; the call only writes it.
+    if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
+        return false;
+    }
+    // SAFETY: no arguments, no memory effects.
+    let Ok(here) = usize::try_from(unsafe { libc::sched_getcpu() }) else { return false };
+    if here >= 8 * size {
+        return false;
+    }
+    // SAFETY: both only touch the sets, which are ours; `here` lies inside them.
+    let (count, elsewhere) = unsafe {
+        let mut elsewhere = allowed;
+        libc::CPU_CLR(here, &mut elsewhere);
+        (libc::CPU_COUNT(&allowed), elsewhere)
+    };
+    // Where more threads are runnable than it has CPUs, the machine is busy: a CPU of its
+    // own is not to be had, and sharing one with its peer is then the cheaper turn-taking.
+    if count < 2 || runnable_threads().is_none_or(|n| n > count as usize) {
+        return false;
+    }
+    // SAFETY: the sets are ours and `size` bytes long; the calls only read them.
+    unsafe {
+        let moved = libc::sched_setaffinity(0, size, &elsewhere) == 0;
+        libc::sched_setaffinity(0, size, &allowed);
+        moved
+    }
+}
+
+/// How many threads of the machine are runnable now (the fourth field of `/proc/loadavg`),
+/// if that can be read.
+fn runnable_threads() -> Option<usize> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = loadavg.split_whitespace().nth(3)?;
+    field.split('/').next()?.parse().ok()
+}
+
 /// This process's id.
 pub(crate) fn pid() -> u32 {
     std::process::id()
@@ -1635,6 +1680,47 @@ mod tests {
         } else {
             spawn_posix(exe, &argv, &envp, sources)
         }
+    }
+
+    /// The CPUs the calling thread may run on, as a list.
+    fn allowed_cpus() -> Vec<usize> {
+        // SAFETY: all zeros is the empty set; the calls write and read the set, which is
+        // ours, at indexes inside it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
+            (0..8 * size).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+        }
+    }
+
+    #[test]
+    fn a_thread_moved_off_its_cpu_may_still_run_where_it_could() {
+        // A thread of its own: the test's thread keeps its CPUs whatever happens here.
+        std::thread::spawn(|| {
+            let allowed = allowed_cpus();
+            let moved = move_to_other_cpu();
+            assert_eq!(allowed_cpus(), allowed, "its CPUs are as they were");
+            if allowed.len() < 2 {
+                assert!(!moved, "one CPU allowed: nowhere to go");
+            }
+            assert!(runnable_threads().is_some_and(|n| n >= 1), "this thread runs");
+
+            // SAFETY: no arguments, no memory effects.
+            let here = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
+            // SAFETY: all zeros is the empty set; the calls write and read the set, which is
+            // ours, at an index inside it.
+            unsafe {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(here, &mut one);
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            }
+            assert!(!move_to_other_cpu(), "one CPU allowed: nowhere to go");
+            assert_eq!(allowed_cpus(), [here], "still that one CPU");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

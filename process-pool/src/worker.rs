@@ -15,6 +15,7 @@ use taskpool_core::{PanicReport, Resource, Side};
 use crate::bulk;
 use crate::codec::{self, CodecError};
 use crate::cpu_watch;
+use crate::crowding::Crowding;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
 use crate::handoff;
@@ -113,7 +114,11 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let page = region.as_ref().map(Region::status_page);
     let (mut input, output) = match region.filter(|_| rings) {
         Some(region) => (
-            Requests::Ring { ring: region.requests_in(), spin: Spin::default() },
+            Requests::Ring {
+                ring: region.requests_in(),
+                spin: Spin::default(),
+                crowding: Crowding::default(),
+            },
             Results::Ring { ring: region.results_out(), spin: Spin::default() },
         ),
         None => (Requests::Pipe(request), Results::Pipe),
@@ -165,7 +170,7 @@ enum Requests {
     /// The request pipe.
     Pipe(BorrowedFd<'static>),
     /// The request ring of its shared memory.
-    Ring { ring: Consumer, spin: Spin },
+    Ring { ring: Consumer, spin: Spin, crowding: Crowding },
 }
 
 impl Requests {
@@ -187,7 +192,7 @@ impl Requests {
         bell: BorrowedFd<'_>,
         out: &mut Outputs,
     ) -> io::Result<usize> {
-        let (ring, spin) = match self {
+        let (ring, spin, crowding) = match self {
             Requests::Pipe(request) => {
                 linger(*request);
                 if reader.holds_large() || out.holds_large() {
@@ -200,7 +205,7 @@ impl Requests {
                 }
                 return reader.fill(*request);
             }
-            Requests::Ring { ring, spin } => (ring, spin),
+            Requests::Ring { ring, spin, crowding } => (ring, spin, crowding),
         };
         let broken = |e: Broken| io::Error::other(e.to_string());
         loop {
@@ -215,7 +220,9 @@ impl Requests {
             if ring.is_closed() && ring.available().map_err(broken)? == 0 {
                 return Ok(0);
             }
-            if spin.spin(|| ring.has_data() || ring.is_closed()) {
+            let ready = spin.spin(|| ring.has_data() || ring.is_closed());
+            crowding.note(spin.handed_cpu());
+            if ready {
                 continue;
             }
             let ticket = ring.data_bell().arm();
