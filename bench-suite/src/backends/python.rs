@@ -76,6 +76,7 @@ impl Script {
                     {
                         "not run by the script"
                     }
+                    RowId::InFlightKept => "not measured by the Python script",
                     _ => "not reported by the script",
                 };
                 Cell::Skipped(why.to_owned())

@@ -253,11 +253,14 @@ fn throughput(f: &Found<'_>) -> Option<Sentence> {
         .unwrap_or_default();
     let text = format!(
         "**Throughput.** With 1000 tasks in flight, processes move {} and threads {} \
-         ({in_flight_vs_rayon} rayon's `scope`). A `map` of no-ops runs at {} on processes, \
+         ({in_flight_vs_rayon} rayon's `scope`); in such bursts back to back, on a pool kept \
+         busy, {} and {}. A `map` of no-ops runs at {} on processes, \
          {map_vs_python} Python's best map ({}{python_map}), and at {} on threads, \
          {map_vs_rayon} rayon's `par_iter` ({}).",
         f.value("in_flight", p)?,
         f.value("in_flight", t)?,
+        f.value("in_flight_kept", p)?,
+        f.value("in_flight_kept", t)?,
         f.value("map", p)?,
         f.value("map", Column::PYTHON_PROCESSES)?,
         f.value("map", t)?,

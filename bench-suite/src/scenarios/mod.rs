@@ -52,6 +52,8 @@ pub(crate) enum RowId {
     RoundTrip,
     /// Many tasks in flight.
     InFlight,
+    /// Many tasks in flight, in bursts back to back on a pool kept busy.
+    InFlightKept,
     /// `map` of no-ops.
     Map,
     /// A payload of this many bytes there and back.
@@ -90,6 +92,7 @@ impl RowId {
             RowId::Spawn => "spawn".into(),
             RowId::RoundTrip => "round_trip".into(),
             RowId::InFlight => "in_flight".into(),
+            RowId::InFlightKept => "in_flight_kept".into(),
             RowId::Map => "map".into(),
             RowId::Payload(bytes) => format!("payload_{}", bytes_key(bytes)),
             RowId::SharedBytes(bytes) => format!("shared_bytes_{}", bytes_key(bytes)),

@@ -7,6 +7,7 @@
 //! | `startup` | `new` a pool of N up to the result of its first no-op (its drop is not timed) | one per sample | 20 samples |
 //! | `round_trip` | submit one no-op to a warm pool and wait for it | median of `round_trips` per sample | default |
 //! | `in_flight` | submit `in_flight` no-ops, then join them all | one per sample, tasks/s | default |
+//! | `in_flight_kept` | the same on a pool kept busy: bursts back to back | median of 5 per sample (the first follows the other columns' samples; the others follow a burst), tasks/s | default |
 //! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | 20 samples |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
 //! | `payload_64mib` | the same with 64 MiB | one per sample | 10 samples |
@@ -42,11 +43,15 @@ pub(crate) const PAYLOAD_BYTES: u64 = 1 << 20;
 /// The size of the large payload's row (the Python peers are asked for it too).
 pub(crate) const LARGE_PAYLOAD_BYTES: u64 = 64 << 20;
 
+/// Bursts per sample of `in_flight_kept`, back to back: their median is a burst that followed
+/// another on the same pool.
+const KEPT_BURSTS: usize = 5;
+
 /// The payload sizes criterion measures.
 const PAYLOADS: [u64; 5] = [0, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
 
 /// The overhead scenarios, in the report's order.
-pub(crate) static OVERHEAD: [Scenario; 10] = [
+pub(crate) static OVERHEAD: [Scenario; 11] = [
     Scenario {
         name: "startup",
         op: Op::Startup,
@@ -106,6 +111,24 @@ pub(crate) static OVERHEAD: [Scenario; 10] = [
         report_size: |plan| plan.in_flight as u64,
         parameter: |n| n.to_string(),
         per_sample: |_| 1,
+        repeats: |plan| plan.repeats,
+        count: Count::Elements,
+        sample_size: |_| None,
+        prepare: in_flight,
+    },
+    Scenario {
+        name: "in_flight_kept",
+        op: Op::InFlight,
+        row: |_| RowId::InFlightKept,
+        label: |_, n| {
+            format!("{n} tasks in flight on a pool kept busy: bursts back to back (tasks/s)")
+        },
+        unit: Unit::PerSecond,
+        better: Better::Higher,
+        sizes: |plan| vec![plan.in_flight as u64],
+        report_size: |plan| plan.in_flight as u64,
+        parameter: |n| n.to_string(),
+        per_sample: |_| KEPT_BURSTS,
         repeats: |plan| plan.repeats,
         count: Count::Elements,
         sample_size: |_| None,
