@@ -1198,22 +1198,29 @@ pub(crate) fn fork_generation() -> u64 {
 }
 
 /// Moves the calling thread to another CPU it may run on, and leaves its allowed CPUs as
-/// they were: allows every CPU but the current one for a moment (the kernel migrates the
-/// thread at once), then allows them all again. Returns whether it moved; `false` when the
-/// thread may run on one CPU only, when more threads of the machine are runnable than it may
-/// use CPUs, or when the kernel refused.
+/// they were. Returns whether it moved; `false` when the thread may run on one CPU only, when
+/// more threads of the machine are runnable than it may use CPUs (the machine is busy: a CPU
+/// of its own is not to be had, and sharing one with its peer is then the cheaper
+/// turn-taking), or when the kernel refused.
 pub(crate) fn move_to_other_cpu() -> bool {
+    leave_cpu(|cpus| runnable_threads().is_some_and(|n| n <= cpus)).is_some()
+}
+
+/// [`move_to_other_cpu`]'s work, where `room(cpus)` says whether to move with `cpus` CPUs
+/// allowed: allows every CPU but the current one for a moment (the kernel migrates the thread
+/// at once), then allows them all again. Returns the CPU it left and the one it ran on while
+/// that one was barred.
+fn leave_cpu(room: impl FnOnce(usize) -> bool) -> Option<(usize, usize)> {
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: a CPU set is plain bits; all zeros is the empty set.
     let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: the set is ours and `size` bytes long; the call only writes it.
     if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
-        return false;
+        return None;
     }
-    // SAFETY: no arguments, no memory effects.
-    let Ok(here) = usize::try_from(unsafe { libc::sched_getcpu() }) else { return false };
+    let here = current_cpu()?;
     if here >= 8 * size {
-        return false;
+        return None;
     }
     // SAFETY: both only touch the sets, which are ours; `here` lies inside them.
     let (count, elsewhere) = unsafe {
@@ -1221,17 +1228,22 @@ pub(crate) fn move_to_other_cpu() -> bool {
         libc::CPU_CLR(here, &mut elsewhere);
         (libc::CPU_COUNT(&allowed), elsewhere)
     };
-    // Where more threads are runnable than it has CPUs, the machine is busy: a CPU of its
-    // own is not to be had, and sharing one with its peer is then the cheaper turn-taking.
-    if count < 2 || runnable_threads().is_none_or(|n| n > count as usize) {
-        return false;
+    let count = usize::try_from(count).unwrap_or(0);
+    if count < 2 || !room(count) {
+        return None;
     }
-    // SAFETY: the sets are ours and `size` bytes long; the calls only read them.
-    unsafe {
-        let moved = libc::sched_setaffinity(0, size, &elsewhere) == 0;
-        libc::sched_setaffinity(0, size, &allowed);
-        moved
-    }
+    // SAFETY: the set is ours and `size` bytes long; the call only reads it.
+    let moved = unsafe { libc::sched_setaffinity(0, size, &elsewhere) } == 0;
+    let there = current_cpu();
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, size, &allowed) };
+    if moved { there.map(|there| (here, there)) } else { None }
+}
+
+/// The CPU the calling thread runs on.
+fn current_cpu() -> Option<usize> {
+    // SAFETY: no arguments, no memory effects.
+    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
 }
 
 /// How many threads of the machine are runnable now (the fourth field of `/proc/loadavg`),
@@ -1695,19 +1707,24 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_moved_off_its_cpu_may_still_run_where_it_could() {
+    fn a_thread_moved_off_its_cpu_ran_elsewhere_and_may_still_run_where_it_could() {
         // A thread of its own: the test's thread keeps its CPUs whatever happens here.
         std::thread::spawn(|| {
             let allowed = allowed_cpus();
-            let moved = move_to_other_cpu();
-            assert_eq!(allowed_cpus(), allowed, "its CPUs are as they were");
-            if allowed.len() < 2 {
-                assert!(!moved, "one CPU allowed: nowhere to go");
+            assert_eq!(leave_cpu(|_| false), None, "no room: it stays");
+            assert_eq!(allowed_cpus(), allowed);
+            match leave_cpu(|cpus| cpus == allowed.len()) {
+                Some((from, to)) => {
+                    assert!(allowed.len() >= 2);
+                    assert_ne!(from, to, "it ran elsewhere while its CPU was barred");
+                    assert!(allowed.contains(&to), "on a CPU it may use: {to}");
+                }
+                None => assert_eq!(allowed.len(), 1, "it moves wherever it can"),
             }
+            assert_eq!(allowed_cpus(), allowed, "its CPUs are as they were");
             assert!(runnable_threads().is_some_and(|n| n >= 1), "this thread runs");
 
-            // SAFETY: no arguments, no memory effects.
-            let here = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
+            let here = current_cpu().unwrap();
             // SAFETY: all zeros is the empty set; the calls write and read the set, which is
             // ours, at an index inside it.
             unsafe {
@@ -1717,6 +1734,7 @@ mod tests {
                 assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
             }
             assert!(!move_to_other_cpu(), "one CPU allowed: nowhere to go");
+            assert_eq!(leave_cpu(|_| true), None);
             assert_eq!(allowed_cpus(), [here], "still that one CPU");
         })
         .join()
