@@ -113,6 +113,7 @@ mod entry;
 #[cfg(test)]
 mod fuzz;
 mod handoff;
+mod inbox;
 mod launch;
 mod outlet;
 mod pipe;

@@ -12,13 +12,15 @@
 //! the *head*. Which item is *running* is what the worker's status page says, and that item
 //! alone is blamed when the worker ends.
 //!
-//! Lock order (see `README.md`): the pool's lock, then a handle's lock (`is_settled`) or an
-//! outlet's lock; sinks and cancellation hooks run with no pool lock held.
+//! Lock order (see `README.md`): the pool's lock, then a handle's lock (`is_settled`), an
+//! outlet's lock or the inbox's; sinks and cancellation hooks run with no pool lock held.
+//! [`Shared::lock`] returns a [`Locked`], which takes in the inbox when it is released.
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -29,6 +31,7 @@ use crate::batching::{self, BATCH_TARGET_NS, Paces};
 use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
+use crate::inbox::Inbox;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
 use crate::protocol::{CANCELLABLE, FLUSH_EACH};
 use crate::reception::Reception;
@@ -256,6 +259,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled when `outstanding` reaches zero or a supervisor ends.
     changed: Condvar,
+    /// Single tasks left by callers that found the lock taken.
+    inbox: Inbox,
     /// One eventfd per slot, to wake its supervisor.
     pub(crate) wakes: Vec<OwnedFd>,
     /// Tasks that ended with a value or an error; kept outside the lock, see [`Tally`].
@@ -264,6 +269,41 @@ pub(crate) struct Shared {
     pub(crate) paces: Paces,
     /// The copy of the process that started the pool (see `sys::fork_generation`).
     home: u64,
+}
+
+/// The pool's lock, held ([`Shared::lock`]). Released, it takes in what callers left in the
+/// inbox meanwhile (see `inbox.rs`).
+pub(crate) struct Locked<'a> {
+    // Declared first, so dropped first: the lock is released before `admission` looks.
+    guard: MutexGuard<'a, State>,
+    admission: Admission<'a>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    #[inline]
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+/// What follows the release of a [`Locked`].
+struct Admission<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.shared.admit_left();
+    }
 }
 
 impl Shared {
@@ -284,6 +324,7 @@ impl Shared {
                 counters: Counters::default(),
             }),
             changed: Condvar::new(),
+            inbox: Inbox::default(),
             wakes,
             tally: Tally::default(),
             paces: Paces::default(),
@@ -299,18 +340,37 @@ impl Shared {
         sys::fork_generation() != self.home
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked { guard: self.lock_state(), admission: Admission { shared: self } }
+    }
+
+    /// The pool's lock, without taking in the inbox when it is released: for the paths that
+    /// hand it to [`Shared::take_in`], which does.
+    fn lock_state(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before anything that could
         // panic, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits on the pool's condition variable.
-    pub(crate) fn wait<'a>(
-        &self,
-        mut state: MutexGuard<'a, State>,
-        limit: Option<Duration>,
-    ) -> MutexGuard<'a, State> {
+    /// The pool's lock if it is free (as [`Shared::lock_state`]).
+    fn try_lock_state(&self) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Waits on the pool's condition variable. Returns at once, as a spurious wake-up, if
+    /// the inbox holds tasks: they are taken in first (the condition variable releases the
+    /// lock without looking at the inbox, see `inbox.rs`).
+    pub(crate) fn wait<'a>(&'a self, state: Locked<'a>, limit: Option<Duration>) -> Locked<'a> {
+        let Locked { guard: mut state, admission } = state;
+        if self.inbox.has_runs() {
+            self.take_in(state, None);
+            self.admit_left();
+            return Locked { guard: self.lock_state(), admission };
+        }
         state.waiters += 1;
         let mut state = match limit {
             None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
@@ -319,7 +379,7 @@ impl Shared {
             }
         };
         state.waiters -= 1;
-        state
+        Locked { guard: state, admission }
     }
 
     /// Wakes everyone waiting on the pool's condition variable.
@@ -337,7 +397,8 @@ impl Shared {
         run.timeout.or(self.config.get_config().get_timeout())
     }
 
-    /// Queues a run and sends what the workers can take.
+    /// Queues a run and sends what the workers can take. A fast single task that finds the
+    /// lock taken is left in the inbox instead, for the lock's holder (`inbox.rs`).
     pub(crate) fn submit(&self, run: Arc<Run>) {
         let n = run.len();
         if n == 0 {
@@ -348,7 +409,35 @@ impl Shared {
         if self.copied() {
             return self.refuse(run, TaskError::ShutDown);
         }
-        let mut state = self.lock();
+        let state = if Self::is_fast(&run) {
+            let Some(state) = self.try_lock_state() else {
+                // The lock's holder takes it in when it releases the lock (`inbox.rs`).
+                self.inbox.leave(run);
+                return self.admit_left();
+            };
+            state
+        } else {
+            self.lock_state()
+        };
+        self.take_in(state, Some(run));
+        self.admit_left();
+    }
+
+    /// Whether `run` is a fast single task: while every worker is busy, it waits for the
+    /// next answer, whose supervisor sends it with the others that arrived meanwhile, in
+    /// one frame: a burst of them costs its caller no write and no wake-up per task. (A
+    /// slow one would travel alone anyway: it goes now to any worker with room.)
+    #[inline]
+    fn is_fast(run: &Run) -> bool {
+        run.len() == 1 && run.job.pace.batch_target() > 1
+    }
+
+    /// Queues what the inbox holds, then `run`, and sends what the workers can take, unless
+    /// all of them are fast single tasks and no worker is idle. Releases the lock (without
+    /// looking at the inbox again: see [`Shared::admit_left`]).
+    fn take_in(&self, mut state: MutexGuard<'_, State>, run: Option<Arc<Run>>) {
+        let left = if self.inbox.has_runs() { self.inbox.take() } else { Vec::new() };
+        let runs = left.into_iter().chain(run);
         let refusal = if state.closed {
             Some(TaskError::ShutDown)
         } else {
@@ -356,21 +445,31 @@ impl Shared {
         };
         if let Some(error) = refusal {
             drop(state);
-            return self.refuse(run, error);
+            return runs.for_each(|run| self.refuse(run, error.clone()));
         }
-        state.outstanding += n;
-        // A fast single task while every worker is busy waits for the next answer, whose
-        // supervisor sends it with the others that arrived meanwhile, in one frame: a burst
-        // of them costs its caller no write and no wake-up per task. (A slow one would
-        // travel alone anyway: it goes now to any worker with room.)
-        let fast = n == 1 && run.job.pace.batch_target() > 1;
-        state.queue.push_back(Slice::new(run, 0..n));
-        if fast && !self.has_idle(&state) {
+        let mut pump = false;
+        for run in runs {
+            let n = run.len();
+            pump |= !Self::is_fast(&run);
+            state.outstanding += n;
+            state.queue.push_back(Slice::new(run, 0..n));
+        }
+        if !pump && !self.has_idle(&state) {
             return;
         }
         let flushes = self.pump_all(&mut state);
         drop(state);
         self.flush(flushes);
+    }
+
+    /// Takes in what callers left in the inbox, for as long as the pool's lock is free when
+    /// the inbox holds some: a holder of the lock calls it after releasing it (see
+    /// `inbox.rs`).
+    fn admit_left(&self) {
+        while self.inbox.has_runs_after_release() {
+            let Some(state) = self.try_lock_state() else { return };
+            self.take_in(state, None);
+        }
     }
 
     /// Fails every item of `run` with `error`, as [`Shared::submit`] does when the pool

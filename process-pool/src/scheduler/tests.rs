@@ -532,3 +532,104 @@ fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
     assert_eq!(sent_inputs, [vec![0], vec![1], vec![3]]);
     assert_eq!(s.lock().outstanding, 3, "the cancelled one is done");
 }
+
+/// Submits fast single tasks of `job` with inputs `inputs` from another thread while this
+/// one holds the pool's lock (`state`), and returns the lock once they all returned: a
+/// caller never waits for the lock with such a task.
+fn submit_beside<'a>(
+    s: &'a Shared,
+    state: Locked<'a>,
+    job: &Arc<Paced>,
+    inputs: Range<u8>,
+) -> Locked<'a> {
+    let (done, returned) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            inputs.for_each(|i| s.submit(single(job, i)));
+            done.send(()).unwrap();
+        });
+        let returned = returned.recv_timeout(Duration::from_secs(60));
+        assert!(returned.is_ok(), "a fast task waited for the pool's lock");
+        state
+    })
+}
+
+#[test]
+fn fast_tasks_submitted_while_the_lock_is_held_wait_in_the_inbox_and_queue_in_order_at_release() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    (0..2).for_each(|i| s.submit(single(&job, i)));
+    let state = submit_beside(&s, s.lock(), &job, 2..6);
+    assert!(state.queue.is_empty(), "left in the inbox while the lock was held");
+    assert_eq!(state.outstanding, 2);
+    drop(state);
+    let state = s.lock();
+    assert_eq!(state.queue.len(), 4, "taken in when the lock was released");
+    assert_eq!(state.outstanding, 6);
+    drop(state);
+    assert_eq!(pipes[0].batches().len(), 1, "both workers busy: nothing sent");
+    answer_one(&s, 0);
+    let each = CANCELLABLE | FLUSH_EACH;
+    assert_eq!(pipes[0].batches()[1..], [(1, 7, each, (2..6).map(|i| vec![i]).collect())]);
+}
+
+#[test]
+fn a_task_left_while_the_lock_was_held_goes_to_an_idle_worker_at_release() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let pipe = connect_recorded(&s, 0);
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    let state = submit_beside(&s, s.lock(), &job, 0..1);
+    assert!(pipe.batches().is_empty());
+    drop(state);
+    assert_eq!(pipe.batches(), [(0, 7, CANCELLABLE, vec![vec![0]])]);
+}
+
+#[test]
+fn a_waiter_on_the_condition_variable_takes_the_inbox_in_before_it_sleeps() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let _pipe = connect_recorded(&s, 0);
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    s.submit(single(&job, 0));
+    let state = submit_beside(&s, s.lock(), &job, 1..3);
+    // Nobody signals: it returns because the inbox held tasks.
+    let state = s.wait(state, None);
+    assert_eq!(state.queue.len(), 2);
+    assert_eq!(state.outstanding, 3);
+}
+
+#[test]
+fn no_task_is_stranded_in_the_inbox_by_callers_racing_with_lock_holders() {
+    const CALLERS: usize = 4;
+    const EACH: usize = 2_000;
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let _pipe = connect_recorded(&s, 0);
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    let callers_done = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CALLERS {
+            scope.spawn(|| {
+                (0..EACH).for_each(|i| s.submit(single(&job, (i % 256) as u8)));
+                callers_done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // A holder that takes and releases the lock as a supervisor does, until the callers
+        // are done.
+        scope.spawn(|| {
+            while callers_done.load(Ordering::SeqCst) < CALLERS {
+                let state = s.lock();
+                std::thread::yield_now();
+                drop(state);
+            }
+        });
+    });
+    // Every task was taken in by a release before this lock.
+    let state = s.lock();
+    assert_eq!(state.outstanding, CALLERS * EACH);
+    let sent: usize = state.slots[0].sent.iter().map(|s| s.items.len()).sum();
+    assert_eq!(state.queue.len() + sent, CALLERS * EACH);
+}
