@@ -373,6 +373,56 @@ pub fn shutdown_twice<P: Pool>(make: impl Fn(Config) -> P) {
     assert!(matches!(pool.map(square, 0..3), Err(TaskError::ShutDown)));
 }
 
+/// `shutdown` from one thread while others submit: each handle settles, with its value or
+/// `ShutDown`; a submitting thread sees its tasks run up to a point and refused after it
+/// (never one refused and a later one run); nothing hangs; later work is refused.
+pub fn shutdown_while_others_submit<P: Pool + Sync>(make: impl Fn(Config) -> P) {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 300;
+    let pool = make(Config::new().workers(2));
+    // Learnt fast first, as a program's single tasks are after a while.
+    let warm: Vec<_> = (0..200).map(|i| pool.submit(square, i)).collect();
+    warm.into_iter().for_each(|h| assert!(h.join().is_ok()));
+    let started = Instant::now();
+    let go = std::sync::Barrier::new(THREADS as usize + 1);
+    let ran = thread::scope(|s| {
+        let submitters: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (pool, go) = (&pool, &go);
+                s.spawn(move || {
+                    go.wait();
+                    let handles: Vec<_> = (0..EACH)
+                        .map(|i| (t * 1000 + i, pool.submit(square, t * 1000 + i)))
+                        .collect();
+                    let mut refused = false;
+                    let mut ran = 0;
+                    for (x, h) in handles {
+                        match h.join() {
+                            Ok(v) => {
+                                assert_eq!(v, square(x));
+                                assert!(
+                                    !refused,
+                                    "a task ran after one submitted before it was refused"
+                                );
+                                ran += 1;
+                            }
+                            Err(TaskError::ShutDown) => refused = true,
+                            Err(e) => panic!("task {x}: unexpected {e:?}"),
+                        }
+                    }
+                    ran
+                })
+            })
+            .collect();
+        go.wait();
+        pool.shutdown();
+        submitters.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
+    });
+    assert!(ran <= THREADS * EACH);
+    assert!(started.elapsed() < HANG);
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
+}
+
 /// The pool reports the worker count it was given.
 pub fn reports_workers<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(make(Config::new().workers(3)).workers(), 3);
@@ -525,10 +575,10 @@ macro_rules! conformance_suite {
             dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
-            shutdown_twice, reports_workers, each_item_once, awaited_handles,
-            progress_counts_every_item, progress_arrives_while_items_run, try_map_is_flat,
-            serde_shapes, initializer_runs_once_per_worker, failing_initializer_is_typed,
-            per_task_timeouts);
+            shutdown_twice, shutdown_while_others_submit, reports_workers, each_item_once,
+            awaited_handles, progress_counts_every_item, progress_arrives_while_items_run,
+            try_map_is_flat, serde_shapes, initializer_runs_once_per_worker,
+            failing_initializer_is_typed, per_task_timeouts);
     };
     ($make:expr) => {
         $crate::conformance_suite!(each: $crate::__conformance_tests; $make);

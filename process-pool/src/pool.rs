@@ -369,7 +369,7 @@ impl Pool for ProcessPool {
             // A copy made by `fork()`: the workers are the original's.
             return;
         }
-        let mut state = self.shared.lock();
+        let mut state = self.shared.lock_to_close();
         state.closed = true;
         while state.outstanding > 0 && state.supervisors > 0 {
             state = self.shared.wait(state, None);

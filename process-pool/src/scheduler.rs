@@ -344,6 +344,18 @@ impl Shared {
         Locked { guard: self.lock_state(), admission: Admission { shared: self } }
     }
 
+    /// The pool's lock, to close the pool: what callers left in the inbox before it was taken
+    /// (their `submit` returned) is queued first, and sent if a worker is idle, as if they had
+    /// found the lock free; what they leave later may be refused.
+    pub(crate) fn lock_to_close(&self) -> Locked<'_> {
+        let state = self.lock_state();
+        if self.inbox.has_runs() {
+            self.take_in(state, None);
+            return self.lock();
+        }
+        Locked { guard: state, admission: Admission { shared: self } }
+    }
+
     /// The pool's lock, without taking in the inbox when it is released: for the paths that
     /// hand it to [`Shared::take_in`], which does.
     fn lock_state(&self) -> MutexGuard<'_, State> {

@@ -534,14 +534,10 @@ fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
 }
 
 /// Submits fast single tasks of `job` with inputs `inputs` from another thread while this
-/// one holds the pool's lock (`state`), and returns the lock once they all returned: a
-/// caller never waits for the lock with such a task.
-fn submit_beside<'a>(
-    s: &'a Shared,
-    state: Locked<'a>,
-    job: &Arc<Paced>,
-    inputs: Range<u8>,
-) -> Locked<'a> {
+/// one holds the pool's lock (`state`, with or without the inbox's admission at its release),
+/// and returns the lock once they all returned: a caller never waits for the lock with such
+/// a task.
+fn submit_beside<G>(s: &Shared, state: G, job: &Arc<Paced>, inputs: Range<u8>) -> G {
     let (done, returned) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -632,4 +628,23 @@ fn no_task_is_stranded_in_the_inbox_by_callers_racing_with_lock_holders() {
     assert_eq!(state.outstanding, CALLERS * EACH);
     let sent: usize = state.slots[0].sent.iter().map(|s| s.items.len()).sum();
     assert_eq!(state.queue.len() + sent, CALLERS * EACH);
+}
+
+#[test]
+fn closing_queues_first_what_callers_left_before_so_it_runs() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let pipe = connect_recorded(&s, 0);
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    // Released without looking at the inbox: the two tasks are still there when the pool is
+    // closed, their `submit` long returned.
+    let raw = submit_beside(&s, s.lock_state(), &job, 0..2);
+    drop(raw);
+    let mut state = s.lock_to_close();
+    state.closed = true;
+    assert_eq!(state.outstanding, 2, "accepted, not refused");
+    drop(state);
+    let both = vec![vec![0], vec![1]];
+    assert_eq!(pipe.batches(), [(0, 7, CANCELLABLE | FLUSH_EACH, both)], "sent to the idle worker");
+    assert!(s.lock().queue.is_empty());
 }
