@@ -533,6 +533,20 @@ fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
     assert_eq!(s.lock().outstanding, 3, "the cancelled one is done");
 }
 
+/// A job of function 7 whose single tasks were measured fast (50 ns each).
+fn fast_job() -> Arc<Paced> {
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    (0..200).for_each(|_| job.pace.record(50));
+    job
+}
+
+/// A pool of one ready worker, whose requests are recorded.
+fn one_worker() -> (Shared, Arc<Recording>) {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let pipe = connect_recorded(&s, 0);
+    (s, pipe)
+}
+
 /// Submits fast single tasks of `job` with inputs `inputs` from another thread while this
 /// one holds the pool's lock (`state`, with or without the inbox's admission at its release),
 /// and returns the lock once they all returned: a caller never waits for the lock with such
@@ -554,8 +568,7 @@ fn submit_beside<G>(s: &Shared, state: G, job: &Arc<Paced>, inputs: Range<u8>) -
 fn fast_tasks_submitted_while_the_lock_is_held_wait_in_the_inbox_and_queue_in_order_at_release() {
     let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
     let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
-    (0..200).for_each(|_| job.pace.record(50));
+    let job = fast_job();
     (0..2).for_each(|i| s.submit(single(&job, i)));
     let state = submit_beside(&s, s.lock(), &job, 2..6);
     assert!(state.queue.is_empty(), "left in the inbox while the lock was held");
@@ -573,10 +586,8 @@ fn fast_tasks_submitted_while_the_lock_is_held_wait_in_the_inbox_and_queue_in_or
 
 #[test]
 fn a_task_left_while_the_lock_was_held_goes_to_an_idle_worker_at_release() {
-    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
-    let pipe = connect_recorded(&s, 0);
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
-    (0..200).for_each(|_| job.pace.record(50));
+    let (s, pipe) = one_worker();
+    let job = fast_job();
     let state = submit_beside(&s, s.lock(), &job, 0..1);
     assert!(pipe.batches().is_empty());
     drop(state);
@@ -585,10 +596,8 @@ fn a_task_left_while_the_lock_was_held_goes_to_an_idle_worker_at_release() {
 
 #[test]
 fn a_waiter_on_the_condition_variable_takes_the_inbox_in_before_it_sleeps() {
-    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
-    let _pipe = connect_recorded(&s, 0);
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
-    (0..200).for_each(|_| job.pace.record(50));
+    let (s, _pipe) = one_worker();
+    let job = fast_job();
     s.submit(single(&job, 0));
     let state = submit_beside(&s, s.lock(), &job, 1..3);
     // Nobody signals: it returns because the inbox held tasks.
@@ -601,10 +610,8 @@ fn a_waiter_on_the_condition_variable_takes_the_inbox_in_before_it_sleeps() {
 fn no_task_is_stranded_in_the_inbox_by_callers_racing_with_lock_holders() {
     const CALLERS: usize = 4;
     const EACH: usize = 2_000;
-    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
-    let _pipe = connect_recorded(&s, 0);
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
-    (0..200).for_each(|_| job.pace.record(50));
+    let (s, _pipe) = one_worker();
+    let job = fast_job();
     let callers_done = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..CALLERS {
@@ -632,10 +639,8 @@ fn no_task_is_stranded_in_the_inbox_by_callers_racing_with_lock_holders() {
 
 #[test]
 fn closing_queues_first_what_callers_left_before_so_it_runs() {
-    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
-    let pipe = connect_recorded(&s, 0);
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
-    (0..200).for_each(|_| job.pace.record(50));
+    let (s, pipe) = one_worker();
+    let job = fast_job();
     // Released without looking at the inbox: the two tasks are still there when the pool is
     // closed, their `submit` long returned.
     let raw = submit_beside(&s, s.lock_state(), &job, 0..2);
