@@ -9,9 +9,9 @@
 //!
 //! Now a caller that finds the lock taken ([`crate::scheduler::Shared::submit`]) leaves the
 //! task here, in a list behind a lock of its own that is only ever held for a push or a
-//! swap, and goes on. Whoever holds the pool's lock takes the list in at its next release
-//! ([`crate::scheduler::Locked`]), as if the caller had waited: the tasks join the queue in the order they
-//! were left, and are sent at once if a worker is idle.
+//! swap, and goes on. Whoever holds the pool's lock takes the list in when it releases it
+//! ([`crate::scheduler::Locked`]), as if the caller had waited: the tasks join the queue in
+//! the order they were left, and are sent at once if a worker is idle.
 //!
 //! Nothing left here is forgotten. The caller publishes the list's length, then (after a
 //! `SeqCst` fence) tries the pool's lock once more: if it is free, the caller takes the
@@ -19,9 +19,14 @@
 //! fence) reads the length: of the caller's read of the lock and the holder's read of the
 //! length, the two fences make sure at least one sees the other's write, so either the
 //! caller finds the lock free or the holder finds the list non-empty. A holder that finds
-//! the lock taken again by then leaves the list to that holder, by the same argument. The
-//! pool's condition variable releases the lock without a guard's release: its waiters take
-//! the list in before they wait and when they wake (see [`crate::scheduler::Shared::wait`]).
+//! the lock taken again by then leaves the list to that holder, by the same argument.
+//!
+//! The pool's condition variable releases the lock without a guard's release: a waiter takes
+//! the list in before it waits (see [`crate::scheduler::Shared::wait`]); a task left in the
+//! instant between that look and the wait is taken in by the next release of the lock, by
+//! whoever makes it (a supervisor, as the work the waiter waits for ends, or the waiter when
+//! it wakes). Closing the pool takes the list in first (`lock_to_close`): a task whose
+//! `submit` returned before `shutdown` was called runs.
 
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
