@@ -72,9 +72,3 @@ impl Inbox {
         std::mem::take(&mut *runs)
     }
 }
-
-impl std::fmt::Debug for Inbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").field("len", &self.len.load(Ordering::Relaxed)).finish()
-    }
-}

@@ -348,12 +348,20 @@ impl Shared {
     /// (their `submit` returned) is queued first, and sent if a worker is idle, as if they had
     /// found the lock free; what they leave later may be refused.
     pub(crate) fn lock_to_close(&self) -> Locked<'_> {
-        let state = self.lock_state();
+        let state = self.lock();
         if self.inbox.has_runs() {
-            self.take_in(state, None);
-            return self.lock();
+            return self.taken_in(state);
         }
-        Locked { guard: state, admission: Admission { shared: self } }
+        state
+    }
+
+    /// Releases `state` having taken in the inbox, and takes the lock again.
+    fn taken_in<'a>(&'a self, state: Locked<'a>) -> Locked<'a> {
+        let Locked { guard, admission } = state;
+        self.take_in(guard, None, true);
+        // Its look after the release, for what was left meanwhile.
+        drop(admission);
+        self.lock()
     }
 
     /// The pool's lock, without taking in the inbox when it is released: for the paths that
@@ -377,12 +385,10 @@ impl Shared {
     /// the inbox holds tasks: they are taken in first (the condition variable releases the
     /// lock without looking at the inbox, see `inbox.rs`).
     pub(crate) fn wait<'a>(&'a self, state: Locked<'a>, limit: Option<Duration>) -> Locked<'a> {
-        let Locked { guard: mut state, admission } = state;
         if self.inbox.has_runs() {
-            self.take_in(state, None);
-            self.admit_left();
-            return Locked { guard: self.lock_state(), admission };
+            return self.taken_in(state);
         }
+        let Locked { guard: mut state, admission } = state;
         state.waiters += 1;
         let mut state = match limit {
             None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
@@ -421,7 +427,8 @@ impl Shared {
         if self.copied() {
             return self.refuse(run, TaskError::ShutDown);
         }
-        let state = if Self::is_fast(&run) {
+        let fast = Self::is_fast(&run);
+        let state = if fast {
             let Some(state) = self.try_lock_state() else {
                 // The lock's holder takes it in when it releases the lock (`inbox.rs`).
                 self.inbox.leave(run);
@@ -431,7 +438,7 @@ impl Shared {
         } else {
             self.lock_state()
         };
-        self.take_in(state, Some(run));
+        self.take_in(state, Some(run), fast);
         self.admit_left();
     }
 
@@ -444,10 +451,11 @@ impl Shared {
         run.len() == 1 && run.job.pace.batch_target() > 1
     }
 
-    /// Queues what the inbox holds, then `run`, and sends what the workers can take, unless
-    /// all of them are fast single tasks and no worker is idle. Releases the lock (without
-    /// looking at the inbox again: see [`Shared::admit_left`]).
-    fn take_in(&self, mut state: MutexGuard<'_, State>, run: Option<Arc<Run>>) {
+    /// Queues what the inbox holds, then `run` (`fast` if it is a fast single task, as every
+    /// task in the inbox is), and sends what the workers can take, unless all of them are
+    /// fast and no worker is idle. Releases the lock (without looking at the inbox again: see
+    /// [`Shared::admit_left`]).
+    fn take_in(&self, mut state: MutexGuard<'_, State>, run: Option<Arc<Run>>, fast: bool) {
         let left = if self.inbox.has_runs() { self.inbox.take() } else { Vec::new() };
         let runs = left.into_iter().chain(run);
         let refusal = if state.closed {
@@ -459,14 +467,12 @@ impl Shared {
             drop(state);
             return runs.for_each(|run| self.refuse(run, error.clone()));
         }
-        let mut pump = false;
         for run in runs {
             let n = run.len();
-            pump |= !Self::is_fast(&run);
             state.outstanding += n;
             state.queue.push_back(Slice::new(run, 0..n));
         }
-        if !pump && !self.has_idle(&state) {
+        if fast && !self.has_idle(&state) {
             return;
         }
         let flushes = self.pump_all(&mut state);
@@ -480,7 +486,7 @@ impl Shared {
     fn admit_left(&self) {
         while self.inbox.has_runs_after_release() {
             let Some(state) = self.try_lock_state() else { return };
-            self.take_in(state, None);
+            self.take_in(state, None, true);
         }
     }
 
