@@ -110,6 +110,7 @@ mod deliveries;
 mod doorbell;
 #[allow(unsafe_code)]
 mod entry;
+mod flusher;
 #[cfg(test)]
 mod fuzz;
 mod handoff;

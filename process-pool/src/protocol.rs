@@ -14,6 +14,10 @@ use crate::wire::{self, Body, Kind, WireError};
 
 /// Bit in [`Kind::Batch`]'s flags: write each result as soon as it exists.
 pub(crate) const FLUSH_EACH: u8 = 1;
+/// Bit in [`Kind::Batch`]'s flags: its items have callers of their own, so a long item must
+/// not hold back the results before it for long (see `flusher.rs`; on the result pipe, the
+/// same as [`FLUSH_EACH`]).
+pub(crate) const FLUSH_SOON: u8 = 4;
 /// Bit in [`Kind::Batch`]'s flags: its items may be cancelled after they were sent, so the
 /// worker checks its status page for cancellations before starting each.
 pub(crate) const CANCELLABLE: u8 = 2;

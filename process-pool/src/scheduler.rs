@@ -33,7 +33,7 @@ use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::inbox::Inbox;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
-use crate::protocol::{CANCELLABLE, FLUSH_EACH};
+use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
 use crate::sink::{Sink, Tally};
@@ -620,14 +620,14 @@ impl Shared {
             if joined == 0 {
                 writer.push_batch(first_seq, &run, flags, items);
             } else {
-                // Each task has its own caller: its result goes as soon as it is done, not
-                // held back by a longer task after it in the frame.
+                // Each task has its own caller: its result must not be held back by a longer
+                // task after it in the frame.
                 let parts = slot.sent.range(sent_before..);
                 let inputs = parts.map(|s| s.run.framed(s.items.clone()));
                 writer.push_parts(
                     first_seq,
                     &run.job.shipped,
-                    flags | FLUSH_EACH,
+                    flags | FLUSH_SOON,
                     1 + joined,
                     inputs,
                 );

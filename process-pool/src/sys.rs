@@ -1497,8 +1497,23 @@ static PENDING: Published = Published::new();
 static ON_MEMORY: Published = Published::new();
 /// The frame saying the running task used up its CPU time; empty without a CPU limit.
 static ON_CPU_TIME: Published = Published::new();
-/// Whether a task is running.
-static IN_TASK: AtomicBool = AtomicBool::new(false);
+/// What the worker's thread does, and who may write the published results meanwhile: one
+/// of the states below. Whoever writes them first moves it on, so they are written once.
+static TASK: AtomicU32 = AtomicU32::new(BETWEEN);
+/// Between tasks: nothing to claim.
+const BETWEEN: u32 = 0;
+/// A task runs: a writer that ends the process (a handler, the CPU-time watchdog) may claim
+/// the published results.
+const RUNNING: u32 = 1;
+/// A task runs whose published results may also be written early, to the result ring, by
+/// [`flush_early`] (armed with `early`).
+const RUNNING_EARLY: u32 = 2;
+/// [`flush_early`] is writing them.
+const FLUSHING: u32 = 3;
+/// [`flush_early`] wrote them; the task still runs.
+const FLUSHED: u32 = 4;
+/// A writer that ends the process claimed them.
+const CLAIMED: u32 = 5;
 /// Whether a thread other than the task's may claim the flush while the task runs (the
 /// CPU-time watchdog, see [`let_other_threads_claim`]).
 static CLAIMED_ELSEWHERE: AtomicBool = AtomicBool::new(false);
@@ -1509,9 +1524,10 @@ static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 
 /// Publishes what to write if the process dies before [`disarm_crash_flush`]: `pending`
 /// results, then `on_memory` if the task ran out of memory or `on_cpu_time` if it used up its
-/// CPU time. Each must stay alive and unchanged until then.
+/// CPU time. Each must stay alive and unchanged until then. With `early`, another thread may
+/// write `pending` to the result ring while the task runs ([`flush_early`]).
 #[inline]
-pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u8]) {
+pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u8], early: bool) {
     PENDING.publish(pending);
     if !on_memory.is_empty() {
         ON_MEMORY.publish(on_memory);
@@ -1519,34 +1535,91 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
     if !on_cpu_time.is_empty() {
         ON_CPU_TIME.publish(on_cpu_time);
     }
-    IN_TASK.store(true, Ordering::Release);
+    TASK.store(if early { RUNNING_EARLY } else { RUNNING }, Ordering::Release);
 }
 
-/// Withdraws what [`arm_crash_flush`] published.
+/// Withdraws what [`arm_crash_flush`] published (`early` as it was armed). Returns whether
+/// [`flush_early`] wrote the published results meanwhile: the worker then drops them.
 ///
 /// If another thread claimed the flush while the task ran (see [`flush_for_cpu_time`]), it
 /// is writing the published bytes and then kills the process: this thread waits for that
 /// and never returns.
 #[inline]
-pub(crate) fn disarm_crash_flush() {
-    if CLAIMED_ELSEWHERE.load(Ordering::Relaxed) {
-        if !IN_TASK.swap(false, Ordering::AcqRel) {
-            loop {
-                std::thread::park();
-            }
-        }
+pub(crate) fn disarm_crash_flush(early: bool) -> bool {
+    let flushed = if early || CLAIMED_ELSEWHERE.load(Ordering::Relaxed) {
+        end_claimable_task()
     } else {
-        IN_TASK.store(false, Ordering::Release);
-    }
+        TASK.store(BETWEEN, Ordering::Release);
+        false
+    };
     PENDING.withdraw();
     ON_MEMORY.withdraw();
     ON_CPU_TIME.withdraw();
+    flushed
+}
+
+/// [`disarm_crash_flush`] when another thread may have claimed the results: waits while
+/// [`flush_early`] writes them, parks for good if a writer that ends the process took them,
+/// and returns whether they were written early.
+#[inline(never)]
+fn end_claimable_task() -> bool {
+    let mut state = TASK.load(Ordering::Acquire);
+    loop {
+        match state {
+            FLUSHING => {
+                futex_wait(&TASK, FLUSHING, None);
+                state = TASK.load(Ordering::Acquire);
+            }
+            CLAIMED => loop {
+                std::thread::park();
+            },
+            _ => match TASK.compare_exchange(state, BETWEEN, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return state == FLUSHED,
+                Err(now) => state = now,
+            },
+        }
+    }
 }
 
 /// Makes [`disarm_crash_flush`] check, at each task's end, that no other thread claimed the
 /// flush: from now on [`flush_for_cpu_time`] may be called.
 pub(crate) fn let_other_threads_claim() {
     CLAIMED_ELSEWHERE.store(true, Ordering::Release);
+}
+
+/// For a writer that ends the process: claims the published results, waiting while
+/// [`flush_early`] writes them, and returns the state it found. The caller writes them
+/// unless that is [`FLUSHED`] (written already); a task ran if it is not [`BETWEEN`] or
+/// [`CLAIMED`]. Async-signal-safe: atomics and `sched_yield` only.
+fn claim_to_end() -> u32 {
+    loop {
+        let state = TASK.load(Ordering::Acquire);
+        match state {
+            // Short: a copy into the ring, or a wait for room the parent is making.
+            // SAFETY: sched_yield has no memory effects.
+            FLUSHING => unsafe {
+                libc::sched_yield();
+            },
+            BETWEEN | CLAIMED => return state,
+            _ => {
+                let claimed =
+                    TASK.compare_exchange(state, CLAIMED, Ordering::AcqRel, Ordering::Acquire);
+                if claimed.is_ok() {
+                    return state;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the published results for a writer that ends the process, unless [`flush_early`]
+/// wrote them (`claimed` is what [`claim_to_end`] returned). Async-signal-safe.
+fn write_pending(claimed: u32) {
+    if claimed == FLUSHED {
+        PENDING.withdraw();
+    } else {
+        PENDING.write_out();
+    }
 }
 
 /// For the CPU-time watchdog, once the running task has outlived its CPU time with SIGXCPU
@@ -1556,11 +1629,38 @@ pub(crate) fn let_other_threads_claim() {
 /// tasks. Only after [`let_other_threads_claim`], so the task's thread cannot go on once it
 /// returns.
 pub(crate) fn flush_for_cpu_time() -> bool {
-    if !IN_TASK.swap(false, Ordering::AcqRel) {
+    let claimed = claim_to_end();
+    if matches!(claimed, BETWEEN | CLAIMED) {
         return false;
     }
-    PENDING.write_out();
+    write_pending(claimed);
     ON_CPU_TIME.write_out();
+    true
+}
+
+/// For the worker's flusher (see `flusher.rs`): if the running task was armed `early` and
+/// its published results are not claimed, writes them with `write` (to the result ring) and
+/// returns `true`; the worker's thread, at the task's end, learns that they were written.
+/// Does nothing otherwise. If `write` fails (the parent is gone), exits the process.
+pub(crate) fn flush_early(write: impl FnOnce(&[u8]) -> bool) -> bool {
+    let claimed =
+        TASK.compare_exchange(RUNNING_EARLY, FLUSHING, Ordering::AcqRel, Ordering::Relaxed);
+    if claimed.is_err() {
+        return false;
+    }
+    let len = PENDING.len.load(Ordering::Acquire);
+    let at = PENDING.ptr.load(Ordering::Acquire);
+    if len > 0 && !at.is_null() {
+        // SAFETY: the bytes published for the running task stay alive and unchanged until the
+        // worker's thread withdraws them, which it does only once the state has left
+        // `FLUSHING` (`end_claimable_task` waits).
+        let bytes = unsafe { std::slice::from_raw_parts(at.cast_const(), len) };
+        if !write(bytes) {
+            exit_now(0);
+        }
+    }
+    TASK.store(FLUSHED, Ordering::Release);
+    futex_wake(&TASK, 1);
     true
 }
 
@@ -1595,16 +1695,18 @@ fn near_memory_limit() -> bool {
 }
 
 extern "C" fn on_fatal_signal(signal: libc::c_int) {
-    if signal == libc::SIGXCPU && !IN_TASK.load(Ordering::Acquire) {
+    if signal == libc::SIGXCPU && TASK.load(Ordering::Acquire) == BETWEEN {
         // Between tasks, the worker's own work reached the soft limit just before it would
         // have been raised for the next task: no task's fault, and nothing to report.
         return;
     }
-    let in_task = IN_TASK.swap(false, Ordering::AcqRel);
     // A copy of the worker that a task forked holds a copy of the worker's results, which
-    // the worker sends itself: the copy sends nothing.
+    // the worker sends itself: the copy sends nothing (and claims nothing: its state is a
+    // copy too).
     if !forked() {
-        PENDING.write_out();
+        let claimed = claim_to_end();
+        let in_task = !matches!(claimed, BETWEEN | CLAIMED);
+        write_pending(claimed);
         if in_task && signal == libc::SIGXCPU {
             ON_CPU_TIME.write_out();
         } else if in_task && signal == libc::SIGABRT && near_memory_limit() {
@@ -1625,7 +1727,7 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
 extern "C" fn on_exit() {
     // As in `on_fatal_signal`: a forked copy sends nothing.
     if !forked() {
-        PENDING.write_out();
+        write_pending(claim_to_end());
     }
 }
 
@@ -1766,6 +1868,58 @@ mod tests {
         assert_eq!(identity(number), identity(b.as_raw_fd()), "the reused number is left open");
         // SAFETY: the number is open (checked above) and nothing else owns it.
         drop(unsafe { OwnedFd::from_raw_fd(number) });
+    }
+
+    /// The only test of the crash-time flush's state (a process-wide static): the flusher
+    /// takes the published results once, only from a task armed `early`; the task's end
+    /// waits while it writes and learns that it did; a writer that ends the process then
+    /// finds them written.
+    #[test]
+    fn results_flushed_early_are_taken_once_and_the_task_end_learns_it() {
+        use std::sync::mpsc;
+        arm_crash_flush(b"abc", &[], &[], false);
+        assert!(!flush_early(|_| unreachable!("not armed early")));
+        assert!(!disarm_crash_flush(false));
+
+        arm_crash_flush(b"abc", &[], &[], true);
+        let mut written = Vec::new();
+        assert!(flush_early(|bytes| {
+            written.extend_from_slice(bytes);
+            true
+        }));
+        assert_eq!(written, b"abc");
+        assert!(!flush_early(|_| unreachable!("taken twice")));
+        assert!(disarm_crash_flush(true), "the task's end learns they were written");
+        assert!(!flush_early(|_| unreachable!("between tasks")));
+        assert_eq!(claim_to_end(), BETWEEN, "nothing for a writer that ends the process");
+
+        // The task ends while the flusher writes: its end waits for the write.
+        arm_crash_flush(b"xyz", &[], &[], true);
+        let (writing, wrote) = (mpsc::channel(), mpsc::channel::<()>());
+        let flusher = std::thread::spawn(move || {
+            flush_early(|bytes| {
+                writing.0.send(bytes.to_vec()).unwrap();
+                wrote.1.recv().unwrap();
+                true
+            })
+        });
+        assert_eq!(writing.1.recv().unwrap(), b"xyz");
+        let (ended_tx, ended) = mpsc::channel();
+        let task = std::thread::spawn(move || ended_tx.send(disarm_crash_flush(true)).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(ended.try_recv().is_err(), "the task's end waits while the flusher writes");
+        wrote.0.send(()).unwrap();
+        assert!(flusher.join().unwrap());
+        assert!(ended.recv().unwrap(), "then learns that they were written");
+        task.join().unwrap();
+
+        // Written early, then the task crashes: the handler finds them written.
+        arm_crash_flush(b"abc", &[], &[], true);
+        assert!(flush_early(|_| true));
+        assert_eq!(claim_to_end(), FLUSHED);
+        assert!(!flush_early(|_| unreachable!("claimed to end the process")));
+        TASK.store(BETWEEN, Ordering::Release);
+        PENDING.withdraw();
     }
 
     #[test]

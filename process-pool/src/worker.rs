@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -18,9 +19,10 @@ use crate::cpu_watch;
 use crate::crowding::Crowding;
 use crate::doorbell::Spin;
 use crate::entry::ImageVerified;
+use crate::flusher::Flusher;
 use crate::handoff;
 use crate::protocol::{
-    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, Failure, Init, Meta, OpenDone, RINGS,
+    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, Meta, OpenDone, RINGS,
 };
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
@@ -112,18 +114,23 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     reader.set_limit(limit.saturating_add(wire::SLACK));
     let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
     let page = region.as_ref().map(Region::status_page);
-    let (mut input, output) = match region.filter(|_| rings) {
+    let (mut input, output, flusher) = match region.filter(|_| rings) {
         Some(region) => (
             Requests::Ring {
                 ring: region.requests_in(),
                 spin: Spin::default(),
                 crowding: Crowding::default(),
             },
-            Results::Ring { ring: region.results_out(), spin: Spin::default() },
+            Results::Ring(Arc::new(Mutex::new(RingOut {
+                ring: region.results_out(),
+                spin: Spin::default(),
+            }))),
+            Flusher::new(true),
         ),
-        None => (Requests::Pipe(request), Results::Pipe),
+        None => (Requests::Pipe(request), Results::Pipe, Flusher::new(false)),
     };
-    let mut out = Outputs::new(result, output, limit, init.flags & BACKTRACES != 0, limits, page);
+    let backtraces = init.flags & BACKTRACES != 0;
+    let mut out = Outputs::new(result, output, limit, backtraces, limits, page, flusher);
     sys::install_crash_flush();
     loop {
         loop {
@@ -245,8 +252,43 @@ impl Requests {
 enum Results {
     /// The result pipe.
     Pipe,
-    /// The result ring of its shared memory.
-    Ring { ring: Producer, spin: Spin },
+    /// The result ring of its shared memory, which the flusher writes too (see
+    /// `flusher.rs`), taking the lock only while the worker's thread runs a task.
+    Ring(Arc<Mutex<RingOut>>),
+}
+
+/// The worker's end of its result ring.
+#[derive(Debug)]
+pub(crate) struct RingOut {
+    ring: Producer,
+    spin: Spin,
+}
+
+impl RingOut {
+    /// Writes all of `bytes`, waiting for room while the ring is full, and rings the parent
+    /// (on the result pipe `bell`) if it sleeps. Returns `false` if the parent broke the
+    /// ring or is gone.
+    pub(crate) fn write(&mut self, mut bytes: &[u8], bell: BorrowedFd<'_>) -> bool {
+        let RingOut { ring, spin } = self;
+        loop {
+            let Ok(n) = ring.write(bytes) else { return false };
+            bytes = &bytes[n..];
+            if n > 0 && ring.data_bell().take() && sys::write_all(bell, &BELL).is_err() {
+                return false;
+            }
+            if bytes.is_empty() {
+                return true;
+            }
+            if n > 0 || spin.spin(|| ring.room().map_or(true, |room| room > 0)) {
+                continue;
+            }
+            let ticket = ring.space_bell().arm();
+            if ring.room().is_ok_and(|room| room == 0) {
+                ring.space_bell().sleep(ticket, None);
+            }
+            ring.space_bell().disarm();
+        }
+    }
 }
 
 /// A [`Kind::Bell`] frame: wakes the parent's supervisor.
@@ -324,10 +366,17 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.seq = first_seq;
     out.left_in_batch = count;
     out.flush_each = flags & FLUSH_EACH != 0;
+    out.early = !out.flush_each && flags & FLUSH_SOON != 0 && out.cover_frame();
+    out.flush_each |= flags & FLUSH_SOON != 0 && !out.early;
     out.cancellable = flags & CANCELLABLE != 0;
     out.clock.restart();
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
+    if out.early {
+        // Nothing is left to hold back: the frame's last item flushed.
+        out.early = false;
+        out.flusher.frame_ends();
+    }
     if inputs.malformed || inputs.left > 0 {
         return Err(wire::WireError("batch items malformed".into()));
     }
@@ -388,7 +437,12 @@ pub(crate) struct Outputs {
     seq: u64,
     /// Items of the current batch not run yet.
     left_in_batch: u32,
+    /// Write each result of the current frame as soon as it exists.
     flush_each: bool,
+    /// The flusher may write the current frame's results while a task runs (see
+    /// `flusher.rs`).
+    early: bool,
+    flusher: Flusher,
     limit: usize,
     limits: Limits,
     meter: Meter,
@@ -413,6 +467,7 @@ impl Outputs {
         backtraces: bool,
         limits: Limits,
         page: Option<StatusPage>,
+        flusher: Flusher,
     ) -> Self {
         Outputs {
             fd,
@@ -426,6 +481,8 @@ impl Outputs {
             seq: 0,
             left_in_batch: 0,
             flush_each: false,
+            early: false,
+            flusher,
             limit,
             limits,
             meter: Meter::new(),
@@ -465,10 +522,11 @@ impl Outputs {
             }
         }
         self.limits.prepare(self.seq, self.meter.cpu_ns());
-        sys::arm_crash_flush(&self.pending, self.limits.on_memory(), self.limits.on_cpu_time());
+        let (on_memory, on_cpu_time) = (self.limits.on_memory(), self.limits.on_cpu_time());
+        sys::arm_crash_flush(&self.pending, on_memory, on_cpu_time, self.early);
         let started = self.clock.start();
         let mut sent_apart = false;
-        let (sink, fd, limit) = (&mut self.sink, self.fd, self.limit);
+        let (sink, fd, limit) = (&self.sink, self.fd, self.limit);
         // Only with nothing pending: the bytes go first, ahead of the frame that refers to
         // them, and nothing armed for the crash-time flush changes.
         let quiet = self.pending.is_empty();
@@ -515,7 +573,7 @@ impl Outputs {
             // Not cancellable: nothing to skip.
             page.start(self.seq, false);
         }
-        sys::arm_crash_flush(&self.pending, &[], &[]);
+        sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false };
         let outcome = self.panics.catch(|| work(&mut scratch));
@@ -538,7 +596,8 @@ impl Outputs {
     }
 
     /// What follows every task's return: a copy of this worker that a task made with `fork()`
-    /// leaves, and the worker marks the item finished and disarms the crash-time flush.
+    /// leaves, and the worker marks the item finished and disarms the crash-time flush,
+    /// dropping the pending results if the flusher wrote them meanwhile.
     #[inline]
     fn task_returned(&mut self) {
         if sys::forked() {
@@ -549,14 +608,25 @@ impl Outputs {
         if let Some(page) = &self.page {
             page.finish(self.seq);
         }
-        sys::disarm_crash_flush();
+        if sys::disarm_crash_flush(self.early) {
+            self.written();
+        }
+    }
+
+    /// Starts covering a frame with the flusher; returns whether it does (only on the result
+    /// ring, with a flusher that could start).
+    fn cover_frame(&mut self) -> bool {
+        match &self.sink {
+            Results::Ring(ring) => self.flusher.frame_begins(ring),
+            Results::Pipe => false,
+        }
     }
 
     /// How many bytes of pending results are worth a write.
     #[inline]
     fn flush_bytes(&self) -> usize {
         match self.sink {
-            Results::Ring { .. } => RING_FLUSH_BYTES,
+            Results::Ring(_) => RING_FLUSH_BYTES,
             Results::Pipe => FLUSH_BYTES,
         }
     }
@@ -611,7 +681,7 @@ impl Outputs {
             // not free per item (the ring's positions move between CPUs). Written at the end
             // of a batch, or once a few results or a few microseconds are pending; what is
             // pending when the worker dies goes on the result pipe (the crash-time flush).
-            Results::Ring { .. } => {
+            Results::Ring(_) => {
                 self.left_in_batch == 0
                     || self.pending.len() >= RING_FLUSH_BYTES
                     || now - oldest >= RING_FLUSH_AGE
@@ -732,10 +802,16 @@ impl Outputs {
         } else {
             [&self.pending, &[], &[]]
         };
-        let written = write_out(&mut self.sink, self.fd, parts);
+        let written = write_out(&self.sink, self.fd, parts);
         if !written {
             sys::exit_now(0);
         }
+        self.written();
+        self.flusher.flushed();
+    }
+
+    /// Forgets the pending results, written.
+    fn written(&mut self) {
         self.pending.clear();
         self.open = None;
         self.oldest = None;
@@ -794,7 +870,7 @@ impl Scratch<'_> {
 /// serve: exit.
 #[cold]
 #[inline(never)]
-fn send_apart(sink: &mut Results, fd: BorrowedFd<'_>, bytes: &[u8]) {
+fn send_apart(sink: &Results, fd: BorrowedFd<'_>, bytes: &[u8]) {
     let mut bulk = Vec::with_capacity(wire::HEADER);
     wire::put_bulk_head(&mut bulk, bytes.len());
     if !write_out(sink, fd, [&bulk, bytes]) {
@@ -802,41 +878,15 @@ fn send_apart(sink: &mut Results, fd: BorrowedFd<'_>, bytes: &[u8]) {
     }
 }
 
-/// Writes `parts` in order to the result ring (see [`write_ring`]) or pipe `fd`. Returns
+/// Writes `parts` in order to the result ring (see [`RingOut::write`]) or pipe `fd`. Returns
 /// `false` if the parent broke the ring or is gone.
-fn write_out<const N: usize>(sink: &mut Results, fd: BorrowedFd<'_>, parts: [&[u8]; N]) -> bool {
+fn write_out<const N: usize>(sink: &Results, fd: BorrowedFd<'_>, parts: [&[u8]; N]) -> bool {
     match sink {
         Results::Pipe => parts.iter().all(|part| sys::write_all(fd, part).is_ok()),
-        Results::Ring { ring, spin } => parts.iter().all(|part| write_ring(ring, spin, part, fd)),
-    }
-}
-
-/// Writes all of `bytes` to the result ring, waiting for room while the ring is full, and
-/// rings the parent (on the result pipe `bell`) if it sleeps. Returns `false` if the parent
-/// broke the ring or is gone.
-fn write_ring(
-    ring: &mut Producer,
-    spin: &mut Spin,
-    mut bytes: &[u8],
-    bell: BorrowedFd<'_>,
-) -> bool {
-    loop {
-        let Ok(n) = ring.write(bytes) else { return false };
-        bytes = &bytes[n..];
-        if n > 0 && ring.data_bell().take() && sys::write_all(bell, &BELL).is_err() {
-            return false;
+        Results::Ring(ring) => {
+            let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+            parts.iter().all(|part| ring.write(part, fd))
         }
-        if bytes.is_empty() {
-            return true;
-        }
-        if n > 0 || spin.spin(|| ring.room().map_or(true, |room| room > 0)) {
-            continue;
-        }
-        let ticket = ring.space_bell().arm();
-        if ring.room().is_ok_and(|room| room == 0) {
-            ring.space_bell().sleep(ticket, None);
-        }
-        ring.space_bell().disarm();
     }
 }
 

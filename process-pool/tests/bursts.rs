@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, TaskError};
+
+const SIGABRT: i32 = 6;
 
 /// Returns 3 at once for empty paths; otherwise creates the file `signal`, waits until the
 /// file `go` exists, and returns 1.
@@ -75,6 +77,50 @@ fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travell
         wait_for_file(&started);
         std::fs::write(&go, "").unwrap();
         assert_eq!(slow.join().unwrap(), 1);
+    });
+}
+
+/// As [`hold`], then (with `abort`) aborts the worker instead of returning.
+fn hold_then_abort(args: (String, String, bool)) -> u64 {
+    let (signal, go, abort) = args;
+    let value = hold((signal, go));
+    if abort {
+        std::process::abort();
+    }
+    value
+}
+
+/// The quick task's result left the worker while the slow one ran (the worker's flusher wrote
+/// it); the slow one then crashes. The crash costs that task alone: the quick result is not
+/// sent twice, nor lost, and the worker's crash is reported with its signal.
+#[test]
+fn a_result_written_while_a_task_ran_is_neither_lost_nor_repeated_when_that_task_crashes() {
+    let scratch = Scratch::new("bursts-crash");
+    let (gate_started, gate_go) = (scratch.file("gate-started"), scratch.file("gate-go"));
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("a crash after a result written early", move || {
+        let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1))).unwrap();
+        let quick = || (String::new(), String::new(), false);
+        for _ in 0..10 {
+            assert_eq!(pool.apply(hold_then_abort, quick()).unwrap(), 3);
+        }
+        let gate = SignalThenWait { signal: gate_started.clone(), go: gate_go.clone() };
+        let gate = pool.submit(gate, 0);
+        wait_for_file(&gate_started);
+        let first = pool.submit(hold_then_abort, quick());
+        let crashing = pool.submit(hold_then_abort, (started.clone(), go.clone(), true));
+        std::fs::write(&gate_go, "").unwrap();
+        assert_eq!(gate.join().unwrap(), 0);
+        assert_eq!(first.join().unwrap(), 3);
+        wait_for_file(&started);
+        std::fs::write(&go, "").unwrap();
+        match crashing.join() {
+            Err(TaskError::Crashed(exit)) => assert_eq!(exit, Exit::Signal(SIGABRT)),
+            other => panic!("expected a crash, got {other:?}"),
+        }
+        assert_eq!(pool.apply(square, 7).unwrap(), 49, "the worker was replaced");
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed), (13, 1), "each task counted once");
     });
 }
 

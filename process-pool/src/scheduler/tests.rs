@@ -482,9 +482,9 @@ fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
     assert_eq!(s.lock().queue.len(), 7, "nothing written while the workers are busy");
     assert_eq!(pipes[0].batches().len(), 1);
     // The first answer sends them all, in order: a frame per run of one function, numbered
-    // on, each result to be written as soon as it is done.
+    // on, no result to be held back by a longer task.
     answer_one(&s, 0);
-    let each = CANCELLABLE | FLUSH_EACH;
+    let each = CANCELLABLE | FLUSH_SOON;
     let inputs = |r: std::ops::Range<u8>| r.map(|i| vec![i]).collect::<Vec<_>>();
     assert_eq!(
         pipes[0].batches()[1..],
@@ -580,7 +580,7 @@ fn fast_tasks_submitted_while_the_lock_is_held_wait_in_the_inbox_and_queue_in_or
     drop(state);
     assert_eq!(pipes[0].batches().len(), 1, "both workers busy: nothing sent");
     answer_one(&s, 0);
-    let each = CANCELLABLE | FLUSH_EACH;
+    let each = CANCELLABLE | FLUSH_SOON;
     assert_eq!(pipes[0].batches()[1..], [(1, 7, each, (2..6).map(|i| vec![i]).collect())]);
 }
 
@@ -650,6 +650,6 @@ fn closing_queues_first_what_callers_left_before_so_it_runs() {
     assert_eq!(state.outstanding, 2, "accepted, not refused");
     drop(state);
     let both = vec![vec![0], vec![1]];
-    assert_eq!(pipe.batches(), [(0, 7, CANCELLABLE | FLUSH_EACH, both)], "sent to the idle worker");
+    assert_eq!(pipe.batches(), [(0, 7, CANCELLABLE | FLUSH_SOON, both)], "sent to the idle worker");
     assert!(s.lock().queue.is_empty());
 }
