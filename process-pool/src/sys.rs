@@ -1441,6 +1441,10 @@ pub(crate) fn resource_usage() -> ResourceUsage {
 // on allocation failure, with no stable hook), and the handler tells that abort from others
 // by the address space being within an eighth of the cap. Either way the handler writes the
 // matching frame after the results, then the process dies of the signal.
+//
+// While a task of a frame of single tasks runs, the worker's flusher may write the published
+// results to the result ring first (see `flusher.rs`); one atomic state, `TASK`, says who
+// writes them, so they go once, and the task's end learns whether they went.
 
 /// Bytes published for a signal handler to write: a pointer and a length, set and cleared by
 /// the worker's thread between tasks.

@@ -613,12 +613,13 @@ impl Outputs {
         }
     }
 
-    /// Starts covering a frame with the flusher; returns whether it does (only on the result
-    /// ring, with a flusher that could start).
+    /// Starts covering a frame with the flusher; returns whether it does: only on the result
+    /// ring, with a flusher that could start, in a worker without limits (whose address space
+    /// and CPU time are the tasks' alone, as they were before the flusher).
     fn cover_frame(&mut self) -> bool {
         match &self.sink {
-            Results::Ring(ring) => self.flusher.frame_begins(ring),
-            Results::Pipe => false,
+            Results::Ring(ring) if !self.limits.any() => self.flusher.frame_begins(ring),
+            _ => false,
         }
     }
 
