@@ -653,3 +653,27 @@ fn closing_queues_first_what_callers_left_before_so_it_runs() {
     assert_eq!(pipe.batches(), [(0, 7, CANCELLABLE | FLUSH_SOON, both)], "sent to the idle worker");
     assert!(s.lock().queue.is_empty());
 }
+
+#[test]
+fn tasks_of_several_functions_left_in_the_inbox_keep_their_order_and_travel_by_function() {
+    let (s, pipe) = one_worker();
+    let fast = fast_job();
+    let other = Paced::new(Shipped { entry: 8, state: Vec::new() });
+    (0..200).for_each(|_| other.pace.record(50));
+    s.submit(single(&fast, 0));
+    // The worker is busy: left in the inbox while the lock is held, another function's task
+    // among them.
+    let state = submit_beside(&s, s.lock(), &fast, 1..3);
+    let state = submit_beside(&s, state, &other, 3..4);
+    let state = submit_beside(&s, state, &fast, 4..6);
+    assert!(state.queue.is_empty(), "left in the inbox while the lock was held");
+    drop(state);
+    assert_eq!(s.lock().queue.len(), 5, "taken in when the lock was released");
+    answer_one(&s, 0);
+    let each = CANCELLABLE | FLUSH_SOON;
+    let inputs = |r: Range<u8>| r.map(|i| vec![i]).collect::<Vec<_>>();
+    assert_eq!(
+        pipe.batches()[1..],
+        [(1, 7, each, inputs(1..3)), (3, 8, CANCELLABLE, inputs(3..4)), (4, 7, each, inputs(4..6))]
+    );
+}
