@@ -54,11 +54,26 @@ fn every_task_of_a_burst_settles_its_own_handle_and_a_cancelled_one_fails_alone(
 
 #[test]
 fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travelled_with_it() {
-    let scratch = Scratch::new("bursts");
+    let threads = quick_beside_slow("bursts", ProcessConfig::new(Config::new().workers(1)));
+    assert_eq!(threads, 2, "the worker's flusher wrote the quick result");
+}
+
+/// A worker with a limit has no flusher: it writes each result of such a frame at once.
+#[test]
+fn a_quick_task_is_not_held_back_by_a_slow_one_in_a_worker_with_a_memory_limit_either() {
+    let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4 << 30);
+    let threads = quick_beside_slow("bursts-limited", config);
+    assert_eq!(threads, 1, "no flusher in a worker with a limit");
+}
+
+/// A quick and a slow `hold` travel to the only worker in one frame; the slow one waits
+/// until the quick result is here. Returns how many threads the worker had meanwhile.
+fn quick_beside_slow(name: &str, config: ProcessConfig) -> usize {
+    let scratch = Scratch::new(name);
     let (gate_started, gate_go) = (scratch.file("gate-started"), scratch.file("gate-go"));
     let (started, go) = (scratch.file("started"), scratch.file("go"));
     within("a quick task's join while a slow one of its frame runs", move || {
-        let pool = ProcessPool::with_config(ProcessConfig::new(Config::new().workers(1))).unwrap();
+        let pool = ProcessPool::with_config(config).unwrap();
         // The pool learns that `hold` is quick.
         for _ in 0..10 {
             assert_eq!(pool.apply(hold, (String::new(), String::new())).unwrap(), 3);
@@ -75,9 +90,12 @@ fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travell
         // The slow one waits for `go`, written only once the quick result is here.
         assert_eq!(quick.join().unwrap(), 3);
         wait_for_file(&started);
+        let [pid] = pool.pids()[..] else { panic!("one worker") };
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
         std::fs::write(&go, "").unwrap();
         assert_eq!(slow.join().unwrap(), 1);
-    });
+        threads
+    })
 }
 
 /// As [`hold`], then (with `abort`) aborts the worker instead of returning.
