@@ -4,8 +4,8 @@
 //! each has its own caller: a quick task's result must not wait for a slow task after it in
 //! the frame (the slow one may even wait for it). Writing each result to the result ring as
 //! it exists does that, but costs: every result then moves the ring's positions and data
-//! between CPUs (about 100 ns of worker CPU and 80 ns of the joining caller's per no-op task,
-//! measured). So on the ring the worker writes such a frame's results in bursts, as any
+//! between CPUs (about 90 ns of the workers' CPU and 65 ns of the joining caller's per no-op
+//! task, measured: see `README.md`). So on the ring the worker writes such a frame's results in bursts, as any
 //! other (every few kilobytes, every few microseconds of results, and at the frame's end),
 //! and this thread covers the rest: while such a frame runs, it looks every [`LOOK_EVERY`],
 //! and if the worker wrote nothing since it last looked and a task runs, it writes the
@@ -31,7 +31,7 @@ use crate::sys::{self, RESULT_FD};
 use crate::worker::RingOut;
 
 /// How often the flusher looks, while a frame it covers runs.
-pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(1);
+const LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// Bit of the flusher's word: a frame it covers runs.
 const COVERING: u32 = 1;
@@ -44,7 +44,7 @@ pub(crate) enum Flusher {
     /// Not started yet.
     Idle,
     /// Started.
-    Started(Arc<Shared>),
+    Started(Arc<State>),
     /// It could not be started (the worker writes each result itself), or there is no
     /// result ring.
     None,
@@ -52,7 +52,7 @@ pub(crate) enum Flusher {
 
 /// What the worker's thread and the flusher share.
 #[derive(Debug, Default)]
-pub(crate) struct Shared {
+pub(crate) struct State {
     /// [`COVERING`] and [`ASLEEP`].
     word: AtomicU32,
     /// How many times the worker's thread wrote results.
@@ -97,8 +97,8 @@ impl Flusher {
 }
 
 /// Starts the flusher's thread, with every signal blocked.
-fn start(ring: Arc<Mutex<RingOut>>) -> io::Result<Arc<Shared>> {
-    let shared = Arc::new(Shared::default());
+fn start(ring: Arc<Mutex<RingOut>>) -> io::Result<Arc<State>> {
+    let shared = Arc::new(State::default());
     let theirs = shared.clone();
     sys::with_signals_blocked(|| {
         thread::Builder::new()
@@ -111,7 +111,7 @@ fn start(ring: Arc<Mutex<RingOut>>) -> io::Result<Arc<Shared>> {
 
 /// The flusher's life: asleep until a frame it covers begins, then a look every
 /// [`LOOK_EVERY`] while one runs.
-fn watch(shared: &Shared, ring: &Mutex<RingOut>) -> ! {
+fn watch(shared: &State, ring: &Mutex<RingOut>) -> ! {
     loop {
         sleep_until_covering(&shared.word);
         loop {

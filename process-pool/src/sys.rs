@@ -1699,9 +1699,10 @@ fn near_memory_limit() -> bool {
 }
 
 extern "C" fn on_fatal_signal(signal: libc::c_int) {
-    if signal == libc::SIGXCPU && TASK.load(Ordering::Acquire) == BETWEEN {
+    if signal == libc::SIGXCPU && matches!(TASK.load(Ordering::Acquire), BETWEEN | CLAIMED) {
         // Between tasks, the worker's own work reached the soft limit just before it would
-        // have been raised for the next task: no task's fault, and nothing to report.
+        // have been raised for the next task: no task's fault, and nothing to report. Or the
+        // CPU-time watchdog claimed the flush, and is killing the process.
         return;
     }
     // A copy of the worker that a task forked holds a copy of the worker's results, which
