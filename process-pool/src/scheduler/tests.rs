@@ -677,3 +677,24 @@ fn tasks_of_several_functions_left_in_the_inbox_keep_their_order_and_travel_by_f
         [(1, 7, each, inputs(1..3)), (3, 8, CANCELLABLE, inputs(3..4)), (4, 7, each, inputs(4..6))]
     );
 }
+
+#[test]
+fn a_task_cancelled_while_in_the_inbox_never_goes_out() {
+    let (s, pipe) = one_worker();
+    let job = fast_job();
+    let mut b = RunBuilder::new(job.clone());
+    b.push_encoded(&[0]);
+    let sink = Arc::new(Recorder { cancellable: true, ..Recorder::default() });
+    let run: Arc<Run> = Arc::new(b.finish(sink.clone(), None, Batching::Fixed(1)));
+    // Left in the inbox: the lock was released without looking at it.
+    let raw = s.lock_state();
+    std::thread::scope(|scope| scope.spawn(|| s.submit(run.clone())).join().unwrap());
+    drop(raw);
+    // Cancelled as a handle is: settled first, then the pool told.
+    sink.settled.store(true, Ordering::SeqCst);
+    s.cancel(&*run);
+    assert!(pipe.batches().is_empty(), "the idle worker was sent a cancelled task");
+    let state = s.lock();
+    assert!(state.queue.is_empty());
+    assert_eq!(state.outstanding, 0, "it is done");
+}
