@@ -15,7 +15,9 @@
 //! longer.
 //!
 //! The thread sleeps, costing nothing, while no such frame runs: the worker wakes it (one
-//! system call) when one begins and it sleeps. It starts with the first such frame, with
+//! system call) when one begins and it sleeps. Once it wrote what a task held back, the task
+//! can hold back nothing more until it ends (the worker's thread runs it): the thread sleeps
+//! until then, so that a task blocked for a long time costs no wake-up a millisecond. It starts with the first such frame, with
 //! every signal blocked, so signals meant for the process reach the task's thread as before;
 //! a copy of the worker made by a task's `fork()` has no flusher (only the forking thread is
 //! copied), and writes nothing (see `Outputs::task_returned`).
@@ -37,6 +39,9 @@ const LOOK_EVERY: Duration = Duration::from_millis(1);
 const COVERING: u32 = 1;
 /// Bit of the flusher's word: the flusher sleeps until a frame it covers begins.
 const ASLEEP: u32 = 2;
+/// Bit of the flusher's word: the flusher wrote what the running task held back, and sleeps
+/// until that task ends.
+const PARKED: u32 = 4;
 
 /// The worker's side of the flusher: started with the first frame that needs it.
 #[derive(Debug)]
@@ -86,6 +91,14 @@ impl Flusher {
         }
     }
 
+    /// The task whose held-back results the flusher wrote ended: the flusher looks again.
+    pub(crate) fn task_ended(&self) {
+        if let Flusher::Started(shared) = self {
+            shared.word.fetch_and(!PARKED, SeqCst);
+            sys::futex_wake(&shared.word, 1);
+        }
+    }
+
     /// The worker's thread wrote its pending results.
     #[inline]
     pub(crate) fn flushed(&self) {
@@ -120,15 +133,34 @@ fn watch(shared: &State, ring: &Mutex<RingOut>) -> ! {
             // The worker wrote nothing meanwhile: what a task holds back, if one runs (and
             // was armed to let it go early), goes now.
             if shared.flushes.load(Relaxed) == before {
-                sys::flush_early(|bytes| {
-                    let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
-                    ring.write(bytes, sys::fixed_fd(RESULT_FD))
-                });
+                flush_then_park(&shared.word, ring);
             }
             if shared.word.load(SeqCst) & COVERING == 0 {
                 break;
             }
         }
+    }
+}
+
+/// Writes what the running task holds back, if it may, then sleeps until that task ends
+/// ([`Flusher::task_ended`]). [`PARKED`] is set before the write, so the worker's thread,
+/// which clears it only once it saw the write, always finds it set.
+fn flush_then_park(word: &AtomicU32, ring: &Mutex<RingOut>) {
+    word.fetch_or(PARKED, SeqCst);
+    let wrote = sys::flush_early(|bytes| {
+        let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+        ring.write(bytes, sys::fixed_fd(RESULT_FD))
+    });
+    if !wrote {
+        word.fetch_and(!PARKED, SeqCst);
+        return;
+    }
+    loop {
+        let now = word.load(SeqCst);
+        if now & PARKED == 0 {
+            return;
+        }
+        sys::futex_wait(word, now, None);
     }
 }
 

@@ -610,6 +610,7 @@ impl Outputs {
         }
         if sys::disarm_crash_flush(self.early) {
             self.written();
+            self.flusher.task_ended();
         }
     }
 

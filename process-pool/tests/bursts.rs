@@ -54,21 +54,26 @@ fn every_task_of_a_burst_settles_its_own_handle_and_a_cancelled_one_fails_alone(
 
 #[test]
 fn a_quick_task_is_not_held_back_by_a_slow_one_of_the_same_function_that_travelled_with_it() {
-    let threads = quick_beside_slow("bursts", ProcessConfig::new(Config::new().workers(1)));
+    let (threads, wakes) =
+        quick_beside_slow("bursts", ProcessConfig::new(Config::new().workers(1)));
     assert_eq!(threads, 2, "the worker's flusher wrote the quick result");
+    // Looking every millisecond, it would have woken about 50 times.
+    let wakes = wakes.expect("the flusher's thread");
+    assert!(wakes < 10, "the flusher sleeps while the task that held back runs: {wakes}");
 }
 
 /// A worker with a limit has no flusher: it writes each result of such a frame at once.
 #[test]
 fn a_quick_task_is_not_held_back_by_a_slow_one_in_a_worker_with_a_memory_limit_either() {
     let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4 << 30);
-    let threads = quick_beside_slow("bursts-limited", config);
-    assert_eq!(threads, 1, "no flusher in a worker with a limit");
+    let (threads, wakes) = quick_beside_slow("bursts-limited", config);
+    assert_eq!((threads, wakes), (1, None), "no flusher in a worker with a limit");
 }
 
 /// A quick and a slow `hold` travel to the only worker in one frame; the slow one waits
-/// until the quick result is here. Returns how many threads the worker had meanwhile.
-fn quick_beside_slow(name: &str, config: ProcessConfig) -> usize {
+/// until the quick result is here. Returns how many threads the worker had meanwhile, and
+/// how many times its flusher's thread (if any) woke in 50 ms while the slow one waited.
+fn quick_beside_slow(name: &str, config: ProcessConfig) -> (usize, Option<u64>) {
     let scratch = Scratch::new(name);
     let (gate_started, gate_go) = (scratch.file("gate-started"), scratch.file("gate-go"));
     let (started, go) = (scratch.file("started"), scratch.file("go"));
@@ -92,10 +97,31 @@ fn quick_beside_slow(name: &str, config: ProcessConfig) -> usize {
         wait_for_file(&started);
         let [pid] = pool.pids()[..] else { panic!("one worker") };
         let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+        let before = flusher_switches(pid);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let wakes = flusher_switches(pid).zip(before).map(|(after, before)| after - before);
         std::fs::write(&go, "").unwrap();
         assert_eq!(slow.join().unwrap(), 1);
-        threads
+        (threads, wakes)
     })
+}
+
+/// How many times the flusher's thread of worker `pid` gave up or lost its CPU, if it has one.
+fn flusher_switches(pid: u32) -> Option<u64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "taskpool-flush" {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        return Some(switches);
+    }
+    None
 }
 
 /// As [`hold`], then (with `abort`) aborts the worker instead of returning.
