@@ -195,6 +195,7 @@ fn measure(mode: Mode, dir: &Path) -> Result<(), String> {
     let progress = Progress::events();
     let plan = Plan::new(mode);
     let date = utc_now();
+    let busy_before = busy_cpus(BUSY_WINDOW);
     let load_before = load_average();
     let measured = taskpool_bench::run(&plan, &progress);
     let report = Report {
@@ -204,6 +205,7 @@ fn measure(mode: Mode, dir: &Path) -> Result<(), String> {
             kernel: kernel_release(),
             load_before,
             load_after: load_average(),
+            busy_before,
             date,
             python: measured.python,
         },
@@ -245,6 +247,42 @@ fn default_out_dir() -> PathBuf {
         .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
         .unwrap_or_else(|| PathBuf::from("target"));
     target.join("taskpool-report")
+}
+
+/// How long [`busy_cpus`] watches the machine before the run.
+const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many CPUs' worth of work the whole machine did over the next `window`, from the CPU
+/// times in `/proc/stat` (this process sleeps meanwhile); `None` where they are unreadable.
+fn busy_cpus(window: std::time::Duration) -> Option<f64> {
+    let before = cpu_times()?;
+    std::thread::sleep(window);
+    let after = cpu_times()?;
+    let busy = after.busy.checked_sub(before.busy)?;
+    let total = after.total.checked_sub(before.total)?;
+    (total > 0).then(|| busy as f64 / total as f64 * after.cpus as f64)
+}
+
+/// The machine's CPU time so far, in clock ticks: busy (user, nice, system, interrupts and
+/// time stolen by a hypervisor) and in all; and how many CPUs it counts.
+struct CpuTimes {
+    busy: u64,
+    total: u64,
+    cpus: usize,
+}
+
+fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let all = lines.next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = all.split_whitespace().map_while(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = *ticks.get(..8)? else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    let cpus = lines.filter(|l| l.starts_with("cpu")).count();
+    Some(CpuTimes { busy, total: busy + idle + iowait, cpus })
 }
 
 fn load_average() -> f64 {
@@ -297,6 +335,32 @@ fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This thread's CPU time so far, in nanoseconds, from `/proc/thread-self/schedstat`.
+    fn thread_cpu_ns() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        stat.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_machine_s_busy_time_counts_this_thread_s_work() {
+        let before = cpu_times().expect("/proc/stat");
+        let start = thread_cpu_ns();
+        let mut x = 0u64;
+        while thread_cpu_ns() - start < 200_000_000 {
+            for i in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        let after = cpu_times().unwrap();
+        assert!(after.cpus >= 1);
+        // 200 ms of this thread's CPU time is 20 ticks of 10 ms, give or take the sampling.
+        let busy = after.busy - before.busy;
+        assert!(busy >= 10, "{busy} ticks");
+        assert!(after.total - before.total >= busy);
+        let cpus = busy_cpus(std::time::Duration::from_millis(100)).unwrap();
+        assert!((0.0..=after.cpus as f64 + 0.01).contains(&cpus), "{cpus}");
+    }
 
     #[test]
     fn captured_output_is_summarised_by_kind() {

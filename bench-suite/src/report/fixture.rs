@@ -235,6 +235,7 @@ pub(super) fn report() -> Report {
             kernel: "6.1.0-18-amd64".into(),
             load_before: 0.4,
             load_after: 1.6,
+            busy_before: Some(0.1),
             date: "2025-06-01T12:00:00Z".into(),
             python: Some("CPython 3.11.2".into()),
         },

@@ -7,8 +7,8 @@
 //! in the tests. The cells read exactly as in the Markdown table.
 
 use super::markdown::{
-    BUSY_LOAD_PER_CPU, HOW_TO_READ, Shown, best_column, compared_idioms, comparison,
-    machine_description, plural, row_label, run_time, shown,
+    HOW_TO_READ, Shown, best_column, busy_reason, compared_idioms, comparison, machine_description,
+    row_label, run_time, shown,
 };
 use super::svg::escape;
 use super::{Column, Fact, Homework, Report, Section, overhead_chart, scaling_chart};
@@ -87,16 +87,15 @@ fn run_line(report: &Report) -> String {
         "<strong>load average:</strong> {:.2} before, {:.2} after",
         machine.load_before, machine.load_after
     ));
+    if let Some(busy) = machine.busy_before {
+        parts.push(format!("<strong>CPUs busy before:</strong> {busy:.2}"));
+    }
     let mut out = format!("<p>{}</p>\n", parts.join(" · "));
-    // Only the load before: the one after counts the run's own work.
-    let load = machine.load_before;
-    if load > BUSY_LOAD_PER_CPU * machine.cpus.max(1) as f64 {
+    if let Some(reason) = busy_reason(machine) {
         out.push_str(&format!(
-            "<p class=\"warning\">⚠️ <strong>The machine was busy</strong> (load {load:.2} on {} \
-             CPU{}, above {BUSY_LOAD_PER_CPU} per CPU): other work competed with the benchmarks, \
-             so the results may be noisy.</p>\n",
-            machine.cpus,
-            plural(machine.cpus)
+            "<p class=\"warning\">⚠️ <strong>The machine was busy</strong> ({}): other work \
+             competed with the benchmarks, so the results may be noisy.</p>\n",
+            escape(&reason)
         ));
     }
     out

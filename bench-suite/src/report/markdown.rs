@@ -9,8 +9,26 @@
 use super::format::quantity;
 use super::{Better, Cell, Column, Fact, Homework, Machine, Report, Row, Section, Unit};
 
-/// Load average per CPU above which the machine's other load makes the results suspect.
+/// Load per CPU above which the machine's other work makes the results suspect.
 pub(super) const BUSY_LOAD_PER_CPU: f64 = 0.5;
+
+/// Why the machine counts as busy, if it does: the CPUs busy with other work in the second
+/// before the run or, where that is unknown, the load average before it.
+pub(super) fn busy_reason(machine: &Machine) -> Option<String> {
+    let cpus = machine.cpus.max(1) as f64;
+    let on = format!(
+        "on {} CPU{}, above {BUSY_LOAD_PER_CPU} per CPU",
+        machine.cpus,
+        plural(machine.cpus)
+    );
+    match machine.busy_before {
+        Some(busy) => (busy > BUSY_LOAD_PER_CPU * cpus)
+            .then(|| format!("{busy:.2} CPUs busy in the second before the run {on}")),
+        // Only the load before: the one after counts the run's own work.
+        None => (machine.load_before > BUSY_LOAD_PER_CPU * cpus)
+            .then(|| format!("load {:.2} {on}", machine.load_before)),
+    }
+}
 
 /// Half the relative spread of a value's samples above which its cell shows it.
 const NOTABLE_SPREAD: f64 = 0.10;
@@ -147,17 +165,14 @@ fn run_line(report: &Report) -> String {
         "**load average:** {:.2} before, {:.2} after",
         machine.load_before, machine.load_after
     ));
+    if let Some(busy) = machine.busy_before {
+        parts.push(format!("**CPUs busy before:** {busy:.2}"));
+    }
     let mut line = parts.join(" · ");
-    let cpus = machine.cpus.max(1) as f64;
-    // Only the load before: the one after counts the run's own work.
-    let load = machine.load_before;
-    if load > BUSY_LOAD_PER_CPU * cpus {
+    if let Some(reason) = busy_reason(machine) {
         line.push_str(&format!(
-            "\n\n> ⚠️ **The machine was busy** (load {load:.2} on {} CPU{}, above \
-             {BUSY_LOAD_PER_CPU} per CPU): other work competed with the benchmarks, so the \
-             results may be noisy.",
-            machine.cpus,
-            plural(machine.cpus)
+            "\n\n> ⚠️ **The machine was busy** ({reason}): other work competed with the \
+             benchmarks, so the results may be noisy."
         ));
     }
     line
@@ -631,17 +646,27 @@ mod tests {
             line,
             "**Machine:** 2 CPUs (Intel(R) Xeon(R) CPU @ 2.20GHz), kernel 6.1.0-18-amd64, \
              2025-06-01T12:00:00Z · **mode:** default · **run time:** 3 min 7 s · \
-             **Python:** CPython 3.11.2 · **load average:** 0.40 before, 1.60 after"
+             **Python:** CPython 3.11.2 · **load average:** 0.40 before, 1.60 after · \
+             **CPUs busy before:** 0.10"
         );
         // The load after the run counts its own work: 1.6 after is no sign of other work.
-        assert!(!doc.contains("busy"), "{doc}");
-        // 1.6 on 2 CPUs before the run is above 0.5 per CPU.
+        assert!(!doc.contains("The machine was busy"), "{doc}");
+        // Right after a build the load average is high, but the CPUs are idle: no warning.
         report.machine.load_before = 1.6;
+        assert!(!markdown(&report).contains("The machine was busy"));
+        // 1.6 CPUs busy on 2 before the run is above 0.5 per CPU.
+        report.machine.busy_before = Some(1.6);
         report.machine.python = None;
         let busy = markdown(&report);
-        assert!(busy.contains("**The machine was busy** (load 1.60 on 2 CPUs"), "{busy}");
+        let reason = "(1.60 CPUs busy in the second before the run on 2 CPUs, above 0.5 per CPU)";
+        assert!(busy.contains(&format!("**The machine was busy** {reason}")), "{busy}");
         assert!(busy.contains("results may be noisy"));
         assert!(!busy.contains("Python:**"));
+        // Without the CPUs' times, the load average decides.
+        report.machine.busy_before = None;
+        let busy = markdown(&report);
+        assert!(busy.contains("**The machine was busy** (load 1.60 on 2 CPUs"), "{busy}");
+        assert!(!busy.contains("CPUs busy before"));
     }
 
     #[test]

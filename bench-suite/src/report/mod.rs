@@ -215,6 +215,13 @@ pub struct Machine {
     pub load_before: f64,
     /// The 1-minute load average after the run, which counts the run's own work.
     pub load_after: f64,
+    /// How many CPUs' worth of work the machine did in the second before the run (every
+    /// process, from `/proc/stat`): the other work the benchmarks compete with, measured now
+    /// rather than averaged over the last minute (which, right after `cargo` built the
+    /// suite, counts the build). The report warns when it is above half a CPU per CPU;
+    /// `None` where it could not be read (the warning then goes by `load_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_before: Option<f64>,
     /// When the run started (UTC, RFC 3339).
     pub date: String,
     /// The Python peers' interpreter, if one ran.
