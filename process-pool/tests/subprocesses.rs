@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Config, Exit, Pool, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, IntoTask, Pool, ProcessPool, TaskError};
 
 /// Starts `sleep 600` and returns its pid, leaving it running.
 fn start_sleeper(_: u64) -> u32 {
@@ -218,4 +218,31 @@ fn a_forked_copy_that_exits_or_crashes_sends_nothing() {
         assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
         assert!(zombie_children().is_empty(), "{:?}", zombie_children());
     });
+}
+
+/// The same with single tasks submitted in bursts: they travel several to a frame, whose
+/// results the worker's flusher may write while a task runs, from a second thread that the
+/// copies do not have. Each handle still gets its own value, once.
+#[test]
+fn a_forked_copy_sends_nothing_in_a_worker_with_a_flusher_either() {
+    within("bursts of tasks whose copies exit and crash", || {
+        let pool = ProcessPool::new(1).unwrap();
+        bursts_of(&pool, sometimes_fork_and_exit);
+        bursts_of(&pool, sometimes_fork_and_crash);
+        let [pid] = pool.pids()[..] else { panic!("one worker") };
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+        assert_eq!(threads, 2, "the frames were covered by a flusher");
+        assert_eq!(pool.stats().completed, 3000);
+        assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+    });
+}
+
+/// Three bursts of 500 `submit`s of `task`, each joined in turn: every handle gets its input.
+fn bursts_of<M, T: IntoTask<M, Input = u64, Output = u64> + Copy>(pool: &ProcessPool, task: T) {
+    for _ in 0..3 {
+        let handles: Vec<_> = (0..500).map(|i| pool.submit(task, i)).collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.join().unwrap(), i as u64);
+        }
+    }
 }
