@@ -365,9 +365,12 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.flush();
     out.seq = first_seq;
     out.left_in_batch = count;
+    // Results not held back long: by the flusher where it covers the frame, else by writing
+    // each at once.
+    let soon = flags & FLUSH_SOON != 0;
     out.flush_each = flags & FLUSH_EACH != 0;
-    out.early = !out.flush_each && flags & FLUSH_SOON != 0 && out.cover_frame();
-    out.flush_each |= flags & FLUSH_SOON != 0 && !out.early;
+    out.early = soon && !out.flush_each && out.cover_frame();
+    out.flush_each |= soon && !out.early;
     out.cancellable = flags & CANCELLABLE != 0;
     out.clock.restart();
     let run: BatchFn = ship::entry_at(entry, image);
