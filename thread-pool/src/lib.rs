@@ -42,6 +42,7 @@
 mod forks;
 mod pool;
 mod spawn;
+mod tally;
 mod watchdog;
 
 pub use crate::pool::ThreadPool;

@@ -1,10 +1,10 @@
 //! [`ThreadPool`]: the shared pool API on a rayon thread pool.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -15,6 +15,7 @@ use taskpool_core::backend::{
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::forks;
+use crate::tally::Tally;
 use crate::watchdog::Watchdog;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
@@ -73,13 +74,8 @@ struct Shared {
     closed: AtomicBool,
     /// The pool was dropped: queued tasks must not start.
     dropped: AtomicBool,
-    /// Tasks accepted and not yet finished, for `shutdown` to wait on. Counted with atomics so
-    /// that submitting never takes a lock; see [`Shared::finish_one`] for the hand-shake.
-    outstanding: AtomicUsize,
-    /// Threads in `shutdown` waiting for `outstanding` to reach zero.
-    waiting: AtomicUsize,
-    idle_lock: Mutex<()>,
-    idle: Condvar,
+    /// Tasks accepted and finished, for `shutdown` to wait on; submitting takes no lock.
+    tally: Tally,
     /// The copy of the process that started the pool (see `forks.rs`).
     home: u64,
     /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
@@ -90,6 +86,10 @@ struct Shared {
 
 thread_local! {
     static INITIALIZED: Cell<bool> = const { Cell::new(false) };
+    /// The shared state of the pool this thread runs tasks for, set as the thread starts: a
+    /// task finds it here rather than holding a reference of its own, whose count would move
+    /// between the submitting thread and the pool's threads for every task.
+    static POOL: OnceCell<Arc<Shared>> = const { OnceCell::new() };
 }
 
 impl ThreadPool {
@@ -116,23 +116,23 @@ impl ThreadPool {
         config.validate()?;
         forks::watch_forks();
         let prefix = config.get_name_prefix().to_owned();
-        let rayon = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.get_workers())
-            .thread_name(move |i| format!("{prefix}-{i}"))
-            .build()
-            .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
+        let workers = config.get_workers();
         let shared = Arc::new(Shared {
             config,
             closed: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
-            outstanding: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            idle_lock: Mutex::new(()),
-            idle: Condvar::new(),
+            tally: Tally::new(workers),
             home: forks::fork_generation(),
             init_failures: AtomicU32::new(0),
             init_error: Mutex::new(String::new()),
         });
+        let theirs = shared.clone();
+        let rayon = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(move |i| format!("{prefix}-{i}"))
+            .start_handler(move |_| POOL.with(|pool| drop(pool.set(theirs.clone()))))
+            .build()
+            .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
         let home = Arc::new(Home(shared.home));
         Ok(ThreadPool { rayon, shared, watchdog: Arc::default(), home })
     }
@@ -211,20 +211,6 @@ impl Shared {
             }
         }
     }
-
-    /// Counts one task finished; wakes `shutdown` if it was the last.
-    ///
-    /// A waiter registers in `waiting` and checks `outstanding` while holding `idle_lock`; the
-    /// last finisher sees the registration (both are sequentially consistent) and notifies
-    /// under the same lock, so a wake-up cannot be lost, and a pool nobody waits on never pays
-    /// for one.
-    fn finish_one(&self) {
-        let left = self.outstanding.fetch_sub(1, Ordering::SeqCst) - 1;
-        if left == 0 && self.waiting.load(Ordering::SeqCst) > 0 {
-            let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.idle.notify_all();
-        }
-    }
 }
 
 impl Execute for ThreadPool {
@@ -257,45 +243,64 @@ impl ThreadPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
-        if self.shared.closed.load(Ordering::SeqCst) || self.shared.copied() {
+        let shared = &*self.shared;
+        shared.tally.accept();
+        if shared.closed.load(Ordering::SeqCst) || shared.copied() {
             // Dropping the completer settles the task as shut down.
-            self.shared.finish_one();
+            shared.tally.finish(None);
             return;
         }
-        let shared = self.shared.clone();
         let limit = timeout.or(shared.config.get_timeout());
         let watchdog = limit.map(|_| self.watchdog.clone());
         self.rayon.spawn(move || {
-            if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
-                match (limit, watchdog) {
-                    (Some(limit), Some(watchdog)) => {
-                        let completer = Arc::new(completer);
-                        let alarm = completer.clone();
-                        let timed_out = TaskError::TimedOut { limit, still_running: true };
-                        let deadline = Instant::now() + limit;
-                        let late = timed_out.clone();
-                        let id = watchdog.arm(
-                            deadline,
-                            Box::new(move || {
-                                alarm.complete(Err(late));
-                            }),
-                        );
-                        let outcome = shared.run(job.as_ref(), input);
-                        // A task that ends past its deadline timed out, even if the watchdog
-                        // (on a busy machine) has not fired yet.
-                        let outcome =
-                            if Instant::now() < deadline { outcome } else { Err(timed_out) };
-                        completer.complete(outcome);
-                        watchdog.disarm(id);
-                    }
-                    _ => {
-                        completer.complete(shared.run(job.as_ref(), input));
-                    }
+            POOL.with(|pool| {
+                // Every thread of the pool has it from its start; without it, dropping the
+                // completer settles the task as shut down.
+                if let Some(shared) = pool.get() {
+                    run_spawned(shared, job, input, completer, limit, watchdog);
+                    shared.tally.finish(rayon::current_thread_index());
                 }
-            }
-            shared.finish_one();
+            });
         });
+    }
+}
+
+/// Runs a task [`ThreadPool::start`] spawned, on a thread of `shared`'s pool, and settles
+/// its handle: unless the pool was dropped or the task cancelled meanwhile; with a deadline
+/// if it has a time `limit`.
+fn run_spawned<J: Job>(
+    shared: &Shared,
+    job: impl AsRef<J>,
+    input: J::Input,
+    completer: Completer<J::Output>,
+    limit: Option<Duration>,
+    watchdog: Option<Arc<Watchdog>>,
+) {
+    if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
+        match (limit, watchdog) {
+            (Some(limit), Some(watchdog)) => {
+                let completer = Arc::new(completer);
+                let alarm = completer.clone();
+                let timed_out = TaskError::TimedOut { limit, still_running: true };
+                let deadline = Instant::now() + limit;
+                let late = timed_out.clone();
+                let id = watchdog.arm(
+                    deadline,
+                    Box::new(move || {
+                        alarm.complete(Err(late));
+                    }),
+                );
+                let outcome = shared.run(job.as_ref(), input);
+                // A task that ends past its deadline timed out, even if the watchdog
+                // (on a busy machine) has not fired yet.
+                let outcome = if Instant::now() < deadline { outcome } else { Err(timed_out) };
+                completer.complete(outcome);
+                watchdog.disarm(id);
+            }
+            _ => {
+                completer.complete(shared.run(job.as_ref(), input));
+            }
+        }
     }
 }
 
@@ -330,12 +335,7 @@ impl Pool for ThreadPool {
             return;
         }
         shared.closed.store(true, Ordering::SeqCst);
-        let mut guard = shared.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.waiting.fetch_add(1, Ordering::SeqCst);
-        while shared.outstanding.load(Ordering::SeqCst) > 0 {
-            guard = shared.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
-        }
-        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        shared.tally.wait_idle();
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
