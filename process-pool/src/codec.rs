@@ -82,7 +82,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// encoded as usual.
 pub(crate) type Apart<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
-/// As [`encode_into`], but a value that is one byte string of [`bulk::LARGE`] or more is
+/// As [`encode_into`], but a value that is one byte string of [`bulk::APART`] or more is
 /// offered to `apart` as the encoder meets it, while the value still holds its bytes: where
 /// `apart` takes them, only the string's head is appended to `out`, and the bytes are never
 /// copied into it.
@@ -378,12 +378,12 @@ impl<'a> Encoder<'a> {
     }
 
     /// Writes a byte string of `tag`: its head, then its bytes, unless it is the whole value,
-    /// [`bulk::LARGE`] or more, and sent apart ([`encode_apart`]).
+    /// [`bulk::APART`] or more, and sent apart ([`encode_apart`]).
     #[inline]
     fn byte_string(&mut self, tag: u8, bytes: &[u8]) {
         let whole = self.depth == 0 && self.out.len() == self.start;
         self.tag_len(tag, bytes.len());
-        if bytes.len() >= bulk::LARGE && whole {
+        if bytes.len() >= bulk::APART && whole {
             let head = &self.out[self.start..];
             if self.apart.take().is_some_and(|apart| apart(head, bytes)) {
                 return;

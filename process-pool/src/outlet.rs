@@ -9,12 +9,13 @@
 //! Requests travel on the worker's request ring where it has shared memory ([`RingRequests`]:
 //! a copy, and a futex wake only if the worker sleeps), or on its request pipe.
 //!
-//! A batch whose inputs come to [`bulk::LARGE`] or more is not copied into the outbox: the
-//! outbox holds its frame's head, and the inputs are written later straight from their run
-//! ([`Writer::push_batch`]). A large argument so takes one copy less on its way, and the
-//! pool's lock is never held while megabytes are copied. A batch of one input that is one
-//! byte string goes as a bulk frame of its bytes, then the batch frame with a reference to
-//! them (see `codec.rs`), so the worker reads the bytes straight into its argument's vector.
+//! A batch whose inputs come to [`bulk::APART`] or more on a ring ([`bulk::LARGE`] on a pipe)
+//! is not copied into the outbox: the outbox holds its frame's head, and the inputs are
+//! written later straight from their run ([`Writer::push_batch`]). Such an argument so takes
+//! one copy less on its way, and the pool's lock is never held while megabytes are copied. A
+//! batch of one input that is one byte string goes as a bulk frame of its bytes, then the
+//! batch frame with a reference to them (see `codec.rs`), so the worker reads the bytes
+//! straight into its argument's vector.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -62,6 +63,13 @@ pub(crate) trait RequestPipe: Send + Sync {
     fn is_broken(&self) -> bool {
         false
     }
+
+    /// From how many bytes a batch's inputs are written from their run rather than copied
+    /// into the outbox (see `bulk.rs`): on a pipe, where each part costs a system call, only
+    /// from [`bulk::LARGE`].
+    fn apart_from(&self) -> usize {
+        bulk::LARGE
+    }
 }
 
 impl RequestPipe for OwnedFd {
@@ -95,6 +103,12 @@ impl RingRequests {
 }
 
 impl RequestPipe for RingRequests {
+    /// A copy into shared memory, and a wake-up only if the worker sleeps: a part more costs
+    /// little.
+    fn apart_from(&self) -> usize {
+        bulk::APART
+    }
+
     fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         let mut ring = self.lock();
         match ring.write(bytes) {
@@ -170,8 +184,8 @@ struct Splice {
 impl Writer {
     /// Appends a [`Kind::Batch`](crate::wire::Kind::Batch) frame for `items` of `run`,
     /// numbered from `first_seq` (see [`protocol::encode_batch`]). Inputs of
-    /// [`bulk::LARGE`] or more are not copied: only the frame's head is, and they are written
-    /// after it from the run.
+    /// [`RequestPipe::apart_from`] bytes or more are not copied: only the frame's head is,
+    /// and they are written after it from the run.
     pub(crate) fn push_batch(
         &mut self,
         first_seq: u64,
@@ -181,7 +195,8 @@ impl Writer {
     ) {
         let framed = run.framed(items.clone());
         let (count, job) = (items.len(), &run.job.shipped);
-        if framed.len() < bulk::LARGE {
+        let apart_from = self.request.as_deref().map_or(bulk::LARGE, RequestPipe::apart_from);
+        if framed.len() < apart_from {
             protocol::encode_batch(&mut self.outbox, first_seq, job, flags, count, framed);
             return;
         }

@@ -529,13 +529,17 @@ impl Outputs {
         sys::arm_crash_flush(&self.pending, on_memory, on_cpu_time, self.early);
         let started = self.clock.start();
         let mut sent_apart = false;
-        let (sink, fd, limit) = (&self.sink, self.fd, self.limit);
+        let (sink, fd, limit, apart_from) = (&self.sink, self.fd, self.limit, self.apart_from());
         // Only with nothing pending: the bytes go first, ahead of the frame that refers to
         // them, and nothing armed for the crash-time flush changes.
         let quiet = self.pending.is_empty();
         let mut apart = |head: &[u8], bytes: &[u8]| {
             // Not from a copy of this worker that a task forked: only the worker writes.
-            if !quiet || head.len() + bytes.len() > limit || sys::forked() {
+            if !quiet
+                || bytes.len() < apart_from
+                || head.len() + bytes.len() > limit
+                || sys::forked()
+            {
                 return false;
             }
             send_apart(sink, fd, bytes);
@@ -627,6 +631,17 @@ impl Outputs {
         }
     }
 
+    /// From how many bytes a result goes in a frame of its own, written from its own buffer
+    /// (see `bulk.rs`): on the result pipe, where that costs system calls of its own, only
+    /// from [`bulk::LARGE`].
+    #[inline]
+    fn apart_from(&self) -> usize {
+        match self.sink {
+            Results::Ring(_) => bulk::APART,
+            Results::Pipe => bulk::LARGE,
+        }
+    }
+
     /// How many bytes of pending results are worth a write.
     #[inline]
     fn flush_bytes(&self) -> usize {
@@ -669,7 +684,7 @@ impl Outputs {
         };
         // A large value is written from its own buffer, in a frame of its own after the
         // frames before it, rather than copied into `pending` (see `bulk.rs`).
-        let large = value && (sent_apart || self.scratch.len() >= bulk::LARGE);
+        let large = value && (sent_apart || self.scratch.len() >= self.apart_from());
         if large {
             self.open = None;
             self.frame_large(Meta { seq: self.seq, cost }, sent_apart);

@@ -1,6 +1,8 @@
-//! Large arguments and results (4 MiB and more) among small ones: a large argument is written
-//! to its worker straight from the buffer it was encoded in, after its batch's head and before
-//! the frames queued after it, and every task gets its own argument whole. A worker that dies
+//! Large arguments and results among small ones: from 4 KiB an argument is written to its
+//! worker straight from the buffer it was encoded in, after its batch's head and before the
+//! frames queued after it, and a result that is one byte string travels in a bulk frame of
+//! its own; every task gets its own argument and result whole (from 4 MiB, with the buffers
+//! reserved at once). A worker that dies
 //! while a large frame crosses, either way, costs only its own task: the parent is neither
 //! wedged nor handed a damaged value, also when it dies halfway through a large byte string
 //! that the parent reads straight into the vector it would hand over. (`pipe_transport.rs`
@@ -184,4 +186,41 @@ fn a_forked_copy_of_a_worker_never_sends_a_large_result() {
     let back = pool.apply(large_result_from_both_sides_of_a_fork, len).unwrap();
     assert!(back.len() == len && back.iter().enumerate().all(|(i, &b)| b == (i % 233) as u8));
     assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
+/// Bytes of item `i`'s argument: sizes on both sides of 4 KiB (from which a byte string
+/// travels apart) and of the ring's 256 KiB, in turn.
+fn around_apart(i: usize) -> Vec<u8> {
+    const SIZES: [usize; 9] = [0, 1, 4095, 4096, 4097, 10_000, 70_000, 300_000, 17];
+    (0..SIZES[i % SIZES.len()]).map(|k| ((k * 31 + i) % 251) as u8).collect()
+}
+
+fn echo(data: ByteBuf) -> ByteBuf {
+    data
+}
+
+fn echo_tagged((tag, data): (u32, ByteBuf)) -> (u32, ByteBuf) {
+    (tag + 1, data)
+}
+
+/// A `map` over byte strings on both sides of 4 KiB, alone and inside a tuple: a batch's
+/// inputs are written spliced from their run or copied, as the batch's size has it; results of
+/// one batch go in bulk frames of their own or with the others, as the worker finds its
+/// buffers; every item gets its own value back, in order, on one worker and on two.
+#[test]
+fn a_map_of_byte_strings_around_4_kib_gets_each_back_whole_and_in_order() {
+    for workers in [1, 2] {
+        let pool = ProcessPool::with_config(Config::new().workers(workers)).unwrap();
+        for round in 0..2 {
+            let sent: Vec<Vec<u8>> = (round..round + 300).map(around_apart).collect();
+            let back = pool.map(echo, sent.iter().cloned().map(ByteBuf::from)).unwrap();
+            assert!(back.iter().map(|b| b.as_slice()).eq(sent.iter().map(Vec::as_slice)));
+            let tagged =
+                sent.iter().cloned().enumerate().map(|(i, b)| (i as u32, ByteBuf::from(b)));
+            let back = pool.map(echo_tagged, tagged).unwrap();
+            for (i, ((tag, bytes), sent)) in back.iter().zip(&sent).enumerate() {
+                assert_eq!((*tag as usize, bytes.as_slice()), (i + 1, sent.as_slice()), "item {i}");
+            }
+        }
+    }
 }

@@ -317,10 +317,11 @@ pub fn drain<T: Serialize + DeserializeOwned>(consumer: &Consumer<T>) -> Vec<T> 
 }
 
 /// The sizes [`large_arguments_reach_their_tasks`] sends one after another with no wait
-/// between: small ones, and large ones (4 MiB and more, which are written to the worker
-/// straight from the buffer they were encoded in), two of them in a row.
-const ARGUMENT_SIZES: [usize; 8] =
-    [10, 5 << 20, 3, (9 << 20) + 7, 4 << 20, 0, 1 << 20, (6 << 20) + 1];
+/// between: small ones, ones from 4 KiB on (which are written to the worker straight from the
+/// buffer they were encoded in, in a bulk frame of their own) with two of them in a row, and
+/// large ones (4 MiB and more, whose buffers are reserved at once), also in a row.
+const ARGUMENT_SIZES: [usize; 12] =
+    [10, 5 << 20, 3, (9 << 20) + 7, 4 << 20, 0, 4095, 4096, 4097, 1 << 20, 70_000, (6 << 20) + 1];
 
 /// What a task says about its argument: its length and a checksum of its bytes.
 pub fn describe(data: serde_bytes::ByteBuf) -> (usize, u64) {
