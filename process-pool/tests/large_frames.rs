@@ -1,12 +1,12 @@
-//! Large arguments and results among small ones: from 4 KiB an argument is written to its
-//! worker straight from the buffer it was encoded in, after its batch's head and before the
-//! frames queued after it, and a result that is one byte string travels in a bulk frame of
-//! its own; every task gets its own argument and result whole (from 4 MiB, with the buffers
-//! reserved at once). A worker that dies
-//! while a large frame crosses, either way, costs only its own task: the parent is neither
-//! wedged nor handed a damaged value, also when it dies halfway through a large byte string
-//! that the parent reads straight into the vector it would hand over. (`pipe_transport.rs`
-//! runs the first test over pipes.)
+//! Large arguments and results among small ones: from 4 KiB on the rings (4 MiB on pipes) an
+//! argument is written to its worker straight from the buffer it was encoded in, after its
+//! batch's head and before the frames queued after it, and a result that is one byte string
+//! travels in a bulk frame of its own; every task gets its own argument and result whole
+//! (from 4 MiB, with the buffers reserved at once). A worker that dies while a large frame
+//! crosses, either way, costs only its own task: the parent is neither wedged nor handed a
+//! damaged value, also when it dies halfway through a large byte string that the parent reads
+//! straight into the vector it would hand over. (`pipe_transport.rs` runs the first test over
+//! pipes.)
 
 mod common;
 

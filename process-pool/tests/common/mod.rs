@@ -317,9 +317,9 @@ pub fn drain<T: Serialize + DeserializeOwned>(consumer: &Consumer<T>) -> Vec<T> 
 }
 
 /// The sizes [`large_arguments_reach_their_tasks`] sends one after another with no wait
-/// between: small ones, ones from 4 KiB on (which are written to the worker straight from the
-/// buffer they were encoded in, in a bulk frame of their own) with two of them in a row, and
-/// large ones (4 MiB and more, whose buffers are reserved at once), also in a row.
+/// between: small ones, ones from 4 KiB on (on the rings, written to the worker straight from
+/// the buffer they were encoded in, in a bulk frame of their own) several in a row, and large
+/// ones (4 MiB and more, whose buffers are reserved at once; so on pipes too), also in a row.
 const ARGUMENT_SIZES: [usize; 12] =
     [10, 5 << 20, 3, (9 << 20) + 7, 4 << 20, 0, 4095, 4096, 4097, 1 << 20, 70_000, (6 << 20) + 1];
 
