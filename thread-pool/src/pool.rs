@@ -254,8 +254,8 @@ impl ThreadPool {
         let watchdog = limit.map(|_| self.watchdog.clone());
         self.rayon.spawn(move || {
             POOL.with(|pool| {
-                // Every thread of the pool has it from its start; without it, dropping the
-                // completer settles the task as shut down.
+                // Set by the start handler, which rayon runs on each of the pool's threads
+                // before the thread runs any job: only the pool's threads run this.
                 if let Some(shared) = pool.get() {
                     run_spawned(shared, job, input, completer, limit, watchdog);
                     shared.tally.finish(rayon::current_thread_index());
