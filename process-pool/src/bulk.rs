@@ -57,6 +57,12 @@ pub(crate) const LARGE: usize = 4 << 20;
 /// flight did not change.
 pub(crate) const APART: usize = 4 << 10;
 
+/// From how many bytes a value takes the short way across (see [`APART`]), on a ring or not.
+#[inline]
+pub(crate) fn apart_from(on_ring: bool) -> usize {
+    if on_ring { APART } else { LARGE }
+}
+
 /// From this many bytes, a buffer asks for huge pages. Allocators map an allocation this
 /// large anew each time (glibc: every one over 32 MiB), so it is always fresh memory; a
 /// smaller one mostly reuses memory freed before, faulted in already. Measured: a 16 MiB echo

@@ -64,11 +64,11 @@ pub(crate) trait RequestPipe: Send + Sync {
         false
     }
 
-    /// From how many bytes a batch's inputs are written from their run rather than copied
-    /// into the outbox (see `bulk.rs`): on a pipe, where each part costs a system call, only
-    /// from [`bulk::LARGE`].
-    fn apart_from(&self) -> usize {
-        bulk::LARGE
+    /// Whether this is a ring, where a batch's inputs are written from their run rather than
+    /// copied into the outbox from [`bulk::APART`] bytes on; on a pipe, where each part
+    /// written costs a system call, only from [`bulk::LARGE`] (see [`bulk::apart_from`]).
+    fn on_ring(&self) -> bool {
+        false
     }
 }
 
@@ -105,8 +105,8 @@ impl RingRequests {
 impl RequestPipe for RingRequests {
     /// A copy into shared memory, and a wake-up only if the worker sleeps: a part more costs
     /// little.
-    fn apart_from(&self) -> usize {
-        bulk::APART
+    fn on_ring(&self) -> bool {
+        true
     }
 
     fn write(&self, bytes: &[u8]) -> io::Result<usize> {
@@ -184,8 +184,8 @@ struct Splice {
 impl Writer {
     /// Appends a [`Kind::Batch`](crate::wire::Kind::Batch) frame for `items` of `run`,
     /// numbered from `first_seq` (see [`protocol::encode_batch`]). Inputs of
-    /// [`RequestPipe::apart_from`] bytes or more are not copied: only the frame's head is,
-    /// and they are written after it from the run.
+    /// [`bulk::apart_from`] bytes or more (see [`RequestPipe::on_ring`]) are not copied: only
+    /// the frame's head is, and they are written after it from the run.
     pub(crate) fn push_batch(
         &mut self,
         first_seq: u64,
@@ -195,8 +195,8 @@ impl Writer {
     ) {
         let framed = run.framed(items.clone());
         let (count, job) = (items.len(), &run.job.shipped);
-        let apart_from = self.request.as_deref().map_or(bulk::LARGE, RequestPipe::apart_from);
-        if framed.len() < apart_from {
+        let on_ring = self.request.as_deref().is_some_and(RequestPipe::on_ring);
+        if framed.len() < bulk::apart_from(on_ring) {
             protocol::encode_batch(&mut self.outbox, first_seq, job, flags, count, framed);
             return;
         }

@@ -632,14 +632,11 @@ impl Outputs {
     }
 
     /// From how many bytes a result goes in a frame of its own, written from its own buffer
-    /// (see `bulk.rs`): on the result pipe, where that costs system calls of its own, only
-    /// from [`bulk::LARGE`].
+    /// ([`bulk::apart_from`]): on the result pipe, where that costs system calls of its own,
+    /// only from [`bulk::LARGE`].
     #[inline]
     fn apart_from(&self) -> usize {
-        match self.sink {
-            Results::Ring(_) => bulk::APART,
-            Results::Pipe => bulk::LARGE,
-        }
+        bulk::apart_from(matches!(self.sink, Results::Ring(_)))
     }
 
     /// How many bytes of pending results are worth a write.

@@ -393,14 +393,20 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     assert!(err.contains("never sent"), "{err}");
 }
 
-/// A request pipe that keeps what is written to it.
+/// A request pipe that keeps what is written to it, and counts the writes; `.2` makes it
+/// stand for a ring.
 #[derive(Default)]
-struct Recording(Mutex<Vec<u8>>);
+struct Recording(Mutex<Vec<u8>>, AtomicUsize, bool);
 
 impl RequestPipe for Recording {
     fn write(&self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(bytes);
+        self.1.fetch_add(1, Ordering::SeqCst);
         Ok(bytes.len())
+    }
+
+    fn on_ring(&self) -> bool {
+        self.2
     }
 }
 
@@ -697,4 +703,24 @@ fn a_task_cancelled_while_in_the_inbox_never_goes_out() {
     let state = s.lock();
     assert!(state.queue.is_empty());
     assert_eq!(state.outstanding, 0, "it is done");
+}
+
+/// An input of 4 KiB goes to a ring from the run it was encoded in, after its frame's head
+/// (two writes), and to a pipe copied into the outbox with its head (one write); the worker
+/// reads the same frame either way. A smaller one is copied on a ring too.
+#[test]
+fn an_input_from_4_kib_is_written_to_a_ring_from_its_run_and_copied_for_a_pipe() {
+    for (on_ring, len, writes) in [(true, bulk::APART, 2), (false, bulk::APART, 1), (true, 100, 1)]
+    {
+        let pipe = Arc::new(Recording(Mutex::default(), AtomicUsize::new(0), on_ring));
+        let outlet = crate::outlet::Outlet::new(pipe.clone());
+        let input: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut b = RunBuilder::new(fast_job());
+        b.push_encoded(&input);
+        let run: Arc<Run> = Arc::new(b.finish(NullSink, None, Batching::Fixed(1)));
+        outlet.lock().push_batch(5, &run, 0, 0..1);
+        outlet.flush();
+        assert_eq!(pipe.1.load(Ordering::SeqCst), writes, "ring {on_ring}, {len} bytes");
+        assert_eq!(pipe.batches(), [(5, 7, 0, vec![input])]);
+    }
 }
