@@ -1,26 +1,26 @@
 //! The worker's flusher: a thread that writes the results a long task would hold back.
 //!
 //! Single tasks of one function that waited in the pool travel to a worker in one frame, and
-//! each has its own caller: a quick task's result must not wait for a slow task after it in
-//! the frame (the slow one may even wait for it). Writing each result to the result ring as
-//! it exists does that, but costs: every result then moves the ring's positions and data
-//! between CPUs (about 90 ns of the workers' CPU and 65 ns of the joining caller's per no-op
-//! task, measured: see `README.md`). So on the ring the worker writes such a frame's results in bursts, as any
-//! other (every few kilobytes, every few microseconds of results, and at the frame's end),
-//! and this thread covers the rest: while such a frame runs, it looks every [`LOOK_EVERY`],
-//! and if the worker wrote nothing since it last looked and a task runs, it writes the
-//! results published for that task's crash-time flush (see `sys::flush_early`) to the result
-//! ring. A result then waits at most about two [`LOOK_EVERY`]s behind a long task, or behind
-//! a run of tasks that each take less than the worker's own flushes wait for but all together
-//! longer.
+//! each has its own caller: a quick task's result must not wait for a slow task after it in the
+//! frame (the slow one may even wait for it). Writing each result to the result ring as it
+//! exists does that, but costs: every result then moves the ring's positions and data between
+//! CPUs (about 90 ns of the workers' CPU and 65 ns of the joining caller's per no-op task,
+//! measured: see `README.md`). So on the ring the worker writes such a frame's results in
+//! bursts, as any other (every few kilobytes, every few microseconds of results, and at the
+//! frame's end), and this thread covers the rest: while such a frame runs, it looks every
+//! [`LOOK_EVERY`], and if the worker wrote nothing since it last looked and a task runs, it
+//! writes the results published for that task's crash-time flush (see `sys::flush_early`) to
+//! the result ring. A result then waits at most about two [`LOOK_EVERY`]s behind a long task,
+//! or behind a run of tasks that each take less than the worker's own flushes wait for but all
+//! together longer.
 //!
 //! The thread sleeps, costing nothing, while no such frame runs: the worker wakes it (one
 //! system call) when one begins and it sleeps. Once it wrote what a task held back, the task
 //! can hold back nothing more until it ends (the worker's thread runs it): the thread sleeps
-//! until then, so that a task blocked for a long time costs no wake-up a millisecond. It starts with the first such frame, with
-//! every signal blocked, so signals meant for the process reach the task's thread as before;
-//! a copy of the worker made by a task's `fork()` has no flusher (only the forking thread is
-//! copied), and writes nothing (see `Outputs::task_returned`).
+//! until then, so that a task blocked for a long time costs no wake-up a millisecond. It starts
+//! with the first such frame, with every signal blocked, so signals meant for the process reach
+//! the task's thread as before; a copy of the worker made by a task's `fork()` has no flusher
+//! (only the forking thread is copied), and writes nothing (see `Outputs::task_returned`).
 
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
@@ -58,7 +58,7 @@ pub(crate) enum Flusher {
 /// What the worker's thread and the flusher share.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// [`COVERING`] and [`ASLEEP`].
+    /// [`COVERING`], [`ASLEEP`] and [`PARKED`].
     word: AtomicU32,
     /// How many times the worker's thread wrote results.
     flushes: AtomicU64,
