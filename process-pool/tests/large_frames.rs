@@ -203,10 +203,19 @@ fn echo_tagged((tag, data): (u32, ByteBuf)) -> (u32, ByteBuf) {
     (tag + 1, data)
 }
 
-/// A `map` over byte strings on both sides of 4 KiB, alone and inside a tuple: a batch's
-/// inputs are written spliced from their run or copied, as the batch's size has it; results of
-/// one batch go in bulk frames of their own or with the others, as the worker finds its
-/// buffers; every item gets its own value back, in order, on one worker and on two.
+fn echo_vec(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+fn echo_string(text: String) -> String {
+    text
+}
+
+/// A `map` over byte strings on both sides of 4 KiB, alone (as a `ByteBuf`, a plain `Vec<u8>`
+/// and a `String`) and inside a tuple: a batch's inputs are written spliced from their run or
+/// copied, as the batch's size has it; results of one batch go in bulk frames of their own or
+/// with the others, as the worker finds its buffers; every item gets its own value back, in
+/// order, on one worker and on two.
 #[test]
 fn a_map_of_byte_strings_around_4_kib_gets_each_back_whole_and_in_order() {
     for workers in [1, 2] {
@@ -221,6 +230,12 @@ fn a_map_of_byte_strings_around_4_kib_gets_each_back_whole_and_in_order() {
             for (i, ((tag, bytes), sent)) in back.iter().zip(&sent).enumerate() {
                 assert_eq!((*tag as usize, bytes.as_slice()), (i + 1, sent.as_slice()), "item {i}");
             }
+            assert_eq!(pool.map(echo_vec, sent.clone()).unwrap(), sent);
+            let texts: Vec<String> = sent
+                .iter()
+                .map(|b| b.iter().map(|&c| char::from(b'a' + c % 26)).collect())
+                .collect();
+            assert_eq!(pool.map(echo_string, texts.clone()).unwrap(), texts);
         }
     }
 }
