@@ -41,6 +41,7 @@
 #[allow(unsafe_code)]
 mod forks;
 mod pool;
+mod queue;
 mod spawn;
 mod tally;
 mod watchdog;

@@ -10,18 +10,20 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Job, PanicScope, catch_panic, map_by_handles,
-    map_by_handles_with_progress, promise_of,
+    map_by_handles_with_progress, promise, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::forks;
+use crate::queue::Queue;
 use crate::tally::Tally;
 use crate::watchdog::Watchdog;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
-/// Submitting a task costs about as much as a rayon `spawn`; `map` runs as a rayon parallel
-/// iterator. A panic fails only its task. See the crate documentation for what threads cannot
+/// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs one
+/// allocation, which the submitting thread makes and, once it took the result, frees. `map`
+/// runs as a rayon parallel iterator. A panic fails only its task. See the crate documentation for what threads cannot
 /// do (survive a segfault, stop a hung task).
 ///
 /// # Dropping
@@ -64,8 +66,6 @@ pub struct ThreadPool {
     rayon: rayon::ThreadPool,
     shared: Arc<Shared>,
     watchdog: Arc<Watchdog>,
-    /// The record of the tasks callers submit.
-    home: Arc<Home>,
 }
 
 struct Shared {
@@ -76,6 +76,8 @@ struct Shared {
     dropped: AtomicBool,
     /// Tasks accepted and finished, for `shutdown` to wait on; submitting takes no lock.
     tally: Tally,
+    /// Submitted tasks waiting for a thread.
+    queue: Queue<Arc<dyn Run>>,
     /// The copy of the process that started the pool (see `forks.rs`).
     home: u64,
     /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
@@ -122,6 +124,7 @@ impl ThreadPool {
             closed: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
             tally: Tally::new(workers),
+            queue: Queue::new(workers),
             home: forks::fork_generation(),
             init_failures: AtomicU32::new(0),
             init_error: Mutex::new(String::new()),
@@ -133,8 +136,7 @@ impl ThreadPool {
             .start_handler(move |_| POOL.with(|pool| drop(pool.set(theirs.clone()))))
             .build()
             .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
-        let home = Arc::new(Home(shared.home));
-        Ok(ThreadPool { rayon, shared, watchdog: Arc::default(), home })
+        Ok(ThreadPool { rayon, shared, watchdog: Arc::default() })
     }
 
     /// The pool's settings.
@@ -142,35 +144,10 @@ impl ThreadPool {
         &self.shared.config
     }
 
-    /// A handle and its completer for one task submitted by the caller, with the pool's
-    /// [`Home`] as its record.
-    fn promise<R>(&self) -> (Completer<R>, TaskHandle<R>) {
-        let record: Weak<dyn Cancel> = Arc::downgrade(&self.home) as Weak<Home>;
-        promise_of(record)
-    }
-
     /// Whether the pool takes no more work: it was closed, or this is a copy of the process
     /// that started it, made by `fork()`, where its threads do not exist.
     fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) || self.shared.copied()
-    }
-}
-
-/// The record of every task a caller submits, for [`promise_of`]: which copy of the process
-/// started the pool. Apart from [`Shared`], which the pool's threads touch on every task, so
-/// that a caller's submit and join count references on a line nobody else writes.
-struct Home(u64);
-
-impl Cancel for Home {
-    /// Nothing to stop: a task checks whether it was cancelled before it starts, and one that
-    /// runs is not interrupted.
-    fn cancel(&self) {}
-
-    /// Fails a task joined in a copy of the process made by `fork()` with
-    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. Nothing
-    /// to do otherwise.
-    fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
-        if forks::fork_generation() != self.0 { Err(TaskError::ShutDown) } else { Ok(()) }
     }
 }
 
@@ -221,7 +198,7 @@ impl Execute for ThreadPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.start(job.clone(), input, completer, timeout);
+        self.start(Work::new(job.clone(), input, timeout), Promise::Given(completer));
     }
 }
 
@@ -234,47 +211,165 @@ impl<J> AsRef<J> for Owned<J> {
     }
 }
 
-impl ThreadPool {
-    /// Runs `job` (shared with other tasks, or owned by this one) on a pool thread.
-    fn start<J: Job>(
-        &self,
-        job: impl AsRef<J> + Send + 'static,
-        input: J::Input,
-        completer: Completer<J::Output>,
-        timeout: Option<Duration>,
-    ) {
-        let shared = &*self.shared;
-        shared.tally.accept();
-        if shared.closed.load(Ordering::SeqCst) || shared.copied() {
-            // Dropping the completer settles the task as shut down.
-            shared.tally.finish(None);
-            return;
-        }
-        let limit = timeout.or(shared.config.get_timeout());
-        let watchdog = limit.map(|_| self.watchdog.clone());
-        self.rayon.spawn(move || {
-            POOL.with(|pool| {
-                // Set by the start handler, which rayon runs on each of the pool's threads
-                // before the thread runs any job: only the pool's threads run this.
-                if let Some(shared) = pool.get() {
-                    run_spawned(shared, job, input, completer, limit, watchdog);
-                    shared.tally.finish(rayon::current_thread_index());
-                }
-            });
-        });
+/// Where a task's outcome goes.
+enum Promise<R> {
+    /// A new handle, for the caller of `submit`, whose record is the task's [`Queued`].
+    New,
+    /// A completer made by whoever called [`Execute::execute`].
+    Given(Completer<R>),
+}
+
+/// One task: its job (shared with other tasks, or owned by this one) and argument, and the
+/// limit it runs under.
+struct Work<A, J: Job> {
+    job: A,
+    input: J::Input,
+    /// The task's own limit; the pool's, if it has none, is added as it is queued.
+    limit: Option<Duration>,
+    /// What enforces the limit, if there is one; added as the task is queued.
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+impl<A: AsRef<J>, J: Job> Work<A, J> {
+    fn new(job: A, input: J::Input, limit: Option<Duration>) -> Self {
+        Work { job, input, limit, watchdog: None }
     }
 }
 
-/// Runs a task [`ThreadPool::start`] spawned, on a thread of `shared`'s pool, and settles
-/// its handle: unless the pool was dropped or the task cancelled meanwhile; with a deadline
-/// if it has a time `limit`.
-fn run_spawned<J: Job>(
+impl ThreadPool {
+    /// Submits one task of the caller's, with its own time `limit` if it has one.
+    fn submit_one<J: Job>(
+        &self,
+        job: Owned<J>,
+        input: J::Input,
+        limit: Option<Duration>,
+    ) -> TaskHandle<J::Output> {
+        // `start` returns the handle a new promise asks for; a handle settled as shut down
+        // stands in should it not.
+        self.start(Work::new(job, input, limit), Promise::New)
+            .unwrap_or_else(|| promise::<J::Output>().1)
+    }
+
+    /// Queues `work` for the pool's threads, and starts a thread draining the queue if one
+    /// more may. Returns the new handle if `to` asked for one.
+    fn start<A, J>(&self, work: Work<A, J>, to: Promise<J::Output>) -> Option<TaskHandle<J::Output>>
+    where
+        A: AsRef<J> + Send + 'static,
+        J: Job,
+    {
+        let shared = &*self.shared;
+        shared.tally.accept();
+        if shared.closed.load(Ordering::SeqCst) || shared.copied() {
+            shared.tally.finish(None);
+            // Dropping the completer settles the task as shut down.
+            return match to {
+                Promise::New => Some(promise::<J::Output>().1),
+                Promise::Given(_) => None,
+            };
+        }
+        let limit = work.limit.or(shared.config.get_timeout());
+        let watchdog = limit.map(|_| self.watchdog.clone());
+        let (record, handle) = Queued::record(shared.home, Work { limit, watchdog, ..work }, to);
+        if shared.queue.push(record) {
+            self.rayon.spawn(|| {
+                POOL.with(|pool| {
+                    // Set by the start handler, which rayon runs on each of the pool's threads
+                    // before the thread runs any job: only the pool's threads run this.
+                    if let Some(shared) = pool.get() {
+                        shared.queue.drain(|task| {
+                            task.run(shared);
+                            shared.tally.finish(rayon::current_thread_index());
+                        });
+                    }
+                });
+            });
+        }
+        handle
+    }
+}
+
+/// A queued task, as the pool's threads run it.
+trait Run: Send + Sync {
+    /// Runs the task on a thread of `shared`'s pool and settles its handle.
+    fn run(self: Arc<Self>, shared: &Shared);
+}
+
+/// The record of one queued task: what it runs, and the handle's record (see
+/// [`Completer::on_cancel_of`]) when the task came from `submit`, so that the submitter, who
+/// allocated it, frees it too when it takes the outcome (see `queue.rs` for why that
+/// matters), and a join in a copy of the process made by `fork()` fails rather than waits.
+struct Queued<A, J: Job> {
+    /// The copy of the process that submitted the task (see `forks.rs`).
+    home: u64,
+    /// Taken by the thread that runs the task.
+    task: Mutex<Option<Ready<A, J>>>,
+}
+
+/// A queued task's work and where its outcome goes.
+type Ready<A, J> = (Work<A, J>, Completer<<J as Job>::Output>);
+
+impl<A, J> Queued<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    /// The record of `work`, and a new handle if `to` asks for one.
+    fn record(
+        home: u64,
+        work: Work<A, J>,
+        to: Promise<J::Output>,
+    ) -> (Arc<dyn Run>, Option<TaskHandle<J::Output>>) {
+        let mut handle = None;
+        let record = match to {
+            Promise::Given(completer) => {
+                Arc::new(Queued { home, task: Mutex::new(Some((work, completer))) })
+            }
+            Promise::New => Arc::new_cyclic(|record: &Weak<Self>| {
+                let (completer, new) = promise_of::<J::Output>(record.clone());
+                handle = Some(new);
+                Queued { home, task: Mutex::new(Some((work, completer))) }
+            }),
+        };
+        (record, handle)
+    }
+}
+
+impl<A, J> Run for Queued<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    fn run(self: Arc<Self>, shared: &Shared) {
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((work, completer)) = task {
+            run_queued(shared, work, completer);
+        }
+    }
+}
+
+impl<A, J> Cancel for Queued<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    /// Nothing to stop: a task checks whether it was cancelled before it starts, and one that
+    /// runs is not interrupted.
+    fn cancel(&self) {}
+
+    /// Fails a task joined in a copy of the process made by `fork()` with
+    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. Nothing
+    /// to do otherwise.
+    fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
+        if forks::fork_generation() != self.home { Err(TaskError::ShutDown) } else { Ok(()) }
+    }
+}
+
+/// Runs a queued task on a thread of `shared`'s pool and settles its handle: unless the pool
+/// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit.
+fn run_queued<A: AsRef<J>, J: Job>(
     shared: &Shared,
-    job: impl AsRef<J>,
-    input: J::Input,
+    Work { job, input, limit, watchdog }: Work<A, J>,
     completer: Completer<J::Output>,
-    limit: Option<Duration>,
-    watchdog: Option<Arc<Watchdog>>,
 ) {
     if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
         match (limit, watchdog) {
@@ -311,9 +406,7 @@ impl Pool for ThreadPool {
 
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = self.promise();
-        self.start(Owned(task.into_job()), input, completer, None);
-        handle
+        self.submit_one(Owned(task.into_job()), input, None)
     }
 
     fn submit_timeout<M, T: IntoTask<M>>(
@@ -323,9 +416,7 @@ impl Pool for ThreadPool {
         limit: Duration,
     ) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = self.promise();
-        self.start(Owned(task.into_job()), input, completer, Some(limit));
-        handle
+        self.submit_one(Owned(task.into_job()), input, Some(limit))
     }
 
     fn shutdown(&self) {

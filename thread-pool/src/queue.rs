@@ -1,0 +1,184 @@
+//! [`Queue`]: the pool's own queue of submitted tasks, and the rule for how many of rayon's
+//! threads drain it.
+//!
+//! A rayon `spawn` per task boxes the task, and the pool thread that runs it frees the box:
+//! memory one thread allocates and another frees, for every task. A thread-caching allocator
+//! (glibc's) then finds the submitter's cache always empty and the pool threads' caches
+//! always full, and sends both through the arena's lock; rayon also counts every spawn on a
+//! line all its threads write. Here a submit pushes onto this queue, and a rayon job, a
+//! *drainer*, is spawned only while fewer drainers run than the pool has threads. A drainer
+//! runs tasks until the queue stays empty for [`LINGER`], so a burst of submits costs a push
+//! each and a rayon spawn for the first few.
+//!
+//! No task is left behind: a submitter pushes and then looks at the count of drainers, and a
+//! drainer that leaves lowers the count and then looks at the queue (both sequentially
+//! consistent). So either the submitter sees the lowered count and starts a drainer, or the
+//! leaving drainer sees the task and stays.
+
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Steal};
+
+/// How long a drainer that found the queue empty keeps looking before it leaves: long
+/// enough to bridge the gaps between a caller's submits and a round trip's next task (a
+/// drainer that left costs the next submit a rayon spawn and, if its thread slept, a
+/// wake-up), short enough that an idle pool stops spending CPU at once.
+const LINGER: Duration = Duration::from_micros(20);
+
+/// Tasks waiting for a pool thread, and how many drainers run.
+pub(crate) struct Queue<T> {
+    tasks: Injector<T>,
+    drainers: AtomicUsize,
+    /// The most drainers at once: the pool's threads.
+    most: usize,
+}
+
+impl<T> Queue<T> {
+    /// An empty queue drained by at most `most` drainers at once.
+    pub(crate) fn new(most: usize) -> Self {
+        Queue { tasks: Injector::new(), drainers: AtomicUsize::new(0), most: most.max(1) }
+    }
+
+    /// Queues `task`. Returns whether the caller must start a drainer, which then calls
+    /// [`Queue::drain`]: fewer than the most were running, and this call counted the new one.
+    #[must_use]
+    pub(crate) fn push(&self, task: T) -> bool {
+        self.tasks.push(task);
+        // The push before the count's load: see the module's notes.
+        fence(Ordering::SeqCst);
+        self.claim()
+    }
+
+    /// Counts one more drainer, unless the most already run.
+    fn claim(&self) -> bool {
+        let mut running = self.drainers.load(Ordering::SeqCst);
+        while running < self.most {
+            match self.drainers.compare_exchange_weak(
+                running,
+                running + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => running = now,
+            }
+        }
+        false
+    }
+
+    /// What a drainer does: runs queued tasks with `run` until the queue stays empty for
+    /// [`LINGER`], then leaves (returns), unless a task came in as it left.
+    pub(crate) fn drain(&self, mut run: impl FnMut(T)) {
+        loop {
+            while let Some(task) = self.pop() {
+                run(task);
+            }
+            if self.linger() {
+                continue;
+            }
+            self.drainers.fetch_sub(1, Ordering::SeqCst);
+            // The count's change before the queue's load: see the module's notes.
+            fence(Ordering::SeqCst);
+            if self.tasks.is_empty() || !self.claim() {
+                return;
+            }
+        }
+    }
+
+    /// The next task, if any.
+    fn pop(&self) -> Option<T> {
+        loop {
+            match self.tasks.steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// Waits up to [`LINGER`] for a task; returns whether one came. Yields the CPU while it
+    /// waits: on a machine with as many threads as CPUs, the submitter may need this one.
+    fn linger(&self) -> bool {
+        let start = Instant::now();
+        loop {
+            if !self.tasks.is_empty() {
+                return true;
+            }
+            if start.elapsed() >= LINGER {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn only_as_many_drainers_start_as_the_queue_allows() {
+        let queue = Queue::new(2);
+        assert!(queue.push(1));
+        assert!(queue.push(2));
+        assert!(!queue.push(3), "a third drainer while two run");
+        let mut ran = Vec::new();
+        queue.drain(|t| ran.push(t));
+        assert_eq!(ran, [1, 2, 3]);
+        // One drainer left; one is still counted, so one more may start.
+        assert!(queue.push(4));
+        assert!(!queue.push(5));
+    }
+
+    #[test]
+    fn a_drainer_that_leaves_lets_the_next_push_start_another() {
+        let queue = Queue::new(1);
+        assert!(queue.push(1));
+        let mut ran = Vec::new();
+        queue.drain(|t| ran.push(t));
+        assert!(queue.push(2), "the drainer left: the next push must start one");
+        queue.drain(|t| ran.push(t));
+        assert_eq!(ran, [1, 2]);
+    }
+
+    /// Many submitters and drainers that come and go: every task runs exactly once, and
+    /// whenever a push says no drainer is needed, one that runs then sees the task.
+    #[test]
+    fn every_task_pushed_while_drainers_come_and_go_runs_exactly_once() {
+        const PER_THREAD: u64 = 20_000;
+        let queue = Arc::new(Queue::new(2));
+        let sum = Arc::new(AtomicU64::new(0));
+        let count = Arc::new(AtomicU64::new(0));
+        let drainers = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let (queue, sum, count, drainers) = (&queue, &sum, &count, &drainers);
+                s.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        if queue.push(t * PER_THREAD + i) {
+                            let (queue, sum, count) = (queue.clone(), sum.clone(), count.clone());
+                            let drainer = std::thread::spawn(move || {
+                                queue.drain(|task| {
+                                    sum.fetch_add(task, Ordering::Relaxed);
+                                    count.fetch_add(1, Ordering::Relaxed);
+                                });
+                            });
+                            drainers.lock().unwrap().push(drainer);
+                        }
+                    }
+                });
+            }
+        });
+        for drainer in drainers.into_inner().unwrap() {
+            drainer.join().unwrap();
+        }
+        let n = 3 * PER_THREAD;
+        assert_eq!(count.load(Ordering::Relaxed), n, "tasks run");
+        assert_eq!(sum.load(Ordering::Relaxed), n * (n - 1) / 2, "each task once");
+        assert!(queue.tasks.is_empty());
+        assert_eq!(queue.drainers.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,75 @@
+//! The pool's queue of submitted tasks: every task runs once, whoever submits it, and a task
+//! that blocks one thread holds up nothing queued behind it while another thread is free.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use taskpool_thread::{Pool, TaskError, ThreadPool};
+
+/// Whether the blocking task started, and whether it may return.
+static GATE: Mutex<(bool, bool)> = Mutex::new((false, false));
+static GATE_CHANGED: Condvar = Condvar::new();
+
+/// Says it started, then waits until the test lets it return.
+fn wait_at_the_gate(x: u64) -> String {
+    let mut gate = GATE.lock().unwrap();
+    gate.0 = true;
+    GATE_CHANGED.notify_all();
+    while !gate.1 {
+        gate = GATE_CHANGED.wait(gate).unwrap();
+    }
+    format!("{x}")
+}
+
+/// `2 * x`, and the name of the thread that ran it.
+fn double(x: u64) -> (u64, String) {
+    (2 * x, std::thread::current().name().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn tasks_queued_behind_a_blocked_task_run_on_the_pools_other_thread() {
+    let pool = ThreadPool::new(2).unwrap();
+    let mut blocked = pool.submit(wait_at_the_gate, 7);
+    drop(GATE_CHANGED.wait_while(GATE.lock().unwrap(), |gate| !gate.0).unwrap());
+    let handles: Vec<_> = (0..200).map(|x| pool.submit(double, x)).collect();
+    let mut threads = std::collections::HashSet::new();
+    for (x, mut handle) in (0..200).zip(handles) {
+        // A task stuck behind the blocked one fails here rather than hangs.
+        match handle.join_timeout(Duration::from_secs(30)) {
+            Ok((doubled, thread)) => {
+                assert_eq!(doubled, 2 * x);
+                threads.insert(thread);
+            }
+            Err(TaskError::TimedOut { .. }) => panic!("task {x} waited behind the blocked one"),
+            Err(e) => panic!("task {x} failed: {e}"),
+        }
+    }
+    // The blocked task holds one of the two threads: the other ran them all.
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    *GATE.lock().unwrap() = (true, true);
+    GATE_CHANGED.notify_all();
+    assert_eq!(blocked.join_timeout(Duration::from_secs(30)).unwrap(), "7");
+}
+
+#[test]
+fn every_task_of_bursts_from_several_threads_runs_once_with_its_own_result() {
+    const SUBMITTERS: u64 = 4;
+    const EACH: u64 = 5_000;
+    let pool = ThreadPool::new(2).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..SUBMITTERS {
+            let pool = &pool;
+            s.spawn(move || {
+                for round in 0..3 {
+                    let first = (t * 3 + round) * EACH;
+                    let handles: Vec<_> =
+                        (first..first + EACH).map(|x| (x, pool.submit(double, x))).collect();
+                    for (x, handle) in handles {
+                        assert_eq!(handle.join().unwrap().0, 2 * x);
+                    }
+                }
+            });
+        }
+    });
+    pool.shutdown();
+}
