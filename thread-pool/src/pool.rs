@@ -32,6 +32,14 @@ use crate::watchdog::Watchdog;
 /// returns at once; tasks already running finish on their threads in the background, since
 /// threads cannot be killed. Call [`Pool::shutdown`] first to wait for everything submitted.
 ///
+/// # Tasks that submit tasks
+///
+/// A task may submit tasks to its own pool and join them, as deep as it likes, on a pool of
+/// any size: a task joined on one of the pool's threads before any thread took it runs right
+/// there, inside the join, so the pool's threads never all wait for each other. (A join with
+/// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
+/// while running another task.)
+///
 /// # A program that forks
 ///
 /// A copy of the program made by `fork()` inherits the pool's memory but not its threads.
@@ -269,17 +277,14 @@ impl ThreadPool {
         }
         let limit = work.limit.or(shared.config.get_timeout());
         let watchdog = limit.map(|_| self.watchdog.clone());
-        let (record, handle) = Queued::record(shared.home, Work { limit, watchdog, ..work }, to);
+        let (record, handle) = Queued::record(&self.shared, Work { limit, watchdog, ..work }, to);
         if shared.queue.push(record) {
             self.rayon.spawn(|| {
                 POOL.with(|pool| {
                     // Set by the start handler, which rayon runs on each of the pool's threads
                     // before the thread runs any job: only the pool's threads run this.
                     if let Some(shared) = pool.get() {
-                        shared.queue.drain(|task| {
-                            task.run(shared);
-                            shared.tally.finish(rayon::current_thread_index());
-                        });
+                        shared.queue.drain(|task| task.run(shared));
                     }
                 });
             });
@@ -290,8 +295,9 @@ impl ThreadPool {
 
 /// A queued task, as the pool's threads run it.
 trait Run: Send + Sync {
-    /// Runs the task on a thread of `shared`'s pool and settles its handle.
-    fn run(self: Arc<Self>, shared: &Shared);
+    /// Runs the task on a thread of `shared`'s pool, settles its handle and counts it
+    /// finished; unless it already ran (see [`Queued::help_wait`]).
+    fn run(&self, shared: &Shared);
 }
 
 /// The record of one queued task: what it runs, and the handle's record (see
@@ -301,6 +307,8 @@ trait Run: Send + Sync {
 struct Queued<A, J: Job> {
     /// The copy of the process that submitted the task (see `forks.rs`).
     home: u64,
+    /// Which pool the task is queued in: the address of its [`Shared`], compared only.
+    pool: usize,
     /// Taken by the thread that runs the task.
     task: Mutex<Option<Ready<A, J>>>,
 }
@@ -315,19 +323,20 @@ where
 {
     /// The record of `work`, and a new handle if `to` asks for one.
     fn record(
-        home: u64,
+        shared: &Arc<Shared>,
         work: Work<A, J>,
         to: Promise<J::Output>,
     ) -> (Arc<dyn Run>, Option<TaskHandle<J::Output>>) {
+        let (home, pool) = (shared.home, Arc::as_ptr(shared) as usize);
         let mut handle = None;
         let record = match to {
             Promise::Given(completer) => {
-                Arc::new(Queued { home, task: Mutex::new(Some((work, completer))) })
+                Arc::new(Queued { home, pool, task: Mutex::new(Some((work, completer))) })
             }
             Promise::New => Arc::new_cyclic(|record: &Weak<Self>| {
                 let (completer, new) = promise_of::<J::Output>(record.clone());
                 handle = Some(new);
-                Queued { home, task: Mutex::new(Some((work, completer))) }
+                Queued { home, pool, task: Mutex::new(Some((work, completer))) }
             }),
         };
         (record, handle)
@@ -339,10 +348,11 @@ where
     A: AsRef<J> + Send + 'static,
     J: Job,
 {
-    fn run(self: Arc<Self>, shared: &Shared) {
+    fn run(&self, shared: &Shared) {
         let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some((work, completer)) = task {
             run_queued(shared, work, completer);
+            shared.tally.finish(rayon::current_thread_index());
         }
     }
 }
@@ -357,10 +367,28 @@ where
     fn cancel(&self) {}
 
     /// Fails a task joined in a copy of the process made by `fork()` with
-    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. Nothing
-    /// to do otherwise.
-    fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
-        if forks::fork_generation() != self.home { Err(TaskError::ShutDown) } else { Ok(()) }
+    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. On a
+    /// thread of the task's own pool, a join without a deadline runs the task right there if
+    /// no thread took it yet: a task that joins tasks it submitted to its own pool never
+    /// waits for a thread that it holds itself, and runs them one inside the other, as deep
+    /// as the tasks nest (the queue's copy is skipped when its turn comes).
+    fn help_wait(
+        &self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<(), TaskError> {
+        if forks::fork_generation() != self.home {
+            return Err(TaskError::ShutDown);
+        }
+        if deadline.is_none() {
+            POOL.with(|pool| match pool.get() {
+                Some(shared) if Arc::as_ptr(shared) as usize == self.pool && !done() => {
+                    self.run(shared);
+                }
+                _ => {}
+            });
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
-//! The pool's queue of submitted tasks: every task runs once, whoever submits it, and a task
-//! that blocks one thread holds up nothing queued behind it while another thread is free.
+//! The pool's queue of submitted tasks: every task runs once, whoever submits it; a task
+//! that blocks one thread holds up nothing queued behind it while another thread is free; and
+//! a task that joins tasks it submitted to its own pool runs them itself if no thread is free.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use taskpool_thread::{Pool, TaskError, ThreadPool};
@@ -72,4 +73,32 @@ fn every_task_of_bursts_from_several_threads_runs_once_with_its_own_result() {
         }
     });
     pool.shutdown();
+}
+
+/// The pools the recursive tasks below submit to, by size.
+static POOLS: [OnceLock<ThreadPool>; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// Fibonacci number `n` of a pool of `workers`, each call above the smallest submitting
+/// both halves to the same pool and joining them: every thread of the pool ends up joining.
+fn fib_on((workers, n): (usize, u64)) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let pool = POOLS[workers - 1].get().expect("the test starts the pool first");
+    let left = pool.submit(fib_on, (workers, n - 1));
+    let right = pool.submit(fib_on, (workers, n - 2));
+    left.join().unwrap() + right.join().unwrap()
+}
+
+#[test]
+fn a_task_that_joins_tasks_it_submitted_to_its_own_pool_finishes_on_one_thread_and_on_two() {
+    for workers in [1, 2] {
+        let pool = POOLS[workers - 1].get_or_init(|| ThreadPool::new(workers).unwrap());
+        let mut handle = pool.submit(fib_on, (workers, 16));
+        // Without help the pool's threads would all wait on each other: fail rather than hang.
+        match handle.join_timeout(Duration::from_secs(60)) {
+            Ok(value) => assert_eq!(value, 987, "{workers} workers"),
+            Err(e) => panic!("{workers} workers: {e}"),
+        }
+    }
 }
