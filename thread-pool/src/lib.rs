@@ -39,6 +39,8 @@
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
+mod cpu;
+#[allow(unsafe_code)]
 mod forks;
 mod pool;
 mod queue;

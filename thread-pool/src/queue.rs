@@ -14,11 +14,16 @@
 //! drainer that leaves lowers the count and then looks at the queue (both sequentially
 //! consistent). So either the submitter sees the lowered count and starts a drainer, or the
 //! leaving drainer sees the task and stays.
+//!
+//! A drainer that keeps waiting for tasks submitted from its own CPU moves to another
+//! (`cpu.rs`): a submit records the CPU it ran on.
 
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal};
+
+use crate::cpu::{self, Crowding};
 
 /// How long a drainer that found the queue empty keeps looking before it leaves: long
 /// enough to bridge the gaps between a caller's submits and a round trip's next task (a
@@ -32,18 +37,26 @@ pub(crate) struct Queue<T> {
     drainers: AtomicUsize,
     /// The most drainers at once: the pool's threads.
     most: usize,
+    /// The CPU the last submit ran on, `usize::MAX` if not known.
+    submitted_on: AtomicUsize,
 }
 
 impl<T> Queue<T> {
     /// An empty queue drained by at most `most` drainers at once.
     pub(crate) fn new(most: usize) -> Self {
-        Queue { tasks: Injector::new(), drainers: AtomicUsize::new(0), most: most.max(1) }
+        Queue {
+            tasks: Injector::new(),
+            drainers: AtomicUsize::new(0),
+            most: most.max(1),
+            submitted_on: AtomicUsize::new(usize::MAX),
+        }
     }
 
     /// Queues `task`. Returns whether the caller must start a drainer, which then calls
     /// [`Queue::drain`]: fewer than the most were running, and this call counted the new one.
     #[must_use]
     pub(crate) fn push(&self, task: T) -> bool {
+        self.submitted_on.store(cpu::current().unwrap_or(usize::MAX), Ordering::Relaxed);
         self.tasks.push(task);
         // The push before the count's load: see the module's notes.
         fence(Ordering::SeqCst);
@@ -70,11 +83,14 @@ impl<T> Queue<T> {
     /// What a drainer does: runs queued tasks with `run` until the queue stays empty for
     /// [`LINGER`], then leaves (returns), unless a task came in as it left.
     pub(crate) fn drain(&self, mut run: impl FnMut(T)) {
+        let mut crowding = Crowding::default();
         loop {
             while let Some(task) = self.pop() {
                 run(task);
             }
             if self.linger() {
+                let from = self.submitted_on.load(Ordering::Relaxed);
+                crowding.note((from != usize::MAX).then_some(from), self.most);
                 continue;
             }
             self.drainers.fetch_sub(1, Ordering::SeqCst);
