@@ -1,8 +1,10 @@
 //! The pool's queue of submitted tasks: every task runs once, whoever submits it; a task
 //! that blocks one thread holds up nothing queued behind it while another thread is free; and
-//! a task that joins tasks it submitted to its own pool runs them itself if no thread is free.
+//! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
+//! and two tasks submitted at once run at once on a pool of two, whatever its threads were
+//! doing.
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use taskpool_thread::{Pool, TaskError, ThreadPool};
@@ -99,6 +101,38 @@ fn a_task_that_joins_tasks_it_submitted_to_its_own_pool_finishes_on_one_thread_a
         match handle.join_timeout(Duration::from_secs(60)) {
             Ok(value) => assert_eq!(value, 987, "{workers} workers"),
             Err(e) => panic!("{workers} workers: {e}"),
+        }
+    }
+}
+
+/// Met by two tasks at a time.
+static PAIR: Barrier = Barrier::new(2);
+
+/// Returns once another task reached the same point: it finishes only if two run at once.
+fn meet(x: u64) -> u64 {
+    PAIR.wait();
+    x
+}
+
+fn noop(x: u64) -> u64 {
+    x
+}
+
+/// Right after a round trip a thread waits for the next task, and the pool may hold fewer
+/// running drainers than threads: two tasks submitted then must still run on both at once.
+#[test]
+fn two_tasks_submitted_right_after_a_round_trip_run_at_once_on_a_pool_of_two() {
+    let pool = ThreadPool::new(2).unwrap();
+    for round in 0..300 {
+        assert_eq!(pool.apply(noop, round).unwrap(), round);
+        let mut first = pool.submit(meet, 2 * round);
+        let mut second = pool.submit(meet, 2 * round + 1);
+        // Run one after the other, each would wait at the barrier forever: fail rather than hang.
+        for (handle, x) in [(&mut first, 2 * round), (&mut second, 2 * round + 1)] {
+            match handle.join_timeout(Duration::from_secs(30)) {
+                Ok(value) => assert_eq!(value, x),
+                Err(e) => panic!("round {round}: task {x}: {e}"),
+            }
         }
     }
 }
