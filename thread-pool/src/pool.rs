@@ -236,26 +236,30 @@ struct Work<A, J: Job> {
     limit: Option<Duration>,
     /// What enforces the limit, if there is one; added as the task is queued.
     watchdog: Option<Arc<Watchdog>>,
+    /// Whether the submitter waits for it at once (`apply`).
+    awaited: bool,
 }
 
 impl<A: AsRef<J>, J: Job> Work<A, J> {
     fn new(job: A, input: J::Input, limit: Option<Duration>) -> Self {
-        Work { job, input, limit, watchdog: None }
+        Work { job, input, limit, watchdog: None, awaited: false }
     }
 }
 
 impl ThreadPool {
-    /// Submits one task of the caller's, with its own time `limit` if it has one.
+    /// Submits one task of the caller's, with its own time `limit` if it has one, which the
+    /// caller waits for at once if `awaited`.
     fn submit_one<J: Job>(
         &self,
         job: Owned<J>,
         input: J::Input,
         limit: Option<Duration>,
+        awaited: bool,
     ) -> TaskHandle<J::Output> {
+        let work = Work { awaited, ..Work::new(job, input, limit) };
         // `start` returns the handle a new promise asks for; a handle settled as shut down
         // stands in should it not.
-        self.start(Work::new(job, input, limit), Promise::New)
-            .unwrap_or_else(|| promise::<J::Output>().1)
+        self.start(work, Promise::New).unwrap_or_else(|| promise::<J::Output>().1)
     }
 
     /// Queues `work` for the pool's threads, and starts a thread draining the queue if one
@@ -277,8 +281,9 @@ impl ThreadPool {
         }
         let limit = work.limit.or(shared.config.get_timeout());
         let watchdog = limit.map(|_| self.watchdog.clone());
+        let awaited = work.awaited;
         let (record, handle) = Queued::record(&self.shared, Work { limit, watchdog, ..work }, to);
-        if shared.queue.push(record) {
+        if shared.queue.push(record, awaited) {
             self.rayon.spawn(|| {
                 POOL.with(|pool| {
                     // Set by the start handler, which rayon runs on each of the pool's threads
@@ -396,7 +401,7 @@ where
 /// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit.
 fn run_queued<A: AsRef<J>, J: Job>(
     shared: &Shared,
-    Work { job, input, limit, watchdog }: Work<A, J>,
+    Work { job, input, limit, watchdog, .. }: Work<A, J>,
     completer: Completer<J::Output>,
 ) {
     if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
@@ -432,9 +437,15 @@ impl Pool for ThreadPool {
         self.rayon.current_num_threads()
     }
 
+    fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
+        let () = <T::Job as Job>::PORTABLE;
+        // Marked as waited for: a pool thread watches closely for the next task.
+        self.submit_one(Owned(task.into_job()), input, None, true).join()
+    }
+
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_one(Owned(task.into_job()), input, None)
+        self.submit_one(Owned(task.into_job()), input, None, false)
     }
 
     fn submit_timeout<M, T: IntoTask<M>>(
@@ -444,7 +455,7 @@ impl Pool for ThreadPool {
         limit: Duration,
     ) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_one(Owned(task.into_job()), input, Some(limit))
+        self.submit_one(Owned(task.into_job()), input, Some(limit), false)
     }
 
     fn shutdown(&self) {

@@ -18,7 +18,7 @@
 //! A drainer that keeps waiting for tasks submitted from its own CPU moves to another
 //! (`cpu.rs`): a submit records the CPU it ran on.
 
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal};
@@ -31,6 +31,11 @@ use crate::cpu::{self, Crowding};
 /// wake-up), short enough that an idle pool stops spending CPU at once.
 const LINGER: Duration = Duration::from_micros(20);
 
+/// Checks of the queue a drainer that found it empty makes without yielding, before it waits
+/// yielding: a round trip's next task comes within them when the submitter runs on another
+/// CPU, and is then taken without a system call.
+const TIGHT_CHECKS: u32 = 8;
+
 /// Tasks waiting for a pool thread, and how many drainers run.
 pub(crate) struct Queue<T> {
     tasks: Injector<T>,
@@ -39,6 +44,8 @@ pub(crate) struct Queue<T> {
     most: usize,
     /// The CPU the last submit ran on, `usize::MAX` if not known.
     submitted_on: AtomicUsize,
+    /// Whether the last submitter waits for its task at once (`apply`).
+    awaited: AtomicBool,
 }
 
 impl<T> Queue<T> {
@@ -49,14 +56,17 @@ impl<T> Queue<T> {
             drainers: AtomicUsize::new(0),
             most: most.max(1),
             submitted_on: AtomicUsize::new(usize::MAX),
+            awaited: AtomicBool::new(false),
         }
     }
 
-    /// Queues `task`. Returns whether the caller must start a drainer, which then calls
-    /// [`Queue::drain`]: fewer than the most were running, and this call counted the new one.
+    /// Queues `task`, which its submitter waits for at once if `awaited`. Returns whether the
+    /// caller must start a drainer, which then calls [`Queue::drain`]: fewer than the most
+    /// were running, and this call counted the new one.
     #[must_use]
-    pub(crate) fn push(&self, task: T) -> bool {
+    pub(crate) fn push(&self, task: T, awaited: bool) -> bool {
         self.submitted_on.store(cpu::current().unwrap_or(usize::MAX), Ordering::Relaxed);
+        self.awaited.store(awaited, Ordering::Relaxed);
         self.tasks.push(task);
         // The push before the count's load: see the module's notes.
         fence(Ordering::SeqCst);
@@ -116,6 +126,20 @@ impl<T> Queue<T> {
     /// Waits up to [`LINGER`] for a task; returns whether one came. Yields the CPU while it
     /// waits: on a machine with as many threads as CPUs, the submitter may need this one.
     fn linger(&self) -> bool {
+        // Only while the submitter waits for each task, and not on its CPU, which it would
+        // keep from submitting: in a burst, a drainer that takes each task the moment it is
+        // queued reads every slot while the submitter writes the next one on the same line.
+        let tight = self.awaited.load(Ordering::Relaxed)
+            && cpu::current() != Some(self.submitted_on.load(Ordering::Relaxed));
+        for check in 0..if tight { TIGHT_CHECKS } else { 0 } {
+            if !self.tasks.is_empty() {
+                return true;
+            }
+            // Ever longer between checks: each reads the line the submitter writes.
+            for _ in 0..1u32 << check {
+                std::hint::spin_loop();
+            }
+        }
         let start = Instant::now();
         loop {
             if !self.tasks.is_empty() {
@@ -138,24 +162,24 @@ mod tests {
     #[test]
     fn only_as_many_drainers_start_as_the_queue_allows() {
         let queue = Queue::new(2);
-        assert!(queue.push(1));
-        assert!(queue.push(2));
-        assert!(!queue.push(3), "a third drainer while two run");
+        assert!(queue.push(1, false));
+        assert!(queue.push(2, false));
+        assert!(!queue.push(3, false), "a third drainer while two run");
         let mut ran = Vec::new();
         queue.drain(|t| ran.push(t));
         assert_eq!(ran, [1, 2, 3]);
         // One drainer left; one is still counted, so one more may start.
-        assert!(queue.push(4));
-        assert!(!queue.push(5));
+        assert!(queue.push(4, false));
+        assert!(!queue.push(5, false));
     }
 
     #[test]
     fn a_drainer_that_leaves_lets_the_next_push_start_another() {
         let queue = Queue::new(1);
-        assert!(queue.push(1));
+        assert!(queue.push(1, false));
         let mut ran = Vec::new();
         queue.drain(|t| ran.push(t));
-        assert!(queue.push(2), "the drainer left: the next push must start one");
+        assert!(queue.push(2, false), "the drainer left: the next push must start one");
         queue.drain(|t| ran.push(t));
         assert_eq!(ran, [1, 2]);
     }
@@ -174,7 +198,7 @@ mod tests {
                 let (queue, sum, count, drainers) = (&queue, &sum, &count, &drainers);
                 s.spawn(move || {
                     for i in 0..PER_THREAD {
-                        if queue.push(t * PER_THREAD + i) {
+                        if queue.push(t * PER_THREAD + i, i % 3 == 0) {
                             let (queue, sum, count) = (queue.clone(), sum.clone(), count.clone());
                             let drainer = std::thread::spawn(move || {
                                 queue.drain(|task| {
