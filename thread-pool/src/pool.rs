@@ -21,10 +21,11 @@ use crate::watchdog::Watchdog;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
-/// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs one
-/// allocation, which the submitting thread makes and, once it took the result, frees. `map`
-/// runs as a rayon parallel iterator. A panic fails only its task. See the crate documentation for what threads cannot
-/// do (survive a segfault, stop a hung task).
+/// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs two
+/// allocations (its handle's and its record in the queue), which the submitting thread makes
+/// and, once it took the result, frees. `map` runs as a rayon parallel iterator. A panic fails
+/// only its task. See the crate documentation for what threads cannot do (survive a segfault,
+/// stop a hung task).
 ///
 /// # Dropping
 ///

@@ -15,8 +15,12 @@
 //! consistent). So either the submitter sees the lowered count and starts a drainer, or the
 //! leaving drainer sees the task and stays.
 //!
-//! A drainer that keeps waiting for tasks submitted from its own CPU moves to another
-//! (`cpu.rs`): a submit records the CPU it ran on.
+//! A drainer that found the queue empty waits for the next task yielding its CPU. While the
+//! submitter waits for each task (`apply`), a drainer on another CPU first checks for a few
+//! microseconds without yielding: a round trip's next task is then taken without a system
+//! call (in a burst it would take each task the moment it is queued, reading every slot while
+//! the submitter writes the next one on the same line). A drainer that keeps waiting for tasks
+//! submitted from its own CPU moves to another (`cpu.rs`): a submit records the CPU it ran on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -31,9 +35,9 @@ use crate::cpu::{self, Crowding};
 /// wake-up), short enough that an idle pool stops spending CPU at once.
 const LINGER: Duration = Duration::from_micros(20);
 
-/// Checks of the queue a drainer that found it empty makes without yielding, before it waits
-/// yielding: a round trip's next task comes within them when the submitter runs on another
-/// CPU, and is then taken without a system call.
+/// Checks of the queue a drainer that found it empty makes without yielding while the
+/// submitter waits for each task, ever further apart (2⁸ spin hints in all): a round trip's
+/// next task comes within them when the submitter runs on another CPU.
 const TIGHT_CHECKS: u32 = 8;
 
 /// Tasks waiting for a pool thread, and how many drainers run.
@@ -126,9 +130,8 @@ impl<T> Queue<T> {
     /// Waits up to [`LINGER`] for a task; returns whether one came. Yields the CPU while it
     /// waits: on a machine with as many threads as CPUs, the submitter may need this one.
     fn linger(&self) -> bool {
-        // Only while the submitter waits for each task, and not on its CPU, which it would
-        // keep from submitting: in a burst, a drainer that takes each task the moment it is
-        // queued reads every slot while the submitter writes the next one on the same line.
+        // Without yielding only while the submitter waits for each task, and not on its CPU,
+        // which it would keep from submitting (see the module's notes).
         let tight = self.awaited.load(Ordering::Relaxed)
             && cpu::current() != Some(self.submitted_on.load(Ordering::Relaxed));
         for check in 0..if tight { TIGHT_CHECKS } else { 0 } {
