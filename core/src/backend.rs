@@ -52,6 +52,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::crowding::Crowding;
 pub use crate::handle::{Cancel, Completer, promise, promise_notify, promise_of};
 pub use crate::panic::{PanicScope, catch_panic};
 pub use crate::pool::{map_by_handles, map_by_handles_with_progress};

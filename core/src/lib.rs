@@ -64,6 +64,7 @@
 
 pub mod backend;
 mod config;
+mod crowding;
 mod error;
 mod handle;
 mod imap;

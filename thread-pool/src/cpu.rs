@@ -8,24 +8,17 @@
 //! task on the caller's CPU, against 0.8–1.0 µs with the pool thread on a CPU of its own.
 //!
 //! A submit records the CPU it ran on (`sched_getcpu`, a few nanoseconds: glibc reads it from
-//! memory the kernel keeps current). A pool thread that [`STREAK`] times in a row waited for
-//! a task submitted from its own CPU moves to another of the CPUs it may run on, at most once
-//! per [`MOVE_EVERY`]; not on a machine where more threads are runnable than the CPUs and the
-//! pool's own threads together (there, another CPU is as busy, and taking turns is cheaper).
+//! memory the kernel keeps current). A pool thread that keeps waiting for tasks submitted
+//! from its own CPU moves to another of the CPUs it may run on, as the backends' shared rule
+//! ([`taskpool_core::backend::Crowding`]) says; not on a machine where more threads are
+//! runnable than the CPUs and the pool's own threads together (there, another CPU is as busy,
+//! and taking turns is cheaper).
 
-use std::time::{Duration, Instant};
-
-/// Waits in a row for a task submitted from the waiting thread's own CPU.
-const STREAK: u32 = 8;
-/// The least time between two moves of one thread.
-const MOVE_EVERY: Duration = Duration::from_millis(10);
+use taskpool_core::backend::Crowding as Streak;
 
 /// What one pool thread learned of the tasks it waited for; see the module's notes.
 #[derive(Debug, Default)]
-pub(crate) struct Crowding {
-    streak: u32,
-    moved: Option<Instant>,
-}
+pub(crate) struct Crowding(Streak);
 
 impl Crowding {
     /// Records one wait that ended with a task submitted from CPU `from`; moves this thread
@@ -33,25 +26,7 @@ impl Crowding {
     /// may be running. Returns whether it moved.
     pub(crate) fn note(&mut self, from: Option<usize>, threads: usize) -> bool {
         let shared = from.is_some_and(|from| current() == Some(from));
-        self.note_with(shared, || move_to_other_cpu(threads))
-    }
-
-    fn note_with(&mut self, shared: bool, move_off: impl FnOnce() -> bool) -> bool {
-        if !shared {
-            self.streak = 0;
-            return false;
-        }
-        self.streak += 1;
-        if self.streak < STREAK {
-            return false;
-        }
-        self.streak = 0;
-        let now = Instant::now();
-        if self.moved.is_some_and(|at| now - at < MOVE_EVERY) {
-            return false;
-        }
-        self.moved = Some(now);
-        move_off()
+        self.0.note(shared, || move_to_other_cpu(threads))
     }
 }
 
@@ -111,33 +86,7 @@ fn runnable_threads() -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
-
-    #[test]
-    fn a_thread_moves_only_after_a_streak_of_tasks_from_its_own_cpu_and_not_again_soon() {
-        let mut crowding = Crowding::default();
-        let moves = Cell::new(0);
-        let mut note = |shared| {
-            crowding.note_with(shared, || {
-                moves.set(moves.get() + 1);
-                true
-            })
-        };
-        for _ in 1..STREAK {
-            assert!(!note(true), "not a streak yet");
-        }
-        assert!(!note(false), "a task from another CPU breaks the streak");
-        for _ in 1..STREAK {
-            assert!(!note(true));
-        }
-        assert!(note(true), "a whole streak: it moves");
-        for _ in 0..STREAK {
-            assert!(!note(true), "another streak right after: it stays");
-        }
-        assert_eq!(moves.get(), 1);
-    }
 
     #[test]
     fn a_thread_allowed_every_cpu_moves_off_its_own_and_keeps_every_cpu() {
