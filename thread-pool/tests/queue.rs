@@ -1,8 +1,8 @@
 //! The pool's queue of submitted tasks: every task runs once, whoever submits it; a task
 //! that blocks one thread holds up nothing queued behind it while another thread is free; and
 //! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
-//! and two tasks submitted at once run at once on a pool of two, whatever its threads were
-//! doing.
+//! two tasks submitted at once run at once on a pool of two, whatever its threads were doing;
+//! and tasks of different types share the queue.
 
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -133,6 +133,64 @@ fn two_tasks_submitted_right_after_a_round_trip_run_at_once_on_a_pool_of_two() {
                 Ok(value) => assert_eq!(value, x),
                 Err(e) => panic!("round {round}: task {x}: {e}"),
             }
+        }
+    }
+}
+
+/// A shape a user's tasks take: an internally tagged enum.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind")]
+enum Shape {
+    Circle { r: u64 },
+    Square { side: u64 },
+}
+
+fn area(shape: Shape) -> u64 {
+    match shape {
+        Shape::Circle { r } => 3 * r * r,
+        Shape::Square { side } => side * side,
+    }
+}
+
+fn shout(text: String) -> String {
+    text.to_uppercase()
+}
+
+fn reverse(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.reverse();
+    bytes
+}
+
+fn field(value: serde_json::Value) -> serde_json::Value {
+    value["n"].clone()
+}
+
+/// One pool, one queue, tasks of four types interleaved in one burst and between round trips:
+/// each handle gets its own task's result, of its own type.
+#[test]
+fn tasks_of_different_types_share_one_pool_and_each_gets_its_own_result() {
+    let pool = ThreadPool::new(2).unwrap();
+    for round in 0..50u64 {
+        let shapes: Vec<_> = (0..20)
+            .map(|i| {
+                let shape =
+                    if i % 2 == 0 { Shape::Circle { r: i } } else { Shape::Square { side: i } };
+                pool.submit(area, shape)
+            })
+            .collect();
+        let texts: Vec<_> = (0..20).map(|i| pool.submit(shout, format!("task {i}"))).collect();
+        let bytes: Vec<_> =
+            (0..20u8).map(|i| pool.submit(reverse, vec![i, i + 1, i + 2])).collect();
+        let json = pool.apply(field, serde_json::json!({ "n": round, "tag": "x" })).unwrap();
+        assert_eq!(json, serde_json::json!(round));
+        for (i, handle) in (0..20u64).zip(shapes) {
+            assert_eq!(handle.join().unwrap(), if i % 2 == 0 { 3 * i * i } else { i * i });
+        }
+        for (i, handle) in (0..20).zip(texts) {
+            assert_eq!(handle.join().unwrap(), format!("TASK {i}"));
+        }
+        for (i, handle) in (0..20u8).zip(bytes) {
+            assert_eq!(handle.join().unwrap(), [i + 2, i + 1, i]);
         }
     }
 }
