@@ -112,10 +112,30 @@ impl Paced {
 
 /// The paces of tasks submitted one by one, by function (the offset of the job's entry
 /// point): a task sent alone is costed by what the earlier tasks of its function measured.
-/// A function that carries no state is shipped once: its tasks share one [`Paced`].
-#[derive(Debug, Default)]
+/// A function that carries no state is shipped once: its tasks share one [`Paced`], which
+/// each thread also keeps for its next task (see [`LAST`]).
+#[derive(Debug)]
 pub(crate) struct Paces {
     by_entry: Mutex<HashMap<i64, Known, BuildHasherDefault<EntryHasher>>>,
+    /// Tells this pool's paces from another's in [`LAST`].
+    id: u64,
+}
+
+impl Default for Paces {
+    fn default() -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        Paces { by_entry: Mutex::default(), id: IDS.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+thread_local! {
+    /// The job this thread last sent alone, if its function carries no state, with its
+    /// pool's [`Paces::id`] and its entry point: a burst of tasks of one function takes
+    /// neither the map's lock nor a lookup per task. (Kept after its pool is dropped, it
+    /// holds the pool's allocation, not what the pool owned, until the thread sends a task of
+    /// another function or ends.)
+    static LAST: std::cell::RefCell<Option<(u64, i64, Arc<Paced>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// What [`Paces`] knows of a function: its pace, and the job if it carries no state.
@@ -125,6 +145,23 @@ impl Paces {
     /// The job `shipped` of a single task sent by `pool`, with the pace of its function's
     /// single tasks: shared with earlier tasks of its function if it carries no state.
     pub(crate) fn of(&self, shipped: Shipped, pool: &Arc<Shared>) -> Arc<Paced> {
+        if !shipped.state.is_empty() {
+            return self.look_up(shipped, pool);
+        }
+        let (id, entry) = (self.id, shipped.entry);
+        let last = LAST.with_borrow(|last| match last {
+            Some((i, e, known)) if (*i, *e) == (id, entry) => Some(known.clone()),
+            _ => None,
+        });
+        last.unwrap_or_else(|| {
+            let known = self.look_up(shipped, pool);
+            LAST.set(Some((id, entry, known.clone())));
+            known
+        })
+    }
+
+    /// [`Paces::of`], from the map.
+    fn look_up(&self, shipped: Shipped, pool: &Arc<Shared>) -> Arc<Paced> {
         let mut by_entry = self.by_entry.lock().unwrap_or_else(PoisonError::into_inner);
         if by_entry.len() >= MAX_PACES && !by_entry.contains_key(&shipped.entry) {
             by_entry.clear();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise};
+use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise, promise_of};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::batching::Paced;
@@ -216,42 +216,75 @@ impl ProcessPool {
         input: T::Input,
     ) -> TaskHandle<(T::Output, Usage)> {
         let () = <T::Job as Job>::PORTABLE;
-        let (completer, handle) = promise();
-        self.submit_one(&task.into_job(), input, completer, sink::decode_with_usage, None);
-        handle
+        self.submit_new(&task.into_job(), input, sink::decode_with_usage, None)
     }
 
-    /// Sends one task, whose outcome `decode` makes what `completer`'s handle holds;
-    /// `timeout` overrides the pool's. Returns its run, unless it was refused at once.
+    /// Sends one task, whose outcome `decode` makes what `promise`'s handle holds; `timeout`
+    /// overrides the pool's. Returns the handle a new promise asks for.
     fn submit_one<J: Job, R: Send + 'static>(
         &self,
         job: &J,
         input: J::Input,
-        completer: Completer<R>,
+        to: Promise<R>,
         decode: Decode<R>,
         timeout: Option<Duration>,
-    ) -> Option<Arc<Run>> {
-        let refuse = |e| {
-            self.shared.tally.record(0, 1);
-            completer.complete(Err(e));
-            None
+    ) -> Option<TaskHandle<R>> {
+        let built = job.ship(Ship).and_then(|shipped| {
+            let mut builder = RunBuilder::new(self.shared.paces.of(shipped, &self.shared));
+            builder.reserve(1);
+            builder.push(&input, self.frame_limit()).map(|()| builder)
+        });
+        let builder = match built {
+            Ok(builder) => builder,
+            Err(e) => {
+                self.shared.tally.record(0, 1);
+                let (completer, handle) = match to {
+                    Promise::New => {
+                        let (completer, handle) = promise();
+                        (completer, Some(handle))
+                    }
+                    Promise::Given(completer) => (completer, None),
+                };
+                completer.complete(Err(e));
+                return handle;
+            }
         };
-        let job = match job.ship(Ship) {
-            Ok(shipped) => self.shared.paces.of(shipped, &self.shared),
-            Err(e) => return refuse(e),
-        };
-        let mut builder = RunBuilder::new(job);
-        builder.reserve(1);
-        if let Err(e) = builder.push(&input, self.frame_limit()) {
-            return refuse(e);
-        }
+        let mut handle = None;
         let run = Arc::new_cyclic(|run: &Weak<Run<HandleSink<R>>>| {
-            let run: Weak<dyn Cancel> = run.clone();
-            completer.on_cancel_of(run);
+            // The run is the handle's record: its owner frees it, where it was allocated.
+            let record: Weak<dyn Cancel> = run.clone();
+            let completer = match to {
+                Promise::New => {
+                    let (completer, new) = promise_of(record);
+                    handle = Some(new);
+                    completer
+                }
+                Promise::Given(completer) => {
+                    completer.on_cancel_of(record);
+                    completer
+                }
+            };
             builder.finish(HandleSink { completer, decode }, timeout, Batching::Fixed(1))
         });
-        self.shared.submit(run.clone());
-        Some(run)
+        self.shared.submit(run);
+        handle
+    }
+
+    /// Sends one task with a new handle, whose outcome `decode` makes.
+    fn submit_new<J: Job, R: Send + 'static>(
+        &self,
+        job: &J,
+        input: J::Input,
+        decode: Decode<R>,
+        timeout: Option<Duration>,
+    ) -> TaskHandle<R> {
+        // A new promise always gets its handle; one settled as shut down stands in should it
+        // not.
+        self.submit_one(job, input, Promise::New, decode, timeout).unwrap_or_else(|| {
+            let (completer, handle) = promise();
+            completer.complete(Err(TaskError::ShutDown));
+            handle
+        })
     }
 
     /// Sends one task and returns its handle (the job is not boxed, as the provided
@@ -262,9 +295,7 @@ impl ProcessPool {
         input: J::Input,
         timeout: Option<Duration>,
     ) -> TaskHandle<J::Output> {
-        let (completer, handle) = promise();
-        self.submit_one(job, input, completer, sink::decode, timeout);
-        handle
+        self.submit_new(job, input, sink::decode, timeout)
     }
 
     fn frame_limit(&self) -> usize {
@@ -305,6 +336,14 @@ impl ProcessPool {
     fn wake_supervisors(&self) {
         (0..self.shared.wakes.len()).for_each(|w| self.shared.wake(w));
     }
+}
+
+/// Where a single task's outcome goes.
+enum Promise<R> {
+    /// A new handle, for the caller of `submit`, whose record is the task's run.
+    New,
+    /// A completer made by whoever called [`Execute::execute`].
+    Given(Completer<R>),
 }
 
 /// Counters of a pool's life, from [`ProcessPool::stats`].
@@ -355,7 +394,7 @@ impl Execute for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.submit_one(&**job, input, completer, sink::decode, timeout);
+        self.submit_one(&**job, input, Promise::Given(completer), sink::decode, timeout);
     }
 }
 
