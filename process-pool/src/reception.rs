@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 use taskpool_core::TaskError;
 
 use crate::codec;
-use crate::deliveries::Deliveries;
+use crate::deliveries::{Deliveries, Spare};
 use crate::doorbell::Spin;
 use crate::protocol::{self, ItemResult};
 use crate::ring::{Consumer, Peek};
@@ -58,6 +58,8 @@ pub(crate) struct Receiving {
     /// Ring mode: the worker's last words read from the pipe, handled once the ring holds
     /// nothing more.
     last_words: LastWords,
+    /// Room for the next frames' outcomes.
+    spare: Spare,
 }
 
 /// A dying worker's last words, read from its result pipe: its results, their bytes copied
@@ -139,6 +141,7 @@ impl Reception {
             ring: ring.map(|ring| (ring, FrameReader::new(limit))),
             start: Start { ready: false, deadline, refused: None },
             last_words: LastWords::default(),
+            spare: Spare::default(),
         };
         Reception {
             w,
@@ -183,10 +186,12 @@ impl Reception {
             || receiving.ring.as_ref().is_some_and(|(_, reader)| reader.holds_large())
     }
 
-    /// Gives back the memory the readers kept for large frames, where they hold no byte.
+    /// Gives back the memory the readers kept for large frames, where they hold no byte, and
+    /// the room kept for outcomes.
     pub(crate) fn release(&self) {
         let mut receiving = self.lock();
         receiving.reader.release();
+        receiving.spare.release();
         if let Some((_, reader)) = &mut receiving.ring {
             reader.release();
         }
@@ -238,10 +243,11 @@ impl Reception {
                     Reader::Caller => {}
                 }
             }
-            let Receiving { ring: Some((_, reader)), start, last_words, .. } = receiving else {
+            let Receiving { ring: Some((_, reader)), start, last_words, spare, .. } = receiving
+            else {
                 return true;
             };
-            while read_frames(shared, self.w, reader, start, Origin::Ring, last_words) {}
+            while read_frames(shared, self.w, reader, start, Origin::Ring, last_words, spare) {}
             if filled == 0 {
                 break;
             }
@@ -296,8 +302,8 @@ impl Reception {
     /// beside a ring, its start, its bells and its last words.
     fn pipe_frames(&self, shared: &Shared, receiving: &mut Receiving) {
         let origin = if receiving.ring.is_some() { Origin::PipeBesideRing } else { Origin::Pipe };
-        let Receiving { reader, start, last_words, .. } = receiving;
-        while read_frames(shared, self.w, reader, start, origin, last_words) {}
+        let Receiving { reader, start, last_words, spare, .. } = receiving;
+        while read_frames(shared, self.w, reader, start, origin, last_words, spare) {}
     }
 }
 
@@ -409,8 +415,9 @@ fn read_frames(
     start: &mut Start,
     origin: Origin,
     last_words: &mut LastWords,
+    spare: &mut Spare,
 ) -> bool {
-    let mut deliveries = Deliveries::default();
+    let mut deliveries = Deliveries::reusing(spare);
     let mut lent = None;
     let now = Instant::now();
     let mut state = shared.lock();
@@ -520,7 +527,9 @@ fn read_frames(
     shared.flush(flushes);
     let again = again || lent.is_some();
     let reader = &*reader;
-    codec::with_bulk(lent, || deliveries.deliver_from(&|range| reader.bytes(range), &shared.tally));
+    codec::with_bulk(lent, || {
+        deliveries.deliver_keeping(&|range| reader.bytes(range), &shared.tally, spare)
+    });
     again
 }
 

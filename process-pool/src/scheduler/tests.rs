@@ -9,7 +9,7 @@ use super::*;
 use crate::batching::Paced;
 use crate::run::RunBuilder;
 use crate::ship::Shipped;
-use crate::sink::{Received, Sink};
+use crate::sink::{Received, Sink, Tally};
 
 /// A worker process that records what was asked of it.
 #[derive(Default)]
@@ -723,4 +723,35 @@ fn an_input_from_4_kib_is_written_to_a_ring_from_its_run_and_copied_for_a_pipe()
         assert_eq!(pipe.1.load(Ordering::SeqCst), writes, "ring {on_ring}, {len} bytes");
         assert_eq!(pipe.batches(), [(5, 7, 0, vec![input])]);
     }
+}
+
+#[test]
+fn deliveries_that_reuse_a_spare_hand_over_every_outcome_and_keep_the_room_up_to_a_limit() {
+    use crate::deliveries::Spare;
+
+    let recorder = Arc::new(Recorder::default());
+    let runs: Vec<_> = (0..300).map(|_| run(1, recorder.clone(), Batching::Fixed(1))).collect();
+    let tally = Tally::default();
+    let mut spare = Spare::default();
+    for round in 0..3 {
+        let mut deliveries = Deliveries::reusing(&mut spare);
+        assert!(spare.room() <= 1, "the room is lent to the deliveries (one group fits inline)");
+        for r in &runs {
+            deliveries.add_failure(r, 0, TaskError::ShutDown);
+        }
+        assert_eq!(deliveries.deliver_keeping(&|_| &[], &tally, &mut spare), 300);
+        assert!(spare.room() >= 300, "round {round}: room for 300 groups kept");
+        assert_eq!(recorder.got.lock().unwrap().len(), 300 * (round + 1));
+    }
+    assert!(recorder.got.lock().unwrap().iter().all(|(i, e)| *i == 0 && e.is_some()));
+
+    // A list grown past the limit is let go.
+    let many: Vec<_> = (0..1100).map(|_| run(1, recorder.clone(), Batching::Fixed(1))).collect();
+    let mut deliveries = Deliveries::reusing(&mut spare);
+    for r in &many {
+        deliveries.add_failure(r, 0, TaskError::ShutDown);
+    }
+    assert_eq!(deliveries.deliver_keeping(&|_| &[], &tally, &mut spare), 1100);
+    assert!(spare.room() <= 1, "room for {} groups kept", spare.room());
+    assert_eq!(recorder.got.lock().unwrap().len(), 2000);
 }
