@@ -24,7 +24,7 @@ use crate::reception;
 use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::Ship;
-use crate::sink::{self, ChannelSink, Decode, Decoded, Group, HandleSink};
+use crate::sink::{self, ChannelSink, Decoded, Decoder, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
@@ -216,17 +216,17 @@ impl ProcessPool {
         input: T::Input,
     ) -> TaskHandle<(T::Output, Usage)> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_new(&task.into_job(), input, sink::decode_with_usage, None)
+        self.submit_new(&task.into_job(), input, sink::value_and_usage(), None)
     }
 
-    /// Sends one task, whose outcome `decode` makes what `promise`'s handle holds; `timeout`
+    /// Sends one task, whose outcome `decoder` makes what `to`'s handle holds; `timeout`
     /// overrides the pool's. Returns the handle a new promise asks for.
     fn submit_one<J: Job, R: Send + 'static>(
         &self,
         job: &J,
         input: J::Input,
         to: Promise<R>,
-        decode: Decode<R>,
+        decoder: Decoder<R>,
         timeout: Option<Duration>,
     ) -> Option<TaskHandle<R>> {
         let built = job.ship(Ship).and_then(|shipped| {
@@ -264,23 +264,23 @@ impl ProcessPool {
                     completer
                 }
             };
-            builder.finish(HandleSink { completer, decode }, timeout, Batching::Fixed(1))
+            builder.finish(HandleSink { completer, decoder }, timeout, Batching::Fixed(1))
         });
         self.shared.submit(run);
         handle
     }
 
-    /// Sends one task with a new handle, whose outcome `decode` makes.
+    /// Sends one task with a new handle, whose outcome `decoder` makes.
     fn submit_new<J: Job, R: Send + 'static>(
         &self,
         job: &J,
         input: J::Input,
-        decode: Decode<R>,
+        decoder: Decoder<R>,
         timeout: Option<Duration>,
     ) -> TaskHandle<R> {
         // A new promise always gets its handle; one settled as shut down stands in should it
         // not.
-        self.submit_one(job, input, Promise::New, decode, timeout).unwrap_or_else(|| {
+        self.submit_one(job, input, Promise::New, decoder, timeout).unwrap_or_else(|| {
             let (completer, handle) = promise();
             completer.complete(Err(TaskError::ShutDown));
             handle
@@ -295,7 +295,7 @@ impl ProcessPool {
         input: J::Input,
         timeout: Option<Duration>,
     ) -> TaskHandle<J::Output> {
-        self.submit_new(job, input, sink::decode, timeout)
+        self.submit_new(job, input, sink::value(), timeout)
     }
 
     fn frame_limit(&self) -> usize {
@@ -394,7 +394,7 @@ impl Execute for ProcessPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.submit_one(&**job, input, Promise::Given(completer), sink::decode, timeout);
+        self.submit_one(&**job, input, Promise::Given(completer), sink::value(), timeout);
     }
 }
 

@@ -33,7 +33,7 @@ use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::inbox::Inbox;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
-use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON};
+use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON, MEASURE};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
 use crate::sink::{Sink, Tally};
@@ -521,6 +521,9 @@ impl Shared {
         let mut flags = if self.limit_of(run).is_some() { FLUSH_EACH } else { 0 };
         if run.sink.is_cancellable() {
             flags |= CANCELLABLE;
+        }
+        if run.sink.wants_usage() {
+            flags |= MEASURE;
         }
         flags
     }

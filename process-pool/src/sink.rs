@@ -184,6 +184,11 @@ pub(crate) trait Sink: Send + Sync {
         false
     }
 
+    /// Whether its items' callers want their own cost ([`crate::Usage`]).
+    fn wants_usage(&self) -> bool {
+        false
+    }
+
     /// Whether nobody wants the items not yet run (their iterator was dropped).
     fn is_abandoned(&self) -> bool {
         false
@@ -306,13 +311,39 @@ pub(crate) fn decode_with_usage<R: DeserializeOwned>(
 }
 
 /// How an outcome becomes what a handle holds: [`decode`] or [`decode_with_usage`].
-pub(crate) type Decode<T> = fn(Encoded<'_>) -> Result<T, TaskError>;
+type Decode<T> = fn(Encoded<'_>) -> Result<T, TaskError>;
+
+/// How a single task's outcome becomes what its handle holds, and whether its caller wants
+/// the task's own cost (then its worker measures it: see `protocol::MEASURE`).
+#[derive(Debug)]
+pub(crate) struct Decoder<T> {
+    decode: Decode<T>,
+    usage: bool,
+}
+
+impl<T> Clone for Decoder<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Decoder<T> {}
+
+/// The task's value, as [`decode`] makes it.
+pub(crate) fn value<R: DeserializeOwned>() -> Decoder<R> {
+    Decoder { decode: decode::<R>, usage: false }
+}
+
+/// The task's value and its cost, as [`decode_with_usage`] makes them.
+pub(crate) fn value_and_usage<R: DeserializeOwned>() -> Decoder<(R, Usage)> {
+    Decoder { decode: decode_with_usage::<R>, usage: true }
+}
 
 /// The sink of a single submitted task: its handle, and how to turn an outcome into what the
 /// handle holds (its run's job knows the pool, for a cancellation: see `pool.rs`).
 pub(crate) struct HandleSink<T> {
     pub(crate) completer: Completer<T>,
-    pub(crate) decode: Decode<T>,
+    pub(crate) decoder: Decoder<T>,
 }
 
 impl<T: Send> Sink for HandleSink<T> {
@@ -322,7 +353,7 @@ impl<T: Send> Sink for HandleSink<T> {
             // Cancelled: the cancellation counted it.
             return release();
         }
-        let value = (self.decode)(outcome);
+        let value = (self.decoder.decode)(outcome);
         release();
         let ok = value.is_ok();
         tally.record(usize::from(ok), usize::from(!ok));
@@ -338,6 +369,10 @@ impl<T: Send> Sink for HandleSink<T> {
 
     fn is_cancellable(&self) -> bool {
         true
+    }
+
+    fn wants_usage(&self) -> bool {
+        self.decoder.usage
     }
 }
 

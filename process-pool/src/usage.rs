@@ -6,11 +6,14 @@ use std::time::Duration;
 /// as the worker measured it.
 ///
 /// The worker times each task, and reads its own CPU time (`getrusage`) after a task when
-/// 100 µs have passed since it last did, and after the last task of each batch. So a task
-/// sent on its own ([`crate::ProcessPool::submit_with_usage`], `submit`, `apply`) gets its own
-/// CPU figures, while in a batch of short tasks one task carries the CPU time of those before
-/// it since the last reading; sums over many tasks are right either way. CPU time includes
-/// the worker's own small share (decoding the argument, encoding the result).
+/// 100 µs have passed since it last did, and after every task sent with
+/// [`crate::ProcessPool::submit_with_usage`] (a reading is a system call: about 1 µs on a
+/// virtual machine, a quarter of a no-op round trip, so tasks whose callers do not ask for
+/// their cost skip it). So a task sent with `submit_with_usage` gets its own CPU figures,
+/// while among short tasks one task carries the CPU time of those before it since the last
+/// reading; sums over many tasks are right either way, but for the last 100 µs at most of
+/// each worker's time, which its next reading counts. CPU time includes the worker's own small
+/// share (decoding the argument, encoding the result, waiting for the next one briefly).
 ///
 /// # Examples
 ///

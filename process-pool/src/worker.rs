@@ -22,7 +22,8 @@ use crate::entry::ImageVerified;
 use crate::flusher::Flusher;
 use crate::handoff;
 use crate::protocol::{
-    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, Meta, OpenDone, RINGS,
+    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, MEASURE, Meta, OpenDone,
+    RINGS,
 };
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
@@ -47,7 +48,8 @@ const RING_FLUSH_BYTES: usize = 4 * 1024;
 const RING_FLUSH_AGE: Duration = Duration::from_micros(20);
 /// Longest panic message, location or backtrace sent back (longer ones are cut).
 const MAX_REPORT: usize = 64 * 1024;
-/// Read the worker's CPU time at most this often within a batch (always after its last item).
+/// Read the worker's CPU time at most this often (also after the last item of a batch whose
+/// callers want their own cost, or under a limit).
 const MEASURE_EVERY: Duration = Duration::from_micros(100);
 /// Items that take less than this on average are timed in groups...
 const TINY_ITEM: Duration = Duration::from_micros(2);
@@ -372,6 +374,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.early = soon && !out.flush_each && out.cover_frame();
     out.flush_each |= soon && !out.early;
     out.cancellable = flags & CANCELLABLE != 0;
+    out.measure = flags & MEASURE != 0;
     out.clock.restart();
     let run: BatchFn = ship::entry_at(entry, image);
     run(state, &mut inputs, out);
@@ -457,6 +460,9 @@ pub(crate) struct Outputs {
     page: Option<StatusPage>,
     /// The current batch's items may be cancelled after they were sent.
     cancellable: bool,
+    /// The current batch's callers want its items' own cost: the CPU time is read after its
+    /// last item (see `protocol::MEASURE`).
+    measure: bool,
     /// More requests wait after the current batch: its end is no reason to read the CPU
     /// time (the worker is not about to sleep).
     more_waiting: bool,
@@ -493,6 +499,7 @@ impl Outputs {
             clock: Clock::default(),
             page,
             cancellable: false,
+            measure: false,
             more_waiting: false,
         }
     }
@@ -668,8 +675,10 @@ impl Outputs {
         let timed = self.clock.end(read);
         let cost = match timed {
             Some((now, elapsed_ns)) => {
+                // After a batch's last item, with nothing more to do, when its callers want
+                // their own cost or a limit counts the CPU time from this reading.
                 let idle_next = self.left_in_batch == 0 && !self.more_waiting;
-                let used = self.meter.read(now, idle_next);
+                let used = self.meter.read(now, idle_next && (self.measure || self.limits.any()));
                 Cost {
                     elapsed_ns,
                     user_ns: used.user_ns,
@@ -1036,7 +1045,8 @@ impl Limits {
 
 /// Reads what items cost from the kernel (`getrusage`): after an item when
 /// [`MEASURE_EVERY`] has passed since the last reading, or when asked to (after the last item
-/// of a batch when no more requests wait), so that a stream of tiny items pays for few system
+/// of a batch when no more requests wait, if its callers want their own cost or a limit
+/// applies), so that a stream of tiny items, or of tiny round trips, pays for few system
 /// calls. A reading gives the CPU time used since the one
 /// before; in between, items report none.
 #[derive(Debug)]

@@ -48,3 +48,26 @@ fn usage_goes_on_after_a_crash_and_counts_whole_batches() {
     let cpu = stats.usage.user_cpu + stats.usage.system_cpu;
     assert!(cpu >= Duration::from_millis(330), "a batch's CPU time is all counted: {stats:?}");
 }
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[test]
+fn each_of_a_quick_stream_of_tasks_with_usage_reports_its_own_cpu_time() {
+    let pool = ProcessPool::new(1).unwrap();
+    // Tasks without usage in between: their worker need not read its CPU time after each.
+    assert_eq!(pool.map(double, 0..100u64).unwrap().len(), 100);
+    let mut counted = Duration::ZERO;
+    for i in 0..50 {
+        assert_eq!(pool.apply(double, i).unwrap(), 2 * i);
+        let (value, usage) = pool.submit_with_usage(double, i).join().unwrap();
+        assert_eq!(value, 2 * i);
+        // Read right after the task, though the last reading was microseconds before.
+        let cpu = usage.user_cpu + usage.system_cpu;
+        assert!(cpu > Duration::ZERO, "task {i} reported no CPU time: {usage:?}");
+        counted += cpu;
+    }
+    let stats = pool.stats().usage;
+    assert!(stats.user_cpu + stats.system_cpu >= counted, "{stats:?} < {counted:?}");
+}
