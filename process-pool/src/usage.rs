@@ -6,8 +6,8 @@ use std::time::Duration;
 /// as the worker measured it.
 ///
 /// The worker times each task, and reads its own CPU time (`getrusage`) after a task when
-/// 100 µs have passed since it last did, and after every task sent with
-/// [`crate::ProcessPool::submit_with_usage`] (a reading is a system call: about 1 µs on a
+/// 100 µs have passed since it last did, and, when no more tasks wait, after each task sent
+/// with [`crate::ProcessPool::submit_with_usage`] (a reading is a system call: about 1 µs on a
 /// virtual machine, a quarter of a no-op round trip, so tasks whose callers do not ask for
 /// their cost skip it). So a task sent with `submit_with_usage` gets its own CPU figures,
 /// while among short tasks one task carries the CPU time of those before it since the last
