@@ -6,10 +6,15 @@ use std::time::{Duration, Instant};
 const STREAK: u32 = 8;
 /// The least time between two moves of one worker.
 const MOVE_EVERY: Duration = Duration::from_millis(10);
+/// The least time before a move the backend declined (the machine was busy) is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(1);
 
 /// What a worker (a thread or a process) learned of its waits for work: whether each ended
 /// with work from a thread on its own CPU. After eight such waits in a row it moves to another
-/// CPU, at most once every 10 ms; a wait that did not share the CPU starts the count again.
+/// CPU, at most once every 10 ms; a wait that did not share the CPU starts the count again. A
+/// move the backend declines (more threads were runnable than it has CPUs) is tried again after
+/// 1 ms, at the next streak: a machine busy for a moment must not keep the worker sharing its
+/// CPU with its caller for the next 10 ms.
 ///
 /// On a machine with idle CPUs, Linux often wakes a worker on the CPU of the thread that woke
 /// it, a caller that then spins for the result; the two take turns on one CPU while another
@@ -34,7 +39,8 @@ const MOVE_EVERY: Duration = Duration::from_millis(10);
 #[derive(Debug, Default)]
 pub struct Crowding {
     streak: u32,
-    moved: Option<Instant>,
+    /// The earliest time of the next move.
+    next: Option<Instant>,
 }
 
 impl Crowding {
@@ -42,6 +48,16 @@ impl Crowding {
     /// worker's CPU. Calls `move_off` when they keep doing so (it returns whether the worker
     /// moved); returns whether it moved.
     pub fn note(&mut self, shared: bool, move_off: impl FnOnce() -> bool) -> bool {
+        self.note_at(shared, Instant::now, move_off)
+    }
+
+    /// [`Crowding::note`], with `now` the clock (read only when a streak is complete).
+    fn note_at(
+        &mut self,
+        shared: bool,
+        now: impl FnOnce() -> Instant,
+        move_off: impl FnOnce() -> bool,
+    ) -> bool {
         if !shared {
             self.streak = 0;
             return false;
@@ -51,12 +67,13 @@ impl Crowding {
             return false;
         }
         self.streak = 0;
-        let now = Instant::now();
-        if self.moved.is_some_and(|at| now - at < MOVE_EVERY) {
+        let now = now();
+        if self.next.is_some_and(|at| now < at) {
             return false;
         }
-        self.moved = Some(now);
-        move_off()
+        let moved = move_off();
+        self.next = Some(now + if moved { MOVE_EVERY } else { RETRY_EVERY });
+        moved
     }
 }
 
@@ -88,5 +105,37 @@ mod tests {
             assert!(!note(true), "another streak right after: it stays");
         }
         assert_eq!(moves.get(), 1);
+    }
+
+    #[test]
+    fn a_declined_move_is_tried_again_after_a_millisecond_and_a_made_one_after_ten() {
+        let start = Instant::now();
+        let mut crowding = Crowding::default();
+        let attempts = Cell::new(0);
+        // A whole streak at `at`, the backend answering `agrees`; returns whether it moved.
+        let mut streak = |at: Duration, agrees: bool| {
+            let mut moved = false;
+            for _ in 0..STREAK {
+                moved = crowding.note_at(
+                    true,
+                    || start + at,
+                    || {
+                        attempts.set(attempts.get() + 1);
+                        agrees
+                    },
+                );
+            }
+            moved
+        };
+        assert!(!streak(Duration::ZERO, false), "declined");
+        assert_eq!(attempts.get(), 1);
+        assert!(!streak(Duration::from_micros(500), true), "too soon after a declined move");
+        assert_eq!(attempts.get(), 1, "not even asked");
+        assert!(streak(Duration::from_millis(1), true), "a millisecond later: moves");
+        assert_eq!(attempts.get(), 2);
+        assert!(!streak(Duration::from_millis(9), true), "too soon after a move");
+        assert_eq!(attempts.get(), 2);
+        assert!(streak(Duration::from_millis(11), true), "ten milliseconds after the move");
+        assert_eq!(attempts.get(), 3);
     }
 }
