@@ -65,6 +65,37 @@ fn cancelling_a_running_task_kills_its_worker() {
     assert!(!alive(pid), "the cancelled task's worker was killed");
 }
 
+/// Signals that it runs (its worker's pid in the file `signal`), then sleeps two minutes: a
+/// function, so that its tasks share one shipped job (a struct task carries its own state).
+fn signal_then_sleep(signal: String) -> u64 {
+    signal_pid(&signal);
+    std::thread::sleep(Duration::from_secs(120));
+    0
+}
+
+#[test]
+fn cancelling_kills_the_worker_of_the_pool_the_task_was_sent_to_when_two_pools_run_one_function() {
+    let dir = Scratch::new("cancel-two-pools");
+    let (first, second) = (dir.file("first"), dir.file("second"));
+    let (pool_a, pool_b) = (ProcessPool::new(1).unwrap(), ProcessPool::new(1).unwrap());
+    // One thread sends the same function to one pool, then to another.
+    let in_a = pool_a.submit(signal_then_sleep, first.clone());
+    let in_b = pool_b.submit(signal_then_sleep, second.clone());
+    wait_for_file(&first);
+    wait_for_file(&second);
+    let pid_of =
+        |signal: &str| -> u32 { std::fs::read_to_string(signal).unwrap().parse().unwrap() };
+    let (pid_a, pid_b) = (pid_of(&first), pid_of(&second));
+    assert!(in_b.cancel());
+    wait_gone(pid_b);
+    assert!(alive(pid_a), "the other pool's worker runs on");
+    assert_eq!(pool_b.apply(square, 5).unwrap(), 25);
+    assert!(in_a.cancel());
+    wait_gone(pid_a);
+    assert!(matches!(in_b.join(), Err(TaskError::Cancelled)));
+    assert!(matches!(in_a.join(), Err(TaskError::Cancelled)));
+}
+
 #[test]
 fn cancelling_a_queued_task_never_runs_it() {
     let dir = Scratch::new("cancel-queued");
