@@ -13,7 +13,8 @@ FRACTION TEXT`` says how much of the whole run is done (0 to 1) for the caller's
 a scenario fails: the failure is recorded in that scenario's cell and in ``errors``. Only an
 unreadable spec exits non-zero (2), still printing a JSON object with ``errors``.
 ``python3 peers.py --self-test`` runs a tiny built-in spec (well under 20 s) and prints the
-same kind of JSON, for checking by hand. The spec (every key optional; these are defaults)::
+same kind of JSON, for checking by hand. ``python3 peers.py --serve WORKERS`` serves samples on
+request instead (see "Serving mode" below). The spec (every key optional; these are defaults)::
 
     {"workers": 2, "repeats": 5, "quick": false,
      "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload",
@@ -29,7 +30,9 @@ proportionally fewer round trips, at least 3), ``per_item_map_items`` (the items
 a map that sends one item per message; default 10000, 2000 when quick), ``burst_items`` (the
 no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20000 when
 quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048), ``map_repeats`` (the
-repeats of ``map_noop``; default ``repeats``). A cpu entry may say ``"after_burst": true``.
+repeats of ``map_noop``; default ``repeats``), ``map_skip`` (keys of ``map_noop`` runs to leave
+out, such as ``["pool_map"]`` when the caller samples it itself in serving mode; default
+none). A cpu entry may say ``"after_burst": true``.
 ``quick`` also caps the default ``map_items`` (not one the spec gives) at 10000, and the cpu
 and memory repeats at 3.
 
@@ -122,6 +125,25 @@ faults      one run per variant and fault: a faulty task next to ``2 * workers``
             stage reached) and a one-line ``summary``. The thread variant's segfault, abort
             and hang run in a child interpreter, because they take the whole program down
             or keep it from exiting; ``process`` tells that child's fate.
+
+Serving mode
+------------
+``python3 peers.py --serve WORKERS`` starts one ``multiprocessing.Pool(WORKERS)`` (the same
+start method and ``identity`` as ``mp_pool`` above), warms it as the kept pools are warmed, and
+prints one line, ``{"ready": true, "workers": ..., "mp_start_method": ..., "python": ...}``
+(or ``{"error": ...}`` and exits 1 if the pool does not start). Then it reads requests, one
+JSON object per line on stdin, and answers each with one JSON line on stdout:
+
+``{"op": "map_noop", "items": N}``
+    one sample of ``map_noop``'s ``pool_map`` run: ``Pool.map(identity, items)`` with its
+    default chunks over the integers 0 .. N - 1, the input list made before the clock;
+    answers ``{"items_per_s": X}``.
+``{"op": "quit"}``
+    no answer: closes the pool and exits 0, as the end of stdin does.
+
+A request that cannot be read, or a map that fails, is answered ``{"error": "..."}`` and the
+server goes on. Only these lines go to stdout; log lines go to stderr. A caller interleaves
+these samples with its own, so that drift of a shared machine hits both alike.
 
 Kernels (defined exactly so, for the Rust side to run identical work)
 ---------------------------------------------------------------------
@@ -751,6 +773,7 @@ class Config:
         if self.quick and "map_items" not in spec:
             self.map_items = min(self.map_items, 10000)
         self.map_repeats = max(1, int(merged.get("map_repeats", self.repeats)))
+        self.map_skip = [str(key) for key in merged.get("map_skip", [])]
         # Maps that send one item per message cost the same per item at any length: they run
         # on fewer items, so that they do not take most of the run.
         self.per_item_map_items = min(self.map_items, int(merged.get(
@@ -779,7 +802,7 @@ class Config:
 
     def effective(self):
         keys = ("workers", "repeats", "quick", "scenarios", "variants", "in_flight_tasks",
-                "map_items", "map_repeats", "per_item_map_items", "burst_items", "payload_bytes",
+                "map_items", "map_repeats", "map_skip", "per_item_map_items", "burst_items", "payload_bytes",
                 "round_trips", "payload_round_trips",
                 "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
                 "fault_alloc_mib")
@@ -929,7 +952,18 @@ def map_runs(cfg):
         ("thread_pool_map", "mp_thread_pool", "multiprocessing.pool.ThreadPool.map(f, items)",
          None, chunks, n, True, True),
     ]
-    return [r for r in runs if r[1] in cfg.variants or r[1] == "mp_thread_pool"]
+    return [r for r in runs
+            if (r[1] in cfg.variants or r[1] == "mp_thread_pool") and r[0] not in cfg.map_skip]
+
+
+def map_sample(pool, items, n, chunksize):
+    """Items per second of one ``map`` of ``identity`` over ``items`` (``n`` of them)."""
+    start = now()
+    got = pool.map(identity, items, chunksize, BENCH_WAIT_S)
+    rate = n / (now() - start)
+    if len(got) != n:
+        raise RuntimeError("map returned %d results for %d items" % (len(got), n))
+    return rate
 
 
 def scenario_map_noop(cfg):
@@ -937,13 +971,7 @@ def scenario_map_noop(cfg):
 
     def measure(key):
         _, variant, _, arg, _, n, _, _ = next(r for r in runs if r[0] == key)
-        pool = cfg.pools.get(variant)
-        start = now()
-        got = pool.map(identity, range(n), arg, BENCH_WAIT_S)
-        rate = n / (now() - start)
-        if len(got) != n:
-            raise RuntimeError("map returned %d results for %d items" % (len(got), n))
-        return rate
+        return map_sample(cfg.pools.get(variant), range(n), n, arg)
 
     samples, failed = interleaved(cfg, "map_noop", measure, keys=[r[0] for r in runs],
                                   repeats=cfg.map_repeats)
@@ -1717,6 +1745,91 @@ def reap_leftovers():
         os._exit(0)
 
 
+# --------------------------------------------------------------------------------------------
+# Serving mode: one sample per request, for a caller that interleaves them with its own
+# --------------------------------------------------------------------------------------------
+
+def serve_request(line):
+    """The request on one line, as ``(op, items)``: ``("map_noop", N)`` or ``("quit", None)``.
+    Raises ValueError saying why for anything else."""
+    try:
+        request = json.loads(line)
+    except ValueError as exc:
+        raise ValueError("not JSON: %s" % exc) from None
+    if not isinstance(request, dict):
+        raise ValueError("not a JSON object")
+    op = request.get("op")
+    if op == "quit":
+        return op, None
+    if op == "map_noop":
+        items = request.get("items")
+        if isinstance(items, bool) or not isinstance(items, int) or items < 1:
+            raise ValueError("items must be a positive integer, not %s" % json.dumps(items))
+        return op, items
+    raise ValueError("unknown op %s" % json.dumps(op))
+
+
+def serve_answer(answer):
+    """One answer line on stdout, flushed at once (the caller waits for it)."""
+    sys.stdout.write(json.dumps(answer, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def served_map_noop(pool, items):
+    """One sample of ``pool_map`` as ``map_noop`` takes it, on the served pool: Pool.map with
+    its default chunks over ``items`` integers; the input is a list made before the clock (the
+    Rust side copies its input before the clock too)."""
+    data = list(range(items))
+    return map_sample(pool, data, items, None)
+
+
+def serve(workers):
+    """Serving mode (see the module docstring): answers requests on stdin until its end or a
+    ``quit``, then closes the pool. Exit code 0, or 1 if the pool did not start or the caller
+    went away."""
+    if workers < 1:
+        serve_answer({"error": "workers must be at least 1, not %d" % workers})
+        return 1
+    try:
+        with MpPool(workers) as pool:
+            try:
+                warm_up(pool, workers)
+            except Exception as exc:
+                serve_answer({"error": "the pool did not start: " + describe(exc)})
+                raise
+            serve_answer({"ready": True, "workers": workers,
+                          "mp_start_method": multiprocessing.get_start_method(),
+                          "python": platform.python_version()})
+            for line in sys.stdin:
+                if not line.strip():
+                    continue
+                try:
+                    op, items = serve_request(line)
+                except ValueError as exc:
+                    serve_answer({"error": "bad request: %s" % exc})
+                    continue
+                if op == "quit":
+                    break
+                try:
+                    rate = served_map_noop(pool, items)
+                except Exception as exc:
+                    log("serve: map_noop of %d items FAILED: %s" % (items, describe(exc)))
+                    serve_answer({"error": describe(exc)})
+                    continue
+                serve_answer({"items_per_s": sig(rate)})
+    except BrokenPipeError:
+        # The caller stopped reading: nobody is left to answer. Later writes to stdout (at
+        # exit) must not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        log("serve: " + describe(exc))
+        return 1
+    finally:
+        reap_leftovers()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Benchmark Python's pools as peers of taskpool's Rust pools; prints JSON.")
@@ -1724,10 +1837,15 @@ def main(argv=None):
     mode.add_argument("--spec", metavar="SPEC.json", help="the spec file, or - for stdin")
     mode.add_argument("--self-test", action="store_true",
                       help="run a tiny built-in spec quickly and print the JSON")
+    mode.add_argument("--serve", metavar="WORKERS", type=int,
+                      help="keep a warm multiprocessing.Pool(WORKERS) and answer map requests "
+                           "on stdin, one JSON line each (see the docstring)")
     mode.add_argument("--fault-child", help=argparse.SUPPRESS)
     mode.add_argument("--memory-child", help=argparse.SUPPRESS)
     mode.add_argument("--io-memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve is not None:
+        return serve(args.serve)
     if args.io_memory_child:
         return io_memory_child_main(args.io_memory_child)
     if args.fault_child:
