@@ -12,6 +12,7 @@ pub(crate) mod messages;
 pub(crate) mod pipe_floor;
 pub(crate) mod procspawn;
 pub(crate) mod python;
+pub(crate) mod python_serve;
 pub(crate) mod rayon;
 pub(crate) mod sequential;
 pub(crate) mod spin_floor;

@@ -5,13 +5,18 @@
 //! Columns: "Python threads" is `ThreadPoolExecutor`, "Python processes" is
 //! `multiprocessing.Pool`; the script also measures `ProcessPoolExecutor` and
 //! `multiprocessing.pool.ThreadPool`, which fill a column's `map` cell when they map faster
-//! (every idiom measured is kept in the row) and appear in the notes where they differ.
+//! (every idiom measured is kept in the row) and appear in the notes where they differ. A
+//! cell the row already holds is kept, and the script's idioms of that column are then not
+//! the one shown: the `map` row's Python processes cell is `Pool.map` sampled in the row's own
+//! rounds by the script's serving mode (`python_serve.rs`), and the script's run then leaves
+//! `Pool.map` out.
 //!
 //! The script reports its progress on stderr (`peers: progress FRACTION TEXT`): it is handed
 //! to the caller's progress bar, and any other line the script prints goes to this
 //! program's stderr.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -43,9 +48,15 @@ pub(crate) enum Script {
 
 impl Script {
     /// Looks for `python3` and runs the script for `plan` on the 1 ms `kernels` (Python runs
-    /// the same work about 50 times slower). `progress` hears how far the script got (a
-    /// fraction of its run, and what it does), as it goes.
-    pub(crate) fn run(plan: &Plan, kernels: &[Kernel], progress: impl Fn(f64, &str)) -> Script {
+    /// the same work about 50 times slower), leaving out `Pool.map` of no-ops if
+    /// `pool_map_served` (the `map` row sampled it already). `progress` hears how far the
+    /// script got (a fraction of its run, and what it does), as it goes.
+    pub(crate) fn run(
+        plan: &Plan,
+        kernels: &[Kernel],
+        pool_map_served: bool,
+        progress: impl Fn(f64, &str),
+    ) -> Script {
         let version = match interpreter() {
             Ok(version) => version,
             Err(reason) => {
@@ -54,7 +65,7 @@ impl Script {
             }
         };
         progress(0.0, &version);
-        match run_script(plan, kernels, &progress) {
+        match run_script(plan, kernels, pool_map_served, &progress) {
             Ok(run) => Script::Ran(Box::new(run)),
             Err(e) => Script::Absent(format!("the Python script failed: {e}")),
         }
@@ -85,13 +96,25 @@ impl Script {
     }
 
     /// `row` with the script's cells: those of the columns the script measures that the row
-    /// left for it, and the idioms behind them where a column measured several.
+    /// left for it, and the idioms behind them where a column measured several. A column
+    /// whose cell the row holds already keeps it, and none of the script's idioms of that
+    /// column is the one shown.
     pub(crate) fn fill(&self, id: RowId, mut row: Row) -> Row {
+        let mut kept = Vec::new();
         for (column, pool) in shown() {
-            row.cells.entry(column).or_insert_with(|| self.cell(id, pool));
+            match row.cells.entry(column) {
+                Entry::Occupied(_) => kept.push(column),
+                Entry::Vacant(cell) => {
+                    cell.insert(self.cell(id, pool));
+                }
+            }
         }
         if let Script::Ran(run) = self {
-            row.idioms.extend(run.idioms.get(&id).into_iter().flatten().cloned());
+            let idioms = run.idioms.get(&id).into_iter().flatten().cloned();
+            row.idioms.extend(idioms.map(|idiom| Idiom {
+                shown: idiom.shown && !kept.contains(&idiom.column),
+                ..idiom
+            }));
         }
         row
     }
@@ -187,6 +210,8 @@ struct Spec {
     map_items: usize,
     /// As many as the report's `map` row takes (`Plan::map_repeats`).
     map_repeats: usize,
+    /// The `map_noop` runs the script leaves out: `pool_map` when the `map` row sampled it.
+    map_skip: Vec<&'static str>,
     burst_items: usize,
     cpu_variants: [&'static str; 2],
     payload_bytes: [u64; 2],
@@ -210,8 +235,12 @@ struct CpuSpec {
     after_burst: bool,
 }
 
-/// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick).
-fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
+/// The script's key of its `map_noop` run of `Pool.map` with default chunks.
+const POOL_MAP_RUN: &str = "pool_map";
+
+/// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick), and
+/// `Pool.map` of no-ops unless `pool_map_served`.
+fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
     let quick = plan.mode == Mode::Quick;
     let cpu = kernels
         .iter()
@@ -244,6 +273,7 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
         in_flight_tasks: plan.in_flight,
         map_items: plan.map_items,
         map_repeats: plan.map_repeats,
+        map_skip: if pool_map_served { vec![POOL_MAP_RUN] } else { Vec::new() },
         burst_items: plan.burst_items(),
         cpu_variants: ["mp_pool", "thread_executor"],
         payload_bytes: [PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES],
@@ -261,9 +291,10 @@ fn spec(plan: &Plan, kernels: &[Kernel]) -> Spec {
 fn run_script(
     plan: &Plan,
     kernels: &[Kernel],
+    pool_map_served: bool,
     progress: &dyn Fn(f64, &str),
 ) -> Result<PythonRun, String> {
-    let spec = spec(plan, kernels);
+    let spec = spec(plan, kernels, pool_map_served);
     let path = script_path()?;
     let mut child = Command::new("python3")
         .arg(&path)
@@ -318,7 +349,7 @@ fn parse_progress(line: &str) -> Option<(f64, &str)> {
 
 /// Where the script is: the source tree's copy when it exists, otherwise the built-in copy
 /// written to a temporary file.
-fn script_path() -> Result<PathBuf, String> {
+pub(crate) fn script_path() -> Result<PathBuf, String> {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join("peers.py");
     if source.exists() {
         return Ok(source);
@@ -1026,6 +1057,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_measured_here_is_kept_and_no_script_idiom_of_its_column_is_shown() {
+        let script = run();
+        let mut row = Row::new("map", "map", Unit::PerSecond, Better::Higher);
+        let served = Summary::of(vec![3.0, 4.0]).unwrap();
+        row.cells.insert(Column::PYTHON_PROCESSES, Cell::Value(served.clone()));
+        let row = script.fill(RowId::Map, row);
+        assert_eq!(row.cells[&Column::PYTHON_PROCESSES], Cell::Value(served));
+        let shown: Vec<(Column, &str, bool)> =
+            row.idioms.iter().map(|i| (i.column, i.how.as_str(), i.shown)).collect();
+        assert_eq!(
+            shown,
+            [
+                (Column::PYTHON_PROCESSES, "Pool.map(f, items)", false),
+                (Column::PYTHON_PROCESSES, "ProcessPoolExecutor.map(f, items)", false)
+            ]
+        );
+        // The other column still takes the script's best.
+        assert_eq!(median(row.cells[&Column::PYTHON_THREADS].clone()), 2.0);
+    }
+
+    #[test]
+    fn the_spec_leaves_pool_map_out_when_the_row_sampled_it() {
+        let plan = Plan::new(Mode::Quick);
+        let skipped =
+            |served| serde_json::to_value(spec(&plan, &[], served)).unwrap()["map_skip"].clone();
+        assert_eq!(skipped(true), serde_json::json!(["pool_map"]));
+        assert_eq!(skipped(false), serde_json::json!([]));
+        assert!(
+            SCRIPT.contains(&format!("(\"{POOL_MAP_RUN}\", \"mp_pool\", \"Pool.map(f, items)\""))
+        );
+    }
+
+    #[test]
     fn messages_fill_the_process_column_only() {
         let script = run();
         let queue = RowId::Messages(Channel::Queue);
@@ -1143,7 +1207,7 @@ mod tests {
     #[test]
     fn the_spec_asks_for_the_io_rows_with_the_service() {
         let plan = Plan::new(Mode::Quick);
-        let json = serde_json::to_value(spec(&plan, &[])).unwrap();
+        let json = serde_json::to_value(spec(&plan, &[], false)).unwrap();
         assert!(json["scenarios"].as_array().unwrap().contains(&"io".into()));
         let io = &json["io"];
         assert_eq!(io["workers"], serde_json::json!([2, 16, 64]));

@@ -215,7 +215,7 @@ fn idioms(report: &Report) -> String {
     }
     format!(
         "<h2>Idioms compared</h2>\n<p>Where a column ran an operation in several ways, its cell \
-         shows the best:</p>\n<ul>\n{items}</ul>\n"
+         shows the one marked (shown): the best, unless the notes say otherwise:</p>\n<ul>\n{items}</ul>\n"
     )
 }
 

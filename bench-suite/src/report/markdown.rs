@@ -89,7 +89,7 @@ fn methods(report: &Report) -> String {
 }
 
 /// "Idioms compared": where a column ran a row's operation several ways, each way and what
-/// it measured; the cell shows the best.
+/// it measured; the cell shows the one marked, the best unless the notes say otherwise.
 fn idioms(report: &Report) -> String {
     let mut out = String::new();
     for (row, column, ways) in compared_idioms(report) {
@@ -111,7 +111,7 @@ fn idioms(report: &Report) -> String {
         return out;
     }
     format!(
-        "## Idioms compared\n\nWhere a column ran an operation in several ways, its cell shows the best:\n\n{out}\n"
+        "## Idioms compared\n\nWhere a column ran an operation in several ways, its cell shows the one marked (shown): the best, unless the notes say otherwise:\n\n{out}\n"
     )
 }
 

@@ -103,7 +103,8 @@ pub struct Idiom {
     pub how: String,
     /// What it measured.
     pub value: Summary,
-    /// Whether the column's cell shows this one (the best of the column's idioms).
+    /// Whether the column's cell shows this one (the best of the column's idioms, unless the
+    /// cell was measured apart from them, as the `map` row's Python processes cell is).
     pub shown: bool,
 }
 

@@ -256,7 +256,7 @@ fn throughput(f: &Found<'_>) -> Option<Sentence> {
          idle, processes move {} and threads {} ({in_flight_vs_rayon} rayon's `scope`); in \
          such bursts back to back, on a pool kept busy, {} and {} (a first burst pays for \
          waking idle CPUs: see `process-pool/README.md`, \"Waking an idle machine\"). A `map` of no-ops runs at {} on processes, \
-         {map_vs_python} Python's best map ({}{python_map}), and at {} on threads, \
+         {map_vs_python} Python's map ({}{python_map}), and at {} on threads, \
          {map_vs_rayon} rayon's `par_iter` ({}).",
         f.value("in_flight", p)?,
         f.value("in_flight", t)?,

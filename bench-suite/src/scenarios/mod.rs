@@ -17,6 +17,7 @@ mod plan;
 mod progress;
 mod run;
 mod scenario;
+mod served;
 mod suite;
 mod throughput;
 

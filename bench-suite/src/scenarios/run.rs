@@ -5,10 +5,10 @@ use std::cell::RefCell;
 
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
-use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory};
+use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory, served};
 use crate::backends::python::Script;
 use crate::backends::{Pools, Runs};
-use crate::columns::{BACKENDS, Backend, Column, Shows};
+use crate::columns::{BACKENDS, Backend, Column, Op, Shows};
 use crate::report::{Curve, Homework, Method, Row, Section, homework};
 use crate::versions;
 
@@ -31,7 +31,8 @@ pub struct Measured {
 
 /// Measures every section for `plan`, saying what it does on `progress`: the overhead,
 /// throughput and I/O-bound sections, then the Python peers (which fill their columns of every
-/// row), then memory and failures; and the homework's table from all of them. Each backend's
+/// row but one cell: the `map` row's Python processes cell, whose `Pool.map` a Python server
+/// samples in that row's own rounds), then memory and failures; and the homework's table from all of them. Each backend's
 /// pool of N is started once and kept from the first overhead row to the last throughput row,
 /// as a program keeps its pool; start-up, spawn, memory and failure rows start their own.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
@@ -47,15 +48,22 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let kernels = kernels(plan);
     let pools = RefCell::new(Pools::default());
     let mut overhead = Vec::new();
+    let mut map_served = false;
     for scenario in scenarios {
         progress.step(format!("overhead: {}", scenario.name.replace('_', " ")));
-        overhead.push(scenario.row(plan, &pools));
+        if scenario.op == Op::Map {
+            let (id, row) = served::map_row(scenario, plan, &pools);
+            map_served = served::sampled(&row);
+            overhead.push((id, row));
+        } else {
+            overhead.push(scenario.row(plan, &pools));
+        }
     }
     let throughput = throughput::run(plan, progress, &kernels, &pools);
     drop(pools);
     let io = io::rows(plan, progress);
     progress.step("Python peers");
-    let script = Script::run(plan, &kernels, |fraction, what| {
+    let script = Script::run(plan, &kernels, map_served, |fraction, what| {
         progress.part(fraction, format_args!("Python peers: {what}"));
     });
     let memory = memory::rows(plan, progress);
@@ -79,6 +87,13 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "The map row takes {} samples per column, Python's included, and the other rows {}: a map sample lasts only tens of milliseconds, so that one phase of a busy machine can take a whole sample.",
         plan.map_repeats, plan.repeats
     ));
+    if map_served {
+        notes.push(format!(
+            "The map row's Python processes cell is `{}` with its default chunks on a kept multiprocessing.Pool({}) that a Python server (peers.py --serve) maps on request: one sample in each round of the Rust columns, its input list made before the clock, so that drift of the machine hits both alike. It is the value the row compares with, even where another Python idiom maps faster: Python's other maps (ProcessPoolExecutor's, and the Python threads column's) ran in the Python peers' own run, after the Rust rows, and are listed with the idioms compared.",
+            served::SERVED_CALL,
+            plan.workers
+        ));
+    }
     notes.extend(script.notes());
     if let Ok(service) = crate::slow_service::shared() {
         notes.push(format!(

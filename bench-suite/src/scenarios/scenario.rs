@@ -98,17 +98,40 @@ impl Scenario {
     /// that can run it, interleaved for `plan.repeats` samples. The cells of the columns the
     /// Python script measures are left for it.
     pub(crate) fn row(&self, plan: &Plan, pools: &RefCell<Pools>) -> (RowId, Row) {
-        self.row_at(plan, pools, (self.report_size)(plan))
+        self.row_with(plan, pools, Vec::new())
+    }
+
+    /// The scenario's report row as [`Scenario::row`] makes it, with `extra` variants sampled
+    /// in the same rounds as the columns, after them: a peer that runs elsewhere (the Python
+    /// server) and fills its column's cell here, so that drift hits it as it hits the others.
+    pub(crate) fn row_with<'v>(
+        &self,
+        plan: &Plan,
+        pools: &RefCell<Pools>,
+        extra: Vec<Variant<'v, Target>>,
+    ) -> (RowId, Row) {
+        self.row_sampled(plan, pools, (self.report_size)(plan), extra)
     }
 
     /// The scenario's report row at `size`, for a scenario whose report shows several sizes:
     /// as [`Scenario::row`] otherwise.
     pub(crate) fn row_at(&self, plan: &Plan, pools: &RefCell<Pools>, size: u64) -> (RowId, Row) {
+        self.row_sampled(plan, pools, size, Vec::new())
+    }
+
+    /// The row at `size`, its columns and references sampled in rounds with `extra`.
+    fn row_sampled<'v>(
+        &self,
+        plan: &Plan,
+        pools: &RefCell<Pools>,
+        size: u64,
+        extra: Vec<Variant<'v, Target>>,
+    ) -> (RowId, Row) {
         let id = (self.row)(size);
         let mut row = Row::new(&id.key(), &(self.label)(plan, size), self.unit, self.better);
         let per_sample = (self.per_sample)(plan);
         let rate = (self.unit == Unit::PerSecond).then_some(size);
-        let mut variants: Vec<Variant<'_, Target>> = Vec::new();
+        let mut variants: Vec<Variant<'v, Target>> = Vec::new();
         let mut prepare = |target: Target, backend: &'static Backend| {
             let setup = Setup { backend, pools, plan, size };
             (self.prepare)(&setup).map(|it| variants.push(sampled(target, it, per_sample, rate)))
@@ -132,6 +155,7 @@ impl Scenario {
             // A floor that cannot start leaves the row without its reference.
             let _ = prepare(Target::Reference(name), backend);
         }
+        variants.extend(extra);
         fill(&mut row, interleave((self.repeats)(plan), variants));
         (id, row)
     }
