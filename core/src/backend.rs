@@ -52,6 +52,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
 pub use crate::handle::{Cancel, Completer, promise, promise_notify, promise_of};
 pub use crate::panic::{PanicScope, catch_panic};

@@ -64,6 +64,7 @@
 
 pub mod backend;
 mod config;
+mod cpu;
 mod crowding;
 mod error;
 mod handle;

@@ -27,6 +27,7 @@ use std::sync::atomic::{
 use std::time::Duration;
 
 use taskpool_core::Exit;
+use taskpool_core::backend::{leave_cpu, runnable_threads};
 
 /// The descriptor on which a worker reads requests.
 pub(crate) const REQUEST_FD: RawFd = 3;
@@ -1206,54 +1207,6 @@ pub(crate) fn move_to_other_cpu() -> bool {
     leave_cpu(|cpus| runnable_threads().is_some_and(|n| n <= cpus)).is_some()
 }
 
-/// [`move_to_other_cpu`]'s work, where `room(cpus)` says whether to move with `cpus` CPUs
-/// allowed: allows every CPU but the current one for a moment (the kernel migrates the thread
-/// at once), then allows them all again. Returns the CPU it left and the one it ran on while
-/// that one was barred.
-fn leave_cpu(room: impl FnOnce(usize) -> bool) -> Option<(usize, usize)> {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: a CPU set is plain bits; all zeros is the empty set.
-    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the set is ours and `size` bytes long; the call only writes it.
-    if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
-        return None;
-    }
-    let here = current_cpu()?;
-    if here >= 8 * size {
-        return None;
-    }
-    // SAFETY: both only touch the sets, which are ours; `here` lies inside them.
-    let (count, elsewhere) = unsafe {
-        let mut elsewhere = allowed;
-        libc::CPU_CLR(here, &mut elsewhere);
-        (libc::CPU_COUNT(&allowed), elsewhere)
-    };
-    let count = usize::try_from(count).unwrap_or(0);
-    if count < 2 || !room(count) {
-        return None;
-    }
-    // SAFETY: the set is ours and `size` bytes long; the call only reads it.
-    let moved = unsafe { libc::sched_setaffinity(0, size, &elsewhere) } == 0;
-    let there = current_cpu();
-    // SAFETY: as above.
-    unsafe { libc::sched_setaffinity(0, size, &allowed) };
-    if moved { there.map(|there| (here, there)) } else { None }
-}
-
-/// The CPU the calling thread runs on.
-fn current_cpu() -> Option<usize> {
-    // SAFETY: no arguments, no memory effects.
-    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
-}
-
-/// How many threads of the machine are runnable now (the fourth field of `/proc/loadavg`),
-/// if that can be read.
-fn runnable_threads() -> Option<usize> {
-    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let field = loadavg.split_whitespace().nth(3)?;
-    field.split('/').next()?.parse().ok()
-}
-
 /// This process's id.
 pub(crate) fn pid() -> u32 {
     std::process::id()
@@ -1799,53 +1752,6 @@ mod tests {
         } else {
             spawn_posix(exe, &argv, &envp, sources)
         }
-    }
-
-    /// The CPUs the calling thread may run on, as a list.
-    fn allowed_cpus() -> Vec<usize> {
-        // SAFETY: all zeros is the empty set; the calls write and read the set, which is
-        // ours, at indexes inside it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-            (0..8 * size).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
-        }
-    }
-
-    #[test]
-    fn a_thread_moved_off_its_cpu_ran_elsewhere_and_may_still_run_where_it_could() {
-        // A thread of its own: the test's thread keeps its CPUs whatever happens here.
-        std::thread::spawn(|| {
-            let allowed = allowed_cpus();
-            assert_eq!(leave_cpu(|_| false), None, "no room: it stays");
-            assert_eq!(allowed_cpus(), allowed);
-            match leave_cpu(|cpus| cpus == allowed.len()) {
-                Some((from, to)) => {
-                    assert!(allowed.len() >= 2);
-                    assert_ne!(from, to, "it ran elsewhere while its CPU was barred");
-                    assert!(allowed.contains(&to), "on a CPU it may use: {to}");
-                }
-                None => assert_eq!(allowed.len(), 1, "it moves wherever it can"),
-            }
-            assert_eq!(allowed_cpus(), allowed, "its CPUs are as they were");
-            assert!(runnable_threads().is_some_and(|n| n >= 1), "this thread runs");
-
-            let here = current_cpu().unwrap();
-            // SAFETY: all zeros is the empty set; the calls write and read the set, which is
-            // ours, at an index inside it.
-            unsafe {
-                let mut one: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(here, &mut one);
-                let size = std::mem::size_of::<libc::cpu_set_t>();
-                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
-            }
-            assert!(!move_to_other_cpu(), "one CPU allowed: nowhere to go");
-            assert_eq!(leave_cpu(|_| true), None);
-            assert_eq!(allowed_cpus(), [here], "still that one CPU");
-        })
-        .join()
-        .unwrap();
     }
 
     #[test]
