@@ -32,9 +32,10 @@ pub struct Measured {
 /// Measures every section for `plan`, saying what it does on `progress`: the overhead,
 /// throughput and I/O-bound sections, then the Python peers (which fill their columns of every
 /// row but one cell: the `map` row's Python processes cell, whose `Pool.map` a Python server
-/// samples in that row's own rounds), then memory and failures; and the homework's table from all of them. Each backend's
-/// pool of N is started once and kept from the first overhead row to the last throughput row,
-/// as a program keeps its pool; start-up, spawn, memory and failure rows start their own.
+/// samples in that row's own rounds), then memory and failures; and the homework's table from
+/// all of them. Each backend's pool of N is started once and kept from the first overhead row
+/// to the last throughput row, as a program keeps its pool; start-up, spawn, memory and failure
+/// rows start their own.
 pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let scenarios = OVERHEAD.iter().filter(|s| in_report(s)).chain(&MESSAGES);
     let kernel_count = 2 * plan.task_sizes.len();
