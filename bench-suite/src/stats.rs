@@ -70,20 +70,28 @@ impl<K: std::fmt::Debug> std::fmt::Debug for Variant<'_, K> {
     }
 }
 
-/// Takes `repeats` samples of every variant, interleaved (A, B, C, A, B, C, ...). A variant
-/// that fails once is not sampled again; its result is the error.
+/// Takes `repeats` samples of every variant, interleaved: each round measures every variant
+/// once, starting one variant further along than the round before (A B C, B C A, C A B, ...),
+/// so that no variant always runs right after the same one. With `warm_up`, a first round is
+/// measured and not kept: what a variant's first use costs (a pool's buffers growing to the
+/// size, memory the allocator maps for the first time) is not a sample of a pool in use. A
+/// variant that fails, in the warm-up too, is not sampled again; its result is the error.
 pub(crate) fn interleave<K>(
     repeats: usize,
+    warm_up: bool,
     mut variants: Vec<Variant<'_, K>>,
 ) -> Vec<(K, Result<Summary, String>)> {
     let mut samples: Vec<Result<Vec<f64>, String>> =
         variants.iter().map(|_| Ok(Vec::new())).collect();
-    for _ in 0..repeats {
-        for (variant, taken) in variants.iter_mut().zip(&mut samples) {
-            let Ok(list) = taken else { continue };
-            match (variant.measure)() {
-                Ok(sample) => list.push(sample),
-                Err(e) => *taken = Err(e),
+    let count = variants.len();
+    for round in 0..repeats + usize::from(warm_up) {
+        let kept = !(warm_up && round == 0);
+        for i in (0..count).map(|k| (round + k) % count) {
+            let Ok(list) = &mut samples[i] else { continue };
+            match (variants[i].measure)() {
+                Ok(sample) if kept => list.push(sample),
+                Ok(_) => {}
+                Err(e) => samples[i] = Err(e),
             }
         }
     }
@@ -175,6 +183,7 @@ mod tests {
         let order = std::cell::RefCell::new(String::new());
         let results = interleave(
             3,
+            false,
             vec![
                 Variant::new("a", || {
                     order.borrow_mut().push('a');
@@ -189,6 +198,27 @@ mod tests {
         assert_eq!(order.into_inner(), "abaa");
         assert_eq!(results[0].1.as_ref().unwrap().samples.len(), 3);
         assert_eq!(results[1].1.as_ref().unwrap_err(), "broken");
+    }
+
+    #[test]
+    fn each_round_starts_one_variant_further_and_a_warm_up_round_is_not_kept() {
+        let order = std::cell::RefCell::new(String::new());
+        let taken = std::cell::Cell::new(0.0);
+        let variant = |name: char| {
+            let (order, taken) = (&order, &taken);
+            Variant::new(name, move || {
+                order.borrow_mut().push(name);
+                taken.set(taken.get() + 1.0);
+                Ok(taken.get())
+            })
+        };
+        let results = interleave(2, true, vec![variant('a'), variant('b'), variant('c')]);
+        assert_eq!(order.into_inner(), "abcbcacab", "a warm-up round, then two rotated rounds");
+        let samples = |i: usize| results[i].1.as_ref().unwrap().samples.clone();
+        // The warm-up's samples (1, 2 and 3) are not kept.
+        assert_eq!(samples(0), [6.0, 8.0]);
+        assert_eq!(samples(1), [4.0, 9.0]);
+        assert_eq!(samples(2), [5.0, 7.0]);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! definitions on the backends of `columns.rs`, so the two cannot disagree.
 //!
 //! In the report, every quantity is measured for every column side by side in one run: the
-//! variants of a row are interleaved (A, B, C, A, B, C, ...) and each is repeated, and a cell
-//! shows the median over the repeats.
+//! variants of a row are interleaved, each round starting one further along (A B C, B C A,
+//! C A B, ...), and each is repeated, and a cell shows the median over the repeats. The
+//! overhead rows take a first round that is not kept: a warm-up, as a kept pool has had.
 
 mod cells;
 mod faults;

@@ -72,7 +72,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let faults = faults::rows(plan, progress);
 
     let mut notes = vec![
-        "Every quantity was measured for all columns in the same run, variants interleaved, and each cell is the median over the repeats.".to_owned(),
+        "Every quantity was measured for all columns in the same run, variants interleaved (each round starting one variant further along), and each cell is the median over the repeats; in the overhead rows a first round, a warm-up, is not kept.".to_owned(),
         "The one-off spawn row's rayon column is std::thread::scope with one spawned thread, joined (rayon has no one-off spawn with a handle).".to_owned(),
         "Pools are kept as a program keeps its pool: each column's pool of N serves every overhead row after start-up and the throughput rows at N workers (the other worker counts have pools of their own, kept across kernels); start-up, spawn, memory and failure rows start fresh ones.".to_owned(),
         "Two floors, measured in the same run: the blocking pipe floor is a raw 8-byte ping-pong over two pipes between two processes, each asleep in read(2) until the other writes (two wake-ups per round trip, so it moves with the machine's wake-up latency); the spinning shared-memory floor is a ping-pong through one shared page that both processes spin on (no system call and no wake-up: the cost of moving cache lines between CPUs). A round trip between processes costs at least the spinning floor, and about the blocking one when both sides sleep.".to_owned(),

@@ -95,7 +95,8 @@ impl Scenario {
     }
 
     /// The scenario's report row: every column at the report's size, plus the references
-    /// that can run it, interleaved for `plan.repeats` samples. The cells of the columns the
+    /// that can run it, interleaved for `plan.repeats` samples after a warm-up round that is
+    /// not kept (a kept pool's first run of a size grows its buffers to it). The cells of the columns the
     /// Python script measures are left for it.
     pub(crate) fn row(&self, plan: &Plan, pools: &RefCell<Pools>) -> (RowId, Row) {
         self.row_with(plan, pools, Vec::new())
@@ -156,7 +157,7 @@ impl Scenario {
             let _ = prepare(Target::Reference(name), backend);
         }
         variants.extend(extra);
-        fill(&mut row, interleave((self.repeats)(plan), variants));
+        fill(&mut row, interleave((self.repeats)(plan), true, variants));
         (id, row)
     }
 }

@@ -325,7 +325,7 @@ pub(crate) fn run(
                 }
             }
         }
-        let mut results = interleave(repeats, variants);
+        let mut results = interleave(repeats, false, variants);
         results.extend(skipped.into_iter().map(|(key, e)| (key, Err(e))));
         out.add(plan, kernel, &chosen, results);
     }
