@@ -1,6 +1,6 @@
-//! Tasks that start programs, close descriptors or fork: the pool watches its workers as
-//! processes, so none of this blinds it, and what a task leaves behind dies with its worker
-//! unless the task detached it on purpose.
+//! Tasks that start programs, close descriptors, fork, or start pools and processes of their
+//! own: the pool watches its workers as processes, so none of this blinds it, and what a task
+//! leaves behind dies with its worker unless the task detached it on purpose.
 
 mod common;
 
@@ -245,4 +245,47 @@ fn bursts_of<M, T: IntoTask<M, Input = u64, Output = u64> + Copy>(pool: &Process
             assert_eq!(handle.join().unwrap(), i as u64);
         }
     }
+}
+
+/// Starts a process pool of one worker inside the task, maps `n` squares on it, and returns
+/// their sum and that worker's pid; the inner pool is dropped before the task returns.
+fn map_on_a_pool_of_its_own(n: u64) -> Result<(u64, u32), String> {
+    let pool = ProcessPool::new(1).map_err(|e| e.to_string())?;
+    let squares = pool.map(square, 0..n).map_err(|e| e.to_string())?;
+    let inner = pool.apply(worker_pid, 0).map_err(|e| e.to_string())?;
+    Ok((squares.iter().sum(), inner))
+}
+
+/// Runs `square(x)` as a one-off process spawned from inside the task.
+fn square_in_a_spawned_process(x: u64) -> Result<(u64, u32), String> {
+    let child = taskpool_process::spawn(worker_pid, 0).map_err(|e| e.to_string())?;
+    let squared = taskpool_process::spawn(square, x).map_err(|e| e.to_string())?;
+    let pid = child.join().map_err(|e| e.to_string())?;
+    Ok((squared.join().map_err(|e| e.to_string())?, pid))
+}
+
+/// Maps `n` squares on a thread pool started inside the task.
+fn map_on_threads_of_its_own(n: u64) -> Result<u64, String> {
+    let pool = taskpool_thread::ThreadPool::new(2).map_err(|e| e.to_string())?;
+    let squares = pool.map(square, 0..n).map_err(|e| e.to_string())?;
+    Ok(squares.iter().sum())
+}
+
+#[test]
+fn a_task_can_start_pools_and_processes_of_its_own_and_they_end_with_it() {
+    let pool = ProcessPool::new(2).unwrap();
+    let outer = pool.apply(worker_pid, 0).unwrap();
+    let sum = (0..100u64).map(|x| x * x).sum::<u64>();
+    for round in 0..2 {
+        let (got, inner) = pool.apply(map_on_a_pool_of_its_own, 100).unwrap().unwrap();
+        assert_eq!(got, sum, "round {round}");
+        assert_ne!(inner, outer, "the inner pool's worker is a process of its own");
+        wait_gone(inner);
+    }
+    let (squared, spawned) = pool.apply(square_in_a_spawned_process, 7).unwrap().unwrap();
+    assert_eq!(squared, 49);
+    wait_gone(spawned);
+    assert_eq!(pool.apply(map_on_threads_of_its_own, 100).unwrap(), Ok(sum));
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9], "the outer pool goes on");
+    assert_eq!(pool.stats().crashes, 0);
 }
