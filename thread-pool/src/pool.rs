@@ -41,6 +41,11 @@ use crate::watchdog::Watchdog;
 /// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
 /// while running another task.)
 ///
+/// A task may also call [`Pool::shutdown`] on its own pool: it waits for every other task,
+/// running the queued ones on its own thread meanwhile, but not for itself, for the tasks it
+/// runs inside, or for other tasks that called `shutdown` too (none of these could finish
+/// before it returns).
+///
 /// # A program that forks
 ///
 /// A copy of the program made by `fork()` inherits the pool's memory but not its threads.
@@ -101,6 +106,29 @@ thread_local! {
     /// task finds it here rather than holding a reference of its own, whose count would move
     /// between the submitting thread and the pool's threads for every task.
     static POOL: OnceCell<Arc<Shared>> = const { OnceCell::new() };
+    /// How many of its pool's submitted tasks this thread runs now, one inside another (a
+    /// task that joins a task no thread took yet runs it inside the join).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// How many of the tasks this thread runs, from the outermost, called `shutdown` on
+    /// their pool or run inside one that did: counted in its tally's parked tasks until
+    /// they finish (see `Tally::park`).
+    static PARKED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a task in [`DEPTH`] while it runs, however it ends.
+struct Running;
+
+impl Running {
+    fn enter() -> Running {
+        DEPTH.set(DEPTH.get() + 1);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get().saturating_sub(1));
+    }
 }
 
 impl ThreadPool {
@@ -357,8 +385,15 @@ where
     fn run(&self, shared: &Shared) {
         let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some((work, completer)) = task {
+            let running = Running::enter();
             run_queued(shared, work, completer);
+            drop(running);
             shared.tally.finish(rayon::current_thread_index());
+            if PARKED.get() > DEPTH.get() {
+                // This task was parked by its `shutdown` (or one run inside it): finished.
+                PARKED.set(DEPTH.get());
+                shared.tally.unpark();
+            }
         }
     }
 }
@@ -466,7 +501,17 @@ impl Pool for ThreadPool {
             return;
         }
         shared.closed.store(true, Ordering::SeqCst);
-        shared.tally.wait_idle();
+        let inside = POOL.with(|pool| pool.get().is_some_and(|p| Arc::ptr_eq(p, &self.shared)));
+        if inside {
+            // From a task of this pool: it cannot wait for itself, nor for the tasks it runs
+            // inside, and the other threads may all be waiting here too.
+            let depth = DEPTH.get();
+            shared.tally.park(depth.saturating_sub(PARKED.get()));
+            PARKED.set(PARKED.get().max(depth));
+            shared.tally.wait_idle_inside(|| shared.queue.help(|t| t.run(shared)));
+        } else {
+            shared.tally.wait_idle();
+        }
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>

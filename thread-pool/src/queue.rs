@@ -116,6 +116,15 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Runs the queued tasks on the calling thread until the queue is empty, outside the
+    /// drainers' count: for a thread that waits for the pool's tasks from inside one of them
+    /// (`shutdown` in a task), where every thread of the pool may be waiting so.
+    pub(crate) fn help(&self, mut run: impl FnMut(T)) {
+        while let Some(task) = self.pop() {
+            run(task);
+        }
+    }
+
     /// The next task, if any.
     fn pop(&self) -> Option<T> {
         loop {

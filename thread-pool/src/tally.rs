@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 /// A counter on a cache line of its own (two lines: x86-64 fetches them in pairs).
 #[repr(align(128))]
@@ -26,8 +27,11 @@ pub(crate) struct Tally {
     /// One per pool thread, by its index, and a last one for tasks finished elsewhere (refused
     /// on the submitter's thread).
     finished: Box<[Padded]>,
-    /// Threads in [`Tally::wait_idle`].
+    /// Threads in [`Tally::wait_idle`] or [`Tally::wait_idle_inside`].
     waiting: AtomicUsize,
+    /// The tasks that wait in [`Tally::wait_idle_inside`], with the tasks they run inside:
+    /// unfinished, and not waited for there.
+    parked: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
 }
@@ -39,6 +43,7 @@ impl Tally {
             accepted: Padded::default(),
             finished: (0..=threads).map(|_| Padded::default()).collect(),
             waiting: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }
@@ -63,12 +68,17 @@ impl Tally {
         }
     }
 
-    /// Whether every task accepted so far has finished. The finished counts are read first:
-    /// a task counts as finished only after it was accepted, so equal sums mean that every
-    /// task accepted by the time `accepted` was read had finished.
+    /// Whether every task accepted so far has finished.
     fn idle(&self) -> bool {
+        self.unfinished() == 0
+    }
+
+    /// How many tasks accepted so far have not finished. The finished counts are read first:
+    /// a task counts as finished only after it was accepted, so the difference counts every
+    /// task accepted by the time `accepted` was read that had not finished.
+    fn unfinished(&self) -> usize {
         let finished: usize = self.finished.iter().map(|f| f.0.load(SeqCst)).sum();
-        finished == self.accepted.0.load(SeqCst)
+        self.accepted.0.load(SeqCst).saturating_sub(finished)
     }
 
     /// Waits until every task accepted so far has finished.
@@ -80,7 +90,47 @@ impl Tally {
         }
         self.waiting.fetch_sub(1, SeqCst);
     }
+
+    /// Counts `tasks` more among those that called `shutdown` from inside the pool and have
+    /// not finished: [`Tally::wait_idle_inside`] does not wait for them, nor they for each
+    /// other. Wakes those waiting there.
+    pub(crate) fn park(&self, tasks: usize) {
+        self.parked.fetch_add(tasks, SeqCst);
+        let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.idle.notify_all();
+    }
+
+    /// One task [`Tally::park`] counted finished (after [`Tally::finish`] counted it).
+    pub(crate) fn unpark(&self) {
+        self.parked.fetch_sub(1, SeqCst);
+    }
+
+    /// [`Tally::wait_idle`] for a task of the pool, [`Tally::park`]ed with the tasks it runs
+    /// inside: waits until every accepted task has finished but the parked ones, which
+    /// cannot finish before their `shutdown` returns. `help` runs the queued tasks on this
+    /// thread meanwhile, for every thread of the pool may be waiting here; it is called again
+    /// every [`HELP_EVERY`] while tasks remain, for a task accepted before the pool closed may
+    /// reach the queue only after a look.
+    pub(crate) fn wait_idle_inside(&self, mut help: impl FnMut()) {
+        loop {
+            help();
+            let guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.waiting.fetch_add(1, SeqCst);
+            let done = self.unfinished() <= self.parked.load(SeqCst);
+            if !done {
+                drop(self.idle.wait_timeout(guard, HELP_EVERY));
+            }
+            self.waiting.fetch_sub(1, SeqCst);
+            if done {
+                return;
+            }
+        }
+    }
 }
+
+/// How often a task waiting in [`Tally::wait_idle_inside`] looks for queued tasks to run,
+/// short of a wake-up.
+const HELP_EVERY: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
@@ -111,6 +161,39 @@ mod tests {
         assert!(tally.idle());
         finisher.join().unwrap();
         assert_eq!(tally.waiting.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn tasks_waiting_inside_wait_for_the_others_and_not_for_each_other() {
+        let tally = Arc::new(Tally::new(2));
+        // Two tasks that will wait inside, and one other.
+        for _ in 0..3 {
+            tally.accept();
+        }
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let tally = tally.clone();
+                std::thread::spawn(move || {
+                    tally.park(1);
+                    tally.wait_idle_inside(|| {});
+                    (i, tally)
+                })
+            })
+            .collect();
+        // Both parked and registered as waiting: neither returns while the other task runs.
+        while tally.parked.load(SeqCst) < 2 || tally.waiting.load(SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        assert!(waiters.iter().all(|w| !w.is_finished()), "the third task still runs");
+        tally.finish(None);
+        // Both return, neither waiting for the other's task, which finishes after.
+        for waiter in waiters {
+            let (i, tally) = waiter.join().unwrap();
+            tally.finish(Some(i));
+            tally.unpark();
+        }
+        assert_eq!(tally.parked.load(SeqCst), 0);
+        assert!(tally.idle());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `shutdown` waits for every task accepted before it, whichever thread submitted the task
-//! and whichever of the pool's threads ran it.
+//! and whichever of the pool's threads ran it; called from the pool's own tasks, it waits for
+//! the others and never for itself.
 
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use taskpool_thread::{Pool, ThreadPool};
@@ -44,4 +47,92 @@ fn shutdown_returns_only_once_every_task_submitted_before_it_has_settled() {
         }
         assert!(ran_on.len() > 1, "the tasks ran on several of the pool's threads: {ran_on:?}");
     });
+}
+
+/// The pool the tasks below reach from inside, and what they count.
+static POOL: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
+static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// The pool in [`POOL`].
+fn the_pool() -> Arc<ThreadPool> {
+    POOL.lock().unwrap().clone().expect("a pool in POOL")
+}
+
+/// Counts itself done.
+fn count(x: u64) -> u64 {
+    DONE.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+/// Submits `n` counting tasks to its own pool, shuts the pool down from inside, and returns
+/// how many of them had finished when `shutdown` returned.
+fn submit_then_shut_down(n: u64) -> u64 {
+    let pool = the_pool();
+    let handles: Vec<_> = (0..n).map(|x| pool.submit(count, x)).collect();
+    pool.shutdown();
+    let done = DONE.load(Ordering::SeqCst);
+    assert!(handles.iter().all(|h| h.is_finished()), "settled when shutdown returned");
+    done
+}
+
+/// Shuts its own pool down from inside.
+fn shut_down(x: u64) -> u64 {
+    the_pool().shutdown();
+    x
+}
+
+/// Runs `f` on a thread of its own and returns its value, or fails after a minute.
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+// One test: the tasks share `POOL` and `DONE`.
+#[test]
+fn shutdown_from_a_task_waits_for_the_other_tasks_and_not_for_itself() {
+    // A pool of one thread: the tasks the caller submits can only run inside its shutdown.
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    *POOL.lock().unwrap() = Some(pool.clone());
+    let caller = pool.submit(submit_then_shut_down, 50);
+    let done = within("shutdown in the only thread's task", move || caller.join().unwrap());
+    assert_eq!(done, 50, "every task submitted before shutdown had finished");
+    assert!(pool.submit(count, 0).join().is_err(), "the pool is closed");
+
+    // Every thread of a pool of two in shutdown, with tasks queued behind them: all finish.
+    DONE.store(0, Ordering::SeqCst);
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    *POOL.lock().unwrap() = Some(pool.clone());
+    let waiters: Vec<_> = (0..2).map(|x| pool.submit(shut_down, x)).collect();
+    let queued: Vec<_> = (0..20).map(|x| pool.submit(count, x)).collect();
+    let outcomes = within("shutdown in both threads' tasks", move || {
+        let waited: Vec<_> = waiters.into_iter().map(|h| h.join().unwrap()).collect();
+        let counted: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
+        (waited, counted)
+    });
+    assert_eq!(outcomes, (vec![0, 1], (0..20).collect::<Vec<_>>()));
+    assert_eq!(DONE.load(Ordering::SeqCst), 20);
+    // The caller's own shutdown waits for everything, the waiting tasks included.
+    pool.shutdown();
+    *POOL.lock().unwrap() = None;
+}
+
+/// Drops what [`POOL`] holds, the last reference to its pool, from inside one of its tasks.
+fn drop_the_pool(x: u64) -> u64 {
+    drop(POOL_TO_DROP.lock().unwrap().take());
+    x
+}
+
+static POOL_TO_DROP: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
+
+#[test]
+fn a_task_that_drops_the_last_reference_to_its_pool_returns() {
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    *POOL_TO_DROP.lock().unwrap() = Some(pool.clone());
+    let handle = pool.submit(drop_the_pool, 7);
+    drop(pool);
+    assert_eq!(within("a drop inside a task", move || handle.join().unwrap()), 7);
+    assert!(POOL_TO_DROP.lock().unwrap().is_none());
 }
