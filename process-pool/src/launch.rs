@@ -92,7 +92,7 @@ pub(crate) fn launch_with(
     }
     init.encode(&mut frame);
     // The pipe is empty and larger than an init frame, so this write does not block.
-    sys::write_all(request_w.as_fd(), &frame).map_err(os)?;
+    sys::write_all_to_child(request_w.as_fd(), &frame).map_err(os)?;
     Ok(Launched { child, region, request: request_w, result: result_r })
 }
 
@@ -117,7 +117,10 @@ fn on_launcher(
         let (tx, rx) = mpsc::channel::<Job>();
         *launcher = thread::Builder::new()
             .name("taskpool-launcher".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .spawn(move || {
+                sys::block_sigpipe_for_good();
+                rx.into_iter().for_each(|job| job());
+            })
             .ok()
             .map(|_| Launcher { generation, jobs: tx });
     }

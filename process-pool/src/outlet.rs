@@ -74,7 +74,7 @@ pub(crate) trait RequestPipe: Send + Sync {
 
 impl RequestPipe for OwnedFd {
     fn write(&self, bytes: &[u8]) -> io::Result<usize> {
-        sys::write(self.as_fd(), bytes)
+        sys::write_to_child(self.as_fd(), bytes)
     }
 
     fn pollable(&self) -> Option<BorrowedFd<'_>> {

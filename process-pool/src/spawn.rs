@@ -87,7 +87,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     protocol::encode_batch(&mut batch, 0, &job, 0, 1, &framed);
     // The worker reads its batch after its hello; a write error means it already died, which
     // `join` reports with its exit status.
-    let _ = sys::write_all(request.as_fd(), &batch);
+    let _ = sys::write_all_to_child(request.as_fd(), &batch);
     drop(request);
     let child = ProcessChild {
         child,

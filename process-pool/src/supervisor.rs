@@ -49,6 +49,8 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 /// Supervises slot `w` until the pool no longer needs it. `started` hears whether the first
 /// worker process could be spawned.
 pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<(), TaskError>>) {
+    // It writes to its worker's pipe, which may have no reader left.
+    sys::block_sigpipe_for_good();
     let mut started = Some(started);
     loop {
         let launched = match launch::launch_with(

@@ -142,6 +142,74 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+thread_local! {
+    /// Whether this thread blocks SIGPIPE for good (see [`block_sigpipe_for_good`]).
+    static SIGPIPE_BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// SIGPIPE alone, as a signal set.
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset fill the set, which is ours.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+/// Blocks SIGPIPE on the calling thread for the rest of its life: for the pool's own threads,
+/// which write to the pipes of workers that may have died (see [`write_to_child`]). A SIGPIPE
+/// such a write raises stays pending on the thread, harmless. Programs the thread starts get
+/// an empty signal mask (both ways of starting one set it).
+pub(crate) fn block_sigpipe_for_good() {
+    let set = sigpipe_set();
+    // SAFETY: the set is ours; pthread_sigmask only reads it.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    SIGPIPE_BLOCKED.set(true);
+}
+
+/// [`write`] to a pipe read by a child process, which may have died: fails with `EPIPE`
+/// then, and never raises SIGPIPE, whatever the program's disposition for it (a program may
+/// have set it back to the default, which would end it). On a thread of the program's own,
+/// SIGPIPE is blocked for the write, and one the write raised is taken before it is unblocked.
+pub(crate) fn write_to_child(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    if SIGPIPE_BLOCKED.get() {
+        return write(fd, buf);
+    }
+    let set = sigpipe_set();
+    // SAFETY: sigset_t is plain data; pthread_sigmask writes the old mask into it.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are ours.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    let written = write(fd, buf);
+    // SAFETY: `old` was filled by pthread_sigmask above.
+    let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
+    if !was_blocked {
+        if matches!(&written, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+            let none = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: the set and the timeout are ours; a null info pointer is allowed. It
+            // takes the SIGPIPE the write raised, pending on this thread, without waiting.
+            unsafe { libc::sigtimedwait(&set, ptr::null_mut(), &none) };
+        }
+        // SAFETY: `old` is the mask pthread_sigmask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    }
+    written
+}
+
+/// [`write_all`] with [`write_to_child`].
+pub(crate) fn write_all_to_child(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = write_to_child(fd, buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 /// Writes all of `buf` to a blocking descriptor.
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {

@@ -21,7 +21,7 @@ use std::process::Command;
 use common::*;
 use taskpool_core::conformance::chaos::{self, Expect};
 use taskpool_process::{
-    Config, End, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
+    Config, End, Exit, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
 };
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
@@ -112,6 +112,40 @@ fn a_crash_over_pipes_costs_only_its_task() {
         let big = vec![7u8; 6 << 20];
         let echoed: Vec<u8> = pool.apply(echo_bytes, big.clone()).unwrap();
         assert_eq!(echoed, big);
+    });
+}
+
+/// Squares, and crashes on the items that leave 3 divided by 7.
+fn crash_on_threes_of_seven(x: u64) -> u64 {
+    if x % 7 == 3 { segfault(x) } else { square(x) }
+}
+
+#[test]
+fn a_program_that_takes_back_sigpipe_survives_its_workers_dying_over_pipes() {
+    over_pipes("a_program_that_takes_back_sigpipe_survives_its_workers_dying_over_pipes", || {
+        // As a command-line program does, to end quietly when its output's reader goes: then
+        // a write to the pipe of a worker that died must fail, not end the program.
+        // SAFETY: the default disposition installs no handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let pool = ProcessPool::new(2).unwrap();
+        let large = || serde_bytes::ByteBuf::from(vec![7u8; 4 << 20]);
+        for round in 0..10 {
+            let outcomes = pool.map_results(crash_on_threes_of_seven, 0..50);
+            for (x, outcome) in (0..).zip(outcomes) {
+                match outcome {
+                    Err(TaskError::Crashed(Exit::Signal(11))) if x % 7 == 3 => {}
+                    Ok(value) if x % 7 != 3 => assert_eq!(value, x * x),
+                    other => panic!("round {round}, item {x}: {other:?}"),
+                }
+            }
+            let handles: Vec<_> = (0..4).map(|_| pool.submit(describe, large())).collect();
+            let crashed = pool.apply(segfault, 0);
+            assert!(matches!(crashed, Err(TaskError::Crashed(Exit::Signal(11)))), "{crashed:?}");
+            for handle in handles {
+                assert_eq!(handle.join().unwrap().0, 4 << 20, "round {round}");
+            }
+        }
+        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
     });
 }
 
