@@ -428,12 +428,15 @@ pub(crate) struct Slice {
     pub(crate) items: Range<usize>,
     /// Once sent: what each item counts against its worker's budget (see `batching.rs`).
     pub(crate) load_ns: u64,
+    /// How many workers died holding the first item, before they started it (see
+    /// `Shared::worker_ended`).
+    pub(crate) deaths: u32,
 }
 
 impl Slice {
     /// Items `items` of `run`, not sent.
     pub(crate) fn new(run: Arc<Run>, items: Range<usize>) -> Self {
-        Slice { run, items, load_ns: 0 }
+        Slice { run, items, load_ns: 0, deaths: 0 }
     }
 }
 

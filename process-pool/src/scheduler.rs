@@ -70,6 +70,10 @@ impl Progress {
     }
 }
 
+/// How many workers in a row may die holding an item they had not started before the item
+/// fails with their crash (see `Shared::worker_ended`).
+const POISON_DEATHS: u32 = 3;
+
 /// Why the pool killed a worker: decides the error of the item it was killed for.
 #[derive(Debug, Clone)]
 pub(crate) enum KillReason {
@@ -592,6 +596,8 @@ impl Shared {
                 batching::batch_len(&run, start, front.items.len(), target, room_left, limit);
             let items = start..start + count;
             front.items.start += count;
+            // The deaths were its first item's, which goes now.
+            let deaths = std::mem::take(&mut front.deaths);
             if front.items.is_empty() {
                 queue.pop_front();
             }
@@ -602,7 +608,7 @@ impl Shared {
             conn.served += count as u64;
             slot.load_ns += load_ns * count as u64;
             let sent_before = slot.sent.len();
-            slot.sent.push_back(Slice { run: run.clone(), items: items.clone(), load_ns });
+            slot.sent.push_back(Slice { run: run.clone(), items: items.clone(), load_ns, deaths });
             // Single tasks of one function queued behind this one travel in its frame.
             let most = target.min(room_left);
             if run.len() == 1 && most > 1 {
@@ -818,7 +824,7 @@ impl Shared {
         let natural = killed.is_none();
         // Who is to blame: the item a kill was for; otherwise the item the worker was running
         // (without a status page, the head).
-        let (blamed, error) = match killed {
+        let (mut blamed, error) = match killed {
             Some(Kill { reason: KillReason::LimitReached, .. }) => (None, None),
             Some(Kill { reason, seq }) => (seq, Some(kill_error(reason))),
             None => {
@@ -829,6 +835,21 @@ impl Shared {
                 (running, Some(TaskError::Crashed(exit)))
             }
         };
+        let mut sent = sent;
+        // A worker that died of itself before it started its first item, which it held: the
+        // item may be what kills workers as they receive it (an argument too large for the
+        // worker's memory limit, say). After `POISON_DEATHS` such deaths in a row it fails with
+        // the crash rather than go round for ever. A SIGKILL, most likely from outside, says
+        // nothing about the item.
+        let unstarted = natural
+            && exit != Exit::Signal(libc::SIGKILL)
+            && progress.is_some_and(|p| p.started <= head_seq);
+        if let Some(head) = sent.front_mut().filter(|_| unstarted && blamed.is_none()) {
+            head.deaths += 1;
+            if head.deaths >= POISON_DEATHS {
+                blamed = Some(head_seq);
+            }
+        }
         let mut requeue = Vec::new();
         let mut seq = head_seq;
         for slice in sent {

@@ -132,3 +132,30 @@ fn a_task_that_ignores_sigxcpu_is_stopped_all_the_same() {
 fn a_task_that_blocks_every_signal_is_stopped_all_the_same() {
     stopped_alone(spin_with_signals_blocked, &[100, 60_000, 100], "signals blocked");
 }
+
+/// The length of its argument.
+fn length(bytes: serde_bytes::ByteBuf) -> u64 {
+    bytes.len() as u64
+}
+
+#[test]
+fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for_ever() {
+    // Too little memory for a worker to take any request: each one that says hello dies of
+    // the failed allocation (SIGABRT) before it starts the item.
+    within("a pool whose workers die on every request", || {
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(1);
+        let pool = ProcessPool::with_config(config).unwrap();
+        assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
+        let stats = pool.stats();
+        assert_eq!((stats.workers_started, stats.requeued, stats.crashes), (3, 2, 1));
+    });
+    // An argument larger than the workers' memory limit: only that task fails.
+    within("an argument over the memory limit", || {
+        let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(MEMORY_LIMIT);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let huge = serde_bytes::ByteBuf::from(vec![1u8; (MEMORY_LIMIT + (16 << 20)) as usize]);
+        let outcome = pool.apply(length, huge);
+        assert!(matches!(outcome, Err(TaskError::Crashed(_))), "{outcome:?}");
+        assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+    });
+}
