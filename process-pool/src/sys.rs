@@ -199,19 +199,21 @@ pub(crate) fn write_to_child(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize
 }
 
 /// [`write_all`] with [`write_to_child`].
-pub(crate) fn write_all_to_child(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = write_to_child(fd, buf)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
+pub(crate) fn write_all_to_child(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    write_all_with(fd, buf, write_to_child)
 }
 
 /// Writes all of `buf` to a blocking descriptor.
-pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    write_all_with(fd, buf, write)
+}
+
+/// Writes all of `buf` with `write`, which writes some.
+fn write_all_with(
+    fd: BorrowedFd<'_>,
+    mut buf: &[u8],
+    write: impl Fn(BorrowedFd<'_>, &[u8]) -> io::Result<usize>,
+) -> io::Result<()> {
     while !buf.is_empty() {
         let n = write(fd, buf)?;
         if n == 0 {
