@@ -70,8 +70,8 @@ impl Progress {
     }
 }
 
-/// How many workers in a row may die holding an item they had not started before the item
-/// fails with their crash (see `Shared::worker_ended`).
+/// How many workers may die holding an item they had not started before the item fails
+/// with their crash (see `Shared::worker_ended`).
 const POISON_DEATHS: u32 = 3;
 
 /// Why the pool killed a worker: decides the error of the item it was killed for.
@@ -816,7 +816,7 @@ impl Shared {
         deliveries: &mut Deliveries,
     ) -> bool {
         let slot = &mut state.slots[w];
-        let sent = std::mem::take(&mut slot.sent);
+        let mut sent = std::mem::take(&mut slot.sent);
         slot.load_ns = 0;
         slot.head_since = None;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
@@ -835,11 +835,10 @@ impl Shared {
                 (running, Some(TaskError::Crashed(exit)))
             }
         };
-        let mut sent = sent;
         // A worker that died of itself before it started its first item, which it held: the
         // item may be what kills workers as they receive it (an argument too large for the
-        // worker's memory limit, say). After `POISON_DEATHS` such deaths in a row it fails with
-        // the crash rather than go round for ever. A SIGKILL, most likely from outside, says
+        // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the
+        // crash rather than go round for ever. A SIGKILL, most likely from outside, says
         // nothing about the item.
         let unstarted = natural
             && exit != Exit::Signal(libc::SIGKILL)
