@@ -144,11 +144,18 @@ struct CpuTime {
 /// The CPU time of every thread of this process but the calling one, and of every thread of
 /// its descendants.
 fn pool_cpu() -> Option<CpuTime> {
+    threads_cpu(true)
+}
+
+/// The CPU time of every thread of this process but the calling one, and with `descendants_too`
+/// of every thread of its descendants.
+fn threads_cpu(descendants_too: bool) -> Option<CpuTime> {
     let me = std::process::id();
     let this_thread = fs::read_link("/proc/thread-self").ok()?;
     let this_tid = this_thread.file_name()?.to_str()?.parse::<u32>().ok()?;
     let mut total = CpuTime::default();
-    for pid in std::iter::once(me).chain(descendants(me)) {
+    let others = if descendants_too { descendants(me) } else { Vec::new() };
+    for pid in std::iter::once(me).chain(others) {
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { continue };
         for task in tasks.flatten() {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
@@ -218,10 +225,12 @@ mod tests {
             set.recv().unwrap();
         });
         ready.recv().unwrap();
-        let before = pool_cpu().unwrap();
+        // This process's threads only: other tests of this binary start and end processes
+        // (the Python server's) whose time would leave the sum between the two readings.
+        let before = threads_cpu(false).unwrap();
         go.send(()).unwrap();
         finished.recv().unwrap();
-        let after = pool_cpu().unwrap();
+        let after = threads_cpu(false).unwrap();
         go.send(()).unwrap();
         spinner.join().unwrap();
         assert!(after.nanos >= before.nanos + 10_000_000, "{before:?} {after:?}");
