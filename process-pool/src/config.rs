@@ -89,7 +89,8 @@ impl ProcessConfig {
     /// starts, so leave room (tens of MiB) above what tasks need. A failed allocation is
     /// recognized when the worker aborts with its address space within an eighth of the cap;
     /// a single allocation far larger than what is left can be reported as a crash
-    /// (`SIGABRT`) instead.
+    /// (`SIGABRT`) instead. An argument that encodes to the cap or more, which no worker
+    /// could hold, fails the same way without being sent.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self

@@ -21,7 +21,7 @@ use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
 use crate::reception;
-use crate::run::{Batching, Run, RunBuilder};
+use crate::run::{ArgumentLimit, Batching, Run, RunBuilder};
 use crate::scheduler::{KillReason, Shared, batching_for};
 use crate::ship::Ship;
 use crate::sink::{self, ChannelSink, Decoded, Decoder, Group, HandleSink};
@@ -232,7 +232,7 @@ impl ProcessPool {
         let built = job.ship(Ship).and_then(|shipped| {
             let mut builder = RunBuilder::new(self.shared.paces.of(shipped, &self.shared));
             builder.reserve(1);
-            builder.push(&input, self.frame_limit()).map(|()| builder)
+            builder.push(&input, self.argument_limit()).map(|()| builder)
         });
         let builder = match built {
             Ok(builder) => builder,
@@ -298,8 +298,10 @@ impl ProcessPool {
         self.submit_new(job, input, sink::value(), timeout)
     }
 
-    fn frame_limit(&self) -> usize {
-        self.shared.config.get_max_frame_bytes()
+    /// How large an argument its workers can take.
+    fn argument_limit(&self) -> ArgumentLimit {
+        let config = &self.shared.config;
+        ArgumentLimit::new(config.get_max_frame_bytes(), config.get_memory_limit())
     }
 
     /// Ships the job of a batch, with a pace of its own.
@@ -572,9 +574,10 @@ impl ProcessPool {
         // start on the first while the caller still encodes the rest.
         let mut chunk = Chunk::new(&shipped, 0, FIRST_CHUNK, hint);
         let (mut total, mut sent) = (0, 0);
+        let limit = self.argument_limit();
         for (i, item) in items.enumerate() {
             total += 1;
-            if let Err(e) = chunk.push(i, &item, self.frame_limit()) {
+            if let Err(e) = chunk.push(i, &item, limit) {
                 order.add(i, Decoded::Mixed(vec![Err(e)]), place);
             }
             if total - chunk.start == chunk.len {
@@ -634,7 +637,12 @@ impl Chunk {
     /// The outcome is matched, not passed on: a `Result` this large moved whole after the
     /// callee wrote only its tag costs a stalled load per item.
     #[inline]
-    fn push<T: Serialize>(&mut self, i: usize, item: &T, limit: usize) -> Result<(), TaskError> {
+    fn push<T: Serialize>(
+        &mut self,
+        i: usize,
+        item: &T,
+        limit: ArgumentLimit,
+    ) -> Result<(), TaskError> {
         match self.builder.push(item, limit) {
             Ok(()) => {
                 if let Some(indices) = &mut self.indices {
@@ -814,7 +822,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let mut indices = Vec::new();
             let mut count = 0;
             for item in self.items.by_ref().take(batch) {
-                match builder.push(&item, self.pool.frame_limit()) {
+                match builder.push(&item, self.pool.argument_limit()) {
                     Ok(()) => indices.push(base + count),
                     Err(e) => {
                         self.order.settled(base + count, Err(e));

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
-use taskpool_core::{Direction, Side, TaskError};
+use taskpool_core::{Direction, Resource, Side, TaskError};
 
 use crate::batching::Paced;
 use crate::codec;
@@ -50,6 +50,44 @@ const SMALL_INPUT: usize = 12;
 const SPARE_MIN: usize = 64 << 10;
 /// The most bytes of input buffers kept: the chunks of a `map` of a million numbers.
 const SPARE_MAX: usize = 16 << 20;
+
+/// How large an encoded argument (with its job's state) a worker can take: at most the
+/// pool's frame limit, and less than the worker's memory limit, if it has one (a worker
+/// cannot hold a frame as large as its whole address space, so sending it would only kill
+/// workers as they receive it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArgumentLimit {
+    frame: usize,
+    memory: Option<u64>,
+    /// The smallest size refused: one past the frame limit, or the memory limit.
+    least: usize,
+}
+
+impl ArgumentLimit {
+    /// The limit of a pool whose frames take up to `frame` bytes and whose workers have
+    /// `memory` bytes of address space, if capped.
+    pub(crate) fn new(frame: usize, memory: Option<u64>) -> Self {
+        let over_frame = frame.saturating_add(1);
+        let least =
+            memory.map_or(over_frame, |m| over_frame.min(usize::try_from(m).unwrap_or(usize::MAX)));
+        ArgumentLimit { frame, memory, least }
+    }
+
+    /// The error for an argument of `size` bytes that is refused: over the frame limit, or
+    /// failing for want of memory.
+    fn refuse(self, size: usize) -> TaskError {
+        match self.memory {
+            Some(limit) if size <= self.frame => {
+                TaskError::ResourceLimit { resource: Resource::Memory, limit }
+            }
+            _ => TaskError::TooLarge {
+                side: Side::Argument,
+                size: size as u64,
+                limit: self.frame as u64,
+            },
+        }
+    }
+}
 
 /// The input buffers of runs that ended, kept for the next runs to encode into, in this
 /// process.
@@ -292,10 +330,14 @@ impl RunBuilder {
     ///
     /// # Errors
     ///
-    /// The input cannot be serialized, or with the job's state it is over `limit` bytes.
+    /// The input cannot be serialized, or with the job's state it is over `limit`.
     /// What it held for its worker is let go then.
     #[inline]
-    pub(crate) fn push<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+    pub(crate) fn push<T: Serialize>(
+        &mut self,
+        input: &T,
+        limit: ArgumentLimit,
+    ) -> Result<(), TaskError> {
         if handoff::may_hold() {
             self.push_holding(input, limit)
         } else {
@@ -307,7 +349,11 @@ impl RunBuilder {
     /// [`RunBuilder::push`] in a process that made or opened a handle or shared bytes: keeps
     /// what the input holds until the item is done.
     #[inline(never)]
-    fn push_holding<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+    fn push_holding<T: Serialize>(
+        &mut self,
+        input: &T,
+        limit: ArgumentLimit,
+    ) -> Result<(), TaskError> {
         let (encoded, held) = handoff::holding(|| self.encode(input, limit));
         if encoded.is_ok() {
             self.holds.add(self.inputs.len - 1, held);
@@ -317,20 +363,16 @@ impl RunBuilder {
 
     /// [`RunBuilder::push`]'s encoding.
     #[inline]
-    fn encode<T: Serialize>(&mut self, input: &T, limit: usize) -> Result<(), TaskError> {
+    fn encode<T: Serialize>(&mut self, input: &T, limit: ArgumentLimit) -> Result<(), TaskError> {
         let at = self.inputs.begin();
         if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
             self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }
         let size = self.inputs.bytes.len() - at - 4 + self.job.shipped.state.len();
-        if size > limit || !self.inputs.end(at) {
+        if size >= limit.least || !self.inputs.end(at) {
             self.inputs.undo(at);
-            return Err(TaskError::TooLarge {
-                side: Side::Argument,
-                size: size as u64,
-                limit: limit as u64,
-            });
+            return Err(limit.refuse(size));
         }
         Ok(())
     }
@@ -456,6 +498,10 @@ mod tests {
         }
     }
 
+    /// Room for any input the tests push.
+    const ROOM: ArgumentLimit =
+        ArgumentLimit { frame: 1 << 20, memory: None, least: (1 << 20) + 1 };
+
     fn builder() -> RunBuilder {
         RunBuilder::new(Paced::new(crate::ship::Shipped { entry: 0, state: Vec::new() }))
     }
@@ -514,7 +560,7 @@ mod tests {
         let mut b = builder();
         b.reserve(10_000);
         for v in 0..10_000u64 {
-            b.push(&v, 1 << 20).unwrap();
+            b.push(&v, ROOM).unwrap();
         }
         let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         let at = run.inputs.bytes.as_ref().as_ptr();
@@ -535,12 +581,39 @@ mod tests {
     }
 
     #[test]
+    fn an_argument_a_worker_could_not_hold_is_refused_for_want_of_memory() {
+        let mut b = builder();
+        let limit = ArgumentLimit::new(1000, Some(100));
+        b.push(&vec![0u8; 90], limit).unwrap();
+        let refused = b.push(&vec![0u8; 100], limit);
+        assert!(
+            matches!(
+                refused,
+                Err(TaskError::ResourceLimit { resource: Resource::Memory, limit: 100 })
+            ),
+            "{refused:?}"
+        );
+        // Over the frame limit too: that is what it is refused for.
+        let refused = b.push(&vec![0u8; 2000], limit);
+        assert!(
+            matches!(refused, Err(TaskError::TooLarge { size: 2003, limit: 1000, .. })),
+            "{refused:?}"
+        );
+        // A memory limit above the frame limit changes nothing.
+        let roomy = ArgumentLimit::new(1000, Some(1 << 30));
+        b.push(&vec![0u8; 990], roomy).unwrap();
+        assert!(matches!(b.push(&vec![0u8; 1000], roomy), Err(TaskError::TooLarge { .. })));
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
     fn inputs_that_fail_to_encode_leave_nothing_behind() {
         let mut b = builder();
-        b.push(&1u64, 1 << 20).unwrap();
-        assert!(matches!(b.push(&HalfWritten, 1 << 20), Err(TaskError::Serialization { .. })));
-        assert!(matches!(b.push(&vec![0u8; 100], 10), Err(TaskError::TooLarge { .. })));
-        b.push(&2u64, 1 << 20).unwrap();
+        b.push(&1u64, ROOM).unwrap();
+        assert!(matches!(b.push(&HalfWritten, ROOM), Err(TaskError::Serialization { .. })));
+        let small = ArgumentLimit::new(10, None);
+        assert!(matches!(b.push(&vec![0u8; 100], small), Err(TaskError::TooLarge { .. })));
+        b.push(&2u64, ROOM).unwrap();
         b.push_encoded(&encoded(3));
         let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         assert_eq!(run.len(), 3);
@@ -558,7 +631,7 @@ mod tests {
             let text = "x".repeat(len);
             let mut b = builder();
             b.reserve(1);
-            b.push(&text, 1 << 20).unwrap();
+            b.push(&text, ROOM).unwrap();
             let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
             let mut expected = Vec::new();
             codec::encode_into(&text, &mut expected).unwrap();
@@ -570,7 +643,7 @@ mod tests {
         }
         let mut b = builder();
         b.reserve(1);
-        b.push(&1u64, 1 << 20).unwrap();
+        b.push(&1u64, ROOM).unwrap();
         let kept = b.inputs.bytes.as_ptr();
         drop(b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1)));
         let mut many = builder();
@@ -584,7 +657,7 @@ mod tests {
     #[test]
     fn a_single_input_is_the_whole_buffer() {
         let mut b = builder();
-        b.push(&5u64, 1 << 20).unwrap();
+        b.push(&5u64, ROOM).unwrap();
         let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));
         assert_eq!((run.len(), run.input(0)), (1, &encoded(5)[..]));
     }
@@ -594,10 +667,10 @@ mod tests {
         let mut b = builder();
         let values: Vec<u64> = (0..300u64).map(|i| i * i * 1_000_003).collect();
         for (i, v) in values.iter().enumerate() {
-            b.push(v, 1 << 20).unwrap();
+            b.push(v, ROOM).unwrap();
             if i % 63 == 0 {
                 // A failure right at and around the marks leaves no trace.
-                assert!(b.push(&HalfWritten, 1 << 20).is_err());
+                assert!(b.push(&HalfWritten, ROOM).is_err());
             }
         }
         let run = b.finish(crate::scheduler::tests::NullSink, None, Batching::Fixed(1));

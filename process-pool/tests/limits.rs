@@ -140,22 +140,40 @@ fn length(bytes: serde_bytes::ByteBuf) -> u64 {
 
 #[test]
 fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for_ever() {
-    // Too little memory for a worker to take any request: each one that says hello dies of
-    // the failed allocation (SIGABRT) before it starts the item.
+    // Too little memory for a worker to take any request (though more than the argument
+    // needs, so the parent sends it): each worker that says hello dies of the failed
+    // allocation (SIGABRT) before it starts the item.
     within("a pool whose workers die on every request", || {
-        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(1);
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
         let pool = ProcessPool::with_config(config).unwrap();
         assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
         let stats = pool.stats();
         assert_eq!((stats.workers_started, stats.requeued, stats.crashes), (3, 2, 1));
     });
-    // An argument larger than the workers' memory limit: only that task fails.
+}
+
+#[test]
+fn an_argument_as_large_as_the_memory_limit_is_refused_before_it_is_sent() {
     within("an argument over the memory limit", || {
         let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(MEMORY_LIMIT);
         let pool = ProcessPool::with_config(config).unwrap();
         let huge = serde_bytes::ByteBuf::from(vec![1u8; (MEMORY_LIMIT + (16 << 20)) as usize]);
-        let outcome = pool.apply(length, huge);
-        assert!(matches!(outcome, Err(TaskError::Crashed(_))), "{outcome:?}");
+        let outcome = pool.apply(length, huge.clone());
+        assert!(
+            matches!(
+                outcome,
+                Err(TaskError::ResourceLimit { resource: Resource::Memory, limit: MEMORY_LIMIT })
+            ),
+            "{outcome:?}"
+        );
+        // The same in a `map`, among arguments that fit: only that item fails.
+        let small = serde_bytes::ByteBuf::from(vec![1u8; 10]);
+        let outcomes = pool.map_results(length, vec![small.clone(), huge, small]);
+        assert_eq!(outcomes[0].as_ref().ok(), Some(&10));
+        assert!(matches!(outcomes[1], Err(TaskError::ResourceLimit { .. })), "{:?}", outcomes[1]);
+        assert_eq!(outcomes[2].as_ref().ok(), Some(&10));
+        let stats = pool.stats();
+        assert_eq!((stats.crashes, stats.requeued), (0, 0), "no worker was sent it");
         assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
     });
 }
