@@ -428,11 +428,13 @@ fn bad_values(list: &[u8], count: u32) -> WireError {
 }
 
 /// Reads a result frame ([`Kind::Done`], [`Kind::Panicked`] or [`Kind::Failed`]) whose body
-/// is `body`, found at `range` of the reader's buffer.
+/// is `body`, found at `range` of the reader's buffer, from a worker whose frames take up to
+/// `frame_limit` bytes (what a [`TaskError::TooLarge`] names as the limit).
 pub(crate) fn decode_result(
     kind: Kind,
     body: &[u8],
     range: Range<usize>,
+    frame_limit: usize,
 ) -> Result<ItemResult, WireError> {
     let mut b = Body::new(body);
     let meta = Meta {
@@ -477,7 +479,7 @@ pub(crate) fn decode_result(
                 FAILED_SERIALIZATION => {
                     TaskError::Serialization { side, direction: worker_direction(side), message }
                 }
-                FAILED_TOO_LARGE => TaskError::TooLarge { side, size, limit: 0 },
+                FAILED_TOO_LARGE => TaskError::TooLarge { side, size, limit: frame_limit as u64 },
                 FAILED_MEMORY => {
                     TaskError::ResourceLimit { resource: Resource::Memory, limit: size }
                 }
@@ -497,6 +499,9 @@ pub(crate) fn decode_result(
 mod tests {
     use super::*;
     use crate::wire::{FrameReader, HEADER};
+
+    /// The frame limit of the worker whose results the tests read.
+    const LIMIT: usize = 1 << 20;
 
     #[test]
     fn a_value_list_must_hold_exactly_its_count_of_values() {
@@ -557,7 +562,7 @@ mod tests {
         let mut r = FrameReader::new(1024);
         r.push(bytes);
         let (kind, body) = r.next_frame().unwrap().unwrap();
-        let item = decode_result(kind, r.bytes(body.clone()), body).unwrap();
+        let item = decode_result(kind, r.bytes(body.clone()), body, LIMIT).unwrap();
         let value = match &item.outcome {
             Ok(list) => {
                 let mut values = item.values(r.bytes(list.clone()));
@@ -596,7 +601,10 @@ mod tests {
         out.clear();
         encode_failed(&mut out, meta, Failure::TooLarge { side: Side::Result, size: 99 });
         let failed = read_result(&out).0.outcome;
-        assert!(matches!(failed, Err(TaskError::TooLarge { side: Side::Result, size: 99, .. })));
+        assert!(matches!(
+            failed,
+            Err(TaskError::TooLarge { side: Side::Result, size: 99, limit }) if limit == LIMIT as u64
+        ));
         out.clear();
         let failure = Failure::Serialization { side: Side::Argument, message: "bad" };
         encode_failed(&mut out, meta, failure);
@@ -688,7 +696,7 @@ mod tests {
             for _ in 0..2000 {
                 let kind = rng.pick(&RESULT_KINDS);
                 let (body, meta, payloads) = result_body(&mut rng, kind);
-                let item = decode_result(kind, &body, 0..body.len()).unwrap();
+                let item = decode_result(kind, &body, 0..body.len(), LIMIT).unwrap();
                 assert_eq!(item.meta, meta);
                 assert_eq!(item.count as usize, payloads.len());
                 if let Ok(list) = &item.outcome {
@@ -728,7 +736,8 @@ mod tests {
                 };
                 let at = rng.below(1 << 20);
                 let range = at..at + body.len();
-                if let Ok(ItemResult { outcome: Ok(value), .. }) = decode_result(kind, &body, range)
+                if let Ok(ItemResult { outcome: Ok(value), .. }) =
+                    decode_result(kind, &body, range, LIMIT)
                 {
                     assert!(value.start >= at && value.end == at + body.len(), "{value:?}");
                 }
@@ -736,7 +745,7 @@ mod tests {
             // Frames of other kinds are refused, whatever their bodies.
             for kind in [Kind::Init, Kind::Batch, Kind::Hello, Kind::InitFailed] {
                 let (body, _, _) = result_body(&mut rng, Kind::Done);
-                assert!(decode_result(kind, &body, 0..body.len()).is_err());
+                assert!(decode_result(kind, &body, 0..body.len(), LIMIT).is_err());
             }
         }
 

@@ -482,7 +482,8 @@ fn read_frames(
             kill_for_protocol(&mut state.slots[w].conn, format!("unexpected {kind:?} frame"));
             break;
         }
-        let item = match protocol::decode_result(kind, reader.bytes(range.clone()), range) {
+        let limit = shared.config.get_max_frame_bytes();
+        let item = match protocol::decode_result(kind, reader.bytes(range.clone()), range, limit) {
             Ok(item) => item,
             Err(e) => {
                 kill_for_protocol(&mut state.slots[w].conn, e.to_string());
@@ -567,19 +568,16 @@ fn settle(
                 deliveries.add_values(run, items.start, list, items.len(), each);
             })
         }
-        Err(error) => {
-            let error = with_limit(error.clone(), shared.config.get_max_frame_bytes());
-            shared.answered(
-                state,
-                w,
-                seq..seq.saturating_add(1),
-                now,
-                cost.elapsed_ns,
-                |run, items| {
-                    deliveries.add_failure(run, items.start, error.clone());
-                },
-            )
-        }
+        Err(error) => shared.answered(
+            state,
+            w,
+            seq..seq.saturating_add(1),
+            now,
+            cost.elapsed_ns,
+            |run, items| {
+                deliveries.add_failure(run, items.start, error.clone());
+            },
+        ),
     };
     if let Err(reason) = answered {
         kill_for_protocol(&mut state.slots[w].conn, reason);
@@ -624,16 +622,6 @@ pub(crate) fn kill_for_protocol(conn: &mut Option<Conn>, reason: String) {
         let running = conn.process.progress().and_then(Progress::running);
         let seq = running.filter(|&r| r >= conn.expect_seq).unwrap_or(conn.expect_seq);
         conn.kill(KillReason::Protocol(reason), Some(seq));
-    }
-}
-
-/// Fills in the frame limit of a too-large error reported by a worker.
-fn with_limit(error: TaskError, frame_limit: usize) -> TaskError {
-    match error {
-        TaskError::TooLarge { side, size, .. } => {
-            TaskError::TooLarge { side, size, limit: frame_limit as u64 }
-        }
-        other => other,
     }
 }
 

@@ -94,6 +94,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         _region: region,
         result,
         reader: FrameReader::new(limit + SLACK),
+        frame_limit: limit,
         exit: None,
         outcome: None,
         joined: false,
@@ -108,6 +109,8 @@ struct ProcessChild<R> {
     _region: Option<Region>,
     result: OwnedFd,
     reader: FrameReader,
+    /// The largest frame either side sends.
+    frame_limit: usize,
     /// Set once the process is reaped.
     exit: Option<Exit>,
     /// The task's outcome, once read.
@@ -132,8 +135,12 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                     // A large byte string result comes in a bulk frame before its frame.
                     let bulk = self.reader.take_bulk();
                     self.outcome = Some(
-                        match protocol::decode_result(kind, self.reader.bytes(range.clone()), range)
-                        {
+                        match protocol::decode_result(
+                            kind,
+                            self.reader.bytes(range.clone()),
+                            range,
+                            self.frame_limit,
+                        ) {
                             Ok(item) => match &item.outcome {
                                 Ok(list) => {
                                     let mut values = item.values(self.reader.bytes(list.clone()));

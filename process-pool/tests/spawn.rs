@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Exit, TaskError, spawn};
+use taskpool_process::{Exit, Side, TaskError, spawn};
 
 #[test]
 fn spawn_runs_in_another_process_and_returns_the_value() {
@@ -79,4 +79,38 @@ fn check_numbered(bytes: serde_bytes::ByteBuf) -> u64 {
 
 fn sum_bytes(bytes: Vec<u8>) -> u64 {
     bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+/// A one-off's argument or result over the frame limit (1 GiB) fails with `TooLarge` naming
+/// its side; the child is not left behind.
+#[test]
+fn an_argument_or_result_over_the_frame_limit_fails_as_too_large() {
+    const OVER: usize = (1 << 30) + 1;
+    let refused = spawn(length, serde_bytes::ByteBuf::from(vec![7u8; OVER]));
+    assert!(
+        matches!(
+            refused,
+            Err(TaskError::TooLarge { side: Side::Argument, limit: 1_073_741_824, .. })
+        ),
+        "{refused:?}"
+    );
+    let child = spawn(zeros, OVER as u64).unwrap();
+    let pid = u32::try_from(child.id()).unwrap();
+    let outcome = child.join();
+    assert!(
+        matches!(
+            outcome,
+            Err(TaskError::TooLarge { side: Side::Result, limit: 1_073_741_824, .. })
+        ),
+        "{outcome:?}"
+    );
+    assert!(!alive(pid));
+}
+
+fn length(bytes: serde_bytes::ByteBuf) -> u64 {
+    bytes.len() as u64
+}
+
+fn zeros(len: u64) -> serde_bytes::ByteBuf {
+    vec![0u8; len as usize].into()
 }
