@@ -458,7 +458,7 @@ impl<R> TaskHandle<R> {
 impl<R> TaskHandle<R> {
     /// Lets the backend's record of the task, if it registered one, help this thread wait
     /// ([`Cancel::help_wait`]); settles the task with the error it returns.
-    fn help(&self, deadline: Option<Instant>) {
+    pub(crate) fn help(&self, deadline: Option<Instant>) {
         if self.slot.settled.load(Ordering::Acquire) {
             return;
         }

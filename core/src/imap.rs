@@ -113,7 +113,18 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Unorde
         }
         // We hold a sender, so the channel cannot disconnect, and every slot in flight sends
         // its index exactly once when it settles.
-        let index = self.rx.recv().ok()?;
+        let index = match self.rx.try_recv() {
+            Ok(index) => index,
+            Err(_) => {
+                // None finished: before sleeping, let the backend use this thread for a task
+                // in flight, as a join would (a thread of the pool itself, iterating inside a
+                // task, runs it if no thread took it: otherwise every thread could wait).
+                if let Some(waiting) = self.slots.iter().flatten().find(|h| !h.is_finished()) {
+                    waiting.help(None);
+                }
+                self.rx.recv().ok()?
+            }
+        };
         let handle = self.slots.get_mut(index)?.take()?;
         self.free.push(index);
         Some(handle.join())

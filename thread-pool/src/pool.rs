@@ -37,7 +37,8 @@ use crate::watchdog::Watchdog;
 ///
 /// A task may submit tasks to its own pool and join them, as deep as it likes, on a pool of
 /// any size: a task joined on one of the pool's threads before any thread took it runs right
-/// there, inside the join, so the pool's threads never all wait for each other. (A join with
+/// there, inside the join, so the pool's threads never all wait for each other. The same
+/// holds for a task's `map`, `imap` and `imap_unordered` over its own pool. (A join with
 /// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
 /// while running another task.)
 ///
@@ -335,9 +336,10 @@ trait Run: Send + Sync {
 }
 
 /// The record of one queued task: what it runs, and the handle's record (see
-/// [`Completer::on_cancel_of`]) when the task came from `submit`, so that the submitter, who
-/// allocated it, frees it too when it takes the outcome (see `queue.rs` for why that
-/// matters), and a join in a copy of the process made by `fork()` fails rather than waits.
+/// [`Completer::on_cancel_of`]), so that the submitter, who allocated it, frees it too when
+/// it takes the outcome (see `queue.rs` for why that matters), a join on one of the pool's
+/// threads can run it, and a join in a copy of the process made by `fork()` fails rather
+/// than waits.
 struct Queued<A, J: Job> {
     /// The copy of the process that submitted the task (see `forks.rs`).
     home: u64,
@@ -363,16 +365,22 @@ where
     ) -> (Arc<dyn Run>, Option<TaskHandle<J::Output>>) {
         let (home, pool) = (shared.home, Arc::as_ptr(shared) as usize);
         let mut handle = None;
-        let record = match to {
-            Promise::Given(completer) => {
-                Arc::new(Queued { home, pool, task: Mutex::new(Some((work, completer))) })
-            }
-            Promise::New => Arc::new_cyclic(|record: &Weak<Self>| {
-                let (completer, new) = promise_of::<J::Output>(record.clone());
-                handle = Some(new);
-                Queued { home, pool, task: Mutex::new(Some((work, completer))) }
-            }),
-        };
+        let record = Arc::new_cyclic(|record: &Weak<Self>| {
+            // The record is the handle's either way, so that a join on one of the pool's
+            // threads can run the task (see `help_wait`): an `imap` in a task waits so.
+            let completer = match to {
+                Promise::Given(completer) => {
+                    completer.on_cancel_of(record.clone());
+                    completer
+                }
+                Promise::New => {
+                    let (completer, new) = promise_of::<J::Output>(record.clone());
+                    handle = Some(new);
+                    completer
+                }
+            };
+            Queued { home, pool, task: Mutex::new(Some((work, completer))) }
+        });
         (record, handle)
     }
 }

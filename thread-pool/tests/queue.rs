@@ -105,6 +105,39 @@ fn a_task_that_joins_tasks_it_submitted_to_its_own_pool_finishes_on_one_thread_a
     }
 }
 
+/// The pools the iterating tasks below use, by size.
+static ITERATED: [OnceLock<ThreadPool>; 2] = [OnceLock::new(), OnceLock::new()];
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// The sum of the squares below 50, got with `imap` and with `imap_unordered` over the pool
+/// of `workers` that runs this task.
+fn iterate_own_pool(workers: usize) -> (u64, u64) {
+    let pool = ITERATED[workers - 1].get().expect("the test starts the pool first");
+    let ordered = pool.imap(square, 0..50).map(Result::unwrap).sum();
+    let unordered = pool.imap_unordered(square, 0..50).map(Result::unwrap).sum();
+    (ordered, unordered)
+}
+
+/// Every thread of the pool runs a task that iterates over the same pool: the items those
+/// iterators queue are run by the waiting threads themselves. They waited for each other for
+/// ever before.
+#[test]
+fn tasks_that_iterate_over_their_own_pool_finish_on_one_thread_and_on_two() {
+    for workers in [1, 2] {
+        let pool = ITERATED[workers - 1].get_or_init(|| ThreadPool::new(workers).unwrap());
+        let mut handles: Vec<_> = (0..4).map(|_| pool.submit(iterate_own_pool, workers)).collect();
+        for handle in &mut handles {
+            match handle.join_timeout(Duration::from_secs(60)) {
+                Ok(sums) => assert_eq!(sums, (40_425, 40_425), "{workers} workers"),
+                Err(e) => panic!("{workers} workers: {e}"),
+            }
+        }
+    }
+}
+
 /// Met by two tasks at a time.
 static PAIR: Barrier = Barrier::new(2);
 
