@@ -186,7 +186,7 @@ pub(super) fn report() -> Report {
                         survived: true,
                     },
                 ),
-                (Column::PYTHON_PROCESSES, Cell::Skipped("disabled with --no-python".into())),
+                (Column::PYTHON_PROCESSES, Cell::Skipped("python3 not found".into())),
             ],
         )],
     };
@@ -269,7 +269,7 @@ pub(super) fn report() -> Report {
         ],
         notes: vec![
             "The rayon column's one-off spawn is `std::thread::spawn`.".into(),
-            "Python peers ran with CPython 3.11.2; --no-python skips them.".into(),
+            "Python peers ran with CPython 3.11.2; without python3 their cells say so.".into(),
         ],
     }
 }

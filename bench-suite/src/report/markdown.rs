@@ -580,10 +580,7 @@ mod tests {
             cell_of(&doc, fault, Column::PROCSPAWN),
             "✅ IPC error \\| worker gone; next task after 850 µs"
         );
-        assert_eq!(
-            cell_of(&doc, fault, Column::PYTHON_PROCESSES),
-            "*skipped: disabled with --no-python*"
-        );
+        assert_eq!(cell_of(&doc, fault, Column::PYTHON_PROCESSES), "*skipped: python3 not found*");
         assert_eq!(cell_of(&doc, fault, Column::RAYON), "—");
         let round_trip = "Round trip, empty task";
         assert_eq!(
