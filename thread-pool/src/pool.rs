@@ -40,7 +40,8 @@ use crate::watchdog::Watchdog;
 /// there, inside the join, so the pool's threads never all wait for each other. The same
 /// holds for a task's `map`, `imap` and `imap_unordered` over its own pool. (A join with
 /// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
-/// while running another task.)
+/// while running another task. So does a handle awaited by an executor's `block_on` inside a
+/// task: a poll never runs the task. Join it there.)
 ///
 /// A task may also call [`Pool::shutdown`] on its own pool: it waits for every other task,
 /// running the queued ones on its own thread meanwhile, but not for itself, for the tasks it
