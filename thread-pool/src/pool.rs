@@ -54,8 +54,8 @@ use crate::watchdog::Watchdog;
 /// There the inherited pool takes no work: every task given to it fails at once with
 /// [`TaskError::ShutDown`], and `shutdown` and dropping return at once. The original's pool
 /// goes on as if nothing happened, and the copy can start pools of its own. A handle of a
-/// task submitted before the fork settles in the original only: in the copy, join it with a
-/// timeout, or not at all.
+/// task submitted before the fork settles in the original only: in the copy, joining it fails
+/// at once with [`TaskError::ShutDown`].
 ///
 /// # Examples
 ///
