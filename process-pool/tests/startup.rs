@@ -1,10 +1,11 @@
 //! Workers start with no change to the program: in this test harness (every test here), in a
-//! plain binary (the `square` example, which cargo builds for the tests), and they die with
-//! their parent, however it dies.
+//! plain binary (the `square` example, which cargo builds for the tests), and after the
+//! program's file was replaced on disk; and they die with their parent, however it dies.
 
 mod common;
 
 use std::collections::HashSet;
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -160,4 +161,45 @@ fn an_interrupt_to_the_group_stops_the_pool() {
     let interrupted_at = Instant::now();
     assert_eq!(parent.wait().unwrap().signal(), Some(2), "the parent died of SIGINT");
     gone_within_a_second(&pids, interrupted_at);
+}
+
+/// Set in the copy of this binary that replaces itself on disk.
+const REPLACES_ITSELF: &str = "TASKPOOL_TEST_REPLACES_ITSELF";
+
+/// Run twice: as the test, it runs a copy of this binary, which deletes its own executable
+/// and writes another file in its place (as a deploy or a rebuild does under a running
+/// program); workers started after that, by a crash's replacement, a one-off and a new pool,
+/// still run the program that is running.
+#[test]
+fn workers_start_after_the_running_binary_is_replaced_on_disk() {
+    let name = "workers_start_after_the_running_binary_is_replaced_on_disk";
+    if std::env::var_os(REPLACES_ITSELF).is_some() {
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        let me = std::env::current_exe().unwrap();
+        fs::remove_file(&me).unwrap();
+        fs::write(&me, "#!/bin/sh\necho not the program\n").unwrap();
+        assert!(matches!(
+            pool.apply(segfault, 0),
+            Err(taskpool_process::TaskError::Crashed(taskpool_process::Exit::Signal(11)))
+        ));
+        assert_eq!(pool.apply(square, 4).unwrap(), 16, "a replacement worker");
+        assert_eq!(spawn(square, 5).unwrap().join().unwrap(), 25, "a one-off");
+        let fresh = ProcessPool::new(2).unwrap();
+        assert_eq!(fresh.map(square, 0..4).unwrap(), [0, 1, 4, 9], "a new pool");
+        println!("ran after the replacement");
+        return;
+    }
+    let dir = Scratch::new("replaced-binary");
+    let copy = dir.file("copy-of-the-test");
+    fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let out = Command::new(&copy)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(REPLACES_ITSELF, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the copy failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ran after the replacement"), "{stdout}");
 }
