@@ -29,9 +29,10 @@
 //!   ends the whole program.
 //! - A thread cannot be stopped from outside. A timed-out or cancelled task is reported as
 //!   such at once ([`TaskError::TimedOut`] with `still_running: true`), but its thread keeps
-//!   running it until it returns, and that worker is busy meanwhile. A time limit counts
-//!   from when a task starts, so tasks queued behind such tasks wait: once every thread runs
-//!   one that never returns, the rest wait for ever.
+//!   running it until it returns. A task past its time limit has a *relief* thread
+//!   (`<name_prefix>-relief`) take its thread's place meanwhile, so the other tasks still
+//!   run; a task that never returns keeps its thread, and its relief, for the life of the
+//!   program.
 //! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
 //! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
 //! - There is no per-task memory or CPU-time limit: threads share one address space and one
@@ -46,6 +47,7 @@ mod cpu;
 mod forks;
 mod pool;
 mod queue;
+mod relief;
 mod spawn;
 mod tally;
 mod watchdog;

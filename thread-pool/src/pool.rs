@@ -16,6 +16,7 @@ use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::forks;
 use crate::queue::Queue;
+use crate::relief::Relief;
 use crate::tally::Tally;
 use crate::watchdog::Watchdog;
 
@@ -457,13 +458,23 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 let timed_out = TaskError::TimedOut { limit, still_running: true };
                 let deadline = Instant::now() + limit;
                 let late = timed_out.clone();
+                // Every thread that runs the pool's tasks holds its pool (see `POOL`).
+                let pool = POOL.with(|pool| pool.get().cloned());
+                let relief = Arc::new(Relief::default());
+                let relieved = relief.clone();
                 let id = watchdog.arm(
                     deadline,
                     Box::new(move || {
                         alarm.complete(Err(late));
+                        // The task still runs on its thread: another takes its place.
+                        if let Some(pool) = pool {
+                            let name = format!("{}-relief", pool.config.get_name_prefix());
+                            relieved.start(name, move |over| relieve(&pool, over));
+                        }
                     }),
                 );
                 let outcome = shared.run(job.as_ref(), input);
+                relief.end();
                 // A task that ends past its deadline timed out, even if the watchdog
                 // (on a busy machine) has not fired yet.
                 let outcome = if Instant::now() < deadline { outcome } else { Err(timed_out) };
@@ -475,6 +486,21 @@ fn run_queued<A: AsRef<J>, J: Job>(
             }
         }
     }
+}
+
+/// What a relief thread does (see `relief.rs`): runs the queued tasks of `shared`'s pool as
+/// its threads do, and sleeps while there are none, until `over()` or the pool is dropped.
+fn relieve(shared: &Arc<Shared>, over: &dyn Fn() -> bool) {
+    POOL.with(|pool| drop(pool.set(shared.clone())));
+    shared.queue.register_relief();
+    loop {
+        shared.queue.help(|task| task.run(shared));
+        if over() || shared.dropped.load(Ordering::Acquire) {
+            break;
+        }
+        shared.queue.wait_as_relief();
+    }
+    shared.queue.unregister_relief();
 }
 
 impl Pool for ThreadPool {
@@ -679,6 +705,8 @@ impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.dropped.store(true, Ordering::Release);
+        // Relief threads asleep leave now; those running tasks leave after them.
+        self.shared.queue.wake_relief();
     }
 }
 

@@ -23,6 +23,8 @@
 //! submitted from its own CPU moves to another (`cpu.rs`): a submit records the CPU it ran on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Mutex, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal};
@@ -50,6 +52,10 @@ pub(crate) struct Queue<T> {
     submitted_on: AtomicUsize,
     /// Whether the last submitter waits for its task at once (`apply`).
     awaited: AtomicBool,
+    /// Relief threads (see `relief.rs`), which sleep while the queue is empty and are woken
+    /// by every push while any is registered: how many, and which.
+    relieving: AtomicUsize,
+    relief: Mutex<Vec<Thread>>,
 }
 
 impl<T> Queue<T> {
@@ -61,6 +67,8 @@ impl<T> Queue<T> {
             most: most.max(1),
             submitted_on: AtomicUsize::new(usize::MAX),
             awaited: AtomicBool::new(false),
+            relieving: AtomicUsize::new(0),
+            relief: Mutex::new(Vec::new()),
         }
     }
 
@@ -74,6 +82,11 @@ impl<T> Queue<T> {
         self.tasks.push(task);
         // The push before the count's load: see the module's notes.
         fence(Ordering::SeqCst);
+        if self.relieving.load(Ordering::Relaxed) > 0 {
+            // After the fence: a relief thread that registered before it sees the task or
+            // is woken (see `wait_as_relief`).
+            self.wake_relief();
+        }
         self.claim()
     }
 
@@ -123,6 +136,40 @@ impl<T> Queue<T> {
         while let Some(task) = self.pop() {
             run(task);
         }
+    }
+
+    /// Sleeps the calling relief thread, registered with [`Queue::register_relief`], until a
+    /// push or an unpark wakes it, unless the queue has a task.
+    pub(crate) fn wait_as_relief(&self) {
+        // Registered before this load (the fence, as a push's), a push after it wakes this
+        // thread; one before it left its task for this load to see. A wake-up that comes
+        // before the park leaves the thread's token, so the park returns at once.
+        fence(Ordering::SeqCst);
+        if self.tasks.is_empty() {
+            std::thread::park();
+        }
+    }
+
+    /// Registers the calling thread as a relief thread: woken by every push from now on.
+    pub(crate) fn register_relief(&self) {
+        self.relief_list().push(std::thread::current());
+        self.relieving.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes the calling thread off the relief threads.
+    pub(crate) fn unregister_relief(&self) {
+        let me = std::thread::current().id();
+        self.relief_list().retain(|t| t.id() != me);
+        self.relieving.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes every relief thread (a push, or the pool dropped).
+    pub(crate) fn wake_relief(&self) {
+        self.relief_list().iter().for_each(Thread::unpark);
+    }
+
+    fn relief_list(&self) -> std::sync::MutexGuard<'_, Vec<Thread>> {
+        self.relief.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The next task, if any.

@@ -1,0 +1,64 @@
+//! [`Relief`]: a thread that takes the place of one stuck on a timed-out task.
+//!
+//! A thread cannot be stopped, so a task past its time limit keeps its thread until it
+//! returns, and a task that never returns keeps it for ever. So that the pool's other tasks
+//! still run meanwhile, the watchdog that times a task out starts a relief thread, which runs
+//! queued tasks as the pool's threads do, sleeps while there are none (a push wakes it), and
+//! leaves once the timed-out task returns or the pool is dropped. A pool whose tasks never
+//! overrun its limit never starts one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
+
+/// What links a timed-out task to the relief thread started for it.
+#[derive(Default)]
+pub(crate) struct Relief {
+    /// The task returned: the relief thread leaves.
+    over: AtomicBool,
+    /// The relief thread, once started.
+    thread: Mutex<Option<Thread>>,
+}
+
+impl Relief {
+    /// Starts a relief thread named `name` that runs `body` with a check of whether to leave.
+    /// Does nothing if the task returned already. A thread that cannot be started leaves the
+    /// pool as it was without relief (the task still timed out).
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        name: String,
+        body: impl FnOnce(&dyn Fn() -> bool) + Send + 'static,
+    ) {
+        if self.is_over() {
+            return;
+        }
+        let relief = self.clone();
+        let started = std::thread::Builder::new().name(name).spawn(move || {
+            body(&|| relief.is_over());
+        });
+        if let Ok(handle) = started {
+            *self.lock() = Some(handle.thread().clone());
+            // The task may have returned before the thread was recorded, and found none to
+            // wake: the thread checks `over` before it sleeps, so wake it once more.
+            if self.is_over() {
+                handle.thread().unpark();
+            }
+        }
+    }
+
+    /// The timed-out task returned: its relief thread, if one started, leaves.
+    pub(crate) fn end(&self) {
+        self.over.store(true, Ordering::SeqCst);
+        if let Some(thread) = &*self.lock() {
+            thread.unpark();
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Thread>> {
+        self.thread.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
