@@ -53,9 +53,16 @@ pub(crate) struct Queue<T> {
     /// Whether the last submitter waits for its task at once (`apply`).
     awaited: AtomicBool,
     /// Relief threads (see `relief.rs`), which sleep while the queue is empty and are woken
-    /// by every push while any is registered: how many, and which.
-    relieving: AtomicUsize,
-    relief: Mutex<Vec<Thread>>,
+    /// by every push while any is registered. Kept apart: a push only reads its count, and
+    /// the fields above are on the lines every task's push and pop touch.
+    relief: Box<Relievers>,
+}
+
+/// The relief threads registered with a queue: how many, and which.
+#[derive(Default)]
+struct Relievers {
+    count: AtomicUsize,
+    threads: Mutex<Vec<Thread>>,
 }
 
 impl<T> Queue<T> {
@@ -67,8 +74,7 @@ impl<T> Queue<T> {
             most: most.max(1),
             submitted_on: AtomicUsize::new(usize::MAX),
             awaited: AtomicBool::new(false),
-            relieving: AtomicUsize::new(0),
-            relief: Mutex::new(Vec::new()),
+            relief: Box::default(),
         }
     }
 
@@ -82,7 +88,7 @@ impl<T> Queue<T> {
         self.tasks.push(task);
         // The push before the count's load: see the module's notes.
         fence(Ordering::SeqCst);
-        if self.relieving.load(Ordering::Relaxed) > 0 {
+        if self.relief.count.load(Ordering::Relaxed) > 0 {
             // After the fence: a relief thread that registered before it sees the task or
             // is woken (see `wait_as_relief`).
             self.wake_relief();
@@ -153,14 +159,14 @@ impl<T> Queue<T> {
     /// Registers the calling thread as a relief thread: woken by every push from now on.
     pub(crate) fn register_relief(&self) {
         self.relief_list().push(std::thread::current());
-        self.relieving.fetch_add(1, Ordering::SeqCst);
+        self.relief.count.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes the calling thread off the relief threads.
     pub(crate) fn unregister_relief(&self) {
         let me = std::thread::current().id();
         self.relief_list().retain(|t| t.id() != me);
-        self.relieving.fetch_sub(1, Ordering::SeqCst);
+        self.relief.count.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes every relief thread (a push, or the pool dropped).
@@ -169,7 +175,7 @@ impl<T> Queue<T> {
     }
 
     fn relief_list(&self) -> std::sync::MutexGuard<'_, Vec<Thread>> {
-        self.relief.lock().unwrap_or_else(PoisonError::into_inner)
+        self.relief.threads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The next task, if any.
