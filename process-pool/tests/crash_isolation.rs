@@ -10,13 +10,6 @@ const SIGSEGV: i32 = 11;
 const SIGABRT: i32 = 6;
 const SIGKILL: i32 = 9;
 
-fn crashed(result: Result<u64, TaskError>) -> Exit {
-    match result {
-        Err(TaskError::Crashed(exit)) => exit,
-        other => panic!("expected a crash, got {other:?}"),
-    }
-}
-
 #[test]
 fn segfault_is_sigsegv_and_the_pool_goes_on() {
     let pool = ProcessPool::new(2).unwrap();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use taskpool_process::{Exit, Pool, ProcessPool, TaskError, spawn};
+use taskpool_process::{Pool, ProcessPool};
 
 fn ignore_sigchld() {
     // SAFETY: sets SIGCHLD's disposition to SIG_IGN; no handler code is involved.
@@ -18,21 +18,12 @@ fn shell_exit_code(_: u64) -> i32 {
     std::process::Command::new("sh").args(["-c", "exit 7"]).status().unwrap().code().unwrap()
 }
 
-fn crashed<T: std::fmt::Debug>(result: Result<T, TaskError>) -> Exit {
-    match result {
-        Err(TaskError::Crashed(exit)) => exit,
-        other => panic!("expected a crash, got {other:?}"),
-    }
-}
-
 #[test]
 fn crashes_in_a_pool_are_exact_with_sigchld_ignored() {
     ignore_sigchld();
     within("a pool with SIGCHLD ignored", || {
         let pool = ProcessPool::new(1).unwrap();
-        assert_eq!(crashed(pool.apply(segfault, 0)), Exit::Signal(11));
-        assert_eq!(crashed(pool.apply(exit_3, 0)), Exit::Code(3));
-        assert_eq!(pool.apply(square, 5).unwrap(), 25);
+        pool_crashes_are_exact(&pool);
         // Workers do not inherit the ignored SIGCHLD: their tasks can wait on programs.
         assert_eq!(pool.apply(shell_exit_code, 0).unwrap(), 7);
     });
@@ -42,8 +33,6 @@ fn crashes_in_a_pool_are_exact_with_sigchld_ignored() {
 fn one_off_crashes_are_exact_with_sigchld_ignored() {
     ignore_sigchld();
     within("one-offs with SIGCHLD ignored", || {
-        assert_eq!(crashed(spawn(abort, 0).unwrap().join()), Exit::Signal(6));
-        assert_eq!(crashed(spawn(exit_3, 0).unwrap().join()), Exit::Code(3));
-        assert_eq!(spawn(square, 6).unwrap().join().unwrap(), 36);
+        one_off_crashes_are_exact();
     });
 }

@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
-use taskpool_process::{Exit, Pool, ProcessPool, TaskError, spawn};
+use taskpool_process::ProcessPool;
 
 /// Children the handler reaped.
 static REAPED: AtomicUsize = AtomicUsize::new(0);
@@ -27,24 +27,13 @@ fn reap_children_in_a_handler() {
     unsafe { libc::signal(libc::SIGCHLD, handler) };
 }
 
-fn crashed<T: std::fmt::Debug>(result: Result<T, TaskError>) -> Exit {
-    match result {
-        Err(TaskError::Crashed(exit)) => exit,
-        other => panic!("expected a crash, got {other:?}"),
-    }
-}
-
 #[test]
 fn crashes_are_exact_in_a_program_that_reaps_every_child() {
     reap_children_in_a_handler();
     within("a pool and one-offs beside a reaping handler", || {
         let pool = ProcessPool::new(1).unwrap();
-        assert_eq!(crashed(pool.apply(segfault, 0)), Exit::Signal(11));
-        assert_eq!(crashed(pool.apply(exit_3, 0)), Exit::Code(3));
-        assert_eq!(pool.apply(square, 5).unwrap(), 25);
-        assert_eq!(crashed(spawn(abort, 0).unwrap().join()), Exit::Signal(6));
-        assert_eq!(crashed(spawn(exit_3, 0).unwrap().join()), Exit::Code(3));
-        assert_eq!(spawn(square, 6).unwrap().join().unwrap(), 36);
+        pool_crashes_are_exact(&pool);
+        one_off_crashes_are_exact();
         assert_eq!(pool.stats().crashes, 2);
         // The handler is at work: it reaps a child of the program's own, which nothing else
         // waits for. (Whether it or the pool reaps a worker first varies from run to run.)

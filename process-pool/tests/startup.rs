@@ -193,13 +193,8 @@ fn workers_start_after_the_running_binary_is_replaced_on_disk() {
     let dir = Scratch::new("replaced-binary");
     let copy = dir.file("copy-of-the-test");
     fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
-    let out = Command::new(&copy)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(REPLACES_ITSELF, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the copy failed:\n{stdout}\n{stderr}");
+    let mut command = Command::new(&copy);
+    command.env(REPLACES_ITSELF, "1");
+    let stdout = run_test_in(command, name, "in a copy that replaces itself").unwrap();
     assert!(stdout.contains("ran after the replacement"), "{stdout}");
 }

@@ -62,13 +62,6 @@ fn fork_and_return(x: u64) -> u64 {
     x
 }
 
-fn crashed(result: Result<impl std::fmt::Debug, TaskError>) -> Exit {
-    match result {
-        Err(TaskError::Crashed(exit)) => exit,
-        other => panic!("expected a crash, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_task_that_leaves_a_program_running_does_not_blind_the_pool() {
     within("the pool after a task left a program running", || {

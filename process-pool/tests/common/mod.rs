@@ -4,12 +4,15 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use taskpool_core::conformance::chaos::{self, Fault, Mix};
-use taskpool_process::{Consumer, GetError, SharedBytes, Task};
+use taskpool_process::{
+    Consumer, Exit, GetError, Pool, ProcessPool, SharedBytes, Task, TaskError, spawn,
+};
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {
@@ -351,4 +354,38 @@ pub fn large_arguments_reach_their_tasks<P: taskpool_process::Pool>(pool: &P) {
             assert_eq!(handle.join().unwrap(), (bytes.len(), checksum(bytes)));
         }
     }
+}
+
+/// How a task that crashed ended; fails the test with what came instead.
+pub fn crashed<T: std::fmt::Debug>(result: Result<T, TaskError>) -> Exit {
+    match result {
+        Err(TaskError::Crashed(exit)) => exit,
+        other => panic!("expected a crash, got {other:?}"),
+    }
+}
+
+/// Runs the test `name` alone with `command` (a copy of a test binary, with what sets that
+/// run apart), and returns what it printed. Fails the test, saying `how` it ran, if the test
+/// failed or did not run; the error is the one of starting the copy.
+pub fn run_test_in(mut command: Command, name: &str, how: &str) -> std::io::Result<String> {
+    let out = command.args([name, "--exact", "--test-threads=1", "--nocapture"]).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} {how} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run {how}:\n{stdout}");
+    Ok(stdout.into_owned())
+}
+
+/// Checks that `pool` reports a segfault and an exit by their signal and code, and serves on.
+pub fn pool_crashes_are_exact(pool: &ProcessPool) {
+    assert_eq!(crashed(pool.apply(segfault, 0)), Exit::Signal(11));
+    assert_eq!(crashed(pool.apply(exit_3, 0)), Exit::Code(3));
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}
+
+/// Checks that one-off processes report an abort and an exit by their signal and code.
+pub fn one_off_crashes_are_exact() {
+    assert_eq!(crashed(spawn(abort, 0).unwrap().join()), Exit::Signal(6));
+    assert_eq!(crashed(spawn(exit_3, 0).unwrap().join()), Exit::Code(3));
+    assert_eq!(spawn(square, 6).unwrap().join().unwrap(), 36);
 }
