@@ -192,7 +192,12 @@ fn workers_start_after_the_running_binary_is_replaced_on_disk() {
     }
     let dir = Scratch::new("replaced-binary");
     let copy = dir.file("copy-of-the-test");
-    fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    // Copied by another program: a file this one held open for writing could be inherited
+    // by a child another test forks meanwhile, and the kernel refuses to run a file open for
+    // writing anywhere ("text file busy").
+    let exe = std::env::current_exe().unwrap();
+    let copied = Command::new("cp").arg(&exe).arg(&copy).status().unwrap();
+    assert!(copied.success(), "cp {} {copy}: {copied}", exe.display());
     let mut command = Command::new(&copy);
     command.env(REPLACES_ITSELF, "1");
     let stdout = run_test_in(command, name, "in a copy that replaces itself").unwrap();
