@@ -184,6 +184,14 @@ impl ThreadPool {
         &self.shared.config
     }
 
+    /// Whether a batch goes through one handle per item (the queue) rather than rayon's
+    /// parallel iterator: when each task needs its own deadline, or while a task past its
+    /// limit holds a thread (rayon's threads may all be held; relief threads serve only the
+    /// queue).
+    fn through_handles(&self) -> bool {
+        self.shared.config.get_timeout().is_some() || self.shared.queue.relieved()
+    }
+
     /// Whether the pool takes no more work: it was closed, or this is a copy of the process
     /// that started it, made by `fork()`, where its threads do not exist.
     fn is_closed(&self) -> bool {
@@ -465,12 +473,19 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 let id = watchdog.arm(
                     deadline,
                     Box::new(move || {
-                        alarm.complete(Err(late));
-                        // The task still runs on its thread: another takes its place.
+                        // The task still runs on its thread: another takes its place, in
+                        // the queue's count before the caller learns of the timeout (a
+                        // `map` then goes through the queue: `through_handles`).
                         if let Some(pool) = pool {
                             let name = format!("{}-relief", pool.config.get_name_prefix());
-                            relieved.start(name, move |over| relieve(&pool, over));
+                            let queue = pool.clone();
+                            relieved.start(
+                                name,
+                                move |over| relieve(&pool, over),
+                                |thread| queue.queue.register_relief(thread),
+                            );
                         }
+                        alarm.complete(Err(late));
                     }),
                 );
                 let outcome = shared.run(job.as_ref(), input);
@@ -492,7 +507,6 @@ fn run_queued<A: AsRef<J>, J: Job>(
 /// its threads do, and sleeps while there are none, until `over()` or the pool is dropped.
 fn relieve(shared: &Arc<Shared>, over: &dyn Fn() -> bool) {
     POOL.with(|pool| drop(pool.set(shared.clone())));
-    shared.queue.register_relief();
     loop {
         shared.queue.help(|task| task.run(shared));
         if over() || shared.dropped.load(Ordering::Acquire) {
@@ -558,8 +572,7 @@ impl Pool for ThreadPool {
         if self.is_closed() {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
         }
-        if self.shared.config.get_timeout().is_some() {
-            // Each task needs its own deadline: go through handles.
+        if self.through_handles() {
             return map_by_handles(self, task, items);
         }
         let job = task.into_job();
@@ -580,8 +593,8 @@ impl Pool for ThreadPool {
         F: FnMut(usize, usize),
     {
         let () = <T::Job as Job>::PORTABLE;
-        if self.is_closed() || self.shared.config.get_timeout().is_some() {
-            // Through handles: each task gets its own deadline, or is refused.
+        if self.is_closed() || self.through_handles() {
+            // Through handles: refused, or see `through_handles`.
             return map_by_handles_with_progress(self, task, items, progress);
         }
         let job = task.into_job();
@@ -628,7 +641,7 @@ impl Pool for ThreadPool {
         if self.is_closed() {
             return Err(TaskError::ShutDown);
         }
-        if self.shared.config.get_timeout().is_some() {
+        if self.through_handles() {
             return map_by_handles(self, task, items).into_iter().collect();
         }
         // Optimistic: collect the outputs straight into place, as rayon does. A failure is

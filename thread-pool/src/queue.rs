@@ -88,7 +88,7 @@ impl<T> Queue<T> {
         self.tasks.push(task);
         // The push before the count's load: see the module's notes.
         fence(Ordering::SeqCst);
-        if self.relief.count.load(Ordering::Relaxed) > 0 {
+        if self.relieved() {
             // After the fence: a relief thread that registered before it sees the task or
             // is woken (see `wait_as_relief`).
             self.wake_relief();
@@ -144,8 +144,8 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Sleeps the calling relief thread, registered with [`Queue::register_relief`], until a
-    /// push or an unpark wakes it, unless the queue has a task.
+    /// Sleeps the calling relief thread until a push or an unpark wakes it, unless the queue
+    /// has a task. The first wake-up comes when it is registered ([`Queue::register_relief`]).
     pub(crate) fn wait_as_relief(&self) {
         // Registered before this load (the fence, as a push's), a push after it wakes this
         // thread; one before it left its task for this load to see. A wake-up that comes
@@ -156,10 +156,19 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Registers the calling thread as a relief thread: woken by every push from now on.
-    pub(crate) fn register_relief(&self) {
-        self.relief_list().push(std::thread::current());
+    /// Registers `thread` as a relief thread, woken by every push from now on, and wakes it
+    /// once: it may have looked at the queue and gone to sleep before it was registered.
+    pub(crate) fn register_relief(&self, thread: &Thread) {
+        self.relief_list().push(thread.clone());
         self.relief.count.fetch_add(1, Ordering::SeqCst);
+        thread.unpark();
+    }
+
+    /// Whether a relief thread is registered: some task is past its time limit and still
+    /// holds a thread.
+    #[inline]
+    pub(crate) fn relieved(&self) -> bool {
+        self.relief.count.load(Ordering::Relaxed) > 0
     }
 
     /// Takes the calling thread off the relief threads.

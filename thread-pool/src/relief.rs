@@ -21,22 +21,25 @@ pub(crate) struct Relief {
 }
 
 impl Relief {
-    /// Starts a relief thread named `name` that runs `body` with a check of whether to leave.
-    /// Does nothing if the task returned already. A thread that cannot be started leaves the
-    /// pool as it was without relief (the task still timed out).
+    /// Starts a relief thread named `name` that runs `body` with a check of whether to leave,
+    /// and calls `started` with it before returning. Does nothing if the task returned
+    /// already. A thread that cannot be started leaves the pool as it was without relief
+    /// (the task still timed out).
     pub(crate) fn start(
         self: &Arc<Self>,
         name: String,
         body: impl FnOnce(&dyn Fn() -> bool) + Send + 'static,
+        started: impl FnOnce(&Thread),
     ) {
         if self.is_over() {
             return;
         }
         let relief = self.clone();
-        let started = std::thread::Builder::new().name(name).spawn(move || {
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
             body(&|| relief.is_over());
         });
-        if let Ok(handle) = started {
+        if let Ok(handle) = spawned {
+            started(handle.thread());
             *self.lock() = Some(handle.thread().clone());
             // The task may have returned before the thread was recorded, and found none to
             // wake: the thread checks `over` before it sleeps, so wake it once more.

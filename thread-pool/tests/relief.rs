@@ -34,6 +34,7 @@ impl Gate {
 static ONE: Gate = Gate::new();
 static TWO: Gate = Gate::new();
 static DROPPED: Gate = Gate::new();
+static MAPPED: Gate = Gate::new();
 
 fn stuck_at_one(_: u64) -> u64 {
     ONE.wait();
@@ -48,6 +49,15 @@ fn stuck_at_two(_: u64) -> u64 {
 fn stuck_at_dropped(_: u64) -> u64 {
     DROPPED.wait();
     3
+}
+
+fn stuck_at_mapped(_: u64) -> u64 {
+    MAPPED.wait();
+    4
+}
+
+fn square(x: u64) -> u64 {
+    x * x
 }
 
 /// The name of the thread that runs it.
@@ -129,4 +139,27 @@ fn dropping_the_pool_ends_its_idle_relief_threads() {
     // The timed-out task still runs, and its relief thread, asleep, is gone.
     until_gone("tp-drop-relief");
     DROPPED.open();
+}
+
+/// A pool without a time limit of its own, whose only thread holds a task past the limit it
+/// was submitted with: a `map` (rayon's parallel iterator, which relief threads do not
+/// serve) goes through the queue instead, and finishes.
+#[test]
+fn a_map_finishes_while_the_only_thread_holds_a_task_past_its_own_limit() {
+    let pool = ThreadPool::with_config(Config::new().workers(1).name_prefix("tp-map")).unwrap();
+    let stuck = pool.submit_timeout(stuck_at_mapped, 0, Duration::from_millis(50)).join();
+    assert!(matches!(stuck, Err(TaskError::TimedOut { still_running: true, .. })), "{stuck:?}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send((pool.map(square, 0..100), pool.map_results(square, 0..10))));
+        let Ok((mapped, results)) = rx.recv_timeout(HANG) else {
+            // Let the stuck task and the maps end, so that the test fails rather than hangs.
+            MAPPED.open();
+            panic!("the maps waited {HANG:?} for a task past its limit");
+        };
+        assert_eq!(mapped.unwrap(), (0..100).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(results.into_iter().map(Result::unwrap).sum::<u64>(), 285);
+    });
+    MAPPED.open();
+    pool.shutdown();
 }
