@@ -507,6 +507,7 @@ fn run_queued<A: AsRef<J>, J: Job>(
 /// its threads do, and sleeps while there are none, until `over()` or the pool is dropped.
 fn relieve(shared: &Arc<Shared>, over: &dyn Fn() -> bool) {
     POOL.with(|pool| drop(pool.set(shared.clone())));
+    shared.queue.await_relief_registration();
     loop {
         shared.queue.help(|task| task.run(shared));
         if over() || shared.dropped.load(Ordering::Acquire) {

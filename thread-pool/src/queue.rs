@@ -171,6 +171,15 @@ impl<T> Queue<T> {
         self.relief.count.load(Ordering::Relaxed) > 0
     }
 
+    /// Waits until the calling thread is registered as a relief thread (by the thread that
+    /// started it), so that it never leaves before it is counted.
+    pub(crate) fn await_relief_registration(&self) {
+        let me = std::thread::current().id();
+        while !self.relief_list().iter().any(|t| t.id() == me) {
+            std::thread::park();
+        }
+    }
+
     /// Takes the calling thread off the relief threads.
     pub(crate) fn unregister_relief(&self) {
         let me = std::thread::current().id();
