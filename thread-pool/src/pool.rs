@@ -490,6 +490,11 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 );
                 let outcome = shared.run(job.as_ref(), input);
                 relief.end();
+                if shared.queue.relieved() {
+                    // Its relief thread, if it has one, looks and leaves. One registered
+                    // after this load looks at `over` once it is, and leaves then.
+                    shared.queue.wake_relief();
+                }
                 // A task that ends past its deadline timed out, even if the watchdog
                 // (on a busy machine) has not fired yet.
                 let outcome = if Instant::now() < deadline { outcome } else { Err(timed_out) };

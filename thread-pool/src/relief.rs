@@ -7,8 +7,8 @@
 //! leaves once the timed-out task returns or the pool is dropped. A pool whose tasks never
 //! overrun its limit never starts one.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 
 /// What links a timed-out task to the relief thread started for it.
@@ -16,13 +16,12 @@ use std::thread::Thread;
 pub(crate) struct Relief {
     /// The task returned: the relief thread leaves.
     over: AtomicBool,
-    /// The relief thread, once started.
-    thread: Mutex<Option<Thread>>,
 }
 
 impl Relief {
     /// Starts a relief thread named `name` that runs `body` with a check of whether to leave,
-    /// and calls `started` with it before returning. Does nothing if the task returned
+    /// and calls `started` with it before returning (the queue registers it there, to be
+    /// woken by pushes and by [`Relief::end`]'s caller). Does nothing if the task returned
     /// already. A thread that cannot be started leaves the pool as it was without relief
     /// (the task still timed out).
     pub(crate) fn start(
@@ -40,28 +39,16 @@ impl Relief {
         });
         if let Ok(handle) = spawned {
             started(handle.thread());
-            *self.lock() = Some(handle.thread().clone());
-            // The task may have returned before the thread was recorded, and found none to
-            // wake: the thread checks `over` before it sleeps, so wake it once more.
-            if self.is_over() {
-                handle.thread().unpark();
-            }
         }
     }
 
-    /// The timed-out task returned: its relief thread, if one started, leaves.
+    /// The timed-out task returned: its relief thread, if one started, leaves once it looks
+    /// (the caller wakes the registered relief threads, so that it looks).
     pub(crate) fn end(&self) {
         self.over.store(true, Ordering::SeqCst);
-        if let Some(thread) = &*self.lock() {
-            thread.unpark();
-        }
     }
 
     fn is_over(&self) -> bool {
         self.over.load(Ordering::SeqCst)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Thread>> {
-        self.thread.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
