@@ -166,12 +166,17 @@ fn an_argument_as_large_as_the_memory_limit_is_refused_before_it_is_sent() {
             ),
             "{outcome:?}"
         );
-        // The same in a `map`, among arguments that fit: only that item fails.
+        // The same in a `map` and an `imap`, among arguments that fit: only that item fails.
         let small = serde_bytes::ByteBuf::from(vec![1u8; 10]);
-        let outcomes = pool.map_results(length, vec![small.clone(), huge, small]);
-        assert_eq!(outcomes[0].as_ref().ok(), Some(&10));
-        assert!(matches!(outcomes[1], Err(TaskError::ResourceLimit { .. })), "{:?}", outcomes[1]);
-        assert_eq!(outcomes[2].as_ref().ok(), Some(&10));
+        let items = || vec![small.clone(), huge.clone(), small.clone()];
+        let mapped = pool.map_results(length, items());
+        let iterated: Vec<_> = pool.imap(length, items()).collect();
+        for outcomes in [mapped, iterated] {
+            assert_eq!(outcomes[0].as_ref().ok(), Some(&10));
+            let refused = &outcomes[1];
+            assert!(matches!(refused, Err(TaskError::ResourceLimit { .. })), "{refused:?}");
+            assert_eq!(outcomes[2].as_ref().ok(), Some(&10));
+        }
         let stats = pool.stats();
         assert_eq!((stats.crashes, stats.requeued), (0, 0), "no worker was sent it");
         assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
