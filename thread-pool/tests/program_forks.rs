@@ -52,6 +52,9 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
     let mut busy = pool.submit(hold, 0);
     let other = pool.submit(hold, 1);
     gate_reaches(STARTED);
+    // Items of an iterator queued behind the held tasks: in the copy they fail at once as
+    // they are waited for; in the original they arrive once the held tasks return.
+    let mut unordered = pool.imap_unordered(square, 0..4);
     let copy = in_a_copy(|| {
         match busy.join_timeout(Duration::from_secs(30)) {
             Err(TaskError::ShutDown) => {}
@@ -66,6 +69,11 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
         for item in pool.imap(square, 0..3) {
             shut_down("imap", item)?;
         }
+        let carried: Vec<_> = unordered.by_ref().collect();
+        if carried.len() != 4 {
+            return Err(format!("imap_unordered carried into the copy: {carried:?}"));
+        }
+        carried.into_iter().try_for_each(|item| shut_down("imap_unordered carried", item))?;
         pool.shutdown();
         let own = ThreadPool::new(2).map_err(|e| format!("new: {e}"))?;
         match own.map(square, 0..100) {
@@ -76,6 +84,9 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
     assert_eq!(copy, Ok(()));
     open_gate(RELEASED);
     assert_eq!(busy.join_timeout(Duration::from_secs(60)).unwrap(), 0);
+    let mut squares: Vec<u64> = unordered.map(Result::unwrap).collect();
+    squares.sort_unstable();
+    assert_eq!(squares, [0, 1, 4, 9]);
     assert_eq!(pool.map(square, 0..1000).unwrap(), (0..1000).map(|x| x * x).collect::<Vec<_>>());
     pool.shutdown();
 }

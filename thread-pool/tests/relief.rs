@@ -2,7 +2,8 @@
 //! thread takes its place until it returns: the pool's other tasks still run, and none waits
 //! for a task that may never end.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
@@ -25,6 +26,12 @@ impl Gate {
         }
     }
 
+    /// Waits at most `limit`; returns whether the gate opened.
+    fn wait_up_to(&self, limit: Duration) -> bool {
+        let open = self.open.lock().unwrap();
+        *self.changed.wait_timeout_while(open, limit, |open| !*open).unwrap().0
+    }
+
     fn open(&self) {
         *self.open.lock().unwrap() = true;
         self.changed.notify_all();
@@ -35,6 +42,9 @@ static ONE: Gate = Gate::new();
 static TWO: Gate = Gate::new();
 static DROPPED: Gate = Gate::new();
 static MAPPED: Gate = Gate::new();
+static NESTED: Gate = Gate::new();
+static SHUT: Gate = Gate::new();
+static SHUTTING_STARTED: Gate = Gate::new();
 
 fn stuck_at_one(_: u64) -> u64 {
     ONE.wait();
@@ -54,6 +64,20 @@ fn stuck_at_dropped(_: u64) -> u64 {
 fn stuck_at_mapped(_: u64) -> u64 {
     MAPPED.wait();
     4
+}
+
+fn stuck_at_nested(_: u64) -> u64 {
+    NESTED.wait();
+    5
+}
+
+/// Set by [`stuck_at_shut`] as it returns.
+static SHUT_RETURNED: AtomicBool = AtomicBool::new(false);
+
+fn stuck_at_shut(_: u64) -> u64 {
+    SHUT.wait();
+    SHUT_RETURNED.store(true, Ordering::SeqCst);
+    6
 }
 
 fn square(x: u64) -> u64 {
@@ -162,4 +186,65 @@ fn a_map_finishes_while_the_only_thread_holds_a_task_past_its_own_limit() {
     });
     MAPPED.open();
     pool.shutdown();
+}
+
+/// The pools whose tasks use them from inside, by test.
+static NESTING: OnceLock<ThreadPool> = OnceLock::new();
+static SHUTTING: OnceLock<ThreadPool> = OnceLock::new();
+
+/// The name of its thread, and the sum of the squares below 20, each squared by a task it
+/// submits to its own pool and joins.
+fn sum_of_squares_inside(_: u64) -> (String, u64) {
+    let pool = NESTING.get().expect("the test starts the pool first");
+    let handles: Vec<_> = (0..20).map(|i| pool.submit(square, i)).collect();
+    let name = std::thread::current().name().unwrap_or_default().to_owned();
+    (name, handles.into_iter().map(|h| h.join().unwrap()).sum())
+}
+
+/// Shuts its own pool down; returns the name of its thread and whether the task past its
+/// limit had returned by the time the shutdown did.
+fn shut_down_inside(_: u64) -> (String, bool) {
+    SHUTTING_STARTED.open();
+    SHUTTING.get().expect("the test starts the pool first").shutdown();
+    let name = std::thread::current().name().unwrap_or_default().to_owned();
+    (name, SHUT_RETURNED.load(Ordering::SeqCst))
+}
+
+/// A pool of one whose thread holds a task past the limit it was submitted with, so that a
+/// relief thread runs the next tasks.
+fn stuck_pool<F>(cell: &'static OnceLock<ThreadPool>, prefix: &str, stuck: F) -> &'static ThreadPool
+where
+    F: Fn(u64) -> u64 + Copy + Send + Sync + 'static,
+{
+    let pool = cell.get_or_init(|| {
+        ThreadPool::with_config(Config::new().workers(1).name_prefix(prefix)).unwrap()
+    });
+    let outcome = pool.submit_timeout(stuck, 0, Duration::from_millis(50)).join();
+    assert!(matches!(outcome, Err(TaskError::TimedOut { still_running: true, .. })), "{outcome:?}");
+    pool
+}
+
+/// A task that a relief thread runs may submit tasks to its pool and join them: the relief
+/// runs them itself while it waits.
+#[test]
+fn a_task_on_a_relief_thread_joins_tasks_it_submits_to_its_own_pool() {
+    let pool = stuck_pool(&NESTING, "tp-nest", stuck_at_nested);
+    let outcome = pool.submit(sum_of_squares_inside, 0).join_timeout(HANG);
+    NESTED.open();
+    assert_eq!(outcome.unwrap(), ("tp-nest-relief".to_owned(), 2470));
+    pool.shutdown();
+}
+
+/// A task that a relief thread runs may shut its pool down: the shutdown waits for the task
+/// past its limit, as one from any other thread does, and returns once that task has.
+#[test]
+fn a_task_on_a_relief_thread_shuts_its_pool_down_once_the_stuck_task_returns() {
+    let pool = stuck_pool(&SHUTTING, "tp-shut", stuck_at_shut);
+    let mut shutting = pool.submit(shut_down_inside, 0);
+    // The stuck task returns only once the shutdown has begun on the relief thread.
+    let started = SHUTTING_STARTED.wait_up_to(HANG);
+    SHUT.open();
+    assert!(started, "the task that shuts the pool down did not start in {HANG:?}");
+    assert_eq!(shutting.join_timeout(HANG).unwrap(), ("tp-shut-relief".to_owned(), true));
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
 }
