@@ -25,8 +25,9 @@ pub(crate) const RESULT_PREFIX: &str = "probe-result: ";
 pub(crate) struct ProbeResult {
     /// What happened, in words.
     pub(crate) outcome: String,
-    /// Milliseconds from the failure to the next task's result, if one was served.
-    pub(crate) next_after_ms: Option<f64>,
+    /// Milliseconds from each failure to the next task's result, one per repeat that served
+    /// one (empty if none did).
+    pub(crate) next_after_ms: Vec<f64>,
     /// Measured numbers, by name (for memory probes: kB).
     pub(crate) values: Vec<(String, f64)>,
 }

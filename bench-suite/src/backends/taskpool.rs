@@ -109,7 +109,8 @@ fn describe(e: &TaskError) -> String {
             "task timed out: worker killed and replaced".into()
         }
         TaskError::TimedOut { still_running: true, .. } => {
-            "task timed out; its thread stays busy (cannot be killed)".into()
+            "task timed out; its thread stays busy (cannot be killed), a relief thread in its place"
+                .into()
         }
         TaskError::ResourceLimit { .. } => format!("task failed: {e}; worker replaced"),
         other => format!("task failed: {other}"),

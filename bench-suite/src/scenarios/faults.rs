@@ -39,6 +39,8 @@ const BOMB_CAP_MIB: u64 = 2048;
 const MEMORY_LIMIT: u64 = 512 << 20;
 /// The workers of a pool that runs a fault in a probe: one can hang while the other serves.
 const PROBE_WORKERS: usize = 2;
+/// The most times a fault and the task after it run for one cell.
+const FAULT_REPEATS: usize = 5;
 /// The most times the agent-loss row kills an agent: each costs an ack wait and a new agent.
 const AGENT_LOSS_REPEATS: usize = 3;
 
@@ -163,7 +165,7 @@ pub(crate) fn rows(plan: &Plan, progress: &Progress) -> Vec<(RowId, Row)> {
                         Runs::Script(_) => continue,
                         Runs::Disabled => Cell::Skipped(DISABLED.to_owned()),
                         Runs::Here { .. } if column.kind() == Kind::Processes => {
-                            in_program(backend, fault, plan.repeats.min(5))
+                            in_program(backend, fault, plan.repeats.min(FAULT_REPEATS))
                         }
                         Runs::Here { .. } => in_probe(backend, fault, prlimit.as_deref()),
                     },
@@ -275,7 +277,7 @@ fn probe_cell(end: ProbeEnd, fault: Fault, limited: bool) -> Cell {
     match end {
         ProbeEnd::Survived(result) => Cell::Outcome {
             text: result.outcome,
-            next_after_ms: result.next_after_ms.map(Summary::single),
+            next_after_ms: Summary::of(result.next_after_ms),
             survived: true,
         },
         ProbeEnd::Died { signal: Some(s), .. } => {
@@ -324,8 +326,17 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
             };
         }
     };
-    let (outcome, next) = fault_then_next(pool.as_ref(), fault, true);
-    ProbeResult { outcome, next_after_ms: next.map(|d| d.as_secs_f64() * 1e3), values: Vec::new() }
+    // Repeated as on a pool in this program, so that a fault's cell is a median there too
+    // (a first panic in a new process costs more than the next); a fault the program does
+    // not survive ends the probe at the first.
+    let mut result = ProbeResult::default();
+    for _ in 0..FAULT_REPEATS {
+        let (outcome, next) = fault_then_next(pool.as_ref(), fault, true);
+        result.outcome = outcome;
+        let Some(next) = next else { break };
+        result.next_after_ms.push(next.as_secs_f64() * 1e3);
+    }
+    result
 }
 
 /// The criterion groups: every fault on each backend that survives it in this program, on

@@ -109,7 +109,7 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
     let outcome = if after.coarse { "measured in clock ticks (10 ms)" } else { "measured" };
     ProbeResult {
         outcome: outcome.into(),
-        next_after_ms: None,
+        next_after_ms: Vec::new(),
         values: vec![("idle_cpu_us".to_owned(), micros)],
     }
 }

@@ -390,7 +390,7 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
         kib_per_worker: (pss_after - pss_before).max(0.0) / workers as f64,
     };
     drop(pool);
-    ProbeResult { outcome: "measured".into(), next_after_ms: None, values: shares.values() }
+    ProbeResult { outcome: "measured".into(), next_after_ms: Vec::new(), values: shares.values() }
 }
 
 /// The number of threads of process `pid`, from /proc (0 if unreadable).

@@ -156,5 +156,5 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
     }
     let values = vec![("program_growth_kib".to_owned(), program_kib() - before)];
     drop(pool);
-    ProbeResult { outcome: format!("{} values", values.len()), next_after_ms: None, values }
+    ProbeResult { outcome: format!("{} values", values.len()), next_after_ms: Vec::new(), values }
 }
