@@ -10,13 +10,18 @@
 //! a task then reaches their hook, not this one, and its report has no location. Seeing that,
 //! [`PanicScope::catch`] puts this hook back in front of theirs, so later panics in tasks have
 //! their location again and every other panic still goes to the hook they set.
+//!
+//! In a program built with `panic = "abort"` nothing unwinds: the process aborts right after
+//! the hook. The hook then hands the report to the backend's reporter, if one is set
+//! ([`report_aborting_panics_with`]: a process worker sends it to the caller before it dies),
+//! and otherwise to the hook before it, so the panic is printed rather than lost.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
 
 use crate::error::PanicReport;
 
@@ -41,6 +46,23 @@ static OURS: AtomicUsize = AtomicUsize::new(0);
 /// Held while the hook is taken and set again, so that two threads that both found it missing
 /// do not each put one back.
 static RESTORING: Mutex<()> = Mutex::new(());
+
+/// What reports a panic in a task of a program built with `panic = "abort"` (see
+/// [`report_aborting_panics_with`]).
+static ABORT_REPORTER: OnceLock<fn(&PanicReport) -> bool> = OnceLock::new();
+
+/// Sets how a panic inside a task ([`catch_panic`], [`PanicScope`]) is reported in a program
+/// built with `panic = "abort"`, where it cannot be caught: the process aborts as soon as
+/// `report` returns. `report` says whether it reported the panic; if not (or with no reporter
+/// set), the panic goes to the hook that was installed before, whose output says why the
+/// program died. Without `panic = "abort"` the reporter is never called. The first call sets
+/// it; later calls change nothing.
+///
+/// A process backend sets one in its workers, so that such a panic reaches the caller as the
+/// task's `Panicked` error before the worker dies.
+pub fn report_aborting_panics_with(report: fn(&PanicReport) -> bool) {
+    let _ = ABORT_REPORTER.set(report);
+}
 
 /// A panic hook, as `std::panic::set_hook` takes it.
 type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
@@ -135,6 +157,16 @@ fn install_around(previous: Hook) {
         let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         let backtrace =
             (mode == Capture::WithBacktrace).then(|| Backtrace::force_capture().to_string());
+        if cfg!(panic = "abort") {
+            // Built with `panic = "abort"`: the process aborts once this hook returns, and no
+            // `catch` ever sees the panic. The backend may still report it; if it does not,
+            // the standard output says why the program died.
+            let report = PanicReport { message: payload_text(info.payload()), location, backtrace };
+            if !ABORT_REPORTER.get().is_some_and(|report_it| report_it(&report)) {
+                previous(info);
+            }
+            return;
+        }
         CAUGHT.with(|c| *c.borrow_mut() = Some((location.unwrap_or_default(), backtrace)));
     });
     OURS.store(address(&hook), Ordering::Relaxed);
