@@ -97,6 +97,7 @@
 //! Linux only.
 #![deny(unsafe_code)]
 
+mod aborting_panic;
 mod batching;
 mod bulk;
 mod channel;

@@ -1493,9 +1493,9 @@ impl Published {
         self.len.store(0, Ordering::Release);
     }
 
-    /// Writes the published bytes to the result pipe, once. Async-signal-safe: atomics and
-    /// write(2) only.
-    fn write_out(&self) {
+    /// Writes the published bytes to the result pipe, once; returns whether any were
+    /// published. Async-signal-safe: atomics and write(2) only.
+    fn write_out(&self) -> bool {
         let len = self.len.swap(0, Ordering::AcqRel);
         let mut at = self.ptr.load(Ordering::Acquire);
         let mut left = len;
@@ -1508,13 +1508,14 @@ impl Published {
                 if n < 0 && interrupted {
                     continue;
                 }
-                return;
+                return true;
             }
             let n = n.unsigned_abs();
             left -= n;
             // SAFETY: `n <= left`, so the pointer stays inside the published bytes.
             at = unsafe { at.add(n) };
         }
+        len > 0
     }
 }
 
@@ -1524,6 +1525,9 @@ static PENDING: Published = Published::new();
 static ON_MEMORY: Published = Published::new();
 /// The frame saying the running task used up its CPU time; empty without a CPU limit.
 static ON_CPU_TIME: Published = Published::new();
+/// The frame reporting the running task's panic in a program built with `panic = "abort"`,
+/// published as the process is about to abort (see `aborting_panic.rs`).
+static ON_PANIC: Published = Published::new();
 /// What the worker's thread does, and who may write the published results meanwhile: one
 /// of the states below. Whoever writes them first moves it on, so they are written once.
 static TASK: AtomicU32 = AtomicU32::new(BETWEEN);
@@ -1563,6 +1567,18 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
         ON_CPU_TIME.publish(on_cpu_time);
     }
     TASK.store(if early { RUNNING_EARLY } else { RUNNING }, Ordering::Release);
+}
+
+/// Publishes the frame that reports the running task's panic, for the SIGABRT handler to
+/// write after the results (a program built with `panic = "abort"`, about to abort).
+pub(crate) fn publish_on_panic(frame: &'static [u8]) {
+    ON_PANIC.publish(frame);
+}
+
+/// Whether a task runs: between [`arm_crash_flush`] and [`disarm_crash_flush`], and no writer
+/// that ends the process claimed the results.
+pub(crate) fn task_running() -> bool {
+    !matches!(TASK.load(Ordering::Acquire), BETWEEN | CLAIMED)
 }
 
 /// Withdraws what [`arm_crash_flush`] published (`early` as it was armed). Returns whether
@@ -1737,8 +1753,12 @@ extern "C" fn on_fatal_signal(signal: libc::c_int) {
         write_pending(claimed);
         if in_task && signal == libc::SIGXCPU {
             ON_CPU_TIME.write_out();
-        } else if in_task && signal == libc::SIGABRT && near_memory_limit() {
-            ON_MEMORY.write_out();
+        } else if in_task && signal == libc::SIGABRT {
+            // A task's panic in a program built with `panic = "abort"` published its report;
+            // else an allocation that failed near the memory cap aborts.
+            if !ON_PANIC.write_out() && near_memory_limit() {
+                ON_MEMORY.write_out();
+            }
         }
     }
     // Die of this signal: with the default action back, the raised signal (blocked while

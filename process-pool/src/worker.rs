@@ -13,6 +13,7 @@ use serde::Serialize;
 use taskpool_core::backend::{PanicScope, catch_panic};
 use taskpool_core::{PanicReport, Resource, Side};
 
+use crate::aborting_panic;
 use crate::bulk;
 use crate::codec::{self, CodecError};
 use crate::cpu_watch;
@@ -132,6 +133,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         None => (Requests::Pipe(request), Results::Pipe, Flusher::new(false)),
     };
     let backtraces = init.flags & BACKTRACES != 0;
+    aborting_panic::register(limit);
     let mut out = Outputs::new(result, output, limit, backtraces, limits, page, flusher);
     sys::install_crash_flush();
     loop {
@@ -531,6 +533,7 @@ impl Outputs {
                 return;
             }
         }
+        aborting_panic::item_starts(self.seq);
         self.limits.prepare(self.seq, self.meter.cpu_ns());
         let (on_memory, on_cpu_time) = (self.limits.on_memory(), self.limits.on_cpu_time());
         sys::arm_crash_flush(&self.pending, on_memory, on_cpu_time, self.early);
@@ -587,6 +590,7 @@ impl Outputs {
             // Not cancellable: nothing to skip.
             page.start(self.seq, false);
         }
+        aborting_panic::item_starts(self.seq);
         sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false };
@@ -1104,7 +1108,7 @@ fn fit(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// [`MAX_REPORT`] bytes each and, all three, no more than the frame `limit` less room for the
 /// frame's own fields: the location whole if it is short, then the message, then what is left
 /// for the backtrace.
-fn fit_report(report: &PanicReport, limit: usize) -> [std::borrow::Cow<'_, str>; 3] {
+pub(crate) fn fit_report(report: &PanicReport, limit: usize) -> [std::borrow::Cow<'_, str>; 3] {
     // A result frame's fields besides the three texts: the result header and three lengths.
     const FIELDS: usize = 64;
     let mut budget = limit.saturating_sub(FIELDS);

@@ -1,0 +1,58 @@
+//! A task's panic in a program built with `panic = "abort"`, where nothing can catch it: the
+//! worker frames it as the running item's `Panicked` outcome before the process aborts, so
+//! the caller gets the message and location rather than only `Crashed(Signal(6))`.
+//!
+//! core's panic hook hands the report to [`report`] (registered by [`register`]) and returns;
+//! the panic runtime then calls `abort()`, and the worker's SIGABRT handler writes the
+//! results the item's batch had ready, then this frame (`sys::publish_on_panic`). The parent
+//! takes it as any failure frame followed by the worker's death, as it does for a task that
+//! ran out of memory: the item fails with its panic, the worker is replaced, and the items
+//! after it run on another. Without `panic = "abort"`, none of this runs: the hook records
+//! the panic and `catch_unwind` returns it as usual.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use taskpool_core::PanicReport;
+
+use crate::protocol::{self, Meta};
+use crate::sys;
+use crate::worker::fit_report;
+
+/// The sequence number of the item that runs (set only with `panic = "abort"`).
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+/// The frame limit the report must fit.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// In a worker of a program built with `panic = "abort"`: sends task panics to the caller
+/// (see the module docs). Does nothing otherwise.
+pub(crate) fn register(frame_limit: usize) {
+    if cfg!(panic = "abort") {
+        LIMIT.store(frame_limit, Ordering::Relaxed);
+        taskpool_core::backend::report_aborting_panics_with(report);
+    }
+}
+
+/// Notes that item `seq` starts, for a panic to name it. Compiled away without
+/// `panic = "abort"`.
+#[inline(always)]
+pub(crate) fn item_starts(seq: u64) {
+    if cfg!(panic = "abort") {
+        RUNNING.store(seq, Ordering::Relaxed);
+    }
+}
+
+/// Frames `panic` as the running item's outcome for the SIGABRT handler to write; returns
+/// whether it did: not between tasks (a panic of the worker's own, which the standard hook
+/// prints), nor in a copy of the worker that a task forked (which sends nothing).
+fn report(panic: &PanicReport) -> bool {
+    if !sys::task_running() || sys::forked() {
+        return false;
+    }
+    let meta = Meta { seq: RUNNING.load(Ordering::Relaxed), ..Meta::default() };
+    let [message, location, backtrace] = fit_report(panic, LIMIT.load(Ordering::Relaxed));
+    let mut frame = Vec::new();
+    protocol::encode_panicked(&mut frame, meta, &message, &location, &backtrace);
+    // The process aborts as soon as the hook returns: the frame need not be freed.
+    sys::publish_on_panic(Vec::leak(frame));
+    true
+}
