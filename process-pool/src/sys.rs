@@ -1737,7 +1737,54 @@ fn near_memory_limit() -> bool {
     size >= limit - limit / 8
 }
 
-extern "C" fn on_fatal_signal(signal: libc::c_int) {
+/// The lowest address of the stack of the worker's thread, which runs the tasks (0 if not
+/// known): a fault in the page below it is a task overflowing its stack.
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+
+/// What the worker says on its standard error when a task overflowed its stack, as a Rust
+/// program's own runtime does (the worker's handler replaces the runtime's).
+const OVERFLOWED: &[u8] = b"taskpool worker: the task has overflowed its stack (SIGSEGV follows)\n";
+
+/// Notes where the calling thread's stack ends, for [`overflowed`].
+fn note_stack() {
+    // SAFETY: `attr` is filled by pthread_getattr_np before it is read, and destroyed once;
+    // `addr` and `size` are valid out-pointers.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let (mut addr, mut size) = (ptr::null_mut(), 0);
+        if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+            STACK_LOW.store(addr as usize, Ordering::Release);
+        }
+        libc::pthread_attr_destroy(&mut attr);
+    }
+}
+
+/// Whether the fault `info` describes is in the guard page below the worker thread's stack.
+/// Async-signal-safe: reads only.
+fn overflowed(info: *const libc::siginfo_t) -> bool {
+    let low = STACK_LOW.load(Ordering::Acquire);
+    if low == 0 || info.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; for SIGSEGV and
+    // SIGBUS its address field is set.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page = usize::try_from(PAGE_SIZE.load(Ordering::Acquire)).unwrap_or(4096);
+    (low.saturating_sub(page)..low).contains(&addr)
+}
+
+extern "C" fn on_fatal_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    if matches!(signal, libc::SIGSEGV | libc::SIGBUS) && !forked() && overflowed(info) {
+        // SAFETY: writes a constant to standard error; write is async-signal-safe.
+        unsafe { libc::write(libc::STDERR_FILENO, OVERFLOWED.as_ptr().cast(), OVERFLOWED.len()) };
+    }
     if signal == libc::SIGXCPU && matches!(TASK.load(Ordering::Acquire), BETWEEN | CLAIMED) {
         // Between tasks, the worker's own work reached the soft limit just before it would
         // have been raised for the next task: no task's fault, and nothing to report. Or the
@@ -1788,6 +1835,7 @@ pub(crate) fn install_crash_flush() {
     if let Ok(page) = u64::try_from(page) {
         PAGE_SIZE.store(page, Ordering::Release);
     }
+    note_stack();
     // The stack must outlive every signal: leak it, once per worker process.
     let stack: &'static mut [u8] = Vec::leak(vec![0u8; ALT_STACK]);
     let alt = libc::stack_t { ss_sp: stack.as_mut_ptr().cast(), ss_flags: 0, ss_size: ALT_STACK };
@@ -1807,9 +1855,10 @@ pub(crate) fn install_crash_flush() {
         // mask); the handler only calls async-signal-safe functions.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction =
-                on_fatal_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_ONSTACK;
+            action.sa_sigaction = on_fatal_signal
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
+            action.sa_flags = libc::SA_ONSTACK | libc::SA_SIGINFO;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, ptr::null_mut());
         }

@@ -31,6 +31,24 @@ fn stack_overflow_is_sigsegv() {
     let pool = ProcessPool::new(1).unwrap();
     assert_eq!(crashed(pool.apply(overflow_stack, 0)), Exit::Signal(SIGSEGV));
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    assert_eq!(
+        crashed(taskpool_process::spawn(overflow_stack, 0).unwrap().join()),
+        Exit::Signal(SIGSEGV)
+    );
+}
+
+/// A worker's crash handler replaces the Rust runtime's, which says when a thread overflowed
+/// its stack: the worker says it instead, once per overflow, and not for another segfault.
+/// Runs the two tests above in copies of this binary, to read their standard error.
+#[test]
+fn a_worker_says_when_its_task_overflowed_its_stack() {
+    let copy = || std::process::Command::new(std::env::current_exe().unwrap());
+    let (_, said) = run_test_with_stderr(copy(), "stack_overflow_is_sigsegv", "alone").unwrap();
+    let overflowed = "taskpool worker: the task has overflowed its stack";
+    assert_eq!(said.matches(overflowed).count(), 2, "a pool's worker and a one-off:\n{said}");
+    let name = "segfault_is_sigsegv_and_the_pool_goes_on";
+    let (_, said) = run_test_with_stderr(copy(), name, "alone").unwrap();
+    assert!(!said.contains(overflowed), "a null write is no overflow:\n{said}");
 }
 
 #[test]

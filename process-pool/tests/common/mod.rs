@@ -367,13 +367,23 @@ pub fn crashed<T: std::fmt::Debug>(result: Result<T, TaskError>) -> Exit {
 /// Runs the test `name` alone with `command` (a copy of a test binary, with what sets that
 /// run apart), and returns what it printed. Fails the test, saying `how` it ran, if the test
 /// failed or did not run; the error is the one of starting the copy.
-pub fn run_test_in(mut command: Command, name: &str, how: &str) -> std::io::Result<String> {
+pub fn run_test_in(command: Command, name: &str, how: &str) -> std::io::Result<String> {
+    run_test_with_stderr(command, name, how).map(|(stdout, _)| stdout)
+}
+
+/// [`run_test_in`], returning what the test printed on its standard output and on its
+/// standard error (where its workers write too).
+pub fn run_test_with_stderr(
+    mut command: Command,
+    name: &str,
+    how: &str,
+) -> std::io::Result<(String, String)> {
     let out = command.args([name, "--exact", "--test-threads=1", "--nocapture"]).output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{name} {how} failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("1 passed"), "{name} did not run {how}:\n{stdout}");
-    Ok(stdout.into_owned())
+    Ok((stdout, stderr))
 }
 
 /// Checks that `pool` reports a segfault and an exit by their signal and code, and serves on.
