@@ -160,7 +160,7 @@ fn install_around(previous: Hook) {
         if cfg!(panic = "abort") {
             // Built with `panic = "abort"`: the process aborts once this hook returns, and no
             // `catch` ever sees the panic. The backend may still report it; if it does not,
-            // the standard output says why the program died.
+            // the hook before this one prints why the program died.
             let report = PanicReport { message: payload_text(info.payload()), location, backtrace };
             if !ABORT_REPORTER.get().is_some_and(|report_it| report_it(&report)) {
                 previous(info);
