@@ -26,7 +26,8 @@
 //! Threads share one address space, which makes them cheap and makes these limits real:
 //!
 //! - A panic fails only its task, but a segfault, an `abort()` or a stack overflow in any task
-//!   ends the whole program.
+//!   ends the whole program, and so does a panic in a program built with `panic = "abort"`
+//!   (printed first, as without a pool).
 //! - A thread cannot be stopped from outside. A timed-out or cancelled task is reported as
 //!   such at once ([`TaskError::TimedOut`] with `still_running: true`), but its thread keeps
 //!   running it until it returns. A task past its time limit has a *relief* thread
