@@ -30,6 +30,12 @@
 //! # }
 //! ```
 //!
+//! A panic fails its task with [`TaskError::Panicked`], its message and location, also in a
+//! program built with `panic = "abort"`, where nothing can catch it: the worker reports it as
+//! it aborts, and a new worker takes over (the `panic_abort` example shows it). A stack
+//! overflow is `Crashed` by SIGSEGV, and the worker says on standard error that the task
+//! overflowed its stack.
+//!
 //! A task is a function item, a closure that captures nothing, or a struct that implements
 //! [`Task`]: a worker rebuilds a function from its type alone. A fn pointer or a closure that
 //! captures data fails the build at the line that passes it, with the fix in the message:
