@@ -1576,7 +1576,7 @@ pub(crate) fn publish_on_panic(frame: &'static [u8]) {
 }
 
 /// Whether a task runs: between [`arm_crash_flush`] and [`disarm_crash_flush`], and no writer
-/// that ends the process claimed the results.
+/// that ends the process claimed the results. Async-signal-safe: one atomic load.
 pub(crate) fn task_running() -> bool {
     !matches!(TASK.load(Ordering::Acquire), BETWEEN | CLAIMED)
 }
@@ -1785,7 +1785,7 @@ extern "C" fn on_fatal_signal(
         // SAFETY: writes a constant to standard error; write is async-signal-safe.
         unsafe { libc::write(libc::STDERR_FILENO, OVERFLOWED.as_ptr().cast(), OVERFLOWED.len()) };
     }
-    if signal == libc::SIGXCPU && matches!(TASK.load(Ordering::Acquire), BETWEEN | CLAIMED) {
+    if signal == libc::SIGXCPU && !task_running() {
         // Between tasks, the worker's own work reached the soft limit just before it would
         // have been raised for the next task: no task's fault, and nothing to report. Or the
         // CPU-time watchdog claimed the flush, and is killing the process.
