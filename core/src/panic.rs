@@ -15,6 +15,15 @@
 //! the hook. The hook then hands the report to the backend's reporter, if one is set
 //! ([`report_aborting_panics_with`]: a process worker sends it to the caller before it dies),
 //! and otherwise to the hook before it, so the panic is printed rather than lost.
+//!
+//! A panic can end the process in an unwinding build too: one that reaches an `extern "C"`
+//! function (a callback handed to a C library), or one raised by a `Drop` while the task
+//! unwinds from another. The runtime then raises a last panic that cannot unwind, from its
+//! own `core/src/panicking.rs` ("panic in a function that cannot unwind", "panic in a
+//! destructor during cleanup"), and aborts after the hook. The panics before it were
+//! recorded silently, for a `catch` that never comes: the hook hands the latest of them to
+//! the reporter, or prints them and then lets the hook before it print the last one, as the
+//! standard hook would have printed each.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
@@ -34,8 +43,14 @@ enum Capture {
 
 thread_local! {
     static CAPTURE: Cell<Capture> = const { Cell::new(Capture::Off) };
-    static CAUGHT: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+    /// The panics the hook recorded on this thread that no `catch` has taken yet, the latest
+    /// last: the one a `catch` reports, and while a task unwinds, the ones before it (at most
+    /// [`RECORDED`]), should a panic that cannot unwind follow.
+    static CAUGHT: RefCell<Vec<PanicReport>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How many panics a thread keeps recorded: a task's panic and one raised while it unwinds.
+const RECORDED: usize = 2;
 
 static HOOK: Once = Once::new();
 
@@ -51,12 +66,14 @@ static RESTORING: Mutex<()> = Mutex::new(());
 /// [`report_aborting_panics_with`]).
 static ABORT_REPORTER: OnceLock<fn(&PanicReport) -> bool> = OnceLock::new();
 
-/// Sets how a panic inside a task ([`catch_panic`], [`PanicScope`]) is reported in a program
-/// built with `panic = "abort"`, where it cannot be caught: the process aborts as soon as
-/// `report` returns. `report` says whether it reported the panic; if not (or with no reporter
-/// set), the panic goes to the hook that was installed before, whose output says why the
-/// program died. Without `panic = "abort"` the reporter is never called. The first call sets
-/// it; later calls change nothing.
+/// Sets how a panic inside a task ([`catch_panic`], [`PanicScope`]) that ends the process is
+/// reported: any panic in a program built with `panic = "abort"`, and in any build a panic
+/// that reaches an `extern "C"` function or one that a `Drop` raises while the task unwinds
+/// (for these, `report` gets that panic, not the runtime's "cannot unwind" one after it).
+/// The process aborts as soon as `report` returns. `report` says whether it reported the
+/// panic; if not (or with no reporter set), the panic goes to the hook that was installed
+/// before, whose output says why the program died. Panics that unwind never reach it. The
+/// first call sets it; later calls change nothing.
 ///
 /// A process backend sets one in its workers, so that such a panic reaches the caller as the
 /// task's `Panicked` error before the worker dies.
@@ -122,7 +139,8 @@ impl PanicScope {
     #[inline]
     pub fn catch<R>(&self, f: impl FnOnce() -> R) -> Result<R, PanicReport> {
         panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-            let (location, backtrace) = CAUGHT.with(|c| c.borrow_mut().take()).unzip();
+            let (location, backtrace) =
+                take_recorded().map(|r| (r.location.unwrap_or_default(), r.backtrace)).unzip();
             // The hook did not see this panic: it was replaced, or the task resumed an unwind
             // (which skips every hook). Not while this thread unwinds from another panic:
             // the hook cannot be taken then.
@@ -157,17 +175,34 @@ fn install_around(previous: Hook) {
         let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         let backtrace =
             (mode == Capture::WithBacktrace).then(|| Backtrace::force_capture().to_string());
+        let report = PanicReport { message: payload_text(info.payload()), location, backtrace };
         if cfg!(panic = "abort") {
             // Built with `panic = "abort"`: the process aborts once this hook returns, and no
             // `catch` ever sees the panic. The backend may still report it; if it does not,
             // the hook before this one prints why the program died.
-            let report = PanicReport { message: payload_text(info.payload()), location, backtrace };
             if !ABORT_REPORTER.get().is_some_and(|report_it| report_it(&report)) {
                 previous(info);
             }
             return;
         }
-        CAUGHT.with(|c| *c.borrow_mut() = Some((location.unwrap_or_default(), backtrace)));
+        if cannot_unwind(info) {
+            // The runtime's own panic before it aborts: the task's panics before it, which
+            // no `catch` will take, say why.
+            let before = CAUGHT.with(|c| std::mem::take(&mut *c.borrow_mut()));
+            let blamed = before.last().unwrap_or(&report);
+            if !ABORT_REPORTER.get().is_some_and(|report_it| report_it(blamed)) {
+                before.iter().for_each(print_recorded);
+                previous(info);
+            }
+            return;
+        }
+        CAUGHT.with(|c| {
+            let mut recorded = c.borrow_mut();
+            if recorded.len() >= RECORDED {
+                recorded.remove(0);
+            }
+            recorded.push(report);
+        });
     });
     OURS.store(address(&hook), Ordering::Relaxed);
     panic::set_hook(hook);
@@ -201,7 +236,43 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
         std::mem::forget(again);
     }
     // The hook recorded where that second panic happened: not the task's.
-    CAUGHT.with(|c| c.borrow_mut().take());
+    drop(take_recorded());
+}
+
+/// Takes the panic the hook recorded last on this thread, forgetting the ones before it.
+fn take_recorded() -> Option<PanicReport> {
+    CAUGHT.with(|c| {
+        let mut recorded = c.borrow_mut();
+        let last = recorded.pop();
+        recorded.clear();
+        last
+    })
+}
+
+/// Whether the panic the hook sees is the runtime's last one before it aborts: raised by
+/// core's panicking module itself, where only the panics that cannot unwind start (a panic
+/// that reached a function that cannot unwind, one in a destructor during cleanup, a broken
+/// precondition of an unsafe function). Every other panic names the code that raised it.
+fn cannot_unwind(info: &PanicHookInfo<'_>) -> bool {
+    info.location().is_some_and(|l| {
+        let file = l.file().replace('\\', "/");
+        file.ends_with("/core/src/panicking.rs")
+    })
+}
+
+/// Prints a panic the hook recorded without printing, as the standard hook prints one, for a
+/// process about to abort.
+fn print_recorded(report: &PanicReport) {
+    use std::io::Write as _;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let at = report.location.as_deref().unwrap_or("an unknown location");
+    let mut text = format!("\nthread '{name}' panicked at {at}:\n{}\n", report.message);
+    if let Some(backtrace) = &report.backtrace {
+        text.push_str(&format!("stack backtrace:\n{backtrace}\n"));
+    }
+    // Nothing to do if standard error is gone: the process aborts either way.
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 fn payload_text(payload: &(dyn Any + Send)) -> String {
