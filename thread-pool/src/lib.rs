@@ -26,8 +26,9 @@
 //! Threads share one address space, which makes them cheap and makes these limits real:
 //!
 //! - A panic fails only its task, but a segfault, an `abort()` or a stack overflow in any task
-//!   ends the whole program, and so does a panic in a program built with `panic = "abort"`
-//!   (printed first, as without a pool).
+//!   ends the whole program, and so does a panic that cannot unwind: any panic in a program
+//!   built with `panic = "abort"`, one that reaches an `extern "C"` function, one a `Drop`
+//!   raises while the task unwinds from another (each printed first, as without a pool).
 //! - A thread cannot be stopped from outside. A timed-out or cancelled task is reported as
 //!   such at once ([`TaskError::TimedOut`] with `still_running: true`), but its thread keeps
 //!   running it until it returns. A task past its time limit has a *relief* thread
