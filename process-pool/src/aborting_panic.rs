@@ -1,14 +1,17 @@
-//! A task's panic in a program built with `panic = "abort"`, where nothing can catch it: the
-//! worker frames it as the running item's `Panicked` outcome before the process aborts, so
-//! the caller gets the message and location rather than only `Crashed(Signal(6))`.
+//! A task's panic that ends the worker, where nothing can catch it: any panic in a program
+//! built with `panic = "abort"`, and in any build a panic that reaches an `extern "C"`
+//! function (a callback a C library calls) or one a `Drop` raises while the task unwinds
+//! (see core's `panic.rs`). The worker frames it as the running item's `Panicked` outcome
+//! before the process aborts, so the caller gets the message and location rather than only
+//! `Crashed(Signal(6))`.
 //!
 //! core's panic hook hands the report to [`report`] (registered by [`register`]) and returns;
 //! the panic runtime then calls `abort()`, and the worker's SIGABRT handler writes the
 //! results the item's batch had ready, then this frame (`sys::publish_on_panic`). The parent
 //! takes it as any failure frame followed by the worker's death, as it does for a task that
 //! ran out of memory: the item fails with its panic, the worker is replaced, and the items
-//! after it run on another. Without `panic = "abort"`, none of this runs: the hook records
-//! the panic and `catch_unwind` returns it as usual.
+//! after it run on another. A panic that unwinds never comes here: the hook records it and
+//! `catch_unwind` returns it as usual.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -18,27 +21,21 @@ use crate::protocol::{self, Meta};
 use crate::sys;
 use crate::worker::fit_report;
 
-/// The sequence number of the item that runs (set only with `panic = "abort"`).
+/// The sequence number of the item that runs.
 static RUNNING: AtomicU64 = AtomicU64::new(0);
 /// The frame limit the report must fit.
 static LIMIT: AtomicUsize = AtomicUsize::new(0);
 
-/// In a worker of a program built with `panic = "abort"`: sends task panics to the caller
-/// (see the module docs). Does nothing otherwise.
+/// In a worker: sends task panics that end it to the caller (see the module docs).
 pub(crate) fn register(frame_limit: usize) {
-    if cfg!(panic = "abort") {
-        LIMIT.store(frame_limit, Ordering::Relaxed);
-        taskpool_core::backend::report_aborting_panics_with(report);
-    }
+    LIMIT.store(frame_limit, Ordering::Relaxed);
+    taskpool_core::backend::report_aborting_panics_with(report);
 }
 
-/// Notes that item `seq` starts, for a panic to name it. Compiled away without
-/// `panic = "abort"`.
+/// Notes that item `seq` starts, for a panic to name it.
 #[inline(always)]
 pub(crate) fn item_starts(seq: u64) {
-    if cfg!(panic = "abort") {
-        RUNNING.store(seq, Ordering::Relaxed);
-    }
+    RUNNING.store(seq, Ordering::Relaxed);
 }
 
 /// Frames `panic` as the running item's outcome for the SIGABRT handler to write; returns

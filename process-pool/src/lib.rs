@@ -30,11 +30,13 @@
 //! # }
 //! ```
 //!
-//! A panic fails its task with [`TaskError::Panicked`], its message and location, also in a
-//! program built with `panic = "abort"`, where nothing can catch it: the worker reports it as
-//! it aborts, and a new worker takes over (the `panic_abort` example shows it). A stack
-//! overflow is `Crashed` by SIGSEGV, and the worker says on standard error that the task
-//! overflowed its stack.
+//! A panic fails its task with [`TaskError::Panicked`], its message and location, also where
+//! nothing can catch it: in a program built with `panic = "abort"` (the `panic_abort` example
+//! shows it), and in any build a panic that reaches an `extern "C"` function (a callback a C
+//! library calls) or one a `Drop` raises while the task unwinds from another (the error then
+//! names that second panic). The worker reports it as it aborts, and a new worker takes
+//! over. A stack overflow is `Crashed` by SIGSEGV, and the worker says on standard error that
+//! the task overflowed its stack.
 //!
 //! A task is a function item, a closure that captures nothing, or a struct that implements
 //! [`Task`]: a worker rebuilds a function from its type alone. A fn pointer or a closure that

@@ -1525,8 +1525,9 @@ static PENDING: Published = Published::new();
 static ON_MEMORY: Published = Published::new();
 /// The frame saying the running task used up its CPU time; empty without a CPU limit.
 static ON_CPU_TIME: Published = Published::new();
-/// The frame reporting the running task's panic in a program built with `panic = "abort"`,
-/// published as the process is about to abort (see `aborting_panic.rs`).
+/// The frame reporting the running task's panic that ends the process (in a program built
+/// with `panic = "abort"`, or a panic that cannot unwind), published as the process is about
+/// to abort (see `aborting_panic.rs`).
 static ON_PANIC: Published = Published::new();
 /// What the worker's thread does, and who may write the published results meanwhile: one
 /// of the states below. Whoever writes them first moves it on, so they are written once.
@@ -1570,7 +1571,7 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
 }
 
 /// Publishes the frame that reports the running task's panic, for the SIGABRT handler to
-/// write after the results (a program built with `panic = "abort"`, about to abort).
+/// write after the results (a panic that ends the process, about to abort).
 pub(crate) fn publish_on_panic(frame: &'static [u8]) {
     ON_PANIC.publish(frame);
 }
@@ -1801,8 +1802,8 @@ extern "C" fn on_fatal_signal(
         if in_task && signal == libc::SIGXCPU {
             ON_CPU_TIME.write_out();
         } else if in_task && signal == libc::SIGABRT {
-            // A task's panic in a program built with `panic = "abort"` published its report;
-            // else an allocation that failed near the memory cap aborts.
+            // A task's panic that ends the process published its report; else an
+            // allocation that failed near the memory cap aborts.
             if !ON_PANIC.write_out() && near_memory_limit() {
                 ON_MEMORY.write_out();
             }
