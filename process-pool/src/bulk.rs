@@ -198,7 +198,7 @@ mod tests {
             });
             if let Some((start, end)) = bounds {
                 inside = (start..end).contains(&address);
-            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+            } else if let Some(flags) = line.strip_prefix("VmFlags:").filter(|_| inside) {
                 return Some(flags.to_owned());
             }
         }

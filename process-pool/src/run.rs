@@ -316,11 +316,10 @@ impl RunBuilder {
         }
         // Checked before the lock: a single task, which reserves room for one input, takes
         // no lock shared by every submitting thread.
-        if self.inputs.bytes.capacity() == 0
-            && want >= SPARE_MIN
-            && let Some(spare) = spares().take(want)
-        {
-            self.inputs.bytes = spare;
+        if self.inputs.bytes.capacity() == 0 && want >= SPARE_MIN {
+            if let Some(spare) = spares().take(want) {
+                self.inputs.bytes = spare;
+            }
         }
         self.inputs.bytes.reserve(want);
         self.inputs.marks.reserve(n / MARK_EVERY);
