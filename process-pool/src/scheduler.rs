@@ -244,6 +244,9 @@ pub(crate) struct State {
     pub(crate) outstanding: usize,
     /// Counted failed worker starts in a row.
     pub(crate) start_failures: u32,
+    /// Workers in a row that died of themselves before they answered anything (see
+    /// [`Shared::restart_pause`]).
+    fruitless_deaths: u32,
     /// Set while starts fail `start_attempts` times in a row: work is refused with it until a
     /// worker starts again.
     pub(crate) start_error: Option<String>,
@@ -256,6 +259,13 @@ pub(crate) struct State {
 
 /// The longest pause between two attempts to start a worker.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The pause before the next attempt after `failures` in a row: 10 ms, doubling with each
+/// failure, at most [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(10);
+    (Duration::from_millis(10) * (1 << doublings)).min(MAX_BACKOFF)
+}
 
 /// What every thread of a pool shares.
 pub(crate) struct Shared {
@@ -322,6 +332,7 @@ impl Shared {
                 dropping: false,
                 outstanding: 0,
                 start_failures: 0,
+                fruitless_deaths: 0,
                 start_error: None,
                 supervisors: 0,
                 waiters: 0,
@@ -840,9 +851,13 @@ impl Shared {
         // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the
         // crash rather than go round for ever. A SIGKILL, most likely from outside, says
         // nothing about the item.
-        let unstarted = natural
-            && exit != Exit::Signal(libc::SIGKILL)
-            && progress.is_some_and(|p| p.started <= head_seq);
+        let of_itself = natural && exit != Exit::Signal(libc::SIGKILL);
+        let unstarted = of_itself && progress.is_some_and(|p| p.started <= head_seq);
+        if head_seq > 0 {
+            state.fruitless_deaths = 0;
+        } else if of_itself {
+            state.fruitless_deaths += 1;
+        }
         if let Some(head) = sent.front_mut().filter(|_| unstarted && blamed.is_none()) {
             head.deaths += 1;
             if head.deaths >= POISON_DEATHS {
@@ -882,6 +897,12 @@ impl Shared {
                 state.queue.push_front(slice);
             }
         }
+        Self::needs_worker(state)
+    }
+
+    /// Whether a slot whose worker ended needs another: unless the pool closed and nothing
+    /// queued is to run.
+    pub(crate) fn needs_worker(state: &State) -> bool {
         !(state.closed && (state.dropping || state.queue.is_empty()))
     }
 
@@ -930,8 +951,19 @@ impl Shared {
             state.start_error = Some(reason);
             self.notify();
         }
-        let doublings = state.start_failures.saturating_sub(1).min(10);
-        (Duration::from_millis(10) * (1 << doublings)).min(MAX_BACKOFF)
+        backoff(state.start_failures)
+    }
+
+    /// How long to wait before replacing a worker that just ended. Workers that die of
+    /// themselves before they answer anything, over and over (a memory limit too small for
+    /// the worker itself, a library that aborts as it loads), would otherwise be replaced
+    /// hundreds of times a second: after [`POISON_DEATHS`] of them in a row, each
+    /// replacement waits longer, as a failed start does, until a worker answers.
+    pub(crate) fn restart_pause(&self, state: &State) -> Duration {
+        match state.fruitless_deaths.checked_sub(POISON_DEATHS) {
+            Some(beyond) => backoff(beyond + 1),
+            None => Duration::ZERO,
+        }
     }
 
     /// Cancels the single-item `run` (its handle is settled already): counts it as failed

@@ -103,7 +103,12 @@ fn start_failed(shared: &Shared, w: usize, failure: &StartFailure) -> bool {
     let again = !state.closed;
     drop(state);
     finish(shared, deliveries, &|_| &[]);
-    again && pause_for(shared, w, pause)
+    if again && !pause.is_zero() {
+        // Cut short if the pool closes, which may leave this slot with nothing to run.
+        pause_for(shared, w, pause);
+        return Shared::needs_worker(&shared.lock());
+    }
+    again
 }
 
 /// Waits `pause`, or until the pool closes; returns whether it is still open.
@@ -230,11 +235,12 @@ fn serve_one(
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
     let again = shared.worker_ended(&mut state, w, conn, exit, progress, &mut deliveries);
+    let pause = shared.restart_pause(&state);
     let flushes = shared.pump_all(&mut state);
     drop(state);
     shared.flush(flushes);
     finish(shared, deliveries, &|_| &[]);
-    again
+    again && pause_for(shared, w, pause)
 }
 
 /// What the supervisor waits for next.

@@ -148,7 +148,24 @@ fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for
         let pool = ProcessPool::with_config(config).unwrap();
         assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
         let stats = pool.stats();
-        assert_eq!((stats.workers_started, stats.requeued, stats.crashes), (3, 2, 1));
+        assert_eq!((stats.requeued, stats.crashes), (2, 1), "three workers held it");
+    });
+}
+
+#[test]
+fn workers_that_die_before_they_answer_anything_are_replaced_more_and_more_slowly() {
+    within("a pool whose workers die even idle", || {
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
+        let pool = ProcessPool::with_config(config).unwrap();
+        assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
+        // Its replacements die idle as well (they cannot even wait for work in 4 KiB): the
+        // pool replaces them more and more slowly instead of hundreds of times a second.
+        // The sleep is the interval the starts are counted over, not a wait for an event.
+        let before = pool.stats().workers_started;
+        std::thread::sleep(Duration::from_millis(500));
+        let started = pool.stats().workers_started - before;
+        assert!(started < 15, "{started} workers started in half a second");
+        assert_eq!(pool.stats().crashes, 1, "deaths without an item are no crash");
     });
 }
 
