@@ -70,10 +70,12 @@ impl ProcessConfig {
     /// Sets how many batches a worker may hold at once (1 to 4, 2 by default), so that it
     /// never idles for a round trip.
     ///
-    /// A worker runs what it holds in order. Tasks that wait for each other, such as a task
-    /// that blocks on a [`crate::Queue`] fed by a task submitted after it, can therefore wait
-    /// forever when both land on one worker. `in_flight(1)` sends a busy worker less; only
-    /// running the two sides in different pools (or one with [`crate::spawn`]) rules it out.
+    /// A worker runs what it holds in order, and takes more than one batch only while no
+    /// other worker is idle or starting. Tasks that wait for each other, such as a task that
+    /// blocks on a [`crate::Queue`] fed by a task submitted after it, therefore run side by
+    /// side when workers are free, but can wait forever when every worker was busy and both
+    /// land on one. `in_flight(1)` sends a busy worker less; only running the two sides in
+    /// different pools (or one with [`crate::spawn`]) rules it out.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = n;
         self

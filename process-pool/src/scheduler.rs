@@ -548,7 +548,19 @@ impl Shared {
     pub(crate) fn pump_all(&self, state: &mut State) -> Flushes {
         let mut order: SmallVec<[usize; 8]> = (0..state.slots.len()).collect();
         order.sort_by_key(|&w| state.slots[w].load_ns);
-        order.into_iter().filter_map(|w| self.pump(state, w)).collect()
+        let mut flushes: Flushes = order.iter().filter_map(|&w| self.pump(state, w)).collect();
+        // A worker that took one batch while others were idle may take more now that each
+        // took its own.
+        if !state.queue.is_empty() {
+            for &w in &order {
+                let Some(flush) = self.pump(state, w) else { continue };
+                match flushes.iter_mut().find(|f| f.w == w) {
+                    Some(earlier) => earlier.wake |= flush.wake,
+                    None => flushes.push(flush),
+                }
+            }
+        }
+        flushes
     }
 
     /// Writes queued frames, without the pool's lock; wakes the supervisors that must watch
@@ -576,10 +588,20 @@ impl Shared {
     /// [`Shared::pump`]'s work; counts in `dropped` the items it discarded unsent because
     /// nobody wants them any more (cancelled, or their iterator was dropped).
     fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
+        let quota = self.quota();
+        // While another worker is idle or about to say hello, this one takes no more than
+        // one batch: tasks that wait for each other (a consumer submitted before its
+        // producer) then run side by side, and a quick task does not queue behind a long one.
+        let others_free = state.slots.iter().enumerate().any(|(other, slot)| {
+            other != w
+                && slot.conn.as_ref().is_some_and(|c| {
+                    let starting = !c.ready && c.open && c.killed.is_none();
+                    starting || (slot.sent.is_empty() && c.takes_work(quota))
+                })
+        });
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut()?;
-        let quota = self.quota();
         if !conn.takes_work(quota) {
             return None;
         }
@@ -588,7 +610,9 @@ impl Shared {
         let was_idle = slot.sent.is_empty();
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
-        while (slot.load_ns < budget || slot.sent.is_empty()) && conn.served < quota {
+        while (slot.sent.is_empty() || (slot.load_ns < budget && !others_free))
+            && conn.served < quota
+        {
             let Some(front) = queue.front_mut() else { break };
             if unwanted(front) {
                 *dropped += self.discard(front);
@@ -621,7 +645,7 @@ impl Shared {
             let sent_before = slot.sent.len();
             slot.sent.push_back(Slice { run: run.clone(), items: items.clone(), load_ns, deaths });
             // Single tasks of one function queued behind this one travel in its frame.
-            let most = target.min(room_left);
+            let most = if others_free { 1 } else { target.min(room_left) };
             if run.len() == 1 && most > 1 {
                 let room = budget.saturating_sub(slot.load_ns);
                 let (joined, load) = self.join_singles(

@@ -3,6 +3,8 @@
 //! the queue nor wedges the others, who get `Disconnected` once nobody is left on the other
 //! side; a value larger than the queue fails at once.
 
+mod common;
+
 use taskpool_process::{
     Consumer, End, Exit, GetError, Pipe, Pool, ProcessPool, Producer, PutError, Queue, TaskError,
     spawn,
@@ -45,6 +47,23 @@ fn values_cross_between_the_parent_pool_workers_and_spawned_processes() {
     }
     let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
     assert_eq!(total, (0..10_100).sum::<u64>());
+}
+
+#[test]
+fn a_consumer_submitted_before_its_producer_runs_beside_it_on_a_new_pool_of_two() {
+    // The first worker to say hello must not take both while the second is starting: the
+    // consumer would wait for ever for a producer queued behind it.
+    common::within("a consumer, then its producer, on new pools", || {
+        for round in 0..8 {
+            let pool = ProcessPool::new(2).unwrap();
+            let queue = Queue::<u64>::bounded(4).unwrap();
+            let consumer = pool.submit(consume, queue.consumer().unwrap());
+            let producer = pool.submit(produce, (queue.producer().unwrap(), 0, 100));
+            drop(queue);
+            assert_eq!(producer.join().unwrap(), 100, "round {round}");
+            assert_eq!(consumer.join().unwrap(), (0..100).sum::<u64>(), "round {round}");
+        }
+    });
 }
 
 /// The value a flooding producer puts: its tag, then a filler that says the tag again.
