@@ -142,7 +142,8 @@ impl Pending {
 
     /// Waits until no unit is pending, at most `limit` if given. Returns whether none is.
     pub(crate) fn wait_empty(&self, limit: Option<Duration>) -> bool {
-        let deadline = limit.map(|l| Instant::now() + l);
+        // A limit too long to be an instant is none.
+        let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         let mut table = self.lock();
         while !table.entries.is_empty() {
             table = match deadline {

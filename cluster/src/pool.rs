@@ -246,14 +246,17 @@ impl ClusterPool {
     /// Waits until at least `n` agents of this image are alive, at most `limit`. Returns
     /// whether they are.
     pub fn wait_for_agents(&self, n: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
+        // A limit too long to be an instant is none.
+        let deadline = Instant::now().checked_add(limit);
         let mut agents = self.inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if alive(&agents).0 >= n {
                 return true;
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
+            let left = match deadline.map(|d| d.checked_duration_since(Instant::now())) {
+                Some(None) => return false,
+                Some(Some(left)) => left,
+                None => HEARTBEAT,
             };
             // Heartbeats come every second: wake at least that often to see agents expire.
             let nap = left.min(HEARTBEAT);

@@ -501,6 +501,18 @@ pub fn per_task_timeouts<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(outcomes[2].as_ref().unwrap(), &2);
 }
 
+/// `Duration::MAX` (a common way to say "no limit") as the pool's timeout, a task's timeout, a
+/// join's limit and the grace on drop: every task runs to its end and the pool drops.
+pub fn limits_too_long_to_reach_are_no_limits<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2).timeout(Duration::MAX).shutdown_grace(Duration::MAX));
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    assert_eq!(pool.map(sleep_ms, [1, 2]).unwrap(), [1, 2]);
+    assert_eq!(pool.submit_timeout(square, 4, Duration::MAX).join().unwrap(), 16);
+    let mut handle = pool.submit(square, 5);
+    assert_eq!(handle.join_timeout(Duration::MAX).unwrap(), 25);
+    drop(pool);
+}
+
 /// A panic whose payload panics again when dropped fails its task alone.
 pub fn panicking_panic_payload<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(2));
@@ -580,7 +592,8 @@ macro_rules! conformance_suite {
             shutdown_twice, shutdown_while_others_submit, reports_workers, each_item_once,
             awaited_handles, progress_counts_every_item, progress_arrives_while_items_run,
             try_map_is_flat, serde_shapes, initializer_runs_once_per_worker,
-            failing_initializer_is_typed, per_task_timeouts);
+            failing_initializer_is_typed, per_task_timeouts,
+            limits_too_long_to_reach_are_no_limits);
     };
     ($make:expr) => {
         $crate::conformance_suite!(each: $crate::__conformance_tests; $make);

@@ -104,7 +104,8 @@ impl ProcessConfig {
     ///
     /// The kernel enforces it (`RLIMIT_CPU`, armed again before each task) and counts whole
     /// seconds: the limit is rounded up to a whole second, and a task may run up to one second
-    /// past it. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
+    /// past it. A limit of 2³² seconds (about 136 years) or more, such as `Duration::MAX`, is
+    /// no limit. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
     /// task that waits or that a busy machine does not schedule.
     ///
     /// The kernel says so with SIGXCPU. A task that ignores or blocks that signal (as some C

@@ -320,7 +320,8 @@ impl ProcessPool {
     /// Waits until every supervisor has ended, at most `limit` if given. Returns whether they
     /// all did.
     fn wait_supervisors(&self, limit: Option<Duration>) -> bool {
-        let deadline = limit.map(|l| Instant::now() + l);
+        // A limit too long to be an instant is none.
+        let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         let mut state = self.shared.lock();
         while state.supervisors > 0 {
             let left = match deadline {

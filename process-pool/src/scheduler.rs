@@ -764,7 +764,8 @@ impl Shared {
             return None;
         }
         let limit = limit_of(&head.run)?;
-        let deadline = slot.head_since.unwrap_or(now) + limit;
+        // A limit too long to be an instant never runs out.
+        let deadline = slot.head_since.unwrap_or(now).checked_add(limit)?;
         if now >= deadline {
             let finished = progress().is_some_and(|p| p.finished > seq);
             if finished || answer_waiting() {

@@ -43,6 +43,9 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// 1 MiB, read 64 KiB or more at a time).
 const MAX_DRAIN_READS: usize = 64;
 
+/// A CPU-time limit of this many seconds (about 136 years) or more is no limit.
+const UNLIMITED_CPU_SECONDS: u64 = 1 << 32;
+
 /// How often a supervisor checks on its worker where the kernel has no pidfds.
 const POLL_EXIT: Duration = Duration::from_millis(20);
 
@@ -86,10 +89,12 @@ fn init_for(shared: &Shared, w: usize) -> Init {
         flags: if shared_config.get_backtraces() { BACKTRACES } else { 0 },
         initializer: shared_config.get_initializer().map(|f| ship::offset_of(f as usize)),
         memory_limit: config.get_memory_limit(),
-        // The kernel counts whole seconds: round up.
+        // The kernel counts whole seconds: round up. Past `UNLIMITED_CPU_SECONDS` its count
+        // in nanoseconds would overflow (and fire at once): no limit.
         cpu_time_limit: config
             .get_cpu_time_limit()
-            .map(|limit| limit.as_secs() + u64::from(limit.subsec_nanos() > 0)),
+            .map(|limit| limit.as_secs().saturating_add(u64::from(limit.subsec_nanos() > 0)))
+            .filter(|&seconds| seconds < UNLIMITED_CPU_SECONDS),
         name: format!("{}-{w}", shared_config.get_name_prefix()),
     }
 }

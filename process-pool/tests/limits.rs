@@ -82,6 +82,19 @@ fn a_fraction_of_a_second_is_rounded_up() {
     ));
 }
 
+#[test]
+fn a_cpu_time_limit_too_long_for_the_kernel_is_no_limit() {
+    // The kernel counts the limit in nanoseconds: 2^64 ns is about 584 years, and a limit
+    // past it must not wrap round to a short one.
+    for limit in [Duration::MAX, Duration::from_secs(1 << 40)] {
+        within("a task under an endless cpu time limit", move || {
+            let config = ProcessConfig::new(Config::new().workers(1)).cpu_time_limit(limit);
+            let pool = ProcessPool::with_config(config).unwrap();
+            assert_eq!(pool.apply(spin, 1600).unwrap(), 1600, "{limit:?}");
+        });
+    }
+}
+
 /// Sets SIGXCPU to be ignored, then spins for `ms` milliseconds of CPU time.
 fn spin_ignoring_sigxcpu(ms: u64) -> u64 {
     // SAFETY: SIG_IGN is a valid disposition for SIGXCPU.

@@ -459,12 +459,15 @@ fn run_queued<A: AsRef<J>, J: Job>(
     completer: Completer<J::Output>,
 ) {
     if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
-        match (limit, watchdog) {
-            (Some(limit), Some(watchdog)) => {
+        // A limit too long to be an instant never runs out.
+        let timed = limit.zip(watchdog).and_then(|(limit, watchdog)| {
+            Some((limit, watchdog, Instant::now().checked_add(limit)?))
+        });
+        match timed {
+            Some((limit, watchdog, deadline)) => {
                 let completer = Arc::new(completer);
                 let alarm = completer.clone();
                 let timed_out = TaskError::TimedOut { limit, still_running: true };
-                let deadline = Instant::now() + limit;
                 let late = timed_out.clone();
                 // Every thread that runs the pool's tasks holds its pool (see `POOL`).
                 let pool = POOL.with(|pool| pool.get().cloned());
@@ -501,7 +504,7 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 completer.complete(outcome);
                 watchdog.disarm(id);
             }
-            _ => {
+            None => {
                 completer.complete(shared.run(job.as_ref(), input));
             }
         }
