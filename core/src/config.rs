@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::error::TaskError;
 
+/// The most workers a pool may have: more is a mistake (`usize::MAX` from a computation, say)
+/// that would otherwise fail late, as the operating system runs out of threads or descriptors.
+const MAX_WORKERS: usize = 1 << 16;
+
 /// How a pool is set up: the settings every backend shares, with sensible defaults.
 ///
 /// Setters take and return the config, so settings chain; each has a getter of the same name
@@ -60,7 +64,7 @@ impl Config {
         }
     }
 
-    /// Sets the number of workers (threads or processes). Must be at least 1.
+    /// Sets the number of workers (threads or processes): from 1 to 65,536.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -98,7 +102,8 @@ impl Config {
     }
 
     /// Names workers `{prefix}-{index}` (thread names; process backends pass it as the
-    /// worker's first argument, which is what `ps` shows).
+    /// worker's first argument, which is what `ps` shows). It must not contain a NUL byte,
+    /// which neither a thread's name nor an argument can hold.
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.name_prefix = prefix.into();
         self
@@ -133,6 +138,12 @@ impl Config {
         let bad = |reason: &str| Err(TaskError::InvalidConfig { reason: reason.to_owned() });
         if self.workers == 0 {
             return bad("a pool needs at least one worker");
+        }
+        if self.workers > MAX_WORKERS {
+            return bad("a pool has at most 65536 workers");
+        }
+        if self.name_prefix.contains('\0') {
+            return bad("name_prefix must not contain a NUL byte");
         }
         if self.max_tasks_per_worker == Some(0) {
             return bad("max_tasks_per_worker must be at least 1");
@@ -245,6 +256,13 @@ mod tests {
         assert!(Config::new().timeout(Duration::ZERO).validate().is_err());
         assert!(Config::new().max_tasks_per_worker(0).validate().is_err());
         assert!(Config::new().start_attempts(0).validate().is_err());
+        for workers in [MAX_WORKERS + 1, usize::MAX] {
+            let err = Config::new().workers(workers).validate().unwrap_err();
+            assert!(err.to_string().contains("at most 65536 workers"), "{err}");
+        }
+        assert!(Config::new().workers(MAX_WORKERS).validate().is_ok());
+        let err = Config::new().name_prefix("a\0b").validate().unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
     }
 
     #[test]

@@ -127,7 +127,11 @@ impl ProcessPool {
         entry::ensure_linked();
         sys::watch_forks();
         let n = config.get_config().get_workers();
-        let wakes = (0..n).map(|_| sys::eventfd()).collect::<Result<Vec<_>, _>>()?;
+        let wakes = (0..n).map(|_| sys::eventfd()).collect::<Result<Vec<_>, _>>().map_err(|e| {
+            TaskError::WorkerStart {
+                reason: format!("cannot make the supervisors' doorbells: {e}"),
+            }
+        })?;
         let shared = Arc::new(Shared::new(config, wakes));
         shared.lock().supervisors = n;
         let (tx, rx) = mpsc::channel();

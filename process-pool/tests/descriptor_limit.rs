@@ -1,5 +1,6 @@
 //! Out of descriptors, a pool cannot start workers: the tasks waiting fail with the OS's own
-//! reason (said once), and the pool recovers when descriptors are free again. The limit is
+//! reason (said once), a new pool fails to start with it, and the pool recovers when
+//! descriptors are free again. The limit is
 //! the whole process's, so this binary holds a single test.
 
 mod common;
@@ -38,6 +39,13 @@ fn out_of_descriptors_the_reason_is_the_os_error_and_the_pool_recovers() {
             assert!(!reason.contains("worker failed to start"), "{reason}");
         }
         other => panic!("expected a start failure, got {other:?}"),
+    }
+    // A new pool says the same, as the start failure its documentation names.
+    match ProcessPool::new(4096) {
+        Err(TaskError::WorkerStart { reason }) => {
+            assert!(reason.contains("os error 24"), "{reason}")
+        }
+        other => panic!("expected a start failure, got {:?}", other.map(|p| p.pids())),
     }
     set_descriptor_limit(before);
     let deadline = Instant::now() + HANG;
