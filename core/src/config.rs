@@ -73,7 +73,8 @@ impl Config {
     /// Sets a time limit for every task, counted from when it starts running. A process
     /// backend kills and replaces the worker of a task that exceeds it; a thread backend
     /// reports the timeout but cannot stop the thread, and runs the other tasks on a relief
-    /// thread until it returns.
+    /// thread until it returns. Zero is refused (see [`Config::validate`]); a limit too long
+    /// to be a point in time, such as `Duration::MAX`, is none.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self

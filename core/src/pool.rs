@@ -54,6 +54,11 @@ pub trait Pool: Execute {
     }
 
     /// Like [`Pool::submit`], with a time limit for this task that overrides the pool's.
+    ///
+    /// A zero limit is allowed here (the task then fails with [`TaskError::TimedOut`] as it
+    /// starts, as a computed deadline that has passed should), where the pool's
+    /// [`Config::timeout`](crate::Config::timeout) refuses it as a setting that can only be a
+    /// mistake. A limit too long to be a point in time, such as `Duration::MAX`, is none.
     fn submit_timeout<M, T: IntoTask<M>>(
         &self,
         task: T,
@@ -268,7 +273,8 @@ pub trait Pool: Execute {
     /// Runs `task` over `items` lazily and yields the outcomes in input order, like Python's
     /// `imap`. At most [`Pool::imap_window`] items (a few per worker) are pulled ahead of the
     /// consumer, so an endless iterator runs in bounded memory. Dropping the iterator cancels
-    /// the items it pulled that have not started.
+    /// the items it pulled that no worker took yet; those a worker took (a process worker
+    /// takes a batch at a time) may still run, and their outcomes are discarded.
     ///
     /// # Examples
     ///
