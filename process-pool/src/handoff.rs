@@ -304,7 +304,14 @@ pub(crate) fn holders(held: &HeldFd, origins: &[(u32, i32)]) -> Vec<(u32, i32)> 
 pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, String> {
     let path = format!("/proc/{pid}/fd/{fd}");
     let file = OpenOptions::new().read(true).write(write).open(&path);
-    file.map(OwnedFd::from).map_err(|e| format!("{path}: {e}"))
+    file.map(OwnedFd::from).map_err(|e| match e.kind() {
+        // The usual cause, said plainly: the sender did not outlive the value's journey.
+        std::io::ErrorKind::NotFound => format!(
+            "process {pid} no longer holds it ({path}: {e}): it ended (or closed it) before \
+             this process opened what it sent"
+        ),
+        _ => format!("{path}: {e}"),
+    })
 }
 
 impl Mapped for Shared {

@@ -145,9 +145,13 @@ pub(crate) fn await_receivers() {
 /// pool until the task ends, or until it is dropped unrun (cancelled, its `imap` dropped,
 /// refused as too large). A process that sends one otherwise (a result, a queue value)
 /// keeps it open until the receiver has it; if the receiver never decodes it, the sender
-/// keeps it until it exits. A one-off process ([`spawn`](crate::spawn)) whose task
-/// returned one waits (up to 10 s) for its parent to join it before it exits, since the
-/// result is opened only then. The receiver opens it through `/proc/PID/fd` of the
+/// keeps it until it exits. A worker or one-off process ([`spawn`](crate::spawn)) that sent
+/// one waits at its end (up to 10 s) for the receiver to open it: a one-off process's result
+/// is opened only when its parent joins it, a queue value when someone gets it. A value still
+/// unopened when its sender has gone is lost: its receiver fails to decode it
+/// ([`TaskError::Decode`](crate::TaskError::Decode), or `GetError::Decode` from a queue),
+/// with an error that names the process that ended. So a process that puts shared bytes on
+/// a queue should outlive their getting, or put a copy (`Vec<u8>`) instead. The receiver opens it through `/proc/PID/fd` of the
 /// sender (same user, as a pool's workers are). On the thread backend it is passed as is.
 ///
 /// # Examples

@@ -1,6 +1,7 @@
 //! `SharedBytes` as task arguments and results: 1 MiB and 64 MiB round trips through pool
 //! workers and one-off processes arrive whole, read in place, and a worker's own result
-//! reaches the parent after the worker has dropped it.
+//! reaches the parent after the worker has dropped it; bytes whose sender died before they
+//! were opened fail to decode with an error that says so.
 
 mod common;
 
@@ -58,4 +59,35 @@ fn a_one_off_process_reads_and_returns_shared_bytes() {
     assert!(is_pattern(&data, 9), "the original is unchanged");
     let empty = spawn(echo, SharedBytes::copy_from_slice(&[]).unwrap()).unwrap();
     assert!(empty.join().unwrap().is_empty());
+}
+
+/// Puts shared bytes it made, then its pid, then waits to be killed.
+fn put_then_wait(
+    (bytes, pids): (taskpool_process::Producer<SharedBytes>, taskpool_process::Producer<u32>),
+) {
+    bytes.put(made(4096, 7)).unwrap();
+    pids.put(std::process::id()).unwrap();
+    common::sleep_ms(600_000);
+}
+
+#[test]
+fn bytes_whose_sender_was_killed_before_they_were_got_fail_naming_that_process() {
+    use taskpool_process::{Exit, GetError, Queue, TaskError};
+    common::within("bytes whose sender died", || {
+        let (bytes, pids) = (Queue::<SharedBytes>::new().unwrap(), Queue::<u32>::new().unwrap());
+        let pool = ProcessPool::new(1).unwrap();
+        let sender =
+            pool.submit(put_then_wait, (bytes.producer().unwrap(), pids.producer().unwrap()));
+        let pid = pids.get().unwrap();
+        // SAFETY: kill has no memory effects; the pid is our pool's live worker.
+        assert_eq!(unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) }, 0);
+        // Joined, the worker is reaped: nothing holds the bytes any more.
+        assert!(matches!(sender.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        match bytes.get() {
+            Err(GetError::Decode(reason)) => {
+                assert!(reason.contains(&format!("process {pid} no longer holds it")), "{reason}");
+            }
+            other => panic!("expected a decode error, got {:?}", other.map(|b| b.len())),
+        }
+    });
 }
