@@ -93,6 +93,11 @@ impl ProcessConfig {
     /// a single allocation far larger than what is left can be reported as a crash
     /// (`SIGABRT`) instead. An argument that encodes to the cap or more, which no worker
     /// could hold, fails the same way without being sent.
+    ///
+    /// Under a cap too small for the worker itself (below about 8 MiB with the default ring
+    /// size) workers die before they answer anything: after `start_attempts` times three such
+    /// deaths in a row the pool fails what is queued with [`TaskError::WorkerStart`], saying
+    /// so, rather than start workers for ever.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self

@@ -244,8 +244,8 @@ pub(crate) struct State {
     pub(crate) outstanding: usize,
     /// Counted failed worker starts in a row.
     pub(crate) start_failures: u32,
-    /// Workers in a row that died of themselves before they answered anything (see
-    /// [`Shared::restart_pause`]).
+    /// Workers that died of themselves before they answered anything, since a worker last
+    /// answered (see [`Shared::restart_pause`]).
     fruitless_deaths: u32,
     /// Set while starts fail `start_attempts` times in a row: work is refused with it until a
     /// worker starts again.
@@ -796,6 +796,10 @@ impl Shared {
         mut each: impl FnMut(&Arc<Run>, Range<usize>),
     ) -> Result<(), String> {
         let (seq, count) = (seqs.start, seqs.end.saturating_sub(seqs.start));
+        if seq == 0 {
+            // A worker's first answer: workers can work.
+            state.fruitless_deaths = 0;
+        }
         let slot = &mut state.slots[w];
         let Some(conn) = slot.conn.as_mut() else {
             return Err("answer from a closed worker".into());
@@ -878,9 +882,7 @@ impl Shared {
         // nothing about the item.
         let of_itself = natural && exit != Exit::Signal(libc::SIGKILL);
         let unstarted = of_itself && progress.is_some_and(|p| p.started <= head_seq);
-        if head_seq > 0 {
-            state.fruitless_deaths = 0;
-        } else if of_itself {
+        if head_seq == 0 && of_itself {
             state.fruitless_deaths += 1;
         }
         if let Some(head) = sent.front_mut().filter(|_| unstarted && blamed.is_none()) {
@@ -921,8 +923,37 @@ impl Shared {
                 state.counters.requeued += slice.items.len() as u64;
                 state.queue.push_front(slice);
             }
+            self.give_up_if_workers_cannot_work(state, exit, deliveries);
         }
         Self::needs_worker(state)
+    }
+
+    /// After `start_attempts` times [`POISON_DEATHS`] workers in a row died of themselves
+    /// before they answered anything, the workers, not the items, are at fault (a memory
+    /// limit too small for the worker itself, a library that aborts as it loads): fails
+    /// everything queued and refuses new work until the next hello, as failed starts do.
+    /// While workers go on dying so, each death fails what was queued meanwhile, so that no
+    /// item goes round for ever; a worker's first answer ends it.
+    fn give_up_if_workers_cannot_work(
+        &self,
+        state: &mut State,
+        exit: Exit,
+        deliveries: &mut Deliveries,
+    ) {
+        let attempts = self.config.get_config().get_start_attempts();
+        if state.fruitless_deaths < attempts.saturating_mul(POISON_DEATHS) {
+            return;
+        }
+        let reason = format!(
+            "{} workers in a row ended before they answered anything, the last {exit}",
+            state.fruitless_deaths
+        );
+        let error = TaskError::WorkerStart { reason: reason.clone() };
+        for slice in std::mem::take(&mut state.queue) {
+            deliveries.fail(slice, &error);
+        }
+        state.start_error = Some(reason);
+        self.notify();
     }
 
     /// Whether a slot whose worker ended needs another: unless the pool closed and nothing

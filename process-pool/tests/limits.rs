@@ -166,6 +166,28 @@ fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for
 }
 
 #[test]
+fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for_ever() {
+    within("a map on workers that die at every request", || {
+        let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(4096);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let outcomes = pool.map_results(square, 0..100);
+        let given_up = |outcome: &Result<u64, TaskError>| {
+            matches!(outcome, Err(TaskError::WorkerStart { reason })
+                if reason.contains("workers in a row ended before they answered anything"))
+        };
+        // Some items were held by three workers that died, and failed with their crash
+        // first; the others with the reason the pool gave up.
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let crashed = matches!(outcome, Err(TaskError::Crashed(Exit::Signal(6))));
+            assert!(crashed || given_up(outcome), "item {i}: {outcome:?}");
+        }
+        assert!(outcomes.iter().any(given_up), "{:?}", &outcomes[..4]);
+        let later = pool.apply(square, 3);
+        assert!(given_up(&later), "{later:?}");
+    });
+}
+
+#[test]
 fn workers_that_die_before_they_answer_anything_are_replaced_more_and_more_slowly() {
     within("a pool whose workers die even idle", || {
         let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
