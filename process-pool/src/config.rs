@@ -95,7 +95,7 @@ impl ProcessConfig {
     /// could hold, fails the same way without being sent.
     ///
     /// Under a cap too small for the worker itself (below about 8 MiB with the default ring
-    /// size) workers die before they answer anything: after `start_attempts` times three such
+    /// size) workers die before they start any task: after `start_attempts` times three such
     /// deaths in a row the pool fails what is queued with [`TaskError::WorkerStart`], saying
     /// so, rather than start workers for ever.
     pub fn memory_limit(mut self, bytes: u64) -> Self {

@@ -244,8 +244,8 @@ pub(crate) struct State {
     pub(crate) outstanding: usize,
     /// Counted failed worker starts in a row.
     pub(crate) start_failures: u32,
-    /// Workers that died of themselves before they answered anything, since a worker last
-    /// answered (see [`Shared::restart_pause`]).
+    /// Workers that died of themselves before they started anything, since a worker last
+    /// answered for the first time (see [`Shared::restart_pause`]).
     fruitless_deaths: u32,
     /// Set while starts fail `start_attempts` times in a row: work is refused with it until a
     /// worker starts again.
@@ -882,7 +882,9 @@ impl Shared {
         // nothing about the item.
         let of_itself = natural && exit != Exit::Signal(libc::SIGKILL);
         let unstarted = of_itself && progress.is_some_and(|p| p.started <= head_seq);
-        if head_seq == 0 && of_itself {
+        // Dead before it started anything: the worker, not an item, failed.
+        let started_nothing = progress.map_or(head_seq == 0 && sent.is_empty(), |p| p.started == 0);
+        if of_itself && started_nothing {
             state.fruitless_deaths += 1;
         }
         if let Some(head) = sent.front_mut().filter(|_| unstarted && blamed.is_none()) {
@@ -929,7 +931,7 @@ impl Shared {
     }
 
     /// After `start_attempts` times [`POISON_DEATHS`] workers in a row died of themselves
-    /// before they answered anything, the workers, not the items, are at fault (a memory
+    /// before they started anything, the workers, not the items, are at fault (a memory
     /// limit too small for the worker itself, a library that aborts as it loads): fails
     /// everything queued and refuses new work until the next hello, as failed starts do.
     /// While workers go on dying so, each death fails what was queued meanwhile, so that no
@@ -945,7 +947,7 @@ impl Shared {
             return;
         }
         let reason = format!(
-            "{} workers in a row ended before they answered anything, the last {exit}",
+            "{} workers in a row ended before they started any task, the last {exit}",
             state.fruitless_deaths
         );
         let error = TaskError::WorkerStart { reason: reason.clone() };
@@ -1011,7 +1013,7 @@ impl Shared {
     }
 
     /// How long to wait before replacing a worker that just ended. Workers that die of
-    /// themselves before they answer anything, over and over (a memory limit too small for
+    /// themselves before they start anything, over and over (a memory limit too small for
     /// the worker itself, a library that aborts as it loads), would otherwise be replaced
     /// hundreds of times a second: after [`POISON_DEATHS`] of them in a row, each
     /// replacement waits longer, as a failed start does, until a worker answers.

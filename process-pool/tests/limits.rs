@@ -173,7 +173,7 @@ fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for
         let outcomes = pool.map_results(square, 0..100);
         let given_up = |outcome: &Result<u64, TaskError>| {
             matches!(outcome, Err(TaskError::WorkerStart { reason })
-                if reason.contains("workers in a row ended before they answered anything"))
+                if reason.contains("workers in a row ended before they started any task"))
         };
         // Some items were held by three workers that died, and failed with their crash
         // first; the others with the reason the pool gave up.
@@ -188,7 +188,7 @@ fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for
 }
 
 #[test]
-fn workers_that_die_before_they_answer_anything_are_replaced_more_and_more_slowly() {
+fn workers_that_die_before_they_start_anything_are_replaced_more_and_more_slowly() {
     within("a pool whose workers die even idle", || {
         let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
         let pool = ProcessPool::with_config(config).unwrap();
