@@ -3,9 +3,10 @@
 //!
 //! | offset | what |
 //! |---|---|
-//! | 0 | magic `tpqueue1`; at 8, the channel's id (two random words); at 24, the most messages it holds |
+//! | 0 | magic `tpqueue2`; at 8, the channel's id (two random words); at 24, the most messages it holds |
 //! | 64 | the lock word (`shared_lock.rs`) |
 //! | 128 | `head`, `tail` (bytes read and written so far) and `count` (messages held), under the lock |
+//! | 160 | `putters`, `getters`: how many processes the peer table counts in each role, under the lock |
 //! | 192 | the not-empty event (`seq`, `sleepers`): getters sleep on it |
 //! | 256 | the not-full event: putters sleep on it |
 //! | 1024 | the peer table: per process, its pid and how many handles it holds to put and to get |
@@ -13,10 +14,12 @@
 //!
 //! The contract:
 //!
-//! - Every change of `head`, `tail`, `count` and the peer table is made under the lock, and
+//! - Every change of `head`, `tail`, `count`, the peer table and its summary (`putters`,
+//!   `getters`) is made under the lock, and
 //!   published by plain stores in an order that leaves the data consistent at each step but
 //!   one: `count` may lag behind `tail` or `head` when a holder dies between the two stores.
-//!   A process that takes the lock over from a dead holder recounts the messages.
+//!   A process that takes the lock over from a dead holder recounts the messages and the
+//!   peers.
 //! - Every position and length read from the memory is checked before it is used (`tail -
 //!   head` within the capacity, a message's length within what is written); a channel that
 //!   fails a check is [`Broken`] for the operation that saw it, and nothing is copied.
@@ -27,8 +30,13 @@
 //!   sleeps. A waiter killed asleep leaves `sleepers` too high, which costs its channel a
 //!   futex wake per operation, never a lost wake-up.
 //! - A process counts as a peer that puts (gets) while its slot holds handles or handed-off
-//!   handles not yet received for that role, and it lives. Whether it lives is asked of the
-//!   kernel only after a waiter slept [`WATCH`] in vain: a killed peer is noticed within that.
+//!   handles not yet received for that role, and it lives. The summary words say whether
+//!   any process counts, so that a put, and a get that finds the channel empty, learn for
+//!   one load that nobody is left on the other side. Whether a process lives is asked of the
+//!   kernel (a read of `/proc` per peer) only by a waiter that slept [`WATCH`] in vain, and
+//!   by a poll that found the channel full (empty), at most once per [`WATCH`] in each
+//!   process: a killed peer, whose slot still counts its handles, is noticed by those, and
+//!   until then a put with room succeeds.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -46,12 +54,15 @@ use crate::sys::{self, HeldFd, SharedMemory};
 pub(crate) const DEFAULT_BYTES: usize = 1 << 20;
 /// The fewest data bytes a channel may have.
 pub(crate) const MIN_BYTES: usize = 64;
-const MAGIC: u64 = u64::from_le_bytes(*b"tpqueue1");
+// Version 2 added the peer summary: a process of an older build would not keep it up to date.
+const MAGIC: u64 = u64::from_le_bytes(*b"tpqueue2");
 const MAGIC_AT: usize = 0;
 const LOCK_AT: usize = 64;
 const HEAD_AT: usize = 128;
 const TAIL_AT: usize = 136;
 const COUNT_AT: usize = 144;
+const PUTTERS_AT: usize = 160;
+const GETTERS_AT: usize = 168;
 const NOT_EMPTY_AT: usize = 192;
 const NOT_FULL_AT: usize = 256;
 const PEERS_AT: usize = 1024;
@@ -143,6 +154,10 @@ pub(crate) struct Shared {
     max_messages: u64,
     /// This process's slot in the peer table, once it has one.
     slot: Mutex<Option<usize>>,
+    /// When a poll that finds the channel full or empty may next ask the kernel whether the
+    /// peers live: at most once per [`WATCH`], so that a polling loop costs no system call
+    /// per poll.
+    next_look: Mutex<Instant>,
 }
 
 impl fmt::Debug for Shared {
@@ -190,8 +205,8 @@ impl Shared {
         words[3].store(max_messages, Relaxed);
         words[0].store(MAGIC, Release);
         let (fd, capacity) = (HeldFd::new(fd)?, len - DATA_AT);
-        let slot = Mutex::new(None);
-        Ok(Shared { memory, fd, origins: Vec::new(), id, capacity, max_messages, slot })
+        let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
+        Ok(Shared { memory, fd, origins: Vec::new(), id, capacity, max_messages, slot, next_look })
     }
 
     /// The channel `id` in `memory` (mapped from `fd`, found at `origins`), if it is that
@@ -213,7 +228,8 @@ impl Shared {
         let max_messages = words[3].load(Relaxed).max(1);
         let capacity = memory.len() - DATA_AT;
         let fd = HeldFd::new(fd).ok()?;
-        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot: Mutex::new(None) })
+        let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
+        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot, next_look })
     }
 
     pub(crate) fn id(&self) -> [u64; 2] {
@@ -247,6 +263,7 @@ impl Shared {
         let guard = shared_lock::lock(self.memory.word32(LOCK_AT));
         if guard.took_over() {
             self.recount()?;
+            self.publish_peers();
         }
         Ok(guard)
     }
@@ -310,7 +327,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Puts `message` if it fits now.
+    /// Puts `message` if it fits now and some process still counts as a getter (one that
+    /// was killed counts until a deep look, [`has_peer`](Self::has_peer), frees its slot).
     pub(crate) fn try_put(&self, message: &[u8]) -> Result<(), PutFail> {
         let need = FRAME + message.len();
         if need > self.capacity {
@@ -319,6 +337,11 @@ impl Shared {
         let len = u32::try_from(message.len()).map_err(|_| PutFail::TooLarge)?;
         {
             let _guard = self.lock()?;
+            // Read under the lock, where handles are counted: a put that follows the drop of
+            // the last handle that can get is refused, not left for nobody to read.
+            if self.peers(Roles::GET) == 0 {
+                return Err(PutFail::Disconnected);
+            }
             let (head, tail) = self.positions()?;
             let count = self.word(COUNT_AT).load(Acquire);
             let free = self.capacity as u64 - tail.wrapping_sub(head);
@@ -332,6 +355,30 @@ impl Shared {
         }
         self.wake(NOT_EMPTY_AT);
         Ok(())
+    }
+
+    /// Puts `message` if it fits now, without waiting: [`try_put`](Self::try_put), and, when
+    /// the channel is full, a look (deep at most once per [`WATCH`]) for a live getter, so
+    /// that a loop that polls a full channel whose getters were killed ends.
+    pub(crate) fn poll_put(&self, message: &[u8]) -> Result<(), PutFail> {
+        match self.try_put(message) {
+            Err(PutFail::Full) if !self.polled_peer(Roles::GET)? => Err(PutFail::Disconnected),
+            done => done,
+        }
+    }
+
+    /// Takes the oldest message if there is one, without waiting; once the channel is empty
+    /// and no putter is left (looked for as by [`poll_put`](Self::poll_put)),
+    /// [`GetFail::Disconnected`].
+    pub(crate) fn poll_get(&self) -> Result<Vec<u8>, GetFail> {
+        if let Some(message) = self.try_get()? {
+            return Ok(message);
+        }
+        if self.polled_peer(Roles::PUT)? {
+            return Err(GetFail::Empty);
+        }
+        // A last put may have landed since the look before: it is still read.
+        self.try_get()?.ok_or(GetFail::Disconnected)
     }
 
     /// Takes the oldest message, if there is one.
@@ -476,10 +523,10 @@ impl Shared {
     fn own_slot(&self, _guard: &Guard<'_>) -> Option<usize> {
         let me = my_pid();
         let mut cached = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = *cached
-            && self.peer(i)[0].load(Relaxed) == me
-        {
-            return Some(i);
+        if let Some(i) = *cached {
+            if self.peer(i)[0].load(Relaxed) == me {
+                return Some(i);
+            }
         }
         let pids: Vec<u32> = (0..MAX_PEERS).map(|i| self.peer(i)[0].load(Relaxed)).collect();
         let found = pids.iter().position(|&p| p == me);
@@ -508,6 +555,7 @@ impl Shared {
                 word.store(word.load(Relaxed).saturating_add_signed(delta), Relaxed);
             }
         }
+        self.publish_peers();
         Ok(true)
     }
 
@@ -521,6 +569,7 @@ impl Shared {
                     word.store(word.load(Relaxed).saturating_sub(1), Relaxed);
                 }
             }
+            self.publish_peers();
         }
         Ok(())
     }
@@ -536,24 +585,79 @@ impl Shared {
         })
     }
 
-    /// Whether some process holds a handle with `role` (one set). With `deep`, asks the kernel
-    /// whether each such process lives, and frees the slots of the dead.
+    /// Whether some process holds a handle with `role` (one set). Without `deep`, as the
+    /// summary says (one load). With `deep`, asks the kernel whether each such process lives,
+    /// and frees the slots of the dead.
     fn has_peer(&self, role: Roles, deep: bool) -> Result<bool, Broken> {
+        if !deep {
+            return Ok(self.peers(role) != 0);
+        }
         let _guard = self.lock()?;
-        let (held, handed) = if role.put { (1, 3) } else { (2, 4) };
+        let mut freed = false;
+        let mut found = false;
         for i in 0..MAX_PEERS {
             let words = self.peer(i);
             let pid = words[0].load(Relaxed);
-            if pid == 0 || words[held].load(Relaxed) == 0 && words[handed].load(Relaxed) == 0 {
+            if pid == 0 || !Self::slot_has(&words, role) {
                 continue;
             }
-            if deep && is_gone(pid) {
-                words[0].store(0, Release);
-                continue;
+            if !is_gone(pid) {
+                // One live peer is enough: the others are asked about at the next look.
+                found = true;
+                break;
             }
-            return Ok(true);
+            words[0].store(0, Release);
+            freed = true;
         }
-        Ok(false)
+        if freed {
+            self.publish_peers();
+        }
+        Ok(found)
+    }
+
+    /// [`has_peer`](Self::has_peer) for a poll that found the channel full or empty: deep if
+    /// the last deep look of this process was a [`WATCH`] ago.
+    fn polled_peer(&self, role: Roles) -> Result<bool, Broken> {
+        if !self.has_peer(role, false)? {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        let deep = {
+            let mut next = self.next_look.lock().unwrap_or_else(|e| e.into_inner());
+            let due = now >= *next;
+            if due {
+                *next = now + WATCH;
+            }
+            due
+        };
+        if deep { self.has_peer(role, true) } else { Ok(true) }
+    }
+
+    /// Whether the peer words `words` count a handle with `role` (one set), held or handed
+    /// off.
+    fn slot_has(words: &[&AtomicU32; 5], role: Roles) -> bool {
+        let (held, handed) = if role.put { (1, 3) } else { (2, 4) };
+        words[held].load(Relaxed) != 0 || words[handed].load(Relaxed) != 0
+    }
+
+    /// How many processes the summary counts with `role` (one set).
+    fn peers(&self, role: Roles) -> u64 {
+        self.word(if role.put { PUTTERS_AT } else { GETTERS_AT }).load(Acquire)
+    }
+
+    /// Under the lock, after the peer table changed: counts again the processes in each role,
+    /// for the summary that puts and gets read without scanning the table.
+    fn publish_peers(&self) {
+        let (mut putters, mut getters) = (0, 0);
+        for i in 0..MAX_PEERS {
+            let words = self.peer(i);
+            if words[0].load(Relaxed) != 0 {
+                putters += u64::from(Self::slot_has(&words, Roles::PUT));
+                getters += u64::from(Self::slot_has(&words, Roles::GET));
+            }
+        }
+        self.word(PUTTERS_AT).store(putters, Release);
+        self.word(GETTERS_AT).store(getters, Release);
     }
 
     /// Messages waiting now (a snapshot).
@@ -571,6 +675,7 @@ impl Drop for Shared {
             let words = self.peer(i);
             if words[0].load(Relaxed) == my_pid() {
                 words[0].store(0, Release);
+                self.publish_peers();
             }
         }
     }

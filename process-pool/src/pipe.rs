@@ -19,9 +19,15 @@ use crate::queue_error::{GetError, PutError};
 /// receives what the other sent, in order. Each direction is a bounded queue in shared
 /// memory (1 MiB of encoded values unless [`Pipe::with_bytes`] says otherwise). An end
 /// reaches another process as a task argument, like a [`Queue`](crate::Queue); when one end
-/// is dropped or its process dies, the other receives what was already sent and then
-/// [`GetError::Disconnected`], and its sends fail with [`PutError::Disconnected`] once the
-/// direction is full. For one-way traffic, use one end to send and the other to receive.
+/// is dropped (a process that ends drops its own) or its process dies, the other receives
+/// what was already sent and then [`GetError::Disconnected`] (from `recv` and `try_recv`
+/// alike), and its sends fail with [`PutError::Disconnected`], room or not. An end whose
+/// process died without dropping it (killed) is noticed as a queue's handles are: by a
+/// receive or send that waits or polls, within about 20 ms; until then a send that finds
+/// room succeeds. [`SharedBytes`](crate::SharedBytes) sent through a pipe refer to the
+/// sender's memory, as through a queue: if the sender is gone before the other end receives
+/// them, that receive fails with [`GetError::Decode`]. For one-way traffic, use one end to
+/// send and the other to receive.
 ///
 /// # Examples
 ///
@@ -106,13 +112,14 @@ impl Pipe {
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskpool_process::{GetError, Pipe};
+/// use taskpool_process::{GetError, Pipe, PutError};
 ///
 /// let (a, b) = Pipe::new::<u32>()?;
 /// b.send(2).unwrap();
 /// assert_eq!(a.recv_timeout(Duration::from_secs(1)), Ok(2));
 /// drop(b);
 /// assert_eq!(a.recv(), Err(GetError::Disconnected));
+/// assert_eq!(a.send(3), Err(PutError::Disconnected(3)));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct End<T> {
@@ -135,8 +142,9 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::put`](crate::Queue::put): [`PutError::Disconnected`] once the other end
-    /// is gone (dropped, or its process died).
+    /// As [`Queue::put`](crate::Queue::put): [`PutError::Disconnected`], room or not, once
+    /// the other end is gone (dropped; for a process that died without dropping it, once
+    /// this send waited for room about 20 ms).
     ///
     /// # Examples
     ///
@@ -154,7 +162,9 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`], or as [`send`](Self::send).
+    /// As [`Queue::try_put`](crate::Queue::try_put): [`PutError::Full`] if there is no room
+    /// now and the other end is there; otherwise as [`send`](Self::send), without the wait
+    /// (`Disconnected` rather than `Full` once the other end is gone).
     ///
     /// # Examples
     ///
@@ -173,7 +183,8 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Errors
     ///
     /// [`GetError::Disconnected`] once nothing is left and the other end is gone; otherwise
-    /// as [`Queue::get`](crate::Queue::get).
+    /// as [`Queue::get`](crate::Queue::get) ([`GetError::Decode`] for shared bytes whose
+    /// sender is gone, say).
     ///
     /// # Examples
     ///
@@ -191,15 +202,19 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     ///
     /// # Errors
     ///
-    /// [`GetError::Empty`], or as [`recv`](Self::recv).
+    /// As [`Queue::try_get`](crate::Queue::try_get): [`GetError::Empty`] if nothing waits
+    /// and the other end is there; otherwise as [`recv`](Self::recv), without the wait
+    /// ([`GetError::Disconnected`] once nothing is left and the other end is gone).
     ///
     /// # Examples
     ///
     /// ```
     /// use taskpool_process::{GetError, Pipe};
     ///
-    /// let (a, _b) = Pipe::new::<u32>()?;
+    /// let (a, b) = Pipe::new::<u32>()?;
     /// assert_eq!(a.try_recv(), Err(GetError::Empty));
+    /// drop(b);
+    /// assert_eq!(a.try_recv(), Err(GetError::Disconnected));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, GetError> {

@@ -36,7 +36,7 @@ pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result
     }
     let channel = handle.channel();
     let done = match wait {
-        Wait::No => channel.try_put(&bytes),
+        Wait::No => channel.poll_put(&bytes),
         Wait::Until(deadline) => channel.put(&bytes, deadline),
     };
     done.map_err(|fail| match fail {
@@ -54,7 +54,7 @@ pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result
 pub(crate) fn get<T: DeserializeOwned>(handle: &Handle, wait: Wait) -> Result<T, GetError> {
     let channel = handle.channel();
     let message = match wait {
-        Wait::No => channel.try_get().map_err(GetFail::from).and_then(|m| m.ok_or(GetFail::Empty)),
+        Wait::No => channel.poll_get(),
         Wait::Until(deadline) => channel.get(deadline),
     };
     let message = message.map_err(|fail| match fail {
@@ -140,10 +140,24 @@ typed_handle!(
     /// A `Queue` handle both puts and gets. [`Queue::producer`] and [`Queue::consumer`]
     /// make handles that only put or only get: when every handle that can put is gone
     /// (dropped, or its process died, even killed in the middle of a put), getters drain what
-    /// is left and then get [`GetError::Disconnected`] instead of waiting forever; and when
-    /// every handle that can get is gone, puts fail with [`PutError::Disconnected`]. A
-    /// process killed while it held the queue's lock costs the others a wait of a few
-    /// milliseconds, never the queue: nothing it half-wrote is ever read.
+    /// is left and then get [`GetError::Disconnected`], from [`get`](Queue::get) and
+    /// [`try_get`](Queue::try_get) alike, instead of waiting or polling forever; and when
+    /// every handle that can get is gone, puts fail with [`PutError::Disconnected`], room or
+    /// not, and give the value back. A process that ends drops its handles, which takes
+    /// effect at once. One that died without dropping them (killed) still counts until a
+    /// getter or putter has to wait, or polls an empty or full queue: that one asks the
+    /// kernel, and sees the death within about 20 ms. Until then a put that finds room
+    /// succeeds, and the value is never read. A process killed while it held the queue's
+    /// lock costs the others a wait of a few milliseconds, never the queue: nothing it
+    /// half-wrote is ever read.
+    ///
+    /// A [`SharedBytes`](crate::SharedBytes) value is not copied into the queue: what the
+    /// queue holds names the memory of the process that put it (`/proc/PID/fd/N`), which the
+    /// getter opens as it decodes the value. The sender keeps that memory until then (a pool
+    /// worker or [`spawn`](crate::spawn)ed process that ends waits up to 10 s for it); if the
+    /// sender is gone first (killed, or exited), the get fails with [`GetError::Decode`] and
+    /// the value is lost. Send plain bytes (`Vec<u8>`) where the sender may end before the
+    /// value is taken.
     ///
     /// # Examples
     ///
@@ -181,17 +195,22 @@ typed_handle!(
 
 typed_handle!(
     /// A handle to a [`Queue`] that only puts: while one lives (in a live process), getters
-    /// wait for values rather than fail with [`GetError::Disconnected`].
+    /// of an empty queue wait (or are told [`GetError::Empty`]) rather than fail with
+    /// [`GetError::Disconnected`].
     ///
     /// # Examples
     ///
     /// ```
-    /// use taskpool_process::Queue;
+    /// use taskpool_process::{PutError, Queue};
     ///
     /// let queue = Queue::<String>::new()?;
     /// let producer = queue.producer()?;
     /// producer.put("hello".to_string()).unwrap();
     /// assert_eq!(queue.get().as_deref(), Ok("hello"));
+    ///
+    /// drop(queue); // the last handle that can get
+    /// let err = producer.put("anyone?".to_string()).unwrap_err();
+    /// assert_eq!(err, PutError::Disconnected("anyone?".to_string()));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     Producer,
@@ -200,7 +219,8 @@ typed_handle!(
 
 typed_handle!(
     /// A handle to a [`Queue`] that only gets: while one lives (in a live process), puts
-    /// into a full queue wait rather than fail with [`PutError::Disconnected`].
+    /// succeed (or wait while the queue is full) rather than fail with
+    /// [`PutError::Disconnected`].
     ///
     /// # Examples
     ///
@@ -213,6 +233,7 @@ typed_handle!(
     /// drop(queue); // the last handle that can put
     /// assert_eq!(consumer.get(), Ok(7));
     /// assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    /// assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     Consumer,
@@ -226,9 +247,12 @@ macro_rules! put_methods {
         ///
         /// # Errors
         ///
-        /// [`PutError::Disconnected`] if no handle that can get is left in a live process,
-        /// [`PutError::TooLarge`] if the encoded value can never fit, [`PutError::Encode`],
-        /// [`PutError::Broken`]. The value comes back in each.
+        /// [`PutError::Disconnected`] if no handle that can get is left: at once, room or
+        /// not, once every such handle was dropped (a process that ends drops its own); for
+        /// one whose process died without dropping it, once this put waited for room about
+        /// 20 ms (a put that finds room succeeds until then). [`PutError::TooLarge`] if the
+        /// encoded value can never fit, [`PutError::Encode`], [`PutError::Broken`]. The
+        /// value comes back in each.
         ///
         /// # Examples
         ///
@@ -246,8 +270,12 @@ macro_rules! put_methods {
         ///
         /// # Errors
         ///
-        /// [`PutError::Full`], or as [`put`](Self::put) (never `Disconnected`: a full queue
-        /// says `Full`).
+        /// [`PutError::Full`] if there is no room now and a handle that can get is left;
+        /// otherwise as [`put`](Self::put), without the wait: `Disconnected` rather than
+        /// `Full` once no getter is left, so that a loop that retries on `Full` ends. A full
+        /// queue whose getters all died without dropping their handles says `Full` until
+        /// this process next asks the kernel whether they live, which a poll does at most
+        /// every 20 ms.
         ///
         /// # Examples
         ///
@@ -295,8 +323,10 @@ macro_rules! get_methods {
         /// # Errors
         ///
         /// [`GetError::Disconnected`] once the queue is empty and no handle that can put is
-        /// left in a live process; [`GetError::Decode`] if a message is not a `T` (it is
-        /// lost); [`GetError::Broken`].
+        /// left: as soon as every such handle was dropped; for one whose process died
+        /// without dropping it, once this get waited about 20 ms. [`GetError::Decode`] if a
+        /// message is not a `T`, or holds [`SharedBytes`](crate::SharedBytes) whose sending
+        /// process is gone (it is lost); [`GetError::Broken`].
         ///
         /// # Examples
         ///
@@ -314,7 +344,11 @@ macro_rules! get_methods {
         ///
         /// # Errors
         ///
-        /// [`GetError::Empty`], or as [`get`](Self::get).
+        /// [`GetError::Empty`] if the queue is empty and a handle that can put is left;
+        /// otherwise as [`get`](Self::get), without the wait: [`GetError::Disconnected`] once
+        /// the queue is empty and no putter is left, so that a polling loop ends. Putters
+        /// that all died without dropping their handles are noticed when this process next
+        /// asks the kernel whether they live, which a poll does at most every 20 ms.
         ///
         /// # Examples
         ///

@@ -18,12 +18,15 @@ use std::fmt;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub enum PutError<T> {
-    /// The queue is full ([`Queue::try_put`](crate::Queue::try_put)).
+    /// The queue is full, and a handle that can get is left
+    /// ([`Queue::try_put`](crate::Queue::try_put)).
     Full(T),
     /// The queue stayed full until the timeout
     /// ([`Queue::put_timeout`](crate::Queue::put_timeout)).
     Timeout(T),
-    /// No handle that can get is left, in any live process: nobody would ever take it.
+    /// No handle that can get is left, in any live process: nobody would ever take it. Said
+    /// whether or not the queue has room; see [`Queue::put`](crate::Queue::put) for when a
+    /// getter whose process died is noticed.
     Disconnected(T),
     /// The encoded value is larger than the queue can ever hold.
     TooLarge {
@@ -121,15 +124,19 @@ impl<T> std::error::Error for PutError<T> {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetError {
-    /// The queue is empty ([`Queue::try_get`](crate::Queue::try_get)).
+    /// The queue is empty, and a handle that can put is left
+    /// ([`Queue::try_get`](crate::Queue::try_get)).
     Empty,
     /// The queue stayed empty until the timeout
     /// ([`Queue::get_timeout`](crate::Queue::get_timeout)).
     Timeout,
     /// The queue is empty and no handle that can put is left, in any live process: nothing
-    /// will ever come.
+    /// will ever come. Said by every get, [`Queue::try_get`](crate::Queue::try_get)
+    /// included.
     Disconnected,
-    /// A message was taken but could not be decoded as the queue's type (it is lost).
+    /// A message was taken but could not be decoded as the queue's type, or it holds
+    /// [`SharedBytes`](crate::SharedBytes) that cannot be opened because the process that
+    /// put them is gone (it is lost).
     Decode(String),
     /// The queue's shared memory holds impossible positions or lengths: a process wrote over
     /// it.

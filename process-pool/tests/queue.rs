@@ -1,9 +1,12 @@
 //! `Queue` and `Pipe` between processes: values cross between the parent, pool workers and
 //! one-off processes; a producer or consumer killed in the middle of its work never corrupts
 //! the queue nor wedges the others, who get `Disconnected` once nobody is left on the other
-//! side; a value larger than the queue fails at once.
+//! side (from a put with room and from a poll too); a value larger than the queue fails at
+//! once; a consumer and its producer submitted to a new pool run side by side.
 
 mod common;
+
+use std::time::Duration;
 
 use taskpool_process::{
     Consumer, End, Exit, GetError, Pipe, Pool, ProcessPool, Producer, PutError, Queue, TaskError,
@@ -257,4 +260,220 @@ fn the_same_queue_works_between_threads_of_the_thread_backend() {
     drop(queue);
     assert_eq!(producer.join().unwrap(), 1000);
     assert_eq!(consumer.join().unwrap(), (0..1000).sum::<u64>());
+}
+
+#[test]
+fn put_fails_with_disconnected_once_every_consumer_is_gone_even_with_room() {
+    let queue = Queue::<u32>::bounded(8).unwrap();
+    let producer = queue.producer().unwrap();
+    let consumer = queue.consumer().unwrap();
+    let other = consumer.clone();
+    drop(queue);
+    producer.put(1).unwrap();
+    drop(consumer);
+    producer.put(2).unwrap(); // a clone still gets
+    drop(other); // the last handle that can get
+    assert_eq!(producer.put(3), Err(PutError::Disconnected(3)));
+    assert_eq!(producer.try_put(4), Err(PutError::Disconnected(4)));
+    let timed = producer.put_timeout(5, Duration::from_secs(60));
+    assert_eq!(timed, Err(PutError::Disconnected(5)), "at once, not after the timeout");
+}
+
+#[test]
+fn try_put_says_disconnected_not_full_once_every_consumer_is_gone() {
+    let queue = Queue::<u32>::bounded(1).unwrap();
+    let producer = queue.producer().unwrap();
+    queue.put(1).unwrap();
+    assert_eq!(producer.try_put(2), Err(PutError::Full(2)), "a getter is left");
+    drop(queue);
+    assert_eq!(producer.try_put(3), Err(PutError::Disconnected(3)));
+}
+
+/// Gets one value and returns it, dropping its consumer.
+fn take_one(queue: Consumer<u32>) -> u32 {
+    queue.get().unwrap()
+}
+
+#[test]
+fn put_fails_with_disconnected_once_the_consumer_process_or_task_has_ended() {
+    common::within("puts after the consumer ended", || {
+        let queue = Queue::<u32>::bounded(8).unwrap();
+        let producer = queue.producer().unwrap();
+        let child = spawn(take_one, queue.consumer().unwrap()).unwrap();
+        drop(queue);
+        producer.put(1).unwrap();
+        assert_eq!(child.join().unwrap(), 1);
+        assert_eq!(producer.put(2), Err(PutError::Disconnected(2)));
+
+        let pool = ProcessPool::new(1).unwrap();
+        let queue = Queue::<u32>::bounded(8).unwrap();
+        let producer = queue.producer().unwrap();
+        let task = pool.submit(take_one, queue.consumer().unwrap());
+        drop(queue);
+        producer.put(3).unwrap();
+        assert_eq!(task.join().unwrap(), 3);
+        assert_eq!(producer.try_put(4), Err(PutError::Disconnected(4)));
+        assert_eq!(pool.apply(common::square, 3).unwrap(), 9, "the worker lives on");
+        assert_eq!(producer.put(5), Err(PutError::Disconnected(5)));
+    });
+}
+
+/// Gets values until killed.
+fn take_forever(queue: Consumer<u32>) {
+    loop {
+        queue.get().unwrap();
+    }
+}
+
+#[test]
+fn try_put_on_a_full_queue_says_disconnected_once_its_consumer_process_was_killed() {
+    common::within("polling a full queue after its consumer was killed", || {
+        let queue = Queue::<u32>::bounded(1).unwrap();
+        let producer = queue.producer().unwrap();
+        let mut child = spawn(take_forever, queue.consumer().unwrap()).unwrap();
+        drop(queue);
+        // The event: the second put found room, so the child took the first value and
+        // holds its consumer.
+        producer.put(0).unwrap();
+        producer.put(1).unwrap();
+        child.kill().unwrap();
+        let _ = child.join();
+        // Its handle was never dropped: it counts until a poll of the full queue asks the
+        // kernel. The child may have taken the second value too: a put may find room first.
+        let err = loop {
+            match producer.try_put(2) {
+                Ok(()) | Err(PutError::Full(_)) => std::thread::yield_now(),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, PutError::Disconnected(2));
+    });
+}
+
+#[test]
+fn try_get_says_disconnected_once_empty_and_every_producer_is_gone() {
+    let queue = Queue::<u32>::new().unwrap();
+    let consumer = queue.consumer().unwrap();
+    let producer = queue.producer().unwrap();
+    drop(queue);
+    producer.put(1).unwrap();
+    assert_eq!(consumer.try_get(), Ok(1));
+    assert_eq!(consumer.try_get(), Err(GetError::Empty), "a producer is left");
+    producer.put(2).unwrap();
+    drop(producer);
+    assert_eq!(consumer.try_get(), Ok(2), "what is left is still taken");
+    assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
+    assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
+}
+
+#[test]
+fn polling_try_get_ends_disconnected_once_the_producer_process_has_ended() {
+    common::within("polling a queue whose producer ended", || {
+        let queue = Queue::<u64>::bounded(4).unwrap();
+        let consumer = queue.consumer().unwrap();
+        let child = spawn(produce, (queue.producer().unwrap(), 0, 100)).unwrap();
+        drop(queue);
+        let mut sum = 0;
+        loop {
+            match consumer.try_get() {
+                Ok(v) => sum += v,
+                Err(GetError::Empty) => std::thread::yield_now(),
+                Err(GetError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(sum, (0..100).sum::<u64>());
+        assert_eq!(child.join().unwrap(), 100);
+    });
+}
+
+/// Puts one value, then waits until killed.
+fn put_one_then_wait(queue: Producer<u32>) {
+    queue.put(1).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn try_get_says_disconnected_once_its_producer_process_was_killed() {
+    common::within("polling a queue whose producer was killed", || {
+        let queue = Queue::<u32>::new().unwrap();
+        let consumer = queue.consumer().unwrap();
+        let mut child = spawn(put_one_then_wait, queue.producer().unwrap()).unwrap();
+        drop(queue);
+        assert_eq!(consumer.get(), Ok(1), "the event: the child holds its producer");
+        child.kill().unwrap();
+        let _ = child.join();
+        let end = loop {
+            match consumer.try_get() {
+                Err(GetError::Empty) => std::thread::yield_now(),
+                other => break other,
+            }
+        };
+        assert_eq!(end, Err(GetError::Disconnected));
+    });
+}
+
+#[test]
+fn send_fails_with_disconnected_once_the_other_end_is_gone_even_with_room() {
+    let (a, b) = Pipe::new::<u32>().unwrap();
+    a.send(1).unwrap();
+    drop(b);
+    assert_eq!(a.send(2), Err(PutError::Disconnected(2)));
+    assert_eq!(a.try_send(3), Err(PutError::Disconnected(3)));
+}
+
+/// Receives one value and returns it, dropping its end.
+fn recv_one(end: End<u32>) -> u32 {
+    end.recv().unwrap()
+}
+
+#[test]
+fn send_fails_with_disconnected_once_the_other_ends_process_has_ended() {
+    common::within("sends after the other end's process ended", || {
+        let (here, there) = Pipe::new::<u32>().unwrap();
+        let child = spawn(recv_one, there).unwrap();
+        here.send(7).unwrap();
+        assert_eq!(child.join().unwrap(), 7);
+        assert_eq!(here.send(8), Err(PutError::Disconnected(8)));
+        assert_eq!(here.try_send(9), Err(PutError::Disconnected(9)));
+    });
+}
+
+#[test]
+fn try_recv_says_disconnected_once_empty_and_the_other_end_is_gone() {
+    let (a, b) = Pipe::new::<u32>().unwrap();
+    assert_eq!(a.try_recv(), Err(GetError::Empty));
+    b.send(5).unwrap();
+    drop(b);
+    assert_eq!(a.try_recv(), Ok(5));
+    assert_eq!(a.try_recv(), Err(GetError::Disconnected));
+}
+
+/// Sends `0..n` and returns, dropping its end.
+fn send_count((end, n): (End<u32>, u32)) -> u32 {
+    for i in 0..n {
+        end.send(i).unwrap();
+    }
+    n
+}
+
+#[test]
+fn polling_try_recv_ends_disconnected_once_the_other_ends_process_has_ended() {
+    common::within("polling a pipe whose other end ended", || {
+        let (here, there) = Pipe::with_bytes::<u32>(64).unwrap();
+        let child = spawn(send_count, (there, 50)).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match here.try_recv() {
+                Ok(v) => got.push(v),
+                Err(GetError::Empty) => std::thread::yield_now(),
+                Err(GetError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        assert_eq!(child.join().unwrap(), 50);
+    });
 }
