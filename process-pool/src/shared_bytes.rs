@@ -149,10 +149,11 @@ pub(crate) fn await_receivers() {
 /// one waits at its end (up to 10 s) for the receiver to open it: a one-off process's result
 /// is opened only when its parent joins it, a queue value when someone gets it. A value still
 /// unopened when its sender has gone is lost: its receiver fails to decode it
-/// ([`TaskError::Decode`](crate::TaskError::Decode), or `GetError::Decode` from a queue),
-/// with an error that names the process that ended. So a process that puts shared bytes on
-/// a queue should outlive their getting, or put a copy (`Vec<u8>`) instead. The receiver opens it through `/proc/PID/fd` of the
-/// sender (same user, as a pool's workers are). On the thread backend it is passed as is.
+/// ([`TaskError::Serialization`](crate::TaskError::Serialization), or `GetError::Decode` from
+/// a queue) with an error that names the process that ended. So a process that puts shared
+/// bytes on a queue should outlive their getting, or put a copy (`Vec<u8>`) instead. The
+/// receiver opens it through `/proc/PID/fd` of the sender (same user, as a pool's workers
+/// are). On the thread backend it is passed as is.
 ///
 /// # Examples
 ///
