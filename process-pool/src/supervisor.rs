@@ -108,12 +108,7 @@ fn start_failed(shared: &Shared, w: usize, failure: &StartFailure) -> bool {
     let again = !state.closed;
     drop(state);
     finish(shared, deliveries, &|_| &[]);
-    if again && !pause.is_zero() {
-        // Cut short if the pool closes, which may leave this slot with nothing to run.
-        pause_for(shared, w, pause);
-        return Shared::needs_worker(&shared.lock());
-    }
-    again
+    again && pause_for(shared, w, pause)
 }
 
 /// Waits `pause`, or until the pool closes; returns whether it is still open.
@@ -245,7 +240,12 @@ fn serve_one(
     drop(state);
     shared.flush(flushes);
     finish(shared, deliveries, &|_| &[]);
-    again && pause_for(shared, w, pause)
+    if again && !pause.is_zero() {
+        // Cut short if the pool closes, which may leave this slot with nothing to run.
+        pause_for(shared, w, pause);
+        return Shared::needs_worker(&shared.lock());
+    }
+    again
 }
 
 /// What the supervisor waits for next.

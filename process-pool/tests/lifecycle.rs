@@ -82,6 +82,22 @@ fn a_failing_initializer_fails_tasks_with_a_typed_error() {
 }
 
 #[test]
+fn shutdown_runs_what_is_queued_on_workers_recycled_or_crashed_meanwhile() {
+    within("a shutdown while workers are replaced", || {
+        let config = Config::new().workers(1).max_tasks_per_worker(1);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let handles: Vec<_> = (0..6).map(|i| pool.submit(sleep_ms, i)).collect();
+        let crash = pool.submit(abort, 0);
+        let after: Vec<_> = (6..9).map(|i| pool.submit(sleep_ms, i)).collect();
+        pool.shutdown();
+        for (i, handle) in (0..).zip(handles.into_iter().chain(after)) {
+            assert_eq!(handle.join().unwrap(), i);
+        }
+        assert!(matches!(crash.join(), Err(TaskError::Crashed(_))));
+    });
+}
+
+#[test]
 fn max_tasks_per_worker_recycles_workers() {
     let pool = ProcessPool::with_config(Config::new().workers(1).max_tasks_per_worker(3)).unwrap();
     let pids: Vec<u32> = (0..9).map(|i| pool.apply(worker_pid, i).unwrap()).collect();
