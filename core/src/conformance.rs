@@ -26,10 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Config, Pool, Spawned, Task, TaskError};
 
+mod cannot_unwind;
 pub mod chaos;
 mod results;
 mod shapes;
 
+pub use cannot_unwind::{panic_twice_on_odd, sort_with_c_comparator};
 pub use results::{
     awaited_handles, half_or_fail, progress_arrives_while_items_run, progress_counts_every_item,
     try_map_is_flat, wait_for_file,

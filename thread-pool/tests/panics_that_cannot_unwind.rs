@@ -1,68 +1,22 @@
 //! Panics in a task that end the program in an unwinding build, as they end a program without
 //! a pool: one in a callback a C library calls (an `extern "C"` function, which a panic cannot
-//! leave: `qsort`'s comparator here), and one a `Drop` raises while the task unwinds from
-//! another. The pool keeps the panics of its tasks off standard error, since their reports
-//! go to the caller; these never reach the caller, so they are printed before the runtime
-//! aborts, with their message and line, as without a pool.
+//! leave: a sort's comparator with the C ABI here, as `qsort` calls it back), and one a `Drop`
+//! raises while the task unwinds from another (core's `conformance::cannot_unwind` tasks).
+//! The pool keeps the panics of its tasks off standard error, since their reports go to the
+//! caller; these never reach the caller, so they are printed before the runtime aborts, with
+//! their message and line, as without a pool.
 //!
 //! Each test runs its pool in a copy of this test binary (the copy aborts) and reads what the
 //! copy printed.
 
-use std::cmp::Ordering;
-use std::ffi::c_void;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
+use taskpool_core::conformance::{panic_twice_on_odd, sort_with_c_comparator};
 use taskpool_thread::{Pool, TaskError, ThreadPool};
 
 /// Set in the copy of the test binary that runs the pool and aborts.
 const COPY: &str = "TASKPOOL_TEST_ABORTING_COPY";
-
-/// A comparator for `qsort` that panics when it compares two equal numbers.
-extern "C" fn compare_distinct(a: *const c_void, b: *const c_void) -> i32 {
-    // SAFETY: qsort passes pointers to two elements of the `u64` slice it sorts.
-    let (a, b) = unsafe { (*a.cast::<u64>(), *b.cast::<u64>()) };
-    match a.cmp(&b) {
-        Ordering::Less => -1,
-        Ordering::Greater => 1,
-        Ordering::Equal => panic!("duplicate {a} in the input"),
-    }
-}
-
-/// Sorts `[3, x, 1]` with the C library's `qsort`: fails (in the comparator) for 1 and 3.
-fn sort_with_qsort(x: u64) -> u64 {
-    let mut numbers = [3, x, 1];
-    // SAFETY: a valid slice of `u64`, its length and element size, and a comparator of two
-    // such elements.
-    unsafe {
-        libc::qsort(
-            numbers.as_mut_ptr().cast(),
-            numbers.len(),
-            size_of::<u64>(),
-            Some(compare_distinct),
-        )
-    };
-    numbers.iter().sum()
-}
-
-/// Panics in its `drop`.
-struct PanicsWhenDropped(u64);
-
-impl Drop for PanicsWhenDropped {
-    fn drop(&mut self) {
-        panic!("cleanup of {} failed", self.0);
-    }
-}
-
-/// Panics for odd `x` while holding a value whose `drop` then panics too.
-fn panic_twice_on_odd(x: u64) -> u64 {
-    let guard = PanicsWhenDropped(x);
-    if x % 2 == 1 {
-        panic!("odd input {x}");
-    }
-    std::mem::forget(guard);
-    x
-}
 
 /// In the copy: runs `fatal` on a pool, which ends the program. Elsewhere: runs test `name`
 /// in a copy, checks that it died of SIGABRT, and returns what it printed on standard error.
@@ -85,7 +39,8 @@ fn in_an_aborting_copy(
     stderr
 }
 
-/// Checks that `stderr` holds a panic of a pool thread with `message` at a line of this file.
+/// Checks that `stderr` holds a panic of a pool thread with `message` at a line of the file
+/// of the tasks.
 fn printed(stderr: &str, message: &str) {
     let at = stderr
         .find(&format!("\n{message}\n"))
@@ -93,18 +48,15 @@ fn printed(stderr: &str, message: &str) {
     let before = &stderr[..at];
     let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
     assert!(line.starts_with("thread 'taskpool-"), "{line}");
-    assert!(
-        line.contains(" panicked at thread-pool/tests/panics_that_cannot_unwind.rs:"),
-        "{line}"
-    );
+    assert!(line.contains(" panicked at core/src/conformance/cannot_unwind.rs:"), "{line}");
 }
 
 #[test]
 fn a_panic_in_a_callback_from_c_is_printed_before_the_program_aborts() {
     let name = "a_panic_in_a_callback_from_c_is_printed_before_the_program_aborts";
     let stderr = in_an_aborting_copy(name, |pool| {
-        assert_eq!(pool.apply(sort_with_qsort, 2).unwrap(), 6);
-        pool.apply(sort_with_qsort, 3)
+        assert_eq!(pool.apply(sort_with_c_comparator, 2).unwrap(), 6);
+        pool.apply(sort_with_c_comparator, 3)
     });
     printed(&stderr, "duplicate 3 in the input");
     assert!(stderr.contains("panic in a function that cannot unwind"), "{stderr}");
