@@ -405,10 +405,25 @@ where
         .collect();
     let total = handles.len();
     progress(0, total);
-    let mut done = 0;
+    let (mut done, mut first_unsettled) = (0, 0);
     // Every handle sends once when it settles (a dropped completer settles it too), and we
     // hold them all, so `total` messages arrive.
-    while done < total && rx.recv().is_ok() {
+    while done < total {
+        if rx.is_empty() {
+            // None settled since the last look: before sleeping, let the backend use this
+            // thread for a task in flight, as a join would (a thread of the pool itself,
+            // mapping inside a task, runs it if no thread took it: otherwise every thread
+            // could wait). Handles settle in any order; the first unsettled only moves on.
+            while handles.get(first_unsettled).is_some_and(TaskHandle::is_finished) {
+                first_unsettled += 1;
+            }
+            if let Some(waiting) = handles.get(first_unsettled) {
+                waiting.help(None);
+            }
+        }
+        if rx.recv().is_err() {
+            break;
+        }
         done += 1 + rx.try_iter().count();
         progress(done, total);
     }

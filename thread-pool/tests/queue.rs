@@ -7,7 +7,7 @@
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use taskpool_thread::{Pool, TaskError, ThreadPool};
+use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
 
 /// Whether the blocking task started, and whether it may return.
 static GATE: Mutex<(bool, bool)> = Mutex::new((false, false));
@@ -129,6 +129,40 @@ fn tasks_that_iterate_over_their_own_pool_finish_on_one_thread_and_on_two() {
     for workers in [1, 2] {
         let pool = ITERATED[workers - 1].get_or_init(|| ThreadPool::new(workers).unwrap());
         let mut handles: Vec<_> = (0..4).map(|_| pool.submit(iterate_own_pool, workers)).collect();
+        for handle in &mut handles {
+            match handle.join_timeout(Duration::from_secs(60)) {
+                Ok(sums) => assert_eq!(sums, (40_425, 40_425), "{workers} workers"),
+                Err(e) => panic!("{workers} workers: {e}"),
+            }
+        }
+    }
+}
+
+/// The pools of one and two threads with a time limit whose tasks below map with progress.
+static TIMED: [OnceLock<ThreadPool>; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// The sum of the squares below 50, got with `map_with_progress` and
+/// `map_results_with_progress` over the pool of `workers` that runs this task: with a time
+/// limit, these go one handle per item.
+fn map_own_pool_with_progress(workers: usize) -> (u64, u64) {
+    let pool = TIMED[workers - 1].get().expect("the test starts the pool first");
+    let mut seen = 0;
+    let mapped = pool.map_with_progress(square, 0..50, |done, _| seen = done).unwrap();
+    assert_eq!(seen, 50);
+    let results = pool.map_results_with_progress(square, 0..50, |_, _| {});
+    (mapped.iter().sum(), results.into_iter().map(Result::unwrap).sum())
+}
+
+/// As above, for the maps that report progress on a pool with a time limit: they waited for
+/// their items without letting the waiting thread run them, so with every thread waiting
+/// the tasks timed out (or, behind a relief thread, never ended).
+#[test]
+fn tasks_that_map_with_progress_over_their_own_timed_pool_finish_on_one_thread_and_on_two() {
+    for workers in [1, 2] {
+        let config = Config::new().workers(workers).timeout(Duration::from_secs(60));
+        let pool = TIMED[workers - 1].get_or_init(|| ThreadPool::with_config(config).unwrap());
+        let mut handles: Vec<_> =
+            (0..4).map(|_| pool.submit(map_own_pool_with_progress, workers)).collect();
         for handle in &mut handles {
             match handle.join_timeout(Duration::from_secs(60)) {
                 Ok(sums) => assert_eq!(sums, (40_425, 40_425), "{workers} workers"),
