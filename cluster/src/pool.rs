@@ -493,10 +493,13 @@ impl Cancel for Sent {
     /// Fails the task joined in a copy of the process with [`TaskError::ShutDown`]; nothing
     /// to do otherwise.
     fn help_wait(&self, _: Option<Instant>, _: &dyn Fn() -> bool) -> Result<(), TaskError> {
-        match self.inner.upgrade() {
-            Some(inner) if inner.copied() => Err(TaskError::ShutDown),
-            _ => Ok(()),
-        }
+        self.forsaken().map_or(Ok(()), Err)
+    }
+
+    /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
+    fn forsaken(&self) -> Option<TaskError> {
+        let copied = self.inner.upgrade().is_some_and(|inner| inner.copied());
+        copied.then_some(TaskError::ShutDown)
     }
 }
 

@@ -101,6 +101,15 @@ pub trait Cancel: Send + Sync {
         let _ = (deadline, done);
         Ok(())
     }
+
+    /// The error the handle must settle with because nothing where its owner is can ever
+    /// settle it (a copy of the process made by `fork()`), if so. Asked, without blocking,
+    /// by a handle polled as a future, which never waits in [`Cancel::help_wait`].
+    ///
+    /// `None` by default.
+    fn forsaken(&self) -> Option<TaskError> {
+        None
+    }
 }
 
 struct Slot<R> {
@@ -459,21 +468,30 @@ impl<R> TaskHandle<R> {
     /// Lets the backend's record of the task, if it registered one, help this thread wait
     /// ([`Cancel::help_wait`]); settles the task with the error it returns.
     pub(crate) fn help(&self, deadline: Option<Instant>) {
-        if self.slot.settled.load(Ordering::Acquire) {
-            return;
-        }
-        let record = match &*self.slot.lock() {
-            State::Pending(Pending { on_cancel: Some(CancelHook::Of(record)), .. }) => {
-                record.clone()
-            }
-            _ => return,
-        };
-        let Some(record) = record.upgrade() else { return };
+        let Some(record) = self.record() else { return };
         let done = || self.slot.settled.load(Ordering::Acquire);
         if let Err(error) = record.help_wait(deadline, &done) {
-            if let Some(pending) = self.slot.settle(Err(error), true) {
-                pending.wake();
+            self.fail(error);
+        }
+    }
+
+    /// The backend's record of the task, if it registered one and the task is pending.
+    fn record(&self) -> Option<Arc<dyn Cancel>> {
+        if self.slot.settled.load(Ordering::Acquire) {
+            return None;
+        }
+        match &*self.slot.lock() {
+            State::Pending(Pending { on_cancel: Some(CancelHook::Of(record)), .. }) => {
+                record.upgrade()
             }
+            _ => None,
+        }
+    }
+
+    /// Settles the task with `error`, unless it is settled already.
+    fn fail(&self, error: TaskError) {
+        if let Some(pending) = self.slot.settle(Err(error), true) {
+            pending.wake();
         }
     }
 
@@ -521,6 +539,10 @@ impl<R> Future for TaskHandle<R> {
     type Output = Result<R, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A copy of the process made by `fork()` would wait for ever, as a join would.
+        if let Some(error) = self.record().and_then(|record| record.forsaken()) {
+            self.fail(error);
+        }
         let mut state = self.slot.lock();
         match &mut *state {
             State::Pending(pending) => {

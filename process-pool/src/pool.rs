@@ -766,6 +766,12 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
         reception::watch(&shared.receptions(), &shared, deadline, done);
         Ok(())
     }
+
+    /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
+    fn forsaken(&self) -> Option<TaskError> {
+        let copied = self.job.pool.upgrade().is_some_and(|shared| shared.copied());
+        copied.then_some(TaskError::ShutDown)
+    }
 }
 
 /// `imap` and `imap_unordered`: pulls items lazily in batches, keeping at most the pool's

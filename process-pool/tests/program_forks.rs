@@ -9,7 +9,7 @@ mod common;
 mod copies;
 
 use common::*;
-use copies::{in_a_copy, shut_down};
+use copies::{in_a_copy, polled_shut_down, shut_down};
 use taskpool_process::{Pool, ProcessPool, TaskError};
 
 #[test]
@@ -81,17 +81,20 @@ fn a_copy_does_not_wait_for_tasks_that_were_running_when_it_was_made() {
         let task = SignalThenWait { signal: started.clone(), go: go.clone() };
         let mut running = pool.submit(task, 1);
         let queued = pool.submit(square, 5);
+        let mut awaited = pool.submit(square, 7);
         wait_for_file(&started);
         let copy = in_a_copy(|| {
             match running.join_timeout(std::time::Duration::from_secs(30)) {
                 Err(TaskError::ShutDown) => {}
                 other => return Err(format!("join_timeout of the running task: {other:?}")),
             }
+            polled_shut_down("a queued task, awaited", &mut awaited)?;
             shut_down("join of the queued task", queued.join())
         });
         assert_eq!(copy, Ok(()));
         std::fs::write(&go, "").unwrap();
         assert_eq!(running.join().unwrap(), 1);
+        assert_eq!(awaited.join().unwrap(), 49);
         assert_eq!(pool.apply(square, 6).unwrap(), 36);
         assert_eq!(pool.stats().crashes, 0);
     });

@@ -436,8 +436,8 @@ where
         deadline: Option<Instant>,
         done: &dyn Fn() -> bool,
     ) -> Result<(), TaskError> {
-        if forks::fork_generation() != self.home {
-            return Err(TaskError::ShutDown);
+        if let Some(error) = self.forsaken() {
+            return Err(error);
         }
         if deadline.is_none() {
             POOL.with(|pool| match pool.get() {
@@ -448,6 +448,11 @@ where
             });
         }
         Ok(())
+    }
+
+    /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
+    fn forsaken(&self) -> Option<TaskError> {
+        (forks::fork_generation() != self.home).then_some(TaskError::ShutDown)
     }
 }
 

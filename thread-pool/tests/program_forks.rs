@@ -1,6 +1,6 @@
 //! A program that forks after it started a pool: the copy inherits the pool's memory, not its
 //! threads. In the copy the inherited pool takes no work (every task fails at once with
-//! `ShutDown`, and so does the join of a task sent before the fork) and `shutdown` and
+//! `ShutDown`, and so does the join or await of a task sent before the fork) and `shutdown` and
 //! dropping return at once; the original's pool never notices, and the copy can start pools
 //! of its own.
 
@@ -10,7 +10,7 @@ mod copies;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use copies::{in_a_copy, shut_down};
+use copies::{in_a_copy, polled_shut_down, shut_down};
 use taskpool_thread::{Pool, TaskError, ThreadPool};
 
 fn square(x: u64) -> u64 {
@@ -51,6 +51,7 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
     // them, and joining them there fails at once (nothing in the copy could ever run them).
     let mut busy = pool.submit(hold, 0);
     let other = pool.submit(hold, 1);
+    let mut awaited = pool.submit(square, 5);
     gate_reaches(STARTED);
     // Items of an iterator queued behind the held tasks: in the copy they fail at once as
     // they are waited for; in the original they arrive once the held tasks return.
@@ -61,6 +62,7 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
             joined => return Err(format!("join_timeout of a task sent before: {joined:?}")),
         }
         shut_down("join of a task sent before", other.join())?;
+        polled_shut_down("a task sent before, awaited", &mut awaited)?;
         shut_down("apply", pool.apply(square, 3))?;
         shut_down("submit", pool.submit(square, 4).join())?;
         shut_down("map", pool.map(square, 0..1000))?;
@@ -84,6 +86,7 @@ fn a_copy_of_the_program_cannot_use_or_stop_the_pool_it_inherited_and_starts_its
     assert_eq!(copy, Ok(()));
     open_gate(RELEASED);
     assert_eq!(busy.join_timeout(Duration::from_secs(60)).unwrap(), 0);
+    assert_eq!(awaited.join().unwrap(), 25);
     let mut squares: Vec<u64> = unordered.map(Result::unwrap).collect();
     squares.sort_unstable();
     assert_eq!(squares, [0, 1, 4, 9]);

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::panic::AssertUnwindSafe;
 
-use taskpool_core::TaskError;
+use taskpool_core::{TaskError, TaskHandle};
 
 /// Runs `check` in a copy of this process made by `fork()` and returns its verdict. The copy
 /// dies of `SIGALRM` if it hangs, and a panic there counts as a failed check.
@@ -45,5 +45,19 @@ pub fn shut_down<T: std::fmt::Debug>(
     match result {
         Err(TaskError::ShutDown) => Ok(()),
         other => Err(format!("{what}: expected ShutDown, got {other:?}")),
+    }
+}
+
+/// `Ok` if `handle`, polled once as a future (as an executor in the copy would first poll
+/// it), is ready with [`TaskError::ShutDown`], else what it was instead.
+pub fn polled_shut_down<R: std::fmt::Debug>(
+    what: &str,
+    handle: &mut TaskHandle<R>,
+) -> Result<(), String> {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(handle).poll(&mut cx) {
+        std::task::Poll::Ready(result) => shut_down(what, result),
+        std::task::Poll::Pending => Err(format!("{what}: still pending")),
     }
 }
