@@ -24,7 +24,7 @@ use std::ptr;
 use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use taskpool_core::Exit;
 use taskpool_core::backend::{leave_cpu, runnable_threads};
@@ -251,13 +251,19 @@ pub(crate) fn poll<const N: usize>(
         events: (if i.read { libc::POLLIN } else { 0 }) | (if i.write { libc::POLLOUT } else { 0 }),
         revents: 0,
     });
-    let ms = timeout.map_or(-1, |t| {
-        // Round up so a deadline is never polled as already passed.
-        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
-    });
+    // A signal interrupts the wait: it goes on for what is left, not the whole timeout again
+    // (a program whose signals come more often than the timeout would wait for ever).
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let nfds = libc::nfds_t::try_from(N).unwrap_or(libc::nfds_t::MAX);
-    // SAFETY: `fds` is an array of N initialized pollfd structs that poll may write.
-    retry(|| unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) })?;
+    retry(|| {
+        let ms = deadline.map_or(-1, |d| {
+            let left = d.saturating_duration_since(Instant::now());
+            // Round up so a deadline is never polled as already passed.
+            libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+        });
+        // SAFETY: `fds` is an array of N initialized pollfd structs that poll may write.
+        unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) }
+    })?;
     let gone = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
     Ok(fds.map(|p| Ready {
         read: p.revents & (libc::POLLIN | gone) != 0,
