@@ -177,6 +177,8 @@ impl<R> Slot<R> {
     fn settle(&self, result: Result<R, TaskError>, keep_record: bool) -> Option<Pending> {
         let mut state = self.lock();
         let State::Pending(pending) = &mut *state else {
+            drop(state);
+            discard(result);
             return None;
         };
         let mut pending = std::mem::take(pending);
@@ -196,6 +198,37 @@ impl<R> Slot<R> {
         }
         Some(pending)
     }
+}
+
+impl<R> Drop for Slot<R> {
+    /// Drops an outcome nobody took (its handle was dropped unjoined) as [`discard`] does:
+    /// the last of handle and completer may be a pool's thread.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let State::Ready(..) = state {
+            discard(std::mem::replace(state, State::Joined));
+        }
+    }
+}
+
+/// Drops a value nobody will take, such as a task's result that came after its timeout or
+/// cancellation, where a panic in its `Drop` cannot unwind into the caller that should see
+/// it: on a pool's thread, where it would end the program (rayon aborts) or a supervisor.
+/// The panic is printed, as any panic is, and goes no further.
+///
+/// # Examples
+///
+/// ```
+/// struct Bomb;
+/// impl Drop for Bomb {
+///     fn drop(&mut self) {
+///         panic!("dropped");
+///     }
+/// }
+/// taskpool_core::backend::discard(Bomb); // printed, not propagated
+/// ```
+pub fn discard<T>(value: T) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
 }
 
 /// Makes a handle and the completer that fills it in.
@@ -277,7 +310,7 @@ pub struct Completer<R> {
 
 impl<R> Completer<R> {
     /// Delivers the outcome. Returns `false` if the task was already settled (cancelled or
-    /// timed out), in which case `result` is dropped. Only the first settlement counts, so a
+    /// timed out), in which case `result` is dropped as [`discard`] drops it. Only the first settlement counts, so a
     /// backend may share a completer between the task and a watchdog that times it out.
     pub fn complete(&self, result: Result<R, TaskError>) -> bool {
         match self.slot.settle(result, true) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, Job, PanicScope, catch_panic, map_by_handles,
+    Cancel, Completer, Execute, Job, PanicScope, catch_panic, discard, map_by_handles,
     map_by_handles_with_progress, promise, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
@@ -505,8 +505,12 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 }
                 // A task that ends past its deadline timed out, even if the watchdog
                 // (on a busy machine) has not fired yet.
-                let outcome = if Instant::now() < deadline { outcome } else { Err(timed_out) };
-                completer.complete(outcome);
+                if Instant::now() < deadline {
+                    completer.complete(outcome);
+                } else {
+                    completer.complete(Err(timed_out));
+                    discard(outcome);
+                }
                 watchdog.disarm(id);
             }
             None => {

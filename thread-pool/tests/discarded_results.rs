@@ -1,0 +1,61 @@
+//! Results nobody takes, whose `Drop` panics: a task's value that arrives after its handle was
+//! dropped, after its timeout, or after it was cancelled is dropped on the pool's thread. A
+//! panic there must not end the program (rayon aborts on a panic that leaves a pool's job):
+//! it is printed, and the pool goes on.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
+
+/// A value whose `drop` panics.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("a result's drop panicked");
+    }
+}
+
+/// Whether [`bomb_when_released`] may return.
+static RELEASE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+fn release() {
+    *RELEASE.0.lock().unwrap() = true;
+    RELEASE.1.notify_all();
+}
+
+/// Returns a [`Bomb`] once released.
+fn bomb_when_released(_: u64) -> Bomb {
+    let mut released = RELEASE.0.lock().unwrap();
+    while !*released {
+        released = RELEASE.1.wait(released).unwrap();
+    }
+    Bomb
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn results_that_panic_when_dropped_unread_do_not_end_the_program() {
+    let pool =
+        ThreadPool::with_config(Config::new().workers(3).timeout(Duration::from_secs(60))).unwrap();
+    // Its handle dropped before it returns; one timed out; one cancelled (each on a thread
+    // of its own, all held until released).
+    drop(pool.submit(bomb_when_released, 0));
+    let mut timed_out = pool.submit_timeout(bomb_when_released, 1, Duration::from_millis(1));
+    let cancelled = pool.submit(bomb_when_released, 2);
+    assert!(matches!(
+        timed_out.join_timeout(Duration::from_secs(60)),
+        Err(TaskError::TimedOut { .. })
+    ));
+    assert!(cancelled.cancel());
+    release();
+    // All three ran and dropped their results once `shutdown` returns.
+    pool.shutdown();
+    let pool = ThreadPool::new(1).unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
