@@ -321,6 +321,22 @@ impl ProcessPool {
         }
     }
 
+    /// Once the pool is closed: tells the workers to end, gives them the shutdown grace to do
+    /// so, then kills those left (a worker stopped with SIGSTOP never reads its end of input;
+    /// one being dropped may still run a task), and waits for the supervisors.
+    fn stop_workers(&self) {
+        self.wake_supervisors();
+        if !self.wait_supervisors(Some(self.shared.config.get_config().get_shutdown_grace())) {
+            let mut state = self.shared.lock();
+            for conn in state.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
+                conn.kill(KillReason::Shutdown, None);
+            }
+            drop(state);
+            self.wait_supervisors(None);
+        }
+        self.join_threads();
+    }
+
     /// Waits until every supervisor has ended, at most `limit` if given. Returns whether they
     /// all did.
     fn wait_supervisors(&self, limit: Option<Duration>) -> bool {
@@ -421,9 +437,7 @@ impl Pool for ProcessPool {
             state = self.shared.wait(state, None);
         }
         drop(state);
-        self.wake_supervisors();
-        self.wait_supervisors(None);
-        self.join_threads();
+        self.stop_workers();
     }
 
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
@@ -912,16 +926,7 @@ impl Drop for ProcessPool {
             let mut state = self.shared.lock();
             self.shared.delivered(&mut state, count);
         }
-        self.wake_supervisors();
-        if !self.wait_supervisors(Some(self.shared.config.get_config().get_shutdown_grace())) {
-            let mut state = self.shared.lock();
-            for conn in state.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
-                conn.kill(KillReason::Shutdown, None);
-            }
-            drop(state);
-            self.wait_supervisors(None);
-        }
-        self.join_threads();
+        self.stop_workers();
     }
 }
 

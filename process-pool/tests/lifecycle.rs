@@ -98,6 +98,24 @@ fn shutdown_runs_what_is_queued_on_workers_recycled_or_crashed_meanwhile() {
 }
 
 #[test]
+fn shutdown_ends_workers_stopped_with_sigstop_after_the_grace() {
+    within("a shutdown of stopped workers", || {
+        let config = Config::new().workers(2).shutdown_grace(Duration::from_millis(200));
+        let pool = ProcessPool::with_config(config).unwrap();
+        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+        let pids = pool.pids();
+        for &pid in &pids {
+            // SAFETY: kill has no memory effects; the pid is a live, idle worker of ours.
+            assert_eq!(unsafe { libc::kill(pid.cast_signed(), libc::SIGSTOP) }, 0);
+        }
+        pool.shutdown();
+        for pid in pids {
+            assert!(!alive(pid), "worker {pid} outlived the shutdown");
+        }
+    });
+}
+
+#[test]
 fn max_tasks_per_worker_recycles_workers() {
     let pool = ProcessPool::with_config(Config::new().workers(1).max_tasks_per_worker(3)).unwrap();
     let pids: Vec<u32> = (0..9).map(|i| pool.apply(worker_pid, i).unwrap()).collect();
