@@ -40,6 +40,9 @@ pub trait Pool: Execute {
     fn workers(&self) -> usize;
 
     /// Stops accepting tasks, finishes every task already submitted, then stops the workers.
+    /// A task that never returns is waited for by a backend that cannot stop it (threads:
+    /// even past its time limit); a process backend kills it at its time limit, and kills
+    /// workers that do not end within the shutdown grace once their tasks are done.
     ///
     /// Idempotent: a second call returns at once. Dropping a pool shuts it down too, with the
     /// backend's drop policy.
@@ -55,8 +58,9 @@ pub trait Pool: Execute {
 
     /// Like [`Pool::submit`], with a time limit for this task that overrides the pool's.
     ///
-    /// A zero limit is allowed here (the task then fails with [`TaskError::TimedOut`] as it
-    /// starts, as a computed deadline that has passed should), where the pool's
+    /// A zero limit is allowed here (the task fails with [`TaskError::TimedOut`] as soon as
+    /// it starts, as a computed deadline that has passed should; a thread backend, which
+    /// cannot stop it, still runs it to its end and discards its value), where the pool's
     /// [`Config::timeout`](crate::Config::timeout) refuses it as a setting that can only be a
     /// mistake. A limit too long to be a point in time, such as `Duration::MAX`, is none.
     fn submit_timeout<M, T: IntoTask<M>>(

@@ -34,7 +34,11 @@
 //!   running it until it returns. A task past its time limit has a *relief* thread
 //!   (`<name_prefix>-relief`) take its thread's place meanwhile, so the other tasks still
 //!   run; a task that never returns keeps its thread, and its relief, for the life of the
-//!   program.
+//!   program, and [`Pool::shutdown`], which finishes every task submitted, waits for it for
+//!   ever (dropping the pool does not wait).
+//! - With a time limit (the pool's [`Config::timeout`] or a task's), each task needs a watch:
+//!   a `map` then goes one task at a time through the pool's queue instead of rayon's
+//!   batches, which costs a tiny task about fifty times its time without one.
 //! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
 //! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
 //! - There is no per-task memory or CPU-time limit: threads share one address space and one
