@@ -310,8 +310,9 @@ pub struct Completer<R> {
 
 impl<R> Completer<R> {
     /// Delivers the outcome. Returns `false` if the task was already settled (cancelled or
-    /// timed out), in which case `result` is dropped as [`discard`] drops it. Only the first settlement counts, so a
-    /// backend may share a completer between the task and a watchdog that times it out.
+    /// timed out), in which case `result` is dropped as [`discard`] drops it. Only the first
+    /// settlement counts, so a backend may share a completer between the task and a watchdog
+    /// that times it out.
     pub fn complete(&self, result: Result<R, TaskError>) -> bool {
         match self.slot.settle(result, true) {
             Some(pending) => {
