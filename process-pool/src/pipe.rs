@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -95,12 +96,8 @@ impl Pipe {
     ) -> std::io::Result<(End<T>, End<T>)> {
         let there = Handle::create(bytes, u64::MAX, Roles::PUT)?;
         let back = Handle::create(bytes, u64::MAX, Roles::PUT)?;
-        let b = End {
-            out: back.with_roles(Roles::PUT)?,
-            inbox: there.with_roles(Roles::GET)?,
-            _type: PhantomData,
-        };
-        let a = End { out: there, inbox: back.with_roles(Roles::GET)?, _type: PhantomData };
+        let b = End::of(back.with_roles(Roles::PUT)?, there.with_roles(Roles::GET)?);
+        let a = End::of(there, back.with_roles(Roles::GET)?);
         drop(back);
         Ok((a, b))
     }
@@ -125,6 +122,10 @@ impl Pipe {
 pub struct End<T> {
     out: Handle,
     inbox: Handle,
+    /// A receive found the other end gone: its sends fail too, even where the process of
+    /// the other end died unseen by the outgoing direction (which only a wait or a poll of
+    /// that direction would notice).
+    other_gone: AtomicBool,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -134,6 +135,13 @@ impl<T> fmt::Debug for End<T> {
             .field("out", self.out.channel())
             .field("in", self.inbox.channel())
             .finish()
+    }
+}
+
+impl<T> End<T> {
+    /// The end that sends on `out` and receives on `inbox`.
+    fn of(out: Handle, inbox: Handle) -> Self {
+        End { out, inbox, other_gone: AtomicBool::new(false), _type: PhantomData }
     }
 }
 
@@ -155,7 +163,7 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn send(&self, value: T) -> Result<(), PutError<T>> {
-        put(&self.out, value, Wait::Until(None))
+        self.send_unless_gone(value, Wait::Until(None))
     }
 
     /// Sends `value` if there is room now.
@@ -175,7 +183,7 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), PutError<T>> {
-        put(&self.out, value, Wait::No)
+        self.send_unless_gone(value, Wait::No)
     }
 
     /// Receives the oldest value the other end sent, waiting for one.
@@ -195,7 +203,7 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv(&self) -> Result<T, GetError> {
-        get(&self.inbox, Wait::Until(None))
+        self.receive(Wait::Until(None))
     }
 
     /// Receives a value if one waits now.
@@ -218,7 +226,7 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, GetError> {
-        get(&self.inbox, Wait::No)
+        self.receive(Wait::No)
     }
 
     /// Receives a value, waiting at most `timeout` for one (Python's `poll(timeout)` then
@@ -239,7 +247,24 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        get(&self.inbox, Wait::for_(timeout))
+        self.receive(Wait::for_(timeout))
+    }
+
+    /// Sends, unless a receive already found the other end gone.
+    fn send_unless_gone(&self, value: T, wait: Wait) -> Result<(), PutError<T>> {
+        if self.other_gone.load(Ordering::Relaxed) {
+            return Err(PutError::Disconnected(value));
+        }
+        put(&self.out, value, wait)
+    }
+
+    /// Receives, and remembers when the other end is gone (both directions are its).
+    fn receive(&self, wait: Wait) -> Result<T, GetError> {
+        let got = get(&self.inbox, wait);
+        if matches!(got, Err(GetError::Disconnected)) {
+            self.other_gone.store(true, Ordering::Relaxed);
+        }
+        got
     }
 }
 
@@ -258,6 +283,6 @@ impl<'de, T> Deserialize<'de> for End<T> {
         }
         let (out, inbox) =
             (out.open().map_err(D::Error::custom)?, inbox.open().map_err(D::Error::custom)?);
-        Ok(End { out, inbox, _type: PhantomData })
+        Ok(End::of(out, inbox))
     }
 }

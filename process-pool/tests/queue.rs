@@ -441,6 +441,30 @@ fn send_fails_with_disconnected_once_the_other_ends_process_has_ended() {
     });
 }
 
+/// Sends one value, then waits to be killed (its end is never dropped).
+fn send_then_wait(end: End<u32>) {
+    end.send(1).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_receive_that_finds_the_other_ends_process_killed_fails_the_sends_too() {
+    common::within("sends after a receive saw the other end killed", || {
+        let (here, there) = Pipe::new::<u32>().unwrap();
+        let mut child = spawn(send_then_wait, there).unwrap();
+        assert_eq!(here.recv(), Ok(1), "the event: the child runs");
+        child.kill().unwrap();
+        assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        // The receive waits, looks, and finds the other end's process dead.
+        assert_eq!(here.recv(), Err(GetError::Disconnected));
+        // Its sending direction never looked, and has room: the send must not succeed.
+        assert_eq!(here.send(2), Err(PutError::Disconnected(2)));
+        assert_eq!(here.try_send(3), Err(PutError::Disconnected(3)));
+    });
+}
+
 #[test]
 fn try_recv_says_disconnected_once_empty_and_the_other_end_is_gone() {
     let (a, b) = Pipe::new::<u32>().unwrap();
