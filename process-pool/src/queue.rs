@@ -147,16 +147,21 @@ typed_handle!(
     /// effect at once. One that died without dropping them (killed) still counts until a
     /// getter or putter has to wait, or polls an empty or full queue: that one asks the
     /// kernel, and sees the death within about 20 ms. Until then a put that finds room
-    /// succeeds, and the value is never read. A process killed while it held the queue's
+    /// succeeds, and the value is never read. One exception: a handle in the argument of a
+    /// one-off process that dies or is killed before it has read its argument (its first
+    /// milliseconds) counts for the process that spawned it until that process exits (a pool
+    /// task's argument has no such window). A process killed while it held the queue's
     /// lock costs the others a wait of a few milliseconds, never the queue: nothing it
     /// half-wrote is ever read.
     ///
     /// A [`SharedBytes`](crate::SharedBytes) value is not copied into the queue: what the
     /// queue holds names the memory of the process that put it (`/proc/PID/fd/N`), which the
     /// getter opens as it decodes the value. The sender keeps that memory until then (a pool
-    /// worker or [`spawn`](crate::spawn)ed process that ends waits up to 10 s for it); if the
-    /// sender is gone first (killed, or exited), the get fails with [`GetError::Decode`] and
-    /// the value is lost. Send plain bytes (`Vec<u8>`) where the sender may end before the
+    /// worker or [`spawn`](crate::spawn)ed process that ends waits up to 10 s for it, but a
+    /// pool dropped or shut down kills its workers after its `shutdown_grace`, 1 s by
+    /// default, and joining a one-off waits until it has ended); if the sender is gone first
+    /// (killed, or exited), the get fails with [`GetError::Decode`] and the value is lost.
+    /// Get such values before joining or dropping their senders. Send plain bytes (`Vec<u8>`) where the sender may end before the
     /// value is taken.
     ///
     /// # Examples
