@@ -161,8 +161,8 @@ typed_handle!(
     /// pool dropped or shut down kills its workers after its `shutdown_grace`, 1 s by
     /// default, and joining a one-off waits until it has ended); if the sender is gone first
     /// (killed, or exited), the get fails with [`GetError::Decode`] and the value is lost.
-    /// Get such values before joining or dropping their senders. Send plain bytes (`Vec<u8>`) where the sender may end before the
-    /// value is taken.
+    /// Get such values before joining or dropping their senders. Send plain bytes
+    /// (`Vec<u8>`) where the sender may end before the value is taken.
     ///
     /// # Examples
     ///

@@ -146,11 +146,11 @@ pub(crate) fn await_receivers() {
 /// refused as too large). A process that sends one otherwise (a result, a queue value)
 /// keeps it open until the receiver has it; if the receiver never decodes it, the sender
 /// keeps it until it exits. A worker or one-off process ([`spawn`](crate::spawn)) that sent
-/// one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of a
-/// pool being dropped or shut down) for the receiver to open it: a one-off process's result
-/// is opened only when its parent joins it, a queue value when someone gets it (so a join of
-/// a one-off that put shared bytes on a queue waits until they are got, up to 10 s). A value still
-/// unopened when its sender has gone is lost: its receiver fails to decode it
+/// one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of
+/// a pool being dropped or shut down) for the receiver to open it: a one-off process's
+/// result is opened only when its parent joins it, a queue value when someone gets it (so a
+/// join of a one-off that put shared bytes on a queue waits until they are got, up to 10 s).
+/// A value still unopened when its sender has gone is lost: its receiver fails to decode it
 /// ([`TaskError::Serialization`](crate::TaskError::Serialization), or `GetError::Decode` from
 /// a queue) with an error that names the process that ended. So a process that puts shared
 /// bytes on a queue should outlive their getting, or put a copy (`Vec<u8>`) instead. The
