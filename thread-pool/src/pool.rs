@@ -457,7 +457,8 @@ where
 }
 
 /// Runs a queued task on a thread of `shared`'s pool and settles its handle: unless the pool
-/// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit.
+/// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit. The
+/// job and an unrun argument are dropped as [`discard`] drops them.
 fn run_queued<A: AsRef<J>, J: Job>(
     shared: &Shared,
     Work { job, input, limit, watchdog, .. }: Work<A, J>,
@@ -517,7 +518,12 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 completer.complete(shared.run(job.as_ref(), input));
             }
         }
+    } else {
+        discard(input);
     }
+    // Here, on a pool's thread, the last task of a job may drop it: a panic in its `Drop`
+    // (or an unrun argument's) would abort the program inside rayon.
+    discard(job);
 }
 
 /// What a relief thread does (see `relief.rs`): runs the queued tasks of `shared`'s pool as
