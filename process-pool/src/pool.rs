@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskpool_core::backend::{Cancel, Completer, Execute, Job, Reorder, promise, promise_of};
+use taskpool_core::backend::{
+    Cancel, Completer, Execute, Job, Reorder, discard, promise, promise_of,
+};
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::batching::Paced;
@@ -220,7 +222,7 @@ impl ProcessPool {
         input: T::Input,
     ) -> TaskHandle<(T::Output, Usage)> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_new(&task.into_job(), input, sink::value_and_usage(), None)
+        self.submit_new(task.into_job(), input, sink::value_and_usage(), None)
     }
 
     /// Sends one task, whose outcome `decoder` makes what `to`'s handle holds; `timeout`
@@ -250,6 +252,7 @@ impl ProcessPool {
                     Promise::Given(completer) => (completer, None),
                 };
                 completer.complete(Err(e));
+                discard(input);
                 return handle;
             }
         };
@@ -271,20 +274,26 @@ impl ProcessPool {
             builder.finish(HandleSink { completer, decoder }, timeout, Batching::Fixed(1))
         });
         self.shared.submit(run);
+        // The worker gets its own copy: a panic in this one's `Drop` fails nothing.
+        discard(input);
         handle
     }
 
-    /// Sends one task with a new handle, whose outcome `decoder` makes.
+    /// Sends one task with a new handle, whose outcome `decoder` makes. The job is dropped
+    /// once shipped, where a panic in its `Drop` goes no further (the worker has its copy),
+    /// as a thread pool drops it on its thread.
     fn submit_new<J: Job, R: Send + 'static>(
         &self,
-        job: &J,
+        job: J,
         input: J::Input,
         decoder: Decoder<R>,
         timeout: Option<Duration>,
     ) -> TaskHandle<R> {
         // A new promise always gets its handle; one settled as shut down stands in should it
         // not.
-        self.submit_one(job, input, Promise::New, decoder, timeout).unwrap_or_else(|| {
+        let handle = self.submit_one(&job, input, Promise::New, decoder, timeout);
+        discard(job);
+        handle.unwrap_or_else(|| {
             let (completer, handle) = promise();
             completer.complete(Err(TaskError::ShutDown));
             handle
@@ -295,7 +304,7 @@ impl ProcessPool {
     /// [`Pool::submit`] boxes it for [`Execute::execute`]).
     fn submit_job<J: Job>(
         &self,
-        job: &J,
+        job: J,
         input: J::Input,
         timeout: Option<Duration>,
     ) -> TaskHandle<J::Output> {
@@ -442,7 +451,7 @@ impl Pool for ProcessPool {
 
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_job(&task.into_job(), input, None)
+        self.submit_job(task.into_job(), input, None)
     }
 
     fn submit_timeout<M, T: IntoTask<M>>(
@@ -452,7 +461,7 @@ impl Pool for ProcessPool {
         limit: Duration,
     ) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_job(&task.into_job(), input, Some(limit))
+        self.submit_job(task.into_job(), input, Some(limit))
     }
 
     /// Runs one task and waits for its value. The calling thread reads the result itself
@@ -460,7 +469,7 @@ impl Pool for ProcessPool {
     /// supervisor to read it and wake it (as `join` does).
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
         let () = <T::Job as Job>::PORTABLE;
-        self.submit_job(&task.into_job(), input, None).join()
+        self.submit_job(task.into_job(), input, None).join()
     }
 
     fn map_results<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
@@ -599,6 +608,8 @@ impl ProcessPool {
             if let Err(e) = chunk.push(i, &item, limit) {
                 order.add(i, Decoded::Mixed(vec![Err(e)]), place);
             }
+            // The worker has its own copy: a panic in this one's `Drop` fails nothing.
+            discard(item);
             if total - chunk.start == chunk.len {
                 let next = Chunk::new(&shipped, total, (chunk.len * 2).min(MAX_CHUNK), hint);
                 sent += self.submit_chunk(std::mem::replace(&mut chunk, next), hint, &tx);
@@ -853,6 +864,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                         self.order.settled(base + count, Err(e));
                     }
                 }
+                discard(item);
                 count += 1;
             }
             if count == 0 {

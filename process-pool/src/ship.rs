@@ -21,7 +21,7 @@ use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
 use crate::entry::ImageVerified;
-use crate::worker::{Inputs, Outputs};
+use crate::worker::{Inputs, Outputs, Scratch};
 
 /// A job's entry point: runs every item of `inputs` with the job rebuilt from `state`.
 pub(crate) type BatchFn = fn(state: &[u8], inputs: &mut Inputs<'_>, out: &mut Outputs);
@@ -152,31 +152,45 @@ fn run_stateless<J: Job + Copy>(_state: &[u8], inputs: &mut Inputs<'_>, out: &mu
 }
 
 /// Runs the items of a stateful job, decoding the job from `state` once per batch.
+///
+/// The job is decoded inside the first item's run, where a panic is caught: a `Deserialize`
+/// that panics fails the item with `Panicked`, as an argument's does (and the next item
+/// decodes it again), instead of ending the worker. Its `Drop` may panic too: the items are
+/// settled by then, so that panic is printed and goes no further.
 fn run_stateful<J: Job + DeserializeOwned>(
     state: &[u8],
     inputs: &mut Inputs<'_>,
     out: &mut Outputs,
 ) {
-    match codec::decode::<J>(state) {
-        Ok(job) => run_items(&job, inputs, out),
-        Err(e) => {
-            let message = e.to_string();
-            for _ in inputs {
-                out.run(|_| Err((Side::Task, message.clone())));
-            }
-        }
+    let mut job: Option<J> = None;
+    for input in inputs {
+        out.run(|scratch| {
+            let job = match &mut job {
+                Some(job) => job,
+                empty => {
+                    empty.insert(codec::decode(state).map_err(|e| (Side::Task, e.to_string()))?)
+                }
+            };
+            run_one(job, input, scratch)
+        });
+    }
+    if let Some(job) = job {
+        taskpool_core::backend::discard(job);
     }
 }
 
 fn run_items<J: Job>(job: &J, inputs: &mut Inputs<'_>, out: &mut Outputs) {
     for input in inputs {
-        out.run(|scratch| {
-            let arg: J::Input =
-                codec::decode(input).map_err(|e| (Side::Argument, e.to_string()))?;
-            let value = job.run(arg);
-            scratch.encode(&value).map_err(|e| (Side::Result, e.to_string()))
-        });
+        out.run(|scratch| run_one(job, input, scratch));
     }
+}
+
+/// Decodes one item's input, runs `job` on it and encodes the result into `scratch`.
+#[inline(always)]
+fn run_one<J: Job>(job: &J, input: &[u8], scratch: &mut Scratch<'_>) -> Result<(), (Side, String)> {
+    let arg: J::Input = codec::decode(input).map_err(|e| (Side::Argument, e.to_string()))?;
+    let value = job.run(arg);
+    scratch.encode(&value).map_err(|e| (Side::Result, e.to_string()))
 }
 
 #[cfg(test)]

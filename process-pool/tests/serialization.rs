@@ -361,3 +361,105 @@ fn a_long_map_of_tagged_flattened_json_records_comes_back_whole_and_in_order() {
     let json = json.unwrap();
     assert!((0..n).zip(&json).all(|(i, v)| v == &serde_json::to_value(record(i)).unwrap()));
 }
+
+/// A number whose `Deserialize` panics for 2.
+#[derive(Debug, Serialize)]
+pub struct PanicsOnTwo(u64);
+
+impl<'de> Deserialize<'de> for PanicsOnTwo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        assert_ne!(n, 2, "two cannot be read back");
+        Ok(PanicsOnTwo(n))
+    }
+}
+
+/// A value whose `Drop` panics once it has been decoded (in the worker), not in the caller.
+#[derive(Debug, Serialize)]
+pub struct PanicsOnDropThere {
+    #[serde(skip)]
+    decoded: bool,
+}
+
+impl<'de> Deserialize<'de> for PanicsOnDropThere {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| PanicsOnDropThere { decoded: true })
+    }
+}
+
+impl Drop for PanicsOnDropThere {
+    fn drop(&mut self) {
+        if self.decoded && !std::thread::panicking() {
+            panic!("dropped in the worker");
+        }
+    }
+}
+
+#[test]
+fn a_task_state_that_panics_as_it_is_decoded_or_dropped_leaves_its_worker_serving() {
+    let pool = ProcessPool::new(1).unwrap();
+    let worker = pool.apply(worker_pid, 0).unwrap();
+    // Its items fail as an argument that panics as it is decoded fails: `Panicked`, with the
+    // message and where. Before, the panic could not unwind: every worker that decoded the
+    // state aborted, and the pool gave up starting them.
+    let outcomes = pool.map_results(BadState { state: PanicsOnTwo(2) }, 0..10);
+    assert_eq!(outcomes.len(), 10);
+    for outcome in outcomes {
+        match outcome {
+            Err(TaskError::Panicked(report)) => {
+                assert_eq!(
+                    report.message,
+                    "assertion `left != right` failed: two cannot be read back\n  left: 2\n right: 2"
+                );
+                assert!(report.location.unwrap().contains("serialization.rs"));
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+    }
+    assert_eq!(pool.map(BadState { state: PanicsOnTwo(3) }, [1, 2]).unwrap(), [1, 2]);
+    // The state's `Drop` runs once its batch's items are settled: the panic is printed there.
+    let dropped = pool.map(BadState { state: PanicsOnDropThere { decoded: false } }, 0..6);
+    assert_eq!(dropped.unwrap(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(pool.apply(worker_pid, 0).unwrap(), worker, "the same worker served it all");
+    let stats = pool.stats();
+    assert_eq!((stats.crashes, stats.requeued, stats.workers_started), (0, 0, 1));
+}
+
+/// A value whose `Drop` panics in the caller (where it was made), not once decoded.
+#[derive(Debug, Serialize)]
+pub struct PanicsOnDropHere {
+    #[serde(skip)]
+    decoded: bool,
+}
+
+impl<'de> Deserialize<'de> for PanicsOnDropHere {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| PanicsOnDropHere { decoded: true })
+    }
+}
+
+impl Drop for PanicsOnDropHere {
+    fn drop(&mut self) {
+        if !self.decoded && !std::thread::panicking() {
+            panic!("dropped in the caller");
+        }
+    }
+}
+
+fn take_it(_: PanicsOnDropHere) -> u64 {
+    7
+}
+
+#[test]
+fn arguments_whose_drop_panics_in_the_caller_cost_no_outcome() {
+    // The caller's copy of each argument is dropped once encoded: its panic is printed and
+    // goes no further, as on a thread pool's thread. Before, it unwound out of `map` and the
+    // whole call's outcomes were lost.
+    let pool = ProcessPool::new(2).unwrap();
+    let here = || (0..5).map(|_| PanicsOnDropHere { decoded: false });
+    assert_eq!(pool.map(take_it, here()).unwrap(), [7; 5]);
+    assert!(pool.map_results(take_it, here()).iter().all(|o| matches!(o, Ok(7))));
+    assert_eq!(pool.imap(take_it, here()).collect::<Result<Vec<_>, _>>().unwrap(), [7; 5]);
+    assert_eq!(pool.submit(take_it, PanicsOnDropHere { decoded: false }).join().unwrap(), 7);
+    assert_eq!(pool.apply(take_it, PanicsOnDropHere { decoded: false }).unwrap(), 7);
+}
