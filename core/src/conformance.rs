@@ -529,6 +529,43 @@ pub fn panicking_panic_payload<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
 }
 
+/// A struct task whose every copy panics as it is dropped: the caller's, once the pool has
+/// it, and the copy a worker decodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            panic!("a task value panicked as it was dropped");
+        }
+    }
+}
+
+impl Task for PanicsWhenDropped {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        x + 1
+    }
+}
+
+/// A task value whose `Drop` panics, given to the pool with `submit` or `apply`, is dropped by
+/// the pool where that panic goes no further (printed, as any panic outside a task): its
+/// task's value arrives, the caller goes on, and so does the pool. On a thread pool such a
+/// drop on a pool's thread aborted the program; a process worker that decoded it aborted.
+pub fn task_values_that_panic_when_dropped<P: Pool>(make: impl Fn(Config) -> P) {
+    let pool = make(Config::new().workers(2));
+    assert_eq!(pool.submit(PanicsWhenDropped, 1).join().unwrap(), 2);
+    assert_eq!(pool.apply(PanicsWhenDropped, 2).unwrap(), 3);
+    assert_eq!(pool.submit_timeout(PanicsWhenDropped, 3, HANG).join().unwrap(), 4);
+    let handles: Vec<_> = (0..8).map(|x| pool.submit(PanicsWhenDropped, x)).collect();
+    let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(values, (1..=8).collect::<Vec<_>>());
+    assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+}
+
 /// The tasks [`spawned`] runs, for the backend's `spawn` to start.
 #[derive(Debug, Clone, Copy)]
 pub enum Spawnable {
@@ -595,7 +632,7 @@ macro_rules! conformance_suite {
             awaited_handles, progress_counts_every_item, progress_arrives_while_items_run,
             try_map_is_flat, serde_shapes, initializer_runs_once_per_worker,
             failing_initializer_is_typed, per_task_timeouts,
-            limits_too_long_to_reach_are_no_limits);
+            limits_too_long_to_reach_are_no_limits, task_values_that_panic_when_dropped);
     };
     ($make:expr) => {
         $crate::conformance_suite!(each: $crate::__conformance_tests; $make);

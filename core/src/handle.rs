@@ -214,7 +214,8 @@ impl<R> Drop for Slot<R> {
 /// Drops a value nobody will take, such as a task's result that came after its timeout or
 /// cancellation, where a panic in its `Drop` cannot unwind into the caller that should see
 /// it: on a pool's thread, where it would end the program (rayon aborts) or a supervisor.
-/// The panic is printed, as any panic is, and goes no further.
+/// The panic is printed, as any panic outside a task is (also on a thread that runs tasks),
+/// and goes no further.
 ///
 /// # Examples
 ///
@@ -227,8 +228,11 @@ impl<R> Drop for Slot<R> {
 /// }
 /// taskpool_core::backend::discard(Bomb); // printed, not propagated
 /// ```
+#[inline]
 pub fn discard<T>(value: T) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    if std::mem::needs_drop::<T>() {
+        crate::panic::print_and_stop(move || drop(value));
+    }
 }
 
 /// Makes a handle and the completer that fills it in.

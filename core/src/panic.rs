@@ -229,6 +229,17 @@ fn restore_hook() {
     }
 }
 
+/// Runs `f`, and stops a panic there from unwinding further; the panic is printed by the hook
+/// installed before this module's, as if outside any task, even on a thread inside a
+/// [`PanicScope`] (which would record it silently for a `catch` that never comes).
+pub(crate) fn print_and_stop(f: impl FnOnce()) {
+    let outer = CAPTURE.with(|c| c.replace(Capture::Off));
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        drop_payload(payload);
+    }
+    CAPTURE.with(|c| c.set(outer));
+}
+
 /// Drops a panic payload whose own `Drop` may panic: that panic is caught too, and its
 /// payload leaked rather than dropped (its drop could panic again, without end).
 fn drop_payload(payload: Box<dyn Any + Send>) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::backend::Execute;
 use crate::error::TaskError;
-use crate::handle::{TaskHandle, promise, promise_notify};
+use crate::handle::{TaskHandle, discard, promise, promise_notify};
 use crate::imap::{Ordered, Unordered};
 use crate::task::{IntoTask, Job};
 use crate::try_error::TryError;
@@ -52,7 +52,11 @@ pub trait Pool: Execute {
     fn submit<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
-        self.execute(&Arc::new(task.into_job()), input, completer, None);
+        let job = Arc::new(task.into_job());
+        self.execute(&job, input, completer, None);
+        // Sent: a panic in its `Drop` is the pool's, not the caller's, as where a pool's
+        // thread drops it.
+        discard(job);
         handle
     }
 
@@ -71,7 +75,9 @@ pub trait Pool: Execute {
     ) -> TaskHandle<T::Output> {
         let () = <T::Job as Job>::PORTABLE;
         let (completer, handle) = promise();
-        self.execute(&Arc::new(task.into_job()), input, completer, Some(limit));
+        let job = Arc::new(task.into_job());
+        self.execute(&job, input, completer, Some(limit));
+        discard(job);
         handle
     }
 
