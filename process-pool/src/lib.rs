@@ -113,6 +113,7 @@
 #![deny(unsafe_code)]
 
 mod aborting_panic;
+mod at_exit;
 mod batching;
 mod bulk;
 mod channel;

@@ -49,7 +49,8 @@ const WATCH: Duration = Duration::from_micros(100);
 /// that runs too long is killed with its worker.
 ///
 /// Programs a task starts die with its worker (when it crashes, times out, is recycled or
-/// shut down) unless the task detaches them on purpose, in a session of their own
+/// shut down, and when the program exits normally with the pool never dropped, kept in a
+/// `static`) unless the task detaches them on purpose, in a session of their own
 /// (`setsid`). Descriptors a task closes or programs it leaves running do not blind the pool:
 /// it watches each worker as a process (a pidfd), not through its pipes.
 ///

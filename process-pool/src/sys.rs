@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use taskpool_core::Exit;
 use taskpool_core::backend::{leave_cpu, runnable_threads};
 
+use crate::at_exit;
+
 /// The descriptor on which a worker reads requests.
 pub(crate) const REQUEST_FD: RawFd = 3;
 /// The descriptor on which a worker writes results.
@@ -349,16 +351,16 @@ pub(crate) fn spawn(
     let argv = [argv0.as_ptr(), ptr::null()];
     let envp: Vec<*const libc::c_char> =
         env.iter().map(|v| v.as_ptr()).chain(std::iter::once(ptr::null())).collect();
-    if spawns_with_clone3() {
-        match spawn_clone3(exe, &argv, &envp, sources) {
-            Ok(child) => return Ok(child),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-                NO_CLONE3.store(true, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
+    let child = match spawns_with_clone3().then(|| spawn_clone3(exe, &argv, &envp, sources)) {
+        Some(Err(e)) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            NO_CLONE3.store(true, Ordering::Relaxed);
+            spawn_posix(exe, &argv, &envp, sources)
         }
-    }
-    spawn_posix(exe, &argv, &envp, sources)
+        Some(spawned) => spawned,
+        None => spawn_posix(exe, &argv, &envp, sources),
+    }?;
+    at_exit::started(child.pid);
+    Ok(child)
 }
 
 /// What the child of [`spawn_clone3`] needs, prepared before it exists, and where it says why
@@ -599,6 +601,22 @@ pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
+/// Kills the process group that the unreaped child `pid` leads, with SIGKILL. Makes one
+/// system call, no allocation and takes no lock (it runs in an exit handler).
+pub(crate) fn kill_unreaped_group(pid: libc::pid_t) {
+    // SAFETY: kill has no memory effects; `-pid` names the group our unreaped child leads
+    // (its id cannot be reused while it is unreaped).
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+/// Has the C library call `handler` when the program exits normally (`exit`, or `main`
+/// returning). If it cannot (no room left), `handler` is not called.
+pub(crate) fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: `handler` takes no arguments, as `atexit` requires; an `extern "C"` function
+    // cannot unwind into the C library (a panic in it aborts).
+    unsafe { libc::atexit(handler) };
+}
+
 /// Kills `child` and its process group (what it started and did not detach) with SIGKILL.
 ///
 /// Until this crate reaps it, a child (even a zombie) keeps its pid and its group's id from
@@ -636,12 +654,16 @@ pub(crate) fn kill_group(child: &ChildProcess) {
 /// read from its pidfd (`PIDFD_GET_INFO`, Linux 6.15 and later).
 pub(crate) fn wait_child(child: &ChildProcess, block: bool) -> io::Result<Option<Exit>> {
     let flags = libc::WEXITED | libc::__WALL | if block { 0 } else { libc::WNOHANG };
-    match waitid(child, flags) {
+    let exit = match waitid(child, flags) {
         Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
             child.pidfd.as_ref().and_then(|fd| exit_from_pidfd(fd.as_fd())).map(Some).ok_or(e)
         }
         other => other,
+    };
+    if let Ok(Some(_)) = exit {
+        at_exit::reaped(child.pid);
     }
+    exit
 }
 
 /// The exit status of the ended (and reaped) process of `pidfd`, if the kernel keeps it.

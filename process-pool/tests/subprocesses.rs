@@ -282,3 +282,56 @@ fn a_task_can_start_pools_and_processes_of_its_own_and_they_end_with_it() {
     assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9], "the outer pool goes on");
     assert_eq!(pool.stats().crashes, 0);
 }
+
+/// Where [`exit_with_a_pool_kept_in_a_static`], run in a copy of this binary, writes the pids
+/// of the programs its tasks started.
+const SLEEPERS_FILE: &str = "TASKPOOL_TEST_SLEEPERS_FILE";
+
+/// Starts `sleep 600`, leaves it running, and writes its pid to `self.0` (whole, by a rename).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StartSleeperInto(String);
+
+impl taskpool_process::Task for StartSleeperInto {
+    type Input = u64;
+    type Output = u32;
+
+    fn run(&self, _: u64) -> u32 {
+        let pid = start_sleeper(0);
+        let partial = format!("{}.partial", self.0);
+        std::fs::write(&partial, pid.to_string()).unwrap();
+        std::fs::rename(partial, &self.0).unwrap();
+        pid
+    }
+}
+
+/// A program whose pool lives in a `static` (never dropped) and that exits while a one-off
+/// process it never joined still runs: what their tasks started must end with it.
+#[test]
+#[ignore = "run in a copy of this binary by the test after it"]
+fn exit_with_a_pool_kept_in_a_static() {
+    static POOL: std::sync::LazyLock<ProcessPool> =
+        std::sync::LazyLock::new(|| ProcessPool::new(1).unwrap());
+    let file = std::env::var(SLEEPERS_FILE).expect("run by the test after it, which sets it");
+    POOL.apply(StartSleeperInto(format!("{file}.pool")), 0).unwrap();
+    let one_off = taskpool_process::spawn(StartSleeperInto(format!("{file}.one-off")), 0);
+    std::mem::forget(one_off.unwrap());
+    wait_for_file(format!("{file}.one-off"));
+    std::process::exit(0);
+}
+
+#[test]
+fn programs_that_tasks_started_end_when_the_program_exits_without_dropping_their_pool() {
+    let dir = Scratch::new("static-pool");
+    let file = dir.file("sleepers");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["exit_with_a_pool_kept_in_a_static", "--exact", "--ignored", "--nocapture"])
+        .env(SLEEPERS_FILE, &file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    for from in ["pool", "one-off"] {
+        let pid = std::fs::read_to_string(format!("{file}.{from}")).unwrap();
+        // Before, a pool never dropped left it running for its 600 s.
+        wait_gone(pid.parse().unwrap());
+    }
+}
