@@ -1461,6 +1461,15 @@ impl ResourceUsage {
     }
 }
 
+/// This process's own peak resident memory in bytes (`VmHWM` in `/proc/self/status`), which
+/// unlike `getrusage`'s does not count what the program that exec'd it had.
+pub(crate) fn own_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// What this process has used so far, or zeros if the kernel will not say.
 pub(crate) fn resource_usage() -> ResourceUsage {
     let nanos = |t: libc::timeval| {

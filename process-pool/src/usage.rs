@@ -44,7 +44,9 @@ pub struct Usage {
     /// CPU time the kernel spent on the task's behalf.
     pub system_cpu: Duration,
     /// The peak resident memory of the worker that ran the task, in bytes, up to the end of
-    /// the task: the high-water mark of the whole process (`ru_maxrss`), not of the task alone.
+    /// the task: the high-water mark of the whole worker process, not of the task alone
+    /// (`ru_maxrss` where it is the worker's own, else `VmHWM` from `/proc`: `ru_maxrss`
+    /// also counts what the program that started the worker held then).
     pub peak_rss: u64,
 }
 

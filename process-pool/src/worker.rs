@@ -682,7 +682,8 @@ impl Outputs {
                 // After a batch's last item, with nothing more to do, when its callers want
                 // their own cost or a limit counts the CPU time from this reading.
                 let idle_next = self.left_in_batch == 0 && !self.more_waiting;
-                let used = self.meter.read(now, idle_next && (self.measure || self.limits.any()));
+                let force = idle_next && (self.measure || self.limits.any());
+                let used = self.meter.read(now, force, idle_next && self.measure);
                 Cost {
                     elapsed_ns,
                     user_ns: used.user_ns,
@@ -1053,28 +1054,53 @@ impl Limits {
 /// applies), so that a stream of tiny items, or of tiny round trips, pays for few system
 /// calls. A reading gives the CPU time used since the one
 /// before; in between, items report none.
+///
+/// The peak resident memory `getrusage` gives is never below the parent's at the time it
+/// started this worker: the kernel carries it across `execve` from the memory the new
+/// program replaced, which was the parent's. Above that floor the figure is the worker's
+/// own; at it, the worker's own peak is read from `/proc/self/status` (`VmHWM`), when the
+/// caller wants its cost or at most every [`OWN_PEAK_EVERY`].
 #[derive(Debug)]
 struct Meter {
     last: sys::ResourceUsage,
     at: Instant,
+    /// `getrusage`'s peak when the worker started: what it inherited, or its own if larger.
+    floor: u64,
+    /// The worker's own peak resident memory, as last read.
+    peak: u64,
+    /// When `/proc` was last read for it.
+    peak_read: Option<Instant>,
 }
+
+/// How often the worker's own peak memory is read from `/proc` when `getrusage` cannot tell
+/// it, unless a caller wants its task's cost.
+const OWN_PEAK_EVERY: Duration = Duration::from_millis(10);
 
 impl Meter {
     fn new() -> Self {
-        Meter { last: sys::resource_usage(), at: Instant::now() }
+        let last = sys::resource_usage();
+        let peak = sys::own_peak_rss().unwrap_or(last.peak_rss);
+        Meter { last, at: Instant::now(), floor: last.peak_rss, peak, peak_read: None }
     }
 
     /// CPU time used since the last reading, if it is time to read (`now`) or `force`d; none
-    /// otherwise. The peak resident memory is the latest known.
-    fn read(&mut self, now: Instant, force: bool) -> sys::ResourceUsage {
+    /// otherwise. The peak resident memory is the latest known, read from `/proc` if needed
+    /// when `exact` (a caller wants its task's cost).
+    fn read(&mut self, now: Instant, force: bool, exact: bool) -> sys::ResourceUsage {
         if !force && now - self.at < MEASURE_EVERY {
-            return sys::ResourceUsage { peak_rss: self.last.peak_rss, ..Default::default() };
+            return sys::ResourceUsage { peak_rss: self.peak, ..Default::default() };
         }
         let usage = sys::resource_usage();
+        if usage.peak_rss > self.floor {
+            self.peak = usage.peak_rss;
+        } else if exact || self.peak_read.is_none_or(|at| now - at >= OWN_PEAK_EVERY) {
+            self.peak = sys::own_peak_rss().unwrap_or(self.peak);
+            self.peak_read = Some(now);
+        }
         let used = sys::ResourceUsage {
             user_ns: usage.user_ns.saturating_sub(self.last.user_ns),
             system_ns: usage.system_ns.saturating_sub(self.last.system_ns),
-            peak_rss: usage.peak_rss,
+            peak_rss: self.peak,
         };
         (self.last, self.at) = (usage, now);
         used

@@ -36,6 +36,29 @@ fn a_task_reports_its_cpu_time_and_its_worker_peak_memory() {
     assert_eq!(usage.peak_rss, filled.peak_rss.max(spun.peak_rss));
 }
 
+/// The worker's own peak resident memory, as `/proc/self/status` says it.
+fn own_peak(_: u64) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap();
+    line.trim().strip_suffix("kB").unwrap().trim().parse::<u64>().unwrap() << 10
+}
+
+#[test]
+fn the_peak_memory_is_the_workers_own_not_what_its_parent_held_when_it_started_it() {
+    // The kernel carries `getrusage`'s peak across `execve`: a worker started by a program
+    // that holds 96 MiB read a peak of at least 96 MiB, whatever it used itself.
+    let held = vec![1u8; 96 << 20];
+    let pool = ProcessPool::new(1).unwrap();
+    let (own, usage) = pool.submit_with_usage(own_peak, 0).join().unwrap();
+    drop(std::hint::black_box(held));
+    assert!(own < 48 << 20, "a worker that ran a no-op holds {own} bytes");
+    assert!(usage.peak_rss >= own && usage.peak_rss < 48 << 20, "{usage:?}, own {own}");
+    // Above what it inherited, `getrusage`'s figure is its own again.
+    let (_, filled) = pool.submit_with_usage(fill, 128).join().unwrap();
+    assert!(filled.peak_rss >= 128 << 20, "{filled:?}");
+    assert_eq!(pool.stats().usage.peak_rss, filled.peak_rss);
+}
+
 #[test]
 fn usage_goes_on_after_a_crash_and_counts_whole_batches() {
     let pool = ProcessPool::new(1).unwrap();
