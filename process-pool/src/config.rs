@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use taskpool_core::{Config, TaskError};
 
+/// The smallest memory limit accepted: a smaller one is a unit mistake (it is in bytes), and
+/// no worker fits in it.
+const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
 /// How a [`crate::ProcessPool`] is set up: the shared [`Config`] and the settings that only
 /// worker processes have (a frame limit, batches in flight, memory and CPU-time limits, the
 /// size of the shared-memory rings).
@@ -94,8 +98,9 @@ impl ProcessConfig {
     /// (`SIGABRT`) instead. An argument that encodes to the cap or more, which no worker
     /// could hold, fails the same way without being sent.
     ///
-    /// Under a cap too small for the worker itself (below about 8 MiB with the default ring
-    /// size) workers die before they start any task: after `start_attempts` times three such
+    /// A cap below 1 MiB is [`TaskError::InvalidConfig`] (the cap is in bytes: `512` is a
+    /// mistake for `512 << 20`). Under a cap too small for the worker itself (below about
+    /// 8 MiB with the default ring size) workers die before they start any task: after `start_attempts` times three such
     /// deaths in a row the pool fails what is queued with [`TaskError::WorkerStart`], saying
     /// so, rather than start workers for ever.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
@@ -167,8 +172,11 @@ impl ProcessConfig {
         if self.max_frame_bytes < 64 {
             return bad("max_frame_bytes must be at least 64");
         }
-        if self.memory_limit == Some(0) {
-            return bad("a memory limit must be more than zero bytes");
+        if let Some(bytes) = self.memory_limit.filter(|&b| b < MIN_MEMORY_LIMIT) {
+            return bad(&format!(
+                "a memory limit is in bytes, and below 1 MiB ({bytes} given) it leaves a worker \
+                 no room for itself"
+            ));
         }
         if self.cpu_time_limit == Some(Duration::ZERO) {
             return bad("a cpu time limit must be longer than zero");
@@ -254,6 +262,8 @@ mod tests {
         assert!(bad(ProcessConfig::default().in_flight(9)).contains("in_flight"));
         assert!(bad(ProcessConfig::default().max_frame_bytes(8)).contains("max_frame_bytes"));
         assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory limit"));
+        assert!(bad(ProcessConfig::default().memory_limit(512)).contains("(512 given)"));
+        assert!(ProcessConfig::default().memory_limit(MIN_MEMORY_LIMIT).validate().is_ok());
         assert!(bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO)).contains("cpu"));
         for bytes in [0, 4095, 3 << 12, 2 << 30] {
             assert!(bad(ProcessConfig::default().ring_bytes(bytes)).contains("ring_bytes"));

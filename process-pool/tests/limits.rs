@@ -157,7 +157,7 @@ fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for
     // needs, so the parent sends it): each worker that says hello dies of the failed
     // allocation (SIGABRT) before it starts the item.
     within("a pool whose workers die on every request", || {
-        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(1 << 20);
         let pool = ProcessPool::with_config(config).unwrap();
         assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
         let stats = pool.stats();
@@ -168,7 +168,7 @@ fn an_item_whose_workers_die_before_starting_it_fails_instead_of_going_round_for
 #[test]
 fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for_ever() {
     within("a map on workers that die at every request", || {
-        let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(4096);
+        let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(1 << 20);
         let pool = ProcessPool::with_config(config).unwrap();
         let outcomes = pool.map_results(square, 0..100);
         let given_up = |outcome: &Result<u64, TaskError>| {
@@ -190,7 +190,7 @@ fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for
 #[test]
 fn workers_that_die_before_they_start_anything_are_replaced_more_and_more_slowly() {
     within("a pool whose workers die even idle", || {
-        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(4096);
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(1 << 20);
         let pool = ProcessPool::with_config(config).unwrap();
         assert!(matches!(pool.apply(square, 3), Err(TaskError::Crashed(Exit::Signal(6)))));
         // Its replacements die idle as well (they cannot even wait for work in 4 KiB): the
