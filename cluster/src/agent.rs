@@ -304,11 +304,13 @@ impl Agent {
     /// message once every one is.
     async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
         let Held { message, progress, mut stored, mut runs, caller } = held;
-        while let Some(mut result) = runs.next().await {
-            result.fit(self.max_result.load(Ordering::Relaxed));
+        while let Some(result) = runs.next().await {
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-            stored.push(send(&outbox, caller.clone(), result));
+            // A result too large for one message travels in parts, each stored on its own.
+            for part in result.split(self.max_result.load(Ordering::Relaxed)) {
+                stored.push(send(&outbox, caller.clone(), part));
+            }
         }
         let mut all_stored = true;
         for receipt in stored {
@@ -346,7 +348,7 @@ impl Agent {
         if !in_order || ends.last().is_some_and(|&e| e > unit.inputs.len()) {
             let reason = "a task message's item bounds are out of order".to_string();
             let outcome = UnitOutcome::Failed(WireError::Protocol(reason));
-            let _ = tx.send(UnitResult { task, elapsed_ns: 0, outcome });
+            let _ = tx.send(UnitResult { task, elapsed_ns: 0, part: None, outcome });
             return finish;
         }
         // SAFETY: the unit names its entry point by an offset into the executable image with
@@ -358,7 +360,8 @@ impl Agent {
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
         let run = remote::run_encoded(pool, &job, &unit.inputs, &ends, timeout, move |o| {
             let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let result = UnitResult { task, elapsed_ns, outcome: encode_outcomes(&o) };
+            let outcome = encode_outcomes(&o);
+            let result = UnitResult { task, elapsed_ns, part: None, outcome };
             send_fast_copy(&client, fast, &result);
             let _ = tx.send(result);
         });

@@ -3,6 +3,10 @@
 //! Execution is at least once (a unit whose agent dies runs again elsewhere), so a result may
 //! arrive twice. Each unit has an id; the first outcome for an id removes its entry and
 //! settles it, any later one finds no entry and is counted as a duplicate.
+//!
+//! A unit whose result is too large for one message comes back in parts (consecutive items
+//! each): the entry collects them, keeping the first outcome for each item, and settles
+//! once every item has one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +23,44 @@ pub(crate) struct Entry {
     pub(crate) items: usize,
     pub(crate) submitted: Instant,
     settle: Settle,
+    /// The items' outcomes that came in parts so far; `None` until a part comes.
+    parts: Option<Parts>,
+}
+
+/// The outcomes of a unit's items that came in parts, owned: each part's message is gone by
+/// the time the last one comes.
+struct Parts {
+    outcomes: Vec<Option<Result<Vec<u8>, TaskError>>>,
+    missing: usize,
+}
+
+/// What a part of a unit's result did ([`Pending::take_part`]).
+pub(crate) enum Part {
+    /// Nothing: the unit was settled already, or none of the part's items was missing (a
+    /// part of another run's result).
+    Unwanted,
+    /// Its outcomes were kept; other items of the unit still wait.
+    Kept,
+    /// It completed the unit, which is taken out: the entry to settle, and every item's
+    /// outcome in order.
+    Completed(Entry, Vec<Result<Vec<u8>, TaskError>>),
 }
 
 impl Entry {
     /// Settles the unit with `outcomes`.
     pub(crate) fn settle(self, outcomes: Vec<Result<&[u8], TaskError>>) {
+        (self.settle)(outcomes);
+    }
+
+    /// Settles the unit with outcomes that came in parts ([`Part::Completed`]).
+    pub(crate) fn settle_parts(self, outcomes: Vec<Result<Vec<u8>, TaskError>>) {
+        let outcomes = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(bytes) => Ok(&bytes[..]),
+                Err(e) => Err(e.clone()),
+            })
+            .collect();
         (self.settle)(outcomes);
     }
 
@@ -75,14 +112,17 @@ impl Pending {
         if table.closed {
             return Err(settle);
         }
-        table.entries.insert(id, Entry { items, submitted: Instant::now(), settle });
+        table.entries.insert(id, Entry { items, submitted: Instant::now(), settle, parts: None });
         Ok(())
     }
 
     /// Takes unit `id` out, to settle it: `None` if it was settled already (a duplicate result,
     /// or a result after the unit was cancelled or failed).
     pub(crate) fn take(&self, id: u64) -> Option<Entry> {
-        let mut table = self.lock();
+        self.remove(&mut self.lock(), id)
+    }
+
+    fn remove(&self, table: &mut Table, id: u64) -> Option<Entry> {
         let entry = table.entries.remove(&id);
         if entry.is_some() {
             self.settled.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +131,44 @@ impl Pending {
             }
         }
         entry
+    }
+
+    /// Records `outcomes`, those of unit `id`'s items from item `first` on, which came as a
+    /// part of its result; takes the unit out once every item has an outcome. An item that
+    /// has one already keeps it (its other outcome is another run's).
+    pub(crate) fn take_part(
+        &self,
+        id: u64,
+        first: usize,
+        outcomes: Vec<Result<&[u8], TaskError>>,
+    ) -> Part {
+        let mut table = self.lock();
+        let Some(entry) = table.entries.get_mut(&id) else { return Part::Unwanted };
+        let items = entry.items;
+        let parts = entry.parts.get_or_insert_with(|| Parts {
+            outcomes: (0..items).map(|_| None).collect(),
+            missing: items,
+        });
+        let mut kept = false;
+        let slots = parts.outcomes.iter_mut().skip(first);
+        for (slot, outcome) in slots.zip(outcomes) {
+            if slot.is_none() {
+                *slot = Some(outcome.map(<[u8]>::to_vec));
+                parts.missing -= 1;
+                kept = true;
+            }
+        }
+        if !kept {
+            return Part::Unwanted;
+        }
+        if parts.missing > 0 {
+            return Part::Kept;
+        }
+        let Some(mut entry) = self.remove(&mut table, id) else { return Part::Unwanted };
+        let outcomes = entry.parts.take().map(|p| p.outcomes).unwrap_or_default();
+        // Every slot is filled: `missing` counted them.
+        let outcomes = outcomes.into_iter().flatten().collect();
+        Part::Completed(entry, outcomes)
     }
 
     /// Records a result for unit `id`, which was not pending.
@@ -194,6 +272,35 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!(pending.counts(), (1, 2));
         assert!(pending.wait_empty(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn a_unit_in_parts_settles_once_every_item_came_keeping_the_first_outcomes() {
+        let pending = Pending::new();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = got.clone();
+        let id = pending.next_id();
+        let settle: Settle = Box::new(move |outcomes| {
+            let values = outcomes.into_iter().map(|o| o.map(<[u8]>::to_vec).ok()).collect();
+            *seen.lock().unwrap() = values;
+        });
+        assert!(pending.insert(id, 3, settle).is_ok());
+        assert!(matches!(pending.take_part(id, 1, vec![Ok(&[2][..])]), Part::Kept));
+        // Another run's copy of the same items adds nothing.
+        assert!(matches!(pending.take_part(id, 1, vec![Ok(&[9][..])]), Part::Unwanted));
+        assert!(got.lock().unwrap().is_empty(), "not settled before every item came");
+        match pending.take_part(id, 2, vec![Err(TaskError::Cancelled)]) {
+            Part::Kept => {}
+            _ => panic!("item 0 is still missing"),
+        }
+        match pending.take_part(id, 0, vec![Ok(&[1][..]), Ok(&[8][..])]) {
+            Part::Completed(entry, outcomes) => entry.settle_parts(outcomes),
+            _ => panic!("the last missing item completes the unit"),
+        }
+        assert_eq!(*got.lock().unwrap(), [Some(vec![1]), Some(vec![2]), None]);
+        assert!(!pending.contains(id));
+        assert!(matches!(pending.take_part(id, 0, vec![Ok(&[1][..])]), Part::Unwanted));
+        assert_eq!(pending.counts().0, 1);
     }
 
     #[test]

@@ -22,8 +22,8 @@ use crate::image;
 use crate::inbox;
 use crate::link::{self, Names};
 use crate::outbox;
-use crate::pending::{Pending, Settle};
-use crate::wire::{self, ResultMessage, Unit};
+use crate::pending::{Part, Pending, Settle};
+use crate::wire::{self, ResultMessage, Unit, UnitResult};
 
 /// An agent counts as alive this long after it last said so (it says so every second).
 pub(crate) const ALIVE_FOR: Duration = Duration::from_secs(3);
@@ -359,10 +359,16 @@ impl Inner {
     ///
     /// Small results come twice: a fast copy straight from the agent, then the stored one.
     /// Whichever comes first settles the unit. A fast copy for a settled unit is ignored; a
-    /// stored copy for one is a duplicate unless its fast copy settled the unit.
+    /// stored copy for one is a duplicate unless its fast copy settled the unit. A result
+    /// too large for one message comes in parts ([`Inner::settle_part`]).
     pub(crate) fn settle(&self, message: ResultMessage, stored: bool) {
         let fast = || self.settled_fast.lock().unwrap_or_else(PoisonError::into_inner);
         for result in message.results {
+            // A failure of the whole unit is one error, whole even if it says it is a part.
+            if let (Some(first), Some(n)) = (result.part, result.outcome.carried()) {
+                self.settle_part(&result, first as usize, n);
+                continue;
+            }
             if !stored {
                 // Marked before it is taken: a stored copy arriving meanwhile on another
                 // thread, which finds the unit gone, must find the mark too.
@@ -378,6 +384,23 @@ impl Inner {
             self.item_time.record(entry.items, result.elapsed_ns);
             let outcomes = result.outcome.items(entry.items);
             entry.settle(outcomes);
+        }
+    }
+
+    /// Keeps the `n` outcomes of `result`, a part of its unit's result from item `first`
+    /// on, and settles the unit with its last missing part.
+    ///
+    /// Parts are stored, never fast copies. Each run of a unit sends one part from item 0:
+    /// that part, when not wanted, counts the run as a duplicate.
+    fn settle_part(&self, result: &UnitResult, first: usize, n: usize) {
+        match self.pending.take_part(result.task, first, result.outcome.items(n)) {
+            Part::Completed(entry, outcomes) => {
+                self.item_time.record(entry.items, result.elapsed_ns);
+                entry.settle_parts(outcomes);
+            }
+            Part::Kept => {}
+            Part::Unwanted if first == 0 => self.pending.duplicate(),
+            Part::Unwanted => {}
         }
     }
 }

@@ -61,77 +61,125 @@ pub(crate) struct ResultMessageRef<'a> {
     pub(crate) results: &'a [UnitResult],
 }
 
-/// The outcome of one unit.
+/// The outcome of one unit, or of a part of its items.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct UnitResult {
     pub(crate) task: u64,
     /// How long the agent took over the unit, from receiving it to its last item's result.
     pub(crate) elapsed_ns: u64,
+    /// `None` for the whole unit's outcome; `Some(i)` for a part of it, the outcomes of
+    /// consecutive items from item `i` on (see [`UnitResult::split`]).
+    pub(crate) part: Option<u32>,
     pub(crate) outcome: UnitOutcome,
 }
+
+/// What a result adds to a message beyond its items: ids, times and the framing of its lists
+/// (an overestimate, so that results weighed to fit do fit).
+const RESULT_OVERHEAD: usize = 96;
+/// What an item adds beyond its result's bytes: its length in the list of lengths.
+const ITEM_OVERHEAD: usize = 8;
 
 impl UnitResult {
     /// A unit that failed as a whole with `error`, without running.
     pub(crate) fn failed(task: u64, error: WireError) -> Self {
-        UnitResult { task, elapsed_ns: 0, outcome: UnitOutcome::Failed(error) }
+        UnitResult { task, elapsed_ns: 0, part: None, outcome: UnitOutcome::Failed(error) }
     }
 
-    /// Roughly what the result adds to a message, in bytes.
+    /// Roughly what the result adds to a message, in bytes; never less than its encoding.
     pub(crate) fn weight(&self) -> usize {
-        64 + match &self.outcome {
-            UnitOutcome::Items { bytes, items } => bytes.len() + 8 * items.len(),
-            UnitOutcome::Failed(_) => 64,
-        }
+        RESULT_OVERHEAD
+            + match &self.outcome {
+                UnitOutcome::Items { bytes, items } => {
+                    let errors: usize = items
+                        .iter()
+                        .map(|item| match item {
+                            Item::Ok(_) => 0,
+                            Item::Err(e) => e.weight(),
+                        })
+                        .sum();
+                    bytes.len() + ITEM_OVERHEAD * items.len() + errors
+                }
+                UnitOutcome::Failed(e) => e.weight(),
+            }
     }
 
-    /// Makes the result fit in `limit` bytes: the largest item results are replaced by
-    /// [`TaskError::TooLarge`] until it does, so a result that no message can carry fails
-    /// typed rather than never arriving.
-    pub(crate) fn fit(&mut self, limit: usize) {
-        let weight = self.weight();
-        let UnitOutcome::Items { bytes, items } = &mut self.outcome else { return };
-        if weight <= limit {
-            return;
+    /// The result as messages of at most `limit` bytes each: itself if it fits, else parts
+    /// of consecutive items, as many items to a part as fit.
+    ///
+    /// Items are never failed for their neighbours' size: only an item whose result alone
+    /// is larger than any message can carry is replaced by [`TaskError::TooLarge`], with its
+    /// own size and the largest an item's result may be, so that it fails typed rather than
+    /// never arriving.
+    pub(crate) fn split(self, limit: usize) -> Vec<UnitResult> {
+        if self.weight() <= limit {
+            return vec![self];
         }
-        let mut starts = Vec::with_capacity(items.len());
-        let mut at = 0usize;
-        for item in items.iter() {
-            starts.push(at);
-            if let Item::Ok(len) = item {
-                at += *len as usize;
-            }
-        }
-        let mut by_size: Vec<usize> = (0..items.len()).collect();
-        let size = |item: &Item| match item {
-            Item::Ok(len) => *len,
-            Item::Err(_) => 0,
+        let UnitResult { task, elapsed_ns, part, outcome } = self;
+        let UnitOutcome::Items { bytes, items } = outcome else {
+            return vec![UnitResult { task, elapsed_ns, part, outcome }];
         };
-        by_size.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
-        let mut excess = weight - limit;
-        let mut dropped = vec![false; items.len()];
-        for i in by_size {
-            let Item::Ok(len) = items[i] else { continue };
-            if excess == 0 || len == 0 {
-                break;
-            }
-            dropped[i] = true;
-            excess = excess.saturating_sub(len as usize);
-        }
-        let mut kept = Vec::new();
-        for (i, item) in items.iter_mut().enumerate() {
-            let Item::Ok(len) = *item else { continue };
-            if dropped[i] {
-                let error = TaskError::TooLarge {
-                    side: Side::Result,
-                    size: u64::from(len),
-                    limit: limit as u64,
+        let largest = limit.saturating_sub(RESULT_OVERHEAD + ITEM_OVERHEAD);
+        let start = part.unwrap_or(0);
+        let mut parts = Vec::new();
+        let mut first = 0usize;
+        let mut part_bytes = Vec::new();
+        let mut part_items = Vec::new();
+        let mut weight = RESULT_OVERHEAD;
+        let mut at = 0usize;
+        for (i, item) in items.into_iter().enumerate() {
+            let (item, value) = match item {
+                Item::Ok(len) => {
+                    let end = at.saturating_add(len as usize);
+                    let value = bytes.get(at..end);
+                    at = end;
+                    match value {
+                        Some(_) if len as usize > largest => {
+                            let error = TaskError::TooLarge {
+                                side: Side::Result,
+                                size: u64::from(len),
+                                limit: largest as u64,
+                            };
+                            (Item::Err(Box::new(WireError::from_error(&error))), None)
+                        }
+                        Some(value) => (Item::Ok(len), Some(value)),
+                        None => {
+                            let reason = "a result is shorter than its items".to_string();
+                            (Item::Err(Box::new(WireError::Protocol(reason))), None)
+                        }
+                    }
+                }
+                failed => (failed, None),
+            };
+            let added = ITEM_OVERHEAD
+                + match (&item, value) {
+                    (Item::Err(e), _) => e.weight(),
+                    (Item::Ok(_), value) => value.map_or(0, <[u8]>::len),
                 };
-                *item = Item::Err(Box::new(WireError::from_error(&error)));
-            } else {
-                kept.extend_from_slice(&bytes[starts[i]..starts[i] + len as usize]);
+            if !part_items.is_empty() && weight + added > limit {
+                let outcome = UnitOutcome::Items {
+                    bytes: std::mem::take(&mut part_bytes),
+                    items: std::mem::take(&mut part_items),
+                };
+                parts.push((first, outcome));
+                first = i;
+                weight = RESULT_OVERHEAD;
             }
+            weight += added;
+            part_bytes.extend_from_slice(value.unwrap_or_default());
+            part_items.push(item);
         }
-        *bytes = kept;
+        parts.push((first, UnitOutcome::Items { bytes: part_bytes, items: part_items }));
+        // One part is the whole unit (only items too large alone failed).
+        let whole = parts.len() == 1 && part.is_none();
+        parts
+            .into_iter()
+            .map(|(first, outcome)| UnitResult {
+                task,
+                elapsed_ns,
+                part: (!whole).then(|| start.saturating_add(first as u32)),
+                outcome,
+            })
+            .collect()
     }
 }
 
@@ -157,6 +205,14 @@ pub(crate) enum Item {
 }
 
 impl UnitOutcome {
+    /// How many items' outcomes this carries: `None` for a failure of the whole unit.
+    pub(crate) fn carried(&self) -> Option<usize> {
+        match self {
+            UnitOutcome::Items { items, .. } => Some(items.len()),
+            UnitOutcome::Failed(_) => None,
+        }
+    }
+
     /// Every item's outcome in order, as encoded bytes or an error; `n` items are expected.
     pub(crate) fn items(&self, n: usize) -> Vec<Result<&[u8], TaskError>> {
         match self {
@@ -273,6 +329,27 @@ fn side_of(byte: u8) -> Side {
 }
 
 impl WireError {
+    /// Roughly what the error adds to a message, in bytes; never less than its encoding.
+    pub(crate) fn weight(&self) -> usize {
+        let text = match self {
+            WireError::Panicked { message, location, backtrace } => {
+                message.len()
+                    + location.as_ref().map_or(0, String::len)
+                    + backtrace.as_ref().map_or(0, String::len)
+            }
+            WireError::Serialization { message, .. } => message.len(),
+            WireError::WorkerStart(s)
+            | WireError::Protocol(s)
+            | WireError::InvalidConfig(s)
+            | WireError::Unsupported(s)
+            | WireError::Io(s)
+            | WireError::Unreachable { reason: s, .. } => s.len(),
+            _ => 0,
+        };
+        // The variant's and fields' names, numbers, and the strings' lengths.
+        96 + text
+    }
+
     /// The travelling form of `e`.
     pub(crate) fn from_error(e: &TaskError) -> WireError {
         match e {
@@ -422,28 +499,82 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_result_too_large_for_a_message_fails_its_largest_items() {
-        let mut result = UnitResult {
+    fn result_of(values: &[Vec<u8>]) -> UnitResult {
+        UnitResult {
             task: 1,
-            elapsed_ns: 0,
+            elapsed_ns: 5,
+            part: None,
             outcome: UnitOutcome::Items {
-                bytes: [vec![1; 10], vec![2; 1000], vec![3; 20]].concat(),
-                items: vec![Item::Ok(10), Item::Ok(1000), Item::Ok(20)],
+                bytes: values.concat(),
+                items: values.iter().map(|v| Item::Ok(v.len() as u32)).collect(),
             },
-        };
-        result.fit(500);
-        assert!(result.weight() <= 500);
-        let items = result.outcome.items(3);
+        }
+    }
+
+    #[test]
+    fn a_result_that_fits_travels_whole() {
+        let result = result_of(&[vec![1; 10], vec![2; 20]]);
+        let parts = result.clone().split(result.weight());
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].part, None);
+        let items = parts[0].outcome.items(2);
         assert_eq!(items[0].as_ref().unwrap(), &[1; 10]);
+        assert_eq!(items[1].as_ref().unwrap(), &[2; 20]);
+    }
+
+    #[test]
+    fn a_result_too_large_for_one_message_travels_in_parts_that_fit() {
+        let values: Vec<Vec<u8>> = (0..7u8).map(|i| vec![i; 300]).collect();
+        let limit = 1000;
+        let parts = result_of(&values).split(limit);
+        assert!(parts.len() > 1);
+        let mut next = 0;
+        for part in &parts {
+            assert!(part.weight() <= limit, "{} > {limit}", part.weight());
+            assert!(wire_size(part) <= part.weight(), "the weight covers the encoding");
+            assert_eq!(part.part, Some(next));
+            let n = part.outcome.carried().unwrap();
+            for (k, item) in part.outcome.items(n).into_iter().enumerate() {
+                assert_eq!(item.unwrap(), &values[next as usize + k][..]);
+            }
+            next += n as u32;
+        }
+        assert_eq!(next, 7, "every item travels once");
+    }
+
+    #[test]
+    fn only_an_item_too_large_alone_fails_with_its_own_size() {
+        let limit = 1000;
+        let values = [vec![1; 10], vec![2; 600], vec![3; 2000], vec![4; 600], vec![5; 20]];
+        let parts = result_of(&values).split(limit);
+        let mut outcomes = Vec::new();
+        for part in &parts {
+            assert!(part.weight() <= limit);
+            outcomes.extend(part.outcome.items(part.outcome.carried().unwrap()));
+        }
+        assert_eq!(outcomes.len(), 5);
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Err(TaskError::TooLarge { side: Side::Result, size, limit: largest }) => {
+                    assert_eq!(i, 2, "only the item too large alone fails");
+                    assert_eq!(size, 2000);
+                    assert!(size > largest && largest < limit as u64);
+                }
+                other => assert_eq!(other.unwrap(), &values[i][..]),
+            }
+        }
+        let alone = result_of(&[vec![9; 2000]]).split(limit);
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].part, None, "one part is the whole unit");
         assert!(matches!(
-            items[1],
-            Err(TaskError::TooLarge { side: Side::Result, size: 1000, limit: 500 })
+            alone[0].outcome.items(1)[0],
+            Err(TaskError::TooLarge { size: 2000, .. })
         ));
-        assert_eq!(items[2].as_ref().unwrap(), &[3; 20]);
-        let small = result.clone();
-        result.fit(500);
-        assert_eq!(result.weight(), small.weight(), "a result that fits is left alone");
+    }
+
+    /// The encoded size of a message of `result` alone.
+    fn wire_size(result: &UnitResult) -> usize {
+        encode(&ResultMessageRef { results: std::slice::from_ref(result) }).len()
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! `CI` variable is set: there a missing server fails the test.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub use taskpool_cluster::local::{Agent, Server};
@@ -36,6 +38,54 @@ pub fn server_or_skip(test: &str) -> Option<PathBuf> {
 pub fn server(test: &str) -> Option<Server> {
     server_or_skip(test)?;
     Some(Server::start_with(test, Vec::new()).expect("nats-server starts"))
+}
+
+/// A `nats-server` on loopback with NATS's own defaults (messages of at most 1 MiB), unlike
+/// [`Server`]'s 32 MiB: with JetStream (a store of its own) or without. Dropping it kills it,
+/// by its pid, and removes its store.
+pub struct PlainServer {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+}
+
+impl PlainServer {
+    /// Starts one for `test` and waits until it says it is ready; `None` (skipped) without a
+    /// binary.
+    pub fn start(test: &str, jetstream: bool) -> Option<PlainServer> {
+        let binary = server_or_skip(test)?;
+        let port = free_port();
+        let store = std::env::temp_dir()
+            .join(format!("taskpool-test-{test}-{}-{port}", std::process::id()));
+        let mut command = Command::new(binary);
+        command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", test]);
+        if jetstream {
+            std::fs::create_dir_all(&store).expect("a store directory");
+            command.arg("-js").arg("-sd").arg(&store);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("nats-server starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Server is ready"));
+        // Read on, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let server = PlainServer { child, port, store };
+        assert!(ready, "nats-server ended before it was ready");
+        Some(server)
+    }
+
+    /// The client url, `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PlainServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
 }
 
 /// An agent of this test binary, serving.

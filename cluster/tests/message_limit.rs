@@ -1,0 +1,59 @@
+//! On a server with NATS's default message limit (1 MiB), a result that fits a message alone
+//! travels however large its neighbours in the same chunk are; only a result that alone is
+//! over the limit fails, with `TooLarge` and its own size.
+
+mod common;
+
+use std::time::Duration;
+
+use common::PlainServer;
+use serde_bytes::ByteBuf;
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, Side, TaskError};
+
+const KIB: usize = 1 << 10;
+
+fn make_bytes(n: usize) -> ByteBuf {
+    ByteBuf::from(vec![7u8; n])
+}
+
+/// A server of NATS's defaults, an agent, and a pool that sends `chunk` items to a unit, so
+/// that the items of a test share a chunk whatever the measured time per item.
+fn start(test: &str, chunk: usize) -> Option<(ClusterPool, common::Agent, PlainServer)> {
+    let server = PlainServer::start(test, true)?;
+    let agent = common::agent(&server.url(), 2, &[]);
+    let config = ClusterConfig::new(server.url()).config(Config::new().chunk_size(chunk));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    Some((pool, agent, server))
+}
+
+#[test]
+fn results_that_each_fit_a_message_travel_together_in_a_chunk() {
+    let Some((pool, _agent, _server)) = start("message_limit_results", 20) else { return };
+    let sizes = vec![300 * KIB; 20];
+    let values = pool.map(make_bytes, sizes.clone()).expect("every result fits a message");
+    let lens: Vec<usize> = values.iter().map(|v| v.len()).collect();
+    assert_eq!(lens, sizes);
+    let lens: Vec<usize> = pool.imap(make_bytes, sizes.clone()).map(|v| v.unwrap().len()).collect();
+    assert_eq!(lens, sizes, "imap too");
+}
+
+#[test]
+fn only_a_result_over_the_limit_alone_fails_with_its_own_size() {
+    let Some((pool, _agent, _server)) = start("message_limit_one_over", 7) else { return };
+    let sizes = [10, 600 * KIB, 10, 600 * KIB, 2 << 20, 600 * KIB, 10];
+    let outcomes = pool.map_results(make_bytes, sizes);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(value) => {
+                assert_ne!(i, 4, "a result of 2 MiB cannot travel");
+                assert_eq!(value.len(), sizes[i]);
+            }
+            Err(TaskError::TooLarge { side: Side::Result, size, limit }) if i == 4 => {
+                assert!(size > limit, "{size} is over {limit}");
+                assert!(size >= 2 << 20, "its own size, not {size}");
+            }
+            Err(e) => panic!("item {i} of {} bytes failed: {e:?}", sizes[i]),
+        }
+    }
+}
