@@ -14,6 +14,7 @@ use taskpool_core::{Side, TaskError};
 use taskpool_process::remote::{self, EncodedJob};
 
 use crate::pool::Inner;
+use crate::wire::Unit;
 
 /// The most items an `imap` pulls ahead of its consumer.
 pub(crate) const LAZY_WINDOW: usize = 16_384;
@@ -31,6 +32,8 @@ pub(crate) struct Stream<'p, J: Job, I> {
     window: usize,
     /// Index of the next item to pull.
     pulled: usize,
+    /// The encoded input of item `pulled`, pulled already: it did not fit in the last chunk.
+    carried: Option<Vec<u8>>,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
     /// Chunks sent and not yet received back: their unit ids, by their first item's index.
@@ -55,6 +58,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             items: items.fuse(),
             window: window.max(1),
             pulled: 0,
+            carried: None,
             order: Reorder::new(ordered),
             units: HashMap::new(),
             tx,
@@ -86,20 +90,41 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 None => self.inner.item_time.chunk(remaining, workers, room),
             };
             let budget = self.inner.max_unit / 2;
+            let state = job.state().len();
+            // The largest input that fits in a unit of its own.
+            let largest = self.inner.max_unit.saturating_sub(Unit::weight_of(state, 0, 1));
             let mut inputs = Vec::new();
             let mut ends = Vec::new();
             let mut positions = Vec::new();
             let mut count = 0;
             while count < size && inputs.len() < budget {
-                let Some(item) = self.items.next() else { break };
                 let start = inputs.len();
-                match remote::encode_into(&item, &mut inputs, Side::Argument) {
-                    Ok(()) if inputs.len() - start > self.inner.max_unit => {
-                        let size = (inputs.len() - start) as u64;
+                let encoded = match self.carried.take() {
+                    Some(carried) => {
+                        inputs.extend_from_slice(&carried);
+                        Ok(())
+                    }
+                    None => {
+                        let Some(item) = self.items.next() else { break };
+                        remote::encode_into(&item, &mut inputs, Side::Argument)
+                    }
+                };
+                let len = inputs.len() - start;
+                match encoded {
+                    Ok(()) if len > largest => {
                         inputs.truncate(start);
-                        let limit = self.inner.max_unit as u64;
+                        let (size, limit) = (len as u64, largest as u64);
                         let error = TaskError::TooLarge { side: Side::Argument, size, limit };
                         self.order.settled(base + count, Err(error));
+                    }
+                    Ok(())
+                        if Unit::weight_of(state, inputs.len(), ends.len() + 1)
+                            > self.inner.max_unit =>
+                    {
+                        // It fits alone but not with the chunk's other items: it starts the
+                        // next chunk rather than failing for its neighbours' size.
+                        self.carried = Some(inputs.split_off(start));
+                        break;
                     }
                     Ok(()) => {
                         ends.push(inputs.len() as u32);

@@ -322,10 +322,13 @@ impl Inner {
             return fail(settle, TaskError::ShutDown);
         }
         if unit.weight() > self.max_unit {
+            // The inputs' own size, and the most they may be beside the rest of the unit (a
+            // batch makes its chunks fit, so this is a single task's argument).
+            let rest = unit.weight() - unit.inputs.len();
             let error = TaskError::TooLarge {
                 side: Side::Argument,
-                size: unit.weight() as u64,
-                limit: self.max_unit as u64,
+                size: unit.inputs.len() as u64,
+                limit: self.max_unit.saturating_sub(rest) as u64,
             };
             return fail(settle, error);
         }

@@ -42,10 +42,22 @@ pub(crate) struct Unit {
     pub(crate) ends: Vec<u32>,
 }
 
+/// What a unit adds to a message beyond its state and inputs: ids, its time limit and the
+/// framing of its fields (an overestimate, so that units weighed to fit do fit).
+const UNIT_OVERHEAD: usize = 64;
+/// What an item adds to a unit beyond its input: its end offset.
+pub(crate) const INPUT_OVERHEAD: usize = 5;
+
 impl Unit {
-    /// The encoded size, roughly: what it adds to a message.
+    /// The encoded size, roughly: what it adds to a message; never less than its encoding.
     pub(crate) fn weight(&self) -> usize {
-        self.inputs.len() + self.state.len() + 5 * self.ends.len() + 32
+        Unit::weight_of(self.state.len(), self.inputs.len(), self.ends.len())
+    }
+
+    /// The weight of a unit with a state of `state` bytes and `items` inputs of `inputs`
+    /// bytes in all.
+    pub(crate) fn weight_of(state: usize, inputs: usize, items: usize) -> usize {
+        UNIT_OVERHEAD + state + inputs + INPUT_OVERHEAD * items
     }
 }
 

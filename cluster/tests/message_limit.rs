@@ -1,14 +1,15 @@
-//! On a server with NATS's default message limit (1 MiB), a result that fits a message alone
-//! travels however large its neighbours in the same chunk are; only a result that alone is
-//! over the limit fails, with `TooLarge` and its own size.
+//! On a server with NATS's default message limit (1 MiB), a value that fits a message alone
+//! travels however large its neighbours in the same chunk are, on either side; only a value
+//! that alone is over the limit fails, with `TooLarge` and its own size.
 
 mod common;
 
 use std::time::Duration;
 
 use common::PlainServer;
+use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, Side, TaskError};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, Side, Task, TaskError};
 
 const KIB: usize = 1 << 10;
 
@@ -50,6 +51,44 @@ fn only_a_result_over_the_limit_alone_fails_with_its_own_size() {
                 assert_eq!(value.len(), sizes[i]);
             }
             Err(TaskError::TooLarge { side: Side::Result, size, limit }) if i == 4 => {
+                assert!(size > limit, "{size} is over {limit}");
+                assert!(size >= 2 << 20, "its own size, not {size}");
+            }
+            Err(e) => panic!("item {i} of {} bytes failed: {e:?}", sizes[i]),
+        }
+    }
+}
+
+/// Appends its argument's length to a large state of its own: a unit carries the state once
+/// beside its items' arguments.
+#[derive(Serialize, Deserialize)]
+struct Tagged {
+    tag: ByteBuf,
+}
+
+impl Task for Tagged {
+    type Input = ByteBuf;
+    type Output = (usize, usize);
+
+    fn run(&self, input: ByteBuf) -> (usize, usize) {
+        (self.tag.len(), input.len())
+    }
+}
+
+#[test]
+fn arguments_that_each_fit_a_message_travel_together_in_a_chunk() {
+    let Some((pool, _agent, _server)) = start("message_limit_arguments", 6) else { return };
+    let task = || Tagged { tag: make_bytes(300 * KIB) };
+    // Each with the state fits a message; two of them with it do not.
+    let sizes = [500 * KIB, 10, 500 * KIB, 500 * KIB, 2 << 20, 10];
+    let outcomes = pool.map_results(task(), sizes.map(make_bytes));
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(lens) => {
+                assert_ne!(i, 4, "an argument of 2 MiB cannot travel");
+                assert_eq!(lens, (300 * KIB, sizes[i]));
+            }
+            Err(TaskError::TooLarge { side: Side::Argument, size, limit }) if i == 4 => {
                 assert!(size > limit, "{size} is over {limit}");
                 assert!(size >= 2 << 20, "its own size, not {size}");
             }
