@@ -54,8 +54,10 @@ const REMEMBERED_CANCELS: usize = 100_000;
 ///
 /// # Errors
 ///
-/// [`TaskError::InvalidConfig`] for a bad setting, [`TaskError::WorkerStart`] if the local
-/// process pool cannot start, [`TaskError::Unreachable`] if the server refuses the streams.
+/// [`TaskError::InvalidConfig`] for a bad setting (as for
+/// [`ClusterPool::with_config`](crate::ClusterPool::with_config)), [`TaskError::WorkerStart`]
+/// if the local process pool cannot start, [`TaskError::Unreachable`] if the server refuses
+/// the streams.
 ///
 /// # Examples
 ///
@@ -135,15 +137,14 @@ impl Agent {
     async fn run(self: Arc<Self>) -> Result<(), TaskError> {
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let name = format!("taskpool agent {}", self.id);
-        let client = link::connect(&self.config.server, true, &name).await.map_err(server_error)?;
+        let client = link::connect(&self.config.server, true, &name).await?;
         let js = link::jetstream(client.clone());
-        let (tasks, _) = link::streams(&js, &self.config.server).await.map_err(server_error)?;
+        let (tasks, _) = link::streams(&js, &self.config.server).await?;
         // Connected by now (the streams answered), so the server has said what it takes.
         let max_payload = client.server_info().max_payload.max(64 << 10);
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
-        let consumer = link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait)
-            .await
-            .map_err(server_error)?;
+        let consumer =
+            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
         let cancels = client
             .subscribe(self.names.cancel_subject(self.image))
             .await

@@ -13,13 +13,20 @@
 //! caller asks the agents to drop or stop a task, and `{name}.fast.{caller}`, where an agent
 //! sends a copy of each small result straight to its caller, ahead of the stored one.
 
+use std::fmt;
+use std::future::Future;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, ConnectOptions};
+use taskpool_core::TaskError;
 
 use crate::config::Server;
+use crate::error;
 
 /// How long results of a caller that died are kept.
 const RESULTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -104,7 +111,12 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Connects to the server, reconnecting for ever after a loss. With `wait`, keeps trying to
 /// make the first connection too (an agent started before its server).
-pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<Client, String> {
+///
+/// # Errors
+///
+/// [`TaskError::Unreachable`] if the one attempt to connect (without `wait`) fails, or the
+/// settings to make it with are unusable.
+pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<Client, TaskError> {
     let mut options = ConnectOptions::new()
         .name(name)
         .max_reconnects(None)
@@ -114,10 +126,9 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
         options = options.retry_on_initial_connect();
     }
     if let Some(path) = &server.credentials {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|e| format!("credentials file {}: {e}", path.display()))?;
+        options = options.credentials_file(path).await.map_err(|e| {
+            error::unreachable(format!("credentials file {}: {e}", path.display()), Duration::ZERO)
+        })?;
     }
     if let Some(path) = &server.root_certificates {
         options = options.add_root_certificates(path.clone());
@@ -131,9 +142,14 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
     let urls: Vec<&str> = server.url.split(',').map(str::trim).collect();
     let addresses = urls
         .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("server url {u:?}: {e}")))
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| error::unreachable(format!("server url {u:?}: {e}"), Duration::ZERO))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    options.connect(addresses).await.map_err(|e| format!("cannot connect to {}: {e}", server.url))
+    options.connect(addresses).await.map_err(|e| {
+        error::unreachable(format!("cannot connect to {}: {e}", server.url), Duration::ZERO)
+    })
 }
 
 /// How long to wait before connection attempt `attempts` (counted from 1 since the last
@@ -157,10 +173,15 @@ pub(crate) fn jetstream(client: Client) -> jetstream::Context {
 }
 
 /// Creates the two streams unless they exist, and returns them.
+///
+/// # Errors
+///
+/// As [`ask`]: [`TaskError::InvalidConfig`] for replicas the server cannot have,
+/// [`TaskError::Unreachable`] for a server without JetStream or one that keeps failing.
 pub(crate) async fn streams(
     js: &jetstream::Context,
     server: &Server,
-) -> Result<(stream::Stream, stream::Stream), String> {
+) -> Result<(stream::Stream, stream::Stream), TaskError> {
     let names = Names::new(server);
     let tasks = stream::Config {
         name: names.tasks_stream(),
@@ -187,19 +208,14 @@ pub(crate) async fn streams(
 async fn stream_of(
     js: &jetstream::Context,
     config: stream::Config,
-) -> Result<stream::Stream, String> {
-    let name = config.name.clone();
-    let mut last = String::new();
-    // Two processes may create the stream at once; the loser finds it on the next turn. A
-    // cluster that is still electing its leaders answers after a moment.
-    for attempt in 0..40u64 {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
-    }
-    Err(format!("stream {name}: {last}"))
+) -> Result<stream::Stream, TaskError> {
+    let what = format!("stream {} (replicas: {})", config.name, config.num_replicas);
+    let answer = |e: &CreateStreamError| match e.kind() {
+        CreateStreamErrorKind::JetStreamUnavailable => Answer::NoJetStream,
+        CreateStreamErrorKind::JetStream(e) => answer_of(e.kind()),
+        _ => Answer::Passing,
+    };
+    ask(&what, || js.get_or_create_stream(config.clone()), answer).await
 }
 
 /// The pull consumer every agent of `image` shares.
@@ -208,7 +224,7 @@ pub(crate) async fn agents_consumer(
     names: &Names,
     image: &str,
     ack_wait: Duration,
-) -> Result<consumer::PullConsumer, String> {
+) -> Result<consumer::PullConsumer, TaskError> {
     let name = Names::agents_consumer(image);
     let config = consumer::pull::Config {
         durable_name: Some(name.clone()),
@@ -230,7 +246,7 @@ pub(crate) async fn results_consumer(
     results: &stream::Stream,
     names: &Names,
     caller: &str,
-) -> Result<consumer::PullConsumer, String> {
+) -> Result<consumer::PullConsumer, TaskError> {
     let name = Names::results_consumer(caller);
     let config = consumer::pull::Config {
         durable_name: Some(name.clone()),
@@ -249,21 +265,145 @@ async fn consumer_of(
     stream: &stream::Stream,
     name: &str,
     config: consumer::pull::Config,
-) -> Result<consumer::PullConsumer, String> {
+) -> Result<consumer::PullConsumer, TaskError> {
+    let answer = |e: &ConsumerError| match e.kind() {
+        ConsumerErrorKind::JetStream(e) => answer_of(e.kind()),
+        _ => Answer::Passing,
+    };
+    let what = format!("consumer {name}");
+    ask(&what, || stream.get_or_create_consumer(name, config.clone()), answer).await
+}
+
+/// How many times a stream or consumer is asked for before the server counts as unreachable.
+const TRIES: u64 = 40;
+
+/// What an error answer to a request for a stream or a consumer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// It may change: ask again. Two processes may create a stream at once, and the loser
+    /// finds it on the next turn; a cluster that is still electing its leaders answers after
+    /// a moment; a request may time out.
+    Passing,
+    /// The server has no JetStream (started without `-js`, or not for this account): final.
+    NoJetStream,
+    /// The server cannot have what the settings ask for: final, whoever asks again.
+    BadSetting,
+    /// The server refuses for a reason of its own (its or the account's limits, streams of
+    /// its own that overlap these): final until its operator changes something.
+    Refused,
+}
+
+/// What JetStream's error `code` means for a request for a stream or a consumer.
+fn answer_of(code: ErrorCode) -> Answer {
+    match code {
+        ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED => Answer::BadSetting,
+        ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
+            Answer::NoJetStream
+        }
+        ErrorCode::NO_ACCOUNT
+        | ErrorCode::STREAM_SUBJECT_OVERLAP
+        | ErrorCode::STREAM_INVALID_CONFIG
+        | ErrorCode::MAXIMUM_STREAMS_LIMIT
+        | ErrorCode::MAXIMUM_CONSUMERS_LIMIT
+        | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED => Answer::Refused,
+        _ => Answer::Passing,
+    }
+}
+
+/// Asks for `what` with `request` until the server gives it or a final no (as `answer`
+/// reads its errors), at most [`TRIES`] times.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] for [`Answer::BadSetting`]; else
+/// [`TaskError::Unreachable`], with how long the asking took if it asked more than once, and
+/// with what the server said.
+async fn ask<T, E, F>(
+    what: &str,
+    mut request: impl FnMut() -> F,
+    answer: impl Fn(&E) -> Answer,
+) -> Result<T, TaskError>
+where
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Display,
+{
+    let started = Instant::now();
     let mut last = String::new();
-    for attempt in 0..40u64 {
-        match stream.get_or_create_consumer(name, config.clone()).await {
-            Ok(consumer) => return Ok(consumer),
-            Err(e) => last = e.to_string(),
+    for attempt in 0..TRIES {
+        let error = match request().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        // Zero if it did not retry.
+        let waited = if attempt == 0 { Duration::ZERO } else { started.elapsed() };
+        last = format!("{what}: {error}");
+        match answer(&error) {
+            Answer::Passing => {}
+            Answer::BadSetting => return Err(TaskError::InvalidConfig { reason: last }),
+            Answer::NoJetStream => {
+                let reason =
+                    format!("{last} (JetStream is not enabled on the server or for this account)");
+                return Err(error::unreachable(reason, waited));
+            }
+            Answer::Refused => return Err(error::unreachable(last, waited)),
         }
         tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
     }
-    Err(format!("consumer {name}: {last}"))
+    Err(error::unreachable(last, started.elapsed()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    /// Asks with answers that fail as `answers` say, in turn, then succeed.
+    fn ask_through(answers: &[Answer]) -> Result<u32, TaskError> {
+        let asked = Cell::new(0);
+        let request = || {
+            let n = asked.get();
+            asked.set(n + 1);
+            async move { if n < answers.len() { Err(n) } else { Ok(7) } }
+        };
+        let answer = |n: &usize| answers[*n];
+        let runtime = runtime("test").unwrap();
+        runtime.block_on(ask("stream S", request, answer))
+    }
+
+    #[test]
+    fn a_final_answer_fails_at_once_and_a_passing_one_is_asked_again() {
+        assert_eq!(ask_through(&[Answer::Passing, Answer::Passing]).unwrap(), 7);
+        match ask_through(&[Answer::BadSetting]) {
+            Err(TaskError::InvalidConfig { reason }) => assert_eq!(reason, "stream S: 0"),
+            other => panic!("expected a bad setting, got {other:?}"),
+        }
+        match ask_through(&[Answer::NoJetStream]) {
+            Err(TaskError::Unreachable { waited, source }) => {
+                assert_eq!(waited, Duration::ZERO, "it did not retry");
+                assert!(source.to_string().contains("JetStream is not enabled"), "{source}");
+            }
+            other => panic!("expected no JetStream, got {other:?}"),
+        }
+        match ask_through(&[Answer::Passing, Answer::Refused]) {
+            Err(TaskError::Unreachable { waited, source }) => {
+                assert!(waited > Duration::ZERO, "it retried, for a while");
+                assert_eq!(source.to_string(), "stream S: 1");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_answers_that_cannot_change_are_final() {
+        assert_eq!(answer_of(ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED), Answer::BadSetting);
+        assert_eq!(answer_of(ErrorCode::JETSTREAM_NOT_ENABLED), Answer::NoJetStream);
+        assert_eq!(answer_of(ErrorCode::STREAM_SUBJECT_OVERLAP), Answer::Refused);
+        // A cluster electing its leaders, and a stream created by another process meanwhile.
+        assert_eq!(answer_of(ErrorCode::CLUSTER_NOT_AVAILABLE), Answer::Passing);
+        assert_eq!(answer_of(ErrorCode::CLUSTER_NO_PEERS), Answer::Passing);
+        assert_eq!(answer_of(ErrorCode::STREAM_NAME_EXIST), Answer::Passing);
+    }
 
     #[test]
     fn the_first_attempt_is_at_once_and_retries_back_off_to_a_second() {

@@ -161,8 +161,11 @@ impl ClusterPool {
     ///
     /// # Errors
     ///
-    /// [`TaskError::InvalidConfig`] for a bad setting; [`TaskError::Unreachable`] if the
-    /// server cannot be reached or refuses the streams;
+    /// [`TaskError::InvalidConfig`] for a bad setting: among them replicas the server cannot
+    /// have (more than one on a server that is not part of a cluster). [`TaskError::Unreachable`]
+    /// if the server cannot be reached or refuses the streams: at once if its answer is
+    /// final (a server without JetStream), else after 40 tries (17 s of pauses between
+    /// them) while it may change (a cluster electing its leaders); `waited` says how long.
     /// [`TaskError::Io`] if the executable cannot be read to identify its image.
     pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
         config.validate()?;
@@ -174,15 +177,12 @@ impl ClusterPool {
         let caller = link::random_id();
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let (client, js, tasks, results, consumer) = runtime.block_on(async {
-            let client = link::connect(&config.server, false, &format!("taskpool caller {caller}"))
-                .await
-                .map_err(server_error)?;
+            let client =
+                link::connect(&config.server, false, &format!("taskpool caller {caller}")).await?;
             let js = link::jetstream(client.clone());
-            let (tasks, results) =
-                link::streams(&js, &config.server).await.map_err(server_error)?;
+            let (tasks, results) = link::streams(&js, &config.server).await?;
             let names = Names::new(&config.server);
-            let consumer =
-                link::results_consumer(&results, &names, &caller).await.map_err(server_error)?;
+            let consumer = link::results_consumer(&results, &names, &caller).await?;
             Ok::<_, TaskError>((client, js, tasks, results, consumer))
         })?;
         let max_payload = client.server_info().max_payload.max(64 << 10);

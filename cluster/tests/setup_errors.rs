@@ -1,0 +1,36 @@
+//! Mistakes of configuration fail at once with what is wrong, not as an unreachable server
+//! after many retries: replicas that a single server cannot have, a server without
+//! JetStream.
+
+mod common;
+
+use std::error::Error;
+use std::time::Duration;
+
+use common::PlainServer;
+use taskpool_cluster::{ClusterConfig, ClusterPool, TaskError};
+
+#[test]
+fn replicas_a_single_server_cannot_have_are_an_invalid_config() {
+    let Some(server) = common::server("setup_replicas") else { return };
+    match ClusterPool::with_config(ClusterConfig::new(server.url()).replicas(3)) {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("replicas: 3"), "{reason}");
+            assert!(reason.contains("non-clustered"), "the server's own words: {reason}");
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_without_jetstream_is_unreachable_without_retrying() {
+    let Some(server) = PlainServer::start("setup_no_jetstream", false) else { return };
+    match ClusterPool::connect(server.url()) {
+        Err(e @ TaskError::Unreachable { waited, .. }) => {
+            assert_eq!(waited, Duration::ZERO, "its answer is final: no retry");
+            let source = e.source().expect("what the server said").to_string();
+            assert!(source.contains("JetStream is not enabled"), "{source}");
+        }
+        other => panic!("expected an unreachable server, got {other:?}"),
+    }
+}
