@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_nats::ServerAddr;
 use taskpool_core::{Config, TaskError};
 use taskpool_process::ProcessConfig;
 
@@ -50,7 +51,22 @@ impl Server {
         if !(1..=5).contains(&self.replicas) {
             return bad(format!("{} stream replicas: JetStream allows 1 to 5", self.replicas));
         }
-        Ok(())
+        self.addresses().map(drop)
+    }
+
+    /// The server addresses in [`Server::url`]; [`TaskError::InvalidConfig`] for one that is
+    /// not a NATS url (a scheme other than `nats`, `tls`, `ws`, `wss`, or no url at all),
+    /// which no connection attempt could make work.
+    pub(crate) fn addresses(&self) -> Result<Vec<ServerAddr>, TaskError> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .map(|url| {
+                url.parse::<ServerAddr>().map_err(|e| TaskError::InvalidConfig {
+                    reason: format!("the server url {url:?}: {e}"),
+                })
+            })
+            .collect()
     }
 }
 
@@ -397,6 +413,15 @@ mod tests {
         assert!(ok.clone().replicas(0).validate().is_err());
         assert!(ok.clone().delivery_limit(0).validate().is_err());
         assert!(ClusterConfig::new(" ").validate().is_err());
+        for url in ["not a url at all", "http://127.0.0.1:1", "nats://a:1, http://b:2"] {
+            assert!(
+                matches!(ClusterConfig::new(url).validate(), Err(TaskError::InvalidConfig { .. })),
+                "{url}"
+            );
+        }
+        for url in ["127.0.0.1:4222", "tls://a:1,nats://b:2", "nats://a"] {
+            assert!(ClusterConfig::new(url).validate().is_ok(), "{url}");
+        }
         assert!(AgentConfig::new("x").ack_wait(Duration::from_millis(10)).validate().is_err());
     }
 }

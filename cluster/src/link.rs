@@ -114,8 +114,9 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
 ///
 /// # Errors
 ///
-/// [`TaskError::Unreachable`] if the one attempt to connect (without `wait`) fails, or the
-/// settings to make it with are unusable.
+/// [`TaskError::InvalidConfig`] for a url that is not a NATS url or a credentials file that
+/// cannot be read; [`TaskError::Unreachable`] if the one attempt to connect (without `wait`)
+/// fails.
 pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<Client, TaskError> {
     let mut options = ConnectOptions::new()
         .name(name)
@@ -126,8 +127,8 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
         options = options.retry_on_initial_connect();
     }
     if let Some(path) = &server.credentials {
-        options = options.credentials_file(path).await.map_err(|e| {
-            error::unreachable(format!("credentials file {}: {e}", path.display()), Duration::ZERO)
+        options = options.credentials_file(path).await.map_err(|e| TaskError::InvalidConfig {
+            reason: format!("credentials file {}: {e}", path.display()),
         })?;
     }
     if let Some(path) = &server.root_certificates {
@@ -139,14 +140,7 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
     if server.require_tls {
         options = options.require_tls(true);
     }
-    let urls: Vec<&str> = server.url.split(',').map(str::trim).collect();
-    let addresses = urls
-        .iter()
-        .map(|u| {
-            u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| error::unreachable(format!("server url {u:?}: {e}"), Duration::ZERO))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let addresses = server.addresses()?;
     options.connect(addresses).await.map_err(|e| {
         error::unreachable(format!("cannot connect to {}: {e}", server.url), Duration::ZERO)
     })

@@ -161,8 +161,9 @@ impl ClusterPool {
     ///
     /// # Errors
     ///
-    /// [`TaskError::InvalidConfig`] for a bad setting: among them replicas the server cannot
-    /// have (more than one on a server that is not part of a cluster). [`TaskError::Unreachable`]
+    /// [`TaskError::InvalidConfig`] for a bad setting: among them a url that is not a NATS
+    /// url, a credentials file that cannot be read, and replicas the server cannot have
+    /// (more than one on a server that is not part of a cluster). [`TaskError::Unreachable`]
     /// if the server cannot be reached or refuses the streams: at once if its answer is
     /// final (a server without JetStream), else after 40 tries (17 s of pauses between
     /// them) while it may change (a cluster electing its leaders); `waited` says how long.

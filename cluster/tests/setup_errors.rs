@@ -1,6 +1,6 @@
 //! Mistakes of configuration fail at once with what is wrong, not as an unreachable server
-//! after many retries: replicas that a single server cannot have, a server without
-//! JetStream.
+//! after many retries: a url that is not a NATS url, replicas that a single server cannot
+//! have, a server without JetStream.
 
 mod common;
 
@@ -9,6 +9,16 @@ use std::time::Duration;
 
 use common::PlainServer;
 use taskpool_cluster::{ClusterConfig, ClusterPool, TaskError};
+
+#[test]
+fn a_url_that_is_not_a_nats_url_is_an_invalid_config() {
+    for url in ["not a url at all", "http://127.0.0.1:1"] {
+        match ClusterPool::connect(url) {
+            Err(TaskError::InvalidConfig { reason }) => assert!(reason.contains(url), "{reason}"),
+            other => panic!("{url}: expected an invalid configuration, got {other:?}"),
+        }
+    }
+}
 
 #[test]
 fn replicas_a_single_server_cannot_have_are_an_invalid_config() {
