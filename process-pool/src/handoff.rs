@@ -203,6 +203,57 @@ pub(crate) fn held_by_argument(copy: impl FnOnce() -> Held) -> bool {
     })
 }
 
+thread_local! {
+    /// How to take back each copy handed off by the value being encoded on this thread, while
+    /// [`undoable`] runs.
+    static HANDED_OFF: RefCell<Option<Vec<TakeBack>>> = const { RefCell::new(None) };
+}
+
+/// Takes back one copy handed off for a value that nobody will receive.
+type TakeBack = Box<dyn FnOnce()>;
+
+/// The copies a value handed off as it was encoded ([`undoable`]), to take back if it is not
+/// sent after all.
+#[must_use]
+pub(crate) struct HandedOff(Vec<TakeBack>);
+
+impl HandedOff {
+    /// The value was not sent (a put that failed gives it back to its caller): its copies
+    /// are no longer on their way, and stop counting as held by this process.
+    pub(crate) fn take_back(self) {
+        self.0.into_iter().for_each(|take_back| take_back());
+    }
+
+    /// The value was sent: its receiver takes its copies back.
+    pub(crate) fn sent(self) {}
+}
+
+/// Runs `encode` (of a value for a queue or pipe, which may not be sent: the queue is full,
+/// or the value too large) and returns with its outcome how to take back what it handed
+/// off. A handle or shared bytes serialized counts as on its way until a receiver takes it
+/// back; a value that never leaves must not keep counting (its queue would never
+/// disconnect, its memory would stay until this process exits).
+#[inline]
+pub(crate) fn undoable<R>(encode: impl FnOnce() -> R) -> (R, HandedOff) {
+    if !may_hold() {
+        return (encode(), HandedOff(Vec::new()));
+    }
+    let outer = HANDED_OFF.with(|h| h.replace(Some(Vec::new())));
+    let outcome = encode();
+    let handed = HANDED_OFF.with(|h| h.replace(outer)).unwrap_or_default();
+    (outcome, HandedOff(handed))
+}
+
+/// For a copy just handed off: if its value is encoded under [`undoable`], keeps how to take
+/// it back.
+pub(crate) fn on_take_back(take_back: impl FnOnce() + 'static) {
+    HANDED_OFF.with(|h| {
+        if let Some(handed) = &mut *h.borrow_mut() {
+            handed.push(Box::new(take_back));
+        }
+    });
+}
+
 /// Set when this process opens something that its sender keeps with a task's argument
 /// ([`holding`]): the sender lets go only once it has the task's outcome.
 static SENDER_WAITS: AtomicBool = AtomicBool::new(false);
@@ -431,6 +482,13 @@ impl Serialize for Handle {
                 Err(_) => return Err(S::Error::custom(broken())),
             }
             CHANNELS.keep(shared);
+            let (shared, roles) = (shared.clone(), self.roles);
+            on_take_back(move || {
+                // As its receiver would: this process handed it off, and takes it back.
+                let _ = shared.received(my_pid(), roles);
+                drop(shared);
+                CHANNELS.sweep();
+            });
             Some(next_ticket())
         };
         Wire {

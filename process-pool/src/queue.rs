@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{DEFAULT_BYTES, GetFail, PutFail, Roles};
 use crate::codec;
-use crate::handoff::{Handle, Unopened};
+use crate::handoff::{self, Handle, Unopened};
 use crate::queue_error::{GetError, PutError};
 
 /// How long a put or get may wait.
@@ -29,9 +29,14 @@ impl Wait {
 }
 
 /// Encodes `value` and puts it through `handle`.
+///
+/// A value that is not put comes back in the error, and what it handed off as it was encoded
+/// (handles, shared bytes) is taken back: nothing will receive those copies.
 pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result<(), PutError<T>> {
     let mut bytes = Vec::new();
-    if let Err(e) = codec::encode_into(&value, &mut bytes) {
+    let (encoded, handed_off) = handoff::undoable(|| codec::encode_into(&value, &mut bytes));
+    if let Err(e) = encoded {
+        handed_off.take_back();
         return Err(PutError::Encode { value, reason: e.to_string() });
     }
     let channel = handle.channel();
@@ -39,6 +44,10 @@ pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result
         Wait::No => channel.poll_put(&bytes),
         Wait::Until(deadline) => channel.put(&bytes, deadline),
     };
+    match &done {
+        Ok(()) => handed_off.sent(),
+        Err(_) => handed_off.take_back(),
+    }
     done.map_err(|fail| match fail {
         PutFail::Full => PutError::Full(value),
         PutFail::Timeout => PutError::Timeout(value),

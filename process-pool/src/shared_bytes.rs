@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::handoff::{
-    Known, Mapped, first_receipt, held_by_argument, next_ticket, open_proc, sender_waits,
+    Known, Mapped, first_receipt, held_by_argument, next_ticket, on_take_back, open_proc,
+    sender_waits,
 };
 use crate::shared_lock::my_pid;
 use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
@@ -337,6 +338,12 @@ fn wire(inner: &Arc<Inner>) -> Wire {
     } else {
         inner.pending().fetch_add(1, AcqRel);
         VALUES.keep(inner);
+        let copy = inner.clone();
+        on_take_back(move || {
+            let _ = copy.pending().fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+            drop(copy);
+            VALUES.sweep();
+        });
         Some(next_ticket())
     };
     let me = my_pid();

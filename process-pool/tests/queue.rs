@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use taskpool_process::{
-    Consumer, End, Exit, GetError, Pipe, Pool, ProcessPool, Producer, PutError, Queue, TaskError,
-    spawn,
+    Consumer, End, Exit, GetError, Pipe, Pool, ProcessPool, Producer, PutError, Queue, SharedBytes,
+    TaskError, spawn,
 };
 
 /// Puts `count` values from `start`; returns how many it put.
@@ -500,4 +500,62 @@ fn polling_try_recv_ends_disconnected_once_the_other_ends_process_has_ended() {
         assert_eq!(got, (0..50).collect::<Vec<_>>());
         assert_eq!(child.join().unwrap(), 50);
     });
+}
+
+/// A producer that comes back from a put that failed (as the error's value) and is dropped
+/// stops counting, so its queue's getter sees `Disconnected`. Before, the encoding counted it
+/// as on its way to a receiver for ever: the getter waited for ever.
+#[test]
+fn a_handle_in_a_value_that_was_not_put_stops_counting_once_dropped() {
+    common::within("a getter after failed puts of its queue's producers", || {
+        let inner = Queue::<u64>::new().unwrap();
+        let consumer = inner.consumer().unwrap();
+        // Full.
+        let outer = Queue::<Producer<u64>>::bounded(1).unwrap();
+        outer.put(inner.producer().unwrap()).unwrap();
+        match outer.try_put(inner.producer().unwrap()) {
+            Err(PutError::Full(producer)) => drop(producer),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        // Timeout.
+        match outer.put_timeout(inner.producer().unwrap(), Duration::ZERO) {
+            Err(PutError::Timeout(producer)) => drop(producer),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        drop(outer.get().unwrap());
+        // Too large.
+        let small = Queue::<(Producer<u64>, Vec<u8>)>::with_limits(4096, None).unwrap();
+        match small.put((inner.producer().unwrap(), vec![0; 8192])) {
+            Err(PutError::TooLarge { value, .. }) => drop(value),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // Disconnected: no getter.
+        let orphan = Queue::<Producer<u64>>::new().unwrap().producer().unwrap();
+        match orphan.put(inner.producer().unwrap()) {
+            Err(PutError::Disconnected(producer)) => drop(producer),
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        drop((outer, small, orphan, inner));
+        assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    });
+}
+
+/// Shared bytes refused by a full queue and dropped give their memory back (at the next use
+/// of shared bytes): before, each kept two descriptors and its pages until the process ended.
+#[test]
+fn shared_bytes_that_were_not_put_give_their_memory_back_once_dropped() {
+    let queue = Queue::<SharedBytes>::bounded(1).unwrap();
+    queue.put(SharedBytes::copy_from_slice(b"first").unwrap()).unwrap();
+    let before = common::memfds();
+    for _ in 0..50 {
+        let frame = SharedBytes::copy_from_slice(&[7; 4096]).unwrap();
+        match queue.try_put(frame) {
+            Err(PutError::Full(frame)) => drop(frame),
+            other => panic!("expected Full, got {other:?}"),
+        }
+    }
+    drop(SharedBytes::copy_from_slice(b"a next use").unwrap());
+    let after = common::memfds();
+    assert!(after <= before + 2, "{before} memfds of shared bytes before, {after} after");
+    assert_eq!(&*queue.get().unwrap(), b"first");
 }
