@@ -217,6 +217,12 @@ type TakeBack = Box<dyn FnOnce()>;
 #[must_use]
 pub(crate) struct HandedOff(Vec<TakeBack>);
 
+impl fmt::Debug for HandedOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HandedOff({} copies)", self.0.len())
+    }
+}
+
 impl HandedOff {
     /// The value was not sent (a put that failed gives it back to its caller): its copies
     /// are no longer on their way, and stop counting as held by this process.

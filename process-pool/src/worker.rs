@@ -454,6 +454,9 @@ pub(crate) struct Outputs {
     limit: usize,
     limits: Limits,
     meter: Meter,
+    /// What the current item's result handed off as it was encoded (handles, shared bytes):
+    /// taken back if the result is not sent (too large, or its encoding failed).
+    handed_off: Option<handoff::HandedOff>,
     /// Panic capture for this thread, entered once for the worker's life.
     panics: PanicScope,
     /// Times items, alone or in groups.
@@ -497,6 +500,7 @@ impl Outputs {
             limit,
             limits,
             meter: Meter::new(),
+            handed_off: None,
             panics: PanicScope::enter(backtraces),
             clock: Clock::default(),
             page,
@@ -556,7 +560,9 @@ impl Outputs {
             sent_apart = true;
             true
         };
-        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart };
+        self.handed_off = None;
+        let handed_off = &mut self.handed_off;
+        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off };
         let outcome = self.panics.catch(|| work(&mut scratch));
         self.task_returned();
         // The parent keeps what this item's argument held until it has the outcome.
@@ -593,7 +599,9 @@ impl Outputs {
         aborting_panic::item_starts(self.seq);
         sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
-        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false };
+        self.handed_off = None;
+        let handed_off = &mut self.handed_off;
+        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false, handed_off };
         let outcome = self.panics.catch(|| work(&mut scratch));
         self.task_returned();
         let sender_waits = handoff::take_sender_waits();
@@ -669,6 +677,9 @@ impl Outputs {
         Settle { started, sent_apart, sender_waits }: Settle,
     ) {
         let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
+        if let (false, Some(handed_off)) = (value, self.handed_off.take()) {
+            handed_off.take_back();
+        }
         let flush_bytes = self.flush_bytes();
         let read = !value
             || sent_apart
@@ -882,6 +893,8 @@ struct Settle {
 pub(crate) struct Scratch<'a> {
     buf: &'a mut Vec<u8>,
     apart: codec::Apart<'a>,
+    /// Where what the result handed off goes (see [`Outputs::settle`]).
+    handed_off: &'a mut Option<handoff::HandedOff>,
 }
 
 impl Scratch<'_> {
@@ -892,7 +905,10 @@ impl Scratch<'_> {
     /// As `codec::encode_into`.
     #[inline]
     pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        codec::encode_apart(value, self.buf, &mut *self.apart)
+        let (encoded, handed_off) =
+            handoff::undoable(|| codec::encode_apart(value, self.buf, &mut *self.apart));
+        *self.handed_off = Some(handed_off);
+        encoded
     }
 }
 

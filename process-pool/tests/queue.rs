@@ -559,3 +559,26 @@ fn shared_bytes_that_were_not_put_give_their_memory_back_once_dropped() {
     assert!(after <= before + 2, "{before} memfds of shared bytes before, {after} after");
     assert_eq!(&*queue.get().unwrap(), b"first");
 }
+
+/// Returns the producer it was given beside 2 MiB: a result over a 1 MiB frame limit.
+fn back_too_large(producer: Producer<u64>) -> (Producer<u64>, Vec<u8>) {
+    (producer, vec![0; 2 << 20])
+}
+
+/// A result refused as too large never reaches anyone: what it handed off as it was encoded
+/// stops counting. Before, the worker counted the producer as on its way for as long as it
+/// lived, and the getter never saw `Disconnected`.
+#[test]
+fn a_handle_in_a_result_refused_as_too_large_stops_counting() {
+    common::within("a getter after its producer came back too large", || {
+        let config =
+            taskpool_process::ProcessConfig::new(taskpool_process::Config::new().workers(1));
+        let pool = ProcessPool::with_config(config.max_frame_bytes(1 << 20)).unwrap();
+        let queue = Queue::<u64>::new().unwrap();
+        let consumer = queue.consumer().unwrap();
+        let outcome = pool.apply(back_too_large, queue.producer().unwrap());
+        assert!(matches!(outcome, Err(TaskError::TooLarge { .. })), "{outcome:?}");
+        drop(queue);
+        assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    });
+}
