@@ -49,8 +49,9 @@ const REMEMBERED_CANCELS: usize = 100_000;
 /// finishes those it holds, and returns.
 ///
 /// This is what a program started with `TASKPOOL_AGENT` set runs before `main` (see the
-/// crate's documentation); call it yourself to start an agent from code. The agent prints one
-/// line to standard error once it is serving.
+/// crate's documentation); call it yourself to start an agent from code. The agent waits for
+/// its server: while it cannot connect it says why on standard error (at once, then every
+/// 15 s). It prints one line to standard error once it is serving.
 ///
 /// # Errors
 ///
@@ -137,7 +138,7 @@ impl Agent {
     async fn run(self: Arc<Self>) -> Result<(), TaskError> {
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let name = format!("taskpool agent {}", self.id);
-        let client = link::connect(&self.config.server, true, &name).await?;
+        let client = link::connect_waiting(&self.config.server, &name).await?;
         let js = link::jetstream(client.clone());
         let (tasks, _) = link::streams(&js, &self.config.server).await?;
         // Connected by now (the streams answered), so the server has said what it takes.

@@ -109,23 +109,22 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Connects to the server, reconnecting for ever after a loss. With `wait`, keeps trying to
-/// make the first connection too (an agent started before its server).
+/// How often an agent that cannot reach its server says so again.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(15);
+
+/// Connects to the server, reconnecting for ever after a loss; the first connection is
+/// attempted once.
 ///
 /// # Errors
 ///
 /// [`TaskError::InvalidConfig`] for a url that is not a NATS url or a credentials file that
-/// cannot be read; [`TaskError::Unreachable`] if the one attempt to connect (without `wait`)
-/// fails.
-pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<Client, TaskError> {
+/// cannot be read; [`TaskError::Unreachable`] if the attempt fails, with the url and why.
+pub(crate) async fn connect(server: &Server, name: &str) -> Result<Client, TaskError> {
     let mut options = ConnectOptions::new()
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(reconnect_delay);
-    if wait {
-        options = options.retry_on_initial_connect();
-    }
     if let Some(path) = &server.credentials {
         options = options.credentials_file(path).await.map_err(|e| TaskError::InvalidConfig {
             reason: format!("credentials file {}: {e}", path.display()),
@@ -144,6 +143,42 @@ pub(crate) async fn connect(server: &Server, wait: bool, name: &str) -> Result<C
     options.connect(addresses).await.map_err(|e| {
         error::unreachable(format!("cannot connect to {}: {e}", server.url), Duration::ZERO)
     })
+}
+
+/// Connects to the server, trying until it answers: an agent may start before its server.
+///
+/// A server not started yet looks, from here, the same as a mistyped url, so the wait is
+/// not silent: after the first failed attempt, and every [`REPORT_EVERY`] after, `name`
+/// says on standard error why it cannot connect; once connected after that, it says so once.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] as [`connect`]: a setting that no retry can mend.
+pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Client, TaskError> {
+    let started = Instant::now();
+    let mut reported: Option<Instant> = None;
+    let mut attempt = 1;
+    loop {
+        match connect(server, name).await {
+            Ok(client) => {
+                if reported.is_some() {
+                    let waited = started.elapsed().as_secs();
+                    eprintln!("{name}: connected to {} after {waited} s", server.url);
+                }
+                return Ok(client);
+            }
+            Err(TaskError::Unreachable { source, .. }) => {
+                if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                    let every = REPORT_EVERY.as_secs();
+                    eprintln!("{name}: {source}; trying again (reported every {every} s)");
+                    reported = Some(Instant::now());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        attempt += 1;
+        tokio::time::sleep(reconnect_delay(attempt)).await;
+    }
 }
 
 /// How long to wait before connection attempt `attempts` (counted from 1 since the last

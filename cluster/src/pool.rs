@@ -179,7 +179,7 @@ impl ClusterPool {
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let (client, js, tasks, results, consumer) = runtime.block_on(async {
             let client =
-                link::connect(&config.server, false, &format!("taskpool caller {caller}")).await?;
+                link::connect(&config.server, &format!("taskpool caller {caller}")).await?;
             let js = link::jetstream(client.clone());
             let (tasks, results) = link::streams(&js, &config.server).await?;
             let names = Names::new(&config.server);

@@ -53,8 +53,13 @@ impl PlainServer {
     /// Starts one for `test` and waits until it says it is ready; `None` (skipped) without a
     /// binary.
     pub fn start(test: &str, jetstream: bool) -> Option<PlainServer> {
+        PlainServer::start_on(test, free_port(), jetstream)
+    }
+
+    /// As [`PlainServer::start`], on `port`: for a client that was told that port before
+    /// the server existed.
+    pub fn start_on(test: &str, port: u16, jetstream: bool) -> Option<PlainServer> {
         let binary = server_or_skip(test)?;
-        let port = free_port();
         let store = std::env::temp_dir()
             .join(format!("taskpool-test-{test}-{}-{port}", std::process::id()));
         let mut command = Command::new(binary);

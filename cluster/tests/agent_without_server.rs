@@ -1,0 +1,85 @@
+//! An agent whose server cannot be reached (not started yet, or a mistyped url) says so on
+//! standard error, with the url and the reason, and keeps saying so now and then while it
+//! waits; once the server is there it says it connected, once, and serves.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::PlainServer;
+
+/// Long enough to call an agent that says nothing hung.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// This test binary started as an agent of `url`, and the lines of its standard error.
+fn agent(url: &str) -> (Child, Receiver<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("TASKPOOL_AGENT", url)
+        .env("TASKPOOL_AGENT_WORKERS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("agent: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The next line that `wanted` accepts (it sees every line up to that one); panics if none
+/// comes.
+fn next_line(lines: &Receiver<String>, what: &str, mut wanted: impl FnMut(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if wanted(&line) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("the agent did not say {what} ({e})"),
+        }
+    }
+}
+
+#[test]
+fn an_agent_without_a_server_says_why_until_one_comes() {
+    let port = common::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let (mut child, lines) = agent(&url);
+    let says_unreachable = |line: &str| line.contains("cannot connect");
+
+    let first = next_line(&lines, "that it cannot connect", says_unreachable);
+    assert!(first.contains(&url), "the url: {first}");
+    assert!(first.contains("Connection refused"), "the OS reason: {first}");
+    let said = Instant::now();
+    let again = next_line(&lines, "again that it cannot connect", says_unreachable);
+    // A reminder, not a flood: well apart from the first.
+    assert!(said.elapsed() >= Duration::from_secs(5), "reported again too soon: {again}");
+    assert!(matches!(child.try_wait(), Ok(None)), "the agent waits for its server");
+
+    if let Some(_server) = PlainServer::start_on("agent_without_server", port, true) {
+        let mut unreachable_after = 0;
+        let connected = next_line(&lines, "that it connected", |line| {
+            unreachable_after += usize::from(says_unreachable(line));
+            line.contains("connected to")
+        });
+        assert!(connected.contains(&url), "{connected}");
+        let mut connected_again = 0;
+        next_line(&lines, "that it serves", |line| {
+            connected_again += usize::from(line.contains("connected to"));
+            line.contains("serving image")
+        });
+        assert!(unreachable_after <= 1, "at most an attempt made as the server started");
+        assert_eq!(connected_again, 0, "it says once that it connected");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
