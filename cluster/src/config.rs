@@ -189,9 +189,9 @@ impl ClusterConfig {
     }
 
     /// How long a task waits while no agent of this executable image is alive, before it
-    /// fails with [`TaskError::NoWorker`] (default 30 s). The same wait bounds how long the
-    /// pool retries storing a task while the server is unreachable
-    /// ([`TaskError::Unreachable`]).
+    /// fails with [`TaskError::NoWorker`] (default 30 s), or with [`TaskError::Unreachable`]
+    /// if the server does not answer then. The same wait bounds how long the pool retries
+    /// storing a task while the server is unreachable ([`TaskError::Unreachable`]).
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;
         self

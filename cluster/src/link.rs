@@ -181,6 +181,42 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
     }
 }
 
+/// How long the server has to answer, on the pool's connection or on a new one, before it
+/// counts as not answering.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// Why the server cannot be reached through `js` now, or `None` if it answers.
+///
+/// A connection that is down is probed with a new one, whose failure says why: the client's
+/// own attempts to reconnect keep only the kind of error, not the system's reason.
+pub(crate) async fn why_unreachable(js: &jetstream::Context, server: &Server) -> Option<String> {
+    let url = &server.url;
+    let within = ANSWER_WITHIN.as_secs();
+    if js.client().connection_state() == async_nats::connection::State::Connected {
+        // A request the server itself answers: a connection can look up while the server
+        // behind it is stopped or cut off.
+        return match tokio::time::timeout(ANSWER_WITHIN, js.query_account()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("the server at {url} did not answer: {e}")),
+            Err(_) => Some(format!("the server at {url} did not answer within {within} s")),
+        };
+    }
+    let probe = tokio::time::timeout(ANSWER_WITHIN, connect(server, "taskpool probe")).await;
+    Some(match probe {
+        Ok(Err(TaskError::Unreachable { source, .. })) => {
+            format!("lost the connection to the server: {source}")
+        }
+        Ok(Err(e)) => format!("lost the connection to the server at {url}: {e}"),
+        Ok(Ok(_)) => {
+            format!("lost the connection to the server at {url}; it answers again, reconnecting")
+        }
+        Err(_) => format!(
+            "lost the connection to the server at {url}, which does not answer a new one \
+             within {within} s"
+        ),
+    })
+}
+
 /// How long to wait before connection attempt `attempts` (counted from 1 since the last
 /// success): none before the first, which the client makes through this too; then quick
 /// retries (a server restart takes about a second), then once a second.

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::error;
+use crate::link;
 use crate::pool::Inner;
 use crate::wire::{self, TaskMessage, Unit};
 
@@ -121,7 +122,10 @@ impl Outgoing {
             }
             let waited = started.elapsed();
             if waited >= inner.config.agent_wait {
-                let failure = error::unreachable(error, waited);
+                // Why the server cannot be reached says more than how the last store failed
+                // (often just a missing acknowledgement).
+                let reason = link::why_unreachable(&inner.js, &inner.config.server).await;
+                let failure = error::unreachable(reason.unwrap_or(error), waited);
                 for id in &self.ids {
                     if let Some(entry) = inner.pending.take(*id) {
                         entry.fail(&failure);

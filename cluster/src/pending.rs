@@ -181,6 +181,17 @@ impl Pending {
         self.lock().entries.contains_key(&id)
     }
 
+    /// Whether a unit has waited `wait` since `since(submitted)`.
+    pub(crate) fn any_overdue(
+        &self,
+        now: Instant,
+        wait: Duration,
+        since: impl Fn(Instant) -> Instant,
+    ) -> bool {
+        let table = self.lock();
+        table.entries.values().any(|e| now.saturating_duration_since(since(e.submitted)) >= wait)
+    }
+
     /// Takes out every unit that has waited `wait` since `since(submitted)`.
     pub(crate) fn overdue(
         &self,
@@ -312,7 +323,9 @@ mod tests {
         assert!(pending.insert(b, 2, counting(&hits)).is_ok());
         let now = Instant::now();
         assert!(pending.overdue(now, Duration::from_secs(60), |s| s).is_empty());
+        assert!(!pending.any_overdue(now, Duration::from_secs(60), |s| s));
         let late = now + Duration::from_secs(61);
+        assert!(pending.any_overdue(late, Duration::from_secs(60), |s| s));
         let overdue = pending.overdue(late, Duration::from_secs(60), |s| s);
         assert_eq!(overdue.len(), 2);
         for (_, entry) in overdue {

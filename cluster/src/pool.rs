@@ -56,9 +56,10 @@ pub(crate) struct CancelNotice {
 ///
 /// A segfault, an abort, a time limit or a memory limit on an agent fails that task with the
 /// same [`TaskError`] as on one machine. Three failures are the cluster's own: no agent of
-/// this image for [`ClusterConfig::agent_wait`] ([`TaskError::NoWorker`]), a task delivered
-/// [`ClusterConfig::delivery_limit`] times without an outcome ([`TaskError::DeliveryLimit`]),
-/// a server that does not take the task ([`TaskError::Unreachable`]).
+/// this image for [`ClusterConfig::agent_wait`] while the server answers
+/// ([`TaskError::NoWorker`]), a task delivered [`ClusterConfig::delivery_limit`] times without
+/// an outcome ([`TaskError::DeliveryLimit`]), a server that does not take the task or does
+/// not answer for as long ([`TaskError::Unreachable`]).
 ///
 /// The pool's methods block; call them from ordinary threads, not from inside an async
 /// runtime (the pool runs a small one of its own).
@@ -122,7 +123,6 @@ pub(crate) struct Inner {
     settled_fast: Mutex<HashSet<u64>>,
     /// When an agent was last known to be alive.
     last_alive: Mutex<Option<Instant>>,
-    started: Instant,
     closed: AtomicBool,
     /// The copy of the process that started the pool (see `remote::fork_generation`).
     home: u64,
@@ -205,7 +205,6 @@ impl ClusterPool {
             agent_seen: Condvar::new(),
             settled_fast: Mutex::new(HashSet::new()),
             last_alive: Mutex::new(None),
-            started: Instant::now(),
             closed: AtomicBool::new(false),
             home: remote::fork_generation(),
             // Room for the envelope around the largest unit.
@@ -433,7 +432,9 @@ async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
     }
 }
 
-/// Fails units that waited too long for an agent.
+/// Fails units that waited too long for an agent: as [`TaskError::Unreachable`] if the server
+/// does not answer now (its loss is what stopped the heartbeats, and what keeps agents from
+/// the task), else as [`TaskError::NoWorker`].
 async fn police(inner: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -447,13 +448,21 @@ async fn police(inner: std::sync::Weak<Inner>) {
         let wait = inner.config.agent_wait;
         // A unit waits from when it was sent or when an agent was last alive, the later.
         let since = |submitted: Instant| last.map_or(submitted, |l| l.max(submitted));
-        let overdue = inner.pending.overdue(now, wait, since);
-        if overdue.is_empty() {
+        if !inner.pending.any_overdue(now, wait, since) {
             continue;
         }
-        let waited = last.map_or(now.duration_since(inner.started), |l| now.duration_since(l));
-        let error = TaskError::NoWorker { waited: waited.max(wait) };
-        for (_, entry) in overdue {
+        let unreachable = link::why_unreachable(&inner.js, &inner.config.server).await;
+        if inner.live_agents().0 > 0 {
+            // An agent spoke up while the server was asked.
+            continue;
+        }
+        for (_, entry) in inner.pending.overdue(now, wait, since) {
+            // What this unit waited: never more than since it was submitted.
+            let waited = now.saturating_duration_since(since(entry.submitted));
+            let error = match &unreachable {
+                Some(reason) => error::unreachable(reason.clone(), waited),
+                None => TaskError::NoWorker { waited },
+            };
             entry.fail(&error);
         }
     }
