@@ -599,6 +599,7 @@ impl ProcessPool {
         let items = items.into_iter();
         let hint = items.size_hint().0;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let abandon = AbandonOnUnwind { pool: self, abandoned: Arc::new(AtomicBool::new(false)) };
         // The items go in runs of growing size that share one job and pace, so the workers
         // start on the first while the caller still encodes the rest.
         let mut chunk = Chunk::new(&shipped, 0, FIRST_CHUNK, hint);
@@ -613,10 +614,11 @@ impl ProcessPool {
             discard(item);
             if total - chunk.start == chunk.len {
                 let next = Chunk::new(&shipped, total, (chunk.len * 2).min(MAX_CHUNK), hint);
-                sent += self.submit_chunk(std::mem::replace(&mut chunk, next), hint, &tx);
+                let chunk = std::mem::replace(&mut chunk, next);
+                sent += self.submit_chunk(chunk, hint, &tx, &abandon.abandoned);
             }
         }
-        sent += self.submit_chunk(chunk, hint, &tx);
+        sent += self.submit_chunk(chunk, hint, &tx, &abandon.abandoned);
         drop(tx);
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
@@ -691,21 +693,40 @@ impl Chunk {
 
 impl ProcessPool {
     /// Submits `chunk` as one run of a `map` of about `hint` items whose outcomes go to
-    /// `tx`; returns how many items it sent.
+    /// `tx`, and which nobody wants once `abandoned` is set; returns how many items it sent.
     fn submit_chunk<R: DeserializeOwned + Send + 'static>(
         &self,
         chunk: Chunk,
         hint: usize,
         tx: &Sender<Group<R>>,
+        abandoned: &Arc<AtomicBool>,
     ) -> usize {
         let Chunk { builder, start, indices, .. } = chunk;
         let sent = builder.len();
         if sent > 0 {
             let batching = batching_for(&self.shared.config, hint.max(start + sent));
-            let sink = ChannelSink { tx: tx.clone(), base: start, indices, abandoned: None };
+            let abandoned = Some(abandoned.clone());
+            let sink = ChannelSink { tx: tx.clone(), base: start, indices, abandoned };
             self.shared.submit(Arc::new(builder.finish(sink, None, batching)));
         }
         sent
+    }
+}
+
+/// Abandons the runs of a `map` that a panic leaves (one from its input iterator, its
+/// progress callback or its caller's placing of values): the items no worker took yet are
+/// dropped unsent, as when an `imap` is dropped, rather than run for nobody.
+struct AbandonOnUnwind<'p> {
+    pool: &'p ProcessPool,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for AbandonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.abandoned.store(true, Ordering::Release);
+            self.pool.shared.discard_unwanted();
+        }
     }
 }
 

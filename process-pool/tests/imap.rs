@@ -1,5 +1,6 @@
 //! `imap` holds a bounded window of items, from the first result on, and dropping it cancels
-//! what it pulled and did not send.
+//! what it pulled and did not send; a `map` that a panic leaves cancels what it did not send
+//! too.
 
 mod common;
 
@@ -47,4 +48,20 @@ fn a_fresh_pool_pulls_a_window_and_dropping_imap_cancels_the_rest() {
     let ran = std::fs::read_dir(&files).unwrap().count();
     let pulled = pulled.load(Ordering::Relaxed);
     assert!(ran < pulled, "all {pulled} items pulled ran: none was cancelled");
+}
+
+#[test]
+fn a_map_whose_progress_callback_panics_runs_nothing_more_for_it() {
+    let pool = ProcessPool::new(2).unwrap();
+    let left = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.map_with_progress(sleep_ms, vec![2; 2000], |done, _| {
+            assert!(done <= 100, "the caller's callback gives up");
+        })
+    }));
+    assert!(left.is_err(), "the callback's panic reaches the caller");
+    // Queued behind the abandoned items, this waited for all of them to run (2,000 of them,
+    // every one for nobody); now only those workers had taken.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let stats = pool.stats();
+    assert!(stats.completed < 1000, "{} items ran after their map was left", stats.completed);
 }
