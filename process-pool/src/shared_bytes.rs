@@ -150,7 +150,10 @@ pub(crate) fn await_receivers() {
 /// one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of
 /// a pool being dropped or shut down) for the receiver to open it: a one-off process's
 /// result is opened only when its parent joins it, a queue value when someone gets it (so a
-/// join of a one-off that put shared bytes on a queue waits until they are got, up to 10 s).
+/// join of a one-off that put shared bytes on a queue waits until they are got, up to 10 s;
+/// and a worker recycled after `max_tasks_per_worker` tasks waits so before its slot starts a
+/// fresh one, which holds up the pool's next tasks: with recycling, get such values while
+/// the tasks run, or put copies).
 /// A value still unopened when its sender has gone is lost: its receiver fails to decode it
 /// ([`TaskError::Serialization`](crate::TaskError::Serialization), or `GetError::Decode` from
 /// a queue) with an error that names the process that ended. So a process that puts shared
