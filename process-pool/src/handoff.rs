@@ -232,6 +232,12 @@ impl HandedOff {
 
     /// The value was sent: its receiver takes its copies back.
     pub(crate) fn sent(self) {}
+
+    /// Whether the value handed off nothing.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Runs `encode` (of a value for a queue or pipe, which may not be sent: the queue is full,

@@ -560,7 +560,9 @@ impl Outputs {
             sent_apart = true;
             true
         };
-        self.handed_off = None;
+        if self.handed_off.is_some() {
+            self.handed_off = None;
+        }
         let handed_off = &mut self.handed_off;
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off };
         let outcome = self.panics.catch(|| work(&mut scratch));
@@ -599,7 +601,9 @@ impl Outputs {
         aborting_panic::item_starts(self.seq);
         sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
-        self.handed_off = None;
+        if self.handed_off.is_some() {
+            self.handed_off = None;
+        }
         let handed_off = &mut self.handed_off;
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false, handed_off };
         let outcome = self.panics.catch(|| work(&mut scratch));
@@ -907,7 +911,9 @@ impl Scratch<'_> {
     pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
         let (encoded, handed_off) =
             handoff::undoable(|| codec::encode_apart(value, self.buf, &mut *self.apart));
-        *self.handed_off = Some(handed_off);
+        if !handed_off.is_empty() {
+            *self.handed_off = Some(handed_off);
+        }
         encoded
     }
 }
