@@ -165,7 +165,7 @@ impl fmt::Debug for Shared {
         f.debug_struct("Channel")
             .field("id", &format_args!("{:016x}{:016x}", self.id[0], self.id[1]))
             .field("capacity", &self.capacity)
-            .field("max_messages", &self.max_messages)
+            .field("max_messages", &(self.max_messages != u64::MAX).then_some(self.max_messages))
             .finish_non_exhaustive()
     }
 }
