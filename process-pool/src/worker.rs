@@ -454,9 +454,6 @@ pub(crate) struct Outputs {
     limit: usize,
     limits: Limits,
     meter: Meter,
-    /// What the current item's result handed off as it was encoded (handles, shared bytes):
-    /// taken back if the result is not sent (too large, or its encoding failed).
-    handed_off: Option<handoff::HandedOff>,
     /// Panic capture for this thread, entered once for the worker's life.
     panics: PanicScope,
     /// Times items, alone or in groups.
@@ -500,7 +497,6 @@ impl Outputs {
             limit,
             limits,
             meter: Meter::new(),
-            handed_off: None,
             panics: PanicScope::enter(backtraces),
             clock: Clock::default(),
             page,
@@ -560,16 +556,13 @@ impl Outputs {
             sent_apart = true;
             true
         };
-        if self.handed_off.is_some() {
-            self.handed_off = None;
-        }
-        let handed_off = &mut self.handed_off;
-        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off };
+        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off: None };
         let outcome = self.panics.catch(|| work(&mut scratch));
+        let handed_off = scratch.handed_off;
         self.task_returned();
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
-        self.settle(outcome, Settle { started, sent_apart, sender_waits });
+        self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });
     }
 
     /// Whether the next item can take the short way, [`Outputs::run_tiny`]: the items of this
@@ -601,12 +594,10 @@ impl Outputs {
         aborting_panic::item_starts(self.seq);
         sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
-        if self.handed_off.is_some() {
-            self.handed_off = None;
-        }
-        let handed_off = &mut self.handed_off;
-        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut |_, _| false, handed_off };
+        let mut scratch =
+            Scratch { buf: &mut self.scratch, apart: &mut |_, _| false, handed_off: None };
         let outcome = self.panics.catch(|| work(&mut scratch));
+        let handed_off = scratch.handed_off;
         self.task_returned();
         let sender_waits = handoff::take_sender_waits();
         let plain = matches!(outcome, Ok(Ok(())))
@@ -622,7 +613,7 @@ impl Outputs {
             self.oldest.get_or_insert(started);
             return;
         }
-        self.settle(outcome, Settle { started, sent_apart: false, sender_waits });
+        self.settle(outcome, Settle { started, sent_apart: false, sender_waits, handed_off });
     }
 
     /// What follows every task's return: a copy of this worker that a task made with `fork()`
@@ -678,10 +669,10 @@ impl Outputs {
     fn settle(
         &mut self,
         outcome: Result<Result<(), (Side, String)>, PanicReport>,
-        Settle { started, sent_apart, sender_waits }: Settle,
+        Settle { started, sent_apart, sender_waits, handed_off }: Settle,
     ) {
         let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
-        if let (false, Some(handed_off)) = (value, self.handed_off.take()) {
+        if let (false, Some(handed_off)) = (value, handed_off) {
             handed_off.take_back();
         }
         let flush_bytes = self.flush_bytes();
@@ -880,7 +871,7 @@ impl Outputs {
 }
 
 /// What [`Outputs::settle`] needs to know of how an item ran besides its outcome.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Settle {
     /// When the item's group of tiny items (or the item) started.
     started: Instant,
@@ -888,6 +879,9 @@ struct Settle {
     sent_apart: bool,
     /// Its argument held something its sender keeps until it has the outcome.
     sender_waits: bool,
+    /// What its result handed off as it was encoded (handles, shared bytes): taken back if
+    /// the result is not sent (too large, or its encoding failed).
+    handed_off: Option<handoff::HandedOff>,
 }
 
 /// Where an item's result is encoded (see [`Outputs::run`]): the worker's buffer, and, for a
@@ -897,8 +891,8 @@ struct Settle {
 pub(crate) struct Scratch<'a> {
     buf: &'a mut Vec<u8>,
     apart: codec::Apart<'a>,
-    /// Where what the result handed off goes (see [`Outputs::settle`]).
-    handed_off: &'a mut Option<handoff::HandedOff>,
+    /// What the result handed off as it was encoded, if anything (see [`Settle`]).
+    handed_off: Option<handoff::HandedOff>,
 }
 
 impl Scratch<'_> {
@@ -909,10 +903,20 @@ impl Scratch<'_> {
     /// As `codec::encode_into`.
     #[inline]
     pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        if handoff::may_hold() {
+            return self.encode_noting(value);
+        }
+        codec::encode_apart(value, self.buf, &mut *self.apart)
+    }
+
+    /// [`Scratch::encode`] in a process that made or opened a handle or shared bytes: notes
+    /// what the result hands off, to take back if it is not sent.
+    #[inline(never)]
+    fn encode_noting<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
         let (encoded, handed_off) =
             handoff::undoable(|| codec::encode_apart(value, self.buf, &mut *self.apart));
         if !handed_off.is_empty() {
-            *self.handed_off = Some(handed_off);
+            self.handed_off = Some(handed_off);
         }
         encoded
     }
