@@ -10,6 +10,9 @@ use crate::error::TaskError;
 ///
 /// `Display` and `source` are those of the error inside, so printing a `TryError` prints the
 /// task's own message. [`TryError::Failed`] comes from a [`TaskError`] with `?` (`From`).
+/// It is a [`std::error::Error`] when `E` is one; a `String` is not, so with `String` errors
+/// turn it into text (`map_err(|e| e.to_string())`, as below) before `?` into a
+/// `Box<dyn Error>`.
 ///
 /// # Examples
 ///
