@@ -40,6 +40,7 @@ use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::LocalKey;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -152,13 +153,31 @@ thread_local! {
     static HOLDING: RefCell<Option<Vec<Held>>> = const { RefCell::new(None) };
 }
 
-/// Puts back what [`HOLDING`] was before [`holding`], even if the encoding panicked.
-struct Restore(Option<Option<Vec<Held>>>);
+/// What a thread records while a value is encoded ([`HOLDING`], [`HANDED_OFF`]): started
+/// empty, and put back as it was before when done, even if the encoding panicked (what was
+/// recorded is then dropped).
+struct Restore<T: 'static> {
+    record: &'static LocalKey<RefCell<Option<Vec<T>>>>,
+    outer: Option<Option<Vec<T>>>,
+}
 
-impl Drop for Restore {
+impl<T> Restore<T> {
+    /// Starts recording into `record`.
+    fn enter(record: &'static LocalKey<RefCell<Option<Vec<T>>>>) -> Self {
+        Restore { record, outer: Some(record.with(|r| r.replace(Some(Vec::new())))) }
+    }
+
+    /// Stops recording; returns what was recorded.
+    fn finish(mut self) -> Vec<T> {
+        let outer = self.outer.take().unwrap_or_default();
+        self.record.with(|r| r.replace(outer)).unwrap_or_default()
+    }
+}
+
+impl<T> Drop for Restore<T> {
     fn drop(&mut self) {
-        if let Some(outer) = self.0.take() {
-            let _ = HOLDING.try_with(|h| h.replace(outer));
+        if let Some(outer) = self.outer.take() {
+            let _ = self.record.try_with(|r| r.replace(outer));
         }
     }
 }
@@ -183,11 +202,9 @@ pub(crate) fn holding<R>(encode: impl FnOnce() -> R) -> (R, Vec<Held>) {
     if !may_hold() {
         return (encode(), Vec::new());
     }
-    let mut restore = Restore(Some(HOLDING.with(|h| h.replace(Some(Vec::new())))));
+    let recording = Restore::enter(&HOLDING);
     let outcome = encode();
-    let outer = restore.0.take().unwrap_or_default();
-    let held = HOLDING.with(|h| h.replace(outer)).unwrap_or_default();
-    (outcome, held)
+    (outcome, recording.finish())
 }
 
 /// For a handle being serialized: if a task argument is being encoded on this thread
@@ -209,11 +226,21 @@ thread_local! {
     static HANDED_OFF: RefCell<Option<Vec<TakeBack>>> = const { RefCell::new(None) };
 }
 
-/// Takes back one copy handed off for a value that nobody will receive.
-type TakeBack = Box<dyn FnOnce()>;
+/// Takes back one copy handed off, for a value that nobody will receive, when dropped:
+/// unless the value was sent ([`HandedOff::sent`]). So an encoding that panics takes back
+/// what it handed off too.
+struct TakeBack(Option<Box<dyn FnOnce()>>);
 
-/// The copies a value handed off as it was encoded ([`undoable`]), to take back if it is not
-/// sent after all.
+impl Drop for TakeBack {
+    fn drop(&mut self) {
+        if let Some(take_back) = self.0.take() {
+            take_back();
+        }
+    }
+}
+
+/// The copies a value handed off as it was encoded ([`undoable`]), taken back when dropped
+/// unless the value was [`sent`](HandedOff::sent).
 #[must_use]
 pub(crate) struct HandedOff(Vec<TakeBack>);
 
@@ -227,11 +254,13 @@ impl HandedOff {
     /// The value was not sent (a put that failed gives it back to its caller): its copies
     /// are no longer on their way, and stop counting as held by this process.
     pub(crate) fn take_back(self) {
-        self.0.into_iter().for_each(|take_back| take_back());
+        drop(self);
     }
 
     /// The value was sent: its receiver takes its copies back.
-    pub(crate) fn sent(self) {}
+    pub(crate) fn sent(mut self) {
+        self.0.iter_mut().for_each(|copy| drop(copy.0.take()));
+    }
 
     /// Whether the value handed off nothing.
     #[inline]
@@ -250,10 +279,9 @@ pub(crate) fn undoable<R>(encode: impl FnOnce() -> R) -> (R, HandedOff) {
     if !may_hold() {
         return (encode(), HandedOff(Vec::new()));
     }
-    let outer = HANDED_OFF.with(|h| h.replace(Some(Vec::new())));
+    let recording = Restore::enter(&HANDED_OFF);
     let outcome = encode();
-    let handed = HANDED_OFF.with(|h| h.replace(outer)).unwrap_or_default();
-    (outcome, HandedOff(handed))
+    (outcome, HandedOff(recording.finish()))
 }
 
 /// For a copy just handed off: if its value is encoded under [`undoable`], keeps how to take
@@ -261,7 +289,7 @@ pub(crate) fn undoable<R>(encode: impl FnOnce() -> R) -> (R, HandedOff) {
 pub(crate) fn on_take_back(take_back: impl FnOnce() + 'static) {
     HANDED_OFF.with(|h| {
         if let Some(handed) = &mut *h.borrow_mut() {
-            handed.push(Box::new(take_back));
+            handed.push(TakeBack(Some(Box::new(take_back))));
         }
     });
 }

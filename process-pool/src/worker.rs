@@ -602,6 +602,7 @@ impl Outputs {
         let sender_waits = handoff::take_sender_waits();
         let plain = matches!(outcome, Ok(Ok(())))
             && !sender_waits
+            && handed_off.is_none()
             && self.scratch.len() <= self.limit
             && self.pending.len() + self.scratch.len() < self.flush_bytes();
         if plain {
@@ -672,8 +673,8 @@ impl Outputs {
         Settle { started, sent_apart, sender_waits, handed_off }: Settle,
     ) {
         let value = matches!(outcome, Ok(Ok(()))) && self.scratch.len() <= self.limit;
-        if let (false, Some(handed_off)) = (value, handed_off) {
-            handed_off.take_back();
+        if let Some(handed_off) = handed_off {
+            if value { handed_off.sent() } else { handed_off.take_back() }
         }
         let flush_bytes = self.flush_bytes();
         let read = !value
@@ -880,7 +881,7 @@ struct Settle {
     /// Its argument held something its sender keeps until it has the outcome.
     sender_waits: bool,
     /// What its result handed off as it was encoded (handles, shared bytes): taken back if
-    /// the result is not sent (too large, or its encoding failed).
+    /// the result is not sent (too large, or its encoding failed or panicked).
     handed_off: Option<handoff::HandedOff>,
 }
 

@@ -582,3 +582,35 @@ fn a_handle_in_a_result_refused_as_too_large_stops_counting() {
         assert_eq!(consumer.get(), Err(GetError::Disconnected));
     });
 }
+
+/// Serializes by panicking.
+#[derive(Debug)]
+struct PanicsAsItIsEncoded;
+
+impl serde::Serialize for PanicsAsItIsEncoded {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("this value panics as it is encoded");
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PanicsAsItIsEncoded {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| PanicsAsItIsEncoded)
+    }
+}
+
+/// A put whose value panics as it is encoded, after a producer in it was encoded: the panic
+/// reaches the caller, and the producer, dropped as the panic unwinds, stops counting.
+#[test]
+fn a_handle_in_a_value_whose_encoding_panics_stops_counting() {
+    common::within("a getter after a put that panicked", || {
+        let inner = Queue::<u64>::new().unwrap();
+        let consumer = inner.consumer().unwrap();
+        let outer = Queue::<(Producer<u64>, PanicsAsItIsEncoded)>::new().unwrap();
+        let value = (inner.producer().unwrap(), PanicsAsItIsEncoded);
+        let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| outer.put(value)));
+        assert!(put.is_err(), "the encoding's panic reaches the caller");
+        drop((outer, inner));
+        assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    });
+}
