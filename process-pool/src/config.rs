@@ -100,9 +100,9 @@ impl ProcessConfig {
     ///
     /// A cap below 1 MiB is [`TaskError::InvalidConfig`] (the cap is in bytes: `512` is a
     /// mistake for `512 << 20`). Under a cap too small for the worker itself (below about
-    /// 8 MiB with the default ring size) workers die before they start any task: after `start_attempts` times three such
-    /// deaths in a row the pool fails what is queued with [`TaskError::WorkerStart`], saying
-    /// so, rather than start workers for ever.
+    /// 8 MiB with the default ring size) workers die before they start any task: after
+    /// `start_attempts` times three such deaths in a row the pool fails what is queued with
+    /// [`TaskError::WorkerStart`], saying so, rather than start workers for ever.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self

@@ -312,6 +312,13 @@ impl ProcessPool {
         self.submit_new(job, input, sink::value(), timeout)
     }
 
+    /// Marks the runs that share `abandoned` as unwanted, and drops their items that no
+    /// worker took yet (their caller left: a dropped `imap`, a `map` left by a panic).
+    fn abandon(&self, abandoned: &AtomicBool) {
+        abandoned.store(true, Ordering::Release);
+        self.shared.discard_unwanted();
+    }
+
     /// How large an argument its workers can take.
     fn argument_limit(&self) -> ArgumentLimit {
         let config = &self.shared.config;
@@ -724,8 +731,7 @@ struct AbandonOnUnwind<'p> {
 impl Drop for AbandonOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.abandoned.store(true, Ordering::Release);
-            self.pool.shared.discard_unwanted();
+            self.pool.abandon(&self.abandoned);
         }
     }
 }
@@ -929,8 +935,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
 impl<J: Job, I> Drop for Stream<'_, J, I> {
     fn drop(&mut self) {
         if self.order.out() > 0 {
-            self.abandoned.store(true, Ordering::Release);
-            self.pool.shared.discard_unwanted();
+            self.pool.abandon(&self.abandoned);
         }
     }
 }
