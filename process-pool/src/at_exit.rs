@@ -55,6 +55,6 @@ extern "C" fn kill_groups() {
     }
     let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
     for &pid in live.iter() {
-        sys::kill_unreaped_group(pid);
+        let _ = sys::kill_unreaped_group(pid);
     }
 }

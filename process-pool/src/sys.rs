@@ -601,12 +601,13 @@ pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
-/// Kills the process group that the unreaped child `pid` leads, with SIGKILL. Makes one
-/// system call, no allocation and takes no lock (it runs in an exit handler).
-pub(crate) fn kill_unreaped_group(pid: libc::pid_t) {
-    // SAFETY: kill has no memory effects; `-pid` names the group our unreaped child leads
-    // (its id cannot be reused while it is unreaped).
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+/// Kills the process group that the unreaped child `pid` leads, with SIGKILL; returns
+/// whether the group existed. Makes one system call, no allocation and takes no lock (it
+/// runs in an exit handler).
+pub(crate) fn kill_unreaped_group(pid: libc::pid_t) -> bool {
+    // SAFETY: kill has no memory effects; `-pid` names the group our child leads (its id
+    // cannot be reused while the child is unreaped, nor while its group has members).
+    unsafe { libc::kill(-pid, libc::SIGKILL) == 0 }
 }
 
 /// Has the C library call `handler` when the program exits normally (`exit`, or `main`
@@ -624,8 +625,7 @@ pub(crate) fn at_exit(handler: extern "C" fn()) {
 /// its group is empty: the process alone is then signalled through its pidfd, which never
 /// names another process.
 pub(crate) fn kill_group(child: &ChildProcess) {
-    // SAFETY: kill has no memory effects; `-pid` names the group our child leads.
-    if unsafe { libc::kill(-child.pid, libc::SIGKILL) } == 0 {
+    if kill_unreaped_group(child.pid) {
         return;
     }
     match &child.pidfd {
