@@ -121,14 +121,24 @@ impl UnitResult {
     /// Items are never failed for their neighbours' size: only an item whose result alone
     /// is larger than any message can carry is replaced by [`TaskError::TooLarge`], with its
     /// own size and the largest an item's result may be, so that it fails typed rather than
-    /// never arriving.
+    /// never arriving. An error too large for a message (a panic's message of megabytes) has
+    /// its text cut to fit ([`WireError::fit`]): it arrives, shortened.
     pub(crate) fn split(self, limit: usize) -> Vec<UnitResult> {
         if self.weight() <= limit {
             return vec![self];
         }
         let UnitResult { task, elapsed_ns, part, outcome } = self;
-        let UnitOutcome::Items { bytes, items } = outcome else {
-            return vec![UnitResult { task, elapsed_ns, part, outcome }];
+        let (bytes, items) = match outcome {
+            UnitOutcome::Items { bytes, items } => (bytes, items),
+            UnitOutcome::Failed(mut error) => {
+                error.fit(limit.saturating_sub(RESULT_OVERHEAD));
+                return vec![UnitResult {
+                    task,
+                    elapsed_ns,
+                    part,
+                    outcome: UnitOutcome::Failed(error),
+                }];
+            }
         };
         let largest = limit.saturating_sub(RESULT_OVERHEAD + ITEM_OVERHEAD);
         let start = part.unwrap_or(0);
@@ -160,7 +170,10 @@ impl UnitResult {
                         }
                     }
                 }
-                failed => (failed, None),
+                Item::Err(mut error) => {
+                    error.fit(largest);
+                    (Item::Err(error), None)
+                }
             };
             let added = ITEM_OVERHEAD
                 + match (&item, value) {
@@ -360,6 +373,49 @@ impl WireError {
         };
         // The variant's and fields' names, numbers, and the strings' lengths.
         96 + text
+    }
+
+    /// Cuts the error's texts (the longest first, keeping its start) until its weight is at
+    /// most `limit`, each with a note of how many bytes were cut: an error is what a task's
+    /// caller must get, whatever its size, and a message too large for the server would
+    /// never be stored, so the unit would be delivered again and again.
+    pub(crate) fn fit(&mut self, limit: usize) {
+        /// What a cut adds to its text at most: the note.
+        const NOTE: usize = 64;
+        while self.weight() > limit {
+            let excess = self.weight() - limit;
+            let Some(text) = self.longest_text() else { return };
+            if text.len() <= NOTE {
+                return;
+            }
+            let mut keep = text.len().saturating_sub(excess + NOTE);
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            let cut = text.len() - keep;
+            text.truncate(keep);
+            text.push_str(&format!(" [{cut} more bytes cut to fit one message]"));
+        }
+    }
+
+    /// The longest of the error's texts, if it has any.
+    fn longest_text(&mut self) -> Option<&mut String> {
+        match self {
+            WireError::Panicked { message, location, backtrace } => {
+                [Some(message), location.as_mut(), backtrace.as_mut()]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|text| text.len())
+            }
+            WireError::Serialization { message: s, .. }
+            | WireError::WorkerStart(s)
+            | WireError::Protocol(s)
+            | WireError::InvalidConfig(s)
+            | WireError::Unsupported(s)
+            | WireError::Io(s)
+            | WireError::Unreachable { reason: s, .. } => Some(s),
+            _ => None,
+        }
     }
 
     /// The travelling form of `e`.
@@ -582,6 +638,51 @@ mod tests {
             alone[0].outcome.items(1)[0],
             Err(TaskError::TooLarge { size: 2000, .. })
         ));
+    }
+
+    /// A panic whose message is `len` bytes of 'é' (two bytes each: cuts keep whole
+    /// characters) after "start".
+    fn huge_panic(len: usize) -> WireError {
+        WireError::Panicked {
+            message: format!("start{}", "é".repeat(len / 2)),
+            location: Some("src/task.rs:1:1".into()),
+            backtrace: None,
+        }
+    }
+
+    /// Asserts that `error` is the huge panic, cut to fit.
+    fn assert_cut(error: TaskError) {
+        let TaskError::Panicked(report) = error else { panic!("{error:?}") };
+        assert!(report.message.starts_with("startéé"), "its start is kept");
+        assert!(report.message.ends_with("bytes cut to fit one message]"), "{}", report.message);
+        assert_eq!(report.location.as_deref(), Some("src/task.rs:1:1"), "short texts are kept");
+    }
+
+    #[test]
+    fn an_error_too_large_for_a_message_arrives_with_its_text_cut_to_fit() {
+        let limit = 1000;
+        let outcome = UnitOutcome::Items {
+            bytes: vec![1, 2],
+            items: vec![Item::Ok(1), Item::Err(Box::new(huge_panic(5000))), Item::Ok(1)],
+        };
+        let result = UnitResult { task: 1, elapsed_ns: 5, part: None, outcome };
+        let parts = result.split(limit);
+        let mut outcomes = Vec::new();
+        for part in &parts {
+            assert!(part.weight() <= limit, "{} > {limit}", part.weight());
+            assert!(wire_size(part) <= part.weight(), "the weight covers the encoding");
+            outcomes.extend(part.outcome.items(part.outcome.carried().unwrap()));
+        }
+        assert_eq!(outcomes.len(), 3);
+        assert_eq!(outcomes[0].as_ref().unwrap(), &[1]);
+        assert_cut(outcomes[1].clone().unwrap_err());
+        assert_eq!(outcomes[2].as_ref().unwrap(), &[2]);
+
+        let failed = UnitResult::failed(2, huge_panic(5000)).split(limit);
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].weight() <= limit && wire_size(&failed[0]) <= limit);
+        let UnitOutcome::Failed(error) = &failed[0].outcome else { panic!("a failed unit") };
+        assert_cut(error.to_error());
     }
 
     /// The encoded size of a message of `result` alone.

@@ -96,3 +96,35 @@ fn arguments_that_each_fit_a_message_travel_together_in_a_chunk() {
         }
     }
 }
+
+/// Panics with a message of `len` bytes after "start".
+fn panic_at_length(len: usize) -> u8 {
+    panic!("start{}", "x".repeat(len))
+}
+
+#[test]
+fn an_error_larger_than_a_message_arrives_cut_to_fit() {
+    // The smallest message limit a pool accepts: a worker's panic message (cut at 64 KiB by
+    // the process backend) with its location does not fit one message alone.
+    let Some(server) = PlainServer::configured("message_limit_error", "max_payload: 65536\n")
+    else {
+        return;
+    };
+    let _agent = common::agent(&server.url(), 2, &[]);
+    let config = ClusterConfig::new(server.url()).config(Config::new().chunk_size(3));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let outcomes = pool.map_results(panic_at_length, [10, 1 << 20, 10]);
+    assert_eq!(outcomes.len(), 3);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let Err(TaskError::Panicked(report)) = outcome else { panic!("item {i}: {outcome:?}") };
+        if i == 1 {
+            assert!(report.message.starts_with("startxxx"), "its start is kept");
+            let end = &report.message[report.message.len().saturating_sub(80)..];
+            assert!(report.message.ends_with("bytes cut to fit one message]"), "ends {end:?}");
+            assert!(report.message.len() < 64 << 10, "{} bytes", report.message.len());
+        } else {
+            assert_eq!(report.message, format!("start{}", "x".repeat(10)));
+        }
+    }
+}

@@ -59,14 +59,31 @@ impl PlainServer {
     /// As [`PlainServer::start`], on `port`: for a client that was told that port before
     /// the server existed.
     pub fn start_on(test: &str, port: u16, jetstream: bool) -> Option<PlainServer> {
+        PlainServer::launch(test, port, jetstream, None)
+    }
+
+    /// As [`PlainServer::start`] with JetStream, the server's configuration file holding
+    /// `config` (such as `max_payload: 65536`).
+    pub fn configured(test: &str, config: &str) -> Option<PlainServer> {
+        PlainServer::launch(test, free_port(), true, Some(config))
+    }
+
+    fn launch(test: &str, port: u16, jetstream: bool, config: Option<&str>) -> Option<PlainServer> {
         let binary = server_or_skip(test)?;
         let store = std::env::temp_dir()
             .join(format!("taskpool-test-{test}-{}-{port}", std::process::id()));
         let mut command = Command::new(binary);
         command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", test]);
-        if jetstream {
+        if jetstream || config.is_some() {
             std::fs::create_dir_all(&store).expect("a store directory");
+        }
+        if jetstream {
             command.arg("-js").arg("-sd").arg(&store);
+        }
+        if let Some(config) = config {
+            let file = store.join("server.conf");
+            std::fs::write(&file, config).expect("the server's configuration is written");
+            command.arg("-c").arg(file);
         }
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("nats-server starts");
