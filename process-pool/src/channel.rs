@@ -154,6 +154,10 @@ pub(crate) struct Shared {
     max_messages: u64,
     /// This process's slot in the peer table, once it has one.
     slot: Mutex<Option<usize>>,
+    /// Processes this one started that it handed handles off to, counted in their own slots
+    /// ([`Shared::count_for`]): while one of them has not received them, this process keeps
+    /// the memory open for it.
+    children: Mutex<Vec<u32>>,
     /// When a poll that finds the channel full or empty may next ask the kernel whether the
     /// peers live: at most once per [`WATCH`], so that a polling loop costs no system call
     /// per poll.
@@ -206,7 +210,18 @@ impl Shared {
         words[0].store(MAGIC, Release);
         let (fd, capacity) = (HeldFd::new(fd)?, len - DATA_AT);
         let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
-        Ok(Shared { memory, fd, origins: Vec::new(), id, capacity, max_messages, slot, next_look })
+        let children = Mutex::new(Vec::new());
+        Ok(Shared {
+            memory,
+            fd,
+            origins: Vec::new(),
+            id,
+            capacity,
+            max_messages,
+            slot,
+            children,
+            next_look,
+        })
     }
 
     /// The channel `id` in `memory` (mapped from `fd`, found at `origins`), if it is that
@@ -229,7 +244,8 @@ impl Shared {
         let capacity = memory.len() - DATA_AT;
         let fd = HeldFd::new(fd).ok()?;
         let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
-        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot, next_look })
+        let children = Mutex::new(Vec::new());
+        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot, children, next_look })
     }
 
     pub(crate) fn id(&self) -> [u64; 2] {
@@ -520,7 +536,7 @@ impl Shared {
     }
 
     /// This process's slot (under the lock), claimed if it has none.
-    fn own_slot(&self, _guard: &Guard<'_>) -> Option<usize> {
+    fn own_slot(&self, guard: &Guard<'_>) -> Option<usize> {
         let me = my_pid();
         let mut cached = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = *cached {
@@ -528,8 +544,16 @@ impl Shared {
                 return Some(i);
             }
         }
+        let i = self.slot_of(me, guard)?;
+        *cached = Some(i);
+        Some(i)
+    }
+
+    /// The slot of process `pid` (under the lock), claimed if it has none: a free one, or
+    /// one of a process that ended.
+    fn slot_of(&self, pid: u32, _guard: &Guard<'_>) -> Option<usize> {
         let pids: Vec<u32> = (0..MAX_PEERS).map(|i| self.peer(i)[0].load(Relaxed)).collect();
-        let found = pids.iter().position(|&p| p == me);
+        let found = pids.iter().position(|&p| p == pid);
         let free = || pids.iter().position(|&p| p == 0);
         let i = found.or_else(free).or_else(|| pids.iter().position(|&p| is_gone(p)))?;
         let words = self.peer(i);
@@ -537,9 +561,8 @@ impl Shared {
             for word in &words[1..] {
                 word.store(0, Relaxed);
             }
-            words[0].store(me, Release);
+            words[0].store(pid, Release);
         }
-        *cached = Some(i);
         Some(i)
     }
 
@@ -548,6 +571,30 @@ impl Shared {
     pub(crate) fn count(&self, roles: Roles, delta: i32, handed_off: bool) -> Result<bool, Broken> {
         let guard = self.lock()?;
         let Some(i) = self.own_slot(&guard) else { return Ok(false) };
+        self.add(i, roles, delta, handed_off);
+        Ok(true)
+    }
+
+    /// Counts one handle with `roles` handed off to `child`, a process this one started, in
+    /// the child's own slot rather than in this process's: the child takes the count back as
+    /// it receives the handle ([`Shared::received`] with its own pid), and should it die
+    /// before, its slot is freed as any dead process's is. So a child killed before it read
+    /// its argument does not leave the handle counted for ever. Returns `false` if the peer
+    /// table is full.
+    pub(crate) fn count_for(&self, child: u32, roles: Roles) -> Result<bool, Broken> {
+        let guard = self.lock()?;
+        let Some(i) = self.slot_of(child, &guard) else { return Ok(false) };
+        self.add(i, roles, 1, true);
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if !children.contains(&child) {
+            children.push(child);
+        }
+        Ok(true)
+    }
+
+    /// Adds `delta` to the counts of slot `i` (under the lock) for `roles`: of handles held,
+    /// or handed off if `handed_off`.
+    fn add(&self, i: usize, roles: Roles, delta: i32, handed_off: bool) {
         let words = self.peer(i);
         let first = if handed_off { 3 } else { 1 };
         for (word, on) in [(words[first], roles.put), (words[first + 1], roles.get)] {
@@ -556,7 +603,6 @@ impl Shared {
             }
         }
         self.publish_peers();
-        Ok(true)
     }
 
     /// A handle handed off by process `from` arrived here: no longer counted as on its way.
@@ -574,15 +620,24 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether this process has handed off handles not yet received.
+    /// Whether this process has handed off handles not yet received: counted in its own
+    /// slot, or in the slot of a child it started that lives and has not received them.
     pub(crate) fn handing_off(&self) -> bool {
         let Ok(_guard) = self.lock() else { return false };
         let slot = *self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        slot.is_some_and(|i| {
+        let pending =
+            |words: [&AtomicU32; 5]| words[3].load(Relaxed) != 0 || words[4].load(Relaxed) != 0;
+        let own = slot.is_some_and(|i| {
             let words = self.peer(i);
-            words[0].load(Relaxed) == my_pid()
-                && (words[3].load(Relaxed) != 0 || words[4].load(Relaxed) != 0)
-        })
+            words[0].load(Relaxed) == my_pid() && pending(words)
+        });
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.retain(|&child| {
+            (0..MAX_PEERS)
+                .map(|i| self.peer(i))
+                .any(|words| words[0].load(Relaxed) == child && pending(words) && !is_gone(child))
+        });
+        own || !children.is_empty()
     }
 
     /// Whether some process holds a handle with `role` (one set). Without `deep`, as the

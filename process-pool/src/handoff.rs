@@ -17,7 +17,8 @@
 //! last handle meanwhile keeps the memory open for the receiver (until the next handle of
 //! any channel is made, opened or dropped in it with nothing on its way). A handle serialized
 //! but never received counts as held by its sender until that process exits (but in a pool
-//! task's argument, below).
+//! task's argument, below, and in a one-off's: that is counted in the child's own slot,
+//! [`handed_to`], which the child's death frees).
 //!
 //! A pool task's argument is the exception ([`holding`]): what it holds is not counted as
 //! handed off but kept, as a copy of its own, with the task's input in this process until
@@ -32,7 +33,7 @@
 //! of a channel was closed names, when it hands the channel on, the processes it got the
 //! channel from instead of itself.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::OpenOptions;
@@ -294,6 +295,30 @@ pub(crate) fn on_take_back(take_back: impl FnOnce() + 'static) {
     });
 }
 
+thread_local! {
+    /// The child process that the value being encoded on this thread is for, while
+    /// [`handed_to`] runs.
+    static HANDED_TO: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Runs `encode` (of the argument of a one-off process, `child`, started and not yet sent
+/// its argument) so that the handles it hands off are counted in the child's slot of their
+/// channels rather than in this process's: the child takes them back as it receives them,
+/// and if it dies before (killed before it read its argument), its slot goes with it. In
+/// this process's slot they would count until this process exits: a consumer of the child's
+/// queue would never see it disconnect.
+pub(crate) fn handed_to<R>(child: u32, encode: impl FnOnce() -> R) -> R {
+    /// Puts back what the thread encoded for before, even if `encode` panics.
+    struct Reset(Option<u32>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HANDED_TO.set(self.0);
+        }
+    }
+    let _reset = Reset(HANDED_TO.replace(Some(child)));
+    encode()
+}
+
 /// Set when this process opens something that its sender keeps with a task's argument
 /// ([`holding`]): the sender lets go only once it has the task's outcome.
 static SENDER_WAITS: AtomicBool = AtomicBool::new(false);
@@ -513,10 +538,17 @@ impl Serialize for Handle {
         if holders.is_empty() {
             return Err(S::Error::custom(closed()));
         }
+        // Counted in this process's slot, or in the child's that it is for.
+        let from = HANDED_TO.get().unwrap_or_else(my_pid);
         let ticket = if held_by_argument(|| Box::new(self.clone_same())) {
             None
         } else {
-            match shared.count(self.roles, 1, true) {
+            let counted = if from == my_pid() {
+                shared.count(self.roles, 1, true)
+            } else {
+                shared.count_for(from, self.roles)
+            };
+            match counted {
                 Ok(true) => {}
                 Ok(false) => return Err(S::Error::custom(table_full())),
                 Err(_) => return Err(S::Error::custom(broken())),
@@ -525,7 +557,7 @@ impl Serialize for Handle {
             let (shared, roles) = (shared.clone(), self.roles);
             on_take_back(move || {
                 // As its receiver would: this process handed it off, and takes it back.
-                let _ = shared.received(my_pid(), roles);
+                let _ = shared.received(from, roles);
                 drop(shared);
                 CHANNELS.sweep();
             });
@@ -535,7 +567,7 @@ impl Serialize for Handle {
             id: shared.id(),
             len: shared.len() as u64,
             roles: self.roles.bits(),
-            from: my_pid(),
+            from,
             ticket,
             holders,
         }

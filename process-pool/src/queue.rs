@@ -156,10 +156,9 @@ typed_handle!(
     /// effect at once. One that died without dropping them (killed) still counts until a
     /// getter or putter has to wait, or polls an empty or full queue: that one asks the
     /// kernel, and sees the death within about 20 ms. Until then a put that finds room
-    /// succeeds, and the value is never read. One exception: a handle in the argument of a
-    /// one-off process that dies or is killed before it has read its argument (its first
-    /// milliseconds) counts for the process that spawned it until that process exits (a pool
-    /// task's argument has no such window). A process killed while it held the queue's
+    /// succeeds, and the value is never read. A handle in the argument of a one-off process
+    /// ([`spawn`](crate::spawn)) counts as the child's from the start, so a child killed
+    /// before it read its argument takes it with it. A process killed while it held the queue's
     /// lock costs the others a wait of a few milliseconds, never the queue: nothing it
     /// half-wrote is ever read.
     ///

@@ -78,8 +78,10 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let Launched { child, region, request, result } = launch::launch(&init, false)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     // Sent as handed off (the child takes back what it receives), so encoded again if the
-    // first encoding held anything back.
-    let encoded = if held.is_empty() { checked } else { encode()? };
+    // first encoding held anything back; the handles counted as the child's, so that they
+    // stop counting if it dies before it reads them.
+    let child_pid = child.pid.unsigned_abs();
+    let encoded = if held.is_empty() { checked } else { handoff::handed_to(child_pid, encode)? };
     drop(held);
     let mut batch = Vec::new();
     let mut framed = Vec::with_capacity(encoded.len() + 4);

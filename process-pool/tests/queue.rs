@@ -614,3 +614,46 @@ fn a_handle_in_a_value_whose_encoding_panics_stops_counting() {
         assert_eq!(consumer.get(), Err(GetError::Disconnected));
     });
 }
+
+/// Decodes by waiting for ever: what follows it in an argument is never read.
+struct NeverDecoded;
+
+impl serde::Serialize for NeverDecoded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NeverDecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+fn never_runs(_: (NeverDecoded, Producer<u64>)) {}
+
+/// The producer in a one-off's argument counts as the child's: once the child has read it,
+/// for as long as the child holds it (its consumer gets `Disconnected` when the child ends,
+/// before anyone joins it); and if the child is killed before it read its argument, not at
+/// all (before, it counted for the spawner until the spawner exited).
+#[test]
+fn a_producer_sent_to_a_one_off_counts_as_the_childs_even_if_it_never_reads_it() {
+    common::within("getters of producers sent to one-offs", || {
+        let queue = Queue::<u64>::new().unwrap();
+        let consumer = queue.consumer().unwrap();
+        let child = spawn(produce, (queue.producer().unwrap(), 0, 100)).unwrap();
+        drop(queue);
+        assert_eq!(consume(consumer), (0..100).sum::<u64>(), "disconnected once it ended");
+        assert_eq!(child.join().unwrap(), 100);
+
+        let queue = Queue::<u64>::new().unwrap();
+        let consumer = queue.consumer().unwrap();
+        let mut child = spawn(never_runs, (NeverDecoded, queue.producer().unwrap())).unwrap();
+        drop(queue);
+        child.kill().unwrap();
+        assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        assert_eq!(consumer.get(), Err(GetError::Disconnected));
+    });
+}
