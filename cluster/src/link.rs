@@ -16,13 +16,15 @@
 use std::fmt;
 use std::future::Future;
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
 use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
 use async_nats::jetstream::{self, consumer, stream};
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectOptions, Event};
 use taskpool_core::TaskError;
 
 use crate::config::Server;
@@ -120,7 +122,16 @@ pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(15);
 /// [`TaskError::InvalidConfig`] for a url that is not a NATS url or a credentials file that
 /// cannot be read; [`TaskError::Unreachable`] if the attempt fails, with the url and why.
 pub(crate) async fn connect(server: &Server, name: &str) -> Result<Client, TaskError> {
-    let mut options = ConnectOptions::new()
+    connect_with(server, name, ConnectOptions::new()).await
+}
+
+/// As [`connect`], with `options` to start from.
+async fn connect_with(
+    server: &Server,
+    name: &str,
+    options: ConnectOptions,
+) -> Result<Client, TaskError> {
+    let mut options = options
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
@@ -159,7 +170,7 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
     let mut reported: Option<Instant> = None;
     let mut attempt = 1;
     loop {
-        match connect(server, name).await {
+        match connect_with(server, name, reporting(server, name)).await {
             Ok(client) => {
                 if reported.is_some() {
                     let waited = started.elapsed().as_secs();
@@ -179,6 +190,32 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
         attempt += 1;
         tokio::time::sleep(reconnect_delay(attempt)).await;
     }
+}
+
+/// Options that say on standard error, as `name`, when the connection to `server` is lost
+/// and when it is back (once each), and when the server is about to shut down: an agent is a
+/// long-running service whose client reconnects by itself, and its operator would otherwise
+/// see nothing while it serves no one.
+fn reporting(server: &Server, name: &str) -> ConnectOptions {
+    let (name, url) = (name.to_string(), server.url.clone());
+    let lost = Arc::new(AtomicBool::new(false));
+    ConnectOptions::new().event_callback(move |event| {
+        let (name, url, lost) = (name.clone(), url.clone(), lost.clone());
+        async move {
+            match event {
+                Event::Disconnected if !lost.swap(true, Ordering::Relaxed) => {
+                    eprintln!("{name}: lost the server at {url}; reconnecting");
+                }
+                Event::Connected if lost.swap(false, Ordering::Relaxed) => {
+                    eprintln!("{name}: reconnected to {url}");
+                }
+                Event::LameDuckMode => {
+                    eprintln!("{name}: the server at {url} is shutting down (lame duck mode)");
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 /// How long the server has to answer, on the pool's connection or on a new one, before it

@@ -1,6 +1,7 @@
 //! An agent whose server cannot be reached (not started yet, or a mistyped url) says so on
 //! standard error, with the url and the reason, without a flood while it retries; once the
-//! server is there it says it connected, once, and serves.
+//! server is there it says it connected, once, and serves; a server lost while it serves,
+//! and back, it says once each.
 
 mod common;
 
@@ -61,7 +62,7 @@ fn an_agent_without_a_server_says_why_until_one_comes() {
     assert!(first.contains("Connection refused"), "the OS reason: {first}");
     assert!(matches!(child.try_wait(), Ok(None)), "the agent waits for its server");
 
-    if let Some(_server) = PlainServer::start_on("agent_without_server", port, true) {
+    if let Some(server) = PlainServer::start_on("agent_without_server", port, true) {
         let mut unreachable_after = 0;
         let connected = next_line(&lines, "that it connected", |line| {
             unreachable_after += usize::from(says_unreachable(line));
@@ -77,6 +78,14 @@ fn an_agent_without_a_server_says_why_until_one_comes() {
         // (the reminder comes every 15 s; not waited for here).
         assert!(unreachable_after <= 1, "at most an attempt made as the server started");
         assert_eq!(connected_again, 0, "it says once that it connected");
+
+        // A server lost while it serves, and back: said once each.
+        drop(server);
+        let lost = next_line(&lines, "that it lost the server", |line| line.contains("lost"));
+        assert!(lost.contains(&url), "{lost}");
+        let _server = PlainServer::start_on("agent_without_server", port, true);
+        let back = next_line(&lines, "that it reconnected", |line| line.contains("reconnected"));
+        assert!(back.contains(&url), "{back}");
     }
     let _ = child.kill();
     let _ = child.wait();
