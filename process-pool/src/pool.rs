@@ -415,7 +415,10 @@ pub struct PoolStats {
     /// the start checks failed, or the worker died or hung before it was ready. After
     /// [`Config::start_attempts`] of them in a row, waiting tasks fail with
     /// [`TaskError::WorkerStart`] and new ones are refused until a worker starts again; the
-    /// pool keeps trying, further apart each time (up to a second).
+    /// pool keeps trying, further apart each time (up to a second). A worker that was ready
+    /// and then died of itself before it started any task (a memory limit too small for the
+    /// worker itself) is not counted here, though three times `start_attempts` of them in a
+    /// row fail the waiting tasks with [`TaskError::WorkerStart`] too.
     pub failed_starts: u64,
     /// Workers killed with SIGKILL before they were ready: most likely from outside, so not
     /// counted as failed starts.
