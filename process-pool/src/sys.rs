@@ -1339,6 +1339,28 @@ pub(crate) fn close_from(first: RawFd) {
     unsafe { libc::close_range(first, libc::c_uint::MAX, 0) };
 }
 
+/// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as the Rust runtime
+/// does before `main` (which a worker never reaches): otherwise the next file, pipe or
+/// shared memory the process opens takes that number, and prints land in it.
+pub(crate) fn open_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads a descriptor's flags; a closed one makes it fail.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // SAFETY: opens /dev/null (a NUL-terminated path); the new descriptor is ours.
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if null >= 0 && null != fd {
+            // SAFETY: `null` is the descriptor just opened; dup2 puts a copy on `fd`, which
+            // is closed, and the original is closed after.
+            unsafe {
+                libc::dup2(null, fd);
+                libc::close(null);
+            }
+        }
+    }
+}
+
 /// Ignores SIGPIPE, as a Rust `main` does, so a write to a closed pipe returns an error.
 pub(crate) fn ignore_sigpipe() {
     // SAFETY: setting a signal to SIG_IGN installs no handler code.

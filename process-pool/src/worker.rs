@@ -63,6 +63,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let result = sys::fixed_fd(RESULT_FD);
     let region = Region::adopt(SHARED_FD);
     sys::close_from(RESULT_FD + 1);
+    sys::open_standard_fds();
     // Programs a task starts must not hold the pipes: the parent watches this process, and
     // the pipes' ends must be this process's alone.
     sys::set_cloexec(REQUEST_FD);
