@@ -3,7 +3,9 @@
 //! Every worker of the process is spawned from one long-lived launcher thread. A worker asks
 //! the kernel to kill it when the thread that spawned it ends (`PR_SET_PDEATHSIG` follows the
 //! spawning *thread*), so spawning from a thread that lives as long as the process means
-//! workers die with the process and never with some short-lived caller thread.
+//! workers die with the process and never with some short-lived caller thread. What else a
+//! process inherits from the thread that spawns it, the launcher takes from the thread that
+//! asks before each spawn: the CPUs it may run on.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -130,7 +132,13 @@ fn on_launcher(
     };
     drop(launcher);
     let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    // A process inherits the CPUs its spawning thread may use: those of the thread that asks,
+    // not those of whichever thread happened to start the launcher.
+    let cpus = sys::thread_cpus();
     let job: Job = Box::new(move || {
+        if let Some(cpus) = &cpus {
+            sys::set_thread_cpus(cpus);
+        }
         let _ = reply_tx.send(spawn());
     });
     if let Err(mpsc::SendError(job)) = jobs.send(job) {

@@ -1339,6 +1339,23 @@ pub(crate) fn close_from(first: RawFd) {
     unsafe { libc::close_range(first, libc::c_uint::MAX, 0) };
 }
 
+/// The CPUs the calling thread may run on (`None` if the kernel does not say, as on a machine
+/// of more than 1024 CPUs).
+pub(crate) fn thread_cpus() -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is a plain bit set, valid zeroed.
+    let mut cpus: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpus` is valid for writes of its size; pid 0 is the calling thread.
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&cpus), &mut cpus) };
+    (ret == 0).then_some(cpus)
+}
+
+/// Lets the calling thread run on `cpus`, as far as the kernel allows (best effort: a thread
+/// may widen its own set to any CPU of its process's cpuset).
+pub(crate) fn set_thread_cpus(cpus: &libc::cpu_set_t) {
+    // SAFETY: `cpus` is valid for reads of its size; pid 0 is the calling thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(cpus), cpus) };
+}
+
 /// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as the Rust runtime
 /// does before `main` (which a worker never reaches): otherwise the next file, pipe or
 /// shared memory the process opens takes that number, and prints land in it.
