@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
 use crate::entry::{self, MARKER};
@@ -19,7 +19,7 @@ use crate::protocol::{Init, RINGS};
 use crate::region::{self, Region};
 use crate::scheduler::StartFailure;
 use crate::ship::ImageId;
-use crate::sys::{self, ChildProcess};
+use crate::sys::{self, ChildProcess, Placement};
 
 /// Kernel buffer asked for each pipe, so bursts and large values need fewer wake-ups.
 const PIPE_BYTES: usize = 1 << 20;
@@ -50,6 +50,7 @@ pub(crate) fn launch_with(
     ring_bytes: Option<usize>,
 ) -> Result<Launched, StartFailure> {
     entry::ensure_linked();
+    check_executable()?;
     let os = |e: std::io::Error| StartFailure::Os(e.to_string());
     let image = ImageId::current().ok_or_else(|| {
         StartFailure::Os("cannot identify the running executable (/proc/self/exe)".into())
@@ -96,6 +97,27 @@ pub(crate) fn launch_with(
     // The pipe is empty and larger than an init frame, so this write does not block.
     sys::write_all_to_child(request_w.as_fd(), &frame).map_err(os)?;
     Ok(Launched { child, region, request: request_w, result: result_r })
+}
+
+/// Refuses to start workers where `/proc/self/exe`, started again, would not run this code:
+/// in a shared library the program loaded, starting it would run the host program's `main`.
+fn check_executable() -> Result<(), StartFailure> {
+    static PLACEMENT: OnceLock<Placement> = OnceLock::new();
+    let here = check_executable as fn() -> Result<(), StartFailure> as usize;
+    match *PLACEMENT.get_or_init(|| sys::placement_of(here)) {
+        Placement::Executable => Ok(()),
+        Placement::SharedLibrary => Err(StartFailure::Os(
+            "taskpool-process was loaded from a shared library (a plugin or an extension \
+             module), and workers are the program's executable started again, which would \
+             run the host program instead: link taskpool-process into the executable"
+                .into(),
+        )),
+        Placement::Loader => Err(StartFailure::Os(
+            "the program was started through its dynamic loader, which is what \
+             /proc/self/exe names: run the program itself"
+                .into(),
+        )),
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -109,6 +109,11 @@
 //! worker carries the frames instead. The worker protocol, its lifecycle, the transport, the
 //! codec and the failure paths are described in this crate's `README.md`.
 //!
+//! Workers start from the program's executable, so this crate must be linked into it: from a
+//! shared library (a plugin, a Python extension module), or in a program started through its
+//! dynamic loader (`ld.so program`), pools and one-offs fail with [`TaskError::WorkerStart`]
+//! saying so, and start no process.
+//!
 //! Linux only.
 #![deny(unsafe_code)]
 

@@ -1339,6 +1339,83 @@ pub(crate) fn close_from(first: RawFd) {
     unsafe { libc::close_range(first, libc::c_uint::MAX, 0) };
 }
 
+/// Where a process started from `/proc/self/exe` would find code of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// In the program's executable: starting it again starts this code.
+    Executable,
+    /// In a shared library the program loaded (a plugin, a Python extension): starting the
+    /// executable again runs the host program's `main`.
+    SharedLibrary,
+    /// The program was started through its dynamic loader (`ld.so program`), which is what
+    /// `/proc/self/exe` names: started again, the loader runs no program.
+    Loader,
+}
+
+/// What the first object `dl_iterate_phdr` reports (the program itself) says of `address`.
+struct MainObject {
+    address: usize,
+    holds_address: bool,
+    has_interpreter: bool,
+}
+
+/// `dl_iterate_phdr`'s callback: looks at the first object only (the program), then stops.
+unsafe extern "C" fn look_at_program(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` points
+    // to `dlpi_phnum` program headers; `data` is the `MainObject` that `placement_of` passed.
+    unsafe {
+        let info = &*info;
+        let main = &mut *data.cast::<MainObject>();
+        let headers = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
+        };
+        let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
+        for header in headers {
+            let start = base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0));
+            let len = usize::try_from(header.p_memsz).unwrap_or(0);
+            if header.p_type == libc::PT_LOAD
+                && (start..start.saturating_add(len)).contains(&main.address)
+            {
+                main.holds_address = true;
+            }
+            if header.p_type == libc::PT_INTERP {
+                main.has_interpreter = true;
+            }
+        }
+    }
+    1
+}
+
+/// Whether the code at `address` (a function of this crate) is in the program's executable,
+/// and whether `/proc/self/exe` names that executable.
+pub(crate) fn placement_of(address: usize) -> Placement {
+    let mut main = MainObject { address, holds_address: false, has_interpreter: false };
+    // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and writes `main`,
+    // which outlives the call.
+    let seen =
+        unsafe { libc::dl_iterate_phdr(Some(look_at_program), ptr::addr_of_mut!(main).cast()) };
+    if seen == 0 {
+        // Nothing reported (a static program without the interface): nothing to tell.
+        return Placement::Executable;
+    }
+    if !main.holds_address {
+        return Placement::SharedLibrary;
+    }
+    // The kernel names the interpreter it loaded in AT_BASE; a program that asks for one and
+    // has none was loaded by it as a plain argument.
+    // SAFETY: getauxval only reads the auxiliary vector.
+    if main.has_interpreter && unsafe { libc::getauxval(libc::AT_BASE) } == 0 {
+        return Placement::Loader;
+    }
+    Placement::Executable
+}
+
 /// The CPUs the calling thread may run on (`None` if the kernel does not say, as on a machine
 /// of more than 1024 CPUs).
 pub(crate) fn thread_cpus() -> Option<libc::cpu_set_t> {
