@@ -72,11 +72,14 @@ pub(crate) fn launch_with(
     env.extend(CString::new(format!("{MARKER}={}", entry::marker_value(image))));
     let name = CString::new(init.name.replace('\0', "")).unwrap_or_default();
 
-    // Shared memory where the kernel has it; the pipes alone otherwise.
+    // Shared memory where the kernel has it and the file-size limit allows it; the pipes
+    // alone otherwise.
     let (region, region_fd) = match ring_bytes.filter(|_| sys::has_memfd()) {
         Some(bytes) => match Region::with_ring_bytes(bytes) {
             Ok((region, fd)) => (Some(region), Some(fd)),
-            Err(_) if !sys::has_memfd() => (None, None),
+            Err(e) if !sys::has_memfd() || e.kind() == std::io::ErrorKind::FileTooLarge => {
+                (None, None)
+            }
             Err(e) => return Err(os(e)),
         },
         None => (None, None),

@@ -404,7 +404,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     ///
     /// The kernel refused the shared memory: [`ErrorKind::Unsupported`](std::io::ErrorKind)
-    /// where it has no `memfd` (whatever carries the pool's own messages).
+    /// where it has no `memfd` (whatever carries the pool's own messages), and
+    /// [`ErrorKind::FileTooLarge`](std::io::ErrorKind) past the process's file-size limit
+    /// (`RLIMIT_FSIZE`, which counts shared memory as a file).
     ///
     /// # Examples
     ///

@@ -199,7 +199,9 @@ impl SharedBytes {
     /// # Errors
     ///
     /// The kernel refused the memory: [`ErrorKind::Unsupported`](std::io::ErrorKind) where
-    /// it has no `memfd` (whatever carries the pool's own messages).
+    /// it has no `memfd` (whatever carries the pool's own messages), and
+    /// [`ErrorKind::FileTooLarge`](std::io::ErrorKind) past the process's file-size limit
+    /// (`RLIMIT_FSIZE`, which counts shared memory as a file).
     ///
     /// # Examples
     ///
@@ -236,7 +238,9 @@ impl SharedBytes {
     /// # Errors
     ///
     /// The kernel refused the memory: [`ErrorKind::Unsupported`](std::io::ErrorKind) where
-    /// it has no `memfd` (whatever carries the pool's own messages).
+    /// it has no `memfd` (whatever carries the pool's own messages), and
+    /// [`ErrorKind::FileTooLarge`](std::io::ErrorKind) past the process's file-size limit
+    /// (`RLIMIT_FSIZE`, which counts shared memory as a file).
     ///
     /// # Examples
     ///

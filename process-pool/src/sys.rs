@@ -772,9 +772,33 @@ fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     // SAFETY: `fd` was just created and is owned by this call.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let bytes = libc::off_t::try_from(len).map_err(io::Error::other)?;
+    check_file_size_limit(len)?;
     // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) })?;
     Ok(fd)
+}
+
+/// Refuses a file of `len` bytes past this process's file-size limit (`RLIMIT_FSIZE`), as
+/// `ftruncate` would, but without the SIGXFSZ that `ftruncate` raises there, whose default
+/// action ends the program.
+fn check_file_size_limit(len: usize) -> io::Result<()> {
+    // SAFETY: rlimit is a plain struct that getrlimit fills.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) })?;
+    if limit.rlim_cur == libc::RLIM_INFINITY
+        || u64::try_from(len).is_ok_and(|len| len <= limit.rlim_cur)
+    {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!(
+            "{len} bytes of shared memory exceed this process's file-size limit \
+             (RLIMIT_FSIZE) of {} bytes",
+            limit.rlim_cur
+        ),
+    ))
 }
 
 /// One `mmap` of a file shared with other processes, unmapped when dropped: what
