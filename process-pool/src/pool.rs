@@ -148,7 +148,8 @@ impl ProcessPool {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     shared.lock().supervisors -= 1;
-                    let _ = tx.send(Err(TaskError::WorkerStart { reason: e.to_string() }));
+                    let reason = format!("cannot start a supervisor thread: {e}");
+                    let _ = tx.send(Err(TaskError::WorkerStart { reason }));
                 }
             }
         }
