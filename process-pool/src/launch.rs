@@ -103,8 +103,17 @@ pub(crate) fn launch_with(
 }
 
 /// Refuses to start workers where `/proc/self/exe`, started again, would not run this code:
-/// in a shared library the program loaded, starting it would run the host program's `main`.
+/// in a shared library the program loaded, starting it would run the host program's `main`,
+/// and so would a set-user-ID program, whose workers ignore the marker (anyone could set it).
 fn check_executable() -> Result<(), StartFailure> {
+    if sys::is_secure_execution() {
+        return Err(StartFailure::Os(
+            "the program runs set-user-ID (or set-group-ID, or with file capabilities), and \
+             its workers would not trust the marker that makes them workers: they would run \
+             the program's main again"
+                .into(),
+        ));
+    }
     static PLACEMENT: OnceLock<Placement> = OnceLock::new();
     let here = check_executable as fn() -> Result<(), StartFailure> as usize;
     match *PLACEMENT.get_or_init(|| sys::placement_of(here)) {

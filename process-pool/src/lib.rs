@@ -110,8 +110,9 @@
 //! codec and the failure paths are described in this crate's `README.md`.
 //!
 //! Workers start from the program's executable, so this crate must be linked into it: from a
-//! shared library (a plugin, a Python extension module), or in a program started through its
-//! dynamic loader (`ld.so program`), pools and one-offs fail with [`TaskError::WorkerStart`]
+//! shared library (a plugin, a Python extension module), in a program started through its
+//! dynamic loader (`ld.so program`), or in one that runs set-user-ID (whose workers could not
+//! trust what makes them workers), pools and one-offs fail with [`TaskError::WorkerStart`]
 //! saying so, and start no process.
 //!
 //! Linux only.
