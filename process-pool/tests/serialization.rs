@@ -463,3 +463,71 @@ fn arguments_whose_drop_panics_in_the_caller_cost_no_outcome() {
     assert_eq!(pool.submit(take_it, PanicsOnDropHere { decoded: false }).join().unwrap(), 7);
     assert_eq!(pool.apply(take_it, PanicsOnDropHere { decoded: false }).unwrap(), 7);
 }
+
+/// A struct with a field serde leaves out: it arrives as its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cached {
+    key: u8,
+    #[serde(skip)]
+    cache: Vec<u8>,
+}
+
+/// An untagged enum with a 128-bit variant: serde replays untagged values from a buffer that
+/// has no 128-bit integers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Wide {
+    Big(u128),
+    Text(String),
+}
+
+fn echo_path(path: std::path::PathBuf) -> std::path::PathBuf {
+    path
+}
+
+fn echo_cached(value: Cached) -> Cached {
+    value
+}
+
+fn echo_wide(value: Wide) -> Wide {
+    value
+}
+
+/// What serde refuses or leaves out shows on processes only: threads hand values over as they
+/// are, without serde. A path that is not UTF-8 fails to encode, a 128-bit integer inside an
+/// untagged enum fails to decode, and a `#[serde(skip)]` field arrives as its default.
+#[test]
+fn what_serde_refuses_or_leaves_out_fails_or_changes_on_processes_only() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"/data/\xff"));
+    let cached = Cached { key: 1, cache: vec![1, 2, 3] };
+    let wide = Wide::Big(5);
+
+    let threads = taskpool_thread::ThreadPool::new(1).unwrap();
+    assert_eq!(threads.apply(echo_path, path.clone()).unwrap(), path);
+    assert_eq!(threads.apply(echo_cached, cached.clone()).unwrap(), cached);
+    assert_eq!(threads.apply(echo_wide, wide.clone()).unwrap(), wide);
+
+    let pool = ProcessPool::new(1).unwrap();
+    assert_fails(
+        pool.apply(echo_path, path),
+        Side::Argument,
+        Direction::Encode,
+        "path contains invalid UTF-8 characters",
+        "could not encode the argument in the caller",
+    );
+    assert_eq!(pool.apply(echo_cached, cached).unwrap(), Cached { key: 1, cache: Vec::new() });
+    assert!(
+        matches!(
+            pool.apply(echo_wide, wide),
+            Err(TaskError::Serialization {
+                side: Side::Argument,
+                direction: Direction::Decode,
+                ..
+            })
+        ),
+        "a u128 in an untagged enum"
+    );
+    assert_eq!(pool.apply(echo_wide, Wide::Text("t".into())).unwrap(), Wide::Text("t".into()));
+}
