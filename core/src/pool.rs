@@ -286,6 +286,13 @@ pub trait Pool: Execute {
     /// the items it pulled that no worker took yet; those a worker took (a process worker
     /// takes a batch at a time) may still run, and their outcomes are discarded.
     ///
+    /// The input is pulled on the consumer's thread, inside `next`, which fills the window
+    /// (or reaches the input's end) before it waits for a result. So an input whose `next`
+    /// waits for its items (a channel's receiver, lines read from a socket) holds back every
+    /// result until the window's worth of items has come or the input ended, and an input
+    /// that waits for the consumer's own results never gets them. For such input, submit
+    /// each item as it arrives ([`Pool::submit`]) and join the handles in order.
+    ///
     /// # Examples
     ///
     /// ```
@@ -327,7 +334,8 @@ pub trait Pool: Execute {
     }
 
     /// Like [`Pool::imap`], yielding outcomes as they finish rather than in input order.
-    /// The same window bounds it, and dropping it cancels the same way.
+    /// The same window bounds it, dropping it cancels the same way, and it pulls its input
+    /// the same way: an input that waits for its items holds back the results.
     fn imap_unordered<M, T, I>(
         &self,
         task: T,
