@@ -89,7 +89,7 @@ impl Config {
     }
 
     /// Sets how many items of a `map` travel together. By default the size is chosen from the
-    /// number of items and workers.
+    /// number of items and workers; a size of 0 asks for that default back.
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = NonZeroUsize::new(n);
         self
@@ -296,6 +296,7 @@ mod tests {
         assert_eq!(c.chunk_for(0), 1);
         assert_eq!(c.chunk_for(80), 10);
         assert_eq!(c.chunk_for(10_000_000), 4096);
-        assert_eq!(c.chunk_size(7).chunk_for(80), 7);
+        assert_eq!(c.clone().chunk_size(7).chunk_for(80), 7);
+        assert_eq!(c.chunk_size(7).chunk_size(0).chunk_for(80), 10);
     }
 }
