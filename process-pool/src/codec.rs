@@ -847,6 +847,10 @@ struct_impls!(SerializeStruct, SerializeStructVariant);
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
+/// The name under which `serde_json::value::RawValue` (JSON text kept unparsed) writes itself
+/// as a struct of one field, and reads itself back as a newtype struct.
+const RAW_JSON: &str = "$serde_json::private::RawValue";
+
 struct Decoder<'de> {
     rest: &'de [u8],
     /// The names defined so far, by number.
@@ -1346,9 +1350,14 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, CodecError> {
+        if name == RAW_JSON {
+            // `serde_json`'s raw JSON text is written as a struct of one field and read back
+            // as a newtype, expecting that struct as a map: give it the map.
+            return self.deserialize_any(visitor);
+        }
         visitor.visit_newtype_struct(self)
     }
 

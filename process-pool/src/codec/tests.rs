@@ -235,6 +235,26 @@ fn shapes_json_cannot_carry_round_trip() {
     comes_back(BTreeMap::from([(-1i64, 'x'), (i64::MAX, 'y')]));
 }
 
+/// A record that keeps part of itself as JSON text, unparsed.
+#[derive(Debug, Serialize, Derive)]
+struct Deferred {
+    id: u8,
+    payload: Box<serde_json::value::RawValue>,
+}
+
+#[test]
+fn raw_json_text_round_trips_as_json_carries_it() {
+    let text = r#"{"a": [1, 2.5, null], "b": "x"}"#;
+    let raw = serde_json::value::RawValue::from_string(text.to_string()).unwrap();
+    let back: Box<serde_json::value::RawValue> = decode(&encode(&raw)).unwrap();
+    assert_eq!(back.get(), text);
+    let deferred = Deferred { id: 7, payload: raw };
+    let back: Deferred = decode(&encode(&deferred)).unwrap();
+    assert_eq!((back.id, back.payload.get()), (7, text));
+    let many: Vec<Deferred> = decode(&encode(&[&deferred, &deferred])).unwrap();
+    assert!(many.iter().all(|d| d.payload.get() == text), "{many:?}");
+}
+
 #[test]
 fn strings_owned_or_borrowed_round_trip() {
     round_trips(String::new());
