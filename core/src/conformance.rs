@@ -362,7 +362,8 @@ pub fn drop_while_running<P: Pool>(make: impl Fn(Config) -> P) {
     assert!(started.elapsed() < HANG);
 }
 
-/// `shutdown` finishes what was submitted, is idempotent, and refuses later work.
+/// `shutdown` finishes what was submitted, is idempotent, and refuses later work, item by
+/// item: a batch of no items has nothing to refuse and is an empty success, as on an open pool.
 pub fn shutdown_twice<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(2));
     let handles: Vec<_> = (0..50).map(|i| pool.submit(square, i)).collect();
@@ -373,6 +374,11 @@ pub fn shutdown_twice<P: Pool>(make: impl Fn(Config) -> P) {
     }
     assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
     assert!(matches!(pool.map(square, 0..3), Err(TaskError::ShutDown)));
+    assert!(matches!(pool.map_with_progress(square, 0..3, |_, _| {}), Err(TaskError::ShutDown)));
+    assert!(pool.map(square, 0..0).unwrap().is_empty(), "map of no items");
+    assert!(pool.map_with_progress(square, 0..0, |_, _| {}).unwrap().is_empty());
+    assert!(pool.map_results(square, 0..0).is_empty());
+    assert_eq!(pool.imap(square, 0..0).count(), 0);
 }
 
 /// `shutdown` from one thread while others submit: the tasks submitted before it was called

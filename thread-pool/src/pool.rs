@@ -663,7 +663,11 @@ impl Pool for ThreadPool {
     {
         let () = <T::Job as Job>::PORTABLE;
         if self.is_closed() {
-            return Err(TaskError::ShutDown);
+            // Refused item by item, as by `map_results`: no items, nothing refused.
+            return match items.into_iter().next() {
+                Some(_) => Err(TaskError::ShutDown),
+                None => Ok(Vec::new()),
+            };
         }
         if self.through_handles() {
             return map_by_handles(self, task, items).into_iter().collect();
