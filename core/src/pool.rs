@@ -35,6 +35,27 @@ use crate::try_error::TryError;
 /// assert_eq!(sum_of_squares(&pool, 3)?, 14);
 /// # Ok::<(), TaskError>(())
 /// ```
+///
+/// Every backend's pool may be used from many threads at once, but the trait does not say
+/// so: generic code that shares a pool between threads asks for `Sync` too.
+///
+/// ```
+/// # use taskpool_core::{Pool, TaskError};
+/// # fn square(x: u64) -> u64 {
+/// #     x * x
+/// # }
+/// fn from_two_threads(pool: &(impl Pool + Sync)) -> Result<(Vec<u64>, u64), TaskError> {
+///     std::thread::scope(|s| {
+///         let batch = s.spawn(|| pool.map(square, 1..=3));
+///         let one = pool.apply(square, 4)?;
+///         Ok((batch.join().unwrap()?, one))
+///     })
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
+///
+/// assert_eq!(from_two_threads(&pool)?, (vec![1, 4, 9], 16));
+/// # Ok::<(), TaskError>(())
+/// ```
 pub trait Pool: Execute {
     /// The number of workers.
     fn workers(&self) -> usize;
