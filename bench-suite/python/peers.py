@@ -1831,6 +1831,11 @@ def serve(workers):
 
 
 def main(argv=None):
+    # A terminal's Ctrl-C reaches the whole process group, this script and its pools' workers
+    # among the Rust processes: end at once, as they do. Python's KeyboardInterrupt would
+    # instead rise in every worker and pool thread, and a pool can then hang in its shutdown
+    # and outlive the run. Workers forked from here inherit the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     parser = argparse.ArgumentParser(
         description="Benchmark Python's pools as peers of taskpool's Rust pools; prints JSON.")
     mode = parser.add_mutually_exclusive_group(required=True)

@@ -492,6 +492,41 @@ mod tests {
         assert_eq!(e.to_string(), "python3 not found");
     }
 
+    /// Whether `pid` leaves SIGINT to its default action, from the caught and ignored signal
+    /// masks in `/proc/PID/status` (SIGINT is bit 1).
+    fn sigint_is_default(pid: u32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let mask = |name: &str| {
+            let line = status.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+            u64::from_str_radix(line.trim(), 16).unwrap()
+        };
+        (mask("SigCgt:") | mask("SigIgn:")) & (1 << (2 - 1)) == 0
+    }
+
+    /// Ctrl-C reaches the script and its pool's workers with the report's processes: they end
+    /// at once, as those do, instead of raising KeyboardInterrupt (a pool can then hang in its
+    /// shutdown and outlive the report).
+    #[test]
+    fn the_python_script_and_its_workers_end_at_ctrl_c() {
+        let mut server = match Server::start(2) {
+            Ok(server) => server,
+            Err(ServeError::NoPython) => {
+                eprintln!("skipped: python3 not found");
+                return;
+            }
+            Err(e) => panic!("the server did not start: {e}"),
+        };
+        let pid = server.pid().unwrap();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+        let workers: Vec<u32> =
+            children.unwrap().split_whitespace().map(|w| w.parse().unwrap()).collect();
+        assert_eq!(workers.len(), 2, "{workers:?}");
+        for process in std::iter::once(pid).chain(workers) {
+            assert!(sigint_is_default(process), "process {process} catches or ignores SIGINT");
+        }
+        server.stop().unwrap();
+    }
+
     /// The real server, when `python3` is there: a small map gives a positive rate.
     #[test]
     fn the_python_server_maps_on_request() {
