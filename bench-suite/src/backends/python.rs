@@ -238,6 +238,12 @@ struct CpuSpec {
 /// The script's key of its `map_noop` run of `Pool.map` with default chunks.
 const POOL_MAP_RUN: &str = "pool_map";
 
+/// The samples the script takes of each of its rows but `map`: fewer than the Rust columns take,
+/// since each of its runs lasts longer.
+pub(crate) fn script_repeats(plan: &Plan) -> usize {
+    plan.repeats.min(if plan.mode == Mode::Quick { 2 } else { 3 })
+}
+
 /// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick), and
 /// `Pool.map` of no-ops unless `pool_map_served`.
 fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
@@ -255,7 +261,7 @@ fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
         .collect();
     Spec {
         workers: plan.workers,
-        repeats: plan.repeats.min(if quick { 2 } else { 3 }),
+        repeats: script_repeats(plan),
         quick,
         scenarios: [
             "startup",

@@ -30,7 +30,7 @@ pub(crate) const IDLE_WORKERS: usize = 2;
 const IDLE: Duration = Duration::from_secs(1);
 
 /// Fresh probes per column: the cell is their median.
-const PROBES: usize = 3;
+pub(crate) const PROBES: usize = 3;
 
 /// Rounds of short sleeps that may pass before every worker served one.
 const WARM_UP_TRIES: usize = 500;

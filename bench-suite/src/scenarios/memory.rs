@@ -22,7 +22,7 @@ use crate::report::{Better, Cell, Row, Unit};
 use crate::stats::Summary;
 
 /// Fresh probes per column: the cell is their median.
-const PROBES: usize = 3;
+pub(crate) const PROBES: usize = 3;
 
 /// How long a memory probe may take.
 const PROBE_LIMIT: Duration = Duration::from_secs(30);

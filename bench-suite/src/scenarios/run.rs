@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
 use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory, served};
-use crate::backends::python::Script;
+use crate::backends::python::{Script, script_repeats};
 use crate::backends::{Pools, Runs};
 use crate::columns::{BACKENDS, Backend, Column, Op, Shows};
 use crate::report::{Curve, Homework, Method, Row, Section, homework};
@@ -84,10 +84,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
         "I/O-bound rows: every task waits 10 ms (a sleep, or a blocking read of the answer a server thread of this program sends over a local Unix socket after 10 ms), so W workers serve at most W ÷ 10 ms tasks per second: the row's ideal. rayon runs them as any batch, a par_iter on a pool of W threads: it is built for CPU-bound work on one thread per CPU, and its threads block like any other. Memory there is the growth of the proportional set size of the program and every process it started (a page shared by k processes counts 1/k), the same measure for threads and processes. Python's ThreadPoolExecutor starts its threads on demand, so its first result needs one thread, not 64.".to_owned(),
     ];
-    notes.push(format!(
-        "The map row takes {} samples per column, Python's included, and the other rows {}: a map sample lasts only tens of milliseconds, so that one phase of a busy machine can take a whole sample.",
-        plan.map_repeats, plan.repeats
-    ));
+    notes.push(samples_note(plan));
     if map_served {
         notes.push(format!(
             "The map row's Python processes cell is `{}` with its default chunks on a kept multiprocessing.Pool({}) that a Python server (peers.py --serve) maps on request: one sample in each round of the Rust columns, its input list made before the clock, so that drift of the machine hits both alike. It is the value the row compares with, even where another Python idiom maps faster: Python's other maps (ProcessPoolExecutor's, and the Python threads column's) ran in the Python peers' own run, after the Rust rows, and are listed with the idioms compared.",
@@ -131,6 +128,19 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         notes,
         python: script.version(),
     }
+}
+
+/// How many samples the cells' medians are of: the `map` row's, the other rows' in the Rust
+/// and in the Python columns, and the rows measured in fresh processes.
+fn samples_note(plan: &Plan) -> String {
+    format!(
+        "The map row takes {} samples per column, Python's included: a map sample lasts only tens of milliseconds, so that one phase of a busy machine can take a whole sample. The other rows take {} in the Rust columns and {} in the Python columns (each run of the Python script lasts longer), the memory rows {} and the idle row {} (a fresh process each), and the memory per worker of the I/O-bound section 1; a Python speed-up is the script's ratio of median times. report.json lists every cell's samples.",
+        plan.map_repeats,
+        plan.repeats,
+        script_repeats(plan),
+        memory::PROBES,
+        idle::PROBES
+    )
 }
 
 /// How each column and reference was run, from the table of backends: every backend that
@@ -189,4 +199,23 @@ fn busy_cpus(curves: &[Curve], workers: usize) -> Option<String> {
              running). Read the speed-ups as what this machine gave, not what the pools can do."
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::Mode;
+
+    /// The note gives each column's count of samples, the Python columns' included, which
+    /// are fewer than the Rust columns'.
+    #[test]
+    fn the_note_on_samples_gives_the_python_columns_their_own_count() {
+        let plan = Plan::new(Mode::Default);
+        let note = samples_note(&plan);
+        assert_eq!(script_repeats(&plan), 3);
+        assert!(note.contains("The map row takes 11 samples per column"), "{note}");
+        assert!(note.contains("5 in the Rust columns and 3 in the Python columns"), "{note}");
+        let quick = samples_note(&Plan::new(Mode::Quick));
+        assert!(quick.contains("3 in the Rust columns and 2 in the Python columns"), "{quick}");
+    }
 }
