@@ -58,11 +58,32 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
     let mut options = Options { mode: Mode::Default, json: false, out: None };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => options.mode = Mode::Quick,
-            "--full" => options.mode = Mode::Full,
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        if value.is_some() && ["--quick", "--full", "--json", "--help"].contains(&name) {
+            return Err(format!("{name} takes no value; see --help"));
+        }
+        match name {
+            "--quick" | "--full" => {
+                let chosen = if name == "--quick" { Mode::Quick } else { Mode::Full };
+                if options.mode != Mode::Default && options.mode != chosen {
+                    return Err("--quick and --full cannot be used together".to_owned());
+                }
+                options.mode = chosen;
+            }
             "--json" => options.json = true,
-            "--out" => options.out = Some(args.next().ok_or("--out needs a directory")?.into()),
+            "--out" => {
+                let dir = match value {
+                    Some(dir) => dir,
+                    None => args.next().ok_or("--out needs a directory")?,
+                };
+                if dir.is_empty() {
+                    return Err("--out needs a directory, not an empty name".to_owned());
+                }
+                options.out = Some(dir.into());
+            }
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown option {other:?}; see --help")),
         }
@@ -384,5 +405,25 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--out"]).is_err());
         assert!(args(&["--fast"]).unwrap_err().contains("--fast"));
+    }
+
+    #[test]
+    fn out_takes_its_directory_after_an_equals_sign_and_never_an_empty_one() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()));
+        let options = args(&["--out=some/dir"]).unwrap().unwrap();
+        assert_eq!(options.out, Some(PathBuf::from("some/dir")));
+        assert!(args(&["--out", ""]).unwrap_err().contains("empty"));
+        assert!(args(&["--out="]).unwrap_err().contains("empty"));
+        assert!(args(&["--quick=yes"]).unwrap_err().contains("--quick takes no value"));
+        assert!(args(&["--fast=yes"]).unwrap_err().contains("unknown option \"--fast\""));
+    }
+
+    #[test]
+    fn quick_and_full_together_are_refused() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()));
+        let e = args(&["--quick", "--full"]).unwrap_err();
+        assert!(e.contains("--quick") && e.contains("--full"), "{e}");
+        assert!(args(&["--full", "--quick"]).is_err());
+        assert_eq!(args(&["--quick", "--quick"]).unwrap().unwrap().mode, Mode::Quick);
     }
 }
