@@ -184,7 +184,7 @@ pub(crate) struct PythonRun {
 }
 
 /// The interpreter's version line, or why there is none.
-fn interpreter() -> Result<String, String> {
+pub(crate) fn interpreter() -> Result<String, String> {
     match Command::new("python3").arg("--version").output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();

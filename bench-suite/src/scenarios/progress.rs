@@ -7,7 +7,7 @@
 //! probes print can be kept out of the terminal). [`Bar`] draws the events: one line
 //! redrawn in place on a terminal, one line per step otherwise.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::io::Write;
 use std::time::Instant;
@@ -27,6 +27,8 @@ pub struct Progress {
     total: Cell<usize>,
     /// The steps begun so far.
     begun: Cell<usize>,
+    /// How long each step takes next to a usual one, by step from 1 (1 when not given).
+    weights: RefCell<Vec<f64>>,
 }
 
 impl Progress {
@@ -37,6 +39,7 @@ impl Progress {
             events: false,
             total: Cell::new(0),
             begun: Cell::new(0),
+            weights: RefCell::new(Vec::new()),
         }
     }
 
@@ -48,6 +51,19 @@ impl Progress {
     /// Announces how many steps the run has.
     pub fn plan(&self, steps: usize) {
         self.total.set(steps);
+    }
+
+    /// Step `step` (from 1) takes about `weight` times as long as a usual step, so that the
+    /// share of the run done, and the time left, count it so.
+    pub fn weigh(&self, step: usize, weight: f64) {
+        if step == 0 || !weight.is_finite() || weight <= 0.0 {
+            return;
+        }
+        let mut weights = self.weights.borrow_mut();
+        if weights.len() < step {
+            weights.resize(step, 1.0);
+        }
+        weights[step - 1] = weight;
     }
 
     /// A step begins.
@@ -72,14 +88,21 @@ impl Progress {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// Where the run is: the current step, `fraction` of it done, doing `what`.
+    fn event(&self, fraction: f64, what: &str) -> Event {
+        let (step, steps) = (self.begun.get(), self.total.get().max(self.begun.get()));
+        let weights = self.weights.borrow();
+        let weight = |s: usize| weights.get(s - 1).copied().unwrap_or(1.0);
+        let share = (steps > 0 && !weights.is_empty()).then(|| {
+            let before: f64 = (1..step).map(weight).sum();
+            let current = if step > 0 { weight(step) * fraction } else { 0.0 };
+            (before + current) / (1..=steps).map(weight).sum::<f64>()
+        });
+        Event { step, steps, fraction, what: what.to_owned(), elapsed_s: self.elapsed(), share }
+    }
+
     fn emit(&self, fraction: f64, what: &str) {
-        let event = Event {
-            step: self.begun.get(),
-            steps: self.total.get().max(self.begun.get()),
-            fraction,
-            what: what.to_owned(),
-            elapsed_s: self.elapsed(),
-        };
+        let event = self.event(fraction, what);
         if self.events {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", event.line());
@@ -109,6 +132,10 @@ pub struct Event {
     pub what: String,
     /// Seconds since the run started.
     pub elapsed_s: f64,
+    /// How much of the whole run is done, from 0 to 1, where some steps take longer than
+    /// others ([`Progress::weigh`]); `None` counts the steps alike.
+    #[serde(default)]
+    pub share: Option<f64>,
 }
 
 impl Event {
@@ -124,7 +151,8 @@ impl Event {
     /// ```
     /// use taskpool_bench::Event;
     ///
-    /// let event = Event { step: 2, steps: 9, fraction: 0.5, what: "map".into(), elapsed_s: 3.0 };
+    /// let event =
+    ///     Event { step: 2, steps: 9, fraction: 0.5, what: "map".into(), elapsed_s: 3.0, share: None };
     /// assert_eq!(Event::parse(&event.line()), Some(event));
     /// assert_eq!(Event::parse("thread 'main' panicked"), None);
     /// ```
@@ -134,6 +162,9 @@ impl Event {
 
     /// How much of the whole run is done, from 0 to 1.
     pub fn done(&self) -> f64 {
+        if let Some(share) = self.share.filter(|s| s.is_finite()) {
+            return share.clamp(0.0, 1.0);
+        }
         if self.steps == 0 {
             return 0.0;
         }
@@ -180,7 +211,7 @@ impl<W: Write> Bar<W> {
                 event.step,
                 event.steps,
                 shorten(&event.what),
-                minutes(event.elapsed_s)
+                times(event)
             );
         }
         let _ = self.out.flush();
@@ -195,7 +226,8 @@ impl<W: Write> Bar<W> {
         }
     }
 
-    /// One line of the bar: `[#########...............]  38%  step 5/17  map (0:41)`.
+    /// One line of the bar:
+    /// `[#########...............]  38%  step 5/17  map (0:41, about 1:07 left)`.
     pub fn render(event: &Event) -> String {
         let done = event.done();
         let filled = ((done * BAR_WIDTH as f64).round() as usize).min(BAR_WIDTH);
@@ -207,7 +239,7 @@ impl<W: Write> Bar<W> {
             event.step,
             event.steps,
             shorten(&event.what),
-            minutes(event.elapsed_s)
+            times(event)
         )
     }
 }
@@ -223,6 +255,25 @@ fn shorten(text: &str) -> String {
     cut
 }
 
+/// The time so far, and the time left as the share done so far predicts it, once enough is
+/// done to tell: `1:15` or `1:15, about 0:45 left`.
+fn times(event: &Event) -> String {
+    let (done, elapsed) = (event.done(), event.elapsed_s);
+    let enough =
+        (MIN_SHARE..1.0).contains(&done) && elapsed.is_finite() && elapsed >= MIN_ELAPSED_S;
+    if !enough {
+        return minutes(elapsed);
+    }
+    let left = (elapsed * (1.0 - done) / done).round();
+    format!("{}, about {} left", minutes(elapsed), minutes(left))
+}
+
+/// The share of the run done before the time left is estimated.
+const MIN_SHARE: f64 = 0.05;
+
+/// The seconds run before the time left is estimated.
+const MIN_ELAPSED_S: f64 = 5.0;
+
 /// Seconds as `m:ss`.
 fn minutes(seconds: f64) -> String {
     let whole = if seconds.is_finite() && seconds > 0.0 { seconds as u64 } else { 0 };
@@ -234,7 +285,7 @@ mod tests {
     use super::*;
 
     fn event(step: usize, steps: usize, fraction: f64) -> Event {
-        Event { step, steps, fraction, what: "overhead: map".into(), elapsed_s: 75.4 }
+        Event { step, steps, fraction, what: "overhead: map".into(), elapsed_s: 75.4, share: None }
     }
 
     #[test]
@@ -244,7 +295,7 @@ mod tests {
         assert_eq!(event(0, 0, 0.5).done(), 0.0);
         assert_eq!(
             Bar::<Vec<u8>>::render(&event(3, 4, 0.5)),
-            "[###############.........]  62%  step 3/4  overhead: map (1:15)"
+            "[###############.........]  62%  step 3/4  overhead: map (1:15, about 0:45 left)"
         );
     }
 
@@ -256,7 +307,10 @@ mod tests {
         }
         bar.finish();
         let text = String::from_utf8(bar.out).unwrap();
-        assert_eq!(text, "[1/2] overhead: map (1:15)\n[2/2] overhead: map (1:15)\n");
+        assert_eq!(
+            text,
+            "[1/2] overhead: map (1:15)\n[2/2] overhead: map (1:15, about 1:15 left)\n"
+        );
     }
 
     #[test]
@@ -269,6 +323,38 @@ mod tests {
         assert_eq!(text.matches('\r').count(), 3);
         assert!(text.ends_with("\r\x1b[K"));
         assert!(!text.contains('\n'));
+    }
+
+    /// A step that takes as long as all the others fills half the bar, and the time left is
+    /// estimated from the share done, not from the steps counted.
+    #[test]
+    fn a_long_step_fills_its_share_of_the_bar() {
+        let progress = Progress::new();
+        progress.plan(4);
+        progress.weigh(3, 3.0);
+        for _ in 0..3 {
+            progress.step("x");
+        }
+        let mut event = progress.event(0.5, "Python peers");
+        assert_eq!((event.step, event.steps), (3, 4));
+        assert_eq!(event.share, Some((2.0 + 1.5) / 6.0));
+        event.elapsed_s = 70.0;
+        let line = Bar::<Vec<u8>>::render(&event);
+        assert!(line.contains(" 58%  step 3/4  Python peers (1:10, about 0:50 left)"), "{line}");
+        let line = event.line();
+        assert_eq!(Event::parse(&line).unwrap().share, event.share);
+        let plain = progress_without_weights(3, 4, 0.5);
+        assert_eq!(plain.share, None);
+        assert_eq!(plain.done(), 0.625);
+    }
+
+    fn progress_without_weights(steps_begun: usize, steps: usize, fraction: f64) -> Event {
+        let progress = Progress::new();
+        progress.plan(steps);
+        for _ in 0..steps_begun {
+            progress.step("x");
+        }
+        progress.event(fraction, "x")
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use super::overhead::in_report;
 use super::throughput::{self, kernels};
 use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory, served};
-use crate::backends::python::{Script, script_repeats};
+use crate::backends::python::{Script, interpreter, script_repeats};
 use crate::backends::{Pools, Runs};
 use crate::columns::{BACKENDS, Backend, Column, Op, Shows};
 use crate::report::{Curve, Homework, Method, Row, Section, homework};
@@ -41,6 +41,12 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let kernel_count = 2 * plan.task_sizes.len();
     let steps = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1 + 1 + 1;
     progress.plan(steps + faults::steps());
+    // The Python peers measure most rows again for two columns, one variant after another:
+    // about as long as all the other steps together.
+    if interpreter().is_ok() {
+        let python_step = 1 + scenarios.clone().count() + kernel_count + io::steps() + 1;
+        progress.weigh(python_step, (steps + faults::steps() - 1) as f64);
+    }
     progress.step(format!(
         "calibrating the kernels ({} mode, {} workers)",
         plan.mode.name(),
