@@ -10,6 +10,7 @@
 //! | `spawn` | start a one-off worker that runs a no-op, join it (`std-thread`: `std::thread::scope` with one `spawn`) | `noop` |
 //! | `round_trip` | submit one no-op to a warm pool and wait for it (`rayon`: `spawn` + a channel; `pipe-floor`: 8 bytes over raw pipes, both sides sleeping in `read`; `spin-floor`: a shared word both sides spin on) | `noop` |
 //! | `in_flight` | submit 1000 no-ops, then join them all | tasks |
+//! | `in_flight_kept` | the same in bursts back to back, on a pool kept busy by the burst before | tasks |
 //! | `map` | `map` a no-op over 1,000,000 items, automatic chunks (`rayon`: `par_iter`) | items |
 //! | `payload` | a `serde_bytes::ByteBuf` to a task that returns it, one in flight | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
 //! | `payload_64mib` | the same with 64 MiB, the report's large-payload row (`pipe-floor`: the raw 64 MiB echo over two pipes; `copy-floor`: the four copies a round trip of an owned buffer cannot avoid, in this process) | bytes: 64 MiB |
