@@ -306,8 +306,10 @@ thread_local! {
 /// channels rather than in this process's: the child takes them back as it receives them,
 /// and if it dies before (killed before it read its argument), its slot goes with it. In
 /// this process's slot they would count until this process exits: a consumer of the child's
-/// queue would never see it disconnect.
-pub(crate) fn handed_to<R>(child: u32, encode: impl FnOnce() -> R) -> R {
+/// queue would never see it disconnect. Shared bytes in the argument are held instead, as a
+/// pool task's are ([`holding`]): returned with the outcome, to be kept until the child has
+/// ended (it has opened them, or never will).
+pub(crate) fn handed_to<R>(child: u32, encode: impl FnOnce() -> R) -> (R, Vec<Held>) {
     /// Puts back what the thread encoded for before, even if `encode` panics.
     struct Reset(Option<u32>);
     impl Drop for Reset {
@@ -316,7 +318,7 @@ pub(crate) fn handed_to<R>(child: u32, encode: impl FnOnce() -> R) -> R {
         }
     }
     let _reset = Reset(HANDED_TO.replace(Some(child)));
-    encode()
+    holding(encode)
 }
 
 /// Set when this process opens something that its sender keeps with a task's argument
@@ -538,9 +540,11 @@ impl Serialize for Handle {
         if holders.is_empty() {
             return Err(S::Error::custom(closed()));
         }
-        // Counted in this process's slot, or in the child's that it is for.
-        let from = HANDED_TO.get().unwrap_or_else(my_pid);
-        let ticket = if held_by_argument(|| Box::new(self.clone_same())) {
+        // Counted in this process's slot, or in the child's that it is for (whose argument
+        // holds shared bytes, not handles: a handle kept here would count as this process's).
+        let to = HANDED_TO.get();
+        let from = to.unwrap_or_else(my_pid);
+        let ticket = if to.is_none() && held_by_argument(|| Box::new(self.clone_same())) {
             None
         } else {
             let counted = if from == my_pid() {

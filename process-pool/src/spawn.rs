@@ -81,8 +81,13 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     // first encoding held anything back; the handles counted as the child's, so that they
     // stop counting if it dies before it reads them.
     let child_pid = child.pid.unsigned_abs();
-    let encoded = if held.is_empty() { checked } else { handoff::handed_to(child_pid, encode)? };
-    drop(held);
+    let (encoded, held) = if held.is_empty() {
+        (checked, held)
+    } else {
+        drop(held);
+        let (encoded, held) = handoff::handed_to(child_pid, encode);
+        (encoded?, held)
+    };
     let mut batch = Vec::new();
     let mut framed = Vec::with_capacity(encoded.len() + 4);
     wire::put_bytes(&mut framed, &encoded);
@@ -100,6 +105,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         exit: None,
         outcome: None,
         joined: false,
+        held,
         _job: std::marker::PhantomData,
     };
     Ok(Spawned::new(Box::new(child)))
@@ -119,6 +125,9 @@ struct ProcessChild<R> {
     outcome: Option<Result<R, TaskError>>,
     /// The outcome was handed out.
     joined: bool,
+    /// The shared bytes the argument holds, kept until the process has ended: it opened
+    /// them, or never will (see `handoff::handed_to`).
+    held: Vec<handoff::Held>,
     _job: std::marker::PhantomData<fn() -> R>,
 }
 
@@ -203,10 +212,12 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
     /// Reaps the ended process, after killing what it left in its process group.
     fn reap(&mut self) -> Exit {
         let child = &self.child;
-        *self.exit.get_or_insert_with(|| {
+        let exit = *self.exit.get_or_insert_with(|| {
             sys::kill_group(child);
             sys::wait_child(child, true).ok().flatten().unwrap_or(Exit::Code(-1))
-        })
+        });
+        self.held.clear();
+        exit
     }
 }
 

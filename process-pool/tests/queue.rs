@@ -657,3 +657,19 @@ fn a_producer_sent_to_a_one_off_counts_as_the_childs_even_if_it_never_reads_it()
         assert_eq!(consumer.get(), Err(GetError::Disconnected));
     });
 }
+
+fn never_opens(_: (NeverDecoded, SharedBytes)) {}
+
+/// Shared bytes in a one-off's argument are kept by the spawner until the child has ended,
+/// not until the spawner exits: a child killed before it read its argument leaves nothing.
+#[test]
+fn shared_bytes_sent_to_a_one_off_killed_before_it_read_them_are_let_go() {
+    common::within("shared bytes sent to a one-off that was killed", || {
+        let before = common::memfds();
+        let bytes = SharedBytes::copy_from_slice(&[7; 4096]).unwrap();
+        let mut child = spawn(never_opens, (NeverDecoded, bytes)).unwrap();
+        child.kill().unwrap();
+        assert!(matches!(child.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
+        assert_eq!(common::memfds(), before, "the bytes' memory is closed");
+    });
+}
