@@ -8,8 +8,9 @@
 //! yet received. They cross as queue handles do (`handoff.rs`): the receiver opens both
 //! through `/proc/PID/fd` of a process that holds them and checks both ids. In a pool task's
 //! argument, the sender keeps a copy with the task's input until the task's outcome is
-//! delivered or the input is dropped unsent (`handoff::holding`). Elsewhere (results, queue
-//! values, one-off processes) it keeps them open while copies are on their way, and lets go
+//! delivered or the input is dropped unsent (`handoff::holding`), and in a one-off's until
+//! the one-off has ended (`handoff::handed_to`). Elsewhere (results, queue values) it keeps
+//! them open while copies are on their way, and lets go
 //! at its next use of `SharedBytes` (made, received or dropped) once every copy arrived;
 //! each such copy is received once, however often serde decodes it
 //! (`handoff::first_receipt`). A process whose descriptors of a
@@ -144,7 +145,8 @@ pub(crate) fn await_receivers() {
 ///
 /// A value stays alive while any process holds it. A pool task's argument is kept by the
 /// pool until the task ends, or until it is dropped unrun (cancelled, its `imap` dropped,
-/// refused as too large). A process that sends one otherwise (a result, a queue value)
+/// refused as too large); a one-off's ([`spawn`](crate::spawn)) by its spawner until the
+/// one-off process has ended (and been joined, or its handle dropped). A process that sends one otherwise (a result, a queue value)
 /// keeps it open until the receiver has it; if the receiver never decodes it, the sender
 /// keeps it until it exits. A worker or one-off process ([`spawn`](crate::spawn)) that sent
 /// one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of
