@@ -8,7 +8,8 @@
 //! after the program exits. So the first child started registers, with the C library's
 //! `atexit`, [`kill_groups`], which kills the group of every child still unreaped when the
 //! program exits normally (`main` returns, or `std::process::exit`). A program killed by a
-//! signal runs no exit handlers: there only the workers die.
+//! signal runs no exit handlers: there the undertaker (`undertaker.rs`), told of every group
+//! here, kills them.
 //!
 //! A copy of the program made by `fork()` inherits the list but not the children: its exit
 //! kills nothing, and the first child it starts replaces the list with its own.
@@ -16,7 +17,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 
-use crate::sys;
+use crate::{sys, undertaker};
 
 /// The unreaped children, each a process group's leader.
 static LIVE: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
@@ -26,7 +27,8 @@ static OWNER: AtomicU32 = AtomicU32::new(0);
 
 static REGISTER: Once = Once::new();
 
-/// Records `pid`, a child just started that leads its own process group.
+/// Records `pid`, a child just started that leads its own process group, here and with the
+/// undertaker (which kills the group if the program ends by a signal).
 pub(crate) fn started(pid: libc::pid_t) {
     REGISTER.call_once(|| sys::at_exit(kill_groups));
     let me = sys::pid();
@@ -36,12 +38,15 @@ pub(crate) fn started(pid: libc::pid_t) {
         live.clear();
     }
     live.push(pid);
+    undertaker::started(pid, &live);
 }
 
 /// Forgets `pid`, a child just reaped: its id may be another process's from now on.
 pub(crate) fn reaped(pid: libc::pid_t) {
     if OWNER.load(Ordering::Relaxed) == sys::pid() {
-        LIVE.lock().unwrap_or_else(PoisonError::into_inner).retain(|&p| p != pid);
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|&p| p != pid);
+        undertaker::reaped(pid);
     }
 }
 

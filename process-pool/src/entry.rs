@@ -18,7 +18,7 @@ use std::hint::black_box;
 
 use crate::ship::ImageId;
 use crate::sys::{self, REQUEST_FD, RESULT_FD};
-use crate::worker;
+use crate::{undertaker, worker};
 
 /// The environment variable that marks a worker.
 pub(crate) const MARKER: &str = "TASKPOOL_WORKER";
@@ -46,9 +46,32 @@ pub(crate) fn ensure_linked() {
 }
 
 extern "C" fn enter() {
+    if is_undertaker() {
+        undertaker::serve();
+    }
     if let Some(image) = check_marker() {
         worker::serve(image);
     }
+}
+
+/// Whether this process was started as a program's undertaker (`undertaker.rs`): the marker
+/// says so, descriptor 3 is a pipe, and the program the marker names is this process's
+/// parent, or has ended already (it died while this started: there is still its list to
+/// read, and its groups to kill). The marker is removed.
+fn is_undertaker() -> bool {
+    let Some(value) = std::env::var_os(MARKER) else { return false };
+    let Some((version, parent)) = value.to_str().and_then(|v| v.split_once(';')) else {
+        return false;
+    };
+    if version != undertaker::VERSION {
+        return false;
+    }
+    // Before `main`, the program runs one thread: nothing else touches the environment.
+    sys::unset_env(MARKER_C);
+    let Ok(parent) = parent.parse::<u32>() else { return false };
+    !sys::is_secure_execution()
+        && sys::is_pipe(REQUEST_FD)
+        && (parent == sys::parent_pid() || libc::pid_t::try_from(parent).is_ok_and(sys::is_exiting))
 }
 
 /// `None`: not a worker (no marker, or one that is not ours). `Some(Err)`: our worker, but

@@ -8,7 +8,7 @@
 //! asks before each spawn: the CPUs it may run on.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -60,16 +60,7 @@ pub(crate) fn launch_with(
     sys::grow_pipe(request_w.as_fd(), PIPE_BYTES);
     sys::grow_pipe(result_w.as_fd(), PIPE_BYTES);
 
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != MARKER)
-        .filter_map(|(k, v)| {
-            let mut entry = k.as_bytes().to_vec();
-            entry.push(b'=');
-            entry.extend_from_slice(v.as_bytes());
-            CString::new(entry).ok()
-        })
-        .collect();
-    env.extend(CString::new(format!("{MARKER}={}", entry::marker_value(image))));
+    let env = environment(&entry::marker_value(image));
     let name = CString::new(init.name.replace('\0', "")).unwrap_or_default();
 
     // Shared memory where the kernel has it and the file-size limit allows it; the pipes
@@ -130,6 +121,37 @@ fn check_executable() -> Result<(), StartFailure> {
                 .into(),
         )),
     }
+}
+
+/// Starts the undertaker (`undertaker.rs`): this program started again with `marker` as
+/// its [`MARKER`], `read` as its descriptor 3, in a process group of its own; returns once
+/// it has detached from this process (the child started exits, leaving the undertaker to
+/// init), whether it could be started (the program goes without if not).
+pub(crate) fn start_undertaker(marker: &str, read: BorrowedFd<'_>) -> bool {
+    let env = environment(marker);
+    let Ok(child) = sys::spawn_unlisted(c"/proc/self/exe", c"taskpool-undertaker", &env, &[read])
+    else {
+        return false;
+    };
+    sys::reap_unlisted(&child, UNDERTAKER_DETACHES)
+}
+
+/// How long the undertaker's first process has to detach (it forks and exits at once).
+const UNDERTAKER_DETACHES: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// This process's environment, with [`MARKER`] set to `marker`.
+fn environment(marker: &str) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != MARKER)
+        .filter_map(|(k, v)| {
+            let mut entry = k.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(v.as_bytes());
+            CString::new(entry).ok()
+        })
+        .collect();
+    env.extend(CString::new(format!("{MARKER}={marker}")));
+    env
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -163,6 +163,7 @@ mod status;
 mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
+mod undertaker;
 mod usage;
 mod wire;
 mod worker;

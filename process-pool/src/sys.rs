@@ -341,6 +341,19 @@ pub(crate) fn spawn(
     env: &[CString],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<ChildProcess> {
+    let child = spawn_unlisted(exe, argv0, env, fds)?;
+    at_exit::started(child.pid);
+    Ok(child)
+}
+
+/// As [`spawn`], for the undertaker (`undertaker.rs`): not listed among the children whose
+/// groups are killed at exit.
+pub(crate) fn spawn_unlisted(
+    exe: &CStr,
+    argv0: &CStr,
+    env: &[CString],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<ChildProcess> {
     // Move the ends above the target numbers so that no dup below clobbers a source.
     let mut high = Vec::with_capacity(MAX_FDS);
     for fd in fds.iter().take(MAX_FDS) {
@@ -359,7 +372,6 @@ pub(crate) fn spawn(
         Some(spawned) => spawned,
         None => spawn_posix(exe, &argv, &envp, sources),
     }?;
-    at_exit::started(child.pid);
     Ok(child)
 }
 
@@ -608,6 +620,51 @@ pub(crate) fn kill_unreaped_group(pid: libc::pid_t) -> bool {
     // SAFETY: kill has no memory effects; `-pid` names the group our child leads (its id
     // cannot be reused while the child is unreaped, nor while its group has members).
     unsafe { libc::kill(-pid, libc::SIGKILL) == 0 }
+}
+
+/// Waits up to `limit` for `child` (one not listed among the children killed at exit: the
+/// undertaker's first process) to end, and reaps it; kills and reaps it if it is still there
+/// then. Returns whether it ended of itself.
+pub(crate) fn reap_unlisted(child: &ChildProcess, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let ended = loop {
+        if has_ended(child) {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        match &child.pidfd {
+            Some(fd) => {
+                let _ = poll([Interest { fd: fd.as_fd(), read: true, write: false }], Some(left));
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(1))),
+        }
+    };
+    if !ended {
+        kill_group(child);
+    }
+    let _ = waitid(child, libc::WEXITED | libc::__WALL);
+    ended
+}
+
+/// In a process that the program started and waits for: forks, and returns `true` in the
+/// new process, which the program never sees (adopted by init once this one exits), or
+/// `false` in this one, which should then exit at once (also if the fork failed). Before
+/// `main`, where a process runs one thread, as the undertaker does (`undertaker.rs`).
+pub(crate) fn detach() -> bool {
+    // SAFETY: fork in a process of one thread (before `main`): the copy may run any code.
+    unsafe { libc::fork() == 0 }
+}
+
+/// Kills process group `group` with SIGKILL, for the undertaker (`undertaker.rs`): a group
+/// of a program that has ended, whose leader was not reaped when it ended.
+pub(crate) fn kill_group_of(group: libc::pid_t) {
+    if group > 0 {
+        // SAFETY: kill has no memory effects; `-group` names a process group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
 }
 
 /// Has the C library call `handler` when the program exits normally (`exit`, or `main`
@@ -1455,6 +1512,28 @@ pub(crate) fn thread_cpus() -> Option<libc::cpu_set_t> {
 pub(crate) fn set_thread_cpus(cpus: &libc::cpu_set_t) {
     // SAFETY: `cpus` is valid for reads of its size; pid 0 is the calling thread.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(cpus), cpus) };
+}
+
+/// Puts `/dev/null` on descriptors 0, 1 and 2, whatever they were: for a process that
+/// prints nothing and must not keep the program's output open after the program ended (a
+/// shell waits for the end of a program's output).
+pub(crate) fn null_standard_fds() {
+    // SAFETY: opens /dev/null (a NUL-terminated path); the new descriptor is ours.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    if null < 0 {
+        return;
+    }
+    for fd in 0..=2 {
+        if fd != null {
+            // SAFETY: dup2 puts a copy of `null`, which is open, on `fd`, closing what was
+            // there (standard descriptors, which this process no longer uses).
+            unsafe { libc::dup2(null, fd) };
+        }
+    }
+    if null > 2 {
+        // SAFETY: `null` is the descriptor opened above, now copied where it is needed.
+        unsafe { libc::close(null) };
+    }
 }
 
 /// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as the Rust runtime

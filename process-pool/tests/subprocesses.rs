@@ -335,3 +335,63 @@ fn programs_that_tasks_started_end_when_the_program_exits_without_dropping_their
         wait_gone(pid.parse().unwrap());
     }
 }
+
+/// A program that dies of a Ctrl-C (SIGINT, not handled) while a pool's task and a one-off's
+/// each left a program running: no exit handler runs, so only the undertaker can end them.
+#[test]
+#[ignore = "run in a copy of this binary by the test after it"]
+fn die_of_ctrl_c_with_programs_running() {
+    let file = std::env::var(SLEEPERS_FILE).expect("run by the test after it, which sets it");
+    let pool = ProcessPool::new(1).unwrap();
+    pool.apply(StartSleeperInto(format!("{file}.pool")), 0).unwrap();
+    let _one_off = taskpool_process::spawn(StartSleeperInto(format!("{file}.one-off")), 0);
+    wait_for_file(format!("{file}.one-off"));
+    // SAFETY: raise has no memory effects; SIGINT's default action ends this process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::raise(libc::SIGINT);
+    }
+    unreachable!("SIGINT ends the program");
+}
+
+#[test]
+fn programs_that_tasks_started_end_when_the_program_dies_of_a_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = Scratch::new("ctrl-c");
+    let file = dir.file("sleepers");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["die_of_ctrl_c_with_programs_running", "--exact", "--ignored", "--nocapture"])
+        .env(SLEEPERS_FILE, &file)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    for from in ["pool", "one-off"] {
+        let pid = std::fs::read_to_string(format!("{file}.{from}")).unwrap();
+        // Before, they ran on for their 600 s, adopted by init.
+        wait_gone(pid.parse().unwrap());
+    }
+}
+
+/// A program that waits for all its children once its pool is dropped and its one-off
+/// joined: none is left (the undertaker is not one of them), so the wait ends at once.
+#[test]
+#[ignore = "run in a copy of this binary by the test after it"]
+fn wait_for_every_child_after_the_pool_is_gone() {
+    let pool = ProcessPool::new(2).unwrap();
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+    drop(pool);
+    assert_eq!(taskpool_process::spawn(square, 5).unwrap().join().unwrap(), 25);
+    // SAFETY: waitpid with a null status pointer only waits; -1 means any child.
+    let waited = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
+    let error = std::io::Error::last_os_error();
+    assert_eq!((waited, error.raw_os_error()), (-1, Some(libc::ECHILD)), "{error}");
+}
+
+#[test]
+fn a_program_that_waits_for_all_its_children_is_not_kept_waiting() {
+    let name = "wait_for_every_child_after_the_pool_is_gone";
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--ignored", "--nocapture"]);
+    let status = within("a copy that waits for all its children", move || command.status());
+    assert!(status.unwrap().success());
+}
