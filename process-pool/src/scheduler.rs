@@ -84,6 +84,8 @@ pub(crate) enum KillReason {
     /// The worker reported that its task hit a limit and is dying of it: the task has its
     /// error already, and the next item never started, so it runs again elsewhere.
     LimitReached,
+    /// The worker, retired after its task quota with everything answered, did not end.
+    Retired,
 }
 
 /// A kill, and the item it was for (the item running, or the head, at the time).
@@ -1110,7 +1112,9 @@ fn kill_error(reason: KillReason) -> TaskError {
     match reason {
         KillReason::Timeout(limit) => TaskError::TimedOut { limit, still_running: false },
         KillReason::Cancelled => TaskError::Cancelled,
-        KillReason::Shutdown | KillReason::LimitReached => TaskError::ShutDown,
+        KillReason::Shutdown | KillReason::LimitReached | KillReason::Retired => {
+            TaskError::ShutDown
+        }
         KillReason::Protocol(reason) => TaskError::Protocol { reason },
     }
 }

@@ -119,7 +119,7 @@ fn release_apart(inner: Arc<Inner>) {
 static VALUES: Known<Inner> = Known::new();
 
 /// How long a worker at its end waits for the receivers of the values it sent.
-const AWAIT_RECEIVERS: Duration = Duration::from_secs(10);
+pub(crate) const AWAIT_RECEIVERS: Duration = Duration::from_secs(10);
 
 /// At a worker's end: waits (at most [`AWAIT_RECEIVERS`]) until every value this process
 /// sent was opened by its receiver, which needs this process to hold it until then: the

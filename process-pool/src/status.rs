@@ -23,6 +23,8 @@ const STARTED: usize = 0;
 const FINISHED: usize = 1;
 /// Word: how many cancellations were written into the ring.
 const CANCELS: usize = 2;
+/// Word: 1 once the worker, at the end of its input, has begun to exit.
+const LEAVING: usize = 3;
 /// The first word of the ring of cancelled items (each one more than its sequence number).
 const RING: usize = 8;
 /// Cancellations the ring holds: more cancellations of sent items than this before the
@@ -92,6 +94,16 @@ impl StatusPage {
         self.word(FINISHED).store(seq + 1, Release);
     }
 
+    /// Worker side: records that it has begun to exit, having nothing more to do.
+    pub(crate) fn leave(&self) {
+        self.word(LEAVING).store(1, Release);
+    }
+
+    /// Parent side: whether the worker has begun to exit (see [`StatusPage::leave`]).
+    pub(crate) fn leaving(&self) -> bool {
+        self.word(LEAVING).load(Acquire) != 0
+    }
+
     /// Parent side: what the worker started and finished so far.
     pub(crate) fn progress(&self) -> Progress {
         let finished = self.word(FINISHED).load(SeqCst);
@@ -136,5 +148,8 @@ mod tests {
         assert_eq!(parent.progress().running(), None);
         assert!(worker.start(3, false));
         assert_eq!(parent.progress().running(), Some(3));
+        assert!(!parent.leaving());
+        worker.leave();
+        assert!(parent.leaving());
     }
 }

@@ -39,6 +39,10 @@ use crate::wire::SLACK;
 /// How long a new worker may take to say hello (its initializer included).
 const START_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long a worker retired after its task quota may wait, past its end of input, for the
+/// receivers of shared bytes it sent before it begins to exit.
+const RETIRE_WAIT: Duration = crate::shared_bytes::AWAIT_RECEIVERS;
+
 /// The most reads of a worker's result pipe after the worker ended (the pipe holds at most
 /// 1 MiB, read 64 KiB or more at a time).
 const MAX_DRAIN_READS: usize = 64;
@@ -161,6 +165,8 @@ struct Link {
     spin: Spin,
     /// The worker's outbox, whose memory goes back once idle after a large frame.
     outlet: Arc<Outlet>,
+    /// When its requests were closed to retire it after its task quota.
+    retired: Option<Instant>,
 }
 
 /// Runs one worker process from spawn to reaping. Returns whether the slot needs another.
@@ -204,7 +210,8 @@ fn serve_one(
     if let Some(tx) = started.take() {
         let _ = tx.send(Ok(()));
     }
-    let mut link = Link { w, request: Some(request), reception, spin: Spin::default(), outlet };
+    let mut link =
+        Link { w, request: Some(request), reception, spin: Spin::default(), outlet, retired: None };
     serve(shared, &worker, &mut link);
 
     // The process ended. What it started and left in its group dies now (its zombie keeps
@@ -279,8 +286,9 @@ fn linger(result: BorrowedFd<'_>, deadline: Option<Instant>) -> bool {
 
 /// Decides what to wait for, under the lock: kills for timeouts and cancellations (and a
 /// worker that does not start in time, or that broke its request ring), closes the requests
-/// of a worker that should retire (dropping the supervisor's reference to them).
-fn plan(shared: &Shared, link: &mut Link) -> Plan {
+/// of a worker that should retire (dropping the supervisor's reference to them), and kills a
+/// retired worker that does not end (see [`retire_by`]).
+fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     let w = link.w;
     let receiving = link.reception.lock();
     let mut state = shared.lock();
@@ -300,21 +308,47 @@ fn plan(shared: &Shared, link: &mut Link) -> Plan {
     let reception = &link.reception;
     let deadline =
         shared.police(&mut state, w, Instant::now(), || reception.has_unread(&receiving));
+    let mut deadline = deadline;
     if shared.should_retire(&state, w) {
         if let Some(conn) = state.slots[w].conn.as_mut() {
             conn.close();
         }
-        link.request = None;
+        if link.request.take().is_some() && !state.dropping && !state.closed {
+            link.retired = Some(Instant::now());
+        }
+    }
+    let now = Instant::now();
+    if let Some(by) = link.retired.and_then(|since| retire_by(shared, worker, since, now)) {
+        if now >= by {
+            if let Some(conn) = state.slots[w].conn.as_mut() {
+                conn.kill(KillReason::Retired, None);
+            }
+        } else {
+            deadline = Some(deadline.map_or(by, |d| d.min(by)));
+        }
     }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
     let busy = !state.slots[w].sent.is_empty();
     Plan { deadline, want_write, busy, ready: true }
 }
 
+/// When a worker whose requests were closed at `since` to retire it is killed if it has not
+/// ended, as seen at `now`: the pool's shutdown grace after it began to exit, as its status page says (an
+/// exit handler or a thread-local destructor of a task's that never returns, or a worker
+/// stopped with SIGSTOP, would hold its slot for ever); at most [`RETIRE_WAIT`] later
+/// without a page, or while it waits for the receivers of shared bytes it sent. It was
+/// sent nothing more and answered everything: the kill costs no item. `None`: never.
+fn retire_by(shared: &Shared, worker: &Worker, since: Instant, now: Instant) -> Option<Instant> {
+    let grace = shared.config.get_config().get_shutdown_grace();
+    let first = since.checked_add(grace)?;
+    let leaving = worker.page.as_ref().is_some_and(StatusPage::leaving);
+    if leaving || now < first { Some(first) } else { first.checked_add(RETIRE_WAIT) }
+}
+
 /// Serves a worker until its process ends.
 fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
     let wake = shared.wakes[link.w].as_fd();
-    let mut next = plan(shared, link);
+    let mut next = plan(shared, worker, link);
     loop {
         let reception = link.reception.clone();
         let peek = reception.peek().filter(|_| next.ready);
@@ -324,7 +358,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             let spin = next.busy && !next.want_write && !reception.is_watched();
             if peek.has_data() || (spin && link.spin.spin(|| peek.has_data())) {
                 reception.take_ring(shared, &mut reception.lock(), Reader::Supervisor);
-                next = plan(shared, link);
+                next = plan(shared, worker, link);
                 continue;
             }
         } else if next.busy
@@ -333,7 +367,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             && linger(reception.pipe(), next.deadline)
         {
             reception.read(shared, &mut reception.lock());
-            next = plan(shared, link);
+            next = plan(shared, worker, link);
             continue;
         }
         // Ask the worker to ring before sleeping (ring mode), then look once more.
@@ -349,7 +383,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             if room {
                 flush_outlet(shared, link.w);
             }
-            next = plan(shared, link);
+            next = plan(shared, worker, link);
             continue;
         }
         let pidfd = worker.child.pidfd.as_ref().map(OwnedFd::as_fd);
@@ -403,7 +437,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         if results.read && result_open || peek.is_some_and(Peek::has_data) {
             reception.read(shared, &mut reception.lock());
         }
-        next = plan(shared, link);
+        next = plan(shared, worker, link);
     }
 }
 

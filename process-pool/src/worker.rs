@@ -168,8 +168,12 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
                     sys::exit_now(EXIT_PROTOCOL);
                 }
                 // End of input: a clean exit, which also flushes the program's stdout, once
-                // the receivers of any `SharedBytes` sent have them.
+                // the receivers of any `SharedBytes` sent have them. The parent gives the
+                // exit handlers the pool's shutdown grace from here on.
                 crate::shared_bytes::await_receivers();
+                if let Some(page) = &out.page {
+                    page.leave();
+                }
                 std::process::exit(0);
             }
             Ok(_) => {}

@@ -128,6 +128,36 @@ fn max_tasks_per_worker_recycles_workers() {
     assert!(distinct.len() >= 10, "30 tasks at 3 per worker need 10 workers: {distinct:?}");
 }
 
+/// An exit handler that never returns, as one that joins a thread that never ends.
+extern "C" fn never_returns() {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Registers [`never_returns`] to run when the worker exits; returns the worker's pid.
+fn hang_at_exit(_: u64) -> u32 {
+    // SAFETY: `never_returns` is a plain function that lives for the whole process.
+    assert_eq!(unsafe { libc::atexit(never_returns) }, 0);
+    std::process::id()
+}
+
+#[test]
+fn a_recycled_worker_that_never_exits_is_killed_after_the_grace() {
+    within("a recycled worker that hangs in its exit handlers", || {
+        let grace = Duration::from_millis(100);
+        let config = Config::new().workers(1).max_tasks_per_worker(1).shutdown_grace(grace);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let hung = pool.apply(hang_at_exit, 0).unwrap();
+        // The slot's next worker runs the next task; the one that would not end is gone.
+        let next = pool.apply(worker_pid, 1).unwrap();
+        assert_ne!(next, hung);
+        assert!(!alive(hung), "the recycled worker {hung} still runs");
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed, stats.crashes), (2, 0, 0), "{stats:?}");
+    });
+}
+
 #[test]
 fn drop_kills_hung_workers_after_the_grace_period() {
     let grace = Duration::from_millis(100);
