@@ -414,7 +414,8 @@ pub struct PoolStats {
     pub requeued: u64,
     /// Worker starts that failed: the OS refused a process or its pipes, the initializer or
     /// the start checks failed, or the worker died or hung before it was ready. After
-    /// [`Config::start_attempts`] of them in a row, waiting tasks fail with
+    /// [`Config::start_attempts`] of them in a row, once the last start of every worker slot
+    /// failed, waiting tasks fail with
     /// [`TaskError::WorkerStart`] and new ones are refused until a worker starts again; the
     /// pool keeps trying, further apart each time (up to a second). A worker that was ready
     /// and then died of itself before it started any task (a memory limit too small for the

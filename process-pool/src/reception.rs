@@ -458,7 +458,7 @@ fn read_frames(
                 Kind::Hello => {
                     start.ready = true;
                     hello = true;
-                    shared.started(&mut state);
+                    shared.started(&mut state, w);
                     if let Some(conn) = state.slots[w].conn.as_mut() {
                         conn.ready = true;
                     }

@@ -171,6 +171,9 @@ pub(crate) struct Slot {
     /// When the head item's clock started: when it was sent to an idle worker, or when the
     /// item before it was answered.
     head_since: Option<Instant>,
+    /// The slot's last start failed (and counted): until it says hello again, it cannot be
+    /// counted on to run what is queued.
+    start_failing: bool,
 }
 
 /// Why a worker did not start.
@@ -975,18 +978,30 @@ impl Shared {
         }
     }
 
-    /// Records that a worker said hello: starts work again if starts had been failing.
-    pub(crate) fn started(&self, state: &mut State) {
-        state.start_failures = 0;
-        state.start_error = None;
+    /// Whether some slot's last start did not fail: its worker serves, or starts, or is
+    /// replaced after it ended, and queued items wait for it rather than fail for the starts
+    /// that fail in other slots meanwhile.
+    fn serving(state: &State) -> bool {
+        state.slots.iter().any(|slot| !slot.start_failing)
     }
 
-    /// Records a failed worker start. After `start_attempts` counted failures in a row, fails
-    /// every queued item and refuses new work until a worker starts again. Returns how long
-    /// to wait before the next attempt (longer the more attempts failed in a row).
+    /// Records that the worker of slot `w` said hello: starts work again if starts had been
+    /// failing.
+    pub(crate) fn started(&self, state: &mut State, w: usize) {
+        state.start_failures = 0;
+        state.start_error = None;
+        state.slots[w].start_failing = false;
+    }
+
+    /// Records a failed start in slot `w`. After `start_attempts` counted failures in a row,
+    /// once the last start of every slot failed (starts that fail in one slot, an initializer
+    /// that fails for its index say, must not stop a pool whose other workers run its tasks),
+    /// fails every queued item and refuses new work until a worker starts again. Returns how
+    /// long to wait before the next attempt (longer the more attempts failed in a row).
     pub(crate) fn start_failed(
         &self,
         state: &mut State,
+        w: usize,
         failure: &StartFailure,
         deliveries: &mut Deliveries,
     ) -> Duration {
@@ -1002,7 +1017,10 @@ impl Shared {
             return Duration::ZERO;
         }
         state.start_failures += 1;
-        if state.start_failures >= self.config.get_config().get_start_attempts() {
+        state.slots[w].start_failing = true;
+        if state.start_failures >= self.config.get_config().get_start_attempts()
+            && !Self::serving(state)
+        {
             let reason = failure.reason();
             let error = TaskError::WorkerStart { reason: reason.clone() };
             for slice in std::mem::take(&mut state.queue) {

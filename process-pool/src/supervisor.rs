@@ -108,7 +108,7 @@ fn init_for(shared: &Shared, w: usize) -> Init {
 fn start_failed(shared: &Shared, w: usize, failure: &StartFailure) -> bool {
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
-    let pause = shared.start_failed(&mut state, failure, &mut deliveries);
+    let pause = shared.start_failed(&mut state, w, failure, &mut deliveries);
     let again = !state.closed;
     drop(state);
     finish(shared, deliveries, &|_| &[]);

@@ -81,6 +81,33 @@ fn a_failing_initializer_fails_tasks_with_a_typed_error() {
     assert!(matches!(pool.apply(square, 2), Err(TaskError::WorkerStart { .. })));
 }
 
+/// Fails in the worker of slot 1 (named `slot-1`), as an initializer that claims a device by
+/// the worker's index fails where there is no such device.
+fn fails_in_slot_1() {
+    let args = std::fs::read_to_string("/proc/self/cmdline").unwrap();
+    assert!(!args.split('\0').any(|arg| arg == "slot-1"), "no device for slot 1");
+}
+
+#[test]
+fn starts_that_fail_in_one_slot_do_not_stop_the_workers_of_the_others() {
+    within("a pool with one slot whose starts fail", || {
+        let config = Config::new()
+            .workers(2)
+            .name_prefix("slot")
+            .initializer(fails_in_slot_1)
+            .start_attempts(2);
+        let pool = ProcessPool::with_config(config).unwrap();
+        // Slot 1 may fail its attempts before slot 0's worker is ready: tasks wait for it.
+        let served_by = pool.apply(worker_pid, 0).unwrap();
+        while pool.stats().failed_starts < 2 {
+            std::thread::yield_now();
+        }
+        // Slot 1 failed its attempts; slot 0's worker still runs every task.
+        assert_eq!(pool.map(worker_pid, 0..20).unwrap(), [served_by; 20]);
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    });
+}
+
 #[test]
 fn shutdown_runs_what_is_queued_on_workers_recycled_or_crashed_meanwhile() {
     within("a shutdown while workers are replaced", || {

@@ -290,13 +290,13 @@ fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
     let mut d = Deliveries::default();
     let killed = StartFailure::Died(Exit::Signal(libc::SIGKILL));
     for _ in 0..5 {
-        assert_eq!(s.start_failed(&mut s.lock(), &killed, &mut d), Duration::ZERO);
+        assert_eq!(s.start_failed(&mut s.lock(), 0, &killed, &mut d), Duration::ZERO);
     }
     assert!(s.lock().start_error.is_none());
     let emfile = StartFailure::Os("Too many open files (os error 24)".into());
-    let pause = s.start_failed(&mut s.lock(), &emfile, &mut d);
+    let pause = s.start_failed(&mut s.lock(), 0, &emfile, &mut d);
     assert!(pause > Duration::ZERO && s.lock().start_error.is_none());
-    let longer = s.start_failed(&mut s.lock(), &emfile, &mut d);
+    let longer = s.start_failed(&mut s.lock(), 0, &emfile, &mut d);
     assert!(longer > pause, "back-off grows");
     let reason = s.lock().start_error.clone().unwrap();
     assert_eq!(reason, "cannot start a worker process: Too many open files (os error 24)");
@@ -307,8 +307,25 @@ fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
     );
     let causes = s.lock().counters.start_failures;
     assert_eq!((causes.killed, causes.os), (5, 2));
-    s.started(&mut s.lock());
+    s.started(&mut s.lock(), 0);
     assert!(s.lock().start_error.is_none(), "a worker that starts clears the refusal");
+}
+
+#[test]
+fn starts_failing_in_one_slot_refuse_nothing_until_every_slot_failed() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2).start_attempts(2)), 2);
+    let mut d = Deliveries::default();
+    let refused = StartFailure::Refused("no device for slot 1".into());
+    for _ in 0..5 {
+        s.start_failed(&mut s.lock(), 1, &refused, &mut d);
+    }
+    assert!(s.lock().start_error.is_none(), "slot 0 may still serve");
+    s.start_failed(&mut s.lock(), 0, &refused, &mut d);
+    assert!(s.lock().start_error.is_some(), "every slot's last start failed");
+    s.started(&mut s.lock(), 0);
+    assert!(s.lock().start_error.is_none());
+    s.start_failed(&mut s.lock(), 1, &refused, &mut d);
+    assert!(s.lock().start_error.is_none(), "slot 0 started again");
 }
 
 /// The batching policy's decisions, with the workers' measurements made up (no clock): what
