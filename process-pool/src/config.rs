@@ -103,6 +103,10 @@ impl ProcessConfig {
     /// 8 MiB with the default ring size) workers die before they start any task: after
     /// `start_attempts` times three such deaths in a row the pool fails what is queued with
     /// [`TaskError::WorkerStart`], saying so, rather than start workers for ever.
+    ///
+    /// A program a task starts (`std::process::Command`) inherits the cap for its own address
+    /// space, as any child inherits resource limits; what it uses does not count toward the
+    /// worker's.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -122,6 +126,14 @@ impl ProcessConfig {
     /// libraries do) is stopped all the same, one second of CPU time later, with the same
     /// error: a worker with this limit keeps one more thread, asleep on the process's CPU
     /// clock, for that.
+    ///
+    /// The CPU time of programs a task starts (`std::process::Command`) does not count: the
+    /// kernel counts each process apart. Such a program inherits the worker's soft limit as
+    /// it stands, which is the worker's own CPU time so far plus this limit, in whole
+    /// seconds: it dies of SIGXCPU once it has used that much CPU time of its own, more the
+    /// older its worker. A task that runs long programs removes the limit for them
+    /// (`setrlimit(RLIMIT_CPU)` in `CommandExt::pre_exec`), or runs them with a limit of its
+    /// own.
     pub fn cpu_time_limit(mut self, limit: Duration) -> Self {
         self.cpu_time_limit = Some(limit);
         self
