@@ -144,7 +144,7 @@ impl Agent {
         // Connected by now (the streams answered), so the server has said what it takes.
         let max_payload = client.server_info().max_payload.max(64 << 10);
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
-        let consumer =
+        let mut consumer =
             link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
         let cancels = client
             .subscribe(self.names.cancel_subject(self.image))
@@ -181,6 +181,21 @@ impl Agent {
                     Err(_) => break,
                 },
             };
+            if errors > 20 {
+                // The server may have lost its store (restarted without it): the streams
+                // and the consumer are made again if they are gone.
+                let again = tokio::select! {
+                    _ = stop.changed() => break,
+                    again = self.attach(&js) => again,
+                };
+                match again {
+                    Ok(found) => consumer = found,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
             if messages.is_none() || errors > 20 {
                 messages = pull(&consumer, batch).await;
                 errors = 0;
@@ -204,8 +219,10 @@ impl Agent {
                         drop(permit);
                     });
                 }
+                // The consumer is gone: the server lost its store, or someone removed it.
+                Some(Err(e)) if consumer_lost(&e) => errors = usize::MAX,
                 // A missed heartbeat while the server restarts: the stream pulls anew.
-                Some(Err(_)) => errors += 1,
+                Some(Err(_)) => errors = errors.saturating_add(1),
                 None => messages = None,
             }
         }
@@ -215,6 +232,15 @@ impl Agent {
         let _ = client.flush().await;
         eprintln!("taskpool agent {} stopped", self.id);
         Ok(())
+    }
+
+    /// The agents' consumer, and the streams, made again if they are gone.
+    async fn attach(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<jetstream::consumer::PullConsumer, TaskError> {
+        let (tasks, _) = link::streams(js, &self.config.server).await?;
+        link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await
     }
 
     /// Says once a second that this agent is alive, and stops the pools of initializers
@@ -402,6 +428,12 @@ async fn pull(
         .messages()
         .await
         .ok()
+}
+
+/// Whether `error`, from a pull subscription, says that its consumer does not exist.
+pub(crate) fn consumer_lost(error: &jetstream::consumer::pull::MessagesError) -> bool {
+    use jetstream::consumer::pull::MessagesErrorKind;
+    matches!(error.kind(), MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::NoResponders)
 }
 
 /// The travelling form of a unit's outcomes.

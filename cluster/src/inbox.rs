@@ -6,6 +6,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures_util::StreamExt;
 
+use taskpool_core::TaskError;
+
+use crate::link;
 use crate::pool::Inner;
 use crate::wire::{self, ResultMessage};
 
@@ -15,9 +18,26 @@ use crate::wire::{self, ResultMessage};
 /// stranded. It is made anew only if it ends or keeps failing.
 pub(crate) async fn receive(
     inner: std::sync::Weak<Inner>,
-    consumer: jetstream::consumer::PullConsumer,
+    mut consumer: jetstream::consumer::PullConsumer,
 ) {
+    let mut lost = false;
     loop {
+        if lost {
+            // The server may have lost its store (restarted without it): the streams and
+            // this caller's consumer are made again if they are gone.
+            let Some(strong) = inner.upgrade() else { return };
+            match attach(&strong).await {
+                Ok(found) => {
+                    consumer = found;
+                    lost = false;
+                }
+                Err(_) => {
+                    drop(strong);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
         let messages = consumer
             .stream()
             .max_messages_per_batch(1024)
@@ -26,6 +46,7 @@ pub(crate) async fn receive(
             .messages()
             .await;
         let Ok(mut messages) = messages else {
+            lost = true;
             tokio::time::sleep(Duration::from_millis(100)).await;
             if inner.strong_count() == 0 {
                 return;
@@ -37,12 +58,19 @@ pub(crate) async fn receive(
             let Some(inner) = inner.upgrade() else { return };
             let message = match message {
                 Ok(message) => message,
+                Err(e) if crate::agent::consumer_lost(&e) => {
+                    lost = true;
+                    break;
+                }
                 // A missed heartbeat while the server restarts: the stream pulls anew.
                 Err(_) if errors < 20 => {
                     errors += 1;
                     continue;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
             };
             errors = 0;
             match wire::decode::<ResultMessage>(&message.payload) {
@@ -53,6 +81,12 @@ pub(crate) async fn receive(
             let _ = message.ack().await;
         }
     }
+}
+
+/// This caller's results consumer, and the streams, made again if they are gone.
+async fn attach(inner: &Inner) -> Result<jetstream::consumer::PullConsumer, TaskError> {
+    let (_, results) = link::streams(&inner.js, &inner.config.server).await?;
+    link::results_consumer(&results, &inner.names, &inner.caller).await
 }
 
 /// Settles units from the fast copies of their results.
