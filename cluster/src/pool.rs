@@ -123,6 +123,11 @@ pub(crate) struct Inner {
     settled_fast: Mutex<HashSet<u64>>,
     /// When an agent was last known to be alive.
     last_alive: Mutex<Option<Instant>>,
+    /// When the tasks stream known now was created (nanoseconds since the epoch): another
+    /// time later means the server lost the stream and what was in it.
+    tasks_created: Mutex<i128>,
+    /// When the pool found that the server had lost the tasks stream, if it did.
+    store_lost: Mutex<Option<Instant>>,
     closed: AtomicBool,
     /// The copy of the process that started the pool (see `remote::fork_generation`).
     home: u64,
@@ -188,6 +193,7 @@ impl ClusterPool {
         })?;
         let max_payload = client.server_info().max_payload.max(64 << 10);
         let (outbox, inbox) = mpsc::unbounded_channel();
+        let tasks_created = tasks.cached_info().created.unix_timestamp_nanos();
         let inner = Arc::new(Inner {
             names: Names::new(&config.server),
             initializer: config.config.get_initializer().map(remote::initializer_offset),
@@ -205,6 +211,8 @@ impl ClusterPool {
             agent_seen: Condvar::new(),
             settled_fast: Mutex::new(HashSet::new()),
             last_alive: Mutex::new(None),
+            tasks_created: Mutex::new(tasks_created),
+            store_lost: Mutex::new(None),
             closed: AtomicBool::new(false),
             home: remote::fork_generation(),
             // Room for the envelope around the largest unit.
@@ -290,6 +298,18 @@ impl Inner {
     /// Whether this is a copy of the process that started the pool, made by `fork()`.
     pub(crate) fn copied(&self) -> bool {
         remote::fork_generation() != self.home
+    }
+
+    /// Notes the tasks stream as the server has it now, after the pool's consumer was found
+    /// gone: a stream made since the pool last saw it means the server lost the old one,
+    /// and the units waiting in it.
+    pub(crate) fn found_tasks_stream(&self, tasks: &jetstream::stream::Stream) {
+        let created = tasks.cached_info().created.unix_timestamp_nanos();
+        let mut known = self.tasks_created.lock().unwrap_or_else(PoisonError::into_inner);
+        if *known != created {
+            *known = created;
+            *self.store_lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
     }
 
     /// Sends one unit whose outcomes go to `settle`; returns its id. A unit that cannot be
@@ -441,6 +461,7 @@ async fn police(inner: std::sync::Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let now = Instant::now();
+        fail_lost(&inner, now);
         if inner.live_agents().0 > 0 {
             continue;
         }
@@ -465,6 +486,33 @@ async fn police(inner: std::sync::Weak<Inner>) {
             };
             entry.fail(&error);
         }
+    }
+}
+
+/// Fails, as [`TaskError::Unreachable`], the units sent before the server lost its tasks
+/// stream that no agent answered within the agent wait since: they were lost with it, unless
+/// an agent held them then.
+fn fail_lost(inner: &Inner, now: Instant) {
+    let lost = *inner.store_lost.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(lost) = lost else { return };
+    let wait = inner.config.agent_wait;
+    if now.saturating_duration_since(lost) < wait {
+        return;
+    }
+    // Units sent since then are in the new stream: they wait from now, never long enough.
+    let since = |submitted: Instant| if submitted < lost { lost } else { now };
+    let reason = format!(
+        "the server at {} lost its tasks stream (restarted without its store?), and the task \
+         with it",
+        inner.config.server.url
+    );
+    for (_, entry) in inner.pending.overdue(now, wait, since) {
+        let waited = now.saturating_duration_since(entry.submitted);
+        entry.fail(&error::unreachable(reason.clone(), waited));
+    }
+    let mut known = inner.store_lost.lock().unwrap_or_else(PoisonError::into_inner);
+    if *known == Some(lost) {
+        *known = None;
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::PlainServer;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
 
 /// Long enough to call a pool that gives no answer hung.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -38,4 +38,47 @@ fn agents_and_pools_make_the_streams_again_after_the_store_is_lost() {
     let (old, new) = done.recv_timeout(DEADLINE).expect("the pools are answered");
     assert_eq!(old.unwrap(), [25, 36, 49, 64]);
     assert_eq!(new.unwrap(), [1, 4, 9]);
+}
+
+#[test]
+fn a_task_lost_with_the_store_fails_as_unreachable_while_agents_live() {
+    let port = common::free_port();
+    let Some(server) = PlainServer::start_on("store_lost_task", port, true) else { return };
+    let url = server.url();
+    let mut agent = common::agent(&url, 1, &[]);
+    let config = ClusterConfig::new(url.clone())
+        .config(Config::new().workers(1))
+        .agent_wait(Duration::from_secs(5));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE));
+    // Stored, with no agent to take it, when the store is lost.
+    agent.kill();
+    let lost = pool.submit(square, 3);
+    wait_until_stored(&url);
+    drop(server);
+    let _server = PlainServer::start_on("store_lost_task", port, true).expect("it restarts");
+    let _agent = common::agent(&url, 1, &[]);
+
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(lost.join());
+        drop(pool);
+    });
+    match done.recv_timeout(DEADLINE).expect("the task is answered") {
+        Err(TaskError::Unreachable { .. }) => {}
+        other => panic!("expected a lost task to fail as unreachable, got {other:?}"),
+    }
+}
+
+/// Returns once the tasks stream holds a message.
+fn wait_until_stored(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        while tasks.info().await.expect("its state").state.messages == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
 }
