@@ -167,21 +167,24 @@ impl Agent {
         });
         let capacity = self.config.capacity_or_default();
         let slots = Arc::new(Semaphore::new(capacity));
-        // One pull subscription for the agent's life: a message the server delivers to it is
-        // never stranded (as it can be on a pull request given up early). It is polled only
-        // while a slot is free, so at most one batch waits unstarted in it.
-        let batch = (capacity / 2).max(1);
-        let mut messages = None;
-        let mut errors = 0;
-        while !*stop.borrow() {
-            let permit = tokio::select! {
+        // Each pull request asks for as many messages as there are free slots, so that every
+        // message the server delivers starts at once and has its progress reported: one that
+        // waited in the agent unstarted past the ack wait would be delivered again (and run
+        // twice, or fail its delivery limit without having run).
+        let mut lost = false;
+        'serve: while !*stop.borrow() {
+            let first = tokio::select! {
                 _ = stop.changed() => break,
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
             };
-            if errors > 20 {
+            let mut permits = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            if lost {
                 // The server may have lost its store (restarted without it): the streams
                 // and the consumer are made again if they are gone.
                 let again = tokio::select! {
@@ -189,41 +192,51 @@ impl Agent {
                     again = self.attach(&js) => again,
                 };
                 match again {
-                    Ok(found) => consumer = found,
+                    Ok(found) => {
+                        consumer = found;
+                        lost = false;
+                    }
                     Err(_) => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
                 }
             }
-            if messages.is_none() || errors > 20 {
-                messages = pull(&consumer, batch).await;
-                errors = 0;
-                if messages.is_none() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            let Some(stream) = messages.as_mut() else { continue };
-            let message = tokio::select! {
-                _ = stop.changed() => break,
-                message = stream.next() => message,
+            let request = consumer
+                .batch()
+                .max_messages(permits.len())
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await;
+            let Ok(mut batch) = request else {
+                lost = true;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             };
-            match message {
-                Some(Ok(message)) => {
-                    errors = 0;
-                    let Some(held) = self.begin(message, &outbox, &client) else { continue };
-                    let (agent, outbox) = (self.clone(), outbox.clone());
-                    tokio::spawn(async move {
-                        agent.finish(held, outbox).await;
-                        drop(permit);
-                    });
+            loop {
+                let message = tokio::select! {
+                    _ = stop.changed() => break 'serve,
+                    message = batch.next() => message,
+                };
+                match message {
+                    Some(Ok(message)) => {
+                        // The request asked for no more messages than there are permits.
+                        let Some(permit) = permits.pop() else { break };
+                        let Some(held) = self.begin(message, &outbox, &client) else { continue };
+                        let (agent, outbox) = (self.clone(), outbox.clone());
+                        tokio::spawn(async move {
+                            agent.finish(held, outbox).await;
+                            drop(permit);
+                        });
+                    }
+                    // The consumer is gone (the server lost its store, or someone removed
+                    // it), or the server does not answer: made again before the next pull.
+                    Some(Err(_)) => {
+                        lost = true;
+                        break;
+                    }
+                    None => break,
                 }
-                // The consumer is gone: the server lost its store, or someone removed it.
-                Some(Err(e)) if consumer_lost(&e) => errors = usize::MAX,
-                // A missed heartbeat while the server restarts: the stream pulls anew.
-                Some(Err(_)) => errors = errors.saturating_add(1),
-                None => messages = None,
             }
         }
         // Finish what is held: wait until every slot is free again.
@@ -413,21 +426,6 @@ struct Held {
     stored: Vec<oneshot::Receiver<()>>,
     runs: FuturesUnordered<Pin<Box<dyn Future<Output = UnitResult> + Send>>>,
     caller: String,
-}
-
-/// The agent's pull subscription, or `None` if the server does not answer now.
-async fn pull(
-    consumer: &jetstream::consumer::PullConsumer,
-    batch: usize,
-) -> Option<jetstream::consumer::pull::Stream> {
-    consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .heartbeat(Duration::from_secs(1))
-        .expires(Duration::from_secs(10))
-        .messages()
-        .await
-        .ok()
 }
 
 /// Whether `error`, from a pull subscription, says that its consumer does not exist.
