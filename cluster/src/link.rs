@@ -317,7 +317,28 @@ async fn stream_of(
         CreateStreamErrorKind::JetStream(e) => answer_of(e.kind()),
         _ => Answer::Passing,
     };
-    ask(&what, || js.get_or_create_stream(config.clone()), answer).await
+    let stream = ask(&what, || js.get_or_create_stream(config.clone()), answer).await?;
+    match foreign(&stream.cached_info().config, &config) {
+        None => Ok(stream),
+        // Someone else's stream by that name: final until its operator changes something.
+        Some(reason) => Err(error::unreachable(reason, Duration::ZERO)),
+    }
+}
+
+/// Why `found`, the settings of an existing stream named as `wanted`, cannot serve as it:
+/// it does not take `wanted`'s subjects, or is not a work queue. `None` if it can.
+fn foreign(found: &stream::Config, wanted: &stream::Config) -> Option<String> {
+    let takes_subjects = wanted.subjects.iter().all(|s| found.subjects.contains(s));
+    let work_queue = found.retention == stream::RetentionPolicy::WorkQueue;
+    if takes_subjects && work_queue {
+        return None;
+    }
+    Some(format!(
+        "stream {} exists with other settings (subjects {:?}, retention {:?}) than this \
+         deployment needs (subjects {:?}, a work queue): another application's? Choose \
+         another stream name, or remove it",
+        wanted.name, found.subjects, found.retention, wanted.subjects
+    ))
 }
 
 /// The pull consumer every agent of `image` shares.

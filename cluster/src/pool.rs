@@ -170,7 +170,8 @@ impl ClusterPool {
     /// url, a credentials file that cannot be read, and replicas the server cannot have
     /// (more than one on a server that is not part of a cluster). [`TaskError::Unreachable`]
     /// if the server cannot be reached or refuses the streams: at once if its answer is
-    /// final (a server without JetStream), else after 40 tries (17 s of pauses between
+    /// final (a server without JetStream, or streams of that name made by someone else with
+    /// other subjects or not as work queues), else after 40 tries (17 s of pauses between
     /// them) while it may change (a cluster electing its leaders); `waited` says how long.
     /// [`TaskError::Io`] if the executable cannot be read to identify its image.
     pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
