@@ -171,7 +171,8 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// Settings for the server at `url` (for example `nats://127.0.0.1:4222`; several urls of
-    /// one cluster, comma-separated), with the defaults: the default [`Config`], a 30 s wait
+    /// one cluster, comma-separated; `nats://user:password@host:4222` or
+    /// `nats://token@host:4222` to authenticate), with the defaults: the default [`Config`], a 30 s wait
     /// for an agent, a delivery limit of 5, streams named `TASKPOOL` with one replica.
     pub fn new(url: impl Into<String>) -> Self {
         ClusterConfig {

@@ -151,6 +151,15 @@ async fn connect_with(
         options = options.require_tls(true);
     }
     let addresses = server.addresses()?;
+    // The client reads no user, password or token from a url: pass on the first one given.
+    let login = addresses.iter().find_map(|a| a.username().map(|user| (user, a.password())));
+    match login {
+        Some((user, Some(password))) => {
+            options = options.user_and_password(user.to_string(), password.to_string());
+        }
+        Some((token, None)) => options = options.token(token.to_string()),
+        None => {}
+    }
     options.connect(addresses).await.map_err(|e| {
         error::unreachable(format!("cannot connect to {}: {e}", server.url), Duration::ZERO)
     })
