@@ -158,7 +158,10 @@ impl Agent {
         tokio::spawn(store_results(js.clone(), names, self.id.clone(), inbox, limit));
         eprintln!(
             "taskpool agent {} serving image {} with {} workers on {}",
-            self.id, self.image, self.workers, self.config.server.url
+            self.id,
+            self.image,
+            self.workers,
+            self.config.server.shown_url()
         );
         let (stop_tx, mut stop) = watch::channel(false);
         tokio::spawn(async move {

@@ -54,6 +54,12 @@ impl Server {
         self.addresses().map(drop)
     }
 
+    /// [`Server::url`] as it may be shown (in messages and errors): any user, password or
+    /// token in it replaced by `***`.
+    pub(crate) fn shown_url(&self) -> String {
+        shown(&self.url)
+    }
+
     /// The server addresses in [`Server::url`]; [`TaskError::InvalidConfig`] for one that is
     /// not a NATS url (a scheme other than `nats`, `tls`, `ws`, `wss`, or no url at all),
     /// which no connection attempt could make work.
@@ -63,11 +69,25 @@ impl Server {
             .map(str::trim)
             .map(|url| {
                 url.parse::<ServerAddr>().map_err(|e| TaskError::InvalidConfig {
-                    reason: format!("the server url {url:?}: {e}"),
+                    reason: format!("the server url {:?}: {e}", shown(url)),
                 })
             })
             .collect()
     }
+}
+
+/// `url` (one or more, comma-separated) with the user, password or token of each replaced by
+/// `***`: what a url may carry that messages and errors must not.
+fn shown(url: &str) -> String {
+    let one = |part: &str| {
+        let (scheme, rest) = part.split_at(part.find("://").map_or(0, |at| at + 3));
+        let authority = rest.find('/').map_or(rest, |end| &rest[..end]);
+        match authority.rfind('@') {
+            Some(at) => format!("{scheme}***{}", &rest[at..]),
+            None => part.to_string(),
+        }
+    };
+    url.split(',').map(one).collect::<Vec<_>>().join(",")
 }
 
 macro_rules! server_settings {
@@ -404,6 +424,15 @@ mod tests {
             AgentConfig::from_vars("x".into(), bad),
             Err(TaskError::InvalidConfig { .. })
         ));
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_not_shown() {
+        let shown = |url: &str| Server::new(url.into()).shown_url();
+        assert_eq!(shown("nats://alice:secret@a:1"), "nats://***@a:1");
+        assert_eq!(shown("tls://token@a:1, nats://b:2"), "tls://***@a:1, nats://b:2");
+        assert_eq!(shown("u:p@a:1"), "***@a:1");
+        assert_eq!(shown("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 
     #[test]

@@ -161,7 +161,7 @@ async fn connect_with(
         None => {}
     }
     options.connect(addresses).await.map_err(|e| {
-        error::unreachable(format!("cannot connect to {}: {e}", server.url), Duration::ZERO)
+        error::unreachable(format!("cannot connect to {}: {e}", server.shown_url()), Duration::ZERO)
     })
 }
 
@@ -183,7 +183,7 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
             Ok(client) => {
                 if reported.is_some() {
                     let waited = started.elapsed().as_secs();
-                    eprintln!("{name}: connected to {} after {waited} s", server.url);
+                    eprintln!("{name}: connected to {} after {waited} s", server.shown_url());
                 }
                 return Ok(client);
             }
@@ -206,7 +206,7 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
 /// long-running service whose client reconnects by itself, and its operator would otherwise
 /// see nothing while it serves no one.
 fn reporting(server: &Server, name: &str) -> ConnectOptions {
-    let (name, url) = (name.to_string(), server.url.clone());
+    let (name, url) = (name.to_string(), server.shown_url());
     let lost = Arc::new(AtomicBool::new(false));
     ConnectOptions::new().event_callback(move |event| {
         let (name, url, lost) = (name.clone(), url.clone(), lost.clone());
@@ -236,7 +236,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// A connection that is down is probed with a new one, whose failure says why: the client's
 /// own attempts to reconnect keep only the kind of error, not the system's reason.
 pub(crate) async fn why_unreachable(js: &jetstream::Context, server: &Server) -> Option<String> {
-    let url = &server.url;
+    let url = &server.shown_url();
     let within = ANSWER_WITHIN.as_secs();
     if js.client().connection_state() == async_nats::connection::State::Connected {
         // A request the server itself answers: a connection can look up while the server

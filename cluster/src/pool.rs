@@ -505,7 +505,7 @@ fn fail_lost(inner: &Inner, now: Instant) {
     let reason = format!(
         "the server at {} lost its tasks stream (restarted without its store?), and the task \
          with it",
-        inner.config.server.url
+        inner.config.server.shown_url()
     );
     for (_, entry) in inner.pending.overdue(now, wait, since) {
         let waited = now.saturating_duration_since(entry.submitted);
@@ -720,7 +720,7 @@ impl Drop for ClusterPool {
 impl fmt::Debug for ClusterPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterPool")
-            .field("server", &self.inner.config.server.url)
+            .field("server", &self.inner.config.server.shown_url())
             .field("image", &self.inner.image)
             .field("caller", &self.inner.caller)
             .finish()
