@@ -46,7 +46,9 @@ const ENVELOPE: usize = 1024;
 const REMEMBERED_CANCELS: usize = 100_000;
 
 /// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
-/// finishes those it holds, and returns.
+/// finishes those it holds, and returns. A second such signal ends the process at once (exit
+/// status 1, its workers' process groups killed), leaving the tasks it held to be delivered
+/// again after the ack wait.
 ///
 /// This is what a program started with `TASKPOOL_AGENT` set runs before `main` (see the
 /// crate's documentation); call it yourself to start an agent from code. The agent waits for
@@ -164,9 +166,22 @@ impl Agent {
             self.config.server.shown_url()
         );
         let (stop_tx, mut stop) = watch::channel(false);
+        let id = self.id.clone();
         tokio::spawn(async move {
-            stop_signal().await;
+            let mut signals = StopSignals::new();
+            signals.recv().await;
+            eprintln!(
+                "taskpool agent {id}: stopping: it takes no new task and finishes those it \
+                 holds (signal it again to stop at once)"
+            );
             let _ = stop_tx.send(true);
+            signals.recv().await;
+            eprintln!(
+                "taskpool agent {id}: stopped at once: the tasks it held go to other agents \
+                 after the ack wait"
+            );
+            // Exit handlers run: the workers' process groups are killed.
+            std::process::exit(1);
         });
         let capacity = self.config.capacity_or_default();
         let slots = Arc::new(Semaphore::new(capacity));
@@ -555,16 +570,26 @@ async fn store_one(
     drop(slot);
 }
 
-/// Resolves on `SIGTERM` or `SIGINT`.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// `SIGTERM` and `SIGINT`, as they come.
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl StopSignals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => StopSignals(Some((term, int))),
+            _ => StopSignals(None),
+        }
+    }
+
+    /// Resolves on the next `SIGTERM` or `SIGINT`; never if they cannot be caught.
+    async fn recv(&mut self) {
+        let Some((term, int)) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

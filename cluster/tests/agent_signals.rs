@@ -1,0 +1,54 @@
+//! An agent asked to stop finishes what it holds; asked again, it stops at once, as a
+//! program does at a second Ctrl-C, however long its tasks would still run.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use taskpool_cluster::{ClusterConfig, ClusterPool, Pool};
+
+/// Long enough to call an agent that did not stop hung.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Connects to the test at `port` (which tells it the task runs) and returns once the test
+/// hangs up.
+fn held(port: u16) -> u16 {
+    if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+        let _ = stream.read(&mut [0]);
+    }
+    port
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    assert!(status.expect("kill runs").success());
+}
+
+#[test]
+fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
+    let Some(server) = common::server("agent_signals") else { return };
+    let url = server.url();
+    let mut agent = common::agent(&url, 1, &[]);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _task = pool.submit(held, port);
+    let (_running, _) = listener.accept().expect("the task runs");
+
+    signal(agent.pid(), "TERM");
+    signal(agent.pid(), "INT");
+    let pid = agent.pid();
+    let (tx, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(agent.wait().map(|status| status.success()));
+    });
+    let stopped = stopped.recv_timeout(DEADLINE);
+    if stopped.is_err() {
+        signal(pid, "KILL");
+    }
+    assert!(!stopped.expect("the agent stops").expect("it is waited for"), "a failure status");
+}
