@@ -8,7 +8,7 @@ use taskpool_core::{Config, TaskError};
 use taskpool_process::ProcessConfig;
 
 /// How to reach the NATS server, shared by callers and agents.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Server {
     /// One or more server URLs, comma-separated (`nats://host:4222,nats://other:4222`).
     pub(crate) url: String,
@@ -20,6 +20,22 @@ pub(crate) struct Server {
     pub(crate) root_certificates: Option<PathBuf>,
     pub(crate) client_certificate: Option<(PathBuf, PathBuf)>,
     pub(crate) require_tls: bool,
+}
+
+impl std::fmt::Debug for Server {
+    /// As derived, with the url as it may be shown ([`Server::shown_url`]): a user's
+    /// `{config:?}` in a log must not print the server's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.shown_url())
+            .field("name", &self.name)
+            .field("replicas", &self.replicas)
+            .field("credentials", &self.credentials)
+            .field("root_certificates", &self.root_certificates)
+            .field("client_certificate", &self.client_certificate)
+            .field("require_tls", &self.require_tls)
+            .finish()
+    }
 }
 
 impl Server {
@@ -192,8 +208,10 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Settings for the server at `url` (for example `nats://127.0.0.1:4222`; several urls of
     /// one cluster, comma-separated; `nats://user:password@host:4222` or
-    /// `nats://token@host:4222` to authenticate), with the defaults: the default [`Config`], a 30 s wait
-    /// for an agent, a delivery limit of 5, streams named `TASKPOOL` with one replica.
+    /// `nats://token@host:4222` to authenticate, with `@`, `:`, `/` and `%` in them
+    /// percent-encoded, `p%40ss` for `p@ss`), with the defaults: the default [`Config`], a
+    /// 30 s wait for an agent, a delivery limit of 5, streams named `TASKPOOL` with one
+    /// replica.
     pub fn new(url: impl Into<String>) -> Self {
         ClusterConfig {
             config: Config::new(),
@@ -428,6 +446,10 @@ mod tests {
 
     #[test]
     fn credentials_in_a_url_are_not_shown() {
+        let config = format!("{:?}", ClusterConfig::new("nats://alice:secret@a:1"));
+        assert!(config.contains("nats://***@a:1") && !config.contains("secret"), "{config}");
+        let agent = format!("{:?}", AgentConfig::new("nats://token@a:1"));
+        assert!(agent.contains("nats://***@a:1") && !agent.contains("token@"), "{agent}");
         let shown = |url: &str| Server::new(url.into()).shown_url();
         assert_eq!(shown("nats://alice:secret@a:1"), "nats://***@a:1");
         assert_eq!(shown("tls://token@a:1, nats://b:2"), "tls://***@a:1, nats://b:2");
