@@ -155,14 +155,36 @@ async fn connect_with(
     let login = addresses.iter().find_map(|a| a.username().map(|user| (user, a.password())));
     match login {
         Some((user, Some(password))) => {
-            options = options.user_and_password(user.to_string(), password.to_string());
+            options = options.user_and_password(decoded(user), decoded(password));
         }
-        Some((token, None)) => options = options.token(token.to_string()),
+        Some((token, None)) => options = options.token(decoded(token)),
         None => {}
     }
     options.connect(addresses).await.map_err(|e| {
         error::unreachable(format!("cannot connect to {}: {e}", server.shown_url()), Duration::ZERO)
     })
+}
+
+/// A user, password or token as a url carries it, percent-encoded (`p%40ss` for `p@ss`), as
+/// the server expects it: decoded.
+fn decoded(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.filter(|_| bytes[i] == b'%').and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Connects to the server, trying until it answers: an agent may start before its server.
@@ -486,6 +508,16 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_password_in_a_url_is_percent_decoded() {
+        assert_eq!(decoded("p%40ss%3Aw%25rd"), "p@ss:w%rd");
+        assert_eq!(decoded("plain"), "plain");
+        assert_eq!(decoded("100%"), "100%", "a lone percent sign stays");
+        assert_eq!(decoded("%zz%4"), "%zz%4");
+        assert_eq!(decoded("caf%C3%A9"), "café");
+    }
+
     use std::cell::Cell;
 
     use super::*;
