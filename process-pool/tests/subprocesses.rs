@@ -323,15 +323,27 @@ fn exit_with_a_pool_kept_in_a_static() {
 fn programs_that_tasks_started_end_when_the_program_exits_without_dropping_their_pool() {
     let dir = Scratch::new("static-pool");
     let file = dir.file("sleepers");
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["exit_with_a_pool_kept_in_a_static", "--exact", "--ignored", "--nocapture"])
-        .env(SLEEPERS_FILE, &file)
-        .status()
-        .unwrap();
+    let status = run_leaving_sleepers("exit_with_a_pool_kept_in_a_static", &file);
     assert!(status.success(), "{status}");
+    // Before, a pool never dropped left them running for their 600 s.
+    wait_sleepers_gone(&file);
+}
+
+/// Runs test `name` in a copy of this binary, which writes the pids of the programs its
+/// tasks leave running next to `file`.
+fn run_leaving_sleepers(name: &str, file: &str) -> std::process::ExitStatus {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .env(SLEEPERS_FILE, file)
+        .status()
+        .unwrap()
+}
+
+/// Waits until the programs that the pool's task and the one-off left (their pids next to
+/// `file`) are gone.
+fn wait_sleepers_gone(file: &str) {
     for from in ["pool", "one-off"] {
         let pid = std::fs::read_to_string(format!("{file}.{from}")).unwrap();
-        // Before, a pool never dropped left it running for its 600 s.
         wait_gone(pid.parse().unwrap());
     }
 }
@@ -359,17 +371,10 @@ fn programs_that_tasks_started_end_when_the_program_dies_of_a_signal() {
     use std::os::unix::process::ExitStatusExt;
     let dir = Scratch::new("ctrl-c");
     let file = dir.file("sleepers");
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["die_of_ctrl_c_with_programs_running", "--exact", "--ignored", "--nocapture"])
-        .env(SLEEPERS_FILE, &file)
-        .status()
-        .unwrap();
+    let status = run_leaving_sleepers("die_of_ctrl_c_with_programs_running", &file);
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
-    for from in ["pool", "one-off"] {
-        let pid = std::fs::read_to_string(format!("{file}.{from}")).unwrap();
-        // Before, they ran on for their 600 s, adopted by init.
-        wait_gone(pid.parse().unwrap());
-    }
+    // Before, they ran on for their 600 s, adopted by init.
+    wait_sleepers_gone(&file);
 }
 
 /// A program that waits for all its children once its pool is dropped and its one-off
