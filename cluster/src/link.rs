@@ -509,15 +509,6 @@ where
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn a_password_in_a_url_is_percent_decoded() {
-        assert_eq!(decoded("p%40ss%3Aw%25rd"), "p@ss:w%rd");
-        assert_eq!(decoded("plain"), "plain");
-        assert_eq!(decoded("100%"), "100%", "a lone percent sign stays");
-        assert_eq!(decoded("%zz%4"), "%zz%4");
-        assert_eq!(decoded("caf%C3%A9"), "café");
-    }
-
     use std::cell::Cell;
 
     use super::*;
@@ -576,5 +567,14 @@ mod tests {
         assert_eq!(reconnect_delay(3), Duration::from_millis(100));
         assert_eq!(reconnect_delay(7), Duration::from_millis(1000));
         assert_eq!(reconnect_delay(1000), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_percent_decoded() {
+        assert_eq!(decoded("p%40ss%3Aw%25rd"), "p@ss:w%rd");
+        assert_eq!(decoded("plain"), "plain");
+        assert_eq!(decoded("100%"), "100%", "a lone percent sign stays");
+        assert_eq!(decoded("%zz%4"), "%zz%4");
+        assert_eq!(decoded("caf%C3%A9"), "café");
     }
 }
