@@ -306,18 +306,16 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
         kill_for_protocol(&mut state.slots[w].conn, reason.into());
     }
     let reception = &link.reception;
-    let deadline =
-        shared.police(&mut state, w, Instant::now(), || reception.has_unread(&receiving));
-    let mut deadline = deadline;
+    let now = Instant::now();
+    let mut deadline = shared.police(&mut state, w, now, || reception.has_unread(&receiving));
     if shared.should_retire(&state, w) {
         if let Some(conn) = state.slots[w].conn.as_mut() {
             conn.close();
         }
         if link.request.take().is_some() && !state.dropping && !state.closed {
-            link.retired = Some(Instant::now());
+            link.retired = Some(now);
         }
     }
-    let now = Instant::now();
     if let Some(by) = link.retired.and_then(|since| retire_by(shared, worker, since, now)) {
         if now >= by {
             if let Some(conn) = state.slots[w].conn.as_mut() {
@@ -333,10 +331,10 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
 }
 
 /// When a worker whose requests were closed at `since` to retire it is killed if it has not
-/// ended, as seen at `now`: the pool's shutdown grace after it began to exit, as its status page says (an
-/// exit handler or a thread-local destructor of a task's that never returns, or a worker
-/// stopped with SIGSTOP, would hold its slot for ever); at most [`RETIRE_WAIT`] later
-/// without a page, or while it waits for the receivers of shared bytes it sent. It was
+/// ended, as seen at `now`: the pool's shutdown grace after it began to exit, as its status
+/// page says (an exit handler or a thread-local destructor of a task's that never returns,
+/// or a worker stopped with SIGSTOP, would hold its slot for ever); at most [`RETIRE_WAIT`]
+/// later without a page, or while it waits for the receivers of shared bytes it sent. It was
 /// sent nothing more and answered everything: the kill costs no item. `None`: never.
 fn retire_by(shared: &Shared, worker: &Worker, since: Instant, now: Instant) -> Option<Instant> {
     let grace = shared.config.get_config().get_shutdown_grace();
