@@ -30,6 +30,7 @@ mod cannot_unwind;
 pub mod chaos;
 mod results;
 mod shapes;
+mod streams;
 
 pub use cannot_unwind::{panic_twice_on_odd, sort_with_c_comparator};
 pub use results::{
@@ -37,6 +38,7 @@ pub use results::{
     try_map_is_flat, wait_for_file,
 };
 pub use shapes::serde_shapes;
+pub use streams::streamed_input_yields_while_it_waits;
 
 /// Squares its input.
 pub fn square(x: u64) -> u64 {
@@ -240,7 +242,8 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
 }
 
 /// An input iterator that panics part-way through a batch: the panic reaches the caller of
-/// `map`, `map_results` and `imap` as it is, and the pool serves the next batch whole.
+/// `map`, `map_results` and every `imap` as it is (from the thread that pulls a streamed
+/// input too), and the pool serves the next batch whole.
 pub fn panicking_input_iterator<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(2));
     // Past the first run of items a batch sends while it still pulls the rest.
@@ -259,6 +262,11 @@ pub fn panicking_input_iterator<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(message(caught), "item 10000 is bad", "map_results");
     let caught = catch_unwind(AssertUnwindSafe(|| pool.imap(square, items()).count()));
     assert_eq!(message(caught), "item 10000 is bad", "imap");
+    let caught = catch_unwind(AssertUnwindSafe(|| pool.imap_stream(square, items()).count()));
+    assert_eq!(message(caught), "item 10000 is bad", "imap_stream");
+    let caught =
+        catch_unwind(AssertUnwindSafe(|| pool.imap_unordered_stream(square, items()).count()));
+    assert_eq!(message(caught), "item 10000 is bad", "imap_unordered_stream");
     let expected: Vec<u64> = (0..20_000).map(square).collect();
     assert_eq!(pool.map(square, 0..20_000).unwrap(), expected);
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
@@ -631,6 +639,7 @@ macro_rules! conformance_suite {
     (each: $callback:path $(; $($before:tt)*)?) => {
         $callback!($($($before)*;)?
             ordering, empty_input, million_items, endless_imap_is_bounded,
+            streamed_input_yields_while_it_waits,
             dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,

@@ -67,6 +67,7 @@ mod config;
 mod cpu;
 mod crowding;
 mod error;
+mod feed;
 mod handle;
 mod imap;
 mod panic;

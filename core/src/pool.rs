@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::backend::Execute;
 use crate::error::TaskError;
+use crate::feed::Input;
 use crate::handle::{TaskHandle, discard, promise, promise_notify};
 use crate::imap::{Ordered, Unordered};
 use crate::task::{IntoTask, Job};
@@ -311,8 +312,8 @@ pub trait Pool: Execute {
     /// (or reaches the input's end) before it waits for a result. So an input whose `next`
     /// waits for its items (a channel's receiver, lines read from a socket) holds back every
     /// result until the window's worth of items has come or the input ended, and an input
-    /// that waits for the consumer's own results never gets them. For such input, submit
-    /// each item as it arrives ([`Pool::submit`]) and join the handles in order.
+    /// that waits for the consumer's own results never gets them. For such input, use
+    /// [`Pool::imap_stream`], which pulls it on a thread of its own.
     ///
     /// # Examples
     ///
@@ -351,12 +352,14 @@ pub trait Pool: Execute {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Ordered::new(self, Arc::new(task.into_job()), items.into_iter(), self.imap_window())
+        let items = Input::pulled(items.into_iter());
+        Ordered::new(self, Arc::new(task.into_job()), items, self.imap_window())
     }
 
     /// Like [`Pool::imap`], yielding outcomes as they finish rather than in input order.
     /// The same window bounds it, dropping it cancels the same way, and it pulls its input
-    /// the same way: an input that waits for its items holds back the results.
+    /// the same way: an input that waits for its items holds back the results
+    /// ([`Pool::imap_unordered_stream`] does not).
     fn imap_unordered<M, T, I>(
         &self,
         task: T,
@@ -367,7 +370,80 @@ pub trait Pool: Execute {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        Unordered::new(self, Arc::new(task.into_job()), items.into_iter(), self.imap_window())
+        let items = Input::pulled(items.into_iter());
+        Unordered::new(self, Arc::new(task.into_job()), items, self.imap_window())
+    }
+
+    /// Like [`Pool::imap`], for an input whose items arrive over time (a channel's
+    /// receiver, lines read from a socket, a queue of jobs): the input is pulled on a thread
+    /// of its own, as Python's `Pool.imap` does, so each result is yielded as soon as it and
+    /// those before it are ready, while the input waits for its next item; an input that
+    /// waits for the consumer's own results gets them. Results come in input order, at most
+    /// [`Pool::imap_window`] items run at once, and at most as many more wait, pulled, for
+    /// room; dropping the iterator cancels as `imap` does.
+    ///
+    /// A panic of the input's `next` reaches the consumer at the item where it happened. The
+    /// thread ends when the input ends, or, after the iterator was dropped, once the input's
+    /// `next` returns again (an input that never yields again keeps its thread waiting, as
+    /// it would keep any thread that reads it). If no thread can be started, the input is
+    /// pulled as `imap` pulls it.
+    ///
+    /// # Examples
+    ///
+    /// Each job is sent once the result of the one before came back: `imap` would wait for
+    /// a window of jobs before it yields anything, here for ever.
+    ///
+    /// ```
+    /// # use taskpool_core::{Pool, TaskError};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let (jobs, queue) = std::sync::mpsc::channel();
+    /// let mut results = pool.imap_stream(square, queue);
+    /// jobs.send(3).unwrap();
+    /// let first = results.next().unwrap()?;
+    /// jobs.send(first).unwrap();
+    /// assert_eq!(results.next().unwrap()?, 81);
+    /// drop(jobs);
+    /// assert!(results.next().is_none());
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    fn imap_stream<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        I::IntoIter: Send + 'static,
+        T::Input: Send + 'static,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        let window = self.imap_window();
+        let items = Input::fed(items.into_iter(), window);
+        Ordered::new(self, Arc::new(task.into_job()), items, window)
+    }
+
+    /// Like [`Pool::imap_stream`], yielding outcomes as they finish rather than in input
+    /// order, as [`Pool::imap_unordered`] does.
+    fn imap_unordered_stream<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+        I::IntoIter: Send + 'static,
+        T::Input: Send + 'static,
+    {
+        let () = <T::Job as Job>::PORTABLE;
+        let window = self.imap_window();
+        let items = Input::fed(items.into_iter(), window);
+        Unordered::new(self, Arc::new(task.into_job()), items, window)
     }
 }
 
