@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use super::overhead::in_report;
+use super::overhead::{self, in_report};
 use super::throughput::{self, kernels};
 use super::{MESSAGES, OVERHEAD, Plan, Progress, RowId, faults, idle, io, memory, served};
 use crate::backends::python::{Script, interpreter, script_repeats};
@@ -85,6 +85,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "Every column maps the same no-op: it takes an integer and returns it (taskpool and rayon map `fn noop(x: u64) -> u64 { x }`, Python maps `def identity(x): return x`), so an integer goes each way.".to_owned(),
         "Both process pools move the 1 MiB payload as serde_bytes::ByteBuf; a plain Vec<u8> goes through serde byte by byte and costs several times more.".to_owned(),
         "The payload rows have a third floor, the copy floor: the copies a round trip of an owned buffer cannot avoid, made one after another in this program (no second process, no wake-up): the argument into warm memory (the request side's, kept between round trips), from there into a new vector (the worker's argument), into warm memory again (the result side's) and into a new vector (the result); a new vector of 32 MiB or more asks for huge pages first, as the process backend's do.".to_owned(),
+        format!("Each sample of the 64 MiB rows is the median of {} round trips, one after another. The first follows the other columns' samples and finds memory freed seconds before, which on a virtual machine that hands free memory back to its host costs several times a copy to fault in again (the process backend's 64 MiB round trip on a 2-core VM: 160–390 ms after 1.5 s of rest, 40–55 ms right after another), whichever column meets it; the median is the round trip of a program that moves large values one after another.", overhead::LARGE_ROUND_TRIPS),
         "The SharedBytes rows send the same bytes as taskpool_process::SharedBytes, a new value for every round trip, written into a sealed memfd before the clock: the worker maps the sender's pages, reads the last byte in place and returns the value, so no byte is copied; their floor is the raw echo of as many bytes over pipes, measured as in the payload rows: what a copy costs. Python's cell passes a new multiprocessing.shared_memory block by name to Pool.apply the same way (attach, read the last byte, close, return the name).".to_owned(),
         "Failure rows: taskpool processes and procspawn run the fault on a pool of one worker (the worst case: the only worker is hit); the time is from submitting the faulty task to the next task's result; in the Rust columns the median of up to 5 faults on one pool (a first panic in a new process costs more than the next: the unwinder loads its tables, and with RUST_BACKTRACE set a default panic hook resolves a backtrace). Thread pools run in a child copy of this program, so a crash there is observed, not suffered.".to_owned(),
         "Python processes is multiprocessing.Pool; ProcessPoolExecutor behaves differently on crashes (it breaks for good), see below.".to_owned(),
