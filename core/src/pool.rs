@@ -379,8 +379,8 @@ pub trait Pool: Execute {
     /// of its own, as Python's `Pool.imap` does, so each result is yielded as soon as it and
     /// those before it are ready, while the input waits for its next item; an input that
     /// waits for the consumer's own results gets them. Results come in input order, at most
-    /// [`Pool::imap_window`] items run at once, and at most as many more wait, pulled, for
-    /// room; dropping the iterator cancels as `imap` does.
+    /// [`Pool::imap_window`] items are in flight, and at most as many more, and one the
+    /// thread holds, wait for room, pulled; dropping the iterator cancels as `imap` does.
     ///
     /// A panic of the input's `next` reaches the consumer at the item where it happened. The
     /// thread ends when the input ends, or, after the iterator was dropped, once the input's
