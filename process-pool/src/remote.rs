@@ -158,6 +158,19 @@ impl RemoteRun {
             shared.discard_unwanted();
         }
     }
+
+    /// Cancels the run as [`RemoteRun::cancel`] does, and also kills the workers running its
+    /// items, as a time limit does (each is replaced): nothing of it runs on.
+    pub fn stop(&self) {
+        self.cancel();
+        if self.single {
+            // Cancelling killed its worker if it ran it.
+            return;
+        }
+        if let (Some(shared), Some(run)) = (self.shared.upgrade(), self.run.upgrade()) {
+            shared.stop(&*run);
+        }
+    }
 }
 
 /// The offset of `init` in the executable image: how a pool's initializer travels to a

@@ -1076,6 +1076,38 @@ impl Shared {
         }
     }
 
+    /// Kills every worker running an item of `run`, a batch nobody wants any more (its queued
+    /// items are discarded by [`Shared::discard_unwanted`]): as a time limit does, the item
+    /// fails and its worker is replaced; the items it held and had not started run elsewhere,
+    /// unless they are `run`'s.
+    pub(crate) fn stop<S: Sink + ?Sized>(&self, run: &Run<S>) {
+        if self.copied() {
+            return;
+        }
+        let is_run = |slice: &Slice| std::ptr::addr_eq(Arc::as_ptr(&slice.run), run);
+        let mut state = self.lock();
+        for slot in &mut state.slots {
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            if conn.killed.is_some() {
+                continue;
+            }
+            // Without a status page, the head is taken to be running.
+            let running = conn.process.progress().map_or(Some(conn.expect_seq), Progress::running);
+            let Some(running) = running else { continue };
+            let mut seq = conn.expect_seq;
+            for slice in &slot.sent {
+                let end = seq + slice.items.len() as u64;
+                if (seq..end).contains(&running) {
+                    if is_run(slice) {
+                        conn.kill(KillReason::Cancelled, Some(running));
+                    }
+                    break;
+                }
+                seq = end;
+            }
+        }
+    }
+
     /// Where the results of every worker arrive, for a caller that reads its own (none in a
     /// copy of the process, which has none of the workers).
     pub(crate) fn receptions(&self) -> SmallVec<[Arc<Reception>; 4]> {

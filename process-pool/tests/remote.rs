@@ -1,6 +1,7 @@
 //! The door the cluster backend uses (`taskpool_process::remote`): a cancelled run of many
 //! encoded items runs none of the items not yet sent to a worker, and every item without an
-//! outcome ends cancelled; a large byte string, argument and result, travels encoded whole.
+//! outcome ends cancelled; a stopped one also kills the worker running its item; a large
+//! byte string, argument and result, travels encoded whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -94,4 +95,60 @@ fn a_large_byte_string_travels_encoded_whole() {
     let back: serde_bytes::ByteBuf =
         remote::decode(outcomes.get(0).unwrap(), Side::Result).unwrap();
     assert!(back.iter().eq(sent.iter().rev()), "the result differs");
+}
+
+/// Creates the file at `path`, then waits until the file `go` beside it exists.
+fn touch_and_hold(path: String) -> u64 {
+    std::fs::write(&path, "").expect("the task's file");
+    let go = Path::new(&path).with_file_name("go");
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    0
+}
+
+/// A stopped run of many items does not wait for the item its worker runs: the worker is
+/// killed (and replaced), the item fails as cancelled, and no other item of the run starts.
+#[test]
+fn a_stopped_batch_kills_the_worker_running_its_item() {
+    let pool = ProcessPool::new(1).unwrap();
+    let dir = std::env::temp_dir().join(format!("taskpool-remote-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<String> =
+        (0..4).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
+    let job = EncodedJob::of(&touch_and_hold.into_job()).unwrap();
+    let (mut inputs, mut ends) = (Vec::new(), Vec::new());
+    for path in &paths {
+        remote::encode_into(path, &mut inputs, Side::Argument).unwrap();
+        ends.push(inputs.len());
+    }
+    let (tx, rx) = mpsc::channel::<Outcomes>();
+    let run = remote::run_encoded(&pool, &job, &inputs, &ends, None, move |o| {
+        let _ = tx.send(o);
+    });
+    while !Path::new(&paths[0]).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    run.stop();
+    let outcomes = rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
+    assert_eq!(outcomes.len(), 4);
+    for i in 0..4 {
+        assert!(matches!(outcomes.get(i), Err(TaskError::Cancelled)), "item {i}");
+    }
+    for path in &paths[1..] {
+        assert!(!Path::new(path).exists(), "{path} started after the stop");
+    }
+    // The pool serves on, with a new worker.
+    std::fs::write(dir.join("go"), "").unwrap();
+    let mut again = Vec::new();
+    let path = dir.join("again").to_string_lossy().into_owned();
+    remote::encode_into(&path, &mut again, Side::Argument).unwrap();
+    let (tx, rx) = mpsc::channel::<Outcomes>();
+    let _ = remote::run_encoded(&pool, &job, &again, &[again.len()], None, move |o| {
+        let _ = tx.send(o);
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(60)).unwrap().get(0).is_ok());
+    assert_eq!(pool.stats().workers_started, 2, "the worker was replaced");
+    std::fs::remove_dir_all(dir).unwrap();
 }
