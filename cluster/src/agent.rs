@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::config::AgentConfig;
 use crate::error;
 use crate::image;
 use crate::link::{self, Names};
-use crate::pool::{CancelNotice, HEARTBEAT, Heartbeat};
+use crate::pool::{ABANDON_AFTER_HEADER, CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
 use crate::wire::{
     self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
     WireError,
@@ -44,6 +44,17 @@ const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 const ENVELOPE: usize = 1024;
 /// How many cancelled tasks an agent remembers, to skip them if they arrive later.
 const REMEMBERED_CANCELS: usize = 100_000;
+/// How often an agent looks for callers gone silent among those whose units it runs.
+const WATCH_CALLERS: Duration = Duration::from_millis(250);
+/// How long an agent remembers a caller it took for gone after its last unit came: the
+/// results stored for it meanwhile are removed once more then, and what was dropped is said.
+const FORGET_GONE: Duration = Duration::from_secs(30);
+/// How long an agent remembers when it last heard a caller.
+const FORGET_HEARD: Duration = Duration::from_secs(3600);
+/// A gap this long between two looks for gone callers means that the agent itself did not
+/// run (it was stopped, or starved): it heard no one meanwhile, which says nothing about the
+/// callers.
+const STALLED: Duration = Duration::from_secs(1);
 
 /// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
 /// finishes those it holds, and returns. A second such signal ends the process at once (exit
@@ -86,6 +97,8 @@ pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
         running: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
+        callers: Mutex::new(Callers::new(Instant::now())),
+        js: std::sync::OnceLock::new(),
         config,
     });
     let result = runtime.block_on(agent.clone().run());
@@ -104,9 +117,76 @@ struct Agent {
     config: AgentConfig,
     /// The largest result message the server takes, known once connected.
     max_result: AtomicUsize,
-    /// Units running now, by caller and task id, to stop on a cancel notice.
-    running: Mutex<HashMap<(String, u64), RemoteRun>>,
+    /// Units running now, by caller and task id, to stop on a cancel notice or when their
+    /// caller is gone; with how long their caller may be silent, if it says.
+    running: Mutex<HashMap<(String, u64), Running>>,
     cancelled: Mutex<Cancels>,
+    /// What the agent heard from callers, and which it took for gone.
+    callers: Mutex<Callers>,
+    /// The JetStream context, once connected: to remove a gone caller's results.
+    js: std::sync::OnceLock<jetstream::Context>,
+}
+
+/// A unit running now.
+struct Running {
+    run: RemoteRun,
+    /// How long its caller may be silent before it counts as gone; `None` from a caller that
+    /// does not say it is alive (an older version).
+    abandon_after: Option<Duration>,
+    /// Whether it was stopped because its caller was taken for gone.
+    stopped: Arc<AtomicBool>,
+}
+
+/// What an agent knows of the callers whose tasks it takes, by its own clock: a caller's
+/// silence is how long since this agent last heard it, never a time that a message carries
+/// (machines' clocks differ).
+struct Callers {
+    /// When each caller was last heard.
+    heard: HashMap<String, Instant>,
+    /// Since when the agent has been connected and running without a break: while it is not,
+    /// it hears no one, which says nothing about the callers. No caller is silent for longer
+    /// than this.
+    listening: Instant,
+    /// When the agent last looked for gone callers: it judges none while this is older than
+    /// [`STALLED`].
+    awake: Instant,
+    /// The callers taken for gone.
+    gone: HashMap<String, Gone>,
+}
+
+/// A caller taken for gone, and what became of its tasks here.
+struct Gone {
+    /// When the last unit of it came or finished here.
+    last: Instant,
+    /// Its units dropped without running.
+    dropped: u64,
+    /// Its units stopped, or whose results were thrown away, as they ran.
+    stopped: u64,
+}
+
+impl Callers {
+    fn new(now: Instant) -> Self {
+        Callers { heard: HashMap::new(), listening: now, awake: now, gone: HashMap::new() }
+    }
+
+    /// Notes that the agent looks for gone callers at `now`, `connected` to its server or not:
+    /// silence counts only from when it is connected and running again.
+    fn look(&mut self, now: Instant, connected: bool) {
+        if !connected || now.saturating_duration_since(self.awake) >= STALLED {
+            self.listening = now;
+        }
+        self.awake = now;
+    }
+
+    /// How long `caller` has been silent, by this agent's clock; `None` if the agent cannot
+    /// tell now (it did not run for a while, and has not looked since).
+    fn silence(&self, caller: &str, now: Instant) -> Option<Duration> {
+        if now.saturating_duration_since(self.awake) >= STALLED {
+            return None;
+        }
+        let heard = self.heard.get(caller).map_or(self.listening, |&h| h.max(self.listening));
+        Some(now.saturating_duration_since(heard))
+    }
 }
 
 /// Cancel notices for units not seen yet, oldest forgotten first.
@@ -153,6 +233,15 @@ impl Agent {
             .await
             .map_err(|e| server_error(e.to_string()))?;
         tokio::spawn(self.clone().listen_for_cancels(cancels));
+        let _ = self.js.set(js.clone());
+        let beats = client
+            .subscribe(self.names.callers_subject(self.image))
+            .await
+            .map_err(|e| server_error(e.to_string()))?;
+        // Callers are silent from now on at the most: they could not be heard before.
+        *self.callers.lock().unwrap_or_else(PoisonError::into_inner) = Callers::new(Instant::now());
+        tokio::spawn(self.clone().listen_for_callers(beats));
+        tokio::spawn(self.clone().watch_callers(client.clone()));
         let beat = tokio::spawn(self.clone().beat(client.clone()));
         let (outbox, inbox) = mpsc::unbounded_channel();
         let limit = max_payload - ENVELOPE;
@@ -291,6 +380,121 @@ impl Agent {
         }
     }
 
+    /// Notes when each caller says it is alive.
+    async fn listen_for_callers(self: Arc<Self>, mut beats: async_nats::Subscriber) {
+        while let Some(message) = beats.next().await {
+            let Ok(beat) = wire::decode::<CallerBeat>(&message.payload) else { continue };
+            let now = Instant::now();
+            let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(gone) = callers.gone.remove(&beat.caller) {
+                // Heard again after all (it was stopped or cut off for longer than its bound):
+                // what it sends from now on runs; it fails what it had sent before by itself.
+                self.said_gone(&beat.caller, &gone);
+            }
+            callers.heard.insert(beat.caller, now);
+        }
+    }
+
+    /// Every [`WATCH_CALLERS`]: stops the units of callers silent for longer than they allow,
+    /// and forgets what is old. While the agent is not connected it hears no one, which says
+    /// nothing about the callers: their silence counts only from when it is connected again.
+    async fn watch_callers(self: Arc<Self>, client: async_nats::Client) {
+        let mut tick = tokio::time::interval(WATCH_CALLERS);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            self.callers.lock().unwrap_or_else(PoisonError::into_inner).look(now, connected);
+            if !connected {
+                continue;
+            }
+            let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut judged: HashMap<&str, bool> = HashMap::new();
+            for ((caller, _), unit) in running.iter() {
+                let Some(bound) = unit.abandon_after else { continue };
+                let gone = *judged
+                    .entry(caller.as_str())
+                    .or_insert_with(|| self.is_gone(caller, bound, now));
+                if gone && !unit.stopped.swap(true, Ordering::SeqCst) {
+                    // Its worker is killed, as at a time limit, and replaced.
+                    unit.run.stop();
+                }
+            }
+            drop(running);
+            let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+            callers.heard.retain(|_, heard| now.saturating_duration_since(*heard) < FORGET_HEARD);
+            let old: Vec<String> = callers
+                .gone
+                .iter()
+                .filter(|(_, gone)| now.saturating_duration_since(gone.last) >= FORGET_GONE)
+                .map(|(caller, _)| caller.clone())
+                .collect();
+            for caller in old {
+                if let Some(gone) = callers.gone.remove(&caller) {
+                    self.said_gone(&caller, &gone);
+                    // Results stored for it since it was taken for gone (by agents that were
+                    // storing them then) are removed too.
+                    self.remove_results(caller);
+                }
+            }
+        }
+    }
+
+    /// Whether `caller`, which allows `bound` of silence, is gone: taken for gone before, or
+    /// silent for longer than `bound` now (then taken for gone from now on, and said so).
+    fn is_gone(&self, caller: &str, bound: Duration, now: Instant) -> bool {
+        let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+        if callers.gone.contains_key(caller) {
+            return true;
+        }
+        let Some(silence) = callers.silence(caller, now).filter(|&silence| silence > bound) else {
+            return false;
+        };
+        callers.gone.insert(caller.to_string(), Gone { last: now, dropped: 0, stopped: 0 });
+        drop(callers);
+        eprintln!(
+            "taskpool agent {}: caller {caller} is gone (not heard for {:.1} s, it allows {:?}): \
+             its tasks here are dropped without running and those running are stopped",
+            self.id,
+            silence.as_secs_f64(),
+            bound
+        );
+        self.remove_results(caller.to_string());
+        true
+    }
+
+    /// If `caller` was taken for gone, counts `dropped` units dropped and `stopped` units
+    /// stopped of it, and returns true.
+    fn note_gone(&self, caller: &str, dropped: u64, stopped: u64) -> bool {
+        let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(gone) = callers.gone.get_mut(caller) else { return false };
+        gone.last = Instant::now();
+        gone.dropped += dropped;
+        gone.stopped += stopped;
+        true
+    }
+
+    /// Says, once per caller taken for gone, what became of its tasks here.
+    fn said_gone(&self, caller: &str, gone: &Gone) {
+        eprintln!(
+            "taskpool agent {}: of gone caller {caller}, {} tasks were dropped without running \
+             and {} stopped or their results thrown away",
+            self.id, gone.dropped, gone.stopped
+        );
+    }
+
+    /// Removes the results stored for `caller`, and its results consumer: nobody reads them.
+    fn remove_results(&self, caller: String) {
+        let Some(js) = self.js.get().cloned() else { return };
+        let names = self.names.clone();
+        tokio::spawn(async move {
+            let Ok(results) = js.get_stream(names.results_stream()).await else { return };
+            let _ = results.delete_consumer(&Names::results_consumer(&caller)).await;
+            let _ = results.purge().filter(names.results_subject(&caller)).await;
+        });
+    }
+
     async fn listen_for_cancels(self: Arc<Self>, mut notices: async_nats::Subscriber) {
         while let Some(message) = notices.next().await {
             let Ok(notice) = wire::decode::<CancelNotice>(&message.payload) else { continue };
@@ -299,7 +503,7 @@ impl Agent {
             // found running or finds the notice remembered.
             let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match running.get(&key) {
-                Some(run) => run.cancel(),
+                Some(running) => running.run.cancel(),
                 None => {
                     self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).remember(key);
                 }
@@ -324,6 +528,15 @@ impl Agent {
                 return None;
             }
         };
+        let abandon_after = abandon_after(&message);
+        let now = Instant::now();
+        if abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now)) {
+            // Its caller is gone: nobody waits for these units. The message is acknowledged
+            // (and so deleted) without running them.
+            self.note_gone(&task.caller, task.units.len() as u64, 0);
+            tokio::spawn(async move { message.ack().await });
+            return None;
+        }
         let message = Arc::new(message);
         let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
         let mut stored = Vec::with_capacity(task.units.len());
@@ -353,7 +566,8 @@ impl Agent {
                     continue;
                 }
             };
-            let run = self.start(pool, &task.caller, unit, client.clone(), fast.clone());
+            let run =
+                self.start(pool, &task.caller, abandon_after, unit, client.clone(), fast.clone());
             runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
         Some(Held { message, progress, stored, runs, caller: task.caller })
@@ -366,6 +580,10 @@ impl Agent {
         while let Some(result) = runs.next().await {
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+            if self.note_gone(&caller, 0, 1) {
+                // Nobody will read it: not stored.
+                continue;
+            }
             // A result too large for one message travels in parts, each stored on its own.
             for part in result.split(self.max_result.load(Ordering::Relaxed)) {
                 stored.push(send(&outbox, caller.clone(), part));
@@ -388,6 +606,7 @@ impl Agent {
         &self,
         pool: &Arc<ProcessPool>,
         caller: &str,
+        abandon_after: Option<Duration>,
         unit: Unit,
         client: async_nats::Client,
         fast: String,
@@ -417,9 +636,16 @@ impl Agent {
         // trust boundary (see the crate's documentation).
         let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (was_stopped, agent) = (stopped.clone(), self.id.clone());
         let run = remote::run_encoded(pool, &job, &unit.inputs, &ends, timeout, move |o| {
             let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let outcome = encode_outcomes(&o);
+            let mut outcome = encode_outcomes(&o);
+            if was_stopped.load(Ordering::SeqCst) {
+                // Stopped because its caller was taken for gone: should the caller be heard
+                // again after all, it learns why.
+                outcome.replace_cancelled(&stopped_for_silence(&agent));
+            }
             let result = UnitResult { task, elapsed_ns, part: None, outcome };
             send_fast_copy(&client, fast, &result);
             let _ = tx.send(result);
@@ -432,9 +658,26 @@ impl Agent {
         if cancelled {
             run.cancel();
         }
-        running.insert(key, run);
+        running.insert(key, Running { run, abandon_after, stopped });
         finish
     }
+}
+
+/// What a unit stopped because its caller was taken for gone fails with, if the caller is
+/// heard again after all.
+fn stopped_for_silence(agent: &str) -> WireError {
+    let reason = format!(
+        "agent {agent} did not hear this pool for longer than its abandon_after, took it for \
+         gone and stopped the task"
+    );
+    WireError::Unreachable { waited_ns: 0, reason }
+}
+
+/// How long the caller of `message` may be silent before it counts as gone, as it says in
+/// the message's header; `None` if it does not (a caller older than this header).
+fn abandon_after(message: &jetstream::Message) -> Option<Duration> {
+    let value = message.headers.as_ref()?.get(ABANDON_AFTER_HEADER)?;
+    value.as_str().trim().parse::<u64>().ok().map(Duration::from_millis)
 }
 
 /// A task message whose units run.
@@ -591,5 +834,31 @@ impl StopSignals {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callers_silence_counts_only_while_the_agent_listens() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut callers = Callers::new(start);
+        // Never heard: silent since the agent listens.
+        callers.look(at(200), true);
+        assert_eq!(callers.silence("a", at(300)), Some(Duration::from_millis(300)));
+        callers.heard.insert("a".into(), at(250));
+        assert_eq!(callers.silence("a", at(300)), Some(Duration::from_millis(50)));
+        // Cut off from the server: nobody is silent for longer than since it is back.
+        callers.look(at(400), false);
+        callers.look(at(600), true);
+        assert_eq!(callers.silence("a", at(700)), Some(Duration::from_millis(300)));
+        assert_eq!(callers.silence("b", at(700)), Some(Duration::from_millis(300)));
+        // The agent itself did not run for a while: it cannot tell, then counts from now.
+        assert_eq!(callers.silence("a", at(5_000)), None);
+        callers.look(at(5_000), true);
+        assert_eq!(callers.silence("a", at(5_100)), Some(Duration::from_millis(100)));
     }
 }

@@ -194,6 +194,7 @@ macro_rules! server_settings {
 /// let config = ClusterConfig::new("nats://127.0.0.1:4222")
 ///     .config(Config::new().workers(8).timeout(Duration::from_secs(60)))
 ///     .agent_wait(Duration::from_secs(10))
+///     .abandon_after(Duration::from_secs(60))
 ///     .delivery_limit(3);
 /// assert_eq!(config.get_delivery_limit(), 3);
 /// ```
@@ -203,21 +204,27 @@ pub struct ClusterConfig {
     pub(crate) server: Server,
     pub(crate) agent_wait: Duration,
     pub(crate) delivery_limit: u32,
+    pub(crate) abandon_after: Duration,
 }
+
+/// The shortest [`ClusterConfig::abandon_after`]: three of the pool's heartbeats, one a
+/// second, so that one late beat does not make a live pool look gone.
+pub(crate) const MIN_ABANDON_AFTER: Duration = Duration::from_secs(3);
 
 impl ClusterConfig {
     /// Settings for the server at `url` (for example `nats://127.0.0.1:4222`; several urls of
     /// one cluster, comma-separated; `nats://user:password@host:4222` or
     /// `nats://token@host:4222` to authenticate, with `@`, `:`, `/` and `%` in them
     /// percent-encoded, `p%40ss` for `p@ss`), with the defaults: the default [`Config`], a
-    /// 30 s wait for an agent, a delivery limit of 5, streams named `TASKPOOL` with one
-    /// replica.
+    /// 30 s wait for an agent, a delivery limit of 5, tasks abandoned after 30 s of the
+    /// pool's silence, streams named `TASKPOOL` with one replica.
     pub fn new(url: impl Into<String>) -> Self {
         ClusterConfig {
             config: Config::new(),
             server: Server::new(url.into()),
             agent_wait: Duration::from_secs(30),
             delivery_limit: 5,
+            abandon_after: Duration::from_secs(30),
         }
     }
 
@@ -244,9 +251,33 @@ impl ClusterConfig {
         self
     }
 
+    /// How long the agents wait for word from the pool before they take it for gone
+    /// (default 30 s, at least 3 s).
+    ///
+    /// The pool says once a second that it is alive. An agent that has not heard it for this
+    /// long, by the agent's own clock, takes the pool's program for dead (killed, or ended
+    /// without dropping the pool): it drops the pool's queued tasks without running them,
+    /// kills the workers running its tasks (as a time limit does; each is replaced), and
+    /// removes the results stored for it. A pool that is only slow to speak (its program
+    /// stopped with `SIGSTOP` and continued, a connection to the server that drops and comes
+    /// back) loses nothing as long as it speaks again within this bound. One that was silent
+    /// for longer fails its pending tasks with [`TaskError::Unreachable`], saying so, when it
+    /// speaks again: the agents may have dropped them. [`Duration::MAX`] never abandons them.
+    ///
+    /// Agents older than this setting run every task of a gone pool, as they always did.
+    pub fn abandon_after(mut self, bound: Duration) -> Self {
+        self.abandon_after = bound;
+        self
+    }
+
     /// The shared settings.
     pub fn get_config(&self) -> &Config {
         &self.config
+    }
+
+    /// How long the agents wait for word from the pool before they take it for gone.
+    pub fn get_abandon_after(&self) -> Duration {
+        self.abandon_after
     }
 
     /// The wait for an agent.
@@ -269,6 +300,14 @@ impl ClusterConfig {
         }
         if self.agent_wait.is_zero() {
             return Err(TaskError::InvalidConfig { reason: "the agent wait is zero".into() });
+        }
+        if self.abandon_after < MIN_ABANDON_AFTER {
+            return Err(TaskError::InvalidConfig {
+                reason: format!(
+                    "abandoning a pool's tasks after {:?} of silence is below the {:?} minimum",
+                    self.abandon_after, MIN_ABANDON_AFTER
+                ),
+            });
         }
         Ok(())
     }
@@ -464,6 +503,17 @@ mod tests {
         assert!(ok.clone().stream_name("a.b").validate().is_err());
         assert!(ok.clone().replicas(0).validate().is_err());
         assert!(ok.clone().delivery_limit(0).validate().is_err());
+        for bound in [Duration::ZERO, Duration::from_millis(2999)] {
+            assert!(
+                matches!(
+                    ok.clone().abandon_after(bound).validate(),
+                    Err(TaskError::InvalidConfig { .. })
+                ),
+                "{bound:?}"
+            );
+        }
+        assert!(ok.clone().abandon_after(Duration::from_secs(3)).validate().is_ok());
+        assert!(ok.clone().abandon_after(Duration::MAX).validate().is_ok(), "never");
         assert!(ClusterConfig::new(" ").validate().is_err());
         for url in ["not a url at all", "http://127.0.0.1:1", "nats://a:1, http://b:2"] {
             assert!(

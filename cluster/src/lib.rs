@@ -43,6 +43,13 @@
 //!   [`TaskError::Unreachable`] (and why) if it does not: a lost server, not a lack of
 //!   agents, is then the cause. A server that does not take a task for as long fails it
 //!   with [`TaskError::Unreachable`] too.
+//! - **A gone caller.** A pool says once a second that it is alive. Agents that have not
+//!   heard it for [`ClusterConfig::abandon_after`] (by their own clocks) take its program for
+//!   dead (killed, or ended without dropping the pool): they drop its queued tasks without
+//!   running them, kill the workers running its tasks (each is replaced) and remove its
+//!   stored results. A pool whose program was only stopped, or whose connection dropped, for
+//!   less loses nothing; one silent for longer fails its pending tasks with
+//!   [`TaskError::Unreachable`] when it is back.
 //!
 //! # Failures
 //!

@@ -8,8 +8,9 @@
 //! | `{NAME}_TASKS` | `{name}.tasks.{image}.{caller}` | `agents_{image}`: every agent of an image pulls from it |
 //! | `{NAME}_RESULTS` | `{name}.results.{caller}` | `results_{caller}`: the caller pulls its results |
 //!
-//! and three plain (not stored) subjects: `{name}.agents.{image}`, where each agent says once a
-//! second that it is alive and how many workers it has, `{name}.cancel.{image}`, where a
+//! and four plain (not stored) subjects: `{name}.agents.{image}`, where each agent says once a
+//! second that it is alive and how many workers it has, `{name}.callers.{image}`, where each
+//! caller says once a second that it is alive, `{name}.cancel.{image}`, where a
 //! caller asks the agents to drop or stop a task, and `{name}.fast.{caller}`, where an agent
 //! sends a copy of each small result straight to its caller, ahead of the stored one.
 
@@ -73,6 +74,10 @@ impl Names {
 
     pub(crate) fn agents_subject(&self, image: &str) -> String {
         format!("{}.agents.{image}", self.prefix)
+    }
+
+    pub(crate) fn callers_subject(&self, image: &str) -> String {
+        format!("{}.callers.{image}", self.prefix)
     }
 
     pub(crate) fn cancel_subject(&self, image: &str) -> String {

@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::error;
 use crate::link;
-use crate::pool::Inner;
+use crate::pool::{ABANDON_AFTER_HEADER, Inner};
 use crate::wire::{self, TaskMessage, Unit};
 
 /// Task messages being stored at once; units that arrive meanwhile travel together.
@@ -66,6 +66,7 @@ struct Outgoing {
     id: String,
     subject: String,
     payload: bytes::Bytes,
+    abandon_after_ms: u64,
 }
 
 type PublishTry = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
@@ -84,12 +85,19 @@ impl Outgoing {
             ids,
             subject: inner.names.tasks_subject(inner.image, &inner.caller),
             payload: bytes::Bytes::from(wire::encode(&message)),
+            abandon_after_ms: u64::try_from(inner.config.abandon_after.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 
-    /// The message, with its id: the stream keeps one copy however often it is sent.
+    /// The message, with its id (the stream keeps one copy however often it is sent) and how
+    /// long its caller may be silent before agents drop it (a header: agents that do not know
+    /// it run the units as before, and units without it are never dropped).
     fn publish(&self) -> PublishMessage {
-        PublishMessage::build().payload(self.payload.clone()).message_id(&self.id)
+        PublishMessage::build()
+            .payload(self.payload.clone())
+            .message_id(&self.id)
+            .header(ABANDON_AFTER_HEADER, self.abandon_after_ms.to_string().as_str())
     }
 
     /// Waits until the server has stored the message, sending it again as long as its units

@@ -37,6 +37,16 @@ pub(crate) struct Heartbeat {
     pub(crate) workers: u32,
 }
 
+/// What a caller says once a second on `{name}.callers.{image}`: that it is alive.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CallerBeat {
+    pub(crate) caller: String,
+}
+
+/// The header of a task message that says, in milliseconds, how long its caller may be
+/// silent before agents take it for gone ([`ClusterConfig::abandon_after`]).
+pub(crate) const ABANDON_AFTER_HEADER: &str = "Taskpool-Abandon-After-Ms";
+
 /// What a caller says on `{name}.cancel.{image}` to drop or stop one of its units.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct CancelNotice {
@@ -69,7 +79,9 @@ pub(crate) struct CancelNotice {
 /// Dropping the pool waits up to [`taskpool_core::Config::shutdown_grace`] for tasks in
 /// flight, then fails the rest with [`TaskError::ShutDown`], asks the agents to stop them and
 /// removes them and their results from the streams. Call [`Pool::shutdown`] first to wait for
-/// everything submitted.
+/// everything submitted. A program that ends without dropping its pool (killed, or
+/// `std::process::exit`) leaves that to the agents: they stop and drop its tasks once they
+/// have not heard the pool for [`ClusterConfig::abandon_after`].
 ///
 /// # A program that forks
 ///
@@ -227,8 +239,13 @@ impl ClusterPool {
             let fast = inner.client.subscribe(inner.names.fast_subject(&inner.caller)).await;
             let fast = fast.map_err(|e| server_error(e.to_string()))?;
             tokio::spawn(inbox::receive_fast(Arc::downgrade(&inner), fast));
+            // Heard by the agents before the first task reaches them.
+            let beat = inner.beat();
+            inner.client.publish(inner.names.callers_subject(image), beat).await.ok();
+            inner.client.flush().await.ok();
             Ok::<_, TaskError>(())
         })?;
+        runtime.spawn(say_alive(Arc::downgrade(&inner), Instant::now()));
         runtime.spawn(outbox::publish(Arc::downgrade(&inner), inbox));
         runtime.spawn(inbox::receive(Arc::downgrade(&inner), consumer));
         runtime.spawn(police(Arc::downgrade(&inner)));
@@ -280,6 +297,11 @@ impl ClusterPool {
 }
 
 impl Inner {
+    /// What the pool says on its heartbeat subject.
+    fn beat(&self) -> bytes::Bytes {
+        wire::encode(&CallerBeat { caller: self.caller.clone() }).into()
+    }
+
     /// `(agents, workers)` alive now.
     fn live_agents(&self) -> (usize, usize) {
         alive(&self.agents.lock().unwrap_or_else(PoisonError::into_inner))
@@ -450,6 +472,62 @@ async fn watch_agents(inner: Arc<Inner>, mut beats: async_nats::Subscriber) {
             inner.agent_seen.notify_all();
             *inner.last_alive.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
         }
+    }
+}
+
+/// Says once a second, on the callers' subject, that the pool is alive, from `said` on (when
+/// it last said so): agents drop the tasks of a pool they have not heard for
+/// [`ClusterConfig::abandon_after`].
+///
+/// A pool that could not speak for nearly that long (its program was stopped, or its
+/// connection was down) may have been taken for gone: when it can speak again, it fails the
+/// units it had sent before with [`TaskError::Unreachable`], rather than wait for results that
+/// may never come.
+async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.client.connection_state() != async_nats::connection::State::Connected {
+            // Nothing said now would be heard now.
+            continue;
+        }
+        let now = Instant::now();
+        let silent = now.saturating_duration_since(said);
+        let bound = inner.config.abandon_after;
+        // A beat takes a moment to reach the agents, whose clocks tick on their own: the
+        // pool counts itself gone a beat early.
+        if silent >= bound.saturating_sub(HEARTBEAT) {
+            forsaken(&inner, said, silent);
+        }
+        let subject = inner.names.callers_subject(inner.image);
+        if inner.client.publish(subject, inner.beat()).await.is_ok() {
+            said = now;
+        }
+    }
+}
+
+/// Fails, as [`TaskError::Unreachable`], the units sent before `said`, when the pool last said
+/// it was alive: it was then silent for `silent`, long enough for the agents to drop them.
+fn forsaken(inner: &Inner, said: Instant, silent: Duration) {
+    let now = Instant::now();
+    // Units sent since then were sent by a pool that speaks: they wait from now.
+    let since = |submitted: Instant| if submitted <= said { submitted } else { now };
+    let overdue = inner.pending.overdue(now, Duration::from_nanos(1), since);
+    if overdue.is_empty() {
+        return;
+    }
+    let reason = format!(
+        "this pool could not tell the agents that it was alive for {:.1} s (its program was \
+         stopped, or its connection to {} was down), and they take a pool silent for {:?} \
+         for gone and drop its tasks (ClusterConfig::abandon_after)",
+        silent.as_secs_f64(),
+        inner.config.server.shown_url(),
+        inner.config.abandon_after,
+    );
+    for (_, entry) in overdue {
+        entry.fail(&error::unreachable(reason.clone(), silent));
     }
 }
 

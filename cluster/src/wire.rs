@@ -230,6 +230,22 @@ pub(crate) enum Item {
 }
 
 impl UnitOutcome {
+    /// Replaces every [`WireError::Cancelled`] in it with `error`.
+    pub(crate) fn replace_cancelled(&mut self, error: &WireError) {
+        match self {
+            UnitOutcome::Failed(e) if *e == WireError::Cancelled => *e = error.clone(),
+            UnitOutcome::Failed(_) => {}
+            UnitOutcome::Items { items, .. } => {
+                for item in items {
+                    match item {
+                        Item::Err(e) if **e == WireError::Cancelled => **e = error.clone(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// How many items' outcomes this carries: `None` for a failure of the whole unit.
     pub(crate) fn carried(&self) -> Option<usize> {
         match self {
@@ -688,6 +704,27 @@ mod tests {
     /// The encoded size of a message of `result` alone.
     fn wire_size(result: &UnitResult) -> usize {
         encode(&ResultMessageRef { results: std::slice::from_ref(result) }).len()
+    }
+
+    #[test]
+    fn only_cancelled_items_are_replaced() {
+        let stopped = WireError::Unreachable { waited_ns: 0, reason: "gone".into() };
+        let mut outcome = UnitOutcome::Items {
+            bytes: vec![1],
+            items: vec![
+                Item::Ok(1),
+                Item::Err(Box::new(WireError::Cancelled)),
+                Item::Err(Box::new(WireError::Signal(9))),
+            ],
+        };
+        outcome.replace_cancelled(&stopped);
+        let items = outcome.items(3);
+        assert_eq!(items[0].as_ref().unwrap(), &[1]);
+        assert!(matches!(items[1], Err(TaskError::Unreachable { .. })));
+        assert_eq!(items[2].as_ref().unwrap_err().signal(), Some(9));
+        let mut whole = UnitOutcome::Failed(WireError::Cancelled);
+        whole.replace_cancelled(&stopped);
+        assert!(matches!(whole, UnitOutcome::Failed(WireError::Unreachable { .. })));
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub fn with_url(config: ClusterConfig, url: &str) -> ClusterConfig {
         .config(config.get_config().clone())
         .agent_wait(config.get_agent_wait())
         .delivery_limit(config.get_delivery_limit())
+        .abandon_after(config.get_abandon_after())
         .replicas(config.get_replicas())
         .stream_name(config.get_stream_name())
 }

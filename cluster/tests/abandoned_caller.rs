@@ -1,0 +1,289 @@
+//! A caller that is gone (killed, so that it never drops its pool) leaves nothing running for
+//! nobody: once the agents have not heard it for its `abandon_after`, its running task is
+//! stopped (its worker killed and replaced), its queued tasks are dropped without running,
+//! and nothing of it is left in the streams. A caller that is only stopped for a while, within
+//! that bound, loses nothing.
+//!
+//! The caller is this test binary run again as a child (its `caller_child` test), so that it
+//! can be killed or stopped; its tasks say that they started in marker files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+
+/// Long enough to call something that did not happen hung.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The caller's `abandon_after` in the test of a killed caller.
+const SHORT_BOUND: Duration = Duration::from_secs(3);
+/// The caller's `abandon_after` in the test of a stopped caller.
+const STOP_BOUND: Duration = Duration::from_secs(8);
+/// How long the stopped caller stays stopped: well within [`STOP_BOUND`].
+const STOPPED_FOR: Duration = Duration::from_secs(2);
+/// How many tasks the caller sends, each in a message of its own: more than the agent holds.
+const TASKS: u32 = 8;
+
+/// The variables that make the `caller_child` test a caller.
+const URL_VAR: &str = "ABANDONED_CALLER_URL";
+const DIR_VAR: &str = "ABANDONED_CALLER_DIR";
+const MODE_VAR: &str = "ABANDONED_CALLER_MODE";
+
+/// Says that task `i` started (with the pid of the worker running it) in `dir`, then waits
+/// until the file `go` exists in `dir` (at most ten minutes), and returns `i`.
+fn mark_and_hold((dir, i): (String, u32)) -> u32 {
+    let dir = PathBuf::from(dir);
+    let marker = dir.join(format!("started-{i}"));
+    std::fs::write(marker.with_extension("tmp"), std::process::id().to_string()).unwrap();
+    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
+    let until = Instant::now() + Duration::from_secs(600);
+    while !dir.join("go").exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    i
+}
+
+/// The caller: sends [`TASKS`] tasks, each in a message of its own, says so, then waits for
+/// their results (in mode `stop`, checks them and returns; in mode `kill`, it is killed
+/// first). Does nothing unless started by a test below.
+#[test]
+fn caller_child() {
+    let (Ok(url), Ok(dir), Ok(mode)) =
+        (std::env::var(URL_VAR), std::env::var(DIR_VAR), std::env::var(MODE_VAR))
+    else {
+        return;
+    };
+    let bound = if mode == "stop" { STOP_BOUND } else { SHORT_BOUND };
+    let config =
+        ClusterConfig::new(url.clone()).config(Config::new().workers(1)).abandon_after(bound);
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE));
+    if mode == "map" {
+        // One chunk of several items, which the agent's one worker takes together.
+        std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
+        let items: Vec<(String, u32)> = (0..4).map(|i| (dir.clone(), i)).collect();
+        assert_eq!(pool.map(mark_and_hold, items).unwrap(), [0, 1, 2, 3]);
+        return;
+    }
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let handle = pool.submit(mark_and_hold, (dir.clone(), i));
+            wait_until_stored(&url, u64::from(i) + 1);
+            handle
+        })
+        .collect();
+    std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.join().expect("every task's result"), i as u32);
+    }
+}
+
+/// Returns once the tasks stream has taken `n` messages.
+fn wait_until_stored(url: &str, n: u64) {
+    streams(url, |tasks, _| tasks.last_sequence >= n);
+}
+
+/// Returns once `done` holds of the states of the tasks and results streams.
+fn streams(
+    url: &str,
+    done: impl Fn(&async_nats::jetstream::stream::State, &async_nats::jetstream::stream::State) -> bool,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        let mut results = js.get_stream("TASKPOOL_RESULTS").await.expect("the results stream");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let task_state = tasks.info().await.expect("its state").state.clone();
+            let result_state = results.info().await.expect("its state").state.clone();
+            if done(&task_state, &result_state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the streams did not come to the state expected: tasks {task_state:?}, \
+                 results {result_state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+/// The caller, killed when dropped.
+struct Caller(Child);
+
+impl Caller {
+    fn start(url: &str, dir: &Path, mode: &str) -> Caller {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["caller_child", "--exact", "--test-threads=1"])
+            .env(URL_VAR, url)
+            .env(DIR_VAR, dir)
+            .env(MODE_VAR, mode)
+            .spawn()
+            .expect("the caller starts");
+        Caller(child)
+    }
+
+    fn signal(&self, name: &str) {
+        signal(self.0.id(), name);
+    }
+}
+
+/// Sends the signal called `name` to process `pid`.
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    assert!(status.expect("kill runs").success());
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory of marker files of this test's own, empty.
+fn markers(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskpool-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until `done` holds, at most `within`; returns whether it did.
+fn poll(within: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Whether process `pid` has ended (gone, or a zombie not reaped yet).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn a_killed_callers_running_task_stops_and_its_queued_tasks_never_start() {
+    let Some(server) = common::server("abandoned_caller_killed") else { return };
+    let url = server.url();
+    // One worker: it holds four messages, so four wait in the stream.
+    let _agent = common::agent(&url, 1, &[]);
+    let dir = markers("abandoned-killed");
+    let mut caller = Caller::start(&url, &dir, "kill");
+    let first = dir.join("started-0");
+    assert!(
+        poll(DEADLINE, || dir.join("submitted").exists() && first.exists()),
+        "the caller sent its tasks and the first runs"
+    );
+    let worker: u32 = std::fs::read_to_string(&first).unwrap().parse().unwrap();
+    caller.signal("KILL");
+    let _ = caller.0.wait();
+    let killed = Instant::now();
+
+    // Within the bound and some slack, the running task's worker is killed...
+    let slack = Duration::from_secs(20);
+    assert!(poll(SHORT_BOUND + slack, || ended(worker)), "the running task was stopped");
+    // ... and every message of the caller is taken off the stream, without running.
+    streams(&url, |tasks, results| tasks.messages == 0 && results.messages == 0);
+    assert!(killed.elapsed() < SHORT_BOUND + slack + DEADLINE);
+    for i in 1..TASKS {
+        assert!(!dir.join(format!("started-{i}")).exists(), "task {i} of the gone caller ran");
+    }
+    // The agent serves on, with a new worker.
+    let pool = ClusterPool::connect(url).expect("the pool connects");
+    assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+    for i in 1..TASKS {
+        assert!(!dir.join(format!("started-{i}")).exists(), "task {i} of the gone caller ran");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_killed_callers_chunk_stops_on_its_worker() {
+    let Some(server) = common::server("abandoned_caller_chunk") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 1, &[]);
+    let dir = markers("abandoned-chunk");
+    let mut caller = Caller::start(&url, &dir, "map");
+    let first = dir.join("started-0");
+    assert!(poll(DEADLINE, || first.exists()), "the chunk runs");
+    let worker: u32 = std::fs::read_to_string(&first).unwrap().parse().unwrap();
+    caller.signal("KILL");
+    let _ = caller.0.wait();
+    assert!(poll(SHORT_BOUND + DEADLINE, || ended(worker)), "the running chunk was stopped");
+    streams(&url, |tasks, results| tasks.messages == 0 && results.messages == 0);
+    // The agent serves on, with a new worker; the chunk's other items never ran.
+    let pool = ClusterPool::connect(url).expect("the pool connects");
+    assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+    for i in 1..4 {
+        assert!(!dir.join(format!("started-{i}")).exists(), "item {i} of the gone caller ran");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_caller_stopped_and_continued_within_its_bound_gets_every_result() {
+    let Some(server) = common::server("abandoned_caller_stopped") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 1, &[]);
+    let dir = markers("abandoned-stopped");
+    let mut caller = Caller::start(&url, &dir, "stop");
+    assert!(
+        poll(DEADLINE, || dir.join("submitted").exists() && dir.join("started-0").exists()),
+        "the caller sent its tasks and the first runs"
+    );
+    caller.signal("STOP");
+    // The tasks run while the caller is stopped: their results wait for it.
+    std::fs::write(dir.join("go"), "").unwrap();
+    std::thread::sleep(STOPPED_FOR);
+    caller.signal("CONT");
+    let status = caller.0.wait().expect("the caller is waited for");
+    assert!(status.success(), "the caller got every result ({status})");
+    for i in 0..TASKS {
+        assert!(dir.join(format!("started-{i}")).exists(), "task {i} ran");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An agent that was itself stopped for longer than a caller's bound heard no one meanwhile,
+/// which says nothing about the callers: their tasks run on.
+#[test]
+fn an_agent_stopped_for_longer_than_the_bound_keeps_the_tasks_of_a_live_caller() {
+    let Some(server) = common::server("abandoned_caller_agent_stopped") else { return };
+    let url = server.url();
+    let agent = common::agent(&url, 1, &[]);
+    let dir = markers("abandoned-agent-stopped");
+    let config =
+        ClusterConfig::new(url).config(Config::new().workers(1)).abandon_after(SHORT_BOUND);
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE));
+    let dir_name = dir.to_string_lossy().into_owned();
+    let handles: Vec<_> =
+        (0..3).map(|i| pool.submit(mark_and_hold, (dir_name.clone(), i))).collect();
+    assert!(poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
+    signal(agent.pid(), "STOP");
+    std::thread::sleep(SHORT_BOUND + Duration::from_secs(1));
+    std::fs::write(dir.join("go"), "").unwrap();
+    signal(agent.pid(), "CONT");
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.join().unwrap(), i as u32);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
