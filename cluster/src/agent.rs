@@ -234,14 +234,17 @@ impl Agent {
             .map_err(|e| server_error(e.to_string()))?;
         tokio::spawn(self.clone().listen_for_cancels(cancels));
         let _ = self.js.set(js.clone());
-        let beats = client
+        // Callers' beats come on a connection of their own, so that they never wait behind
+        // large task messages on their way to the agent.
+        let listener = link::connect_quietly(&self.config.server, &format!("{name} beats")).await?;
+        let beats = listener
             .subscribe(self.names.callers_subject(self.image))
             .await
             .map_err(|e| server_error(e.to_string()))?;
         // Callers are silent from now on at the most: they could not be heard before.
         *self.callers.lock().unwrap_or_else(PoisonError::into_inner) = Callers::new(Instant::now());
         tokio::spawn(self.clone().listen_for_callers(beats));
-        tokio::spawn(self.clone().watch_callers(client.clone()));
+        tokio::spawn(self.clone().watch_callers(listener));
         let beat = tokio::spawn(self.clone().beat(client.clone()));
         let (outbox, inbox) = mpsc::unbounded_channel();
         let limit = max_payload - ENVELOPE;
@@ -396,15 +399,16 @@ impl Agent {
     }
 
     /// Every [`WATCH_CALLERS`]: stops the units of callers silent for longer than they allow,
-    /// and forgets what is old. While the agent is not connected it hears no one, which says
-    /// nothing about the callers: their silence counts only from when it is connected again.
-    async fn watch_callers(self: Arc<Self>, client: async_nats::Client) {
+    /// and forgets what is old. While the agent is not connected (on `listener`, where it hears
+    /// the callers) it hears no one, which says nothing about the callers: their silence counts
+    /// only from when it is connected again.
+    async fn watch_callers(self: Arc<Self>, listener: async_nats::Client) {
         let mut tick = tokio::time::interval(WATCH_CALLERS);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let now = Instant::now();
-            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            let connected = listener.connection_state() == async_nats::connection::State::Connected;
             self.callers.lock().unwrap_or_else(PoisonError::into_inner).look(now, connected);
             if !connected {
                 continue;

@@ -228,6 +228,25 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
     }
 }
 
+/// Connects to the server, trying until it answers, without a word (a second connection of
+/// a process whose first one says what happens).
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] as [`connect`]: a setting that no retry can mend.
+pub(crate) async fn connect_quietly(server: &Server, name: &str) -> Result<Client, TaskError> {
+    let mut attempt = 1;
+    loop {
+        match connect(server, name).await {
+            Ok(client) => return Ok(client),
+            Err(TaskError::Unreachable { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        attempt += 1;
+        tokio::time::sleep(reconnect_delay(attempt)).await;
+    }
+}
+
 /// Options that say on standard error, as `name`, when the connection to `server` is lost
 /// and when it is back (once each), and when the server is about to shut down: an agent is a
 /// long-running service whose client reconnects by itself, and its operator would otherwise

@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     pub(crate) pending: Pending,
     pub(crate) item_time: ItemTime,
     client: async_nats::Client,
+    /// The connection the pool says it is alive on (see [`say_alive`]).
+    beats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     tasks: jetstream::stream::Stream,
     results: jetstream::stream::Stream,
@@ -195,14 +197,18 @@ impl ClusterPool {
         let runtime = link::runtime(config.config.get_name_prefix())?;
         let caller = link::random_id();
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
-        let (client, js, tasks, results, consumer) = runtime.block_on(async {
+        let (client, beats, js, tasks, results, consumer) = runtime.block_on(async {
             let client =
                 link::connect(&config.server, &format!("taskpool caller {caller}")).await?;
+            // A connection of its own, so that the pool's beats never wait behind large task
+            // messages on their way to the server.
+            let beats =
+                link::connect(&config.server, &format!("taskpool caller {caller} beats")).await?;
             let js = link::jetstream(client.clone());
             let (tasks, results) = link::streams(&js, &config.server).await?;
             let names = Names::new(&config.server);
             let consumer = link::results_consumer(&results, &names, &caller).await?;
-            Ok::<_, TaskError>((client, js, tasks, results, consumer))
+            Ok::<_, TaskError>((client, beats, js, tasks, results, consumer))
         })?;
         let max_payload = client.server_info().max_payload.max(64 << 10);
         let (outbox, inbox) = mpsc::unbounded_channel();
@@ -216,6 +222,7 @@ impl ClusterPool {
             pending: Pending::new(),
             item_time: ItemTime::new(),
             client,
+            beats,
             js,
             tasks,
             results,
@@ -241,8 +248,8 @@ impl ClusterPool {
             tokio::spawn(inbox::receive_fast(Arc::downgrade(&inner), fast));
             // Heard by the agents before the first task reaches them.
             let beat = inner.beat();
-            inner.client.publish(inner.names.callers_subject(image), beat).await.ok();
-            inner.client.flush().await.ok();
+            inner.beats.publish(inner.names.callers_subject(image), beat).await.ok();
+            inner.beats.flush().await.ok();
             Ok::<_, TaskError>(())
         })?;
         runtime.spawn(say_alive(Arc::downgrade(&inner), Instant::now()));
@@ -489,7 +496,7 @@ async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        if inner.client.connection_state() != async_nats::connection::State::Connected {
+        if inner.beats.connection_state() != async_nats::connection::State::Connected {
             // Nothing said now would be heard now.
             continue;
         }
@@ -502,7 +509,7 @@ async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
             forsaken(&inner, said, silent);
         }
         let subject = inner.names.callers_subject(inner.image);
-        if inner.client.publish(subject, inner.beat()).await.is_ok() {
+        if inner.beats.publish(subject, inner.beat()).await.is_ok() {
             said = now;
         }
     }
