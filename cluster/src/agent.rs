@@ -532,7 +532,7 @@ impl Agent {
                 return None;
             }
         };
-        let abandon_after = abandon_after(&message);
+        let abandon_after = abandon_after(message.headers.as_ref());
         let now = Instant::now();
         if abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now)) {
             // Its caller is gone: nobody waits for these units. The message is acknowledged
@@ -677,10 +677,11 @@ fn stopped_for_silence(agent: &str) -> WireError {
     WireError::Unreachable { waited_ns: 0, reason }
 }
 
-/// How long the caller of `message` may be silent before it counts as gone, as it says in
-/// the message's header; `None` if it does not (a caller older than this header).
-fn abandon_after(message: &jetstream::Message) -> Option<Duration> {
-    let value = message.headers.as_ref()?.get(ABANDON_AFTER_HEADER)?;
+/// How long the caller of a message with `headers` may be silent before it counts as gone,
+/// as it says in a header; `None` if it does not (a caller older than this header), or says
+/// something else than a number of milliseconds.
+fn abandon_after(headers: Option<&async_nats::HeaderMap>) -> Option<Duration> {
+    let value = headers?.get(ABANDON_AFTER_HEADER)?;
     value.as_str().trim().parse::<u64>().ok().map(Duration::from_millis)
 }
 
@@ -844,6 +845,17 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_message_whose_caller_says_so_can_be_abandoned() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert_eq!(abandon_after(None), None, "a caller older than the header");
+        assert_eq!(abandon_after(Some(&headers)), None);
+        headers.insert(ABANDON_AFTER_HEADER, "3000");
+        assert_eq!(abandon_after(Some(&headers)), Some(Duration::from_secs(3)));
+        headers.insert(ABANDON_AFTER_HEADER, "soon");
+        assert_eq!(abandon_after(Some(&headers)), None);
+    }
 
     #[test]
     fn a_callers_silence_counts_only_while_the_agent_listens() {
