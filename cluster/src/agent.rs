@@ -66,6 +66,12 @@ const STALLED: Duration = Duration::from_secs(1);
 /// its server: while it cannot connect it says why on standard error (at once, then every
 /// 15 s). It prints one line to standard error once it is serving.
 ///
+/// It drops the tasks of a caller it has not heard for the caller's
+/// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
+/// those that arrive are not run, those that run are stopped (their workers killed and
+/// replaced), and their results are not kept. It says on standard error when it takes a
+/// caller for gone, and later how many of its tasks it dropped and stopped.
+///
 /// # Errors
 ///
 /// [`TaskError::InvalidConfig`] for a bad setting (as for
