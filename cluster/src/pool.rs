@@ -503,9 +503,10 @@ async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
         let now = Instant::now();
         let silent = now.saturating_duration_since(said);
         let bound = inner.config.abandon_after;
-        // A beat takes a moment to reach the agents, whose clocks tick on their own: the
-        // pool counts itself gone a beat early.
-        if silent >= bound.saturating_sub(HEARTBEAT) {
+        // A beat takes a moment to reach the agents, and one may be slower than the one
+        // before: the pool counts itself gone a little early (a tenth of its bound, at most a
+        // beat), but not so early that a short stall of its own fails what the agents keep.
+        if silent >= bound.saturating_sub((bound / 10).min(HEARTBEAT)) {
             forsaken(&inner, said, silent);
         }
         let subject = inner.names.callers_subject(inner.image);
