@@ -158,6 +158,9 @@ struct Callers {
     awake: Instant,
     /// The callers taken for gone.
     gone: HashMap<String, Gone>,
+    /// Callers whose results the agent stored lately, with their bounds and when: one that
+    /// turns out gone has them removed, though it has no unit here any more.
+    stored: HashMap<String, (Duration, Instant)>,
 }
 
 /// A caller taken for gone, and what became of its tasks here.
@@ -172,7 +175,13 @@ struct Gone {
 
 impl Callers {
     fn new(now: Instant) -> Self {
-        Callers { heard: HashMap::new(), listening: now, awake: now, gone: HashMap::new() }
+        Callers {
+            heard: HashMap::new(),
+            listening: now,
+            awake: now,
+            gone: HashMap::new(),
+            stored: HashMap::new(),
+        }
     }
 
     /// Notes that the agent looks for gone callers at `now`, `connected` to its server or not:
@@ -432,6 +441,24 @@ impl Agent {
                 }
             }
             drop(running);
+            // A caller that died after its last result here was stored: silent for its bound
+            // by then, or never.
+            let stored: Vec<(String, Duration)> = {
+                let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+                callers.stored.retain(|_, (bound, at)| {
+                    now.saturating_duration_since(*at) <= bound.saturating_add(STALLED)
+                });
+                callers.stored.iter().map(|(caller, (bound, _))| (caller.clone(), *bound)).collect()
+            };
+            for (caller, bound) in stored {
+                if self.is_gone(&caller, bound, now) {
+                    self.callers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .stored
+                        .remove(&caller);
+                }
+            }
             let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
             callers.heard.retain(|_, heard| now.saturating_duration_since(*heard) < FORGET_HEARD);
             let old: Vec<String> = callers
@@ -580,13 +607,13 @@ impl Agent {
                 self.start(pool, &task.caller, abandon_after, unit, client.clone(), fast.clone());
             runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
-        Some(Held { message, progress, stored, runs, caller: task.caller })
+        Some(Held { message, progress, stored, runs, caller: task.caller, abandon_after })
     }
 
     /// Waits for the units of a message, has their results stored, and acknowledges the
     /// message once every one is.
     async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
-        let Held { message, progress, mut stored, mut runs, caller } = held;
+        let Held { message, progress, mut stored, mut runs, caller, abandon_after } = held;
         while let Some(result) = runs.next().await {
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
@@ -604,6 +631,10 @@ impl Agent {
             all_stored &= receipt.await.is_ok();
         }
         progress.abort();
+        if let Some(bound) = abandon_after.filter(|_| all_stored) {
+            let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+            callers.stored.insert(caller, (bound, Instant::now()));
+        }
         if all_stored {
             // A lost ack only means another delivery, whose results are then duplicates.
             let _ = message.ack().await;
@@ -698,6 +729,8 @@ struct Held {
     stored: Vec<oneshot::Receiver<()>>,
     runs: FuturesUnordered<Pin<Box<dyn Future<Output = UnitResult> + Send>>>,
     caller: String,
+    /// How long the caller may be silent, if it says.
+    abandon_after: Option<Duration>,
 }
 
 /// Whether `error`, from a pull subscription, says that its consumer does not exist.

@@ -60,6 +60,12 @@ fn caller_child() {
         ClusterConfig::new(url.clone()).config(Config::new().workers(1)).abandon_after(bound);
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE));
+    if mode == "one" {
+        let handle = pool.submit(mark_and_hold, (dir.clone(), 0));
+        std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
+        assert_eq!(handle.join().unwrap(), 0);
+        return;
+    }
     if mode == "map" {
         // One chunk of several items, which the agent's one worker takes together.
         std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
@@ -235,6 +241,26 @@ fn a_killed_callers_chunk_stops_on_its_worker() {
     for i in 1..4 {
         assert!(!dir.join(format!("started-{i}")).exists(), "item {i} of the gone caller ran");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A result stored after its caller died, when no other task of it is left, is removed too
+/// once the caller is taken for gone, rather than kept for a day.
+#[test]
+fn a_result_stored_after_its_caller_died_is_removed() {
+    let Some(server) = common::server("abandoned_caller_result") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 1, &[]);
+    let dir = markers("abandoned-result");
+    let mut caller = Caller::start(&url, &dir, "one");
+    assert!(poll(DEADLINE, || dir.join("started-0").exists()), "the task runs");
+    caller.signal("KILL");
+    let _ = caller.0.wait();
+    // The task ends at once, well within the bound: its result is stored for nobody.
+    std::fs::write(dir.join("go"), "").unwrap();
+    streams(&url, |tasks, results| {
+        tasks.messages == 0 && results.last_sequence >= 1 && results.messages == 0
+    });
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
