@@ -46,9 +46,10 @@ const ENVELOPE: usize = 1024;
 const REMEMBERED_CANCELS: usize = 100_000;
 /// How often an agent looks for callers gone silent among those whose units it runs.
 const WATCH_CALLERS: Duration = Duration::from_millis(250);
-/// How long an agent remembers a caller it took for gone after its last unit came: the
-/// results stored for it meanwhile are removed once more then, and what was dropped is said.
-const FORGET_GONE: Duration = Duration::from_secs(30);
+/// How long, at least, an agent remembers a caller it took for gone after its last unit came
+/// (and at least the caller's bound): the results stored for it meanwhile are removed then,
+/// and what was dropped is said.
+const FORGET_GONE: Duration = Duration::from_secs(5);
 /// How long an agent remembers when it last heard a caller.
 const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// A gap this long between two looks for gone callers means that the agent itself did not
@@ -69,7 +70,7 @@ const STALLED: Duration = Duration::from_secs(1);
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
 /// those that arrive are not run, those that run are stopped (their workers killed and
-/// replaced), and their results are not kept. It says on standard error when it takes a
+/// replaced), and the caller's results are removed from the stream. It says on standard error when it takes a
 /// caller for gone, and later how many of its tasks it dropped and stopped.
 ///
 /// # Errors
@@ -165,6 +166,8 @@ struct Callers {
 
 /// A caller taken for gone, and what became of its tasks here.
 struct Gone {
+    /// How long it may be silent.
+    bound: Duration,
     /// When the last unit of it came or finished here.
     last: Instant,
     /// Its units dropped without running.
@@ -464,7 +467,9 @@ impl Agent {
             let old: Vec<String> = callers
                 .gone
                 .iter()
-                .filter(|(_, gone)| now.saturating_duration_since(gone.last) >= FORGET_GONE)
+                .filter(|(_, gone)| {
+                    now.saturating_duration_since(gone.last) >= gone.bound.max(FORGET_GONE)
+                })
                 .map(|(caller, _)| caller.clone())
                 .collect();
             for caller in old {
@@ -488,7 +493,8 @@ impl Agent {
         let Some(silence) = callers.silence(caller, now).filter(|&silence| silence > bound) else {
             return false;
         };
-        callers.gone.insert(caller.to_string(), Gone { last: now, dropped: 0, stopped: 0 });
+        let gone = Gone { bound, last: now, dropped: 0, stopped: 0 };
+        callers.gone.insert(caller.to_string(), gone);
         drop(callers);
         eprintln!(
             "taskpool agent {}: caller {caller} is gone (not heard for {:.1} s, it allows {:?}): \
@@ -567,16 +573,29 @@ impl Agent {
         };
         let abandon_after = abandon_after(message.headers.as_ref());
         let now = Instant::now();
-        if abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now)) {
-            // Its caller is gone: nobody waits for these units. The message is acknowledged
-            // (and so deleted) without running them.
-            self.note_gone(&task.caller, task.units.len() as u64, 0);
-            tokio::spawn(async move { message.ack().await });
-            return None;
-        }
+        let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now));
         let message = Arc::new(message);
         let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
         let mut stored = Vec::with_capacity(task.units.len());
+        if gone {
+            // Its caller is gone: the units do not run. Each gets a small failure, which says
+            // why should the caller be heard again after all (else it is removed with the
+            // caller's other results), and the message is acknowledged once they are stored.
+            self.note_gone(&task.caller, task.units.len() as u64, 0);
+            for unit in &task.units {
+                let result = UnitResult::failed(unit.task, gone_error(&self.id));
+                stored.push(send(outbox, task.caller.clone(), result));
+            }
+            let runs = FuturesUnordered::new();
+            return Some(Held {
+                message,
+                progress,
+                stored,
+                runs,
+                caller: task.caller,
+                abandon_after,
+            });
+        }
         let over_limit = delivered > u64::from(task.delivery_limit);
         let runs = FuturesUnordered::new();
         let fast = self.names.fast_subject(&task.caller);
@@ -617,10 +636,13 @@ impl Agent {
         while let Some(result) = runs.next().await {
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-            if self.note_gone(&caller, 0, 1) {
-                // Nobody will read it: not stored.
-                continue;
-            }
+            let result = if self.note_gone(&caller, 0, 1) {
+                // Nobody waits for its value: a small failure is stored in its place, which
+                // says why should the caller be heard again after all.
+                UnitResult::failed(result.task, gone_error(&self.id))
+            } else {
+                result
+            };
             // A result too large for one message travels in parts, each stored on its own.
             for part in result.split(self.max_result.load(Ordering::Relaxed)) {
                 stored.push(send(&outbox, caller.clone(), part));
@@ -685,7 +707,7 @@ impl Agent {
             if was_stopped.load(Ordering::SeqCst) {
                 // Stopped because its caller was taken for gone: should the caller be heard
                 // again after all, it learns why.
-                outcome.replace_cancelled(&stopped_for_silence(&agent));
+                outcome.replace_cancelled(&gone_error(&agent));
             }
             let result = UnitResult { task, elapsed_ns, part: None, outcome };
             send_fast_copy(&client, fast, &result);
@@ -704,12 +726,12 @@ impl Agent {
     }
 }
 
-/// What a unit stopped because its caller was taken for gone fails with, if the caller is
-/// heard again after all.
-fn stopped_for_silence(agent: &str) -> WireError {
+/// What a unit dropped or stopped because its caller was taken for gone fails with, should
+/// the caller be heard again after all.
+fn gone_error(agent: &str) -> WireError {
     let reason = format!(
         "agent {agent} did not hear this pool for longer than its abandon_after, took it for \
-         gone and stopped the task"
+         gone and dropped or stopped the task"
     );
     WireError::Unreachable { waited_ns: 0, reason }
 }
