@@ -475,8 +475,9 @@ impl Agent {
             for caller in old {
                 if let Some(gone) = callers.gone.remove(&caller) {
                     self.said_gone(&caller, &gone);
-                    // Results stored for it since it was taken for gone (by agents that were
-                    // storing them then) are removed too.
+                    // Still silent, with nothing of it left here: what was stored for it,
+                    // here and by other agents, is removed. (Not when it was taken for gone:
+                    // were it heard again after all, it would want its results.)
                     self.remove_results(caller);
                 }
             }
@@ -503,7 +504,6 @@ impl Agent {
             silence.as_secs_f64(),
             bound
         );
-        self.remove_results(caller.to_string());
         true
     }
 

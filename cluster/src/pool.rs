@@ -507,7 +507,7 @@ async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
         // before: the pool counts itself gone a little early (a tenth of its bound, at most a
         // beat), but not so early that a short stall of its own fails what the agents keep.
         if silent >= bound.saturating_sub((bound / 10).min(HEARTBEAT)) {
-            forsaken(&inner, said, silent);
+            forsaken(&inner, silent);
         }
         let subject = inner.names.callers_subject(inner.image);
         if inner.beats.publish(subject, inner.beat()).await.is_ok() {
@@ -516,13 +516,13 @@ async fn say_alive(inner: Weak<Inner>, mut said: Instant) {
     }
 }
 
-/// Fails, as [`TaskError::Unreachable`], the units sent before `said`, when the pool last said
-/// it was alive: it was then silent for `silent`, long enough for the agents to drop them.
-fn forsaken(inner: &Inner, said: Instant, silent: Duration) {
+/// Fails, as [`TaskError::Unreachable`], every unit pending now: the pool was silent for
+/// `silent`, long enough for the agents to take it for gone and drop them (those sent since it
+/// last spoke as well as before: an agent may have run them and stopped them; and those sent
+/// while its connection was down may reach the agents before its next beat does).
+fn forsaken(inner: &Inner, silent: Duration) {
     let now = Instant::now();
-    // Units sent since then were sent by a pool that speaks: they wait from now.
-    let since = |submitted: Instant| if submitted <= said { submitted } else { now };
-    let overdue = inner.pending.overdue(now, Duration::from_nanos(1), since);
+    let overdue = inner.pending.overdue(now, Duration::ZERO, |submitted| submitted);
     if overdue.is_empty() {
         return;
     }
