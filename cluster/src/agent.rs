@@ -22,11 +22,12 @@ use taskpool_process::ProcessPool;
 use taskpool_process::remote::{self, EncodedJob, RemoteRun};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use crate::callers::{Callers, Gone, STALLED, abandon_after};
 use crate::config::AgentConfig;
 use crate::error;
 use crate::image;
 use crate::link::{self, Names};
-use crate::pool::{ABANDON_AFTER_HEADER, CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
+use crate::pool::{CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
 use crate::wire::{
     self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
     WireError,
@@ -52,10 +53,6 @@ const WATCH_CALLERS: Duration = Duration::from_millis(250);
 const FORGET_GONE: Duration = Duration::from_secs(5);
 /// How long an agent remembers when it last heard a caller.
 const FORGET_HEARD: Duration = Duration::from_secs(3600);
-/// A gap this long between two looks for gone callers means that the agent itself did not
-/// run (it was stopped, or starved): it heard no one meanwhile, which says nothing about the
-/// callers.
-const STALLED: Duration = Duration::from_secs(1);
 
 /// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
 /// finishes those it holds, and returns. A second such signal ends the process at once (exit
@@ -142,69 +139,6 @@ struct Running {
     abandon_after: Option<Duration>,
     /// Whether it was stopped because its caller was taken for gone.
     stopped: Arc<AtomicBool>,
-}
-
-/// What an agent knows of the callers whose tasks it takes, by its own clock: a caller's
-/// silence is how long since this agent last heard it, never a time that a message carries
-/// (machines' clocks differ).
-struct Callers {
-    /// When each caller was last heard.
-    heard: HashMap<String, Instant>,
-    /// Since when the agent has been connected and running without a break: while it is not,
-    /// it hears no one, which says nothing about the callers. No caller is silent for longer
-    /// than this.
-    listening: Instant,
-    /// When the agent last looked for gone callers: it judges none while this is older than
-    /// [`STALLED`].
-    awake: Instant,
-    /// The callers taken for gone.
-    gone: HashMap<String, Gone>,
-    /// Callers whose results the agent stored lately, with their bounds and when: one that
-    /// turns out gone has them removed, though it has no unit here any more.
-    stored: HashMap<String, (Duration, Instant)>,
-}
-
-/// A caller taken for gone, and what became of its tasks here.
-struct Gone {
-    /// How long it may be silent.
-    bound: Duration,
-    /// When the last unit of it came or finished here.
-    last: Instant,
-    /// Its units dropped without running.
-    dropped: u64,
-    /// Its units stopped, or whose results were thrown away, as they ran.
-    stopped: u64,
-}
-
-impl Callers {
-    fn new(now: Instant) -> Self {
-        Callers {
-            heard: HashMap::new(),
-            listening: now,
-            awake: now,
-            gone: HashMap::new(),
-            stored: HashMap::new(),
-        }
-    }
-
-    /// Notes that the agent looks for gone callers at `now`, `connected` to its server or not:
-    /// silence counts only from when it is connected and running again.
-    fn look(&mut self, now: Instant, connected: bool) {
-        if !connected || now.saturating_duration_since(self.awake) >= STALLED {
-            self.listening = now;
-        }
-        self.awake = now;
-    }
-
-    /// How long `caller` has been silent, by this agent's clock; `None` if the agent cannot
-    /// tell now (it did not run for a while, and has not looked since).
-    fn silence(&self, caller: &str, now: Instant) -> Option<Duration> {
-        if now.saturating_duration_since(self.awake) >= STALLED {
-            return None;
-        }
-        let heard = self.heard.get(caller).map_or(self.listening, |&h| h.max(self.listening));
-        Some(now.saturating_duration_since(heard))
-    }
 }
 
 /// Cancel notices for units not seen yet, oldest forgotten first.
@@ -736,14 +670,6 @@ fn gone_error(agent: &str) -> WireError {
     WireError::Unreachable { waited_ns: 0, reason }
 }
 
-/// How long the caller of a message with `headers` may be silent before it counts as gone,
-/// as it says in a header; `None` if it does not (a caller older than this header), or says
-/// something else than a number of milliseconds.
-fn abandon_after(headers: Option<&async_nats::HeaderMap>) -> Option<Duration> {
-    let value = headers?.get(ABANDON_AFTER_HEADER)?;
-    value.as_str().trim().parse::<u64>().ok().map(Duration::from_millis)
-}
-
 /// A task message whose units run.
 struct Held {
     message: Arc<jetstream::Message>,
@@ -900,42 +826,5 @@ impl StopSignals {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_message_whose_caller_says_so_can_be_abandoned() {
-        let mut headers = async_nats::HeaderMap::new();
-        assert_eq!(abandon_after(None), None, "a caller older than the header");
-        assert_eq!(abandon_after(Some(&headers)), None);
-        headers.insert(ABANDON_AFTER_HEADER, "3000");
-        assert_eq!(abandon_after(Some(&headers)), Some(Duration::from_secs(3)));
-        headers.insert(ABANDON_AFTER_HEADER, "soon");
-        assert_eq!(abandon_after(Some(&headers)), None);
-    }
-
-    #[test]
-    fn a_callers_silence_counts_only_while_the_agent_listens() {
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        let mut callers = Callers::new(start);
-        // Never heard: silent since the agent listens.
-        callers.look(at(200), true);
-        assert_eq!(callers.silence("a", at(300)), Some(Duration::from_millis(300)));
-        callers.heard.insert("a".into(), at(250));
-        assert_eq!(callers.silence("a", at(300)), Some(Duration::from_millis(50)));
-        // Cut off from the server: nobody is silent for longer than since it is back.
-        callers.look(at(400), false);
-        callers.look(at(600), true);
-        assert_eq!(callers.silence("a", at(700)), Some(Duration::from_millis(300)));
-        assert_eq!(callers.silence("b", at(700)), Some(Duration::from_millis(300)));
-        // The agent itself did not run for a while: it cannot tell, then counts from now.
-        assert_eq!(callers.silence("a", at(5_000)), None);
-        callers.look(at(5_000), true);
-        assert_eq!(callers.silence("a", at(5_100)), Some(Duration::from_millis(100)));
     }
 }

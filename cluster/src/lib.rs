@@ -77,6 +77,7 @@
 #[allow(unsafe_code)]
 mod agent;
 mod batch;
+mod callers;
 mod chunk;
 mod config;
 #[allow(unsafe_code)]
