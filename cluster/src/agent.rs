@@ -87,6 +87,11 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// # Ok::<(), taskpool_cluster::TaskError>(())
 /// ```
 pub fn serve(config: AgentConfig) -> Result<(), TaskError> {
+    link::off_runtime(move || serve_here(config))?
+}
+
+/// [`serve`], on a thread outside any async runtime.
+fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
     config.validate()?;
     crate::entry::ensure_linked();
     let image = image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;

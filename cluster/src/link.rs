@@ -116,6 +116,24 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs `f`, which starts, blocks on or stops a runtime private to a pool or an agent: here,
+/// or on a thread of its own when this thread is inside an async runtime (a pool made or
+/// dropped in async code), where tokio refuses to start or stop another runtime.
+///
+/// # Errors
+///
+/// The OS's refusal of that thread.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(f());
+    }
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().name("taskpool-nats-setup".into());
+        let thread = thread.spawn_scoped(scope, f)?;
+        Ok(thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
 /// How often an agent that cannot reach its server says so again.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(15);
 

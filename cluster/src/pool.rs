@@ -71,8 +71,11 @@ pub(crate) struct CancelNotice {
 /// an outcome ([`TaskError::DeliveryLimit`]), a server that does not take the task or does
 /// not answer for as long ([`TaskError::Unreachable`]).
 ///
-/// The pool's methods block; call them from ordinary threads, not from inside an async
-/// runtime (the pool runs a small one of its own).
+/// The pool runs a small async runtime of its own. In async code, `submit` and await the
+/// handles, which never block; `map`, `apply`, `join`, `shutdown` and dropping the pool
+/// block the calling thread, as on the other backends (in `spawn_blocking` they leave the
+/// runtime's threads free). Making and dropping a pool is allowed anywhere, also on a
+/// thread of a tokio runtime.
 ///
 /// # Dropping
 ///
@@ -189,6 +192,11 @@ impl ClusterPool {
     /// them) while it may change (a cluster electing its leaders); `waited` says how long.
     /// [`TaskError::Io`] if the executable cannot be read to identify its image.
     pub fn with_config(config: ClusterConfig) -> Result<Self, TaskError> {
+        link::off_runtime(move || Self::start(config))?
+    }
+
+    /// [`ClusterPool::with_config`], on a thread outside any async runtime.
+    fn start(config: ClusterConfig) -> Result<Self, TaskError> {
         config.validate()?;
         crate::entry::ensure_linked();
         remote::watch_forks();
@@ -779,28 +787,39 @@ impl Drop for ClusterPool {
         for (_, entry) in left {
             entry.fail(&TaskError::ShutDown);
         }
-        let Some(runtime) = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take()
-        else {
-            return;
-        };
-        // Tidy the streams: ask agents to stop what they run of ours, remove what waits, and
-        // remove the results nobody will read. A server that is gone is not waited for.
-        let tidy = async {
-            let cancel = inner.names.cancel_subject(inner.image);
-            for task in ids {
-                let notice = CancelNotice { caller: inner.caller.clone(), task };
-                let _ = inner.client.publish(cancel.clone(), wire::encode(&notice).into()).await;
+        // Stopping the runtime blocks: never on a thread of the caller's own async runtime.
+        let mut runtime = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let held = &mut runtime;
+        let _ = link::off_runtime(|| {
+            if let Some(runtime) = held.take() {
+                tidy(inner, ids, runtime);
             }
-            let tasks = inner.names.tasks_subject(inner.image, &inner.caller);
-            let _ = inner.tasks.purge().filter(tasks).await;
-            let _ = inner.results.delete_consumer(&Names::results_consumer(&inner.caller)).await;
-            let _ = inner.results.purge().filter(inner.names.results_subject(&inner.caller)).await;
-            let _ = inner.client.flush().await;
-        };
-        let _ =
-            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), tidy).await });
-        runtime.shutdown_timeout(Duration::from_millis(200));
+        });
+        if let Some(runtime) = runtime {
+            // No thread to stop it on: the streams' own limits remove what is left.
+            runtime.shutdown_background();
+        }
     }
+}
+
+/// Asks the agents to stop the pool's units `ids`, removes what waits of them and the
+/// results nobody will read from the streams (a server that is gone is not waited for), and
+/// stops the pool's runtime.
+fn tidy(inner: &Inner, ids: Vec<u64>, runtime: tokio::runtime::Runtime) {
+    let tidy = async {
+        let cancel = inner.names.cancel_subject(inner.image);
+        for task in ids {
+            let notice = CancelNotice { caller: inner.caller.clone(), task };
+            let _ = inner.client.publish(cancel.clone(), wire::encode(&notice).into()).await;
+        }
+        let tasks = inner.names.tasks_subject(inner.image, &inner.caller);
+        let _ = inner.tasks.purge().filter(tasks).await;
+        let _ = inner.results.delete_consumer(&Names::results_consumer(&inner.caller)).await;
+        let _ = inner.results.purge().filter(inner.names.results_subject(&inner.caller)).await;
+        let _ = inner.client.flush().await;
+    };
+    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), tidy).await });
+    runtime.shutdown_timeout(Duration::from_millis(200));
 }
 
 impl fmt::Debug for ClusterPool {
