@@ -60,9 +60,11 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// again after the ack wait.
 ///
 /// This is what a program started with `TASKPOOL_AGENT` set runs before `main` (see the
-/// crate's documentation); call it yourself to start an agent from code. The agent waits for
-/// its server: while it cannot connect it says why on standard error (at once, then every
-/// 15 s). It prints one line to standard error once it is serving.
+/// crate's documentation); call it yourself to start an agent from code, async code included
+/// (it blocks the calling thread until the agent stops; inside an async runtime it runs its
+/// own runtime on a thread of its own). The agent waits for its server: while it cannot
+/// connect it says why on standard error (at once, then every 15 s). It prints one line to
+/// standard error once it is serving.
 ///
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
