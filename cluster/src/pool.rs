@@ -71,11 +71,11 @@ pub(crate) struct CancelNotice {
 /// an outcome ([`TaskError::DeliveryLimit`]), a server that does not take the task or does
 /// not answer for as long ([`TaskError::Unreachable`]).
 ///
-/// The pool runs a small async runtime of its own. In async code, `submit` and await the
-/// handles, which never block; `map`, `apply`, `join`, `shutdown` and dropping the pool
-/// block the calling thread, as on the other backends (in `spawn_blocking` they leave the
-/// runtime's threads free). Making and dropping a pool is allowed anywhere, also on a
-/// thread of a tokio runtime.
+/// The pool runs a small async runtime of its own, so async code on any runtime can use it:
+/// `submit` never blocks, and its handles can be awaited. Connecting, `map`, `apply`, `join`,
+/// `shutdown` and dropping the pool block the calling thread, as the other backends' do;
+/// they are allowed on a thread of a tokio runtime too, and in `spawn_blocking` they leave
+/// the runtime's threads free.
 ///
 /// # Dropping
 ///
