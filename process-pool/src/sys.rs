@@ -1564,20 +1564,23 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-/// Lets this process write to its terminal from the terminal's background: blocks SIGTTOU on
-/// the calling thread, and so on every thread it starts later (each inherits its creator's
+/// Keeps the terminal's job control from stopping this process: blocks SIGTTOU and SIGTTIN
+/// on the calling thread, and so on every thread it starts later (each inherits its creator's
 /// mask). A worker leads a process group of its own, which is not the terminal's foreground
-/// group; where the terminal stops background writers (`stty tostop`), a task's first line of
-/// output would stop its worker for good. A writer that blocks SIGTTOU writes as the
-/// foreground does. Programs a task starts get an empty signal mask (both of std's ways of
-/// starting one set it), so the terminal's rules apply to them as to any background job.
-pub(crate) fn write_from_the_background() {
+/// group. Where the terminal stops background writers (`stty tostop`), a task's first line of
+/// output would stop its worker for good, and so would any read from the terminal
+/// (`/dev/tty`). The kernel lets a writer that blocks SIGTTOU write as the foreground does,
+/// and fails the read of one that blocks SIGTTIN with `EIO`. Programs a task starts get an
+/// empty signal mask (both of std's ways of starting one set it), so the terminal's rules
+/// apply to them as to any background job.
+pub(crate) fn ignore_terminal_stops() {
     // SAFETY: sigemptyset and sigaddset fill the set, which is ours; pthread_sigmask only
     // reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTTOU);
+        libc::sigaddset(&mut set, libc::SIGTTIN);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
     }
 }

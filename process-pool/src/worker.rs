@@ -71,7 +71,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     sys::watch_forks();
     sys::ignore_sigpipe();
     sys::survive_interrupts();
-    sys::write_from_the_background();
+    sys::ignore_terminal_stops();
 
     let mut reader = FrameReader::new(64 * 1024);
     let init = match next_frame(&mut reader, request) {

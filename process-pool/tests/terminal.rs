@@ -1,6 +1,7 @@
 //! A task writes to the program's terminal as the program does, also where the terminal stops
-//! the writes of background processes (`stty tostop`): a worker leads a process group of its
-//! own, in the terminal's background, and such a write must not stop it.
+//! the writes of background processes (`stty tostop`), and its read from the terminal fails:
+//! a worker leads a process group of its own, in the terminal's background, and neither may
+//! stop it.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -22,6 +23,12 @@ fn say_hello(n: u64) -> u64 {
     n
 }
 
+/// The OS error of a read from the process's terminal, if it fails.
+fn read_the_terminal(_: ()) -> Option<i32> {
+    let mut terminal = std::fs::File::open("/dev/tty").unwrap();
+    terminal.read(&mut [0]).err().and_then(|e| e.raw_os_error())
+}
+
 /// The program's side: a session of its own, with the terminal on its standard output and
 /// error as its controlling terminal (so it is the terminal's foreground process group), a
 /// pool and a one-off whose tasks write to it. A no-op unless started by
@@ -36,6 +43,8 @@ fn tasks_write_to_the_terminal() {
     let pool = ProcessPool::with_config(Config::new().workers(1).timeout(LIMIT)).unwrap();
     assert_eq!(pool.apply(say_hello, 1).unwrap(), 1);
     assert_eq!(spawn(say_hello, 2).unwrap().join().unwrap(), 2);
+    let eio = rustix::io::Errno::IO.raw_os_error();
+    assert_eq!(pool.apply(read_the_terminal, ()).unwrap(), Some(eio), "a background read");
 }
 
 #[test]
