@@ -209,7 +209,7 @@ impl Agent {
         let limit = max_payload - ENVELOPE;
         let names = self.names.clone();
         tokio::spawn(store_results(js.clone(), names, self.id.clone(), inbox, limit));
-        eprintln!(
+        say!(
             "taskpool agent {} serving image {} with {} workers on {}",
             self.id,
             self.image,
@@ -221,13 +221,13 @@ impl Agent {
         tokio::spawn(async move {
             let mut signals = StopSignals::new();
             signals.recv().await;
-            eprintln!(
+            say!(
                 "taskpool agent {id}: stopping: it takes no new task and finishes those it \
                  holds (signal it again to stop at once)"
             );
             let _ = stop_tx.send(true);
             signals.recv().await;
-            eprintln!(
+            say!(
                 "taskpool agent {id}: stopped at once: the tasks it held go to other agents \
                  after the ack wait"
             );
@@ -312,7 +312,7 @@ impl Agent {
         let _ = slots.acquire_many(capacity as u32).await;
         beat.abort();
         let _ = client.flush().await;
-        eprintln!("taskpool agent {} stopped", self.id);
+        say!("taskpool agent {} stopped", self.id);
         Ok(())
     }
 
@@ -438,7 +438,7 @@ impl Agent {
         let gone = Gone { bound, last: now, dropped: 0, stopped: 0 };
         callers.gone.insert(caller.to_string(), gone);
         drop(callers);
-        eprintln!(
+        say!(
             "taskpool agent {}: caller {caller} is gone (not heard for {:.1} s, it allows {:?}): \
              its tasks here are dropped without running and those running are stopped",
             self.id,
@@ -461,10 +461,12 @@ impl Agent {
 
     /// Says, once per caller taken for gone, what became of its tasks here.
     fn said_gone(&self, caller: &str, gone: &Gone) {
-        eprintln!(
+        say!(
             "taskpool agent {}: of gone caller {caller}, {} tasks were dropped without running \
              and {} stopped or their results thrown away",
-            self.id, gone.dropped, gone.stopped
+            self.id,
+            gone.dropped,
+            gone.stopped
         );
     }
 
@@ -507,7 +509,7 @@ impl Agent {
         let task: TaskMessage = match wire::decode(&message.payload) {
             Ok(task) => task,
             Err(e) => {
-                eprintln!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
+                say!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
                 tokio::spawn(async move { message.ack_with(AckKind::Term).await });
                 return None;
             }

@@ -35,9 +35,9 @@ extern "C" fn enter() {
     let code = match config.and_then(crate::agent::serve) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("taskpool agent: {e}");
+            say!("taskpool agent: {e}");
             if let Some(source) = std::error::Error::source(&e) {
-                eprintln!("taskpool agent: caused by: {source}");
+                say!("taskpool agent: caused by: {source}");
             }
             1
         }

@@ -75,7 +75,7 @@ pub(crate) async fn receive(
             errors = 0;
             match wire::decode::<ResultMessage>(&message.payload) {
                 Ok(results) => inner.settle(results, true),
-                Err(e) => eprintln!("taskpool cluster: dropped an unreadable result message: {e}"),
+                Err(e) => say!("taskpool cluster: dropped an unreadable result message: {e}"),
             }
             // A lost ack means the message comes again: its units are duplicates then.
             let _ = message.ack().await;

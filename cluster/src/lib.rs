@@ -74,6 +74,15 @@
 //! Linux only.
 #![deny(unsafe_code)]
 
+/// Writes a line to standard error as `eprintln!` does, but never panics: a line that cannot
+/// be written (standard error closed, or a pipe that nobody reads any more) is lost.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[allow(unsafe_code)]
 mod agent;
 mod batch;

@@ -228,14 +228,14 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
             Ok(client) => {
                 if reported.is_some() {
                     let waited = started.elapsed().as_secs();
-                    eprintln!("{name}: connected to {} after {waited} s", server.shown_url());
+                    say!("{name}: connected to {} after {waited} s", server.shown_url());
                 }
                 return Ok(client);
             }
             Err(TaskError::Unreachable { source, .. }) => {
                 if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
                     let every = REPORT_EVERY.as_secs();
-                    eprintln!("{name}: {source}; trying again (reported every {every} s)");
+                    say!("{name}: {source}; trying again (reported every {every} s)");
                     reported = Some(Instant::now());
                 }
             }
@@ -277,13 +277,13 @@ fn reporting(server: &Server, name: &str) -> ConnectOptions {
         async move {
             match event {
                 Event::Disconnected if !lost.swap(true, Ordering::Relaxed) => {
-                    eprintln!("{name}: lost the server at {url}; reconnecting");
+                    say!("{name}: lost the server at {url}; reconnecting");
                 }
                 Event::Connected if lost.swap(false, Ordering::Relaxed) => {
-                    eprintln!("{name}: reconnected to {url}");
+                    say!("{name}: reconnected to {url}");
                 }
                 Event::LameDuckMode => {
-                    eprintln!("{name}: the server at {url} is shutting down (lame duck mode)");
+                    say!("{name}: the server at {url} is shutting down (lame duck mode)");
                 }
                 _ => {}
             }

@@ -429,7 +429,7 @@ fn ready(
                     let _ = tx.send(());
                 }
             } else if let Some(text) = echo(&line, tx.is_none()) {
-                eprintln!("{text}");
+                say!("{text}");
             }
         }
     });

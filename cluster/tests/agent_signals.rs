@@ -52,3 +52,30 @@ fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
     }
     assert!(!stopped.expect("the agent stops").expect("it is waited for"), "a failure status");
 }
+
+/// An agent whose standard error nobody reads any more (a log pipe whose reader died) serves
+/// and stops as any other: what it says there is lost, and it does not panic.
+#[test]
+fn an_agent_whose_standard_error_is_a_broken_pipe_serves_and_stops() {
+    let Some(server) = common::server("agent_broken_stderr") else { return };
+    let url = server.url();
+    let mut agent = Command::new(std::env::current_exe().unwrap())
+        .env("TASKPOOL_AGENT", &url)
+        .env("TASKPOOL_AGENT_WORKERS", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    // Its reader is gone before the agent says a word.
+    drop(agent.stderr.take());
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let served = pool.wait_for_agents(1, DEADLINE);
+    if !served {
+        let _ = agent.kill();
+    }
+    assert!(served, "the agent never served: {:?}", agent.try_wait());
+    assert_eq!(pool.apply(held, 0).unwrap(), 0);
+    signal(agent.id(), "TERM");
+    let status = agent.wait().expect("the agent is waited for");
+    assert!(status.success(), "the agent ended with {status}");
+}
