@@ -4,7 +4,7 @@
 //! recognizes before `main`. It never returns to `main`: it serves until its request pipe
 //! reaches end of file, then exits 0. See `README.md` for the protocol and the failure paths.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -333,7 +333,10 @@ fn linger(request: BorrowedFd<'_>) {
 /// Ends a worker whose parent sent something it cannot read. Says so on stderr, since the
 /// parent will only see the exit code.
 fn broken(reason: &str) -> ! {
-    eprintln!("taskpool worker {}: protocol error from the parent: {reason}", sys::pid());
+    let pid = sys::pid();
+    // Not `eprintln!`, which panics if standard error cannot be written.
+    let _ =
+        writeln!(io::stderr(), "taskpool worker {pid}: protocol error from the parent: {reason}");
     sys::exit_now(EXIT_PROTOCOL);
 }
 
