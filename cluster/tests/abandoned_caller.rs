@@ -153,35 +153,6 @@ impl Drop for Caller {
     }
 }
 
-/// A directory of marker files of this test's own, empty.
-fn markers(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskpool-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Waits until `done` holds, at most `within`; returns whether it did.
-fn poll(within: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
-/// Whether process `pid` has ended (gone, or a zombie not reaped yet).
-fn ended(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command's closing parenthesis.
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -192,11 +163,11 @@ fn a_killed_callers_running_task_stops_and_its_queued_tasks_never_start() {
     let url = server.url();
     // One worker: it holds four messages, so four wait in the stream.
     let _agent = common::agent(&url, 1, &[]);
-    let dir = markers("abandoned-killed");
+    let dir = common::markers("abandoned-killed");
     let mut caller = Caller::start(&url, &dir, "kill");
     let first = dir.join("started-0");
     assert!(
-        poll(DEADLINE, || dir.join("submitted").exists() && first.exists()),
+        common::poll(DEADLINE, || dir.join("submitted").exists() && first.exists()),
         "the caller sent its tasks and the first runs"
     );
     let worker: u32 = std::fs::read_to_string(&first).unwrap().parse().unwrap();
@@ -206,7 +177,10 @@ fn a_killed_callers_running_task_stops_and_its_queued_tasks_never_start() {
 
     // Within the bound and some slack, the running task's worker is killed...
     let slack = Duration::from_secs(20);
-    assert!(poll(SHORT_BOUND + slack, || ended(worker)), "the running task was stopped");
+    assert!(
+        common::poll(SHORT_BOUND + slack, || common::ended(worker)),
+        "the running task was stopped"
+    );
     // ... and every message of the caller is taken off the stream, without running.
     streams(&url, |tasks, results| tasks.messages == 0 && results.messages == 0);
     assert!(killed.elapsed() < SHORT_BOUND + slack + DEADLINE);
@@ -227,14 +201,17 @@ fn a_killed_callers_chunk_stops_on_its_worker() {
     let Some(server) = common::server("abandoned_caller_chunk") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 1, &[]);
-    let dir = markers("abandoned-chunk");
+    let dir = common::markers("abandoned-chunk");
     let mut caller = Caller::start(&url, &dir, "map");
     let first = dir.join("started-0");
-    assert!(poll(DEADLINE, || first.exists()), "the chunk runs");
+    assert!(common::poll(DEADLINE, || first.exists()), "the chunk runs");
     let worker: u32 = std::fs::read_to_string(&first).unwrap().parse().unwrap();
     caller.signal("KILL");
     let _ = caller.0.wait();
-    assert!(poll(SHORT_BOUND + DEADLINE, || ended(worker)), "the running chunk was stopped");
+    assert!(
+        common::poll(SHORT_BOUND + DEADLINE, || common::ended(worker)),
+        "the running chunk was stopped"
+    );
     streams(&url, |tasks, results| tasks.messages == 0 && results.messages == 0);
     // The agent serves on, with a new worker; the chunk's other items never ran.
     let pool = ClusterPool::connect(url).expect("the pool connects");
@@ -252,9 +229,9 @@ fn a_result_stored_after_its_caller_died_is_removed() {
     let Some(server) = common::server("abandoned_caller_result") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 1, &[]);
-    let dir = markers("abandoned-result");
+    let dir = common::markers("abandoned-result");
     let mut caller = Caller::start(&url, &dir, "one");
-    assert!(poll(DEADLINE, || dir.join("started-0").exists()), "the task runs");
+    assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the task runs");
     caller.signal("KILL");
     let _ = caller.0.wait();
     // The task ends at once, well within the bound: its result is stored for nobody.
@@ -270,10 +247,10 @@ fn a_caller_stopped_and_continued_within_its_bound_gets_every_result() {
     let Some(server) = common::server("abandoned_caller_stopped") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 1, &[]);
-    let dir = markers("abandoned-stopped");
+    let dir = common::markers("abandoned-stopped");
     let mut caller = Caller::start(&url, &dir, "stop");
     assert!(
-        poll(DEADLINE, || dir.join("submitted").exists() && dir.join("started-0").exists()),
+        common::poll(DEADLINE, || dir.join("submitted").exists() && dir.join("started-0").exists()),
         "the caller sent its tasks and the first runs"
     );
     caller.signal("STOP");
@@ -296,7 +273,7 @@ fn an_agent_stopped_for_longer_than_the_bound_keeps_the_tasks_of_a_live_caller()
     let Some(server) = common::server("abandoned_caller_agent_stopped") else { return };
     let url = server.url();
     let agent = common::agent(&url, 1, &[]);
-    let dir = markers("abandoned-agent-stopped");
+    let dir = common::markers("abandoned-agent-stopped");
     let config =
         ClusterConfig::new(url).config(Config::new().workers(1)).abandon_after(SHORT_BOUND);
     let pool = ClusterPool::with_config(config).expect("the pool connects");
@@ -304,7 +281,7 @@ fn an_agent_stopped_for_longer_than_the_bound_keeps_the_tasks_of_a_live_caller()
     let dir_name = dir.to_string_lossy().into_owned();
     let handles: Vec<_> =
         (0..3).map(|i| pool.submit(mark_and_hold, (dir_name.clone(), i))).collect();
-    assert!(poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
+    assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
     signal(agent.pid(), "STOP");
     std::thread::sleep(SHORT_BOUND + Duration::from_secs(1));
     std::fs::write(dir.join("go"), "").unwrap();

@@ -88,34 +88,6 @@ fn mark_and_hold((dir, i): (String, u32)) -> u32 {
     i
 }
 
-/// A directory of marker files of this test's own, empty.
-fn markers(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskpool-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Waits until `done` holds, at most `within`; returns whether it did.
-fn poll(within: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
-/// Whether process `pid` has ended (gone, or a zombie not reaped yet).
-fn ended(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 /// A pool through `relay` that takes `bound` of silence, with three tasks sent, the first
 /// running.
 fn start(
@@ -129,7 +101,7 @@ fn start(
     assert!(pool.wait_for_agents(1, DEADLINE));
     let dir_name = dir.to_string_lossy().into_owned();
     let handles = (0..3).map(|i| pool.submit(mark_and_hold, (dir_name.clone(), i))).collect();
-    assert!(poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
+    assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
     (pool, handles)
 }
 
@@ -138,7 +110,7 @@ fn a_caller_cut_off_within_its_bound_loses_nothing() {
     let Some(server) = common::server("caller_cut_off_briefly") else { return };
     let _agent = common::agent(&server.url(), 1, &[]);
     let relay = Relay::to(server.port());
-    let dir = markers("cut-off-briefly");
+    let dir = common::markers("cut-off-briefly");
     let (pool, handles) = start(&relay, &dir, Duration::from_secs(8));
     relay.cut();
     // The tasks finish while the caller is cut off: their results wait for it.
@@ -162,13 +134,16 @@ fn a_caller_cut_off_for_longer_than_its_bound_fails_its_tasks_once_back() {
     let Some(server) = common::server("caller_cut_off_long") else { return };
     let _agent = common::agent(&server.url(), 1, &[]);
     let relay = Relay::to(server.port());
-    let dir = markers("cut-off-long");
+    let dir = common::markers("cut-off-long");
     let bound = Duration::from_secs(3);
     let (pool, handles) = start(&relay, &dir, bound);
     let worker: u32 = std::fs::read_to_string(dir.join("started-0")).unwrap().parse().unwrap();
     relay.cut();
     // The agent takes the caller for gone and stops its running task.
-    assert!(poll(bound + DEADLINE, || ended(worker)), "the running task was stopped");
+    assert!(
+        common::poll(bound + DEADLINE, || common::ended(worker)),
+        "the running task was stopped"
+    );
     relay.mend();
     let (tx, joined) = mpsc::channel();
     std::thread::spawn(move || {

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use taskpool_cluster::local::{Agent, Server};
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, IntoTask, Pool, TaskError};
@@ -218,4 +218,33 @@ impl Pool for Fixture {
 /// Shared settings for most tests.
 pub fn config(shared: Config) -> ClusterConfig {
     ClusterConfig::new("unused").config(shared)
+}
+
+/// A directory of marker files of this test's own, empty.
+pub fn markers(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskpool-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until `done` holds, at most `within`; returns whether it did.
+pub fn poll(within: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Whether process `pid` has ended (gone, or a zombie not reaped yet).
+pub fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
 }
