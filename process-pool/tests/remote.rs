@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use taskpool_process::remote::{self, EncodedJob, Outcomes};
+use taskpool_process::remote::{self, EncodedJob, Outcomes, RemoteRun};
 use taskpool_process::{IntoTask, ProcessPool, Side, TaskError};
 
 /// Creates the file at `path`, then takes 20 ms.
@@ -17,29 +17,40 @@ fn touch(path: String) -> u64 {
     0
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskpool-remote-{}", std::process::id()));
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskpool-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-#[test]
-fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
-    let pool = ProcessPool::new(1).unwrap();
-    let dir = scratch();
-    let paths: Vec<String> =
-        (0..100).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
-    let job = EncodedJob::of(&touch.into_job()).unwrap();
+/// Runs `job` over `paths` (encoded) as one remote run on `pool`; the outcomes come on the
+/// receiver once every item has one.
+fn run_over(
+    pool: &ProcessPool,
+    job: &EncodedJob,
+    paths: &[String],
+) -> (RemoteRun, mpsc::Receiver<Outcomes>) {
     let (mut inputs, mut ends) = (Vec::new(), Vec::new());
-    for path in &paths {
+    for path in paths {
         remote::encode_into(path, &mut inputs, Side::Argument).unwrap();
         ends.push(inputs.len());
     }
     let (tx, rx) = mpsc::channel::<Outcomes>();
-    let run = remote::run_encoded(&pool, &job, &inputs, &ends, None, move |o| {
+    let run = remote::run_encoded(pool, job, &inputs, &ends, None, move |o| {
         let _ = tx.send(o);
     });
+    (run, rx)
+}
+
+#[test]
+fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
+    let pool = ProcessPool::new(1).unwrap();
+    let dir = scratch("remote");
+    let paths: Vec<String> =
+        (0..100).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
+    let job = EncodedJob::of(&touch.into_job()).unwrap();
+    let (run, rx) = run_over(&pool, &job, &paths);
     // Once the first item runs, the others wait in the pool (but for the few its worker holds).
     while !Path::new(&paths[0]).exists() {
         std::thread::sleep(Duration::from_millis(1));
@@ -60,15 +71,8 @@ fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
     }
     // The pool serves on.
     let job = EncodedJob::of(&touch.into_job()).unwrap();
-    let (tx, rx) = mpsc::channel::<Outcomes>();
-    let mut again = Vec::new();
-    let path = dir.join("again").to_string_lossy().into_owned();
-    remote::encode_into(&path, &mut again, Side::Argument).unwrap();
-    let _ = remote::run_encoded(&pool, &job, &again, &[again.len()], None, move |o| {
-        let _ = tx.send(o);
-    });
-    let outcomes = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert!(outcomes.get(0).is_ok());
+    let (_run, rx) = run_over(&pool, &job, &[dir.join("again").to_string_lossy().into_owned()]);
+    assert!(rx.recv_timeout(Duration::from_secs(60)).unwrap().get(0).is_ok());
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -112,21 +116,11 @@ fn touch_and_hold(path: String) -> u64 {
 #[test]
 fn a_stopped_batch_kills_the_worker_running_its_item() {
     let pool = ProcessPool::new(1).unwrap();
-    let dir = std::env::temp_dir().join(format!("taskpool-remote-stop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("remote-stop");
     let paths: Vec<String> =
         (0..4).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
     let job = EncodedJob::of(&touch_and_hold.into_job()).unwrap();
-    let (mut inputs, mut ends) = (Vec::new(), Vec::new());
-    for path in &paths {
-        remote::encode_into(path, &mut inputs, Side::Argument).unwrap();
-        ends.push(inputs.len());
-    }
-    let (tx, rx) = mpsc::channel::<Outcomes>();
-    let run = remote::run_encoded(&pool, &job, &inputs, &ends, None, move |o| {
-        let _ = tx.send(o);
-    });
+    let (run, rx) = run_over(&pool, &job, &paths);
     while !Path::new(&paths[0]).exists() {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -141,13 +135,7 @@ fn a_stopped_batch_kills_the_worker_running_its_item() {
     }
     // The pool serves on, with a new worker.
     std::fs::write(dir.join("go"), "").unwrap();
-    let mut again = Vec::new();
-    let path = dir.join("again").to_string_lossy().into_owned();
-    remote::encode_into(&path, &mut again, Side::Argument).unwrap();
-    let (tx, rx) = mpsc::channel::<Outcomes>();
-    let _ = remote::run_encoded(&pool, &job, &again, &[again.len()], None, move |o| {
-        let _ = tx.send(o);
-    });
+    let (_run, rx) = run_over(&pool, &job, &[dir.join("again").to_string_lossy().into_owned()]);
     assert!(rx.recv_timeout(Duration::from_secs(60)).unwrap().get(0).is_ok());
     assert_eq!(pool.stats().workers_started, 2, "the worker was replaced");
     std::fs::remove_dir_all(dir).unwrap();
