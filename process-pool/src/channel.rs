@@ -3,7 +3,7 @@
 //!
 //! | offset | what |
 //! |---|---|
-//! | 0 | magic `tpqueue2`; at 8, the channel's id (two random words); at 24, the most messages it holds |
+//! | 0 | magic `tpqueue2`; at 8, the channel's id (two random words); at 24, the most messages it holds; at 32, whether a message ever handed off handles or shared bytes |
 //! | 64 | the lock word (`shared_lock.rs`) |
 //! | 128 | `head`, `tail` (bytes read and written so far) and `count` (messages held), under the lock |
 //! | 160 | `putters`, `getters`: how many processes the peer table counts in each role, under the lock |
@@ -41,9 +41,10 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64, fence};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::doorbell::Spin;
@@ -57,6 +58,10 @@ pub(crate) const MIN_BYTES: usize = 64;
 // Version 2 added the peer summary: a process of an older build would not keep it up to date.
 const MAGIC: u64 = u64::from_le_bytes(*b"tpqueue2");
 const MAGIC_AT: usize = 0;
+/// Set (to 1, never back) before the first message that hands off handles or shared bytes is
+/// put: such messages must be received even when nobody will get them (see
+/// [`Shared::discard_abandoned`]).
+const HANDOFFS_AT: usize = 32;
 const LOCK_AT: usize = 64;
 const HEAD_AT: usize = 128;
 const TAIL_AT: usize = 136;
@@ -162,6 +167,9 @@ pub(crate) struct Shared {
     /// peers live: at most once per [`WATCH`], so that a polling loop costs no system call
     /// per poll.
     next_look: Mutex<Instant>,
+    /// How this process receives, and drops, the value of a message nobody will get (see
+    /// [`Shared::discard_abandoned`]): set by the first typed handle used here.
+    discard: OnceLock<fn(&[u8])>,
 }
 
 impl fmt::Debug for Shared {
@@ -221,6 +229,7 @@ impl Shared {
             slot,
             children,
             next_look,
+            discard: OnceLock::new(),
         })
     }
 
@@ -245,7 +254,19 @@ impl Shared {
         let fd = HeldFd::new(fd).ok()?;
         let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
         let children = Mutex::new(Vec::new());
-        Some(Shared { memory, fd, origins, id, capacity, max_messages, slot, children, next_look })
+        let discard = OnceLock::new();
+        Some(Shared {
+            memory,
+            fd,
+            origins,
+            id,
+            capacity,
+            max_messages,
+            slot,
+            children,
+            next_look,
+            discard,
+        })
     }
 
     pub(crate) fn id(&self) -> [u64; 2] {
@@ -400,22 +421,81 @@ impl Shared {
     /// Takes the oldest message, if there is one.
     pub(crate) fn try_get(&self) -> Result<Option<Vec<u8>>, Broken> {
         let message = {
-            let _guard = self.lock()?;
-            let (head, tail) = self.positions()?;
-            let used = tail.wrapping_sub(head);
-            if used == 0 {
-                return Ok(None);
+            let guard = self.lock()?;
+            self.take(&guard)?
+        };
+        if message.is_some() {
+            self.wake(NOT_FULL_AT);
+        }
+        Ok(message)
+    }
+
+    /// Under the lock: takes the oldest message, if there is one.
+    fn take(&self, _guard: &Guard<'_>) -> Result<Option<Vec<u8>>, Broken> {
+        let (head, tail) = self.positions()?;
+        let used = tail.wrapping_sub(head);
+        if used == 0 {
+            return Ok(None);
+        }
+        let len = self.message_len(head, used)?;
+        let mut message = vec![0; len];
+        self.copy_out(head.wrapping_add(FRAME as u64), &mut message)?;
+        let count = self.word(COUNT_AT).load(Acquire);
+        self.word(HEAD_AT).store(head.wrapping_add((FRAME + len) as u64), Release);
+        self.word(COUNT_AT).store(count.saturating_sub(1), Release);
+        Ok(Some(message))
+    }
+
+    /// Notes, before it is put, a message that hands off handles or shared bytes: their
+    /// senders keep them until a receiver decodes them (see [`Shared::discard_abandoned`]).
+    pub(crate) fn carries_handoffs(&self) {
+        if self.word(HANDOFFS_AT).load(Relaxed) == 0 {
+            self.word(HANDOFFS_AT).store(1, Release);
+        }
+    }
+
+    /// How this process decodes and drops the value of a message (the first typed handle
+    /// used here says; later calls change nothing).
+    pub(crate) fn discard_with(&self, discard: fn(&[u8])) {
+        if self.discard.get().is_none() {
+            let _ = self.discard.set(discard);
+        }
+    }
+
+    /// Receives and drops the messages that nobody can get any more, if they may hand off
+    /// handles or shared bytes: once no process counts as a getter (none holds a handle that
+    /// gets, nor has one on its way), no message is put again, and the senders of those in
+    /// the channel would keep what they handed off (a channel's memory, a value's pages and
+    /// descriptors) until they exit. Decoded here, each is received as a getter would
+    /// receive it, and the senders let go of it. A value that cannot be decoded (its sender
+    /// is gone) is dropped as it is. Called as a handle is dropped.
+    pub(crate) fn discard_abandoned(&self) {
+        let Some(&discard) = self.discard.get() else { return };
+        // A value's own `Deserialize` or `Drop` may panic: never while a panic unwinds, and
+        // otherwise the panic is printed and goes no further (this runs in a handle's drop).
+        if std::thread::panicking() {
+            return;
+        }
+        while let Some(message) = self.take_abandoned() {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| discard(&message)));
+        }
+    }
+
+    /// The oldest message, taken, if nobody can get it any more and messages may hand off
+    /// handles or shared bytes (see [`Shared::discard_abandoned`]).
+    fn take_abandoned(&self) -> Option<Vec<u8>> {
+        if self.word(HANDOFFS_AT).load(Acquire) == 0 {
+            return None;
+        }
+        let message = {
+            let guard = self.lock().ok()?;
+            if self.peers(Roles::GET) != 0 {
+                return None;
             }
-            let len = self.message_len(head, used)?;
-            let mut message = vec![0; len];
-            self.copy_out(head.wrapping_add(FRAME as u64), &mut message)?;
-            let count = self.word(COUNT_AT).load(Acquire);
-            self.word(HEAD_AT).store(head.wrapping_add((FRAME + len) as u64), Release);
-            self.word(COUNT_AT).store(count.saturating_sub(1), Release);
-            message
+            self.take(&guard).ok()??
         };
         self.wake(NOT_FULL_AT);
-        Ok(Some(message))
+        Some(message)
     }
 
     /// A hint, without the lock: whether a message seems to wait.

@@ -18,7 +18,8 @@
 //! any channel is made, opened or dropped in it with nothing on its way). A handle serialized
 //! but never received counts as held by its sender until that process exits (but in a pool
 //! task's argument, below, and in a one-off's: that is counted in the child's own slot,
-//! [`handed_to`], which the child's death frees).
+//! [`handed_to`], which the child's death frees; and in a message left in a channel when its
+//! last getter is dropped, which that drop receives: `Shared::discard_abandoned`).
 //!
 //! A pool task's argument is the exception ([`holding`]): what it holds is not counted as
 //! handed off but kept, as a copy of its own, with the task's input in this process until
@@ -513,6 +514,8 @@ impl Drop for Handle {
         let _ = self.shared.count(self.roles, -1, false);
         // Waiters look at the peers again: this may have been the last on its side.
         self.shared.wake_all();
+        // If it was the last that could get, what the messages left hand off is let go.
+        self.shared.discard_abandoned();
         CHANNELS.sweep();
     }
 }

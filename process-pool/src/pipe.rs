@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{DEFAULT_BYTES, Roles};
 use crate::handoff::{Handle, Unopened};
-use crate::queue::{Wait, get, put};
+use crate::queue::{Wait, get, put, typed};
 use crate::queue_error::{GetError, PutError};
 
 /// Makes connected pairs of [`End`]s: what Python's `multiprocessing.Pipe()` returns.
@@ -96,6 +96,8 @@ impl Pipe {
     ) -> std::io::Result<(End<T>, End<T>)> {
         let there = Handle::create(bytes, u64::MAX, Roles::PUT)?;
         let back = Handle::create(bytes, u64::MAX, Roles::PUT)?;
+        typed::<T>(&there);
+        typed::<T>(&back);
         let b = End::of(back.with_roles(Roles::PUT)?, there.with_roles(Roles::GET)?);
         let a = End::of(there, back.with_roles(Roles::GET)?);
         drop(back);

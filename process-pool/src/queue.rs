@@ -28,11 +28,27 @@ impl Wait {
     }
 }
 
+/// Decodes a message's value and drops it: what it handed off is received, and let go.
+fn discard_as<T: DeserializeOwned>(message: &[u8]) {
+    drop(codec::decode::<T>(message));
+}
+
+/// Tells `handle`'s channel how this process drops the values of messages nobody will get:
+/// as `T`s, so that what they handed off (handles, shared bytes) is received, and their
+/// senders let go of it (see `Shared::discard_abandoned`).
+pub(crate) fn typed<T: DeserializeOwned>(handle: &Handle) {
+    handle.channel().discard_with(discard_as::<T>);
+}
+
 /// Encodes `value` and puts it through `handle`.
 ///
 /// A value that is not put comes back in the error, and what it handed off as it was encoded
 /// (handles, shared bytes) is taken back: nothing will receive those copies.
-pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result<(), PutError<T>> {
+pub(crate) fn put<T: Serialize + DeserializeOwned>(
+    handle: &Handle,
+    value: T,
+    wait: Wait,
+) -> Result<(), PutError<T>> {
     let mut bytes = Vec::new();
     let (encoded, handed_off) = handoff::undoable(|| codec::encode_into(&value, &mut bytes));
     if let Err(e) = encoded {
@@ -40,6 +56,10 @@ pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result
         return Err(PutError::Encode { value, reason: e.to_string() });
     }
     let channel = handle.channel();
+    if !handed_off.is_empty() {
+        typed::<T>(handle);
+        channel.carries_handoffs();
+    }
     let done = match wait {
         Wait::No => channel.poll_put(&bytes),
         Wait::Until(deadline) => channel.put(&bytes, deadline),
@@ -61,6 +81,7 @@ pub(crate) fn put<T: Serialize>(handle: &Handle, value: T, wait: Wait) -> Result
 
 /// Takes a message from `handle` and decodes it.
 pub(crate) fn get<T: DeserializeOwned>(handle: &Handle, wait: Wait) -> Result<T, GetError> {
+    typed::<T>(handle);
     let channel = handle.channel();
     let message = match wait {
         Wait::No => channel.poll_get(),
@@ -170,7 +191,9 @@ typed_handle!(
     /// default, and joining a one-off waits until it has ended); if the sender is gone first
     /// (killed, or exited), the get fails with [`GetError::Decode`] and the value is lost.
     /// Get such values before joining or dropping their senders. Send plain bytes
-    /// (`Vec<u8>`) where the sender may end before the value is taken.
+    /// (`Vec<u8>`) where the sender may end before the value is taken. Values (shared bytes,
+    /// handles) still in the queue when its last handle that can get is dropped are dropped
+    /// by that drop, so that their senders let go of them.
     ///
     /// # Examples
     ///
@@ -459,7 +482,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     pub fn with_limits(bytes: usize, max_values: Option<usize>) -> std::io::Result<Self> {
         let max = max_values.map_or(u64::MAX, |n| n as u64);
-        Handle::create(bytes, max, Roles::BOTH).map(Self::from_handle)
+        let handle = Handle::create(bytes, max, Roles::BOTH)?;
+        typed::<T>(&handle);
+        Ok(Self::from_handle(handle))
     }
 
     /// A handle to this queue that only puts.
