@@ -11,7 +11,8 @@
 //! delivered or the input is dropped unsent (`handoff::holding`), and in a one-off's until
 //! the one-off has ended (`handoff::handed_to`). Elsewhere (results, queue values) it keeps
 //! them open while copies are on their way, and lets go
-//! at its next use of `SharedBytes` (made, received or dropped) once every copy arrived;
+//! at its next use of `SharedBytes` (made, received or dropped) once every copy arrived, or
+//! in a pool worker once it has sat idle ([`kept_for_receivers`]);
 //! each such copy is received once, however often serde decodes it
 //! (`handoff::first_receipt`). A process whose descriptors of a
 //! value were closed by a task sends a copy of the bytes in new memory instead.
@@ -117,6 +118,14 @@ fn release_apart(inner: Arc<Inner>) {
 }
 
 static VALUES: Known<Inner> = Known::new();
+
+/// Whether this process keeps values it sent open for receivers that have not opened them
+/// yet. Looking lets go of those whose receivers have: an idle worker looks every
+/// [`bulk::KEEP_IDLE`](crate::bulk::KEEP_IDLE) while it keeps any, so that it does not hold the
+/// last value it sent (its pages, however large) for as long as its pool sits idle.
+pub(crate) fn kept_for_receivers() -> bool {
+    crate::handoff::may_hold() && VALUES.any_on_the_way()
+}
 
 /// How long a worker at its end waits for the receivers of the values it sent.
 pub(crate) const AWAIT_RECEIVERS: Duration = Duration::from_secs(10);

@@ -28,6 +28,7 @@ use crate::protocol::{
 };
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
+use crate::shared_bytes;
 use crate::ship::{self, BatchFn};
 use crate::status::StatusPage;
 use crate::sys::{self, REQUEST_FD, RESULT_FD, SHARED_FD};
@@ -202,7 +203,8 @@ impl Requests {
     /// Reads more requests into `reader`, waiting for them; `Ok(0)` at the end of input.
     /// Rings the parent, through the result pipe `bell`, if it waits for room to write. Once
     /// it waited [`bulk::KEEP_IDLE`], gives back the memory `reader` and `out` kept for large
-    /// frames.
+    /// frames, and the shared bytes it sent whose receivers have them (looking again every
+    /// [`bulk::KEEP_IDLE`] while it keeps some that have not arrived).
     fn fill(
         &mut self,
         reader: &mut FrameReader,
@@ -212,13 +214,17 @@ impl Requests {
         let (ring, spin, crowding) = match self {
             Requests::Pipe(request) => {
                 linger(*request);
-                if reader.holds_large() || out.holds_large() {
+                while reader.holds_large()
+                    || out.holds_large()
+                    || shared_bytes::kept_for_receivers()
+                {
                     let interest = sys::Interest { fd: *request, read: true, write: false };
                     let polled = sys::poll([interest], Some(bulk::KEEP_IDLE));
-                    if polled.is_ok_and(|[ready]| !ready.read) {
-                        reader.release();
-                        out.release();
+                    if !polled.is_ok_and(|[ready]| !ready.read) {
+                        break;
                     }
+                    reader.release();
+                    out.release();
                 }
                 return reader.fill(*request);
             }
@@ -244,7 +250,8 @@ impl Requests {
             }
             let ticket = ring.data_bell().arm();
             if !ring.has_data() && !ring.is_closed() {
-                let holding = reader.holds_large() || out.holds_large();
+                let holding =
+                    reader.holds_large() || out.holds_large() || shared_bytes::kept_for_receivers();
                 let slept = Instant::now();
                 ring.data_bell().sleep(ticket, holding.then_some(bulk::KEEP_IDLE));
                 if holding && slept.elapsed() >= bulk::KEEP_IDLE {

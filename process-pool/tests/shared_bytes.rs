@@ -91,3 +91,30 @@ fn bytes_whose_sender_was_killed_before_they_were_got_fail_naming_that_process()
         }
     });
 }
+
+/// The memfds of shared bytes process `pid` has open.
+fn memfds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/memfd:taskpool-bytes"))
+        .count()
+}
+
+/// A worker that sent shared bytes as a result lets go of them once it has sat idle a while
+/// after they arrived, as it gives back its other buffers for large values. Before, it kept
+/// the last value it sent (its memory, however large) until it next made, received or
+/// dropped shared bytes: for as long as the pool sat idle.
+#[test]
+fn an_idle_worker_lets_go_of_the_shared_bytes_it_sent() {
+    let pool = ProcessPool::new(1).unwrap();
+    let pid = pool.pids()[0];
+    let back = pool.apply(plus_one, made(1 << 20, 3)).unwrap();
+    assert!(is_pattern(&back, 4));
+    drop(back);
+    let deadline = std::time::Instant::now() + common::HANG;
+    while memfds_of(pid) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the idle worker still holds its result");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
