@@ -837,3 +837,23 @@ impl StopSignals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cancel notices for tasks the agent never sees (they ran elsewhere, or finished before
+    /// the notice) are remembered within the bound: the oldest are forgotten first.
+    #[test]
+    fn remembered_cancels_stay_within_their_bound() {
+        let mut cancels = Cancels::default();
+        let caller = "0123456789abcdef".to_string();
+        for task in 0..(REMEMBERED_CANCELS as u64 + 1000) {
+            cancels.remember((caller.clone(), task));
+        }
+        assert_eq!(cancels.order.len(), REMEMBERED_CANCELS);
+        assert_eq!(cancels.set.len(), REMEMBERED_CANCELS);
+        assert!(!cancels.set.contains(&(caller.clone(), 0)), "the oldest is forgotten");
+        assert!(cancels.set.contains(&(caller, REMEMBERED_CANCELS as u64 + 999)));
+    }
+}
