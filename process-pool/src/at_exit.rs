@@ -63,3 +63,9 @@ extern "C" fn kill_groups() {
         let _ = sys::kill_unreaped_group(pid);
     }
 }
+
+/// Whether `pid` is listed among the unreaped children.
+#[cfg(test)]
+pub(crate) fn listed(pid: libc::pid_t) -> bool {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid)
+}

@@ -711,13 +711,19 @@ pub(crate) fn kill_group(child: &ChildProcess) {
 /// read from its pidfd (`PIDFD_GET_INFO`, Linux 6.15 and later).
 pub(crate) fn wait_child(child: &ChildProcess, block: bool) -> io::Result<Option<Exit>> {
     let flags = libc::WEXITED | libc::__WALL | if block { 0 } else { libc::WNOHANG };
-    let exit = match waitid(child, flags) {
+    let (exit, reaped) = match waitid(child, flags) {
+        // Reaped, whether or not its exit status can still be had (a kernel before 6.15
+        // keeps none for the pidfd): its id may be another process's from now on.
         Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-            child.pidfd.as_ref().and_then(|fd| exit_from_pidfd(fd.as_fd())).map(Some).ok_or(e)
+            let pidfd = child.pidfd.as_ref();
+            (pidfd.and_then(|fd| exit_from_pidfd(fd.as_fd())).map(Some).ok_or(e), true)
         }
-        other => other,
+        other => {
+            let reaped = matches!(other, Ok(Some(_)));
+            (other, reaped)
+        }
     };
-    if let Ok(Some(_)) = exit {
+    if reaped {
         at_exit::reaped(child.pid);
     }
     exit
@@ -2179,6 +2185,24 @@ mod tests {
             assert_eq!(wait_child(&child, true).unwrap(), Some(Exit::Code(0)));
             assert!(has_ended(&child), "reaped");
         }
+    }
+
+    /// A child the program reaped behind the crate's back (SIGCHLD set to `SIG_IGN`, or a
+    /// `waitpid(-1)` of its own), where the kernel keeps no exit status for its pidfd (before
+    /// Linux 6.15, or without pidfds): its exit is unknown, but it is reaped, so it is no
+    /// longer listed. Before, it stayed listed (and with the undertaker) for good: one more
+    /// pid per worker or one-off, whose group the exit handler and the undertaker killed
+    /// although the id may name another process's group by then.
+    #[test]
+    fn a_child_reaped_elsewhere_is_forgotten_even_without_its_exit_status() {
+        let started = start(c"/bin/sh", true).unwrap();
+        at_exit::started(started.pid);
+        // SAFETY: waits for our own child, as a program's `waitpid` would.
+        let reaped = unsafe { libc::waitpid(started.pid, ptr::null_mut(), 0) };
+        assert_eq!(reaped, started.pid);
+        let without_pidfd = ChildProcess { pid: started.pid, pidfd: None };
+        assert!(wait_child(&without_pidfd, true).is_err(), "no exit status to be had");
+        assert!(!at_exit::listed(started.pid), "a reaped child is no longer listed");
     }
 
     #[test]
