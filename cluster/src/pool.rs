@@ -114,6 +114,9 @@ pub(crate) struct CancelNotice {
 pub struct ClusterPool {
     inner: Arc<Inner>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The task that pulls this caller's results (`inbox::receive`), stopped before its
+    /// consumer is deleted: finding its consumer gone, it would make it again.
+    receiver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What the pool's threads and its runtime's tasks share.
@@ -262,9 +265,10 @@ impl ClusterPool {
         })?;
         runtime.spawn(say_alive(Arc::downgrade(&inner), Instant::now()));
         runtime.spawn(outbox::publish(Arc::downgrade(&inner), inbox));
-        runtime.spawn(inbox::receive(Arc::downgrade(&inner), consumer));
+        let receiver = runtime.spawn(inbox::receive(Arc::downgrade(&inner), consumer));
         runtime.spawn(police(Arc::downgrade(&inner)));
-        Ok(ClusterPool { inner, runtime: Mutex::new(Some(runtime)) })
+        let receiver = Mutex::new(Some(receiver));
+        Ok(ClusterPool { inner, runtime: Mutex::new(Some(runtime)), receiver })
     }
 
     /// The settings.
@@ -789,10 +793,11 @@ impl Drop for ClusterPool {
         }
         // Stopping the runtime blocks: never on a thread of the caller's own async runtime.
         let mut runtime = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let receiver = self.receiver.lock().unwrap_or_else(PoisonError::into_inner).take();
         let held = &mut runtime;
         let _ = link::off_runtime(|| {
             if let Some(runtime) = held.take() {
-                tidy(inner, ids, runtime);
+                tidy(inner, ids, runtime, receiver);
             }
         });
         if let Some(runtime) = runtime {
@@ -805,8 +810,18 @@ impl Drop for ClusterPool {
 /// Asks the agents to stop the pool's units `ids`, removes what waits of them and the
 /// results nobody will read from the streams (a server that is gone is not waited for), and
 /// stops the pool's runtime.
-fn tidy(inner: &Inner, ids: Vec<u64>, runtime: tokio::runtime::Runtime) {
+fn tidy(
+    inner: &Inner,
+    ids: Vec<u64>,
+    runtime: tokio::runtime::Runtime,
+    receiver: Option<tokio::task::JoinHandle<()>>,
+) {
     let tidy = async {
+        // Nothing pulls the results any more, nor makes the consumer again once deleted.
+        if let Some(receiver) = receiver {
+            receiver.abort();
+            let _ = receiver.await;
+        }
         let cancel = inner.names.cancel_subject(inner.image);
         for task in ids {
             let notice = CancelNotice { caller: inner.caller.clone(), task };
