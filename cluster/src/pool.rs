@@ -833,7 +833,12 @@ fn tidy(
         let _ = inner.results.purge().filter(inner.names.results_subject(&inner.caller)).await;
         let _ = inner.client.flush().await;
     };
-    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), tidy).await });
+    // Not connected (the server is gone, or the pool is between two connections): nothing
+    // could be tidied; the agents remove what is left once the pool is silent for its bound.
+    if inner.client.connection_state() == async_nats::connection::State::Connected {
+        let _ =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), tidy).await });
+    }
     runtime.shutdown_timeout(Duration::from_millis(200));
 }
 
