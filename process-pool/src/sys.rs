@@ -1186,8 +1186,10 @@ impl SealedBytes {
             head[..header.len()].copy_from_slice(header);
             fill(data);
         } // unmapped here (even if `fill` panicked): F_SEAL_WRITE needs no writable mapping
-        // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
-        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, FROZEN) })?;
+        retry_busy(SEAL_TRIES, || {
+            // SAFETY: F_ADD_SEALS only restricts what can be done to the file from now on.
+            check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, FROZEN) })
+        })?;
         Ok((Self::map(fd.as_fd(), total)?, fd))
     }
 
@@ -1228,6 +1230,26 @@ impl SealedBytes {
         // change: the file is sealed against writes (F_SEAL_WRITE, checked or set before
         // mapping), so a shared reference to them is sound.
         unsafe { std::slice::from_raw_parts(self.mapping.ptr(), self.mapping.len) }
+    }
+}
+
+/// How many times [`SealedBytes::create`] asks to seal a file against writes. The kernel
+/// waits (up to ~150 ms) for references that others hold to the file's pages for a moment
+/// (page migration, per-CPU caches of pages) and refuses with `EBUSY` if some remain: seen
+/// for one 64 MiB value of the few dozen a run of the bench suite makes, on a 2-core VM whose
+/// programs allocate huge pages; asked again, it seals.
+const SEAL_TRIES: u32 = 5;
+
+/// Calls `f` until it does not fail with `EBUSY`, at most `tries` times; returns what the
+/// last call returned.
+fn retry_busy<T>(tries: u32, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut left = tries.max(1);
+    loop {
+        left -= 1;
+        match f() {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && left > 0 => {}
+            done => return done,
+        }
     }
 }
 
@@ -2193,6 +2215,31 @@ mod tests {
     /// longer listed. Before, it stayed listed (and with the undertaker) for good: one more
     /// pid per worker or one-off, whose group the exit handler and the undertaker killed
     /// although the id may name another process's group by then.
+    /// Sealing that the kernel refuses with `EBUSY` (pages it still holds for a moment) is
+    /// asked again, up to the number of tries; any other failure, at once, is returned.
+    #[test]
+    fn a_busy_refusal_is_tried_again_and_other_failures_are_not() {
+        let busy = || io::Error::from_raw_os_error(libc::EBUSY);
+        let mut calls = 0;
+        let sealed = retry_busy(5, || {
+            calls += 1;
+            if calls < 3 { Err(busy()) } else { Ok(calls) }
+        });
+        assert_eq!(sealed.unwrap(), 3);
+        let mut calls = 0;
+        let refused = retry_busy(5, || -> io::Result<()> {
+            calls += 1;
+            Err(busy())
+        });
+        assert_eq!((refused.unwrap_err().raw_os_error(), calls), (Some(libc::EBUSY), 5));
+        let mut calls = 0;
+        let other = retry_busy(5, || -> io::Result<()> {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        });
+        assert_eq!((other.unwrap_err().raw_os_error(), calls), (Some(libc::EPERM), 1));
+    }
+
     #[test]
     fn a_child_reaped_elsewhere_is_forgotten_even_without_its_exit_status() {
         let started = start(c"/bin/sh", true).unwrap();
