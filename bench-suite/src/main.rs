@@ -41,6 +41,12 @@ run.log next to the report.";
 /// folder to write the report to.
 const MEASURE_VAR: &str = "TASKPOOL_BENCH_MEASURE_INTO";
 
+/// Set for the measuring child: the process id of the process that supervises it.
+const SUPERVISOR_VAR: &str = "TASKPOOL_BENCH_SUPERVISOR";
+
+/// How often the measuring child looks whether its supervisor is still there.
+const SUPERVISOR_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The files of a report, as the measuring child writes them.
 const FILES: [&str; 5] = ["report.md", "report.json", "report.html", "scaling.svg", "overhead.svg"];
 
@@ -132,6 +138,7 @@ fn supervise(options: &Options) -> Result<(), String> {
     let mut child = Command::new(exe)
         .args(mode)
         .env(MEASURE_VAR, &dir)
+        .env(SUPERVISOR_VAR, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -210,9 +217,31 @@ fn summarise(log: &str) -> Option<String> {
     })
 }
 
+/// Ends the measuring child soon after its supervisor is gone (killed, say, with `SIGKILL`,
+/// which it cannot pass on): nobody would read what it measures. The process exits from a
+/// thread of its own; what it started goes with it (pools' workers and the cluster's server
+/// and agents die with their parent, the Python peers at their next write).
+fn end_without_supervisor() {
+    let Some(supervisor) = std::env::var(SUPERVISOR_VAR).ok().and_then(|v| v.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let watch = move || {
+        while std::os::unix::process::parent_id() == supervisor {
+            std::thread::sleep(SUPERVISOR_CHECK);
+        }
+        let _ =
+            writeln!(std::io::stderr(), "taskpool-bench: the report's process is gone; stopping");
+        std::process::exit(1);
+    };
+    // Without the thread the run goes on as before.
+    let _ = std::thread::Builder::new().name("supervisor-watch".into()).spawn(watch);
+}
+
 /// The measuring child: runs the plan of `mode`, reporting progress as events on stdout, and
 /// writes the report's files into `dir`.
 fn measure(mode: Mode, dir: &Path) -> Result<(), String> {
+    end_without_supervisor();
     let progress = Progress::events();
     let plan = Plan::new(mode);
     let date = utc_now();
