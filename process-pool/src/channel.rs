@@ -216,21 +216,7 @@ impl Shared {
         words[2].store(id[1], Relaxed);
         words[3].store(max_messages, Relaxed);
         words[0].store(MAGIC, Release);
-        let (fd, capacity) = (HeldFd::new(fd)?, len - DATA_AT);
-        let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
-        let children = Mutex::new(Vec::new());
-        Ok(Shared {
-            memory,
-            fd,
-            origins: Vec::new(),
-            id,
-            capacity,
-            max_messages,
-            slot,
-            children,
-            next_look,
-            discard: OnceLock::new(),
-        })
+        Ok(Shared::assemble(memory, HeldFd::new(fd)?, Vec::new(), id, max_messages))
     }
 
     /// The channel `id` in `memory` (mapped from `fd`, found at `origins`), if it is that
@@ -250,23 +236,30 @@ impl Shared {
             return None;
         }
         let max_messages = words[3].load(Relaxed).max(1);
-        let capacity = memory.len() - DATA_AT;
-        let fd = HeldFd::new(fd).ok()?;
-        let (slot, next_look) = (Mutex::new(None), Mutex::new(Instant::now()));
-        let children = Mutex::new(Vec::new());
-        let discard = OnceLock::new();
-        Some(Shared {
+        Some(Shared::assemble(memory, HeldFd::new(fd).ok()?, origins, id, max_messages))
+    }
+
+    /// The channel `id` in `memory` (held open by `fd`, found at `origins`), with nothing of
+    /// this process's own yet: no peer slot, no children, no way to discard messages.
+    fn assemble(
+        memory: SharedMemory,
+        fd: HeldFd,
+        origins: Vec<(u32, i32)>,
+        id: [u64; 2],
+        max_messages: u64,
+    ) -> Shared {
+        Shared {
+            capacity: memory.len() - DATA_AT,
             memory,
             fd,
             origins,
             id,
-            capacity,
             max_messages,
-            slot,
-            children,
-            next_look,
-            discard,
-        })
+            slot: Mutex::new(None),
+            children: Mutex::new(Vec::new()),
+            next_look: Mutex::new(Instant::now()),
+            discard: OnceLock::new(),
+        }
     }
 
     pub(crate) fn id(&self) -> [u64; 2] {
