@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -31,20 +31,6 @@ const URL_VAR: &str = "ABANDONED_CALLER_URL";
 const DIR_VAR: &str = "ABANDONED_CALLER_DIR";
 const MODE_VAR: &str = "ABANDONED_CALLER_MODE";
 
-/// Says that task `i` started (with the pid of the worker running it) in `dir`, then waits
-/// until the file `go` exists in `dir` (at most ten minutes), and returns `i`.
-fn mark_and_hold((dir, i): (String, u32)) -> u32 {
-    let dir = PathBuf::from(dir);
-    let marker = dir.join(format!("started-{i}"));
-    std::fs::write(marker.with_extension("tmp"), std::process::id().to_string()).unwrap();
-    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
-    let until = Instant::now() + Duration::from_secs(600);
-    while !dir.join("go").exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    i
-}
-
 /// The caller: sends [`TASKS`] tasks, each in a message of its own, says so, then waits for
 /// their results (in mode `stop`, checks them and returns; in mode `kill`, it is killed
 /// first). Run only in a copy of this binary started by a test below.
@@ -62,7 +48,7 @@ fn caller_child() {
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE));
     if mode == "one" {
-        let handle = pool.submit(mark_and_hold, (dir.clone(), 0));
+        let handle = pool.submit(common::mark_and_hold, (dir.clone(), 0));
         std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
         assert_eq!(handle.join().unwrap(), 0);
         return;
@@ -71,12 +57,12 @@ fn caller_child() {
         // One chunk of several items, which the agent's one worker takes together.
         std::fs::write(Path::new(&dir).join("submitted"), "").unwrap();
         let items: Vec<(String, u32)> = (0..4).map(|i| (dir.clone(), i)).collect();
-        assert_eq!(pool.map(mark_and_hold, items).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(pool.map(common::mark_and_hold, items).unwrap(), [0, 1, 2, 3]);
         return;
     }
     let handles: Vec<_> = (0..TASKS)
         .map(|i| {
-            let handle = pool.submit(mark_and_hold, (dir.clone(), i));
+            let handle = pool.submit(common::mark_and_hold, (dir.clone(), i));
             wait_until_stored(&url, u64::from(i) + 1);
             handle
         })
@@ -280,7 +266,7 @@ fn an_agent_stopped_for_longer_than_the_bound_keeps_the_tasks_of_a_live_caller()
     assert!(pool.wait_for_agents(1, DEADLINE));
     let dir_name = dir.to_string_lossy().into_owned();
     let handles: Vec<_> =
-        (0..3).map(|i| pool.submit(mark_and_hold, (dir_name.clone(), i))).collect();
+        (0..3).map(|i| pool.submit(common::mark_and_hold, (dir_name.clone(), i))).collect();
     assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
     signal(agent.pid(), "STOP");
     std::thread::sleep(SHORT_BOUND + Duration::from_secs(1));

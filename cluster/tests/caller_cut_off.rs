@@ -10,12 +10,12 @@ mod common;
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError, TaskHandle};
 
 /// Long enough to call something that did not happen hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -74,20 +74,6 @@ impl Relay {
     }
 }
 
-/// Says that task `i` started (with the pid of the worker running it) in `dir`, then waits
-/// until the file `go` exists in `dir` (at most ten minutes), and returns `i`.
-fn mark_and_hold((dir, i): (String, u32)) -> u32 {
-    let dir = PathBuf::from(dir);
-    let marker = dir.join(format!("started-{i}"));
-    std::fs::write(marker.with_extension("tmp"), std::process::id().to_string()).unwrap();
-    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
-    let until = Instant::now() + Duration::from_secs(600);
-    while !dir.join("go").exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    i
-}
-
 /// A pool through `relay` that takes `bound` of silence, with three tasks sent, the first
 /// running.
 fn start(
@@ -100,9 +86,25 @@ fn start(
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE));
     let dir_name = dir.to_string_lossy().into_owned();
-    let handles = (0..3).map(|i| pool.submit(mark_and_hold, (dir_name.clone(), i))).collect();
+    let handles =
+        (0..3).map(|i| pool.submit(common::mark_and_hold, (dir_name.clone(), i))).collect();
     assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
     (pool, handles)
+}
+
+/// The outcomes of `handles`, joined on a thread of their own (which then drops `pool`);
+/// fails the test if they are not all in within `deadline`.
+fn joined_within(
+    pool: ClusterPool,
+    handles: Vec<TaskHandle<u32>>,
+    deadline: Duration,
+) -> Vec<Result<u32, TaskError>> {
+    let (tx, joined) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handles.into_iter().map(|h| h.join()).collect::<Vec<_>>());
+        drop(pool);
+    });
+    joined.recv_timeout(deadline).expect("the tasks are answered")
 }
 
 #[test]
@@ -117,12 +119,7 @@ fn a_caller_cut_off_within_its_bound_loses_nothing() {
     std::fs::write(dir.join("go"), "").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     relay.mend();
-    let (tx, joined) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(handles.into_iter().map(|h| h.join()).collect::<Vec<_>>());
-        drop(pool);
-    });
-    let results = joined.recv_timeout(DEADLINE).expect("the tasks are answered");
+    let results = joined_within(pool, handles, DEADLINE);
     for (i, result) in results.into_iter().enumerate() {
         assert_eq!(result.unwrap(), i as u32);
     }
@@ -145,12 +142,7 @@ fn a_caller_cut_off_for_longer_than_its_bound_fails_its_tasks_once_back() {
         "the running task was stopped"
     );
     relay.mend();
-    let (tx, joined) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(handles.into_iter().map(|h| h.join()).collect::<Vec<_>>());
-        drop(pool);
-    });
-    let results = joined.recv_timeout(DEADLINE).expect("the tasks are answered");
+    let results = joined_within(pool, handles, DEADLINE);
     for result in results {
         match result {
             Err(TaskError::Unreachable { source, .. }) => {

@@ -248,3 +248,17 @@ pub fn ended(pid: u32) -> bool {
         Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
+
+/// Says that task `i` started (with the pid of the worker running it) in `dir`, then waits
+/// until the file `go` exists in `dir` (at most ten minutes), and returns `i`.
+pub fn mark_and_hold((dir, i): (String, u32)) -> u32 {
+    let dir = PathBuf::from(dir);
+    let marker = dir.join(format!("started-{i}"));
+    std::fs::write(marker.with_extension("tmp"), std::process::id().to_string()).unwrap();
+    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
+    let until = Instant::now() + Duration::from_secs(600);
+    while !dir.join("go").exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    i
+}
