@@ -69,8 +69,9 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
 /// those that arrive are not run, those that run are stopped (their workers killed and
-/// replaced), and the caller's results are removed from the stream. It says on standard error when it takes a
-/// caller for gone, and later how many of its tasks it dropped and stopped.
+/// replaced), and the caller's results are removed from the stream. It says on standard
+/// error when it takes a caller for gone, and later how many of its tasks it dropped and
+/// stopped.
 ///
 /// # Errors
 ///

@@ -155,12 +155,12 @@ pub(crate) fn await_receivers() {
 /// A value stays alive while any process holds it. A pool task's argument is kept by the
 /// pool until the task ends, or until it is dropped unrun (cancelled, its `imap` dropped,
 /// refused as too large); a one-off's ([`spawn`](crate::spawn)) by its spawner until the
-/// one-off process has ended (and been joined, or its handle dropped). A process that sends one otherwise (a result, a queue value)
-/// keeps it open until the receiver has it; if the receiver never decodes it, the sender
-/// keeps it until it exits (but a value left in a queue or pipe when its last handle that can
-/// get is dropped is decoded and dropped by that drop, in that process, so its sender lets
-/// go of it). A worker or one-off process ([`spawn`](crate::spawn)) that sent
-/// one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of
+/// one-off process has ended (and been joined, or its handle dropped). A process that sends
+/// one otherwise (a result, a queue value) keeps it open until the receiver has it; if the
+/// receiver never decodes it, the sender keeps it until it exits (but a value left in a queue
+/// or pipe when its last handle that can get is dropped is decoded and dropped by that drop,
+/// in that process, so its sender lets go of it). A worker or one-off process
+/// ([`spawn`](crate::spawn)) that sent one waits at its end (up to 10 s, and for a pool's worker at most the `shutdown_grace` of
 /// a pool being dropped or shut down) for the receiver to open it: a one-off process's
 /// result is opened only when its parent joins it, a queue value when someone gets it (so a
 /// join of a one-off that put shared bytes on a queue waits until they are got, up to 10 s;
