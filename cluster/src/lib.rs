@@ -39,7 +39,9 @@
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
 //!   per item the agents measure, with a result per item.
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
-//!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers, or with
+//!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers (counting
+//!   the agents of other images alive: agents not restarted after a rebuild run another
+//!   image, and cannot run the new one's tasks), or with
 //!   [`TaskError::Unreachable`] (and why) if it does not: a lost server, not a lack of
 //!   agents, is then the cause. A server that does not take a task for as long fails it
 //!   with [`TaskError::Unreachable`] too.

@@ -572,8 +572,12 @@ async fn police(inner: std::sync::Weak<Inner>) {
             continue;
         }
         let unreachable = link::why_unreachable(&inner.js, &inner.config.server).await;
+        let other_agents = match unreachable {
+            Some(_) => 0,
+            None => other_agents(&inner).await,
+        };
         if inner.live_agents().0 > 0 {
-            // An agent spoke up while the server was asked.
+            // An agent spoke up while the server was asked, or the others listened to.
             continue;
         }
         for (_, entry) in inner.pending.overdue(now, wait, since) {
@@ -581,11 +585,34 @@ async fn police(inner: std::sync::Weak<Inner>) {
             let waited = now.saturating_duration_since(since(entry.submitted));
             let error = match &unreachable {
                 Some(reason) => error::unreachable(reason.clone(), waited),
-                None => TaskError::NoWorker { waited },
+                None => TaskError::NoWorker { waited, other_agents },
             };
             entry.fail(&error);
         }
     }
+}
+
+/// How many agents of other images than the pool's are alive: those heard on the agents'
+/// subjects of every image within a heartbeat (and a margin). They cannot run the pool's
+/// tasks, and agents started from an older build are the likeliest reason a pool has none
+/// (see [`TaskError::NoWorker`]). Zero if the server cannot be asked.
+async fn other_agents(inner: &Inner) -> usize {
+    let Ok(mut beats) = inner.client.subscribe(inner.names.agents_subject("*")).await else {
+        return 0;
+    };
+    let own = inner.names.agents_subject(inner.image);
+    let mut others = HashSet::new();
+    let until = tokio::time::Instant::now() + HEARTBEAT + Duration::from_millis(250);
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, beats.next()).await {
+        if message.subject.as_str() == own {
+            continue;
+        }
+        if let Ok(beat) = wire::decode::<Heartbeat>(&message.payload) {
+            others.insert(beat.agent);
+        }
+    }
+    beats.unsubscribe().await.ok();
+    others.len()
 }
 
 /// Fails, as [`TaskError::Unreachable`], the units sent before the server lost its tasks

@@ -467,7 +467,8 @@ impl WireError {
             TaskError::Unsupported { operation } => WireError::Unsupported(operation.to_string()),
             TaskError::AlreadyJoined => WireError::AlreadyJoined,
             TaskError::Io(io) => WireError::Io(io.to_string()),
-            TaskError::NoWorker { waited } => WireError::NoWorker { waited_ns: nanos(*waited) },
+            // Agents of other images are the caller's own finding, never an agent's.
+            TaskError::NoWorker { waited, .. } => WireError::NoWorker { waited_ns: nanos(*waited) },
             TaskError::DeliveryLimit { deliveries } => WireError::DeliveryLimit(*deliveries),
             TaskError::Unreachable { waited, source } => {
                 WireError::Unreachable { waited_ns: nanos(*waited), reason: source.to_string() }
@@ -517,7 +518,7 @@ impl WireError {
                 TaskError::Io(Arc::new(std::io::Error::other(message.clone())))
             }
             WireError::NoWorker { waited_ns } => {
-                TaskError::NoWorker { waited: Duration::from_nanos(*waited_ns) }
+                TaskError::NoWorker { waited: Duration::from_nanos(*waited_ns), other_agents: 0 }
             }
             WireError::DeliveryLimit(deliveries) => {
                 TaskError::DeliveryLimit { deliveries: *deliveries }
@@ -572,7 +573,7 @@ mod tests {
             TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 },
             TaskError::Protocol { reason: "garbage".into() },
             TaskError::DeliveryLimit { deliveries: 3 },
-            TaskError::NoWorker { waited: Duration::from_secs(30) },
+            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 },
             error::unreachable("no route", Duration::from_secs(2)),
         ];
         for e in all {

@@ -127,8 +127,14 @@ fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait(
     let waited = started.elapsed();
     for outcome in many.into_iter().chain([one.join()]) {
         match outcome {
-            Err(TaskError::NoWorker { waited }) => assert!(waited >= wait),
-            other => panic!("expected no agent, got {other:?}"),
+            Err(error @ TaskError::NoWorker { waited, other_agents: 1 }) => {
+                assert!(waited >= wait);
+                assert!(
+                    error.to_string().contains("an agent of another executable is alive"),
+                    "{error}"
+                );
+            }
+            other => panic!("expected no agent and a stranger heard, got {other:?}"),
         }
     }
     assert!(waited >= wait, "the tasks waited the configured time, not less");

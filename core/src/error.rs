@@ -113,6 +113,10 @@ pub enum TaskError {
     NoWorker {
         /// How long the task waited for one.
         waited: Duration,
+        /// Agents heard alive then that run another executable (another build of the
+        /// program, say, whose agents were not restarted after a rebuild): they cannot run
+        /// this program's tasks. Zero if none were heard.
+        other_agents: usize,
     },
     /// The task was handed to a worker `deliveries` times and no delivery ended with an
     /// outcome (each worker died or lost contact while it held the task). It is not handed
@@ -186,8 +190,20 @@ impl fmt::Display for TaskError {
             TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
             TaskError::AlreadyJoined => f.write_str("the result was already taken"),
             TaskError::Io(_) => f.write_str("operating-system call failed"),
-            TaskError::NoWorker { waited } => {
-                write!(f, "no worker able to run the task was available for {waited:?}")
+            TaskError::NoWorker { waited, other_agents } => {
+                write!(f, "no worker able to run the task was available for {waited:?}")?;
+                match other_agents {
+                    0 => Ok(()),
+                    1 => f.write_str(
+                        "; an agent of another executable is alive, and an agent runs only \
+                         the tasks of the executable it was started from",
+                    ),
+                    n => write!(
+                        f,
+                        "; {n} agents of other executables are alive, and an agent runs only \
+                         the tasks of the executable it was started from"
+                    ),
+                }
             }
             TaskError::DeliveryLimit { deliveries } => {
                 write!(f, "the task was delivered {deliveries} times without an outcome")
@@ -432,7 +448,8 @@ mod tests {
             TaskError::Unsupported { operation: "killing a thread" },
             TaskError::AlreadyJoined,
             TaskError::from(io::Error::other("x")),
-            TaskError::NoWorker { waited: Duration::from_secs(30) },
+            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 },
+            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 2 },
             TaskError::DeliveryLimit { deliveries: 5 },
             TaskError::Unreachable {
                 waited: Duration::from_secs(2),
@@ -467,9 +484,18 @@ mod tests {
 
     #[test]
     fn the_causes_a_cluster_meets_say_what_they_are() {
-        let none = TaskError::NoWorker { waited: Duration::from_secs(30) };
+        let none = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 };
         assert_eq!(none.to_string(), "no worker able to run the task was available for 30s");
         assert!(none.source().is_none());
+        let stranger = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 1 };
+        assert_eq!(
+            stranger.to_string(),
+            "no worker able to run the task was available for 30s; an agent of another \
+             executable is alive, and an agent runs only the tasks of the executable it was \
+             started from"
+        );
+        let strangers = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 3 };
+        assert!(strangers.to_string().contains("; 3 agents of other executables are alive"));
         let poison = TaskError::DeliveryLimit { deliveries: 5 };
         assert_eq!(poison.to_string(), "the task was delivered 5 times without an outcome");
         assert!(poison.source().is_none());
