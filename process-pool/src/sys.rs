@@ -2209,12 +2209,6 @@ mod tests {
         }
     }
 
-    /// A child the program reaped behind the crate's back (SIGCHLD set to `SIG_IGN`, or a
-    /// `waitpid(-1)` of its own), where the kernel keeps no exit status for its pidfd (before
-    /// Linux 6.15, or without pidfds): its exit is unknown, but it is reaped, so it is no
-    /// longer listed. Before, it stayed listed (and with the undertaker) for good: one more
-    /// pid per worker or one-off, whose group the exit handler and the undertaker killed
-    /// although the id may name another process's group by then.
     /// Sealing that the kernel refuses with `EBUSY` (pages it still holds for a moment) is
     /// asked again, up to the number of tries; any other failure, at once, is returned.
     #[test]
@@ -2240,6 +2234,12 @@ mod tests {
         assert_eq!((other.unwrap_err().raw_os_error(), calls), (Some(libc::EPERM), 1));
     }
 
+    /// A child the program reaped behind the crate's back (SIGCHLD set to `SIG_IGN`, or a
+    /// `waitpid(-1)` of its own), where the kernel keeps no exit status for its pidfd (before
+    /// Linux 6.15, or without pidfds): its exit is unknown, but it is reaped, so it is no
+    /// longer listed. Before, it stayed listed (and with the undertaker) for good: one more
+    /// pid per worker or one-off, whose group the exit handler and the undertaker killed
+    /// although the id may name another process's group by then.
     #[test]
     fn a_child_reaped_elsewhere_is_forgotten_even_without_its_exit_status() {
         let started = start(c"/bin/sh", true).unwrap();
