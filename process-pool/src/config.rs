@@ -75,11 +75,14 @@ impl ProcessConfig {
     /// never idles for a round trip.
     ///
     /// A worker runs what it holds in order, and takes more than one batch only while no
-    /// other worker is idle or starting. Tasks that wait for each other, such as a task that
-    /// blocks on a [`crate::Queue`] fed by a task submitted after it, therefore run side by
-    /// side when workers are free, but can wait forever when every worker was busy and both
-    /// land on one. `in_flight(1)` sends a busy worker less; only running the two sides in
-    /// different pools (or one with [`crate::spawn`]) rules it out.
+    /// other worker is idle or starting, and while its running task has not run far past
+    /// what its function's tasks were measured to take (10 ms at least). Tasks that wait for
+    /// each other, such as a task that blocks on a [`crate::Queue`] fed by a task submitted
+    /// after it, therefore run side by side when workers are free, but can wait forever when
+    /// every worker was busy and both land on one. `in_flight(1)` sends a busy worker less;
+    /// only running the two sides in different pools (or one with [`crate::spawn`]) rules
+    /// it out. Items sent are never taken back: work a worker took in the first moments of
+    /// a task that then hangs waits for that task, as long as it runs.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = n;
         self

@@ -160,6 +160,17 @@ impl Conn {
     }
 }
 
+/// How long an item estimated at `item_ns` may run before its worker counts as stuck on it
+/// and is sent nothing more until it answers: four times the estimate, and at least
+/// [`OVERDUE_FLOOR`].
+fn overdue_after(item_ns: u64) -> Duration {
+    Duration::from_nanos(item_ns.saturating_mul(4)).max(OVERDUE_FLOOR)
+}
+
+/// The shortest time an item runs before its worker counts as stuck on it: far past a
+/// batch's worth of work, so that a worker busy as expected keeps its next batch in hand.
+const OVERDUE_FLOOR: Duration = Duration::from_millis(10);
+
 /// One worker position of the pool.
 #[derive(Default)]
 pub(crate) struct Slot {
@@ -613,9 +624,15 @@ impl Shared {
         let budget = self.config.get_in_flight() as u64 * BATCH_TARGET_NS;
         let limit = self.config.get_max_frame_bytes();
         let was_idle = slot.sent.is_empty();
+        // A worker whose item runs far past its estimate (it hangs, or waits for something)
+        // takes nothing more: what it took would wait behind that item, however long, while
+        // other workers could run it as soon as they answer.
+        let overdue = slot.head_since.zip(slot.sent.front()).is_some_and(|(since, head)| {
+            since.elapsed() > overdue_after(head.run.job.pace.item_ns())
+        });
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
-        while (slot.sent.is_empty() || (slot.load_ns < budget && !others_free))
+        while (slot.sent.is_empty() || (slot.load_ns < budget && !others_free && !overdue))
             && conn.served < quota
         {
             let Some(front) = queue.front_mut() else { break };

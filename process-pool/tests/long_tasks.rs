@@ -1,0 +1,48 @@
+//! Work given to a pool while one of its tasks runs far longer than its function's tasks
+//! were measured to take goes to the other workers, not behind that task.
+
+mod common;
+
+use common::*;
+use serde::{Deserialize, Serialize};
+use taskpool_process::{Pool, ProcessPool, Task};
+
+/// Runs for a while (creates `ran` after 100 ms), then waits until the file `go` exists and
+/// returns its input: a task that has been running long, and will go on until told.
+#[derive(Serialize, Deserialize)]
+struct RunLongThenWait {
+    ran: String,
+    go: String,
+}
+
+impl Task for RunLongThenWait {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        sleep_ms(100);
+        std::fs::write(&self.ran, "").unwrap();
+        wait_for_file(&self.go);
+        x
+    }
+}
+
+#[test]
+fn a_map_given_while_a_task_runs_long_is_not_sent_behind_it() {
+    let scratch = Scratch::new("long-task-map");
+    let (ran, go) = (scratch.file("ran"), scratch.file("go"));
+    within("a map while another worker's task runs long", move || {
+        let pool = ProcessPool::new(2).unwrap();
+        let long = pool.submit(RunLongThenWait { ran: ran.clone(), go: go.clone() }, 7);
+        wait_for_file(&ran);
+        // Items sent behind the long task would wait until it is told to end, after the map.
+        let squares = pool.map(square, 0..64).unwrap();
+        assert_eq!(squares, (0..64u64).map(|x| x * x).collect::<Vec<_>>());
+        let singles: Vec<_> = (0..16).map(|x| pool.submit(square, x)).collect();
+        for (x, handle) in (0..16u64).zip(singles) {
+            assert_eq!(handle.join().unwrap(), x * x);
+        }
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(long.join().unwrap(), 7);
+    });
+}
