@@ -44,6 +44,11 @@ use crate::watchdog::Watchdog;
 /// while running another task. So does a handle awaited by an executor's `block_on` inside a
 /// task: a poll never runs the task. Join it there.)
 ///
+/// This holds for a task's own pool only. A task that joins a task of another pool waits for
+/// one of that pool's threads, as any thread does, so two pools whose tasks join each
+/// other's tasks (a task of `a` joins one of `b`, which joins one of `a`) can deadlock: they
+/// do when every thread of `a` waits so, as with one thread each.
+///
 /// A task may also call [`Pool::shutdown`] on its own pool: it waits for every other task,
 /// running the queued ones on its own thread meanwhile, but not for itself, for the tasks it
 /// runs inside, or for other tasks that called `shutdown` too (none of these could finish
