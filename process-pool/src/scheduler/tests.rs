@@ -389,6 +389,29 @@ fn each_job_learns_its_own_batch_size_so_a_slow_job_after_a_fast_one_spreads() {
 }
 
 #[test]
+fn a_worker_whose_item_runs_far_past_its_estimate_takes_no_more_work() {
+    // One item measured at 1 ms has run on worker 0 for `ago` when a map of 10 arrives:
+    // what each worker is sent of the map.
+    let map_after = |ago: Duration| {
+        let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+        connect(&s, 0);
+        connect(&s, 1);
+        let long = run(1, NullSink, Batching::Adaptive(1));
+        measured(&long, 1_000_000);
+        s.submit(long.clone());
+        assert_eq!(sent_of(&s, 0, &long), [1]);
+        s.lock().slots[0].head_since = Some(Instant::now() - ago);
+        let map = run(10, NullSink, Batching::Adaptive(10));
+        s.submit(map.clone());
+        (sent_of(&s, 0, &map), sent_of(&s, 1, &map))
+    };
+    // Twice its estimate: worker 0 takes a batch behind it, as it has room.
+    assert_eq!(map_after(Duration::from_millis(2)), (vec![1], vec![1, 1]));
+    // Past four times its estimate and 10 ms: nothing, and the map waits for worker 1.
+    assert_eq!(map_after(Duration::from_millis(50)), (vec![], vec![1, 1]));
+}
+
+#[test]
 fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
     let (first, second) =
