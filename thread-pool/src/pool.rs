@@ -42,7 +42,9 @@ use crate::watchdog::Watchdog;
 /// holds for a task's `map`, `imap` and `imap_unordered` over its own pool. (A join with
 /// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
 /// while running another task. So does a handle awaited by an executor's `block_on` inside a
-/// task: a poll never runs the task. Join it there.)
+/// task: a poll never runs the task; nor do [`TaskHandle::try_join`] and
+/// [`TaskHandle::is_finished`], so a task that polls them in a loop on a pool of one thread
+/// waits for ever. Join it there.)
 ///
 /// This holds for a task's own pool only. A task that joins a task of another pool waits for
 /// one of that pool's threads, as any thread does, so two pools whose tasks join each
