@@ -167,6 +167,14 @@ fn overdue_after(item_ns: u64) -> Duration {
     Duration::from_nanos(item_ns.saturating_mul(4)).max(OVERDUE_FLOOR)
 }
 
+/// Whether the head of `sent`, running since `since`, has run past [`overdue_after`] its
+/// job's estimate.
+fn is_overdue(since: Option<Instant>, sent: &VecDeque<Slice>) -> bool {
+    since
+        .zip(sent.front())
+        .is_some_and(|(since, head)| since.elapsed() > overdue_after(head.run.job.pace.item_ns()))
+}
+
 /// The shortest time an item runs before its worker counts as stuck on it: far past a
 /// batch's worth of work, so that a worker busy as expected keeps its next batch in hand.
 const OVERDUE_FLOOR: Duration = Duration::from_millis(10);
@@ -626,13 +634,15 @@ impl Shared {
         let was_idle = slot.sent.is_empty();
         // A worker whose item runs far past its estimate (it hangs, or waits for something)
         // takes nothing more: what it took would wait behind that item, however long, while
-        // other workers could run it as soon as they answer.
-        let overdue = slot.head_since.zip(slot.sent.front()).is_some_and(|(since, head)| {
-            since.elapsed() > overdue_after(head.run.job.pace.item_ns())
-        });
+        // other workers could run it as soon as they answer. Asked (a clock read) only when
+        // it decides, once: the head stays while this call adds behind it.
+        let mut overdue = None;
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
-        while (slot.sent.is_empty() || (slot.load_ns < budget && !others_free && !overdue))
+        while (slot.sent.is_empty()
+            || (slot.load_ns < budget
+                && !others_free
+                && !*overdue.get_or_insert_with(|| is_overdue(slot.head_since, &slot.sent))))
             && conn.served < quota
         {
             let Some(front) = queue.front_mut() else { break };
