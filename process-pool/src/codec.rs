@@ -48,7 +48,9 @@
 //!
 //! The decoder reads bytes another process wrote: it never panics on them, checks every length
 //! and count against the bytes left before it allocates, nests at most [`MAX_DEPTH`] levels,
-//! and refuses bytes left over after the value.
+//! and refuses bytes left over after the value. Neither side lets a value overflow its
+//! thread's stack: each checks the stack at every level ([`stack_reserve`]), and a pool's
+//! results decode within [`STACK_BUDGET`].
 
 use std::any::TypeId;
 use std::fmt;
@@ -62,6 +64,7 @@ use serde::de::{
 use serde::ser::{self, Serialize};
 
 use crate::bulk;
+use crate::sys;
 
 /// Appends the encoding of `value` to `out`. On failure `out` is left as it was.
 ///
@@ -118,7 +121,22 @@ fn encode<T: Serialize + ?Sized>(
 /// The bytes are not a value of this format, do not match `T`, have bytes left over, or `T`'s
 /// `Deserialize` implementation refused them (its own message is kept).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0 };
+    decode_from(bytes, 0)
+}
+
+/// As [`decode`], for a pool's result: within [`STACK_BUDGET`], so that it decodes or fails
+/// alike on whichever thread reads it.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub(crate) fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_from(bytes, stack_here())
+}
+
+/// [`decode`] and [`decode_result`]: `top` is where the stack budget is counted from, or 0.
+fn decode_from<T: DeserializeOwned>(bytes: &[u8], top: usize) -> Result<T, CodecError> {
+    let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0, top };
     let value = T::deserialize(&mut decoder)?;
     match decoder.rest.len() {
         0 => Ok(value),
@@ -127,8 +145,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
 }
 
 /// Decodes each value of `list` (each a `u32` length and its bytes, as a result frame lists
-/// them) into `out`, with one decoder for the whole list. Stops at the first value that does
-/// not decode and returns its error; the values before it are in `out`.
+/// them) into `out`, with one decoder for the whole list, each within [`STACK_BUDGET`] as
+/// [`decode_result`] decodes. Stops at the first value that does not decode and returns its
+/// error; the values before it are in `out`.
 ///
 /// # Errors
 ///
@@ -137,7 +156,7 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
     list: &[u8],
     out: &mut Vec<T>,
 ) -> Result<(), CodecError> {
-    let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0 };
+    let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, top: stack_here() };
     let mut values = list;
     while let Some((len, rest)) = values.split_first_chunk::<4>() {
         let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
@@ -161,7 +180,7 @@ pub(crate) fn byte_string_head(encoding: &[u8]) -> Option<usize> {
     if !matches!(tag, STR | BYTES | BYTE_RUN) {
         return None;
     }
-    let mut decoder = Decoder { rest, names: NameTable::new(), depth: 0 };
+    let mut decoder = Decoder { rest, names: NameTable::new(), depth: 0, top: 0 };
     let len = decoder.varint().ok()?;
     let head = encoding.len() - decoder.rest.len();
     (usize::try_from(len).ok()? == decoder.rest.len()).then_some(head)
@@ -187,7 +206,7 @@ pub(crate) fn append_whole(encoding: &[u8], out: &mut Vec<u8>) -> Result<(), Cod
         out.extend_from_slice(encoding);
         return Ok(());
     };
-    let mut decoder = Decoder { rest: head, names: NameTable::new(), depth: 0 };
+    let mut decoder = Decoder { rest: head, names: NameTable::new(), depth: 0, top: 0 };
     let (_, bytes) = decoder.bulk()?;
     if !decoder.rest.is_empty() {
         return Err(left_over(decoder.rest.len()));
@@ -288,6 +307,54 @@ const I128: u8 = 9;
 
 fn depth_error() -> CodecError {
     CodecError(format!("the value nests deeper than {MAX_DEPTH} levels"))
+}
+
+/// The most stack the decoding of one of a pool's results may take ([`decode_result`]): each
+/// nesting level takes the codec's frames and those of the value's own `Deserialize` (some
+/// take hundreds of KiB in a debug build). The parent reads results on its supervisor threads
+/// and on callers' threads that join, so a result that needs more fails alike wherever it is
+/// read, with an error instead of a stack overflow, which would end the whole program. A
+/// thread spawned with the default 2 MiB has this and its [`stack_reserve`] left; the deepest
+/// `serde_json::Value`, untagged enum or struct chain the codec nests takes under 1.2 MiB in a
+/// debug build. Other values (an argument in a worker's main thread, a one-off's result in
+/// the thread that joins it) may take what their thread has, less its reserve.
+pub(crate) const STACK_BUDGET: usize = 1536 << 10;
+
+/// The stack a thread keeps free as it enters a nesting level, for the frames of that level: an
+/// eighth of its stack, at most 1 MiB. A thread with less room than [`STACK_BUDGET`] above that
+/// fails a value before its stack runs out.
+pub(crate) fn stack_reserve(size: usize) -> usize {
+    (size / 8).min(1 << 20)
+}
+
+/// The address of a local of the caller's frame: where its thread's stack is now.
+#[inline(never)]
+pub(crate) fn stack_here() -> usize {
+    let here = 0u8;
+    std::hint::black_box(std::ptr::addr_of!(here)) as usize
+}
+
+/// Fails if an encoding or decoding (`doing`) that began with the stack at `top` (0: no
+/// budget) has taken more than [`STACK_BUDGET`] at `depth` levels, or if its thread has less
+/// than its [`stack_reserve`] left.
+fn check_stack(top: usize, depth: u32, doing: &str) -> Result<(), CodecError> {
+    let here = stack_here();
+    if top.saturating_sub(here) > STACK_BUDGET {
+        return Err(CodecError(format!(
+            "the value nests too deep: {doing} it took more than {} KiB of stack {depth} levels \
+             in",
+            STACK_BUDGET >> 10,
+        )));
+    }
+    match sys::stack_left(here) {
+        Some((left, size)) if left < stack_reserve(size) => Err(CodecError(format!(
+            "the value nests too deep for the {} KiB stack of the thread {doing} it: {} KiB \
+             left {depth} levels in",
+            size >> 10,
+            left >> 10,
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// How many names a table holds before it allocates.
@@ -466,7 +533,7 @@ impl<'a> Encoder<'a> {
         if self.depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        Ok(())
+        check_stack(0, self.depth, "encoding")
     }
 
     /// Starts a sequence or map of `len` entries (a guess when `None`, fixed at the end).
@@ -856,6 +923,8 @@ struct Decoder<'de> {
     /// The names defined so far, by number.
     names: NameTable<'de>,
     depth: u32,
+    /// Where the stack was when the decoding began, or 0 for no budget ([`check_stack`]).
+    top: usize,
 }
 
 fn eof() -> CodecError {
@@ -974,7 +1043,7 @@ impl<'de> Decoder<'de> {
         if self.depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        Ok(())
+        check_stack(self.top, self.depth, "decoding")
     }
 
     /// Hands the items after a [`SEQ`] (`per_item` 1) or [`MAP`] (2) tag to `visit`, and

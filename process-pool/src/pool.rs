@@ -19,6 +19,7 @@ use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::batching::Paced;
 use crate::bulk;
+use crate::codec;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::entry;
@@ -30,6 +31,19 @@ use crate::sink::{self, ChannelSink, Decoded, Decoder, Group, HandleSink};
 use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
+
+/// The stack of a supervisor thread, which decodes the results of the tasks its worker runs:
+/// room for the codec's [`codec::STACK_BUDGET`] past the supervisor's own frames, whatever
+/// `RUST_MIN_STACK` says. Only the pages a decoding touches take memory.
+const SUPERVISOR_STACK: usize = 4 << 20;
+
+/// Whether the calling thread has the stack to decode any result as a supervisor would: the
+/// codec's whole budget, and its reserve past that. A thread spawned with the default 2 MiB
+/// has, unless it is deep in calls already.
+fn roomy_stack() -> bool {
+    sys::stack_left(codec::stack_here())
+        .is_some_and(|(left, size)| left >= codec::STACK_BUDGET + codec::stack_reserve(size))
+}
 
 /// Items of an `imap` window per batch a worker may hold.
 const IMAP_PER_BATCH: usize = 16;
@@ -143,6 +157,7 @@ impl ProcessPool {
             let (thread_shared, thread_tx) = (shared.clone(), tx.clone());
             let spawned = thread::Builder::new()
                 .name(format!("{}-supervisor-{w}", shared.config.get_config().get_name_prefix()))
+                .stack_size(SUPERVISOR_STACK)
                 .spawn(move || supervisor::supervise(thread_shared, w, thread_tx));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -817,6 +832,11 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
         if Duration::from_nanos(self.job.pace.item_ns()) > WATCH {
             // Its function's tasks take longer than a watch: the result would not be there
             // before the watch ends (the handle still spins briefly before it sleeps).
+            return Ok(());
+        }
+        if !roomy_stack() {
+            // The results it would read may be other tasks' too: they decode on a supervisor,
+            // where each has the room it would have anywhere (`codec::STACK_BUDGET`).
             return Ok(());
         }
         let watch = Instant::now() + WATCH;

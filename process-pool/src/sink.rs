@@ -210,7 +210,7 @@ fn decode_ref<R: DeserializeOwned>(outcome: &Encoded<'_>) -> Result<R, TaskError
 
 /// Decodes an encoded result.
 fn decode_value<R: DeserializeOwned>(value: &Value<'_>) -> Result<R, TaskError> {
-    codec::decode(value.bytes)
+    codec::decode_result(value.bytes)
         .map_err(|e| TaskError::serialization(Side::Result, Direction::Decode, e))
 }
 

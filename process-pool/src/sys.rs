@@ -2053,19 +2053,57 @@ const OVERFLOWED: &[u8] = b"taskpool worker: the task has overflowed its stack (
 
 /// Notes where the calling thread's stack ends, for [`overflowed`].
 fn note_stack() {
-    // SAFETY: `attr` is filled by pthread_getattr_np before it is read, and destroyed once;
-    // `addr` and `size` are valid out-pointers.
+    if let Some((low, _)) = this_stack() {
+        STACK_LOW.store(low, Ordering::Release);
+    }
+}
+
+/// The lowest address and the size in bytes of the calling thread's stack, as the C library
+/// reports them (for the main thread: its limit, `ulimit -s`), or `None` if it cannot tell.
+fn query_stack() -> Option<(usize, usize)> {
+    // SAFETY: `attr` is filled by pthread_getattr_np before it is read, and destroyed once
+    // (only if it was filled); `addr` and `size` are valid out-pointers.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return;
+            return None;
         }
         let (mut addr, mut size) = (ptr::null_mut(), 0);
-        if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
-            STACK_LOW.store(addr as usize, Ordering::Release);
-        }
+        let found = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
+        (found && !addr.is_null()).then_some((addr as usize, size))
     }
+}
+
+thread_local! {
+    /// The calling thread's stack, as [`query_stack`] found it on first use: `Some(None)`
+    /// when it could not tell.
+    static STACK: std::cell::Cell<Option<Option<(usize, usize)>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// How many bytes of stack the calling thread has left below `here` (the address of a local
+/// of the caller), and the stack's whole size; `None` if the thread's stack is not known, or
+/// `here` is not in it (the caller runs on a stack a library made, as coroutines and
+/// `stacker` do).
+pub(crate) fn stack_left(here: usize) -> Option<(usize, usize)> {
+    let (low, size) = this_stack()?;
+    (low..low.saturating_add(size)).contains(&here).then(|| (here - low, size))
+}
+
+/// [`query_stack`], asked once per thread.
+fn this_stack() -> Option<(usize, usize)> {
+    STACK
+        .try_with(|stack| match stack.get() {
+            Some(known) => known,
+            None => {
+                let found = query_stack();
+                stack.set(Some(found));
+                found
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 /// Whether the fault `info` describes is in the guard page below the worker thread's stack.
@@ -2176,6 +2214,25 @@ pub(crate) fn install_crash_flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stack_is_known_only_where_the_thread_runs_on_its_own() {
+        let size = 512 << 10;
+        let (here, outside) = std::thread::Builder::new()
+            .stack_size(size)
+            .spawn(|| {
+                let heap = Box::new(0u8);
+                (stack_left(crate::codec::stack_here()), stack_left(&raw const *heap as usize))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (left, whole) = here.expect("a thread's own stack is known");
+        assert!(whole >= size && left > 0 && left <= whole, "{left} of {whole}");
+        // An address on a stack of its own (a coroutine's, in the heap) is not in the thread's.
+        assert_eq!(outside, None);
+        assert_eq!(stack_left(0), None);
+    }
 
     /// Starts `exe` (with no arguments, stdin at end of file) on one of the two paths.
     fn start(exe: &CStr, with_clone3: bool) -> io::Result<ChildProcess> {

@@ -531,3 +531,104 @@ fn what_serde_refuses_or_leaves_out_fails_or_changes_on_processes_only() {
     );
     assert_eq!(pool.apply(echo_wide, Wide::Text("t".into())).unwrap(), Wide::Text("t".into()));
 }
+
+/// A chain whose `Deserialize` takes 48 KiB of stack per link, as a struct of large fields may
+/// in a debug build.
+#[derive(Debug, Serialize)]
+pub struct Heavy(Option<Box<Heavy>>);
+
+impl<'de> Deserialize<'de> for Heavy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut frame = [0u8; 48 << 10];
+        std::hint::black_box(&mut frame);
+        let next = Option::<Box<Heavy>>::deserialize(d)?;
+        std::hint::black_box(&mut frame);
+        Ok(Heavy(next))
+    }
+}
+
+impl Heavy {
+    fn links(&self) -> u64 {
+        let (mut n, mut at) = (0, self);
+        while let Some(next) = &at.0 {
+            (n, at) = (n + 1, next);
+        }
+        n
+    }
+}
+
+fn heavy(links: u64) -> Heavy {
+    (0..links).fold(Heavy(None), |chain, _| Heavy(Some(Box::new(chain))))
+}
+
+fn count_links(chain: Heavy) -> u64 {
+    chain.links()
+}
+
+/// Asserts that `outcome` is a decoding error of `side` because the value nests too deep.
+#[track_caller]
+fn assert_too_deep<T: std::fmt::Debug>(outcome: Result<T, TaskError>, side: Side) {
+    match outcome {
+        Err(TaskError::Serialization { side: s, direction: Direction::Decode, message })
+            if s == side =>
+        {
+            assert!(message.starts_with("the value nests too deep"), "{message}");
+        }
+        other => panic!("expected a decode error of the {side}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_value_within_the_stack_budget_decodes_on_any_thread_of_the_default_size() {
+    // About 1.2 MiB of stack to decode, within the 1.5 MiB a pool's result may take: on a
+    // supervisor, and on this test's thread (2 MiB) when it reads results itself, alike.
+    let pool = ProcessPool::new(1).unwrap();
+    for _ in 0..20 {
+        assert_eq!(pool.apply(heavy, 24).unwrap().links(), 24);
+    }
+    let chains = pool.map(heavy, [24, 1, 24]).unwrap();
+    assert_eq!(chains.iter().map(Heavy::links).collect::<Vec<_>>(), [24, 1, 24]);
+    assert_eq!(spawn(heavy, 24).unwrap().join().unwrap().links(), 24);
+    // An argument decodes on the worker's main thread, with a main thread's stack (8 MiB by
+    // default): about 3 MiB is within it, as in the program's `main`.
+    assert_eq!(pool.apply(count_links, heavy(64)).unwrap(), 64);
+}
+
+#[test]
+fn a_thread_with_a_small_stack_fails_a_value_too_deep_for_it_without_a_crash() {
+    // A one-off's result decodes on the thread that joins it: here, one of 512 KiB.
+    let small = std::thread::Builder::new().stack_size(512 << 10);
+    let joined = small.spawn(|| spawn(heavy, 24).unwrap().join().map(|h| h.links())).unwrap();
+    match joined.join().unwrap() {
+        Err(TaskError::Serialization {
+            side: Side::Result,
+            direction: Direction::Decode,
+            message,
+        }) => {
+            assert!(
+                message.starts_with("the value nests too deep for the 512 KiB stack"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a decode error of the result, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_value_too_deep_for_the_stack_fails_alone_without_a_crash() {
+    // About 10 MiB of stack to decode: more than a result may take, and than a worker's main
+    // thread has.
+    let pool = ProcessPool::new(1).unwrap();
+    assert_too_deep(pool.apply(heavy, 200), Side::Result);
+    // A worker's main thread has a main thread's stack: within a limit, the argument fails
+    // there before it would overflow it (the worker would die of SIGSEGV).
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack).current;
+    if limit.is_some_and(|bytes| bytes <= 8 << 20) {
+        assert_too_deep(pool.apply(count_links, heavy(200)), Side::Argument);
+    }
+    let outcomes = pool.map_results(heavy, [1, 200, 2]);
+    assert_eq!(outcomes[0].as_ref().unwrap().links(), 1);
+    assert_too_deep(outcomes.into_iter().nth(1).unwrap(), Side::Result);
+    assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), [1, 4, 9]);
+    assert_eq!(pool.stats().crashes, 0);
+}
