@@ -36,7 +36,9 @@
 //! library calls) or one a `Drop` raises while the task unwinds from another (the error then
 //! names that second panic). The worker reports it as it aborts, and a new worker takes
 //! over. A stack overflow is `Crashed` by SIGSEGV, and the worker says on standard error that
-//! the task overflowed its stack.
+//! the task overflowed its stack. A worker runs tasks on its main thread, so a task has a main
+//! thread's stack (`ulimit -s`, 8 MiB by default), not a spawned thread's 2 MiB: recursion
+//! that fits in the program's `main` fits in a task.
 //!
 //! A task is a function item, a closure that captures nothing, or a struct that implements
 //! [`Task`]: a worker rebuilds a function from its type alone. A fn pointer or a closure that

@@ -29,6 +29,10 @@
 //!   ends the whole program, and so does a panic that cannot unwind: any panic in a program
 //!   built with `panic = "abort"`, one that reaches an `extern "C"` function, one a `Drop`
 //!   raises while the task unwinds from another (each printed first, as without a pool).
+//! - A task runs on a pool thread, whose stack is that of any spawned thread: 2 MiB, unless
+//!   the environment the program starts with sets `RUST_MIN_STACK` (in bytes). Recursion that
+//!   fits in `main`'s 8 MiB can overflow it, and a stack overflow ends the program; on
+//!   processes a worker runs tasks on its main thread, with a main thread's stack.
 //! - A thread cannot be stopped from outside. A timed-out or cancelled task is reported as
 //!   such at once ([`TaskError::TimedOut`] with `still_running: true`), but its thread keeps
 //!   running it until it returns. A task past its time limit has a *relief* thread
