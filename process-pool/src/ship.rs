@@ -186,11 +186,17 @@ fn run_items<J: Job>(job: &J, inputs: &mut Inputs<'_>, out: &mut Outputs) {
 }
 
 /// Decodes one item's input, runs `job` on it and encodes the result into `scratch`.
+///
+/// The result is dropped once encoded, and a panic of its `Drop` is printed and goes no
+/// further: the task has returned, and its value reaches the caller, as on a thread pool,
+/// where the caller's copy is the only one.
 #[inline(always)]
 fn run_one<J: Job>(job: &J, input: &[u8], scratch: &mut Scratch<'_>) -> Result<(), (Side, String)> {
     let arg: J::Input = codec::decode(input).map_err(|e| (Side::Argument, e.to_string()))?;
     let value = job.run(arg);
-    scratch.encode(&value).map_err(|e| (Side::Result, e.to_string()))
+    let encoded = scratch.encode(&value).map_err(|e| (Side::Result, e.to_string()));
+    taskpool_core::backend::discard(value);
+    encoded
 }
 
 #[cfg(test)]

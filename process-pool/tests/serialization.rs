@@ -632,3 +632,38 @@ fn a_value_too_deep_for_the_stack_fails_alone_without_a_crash() {
     assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), [1, 4, 9]);
     assert_eq!(pool.stats().crashes, 0);
 }
+
+/// A result whose `Drop` panics wherever it runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PanicsOnDrop(u64);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a result dropped");
+        }
+    }
+}
+
+fn make_panics_on_drop(n: u64) -> PanicsOnDrop {
+    PanicsOnDrop(n)
+}
+
+/// Takes the number out of a result without running its `Drop` in the caller.
+fn number(value: PanicsOnDrop) -> u64 {
+    let value = std::mem::ManuallyDrop::new(value);
+    value.0
+}
+
+#[test]
+fn a_result_whose_drop_panics_in_the_worker_still_arrives() {
+    // The worker drops its copy once encoded: the panic is printed and goes no further, as
+    // on a thread pool, where the caller's copy is the only one.
+    let pool = ProcessPool::new(1).unwrap();
+    let worker = pool.apply(worker_pid, 0).unwrap();
+    assert_eq!(pool.apply(make_panics_on_drop, 4).map(number).unwrap(), 4);
+    let values = pool.map(make_panics_on_drop, [1, 2, 3]).unwrap();
+    assert_eq!(values.into_iter().map(number).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(spawn(make_panics_on_drop, 5).unwrap().join().map(number).unwrap(), 5);
+    assert_eq!(pool.apply(worker_pid, 0).unwrap(), worker, "the same worker served it all");
+}
