@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::{Completer, PanicScope};
-use taskpool_core::{Direction, Side, TaskError};
+use taskpool_core::{Direction, PanicReport, Side, TaskError};
 
 use crate::codec;
 use crate::deliveries::{Costs, Entries, Entry};
@@ -220,13 +220,16 @@ fn decode_caught<R: DeserializeOwned>(
     scope: &PanicScope,
     outcome: &Encoded<'_>,
 ) -> Result<R, TaskError> {
-    scope.catch(|| decode_ref(outcome)).unwrap_or_else(|report| {
-        Err(TaskError::serialization(
-            Side::Result,
-            Direction::Decode,
-            format_args!("its Deserialize panicked: {}", report.message),
-        ))
-    })
+    scope.catch(|| decode_ref(outcome)).unwrap_or_else(|report| Err(panicked_decoding(&report)))
+}
+
+/// The error of a result whose `Deserialize` panicked (reported by `report`) in the caller.
+pub(crate) fn panicked_decoding(report: &PanicReport) -> TaskError {
+    TaskError::serialization(
+        Side::Result,
+        Direction::Decode,
+        format_args!("its Deserialize panicked: {}", report.message),
+    )
 }
 
 /// Decodes consecutive results. A panic of a `Deserialize` is caught for the whole group,

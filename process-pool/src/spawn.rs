@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use taskpool_core::backend::{Child, Job};
+use taskpool_core::backend::{Child, Job, catch_panic};
 use taskpool_core::{Direction, Exit, IntoTask, Side, Spawned, TaskError};
 
 use crate::config::ProcessConfig;
@@ -14,6 +14,7 @@ use crate::launch::{self, Launched};
 use crate::protocol::{self, Init};
 use crate::region::Region;
 use crate::ship::Ship;
+use crate::sink;
 use crate::sys::{self, ChildProcess, Interest};
 use crate::wire::{self, FrameReader, Kind, SLACK};
 
@@ -157,9 +158,19 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                                     let mut values = item.values(self.reader.bytes(list.clone()));
                                     let value = values.next().unwrap_or_default();
                                     let value = self.reader.bytes(value);
-                                    codec::with_bulk(bulk, || codec::decode(value)).map_err(|e| {
-                                        TaskError::serialization(Side::Result, Direction::Decode, e)
+                                    // A panic of its `Deserialize` fails it, as in a pool.
+                                    catch_panic(false, || {
+                                        codec::with_bulk(bulk, || codec::decode(value)).map_err(
+                                            |e| {
+                                                TaskError::serialization(
+                                                    Side::Result,
+                                                    Direction::Decode,
+                                                    e,
+                                                )
+                                            },
+                                        )
                                     })
+                                    .unwrap_or_else(|report| Err(sink::panicked_decoding(&report)))
                                 }
                                 Err(e) => Err(e.clone()),
                             },

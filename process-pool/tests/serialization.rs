@@ -667,3 +667,35 @@ fn a_result_whose_drop_panics_in_the_worker_still_arrives() {
     assert_eq!(spawn(make_panics_on_drop, 5).unwrap().join().map(number).unwrap(), 5);
     assert_eq!(pool.apply(worker_pid, 0).unwrap(), worker, "the same worker served it all");
 }
+
+/// A number whose `Deserialize` panics.
+#[derive(Debug, Serialize)]
+pub struct PanicsAsDecoded(u64);
+
+impl<'de> Deserialize<'de> for PanicsAsDecoded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        panic!("{n} cannot be decoded")
+    }
+}
+
+fn make_panics_as_decoded(n: u64) -> PanicsAsDecoded {
+    PanicsAsDecoded(n)
+}
+
+#[test]
+fn a_one_off_result_whose_deserialize_panics_fails_as_in_a_pool() {
+    let pool = ProcessPool::new(1).unwrap();
+    let text = "could not decode the result in the caller";
+    let message = "its Deserialize panicked: 6 cannot be decoded";
+    assert_fails(
+        pool.apply(make_panics_as_decoded, 6),
+        Side::Result,
+        Direction::Decode,
+        message,
+        text,
+    );
+    // Before, the panic unwound out of `join` into the caller.
+    let joined = spawn(make_panics_as_decoded, 6).unwrap().join();
+    assert_fails(joined, Side::Result, Direction::Decode, message, text);
+}
