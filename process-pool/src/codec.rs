@@ -79,6 +79,35 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     encode(value, out, None)
 }
 
+/// As [`encode_into`], for a value the caller encodes (an argument, a task's state): a panic of
+/// its `Serialize` is printed as any panic is and fails the value as an error would, instead of
+/// unwinding out of the pool's call and taking the outcomes of the other items with it (as a
+/// result whose `Deserialize` panics fails alone).
+///
+/// # Errors
+///
+/// As [`encode_into`], and `its Serialize panicked: ...` with the panic's message.
+pub(crate) fn encode_caught<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let start = out.len();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode_into(value, out))) {
+        Ok(encoded) => encoded,
+        Err(payload) => {
+            out.truncate(start);
+            let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+                (Some(text), _) => text,
+                (None, Some(text)) => text.as_str(),
+                (None, None) => "non-string panic payload",
+            };
+            let error = CodecError(format!("its Serialize panicked: {message}"));
+            taskpool_core::backend::discard(payload);
+            Err(error)
+        }
+    }
+}
+
 /// Where the bytes of a value that is one large byte string go instead of its encoding:
 /// given the string's head (as [`byte_string_head`] finds it) and its bytes, it sends the
 /// bytes apart (in a bulk frame) and returns `true`, or returns `false` to have them

@@ -364,7 +364,7 @@ impl RunBuilder {
     #[inline]
     fn encode<T: Serialize>(&mut self, input: &T, limit: ArgumentLimit) -> Result<(), TaskError> {
         let at = self.inputs.begin();
-        if let Err(e) = codec::encode_into(input, &mut self.inputs.bytes) {
+        if let Err(e) = codec::encode_caught(input, &mut self.inputs.bytes) {
             self.inputs.undo(at);
             return Err(TaskError::serialization(Side::Argument, Direction::Encode, e));
         }

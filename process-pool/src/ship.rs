@@ -45,7 +45,7 @@ impl Shipper for Ship {
 
     fn stateful<J: Job + Serialize + DeserializeOwned>(self, job: &J) -> Self::Shipped {
         let mut state = Vec::new();
-        codec::encode_into(job, &mut state)
+        codec::encode_caught(job, &mut state)
             .map_err(|e| TaskError::serialization(Side::Task, Direction::Encode, e))?;
         Ok(Shipped { entry: offset_of(run_stateful::<J> as BatchFn as usize), state })
     }

@@ -54,7 +54,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     let job = task.into_job().ship(Ship)?;
     let encode = || {
         let mut encoded = Vec::new();
-        codec::encode_into(&input, &mut encoded)
+        codec::encode_caught(&input, &mut encoded)
             .map(|()| encoded)
             .map_err(|e| TaskError::serialization(Side::Argument, Direction::Encode, e))
     };

@@ -699,3 +699,44 @@ fn a_one_off_result_whose_deserialize_panics_fails_as_in_a_pool() {
     let joined = spawn(make_panics_as_decoded, 6).unwrap().join();
     assert_fails(joined, Side::Result, Direction::Decode, message, text);
 }
+
+/// A value whose `Serialize` panics.
+#[derive(Debug, Deserialize)]
+pub struct PanicsAsEncoded(u64);
+
+impl Serialize for PanicsAsEncoded {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("{} cannot be encoded", self.0)
+    }
+}
+
+fn take_panics_as_encoded(value: PanicsAsEncoded) -> u64 {
+    value.0
+}
+
+#[test]
+fn an_argument_whose_serialize_panics_in_the_caller_fails_alone() {
+    // As a result whose `Deserialize` panics: before, the panic unwound out of the pool's call
+    // and a batch lost the outcomes of its other items.
+    let pool = ProcessPool::new(1).unwrap();
+    let text = "could not encode the argument in the caller";
+    let message = |n: u64| format!("its Serialize panicked: {n} cannot be encoded");
+    let outcome = pool.apply(take_panics_as_encoded, PanicsAsEncoded(1));
+    assert_fails(outcome, Side::Argument, Direction::Encode, &message(1), text);
+    let joined = pool.submit(take_panics_as_encoded, PanicsAsEncoded(2)).join();
+    assert_fails(joined, Side::Argument, Direction::Encode, &message(2), text);
+    let joined = spawn(take_panics_as_encoded, PanicsAsEncoded(3)).map(|_| ());
+    assert_fails(joined, Side::Argument, Direction::Encode, &message(3), text);
+    let state = pool.apply(BadState { state: PanicsAsEncoded(4) }, 1);
+    assert_fails(
+        state,
+        Side::Task,
+        Direction::Encode,
+        &message(4),
+        "could not encode the task state in the caller",
+    );
+    let mut outcomes = pool.map_results(take_panics_as_encoded, [PanicsAsEncoded(5)]).into_iter();
+    let outcome = outcomes.next().unwrap();
+    assert_fails(outcome, Side::Argument, Direction::Encode, &message(5), text);
+    assert_eq!(pool.map(square, [1, 2, 3]).unwrap(), [1, 4, 9]);
+}
