@@ -82,13 +82,15 @@ pub fn fork_generation() -> u64 {
 ///
 /// # Errors
 ///
-/// [`TaskError::Serialization`] naming `side`; `out` is then left as it was.
+/// [`TaskError::Serialization`] naming `side`, also when the value's `Serialize` panics (the
+/// panic is printed, as any panic is); `out` is then left as it was.
 pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     side: Side,
 ) -> Result<(), TaskError> {
-    codec::encode_into(value, out).map_err(|e| TaskError::serialization(side, Direction::Encode, e))
+    codec::encode_caught(value, out)
+        .map_err(|e| TaskError::serialization(side, Direction::Encode, e))
 }
 
 /// Decodes a value that must span all of `bytes`, with the pool's codec.

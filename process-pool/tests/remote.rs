@@ -1,14 +1,15 @@
 //! The door the cluster backend uses (`taskpool_process::remote`): a cancelled run of many
 //! encoded items runs none of the items not yet sent to a worker, and every item without an
 //! outcome ends cancelled; a stopped one also kills the worker running its item; a large
-//! byte string, argument and result, travels encoded whole.
+//! byte string, argument and result, travels encoded whole; a value whose `Serialize` panics
+//! fails to encode as in a pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use taskpool_process::remote::{self, EncodedJob, Outcomes, RemoteRun};
-use taskpool_process::{IntoTask, ProcessPool, Side, TaskError};
+use taskpool_process::{Direction, IntoTask, ProcessPool, Side, TaskError};
 
 /// Creates the file at `path`, then takes 20 ms.
 fn touch(path: String) -> u64 {
@@ -139,4 +140,30 @@ fn a_stopped_batch_kills_the_worker_running_its_item() {
     assert!(rx.recv_timeout(Duration::from_secs(60)).unwrap().get(0).is_ok());
     assert_eq!(pool.stats().workers_started, 2, "the worker was replaced");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A value whose `Serialize` panics.
+struct PanicsAsEncoded;
+
+impl serde::Serialize for PanicsAsEncoded {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("this value cannot be encoded")
+    }
+}
+
+#[test]
+fn a_value_whose_serialize_panics_fails_to_encode_as_in_a_pool() {
+    // Before, the panic unwound out of `encode_into` into the cluster pool's call.
+    let mut out = b"kept".to_vec();
+    match remote::encode_into(&PanicsAsEncoded, &mut out, Side::Argument) {
+        Err(TaskError::Serialization {
+            side: Side::Argument,
+            direction: Direction::Encode,
+            message,
+        }) => {
+            assert_eq!(message, "its Serialize panicked: this value cannot be encoded");
+        }
+        other => panic!("expected an encode error of the argument, got {other:?}"),
+    }
+    assert_eq!(out, b"kept");
 }
