@@ -139,7 +139,7 @@ fn encode<T: Serialize + ?Sized>(
     let start = out.len();
     let names = Names { defined: NameTable::new(), next: 0 };
     let apart = apart.map(|apart| -> &mut dyn FnMut(&[u8], &[u8]) -> bool { apart });
-    let mut encoder = Encoder { out, names, depth: 0, start, apart };
+    let mut encoder = Encoder { out, names, depth: 0, start, apart, stack: StackGuard::new(0) };
     value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(start))
 }
 
@@ -165,7 +165,8 @@ pub(crate) fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Code
 
 /// [`decode`] and [`decode_result`]: `top` is where the stack budget is counted from, or 0.
 fn decode_from<T: DeserializeOwned>(bytes: &[u8], top: usize) -> Result<T, CodecError> {
-    let mut decoder = Decoder { rest: bytes, names: NameTable::new(), depth: 0, top };
+    let mut decoder =
+        Decoder { rest: bytes, names: NameTable::new(), depth: 0, stack: StackGuard::new(top) };
     let value = T::deserialize(&mut decoder)?;
     match decoder.rest.len() {
         0 => Ok(value),
@@ -185,7 +186,8 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
     list: &[u8],
     out: &mut Vec<T>,
 ) -> Result<(), CodecError> {
-    let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, top: stack_here() };
+    let stack = StackGuard::new(stack_here());
+    let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, stack };
     let mut values = list;
     while let Some((len, rest)) = values.split_first_chunk::<4>() {
         let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
@@ -209,7 +211,8 @@ pub(crate) fn byte_string_head(encoding: &[u8]) -> Option<usize> {
     if !matches!(tag, STR | BYTES | BYTE_RUN) {
         return None;
     }
-    let mut decoder = Decoder { rest, names: NameTable::new(), depth: 0, top: 0 };
+    let mut decoder =
+        Decoder { rest, names: NameTable::new(), depth: 0, stack: StackGuard::new(0) };
     let len = decoder.varint().ok()?;
     let head = encoding.len() - decoder.rest.len();
     (usize::try_from(len).ok()? == decoder.rest.len()).then_some(head)
@@ -235,7 +238,8 @@ pub(crate) fn append_whole(encoding: &[u8], out: &mut Vec<u8>) -> Result<(), Cod
         out.extend_from_slice(encoding);
         return Ok(());
     };
-    let mut decoder = Decoder { rest: head, names: NameTable::new(), depth: 0, top: 0 };
+    let mut decoder =
+        Decoder { rest: head, names: NameTable::new(), depth: 0, stack: StackGuard::new(0) };
     let (_, bytes) = decoder.bulk()?;
     if !decoder.rest.is_empty() {
         return Err(left_over(decoder.rest.len()));
@@ -386,6 +390,37 @@ fn check_stack(top: usize, depth: u32, doing: &str) -> Result<(), CodecError> {
     }
 }
 
+/// The stack check of one encoding or decoding ([`check_stack`]), made cheap: the lowest
+/// address its stack may reach is found at the first nesting level (a value that does not
+/// nest never asks), and each level compares the stack's place with it.
+#[derive(Debug, Clone, Copy)]
+struct StackGuard {
+    /// Where the stack was when the decoding began (a pool's result), or 0 for no budget.
+    top: usize,
+    /// The lowest address the stack may reach, once known.
+    floor: Option<usize>,
+}
+
+impl StackGuard {
+    const fn new(top: usize) -> Self {
+        StackGuard { top, floor: None }
+    }
+
+    /// As [`check_stack`] at `depth` levels.
+    #[inline]
+    fn check(&mut self, depth: u32, doing: &str) -> Result<(), CodecError> {
+        let here = stack_here();
+        let top = self.top;
+        let floor = *self.floor.get_or_insert_with(|| {
+            let budget = top.saturating_sub(STACK_BUDGET);
+            let reserve = sys::stack_left(here)
+                .map_or(0, |(left, size)| (here - left).saturating_add(stack_reserve(size)));
+            budget.max(reserve)
+        });
+        if here >= floor { Ok(()) } else { check_stack(top, depth, doing) }
+    }
+}
+
 /// How many names a table holds before it allocates.
 const INLINE_NAMES: usize = 8;
 
@@ -459,6 +494,7 @@ struct Encoder<'a> {
     start: usize,
     /// Where a value that is one large byte string may send its bytes ([`encode_apart`]).
     apart: Option<Apart<'a>>,
+    stack: StackGuard,
 }
 
 impl<'a> Encoder<'a> {
@@ -562,7 +598,7 @@ impl<'a> Encoder<'a> {
         if self.depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        check_stack(0, self.depth, "encoding")
+        self.stack.check(self.depth, "encoding")
     }
 
     /// Starts a sequence or map of `len` entries (a guess when `None`, fixed at the end).
@@ -952,8 +988,7 @@ struct Decoder<'de> {
     /// The names defined so far, by number.
     names: NameTable<'de>,
     depth: u32,
-    /// Where the stack was when the decoding began, or 0 for no budget ([`check_stack`]).
-    top: usize,
+    stack: StackGuard,
 }
 
 fn eof() -> CodecError {
@@ -1072,7 +1107,7 @@ impl<'de> Decoder<'de> {
         if self.depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        check_stack(self.top, self.depth, "decoding")
+        self.stack.check(self.depth, "decoding")
     }
 
     /// Hands the items after a [`SEQ`] (`per_item` 1) or [`MAP`] (2) tag to `visit`, and

@@ -793,8 +793,12 @@ mod properties {
         let _ = decode::<Vec<Adjacent>>(bytes);
         let _ = decode::<Option<Option<u128>>>(bytes);
         let _ = decode::<HashMap<(u8, bool), Vec<char>>>(bytes);
-        let mut checked =
-            Decoder { rest: bytes, names: NameTable::new(), depth: 0, top: stack_here() };
+        let mut checked = Decoder {
+            rest: bytes,
+            names: NameTable::new(),
+            depth: 0,
+            stack: StackGuard::new(stack_here()),
+        };
         let _ = HintChecked(bytes.len()).deserialize(&mut checked);
     }
 
