@@ -32,10 +32,20 @@ use crate::supervisor;
 use crate::sys;
 use crate::usage::Usage;
 
-/// The stack of a supervisor thread, which decodes the results of the tasks its worker runs:
-/// room for the codec's [`codec::STACK_BUDGET`] past the supervisor's own frames, whatever
-/// `RUST_MIN_STACK` says. Only the pages a decoding touches take memory.
+/// The least stack of a supervisor thread, which decodes the results of the tasks its worker
+/// runs: room for the codec's [`codec::STACK_BUDGET`] past the supervisor's own frames,
+/// however little `RUST_MIN_STACK` asks for. Only the pages a decoding touches take memory.
 const SUPERVISOR_STACK: usize = 4 << 20;
+
+/// The stack a supervisor thread asks for: [`SUPERVISOR_STACK`], or what `RUST_MIN_STACK`
+/// asks of every thread if that is more (as the standard library reads it, once).
+fn supervisor_stack() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        let asked = std::env::var("RUST_MIN_STACK").ok().and_then(|s| s.parse::<usize>().ok());
+        asked.map_or(SUPERVISOR_STACK, |asked| asked.max(SUPERVISOR_STACK))
+    })
+}
 
 /// Whether the calling thread has the stack to decode any result as a supervisor would: the
 /// codec's whole budget, and its reserve past that. A thread spawned with the default 2 MiB
@@ -157,7 +167,7 @@ impl ProcessPool {
             let (thread_shared, thread_tx) = (shared.clone(), tx.clone());
             let spawned = thread::Builder::new()
                 .name(format!("{}-supervisor-{w}", shared.config.get_config().get_name_prefix()))
-                .stack_size(SUPERVISOR_STACK)
+                .stack_size(supervisor_stack())
                 .spawn(move || supervisor::supervise(thread_shared, w, thread_tx));
             match spawned {
                 Ok(handle) => threads.push(handle),
