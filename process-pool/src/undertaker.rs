@@ -19,7 +19,10 @@
 //! most once per program (and again in a copy made by `fork()` that starts children of its
 //! own, or if it was killed). It detaches at once (the process the program started forks and
 //! exits), so that it is no child of the program's: a program that waits for all its
-//! children never waits for it.
+//! children never waits for it. A program that is the first process (pid 1) of its
+//! process-id namespace, as a container's program started without an init is, starts none:
+//! it would adopt the undertaker as it adopts every orphan of the namespace, and when it ends
+//! the kernel kills every process of the namespace anyway.
 //!
 //! Best effort: if it cannot be started, or is killed, the program runs as before, without
 //! it. A copy of the program made by `fork()` (without `exec`) holds the write end too, so the
@@ -49,8 +52,16 @@ static LINK: Mutex<Option<(u32, OwnedFd)>> = Mutex::new(None);
 /// `live` lists every such group, `pid` included. Starts an undertaker first if this process
 /// has none, or if its undertaker ended (killed), and then tells it all of `live`.
 pub(crate) fn started(pid: libc::pid_t, live: &[libc::pid_t]) {
-    let mut link = LINK.lock().unwrap_or_else(PoisonError::into_inner);
     let me = sys::pid();
+    if me == 1 {
+        // The first process of a process-id namespace (a container's program started without
+        // an init) needs none: when it ends, the kernel kills every process of the namespace.
+        // And it adopts every orphan there, so an undertaker would be a child of its own, one
+        // that ends only with it: a program that waits for all its children would never
+        // finish waiting.
+        return;
+    }
+    let mut link = LINK.lock().unwrap_or_else(PoisonError::into_inner);
     let told = match &*link {
         Some((owner, pipe)) if *owner == me => tell(pipe, STARTED, pid),
         _ => false,

@@ -400,3 +400,46 @@ fn a_program_that_waits_for_all_its_children_is_not_kept_waiting() {
     let status = within("a copy that waits for all its children", move || command.status());
     assert!(status.unwrap().success());
 }
+
+/// A command that runs a program as the first process (pid 1) of a new process-id namespace,
+/// as a container's program started without an init runs, and kills it if the command dies;
+/// `None`, saying why, where that cannot be done (it takes root and `unshare`).
+fn as_pid_1() -> Option<std::process::Command> {
+    let args = ["--pid", "--fork", "--kill-child", "--mount-proc"];
+    let check = std::process::Command::new("unshare")
+        .args(args)
+        .arg("true")
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !check.as_ref().is_ok_and(std::process::ExitStatus::success) {
+        println!("skipped: cannot run a program as pid 1 of a new namespace here: {check:?}");
+        return None;
+    }
+    let mut command = std::process::Command::new("unshare");
+    command.args(args);
+    Some(command)
+}
+
+#[test]
+fn a_program_that_is_pid_1_and_waits_for_all_its_children_is_not_kept_waiting() {
+    let Some(mut command) = as_pid_1() else { return };
+    let name = "wait_for_every_child_after_the_pool_is_gone";
+    command.arg(std::env::current_exe().unwrap()).args([name, "--exact", "--ignored"]);
+    let mut copy = command.spawn().unwrap();
+    let deadline = Instant::now() + HANG;
+    // Before, it waited for good: every orphan of the namespace is its child, the undertaker
+    // too, which ends only with it.
+    let status = loop {
+        if let Some(status) = copy.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // `--kill-child`: the namespace ends with the command.
+            copy.kill().unwrap();
+            copy.wait().unwrap();
+            panic!("hung: a program that is pid 1 still waited for a child after {HANG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status}");
+}
