@@ -81,12 +81,13 @@ pub enum TaskError {
         reason: String,
     },
     /// The task went over a limit set on its worker process (the process backend's memory
-    /// and CPU-time limits); the worker was replaced.
+    /// and CPU-time limits, or the memory limit of its cgroup, a container's, where the
+    /// kernel's OOM killer ended the worker); the worker was replaced.
     ResourceLimit {
         /// Which resource ran out.
         resource: Resource,
-        /// The limit: bytes of address space for [`Resource::Memory`], whole seconds for
-        /// [`Resource::CpuTime`].
+        /// The limit: bytes of address space for [`Resource::Memory`] (bytes of memory for a
+        /// cgroup's limit), whole seconds for [`Resource::CpuTime`].
         limit: u64,
     },
     /// A worker broke the wire protocol (for example, wrote garbage to its pipe) and was killed.

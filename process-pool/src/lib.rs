@@ -141,6 +141,7 @@ mod fuzz;
 mod handoff;
 mod inbox;
 mod launch;
+mod oom;
 mod outlet;
 mod pipe;
 mod pool;

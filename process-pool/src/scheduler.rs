@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
-use taskpool_core::{Exit, TaskError};
+use taskpool_core::{Exit, Resource, TaskError};
 
 use crate::batching::{self, BATCH_TARGET_NS, Paces};
 use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::inbox::Inbox;
+use crate::oom;
 use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
 use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON, MEASURE};
 use crate::reception::Reception;
@@ -110,6 +111,9 @@ pub(crate) struct Conn {
     /// Items sent to this worker in its life, for `max_tasks_per_worker`.
     served: u64,
     pub(crate) killed: Option<Kill>,
+    /// Set when it has ended of a SIGKILL the pool did not send, which the kernel's OOM
+    /// killer sent: the memory limit of its cgroup (`oom.rs`).
+    pub(crate) out_of_memory: Option<u64>,
     /// Where its results arrive, for a caller that reads its own (none in unit tests).
     pub(crate) reception: Option<Arc<Reception>>,
 }
@@ -126,6 +130,7 @@ impl Conn {
             expect_seq: 0,
             served: 0,
             killed: None,
+            out_of_memory: None,
             reception: None,
         }
     }
@@ -307,6 +312,8 @@ pub(crate) struct Shared {
     pub(crate) paces: Paces,
     /// The copy of the process that started the pool (see `sys::fork_generation`).
     home: u64,
+    /// The kernel's OOM kills in the pool's memory cgroup already put down to a worker.
+    pub(crate) oom: oom::Ledger,
 }
 
 /// The pool's lock, held ([`Shared::lock`]). Released, it takes in what callers left in the
@@ -368,6 +375,7 @@ impl Shared {
             tally: Tally::default(),
             paces: Paces::default(),
             home: sys::fork_generation(),
+            oom: oom::Ledger::new(),
         }
     }
 
@@ -904,7 +912,13 @@ impl Shared {
                     Some(p) => p.running(),
                     None => (!sent.is_empty()).then_some(head_seq),
                 };
-                (running, Some(TaskError::Crashed(exit)))
+                // A SIGKILL the pool did not send, while the cgroup's count of OOM kills
+                // rose: the kernel ended the worker because the cgroup's memory ran out.
+                let error = match conn.as_ref().and_then(|c| c.out_of_memory) {
+                    Some(limit) => TaskError::ResourceLimit { resource: Resource::Memory, limit },
+                    None => TaskError::Crashed(exit),
+                };
+                (running, Some(error))
             }
         };
         // A worker that died of itself before it started its first item, which it held: the

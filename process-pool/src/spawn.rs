@@ -4,13 +4,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use taskpool_core::backend::{Child, Job, catch_panic};
-use taskpool_core::{Direction, Exit, IntoTask, Side, Spawned, TaskError};
+use taskpool_core::{Direction, Exit, IntoTask, Resource, Side, Spawned, TaskError};
 
 use crate::config::ProcessConfig;
 
 use crate::codec;
 use crate::handoff;
 use crate::launch::{self, Launched};
+use crate::oom;
 use crate::protocol::{self, Init};
 use crate::region::Region;
 use crate::ship::Ship;
@@ -75,6 +76,9 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         cpu_time_limit: None,
         name: "taskpool-spawn".into(),
     };
+    // The OOM kills in this process's memory cgroup so far: one more by the time the process
+    // dies of SIGKILL says that memory ran out (`oom.rs`).
+    let oom_kills = oom::kills();
     // A one-off's task and result cross its pipes: there is nothing to batch.
     let Launched { child, region, request, result } = launch::launch(&init, false)
         .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
@@ -106,6 +110,8 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         exit: None,
         outcome: None,
         joined: false,
+        killed: false,
+        oom_kills,
         held,
         _job: std::marker::PhantomData,
     };
@@ -126,6 +132,10 @@ struct ProcessChild<R> {
     outcome: Option<Result<R, TaskError>>,
     /// The outcome was handed out.
     joined: bool,
+    /// `kill` was called.
+    killed: bool,
+    /// The OOM kills of this process's memory cgroup when the process was started.
+    oom_kills: Option<u64>,
     /// The shared bytes the argument holds, kept until the process has ended: it opened
     /// them, or never will (see `handoff::handed_to`).
     held: Vec<handoff::Held>,
@@ -220,6 +230,24 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
         }
     }
 
+    /// The error of a process that ended with `exit` and sent no outcome: the crash, or, for
+    /// a SIGKILL that `kill` did not send while the memory cgroup's count of OOM kills rose,
+    /// the cgroup's memory limit.
+    fn crash(&self, exit: Exit) -> TaskError {
+        if exit == Exit::Signal(libc::SIGKILL) && !self.killed {
+            let reading = oom::Reading::take();
+            if let Some((reading, before)) = reading.zip(self.oom_kills) {
+                if reading.kills > before {
+                    return TaskError::ResourceLimit {
+                        resource: Resource::Memory,
+                        limit: reading.limit,
+                    };
+                }
+            }
+        }
+        TaskError::Crashed(exit)
+    }
+
     /// Reaps the ended process, after killing what it left in its process group.
     fn reap(&mut self) -> Exit {
         let child = &self.child;
@@ -243,6 +271,7 @@ impl<R: serde::de::DeserializeOwned + Send> Child<R> for ProcessChild<R> {
 
     fn kill(&mut self) -> Result<(), TaskError> {
         if self.exit.is_none() {
+            self.killed = true;
             sys::kill_group(&self.child);
         }
         Ok(())
@@ -258,7 +287,7 @@ impl<R: serde::de::DeserializeOwned + Send> Child<R> for ProcessChild<R> {
             return Some(Err(TaskError::AlreadyJoined));
         }
         // No outcome means the process died before it could send one, even if it exited 0.
-        Some(self.outcome.take().unwrap_or(Err(TaskError::Crashed(exit))))
+        Some(self.outcome.take().unwrap_or_else(|| Err(self.crash(exit))))
     }
 }
 

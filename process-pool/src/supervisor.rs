@@ -24,6 +24,7 @@ use crate::bulk;
 use crate::deliveries::Deliveries;
 use crate::doorbell::Spin;
 use crate::launch::{self, Launched};
+use crate::oom;
 use crate::outlet::{Outlet, RequestPipe, RingRequests};
 use crate::protocol::{BACKTRACES, Init};
 use crate::reception::{Reader, Reception, kill_for_protocol, readable};
@@ -239,6 +240,14 @@ fn serve_one(
         return start_failed(shared, w, &failure);
     }
     drop(receiving);
+    let mut conn = conn;
+    if let Some(conn) = conn.as_mut().filter(|c| c.killed.is_none()) {
+        // Killed from outside, or by the kernel's OOM killer: its memory cgroup says which.
+        if exit == Exit::Signal(libc::SIGKILL) {
+            let reading = oom::Reading::take().filter(|&r| shared.oom.blame(r));
+            conn.out_of_memory = reading.map(|r| r.limit);
+        }
+    }
     let mut deliveries = Deliveries::default();
     let mut state = shared.lock();
     let again = shared.worker_ended(&mut state, w, conn, exit, progress, &mut deliveries);
