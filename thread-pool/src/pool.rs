@@ -486,7 +486,7 @@ fn run_queued<A: AsRef<J>, J: Job>(
                 let pool = POOL.with(|pool| pool.get().cloned());
                 let relief = Arc::new(Relief::default());
                 let relieved = relief.clone();
-                let id = watchdog.arm(
+                let armed = watchdog.arm(
                     deadline,
                     Box::new(move || {
                         // The task still runs on its thread: another takes its place, in
@@ -504,6 +504,18 @@ fn run_queued<A: AsRef<J>, J: Job>(
                         alarm.complete(Err(late));
                     }),
                 );
+                let id = match armed {
+                    Ok(id) => id,
+                    Err(e) => {
+                        // No deadline could be kept: the task does not run, rather than run
+                        // past its limit with nothing to end the caller's wait.
+                        let reason = format!("cannot start the thread that keeps time limits: {e}");
+                        completer.complete(Err(TaskError::WorkerStart { reason }));
+                        discard(input);
+                        discard(job);
+                        return;
+                    }
+                };
                 let outcome = shared.run(job.as_ref(), input);
                 relief.end();
                 if shared.queue.relieved() {

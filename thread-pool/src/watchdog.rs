@@ -2,9 +2,13 @@
 //!
 //! A thread cannot be stopped, so a timeout here only settles the task's handle early; the
 //! alarm runs on the watchdog's own thread. The thread starts with the first alarm, so pools
-//! without timeouts never pay for it.
+//! without timeouts never pay for it. Where it cannot start (no thread or process more
+//! allowed: a pids limit), nothing is armed, and the task whose alarm it was fails with
+//! `WorkerStart` without running: run, it could outlast its limit with nothing to end its
+//! caller's wait.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -42,9 +46,11 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    /// Runs `alarm` at `at` unless disarmed first. Returns what to disarm it with.
-    pub(crate) fn arm(&self, at: Instant, alarm: Alarm) -> Armed {
-        self.start();
+    /// Runs `alarm` at `at` unless disarmed first. Returns what to disarm it with, or why
+    /// the watchdog's thread cannot be started (out of threads or processes: `EAGAIN`), in
+    /// which case nothing is armed.
+    pub(crate) fn arm(&self, at: Instant, alarm: Alarm) -> io::Result<Armed> {
+        self.start()?;
         let mut state = self.shared.lock();
         let armed = (at, state.next_id);
         state.next_id += 1;
@@ -54,7 +60,7 @@ impl Watchdog {
         if earliest {
             self.shared.wake.notify_one();
         }
-        armed
+        Ok(armed)
     }
 
     /// Drops the alarm `armed` if it has not fired.
@@ -69,15 +75,18 @@ impl Watchdog {
         self.shared.lock().alarms.len()
     }
 
-    fn start(&self) {
+    /// Starts the thread, unless it runs already.
+    fn start(&self) -> io::Result<()> {
         let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
         if thread.is_none() {
             let shared = self.shared.clone();
-            *thread = thread::Builder::new()
-                .name("taskpool-watchdog".into())
-                .spawn(move || run(&shared))
-                .ok();
+            *thread = Some(
+                thread::Builder::new()
+                    .name("taskpool-watchdog".into())
+                    .spawn(move || run(&shared))?,
+            );
         }
+        Ok(())
     }
 }
 
@@ -137,7 +146,7 @@ mod tests {
         let dog = Watchdog::default();
         let later = Instant::now() + Duration::from_secs(3600);
         for _ in 0..1000 {
-            let armed = dog.arm(later, Box::new(|| {}));
+            let armed = dog.arm(later, Box::new(|| {})).unwrap();
             dog.disarm(armed);
         }
         assert_eq!(dog.waiting(), 0);
@@ -150,8 +159,9 @@ mod tests {
         let now = Instant::now();
         for (id, ms) in [(1, 30), (2, 10), (3, 20)] {
             let tx = tx.clone();
-            let armed =
-                dog.arm(now + Duration::from_millis(ms), Box::new(move || tx.send(id).unwrap()));
+            let armed = dog
+                .arm(now + Duration::from_millis(ms), Box::new(move || tx.send(id).unwrap()))
+                .unwrap();
             if id == 3 {
                 dog.disarm(armed);
             }

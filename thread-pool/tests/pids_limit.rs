@@ -1,0 +1,129 @@
+//! A task with a time limit when no thread can be started (a container's pids limit reached):
+//! the pool's watchdog, which keeps time limits, starts with the first of them; if it cannot
+//! start, that task fails at once with `WorkerStart` rather than run with nothing to end its
+//! caller's wait at the limit.
+//!
+//! The test makes a pids cgroup of its own under this process's, which takes root; where
+//! that cannot be done it says why and passes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
+
+/// How long the test waits for an event before it calls it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+static RELEASED: Mutex<bool> = Mutex::new(false);
+static RELEASE: Condvar = Condvar::new();
+
+/// Blocks until [`release`] is called.
+fn block(x: u64) -> u64 {
+    drop(RELEASE.wait_while(RELEASED.lock().unwrap(), |released| !*released).unwrap());
+    x
+}
+
+fn release() {
+    *RELEASED.lock().unwrap() = true;
+    RELEASE.notify_all();
+}
+
+/// The directory of this process's cgroup of `controller` (v1), or of its v2 cgroup.
+fn own_cgroup(controller: &str) -> Option<PathBuf> {
+    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let find = |wanted: &dyn Fn(&str) -> bool| {
+        cgroups.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            wanted(controllers).then(|| path.to_string())
+        })
+    };
+    match find(&|c| c.split(',').any(|c| c == controller)) {
+        Some(path) => Some(PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}"))),
+        None => find(&|c| c.is_empty()).map(|path| PathBuf::from(format!("/sys/fs/cgroup{path}"))),
+    }
+}
+
+/// Run by the test below, inside a pids cgroup of its own.
+#[test]
+#[ignore = "run in a copy of this binary, in a pids cgroup, by the test after it"]
+fn submit_a_timed_task_when_no_thread_can_start() {
+    let pool =
+        ThreadPool::with_config(Config::new().workers(1).timeout(Duration::from_secs(1))).unwrap();
+    let cgroup = own_cgroup("pids").unwrap();
+    let current = fs::read_to_string(cgroup.join("pids.current")).unwrap();
+    // No thread or process more from here on.
+    fs::write(cgroup.join("pids.max"), current.trim()).unwrap();
+    let mut handle = pool.submit(block, 7);
+    // Before, the task ran, and nothing ended the wait at its limit.
+    let result = handle.join_timeout(HANG);
+    release();
+    fs::write(cgroup.join("pids.max"), "max").unwrap();
+    match result {
+        Err(TaskError::WorkerStart { reason }) => {
+            assert!(reason.contains("Resource temporarily unavailable"), "{reason}");
+        }
+        other => panic!("expected WorkerStart, got {other:?}"),
+    }
+    // Threads can start again: time limits are kept again.
+    assert_eq!(pool.apply(|x: u64| x * 2, 4).unwrap(), 8);
+}
+
+/// A pids cgroup made under this process's, removed when dropped.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new() -> Result<Cgroup, String> {
+        let base = own_cgroup("pids").ok_or("no cgroup found")?;
+        let dir = base.join(format!("taskpool-test-pids-{}", std::process::id()));
+        fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        let cgroup = Cgroup(dir);
+        fs::write(cgroup.0.join("pids.max"), "max")
+            .map_err(|e| format!("no pids controller there: {e}"))?;
+        Ok(cgroup)
+    }
+
+    /// A command that runs `program` inside this cgroup.
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new("sh");
+        let procs = self.0.join("cgroup.procs");
+        command.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(program);
+        command
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Empty once the copy has ended.
+        let procs = self.0.join("cgroup.procs");
+        let deadline = Instant::now() + HANG;
+        while fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_timed_task_fails_with_worker_start_when_no_thread_can_keep_its_limit() {
+    let cgroup = match Cgroup::new() {
+        Ok(cgroup) => cgroup,
+        Err(why) => {
+            println!("skipped: no pids cgroup of this test's own: {why}");
+            return;
+        }
+    };
+    let name = "submit_a_timed_task_when_no_thread_can_start";
+    let mut command = cgroup.command(&std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+}
