@@ -182,7 +182,9 @@ impl ThreadPool {
             .thread_name(move |i| format!("{prefix}-{i}"))
             .start_handler(move |_| POOL.with(|pool| drop(pool.set(theirs.clone()))))
             .build()
-            .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
+            .map_err(|e| TaskError::WorkerStart {
+                reason: format!("cannot start a worker thread: {e}"),
+            })?;
         Ok(ThreadPool { rayon, shared, watchdog: Arc::default() })
     }
 

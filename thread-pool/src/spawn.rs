@@ -43,7 +43,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         .spawn(move || {
             completer.complete(catch_panic(false, || job.run(input)).map_err(TaskError::from));
         })
-        .map_err(|e| TaskError::WorkerStart { reason: e.to_string() })?;
+        .map_err(|e| TaskError::WorkerStart { reason: format!("cannot start a thread: {e}") })?;
     Ok(Spawned::new(Box::new(ThreadChild { id, thread: Some(thread), handle: Some(handle) })))
 }
 

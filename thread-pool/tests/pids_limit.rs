@@ -72,13 +72,40 @@ fn submit_a_timed_task_when_no_thread_can_start() {
     assert_eq!(pool.apply(|x: u64| x * 2, 4).unwrap(), 8);
 }
 
+/// Run by the test below, inside a pids cgroup of its own.
+#[test]
+#[ignore = "run in a copy of this binary, in a pids cgroup, by the test after it"]
+fn start_a_pool_and_a_one_off_when_no_thread_can_start() {
+    let cgroup = own_cgroup("pids").unwrap();
+    let current = fs::read_to_string(cgroup.join("pids.current")).unwrap();
+    fs::write(cgroup.join("pids.max"), current.trim()).unwrap();
+    let pool = ThreadPool::new(2).map(drop);
+    let one_off = taskpool_thread::spawn(block, 1).map(drop);
+    fs::write(cgroup.join("pids.max"), "max").unwrap();
+    // Before, the OS's words alone.
+    let said = "Resource temporarily unavailable";
+    match pool {
+        Err(TaskError::WorkerStart { reason }) => {
+            assert_eq!(reason, format!("cannot start a worker thread: {said} (os error 11)"));
+        }
+        other => panic!("expected WorkerStart, got {other:?}"),
+    }
+    match one_off {
+        Err(TaskError::WorkerStart { reason }) => {
+            assert_eq!(reason, format!("cannot start a thread: {said} (os error 11)"));
+        }
+        other => panic!("expected WorkerStart, got {other:?}"),
+    }
+}
+
 /// A pids cgroup made under this process's, removed when dropped.
 struct Cgroup(PathBuf);
 
 impl Cgroup {
-    fn new() -> Result<Cgroup, String> {
+    /// Makes one named after `test`, which runs in it.
+    fn new(test: &str) -> Result<Cgroup, String> {
         let base = own_cgroup("pids").ok_or("no cgroup found")?;
-        let dir = base.join(format!("taskpool-test-pids-{}", std::process::id()));
+        let dir = base.join(format!("taskpool-test-{test}-{}", std::process::id()));
         fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let cgroup = Cgroup(dir);
         fs::write(cgroup.0.join("pids.max"), "max")
@@ -109,16 +136,16 @@ impl Drop for Cgroup {
     }
 }
 
-#[test]
-fn a_timed_task_fails_with_worker_start_when_no_thread_can_keep_its_limit() {
-    let cgroup = match Cgroup::new() {
+/// Runs the test `name` in a copy of this binary, in a pids cgroup of its own; says why
+/// not, and passes, where no such cgroup can be made.
+fn run_in_a_pids_cgroup(name: &str) {
+    let cgroup = match Cgroup::new(name) {
         Ok(cgroup) => cgroup,
         Err(why) => {
             println!("skipped: no pids cgroup of this test's own: {why}");
             return;
         }
     };
-    let name = "submit_a_timed_task_when_no_thread_can_start";
     let mut command = cgroup.command(&std::env::current_exe().unwrap());
     command.args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
     let out = command.output().unwrap();
@@ -126,4 +153,14 @@ fn a_timed_task_fails_with_worker_start_when_no_thread_can_keep_its_limit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+}
+
+#[test]
+fn a_timed_task_fails_with_worker_start_when_no_thread_can_keep_its_limit() {
+    run_in_a_pids_cgroup("submit_a_timed_task_when_no_thread_can_start");
+}
+
+#[test]
+fn a_pool_or_one_off_that_cannot_start_a_thread_says_so() {
+    run_in_a_pids_cgroup("start_a_pool_and_a_one_off_when_no_thread_can_start");
 }
