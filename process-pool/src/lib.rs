@@ -142,6 +142,7 @@ mod handoff;
 mod inbox;
 mod launch;
 mod oom;
+mod orphans;
 mod outlet;
 mod pipe;
 mod pool;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use taskpool_core::Exit;
 use taskpool_core::backend::{leave_cpu, runnable_threads};
 
-use crate::at_exit;
+use crate::{at_exit, orphans};
 
 /// The descriptor on which a worker reads requests.
 pub(crate) const REQUEST_FD: RawFd = 3;
@@ -710,6 +710,11 @@ pub(crate) fn kill_group(child: &ChildProcess) {
 /// program reaped itself (`waitpid(-1)`), is gone from `waitid`; its exit status is then
 /// read from its pidfd (`PIDFD_GET_INFO`, Linux 6.15 and later).
 pub(crate) fn wait_child(child: &ChildProcess, block: bool) -> io::Result<Option<Exit>> {
+    if block {
+        // Its group was killed: in a program that is pid 1, the members it leaves are its
+        // children, and zombies until reaped (`orphans.rs`).
+        orphans::reap_group(child.pid);
+    }
     let flags = libc::WEXITED | libc::__WALL | if block { 0 } else { libc::WNOHANG };
     let (exit, reaped) = match waitid(child, flags) {
         // Reaped, whether or not its exit status can still be had (a kernel before 6.15
@@ -781,6 +786,16 @@ fn waitid(child: &ChildProcess, flags: libc::c_int) -> io::Result<Option<Exit>> 
     } else {
         Exit::Signal(status)
     }))
+}
+
+/// Reaps `pid`, a child of this process that has ended, without waiting; does nothing if it
+/// has not ended or is no child of this process.
+pub(crate) fn reap_ended(pid: libc::pid_t) {
+    // SAFETY: siginfo_t is a plain struct that waitid fills.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::__WALL | libc::WNOHANG;
+    // SAFETY: `info` is a valid siginfo_t for waitid to fill; P_PID names that one process.
+    let _ = retry(|| unsafe { libc::waitid(libc::P_PID, pid.unsigned_abs(), &mut info, flags) });
 }
 
 /// Whether the process `pid` (an unreaped child) has begun to exit: its descriptors may be

@@ -443,3 +443,36 @@ fn a_program_that_is_pid_1_and_waits_for_all_its_children_is_not_kept_waiting() 
     };
     assert!(status.success(), "{status}");
 }
+
+/// Waits until the process `pid` is gone for good: not even a zombie.
+fn wait_reaped(pid: u32) {
+    let deadline = Instant::now() + HANG;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} is still there: {}", {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A program that is pid 1 whose pool recycles a worker, and whose one-off ends, each with a
+/// program its task started still running: killed with the group, each is an orphan of the
+/// program, which the pool reaps.
+#[test]
+#[ignore = "run as pid 1 of a new namespace by the test after it"]
+fn leave_no_zombie_as_pid_1() {
+    let pool = ProcessPool::with_config(Config::new().workers(1).max_tasks_per_worker(1)).unwrap();
+    let sleeper = pool.apply(start_sleeper, 0).unwrap();
+    // Before, a zombie for good.
+    wait_reaped(sleeper);
+    let sleeper = taskpool_process::spawn(start_sleeper, 0).unwrap().join().unwrap();
+    wait_reaped(sleeper);
+    assert!(zombie_children().is_empty(), "zombies: {:?}", zombie_children());
+}
+
+#[test]
+fn a_program_that_is_pid_1_is_left_no_zombie_by_the_groups_the_pool_kills() {
+    let Some(mut command) = as_pid_1() else { return };
+    command.arg(std::env::current_exe().unwrap()).arg("--ignored");
+    run_test_in(command, "leave_no_zombie_as_pid_1", "as pid 1").unwrap();
+}
