@@ -49,8 +49,9 @@
 //! The decoder reads bytes another process wrote: it never panics on them, checks every length
 //! and count against the bytes left before it allocates, nests at most [`MAX_DEPTH`] levels,
 //! and refuses bytes left over after the value. Neither side lets a value overflow its
-//! thread's stack: each checks the stack at every level ([`stack_reserve`]), and a pool's
-//! results decode within [`STACK_BUDGET`].
+//! thread's stack: each checks the stack at every level past the first few
+//! ([`CHECKED_FROM`], [`stack_reserve`]), and a pool's results decode within
+//! [`STACK_BUDGET`].
 
 use std::any::TypeId;
 use std::fmt;
@@ -390,6 +391,13 @@ fn check_stack(top: usize, depth: u32, doing: &str) -> Result<(), CodecError> {
     }
 }
 
+/// The nesting level from which the stack is checked. A value that nests less takes a few
+/// levels' frames, which a thread with room for its caller's own frames has, as it would
+/// without a pool; and most values do (a struct of tuples, a vector of structs), so they pay
+/// nothing for the check (finding a thread's stack costs a few nanoseconds a value, a tenth
+/// of a small struct's whole trip through a `map`).
+const CHECKED_FROM: u32 = 4;
+
 /// The stack check of one encoding or decoding ([`check_stack`]), made cheap: the lowest
 /// address its stack may reach is found at the first nesting level (a value that does not
 /// nest never asks), and each level compares the stack's place with it.
@@ -406,9 +414,16 @@ impl StackGuard {
         StackGuard { top, floor: None }
     }
 
-    /// As [`check_stack`] at `depth` levels.
+    /// As [`check_stack`] at `depth` levels, from [`CHECKED_FROM`] levels on.
     #[inline]
     fn check(&mut self, depth: u32, doing: &str) -> Result<(), CodecError> {
+        if depth < CHECKED_FROM {
+            return Ok(());
+        }
+        self.check_deep(depth, doing)
+    }
+
+    fn check_deep(&mut self, depth: u32, doing: &str) -> Result<(), CodecError> {
         let here = stack_here();
         let top = self.top;
         let floor = *self.floor.get_or_insert_with(|| {
