@@ -4,7 +4,7 @@
 //!
 //! A thread pool starts in well under a millisecond and moves a task in about a microsecond;
 //! a process pool starts its workers by running this program again (milliseconds) and moves
-//! a task through pipes (microseconds).
+//! a task through shared memory (microseconds).
 //!
 //! Output lines start with the backend, `[threads]` or `[processes]`. Run with
 //! `cargo run --release -p taskpool-bench --example overhead`; add
