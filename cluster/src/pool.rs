@@ -93,7 +93,8 @@ pub(crate) struct CancelNotice {
 /// with [`TaskError::ShutDown`], and `shutdown` and dropping return at once, leaving the
 /// streams (whose work is the original's) alone. The original's pool goes on as if nothing
 /// happened, and the copy can start pools of its own. A handle of a task submitted before the
-/// fork settles in the original only.
+/// fork settles in the original only: in the copy, joining it fails at once with
+/// [`TaskError::ShutDown`].
 ///
 /// # Examples
 ///

@@ -99,7 +99,7 @@ const WATCH: Duration = Duration::from_micros(100);
 /// fails at once with [`TaskError::ShutDown`], and dropping it or shutting it down returns at
 /// once and stops nothing. The original's pool goes on as if nothing happened, and the copy
 /// can start pools of its own. A handle of a task submitted before the fork settles in the
-/// original only: in the copy, join it with a timeout, or not at all.
+/// original only: in the copy, joining it fails at once with [`TaskError::ShutDown`].
 ///
 /// # Examples
 ///
