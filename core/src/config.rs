@@ -89,7 +89,8 @@ impl Config {
     }
 
     /// Sets how many items of a `map` travel together. By default the size is chosen from the
-    /// number of items and workers; a size of 0 asks for that default back.
+    /// number of items and workers; a size of 0 asks for that default back. (The thread
+    /// backend leaves a `map` to rayon, which splits it by itself: it ignores this.)
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = NonZeroUsize::new(n);
         self
