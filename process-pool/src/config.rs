@@ -96,10 +96,12 @@ impl ProcessConfig {
     /// This is address space (`RLIMIT_AS`), not resident memory: the worker's own code,
     /// buffers and stacks count, and so do the stacks and allocator arenas of threads a task
     /// starts, so leave room (tens of MiB) above what tasks need. A failed allocation is
-    /// recognized when the worker aborts with its address space within an eighth of the cap;
-    /// a single allocation far larger than what is left can be reported as a crash
-    /// (`SIGABRT`) instead. An argument that encodes to the cap or more, which no worker
-    /// could hold, fails the same way without being sent.
+    /// recognized when the worker aborts, by the allocator's `ENOMEM` or by its address space
+    /// within an eighth of the cap. Where Rust prints a backtrace for the failure
+    /// (`RUST_BACKTRACE` set in the worker's environment), printing it hides the `ENOMEM`:
+    /// there one allocation far larger than what is left (a vector doubling its capacity)
+    /// can be reported as a crash (`SIGABRT`) instead. An argument that encodes to the cap
+    /// or more, which no worker could hold, fails the same way without being sent.
     ///
     /// A cap below 1 MiB is [`TaskError::InvalidConfig`] (the cap is in bytes: `512` is a
     /// mistake for `512 << 20`). Under a cap too small for the worker itself (below about

@@ -1782,7 +1782,8 @@ pub(crate) fn resource_usage() -> ResourceUsage {
 // The worker also publishes the frames that say the task hit a limit. A task that uses up its
 // CPU time gets SIGXCPU; one whose allocation fails under the memory cap aborts (Rust aborts
 // on allocation failure, with no stable hook), and the handler tells that abort from others
-// by the address space being within an eighth of the cap. Either way the handler writes the
+// by the allocator's `ENOMEM` in `errno`, or the address space being within an eighth of the
+// cap (see `memory_refused`). Either way the handler writes the
 // matching frame after the results, then the process dies of the signal.
 //
 // While a task of a frame of single tasks runs, the worker's flusher may write the published
@@ -1883,6 +1884,10 @@ pub(crate) fn arm_crash_flush(pending: &[u8], on_memory: &[u8], on_cpu_time: &[u
     PENDING.publish(pending);
     if !on_memory.is_empty() {
         ON_MEMORY.publish(on_memory);
+        // What the worker's own calls left in `errno` must not pass for the task's failed
+        // allocation (see `memory_refused`).
+        // SAFETY: `__errno_location` points to the calling thread's errno, valid for writes.
+        unsafe { *libc::__errno_location() = 0 };
     }
     if !on_cpu_time.is_empty() {
         ON_CPU_TIME.publish(on_cpu_time);
@@ -2028,6 +2033,15 @@ pub(crate) fn flush_early(write: impl FnOnce(&[u8]) -> bool) -> bool {
     true
 }
 
+/// Whether a task's abort is an allocation that the memory cap refused: the allocator's last
+/// request to the kernel (`mmap`, `mremap`, `brk`) failed with `ENOMEM`, which the aborting
+/// thread's `errno` (read on entry to the handler) still says, or the address space is within
+/// an eighth of the cap. The first catches a request larger than what is left of the cap,
+/// however far below it the process is (a vector that doubles its capacity). Async-signal-safe.
+fn memory_refused(errno: libc::c_int) -> bool {
+    MEMORY_LIMIT.load(Ordering::Acquire) != 0 && (errno == libc::ENOMEM || near_memory_limit())
+}
+
 /// Whether this process's address space is within an eighth of the memory cap, read from
 /// `/proc/self/statm` with raw system calls. Async-signal-safe.
 fn near_memory_limit() -> bool {
@@ -2140,6 +2154,9 @@ extern "C" fn on_fatal_signal(
     info: *mut libc::siginfo_t,
     _context: *mut libc::c_void,
 ) {
+    // SAFETY: reads the calling thread's errno, which `__errno_location` points to; it is
+    // async-signal-safe. Read first, before any call of this handler can change it.
+    let errno = unsafe { *libc::__errno_location() };
     if matches!(signal, libc::SIGSEGV | libc::SIGBUS) && !forked() && overflowed(info) {
         // SAFETY: writes a constant to standard error; write is async-signal-safe.
         unsafe { libc::write(libc::STDERR_FILENO, OVERFLOWED.as_ptr().cast(), OVERFLOWED.len()) };
@@ -2161,8 +2178,8 @@ extern "C" fn on_fatal_signal(
             ON_CPU_TIME.write_out();
         } else if in_task && signal == libc::SIGABRT {
             // A task's panic that ends the process published its report; else an
-            // allocation that failed near the memory cap aborts.
-            if !ON_PANIC.write_out() && near_memory_limit() {
+            // allocation that the memory cap refused aborts.
+            if !ON_PANIC.write_out() && memory_refused(errno) {
                 ON_MEMORY.write_out();
             }
         }

@@ -64,6 +64,53 @@ fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
     assert_eq!(pool.stats().crashes, 1, "running out of memory is not counted as a crash");
 }
 
+/// Grows one vector until it cannot grow: each step asks for twice what it holds, so the
+/// request that fails comes while the address space is far below the cap.
+fn growing_vector(_: u64) -> u64 {
+    let mut hoard: Vec<u64> = Vec::new();
+    loop {
+        hoard.push(std::hint::black_box(1));
+    }
+}
+
+/// Asks at once for more memory than the cap allows.
+fn one_huge_allocation(_: u64) -> u64 {
+    allocate(MEMORY_LIMIT >> 19)
+}
+
+/// Where Rust prints a backtrace for a failed allocation (`RUST_BACKTRACE` set), printing it
+/// changes what the worker can tell of the failure: the test then runs again, in a copy of
+/// this test binary, without the variable.
+#[test]
+fn an_allocation_refused_far_below_the_cap_fails_with_resource_limit_too() {
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        let name = "an_allocation_refused_far_below_the_cap_fails_with_resource_limit_too";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(MEMORY_LIMIT);
+    let pool = ProcessPool::with_config(config).unwrap();
+    for (name, outcome) in
+        [("growing", pool.apply(growing_vector, 0)), ("huge", pool.apply(one_huge_allocation, 0))]
+    {
+        match outcome {
+            Err(TaskError::ResourceLimit { resource: Resource::Memory, limit }) => {
+                assert_eq!(limit, MEMORY_LIMIT, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(matches!(pool.apply(abort, 0), Err(TaskError::Crashed(Exit::Signal(6)))));
+    assert_eq!(pool.apply(allocate, 64).unwrap(), 64, "the new worker has its memory");
+    assert_eq!(pool.stats().crashes, 1, "running out of memory is not counted as a crash");
+}
+
 #[test]
 fn a_task_over_its_cpu_time_fails_with_resource_limit_and_the_pool_goes_on() {
     // One batch: the limit is per task, so the 400 ms tasks succeed (1.6 s in all, two on
