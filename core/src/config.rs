@@ -119,6 +119,7 @@ impl Config {
     }
 
     /// Sets how long dropping a pool waits for running tasks before killing its workers.
+    /// (Threads cannot be killed: the thread backend's drop returns at once and ignores it.)
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
