@@ -1,10 +1,11 @@
 //! The task API that every taskpool backend shares.
 //!
-//! taskpool runs the same tasks on threads (`taskpool-thread`) or in persistent worker
-//! processes (`taskpool-process`). This crate holds what they share: the [`Pool`] trait, the
-//! [`Task`] and [`IntoTask`] traits that make plain functions tasks, the [`TaskHandle`] of a
-//! submitted task, the typed [`TaskError`], the [`Config`] builder and the conformance suite
-//! both backends pass. Users depend on a backend crate, which re-exports all of this.
+//! taskpool runs the same tasks on threads (`taskpool-thread`), in persistent worker
+//! processes (`taskpool-process`) or on many machines (`taskpool-cluster`). This crate holds
+//! what they share: the [`Pool`] trait, the [`Task`] and [`IntoTask`] traits that make plain
+//! functions tasks, the [`TaskHandle`] of a submitted task, the typed [`TaskError`], the
+//! [`Config`] builder and the conformance suite every backend passes. Users depend on a
+//! backend crate, which re-exports all of this.
 //!
 //! # A tour
 //!

@@ -11,16 +11,17 @@ use crate::imap::{Ordered, Unordered};
 use crate::task::{IntoTask, Job};
 use crate::try_error::TryError;
 
-/// A pool of workers that runs tasks: the API both backends implement.
+/// A pool of workers that runs tasks: the API every backend implements.
 ///
-/// Code written against this trait runs on threads or processes unchanged. (A backend
-/// implements [`Pool::workers`] and [`Pool::shutdown`] here and runs work through its
+/// Code written against this trait runs on threads, processes or a cluster unchanged. (A
+/// backend implements [`Pool::workers`] and [`Pool::shutdown`] here and runs work through its
 /// [`crate::backend::Execute`]; every other method is provided on top of that.)
 ///
 /// # Examples
 ///
 /// Import `Pool` and `TaskError` from the backend crate you depend on
-/// (`taskpool_process` or `taskpool_thread`); the code below is the same for both.
+/// (`taskpool_process`, `taskpool_thread` or `taskpool_cluster`); the code below is the same
+/// for each.
 ///
 /// ```
 /// # use taskpool_core::{Pool, TaskError};
