@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use taskpool_core::TaskError;
@@ -25,6 +25,22 @@ pub(crate) struct Entry {
     settle: Settle,
     /// The items' outcomes that came in parts so far; `None` until a part comes.
     parts: Option<Parts>,
+    /// Set once the entry is taken out of the table: the table counts as empty only once
+    /// this is dropped, after the unit's handle is settled.
+    taken: Option<Taken>,
+}
+
+/// The mark of an entry taken out of its table and not settled yet.
+struct Taken(Arc<Shared>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let mut table = self.0.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.settling -= 1;
+        if table.is_empty() {
+            self.0.emptied.notify_all();
+        }
+    }
 }
 
 /// The outcomes of a unit's items that came in parts, owned: each part's message is gone by
@@ -73,13 +89,27 @@ impl Entry {
 
 struct Table {
     entries: HashMap<u64, Entry>,
+    /// Entries taken out whose settling has not ended yet.
+    settling: usize,
     closed: bool,
+}
+
+impl Table {
+    /// No unit pending, and every one taken out settled.
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.settling == 0
+    }
+}
+
+/// The table and what waits for it to empty, shared with the entries taken out of it.
+struct Shared {
+    table: Mutex<Table>,
+    emptied: Condvar,
 }
 
 /// The units of one pool that are not settled yet.
 pub(crate) struct Pending {
-    table: Mutex<Table>,
-    emptied: Condvar,
+    shared: Arc<Shared>,
     next: AtomicU64,
     duplicates: AtomicU64,
     settled: AtomicU64,
@@ -88,8 +118,10 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn new() -> Self {
         Pending {
-            table: Mutex::new(Table { entries: HashMap::new(), closed: false }),
-            emptied: Condvar::new(),
+            shared: Arc::new(Shared {
+                table: Mutex::new(Table { entries: HashMap::new(), settling: 0, closed: false }),
+                emptied: Condvar::new(),
+            }),
             next: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             settled: AtomicU64::new(0),
@@ -98,7 +130,14 @@ impl Pending {
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         // Each change is one insert or remove: a poisoned lock is still consistent.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks `entry` as taken out of `table`: the table is not empty until it is settled.
+    fn mark_taken(&self, table: &mut Table, mut entry: Entry) -> Entry {
+        table.settling += 1;
+        entry.taken = Some(Taken(self.shared.clone()));
+        entry
     }
 
     /// A fresh unit id.
@@ -112,7 +151,10 @@ impl Pending {
         if table.closed {
             return Err(settle);
         }
-        table.entries.insert(id, Entry { items, submitted: Instant::now(), settle, parts: None });
+        table.entries.insert(
+            id,
+            Entry { items, submitted: Instant::now(), settle, parts: None, taken: None },
+        );
         Ok(())
     }
 
@@ -123,14 +165,9 @@ impl Pending {
     }
 
     fn remove(&self, table: &mut Table, id: u64) -> Option<Entry> {
-        let entry = table.entries.remove(&id);
-        if entry.is_some() {
-            self.settled.fetch_add(1, Ordering::Relaxed);
-            if table.entries.is_empty() {
-                self.emptied.notify_all();
-            }
-        }
-        entry
+        let entry = table.entries.remove(&id)?;
+        self.settled.fetch_add(1, Ordering::Relaxed);
+        Some(self.mark_taken(table, entry))
     }
 
     /// Records `outcomes`, those of unit `id`'s items from item `first` on, which came as a
@@ -206,12 +243,13 @@ impl Pending {
             .filter(|(_, e)| now.saturating_duration_since(since(e.submitted)) >= wait)
             .map(|(id, _)| *id)
             .collect();
-        let out: Vec<_> =
-            ids.into_iter().filter_map(|id| table.entries.remove(&id).map(|e| (id, e))).collect();
-        self.settled.fetch_add(out.len() as u64, Ordering::Relaxed);
-        if table.entries.is_empty() && !out.is_empty() {
-            self.emptied.notify_all();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = table.entries.remove(&id) {
+                out.push((id, self.mark_taken(&mut table, entry)));
+            }
         }
+        self.settled.fetch_add(out.len() as u64, Ordering::Relaxed);
         out
     }
 
@@ -223,25 +261,31 @@ impl Pending {
     /// Takes out every unit.
     pub(crate) fn drain(&self) -> Vec<(u64, Entry)> {
         let mut table = self.lock();
-        let out: Vec<_> = table.entries.drain().collect();
+        let entries: Vec<_> = table.entries.drain().collect();
+        let out: Vec<_> =
+            entries.into_iter().map(|(id, e)| (id, self.mark_taken(&mut table, e))).collect();
         self.settled.fetch_add(out.len() as u64, Ordering::Relaxed);
-        self.emptied.notify_all();
+        if table.is_empty() {
+            self.shared.emptied.notify_all();
+        }
         out
     }
 
-    /// Waits until no unit is pending, at most `limit` if given. Returns whether none is.
+    /// Waits until no unit is pending and every unit taken out is settled, at most `limit` if
+    /// given. Returns whether none is.
     pub(crate) fn wait_empty(&self, limit: Option<Duration>) -> bool {
         // A limit too long to be an instant is none.
         let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         let mut table = self.lock();
-        while !table.entries.is_empty() {
+        while !table.is_empty() {
             table = match deadline {
-                None => self.emptied.wait(table).unwrap_or_else(PoisonError::into_inner),
+                None => self.shared.emptied.wait(table).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let Some(left) = d.checked_duration_since(Instant::now()) else {
                         return false;
                     };
-                    self.emptied.wait_timeout(table, left).unwrap_or_else(PoisonError::into_inner).0
+                    let emptied = &self.shared.emptied;
+                    emptied.wait_timeout(table, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
         }
@@ -257,7 +301,6 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
     fn counting(hits: &Arc<AtomicUsize>) -> Settle {
@@ -312,6 +355,32 @@ mod tests {
         assert!(!pending.contains(id));
         assert!(matches!(pending.take_part(id, 0, vec![Ok(&[1][..])]), Part::Unwanted));
         assert_eq!(pending.counts().0, 1);
+    }
+
+    #[test]
+    fn the_table_is_empty_only_once_every_unit_taken_out_is_settled() {
+        let pending = Pending::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (pending.next_id(), pending.next_id());
+        assert!(pending.insert(a, 2, counting(&hits)).is_ok());
+        assert!(pending.insert(b, 2, counting(&hits)).is_ok());
+        let taken = pending.take(a).expect("pending");
+        let drained = pending.drain();
+        // Taken out, but their handles not settled yet: a shutdown waiting for the table to
+        // empty must not return before they are.
+        assert!(!pending.wait_empty(Some(Duration::ZERO)));
+        taken.settle(vec![Ok(&[1][..]), Ok(&[2][..])]);
+        assert!(!pending.wait_empty(Some(Duration::ZERO)));
+        for (_, entry) in drained {
+            entry.fail(&TaskError::ShutDown);
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert!(pending.wait_empty(Some(Duration::ZERO)));
+        // An entry dropped without settling (a cancelled unit) counts as settled too.
+        let c = pending.next_id();
+        assert!(pending.insert(c, 2, counting(&hits)).is_ok());
+        drop(pending.take(c));
+        assert!(pending.wait_empty(Some(Duration::ZERO)));
     }
 
     #[test]

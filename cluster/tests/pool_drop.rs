@@ -36,3 +36,17 @@ fn a_dropped_pool_leaves_no_results_consumer_behind() {
     }
     assert_eq!(results_consumers(&url), Vec::<String>::new());
 }
+
+#[test]
+fn every_handle_is_finished_when_shutdown_returns() {
+    let Some(server) = common::server("pool_shutdown_settles") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 2, &[]);
+    let pool = ClusterPool::connect(url.clone()).expect("the pool connects");
+    let handles: Vec<_> = (0..200).map(|i| pool.submit(square, i)).collect();
+    pool.shutdown();
+    for (i, mut handle) in (0..200).zip(handles) {
+        assert!(handle.is_finished(), "task {i} is not settled after shutdown returned");
+        assert_eq!(handle.try_join().expect("finished").unwrap(), i * i);
+    }
+}
