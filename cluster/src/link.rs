@@ -184,8 +184,21 @@ async fn connect_with(
         None => {}
     }
     options.connect(addresses).await.map_err(|e| {
-        error::unreachable(format!("cannot connect to {}: {e}", server.shown_url()), Duration::ZERO)
+        let why = format!("cannot connect to {}: {e}{}", server.shown_url(), hint(&e.to_string()));
+        error::unreachable(why, Duration::ZERO)
     })
+}
+
+/// What a connection error's text suggests to fix, if anything: a TLS handshake answered by
+/// a server without TLS (a `tls://` url, or TLS required, for a plain server) reads as a
+/// corrupt message of the wrong content type.
+fn hint(error: &str) -> &'static str {
+    if error.contains("InvalidContentType") {
+        " (the server does not speak TLS: use a nats:// url, and no TLS settings, for a server \
+         without TLS)"
+    } else {
+        ""
+    }
 }
 
 /// A user, password or token as a url carries it, percent-encoded (`p%40ss` for `p@ss`), as

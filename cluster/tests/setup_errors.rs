@@ -1,6 +1,6 @@
 //! Mistakes of configuration fail at once with what is wrong, not as an unreachable server
 //! after many retries: a url that is not a NATS url, replicas that a single server cannot
-//! have, a server without JetStream.
+//! have, a server without JetStream, a `tls://` url for a server without TLS.
 
 mod common;
 
@@ -40,6 +40,21 @@ fn a_server_without_jetstream_is_unreachable_without_retrying() {
             assert_eq!(waited, Duration::ZERO, "its answer is final: no retry");
             let source = e.source().expect("what the server said").to_string();
             assert!(source.contains("JetStream is not enabled"), "{source}");
+        }
+        other => panic!("expected an unreachable server, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tls_url_to_a_server_without_tls_says_the_server_does_not_speak_tls() {
+    let Some(server) = PlainServer::start("setup_tls_to_plain", true) else { return };
+    let url = server.url().replace("nats://", "tls://");
+    match ClusterPool::connect(url.clone()) {
+        Err(e @ TaskError::Unreachable { .. }) => {
+            let source = e.source().expect("why").to_string();
+            assert!(source.contains(&url), "{source}");
+            assert!(source.contains("does not speak TLS"), "{source}");
+            assert!(source.contains("nats://"), "the fix: {source}");
         }
         other => panic!("expected an unreachable server, got {other:?}"),
     }
