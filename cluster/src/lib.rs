@@ -41,7 +41,8 @@
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
 //!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers (counting
 //!   the agents of other images alive: agents not restarted after a rebuild run another
-//!   image, and cannot run the new one's tasks), or with
+//!   image, and cannot run the new one's tasks; and the agents of its image alive that
+//!   serve streams of another name), or with
 //!   [`TaskError::Unreachable`] (and why) if it does not: a lost server, not a lack of
 //!   agents, is then the cause. A server that does not take a task for as long fails it
 //!   with [`TaskError::Unreachable`] too.

@@ -573,8 +573,8 @@ async fn police(inner: std::sync::Weak<Inner>) {
             continue;
         }
         let unreachable = link::why_unreachable(&inner.js, &inner.config.server).await;
-        let other_agents = match unreachable {
-            Some(_) => 0,
+        let (other_agents, other_streams) = match unreachable {
+            Some(_) => (0, 0),
             None => other_agents(&inner).await,
         };
         if inner.live_agents().0 > 0 {
@@ -586,34 +586,45 @@ async fn police(inner: std::sync::Weak<Inner>) {
             let waited = now.saturating_duration_since(since(entry.submitted));
             let error = match &unreachable {
                 Some(reason) => error::unreachable(reason.clone(), waited),
-                None => TaskError::NoWorker { waited, other_agents },
+                None => TaskError::NoWorker { waited, other_agents, other_streams },
             };
             entry.fail(&error);
         }
     }
 }
 
-/// How many agents of other images than the pool's are alive: those heard on the agents'
-/// subjects of every image within a heartbeat (and a margin). They cannot run the pool's
-/// tasks, and agents started from an older build are the likeliest reason a pool has none
-/// (see [`TaskError::NoWorker`]). Zero if the server cannot be asked.
-async fn other_agents(inner: &Inner) -> usize {
-    let Ok(mut beats) = inner.client.subscribe(inner.names.agents_subject("*")).await else {
-        return 0;
+/// How many agents alive cannot run the pool's tasks, as `(of other images, of the pool's
+/// image on streams of another name)`: those heard within a heartbeat (and a margin) on the
+/// agents' subjects of every image under the pool's stream name, and on those of the pool's
+/// image under every other name. Agents started from an older build, and a stream name set
+/// on one side only, are the likeliest reasons a pool has none (see
+/// [`TaskError::NoWorker`]). Zeros if the server cannot be asked.
+async fn other_agents(inner: &Inner) -> (usize, usize) {
+    let Ok(beats) = inner.client.subscribe(inner.names.agents_subject("*")).await else {
+        return (0, 0);
     };
+    // Stream names are one token of letters, digits, '_' and '-'.
+    let elsewhere = inner.client.subscribe(format!("*.agents.{}", inner.image)).await.ok();
+    let elsewhere = futures_util::stream::iter(elsewhere).flatten().map(|m| (m, true));
+    let mut heard = futures_util::stream::select(beats.map(|m| (m, false)), elsewhere);
     let own = inner.names.agents_subject(inner.image);
-    let mut others = HashSet::new();
+    let (mut others, mut other_streams) = (HashSet::new(), HashSet::new());
     let until = tokio::time::Instant::now() + HEARTBEAT + Duration::from_millis(250);
-    while let Ok(Some(message)) = tokio::time::timeout_at(until, beats.next()).await {
+    while let Ok(Some((message, elsewhere))) = tokio::time::timeout_at(until, heard.next()).await {
         if message.subject.as_str() == own {
             continue;
         }
         if let Ok(beat) = wire::decode::<Heartbeat>(&message.payload) {
-            others.insert(beat.agent);
+            if elsewhere {
+                other_streams.insert(beat.agent);
+            } else {
+                others.insert(beat.agent);
+            }
         }
     }
-    beats.unsubscribe().await.ok();
-    others.len()
+    // Dropping the subscriptions ends them.
+    drop(heard);
+    (others.len(), other_streams.len())
 }
 
 /// Fails, as [`TaskError::Unreachable`], the units sent before the server lost its tasks

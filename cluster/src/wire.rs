@@ -517,9 +517,11 @@ impl WireError {
             WireError::Io(message) => {
                 TaskError::Io(Arc::new(std::io::Error::other(message.clone())))
             }
-            WireError::NoWorker { waited_ns } => {
-                TaskError::NoWorker { waited: Duration::from_nanos(*waited_ns), other_agents: 0 }
-            }
+            WireError::NoWorker { waited_ns } => TaskError::NoWorker {
+                waited: Duration::from_nanos(*waited_ns),
+                other_agents: 0,
+                other_streams: 0,
+            },
             WireError::DeliveryLimit(deliveries) => {
                 TaskError::DeliveryLimit { deliveries: *deliveries }
             }
@@ -573,7 +575,11 @@ mod tests {
             TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 },
             TaskError::Protocol { reason: "garbage".into() },
             TaskError::DeliveryLimit { deliveries: 3 },
-            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 },
+            TaskError::NoWorker {
+                waited: Duration::from_secs(30),
+                other_agents: 0,
+                other_streams: 0,
+            },
             error::unreachable("no route", Duration::from_secs(2)),
         ];
         for e in all {

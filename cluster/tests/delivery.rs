@@ -127,7 +127,7 @@ fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait(
     let waited = started.elapsed();
     for outcome in many.into_iter().chain([one.join()]) {
         match outcome {
-            Err(error @ TaskError::NoWorker { waited, other_agents: 1 }) => {
+            Err(error @ TaskError::NoWorker { waited, other_agents: 1, other_streams: 0 }) => {
                 assert!(waited >= wait);
                 assert!(
                     error.to_string().contains("an agent of another executable is alive"),
@@ -142,4 +142,21 @@ fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait(
     assert_eq!(pool.stats().agents, 0, "the stranger is not an agent of this image");
     stranger.kill();
     std::fs::remove_file(other).unwrap();
+}
+
+#[test]
+fn a_task_whose_agents_serve_another_stream_name_fails_saying_so() {
+    let Some(server) = common::server("other_stream") else { return };
+    let url = server.url();
+    let _elsewhere = common::agent(&url, 1, &[("TASKPOOL_AGENT_STREAM", "ELSEWHERE")]);
+    let wait = Duration::from_secs(2);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url).agent_wait(wait)).unwrap();
+    match pool.apply(square, 3) {
+        Err(error @ TaskError::NoWorker { other_agents: 0, other_streams: 1, .. }) => {
+            let text = error.to_string();
+            assert!(text.contains("an agent of this executable is alive"), "{text}");
+            assert!(text.contains("streams of another name"), "{text}");
+        }
+        other => panic!("expected no agent and one on another stream name, got {other:?}"),
+    }
 }

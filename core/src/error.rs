@@ -118,6 +118,10 @@ pub enum TaskError {
         /// program, say, whose agents were not restarted after a rebuild): they cannot run
         /// this program's tasks. Zero if none were heard.
         other_agents: usize,
+        /// Agents of the caller's own executable heard alive then that serve streams of
+        /// another name (a stream name set on one side only, in the caller's configuration or
+        /// the agents'): they never see this caller's tasks. Zero if none were heard.
+        other_streams: usize,
     },
     /// The task was handed to a worker `deliveries` times and no delivery ended with an
     /// outcome (each worker died or lost contact while it held the task). It is not handed
@@ -191,8 +195,20 @@ impl fmt::Display for TaskError {
             TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
             TaskError::AlreadyJoined => f.write_str("the result was already taken"),
             TaskError::Io(_) => f.write_str("operating-system call failed"),
-            TaskError::NoWorker { waited, other_agents } => {
+            TaskError::NoWorker { waited, other_agents, other_streams } => {
                 write!(f, "no worker able to run the task was available for {waited:?}")?;
+                match other_streams {
+                    0 => {}
+                    1 => f.write_str(
+                        "; an agent of this executable is alive serving streams of another \
+                         name, and callers and agents must use the same stream name",
+                    )?,
+                    n => write!(
+                        f,
+                        "; {n} agents of this executable are alive serving streams of another \
+                         name, and callers and agents must use the same stream name"
+                    )?,
+                }
                 match other_agents {
                     0 => Ok(()),
                     1 => f.write_str(
@@ -449,8 +465,16 @@ mod tests {
             TaskError::Unsupported { operation: "killing a thread" },
             TaskError::AlreadyJoined,
             TaskError::from(io::Error::other("x")),
-            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 },
-            TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 2 },
+            TaskError::NoWorker {
+                waited: Duration::from_secs(30),
+                other_agents: 0,
+                other_streams: 0,
+            },
+            TaskError::NoWorker {
+                waited: Duration::from_secs(30),
+                other_agents: 2,
+                other_streams: 1,
+            },
             TaskError::DeliveryLimit { deliveries: 5 },
             TaskError::Unreachable {
                 waited: Duration::from_secs(2),
@@ -485,18 +509,41 @@ mod tests {
 
     #[test]
     fn the_causes_a_cluster_meets_say_what_they_are() {
-        let none = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 0 };
+        let none = TaskError::NoWorker {
+            waited: Duration::from_secs(30),
+            other_agents: 0,
+            other_streams: 0,
+        };
         assert_eq!(none.to_string(), "no worker able to run the task was available for 30s");
         assert!(none.source().is_none());
-        let stranger = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 1 };
+        let stranger = TaskError::NoWorker {
+            waited: Duration::from_secs(30),
+            other_agents: 1,
+            other_streams: 0,
+        };
         assert_eq!(
             stranger.to_string(),
             "no worker able to run the task was available for 30s; an agent of another \
              executable is alive, and an agent runs only the tasks of the executable it was \
              started from"
         );
-        let strangers = TaskError::NoWorker { waited: Duration::from_secs(30), other_agents: 3 };
+        let strangers = TaskError::NoWorker {
+            waited: Duration::from_secs(30),
+            other_agents: 3,
+            other_streams: 0,
+        };
         assert!(strangers.to_string().contains("; 3 agents of other executables are alive"));
+        let elsewhere = TaskError::NoWorker {
+            waited: Duration::from_secs(30),
+            other_agents: 0,
+            other_streams: 1,
+        };
+        assert_eq!(
+            elsewhere.to_string(),
+            "no worker able to run the task was available for 30s; an agent of this executable \
+             is alive serving streams of another name, and callers and agents must use the same \
+             stream name"
+        );
         let poison = TaskError::DeliveryLimit { deliveries: 5 };
         assert_eq!(poison.to_string(), "the task was delivered 5 times without an outcome");
         assert!(poison.source().is_none());
