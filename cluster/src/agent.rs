@@ -379,7 +379,7 @@ impl Agent {
                 let Some(bound) = unit.abandon_after else { continue };
                 let gone = *judged
                     .entry(caller.as_str())
-                    .or_insert_with(|| self.is_gone(caller, bound, now));
+                    .or_insert_with(|| self.is_gone(caller, bound, now, true));
                 if gone && !unit.stopped.swap(true, Ordering::SeqCst) {
                     // Its worker is killed, as at a time limit, and replaced.
                     unit.run.stop();
@@ -396,7 +396,8 @@ impl Agent {
                 callers.stored.iter().map(|(caller, (bound, _))| (caller.clone(), *bound)).collect()
             };
             for (caller, bound) in stored {
-                if self.is_gone(&caller, bound, now) {
+                // Nothing of it is here: gone without a word, unless units of it come.
+                if self.is_gone(&caller, bound, now, false) {
                     self.callers
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -427,8 +428,9 @@ impl Agent {
     }
 
     /// Whether `caller`, which allows `bound` of silence, is gone: taken for gone before, or
-    /// silent for longer than `bound` now (then taken for gone from now on, and said so).
-    fn is_gone(&self, caller: &str, bound: Duration, now: Instant) -> bool {
+    /// silent for longer than `bound` now (then taken for gone from now on, and said so if
+    /// `announce`: it has units here).
+    fn is_gone(&self, caller: &str, bound: Duration, now: Instant, announce: bool) -> bool {
         let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
         if callers.gone.contains_key(caller) {
             return true;
@@ -436,9 +438,12 @@ impl Agent {
         let Some(silence) = callers.silence(caller, now).filter(|&silence| silence > bound) else {
             return false;
         };
-        let gone = Gone { bound, last: now, dropped: 0, stopped: 0 };
+        let gone = Gone { bound, last: now, dropped: 0, stopped: 0, announced: announce };
         callers.gone.insert(caller.to_string(), gone);
         drop(callers);
+        if !announce {
+            return true;
+        }
         say!(
             "taskpool agent {}: caller {caller} is gone (not heard for {:.1} s, it allows {:?}): \
              its tasks here are dropped without running and those running are stopped",
@@ -460,8 +465,12 @@ impl Agent {
         true
     }
 
-    /// Says, once per caller taken for gone, what became of its tasks here.
+    /// Says, once per caller taken for gone, what became of its tasks here, if anything is
+    /// worth saying ([`Gone::worth_saying`]).
     fn said_gone(&self, caller: &str, gone: &Gone) {
+        if !gone.worth_saying() {
+            return;
+        }
         say!(
             "taskpool agent {}: of gone caller {caller}, {} tasks were dropped without running \
              and {} stopped or their results thrown away",
@@ -517,7 +526,7 @@ impl Agent {
         };
         let abandon_after = abandon_after(message.headers.as_ref());
         let now = Instant::now();
-        let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now));
+        let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now, true));
         let message = Arc::new(message);
         let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
         let mut stored = Vec::with_capacity(task.units.len());

@@ -41,6 +41,19 @@ pub(crate) struct Gone {
     pub(crate) dropped: u64,
     /// Its units stopped, or whose results were thrown away, as they ran.
     pub(crate) stopped: u64,
+    /// Whether the agent said it was gone when it took it for gone: it had units here then.
+    pub(crate) announced: bool,
+}
+
+impl Gone {
+    /// Whether what became of the caller's tasks here is worth saying when the agent forgets
+    /// it: it was said to be gone, or units of it were dropped or stopped. A caller taken for
+    /// gone only because results were stored for it lately had nothing here to lose: a pool
+    /// whose program ended after its last task here, dropped or not, which every program
+    /// does, has its results removed without a word.
+    pub(crate) fn worth_saying(&self) -> bool {
+        self.announced || self.dropped > 0 || self.stopped > 0
+    }
 }
 
 impl Callers {
@@ -96,6 +109,21 @@ mod tests {
         assert_eq!(abandon_after(Some(&headers)), Some(Duration::from_secs(3)));
         headers.insert(ABANDON_AFTER_HEADER, "soon");
         assert_eq!(abandon_after(Some(&headers)), None);
+    }
+
+    #[test]
+    fn a_caller_gone_with_nothing_here_to_lose_goes_without_a_word() {
+        let quiet = Gone {
+            bound: Duration::from_secs(30),
+            last: Instant::now(),
+            dropped: 0,
+            stopped: 0,
+            announced: false,
+        };
+        assert!(!quiet.worth_saying(), "a program that ended after its last task here");
+        assert!(Gone { dropped: 1, ..quiet }.worth_saying());
+        assert!(Gone { stopped: 1, ..quiet }.worth_saying());
+        assert!(Gone { announced: true, ..quiet }.worth_saying());
     }
 
     #[test]
