@@ -7,6 +7,10 @@ use async_nats::ServerAddr;
 use taskpool_core::{Config, TaskError};
 use taskpool_process::ProcessConfig;
 
+/// The longest stream name: JetStream takes names of at most 255 bytes, and the results
+/// stream's adds `_RESULTS`.
+const MAX_STREAM_NAME: usize = 255 - "_RESULTS".len();
+
 /// How to reach the NATS server, shared by callers and agents.
 #[derive(Clone)]
 pub(crate) struct Server {
@@ -64,6 +68,13 @@ impl Server {
                 self.name
             ));
         }
+        if self.name.len() > MAX_STREAM_NAME {
+            return bad(format!(
+                "the stream name is {} bytes: JetStream takes stream names of at most 255, so at \
+                 most {MAX_STREAM_NAME} before `_RESULTS`",
+                self.name.len()
+            ));
+        }
         if !(1..=5).contains(&self.replicas) {
             return bad(format!("{} stream replicas: JetStream allows 1 to 5", self.replicas));
         }
@@ -111,6 +122,8 @@ macro_rules! server_settings {
         impl $ty {
             /// Names the streams `{NAME}_TASKS` and `{NAME}_RESULTS` (default `TASKPOOL`), so
             /// that separate deployments can share one server. Callers and agents must agree.
+            /// Letters, digits, `_` and `-`, at most 247 bytes. The subjects take the name
+            /// lowercased, so two names that differ only in case cannot share a server.
             pub fn stream_name(mut self, name: impl Into<String>) -> Self {
                 self.server.name = name.into();
                 self

@@ -1,6 +1,7 @@
 //! Mistakes of configuration fail at once with what is wrong, not as an unreachable server
 //! after many retries: a url that is not a NATS url, replicas that a single server cannot
-//! have, a server without JetStream, a `tls://` url for a server without TLS.
+//! have, a server without JetStream, a `tls://` url for a server without TLS, a stream name
+//! too long.
 
 mod common;
 
@@ -58,4 +59,20 @@ fn a_tls_url_to_a_server_without_tls_says_the_server_does_not_speak_tls() {
         }
         other => panic!("expected an unreachable server, got {other:?}"),
     }
+}
+
+#[test]
+fn a_stream_name_longer_than_jetstream_allows_is_an_invalid_config() {
+    let longest = "a".repeat(247);
+    let config = ClusterConfig::new("nats://127.0.0.1:1").stream_name(longest.clone() + "a");
+    match ClusterPool::with_config(config) {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("248 bytes"), "{reason}");
+            assert!(reason.contains("247"), "the longest allowed: {reason}");
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+    let Some(server) = common::server("setup_long_stream_name") else { return };
+    let config = ClusterConfig::new(server.url()).stream_name(longest);
+    assert!(ClusterPool::with_config(config).is_ok(), "the longest name is taken");
 }
