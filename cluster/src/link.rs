@@ -397,17 +397,45 @@ async fn stream_of(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, TaskError> {
-    let what = format!("stream {} (replicas: {})", config.name, config.num_replicas);
-    let answer = |e: &CreateStreamError| match e.kind() {
+    let what = format!(
+        "stream {} (replicas: {}, subjects {})",
+        config.name,
+        config.num_replicas,
+        config.subjects.join(", ")
+    );
+    let answer = |e: &StreamRefusal| match e.0.kind() {
         CreateStreamErrorKind::JetStreamUnavailable => Answer::NoJetStream,
         CreateStreamErrorKind::JetStream(e) => answer_of(e.kind()),
         _ => Answer::Passing,
     };
-    let stream = ask(&what, || js.get_or_create_stream(config.clone()), answer).await?;
+    let request = || async { js.get_or_create_stream(config.clone()).await.map_err(StreamRefusal) };
+    let stream = ask(&what, request, answer).await?;
     match foreign(&stream.cached_info().config, &config) {
         None => Ok(stream),
         // Someone else's stream by that name: final until its operator changes something.
         Some(reason) => Err(error::unreachable(reason, Duration::ZERO)),
+    }
+}
+
+/// A failed request for a stream, shown with what to do about the server's refusals that a
+/// setting of this side can mend.
+struct StreamRefusal(CreateStreamError);
+
+impl fmt::Display for StreamRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        match self.0.kind() {
+            CreateStreamErrorKind::JetStream(e)
+                if e.kind() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
+            {
+                f.write_str(
+                    " (another stream of this server takes these subjects: one whose name \
+                     differs from this one only in case, as subjects take the name lowercased, \
+                     or one made by someone else; choose another stream name)",
+                )
+            }
+            _ => Ok(()),
+        }
     }
 }
 

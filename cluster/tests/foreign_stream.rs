@@ -1,12 +1,13 @@
 //! A stream of the deployment's name made by someone else, with other settings, fails a
 //! pool at once with what is wrong: not every task, later, as a server that does not take it.
+//! So does a stream name that differs from another's only in case, whose subjects overlap.
 
 mod common;
 
 use std::error::Error;
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterPool, TaskError};
+use taskpool_cluster::{ClusterConfig, ClusterPool, TaskError};
 
 #[test]
 fn a_stream_of_the_same_name_with_other_subjects_is_refused_at_once() {
@@ -28,6 +29,23 @@ fn a_stream_of_the_same_name_with_other_subjects_is_refused_at_once() {
             let source = e.source().expect("why").to_string();
             assert!(source.contains("TASKPOOL_TASKS"), "{source}");
             assert!(source.contains("orders.>"), "{source}");
+        }
+        other => panic!("expected the stream to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_stream_name_differing_only_in_case_from_anothers_is_refused_saying_why() {
+    let Some(server) = common::server("case_stream") else { return };
+    let first = ClusterConfig::new(server.url()).stream_name("Orders");
+    let _first = ClusterPool::with_config(first).expect("the first name is taken");
+    match ClusterPool::with_config(ClusterConfig::new(server.url()).stream_name("orders")) {
+        Err(e @ TaskError::Unreachable { waited, .. }) => {
+            assert_eq!(waited, Duration::ZERO, "final: no retry");
+            let source = e.source().expect("why").to_string();
+            assert!(source.contains("orders.tasks.>"), "the subjects: {source}");
+            assert!(source.contains("only in case"), "{source}");
+            assert!(source.contains("choose another stream name"), "the fix: {source}");
         }
         other => panic!("expected the stream to be refused, got {other:?}"),
     }
