@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,7 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         workers: pools.workers() as u32,
         pools,
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
+        kept_ack_wait: AtomicU64::new(nanos(config.ack_wait)),
         running: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
         callers: Mutex::new(Callers::new(Instant::now())),
@@ -129,6 +130,9 @@ struct Agent {
     config: AgentConfig,
     /// The largest result message the server takes, known once connected.
     max_result: AtomicUsize,
+    /// The ack wait of the agents' consumer, in nanoseconds: this agent's own, unless the
+    /// consumer was made earlier with another, which the server keeps.
+    kept_ack_wait: AtomicU64,
     /// Units running now, by caller and task id, to stop on a cancel notice or when their
     /// caller is gone; with how long their caller may be silent, if it says.
     running: Mutex<HashMap<(String, u64), Running>>,
@@ -188,6 +192,7 @@ impl Agent {
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let mut consumer =
             link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
+        self.keep_ack_wait(&mut consumer);
         let cancels = client
             .subscribe(self.names.cancel_subject(self.image))
             .await
@@ -323,7 +328,39 @@ impl Agent {
         js: &jetstream::Context,
     ) -> Result<jetstream::consumer::PullConsumer, TaskError> {
         let (tasks, _) = link::streams(js, &self.config.server).await?;
-        link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await
+        let mut consumer =
+            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
+        self.keep_ack_wait(&mut consumer);
+        Ok(consumer)
+    }
+
+    /// Notes the ack wait that the server keeps for `consumer`, which progress reports must
+    /// beat, and says so if it is not this agent's own: the first agent of an image to make
+    /// the consumer sets it, and the server keeps it for those that come after.
+    fn keep_ack_wait(&self, consumer: &mut jetstream::consumer::PullConsumer) {
+        let kept = consumer.cached_info().config.ack_wait;
+        let before = self.kept_ack_wait.swap(nanos(kept), Ordering::Relaxed);
+        if kept != self.config.ack_wait && before != nanos(kept) {
+            say!(
+                "taskpool agent {}: the server keeps an ack wait of {kept:?} for the agents of \
+                 this executable, which the first of them set, not this agent's {:?}: a dead \
+                 agent's tasks go elsewhere after {kept:?} (remove the consumer {} of stream \
+                 {}_TASKS, with no agent running, to set it anew)",
+                self.id,
+                self.config.ack_wait,
+                Names::agents_consumer(self.image),
+                self.config.server.name
+            );
+        }
+    }
+
+    /// How often to report progress on a task held: three times per ack wait, the shorter
+    /// of this agent's own and the one the server keeps.
+    fn progress_period(&self) -> Duration {
+        let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
+        // A consumer that says none has the server's default, longer than any agent's minimum.
+        let kept = if kept.is_zero() { self.config.ack_wait } else { kept };
+        kept.min(self.config.ack_wait) / 3
     }
 
     /// Says once a second that this agent is alive, and stops the pools of initializers
@@ -528,7 +565,7 @@ impl Agent {
         let now = Instant::now();
         let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now, true));
         let message = Arc::new(message);
-        let progress = tokio::spawn(report_progress(message.clone(), self.config.ack_wait / 3));
+        let progress = tokio::spawn(report_progress(message.clone(), self.progress_period()));
         let mut stored = Vec::with_capacity(task.units.len());
         if gone {
             // Its caller is gone: the units do not run. Each gets a small failure, which says
@@ -846,6 +883,11 @@ impl StopSignals {
             _ = int.recv() => {}
         }
     }
+}
+
+/// `d` in nanoseconds, saturated.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -430,7 +430,9 @@ impl AgentConfig {
     /// task to another agent (default 30 s). The agent reports progress on every task it
     /// holds three times per wait, so a long task is not given away while its agent lives;
     /// a dead or cut-off agent's tasks go elsewhere after this long. Set by the first agent
-    /// of an executable image that the server sees.
+    /// of an executable image that the server sees, which keeps it (on disk) for the agents
+    /// of that image that come after: an agent that finds another one kept says so on
+    /// standard error, and reports progress three times per the shorter of the two.
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
         self

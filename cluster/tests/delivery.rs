@@ -57,6 +57,28 @@ fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
 }
 
 #[test]
+fn a_long_task_stays_with_its_agent_when_the_server_keeps_a_shorter_ack_wait() {
+    let Some(server) = common::server("kept_ack_wait") else { return };
+    let url = server.url();
+    // The first agent of the image makes the consumer, with its 1 s ack wait; the server
+    // keeps it for the agents that come after, whatever they ask for.
+    let mut first = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
+    first.kill();
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "9000")];
+    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&url, 1, &vars)).collect();
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).unwrap();
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let log = temp_path("kept");
+    let _ = std::fs::remove_file(&log);
+    // Three of the kept ack waits long: progress reported at a third of the agents' own 9 s
+    // would come too late, and the other agent would run it again meanwhile.
+    let runs = pool.apply(log_and_sleep, (log.to_str().unwrap().to_string(), 3000)).unwrap();
+    assert_eq!(runs, 1, "the task ran once");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
 fn a_task_that_kills_every_agent_fails_at_the_delivery_limit() {
     let Some(server) = common::server("poison") else { return };
     let url = server.url();
