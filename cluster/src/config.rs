@@ -18,7 +18,7 @@ pub(crate) struct Server {
     pub(crate) url: String,
     /// Names the streams (`{NAME}_TASKS`, `{NAME}_RESULTS`) and, lowercased, the subjects.
     pub(crate) name: String,
-    /// Replicas of each stream, when this side creates them.
+    /// Replicas of each stream: at least this many, made or raised by this side.
     pub(crate) replicas: usize,
     pub(crate) credentials: Option<PathBuf>,
     pub(crate) root_certificates: Option<PathBuf>,
@@ -129,8 +129,11 @@ macro_rules! server_settings {
                 self
             }
 
-            /// Replicas of each stream when this side creates them (default 1; 3 on a
-            /// three-node cluster keeps every task through the loss of a server).
+            /// Replicas of each stream (default 1; 3 on a three-node cluster keeps every task
+            /// through the loss of a server): this side makes the streams with this many, or
+            /// raises the replicas of streams made with fewer (by a side that asked for
+            /// fewer), and never lowers them. More than the server can have is
+            /// [`TaskError::InvalidConfig`].
             pub fn replicas(mut self, n: usize) -> Self {
                 self.server.replicas = n;
                 self

@@ -410,11 +410,19 @@ async fn stream_of(
     };
     let request = || async { js.get_or_create_stream(config.clone()).await.map_err(StreamRefusal) };
     let stream = ask(&what, request, answer).await?;
-    match foreign(&stream.cached_info().config, &config) {
-        None => Ok(stream),
+    let found = stream.cached_info().config.clone();
+    if let Some(reason) = foreign(&found, &config) {
         // Someone else's stream by that name: final until its operator changes something.
-        Some(reason) => Err(error::unreachable(reason, Duration::ZERO)),
+        return Err(error::unreachable(reason, Duration::ZERO));
     }
+    if found.num_replicas.max(1) < config.num_replicas {
+        // Made with fewer replicas (by a side that asked for none): raised to what this side
+        // asks for, as it would have been made, never lowered.
+        let raised = stream::Config { num_replicas: config.num_replicas, ..found };
+        let request = || async { js.update_stream(&raised).await.map_err(StreamRefusal) };
+        ask(&what, request, answer).await?;
+    }
+    Ok(stream)
 }
 
 /// A failed request for a stream, shown with what to do about the server's refusals that a

@@ -34,6 +34,19 @@ fn replicas_a_single_server_cannot_have_are_an_invalid_config() {
 }
 
 #[test]
+fn replicas_a_single_server_cannot_have_are_an_invalid_config_when_the_streams_exist() {
+    let Some(server) = common::server("setup_replicas_existing") else { return };
+    let _first = ClusterPool::connect(server.url()).expect("the streams are made, one replica");
+    match ClusterPool::with_config(ClusterConfig::new(server.url()).replicas(3)) {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("replicas: 3"), "{reason}");
+            assert!(reason.contains("non-clustered"), "the server's own words: {reason}");
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_server_without_jetstream_is_unreachable_without_retrying() {
     let Some(server) = PlainServer::start("setup_no_jetstream", false) else { return };
     match ClusterPool::connect(server.url()) {
