@@ -7,9 +7,14 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use common::*;
 use taskpool_process::{Pool, ProcessPool, TaskError, spawn};
+
+/// Held by each test while it runs: one counts this process's zombie children, and the
+/// other's child (this binary started through its loader) is one for a moment as it ends.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The shared library that the `in_a_library` example builds beside this test binary.
 fn library() -> PathBuf {
@@ -19,6 +24,7 @@ fn library() -> PathBuf {
 
 #[test]
 fn a_pool_in_a_shared_library_refuses_to_start_the_host_program() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let path = library();
     if !path.exists() {
         // `cargo test` builds examples; a test run without them cannot check this.
@@ -72,6 +78,7 @@ fn a_program_started_through_its_loader_refuses_to_start_the_loader() {
         assert!(reason(spawn(square, 4).and_then(|child| child.join())).contains("loader"));
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(loader) = loader() else {
         println!("skipped: this test binary has no dynamic loader");
         return;
