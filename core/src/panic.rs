@@ -286,7 +286,16 @@ fn print_recorded(report: &PanicReport) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-fn payload_text(payload: &(dyn Any + Send)) -> String {
+/// The message a panic's payload carries: its text if it is a `&str` or a `String`, else
+/// "non-string panic payload".
+///
+/// # Examples
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(taskpool_core::backend::payload_text(&*payload), "boom 1");
+/// ```
+pub fn payload_text(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -97,11 +97,7 @@ pub(crate) fn encode_caught<T: Serialize + ?Sized>(
         Ok(encoded) => encoded,
         Err(payload) => {
             out.truncate(start);
-            let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
-                (Some(text), _) => text,
-                (None, Some(text)) => text.as_str(),
-                (None, None) => "non-string panic payload",
-            };
+            let message = taskpool_core::backend::payload_text(&*payload);
             let error = CodecError(format!("its Serialize panicked: {message}"));
             taskpool_core::backend::discard(payload);
             Err(error)
