@@ -166,8 +166,15 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removes the directory, again while a task still running elsewhere (a cluster agent
+    /// runs a cancelled task it had started) adds a file as it is emptied; once it is gone,
+    /// such a task's write fails instead.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        for _ in 0..100 {
+            if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+        }
     }
 }
 
