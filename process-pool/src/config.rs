@@ -81,8 +81,9 @@ impl ProcessConfig {
     /// after it, therefore run side by side when workers are free, but can wait forever when
     /// every worker was busy and both land on one. `in_flight(1)` sends a busy worker less;
     /// only running the two sides in different pools (or one with [`crate::spawn`]) rules
-    /// it out. Items sent are never taken back: work a worker took in the first moments of
-    /// a task that then hangs waits for that task, as long as it runs.
+    /// it out. What a worker took in the first moments of a task that then runs long is
+    /// taken back, batch by batch, by a worker with nothing to do, once that task is overdue;
+    /// the other items of the task's own batch wait for it.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = n;
         self

@@ -435,7 +435,8 @@ pub struct PoolStats {
     /// Worker processes started, the first ones included.
     pub workers_started: u64,
     /// Tasks sent again to another worker after theirs died before running them (or before
-    /// its result of them reached the pool).
+    /// its result of them reached the pool), or taken back from a worker whose task ran far
+    /// past its estimate, for a worker with nothing to do.
     pub requeued: u64,
     /// Worker starts that failed: the OS refused a process or its pipes, the initializer or
     /// the start checks failed, or the worker died or hung before it was ready. After

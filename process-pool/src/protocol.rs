@@ -89,6 +89,9 @@ const FAILED_MEMORY: u8 = 2;
 const FAILED_CPU_TIME: u8 = 3;
 /// [`Kind::Failed`] reason: the item was cancelled before it started, and was skipped.
 const FAILED_CANCELLED: u8 = 4;
+/// [`Kind::Failed`] reason: the items of a batch, from the frame's (size: how many), were
+/// recalled by the parent before the batch started, and were skipped.
+const FAILED_RECALLED: u8 = 5;
 
 fn side_byte(side: Side) -> u8 {
     match side {
@@ -191,6 +194,9 @@ pub(crate) enum Failure<'a> {
     ResourceLimit { resource: Resource, limit: u64 },
     /// The item was cancelled before it started, and was skipped.
     Cancelled,
+    /// The items of a batch, `count` of them from the frame's, were recalled before the
+    /// batch started, and were skipped.
+    Recalled { count: u32 },
 }
 
 fn begin_result(out: &mut Vec<u8>, kind: Kind, meta: Meta) -> usize {
@@ -296,6 +302,7 @@ pub(crate) fn encode_failed(out: &mut Vec<u8>, meta: Meta, failure: Failure<'_>)
         }
         Failure::ResourceLimit { limit, .. } => (Side::Task, FAILED_MEMORY, limit, ""),
         Failure::Cancelled => (Side::Task, FAILED_CANCELLED, 0, ""),
+        Failure::Recalled { count } => (Side::Task, FAILED_RECALLED, u64::from(count), ""),
     };
     out.push(side_byte(side));
     out.push(reason);
@@ -315,6 +322,9 @@ pub(crate) struct ItemResult {
     pub(crate) meta: Meta,
     pub(crate) count: u32,
     pub(crate) outcome: ItemOutcome,
+    /// The items were recalled by the parent and skipped (the outcome says `Cancelled`):
+    /// they are sent elsewhere, not failed.
+    pub(crate) recalled: bool,
 }
 
 impl ItemResult {
@@ -447,6 +457,7 @@ pub(crate) fn decode_result(
         },
     };
     let mut count = 1;
+    let mut recalled = false;
     let outcome = match kind {
         Kind::Done => {
             count = b.u32("item count")?;
@@ -487,12 +498,20 @@ pub(crate) fn decode_result(
                     TaskError::ResourceLimit { resource: Resource::CpuTime, limit: size }
                 }
                 FAILED_CANCELLED => TaskError::Cancelled,
+                FAILED_RECALLED => {
+                    count = u32::try_from(size)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| WireError(format!("{size} items recalled")))?;
+                    recalled = true;
+                    TaskError::Cancelled
+                }
                 _ => return Err(WireError(format!("unknown failure reason {reason}"))),
             })
         }
         other => return Err(WireError(format!("unexpected {other:?} frame"))),
     };
-    Ok(ItemResult { meta, count, outcome })
+    Ok(ItemResult { meta, count, outcome, recalled })
 }
 
 #[cfg(test)]
@@ -678,10 +697,11 @@ mod tests {
                 _ => {
                     let side = rng.pick(&SIDES);
                     let resource = rng.pick(&[Resource::Memory, Resource::CpuTime]);
-                    let failure = match rng.below(4) {
+                    let failure = match rng.below(5) {
                         0 => Failure::Serialization { side, message: &payload },
                         1 => Failure::ResourceLimit { resource, limit: rng.next_u64() },
                         2 => Failure::Cancelled,
+                        3 => Failure::Recalled { count: 1 },
                         _ => Failure::TooLarge { side, size: rng.next_u64() },
                     };
                     encode_failed(&mut out, meta, failure);

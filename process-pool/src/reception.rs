@@ -563,17 +563,21 @@ fn settle(
             let each = cost.per_item(item.count);
             let mut values = item.values(list);
             let seqs = seq..seq.saturating_add(accepted as u64);
-            shared.answered(state, w, seqs, now, cost.elapsed_ns, |run, items| {
+            shared.answered(state, w, seqs, (now, cost.elapsed_ns), false, |run, items| {
                 let list = values.take_list(items.len());
                 deliveries.add_values(run, items.start, list, items.len(), each);
             })
+        }
+        Err(_) if item.recalled => {
+            let seqs = seq..seq.saturating_add(accepted as u64);
+            shared.answered(state, w, seqs, (now, 0), true, |_, _| {})
         }
         Err(error) => shared.answered(
             state,
             w,
             seq..seq.saturating_add(1),
-            now,
-            cost.elapsed_ns,
+            (now, cost.elapsed_ns),
+            false,
             |run, items| {
                 deliveries.add_failure(run, items.start, error.clone());
             },

@@ -472,12 +472,18 @@ pub(crate) struct Slice {
     /// How many workers died holding the first item, before they started it (see
     /// `Shared::worker_ended`).
     pub(crate) deaths: u32,
+    /// Once sent: its first item is the first of a batch frame (the worker can skip a
+    /// batch, not part of one: see `Shared::recall`).
+    pub(crate) frame_start: bool,
+    /// Once sent: the items were recalled before the worker started them and were queued
+    /// again; the worker's answers for them are dropped.
+    pub(crate) recalled: bool,
 }
 
 impl Slice {
     /// Items `items` of `run`, not sent.
     pub(crate) fn new(run: Arc<Run>, items: Range<usize>) -> Self {
-        Slice { run, items, load_ns: 0, deaths: 0 }
+        Slice { run, items, load_ns: 0, deaths: 0, frame_start: false, recalled: false }
     }
 }
 

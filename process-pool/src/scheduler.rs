@@ -54,6 +54,11 @@ pub(crate) trait Process: Send + Sync {
     /// started by then (if `seq` is not among it, the item will not run), or `None` if it
     /// cannot be asked (no status page).
     fn cancel(&self, seq: u64) -> Option<Progress>;
+
+    /// Asks the worker to skip every batch it was sent that starts before item `before` and
+    /// that it has not started. Returns what it had started by then: the batches that start
+    /// at or after its `started` are skipped. `None` if it cannot be asked (no status page).
+    fn recall(&self, before: u64) -> Option<Progress>;
 }
 
 /// How far a worker got, from its status page: it started items `0..started` and finished
@@ -683,7 +688,14 @@ impl Shared {
             conn.served += count as u64;
             slot.load_ns += load_ns * count as u64;
             let sent_before = slot.sent.len();
-            slot.sent.push_back(Slice { run: run.clone(), items: items.clone(), load_ns, deaths });
+            slot.sent.push_back(Slice {
+                run: run.clone(),
+                items: items.clone(),
+                load_ns,
+                deaths,
+                frame_start: true,
+                recalled: false,
+            });
             // Single tasks of one function queued behind this one travel in its frame.
             let most = if others_free { 1 } else { target.min(room_left) };
             if run.len() == 1 && most > 1 {
@@ -763,6 +775,7 @@ impl Shared {
             }
             let Some(mut next) = queue.pop_front() else { break };
             next.load_ns = next.run.job.pace.load_ns();
+            next.frame_start = false;
             bytes += input;
             joined += 1;
             load += next.load_ns;
@@ -787,7 +800,8 @@ impl Shared {
     ) -> Option<Instant> {
         let limit_of = |run: &Run| self.limit_of(run);
         let slot = &mut state.slots[w];
-        let head = slot.sent.front()?;
+        // Recalled items are skipped, not run: nothing to police.
+        let head = slot.sent.front().filter(|head| !head.recalled)?;
         let conn = slot.conn.as_mut()?;
         if conn.killed.is_some() {
             return None;
@@ -818,21 +832,97 @@ impl Shared {
         Some(deadline)
     }
 
+    /// What idle worker `w` does for the others: it takes back the batches another worker
+    /// holds behind an item that has run past [`overdue_after`] its job's estimate (they
+    /// would wait for that item, however long), and queues them again, for itself. Returns
+    /// the flushes that send them (to write once the lock is released), and when to look
+    /// again: when the next such item becomes overdue.
+    pub(crate) fn relieve(
+        &self,
+        state: &mut State,
+        w: usize,
+        now: Instant,
+    ) -> (Flushes, Option<Instant>) {
+        let quota = self.quota();
+        let idle = state.slots[w].sent.is_empty()
+            && state.slots[w].conn.as_ref().is_some_and(|c| c.takes_work(quota));
+        if !idle || !state.queue.is_empty() || state.dropping {
+            return (Flushes::new(), None);
+        }
+        let mut next: Option<Instant> = None;
+        for other in (0..state.slots.len()).filter(|&other| other != w) {
+            if let Some(due) = self.recall(state, other, now) {
+                next = Some(next.map_or(due, |next| next.min(due)));
+            }
+        }
+        let flushes = if state.queue.is_empty() { Flushes::new() } else { self.pump_all(state) };
+        (flushes, next)
+    }
+
+    /// Recalls, once worker `w`'s head item is overdue, the batches it holds behind the
+    /// head's batch and has not started: they are queued again at the front, and stay in
+    /// `sent` marked recalled until the worker answers that it skipped them. Returns when
+    /// the head becomes overdue, if it is not yet and something is held behind its batch.
+    fn recall(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+        let State { queue, slots, counters, .. } = state;
+        let slot = &mut slots[w];
+        let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
+        let head = slot.sent.front().filter(|head| !head.recalled)?;
+        if slot.sent.len() < 2 {
+            return None;
+        }
+        let due = slot.head_since?.checked_add(overdue_after(head.run.job.pace.item_ns()))?;
+        if now < due {
+            return Some(due);
+        }
+        // The first batch behind the head's that is still the worker's.
+        let behind = slot.sent.iter().skip(1).position(|s| s.frame_start && !s.recalled)? + 1;
+        let started = conn.process.recall(conn.next_seq)?.started;
+        let mut seq = conn.expect_seq;
+        seq += slot.sent.range(..behind).map(|s| s.items.len() as u64).sum::<u64>();
+        let mut taken = SmallVec::<[Slice; 4]>::new();
+        let mut batch_taken = false;
+        for slice in slot.sent.range_mut(behind..) {
+            let (first, len) = (seq, slice.items.len() as u64);
+            seq += len;
+            if slice.frame_start {
+                batch_taken = first >= started;
+            }
+            if !batch_taken || slice.recalled {
+                continue;
+            }
+            slice.recalled = true;
+            slot.load_ns = slot.load_ns.saturating_sub(slice.load_ns * len);
+            slice.load_ns = 0;
+            conn.served = conn.served.saturating_sub(len);
+            counters.requeued += len;
+            taken.push(Slice::new(slice.run.clone(), slice.items.clone()));
+        }
+        for slice in taken.into_iter().rev() {
+            queue.push_front(slice);
+        }
+        None
+    }
+
     /// Records the answered items `seqs` of worker `w` (its head items), read at
     /// `now`, which took the worker `elapsed_ns` together (their jobs' paces learn it), and
     /// calls `each` with the run and indices of each run's items among them, in order.
     ///
+    /// Items the worker skipped because they were recalled (`skipped`) are not outcomes:
+    /// those the pool had queued again already are dropped, the others are queued again now
+    /// (the worker saw the recall of a batch the pool saw start: see `status.rs`).
+    ///
     /// # Errors
     ///
-    /// The worker answered an item it was not sent, or out of order. The items before it
-    /// are recorded.
+    /// The worker answered an item it was not sent, or out of order, or ran an item that
+    /// was recalled. The items before it are recorded.
     pub(crate) fn answered(
         &self,
         state: &mut State,
         w: usize,
         seqs: Range<u64>,
-        now: Instant,
-        elapsed_ns: u64,
+        (now, elapsed_ns): (Instant, u64),
+        skipped: bool,
         mut each: impl FnMut(&Arc<Run>, Range<usize>),
     ) -> Result<(), String> {
         let (seq, count) = (seqs.start, seqs.end.saturating_sub(seqs.start));
@@ -849,23 +939,38 @@ impl Shared {
         }
         let item_ns = elapsed_ns / count.max(1);
         let mut left = count;
+        let mut again = SmallVec::<[Slice; 2]>::new();
         while left > 0 {
             let Some(head) = slot.sent.front_mut() else {
                 let seq = conn.expect_seq;
                 return Err(format!("result for item {seq}, which was never sent"));
             };
+            if head.recalled && !skipped {
+                let seq = conn.expect_seq;
+                return Err(format!("result for item {seq}, which was recalled"));
+            }
             let n = (head.items.len() as u64).min(left);
-            each(&head.run, head.items.start..head.items.start + n as usize);
+            let items = head.items.start..head.items.start + n as usize;
+            if !skipped {
+                each(&head.run, items);
+                head.run.job.pace.record(item_ns);
+            } else if !head.recalled {
+                conn.served = conn.served.saturating_sub(n);
+                again.push(Slice::new(head.run.clone(), items));
+            }
             conn.expect_seq += n;
             head.items.start += n as usize;
             left -= n;
             slot.load_ns = slot.load_ns.saturating_sub(head.load_ns * n);
-            head.run.job.pace.record(item_ns);
             if head.items.is_empty() {
                 slot.sent.pop_front();
             }
         }
         slot.head_since = Some(now);
+        for slice in again.into_iter().rev() {
+            state.counters.requeued += slice.items.len() as u64;
+            state.queue.push_front(slice);
+        }
         Ok(())
     }
 
@@ -944,6 +1049,10 @@ impl Shared {
         for slice in sent {
             let first = seq;
             seq += slice.items.len() as u64;
+            if slice.recalled {
+                // Queued again when recalled; never run here.
+                continue;
+            }
             let Some(at) = blamed.filter(|b| (first..seq).contains(b)) else {
                 requeue.push(slice);
                 continue;
@@ -1101,7 +1210,7 @@ impl Shared {
             let Some(conn) = slot.conn.as_mut() else { continue };
             let mut seq = conn.expect_seq;
             for slice in &slot.sent {
-                if is_run(slice) {
+                if is_run(slice) && !slice.recalled {
                     let runs = match conn.process.cancel(seq) {
                         Some(p) => p.started > seq && p.finished <= seq,
                         // Without a status page, the head is taken to be running.
@@ -1139,7 +1248,7 @@ impl Shared {
             for slice in &slot.sent {
                 let end = seq + slice.items.len() as u64;
                 if (seq..end).contains(&running) {
-                    if is_run(slice) {
+                    if is_run(slice) && !slice.recalled {
                         conn.kill(KillReason::Cancelled, Some(running));
                     }
                     break;

@@ -9,6 +9,14 @@
 //! counter, and skips the item if it is in the ring. Both sides write before they read
 //! (sequentially consistent), so either the worker sees the cancellation or the parent sees
 //! that the item started, and then kills the worker.
+//!
+//! To take back the batches sent to a worker stuck on a long item, the parent raises a
+//! watermark: every batch whose first item is below it and has not started is skipped. The
+//! worker stores that a batch starts, then reads the watermark; the parent stores the
+//! watermark, then reads what started. So either the parent sees the batch started (and
+//! leaves it with the worker), or the worker sees the watermark and skips the batch, which the
+//! parent then sends elsewhere; a batch the worker skips that the parent saw start (both
+//! saw each other) is answered as recalled, and sent elsewhere then.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -25,6 +33,9 @@ const FINISHED: usize = 1;
 const CANCELS: usize = 2;
 /// Word: 1 once the worker, at the end of its input, has begun to exit.
 const LEAVING: usize = 3;
+/// Word: batches whose first item's sequence number is below this are recalled, unless
+/// started.
+const RECALLED: usize = 4;
 /// The first word of the ring of cancelled items (each one more than its sequence number).
 const RING: usize = 8;
 /// Cancellations the ring holds: more cancellations of sent items than this before the
@@ -88,6 +99,14 @@ impl StatusPage {
         !skip
     }
 
+    /// Worker side: records that the batch whose first item is `seq` starts. Returns `false`
+    /// if it was recalled: the worker skips all of it.
+    #[inline]
+    pub(crate) fn start_batch(&self, seq: u64) -> bool {
+        self.word(STARTED).store(seq + 1, SeqCst);
+        self.word(RECALLED).load(SeqCst) <= seq
+    }
+
     /// Worker side: records that item `seq` finished.
     #[inline]
     pub(crate) fn finish(&self, seq: u64) {
@@ -118,6 +137,14 @@ impl StatusPage {
         let slot = usize::try_from(n).unwrap_or(0) % RING_LEN;
         self.word(RING + slot).store(seq + 1, Relaxed);
         self.word(CANCELS).store(n + 1, SeqCst);
+        self.progress()
+    }
+
+    /// Parent side: recalls the batches that start before item `before` and have not
+    /// started. Returns what the worker had started by then: the batches that start at or
+    /// after its `started` are skipped.
+    pub(crate) fn recall(&self, before: u64) -> Progress {
+        self.word(RECALLED).fetch_max(before, SeqCst);
         self.progress()
     }
 }
@@ -151,5 +178,23 @@ mod tests {
         assert!(!parent.leaving());
         worker.leave();
         assert!(parent.leaving());
+    }
+
+    #[test]
+    fn a_recalled_batch_is_skipped_unless_it_started() {
+        let (mut worker, parent) = pair();
+        assert!(worker.start_batch(0));
+        assert!(worker.start(0, false));
+        // Batches from 1 and from 3 were sent behind item 0, which runs.
+        let progress = parent.recall(5);
+        assert_eq!(progress.running(), Some(0));
+        worker.finish(0);
+        assert!(!worker.start_batch(1), "a recalled batch never starts");
+        assert!(!worker.start_batch(3), "a recalled batch never starts");
+        // A batch sent after the recall runs.
+        assert!(worker.start_batch(5));
+        // The watermark never goes down.
+        assert_eq!(parent.recall(2).started, 6);
+        assert!(worker.start_batch(6));
     }
 }

@@ -152,6 +152,10 @@ impl Process for Worker {
     fn cancel(&self, seq: u64) -> Option<Progress> {
         self.page.as_ref().map(|page| page.cancel(seq))
     }
+
+    fn recall(&self, before: u64) -> Option<Progress> {
+        self.page.as_ref().map(|page| page.recall(before))
+    }
 }
 
 /// A supervisor's side of one worker's transport.
@@ -334,8 +338,16 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
             deadline = Some(deadline.map_or(by, |d| d.min(by)));
         }
     }
+    // An idle worker takes back what another holds behind a task that runs long.
+    let (flushes, relieve_at) = shared.relieve(&mut state, w, now);
+    if let Some(at) = relieve_at {
+        deadline = Some(deadline.map_or(at, |d| d.min(at)));
+    }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
     let busy = !state.slots[w].sent.is_empty();
+    drop(state);
+    drop(receiving);
+    shared.flush(flushes);
     Plan { deadline, want_write, busy, ready: true }
 }
 

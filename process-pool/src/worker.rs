@@ -383,6 +383,11 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     // The results of earlier batches go now: the first item of this one may run for a long
     // time, and nothing could write them meanwhile.
     out.flush();
+    if count > 0 && !out.page.as_ref().is_none_or(|page| page.start_batch(first_seq)) {
+        // Taken back while an earlier item ran long: the parent sends it elsewhere.
+        out.skip_recalled(first_seq, count);
+        return Ok(());
+    }
     out.seq = first_seq;
     out.left_in_batch = count;
     // Results not held back long: by the flusher where it covers the frame, else by writing
@@ -745,6 +750,22 @@ impl Outputs {
         if self.flush_each || due || large || sender_waits {
             self.flush_with(large);
         }
+    }
+
+    /// Answers that the `count` items of a batch from `first_seq` were skipped because the
+    /// parent recalled them before the batch started.
+    #[cold]
+    #[inline(never)]
+    fn skip_recalled(&mut self, first_seq: u64, count: u32) {
+        let meta = Meta { seq: first_seq, cost: Cost::default() };
+        self.open = None;
+        protocol::encode_failed(&mut self.pending, meta, Failure::Recalled { count });
+        self.seq = first_seq + u64::from(count);
+        if let Some(page) = &self.page {
+            page.finish(self.seq - 1);
+        }
+        self.clock.restart();
+        self.flush();
     }
 
     /// Records that the current item was cancelled before it started: it never runs.

@@ -46,3 +46,50 @@ fn a_map_given_while_a_task_runs_long_is_not_sent_behind_it() {
         assert_eq!(long.join().unwrap(), 7);
     });
 }
+
+/// Waits until the file `go` exists, then returns its input: a task that hangs until told.
+#[derive(Serialize, Deserialize)]
+struct WaitFor {
+    go: String,
+}
+
+impl Task for WaitFor {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        wait_for_file(&self.go);
+        x
+    }
+}
+
+#[test]
+fn work_sent_behind_a_task_that_then_hangs_runs_on_another_worker() {
+    let scratch = Scratch::new("long-task-recall");
+    let files: Vec<String> = (0..5).map(|i| scratch.file(&format!("go-{i}"))).collect();
+    within("a map sent behind a task that then hangs", move || {
+        let pool = ProcessPool::new(2).unwrap();
+        let expected: Vec<u64> = (0..64u64).map(|x| x * x).collect();
+        let (mut recalled, mut attempts) = (0, 0);
+        // A map given within the first 10 ms of the task (its estimate's floor) sends part
+        // of its items behind it; given later (a stalled machine), it sends none there,
+        // so try again.
+        for go in &files {
+            attempts += 1;
+            let before = pool.stats().requeued;
+            let stuck = pool.submit(WaitFor { go: go.clone() }, 7);
+            assert_eq!(pool.map(square, 0..64).unwrap(), expected);
+            recalled = pool.stats().requeued - before;
+            std::fs::write(go, "").unwrap();
+            assert_eq!(stuck.join().unwrap(), 7);
+            if recalled > 0 {
+                break;
+            }
+        }
+        assert!(recalled > 0, "no item was ever sent behind the task");
+        // The pool goes on as before, and counted each item once.
+        assert_eq!(pool.map(square, 0..64).unwrap(), expected);
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed), (65 * attempts + 64, 0));
+    });
+}

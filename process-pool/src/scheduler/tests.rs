@@ -17,6 +17,7 @@ pub(crate) struct FakeProcess {
     kills: AtomicUsize,
     progress: Mutex<Option<Progress>>,
     cancelled: Mutex<Vec<u64>>,
+    recalled: Mutex<Vec<u64>>,
 }
 
 impl FakeProcess {
@@ -40,6 +41,11 @@ impl Process for FakeProcess {
 
     fn cancel(&self, seq: u64) -> Option<Progress> {
         self.cancelled.lock().unwrap().push(seq);
+        self.progress()
+    }
+
+    fn recall(&self, before: u64) -> Option<Progress> {
+        self.recalled.lock().unwrap().push(before);
         self.progress()
     }
 }
@@ -146,7 +152,7 @@ fn a_crash_blames_only_the_running_item_and_requeues_the_rest_in_order() {
     let now = Instant::now();
     // Items 0 and 1 answered; item 4 runs (2 and 3 finished, their results lost).
     for seq in 0..2 {
-        s.answered(&mut s.lock(), 0, seq..seq + 1, now, 1, |_, _| {}).unwrap();
+        s.answered(&mut s.lock(), 0, seq..seq + 1, (now, 1), false, |_, _| {}).unwrap();
     }
     fake.set(5, 4);
     let d = end(&s, 0, Exit::Code(0), fake.progress());
@@ -197,7 +203,7 @@ fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     assert_eq!(fake.kills(), 1, "killed once");
     assert!(conn.accepts(0) && !conn.accepts(1) && !conn.accepts(2));
     drop(state);
-    s.answered(&mut s.lock(), 0, 0..1, Instant::now(), 1, |_, _| {}).unwrap();
+    s.answered(&mut s.lock(), 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
     fake.set(2, 1);
     deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
     assert_eq!(*rec.got.lock().unwrap(), [(1, Some("task cancelled".into()))]);
@@ -275,11 +281,14 @@ fn a_worker_retires_at_its_quota_once_it_answered_everything() {
     assert_eq!(sent(&s, 0), 2, "no more than the quota is sent");
     assert!(!s.should_retire(&s.lock(), 0));
     let now = Instant::now();
-    s.answered(&mut s.lock(), 0, 0..1, now, 1, |_, _| {}).unwrap();
+    s.answered(&mut s.lock(), 0, 0..1, (now, 1), false, |_, _| {}).unwrap();
     assert!(!s.should_retire(&s.lock(), 0));
-    s.answered(&mut s.lock(), 0, 1..2, now, 1, |_, _| {}).unwrap();
+    s.answered(&mut s.lock(), 0, 1..2, (now, 1), false, |_, _| {}).unwrap();
     assert!(s.should_retire(&s.lock(), 0));
-    assert!(s.answered(&mut s.lock(), 0, 7..8, now, 1, |_, _| {}).is_err(), "an item never sent");
+    assert!(
+        s.answered(&mut s.lock(), 0, 7..8, (now, 1), false, |_, _| {}).is_err(),
+        "an item never sent"
+    );
 }
 
 #[test]
@@ -348,7 +357,7 @@ fn answer_all(s: &Shared, w: usize, ns: u64) {
     for _ in 0..held {
         let mut state = s.lock();
         let seq = state.slots[w].conn.as_ref().unwrap().expect_seq;
-        s.answered(&mut state, w, seq..seq + 1, now, ns, |_, _| {}).unwrap();
+        s.answered(&mut state, w, seq..seq + 1, (now, ns), false, |_, _| {}).unwrap();
         let _ = s.pump(&mut state, w);
     }
 }
@@ -411,6 +420,92 @@ fn a_worker_whose_item_runs_far_past_its_estimate_takes_no_more_work() {
     assert_eq!(map_after(Duration::from_millis(50)), (vec![], vec![1, 1]));
 }
 
+/// Two items measured at 1 ms run, one on each worker, with a map of 10 in batches of
+/// `batch` spread behind them; worker 1 then answers everything it holds and is idle. Returns the pool, worker 0's
+/// fake process and the map.
+fn one_worker_idle_the_other_running_long(batch: usize) -> (Shared, Arc<FakeProcess>, Arc<Run>) {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)).in_flight(16), 2);
+    let fake = connect(&s, 0);
+    connect(&s, 1);
+    let long = run(2, NullSink, Batching::Fixed(1));
+    measured(&long, 1_000_000);
+    s.submit(long);
+    let map = run(10, NullSink, Batching::Fixed(batch));
+    s.submit(map.clone());
+    assert!(!sent_of(&s, 0, &map).is_empty(), "part of the map waits behind the long item");
+    while sent(&s, 1) > 0 {
+        answer_all(&s, 1, 1_000);
+    }
+    assert!(s.lock().queue.is_empty());
+    // Worker 0 runs its first item.
+    fake.set(1, 0);
+    (s, fake, map)
+}
+
+/// What worker `w` holds: (items, recalled) per slice.
+fn held(s: &Shared, w: usize) -> Vec<(usize, bool)> {
+    s.lock().slots[w].sent.iter().map(|sl| (sl.items.len(), sl.recalled)).collect()
+}
+
+#[test]
+fn an_idle_worker_takes_back_what_waits_behind_an_overdue_item() {
+    let (s, fake, map) = one_worker_idle_the_other_running_long(2);
+    let behind = sent_of(&s, 0, &map);
+    let since = s.lock().slots[0].head_since.unwrap();
+    // Five times the estimate but under the floor: not overdue yet; look again at 10 ms.
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(5));
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(since + Duration::from_millis(10)));
+    assert!(fake.recalled.lock().unwrap().is_empty());
+    // Overdue: what waits behind it goes to worker 1.
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(50));
+    assert_eq!((flushes.len(), due), (1, None));
+    assert_eq!(sent_of(&s, 1, &map), behind);
+    let next_seq = s.lock().slots[0].conn.as_ref().unwrap().next_seq;
+    assert_eq!(*fake.recalled.lock().unwrap(), [next_seq]);
+    let mut expected = vec![(1, false)];
+    expected.extend(behind.iter().map(|&n| (n, true)));
+    assert_eq!(held(&s, 0), expected, "recalled slices wait for the worker's answers");
+    // The long item ends; the worker says it skipped the rest: nothing is delivered twice.
+    let skipped: u64 = behind.iter().sum::<usize>() as u64;
+    let mut state = s.lock();
+    s.answered(&mut state, 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
+    let mut delivered = 0;
+    s.answered(&mut state, 0, 1..1 + skipped, (Instant::now(), 0), true, |_, _| delivered += 1)
+        .unwrap();
+    assert_eq!(delivered, 0);
+    assert!(state.slots[0].sent.is_empty() && state.queue.is_empty());
+    drop(state);
+    assert_eq!(sent_of(&s, 1, &map), behind, "worker 1 still holds them");
+}
+
+#[test]
+fn a_batch_the_worker_started_is_not_recalled_and_one_it_skipped_unasked_runs_elsewhere() {
+    let (s, fake, map) = one_worker_idle_the_other_running_long(1);
+    let behind = sent_of(&s, 0, &map);
+    assert!(behind.len() >= 2, "{behind:?}");
+    // The long item ended meanwhile and the first batch behind it started.
+    fake.set(2, 1);
+    let since = s.lock().slots[0].head_since.unwrap();
+    let _ = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(50));
+    let mut expected = vec![(1, false), (behind[0], false)];
+    expected.extend(behind[1..].iter().map(|&n| (n, true)));
+    assert_eq!(held(&s, 0), expected);
+    assert_eq!(sent_of(&s, 1, &map), behind[1..]);
+    // The worker answers the long item, then says it skipped the started batch (it saw the
+    // recall as the pool saw the batch start): that batch is queued again, not failed.
+    let mut state = s.lock();
+    s.answered(&mut state, 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
+    let n = behind[0] as u64;
+    s.answered(&mut state, 0, 1..1 + n, (Instant::now(), 0), true, |_, _| panic!()).unwrap();
+    let queued: usize = state.queue.iter().map(|sl| sl.items.len()).sum();
+    assert_eq!(queued, behind[0]);
+    // An answer with a value for a recalled item breaks the protocol.
+    let seq = 1 + n;
+    let err = s.answered(&mut state, 0, seq..seq + 1, (Instant::now(), 1), false, |_, _| {});
+    assert!(err.unwrap_err().contains("recalled"));
+}
+
 #[test]
 fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
@@ -421,7 +516,7 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     connect(&s, 0);
     assert_eq!(sent(&s, 0), 6);
     let mut seen = Vec::new();
-    s.answered(&mut s.lock(), 0, 0..5, Instant::now(), 50, |run, items| {
+    s.answered(&mut s.lock(), 0, 0..5, (Instant::now(), 50), false, |run, items| {
         seen.push((Arc::ptr_eq(run, &first), items));
     })
     .unwrap();
@@ -429,7 +524,8 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     assert_eq!(first.job.pace.item_ns(), 10, "the pace learns the mean of the group");
     assert_eq!(sent(&s, 0), 1);
     assert_eq!(s.lock().slots[0].conn.as_ref().unwrap().expect_seq, 5);
-    let err = s.answered(&mut s.lock(), 0, 5..7, Instant::now(), 1, |_, _| {}).unwrap_err();
+    let err =
+        s.answered(&mut s.lock(), 0, 5..7, (Instant::now(), 1), false, |_, _| {}).unwrap_err();
     assert!(err.contains("never sent"), "{err}");
 }
 
@@ -495,7 +591,7 @@ fn single(job: &Arc<Paced>, input: u8) -> Arc<Run> {
 fn answer_one(s: &Shared, w: usize) {
     let mut state = s.lock();
     let seq = state.slots[w].conn.as_ref().unwrap().expect_seq;
-    s.answered(&mut state, w, seq..seq + 1, Instant::now(), 50, |_, _| {}).unwrap();
+    s.answered(&mut state, w, seq..seq + 1, (Instant::now(), 50), false, |_, _| {}).unwrap();
     let flush = s.pump(&mut state, w);
     drop(state);
     s.flush(flush);
@@ -540,7 +636,7 @@ fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
     assert_eq!(sent(&s, 0), 7);
     // One answer covers items of several runs, in order.
     let mut seen = Vec::new();
-    s.answered(&mut s.lock(), 0, 1..8, Instant::now(), 350, |run, items| {
+    s.answered(&mut s.lock(), 0, 1..8, (Instant::now(), 350), false, |run, items| {
         seen.push((run.framed(0..1)[4], items));
     })
     .unwrap();
