@@ -347,6 +347,39 @@ pub fn join_timeout_reports_and_keeps_handle<P: Pool>(make: impl Fn(Config) -> P
     assert_eq!(quick.join_timeout(HANG).unwrap(), 36);
 }
 
+/// `wait_timeout` says whether a task has settled, waiting at most its limit, and leaves the
+/// outcome, a value or a failure, in the handle.
+pub fn wait_timeout_keeps_the_result<P: Pool>(make: impl Fn(Config) -> P) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let pool = make(Config::new().workers(2));
+    let gate = std::env::temp_dir().join(format!(
+        "taskpool-wait-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let gated = pool.submit(results::wait_for_file, (7, gate.display().to_string()));
+    assert!(!gated.wait_timeout(Duration::from_millis(20)), "settled before its gate opened");
+    assert!(!gated.wait_timeout(Duration::ZERO));
+    assert!(!gated.is_finished());
+    std::fs::write(&gate, b"").expect("creating the gate file");
+    let settled = gated.wait_timeout(HANG);
+    let _ = std::fs::remove_file(&gate);
+    assert!(settled && gated.is_finished());
+    assert!(gated.wait_timeout(Duration::ZERO), "settled stays settled");
+    assert_eq!(gated.join().unwrap(), 7);
+
+    let mut panicked = pool.submit(panic_on_three, 3);
+    assert!(panicked.wait_timeout(Duration::MAX));
+    match panicked.try_join() {
+        Some(Err(TaskError::Panicked(report))) => {
+            assert_eq!(report.message, "three is not allowed");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert!(panicked.wait_timeout(Duration::ZERO), "a taken result is still settled");
+    assert!(matches!(panicked.try_join(), Some(Err(TaskError::AlreadyJoined))));
+}
+
 /// Cancelling a queued task settles it as cancelled and it never delivers a result.
 pub fn cancel_queued_task<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(1));
@@ -649,7 +682,8 @@ macro_rules! conformance_suite {
             streamed_input_yields_while_it_waits,
             dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
-            join_timeout_reports_and_keeps_handle, cancel_queued_task, drop_while_running,
+            join_timeout_reports_and_keeps_handle, wait_timeout_keeps_the_result,
+            cancel_queued_task, drop_while_running,
             shutdown_twice, shutdown_while_others_submit, reports_workers, each_item_once,
             awaited_handles, progress_counts_every_item, progress_arrives_while_items_run,
             try_map_is_flat, serde_shapes, initializer_runs_once_per_worker,

@@ -440,6 +440,35 @@ impl<R> TaskHandle<R> {
         }
     }
 
+    /// Waits at most `limit` for the task to settle, without taking its result, like
+    /// Python's `AsyncResult.wait(timeout)` followed by `ready()`. Returns whether it has
+    /// settled ([`TaskHandle::is_finished`]); the outcome, a value or a failure, stays in the
+    /// handle for [`TaskHandle::join`] or [`TaskHandle::try_join`]. A task that outlasts the
+    /// wait keeps running. A `limit` too long to be a point in time, such as `Duration::MAX`,
+    /// waits for as long as the task takes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use taskpool_core::{Pool, TaskError};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// # let pool = taskpool_thread::ThreadPool::new(2)?;
+    ///
+    /// let handle = pool.submit(square, 9);
+    /// while !handle.wait_timeout(Duration::from_millis(100)) {
+    ///     println!("still waiting");
+    /// }
+    /// assert!(handle.is_finished());
+    /// assert_eq!(handle.join()?, 81); // the result is still there
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    pub fn wait_timeout(&self, limit: Duration) -> bool {
+        self.settled_by(Instant::now().checked_add(limit))
+    }
+
     /// Returns the result if the task has finished, without waiting.
     pub fn try_join(&mut self) -> Option<Result<R, TaskError>> {
         let mut state = self.slot.lock();
@@ -473,18 +502,32 @@ impl<R> TaskHandle<R> {
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
+        if !self.settled_by(deadline) {
+            return None;
+        }
+        let mut state = self.slot.lock();
+        match &*state {
+            State::Joined => Some(Err(TaskError::AlreadyJoined)),
+            _ => take(&mut state),
+        }
+    }
+
+    /// Waits until the task is settled or `deadline` (none: for ever) has passed, and
+    /// returns whether it is settled; takes nothing.
+    fn settled_by(&self, deadline: Option<Instant>) -> bool {
         self.help(deadline);
         self.spin(deadline);
         let mut state = self.slot.lock();
         loop {
-            match &*state {
-                State::Ready(..) => return take(&mut state),
-                State::Joined => return Some(Err(TaskError::AlreadyJoined)),
-                State::Pending(_) => {}
+            if !matches!(&*state, State::Pending(_)) {
+                return true;
             }
             let left = match deadline {
                 None => None,
-                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => Some(left),
+                    None => return false,
+                },
             };
             self.slot.sleepers.fetch_add(1, Ordering::Relaxed);
             state = match left {
