@@ -429,6 +429,13 @@ impl<R> TaskHandle<R> {
     /// [`TaskError::TimedOut`] with `still_running: true`: the task keeps running and this
     /// handle can be joined again later.
     ///
+    /// A task's own time limit ([`Pool::submit_timeout`](crate::Pool::submit_timeout),
+    /// [`Config::timeout`](crate::Config::timeout)) ends in a `TimedOut` too, with
+    /// `still_running: true` on threads, which cannot stop it: that one is the task's
+    /// outcome, and the handle is joined. A loop that waits in steps should not join again
+    /// on every `TimedOut`: wait with [`TaskHandle::wait_timeout`], which takes nothing, and
+    /// join once it returns `true` (or ask [`TaskHandle::is_finished`] after the timeout).
+    ///
     /// # Errors
     ///
     /// The task's failure, a timeout, or [`TaskError::AlreadyJoined`] if the result was
