@@ -81,6 +81,118 @@
 //! Large arguments and results cross without a copy as [`SharedBytes`]: written once into
 //! shared memory, sealed, and read in place by the worker (and back).
 //!
+//! # Coming from Python's `multiprocessing`
+//!
+//! The example of Python's `multiprocessing.Pool` documentation, ported:
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskpool_process::{Pool, ProcessPool, TaskError};
+//!
+//! fn f(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn getpid(_: ()) -> u32 {
+//!     std::process::id()
+//! }
+//!
+//! fn sleep(seconds: u64) {
+//!     std::thread::sleep(Duration::from_secs(seconds));
+//! }
+//!
+//! # fn main() -> Result<(), TaskError> {
+//! let pool = ProcessPool::new(4)?; // with Pool(processes=4) as pool:
+//! println!("{:?}", pool.map(f, 0..10)?);
+//! for i in pool.imap_unordered(f, 0..10) {
+//!     println!("{}", i?);
+//! }
+//! let mut res = pool.submit(f, 20); // apply_async(f, (20,))
+//! println!("{}", res.join_timeout(Duration::from_secs(1))?); // get(timeout=1)
+//! let pids: Vec<_> = (0..4).map(|_| pool.submit(getpid, ())).collect();
+//! for pid in pids {
+//!     println!("{}", pid.join()?);
+//! }
+//! let mut res = pool.submit(sleep, 10);
+//! match res.join_timeout(Duration::from_millis(100)) {
+//!     Err(TaskError::TimedOut { still_running: true, .. }) => println!("we lacked patience"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! res.cancel(); // kills that worker; a new one takes over
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What each name of Python's is here (the [`Pool`] trait's methods run on threads too):
+//!
+//! | Python | `taskpool-process` |
+//! |---|---|
+//! | `Pool()`, `Pool(processes=n)` | `ProcessPool::with_config(Config::new())` (one worker per CPU), [`ProcessPool::new(n)`](ProcessPool::new) |
+//! | `initializer=f` | [`Config::initializer`]: a `fn()`, run once in each worker. There is no `initargs`: pass what the tasks need in their argument or a [`Task`] struct |
+//! | `maxtasksperchild=n` | [`Config::max_tasks_per_worker`] |
+//! | `map(f, items, chunksize=c)` | [`Pool::map`]; the chunk size is the pool's, [`Config::chunk_size`] |
+//! | `starmap(f, pairs)` | [`Pool::starmap`] (or `map`) with a function of several arguments |
+//! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time. There is no `next(timeout)`: for a time limit per result, `submit` and wait on the handles |
+//! | `tqdm(pool.imap_unordered(...))` | [`Pool::map_with_progress`], or count the items of `imap_unordered` |
+//! | `apply(f, args)` | [`Pool::apply`] |
+//! | `apply_async(f, args)` → `AsyncResult` | [`Pool::submit`] → [`TaskHandle`] |
+//! | `get()`, `get(timeout)` | [`TaskHandle::join`], [`TaskHandle::join_timeout`] (a `TimedOut` with `still_running: true`, Python's `TimeoutError`) |
+//! | `ready()`, `wait(timeout)`, `successful()` | [`TaskHandle::is_finished`], [`TaskHandle::wait_timeout`]; whether it succeeded is the `Result` that `join` returns |
+//! | `callback=`, `error_callback=` | none: the caller joins (or `.await`s) each handle and acts on its `Result`, on a thread of its choosing |
+//! | `close()` then `join()` | [`Pool::shutdown`]: runs everything submitted, then stops the workers |
+//! | `terminate()`, leaving `with Pool() as pool:` | dropping the pool: queued tasks fail with [`TaskError::ShutDown`], running ones get [`Config::shutdown_grace`] (1 s) and are then killed and fail so too; `shutdown_grace(Duration::ZERO)` kills them at once, as `terminate()` does |
+//! | a worker that dies: the pool hangs (`multiprocessing`), `BrokenProcessPool` (`concurrent.futures`), `ProcessExpired` (pebble) | that task fails with [`TaskError::Crashed`], [`Exit::Signal`] or [`Exit::Code`]; a new worker takes over and every other task runs |
+//! | pebble's `schedule(f, args, timeout=t)` | [`Pool::submit_timeout`]: past `t` the worker is killed and replaced, and the task fails with `TimedOut { still_running: false, .. }` |
+//! | `concurrent.futures`' `submit`, `result(timeout)`, `cancel()` | [`Pool::submit`], [`TaskHandle::join_timeout`], [`TaskHandle::cancel`] (a running task's worker is killed) |
+//! | `as_completed(futures)`, `wait(futures, return_when=FIRST_COMPLETED)` | a handle is a `Future`: `futures`' `FuturesUnordered` (blocking: `futures::executor::block_on_stream`) and `select_all`; see below |
+//! | `Process(target=f, args=(x,))`, `start()` | [`spawn(f, x)`](spawn) → [`Spawned`] |
+//! | `join()`, `join(timeout)`, `is_alive()`, `kill()`, `terminate()`, `pid` | [`Spawned::join`], [`Spawned::join_timeout`], [`Spawned::is_alive`], [`Spawned::kill`] (SIGKILL), [`Spawned::id`] |
+//! | `exitcode` | `join` returns the task's value, or [`TaskError::Crashed`] with the exit code or signal |
+//! | `Queue()`, `put`, `get(timeout=t)`, `queue.Empty` | [`Queue::new`], `put`, `get_timeout` → [`GetError::Timeout`]; a task gets [`Queue::producer`] or [`Queue::consumer`] as its argument |
+//! | `Pipe()`, `send`, `recv`, `EOFError` | [`Pipe::new`] → two [`End`]s, [`End::send`], [`End::recv`] → [`GetError::Disconnected`] once the other end is gone |
+//! | `Value`, `Array`, `Manager` | none: return results, or use a [`Queue`]; [`SharedBytes`] for large read-only bytes |
+//!
+//! Two differences a ported program may meet. A worker takes the next task while it runs
+//! one (see [`ProcessConfig::in_flight`]), so with `apply_async`-style submissions of very
+//! different lengths, a short task can wait behind a long one while another worker is
+//! idle; `ProcessConfig::in_flight(1)` hands out tasks one at a time, as Python's pool
+//! does. And a worker is your program started again, whose `main` never runs: see the
+//! crate's README on what runs in a worker.
+//!
+//! `as_completed` and `wait(FIRST_COMPLETED)`, without an async runtime:
+//!
+//! ```
+//! use std::time::Duration;
+//! use futures_util::future::select_all;
+//! use futures_util::stream::FuturesUnordered;
+//! use taskpool_process::{Pool, ProcessPool, TaskError};
+//!
+//! fn sleep_ms(ms: u64) -> u64 {
+//!     std::thread::sleep(Duration::from_millis(ms));
+//!     ms
+//! }
+//!
+//! # fn main() -> Result<(), TaskError> {
+//! let pool = ProcessPool::new(2)?;
+//!
+//! // for f in as_completed(fs): print(f.result())
+//! let handles: FuturesUnordered<_> =
+//!     [30, 10].into_iter().map(|ms| pool.submit(sleep_ms, ms)).collect();
+//! for result in futures_executor::block_on_stream(handles) {
+//!     println!("{}", result?);
+//! }
+//!
+//! // done, not_done = wait(fs, return_when=FIRST_COMPLETED)
+//! let handles = vec![pool.submit(sleep_ms, 20), pool.submit(sleep_ms, 0)];
+//! let (first, index, rest) = futures_executor::block_on(select_all(handles));
+//! println!("task {index} finished first: {}", first?);
+//! for handle in rest {
+//!     handle.join()?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Limits and costs
 //!
 //! [`ProcessConfig::memory_limit`] and [`ProcessConfig::cpu_time_limit`] cap what a task may use in its
