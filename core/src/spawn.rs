@@ -25,6 +25,11 @@ pub trait Child<R>: Send {
 /// A task running in a worker of its own, started by a backend's `spawn`: a process (with a
 /// pid) or a thread, with the same API.
 ///
+/// Dropping it without joining differs: a process is killed (and reaped), unlike a process
+/// of Python's `multiprocessing`, which runs on; a thread, which cannot be stopped, runs on
+/// to its end and its result is discarded. Keep the handle for as long as the task should
+/// run.
+///
 /// # Examples
 ///
 /// `spawn` is the backend crate's: `taskpool_process::spawn` starts a process,

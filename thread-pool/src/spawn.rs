@@ -13,7 +13,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// The handle has the same API as `taskpool_process::spawn`'s: an id (a number unique in this
 /// process, since a thread has no pid), `is_alive`, `join` returning the value, and `kill`,
-/// which returns [`TaskError::Unsupported`] because a thread cannot be killed.
+/// which returns [`TaskError::Unsupported`] because a thread cannot be killed. For the same
+/// reason, dropping the handle unjoined lets the thread run on to its end (a one-off process
+/// is killed then), its result discarded.
 ///
 /// # Errors
 ///
