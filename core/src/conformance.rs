@@ -632,13 +632,21 @@ pub enum Spawnable {
 }
 
 /// A one-off (`spawn`) joins with its task's value, reports a panic typed, has an id, is
-/// alive while it runs, and `join_timeout` leaves it running and joinable.
+/// alive while it runs, and `join_timeout` leaves it running and joinable, and gives the
+/// outcome of one that has ended even with no time to wait.
 ///
 /// `spawn` starts the task named on the input given, with the backend's `spawn`.
 pub fn spawned(spawn: impl Fn(Spawnable, u64) -> Result<Spawned<u64>, TaskError>) {
     let child = spawn(Spawnable::Square, 7).unwrap();
     assert!(child.id() > 0);
     assert_eq!(child.join().unwrap(), 49);
+    // A one-off that has ended gives its outcome to a wait of no time: the polling form
+    // of a join.
+    let mut ended = spawn(Spawnable::Square, 8).unwrap();
+    while ended.is_alive() {
+        thread::yield_now();
+    }
+    assert_eq!(ended.join_timeout(Duration::ZERO).unwrap(), 64);
     match spawn(Spawnable::PanicOnThree, 3).unwrap().join() {
         Err(TaskError::Panicked(report)) => assert_eq!(report.message, "three is not allowed"),
         other => panic!("expected a panic, got {other:?}"),

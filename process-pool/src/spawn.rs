@@ -189,10 +189,9 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
                     );
                 }
                 Ok(None) => {
+                    // Polled even when the deadline has passed (a wait of no time): what the
+                    // process sent before it ended is read, not taken for a timeout.
                     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if left.is_some_and(|l| l.is_zero()) {
-                        return false;
-                    }
                     let interest = Interest { fd: self.result.as_fd(), read: true, write: false };
                     match sys::poll([interest], left) {
                         Ok([ready]) if ready.read => {

@@ -24,6 +24,22 @@ fn a_crash_is_reported_with_its_signal() {
 }
 
 #[test]
+fn an_ended_child_gives_its_outcome_to_a_wait_of_no_time() {
+    let mut child = spawn(exit_3, 0).unwrap();
+    while child.is_alive() {
+        std::thread::yield_now();
+    }
+    let outcome = child.join_timeout(Duration::ZERO);
+    assert!(matches!(outcome, Err(TaskError::Crashed(Exit::Code(3)))), "{outcome:?}");
+    let mut child = spawn(worker_pid, 0).unwrap();
+    let pid = u32::try_from(child.id()).unwrap();
+    while child.is_alive() {
+        std::thread::yield_now();
+    }
+    assert_eq!(child.join_timeout(Duration::ZERO).unwrap(), pid);
+}
+
+#[test]
 fn kill_ends_a_running_process() {
     let mut child = spawn(sleep_ms, 60_000).unwrap();
     assert!(child.is_alive());
