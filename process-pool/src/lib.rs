@@ -150,7 +150,8 @@
 //! | `exitcode` | `join` returns the task's value, or [`TaskError::Crashed`] with the exit code or signal |
 //! | `Queue()`, `put`, `get(timeout=t)`, `queue.Empty` | [`Queue::new`], `put`, `get_timeout` → [`GetError::Timeout`]; a task gets [`Queue::producer`] or [`Queue::consumer`] as its argument |
 //! | `Pipe()`, `send`, `recv`, `EOFError` | [`Pipe::new`] → two [`End`]s, [`End::send`], [`End::recv`] → [`GetError::Disconnected`] once the other end is gone |
-//! | `Value`, `Array`, `Manager` | none: return results, or use a [`Queue`]; [`SharedBytes`] for large read-only bytes |
+//! | `Value`, `Array`, `Manager`, `Lock`, `Event`, `Semaphore` | none: return results, or send them through a [`Queue`] or [`Pipe`] (a value put once serves as an `Event`); [`SharedBytes`] for large read-only bytes |
+//! | start methods (`fork`, `spawn`, `forkserver`) | none to choose: a worker is the program's executable started again, like `spawn`, but its `main` never runs |
 //!
 //! Two differences a ported program may meet. A worker takes the next task while it runs
 //! one (see [`ProcessConfig::in_flight`]), so with `apply_async`-style submissions of very
