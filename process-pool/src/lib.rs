@@ -132,7 +132,7 @@
 //! | `maxtasksperchild=n` | [`Config::max_tasks_per_worker`] |
 //! | `map(f, items, chunksize=c)` | [`Pool::map`]; the chunk size is the pool's, [`Config::chunk_size`] |
 //! | `starmap(f, pairs)` | [`Pool::starmap`] (or `map`) with a function of several arguments |
-//! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time. There is no `next(timeout)`: for a time limit per result, `submit` and wait on the handles |
+//! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time. There is no `next(timeout)`: to stop waiting on a stuck item, give every item a time limit ([`Config::timeout`]: a worker past it is killed and that item fails with `TimedOut`), or `submit` the items and wait on their handles with [`TaskHandle::join_timeout`] |
 //! | `tqdm(pool.imap_unordered(...))` | [`Pool::map_with_progress`], or count the items of `imap_unordered` |
 //! | `apply(f, args)` | [`Pool::apply`] |
 //! | `apply_async(f, args)` → `AsyncResult` | [`Pool::submit`] → [`TaskHandle`] |
