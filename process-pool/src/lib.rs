@@ -129,7 +129,7 @@
 //! |---|---|
 //! | `Pool()`, `Pool(processes=n)` | `ProcessPool::with_config(Config::new())` (one worker per CPU), [`ProcessPool::new(n)`](ProcessPool::new) |
 //! | `initializer=f` | [`Config::initializer`]: a `fn()`, run once in each worker. There is no `initargs`: pass what the tasks need in their argument or a [`Task`] struct |
-//! | `maxtasksperchild=n` | [`Config::max_tasks_per_worker`] |
+//! | `maxtasksperchild=n` | [`Config::max_tasks_per_worker`]; it counts items, where Python counts a `map`'s chunks |
 //! | `map(f, items, chunksize=c)` | [`Pool::map`]; the chunk size is the pool's, [`Config::chunk_size`] |
 //! | `starmap(f, pairs)` | [`Pool::starmap`] (or `map`) with a function of several arguments |
 //! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time. There is no `next(timeout)`: to stop waiting on a stuck item, give every item a time limit ([`Config::timeout`]: a worker past it is killed and that item fails with `TimedOut`), or `submit` the items and wait on their handles with [`TaskHandle::join_timeout`] |
@@ -146,7 +146,7 @@
 //! | `concurrent.futures`' `submit`, `result(timeout)`, `cancel()` | [`Pool::submit`], [`TaskHandle::join_timeout`], [`TaskHandle::cancel`] (a running task's worker is killed) |
 //! | `as_completed(futures)`, `wait(futures, return_when=FIRST_COMPLETED)` | a handle is a `Future`: `futures`' `FuturesUnordered` (blocking: `futures::executor::block_on_stream`) and `select_all`; see below |
 //! | `Process(target=f, args=(x,))`, `start()` | [`spawn(f, x)`](spawn) → [`Spawned`]; unlike Python's process, it is killed when its handle is dropped unjoined, so keep the handle |
-//! | `join()`, `join(timeout)`, `is_alive()`, `kill()`, `terminate()`, `pid` | [`Spawned::join`], [`Spawned::join_timeout`], [`Spawned::is_alive`], [`Spawned::kill`] (SIGKILL), [`Spawned::id`] |
+//! | `join()`, `join(timeout)`, `is_alive()`, `kill()`, `terminate()`, `pid` | [`Spawned::join`], [`Spawned::join_timeout`] (with no time to wait, a poll), [`Spawned::is_alive`], [`Spawned::kill`] (SIGKILL), [`Spawned::id`] |
 //! | `exitcode` | `join` returns the task's value, or [`TaskError::Crashed`] with the exit code or signal |
 //! | `Queue()`, `put`, `get(timeout=t)`, `queue.Empty` | [`Queue::new`], `put`, `get_timeout` → [`GetError::Timeout`]; a task gets [`Queue::producer`] or [`Queue::consumer`] as its argument |
 //! | `Pipe()`, `send`, `recv`, `EOFError` | [`Pipe::new`] → two [`End`]s, [`End::send`], [`End::recv`] → [`GetError::Disconnected`] once the other end is gone |
