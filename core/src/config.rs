@@ -81,7 +81,8 @@ impl Config {
     }
 
     /// Replaces a worker after it has run `n` tasks, like Python's `maxtasksperchild`: a cure
-    /// for leaks in the code a task calls. Must be at least 1. (Threads have nothing to
+    /// for leaks in the code a task calls. Each item of a `map` counts as a task, where
+    /// Python counts a chunk of items as one. Must be at least 1. (Threads have nothing to
     /// replace: the thread backend ignores it.)
     pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
         self.max_tasks_per_worker = Some(n);
