@@ -49,6 +49,31 @@
 //!   CPU-time account (the process backend's `ProcessConfig` has both).
 //!
 //! Use `taskpool-process` when any of these matter.
+//!
+//! # rayon inside a task
+//!
+//! A task runs on one of rayon's threads, so rayon called inside it (`par_iter`,
+//! `rayon::join`, `rayon::scope`) runs on the pool's own threads, not on rayon's global pool:
+//! `rayon::current_num_threads()` is the pool's size there, and the threads never outnumber
+//! the pool's. (A task that a relief thread runs, while another is past its time limit,
+//! uses rayon's global pool. On processes each worker has rayon's global pool of its own,
+//! one thread per CPU, so a pool of n workers whose tasks use rayon runs n threads per CPU.)
+//!
+//! This is rayon's work stealing, and it has rayon's consequence: while a task waits inside
+//! such a call for work another thread took, its thread runs other work of the pool meanwhile,
+//! and that may be another whole task, queued or submitted while it waits, run inside the
+//! first on the same thread; so may the thread that took part of the first task's work. So:
+//!
+//! - A task must not hold, across a rayon call, a lock that other tasks of the pool take (a
+//!   static `Mutex`, a `RefCell` of a `thread_local!` borrowed): a task run inside it that
+//!   takes the lock waits for the task it runs inside, which cannot go on before it returns,
+//!   so both wait for ever and their thread with them (a `RefCell` panics instead, "already
+//!   borrowed"). Take the lock only around the rayon call's result, or give each task the
+//!   data it needs.
+//! - A task run inside another finishes first, so a long task can hold back the result of
+//!   the one it runs inside, past that one's time limit too.
+//!
+//! A worker process runs one task at a time, so none of this happens on processes.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
