@@ -55,7 +55,9 @@ use std::time::Duration;
 pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
 pub use crate::handle::{Cancel, Completer, discard, promise, promise_notify, promise_of};
-pub use crate::panic::{PanicScope, catch_panic, payload_text, report_aborting_panics_with};
+pub use crate::panic::{
+    PanicScope, catch_panic, keep_hook_in_front, payload_text, report_aborting_panics_with,
+};
 pub use crate::pool::{map_by_handles, map_by_handles_with_progress};
 pub use crate::reorder::Reorder;
 pub use crate::spawn::Child;

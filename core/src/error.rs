@@ -425,7 +425,8 @@ pub struct PanicReport {
     /// unwind resumed with `std::panic::resume_unwind`, which skips the panic hook, and for
     /// the first panic after a task or the program replaced the hook with
     /// `std::panic::set_hook` (the pool then puts its hook back in front, so later panics
-    /// have their location and other panics still reach the hook that was set).
+    /// have their location and other panics still reach the hook that was set). A hook a
+    /// pool's initializer sets is put behind the pool's before the worker's first task.
     pub location: Option<String>,
     /// A rendered backtrace, when backtraces were requested in the pool's configuration.
     pub backtrace: Option<String>,

@@ -104,6 +104,30 @@ pub fn catch_panic<R>(backtraces: bool, f: impl FnOnce() -> R) -> Result<R, Pani
     PanicScope::enter(backtraces).catch(f)
 }
 
+/// Puts the hook that records panics in tasks back in front of whatever hook is installed,
+/// if code run since (a pool's initializer that sets up a logger, say) replaced it with
+/// `std::panic::set_hook`; the hook found there still gets every panic outside tasks.
+///
+/// A backend calls it after running code of the program's that may set a hook and before
+/// running tasks: otherwise the first panic in a task would reach that hook alone, and its
+/// report would have no location, or, in a program built with `panic = "abort"`, would not
+/// be made at all (the process aborts after the hook).
+///
+/// # Examples
+///
+/// ```
+/// use taskpool_core::backend::{catch_panic, keep_hook_in_front};
+///
+/// std::panic::set_hook(Box::new(|info| eprintln!("logged: {info}")));
+/// keep_hook_in_front();
+/// let report = catch_panic(false, || -> u8 { panic!("boom") }).unwrap_err();
+/// assert!(report.location.unwrap().contains(".rs:"));
+/// ```
+pub fn keep_hook_in_front() {
+    HOOK.call_once(install_hook);
+    restore_hook();
+}
+
 /// Panic capture for many calls on one thread: [`catch_panic`] without the per-call set-up.
 ///
 /// While a scope is alive, panics on its thread are recorded silently instead of printed;

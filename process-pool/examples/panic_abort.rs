@@ -7,10 +7,13 @@
 //! Built the usual way (unwinding) it prints the same: only the cost differs (a new worker
 //! per panic under `abort`).
 //!
+//! With the argument `logger`, the pool's initializer installs a panic hook of its own in each
+//! worker, as one that sets up logging may: the task's panic still reaches the caller.
+//!
 //! With the argument `here`, the panic happens in this process instead, as in a thread pool's
 //! task: under `panic = "abort"` the program then dies, after printing the panic.
 
-use taskpool_process::{Pool, ProcessPool, TaskError, spawn};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError, spawn};
 
 /// Panics for 1, returns anything else.
 fn fragile(x: u64) -> u64 {
@@ -18,6 +21,11 @@ fn fragile(x: u64) -> u64 {
         panic!("item {x} panics");
     }
     x * 10
+}
+
+/// Installs a panic hook that logs panics, as a logger's set-up may.
+fn install_a_logger() {
+    std::panic::set_hook(Box::new(|info| eprintln!("logged: {info}")));
 }
 
 /// One outcome, in a line: the value, or the panic's message and location.
@@ -36,6 +44,12 @@ fn main() -> Result<(), TaskError> {
     if std::env::args().nth(1).as_deref() == Some("here") {
         let outcome = taskpool_core::backend::catch_panic(false, || fragile(1));
         println!("caught here: {outcome:?}");
+        return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("logger") {
+        let config = Config::new().workers(1).initializer(install_a_logger);
+        let pool = ProcessPool::with_config(ProcessConfig::new(config))?;
+        say("apply", pool.apply(fragile, 1));
         return Ok(());
     }
     let pool = ProcessPool::new(2)?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use taskpool_core::backend::{PanicScope, catch_panic};
+use taskpool_core::backend::{PanicScope, catch_panic, keep_hook_in_front};
 use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::aborting_panic;
@@ -95,6 +95,8 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         if let Err(report) = catch_panic(false, initializer) {
             refuse(result, &format!("initializer failed: {report}"), init.frame_limit);
         }
+        // An initializer that sets up logging may install a panic hook of its own.
+        keep_hook_in_front();
     }
     if init.cpu_time_limit.is_some() {
         if let Err(e) = cpu_watch::start() {

@@ -66,3 +66,13 @@ fn under_panic_abort_a_task_panic_reaches_the_caller_and_a_panic_here_is_printed
     assert!(said.contains("item 1 panics"), "{said}");
     assert!(text(&here.stdout).is_empty(), "nothing caught it");
 }
+
+#[test]
+fn under_panic_abort_a_hook_the_initializer_installs_does_not_lose_the_panic() {
+    let example = build_aborting_example();
+    let logged = run(&example, &["logger"]);
+    let out = text(&logged.stdout);
+    assert!(logged.status.success(), "{:?}: {out}{}", logged.status, text(&logged.stderr));
+    let panicked = "apply: panicked: item 1 panics (at process-pool/examples/panic_abort.rs:";
+    assert!(out.starts_with(panicked), "{out}");
+}

@@ -63,3 +63,17 @@ fn an_unwind_resumed_by_a_task_leaves_the_hook_in_place() {
         located(&report(pool.apply(fail, x)), x);
     }
 }
+
+/// Installs a panic hook, as an initializer that sets up a logger does.
+fn install_a_logger() {
+    std::panic::set_hook(Box::new(|info| eprintln!("logged: {info}")));
+}
+
+#[test]
+fn a_hook_the_initializer_installs_does_not_hide_the_first_panics_location() {
+    let config = Config::new().workers(1).initializer(install_a_logger);
+    let pool = ProcessPool::with_config(ProcessConfig::new(config)).unwrap();
+    for x in 0..3 {
+        located(&report(pool.apply(fail, x)), x);
+    }
+}

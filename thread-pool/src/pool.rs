@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, Job, PanicScope, catch_panic, discard, map_by_handles,
-    map_by_handles_with_progress, promise, promise_of,
+    Cancel, Completer, Execute, Job, PanicScope, catch_panic, discard, keep_hook_in_front,
+    map_by_handles, map_by_handles_with_progress, promise, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -234,6 +234,8 @@ impl Shared {
         }
         match catch_panic(false, init) {
             Ok(()) => {
+                // An initializer that sets up logging may install a panic hook of its own.
+                keep_hook_in_front();
                 INITIALIZED.with(|c| c.set(true));
                 Ok(())
             }
