@@ -35,7 +35,11 @@
 //! shows it), and in any build a panic that reaches an `extern "C"` function (a callback a C
 //! library calls) or one a `Drop` raises while the task unwinds from another (the error then
 //! names that second panic). The worker reports it as it aborts, and a new worker takes
-//! over. A stack overflow is `Crashed` by SIGSEGV, and the worker says on standard error that
+//! over. That report comes from the pool's panic hook: a hook the pool's initializer installs
+//! is put behind it, but after a task replaced the hook (`std::panic::set_hook`), the next
+//! panic in that worker reaches the task's hook alone, and fails with
+//! [`TaskError::Crashed`] by SIGABRT under `panic = "abort"` (unwinding, with its message but
+//! no location). A stack overflow is `Crashed` by SIGSEGV, and the worker says on standard error that
 //! the task overflowed its stack. A worker runs tasks on its main thread, so a task has a main
 //! thread's stack (`ulimit -s`, 8 MiB by default), not a spawned thread's 2 MiB: recursion
 //! that fits in the program's `main` fits in a task.
