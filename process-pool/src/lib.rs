@@ -208,8 +208,9 @@
 //!
 //! A worker is persistent, as in Python's `multiprocessing.Pool`: what a task changes in its
 //! process (the current directory, environment variables, the umask, signal dispositions or
-//! mask, resource limits, globals) stays for the later tasks that worker runs, and no other
-//! worker sees it. Set up what every task needs with `Config::initializer`, and undo what
+//! mask, resource limits, globals, descriptors it opened or redirected with `dup2`, as onto
+//! standard output, threads it left running) stays for the later tasks that worker runs, and
+//! no other worker sees it. Set up what every task needs with `Config::initializer`, and undo what
 //! one task changes for itself (or set `max_tasks_per_worker(1)` for a fresh process per
 //! task). A worker keeps its own process group: `setsid()` in a task fails with `EPERM`.
 //!
