@@ -43,6 +43,10 @@
 //! - With a time limit (the pool's [`Config::timeout`] or a task's), each task needs a watch:
 //!   a `map` then goes one task at a time through the pool's queue instead of rayon's
 //!   batches, which costs a tiny task about fifty times its time without one.
+//! - What a task changes in its process (the current directory, environment variables, the
+//!   umask, signal dispositions, resource limits, standard output redirected with `dup2`)
+//!   changes it for the whole program and every other task at once, while they run; on
+//!   processes it stays in the one worker that ran the task.
 //! - [`Spawned::kill`] returns [`TaskError::Unsupported`].
 //! - `max_tasks_per_worker` has nothing to recycle: memory a task leaks stays leaked.
 //! - There is no per-task memory or CPU-time limit: threads share one address space and one
