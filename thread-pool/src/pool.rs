@@ -201,6 +201,29 @@ impl ThreadPool {
         self.shared.config.get_timeout().is_some() || self.shared.queue.relieved()
     }
 
+    /// Whether this thread is one of this pool's (a relief thread too).
+    fn runs_here(&self) -> bool {
+        POOL.with(|pool| pool.get().is_some_and(|p| Arc::ptr_eq(p, &self.shared)))
+    }
+
+    /// Counts a batch that rayon runs without the pool's queue (`map` and its kin) as one
+    /// accepted task until the guard drops, so that `shutdown` waits for it as for any task
+    /// submitted; `None` if the pool takes no more work. A batch run from a task of this pool
+    /// is not counted: the task it runs in is, and a `shutdown` called from inside the pool
+    /// does not wait for the tasks it runs in.
+    fn count_batch(&self) -> Option<Counted<'_>> {
+        if self.runs_here() {
+            return (!self.is_closed()).then_some(Counted(None));
+        }
+        let tally = &self.shared.tally;
+        tally.accept();
+        if self.is_closed() {
+            tally.finish(None);
+            return None;
+        }
+        Some(Counted(Some(tally)))
+    }
+
     /// Whether the pool takes no more work: it was closed, or this is a copy of the process
     /// that started it, made by `fork()`, where its threads do not exist.
     fn is_closed(&self) -> bool {
@@ -597,7 +620,7 @@ impl Pool for ThreadPool {
             return;
         }
         shared.closed.store(true, Ordering::SeqCst);
-        let inside = POOL.with(|pool| pool.get().is_some_and(|p| Arc::ptr_eq(p, &self.shared)));
+        let inside = self.runs_here();
         if inside {
             // From a task of this pool: it cannot wait for itself, nor for the tasks it runs
             // inside, and the other threads may all be waiting here too.
@@ -616,9 +639,9 @@ impl Pool for ThreadPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        if self.is_closed() {
+        let Some(_counted) = self.count_batch() else {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
-        }
+        };
         if self.through_handles() {
             return map_by_handles(self, task, items);
         }
@@ -640,10 +663,11 @@ impl Pool for ThreadPool {
         F: FnMut(usize, usize),
     {
         let () = <T::Job as Job>::PORTABLE;
-        if self.is_closed() || self.through_handles() {
+        let counted = if self.through_handles() { None } else { self.count_batch() };
+        let Some(_counted) = counted else {
             // Through handles: refused, or see `through_handles`.
             return map_by_handles_with_progress(self, task, items, progress);
-        }
+        };
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
         let total = items.len();
@@ -685,13 +709,13 @@ impl Pool for ThreadPool {
         I: IntoIterator<Item = T::Input>,
     {
         let () = <T::Job as Job>::PORTABLE;
-        if self.is_closed() {
+        let Some(_counted) = self.count_batch() else {
             // Refused item by item, as by `map_results`: no items, nothing refused.
             return match items.into_iter().next() {
                 Some(_) => Err(TaskError::ShutDown),
                 None => Ok(Vec::new()),
             };
-        }
+        };
         if self.through_handles() {
             return map_by_handles(self, task, items).into_iter().collect();
         }
@@ -730,6 +754,18 @@ impl Pool for ThreadPool {
             (_, Some((_, first))) => Err(first),
             // Only the abort marker unwinds out of the batch, and it is always recorded first.
             (Err(_), None) => Err(TaskError::ShutDown),
+        }
+    }
+}
+
+/// A batch counted in its pool's tally (see `ThreadPool::count_batch`): finished on drop,
+/// however the batch ends.
+struct Counted<'a>(Option<&'a Tally>);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some(tally) = self.0 {
+            tally.finish(None);
         }
     }
 }
@@ -780,5 +816,32 @@ impl fmt::Debug for ThreadPool {
             .field("workers", &self.workers())
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// The pool the tasks below look at.
+    static TESTED: OnceLock<ThreadPool> = OnceLock::new();
+
+    /// How many tasks the tested pool's `shutdown` would wait for now.
+    fn unfinished(_: u64) -> usize {
+        TESTED.get().expect("the pool is set").shared.tally.unfinished()
+    }
+
+    #[test]
+    fn shutdown_counts_a_map_run_from_outside_the_pool() {
+        let pool = TESTED.get_or_init(|| ThreadPool::new(2).unwrap());
+        let counted = |seen: &[usize]| seen.iter().all(|&n| n >= 1);
+        let seen = pool.map(unfinished, 0..8).unwrap();
+        assert!(counted(&seen), "map: {seen:?}");
+        let seen: Vec<usize> = pool.map_results(unfinished, 0..8).into_iter().flatten().collect();
+        assert!(counted(&seen), "map_results: {seen:?}");
+        let seen = pool.map_with_progress(unfinished, 0..8, |_, _| {}).unwrap();
+        assert!(counted(&seen), "map_with_progress: {seen:?}");
+        assert_eq!(unfinished(0), 0, "nothing is counted once the maps returned");
     }
 }

@@ -76,7 +76,7 @@ impl Tally {
     /// How many tasks accepted so far have not finished. The finished counts are read first:
     /// a task counts as finished only after it was accepted, so the difference counts every
     /// task accepted by the time `accepted` was read that had not finished.
-    fn unfinished(&self) -> usize {
+    pub(crate) fn unfinished(&self) -> usize {
         let finished: usize = self.finished.iter().map(|f| f.0.load(SeqCst)).sum();
         self.accepted.0.load(SeqCst).saturating_sub(finished)
     }
