@@ -254,7 +254,9 @@ impl ClusterConfig {
     /// How long a task waits while no agent of this executable image is alive, before it
     /// fails with [`TaskError::NoWorker`] (default 30 s), or with [`TaskError::Unreachable`]
     /// if the server does not answer then. The same wait bounds how long the pool retries
-    /// storing a task while the server is unreachable ([`TaskError::Unreachable`]).
+    /// storing a task while the server is unreachable ([`TaskError::Unreachable`]), counted
+    /// for the pool: once the server has taken none of its tasks for this long, a task sent
+    /// before it is back fails without a wait of its own.
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;
         self

@@ -1,7 +1,7 @@
 //! The caller's way to the tasks stream: units queue here and travel to the server, several
 //! to a message when they queue up, each message retried until the server has stored it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -101,8 +101,11 @@ impl Outgoing {
     }
 
     /// Waits until the server has stored the message, sending it again as long as its units
-    /// wait and the agent wait has not run out; then fails them with
-    /// [`taskpool_core::TaskError::Unreachable`].
+    /// wait and the agent wait has not run out, for the message or for the pool (the server
+    /// has taken none of its messages for that long); then fails them with
+    /// [`taskpool_core::TaskError::Unreachable`]. While the pool's connection is down after
+    /// such an outage, a message fails at once: each one does not wait the agent wait
+    /// again, which would make a `map` of many chunks wait as many times.
     async fn confirm(
         self,
         inner: Arc<Inner>,
@@ -112,6 +115,14 @@ impl Outgoing {
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
         let mut attempt = Some(first_try);
+        let connected =
+            || inner.js.client().connection_state() == async_nats::connection::State::Connected;
+        let lost = if connected() { None } else { inner.outage.over(inner.config.agent_wait) };
+        if let Some(reason) = lost {
+            self.fail(&inner, reason, started.elapsed());
+            drop(slot);
+            return;
+        }
         loop {
             let sent = match attempt.take() {
                 Some(sent) => sent,
@@ -119,31 +130,84 @@ impl Outgoing {
             };
             let error = match sent {
                 Ok(ack) => match ack.await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        inner.outage.end();
+                        break;
+                    }
                     Err(e) => e.to_string(),
                 },
                 Err(e) => e.to_string(),
             };
+            let outage = inner.outage.begin();
             if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
                 // Every unit was settled meanwhile (cancelled, or failed by a dropped pool).
                 break;
             }
             let waited = started.elapsed();
-            if waited >= inner.config.agent_wait {
-                // Why the server cannot be reached says more than how the last store failed
-                // (often just a missing acknowledgement).
-                let reason = link::why_unreachable(&inner.js, &inner.config.server).await;
-                let failure = error::unreachable(reason.unwrap_or(error), waited);
-                for id in &self.ids {
-                    if let Some(entry) = inner.pending.take(*id) {
-                        entry.fail(&failure);
+            if waited >= inner.config.agent_wait || outage >= inner.config.agent_wait {
+                let reason = match inner.outage.over(inner.config.agent_wait) {
+                    Some(reason) if !connected() => reason,
+                    _ => {
+                        // Why the server cannot be reached says more than how the last store
+                        // failed (often just a missing acknowledgement).
+                        let why = link::why_unreachable(&inner.js, &inner.config.server).await;
+                        let reason = why.unwrap_or(error);
+                        inner.outage.explain(&reason);
+                        reason
                     }
-                }
+                };
+                self.fail(&inner, reason, waited);
                 break;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
         drop(slot);
+    }
+
+    /// Fails the message's units that still wait: the server did not take them.
+    fn fail(&self, inner: &Inner, reason: String, waited: Duration) {
+        let failure = error::unreachable(reason, waited);
+        for id in &self.ids {
+            if let Some(entry) = inner.pending.take(*id) {
+                entry.fail(&failure);
+            }
+        }
+    }
+}
+
+/// Since when the server has failed to store the pool's task messages, with none stored
+/// since, and why, once a message has failed for it.
+#[derive(Default)]
+pub(crate) struct Outage(Mutex<Option<(Instant, Option<String>)>>);
+
+impl Outage {
+    /// A store failed: how long the server has taken none (from this failure if it took the
+    /// one before).
+    fn begin(&self) -> Duration {
+        let mut outage = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        outage.get_or_insert_with(|| (Instant::now(), None)).0.elapsed()
+    }
+
+    /// A store succeeded: the server takes messages.
+    fn end(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Notes why the server could not be reached, for the messages that fail after.
+    fn explain(&self, reason: &str) {
+        if let Some((_, why)) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            *why = Some(reason.to_string());
+        }
+    }
+
+    /// Why the server has taken no message for `wait` or more, if it has not and a message
+    /// failed for it already.
+    fn over(&self, wait: Duration) -> Option<String> {
+        let outage = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match outage.as_ref() {
+            Some((since, Some(why))) if since.elapsed() >= wait => Some(why.clone()),
+            _ => None,
+        }
     }
 }

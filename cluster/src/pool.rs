@@ -149,6 +149,8 @@ pub(crate) struct Inner {
     tasks_created: Mutex<i128>,
     /// When the pool found that the server had lost the tasks stream, if it did.
     store_lost: Mutex<Option<Instant>>,
+    /// Since when the server has taken none of the pool's task messages, if it failed one.
+    pub(crate) outage: crate::outbox::Outage,
     closed: AtomicBool,
     /// The copy of the process that started the pool (see `remote::fork_generation`).
     home: u64,
@@ -245,6 +247,7 @@ impl ClusterPool {
             last_alive: Mutex::new(None),
             tasks_created: Mutex::new(tasks_created),
             store_lost: Mutex::new(None),
+            outage: crate::outbox::Outage::default(),
             closed: AtomicBool::new(false),
             home: remote::fork_generation(),
             // Room for the envelope around the largest unit.
@@ -569,7 +572,19 @@ async fn police(inner: std::sync::Weak<Inner>) {
         let wait = inner.config.agent_wait;
         // A unit waits from when it was sent or when an agent was last alive, the later.
         let since = |submitted: Instant| last.map_or(submitted, |l| l.max(submitted));
-        if !inner.pending.any_overdue(now, wait, since) {
+        // But while the pool's connection is down and no agent has been heard for the wait,
+        // the server's loss is what keeps agents from every unit, however recently sent:
+        // each does not wait anew (a `map` sends its later chunks as earlier ones settle,
+        // and would wait once per window of chunks in flight).
+        let cut_off = inner.client.connection_state() != async_nats::connection::State::Connected
+            && last.is_some_and(|l| now.saturating_duration_since(l) >= wait);
+        let lost_since = |submitted: Instant| last.map_or(submitted, |l| l.min(submitted));
+        let any = if cut_off {
+            inner.pending.any_overdue(now, wait, lost_since)
+        } else {
+            inner.pending.any_overdue(now, wait, since)
+        };
+        if !any {
             continue;
         }
         let unreachable = link::why_unreachable(&inner.js, &inner.config.server).await;
@@ -581,7 +596,12 @@ async fn police(inner: std::sync::Weak<Inner>) {
             // An agent spoke up while the server was asked, or the others listened to.
             continue;
         }
-        for (_, entry) in inner.pending.overdue(now, wait, since) {
+        let overdue = if cut_off && unreachable.is_some() {
+            inner.pending.overdue(now, wait, lost_since)
+        } else {
+            inner.pending.overdue(now, wait, since)
+        };
+        for (_, entry) in overdue {
             // What this unit waited: never more than since it was submitted.
             let waited = now.saturating_duration_since(since(entry.submitted));
             let error = match &unreachable {

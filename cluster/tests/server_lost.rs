@@ -69,3 +69,36 @@ fn tasks_fail_as_unreachable_when_the_server_dies() {
     assert_unreachable(outcome, was_running.elapsed(), &url);
     drop(caller);
 }
+
+/// Once the server has been lost for the agent wait, a task sent after that does not wait
+/// the whole agent wait again: a `map` of many chunks, whose later chunks are sent as earlier
+/// ones fail, would otherwise wait once per window of chunks in flight.
+#[test]
+fn a_map_fails_in_one_agent_wait_when_the_server_dies() {
+    let wait = Duration::from_secs(5);
+    let config = common::config(Config::new().workers(1).chunk_size(1)).agent_wait(wait);
+    let Some(mut fixture) = Fixture::start("server_lost_map", 1, config) else { return };
+    let url = fixture.server.url();
+    fixture.server.kill();
+    let killed = Instant::now();
+    let outcomes = fixture.pool.map_results(square, 0..40);
+    let elapsed = killed.elapsed();
+    let last = match outcomes.last() {
+        Some(Err(TaskError::Unreachable { waited, .. })) => *waited,
+        other => panic!("expected an unreachable server, got {other:?}"),
+    };
+    for outcome in outcomes {
+        assert_unreachable(outcome, elapsed, &url);
+    }
+    assert!(last < wait, "the last chunk waited {last:?} again for a server lost before");
+
+    let submitted = Instant::now();
+    let outcome = fixture.pool.submit(square, 2).join();
+    match &outcome {
+        Err(TaskError::Unreachable { waited, .. }) => {
+            assert!(*waited < wait, "waited {waited:?} again for a server lost before")
+        }
+        other => panic!("expected an unreachable server, got {other:?}"),
+    }
+    assert_unreachable(outcome, submitted.elapsed(), &url);
+}
