@@ -314,10 +314,12 @@ impl Agent {
                 }
             }
         }
-        // Finish what is held: wait until every slot is free again.
-        let _ = slots.acquire_many(capacity as u32).await;
+        // Finish what is held: wait until every slot is free again, unless the server stays
+        // out of reach for the ack wait meanwhile (see `Agent::finish_held`).
+        self.finish_held(&slots, capacity, &client).await;
         beat.abort();
-        let _ = client.flush().await;
+        // Not for ever: a flush waits for a connection that may never come back.
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
         say!("taskpool agent {} stopped", self.id);
         Ok(())
     }
@@ -351,6 +353,42 @@ impl Agent {
                 Names::agents_consumer(self.image),
                 self.config.server.name
             );
+        }
+    }
+
+    /// Waits, once stopping, until every slot is free again: the units held are finished and
+    /// their results stored. While the server cannot be reached, results cannot be stored
+    /// and the server, hearing no progress, gives the messages to other agents after its ack
+    /// wait: once the connection has been down for that long, waiting on for a server that
+    /// may never come back (to store results that others will store too) would keep a
+    /// stopping agent alive for ever. It stops then, saying so.
+    async fn finish_held(&self, slots: &Semaphore, capacity: usize, client: &async_nats::Client) {
+        let mut all = std::pin::pin!(slots.acquire_many(capacity as u32));
+        let mut down_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = &mut all => return,
+                _ = tick.tick() => {}
+            }
+            if client.connection_state() == async_nats::connection::State::Connected {
+                down_since = None;
+                continue;
+            }
+            let since = *down_since.get_or_insert_with(Instant::now);
+            let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
+            let ack_wait = if kept.is_zero() { self.config.ack_wait } else { kept };
+            if since.elapsed() >= ack_wait {
+                say!(
+                    "taskpool agent {}: stops without storing the results of the tasks it \
+                     holds: the server at {} has been out of reach for the ack wait ({:?}), \
+                     and gives them to other agents",
+                    self.id,
+                    self.config.server.shown_url(),
+                    ack_wait,
+                );
+                return;
+            }
         }
     }
 

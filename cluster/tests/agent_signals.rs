@@ -53,6 +53,36 @@ fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
     assert!(!stopped.expect("the agent stops").expect("it is waited for"), "a failure status");
 }
 
+/// An agent asked to stop while its server is gone for good does not wait for ever to store
+/// the results of what it held: once the server has been out of reach for the ack wait
+/// (after which it gives those tasks to other agents), the agent stops, with success.
+#[test]
+fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
+    let Some(mut server) = common::server("agent_stops_without_server") else { return };
+    let url = server.url();
+    let mut agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _task = pool.submit(held, port);
+    let (running, _) = listener.accept().expect("the task runs");
+
+    server.kill();
+    signal(agent.pid(), "TERM");
+    // The task finishes; its result has nowhere to go.
+    drop(running);
+    let pid = agent.pid();
+    let (tx, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(agent.wait().map(|status| status.success()));
+    });
+    let stopped = stopped.recv_timeout(DEADLINE);
+    if stopped.is_err() {
+        signal(pid, "KILL");
+    }
+    assert!(stopped.expect("the agent stops").expect("it is waited for"), "a success status");
+}
+
 /// An agent whose standard error nobody reads any more (a log pipe whose reader died) serves
 /// and stops as any other: what it says there is lost, and it does not panic.
 #[test]
