@@ -38,6 +38,11 @@
 //!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
 //!   per item the agents measure, with a result per item.
+//! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
+//!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
+//!   worker in flight, so another caller's task waits behind those; but tasks `submit`ted in
+//!   bulk are all queued at once, and a task another caller sends after them waits until
+//!   agents have taken every one.
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
 //!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers (counting
 //!   the agents of other images alive: agents not restarted after a rebuild run another
