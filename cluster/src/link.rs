@@ -453,13 +453,51 @@ fn foreign(found: &stream::Config, wanted: &stream::Config) -> Option<String> {
     let takes_subjects = wanted.subjects.iter().all(|s| found.subjects.contains(s));
     let work_queue = found.retention == stream::RetentionPolicy::WorkQueue;
     if takes_subjects && work_queue {
-        return None;
+        return discarding(found, wanted);
     }
     Some(format!(
         "stream {} exists with other settings (subjects {:?}, retention {:?}) than this \
          deployment needs (subjects {:?}, a work queue): another application's? Choose \
          another stream name, or remove it",
         wanted.name, found.subjects, found.retention, wanted.subjects
+    ))
+}
+
+/// Why `found` would delete messages stored in it that `wanted` keeps: limits `wanted` does
+/// not have (a size, a count, an age shorter than its own) with the policy that makes room by
+/// discarding the oldest messages, NATS's default. Tasks or results deleted so are never
+/// answered, and their callers would wait for ever while agents live. `None` if it keeps them.
+fn discarding(found: &stream::Config, wanted: &stream::Config) -> Option<String> {
+    if found.discard != stream::DiscardPolicy::Old {
+        // A full stream refuses new messages: a store that fails, and says so.
+        return None;
+    }
+    let mut limits = Vec::new();
+    if found.max_bytes > 0 && found.max_bytes != wanted.max_bytes {
+        limits.push(format!("max_bytes {}", found.max_bytes));
+    }
+    if found.max_messages > 0 && found.max_messages != wanted.max_messages {
+        limits.push(format!("max_msgs {}", found.max_messages));
+    }
+    if found.max_messages_per_subject > 0
+        && found.max_messages_per_subject != wanted.max_messages_per_subject
+    {
+        limits.push(format!("max_msgs_per_subject {}", found.max_messages_per_subject));
+    }
+    if !found.max_age.is_zero() && (wanted.max_age.is_zero() || found.max_age < wanted.max_age) {
+        limits.push(format!("max_age {:?}", found.max_age));
+    }
+    if limits.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "stream {} exists with limits ({}) at which it discards its oldest messages: it would \
+         delete stored {} silently, whose callers would wait for ever. Set its discard policy \
+         to discard new (a full stream then refuses new ones, which fail saying so), remove \
+         the limits, or remove the stream",
+        wanted.name,
+        limits.join(", "),
+        if wanted.max_age.is_zero() { "tasks" } else { "results" },
     ))
 }
 

@@ -34,6 +34,37 @@ fn a_stream_of_the_same_name_with_other_subjects_is_refused_at_once() {
     }
 }
 
+/// A tasks stream made beforehand with a size limit that discards old messages (NATS's default
+/// discard policy) would delete stored tasks silently once full, and their callers would wait
+/// for ever while agents live: it is refused at once, saying what to change.
+#[test]
+fn a_tasks_stream_that_discards_old_tasks_at_a_limit_is_refused_at_once() {
+    let Some(server) = common::server("discarding_stream") else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let capped = async_nats::jetstream::stream::Config {
+            name: "TASKPOOL_TASKS".into(),
+            subjects: vec!["taskpool.tasks.>".into()],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            max_bytes: 300_000,
+            ..Default::default()
+        };
+        js.create_stream(capped).await.expect("a capped stream");
+    });
+    match ClusterPool::connect(server.url()) {
+        Err(e @ TaskError::Unreachable { waited, .. }) => {
+            assert_eq!(waited, Duration::ZERO, "final: no retry");
+            let source = e.source().expect("why").to_string();
+            assert!(source.contains("TASKPOOL_TASKS"), "{source}");
+            assert!(source.contains("max_bytes 300000"), "the limit: {source}");
+            assert!(source.contains("discard new"), "the fix: {source}");
+        }
+        other => panic!("expected the stream to be refused, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_stream_name_differing_only_in_case_from_anothers_is_refused_saying_why() {
     let Some(server) = common::server("case_stream") else { return };
