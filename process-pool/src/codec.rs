@@ -137,7 +137,37 @@ fn encode<T: Serialize + ?Sized>(
     let names = Names { defined: NameTable::new(), next: 0 };
     let apart = apart.map(|apart| -> &mut dyn FnMut(&[u8], &[u8]) -> bool { apart });
     let mut encoder = Encoder { out, names, depth: 0, start, apart, stack: StackGuard::new(0) };
+    let _encoding = Encoding::enter();
     value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(start))
+}
+
+thread_local! {
+    /// How many encodings with this codec run on this thread now (a `Serialize` may encode
+    /// another value inside its own).
+    static ENCODING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts an encoding on this thread while it lives, even if the encoding panics.
+struct Encoding;
+
+impl Encoding {
+    fn enter() -> Encoding {
+        ENCODING.set(ENCODING.get() + 1);
+        Encoding
+    }
+}
+
+impl Drop for Encoding {
+    fn drop(&mut self) {
+        ENCODING.set(ENCODING.get() - 1);
+    }
+}
+
+/// Whether this thread is encoding a value with this codec: what crosses only in its
+/// encoding (a queue's handle) asks, to refuse another serializer, whose copy no receiver
+/// would ever take back.
+pub(crate) fn encoding() -> bool {
+    ENCODING.get() > 0
 }
 
 /// Decodes a value that must span all of `bytes`.

@@ -9,8 +9,9 @@
 //! number reused for something else is refused. A process that already maps the channel
 //! reuses its mapping.
 //!
-//! Serializing a handle counts it in the sender's peer slot as "handed off"; the receiver
-//! registers its own handle, then takes that count back, once per serialized copy (each
+//! Only the pool's codec writes a handle (another serializer's copy, one written to log it,
+//! say, would never be received, so it is refused). Serializing a handle counts it in the
+//! sender's peer slot as "handed off"; the receiver registers its own handle, then takes that count back, once per serialized copy (each
 //! carries a ticket: serde decodes a value inside an untagged enum once per variant it tries,
 //! and that must not take the count back twice). So from the moment a handle is
 //! serialized until it is received, its role still counts, and a process that drops its
@@ -469,6 +470,14 @@ fn broken() -> std::io::Error {
     std::io::Error::other("the queue's shared memory is broken")
 }
 
+fn not_taskpools() -> std::io::Error {
+    std::io::Error::other(
+        "a queue or pipe handle is written only by taskpool, as (part of) a task's argument or \
+         result or a queue's value: a copy that another serializer writes could never be \
+         received, and would keep the handle's role in this process for as long as it lives",
+    )
+}
+
 fn closed() -> std::io::Error {
     std::io::Error::other(
         "the queue's descriptor in this process was closed (by a task that closed descriptors \
@@ -538,6 +547,9 @@ struct Wire {
 impl Serialize for Handle {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
+        if !crate::codec::encoding() {
+            return Err(S::Error::custom(not_taskpools()));
+        }
         let shared = &self.shared;
         let holders = holders(shared.fd(), shared.origins());
         if holders.is_empty() {

@@ -165,7 +165,9 @@ typed_handle!(
     /// or a [`spawn`](crate::spawn) (or inside one): it is serialized, and the receiving
     /// process maps the same memory. The same handle works between threads too, on the
     /// thread backend. Cloning a handle or sending it is cheap; the queue lives while any
-    /// handle does.
+    /// handle does. Only taskpool writes a handle: serializing one with another serializer
+    /// (`serde_json`, say, to log a struct that holds one) fails, since nothing would ever
+    /// receive that copy and let its role go.
     ///
     /// A `Queue` handle both puts and gets. [`Queue::producer`] and [`Queue::consumer`]
     /// make handles that only put or only get: when every handle that can put is gone

@@ -723,3 +723,24 @@ fn a_handle_left_in_a_queue_dropped_unread_stops_counting() {
         queue_memfds()
     );
 }
+
+#[test]
+fn a_handle_written_by_another_serializer_fails_instead_of_keeping_its_role_forever() {
+    let queue = Queue::<u64>::new().unwrap();
+    let consumer = queue.consumer().unwrap();
+    let producer = queue.producer().unwrap();
+    drop(queue);
+    // A copy written as JSON (to log it, say) is never received: were it counted as on its
+    // way, the producer would count forever and the consumer never see `Disconnected`.
+    let err = serde_json::to_string(&producer).unwrap_err();
+    assert!(err.to_string().contains("taskpool"), "{err}");
+    producer.put(1).unwrap();
+    drop(producer);
+    assert_eq!(consumer.try_get(), Ok(1));
+    assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
+
+    let (here, there) = Pipe::new::<u64>().unwrap();
+    assert!(serde_json::to_string(&there).is_err());
+    drop(there);
+    assert_eq!(here.try_recv(), Err(GetError::Disconnected));
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use taskpool_process::{
     Config, Consumer, Direction, End, GetError, Pipe, Pool, ProcessConfig, ProcessPool, Producer,
-    Queue, SharedBytes, Side, TaskError, spawn,
+    Queue, SharedBytes, Side, TaskError, remote, spawn,
 };
 
 // ---- queue ends inside users' types -------------------------------------------------------
@@ -214,6 +214,13 @@ fn queue_ends_in_an_untagged_enum_reach_the_worker() {
     });
 }
 
+/// `value` in the pool's encoding, the only one a handle is written in.
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    remote::encode_into(value, &mut bytes, Side::Argument).unwrap();
+    bytes
+}
+
 /// An untagged value is decoded once per variant tried: the handle inside is received once,
 /// so other copies still on their way keep the queue connected.
 #[test]
@@ -223,16 +230,16 @@ fn a_handle_decoded_by_several_untagged_variants_is_received_once() {
     let producer = queue.producer().unwrap();
     drop(queue);
     let named = Target::Named { queue: producer.clone(), name: "x".into() };
-    let first = serde_json::to_string(&named).unwrap();
-    let second = serde_json::to_string(&producer).unwrap();
+    let first = encode(&named);
+    let second = encode(&producer);
     drop((named, producer)); // two copies on their way, no producer here
-    let target: Target = serde_json::from_str(&first).unwrap();
+    let target: Target = remote::decode(&first, Side::Argument).unwrap();
     assert!(matches!(target, Target::Named { .. }));
     drop(target);
     // The second copy is still on its way: the queue is not disconnected.
     let waited = consumer.get_timeout(Duration::from_millis(50));
     assert_eq!(waited, Err(GetError::Timeout));
-    let producer: Producer<u64> = serde_json::from_str(&second).unwrap();
+    let producer: Producer<u64> = remote::decode(&second, Side::Argument).unwrap();
     producer.put(7).unwrap();
     drop(producer);
     assert_eq!(drain(&consumer), [7]);
@@ -309,8 +316,8 @@ fn a_handle_of_the_wrong_kind_fails_to_decode_with_an_error_that_says_so() {
         queue: Consumer<u64>,
     }
     let queue = Queue::<u64>::new().unwrap();
-    let text = serde_json::to_string(&AsProducer { queue: queue.producer().unwrap() }).unwrap();
-    let err = serde_json::from_str::<AsConsumer>(&text).err().unwrap();
+    let bytes = encode(&AsProducer { queue: queue.producer().unwrap() });
+    let err = remote::decode::<AsConsumer>(&bytes, Side::Argument).err().unwrap();
     assert!(err.to_string().contains("not a Consumer"), "{err}");
 }
 
