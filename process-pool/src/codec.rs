@@ -137,7 +137,7 @@ fn encode<T: Serialize + ?Sized>(
     let names = Names { defined: NameTable::new(), next: 0 };
     let apart = apart.map(|apart| -> &mut dyn FnMut(&[u8], &[u8]) -> bool { apart });
     let mut encoder = Encoder { out, names, depth: 0, start, apart, stack: StackGuard::new(0) };
-    let _encoding = Encoding::enter();
+    let _encoding = Within::enter(&ENCODING);
     value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(start))
 }
 
@@ -145,29 +145,36 @@ thread_local! {
     /// How many encodings with this codec run on this thread now (a `Serialize` may encode
     /// another value inside its own).
     static ENCODING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// How many decodings with this codec run on this thread now.
+    static DECODING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Counts an encoding on this thread while it lives, even if the encoding panics.
-struct Encoding;
+/// Counts an encoding or a decoding on this thread while it lives, even if it panics.
+struct Within(&'static std::thread::LocalKey<std::cell::Cell<u32>>);
 
-impl Encoding {
-    fn enter() -> Encoding {
-        ENCODING.set(ENCODING.get() + 1);
-        Encoding
+impl Within {
+    fn enter(count: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> Within {
+        count.set(count.get() + 1);
+        Within(count)
     }
 }
 
-impl Drop for Encoding {
+impl Drop for Within {
     fn drop(&mut self) {
-        ENCODING.set(ENCODING.get() - 1);
+        self.0.set(self.0.get() - 1);
     }
 }
 
 /// Whether this thread is encoding a value with this codec: what crosses only in its
-/// encoding (a queue's handle) asks, to refuse another serializer, whose copy no receiver
-/// would ever take back.
+/// encoding (a queue's handle, shared bytes by reference) asks, to be written otherwise (or
+/// refused) by another serializer, whose copy no receiver would ever take back.
 pub(crate) fn encoding() -> bool {
     ENCODING.get() > 0
+}
+
+/// Whether this thread is decoding a value with this codec (see [`encoding`]).
+pub(crate) fn decoding() -> bool {
+    DECODING.get() > 0
 }
 
 /// Decodes a value that must span all of `bytes`.
@@ -194,6 +201,7 @@ pub(crate) fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Code
 fn decode_from<T: DeserializeOwned>(bytes: &[u8], top: usize) -> Result<T, CodecError> {
     let mut decoder =
         Decoder { rest: bytes, names: NameTable::new(), depth: 0, stack: StackGuard::new(top) };
+    let _decoding = Within::enter(&DECODING);
     let value = T::deserialize(&mut decoder)?;
     match decoder.rest.len() {
         0 => Ok(value),
@@ -215,6 +223,7 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
 ) -> Result<(), CodecError> {
     let stack = StackGuard::new(stack_here());
     let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, stack };
+    let _decoding = Within::enter(&DECODING);
     let mut values = list;
     while let Some((len, rest)) = values.split_first_chunk::<4>() {
         let len = (u32::from_le_bytes(*len) as usize).min(rest.len());

@@ -172,7 +172,9 @@ pub(crate) fn await_receivers() {
 /// a queue) with an error that names the process that ended. So a process that puts shared
 /// bytes on a queue should outlive their getting, or put a copy (`Vec<u8>`) instead. The
 /// receiver opens it through `/proc/PID/fd` of the sender (same user, as a pool's workers
-/// are). On the thread backend it is passed as is.
+/// are). On the thread backend it is passed as is. Another serializer (`serde_json`, say,
+/// to save a result) writes it as its plain bytes, and reads it back from them into new
+/// shared memory.
 ///
 /// # Examples
 ///
@@ -335,6 +337,10 @@ struct Wire {
 
 impl Serialize for SharedBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !crate::codec::encoding() {
+            // Another serializer (JSON, to save a result): the bytes themselves.
+            return serializer.serialize_bytes(self);
+        }
         if self.inner.data_fd.is_intact() && self.inner.control_fd.is_intact() {
             return wire(&self.inner).serialize(serializer);
         }
@@ -374,6 +380,10 @@ fn wire(inner: &Arc<Inner>) -> Wire {
 
 impl<'de> Deserialize<'de> for SharedBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SharedBytes, D::Error> {
+        if !crate::codec::decoding() {
+            // Another deserializer: the bytes themselves, as `serialize` writes them.
+            return deserializer.deserialize_byte_buf(PlainBytes);
+        }
         let wire = Wire::deserialize(deserializer)?;
         let inner = VALUES
             .find_or_open(wire.id, || {
@@ -397,6 +407,30 @@ impl<'de> Deserialize<'de> for SharedBytes {
             None => sender_waits(),
         }
         Ok(SharedBytes { inner })
+    }
+}
+
+/// Reads shared bytes that another serializer wrote as plain bytes (or a sequence of them),
+/// into new shared memory.
+struct PlainBytes;
+
+impl<'de> serde::de::Visitor<'de> for PlainBytes {
+    type Value = SharedBytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<SharedBytes, E> {
+        SharedBytes::copy_from_slice(bytes).map_err(E::custom)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SharedBytes, A::Error> {
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(byte) = seq.next_element::<u8>()? {
+            bytes.push(byte);
+        }
+        self.visit_bytes(&bytes)
     }
 }
 

@@ -118,3 +118,17 @@ fn an_idle_worker_lets_go_of_the_shared_bytes_it_sent() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Written by another serializer (to save a result as JSON, say), shared bytes are their
+/// bytes, and read back from them: not where this process keeps them, which no file or
+/// other program could use, and which kept the memory open until the process exits.
+#[test]
+fn another_serializer_writes_and_reads_shared_bytes_as_their_bytes() {
+    let bytes = SharedBytes::copy_from_slice(&[1, 2, 255]).unwrap();
+    let text = serde_json::to_string(&bytes).unwrap();
+    assert_eq!(text, "[1,2,255]");
+    let back: SharedBytes = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back[..], [1, 2, 255]);
+    let empty: SharedBytes = serde_json::from_str("[]").unwrap();
+    assert!(empty.is_empty());
+}
