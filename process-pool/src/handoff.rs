@@ -446,6 +446,12 @@ impl Mapped for Shared {
 
 static CHANNELS: Known<Shared> = Known::new();
 
+/// Whether a handle this process handed off (put on a queue, say) has not reached its
+/// receiver yet, which opens the channel through this process's descriptor.
+pub(crate) fn handles_on_the_way() -> bool {
+    may_hold() && CHANNELS.any_on_the_way()
+}
+
 /// One handle to a channel: what it may do, counted in the channel's peer table while it
 /// lives.
 pub(crate) struct Handle {

@@ -193,7 +193,10 @@ typed_handle!(
     /// default, and joining a one-off waits until it has ended); if the sender is gone first
     /// (killed, or exited), the get fails with [`GetError::Decode`] and the value is lost.
     /// Get such values before joining or dropping their senders. Send plain bytes
-    /// (`Vec<u8>`) where the sender may end before the value is taken. Values (shared bytes,
+    /// (`Vec<u8>`) where the sender may end before the value is taken. A handle to a queue
+    /// or pipe put on a queue crosses the same way, and its sender waits the same at its end:
+    /// if every process that held that queue is gone before the handle is got, the get fails
+    /// with [`GetError::Decode`]. Values (shared bytes,
     /// handles) still in the queue when its last handle that can get is dropped are dropped
     /// by that drop, so that their senders let go of them.
     ///

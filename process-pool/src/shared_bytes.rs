@@ -130,12 +130,14 @@ pub(crate) fn kept_for_receivers() -> bool {
 /// How long a worker at its end waits for the receivers of the values it sent.
 pub(crate) const AWAIT_RECEIVERS: Duration = Duration::from_secs(10);
 
-/// At a worker's end: waits (at most [`AWAIT_RECEIVERS`]) until every value this process
-/// sent was opened by its receiver, which needs this process to hold it until then: the
+/// At a worker's end: waits (at most [`AWAIT_RECEIVERS`]) until every value (and queue or
+/// pipe handle) this process sent was opened by its receiver, which needs this process to hold it until then: the
 /// result of a one-off process is decoded only when its parent joins it.
 pub(crate) fn await_receivers() {
     let until = Instant::now() + AWAIT_RECEIVERS;
-    while VALUES.any_on_the_way() && Instant::now() < until {
+    while (VALUES.any_on_the_way() || crate::handoff::handles_on_the_way())
+        && Instant::now() < until
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -744,3 +744,26 @@ fn a_handle_written_by_another_serializer_fails_instead_of_keeping_its_role_fore
     drop(there);
     assert_eq!(here.try_recv(), Err(GetError::Disconnected));
 }
+
+/// Makes a queue holding 42 and puts a handle to it on `out`, then ends.
+fn send_a_new_queue(out: Producer<Queue<u64>>) {
+    let queue = Queue::<u64>::new().unwrap();
+    queue.put(42).unwrap();
+    out.put(queue).unwrap();
+}
+
+/// A one-off that put a handle to a queue only it held waits at its end until the handle is
+/// got (as for shared bytes): before, it ended at once, and the getter found nobody to open
+/// the queue from (`Decode`), the queue and its values lost.
+#[test]
+fn a_one_off_that_put_a_handle_waits_at_its_end_until_it_is_got() {
+    let handles = Queue::<Queue<u64>>::new().unwrap();
+    let mut child = spawn(send_a_new_queue, handles.producer().unwrap()).unwrap();
+    // Well within the 10 s the child waits for its receivers, and ages for it to end if it
+    // did not wait.
+    let waited = child.join_timeout(Duration::from_secs(5));
+    assert!(matches!(waited, Err(TaskError::TimedOut { still_running: true, .. })), "{waited:?}");
+    let queue = handles.get().unwrap();
+    assert_eq!(queue.try_get(), Ok(42));
+    child.join().unwrap();
+}
