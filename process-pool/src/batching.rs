@@ -238,7 +238,11 @@ mod tests {
     use crate::ship::Shipped;
 
     fn run(inputs: &[&[u8]], batching: Batching) -> Run<NullSink> {
-        let mut b = RunBuilder::new(Paced::new(Shipped { entry: 0, state: Vec::new() }));
+        let mut b = RunBuilder::new(Paced::new(Shipped {
+            entry: 0,
+            state: Vec::new(),
+            kept: Default::default(),
+        }));
         for input in inputs {
             b.push_encoded(input);
         }
@@ -274,7 +278,11 @@ mod tests {
             1,
         ));
         let paces = Paces::default();
-        let job = |entry, state: &[u8]| Shipped { entry, state: state.to_vec() };
+        let job = |entry, state: &[u8]| Shipped {
+            entry,
+            state: state.to_vec(),
+            kept: Default::default(),
+        };
         let a = paces.of(job(1, b""), &pool);
         a.pace.record(10);
         let again = paces.of(job(1, b""), &pool);

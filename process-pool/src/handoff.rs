@@ -28,7 +28,9 @@
 //! outcome finds them gone) or its input is dropped unsent (the task cancelled, its
 //! `imap` dropped, the argument refused as too large). So an argument that never reaches a
 //! worker gives its handles back, a worker that dies or skips the task takes nothing back,
-//! and an argument sent twice (its first worker died) is counted once.
+//! and an argument sent twice (its first worker died) is counted once. A task's own state
+//! (a struct task's fields) is kept so too, with its shipped job (`ship::Kept`), for as long
+//! as the job is: its runs, or a one-off's process.
 //!
 //! A task may close descriptors it did not open (as a daemon closes all from 3 up): the
 //! descriptors kept for `/proc` are [`HeldFd`]s, which notice it. A process whose descriptor

@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_batch_head_then_its_inputs_is_the_whole_batch_frame() {
-        let job = Shipped { entry: -7, state: b"state".to_vec() };
+        let job = Shipped { entry: -7, state: b"state".to_vec(), kept: Default::default() };
         let framed = [3, 0, 0, 0, 1, 2, 3];
         let mut whole = Vec::new();
         encode_batch(&mut whole, 41, &job, CANCELLABLE, 1, &framed);

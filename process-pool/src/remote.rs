@@ -51,7 +51,7 @@ impl EncodedJob {
     /// same executable image as this one (the same file content, not merely the same path):
     /// a worker jumps to that offset.
     pub unsafe fn from_parts(entry: i64, state: Vec<u8>) -> Self {
-        EncodedJob(Paced::new(Shipped { entry, state }))
+        EncodedJob(Paced::new(Shipped { entry, state, kept: Default::default() }))
     }
 
     /// The offset of the job's entry point.

@@ -508,7 +508,11 @@ mod tests {
         ArgumentLimit { frame: 1 << 20, memory: None, least: (1 << 20) + 1 };
 
     fn builder() -> RunBuilder {
-        RunBuilder::new(Paced::new(crate::ship::Shipped { entry: 0, state: Vec::new() }))
+        RunBuilder::new(Paced::new(crate::ship::Shipped {
+            entry: 0,
+            state: Vec::new(),
+            kept: Default::default(),
+        }))
     }
 
     fn encoded(v: u64) -> Vec<u8> {

@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 use std::os::unix::fs::MetadataExt;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +21,7 @@ use taskpool_core::{Direction, Side, TaskError};
 
 use crate::codec;
 use crate::entry::ImageVerified;
+use crate::handoff::{self, Held};
 use crate::worker::{Inputs, Outputs, Scratch};
 
 /// A job's entry point: runs every item of `inputs` with the job rebuilt from `state`.
@@ -31,6 +32,20 @@ pub(crate) type BatchFn = fn(state: &[u8], inputs: &mut Inputs<'_>, out: &mut Ou
 pub(crate) struct Shipped {
     pub(crate) entry: i64,
     pub(crate) state: Vec<u8>,
+    /// What the state holds for the workers that decode it (queue handles, shared bytes),
+    /// kept while the job is: a state that never reaches a worker (a `map` of nothing)
+    /// gives it back with the job, instead of counting it as on its way for good.
+    pub(crate) kept: Kept,
+}
+
+/// Copies of the handles and shared bytes a job's state holds ([`handoff::holding`]).
+#[derive(Clone, Default)]
+pub(crate) struct Kept(Option<Arc<Mutex<Vec<Held>>>>);
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Kept(..)" } else { "Kept(nothing)" })
+    }
 }
 
 /// Ships a job: `job.ship(Ship)`.
@@ -40,14 +55,16 @@ impl Shipper for Ship {
     type Shipped = Result<Shipped, TaskError>;
 
     fn stateless<J: Job + Copy>(self) -> Self::Shipped {
-        Ok(Shipped { entry: offset_of(run_stateless::<J> as BatchFn as usize), state: Vec::new() })
+        let entry = offset_of(run_stateless::<J> as BatchFn as usize);
+        Ok(Shipped { entry, state: Vec::new(), kept: Kept::default() })
     }
 
     fn stateful<J: Job + Serialize + DeserializeOwned>(self, job: &J) -> Self::Shipped {
         let mut state = Vec::new();
-        codec::encode_caught(job, &mut state)
-            .map_err(|e| TaskError::serialization(Side::Task, Direction::Encode, e))?;
-        Ok(Shipped { entry: offset_of(run_stateful::<J> as BatchFn as usize), state })
+        let (encoded, held) = handoff::holding(|| codec::encode_caught(job, &mut state));
+        encoded.map_err(|e| TaskError::serialization(Side::Task, Direction::Encode, e))?;
+        let kept = Kept((!held.is_empty()).then(|| Arc::new(Mutex::new(held))));
+        Ok(Shipped { entry: offset_of(run_stateful::<J> as BatchFn as usize), state, kept })
     }
 }
 

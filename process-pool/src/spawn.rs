@@ -113,6 +113,7 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
         killed: false,
         oom_kills,
         held,
+        kept: job.kept,
         _job: std::marker::PhantomData,
     };
     Ok(Spawned::new(Box::new(child)))
@@ -139,6 +140,8 @@ struct ProcessChild<R> {
     /// The shared bytes the argument holds, kept until the process has ended: it opened
     /// them, or never will (see `handoff::handed_to`).
     held: Vec<handoff::Held>,
+    /// What the task's own state holds, kept as long.
+    kept: crate::ship::Kept,
     _job: std::marker::PhantomData<fn() -> R>,
 }
 
@@ -255,6 +258,7 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
             sys::wait_child(child, true).ok().flatten().unwrap_or(Exit::Code(-1))
         });
         self.held.clear();
+        self.kept = crate::ship::Kept::default();
         exit
     }
 }

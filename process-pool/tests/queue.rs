@@ -767,3 +767,35 @@ fn a_one_off_that_put_a_handle_waits_at_its_end_until_it_is_got() {
     assert_eq!(queue.try_get(), Ok(42));
     child.join().unwrap();
 }
+
+/// A task that reports each input on its queue.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Report {
+    out: Producer<u64>,
+}
+
+impl taskpool_process::Task for Report {
+    type Input = u64;
+    type Output = u64;
+    fn run(&self, input: u64) -> u64 {
+        self.out.put(input).unwrap();
+        input
+    }
+}
+
+/// A handle in a task's own state that never reaches a worker (a `map` of nothing) is let go
+/// with the job: before, it counted as on its way for as long as the program lived, and the
+/// queue's getters never saw `Disconnected`.
+#[test]
+fn a_handle_in_the_state_of_a_task_never_sent_stops_counting() {
+    let pool = ProcessPool::new(1).unwrap();
+    let queue = Queue::<u64>::new().unwrap();
+    let consumer = queue.consumer().unwrap();
+    let none = pool.map(Report { out: queue.producer().unwrap() }, Vec::<u64>::new()).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(pool.map(Report { out: queue.producer().unwrap() }, [1, 2]).unwrap(), [1, 2]);
+    drop(queue);
+    assert_eq!(consumer.try_get(), Ok(1));
+    assert_eq!(consumer.try_get(), Ok(2));
+    assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
+}

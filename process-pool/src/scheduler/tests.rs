@@ -95,7 +95,11 @@ impl Sink for Arc<Recorder> {
 }
 
 fn run(n: usize, sink: impl Sink + 'static, batching: Batching) -> Arc<Run> {
-    let mut b = RunBuilder::new(Paced::new(Shipped { entry: 0, state: Vec::new() }));
+    let mut b = RunBuilder::new(Paced::new(Shipped {
+        entry: 0,
+        state: Vec::new(),
+        kept: Default::default(),
+    }));
     for i in 0..n {
         b.push_encoded(&[u8::try_from(i % 256).unwrap()]);
     }
@@ -602,8 +606,8 @@ fn fast_single_tasks_that_arrive_while_every_worker_is_busy_travel_together() {
     let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
     let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
     let (fast, other) = (
-        Paced::new(Shipped { entry: 7, state: Vec::new() }),
-        Paced::new(Shipped { entry: 8, state: Vec::new() }),
+        Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() }),
+        Paced::new(Shipped { entry: 8, state: Vec::new(), kept: Default::default() }),
     );
     (0..200).for_each(|_| fast.pace.record(50));
     (0..200).for_each(|_| other.pace.record(50));
@@ -648,7 +652,7 @@ fn slow_single_tasks_go_at_once_one_per_frame_while_a_worker_has_room() {
     let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
     let pipes = [connect_recorded(&s, 0), connect_recorded(&s, 1)];
     // Not measured yet: taken to be slow, as a first task of a function is.
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
     for i in 0..6 {
         s.submit(single(&job, i));
     }
@@ -663,7 +667,7 @@ fn slow_single_tasks_go_at_once_one_per_frame_while_a_worker_has_room() {
 fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
     let pipe = connect_recorded(&s, 0);
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
     (0..200).for_each(|_| job.pace.record(50));
     let runs: Vec<_> = (0..4).map(|i| single(&job, i)).collect();
     runs.iter().for_each(|r| s.submit(r.clone()));
@@ -677,7 +681,7 @@ fn a_cancelled_single_task_waiting_to_travel_is_dropped_and_the_rest_go() {
 
 /// A job of function 7 whose single tasks were measured fast (50 ns each).
 fn fast_job() -> Arc<Paced> {
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new() });
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
     (0..200).for_each(|_| job.pace.record(50));
     job
 }
@@ -800,7 +804,7 @@ fn closing_queues_first_what_callers_left_before_so_it_runs() {
 fn tasks_of_several_functions_left_in_the_inbox_keep_their_order_and_travel_by_function() {
     let (s, pipe) = one_worker();
     let fast = fast_job();
-    let other = Paced::new(Shipped { entry: 8, state: Vec::new() });
+    let other = Paced::new(Shipped { entry: 8, state: Vec::new(), kept: Default::default() });
     (0..200).for_each(|_| other.pace.record(50));
     s.submit(single(&fast, 0));
     // The worker is busy: left in the inbox while the lock is held, another function's task
