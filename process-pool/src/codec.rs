@@ -137,44 +137,20 @@ fn encode<T: Serialize + ?Sized>(
     let names = Names { defined: NameTable::new(), next: 0 };
     let apart = apart.map(|apart| -> &mut dyn FnMut(&[u8], &[u8]) -> bool { apart });
     let mut encoder = Encoder { out, names, depth: 0, start, apart, stack: StackGuard::new(0) };
-    let _encoding = Within::enter(&ENCODING);
     value.serialize(&mut encoder).inspect_err(|_| encoder.out.truncate(start))
 }
 
-thread_local! {
-    /// How many encodings with this codec run on this thread now (a `Serialize` may encode
-    /// another value inside its own).
-    static ENCODING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    /// How many decodings with this codec run on this thread now.
-    static DECODING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+/// Whether `S` is this codec's encoder: what crosses only in its encoding (a queue's handle,
+/// shared bytes by reference) asks, to be written otherwise (or refused) by another
+/// serializer, whose copy no receiver would ever take back. A question about the type, asked
+/// only by such values: encoding anything else costs nothing for it.
+pub(crate) fn is_encoder<S>() -> bool {
+    std::any::type_name::<S>() == std::any::type_name::<&mut Encoder<'static>>()
 }
 
-/// Counts an encoding or a decoding on this thread while it lives, even if it panics.
-struct Within(&'static std::thread::LocalKey<std::cell::Cell<u32>>);
-
-impl Within {
-    fn enter(count: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> Within {
-        count.set(count.get() + 1);
-        Within(count)
-    }
-}
-
-impl Drop for Within {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-/// Whether this thread is encoding a value with this codec: what crosses only in its
-/// encoding (a queue's handle, shared bytes by reference) asks, to be written otherwise (or
-/// refused) by another serializer, whose copy no receiver would ever take back.
-pub(crate) fn encoding() -> bool {
-    ENCODING.get() > 0
-}
-
-/// Whether this thread is decoding a value with this codec (see [`encoding`]).
-pub(crate) fn decoding() -> bool {
-    DECODING.get() > 0
+/// Whether `D` is this codec's decoder (see [`is_encoder`]).
+pub(crate) fn is_decoder<D>() -> bool {
+    std::any::type_name::<D>() == std::any::type_name::<&mut Decoder<'static>>()
 }
 
 /// Decodes a value that must span all of `bytes`.
@@ -201,7 +177,6 @@ pub(crate) fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Code
 fn decode_from<T: DeserializeOwned>(bytes: &[u8], top: usize) -> Result<T, CodecError> {
     let mut decoder =
         Decoder { rest: bytes, names: NameTable::new(), depth: 0, stack: StackGuard::new(top) };
-    let _decoding = Within::enter(&DECODING);
     let value = T::deserialize(&mut decoder)?;
     match decoder.rest.len() {
         0 => Ok(value),
@@ -223,7 +198,6 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
 ) -> Result<(), CodecError> {
     let stack = StackGuard::new(stack_here());
     let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, stack };
-    let _decoding = Within::enter(&DECODING);
     let mut values = list;
     while let Some((len, rest)) = values.split_first_chunk::<4>() {
         let len = (u32::from_le_bytes(*len) as usize).min(rest.len());

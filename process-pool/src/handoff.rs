@@ -555,7 +555,7 @@ struct Wire {
 impl Serialize for Handle {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        if !crate::codec::encoding() {
+        if !crate::codec::is_encoder::<S>() {
             return Err(S::Error::custom(not_taskpools()));
         }
         let shared = &self.shared;

@@ -339,7 +339,7 @@ struct Wire {
 
 impl Serialize for SharedBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if !crate::codec::encoding() {
+        if !crate::codec::is_encoder::<S>() {
             // Another serializer (JSON, to save a result): the bytes themselves.
             return serializer.serialize_bytes(self);
         }
@@ -382,7 +382,7 @@ fn wire(inner: &Arc<Inner>) -> Wire {
 
 impl<'de> Deserialize<'de> for SharedBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SharedBytes, D::Error> {
-        if !crate::codec::decoding() {
+        if !crate::codec::is_decoder::<D>() {
             // Another deserializer: the bytes themselves, as `serialize` writes them.
             return deserializer.deserialize_byte_buf(PlainBytes);
         }
