@@ -423,9 +423,12 @@ fn read_frames(
     let mut state = shared.lock();
     let mut hello = false;
     let mut again = false;
+    // Whether the bytes held are dropped: only once the outcomes read before are delivered,
+    // as their values are read from the reader's buffer.
+    let mut discard = false;
     loop {
         let Some(killed) = state.slots[w].conn.as_ref().map(|c| c.killed.is_some()) else {
-            reader.discard();
+            discard = true;
             break;
         };
         if reader.holds_bulk() && !deliveries.is_empty() {
@@ -437,7 +440,7 @@ fn read_frames(
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(_) if killed => {
-                reader.discard();
+                discard = true;
                 break;
             }
             Err(e) => {
@@ -475,7 +478,7 @@ fn read_frames(
                     }
                 }
             }
-            reader.discard();
+            discard = true;
             break;
         }
         if !matches!(kind, Kind::Done | Kind::Panicked | Kind::Failed) {
@@ -510,7 +513,7 @@ fn read_frames(
         }
         let list = item.outcome.as_ref().map_or(&[][..], |list| reader.bytes(list.clone()));
         if !settle(shared, &mut state, w, item, list, now, &mut deliveries) {
-            reader.discard();
+            discard = true;
             break;
         }
         if bulk.is_some() {
@@ -527,10 +530,13 @@ fn read_frames(
     drop(state);
     shared.flush(flushes);
     let again = again || lent.is_some();
-    let reader = &*reader;
+    let held = &*reader;
     codec::with_bulk(lent, || {
-        deliveries.deliver_keeping(&|range| reader.bytes(range), &shared.tally, spare)
+        deliveries.deliver_keeping(&|range| held.bytes(range), &shared.tally, spare)
     });
+    if discard {
+        reader.discard();
+    }
     again
 }
 
@@ -633,4 +639,42 @@ pub(crate) fn kill_for_protocol(conn: &mut Option<Conn>, reason: String) {
 pub(crate) fn readable(fd: BorrowedFd<'_>) -> bool {
     let interest = Interest { fd, read: true, write: false };
     sys::poll([interest], Some(Duration::ZERO)).is_ok_and(|[ready]| ready.read)
+}
+
+#[cfg(test)]
+mod tests {
+    use taskpool_core::Config;
+
+    use super::*;
+    use crate::config::ProcessConfig;
+    use crate::protocol::OpenDone;
+    use crate::run::Batching;
+    use crate::scheduler::tests::{Recorder, connect, run, shared};
+    use crate::usage::Cost;
+
+    /// A worker's frame of consecutive values, the last of which came after the pool killed
+    /// it for that item (cancelled as it ran): the values before it still reach their
+    /// callers, read from the frame before the bytes after the kill are dropped.
+    #[test]
+    fn values_before_a_kill_in_the_frame_of_the_killed_item_are_delivered() {
+        let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+        let rec = Arc::new(Recorder::default());
+        s.submit(run(2, rec.clone(), Batching::Fixed(2)));
+        let _fake = connect(&s, 0);
+        s.lock().slots[0].conn.as_mut().unwrap().kill(KillReason::Cancelled, Some(1));
+        let mut frames = Vec::new();
+        let mut done = OpenDone::begin(&mut frames, 0);
+        assert!(done.push(&mut frames, &[7], Cost::default()));
+        assert!(done.push(&mut frames, &[8], Cost::default()));
+        let mut reader = FrameReader::new(1 << 20);
+        reader.push(&frames);
+        let mut start = Start { ready: true, deadline: Instant::now(), refused: None };
+        let (mut last_words, mut spare) = (LastWords::default(), Spare::default());
+        let again =
+            read_frames(&s, 0, &mut reader, &mut start, Origin::Ring, &mut last_words, &mut spare);
+        assert!(!again);
+        let got = rec.got.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(got, [(0, None)], "the value before the kill");
+        assert!(reader.is_empty(), "the bytes after the kill are dropped");
+    }
 }

@@ -70,8 +70,9 @@ impl Sink for NullSink {
 
 /// A sink that records what it was given: item index and error (`None` for a value).
 #[derive(Default)]
-struct Recorder {
-    got: Mutex<Vec<(usize, Option<String>)>>,
+pub(crate) struct Recorder {
+    /// Item index and error (`None` for a value) of each outcome delivered.
+    pub(crate) got: Mutex<Vec<(usize, Option<String>)>>,
     settled: AtomicBool,
     cancellable: bool,
 }
@@ -94,7 +95,7 @@ impl Sink for Arc<Recorder> {
     }
 }
 
-fn run(n: usize, sink: impl Sink + 'static, batching: Batching) -> Arc<Run> {
+pub(crate) fn run(n: usize, sink: impl Sink + 'static, batching: Batching) -> Arc<Run> {
     let mut b = RunBuilder::new(Paced::new(Shipped {
         entry: 0,
         state: Vec::new(),
@@ -117,7 +118,7 @@ pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
 }
 
 /// Puts a ready worker with a fake process in slot `w`.
-fn connect(shared: &Shared, w: usize) -> Arc<FakeProcess> {
+pub(crate) fn connect(shared: &Shared, w: usize) -> Arc<FakeProcess> {
     let fake = Arc::new(FakeProcess::default());
     let mut state = shared.lock();
     let mut conn = Conn::new(100 + w as u32, fake.clone(), Arc::new(NullPipe));
