@@ -28,6 +28,10 @@ enum CancelHook {
     Once(Box<dyn FnOnce() + Send>),
     /// A backend's record of the task, which it already allocated: no allocation more.
     Of(Weak<dyn Cancel>),
+    /// The record of [`CancelHook::Of`], held by the cancellation that settled the task: a
+    /// backend that finishes the task meanwhile and lets go of its record leaves the
+    /// cancellation its hook.
+    Held(Arc<dyn Cancel>),
 }
 
 impl CancelHook {
@@ -39,6 +43,7 @@ impl CancelHook {
                     target.cancel();
                 }
             }
+            CancelHook::Held(target) => target.cancel(),
         }
     }
 }
@@ -170,20 +175,32 @@ impl<R> Slot<R> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Settles the task if it is still pending and wakes joiners asleep on the condition
-    /// variable. Returns who else to tell (see [`Pending::wake`]) and the cancellation hook,
-    /// unless the hook is the backend's record and `keep_record` (see [`State::Ready`]); or
-    /// `None` if the task was already settled.
-    fn settle(&self, result: Result<R, TaskError>, keep_record: bool) -> Option<Pending> {
+    /// Settles the task if it is still pending, runs `first` (before anyone can see the
+    /// outcome), and wakes joiners asleep on the condition variable. Returns who else to tell
+    /// (see [`Pending::wake`]) and the cancellation hook, unless the hook is the backend's
+    /// record and `keep_record` (see [`State::Ready`]), else with that record held; or `None`
+    /// if the task was already settled.
+    fn settle(
+        &self,
+        result: Result<R, TaskError>,
+        keep_record: bool,
+        first: impl FnOnce(),
+    ) -> Option<Pending> {
         let mut state = self.lock();
         let State::Pending(pending) = &mut *state else {
             drop(state);
             discard(result);
             return None;
         };
+        first();
         let mut pending = std::mem::take(pending);
         let record = match pending.on_cancel.take() {
             Some(CancelHook::Of(record)) if keep_record => Some(record),
+            Some(CancelHook::Of(record)) => {
+                // Held before the outcome shows, while the backend still holds it too.
+                pending.on_cancel = record.upgrade().map(CancelHook::Held);
+                None
+            }
             hook => {
                 pending.on_cancel = hook;
                 None
@@ -318,7 +335,29 @@ impl<R> Completer<R> {
     /// settlement counts, so a backend may share a completer between the task and a watchdog
     /// that times it out.
     pub fn complete(&self, result: Result<R, TaskError>) -> bool {
-        match self.slot.settle(result, true) {
+        self.complete_then(result, || {})
+    }
+
+    /// Like [`Completer::complete`], and runs `first` if this outcome is the task's, before
+    /// anyone can see it: a backend that counts its tasks counts this one there, exactly once
+    /// whatever races with it, and before its caller has the outcome. `first` runs under the
+    /// handle's lock: it must not block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let completed = AtomicU64::new(0);
+    /// let (completer, handle) = taskpool_core::backend::promise::<u32>();
+    /// let count = || drop(completed.fetch_add(1, Ordering::Relaxed));
+    /// assert!(completer.complete_then(Ok(7), count));
+    /// assert!(!completer.complete_then(Ok(8), count), "settled already: not counted");
+    /// assert_eq!(completed.load(Ordering::Relaxed), 1);
+    /// assert_eq!(handle.join().unwrap(), 7);
+    /// ```
+    pub fn complete_then(&self, result: Result<R, TaskError>, first: impl FnOnce()) -> bool {
+        match self.slot.settle(result, true, first) {
             Some(pending) => {
                 pending.wake();
                 true
@@ -498,7 +537,7 @@ impl<R> TaskHandle<R> {
     /// Returns `true` if the handle is now settled as [`TaskError::Cancelled`], `false` if the
     /// task had already finished.
     pub fn cancel(&self) -> bool {
-        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled), false) else {
+        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled), false, || {}) else {
             return false;
         };
         if let Some(hook) = pending.on_cancel.take() {
@@ -578,7 +617,7 @@ impl<R> TaskHandle<R> {
 
     /// Settles the task with `error`, unless it is settled already.
     fn fail(&self, error: TaskError) {
-        if let Some(pending) = self.slot.settle(Err(error), true) {
+        if let Some(pending) = self.slot.settle(Err(error), true, || {}) {
             pending.wake();
         }
     }

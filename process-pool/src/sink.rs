@@ -151,12 +151,6 @@ impl Tally {
         }
     }
 
-    /// Withdraws one task counted by [`Tally::record`] (as a value if `value`).
-    fn withdraw(&self, value: bool) {
-        let counter = if value { &self.completed } else { &self.failed };
-        counter.fetch_sub(1, Ordering::Relaxed);
-    }
-
     /// `(completed, failed)` so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.completed.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
@@ -359,11 +353,10 @@ impl<T: Send> Sink for HandleSink<T> {
         let value = (self.decoder.decode)(outcome);
         release();
         let ok = value.is_ok();
-        tally.record(usize::from(ok), usize::from(!ok));
-        if !self.completer.complete(value) {
-            // A cancellation settled it in between, and counted it.
-            tally.withdraw(ok);
-        }
+        // Counted only if this is its outcome: a cancellation that settled it in between
+        // counted it. Never counted and taken back, which a reader of the counts would see
+        // go down.
+        self.completer.complete_then(value, || tally.record(usize::from(ok), usize::from(!ok)));
     }
 
     fn is_settled(&self, _index: usize) -> bool {

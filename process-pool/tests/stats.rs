@@ -57,3 +57,49 @@ fn crashes_and_replacements_are_counted() {
     assert_eq!(stats.workers_started, 4);
     assert_eq!((stats.completed, stats.failed), (1, 3));
 }
+
+/// Tasks cancelled while their results arrive: each is counted once, as what its caller
+/// got, and no count ever goes down, for a reader that exports them as counters.
+#[test]
+fn cancellations_racing_results_count_each_task_once_and_counts_never_go_down() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    within("bursts cancelled as they complete", || {
+        let pool = Arc::new(ProcessPool::new(2).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (pool, done) = (pool.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut last = pool.stats();
+                while !done.load(Ordering::Acquire) {
+                    let now = pool.stats();
+                    assert!(
+                        now.completed >= last.completed && now.failed >= last.failed,
+                        "a count went down: {last:?} then {now:?}"
+                    );
+                    last = now;
+                }
+            })
+        };
+        let (mut values, mut errors) = (0, 0);
+        for round in 0..300u64 {
+            let handles: Vec<_> = (0..1_000).map(|i| pool.submit(square, round + i)).collect();
+            // Last first: the earliest tasks complete as their cancellations come.
+            for handle in handles.iter().rev() {
+                handle.cancel();
+            }
+            for handle in handles {
+                match handle.join() {
+                    Ok(_) => values += 1,
+                    Err(TaskError::Cancelled) => errors += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        done.store(true, Ordering::Release);
+        reader.join().unwrap();
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed), (values, errors), "{stats:?}");
+    });
+}
