@@ -65,6 +65,11 @@ impl Inbox {
         self.len.load(Ordering::Relaxed) > 0
     }
 
+    /// How many runs the list holds, each a single task.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
     /// Takes every run in the list, in the order they were left.
     pub(crate) fn take(&self) -> Vec<Arc<Run>> {
         let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);

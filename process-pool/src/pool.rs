@@ -206,11 +206,22 @@ impl ProcessPool {
     }
 
     /// What happened in the pool so far: tasks completed and failed, crashes, timeouts,
-    /// worker starts, and what the tasks cost.
+    /// worker starts, and what the tasks cost; and what it holds now: tasks waiting for a
+    /// worker, and workers busy.
+    ///
+    /// The pool logs nothing: a crash, a timeout, a worker replaced or a failed start is
+    /// told to the task's caller in its error, and counted here, which is what a service
+    /// exports for its operators (the counts only grow; `queued` and `busy_workers` are
+    /// gauges).
     pub fn stats(&self) -> PoolStats {
-        let c = self.shared.lock().counters;
+        let state = self.shared.lock();
+        let (c, queued, busy_workers) =
+            (state.counters, self.shared.queued(&state), Shared::busy_workers(&state));
+        drop(state);
         let (completed, failed) = self.shared.tally.counts();
         PoolStats {
+            queued,
+            busy_workers,
             completed,
             failed,
             crashes: c.crashes,
@@ -412,7 +423,7 @@ enum Promise<R> {
     Given(Completer<R>),
 }
 
-/// Counters of a pool's life, from [`ProcessPool::stats`].
+/// Counters of a pool's life, and what it holds now, from [`ProcessPool::stats`].
 ///
 /// Every task given to the pool is counted once, in `completed` if it ended with a value and
 /// in `failed` if it ended with an error of any kind: a panic, a crash, a timeout, a
@@ -422,6 +433,13 @@ enum Promise<R> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PoolStats {
+    /// Tasks submitted and not yet sent to a worker: the queue's depth. Tasks a worker holds
+    /// (the one it runs, and up to [`ProcessConfig::in_flight`] batches in all) are not in
+    /// it.
+    pub queued: u64,
+    /// Workers holding tasks sent to them and not yet answered: busy, out of
+    /// [`Pool::workers`].
+    pub busy_workers: u64,
     /// Tasks that ended with a value.
     pub completed: u64,
     /// Tasks that ended with an error.

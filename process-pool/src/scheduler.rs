@@ -553,6 +553,19 @@ impl Shared {
         deliveries.deliver_from(&|_| &[], &self.tally);
     }
 
+    /// Tasks accepted and not yet sent to a worker: those queued, and those left in the
+    /// inbox.
+    pub(crate) fn queued(&self, state: &State) -> u64 {
+        let queued: usize = state.queue.iter().map(|slice| slice.items.len()).sum();
+        (queued + self.inbox.len()) as u64
+    }
+
+    /// Workers that hold tasks sent to them and not yet answered.
+    pub(crate) fn busy_workers(state: &State) -> u64 {
+        state.slots.iter().filter(|slot| slot.conn.is_some() && !slot.sent.is_empty()).count()
+            as u64
+    }
+
     /// How many items a worker may run in its life (`max_tasks_per_worker`).
     fn quota(&self) -> u64 {
         self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX)

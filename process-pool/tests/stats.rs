@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool, TaskError};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
 
 fn fail_odd(x: u64) -> u64 {
     assert!(x.is_multiple_of(2), "{x} is odd");
@@ -101,5 +101,36 @@ fn cancellations_racing_results_count_each_task_once_and_counts_never_go_down() 
         reader.join().unwrap();
         let stats = pool.stats();
         assert_eq!((stats.completed, stats.failed), (values, errors), "{stats:?}");
+    });
+}
+
+/// What a service exports besides the counts: how many tasks wait for a worker, and how many
+/// workers are busy.
+#[test]
+fn the_queue_depth_and_the_busy_workers_are_reported() {
+    let scratch = Scratch::new("stats-gauges");
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("tasks queued behind a held worker", move || {
+        // One batch per worker: what the held worker is not running waits in the pool.
+        let config = ProcessConfig::new(Config::new().workers(2)).in_flight(1);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let idle = pool.stats();
+        assert_eq!((idle.queued, idle.busy_workers), (0, 0), "{idle:?}");
+        let held: Vec<_> = (0..2)
+            .map(|i| {
+                let signal = format!("{started}-{i}");
+                pool.submit(SignalThenWait { signal: signal.clone(), go: go.clone() }, i)
+            })
+            .collect();
+        (0..2).for_each(|i| wait_for_file(format!("{started}-{i}")));
+        let waiting: Vec<_> = (0..3).map(|i| pool.submit(square, i)).collect();
+        let busy = pool.stats();
+        assert_eq!((busy.queued, busy.busy_workers), (3, 2), "{busy:?}");
+        std::fs::write(&go, "").unwrap();
+        for handle in held.into_iter().chain(waiting) {
+            handle.join().unwrap();
+        }
+        let done = pool.stats();
+        assert_eq!((done.queued, done.busy_workers, done.completed), (0, 0, 5), "{done:?}");
     });
 }
