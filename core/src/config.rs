@@ -106,7 +106,8 @@ impl Config {
 
     /// Names workers `{prefix}-{index}` (thread names; process backends pass it as the
     /// worker's first argument, which is what `ps` shows). It must not contain a NUL byte,
-    /// which neither a thread's name nor an argument can hold.
+    /// which neither a thread's name nor an argument can hold, and a process backend takes
+    /// at most 4096 bytes of it.
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.name_prefix = prefix.into();
         self

@@ -9,6 +9,10 @@ use taskpool_core::{Config, TaskError};
 /// no worker fits in it.
 const MIN_MEMORY_LIMIT: u64 = 1 << 20;
 
+/// The longest name prefix accepted: a worker's name is its first argument, which the kernel
+/// refuses past 128 KiB (`E2BIG`), and shows in `ps` and `/proc` in full.
+const MAX_NAME_PREFIX: usize = 4096;
+
 /// How a [`crate::ProcessPool`] is set up: the shared [`Config`] and the settings that only
 /// worker processes have (a frame limit, batches in flight, memory and CPU-time limits, the
 /// size of the shared-memory rings).
@@ -184,6 +188,12 @@ impl ProcessConfig {
     pub fn validate(&self) -> Result<(), TaskError> {
         self.config.validate()?;
         let bad = |reason: &str| Err(TaskError::InvalidConfig { reason: reason.to_owned() });
+        if self.config.get_name_prefix().len() > MAX_NAME_PREFIX {
+            return bad(&format!(
+                "name_prefix must be at most {MAX_NAME_PREFIX} bytes: it names each worker \
+                 process on its command line"
+            ));
+        }
         if !(1..=4).contains(&self.in_flight) {
             return bad("in_flight must be between 1 and 4");
         }
@@ -287,6 +297,10 @@ mod tests {
             assert!(bad(ProcessConfig::default().ring_bytes(bytes)).contains("ring_bytes"));
         }
         assert!(bad(Config::new().workers(0).into()).contains("at least one worker"));
+        let long = Config::new().name_prefix("x".repeat(MAX_NAME_PREFIX + 1));
+        assert!(bad(long.into()).contains("name_prefix"));
+        let longest = Config::new().name_prefix("x".repeat(MAX_NAME_PREFIX));
+        assert!(ProcessConfig::from(longest).validate().is_ok());
     }
 
     #[test]
