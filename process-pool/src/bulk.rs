@@ -97,6 +97,16 @@ pub(crate) fn reserve_exact(buf: &mut Vec<u8>, additional: usize) {
     advise_new_room(buf, before, additional);
 }
 
+/// [`reserve_exact`], or `false` if the allocator refuses the room.
+pub(crate) fn try_reserve_exact(buf: &mut Vec<u8>, additional: usize) -> bool {
+    let before = buf.capacity();
+    if buf.try_reserve_exact(additional).is_err() {
+        return false;
+    }
+    advise_new_room(buf, before, additional);
+    true
+}
+
 /// Asks for huge pages for the unwritten room of `buf`, for a reservation of `additional`
 /// bytes from [`HUGE`] on that moved or grew it (from `before` bytes): a kept buffer that had
 /// the room already has its pages, and is not advised again.

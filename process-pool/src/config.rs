@@ -106,7 +106,10 @@ impl ProcessConfig {
     /// (`RUST_BACKTRACE` set in the worker's environment), printing it hides the `ENOMEM`:
     /// there one allocation far larger than what is left (a vector doubling its capacity)
     /// can be reported as a crash (`SIGABRT`) instead. An argument that encodes to the cap
-    /// or more, which no worker could hold, fails the same way without being sent.
+    /// or more, which no worker could hold, fails the same way without being sent; one
+    /// smaller that leaves a worker no room to receive it (a worker holds what it receives,
+    /// and most values a second time as it decodes them) fails the same way once three
+    /// workers in a row had no room for it.
     ///
     /// A cap below 1 MiB is [`TaskError::InvalidConfig`] (the cap is in bytes: `512` is a
     /// mistake for `512 << 20`). Under a cap too small for the worker itself (below about

@@ -40,6 +40,7 @@ use crate::run::{Batching, Run, Slice};
 use crate::sink::{Sink, Tally};
 use crate::sys;
 use crate::usage::Cost;
+use crate::worker::EXIT_NO_ROOM;
 
 /// The OS side of one worker process, as the scheduler uses it.
 pub(crate) trait Process: Send + Sync {
@@ -1022,7 +1023,7 @@ impl Shared {
         let natural = killed.is_none();
         // Who is to blame: the item a kill was for; otherwise the item the worker was running
         // (without a status page, the head).
-        let (mut blamed, error) = match killed {
+        let (mut blamed, mut error) = match killed {
             Some(Kill { reason: KillReason::LimitReached, .. }) => (None, None),
             Some(Kill { reason, seq }) => (seq, Some(kill_error(reason))),
             None => {
@@ -1055,6 +1056,12 @@ impl Shared {
             head.deaths += 1;
             if head.deaths >= POISON_DEATHS {
                 blamed = Some(head_seq);
+                // Workers that said they had no room under the memory limit to receive it:
+                // the item is too large for the limit.
+                let limit = self.config.get_memory_limit();
+                if let Some(limit) = limit.filter(|_| exit == Exit::Code(EXIT_NO_ROOM)) {
+                    error = Some(TaskError::ResourceLimit { resource: Resource::Memory, limit });
+                }
             }
         }
         let mut requeue = Vec::new();

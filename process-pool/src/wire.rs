@@ -238,6 +238,11 @@ pub(crate) struct FrameReader {
     /// The body of the bulk frame before the frame last returned, until it is taken or the
     /// next frame is asked for.
     attached: Option<Vec<u8>>,
+    /// Whether room the allocator refuses for a frame is an error rather than an abort (see
+    /// [`FrameReader::refuse_when_full`]).
+    fallible: bool,
+    /// The length of the frame whose room the allocator refused, once it did.
+    refused: Option<usize>,
 }
 
 /// How much a reader asks the kernel for at once, at least.
@@ -246,7 +251,27 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 impl FrameReader {
     #[inline]
     pub(crate) fn new(limit: usize) -> Self {
-        FrameReader { buf: Vec::new(), start: 0, limit, bulk: None, attached: None }
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            limit,
+            bulk: None,
+            attached: None,
+            fallible: false,
+            refused: None,
+        }
+    }
+
+    /// Makes room the allocator refuses for a frame an error of [`Self::fill_with`] (kind
+    /// `OutOfMemory`) instead of an abort, and records the frame's length for
+    /// [`Self::refused`]: a worker under a memory limit tells its parent so.
+    pub(crate) fn refuse_when_full(&mut self) {
+        self.fallible = true;
+    }
+
+    /// The length of the frame (kind and body) for which the allocator refused room, if it did.
+    pub(crate) fn refused(&self) -> Option<usize> {
+        self.refused
     }
 
     /// Changes the largest frame accepted.
@@ -272,7 +297,7 @@ impl FrameReader {
         {
             return append(bytes, *len - bytes.len(), read);
         }
-        self.make_room();
+        self.make_room()?;
         let room = self.buf.capacity() - self.buf.len();
         let n = append(&mut self.buf, room, read);
         self.start = self.start.min(self.buf.len());
@@ -303,7 +328,7 @@ impl FrameReader {
     /// `bulk.rs`); the next read starts small again.
     pub(crate) fn release(&mut self) {
         if self.is_empty() && self.holds_large() {
-            *self = FrameReader::new(self.limit);
+            *self = FrameReader { fallible: self.fallible, ..FrameReader::new(self.limit) };
         }
     }
 
@@ -324,8 +349,9 @@ impl FrameReader {
     /// Moves unread bytes to the front and makes room for the next read: as many bytes again
     /// as are held (at least [`READ_CHUNK`]), but never more than the rest of the frame being
     /// read plus [`READ_CHUNK`], and only [`READ_CHUNK`] while the frame's length is unknown
-    /// or over the limit.
-    fn make_room(&mut self) {
+    /// or over the limit. Fails only when [`Self::refuse_when_full`] was called and the
+    /// allocator refuses the room.
+    fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.buf.len() {
             self.start = 0;
             self.buf.clear();
@@ -343,8 +369,17 @@ impl FrameReader {
         }
         if self.buf.capacity() < self.start + want {
             let more = self.start + want - self.buf.len();
-            bulk::reserve_exact(&mut self.buf, more);
+            if !self.fallible {
+                bulk::reserve_exact(&mut self.buf, more);
+            } else if !bulk::try_reserve_exact(&mut self.buf, more) {
+                self.refused = Some(frame);
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!("no room for a frame of {frame} bytes"),
+                ));
+            }
         }
+        Ok(())
     }
 
     fn peek_len(&self) -> Option<usize> {
@@ -401,9 +436,12 @@ impl FrameReader {
         if self.bulk.is_some() {
             return Err(malformed("a bulk frame before the frame that takes the one before it"));
         }
-        let mut bytes = bulk::try_with_capacity(len).ok_or_else(|| {
-            malformed(format!("a bulk frame of {len} bytes, more than this process may reserve"))
-        })?;
+        let Some(mut bytes) = bulk::try_with_capacity(len) else {
+            self.refused = Some(len + 1);
+            return Err(malformed(format!(
+                "a bulk frame of {len} bytes, more than this process may reserve"
+            )));
+        };
         let arrived = (self.buf.len() - body).min(len);
         bytes.extend_from_slice(&self.buf[body..body + arrived]);
         self.start = body + arrived;

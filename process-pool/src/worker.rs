@@ -39,6 +39,9 @@ use crate::wire::{self, Body, FrameReader, Kind};
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
 /// Exit code of a worker whose start checks or initializer failed (after saying why).
 pub(crate) const EXIT_START: i32 = 71;
+/// Exit code of a worker under a memory limit that had no room left to receive a request
+/// (after saying so): the parent fails the request's item with the limit, not a crash.
+pub(crate) const EXIT_NO_ROOM: i32 = 72;
 
 /// Flush results at least this often while a batch runs, so the parent sees progress.
 const FLUSH_AGE: Duration = Duration::from_micros(200);
@@ -121,6 +124,9 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     reader.set_limit(limit.saturating_add(wire::SLACK));
     let limits = Limits::new(init.memory_limit, init.cpu_time_limit);
+    if init.memory_limit.is_some() {
+        reader.refuse_when_full();
+    }
     let page = region.as_ref().map(Region::status_page);
     let (mut input, output, flusher) = match region.filter(|_| rings) {
         Some(region) => (
@@ -161,6 +167,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
                 }
                 Err(e) => {
                     out.flush();
+                    no_room(&reader);
                     broken(&e.to_string());
                 }
             }
@@ -168,6 +175,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         out.flush();
         match input.fill(&mut reader, result, &mut out) {
             Ok(0) | Err(_) => {
+                no_room(&reader);
                 if reader.pending() > 0 {
                     sys::exit_now(EXIT_PROTOCOL);
                 }
@@ -347,6 +355,18 @@ fn broken(reason: &str) -> ! {
     let _ =
         writeln!(io::stderr(), "taskpool worker {pid}: protocol error from the parent: {reason}");
     sys::exit_now(EXIT_PROTOCOL);
+}
+
+/// Ends a worker whose memory limit left no room to receive a request, if that is what
+/// happened; says so on stderr.
+fn no_room(reader: &FrameReader) {
+    let Some(len) = reader.refused() else { return };
+    let pid = sys::pid();
+    let _ = writeln!(
+        io::stderr(),
+        "taskpool worker {pid}: no room under the memory limit to receive a request of {len} bytes"
+    );
+    sys::exit_now(EXIT_NO_ROOM);
 }
 
 /// Reads until one complete frame is available; `None` at end of input or on a bad frame.

@@ -281,3 +281,30 @@ fn an_argument_as_large_as_the_memory_limit_is_refused_before_it_is_sent() {
         assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
     });
 }
+
+/// How many values its argument holds.
+fn count(values: Vec<f64>) -> u64 {
+    values.len() as u64
+}
+
+#[test]
+fn an_argument_under_the_memory_limit_that_no_worker_can_receive_fails_with_resource_limit() {
+    within("arguments that fit under the limit but not in a worker", || {
+        const LIMIT: u64 = 64 << 20;
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(LIMIT);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let too_large = |outcome: &Result<u64, TaskError>| {
+            matches!(outcome, Err(TaskError::ResourceLimit { resource: Resource::Memory, limit })
+                if *limit == LIMIT)
+        };
+        // A byte string just under the limit, which crosses as one bulk frame, and numbers
+        // that the worker must hold twice (as received and as decoded).
+        let bytes = serde_bytes::ByteBuf::from(vec![1u8; (LIMIT - (1 << 20)) as usize]);
+        let outcome = pool.apply(length, bytes);
+        assert!(too_large(&outcome), "{outcome:?}");
+        let numbers = vec![0.5f64; (LIMIT / 8 - (1 << 17)) as usize];
+        let outcome = pool.apply(count, numbers);
+        assert!(too_large(&outcome), "{outcome:?}");
+        assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+    });
+}
