@@ -135,6 +135,17 @@ pub trait Pool: Execute {
     /// backend may skip items that have not started (the thread backend does, as rayon does;
     /// the process backend has usually sent them already). Use [`Pool::map_results`] to run
     /// every item and see every outcome.
+    ///
+    /// # Memory
+    ///
+    /// A `map` (and [`Pool::map_results`]) takes every item before it returns, and returns
+    /// every result at once, so it holds about as much as its items and its results take
+    /// together. The thread backend collects the items into a vector first; the process
+    /// backend encodes every item before the workers have them (the encoding takes about as
+    /// many bytes as the items; each item itself is dropped once encoded), keeps the encoding
+    /// until the `map` ends, and gives back the memory of large batches once the pool has had
+    /// nothing to do for a second. For data that does not fit twice, use [`Pool::imap`], which
+    /// holds at most [`Pool::imap_window`] items and their results at a time.
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
     where
         T: IntoTask<M>,
