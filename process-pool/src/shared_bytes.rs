@@ -178,6 +178,11 @@ pub(crate) fn await_receivers() {
 /// to save a result) writes it as its plain bytes, and reads it back from them into new
 /// shared memory.
 ///
+/// The bytes start on a page boundary (their address is a multiple of 4096) in every
+/// process that reads them, so numbers written into them read back in place: with
+/// `f64::from_le_bytes` over `chunks_exact(8)`, as in the second example, or as a `&[f64]`
+/// through a crate that checks the alignment and the length (`bytemuck::cast_slice`).
+///
 /// # Examples
 ///
 /// ```
@@ -202,6 +207,41 @@ pub(crate) fn await_receivers() {
 /// assert_eq!(pool.apply(checksum, data.clone())?, 3 << 20);
 /// let doubled = pool.apply(double, data)?;
 /// assert!(doubled.iter().all(|&b| b == 6));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Numbers, bit for bit (`-0.0` and NaN payloads included):
+///
+/// ```
+/// use taskpool_process::{Pool, ProcessPool, SharedBytes};
+///
+/// fn floats(data: &[u8]) -> impl Iterator<Item = f64> + '_ {
+///     data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+/// }
+///
+/// fn halve(data: SharedBytes) -> SharedBytes {
+///     SharedBytes::new(data.len(), |out| {
+///         for (o, x) in out.chunks_exact_mut(8).zip(floats(&data)) {
+///             o.copy_from_slice(&(x / 2.0).to_le_bytes());
+///         }
+///     })
+///     .unwrap()
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let values = [3.0, -0.0, f64::from_bits(0x7ff8_0000_0000_0001)];
+/// let data = SharedBytes::new(values.len() * 8, |out| {
+///     for (o, x) in out.chunks_exact_mut(8).zip(values) {
+///         o.copy_from_slice(&x.to_le_bytes());
+///     }
+/// })?;
+/// assert_eq!(data.as_ptr() as usize % 4096, 0);
+/// let bits = |data: &[u8]| floats(data).map(f64::to_bits).collect::<Vec<u64>>();
+/// assert_eq!(bits(&data), values.map(f64::to_bits));
+/// let pool = ProcessPool::new(1)?;
+/// let halved = bits(&pool.apply(halve, data)?);
+/// assert_eq!(halved[..2], [1.5f64.to_bits(), (-0.0f64).to_bits()]);
 /// # Ok(())
 /// # }
 /// ```

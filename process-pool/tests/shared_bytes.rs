@@ -132,3 +132,26 @@ fn another_serializer_writes_and_reads_shared_bytes_as_their_bytes() {
     let empty: SharedBytes = serde_json::from_str("[]").unwrap();
     assert!(empty.is_empty());
 }
+
+/// Where the bytes start in the worker, modulo a page.
+fn offset_in_page(data: SharedBytes) -> usize {
+    data.as_ptr() as usize % 4096
+}
+
+/// Bytes made in the worker.
+fn made_here(len: usize) -> SharedBytes {
+    SharedBytes::new(len, |out| out.fill(1)).unwrap()
+}
+
+#[test]
+fn shared_bytes_start_on_a_page_boundary_in_every_process() {
+    let pool = ProcessPool::new(1).unwrap();
+    for len in [0, 1, 8, 4097, 1 << 20] {
+        let data = SharedBytes::new(len, |out| out.fill(2)).unwrap();
+        assert_eq!(data.as_ptr() as usize % 4096, 0, "made here, {len} bytes");
+        assert_eq!(pool.apply(offset_in_page, data).unwrap(), 0, "read in a worker, {len} bytes");
+        let back = pool.apply(made_here, len).unwrap();
+        assert_eq!(back.as_ptr() as usize % 4096, 0, "made in a worker, {len} bytes");
+        assert_eq!(back.len(), len);
+    }
+}
