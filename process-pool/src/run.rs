@@ -455,10 +455,10 @@ impl<S: Sink + ?Sized> Run<S> {
 
 impl<S: Sink + ?Sized> Drop for Run<S> {
     fn drop(&mut self) {
-        if let Stored::Heap(bytes) = &mut self.inputs.bytes
-            && bytes.capacity() >= SPARE_MIN
-        {
-            spares().keep(std::mem::take(bytes));
+        if let Stored::Heap(bytes) = &mut self.inputs.bytes {
+            if bytes.capacity() >= SPARE_MIN {
+                spares().keep(std::mem::take(bytes));
+            }
         }
     }
 }

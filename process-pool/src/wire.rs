@@ -292,9 +292,7 @@ impl FrameReader {
         &mut self,
         read: impl FnOnce(&mut Vec<u8>, usize) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        if let Some((bytes, len)) = &mut self.bulk
-            && bytes.len() < *len
-        {
+        if let Some((bytes, len)) = self.bulk.as_mut().filter(|(bytes, len)| bytes.len() < *len) {
             return append(bytes, *len - bytes.len(), read);
         }
         self.make_room()?;
