@@ -1043,23 +1043,26 @@ impl Shared {
         // A worker that died of itself before it started its first item, which it held: the
         // item may be what kills workers as they receive it (an argument too large for the
         // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the
-        // crash rather than go round for ever. A SIGKILL, most likely from outside, says
+        // crash (or with the memory limit, when the workers said they had no room for it)
+        // rather than go round for ever. A SIGKILL, most likely from outside, says
         // nothing about the item.
         let of_itself = natural && exit != Exit::Signal(libc::SIGKILL);
+        // A worker that had no room under the memory limit for what it was sent: the item
+        // is too large for the limit, the worker itself could work.
+        let no_room = of_itself
+            && exit == Exit::Code(EXIT_NO_ROOM)
+            && self.config.get_memory_limit().is_some();
         let unstarted = of_itself && progress.is_some_and(|p| p.started <= head_seq);
         // Dead before it started anything: the worker, not an item, failed.
         let started_nothing = progress.map_or(head_seq == 0 && sent.is_empty(), |p| p.started == 0);
-        if of_itself && started_nothing {
+        if of_itself && started_nothing && !no_room {
             state.fruitless_deaths += 1;
         }
         if let Some(head) = sent.front_mut().filter(|_| unstarted && blamed.is_none()) {
             head.deaths += 1;
             if head.deaths >= POISON_DEATHS {
                 blamed = Some(head_seq);
-                // Workers that said they had no room under the memory limit to receive it:
-                // the item is too large for the limit.
-                let limit = self.config.get_memory_limit();
-                if let Some(limit) = limit.filter(|_| exit == Exit::Code(EXIT_NO_ROOM)) {
+                if let Some(limit) = self.config.get_memory_limit().filter(|_| no_room) {
                     error = Some(TaskError::ResourceLimit { resource: Resource::Memory, limit });
                 }
             }
@@ -1079,7 +1082,7 @@ impl Shared {
             };
             let index = slice.items.start + usize::try_from(at - first).unwrap_or(0);
             if let Some(error) = error.clone() {
-                if natural {
+                if natural && !no_room {
                     state.counters.crashes += 1;
                 }
                 deliveries.add_failure(&slice.run, index, error);

@@ -308,3 +308,31 @@ fn an_argument_under_the_memory_limit_that_no_worker_can_receive_fails_with_reso
         assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
     });
 }
+
+#[test]
+fn many_arguments_no_worker_can_receive_fail_alone_and_the_pool_goes_on() {
+    within("a map of arguments too large for the memory limit", || {
+        const LIMIT: u64 = 64 << 20;
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(LIMIT);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let big = serde_bytes::ByteBuf::from(vec![1u8; (LIMIT - (1 << 20)) as usize]);
+        let small = serde_bytes::ByteBuf::from(vec![1u8; 10]);
+        // Each too large item takes three workers, more than the deaths after which a pool
+        // whose workers cannot work at all gives up: these workers could.
+        let mut items = vec![big; 4];
+        items.push(small.clone());
+        let outcomes = pool.map_results(length, items);
+        for outcome in &outcomes[..4] {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(TaskError::ResourceLimit { resource: Resource::Memory, limit: LIMIT })
+                ),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(outcomes[4].as_ref().ok(), Some(&10));
+        assert_eq!(pool.apply(length, small).unwrap(), 10, "the pool goes on");
+        assert_eq!(pool.stats().crashes, 0, "an item over the limit is no crash");
+    });
+}
