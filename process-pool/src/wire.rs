@@ -344,10 +344,12 @@ impl FrameReader {
         self.buf.capacity()
     }
 
-    /// Moves unread bytes to the front and makes room for the next read: as many bytes again
-    /// as are held (at least [`READ_CHUNK`]), but never more than the rest of the frame being
-    /// read plus [`READ_CHUNK`], and only [`READ_CHUNK`] while the frame's length is unknown
-    /// or over the limit. Fails only when [`Self::refuse_when_full`] was called and the
+    /// Moves unread bytes to the front and makes room for the next read: once less than
+    /// [`READ_CHUNK`] is left, as many bytes again as are held (at least [`READ_CHUNK`]), but
+    /// never more than the rest of the frame being read plus [`READ_CHUNK`], and only
+    /// [`READ_CHUNK`] while the frame's length is unknown or over the limit. Room is made only
+    /// when little is left, so that a large frame's buffer doubles a few times rather than
+    /// grow by each read's worth (and be moved each time). Fails only when [`Self::refuse_when_full`] was called and the
     /// allocator refuses the room.
     fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.buf.len() {
@@ -365,7 +367,8 @@ impl FrameReader {
             self.buf.truncate(pending);
             self.start = 0;
         }
-        if self.buf.capacity() < self.start + want {
+        let little_left = self.buf.capacity() - self.buf.len() < READ_CHUNK;
+        if little_left && self.buf.capacity() < self.start + want {
             let more = self.start + want - self.buf.len();
             if !self.fallible {
                 bulk::reserve_exact(&mut self.buf, more);
@@ -519,6 +522,38 @@ mod tests {
         assert_eq!(Body::new(r.bytes(body)).u32("pid").unwrap(), 7);
         assert_eq!(r.next_frame().unwrap(), None);
         assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn a_large_frame_read_in_small_pieces_grows_its_buffer_a_few_times() {
+        // A ring hands a large frame over a ring's worth at a time: the buffer must double,
+        // not grow by each piece (which moves the whole frame read so far every time).
+        let body = vec![7u8; 16 << 20];
+        let bytes = frame(Kind::Batch, &body);
+        let mut r = FrameReader::new(1 << 30);
+        let (mut at, mut capacities) = (0, vec![r.capacity()]);
+        let mut whole = None;
+        while whole.is_none() {
+            let n = r
+                .fill_with(|buf, most| {
+                    let n = most.min(256 << 10).min(bytes.len() - at);
+                    buf.extend_from_slice(&bytes[at..at + n]);
+                    Ok(n)
+                })
+                .unwrap();
+            at += n;
+            capacities.push(r.capacity());
+            whole = r.next_frame().unwrap();
+        }
+        let (kind, range) = whole.unwrap();
+        assert_eq!((kind, r.bytes(range).len()), (Kind::Batch, body.len()));
+        capacities.dedup();
+        assert!(
+            capacities.len() <= 12,
+            "the buffer grew {} times: {capacities:?}",
+            capacities.len()
+        );
+        assert!(r.capacity() <= bytes.len() + READ_CHUNK);
     }
 
     #[test]
