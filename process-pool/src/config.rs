@@ -100,7 +100,10 @@ impl ProcessConfig {
     ///
     /// This is address space (`RLIMIT_AS`), not resident memory: the worker's own code,
     /// buffers and stacks count, and so do the stacks and allocator arenas of threads a task
-    /// starts, so leave room (tens of MiB) above what tasks need. A failed allocation is
+    /// starts, so leave room (tens of MiB) above what tasks need. [`crate::SharedBytes`] a
+    /// worker maps count too, whole: an argument of shared bytes that does not fit fails
+    /// with [`TaskError::Serialization`] saying so, and [`crate::SharedBytes::new`] in a task
+    /// returns an `OutOfMemory` error. A failed allocation is
     /// recognized when the worker aborts, by the allocator's `ENOMEM` or by its address space
     /// within an eighth of the cap. Where Rust prints a backtrace for the failure
     /// (`RUST_BACKTRACE` set in the worker's environment), printing it hides the `ENOMEM`:

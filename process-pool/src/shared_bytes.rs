@@ -481,6 +481,13 @@ fn open_from(pid: u32, data: i32, control: i32, wire: &Wire) -> Result<Inner, St
     let place = format!("process {pid}");
     let data_fd = open_proc(pid, data, false)?;
     let sealed = SealedBytes::adopt(data_fd.as_fd(), len)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::OutOfMemory if crate::sys::memory_limit().is_some() => format!(
+                "{place}: no room to map {len} bytes under this process's memory limit \
+                 ({e}): shared bytes count toward it"
+            ),
+            _ => format!("{place}: cannot map {len} bytes: {e}"),
+        })?
         .ok_or_else(|| format!("{place}: not sealed bytes of {len} bytes"))?;
     let head = &sealed.file()[..HEADER];
     let word = |i: usize| {

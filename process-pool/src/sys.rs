@@ -1209,25 +1209,26 @@ impl SealedBytes {
     }
 
     /// The sealed file on `fd` (opened from another process), if it is sealed as
-    /// [`SealedBytes::create`] seals it and holds `len` bytes of data.
-    pub(crate) fn adopt(fd: BorrowedFd<'_>, len: usize) -> Option<SealedBytes> {
-        let total = SEALED_DATA_AT.checked_add(len)?;
+    /// [`SealedBytes::create`] seals it and holds `len` bytes of data: `Ok(None)` if it is
+    /// not, the error of mapping it if that fails (no room under a memory limit, say).
+    pub(crate) fn adopt(fd: BorrowedFd<'_>, len: usize) -> io::Result<Option<SealedBytes>> {
+        let Some(total) = SEALED_DATA_AT.checked_add(len) else { return Ok(None) };
         // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } != 0 {
-            return None;
+            return Ok(None);
         }
         let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-        if !regular || usize::try_from(stat.st_size).ok()? != total {
-            return None;
+        if !regular || usize::try_from(stat.st_size).ok() != Some(total) {
+            return Ok(None);
         }
         // SAFETY: F_GET_SEALS reads the seals of an open descriptor.
         let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
         if seals < 0 || seals & FROZEN != FROZEN {
-            return None;
+            return Ok(None);
         }
-        Self::map(fd, total).ok()
+        Self::map(fd, total).map(Some)
     }
 
     fn map(fd: BorrowedFd<'_>, total: usize) -> io::Result<SealedBytes> {
@@ -1702,6 +1703,11 @@ pub(crate) fn unset_env(name: &CStr) {
 pub(crate) fn is_secure_execution() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The cap [`limit_memory`] set on this process's address space, if it set one.
+pub(crate) fn memory_limit() -> Option<u64> {
+    Some(MEMORY_LIMIT.load(Ordering::Acquire)).filter(|&bytes| bytes != 0)
 }
 
 /// Caps this process's address space at `bytes` (`RLIMIT_AS`, soft and hard, so a task

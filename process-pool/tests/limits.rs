@@ -336,3 +336,32 @@ fn many_arguments_no_worker_can_receive_fail_alone_and_the_pool_goes_on() {
         assert_eq!(pool.stats().crashes, 0, "an item over the limit is no crash");
     });
 }
+
+/// The sum of the bytes it reads in place.
+fn shared_sum(data: taskpool_process::SharedBytes) -> u64 {
+    data.iter().map(|&b| u64::from(b)).sum()
+}
+
+#[test]
+fn shared_bytes_larger_than_the_memory_limit_fail_saying_so() {
+    within("shared bytes over a worker's memory limit", || {
+        const LIMIT: u64 = 64 << 20;
+        let config = ProcessConfig::new(Config::new().workers(1)).memory_limit(LIMIT);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let data = taskpool_process::SharedBytes::new((LIMIT + (1 << 20)) as usize, |out| {
+            out.fill(1);
+        })
+        .unwrap();
+        match pool.apply(shared_sum, data) {
+            Err(TaskError::Serialization {
+                side: taskpool_process::Side::Argument,
+                message,
+                ..
+            }) => {
+                assert!(message.contains("memory limit"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+    });
+}
