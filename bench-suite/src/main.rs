@@ -83,7 +83,17 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
             "--out" => {
                 let dir = match value {
                     Some(dir) => dir,
-                    None => args.next().ok_or("--out needs a directory")?,
+                    None => {
+                        let dir = args.next().ok_or("--out needs a directory")?;
+                        // `--out --quick` forgot the directory: the option is not one.
+                        if dir.starts_with('-') {
+                            return Err(format!(
+                                "--out needs a directory, not the option {dir:?} (write \
+                                 --out=./{dir} for a directory of that name)"
+                            ));
+                        }
+                        dir
+                    }
                 };
                 if dir.is_empty() {
                     return Err("--out needs a directory, not an empty name".to_owned());
@@ -445,6 +455,16 @@ mod tests {
         assert!(args(&["--out="]).unwrap_err().contains("empty"));
         assert!(args(&["--quick=yes"]).unwrap_err().contains("--quick takes no value"));
         assert!(args(&["--fast=yes"]).unwrap_err().contains("unknown option \"--fast\""));
+    }
+
+    #[test]
+    fn out_followed_by_an_option_is_refused_rather_than_taken_for_a_directory() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()));
+        let e = args(&["--out", "--quick"]).unwrap_err();
+        assert!(e.contains("--out needs a directory") && e.contains("--quick"), "{e}");
+        assert!(args(&["--out", "-h"]).is_err());
+        let options = args(&["--out=--quick"]).unwrap().unwrap();
+        assert_eq!((options.out, options.mode), (Some(PathBuf::from("--quick")), Mode::Default));
     }
 
     #[test]
