@@ -139,6 +139,10 @@ fn main() -> ExitCode {
 fn supervise(options: &Options) -> Result<(), String> {
     let dir = options.out.clone().unwrap_or_else(default_out_dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // A folder this program cannot write to fails now, not after minutes of measuring.
+    let log_path = dir.join(LOG);
+    std::fs::write(&log_path, "")
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mode = match options.mode {
         Mode::Quick => Some("--quick"),
@@ -176,7 +180,6 @@ fn supervise(options: &Options) -> Result<(), String> {
     bar.finish();
     let mut log = captured.join("\n");
     log.push_str(&String::from_utf8_lossy(&captured_err.join().unwrap_or_default()));
-    let log_path = dir.join(LOG);
     std::fs::write(&log_path, &log)
         .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
     if !status.success() {
