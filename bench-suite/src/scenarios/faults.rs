@@ -230,8 +230,8 @@ fn in_program(backend: &Backend, fault: Fault, repeats: usize) -> Cell {
         Ok(pool) => pool,
         Err(e) => return Cell::Skipped(format!("the pool did not start: {e}")),
     };
-    if pool.noop().is_err() {
-        return Cell::Skipped("the pool did not serve".into());
+    if let Err(e) = pool.noop() {
+        return Cell::Skipped(format!("the pool did not serve a no-op before the fault: {e}"));
     }
     let mut times = Vec::new();
     let mut text = String::new();
