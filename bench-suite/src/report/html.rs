@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(at(Column::TASKPOOL_THREADS), "3.10 µs");
         assert_eq!(at(Column::TASKPOOL_PROCESSES), "19.5 µs ±18%");
         assert_eq!(at(Column::PYTHON_THREADS), "skipped: python3 not found");
-        assert!(cells.last().unwrap().contains("processes 1.6× the pipe floor"), "{cells:?}");
+        assert!(
+            cells.last().unwrap().contains("processes 1.6× the time of the pipe floor"),
+            "{cells:?}"
+        );
         let best = row.children().find(|n| n.attribute("class") == Some("best")).unwrap();
         assert_eq!(best.text(), Some("3.10 µs"));
     }

@@ -148,7 +148,10 @@ Every value is the median over repeated runs, and the variants of a row ran inte
 shown when above 10%: read it as noisy. The best value of a row is in bold. The last column \
 compares each taskpool backend with the best peer measured in that row: a ratio above 1 means \
 taskpool is better, whichever way the row counts (shorter times, higher throughput), and below \
-1 means it is worse; within 5% of 1 reads \"on par\". In the fault rows, ✅ means the program \
+1 means it is worse; within 5% of 1 reads \"on par\". After the peers come the process \
+backends against the row's references (floors, ideals), as a multiple of the reference's \
+quantity: \"2.0× the time of the pipe floor\" took twice as long as the floor, \"0.90× the \
+rate of the ideal\" reached 90% of it. In the fault rows, ✅ means the program \
 and the pool survived and 💥 means they did not; \"—\" means not measured.
 ";
 
@@ -393,6 +396,15 @@ pub(super) fn comparison(row: &Row, esc: fn(&str) -> String) -> String {
             });
         }
     }
+    // A multiple of a reference is of the row's quantity, so that its direction is the row's:
+    // "1.6× the time of the pipe floor" is slower than the floor, "0.97× the rate of the
+    // ideal" short of it.
+    let quantity = match row.unit {
+        Unit::Micros | Unit::Millis => "time",
+        Unit::PerSecond => "rate",
+        Unit::KiB => "memory",
+        Unit::Factor => "value",
+    };
     for column in Column::ALL.iter().copied().filter(|c| c.is_ours() && c.is_processes()) {
         let Some(Cell::Value(ours)) = row.cells.get(&column) else { continue };
         let floors: Vec<String> = row
@@ -402,7 +414,7 @@ pub(super) fn comparison(row: &Row, esc: fn(&str) -> String) -> String {
             .filter_map(|r| {
                 let times = ours.median / r.value.median;
                 (times.is_finite() && times > 0.0)
-                    .then(|| format!("{} the {}", ratio(times), esc(&r.name)))
+                    .then(|| format!("{} the {quantity} of the {}", ratio(times), esc(&r.name)))
             })
             .collect();
         if !floors.is_empty() {
@@ -525,7 +537,7 @@ mod tests {
         assert_eq!(
             last("Round trip, empty task"),
             "threads 1.4× better than rayon; processes 3.1× better than procspawn; \
-             processes 1.6× the pipe floor, 39× the spin floor"
+             processes 1.6× the time of the pipe floor, 39× the time of the spin floor"
         );
         // Higher is better: 1.874 / 1.9 = 0.986 is on par.
         assert!(
