@@ -308,9 +308,10 @@ impl Side<'_> {
         let python = format!("{}' speed-up", self.python.label());
         f.figure(("python_speedup", &python), self.value(&key, self.python), |x| {
             format!(
-                "{}: {} on {n} workers (CPU-bound: primes, 1 ms tasks)",
+                "{}: {} on {} (CPU-bound: primes, 1 ms tasks)",
                 self.python.label(),
-                quantity(x, Unit::Factor)
+                quantity(x, Unit::Factor),
+                super::workers(n)
             )
         });
         f.figure(("speedup", "the speed-up in Rust"), self.ours(&key), |x| {
@@ -327,7 +328,8 @@ impl Side<'_> {
         let (cpu, io) = (speedup_key(), RowId::Wait(WaitKind::Socket, POOL_NEEDED).key());
         let n = self.workers;
         f.figure(("speedup", "CPU-bound speed-up"), self.ours(&cpu), |x| {
-            format!("CPU-bound: {} on {n} workers (primes, 1 ms tasks)", quantity(x, Unit::Factor))
+            let (x, on) = (quantity(x, Unit::Factor), super::workers(n));
+            format!("CPU-bound: {x} on {on} (primes, 1 ms tasks)")
         });
         let ideal = ideal(POOL_NEEDED);
         f.figure(("io_tasks_per_s", "I/O-bound throughput"), self.ours(&io), |x| {
@@ -480,6 +482,23 @@ mod tests {
              next task was served 38.0 ms later"
         );
         assert_eq!(failure.values["survived"], 1.0);
+    }
+
+    #[test]
+    fn a_run_on_one_cpu_says_that_its_speed_up_cannot_show_parallelism() {
+        let report = fixture::report();
+        let homework = homework(&report.sections, &fixture::shares(), 1);
+        for processes in [false, true] {
+            let best_for = &fact(&homework, "best_for", processes).measured;
+            let one = "on 1 worker and one CPU, where nothing runs in parallel (primes";
+            assert!(best_for.starts_with("CPU-bound: ") && best_for.contains(one), "{best_for}");
+            let gil = &fact(&homework, "gil", processes).measured;
+            assert!(
+                gil.contains("on 1 worker and one CPU, where nothing runs in parallel (CPU"),
+                "{gil}"
+            );
+            assert!(!gil.contains("1 workers"), "{gil}");
+        }
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub use readme::{Cited, README_BEGIN, README_END, Sentence, Source, readme_numbe
 pub(crate) use homework::homework;
 pub use svg::{overhead_chart, scaling_chart};
 
+/// "1 worker" or "N workers"; on one worker, the speed-up rows' caveat: one worker has no
+/// other to run beside it, so a speed-up there measures the pool's overhead, not parallelism.
+pub(crate) fn workers(n: usize) -> String {
+    if n == 1 {
+        "1 worker and one CPU, where nothing runs in parallel".to_owned()
+    } else {
+        format!("{n} workers")
+    }
+}
+
 /// The unit of a measured value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {

@@ -92,6 +92,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         "I/O-bound rows: every task waits 10 ms (a sleep, or a blocking read of the answer a server thread of this program sends over a local Unix socket after 10 ms), so W workers serve at most W ÷ 10 ms tasks per second: the row's ideal. rayon runs them as any batch, a par_iter on a pool of W threads: it is built for CPU-bound work on one thread per CPU, and its threads block like any other. Memory there is the growth of the proportional set size of the program and every process it started (a page shared by k processes counts 1/k), the same measure for threads and processes. Python's ThreadPoolExecutor starts its threads on demand, so its first result needs one thread, not 64.".to_owned(),
     ];
     notes.push(samples_note(plan));
+    notes.extend(one_cpu_note(plan));
     if map_served {
         notes.push(format!(
             "The map row's Python processes cell is `{}` with its default chunks on a kept multiprocessing.Pool({}) that a Python server (peers.py --serve) maps on request: one sample in each round of the Rust columns, its input list made before the clock, so that drift of the machine hits both alike. It is the value the row compares with, even where another Python idiom maps faster: Python's other maps (ProcessPoolExecutor's, and the Python threads column's) ran in the Python peers' own run, after the Rust rows, and are listed with the idioms compared.",
@@ -135,6 +136,13 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
         notes,
         python: script.version(),
     }
+}
+
+/// On one CPU, what the speed-up rows can and cannot show.
+fn one_cpu_note(plan: &Plan) -> Option<String> {
+    (plan.workers == 1).then(|| {
+        "This run had one CPU (a machine of one, or a run pinned to one with taskset or a container's CPU limit): the speed-up and efficiency rows compare one worker with the sequential loop, so they show what a pool costs, not what parallel work gains (1× at best; 2× on two CPUs is the ideal the homework's claims speak of), and the spinning floor's two processes take turns on the CPU, each spinning out its time slice while the other waits, so it is no floor there. Run on two or more CPUs to compare threads and processes on CPU-bound work.".to_owned()
+    })
 }
 
 /// How many samples the cells' medians are of: the `map` row's, the other rows' in the Rust
@@ -224,5 +232,13 @@ mod tests {
         assert!(note.contains("5 in the Rust columns and 3 in the Python columns"), "{note}");
         let quick = samples_note(&Plan::new(Mode::Quick));
         assert!(quick.contains("3 in the Rust columns and 2 in the Python columns"), "{quick}");
+    }
+
+    #[test]
+    fn a_run_on_one_cpu_says_what_its_speed_up_rows_cannot_show() {
+        let one = Plan { workers: 1, ..Plan::new(Mode::Quick) };
+        let note = one_cpu_note(&one).expect("a note on one CPU");
+        assert!(note.starts_with("This run had one CPU"), "{note}");
+        assert!(one_cpu_note(&Plan { workers: 2, ..Plan::new(Mode::Quick) }).is_none());
     }
 }

@@ -30,7 +30,7 @@ use super::suite::{Case, Group, Iteration, Settings};
 use super::{Plan, Progress, RowId};
 use crate::backends::{PoolSpec, Pools, Runs};
 use crate::columns::{BACKENDS, Backend, DISABLED, Op};
-use crate::report::{Better, Cell, Curve, Row, Unit};
+use crate::report::{Better, Cell, Curve, Row, Unit, workers};
 use crate::stats::{Summary, Variant, interleave};
 use crate::tasks;
 
@@ -357,8 +357,8 @@ impl Throughput {
         let mut speedup_row = Row::new(
             &speedup_id.key(),
             &format!(
-                "speed-up at {} workers ({}; sequential batch {:.0} ms)",
-                plan.workers,
+                "speed-up at {} ({}; sequential batch {:.0} ms)",
+                workers(plan.workers),
                 kernel.label(),
                 sequential.median / 1e3
             ),
@@ -367,7 +367,7 @@ impl Throughput {
         );
         let mut efficiency_row = Row::new(
             &efficiency_id.key(),
-            &format!("parallel efficiency at {} workers ({})", plan.workers, kernel.label()),
+            &format!("parallel efficiency at {} ({})", workers(plan.workers), kernel.label()),
             Unit::Factor,
             Better::Higher,
         );
@@ -443,9 +443,9 @@ fn after_burst_row(
 ) -> Row {
     let id = RowId::AfterBurst(kernel.kind, kernel.size);
     let label = format!(
-        "speed-up at {} workers right after a map of {} no-ops on the same pool ({}; \
+        "speed-up at {} right after a map of {} no-ops on the same pool ({}; \
          without map: {} no-ops in flight)",
-        plan.workers,
+        workers(plan.workers),
         plan.burst_items(),
         kernel.label(),
         plan.in_flight
