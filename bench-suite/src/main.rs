@@ -264,6 +264,7 @@ fn measure(mode: Mode, dir: &Path) -> Result<(), String> {
     let report = Report {
         machine: Machine {
             cpus: plan.workers,
+            machine_cpus: cpu_times().map(|t| t.cpus).filter(|&all| all > plan.workers),
             cpu_model: cpu_model(),
             kernel: kernel_release(),
             load_before,

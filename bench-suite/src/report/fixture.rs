@@ -231,6 +231,7 @@ pub(super) fn report() -> Report {
     Report {
         machine: Machine {
             cpus: 2,
+            machine_cpus: None,
             cpu_model: "Intel(R) Xeon(R) CPU @ 2.20GHz".into(),
             kernel: "6.1.0-18-amd64".into(),
             load_before: 0.4,

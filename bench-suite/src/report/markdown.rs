@@ -15,12 +15,11 @@ pub(super) const BUSY_LOAD_PER_CPU: f64 = 0.5;
 /// Why the machine counts as busy, if it does: the CPUs busy with other work in the second
 /// before the run or, where that is unknown, the load average before it.
 pub(super) fn busy_reason(machine: &Machine) -> Option<String> {
-    let cpus = machine.cpus.max(1) as f64;
-    let on = format!(
-        "on {} CPU{}, above {BUSY_LOAD_PER_CPU} per CPU",
-        machine.cpus,
-        plural(machine.cpus)
-    );
+    // Both measures count every CPU of the machine, not only those the run had.
+    let all = machine.machine_cpus.unwrap_or(machine.cpus).max(machine.cpus);
+    let cpus = all.max(1) as f64;
+    let machine_s = if all > machine.cpus { " the machine's" } else { "" };
+    let on = format!("on{machine_s} {all} CPU{}, above {BUSY_LOAD_PER_CPU} per CPU", plural(all));
     match machine.busy_before {
         Some(busy) => (busy > BUSY_LOAD_PER_CPU * cpus)
             .then(|| format!("{busy:.2} CPUs busy in the second before the run {on}")),
@@ -184,6 +183,9 @@ fn run_line(report: &Report) -> String {
 /// "2 CPUs (model), kernel 6.1.0, 2025-06-01T12:00:00Z", leaving out what is unknown.
 pub(super) fn machine_description(machine: &Machine) -> String {
     let mut text = format!("{} CPU{}", machine.cpus, plural(machine.cpus));
+    if let Some(all) = machine.machine_cpus.filter(|&all| all > machine.cpus) {
+        text.push_str(&format!(" for the run, of the machine's {all}"));
+    }
     let model = machine.cpu_model.trim();
     if !model.is_empty() {
         text.push_str(&format!(" ({model})"));
@@ -516,6 +518,25 @@ mod tests {
         assert_eq!(cell_of(&doc, round_trip, Column::TASKPOOL_PROCESSES), "19.5 µs ±18%");
         // 8% spread (4% each way) stays quiet.
         assert_eq!(cell_of(&doc, round_trip, Column::PROCSPAWN), "61.0 µs");
+    }
+
+    #[test]
+    fn a_run_pinned_to_one_cpu_says_so_and_weighs_the_machine_s_load_over_all_its_cpus() {
+        let mut report = fixture::report();
+        report.machine.cpus = 1;
+        report.machine.machine_cpus = Some(2);
+        // One CPU's worth of other work on a machine of two: half of it, not twice the run's.
+        report.machine.busy_before = Some(1.0);
+        let doc = markdown(&report);
+        let line = doc.lines().find(|l| l.starts_with("**Machine:**")).unwrap();
+        assert!(line.contains("1 CPU for the run, of the machine's 2 ("), "{line}");
+        assert!(!doc.contains("The machine was busy"), "{doc}");
+        report.machine.busy_before = Some(1.5);
+        let doc = markdown(&report);
+        assert!(
+            doc.contains("1.50 CPUs busy in the second before the run on the machine's 2 CPUs"),
+            "{doc}"
+        );
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub struct Method {
 pub struct Machine {
     /// CPUs available to this process.
     pub cpus: usize,
+    /// The machine's online CPUs, when more than [`Machine::cpus`] (a run pinned to some of
+    /// them, with `taskset` or a container's CPU set): what [`Machine::busy_before`] counts
+    /// over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_cpus: Option<usize>,
     /// The CPU model, from /proc/cpuinfo.
     pub cpu_model: String,
     /// The kernel release.
@@ -227,9 +232,10 @@ pub struct Machine {
     /// The 1-minute load average after the run, which counts the run's own work.
     pub load_after: f64,
     /// How many CPUs' worth of work the machine did in the second before the run (every
-    /// process, from `/proc/stat`): the other work the benchmarks compete with, measured now
+    /// process on every CPU, from `/proc/stat`): the other work the benchmarks compete with, measured now
     /// rather than averaged over the last minute (which, right after `cargo` built the
-    /// suite, counts the build). The report warns when it is above half a CPU per CPU;
+    /// suite, counts the build). The report warns when it is above half a CPU per CPU of
+    /// the machine;
     /// `None` where it could not be read (the warning then goes by `load_before`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy_before: Option<f64>,
