@@ -157,6 +157,23 @@ impl Found<'_> {
         Some(quantity(self.median(key, &Source::Column(column))?, unit))
     }
 
+    /// The cell of `column` in the row `key`, in its unit, followed by the range of its
+    /// samples when the largest is more than twice the smallest: a median of samples that far
+    /// apart says little alone (a peer that is fast in some rounds and slow in others).
+    fn value_and_range(&self, key: &str, column: Column) -> Option<String> {
+        let value = self.value(key, column)?;
+        let unit = self.row(key)?.unit;
+        let Some(Cell::Value(summary)) = self.row(key)?.cells.get(&column) else {
+            return Some(value);
+        };
+        Some(if summary.min > 0.0 && summary.max > 2.0 * summary.min {
+            let (min, max) = (quantity(summary.min, unit), quantity(summary.max, unit));
+            format!("{value}; its samples ranged from {min} to {max}")
+        } else {
+            value
+        })
+    }
+
     /// The name of the row's reference whose name starts with `prefix`.
     fn reference(&self, key: &str, prefix: &str) -> Option<String> {
         let row = self.row(key)?;
@@ -229,7 +246,7 @@ fn per_task(f: &Found<'_>) -> Option<Sentence> {
          ({}: both processes spinning, nobody woken). That is {vs_procspawn} procspawn ({}) and \
          {vs_python} Python's `Pool.apply` ({}).",
         f.value(key, t)?,
-        f.value(key, Column::RAYON)?,
+        f.value_and_range(key, Column::RAYON)?,
         f.value(key, p)?,
         floor(&blocking)?,
         floor(&spinning)?,
@@ -567,6 +584,7 @@ fn failures(f: &Found<'_>) -> Option<Sentence> {
 mod tests {
     use super::*;
     use crate::report::fixture;
+    use crate::stats::Summary;
 
     #[test]
     fn comparisons_state_the_larger_over_the_smaller_with_the_right_word() {
@@ -587,6 +605,22 @@ mod tests {
         assert!(
             found.compare("round_trip", C(Column::PYTHON_PROCESSES), C(Column::RAYON)).is_none()
         );
+    }
+
+    #[test]
+    fn a_median_of_samples_far_apart_comes_with_their_range() {
+        let mut report = fixture::report();
+        let row = report.sections.iter_mut().flat_map(|s| &mut s.rows);
+        let row = row.into_iter().find(|r| r.key == "round_trip").unwrap();
+        let bimodal = Summary::of(vec![7.55, 0.88, 0.63, 7.55, 7.56]).unwrap();
+        row.cells.insert(Column::RAYON, Cell::Value(bimodal));
+        let found = Found { report: &report };
+        assert_eq!(
+            found.value_and_range("round_trip", Column::RAYON).unwrap(),
+            "7.55 µs; its samples ranged from 630 ns to 7.56 µs"
+        );
+        let steady = found.value_and_range("round_trip", Column::PROCSPAWN).unwrap();
+        assert!(!steady.contains("ranged"), "{steady}");
     }
 
     #[test]
