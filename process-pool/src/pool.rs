@@ -55,8 +55,11 @@ fn roomy_stack() -> bool {
         .is_some_and(|(left, size)| left >= codec::STACK_BUDGET + codec::stack_reserve(size))
 }
 
-/// Items of an `imap` window per batch a worker may hold.
+/// Items of an `imap` window per batch a worker may hold, at first.
 const IMAP_PER_BATCH: usize = 16;
+/// Items of an `imap` window per batch a worker may hold, at most: once its items are
+/// measured fast, a window holds a batch's worth of them per batch a worker may hold.
+const IMAP_MOST_PER_BATCH: usize = 1024;
 
 /// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
 /// before it waits to be woken.
@@ -600,10 +603,13 @@ impl Pool for ProcessPool {
         }
     }
 
-    /// `workers × in_flight × 16`: enough for fast items to travel in batches, few enough
-    /// that a slow consumer holds little.
+    /// `workers × in_flight × 1024` at most; an `imap` starts with a sixty-fourth of it
+    /// (`× 16`) and grows its window to a batch's worth per batch a worker may hold as its
+    /// items are measured: enough for fast items to travel in batches, few enough that a slow
+    /// consumer holds little (a batch's worth is what the workers do in 200 µs, so large
+    /// items, which take time to copy, keep the smaller window).
     fn imap_window(&self) -> usize {
-        self.workers() * self.shared.config.get_in_flight() * IMAP_PER_BATCH
+        self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
 
     fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
@@ -889,8 +895,8 @@ struct Stream<'p, J: Job, I> {
     /// The job, with what its items cost, learned over all of this iterator's runs.
     job: Result<Arc<Paced>, TaskError>,
     items: Fuse<I>,
-    /// The most items pulled and not yet yielded.
-    window: usize,
+    /// Batches the workers may hold together: the window counts items per batch of these.
+    batches: usize,
     /// Index of the next item to pull.
     pulled: usize,
     /// The items pulled and not yet yielded.
@@ -904,12 +910,12 @@ struct Stream<'p, J: Job, I> {
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn new(pool: &'p ProcessPool, job: J, items: I, ordered: bool) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let window = pool.imap_window();
+        let batches = pool.workers() * pool.shared.config.get_in_flight();
         Stream {
             pool,
             job: ProcessPool::ship(&job),
             items: items.fuse(),
-            window,
+            batches,
             pulled: 0,
             order: Reorder::new(ordered),
             tx,
@@ -918,12 +924,19 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         }
     }
 
-    /// Pulls and submits batches while the window has room.
+    /// Pulls and submits batches while the window has room for one: a whole batch, or half
+    /// the window if a batch is larger. (Topping the window up as each result is yielded
+    /// would send the items one at a time, a round trip each.)
     fn refill(&mut self) {
         let workers = self.pool.workers();
-        while self.order.held() < self.window {
-            let room = self.window - self.order.held();
+        loop {
             let target = self.job.as_ref().map_or(1, |job| job.pace.batch_target());
+            // The most items pulled and not yet yielded (see `imap_window`).
+            let window = self.batches * target.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
+            let room = window.saturating_sub(self.order.held());
+            if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
+                return;
+            }
             let batch = target.min(room).max(1);
             let base = self.pulled;
             let job = match &self.job {
