@@ -32,7 +32,7 @@ fn signal(pid: u32, name: &str) {
 fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
     let Some(server) = common::server("agent_signals") else { return };
     let url = server.url();
-    let mut agent = common::agent(&url, 1, &[]);
+    let agent = common::agent(&url, 1, &[]);
     let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -41,16 +41,7 @@ fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
 
     signal(agent.pid(), "TERM");
     signal(agent.pid(), "INT");
-    let pid = agent.pid();
-    let (tx, stopped) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(agent.wait().map(|status| status.success()));
-    });
-    let stopped = stopped.recv_timeout(DEADLINE);
-    if stopped.is_err() {
-        signal(pid, "KILL");
-    }
-    assert!(!stopped.expect("the agent stops").expect("it is waited for"), "a failure status");
+    assert!(!stops(agent), "a failure status");
 }
 
 /// An agent asked to stop while its server is gone for good does not wait for ever to store
@@ -60,7 +51,7 @@ fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
 fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
     let Some(mut server) = common::server("agent_stops_without_server") else { return };
     let url = server.url();
-    let mut agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
+    let agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
     let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -71,16 +62,7 @@ fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
     signal(agent.pid(), "TERM");
     // The task finishes; its result has nowhere to go.
     drop(running);
-    let pid = agent.pid();
-    let (tx, stopped) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(agent.wait().map(|status| status.success()));
-    });
-    let stopped = stopped.recv_timeout(DEADLINE);
-    if stopped.is_err() {
-        signal(pid, "KILL");
-    }
-    assert!(stopped.expect("the agent stops").expect("it is waited for"), "a success status");
+    assert!(stops(agent), "a success status");
 }
 
 /// An agent whose standard error nobody reads any more (a log pipe whose reader died) serves
@@ -108,4 +90,19 @@ fn an_agent_whose_standard_error_is_a_broken_pipe_serves_and_stops() {
     signal(agent.id(), "TERM");
     let status = agent.wait().expect("the agent is waited for");
     assert!(status.success(), "the agent ended with {status}");
+}
+
+/// Waits (at most [`DEADLINE`]) for `agent` to stop, and says whether it stopped with
+/// success; kills it and fails if it does not stop.
+fn stops(mut agent: common::Agent) -> bool {
+    let pid = agent.pid();
+    let (tx, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(agent.wait().map(|status| status.success()));
+    });
+    let stopped = stopped.recv_timeout(DEADLINE);
+    if stopped.is_err() {
+        signal(pid, "KILL");
+    }
+    stopped.expect("the agent stops").expect("it is waited for")
 }
