@@ -349,8 +349,8 @@ impl FrameReader {
     /// never more than the rest of the frame being read plus [`READ_CHUNK`], and only
     /// [`READ_CHUNK`] while the frame's length is unknown or over the limit. Room is made only
     /// when little is left, so that a large frame's buffer doubles a few times rather than
-    /// grow by each read's worth (and be moved each time). Fails only when [`Self::refuse_when_full`] was called and the
-    /// allocator refuses the room.
+    /// grow by each read's worth (and be moved each time). Fails only when
+    /// [`Self::refuse_when_full`] was called and the allocator refuses the room.
     fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.buf.len() {
             self.start = 0;
