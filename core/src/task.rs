@@ -209,6 +209,44 @@ pub trait Shipper {
 /// pool.apply(check, 1);
 /// ```
 ///
+/// A borrowed argument or result (`&str`, `&[u64]`, `&'static str`): values cross to a
+/// worker process and back, so they are owned, and the error is "implementation of
+/// `Deserialize` is not general enough" (for a borrowed result it may name another of the
+/// task's types). Take and return owned types instead: `String`, `Vec<u64>`.
+///
+/// ```compile_fail
+/// # use taskpool_core::Pool;
+/// fn words(text: &str) -> usize {
+///     text.split_whitespace().count()
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.map(words, ["a b", "c"]);
+/// ```
+///
+/// ```compile_fail
+/// # use taskpool_core::Pool;
+/// fn parity(x: u64) -> &'static str {
+///     if x % 2 == 0 { "even" } else { "odd" }
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.map(parity, 1..=3);
+/// ```
+///
+/// A function of no arguments ("`fn() -> String {hello}` is not a task"): give it the
+/// argument `()` (`fn hello(_: ()) -> String`) and pass `()`, as `pool.apply(hello, ())`.
+///
+/// ```compile_fail,E0277
+/// # use taskpool_core::Pool;
+/// fn hello() -> String {
+///     "hello".to_string()
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2).unwrap();
+///
+/// pool.apply(hello, ());
+/// ```
+///
 /// A struct that does not implement [`Task`] ("`Scale` is not a task"):
 ///
 /// ```compile_fail,E0277
@@ -315,7 +353,8 @@ where
     message = "`{Self}` is not a task",
     label = "not a function of one to six arguments, nor a struct that implements `Task`",
     note = "a task is a function item, a closure that captures nothing, or a struct that implements `Task` (with `#[derive(Serialize, Deserialize)]`)",
-    note = "a closure that captures data is not a task: pass the data in the task's argument, or put it in a struct that implements `Task`"
+    note = "a closure that captures data is not a task: pass the data in the task's argument, or put it in a struct that implements `Task`",
+    note = "a function of no arguments is not a task: give it the argument `()` (`fn f(_: ()) -> R`) and pass `()`"
 )]
 pub trait Callable<Marker>: Sized {
     /// The runnable form, a [`Job`] when the types allow it.
