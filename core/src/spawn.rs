@@ -46,6 +46,22 @@ pub trait Child<R>: Send {
 /// assert_eq!(child.join()?, "hello, world");
 /// # Ok::<(), TaskError>(())
 /// ```
+///
+/// A handle left unused warns, as a process it stood for would be killed at once, before it
+/// printed or did anything (`#[deny(unused_must_use)]` makes that an error):
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # use taskpool_core::TaskError;
+/// # use taskpool_thread::spawn;
+/// fn greet(name: String) -> String {
+///     format!("hello, {name}")
+/// }
+///
+/// spawn(greet, "world".to_string())?;
+/// # Ok::<(), TaskError>(())
+/// ```
+#[must_use = "a process is killed when its handle is dropped unjoined (a thread runs on, its result lost): keep the handle and `join` it"]
 pub struct Spawned<R> {
     child: Box<dyn Child<R>>,
 }
