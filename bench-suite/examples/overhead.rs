@@ -2,9 +2,10 @@
 //! round trip of one task that does nothing, with threads and with processes (the homework
 //! table's "overhead" row).
 //!
-//! A thread pool starts in well under a millisecond and moves a task in about a microsecond;
-//! a process pool starts its workers by running this program again (milliseconds) and moves
-//! a task through shared memory (microseconds).
+//! In a release build, a thread pool starts in well under a millisecond and moves a task in
+//! under a microsecond; a process pool starts its workers by running this program again
+//! (milliseconds) and moves a task through shared memory (a microsecond or two). A debug
+//! build, or a machine busy with other work, takes several times longer.
 //!
 //! Output lines start with the backend, `[threads]` or `[processes]`. Run with
 //! `cargo run --release -p taskpool-bench --example overhead`; add
