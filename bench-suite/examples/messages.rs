@@ -59,8 +59,15 @@ fn python(n: u64, repeats: usize) -> Result<(f64, f64), String> {
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().map_or(Ok(1_000_000), |a| a.parse()).map_err(|e| format!("{e}"))?;
-    let repeats: usize = args.next().map_or(Ok(5), |a| a.parse()).map_err(|e| format!("{e}"))?;
+    let usage = |what: &str, arg: &str| {
+        format!("{what} must be a number above 0, not {arg:?}; usage: messages [N] [REPEATS]")
+    };
+    let mut number = |what: &str, default: u64| match args.next() {
+        None => Ok(default),
+        Some(arg) => arg.parse().ok().filter(|&n| n > 0).ok_or_else(|| usage(what, &arg)),
+    };
+    let n = number("N, the messages per sample,", 1_000_000)?;
+    let repeats = number("REPEATS", 5)? as usize;
     let (mut queue, mut pipe) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         queue.push(sample(Channel::Queue, n)?);

@@ -108,7 +108,18 @@ fn main() {
         }
         return;
     }
-    let rounds: usize = first.and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rounds: usize = match first {
+        None => 5,
+        Some(arg) => match arg.parse() {
+            Ok(rounds) if rounds > 0 => rounds,
+            _ => {
+                eprintln!(
+                    "ROUNDS must be a number above 0, not {arg:?}; usage: ring_size [ROUNDS]"
+                );
+                std::process::exit(2);
+            }
+        },
+    };
     let exe = std::env::current_exe().expect("this program's path");
     let mut samples = vec![Vec::<Vec<f64>>::new(); VARIANTS.len()];
     for _ in 0..rounds {
