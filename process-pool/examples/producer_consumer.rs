@@ -32,8 +32,12 @@ fn consumer(queue: Consumer<Option<u64>>) -> (u64, u64) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().map_or(Ok(1_000_000), |a| a.parse())?;
-    let consumers: usize = args.next().map_or(Ok(2), |a| a.parse())?;
+    let usage = "usage: producer_consumer [N] [CONSUMERS], N a count of items, CONSUMERS above 0";
+    let n: u64 = args.next().map_or(Ok(1_000_000), |a| a.parse()).map_err(|_| usage)?;
+    let consumers: usize = match args.next().map_or(Ok(2), |a| a.parse()) {
+        Ok(consumers) if consumers > 0 => consumers,
+        _ => return Err(usage.into()),
+    };
 
     let queue = Queue::<Option<u64>>::new()?;
     let start = Instant::now();
