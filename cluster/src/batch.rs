@@ -54,7 +54,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let (tx, rx) = crossbeam_channel::unbounded();
         Stream {
             inner,
-            job: EncodedJob::of(&job),
+            job: remote::off_machine(|| EncodedJob::of(&job)),
             items: items.fuse(),
             window: window.max(1),
             pulled: 0,
@@ -106,7 +106,9 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     }
                     None => {
                         let Some(item) = self.items.next() else { break };
-                        remote::encode_into(&item, &mut inputs, Side::Argument)
+                        remote::off_machine(|| {
+                            remote::encode_into(&item, &mut inputs, Side::Argument)
+                        })
                     }
                 };
                 let len = inputs.len() - start;
@@ -150,7 +152,11 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let settle = Box::new(move |outcomes: Vec<Result<&[u8], TaskError>>| {
                 let values: Vec<Result<J::Output, TaskError>> = outcomes
                     .into_iter()
-                    .map(|o| o.and_then(|bytes| remote::decode(bytes, Side::Result)))
+                    .map(|o| {
+                        o.and_then(|bytes| {
+                            remote::off_machine(|| remote::decode(bytes, Side::Result))
+                        })
+                    })
                     .collect();
                 if contiguous {
                     let _ = tx.send((base, base, values, true));

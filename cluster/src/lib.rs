@@ -2,9 +2,15 @@
 //! crash-isolated worker process.
 //!
 //! [`ClusterPool`] implements the shared [`Pool`] trait, so code written for
-//! `taskpool-thread` or `taskpool-process` runs here unchanged. Its workers are *agents*: the
-//! same program, started on any machine with the server's url in `TASKPOOL_AGENT`. No
-//! function is registered anywhere; an agent runs the tasks of its own executable image.
+//! `taskpool-thread` or `taskpool-process` runs here unchanged, but for what lives in one
+//! machine's memory: a task whose argument, `Task` struct or result holds a
+//! `taskpool_process::Queue` (or its `Producer` or `Consumer`), a `Pipe`'s `End` or
+//! `SharedBytes` fails with [`TaskError::Serialization`] saying that it cannot cross to
+//! another machine.
+//!
+//! Its workers are *agents*: the same program, started on any machine with the server's url
+//! in `TASKPOOL_AGENT`. No function is registered anywhere; an agent runs the tasks of its
+//! own executable image.
 //!
 //! ```no_run
 //! use taskpool_cluster::{ClusterPool, Pool, TaskError};

@@ -686,7 +686,7 @@ impl Execute for ClusterPool {
             completer.complete(Err(TaskError::ShutDown));
             return;
         }
-        let encoded = match EncodedJob::of(&**job) {
+        let encoded = match remote::off_machine(|| EncodedJob::of(&**job)) {
             Ok(encoded) => encoded,
             Err(e) => {
                 completer.complete(Err(e));
@@ -694,7 +694,9 @@ impl Execute for ClusterPool {
             }
         };
         let mut inputs = Vec::new();
-        if let Err(e) = remote::encode_into(&input, &mut inputs, Side::Argument) {
+        if let Err(e) =
+            remote::off_machine(|| remote::encode_into(&input, &mut inputs, Side::Argument))
+        {
             completer.complete(Err(e));
             return;
         }
@@ -706,7 +708,10 @@ impl Execute for ClusterPool {
         let held = record.clone();
         let settle: Settle = Box::new(move |outcomes| {
             let outcome = outcomes.into_iter().next().unwrap_or(Err(TaskError::ShutDown));
-            settler.complete(outcome.and_then(|bytes| remote::decode(bytes, Side::Result)));
+            settler.complete(
+                outcome
+                    .and_then(|bytes| remote::off_machine(|| remote::decode(bytes, Side::Result))),
+            );
             drop(held);
         });
         self.inner.send(&encoded, inputs, ends, timeout, settle, |id| {

@@ -149,6 +149,41 @@ impl<T: Mapped> Known<T> {
     }
 }
 
+thread_local! {
+    /// Whether the value being encoded or decoded on this thread crosses to another machine,
+    /// while [`off_machine`] runs.
+    static OFF_MACHINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (the encoding or decoding of a value that travels to or from another machine)
+/// so that every handle and shared bytes it meets refuses to cross ([`refuse_off_machine`]).
+pub(crate) fn off_machine<R>(f: impl FnOnce() -> R) -> R {
+    struct Back(bool);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            let _ = OFF_MACHINE.try_with(|o| o.set(self.0));
+        }
+    }
+    let _back = Back(OFF_MACHINE.with(|o| o.replace(true)));
+    f()
+}
+
+/// What a handle is called when it refuses to cross machines.
+const HANDLE: &str = "a queue or pipe handle (`Queue`, `Producer`, `Consumer`, a `Pipe`'s `End`)";
+
+/// Why `what` cannot be written or read here, if the value it is in crosses to another
+/// machine ([`off_machine`]): it lives in this machine's memory, and its receiver could not
+/// open it.
+pub(crate) fn refuse_off_machine(what: &str) -> Result<(), String> {
+    if !OFF_MACHINE.with(Cell::get) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} lives in the shared memory of one machine and cannot cross to another (as a \
+         cluster task's argument, result or state): pass the values or bytes themselves"
+    ))
+}
+
 /// Something an encoded task argument holds for its receiver: a copy of a handle or of
 /// shared bytes, dropped when the argument is done with.
 pub(crate) type Held = Box<dyn Send>;
@@ -558,6 +593,7 @@ impl Serialize for Handle {
         if !crate::codec::is_encoder::<S>() {
             return Err(S::Error::custom(not_taskpools()));
         }
+        refuse_off_machine(HANDLE).map_err(S::Error::custom)?;
         let shared = &self.shared;
         let holders = holders(shared.fd(), shared.origins());
         if holders.is_empty() {
@@ -631,6 +667,7 @@ impl Unopened {
 
 impl<'de> Deserialize<'de> for Unopened {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Unopened, D::Error> {
+        refuse_off_machine(HANDLE).map_err(serde::de::Error::custom)?;
         Wire::deserialize(deserializer).map(Unopened)
     }
 }

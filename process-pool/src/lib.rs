@@ -85,6 +85,10 @@
 //! Large arguments and results cross without a copy as [`SharedBytes`]: written once into
 //! shared memory, sealed, and read in place by the worker (and back).
 //!
+//! Queues, pipes and shared bytes live in one machine's memory: on `taskpool-cluster`,
+//! whose tasks cross to other machines, a task that holds one fails with
+//! [`TaskError::Serialization`] instead ([`remote::off_machine`]).
+//!
 //! # Coming from Python's `multiprocessing`
 //!
 //! The example of Python's `multiprocessing.Pool` documentation, ported:

@@ -78,6 +78,17 @@ pub fn fork_generation() -> u64 {
     crate::sys::fork_generation()
 }
 
+/// Runs `f`, which encodes or decodes values that travel to or from another machine (with
+/// [`encode_into`], [`decode`] or [`EncodedJob::of`]), so that what lives in this machine's
+/// memory refuses to cross: a [`Queue`](crate::Queue), its [`Producer`](crate::Producer) or
+/// [`Consumer`](crate::Consumer), a [`Pipe`](crate::Pipe)'s [`End`](crate::End) or
+/// [`SharedBytes`](crate::SharedBytes) anywhere in such a value fails its encoding (or
+/// decoding) with an error that says so, instead of crossing as a name that only this
+/// machine can open.
+pub fn off_machine<R>(f: impl FnOnce() -> R) -> R {
+    crate::handoff::off_machine(f)
+}
+
 /// Appends the encoding of `value` to `out`, with the pool's codec.
 ///
 /// # Errors

@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::handoff::{
     Known, Mapped, first_receipt, held_by_argument, next_ticket, on_take_back, open_proc,
-    sender_waits,
+    refuse_off_machine, sender_waits,
 };
 use crate::shared_lock::my_pid;
 use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
@@ -383,6 +383,7 @@ impl Serialize for SharedBytes {
             // Another serializer (JSON, to save a result): the bytes themselves.
             return serializer.serialize_bytes(self);
         }
+        refuse_off_machine("`SharedBytes`").map_err(serde::ser::Error::custom)?;
         if self.inner.data_fd.is_intact() && self.inner.control_fd.is_intact() {
             return wire(&self.inner).serialize(serializer);
         }
@@ -426,6 +427,7 @@ impl<'de> Deserialize<'de> for SharedBytes {
             // Another deserializer: the bytes themselves, as `serialize` writes them.
             return deserializer.deserialize_byte_buf(PlainBytes);
         }
+        refuse_off_machine("`SharedBytes`").map_err(serde::de::Error::custom)?;
         let wire = Wire::deserialize(deserializer)?;
         let inner = VALUES
             .find_or_open(wire.id, || {
