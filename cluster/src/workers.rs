@@ -37,7 +37,7 @@ struct Kept {
 impl Workers {
     /// Starts the agent's own pool.
     pub(crate) fn new(config: ProcessConfig) -> Result<Self, TaskError> {
-        let own = Arc::new(ProcessPool::with_config(config.clone())?);
+        let own = Arc::new(ProcessPool::with_config(remote::for_other_machines(config.clone()))?);
         let own_initializer = config.get_config().get_initializer().map(remote::initializer_offset);
         Ok(Workers { config, own, own_initializer, by_initializer: Mutex::new(HashMap::new()) })
     }
@@ -95,7 +95,9 @@ impl Workers {
         // the trust boundary (see the crate's documentation).
         let init = unsafe { remote::initializer_at(offset) };
         let shared = self.config.get_config().clone().initializer(init);
-        let pool = Arc::new(ProcessPool::with_config(self.config.clone().config(shared))?);
+        let pool = Arc::new(ProcessPool::with_config(remote::for_other_machines(
+            self.config.clone().config(shared),
+        ))?);
         kept.insert(offset, Kept { pool: pool.clone(), used: Instant::now() });
         drop(kept);
         // Its workers exit once it is dropped; outside the lock.

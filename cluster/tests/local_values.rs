@@ -1,7 +1,7 @@
 //! What lives in one machine's memory (a queue or pipe handle, shared bytes) cannot cross to
-//! an agent: an argument, a task's state or a result holding one fails at once with
-//! `Serialization` saying why, and a refused handle is not counted as on its way (its queue
-//! still closes when the program drops its ends).
+//! or from an agent: an argument, a task's state or a result holding one fails at once with
+//! `Serialization` saying why, where it is encoded, and a refused handle is not counted as on
+//! its way (its queue still closes when the program drops its ends).
 
 mod common;
 
@@ -17,6 +17,10 @@ fn len_of(bytes: SharedBytes) -> usize {
 
 fn shared_of(len: usize) -> SharedBytes {
     SharedBytes::new(len, |out| out.fill(7)).unwrap()
+}
+
+fn new_producer(_: u8) -> Producer<u64> {
+    Queue::new().unwrap().producer().unwrap()
 }
 
 fn put_one(producer: Producer<u64>) -> u64 {
@@ -78,7 +82,9 @@ fn values_of_one_machine_are_refused_and_not_counted_as_sent() {
     let named = Named { name: "x".into(), data: bytes.clone() };
     assert_refused(pool.submit(named_len, named).join(), Side::Argument, Direction::Encode);
     assert_refused(pool.map(len_of, [bytes]), Side::Argument, Direction::Encode);
-    assert_refused(pool.apply(shared_of, 10), Side::Result, Direction::Decode);
+    // A result is refused where it is encoded, in the agent's worker, which lets go of it.
+    assert_refused(pool.apply(shared_of, 10), Side::Result, Direction::Encode);
+    assert_refused(pool.apply(new_producer, 0), Side::Result, Direction::Encode);
 
     let queue = Queue::<u64>::new().unwrap();
     let consumer = queue.consumer().unwrap();

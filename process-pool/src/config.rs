@@ -46,6 +46,9 @@ pub struct ProcessConfig {
     memory_limit: Option<u64>,
     cpu_time_limit: Option<Duration>,
     ring_bytes: usize,
+    /// Whether the results of the pool's tasks go on to another machine
+    /// (`remote::for_other_machines`).
+    off_machine: bool,
 }
 
 impl ProcessConfig {
@@ -59,7 +62,19 @@ impl ProcessConfig {
             memory_limit: None,
             cpu_time_limit: None,
             ring_bytes: crate::region::RING_BYTES,
+            off_machine: false,
         }
+    }
+
+    /// Marks the results of the pool's tasks as going on to another machine.
+    pub(crate) fn off_machine(mut self) -> Self {
+        self.off_machine = true;
+        self
+    }
+
+    /// Whether the results of the pool's tasks go on to another machine.
+    pub(crate) fn get_off_machine(&self) -> bool {
+        self.off_machine
     }
 
     /// Replaces the shared settings.
@@ -273,6 +288,7 @@ impl fmt::Debug for ProcessConfig {
             .field("memory_limit", &self.memory_limit)
             .field("cpu_time_limit", &self.cpu_time_limit)
             .field("ring_bytes", &self.ring_bytes)
+            .field("off_machine", &self.off_machine)
             .finish()
     }
 }

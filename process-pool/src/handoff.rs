@@ -168,6 +168,21 @@ pub(crate) fn off_machine<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether this process is a worker whose results go on to another machine
+/// (`protocol::OFF_MACHINE`).
+static RESULTS_OFF_MACHINE: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a worker whose results go on to another machine.
+pub(crate) fn results_off_machine() {
+    RESULTS_OFF_MACHINE.store(true, Ordering::Relaxed);
+}
+
+/// Runs `encode` (of a worker's result) as [`off_machine`] if this worker's results go on to
+/// another machine.
+pub(crate) fn encode_result<R>(encode: impl FnOnce() -> R) -> R {
+    if RESULTS_OFF_MACHINE.load(Ordering::Relaxed) { off_machine(encode) } else { encode() }
+}
+
 /// What a handle is called when it refuses to cross machines.
 const HANDLE: &str = "a queue or pipe handle (`Queue`, `Producer`, `Consumer`, a `Pipe`'s `End`)";
 

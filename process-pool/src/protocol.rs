@@ -31,6 +31,9 @@ pub(crate) const BACKTRACES: u8 = 1;
 /// ring and writes results to the result ring of its shared memory (`region.rs`), and rings
 /// the parent with [`Kind::Bell`] frames on the result pipe.
 pub(crate) const RINGS: u8 = 2;
+/// Bit in [`Kind::Init`]'s flags: the worker's results go on to another machine, so a result
+/// that holds a handle or shared bytes fails to encode (`handoff::off_machine`).
+pub(crate) const OFF_MACHINE: u8 = 4;
 
 /// The settings a worker receives in its [`Kind::Init`] frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

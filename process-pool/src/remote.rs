@@ -89,6 +89,15 @@ pub fn off_machine<R>(f: impl FnOnce() -> R) -> R {
     crate::handoff::off_machine(f)
 }
 
+/// `config` for a pool whose results go on to another machine: in its workers, a result that
+/// holds what lives in this machine's memory (as [`off_machine`] lists) fails with
+/// [`TaskError::Serialization`] (`Result`, `Encode`) saying so, rather than cross as a name
+/// that only this machine can open while its worker keeps the memory for a receiver that
+/// never comes.
+pub fn for_other_machines(config: impl Into<crate::ProcessConfig>) -> crate::ProcessConfig {
+    config.into().off_machine()
+}
+
 /// Appends the encoding of `value` to `out`, with the pool's codec.
 ///
 /// # Errors

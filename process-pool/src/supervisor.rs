@@ -26,7 +26,7 @@ use crate::doorbell::Spin;
 use crate::launch::{self, Launched};
 use crate::oom;
 use crate::outlet::{Outlet, RequestPipe, RingRequests};
-use crate::protocol::{BACKTRACES, Init};
+use crate::protocol::{BACKTRACES, Init, OFF_MACHINE};
 use crate::reception::{Reader, Reception, kill_for_protocol, readable};
 use crate::region::Region;
 use crate::ring::Peek;
@@ -91,7 +91,8 @@ fn init_for(shared: &Shared, w: usize) -> Init {
     let shared_config = config.get_config();
     Init {
         frame_limit: config.get_max_frame_bytes() as u64,
-        flags: if shared_config.get_backtraces() { BACKTRACES } else { 0 },
+        flags: if shared_config.get_backtraces() { BACKTRACES } else { 0 }
+            | if config.get_off_machine() { OFF_MACHINE } else { 0 },
         initializer: shared_config.get_initializer().map(|f| ship::offset_of(f as usize)),
         memory_limit: config.get_memory_limit(),
         // The kernel counts whole seconds: round up. Past `UNLIMITED_CPU_SECONDS` its count

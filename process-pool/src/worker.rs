@@ -23,8 +23,8 @@ use crate::entry::ImageVerified;
 use crate::flusher::Flusher;
 use crate::handoff;
 use crate::protocol::{
-    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, MEASURE, Meta, OpenDone,
-    RINGS,
+    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, MEASURE, Meta,
+    OFF_MACHINE, OpenDone, RINGS,
 };
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
@@ -90,6 +90,9 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
         Err(reason) => refuse(result, &reason, init.frame_limit),
     };
     let rings = init.flags & RINGS != 0;
+    if init.flags & OFF_MACHINE != 0 {
+        handoff::results_off_machine();
+    }
     if rings && region.is_none() {
         refuse(result, "the worker did not receive its shared memory", init.frame_limit);
     }
@@ -973,8 +976,9 @@ impl Scratch<'_> {
     /// what the result hands off, to take back if it is not sent.
     #[inline(never)]
     fn encode_noting<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        let (encoded, handed_off) =
-            handoff::undoable(|| codec::encode_apart(value, self.buf, &mut *self.apart));
+        let (encoded, handed_off) = handoff::undoable(|| {
+            handoff::encode_result(|| codec::encode_apart(value, self.buf, &mut *self.apart))
+        });
         if !handed_off.is_empty() {
             self.handed_off = Some(handed_off);
         }
