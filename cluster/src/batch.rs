@@ -54,7 +54,13 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let (tx, rx) = crossbeam_channel::unbounded();
         Stream {
             inner,
-            job: remote::off_machine(|| EncodedJob::of(&job)),
+            // A state too large for any unit fails every item, naming the task.
+            job: remote::off_machine(|| EncodedJob::of(&job)).and_then(|job| {
+                match Unit::state_too_large(job.state().len(), inner.max_unit) {
+                    Some(error) => Err(error),
+                    None => Ok(job),
+                }
+            }),
             items: items.fuse(),
             window: window.max(1),
             pulled: 0,

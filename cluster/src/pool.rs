@@ -387,6 +387,9 @@ impl Inner {
             // Nothing in a copy made by `fork()` would carry the unit or its results.
             return fail(settle, TaskError::ShutDown);
         }
+        if let Some(error) = Unit::state_too_large(unit.state.len(), self.max_unit) {
+            return fail(settle, error);
+        }
         if unit.weight() > self.max_unit {
             // The inputs' own size, and the most they may be beside the rest of the unit (a
             // batch makes its chunks fit, so this is a single task's argument).

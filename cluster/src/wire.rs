@@ -54,6 +54,18 @@ impl Unit {
         Unit::weight_of(self.state.len(), self.inputs.len(), self.ends.len())
     }
 
+    /// [`TaskError::TooLarge`] naming the task, if a struct task's encoded state of `state`
+    /// bytes cannot travel in a unit of at most `max_unit` bytes even beside an empty input:
+    /// its own size, and the largest a state may be.
+    pub(crate) fn state_too_large(state: usize, max_unit: usize) -> Option<TaskError> {
+        let limit = max_unit.saturating_sub(Unit::weight_of(0, 0, 1));
+        (state > limit).then(|| TaskError::TooLarge {
+            side: Side::Task,
+            size: state as u64,
+            limit: limit as u64,
+        })
+    }
+
     /// The weight of a unit with a state of `state` bytes and `items` inputs of `inputs`
     /// bytes in all.
     pub(crate) fn weight_of(state: usize, inputs: usize, items: usize) -> usize {

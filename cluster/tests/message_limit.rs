@@ -97,6 +97,25 @@ fn arguments_that_each_fit_a_message_travel_together_in_a_chunk() {
     }
 }
 
+#[test]
+fn a_task_state_over_the_limit_alone_fails_naming_the_task() {
+    let Some((pool, _agent, _server)) = start("message_limit_state", 3) else { return };
+    let task = || Tagged { tag: make_bytes(2 << 20) };
+    let check = |outcome: Result<(usize, usize), TaskError>| match outcome {
+        Err(TaskError::TooLarge { side: Side::Task, size, limit }) => {
+            assert!(size >= 2 << 20, "the state's own size, not {size}");
+            assert!(limit > 0 && limit < size, "{limit}");
+        }
+        other => panic!("expected the task's state to be too large, got {other:?}"),
+    };
+    check(pool.submit(task(), make_bytes(10)).join());
+    let outcomes = pool.map_results(task(), [10, 20].map(make_bytes));
+    assert_eq!(outcomes.len(), 2);
+    outcomes.into_iter().for_each(check);
+    let lens = pool.apply(Tagged { tag: make_bytes(10) }, make_bytes(20)).unwrap();
+    assert_eq!(lens, (10, 20), "the pool serves on");
+}
+
 /// Panics with a message of `len` bytes after "start".
 fn panic_at_length(len: usize) -> u8 {
     panic!("start{}", "x".repeat(len))
