@@ -60,6 +60,11 @@ const IMAP_PER_BATCH: usize = 16;
 /// Items of an `imap` window per batch a worker may hold, at most: once its items are
 /// measured fast, a window holds a batch's worth of them per batch a worker may hold.
 const IMAP_MOST_PER_BATCH: usize = 1024;
+/// The most encoded bytes of an `imap`'s items per batch a worker may hold, past the first
+/// [`IMAP_PER_BATCH`] items: what copying takes about a batch's time (200 µs). A worker
+/// measures the time its task takes, not the copy of a large argument (a byte string moves
+/// into its task whole), so large items would otherwise count as fast ones.
+const IMAP_BATCH_BYTES: usize = 1 << 20;
 
 /// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
 /// before it waits to be woken.
@@ -606,8 +611,9 @@ impl Pool for ProcessPool {
     /// `workers × in_flight × 1024` at most; an `imap` starts with a sixty-fourth of it
     /// (`× 16`) and grows its window to a batch's worth per batch a worker may hold as its
     /// items are measured: enough for fast items to travel in batches, few enough that a slow
-    /// consumer holds little (a batch's worth is what the workers do in 200 µs, so large
-    /// items, which take time to copy, keep the smaller window).
+    /// consumer holds little (a batch's worth is what the workers do in 200 µs, and at most
+    /// 1 MiB of encoded items past the first 16, so large items, which take time to copy,
+    /// keep the smaller window).
     fn imap_window(&self) -> usize {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
@@ -899,6 +905,8 @@ struct Stream<'p, J: Job, I> {
     batches: usize,
     /// Index of the next item to pull.
     pulled: usize,
+    /// The encoded bytes of the items pulled so far.
+    bytes: usize,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
@@ -917,6 +925,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             items: items.fuse(),
             batches,
             pulled: 0,
+            bytes: 0,
             order: Reorder::new(ordered),
             tx,
             rx,
@@ -931,8 +940,11 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let workers = self.pool.workers();
         loop {
             let target = self.job.as_ref().map_or(1, |job| job.pace.batch_target());
-            // The most items pulled and not yet yielded (see `imap_window`).
-            let window = self.batches * target.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
+            // The most items pulled and not yet yielded (see `imap_window`): a batch's
+            // worth per batch the workers may hold, of items measured fast and small.
+            let item_bytes = (self.bytes / self.pulled.max(1)).max(1);
+            let per_batch = target.min(IMAP_BATCH_BYTES / item_bytes);
+            let window = self.batches * per_batch.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
             let room = window.saturating_sub(self.order.held());
             if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
                 return;
@@ -966,6 +978,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 return;
             }
             self.pulled += count;
+            self.bytes += builder.bytes();
             self.order.sent(builder.len());
             self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;

@@ -392,6 +392,11 @@ impl RunBuilder {
         self.inputs.len
     }
 
+    /// How many bytes the encoded inputs take, their lengths included.
+    pub(crate) fn bytes(&self) -> usize {
+        self.inputs.bytes.len()
+    }
+
     /// The run, with where its results go.
     pub(crate) fn finish<S: Sink>(
         self,

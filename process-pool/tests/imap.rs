@@ -66,3 +66,33 @@ fn a_map_whose_progress_callback_panics_runs_nothing_more_for_it() {
     let stats = pool.stats();
     assert!(stats.completed < 1000, "{} items ran after their map was left", stats.completed);
 }
+
+/// The length of its input.
+fn length(bytes: Vec<u8>) -> u64 {
+    bytes.len() as u64
+}
+
+#[test]
+fn an_imap_of_large_items_keeps_the_small_window() {
+    let pool = ProcessPool::new(2).unwrap();
+    // A mebibyte each: an item takes far longer to copy than the task takes to run, so the
+    // window stays at 16 per batch the two workers may hold, however fast the workers say
+    // the task ran.
+    let window = 2 * 2 * 16;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let items = (0..300).map(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        vec![7u8; 1 << 20]
+    });
+    let mut most = 0;
+    for (yielded, length) in pool.imap(length, items).enumerate() {
+        assert_eq!(length.unwrap(), 1 << 20);
+        most = most.max(pulled.load(Ordering::Relaxed) - yielded);
+    }
+    assert_eq!(pulled.load(Ordering::Relaxed), 300);
+    assert!(
+        most <= window,
+        "{most} items of a mebibyte pulled and not yet yielded; window {window}"
+    );
+}
