@@ -102,7 +102,11 @@ impl ProcessConfig {
     /// only running the two sides in different pools (or one with [`crate::spawn`]) rules
     /// it out. What a worker took in the first moments of a task that then runs long is
     /// taken back, batch by batch, by a worker with nothing to do, once that task is overdue;
-    /// the other items of the task's own batch wait for it.
+    /// the other items of the task's own batch wait for it. Where workers have no shared
+    /// memory (the kernel refuses `memfd`, or the file-size limit is below a worker's
+    /// shared memory; the pipes then carry everything), nothing is taken back: what a
+    /// worker took waits for its task, or for the task's time limit
+    /// ([`Config::timeout`]).
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = n;
         self
