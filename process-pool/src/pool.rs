@@ -63,7 +63,9 @@ const IMAP_MOST_PER_BATCH: usize = 1024;
 /// The most encoded bytes of an `imap`'s items per batch a worker may hold, past the first
 /// [`IMAP_PER_BATCH`] items: what copying takes about a batch's time (200 µs). A worker
 /// measures the time its task takes, not the copy of a large argument (a byte string moves
-/// into its task whole), so large items would otherwise count as fast ones.
+/// into its task whole), so large items would otherwise count as fast ones. A batch pulled
+/// ends once its items reach it (and number [`IMAP_PER_BATCH`]), and the window follows the
+/// items of the last batch.
 const IMAP_BATCH_BYTES: usize = 1 << 20;
 
 /// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
@@ -905,8 +907,8 @@ struct Stream<'p, J: Job, I> {
     batches: usize,
     /// Index of the next item to pull.
     pulled: usize,
-    /// The encoded bytes of the items pulled so far.
-    bytes: usize,
+    /// The encoded bytes per item of the last batch pulled (0 before the first).
+    item_bytes: usize,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
@@ -925,7 +927,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             items: items.fuse(),
             batches,
             pulled: 0,
-            bytes: 0,
+            item_bytes: 0,
             order: Reorder::new(ordered),
             tx,
             rx,
@@ -942,8 +944,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let target = self.job.as_ref().map_or(1, |job| job.pace.batch_target());
             // The most items pulled and not yet yielded (see `imap_window`): a batch's
             // worth per batch the workers may hold, of items measured fast and small.
-            let item_bytes = (self.bytes / self.pulled.max(1)).max(1);
-            let per_batch = target.min(IMAP_BATCH_BYTES / item_bytes);
+            let per_batch = target.min(IMAP_BATCH_BYTES / self.item_bytes.max(1));
             let window = self.batches * per_batch.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
             let room = window.saturating_sub(self.order.held());
             if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
@@ -973,12 +974,16 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 }
                 discard(item);
                 count += 1;
+                if count >= IMAP_PER_BATCH && builder.bytes() >= IMAP_BATCH_BYTES {
+                    // Items that turned large: the next batches are sized by them.
+                    break;
+                }
             }
             if count == 0 {
                 return;
             }
             self.pulled += count;
-            self.bytes += builder.bytes();
+            self.item_bytes = builder.bytes() / count;
             self.order.sent(builder.len());
             self.pool.shared.tally.record(0, count - builder.len());
             let skipped = builder.len() < count;

@@ -96,3 +96,26 @@ fn an_imap_of_large_items_keeps_the_small_window() {
         "{most} items of a mebibyte pulled and not yet yielded; window {window}"
     );
 }
+
+#[test]
+fn an_imap_whose_items_turn_large_shrinks_its_window() {
+    let pool = ProcessPool::new(2).unwrap();
+    let window = 2 * 2 * 16;
+    let small = 20_000;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    // Tiny items first, which grow the window to thousands, then items of a mebibyte.
+    let items = (0..small + 300).map(move |i| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        vec![7u8; if i < small { 8 } else { 1 << 20 }]
+    });
+    let mut most = 0;
+    for (yielded, length) in pool.imap(length, items).enumerate() {
+        length.unwrap();
+        // Large items pulled and not yet yielded.
+        let large = pulled.load(Ordering::Relaxed).saturating_sub(small.max(yielded));
+        most = most.max(large);
+    }
+    // The window, and at most the 16 of the batch pulled as they turned large.
+    assert!(most <= window + 16, "{most} items of a mebibyte pulled and not yet yielded");
+}
