@@ -13,6 +13,10 @@ const MIN_MEMORY_LIMIT: u64 = 1 << 20;
 /// refuses past 128 KiB (`E2BIG`), and shows in `ps` and `/proc` in full.
 const MAX_NAME_PREFIX: usize = 4096;
 
+/// The largest `max_frame_bytes` accepted: a frame's length is 32 bits, and a value's frame
+/// holds a little more than the value (its item's header), so 1 MiB is kept for that.
+const MOST_FRAME_BYTES: usize = (4 << 30) - (1 << 20);
+
 /// How a [`crate::ProcessPool`] is set up: the shared [`Config`] and the settings that only
 /// worker processes have (a frame limit, batches in flight, memory and CPU-time limits, the
 /// size of the shared-memory rings).
@@ -84,7 +88,8 @@ impl ProcessConfig {
     }
 
     /// Sets the largest encoded argument or result, in bytes, that may cross a process
-    /// boundary. Larger values fail their task with [`TaskError::TooLarge`]. At least 64.
+    /// boundary. Larger values fail their task with [`TaskError::TooLarge`]. At least 64, and
+    /// at most 4 GiB less 1 MiB (a frame's length is 32 bits).
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.max_frame_bytes = bytes;
         self
@@ -225,6 +230,12 @@ impl ProcessConfig {
         if self.max_frame_bytes < 64 {
             return bad("max_frame_bytes must be at least 64");
         }
+        if self.max_frame_bytes > MOST_FRAME_BYTES {
+            return bad(&format!(
+                "max_frame_bytes must be at most {MOST_FRAME_BYTES} (4 GiB less 1 MiB): a \
+                 frame's length is 32 bits"
+            ));
+        }
         if let Some(bytes) = self.memory_limit.filter(|&b| b < MIN_MEMORY_LIMIT) {
             return bad(&format!(
                 "a memory limit is in bytes, and below 1 MiB ({bytes} given) it leaves a worker \
@@ -315,6 +326,10 @@ mod tests {
         let bad = |c: ProcessConfig| c.validate().unwrap_err().to_string();
         assert!(bad(ProcessConfig::default().in_flight(9)).contains("in_flight"));
         assert!(bad(ProcessConfig::default().max_frame_bytes(8)).contains("max_frame_bytes"));
+        let over = bad(ProcessConfig::default().max_frame_bytes(5 << 30));
+        assert!(over.contains("max_frame_bytes must be at most"), "{over}");
+        let most = ProcessConfig::default().max_frame_bytes(MOST_FRAME_BYTES);
+        assert!(most.validate().is_ok());
         assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory limit"));
         assert!(bad(ProcessConfig::default().memory_limit(512)).contains("(512 given)"));
         assert!(ProcessConfig::default().memory_limit(MIN_MEMORY_LIMIT).validate().is_ok());
