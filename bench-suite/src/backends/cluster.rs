@@ -36,23 +36,39 @@ fn agent_workers() -> usize {
     (crate::scenarios::cores() / AGENTS).max(1)
 }
 
-/// The local cluster, or why there is none.
-static CLUSTER: OnceLock<Result<Mutex<Cluster>, String>> = OnceLock::new();
+/// The local cluster (none once stopped), or why there is none.
+static CLUSTER: OnceLock<Result<Mutex<Option<Cluster>>, String>> = OnceLock::new();
 
 /// The local cluster, started on first use.
-fn cluster() -> Result<MutexGuard<'static, Cluster>, String> {
+fn cluster() -> Result<MutexGuard<'static, Option<Cluster>>, String> {
     let started = CLUSTER.get_or_init(|| {
         let workers = agent_workers();
         let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", ACK_WAIT_MS.to_string())];
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Cluster::start(AGENTS, workers, &vars)
-            .map(Mutex::new)
+            .map(|cluster| Mutex::new(Some(cluster)))
             .map_err(|e| format!("no local cluster: {e}"))
     });
     match started {
         // A poisoned lock still holds the cluster's processes as they were.
         Ok(cluster) => Ok(cluster.lock().unwrap_or_else(PoisonError::into_inner)),
         Err(why) => Err(why.clone()),
+    }
+}
+
+/// Runs `f` on the local cluster, started on first use.
+fn with_cluster<R>(f: impl FnOnce(&mut Cluster) -> R) -> Result<R, String> {
+    let mut cluster = cluster()?;
+    let cluster = cluster.as_mut().ok_or("the local cluster was stopped")?;
+    Ok(f(cluster))
+}
+
+/// Stops the local cluster, if it started: its server and agents end and the server's store
+/// is removed, rather than left in the temporary directory (the cluster lives in a static,
+/// which is never dropped). The column's rows are all measured by then.
+pub(crate) fn stop() {
+    if let Some(Ok(cluster)) = CLUSTER.get() {
+        drop(cluster.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 }
 
@@ -63,7 +79,7 @@ fn cluster() -> Result<MutexGuard<'static, Cluster>, String> {
 const MAX_PAYLOAD: u64 = 16 << 20;
 
 pub(crate) fn limits(op: Op, size: u64) -> Result<(), String> {
-    drop(cluster()?);
+    with_cluster(|_| ())?;
     let workers = (AGENTS * agent_workers()) as u64;
     if op == Op::Startup && size > workers {
         return Err(format!("the local agents have {workers} workers, not {size}"));
@@ -78,7 +94,7 @@ pub(crate) fn limits(op: Op, size: u64) -> Result<(), String> {
 
 /// A cluster pool on the local cluster.
 pub(crate) fn start(spec: &PoolSpec) -> Result<Box<dyn Running>, String> {
-    let url = cluster()?.url();
+    let url = with_cluster(|cluster| cluster.url())?;
     let config = ClusterConfig::new(url).config(spec.config()).agent_wait(AGENT_WAIT);
     let pool = ClusterPool::with_config(config).map_err(text)?;
     Ok(Box::new(OnCluster(Taskpool(pool))))
@@ -122,7 +138,7 @@ impl Running for OnCluster {
         let started = Instant::now();
         let handle = pool.submit(first_run_waits_to_be_killed, path);
         let victim = wait_for_agent(&marker)?;
-        if !cluster()?.kill_agent(victim) {
+        if !with_cluster(|cluster| cluster.kill_agent(victim))? {
             return Err(format!("the task ran on {victim}, not on an agent of this run"));
         }
         let survivor = handle.join().map_err(text)?;
@@ -133,7 +149,7 @@ impl Running for OnCluster {
             return Err("the task's result came from the agent that was killed".into());
         }
         // Back to two agents, off the clock.
-        cluster()?.add_agent().map_err(|e| format!("no new agent: {e}"))?;
+        with_cluster(Cluster::add_agent)?.map_err(|e| format!("no new agent: {e}"))?;
         let text = format!(
             "the task ran again on another agent after the {ACK_WAIT_MS} ms ack wait; 0 lost"
         );

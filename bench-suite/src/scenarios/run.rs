@@ -76,6 +76,8 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let memory = memory::rows(plan, progress);
     overhead.extend(idle::rows(plan, progress));
     let faults = faults::rows(plan, progress);
+    #[cfg(feature = "cluster")]
+    crate::backends::cluster::stop();
 
     let mut notes = vec![
         "Every quantity was measured for all columns in the same run, variants interleaved (each round starting one variant further along), and each cell is the median over the repeats; in the overhead rows a first round, a warm-up, is not kept.".to_owned(),
