@@ -119,3 +119,24 @@ fn an_imap_whose_items_turn_large_shrinks_its_window() {
     // The window, and at most the 16 of the batch pulled as they turned large.
     assert!(most <= window + 16, "{most} items of a mebibyte pulled and not yet yielded");
 }
+
+/// Tiny items measured fast grow the window past the first 16 per batch a worker may hold,
+/// so that they travel many to a batch (a window topped up item by item sent each alone).
+#[test]
+fn an_imap_of_tiny_items_grows_its_window_past_the_first() {
+    let pool = ProcessPool::new(2).unwrap();
+    let first = 2 * 2 * 16;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut most_ahead = 0;
+    for (i, result) in pool.imap(square, endless).take(50_000).enumerate() {
+        assert_eq!(result.unwrap(), square(i as u64));
+        let ahead = pulled.load(Ordering::Relaxed) - (i + 1);
+        assert!(ahead <= pool.imap_window(), "{ahead} ahead");
+        most_ahead = most_ahead.max(ahead);
+    }
+    assert!(most_ahead > first, "the window never grew past {first}: {most_ahead} at most");
+}
