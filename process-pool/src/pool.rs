@@ -237,6 +237,7 @@ impl ProcessPool {
             crashes: c.crashes,
             timeouts: c.timeouts,
             workers_started: c.workers_started,
+            workers_retired: c.retired,
             requeued: c.requeued,
             failed_starts: c.start_failures.counted(),
             killed_starting: c.start_failures.killed,
@@ -460,8 +461,15 @@ pub struct PoolStats {
     pub crashes: u64,
     /// Tasks killed for running past their time limit.
     pub timeouts: u64,
-    /// Worker processes started, the first ones included.
+    /// Worker processes started, the first ones included. A worker is started for each
+    /// slot at first, and again in a slot whose worker ended: retired at its quota
+    /// (`workers_retired`), crashed (`crashes`), killed by the pool for a task's time limit
+    /// (`timeouts`), a cancellation or a resource limit, or killed from outside.
     pub workers_started: u64,
+    /// Workers retired, and replaced, once they had run
+    /// [`Config::max_tasks_per_worker`] items (counted when the pool stops sending them
+    /// work), while the pool served: the planned part of `workers_started`.
+    pub workers_retired: u64,
     /// Tasks sent again to another worker after theirs died before running them (or before
     /// its result of them reached the pool), or taken back from a worker whose task ran far
     /// past its estimate, for a worker with nothing to do.

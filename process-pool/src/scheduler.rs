@@ -261,6 +261,8 @@ pub(crate) struct Counters {
     pub(crate) crashes: u64,
     pub(crate) timeouts: u64,
     pub(crate) workers_started: u64,
+    /// Workers retired at their task quota (`max_tasks_per_worker`) while the pool served.
+    pub(crate) retired: u64,
     pub(crate) requeued: u64,
     pub(crate) start_failures: StartFailures,
     /// What the items that reported it cost, summed.

@@ -328,6 +328,7 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
         }
         if link.request.take().is_some() && !state.dropping && !state.closed {
             link.retired = Some(now);
+            state.counters.retired += 1;
         }
     }
     if let Some(by) = link.retired.and_then(|since| retire_by(shared, worker, since, now)) {

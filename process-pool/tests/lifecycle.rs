@@ -150,9 +150,18 @@ fn max_tasks_per_worker_recycles_workers() {
         assert!(chunk.iter().all(|&p| p == chunk[0]), "{pids:?}");
     }
     assert!(pids[0] != pids[3] && pids[3] != pids[6], "{pids:?}");
+    // The first two were retired before the next could start; the third once it is
+    // answered, which may come after its caller has the result.
+    let stats = pool.stats();
+    assert!((2..=3).contains(&stats.workers_retired), "{stats:?}");
+    assert_eq!((stats.crashes, stats.timeouts), (0, 0), "{stats:?}");
     let mapped = pool.map(worker_pid, 0..30).unwrap();
     let distinct: std::collections::HashSet<u32> = mapped.into_iter().collect();
     assert!(distinct.len() >= 10, "30 tasks at 3 per worker need 10 workers: {distinct:?}");
+    // 39 items at 3 per worker: 13 workers, each but the last retired before the next.
+    let stats = pool.stats();
+    assert!((12..=13).contains(&stats.workers_retired), "{stats:?}");
+    assert!(stats.workers_started >= 13, "{stats:?}");
 }
 
 /// An exit handler that never returns, as one that joins a thread that never ends.
