@@ -725,29 +725,15 @@ impl Pool for ThreadPool {
         let failures: Mutex<Vec<(usize, TaskError)>> = Mutex::new(Vec::new());
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
-        let shared = &*self.shared;
-        let backtraces = shared.config.get_backtraces();
-        let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.rayon.install(|| {
-                items
-                    .into_par_iter()
-                    .enumerate()
-                    .map_init(
-                        || {
-                            if let Err(e) = shared.ensure_initialized() {
-                                fail(&failures, 0, e);
-                            }
-                            PanicScope::enter(backtraces)
-                        },
-                        |scope, (i, input)| {
-                            scope
-                                .catch(|| job.run(input))
-                                .unwrap_or_else(|report| fail(&failures, i, report.into()))
-                        },
-                    )
-                    .collect::<Vec<T::Output>>()
-            })
-        }));
+        let run = if std::mem::needs_drop::<T::Output>() {
+            // The values made before a failure are dropped as it unwinds the batch, where a
+            // panic of their `Drop` would abort the program: each is held so that its drop
+            // is printed and goes no further, and let go of in place once all succeeded.
+            self.collect_optimistic(&job, items, &failures, |value| Quiet(Some(value)))
+                .map(|held| held.into_iter().filter_map(|mut q| q.0.take()).collect())
+        } else {
+            self.collect_optimistic(&job, items, &failures, |value| value)
+        };
         let failures = failures.into_inner().unwrap_or_else(PoisonError::into_inner);
         match (run, failures.into_iter().min_by_key(|(i, _)| *i)) {
             (Ok(outputs), None) => Ok(outputs),
@@ -755,6 +741,55 @@ impl Pool for ThreadPool {
             // Only the abort marker unwinds out of the batch, and it is always recorded first.
             (Err(_), None) => Err(TaskError::ShutDown),
         }
+    }
+}
+
+/// A value of a batch that may be abandoned half made (see `ThreadPool::map`): dropped with
+/// [`taskpool_core::backend::discard`], so that a panic of its `Drop` during the unwind that
+/// abandons the batch is printed instead of aborting the program.
+struct Quiet<T>(Option<T>);
+
+impl<T> Drop for Quiet<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            taskpool_core::backend::discard(value);
+        }
+    }
+}
+
+impl ThreadPool {
+    /// Runs `job` on every item on the pool's threads and collects `wrap` of each output in
+    /// place, in order. A failing item records itself in `failures` and unwinds the batch
+    /// (the `Err` of the outcome), which drops the outputs collected so far.
+    fn collect_optimistic<J: Job, O: Send>(
+        &self,
+        job: &J,
+        items: Vec<J::Input>,
+        failures: &Mutex<Vec<(usize, TaskError)>>,
+        wrap: impl Fn(J::Output) -> O + Sync,
+    ) -> std::thread::Result<Vec<O>> {
+        let shared = &*self.shared;
+        let backtraces = shared.config.get_backtraces();
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            self.rayon.install(|| {
+                items
+                    .into_par_iter()
+                    .enumerate()
+                    .map_init(
+                        || {
+                            if let Err(e) = shared.ensure_initialized() {
+                                fail(failures, 0, e);
+                            }
+                            PanicScope::enter(backtraces)
+                        },
+                        |scope, (i, input)| match scope.catch(|| job.run(input)) {
+                            Ok(value) => wrap(value),
+                            Err(report) => fail(failures, i, report.into()),
+                        },
+                    )
+                    .collect::<Vec<O>>()
+            })
+        }))
     }
 }
 

@@ -59,3 +59,31 @@ fn results_that_panic_when_dropped_unread_do_not_end_the_program() {
     let pool = ThreadPool::new(1).unwrap();
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
+
+/// A value whose `drop` panics, made by [`bomb_unless_last`] (so every value of the map's).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Counted(u64);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        panic!("the drop of value {} panicked", self.0);
+    }
+}
+
+/// A [`Counted`] for every item but the last of 20, which panics.
+fn bomb_unless_last(i: u64) -> Counted {
+    assert!(i < 19, "item {i} failed");
+    Counted(i)
+}
+
+#[test]
+fn a_map_that_fails_drops_the_values_it_made_without_ending_the_program() {
+    let pool = ThreadPool::new(2).unwrap();
+    // The failure stops the map while the values made before it are dropped, each drop
+    // panicking: printed, never a panic during the unwind that would abort the program.
+    match pool.map(bomb_unless_last, 0..20) {
+        Err(TaskError::Panicked(report)) => assert!(report.message.contains("item 19 failed")),
+        other => panic!("expected the last item's panic, got {:?}", other.map(|v| v.len())),
+    }
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
