@@ -144,11 +144,12 @@ pub trait Pool: Execute {
     /// A `map` (and [`Pool::map_results`]) takes every item before it returns, and returns
     /// every result at once, so it holds about as much as its items and its results take
     /// together. The thread backend collects the items into a vector first; the process
-    /// backend encodes every item before the workers have them (the encoding takes about as
-    /// many bytes as the items; each item itself is dropped once encoded), keeps the encoding
-    /// until the `map` ends, and gives back the memory of large batches once the pool has had
-    /// nothing to do for a second. For data that does not fit twice, use [`Pool::imap`], which
-    /// holds at most [`Pool::imap_window`] items and their results at a time.
+    /// backend encodes the items as the workers go (the encoding takes about as many bytes as
+    /// the items; each item itself is dropped once encoded), holding at most 64 MiB of
+    /// encoded items that wait for their results, and gives back the memory of large batches
+    /// once the pool has had nothing to do for a second. For results that do not fit, use
+    /// [`Pool::imap`], which holds at most [`Pool::imap_window`] items and their results at a
+    /// time.
     fn map<M, T, I>(&self, task: T, items: I) -> Result<Vec<T::Output>, TaskError>
     where
         T: IntoTask<M>,
@@ -159,8 +160,9 @@ pub trait Pool: Execute {
     }
 
     /// Like [`Pool::map_results`], calling `progress(done, total)` on the calling thread as
-    /// items finish: first when every item is sent (`done` is 0 unless items failed before
-    /// they could be sent), then as results arrive, last with `done == total`. `done` only
+    /// items finish: first when every item is sent (`done` counts the items that failed
+    /// before they could be sent, and the results that arrived while the items of a long
+    /// input were being sent), then as results arrive, last with `done == total`. `done` only
     /// grows; results that arrive together are reported in one call.
     ///
     /// Results are counted as they reach the caller. The process backend streams them back

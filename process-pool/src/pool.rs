@@ -681,7 +681,7 @@ impl ProcessPool {
         // The items go in runs of growing size that share one job and pace, so the workers
         // start on the first while the caller still encodes the rest.
         let mut chunk = Chunk::new(&shipped, 0, FIRST_CHUNK, hint);
-        let (mut total, mut sent) = (0, 0);
+        let (mut total, mut sent, mut received, mut sent_bytes) = (0, 0, 0, 0);
         let limit = self.argument_limit();
         for (i, item) in items.enumerate() {
             total += 1;
@@ -690,18 +690,26 @@ impl ProcessPool {
             }
             // The worker has its own copy: a panic in this one's `Drop` fails nothing.
             discard(item);
-            if total - chunk.start == chunk.len {
+            if total - chunk.start == chunk.len || chunk.builder.bytes() >= MAX_CHUNK_BYTES {
                 let next = Chunk::new(&shipped, total, (chunk.len * 2).min(MAX_CHUNK), hint);
                 let chunk = std::mem::replace(&mut chunk, next);
+                sent_bytes += chunk.builder.bytes();
                 sent += self.submit_chunk(chunk, hint, &tx, &abandon.abandoned);
+                // At most `AHEAD_BYTES` of encoded items wait for their results (counted at
+                // the average size so far): a long input is encoded as the workers go, not
+                // all before them.
+                while received < sent && (sent - received) * (sent_bytes / sent) > AHEAD_BYTES {
+                    let Ok((first, group)) = rx.recv() else { break };
+                    received += group.len();
+                    order.add(first, group, place);
+                }
             }
         }
         sent += self.submit_chunk(chunk, hint, &tx, &abandon.abandoned);
         drop(tx);
         // Items that failed to encode count as failed tasks.
         self.shared.tally.record(0, total - sent);
-        let mut received = 0;
-        progress(total - sent, total);
+        progress(total - sent + received, total);
         while received < sent {
             // Every sent item is delivered exactly once; the channel only closes early if the
             // run was dropped undelivered, and then the gaps read as shut down.
@@ -723,6 +731,13 @@ impl ProcessPool {
 const FIRST_CHUNK: usize = 4096;
 /// The most items of one run of a `map`.
 const MAX_CHUNK: usize = 1 << 16;
+/// A run of a `map` is sent once its encoded items take this many bytes, however few: the
+/// workers start on large items while the caller encodes the next.
+const MAX_CHUNK_BYTES: usize = 4 << 20;
+/// The most bytes of a `map`'s encoded items that may wait for their results while the
+/// caller encodes more: far more than keeps the workers busy, and a bound on what a `map`
+/// of a long input holds beyond its items and results.
+const AHEAD_BYTES: usize = 64 << 20;
 
 /// The items of a `map` from the caller's item `start` on, encoded into one run.
 struct Chunk {
