@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use taskpool_core::backend::{Job, Reorder};
-use taskpool_core::{Side, TaskError};
+use taskpool_core::{NextTimeout, Side, TaskError, Timeout};
 use taskpool_process::remote::{self, EncodedJob};
 
 use crate::pool::Inner;
@@ -181,26 +182,52 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     }
 }
 
-impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
-    type Item = Result<J::Output, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
+    /// The next outcome, waiting for it until `deadline` (none: for ever). Past it, the
+    /// chunks still out stay out, for a later call.
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
             self.refill();
             if let Some(value) = self.order.pop() {
-                return Some(value);
+                return Ok(Some(value));
             }
             if self.order.out() == 0 {
-                return None;
+                return Ok(None);
             }
             // Every unit is settled exactly once (by its result, or by a failure of the pool),
             // so this receives what was sent.
-            let Ok((chunk, first, values, last)) = self.rx.recv() else { return None };
+            let received = match deadline {
+                None => self.rx.recv().ok(),
+                Some(deadline) => match self.rx.recv_deadline(deadline) {
+                    Ok(group) => Some(group),
+                    Err(RecvTimeoutError::Timeout) => return Err(Timeout),
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some((chunk, first, values, last)) = received else { return Ok(None) };
             if last {
                 self.units.remove(&chunk);
             }
             self.order.received(first, values);
         }
+    }
+}
+
+impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
+    type Item = Result<J::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // With no deadline, nothing times out.
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<J: Job, I: Iterator<Item = J::Input>> NextTimeout for Stream<'_, J, I> {
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        self.next_until(Instant::now().checked_add(limit))
     }
 }
 

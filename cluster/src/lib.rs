@@ -122,6 +122,6 @@ pub use crate::agent::serve as serve_agent;
 pub use crate::config::{AgentConfig, ClusterConfig};
 pub use crate::pool::{ClusterPool, ClusterStats};
 pub use taskpool_core::{
-    Config, Direction, Exit, IntoTask, PanicReport, Pool, Resource, Side, Task, TaskError,
-    TaskHandle, TryError,
+    Config, Direction, Exit, IntoTask, NextTimeout, PanicReport, Pool, Resource, Side, Task,
+    TaskError, TaskHandle, Timeout, TryError,
 };

@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use taskpool_core::backend::{Cancel, Completer, Execute, Job};
-use taskpool_core::{IntoTask, Pool, Side, TaskError};
+use taskpool_core::{IntoTask, NextTimeout, Pool, Side, TaskError};
 use taskpool_process::remote::{self, EncodedJob};
 use tokio::sync::mpsc;
 
@@ -816,7 +816,11 @@ impl Pool for ClusterPool {
         crate::batch::LAZY_WINDOW
     }
 
-    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    fn imap<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -829,7 +833,7 @@ impl Pool for ClusterPool {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,

@@ -28,11 +28,15 @@ use crate::{Config, Pool, Spawned, Task, TaskError};
 
 mod cannot_unwind;
 pub mod chaos;
+mod next_timeout;
 mod results;
 mod shapes;
 mod streams;
 
 pub use cannot_unwind::{panic_twice_on_odd, sort_with_c_comparator};
+pub use next_timeout::{
+    GatedTouch, dropping_imap_after_a_timeout_cancels_the_rest, next_timeout_keeps_the_item,
+};
 pub use results::{
     awaited_handles, half_or_fail, progress_arrives_while_items_run, progress_counts_every_item,
     try_map_is_flat, wait_for_file,
@@ -687,8 +691,8 @@ macro_rules! conformance_suite {
     (each: $callback:path $(; $($before:tt)*)?) => {
         $callback!($($($before)*;)?
             ordering, empty_input, million_items, endless_imap_is_bounded,
-            streamed_input_yields_while_it_waits,
-            dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
+            streamed_input_yields_while_it_waits, next_timeout_keeps_the_item,
+            dropping_imap_after_a_timeout_cancels_the_rest, dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,
             join_timeout_reports_and_keeps_handle, wait_timeout_keeps_the_result,
             cancel_queued_task, drop_while_running,

@@ -5,8 +5,11 @@ use std::any::Any;
 use std::iter::Fuse;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvError, TryRecvError, select};
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError, select};
+
+use crate::imap::{Timeout, recv_until};
 
 /// What the feeder thread sends: an item, or the panic of the input's `next`.
 type Fed<T> = Result<T, Box<dyn Any + Send>>;
@@ -84,10 +87,11 @@ impl<I: Iterator> Input<I> {
         }
     }
 
-    /// The next item. A fed input waits for it only if `wait` says so, and gives
-    /// [`Pull::NotYet`] otherwise; a pulled input always waits. A panic of the input's `next`
-    /// on the feeder thread goes on here, on the consumer's.
-    pub(crate) fn pull(&mut self, wait: bool) -> Pull<I::Item> {
+    /// The next item. A fed input waits for it only if `wait` says so, and until `deadline`
+    /// (none: for ever), and gives [`Pull::NotYet`] otherwise; a pulled input always waits,
+    /// as long as its `next` takes. A panic of the input's `next` on the feeder thread goes
+    /// on here, on the consumer's.
+    pub(crate) fn pull(&mut self, wait: bool, deadline: Option<Instant>) -> Pull<I::Item> {
         match self {
             Input::Pulled(items) => items.next().map_or(Pull::End, Pull::Item),
             Input::Fed(feed) => {
@@ -97,10 +101,15 @@ impl<I: Iterator> Input<I> {
                 if feed.ended {
                     return Pull::End;
                 }
-                let received = if wait {
-                    feed.rx.recv().map_err(|RecvError| TryRecvError::Disconnected)
-                } else {
-                    feed.rx.try_recv()
+                let received = match (wait, deadline) {
+                    (true, None) => feed.rx.recv().map_err(|RecvError| TryRecvError::Disconnected),
+                    (true, Some(deadline)) => {
+                        feed.rx.recv_deadline(deadline).map_err(|error| match error {
+                            RecvTimeoutError::Timeout => TryRecvError::Empty,
+                            RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                        })
+                    }
+                    (false, _) => feed.rx.try_recv(),
                 };
                 match received {
                     Ok(fed) => Pull::Item(feed.take(fed)),
@@ -125,22 +134,28 @@ impl<I: Iterator> Input<I> {
     }
 
     /// Waits until the next item or the input's end comes (it is kept for [`Input::pull`]),
-    /// or something comes on `other` (returned). An input that cannot come
-    /// ([`Input::may_come`] is false) waits on `other` alone.
-    pub(crate) fn wait_with<T>(&mut self, other: &Receiver<T>) -> Option<T> {
+    /// or something comes on `other` (returned), or `deadline` (none: never) passes. An input
+    /// that cannot come ([`Input::may_come`] is false) waits on `other` alone.
+    pub(crate) fn wait_with<T>(
+        &mut self,
+        other: &Receiver<T>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<T>, Timeout> {
         let feed = match self {
             Input::Fed(feed) if feed.held.is_none() && !feed.ended => feed,
-            _ => return other.recv().ok(),
+            _ => return recv_until(other, deadline),
         };
+        let late = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         select! {
             recv(feed.rx) -> fed => {
                 match fed {
                     Ok(fed) => feed.held = Some(feed.take(fed)),
                     Err(RecvError) => feed.ended = true,
                 }
-                None
+                Ok(None)
             }
-            recv(other) -> got => got.ok(),
+            recv(other) -> got => Ok(got.ok()),
+            recv(late) -> _ => Err(Timeout),
         }
     }
 }

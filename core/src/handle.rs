@@ -560,7 +560,7 @@ impl<R> TaskHandle<R> {
 
     /// Waits until the task is settled or `deadline` (none: for ever) has passed, and
     /// returns whether it is settled; takes nothing.
-    fn settled_by(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn settled_by(&self, deadline: Option<Instant>) -> bool {
         self.help(deadline);
         self.spin(deadline);
         let mut state = self.slot.lock();

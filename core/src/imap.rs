@@ -1,18 +1,135 @@
 //! Lazy iteration over a pool with a bounded window of tasks in flight; dropping an iterator
 //! cancels the tasks it still holds. The input is pulled on the consumer's thread, or fed by
 //! a thread of its own (`feed.rs`): then a result that is ready is yielded while the input
-//! waits for its next item.
+//! waits for its next item. Every wait may end at a deadline ([`NextTimeout`]), which takes
+//! nothing from the iterator.
 
 use std::collections::VecDeque;
+use std::error::Error;
+use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::TaskError;
 use crate::feed::{Input, Pull};
 use crate::handle::{TaskHandle, promise, promise_notify};
 use crate::pool::Pool;
 use crate::task::Job;
+
+/// An `imap` iterator whose wait for its next outcome can be bounded, like Python's
+/// `IMapIterator.next(timeout)`.
+///
+/// The iterators of [`Pool::imap`], [`Pool::imap_unordered`], [`Pool::imap_stream`] and
+/// [`Pool::imap_unordered_stream`] implement it, on every backend. Bring it into scope
+/// (`use taskpool_process::NextTimeout;`, or the thread or cluster crate's) to call it.
+///
+/// # Examples
+///
+/// Waiting in steps, doing something else between them, without giving up the item:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use taskpool_core::{NextTimeout, Pool, TaskError, Timeout};
+///
+/// fn slow_square(x: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(50));
+///     x * x
+/// }
+/// # let pool = taskpool_thread::ThreadPool::new(2)?;
+///
+/// let mut squares = pool.imap(slow_square, 1..=3);
+/// let mut got = Vec::new();
+/// loop {
+///     match squares.next_timeout(Duration::from_millis(10)) {
+///         Ok(Some(square)) => got.push(square?),
+///         Ok(None) => break, // the input's end
+///         Err(Timeout) => println!("still waiting for item {}", got.len() + 1),
+///     }
+/// }
+/// assert_eq!(got, [1, 4, 9]); // in input order, none lost to a timeout
+/// # Ok::<(), TaskError>(())
+/// ```
+///
+/// [`Pool::imap`]: crate::Pool::imap
+/// [`Pool::imap_unordered`]: crate::Pool::imap_unordered
+/// [`Pool::imap_stream`]: crate::Pool::imap_stream
+/// [`Pool::imap_unordered_stream`]: crate::Pool::imap_unordered_stream
+pub trait NextTimeout: Iterator {
+    /// Waits at most `limit` for the next item, which [`Iterator::next`] would wait for as
+    /// long as it takes.
+    ///
+    /// `Ok(Some(outcome))` and `Ok(None)` are what `next` gives: the next task's outcome,
+    /// or the end of the input. `Err(Timeout)` says that no outcome came within `limit`, and
+    /// takes nothing: the outcome waited for stays in the iterator, and a later
+    /// `next_timeout` or `next` yields it (in input order for `imap`), while its task runs
+    /// on. Dropping the iterator after a timeout cancels its items as any drop does.
+    ///
+    /// `Duration::ZERO` polls: an outcome that is ready is taken, and none is waited for. A
+    /// limit too long to be a point in time, such as `Duration::MAX`, waits as `next` does.
+    ///
+    /// The limit bounds the wait for outcomes, and, for `imap_stream` and
+    /// `imap_unordered_stream`, for the input's items. `imap` and `imap_unordered` pull
+    /// their input on the caller's thread, in this call as in `next`: an input whose `next`
+    /// waits (a channel, a socket) is not cut short, so give such input to `imap_stream`.
+    ///
+    /// A timeout is an `Err` of its own, [`Timeout`], rather than a
+    /// [`TaskError::TimedOut`]: that one is an item's outcome (its task ran past its time
+    /// limit), yielded once and taken, where this one is no item's and takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no outcome came within `limit`.
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout>;
+}
+
+impl<I: NextTimeout + ?Sized> NextTimeout for &mut I {
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        (**self).next_timeout(limit)
+    }
+}
+
+impl<I: NextTimeout + ?Sized> NextTimeout for Box<I> {
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        (**self).next_timeout(limit)
+    }
+}
+
+/// No outcome came within the limit of [`NextTimeout::next_timeout`]; the iterator keeps
+/// the one it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no outcome came within the time limit; the iterator keeps it")
+    }
+}
+
+impl Error for Timeout {}
+
+/// The point in time `limit` from now, or `None` (no deadline) if it is too far to be one.
+pub(crate) fn deadline_after(limit: Duration) -> Option<Instant> {
+    Instant::now().checked_add(limit)
+}
+
+/// Receives from `rx`, waiting until `deadline` (none: for ever). `Ok(None)` if the channel
+/// disconnected.
+pub(crate) fn recv_until<T>(
+    rx: &Receiver<T>,
+    deadline: Option<Instant>,
+) -> Result<Option<T>, Timeout> {
+    match deadline {
+        None => Ok(rx.recv().ok()),
+        Some(deadline) => match rx.recv_deadline(deadline) {
+            Ok(value) => Ok(Some(value)),
+            Err(RecvTimeoutError::Timeout) => Err(Timeout),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+        },
+    }
+}
 
 /// Yields outcomes in input order; keeps at most `window` tasks in flight.
 pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
@@ -33,10 +150,12 @@ impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'p, P, 
     }
 }
 
-impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Ordered<'_, P, J, I> {
-    type Item = Result<J::Output, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I> {
+    /// The next outcome, waiting for it until `deadline` (none: for ever).
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         if let Some((_, notes)) = &self.settled {
             // Old notes: the head's state is read from its handle below.
             notes.try_iter().for_each(drop);
@@ -44,7 +163,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Ordere
         loop {
             while self.pending.len() < self.window {
                 // Nothing in flight: only an item (or the input's end) can come next.
-                let Pull::Item(input) = self.input.pull(self.pending.is_empty()) else {
+                let Pull::Item(input) = self.input.pull(self.pending.is_empty(), deadline) else {
                     break;
                 };
                 let (completer, handle) = match &self.settled {
@@ -54,21 +173,53 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Ordere
                 self.pool.execute(&self.job, input, completer, None);
                 self.pending.push_back(handle);
             }
-            let head = self.pending.front()?;
+            let Some(head) = self.pending.front() else {
+                // Nothing in flight and no item yet: a fed input that did not send one in time.
+                return if self.input.may_come() { Err(Timeout) } else { Ok(None) };
+            };
             let Some((_, notes)) = &self.settled else {
-                return self.pending.pop_front().map(TaskHandle::join);
+                return self.take_head(deadline);
             };
             if head.is_finished() || self.pending.len() >= self.window || !self.input.may_come() {
-                return self.pending.pop_front().map(TaskHandle::join);
+                return self.take_head(deadline);
             }
             // Room for more, and the head still runs: wait for whichever comes first, the
             // next item or a result (the backend may use this thread for the head, as a join
             // would).
-            head.help(None);
+            head.help(deadline);
             if !head.is_finished() {
-                self.input.wait_with(notes);
+                self.input.wait_with(notes, deadline)?;
             }
         }
+    }
+
+    /// Yields the head's outcome once it is settled, waiting until `deadline` at most: past
+    /// it, the head stays.
+    fn take_head(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
+        if let (Some(head), Some(_)) = (self.pending.front(), deadline) {
+            if !head.settled_by(deadline) {
+                return Err(Timeout);
+            }
+        }
+        Ok(self.pending.pop_front().map(TaskHandle::join))
+    }
+}
+
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Ordered<'_, P, J, I> {
+    type Item = Result<J::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // With no deadline, nothing times out.
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> NextTimeout for Ordered<'_, P, J, I> {
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        self.next_until(deadline_after(limit))
     }
 }
 
@@ -121,14 +272,16 @@ impl<P: ?Sized, J: Job, I: Iterator> Drop for Unordered<'_, P, J, I> {
     }
 }
 
-impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Unordered<'_, P, J, I> {
-    type Item = Result<J::Output, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J, I> {
+    /// The next outcome to settle, waiting for it until `deadline` (none: for ever).
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
             while self.in_flight() < self.window {
                 // Nothing in flight: only an item (or the input's end) can come next.
-                let Pull::Item(input) = self.input.pull(self.in_flight() == 0) else {
+                let Pull::Item(input) = self.input.pull(self.in_flight() == 0, deadline) else {
                     break;
                 };
                 let index = self.free.pop().unwrap_or_else(|| {
@@ -140,7 +293,8 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Unorde
                 self.slots[index] = Some(handle);
             }
             if self.in_flight() == 0 {
-                return None;
+                // No item yet: a fed input that did not send one in time.
+                return if self.input.may_come() { Err(Timeout) } else { Ok(None) };
             }
             // We hold a sender, so the channel cannot disconnect, and every slot in flight
             // sends its index exactly once when it settles.
@@ -152,22 +306,44 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Unorde
                     // inside a task, runs it if no thread took it: otherwise every thread
                     // could wait).
                     if let Some(waiting) = self.slots.iter().flatten().find(|h| !h.is_finished()) {
-                        waiting.help(None);
+                        waiting.help(deadline);
                     }
                     if self.in_flight() < self.window && self.input.may_come() {
                         // Room for more: the next item may come before a result does.
-                        match self.input.wait_with(&self.rx) {
+                        match self.input.wait_with(&self.rx, deadline)? {
                             Some(index) => index,
                             None => continue,
                         }
                     } else {
-                        self.rx.recv().ok()?
+                        match recv_until(&self.rx, deadline)? {
+                            Some(index) => index,
+                            None => return Ok(None),
+                        }
                     }
                 }
             };
-            let handle = self.slots.get_mut(index)?.take()?;
+            let Some(handle) = self.slots.get_mut(index).and_then(Option::take) else {
+                return Ok(None);
+            };
             self.free.push(index);
-            return Some(handle.join());
+            return Ok(Some(handle.join()));
         }
+    }
+}
+
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Iterator for Unordered<'_, P, J, I> {
+    type Item = Result<J::Output, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // With no deadline, nothing times out.
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> NextTimeout
+    for Unordered<'_, P, J, I>
+{
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        self.next_until(deadline_after(limit))
     }
 }

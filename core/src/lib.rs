@@ -84,6 +84,7 @@ pub mod conformance;
 pub use crate::config::Config;
 pub use crate::error::{Direction, Exit, PanicReport, Resource, Side, TaskError};
 pub use crate::handle::TaskHandle;
+pub use crate::imap::{NextTimeout, Timeout};
 pub use crate::pool::Pool;
 pub use crate::spawn::Spawned;
 pub use crate::task::{IntoTask, Task};

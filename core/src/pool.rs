@@ -7,7 +7,7 @@ use crate::backend::Execute;
 use crate::error::TaskError;
 use crate::feed::Input;
 use crate::handle::{TaskHandle, discard, promise, promise_notify};
-use crate::imap::{Ordered, Unordered};
+use crate::imap::{NextTimeout, Ordered, Unordered};
 use crate::task::{IntoTask, Job};
 use crate::try_error::TryError;
 
@@ -333,6 +333,11 @@ pub trait Pool: Execute {
     /// that waits for the consumer's own results never gets them. For such input, use
     /// [`Pool::imap_stream`], which pulls it on a thread of its own.
     ///
+    /// The iterator is an [`Iterator`] that also waits at most a given time for its next
+    /// outcome, like Python's `next(timeout)`: [`NextTimeout::next_timeout`], whose timeout
+    /// takes nothing, so that the outcome comes at a later call, in order. So is every
+    /// `imap`'s.
+    ///
     /// # Examples
     ///
     /// ```
@@ -364,7 +369,11 @@ pub trait Pool: Execute {
     /// assert_eq!(squares.into_iter().collect::<Result<Vec<_>, _>>()?, [1, 4, 9, 16, 25]);
     /// # Ok::<(), TaskError>(())
     /// ```
-    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    fn imap<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -382,7 +391,7 @@ pub trait Pool: Execute {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -432,7 +441,7 @@ pub trait Pool: Execute {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -451,7 +460,7 @@ pub trait Pool: Execute {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,

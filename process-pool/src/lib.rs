@@ -303,6 +303,6 @@ pub use crate::shared_bytes::SharedBytes;
 pub use crate::spawn::spawn;
 pub use crate::usage::Usage;
 pub use taskpool_core::{
-    Config, Direction, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
-    TaskHandle, TryError,
+    Config, Direction, Exit, IntoTask, NextTimeout, PanicReport, Pool, Resource, Side, Spawned,
+    Task, TaskError, TaskHandle, Timeout, TryError,
 };

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Job, Reorder, discard, promise, promise_of,
 };
-use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
+use taskpool_core::{Config, IntoTask, NextTimeout, Pool, TaskError, TaskHandle, Timeout};
 
 use crate::batching::Paced;
 use crate::bulk;
@@ -628,7 +628,11 @@ impl Pool for ProcessPool {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
 
-    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    fn imap<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -641,7 +645,7 @@ impl Pool for ProcessPool {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -1022,21 +1026,47 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     }
 }
 
+impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
+    /// The next outcome, waiting for it until `deadline` (none: for ever). Past it, the
+    /// outcomes still out stay out, for a later call.
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
+        loop {
+            self.refill();
+            if let Some(value) = self.order.pop() {
+                return Ok(Some(value));
+            }
+            if self.order.out() == 0 {
+                return Ok(None);
+            }
+            let received = match deadline {
+                None => self.rx.recv().ok(),
+                Some(deadline) => match self.rx.recv_deadline(deadline) {
+                    Ok(group) => Some(group),
+                    Err(RecvTimeoutError::Timeout) => return Err(Timeout),
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some((first, values)) = received else { return Ok(None) };
+            self.order.received(first, values.into_results());
+        }
+    }
+}
+
 impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
     type Item = Result<J::Output, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            self.refill();
-            if let Some(value) = self.order.pop() {
-                return Some(value);
-            }
-            if self.order.out() == 0 {
-                return None;
-            }
-            let Ok((first, values)) = self.rx.recv() else { return None };
-            self.order.received(first, values.into_results());
-        }
+        // With no deadline, nothing times out.
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<J: Job, I: Iterator<Item = J::Input>> NextTimeout for Stream<'_, J, I> {
+    fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
+        self.next_until(Instant::now().checked_add(limit))
     }
 }
 

@@ -94,6 +94,6 @@ mod watchdog;
 pub use crate::pool::ThreadPool;
 pub use crate::spawn::spawn;
 pub use taskpool_core::{
-    Config, Direction, Exit, IntoTask, PanicReport, Pool, Resource, Side, Spawned, Task, TaskError,
-    TaskHandle, TryError,
+    Config, Direction, Exit, IntoTask, NextTimeout, PanicReport, Pool, Resource, Side, Spawned,
+    Task, TaskError, TaskHandle, Timeout, TryError,
 };

@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use taskpool_cluster::local::{Agent, Server};
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, IntoTask, Pool, TaskError};
+use taskpool_cluster::{
+    ClusterConfig, ClusterPool, Config, IntoTask, NextTimeout, Pool, TaskError,
+};
 use taskpool_core::backend::{Completer, Execute, Job};
 
 /// The server binary, or `None` after printing why the test is skipped. Under `CI` a
@@ -194,7 +196,11 @@ impl Pool for Fixture {
         self.pool.imap_window()
     }
 
-    fn imap<M, T, I>(&self, task: T, items: I) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    fn imap<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -206,7 +212,7 @@ impl Pool for Fixture {
         &self,
         task: T,
         items: I,
-    ) -> impl Iterator<Item = Result<T::Output, TaskError>>
+    ) -> impl NextTimeout<Item = Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
