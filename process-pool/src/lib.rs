@@ -95,7 +95,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use taskpool_process::{Pool, ProcessPool, TaskError};
+//! use taskpool_process::{NextTimeout, Pool, ProcessPool, TaskError};
 //!
 //! fn f(x: u64) -> u64 {
 //!     x * x
@@ -114,6 +114,12 @@
 //! println!("{:?}", pool.map(f, 0..10)?);
 //! for i in pool.imap_unordered(f, 0..10) {
 //!     println!("{}", i?);
+//! }
+//! let mut it = pool.imap(f, 0..10);
+//! println!("{}", it.next().unwrap()?); // prints "0"
+//! println!("{}", it.next().unwrap()?); // prints "1"
+//! if let Ok(Some(four)) = it.next_timeout(Duration::from_secs(1)) { // it.next(timeout=1)
+//!     println!("{}", four?); // prints "4" unless your computer is *very* slow
 //! }
 //! let mut res = pool.submit(f, 20); // apply_async(f, (20,))
 //! println!("{}", res.join_timeout(Duration::from_secs(1))?); // get(timeout=1)
@@ -140,7 +146,8 @@
 //! | `maxtasksperchild=n` | [`Config::max_tasks_per_worker`]; it counts items, where Python counts a `map`'s chunks |
 //! | `map(f, items, chunksize=c)` | [`Pool::map`]; the chunk size is the pool's, [`Config::chunk_size`] |
 //! | `starmap(f, pairs)` | [`Pool::starmap`] (or `map`) with a function of several arguments |
-//! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time. There is no `next(timeout)`: to stop waiting on a stuck item, give every item a time limit ([`Config::timeout`]: a worker past it is killed and that item fails with `TimedOut`), or `submit` the items and wait on their handles with [`TaskHandle::join_timeout`] |
+//! | `imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Pool::imap_stream`] for input that arrives over time |
+//! | `it.next(timeout=t)`, `multiprocessing.TimeoutError` | [`NextTimeout::next_timeout`] on the iterator of any `imap` → `Err(`[`Timeout`]`)`, which takes nothing: the item comes at a later call, in order. To stop a stuck item rather than wait for it, give every item a time limit ([`Config::timeout`]: a worker past it is killed and that item fails with `TimedOut`) |
 //! | `tqdm(pool.imap_unordered(...))` | [`Pool::map_with_progress`], or count the items of `imap_unordered` |
 //! | `apply(f, args)` | [`Pool::apply`] |
 //! | `apply_async(f, args)` → `AsyncResult` | [`Pool::submit`] → [`TaskHandle`] |

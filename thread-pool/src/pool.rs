@@ -40,7 +40,8 @@ use crate::watchdog::Watchdog;
 /// any size: a task joined on one of the pool's threads before any thread took it runs right
 /// there, inside the join, so the pool's threads never all wait for each other. The same
 /// holds for a task's `map`, `imap` and `imap_unordered` over its own pool. (A join with
-/// a deadline, [`TaskHandle::join_timeout`], waits instead: it could not keep its deadline
+/// a deadline, [`TaskHandle::join_timeout`], waits instead, and so does an `imap`'s
+/// [`next_timeout`](crate::NextTimeout::next_timeout): neither could keep its deadline
 /// while running another task. So does a handle awaited by an executor's `block_on` inside a
 /// task: a poll never runs the task; nor do [`TaskHandle::try_join`] and
 /// [`TaskHandle::is_finished`], so a task that polls them in a loop on a pool of one thread
