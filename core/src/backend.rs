@@ -45,6 +45,10 @@
 //! `let () = <T::Job as Job>::PORTABLE;`, as the provided methods do: that makes a fn pointer
 //! or a capturing closure fail the build at the user's call (see [`Job::PORTABLE`]).
 //!
+//! A backend that overrides `imap` or one of its siblings returns an iterator that also
+//! implements [`crate::NextTimeout`]: whatever it waits on for the next outcome (a channel,
+//! a handle) takes a deadline there, and a timeout leaves every outcome in the iterator.
+//!
 //! A backend that runs jobs in another process asks each [`Job`] how it travels with a
 //! [`Shipper`]. Every backend runs the conformance suite (feature `conformance`,
 //! `taskpool_core::conformance_suite!`).
