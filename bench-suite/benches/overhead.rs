@@ -12,6 +12,7 @@
 //! | `in_flight` | submit 1000 no-ops, then join them all | tasks |
 //! | `in_flight_kept` | the same in bursts back to back, on a pool kept busy by the burst before | tasks |
 //! | `map` | `map` a no-op over 1,000,000 items, automatic chunks (`rayon`: `par_iter`) | items |
+//! | `imap` | `imap` a no-op over 10,000 items, each result taken as it comes, in order (taskpool's backends: rayon has no lazy ordered map) | items |
 //! | `payload` | a `serde_bytes::ByteBuf` to a task that returns it, one in flight | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
 //! | `payload_64mib` | the same with 64 MiB, the report's large-payload row (`pipe-floor`: the raw 64 MiB echo over two pipes; `copy-floor`: the four copies a round trip of an owned buffer cannot avoid, in this process) | bytes: 64 MiB |
 //! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one each time (made before the clock; the task reads its last byte in place and returns it), on taskpool's threads and processes (`pipe-floor`: the raw echo of a buffer of that size over two pipes, as in `payload`) | bytes: 0, 1 KiB, 64 KiB, 1 MiB, 16 MiB |
@@ -25,7 +26,7 @@
 //! and joins in submission order, to stay clear of its known deadlocks; it is not run above
 //! 1 MiB (the cluster not above 16 MiB), and its `in_flight` case is skipped when the
 //! open-files limit is under 3,100 (it holds 3 descriptors per queued task). Criterion counts
-//! tasks (`in_flight`), items (`map`), messages (`messages_*`) or the payload once
+//! tasks (`in_flight`), items (`map`, `imap`), messages (`messages_*`) or the payload once
 //! (`payload`, `payload_64mib`, `shared_bytes`, `shared_bytes_64mib`). The idle pool's CPU
 //! time is a report row only, measured in fresh probe processes (as memory is).
 //!

@@ -17,7 +17,7 @@ same kind of JSON, for checking by hand. ``python3 peers.py --serve WORKERS`` se
 request instead (see "Serving mode" below). The spec (every key optional; these are defaults)::
 
     {"workers": 2, "repeats": 5, "quick": false,
-     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "payload",
+     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "imap_noop", "payload",
                    "shared_memory", "cpu", "io", "memory", "faults"],
      "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
      "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
@@ -32,7 +32,9 @@ no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20
 quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048), ``map_repeats`` (the
 repeats of ``map_noop``; default ``repeats``), ``map_skip`` (keys of ``map_noop`` runs to leave
 out, such as ``["pool_map"]`` when the caller samples it itself in serving mode; default
-none). A cpu entry may say ``"after_burst": true``.
+none), ``imap_items`` (the items of ``imap_noop``; default ``per_item_map_items``),
+``imap_skip`` (keys of ``imap_noop`` runs to leave out, as ``map_skip``). A cpu entry may say
+``"after_burst": true``.
 ``quick`` also caps the default ``map_items`` (not one the spec gives) at 10000, and the cpu
 and memory repeats at 3.
 
@@ -65,6 +67,12 @@ map_noop    warm pool: ``map`` of ``identity`` (returns its argument, as the Rus
             ``per_item_map_items`` and with chunksize=ceil(n / (4 * workers)), as its docs
             advise for long inputs, over ``map_items``; ThreadPoolExecutor.map (one future per
             item: chunksize does nothing on threads) over ``per_item_map_items``.
+imap_noop   warm pool: ``imap`` of ``identity`` over a list of ``imap_items`` integers (made
+            before the clock) with its default chunksize=1, each result taken as it comes
+            (every wait bounded), ``map_repeats`` times: Pool.imap (``pool_imap``) and
+            multiprocessing.pool.ThreadPool.imap (``thread_pool_imap``), in the shape of
+            ``map_noop`` (``results.imap_noop[pool].runs[key]``, median_items_per_s ... with
+            ``call``, ``chunksize``, ``items`` and ``is_default``).
 payload     warm pool: round trip of a ``bytes`` of each size in ``payload_bytes`` through a
             task that returns its argument (``sizes[str(size)]``: median_us ...).
 shared_memory  warm pool, mp_pool only: the same round trip with the bytes in a new
@@ -138,6 +146,10 @@ JSON object per line on stdin, and answers each with one JSON line on stdout:
     one sample of ``map_noop``'s ``pool_map`` run: ``Pool.map(identity, items)`` with its
     default chunks over the integers 0 .. N - 1, the input list made before the clock;
     answers ``{"items_per_s": X}``.
+``{"op": "imap_noop", "items": N}``
+    one sample of ``imap_noop``'s ``pool_imap`` run: ``Pool.imap(identity, items)`` with its
+    default chunksize=1 over the integers 0 .. N - 1, each result taken as it comes, the input
+    list made before the clock; answers ``{"items_per_s": X}``.
 ``{"op": "quit"}``
     no answer: closes the pool and exits 0, as the end of stdin does.
 
@@ -193,8 +205,8 @@ import time
 import traceback
 
 VARIANTS = ("mp_pool", "process_executor", "thread_executor")
-SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "payload", "shared_memory", "cpu",
-             "io", "memory", "faults")
+SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "imap_noop", "payload",
+             "shared_memory", "cpu", "io", "memory", "faults")
 # The pool whose column shows bytes in shared memory.
 SHARED_MEMORY_VARIANTS = ("mp_pool",)
 # The pools whose columns show I/O-bound work.
@@ -238,7 +250,8 @@ class Progress:
     fraction of the whole run done (0 to 1), each scenario weighted by its usual share of
     the time."""
 
-    WEIGHTS = {"startup": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3, "payload": 1,
+    WEIGHTS = {"startup": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3, "imap_noop": 1,
+               "payload": 1,
                "shared_memory": 1, "cpu": 8, "io": 6, "memory": 2, "faults": 8}
 
     def __init__(self):
@@ -627,6 +640,20 @@ class MpPool(PoolFacade):
         except multiprocessing.TimeoutError:
             raise Hung() from None
 
+    def imap(self, fn, items, timeout):
+        """Pool.imap with its default chunksize (1), each result taken as it comes, each wait
+        bounded by ``timeout``; how many results came."""
+        results = self.pool.imap(fn, items)
+        count = 0
+        while True:
+            try:
+                results.next(timeout)
+            except StopIteration:
+                return count
+            except multiprocessing.TimeoutError:
+                raise Hung() from None
+            count += 1
+
     def processes(self):
         return list(self.pool._pool)
 
@@ -778,6 +805,8 @@ class Config:
         # on fewer items, so that they do not take most of the run.
         self.per_item_map_items = min(self.map_items, int(merged.get(
             "per_item_map_items", 2000 if self.quick else 10000)))
+        self.imap_items = int(merged.get("imap_items", self.per_item_map_items))
+        self.imap_skip = [str(key) for key in merged.get("imap_skip", [])]
         self.burst_items = int(merged.get("burst_items", 20000 if self.quick else 100000))
         self.cpu_variants = [v for v in merged.get("cpu_variants", self.variants)
                              if v in self.variants]
@@ -802,7 +831,8 @@ class Config:
 
     def effective(self):
         keys = ("workers", "repeats", "quick", "scenarios", "variants", "in_flight_tasks",
-                "map_items", "map_repeats", "map_skip", "per_item_map_items", "burst_items", "payload_bytes",
+                "map_items", "map_repeats", "map_skip", "per_item_map_items", "imap_items",
+                "imap_skip", "burst_items", "payload_bytes",
                 "round_trips", "payload_round_trips",
                 "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
                 "fault_alloc_mib")
@@ -982,6 +1012,50 @@ def scenario_map_noop(cfg):
         else:
             run = dict(summary(samples[key], "items_per_s"), call=call, chunksize=effective,
                        items=n, is_default=is_default, follows_docs=advised)
+        out.setdefault(variant, {"runs": {}})["runs"][key] = run
+    return out
+
+
+def imap_runs(cfg):
+    """Every imap measured, as (key, variant, call): each pool's ``imap`` with its default
+    chunksize=1, as users write it."""
+    runs = [
+        ("pool_imap", "mp_pool", "Pool.imap(f, items)"),
+        ("thread_pool_imap", "mp_thread_pool", "multiprocessing.pool.ThreadPool.imap(f, items)"),
+    ]
+    return [r for r in runs
+            if (r[1] in cfg.variants or r[1] == "mp_thread_pool") and r[0] not in cfg.imap_skip]
+
+
+def imap_sample(pool, items, n):
+    """Items per second of one ``imap`` of ``identity`` over ``items`` (``n`` of them), each
+    result taken as it comes."""
+    start = now()
+    got = pool.imap(identity, items, BENCH_WAIT_S)
+    rate = n / (now() - start)
+    if got != n:
+        raise RuntimeError("imap yielded %d results for %d items" % (got, n))
+    return rate
+
+
+def scenario_imap_noop(cfg):
+    runs = imap_runs(cfg)
+    n = cfg.imap_items
+    data = list(range(n))
+
+    def measure(key):
+        variant = next(r[1] for r in runs if r[0] == key)
+        return imap_sample(cfg.pools.get(variant), data, n)
+
+    samples, failed = interleaved(cfg, "imap_noop", measure, keys=[r[0] for r in runs],
+                                  repeats=cfg.map_repeats)
+    out = {}
+    for key, variant, call in runs:
+        if key in failed:
+            run = {"error": failed[key], "completed_repeats": len(samples[key])}
+        else:
+            run = dict(summary(samples[key], "items_per_s"), call=call, chunksize=1, items=n,
+                       is_default=True)
         out.setdefault(variant, {"runs": {}})["runs"][key] = run
     return out
 
@@ -1656,6 +1730,7 @@ def scenario_messages(cfg):
 
 SCENARIO_FUNCS = {"messages": scenario_messages, "startup": scenario_startup, "round_trip": scenario_round_trip,
                   "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
+                  "imap_noop": scenario_imap_noop,
                   "payload": scenario_payload, "shared_memory": scenario_shared_memory,
                   "cpu": scenario_cpu, "io": scenario_io,
                   "memory": scenario_memory, "faults": scenario_faults}
@@ -1750,7 +1825,8 @@ def reap_leftovers():
 # --------------------------------------------------------------------------------------------
 
 def serve_request(line):
-    """The request on one line, as ``(op, items)``: ``("map_noop", N)`` or ``("quit", None)``.
+    """The request on one line, as ``(op, items)``: ``("map_noop", N)``, ``("imap_noop", N)``
+    or ``("quit", None)``.
     Raises ValueError saying why for anything else."""
     try:
         request = json.loads(line)
@@ -1761,7 +1837,7 @@ def serve_request(line):
     op = request.get("op")
     if op == "quit":
         return op, None
-    if op == "map_noop":
+    if op in ("map_noop", "imap_noop"):
         items = request.get("items")
         if isinstance(items, bool) or not isinstance(items, int) or items < 1:
             raise ValueError("items must be a positive integer, not %s" % json.dumps(items))
@@ -1781,6 +1857,17 @@ def served_map_noop(pool, items):
     Rust side copies its input before the clock too)."""
     data = list(range(items))
     return map_sample(pool, data, items, None)
+
+
+def served_imap_noop(pool, items):
+    """One sample of ``pool_imap`` as ``imap_noop`` takes it, on the served pool: Pool.imap
+    with its default chunksize=1 over ``items`` integers, each result taken as it comes; the
+    input is a list made before the clock."""
+    data = list(range(items))
+    return imap_sample(pool, data, items)
+
+
+SERVED = {"map_noop": served_map_noop, "imap_noop": served_imap_noop}
 
 
 def serve(workers):
@@ -1811,9 +1898,9 @@ def serve(workers):
                 if op == "quit":
                     break
                 try:
-                    rate = served_map_noop(pool, items)
+                    rate = SERVED[op](pool, items)
                 except Exception as exc:
-                    log("serve: map_noop of %d items FAILED: %s" % (items, describe(exc)))
+                    log("serve: %s of %d items FAILED: %s" % (op, items, describe(exc)))
                     serve_answer({"error": describe(exc)})
                     continue
                 serve_answer({"items_per_s": sig(rate)})
@@ -1843,8 +1930,8 @@ def main(argv=None):
     mode.add_argument("--self-test", action="store_true",
                       help="run a tiny built-in spec quickly and print the JSON")
     mode.add_argument("--serve", metavar="WORKERS", type=int,
-                      help="keep a warm multiprocessing.Pool(WORKERS) and answer map requests "
-                           "on stdin, one JSON line each (see the docstring)")
+                      help="keep a warm multiprocessing.Pool(WORKERS) and answer map and imap "
+                           "requests on stdin, one JSON line each (see the docstring)")
     mode.add_argument("--fault-child", help=argparse.SUPPRESS)
     mode.add_argument("--memory-child", help=argparse.SUPPRESS)
     mode.add_argument("--io-memory-child", help=argparse.SUPPRESS)

@@ -241,6 +241,9 @@ pub enum Op {
     InFlight,
     /// A batch of items through one call (`Pool.map`).
     Map,
+    /// Items pulled from an iterator by one lazy call whose results are consumed as they
+    /// come, in order (`Pool.imap`).
+    Imap,
     /// A byte buffer there and back (as `serde_bytes::ByteBuf`).
     Payload,
     /// A byte buffer there and back as a plain `Vec<u8>`.
@@ -282,6 +285,7 @@ impl Op {
             Op::RoundTrip => "round trip",
             Op::InFlight => "tasks in flight",
             Op::Map => "map",
+            Op::Imap => "imap",
             Op::Payload => "payload",
             Op::PayloadVec => "Vec<u8> payload",
             Op::PayloadShared => "SharedBytes payload",
@@ -396,6 +400,11 @@ const TASKPOOL_HOW: &[How] = &[
     (&[Op::RoundTrip, Op::Payload], "`Pool::apply(f, x)`"),
     (&[Op::InFlight, Op::Waits], "`Pool::submit` per task, then `TaskHandle::join` of each"),
     (&[Op::Map, Op::Kernels], "`Pool::map(f, items)`, automatic chunks"),
+    (
+        &[Op::Imap],
+        "`Pool::imap(f, items)` over the items' iterator (the list made before the clock), \
+         each result taken as it comes, in order",
+    ),
     (&[Op::Spawn], "the crate's `spawn(f, x)` + `join`"),
     (
         &[Op::PayloadShared],
@@ -423,6 +432,7 @@ const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::RoundTrip,
     Op::InFlight,
     Op::Map,
+    Op::Imap,
     Op::Payload,
     Op::Kernels,
     Op::Faults,
@@ -491,6 +501,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::RoundTrip,
             Op::InFlight,
             Op::Map,
+            Op::Imap,
             Op::Payload,
             Op::PayloadVec,
             Op::PayloadShared,
@@ -531,6 +542,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::RoundTrip,
             Op::InFlight,
             Op::Map,
+            Op::Imap,
             Op::Payload,
             Op::PayloadVec,
             Op::PayloadShared,
@@ -558,6 +570,7 @@ pub static BACKENDS: &[Backend] = &[
             Op::RoundTrip,
             Op::InFlight,
             Op::Map,
+            Op::Imap,
             Op::Payload,
             Op::PayloadVec,
             Op::Faults,
@@ -601,6 +614,11 @@ pub static BACKENDS: &[Backend] = &[
         ],
         cannot: &[
             (Op::Spawn, "rayon has no one-off spawn with a handle"),
+            (
+                Op::Imap,
+                "rayon has no lazy ordered map on a kept pool: `par_bridge()` keeps no order, \
+                 and a parallel iterator returns only once the whole batch is done",
+            ),
             (Op::Messages, "threads of one process: no second process to send to"),
             (
                 Op::PayloadShared,
@@ -670,6 +688,7 @@ pub static BACKENDS: &[Backend] = &[
         ],
         cannot: &[
             (Op::Map, "procspawn has no batch API"),
+            (Op::Imap, "procspawn has no batch API"),
             (Op::MemoryLimit, "no memory limit to keep a bomb from the machine"),
             (Op::Messages, "procspawn has no queue or pipe of its own"),
             (
@@ -716,6 +735,11 @@ pub static BACKENDS: &[Backend] = &[
                  `chunksize` does nothing on threads) and `multiprocessing.pool.ThreadPool.map` \
                  (its default chunks)",
             ),
+            (
+                &[Op::Imap],
+                "`multiprocessing.pool.ThreadPool.imap(f, items)` with its default `chunksize=1`, \
+                 each result taken as it comes",
+            ),
             (&[Op::Kernels], "`ThreadPoolExecutor.map` over the batch"),
             (&[Op::Faults], "`submit` + `result(timeout)`"),
         ],
@@ -743,6 +767,12 @@ pub static BACKENDS: &[Backend] = &[
                  `chunksize=⌈items / 4·workers⌉` (its docs recommend a large chunk size for \
                  long inputs) run in the Python peers' own run, after the Rust rows, and are \
                  listed with the idioms compared",
+            ),
+            (
+                &[Op::Imap],
+                "`Pool.imap(f, items)` with its default `chunksize=1`, each result taken as it \
+                 comes, on the kept pool that the Python server maps on, one sample in each \
+                 round of the Rust columns (the input list made before the clock)",
             ),
             (&[Op::Kernels], "`Pool.map` over the batch, its default chunks"),
             (
@@ -967,6 +997,11 @@ mod tests {
     fn capabilities_say_why_not() {
         let procspawn = backend("procspawn").unwrap();
         assert_eq!(procspawn.can(Op::Map, 1).unwrap_err(), "procspawn has no batch API");
+        assert_eq!(procspawn.can(Op::Imap, 1).unwrap_err(), "procspawn has no batch API");
+        let rayon = backend("rayon").unwrap().can(Op::Imap, 1).unwrap_err();
+        assert!(rayon.contains("`par_bridge()` keeps no order"), "{rayon}");
+        assert!(backend("python-threads").unwrap().can(Op::Imap, 1).is_ok());
+        assert!(backend("python-processes").unwrap().can(Op::Imap, 1).is_ok());
         assert_eq!(procspawn.can(Op::Kernels, 10).unwrap_err(), "not run at 10 µs tasks");
         assert!(procspawn.can(Op::Kernels, 1000).is_ok());
         assert_eq!(backend("sequential").unwrap().can(Op::Map, 1).unwrap_err(), "not supported");

@@ -116,6 +116,10 @@ impl Running for OnCluster {
         self.0.map_noop(items)
     }
 
+    fn imap_noop(&self, items: Vec<u64>) -> Result<(), String> {
+        self.0.imap_noop(items)
+    }
+
     fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
         self.0.echo(payload)
     }

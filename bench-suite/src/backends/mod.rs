@@ -145,6 +145,13 @@ pub(crate) trait Running {
         Err(unsupported("map"))
     }
 
+    /// Runs a no-op over `items` with one lazy call (`imap`) and takes each result as it
+    /// comes, in order; fails if a result is missing.
+    fn imap_noop(&self, items: Vec<u64>) -> Result<(), String> {
+        let _ = items;
+        Err(unsupported("imap"))
+    }
+
     /// Sends `payload` to a task that returns it, and returns what came back.
     fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
         let _ = payload;

@@ -7,9 +7,9 @@
 //! `multiprocessing.pool.ThreadPool`, which fill a column's `map` cell when they map faster
 //! (every idiom measured is kept in the row) and appear in the notes where they differ. A
 //! cell the row already holds is kept, and the script's idioms of that column are then not
-//! the one shown: the `map` row's Python processes cell is `Pool.map` sampled in the row's own
-//! rounds by the script's serving mode (`python_serve.rs`), and the script's run then leaves
-//! `Pool.map` out.
+//! the one shown: the `map` and `imap` rows' Python processes cells are `Pool.map` and
+//! `Pool.imap` sampled in the rows' own rounds by the script's serving mode
+//! (`python_serve.rs`), and the script's run then leaves those calls out.
 //!
 //! The script reports its progress on stderr (`peers: progress FRACTION TEXT`): it is handed
 //! to the caller's progress bar, and any other line the script prints goes to this
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Runs, ScriptPool};
-use crate::columns::{BACKENDS, Column};
+use crate::columns::{BACKENDS, Column, Op};
 use crate::report::{Cell, Curve, Idiom, Row};
 use crate::scenarios::{
     BURST_KERNEL, Channel, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES, Mode, PAYLOAD_BYTES,
@@ -48,13 +48,14 @@ pub(crate) enum Script {
 
 impl Script {
     /// Looks for `python3` and runs the script for `plan` on the 1 ms `kernels` (Python runs
-    /// the same work about 50 times slower), leaving out `Pool.map` of no-ops if
-    /// `pool_map_served` (the `map` row sampled it already). `progress` hears how far the
-    /// script got (a fraction of its run, and what it does), as it goes.
+    /// the same work about 50 times slower), leaving out `Pool.map` of no-ops if `served`
+    /// holds [`Op::Map`] (the `map` row sampled it already), and `Pool.imap` if it holds
+    /// [`Op::Imap`]. `progress` hears how far the script got (a fraction of its run, and what
+    /// it does), as it goes.
     pub(crate) fn run(
         plan: &Plan,
         kernels: &[Kernel],
-        pool_map_served: bool,
+        served: &[Op],
         progress: impl Fn(f64, &str),
     ) -> Script {
         let version = match interpreter() {
@@ -65,7 +66,7 @@ impl Script {
             }
         };
         progress(0.0, &version);
-        match run_script(plan, kernels, pool_map_served, &progress) {
+        match run_script(plan, kernels, served, &progress) {
             Ok(run) => Script::Ran(Box::new(run)),
             Err(e) => Script::Absent(format!("the Python script failed: {e}")),
         }
@@ -204,7 +205,7 @@ struct Spec {
     workers: usize,
     repeats: usize,
     quick: bool,
-    scenarios: [&'static str; 11],
+    scenarios: [&'static str; 12],
     in_flight_tasks: usize,
     /// As many as the report's `map` row, so that the two columns map alike.
     map_items: usize,
@@ -212,6 +213,10 @@ struct Spec {
     map_repeats: usize,
     /// The `map_noop` runs the script leaves out: `pool_map` when the `map` row sampled it.
     map_skip: Vec<&'static str>,
+    /// As many as the report's `imap` row.
+    imap_items: usize,
+    /// The `imap_noop` runs the script leaves out: `pool_imap` when the `imap` row sampled it.
+    imap_skip: Vec<&'static str>,
     burst_items: usize,
     cpu_variants: [&'static str; 2],
     payload_bytes: [u64; 2],
@@ -238,6 +243,9 @@ struct CpuSpec {
 /// The script's key of its `map_noop` run of `Pool.map` with default chunks.
 const POOL_MAP_RUN: &str = "pool_map";
 
+/// The script's key of its `imap_noop` run of `Pool.imap` with its default chunk size.
+const POOL_IMAP_RUN: &str = "pool_imap";
+
 /// The samples the script takes of each of its rows but `map`: fewer than the Rust columns take,
 /// since each of its runs lasts longer.
 pub(crate) fn script_repeats(plan: &Plan) -> usize {
@@ -245,8 +253,8 @@ pub(crate) fn script_repeats(plan: &Plan) -> usize {
 }
 
 /// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick), and
-/// `Pool.map` of no-ops unless `pool_map_served`.
-fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
+/// `Pool.map` and `Pool.imap` of no-ops unless `served` holds their operation.
+fn spec(plan: &Plan, kernels: &[Kernel], served: &[Op]) -> Spec {
     let quick = plan.mode == Mode::Quick;
     let cpu = kernels
         .iter()
@@ -268,6 +276,7 @@ fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
             "round_trip",
             "in_flight",
             "map_noop",
+            "imap_noop",
             "payload",
             "shared_memory",
             "cpu",
@@ -279,7 +288,9 @@ fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
         in_flight_tasks: plan.in_flight,
         map_items: plan.map_items,
         map_repeats: plan.map_repeats,
-        map_skip: if pool_map_served { vec![POOL_MAP_RUN] } else { Vec::new() },
+        map_skip: if served.contains(&Op::Map) { vec![POOL_MAP_RUN] } else { Vec::new() },
+        imap_items: plan.imap_items,
+        imap_skip: if served.contains(&Op::Imap) { vec![POOL_IMAP_RUN] } else { Vec::new() },
         burst_items: plan.burst_items(),
         cpu_variants: ["mp_pool", "thread_executor"],
         payload_bytes: [PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES],
@@ -297,10 +308,10 @@ fn spec(plan: &Plan, kernels: &[Kernel], pool_map_served: bool) -> Spec {
 fn run_script(
     plan: &Plan,
     kernels: &[Kernel],
-    pool_map_served: bool,
+    served: &[Op],
     progress: &dyn Fn(f64, &str),
 ) -> Result<PythonRun, String> {
-    let spec = spec(plan, kernels, pool_map_served);
+    let spec = spec(plan, kernels, served);
     let path = script_path()?;
     let mut child = Command::new("python3")
         .arg(&path)
@@ -418,6 +429,8 @@ struct Results {
     round_trip: Option<Lenient<ByPool<Micros>>>,
     in_flight: Option<Lenient<ByPool<TasksPerSecond>>>,
     map_noop: Option<Lenient<ByPool<MapNoop>>>,
+    /// `imap` of no-ops, each result taken as it comes: the same shape as `map_noop`.
+    imap_noop: Option<Lenient<ByPool<MapNoop>>>,
     payload: Option<Lenient<ByPool<Payload>>>,
     /// The payload's round trip with the bytes in a `SharedMemory` block, by size.
     shared_memory: Option<Lenient<ByPool<Payload>>>,
@@ -512,7 +525,8 @@ struct Io {
     memory: Option<Lenient<KiloBytesPerWorker>>,
 }
 
-/// `map_noop` of one pool: one run per way of calling `map`, by the script's key.
+/// `map_noop` (or `imap_noop`) of one pool: one run per way of calling it, by the script's
+/// key.
 #[derive(Debug, Deserialize)]
 struct MapNoop {
     runs: BTreeMap<String, Lenient<MapRun>>,
@@ -664,7 +678,8 @@ impl PythonRun {
             ..PythonRun::default()
         };
         let r = &output.results;
-        run.add_maps(&r.map_noop);
+        run.add_maps(RowId::Map, &r.map_noop);
+        run.add_maps(RowId::Imap, &r.imap_noop);
         for (_, pool) in shown() {
             run.add(
                 RowId::Startup,
@@ -729,10 +744,10 @@ impl PythonRun {
         run
     }
 
-    /// The `map` cell of each column: the fastest of the ways its pools mapped (the script
-    /// measures each pool's default and the chunk size its docs recommend), with every way
-    /// kept as the row's idioms.
-    fn add_maps(&mut self, maps: &Option<Lenient<ByPool<MapNoop>>>) {
+    /// The `map` (or `imap`) cell of each column in `row`: the fastest of the ways its pools
+    /// mapped (the script measures each pool's default and the chunk size its docs
+    /// recommend), with every way kept as the row's idioms where there are several.
+    fn add_maps(&mut self, row: RowId, maps: &Option<Lenient<ByPool<MapNoop>>>) {
         for (column, shown_pool) in shown() {
             let mut measured: Vec<(String, Summary)> = Vec::new();
             let mut failure = None;
@@ -770,7 +785,7 @@ impl PythonRun {
                 Some(i) => Some(Cell::Value(measured[i].1.clone())),
                 None => failure.map(Cell::Skipped),
             };
-            self.add(RowId::Map, shown_pool, cell);
+            self.add(row, shown_pool, cell);
             if measured.len() > 1 {
                 let idioms = measured.into_iter().enumerate().map(|(i, (how, value))| Idiom {
                     column,
@@ -778,7 +793,7 @@ impl PythonRun {
                     value,
                     shown: Some(i) == shown,
                 });
-                self.idioms.entry(RowId::Map).or_default().extend(idioms);
+                self.idioms.entry(row).or_default().extend(idioms);
             }
         }
     }
@@ -957,6 +972,13 @@ mod tests {
             "call": "ThreadPoolExecutor.map(f, items)", "samples_items_per_s": [2.0]}}},
           "mp_thread_pool": {"error": "OSError: no threads"}
         },
+        "imap_noop": {
+          "mp_pool": {"runs": {"pool_imap": {"call": "Pool.imap(f, items)",
+                                             "samples_items_per_s": [70.0, 90.0, 80.0]}}},
+          "mp_thread_pool": {"runs": {"thread_pool_imap": {
+            "call": "multiprocessing.pool.ThreadPool.imap(f, items)",
+            "samples_items_per_s": [40.0]}}}
+        },
         "payload": {"mp_pool": {"sizes": {"1048576": {"samples_us": [2000.0]}}}},
         "shared_memory": {"mp_pool": {"sizes": {"67108864": {"samples_us": [300.0, 500.0]}}}},
         "cpu": {
@@ -1062,6 +1084,26 @@ mod tests {
         assert!(row.idioms.iter().all(|i| i.column == Column::PYTHON_PROCESSES));
     }
 
+    /// The `imap` row takes each column's one way of calling `imap`: `Pool.imap` for
+    /// processes, `ThreadPool.imap` for threads (filed under the threads column's pool), and
+    /// no idioms, since no column measured two.
+    #[test]
+    fn imaps_fill_both_python_columns_without_idioms() {
+        let script = run();
+        assert_eq!(median(script.cell(RowId::Imap, ScriptPool::MpPool)), 80.0);
+        assert_eq!(median(script.cell(RowId::Imap, ScriptPool::ThreadExecutor)), 40.0);
+        let row = Row::new("imap", "imap", Unit::PerSecond, Better::Higher);
+        let row = script.fill(RowId::Imap, row);
+        assert_eq!(median(row.cells[&Column::PYTHON_PROCESSES].clone()), 80.0);
+        assert_eq!(median(row.cells[&Column::PYTHON_THREADS].clone()), 40.0);
+        assert!(row.idioms.is_empty(), "{:?}", row.idioms);
+        // Without the scenario (an older script), the cells say so.
+        let output: Output = serde_json::from_str(r#"{"results": {}}"#).unwrap();
+        let old = Script::Ran(Box::new(PythonRun::new(output, 2, BTreeMap::new())));
+        let why = Cell::Skipped("not reported by the script".into());
+        assert_eq!(old.cell(RowId::Imap, ScriptPool::MpPool), why);
+    }
+
     #[test]
     fn a_cell_measured_here_is_kept_and_no_script_idiom_of_its_column_is_shown() {
         let script = run();
@@ -1086,13 +1128,22 @@ mod tests {
     #[test]
     fn the_spec_leaves_pool_map_out_when_the_row_sampled_it() {
         let plan = Plan::new(Mode::Quick);
-        let skipped =
-            |served| serde_json::to_value(spec(&plan, &[], served)).unwrap()["map_skip"].clone();
-        assert_eq!(skipped(true), serde_json::json!(["pool_map"]));
-        assert_eq!(skipped(false), serde_json::json!([]));
+        let skipped = |served: &[Op], key: &str| {
+            serde_json::to_value(spec(&plan, &[], served)).unwrap()[key].clone()
+        };
+        assert_eq!(skipped(&[Op::Map], "map_skip"), serde_json::json!(["pool_map"]));
+        assert_eq!(skipped(&[Op::Map], "imap_skip"), serde_json::json!([]));
+        assert_eq!(skipped(&[], "map_skip"), serde_json::json!([]));
+        assert_eq!(skipped(&[Op::Map, Op::Imap], "imap_skip"), serde_json::json!(["pool_imap"]));
         assert!(
             SCRIPT.contains(&format!("(\"{POOL_MAP_RUN}\", \"mp_pool\", \"Pool.map(f, items)\""))
         );
+        assert!(
+            SCRIPT.contains(&format!("(\"{POOL_IMAP_RUN}\", \"mp_pool\", \"Pool.imap(f, items)\""))
+        );
+        let json = serde_json::to_value(spec(&plan, &[], &[])).unwrap();
+        assert_eq!(json["imap_items"].as_u64(), Some(plan.imap_items as u64));
+        assert!(json["scenarios"].as_array().unwrap().contains(&"imap_noop".into()));
     }
 
     #[test]
@@ -1213,7 +1264,7 @@ mod tests {
     #[test]
     fn the_spec_asks_for_the_io_rows_with_the_service() {
         let plan = Plan::new(Mode::Quick);
-        let json = serde_json::to_value(spec(&plan, &[], false)).unwrap();
+        let json = serde_json::to_value(spec(&plan, &[], &[])).unwrap();
         assert!(json["scenarios"].as_array().unwrap().contains(&"io".into()));
         let io = &json["io"];
         assert_eq!(io["workers"], serde_json::json!([2, 16, 64]));

@@ -1,7 +1,7 @@
-//! Python's `Pool.map` on request: `python3 peers.py --serve N` keeps one warm
-//! `multiprocessing.Pool(N)` and takes one sample per request, so that the report's `map` row
-//! samples it in the same rounds as its own columns (drift of a shared machine then hits both
-//! alike; the script's own run comes minutes later).
+//! Python's `Pool.map` and `Pool.imap` on request: `python3 peers.py --serve N` keeps one warm
+//! `multiprocessing.Pool(N)` and takes one sample per request, so that the report's `map` and
+//! `imap` rows sample it in the same rounds as their own columns (drift of a shared machine
+//! then hits both alike; the script's own run comes minutes later).
 //!
 //! The protocol is one JSON object per line each way (the script's docstring, "Serving mode"):
 //! the server's first line says it is ready; each [`Request`] gets one answer,
@@ -28,6 +28,12 @@ use super::python::script_path;
 pub(crate) enum Request {
     /// One sample of `Pool.map(identity, items)` over this many integers, default chunks.
     MapNoop {
+        /// The items mapped.
+        items: u64,
+    },
+    /// One sample of `Pool.imap(identity, items)` over this many integers, its default
+    /// `chunksize=1`, each result taken as it comes.
+    ImapNoop {
         /// The items mapped.
         items: u64,
     },
@@ -136,7 +142,7 @@ pub(crate) fn parse_ready(line: &str) -> Result<Ready, ServeError> {
     if ready.ready { Ok(ready) } else { Err(ServeError::Unreadable(line.to_owned())) }
 }
 
-/// An answer to [`Request::MapNoop`]: items per second (finite and positive), or why not.
+/// An answer to [`Request::MapNoop`] or [`Request::ImapNoop`]: items per second (finite and positive), or why not.
 pub(crate) fn parse_rate(line: &str) -> Result<f64, ServeError> {
     #[derive(Deserialize)]
     struct Rate {
@@ -170,6 +176,9 @@ pub(crate) struct Limits {
     /// For each item mapped (Python maps no-ops at millions per second: this is a hundred
     /// times slower).
     pub(crate) per_item: Duration,
+    /// For each item of an `imap` (Python's `Pool.imap` sends one item per message by default:
+    /// tens of thousands a second; this is a hundred times slower).
+    pub(crate) per_streamed_item: Duration,
     /// From the end of its input to its exit, its pool closed (the script gives its pool
     /// 10 s to close before it kills it).
     pub(crate) exit: Duration,
@@ -181,12 +190,19 @@ impl Limits {
         ready: Duration::from_secs(30),
         answer: Duration::from_secs(10),
         per_item: Duration::from_micros(10),
+        per_streamed_item: Duration::from_millis(1),
         exit: Duration::from_secs(15),
     };
 
-    /// How long an answer to a map of `items` may take.
-    fn for_map(&self, items: u64) -> Duration {
-        let per_item = self.per_item.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX));
+    /// How long an answer to `request` may take: [`Limits::answer`], plus the time its items
+    /// are allowed.
+    fn for_request(&self, request: Request) -> Duration {
+        let (per_item, items) = match request {
+            Request::MapNoop { items } => (self.per_item, items),
+            Request::ImapNoop { items } => (self.per_streamed_item, items),
+            Request::Quit => (Duration::ZERO, 0),
+        };
+        let per_item = per_item.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX));
         self.answer.saturating_add(per_item)
     }
 }
@@ -280,8 +296,23 @@ impl Server {
     /// The server stalled, died or failed the map: it is then killed and reaped, and every
     /// later request fails with [`ServeError::Stopped`].
     pub(crate) fn map_noop(&mut self, items: u64) -> Result<f64, ServeError> {
-        self.send(Request::MapNoop { items })?;
-        let line = self.next_line("answer", self.limits.for_map(items))?;
+        self.sample(Request::MapNoop { items })
+    }
+
+    /// One sample of Python's `Pool.imap` over `items` no-ops, each result taken as it comes:
+    /// items per second.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::map_noop`].
+    pub(crate) fn imap_noop(&mut self, items: u64) -> Result<f64, ServeError> {
+        self.sample(Request::ImapNoop { items })
+    }
+
+    /// Sends `request` and reads its answer, a rate, within its limit.
+    fn sample(&mut self, request: Request) -> Result<f64, ServeError> {
+        self.send(request)?;
+        let line = self.next_line("answer", self.limits.for_request(request))?;
         parse_rate(&line).map_err(|e| self.failed(e))
     }
 
@@ -380,6 +411,7 @@ mod tests {
         ready: Duration::from_secs(5),
         answer: Duration::from_millis(300),
         per_item: Duration::ZERO,
+        per_streamed_item: Duration::ZERO,
         exit: Duration::from_secs(5),
     };
 
@@ -404,6 +436,7 @@ mod tests {
             Request::MapNoop { items: 1000 }.line(),
             "{\"op\":\"map_noop\",\"items\":1000}\n"
         );
+        assert_eq!(Request::ImapNoop { items: 10 }.line(), "{\"op\":\"imap_noop\",\"items\":10}\n");
         assert_eq!(Request::Quit.line(), "{\"op\":\"quit\"}\n");
     }
 
@@ -527,7 +560,8 @@ mod tests {
         server.stop().unwrap();
     }
 
-    /// The real server, when `python3` is there: a small map gives a positive rate.
+    /// The real server, when `python3` is there: a small map and a small imap give positive
+    /// rates.
     #[test]
     fn the_python_server_maps_on_request() {
         let mut server = match Server::start(2) {
@@ -540,6 +574,8 @@ mod tests {
         };
         for _ in 0..2 {
             let rate = server.map_noop(1000).unwrap();
+            assert!(rate > 0.0 && rate.is_finite(), "{rate}");
+            let rate = server.imap_noop(200).unwrap();
             assert!(rate > 0.0 && rate.is_finite(), "{rate}");
         }
         let pid = server.pid().unwrap();

@@ -42,6 +42,16 @@ impl<P: Pool> Running for Taskpool<P> {
         Ok(())
     }
 
+    fn imap_noop(&self, items: Vec<u64>) -> Result<(), String> {
+        let expected = items.len();
+        let mut taken = 0;
+        for result in self.0.imap(tasks::noop, items) {
+            std::hint::black_box(result.map_err(text)?);
+            taken += 1;
+        }
+        imapped(taken, expected)
+    }
+
     fn echo(&self, payload: ByteBuf) -> Result<ByteBuf, String> {
         self.0.apply(tasks::echo, payload).map_err(text)
     }
@@ -97,6 +107,15 @@ impl<P: Pool> Running for Taskpool<P> {
         let handles: Vec<_> =
             (0..n as u64).map(|i| self.0.submit(tasks::write_global, i)).collect();
         handles.into_iter().map(|h| h.join().map_err(text)).collect()
+    }
+}
+
+/// Checks that an `imap` yielded a result for each of its `expected` items.
+fn imapped(taken: usize, expected: usize) -> Result<(), String> {
+    if taken == expected {
+        Ok(())
+    } else {
+        Err(format!("imap yielded {taken} results for {expected} items"))
     }
 }
 

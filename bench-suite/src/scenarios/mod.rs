@@ -58,6 +58,8 @@ pub(crate) enum RowId {
     InFlightKept,
     /// `map` of no-ops.
     Map,
+    /// `imap` of no-ops, consumed as they come.
+    Imap,
     /// A payload of this many bytes there and back.
     Payload(u64),
     /// A payload of this many bytes there and back as `SharedBytes` (in shared memory).
@@ -96,6 +98,7 @@ impl RowId {
             RowId::InFlight => "in_flight".into(),
             RowId::InFlightKept => "in_flight_kept".into(),
             RowId::Map => "map".into(),
+            RowId::Imap => "imap".into(),
             RowId::Payload(bytes) => format!("payload_{}", bytes_key(bytes)),
             RowId::SharedBytes(bytes) => format!("shared_bytes_{}", bytes_key(bytes)),
             RowId::Memory => "memory".into(),

@@ -1,5 +1,5 @@
-//! Overheads: one-off spawn, pool start-up, per-task round trip, tasks in flight, `map` of
-//! no-ops and a payload round trip, with no work in the task.
+//! Overheads: one-off spawn, pool start-up, per-task round trip, tasks in flight, `map` and
+//! `imap` of no-ops and a payload round trip, with no work in the task.
 //!
 //! | scenario | one iteration | report | criterion |
 //! |---|---|---|---|
@@ -9,6 +9,7 @@
 //! | `in_flight` | submit `in_flight` no-ops, then join them all | one per sample, tasks/s | default |
 //! | `in_flight_kept` | the same on a pool kept busy: bursts back to back | median of 5 per sample (the first follows the other columns' samples; the others follow a burst), tasks/s | default |
 //! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | 20 samples |
+//! | `imap` | `imap` a no-op over `imap_items` items, each result taken as it comes, in order (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | default |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
 //! | `payload_64mib` | the same with 64 MiB | median of [`LARGE_ROUND_TRIPS`] per sample (the first follows the other columns' samples; the others follow a round trip) | 10 samples |
 //! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one (made before the clock) each time, so the worker has not mapped it yet: the task reads its last byte in place and returns it (the raw pipe floor echoes a buffer, as in `payload`) | 1 MiB, as `payload` | as `payload` |
@@ -60,7 +61,7 @@ pub(crate) const LARGE_ROUND_TRIPS: usize = 3;
 const PAYLOADS: [u64; 5] = [0, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
 
 /// The overhead scenarios, in the report's order.
-pub(crate) static OVERHEAD: [Scenario; 11] = [
+pub(crate) static OVERHEAD: [Scenario; 12] = [
     Scenario {
         name: "startup",
         op: Op::Startup,
@@ -158,6 +159,22 @@ pub(crate) static OVERHEAD: [Scenario; 11] = [
         count: Count::Elements,
         sample_size: |_| Some(20),
         prepare: map,
+    },
+    Scenario {
+        name: "imap",
+        op: Op::Imap,
+        row: |_| RowId::Imap,
+        label: |_, n| format!("imap of {n} no-ops, consumed as they come (items/s)"),
+        unit: Unit::PerSecond,
+        better: Better::Higher,
+        sizes: |plan| vec![plan.imap_items as u64],
+        report_size: |plan| plan.imap_items as u64,
+        parameter: |n| n.to_string(),
+        per_sample: |_| 1,
+        repeats: |plan| plan.map_repeats,
+        count: Count::Elements,
+        sample_size: |_| None,
+        prepare: imap,
     },
     Scenario {
         name: "payload",
@@ -283,6 +300,15 @@ fn map(setup: &Setup<'_>) -> Result<Iteration, String> {
     Ok(Box::new(move || {
         let input = black_box(items.clone());
         timed(|| pool.map_noop(input))
+    }))
+}
+
+fn imap(setup: &Setup<'_>) -> Result<Iteration, String> {
+    let pool = setup.pool()?;
+    let items: Vec<u64> = (0..setup.size).collect();
+    Ok(Box::new(move || {
+        let input = black_box(items.clone());
+        timed(|| pool.imap_noop(input))
     }))
 }
 

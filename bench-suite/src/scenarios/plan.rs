@@ -88,14 +88,19 @@ pub struct Plan {
     pub workers: usize,
     /// Samples per variant.
     pub repeats: usize,
-    /// Samples per variant of the `map` rows, Python's included: more than `repeats`, since
-    /// a sample lasts only tens of milliseconds, so that one phase of a busy machine can
-    /// take a whole sample (five moved by half between runs on a 2-core machine).
+    /// Samples per variant of the `map` and `imap` rows, Python's included: more than
+    /// `repeats`, since a sample lasts only tens or hundreds of milliseconds, so that one
+    /// phase of a busy machine can take a whole sample (five moved by half between runs on a
+    /// 2-core machine).
     pub map_repeats: usize,
     /// Round trips per sample of a per-task latency.
     pub round_trips: usize,
     /// Items per `map` sample.
     pub map_items: usize,
+    /// Items per `imap` sample: fewer than a `map`'s, since Python's `Pool.imap` sends one
+    /// item per message by default (tens of thousands a second), so that its sample lasts
+    /// well under a second.
+    pub imap_items: usize,
     /// Tasks per sample of the in-flight throughput.
     pub in_flight: usize,
     /// The task sizes of the CPU-bound kernels.
@@ -110,10 +115,10 @@ pub struct Plan {
 impl Plan {
     /// The report's plan for `mode`.
     pub fn new(mode: Mode) -> Plan {
-        let (repeats, map_repeats, round_trips, map_items) = match mode {
-            Mode::Quick => (3, 5, 200, 200_000),
-            Mode::Default => (5, 11, 1000, 1_000_000),
-            Mode::Full => (9, 15, 3000, 2_000_000),
+        let (repeats, map_repeats, round_trips, map_items, imap_items) = match mode {
+            Mode::Quick => (3, 5, 200, 200_000, 2_000),
+            Mode::Default => (5, 11, 1000, 1_000_000, 10_000),
+            Mode::Full => (9, 15, 3000, 2_000_000, 20_000),
         };
         let mut task_sizes = vec![TaskSize::Micros10, TaskSize::Millis1];
         if mode == Mode::Full {
@@ -126,6 +131,7 @@ impl Plan {
             map_repeats,
             round_trips,
             map_items,
+            imap_items,
             in_flight: 1000,
             task_sizes,
             batch: Duration::from_millis(if mode == Mode::Quick { 80 } else { 150 }),

@@ -31,8 +31,8 @@ pub struct Measured {
 
 /// Measures every section for `plan`, saying what it does on `progress`: the overhead,
 /// throughput and I/O-bound sections, then the Python peers (which fill their columns of every
-/// row but one cell: the `map` row's Python processes cell, whose `Pool.map` a Python server
-/// samples in that row's own rounds), then memory and failures; and the homework's table from
+/// row but two cells: the `map` and `imap` rows' Python processes cells, whose `Pool.map` and
+/// `Pool.imap` a Python server samples in those rows' own rounds), then memory and failures; and the homework's table from
 /// all of them. Each backend's pool of N is started once and kept from the first overhead row
 /// to the last throughput row, as a program keeps its pool; start-up, spawn, memory and failure
 /// rows start their own.
@@ -55,12 +55,15 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     let kernels = kernels(plan);
     let pools = RefCell::new(Pools::default());
     let mut overhead = Vec::new();
-    let mut map_served = false;
+    // The operations whose Python processes cell the Python server sampled.
+    let mut served_ops = Vec::new();
     for scenario in scenarios {
         progress.step(format!("overhead: {}", scenario.name.replace('_', " ")));
-        if scenario.op == Op::Map {
-            let (id, row) = served::map_row(scenario, plan, &pools);
-            map_served = served::sampled(&row);
+        if served::served_call(scenario.op).is_some() {
+            let (id, row) = served::served_row(scenario, plan, &pools);
+            if served::sampled(&row) {
+                served_ops.push(scenario.op);
+            }
             overhead.push((id, row));
         } else {
             overhead.push(scenario.row(plan, &pools));
@@ -70,7 +73,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     drop(pools);
     let io = io::rows(plan, progress);
     progress.step("Python peers");
-    let script = Script::run(plan, &kernels, map_served, |fraction, what| {
+    let script = Script::run(plan, &kernels, &served_ops, |fraction, what| {
         progress.part(fraction, format_args!("Python peers: {what}"));
     });
     let memory = memory::rows(plan, progress);
@@ -95,10 +98,18 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     ];
     notes.push(samples_note(plan));
     notes.extend(one_cpu_note(plan));
-    if map_served {
+    if served_ops.contains(&Op::Map) {
         notes.push(format!(
             "The map row's Python processes cell is `{}` with its default chunks on a kept multiprocessing.Pool({}) that a Python server (peers.py --serve) maps on request: one sample in each round of the Rust columns, its input list made before the clock, so that drift of the machine hits both alike. It is the value the row compares with, even where another Python idiom maps faster: Python's other maps (ProcessPoolExecutor's, and the Python threads column's) ran in the Python peers' own run, after the Rust rows, and are listed with the idioms compared.",
             served::SERVED_CALL,
+            plan.workers
+        ));
+    }
+    if served_ops.contains(&Op::Imap) {
+        notes.push(format!(
+            "The imap row maps {} no-ops with one lazy call and takes each result as it comes, in order, as a program consumes a stream; its items are fewer than the map row's, since Python's `{}` sends one item per message by default (chunksize=1). Its Python processes cell is that call on a kept multiprocessing.Pool({}) that a Python server maps on request, one sample in each round of the Rust columns, as in the map row; its Python threads cell is multiprocessing.pool.ThreadPool.imap(f, items), also with chunksize=1, from the Python peers' own run. rayon has no such call: `par_bridge()` keeps no order, and a parallel iterator returns only once the whole batch is done.",
+            plan.imap_items,
+            served::SERVED_IMAP_CALL,
             plan.workers
         ));
     }
@@ -147,11 +158,11 @@ fn one_cpu_note(plan: &Plan) -> Option<String> {
     })
 }
 
-/// How many samples the cells' medians are of: the `map` row's, the other rows' in the Rust
+/// How many samples the cells' medians are of: the `map` and `imap` rows', the other rows' in the Rust
 /// and in the Python columns, and the rows measured in fresh processes.
 fn samples_note(plan: &Plan) -> String {
     format!(
-        "The map row takes {} samples per column, Python's included: a map sample lasts only tens of milliseconds, so that one phase of a busy machine can take a whole sample. The other rows take {} in the Rust columns and {} in the Python columns (each run of the Python script lasts longer), the memory rows {} and the idle row {} (a fresh process each), and the memory per worker of the I/O-bound section 1; a Python speed-up is the script's ratio of median times. report.json lists every cell's samples.",
+        "The map and imap rows take {} samples per column, Python's included: a sample of these rows lasts only tens or hundreds of milliseconds, so that one phase of a busy machine can take a whole sample. The other rows take {} in the Rust columns and {} in the Python columns (each run of the Python script lasts longer), the memory rows {} and the idle row {} (a fresh process each), and the memory per worker of the I/O-bound section 1; a Python speed-up is the script's ratio of median times. report.json lists every cell's samples.",
         plan.map_repeats,
         plan.repeats,
         script_repeats(plan),
@@ -230,7 +241,7 @@ mod tests {
         let plan = Plan::new(Mode::Default);
         let note = samples_note(&plan);
         assert_eq!(script_repeats(&plan), 3);
-        assert!(note.contains("The map row takes 11 samples per column"), "{note}");
+        assert!(note.contains("The map and imap rows take 11 samples per column"), "{note}");
         assert!(note.contains("5 in the Rust columns and 3 in the Python columns"), "{note}");
         let quick = samples_note(&Plan::new(Mode::Quick));
         assert!(quick.contains("3 in the Rust columns and 2 in the Python columns"), "{quick}");

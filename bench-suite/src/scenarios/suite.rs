@@ -135,8 +135,8 @@ impl Suite {
         &self.plan
     }
 
-    /// The overhead groups: spawn, start-up, round trip, tasks in flight, map, payloads (as
-    /// `ByteBuf`, `Vec<u8>` and `SharedBytes`), and small messages between two processes
+    /// The overhead groups: spawn, start-up, round trip, tasks in flight, map, imap, payloads
+    /// (as `ByteBuf`, `Vec<u8>` and `SharedBytes`), and small messages between two processes
     /// through a queue and a pipe.
     pub fn overhead(&self) -> Vec<Group<'_>> {
         OVERHEAD.iter().chain(&MESSAGES).map(|s| s.group(&self.plan, &self.pools)).collect()
