@@ -9,7 +9,7 @@
 //! | `in_flight` | submit `in_flight` no-ops, then join them all | one per sample, tasks/s | default |
 //! | `in_flight_kept` | the same on a pool kept busy: bursts back to back | median of 5 per sample (the first follows the other columns' samples; the others follow a burst), tasks/s | default |
 //! | `map` | `map` a no-op over `map_items` items, automatic chunks (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | 20 samples |
-//! | `imap` | `imap` a no-op over `imap_items` items, each result taken as it comes, in order (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | default |
+//! | `imap` | `imap` a no-op over `imap_items` items, each result taken as it comes, in order (the items are copied before the clock starts) | one per sample, items/s, `map_repeats` samples | 20 samples |
 //! | `payload` | a byte buffer (`serde_bytes::ByteBuf`) to a task that returns it, one in flight | 1 MiB, median of `round_trips / 50` (≥ 5) per sample | 0 B to 16 MiB, 10 samples from 1 MiB |
 //! | `payload_64mib` | the same with 64 MiB | median of [`LARGE_ROUND_TRIPS`] per sample (the first follows the other columns' samples; the others follow a round trip) | 10 samples |
 //! | `shared_bytes` | the same as `taskpool_process::SharedBytes`, a new one (made before the clock) each time, so the worker has not mapped it yet: the task reads its last byte in place and returns it (the raw pipe floor echoes a buffer, as in `payload`) | 1 MiB, as `payload` | as `payload` |
@@ -173,7 +173,7 @@ pub(crate) static OVERHEAD: [Scenario; 12] = [
         per_sample: |_| 1,
         repeats: |plan| plan.map_repeats,
         count: Count::Elements,
-        sample_size: |_| None,
+        sample_size: |_| Some(20),
         prepare: imap,
     },
     Scenario {
