@@ -258,7 +258,7 @@ impl From<io::Error> for TaskError {
 }
 
 /// Which value of a task failed to travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// The task's argument.
     Argument,
