@@ -33,6 +33,17 @@ const MAX_WORKERS: usize = 1 << 16;
 /// assert_eq!(config.get_workers(), 4);
 /// assert_eq!(config.get_timeout(), Some(Duration::from_secs(30)));
 /// ```
+///
+/// A setter whose result is left unused warns, as the setting it made is lost
+/// (`#[deny(unused_must_use)]` makes that an error):
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # use taskpool_core::Config;
+/// let config = Config::new();
+/// config.clone().workers(4); // `config` still has its default workers
+/// # drop(config);
+/// ```
 #[derive(Clone)]
 pub struct Config {
     workers: usize,
@@ -74,6 +85,7 @@ impl Config {
     /// 10 ms in about 40 ms on any machine (the `io_sleep` example of `taskpool-bench`). On
     /// processes each worker is a process of its own, which costs more memory and start-up
     /// than a thread (see the README's numbers).
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -84,6 +96,7 @@ impl Config {
     /// reports the timeout but cannot stop the thread, and runs the other tasks on a relief
     /// thread until it returns. Zero is refused (see [`Config::validate`]); a limit too long
     /// to be a point in time, such as `Duration::MAX`, is none.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
@@ -93,6 +106,7 @@ impl Config {
     /// for leaks in the code a task calls. Each item of a `map` counts as a task, where
     /// Python counts a chunk of items as one. Must be at least 1. (Threads have nothing to
     /// replace: the thread backend ignores it.)
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
         self.max_tasks_per_worker = Some(n);
         self
@@ -101,6 +115,7 @@ impl Config {
     /// Sets how many items of a `map` travel together. By default the size is chosen from the
     /// number of items and workers; a size of 0 asks for that default back. (The thread
     /// backend leaves a `map` to rayon, which splits it by itself: it ignores this.)
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = NonZeroUsize::new(n);
         self
@@ -108,6 +123,7 @@ impl Config {
 
     /// Runs `init` once in every worker before its first task, like Python's `initializer`.
     /// A worker whose initializer panics is not used; see [`Config::start_attempts`].
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn initializer(mut self, init: fn()) -> Self {
         self.initializer = Some(init);
         self
@@ -117,6 +133,7 @@ impl Config {
     /// worker's first argument, which is what `ps` shows). It must not contain a NUL byte,
     /// which neither a thread's name nor an argument can hold, and a process backend takes
     /// at most 4096 bytes of it.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.name_prefix = prefix.into();
         self
@@ -124,6 +141,7 @@ impl Config {
 
     /// Captures a backtrace for every panicking task. Off by default: it costs time on every
     /// panic.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn backtraces(mut self, on: bool) -> Self {
         self.backtraces = on;
         self
@@ -131,6 +149,7 @@ impl Config {
 
     /// Sets how long dropping a pool waits for running tasks before killing its workers.
     /// (Threads cannot be killed: the thread backend's drop returns at once and ignores it.)
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -138,6 +157,7 @@ impl Config {
 
     /// Sets how many times in a row a worker may fail to start (or its initializer may fail)
     /// before the pool fails the waiting tasks with [`TaskError::WorkerStart`].
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn start_attempts(mut self, n: u32) -> Self {
         self.start_attempts = n;
         self
