@@ -82,6 +82,7 @@ impl ProcessConfig {
     }
 
     /// Replaces the shared settings.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -90,6 +91,7 @@ impl ProcessConfig {
     /// Sets the largest encoded argument or result, in bytes, that may cross a process
     /// boundary. Larger values fail their task with [`TaskError::TooLarge`]. At least 64, and
     /// at most 4 GiB less 1 MiB (a frame's length is 32 bits).
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.max_frame_bytes = bytes;
         self
@@ -112,6 +114,7 @@ impl ProcessConfig {
     /// shared memory; the pipes then carry everything), nothing is taken back: what a
     /// worker took waits for its task, or for the task's time limit
     /// ([`Config::timeout`]).
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = n;
         self
@@ -147,6 +150,7 @@ impl ProcessConfig {
     /// A program a task starts (`std::process::Command`) inherits the cap for its own address
     /// space, as any child inherits resource limits; what it uses does not count toward the
     /// worker's.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -174,6 +178,7 @@ impl ProcessConfig {
     /// older its worker. A task that runs long programs removes the limit for them
     /// (`setrlimit(RLIMIT_CPU)` in `CommandExt::pre_exec`), or runs them with a limit of its
     /// own.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn cpu_time_limit(mut self, limit: Duration) -> Self {
         self.cpu_time_limit = Some(limit);
         self
@@ -205,6 +210,7 @@ impl ProcessConfig {
     /// assert!(matches!(ProcessPool::with_config(bad), Err(TaskError::InvalidConfig { .. })));
     /// # Ok::<(), TaskError>(())
     /// ```
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn ring_bytes(mut self, bytes: usize) -> Self {
         self.ring_bytes = bytes;
         self
