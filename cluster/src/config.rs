@@ -124,6 +124,7 @@ macro_rules! server_settings {
             /// that separate deployments can share one server. Callers and agents must agree.
             /// Letters, digits, `_` and `-`, at most 247 bytes. The subjects take the name
             /// lowercased, so two names that differ only in case cannot share a server.
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn stream_name(mut self, name: impl Into<String>) -> Self {
                 self.server.name = name.into();
                 self
@@ -134,12 +135,14 @@ macro_rules! server_settings {
             /// raises the replicas of streams made with fewer (by a side that asked for
             /// fewer), and never lowers them. More than the server can have is
             /// [`TaskError::InvalidConfig`].
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn replicas(mut self, n: usize) -> Self {
                 self.server.replicas = n;
                 self
             }
 
             /// Authenticates with a NATS credentials file (a user JWT and its nkey seed).
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
                 self.server.credentials = Some(path.into());
                 self
@@ -147,6 +150,7 @@ macro_rules! server_settings {
 
             /// Trusts the certificate authorities in this PEM file for the server's TLS
             /// certificate, and requires TLS.
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
                 self.server.root_certificates = Some(path.into());
                 self.server.require_tls = true;
@@ -155,6 +159,7 @@ macro_rules! server_settings {
 
             /// Presents this client certificate and key (PEM files) to the server, and
             /// requires TLS.
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn client_certificate(
                 mut self,
                 cert: impl Into<PathBuf>,
@@ -166,6 +171,7 @@ macro_rules! server_settings {
             }
 
             /// Refuses to talk to the server without TLS (implied by a `tls://` url).
+            #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn require_tls(mut self, on: bool) -> Self {
                 self.server.require_tls = on;
                 self
@@ -246,6 +252,7 @@ impl ClusterConfig {
     }
 
     /// The shared settings.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -257,6 +264,7 @@ impl ClusterConfig {
     /// storing a task while the server is unreachable ([`TaskError::Unreachable`]), counted
     /// for the pool: once the server has taken none of its tasks for this long, a task sent
     /// before it is back fails without a wait of its own.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;
         self
@@ -265,6 +273,7 @@ impl ClusterConfig {
     /// How many times a task may be delivered to an agent before it fails with
     /// [`TaskError::DeliveryLimit`] (default 5). A delivery ends without a result
     /// only when the agent dies, is cut off, or loses the server while running the task.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn delivery_limit(mut self, n: u32) -> Self {
         self.delivery_limit = n;
         self
@@ -284,6 +293,7 @@ impl ClusterConfig {
     /// speaks again: the agents may have dropped them. [`Duration::MAX`] never abandons them.
     ///
     /// Agents older than this setting run every task of a gone pool, as they always did.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn abandon_after(mut self, bound: Duration) -> Self {
         self.abandon_after = bound;
         self
@@ -426,6 +436,7 @@ impl AgentConfig {
 
     /// The settings of the local process pool that runs the tasks: a [`Config`] or a
     /// [`ProcessConfig`] (for per-worker memory and CPU-time limits).
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn pool(mut self, config: impl Into<ProcessConfig>) -> Self {
         self.pool = config.into();
         self
@@ -438,12 +449,14 @@ impl AgentConfig {
     /// of an executable image that the server sees, which keeps it (on disk) for the agents
     /// of that image that come after: an agent that finds another one kept says so on
     /// standard error, and reports progress three times per the shorter of the two.
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
         self
     }
 
     /// The most tasks (or chunks) the agent holds at once (default: four per worker).
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n);
         self
