@@ -6,6 +6,9 @@ use std::fmt;
 /// Why a value was not put in a [`Queue`](crate::Queue) (or sent through a pipe's
 /// [`End`](crate::End)). The value comes back in every case.
 ///
+/// More causes may be added: a `match` on it needs a `_` arm (or use
+/// [`PutError::into_inner`] to take the value back whatever the cause).
+///
 /// # Examples
 ///
 /// ```
@@ -17,6 +20,7 @@ use std::fmt;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PutError<T> {
     /// The queue is full, and a handle that can get is left
     /// ([`Queue::try_put`](crate::Queue::try_put)).
@@ -111,6 +115,8 @@ impl<T> std::error::Error for PutError<T> {}
 /// Why nothing was taken from a [`Queue`](crate::Queue) (or received on a pipe's
 /// [`End`](crate::End)).
 ///
+/// More causes may be added: a `match` on it needs a `_` arm.
+///
 /// # Examples
 ///
 /// ```
@@ -123,6 +129,7 @@ impl<T> std::error::Error for PutError<T> {}
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GetError {
     /// The queue is empty, and a handle that can put is left
     /// ([`Queue::try_get`](crate::Queue::try_get)).
