@@ -1,0 +1,32 @@
+//! The common traits the public types promise, checked when the tests are built: a pool
+//! shared in an `Arc` across threads, a handle moved to the thread that joins it, and
+//! errors that are `std::error::Error + Send + Sync + 'static`.
+
+use std::error::Error;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use taskpool_thread::{Config, Spawned, TaskError, TaskHandle, ThreadPool, TryError};
+
+fn send_sync<T: Send + Sync>() {}
+fn send<T: Send>() {}
+fn error<T: Error + Send + Sync + 'static>() {}
+fn value<T: Debug + Clone + Send + Sync + 'static>() {}
+
+#[test]
+fn pools_and_handles_cross_threads() {
+    send_sync::<ThreadPool>();
+    send_sync::<Arc<ThreadPool>>();
+    send_sync::<TaskHandle<u64>>();
+    send::<Spawned<u64>>();
+    fn debug<T: Debug>() {}
+    debug::<ThreadPool>();
+}
+
+#[test]
+fn errors_are_std_errors_that_cross_threads() {
+    error::<TaskError>();
+    error::<TryError<std::io::Error>>();
+    value::<TaskError>();
+    value::<Config>();
+}
