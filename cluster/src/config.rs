@@ -319,7 +319,24 @@ impl ClusterConfig {
         self.delivery_limit
     }
 
-    pub(crate) fn validate(&self) -> Result<(), TaskError> {
+    /// Checks the settings, the shared ones included, without reaching the server: what
+    /// [`crate::ClusterPool::with_config`] checks first.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] naming the first bad setting: among them a url that is
+    /// not a NATS url, and a stream name JetStream would refuse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskpool_cluster::{ClusterConfig, TaskError};
+    ///
+    /// assert!(ClusterConfig::new("nats://127.0.0.1:4222").validate().is_ok());
+    /// let bad = ClusterConfig::new("http://127.0.0.1:4222").validate();
+    /// assert!(matches!(bad, Err(TaskError::InvalidConfig { .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), TaskError> {
         self.config.validate()?;
         self.server.validate()?;
         if self.delivery_limit == 0 {
@@ -472,7 +489,31 @@ impl AgentConfig {
         self.ack_wait
     }
 
-    pub(crate) fn validate(&self) -> Result<(), TaskError> {
+    /// The most tasks (or chunks) the agent holds at once, if set; see
+    /// [`AgentConfig::capacity`].
+    pub fn get_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    /// Checks the settings, those of the local pool included, without reaching the server:
+    /// what [`crate::serve_agent`] checks first.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::InvalidConfig`] naming the first bad setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskpool_cluster::{AgentConfig, TaskError};
+    ///
+    /// let config = AgentConfig::new("nats://127.0.0.1:4222");
+    /// assert!(config.validate().is_ok());
+    /// let bad = config.ack_wait(Duration::from_millis(10)).validate();
+    /// assert!(matches!(bad, Err(TaskError::InvalidConfig { .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), TaskError> {
         self.pool.validate()?;
         self.server.validate()?;
         if self.ack_wait < Duration::from_millis(300) {

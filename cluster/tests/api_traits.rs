@@ -1,0 +1,70 @@
+//! The common traits the public types promise, checked when the tests are built (a pool
+//! shared in an `Arc` across threads, a handle moved to the thread that joins it, errors that
+//! are `std::error::Error + Send + Sync + 'static`), and the settings users can check and
+//! read back without a server.
+
+use std::error::Error;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskpool_cluster::local::{Agent, Cluster, Server};
+use taskpool_cluster::{
+    AgentConfig, ClusterConfig, ClusterPool, ClusterStats, Config, TaskError, TaskHandle,
+};
+
+fn send_sync<T: Send + Sync>() {}
+fn error<T: Error + Send + Sync + 'static>() {}
+fn value<T: Debug + Clone + Send + Sync + 'static>() {}
+
+#[test]
+fn pools_and_handles_cross_threads() {
+    send_sync::<ClusterPool>();
+    send_sync::<Arc<ClusterPool>>();
+    send_sync::<TaskHandle<u64>>();
+    send_sync::<Server>();
+    send_sync::<Agent>();
+    send_sync::<Cluster>();
+    error::<TaskError>();
+}
+
+#[test]
+fn settings_and_stats_clone_and_compare() {
+    value::<ClusterConfig>();
+    value::<AgentConfig>();
+    value::<ClusterStats>();
+    fn eq<T: Eq + Default>() {}
+    eq::<ClusterStats>();
+}
+
+#[test]
+fn settings_are_checked_without_a_server() {
+    let config = ClusterConfig::new("nats://127.0.0.1:4222").config(Config::new().workers(2));
+    assert!(config.validate().is_ok());
+    match ClusterConfig::new("http://127.0.0.1:4222").validate() {
+        Err(TaskError::InvalidConfig { reason }) => assert!(reason.contains("http://"), "{reason}"),
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+    match config.delivery_limit(0).validate() {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("delivery"), "{reason}")
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+    let agent = AgentConfig::new("nats://127.0.0.1:4222");
+    assert!(agent.validate().is_ok());
+    assert_eq!(agent.get_capacity(), None);
+    assert_eq!(agent.clone().capacity(3).get_capacity(), Some(3));
+    match agent.clone().capacity(0).validate() {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("capacity"), "{reason}")
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+    match agent.ack_wait(Duration::from_millis(10)).validate() {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("ack wait"), "{reason}")
+        }
+        other => panic!("expected an invalid configuration, got {other:?}"),
+    }
+}
