@@ -356,7 +356,12 @@ impl Cluster {
     }
 
     /// The server.
-    pub fn server(&mut self) -> &mut Server {
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The server, to kill or restart it ([`Server::kill`], [`Server::restart`]).
+    pub fn server_mut(&mut self) -> &mut Server {
         &mut self.server
     }
 }

@@ -28,6 +28,16 @@ fn pools_and_handles_cross_threads() {
     error::<TaskError>();
 }
 
+/// A shared cluster is read through `&`; stopping its server takes `&mut`.
+#[allow(dead_code)]
+fn cluster_accessors(cluster: &mut Cluster) -> (String, Option<u32>) {
+    let read = |c: &Cluster| (c.url(), c.server().pid(), c.agents());
+    let (url, pid, _agents) = read(cluster);
+    assert_eq!(url, cluster.server().url());
+    cluster.server_mut().kill();
+    (url, pid)
+}
+
 #[test]
 fn settings_and_stats_clone_and_compare() {
     value::<ClusterConfig>();
