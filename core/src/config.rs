@@ -218,7 +218,7 @@ impl Config {
     pub fn chunk_for(&self, n: usize) -> usize {
         match self.chunk_size {
             Some(size) => size.get(),
-            None => n.div_ceil(4 * self.workers.max(1)).clamp(1, 4096),
+            None => n.div_ceil(self.workers.max(1).saturating_mul(4)).clamp(1, 4096),
         }
     }
 
@@ -331,5 +331,15 @@ mod tests {
         assert_eq!(c.chunk_for(10_000_000), 4096);
         assert_eq!(c.clone().chunk_size(7).chunk_for(80), 7);
         assert_eq!(c.chunk_size(7).chunk_size(0).chunk_for(80), 10);
+    }
+
+    #[test]
+    fn automatic_chunks_of_a_config_not_yet_validated_do_not_overflow() {
+        // `validate` refuses these worker counts, but `chunk_for` may be asked first.
+        for workers in [usize::MAX, usize::MAX / 2, MAX_WORKERS + 1] {
+            let c = Config::new().workers(workers);
+            assert_eq!(c.chunk_for(100), 1, "{workers} workers");
+            assert!((1..=4096).contains(&c.chunk_for(usize::MAX)), "{workers} workers");
+        }
     }
 }
