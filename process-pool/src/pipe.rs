@@ -80,7 +80,8 @@ impl Pipe {
     ///
     /// # Errors
     ///
-    /// `bytes` is under 64 or over 4 GiB, or the kernel refused the shared memory.
+    /// [`ErrorKind::InvalidInput`](std::io::ErrorKind) if `bytes` is under 64 or over 4 GiB;
+    /// as [`Pipe::new`] if the kernel refused the shared memory.
     ///
     /// # Examples
     ///

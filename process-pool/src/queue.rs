@@ -452,7 +452,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// `max_values` is zero, or the kernel refused the shared memory.
+    /// [`ErrorKind::InvalidInput`](std::io::ErrorKind) if `max_values` is zero; as
+    /// [`Queue::new`] if the kernel refused the shared memory.
     ///
     /// # Examples
     ///
@@ -472,8 +473,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// `bytes` is under 64 or over 4 GiB, `max_values` is zero, or the kernel refused the
-    /// shared memory.
+    /// [`ErrorKind::InvalidInput`](std::io::ErrorKind) if `bytes` is under 64 or over 4 GiB
+    /// or `max_values` is zero; as [`Queue::new`] if the kernel refused the shared memory.
     ///
     /// # Examples
     ///

@@ -799,3 +799,15 @@ fn a_handle_in_the_state_of_a_task_never_sent_stops_counting() {
     assert_eq!(consumer.try_get(), Ok(2));
     assert_eq!(consumer.try_get(), Err(GetError::Disconnected));
 }
+
+#[test]
+fn sizes_a_queue_cannot_have_are_invalid_input() {
+    let kind = |made: std::io::Result<()>| made.expect_err("an impossible size").kind();
+    let invalid = std::io::ErrorKind::InvalidInput;
+    assert_eq!(kind(Queue::<u32>::bounded(0).map(drop)), invalid);
+    assert_eq!(kind(Queue::<u32>::with_limits(63, None).map(drop)), invalid);
+    assert_eq!(kind(Queue::<u32>::with_limits(5 << 30, None).map(drop)), invalid);
+    assert_eq!(kind(Queue::<u32>::with_limits(4096, Some(0)).map(drop)), invalid);
+    assert_eq!(kind(Pipe::with_bytes::<u32>(63).map(drop)), invalid);
+    assert!(Queue::<u32>::with_limits(64, Some(1)).is_ok());
+}
