@@ -9,8 +9,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use taskpool_process::{
-    Config, Consumer, End, GetError, PoolStats, ProcessConfig, ProcessPool, Producer, PutError,
-    Queue, SharedBytes, Spawned, TaskError, TaskHandle, Usage,
+    Config, Consumer, End, GetError, Pool, PoolStats, ProcessConfig, ProcessPool, Producer,
+    PutError, Queue, SharedBytes, Spawned, TaskError, TaskHandle, Usage,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -41,6 +41,20 @@ fn queue_and_pipe_ends_cross_threads() {
     value::<Consumer<u64>>();
     value::<SharedBytes>();
     eq::<SharedBytes>();
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// The lazy maps' iterators move to the thread that drains them (checked, never called).
+#[allow(dead_code)]
+fn lazy_maps_cross_threads(pool: &ProcessPool) {
+    fn sent<T: Send>(_: T) {}
+    sent(pool.imap(square, 1..=3));
+    sent(pool.imap_unordered(square, 1..=3));
+    sent(pool.imap_stream(square, 1..=3));
+    sent(pool.imap_unordered_stream(square, 1..=3));
 }
 
 #[test]
