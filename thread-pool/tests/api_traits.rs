@@ -6,7 +6,7 @@ use std::error::Error;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use taskpool_thread::{Config, Spawned, TaskError, TaskHandle, ThreadPool, TryError};
+use taskpool_thread::{Config, Pool, Spawned, TaskError, TaskHandle, ThreadPool, TryError};
 
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}
@@ -21,6 +21,20 @@ fn pools_and_handles_cross_threads() {
     send::<Spawned<u64>>();
     fn debug<T: Debug>() {}
     debug::<ThreadPool>();
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// The lazy maps' iterators move to the thread that drains them (checked, never called).
+#[allow(dead_code)]
+fn lazy_maps_cross_threads(pool: &ThreadPool) {
+    fn sent<T: Send>(_: T) {}
+    sent(pool.imap(square, 1..=3));
+    sent(pool.imap_unordered(square, 1..=3));
+    sent(pool.imap_stream(square, 1..=3));
+    sent(pool.imap_unordered_stream(square, 1..=3));
 }
 
 #[test]
