@@ -18,6 +18,7 @@
 //! value were closed by a task sends a copy of the bytes in new memory instead.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -345,6 +346,13 @@ impl PartialEq for SharedBytes {
 }
 
 impl Eq for SharedBytes {}
+
+/// Hashes the bytes, as `[u8]` does, to agree with `PartialEq`.
+impl Hash for SharedBytes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
 
 impl fmt::Debug for SharedBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

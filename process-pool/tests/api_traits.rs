@@ -41,6 +41,10 @@ fn queue_and_pipe_ends_cross_threads() {
     value::<Consumer<u64>>();
     value::<SharedBytes>();
     eq::<SharedBytes>();
+    let blob = |bytes: &[u8]| SharedBytes::copy_from_slice(bytes).expect("shared memory");
+    let distinct: std::collections::HashSet<SharedBytes> =
+        [blob(b"one"), blob(b"two"), blob(b"one")].into_iter().collect();
+    assert_eq!(distinct.len(), 2);
 }
 
 fn square(x: u64) -> u64 {
