@@ -15,7 +15,8 @@ extern "C" fn compare_distinct(a: u64, b: u64) -> i32 {
     }
 }
 
-/// Sorts `[3, x, 1]` with [`compare_distinct`]: fails (in the comparator) for 1 and 3.
+/// Sorts `[3, x, 1]` with an `extern "C"` comparator that panics on equal numbers: fails (in
+/// the comparator) for 1 and 3.
 pub fn sort_with_c_comparator(x: u64) -> u64 {
     let mut numbers = [3, x, 1];
     numbers.sort_by(|&a, &b| compare_distinct(a, b).cmp(&0));
