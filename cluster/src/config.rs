@@ -1,6 +1,6 @@
 //! How a cluster pool and an agent find the server, and what they ask of it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::ServerAddr;
@@ -190,6 +190,28 @@ macro_rules! server_settings {
             /// The replicas of each stream.
             pub fn get_replicas(&self) -> usize {
                 self.server.replicas
+            }
+
+            /// The NATS credentials file, if one was set.
+            pub fn get_credentials_file(&self) -> Option<&Path> {
+                self.server.credentials.as_deref()
+            }
+
+            /// The PEM file of trusted certificate authorities, if one was set.
+            pub fn get_root_certificates(&self) -> Option<&Path> {
+                self.server.root_certificates.as_deref()
+            }
+
+            /// The client certificate and key (PEM files), if they were set.
+            pub fn get_client_certificate(&self) -> Option<(&Path, &Path)> {
+                let (cert, key) = self.server.client_certificate.as_ref()?;
+                Some((cert, key))
+            }
+
+            /// Whether TLS is required: set with [`Self::require_tls`], or by a certificate
+            /// setting (a `tls://` url requires it too, whatever this says).
+            pub fn get_require_tls(&self) -> bool {
+                self.server.require_tls
             }
         }
     };

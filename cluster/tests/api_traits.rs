@@ -78,3 +78,24 @@ fn settings_are_checked_without_a_server() {
         other => panic!("expected an invalid configuration, got {other:?}"),
     }
 }
+
+#[test]
+fn every_server_setting_reads_back() {
+    let path = std::path::Path::new;
+    let plain = ClusterConfig::new("nats://127.0.0.1:4222");
+    assert_eq!(plain.get_credentials_file(), None);
+    assert_eq!(plain.get_root_certificates(), None);
+    assert_eq!(plain.get_client_certificate(), None);
+    assert!(!plain.get_require_tls());
+    let secured = plain
+        .credentials_file("user.creds")
+        .root_certificates("ca.pem")
+        .client_certificate("cert.pem", "key.pem");
+    assert_eq!(secured.get_credentials_file(), Some(path("user.creds")));
+    assert_eq!(secured.get_root_certificates(), Some(path("ca.pem")));
+    assert_eq!(secured.get_client_certificate(), Some((path("cert.pem"), path("key.pem"))));
+    assert!(secured.get_require_tls());
+    let agent = AgentConfig::new("nats://127.0.0.1:4222").require_tls(true);
+    assert!(agent.get_require_tls());
+    assert_eq!(agent.get_credentials_file(), None);
+}
