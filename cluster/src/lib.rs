@@ -125,3 +125,6 @@ pub use taskpool_core::{
     Config, Direction, Exit, IntoTask, NextTimeout, PanicReport, Pool, Resource, Side, Task,
     TaskError, TaskHandle, Timeout, TryError,
 };
+/// The settings of an agent's local process pool, for [`AgentConfig::pool`]: re-exported so
+/// that agents' memory and CPU-time limits need no dependency of their own.
+pub use taskpool_process::ProcessConfig;

@@ -99,3 +99,13 @@ fn every_server_setting_reads_back() {
     assert!(agent.get_require_tls());
     assert_eq!(agent.get_credentials_file(), None);
 }
+
+#[test]
+fn an_agents_process_limits_need_no_other_crate() {
+    use taskpool_cluster::ProcessConfig;
+
+    let limited = ProcessConfig::new(Config::new().workers(2)).memory_limit(256 << 20);
+    let agent = AgentConfig::new("nats://127.0.0.1:4222").pool(limited);
+    assert_eq!(agent.get_pool().get_memory_limit(), Some(256 << 20));
+    assert!(agent.validate().is_ok());
+}
