@@ -425,7 +425,8 @@ impl AgentConfig {
     ///
     /// # Errors
     ///
-    /// [`TaskError::InvalidConfig`] for a variable that does not parse.
+    /// [`TaskError::InvalidConfig`] for a variable that does not parse, and for one of
+    /// `TASKPOOL_NATS_CERT` and `TASKPOOL_NATS_KEY` set without the other.
     pub fn from_env() -> Option<Result<AgentConfig, TaskError>> {
         let url = std::env::var(crate::entry::AGENT_VAR).ok()?;
         Some(Self::from_vars(url, |name| std::env::var(name).ok()))
@@ -467,8 +468,20 @@ impl AgentConfig {
         if let Some(path) = var("TASKPOOL_NATS_CA") {
             config = config.root_certificates(path);
         }
-        if let (Some(cert), Some(key)) = (var("TASKPOOL_NATS_CERT"), var("TASKPOOL_NATS_KEY")) {
-            config = config.client_certificate(cert, key);
+        match (var("TASKPOOL_NATS_CERT"), var("TASKPOOL_NATS_KEY")) {
+            (Some(cert), Some(key)) => config = config.client_certificate(cert, key),
+            (None, None) => {}
+            (cert, _) => {
+                let (set, unset) = match cert {
+                    Some(_) => ("TASKPOOL_NATS_CERT", "TASKPOOL_NATS_KEY"),
+                    None => ("TASKPOOL_NATS_KEY", "TASKPOOL_NATS_CERT"),
+                };
+                return Err(TaskError::InvalidConfig {
+                    reason: format!(
+                        "{set} is set without {unset}: a client certificate needs both files"
+                    ),
+                });
+            }
         }
         Ok(config)
     }
@@ -578,6 +591,30 @@ mod tests {
             AgentConfig::from_vars("x".into(), bad),
             Err(TaskError::InvalidConfig { .. })
         ));
+    }
+
+    #[test]
+    fn a_client_certificate_from_the_environment_needs_both_files() {
+        let both = |name: &str| match name {
+            "TASKPOOL_NATS_CERT" => Some("cert.pem".to_string()),
+            "TASKPOOL_NATS_KEY" => Some("key.pem".to_string()),
+            _ => None,
+        };
+        let config = AgentConfig::from_vars("nats://127.0.0.1:1".into(), both).unwrap();
+        let (cert, key) = config.get_client_certificate().expect("the certificate");
+        assert_eq!((cert.to_str(), key.to_str()), (Some("cert.pem"), Some("key.pem")));
+        for (alone, missing) in [
+            ("TASKPOOL_NATS_CERT", "TASKPOOL_NATS_KEY"),
+            ("TASKPOOL_NATS_KEY", "TASKPOOL_NATS_CERT"),
+        ] {
+            let one = |name: &str| (name == alone).then(|| "file.pem".to_string());
+            match AgentConfig::from_vars("nats://127.0.0.1:1".into(), one) {
+                Err(TaskError::InvalidConfig { reason }) => {
+                    assert!(reason.contains(alone) && reason.contains(missing), "{reason}")
+                }
+                other => panic!("{alone} alone: expected an invalid configuration, got {other:?}"),
+            }
+        }
     }
 
     #[test]
