@@ -38,7 +38,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::entry::AGENT_VAR;
@@ -385,19 +385,26 @@ fn free_port() -> io::Result<u16> {
 /// child started from a short-lived thread would be killed when that thread ends.
 fn spawn(mut command: Command) -> io::Result<Child> {
     type Request = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Request>();
-        std::thread::Builder::new()
-            .name("taskpool-local-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("a thread to start local servers and agents from");
-        Mutex::new(tx)
-    });
+    /// The thread's inbox, once the thread started: one that cannot start (no thread left
+    /// to the program) fails this start, and the next start tries again.
+    static SPAWNER: Mutex<Option<mpsc::Sender<Request>>> = Mutex::new(None);
+    let spawner = {
+        let mut spawner = SPAWNER.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*spawner {
+            Some(spawner) => spawner.clone(),
+            None => {
+                let (tx, rx) = mpsc::channel::<Request>();
+                std::thread::Builder::new().name("taskpool-local-spawner".into()).spawn(
+                    move || {
+                        for (mut command, reply) in rx {
+                            let _ = reply.send(command.spawn());
+                        }
+                    },
+                )?;
+                spawner.insert(tx).clone()
+            }
+        }
+    };
     // SAFETY: the closure runs in the child between fork and exec, and makes one
     // async-signal-safe system call (prctl), touching no memory of the parent.
     unsafe {
@@ -409,7 +416,7 @@ fn spawn(mut command: Command) -> io::Result<Child> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    let sent = spawner.lock().unwrap_or_else(PoisonError::into_inner).send((command, tx));
+    let sent = spawner.send((command, tx));
     let gone = || io::Error::other("the thread that starts local processes has ended");
     sent.map_err(|_| gone())?;
     rx.recv().map_err(|_| gone())?
