@@ -30,10 +30,18 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 /// outlives its handle unseen; programs the task started and left running are killed with it
 /// (when it is reaped), unless the task detached them (`setsid`).
 ///
+/// `join` fails with [`TaskError::Panicked`] for a panic, [`TaskError::Crashed`] for a
+/// process that died (the signal or exit code), [`TaskError::ResourceLimit`] for one the
+/// kernel's OOM killer ended under its cgroup's memory limit, and
+/// [`TaskError::Serialization`] or [`TaskError::TooLarge`] for a result that could not
+/// travel back.
+///
 /// # Errors
 ///
-/// [`TaskError::WorkerStart`] if the process cannot be started, or a serialization error for
-/// the task or its argument.
+/// [`TaskError::WorkerStart`] if the process cannot be started,
+/// [`TaskError::Serialization`] if the task's state or its argument cannot be encoded, and
+/// [`TaskError::TooLarge`] if together they encode to more than the default frame limit
+/// (1 GiB, [`crate::ProcessConfig::max_frame_bytes`]).
 ///
 /// # Examples
 ///
