@@ -95,8 +95,10 @@ impl<R> Spawned<R> {
     ///
     /// # Errors
     ///
-    /// The task's failure, typed: a panic, or for processes the signal or exit code it died
-    /// with ([`TaskError::Crashed`]).
+    /// The task's failure, typed: a panic ([`TaskError::Panicked`]), or for processes the
+    /// signal or exit code it died with ([`TaskError::Crashed`]) and the other failures the
+    /// backend's `spawn` lists; [`TaskError::AlreadyJoined`] if a
+    /// [`Spawned::join_timeout`] already took the outcome.
     pub fn join(mut self) -> Result<R, TaskError> {
         self.child.wait(None).unwrap_or(Err(TaskError::AlreadyJoined))
     }
@@ -106,7 +108,8 @@ impl<R> Spawned<R> {
     ///
     /// # Errors
     ///
-    /// As [`Spawned::join`], plus the timeout.
+    /// As [`Spawned::join`], plus the timeout ([`TaskError::TimedOut`], after which the
+    /// handle can be joined again).
     pub fn join_timeout(&mut self, limit: Duration) -> Result<R, TaskError> {
         self.child
             .wait(Some(limit))
