@@ -1684,6 +1684,33 @@ pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+// The C library's standard streams, and how many bytes one holds unwritten (glibc and musl
+// both have `__fpending`).
+unsafe extern "C" {
+    static mut stdout: *mut libc::FILE;
+    static mut stderr: *mut libc::FILE;
+    fn __fpending(stream: *mut libc::FILE) -> libc::size_t;
+}
+
+/// Writes out what the C library holds unwritten for standard output and error: what a
+/// task's native code printed with `printf` and the like, which the C library buffers by
+/// blocks on a pipe or a file. A stream with nothing pending costs a read of two pointers,
+/// and no lock.
+pub(crate) fn flush_c_output() {
+    // SAFETY: `stdout` and `stderr` are the C library's own variables, which it sets before
+    // any code of the process runs; they are read by value (a task may point them at other
+    // streams, which is why they are read each time). `__fpending` only reads a stream's
+    // buffer pointers, and `fflush` flushes a stream under its lock; both accept any stream
+    // the C library made, which these are.
+    unsafe {
+        for stream in [ptr::addr_of!(stdout).read(), ptr::addr_of!(stderr).read()] {
+            if !stream.is_null() && __fpending(stream) > 0 {
+                libc::fflush(stream);
+            }
+        }
+    }
+}
+
 /// Ends the process at once, without running destructors or exit handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions.

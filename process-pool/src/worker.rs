@@ -897,6 +897,9 @@ impl Outputs {
         if self.pending.is_empty() {
             return;
         }
+        // What the tasks' C code printed goes first, so that it is out by the time the
+        // caller has the result, and is not lost if a later task crashes this worker.
+        sys::flush_c_output();
         let parts: [&[u8]; 3] = if with_scratch {
             [&self.pending, &self.scratch[self.scratch_from..], &self.trailer]
         } else {
