@@ -123,7 +123,10 @@ impl ProcessConfig {
     /// Caps the memory of each worker process at `bytes` of address space, from after the
     /// initializer on. A task whose allocation fails under the cap fails with
     /// [`TaskError::ResourceLimit`] (`Resource::Memory`), and its worker is replaced; the pool
-    /// goes on.
+    /// goes on. That is Rust's allocations, which abort when they fail. A C library's `malloc`
+    /// returns NULL under the cap instead, and what follows is the library's own: an error it
+    /// reports, or [`TaskError::Crashed`] by SIGSEGV where it writes through the NULL
+    /// unchecked.
     ///
     /// This is address space (`RLIMIT_AS`), not resident memory: the worker's own code,
     /// buffers and stacks count, and so do the stacks and allocator arenas of threads a task

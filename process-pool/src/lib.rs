@@ -225,6 +225,43 @@
 //! one task changes for itself (or set `max_tasks_per_worker(1)` for a fresh process per
 //! task). A worker keeps its own process group: `setsid()` in a task fails with `EPERM`.
 //!
+//! # Native code that crashes, hangs or leaks
+//!
+//! What a task that calls into a C library (through `extern "C"`) gets, for what that code
+//! does. Where the task fails, its worker is replaced and the pool goes on:
+//!
+//! | the C code | the task gets |
+//! |---|---|
+//! | dereferences NULL, overflows its stack (deep recursion) | [`TaskError::Crashed`] with [`Exit::Signal`]`(11)` (SIGSEGV; an overflow of the task's own stack is also said on standard error) |
+//! | divides an integer by zero; touches a mapped file past its end; `__builtin_trap()` | `Exit::Signal(8)` (SIGFPE); `Exit::Signal(7)` (SIGBUS); `Exit::Signal(4)` (SIGILL) |
+//! | calls `abort()`, fails an `assert`, frees memory twice (the C library aborts) | `Exit::Signal(6)` (SIGABRT) |
+//! | calls `exit(n)` or `_exit(n)`, `0` included | [`Exit::Code`]`(n)` |
+//! | installs its own handler for a fault, which exits with `n` | `Exit::Code(n)`; a handler that `longjmp`s back lets the task return as it chooses, with no error |
+//! | runs past [`Config::timeout`] or the limit of [`Pool::submit_timeout`] | [`TaskError::TimedOut`] `{ still_running: false, .. }`: the worker is killed |
+//! | spins past [`ProcessConfig::cpu_time_limit`] | [`TaskError::ResourceLimit`] with [`Resource::CpuTime`], even with every signal blocked |
+//! | leaks memory | nothing, until the worker runs out: recycle workers with [`Config::max_tasks_per_worker`], cap them with [`ProcessConfig::memory_limit`]. Under the cap `malloc` returns NULL to the C code, and what follows is its own: an error it returns, or `Exit::Signal(11)` where it writes through the NULL unchecked ([`TaskError::ResourceLimit`] is for the allocations of Rust code, which abort) |
+//! | calls `alarm(n)` (or starts a timer) and returns | nothing yet: the signal comes later in the worker. A handler the task installed stays and runs then; at SIGALRM's default action the worker dies, which fails the task it runs then with `Exit::Signal(14)`, or costs nothing if it is idle |
+//! | leaves a thread running, which crashes later | the same: the task the worker runs then fails with that signal |
+//!
+//! Signal dispositions, a signal mask, resource limits (`setrlimit`) and the globals of the
+//! library stay with the worker, as above. Each worker has its own copy of the library's
+//! globals and runs its tasks one at a time, on one thread, so a library that is not
+//! thread-safe gets right results here, where a [`Pool`] of threads corrupts its state (and a
+//! crash there ends the program).
+//!
+//! The other items of a `map` run once when the worker's crash-time flush sends the results
+//! it held: on exit, and on the fault signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
+//! SIGTRAP, SIGSYS) while the worker's own handler for them is installed and they are not
+//! blocked. Where the process ends without it (`_exit`, SIGKILL, a fault the task had
+//! blocked or gave a handler of its own), items it had finished but not reported yet run
+//! again on another worker: the failed item never does.
+//!
+//! What the C code writes to descriptors 1 and 2 (`write(2)`) goes out at once. What it
+//! prints through the C library (`printf`), which buffers standard output by blocks on a pipe
+//! or a file, the worker writes out before it sends results back: it is out by the time the
+//! caller has the result, and a later crash of the worker does not lose it. The crashing task's
+//! own unflushed output is lost with it, as in a C program.
+//!
 //! # How it works
 //!
 //! Workers are the running executable started again (`/proc/self/exe`) with a private marker
