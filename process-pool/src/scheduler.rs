@@ -232,6 +232,9 @@ impl StartFailure {
         match self {
             StartFailure::Os(cause) => format!("cannot start a worker process: {cause}"),
             StartFailure::Refused(reason) => reason.clone(),
+            StartFailure::Died(exit @ Exit::Signal(_)) => {
+                format!("the worker was {exit} before it was ready")
+            }
             StartFailure::Died(exit) => format!("the worker {exit} before it was ready"),
             StartFailure::NotReady(limit) => format!("the worker was not ready after {limit:?}"),
         }

@@ -59,3 +59,25 @@ fn a_pool_that_cannot_start_workers_recovers_by_itself() {
     }
     assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
 }
+
+/// An initializer that writes through a null pointer, as a native library's setup may.
+fn crashing_initializer() {
+    segfault(0);
+}
+
+/// An initializer that ends the process, as a native library's setup may.
+fn exiting_initializer() {
+    exit_3(0);
+}
+
+#[test]
+fn an_initializer_that_kills_its_worker_says_how_in_a_sentence() {
+    let config = Config::new().workers(1).initializer(crashing_initializer).start_attempts(1);
+    let pool = ProcessPool::with_config(config).unwrap();
+    let reason = start_error(pool.apply(square, 2));
+    assert_eq!(reason, "the worker was killed by signal SIGSEGV (11) before it was ready");
+    let config = Config::new().workers(1).initializer(exiting_initializer).start_attempts(1);
+    let pool = ProcessPool::with_config(config).unwrap();
+    let reason = start_error(pool.apply(square, 2));
+    assert_eq!(reason, "the worker exited with code 3 before it was ready");
+}
