@@ -252,9 +252,10 @@
 //! The other items of a `map` run once when the worker's crash-time flush sends the results
 //! it held: on exit, and on the fault signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
 //! SIGTRAP, SIGSYS) while the worker's own handler for them is installed and they are not
-//! blocked. Where the process ends without it (`_exit`, SIGKILL, a fault the task had
-//! blocked or gave a handler of its own), items it had finished but not reported yet run
-//! again on another worker: the failed item never does.
+//! blocked. Where the process ends without it (`_exit`, from a signal handler of the task's
+//! too; SIGKILL; a fault whose signal the task blocked or set back to its default action),
+//! items it had finished but not reported yet run again on another worker: the failed item
+//! never does.
 //!
 //! What the C code writes to descriptors 1 and 2 (`write(2)`) goes out at once. What it
 //! prints through the C library (`printf`), which buffers standard output by blocks on a pipe
