@@ -26,7 +26,7 @@ const AFTER_FIRST: &str = "the parent has the first result";
 const AFTER_SECOND: &str = "the parent has the second result";
 
 #[test]
-#[ignore = "run by c_output_comes_out_with_the_result, in a copy whose output is a pipe"]
+#[ignore = "run by the tests after it, in a copy whose output is a pipe"]
 fn c_output_then_a_crash() {
     let pool = ProcessPool::new(1).unwrap();
     assert_eq!(pool.apply(c_print, 1).unwrap(), 1);
@@ -39,12 +39,24 @@ fn c_output_then_a_crash() {
     assert!(matches!(late.join(), Err(TaskError::TimedOut { still_running: false, .. })));
 }
 
-#[test]
-fn c_output_comes_out_with_the_result() {
+/// Runs [`c_output_then_a_crash`] in a copy, with `transport` for its workers' frames, and
+/// checks that each C line came out before the parent had the result of its task.
+fn c_output_comes_out_before(transport: &str) {
     let mut copy = Command::new(std::env::current_exe().unwrap());
-    copy.arg("--ignored");
-    let out = run_test_in(copy, "c_output_then_a_crash", "with its output on a pipe").unwrap();
+    copy.arg("--ignored").env("TASKPOOL_TRANSPORT", transport);
+    let how = format!("with its output on a pipe, over {transport}");
+    let out = run_test_in(copy, "c_output_then_a_crash", &how).unwrap();
     let at = |text: &str| out.find(text).unwrap_or_else(|| panic!("no {text:?} in:\n{out}"));
     assert!(at("c stdio line 1") < at(AFTER_FIRST), "{out}");
     assert!(at("c stdio line 2") < at(AFTER_SECOND), "{out}");
+}
+
+#[test]
+fn c_output_comes_out_with_the_result() {
+    c_output_comes_out_before("rings");
+}
+
+#[test]
+fn c_output_comes_out_with_the_result_over_pipes() {
+    c_output_comes_out_before("pipes");
 }
