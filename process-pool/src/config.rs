@@ -169,6 +169,12 @@ impl ProcessConfig {
     /// no limit. Unlike [`Config::timeout`], which counts wall-clock time, it does not fire on a
     /// task that waits or that a busy machine does not schedule.
     ///
+    /// The count is the worker process's, all its threads together: a task whose C library
+    /// computes on several threads (OpenMP, a BLAS) uses the limit up that many times faster,
+    /// and a thread that a task left running (see the crate's docs on native code) spends the
+    /// budget of whichever task runs after it, which then fails with this error however
+    /// little it computed itself.
+    ///
     /// The kernel says so with SIGXCPU. A task that ignores or blocks that signal (as some C
     /// libraries do) is stopped all the same, one second of CPU time later, with the same
     /// error: a worker with this limit keeps one more thread, asleep on the process's CPU

@@ -241,7 +241,7 @@
 //! | spins past [`ProcessConfig::cpu_time_limit`] | [`TaskError::ResourceLimit`] with [`Resource::CpuTime`], even with every signal blocked |
 //! | leaks memory | nothing, until the worker runs out: recycle workers with [`Config::max_tasks_per_worker`], cap them with [`ProcessConfig::memory_limit`]. Under the cap `malloc` returns NULL to the C code, and what follows is its own: an error it returns, or `Exit::Signal(11)` where it writes through the NULL unchecked ([`TaskError::ResourceLimit`] is for the allocations of Rust code, which abort) |
 //! | calls `alarm(n)` (or starts a timer) and returns | nothing yet: the signal comes later in the worker. A handler the task installed stays and runs then; at SIGALRM's default action the worker dies, which fails the task it runs then with `Exit::Signal(14)`, or costs nothing if it is idle |
-//! | leaves a thread running, which crashes later | the same: the task the worker runs then fails with that signal |
+//! | leaves a thread running, which crashes later | the same: the task the worker runs then fails with that signal (and under [`ProcessConfig::cpu_time_limit`] the thread's CPU time counts toward the tasks after it) |
 //!
 //! Signal dispositions, a signal mask, resource limits (`setrlimit`) and the globals of the
 //! library stay with the worker, as above. Each worker has its own copy of the library's
