@@ -233,7 +233,7 @@
 //! | the C code | the task gets |
 //! |---|---|
 //! | dereferences NULL, overflows its stack (deep recursion) | [`TaskError::Crashed`] with [`Exit::Signal`]`(11)` (SIGSEGV; an overflow of the task's own stack is also said on standard error) |
-//! | divides an integer by zero; touches a mapped file past its end; `__builtin_trap()` | `Exit::Signal(8)` (SIGFPE); `Exit::Signal(7)` (SIGBUS); `Exit::Signal(4)` (SIGILL) |
+//! | divides an integer by zero (on x86-64: ARM's division gives 0); touches a mapped file past its end; `__builtin_trap()` | `Exit::Signal(8)` (SIGFPE); `Exit::Signal(7)` (SIGBUS); `Exit::Signal(4)` (SIGILL) |
 //! | calls `abort()`, fails an `assert`, frees memory twice (the C library aborts) | `Exit::Signal(6)` (SIGABRT) |
 //! | calls `exit(n)` or `_exit(n)`, `0` included | [`Exit::Code`]`(n)` |
 //! | installs its own handler for a fault, which exits with `n` | `Exit::Code(n)`; a handler that `longjmp`s back lets the task return as it chooses, with no error |
