@@ -259,9 +259,10 @@
 //!
 //! What the C code writes to descriptors 1 and 2 (`write(2)`) goes out at once. What it
 //! prints through the C library (`printf`), which buffers standard output by blocks on a pipe
-//! or a file, the worker writes out before it sends results back: it is out by the time the
-//! caller has the result, and a later crash of the worker does not lose it. The crashing task's
-//! own unflushed output is lost with it, as in a C program.
+//! or a file, the worker writes out as each task returns, before the task's result goes
+//! back: it is out by the time the caller has the result, and a later crash of the worker
+//! does not lose it. The crashing task's own unflushed output is lost with it, as in a C
+//! program.
 //!
 //! # How it works
 //!

@@ -606,6 +606,10 @@ impl Outputs {
         let outcome = self.panics.catch(|| work(&mut scratch));
         let handed_off = scratch.handed_off;
         self.task_returned();
+        // What the task's C code printed goes out now, not with the batch's results: a
+        // later item of the batch may crash the worker first (tiny items, which take the
+        // short way, leave theirs for the batch's results).
+        sys::flush_c_output();
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });

@@ -24,6 +24,7 @@ fn c_print(n: u64) -> u64 {
 /// before it.
 const AFTER_FIRST: &str = "the parent has the first result";
 const AFTER_SECOND: &str = "the parent has the second result";
+const AFTER_THIRD: &str = "the parent has the third result";
 
 #[test]
 #[ignore = "run by the tests after it, in a copy whose output is a pipe"]
@@ -37,6 +38,21 @@ fn c_output_then_a_crash() {
     println!("{AFTER_SECOND}");
     let late = pool.submit_timeout(sleep_ms, 60_000, Duration::from_millis(50));
     assert!(matches!(late.join(), Err(TaskError::TimedOut { still_running: false, .. })));
+    // One batch: the first item prints and returns, the second crashes the worker before
+    // the batch's results went back.
+    let pool = ProcessPool::with_config(Config::new().workers(1).chunk_size(2)).unwrap();
+    let outcomes = pool.map_results(print_then_crash, [3, 0]);
+    assert_eq!(outcomes[0].as_ref().ok(), Some(&3));
+    assert_eq!(crashed(outcomes[1].clone()), Exit::Signal(11));
+    println!("{AFTER_THIRD}");
+}
+
+/// Prints its line through the C library, or crashes on 0.
+fn print_then_crash(n: u64) -> u64 {
+    if n == 0 {
+        segfault(0);
+    }
+    c_print(n)
 }
 
 /// Runs [`c_output_then_a_crash`] in a copy, with `transport` for its workers' frames, and
@@ -49,6 +65,7 @@ fn c_output_comes_out_before(transport: &str) {
     let at = |text: &str| out.find(text).unwrap_or_else(|| panic!("no {text:?} in:\n{out}"));
     assert!(at("c stdio line 1") < at(AFTER_FIRST), "{out}");
     assert!(at("c stdio line 2") < at(AFTER_SECOND), "{out}");
+    assert!(at("c stdio line 3") < at(AFTER_THIRD), "{out}");
 }
 
 #[test]
