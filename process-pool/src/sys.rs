@@ -2182,6 +2182,14 @@ fn overflowed(info: *const libc::siginfo_t) -> bool {
     (low.saturating_sub(page)..low).contains(&addr)
 }
 
+/// Whether the kernel itself raised the signal `info` describes, as it raises SIGXCPU for
+/// the CPU-time limit, rather than a process with `kill` or `raise`. Async-signal-safe: reads
+/// only.
+fn sent_by_kernel(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL
+}
+
 extern "C" fn on_fatal_signal(
     signal: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -2208,7 +2216,11 @@ extern "C" fn on_fatal_signal(
         let in_task = !matches!(claimed, BETWEEN | CLAIMED);
         write_pending(claimed);
         if in_task && signal == libc::SIGXCPU {
-            ON_CPU_TIME.write_out();
+            // The kernel's, for the CPU-time limit; one another process (or the task) sent
+            // is a crash like any other signal.
+            if sent_by_kernel(info) {
+                ON_CPU_TIME.write_out();
+            }
         } else if in_task && signal == libc::SIGABRT {
             // A task's panic that ends the process published its report; else an
             // allocation that the memory cap refused aborts.

@@ -193,6 +193,26 @@ fn a_task_that_blocks_every_signal_is_stopped_all_the_same() {
     stopped_alone(spin_with_signals_blocked, &[100, 60_000, 100], "signals blocked");
 }
 
+/// Sends its own process SIGXCPU, as `kill -XCPU` from outside would, having used no CPU
+/// time to speak of.
+fn raise_sigxcpu(_: u64) -> u64 {
+    // SAFETY: raise only sends a signal to the calling thread.
+    unsafe { libc::raise(libc::SIGXCPU) };
+    0
+}
+
+#[test]
+fn a_sigxcpu_that_the_kernel_did_not_send_is_a_crash_not_the_cpu_time_limit() {
+    let config = ProcessConfig::new(Config::new().workers(1)).cpu_time_limit(Duration::MAX);
+    let pool = ProcessPool::with_config(config).unwrap();
+    assert_eq!(crashed(pool.apply(raise_sigxcpu, 0)), Exit::Signal(libc::SIGXCPU));
+    let config =
+        ProcessConfig::new(Config::new().workers(1)).cpu_time_limit(Duration::from_secs(60));
+    let pool = ProcessPool::with_config(config).unwrap();
+    assert_eq!(crashed(pool.apply(raise_sigxcpu, 0)), Exit::Signal(libc::SIGXCPU));
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}
+
 /// The length of its argument.
 fn length(bytes: serde_bytes::ByteBuf) -> u64 {
     bytes.len() as u64
