@@ -605,11 +605,16 @@ impl Outputs {
         let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off: None };
         let outcome = self.panics.catch(|| work(&mut scratch));
         let handed_off = scratch.handed_off;
-        self.task_returned();
         // What the task's C code printed goes out now, not with the batch's results: a
         // later item of the batch may crash the worker first (tiny items, which take the
-        // short way, leave theirs for the batch's results).
-        sys::flush_c_output();
+        // short way, leave theirs for the batch's results). It is part of the task, as the
+        // status page says: a write that blocks runs into the task's time limit. Not from
+        // a copy of this worker that a task forked, whose copy of the output is the
+        // worker's to write.
+        if !sys::forked() {
+            sys::flush_c_output();
+        }
+        self.task_returned();
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });
@@ -901,9 +906,13 @@ impl Outputs {
         if self.pending.is_empty() {
             return;
         }
-        // What the tasks' C code printed goes first, so that it is out by the time the
-        // caller has the result, and is not lost if a later task crashes this worker.
-        sys::flush_c_output();
+        // What tiny items' C code printed goes first, so that it is out by the time the
+        // caller has the result (other items wrote theirs as they returned). Not for items
+        // with a time limit, which are never tiny: the worker has marked them finished, so a
+        // write that blocked here would not run into their limit.
+        if !self.flush_each {
+            sys::flush_c_output();
+        }
         let parts: [&[u8]; 3] = if with_scratch {
             [&self.pending, &self.scratch[self.scratch_from..], &self.trailer]
         } else {

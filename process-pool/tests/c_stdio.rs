@@ -68,6 +68,60 @@ fn c_output_comes_out_before(transport: &str) {
     assert!(at("c stdio line 3") < at(AFTER_THIRD), "{out}");
 }
 
+/// Makes a pipe, full, and gives it to the workers of a new pool of one as their standard
+/// output (this process's descriptor 1 is its own again on return). Returns the pool, and
+/// the pipe's read end, which must live as long as the test needs the pipe full.
+fn pool_with_a_full_standard_output(config: Config) -> (ProcessPool, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut ends = [0; 2];
+    // SAFETY: `ends` has room for the two descriptors pipe2 writes; the calls after it only
+    // change this process's descriptors 1 and the pipe's, each checked.
+    unsafe {
+        assert_eq!(libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        let saved = libc::dup(1);
+        assert!(saved >= 0);
+        assert_eq!(libc::dup2(ends[1], 1), 1);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let started = pool.apply(square, 2);
+        assert_eq!(libc::dup2(saved, 1), 1);
+        libc::close(saved);
+        assert_eq!(started.unwrap(), 4);
+        // Fill the pipe: non-blocking while this process writes, then blocking again, for
+        // the worker that shares the open pipe.
+        let flags = libc::fcntl(ends[1], libc::F_GETFL);
+        assert_eq!(libc::fcntl(ends[1], libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+        let block = [b'x'; 4096];
+        while libc::write(ends[1], block.as_ptr().cast(), block.len()) > 0 {}
+        let _ = libc::write(ends[1], block.as_ptr().cast(), 1);
+        assert_eq!(libc::fcntl(ends[1], libc::F_SETFL, flags), 0);
+        libc::close(ends[1]);
+        (pool, std::fs::File::from_raw_fd(ends[0]))
+    }
+}
+
+/// A task whose C output cannot be written (its standard output is a full pipe nobody
+/// reads) is stopped at its time limit, as a task that blocks in its own write is; the
+/// pool goes on.
+#[test]
+#[ignore = "run by the test after it, in a copy: it changes the process's standard output"]
+fn c_output_to_a_full_pipe() {
+    let config = Config::new().workers(1).timeout(Duration::from_millis(300));
+    let (pool, _reader) = pool_with_a_full_standard_output(config);
+    let outcome = pool.apply(c_print, 1);
+    assert!(
+        matches!(outcome, Err(TaskError::TimedOut { still_running: false, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+#[test]
+fn c_output_that_cannot_be_written_runs_into_the_time_limit() {
+    let mut copy = Command::new(std::env::current_exe().unwrap());
+    copy.arg("--ignored");
+    run_test_in(copy, "c_output_to_a_full_pipe", "with a full pipe for its workers").unwrap();
+}
+
 #[test]
 fn c_output_comes_out_with_the_result() {
     c_output_comes_out_before("rings");
