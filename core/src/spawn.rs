@@ -82,7 +82,9 @@ impl<R> Spawned<R> {
         self.child.is_alive()
     }
 
-    /// Stops the worker at once; a later [`Spawned::join`] reports how it ended.
+    /// Stops the worker at once; a later [`Spawned::join`] reports how it ended. On
+    /// processes it returns once the process has ended, so [`Spawned::is_alive`] is then
+    /// false.
     ///
     /// # Errors
     ///

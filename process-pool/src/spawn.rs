@@ -284,6 +284,9 @@ impl<R: serde::de::DeserializeOwned + Send> Child<R> for ProcessChild<R> {
         if self.exit.is_none() {
             self.killed = true;
             sys::kill_group(&self.child);
+            // SIGKILL cannot be caught: wait the moment it takes to land, so that the
+            // process has ended when `kill` returns and `is_alive` says so.
+            self.await_end(None);
         }
         Ok(())
     }

@@ -52,6 +52,18 @@ fn kill_ends_a_running_process() {
 }
 
 #[test]
+fn a_killed_process_is_no_longer_alive_once_kill_returns() {
+    for _ in 0..20 {
+        let mut child = spawn(sleep_ms, 60_000).unwrap();
+        assert!(child.is_alive());
+        child.kill().unwrap();
+        assert!(!child.is_alive());
+        let outcome = child.join();
+        assert!(matches!(outcome, Err(TaskError::Crashed(Exit::Signal(9)))), "{outcome:?}");
+    }
+}
+
+#[test]
 fn dropping_an_unjoined_child_kills_and_reaps_it() {
     let child = spawn(sleep_ms, 60_000).unwrap();
     let pid = u32::try_from(child.id()).unwrap();
