@@ -484,8 +484,8 @@ pub struct PoolStats {
     /// worker itself) is not counted here, though three times `start_attempts` of them in a
     /// row fail the waiting tasks with [`TaskError::WorkerStart`] too.
     pub failed_starts: u64,
-    /// Workers killed with SIGKILL before they were ready: most likely from outside, so not
-    /// counted as failed starts.
+    /// Workers killed with SIGKILL or SIGTERM before they were ready: most likely from
+    /// outside, so not counted as failed starts.
     pub killed_starting: u64,
     /// What the tasks cost in their workers, summed over every task whose worker reported
     /// it (all but those whose worker crashed or was killed while running them); the peak

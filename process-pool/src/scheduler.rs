@@ -220,11 +220,18 @@ pub(crate) enum StartFailure {
     NotReady(Duration),
 }
 
+/// Whether a worker that ended so was most likely killed from outside: by SIGKILL (`kill
+/// -9`, the OOM killer) or SIGTERM (what `kill PID` sends), which a worker does not raise
+/// itself. That says nothing about its next start, nor about the item it was sent.
+fn killed_from_outside(exit: Exit) -> bool {
+    matches!(exit, Exit::Signal(libc::SIGKILL | libc::SIGTERM))
+}
+
 impl StartFailure {
-    /// Whether it counts toward `start_attempts`: a worker killed with SIGKILL before its
-    /// hello was most likely killed from outside, which says nothing about the next start.
+    /// Whether it counts toward `start_attempts`: a worker killed from outside before its
+    /// hello ([`killed_from_outside`]) says nothing about the next start.
     fn counts(&self) -> bool {
-        !matches!(self, StartFailure::Died(Exit::Signal(libc::SIGKILL)))
+        !matches!(self, StartFailure::Died(exit) if killed_from_outside(*exit))
     }
 
     /// Why, for [`TaskError::WorkerStart`]: said once, with the OS's own words.
@@ -1049,9 +1056,8 @@ impl Shared {
         // item may be what kills workers as they receive it (an argument too large for the
         // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the
         // crash (or with the memory limit, when the workers said they had no room for it)
-        // rather than go round for ever. A SIGKILL, most likely from outside, says
-        // nothing about the item.
-        let of_itself = natural && exit != Exit::Signal(libc::SIGKILL);
+        // rather than go round for ever. A kill from outside says nothing about the item.
+        let of_itself = natural && !killed_from_outside(exit);
         // A worker that had no room under the memory limit for what it was sent: the item
         // is too large for the limit, the worker itself could work.
         let no_room = of_itself

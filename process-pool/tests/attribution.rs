@@ -112,6 +112,17 @@ fn busy(x: u64) -> u64 {
 /// pool serves normally once the storm stops.
 #[test]
 fn a_kill_storm_costs_only_the_items_it_hit() {
+    a_storm_costs_only_the_items_it_hit(libc::SIGKILL);
+}
+
+/// The same with SIGTERM, what `kill PID` sends: a worker it ends before it was ready was
+/// killed from outside too, and is no failed start.
+#[test]
+fn a_sigterm_storm_costs_only_the_items_it_hit() {
+    a_storm_costs_only_the_items_it_hit(libc::SIGTERM);
+}
+
+fn a_storm_costs_only_the_items_it_hit(signal: i32) {
     let pool = Arc::new(ProcessPool::new(2).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let storm = {
@@ -124,7 +135,7 @@ fn a_kill_storm_costs_only_the_items_it_hit() {
                 let pids = pool.pids();
                 if let Some(&pid) = pids.get(turn as usize % pids.len().max(1)) {
                     // SAFETY: kill has no memory effects; the pid is a live worker of ours.
-                    if unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) } == 0 {
+                    if unsafe { libc::kill(pid.cast_signed(), signal) } == 0 {
                         kills += 1;
                     }
                 }
@@ -142,7 +153,7 @@ fn a_kill_storm_costs_only_the_items_it_hit() {
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(v) => assert_eq!(v, i as u64),
-            Err(TaskError::Crashed(Exit::Signal(9))) => hit += 1,
+            Err(TaskError::Crashed(Exit::Signal(s))) if s == signal => hit += 1,
             Err(e) => panic!("item {i}: {e}"),
         }
     }
