@@ -316,7 +316,8 @@ pub trait Pool: Execute {
     /// items cost little to hand out keeps more (the thread backend: 64 per thread, so that
     /// quick items never wait for the consumer to pull more), and one that sends items in
     /// batches may grow it (the process backend: 16 per batch a worker may hold at first, up
-    /// to 1,024 as its items prove fast and small; see its `ProcessConfig::in_flight`).
+    /// to 1,024 as its items prove fast and small, and no more than 1 MiB of encoded items
+    /// per batch; see its `ProcessConfig::in_flight`).
     fn imap_window(&self) -> usize {
         4 * self.workers()
     }

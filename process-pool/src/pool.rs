@@ -60,12 +60,13 @@ const IMAP_PER_BATCH: usize = 16;
 /// Items of an `imap` window per batch a worker may hold, at most: once its items are
 /// measured fast, a window holds a batch's worth of them per batch a worker may hold.
 const IMAP_MOST_PER_BATCH: usize = 1024;
-/// The most encoded bytes of an `imap`'s items per batch a worker may hold, past the first
-/// [`IMAP_PER_BATCH`] items: what copying takes about a batch's time (200 µs). A worker
-/// measures the time its task takes, not the copy of a large argument (a byte string moves
-/// into its task whole), so large items would otherwise count as fast ones. A batch pulled
-/// ends once its items reach it (and number [`IMAP_PER_BATCH`]), and the window follows the
-/// items of the last batch.
+/// The most encoded bytes of an `imap`'s items per batch a worker may hold (and at least one
+/// item): what copying takes about a batch's time (200 µs). A worker measures the time its
+/// task takes, not the copy of a large argument (a byte string moves into its task whole),
+/// so large items would otherwise count as fast ones; and the first [`IMAP_PER_BATCH`]
+/// items per batch of a window of large items would hold that many of them, 64 MiB of items
+/// of a mebibyte for two workers. A batch pulled ends once its items reach it, and the
+/// window follows the items of the last batch.
 const IMAP_BATCH_BYTES: usize = 1 << 20;
 
 /// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
@@ -621,9 +622,10 @@ impl Pool for ProcessPool {
     /// `workers × in_flight × 1024` at most; an `imap` starts with a sixty-fourth of it
     /// (`× 16`) and grows its window to a batch's worth per batch a worker may hold as its
     /// items are measured: enough for fast items to travel in batches, few enough that a slow
-    /// consumer holds little (a batch's worth is what the workers do in 200 µs, and at most
-    /// 1 MiB of encoded items past the first 16, so large items, which take time to copy,
-    /// keep the smaller window).
+    /// consumer holds little (a batch's worth is what the workers do in 200 µs). Whatever
+    /// their speed, the window holds at most 1 MiB of encoded items per batch a worker may
+    /// hold, and one item at least: large items, which take time to copy, keep a window
+    /// sized by their bytes (4 items of a mebibyte for two workers).
     fn imap_window(&self) -> usize {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
@@ -971,8 +973,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let target = self.job.as_ref().map_or(1, |job| job.pace.batch_target());
             // The most items pulled and not yet yielded (see `imap_window`): a batch's
             // worth per batch the workers may hold, of items measured fast and small.
-            let per_batch = target.min(IMAP_BATCH_BYTES / self.item_bytes.max(1));
-            let window = self.batches * per_batch.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
+            let per_batch = target.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
+            let window = self.batches * per_batch.min(self.most_per_batch());
             let room = window.saturating_sub(self.order.held());
             if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
                 return;
@@ -1001,7 +1003,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 }
                 discard(item);
                 count += 1;
-                if count >= IMAP_PER_BATCH && builder.bytes() >= IMAP_BATCH_BYTES {
+                if builder.bytes() >= IMAP_BATCH_BYTES {
                     // Items that turned large: the next batches are sized by them.
                     break;
                 }
@@ -1051,6 +1053,17 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             };
             let Some((first, values)) = received else { return Ok(None) };
             self.order.received(first, values.into_results());
+        }
+    }
+}
+
+impl<J: Job, I> Stream<'_, J, I> {
+    /// The most items per batch the workers may hold that the window takes by their size: as
+    /// many of the last batch's items as [`IMAP_BATCH_BYTES`] holds, and at least one.
+    fn most_per_batch(&self) -> usize {
+        match self.item_bytes {
+            0 => IMAP_MOST_PER_BATCH,
+            bytes => (IMAP_BATCH_BYTES / bytes).clamp(1, IMAP_MOST_PER_BATCH),
         }
     }
 }
