@@ -317,7 +317,7 @@ pub trait Pool: Execute {
     /// quick items never wait for the consumer to pull more), and one that sends items in
     /// batches may grow it (the process backend: 16 per batch a worker may hold at first, up
     /// to 1,024 as its items prove fast and small, and no more than 1 MiB of encoded items
-    /// per batch; see its `ProcessConfig::in_flight`).
+    /// or results per batch; see its `ProcessConfig::in_flight`).
     fn imap_window(&self) -> usize {
         4 * self.workers()
     }

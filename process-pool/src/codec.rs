@@ -265,6 +265,14 @@ thread_local! {
     static LENT: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
 }
 
+/// The length of the bytes lent to the decoding on this thread (0 when none are).
+pub(crate) fn lent_len() -> usize {
+    let lent = LENT.take();
+    let len = lent.as_ref().map_or(0, Vec::len);
+    LENT.set(lent);
+    len
+}
+
 /// Runs `f` with `bulk` lent to the decoding on this thread: the first bulk reference
 /// [`decode`] meets takes it. Whatever `f` did not take is dropped after it, and what was
 /// lent before is lent again (a task may decode inside another decoding's `Drop`).

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
@@ -66,7 +66,7 @@ const IMAP_MOST_PER_BATCH: usize = 1024;
 /// so large items would otherwise count as fast ones; and the first [`IMAP_PER_BATCH`]
 /// items per batch of a window of large items would hold that many of them, 64 MiB of items
 /// of a mebibyte for two workers. A batch pulled ends once its items reach it, and the
-/// window follows the items of the last batch.
+/// window follows the items of the last batch, or the latest results if they are larger.
 const IMAP_BATCH_BYTES: usize = 1 << 20;
 
 /// The longest a caller that joins a task reads results itself (see `Cancel::help_wait`)
@@ -623,9 +623,10 @@ impl Pool for ProcessPool {
     /// (`× 16`) and grows its window to a batch's worth per batch a worker may hold as its
     /// items are measured: enough for fast items to travel in batches, few enough that a slow
     /// consumer holds little (a batch's worth is what the workers do in 200 µs). Whatever
-    /// their speed, the window holds at most 1 MiB of encoded items per batch a worker may
-    /// hold, and one item at least: large items, which take time to copy, keep a window
-    /// sized by their bytes (4 items of a mebibyte for two workers).
+    /// their speed, the window holds at most 1 MiB of encoded items (or of their results, if
+    /// larger) per batch a worker may hold, and one item at least: large items, which take
+    /// time to copy, and large results keep a window sized by their bytes (4 items of a
+    /// mebibyte for two workers).
     fn imap_window(&self) -> usize {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
@@ -805,7 +806,8 @@ impl ProcessPool {
         if sent > 0 {
             let batching = batching_for(&self.shared.config, hint.max(start + sent));
             let abandoned = Some(abandoned.clone());
-            let sink = ChannelSink { tx: tx.clone(), base: start, indices, abandoned };
+            let sink =
+                ChannelSink { tx: tx.clone(), base: start, indices, abandoned, result_bytes: None };
             self.shared.submit(Arc::new(builder.finish(sink, None, batching)));
         }
         sent
@@ -938,6 +940,8 @@ struct Stream<'p, J: Job, I> {
     pulled: usize,
     /// The encoded bytes per item of the last batch pulled (0 before the first).
     item_bytes: usize,
+    /// The encoded bytes per item of the latest results (0 before the first).
+    result_bytes: Arc<AtomicUsize>,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
     tx: Sender<Group<J::Output>>,
@@ -957,6 +961,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             batches,
             pulled: 0,
             item_bytes: 0,
+            result_bytes: Arc::default(),
             order: Reorder::new(ordered),
             tx,
             rx,
@@ -1021,6 +1026,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 base,
                 indices: skipped.then_some(indices),
                 abandoned: Some(self.abandoned.clone()),
+                result_bytes: Some(self.result_bytes.clone()),
             };
             let cap = (batch / workers).max(1);
             self.pool.shared.submit(Arc::new(builder.finish(sink, None, Batching::Adaptive(cap))));
@@ -1059,9 +1065,10 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
 
 impl<J: Job, I> Stream<'_, J, I> {
     /// The most items per batch the workers may hold that the window takes by their size: as
-    /// many of the last batch's items as [`IMAP_BATCH_BYTES`] holds, and at least one.
+    /// many of the last batch's items, or of the latest results if larger, as
+    /// [`IMAP_BATCH_BYTES`] holds, and at least one.
     fn most_per_batch(&self) -> usize {
-        match self.item_bytes {
+        match self.item_bytes.max(self.result_bytes.load(Ordering::Relaxed)) {
             0 => IMAP_MOST_PER_BATCH,
             bytes => (IMAP_BATCH_BYTES / bytes).clamp(1, IMAP_MOST_PER_BATCH),
         }

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
@@ -67,6 +67,20 @@ impl<'a> Received<'a> {
             cost: Cost::default(),
             next: 0,
         }
+    }
+
+    /// How many bytes the encoded outcomes take: their lists', and those of a large value
+    /// that came apart (lent to their decoding, see `codec::with_bulk`).
+    pub(crate) fn bytes(&self) -> usize {
+        let lists: usize = self
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Values { list, .. } => list.len(),
+                Entry::Failed(_) => 0,
+            })
+            .sum();
+        lists + codec::lent_len()
     }
 
     /// The first outcome.
@@ -385,10 +399,16 @@ pub(crate) struct ChannelSink<R> {
     pub(crate) indices: Option<Vec<usize>>,
     /// Set when the receiving iterator is dropped: the items not yet run are not wanted.
     pub(crate) abandoned: Option<Arc<AtomicBool>>,
+    /// Where to store the encoded bytes per item of the latest outcomes, for a receiver that
+    /// holds as many outcomes as their size allows (an `imap` window).
+    pub(crate) result_bytes: Option<Arc<AtomicUsize>>,
 }
 
 impl<R: DeserializeOwned + Send> Sink for ChannelSink<R> {
     fn deliver(&self, first: usize, outcomes: Received<'_>, tally: &Tally, release: &dyn Fn()) {
+        if let Some(bytes) = &self.result_bytes {
+            bytes.store(outcomes.bytes() / outcomes.len().max(1), Ordering::Relaxed);
+        }
         let decoded: Decoded<R> = decode_all(&outcomes);
         release();
         let ok = decoded.values();

@@ -120,6 +120,33 @@ fn an_imap_whose_items_turn_large_shrinks_its_window() {
     assert!(most <= window + 1, "{most} items of a mebibyte pulled and not yet yielded");
 }
 
+/// A mebibyte of bytes.
+fn mebibyte(x: u64) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(vec![x as u8; 1 << 20])
+}
+
+#[test]
+fn an_imap_of_large_results_keeps_the_small_window() {
+    let pool = ProcessPool::new(2).unwrap();
+    // Small items whose results take a mebibyte each: once results come back, the window
+    // holds one per batch the two workers may hold, as for items of that size.
+    let (first, window) = (2 * 2 * 16, 2 * 2);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let items = (0..300u64).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut most = 0;
+    for (yielded, result) in pool.imap(mebibyte, items).enumerate() {
+        assert_eq!(result.unwrap().len(), 1 << 20);
+        if yielded >= first {
+            // Past the items pulled before any result was back.
+            most = most.max(pulled.load(Ordering::Relaxed) - yielded);
+        }
+    }
+    assert!(most <= window + 1, "{most} results of a mebibyte held; window {window}");
+}
+
 /// Tiny items measured fast grow the window past the first 16 per batch a worker may hold,
 /// so that they travel many to a batch (a window topped up item by item sent each alone).
 #[test]
