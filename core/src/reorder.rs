@@ -29,6 +29,12 @@ pub struct Reorder<T> {
     ordered: bool,
     /// The index of the next outcome to yield, when ordered.
     next: usize,
+    /// When ordered, the first index from `next` on whose outcome is not here: the outcomes
+    /// from `next` up to it can be yielded, those after it wait.
+    gap: usize,
+    /// When ordered, the runs of outcomes here past `gap`, by first index: how many each
+    /// holds (so the gap moves past a run at once, not outcome by outcome).
+    early: BTreeMap<usize, usize>,
     /// Items sent and not back yet.
     out: usize,
     ready: BTreeMap<usize, T>,
@@ -38,7 +44,7 @@ impl<T> Reorder<T> {
     /// An empty batch whose outcomes are yielded in input order if `ordered`, else as they
     /// come (lowest index first among those here).
     pub fn new(ordered: bool) -> Self {
-        Reorder { ordered, next: 0, out: 0, ready: BTreeMap::new() }
+        Reorder { ordered, next: 0, gap: 0, early: BTreeMap::new(), out: 0, ready: BTreeMap::new() }
     }
 
     /// Counts `n` more items sent to the workers.
@@ -50,13 +56,32 @@ impl<T> Reorder<T> {
     /// example).
     pub fn settled(&mut self, index: usize, outcome: T) {
         self.ready.insert(index, outcome);
+        self.arrived(index, 1);
     }
 
     /// The outcomes of consecutive sent items, from item `first` on.
     pub fn received(&mut self, first: usize, outcomes: Vec<T>) {
-        self.out = self.out.saturating_sub(outcomes.len());
+        let n = outcomes.len();
+        self.out = self.out.saturating_sub(n);
         for (k, outcome) in outcomes.into_iter().enumerate() {
             self.ready.insert(first + k, outcome);
+        }
+        self.arrived(first, n);
+    }
+
+    /// Notes `n` outcomes here from `first` on: they fill the gap, and then it moves past the
+    /// runs that came before them and follow, or they wait behind it.
+    fn arrived(&mut self, first: usize, n: usize) {
+        if !self.ordered || n == 0 {
+            return;
+        }
+        if first != self.gap {
+            self.early.insert(first, n);
+            return;
+        }
+        self.gap += n;
+        while let Some(n) = self.early.remove(&self.gap) {
+            self.gap += n;
         }
     }
 
@@ -68,6 +93,16 @@ impl<T> Reorder<T> {
         let outcome = self.ready.remove(&self.next)?;
         self.next += 1;
         Some(outcome)
+    }
+
+    /// Outcomes here that cannot be yielded yet: when ordered, those behind an earlier item
+    /// still out (none when unordered). They count against an `imap` window as memory, not as
+    /// the consumer's: the consumer waits for the earlier one.
+    pub fn waiting(&self) -> usize {
+        if !self.ordered {
+            return 0;
+        }
+        self.ready.len() - (self.gap - self.next)
     }
 
     /// Items sent and not back yet: with none, every outcome is here.
@@ -109,10 +144,31 @@ mod tests {
         order.settled(2, 'c');
         order.received(1, vec!['b']);
         assert_eq!(order.pop(), None);
+        assert_eq!(order.waiting(), 2, "b and c wait for a");
         order.received(0, vec!['a']);
+        assert_eq!(order.waiting(), 0);
         assert_eq!(
             [order.pop(), order.pop(), order.pop(), order.pop()],
             [Some('a'), Some('b'), Some('c'), None]
         );
+    }
+
+    #[test]
+    fn outcomes_behind_one_still_out_wait() {
+        let mut order = Reorder::new(true);
+        order.sent(5);
+        order.received(0, vec![0, 1]);
+        order.received(3, vec![3, 4]);
+        assert_eq!((order.held(), order.waiting()), (5, 2));
+        assert_eq!(order.pop(), Some(0));
+        assert_eq!((order.held(), order.waiting()), (4, 2));
+        assert_eq!(order.pop(), Some(1));
+        assert_eq!(order.pop(), None, "item 2 is still out");
+        order.received(2, vec![2]);
+        assert_eq!((order.held(), order.waiting()), (3, 0));
+        let mut unordered = Reorder::new(false);
+        unordered.sent(2);
+        unordered.received(1, vec![1]);
+        assert_eq!(unordered.waiting(), 0, "unordered outcomes never wait");
     }
 }

@@ -979,8 +979,16 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             // The most items pulled and not yet yielded (see `imap_window`): a batch's
             // worth per batch the workers may hold, of items measured fast and small.
             let per_batch = target.clamp(IMAP_PER_BATCH, IMAP_MOST_PER_BATCH);
-            let window = self.batches * per_batch.min(self.most_per_batch());
-            let room = window.saturating_sub(self.order.held());
+            let most_per_batch = self.most_per_batch();
+            let window = self.batches * per_batch.min(most_per_batch);
+            // Outcomes that wait for an earlier item still out (a slow one, when ordered) do
+            // not count against it, but against the most it grows to: the workers go on past
+            // a slow item as far as that reaches, and a second slow item runs beside it rather
+            // than after it.
+            let held = self.order.held();
+            let most = self.batches * most_per_batch;
+            let room =
+                window.saturating_sub(held - self.order.waiting()).min(most.saturating_sub(held));
             if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
                 return;
             }
