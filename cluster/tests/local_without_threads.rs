@@ -9,30 +9,9 @@ mod common;
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use taskpool_cluster::local::Server;
-
-/// How long the test waits for an event before it calls it a hang.
-const HANG: Duration = Duration::from_secs(60);
-
-/// The directory of this process's cgroup of `controller` (v1), or of its v2 cgroup.
-fn own_cgroup(controller: &str) -> Option<PathBuf> {
-    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let find = |wanted: &dyn Fn(&str) -> bool| {
-        cgroups.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            wanted(controllers).then(|| path.to_string())
-        })
-    };
-    match find(&|c| c.split(',').any(|c| c == controller)) {
-        Some(path) => Some(PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}"))),
-        None => find(&|c| c.is_empty()).map(|path| PathBuf::from(format!("/sys/fs/cgroup{path}"))),
-    }
-}
+use taskpool_core::conformance::cgroup::{Cgroup, own_cgroup};
 
 /// Run by the test below, inside a pids cgroup of its own.
 #[test]
@@ -55,51 +34,13 @@ fn start_a_server_when_no_thread_can_start() {
     assert!(server.pid().is_some());
 }
 
-/// A pids cgroup made under this process's, removed when dropped.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    /// Makes one named after `test`, which runs in it.
-    fn new(test: &str) -> Result<Cgroup, String> {
-        let base = own_cgroup("pids").ok_or("no cgroup found")?;
-        let dir = base.join(format!("taskpool-test-{test}-{}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-        let cgroup = Cgroup(dir);
-        fs::write(cgroup.0.join("pids.max"), "max")
-            .map_err(|e| format!("no pids controller there: {e}"))?;
-        Ok(cgroup)
-    }
-
-    /// A command that runs `program` inside this cgroup.
-    fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("sh");
-        let procs = self.0.join("cgroup.procs");
-        command.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(program);
-        command
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Empty once the copy has ended.
-        let procs = self.0.join("cgroup.procs");
-        let deadline = Instant::now() + HANG;
-        while fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn a_local_server_that_cannot_start_a_thread_says_so() {
     let name = "start_a_server_when_no_thread_can_start";
     if common::server_or_skip(name).is_none() {
         return;
     }
-    let cgroup = match Cgroup::new(name) {
+    let cgroup = match Cgroup::with("pids", name, "pids.max", "max") {
         Ok(cgroup) => cgroup,
         Err(why) => {
             println!("skipped: no pids cgroup of this test's own: {why}");

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Config, Pool, Spawned, Task, TaskError};
 
 mod cannot_unwind;
+pub mod cgroup;
 pub mod chaos;
 mod next_timeout;
 mod results;

@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
+use taskpool_core::conformance::cgroup::Cgroup;
 use taskpool_process::{Pool, ProcessPool, Resource, TaskError};
 
 /// The cgroup's limit: more than the test program needs, far less than the task takes.
@@ -57,72 +55,28 @@ fn signal_pid_of(pid: u64, signal: &str) {
     assert!(status.unwrap().success());
 }
 
-/// A memory cgroup made under this process's, removed when dropped.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    /// Makes one limited to `limit` bytes (swap included); `Err` says why it cannot.
-    fn new(limit: u64) -> Result<Cgroup, String> {
-        let cgroups = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-        let line = |wanted: &dyn Fn(&str) -> bool| {
-            cgroups.lines().find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                wanted(controllers).then(|| path.to_string())
-            })
-        };
-        let (base, v1) = match line(&|c| c.split(',').any(|c| c == "memory")) {
-            Some(path) => (format!("/sys/fs/cgroup/memory{path}"), true),
-            None => {
-                (format!("/sys/fs/cgroup{}", line(&|c| c.is_empty()).unwrap_or_default()), false)
-            }
-        };
-        let dir = Path::new(&base).join(format!("taskpool-test-oom-{}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-        let cgroup = Cgroup(dir);
-        let set = |file: &str, value: &str| {
-            fs::write(cgroup.0.join(file), value).map_err(|e| format!("cannot set {file}: {e}"))
-        };
-        if v1 {
-            set("memory.limit_in_bytes", &limit.to_string())?;
-            if cgroup.0.join("memory.memsw.limit_in_bytes").exists() {
-                set("memory.memsw.limit_in_bytes", &limit.to_string())?;
-            }
-        } else {
-            set("memory.max", &limit.to_string())?;
-            if cgroup.0.join("memory.swap.max").exists() {
-                set("memory.swap.max", "0")?;
-            }
+/// A memory cgroup limited to `limit` bytes (swap included); `Err` says why it cannot be had.
+fn memory_cgroup(limit: u64) -> Result<Cgroup, String> {
+    let cgroup = Cgroup::new("memory", "oom")?;
+    let limit = limit.to_string();
+    if cgroup.has("memory.limit_in_bytes") {
+        // cgroup v1.
+        cgroup.set("memory.limit_in_bytes", &limit)?;
+        if cgroup.has("memory.memsw.limit_in_bytes") {
+            cgroup.set("memory.memsw.limit_in_bytes", &limit)?;
         }
-        Ok(cgroup)
-    }
-
-    /// A command that runs `program` inside this cgroup.
-    fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("sh");
-        let procs = self.0.join("cgroup.procs");
-        command.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(program);
-        command
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Empty once the copy and its workers have ended.
-        let procs = self.0.join("cgroup.procs");
-        let deadline = Instant::now() + HANG;
-        while fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(2));
+    } else {
+        cgroup.set("memory.max", &limit)?;
+        if cgroup.has("memory.swap.max") {
+            cgroup.set("memory.swap.max", "0")?;
         }
-        let _ = fs::remove_dir(&self.0);
     }
+    Ok(cgroup)
 }
 
 #[test]
 fn a_task_past_the_memory_cgroup_limit_fails_with_resource_limit() {
-    let cgroup = match Cgroup::new(LIMIT) {
+    let cgroup = match memory_cgroup(LIMIT) {
         Ok(cgroup) => cgroup,
         Err(why) => {
             println!("skipped: no memory cgroup of this test's own: {why}");

@@ -7,11 +7,10 @@
 //! that cannot be done it says why and passes.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use taskpool_core::conformance::cgroup::{Cgroup, own_cgroup};
 use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
 
 /// How long the test waits for an event before it calls it a hang.
@@ -29,22 +28,6 @@ fn block(x: u64) -> u64 {
 fn release() {
     *RELEASED.lock().unwrap() = true;
     RELEASE.notify_all();
-}
-
-/// The directory of this process's cgroup of `controller` (v1), or of its v2 cgroup.
-fn own_cgroup(controller: &str) -> Option<PathBuf> {
-    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let find = |wanted: &dyn Fn(&str) -> bool| {
-        cgroups.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            wanted(controllers).then(|| path.to_string())
-        })
-    };
-    match find(&|c| c.split(',').any(|c| c == controller)) {
-        Some(path) => Some(PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}"))),
-        None => find(&|c| c.is_empty()).map(|path| PathBuf::from(format!("/sys/fs/cgroup{path}"))),
-    }
 }
 
 /// Run by the test below, inside a pids cgroup of its own.
@@ -98,48 +81,10 @@ fn start_a_pool_and_a_one_off_when_no_thread_can_start() {
     }
 }
 
-/// A pids cgroup made under this process's, removed when dropped.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    /// Makes one named after `test`, which runs in it.
-    fn new(test: &str) -> Result<Cgroup, String> {
-        let base = own_cgroup("pids").ok_or("no cgroup found")?;
-        let dir = base.join(format!("taskpool-test-{test}-{}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-        let cgroup = Cgroup(dir);
-        fs::write(cgroup.0.join("pids.max"), "max")
-            .map_err(|e| format!("no pids controller there: {e}"))?;
-        Ok(cgroup)
-    }
-
-    /// A command that runs `program` inside this cgroup.
-    fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("sh");
-        let procs = self.0.join("cgroup.procs");
-        command.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(program);
-        command
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Empty once the copy has ended.
-        let procs = self.0.join("cgroup.procs");
-        let deadline = Instant::now() + HANG;
-        while fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
 /// Runs the test `name` in a copy of this binary, in a pids cgroup of its own; says why
 /// not, and passes, where no such cgroup can be made.
 fn run_in_a_pids_cgroup(name: &str) {
-    let cgroup = match Cgroup::new(name) {
+    let cgroup = match Cgroup::with("pids", name, "pids.max", "max") {
         Ok(cgroup) => cgroup,
         Err(why) => {
             println!("skipped: no pids cgroup of this test's own: {why}");
