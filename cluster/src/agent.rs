@@ -109,6 +109,7 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
         kept_ack_wait: AtomicU64::new(nanos(config.ack_wait)),
         running: Mutex::new(HashMap::new()),
+        held: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
         callers: Mutex::new(Callers::new(Instant::now())),
         js: std::sync::OnceLock::new(),
@@ -136,12 +137,20 @@ struct Agent {
     /// Units running now, by caller and task id, to stop on a cancel notice or when their
     /// caller is gone; with how long their caller may be silent, if it says.
     running: Mutex<HashMap<(String, u64), Running>>,
+    /// The task messages held now, by stream sequence: their latest delivery. A consumer
+    /// whose leader changed (a server of a cluster lost) may deliver a message again to the
+    /// agent that still runs it; the agent takes the new delivery as its own (progress and
+    /// the acknowledgement go through it) rather than run the units a second time.
+    held: Mutex<HashMap<u64, Delivery>>,
     cancelled: Mutex<Cancels>,
     /// What the agent heard from callers, and which it took for gone.
     callers: Mutex<Callers>,
     /// The JetStream context, once connected: to remove a gone caller's results.
     js: std::sync::OnceLock<jetstream::Context>,
 }
+
+/// The latest delivery of a task message held.
+type Delivery = Arc<Mutex<Arc<jetstream::Message>>>;
 
 /// A unit running now.
 struct Running {
@@ -583,27 +592,38 @@ impl Agent {
     }
 
     /// Starts the units of one task message (on the pull loop's own thread, so they start
-    /// at once), and returns what waits for them; `None` for an unreadable message.
+    /// at once), and returns what waits for them; `None` for an unreadable message, or one
+    /// delivered again while this agent still holds it.
     fn begin(
         self: &Arc<Self>,
         message: jetstream::Message,
         outbox: &mpsc::UnboundedSender<Outgoing>,
         client: &async_nats::Client,
     ) -> Option<Held> {
-        let delivered = message.info().map_or(1, |info| info.delivered.max(1) as u64);
+        let (delivered, sequence) = message
+            .info()
+            .map_or((1, None), |info| (info.delivered.max(1) as u64, Some(info.stream_sequence)));
+        let message = Arc::new(message);
+        let delivery = match sequence {
+            // Delivered again while its units still run here: they are not run twice.
+            Some(sequence) => self.take_again(sequence, &message)?,
+            None => Arc::new(Mutex::new(message.clone())),
+        };
         let task: TaskMessage = match wire::decode(&message.payload) {
             Ok(task) => task,
             Err(e) => {
                 say!("taskpool agent {}: dropped an unreadable task message: {e}", self.id);
                 tokio::spawn(async move { message.ack_with(AckKind::Term).await });
+                if let Some(sequence) = sequence {
+                    self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&sequence);
+                }
                 return None;
             }
         };
         let abandon_after = abandon_after(message.headers.as_ref());
         let now = Instant::now();
         let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now, true));
-        let message = Arc::new(message);
-        let progress = tokio::spawn(report_progress(message.clone(), self.progress_period()));
+        let progress = tokio::spawn(report_progress(delivery.clone(), self.progress_period()));
         let mut stored = Vec::with_capacity(task.units.len());
         if gone {
             // Its caller is gone: the units do not run. Each gets a small failure, which says
@@ -616,7 +636,8 @@ impl Agent {
             }
             let runs = FuturesUnordered::new();
             return Some(Held {
-                message,
+                delivery,
+                sequence,
                 progress,
                 stored,
                 runs,
@@ -654,13 +675,39 @@ impl Agent {
                 self.start(pool, &task.caller, abandon_after, unit, client.clone(), fast.clone());
             runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
-        Some(Held { message, progress, stored, runs, caller: task.caller, abandon_after })
+        Some(Held {
+            delivery,
+            sequence,
+            progress,
+            stored,
+            runs,
+            caller: task.caller,
+            abandon_after,
+        })
+    }
+
+    /// Notes `message`, stream sequence `sequence`, as held, and returns its delivery; `None`
+    /// if the agent holds it already (a delivery again while its units run here), which
+    /// then becomes the delivery that progress and the acknowledgement go through.
+    fn take_again(&self, sequence: u64, message: &Arc<jetstream::Message>) -> Option<Delivery> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(delivery) = held.get(&sequence) {
+            *delivery.lock().unwrap_or_else(PoisonError::into_inner) = message.clone();
+            // Its ack wait runs from now: progress is reported on it at once.
+            let message = message.clone();
+            tokio::spawn(async move { message.ack_with(AckKind::Progress).await });
+            return None;
+        }
+        let delivery = Arc::new(Mutex::new(message.clone()));
+        held.insert(sequence, delivery.clone());
+        Some(delivery)
     }
 
     /// Waits for the units of a message, has their results stored, and acknowledges the
     /// message once every one is.
     async fn finish(self: Arc<Self>, held: Held, outbox: mpsc::UnboundedSender<Outgoing>) {
-        let Held { message, progress, mut stored, mut runs, caller, abandon_after } = held;
+        let Held { delivery, sequence, progress, mut stored, mut runs, caller, abandon_after } =
+            held;
         while let Some(result) = runs.next().await {
             let key = (caller.clone(), result.task);
             self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
@@ -687,7 +734,11 @@ impl Agent {
         }
         if all_stored {
             // A lost ack only means another delivery, whose results are then duplicates.
+            let message = delivery.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let _ = message.ack().await;
+        }
+        if let Some(sequence) = sequence {
+            self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&sequence);
         }
     }
 
@@ -766,7 +817,10 @@ fn gone_error(agent: &str) -> WireError {
 
 /// A task message whose units run.
 struct Held {
-    message: Arc<jetstream::Message>,
+    /// Its latest delivery.
+    delivery: Delivery,
+    /// Its sequence in the tasks stream, if the message says.
+    sequence: Option<u64>,
     progress: tokio::task::JoinHandle<()>,
     stored: Vec<oneshot::Receiver<()>>,
     runs: FuturesUnordered<Pin<Box<dyn Future<Output = UnitResult> + Send>>>,
@@ -818,12 +872,14 @@ fn send_fast_copy(client: &async_nats::Client, subject: String, result: &UnitRes
     }
 }
 
-/// Tells the server, every `period`, that the agent still works on `message`.
-async fn report_progress(message: Arc<jetstream::Message>, period: Duration) {
+/// Tells the server, every `period`, that the agent still works on the message delivered
+/// as `delivery` (its latest delivery).
+async fn report_progress(delivery: Delivery, period: Duration) {
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
     loop {
         tick.tick().await;
+        let message = delivery.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let _ = message.ack_with(AckKind::Progress).await;
     }
 }

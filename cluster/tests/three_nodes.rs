@@ -1,0 +1,163 @@
+//! A pool and agents on a three-node NATS cluster, each side connected to a server of its
+//! own, with streams of three replicas: the server that leads the agents' consumer dies
+//! while an agent holds a task.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Agent, Server};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+
+/// Long enough for a cluster to elect its leaders, or to call a step hung.
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A node of the cluster and its monitoring port.
+struct Node {
+    server: Server,
+    name: String,
+    monitor: u16,
+}
+
+/// Three servers in one cluster, each with JetStream and a monitoring port, once the cluster
+/// has a meta leader; `None` (skipped) without a server binary.
+fn cluster(test: &str) -> Option<Vec<Node>> {
+    common::server_or_skip(test)?;
+    let routes: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let name = format!("{test}-n{i}");
+            let monitor = common::free_port();
+            let args = vec![
+                "--cluster_name".to_string(),
+                format!("{test}-{}", std::process::id()),
+                "--cluster".to_string(),
+                list[i].clone(),
+                "--routes".to_string(),
+                list.join(","),
+                "-m".to_string(),
+                monitor.to_string(),
+            ];
+            let server = Server::start_with(&name, args).expect("a node starts");
+            Node { server, name, monitor }
+        })
+        .collect();
+    let led = common::poll(WITHIN, || {
+        jsz(&nodes[0], "").is_some_and(|v| v["meta_cluster"]["leader"].as_str().is_some())
+    });
+    assert!(led, "the cluster elects a meta leader");
+    Some(nodes)
+}
+
+/// The node's `/jsz` monitoring page with `query`, if it answers.
+fn jsz(node: &Node, query: &str) -> Option<serde_json::Value> {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.monitor)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET /jsz{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
+/// The agents' consumer and its stream's state, as the live node `node` sees them.
+fn agents_consumer(node: &Node) -> Option<(serde_json::Value, serde_json::Value)> {
+    let page = jsz(node, "?accounts=true&streams=true&consumers=true")?;
+    let accounts = page["account_details"].as_array()?;
+    accounts.iter().flat_map(|a| a["stream_detail"].as_array().into_iter().flatten()).find_map(
+        |stream| {
+            let consumers = stream["consumer_detail"].as_array()?;
+            let found = consumers
+                .iter()
+                .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with("agents_")))?;
+            Some((found.clone(), stream["state"].clone()))
+        },
+    )
+}
+
+/// Appends a line to `dir/runs` (one per run), then waits until `dir/go` exists.
+fn run_and_hold(dir: String) -> u32 {
+    let dir = PathBuf::from(dir);
+    let mut runs = std::fs::OpenOptions::new().append(true).create(true).open(dir.join("runs"));
+    writeln!(runs.as_mut().unwrap(), "run").unwrap();
+    let until = Instant::now() + Duration::from_secs(600);
+    while !dir.join("go").exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    7
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("runs")).map_or(0, |text| text.lines().count())
+}
+
+/// The new leader of the agents' consumer gives the task an agent holds to an agent again
+/// (it does not know the progress the agent reported to the old one): the agent that still
+/// runs it takes the new delivery as its own, and does not run the task a second time.
+#[test]
+fn a_task_redelivered_to_the_agent_that_runs_it_runs_once() {
+    let Some(mut nodes) = cluster("three_nodes") else { return };
+    let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000"), ("TASKPOOL_AGENT_REPLICAS", "3")];
+    // Three workers: one for the held task, one for a second run of it, one for a marker.
+    let _agent: Agent = common::agent(&nodes[1].server.url(), 3, &vars);
+    let config = ClusterConfig::new(nodes[0].server.url())
+        .config(Config::new().workers(3))
+        .replicas(3)
+        .agent_wait(Duration::from_secs(60));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, WITHIN));
+    let dir = common::markers("three_nodes_redelivered");
+    let held = pool.submit(run_and_hold, dir.to_string_lossy().into_owned());
+    assert!(common::poll(WITHIN, || runs(&dir) == 1), "the task starts");
+
+    // The server that leads the agents' consumer dies while the agent holds the task.
+    let leader = std::cell::RefCell::new(None);
+    assert!(common::poll(WITHIN, || {
+        let found = agents_consumer(&nodes[0])
+            .and_then(|(c, _)| c["cluster"]["leader"].as_str().map(str::to_owned));
+        *leader.borrow_mut() = found;
+        leader.borrow().is_some()
+    }));
+    let leader = leader.into_inner().unwrap();
+    let at = nodes.iter().position(|n| n.name == leader).expect("the leader is a node");
+    nodes[at].server.kill();
+    let live: Vec<&Node> = nodes.iter().filter(|n| n.server.pid().is_some()).collect();
+
+    // A new leader delivers the held task again (to the only agent).
+    let redelivered = common::poll(WITHIN, || {
+        live.iter().any(|n| {
+            agents_consumer(n).is_some_and(|(c, _)| {
+                let (delivered, of) =
+                    (&c["delivered"]["consumer_seq"], &c["delivered"]["stream_seq"]);
+                c["cluster"]["leader"].as_str().is_some_and(|l| l != leader)
+                    && delivered.as_u64() > of.as_u64()
+            })
+        })
+    });
+    assert!(redelivered, "the new leader of the agents' consumer delivers the held task again");
+    // A task sent after the redelivery reaches the agent after it, and has a worker of its own.
+    assert_eq!(pool.submit(square, 3).join().unwrap(), 9);
+
+    std::fs::write(dir.join("go"), "").unwrap();
+    assert_eq!(held.join().unwrap(), 7);
+    // Every delivery is acknowledged, and the stream empty, once every run has ended.
+    let settled = common::poll(WITHIN, || {
+        live.iter().any(|n| {
+            agents_consumer(n).is_some_and(|(c, state)| {
+                c["num_ack_pending"].as_u64() == Some(0) && state["messages"].as_u64() == Some(0)
+            })
+        })
+    });
+    assert!(settled, "every delivery of the task is acknowledged");
+    assert_eq!(runs(&dir), 1, "the agent ran the task it held again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
