@@ -133,8 +133,11 @@ macro_rules! server_settings {
             /// Replicas of each stream (default 1; 3 on a three-node cluster keeps every task
             /// through the loss of a server): this side makes the streams with this many, or
             /// raises the replicas of streams made with fewer (by a side that asked for
-            /// fewer), and never lowers them. More than the server can have is
-            /// [`TaskError::InvalidConfig`].
+            /// fewer), and never lowers them. More than one on a server outside a cluster is
+            /// [`TaskError::InvalidConfig`]; more than a cluster has servers with JetStream up
+            /// fails once the cluster has refused them for about 20 s (it may still be
+            /// forming), with [`TaskError::Unreachable`] and the server's reason (no suitable
+            /// peers for placement).
             #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
             pub fn replicas(mut self, n: usize) -> Self {
                 self.server.replicas = n;

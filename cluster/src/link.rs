@@ -364,7 +364,7 @@ pub(crate) fn jetstream(client: Client) -> jetstream::Context {
 ///
 /// # Errors
 ///
-/// As [`ask`]: [`TaskError::InvalidConfig`] for replicas the server cannot have,
+/// As [`ask`]: [`TaskError::InvalidConfig`] for replicas a server outside a cluster cannot have,
 /// [`TaskError::Unreachable`] for a server without JetStream or one that keeps failing.
 pub(crate) async fn streams(
     js: &jetstream::Context,
@@ -442,6 +442,11 @@ impl fmt::Display for StreamRefusal {
                      or one made by someone else; choose another stream name)",
                 )
             }
+            CreateStreamErrorKind::JetStream(e) if e.kind() == ErrorCode::CLUSTER_NO_PEERS => f
+                .write_str(
+                    " (the cluster has fewer servers with JetStream up than the replicas asked \
+                     for, or is still forming: ask for fewer replicas, or start more servers)",
+                ),
             _ => Ok(()),
         }
     }

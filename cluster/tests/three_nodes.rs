@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Agent, Server};
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
 
 /// Long enough for a cluster to elect its leaders, or to call a step hung.
 const WITHIN: Duration = Duration::from_secs(30);
@@ -160,4 +160,26 @@ fn a_task_redelivered_to_the_agent_that_runs_it_runs_once() {
     assert!(settled, "every delivery of the task is acknowledged");
     assert_eq!(runs(&dir), 1, "the agent ran the task it held again");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// More replicas than the cluster has servers fail, once the cluster has refused them for a
+/// while (it may still be forming), as a server that does not take the streams, saying what
+/// to do; as many as it has serve.
+#[test]
+fn more_replicas_than_servers_fail_saying_so() {
+    let Some(nodes) = cluster("three_nodes_replicas") else { return };
+    let url = nodes[0].server.url();
+    let started = Instant::now();
+    let config = ClusterConfig::new(url.clone()).stream_name("FOUR").replicas(4);
+    match ClusterPool::with_config(config) {
+        Err(TaskError::Unreachable { waited, source }) => {
+            assert!(waited <= started.elapsed(), "waited {waited:?}");
+            let reason = source.to_string();
+            assert!(reason.contains("FOUR_TASKS"), "names the stream: {reason}");
+            assert!(reason.contains("ask for fewer replicas"), "says what to do: {reason}");
+        }
+        other => panic!("expected the streams refused, got {:?}", other.map(|_| ())),
+    }
+    let config = ClusterConfig::new(url).stream_name("THREE").replicas(3);
+    ClusterPool::with_config(config).expect("three replicas on three servers");
 }
