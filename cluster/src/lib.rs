@@ -36,7 +36,10 @@
 //!   a cluster) until an agent has stored its result; an agent that dies, is cut off or loses
 //!   the server while running it leaves it to run again elsewhere after the ack wait
 //!   ([`AgentConfig::ack_wait`]). Agents report progress on long tasks, so those are not
-//!   given away while their agent lives.
+//!   given away while their agent lives; but on a cluster of servers, losing the one that
+//!   leads the agents' consumer gives the tasks agents hold to agents again (its successor
+//!   does not know their progress), and another agent with free slots runs them a second
+//!   time.
 //! - **A delivery limit.** A task delivered more than [`ClusterConfig::delivery_limit`] times
 //!   fails with [`TaskError::DeliveryLimit`]: a task that kills whatever runs it cannot
 //!   circle for ever.
