@@ -63,8 +63,10 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// crate's documentation); call it yourself to start an agent from code, async code included
 /// (it blocks the calling thread until the agent stops; inside an async runtime it runs its
 /// own runtime on a thread of its own). The agent waits for its server: while it cannot
-/// connect it says why on standard error (at once, then every 15 s). It prints one line to
-/// standard error once it is serving.
+/// connect it says why on standard error (at once, then every 15 s); connected to a server
+/// whose JetStream is not available yet (a cluster of servers still forming), it waits too,
+/// saying why after 15 s and every 15 s after. It prints one line to standard error once it
+/// is serving.
 ///
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
@@ -195,12 +197,14 @@ impl Agent {
         let name = format!("taskpool agent {}", self.id);
         let client = link::connect_waiting(&self.config.server, &name).await?;
         let js = link::jetstream(client.clone());
-        let (tasks, _) = link::streams(&js, &self.config.server).await?;
+        // A cluster whose servers are starting may have no JetStream yet: waited for.
+        let (tasks, _) = link::streams(&js, &self.config.server, Some(&name)).await?;
         // Connected by now (the streams answered), so the server has said what it takes.
         let max_payload = client.server_info().max_payload.max(64 << 10);
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
+        let ack_wait = self.config.ack_wait;
         let mut consumer =
-            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
+            link::agents_consumer(&tasks, &self.names, self.image, ack_wait, Some(&name)).await?;
         self.keep_ack_wait(&mut consumer);
         let cancels = client
             .subscribe(self.names.cancel_subject(self.image))
@@ -338,9 +342,10 @@ impl Agent {
         &self,
         js: &jetstream::Context,
     ) -> Result<jetstream::consumer::PullConsumer, TaskError> {
-        let (tasks, _) = link::streams(js, &self.config.server).await?;
+        let (tasks, _) = link::streams(js, &self.config.server, None).await?;
         let mut consumer =
-            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait).await?;
+            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait, None)
+                .await?;
         self.keep_ack_wait(&mut consumer);
         Ok(consumer)
     }

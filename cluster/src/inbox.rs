@@ -85,7 +85,7 @@ pub(crate) async fn receive(
 
 /// This caller's results consumer, and the streams, made again if they are gone.
 async fn attach(inner: &Inner) -> Result<jetstream::consumer::PullConsumer, TaskError> {
-    let (tasks, results) = link::streams(&inner.js, &inner.config.server).await?;
+    let (tasks, results) = link::streams(&inner.js, &inner.config.server, None).await?;
     inner.found_tasks_stream(&tasks);
     link::results_consumer(&results, &inner.names, &inner.caller).await
 }

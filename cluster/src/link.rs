@@ -360,7 +360,8 @@ pub(crate) fn jetstream(client: Client) -> jetstream::Context {
         .build(client)
 }
 
-/// Creates the two streams unless they exist, and returns them.
+/// Creates the two streams unless they exist, and returns them. With `waiting` (the name to
+/// speak as), a server whose JetStream keeps failing is waited for, and said so (see [`ask`]).
 ///
 /// # Errors
 ///
@@ -369,6 +370,7 @@ pub(crate) fn jetstream(client: Client) -> jetstream::Context {
 pub(crate) async fn streams(
     js: &jetstream::Context,
     server: &Server,
+    waiting: Option<&str>,
 ) -> Result<(stream::Stream, stream::Stream), TaskError> {
     let names = Names::new(server);
     let tasks = stream::Config {
@@ -390,12 +392,13 @@ pub(crate) async fn streams(
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    Ok((stream_of(js, tasks).await?, stream_of(js, results).await?))
+    Ok((stream_of(js, tasks, waiting).await?, stream_of(js, results, waiting).await?))
 }
 
 async fn stream_of(
     js: &jetstream::Context,
     config: stream::Config,
+    waiting: Option<&str>,
 ) -> Result<stream::Stream, TaskError> {
     let what = format!(
         "stream {} (replicas: {}, subjects {})",
@@ -409,7 +412,7 @@ async fn stream_of(
         _ => Answer::Passing,
     };
     let request = || async { js.get_or_create_stream(config.clone()).await.map_err(StreamRefusal) };
-    let stream = ask(&what, request, answer).await?;
+    let stream = ask(&what, request, answer, waiting).await?;
     let found = stream.cached_info().config.clone();
     if let Some(reason) = foreign(&found, &config) {
         // Someone else's stream by that name: final until its operator changes something.
@@ -420,7 +423,7 @@ async fn stream_of(
         // asks for, as it would have been made, never lowered.
         let raised = stream::Config { num_replicas: config.num_replicas, ..found };
         let request = || async { js.update_stream(&raised).await.map_err(StreamRefusal) };
-        ask(&what, request, answer).await?;
+        ask(&what, request, answer, waiting).await?;
     }
     Ok(stream)
 }
@@ -506,12 +509,13 @@ fn discarding(found: &stream::Config, wanted: &stream::Config) -> Option<String>
     ))
 }
 
-/// The pull consumer every agent of `image` shares.
+/// The pull consumer every agent of `image` shares; with `waiting`, as [`streams`].
 pub(crate) async fn agents_consumer(
     tasks: &stream::Stream,
     names: &Names,
     image: &str,
     ack_wait: Duration,
+    waiting: Option<&str>,
 ) -> Result<consumer::PullConsumer, TaskError> {
     let name = Names::agents_consumer(image);
     let config = consumer::pull::Config {
@@ -526,7 +530,7 @@ pub(crate) async fn agents_consumer(
         max_waiting: 4096,
         ..Default::default()
     };
-    consumer_of(tasks, &name, config).await
+    consumer_of(tasks, &name, config, waiting).await
 }
 
 /// The pull consumer of one caller's results.
@@ -546,20 +550,21 @@ pub(crate) async fn results_consumer(
         inactive_threshold: RESULTS_INACTIVE,
         ..Default::default()
     };
-    consumer_of(results, &name, config).await
+    consumer_of(results, &name, config, None).await
 }
 
 async fn consumer_of(
     stream: &stream::Stream,
     name: &str,
     config: consumer::pull::Config,
+    waiting: Option<&str>,
 ) -> Result<consumer::PullConsumer, TaskError> {
     let answer = |e: &ConsumerError| match e.kind() {
         ConsumerErrorKind::JetStream(e) => answer_of(e.kind()),
         _ => Answer::Passing,
     };
     let what = format!("consumer {name}");
-    ask(&what, || stream.get_or_create_consumer(name, config.clone()), answer).await
+    ask(&what, || stream.get_or_create_consumer(name, config.clone()), answer, waiting).await
 }
 
 /// How many times a stream or consumer is asked for before the server counts as unreachable.
@@ -599,7 +604,10 @@ fn answer_of(code: ErrorCode) -> Answer {
 }
 
 /// Asks for `what` with `request` until the server gives it or a final no (as `answer`
-/// reads its errors), at most [`TRIES`] times.
+/// reads its errors), at most [`TRIES`] times; with `waiting`, for as long as it takes: a
+/// service waits for its server's JetStream (a cluster without a quorum of its servers up
+/// has none), and says as `waiting` on standard error why, once it has waited
+/// [`REPORT_EVERY`] and every [`REPORT_EVERY`] after, then once that it got `what`.
 ///
 /// # Errors
 ///
@@ -610,6 +618,7 @@ async fn ask<T, E, F>(
     what: &str,
     mut request: impl FnMut() -> F,
     answer: impl Fn(&E) -> Answer,
+    waiting: Option<&str>,
 ) -> Result<T, TaskError>
 where
     F: Future<Output = Result<T, E>>,
@@ -617,9 +626,25 @@ where
 {
     let started = Instant::now();
     let mut last = String::new();
-    for attempt in 0..TRIES {
+    let mut reported: Option<Instant> = None;
+    let mut attempt = 0;
+    while attempt < TRIES || waiting.is_some() {
+        if let Some(name) = waiting {
+            let due = reported.unwrap_or(started) + REPORT_EVERY;
+            if !last.is_empty() && Instant::now() >= due {
+                let every = REPORT_EVERY.as_secs();
+                say!("{name}: {last}; trying again (reported every {every} s)");
+                reported = Some(Instant::now());
+            }
+        }
         let error = match request().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                if let (Some(name), Some(_)) = (waiting, reported) {
+                    let waited = started.elapsed().as_secs();
+                    say!("{name}: got {what} after {waited} s");
+                }
+                return Ok(value);
+            }
             Err(e) => e,
         };
         // Zero if it did not retry.
@@ -636,6 +661,7 @@ where
             Answer::Refused => return Err(error::unreachable(last, waited)),
         }
         tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
+        attempt += 1;
     }
     Err(error::unreachable(last, started.elapsed()))
 }
@@ -657,7 +683,7 @@ mod tests {
         };
         let answer = |n: &usize| answers[*n];
         let runtime = runtime("test").unwrap();
-        runtime.block_on(ask("stream S", request, answer))
+        runtime.block_on(ask("stream S", request, answer, None))
     }
 
     #[test]

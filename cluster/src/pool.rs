@@ -219,7 +219,7 @@ impl ClusterPool {
             let beats =
                 link::connect(&config.server, &format!("taskpool caller {caller} beats")).await?;
             let js = link::jetstream(client.clone());
-            let (tasks, results) = link::streams(&js, &config.server).await?;
+            let (tasks, results) = link::streams(&js, &config.server, None).await?;
             let names = Names::new(&config.server);
             let consumer = link::results_consumer(&results, &names, &caller).await?;
             Ok::<_, TaskError>((client, beats, js, tasks, results, consumer))

@@ -4,9 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Agent, Server};
@@ -26,31 +28,45 @@ struct Node {
 /// has a meta leader; `None` (skipped) without a server binary.
 fn cluster(test: &str) -> Option<Vec<Node>> {
     common::server_or_skip(test)?;
-    let routes: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>();
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let name = format!("{test}-n{i}");
-            let monitor = common::free_port();
-            let args = vec![
-                "--cluster_name".to_string(),
-                format!("{test}-{}", std::process::id()),
-                "--cluster".to_string(),
-                list[i].clone(),
-                "--routes".to_string(),
-                list.join(","),
-                "-m".to_string(),
-                monitor.to_string(),
-            ];
-            let server = Server::start_with(&name, args).expect("a node starts");
-            Node { server, name, monitor }
-        })
-        .collect();
+    let routes = Routes::new(test);
+    let nodes: Vec<Node> = (0..3).map(|i| routes.start(i)).collect();
     let led = common::poll(WITHIN, || {
         jsz(&nodes[0], "").is_some_and(|v| v["meta_cluster"]["leader"].as_str().is_some())
     });
     assert!(led, "the cluster elects a meta leader");
     Some(nodes)
+}
+
+/// The cluster ports of three servers that make one cluster.
+struct Routes {
+    cluster: String,
+    ports: Vec<u16>,
+}
+
+impl Routes {
+    fn new(test: &str) -> Routes {
+        let cluster = format!("{test}-{}", std::process::id());
+        Routes { cluster, ports: (0..3).map(|_| common::free_port()).collect() }
+    }
+
+    /// Starts node `i` of the three.
+    fn start(&self, i: usize) -> Node {
+        let list = self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>();
+        let name = format!("{}-n{i}", self.cluster);
+        let monitor = common::free_port();
+        let args = vec![
+            "--cluster_name".to_string(),
+            self.cluster.clone(),
+            "--cluster".to_string(),
+            list[i].clone(),
+            "--routes".to_string(),
+            list.join(","),
+            "-m".to_string(),
+            monitor.to_string(),
+        ];
+        let server = Server::start_with(&name, args).expect("a node starts");
+        Node { server, name, monitor }
+    }
 }
 
 /// The node's `/jsz` monitoring page with `query`, if it answers.
@@ -182,4 +198,74 @@ fn more_replicas_than_servers_fail_saying_so() {
     }
     let config = ClusterConfig::new(url).stream_name("THREE").replicas(3);
     ClusterPool::with_config(config).expect("three replicas on three servers");
+}
+
+/// An agent of this test binary whose standard error comes line by line; killed, by its pid,
+/// when dropped.
+struct WatchedAgent {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl WatchedAgent {
+    fn start(url: &str) -> WatchedAgent {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.env("TASKPOOL_AGENT", url).env("TASKPOOL_AGENT_WORKERS", "1");
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the agent starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("agent: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        WatchedAgent { child, lines }
+    }
+
+    /// Waits for a line that contains `text`; the lines before it, or `Err` with them if the
+    /// agent ends or says nothing of the kind within [`WITHIN`].
+    fn said(&self, text: &str) -> Result<Vec<String>, Vec<String>> {
+        let deadline = Instant::now() + WITHIN;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Ok(seen),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
+}
+
+impl Drop for WatchedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An agent started while its cluster is not formed yet (its servers start one after the
+/// other) has a server but no JetStream yet: it waits, saying why, and serves once the
+/// cluster has a leader, rather than end.
+#[test]
+fn an_agent_waits_for_a_cluster_to_form() {
+    if common::server_or_skip("three_nodes_forming").is_none() {
+        return;
+    }
+    let routes = Routes::new("three_nodes_forming");
+    let first = routes.start(0);
+    let agent = WatchedAgent::start(&first.server.url());
+    let before = agent.said("trying again").expect("the agent says why it waits, and waits");
+    assert!(
+        before.iter().all(|l| !l.contains("serving")),
+        "it cannot serve before the cluster has a leader: {before:?}"
+    );
+    // A cluster made anew elects its first leader once all its servers are up.
+    let others: Vec<Node> = (1..3).map(|i| routes.start(i)).collect();
+    agent.said("serving image").expect("the agent serves once the cluster has a leader");
+    let pool = ClusterPool::connect(others[0].server.url()).expect("the pool connects");
+    assert_eq!(pool.submit(square, 4).join().unwrap(), 16);
 }
