@@ -320,7 +320,18 @@ pub(crate) async fn why_unreachable(js: &jetstream::Context, server: &Server) ->
         // behind it is stopped or cut off.
         return match tokio::time::timeout(ANSWER_WITHIN, js.query_account()).await {
             Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("the server at {url} did not answer: {e}")),
+            Ok(Err(e)) => {
+                let hint = match e.kind() {
+                    jetstream::context::AccountErrorKind::JetStream(e)
+                        if e.kind() == ErrorCode::CLUSTER_NOT_AVAILABLE =>
+                    {
+                        " (on a cluster of servers: fewer than a majority of its servers are up, \
+                         or it has not formed yet)"
+                    }
+                    _ => "",
+                };
+                Some(format!("the server at {url} did not answer: {e}{hint}"))
+            }
             Err(_) => Some(format!("the server at {url} did not answer within {within} s")),
         };
     }

@@ -134,9 +134,9 @@ impl Outgoing {
                         inner.outage.end();
                         break;
                     }
-                    Err(e) => e.to_string(),
+                    Err(e) => refusal(&e),
                 },
-                Err(e) => e.to_string(),
+                Err(e) => refusal(&e),
             };
             let outage = inner.outage.begin();
             if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
@@ -173,6 +173,19 @@ impl Outgoing {
                 entry.fail(&failure);
             }
         }
+    }
+}
+
+/// Why a store failed, as `error` says, with what the lack of a stream means.
+fn refusal(error: &jetstream::context::PublishError) -> String {
+    if error.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
+        format!(
+            "{error} (nothing takes the tasks stream's subjects: on a cluster of servers, the \
+             stream has no leader while fewer than a majority of its servers are up; or the \
+             stream was removed)"
+        )
+    } else {
+        error.to_string()
     }
 }
 

@@ -269,3 +269,26 @@ fn an_agent_waits_for_a_cluster_to_form() {
     let pool = ClusterPool::connect(others[0].server.url()).expect("the pool connects");
     assert_eq!(pool.submit(square, 4).join().unwrap(), 16);
 }
+
+/// A cluster that lost two of its three servers has no leader for the tasks stream: a task
+/// sent then fails after the agent wait as a server that does not take it, saying why.
+#[test]
+fn a_task_sent_to_a_cluster_without_a_majority_fails_saying_why() {
+    let Some(mut nodes) = cluster("three_nodes_majority") else { return };
+    let url = nodes[0].server.url();
+    let vars = [("TASKPOOL_AGENT_REPLICAS", "3")];
+    let _agent: Agent = common::agent(&url, 1, &vars);
+    let config = ClusterConfig::new(url).replicas(3).agent_wait(Duration::from_secs(10));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, WITHIN));
+    assert_eq!(pool.submit(square, 2).join().unwrap(), 4);
+    nodes[1].server.kill();
+    nodes[2].server.kill();
+    match pool.submit(square, 3).join() {
+        Err(TaskError::Unreachable { source, .. }) => {
+            let reason = source.to_string();
+            assert!(reason.contains("fewer than a majority"), "says why: {reason}");
+        }
+        other => panic!("expected the task refused, got {other:?}"),
+    }
+}
