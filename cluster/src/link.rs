@@ -17,8 +17,8 @@
 use std::fmt;
 use std::future::Future;
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::ErrorCode;
@@ -237,8 +237,10 @@ pub(crate) async fn connect_waiting(server: &Server, name: &str) -> Result<Clien
     let mut reported: Option<Instant> = None;
     let mut attempt = 1;
     loop {
-        match connect_with(server, name, reporting(server, name)).await {
+        let connected = Arc::new(OnceLock::new());
+        match connect_with(server, name, reporting(server, name, connected.clone())).await {
             Ok(client) => {
+                let _ = connected.set(client.clone());
                 if reported.is_some() {
                     let waited = started.elapsed().as_secs();
                     say!("{name}: connected to {} after {waited} s", server.shown_url());
@@ -282,21 +284,32 @@ pub(crate) async fn connect_quietly(server: &Server, name: &str) -> Result<Clien
 /// and when it is back (once each), and when the server is about to shut down: an agent is a
 /// long-running service whose client reconnects by itself, and its operator would otherwise
 /// see nothing while it serves no one.
-fn reporting(server: &Server, name: &str) -> ConnectOptions {
+///
+/// Each message names the server the client is connected to, once `client` holds the client:
+/// of a cluster, that may be another server than the url's, which the cluster told it of.
+fn reporting(server: &Server, name: &str, client: Arc<OnceLock<Client>>) -> ConnectOptions {
     let (name, url) = (name.to_string(), server.shown_url());
     let lost = Arc::new(AtomicBool::new(false));
     ConnectOptions::new().event_callback(move |event| {
-        let (name, url, lost) = (name.clone(), url.clone(), lost.clone());
+        let (name, url, lost, client) = (name.clone(), url.clone(), lost.clone(), client.clone());
         async move {
+            let server = || match client.get() {
+                Some(client) => {
+                    let info = client.server_info();
+                    let at = format!("{}:{}", info.host, info.port);
+                    format!("the server {} at {at} (servers: {url})", info.server_name)
+                }
+                None => format!("the server at {url}"),
+            };
             match event {
                 Event::Disconnected if !lost.swap(true, Ordering::Relaxed) => {
-                    say!("{name}: lost the server at {url}; reconnecting");
+                    say!("{name}: lost {}; reconnecting", server());
                 }
                 Event::Connected if lost.swap(false, Ordering::Relaxed) => {
-                    say!("{name}: reconnected to {url}");
+                    say!("{name}: reconnected, to {}", server());
                 }
                 Event::LameDuckMode => {
-                    say!("{name}: the server at {url} is shutting down (lame duck mode)");
+                    say!("{name}: {} is shutting down (lame duck mode)", server());
                 }
                 _ => {}
             }

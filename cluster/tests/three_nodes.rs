@@ -292,3 +292,28 @@ fn a_task_sent_to_a_cluster_without_a_majority_fails_saying_why() {
         other => panic!("expected the task refused, got {other:?}"),
     }
 }
+
+/// An agent whose server dies reconnects to another server of the cluster, and says which:
+/// not the url it was given, whose server is gone.
+#[test]
+fn an_agent_says_which_server_it_reconnected_to() {
+    let Some(mut nodes) = cluster("three_nodes_reconnect") else { return };
+    let agent = WatchedAgent::start(&nodes[1].server.url());
+    agent.said("serving image").expect("the agent serves");
+    nodes[1].server.kill();
+    let lost = format!("{} at 127.0.0.1:{}", nodes[1].name, nodes[1].server.port());
+    let before = agent.said(&lost).expect("the agent says which server it lost");
+    assert!(before.iter().all(|l| !l.contains("reconnected")), "{before:?}");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let line = agent.lines.iter().find(|l| l.contains("reconnected"));
+        let _ = tx.send(line);
+        drop(agent);
+    });
+    let line = rx.recv_timeout(WITHIN).expect("the agent reconnects").expect("it says so");
+    let others = [&nodes[0], &nodes[2]];
+    let named = others
+        .iter()
+        .any(|n| line.contains(&format!("{} at 127.0.0.1:{}", n.name, n.server.port())));
+    assert!(named, "names the server it reconnected to: {line}");
+}
