@@ -312,20 +312,17 @@ pub trait Pool: Execute {
     }
 
     /// How many items [`Pool::imap`] and [`Pool::imap_unordered`] keep in flight at most:
-    /// pulled from the input and not yet yielded. By default 4 per worker; a backend whose
-    /// items cost little to hand out keeps more (the thread backend: 64 per thread, so that
-    /// quick items never wait for the consumer to pull more), and one that sends items in
-    /// batches may grow it (the process backend: 16 per batch a worker may hold at first, up
-    /// to 1,024 as its items prove fast and small, and no more than 1 MiB of encoded items
-    /// or results per batch; see its `ProcessConfig::in_flight`).
+    /// pulled from the input and not yet yielded. By default 4 per worker; a backend that
+    /// sends items in batches may keep more (the process backend: 16 per batch a worker may
+    /// hold at first, up to 1,024 as its items prove fast and small, and no more than 1 MiB
+    /// of encoded items or results per batch; see its `ProcessConfig::in_flight`).
     fn imap_window(&self) -> usize {
         4 * self.workers()
     }
 
     /// Runs `task` over `items` lazily and yields the outcomes in input order, like Python's
-    /// `imap`. At most [`Pool::imap_window`] items (a few per worker, more where items cost
-    /// little to hand out) are pulled ahead of the consumer, so an endless iterator runs in
-    /// bounded memory. Dropping the iterator cancels
+    /// `imap`. At most [`Pool::imap_window`] items (a few per worker) are pulled ahead of the
+    /// consumer, so an endless iterator runs in bounded memory. Dropping the iterator cancels
     /// the items it pulled that no worker took yet; those a worker took (a process worker
     /// takes a batch at a time) may still run, and their outcomes are discarded.
     ///

@@ -588,19 +588,9 @@ fn relieve(shared: &Arc<Shared>, over: &dyn Fn() -> bool) {
     shared.queue.unregister_relief();
 }
 
-/// Items an `imap` keeps in flight per thread (see `Pool::imap_window`): a task costs a
-/// submit and a join, about a microsecond, so with 4 per thread (the default) the threads of
-/// quick items waited on the consumer; 64 ran an `imap` of no-ops about four times as fast,
-/// and a window of 128 items on 2 threads still bounds what an endless input holds.
-const IMAP_WINDOW_PER_THREAD: usize = 64;
-
 impl Pool for ThreadPool {
     fn workers(&self) -> usize {
         self.rayon.current_num_threads()
-    }
-
-    fn imap_window(&self) -> usize {
-        IMAP_WINDOW_PER_THREAD * self.workers()
     }
 
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
