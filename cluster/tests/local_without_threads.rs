@@ -47,11 +47,5 @@ fn a_local_server_that_cannot_start_a_thread_says_so() {
             return;
         }
     };
-    let mut command = cgroup.command(&std::env::current_exe().unwrap());
-    command.args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+    cgroup.run_test(name);
 }

@@ -91,13 +91,7 @@ fn run_in_a_pids_cgroup(name: &str) {
             return;
         }
     };
-    let mut command = cgroup.command(&std::env::current_exe().unwrap());
-    command.args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+    cgroup.run_test(name);
 }
 
 #[test]

@@ -102,6 +102,24 @@ impl Cgroup {
         command.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(procs).arg(program);
         command
     }
+
+    /// Runs the test `name` of this test binary (an ignored one, made to run in the group)
+    /// in a copy of the binary inside this group.
+    ///
+    /// # Panics
+    ///
+    /// Unless the copy ran that one test and it passed (the panic fails the calling test,
+    /// with the copy's output).
+    pub fn run_test(&self, name: &str) {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut command = self.command(&exe);
+        command.args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
+        let out = command.output().expect("a copy of the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{name} did not run:\n{stdout}");
+    }
 }
 
 impl Drop for Cgroup {
