@@ -14,9 +14,11 @@ use crate::wire::{self, TaskMessage, Unit};
 
 /// Task messages being stored at once; units that arrive meanwhile travel together.
 const PUBLISHING: usize = 64;
-/// The most units in one task message: an agent that dies takes the whole message back to
-/// the stream, so one message should not hold too much work.
-const UNITS_PER_MESSAGE: usize = 128;
+/// The most items in one task message, of units packed together (a unit of more travels
+/// alone): an agent takes a whole message, so the chunks of a `map` sent at once must not
+/// travel in one message to one agent while the others wait, and an agent that dies takes
+/// the whole message back to the stream. Single tasks still go 128 to a message.
+const ITEMS_PER_MESSAGE: usize = 128;
 
 /// Stores units in the tasks stream, several to a message when they queue up.
 ///
@@ -30,17 +32,21 @@ pub(crate) async fn publish(
     while let Some(first) = inbox.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(inner) = inner.upgrade() else { return };
-        let mut weight = first.weight();
+        let (mut weight, mut items) = (first.weight(), first.ends.len());
         let mut units = vec![first];
         let mut heavy = None;
-        while weight < inner.max_unit / 2 && units.len() < UNITS_PER_MESSAGE {
+        while weight < inner.max_unit / 2 && items < ITEMS_PER_MESSAGE {
             match inbox.try_recv() {
-                Ok(unit) if weight + unit.weight() <= inner.max_unit => {
+                Ok(unit)
+                    if weight + unit.weight() <= inner.max_unit
+                        && items + unit.ends.len() <= ITEMS_PER_MESSAGE =>
+                {
                     weight += unit.weight();
+                    items += unit.ends.len();
                     units.push(unit);
                 }
                 Ok(unit) => {
-                    // Too heavy to join: it goes alone, next.
+                    // Too heavy or too many items to join: it goes alone, next.
                     heavy = Some(unit);
                     break;
                 }

@@ -1,0 +1,35 @@
+//! A `map`'s chunks spread over the agents: a task message holds a few dozen items at most,
+//! so the chunks a `map` sends at once do not travel in one message to one agent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+
+/// Works a millisecond, then says which worker process ran it.
+fn worker_after_a_millisecond(_: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(1));
+    std::process::id()
+}
+
+#[test]
+fn a_maps_chunks_spread_over_the_agents() {
+    let Some(server) = common::server("spread") else { return };
+    let url = server.url();
+    // Two agents of one worker each: each takes one message at a time.
+    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(2));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    // 400 items go in four chunks of 100 at once (a fair share of what is left, before any
+    // was measured). Packed into one message they all went to one agent.
+    let ran = pool.map(worker_after_a_millisecond, 0..400).unwrap();
+    let mut by_worker: HashMap<u32, usize> = HashMap::new();
+    for pid in ran {
+        *by_worker.entry(pid).or_default() += 1;
+    }
+    assert_eq!(by_worker.len(), 2, "one worker ran every item: {by_worker:?}");
+    assert!(by_worker.values().all(|&n| n >= 100), "{by_worker:?}");
+}
