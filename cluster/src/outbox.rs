@@ -182,7 +182,8 @@ impl Outgoing {
     }
 }
 
-/// Why a store failed, as `error` says, with what the lack of a stream means.
+/// Why a store failed, as `error` says, with what the lack of a stream, an earlier try still
+/// being stored, or no confirmation in time may mean.
 fn refusal(error: &jetstream::context::PublishError) -> String {
     if error.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
         format!(
@@ -190,10 +191,27 @@ fn refusal(error: &jetstream::context::PublishError) -> String {
              stream has no leader while fewer than a majority of its servers are up; or the \
              stream was removed)"
         )
+    } else if error.to_string().contains(STILL_STORING) {
+        // The server's answer to a try of a message whose earlier try it has not stored yet
+        // (JetStream error 10158): on a cluster, what a stream that cannot reach a majority
+        // of its servers answers while it waits for them.
+        format!(
+            "{error} (an earlier try of the message is not stored yet: on a cluster of \
+             servers, a stream stores nothing while fewer than a majority of its servers are \
+             up)"
+        )
+    } else if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
+        format!(
+            "{error} (the server did not confirm the store in time: a busy or unreachable \
+             server, or, on a cluster of servers, fewer than a majority of its servers up)"
+        )
     } else {
         error.to_string()
     }
 }
+
+/// What the server says of a message whose earlier try it is still storing.
+const STILL_STORING: &str = "duplicate message id is in process";
 
 /// Since when the server has failed to store the pool's task messages, with none stored
 /// since, and why, once a message has failed for it.
@@ -228,5 +246,24 @@ impl Outage {
             Some((since, Some(why))) if since.elapsed() >= wait => Some(why.clone()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_store_refused_while_an_earlier_try_is_stored_says_what_it_may_mean() {
+        let answer = "duplicate message id is in process (code 409, error code 10158)";
+        let error = PublishError::with_source(PublishErrorKind::Other, answer);
+        let said = refusal(&error);
+        assert!(said.contains(answer) && said.contains("fewer than a majority"), "{said}");
+        let late = refusal(&PublishError::new(PublishErrorKind::TimedOut));
+        assert!(late.contains("fewer than a majority"), "{late}");
+        let other = PublishError::with_source(PublishErrorKind::Other, "maximum bytes exceeded");
+        assert_eq!(refusal(&other), other.to_string());
     }
 }
