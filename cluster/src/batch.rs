@@ -9,8 +9,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use taskpool_core::backend::{Job, Reorder};
+use crossbeam_channel::{Receiver, Sender};
+use taskpool_core::backend::{Job, Reorder, deadline_after, recv_until};
 use taskpool_core::{NextTimeout, Side, TaskError, Timeout};
 use taskpool_process::remote::{self, EncodedJob};
 
@@ -199,14 +199,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             }
             // Every unit is settled exactly once (by its result, or by a failure of the pool),
             // so this receives what was sent.
-            let received = match deadline {
-                None => self.rx.recv().ok(),
-                Some(deadline) => match self.rx.recv_deadline(deadline) {
-                    Ok(group) => Some(group),
-                    Err(RecvTimeoutError::Timeout) => return Err(Timeout),
-                    Err(RecvTimeoutError::Disconnected) => None,
-                },
-            };
+            let received = recv_until(&self.rx, deadline)?;
             let Some((chunk, first, values, last)) = received else { return Ok(None) };
             if last {
                 self.units.remove(&chunk);
@@ -227,7 +220,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
 
 impl<J: Job, I: Iterator<Item = J::Input>> NextTimeout for Stream<'_, J, I> {
     fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
-        self.next_until(Instant::now().checked_add(limit))
+        self.next_until(deadline_after(limit))
     }
 }
 

@@ -59,6 +59,7 @@ use std::time::Duration;
 pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
 pub use crate::handle::{Cancel, Completer, discard, promise, promise_notify, promise_of};
+pub use crate::imap::{deadline_after, recv_until};
 pub use crate::panic::{
     PanicScope, catch_panic, keep_hook_in_front, payload_text, report_aborting_panics_with,
 };

@@ -110,17 +110,47 @@ impl fmt::Display for Timeout {
 
 impl Error for Timeout {}
 
-/// The point in time `limit` from now, or `None` (no deadline) if it is too far to be one.
-pub(crate) fn deadline_after(limit: Duration) -> Option<Instant> {
+/// The point in time `limit` from now, or `None` (no deadline) if it is too far to be one:
+/// what a backend's [`NextTimeout::next_timeout`] waits until.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use taskpool_core::backend::deadline_after;
+///
+/// assert!(deadline_after(Duration::from_millis(10)).is_some());
+/// assert_eq!(deadline_after(Duration::MAX), None); // waits as `next` does
+/// ```
+pub fn deadline_after(limit: Duration) -> Option<Instant> {
     Instant::now().checked_add(limit)
 }
 
-/// Receives from `rx`, waiting until `deadline` (none: for ever). `Ok(None)` if the channel
-/// disconnected.
-pub(crate) fn recv_until<T>(
-    rx: &Receiver<T>,
-    deadline: Option<Instant>,
-) -> Result<Option<T>, Timeout> {
+/// Receives from `rx`, waiting until `deadline` (none: for ever): a backend's `imap` waiting
+/// for its next group of outcomes. `Ok(None)` if the channel disconnected; `Err(Timeout)`
+/// past the deadline, with nothing received.
+///
+/// # Errors
+///
+/// [`Timeout`] once `deadline` passed with nothing to receive.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// use taskpool_core::Timeout;
+/// use taskpool_core::backend::recv_until;
+///
+/// let (tx, rx) = crossbeam_channel::unbounded();
+/// assert_eq!(recv_until(&rx, Some(Instant::now())), Err(Timeout));
+/// tx.send(7).unwrap();
+/// assert_eq!(recv_until(&rx, None), Ok(Some(7)));
+/// drop(tx);
+/// assert_eq!(recv_until(&rx, Some(Instant::now() + Duration::from_secs(1))), Ok(None));
+/// ```
+pub fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<Option<T>, Timeout> {
     match deadline {
         None => Ok(rx.recv().ok()),
         Some(deadline) => match rx.recv_deadline(deadline) {

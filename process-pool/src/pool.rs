@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, Job, Reorder, discard, promise, promise_of,
+    Cancel, Completer, Execute, Job, Reorder, deadline_after, discard, promise, promise_of,
+    recv_until,
 };
 use taskpool_core::{Config, IntoTask, NextTimeout, Pool, TaskError, TaskHandle, Timeout};
 
@@ -1057,14 +1058,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             if self.order.out() == 0 {
                 return Ok(None);
             }
-            let received = match deadline {
-                None => self.rx.recv().ok(),
-                Some(deadline) => match self.rx.recv_deadline(deadline) {
-                    Ok(group) => Some(group),
-                    Err(RecvTimeoutError::Timeout) => return Err(Timeout),
-                    Err(RecvTimeoutError::Disconnected) => None,
-                },
-            };
+            let received = recv_until(&self.rx, deadline)?;
             let Some((first, values)) = received else { return Ok(None) };
             self.order.received(first, values.into_results());
         }
@@ -1094,7 +1088,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> Iterator for Stream<'_, J, I> {
 
 impl<J: Job, I: Iterator<Item = J::Input>> NextTimeout for Stream<'_, J, I> {
     fn next_timeout(&mut self, limit: Duration) -> Result<Option<Self::Item>, Timeout> {
-        self.next_until(Instant::now().checked_add(limit))
+        self.next_until(deadline_after(limit))
     }
 }
 
