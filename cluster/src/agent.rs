@@ -630,6 +630,7 @@ impl Agent {
         let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now, true));
         let progress = tokio::spawn(report_progress(delivery.clone(), self.progress_period()));
         let mut stored = Vec::with_capacity(task.units.len());
+        let runs = FuturesUnordered::new();
         if gone {
             // Its caller is gone: the units do not run. Each gets a small failure, which says
             // why should the caller be heard again after all (else it is removed with the
@@ -639,46 +640,43 @@ impl Agent {
                 let result = UnitResult::failed(unit.task, gone_error(&self.id));
                 stored.push(send(outbox, task.caller.clone(), result));
             }
-            let runs = FuturesUnordered::new();
-            return Some(Held {
-                delivery,
-                sequence,
-                progress,
-                stored,
-                runs,
-                caller: task.caller,
-                abandon_after,
-            });
-        }
-        let over_limit = delivered > u64::from(task.delivery_limit);
-        let runs = FuturesUnordered::new();
-        let fast = self.names.fast_subject(&task.caller);
-        // The pool for the caller's initializer; one that cannot start fails every unit.
-        let pool = if over_limit { Ok(None) } else { self.pools.pool(task.initializer).map(Some) };
-        for unit in task.units {
-            let key = (task.caller.clone(), unit.task);
-            let cancelled =
-                self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).set.remove(&key);
-            if cancelled {
-                continue;
+        } else {
+            let over_limit = delivered > u64::from(task.delivery_limit);
+            let fast = self.names.fast_subject(&task.caller);
+            // The pool for the caller's initializer; one that cannot start fails every unit.
+            let pool =
+                if over_limit { Ok(None) } else { self.pools.pool(task.initializer).map(Some) };
+            for unit in task.units {
+                let key = (task.caller.clone(), unit.task);
+                let cancelled =
+                    self.cancelled.lock().unwrap_or_else(PoisonError::into_inner).set.remove(&key);
+                if cancelled {
+                    continue;
+                }
+                let pool = match &pool {
+                    Ok(Some(pool)) => pool,
+                    Ok(None) => {
+                        let error = WireError::DeliveryLimit(task.delivery_limit);
+                        let result = UnitResult::failed(unit.task, error);
+                        stored.push(send(outbox, task.caller.clone(), result));
+                        continue;
+                    }
+                    Err(e) => {
+                        let result = UnitResult::failed(unit.task, WireError::from_error(e));
+                        stored.push(send(outbox, task.caller.clone(), result));
+                        continue;
+                    }
+                };
+                let run = self.start(
+                    pool,
+                    &task.caller,
+                    abandon_after,
+                    unit,
+                    client.clone(),
+                    fast.clone(),
+                );
+                runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
             }
-            let pool = match &pool {
-                Ok(Some(pool)) => pool,
-                Ok(None) => {
-                    let error = WireError::DeliveryLimit(task.delivery_limit);
-                    let result = UnitResult::failed(unit.task, error);
-                    stored.push(send(outbox, task.caller.clone(), result));
-                    continue;
-                }
-                Err(e) => {
-                    let result = UnitResult::failed(unit.task, WireError::from_error(e));
-                    stored.push(send(outbox, task.caller.clone(), result));
-                    continue;
-                }
-            };
-            let run =
-                self.start(pool, &task.caller, abandon_after, unit, client.clone(), fast.clone());
-            runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
         }
         Some(Held {
             delivery,
