@@ -83,4 +83,23 @@ pub trait Execute {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     );
+
+    /// Starts `job` on every input of `group`, each outcome to the completer beside it, with
+    /// the pool's per-task limit: what an `imap` hands over at once, at most
+    /// [`Execute::imap_group`] items. By default, [`Execute::execute`] for each.
+    ///
+    /// A backend may run the group's items on fewer workers than it has, one after another
+    /// (on an idle worker rather than a busy one), and must settle each completer as its
+    /// item ends, so that an outcome is not held back by the items behind it.
+    fn execute_group<J: Job>(&self, job: &Arc<J>, group: Vec<(J::Input, Completer<J::Output>)>) {
+        for (input, completer) in group {
+            self.execute(job, input, completer, None);
+        }
+    }
+
+    /// How many items an `imap` pulls and hands to [`Execute::execute_group`] at once, once
+    /// that many fit in its window (1, the default: each as room for it comes).
+    fn imap_group(&self) -> usize {
+        1
+    }
 }

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::TaskError;
 use crate::feed::{Input, Pull};
-use crate::handle::{TaskHandle, promise, promise_notify};
+use crate::handle::{Completer, TaskHandle, promise, promise_notify};
 use crate::pool::Pool;
 use crate::task::Job;
 
@@ -161,6 +161,48 @@ pub fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<Opti
     }
 }
 
+/// Pulls up to `group` items of `input` and hands them to `pool` at once, each with the
+/// completer `promise` makes (keeping its handle); the first pull may wait if `wait`.
+/// Returns whether the group is full, so that more may follow. Items pulled before a pull
+/// that panics are handed over all the same.
+fn hand_over<P, J, I>(
+    pool: &P,
+    job: &Arc<J>,
+    input: &mut Input<I>,
+    group: usize,
+    wait: bool,
+    deadline: Option<Instant>,
+    mut promise: impl FnMut() -> Completer<J::Output>,
+) -> bool
+where
+    P: Pool + ?Sized,
+    J: Job,
+    I: Iterator<Item = J::Input>,
+{
+    /// Hands the items over when dropped, however the pulling ends.
+    struct Group<'a, P: Pool + ?Sized, J: Job> {
+        pool: &'a P,
+        job: &'a Arc<J>,
+        items: Vec<(J::Input, Completer<J::Output>)>,
+    }
+    impl<P: Pool + ?Sized, J: Job> Drop for Group<'_, P, J> {
+        fn drop(&mut self) {
+            if !self.items.is_empty() {
+                self.pool.execute_group(self.job, std::mem::take(&mut self.items));
+            }
+        }
+    }
+    let mut items = Group { pool, job, items: Vec::with_capacity(group) };
+    while items.items.len() < group {
+        // Nothing in flight: only an item (or the input's end) can come next.
+        let Pull::Item(item) = input.pull(wait && items.items.is_empty(), deadline) else {
+            return false;
+        };
+        items.items.push((item, promise()));
+    }
+    true
+}
+
 /// Yields outcomes in input order; keeps at most `window` tasks in flight.
 pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
     pool: &'p P,
@@ -191,17 +233,22 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
             notes.try_iter().for_each(drop);
         }
         loop {
-            while self.pending.len() < self.window {
-                // Nothing in flight: only an item (or the input's end) can come next.
-                let Pull::Item(input) = self.input.pull(self.pending.is_empty(), deadline) else {
+            let group = self.pool.imap_group().clamp(1, self.window);
+            while self.pending.is_empty() || self.pending.len() + group <= self.window {
+                let wait = self.pending.is_empty();
+                let (pending, settled) = (&mut self.pending, &self.settled);
+                let full =
+                    hand_over(self.pool, &self.job, &mut self.input, group, wait, deadline, || {
+                        let (completer, handle) = match settled {
+                            Some((tx, _)) => promise_notify(tx.clone(), 0),
+                            None => promise(),
+                        };
+                        pending.push_back(handle);
+                        completer
+                    });
+                if !full {
                     break;
-                };
-                let (completer, handle) = match &self.settled {
-                    Some((tx, _)) => promise_notify(tx.clone(), 0),
-                    None => promise(),
-                };
-                self.pool.execute(&self.job, input, completer, None);
-                self.pending.push_back(handle);
+                }
             }
             let Some(head) = self.pending.front() else {
                 // Nothing in flight and no item yet: a fed input that did not send one in time.
@@ -309,18 +356,23 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
-            while self.in_flight() < self.window {
-                // Nothing in flight: only an item (or the input's end) can come next.
-                let Pull::Item(input) = self.input.pull(self.in_flight() == 0, deadline) else {
+            let group = self.pool.imap_group().clamp(1, self.window);
+            while self.in_flight() == 0 || self.in_flight() + group <= self.window {
+                let wait = self.in_flight() == 0;
+                let (slots, free, tx) = (&mut self.slots, &mut self.free, &self.tx);
+                let full =
+                    hand_over(self.pool, &self.job, &mut self.input, group, wait, deadline, || {
+                        let index = free.pop().unwrap_or_else(|| {
+                            slots.push(None);
+                            slots.len() - 1
+                        });
+                        let (completer, handle) = promise_notify(tx.clone(), index);
+                        slots[index] = Some(handle);
+                        completer
+                    });
+                if !full {
                     break;
-                };
-                let index = self.free.pop().unwrap_or_else(|| {
-                    self.slots.push(None);
-                    self.slots.len() - 1
-                });
-                let (completer, handle) = promise_notify(self.tx.clone(), index);
-                self.pool.execute(&self.job, input, completer, None);
-                self.slots[index] = Some(handle);
+                }
             }
             if self.in_flight() == 0 {
                 // No item yet: a fed input that did not send one in time.
