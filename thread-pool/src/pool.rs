@@ -1,6 +1,7 @@
 //! [`ThreadPool`]: the shared pool API on a rayon thread pool.
 
 use std::cell::{Cell, OnceCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -20,11 +21,22 @@ use crate::relief::Relief;
 use crate::tally::Tally;
 use crate::watchdog::Watchdog;
 
+/// How many items an `imap` pulls and queues at once, as one record that every idle thread
+/// takes items from (see [`Grouped`]): a push and a wake-up per group rather than per item.
+const IMAP_GROUP: usize = 8;
+
+/// How many items an `imap` keeps in flight per thread of the pool: enough whole groups that
+/// the threads find the next one queued while the consumer takes the results of the last.
+const IMAP_WINDOW_PER_THREAD: usize = 16;
+
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
 /// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs two
 /// allocations (its handle's and its record in the queue), which the submitting thread makes
-/// and, once it took the result, frees. `map` runs as a rayon parallel iterator. A panic fails
+/// and, once it took the result, frees. `map` runs as a rayon parallel iterator. An `imap`
+/// queues its items 8 at a time, each group once for every thread, which take its items one
+/// by one, so that a slow item holds back only its own thread; it keeps 16 items per thread
+/// in flight at most ([`Pool::imap_window`]). A panic fails
 /// only its task. See the crate documentation for what threads cannot do (survive a segfault,
 /// stop a hung task).
 ///
@@ -283,6 +295,36 @@ impl Execute for ThreadPool {
     ) {
         self.start(Work::new(job.clone(), input, timeout), Promise::Given(completer));
     }
+
+    /// Queues the group as one record, once for each thread that may run its items, so that
+    /// an `imap` costs a push per group rather than per item and idle threads share the
+    /// group's items. A task with a time limit is queued on its own, as `execute` does.
+    fn execute_group<J: Job>(&self, job: &Arc<J>, group: Vec<(J::Input, Completer<J::Output>)>) {
+        let shared = &*self.shared;
+        if shared.config.get_timeout().is_some() || group.len() < 2 {
+            for (input, completer) in group {
+                self.execute(job, input, completer, None);
+            }
+            return;
+        }
+        let copies = group.len().min(self.shared.queue.most());
+        group.iter().for_each(|_| shared.tally.accept());
+        if shared.closed.load(Ordering::SeqCst) || shared.copied() {
+            // Dropping the completers settles the tasks as shut down.
+            group.iter().for_each(|_| shared.tally.finish(None));
+            group.into_iter().for_each(|(input, _)| discard(input));
+            return;
+        }
+        let record = Grouped::record(&self.shared, job.clone(), group);
+        for _ in 0..copies {
+            self.enqueue(record.clone(), false);
+        }
+    }
+
+    /// An `imap` hands its items to the pool 8 at a time.
+    fn imap_group(&self) -> usize {
+        IMAP_GROUP
+    }
 }
 
 /// A job owned by one task, so that a single submit needs no shared handle to its job.
@@ -358,7 +400,14 @@ impl ThreadPool {
         let watchdog = limit.map(|_| self.watchdog.clone());
         let awaited = work.awaited;
         let (record, handle) = Queued::record(&self.shared, Work { limit, watchdog, ..work }, to);
-        if shared.queue.push(record, awaited) {
+        self.enqueue(record, awaited);
+        handle
+    }
+
+    /// Queues `record` for the pool's threads, and starts a thread draining the queue if one
+    /// more may.
+    fn enqueue(&self, record: Arc<dyn Run>, awaited: bool) {
+        if self.shared.queue.push(record, awaited) {
             self.rayon.spawn(|| {
                 POOL.with(|pool| {
                     // Set by the start handler, which rayon runs on each of the pool's threads
@@ -369,7 +418,6 @@ impl ThreadPool {
                 });
             });
         }
-        handle
     }
 }
 
@@ -380,16 +428,55 @@ trait Run: Send + Sync {
     fn run(&self, shared: &Shared);
 }
 
+/// Where a queued record comes from: the copy of the process that queued it (see `forks.rs`)
+/// and the pool it is queued in (the address of its [`Shared`], compared only).
+#[derive(Clone, Copy)]
+struct Origin {
+    home: u64,
+    pool: usize,
+}
+
+impl Origin {
+    fn of(shared: &Arc<Shared>) -> Self {
+        Origin { home: shared.home, pool: Arc::as_ptr(shared) as usize }
+    }
+
+    /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
+    fn forsaken(self) -> Option<TaskError> {
+        (forks::fork_generation() != self.home).then_some(TaskError::ShutDown)
+    }
+
+    /// What a join of a task of `record` does before it waits (see [`Queued::help_wait`]):
+    /// fails in a copy of the process made by `fork()`; on a thread of the record's own
+    /// pool, without a deadline, runs `record` there unless `done()`.
+    fn help_wait(
+        self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+        record: &dyn Run,
+    ) -> Result<(), TaskError> {
+        if let Some(error) = self.forsaken() {
+            return Err(error);
+        }
+        if deadline.is_none() {
+            POOL.with(|pool| match pool.get() {
+                Some(shared) if Arc::as_ptr(shared) as usize == self.pool && !done() => {
+                    record.run(shared);
+                }
+                _ => {}
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The record of one queued task: what it runs, and the handle's record (see
 /// [`Completer::on_cancel_of`]), so that the submitter, who allocated it, frees it too when
 /// it takes the outcome (see `queue.rs` for why that matters), a join on one of the pool's
 /// threads can run it, and a join in a copy of the process made by `fork()` fails rather
 /// than waits.
 struct Queued<A, J: Job> {
-    /// The copy of the process that submitted the task (see `forks.rs`).
-    home: u64,
-    /// Which pool the task is queued in: the address of its [`Shared`], compared only.
-    pool: usize,
+    origin: Origin,
     /// Taken by the thread that runs the task.
     task: Mutex<Option<Ready<A, J>>>,
 }
@@ -408,7 +495,7 @@ where
         work: Work<A, J>,
         to: Promise<J::Output>,
     ) -> (Arc<dyn Run>, Option<TaskHandle<J::Output>>) {
-        let (home, pool) = (shared.home, Arc::as_ptr(shared) as usize);
+        let origin = Origin::of(shared);
         let mut handle = None;
         let record = Arc::new_cyclic(|record: &Weak<Self>| {
             // The record is the handle's either way, so that a join on one of the pool's
@@ -424,7 +511,7 @@ where
                     completer
                 }
             };
-            Queued { home, pool, task: Mutex::new(Some((work, completer))) }
+            Queued { origin, task: Mutex::new(Some((work, completer))) }
         });
         (record, handle)
     }
@@ -441,12 +528,101 @@ where
             let running = Running::enter();
             run_queued(shared, work, completer);
             drop(running);
-            shared.tally.finish(rayon::current_thread_index());
-            if PARKED.get() > DEPTH.get() {
-                // This task was parked by its `shutdown` (or one run inside it): finished.
-                PARKED.set(DEPTH.get());
-                shared.tally.unpark();
+            finished(shared);
+        }
+    }
+}
+
+/// Counts a task that ran on this thread finished.
+fn finished(shared: &Shared) {
+    shared.tally.finish(rayon::current_thread_index());
+    if PARKED.get() > DEPTH.get() {
+        // This task was parked by its `shutdown` (or one run inside it): finished.
+        PARKED.set(DEPTH.get());
+        shared.tally.unpark();
+    }
+}
+
+/// Items of one `imap` queued together (see [`Execute::execute_group`]): the record is in
+/// the queue once for each thread that may run them, and each thread that takes it runs the
+/// next item until none is left, so that a slow item holds back only its own thread.
+struct Grouped<J: Job> {
+    origin: Origin,
+    /// Dropped through [`discard`] with the record.
+    job: Option<Arc<J>>,
+    /// The items no thread took yet.
+    items: Mutex<VecDeque<GroupItem<J>>>,
+}
+
+/// One item of a [`Grouped`] record and where its outcome goes.
+type GroupItem<J> = (<J as Job>::Input, Completer<<J as Job>::Output>);
+
+impl<J: Job> Grouped<J> {
+    fn record(shared: &Arc<Shared>, job: Arc<J>, items: Vec<GroupItem<J>>) -> Arc<dyn Run> {
+        let record = Arc::new(Grouped {
+            origin: Origin::of(shared),
+            job: Some(job),
+            items: Mutex::new(items.into()),
+        });
+        // Each item's handle knows the record, so that a join on one of the pool's threads
+        // runs the items (see `help_wait`), as for a task queued alone.
+        let weak = Arc::downgrade(&record);
+        for (_, completer) in record.items.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            completer.on_cancel_of(weak.clone());
+        }
+        record
+    }
+
+    fn next(&self) -> Option<GroupItem<J>> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    }
+}
+
+impl<J: Job> Run for Grouped<J> {
+    fn run(&self, shared: &Shared) {
+        let Some(job) = &self.job else { return };
+        while let Some((input, completer)) = self.next() {
+            let running = Running::enter();
+            if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
+                completer.complete(shared.run(job.as_ref(), input));
+            } else {
+                discard(input);
             }
+            drop(running);
+            finished(shared);
+        }
+    }
+}
+
+impl<J: Job> Cancel for Grouped<J> {
+    /// Nothing to stop: an item checks whether it was cancelled before it starts.
+    fn cancel(&self) {}
+
+    /// As for a task queued alone (see [`Queued::help_wait`]): the join runs the group's
+    /// items that no thread took yet, right there.
+    fn help_wait(
+        &self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<(), TaskError> {
+        self.origin.help_wait(deadline, done, self)
+    }
+
+    fn forsaken(&self) -> Option<TaskError> {
+        self.origin.forsaken()
+    }
+}
+
+impl<J: Job> Drop for Grouped<J> {
+    fn drop(&mut self) {
+        // On a pool's thread a panic in a `Drop` would abort the program inside rayon.
+        let items = std::mem::take(self.items.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for (input, completer) in items {
+            discard(input);
+            drop(completer);
+        }
+        if let Some(job) = self.job.take() {
+            discard(job);
         }
     }
 }
@@ -471,23 +647,12 @@ where
         deadline: Option<Instant>,
         done: &dyn Fn() -> bool,
     ) -> Result<(), TaskError> {
-        if let Some(error) = self.forsaken() {
-            return Err(error);
-        }
-        if deadline.is_none() {
-            POOL.with(|pool| match pool.get() {
-                Some(shared) if Arc::as_ptr(shared) as usize == self.pool && !done() => {
-                    self.run(shared);
-                }
-                _ => {}
-            });
-        }
-        Ok(())
+        self.origin.help_wait(deadline, done, self)
     }
 
     /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
     fn forsaken(&self) -> Option<TaskError> {
-        (forks::fork_generation() != self.home).then_some(TaskError::ShutDown)
+        self.origin.forsaken()
     }
 }
 
@@ -591,6 +756,12 @@ fn relieve(shared: &Arc<Shared>, over: &dyn Fn() -> bool) {
 impl Pool for ThreadPool {
     fn workers(&self) -> usize {
         self.rayon.current_num_threads()
+    }
+
+    /// 16 per thread, handed over 8 at a time: the most items pulled and not
+    /// yet yielded.
+    fn imap_window(&self) -> usize {
+        IMAP_WINDOW_PER_THREAD * self.workers()
     }
 
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {

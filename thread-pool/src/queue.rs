@@ -78,6 +78,11 @@ impl<T> Queue<T> {
         }
     }
 
+    /// The most drainers at once: the pool's threads.
+    pub(crate) fn most(&self) -> usize {
+        self.most
+    }
+
     /// Queues `task`, which its submitter waits for at once if `awaited`. Returns whether the
     /// caller must start a drainer, which then calls [`Queue::drain`]: fewer than the most
     /// were running, and this call counted the new one.

@@ -2,12 +2,13 @@
 //! that blocks one thread holds up nothing queued behind it while another thread is free; and
 //! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
 //! two tasks submitted at once run at once on a pool of two, whatever its threads were doing;
-//! and tasks of different types share the queue.
+//! an `imap`'s items queued together with a blocked one run on the other thread; and tasks of
+//! different types share the queue.
 
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
+use taskpool_thread::{Config, NextTimeout, Pool, TaskError, ThreadPool};
 
 /// Whether the blocking task started, and whether it may return.
 static GATE: Mutex<(bool, bool)> = Mutex::new((false, false));
@@ -52,6 +53,47 @@ fn tasks_queued_behind_a_blocked_task_run_on_the_pools_other_thread() {
     *GATE.lock().unwrap() = (true, true);
     GATE_CHANGED.notify_all();
     assert_eq!(blocked.join_timeout(Duration::from_secs(30)).unwrap(), "7");
+}
+
+/// Whether item 0 of [`hold_item_zero`] started, and whether it may return.
+static HOLD: Mutex<(bool, bool)> = Mutex::new((false, false));
+static HOLD_CHANGED: Condvar = Condvar::new();
+
+/// Item 0 waits until the test lets it return; the others return at once.
+fn hold_item_zero(x: u64) -> u64 {
+    if x == 0 {
+        let mut hold = HOLD.lock().unwrap();
+        hold.0 = true;
+        HOLD_CHANGED.notify_all();
+        while !hold.1 {
+            hold = HOLD_CHANGED.wait(hold).unwrap();
+        }
+    }
+    x
+}
+
+/// An `imap` queues its items in groups that every idle thread takes items from: the items
+/// queued with one that blocks its thread run on the other.
+#[test]
+fn imap_items_queued_with_a_blocked_one_run_on_the_pools_other_thread() {
+    let pool = ThreadPool::new(2).unwrap();
+    let mut outcomes = pool.imap_unordered(hold_item_zero, 0..40);
+    let mut got = Vec::new();
+    for _ in 1..40 {
+        // An item stuck behind the blocked one fails here rather than hangs.
+        match outcomes.next_timeout(Duration::from_secs(30)) {
+            Ok(Some(outcome)) => got.push(outcome.unwrap()),
+            Ok(None) => panic!("the input ended early"),
+            Err(_) => panic!("items waited behind the blocked one: {} came", got.len()),
+        }
+    }
+    assert!(HOLD.lock().unwrap().0, "item 0 started");
+    *HOLD.lock().unwrap() = (true, true);
+    HOLD_CHANGED.notify_all();
+    got.push(outcomes.next().unwrap().unwrap());
+    assert!(outcomes.next().is_none());
+    got.sort_unstable();
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
 }
 
 #[test]
