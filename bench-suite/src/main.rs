@@ -27,7 +27,8 @@ usage: taskpool-bench [--quick | --full] [--json] [--out DIR]
   --quick      fewer repeats and smaller batches: about a minute
   --full       more repeats, longer batches and 100 ms tasks: several minutes
   --json       print the report as JSON instead of Markdown
-  --out DIR    write the files there instead of target/taskpool-report/
+  --out DIR    write the files there instead of target/taskpool-report/ (an earlier
+               run's report there is removed as the run starts)
   --help       this text
 
 Columns: taskpool threads, taskpool processes, taskpool cluster (a nats-server and two
@@ -143,6 +144,16 @@ fn supervise(options: &Options) -> Result<(), String> {
     let log_path = dir.join(LOG);
     std::fs::write(&log_path, "")
         .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    // An earlier run's report would pass for this run's should this one fail.
+    for file in FILES {
+        let path = dir.join(file);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot remove the earlier {}: {e}", path.display()));
+            }
+            _ => {}
+        }
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mode = match options.mode {
         Mode::Quick => Some("--quick"),
