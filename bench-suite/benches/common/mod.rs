@@ -3,6 +3,8 @@
 //! run, so that a filter that leaves a case out starts nothing for it. What a case runs is
 //! defined in the library, where the report runs the same definitions.
 
+mod filter;
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -35,8 +37,9 @@ pub(crate) fn run_section(
 
 /// Runs every case of `groups`, recording each sample in `samples` under
 /// `group/variant/parameter`. Cases a backend cannot run are named, with the reason, when
-/// `run` measures.
+/// `run` measures and the command line's filter selects them.
 pub(crate) fn run(c: &mut Criterion, groups: Vec<Group<'_>>, samples: &Samples, run: RunMode) {
+    let filter = filter::Filter::current();
     for group in groups {
         let mut criterion_group = c.benchmark_group(&group.name);
         let settings = group.settings;
@@ -52,7 +55,7 @@ pub(crate) fn run(c: &mut Criterion, groups: Vec<Group<'_>>, samples: &Samples, 
         for case in &group.cases {
             let id = format!("{}/{}/{}", group.name, case.variant, case.parameter);
             if let Some(why) = &case.skipped {
-                if run == RunMode::Bench {
+                if run == RunMode::Bench && filter.matches(&id) {
                     eprintln!("{id} skipped: {why}");
                 }
                 continue;
