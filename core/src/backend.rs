@@ -60,6 +60,7 @@ pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
 pub use crate::handle::{Cancel, Completer, discard, promise, promise_notify, promise_of};
 pub use crate::imap::{deadline_after, recv_until};
+pub use crate::pace::ImapPace;
 pub use crate::panic::{
     PanicScope, catch_panic, keep_hook_in_front, payload_text, report_aborting_panics_with,
 };
@@ -86,7 +87,7 @@ pub trait Execute {
 
     /// Starts `job` on every input of `group`, each outcome to the completer beside it, with
     /// the pool's per-task limit: what an `imap` hands over at once, at most
-    /// [`Execute::imap_group`] items. By default, [`Execute::execute`] for each.
+    /// the group size of [`Execute::imap_pace`]. By default, [`Execute::execute`] for each.
     ///
     /// A backend may run the group's items on fewer workers than it has, one after another
     /// (on an idle worker rather than a busy one), and must settle each completer as its
@@ -97,9 +98,10 @@ pub trait Execute {
         }
     }
 
-    /// How many items an `imap` pulls and hands to [`Execute::execute_group`] at once, once
-    /// that many fit in its window (1, the default: each as room for it comes).
-    fn imap_group(&self) -> usize {
-        1
+    /// How an `imap` starts handing items to [`Execute::execute_group`], and that it grows
+    /// its groups and window while its items prove fast; `None`, the default: one item at a
+    /// time, as room for it comes, with [`crate::Pool::imap_window`] items in flight.
+    fn imap_pace(&self) -> Option<ImapPace> {
+        None
     }
 }

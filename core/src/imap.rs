@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::TaskError;
 use crate::feed::{Input, Pull};
 use crate::handle::{Completer, TaskHandle, promise, promise_notify};
+use crate::pace::Pace;
 use crate::pool::Pool;
 use crate::task::Job;
 
@@ -203,12 +204,12 @@ where
     true
 }
 
-/// Yields outcomes in input order; keeps at most `window` tasks in flight.
+/// Yields outcomes in input order; keeps at most `window` tasks in flight (see `pace.rs`).
 pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
     pool: &'p P,
     job: Arc<J>,
     input: Input<I>,
-    window: usize,
+    pace: Pace,
     pending: VecDeque<TaskHandle<J::Output>>,
     /// With a fed input: a note from every task as it settles, so that waiting for the input
     /// ends when the result at the head is ready.
@@ -218,7 +219,8 @@ pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
 impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'p, P, J, I> {
     pub(crate) fn new(pool: &'p P, job: Arc<J>, input: Input<I>, window: usize) -> Self {
         let settled = input.may_come().then(crossbeam_channel::unbounded);
-        Ordered { pool, job, input, window: window.max(1), pending: VecDeque::new(), settled }
+        let pace = Pace::new(window, pool.imap_pace());
+        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled }
     }
 }
 
@@ -233,8 +235,8 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
             notes.try_iter().for_each(drop);
         }
         loop {
-            let group = self.pool.imap_group().clamp(1, self.window);
-            while self.pending.is_empty() || self.pending.len() + group <= self.window {
+            let (group, window) = (self.pace.group(), self.pace.window());
+            while self.pending.is_empty() || self.pending.len() + group <= window {
                 let wait = self.pending.is_empty();
                 let (pending, settled) = (&mut self.pending, &self.settled);
                 let full =
@@ -257,7 +259,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
             let Some((_, notes)) = &self.settled else {
                 return self.take_head(deadline);
             };
-            if head.is_finished() || self.pending.len() >= self.window || !self.input.may_come() {
+            if head.is_finished() || self.pending.len() >= window || !self.input.may_come() {
                 return self.take_head(deadline);
             }
             // Room for more, and the head still runs: wait for whichever comes first, the
@@ -281,7 +283,11 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
                 return Err(Timeout);
             }
         }
-        Ok(self.pending.pop_front().map(TaskHandle::join))
+        let head = self.pending.pop_front().map(TaskHandle::join);
+        if head.is_some() {
+            self.pace.yielded();
+        }
+        Ok(head)
     }
 }
 
@@ -309,12 +315,12 @@ impl<P: ?Sized, J: Job, I: Iterator> Drop for Ordered<'_, P, J, I> {
     }
 }
 
-/// Yields outcomes as they finish; keeps at most `window` tasks in flight.
+/// Yields outcomes as they finish; keeps at most `window` tasks in flight (see `pace.rs`).
 pub(crate) struct Unordered<'p, P: ?Sized, J: Job, I: Iterator> {
     pool: &'p P,
     job: Arc<J>,
     input: Input<I>,
-    window: usize,
+    pace: Pace,
     slots: Vec<Option<TaskHandle<J::Output>>>,
     free: Vec<usize>,
     tx: Sender<usize>,
@@ -328,7 +334,7 @@ impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'p, P
             pool,
             job,
             input,
-            window: window.max(1),
+            pace: Pace::new(window, pool.imap_pace()),
             slots: Vec::new(),
             free: Vec::new(),
             tx,
@@ -356,8 +362,8 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
-            let group = self.pool.imap_group().clamp(1, self.window);
-            while self.in_flight() == 0 || self.in_flight() + group <= self.window {
+            let (group, window) = (self.pace.group(), self.pace.window());
+            while self.in_flight() == 0 || self.in_flight() + group <= window {
                 let wait = self.in_flight() == 0;
                 let (slots, free, tx) = (&mut self.slots, &mut self.free, &self.tx);
                 let full =
@@ -390,7 +396,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
                     if let Some(waiting) = self.slots.iter().flatten().find(|h| !h.is_finished()) {
                         waiting.help(deadline);
                     }
-                    if self.in_flight() < self.window && self.input.may_come() {
+                    if self.in_flight() < window && self.input.may_come() {
                         // Room for more: the next item may come before a result does.
                         match self.input.wait_with(&self.rx, deadline)? {
                             Some(index) => index,
@@ -408,6 +414,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
                 return Ok(None);
             };
             self.free.push(index);
+            self.pace.yielded();
             return Ok(Some(handle.join()));
         }
     }

@@ -71,6 +71,7 @@ mod error;
 mod feed;
 mod handle;
 mod imap;
+mod pace;
 mod panic;
 mod pool;
 mod reorder;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, Job, PanicScope, catch_panic, discard, keep_hook_in_front,
-    map_by_handles, map_by_handles_with_progress, promise, promise_of,
+    Cancel, Completer, Execute, ImapPace, Job, PanicScope, catch_panic, discard,
+    keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -21,22 +21,30 @@ use crate::relief::Relief;
 use crate::tally::Tally;
 use crate::watchdog::Watchdog;
 
-/// How many items an `imap` pulls and queues at once, as one record that every idle thread
-/// takes items from (see [`Grouped`]): a push and a wake-up per group rather than per item.
+/// How many items an `imap` pulls and queues at once at first, as one record that every idle
+/// thread takes items from (see [`Grouped`]): a push and a wake-up per group rather than per
+/// item.
 const IMAP_GROUP: usize = 8;
 
-/// How many items an `imap` keeps in flight per thread of the pool: enough whole groups that
-/// the threads find the next one queued while the consumer takes the results of the last.
+/// How many items an `imap` keeps in flight per thread of the pool at first: enough whole
+/// groups that the threads find the next one queued while the consumer takes the results of
+/// the last.
 const IMAP_WINDOW_PER_THREAD: usize = 16;
+
+/// How many items an `imap` of fast items keeps in flight per thread at most, its window
+/// doubling from [`IMAP_WINDOW_PER_THREAD`] (see [`ImapPace`]): a busy machine, where the
+/// consumer waits for a CPU, then finds a few hundred results ready rather than a few.
+const IMAP_MOST_PER_THREAD: usize = 256;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
 /// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs two
 /// allocations (its handle's and its record in the queue), which the submitting thread makes
 /// and, once it took the result, frees. `map` runs as a rayon parallel iterator. An `imap`
-/// queues its items 8 at a time, each group once for every thread, which take its items one
-/// by one, so that a slow item holds back only its own thread; it keeps 16 items per thread
-/// in flight at most ([`Pool::imap_window`]). A panic fails
+/// queues its items in groups, each group once for every thread, which take its items one
+/// by one, so that a slow item holds back only its own thread: 8 items at a time and 16 per
+/// thread in flight at first, both doubling while the items take under 10 µs each, up to 256
+/// per thread in flight ([`Pool::imap_window`]). A panic fails
 /// only its task. See the crate documentation for what threads cannot do (survive a segfault,
 /// stop a hung task).
 ///
@@ -321,9 +329,10 @@ impl Execute for ThreadPool {
         }
     }
 
-    /// An `imap` hands its items to the pool 8 at a time.
-    fn imap_group(&self) -> usize {
-        IMAP_GROUP
+    /// An `imap` hands its items to the pool 8 at a time, with 16 per thread in flight, at
+    /// first.
+    fn imap_pace(&self) -> Option<ImapPace> {
+        Some(ImapPace { group: IMAP_GROUP, window: IMAP_WINDOW_PER_THREAD * self.workers() })
     }
 }
 
@@ -758,10 +767,10 @@ impl Pool for ThreadPool {
         self.rayon.current_num_threads()
     }
 
-    /// 16 per thread, handed over 8 at a time: the most items pulled and not
-    /// yet yielded.
+    /// 256 per thread: the most items pulled and not yet yielded, once an `imap`'s items
+    /// proved fast.
     fn imap_window(&self) -> usize {
-        IMAP_WINDOW_PER_THREAD * self.workers()
+        IMAP_MOST_PER_THREAD * self.workers()
     }
 
     fn apply<M, T: IntoTask<M>>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {

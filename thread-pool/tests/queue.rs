@@ -2,8 +2,8 @@
 //! that blocks one thread holds up nothing queued behind it while another thread is free; and
 //! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
 //! two tasks submitted at once run at once on a pool of two, whatever its threads were doing;
-//! an `imap`'s items queued together with a blocked one run on the other thread; and tasks of
-//! different types share the queue.
+//! an `imap`'s items queued together with a blocked one run on the other thread, and an `imap`
+//! of slow items keeps its first, small window; and tasks of different types share the queue.
 
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -94,6 +94,38 @@ fn imap_items_queued_with_a_blocked_one_run_on_the_pools_other_thread() {
     assert!(outcomes.next().is_none());
     got.sort_unstable();
     assert_eq!(got, (0..40).collect::<Vec<_>>());
+}
+
+/// Takes two milliseconds: an item far slower than the 10 µs under which an `imap` grows.
+fn slow(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(2));
+    x
+}
+
+/// An `imap`'s window grows only while its items prove fast: one of slow items keeps 16 per
+/// thread pulled ahead of the consumer, as it started.
+#[test]
+fn an_imap_of_slow_items_keeps_its_first_window() {
+    let pool = ThreadPool::new(2).unwrap();
+    for ordered in [true, false] {
+        let pulled = std::sync::atomic::AtomicU64::new(0);
+        let items = (0..300).inspect(|_| {
+            pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let outcomes: Box<dyn Iterator<Item = Result<u64, TaskError>>> = if ordered {
+            Box::new(pool.imap(slow, items))
+        } else {
+            Box::new(pool.imap_unordered(slow, items))
+        };
+        let mut most_ahead = 0;
+        for (taken, outcome) in (1..).zip(outcomes) {
+            outcome.unwrap();
+            let ahead = pulled.load(std::sync::atomic::Ordering::Relaxed) - taken;
+            most_ahead = most_ahead.max(ahead);
+        }
+        assert!(most_ahead <= 2 * 16, "ordered {ordered}: {most_ahead} ahead");
+        assert!(most_ahead >= 8, "ordered {ordered}: only {most_ahead} ahead");
+    }
 }
 
 #[test]
