@@ -120,6 +120,11 @@ fn check_executable() -> Result<(), StartFailure> {
              /proc/self/exe names: run the program itself"
                 .into(),
         )),
+        Placement::Valgrind => Err(StartFailure::Os(
+            "the program runs under Valgrind, and /proc/self/exe names Valgrind's tool, \
+             which cannot be started on its own: workers and one-offs cannot start there"
+                .into(),
+        )),
     }
 }
 

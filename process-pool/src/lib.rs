@@ -281,9 +281,10 @@
 //!
 //! Workers start from the program's executable, so this crate must be linked into it: from a
 //! shared library (a plugin, a Python extension module), in a program started through its
-//! dynamic loader (`ld.so program`), or in one that runs set-user-ID (whose workers could not
-//! trust what makes them workers), pools and one-offs fail with [`TaskError::WorkerStart`]
-//! saying so, and start no process.
+//! dynamic loader (`ld.so program`), in one run under Valgrind (where `/proc/self/exe` is
+//! Valgrind's tool, with or without `--trace-children=yes`), or in one that runs set-user-ID
+//! (whose workers could not trust what makes them workers), pools and one-offs fail with
+//! [`TaskError::WorkerStart`] saying so, and start no process.
 //!
 //! Linux only.
 #![deny(unsafe_code)]
