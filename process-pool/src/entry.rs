@@ -35,9 +35,12 @@ pub(crate) fn marker_value(image: ImageId) -> String {
     format!("{VERSION};{};{}", sys::pid(), image.to_marker())
 }
 
+/// A constructor's signature as the C library calls it: `argc`, `argv`, `envp`.
+type Entry = extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char);
+
 #[used]
 #[unsafe(link_section = ".init_array")]
-static WORKER_ENTRY: extern "C" fn() = enter;
+static WORKER_ENTRY: Entry = enter;
 
 /// Keeps the constructor in the final program: the linker only pulls this crate's objects
 /// that something refers to, so every way of starting a worker calls this.
@@ -45,12 +48,21 @@ pub(crate) fn ensure_linked() {
     black_box(&WORKER_ENTRY);
 }
 
-extern "C" fn enter() {
+extern "C" fn enter(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) {
     if is_undertaker() {
         undertaker::serve();
     }
     if let Some(image) = check_marker() {
-        worker::serve(image);
+        // The program's constructors after this one (a C or C++ library's, the coverage
+        // runtime's, which the linker put last) run in the worker too, once it has set up
+        // its descriptors, as they would before `main`.
+        let slot = std::ptr::addr_of!(WORKER_ENTRY) as usize;
+        let later = sys::LaterConstructors::after(slot, argc, argv, envp);
+        worker::serve(image, later);
     }
 }
 

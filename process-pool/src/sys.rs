@@ -1464,6 +1464,66 @@ pub(crate) fn close_from(first: RawFd) {
     unsafe { libc::close_range(first, libc::c_uint::MAX, 0) };
 }
 
+/// A constructor of the program's `.init_array`, as the C library calls it.
+type Constructor =
+    unsafe extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char);
+
+unsafe extern "C" {
+    /// The bounds of the program's `.init_array`, which the linker defines.
+    static __init_array_start: [Constructor; 0];
+    static __init_array_end: [Constructor; 0];
+}
+
+/// The constructors of the program that come after one of them in its `.init_array`, with
+/// the arguments the C library called that one with: what the C library would run next,
+/// before `main`.
+#[derive(Debug)]
+pub(crate) struct LaterConstructors {
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// The index of the entry in `.init_array` (none found: none to run).
+    position: Option<usize>,
+}
+
+impl LaterConstructors {
+    /// The constructors after the entry at address `slot` of the program's `.init_array`,
+    /// whose constructor the C library calls now with `argc`, `argv` and `envp`.
+    pub(crate) fn after(
+        slot: usize,
+        argc: libc::c_int,
+        argv: *const *const libc::c_char,
+        envp: *const *const libc::c_char,
+    ) -> LaterConstructors {
+        let position = init_array().iter().position(|f| ptr::from_ref(f) as usize == slot);
+        LaterConstructors { argc, argv, envp, position }
+    }
+
+    /// Runs them, in order, as the C library would have before `main`.
+    pub(crate) fn run(self) {
+        let Some(position) = self.position else { return };
+        for &constructor in &init_array()[position + 1..] {
+            // SAFETY: the C library would call each of these, in this order, with these
+            // arguments once the one at `position` returned; the process has run nothing
+            // in between but that constructor, which calls this and never returns.
+            unsafe { constructor(self.argc, self.argv, self.envp) };
+        }
+    }
+}
+
+/// The program's `.init_array`.
+fn init_array() -> &'static [Constructor] {
+    // SAFETY: the linker places the two symbols at the start and the end of `.init_array`,
+    // an array of constructors that stays mapped, unchanged after relocation, for the life
+    // of the process; reading them takes no reference to memory outside it.
+    unsafe {
+        let start = ptr::addr_of!(__init_array_start).cast::<Constructor>();
+        let end = ptr::addr_of!(__init_array_end).cast::<Constructor>();
+        let len = usize::try_from(end.offset_from(start)).unwrap_or(0);
+        std::slice::from_raw_parts(start, len)
+    }
+}
+
 /// Where a process started from `/proc/self/exe` would find code of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {

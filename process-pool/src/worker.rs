@@ -62,7 +62,9 @@ const TINY_ITEM: Duration = Duration::from_micros(2);
 const MAX_STRIDE: u32 = 64;
 
 /// Serves as a worker until the parent closes its requests. Never returns.
-pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
+/// `later` are the program's constructors that the C library has not run yet: they run once
+/// the worker has set up its descriptors and signals, before it reads its first request.
+pub(crate) fn serve(image: Result<ImageVerified, String>, later: sys::LaterConstructors) -> ! {
     let request = sys::fixed_fd(REQUEST_FD);
     let result = sys::fixed_fd(RESULT_FD);
     let region = Region::adopt(SHARED_FD);
@@ -76,6 +78,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>) -> ! {
     sys::ignore_sigpipe();
     sys::survive_interrupts();
     sys::ignore_terminal_stops();
+    later.run();
 
     let mut reader = FrameReader::new(64 * 1024);
     let init = match next_frame(&mut reader, request) {
