@@ -106,6 +106,9 @@ fn tell(pipe: &OwnedFd, what: u8, pid: libc::pid_t) -> bool {
 /// that the program started exits at once, and the program reaps it), then reads the groups
 /// started and reaped from [`REQUEST_FD`] until it ends, and kills every group still listed.
 pub(crate) fn serve() -> ! {
+    // Shown by `ps -e`, `top` and `pgrep` (else `exe`, the file it was started from; the
+    // kernel keeps 15 bytes: `taskpool-undert`).
+    sys::set_process_name("taskpool-undertaker");
     if !sys::detach() {
         sys::exit_now(0);
     }
