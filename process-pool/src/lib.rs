@@ -264,6 +264,30 @@
 //! does not lose it. The crashing task's own unflushed output is lost with it, as in a C
 //! program.
 //!
+//! # Debuggers, profilers and coverage
+//!
+//! A pool's workers are children of the program: [`ProcessPool::pids`] gives their ids, and
+//! `ps --ppid PID` lists them as `taskpool-0`, `taskpool-1`... ([`Config::name_prefix`]);
+//! a one-off is `taskpool-spawn`. The program's undertaker (see the crate's README) is no
+//! child of it: `ps` shows it as `taskpool-undertaker`, a child of init, one per program.
+//!
+//! - `strace -f` and `perf record --inherit` follow the workers as they follow any child;
+//!   a worker runs the program's own executable, so its samples resolve to the program's
+//!   symbols.
+//! - `gdb -p PID` attaches to a worker. A task stopped at a breakpoint is neither hung nor
+//!   dead to the pool: with no time limit, its caller waits as long as it is stopped. Past
+//!   its limit ([`Config::timeout`], [`Pool::submit_timeout`]) the pool kills the worker, but
+//!   the kernel tells the pool of a traced process's death only once the debugger lets go of
+//!   it (detaches or quits): the task fails with [`TaskError::TimedOut`] then.
+//! - Under Valgrind, `/proc/self/exe` is Valgrind's tool, not the program, so pools and
+//!   one-offs fail with [`TaskError::WorkerStart`] saying so.
+//! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
+//!   it ran when it exits (recycled, or its pool shut down or dropped), to the file
+//!   `LLVM_PROFILE_FILE` names: keep its `%p` (the process id, as the default name does), so
+//!   that each process writes a file of its own. A worker that is killed (a crash, a time limit, a
+//!   [`TaskHandle::cancel`] of a running task, a dropped pool's grace running out) writes
+//!   none.
+//!
 //! # How it works
 //!
 //! Workers are the running executable started again (`/proc/self/exe`) with a private marker
