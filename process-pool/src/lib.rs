@@ -278,7 +278,9 @@
 //!   dead to the pool: with no time limit, its caller waits as long as it is stopped. Past
 //!   its limit ([`Config::timeout`], [`Pool::submit_timeout`]) the pool kills the worker, but
 //!   the kernel tells the pool of a traced process's death only once the debugger lets go of
-//!   it (detaches or quits): the task fails with [`TaskError::TimedOut`] then.
+//!   it (detaches or quits): the task fails with [`TaskError::TimedOut`] then. Dropping the
+//!   pool waits for that too: a worker a debugger holds is reaped, and `drop` returns, only
+//!   once the debugger lets go, however short [`Config::shutdown_grace`] is.
 //! - Under Valgrind, `/proc/self/exe` is Valgrind's tool, not the program, so pools and
 //!   one-offs fail with [`TaskError::WorkerStart`] saying so.
 //! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
