@@ -7,9 +7,10 @@
 //! process inherits from the thread that spawns it, the launcher takes from the thread that
 //! asks before each spawn: the CPUs it may run on.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -78,7 +79,7 @@ pub(crate) fn launch_with(
     let child = on_launcher(move || {
         let mut fds = vec![request_r.as_fd(), result_w.as_fd()];
         fds.extend(region_fd.as_ref().map(AsFd::as_fd));
-        sys::spawn(c"/proc/self/exe", &name, &env, &fds)
+        sys::spawn(executable(), &name, &env, &fds)
     })
     .map_err(os)?;
 
@@ -91,6 +92,27 @@ pub(crate) fn launch_with(
     // The pipe is empty and larger than an init frame, so this write does not block.
     sys::write_all_to_child(request_w.as_fd(), &frame).map_err(os)?;
     Ok(Launched { child, region, request: request_w, result: result_r })
+}
+
+/// The file to start a worker from: `/proc/self/exe`, the program's executable. But where
+/// the file `/proc/self/exe` opens is not the one it names, something that runs the program
+/// inside its own process shows the program there: Valgrind, whose tool the link names (and
+/// which refuses to run on its own), while opening it, or reading the link, gives the
+/// program. There a worker starts from that path, and runs the program (natively, or under
+/// Valgrind too with `--trace-children=yes`).
+fn executable() -> &'static CStr {
+    static EXECUTABLE: OnceLock<CString> = OnceLock::new();
+    EXECUTABLE.get_or_init(|| {
+        let named = std::fs::metadata("/proc/self/exe").ok();
+        let shown = ImageId::current()
+            .zip(named)
+            .is_some_and(|(opened, named)| !opened.is_file(named.dev(), named.ino()));
+        let path = shown
+            .then(|| std::fs::read_link("/proc/self/exe").ok())
+            .flatten()
+            .and_then(|path| CString::new(path.into_os_string().into_vec()).ok());
+        path.unwrap_or_else(|| c"/proc/self/exe".to_owned())
+    })
 }
 
 /// Refuses to start workers where `/proc/self/exe`, started again, would not run this code:
@@ -120,11 +142,6 @@ fn check_executable() -> Result<(), StartFailure> {
              /proc/self/exe names: run the program itself"
                 .into(),
         )),
-        Placement::Valgrind => Err(StartFailure::Os(
-            "the program runs under Valgrind, and /proc/self/exe names Valgrind's tool, \
-             which cannot be started on its own: workers and one-offs cannot start there"
-                .into(),
-        )),
     }
 }
 
@@ -134,8 +151,7 @@ fn check_executable() -> Result<(), StartFailure> {
 /// init), whether it could be started (the program goes without if not).
 pub(crate) fn start_undertaker(marker: &str, read: BorrowedFd<'_>) -> bool {
     let env = environment(marker);
-    let Ok(child) = sys::spawn_unlisted(c"/proc/self/exe", c"taskpool-undertaker", &env, &[read])
-    else {
+    let Ok(child) = sys::spawn_unlisted(executable(), c"taskpool-undertaker", &env, &[read]) else {
         return false;
     };
     sys::reap_unlisted(&child, UNDERTAKER_DETACHES)

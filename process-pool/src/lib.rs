@@ -281,8 +281,10 @@
 //!   it (detaches or quits): the task fails with [`TaskError::TimedOut`] then. Dropping the
 //!   pool waits for that too: a worker a debugger holds is reaped, and `drop` returns, only
 //!   once the debugger lets go, however short [`Config::shutdown_grace`] is.
-//! - Under Valgrind, `/proc/self/exe` is Valgrind's tool, not the program, so pools and
-//!   one-offs fail with [`TaskError::WorkerStart`] saying so.
+//! - Under Valgrind, which runs the program inside its tool's process, workers and one-offs
+//!   start from the program's file (`/proc/self/exe` is the tool there): they run natively,
+//!   or under Valgrind too with `--trace-children=yes`. (Valgrind may warn that it does not
+//!   handle syscall 434, `pidfd_open`: the pool then checks on its workers every 20 ms.)
 //! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
 //!   it ran when it exits (recycled, or its pool shut down or dropped), to the file
 //!   `LLVM_PROFILE_FILE` names: keep its `%p` (the process id, as the default name does), so
@@ -307,10 +309,9 @@
 //!
 //! Workers start from the program's executable, so this crate must be linked into it: from a
 //! shared library (a plugin, a Python extension module), in a program started through its
-//! dynamic loader (`ld.so program`), in one run under Valgrind (where `/proc/self/exe` is
-//! Valgrind's tool, with or without `--trace-children=yes`), or in one that runs set-user-ID
-//! (whose workers could not trust what makes them workers), pools and one-offs fail with
-//! [`TaskError::WorkerStart`] saying so, and start no process.
+//! dynamic loader (`ld.so program`), or in one that runs set-user-ID (whose workers could not
+//! trust what makes them workers), pools and one-offs fail with [`TaskError::WorkerStart`]
+//! saying so, and start no process.
 //!
 //! Linux only.
 #![deny(unsafe_code)]

@@ -122,13 +122,25 @@ impl ImageId {
     pub(crate) fn current() -> Option<ImageId> {
         static CURRENT: OnceLock<Option<ImageId>> = OnceLock::new();
         *CURRENT.get_or_init(|| {
-            let meta = std::fs::metadata("/proc/self/exe").ok()?;
+            // Opened where it can be read: under Valgrind, which runs the program in its
+            // tool's process, opening `/proc/self/exe` opens the program, its `stat` the
+            // tool. A program that may be run but not read is only `stat`ed.
+            let exe = "/proc/self/exe";
+            let meta = std::fs::File::open(exe)
+                .and_then(|file| file.metadata())
+                .or_else(|_| std::fs::metadata(exe))
+                .ok()?;
             Some(ImageId {
                 dev: meta.dev(),
                 ino: meta.ino(),
                 probe: offset_of(probe as fn() -> usize as usize),
             })
         })
+    }
+
+    /// Whether this is the image of the file with device `dev` and inode `ino`.
+    pub(crate) fn is_file(self, dev: u64, ino: u64) -> bool {
+        (self.dev, self.ino) == (dev, ino)
     }
 
     /// Whether both name the same executable file (device and inode), whatever its layout.

@@ -1535,51 +1535,26 @@ pub(crate) enum Placement {
     /// The program was started through its dynamic loader (`ld.so program`), which is what
     /// `/proc/self/exe` names: started again, the loader runs no program.
     Loader,
-    /// The program runs under Valgrind, which loads it into its own tool's process:
-    /// `/proc/self/exe` names that tool, which refuses to run on its own.
-    Valgrind,
 }
 
-/// What the first object `dl_iterate_phdr` reports (the program itself) says of `address`,
-/// and whether a later one is Valgrind's preloaded core.
+/// What the first object `dl_iterate_phdr` reports (the program itself) says of `address`.
 struct MainObject {
     address: usize,
-    seen_first: bool,
     holds_address: bool,
     has_interpreter: bool,
-    valgrind: bool,
 }
 
-/// Whether a loaded object's file name is that of the library Valgrind preloads into every
-/// program it runs (`vgpreload_core-<platform>.so`).
-fn is_valgrind_preload(name: &[u8]) -> bool {
-    let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
-    file.starts_with(b"vgpreload_core-")
-}
-
-/// `dl_iterate_phdr`'s callback: looks at the program's headers (the first object), and at
-/// the names of the objects after it.
+/// `dl_iterate_phdr`'s callback: looks at the first object only (the program), then stops.
 unsafe extern "C" fn look_at_program(
     info: *mut libc::dl_phdr_info,
     _size: usize,
     data: *mut libc::c_void,
 ) -> libc::c_int {
     // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` points
-    // to `dlpi_phnum` program headers and whose `dlpi_name`, when not null, is a
-    // NUL-terminated string; `data` is the `MainObject` that `placement_of` passed.
+    // to `dlpi_phnum` program headers; `data` is the `MainObject` that `placement_of` passed.
     unsafe {
         let info = &*info;
         let main = &mut *data.cast::<MainObject>();
-        if main.seen_first {
-            if !info.dlpi_name.is_null()
-                && is_valgrind_preload(CStr::from_ptr(info.dlpi_name).to_bytes())
-            {
-                main.valgrind = true;
-                return 1;
-            }
-            return 0;
-        }
-        main.seen_first = true;
         let headers = if info.dlpi_phdr.is_null() {
             &[][..]
         } else {
@@ -1599,28 +1574,20 @@ unsafe extern "C" fn look_at_program(
             }
         }
     }
-    0
+    1
 }
 
 /// Whether the code at `address` (a function of this crate) is in the program's executable,
 /// and whether `/proc/self/exe` names that executable.
 pub(crate) fn placement_of(address: usize) -> Placement {
-    let mut main = MainObject {
-        address,
-        seen_first: false,
-        holds_address: false,
-        has_interpreter: false,
-        valgrind: false,
-    };
+    let mut main = MainObject { address, holds_address: false, has_interpreter: false };
     // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and writes `main`,
     // which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(look_at_program), ptr::addr_of_mut!(main).cast()) };
-    if !main.seen_first {
+    let seen =
+        unsafe { libc::dl_iterate_phdr(Some(look_at_program), ptr::addr_of_mut!(main).cast()) };
+    if seen == 0 {
         // Nothing reported (a static program without the interface): nothing to tell.
         return Placement::Executable;
-    }
-    if main.valgrind {
-        return Placement::Valgrind;
     }
     if !main.holds_address {
         return Placement::SharedLibrary;

@@ -1,8 +1,7 @@
 //! Where `/proc/self/exe` started again would not run this crate's code, pools and one-offs
 //! refuse to start workers, with `TaskError::WorkerStart` saying why, and start no process:
 //! in a shared library the program loaded (the host program's `main` would run again), and in
-//! a program started through its dynamic loader (which is what `/proc/self/exe` names), and in
-//! a program run under Valgrind (where `/proc/self/exe` names Valgrind's tool).
+//! a program started through its dynamic loader (which is what `/proc/self/exe` names).
 
 mod common;
 
@@ -87,34 +86,4 @@ fn a_program_started_through_its_loader_refuses_to_start_the_loader() {
     let mut command = Command::new(loader);
     command.arg(std::env::current_exe().unwrap()).env(THROUGH_THE_LOADER, "1");
     run_test_in(command, name, "through the dynamic loader").unwrap();
-}
-
-/// Set in the copy of this binary run under Valgrind.
-const UNDER_VALGRIND: &str = "TASKPOOL_TEST_UNDER_VALGRIND";
-
-#[test]
-fn a_program_run_under_valgrind_refuses_to_start_valgrinds_tool() {
-    let name = "a_program_run_under_valgrind_refuses_to_start_valgrinds_tool";
-    if std::env::var_os(UNDER_VALGRIND).is_some() {
-        let reason = |result: Result<u64, TaskError>| match result {
-            Err(TaskError::WorkerStart { reason }) => reason,
-            other => panic!("expected a refusal, got {other:?}"),
-        };
-        let pool = ProcessPool::new(1).and_then(|pool| pool.apply(square, 3));
-        assert!(reason(pool).contains("Valgrind"));
-        assert!(reason(spawn(square, 4).and_then(|child| child.join())).contains("Valgrind"));
-        return;
-    }
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        println!("skipped: valgrind is not installed");
-        return;
-    }
-    let mut command = Command::new("valgrind");
-    command
-        .args(["-q", "--trace-children=no", "--error-exitcode=0"])
-        .arg(std::env::current_exe().unwrap())
-        .env(UNDER_VALGRIND, "1");
-    let (_, stderr) = run_test_with_stderr(command, name, "under valgrind").unwrap();
-    assert!(!stderr.contains("cannot run"), "a worker ran Valgrind's tool:\n{stderr}");
 }
