@@ -288,9 +288,10 @@
 //! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
 //!   it ran when it exits (recycled, or its pool shut down or dropped), to the file
 //!   `LLVM_PROFILE_FILE` names: keep its `%p` (the process id, as the default name does), so
-//!   that each process writes a file of its own. A worker that is killed (a crash, a time limit, a
-//!   [`TaskHandle::cancel`] of a running task, a dropped pool's grace running out) writes
-//!   none.
+//!   that each process writes a file of its own. A worker that is killed (a crash, a time
+//!   limit, a [`TaskHandle::cancel`] of a running task, a dropped pool's grace running out)
+//!   writes none, and neither do the workers of a pool kept in a `static`, which the
+//!   program's exit kills: call [`Pool::shutdown`] on it before `main` returns to keep theirs.
 //!
 //! # How it works
 //!
