@@ -89,8 +89,14 @@ pub(crate) fn launch_with(
         init.flags |= RINGS;
     }
     init.encode(&mut frame);
-    // The pipe is empty and larger than an init frame, so this write does not block.
-    sys::write_all_to_child(request_w.as_fd(), &frame).map_err(os)?;
+    // The pipe is empty and larger than an init frame, so this write does not block. A
+    // worker that died as it started (a constructor of the program that aborts in it, say)
+    // has closed its end: the OS refused nothing there, and the supervisor, which reaps it,
+    // tells how it ended.
+    match sys::write_all_to_child(request_w.as_fd(), &frame) {
+        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+        written => written.map_err(os)?,
+    }
     Ok(Launched { child, region, request: request_w, result: result_r })
 }
 
