@@ -101,12 +101,20 @@ pub(crate) struct Paced {
     pub(crate) pace: Arc<Pace>,
     /// The pool that sent its single tasks, to cancel one; dangling for batches.
     pub(crate) pool: Weak<Shared>,
+    /// Whether its runs are units run for other machines' callers (`remote.rs`), which wait
+    /// in one line in the order they came rather than take turns as jobs of their own.
+    pub(crate) remote: bool,
 }
 
 impl Paced {
     /// `shipped` with a pace of its own, for the runs of one batch job.
     pub(crate) fn new(shipped: Shipped) -> Arc<Self> {
-        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new() })
+        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new(), remote: false })
+    }
+
+    /// `shipped` with a pace of its own, for the units run for other machines' callers.
+    pub(crate) fn remote(shipped: Shipped) -> Arc<Self> {
+        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new(), remote: true })
     }
 }
 
@@ -167,8 +175,10 @@ impl Paces {
             by_entry.clear();
         }
         let (pace, stateless) = by_entry.entry(shipped.entry).or_default();
-        let new =
-            |shipped| Arc::new(Paced { shipped, pace: pace.clone(), pool: Arc::downgrade(pool) });
+        let new = |shipped| {
+            let pool = Arc::downgrade(pool);
+            Arc::new(Paced { shipped, pace: pace.clone(), pool, remote: false })
+        };
         match stateless {
             Some(known) if shipped.state.is_empty() => known.clone(),
             _ if shipped.state.is_empty() => {

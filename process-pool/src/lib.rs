@@ -366,6 +366,7 @@ mod supervisor;
 mod sys;
 mod undertaker;
 mod usage;
+mod waiting;
 mod wire;
 mod worker;
 

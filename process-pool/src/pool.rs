@@ -1116,7 +1116,7 @@ impl Drop for ProcessPool {
             let mut state = self.shared.lock();
             state.closed = true;
             state.dropping = true;
-            for slice in std::mem::take(&mut state.queue) {
+            for slice in state.queue.take_all() {
                 deliveries.fail(slice, &TaskError::ShutDown);
             }
         }

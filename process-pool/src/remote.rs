@@ -40,7 +40,7 @@ impl EncodedJob {
     ///
     /// [`TaskError::Serialization`] if a struct task's state cannot be encoded.
     pub fn of<J: Job>(job: &J) -> Result<Self, TaskError> {
-        job.ship(Ship).map(|shipped| EncodedJob(Paced::new(shipped)))
+        job.ship(Ship).map(|shipped| EncodedJob(Paced::remote(shipped)))
     }
 
     /// Rebuilds a job from [`EncodedJob::entry`] and [`EncodedJob::state`].
@@ -51,7 +51,7 @@ impl EncodedJob {
     /// same executable image as this one (the same file content, not merely the same path):
     /// a worker jumps to that offset.
     pub unsafe fn from_parts(entry: i64, state: Vec<u8>) -> Self {
-        EncodedJob(Paced::new(Shipped { entry, state, kept: Default::default() }))
+        EncodedJob(Paced::remote(Shipped { entry, state, kept: Default::default() }))
     }
 
     /// The offset of the job's entry point.

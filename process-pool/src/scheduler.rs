@@ -40,6 +40,7 @@ use crate::run::{Batching, Run, Slice};
 use crate::sink::{Sink, Tally};
 use crate::sys;
 use crate::usage::Cost;
+use crate::waiting::Waiting;
 use crate::worker::EXIT_NO_ROOM;
 
 /// The OS side of one worker process, as the scheduler uses it.
@@ -281,7 +282,8 @@ pub(crate) struct Counters {
 
 /// Everything under the pool's lock.
 pub(crate) struct State {
-    pub(crate) queue: VecDeque<Slice>,
+    /// Work not yet sent, by job, the jobs served in turn.
+    pub(crate) queue: Waiting,
     pub(crate) slots: Vec<Slot>,
     /// No new work is accepted.
     pub(crate) closed: bool,
@@ -375,7 +377,7 @@ impl Shared {
         Shared {
             config,
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                queue: Waiting::default(),
                 slots,
                 closed: false,
                 dropping: false,
@@ -754,6 +756,8 @@ impl Shared {
                     inputs,
                 );
             }
+            // Its job waits behind the others now (`waiting.rs`).
+            queue.served(&run);
         }
         let added = writer.is_some();
         drop(writer);
@@ -774,7 +778,7 @@ impl Shared {
     /// [`Shared::fill`]).
     fn join_singles(
         &self,
-        queue: &mut VecDeque<Slice>,
+        queue: &mut Waiting,
         sent: &mut VecDeque<Slice>,
         (run, flags): (&Run, u8),
         most: usize,
@@ -1140,7 +1144,7 @@ impl Shared {
             state.fruitless_deaths
         );
         let error = TaskError::WorkerStart { reason: reason.clone() };
-        for slice in std::mem::take(&mut state.queue) {
+        for slice in state.queue.take_all() {
             deliveries.fail(slice, &error);
         }
         state.start_error = Some(reason);
@@ -1207,7 +1211,7 @@ impl Shared {
         {
             let reason = failure.reason();
             let error = TaskError::WorkerStart { reason: reason.clone() };
-            for slice in std::mem::take(&mut state.queue) {
+            for slice in state.queue.take_all() {
                 deliveries.fail(slice, &error);
             }
             state.start_error = Some(reason);
@@ -1235,8 +1239,7 @@ impl Shared {
         self.tally.record(0, 1);
         let is_run = |slice: &Slice| std::ptr::addr_eq(Arc::as_ptr(&slice.run), run);
         let mut state = self.lock();
-        if let Some(at) = state.queue.iter().position(is_run) {
-            state.queue.remove(at);
+        if state.queue.remove_first(is_run).is_some() {
             self.delivered(&mut state, 1);
             return;
         }

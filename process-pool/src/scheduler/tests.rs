@@ -525,7 +525,8 @@ fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
         seen.push((Arc::ptr_eq(run, &first), items));
     })
     .unwrap();
-    assert_eq!(seen, [(true, 0..2), (true, 2..3), (false, 0..2)]);
+    // The two jobs take turns, batch by batch.
+    assert_eq!(seen, [(true, 0..2), (false, 0..2), (true, 2..3)]);
     assert_eq!(first.job.pace.item_ns(), 10, "the pace learns the mean of the group");
     assert_eq!(sent(&s, 0), 1);
     assert_eq!(s.lock().slots[0].conn.as_ref().unwrap().expect_seq, 5);
@@ -895,4 +896,68 @@ fn deliveries_that_reuse_a_spare_hand_over_every_outcome_and_keep_the_room_up_to
     assert_eq!(deliveries.deliver_keeping(&|_| &[], &tally, &mut spare), 1100);
     assert!(spare.room() <= 1, "room for {} groups kept", spare.room());
     assert_eq!(recorder.got.lock().unwrap().len(), 2000);
+}
+
+/// The inputs of the batch frames written to `pipe` since the first `skip`, with their entry
+/// points (`0` for [`run`]'s items).
+fn sent_inputs(pipe: &Recording, skip: usize) -> Vec<(i64, Vec<Vec<u8>>)> {
+    pipe.batches().into_iter().skip(skip).map(|(_, entry, _, inputs)| (entry, inputs)).collect()
+}
+
+#[test]
+fn a_single_task_queued_behind_a_long_run_waits_for_one_batch_of_it_not_all() {
+    let (s, pipe) = one_worker();
+    let long = run(100, NullSink, Batching::Fixed(1));
+    measured(&long, 1_000_000);
+    s.submit(long);
+    let flushes = s.pump_all(&mut s.lock());
+    s.flush(flushes);
+    // Two slow items in hand (`in_flight` 2), the rest queued; then a task of another job.
+    assert_eq!(sent_inputs(&pipe, 0), [(0, vec![vec![0]]), (0, vec![vec![1]])]);
+    s.submit(single(&fast_job(), 200));
+    answer_one(&s, 0);
+    answer_one(&s, 0);
+    // The long run's next batch went first, as it was first in line; then the task (and,
+    // room left, the long run's next).
+    assert_eq!(sent_inputs(&pipe, 2)[..2], [(0, vec![vec![2]]), (7, vec![vec![200]])]);
+}
+
+#[test]
+fn runs_of_two_jobs_queued_together_take_turns_batch_by_batch() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(1), 1);
+    let (first, second) =
+        (run(3, NullSink, Batching::Fixed(1)), run(3, NullSink, Batching::Fixed(1)));
+    measured(&first, 1_000_000);
+    measured(&second, 1_000_000);
+    // Both queued before the worker is ready.
+    s.submit(first);
+    s.submit(second);
+    let pipe = connect_recorded(&s, 0);
+    let flushes = s.pump_all(&mut s.lock());
+    s.flush(flushes);
+    (0..5).for_each(|_| answer_one(&s, 0));
+    let inputs: Vec<_> = sent_inputs(&pipe, 0).into_iter().map(|(_, inputs)| inputs).collect();
+    // Items 0, 0, 1, 1, 2, 2: each job's in order, the jobs in turn.
+    let turns = [0, 0, 1, 1, 2, 2].map(|i| vec![vec![i]]);
+    assert_eq!(inputs, turns);
+    assert!(s.lock().queue.is_empty());
+}
+
+#[test]
+fn an_imaps_runs_of_one_item_wait_in_its_own_line_not_with_single_tasks() {
+    let (s, pipe) = one_worker();
+    // An imap of slow items sends one item per run, batched adaptively, a window of them.
+    let imap = Paced::new(Shipped { entry: 5, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| imap.pace.record(1_000_000));
+    for i in 0..10 {
+        let mut b = RunBuilder::new(imap.clone());
+        b.push_encoded(&[i]);
+        s.submit(Arc::new(b.finish(NullSink, None, Batching::Adaptive(1))));
+    }
+    assert_eq!(sent_inputs(&pipe, 0), [(5, vec![vec![0]]), (5, vec![vec![1]])]);
+    s.submit(single(&fast_job(), 200));
+    answer_one(&s, 0);
+    answer_one(&s, 0);
+    // The task goes after one more of the imap's items, not after the eight waiting.
+    assert_eq!(sent_inputs(&pipe, 2)[..2], [(5, vec![vec![2]]), (7, vec![vec![200]])]);
 }
