@@ -85,6 +85,13 @@ pub trait Pool: Execute {
 
     /// Like [`Pool::submit`], with a time limit for this task that overrides the pool's.
     ///
+    /// As the pool's [`Config::timeout`](crate::Config::timeout), the limit counts from when
+    /// the task starts running: the time it waits for a worker (behind other tasks, or a
+    /// `map`'s items) does not count. To bound how long the caller waits, wait on the handle
+    /// with [`TaskHandle::join_timeout`](crate::TaskHandle::join_timeout) (and
+    /// [`TaskHandle::cancel`](crate::TaskHandle::cancel) it if it should not run any more:
+    /// a task still queued then never starts).
+    ///
     /// A zero limit is allowed here (the task fails with [`TaskError::TimedOut`] as soon as
     /// it starts, as a computed deadline that has passed should; a thread backend, which
     /// cannot stop it, still runs it to its end and discards its value), where the pool's
