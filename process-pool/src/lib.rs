@@ -168,12 +168,17 @@
 //! | `Value`, `Array`, `Manager`, `Lock`, `Event`, `Semaphore` | none: return results, or send them through a [`Queue`] or [`Pipe`] (a value put once serves as an `Event`); [`SharedBytes`] for large read-only bytes |
 //! | start methods (`fork`, `spawn`, `forkserver`) | none to choose: a worker is the program's executable started again, like `spawn`, but its `main` never runs |
 //!
-//! Two differences a ported program may meet. A worker takes the next task while it runs
+//! Three differences a ported program may meet. A worker takes the next task while it runs
 //! one (see [`ProcessConfig::in_flight`]), so with `apply_async`-style submissions of very
 //! different lengths, a short task can wait behind a long one while another worker is
 //! idle; `ProcessConfig::in_flight(1)` hands out tasks one at a time, as Python's pool
-//! does. And a worker is your program started again, whose `main` never runs: see the
-//! crate's README on what runs in a worker.
+//! does. Python's pool also runs work in the order it was given, so an `apply_async` waits
+//! behind every chunk of a `map_async` given before it; here the waiting jobs (each `map`
+//! and `imap`, and the single tasks together) take turns a batch at a time, so a task
+//! submitted while a long `map` runs waits for what the workers hold and a batch of the
+//! `map`, not for all of it (the crate's README has the details). And a worker is your
+//! program started again, whose `main` never runs: see the crate's README on what runs in a
+//! worker.
 //!
 //! `as_completed` and `wait(FIRST_COMPLETED)`, without an async runtime:
 //!
