@@ -628,6 +628,10 @@ impl Pool for ProcessPool {
     /// larger) per batch a worker may hold, and one item at least: large items, which take
     /// time to copy, and large results keep a window sized by their bytes (4 items of a
     /// mebibyte for two workers).
+    ///
+    /// [`Pool::imap_stream`] and [`Pool::imap_unordered_stream`] keep all of it in flight,
+    /// whatever the items' speed and size, and as many more items pulled: feed them small
+    /// items, or use `imap` for an input that does not wait for its items.
     fn imap_window(&self) -> usize {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }
