@@ -8,6 +8,7 @@ use crate::error::TaskError;
 use crate::feed::Input;
 use crate::handle::{TaskHandle, discard, promise, promise_notify};
 use crate::imap::{NextTimeout, Ordered, Unordered};
+use crate::pace::ImapPace;
 use crate::task::{IntoTask, Job};
 use crate::try_error::TryError;
 
@@ -416,8 +417,10 @@ pub trait Pool: Execute {
     /// of its own, as Python's `Pool.imap` does, so each result is yielded as soon as it and
     /// those before it are ready, while the input waits for its next item; an input that
     /// waits for the consumer's own results gets them. Results come in input order, at most
-    /// [`Pool::imap_window`] items are in flight, and at most as many more, and one the
-    /// thread holds, wait for room, pulled; dropping the iterator cancels as `imap` does.
+    /// [`Pool::imap_window`] items are in flight (on a backend that grows the window while
+    /// items prove fast, as few as `imap` keeps at first while they do not), and at most as
+    /// many more as it keeps at first, and one the thread holds, wait for room, pulled;
+    /// dropping the iterator cancels as `imap` does.
     ///
     /// A panic of the input's `next` reaches the consumer at the item where it happened. The
     /// thread ends when the input ends, or, after the iterator was dropped, once the input's
@@ -460,7 +463,7 @@ pub trait Pool: Execute {
     {
         let () = <T::Job as Job>::PORTABLE;
         let window = self.imap_window();
-        let items = Input::fed(items.into_iter(), window);
+        let items = Input::fed(items.into_iter(), stream_ahead(self.imap_pace(), window));
         Ordered::new(self, Arc::new(task.into_job()), items, window)
     }
 
@@ -479,9 +482,15 @@ pub trait Pool: Execute {
     {
         let () = <T::Job as Job>::PORTABLE;
         let window = self.imap_window();
-        let items = Input::fed(items.into_iter(), window);
+        let items = Input::fed(items.into_iter(), stream_ahead(self.imap_pace(), window));
         Unordered::new(self, Arc::new(task.into_job()), items, window)
     }
+}
+
+/// How many items an `imap_stream`'s input thread may pull ahead of those taken: the first
+/// window of a backend whose window grows (see [`ImapPace`]), or its whole window.
+fn stream_ahead(pace: Option<ImapPace>, window: usize) -> usize {
+    pace.map_or(window, |pace| pace.window.clamp(1, window.max(1)))
 }
 
 /// `map_results` through one handle per item: what [`Pool::map_results`] does by default.

@@ -13,8 +13,8 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, Job, Reorder, deadline_after, discard, promise, promise_of,
-    recv_until,
+    Cancel, Completer, Execute, ImapPace, Job, Reorder, deadline_after, discard, promise,
+    promise_of, recv_until,
 };
 use taskpool_core::{Config, IntoTask, NextTimeout, Pool, TaskError, TaskHandle, Timeout};
 
@@ -58,6 +58,9 @@ fn roomy_stack() -> bool {
 
 /// Items of an `imap` window per batch a worker may hold, at first.
 const IMAP_PER_BATCH: usize = 16;
+/// Items of an `imap_stream` window per batch a worker may hold, at first: each goes as a
+/// task of its own, whose size nothing bounds.
+const STREAM_PER_BATCH: usize = 4;
 /// Items of an `imap` window per batch a worker may hold, at most: once its items are
 /// measured fast, a window holds a batch's worth of them per batch a worker may hold.
 const IMAP_MOST_PER_BATCH: usize = 1024;
@@ -505,6 +508,15 @@ impl Execute for ProcessPool {
     ) {
         self.submit_one(&**job, input, Promise::Given(completer), sink::value(), timeout);
     }
+
+    /// What `imap_stream` and `imap_unordered_stream` keep in flight (this pool's `imap` is
+    /// its own): 4 items per batch a worker may hold at first, growing to `imap_window()`
+    /// only while the items take under 10 µs each, so that a stream of slow or large items
+    /// holds a few of them, and a task submitted beside it waits behind a few.
+    fn imap_pace(&self) -> Option<ImapPace> {
+        let window = STREAM_PER_BATCH * self.workers() * self.shared.config.get_in_flight();
+        Some(ImapPace { group: 1, window })
+    }
 }
 
 impl Pool for ProcessPool {
@@ -629,9 +641,10 @@ impl Pool for ProcessPool {
     /// time to copy, and large results keep a window sized by their bytes (4 items of a
     /// mebibyte for two workers).
     ///
-    /// [`Pool::imap_stream`] and [`Pool::imap_unordered_stream`] keep all of it in flight,
-    /// whatever the items' speed and size, and as many more items pulled: feed them small
-    /// items, or use `imap` for an input that does not wait for its items.
+    /// [`Pool::imap_stream`] and [`Pool::imap_unordered_stream`] keep 4 items per batch a
+    /// worker may hold in flight at first, and grow to this window only while their items
+    /// take under 10 µs each, whatever their size: use `imap` for an input that does not wait
+    /// for its items.
     fn imap_window(&self) -> usize {
         self.workers() * self.shared.config.get_in_flight() * IMAP_MOST_PER_BATCH
     }

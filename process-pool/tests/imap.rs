@@ -1,6 +1,6 @@
 //! `imap` holds a bounded window of items, from the first result on, and dropping it cancels
 //! what it pulled and did not send; a `map` that a panic leaves cancels what it did not send
-//! too.
+//! too; `imap_stream` of slow items keeps a small window.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use serde::{Deserialize, Serialize};
-use taskpool_process::{Pool, ProcessPool, Task};
+use taskpool_process::{Pool, ProcessPool, Task, TaskError};
 
 /// Creates the file named by its input in `dir`, then sleeps a little.
 #[derive(Serialize, Deserialize)]
@@ -101,6 +101,36 @@ fn an_imap_of_large_items_keeps_the_small_window() {
         most <= window,
         "{most} items of a mebibyte pulled and not yet yielded; window {window}"
     );
+}
+
+/// `imap_stream` and `imap_unordered_stream` send each item as a task of its own, whose size
+/// nothing bounds: while the items are slow, they keep 4 per batch a worker may hold in
+/// flight, and as many pulled ahead by the input's thread (and one it holds), not the whole
+/// `imap_window()` and as many more.
+#[test]
+fn a_stream_of_slow_items_keeps_a_small_window() {
+    let pool = ProcessPool::new(2).unwrap();
+    let window = 4 * 2 * 2;
+    for ordered in [true, false] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let items = (0..200).map(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            2
+        });
+        let outcomes: Box<dyn Iterator<Item = Result<u64, TaskError>>> = if ordered {
+            Box::new(pool.imap_stream(sleep_ms, items))
+        } else {
+            Box::new(pool.imap_unordered_stream(sleep_ms, items))
+        };
+        let mut most = 0;
+        for (yielded, outcome) in outcomes.enumerate() {
+            assert_eq!(outcome.unwrap(), 2);
+            most = most.max(pulled.load(Ordering::Relaxed) - yielded);
+        }
+        assert_eq!(pulled.load(Ordering::Relaxed), 200);
+        assert!(most <= 2 * window + 1, "ordered {ordered}: {most} pulled and not yet yielded");
+    }
 }
 
 #[test]
