@@ -200,7 +200,7 @@ impl Agent {
         // A cluster whose servers are starting may have no JetStream yet: waited for.
         let (tasks, _) = link::streams(&js, &self.config.server, Some(&name)).await?;
         // Connected by now (the streams answered), so the server has said what it takes.
-        let max_payload = client.server_info().max_payload.max(64 << 10);
+        let max_payload = link::message_limit(&client);
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let ack_wait = self.config.ack_wait;
         let mut consumer =

@@ -36,6 +36,18 @@ const RESULTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How long after its caller stops pulling a results consumer is removed.
 const RESULTS_INACTIVE: Duration = Duration::from_secs(600);
 
+/// The largest message a stream keeps: a JetStream file store refuses a message whose
+/// record (subject, headers and payload) is over 32 MiB, whatever the server's
+/// `max_payload`, on every try. Room is left for the subject and headers.
+const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
+
+/// The largest payload of a message that the server at the other end of `client` takes and
+/// its streams keep: its `max_payload` (at least 64 KiB, the least a pool works with), at
+/// most what a stream's store keeps.
+pub(crate) fn message_limit(client: &Client) -> usize {
+    client.server_info().max_payload.clamp(64 << 10, STORED_MESSAGE_MAX)
+}
+
 /// The names of the streams, subjects and consumers of one deployment.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {

@@ -224,7 +224,7 @@ impl ClusterPool {
             let consumer = link::results_consumer(&results, &names, &caller).await?;
             Ok::<_, TaskError>((client, beats, js, tasks, results, consumer))
         })?;
-        let max_payload = client.server_info().max_payload.max(64 << 10);
+        let max_payload = link::message_limit(&client);
         let (outbox, inbox) = mpsc::unbounded_channel();
         let tasks_created = tasks.cached_info().created.unix_timestamp_nanos();
         let inner = Arc::new(Inner {

@@ -1,6 +1,7 @@
 //! On a server with NATS's default message limit (1 MiB), a value that fits a message alone
 //! travels however large its neighbours in the same chunk are, on either side; only a value
-//! that alone is over the limit fails, with `TooLarge` and its own size.
+//! that alone is over the limit fails, with `TooLarge` and its own size. On a server whose
+//! limit is over what a stream keeps (32 MiB), that is the limit.
 
 mod common;
 
@@ -146,4 +147,38 @@ fn an_error_larger_than_a_message_arrives_cut_to_fit() {
             assert_eq!(report.message, format!("start{}", "x".repeat(10)));
         }
     }
+}
+
+#[test]
+fn values_over_what_the_store_keeps_fail_with_too_large_under_a_larger_message_limit() {
+    // NATS's largest message limit, 64 MiB; a stream's file store keeps messages of at most
+    // 32 MiB whatever the server takes, and refuses larger ones on every try.
+    let config = "max_payload: 67108864\nmax_pending: 134217728\n";
+    let Some(server) = PlainServer::configured("message_limit_store", config) else { return };
+    let _agent = common::agent(&server.url(), 1, &[]);
+    let config = ClusterConfig::new(server.url()).agent_wait(Duration::from_secs(5));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let len = |bytes: ByteBuf| bytes.len();
+    match pool.apply(len, make_bytes(40 << 20)) {
+        Err(TaskError::TooLarge { side: Side::Argument, size, limit }) => {
+            assert!(size >= 40 << 20, "its own size, not {size}");
+            assert!(limit < 32 << 20, "{limit}");
+        }
+        other => panic!("expected the argument to be too large, got {other:?}"),
+    }
+    // A hang guard, not a time limit on the outcome: a result refused by the store on every
+    // try was stored for ever, and its caller waited for ever.
+    let guard = Duration::from_secs(120);
+    match pool.submit(make_bytes, 40 << 20).join_timeout(guard) {
+        Err(TaskError::TooLarge { side: Side::Result, size, limit }) => {
+            assert!(size >= 40 << 20, "its own size, not {size}");
+            assert!(limit < 32 << 20, "{limit}");
+        }
+        other => panic!("expected the result to be too large, got {:?}", other.map(|v| v.len())),
+    }
+    let below = 31 << 20;
+    assert_eq!(pool.apply(len, make_bytes(below)).unwrap(), below, "an argument below it travels");
+    let value = pool.submit(make_bytes, below).join_timeout(guard).unwrap();
+    assert_eq!(value.len(), below, "a result below it travels");
 }
