@@ -200,6 +200,15 @@ fn refusal(error: &jetstream::context::PublishError) -> String {
              servers, a stream stores nothing while fewer than a majority of its servers are \
              up)"
         )
+    } else if error.to_string().contains(STORE_FULL) {
+        // JetStream's answer once the streams' messages fill what the server may store
+        // (its `max_file_store`, or its disk): the tasks and results waiting take it all.
+        format!(
+            "{error} (the server's JetStream store is full: the tasks and results waiting in \
+             the streams take all the server may store, its max_file_store or its disk; this \
+             lasts until agents take tasks and callers their results. Raise the server's \
+             max_file_store, or keep fewer or smaller tasks in flight)"
+        )
     } else if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
         format!(
             "{error} (the server did not confirm the store in time: a busy or unreachable \
@@ -209,6 +218,9 @@ fn refusal(error: &jetstream::context::PublishError) -> String {
         error.to_string()
     }
 }
+
+/// What the server says of a message it cannot store for want of room (JetStream error 10023).
+const STORE_FULL: &str = "error code 10023";
 
 /// What the server says of a message whose earlier try it is still storing.
 const STILL_STORING: &str = "duplicate message id is in process";
@@ -265,5 +277,12 @@ mod tests {
         assert!(late.contains("fewer than a majority"), "{late}");
         let other = PublishError::with_source(PublishErrorKind::Other, "maximum bytes exceeded");
         assert_eq!(refusal(&other), other.to_string());
+    }
+
+    #[test]
+    fn a_store_refused_for_want_of_room_says_what_to_do() {
+        let answer = "publish failed: insufficient resources (code 503, error code 10023)";
+        let full = refusal(&PublishError::with_source(PublishErrorKind::Other, answer));
+        assert!(full.contains(answer) && full.contains("max_file_store"), "{full}");
     }
 }
