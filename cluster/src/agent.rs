@@ -78,7 +78,8 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// # Errors
 ///
 /// [`TaskError::InvalidConfig`] for a bad setting (as for
-/// [`ClusterPool::with_config`](crate::ClusterPool::with_config)), [`TaskError::WorkerStart`]
+/// [`ClusterPool::with_config`](crate::ClusterPool::with_config), a server whose
+/// `max_payload` is below 64 KiB included), [`TaskError::WorkerStart`]
 /// if the local process pool cannot start, [`TaskError::Unreachable`] if the server refuses
 /// the streams.
 ///
@@ -200,7 +201,7 @@ impl Agent {
         // A cluster whose servers are starting may have no JetStream yet: waited for.
         let (tasks, _) = link::streams(&js, &self.config.server, Some(&name)).await?;
         // Connected by now (the streams answered), so the server has said what it takes.
-        let max_payload = link::message_limit(&client);
+        let max_payload = link::message_limit(&client, &self.config.server)?;
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let ack_wait = self.config.ack_wait;
         let mut consumer =

@@ -41,11 +41,30 @@ const RESULTS_INACTIVE: Duration = Duration::from_secs(600);
 /// `max_payload`, on every try. Room is left for the subject and headers.
 const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
 
+/// The smallest message limit a pool and an agent work with: a worker's error report, cut to
+/// 64 KiB, must fit one message.
+const MIN_MESSAGE_LIMIT: usize = 64 << 10;
+
 /// The largest payload of a message that the server at the other end of `client` takes and
-/// its streams keep: its `max_payload` (at least 64 KiB, the least a pool works with), at
-/// most what a stream's store keeps.
-pub(crate) fn message_limit(client: &Client) -> usize {
-    client.server_info().max_payload.clamp(64 << 10, STORED_MESSAGE_MAX)
+/// its streams keep: its `max_payload`, at most what a stream's store keeps.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] for a server whose `max_payload` is below
+/// [`MIN_MESSAGE_LIMIT`]: values between the two would be refused on every try.
+pub(crate) fn message_limit(client: &Client, server: &Server) -> Result<usize, TaskError> {
+    let max_payload = client.server_info().max_payload;
+    if max_payload < MIN_MESSAGE_LIMIT {
+        return Err(TaskError::InvalidConfig {
+            reason: format!(
+                "the server at {} takes messages of at most {max_payload} bytes (its \
+                 max_payload): taskpool needs at least {MIN_MESSAGE_LIMIT}; raise the server's \
+                 max_payload",
+                server.shown_url()
+            ),
+        });
+    }
+    Ok(max_payload.min(STORED_MESSAGE_MAX))
 }
 
 /// The names of the streams, subjects and consumers of one deployment.

@@ -191,7 +191,8 @@ impl ClusterPool {
     ///
     /// [`TaskError::InvalidConfig`] for a bad setting: among them a url that is not a NATS
     /// url, a credentials file that cannot be read, and replicas the server cannot have
-    /// (more than one on a server that is not part of a cluster). [`TaskError::Unreachable`]
+    /// (more than one on a server that is not part of a cluster); and for a server whose
+    /// `max_payload` is below 64 KiB. [`TaskError::Unreachable`]
     /// if the server cannot be reached or refuses the streams: at once if its answer is
     /// final (a server without JetStream, or streams of that name made by someone else with
     /// other subjects or not as work queues), else after 40 tries (17 s of pauses between
@@ -224,7 +225,7 @@ impl ClusterPool {
             let consumer = link::results_consumer(&results, &names, &caller).await?;
             Ok::<_, TaskError>((client, beats, js, tasks, results, consumer))
         })?;
-        let max_payload = link::message_limit(&client);
+        let max_payload = link::message_limit(&client, &config.server)?;
         let (outbox, inbox) = mpsc::unbounded_channel();
         let tasks_created = tasks.cached_info().created.unix_timestamp_nanos();
         let inner = Arc::new(Inner {

@@ -182,3 +182,23 @@ fn values_over_what_the_store_keeps_fail_with_too_large_under_a_larger_message_l
     let value = pool.submit(make_bytes, below).join_timeout(guard).unwrap();
     assert_eq!(value.len(), below, "a result below it travels");
 }
+
+#[test]
+fn a_server_whose_message_limit_is_below_what_a_pool_needs_is_refused() {
+    // Below 64 KiB: a value between the server's limit and that was sent on every try for the
+    // agent wait, and failed as a server that cannot be reached (a result: for ever).
+    let Some(server) = PlainServer::configured("message_limit_small", "max_payload: 16384\n")
+    else {
+        return;
+    };
+    match ClusterPool::with_config(ClusterConfig::new(server.url())) {
+        Err(TaskError::InvalidConfig { reason }) => {
+            assert!(reason.contains("max_payload") && reason.contains("16384"), "{reason}");
+        }
+        other => panic!("expected the server to be refused, got {other:?}"),
+    }
+    match common::Agent::start(&server.url(), 1, &[]) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}"),
+        Ok(_) => panic!("an agent served a server whose messages are too small for it"),
+    }
+}
