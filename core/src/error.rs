@@ -65,7 +65,9 @@ pub enum TaskError {
         /// `Deserialize` implementation.
         message: String,
     },
-    /// The encoded argument or result is larger than the pool's frame limit.
+    /// The encoded argument or result is larger than the pool's frame limit: on a cluster
+    /// pool, what one message may carry (the server's `max_payload`, and a little under
+    /// 32 MiB at most, what a stream keeps).
     TooLarge {
         /// Which value was too large.
         side: Side,
