@@ -4,15 +4,17 @@
 //! it is, so short items travel in chunks large enough that the round trip is a small part
 //! of the chunk's time; but not so large that one agent gets all the work. Agents report how
 //! long each unit took; the pool keeps a moving average of the time per item, and sizes each
-//! new chunk to take about [`TARGET`], at most a fair share of what is left.
+//! new chunk to take about [`TARGET`], at most a fair share of what is left. Until a unit was
+//! measured a chunk takes one item: a guess that takes slow items for cheap ones would send
+//! a whole `map` at once, and a task another caller sends after it would wait behind all of
+//! it (the agents take the tasks of every caller from one queue).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The time one chunk should take on its agent.
 const TARGET: Duration = Duration::from_millis(10);
-/// The assumed time per item before anything was measured: the first chunk is small, and
-/// tells the pool what the items cost.
+/// The time per item the moving average starts from, once the first unit was measured.
 const INITIAL_ITEM_NS: u64 = 20_000;
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
@@ -21,11 +23,13 @@ pub(crate) const MAX_CHUNK: usize = 1 << 16;
 #[derive(Debug)]
 pub(crate) struct ItemTime {
     ns: AtomicU64,
+    /// Whether a unit was measured yet.
+    measured: AtomicBool,
 }
 
 impl ItemTime {
     pub(crate) fn new() -> Self {
-        ItemTime { ns: AtomicU64::new(INITIAL_ITEM_NS) }
+        ItemTime { ns: AtomicU64::new(INITIAL_ITEM_NS), measured: AtomicBool::new(false) }
     }
 
     /// Records a unit of `items` items that took `ns` on its agent.
@@ -36,11 +40,15 @@ impl ItemTime {
         let per_item = (ns / items as u64).max(1);
         let old = self.ns.load(Ordering::Relaxed);
         self.ns.store((old / 2 + per_item / 2).max(1), Ordering::Relaxed);
+        self.measured.store(true, Ordering::Relaxed);
     }
 
     /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
-    /// two chunks per worker, at most `max`; at least one.
+    /// two chunks per worker, at most `max`; at least one. One until a unit was measured.
     pub(crate) fn chunk(&self, remaining: Option<usize>, workers: usize, max: usize) -> usize {
+        if !self.measured.load(Ordering::Relaxed) {
+            return 1;
+        }
         let per_item = self.ns.load(Ordering::Relaxed).max(1);
         let by_time = usize::try_from(TARGET.as_nanos() as u64 / per_item).unwrap_or(MAX_CHUNK);
         let fair = remaining.map_or(usize::MAX, |r| r.div_ceil(2 * workers.max(1)));
@@ -55,8 +63,9 @@ mod tests {
     #[test]
     fn chunks_grow_for_cheap_items_and_shrink_for_dear_ones() {
         let time = ItemTime::new();
-        let first = time.chunk(None, 2, usize::MAX);
-        assert_eq!(first, 500);
+        assert_eq!(time.chunk(None, 2, usize::MAX), 1, "one item until a unit was measured");
+        time.record(0, 5);
+        assert_eq!(time.chunk(None, 2, usize::MAX), 1, "an empty unit measures nothing");
         for _ in 0..20 {
             time.record(1000, 100_000); // 100 ns per item
         }

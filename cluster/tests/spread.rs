@@ -23,8 +23,8 @@ fn a_maps_chunks_spread_over_the_agents() {
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(2));
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
-    // 400 items go in four chunks of 100 at once (a fair share of what is left, before any
-    // was measured). Packed into one message they all went to one agent.
+    // 400 items go in chunks sized from what the first ones cost, several at once. Packed
+    // into one message they all went to one agent.
     let ran = pool.map(worker_after_a_millisecond, 0..400).unwrap();
     let mut by_worker: HashMap<u32, usize> = HashMap::new();
     for pid in ran {
