@@ -19,6 +19,11 @@ use crate::wire::Unit;
 
 /// The most items an `imap` pulls ahead of its consumer.
 pub(crate) const LAZY_WINDOW: usize = 16_384;
+/// The most bytes of a batch's encoded items in flight (sent, and their results not back),
+/// past which it sends no more chunks, though always one: what the caller holds until the
+/// server stores them and the tasks stream until agents finish them, whatever the workers
+/// it plans for (four chunks each, of up to half the server's message limit).
+const AHEAD_BYTES: usize = 64 << 20;
 
 /// Outcomes of consecutive items of a chunk: the chunk (its first item's index), the first
 /// of these items' index, their outcomes, and whether they are the chunk's last.
@@ -37,8 +42,11 @@ pub(crate) struct Stream<'p, J: Job, I> {
     carried: Option<Vec<u8>>,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
-    /// Chunks sent and not yet received back: their unit ids, by their first item's index.
-    units: HashMap<usize, u64>,
+    /// Chunks sent and not yet received back: their unit ids and the bytes of their encoded
+    /// items, by their first item's index.
+    units: HashMap<usize, (u64, usize)>,
+    /// The bytes of the encoded items of `units`.
+    ahead: usize,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
     job_type: PhantomData<J>,
@@ -68,6 +76,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             carried: None,
             order: Reorder::new(ordered),
             units: HashMap::new(),
+            ahead: 0,
             tx,
             rx,
             job_type: PhantomData,
@@ -78,7 +87,10 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     fn refill(&mut self) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
-        while self.units.len() < max_chunks && self.order.held() < self.window {
+        while self.units.len() < max_chunks
+            && self.order.held() < self.window
+            && (self.units.is_empty() || self.ahead < AHEAD_BYTES)
+        {
             let room = self.window - self.order.held();
             let base = self.pulled;
             let job = match &self.job {
@@ -174,9 +186,11 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     }
                 }
             });
-            let units = &mut self.units;
+            let (units, ahead) = (&mut self.units, &mut self.ahead);
+            let bytes = inputs.len();
             self.inner.send(job, inputs, ends, None, settle, |id| {
-                units.insert(base, id);
+                units.insert(base, (id, bytes));
+                *ahead += bytes;
             });
         }
     }
@@ -201,8 +215,9 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             // so this receives what was sent.
             let received = recv_until(&self.rx, deadline)?;
             let Some((chunk, first, values, last)) = received else { return Ok(None) };
-            if last {
-                self.units.remove(&chunk);
+            let done = if last { self.units.remove(&chunk) } else { None };
+            if let Some((_, bytes)) = done {
+                self.ahead -= bytes;
             }
             self.order.received(first, values);
         }
@@ -227,7 +242,7 @@ impl<J: Job, I: Iterator<Item = J::Input>> NextTimeout for Stream<'_, J, I> {
 impl<J: Job, I> Drop for Stream<'_, J, I> {
     /// Withdraws the chunks in flight: their results are not wanted any more.
     fn drop(&mut self) {
-        for (_, id) in self.units.drain() {
+        for (_, (id, _)) in self.units.drain() {
             self.inner.cancel(id);
         }
     }
