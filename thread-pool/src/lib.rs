@@ -77,6 +77,11 @@
 //! - A task run inside another finishes first, so a long task can hold back the result of
 //!   the one it runs inside, past that one's time limit too.
 //!
+//! The pool's own `map` (and its kin) runs so too, from a task or from any thread: its
+//! threads give the tasks queued meanwhile their turn between its items (see
+//! [`ThreadPool`], "Work given while a `map` runs"), so the same holds for a lock held
+//! across a `map`.
+//!
 //! A worker process runs one task at a time, so none of this happens on processes.
 #![deny(unsafe_code)]
 

@@ -149,6 +149,14 @@ impl<T> Queue<T> {
         }
     }
 
+    /// The next task, if one waits: for a thread that gives queued tasks a turn between the
+    /// items of a batch (see `pool.rs`, `Turns`), which looks often and mostly finds none.
+    /// The look reads the queue's two ends and writes nothing.
+    #[inline]
+    pub(crate) fn next_waiting(&self) -> Option<T> {
+        if self.tasks.is_empty() { None } else { self.pop() }
+    }
+
     /// Sleeps the calling relief thread until a push or an unpark wakes it, unless the queue
     /// has a task. The first wake-up comes when it is registered ([`Queue::register_relief`]).
     pub(crate) fn wait_as_relief(&self) {
