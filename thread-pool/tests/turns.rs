@@ -233,3 +233,30 @@ where
         assert_eq!(outcome, Ok(expected), "{workers} threads");
     });
 }
+
+#[test]
+fn a_map_given_while_another_runs_takes_turns_with_it() {
+    for workers in [1, 2] {
+        let other_map = |pool: &ThreadPool| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(move || {
+                    // Its first count comes once it is queued: the map's first item may go.
+                    let opened = pool.map_with_progress(open, 0..4, |done, _| {
+                        if done == 0 {
+                            change(|g| g.given = true);
+                        }
+                    });
+                    let _ = tx.send(opened.map_err(|e| format!("{e:?}")));
+                });
+                let outcome = rx.recv_timeout(Duration::from_secs(30));
+                if outcome.is_err() {
+                    // Let the first map end, so that this one can.
+                    change(|g| g.open = true);
+                }
+                outcome.map_err(|e| format!("{e:?}"))?
+            })
+        };
+        beside_a_map(workers, map, other_map, vec![0, 1, 2, 3]);
+    }
+}
