@@ -176,6 +176,9 @@ thread_local! {
     /// their pool or run inside one that did: counted in its tally's parked tasks until
     /// they finish (see `Tally::park`).
     static PARKED: Cell<usize> = const { Cell::new(0) };
+    /// How many queued tasks (or batches) this thread runs now, one inside another, that it
+    /// took between a batch's items (see [`Turns`]).
+    static TURNS_TAKEN: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Counts a task in [`DEPTH`] while it runs, however it ends.
@@ -1119,6 +1122,14 @@ where
 /// thread, rather than for the whole batch.
 const TURN_EVERY: Duration = Duration::from_micros(50);
 
+/// The most queued tasks a thread runs one inside another, each taken between the items of a
+/// batch (see [`Turns`]): each brings a batch's frames and its own onto the thread's stack,
+/// and a batch given behind another, or a task that calls `map`, would otherwise nest as
+/// deep as callers give batches (256 callers of `map` at once overflowed a pool thread's
+/// stack). A thread this deep takes none between its items; the others still do, and so
+/// does this one once it comes back up.
+const TURNS_MOST_NESTED: usize = 4;
+
 /// The most items between two looks at the queue, however fast they are: a look reads the
 /// clock and costs tens of nanoseconds, which would cost a `map` of no-ops (a fraction of a
 /// nanosecond each) its speed if it came every few thousand items.
@@ -1167,9 +1178,18 @@ impl<'a> Turns<'a> {
     /// Before the first chunk of a split: runs the next task waiting in the queue, if any.
     /// (A split starts when a thread took it from another, or found it on its own deque.)
     fn look_first(&self) {
-        if let Some(task) = self.shared.queue.next_waiting() {
+        if let Some(task) = self.next_waiting() {
             self.run(&*task);
         }
+    }
+
+    /// The next task waiting in the queue, unless this thread already runs as many taken
+    /// between items as it may (see [`TURNS_MOST_NESTED`]).
+    fn next_waiting(&self) -> Option<Arc<dyn Run>> {
+        if TURNS_TAKEN.get() >= TURNS_MOST_NESTED {
+            return None;
+        }
+        self.shared.queue.next_waiting()
     }
 
     /// Between two chunks of a split: sets the next chunk's size from the time per item of
@@ -1191,7 +1211,7 @@ impl<'a> Turns<'a> {
             }
         }
         pace.since = Some(now);
-        if let Some(task) = self.shared.queue.next_waiting() {
+        if let Some(task) = self.next_waiting() {
             self.run(&*task);
             // The task's time is not the items'.
             pace.since = Some(Instant::now());
@@ -1200,6 +1220,7 @@ impl<'a> Turns<'a> {
 
     /// Runs a queued task between the batch's items, as a drainer would.
     fn run(&self, task: &dyn Run) {
+        let _taken = Taken::enter();
         if !self.counted {
             return task.run(self.shared);
         }
@@ -1213,6 +1234,23 @@ impl<'a> Turns<'a> {
             PARKED.set(DEPTH.get());
             self.shared.tally.unpark();
         }
+    }
+}
+
+/// Counts a task taken between a batch's items in [`TURNS_TAKEN`] while it runs, however it
+/// ends.
+struct Taken;
+
+impl Taken {
+    fn enter() -> Taken {
+        TURNS_TAKEN.set(TURNS_TAKEN.get() + 1);
+        Taken
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        TURNS_TAKEN.set(TURNS_TAKEN.get().saturating_sub(1));
     }
 }
 

@@ -260,3 +260,25 @@ fn a_map_given_while_another_runs_takes_turns_with_it() {
         beside_a_map(workers, map, other_map, vec![0, 1, 2, 3]);
     }
 }
+
+/// A little work: enough that many callers' `map`s overlap.
+fn busy(x: u64) -> u64 {
+    (0..2_000u64).fold(x, |acc, i| std::hint::black_box(acc.wrapping_mul(31).wrapping_add(i)))
+}
+
+#[test]
+fn many_maps_given_at_once_do_not_nest_without_bound() {
+    // Each `map` given while another runs is queued and taken between that one's items, on
+    // its thread's stack: without a bound, 256 callers nested deep enough to overflow it.
+    let pool = ThreadPool::new(2).unwrap();
+    let expected: Vec<u64> = (0..200).map(busy).collect();
+    std::thread::scope(|s| {
+        for _ in 0..256 {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    assert_eq!(pool.map(busy, 0..200).unwrap(), expected);
+                }
+            });
+        }
+    });
+}
