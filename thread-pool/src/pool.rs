@@ -1094,7 +1094,8 @@ impl Drop for Counted<'_> {
 struct QueuedBatch<F, R> {
     /// Taken by the thread that runs it.
     batch: Mutex<Option<F>>,
-    /// The pool's threads: a relief thread may take the batch from the queue too.
+    /// The pool's threads, to which a relief thread that takes the batch from the queue
+    /// hands it.
     rayon: Arc<rayon::ThreadPool>,
     /// Where its result goes.
     done: crossbeam_channel::Sender<R>,
@@ -1107,12 +1108,24 @@ where
 {
     fn run(&self, shared: &Shared) {
         let batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(batch) = batch {
-            let turns = Turns::new(shared, true);
-            // At once on one of the pool's threads; from a relief thread, on the pool's.
-            let result = self.rayon.install(|| batch(&turns));
-            let _ = self.done.send(result);
+        let Some(batch) = batch else { return };
+        if self.rayon.current_thread_index().is_none() {
+            // A relief thread, there to run the queued tasks while a task past its limit
+            // holds a pool thread: it hands the batch to rayon, as a batch given alone goes,
+            // rather than wait for the pool's threads.
+            let done = self.done.clone();
+            self.rayon.spawn(move || {
+                POOL.with(|pool| {
+                    // Set on every pool thread (see `ThreadPool::enqueue`).
+                    if let Some(shared) = pool.get() {
+                        let _ = done.send(batch(&Turns::new(shared, true)));
+                    }
+                });
+            });
+            return;
         }
+        let result = batch(&Turns::new(shared, true));
+        let _ = self.done.send(result);
     }
 }
 

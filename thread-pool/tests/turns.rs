@@ -282,3 +282,63 @@ fn many_maps_given_at_once_do_not_nest_without_bound() {
         }
     });
 }
+
+/// Whether [`hangs`] started, and whether it may return.
+static HANG: Mutex<(bool, bool)> = Mutex::new((false, false));
+static HANG_CHANGED: Condvar = Condvar::new();
+
+/// Says it started, then waits until the test lets it return.
+fn hangs(x: u64) -> u64 {
+    let mut hang = HANG.lock().unwrap_or_else(PoisonError::into_inner);
+    hang.0 = true;
+    HANG_CHANGED.notify_all();
+    while !hang.1 {
+        hang = HANG_CHANGED.wait(hang).unwrap_or_else(PoisonError::into_inner);
+    }
+    x
+}
+
+#[test]
+fn a_map_queued_behind_another_does_not_hold_the_relief_thread() {
+    // The only thread hangs in a task with a time limit; two maps wait for it, the second
+    // in the pool's queue, behind the first. Once the task is past its limit, a relief
+    // thread runs the queued tasks: the queued map must not hold it while it waits for the
+    // pool's thread, or the next task waits for the hung one too.
+    let pool = ThreadPool::new(1).unwrap();
+    let hung = pool.submit_timeout(hangs, 1, Duration::from_secs(2));
+    drop(HANG_CHANGED.wait_while(HANG.lock().unwrap(), |h| !h.0).unwrap());
+    let pool = &pool;
+    std::thread::scope(|s| {
+        let (given_tx, given) = std::sync::mpsc::channel();
+        let first = s.spawn(move || {
+            // Its first count comes once it is counted among the batches that run.
+            pool.map_with_progress(square, 0..4, |done, _| {
+                if done == 0 {
+                    let _ = given_tx.send(());
+                }
+            })
+        });
+        given.recv().unwrap();
+        let (queued_tx, queued) = std::sync::mpsc::channel();
+        let second = s.spawn(move || {
+            // Its first count comes once it is queued (or, past the limit, at once).
+            pool.map_with_progress(square, 0..4, |done, _| {
+                if done == 0 {
+                    let _ = queued_tx.send(());
+                }
+            })
+        });
+        queued.recv().unwrap();
+        match hung.join() {
+            Err(TaskError::TimedOut { still_running, .. }) => assert!(still_running),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let next = pool.submit(square, 5).join_timeout(Duration::from_secs(30));
+        *HANG.lock().unwrap() = (true, true);
+        HANG_CHANGED.notify_all();
+        assert_eq!(next.map_err(|e| format!("{e:?}")), Ok(25), "the next task waited");
+        let squares = vec![0, 1, 4, 9];
+        assert_eq!(first.join().unwrap().map_err(|e| format!("{e:?}")), Ok(squares.clone()));
+        assert_eq!(second.join().unwrap().map_err(|e| format!("{e:?}")), Ok(squares));
+    });
+}
