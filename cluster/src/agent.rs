@@ -53,6 +53,8 @@ const WATCH_CALLERS: Duration = Duration::from_millis(250);
 const FORGET_GONE: Duration = Duration::from_secs(5);
 /// How long an agent remembers when it last heard a caller.
 const FORGET_HEARD: Duration = Duration::from_secs(3600);
+/// How often, at most, an agent says again that the server refuses to store its results.
+const SAY_REFUSED: Duration = Duration::from_secs(15);
 
 /// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
 /// finishes those it holds, and returns. A second such signal ends the process at once (exit
@@ -66,7 +68,11 @@ const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// connect it says why on standard error (at once, then every 15 s); connected to a server
 /// whose JetStream is not available yet (a cluster of servers still forming), it waits too,
 /// saying why after 15 s and every 15 s after. It prints one line to standard error once it
-/// is serving.
+/// is serving. While the server refuses to store its results (a results stream that stays
+/// full, a permission refused, a limit), it says so there, at once and every 15 s at most,
+/// and retries them; asked to stop, it gives up on them once none has been stored for the ack
+/// wait (as once its server has been out of reach for that long), saying what it did not
+/// store: the server gives their tasks to other agents.
 ///
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
@@ -103,10 +109,10 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
     let image = image::current().map_err(|e| TaskError::Io(Arc::new(std::io::Error::other(e))))?;
     let pools = Workers::new(config.pool.clone())?;
     let runtime = link::runtime("agent")?;
+    let id = link::random_id();
+    let names = Names::new(&config.server);
     let agent = Arc::new(Agent {
-        id: link::random_id(),
         image,
-        names: Names::new(&config.server),
         workers: pools.workers() as u32,
         pools,
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
@@ -116,6 +122,9 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         cancelled: Mutex::new(Cancels::default()),
         callers: Mutex::new(Callers::new(Instant::now())),
         js: std::sync::OnceLock::new(),
+        stores: Arc::new(Stores::new(&id, names.results_stream())),
+        names,
+        id,
         config,
     });
     let result = runtime.block_on(agent.clone().run());
@@ -150,6 +159,8 @@ struct Agent {
     callers: Mutex<Callers>,
     /// The JetStream context, once connected: to remove a gone caller's results.
     js: std::sync::OnceLock<jetstream::Context>,
+    /// The result messages whose stores fail now.
+    stores: Arc<Stores>,
 }
 
 /// The latest delivery of a task message held.
@@ -228,7 +239,8 @@ impl Agent {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let limit = max_payload - ENVELOPE;
         let names = self.names.clone();
-        tokio::spawn(store_results(js.clone(), names, self.id.clone(), inbox, limit));
+        let stores = self.stores.clone();
+        tokio::spawn(store_results(js.clone(), names, self.id.clone(), stores, inbox, limit));
         say!(
             "taskpool agent {} serving image {} with {} workers on {}",
             self.id,
@@ -376,7 +388,10 @@ impl Agent {
     /// and the server, hearing no progress, gives the messages to other agents after its ack
     /// wait: once the connection has been down for that long, waiting on for a server that
     /// may never come back (to store results that others will store too) would keep a
-    /// stopping agent alive for ever. It stops then, saying so.
+    /// stopping agent alive for ever. It stops then, saying so. So it does once stores of
+    /// results have failed, with none stored, for the ack wait while connected: a server that
+    /// refuses them (a results stream that stays full, a permission refused, a limit) may
+    /// refuse them for ever.
     async fn finish_held(&self, slots: &Semaphore, capacity: usize, client: &async_nats::Client) {
         let mut all = std::pin::pin!(slots.acquire_many(capacity as u32));
         let mut down_since: Option<Instant> = None;
@@ -386,13 +401,22 @@ impl Agent {
                 _ = &mut all => return,
                 _ = tick.tick() => {}
             }
+            let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
+            let ack_wait = if kept.is_zero() { self.config.ack_wait } else { kept };
             if client.connection_state() == async_nats::connection::State::Connected {
                 down_since = None;
+                if let Some(failing) = self.stores.given_up(ack_wait) {
+                    say!(
+                        "taskpool agent {}: stops without storing {failing}: no result has been \
+                         stored for the ack wait ({ack_wait:?}); the server gives their tasks to \
+                         other agents",
+                        self.id,
+                    );
+                    return;
+                }
                 continue;
             }
             let since = *down_since.get_or_insert_with(Instant::now);
-            let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
-            let ack_wait = if kept.is_zero() { self.config.ack_wait } else { kept };
             if since.elapsed() >= ack_wait {
                 say!(
                     "taskpool agent {}: stops without storing the results of the tasks it \
@@ -893,6 +917,7 @@ async fn store_results(
     js: jetstream::Context,
     names: Names,
     agent: String,
+    stores: Arc<Stores>,
     mut inbox: mpsc::UnboundedReceiver<Outgoing>,
     limit: usize,
 ) {
@@ -925,38 +950,198 @@ async fn store_results(
                 sequence += 1;
                 let id = format!("{agent}-{sequence}");
                 let subject = names.results_subject(&caller);
-                tokio::spawn(store_one(js.clone(), subject, id, outgoing, slot.clone()));
+                let store = store_one(js.clone(), stores.clone(), subject, id, outgoing);
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    store.await;
+                    drop(slot);
+                });
             }
         }
     }
 }
 
-/// Stores a result message, retrying with the same message id until the server takes it.
+/// Stores a result message, retrying with the same message id until the server takes it;
+/// notes in `stores` while it fails, and why.
 async fn store_one(
     js: jetstream::Context,
+    stores: Arc<Stores>,
     subject: String,
     id: String,
     outgoing: Vec<Outgoing>,
-    slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    let caller = outgoing.first().map(|o| o.caller.clone()).unwrap_or_default();
+    let count = outgoing.len();
     let (results, receipts): (Vec<_>, Vec<_>) =
         outgoing.into_iter().map(|o| (o.result, o.stored)).unzip();
     let payload = bytes::Bytes::from(wire::encode(&ResultMessage { results }));
     let mut pause = Duration::from_millis(20);
     loop {
         let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
-        if let Ok(ack) = js.send_publish(subject.clone(), publish).await
-            && ack.await.is_ok()
-        {
-            break;
-        }
+        let error = match js.send_publish(subject.clone(), publish).await {
+            Ok(ack) => match ack.await {
+                Ok(_) => break,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        let connected = js.client().connection_state() == async_nats::connection::State::Connected;
+        let reason = store_refusal(&error, &subject);
+        stores.failed(&id, &caller, count, reason, connected);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
+    stores.stored(&id);
     for receipt in receipts {
         let _ = receipt.send(());
     }
-    drop(slot);
+}
+
+/// Why the server did not store a result message on `subject`, as `error` says, with what
+/// it may mean.
+fn store_refusal(error: &jetstream::context::PublishError, subject: &str) -> String {
+    let said = error.to_string();
+    if let Some(refused) = link::server_error_about(subject, Duration::from_secs(30)) {
+        // A publish the server refuses is answered by an error of the connection; the
+        // publish itself only times out.
+        return format!("the server said: {refused} (and the store: {said})");
+    }
+    let hint = if said.contains("maximum bytes exceeded")
+        || said.contains("maximum messages exceeded")
+        || said.contains("message size exceeds maximum")
+    {
+        " (the results stream was made with a limit at which it refuses new messages: it \
+         takes more only as callers read their results, and never a message above the limit; \
+         raise or remove the limit)"
+    } else if said.contains(crate::outbox::STORE_FULL) {
+        " (the server's JetStream store is full, its max_file_store or its disk: this lasts \
+         until agents take tasks and callers their results)"
+    } else if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
+        " (no answer in time: a busy server; or, on a cluster of servers, fewer than a \
+         majority up)"
+    } else {
+        ""
+    };
+    format!("{said}{hint}")
+}
+
+/// The result messages whose stores fail now, and what the agent said of them.
+struct Stores {
+    agent: String,
+    stream: String,
+    state: Mutex<StoreState>,
+}
+
+#[derive(Default)]
+struct StoreState {
+    /// By message id.
+    failing: HashMap<String, Failing>,
+    /// When a store last succeeded.
+    last_stored: Option<Instant>,
+    /// When the agent last said that stores fail, while they do.
+    said: Option<Instant>,
+}
+
+/// A result message whose store fails.
+struct Failing {
+    since: Instant,
+    caller: String,
+    results: usize,
+    /// Why its latest try failed.
+    reason: String,
+}
+
+impl Stores {
+    fn new(agent: &str, stream: String) -> Self {
+        Stores { agent: agent.to_string(), stream, state: Mutex::default() }
+    }
+
+    /// The store of message `id`, `results` results for `caller`, failed for `reason`. Said on
+    /// standard error if the agent is `connected` (it says by itself when it is not): at
+    /// once, then every [`SAY_REFUSED`] at most while stores keep failing.
+    fn failed(&self, id: &str, caller: &str, results: usize, reason: String, connected: bool) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let failing = state.failing.entry(id.to_string()).or_insert_with(|| Failing {
+            since: now,
+            caller: caller.to_string(),
+            results,
+            reason: String::new(),
+        });
+        failing.reason = reason;
+        if !connected {
+            // Not a refusal: the agent cannot reach the server, which it says by itself and
+            // gives up on by itself (see `Agent::finish_held`). Refusals count from now.
+            failing.since = now;
+        }
+        let due = state.said.is_none_or(|said| now.duration_since(said) >= SAY_REFUSED);
+        if !connected || !due {
+            return;
+        }
+        state.said = Some(now);
+        let what = state.what(id);
+        drop(state);
+        say!(
+            "taskpool agent {}: the server refuses to store results in stream {}: {what}. They \
+             are retried; their tasks stay held here until they are stored (a stopping agent \
+             gives up on them after the ack wait)",
+            self.agent,
+            self.stream,
+        );
+    }
+
+    /// The store of message `id` succeeded; said once stores succeed again after failures
+    /// were said.
+    fn stored(&self, id: &str) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.failing.remove(id);
+        state.last_stored = Some(Instant::now());
+        if state.failing.is_empty() && state.said.take().is_some() {
+            drop(state);
+            say!(
+                "taskpool agent {}: results are stored again in stream {}",
+                self.agent,
+                self.stream
+            );
+        }
+    }
+
+    /// What fails to be stored, if stores fail and none has succeeded for `wait`.
+    fn given_up(&self, wait: Duration) -> Option<String> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (newest, first) = state.failing.iter().max_by_key(|(_, f)| f.since)?;
+        let oldest = state.failing.values().map(|f| f.since).min().unwrap_or(first.since);
+        let quiet_since = state.last_stored.map_or(oldest, |stored| stored.max(oldest));
+        (quiet_since.elapsed() >= wait).then(|| state.what(newest))
+    }
+}
+
+impl StoreState {
+    /// The results that fail to be stored, for which callers, since when, and why (as the
+    /// store of message `id` failed).
+    fn what(&self, id: &str) -> String {
+        let results: usize = self.failing.values().map(|f| f.results).sum();
+        let mut callers: Vec<&str> = self.failing.values().map(|f| f.caller.as_str()).collect();
+        callers.sort_unstable();
+        callers.dedup();
+        let shown = callers.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+        let more = match callers.len() {
+            0..=3 => String::new(),
+            n => format!(" and {} more", n - 3),
+        };
+        let since = self
+            .failing
+            .values()
+            .map(|f| f.since)
+            .min()
+            .map_or(0.0, |since| since.elapsed().as_secs_f64());
+        let reason = self.failing.get(id).map_or("", |f| f.reason.as_str());
+        format!(
+            "{results} result{} for caller{} {shown}{more}, failing for {since:.0} s: {reason}",
+            if results == 1 { "" } else { "s" },
+            if callers.len() == 1 { "" } else { "s" },
+        )
+    }
 }
 
 /// `SIGTERM` and `SIGINT`, as they come.
@@ -1005,5 +1190,23 @@ mod tests {
         assert_eq!(cancels.set.len(), REMEMBERED_CANCELS);
         assert!(!cancels.set.contains(&(caller.clone(), 0)), "the oldest is forgotten");
         assert!(cancels.set.contains(&(caller, REMEMBERED_CANCELS as u64 + 999)));
+    }
+
+    /// Failing stores are said once, not at every retry, and given up on only once none has
+    /// been stored for the wait; a success clears them.
+    #[test]
+    fn failing_stores_are_said_once_a_while_and_given_up_after_the_wait() {
+        let stores = Stores::new("agent", "TASKPOOL_RESULTS".to_string());
+        stores.failed("a-1", "caller", 2, "refused".to_string(), true);
+        let said = stores.state.lock().unwrap().said.expect("said at once");
+        stores.failed("a-1", "caller", 2, "refused again".to_string(), true);
+        assert_eq!(stores.state.lock().unwrap().said, Some(said), "not at every retry");
+        let what = stores.given_up(Duration::ZERO).expect("failing");
+        assert!(what.starts_with("2 results for caller caller"), "{what}");
+        assert!(what.ends_with("refused again"), "{what}");
+        assert!(stores.given_up(Duration::from_secs(3600)).is_none(), "not yet");
+        stores.stored("a-1");
+        assert!(stores.given_up(Duration::ZERO).is_none());
+        assert!(stores.state.lock().unwrap().said.is_none(), "said again when it comes back");
     }
 }

@@ -342,10 +342,30 @@ fn reporting(server: &Server, name: &str, client: Arc<OnceLock<Client>>) -> Conn
                 Event::LameDuckMode => {
                     say!("{name}: {} is shutting down (lame duck mode)", server());
                 }
+                Event::ServerError(async_nats::ServerError::Other(said)) => note_server_error(said),
                 _ => {}
             }
         }
     })
+}
+
+/// The latest error the server sent on a connection of this process, and when: the server
+/// answers a publish it refuses (a permission violation) with an error of the connection,
+/// not with an answer to the publish, which then times out.
+static SERVER_ERROR: std::sync::Mutex<Option<(Instant, String)>> = std::sync::Mutex::new(None);
+
+fn note_server_error(said: String) {
+    *SERVER_ERROR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some((Instant::now(), said));
+}
+
+/// What the server said of `subject` within `within`, if it sent an error naming it (such as
+/// `Permissions Violation for Publish to "taskpool.results.…"`).
+pub(crate) fn server_error_about(subject: &str, within: Duration) -> Option<String> {
+    let said = SERVER_ERROR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (at, said) = said.as_ref()?;
+    let quoted = format!("\"{subject}\"");
+    (at.elapsed() <= within && said.contains(&quoted)).then(|| said.clone())
 }
 
 /// How long the server has to answer, on the pool's connection or on a new one, before it

@@ -220,7 +220,7 @@ fn refusal(error: &jetstream::context::PublishError) -> String {
 }
 
 /// What the server says of a message it cannot store for want of room (JetStream error 10023).
-const STORE_FULL: &str = "error code 10023";
+pub(crate) const STORE_FULL: &str = "error code 10023";
 
 /// What the server says of a message whose earlier try it is still storing.
 const STILL_STORING: &str = "duplicate message id is in process";

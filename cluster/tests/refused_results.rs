@@ -1,0 +1,156 @@
+//! An agent whose results the server refuses to store (a results stream that stays full, a
+//! permission refused, a limit) says so on standard error, and, asked to stop, does not wait
+//! for ever to store them: once its stores have failed for the ack wait, it stops, saying what
+//! it could not store.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::stream;
+use taskpool_cluster::{ClusterConfig, ClusterPool, Pool};
+
+/// Long enough to call an agent that did not speak or did not stop hung.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A result larger than a fast copy, and than the results stream takes.
+fn large(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+#[test]
+fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
+    let Some(server) = common::server("refused_results") else { return };
+    let url = server.url();
+    // A results stream made beforehand with a size cap, discarding new messages: it refuses
+    // every result message larger than the cap, for good.
+    let capped = stream::Config {
+        name: "TASKPOOL_RESULTS".into(),
+        subjects: vec!["taskpool.results.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: 4096,
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    make_stream(&url, capped);
+    let mut agent = Speaking::start(&url);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let _task = pool.submit(large, 64 << 10);
+
+    let refused = agent.wait_for("refuses to store");
+    assert!(refused.contains("TASKPOOL_RESULTS"), "which stream: {refused}");
+    assert!(refused.contains("maximum bytes exceeded"), "the server's reason: {refused}");
+
+    signal(agent.child.id(), "TERM");
+    let gave_up = agent.wait_for("without storing");
+    assert!(gave_up.contains("1 result"), "what it could not store: {gave_up}");
+    assert!(gave_up.contains("maximum bytes exceeded"), "why: {gave_up}");
+    let status = agent.stops();
+    assert!(status.success(), "the agent ended with {status}");
+}
+
+/// A publish the server refuses for want of permission is answered by an error of the
+/// connection, not of the publish (which only times out): the agent says that error.
+#[test]
+fn an_agent_that_may_not_publish_results_says_what_the_server_said() {
+    let config = r#"authorization { users = [
+        { user: caller, password: c }
+        { user: agent, password: a, permissions: { publish: { deny: ["taskpool.results.>"] } } }
+    ] }"#;
+    let Some(server) = common::PlainServer::configured("denied_results", config) else {
+        return;
+    };
+    let url = server.url();
+    let mut agent = Speaking::start(&url.replace("nats://", "nats://agent:a@"));
+    let caller = url.replace("nats://", "nats://caller:c@");
+    let pool = ClusterPool::with_config(ClusterConfig::new(caller)).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let _task = pool.submit(large, 64 << 10);
+
+    let refused = agent.wait_for("refuses to store");
+    assert!(refused.contains("Permissions Violation for Publish"), "the reason: {refused}");
+    assert!(refused.contains("taskpool.results."), "the subject: {refused}");
+}
+
+/// An agent of this test binary of one worker and an ack wait of a second, whose standard
+/// error the test reads; killed when dropped.
+struct Speaking {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Speaking {
+    fn start(url: &str) -> Speaking {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("TASKPOOL_AGENT", url)
+            .env("TASKPOOL_AGENT_WORKERS", "1")
+            .env("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the agent starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let _ = tx.send(line);
+            }
+        });
+        Speaking { child, lines }
+    }
+
+    /// The first line it says containing `text`; fails if none comes within [`DEADLINE`].
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("the agent did not say {text:?} within {DEADLINE:?}"),
+            }
+        }
+    }
+
+    /// Its exit status once it stops; fails if it does not within [`DEADLINE`].
+    fn stops(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("it is waited for") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the agent did not stop within {DEADLINE:?}");
+            // What the agent says as it stops is the event to wait for.
+            let _ = self.lines.recv_timeout(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Speaking {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    assert!(status.expect("kill runs").success());
+}
+
+/// Makes the stream `config` on the server at `url`, as its operator would.
+fn make_stream(url: &str, config: stream::Config) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(config).await.expect("the stream is made");
+    });
+}
