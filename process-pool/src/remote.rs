@@ -25,6 +25,7 @@ use crate::run::{Batching, Run, RunBuilder};
 use crate::scheduler::Shared;
 use crate::ship::{self, Ship, Shipped};
 use crate::sink::{Received, Sink, Tally};
+use crate::sys;
 
 /// A job in the form it travels in: the offset of its entry point in the executable image
 /// and its encoded state. Valid only in a process running the same image. The runs of one
@@ -213,6 +214,41 @@ pub unsafe fn initializer_at(offset: i64) -> fn() {
     // SAFETY: the caller guarantees that `offset` is the offset of a `fn()` of this image, so
     // `address` is the start of a function of exactly this type.
     unsafe { std::mem::transmute::<usize, fn()>(address) }
+}
+
+/// The program's constructors that come after one of them in `.init_array`, with the
+/// arguments the C library called that one with: what it would run next, before `main`.
+///
+/// A hook that serves from a constructor and never returns to `main` (a cluster agent) runs
+/// them, as this crate's workers do: a C or C++ library's static initializers, and the runtime
+/// of `-C instrument-coverage`, which the linker puts last and which writes the process's
+/// coverage when it exits.
+#[derive(Debug)]
+pub struct LaterConstructors(sys::LaterConstructors);
+
+impl LaterConstructors {
+    /// The constructors after the entry at address `slot` of the program's `.init_array`
+    /// (none if no entry is at that address).
+    ///
+    /// # Safety
+    ///
+    /// The constructor stored at `slot` must be the one calling this, from the C library
+    /// before `main`, passing the `argc`, `argv` and `envp` it was called with; it must have
+    /// run no other constructor, and must not return once it has called
+    /// [`LaterConstructors::run`] (the C library would run them a second time).
+    pub unsafe fn after(
+        slot: usize,
+        argc: libc::c_int,
+        argv: *const *const libc::c_char,
+        envp: *const *const libc::c_char,
+    ) -> Self {
+        LaterConstructors(sys::LaterConstructors::after(slot, argc, argv, envp))
+    }
+
+    /// Runs them, in order, as the C library would have before `main`.
+    pub fn run(self) {
+        self.0.run();
+    }
 }
 
 /// Runs the encoded `inputs` of `job` on `pool` (item `i` is `inputs[ends[i-1]..ends[i]]`),
