@@ -128,9 +128,15 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         config,
     });
     let result = runtime.block_on(agent.clone().run());
-    agent.pools.shutdown();
+    if !matches!(result, Ok(Finished::GaveUp)) {
+        // Nothing runs any more: this returns at once.
+        agent.pools.shutdown();
+    }
     runtime.shutdown_timeout(Duration::from_millis(200));
-    result
+    // Given up on what it held, the agent does not wait for the tasks that still run: its
+    // pools, dropped with it, stop their workers after their shutdown grace.
+    drop(agent);
+    result.map(|_| ())
 }
 
 struct Agent {
@@ -196,6 +202,16 @@ impl Cancels {
     }
 }
 
+/// How a stopping agent ended with what it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Every unit finished and its result was stored.
+    All,
+    /// It gave up on what it held (its server out of reach, or no result stored, for the ack
+    /// wait): units may still run, and are stopped with its pools.
+    GaveUp,
+}
+
 /// A unit's result on its way to the results stream, and who waits for it to be stored.
 struct Outgoing {
     caller: String,
@@ -204,7 +220,7 @@ struct Outgoing {
 }
 
 impl Agent {
-    async fn run(self: Arc<Self>) -> Result<(), TaskError> {
+    async fn run(self: Arc<Self>) -> Result<Finished, TaskError> {
         let server_error = |reason: String| error::unreachable(reason, Duration::ZERO);
         let name = format!("taskpool agent {}", self.id);
         let client = link::connect_waiting(&self.config.server, &name).await?;
@@ -342,12 +358,12 @@ impl Agent {
         }
         // Finish what is held: wait until every slot is free again, unless the server stays
         // out of reach for the ack wait meanwhile (see `Agent::finish_held`).
-        self.finish_held(&slots, capacity, &client).await;
+        let finished = self.finish_held(&slots, capacity, &client).await;
         beat.abort();
         // Not for ever: a flush waits for a connection that may never come back.
         let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
         say!("taskpool agent {} stopped", self.id);
-        Ok(())
+        Ok(finished)
     }
 
     /// The agents' consumer, and the streams, made again if they are gone.
@@ -392,13 +408,18 @@ impl Agent {
     /// results have failed, with none stored, for the ack wait while connected: a server that
     /// refuses them (a results stream that stays full, a permission refused, a limit) may
     /// refuse them for ever.
-    async fn finish_held(&self, slots: &Semaphore, capacity: usize, client: &async_nats::Client) {
+    async fn finish_held(
+        &self,
+        slots: &Semaphore,
+        capacity: usize,
+        client: &async_nats::Client,
+    ) -> Finished {
         let mut all = std::pin::pin!(slots.acquire_many(capacity as u32));
         let mut down_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
-                _ = &mut all => return,
+                _ = &mut all => return Finished::All,
                 _ = tick.tick() => {}
             }
             let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
@@ -412,7 +433,7 @@ impl Agent {
                          other agents",
                         self.id,
                     );
-                    return;
+                    return Finished::GaveUp;
                 }
                 continue;
             }
@@ -426,7 +447,7 @@ impl Agent {
                     self.config.server.shown_url(),
                     ack_wait,
                 );
-                return;
+                return Finished::GaveUp;
             }
         }
     }

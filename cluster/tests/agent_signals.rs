@@ -65,6 +65,26 @@ fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
     assert!(stops(agent), "a success status");
 }
 
+/// An agent that gives up on what it holds, its server out of reach for the ack wait, does not
+/// wait for the tasks that still run either: their results have nowhere to go, and the server
+/// gives them to other agents. Its workers are stopped with it.
+#[test]
+fn an_agent_that_gives_up_on_its_server_does_not_wait_for_its_running_tasks() {
+    let Some(mut server) = common::server("agent_gives_up_running") else { return };
+    let url = server.url();
+    let agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _task = pool.submit(held, port);
+    // Held open until the test ends: the task runs on.
+    let (_running, _) = listener.accept().expect("the task runs");
+
+    server.kill();
+    signal(agent.pid(), "TERM");
+    assert!(stops(agent), "a success status");
+}
+
 /// An agent whose standard error nobody reads any more (a log pipe whose reader died) serves
 /// and stops as any other: what it says there is lost, and it does not panic.
 #[test]
