@@ -319,12 +319,17 @@ impl Agent {
                     }
                 }
             }
-            let request = consumer
-                .batch()
-                .max_messages(permits.len())
-                .expires(Duration::from_secs(5))
-                .messages()
-                .await;
+            // Not without a way out: while the connection is down, the client queues what it
+            // is asked to send, and once its queue is full (progress reports, beats and pull
+            // requests add to it all the while) sending waits until the server is back.
+            let request = tokio::select! {
+                _ = stop.changed() => break,
+                request = consumer
+                    .batch()
+                    .max_messages(permits.len())
+                    .expires(Duration::from_secs(5))
+                    .messages() => request,
+            };
             let Ok(mut batch) = request else {
                 lost = true;
                 tokio::time::sleep(Duration::from_millis(200)).await;
