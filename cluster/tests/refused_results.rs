@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Pool};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, TaskError};
 
 /// Long enough to call an agent that did not speak or did not stop hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -38,9 +38,10 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
     };
     make_stream(&url, capped);
     let mut agent = Speaking::start(&url);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let config = ClusterConfig::new(url).agent_wait(Duration::from_secs(3));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
-    let _task = pool.submit(large, 64 << 10);
+    let task = pool.submit(large, 64 << 10);
 
     let refused = agent.wait_for("refuses to store");
     assert!(refused.contains("TASKPOOL_RESULTS"), "which stream: {refused}");
@@ -52,6 +53,11 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
     assert!(gave_up.contains("maximum bytes exceeded"), "why: {gave_up}");
     let status = agent.stops();
     assert!(status.success(), "the agent ended with {status}");
+    // No other agent takes the task: it fails as one whose agents are gone.
+    match task.join() {
+        Err(TaskError::NoWorker { other_agents: 0, other_streams: 0, .. }) => {}
+        other => panic!("expected the task to fail for want of an agent, got {other:?}"),
+    }
 }
 
 /// A publish the server refuses for want of permission is answered by an error of the
