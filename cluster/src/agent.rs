@@ -226,9 +226,11 @@ impl Agent {
         let client = link::connect_waiting(&self.config.server, &name).await?;
         let js = link::jetstream(client.clone());
         // A cluster whose servers are starting may have no JetStream yet: waited for.
-        let (tasks, _) = link::streams(&js, &self.config.server, Some(&name)).await?;
-        // Connected by now (the streams answered), so the server has said what it takes.
+        let (tasks, results) = link::streams(&js, &self.config.server, Some(&name)).await?;
+        // Connected by now (the streams answered), so the server has said what it takes; the
+        // results stream may take less.
         let max_payload = link::message_limit(&client, &self.config.server)?;
+        let max_payload = link::stream_message_limit(&results, max_payload)?;
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let ack_wait = self.config.ack_wait;
         let mut consumer =

@@ -67,6 +67,35 @@ pub(crate) fn message_limit(client: &Client, server: &Server) -> Result<usize, T
     Ok(max_payload.min(STORED_MESSAGE_MAX))
 }
 
+/// The largest message `stream` stores, within `limit` (the server's, from
+/// [`message_limit`]): a stream made beforehand with a smaller `max_msg_size` refuses larger
+/// messages for good, so values are split, or fail as too large, by its limit instead.
+///
+/// # Errors
+///
+/// [`TaskError::InvalidConfig`] if the stream takes less than [`MIN_MESSAGE_LIMIT`] (a
+/// worker's error report, cut to that, must fit a message).
+pub(crate) fn stream_message_limit(
+    stream: &stream::Stream,
+    limit: usize,
+) -> Result<usize, TaskError> {
+    let config = &stream.cached_info().config;
+    let Ok(own) = usize::try_from(config.max_message_size) else { return Ok(limit) };
+    if own == 0 || own >= limit {
+        return Ok(limit);
+    }
+    if own < MIN_MESSAGE_LIMIT {
+        return Err(TaskError::InvalidConfig {
+            reason: format!(
+                "stream {} takes messages of at most {own} bytes (its max_msg_size): taskpool \
+                 needs at least {MIN_MESSAGE_LIMIT}; raise or remove the stream's limit",
+                config.name
+            ),
+        });
+    }
+    Ok(own)
+}
+
 /// The names of the streams, subjects and consumers of one deployment.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {

@@ -226,6 +226,8 @@ impl ClusterPool {
             Ok::<_, TaskError>((client, beats, js, tasks, results, consumer))
         })?;
         let max_payload = link::message_limit(&client, &config.server)?;
+        // Task messages go to the tasks stream, which may take less than the server.
+        let max_payload = link::stream_message_limit(&tasks, max_payload)?;
         let (outbox, inbox) = mpsc::unbounded_channel();
         let tasks_created = tasks.cached_info().created.unix_timestamp_nanos();
         let inner = Arc::new(Inner {

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, TaskError};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, Side, TaskError};
 
 /// Long enough to call an agent that did not speak or did not stop hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -19,6 +19,10 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// A result larger than a fast copy, and than the results stream takes.
 fn large(n: usize) -> Vec<u8> {
     vec![7; n]
+}
+
+fn length(bytes: Vec<u8>) -> usize {
+    bytes.len()
 }
 
 #[test]
@@ -58,6 +62,65 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
         Err(TaskError::NoWorker { other_agents: 0, other_streams: 0, .. }) => {}
         other => panic!("expected the task to fail for want of an agent, got {other:?}"),
     }
+}
+
+/// A results stream made beforehand with a `max_msg_size` below the server's payload limit
+/// stores results up to its own limit: a larger one fails as too large, by that limit, and
+/// does not wait for ever for a store the stream refuses for good.
+#[test]
+fn a_results_stream_with_a_message_limit_of_its_own_fails_larger_results_as_too_large() {
+    let Some(server) = common::server("results_message_limit") else { return };
+    let url = server.url();
+    let limited = stream::Config {
+        name: "TASKPOOL_RESULTS".into(),
+        subjects: vec!["taskpool.results.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_message_size: 128 << 10,
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    make_stream(&url, limited);
+    let _agent = common::agent(&url, 1, &[]);
+    let pool = ClusterPool::connect(url).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let mut task = pool.submit(large, 200 << 10);
+    match task.join_timeout(DEADLINE) {
+        Err(TaskError::TooLarge { side: Side::Result, size, limit }) => {
+            assert!(size > 200 << 10, "{size}");
+            assert!(limit < 128 << 10, "the stream's limit: {limit}");
+        }
+        other => panic!("expected the result to be too large, got {other:?}"),
+    }
+    assert_eq!(
+        pool.map(large, [100 << 10, 64 << 10]).unwrap().iter().map(Vec::len).sum::<usize>(),
+        164 << 10
+    );
+}
+
+/// So does a tasks stream with a `max_msg_size` of its own, for arguments.
+#[test]
+fn a_tasks_stream_with_a_message_limit_of_its_own_fails_larger_arguments_as_too_large() {
+    let Some(server) = common::server("tasks_message_limit") else { return };
+    let url = server.url();
+    let limited = stream::Config {
+        name: "TASKPOOL_TASKS".into(),
+        subjects: vec!["taskpool.tasks.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_message_size: 128 << 10,
+        ..Default::default()
+    };
+    make_stream(&url, limited);
+    let _agent = common::agent(&url, 1, &[]);
+    let pool = ClusterPool::connect(url).expect("the pool connects");
+    match pool.submit(length, vec![7u8; 200 << 10]).join_timeout(DEADLINE) {
+        Err(TaskError::TooLarge { side: Side::Argument, limit, .. }) => {
+            assert!(limit < 128 << 10, "the stream's limit: {limit}");
+        }
+        other => panic!("expected the argument to be too large, got {other:?}"),
+    }
+    assert_eq!(pool.apply(length, vec![7u8; 64 << 10]).unwrap(), 64 << 10);
 }
 
 /// A publish the server refuses for want of permission is answered by an error of the
