@@ -85,7 +85,8 @@ const SAY_REFUSED: Duration = Duration::from_secs(15);
 ///
 /// [`TaskError::InvalidConfig`] for a bad setting (as for
 /// [`ClusterPool::with_config`](crate::ClusterPool::with_config), a server whose
-/// `max_payload` is below 64 KiB included), [`TaskError::WorkerStart`]
+/// `max_payload`, or a results stream whose `max_msg_size`, is below 64 KiB included),
+/// [`TaskError::WorkerStart`]
 /// if the local process pool cannot start, [`TaskError::Unreachable`] if the server refuses
 /// the streams.
 ///

@@ -192,7 +192,8 @@ impl ClusterPool {
     /// [`TaskError::InvalidConfig`] for a bad setting: among them a url that is not a NATS
     /// url, a credentials file that cannot be read, and replicas the server cannot have
     /// (more than one on a server that is not part of a cluster); and for a server whose
-    /// `max_payload` is below 64 KiB. [`TaskError::Unreachable`]
+    /// `max_payload`, or a tasks stream whose `max_msg_size`, is below 64 KiB.
+    /// [`TaskError::Unreachable`]
     /// if the server cannot be reached or refuses the streams: at once if its answer is
     /// final (a server without JetStream, or streams of that name made by someone else with
     /// other subjects or not as work queues), else after 40 tries (17 s of pauses between
