@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
 use taskpool_thread::{Pool, ThreadPool};
@@ -75,8 +75,18 @@ fn submit_then_shut_down(n: u64) -> u64 {
     done
 }
 
-/// Shuts its own pool down from inside.
+/// Whether the tasks of [`shut_down`] may shut their pool down: once the test has queued
+/// the tasks they must wait for (a task submitted after a `shutdown` began is refused).
+static MAY_SHUT_DOWN: Mutex<bool> = Mutex::new(false);
+static MAY_SHUT_DOWN_CHANGED: Condvar = Condvar::new();
+
+/// Shuts its own pool down from inside, once the test allows it.
 fn shut_down(x: u64) -> u64 {
+    let mut may = MAY_SHUT_DOWN.lock().unwrap();
+    while !*may {
+        may = MAY_SHUT_DOWN_CHANGED.wait(may).unwrap();
+    }
+    drop(may);
     the_pool().shutdown();
     x
 }
@@ -107,6 +117,8 @@ fn shutdown_from_a_task_waits_for_the_other_tasks_and_not_for_itself() {
     *POOL.lock().unwrap() = Some(pool.clone());
     let waiters: Vec<_> = (0..2).map(|x| pool.submit(shut_down, x)).collect();
     let queued: Vec<_> = (0..20).map(|x| pool.submit(count, x)).collect();
+    *MAY_SHUT_DOWN.lock().unwrap() = true;
+    MAY_SHUT_DOWN_CHANGED.notify_all();
     let outcomes = within("shutdown in both threads' tasks", move || {
         let waited: Vec<_> = waiters.into_iter().map(|h| h.join().unwrap()).collect();
         let counted: Vec<_> = queued.into_iter().map(|h| h.join().unwrap()).collect();
