@@ -558,11 +558,46 @@ impl<R> TaskHandle<R> {
         }
     }
 
+    /// Has the task send `index` on `tx` when it settles, as one made by [`promise_notify`]
+    /// does; sends it at once if the task is settled already. A task that notes its end
+    /// somewhere already keeps that.
+    pub(crate) fn note_to(&self, tx: &Sender<usize>, index: usize) {
+        let mut state = self.slot.lock();
+        match &mut *state {
+            State::Pending(pending) => {
+                if pending.notify.is_none() {
+                    pending.notify = Some((tx.clone(), index));
+                }
+            }
+            _ => {
+                drop(state);
+                let _ = tx.send(index);
+            }
+        }
+    }
+
     /// Waits until the task is settled or `deadline` (none: for ever) has passed, and
     /// returns whether it is settled; takes nothing.
     pub(crate) fn settled_by(&self, deadline: Option<Instant>) -> bool {
         self.help(deadline);
         self.spin(deadline);
+        self.sleep_until(deadline)
+    }
+
+    /// As [`TaskHandle::settled_by`], waiting `limit` from now at most, and without the
+    /// backend's help (see [`TaskHandle::help`]).
+    pub(crate) fn settled_within(&self, limit: Duration, deadline: Option<Instant>) -> bool {
+        self.spin(deadline);
+        if self.is_finished() {
+            return true;
+        }
+        let until = Instant::now() + limit;
+        self.sleep_until(Some(deadline.map_or(until, |d| d.min(until))))
+    }
+
+    /// Sleeps until the task is settled or `deadline` (none: for ever) has passed; returns
+    /// whether it is settled.
+    fn sleep_until(&self, deadline: Option<Instant>) -> bool {
         let mut state = self.slot.lock();
         loop {
             if !matches!(&*state, State::Pending(_)) {

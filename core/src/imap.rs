@@ -204,23 +204,40 @@ where
     true
 }
 
+/// How long the head of an ordered `imap` whose window is full may take before the iterator
+/// goes on past it (see [`Ordered`]): a slow item, as the pace counts them.
+const SLOW_HEAD: Duration = Duration::from_millis(1);
+
 /// Yields outcomes in input order; keeps at most `window` tasks in flight (see `pace.rs`).
+///
+/// With an input pulled on the consumer's thread, the outcomes finished behind a slow head
+/// count only against the most the window grows to ([`Pace::most`]), not against the
+/// window: the pool goes on past a slow item as far as that reaches, so that a second slow
+/// item runs beside it rather than after it. To know when those finish, every task notes its
+/// end once a head took [`SLOW_HEAD`] with the window full, until the window has grown to its
+/// most. A fed input (a stream, whose items wait for something and may be of any size, for
+/// a most of thousands of items) keeps every item not yielded within the window.
 pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
     pool: &'p P,
     job: Arc<J>,
     input: Input<I>,
     pace: Pace,
     pending: VecDeque<TaskHandle<J::Output>>,
-    /// With a fed input: a note from every task as it settles, so that waiting for the input
-    /// ends when the result at the head is ready.
+    /// A note from every task as it settles: with a fed input, so that waiting for the input
+    /// ends when the result at the head is ready; and while going on past a slow head.
     settled: Option<(Sender<usize>, Receiver<usize>)>,
+    /// Whether the input is fed (then `settled` is kept for good).
+    fed: bool,
+    /// Whether the input ended.
+    ended: bool,
 }
 
 impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'p, P, J, I> {
     pub(crate) fn new(pool: &'p P, job: Arc<J>, input: Input<I>, window: usize) -> Self {
-        let settled = input.may_come().then(crossbeam_channel::unbounded);
+        let fed = input.may_come();
+        let settled = fed.then(crossbeam_channel::unbounded);
         let pace = Pace::new(window, pool.imap_pace());
-        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled }
+        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled, fed, ended: false }
     }
 }
 
@@ -230,25 +247,36 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
+        if !self.fed && self.pace.window() >= self.pace.most() {
+            // Nothing more to go past a slow head with.
+            self.settled = None;
+        }
         if let Some((_, notes)) = &self.settled {
             // Old notes: the head's state is read from its handle below.
             notes.try_iter().for_each(drop);
         }
         loop {
-            let (group, window) = (self.pace.group(), self.pace.window());
-            while self.pending.is_empty() || self.pending.len() + group <= window {
+            while self.pending.is_empty() || self.has_room() {
                 let wait = self.pending.is_empty();
                 let (pending, settled) = (&mut self.pending, &self.settled);
-                let full =
-                    hand_over(self.pool, &self.job, &mut self.input, group, wait, deadline, || {
+                let full = hand_over(
+                    self.pool,
+                    &self.job,
+                    &mut self.input,
+                    self.pace.group(),
+                    wait,
+                    deadline,
+                    || {
                         let (completer, handle) = match settled {
                             Some((tx, _)) => promise_notify(tx.clone(), 0),
                             None => promise(),
                         };
                         pending.push_back(handle);
                         completer
-                    });
+                    },
+                );
                 if !full {
+                    self.ended = !self.input.may_come();
                     break;
                 }
             }
@@ -256,20 +284,61 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
                 // Nothing in flight and no item yet: a fed input that did not send one in time.
                 return if self.input.may_come() { Err(Timeout) } else { Ok(None) };
             };
+            // Whether more may be pulled before the head is yielded: once items finish behind
+            // it, or, fed, as they come.
+            let more = self.pending.len() < self.most()
+                && !self.ended
+                && (!self.fed || self.input.may_come());
             let Some((_, notes)) = &self.settled else {
-                return self.take_head(deadline);
+                if !more {
+                    return self.take_head(deadline);
+                }
+                // Wait for the head as a join would, as long as an item that is not slow takes.
+                head.help(deadline);
+                if head.settled_within(SLOW_HEAD, deadline)
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    return self.take_head(deadline);
+                }
+                // A slow head: from now on every task notes its end.
+                let (tx, rx) = crossbeam_channel::unbounded();
+                self.pending.iter().for_each(|handle| handle.note_to(&tx, 0));
+                self.settled = Some((tx, rx));
+                continue;
             };
-            if head.is_finished() || self.pending.len() >= window || !self.input.may_come() {
+            if head.is_finished() || !more {
                 return self.take_head(deadline);
             }
-            // Room for more, and the head still runs: wait for whichever comes first, the
-            // next item or a result (the backend may use this thread for the head, as a join
-            // would).
+            // Room for more once something settles, and the head still runs: wait for
+            // whichever comes first, the next item or a result (the backend may use this
+            // thread for the head, as a join would).
             head.help(deadline);
             if !head.is_finished() {
                 self.input.wait_with(notes, deadline)?;
             }
         }
+    }
+
+    /// The most items not yielded (see [`Ordered`]).
+    fn most(&self) -> usize {
+        if self.fed { self.pace.window() } else { self.pace.most() }
+    }
+
+    /// Whether the window has room for the next group: the items that did not finish count
+    /// against the window, all that were not yielded against its most (see [`Ordered`]).
+    fn has_room(&self) -> bool {
+        let (group, window) = (self.pace.group(), self.pace.window());
+        let held = self.pending.len();
+        if held + group <= window {
+            return true;
+        }
+        if self.settled.is_none() || held + group > self.most() {
+            return false;
+        }
+        // Counted from the newest, which are the likeliest to run still, as far as needed.
+        let most_running = window.saturating_sub(group);
+        let running = self.pending.iter().rev().filter(|h| !h.is_finished());
+        running.take(most_running + 1).count() <= most_running
     }
 
     /// Yields the head's outcome once it is settled, waiting until `deadline` at most: past

@@ -74,6 +74,11 @@ impl Pace {
         self.window
     }
 
+    /// How many items may be in flight at most, ever: what the window grows to.
+    pub(crate) fn most(&self) -> usize {
+        self.most.unwrap_or(self.window)
+    }
+
     /// How many items to hand over at once now.
     pub(crate) fn group(&self) -> usize {
         self.group

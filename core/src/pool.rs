@@ -333,7 +333,10 @@ pub trait Pool: Execute {
     /// Runs `task` over `items` lazily and yields the outcomes in input order, like Python's
     /// `imap`. At most [`Pool::imap_window`] items are pulled ahead of the consumer (a few
     /// per worker while the items are slow; more as they prove fast, on the backends that
-    /// hand items over in groups), so an endless iterator runs in bounded memory. Dropping the iterator cancels
+    /// hand items over in groups), so an endless iterator runs in bounded memory. Behind an
+    /// item slower than the rest, the outcomes that finished count only against that most,
+    /// so a second slow item further on runs beside the first rather than after it (on the
+    /// backends that hand items over in groups, and on processes). Dropping the iterator cancels
     /// the items it pulled that no worker took yet; those a worker took (a process worker
     /// takes a batch at a time) may still run, and their outcomes are discarded.
     ///

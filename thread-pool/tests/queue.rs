@@ -3,8 +3,9 @@
 //! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
 //! two tasks submitted at once run at once on a pool of two, whatever its threads were doing;
 //! an `imap`'s items queued together with a blocked one run on the other thread, and an `imap`
-//! of slow items keeps its first, small window; and tasks of different types share the queue.
+//! of slow items keeps its first, small window, and goes on past a slow item; and tasks of different types share the queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -96,21 +97,30 @@ fn imap_items_queued_with_a_blocked_one_run_on_the_pools_other_thread() {
     assert_eq!(got, (0..40).collect::<Vec<_>>());
 }
 
+/// How many items of [`slow`] finished.
+static SLOW_DONE: AtomicU64 = AtomicU64::new(0);
+
 /// Takes two milliseconds: an item far slower than the 10 µs under which an `imap` grows.
 fn slow(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(2));
+    SLOW_DONE.fetch_add(1, Ordering::SeqCst);
     x
 }
 
-/// An `imap`'s window grows only while its items prove fast: one of slow items keeps 16 per
-/// thread pulled ahead of the consumer, as it started.
+/// An `imap`'s window grows only while its items prove fast: one of slow items keeps at
+/// most 16 per thread pulled and not finished, as it started (an ordered one may hold a few
+/// finished ones more behind a head that is slower than the rest).
 #[test]
 fn an_imap_of_slow_items_keeps_its_first_window() {
     let pool = ThreadPool::new(2).unwrap();
     for ordered in [true, false] {
-        let pulled = std::sync::atomic::AtomicU64::new(0);
+        SLOW_DONE.store(0, Ordering::SeqCst);
+        let pulled = AtomicU64::new(0);
+        let most_running = AtomicU64::new(0);
         let items = (0..300).inspect(|_| {
-            pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let running =
+                pulled.fetch_add(1, Ordering::SeqCst) + 1 - SLOW_DONE.load(Ordering::SeqCst);
+            most_running.fetch_max(running, Ordering::SeqCst);
         });
         let outcomes: Box<dyn Iterator<Item = Result<u64, TaskError>>> = if ordered {
             Box::new(pool.imap(slow, items))
@@ -120,12 +130,44 @@ fn an_imap_of_slow_items_keeps_its_first_window() {
         let mut most_ahead = 0;
         for (taken, outcome) in (1..).zip(outcomes) {
             outcome.unwrap();
-            let ahead = pulled.load(std::sync::atomic::Ordering::Relaxed) - taken;
+            let ahead = pulled.load(Ordering::SeqCst) - taken;
             most_ahead = most_ahead.max(ahead);
         }
-        assert!(most_ahead <= 2 * 16, "ordered {ordered}: {most_ahead} ahead");
+        let most_running = most_running.into_inner();
+        assert!(most_running <= 2 * 16, "ordered {ordered}: {most_running} running");
         assert!(most_ahead >= 8, "ordered {ordered}: only {most_ahead} ahead");
     }
+}
+
+/// The items of [`meet_at_0_and_150`] that arrived, waiting for each other.
+static MET: Mutex<u32> = Mutex::new(0);
+static MET_CHANGED: Condvar = Condvar::new();
+
+/// Items 0 and 150 wait for each other (30 s at most); the others return at once. Whether the
+/// item did not wait in vain.
+fn meet_at_0_and_150(x: u64) -> bool {
+    if x != 0 && x != 150 {
+        return true;
+    }
+    let mut met = MET.lock().unwrap();
+    *met += 1;
+    MET_CHANGED.notify_all();
+    let limit = Duration::from_secs(30);
+    let (met, _) = MET_CHANGED.wait_timeout_while(met, limit, |met| *met < 2).unwrap();
+    *met >= 2
+}
+
+/// An ordered `imap` goes on past a slow item as far as its largest window reaches, whatever
+/// the window it keeps while its items are slow: the outcomes finished behind the slow one do
+/// not count against that. So two slow items further apart than that window run side by
+/// side, rather than one after the other.
+#[test]
+fn slow_items_of_an_ordered_imap_further_apart_than_its_window_run_side_by_side() {
+    let pool = ThreadPool::new(2).unwrap();
+    assert!(pool.imap_window() > 150);
+    let outcomes: Vec<bool> = pool.imap(meet_at_0_and_150, 0..300).map(Result::unwrap).collect();
+    assert_eq!(outcomes.len(), 300);
+    assert!(outcomes[0] && outcomes[150], "the two items did not run side by side");
 }
 
 #[test]
