@@ -894,9 +894,7 @@ impl Pool for ThreadPool {
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
         let total = items.len();
-        let batch = move |turns: &Turns<'_>| -> Vec<_> {
-            outcomes(turns, &job, items).map(|(_, outcome)| outcome).collect()
-        };
+        let batch = move |turns: &Turns<'_>| outcome_list(turns, &job, items, None);
         self.batch(&counted, batch)
             .unwrap_or_else(|| (0..total).map(|_| Err(TaskError::ShutDown)).collect())
     }
@@ -928,9 +926,7 @@ impl Pool for ThreadPool {
         if self.rayon.current_thread_index().is_some() {
             // Called from a task of this pool: this thread must help run the items rather
             // than wait for them, so the count comes at the end.
-            let batch = move |turns: &Turns<'_>| -> Vec<_> {
-                outcomes(turns, &job, items).map(|(_, outcome)| outcome).collect()
-            };
+            let batch = move |turns: &Turns<'_>| outcome_list(turns, &job, items, None);
             let outcomes = self.batch(&counted, batch).unwrap_or_else(shut_down);
             progress(total, total);
             return outcomes;
@@ -939,14 +935,8 @@ impl Pool for ThreadPool {
         let (tx, rx) = crossbeam_channel::unbounded::<()>();
         if counted.behind {
             // Through the queue (see `batch`): the count ends when the batch drops its sender.
-            let result = self.queue_batch(move |turns: &Turns<'_>| -> Vec<_> {
-                outcomes(turns, &job, items)
-                    .map(|(_, outcome)| {
-                        let _ = tx.send(());
-                        outcome
-                    })
-                    .collect()
-            });
+            let result = self
+                .queue_batch(move |turns: &Turns<'_>| outcome_list(turns, &job, items, Some(&tx)));
             // Once queued.
             progress(0, total);
             let mut done = 0;
@@ -960,14 +950,7 @@ impl Pool for ThreadPool {
         let mut results = Vec::new();
         self.rayon.in_place_scope(|scope| {
             let (turns, job, results) = (&turns, &job, &mut results);
-            scope.spawn(move |_| {
-                *results = outcomes(turns, job, items)
-                    .map(|(_, outcome)| {
-                        let _ = tx.send(());
-                        outcome
-                    })
-                    .collect();
-            });
+            scope.spawn(move |_| *results = outcome_list(turns, job, items, Some(&tx)));
             let mut done = 0;
             while done < total && rx.recv().is_ok() {
                 done += 1 + rx.try_iter().count();
@@ -1411,6 +1394,23 @@ fn outcomes<'a, J: Job>(
             (i, outcome)
         },
     )
+}
+
+/// The outcomes of a batch (see [`outcomes`]) in input order, each told to `done` as it
+/// comes, if given.
+fn outcome_list<J: Job>(
+    turns: &Turns<'_>,
+    job: &J,
+    items: Vec<J::Input>,
+    done: Option<&crossbeam_channel::Sender<()>>,
+) -> Vec<Result<J::Output, TaskError>> {
+    let told = |(_, outcome)| {
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        outcome
+    };
+    outcomes(turns, job, items).map(told).collect()
 }
 
 impl Drop for ThreadPool {
