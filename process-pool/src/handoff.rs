@@ -51,7 +51,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::channel::{Roles, Shared};
 use crate::shared_lock::my_pid;
-use crate::sys::{HeldFd, SharedMemory};
+use crate::sys::{self, HeldFd, SharedMemory};
 
 /// What a process maps and may hand to another: found again by its id, and kept alive while
 /// what it handed off is on its way.
@@ -476,7 +476,8 @@ pub(crate) fn holders(held: &HeldFd, origins: &[(u32, i32)]) -> Vec<(u32, i32)> 
 pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, String> {
     let path = format!("/proc/{pid}/fd/{fd}");
     let file = OpenOptions::new().read(true).write(write).open(&path);
-    file.map(OwnedFd::from).map_err(|e| match e.kind() {
+    let file = file.and_then(|file| sys::above_standard(OwnedFd::from(file)));
+    file.map_err(|e| match e.kind() {
         // The usual cause, said plainly: the sender did not outlive the value's journey.
         std::io::ErrorKind::NotFound => format!(
             "process {pid} no longer holds it ({path}: {e}): it ended (or closed it) before \

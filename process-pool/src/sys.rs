@@ -65,7 +65,16 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_standard(read)?, above_standard(write)?))
+}
+
+/// `fd`, or, if it took the number of a standard descriptor (0, 1 or 2: a program that closed
+/// those and did not open them again), a close-on-exec copy numbered 3 or more: the
+/// program's own `println!` must never write into a pool's channel or shared memory. Every
+/// descriptor a pool keeps goes through this.
+pub(crate) fn above_standard(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 { Ok(fd) } else { dup_at_least(fd.as_fd(), 3) }
 }
 
 /// Grows a pipe's kernel buffer (best effort: the system limit may refuse it).
@@ -278,7 +287,7 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd returns a new descriptor or -1.
     let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
     // SAFETY: `fd` was just created and is owned by this call.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    above_standard(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Bumps an eventfd, waking whoever polls it.
@@ -448,7 +457,10 @@ fn spawn_clone3(
     let pid =
         libc::pid_t::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
     // SAFETY: CLONE_PIDFD stored a new pidfd that nothing else owns.
-    let child = ChildProcess { pid, pidfd: Some(unsafe { OwnedFd::from_raw_fd(pidfd) }) };
+    let pidfd = above_standard(unsafe { OwnedFd::from_raw_fd(pidfd) });
+    // A pidfd that cannot be moved off a standard number is done without (as where the
+    // kernel has none).
+    let child = ChildProcess { pid, pidfd: pidfd.ok() };
     match exec.error.load(Ordering::Acquire) {
         0 => Ok(child),
         errno => {
@@ -501,7 +513,12 @@ extern "C" fn exec_child(exec: *const Exec<'_>) -> ! {
                     c"/dev/null".as_ptr(),
                     libc::O_RDONLY | libc::O_CLOEXEC,
                 );
-                null >= 0 && libc::syscall(libc::SYS_dup3, null, 0, 0) == 0
+                // Descriptor 0 itself if this process has it closed: kept open through the
+                // exec (dup3 refuses to copy a descriptor onto its own number).
+                match null {
+                    0 => libc::syscall(libc::SYS_fcntl, 0, libc::F_SETFD, 0) == 0,
+                    _ => null > 0 && libc::syscall(libc::SYS_dup3, null, 0, 0) == 0,
+                }
             };
         if ok {
             let empty = 0u64;
@@ -582,7 +599,7 @@ fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     let fd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
     // SAFETY: `fd` was just created and is owned by this call.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    above_standard(unsafe { OwnedFd::from_raw_fd(fd) }).ok()
 }
 
 fn check_spawn(ret: libc::c_int) -> io::Result<()> {
@@ -848,7 +865,7 @@ fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
         Err(e) => return Err(e),
     };
     // SAFETY: `fd` was just created and is owned by this call.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = above_standard(unsafe { OwnedFd::from_raw_fd(fd) })?;
     let bytes = libc::off_t::try_from(len).map_err(io::Error::other)?;
     check_file_size_limit(len)?;
     // SAFETY: ftruncate sizes the file we own; the new bytes read as zero.
