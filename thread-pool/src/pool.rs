@@ -381,7 +381,7 @@ impl Execute for ThreadPool {
             return;
         }
         let copies = group.len().min(self.shared.queue.most());
-        group.iter().for_each(|_| shared.tally.accept());
+        shared.tally.accept_n(group.len());
         if shared.closed.load(Ordering::SeqCst) || shared.copied() {
             // Dropping the completers settles the tasks as shut down.
             group.iter().for_each(|_| shared.tally.finish(None));

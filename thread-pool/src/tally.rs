@@ -52,7 +52,13 @@ impl Tally {
     /// Counts one task accepted, before it is handed to the pool.
     #[inline]
     pub(crate) fn accept(&self) {
-        self.accepted.0.fetch_add(1, SeqCst);
+        self.accept_n(1);
+    }
+
+    /// Counts `n` tasks accepted at once, before they are handed to the pool.
+    #[inline]
+    pub(crate) fn accept_n(&self, n: usize) {
+        self.accepted.0.fetch_add(n, SeqCst);
     }
 
     /// Counts one accepted task finished, by pool thread `thread` (`None` off the pool);
