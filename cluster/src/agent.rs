@@ -119,6 +119,7 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
         kept_ack_wait: AtomicU64::new(nanos(config.ack_wait)),
         running: Mutex::new(HashMap::new()),
+        jobs: Jobs::default(),
         held: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(Cancels::default()),
         callers: Mutex::new(Callers::new(Instant::now())),
@@ -156,6 +157,8 @@ struct Agent {
     /// Units running now, by caller and task id, to stop on a cancel notice or when their
     /// caller is gone; with how long their caller may be silent, if it says.
     running: Mutex<HashMap<(String, u64), Running>>,
+    /// The callers' jobs whose units run now.
+    jobs: Jobs,
     /// The task messages held now, by stream sequence: their latest delivery. A consumer
     /// whose leader changed (a server of a cluster lost) may deliver a message again to the
     /// agent that still runs it; the agent takes the new delivery as its own (progress and
@@ -181,6 +184,42 @@ struct Running {
     abandon_after: Option<Duration>,
     /// Whether it was stopped because its caller was taken for gone.
     stopped: Arc<AtomicBool>,
+}
+
+/// The jobs of callers whose units run here, by caller and job id ([`Unit::job`]): the units
+/// of one job run as one job of the local pool for as long as any of them runs, so that they
+/// share what their items were measured to cost and wait in one line in the order they came,
+/// while the lines of different jobs, and callers, take turns for the workers.
+type Jobs = Arc<Mutex<HashMap<(String, u64), HeldJob>>>;
+
+/// A caller's job whose units run here.
+#[derive(Default)]
+struct HeldJob {
+    /// The job each of its functions ran as last, by entry point, all in the line of the
+    /// first: a `map` has one function; a caller's single tasks may have many, which keep
+    /// their order as a pool's single tasks do.
+    functions: HashMap<i64, EncodedJob>,
+    /// How many of its units run.
+    units: usize,
+}
+
+/// What keeps a caller's job known while one of its units runs.
+struct JobHold {
+    jobs: Jobs,
+    key: (String, u64),
+}
+
+impl Drop for JobHold {
+    /// The job is forgotten once none of its units runs.
+    fn drop(&mut self) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(job) = jobs.get_mut(&self.key) {
+            job.units -= 1;
+            if job.units == 0 {
+                jobs.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Cancel notices for units not seen yet, oldest forgotten first.
@@ -828,12 +867,28 @@ impl Agent {
             let _ = tx.send(UnitResult { task, elapsed_ns: 0, part: None, outcome });
             return finish;
         }
+        // The job the unit runs as: that of the other units of its caller's job held here.
+        let key = (caller.to_string(), unit.job);
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = jobs.entry(key.clone()).or_default();
+        let (entry, state) = (unit.entry, unit.state);
         // SAFETY: the unit names its entry point by an offset into the executable image with
         // id `self.image`: the agents' consumer takes only tasks published under that id,
         // which callers compute from their own executable. Whoever can publish on the tasks
         // subject can make a worker run any function of this image: the NATS account is the
         // trust boundary (see the crate's documentation).
-        let job = unsafe { EncodedJob::from_parts(unit.entry, unit.state) };
+        let job = unsafe {
+            match (held.functions.get(&entry), held.functions.values().next()) {
+                (Some(known), _) if known.state() == state.as_slice() => known.clone(),
+                (Some(known), _) => known.in_line_of(entry, state),
+                (None, Some(other)) => other.in_line_of(entry, state),
+                (None, None) => EncodedJob::from_parts(entry, state),
+            }
+        };
+        held.functions.insert(entry, job.clone());
+        held.units += 1;
+        drop(jobs);
+        let hold = JobHold { jobs: self.jobs.clone(), key };
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
         let stopped = Arc::new(AtomicBool::new(false));
         let (was_stopped, agent) = (stopped.clone(), self.id.clone());
@@ -846,6 +901,8 @@ impl Agent {
                 outcome.replace_cancelled(&gone_error(&agent));
             }
             let result = UnitResult { task, elapsed_ns, part: None, outcome };
+            // The unit is no longer held: its job is let go once none of its units is.
+            drop(hold);
             send_fast_copy(&client, fast, &result);
             let _ = tx.send(result);
         });

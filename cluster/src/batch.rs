@@ -33,6 +33,8 @@ type Group<R> = (usize, usize, Vec<Result<R, TaskError>>, bool);
 pub(crate) struct Stream<'p, J: Job, I> {
     inner: &'p Arc<Inner>,
     job: Result<EncodedJob, TaskError>,
+    /// The job's id among the caller's, for its units ([`Unit::job`]).
+    job_id: u64,
     items: Fuse<I>,
     /// The most items pulled and not yet yielded.
     window: usize,
@@ -70,6 +72,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     None => Ok(job),
                 }
             }),
+            job_id: inner.new_job(),
             items: items.fuse(),
             window: window.max(1),
             pulled: 0,
@@ -188,7 +191,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             });
             let (units, ahead) = (&mut self.units, &mut self.ahead);
             let bytes = inputs.len();
-            self.inner.send(job, inputs, ends, None, settle, |id| {
+            self.inner.send(self.job_id, job, inputs, ends, None, settle, |id| {
                 units.insert(base, (id, bytes));
                 *ahead += bytes;
             });

@@ -50,10 +50,11 @@
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
 //!   worker in flight, each about 10 ms of work (one item until the pool has measured what
-//!   its items cost), so another caller's task waits behind those; but tasks `submit`ted in
-//!   bulk are all queued at once, and a task another caller sends after them waits until
-//!   agents have taken every one: send many tasks with `map` or `imap` rather than
-//!   `submit`, or give such work a stream name of its own and agents of its own.
+//!   its items cost), so another caller's task reaches an agent after those, and there waits
+//!   for a batch of them, not all (the jobs an agent holds take turns for its workers); but
+//!   tasks `submit`ted in bulk are all queued at once, and a task another caller sends after
+//!   them waits until agents have taken every one: send many tasks with `map` or `imap`
+//!   rather than `submit`, or give such work a stream name of its own and agents of its own.
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
 //!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers (counting
 //!   the agents of other images alive: agents not restarted after a rebuild run another

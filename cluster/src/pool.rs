@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,8 @@ pub(crate) struct Inner {
     pub(crate) initializer: Option<i64>,
     pub(crate) pending: Pending,
     pub(crate) item_time: ItemTime,
+    /// The id of the last batch job started (`map`, `imap`, `starmap`): see [`Unit::job`].
+    jobs: AtomicU64,
     client: async_nats::Client,
     /// The connection the pool says it is alive on (see [`say_alive`]).
     beats: async_nats::Client,
@@ -239,6 +241,7 @@ impl ClusterPool {
             caller,
             pending: Pending::new(),
             item_time: ItemTime::new(),
+            jobs: AtomicU64::new(wire::SINGLE_TASKS),
             client,
             beats,
             js,
@@ -362,10 +365,18 @@ impl Inner {
         }
     }
 
-    /// Sends one unit whose outcomes go to `settle`; returns its id. A unit that cannot be
-    /// sent is settled at once with the reason.
+    /// The id of a new batch job, for its units ([`Unit::job`]).
+    pub(crate) fn new_job(&self) -> u64 {
+        self.jobs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Sends one unit of the caller's job `job_id` ([`Unit::job`]) whose outcomes go to
+    /// `settle`; returns its id. A unit that cannot be sent is settled at once with the
+    /// reason.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send(
         self: &Arc<Self>,
+        job_id: u64,
         job: &EncodedJob,
         inputs: Vec<u8>,
         ends: Vec<u32>,
@@ -376,6 +387,7 @@ impl Inner {
         let items = ends.len();
         let unit = Unit {
             task: self.pending.next_id(),
+            job: job_id,
             entry: job.entry(),
             state: job.state().to_vec(),
             timeout_ns: timeout
@@ -721,7 +733,7 @@ impl Execute for ClusterPool {
             );
             drop(held);
         });
-        self.inner.send(&encoded, inputs, ends, timeout, settle, |id| {
+        self.inner.send(wire::SINGLE_TASKS, &encoded, inputs, ends, timeout, settle, |id| {
             let _ = record.id.set(id);
             completer.on_cancel_of(Arc::downgrade(&record) as Weak<Sent>);
         });

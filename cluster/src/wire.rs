@@ -32,6 +32,12 @@ pub(crate) struct TaskMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Unit {
     pub(crate) task: u64,
+    /// The caller's job it belongs to: the `map`, `imap` or `starmap` call it is a chunk of,
+    /// or [`SINGLE_TASKS`] for the caller's single tasks. An agent runs the units of one job
+    /// that it holds at once as one job of its pool: they share what their items were
+    /// measured to cost, and wait in one line in the order they came, while the lines of
+    /// different jobs (and callers) take turns.
+    pub(crate) job: u64,
     pub(crate) entry: i64,
     #[serde(with = "serde_bytes")]
     pub(crate) state: Vec<u8>,
@@ -41,6 +47,9 @@ pub(crate) struct Unit {
     pub(crate) inputs: Vec<u8>,
     pub(crate) ends: Vec<u32>,
 }
+
+/// The [`Unit::job`] of a caller's single tasks (`submit`, `apply`): its batches count from 1.
+pub(crate) const SINGLE_TASKS: u64 = 0;
 
 /// What a unit adds to a message beyond its state and inputs: ids, its time limit and the
 /// framing of its fields (an overestimate, so that units weighed to fit do fit).

@@ -1,12 +1,12 @@
 //! The batching policy: how many items one batch frame carries, and how much work a worker
 //! may hold.
 //!
-//! Every job learns its own cost: each `map`, `imap` or remote run has a [`Pace`] of its own
-//! (tasks submitted one by one share one per function, in [`Paces`]), fed the time its
-//! workers measured per item. A job starts slow: one item per batch until an item was
-//! measured. After that a batch holds about [`BATCH_TARGET_NS`] of work, up to
-//! [`MAX_BATCH`] items, so slow items go one or two at a time (load stays balanced) and fast
-//! ones go in thousands (a round trip is amortized). What one job measured never sizes the
+//! Every job learns its own cost: each `map`, `imap` or job run for another machine's caller
+//! (`remote.rs`) has a [`Pace`] of its own (tasks submitted one by one share one per
+//! function, in [`Paces`]), fed the time its workers measured per item. A job starts slow:
+//! one item per batch until an item was measured. After that a batch holds about
+//! [`BATCH_TARGET_NS`] of work, up to [`MAX_BATCH`] items, so slow items go one or two at a
+//! time (load stays balanced) and fast ones go in thousands (a round trip is amortized). What one job measured never sizes the
 //! batches of another, so a CPU-bound `map` after a burst of tiny tasks spreads over the
 //! workers as it would on a fresh pool.
 //!
@@ -101,20 +101,31 @@ pub(crate) struct Paced {
     pub(crate) pace: Arc<Pace>,
     /// The pool that sent its single tasks, to cancel one; dangling for batches.
     pub(crate) pool: Weak<Shared>,
-    /// Whether its runs are units run for other machines' callers (`remote.rs`), which wait
-    /// in one line in the order they came rather than take turns as jobs of their own.
-    pub(crate) remote: bool,
+    /// The pace of the job whose line its runs wait in (`waiting.rs`), when that is not its
+    /// own: a job run for another machine's caller that shares its line with the caller's
+    /// other functions (`remote.rs`).
+    pub(crate) line: Option<Arc<Pace>>,
 }
 
 impl Paced {
-    /// `shipped` with a pace of its own, for the runs of one batch job.
+    /// `shipped` with a pace (and a line) of its own, for the runs of one batch job.
     pub(crate) fn new(shipped: Shipped) -> Arc<Self> {
-        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new(), remote: false })
+        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new(), line: None })
     }
 
-    /// `shipped` with a pace of its own, for the units run for other machines' callers.
-    pub(crate) fn remote(shipped: Shipped) -> Arc<Self> {
-        Arc::new(Paced { shipped, pace: Arc::default(), pool: Weak::new(), remote: true })
+    /// `shipped`, in the line of `other`'s runs: with `other`'s pace if it is the same
+    /// function, else with a pace of its own.
+    pub(crate) fn in_line_of(other: &Paced, shipped: Shipped) -> Arc<Self> {
+        let pace =
+            if shipped.entry == other.shipped.entry { other.pace.clone() } else { Arc::default() };
+        let line = Some(other.line_pace().clone());
+        Arc::new(Paced { shipped, pace, pool: Weak::new(), line })
+    }
+
+    /// The pace whose address names the line its runs wait in: its own, unless it waits in
+    /// another job's line.
+    pub(crate) fn line_pace(&self) -> &Arc<Pace> {
+        self.line.as_ref().unwrap_or(&self.pace)
     }
 }
 
@@ -177,7 +188,7 @@ impl Paces {
         let (pace, stateless) = by_entry.entry(shipped.entry).or_default();
         let new = |shipped| {
             let pool = Arc::downgrade(pool);
-            Arc::new(Paced { shipped, pace: pace.clone(), pool, remote: false })
+            Arc::new(Paced { shipped, pace: pace.clone(), pool, line: None })
         };
         match stateless {
             Some(known) if shipped.state.is_empty() => known.clone(),
@@ -306,6 +317,23 @@ mod tests {
             INITIAL_ITEM_NS,
             "another function starts afresh"
         );
+    }
+
+    #[test]
+    fn jobs_in_one_line_share_the_pace_of_their_function_only() {
+        let job = |entry| Shipped { entry, state: Vec::new(), kept: Default::default() };
+        let first = Paced::new(job(1));
+        assert!(Arc::ptr_eq(first.line_pace(), &first.pace), "a job has a line of its own");
+        let same = Paced::in_line_of(&first, job(1));
+        assert!(Arc::ptr_eq(&same.pace, &first.pace), "the same function shares its pace");
+        let other = Paced::in_line_of(&same, job(2));
+        assert!(!Arc::ptr_eq(&other.pace, &first.pace), "another function learns its own");
+        for job in [&same, &other] {
+            assert!(Arc::ptr_eq(job.line_pace(), &first.pace), "all wait in the first's line");
+        }
+        let again = Paced::in_line_of(&other, job(2));
+        assert!(Arc::ptr_eq(&again.pace, &other.pace));
+        assert!(Arc::ptr_eq(again.line_pace(), &first.pace));
     }
 
     #[test]

@@ -30,7 +30,9 @@ use crate::sys;
 /// A job in the form it travels in: the offset of its entry point in the executable image
 /// and its encoded state. Valid only in a process running the same image. The runs of one
 /// job ([`run_encoded`]) share what its items were measured to cost, as the runs of one
-/// `map` do.
+/// `map` do, and wait for the pool's workers in one line, in the order they were started:
+/// the lines of different jobs take turns, a batch at a time (see
+/// [`EncodedJob::in_line_of`] for jobs that share a line).
 #[derive(Debug, Clone)]
 pub struct EncodedJob(Arc<Paced>);
 
@@ -41,7 +43,7 @@ impl EncodedJob {
     ///
     /// [`TaskError::Serialization`] if a struct task's state cannot be encoded.
     pub fn of<J: Job>(job: &J) -> Result<Self, TaskError> {
-        job.ship(Ship).map(|shipped| EncodedJob(Paced::remote(shipped)))
+        job.ship(Ship).map(|shipped| EncodedJob(Paced::new(shipped)))
     }
 
     /// Rebuilds a job from [`EncodedJob::entry`] and [`EncodedJob::state`].
@@ -52,7 +54,22 @@ impl EncodedJob {
     /// same executable image as this one (the same file content, not merely the same path):
     /// a worker jumps to that offset.
     pub unsafe fn from_parts(entry: i64, state: Vec<u8>) -> Self {
-        EncodedJob(Paced::remote(Shipped { entry, state, kept: Default::default() }))
+        EncodedJob(Paced::new(Shipped { entry, state, kept: Default::default() }))
+    }
+
+    /// A job rebuilt from `entry` and `state`, as [`EncodedJob::from_parts`] does, whose runs
+    /// wait in the same line as this job's: in the order they were started, among them,
+    /// and as one job when lines take turns. It shares what this job's items were measured
+    /// to cost if it is the same function (the same `entry`), else learns its own.
+    ///
+    /// For the single tasks of one caller, whatever their function, which keep their order
+    /// as a pool's single tasks do.
+    ///
+    /// # Safety
+    ///
+    /// As for [`EncodedJob::from_parts`].
+    pub unsafe fn in_line_of(&self, entry: i64, state: Vec<u8>) -> Self {
+        EncodedJob(Paced::in_line_of(&self.0, Shipped { entry, state, kept: Default::default() }))
     }
 
     /// The offset of the job's entry point.

@@ -1,12 +1,15 @@
 //! The work waiting for a worker: one line per job, the lines served in turn.
 //!
-//! A job is what shares a pace (`batching.rs`): the runs of one `map` or `imap`. Single tasks
-//! (`submit`, `apply`) share one line, so they keep the order they were submitted in, whatever
-//! their function; so do the units an agent runs for its cluster's callers. Within a line, slices keep the order they were queued in (requeued ones go
-//! first); between lines, a worker that takes a batch from the front line sends that line to
-//! the back ([`Waiting::served`]). So a task submitted while a `map` has thousands of items
-//! waiting goes after at most one batch of the `map` (and of each other job waiting), rather
-//! than after all of them, and two `map`s that run at once share the workers batch by batch.
+//! A job is what shares a pace (`batching.rs`): the runs of one `map` or `imap`, or the units
+//! an agent runs for one `map` of a cluster's caller (`remote.rs`). Single tasks (`submit`,
+//! `apply`) share one line, so they keep the order they were submitted in, whatever their
+//! function; so do the single tasks of one cluster caller on its agent, each function with a
+//! pace of its own (`Paced::line`). Within a line, slices keep the order they were queued in
+//! (requeued ones go first); between lines, a worker that takes a batch from the front line
+//! sends that line to the back ([`Waiting::served`]). So a task submitted while a `map` has
+//! thousands of items waiting goes after at most one batch of the `map` (and of each other
+//! job waiting), rather than after all of them, and two `map`s that run at once share the
+//! workers batch by batch.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,28 +32,16 @@ struct Line {
 /// The line of the single tasks: no pace lives at address 0.
 const SINGLES: usize = 0;
 
-/// The line of the units an agent runs for its callers (`remote.rs`), in the order they came
-/// (the order the cluster's queue gave them): a unit is a chunk of a caller's `map`, and
-/// units taking turns would each finish only once every unit held had run most of its
-/// items. No pace lives at address 1 either.
-const REMOTE: usize = 1;
-
 /// The line `slice` waits in (see [`job_of_run`]).
 fn job_of(slice: &Slice) -> usize {
     job_of_run(&slice.run)
 }
 
-/// The line the items of `run` wait in: that of the single tasks, that of the units run for
-/// other machines' callers, or its job's, by the address of its pace (alive while the run
-/// is).
+/// The line the items of `run` wait in: that of the single tasks, or its job's, by the
+/// address of the pace that names its line (alive while the run is: see
+/// `Paced::line_pace`).
 fn job_of_run(run: &Run) -> usize {
-    if run.job.remote {
-        REMOTE
-    } else if is_single(run) {
-        SINGLES
-    } else {
-        Arc::as_ptr(&run.job.pace) as usize
-    }
+    if is_single(run) { SINGLES } else { Arc::as_ptr(run.job.line_pace()) as usize }
 }
 
 /// Whether `run` is a task submitted alone: one item, sent as a batch of one, as `submit`
