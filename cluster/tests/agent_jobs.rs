@@ -127,3 +127,56 @@ fn a_task_does_not_wait_behind_every_unit_of_a_map_of_its_own_pool() {
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
     takes_turns("agent_jobs_own", &pool, &pool);
 }
+
+/// Says in `dir`'s log that task `i` of the first function started.
+fn first((dir, i): (String, u32)) -> u32 {
+    append(&PathBuf::from(dir).join("log"), &format!("first {i}"));
+    i
+}
+
+/// Says in `dir`'s log that task `i` of the second function started.
+fn second((dir, i): (String, u32)) -> u32 {
+    append(&PathBuf::from(dir).join("log"), &format!("second {i}"));
+    i
+}
+
+/// Whether task `i` is of the first function: two of it, two of the other, and again, so
+/// that two lines taking turns would run them in another order.
+fn is_first(i: u32) -> bool {
+    ((i - 1) / 2).is_multiple_of(2)
+}
+
+#[test]
+fn a_callers_single_tasks_keep_their_order_whatever_their_function() {
+    let Some(server) = common::server("agent_jobs_singles") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 1, &[]);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url.clone())).expect("connects");
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let dir = common::markers("agent_jobs_singles");
+    let path = dir.to_string_lossy().into_owned();
+    let _let_go = LetAllGo(dir.clone());
+    // The worker is held while the other tasks queue on the agent.
+    let held = pool.submit(gated, (path.clone(), 0));
+    let started = || log(&dir).iter().any(|l| l == "map 0");
+    assert!(common::poll(Duration::from_secs(60), started), "the first task started");
+    let handles: Vec<_> = (1..=8)
+        .map(|i| {
+            if is_first(i) {
+                pool.submit(first, (path.clone(), i))
+            } else {
+                pool.submit(second, (path.clone(), i))
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("go"), "").unwrap();
+    assert_eq!(held.join().unwrap(), 0);
+    for (i, handle) in (1..=8).zip(handles) {
+        assert_eq!(handle.join().unwrap(), i);
+    }
+    let expected: Vec<String> = std::iter::once("map 0".to_string())
+        .chain((1..=8).map(|i| format!("{} {i}", if is_first(i) { "first" } else { "second" })))
+        .collect();
+    assert_eq!(log(&dir), expected, "the tasks ran out of order");
+    std::fs::remove_dir_all(dir).unwrap();
+}
