@@ -850,7 +850,6 @@ impl Agent {
         fast: String,
     ) -> impl std::future::Future<Output = UnitResult> + use<> {
         let (tx, rx) = oneshot::channel();
-        let started = Instant::now();
         let task = unit.task;
         // Holds the pool while the unit runs, so that it is not stopped as idle meanwhile.
         let holds = pool.clone();
@@ -892,8 +891,9 @@ impl Agent {
         let timeout = unit.timeout_ns.map(Duration::from_nanos);
         let stopped = Arc::new(AtomicBool::new(false));
         let (was_stopped, agent) = (stopped.clone(), self.id.clone());
+        let workers = self.workers as usize;
         let run = remote::run_encoded(pool, &job, &unit.inputs, &ends, timeout, move |o| {
-            let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let elapsed_ns = unit_time(o.worker_ns(), o.len(), workers);
             let mut outcome = encode_outcomes(&o);
             if was_stopped.load(Ordering::SeqCst) {
                 // Stopped because its caller was taken for gone: should the caller be heard
@@ -917,6 +917,15 @@ impl Agent {
         running.insert(key, Running { run, abandon_after, stopped });
         finish
     }
+}
+
+/// What a unit of `items` items takes on an agent of `workers` workers with nothing else to
+/// run, its items having taken `worker_ns` in all in the workers: spread over as many workers
+/// as it has items, at most all of them. The time the unit waited in the agent, behind other
+/// work, is not in it: its caller sizes its chunks from it (`chunk.rs`), and would take every
+/// item of a busy agent for a slow one. 0 if no item was measured (all failed).
+fn unit_time(worker_ns: u64, items: usize, workers: usize) -> u64 {
+    worker_ns / items.clamp(1, workers.max(1)) as u64
 }
 
 /// What a unit dropped or stopped because its caller was taken for gone fails with, should
@@ -1265,6 +1274,15 @@ mod tests {
 
     /// Cancel notices for tasks the agent never sees (they ran elsewhere, or finished before
     /// the notice) are remembered within the bound: the oldest are forgotten first.
+    #[test]
+    fn a_unit_takes_its_items_time_spread_over_the_workers_it_can_use() {
+        assert_eq!(unit_time(8_000, 8, 4), 2_000, "eight items on four workers");
+        assert_eq!(unit_time(3_000, 3, 4), 1_000, "three items use three of four workers");
+        assert_eq!(unit_time(5_000, 1, 4), 5_000);
+        assert_eq!(unit_time(0, 0, 4), 0, "nothing measured");
+        assert_eq!(unit_time(7, 2, 0), 7);
+    }
+
     #[test]
     fn remembered_cancels_stay_within_their_bound() {
         let mut cancels = Cancels::default();

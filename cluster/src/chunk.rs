@@ -3,11 +3,13 @@
 //! A unit costs a round trip through the server (a few hundred microseconds) however small
 //! it is, so short items travel in chunks large enough that the round trip is a small part
 //! of the chunk's time; but not so large that one agent gets all the work. Agents report how
-//! long each unit took; the pool keeps a moving average of the time per item, and sizes each
-//! new chunk to take about [`TARGET`], at most a fair share of what is left. Until a unit was
-//! measured a chunk takes one item: a guess that takes slow items for cheap ones would send
-//! a whole `map` at once, and a task another caller sends after it would wait behind all of
-//! it (the agents take the tasks of every caller from one queue).
+//! long each unit takes on its agent, from what its items took in the agent's workers (not
+//! the time it waited there behind other work: a unit sent to a busy agent would otherwise
+//! take its items for slow ones); the pool keeps a moving average of the time per item, and
+//! sizes each new chunk to take about [`TARGET`], at most a fair share of what is left. Until
+//! a unit was measured a chunk takes one item: a guess that takes slow items for cheap ones
+//! would send a whole `map` at once, and a task another caller sends after it would wait
+//! behind all of it (the agents take the tasks of every caller from one queue).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,9 +34,10 @@ impl ItemTime {
         ItemTime { ns: AtomicU64::new(INITIAL_ITEM_NS), measured: AtomicBool::new(false) }
     }
 
-    /// Records a unit of `items` items that took `ns` on its agent.
+    /// Records a unit of `items` items that took `ns` on its agent; 0 says that nothing was
+    /// measured (the unit failed as a whole, or every item failed), which changes nothing.
     pub(crate) fn record(&self, items: usize, ns: u64) {
-        if items == 0 {
+        if items == 0 || ns == 0 {
             return;
         }
         let per_item = (ns / items as u64).max(1);
@@ -66,6 +69,8 @@ mod tests {
         assert_eq!(time.chunk(None, 2, usize::MAX), 1, "one item until a unit was measured");
         time.record(0, 5);
         assert_eq!(time.chunk(None, 2, usize::MAX), 1, "an empty unit measures nothing");
+        time.record(10, 0);
+        assert_eq!(time.chunk(None, 2, usize::MAX), 1, "a failed unit measures nothing");
         for _ in 0..20 {
             time.record(1000, 100_000); // 100 ns per item
         }

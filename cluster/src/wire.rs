@@ -98,7 +98,10 @@ pub(crate) struct ResultMessageRef<'a> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct UnitResult {
     pub(crate) task: u64,
-    /// How long the agent took over the unit, from receiving it to its last item's result.
+    /// How long the unit takes on its agent with nothing else to run: the time its items
+    /// took in the agent's workers, spread over as many workers as it has items (at most
+    /// all); not the time it waited there behind other work. 0 if nothing was measured (the
+    /// unit failed as a whole, or every item failed).
     pub(crate) elapsed_ns: u64,
     /// `None` for the whole unit's outcome; `Some(i)` for a part of it, the outcomes of
     /// consecutive items from item `i` on (see [`UnitResult::split`]).
