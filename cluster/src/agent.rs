@@ -28,6 +28,7 @@ use crate::error;
 use crate::image;
 use crate::link::{self, Names};
 use crate::pool::{CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
+use crate::refusal::{Stream, refusal};
 use crate::wire::{
     self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
     WireError,
@@ -1081,7 +1082,7 @@ async fn store_one(
             Err(e) => e,
         };
         let connected = js.client().connection_state() == async_nats::connection::State::Connected;
-        let reason = store_refusal(&error, &subject);
+        let reason = refusal(&error, &subject, Stream::Results);
         stores.failed(&id, &caller, count, reason, connected);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -1090,34 +1091,6 @@ async fn store_one(
     for receipt in receipts {
         let _ = receipt.send(());
     }
-}
-
-/// Why the server did not store a result message on `subject`, as `error` says, with what
-/// it may mean.
-fn store_refusal(error: &jetstream::context::PublishError, subject: &str) -> String {
-    let said = error.to_string();
-    if let Some(refused) = link::server_error_about(subject, Duration::from_secs(30)) {
-        // A publish the server refuses is answered by an error of the connection; the
-        // publish itself only times out.
-        return format!("the server said: {refused} (and the store: {said})");
-    }
-    let hint = if said.contains("maximum bytes exceeded")
-        || said.contains("maximum messages exceeded")
-        || said.contains("message size exceeds maximum")
-    {
-        " (the results stream was made with a limit at which it refuses new messages: it \
-         takes more only as callers read their results, and never a message above the limit; \
-         raise or remove the limit)"
-    } else if said.contains(crate::outbox::STORE_FULL) {
-        " (the server's JetStream store is full, its max_file_store or its disk: this lasts \
-         until agents take tasks and callers their results)"
-    } else if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
-        " (no answer in time: a busy server; or, on a cluster of servers, fewer than a \
-         majority up)"
-    } else {
-        ""
-    };
-    format!("{said}{hint}")
 }
 
 /// The result messages whose stores fail now, and what the agent said of them.

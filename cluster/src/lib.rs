@@ -120,6 +120,7 @@ pub mod local;
 mod outbox;
 mod pending;
 mod pool;
+mod refusal;
 mod wire;
 #[allow(unsafe_code)]
 mod workers;

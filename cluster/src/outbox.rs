@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::error;
 use crate::link;
 use crate::pool::{ABANDON_AFTER_HEADER, Inner};
+use crate::refusal::{Stream, refusal};
 use crate::wire::{self, TaskMessage, Unit};
 
 /// Task messages being stored at once; units that arrive meanwhile travel together.
@@ -140,9 +141,9 @@ impl Outgoing {
                         inner.outage.end();
                         break;
                     }
-                    Err(e) => refusal(&e),
+                    Err(e) => refusal(&e, &self.subject, Stream::Tasks),
                 },
-                Err(e) => refusal(&e),
+                Err(e) => refusal(&e, &self.subject, Stream::Tasks),
             };
             let outage = inner.outage.begin();
             if !self.ids.iter().any(|id| inner.pending.contains(*id)) {
@@ -182,49 +183,6 @@ impl Outgoing {
     }
 }
 
-/// Why a store failed, as `error` says, with what the lack of a stream, an earlier try still
-/// being stored, or no confirmation in time may mean.
-fn refusal(error: &jetstream::context::PublishError) -> String {
-    if error.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
-        format!(
-            "{error} (nothing takes the tasks stream's subjects: on a cluster of servers, the \
-             stream has no leader while fewer than a majority of its servers are up; or the \
-             stream was removed)"
-        )
-    } else if error.to_string().contains(STILL_STORING) {
-        // The server's answer to a try of a message whose earlier try it has not stored yet
-        // (JetStream error 10158): on a cluster, what a stream that cannot reach a majority
-        // of its servers answers while it waits for them.
-        format!(
-            "{error} (an earlier try of the message is not stored yet: on a cluster of \
-             servers, a stream stores nothing while fewer than a majority of its servers are \
-             up)"
-        )
-    } else if error.to_string().contains(STORE_FULL) {
-        // JetStream's answer once the streams' messages fill what the server may store
-        // (its `max_file_store`, or its disk): the tasks and results waiting take it all.
-        format!(
-            "{error} (the server's JetStream store is full: the tasks and results waiting in \
-             the streams take all the server may store, its max_file_store or its disk; this \
-             lasts until agents take tasks and callers their results. Raise the server's \
-             max_file_store, or keep fewer or smaller tasks in flight)"
-        )
-    } else if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
-        format!(
-            "{error} (the server did not confirm the store in time: a busy or unreachable \
-             server, or, on a cluster of servers, fewer than a majority of its servers up)"
-        )
-    } else {
-        error.to_string()
-    }
-}
-
-/// What the server says of a message it cannot store for want of room (JetStream error 10023).
-pub(crate) const STORE_FULL: &str = "error code 10023";
-
-/// What the server says of a message whose earlier try it is still storing.
-const STILL_STORING: &str = "duplicate message id is in process";
-
 /// Since when the server has failed to store the pool's task messages, with none stored
 /// since, and why, once a message has failed for it.
 #[derive(Default)]
@@ -258,31 +216,5 @@ impl Outage {
             Some((since, Some(why))) if since.elapsed() >= wait => Some(why.clone()),
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-
-    use super::*;
-
-    #[test]
-    fn a_store_refused_while_an_earlier_try_is_stored_says_what_it_may_mean() {
-        let answer = "duplicate message id is in process (code 409, error code 10158)";
-        let error = PublishError::with_source(PublishErrorKind::Other, answer);
-        let said = refusal(&error);
-        assert!(said.contains(answer) && said.contains("fewer than a majority"), "{said}");
-        let late = refusal(&PublishError::new(PublishErrorKind::TimedOut));
-        assert!(late.contains("fewer than a majority"), "{late}");
-        let other = PublishError::with_source(PublishErrorKind::Other, "maximum bytes exceeded");
-        assert_eq!(refusal(&other), other.to_string());
-    }
-
-    #[test]
-    fn a_store_refused_for_want_of_room_says_what_to_do() {
-        let answer = "publish failed: insufficient resources (code 503, error code 10023)";
-        let full = refusal(&PublishError::with_source(PublishErrorKind::Other, answer));
-        assert!(full.contains(answer) && full.contains("max_file_store"), "{full}");
     }
 }
