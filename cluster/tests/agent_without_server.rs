@@ -5,48 +5,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::PlainServer;
+use common::{PlainServer, SpeakingAgent};
 
 /// Long enough to call an agent that says nothing hung.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// This test binary started as an agent of `url`, and the lines of its standard error.
-fn agent(url: &str) -> (Child, Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("TASKPOOL_AGENT", url)
-        .env("TASKPOOL_AGENT_WORKERS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the agent starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("agent: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-/// The next line that `wanted` accepts (it sees every line up to that one); panics if none
-/// comes.
-fn next_line(lines: &Receiver<String>, what: &str, mut wanted: impl FnMut(&str) -> bool) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if wanted(&line) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("the agent did not say {what} ({e})"),
-        }
+/// The next line of `agent` that `wanted` accepts (it sees every line up to that one);
+/// panics if none comes.
+fn next_line(agent: &SpeakingAgent, what: &str, wanted: impl FnMut(&str) -> bool) -> String {
+    match agent.next_line(DEADLINE, wanted) {
+        Ok((line, _)) => line,
+        Err(seen) => panic!("the agent did not say {what}: {seen:?}"),
     }
 }
 
@@ -54,23 +25,23 @@ fn next_line(lines: &Receiver<String>, what: &str, mut wanted: impl FnMut(&str) 
 fn an_agent_without_a_server_says_why_until_one_comes() {
     let port = common::free_port();
     let url = format!("nats://127.0.0.1:{port}");
-    let (mut child, lines) = agent(&url);
+    let mut agent = SpeakingAgent::start(&url, &[]);
     let says_unreachable = |line: &str| line.contains("cannot connect");
 
-    let first = next_line(&lines, "that it cannot connect", says_unreachable);
+    let first = next_line(&agent, "that it cannot connect", says_unreachable);
     assert!(first.contains(&url), "the url: {first}");
     assert!(first.contains("Connection refused"), "the OS reason: {first}");
-    assert!(matches!(child.try_wait(), Ok(None)), "the agent waits for its server");
+    assert!(matches!(agent.child.try_wait(), Ok(None)), "the agent waits for its server");
 
     if let Some(server) = PlainServer::start_on("agent_without_server", port, true) {
         let mut unreachable_after = 0;
-        let connected = next_line(&lines, "that it connected", |line| {
+        let connected = next_line(&agent, "that it connected", |line| {
             unreachable_after += usize::from(says_unreachable(line));
             line.contains("connected to")
         });
         assert!(connected.contains(&url), "{connected}");
         let mut connected_again = 0;
-        next_line(&lines, "that it serves", |line| {
+        next_line(&agent, "that it serves", |line| {
             connected_again += usize::from(line.contains("connected to"));
             line.contains("serving image")
         });
@@ -81,12 +52,10 @@ fn an_agent_without_a_server_says_why_until_one_comes() {
 
         // A server lost while it serves, and back: said once each.
         drop(server);
-        let lost = next_line(&lines, "that it lost the server", |line| line.contains("lost"));
+        let lost = next_line(&agent, "that it lost the server", |line| line.contains("lost"));
         assert!(lost.contains(&url), "{lost}");
         let _server = PlainServer::start_on("agent_without_server", port, true);
-        let back = next_line(&lines, "that it reconnected", |line| line.contains("reconnected"));
+        let back = next_line(&agent, "that it reconnected", |line| line.contains("reconnected"));
         assert!(back.contains(&url), "{back}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use async_nats::jetstream::stream;
+use common::SpeakingAgent;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, Side, TaskError};
 
 /// Long enough to call an agent that did not speak or did not stop hung.
@@ -41,21 +40,21 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
         ..Default::default()
     };
     make_stream(&url, capped);
-    let mut agent = Speaking::start(&url);
+    let mut agent = speaking_agent(&url);
     let config = ClusterConfig::new(url).agent_wait(Duration::from_secs(3));
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
     let task = pool.submit(large, 64 << 10);
 
-    let refused = agent.wait_for("refuses to store");
+    let refused = agent.said("refuses to store", DEADLINE);
     assert!(refused.contains("TASKPOOL_RESULTS"), "which stream: {refused}");
     assert!(refused.contains("maximum bytes exceeded"), "the server's reason: {refused}");
 
     signal(agent.child.id(), "TERM");
-    let gave_up = agent.wait_for("without storing");
+    let gave_up = agent.said("without storing", DEADLINE);
     assert!(gave_up.contains("1 result"), "what it could not store: {gave_up}");
     assert!(gave_up.contains("maximum bytes exceeded"), "why: {gave_up}");
-    let status = agent.stops();
+    let status = agent.stops(DEADLINE);
     assert!(status.success(), "the agent ended with {status}");
     // No other agent takes the task: it fails as one whose agents are gone.
     match task.join() {
@@ -135,78 +134,21 @@ fn an_agent_that_may_not_publish_results_says_what_the_server_said() {
         return;
     };
     let url = server.url();
-    let mut agent = Speaking::start(&url.replace("nats://", "nats://agent:a@"));
+    let agent = speaking_agent(&url.replace("nats://", "nats://agent:a@"));
     let caller = url.replace("nats://", "nats://caller:c@");
     let pool = ClusterPool::with_config(ClusterConfig::new(caller)).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
     let _task = pool.submit(large, 64 << 10);
 
-    let refused = agent.wait_for("refuses to store");
+    let refused = agent.said("refuses to store", DEADLINE);
     assert!(refused.contains("Permissions Violation for Publish"), "the reason: {refused}");
     assert!(refused.contains("taskpool.results."), "the subject: {refused}");
 }
 
 /// An agent of this test binary of one worker and an ack wait of a second, whose standard
-/// error the test reads; killed when dropped.
-struct Speaking {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Speaking {
-    fn start(url: &str) -> Speaking {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env("TASKPOOL_AGENT", url)
-            .env("TASKPOOL_AGENT_WORKERS", "1")
-            .env("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the agent starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let _ = tx.send(line);
-            }
-        });
-        Speaking { child, lines }
-    }
-
-    /// The first line it says containing `text`; fails if none comes within [`DEADLINE`].
-    fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the agent did not say {text:?} within {DEADLINE:?}"),
-            }
-        }
-    }
-
-    /// Its exit status once it stops; fails if it does not within [`DEADLINE`].
-    fn stops(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("it is waited for") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the agent did not stop within {DEADLINE:?}");
-            // What the agent says as it stops is the event to wait for.
-            let _ = self.lines.recv_timeout(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Speaking {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// error the test reads.
+fn speaking_agent(url: &str) -> SpeakingAgent {
+    SpeakingAgent::start(url, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")])
 }
 
 fn signal(pid: u32, name: &str) {

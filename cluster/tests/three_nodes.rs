@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Server};
+use common::{Agent, Server, SpeakingAgent};
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
 
 /// Long enough for a cluster to elect its leaders, or to call a step hung.
@@ -200,51 +199,10 @@ fn more_replicas_than_servers_fail_saying_so() {
     ClusterPool::with_config(config).expect("three replicas on three servers");
 }
 
-/// An agent of this test binary whose standard error comes line by line; killed, by its pid,
-/// when dropped.
-struct WatchedAgent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl WatchedAgent {
-    fn start(url: &str) -> WatchedAgent {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command.env("TASKPOOL_AGENT", url).env("TASKPOOL_AGENT_WORKERS", "1");
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("the agent starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("agent: {line}");
-                let _ = tx.send(line);
-            }
-        });
-        WatchedAgent { child, lines }
-    }
-
-    /// Waits for a line that contains `text`; the lines before it, or `Err` with them if the
-    /// agent ends or says nothing of the kind within [`WITHIN`].
-    fn said(&self, text: &str) -> Result<Vec<String>, Vec<String>> {
-        let deadline = Instant::now() + WITHIN;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return Ok(seen),
-                Ok(line) => seen.push(line),
-                Err(_) => return Err(seen),
-            }
-        }
-    }
-}
-
-impl Drop for WatchedAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for a line of `agent` that contains `text`; the lines before it, or `Err` with them
+/// if the agent ends or says nothing of the kind within [`WITHIN`].
+fn said(agent: &SpeakingAgent, text: &str) -> Result<Vec<String>, Vec<String>> {
+    agent.next_line(WITHIN, |line| line.contains(text)).map(|(_, before)| before)
 }
 
 /// An agent started while its cluster is not formed yet (its servers start one after the
@@ -257,15 +215,15 @@ fn an_agent_waits_for_a_cluster_to_form() {
     }
     let routes = Routes::new("three_nodes_forming");
     let first = routes.start(0);
-    let agent = WatchedAgent::start(&first.server.url());
-    let before = agent.said("trying again").expect("the agent says why it waits, and waits");
+    let agent = SpeakingAgent::start(&first.server.url(), &[]);
+    let before = said(&agent, "trying again").expect("the agent says why it waits, and waits");
     assert!(
         before.iter().all(|l| !l.contains("serving")),
         "it cannot serve before the cluster has a leader: {before:?}"
     );
     // A cluster made anew elects its first leader once all its servers are up.
     let others: Vec<Node> = (1..3).map(|i| routes.start(i)).collect();
-    agent.said("serving image").expect("the agent serves once the cluster has a leader");
+    said(&agent, "serving image").expect("the agent serves once the cluster has a leader");
     let pool = ClusterPool::connect(others[0].server.url()).expect("the pool connects");
     assert_eq!(pool.submit(square, 4).join().unwrap(), 16);
 }
@@ -298,11 +256,11 @@ fn a_task_sent_to_a_cluster_without_a_majority_fails_saying_why() {
 #[test]
 fn an_agent_says_which_server_it_reconnected_to() {
     let Some(mut nodes) = cluster("three_nodes_reconnect") else { return };
-    let agent = WatchedAgent::start(&nodes[1].server.url());
-    agent.said("serving image").expect("the agent serves");
+    let agent = SpeakingAgent::start(&nodes[1].server.url(), &[]);
+    said(&agent, "serving image").expect("the agent serves");
     nodes[1].server.kill();
     let lost = format!("{} at 127.0.0.1:{}", nodes[1].name, nodes[1].server.port());
-    let before = agent.said(&lost).expect("the agent says which server it lost");
+    let before = said(&agent, &lost).expect("the agent says which server it lost");
     assert!(before.iter().all(|l| !l.contains("reconnected")), "{before:?}");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

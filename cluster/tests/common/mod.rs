@@ -9,7 +9,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 pub use taskpool_cluster::local::{Agent, Server};
@@ -115,6 +116,83 @@ impl Drop for PlainServer {
 /// An agent of this test binary, serving.
 pub fn agent(url: &str, workers: usize, vars: &[(&str, &str)]) -> Agent {
     Agent::start(url, workers, vars).expect("the agent serves")
+}
+
+/// An agent of this test binary of one worker, started with the environment variables
+/// `vars`, whose standard error the test reads line by line (each line also printed, after
+/// `agent: `); killed, by its pid, when dropped.
+pub struct SpeakingAgent {
+    pub child: Child,
+    /// What it says on standard error, line by line.
+    pub lines: Receiver<String>,
+}
+
+impl SpeakingAgent {
+    /// Starts one serving the server at `url`.
+    pub fn start(url: &str, vars: &[(&str, &str)]) -> SpeakingAgent {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.env("TASKPOOL_AGENT", url).env("TASKPOOL_AGENT_WORKERS", "1");
+        command.envs(vars.iter().copied());
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the agent starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("agent: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        SpeakingAgent { child, lines }
+    }
+
+    /// The next line that `wanted` accepts (it sees every line up to that one), with the
+    /// lines before it; `Err` with the lines it saw if the agent ends, or says no such line,
+    /// within `within`.
+    pub fn next_line(
+        &self,
+        within: Duration,
+        mut wanted: impl FnMut(&str) -> bool,
+    ) -> Result<(String, Vec<String>), Vec<String>> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok((line, seen)),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
+
+    /// The next line that contains `text`; fails if none comes within `within`.
+    pub fn said(&self, text: &str, within: Duration) -> String {
+        match self.next_line(within, |line| line.contains(text)) {
+            Ok((line, _)) => line,
+            Err(seen) => panic!("the agent did not say {text:?} within {within:?}: {seen:?}"),
+        }
+    }
+
+    /// Its exit status once it stops; fails if it does not within `within`.
+    pub fn stops(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("it is waited for") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the agent did not stop within {within:?}");
+            // What the agent says as it stops is the event to wait for.
+            let _ = self.lines.recv_timeout(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SpeakingAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A free TCP port on 127.0.0.1.
