@@ -34,7 +34,7 @@ repeats of ``map_noop``; default ``repeats``), ``map_skip`` (keys of ``map_noop`
 out, such as ``["pool_map"]`` when the caller samples it itself in serving mode; default
 none), ``imap_items`` (the items of ``imap_noop``; default ``per_item_map_items``),
 ``imap_skip`` (keys of ``imap_noop`` runs to leave out, as ``map_skip``). A cpu entry may say
-``"after_burst": true``.
+``"after_burst": true``, and a mandel entry ``"step"`` (see "Kernels").
 ``quick`` also caps the default ``map_items`` (not one the spec gives) at 10000, and the cpu
 and memory repeats at 3.
 
@@ -168,7 +168,10 @@ first_row + rows) (no wrap inside a task) and x in [0, width) of the escape coun
 cr = -2.0 + (3.0 * x) / width, ci = -1.5 + (3.0 * y) / height (f64, no fused multiply-add,
 left to right), z = 0, and while count < max_iter and zr*zr + zi*zi <= 4.0:
 (zr, zi) = ((zr*zr - zi*zi) + cr, (2.0*zr)*zi + ci); count += 1. Task i runs
-mandel((first_row + i * rows) % height, rows, width, height, max_iter). ``kernel_checks``
+mandel((first_row + i * step) % height, rows, width, height, max_iter), where ``step`` is the
+entry's optional ``step`` (default ``rows``: consecutive rows); a batch of fewer tasks than
+the image has rows samples the whole image with a larger step (the rows near the middle
+cost tens of times the rows at the edges). ``kernel_checks``
 pins both with hand-checked values (mandel(0, 2, 3, 2, 50) == 155 exercises the <= 4.0
 boundary: c = -2 stays at |z|^2 == 4.0 forever).
 
@@ -1145,7 +1148,8 @@ def cpu_jobs(entry):
         return [("primes", (start + i * length, length)) for i in range(tasks)]
     if kernel == "mandel":
         first_row, rows, width, height, max_iter = args
-        return [("mandel", ((first_row + i * rows) % height, rows, width, height, max_iter))
+        step = int(entry.get("step", rows))
+        return [("mandel", ((first_row + i * step) % height, rows, width, height, max_iter))
                 for i in range(tasks)]
     raise ValueError("unknown cpu kernel %r" % kernel)
 

@@ -155,6 +155,32 @@ impl Script {
         versions
     }
 
+    /// Remarks for the report's notes on how the script measured what it did: its CPU-bound
+    /// batches (of `kernels`, for `plan`).
+    pub(crate) fn method_notes(&self, plan: &Plan, kernels: &[Kernel]) -> Vec<String> {
+        let Script::Ran(_) = self else { return Vec::new() };
+        let mut notes = Vec::new();
+        let spec = spec(plan, kernels, &[]);
+        if let Some(first) = spec.cpu.first() {
+            let mandel = spec.cpu.iter().find_map(|c| c.step.map(|step| (step, &c.args)));
+            let spread = match mandel {
+                Some((step, args)) => format!(
+                    "; the mandel tasks start every {step} rows of the image's {}, so that the \
+                     batch covers the whole image, as the Rust columns' batch does",
+                    args.get(3).copied().unwrap_or(0)
+                ),
+                None => String::new(),
+            };
+            notes.push(format!(
+                "The Python CPU-bound cells run batches of {} tasks with the Rust tasks' \
+                 arguments (the interpreter takes far longer over each), and their speed-up is \
+                 over Python's own sequential run of that batch{spread}.",
+                first.tasks
+            ));
+        }
+        notes
+    }
+
     /// Remarks for the report's notes: `ProcessPoolExecutor` on crashes, and the script's
     /// errors.
     pub(crate) fn notes(&self) -> Vec<String> {
@@ -238,6 +264,20 @@ struct CpuSpec {
     label: String,
     /// Whether to time it also right after a burst of no-ops on the kept pool of N.
     after_burst: bool,
+    /// Mandelbrot only: the rows from one task's first row to the next one's (see
+    /// [`mandel_step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<u64>,
+}
+
+/// The rows between the first rows of successive Mandelbrot tasks of a batch of `tasks`:
+/// enough that the batch covers the whole image, as the Rust columns' batch (which cycles
+/// through every row) does. A row near the middle of the image costs tens of times one at an
+/// edge, so a batch of the first rows alone would be a different workload, and one whose last
+/// task costs several times the others.
+fn mandel_step(args: &[u64], tasks: usize) -> u64 {
+    let (rows, height) = (args.get(1).copied().unwrap_or(1), args.get(3).copied().unwrap_or(1));
+    (height / tasks.max(1) as u64).max(rows)
 }
 
 /// The script's key of its `map_noop` run of `Pool.map` with default chunks.
@@ -252,19 +292,27 @@ pub(crate) fn script_repeats(plan: &Plan) -> usize {
     plan.repeats.min(if plan.mode == Mode::Quick { 2 } else { 3 })
 }
 
+/// The tasks of each of the script's CPU-bound batches: fewer than the Rust columns', since
+/// the interpreter takes far longer over each.
+fn script_tasks(plan: &Plan) -> usize {
+    (4 * plan.workers).max(if plan.mode == Mode::Quick { 8 } else { 16 })
+}
+
 /// The spec for `plan` and `kernels`: the 1 ms kernels (only primes when quick), and
 /// `Pool.map` and `Pool.imap` of no-ops unless `served` holds their operation.
 fn spec(plan: &Plan, kernels: &[Kernel], served: &[Op]) -> Spec {
     let quick = plan.mode == Mode::Quick;
+    let tasks = script_tasks(plan);
     let cpu = kernels
         .iter()
         .filter(|k| k.size == TaskSize::Millis1 && (!quick || k.kind == KernelKind::Primes))
         .map(|k| CpuSpec {
             kernel: k.kind.name(),
             args: k.args.clone(),
-            tasks: (4 * plan.workers).max(if quick { 8 } else { 16 }),
+            tasks,
             label: k.label(),
             after_burst: k.kind == BURST_KERNEL,
+            step: (k.kind == KernelKind::Mandel).then(|| mandel_step(&k.args, tasks)),
         })
         .collect();
     Spec {
@@ -1123,6 +1171,58 @@ mod tests {
         );
         // The other column still takes the script's best.
         assert_eq!(median(row.cells[&Column::PYTHON_THREADS].clone()), 2.0);
+    }
+
+    /// The script's Mandelbrot batch has fewer tasks than the image has rows: it takes rows
+    /// from the whole image, as the Rust batch does, not the top rows alone (whose last ones
+    /// cost several times the first).
+    #[test]
+    fn the_script_s_mandel_batch_covers_the_whole_image() {
+        let plan = Plan::new(Mode::Default);
+        let args = vec![0, 1, 15584, 64, 128];
+        let mandel = Kernel {
+            kind: KernelKind::Mandel,
+            size: TaskSize::Millis1,
+            args: args.clone(),
+            tasks: 150,
+            task_us: 1e3,
+        };
+        let json = serde_json::to_value(spec(&plan, &[mandel], &[])).unwrap();
+        let entry = &json["cpu"][0];
+        let (tasks, step) = (entry["tasks"].as_u64().unwrap(), entry["step"].as_u64().unwrap());
+        assert_eq!(entry["args"], serde_json::json!(args));
+        // The rows the script's tasks start at, as `cpu_jobs` computes them.
+        let rows: Vec<u64> = (0..tasks).map(|i| (i * step) % 64).collect();
+        assert_eq!(rows, (0..16).map(|i| 4 * i).collect::<Vec<_>>());
+        assert!(SCRIPT.contains("(first_row + i * step) % height"));
+        // Primes cost alike everywhere: no step.
+        let primes = Kernel {
+            kind: KernelKind::Primes,
+            size: TaskSize::Millis1,
+            args: vec![1_000_000, 11045],
+            tasks: 150,
+            task_us: 1e3,
+        };
+        let json = serde_json::to_value(spec(&plan, &[primes], &[])).unwrap();
+        assert!(json["cpu"][0].get("step").is_none());
+    }
+
+    /// The notes say what batch the Python CPU-bound cells ran.
+    #[test]
+    fn the_notes_name_the_script_s_batches() {
+        let plan = Plan::new(Mode::Default);
+        let mandel = Kernel {
+            kind: KernelKind::Mandel,
+            size: TaskSize::Millis1,
+            args: vec![0, 1, 15584, 64, 128],
+            tasks: 150,
+            task_us: 1e3,
+        };
+        let notes = run().method_notes(&plan, &[mandel]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("batches of 16 tasks"), "{}", notes[0]);
+        assert!(notes[0].contains("every 4 rows of the image's 64"), "{}", notes[0]);
+        assert!(Script::Absent("python3 not found".into()).method_notes(&plan, &[]).is_empty());
     }
 
     #[test]

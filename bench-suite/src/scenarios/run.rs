@@ -113,6 +113,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
             plan.workers
         ));
     }
+    notes.extend(script.method_notes(plan, &kernels));
     notes.extend(script.notes());
     if let Ok(service) = crate::slow_service::shared() {
         notes.push(format!(
