@@ -155,11 +155,20 @@ impl Script {
         versions
     }
 
-    /// Remarks for the report's notes on how the script measured what it did: its CPU-bound
-    /// batches (of `kernels`, for `plan`).
+    /// Remarks for the report's notes on how the script measured what it did: the start
+    /// method of its process pools, and its CPU-bound batches (of `kernels`, for `plan`).
     pub(crate) fn method_notes(&self, plan: &Plan, kernels: &[Kernel]) -> Vec<String> {
-        let Script::Ran(_) = self else { return Vec::new() };
+        let Script::Ran(run) = self else { return Vec::new() };
         let mut notes = Vec::new();
+        if let Some(method) = &run.start_method {
+            notes.push(format!(
+                "The Python processes column runs multiprocessing with this Python's default \
+                 start method, {method}. Python 3.14 changed the default on Linux from fork to \
+                 forkserver, whose workers are forked from a server process started apart \
+                 rather than from the program, and share none of its memory: under 3.14 the \
+                 same script measures forkserver, and its start-up and memory rows differ."
+            ));
+        }
         let spec = spec(plan, kernels, &[]);
         if let Some(first) = spec.cpu.first() {
             let mandel = spec.cpu.iter().find_map(|c| c.step.map(|step| (step, &c.args)));
@@ -1207,9 +1216,10 @@ mod tests {
         assert!(json["cpu"][0].get("step").is_none());
     }
 
-    /// The notes say what batch the Python CPU-bound cells ran.
+    /// The notes say which start method the Python processes ran with, that Python 3.14
+    /// changed Linux's default, and what batch the Python CPU-bound cells ran.
     #[test]
-    fn the_notes_name_the_script_s_batches() {
+    fn the_notes_name_the_start_method_and_the_script_s_batches() {
         let plan = Plan::new(Mode::Default);
         let mandel = Kernel {
             kind: KernelKind::Mandel,
@@ -1219,9 +1229,11 @@ mod tests {
             task_us: 1e3,
         };
         let notes = run().method_notes(&plan, &[mandel]);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("batches of 16 tasks"), "{}", notes[0]);
-        assert!(notes[0].contains("every 4 rows of the image's 64"), "{}", notes[0]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("default start method, fork."), "{}", notes[0]);
+        assert!(notes[0].contains("Python 3.14 changed the default on Linux"), "{}", notes[0]);
+        assert!(notes[1].contains("batches of 16 tasks"), "{}", notes[1]);
+        assert!(notes[1].contains("every 4 rows of the image's 64"), "{}", notes[1]);
         assert!(Script::Absent("python3 not found".into()).method_notes(&plan, &[]).is_empty());
     }
 
