@@ -644,7 +644,12 @@ pub static BACKENDS: &[Backend] = &[
             (&[Op::Map], "`items.into_par_iter().map(f).collect()` inside `install`"),
             (&[Op::Kernels], "`install` + `into_par_iter().map(f).sum()`"),
             (&[Op::Waits], "`install` + `into_par_iter().map(f).collect()` on a pool of N threads"),
-            (&[Op::Faults], "`install(f)`, its panic caught with `catch_unwind`"),
+            (
+                &[Op::Faults],
+                "`install(f)`, its panic caught with `catch_unwind`; the hang: `spawn`, its \
+                 answer awaited on a `crossbeam-channel` channel with `recv_timeout` (rayon has \
+                 no time limit), then no more hangs on that pool of 2",
+            ),
             (&[Op::Idle], "a `ThreadPool` of 2 threads runs one no-op, then is left alone"),
         ],
         crates: &["rayon", "rayon-core", "crossbeam-channel"],

@@ -186,6 +186,12 @@ pub(crate) trait Running {
         Err(unsupported("faults"))
     }
 
+    /// Whether a task that hangs keeps its worker for good, with none started in its place:
+    /// a pool of W then survives W − 1 hangs, not more.
+    fn hang_keeps_its_worker(&self) -> bool {
+        false
+    }
+
     /// Submits a no-op after a fault and waits for it, within a bound where the backend has
     /// one, so that a pool the fault wedged fails instead of hanging.
     fn recovered(&self) -> Result<(), String> {

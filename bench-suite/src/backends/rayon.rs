@@ -4,7 +4,10 @@
 //! many tasks at once run in a `scope`, each writing its result into its own slot; maps,
 //! kernels and waiting tasks are `par_iter` inside `install`; faults run in `install`, which
 //! hands the task's panic back to the caller (a panic in a `spawn`ed job would abort the
-//! program).
+//! program), but for the hang: rayon has no time limit, so a caller that must not wait for
+//! ever `spawn`s the task and waits for its answer on a channel for as long as the row's
+//! limit, as Python's threads wait on `Future.result(timeout)`. The hung task keeps its
+//! thread for good.
 //!
 //! Waiting tasks run as rayon runs any batch, a `par_iter` on a pool of as many threads as
 //! asked for: rayon is built for CPU-bound work on as many threads as CPUs, and a thread
@@ -17,7 +20,7 @@ use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 
 use super::{PoolSpec, Running, text};
-use crate::scenarios::{Fault, Kernel, KernelKind, Wait};
+use crate::scenarios::{Fault, HANG_LIMIT, Kernel, KernelKind, Wait};
 use crate::tasks;
 
 /// A rayon pool and the channel its single tasks answer on.
@@ -93,7 +96,24 @@ impl Running for Rayon {
 
     fn fault(&self, fault: Fault) -> Result<u64, String> {
         let (task, arg) = fault.task();
+        if fault == Fault::Hang {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.pool.spawn(move || {
+                let _ = tx.send(task(arg));
+            });
+            return rx.recv_timeout(HANG_LIMIT).map_err(|_| {
+                format!(
+                    "task hung: no answer within the caller's {} ms wait (rayon has no time \
+                     limit: the task keeps its thread)",
+                    HANG_LIMIT.as_millis()
+                )
+            });
+        }
         catch_unwind(AssertUnwindSafe(|| self.pool.install(|| task(arg))))
             .map_err(|_| "the panic propagated to the caller (catch_unwind needed)".to_owned())
+    }
+
+    fn hang_keeps_its_worker(&self) -> bool {
+        true
     }
 }

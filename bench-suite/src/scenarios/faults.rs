@@ -31,8 +31,9 @@ use crate::report::{Better, Cell, Row, Unit};
 use crate::stats::Summary;
 use crate::tasks;
 
-/// The per-task time limit used for the hang.
-const HANG_LIMIT: Duration = Duration::from_millis(100);
+/// The per-task time limit used for the hang (for a backend without one, how long the caller
+/// waits for the hung task's answer).
+pub(crate) const HANG_LIMIT: Duration = Duration::from_millis(100);
 /// How much a memory bomb allocates before its safety cap stops it.
 const BOMB_CAP_MIB: u64 = 2048;
 /// The memory limit put on the processes (or the whole probe) that run a memory bomb.
@@ -330,7 +331,14 @@ pub(crate) fn probe(args: &str) -> ProbeResult {
     // (a first panic in a new process costs more than the next); a fault the program does
     // not survive ends the probe at the first.
     let mut result = ProbeResult::default();
-    for _ in 0..FAULT_REPEATS {
+    // Each hang that keeps its worker leaves one fewer to serve: repeat it only while one is
+    // left for the next task.
+    let repeats = if fault == Fault::Hang && pool.hang_keeps_its_worker() {
+        PROBE_WORKERS - 1
+    } else {
+        FAULT_REPEATS
+    };
+    for _ in 0..repeats {
         let (outcome, next) = fault_then_next(pool.as_ref(), fault, true);
         result.outcome = outcome;
         let Some(next) = next else { break };
@@ -395,4 +403,27 @@ fn fault_iteration(pool: Rc<dyn Running>, fault: Fault) -> Iteration {
         pool.recovered().map_err(|e| format!("no task after the {}: {e}", fault.name()))?;
         Ok(start.elapsed())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rayon has no time limit, but its caller need not wait for a hung task: it waits for the
+    /// answer as long as the row's limit, and the pool's other thread serves the next task.
+    #[test]
+    fn a_rayon_caller_stops_waiting_for_a_hung_task_and_the_pool_serves_on() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(probe("rayon hang"));
+        });
+        let result = rx.recv_timeout(Duration::from_secs(60)).expect("the hang probe returned");
+        assert!(
+            result.outcome.starts_with("task hung: no answer within the caller's 100 ms wait"),
+            "{}",
+            result.outcome
+        );
+        // One hang only: a second would take the last thread.
+        assert_eq!(result.next_after_ms.len(), 1, "{result:?}");
+    }
 }
