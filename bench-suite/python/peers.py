@@ -29,7 +29,10 @@ repeat; defaults 2000 and 200, or 200 and 30 when quick; a payload over 1 MiB ma
 proportionally fewer round trips, at least 3), ``per_item_map_items`` (the items of
 a map that sends one item per message; default 10000, 2000 when quick), ``burst_items`` (the
 no-ops of the burst before a cpu entry's ``after_burst`` run; default 100000, 20000 when
-quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048), ``map_repeats`` (the
+quick), ``fault_alloc_mib`` (the memory fault's guard, default 2048),
+``fault_memory_limit_mib`` (an address-space limit the memory fault meets, as
+``resource.setrlimit(RLIMIT_AS)``: the thread variant's whole child interpreter, each worker
+of a process variant through the pool's ``initializer``; default none), ``map_repeats`` (the
 repeats of ``map_noop``; default ``repeats``), ``map_skip`` (keys of ``map_noop`` runs to leave
 out, such as ``["pool_map"]`` when the caller samples it itself in serving mode; default
 none), ``imap_items`` (the items of ``imap_noop``; default ``per_item_map_items``),
@@ -121,7 +124,9 @@ faults      one run per variant and fault: a faulty task next to ``2 * workers``
             then one more healthy task. Faults: ``exception`` (raises ValueError),
             ``segfault`` (ctypes.string_at(0)), ``abort`` (os.abort()), ``hang``
             (time.sleep(10**6)), ``memory`` (allocates, touching every page, 64 MiB at a
-            time, stopping at a 2 GiB guard, then returns). Every wait is bounded by
+            time, stopping at a 2 GiB guard, then returns; under ``fault_memory_limit_mib``
+            an allocation the limit refuses raises MemoryError, which the task lets
+            propagate once it has freed what it held). Every wait is bounded by
             ``fault_timeout_s`` (60 s at least for ``memory``: the guarded allocation always
             ends, and touching 2 GiB takes seconds); pools are then shut down in order if
             that finishes within ``min(0.5 s, fault_timeout_s)``, else terminated and their
@@ -132,7 +137,10 @@ faults      one run per variant and fault: a faulty task next to ``2 * workers``
             null), ``workers_replaced``, ``shutdown``, ``process``, ``stage`` (the last
             stage reached) and a one-line ``summary``. The thread variant's segfault, abort
             and hang run in a child interpreter, because they take the whole program down
-            or keep it from exiting; ``process`` tells that child's fate.
+            or keep it from exiting, and so does the memory fault of every variant under a
+            limit (which caps the thread variant's whole interpreter, and starts a process
+            variant's workers from a fresh one, whose address space this run has not
+            grown); ``process`` tells that child's fate.
 
 Serving mode
 ------------
@@ -218,6 +226,8 @@ IO_KINDS = ("sleep", "socket")
 FAULTS = ("exception", "segfault", "abort", "hang", "memory")
 # Thread-variant faults that kill the interpreter or keep it from exiting: run in a child.
 THREAD_FAULTS_IN_CHILD = ("segfault", "abort", "hang")
+# The variants whose workers are threads of this process.
+THREAD_VARIANTS = ("thread_executor", "mp_thread_pool")
 
 DEFAULT_SPEC = {
     "workers": 2, "repeats": 5, "quick": False, "scenarios": list(SCENARIOS),
@@ -425,19 +435,27 @@ def fault_hang(_=None):
 
 def fault_memory(guard_bytes=ALLOC_GUARD):
     """Allocate 64 MiB at a time (bytearray zero-fills, so every page is touched) up to the
-    guard (2 GiB unless the spec says otherwise) or a MemoryError, free it all, and say how
-    far it got."""
+    guard (2 GiB unless the spec says otherwise), free it all, and say how far it got; an
+    allocation refused (MemoryError) frees it all and fails the task with MemoryError, as a
+    task of a program fails that runs out of memory."""
     chunks = []
-    stopped_by = "the %d MiB guard" % (guard_bytes >> 20)
     try:
         while len(chunks) * ALLOC_CHUNK < guard_bytes:
             chunks.append(bytearray(ALLOC_CHUNK))
     except MemoryError:
-        stopped_by = "MemoryError"
+        allocated = len(chunks) * ALLOC_CHUNK
+        del chunks
+        raise MemoryError("allocation refused after %d MiB" % (allocated >> 20)) from None
     allocated = len(chunks) * ALLOC_CHUNK
     del chunks
-    return {"allocated_MiB": allocated >> 20, "stopped_by": stopped_by,
+    return {"allocated_MiB": allocated >> 20, "stopped_by": "the %d MiB guard" % (guard_bytes >> 20),
             "process_peak_rss_kB": peak_rss_kb()}
+
+
+def limit_address_space(limit_bytes):
+    """Caps this process's address space (RLIMIT_AS, soft and hard): a pool's initializer
+    for the memory fault, as a Python user limits a worker's memory."""
+    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
 FAULT_TASKS = {"exception": fault_exception, "segfault": fault_segfault, "abort": fault_abort,
@@ -623,9 +641,9 @@ class PoolFacade:
 class MpPool(PoolFacade):
     name = "mp_pool"
 
-    def __init__(self, workers):
+    def __init__(self, workers, initializer=None, initargs=()):
         super().__init__(workers)
-        self.pool = multiprocessing.Pool(workers)
+        self.pool = multiprocessing.Pool(workers, initializer, initargs)
 
     def submit(self, fn, *args):
         return self.pool.apply_async(fn, args)
@@ -683,9 +701,9 @@ class MpThreadPool(MpPool):
 class ExecutorFacade(PoolFacade):
     factory = None
 
-    def __init__(self, workers):
+    def __init__(self, workers, initializer=None, initargs=()):
         super().__init__(workers)
-        self.ex = self.factory(max_workers=workers)
+        self.ex = self.factory(max_workers=workers, initializer=initializer, initargs=initargs)
 
     def submit(self, fn, *args):
         return self.ex.submit(fn, *args)
@@ -749,8 +767,10 @@ class ThreadExecutor(ExecutorFacade):
 FACADES = {cls.name: cls for cls in (MpPool, ProcessExecutor, ThreadExecutor, MpThreadPool)}
 
 
-def make_pool(variant, workers):
-    return FACADES[variant](workers)
+def make_pool(variant, workers, initializer=None, initargs=()):
+    if initializer is None:
+        return FACADES[variant](workers)
+    return FACADES[variant](workers, initializer, initargs)
 
 
 def warm_up(pool, workers, hold_s=0.05, timeout=BENCH_WAIT_S):
@@ -818,6 +838,8 @@ class Config:
         self.cpu = list(merged["cpu"])
         self.fault_timeout_s = float(merged["fault_timeout_s"])
         self.fault_alloc_mib = int(merged.get("fault_alloc_mib", ALLOC_GUARD >> 20))
+        limit = merged.get("fault_memory_limit_mib")
+        self.fault_memory_limit_mib = int(limit) if limit else None
         self.io = dict(merged.get("io") or {})
         self.round_trips = int(merged.get("round_trips", 200 if self.quick else 2000))
         self.payload_round_trips = int(merged.get("payload_round_trips",
@@ -838,7 +860,7 @@ class Config:
                 "imap_skip", "burst_items", "payload_bytes",
                 "round_trips", "payload_round_trips",
                 "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
-                "fault_alloc_mib")
+                "fault_alloc_mib", "fault_memory_limit_mib")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -1491,14 +1513,24 @@ def fault_wait_s(fault, timeout):
     return max(timeout, MEMORY_FAULT_WAIT_S) if fault == "memory" else timeout
 
 
-def fault_trial(variant, fault, workers, timeout, alloc_mib, emit=lambda state: None):
+def fault_trial(variant, fault, workers, timeout, alloc_mib, emit=lambda state: None,
+                limit_mib=None):
     """A faulty task next to 2*workers healthy ones, then one more healthy task; every
-    wait bounded by fault_wait_s(). emit(state) is called after each stage (for a child)."""
+    wait bounded by fault_wait_s(). emit(state) is called after each stage (for a child).
+    With ``limit_mib``, the memory fault meets that address-space limit: each worker of a
+    process variant's, set by the pool's initializer, or this whole process's for threads
+    (run it in a child: the limit stays)."""
     timeout = fault_wait_s(fault, timeout)
+    pool_args = ()
+    if fault == "memory" and limit_mib:
+        if variant in THREAD_VARIANTS:
+            limit_address_space(limit_mib << 20)
+        else:
+            pool_args = (limit_address_space, (limit_mib << 20,))
     n_others = 2 * workers
     state = {"stage": "starting", "healthy_tasks": n_others, "faulty": None, "others": None,
              "next_task": None, "recovery_s": None, "workers_replaced": None, "shutdown": None}
-    with make_pool(variant, workers) as pool:
+    with make_pool(variant, workers, *pool_args) as pool:
         warm_up(pool, workers, timeout=timeout)
         pids_before = {p.pid for p in pool.processes()}
         state.update(stage="submitting", submitted_at_epoch=time.time())
@@ -1563,11 +1595,11 @@ def signal_name(number):
         return "signal %d" % number
 
 
-def fault_trial_in_child(variant, fault, workers, timeout, alloc_mib):
+def fault_trial_in_child(variant, fault, workers, timeout, alloc_mib, limit_mib=None):
     """Run fault_trial in a child interpreter that prints its state as JSON lines; report
     how far it got and how it ended."""
     args = json.dumps({"variant": variant, "fault": fault, "workers": workers,
-                       "timeout": timeout, "alloc_mib": alloc_mib})
+                       "timeout": timeout, "alloc_mib": alloc_mib, "limit_mib": limit_mib})
     cmd = [sys.executable, os.path.abspath(__file__), "--fault-child", args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
@@ -1652,11 +1684,16 @@ def scenario_faults(cfg):
             PROGRESS.report((f_index * len(cfg.variants) + v_index) / steps,
                             "faults %s %s" % (variant, fault))
             args = (variant, fault, cfg.workers, cfg.fault_timeout_s, cfg.fault_alloc_mib)
+            limit = cfg.fault_memory_limit_mib
+            # A limited memory fault runs in a fresh interpreter on every variant: a forked
+            # worker's address space starts as its parent's, which this long run has grown.
+            in_child = ((variant in THREAD_VARIANTS and fault in THREAD_FAULTS_IN_CHILD)
+                        or (fault == "memory" and limit))
             try:
-                if variant == "thread_executor" and fault in THREAD_FAULTS_IN_CHILD:
-                    cell = fault_trial_in_child(*args)
+                if in_child:
+                    cell = fault_trial_in_child(*args, limit_mib=limit)
                 else:
-                    cell = fault_trial(*args)
+                    cell = fault_trial(*args, limit_mib=limit)
                     cell["process"] = {"ran_in_child": False, "fate": "survived"}
                     cell["summary"] = summarize_fault(cell)
                 cell.pop("submitted_at_epoch", None)
@@ -1676,7 +1713,7 @@ def fault_child_main(raw):
         print(json.dumps(state), flush=True)
 
     fault_trial(args["variant"], args["fault"], int(args["workers"]), float(args["timeout"]),
-                int(args["alloc_mib"]), emit)
+                int(args["alloc_mib"]), emit, args.get("limit_mib"))
     return 0  # then exit normally: that may block on a hung thread, which the parent sees
 
 

@@ -28,9 +28,9 @@ use super::{Runs, ScriptPool};
 use crate::columns::{BACKENDS, Column, Op};
 use crate::report::{Cell, Curve, Idiom, Row};
 use crate::scenarios::{
-    BURST_KERNEL, Channel, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES, Mode, PAYLOAD_BYTES,
-    POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize, WORKER_COUNTS, WaitKind, script_io,
-    script_messages,
+    BOMB_CAP_MIB, BURST_KERNEL, Channel, Fault, Kernel, KernelKind, LARGE_PAYLOAD_BYTES,
+    MEMORY_LIMIT, Mode, PAYLOAD_BYTES, POOL_NEEDED, Plan, RowId, ScriptIo, TaskSize, WORKER_COUNTS,
+    WaitKind, script_io, script_messages,
 };
 use crate::stats::Summary;
 
@@ -259,7 +259,11 @@ struct Spec {
     payload_round_trips: usize,
     cpu: Vec<CpuSpec>,
     fault_timeout_s: f64,
+    /// The memory bomb's safety cap: the Rust bomb's.
     fault_alloc_mib: u64,
+    /// The address-space limit the bomb meets: the Rust columns' (the thread variant's
+    /// interpreter, or each worker of a process pool, through its `initializer`).
+    fault_memory_limit_mib: u64,
     io: ScriptIo,
     messages: u64,
 }
@@ -355,7 +359,8 @@ fn spec(plan: &Plan, kernels: &[Kernel], served: &[Op]) -> Spec {
         payload_round_trips: if quick { 10 } else { 30 },
         cpu,
         fault_timeout_s: 1.0,
-        fault_alloc_mib: 512,
+        fault_alloc_mib: BOMB_CAP_MIB,
+        fault_memory_limit_mib: MEMORY_LIMIT >> 20,
         io: script_io(),
         messages: script_messages(plan),
     }
@@ -1235,6 +1240,22 @@ mod tests {
         assert!(notes[1].contains("batches of 16 tasks"), "{}", notes[1]);
         assert!(notes[1].contains("every 4 rows of the image's 64"), "{}", notes[1]);
         assert!(Script::Absent("python3 not found".into()).method_notes(&plan, &[]).is_empty());
+    }
+
+    /// The script's memory bomb is the Rust one: it allocates up to the same cap and meets
+    /// the same limit (not a guard at the limit's size, which would stop it unharmed).
+    #[test]
+    fn the_script_s_memory_bomb_meets_the_rust_columns_limit() {
+        let json = serde_json::to_value(spec(&Plan::new(Mode::Default), &[], &[])).unwrap();
+        assert_eq!(json["fault_alloc_mib"].as_u64(), Some(BOMB_CAP_MIB));
+        assert_eq!(json["fault_memory_limit_mib"].as_u64(), Some(MEMORY_LIMIT >> 20));
+        assert!(
+            SCRIPT.contains("resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))")
+        );
+        assert!(SCRIPT.contains("pool_args = (limit_address_space, (limit_mib << 20,))"));
+        // In a fresh interpreter: a worker forked from the script's long run would start with
+        // its address space, most of the limit.
+        assert!(SCRIPT.contains("or (fault == \"memory\" and limit))"));
     }
 
     #[test]

@@ -35,9 +35,9 @@ use crate::tasks;
 /// waits for the hung task's answer).
 pub(crate) const HANG_LIMIT: Duration = Duration::from_millis(100);
 /// How much a memory bomb allocates before its safety cap stops it.
-const BOMB_CAP_MIB: u64 = 2048;
+pub(crate) const BOMB_CAP_MIB: u64 = 2048;
 /// The memory limit put on the processes (or the whole probe) that run a memory bomb.
-const MEMORY_LIMIT: u64 = 512 << 20;
+pub(crate) const MEMORY_LIMIT: u64 = 512 << 20;
 /// The workers of a pool that runs a fault in a probe: one can hang while the other serves.
 const PROBE_WORKERS: usize = 2;
 /// The most times a fault and the task after it run for one cell.

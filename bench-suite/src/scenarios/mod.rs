@@ -32,7 +32,7 @@ pub use run::{Measured, run};
 pub use suite::{Case, Count, Group, Iteration, Settings, Suite};
 pub use throughput::TaskSize;
 
-pub(crate) use faults::{Fault, HANG_LIMIT};
+pub(crate) use faults::{BOMB_CAP_MIB, Fault, HANG_LIMIT, MEMORY_LIMIT};
 pub(crate) use io::{Shares, Wait, WaitKind};
 pub(crate) use throughput::{BURST_KERNEL, Kernel, KernelKind};
 
