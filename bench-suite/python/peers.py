@@ -73,9 +73,12 @@ map_noop    warm pool: ``map`` of ``identity`` (returns its argument, as the Rus
 imap_noop   warm pool: ``imap`` of ``identity`` over a list of ``imap_items`` integers (made
             before the clock) with its default chunksize=1, each result taken as it comes
             (every wait bounded), ``map_repeats`` times: Pool.imap (``pool_imap``) and
-            multiprocessing.pool.ThreadPool.imap (``thread_pool_imap``), in the shape of
-            ``map_noop`` (``results.imap_noop[pool].runs[key]``, median_items_per_s ... with
-            ``call``, ``chunksize``, ``items`` and ``is_default``).
+            multiprocessing.pool.ThreadPool.imap (``thread_pool_imap``); and Pool.imap with
+            chunksize=ceil(n / (4 * workers)) (``pool_imap_chunked``: Pool.map's default
+            chunks, as the docs advise "a large value for chunksize" for long iterables). In
+            the shape of ``map_noop`` (``results.imap_noop[pool].runs[key]``,
+            median_items_per_s ... with ``call``, ``chunksize``, ``items``, ``is_default`` and
+            ``follows_docs``).
 payload     warm pool: round trip of a ``bytes`` of each size in ``payload_bytes`` through a
             task that returns its argument (``sizes[str(size)]``: median_us ...).
 shared_memory  warm pool, mp_pool only: the same round trip with the bytes in a new
@@ -661,9 +664,12 @@ class MpPool(PoolFacade):
         except multiprocessing.TimeoutError:
             raise Hung() from None
 
-    def imap(self, fn, items, timeout):
-        """Pool.imap with its default chunksize (1), each result taken as it comes, each wait
-        bounded by ``timeout``; how many results came."""
+    def imap(self, fn, items, timeout, chunksize=None):
+        """Pool.imap (chunksize None: its default, 1), each result taken as it comes, each
+        wait bounded by ``timeout`` (with chunks, imap returns a plain generator, whose
+        waits only the scenario's budget bounds); how many results came."""
+        if chunksize is not None:
+            return sum(1 for _ in self.pool.imap(fn, items, chunksize))
         results = self.pool.imap(fn, items)
         count = 0
         while True:
@@ -1042,21 +1048,27 @@ def scenario_map_noop(cfg):
 
 
 def imap_runs(cfg):
-    """Every imap measured, as (key, variant, call): each pool's ``imap`` with its default
-    chunksize=1, as users write it."""
+    """Every imap measured, as (key, variant, call, chunksize argument, effective chunksize,
+    is the API's default, follows the docs' advice): each pool's ``imap`` with its default
+    chunksize=1, as users write it, and Pool.imap with the large chunks its docs advise for
+    long iterables (Pool.map's default ones)."""
+    chunks = max(1, math.ceil(cfg.imap_items / (4 * cfg.workers)))
     runs = [
-        ("pool_imap", "mp_pool", "Pool.imap(f, items)"),
-        ("thread_pool_imap", "mp_thread_pool", "multiprocessing.pool.ThreadPool.imap(f, items)"),
+        ("pool_imap", "mp_pool", "Pool.imap(f, items)", None, 1, True, False),
+        ("pool_imap_chunked", "mp_pool", "Pool.imap(f, items, chunksize=%d)" % chunks, chunks,
+         chunks, False, True),
+        ("thread_pool_imap", "mp_thread_pool", "multiprocessing.pool.ThreadPool.imap(f, items)",
+         None, 1, True, True),
     ]
     return [r for r in runs
             if (r[1] in cfg.variants or r[1] == "mp_thread_pool") and r[0] not in cfg.imap_skip]
 
 
-def imap_sample(pool, items, n):
+def imap_sample(pool, items, n, chunksize=None):
     """Items per second of one ``imap`` of ``identity`` over ``items`` (``n`` of them), each
     result taken as it comes."""
     start = now()
-    got = pool.imap(identity, items, BENCH_WAIT_S)
+    got = pool.imap(identity, items, BENCH_WAIT_S, chunksize)
     rate = n / (now() - start)
     if got != n:
         raise RuntimeError("imap yielded %d results for %d items" % (got, n))
@@ -1069,18 +1081,18 @@ def scenario_imap_noop(cfg):
     data = list(range(n))
 
     def measure(key):
-        variant = next(r[1] for r in runs if r[0] == key)
-        return imap_sample(cfg.pools.get(variant), data, n)
+        _, variant, _, arg, _, _, _ = next(r for r in runs if r[0] == key)
+        return imap_sample(cfg.pools.get(variant), data, n, arg)
 
     samples, failed = interleaved(cfg, "imap_noop", measure, keys=[r[0] for r in runs],
                                   repeats=cfg.map_repeats)
     out = {}
-    for key, variant, call in runs:
+    for key, variant, call, _, effective, is_default, advised in runs:
         if key in failed:
             run = {"error": failed[key], "completed_repeats": len(samples[key])}
         else:
-            run = dict(summary(samples[key], "items_per_s"), call=call, chunksize=1, items=n,
-                       is_default=True)
+            run = dict(summary(samples[key], "items_per_s"), call=call, chunksize=effective,
+                       items=n, is_default=is_default, follows_docs=advised)
         out.setdefault(variant, {"runs": {}})["runs"][key] = run
     return out
 

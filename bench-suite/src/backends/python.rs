@@ -599,6 +599,10 @@ struct MapNoop {
 struct MapRun {
     /// The call, such as `Pool.map(f, items)`.
     call: String,
+    /// Whether the call is the API's default way (the script says so since it measured
+    /// calls other than the default of one column).
+    #[serde(default)]
+    is_default: Option<bool>,
     #[serde(flatten)]
     rate: ItemsPerSecond,
 }
@@ -812,6 +816,9 @@ impl PythonRun {
     fn add_maps(&mut self, row: RowId, maps: &Option<Lenient<ByPool<MapNoop>>>) {
         for (column, shown_pool) in shown() {
             let mut measured: Vec<(String, Summary)> = Vec::new();
+            // A call other than the API's default is another idiom even when alone, next to
+            // a default call the row samples itself (the served `Pool.imap`).
+            let mut other_than_default = false;
             let mut failure = None;
             for pool in ScriptPool::ALL.into_iter().filter(|p| p.kind() == column.kind()) {
                 let runs = match maps.as_ref().map(Lenient::ok) {
@@ -833,6 +840,8 @@ impl PythonRun {
                     match run.ok() {
                         Ok(run) => {
                             let summary = Summary::of(run.rate.samples_items_per_s.clone());
+                            other_than_default |=
+                                summary.is_some() && run.is_default == Some(false);
                             measured.extend(summary.map(|s| (run.call.clone(), s)));
                         }
                         Err(why) => {
@@ -848,7 +857,7 @@ impl PythonRun {
                 None => failure.map(Cell::Skipped),
             };
             self.add(row, shown_pool, cell);
-            if measured.len() > 1 {
+            if measured.len() > 1 || other_than_default {
                 let idioms = measured.into_iter().enumerate().map(|(i, (how, value))| Idiom {
                     column,
                     how,
@@ -1164,6 +1173,41 @@ mod tests {
         let old = Script::Ran(Box::new(PythonRun::new(output, 2, BTreeMap::new())));
         let why = Cell::Skipped("not reported by the script".into());
         assert_eq!(old.cell(RowId::Imap, ScriptPool::MpPool), why);
+    }
+
+    /// Python's docs advise large chunks for `Pool.imap` over long iterables: that call is
+    /// listed among the row's idioms next to the default one the row samples itself, though
+    /// the script measured no other call of that column.
+    #[test]
+    fn the_imap_with_the_chunks_the_docs_advise_is_an_idiom_next_to_the_served_one() {
+        let output: Output = serde_json::from_str(
+            r#"{"results": {"imap_noop": {
+              "mp_pool": {"runs": {"pool_imap_chunked": {
+                "call": "Pool.imap(f, items, chunksize=1250)", "is_default": false,
+                "follows_docs": true, "samples_items_per_s": [3000.0]}}},
+              "mp_thread_pool": {"runs": {"thread_pool_imap": {
+                "call": "multiprocessing.pool.ThreadPool.imap(f, items)", "is_default": true,
+                "samples_items_per_s": [40.0]}}}}}}"#,
+        )
+        .unwrap();
+        let script = Script::Ran(Box::new(PythonRun::new(output, 2, BTreeMap::new())));
+        let mut row = Row::new("imap", "imap", Unit::PerSecond, Better::Higher);
+        let served = Summary::of(vec![70.0]).unwrap();
+        row.cells.insert(Column::PYTHON_PROCESSES, Cell::Value(served.clone()));
+        let row = script.fill(RowId::Imap, row);
+        assert_eq!(row.cells[&Column::PYTHON_PROCESSES], Cell::Value(served));
+        let idioms: Vec<(Column, &str, f64, bool)> = row
+            .idioms
+            .iter()
+            .map(|i| (i.column, i.how.as_str(), i.value.median, i.shown))
+            .collect();
+        assert_eq!(
+            idioms,
+            [(Column::PYTHON_PROCESSES, "Pool.imap(f, items, chunksize=1250)", 3000.0, false)]
+        );
+        assert!(SCRIPT.contains(
+            "(\"pool_imap_chunked\", \"mp_pool\", \"Pool.imap(f, items, chunksize=%d)\""
+        ));
     }
 
     #[test]

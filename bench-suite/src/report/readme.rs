@@ -295,10 +295,25 @@ fn streaming(f: &Found<'_>) -> Option<Sentence> {
     let (vs_python, c1) = f.compare(key, C(p), C(Column::PYTHON_PROCESSES))?;
     let (threads_vs_python, c2) = f.compare(key, C(t), C(Column::PYTHON_THREADS))?;
     let items = f.row(key)?.label.split_whitespace().nth(2)?.to_owned();
+    // Runs since the script measured it name `Pool.imap` with the chunks its docs advise.
+    let chunked = f
+        .row(key)?
+        .idioms
+        .iter()
+        .find(|i| i.column == Column::PYTHON_PROCESSES && i.how.contains("chunksize="))
+        .map(|i| {
+            format!(
+                "; `{}`, the large chunks its docs advise for long inputs, ran at {}",
+                i.how,
+                quantity(i.value.median, Unit::PerSecond)
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
         "**Streaming.** An `imap` of {items} no-ops, each result taken as it comes, runs at {} \
-         on processes, {vs_python} Python's `Pool.imap` ({}, one item per message by default), \
-         and at {} on threads, {threads_vs_python} Python's `ThreadPool.imap` ({}).",
+         on processes, {vs_python} Python's `Pool.imap` ({}, one item per message by \
+         default{chunked}), and at {} on threads, {threads_vs_python} Python's \
+         `ThreadPool.imap` ({}).",
         f.value(key, p)?,
         f.value(key, Column::PYTHON_PROCESSES)?,
         f.value(key, t)?,
@@ -678,6 +693,24 @@ mod tests {
         let cited: Vec<(&str, &str)> =
             claim.cited.iter().map(|c| (c.row.as_str(), c.shown.as_str())).collect();
         assert_eq!(cited, [("imap", "30×"), ("imap", "5.0×")]);
+        // A run that measured `Pool.imap` with the chunks Python's docs advise says so.
+        let row = report.sections[0].rows.last_mut().unwrap();
+        row.idioms.push(crate::report::Idiom {
+            column: Column::PYTHON_PROCESSES,
+            how: "Pool.imap(f, items, chunksize=1250)".into(),
+            value: Summary::of(vec![3.0e6]).unwrap(),
+            shown: false,
+        });
+        let claim = streaming(&report).expect("a sentence on the imap row");
+        assert!(
+            claim.text.contains(
+                "(40.0 k/s, one item per message by default; `Pool.imap(f, items, \
+                 chunksize=1250)`, the large chunks its docs advise for long inputs, ran at \
+                 3.00 M/s)"
+            ),
+            "{}",
+            claim.text
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Measured {
     }
     if served_ops.contains(&Op::Imap) {
         notes.push(format!(
-            "The imap row maps {} no-ops with one lazy call and takes each result as it comes, in order, as a program consumes a stream; its items are fewer than the map row's, since Python's `{}` sends one item per message by default (chunksize=1). Its Python processes cell is that call on a kept multiprocessing.Pool({}) that a Python server maps on request, one sample in each round of the Rust columns, as in the map row; its Python threads cell is multiprocessing.pool.ThreadPool.imap(f, items), also with chunksize=1, from the Python peers' own run. rayon has no such call: `par_bridge()` keeps no order, and a parallel iterator returns only once the whole batch is done.",
+            "The imap row maps {} no-ops with one lazy call and takes each result as it comes, in order, as a program consumes a stream; its items are fewer than the map row's, since Python's `{}` sends one item per message by default (chunksize=1). Its Python processes cell is that call on a kept multiprocessing.Pool({}) that a Python server maps on request, one sample in each round of the Rust columns, as in the map row; its Python threads cell is multiprocessing.pool.ThreadPool.imap(f, items), also with chunksize=1, from the Python peers' own run, which also times `Pool.imap` with the large chunks Python's docs advise for long iterables (Pool.map's default ones), listed with the idioms compared. rayon has no such call: `par_bridge()` keeps no order, and a parallel iterator returns only once the whole batch is done.",
             plan.imap_items,
             served::SERVED_IMAP_CALL,
             plan.workers

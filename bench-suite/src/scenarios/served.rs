@@ -37,8 +37,8 @@ pub(crate) fn served_call(op: Op) -> Option<&'static str> {
 
 /// The row of `scenario` (the `map` or the `imap` scenario) with the served samples in the
 /// Python processes column: a value, or why there is none (no `python3`, or the server
-/// failed: it is then killed, and its cell says why). The `map` row's served value is also
-/// the column's shown idiom.
+/// failed: it is then killed, and its cell says why). The served value is also the column's
+/// shown idiom.
 pub(crate) fn served_row(scenario: &Scenario, plan: &Plan, pools: &RefCell<Pools>) -> (RowId, Row) {
     let items = (scenario.report_size)(plan);
     let op = scenario.op;
@@ -68,16 +68,12 @@ pub(crate) fn served_row(scenario: &Scenario, plan: &Plan, pools: &RefCell<Pools
             row.cells.insert(SERVED_COLUMN, Cell::Skipped(format!("failed: {e}")));
         }
     }
-    // The script maps the `map` row's other Python idioms (`ProcessPoolExecutor.map`): the
-    // served one joins them. The `imap` row has no other, and a lone idiom compares nothing.
-    if let (Op::Map, Some(Cell::Value(value))) = (op, row.cells.get(&SERVED_COLUMN)) {
+    // The script maps the rows' other Python idioms (`ProcessPoolExecutor.map`, `Pool.imap`
+    // with the large chunks its docs advise): the served one joins them.
+    if let (Some(call), Some(Cell::Value(value))) = (served_call(op), row.cells.get(&SERVED_COLUMN))
+    {
         let value = value.clone();
-        row.idioms.push(Idiom {
-            column: SERVED_COLUMN,
-            how: SERVED_CALL.into(),
-            value,
-            shown: true,
-        });
+        row.idioms.push(Idiom { column: SERVED_COLUMN, how: call.into(), value, shown: true });
     }
     (id, row)
 }
@@ -137,7 +133,10 @@ mod tests {
         }
         assert!(measured(SERVED_COLUMN), "Python's Pool.imap was not sampled");
         assert!(sampled(&row));
-        assert!(row.idioms.is_empty(), "{:?}", row.idioms);
+        // The served call is an idiom of the row, next to the script's chunked `Pool.imap`.
+        let idioms: Vec<(Column, &str, bool)> =
+            row.idioms.iter().map(|i| (i.column, i.how.as_str(), i.shown)).collect();
+        assert_eq!(idioms, [(SERVED_COLUMN, SERVED_IMAP_CALL, true)]);
         if backend("processes").enabled() {
             let (peer, _) = row.best_peer(Column::TASKPOOL_PROCESSES).unwrap();
             assert_eq!(peer, SERVED_COLUMN);
