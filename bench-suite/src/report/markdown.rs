@@ -142,7 +142,10 @@ pub(super) const HOW_TO_READ: &str = "\
 ## How to read this
 
 Every value is the median over repeated runs, and the variants of a row ran interleaved \
-(A, B, C, A, B, C, …) so that drift of a shared machine hits them all alike. A value with \
+(A, B, C, A, B, C, …) so that drift of a shared machine hits them all alike; the Python \
+columns ran later in the same run, interleaved among themselves (but for the map and imap \
+rows' `Pool.map` and `Pool.imap`, sampled in the Rust columns' rounds), so a ratio against \
+them spans a few minutes of the machine's drift. A value with \
 \"±12%\" after it had samples spread that far around the median (half of (max − min) / median), \
 shown when above 10%: read it as noisy. The best value of a row is in bold. The last column \
 compares each taskpool backend with the best peer measured in that row: a ratio above 1 means \
