@@ -17,16 +17,20 @@
 //! parent is draining the other pipe.  At most one message is ever in flight.
 //!
 //! I/O is done on unbuffered `File`s that own duplicates of the standard
-//! descriptors: each message is written with a single `write_all`, and reads
-//! go through a 64 KiB `BufReader`, so a small message costs one `read(2)`
-//! and a large one is read straight into the destination buffer.
+//! descriptors: each message is written with a single `writev(2)` of its header
+//! and its bytes (more only where the pipe takes part of it), and reads go
+//! through a 64 KiB `BufReader`, so a small message costs one `read(2)` and a
+//! large one is read straight into the destination buffer. No byte is copied
+//! but by the pipes themselves (into the pipe and out of it, each way): the
+//! echo child reads into a buffer it keeps and writes from it, and the parent
+//! reads into a buffer it keeps.
 //! `std::io::Stdout` is deliberately not used for the echo because it is
 //! line-buffered and would split binary payloads at every `\n` byte.
 
 use std::cell::RefCell;
 use std::env;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::os::fd::AsFd;
 use std::process::{self, Child, ChildStdin, ChildStdout, Command, Stdio};
 
@@ -80,7 +84,8 @@ fn echo_loop() -> io::Result<()> {
     );
     let mut output = File::from(stdout_lock.as_fd().try_clone_to_owned()?);
 
-    // `message` holds header + payload so the echo is a single write_all.
+    // `message` holds header + payload so the echo is a single write_all; it only grows, so
+    // a round trip neither allocates nor clears it.
     let mut message: Vec<u8> = Vec::new();
     loop {
         let mut header = [0u8; 4];
@@ -91,11 +96,12 @@ fn echo_loop() -> io::Result<()> {
             Err(err) => return Err(err),
         }
         let len = payload_len(header)?;
-        message.clear();
-        message.extend_from_slice(&header);
-        message.resize(4 + len, 0);
-        input.read_exact(&mut message[4..])?;
-        output.write_all(&message)?;
+        if message.len() < 4 + len {
+            message.resize(4 + len, 0);
+        }
+        message[..4].copy_from_slice(&header);
+        input.read_exact(&mut message[4..4 + len])?;
+        output.write_all(&message[..4 + len])?;
     }
 }
 
@@ -117,8 +123,6 @@ pub(crate) struct PipeFloor {
     stdin: Option<ChildStdin>,
     /// Buffered read end of the child's stdout.
     stdout: BufReader<ChildStdout>,
-    /// Reusable outgoing message buffer (header + payload).
-    out_buf: Vec<u8>,
     /// Reusable buffer the echoed payload is read into.
     in_buf: Vec<u8>,
 }
@@ -144,7 +148,6 @@ impl PipeFloor {
             child,
             stdin: Some(stdin),
             stdout: BufReader::with_capacity(READ_BUF_CAPACITY, stdout),
-            out_buf: Vec::new(),
             in_buf: Vec::new(),
         })
     }
@@ -164,10 +167,17 @@ impl PipeFloor {
             .as_mut()
             .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "pipe floor is shut down"))?;
 
-        self.out_buf.clear();
-        self.out_buf.extend_from_slice(&len.to_le_bytes());
-        self.out_buf.extend_from_slice(payload);
-        stdin.write_all(&self.out_buf)?;
+        let header = len.to_le_bytes();
+        let mut slices = [IoSlice::new(&header), IoSlice::new(payload)];
+        let mut unwritten = &mut slices[..];
+        while !unwritten.is_empty() {
+            match stdin.write_vectored(unwritten) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut unwritten, n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
 
         let mut header = [0u8; 4];
         self.stdout.read_exact(&mut header)?;
@@ -178,9 +188,11 @@ impl PipeFloor {
                 format!("echoed length {echoed} != sent length {}", payload.len()),
             ));
         }
-        self.in_buf.resize(echoed, 0);
-        self.stdout.read_exact(&mut self.in_buf)?;
-        debug_assert_eq!(self.in_buf, payload, "echo payload mismatch");
+        if self.in_buf.len() < echoed {
+            self.in_buf.resize(echoed, 0);
+        }
+        self.stdout.read_exact(&mut self.in_buf[..echoed])?;
+        debug_assert_eq!(self.in_buf[..echoed], *payload, "echo payload mismatch");
         Ok(())
     }
 
