@@ -811,9 +811,10 @@ pub static BACKENDS: &[Backend] = &[
         how: &[(
             &[Op::RoundTrip, Op::Payload, Op::PayloadShared],
             "a raw length-prefixed ping-pong (8 bytes, or a buffer of the payload's size) over \
-             two pipes between this program and a copy of it, each side asleep in `read(2)` \
-             until the other writes: two wake-ups per round trip, so it moves with the \
-             machine's wake-up latency",
+             two pipes grown to 1 MiB (as the process backend grows its own) between this \
+             program and a copy of it, each side asleep in `read(2)` until the other writes, \
+             the bytes copied only into and out of the pipes: two wake-ups per round trip, so \
+             it moves with the machine's wake-up latency",
         )],
         crates: &[],
     },

@@ -9,8 +9,13 @@
 //! Wire format (both directions): a `u32` little-endian length followed by
 //! that many payload bytes.
 //!
-//! Deadlock freedom for payloads larger than the pipe capacity (64 KiB by
-//! default on Linux): the child reads a whole message before it writes
+//! Both pipes are grown to [`PIPE_CAPACITY`] (1 MiB, as the process backend
+//! grows its own), so that a 1 MiB message crosses without a wake-up per
+//! 64 KiB, the default capacity: what a copy through pipes costs at best.
+//! Where the kernel refuses (a capacity over `/proc/sys/fs/pipe-max-size`
+//! for an unprivileged process), the pipes keep their capacity.
+//!
+//! Deadlock freedom for payloads larger than the pipe capacity: the child reads a whole message before it writes
 //! anything back, and the parent writes a whole message before it reads
 //! anything back.  So while the parent is blocked writing, the child is
 //! draining the pipe, and while the child is blocked writing the echo, the
@@ -42,8 +47,10 @@ use super::{PoolSpec, Running, text};
 const CHILD_ENV: &str = "__RUST_PEERS_PIPE_FLOOR_ECHO_CHILD";
 /// Value the marker must have; anything else is ignored.
 const CHILD_ENV_VALUE: &str = "1";
-/// Capacity of the read-side buffers in both processes (one pipe's worth).
+/// Capacity of the read-side buffers in both processes (one default pipe's worth).
 const READ_BUF_CAPACITY: usize = 64 * 1024;
+/// The capacity the pipes are grown to.
+const PIPE_CAPACITY: usize = 1 << 20;
 
 /// Call first thing in `main()`: if this process was started as the echo
 /// child, run the echo loop and exit; otherwise return immediately.
@@ -144,6 +151,9 @@ impl PipeFloor {
             let _ = child.wait();
             return Err(io::Error::other("echo child has no piped stdin/stdout"));
         };
+        // A refusal keeps the default capacity: the floor still measures pipes.
+        let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_CAPACITY);
+        let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_CAPACITY);
         Ok(Self {
             child,
             stdin: Some(stdin),
