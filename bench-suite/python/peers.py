@@ -17,8 +17,8 @@ same kind of JSON, for checking by hand. ``python3 peers.py --serve WORKERS`` se
 request instead (see "Serving mode" below). The spec (every key optional; these are defaults)::
 
     {"workers": 2, "repeats": 5, "quick": false,
-     "scenarios": ["startup", "round_trip", "in_flight", "map_noop", "imap_noop", "payload",
-                   "shared_memory", "cpu", "io", "memory", "faults"],
+     "scenarios": ["startup", "spawn", "round_trip", "in_flight", "map_noop", "imap_noop",
+                   "payload", "shared_memory", "cpu", "io", "memory", "faults"],
      "in_flight_tasks": 1000, "map_items": 100000, "payload_bytes": [0, 1024, 65536, 1048576],
      "cpu": [{"kernel": "primes", "args": [1000000, 2000], "tasks": 64, "label": "1ms"}],
      "fault_timeout_s": 5.0}
@@ -57,6 +57,12 @@ Scenarios: ``results[scenario][variant]``
 -----------------------------------------
 startup     construct a pool of ``workers`` to the first result of one no-op (median_us ...);
             the shutdown that follows is timed apart (``shutdown``).
+spawn       a one-off worker that runs a no-op, started and joined, ``spawns`` (a key of
+            the spec) times per repeat (default 20, 10 when quick); a sample is that repeat's median
+            (median_us ...): ``multiprocessing.Process(target=noop)`` ``start()`` +
+            ``join()`` under ``mp_pool`` (the default start method, as the pools') and
+            ``threading.Thread(target=noop)`` ``start()`` + ``join()`` under
+            ``thread_executor``; no other variant.
 round_trip  warm pool: submit one no-op and wait, ``round_trips`` times per repeat; a sample
             is that repeat's per-task median (median_us ...), ``p99`` likewise.
 in_flight   warm pool: submit ``in_flight_tasks`` no-ops at once, wait for all
@@ -219,8 +225,8 @@ import time
 import traceback
 
 VARIANTS = ("mp_pool", "process_executor", "thread_executor")
-SCENARIOS = ("startup", "round_trip", "in_flight", "map_noop", "imap_noop", "payload",
-             "shared_memory", "cpu", "io", "memory", "faults")
+SCENARIOS = ("startup", "spawn", "round_trip", "in_flight", "map_noop", "imap_noop",
+             "payload", "shared_memory", "cpu", "io", "memory", "faults")
 # The pool whose column shows bytes in shared memory.
 SHARED_MEMORY_VARIANTS = ("mp_pool",)
 # The pools whose columns show I/O-bound work.
@@ -266,8 +272,8 @@ class Progress:
     fraction of the whole run done (0 to 1), each scenario weighted by its usual share of
     the time."""
 
-    WEIGHTS = {"startup": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3, "imap_noop": 1,
-               "payload": 1,
+    WEIGHTS = {"startup": 1, "spawn": 1, "round_trip": 1, "in_flight": 1, "map_noop": 3,
+               "imap_noop": 1, "payload": 1,
                "shared_memory": 1, "cpu": 8, "io": 6, "memory": 2, "faults": 8}
 
     def __init__(self):
@@ -844,6 +850,7 @@ class Config:
         self.cpu = list(merged["cpu"])
         self.fault_timeout_s = float(merged["fault_timeout_s"])
         self.fault_alloc_mib = int(merged.get("fault_alloc_mib", ALLOC_GUARD >> 20))
+        self.spawns = int(merged.get("spawns", 10 if self.quick else 20))
         limit = merged.get("fault_memory_limit_mib")
         self.fault_memory_limit_mib = int(limit) if limit else None
         self.io = dict(merged.get("io") or {})
@@ -866,7 +873,7 @@ class Config:
                 "imap_skip", "burst_items", "payload_bytes",
                 "round_trips", "payload_round_trips",
                 "cpu_variants", "cpu_repeats", "memory_repeats", "fault_timeout_s",
-                "fault_alloc_mib", "fault_memory_limit_mib")
+                "fault_alloc_mib", "fault_memory_limit_mib", "spawns")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -948,6 +955,33 @@ def scenario_startup(cfg):
     return cells(samples, failed, lambda v, s: dict(
         summary(column(s, "startup"), "us"), workers=cfg.workers,
         shutdown=summary(column(s, "shutdown"), "us")))
+
+
+# The one-off worker of each variant that has one, by the variant it is filed under.
+SPAWN_KINDS = {"mp_pool": multiprocessing.Process, "thread_executor": threading.Thread}
+
+
+def spawn_sample(kind, n):
+    """Microseconds of each of ``n`` start + join of a one-off ``kind`` running a no-op, after
+    one untimed; their median."""
+    times = []
+    for i in range(n + 1):
+        start = now()
+        worker = kind(target=noop)
+        worker.start()
+        worker.join(BENCH_WAIT_S)
+        if worker.is_alive():
+            raise Hung()
+        if i:
+            times.append(now() - start)
+    return statistics.median(times) * 1e6
+
+
+def scenario_spawn(cfg):
+    keys = [v for v in cfg.variants if v in SPAWN_KINDS]
+    samples, failed = interleaved(cfg, "spawn", lambda v: spawn_sample(SPAWN_KINDS[v], cfg.spawns),
+                                  keys=keys)
+    return cells(samples, failed, lambda v, s: summary(s, "us"))
 
 
 def timed_round_trips(pool, n, fn, *args):
@@ -1781,7 +1815,8 @@ def scenario_messages(cfg):
 # Driver
 # --------------------------------------------------------------------------------------------
 
-SCENARIO_FUNCS = {"messages": scenario_messages, "startup": scenario_startup, "round_trip": scenario_round_trip,
+SCENARIO_FUNCS = {"messages": scenario_messages, "startup": scenario_startup,
+                  "spawn": scenario_spawn, "round_trip": scenario_round_trip,
                   "in_flight": scenario_in_flight, "map_noop": scenario_map_noop,
                   "imap_noop": scenario_imap_noop,
                   "payload": scenario_payload, "shared_memory": scenario_shared_memory,

@@ -429,6 +429,7 @@ const TASKPOOL_HOW: &[How] = &[
 /// what only processes need (last): bytes in a shared-memory block, queues and pipes.
 const PYTHON_PROCESSES_CAN: &[Op] = &[
     Op::Startup,
+    Op::Spawn,
     Op::RoundTrip,
     Op::InFlight,
     Op::Map,
@@ -452,12 +453,10 @@ const PYTHON_THREADS_CAN: &[Op] = match PYTHON_PROCESSES_CAN.split_last() {
 };
 
 /// What the Python script does not measure.
-const PYTHON_CANNOT: &[(Op, &str)] =
-    &[(Op::Spawn, "not in the Python script"), (Op::Idle, "not in the Python script")];
+const PYTHON_CANNOT: &[(Op, &str)] = &[(Op::Idle, "not in the Python script")];
 
 /// What the Python script measures on processes only: the threads' column says why not.
 const PYTHON_THREADS_CANNOT: &[(Op, &str)] = &[
-    (Op::Spawn, "not in the Python script"),
     (Op::Idle, "not in the Python script"),
     (Op::Messages, "threads of one process: no second process to send to"),
     (
@@ -732,6 +731,7 @@ pub static BACKENDS: &[Backend] = &[
         limits: None,
         how: &[
             (&[Op::Startup], "`ThreadPoolExecutor(max_workers=n)` up to the first result"),
+            (&[Op::Spawn], "`threading.Thread(target=f)`, `start()` + `join()`"),
             (&[Op::RoundTrip, Op::Payload], "`executor.submit(f, x).result()`"),
             (&[Op::InFlight, Op::Waits], "`submit` per task, then `result()` of each"),
             (
@@ -760,6 +760,11 @@ pub static BACKENDS: &[Backend] = &[
         limits: None,
         how: &[
             (&[Op::Startup], "`multiprocessing.Pool(n)` up to the first result"),
+            (
+                &[Op::Spawn],
+                "`multiprocessing.Process(target=f)`, `start()` + `join()` (the pools' start \
+                 method)",
+            ),
             (&[Op::RoundTrip, Op::Payload], "`pool.apply_async(f, (x,)).get()`"),
             (&[Op::InFlight, Op::Waits], "`apply_async` per task, then `get()` of each"),
             (

@@ -240,7 +240,7 @@ struct Spec {
     workers: usize,
     repeats: usize,
     quick: bool,
-    scenarios: [&'static str; 12],
+    scenarios: [&'static str; 13],
     in_flight_tasks: usize,
     /// As many as the report's `map` row, so that the two columns map alike.
     map_items: usize,
@@ -334,6 +334,7 @@ fn spec(plan: &Plan, kernels: &[Kernel], served: &[Op]) -> Spec {
         quick,
         scenarios: [
             "startup",
+            "spawn",
             "round_trip",
             "in_flight",
             "map_noop",
@@ -488,6 +489,8 @@ struct ScriptError {
 #[derive(Debug, Default, Deserialize)]
 struct Results {
     startup: Option<Lenient<ByPool<Micros>>>,
+    /// A one-off `Process` (or `Thread`) started and joined.
+    spawn: Option<Lenient<ByPool<Micros>>>,
     round_trip: Option<Lenient<ByPool<Micros>>>,
     in_flight: Option<Lenient<ByPool<TasksPerSecond>>>,
     map_noop: Option<Lenient<ByPool<MapNoop>>>,
@@ -751,6 +754,11 @@ impl PythonRun {
                 RowId::Startup,
                 pool,
                 pooled(&r.startup, pool, |m| Some(value(&m.samples_us, 1.0))),
+            );
+            run.add(
+                RowId::Spawn,
+                pool,
+                pooled(&r.spawn, pool, |m| Some(value(&m.samples_us, 1.0))),
             );
             run.add(
                 RowId::RoundTrip,
@@ -1300,6 +1308,26 @@ mod tests {
         // In a fresh interpreter: a worker forked from the script's long run would start with
         // its address space, most of the limit.
         assert!(SCRIPT.contains("or (fault == \"memory\" and limit))"));
+    }
+
+    /// The one-off spawn row has Python's own one-offs: a `multiprocessing.Process` in the
+    /// process column, a `threading.Thread` in the threads column.
+    #[test]
+    fn one_off_spawns_fill_both_python_columns() {
+        let output: Output = serde_json::from_str(
+            r#"{"results": {"spawn": {
+              "mp_pool": {"median_us": 1600.0, "samples_us": [1500.0, 1600.0, 1700.0]},
+              "thread_executor": {"median_us": 60.0, "samples_us": [60.0]}}}}"#,
+        )
+        .unwrap();
+        let script = Script::Ran(Box::new(PythonRun::new(output, 2, BTreeMap::new())));
+        let row = Row::new("spawn", "spawn", Unit::Micros, Better::Lower);
+        let row = script.fill(RowId::Spawn, row);
+        assert_eq!(median(row.cells[&Column::PYTHON_PROCESSES].clone()), 1600.0);
+        assert_eq!(median(row.cells[&Column::PYTHON_THREADS].clone()), 60.0);
+        let json = serde_json::to_value(spec(&Plan::new(Mode::Quick), &[], &[])).unwrap();
+        assert!(json["scenarios"].as_array().unwrap().contains(&"spawn".into()));
+        assert!(SCRIPT.contains("SPAWN_KINDS = {\"mp_pool\": multiprocessing.Process, \"thread_executor\": threading.Thread}"));
     }
 
     #[test]
