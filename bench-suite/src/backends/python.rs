@@ -999,13 +999,17 @@ fn pooled<T>(
     }
 }
 
+/// What the cell of a fault whose task the pool never settles ends with: the pool survived,
+/// but only because its caller gave up waiting.
+pub(crate) const NEVER_REPORTED: &str = "(the pool never reports it)";
+
 /// The outcome of a fault trial, as a report cell.
 fn fault_cell(trial: &FaultTrial) -> Cell {
     let (kind, outcome) = (trial.faulty.kind, &trial.faulty.outcome);
     let next_ok = trial.next_task.as_ref().is_some_and(|n| n.ok);
     let mut text = match kind {
         FaultKind::ProgramDied => outcome.clone(),
-        FaultKind::Hung => format!("task {outcome} (the pool never reports it)"),
+        FaultKind::Hung => format!("task {outcome} {NEVER_REPORTED}"),
         FaultKind::BrokenPool => {
             "pool broken: the task and every pending one failed; later submits are refused".into()
         }

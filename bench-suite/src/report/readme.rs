@@ -7,6 +7,7 @@
 use super::format::quantity;
 use super::markdown::{homework_table, machine_description, ratio, section_table};
 use super::{Better, Cell, Column, Report, Row, Unit};
+use crate::backends::python::NEVER_REPORTED;
 
 /// The line that opens the generated section in the README.
 pub const README_BEGIN: &str =
@@ -577,11 +578,21 @@ fn failures(f: &Found<'_>) -> Option<Sentence> {
     }
     let survived = |column: Column| {
         let outcomes = rows.iter().filter_map(|r| match r.cells.get(&column) {
-            Some(Cell::Outcome { survived, .. }) => Some(*survived),
+            Some(Cell::Outcome { survived, text, .. }) => {
+                Some((*survived, *survived && text.ends_with(NEVER_REPORTED)))
+            }
             _ => None,
         });
-        let (kept, of) = outcomes.fold((0, 0), |(k, n), s| (k + usize::from(s), n + 1));
-        (of > 0).then(|| format!("{} {kept} of {of}", column.label()))
+        let (kept, silent, of) = outcomes.fold((0, 0, 0), |(k, q, n), (s, silent)| {
+            (k + usize::from(s), q + usize::from(silent), n + 1)
+        });
+        let silent = match silent {
+            0 => String::new(),
+            n => format!(
+                " ({n} of them only as the caller gave up waiting: the task's result never came)"
+            ),
+        };
+        (of > 0).then(|| format!("{} {kept} of {of}{silent}", column.label()))
     };
     let counts: Vec<String> = Column::ALL.iter().filter_map(|&c| survived(c)).collect();
     let next = match f.row("fault_segfault")?.cells.get(&Column::TASKPOOL_PROCESSES)? {
@@ -656,6 +667,27 @@ mod tests {
         );
         let steady = found.value_and_range("round_trip", Column::PROCSPAWN).unwrap();
         assert!(!steady.contains("ranged"), "{steady}");
+    }
+
+    /// A fault whose task the pool never settled counts as survived (the pool serves on),
+    /// and the sentence says how many of a column's were only that.
+    #[test]
+    fn failures_say_which_survivals_only_gave_up_on_a_task_never_reported() {
+        let mut report = fixture::report();
+        let row = report.sections.iter_mut().flat_map(|s| &mut s.rows);
+        let row = row.into_iter().find(|r| r.key == "fault_segfault").unwrap();
+        let never = Cell::Outcome {
+            text: format!("task hung: no result after 1.0 s {NEVER_REPORTED}"),
+            next_after_ms: Some(Summary::single(1.0)),
+            survived: true,
+        };
+        row.cells.insert(Column::PYTHON_PROCESSES, never);
+        let text = failures(&Found { report: &report }).unwrap().text;
+        assert!(
+            text.contains("Python processes 1 of 1 (1 of them only as the caller gave up waiting"),
+            "{text}"
+        );
+        assert!(text.contains("taskpool processes 1 of 1,"), "{text}");
     }
 
     /// A run with the `imap` row states it against Python's, cited from the row; a run
