@@ -559,16 +559,12 @@ impl<R> TaskHandle<R> {
     }
 
     /// Has the task send `index` on `tx` when it settles, as one made by [`promise_notify`]
-    /// does; sends it at once if the task is settled already. A task that notes its end
-    /// somewhere already keeps that.
+    /// does, instead of wherever it noted its end before; sends it at once if the task is
+    /// settled already.
     pub(crate) fn note_to(&self, tx: &Sender<usize>, index: usize) {
         let mut state = self.slot.lock();
         match &mut *state {
-            State::Pending(pending) => {
-                if pending.notify.is_none() {
-                    pending.notify = Some((tx.clone(), index));
-                }
-            }
+            State::Pending(pending) => pending.notify = Some((tx.clone(), index)),
             _ => {
                 drop(state);
                 let _ = tx.send(index);

@@ -300,7 +300,8 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
                 {
                     return self.take_head(deadline);
                 }
-                // A slow head: from now on every task notes its end.
+                // A slow head: from now on every task notes its end here (those that noted it
+                // on an earlier channel, since dropped, too).
                 let (tx, rx) = crossbeam_channel::unbounded();
                 self.pending.iter().for_each(|handle| handle.note_to(&tx, 0));
                 self.settled = Some((tx, rx));

@@ -170,6 +170,29 @@ fn slow_items_of_an_ordered_imap_further_apart_than_its_window_run_side_by_side(
     assert!(outcomes[0] && outcomes[150], "the two items did not run side by side");
 }
 
+/// Item 0 and item 800 take a few milliseconds; the others return at once.
+fn slow_at_0_and_800(x: u64) -> u64 {
+    if x == 0 || x == 800 {
+        std::thread::sleep(Duration::from_millis(if x == 0 { 3 } else { 20 }));
+    }
+    x
+}
+
+/// An ordered `imap` that went on past a slow head, then grew its window to the most while
+/// its items proved fast, and then met another slow head among the items pulled meanwhile,
+/// still yields every item (it waited for a note the second slow item sent elsewhere).
+#[test]
+fn an_ordered_imap_goes_past_a_second_slow_head_after_its_window_grew() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = ThreadPool::new(2).unwrap();
+        let got: Vec<u64> = pool.imap(slow_at_0_and_800, 0..2_000).map(Result::unwrap).collect();
+        let _ = tx.send(got);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(30)).expect("the imap hung");
+    assert_eq!(got, (0..2_000).collect::<Vec<u64>>());
+}
+
 #[test]
 fn every_task_of_bursts_from_several_threads_runs_once_with_its_own_result() {
     const SUBMITTERS: u64 = 4;
