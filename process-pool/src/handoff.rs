@@ -483,6 +483,14 @@ pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, Strin
             "process {pid} no longer holds it ({path}: {e}): it ended (or closed it) before \
              this process opened what it sent"
         ),
+        // The kernel lets a process open another's descriptors only where it may read its
+        // memory: a process of the same user may, unless that one is not dumpable.
+        std::io::ErrorKind::PermissionDenied => format!(
+            "{path}: {e}: process {pid} runs as another user or is not dumpable (it called \
+             prctl(PR_SET_DUMPABLE, 0), runs set-user-ID, or runs an executable its user may \
+             not read, as its workers and one-offs then do too), and only a process with \
+             CAP_SYS_PTRACE may open its descriptors"
+        ),
         _ => format!("{path}: {e}"),
     })
 }
