@@ -15,10 +15,21 @@ use std::sync::OnceLock;
 /// content hash, at most 41 characters, safe as a NATS subject token and a consumer name.
 pub(crate) fn current() -> Result<&'static str, String> {
     static ID: OnceLock<Result<String, String>> = OnceLock::new();
-    ID.get_or_init(|| of_file("/proc/self/exe").map_err(|e| e.to_string()))
+    ID.get_or_init(|| of_file("/proc/self/exe").map_err(|e| unidentified("/proc/self/exe", &e)))
         .as_ref()
         .map(String::as_str)
         .map_err(Clone::clone)
+}
+
+/// Why the executable at `path` could not be identified, in words a user can act on.
+fn unidentified(path: &str, error: &io::Error) -> String {
+    let why = if error.kind() == io::ErrorKind::PermissionDenied {
+        ": its user may run it but not read it, and callers and agents identify their \
+         executable by its build id or content, read from the file: make it readable"
+    } else {
+        ""
+    };
+    format!("cannot identify the running executable: reading {path}: {error}{why}")
 }
 
 /// The image id of the executable at `path`.
@@ -144,6 +155,18 @@ mod tests {
         assert!(other_id.starts_with('s'));
         assert_ne!(other_id, current().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_executable_that_cannot_be_read_is_named_with_the_reason() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let message = unidentified("/proc/self/exe", &denied);
+        assert!(message.contains("reading /proc/self/exe"), "{message}");
+        assert!(message.contains("may run it but not read it"), "{message}");
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        let message = unidentified("/proc/self/exe", &missing);
+        assert!(message.starts_with("cannot identify the running executable"), "{message}");
+        assert!(!message.contains("not read it"), "{message}");
     }
 
     #[test]
