@@ -11,6 +11,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -54,7 +55,10 @@ pub(crate) fn launch_with(
     check_executable()?;
     let os = |e: std::io::Error| StartFailure::Os(e.to_string());
     let image = ImageId::current().ok_or_else(|| {
-        StartFailure::Os("cannot identify the running executable (/proc/self/exe)".into())
+        StartFailure::Os(format!(
+            "cannot identify the running executable (/proc/self/exe){}",
+            if Path::new("/proc/self").exists() { "" } else { NO_PROC }
+        ))
     })?;
     let (request_r, request_w) = sys::pipe().map_err(os)?;
     let (result_r, result_w) = sys::pipe().map_err(os)?;
@@ -81,7 +85,7 @@ pub(crate) fn launch_with(
         fds.extend(region_fd.as_ref().map(AsFd::as_fd));
         sys::spawn(executable(), &name, &env, &fds)
     })
-    .map_err(os)?;
+    .map_err(|e| StartFailure::Os(not_started(executable(), &e)))?;
 
     let mut frame = Vec::new();
     let mut init = init.clone();
@@ -119,6 +123,22 @@ fn executable() -> &'static CStr {
             .and_then(|path| CString::new(path.into_os_string().into_vec()).ok());
         path.unwrap_or_else(|| c"/proc/self/exe".to_owned())
     })
+}
+
+/// What a start failure says where `/proc` is missing.
+const NO_PROC: &str = ": /proc is not mounted where this process looks for it (it moved into \
+     a chroot, say): workers and one-offs are the program's executable started again \
+     through /proc/self/exe, and queues and shared bytes cross through /proc too";
+
+/// Why `exe` could not be started: the OS's words, with the file where the exec failed.
+fn not_started(exe: &CStr, error: &std::io::Error) -> String {
+    let exec = [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::ENOTDIR, libc::ELOOP];
+    if !error.raw_os_error().is_some_and(|code| exec.contains(&code)) {
+        return error.to_string();
+    }
+    let path = String::from_utf8_lossy(exe.to_bytes()).into_owned();
+    let gone = path.starts_with("/proc/") && !Path::new("/proc/self").exists();
+    format!("{path}: {error}{}", if gone { NO_PROC } else { "" })
 }
 
 /// Refuses to start workers where `/proc/self/exe`, started again, would not run this code:
