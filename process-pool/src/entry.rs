@@ -118,6 +118,15 @@ fn check_marker() -> Option<Result<ImageVerified, String>> {
     }
     Some(match (image, ImageId::current()) {
         (Some(theirs), Some(ours)) if theirs == ours => Ok(ImageVerified(())),
+        // Workers start from `/proc/self/exe`, which stays the running build's whatever
+        // happens to its path; only a start from the path (under Valgrind) meets another
+        // file.
+        (Some(theirs), Some(ours)) if !theirs.same_file(ours) => {
+            Err("the worker started from another file than the one its parent runs: the file at \
+             the program's path was replaced since the program started (workers start from \
+             that path where /proc/self/exe names another program, as under Valgrind)"
+                .into())
+        }
         _ => Err("the worker runs a different executable image than its parent".into()),
     })
 }

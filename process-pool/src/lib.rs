@@ -288,7 +288,10 @@
 //!   once the debugger lets go, however short [`Config::shutdown_grace`] is.
 //! - Under Valgrind, which runs the program inside its tool's process, workers and one-offs
 //!   start from the program's file (`/proc/self/exe` is the tool there): they run natively,
-//!   or under Valgrind too with `--trace-children=yes`. (Valgrind may warn that it does not
+//!   or under Valgrind too with `--trace-children=yes`. So there, unlike elsewhere, a deploy
+//!   that puts a new build at the program's path while it runs stops it from starting
+//!   workers: they would run the new build, and each start fails with
+//!   [`TaskError::WorkerStart`] saying that the file was replaced. (Valgrind may warn that it does not
 //!   handle syscall 434, `pidfd_open`: the pool then checks on its workers every 20 ms.)
 //! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
 //!   it ran when it exits (recycled, or its pool shut down or dropped), to the file

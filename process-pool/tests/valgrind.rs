@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool, spawn};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError, spawn};
 
 /// Set in the copy of this binary run under Valgrind.
 const UNDER_VALGRIND: &str = "TASKPOOL_TEST_UNDER_VALGRIND";
@@ -44,4 +44,47 @@ fn workers_run_under_valgrind_too_with_trace_children() {
         "workers_run_under_valgrind_too_with_trace_children",
         "--trace-children=yes",
     );
+}
+
+/// Set, to the program's path, in the copy of this binary whose file a deploy replaces while
+/// it runs under Valgrind.
+const REPLACED: &str = "TASKPOOL_TEST_REPLACED_UNDER_VALGRIND";
+
+/// Under Valgrind workers start from the program's path, so once a deploy put another file
+/// there, they can start no more (they would run another build): every start fails with
+/// `WorkerStart`, saying so, rather than only that the images differ.
+#[test]
+fn under_valgrind_workers_of_a_replaced_program_say_that_its_file_was_replaced() {
+    let name = "under_valgrind_workers_of_a_replaced_program_say_that_its_file_was_replaced";
+    if let Some(path) = std::env::var_os(REPLACED) {
+        let config = Config::new().workers(1).max_tasks_per_worker(1).start_attempts(1);
+        let pool = ProcessPool::with_config(ProcessConfig::new(config)).unwrap();
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        // The deploy: a new file (here with the same bytes) renamed over the program's path.
+        let mut fresh = path.clone();
+        fresh.push(".new");
+        std::fs::copy(&path, &fresh).unwrap();
+        std::fs::rename(&fresh, &path).unwrap();
+        // The worker recycled after its task starts after the deploy.
+        match pool.apply(square, 4) {
+            Err(TaskError::WorkerStart { reason }) => {
+                assert!(reason.contains("was replaced"), "the reason says not why: {reason}");
+            }
+            other => panic!("expected a start failure, got {other:?}"),
+        }
+        return;
+    }
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("skipped: valgrind is not installed");
+        return;
+    }
+    let dir = Scratch::new("replaced-under-valgrind");
+    let program = dir.file("program");
+    std::fs::copy(std::env::current_exe().unwrap(), &program).unwrap();
+    let mut command = Command::new("valgrind");
+    command
+        .args(["-q", "--trace-children=no", "--error-exitcode=0"])
+        .arg(&program)
+        .env(REPLACED, &program);
+    run_test_with_stderr(command, name, "under valgrind, replaced").unwrap();
 }
