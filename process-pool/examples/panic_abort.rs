@@ -10,6 +10,9 @@
 //! With the argument `logger`, the pool's initializer installs a panic hook of its own in each
 //! worker, as one that sets up logging may: the task's panic still reaches the caller.
 //!
+//! With the argument `initializer`, the pool's initializer panics: the task fails with
+//! `WorkerStart`, whose reason carries the initializer's panic.
+//!
 //! With the argument `here`, the panic happens in this process instead, as in a thread pool's
 //! task: under `panic = "abort"` the program then dies, after printing the panic.
 
@@ -28,6 +31,11 @@ fn install_a_logger() {
     std::panic::set_hook(Box::new(|info| eprintln!("logged: {info}")));
 }
 
+/// A pool initializer that panics, as a set-up that finds its configuration missing may.
+fn failing_setup() {
+    panic!("no configuration");
+}
+
 /// One outcome, in a line: the value, or the panic's message and location.
 fn say(what: &str, outcome: Result<u64, TaskError>) {
     match outcome {
@@ -44,6 +52,12 @@ fn main() -> Result<(), TaskError> {
     if std::env::args().nth(1).as_deref() == Some("here") {
         let outcome = taskpool_core::backend::catch_panic(false, || fragile(1));
         println!("caught here: {outcome:?}");
+        return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("initializer") {
+        let config = Config::new().workers(1).initializer(failing_setup).start_attempts(1);
+        let pool = ProcessPool::with_config(ProcessConfig::new(config))?;
+        say("initializer", pool.apply(fragile, 2));
         return Ok(());
     }
     if std::env::args().nth(1).as_deref() == Some("logger") {

@@ -101,7 +101,11 @@ pub(crate) fn serve(image: Result<ImageVerified, String>, later: sys::LaterConst
     }
     if let Some(offset) = init.initializer {
         let initializer = ship::initializer_at(offset, &image);
-        if let Err(report) = catch_panic(false, initializer) {
+        aborting_panic::register(usize::try_from(init.frame_limit).unwrap_or(usize::MAX));
+        aborting_panic::initializer_runs(true);
+        let outcome = catch_panic(false, initializer);
+        aborting_panic::initializer_runs(false);
+        if let Err(report) = outcome {
             refuse(result, &format!("initializer failed: {report}"), init.frame_limit);
         }
         // An initializer that sets up logging may install a panic hook of its own.
@@ -390,7 +394,7 @@ fn next_frame(reader: &mut FrameReader, fd: BorrowedFd<'_>) -> Option<(Kind, Vec
 }
 
 /// Tells the parent why this worker cannot serve, then exits.
-fn refuse(result: BorrowedFd<'_>, reason: &str, frame_limit: u64) -> ! {
+pub(crate) fn refuse(result: BorrowedFd<'_>, reason: &str, frame_limit: u64) -> ! {
     let mut frame = Vec::new();
     let at = wire::begin_frame(&mut frame, Kind::InitFailed);
     let limit = usize::try_from(frame_limit).unwrap_or(usize::MAX).min(MAX_REPORT);

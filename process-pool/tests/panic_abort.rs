@@ -76,3 +76,15 @@ fn under_panic_abort_a_hook_the_initializer_installs_does_not_lose_the_panic() {
     let panicked = "apply: panicked: item 1 panics (at process-pool/examples/panic_abort.rs:";
     assert!(out.starts_with(panicked), "{out}");
 }
+
+#[test]
+fn under_panic_abort_an_initializer_panic_is_the_reason_workers_cannot_start() {
+    let example = build_aborting_example();
+    let failed = run(&example, &["initializer"]);
+    let out = text(&failed.stdout);
+    assert!(failed.status.success(), "{:?}: {out}{}", failed.status, text(&failed.stderr));
+    let reason = "initializer: failed: worker failed to start: initializer failed: task \
+                  panicked at process-pool/examples/panic_abort.rs:";
+    assert!(out.starts_with(reason), "{out}");
+    assert!(out.contains("no configuration"), "{out}");
+}
