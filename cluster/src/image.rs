@@ -3,8 +3,10 @@
 //! A task names its function by an offset into the executable, so an agent may run it only
 //! if it runs the very same image. Device and inode (what the process backend compares
 //! between a parent and its workers) mean nothing on another machine; the linker's build id
-//! (the `NT_GNU_BUILD_ID` note, a hash of the linked output) does. An executable without one
-//! is identified by a SHA-256 of its content instead.
+//! (the `NT_GNU_BUILD_ID` note, a hash of the linked output) does. It is read from the
+//! program's notes as the loader mapped them, which works where the file cannot be read
+//! (its user may run it but not read it), and is the same as the file's. An executable
+//! without one is identified by a SHA-256 of its content instead.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -15,21 +17,34 @@ use std::sync::OnceLock;
 /// content hash, at most 41 characters, safe as a NATS subject token and a consumer name.
 pub(crate) fn current() -> Result<&'static str, String> {
     static ID: OnceLock<Result<String, String>> = OnceLock::new();
-    ID.get_or_init(|| of_file("/proc/self/exe").map_err(|e| unidentified("/proc/self/exe", &e)))
-        .as_ref()
-        .map(String::as_str)
-        .map_err(Clone::clone)
+    ID.get_or_init(|| match loaded_build_id() {
+        Some(id) => Ok(id),
+        None => of_file("/proc/self/exe").map_err(|e| unidentified("/proc/self/exe", &e)),
+    })
+    .as_ref()
+    .map(String::as_str)
+    .map_err(Clone::clone)
 }
 
 /// Why the executable at `path` could not be identified, in words a user can act on.
 fn unidentified(path: &str, error: &io::Error) -> String {
     let why = if error.kind() == io::ErrorKind::PermissionDenied {
-        ": its user may run it but not read it, and callers and agents identify their \
-         executable by its build id or content, read from the file: make it readable"
+        ": its user may run it but not read it, and an executable without a build id is \
+         identified by its content, read from the file: make it readable, or link it with a \
+         build id"
     } else {
         ""
     };
     format!("cannot identify the running executable: reading {path}: {error}{why}")
+}
+
+/// The image id of the running program from the build id note the loader mapped, as
+/// [`of_file`] reads it from the file: a program whose user may run it but not read it has
+/// one too.
+fn loaded_build_id() -> Option<String> {
+    let notes = taskpool_process::remote::program_notes();
+    let id = notes.iter().find_map(|segment| find_build_id(segment)).filter(|id| !id.is_empty())?;
+    Some(format!("b{}", hex(&id[..id.len().min(20)])))
 }
 
 /// The image id of the executable at `path`.
@@ -137,6 +152,8 @@ mod tests {
     fn the_running_image_has_a_stable_subject_safe_id() {
         let id = current().unwrap();
         assert!(id.len() <= 41 && id.len() > 8, "{id}");
+        // Read from memory and from the file alike.
+        assert_eq!(loaded_build_id().as_deref(), Some(id));
         assert!(id.starts_with('b') || id.starts_with('s'));
         assert!(id[1..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         assert_eq!(of_file("/proc/self/exe").unwrap(), id);

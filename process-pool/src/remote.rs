@@ -27,6 +27,13 @@ use crate::ship::{self, Ship, Shipped};
 use crate::sink::{Received, Sink, Tally};
 use crate::sys;
 
+/// The ELF notes of the running program as it is loaded in memory, the bytes of each
+/// `PT_NOTE` segment (a sequence of notes): where the linker's build id is, read without
+/// opening the executable's file, which its user may be unable to read.
+pub fn program_notes() -> Vec<Vec<u8>> {
+    sys::program_notes()
+}
+
 /// A job in the form it travels in: the offset of its entry point in the executable image
 /// and its encoded state. Valid only in a process running the same image. The runs of one
 /// job ([`run_encoded`]) share what its items were measured to cost, as the runs of one

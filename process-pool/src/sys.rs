@@ -1618,6 +1618,49 @@ pub(crate) fn placement_of(address: usize) -> Placement {
     Placement::Executable
 }
 
+/// `dl_iterate_phdr`'s callback for [`program_notes`]: copies each note segment of the first
+/// object (the program itself) into `data`, then stops.
+unsafe extern "C" fn copy_program_notes(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` points
+    // to `dlpi_phnum` program headers; `data` is the `Vec<Vec<u8>>` that `program_notes`
+    // passed.
+    // A `PT_NOTE` header describes bytes that the loader mapped readable at `dlpi_addr` plus
+    // its `p_vaddr`, `p_memsz` long (notes are part of a loaded segment).
+    unsafe {
+        let info = &*info;
+        let notes = &mut *data.cast::<Vec<Vec<u8>>>();
+        let headers = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
+        };
+        let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
+        for header in headers.iter().filter(|h| h.p_type == libc::PT_NOTE) {
+            let len = usize::try_from(header.p_memsz).unwrap_or(0);
+            let start = base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0));
+            if len > 0 && len <= 1 << 16 && start != 0 {
+                notes.push(std::slice::from_raw_parts(start as *const u8, len).to_vec());
+            }
+        }
+    }
+    1
+}
+
+/// The ELF notes of the running program, as the loader mapped them (so read even where the
+/// executable's file cannot be: one its user may run but not read), one segment each; none
+/// if it has none or the C library reports no program.
+pub(crate) fn program_notes() -> Vec<Vec<u8>> {
+    let mut notes = Vec::new();
+    // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and the mapped notes,
+    // and writes `notes`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(copy_program_notes), ptr::addr_of_mut!(notes).cast()) };
+    notes
+}
+
 /// The CPUs the calling thread may run on (`None` if the kernel does not say, as on a machine
 /// of more than 1024 CPUs).
 pub(crate) fn thread_cpus() -> Option<libc::cpu_set_t> {
