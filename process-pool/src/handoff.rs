@@ -478,6 +478,10 @@ pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, Strin
     let file = OpenOptions::new().read(true).write(write).open(&path);
     let file = file.and_then(|file| sys::above_standard(OwnedFd::from(file)));
     file.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if !std::path::Path::new("/proc/self").exists() => format!(
+            "{path}: {e}: /proc is not mounted where this process looks for it (it moved into \
+             a chroot, say), and queues and shared bytes cross through it"
+        ),
         // The usual cause, said plainly: the sender did not outlive the value's journey.
         std::io::ErrorKind::NotFound => format!(
             "process {pid} no longer holds it ({path}: {e}): it ended (or closed it) before \
