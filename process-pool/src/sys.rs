@@ -2377,8 +2377,14 @@ pub(crate) fn install_crash_flush() {
         PAGE_SIZE.store(page, Ordering::Release);
     }
     note_stack();
-    // The stack must outlive every signal: leak it, once per worker process.
+    // The stack must outlive every signal: leak it, once per worker process, and keep its
+    // address in a static, so that a leak checker (LeakSanitizer, which otherwise reports it
+    // at every worker's exit and changes its exit code) finds it reachable. `#[used]`: a
+    // static that nothing reads would be optimized away, with the store.
+    #[used]
+    static ALT_STACK_AT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
     let stack: &'static mut [u8] = Vec::leak(vec![0u8; ALT_STACK]);
+    ALT_STACK_AT.store(stack.as_mut_ptr(), Ordering::Release);
     let alt = libc::stack_t { ss_sp: stack.as_mut_ptr().cast(), ss_flags: 0, ss_size: ALT_STACK };
     // SAFETY: `alt` describes a leaked buffer that lives for the rest of the process.
     unsafe { libc::sigaltstack(&alt, ptr::null_mut()) };
