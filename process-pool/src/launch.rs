@@ -220,14 +220,14 @@ fn on_launcher(
     let mut launcher = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
     if launcher.as_ref().is_none_or(|l| l.generation != generation) {
         let (tx, rx) = mpsc::channel::<Job>();
-        *launcher = thread::Builder::new()
-            .name("taskpool-launcher".into())
-            .spawn(move || {
+        *launcher = sys::with_program_signals_blocked(|| {
+            thread::Builder::new().name("taskpool-launcher".into()).spawn(move || {
                 sys::block_sigpipe_for_good();
                 rx.into_iter().for_each(|job| job());
             })
-            .ok()
-            .map(|_| Launcher { generation, jobs: tx });
+        })
+        .ok()
+        .map(|_| Launcher { generation, jobs: tx });
     }
     let Some(jobs) = launcher.as_ref().map(|l| l.jobs.clone()) else {
         drop(launcher);

@@ -180,10 +180,13 @@ impl ProcessPool {
         let mut threads = Vec::with_capacity(n);
         for w in 0..n {
             let (thread_shared, thread_tx) = (shared.clone(), tx.clone());
-            let spawned = thread::Builder::new()
-                .name(format!("{}-supervisor-{w}", shared.config.get_config().get_name_prefix()))
-                .stack_size(supervisor_stack())
-                .spawn(move || supervisor::supervise(thread_shared, w, thread_tx));
+            let name = format!("{}-supervisor-{w}", shared.config.get_config().get_name_prefix());
+            let spawned = sys::with_program_signals_blocked(|| {
+                thread::Builder::new()
+                    .name(name)
+                    .stack_size(supervisor_stack())
+                    .spawn(move || supervisor::supervise(thread_shared, w, thread_tx))
+            });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {

@@ -102,14 +102,15 @@ fn release_apart(inner: Arc<Inner>) {
     let releaser = RELEASER.get_or_init(|| {
         crate::sys::watch_forks();
         let (tx, rx) = mpsc::channel::<Arc<Inner>>();
-        let spawned =
+        let spawned = crate::sys::with_program_signals_blocked(|| {
             std::thread::Builder::new().name("taskpool-release".into()).spawn(move || {
                 for inner in rx {
                     drop(inner);
                     #[cfg(test)]
                     RELEASED_APART.fetch_add(1, AcqRel);
                 }
-            });
+            })
+        });
         spawned.ok().map(|_| tx)
     });
     if let Some(releaser) = releaser {

@@ -1804,6 +1804,44 @@ pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` (which starts one of the crate's threads in the program) with every signal
+/// blocked on this thread but those a thread raises on itself (the faults SIGSEGV, SIGBUS,
+/// SIGILL, SIGFPE, SIGTRAP and SIGSYS, and SIGABRT) and SIGPROF (a profiler's timer samples
+/// the thread that runs), then restores the mask. A thread `f` starts inherits that mask, so
+/// the kernel never gives it a signal sent to the whole process: those go to the program's
+/// own threads, as they would without the pool. A program that waits for its signals
+/// (`sigwait`, `signalfd`) blocks them in its threads, and a thread of the crate's that did
+/// not would take them instead, at their default action (SIGTERM and SIGINT end the
+/// program, SIGCHLD is lost), whenever it was started: the launcher and the releasing thread
+/// live as long as the process, from the first pool, one-off or shared bytes on.
+pub(crate) fn with_program_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: sigset_t is a plain struct that sigfillset fills, sigdelset changes and
+    // pthread_sigmask reads and writes; both sets are ours.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for own in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGABRT,
+            libc::SIGPROF,
+        ] {
+            libc::sigdelset(&mut set, own);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, &mut old);
+    }
+    let result = f();
+    // SAFETY: `old` is the mask pthread_sigmask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    result
+}
+
 // The C library's standard streams, and how many bytes one holds unwritten (glibc and musl
 // both have `__fpending`).
 unsafe extern "C" {
