@@ -61,6 +61,10 @@ pub(crate) trait Process: Send + Sync {
     /// that it has not started. Returns what it had started by then: the batches that start
     /// at or after its `started` are skipped. `None` if it cannot be asked (no status page).
     fn recall(&self, before: u64) -> Option<Progress>;
+
+    /// Whether the worker is dying of a signal (a crash, or a kill from outside): it ends of
+    /// itself, once the kernel has written its core dump if it writes one.
+    fn dying_of_signal(&self) -> bool;
 }
 
 /// How far a worker got, from its status page: it started items `0..started` and finished
@@ -77,6 +81,10 @@ impl Progress {
         (self.started > self.finished).then(|| self.started - 1)
     }
 }
+
+/// How often a supervisor looks again at a worker dying of a signal past its item's deadline
+/// (it watches for the worker's end meanwhile).
+const DYING_LOOK: Duration = Duration::from_millis(20);
 
 /// How many workers may die holding an item they had not started before the item fails
 /// with their crash (see `Shared::worker_ended`).
@@ -854,6 +862,13 @@ impl Shared {
             let finished = progress().is_some_and(|p| p.finished > seq);
             if finished || answer_waiting() {
                 return Some(now);
+            }
+            if conn.process.dying_of_signal() {
+                // The task crashed in its time, and its worker is ending: the kernel may be
+                // writing its core (a large one takes seconds), or freeing its memory. It
+                // ends of itself, and the task fails with its crash: a kill would cut the
+                // core short and call the crash a timeout.
+                return Some(now + DYING_LOOK);
             }
             conn.kill(KillReason::Timeout(limit), Some(seq));
             state.counters.timeouts += 1;

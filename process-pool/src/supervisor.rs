@@ -157,6 +157,10 @@ impl Process for Worker {
     fn recall(&self, before: u64) -> Option<Progress> {
         self.page.as_ref().map(|page| page.recall(before))
     }
+
+    fn dying_of_signal(&self) -> bool {
+        sys::is_dying_of_signal(self.child.pid)
+    }
 }
 
 /// A supervisor's side of one worker's transport.

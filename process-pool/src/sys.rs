@@ -826,6 +826,29 @@ pub(crate) fn is_exiting(pid: libc::pid_t) -> bool {
     flags.and_then(|f| f.parse::<u64>().ok()).is_none_or(|f| f & PF_EXITING != 0)
 }
 
+/// Whether `pid` (an unreaped child) is dying of a signal it got: killed, or crashed, and
+/// then perhaps dumping core (with core dumps on, `ulimit -c`, the kernel writes its memory
+/// out before the process ends, which takes seconds for a large one, and a SIGKILL meanwhile
+/// cuts the core short). Reads the flags in `/proc/PID/stat` (`PF_SIGNALED`, which the
+/// kernel sets on each thread it ends for a fatal signal, before the core dump) and
+/// `CoreDumping` in `/proc/PID/status`. A process that ends otherwise (`exit`) is not.
+pub(crate) fn is_dying_of_signal(pid: libc::pid_t) -> bool {
+    const PF_SIGNALED: u64 = 0x400;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The flags are field 9, as in `is_exiting`.
+    let flags = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(6));
+    if flags.and_then(|f| f.parse::<u64>().ok()).is_some_and(|f| f & PF_SIGNALED != 0) {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CoreDumping:"))
+        .is_some_and(|v| v.trim() == "1")
+}
+
 /// Set once the kernel refused `memfd` (it lacks it, or a seccomp filter forbids it).
 static NO_MEMFD: AtomicBool = AtomicBool::new(false);
 
@@ -2455,6 +2478,31 @@ pub(crate) fn install_crash_flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits until `child` has ended, leaving it unreaped (a zombie, whose `/proc` entry
+    /// stays).
+    fn wait_ended_unreaped(child: &std::process::Child) {
+        // SAFETY: siginfo_t is a plain struct that waitid fills.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT;
+        // SAFETY: `info` is a valid siginfo_t for waitid to fill; P_PID names that one child.
+        retry(|| unsafe { libc::waitid(libc::P_PID, child.id(), &mut info, flags) }).unwrap();
+    }
+
+    #[test]
+    fn a_child_dying_of_a_signal_is_told_from_one_that_exits() {
+        let pid = |child: &std::process::Child| libc::pid_t::try_from(child.id()).unwrap();
+        let mut killed = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let mut exited = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        assert!(!is_dying_of_signal(pid(&killed)), "it runs");
+        killed.kill().unwrap();
+        wait_ended_unreaped(&killed);
+        wait_ended_unreaped(&exited);
+        assert!(is_dying_of_signal(pid(&killed)), "killed");
+        assert!(!is_dying_of_signal(pid(&exited)), "exited");
+        killed.wait().unwrap();
+        exited.wait().unwrap();
+    }
 
     #[test]
     fn a_stack_is_known_only_where_the_thread_runs_on_its_own() {

@@ -18,6 +18,7 @@ pub(crate) struct FakeProcess {
     progress: Mutex<Option<Progress>>,
     cancelled: Mutex<Vec<u64>>,
     recalled: Mutex<Vec<u64>>,
+    dying_of_signal: AtomicBool,
 }
 
 impl FakeProcess {
@@ -47,6 +48,10 @@ impl Process for FakeProcess {
     fn recall(&self, before: u64) -> Option<Progress> {
         self.recalled.lock().unwrap().push(before);
         self.progress()
+    }
+
+    fn dying_of_signal(&self) -> bool {
+        self.dying_of_signal.load(Ordering::SeqCst)
     }
 }
 
@@ -237,6 +242,28 @@ fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     assert_eq!(
         *rec.got.lock().unwrap(),
         [(0, Some("timed out after 5ms; its worker was killed".into()))]
+    );
+}
+
+#[test]
+fn a_worker_dying_of_a_crash_at_the_deadline_is_not_killed_and_its_task_fails_with_it() {
+    let limit = Duration::from_millis(5);
+    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    let fake = connect(&s, 0);
+    fake.set(1, 0);
+    // Crashed, and dumping core: the kernel ends it once the core is written.
+    fake.dying_of_signal.store(true, Ordering::SeqCst);
+    let later = Instant::now() + Duration::from_secs(1);
+    let due = s.police(&mut s.lock(), 0, later, || false).expect("a look again");
+    assert!(due > later, "looked at again later: {due:?}");
+    assert_eq!(fake.kills(), 0, "the core is not cut short");
+    assert_eq!(s.lock().counters.timeouts, 0);
+    deliver(end(&s, 0, Exit::Signal(11), fake.progress()), &s);
+    assert_eq!(
+        *rec.got.lock().unwrap(),
+        [(0, Some(TaskError::Crashed(Exit::Signal(11)).to_string()))]
     );
 }
 
