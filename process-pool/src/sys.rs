@@ -84,6 +84,28 @@ pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, bytes: usize) {
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
 }
 
+/// The capacity in bytes of the pipe that `fd` is an end of (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the pipe's capacity.
+    let bytes = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
+    Ok(bytes.unsigned_abs() as usize)
+}
+
+/// The size of a memory page, in bytes (4096 if the system will not say).
+pub(crate) fn page_bytes() -> usize {
+    // SAFETY: sysconf only reads a system setting.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).ok().filter(|&page| page > 0).unwrap_or(4096)
+}
+
+/// How many bytes wait unread in the pipe that `fd` is an end of (`FIONREAD`).
+pub(crate) fn pipe_unread(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, which `bytes` is.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut bytes) })?;
+    Ok(bytes.unsigned_abs() as usize)
+}
+
 /// Switches a descriptor to non-blocking mode.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL read and set status flags of a descriptor we borrow.
