@@ -1599,6 +1599,26 @@ pub(crate) enum Placement {
     Loader,
 }
 
+/// The program headers of an object `dl_iterate_phdr` reports.
+///
+/// # Safety
+///
+/// `info` is what `dl_iterate_phdr` passed its callback, which has not returned yet.
+unsafe fn program_headers(info: &libc::dl_phdr_info) -> &[ProgramHeader] {
+    if info.dlpi_phdr.is_null() {
+        return &[];
+    }
+    // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers for the callback's
+    // duration (the caller's promise).
+    unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+}
+
+/// A program header, as `dl_phdr_info` points to them on this architecture.
+#[cfg(target_pointer_width = "64")]
+type ProgramHeader = libc::Elf64_Phdr;
+#[cfg(target_pointer_width = "32")]
+type ProgramHeader = libc::Elf32_Phdr;
+
 /// What the first object `dl_iterate_phdr` reports (the program itself) says of `address`.
 struct MainObject {
     address: usize,
@@ -1617,11 +1637,7 @@ unsafe extern "C" fn look_at_program(
     unsafe {
         let info = &*info;
         let main = &mut *data.cast::<MainObject>();
-        let headers = if info.dlpi_phdr.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
-        };
+        let headers = program_headers(info);
         let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
         for header in headers {
             let start = base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0));
@@ -1678,11 +1694,7 @@ unsafe extern "C" fn copy_program_notes(
     unsafe {
         let info = &*info;
         let notes = &mut *data.cast::<Vec<Vec<u8>>>();
-        let headers = if info.dlpi_phdr.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
-        };
+        let headers = program_headers(info);
         let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
         for header in headers.iter().filter(|h| h.p_type == libc::PT_NOTE) {
             let len = usize::try_from(header.p_memsz).unwrap_or(0);
