@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, ClusterPool, Pool};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, TaskHandle};
 
 /// Long enough to call an agent that did not stop hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -23,6 +23,24 @@ fn held(port: u16) -> u16 {
     port
 }
 
+/// An agent's ack wait of a second.
+const ACK_WAIT_1_S: (&str, &str) = ("TASKPOOL_AGENT_ACK_WAIT_MS", "1000");
+
+/// An agent of one worker on the server at `url` (with `vars` in its environment), a pool,
+/// and a task of that pool that runs on the agent until the returned stream is dropped.
+fn holding_a_task(
+    url: String,
+    vars: &[(&str, &str)],
+) -> (common::Agent, ClusterPool, TaskHandle<u16>, TcpStream) {
+    let agent = common::agent(&url, 1, vars);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = pool.submit(held, port);
+    let (running, _) = listener.accept().expect("the task runs");
+    (agent, pool, task, running)
+}
+
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
     assert!(status.expect("kill runs").success());
@@ -32,12 +50,7 @@ fn signal(pid: u32, name: &str) {
 fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
     let Some(server) = common::server("agent_signals") else { return };
     let url = server.url();
-    let agent = common::agent(&url, 1, &[]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _task = pool.submit(held, port);
-    let (_running, _) = listener.accept().expect("the task runs");
+    let (agent, _pool, _task, _running) = holding_a_task(url, &[]);
 
     signal(agent.pid(), "TERM");
     signal(agent.pid(), "INT");
@@ -51,12 +64,7 @@ fn a_second_signal_stops_an_agent_that_finishes_a_long_task() {
 fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
     let Some(mut server) = common::server("agent_stops_without_server") else { return };
     let url = server.url();
-    let agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _task = pool.submit(held, port);
-    let (running, _) = listener.accept().expect("the task runs");
+    let (agent, _pool, _task, running) = holding_a_task(url, &[ACK_WAIT_1_S]);
 
     server.kill();
     signal(agent.pid(), "TERM");
@@ -72,13 +80,8 @@ fn an_agent_asked_to_stop_without_its_server_stops_after_the_ack_wait() {
 fn an_agent_that_gives_up_on_its_server_does_not_wait_for_its_running_tasks() {
     let Some(mut server) = common::server("agent_gives_up_running") else { return };
     let url = server.url();
-    let agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _task = pool.submit(held, port);
     // Held open until the test ends: the task runs on.
-    let (_running, _) = listener.accept().expect("the task runs");
+    let (agent, _pool, _task, _running) = holding_a_task(url, &[ACK_WAIT_1_S]);
 
     server.kill();
     signal(agent.pid(), "TERM");
