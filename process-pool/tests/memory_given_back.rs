@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::NeverDecoded;
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use taskpool_process::{
@@ -17,23 +19,6 @@ static COUNTING: Mutex<()> = Mutex::new(());
 /// Runs the calling test alone among this binary's.
 fn alone() -> MutexGuard<'static, ()> {
     COUNTING.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Decodes by waiting for ever: what follows it in an argument is never read.
-struct NeverDecoded;
-
-impl serde::Serialize for NeverDecoded {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ().serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for NeverDecoded {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        loop {
-            std::thread::park();
-        }
-    }
 }
 
 fn never_opens(_: (NeverDecoded, SharedBytes)) {}

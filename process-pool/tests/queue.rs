@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::NeverDecoded;
+
 use std::time::Duration;
 
 use taskpool_process::{
@@ -593,23 +595,6 @@ fn a_handle_in_a_value_whose_encoding_panics_stops_counting() {
         drop((outer, inner));
         assert_eq!(consumer.get(), Err(GetError::Disconnected));
     });
-}
-
-/// Decodes by waiting for ever: what follows it in an argument is never read.
-struct NeverDecoded;
-
-impl serde::Serialize for NeverDecoded {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ().serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for NeverDecoded {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        loop {
-            std::thread::park();
-        }
-    }
 }
 
 fn never_runs(_: (NeverDecoded, Producer<u64>)) {}

@@ -399,3 +399,20 @@ pub fn one_off_crashes_are_exact() {
     assert_eq!(crashed(spawn(exit_3, 0).unwrap().join()), Exit::Code(3));
     assert_eq!(spawn(square, 6).unwrap().join().unwrap(), 36);
 }
+
+/// Decodes by waiting for ever: what follows it in an argument is never read.
+pub struct NeverDecoded;
+
+impl serde::Serialize for NeverDecoded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NeverDecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        loop {
+            std::thread::park();
+        }
+    }
+}
