@@ -6,9 +6,9 @@
 //! function, in [`Paces`]), fed the time its workers measured per item. A job starts slow:
 //! one item per batch until an item was measured. After that a batch holds about
 //! [`BATCH_TARGET_NS`] of work, up to [`MAX_BATCH`] items, so slow items go one or two at a
-//! time (load stays balanced) and fast ones go in thousands (a round trip is amortized). What one job measured never sizes the
-//! batches of another, so a CPU-bound `map` after a burst of tiny tasks spreads over the
-//! workers as it would on a fresh pool.
+//! time (load stays balanced) and fast ones go in thousands (a round trip is amortized). What
+//! one job measured never sizes the batches of another, so a CPU-bound `map` after a burst of
+//! tiny tasks spreads over the workers as it would on a fresh pool.
 //!
 //! A worker holds at most `in_flight` batches' worth of work: [`BATCH_TARGET_NS`] times
 //! `in_flight`, each item counted at its job's estimate when it was sent (a slow item counts

@@ -291,8 +291,9 @@
 //!   or under Valgrind too with `--trace-children=yes`. So there, unlike elsewhere, a deploy
 //!   that puts a new build at the program's path while it runs stops it from starting
 //!   workers: they would run the new build, and each start fails with
-//!   [`TaskError::WorkerStart`] saying that the file was replaced. (Valgrind may warn that it does not
-//!   handle syscall 434, `pidfd_open`: the pool then checks on its workers every 20 ms.)
+//!   [`TaskError::WorkerStart`] saying that the file was replaced. (Valgrind may warn that
+//!   it does not handle syscall 434, `pidfd_open`: the pool then checks on its workers every
+//!   20 ms.)
 //! - In a build with `-C instrument-coverage`, each worker writes the coverage of the tasks
 //!   it ran when it exits (recycled, or its pool shut down or dropped), to the file
 //!   `LLVM_PROFILE_FILE` names: keep its `%p` (the process id, as the default name does), so

@@ -3,8 +3,8 @@
 //! privilege-separated service does after setting up) can start no more of them: a pool and
 //! a one-off fail with `WorkerStart`, saying which file could not be started and why, rather
 //! than a bare "No such file or directory"; and shared bytes or a queue that a worker
-//! started before hands to it cannot be opened, which says so too. Checked when the tests run as root, in a copy of
-//! this test that moves into an empty directory.
+//! started before hands to it cannot be opened, which says so too. Checked when the tests run
+//! as root, in a copy of this test that moves into an empty directory.
 
 mod common;
 

@@ -3,7 +3,8 @@
 //! a task that joins tasks it submitted to its own pool runs them itself if no thread is free;
 //! two tasks submitted at once run at once on a pool of two, whatever its threads were doing;
 //! an `imap`'s items queued together with a blocked one run on the other thread, and an `imap`
-//! of slow items keeps its first, small window, and goes on past a slow item; and tasks of different types share the queue.
+//! of slow items keeps its first, small window, and goes on past a slow item; and tasks of
+//! different types share the queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Condvar, Mutex, OnceLock};

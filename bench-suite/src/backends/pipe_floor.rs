@@ -15,9 +15,9 @@
 //! Where the kernel refuses (a capacity over `/proc/sys/fs/pipe-max-size`
 //! for an unprivileged process), the pipes keep their capacity.
 //!
-//! Deadlock freedom for payloads larger than the pipe capacity: the child reads a whole message before it writes
-//! anything back, and the parent writes a whole message before it reads
-//! anything back.  So while the parent is blocked writing, the child is
+//! Deadlock freedom for payloads larger than the pipe capacity: the child reads a whole
+//! message before it writes anything back, and the parent writes a whole message before it
+//! reads anything back.  So while the parent is blocked writing, the child is
 //! draining the pipe, and while the child is blocked writing the echo, the
 //! parent is draining the other pipe.  At most one message is ever in flight.
 //!
