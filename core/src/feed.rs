@@ -123,6 +123,11 @@ impl<I: Iterator> Input<I> {
         }
     }
 
+    /// Whether the items are fed by a thread of their own (even once they ended).
+    pub(crate) fn is_fed(&self) -> bool {
+        matches!(self, Input::Fed(_))
+    }
+
     /// Whether items may still come without the consumer's thread pulling them: the input
     /// is fed and has not ended. Only then is waiting for a result and for the input at once
     /// ([`Input::wait_with`]) of use.

@@ -223,21 +223,19 @@ pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
     input: Input<I>,
     pace: Pace,
     pending: VecDeque<TaskHandle<J::Output>>,
-    /// A note from every task as it settles: with a fed input, so that waiting for the input
-    /// ends when the result at the head is ready; and while going on past a slow head.
+    /// A note from every task as it settles: with a fed input (kept for good), so that waiting
+    /// for the input ends when the result at the head is ready; and while going on past a
+    /// slow head.
     settled: Option<(Sender<usize>, Receiver<usize>)>,
-    /// Whether the input is fed (then `settled` is kept for good).
-    fed: bool,
     /// Whether the input ended.
     ended: bool,
 }
 
 impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'p, P, J, I> {
     pub(crate) fn new(pool: &'p P, job: Arc<J>, input: Input<I>, window: usize) -> Self {
-        let fed = input.may_come();
-        let settled = fed.then(crossbeam_channel::unbounded);
+        let settled = input.is_fed().then(crossbeam_channel::unbounded);
         let pace = Pace::new(window, pool.imap_pace());
-        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled, fed, ended: false }
+        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled, ended: false }
     }
 }
 
@@ -247,7 +245,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
-        if !self.fed && self.pace.window() >= self.pace.most() {
+        if !self.input.is_fed() && self.pace.window() >= self.pace.most() {
             // Nothing more to go past a slow head with.
             self.settled = None;
         }
@@ -288,7 +286,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
             // it, or, fed, as they come.
             let more = self.pending.len() < self.most()
                 && !self.ended
-                && (!self.fed || self.input.may_come());
+                && (!self.input.is_fed() || self.input.may_come());
             let Some((_, notes)) = &self.settled else {
                 if !more {
                     return self.take_head(deadline);
@@ -322,7 +320,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
 
     /// The most items not yielded (see [`Ordered`]).
     fn most(&self) -> usize {
-        if self.fed { self.pace.window() } else { self.pace.most() }
+        if self.input.is_fed() { self.pace.window() } else { self.pace.most() }
     }
 
     /// Whether the window has room for the next group: the items that did not finish count
