@@ -1,6 +1,7 @@
 //! The outcomes of a batch on their way back to its caller: in input order, or as they come.
 
 use std::collections::BTreeMap;
+use std::vec;
 
 /// The outcomes of a batch's items (a `map`, an `imap`) as they come back from the workers,
 /// handed on in input order (`ordered`) or as they come, with a count of the items still
@@ -37,14 +38,31 @@ pub struct Reorder<T> {
     early: BTreeMap<usize, usize>,
     /// Items sent and not back yet.
     out: usize,
-    ready: BTreeMap<usize, T>,
+    /// The run being yielded: the index of its next outcome, and the outcomes left.
+    current: Option<(usize, vec::IntoIter<T>)>,
+    /// The other runs of outcomes here, as they came back, by first index (one entry per
+    /// group of outcomes, not per outcome: a batch of a million no-ops spends its time
+    /// running, not ordering).
+    runs: BTreeMap<usize, vec::IntoIter<T>>,
+    /// Outcomes here, in `current` and `runs`.
+    here: usize,
 }
 
 impl<T> Reorder<T> {
     /// An empty batch whose outcomes are yielded in input order if `ordered`, else as they
-    /// come (lowest index first among those here).
+    /// come (group by group as received, the group of the lowest index first among those
+    /// here).
     pub fn new(ordered: bool) -> Self {
-        Reorder { ordered, next: 0, gap: 0, early: BTreeMap::new(), out: 0, ready: BTreeMap::new() }
+        Reorder {
+            ordered,
+            next: 0,
+            gap: 0,
+            early: BTreeMap::new(),
+            out: 0,
+            current: None,
+            runs: BTreeMap::new(),
+            here: 0,
+        }
     }
 
     /// Counts `n` more items sent to the workers.
@@ -55,24 +73,30 @@ impl<T> Reorder<T> {
     /// Item `index`'s outcome, known without sending the item (it could not be encoded, for
     /// example).
     pub fn settled(&mut self, index: usize, outcome: T) {
-        self.ready.insert(index, outcome);
-        self.arrived(index, 1);
+        self.keep(index, vec![outcome]);
     }
 
     /// The outcomes of consecutive sent items, from item `first` on.
     pub fn received(&mut self, first: usize, outcomes: Vec<T>) {
+        self.out = self.out.saturating_sub(outcomes.len());
+        self.keep(first, outcomes);
+    }
+
+    /// Keeps the outcomes of consecutive items from `first` on until they are yielded.
+    fn keep(&mut self, first: usize, outcomes: Vec<T>) {
         let n = outcomes.len();
-        self.out = self.out.saturating_sub(n);
-        for (k, outcome) in outcomes.into_iter().enumerate() {
-            self.ready.insert(first + k, outcome);
+        if n == 0 {
+            return;
         }
+        self.here += n;
+        self.runs.insert(first, outcomes.into_iter());
         self.arrived(first, n);
     }
 
     /// Notes `n` outcomes here from `first` on: they fill the gap, and then it moves past the
     /// runs that came before them and follow, or they wait behind it.
     fn arrived(&mut self, first: usize, n: usize) {
-        if !self.ordered || n == 0 {
+        if !self.ordered {
             return;
         }
         if first != self.gap {
@@ -87,11 +111,17 @@ impl<T> Reorder<T> {
 
     /// The next outcome to yield, if it is here.
     pub fn pop(&mut self) -> Option<T> {
-        if !self.ordered {
-            return self.ready.pop_first().map(|(_, outcome)| outcome);
+        let (index, mut run) = match self.current.take() {
+            Some(current) => current,
+            None if self.ordered => (self.next, self.runs.remove(&self.next)?),
+            None => self.runs.pop_first()?,
+        };
+        let outcome = run.next()?;
+        self.here -= 1;
+        self.next = index + 1;
+        if run.len() > 0 {
+            self.current = Some((index + 1, run));
         }
-        let outcome = self.ready.remove(&self.next)?;
-        self.next += 1;
         Some(outcome)
     }
 
@@ -102,7 +132,7 @@ impl<T> Reorder<T> {
         if !self.ordered {
             return 0;
         }
-        self.ready.len() - (self.gap - self.next)
+        self.here - (self.gap - self.next)
     }
 
     /// Items sent and not back yet: with none, every outcome is here.
@@ -112,7 +142,7 @@ impl<T> Reorder<T> {
 
     /// Items sent or back and not yet yielded: what counts against an `imap` window.
     pub fn held(&self) -> usize {
-        self.out + self.ready.len()
+        self.out + self.here
     }
 }
 
@@ -151,6 +181,40 @@ mod tests {
             [order.pop(), order.pop(), order.pop(), order.pop()],
             [Some('a'), Some('b'), Some('c'), None]
         );
+    }
+
+    #[test]
+    fn groups_in_any_order_popped_between_arrivals_yield_every_outcome_once() {
+        for ordered in [true, false] {
+            // Groups of 1 to 7 items over 0..200, received in a scrambled order, with pops
+            // between arrivals.
+            let mut groups = Vec::new();
+            let (mut first, mut seed) = (0usize, 7u64);
+            while first < 200 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let n = (1 + (seed >> 33) % 7) as usize;
+                groups.push((first, (first..(first + n).min(200)).collect::<Vec<_>>()));
+                first += n;
+            }
+            let mut order = Reorder::new(ordered);
+            order.sent(200);
+            let mut yielded = Vec::new();
+            while !groups.is_empty() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let (first, outcomes) = groups.swap_remove((seed >> 33) as usize % groups.len());
+                order.received(first, outcomes);
+                for _ in 0..(seed >> 40) % 5 {
+                    yielded.extend(order.pop());
+                }
+                assert_eq!(order.held(), 200 - yielded.len());
+            }
+            yielded.extend(std::iter::from_fn(|| order.pop()));
+            assert_eq!((order.held(), order.waiting()), (0, 0));
+            if !ordered {
+                yielded.sort_unstable();
+            }
+            assert_eq!(yielded, (0..200).collect::<Vec<_>>(), "ordered: {ordered}");
+        }
     }
 
     #[test]
