@@ -965,6 +965,11 @@ struct Stream<'p, J: Job, I> {
     result_bytes: Arc<AtomicUsize>,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
+    /// Outcomes to yield before the window has room for a batch again (counted from the last
+    /// [`refill`](Stream::refill), which found it had not; an outcome received sets it to 0):
+    /// until then a refill would send nothing, and reading the pace the supervisors write
+    /// costs the consumer more per item than the item costs a worker.
+    unfilled: usize,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
     /// Set when the iterator is dropped: its items not sent yet are discarded.
@@ -984,6 +989,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             item_bytes: 0,
             result_bytes: Arc::default(),
             order: Reorder::new(ordered),
+            unfilled: 0,
             tx,
             rx,
             abandoned: Arc::new(AtomicBool::new(false)),
@@ -1010,7 +1016,10 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let most = self.batches * most_per_batch;
             let room =
                 window.saturating_sub(held - self.order.waiting()).min(most.saturating_sub(held));
-            if room == 0 || (room < target.min(window / 2) && self.order.out() > 0) {
+            let least = target.min(window / 2);
+            if room == 0 || (room < least && self.order.out() > 0) {
+                // Each outcome yielded makes room for one more.
+                self.unfilled = least.max(1) - room;
                 return;
             }
             let batch = target.min(room).max(1);
@@ -1018,7 +1027,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let job = match &self.job {
                 Ok(job) => job.clone(),
                 Err(e) => {
-                    let Some(_) = self.items.next() else { return };
+                    let Some(_) = self.items.next() else { return self.input_done() };
                     self.pool.shared.tally.record(0, 1);
                     self.order.settled(base, Err(e.clone()));
                     self.pulled += 1;
@@ -1043,7 +1052,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 }
             }
             if count == 0 {
-                return;
+                return self.input_done();
             }
             self.pulled += count;
             self.item_bytes = builder.bytes() / count;
@@ -1061,6 +1070,11 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             self.pool.shared.submit(Arc::new(builder.finish(sink, None, Batching::Adaptive(cap))));
         }
     }
+
+    /// Notes that every item is pulled: no refill sends anything again.
+    fn input_done(&mut self) {
+        self.unfilled = usize::MAX;
+    }
 }
 
 impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
@@ -1071,16 +1085,29 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
-            self.refill();
+            if self.unfilled == 0 {
+                self.refill();
+            }
             if let Some(value) = self.order.pop() {
+                self.unfilled = self.unfilled.saturating_sub(1);
                 return Ok(Some(value));
             }
             if self.order.out() == 0 {
-                return Ok(None);
+                // Nothing out and nothing here: the window is empty, only a refill sends more.
+                self.refill();
+                if let Some(value) = self.order.pop() {
+                    return Ok(Some(value));
+                }
+                if self.order.out() == 0 {
+                    return Ok(None);
+                }
             }
             let received = recv_until(&self.rx, deadline)?;
             let Some((first, values)) = received else { return Ok(None) };
             self.order.received(first, values.into_results());
+            // Outcomes that came behind a slow one make room (they no longer count against
+            // the window): look again.
+            self.unfilled = 0;
         }
     }
 }
