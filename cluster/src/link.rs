@@ -17,6 +17,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io::Read;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -169,11 +170,31 @@ pub(crate) fn random_id() -> String {
 
 /// The runtime private to a pool or an agent.
 pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    keep_standard_numbers();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(format!("{name}-nats"))
         .enable_all()
         .build()
+}
+
+/// Opens `/dev/null` onto whichever of descriptors 0, 1 and 2 the program closed (a daemon
+/// that did not reopen them), before the runtime and the client open theirs: their numbers
+/// (tokio's and async-nats's sockets and event descriptors) are not the pool's to choose, and
+/// on one of those the program's next `println!` would write into the server's connection.
+/// Each is opened close-on-exec: a program the program starts finds it closed, as before.
+fn keep_standard_numbers() {
+    loop {
+        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
+            return;
+        };
+        if null.as_raw_fd() > 2 {
+            // Every standard number is taken: this one closes as it drops.
+            return;
+        }
+        // The lowest free number was a standard one: it stays `/dev/null` for good.
+        let _ = null.into_raw_fd();
+    }
 }
 
 /// Runs `f`, which starts, blocks on or stops a runtime private to a pool or an agent: here,
