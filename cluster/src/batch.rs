@@ -14,6 +14,7 @@ use taskpool_core::backend::{Job, Reorder, deadline_after, recv_until};
 use taskpool_core::{NextTimeout, Side, TaskError, Timeout};
 use taskpool_process::remote::{self, EncodedJob};
 
+use crate::chunk::ItemTime;
 use crate::pool::Inner;
 use crate::wire::Unit;
 
@@ -35,6 +36,8 @@ pub(crate) struct Stream<'p, J: Job, I> {
     job: Result<EncodedJob, TaskError>,
     /// The job's id among the caller's, for its units ([`Unit::job`]).
     job_id: u64,
+    /// What the job's items cost on the agents, from its own units: its chunks' size.
+    time: Arc<ItemTime>,
     items: Fuse<I>,
     /// The most items pulled and not yet yielded.
     window: usize,
@@ -73,6 +76,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 }
             }),
             job_id: inner.new_job(),
+            time: Arc::new(ItemTime::new()),
             items: items.fuse(),
             window: window.max(1),
             pulled: 0,
@@ -109,7 +113,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let remaining = (Some(low) == high).then_some(low);
             let size = match self.inner.config.config.get_chunk_size() {
                 Some(size) => size.min(room),
-                None => self.inner.item_time.chunk(remaining, workers, room),
+                None => self.time.chunk(remaining, workers, room),
             };
             let budget = self.inner.max_unit / 2;
             let state = job.state().len();
@@ -191,7 +195,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             });
             let (units, ahead) = (&mut self.units, &mut self.ahead);
             let bytes = inputs.len();
-            self.inner.send(self.job_id, job, inputs, ends, None, settle, |id| {
+            self.inner.send(self.job_id, Some(&self.time), job, inputs, ends, None, settle, |id| {
                 units.insert(base, (id, bytes));
                 *ahead += bytes;
             });

@@ -5,24 +5,26 @@
 //! of the chunk's time; but not so large that one agent gets all the work. Agents report how
 //! long each unit takes on its agent, from what its items took in the agent's workers (not
 //! the time it waited there behind other work: a unit sent to a busy agent would otherwise
-//! take its items for slow ones); the pool keeps a moving average of the time per item, and
-//! sizes each new chunk to take about [`TARGET`], at most a fair share of what is left. Until
-//! a unit was measured a chunk takes one item: a guess that takes slow items for cheap ones
-//! would send a whole `map` at once, and a task another caller sends after it would wait
-//! behind all of it (the agents take the tasks of every caller from one queue).
+//! take its items for slow ones). Each job of a caller (a `map`, `imap` or `starmap` call)
+//! keeps a moving average of the time per item of its own units, and sizes each new chunk to
+//! take about [`TARGET`], at most a fair share of what is left. Until one of its units was
+//! measured a chunk takes one item: a guess that takes slow items for cheap ones would send a
+//! whole `map` at once, and a task another caller sends after it would wait behind all of it
+//! (the agents take the tasks of every caller from one queue). What one job measured never
+//! sizes the chunks of another: a `map` of slow items after (or beside) one of cheap items
+//! would otherwise travel in a few large chunks, each run by one agent while the others
+//! wait, and a `map` of cheap items after one of slow items in chunks of one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The time one chunk should take on its agent.
 const TARGET: Duration = Duration::from_millis(10);
-/// The time per item the moving average starts from, once the first unit was measured.
-const INITIAL_ITEM_NS: u64 = 20_000;
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
 
-/// The measured time per item of a pool's units.
-#[derive(Debug)]
+/// The measured time per item of one job's units.
+#[derive(Debug, Default)]
 pub(crate) struct ItemTime {
     ns: AtomicU64,
     /// Whether a unit was measured yet.
@@ -30,19 +32,26 @@ pub(crate) struct ItemTime {
 }
 
 impl ItemTime {
+    /// A job's time per item, not measured yet.
     pub(crate) fn new() -> Self {
-        ItemTime { ns: AtomicU64::new(INITIAL_ITEM_NS), measured: AtomicBool::new(false) }
+        ItemTime::default()
     }
 
     /// Records a unit of `items` items that took `ns` on its agent; 0 says that nothing was
     /// measured (the unit failed as a whole, or every item failed), which changes nothing.
+    /// The first unit measured sets the time per item; each later one moves it halfway.
     pub(crate) fn record(&self, items: usize, ns: u64) {
         if items == 0 || ns == 0 {
             return;
         }
         let per_item = (ns / items as u64).max(1);
-        let old = self.ns.load(Ordering::Relaxed);
-        self.ns.store((old / 2 + per_item / 2).max(1), Ordering::Relaxed);
+        let new = if self.measured.load(Ordering::Relaxed) {
+            let old = self.ns.load(Ordering::Relaxed);
+            (old / 2 + per_item / 2).max(1)
+        } else {
+            per_item
+        };
+        self.ns.store(new, Ordering::Relaxed);
         self.measured.store(true, Ordering::Relaxed);
     }
 
@@ -83,5 +92,15 @@ mod tests {
         assert_eq!(time.chunk(None, 2, usize::MAX), 1);
         time.record(0, 5);
         assert_eq!(time.chunk(Some(0), 2, usize::MAX), 1);
+    }
+
+    #[test]
+    fn the_first_unit_measured_sets_the_time_per_item() {
+        let time = ItemTime::new();
+        time.record(4, 4_000_000); // 1 ms per item
+        assert_eq!(time.chunk(None, 2, usize::MAX), 10);
+        let cheap = ItemTime::new();
+        cheap.record(1, 1_000); // 1 us per item
+        assert_eq!(cheap.chunk(None, 2, usize::MAX), 10_000);
     }
 }

@@ -46,10 +46,12 @@
 //! - **Exactly-once settlement.** Each task has an id; the first result settles its handle
 //!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
-//!   per item the agents measure, with a result per item.
+//!   per item the agents measure, with a result per item. Each call learns what its own
+//!   items cost, starting from one item to a chunk: what one `map` measured never sizes the
+//!   chunks of another.
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
-//!   worker in flight, each about 10 ms of work (one item until the pool has measured what
+//!   worker in flight, each about 10 ms of work (one item until the call has measured what
 //!   its items cost), so another caller's task reaches an agent after those, and there waits
 //!   for a batch of them, not all (the jobs an agent holds take turns for its workers); but
 //!   tasks `submit`ted in bulk are all queued at once, and a task another caller sends after

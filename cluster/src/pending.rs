@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use taskpool_core::TaskError;
 
+use crate::chunk::ItemTime;
+
 /// What settles a unit: called once with every item's outcome, in order.
 pub(crate) type Settle = Box<dyn for<'a> FnOnce(Vec<Result<&'a [u8], TaskError>>) + Send>;
 
@@ -22,6 +24,9 @@ pub(crate) type Settle = Box<dyn for<'a> FnOnce(Vec<Result<&'a [u8], TaskError>>
 pub(crate) struct Entry {
     pub(crate) items: usize,
     pub(crate) submitted: Instant,
+    /// What the items of the unit's job cost, for its measured time: `None` for a single
+    /// task, which no chunk is sized from.
+    pub(crate) time: Option<Arc<ItemTime>>,
     settle: Settle,
     /// The items' outcomes that came in parts so far; `None` until a part comes.
     parts: Option<Parts>,
@@ -145,16 +150,23 @@ impl Pending {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Records unit `id` of `items` items. Hands `settle` back if the pool is closed.
-    pub(crate) fn insert(&self, id: u64, items: usize, settle: Settle) -> Result<(), Settle> {
+    /// Records unit `id` of `items` items, of the job whose items' cost is `time`. Hands
+    /// `settle` back if the pool is closed.
+    pub(crate) fn insert(
+        &self,
+        id: u64,
+        items: usize,
+        time: Option<Arc<ItemTime>>,
+        settle: Settle,
+    ) -> Result<(), Settle> {
         let mut table = self.lock();
         if table.closed {
             return Err(settle);
         }
-        table.entries.insert(
-            id,
-            Entry { items, submitted: Instant::now(), settle, parts: None, taken: None },
-        );
+        let submitted = Instant::now();
+        table
+            .entries
+            .insert(id, Entry { items, submitted, time, settle, parts: None, taken: None });
         Ok(())
     }
 
@@ -316,7 +328,7 @@ mod tests {
         let pending = Pending::new();
         let hits = Arc::new(AtomicUsize::new(0));
         let id = pending.next_id();
-        assert!(pending.insert(id, 2, counting(&hits)).is_ok());
+        assert!(pending.insert(id, 2, None, counting(&hits)).is_ok());
         for _ in 0..3 {
             match pending.take(id) {
                 Some(entry) => entry.settle(vec![Ok(&[1][..]), Ok(&[2][..])]),
@@ -338,7 +350,7 @@ mod tests {
             let values = outcomes.into_iter().map(|o| o.map(<[u8]>::to_vec).ok()).collect();
             *seen.lock().unwrap() = values;
         });
-        assert!(pending.insert(id, 3, settle).is_ok());
+        assert!(pending.insert(id, 3, None, settle).is_ok());
         assert!(matches!(pending.take_part(id, 1, vec![Ok(&[2][..])]), Part::Kept));
         // Another run's copy of the same items adds nothing.
         assert!(matches!(pending.take_part(id, 1, vec![Ok(&[9][..])]), Part::Unwanted));
@@ -362,8 +374,8 @@ mod tests {
         let pending = Pending::new();
         let hits = Arc::new(AtomicUsize::new(0));
         let (a, b) = (pending.next_id(), pending.next_id());
-        assert!(pending.insert(a, 2, counting(&hits)).is_ok());
-        assert!(pending.insert(b, 2, counting(&hits)).is_ok());
+        assert!(pending.insert(a, 2, None, counting(&hits)).is_ok());
+        assert!(pending.insert(b, 2, None, counting(&hits)).is_ok());
         let taken = pending.take(a).expect("pending");
         let drained = pending.drain();
         // Taken out, but their handles not settled yet: a shutdown waiting for the table to
@@ -378,7 +390,7 @@ mod tests {
         assert!(pending.wait_empty(Some(Duration::ZERO)));
         // An entry dropped without settling (a cancelled unit) counts as settled too.
         let c = pending.next_id();
-        assert!(pending.insert(c, 2, counting(&hits)).is_ok());
+        assert!(pending.insert(c, 2, None, counting(&hits)).is_ok());
         drop(pending.take(c));
         assert!(pending.wait_empty(Some(Duration::ZERO)));
     }
@@ -388,8 +400,8 @@ mod tests {
         let pending = Pending::new();
         let hits = Arc::new(AtomicUsize::new(0));
         let (a, b) = (pending.next_id(), pending.next_id());
-        assert!(pending.insert(a, 2, counting(&hits)).is_ok());
-        assert!(pending.insert(b, 2, counting(&hits)).is_ok());
+        assert!(pending.insert(a, 2, None, counting(&hits)).is_ok());
+        assert!(pending.insert(b, 2, None, counting(&hits)).is_ok());
         let now = Instant::now();
         assert!(pending.overdue(now, Duration::from_secs(60), |s| s).is_empty());
         assert!(!pending.any_overdue(now, Duration::from_secs(60), |s| s));
@@ -403,6 +415,6 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 2);
         assert!(!pending.contains(a));
         pending.close();
-        assert!(pending.insert(pending.next_id(), 2, counting(&hits)).is_err());
+        assert!(pending.insert(pending.next_id(), 2, None, counting(&hits)).is_err());
     }
 }

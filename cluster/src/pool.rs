@@ -129,7 +129,6 @@ pub(crate) struct Inner {
     /// The pool's initializer, as an offset into the executable image, for the agents.
     pub(crate) initializer: Option<i64>,
     pub(crate) pending: Pending,
-    pub(crate) item_time: ItemTime,
     /// The id of the last batch job started (`map`, `imap`, `starmap`): see [`Unit::job`].
     jobs: AtomicU64,
     client: async_nats::Client,
@@ -240,7 +239,6 @@ impl ClusterPool {
             image,
             caller,
             pending: Pending::new(),
-            item_time: ItemTime::new(),
             jobs: AtomicU64::new(wire::SINGLE_TASKS),
             client,
             beats,
@@ -371,12 +369,14 @@ impl Inner {
     }
 
     /// Sends one unit of the caller's job `job_id` ([`Unit::job`]) whose outcomes go to
-    /// `settle`; returns its id. A unit that cannot be sent is settled at once with the
-    /// reason.
+    /// `settle`; returns its id. The time its agent measured goes to `time`, the cost of the
+    /// job's items (none for single tasks). A unit that cannot be sent is settled at once
+    /// with the reason.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send(
         self: &Arc<Self>,
         job_id: u64,
+        time: Option<&Arc<ItemTime>>,
         job: &EncodedJob,
         inputs: Vec<u8>,
         ends: Vec<u32>,
@@ -419,7 +419,7 @@ impl Inner {
         }
         let id = unit.task;
         on_id(id);
-        if let Err(settle) = self.pending.insert(id, items, settle) {
+        if let Err(settle) = self.pending.insert(id, items, time.cloned(), settle) {
             return fail(settle, TaskError::ShutDown);
         }
         if self.outbox.send(unit).is_err()
@@ -469,7 +469,9 @@ impl Inner {
                 }
                 continue;
             };
-            self.item_time.record(entry.items, result.elapsed_ns);
+            if let Some(time) = &entry.time {
+                time.record(entry.items, result.elapsed_ns);
+            }
             let outcomes = result.outcome.items(entry.items);
             entry.settle(outcomes);
         }
@@ -483,7 +485,9 @@ impl Inner {
     fn settle_part(&self, result: &UnitResult, first: usize, n: usize) {
         match self.pending.take_part(result.task, first, result.outcome.items(n)) {
             Part::Completed(entry, outcomes) => {
-                self.item_time.record(entry.items, result.elapsed_ns);
+                if let Some(time) = &entry.time {
+                    time.record(entry.items, result.elapsed_ns);
+                }
                 entry.settle_parts(outcomes);
             }
             Part::Kept => {}
@@ -733,7 +737,7 @@ impl Execute for ClusterPool {
             );
             drop(held);
         });
-        self.inner.send(wire::SINGLE_TASKS, &encoded, inputs, ends, timeout, settle, |id| {
+        self.inner.send(wire::SINGLE_TASKS, None, &encoded, inputs, ends, timeout, settle, |id| {
             let _ = record.id.set(id);
             completer.on_cancel_of(Arc::downgrade(&record) as Weak<Sent>);
         });
