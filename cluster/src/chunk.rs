@@ -55,10 +55,15 @@ impl ItemTime {
         self.measured.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a unit was measured yet.
+    pub(crate) fn measured(&self) -> bool {
+        self.measured.load(Ordering::Relaxed)
+    }
+
     /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
     /// two chunks per worker, at most `max`; at least one. One until a unit was measured.
     pub(crate) fn chunk(&self, remaining: Option<usize>, workers: usize, max: usize) -> usize {
-        if !self.measured.load(Ordering::Relaxed) {
+        if !self.measured() {
             return 1;
         }
         let per_item = self.ns.load(Ordering::Relaxed).max(1);

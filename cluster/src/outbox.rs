@@ -21,7 +21,8 @@ const PUBLISHING: usize = 64;
 /// the whole message back to the stream. Single tasks still go 128 to a message.
 const ITEMS_PER_MESSAGE: usize = 128;
 
-/// Stores units in the tasks stream, several to a message when they queue up.
+/// Stores units in the tasks stream, several to a message when they queue up (but for a unit
+/// that travels alone, [`Unit::alone`]).
 ///
 /// Each message is handed to the client here, at once; a task of its own waits for the
 /// server's acknowledgement and retries if need be.
@@ -36,10 +37,12 @@ pub(crate) async fn publish(
         let (mut weight, mut items) = (first.weight(), first.ends.len());
         let mut units = vec![first];
         let mut heavy = None;
-        while weight < inner.max_unit / 2 && items < ITEMS_PER_MESSAGE {
+        let alone = units[0].alone;
+        while !alone && weight < inner.max_unit / 2 && items < ITEMS_PER_MESSAGE {
             match inbox.try_recv() {
                 Ok(unit)
-                    if weight + unit.weight() <= inner.max_unit
+                    if !unit.alone
+                        && weight + unit.weight() <= inner.max_unit
                         && items + unit.ends.len() <= ITEMS_PER_MESSAGE =>
                 {
                     weight += unit.weight();
@@ -47,7 +50,7 @@ pub(crate) async fn publish(
                     units.push(unit);
                 }
                 Ok(unit) => {
-                    // Too heavy or too many items to join: it goes alone, next.
+                    // Too heavy, too many items or a unit of its own: it goes alone, next.
                     heavy = Some(unit);
                     break;
                 }

@@ -395,6 +395,9 @@ impl Inner {
                 .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
             inputs,
             ends,
+            // The chunks of a job not measured yet go out several at once, one item each:
+            // packed in one message, they would all go to one agent while the others wait.
+            alone: time.is_some_and(|time| !time.measured()),
         };
         let fail = |settle: Settle, error: TaskError| {
             settle((0..items).map(|_| Err(error.clone())).collect());

@@ -1,6 +1,7 @@
 //! Each `map` or `imap` of a pool learns what its own items cost: what one measured never
 //! sizes the chunks of another. An `imap` of slow items after a `map` of cheap ones starts
-//! from one item to a chunk, as on a fresh pool, rather than send every item in one chunk.
+//! from one item to a chunk, as on a fresh pool, rather than send every item in one chunk;
+//! and those first chunks spread over the agents.
 
 mod common;
 
@@ -34,12 +35,19 @@ fn started(dir: &Path) -> usize {
 }
 
 /// Runs an `imap` of [`HELD`] held items, of a length the pool cannot know in advance, on
-/// `pool` after a `map` of cheap items; waits until `side_by_side` of them run at once, then
-/// lets them all go. Returns whether they did, and the units the held items travelled in.
-fn held_after_cheap(test: &str, pool: &ClusterPool, side_by_side: usize) -> (bool, u64) {
+/// `pool` (on the server at `url`) after a `map` of cheap items; waits until `side_by_side`
+/// of them run at once, then lets them all go. Returns whether they did, the units the held
+/// items travelled in, and the task messages they travelled in.
+fn held_after_cheap(
+    test: &str,
+    url: &str,
+    pool: &ClusterPool,
+    side_by_side: usize,
+) -> (bool, u64, u64) {
     let doubled = pool.map(cheap, 0..200).unwrap();
     assert_eq!(doubled, (0..200).map(cheap).collect::<Vec<u64>>());
     let before = pool.stats().settled;
+    let messages_before = stored(url);
     let dir = common::markers(test);
     let path = dir.to_string_lossy().into_owned();
     let let_go = LetAllGo(dir.clone());
@@ -60,7 +68,18 @@ fn held_after_cheap(test: &str, pool: &ClusterPool, side_by_side: usize) -> (boo
     });
     assert_eq!(values, (0..HELD).collect::<Vec<u32>>());
     std::fs::remove_dir_all(dir).unwrap();
-    (together, pool.stats().settled - before)
+    (together, pool.stats().settled - before, stored(url) - messages_before)
+}
+
+/// The messages the tasks stream has taken so far.
+fn stored(url: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        tasks.info().await.expect("its state").state.last_sequence
+    })
 }
 
 #[test]
@@ -71,9 +90,27 @@ fn a_slow_imap_after_a_cheap_map_starts_from_chunks_of_one() {
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
-    let (together, units) = held_after_cheap("job_chunks_one", &pool, 2);
+    let (together, units, _) = held_after_cheap("job_chunks_one", &url, &pool, 2);
     assert!(together, "the agent's two workers did not run two held items at once");
     // Nothing was measured before every item was sent (the pool keeps more chunks than that
     // in flight): one item to a chunk. Sized from the cheap map's items: one chunk.
     assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
+}
+
+/// Two agents of one worker each: the chunks of one item sent before anything was measured
+/// travel in messages of their own, so that both agents get some. Packed in one message,
+/// they all went to one agent, which ran them one at a time while the other had none.
+#[test]
+fn the_first_chunks_of_a_call_spread_over_the_agents() {
+    let Some(server) = common::server("job_chunks_spread") else { return };
+    let url = server.url();
+    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (together, units, messages) = held_after_cheap("job_chunks_spread", &url, &pool, 2);
+    assert!(together, "the two agents did not each run a held item at once");
+    assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
+    // An agent of one worker holds four messages at once: eight take both agents.
+    assert_eq!(messages, u64::from(HELD), "the held items travelled in {messages} messages");
 }
