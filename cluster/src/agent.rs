@@ -30,8 +30,8 @@ use crate::link::{self, Names};
 use crate::pool::{CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
 use crate::refusal::{Stream, refusal};
 use crate::wire::{
-    self, Item, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome, UnitResult,
-    WireError,
+    self, Item, RefusedResults, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome,
+    UnitResult, WireError,
 };
 use crate::workers::Workers;
 
@@ -56,6 +56,10 @@ const FORGET_GONE: Duration = Duration::from_secs(5);
 const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// How often, at most, an agent says again that the server refuses to store its results.
 const SAY_REFUSED: Duration = Duration::from_secs(15);
+/// How often, at most, an agent tells a caller that the server refuses to store a result
+/// message of its units ([`RefusedResults`]): the caller fails them once that has lasted its
+/// agent wait.
+const TELL_REFUSED: Duration = Duration::from_secs(1);
 
 /// Serves tasks until the process receives `SIGTERM` or `SIGINT`; then takes no new task,
 /// finishes those it holds, and returns. A second such signal ends the process at once (exit
@@ -1046,7 +1050,8 @@ async fn store_results(
                 sequence += 1;
                 let id = format!("{agent}-{sequence}");
                 let subject = names.results_subject(&caller);
-                let store = store_one(js.clone(), stores.clone(), subject, id, outgoing);
+                let tell = names.fast_subject(&caller);
+                let store = store_one(js.clone(), stores.clone(), subject, tell, id, outgoing);
                 let slot = slot.clone();
                 tokio::spawn(async move {
                     store.await;
@@ -1057,12 +1062,14 @@ async fn store_results(
     }
 }
 
-/// Stores a result message, retrying with the same message id until the server takes it;
-/// notes in `stores` while it fails, and why.
+/// Stores a result message on `subject`, retrying with the same message id until the server
+/// takes it; notes in `stores` while it fails, and why, and tells its caller (on `tell`, its
+/// fast subject) while the server refuses it.
 async fn store_one(
     js: jetstream::Context,
     stores: Arc<Stores>,
     subject: String,
+    tell: String,
     id: String,
     outgoing: Vec<Outgoing>,
 ) {
@@ -1070,8 +1077,11 @@ async fn store_one(
     let count = outgoing.len();
     let (results, receipts): (Vec<_>, Vec<_>) =
         outgoing.into_iter().map(|o| (o.result, o.stored)).unzip();
+    let mut tasks: Vec<u64> = results.iter().map(|r| r.task).collect();
+    tasks.dedup();
     let payload = bytes::Bytes::from(wire::encode(&ResultMessage { results }));
     let mut pause = Duration::from_millis(20);
+    let mut told: Option<Instant> = None;
     loop {
         let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
         let error = match js.send_publish(subject.clone(), publish).await {
@@ -1083,7 +1093,21 @@ async fn store_one(
         };
         let connected = js.client().connection_state() == async_nats::connection::State::Connected;
         let reason = refusal(&error, &subject, Stream::Results);
-        stores.failed(&id, &caller, count, reason, connected);
+        stores.failed(&id, &caller, count, reason.clone(), connected);
+        if connected && told.is_none_or(|at| at.elapsed() >= TELL_REFUSED) {
+            told = Some(Instant::now());
+            let refused = stores.refused_for(&id);
+            let notice = RefusedResults {
+                agent: stores.agent.clone(),
+                tasks: tasks.clone(),
+                refused_ms: u64::try_from(refused.as_millis()).unwrap_or(u64::MAX),
+                reason,
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::REFUSED_HEADER, "1");
+            let payload = wire::encode(&notice).into();
+            let _ = js.client().publish_with_headers(tell.clone(), headers, payload).await;
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
@@ -1152,10 +1176,17 @@ impl Stores {
         say!(
             "taskpool agent {}: the server refuses to store results in stream {}: {what}. They \
              are retried; their tasks stay held here until they are stored (a stopping agent \
-             gives up on them after the ack wait)",
+             gives up on them after the ack wait), and their callers are told (they fail them \
+             once refused for their agent wait)",
             self.agent,
             self.stream,
         );
+    }
+
+    /// How long the server has refused to store message `id` while the agent could reach it.
+    fn refused_for(&self, id: &str) -> Duration {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.failing.get(id).map_or(Duration::ZERO, |f| f.since.elapsed())
     }
 
     /// The store of message `id` succeeded; said once stores succeed again after failures

@@ -10,7 +10,7 @@ use taskpool_core::TaskError;
 
 use crate::link;
 use crate::pool::Inner;
-use crate::wire::{self, ResultMessage};
+use crate::wire::{self, RefusedResults, ResultMessage};
 
 /// Pulls this caller's results and settles their units.
 ///
@@ -90,14 +90,21 @@ async fn attach(inner: &Inner) -> Result<jetstream::consumer::PullConsumer, Task
     link::results_consumer(&results, &inner.names, &inner.caller).await
 }
 
-/// Settles units from the fast copies of their results.
+/// Settles units from the fast copies of their results, and hears from agents whose results
+/// the server refuses to store ([`RefusedResults`]).
 pub(crate) async fn receive_fast(
     inner: std::sync::Weak<Inner>,
     mut copies: async_nats::Subscriber,
 ) {
     while let Some(message) = copies.next().await {
         let Some(inner) = inner.upgrade() else { return };
-        if let Ok(results) = wire::decode::<ResultMessage>(&message.payload) {
+        let refused =
+            message.headers.as_ref().is_some_and(|h| h.get(wire::REFUSED_HEADER).is_some());
+        if refused {
+            if let Ok(notice) = wire::decode::<RefusedResults>(&message.payload) {
+                inner.results_refused(notice);
+            }
+        } else if let Ok(results) = wire::decode::<ResultMessage>(&message.payload) {
             inner.settle(results, false);
         }
     }

@@ -23,7 +23,7 @@ use crate::inbox;
 use crate::link::{self, Names};
 use crate::outbox;
 use crate::pending::{Part, Pending, Settle};
-use crate::wire::{self, ResultMessage, Unit, UnitResult};
+use crate::wire::{self, RefusedResults, ResultMessage, Unit, UnitResult};
 
 /// An agent counts as alive this long after it last said so (it says so every second).
 pub(crate) const ALIVE_FOR: Duration = Duration::from_secs(3);
@@ -69,7 +69,9 @@ pub(crate) struct CancelNotice {
 /// this image for [`ClusterConfig::agent_wait`] while the server answers
 /// ([`TaskError::NoWorker`]), a task delivered [`ClusterConfig::delivery_limit`] times without
 /// an outcome ([`TaskError::DeliveryLimit`]), a server that does not take the task or does
-/// not answer for as long ([`TaskError::Unreachable`]).
+/// not answer for as long, or that refuses for as long to store the result an agent holds
+/// for it (a results stream that stays full, a permission refused: the agent tells the
+/// pool, and the error's source says why) ([`TaskError::Unreachable`]).
 ///
 /// The pool runs a small async runtime of its own, so async code on any runtime can use it:
 /// `submit` never blocks, and its handles can be awaited. Connecting, `map`, `apply`, `join`,
@@ -477,6 +479,31 @@ impl Inner {
             }
             let outcomes = result.outcome.items(entry.items);
             entry.settle(outcomes);
+        }
+    }
+
+    /// Fails the units of `notice`, as [`TaskError::Unreachable`] saying why, once the server
+    /// has refused to store their results for the agent wait: the agent that holds them
+    /// retries for as long as it lives, and the pool would wait for them with no word.
+    /// Results stored later after all are duplicates.
+    pub(crate) fn results_refused(&self, notice: RefusedResults) {
+        let refused = Duration::from_millis(notice.refused_ms);
+        if refused < self.config.agent_wait {
+            return;
+        }
+        let reason = format!(
+            "the server at {} refuses to store the results of this pool's tasks that agent {} \
+             ran, and has for {:.0} s: {}",
+            self.config.server.shown_url(),
+            notice.agent,
+            refused.as_secs_f64(),
+            notice.reason,
+        );
+        let error = error::unreachable(reason, refused);
+        for task in notice.tasks {
+            if let Some(entry) = self.pending.take(task) {
+                entry.fail(&error);
+            }
         }
     }
 

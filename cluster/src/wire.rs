@@ -86,6 +86,25 @@ impl Unit {
     }
 }
 
+/// What an agent says straight to a caller (a plain message on its fast subject, with the
+/// header [`REFUSED_HEADER`]), about once a second, while the server refuses to store the
+/// results of some of the caller's units: the caller would otherwise wait for them, with no
+/// word, for as long as the agent lives.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RefusedResults {
+    pub(crate) agent: String,
+    /// The units whose results the agent holds and cannot store.
+    pub(crate) tasks: Vec<u64>,
+    /// How long the server has refused them, in milliseconds (while the agent could reach
+    /// it: a store that fails for want of a connection is not a refusal).
+    pub(crate) refused_ms: u64,
+    /// Why, as the server's last refusal says, with what it may mean.
+    pub(crate) reason: String,
+}
+
+/// The header that marks a message on a caller's fast subject as [`RefusedResults`].
+pub(crate) const REFUSED_HEADER: &str = "Taskpool-Refused-Results";
+
 /// A message on the results stream: the outcomes of one or more units of one caller.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ResultMessage {

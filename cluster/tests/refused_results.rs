@@ -1,7 +1,9 @@
 //! An agent whose results the server refuses to store (a results stream that stays full, a
 //! permission refused, a limit) says so on standard error, and, asked to stop, does not wait
 //! for ever to store them: once its stores have failed for the ack wait, it stops, saying what
-//! it could not store.
+//! it could not store. It tells their callers too, which fail those tasks once their results
+//! have been refused for their agent wait, saying why, rather than wait for as long as the
+//! agent lives.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use common::SpeakingAgent;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, Side, TaskError};
+use taskpool_cluster::{ClusterConfig, ClusterPool, NextTimeout, Pool, Side, TaskError};
 
 /// Long enough to call an agent that did not speak or did not stop hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -61,6 +63,44 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
         Err(TaskError::NoWorker { other_agents: 0, other_streams: 0, .. }) => {}
         other => panic!("expected the task to fail for want of an agent, got {other:?}"),
     }
+}
+
+/// The pool hears from the agent that the server refuses its results, and fails the tasks
+/// (a single task, or the chunks of an `imap`) once they have been refused for its agent
+/// wait, saying why; a result the server takes still comes.
+#[test]
+fn a_caller_whose_results_are_refused_fails_those_tasks_saying_why() {
+    let Some(server) = common::server("refused_results_caller") else { return };
+    let url = server.url();
+    let capped = stream::Config {
+        name: "TASKPOOL_RESULTS".into(),
+        subjects: vec!["taskpool.results.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: 4096,
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    make_stream(&url, capped);
+    let _agent = common::agent(&url, 1, &[]);
+    let wait = Duration::from_secs(3);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url).agent_wait(wait))
+        .expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let refused = |outcome: Result<Vec<u8>, TaskError>| match outcome {
+        Err(TaskError::Unreachable { waited, source }) => {
+            assert!(waited >= wait, "refused for {waited:?}");
+            let why = source.to_string();
+            assert!(why.contains("refuses to store the results"), "what: {why}");
+            assert!(why.contains("maximum bytes exceeded"), "the server's reason: {why}");
+        }
+        other => panic!("expected the results to be refused, got {other:?}"),
+    };
+    refused(pool.submit(large, 64 << 10).join_timeout(DEADLINE));
+    let mut items = pool.imap(large, [64 << 10]);
+    refused(items.next_timeout(DEADLINE).expect("the imap settles").expect("an item"));
+    drop(items);
+    assert_eq!(pool.apply(length, vec![7u8; 100]).unwrap(), 100);
 }
 
 /// A results stream made beforehand with a `max_msg_size` below the server's payload limit
@@ -136,13 +176,22 @@ fn an_agent_that_may_not_publish_results_says_what_the_server_said() {
     let url = server.url();
     let agent = speaking_agent(&url.replace("nats://", "nats://agent:a@"));
     let caller = url.replace("nats://", "nats://caller:c@");
-    let pool = ClusterPool::with_config(ClusterConfig::new(caller)).expect("the pool connects");
+    let config = ClusterConfig::new(caller).agent_wait(Duration::from_secs(3));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
-    let _task = pool.submit(large, 64 << 10);
+    let mut task = pool.submit(large, 64 << 10);
 
     let refused = agent.said("refuses to store", DEADLINE);
     assert!(refused.contains("Permissions Violation for Publish"), "the reason: {refused}");
     assert!(refused.contains("taskpool.results."), "the subject: {refused}");
+    // The caller hears it too.
+    match task.join_timeout(DEADLINE) {
+        Err(TaskError::Unreachable { source, .. }) => {
+            let why = source.to_string();
+            assert!(why.contains("Permissions Violation for Publish"), "the reason: {why}");
+        }
+        other => panic!("expected the result to be refused, got {other:?}"),
+    }
 }
 
 /// An agent of this test binary of one worker and an ack wait of a second, whose standard
