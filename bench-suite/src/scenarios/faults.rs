@@ -8,9 +8,15 @@
 //! in threads cannot survive some of them, so it runs in a child copy of this binary (a
 //! probe), a pool of two, and the report shows how that child ended.
 //!
-//! A backend whose workers live on agents (other machines' worker hosts) has one more row:
-//! an agent killed while it runs a task, `min(repeats, 3)` times, timed from submitting the
-//! task to the next task's result (the task runs again on another agent).
+//! A backend whose workers live on agents (other machines' worker hosts) is measured in this
+//! program too, on a pool that plans for one worker; but the agents' workers serve every
+//! pool (two agents here), so a worker that crashes or hangs is not the only one: the next
+//! task need not wait for its replacement, and the cells say so. It has one more row: an
+//! agent killed while it runs a task, `min(repeats, 3)` times, timed from submitting the task
+//! to the next task's result, sent once the lost task's result came (it runs again on another
+//! agent after the ack wait). That time is the lost task's delay, nearly all of it the ack
+//! wait the agents are given (1 s, where they default to 30 s), not a pause of the pool: the
+//! other agent serves meanwhile.
 //!
 //! Criterion's isolation groups (`fault-segfault`, ...) time the same sequence on the
 //! process backends, on pools of one and two workers, plus `recycle`: a no-op on a pool
