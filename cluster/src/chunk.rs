@@ -45,19 +45,20 @@ impl ItemTime {
             return;
         }
         let per_item = (ns / items as u64).max(1);
-        let new = if self.measured.load(Ordering::Relaxed) {
+        let new = if self.measured() {
             let old = self.ns.load(Ordering::Relaxed);
             (old / 2 + per_item / 2).max(1)
         } else {
             per_item
         };
         self.ns.store(new, Ordering::Relaxed);
-        self.measured.store(true, Ordering::Relaxed);
+        // Released after the time: whoever sees it measured sees the time too.
+        self.measured.store(true, Ordering::Release);
     }
 
     /// Whether a unit was measured yet.
     pub(crate) fn measured(&self) -> bool {
-        self.measured.load(Ordering::Relaxed)
+        self.measured.load(Ordering::Acquire)
     }
 
     /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
