@@ -133,7 +133,8 @@ pub enum TaskError {
         deliveries: u32,
     },
     /// The service the pool sends its tasks through (a cluster's message server) could not
-    /// be reached, or did not take the task, within `waited`; [`Error::source`] says why.
+    /// be reached, or did not take the task or its result, within `waited`;
+    /// [`Error::source`] says why.
     Unreachable {
         /// How long the pool kept trying (zero if it did not retry).
         waited: Duration,
