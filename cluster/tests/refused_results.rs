@@ -43,7 +43,10 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
     };
     make_stream(&url, capped);
     let mut agent = speaking_agent(&url);
-    let config = ClusterConfig::new(url).agent_wait(Duration::from_secs(3));
+    // The agent stops about its ack wait (a second) after its first refusal; its caller
+    // fails the task as refused only after its agent wait, kept well past that, so that the
+    // task fails as one whose agent is gone on a slow machine too.
+    let config = ClusterConfig::new(url).agent_wait(Duration::from_secs(15));
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
     let task = pool.submit(large, 64 << 10);
