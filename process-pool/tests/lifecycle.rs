@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, TaskError};
 
 static INITIALIZED: AtomicU64 = AtomicU64::new(0);
 
@@ -120,7 +120,7 @@ fn shutdown_runs_what_is_queued_on_workers_recycled_or_crashed_meanwhile() {
         for (i, handle) in (0..).zip(handles.into_iter().chain(after)) {
             assert_eq!(handle.join().unwrap(), i);
         }
-        assert!(matches!(crash.join(), Err(TaskError::Crashed(_))));
+        assert_eq!(crashed(crash.join()), Exit::Signal(6));
     });
 }
 

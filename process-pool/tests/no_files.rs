@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessPool, TaskError, spawn};
+use taskpool_process::{Config, Exit, Pool, ProcessPool, TaskError, spawn};
 
 /// Where a process would put a socket, a temporary file or a shared-memory segment.
 fn places() -> BTreeSet<PathBuf> {
@@ -52,7 +52,7 @@ fn a_pool_creates_no_files() {
     let pool = ProcessPool::with_config(config).unwrap();
     assert_eq!(pool.map(square, 0..1000).unwrap().len(), 1000);
     assert_eq!(pool.imap_unordered(square, 0..1000).count(), 1000);
-    assert!(matches!(pool.apply(exit_3, 0), Err(TaskError::Crashed(_))));
+    assert_eq!(crashed(pool.apply(exit_3, 0)), Exit::Code(3));
     let limit = Duration::from_millis(50);
     assert!(matches!(
         pool.submit_timeout(sleep_ms, 60_000, limit).join(),

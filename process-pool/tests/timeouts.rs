@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, TaskError};
 
 fn timed_out(result: Result<u64, TaskError>) -> Duration {
     match result {
@@ -160,6 +160,6 @@ fn a_cancelled_task_requeued_after_a_crash_is_dropped_and_shutdown_completes() {
         let returned = rx.recv_timeout(std::time::Duration::from_secs(60));
         assert!(returned.is_ok(), "shutdown hung");
     });
-    assert!(matches!(victim.join(), Err(TaskError::Crashed(_))));
+    assert!(matches!(victim.join(), Err(TaskError::Crashed(Exit::Signal(9)))));
     assert!(matches!(behind.join(), Err(TaskError::Cancelled)));
 }

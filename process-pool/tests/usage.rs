@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use taskpool_process::{Pool, ProcessPool, TaskError};
+use taskpool_process::{Exit, Pool, ProcessPool};
 
 /// Allocates and touches `mib` mebibytes.
 fn fill(mib: u64) -> u64 {
@@ -62,7 +62,7 @@ fn the_peak_memory_is_the_workers_own_not_what_its_parent_held_when_it_started_i
 #[test]
 fn usage_goes_on_after_a_crash_and_counts_whole_batches() {
     let pool = ProcessPool::new(1).unwrap();
-    assert!(matches!(pool.submit_with_usage(abort, 0).join(), Err(TaskError::Crashed(_))));
+    assert_eq!(crashed(pool.submit_with_usage(abort, 0).join()), Exit::Signal(6));
     let (_, usage) = pool.submit_with_usage(spin, 50).join().unwrap();
     assert!(usage.user_cpu + usage.system_cpu >= Duration::from_millis(40), "{usage:?}");
     let outcomes = pool.map_results(spin, [30; 10]);
