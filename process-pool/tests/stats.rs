@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, TaskError};
 
 fn fail_odd(x: u64) -> u64 {
     assert!(x.is_multiple_of(2), "{x} is odd");
@@ -15,7 +15,14 @@ fn fail_odd(x: u64) -> u64 {
 fn a_batch_is_counted_by_the_time_it_returns() {
     let pool = ProcessPool::new(2).unwrap();
     let outcomes = pool.map_results(fail_odd, 0..100);
-    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 50);
+    assert_eq!(outcomes.len(), 100);
+    for (x, outcome) in (0..).zip(&outcomes) {
+        match outcome {
+            Ok(v) => assert!(*v == x && x % 2 == 0, "item {x} gave {v}"),
+            Err(TaskError::Panicked(report)) => assert_eq!(report.message, format!("{x} is odd")),
+            Err(e) => panic!("item {x}: unexpected {e:?}"),
+        }
+    }
     let stats = pool.stats();
     assert_eq!((stats.completed, stats.failed), (50, 50));
     let streamed = pool.imap_unordered(fail_odd, 0..10).filter(Result::is_ok).count();
@@ -49,7 +56,7 @@ fn cancelled_and_refused_tasks_count_as_failed_once() {
 fn crashes_and_replacements_are_counted() {
     let pool = ProcessPool::new(1).unwrap();
     for _ in 0..3 {
-        assert!(pool.apply(abort, 0).is_err());
+        assert_eq!(crashed(pool.apply(abort, 0)), Exit::Signal(6));
     }
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let stats = pool.stats();
