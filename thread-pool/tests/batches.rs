@@ -31,6 +31,16 @@ fn map_reports_the_earliest_failure_it_saw_and_map_results_runs_everything() {
     RAN.store(0, Ordering::Relaxed);
     let outcomes = pool.map_results(count_and_fail_on_multiples_of_1000, 0..100_000);
     assert_eq!(RAN.load(Ordering::Relaxed), 100_000, "map_results runs every item");
+    assert_eq!(outcomes.len(), 100_000);
+    for (x, outcome) in (0..).zip(&outcomes) {
+        match outcome {
+            Ok(v) => assert!(*v == x && x % 1000 != 999, "item {x} gave {v}"),
+            Err(TaskError::Panicked(report)) => {
+                assert_eq!(report.message, format!("item {x} fails"))
+            }
+            Err(e) => panic!("item {x}: unexpected {e:?}"),
+        }
+    }
     let failed = outcomes.iter().filter(|o| o.is_err()).count();
     assert_eq!(failed, 100);
     assert_eq!(pool.map(count_and_fail_on_multiples_of_1000, 0..999).unwrap().len(), 999);

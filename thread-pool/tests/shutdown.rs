@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
-use taskpool_thread::{Pool, ThreadPool};
+use taskpool_thread::{Pool, TaskError, ThreadPool};
 
 /// Returns `x * x` after a short sleep, and the name of the thread that ran it.
 fn sleep_then_square(x: u64) -> (u64, String) {
@@ -109,7 +109,7 @@ fn shutdown_from_a_task_waits_for_the_other_tasks_and_not_for_itself() {
     let caller = pool.submit(submit_then_shut_down, 50);
     let done = within("shutdown in the only thread's task", move || caller.join().unwrap());
     assert_eq!(done, 50, "every task submitted before shutdown had finished");
-    assert!(pool.submit(count, 0).join().is_err(), "the pool is closed");
+    assert!(matches!(pool.submit(count, 0).join(), Err(TaskError::ShutDown)), "the pool is closed");
 
     // Every thread of a pool of two in shutdown, with tasks queued behind them: all finish.
     DONE.store(0, Ordering::SeqCst);
