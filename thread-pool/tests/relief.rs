@@ -157,7 +157,8 @@ fn tasks_run_while_every_thread_of_the_pool_is_stuck_past_its_limit() {
 #[test]
 fn dropping_the_pool_ends_its_idle_relief_threads() {
     let pool = timed_pool("tp-drop", 1);
-    assert!(pool.apply(stuck_at_dropped, 0).is_err());
+    let stuck = pool.apply(stuck_at_dropped, 0);
+    assert!(matches!(stuck, Err(TaskError::TimedOut { still_running: true, .. })), "{stuck:?}");
     assert_eq!(next_thread(&pool), "tp-drop-relief");
     drop(pool);
     // The timed-out task still runs, and its relief thread, asleep, is gone.
@@ -241,10 +242,26 @@ fn a_task_on_a_relief_thread_joins_tasks_it_submits_to_its_own_pool() {
 fn a_task_on_a_relief_thread_shuts_its_pool_down_once_the_stuck_task_returns() {
     let pool = stuck_pool(&SHUTTING, "tp-shut", stuck_at_shut);
     let mut shutting = pool.submit(shut_down_inside, 0);
-    // The stuck task returns only once the shutdown has begun on the relief thread.
+    // The stuck task returns only once the shutdown has begun on the relief thread: once the
+    // pool refuses new tasks. Those submitted before that are queued, and run.
     let started = SHUTTING_STARTED.wait_up_to(HANG);
+    let deadline = Instant::now() + HANG;
+    let mut queued = Vec::new();
+    let mut refused = None;
+    while started && refused.is_none() && Instant::now() < deadline {
+        let probe = pool.submit(square, 3);
+        if probe.is_finished() {
+            refused = Some(probe.join());
+        } else {
+            queued.push(probe);
+        }
+    }
     SHUT.open();
     assert!(started, "the task that shuts the pool down did not start in {HANG:?}");
+    assert!(matches!(refused, Some(Err(TaskError::ShutDown))), "{refused:?}");
     assert_eq!(shutting.join_timeout(HANG).unwrap(), ("tp-shut-relief".to_owned(), true));
+    for mut probe in queued {
+        assert_eq!(probe.join_timeout(HANG).unwrap(), 9);
+    }
     assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
 }
