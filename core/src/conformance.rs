@@ -297,10 +297,14 @@ pub fn panic_is_typed_and_isolated<P: Pool>(make: impl Fn(Config) -> P) {
         other => panic!("expected a panic error, got {other:?}"),
     }
     let outcomes = pool.map_results(panic_on_three, 0..6);
-    for (i, outcome) in outcomes.into_iter().enumerate() {
+    assert_eq!(outcomes.len(), 6);
+    for (i, outcome) in (0..).zip(outcomes) {
         match outcome {
-            Ok(v) => assert_eq!(v, i as u64),
-            Err(TaskError::Panicked(_)) => assert_eq!(i, 3),
+            Ok(v) => assert!(v == i && i != 3, "item {i} gave {v}"),
+            Err(TaskError::Panicked(report)) => {
+                assert_eq!(i, 3);
+                assert_eq!(report.message, "three is not allowed");
+            }
             Err(e) => panic!("item {i}: unexpected {e:?}"),
         }
     }
@@ -491,12 +495,37 @@ pub fn reports_workers<P: Pool>(make: impl Fn(Config) -> P) {
     assert_eq!(make(Config::new().workers(3)).workers(), 3);
 }
 
+/// Creates the file named by its input in `dir`, failing if it exists: an item that runs a
+/// second time panics.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TouchOnce {
+    /// Where the files go.
+    pub dir: String,
+}
+
+impl Task for TouchOnce {
+    type Input = u64;
+    type Output = u64;
+
+    fn run(&self, x: u64) -> u64 {
+        let path = Path::new(&self.dir).join(x.to_string());
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+        assert!(created.is_ok(), "item {x} ran twice: {created:?}");
+        x + 1
+    }
+}
+
 /// Items of one `map` are distinct and each runs exactly once.
 pub fn each_item_once<P: Pool>(make: impl Fn(Config) -> P) {
     let pool = make(Config::new().workers(2).chunk_size(7));
     let out = pool.map(add_one, 0..10_000).unwrap();
     let distinct: HashSet<u64> = out.iter().copied().collect();
     assert_eq!(distinct.len(), 10_000);
+    assert_eq!(out, (1..=10_000).collect::<Vec<_>>());
+    let dir = Scratch::new("each-item-once");
+    let out = pool.map(TouchOnce { dir: dir.path() }, 0..10_000).unwrap();
+    assert_eq!(out, (1..=10_000).collect::<Vec<_>>());
+    assert_eq!(dir.count(), 10_000, "every item ran");
 }
 
 /// Dropping an `imap` or `imap_unordered` iterator cancels the items it pulled that have
