@@ -21,8 +21,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const SHORT_BOUND: Duration = Duration::from_secs(3);
 /// The caller's `abandon_after` in the test of a stopped caller.
 const STOP_BOUND: Duration = Duration::from_secs(8);
-/// How long the stopped caller stays stopped: well within [`STOP_BOUND`].
-const STOPPED_FOR: Duration = Duration::from_secs(2);
 /// How many tasks the caller sends, each in a message of its own: more than the agent holds.
 const TASKS: u32 = 8;
 
@@ -242,7 +240,7 @@ fn a_caller_stopped_and_continued_within_its_bound_gets_every_result() {
     caller.signal("STOP");
     // The tasks run while the caller is stopped: their results wait for it.
     std::fs::write(dir.join("go"), "").unwrap();
-    std::thread::sleep(STOPPED_FOR);
+    streams(&url, |_, results| results.messages >= u64::from(TASKS));
     caller.signal("CONT");
     let status = caller.0.wait().expect("the caller is waited for");
     assert!(status.success(), "the caller got every result ({status})");
