@@ -74,9 +74,10 @@ impl Relay {
     }
 }
 
-/// A pool through `relay` that takes `bound` of silence, with three tasks sent, the first
-/// running.
+/// A pool through `relay` to the server at `url` that takes `bound` of silence, with three
+/// tasks stored on the server, each in a message of its own, the first running.
 fn start(
+    url: &str,
     relay: &Relay,
     dir: &Path,
     bound: Duration,
@@ -86,10 +87,44 @@ fn start(
     let pool = ClusterPool::with_config(config).expect("the pool connects");
     assert!(pool.wait_for_agents(1, DEADLINE));
     let dir_name = dir.to_string_lossy().into_owned();
-    let handles =
-        (0..3).map(|i| pool.submit(common::mark_and_hold, (dir_name.clone(), i))).collect();
+    let handles = (0..3)
+        .map(|i| {
+            let handle = pool.submit(common::mark_and_hold, (dir_name.clone(), i));
+            streams(url, |tasks, _| tasks.last_sequence > u64::from(i));
+            handle
+        })
+        .collect();
     assert!(common::poll(DEADLINE, || dir.join("started-0").exists()), "the first task runs");
     (pool, handles)
+}
+
+/// Returns once `done` holds of the states of the tasks and results streams of the server at
+/// `url`; fails the test if that takes longer than [`DEADLINE`].
+fn streams(
+    url: &str,
+    done: impl Fn(&async_nats::jetstream::stream::State, &async_nats::jetstream::stream::State) -> bool,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        let mut results = js.get_stream("TASKPOOL_RESULTS").await.expect("the results stream");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let task_state = tasks.info().await.expect("its state").state.clone();
+            let result_state = results.info().await.expect("its state").state.clone();
+            if done(&task_state, &result_state) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the streams did not come to the state expected: tasks {task_state:?}, \
+                 results {result_state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
 
 /// The outcomes of `handles`, joined on a thread of their own (which then drops `pool`);
@@ -113,11 +148,11 @@ fn a_caller_cut_off_within_its_bound_loses_nothing() {
     let _agent = common::agent(&server.url(), 1, &[]);
     let relay = Relay::to(server.port());
     let dir = common::markers("cut-off-briefly");
-    let (pool, handles) = start(&relay, &dir, Duration::from_secs(8));
+    let (pool, handles) = start(&server.url(), &relay, &dir, Duration::from_secs(8));
     relay.cut();
     // The tasks finish while the caller is cut off: their results wait for it.
     std::fs::write(dir.join("go"), "").unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    streams(&server.url(), |_, results| results.messages >= 3);
     relay.mend();
     let results = joined_within(pool, handles, DEADLINE);
     for (i, result) in results.into_iter().enumerate() {
@@ -133,7 +168,7 @@ fn a_caller_cut_off_for_longer_than_its_bound_fails_its_tasks_once_back() {
     let relay = Relay::to(server.port());
     let dir = common::markers("cut-off-long");
     let bound = Duration::from_secs(3);
-    let (pool, handles) = start(&relay, &dir, bound);
+    let (pool, handles) = start(&server.url(), &relay, &dir, bound);
     let worker: u32 = std::fs::read_to_string(dir.join("started-0")).unwrap().parse().unwrap();
     relay.cut();
     // The agent takes the caller for gone and stops its running task.
