@@ -149,6 +149,8 @@ fn a_storm_costs_only_the_items_it_hit(signal: i32) {
     let outcomes = within("the batch under the storm", move || batch.map_results(busy, 0..20_000));
     stop.store(true, Ordering::Relaxed);
     let kills = storm.join().unwrap();
+    assert!(kills > 0, "the batch ended before the first kill");
+    assert_eq!(outcomes.len(), 20_000);
     let mut hit = 0;
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
