@@ -2684,8 +2684,25 @@ mod tests {
         });
         assert_eq!(writing.1.recv().unwrap(), b"xyz");
         let (ended_tx, ended) = mpsc::channel();
-        let task = std::thread::spawn(move || ended_tx.send(disarm_crash_flush(true)).unwrap());
-        std::thread::sleep(Duration::from_millis(20));
+        let (tid_tx, tid) = mpsc::channel();
+        let task = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            ended_tx.send(disarm_crash_flush(true)).unwrap();
+        });
+        // The task's end waits while the flusher writes: its thread goes to sleep (in the
+        // futex wait) without ending.
+        let stat = format!("/proc/self/task/{}/stat", tid.recv().unwrap());
+        let asleep = || {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !asleep() {
+            assert!(ended.try_recv().is_err(), "the task's end did not wait for the flusher");
+            assert!(std::time::Instant::now() < deadline, "the task's end never went to sleep");
+            std::thread::yield_now();
+        }
         assert!(ended.try_recv().is_err(), "the task's end waits while the flusher writes");
         wrote.0.send(()).unwrap();
         assert!(flusher.join().unwrap());
