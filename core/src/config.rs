@@ -287,9 +287,12 @@ mod tests {
     fn bad_settings_are_named() {
         let err = Config::new().workers(0).validate().unwrap_err();
         assert!(err.to_string().contains("at least one worker"), "{err}");
-        assert!(Config::new().timeout(Duration::ZERO).validate().is_err());
-        assert!(Config::new().max_tasks_per_worker(0).validate().is_err());
-        assert!(Config::new().start_attempts(0).validate().is_err());
+        let invalid = |c: Config| matches!(c.validate(), Err(TaskError::InvalidConfig { .. }));
+        assert!(invalid(Config::new().workers(0)));
+        assert!(invalid(Config::new().timeout(Duration::ZERO)));
+        assert!(invalid(Config::new().max_tasks_per_worker(0)));
+        assert!(invalid(Config::new().start_attempts(0)));
+        assert!(invalid(Config::new().name_prefix("a\0b")));
         for workers in [MAX_WORKERS + 1, usize::MAX] {
             let err = Config::new().workers(workers).validate().unwrap_err();
             assert!(err.to_string().contains("at most 65536 workers"), "{err}");
