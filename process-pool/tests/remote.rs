@@ -50,13 +50,15 @@ fn a_cancelled_batch_runs_none_of_its_items_not_yet_sent() {
     let dir = scratch("remote");
     let paths: Vec<String> =
         (0..100).map(|i| dir.join(i.to_string()).to_string_lossy().into_owned()).collect();
-    let job = EncodedJob::of(&touch.into_job()).unwrap();
+    let job = EncodedJob::of(&touch_and_hold.into_job()).unwrap();
     let (run, rx) = run_over(&pool, &job, &paths);
-    // Once the first item runs, the others wait in the pool (but for the few its worker holds).
+    // Once the first item runs, the others wait in the pool (but for the few its worker holds),
+    // and none can start before the cancel: the first holds the only worker until `go`.
     while !Path::new(&paths[0]).exists() {
         std::thread::sleep(Duration::from_millis(1));
     }
     run.cancel();
+    std::fs::write(dir.join("go"), "").unwrap();
     // Called once every item has its outcome: nothing of the run is still running.
     let outcomes = rx.recv_timeout(Duration::from_secs(60)).expect("the run ends");
     let ran: Vec<bool> = paths.iter().map(|p| Path::new(p).exists()).collect();
