@@ -3,8 +3,9 @@
 //! panic there must not end the program (rayon aborts on a panic that leaves a pool's job):
 //! it is printed, and the pool goes on.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
 
@@ -12,11 +13,18 @@ use taskpool_thread::{Config, Pool, TaskError, ThreadPool};
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Bomb;
 
+/// How many [`Bomb`]s were dropped.
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
 impl Drop for Bomb {
     fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::SeqCst);
         panic!("a result's drop panicked");
     }
 }
+
+/// How many [`bomb_when_released`] calls started.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether [`bomb_when_released`] may return.
 static RELEASE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
@@ -28,6 +36,7 @@ fn release() {
 
 /// Returns a [`Bomb`] once released.
 fn bomb_when_released(_: u64) -> Bomb {
+    STARTED.fetch_add(1, Ordering::SeqCst);
     let mut released = RELEASE.0.lock().unwrap();
     while !*released {
         released = RELEASE.1.wait(released).unwrap();
@@ -48,14 +57,20 @@ fn results_that_panic_when_dropped_unread_do_not_end_the_program() {
     drop(pool.submit(bomb_when_released, 0));
     let mut timed_out = pool.submit_timeout(bomb_when_released, 1, Duration::from_millis(1));
     let cancelled = pool.submit(bomb_when_released, 2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while STARTED.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the three tasks never all started");
+        std::thread::yield_now();
+    }
     assert!(matches!(
         timed_out.join_timeout(Duration::from_secs(60)),
-        Err(TaskError::TimedOut { .. })
+        Err(TaskError::TimedOut { still_running: true, .. })
     ));
     assert!(cancelled.cancel());
     release();
     // All three ran and dropped their results once `shutdown` returns.
     pool.shutdown();
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 3, "every result nobody took was dropped");
     let pool = ThreadPool::new(1).unwrap();
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
