@@ -77,7 +77,9 @@ fn wait_until_stored(url: &str) {
         let client = async_nats::connect(url).await.expect("connects");
         let js = async_nats::jetstream::new(client);
         let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         while tasks.info().await.expect("its state").state.messages == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the task was never stored");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
