@@ -44,6 +44,7 @@ fn the_workers_and_the_undertaker_show_their_names() {
     assert_eq!(comm(&worker), "taskpool-0");
     if std::process::id() == 1 {
         // The first process of its process-id namespace starts no undertaker.
+        println!("skipped the undertaker's name: this program is pid 1, which starts none");
         return;
     }
     let undertaker = undertaker().expect("no undertaker reads this program's pipe");
