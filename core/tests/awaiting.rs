@@ -60,14 +60,24 @@ fn tokio_awaits_many_handles_at_once() {
 fn awaiting_does_not_block_the_runtime_thread() {
     // One runtime thread: if awaiting the handle blocked it, the task that opens the gate
     // could never run, and the handle would never finish.
-    let pool = ThreadPool::new(1).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    let value = runtime.block_on(async {
-        let handle = pool.submit(wait_for_gate, 7);
-        let opener = tokio::spawn(async { open_gate() });
-        let value = tokio::time::timeout(HANG, handle).await.expect("awaiting blocked");
-        opener.await.unwrap();
-        value
+    // The runtime runs on a thread of its own: blocked, it could not time itself out, and
+    // the test fails here instead of hanging.
+    let (tx, awaited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = ThreadPool::new(1).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let value = runtime.block_on(async {
+            let handle = pool.submit(wait_for_gate, 7);
+            let opener = tokio::spawn(async { open_gate() });
+            let value = handle.await;
+            opener.await.unwrap();
+            value
+        });
+        let _ = tx.send(value);
+    });
+    let value = awaited.recv_timeout(HANG).unwrap_or_else(|_| {
+        open_gate();
+        panic!("awaiting the handle blocked the runtime's only thread");
     });
     assert_eq!(value.unwrap(), 7);
 }
