@@ -62,6 +62,7 @@ fn only_the_culprit(end: End, name: &str) -> TaskError {
     let pool = ProcessPool::with_config(Config::new().workers(2).chunk_size(16)).unwrap();
     let task = Ends { log: log.clone(), at: 137, end };
     let outcomes = within("the batch", move || pool.map_results(task, 0..300));
+    assert_eq!(outcomes.len(), 300);
     let mut failure = None;
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {

@@ -83,6 +83,7 @@ fn exactly_once(crash: Crash, name: &str) -> TaskError {
     let pool = ProcessPool::with_config(Config::new().workers(2).chunk_size(16)).unwrap();
     let task = Logged { log: log.clone(), crash_at: 137, crash };
     let outcomes = pool.map_results(task, 0..300);
+    assert_eq!(outcomes.len(), 300);
     let mut failure = None;
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {

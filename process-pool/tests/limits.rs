@@ -47,6 +47,7 @@ fn a_memory_bomb_fails_with_resource_limit_and_the_pool_goes_on() {
     // One batch: item 3 runs out of memory; the items around it succeed, those after it on a
     // new worker.
     let outcomes = pool.map_results(bomb_at_3, 0..8);
+    assert_eq!(outcomes.len(), 8);
     for (i, outcome) in (0..).zip(outcomes) {
         match outcome {
             Err(TaskError::ResourceLimit { resource: Resource::Memory, limit }) if i == 3 => {
@@ -169,6 +170,7 @@ fn stopped_alone<M>(task: impl IntoTask<M, Input = u64, Output = u64>, items: &[
     let pool = ProcessPool::with_config(config).unwrap();
     let first = pool.apply(worker_pid, 0).unwrap();
     let outcomes = pool.map_results(task, items.iter().copied());
+    assert_eq!(outcomes.len(), items.len());
     for ((i, outcome), &ms) in outcomes.into_iter().enumerate().zip(items) {
         match outcome {
             Err(TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 })
@@ -238,6 +240,7 @@ fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for
         let config = ProcessConfig::new(Config::new().workers(2)).memory_limit(1 << 20);
         let pool = ProcessPool::with_config(config).unwrap();
         let outcomes = pool.map_results(square, 0..100);
+        assert_eq!(outcomes.len(), 100);
         let given_up = |outcome: &Result<u64, TaskError>| {
             matches!(outcome, Err(TaskError::WorkerStart { reason })
                 if reason.contains("workers in a row ended before they started any task"))

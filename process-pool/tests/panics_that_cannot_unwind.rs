@@ -42,6 +42,7 @@ fn a_panic_in_a_callback_from_c_fails_its_task_with_its_message() {
     assert_ne!(pool.apply(worker_pid, 0).unwrap(), first, "the worker aborted; another serves");
     assert_eq!(pool.apply(sort_with_c_comparator, 2).unwrap(), 6);
     let outcomes = pool.map_results(sort_with_c_comparator, 0..6);
+    assert_eq!(outcomes.len(), 6);
     for (x, outcome) in (0..).zip(outcomes) {
         match x {
             1 | 3 => reported(&report(outcome), &format!("duplicate {x} in the input")),
@@ -56,6 +57,7 @@ fn a_panic_in_a_drop_while_a_task_unwinds_fails_the_task_with_that_panic() {
     let pool = one_worker();
     reported(&report(pool.apply(panic_twice_on_odd, 5)), "cleanup of 5 failed");
     let outcomes = pool.map_results(panic_twice_on_odd, 0..6);
+    assert_eq!(outcomes.len(), 6);
     for (x, outcome) in (0..).zip(outcomes) {
         match x % 2 {
             1 => reported(&report(outcome), &format!("cleanup of {x} failed")),

@@ -45,6 +45,7 @@ fn a_result_whose_deserialize_panics_fails_alone() {
         assert!(message.contains("three cannot be decoded"), "{message}");
         assert_eq!(pool.apply(touchy, 4).unwrap().0, 4);
         let outcomes = pool.map_results(touchy, 0..1000);
+        assert_eq!(outcomes.len(), 1000);
         for (i, outcome) in outcomes.into_iter().enumerate() {
             if i == 3 {
                 decode_panic(outcome);

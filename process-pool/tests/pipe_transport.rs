@@ -124,6 +124,7 @@ fn a_program_that_takes_back_sigpipe_survives_its_workers_dying_over_pipes() {
         let large = || serde_bytes::ByteBuf::from(vec![7u8; 4 << 20]);
         for round in 0..10 {
             let outcomes = pool.map_results(crash_on_threes_of_seven, 0..50);
+            assert_eq!(outcomes.len(), 50);
             for (x, outcome) in (0..).zip(outcomes) {
                 match outcome {
                     Err(TaskError::Crashed(Exit::Signal(11))) if x % 7 == 3 => {}

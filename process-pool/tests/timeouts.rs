@@ -41,6 +41,7 @@ fn a_hang_inside_a_map_fails_only_that_item() {
         ProcessPool::with_config(Config::new().workers(2).timeout(limit).chunk_size(4)).unwrap();
     let items = [1, 2, 3, 60_000, 5, 6, 7, 8, 9, 10];
     let outcomes = pool.map_results(sleep_ms, items);
+    assert_eq!(outcomes.len(), items.len());
     for (item, outcome) in items.iter().zip(outcomes) {
         if *item == 60_000 {
             assert_eq!(timed_out(outcome), limit);
