@@ -74,6 +74,7 @@ fn crashes_on_an_agent_fail_one_task_each_and_the_agent_serves_on() {
     }
     // Inside a batch too, one item fails and the others are right.
     let outcomes = pool.map_results(|x: u64| if x == 5 { abort(x) } else { x * x }, 0..10);
+    assert_eq!(outcomes.len(), 10);
     for (i, outcome) in (0..).zip(outcomes) {
         match outcome {
             Err(TaskError::Crashed(Exit::Signal(6))) if i == 5 => {}

@@ -146,6 +146,7 @@ fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait(
     let started = Instant::now();
     let one = pool.submit(square, 3);
     let many = pool.map_results(square, 0..10);
+    assert_eq!(many.len(), 10);
     let waited = started.elapsed();
     for outcome in many.into_iter().chain([one.join()]) {
         match outcome {

@@ -45,6 +45,7 @@ fn only_a_result_over_the_limit_alone_fails_with_its_own_size() {
     let Some((pool, _agent, _server)) = start("message_limit_one_over", 7) else { return };
     let sizes = [10, 600 * KIB, 10, 600 * KIB, 2 << 20, 600 * KIB, 10];
     let outcomes = pool.map_results(make_bytes, sizes);
+    assert_eq!(outcomes.len(), sizes.len());
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(value) => {
@@ -83,6 +84,7 @@ fn arguments_that_each_fit_a_message_travel_together_in_a_chunk() {
     // Each with the state fits a message; two of them with it do not.
     let sizes = [500 * KIB, 10, 500 * KIB, 500 * KIB, 2 << 20, 10];
     let outcomes = pool.map_results(task(), sizes.map(make_bytes));
+    assert_eq!(outcomes.len(), sizes.len());
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(lens) => {

@@ -82,6 +82,7 @@ fn a_map_fails_in_one_agent_wait_when_the_server_dies() {
     fixture.server.kill();
     let killed = Instant::now();
     let outcomes = fixture.pool.map_results(square, 0..40);
+    assert_eq!(outcomes.len(), 40);
     let elapsed = killed.elapsed();
     let last = match outcomes.last() {
         Some(Err(TaskError::Unreachable { waited, .. })) => *waited,
