@@ -249,19 +249,19 @@ fn a_task_on_a_relief_thread_shuts_its_pool_down_once_the_stuck_task_returns() {
     let mut queued = Vec::new();
     let mut refused = None;
     while started && refused.is_none() && Instant::now() < deadline {
-        let probe = pool.submit(square, 3);
-        if probe.is_finished() {
-            refused = Some(probe.join());
+        let submitted = pool.submit(square, 3);
+        if submitted.is_finished() {
+            refused = Some(submitted.join());
         } else {
-            queued.push(probe);
+            queued.push(submitted);
         }
     }
     SHUT.open();
     assert!(started, "the task that shuts the pool down did not start in {HANG:?}");
     assert!(matches!(refused, Some(Err(TaskError::ShutDown))), "{refused:?}");
     assert_eq!(shutting.join_timeout(HANG).unwrap(), ("tp-shut-relief".to_owned(), true));
-    for mut probe in queued {
-        assert_eq!(probe.join_timeout(HANG).unwrap(), 9);
+    for mut submitted in queued {
+        assert_eq!(submitted.join_timeout(HANG).unwrap(), 9);
     }
     assert!(matches!(pool.apply(square, 2), Err(TaskError::ShutDown)));
 }
