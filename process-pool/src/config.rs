@@ -137,8 +137,9 @@ impl ProcessConfig {
     /// recognized when the worker aborts, by the allocator's `ENOMEM` or by its address space
     /// within an eighth of the cap. Where Rust prints a backtrace for the failure
     /// (`RUST_BACKTRACE` set in the worker's environment), printing it hides the `ENOMEM`:
-    /// there one allocation far larger than what is left (a vector doubling its capacity)
-    /// can be reported as a crash (`SIGABRT`) instead. An argument that encodes to the cap
+    /// there one allocation larger than what is left of the cap (a 2 GiB buffer under a
+    /// 512 MiB cap, a vector doubling its capacity) is reported as a crash (`SIGABRT`)
+    /// instead, after the backtrace of the failed allocation. An argument that encodes to the cap
     /// or more, which no worker could hold, fails the same way without being sent; one
     /// smaller that leaves a worker no room to receive it (a worker holds what it receives,
     /// and most values a second time as it decodes them) fails the same way once three
@@ -146,9 +147,14 @@ impl ProcessConfig {
     ///
     /// A cap below 1 MiB is [`TaskError::InvalidConfig`] (the cap is in bytes: `512` is a
     /// mistake for `512 << 20`). Under a cap too small for the worker itself (below about
-    /// 8 MiB with the default ring size) workers die before they start any task: after
-    /// `start_attempts` times three such deaths in a row the pool fails what is queued with
-    /// [`TaskError::WorkerStart`], saying so, rather than start workers for ever.
+    /// 8 MiB with the default ring size) workers die before they start any task, aborting as
+    /// their own allocation fails (each prints `memory allocation of N bytes failed`). A task
+    /// that three such workers in a row held fails with [`TaskError::Crashed`] by `SIGABRT`,
+    /// as a task that kills every worker it is sent to does, with nothing that names the cap:
+    /// so the first task given to such a pool, a lone `apply` among them, fails so. After
+    /// `start_attempts` times three such deaths in a row the pool fails what is queued, and
+    /// what is given to it later, with [`TaskError::WorkerStart`], saying so, rather than
+    /// start workers for ever.
     ///
     /// A program a task starts (`std::process::Command`) inherits the cap for its own address
     /// space, as any child inherits resource limits; what it uses does not count toward the
