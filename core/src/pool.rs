@@ -401,6 +401,12 @@ pub trait Pool: Execute {
     /// The same window bounds it, dropping it cancels the same way, and it pulls its input
     /// the same way: an input that waits for its items holds back the results
     /// ([`Pool::imap_unordered_stream`] does not).
+    ///
+    /// An outcome does not say which item it came from. A result can (return the item's
+    /// key with it), but a failure cannot: a [`TaskError`] (a panic, a crash, a time limit)
+    /// names no item. Where a failure must be told to its item, take the outcomes in input
+    /// order ([`Pool::imap`], [`Pool::map_results`]), or [`Pool::submit`] each item and keep
+    /// its handle with it.
     fn imap_unordered<M, T, I>(
         &self,
         task: T,
