@@ -96,6 +96,13 @@ impl Config {
     /// reports the timeout but cannot stop the thread, and runs the other tasks on a relief
     /// thread until it returns. Zero is refused (see [`Config::validate`]); a limit too long
     /// to be a point in time, such as `Duration::MAX`, is none.
+    ///
+    /// A process backend keeps the time in the program, not in the worker: a task's clock
+    /// starts when the pool sends it to an idle worker, or, for a task the worker took while
+    /// it ran the one before, when the pool reads the result of that one, and the program
+    /// checks it on a thread of its own. Where the program is slow to run (a machine with
+    /// more runnable threads than CPUs, a CPU quota), both come late, and a task may run past
+    /// its limit by that delay: one that returns meanwhile succeeds.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
