@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use async_nats::jetstream::stream::State;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError, TaskHandle};
 
 /// Long enough to call something that did not happen hung.
@@ -100,10 +101,7 @@ fn start(
 
 /// Returns once `done` holds of the states of the tasks and results streams of the server at
 /// `url`; fails the test if that takes longer than [`DEADLINE`].
-fn streams(
-    url: &str,
-    done: impl Fn(&async_nats::jetstream::stream::State, &async_nats::jetstream::stream::State) -> bool,
-) {
+fn streams(url: &str, done: impl Fn(&State, &State) -> bool) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let client = async_nats::connect(url).await.expect("connects");
