@@ -728,17 +728,21 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         Ok(())
     }
 
+    /// The tag and the bits in one fixed-size copy (one check of the room left, not two).
     #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), CodecError> {
-        self.out.push(F32);
-        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
+        let mut buf = [F32; 5];
+        buf[1..].copy_from_slice(&v.to_bits().to_le_bytes());
+        self.out.extend_from_slice(&buf);
         Ok(())
     }
 
+    /// As `serialize_f32`.
     #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), CodecError> {
-        self.out.push(F64);
-        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
+        let mut buf = [F64; 9];
+        buf[1..].copy_from_slice(&v.to_bits().to_le_bytes());
+        self.out.extend_from_slice(&buf);
         Ok(())
     }
 
@@ -1215,6 +1219,13 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    /// `deserialize_any`, kept out of line: for the methods whose own case is small enough
+    /// to inline where values are decoded.
+    #[inline(never)]
+    fn any_out_of_line<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, CodecError> {
+        de::Deserializer::deserialize_any(self, visitor)
+    }
+
     /// The `1 << w` bytes of an integer (`w <= 3`), zero-extended.
     #[inline]
     fn word(&mut self, w: u8) -> Result<u64, CodecError> {
@@ -1570,13 +1581,39 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         deserialize_i64 I64 3 |bits, w| visit_i64(sign_extend(bits, w));
     }
 
+    /// A float of the method's own width is read in place (the way an encoder writes it);
+    /// anything else (an integer, a float of the other width) goes through
+    /// `deserialize_any`, out of line.
+    #[inline]
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let [F32, rest @ ..] = self.rest {
+            if let Some((bits, rest)) = rest.split_first_chunk() {
+                self.rest = rest;
+                return visitor.visit_f32(f32::from_bits(u32::from_le_bytes(*bits)));
+            }
+        }
+        self.any_out_of_line(visitor)
+    }
+
+    /// As `deserialize_f32`.
+    #[inline]
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let [F64, rest @ ..] = self.rest {
+            if let Some((bits, rest)) = rest.split_first_chunk() {
+                self.rest = rest;
+                return visitor.visit_f64(f64::from_bits(u64::from_le_bytes(*bits)));
+            }
+        }
+        self.any_out_of_line(visitor)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
         self.skip()?;
         visitor.visit_unit()
     }
 
     serde::forward_to_deserialize_any! {
-        bool i128 u128 f32 f64 char str tuple tuple_struct map struct
+        bool i128 u128 char str tuple tuple_struct map struct
     }
 
     /// See the encoder's.

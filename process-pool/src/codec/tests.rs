@@ -178,6 +178,24 @@ fn floats_keep_their_bits_where_json_cannot() {
 }
 
 #[test]
+fn floats_read_from_what_json_would_read_them_from() {
+    // Each width is read in place; the other width and integers go the general way, as
+    // serde_json reads a float from any number.
+    assert_eq!(decode::<f32>(&encode(&2.5f64)).unwrap(), 2.5);
+    assert_eq!(decode::<f64>(&encode(&2.5f32)).unwrap(), 2.5);
+    assert_eq!(decode::<f64>(&encode(&7u8)).unwrap(), 7.0);
+    assert_eq!(decode::<f32>(&encode(&-300i64)).unwrap(), -300.0);
+    assert_eq!(decode::<Vec<f64>>(&encode(&json!([1, 2.5, -3]))).unwrap(), [1.0, 2.5, -3.0]);
+    // A float cut short, or something else where a float goes, fails.
+    for bytes in [&encode(&1.5f64)[..5], &encode(&1.5f32)[..3], &[F64][..], &[][..]] {
+        assert!(decode::<f64>(bytes).is_err(), "{bytes:?}");
+        assert!(decode::<f32>(bytes).is_err(), "{bytes:?}");
+    }
+    let text = decode::<f64>(&encode("1.5")).unwrap_err().to_string();
+    assert!(text.contains("invalid type: string"), "{text}");
+}
+
+#[test]
 fn self_describing_shapes_round_trip() {
     round_trips(json!({
         "name": "x", "n": 18_446_744_073_709_551_615u64, "neg": -3, "pi": 3.25, "ok": true,
