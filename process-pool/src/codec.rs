@@ -1581,6 +1581,19 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         deserialize_i64 I64 3 |bits, w| visit_i64(sign_extend(bits, w));
     }
 
+    /// `true` and `false` are read in place; anything else goes through `deserialize_any`,
+    /// out of line.
+    #[inline]
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match *self.rest {
+            [tag @ (FALSE | TRUE), ..] => {
+                self.rest = &self.rest[1..];
+                visitor.visit_bool(tag == TRUE)
+            }
+            _ => self.any_out_of_line(visitor),
+        }
+    }
+
     /// A float of the method's own width is read in place (the way an encoder writes it);
     /// anything else (an integer, a float of the other width) goes through
     /// `deserialize_any`, out of line.
@@ -1613,7 +1626,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool i128 u128 char str tuple tuple_struct map struct
+        i128 u128 char str tuple tuple_struct map struct
     }
 
     /// See the encoder's.

@@ -196,6 +196,18 @@ fn floats_read_from_what_json_would_read_them_from() {
 }
 
 #[test]
+fn bools_read_in_place_and_refuse_anything_else() {
+    let bools = [true, false, false, true];
+    assert_eq!(decode::<Vec<bool>>(&encode(&bools)).unwrap(), bools);
+    assert_eq!(decode::<Option<bool>>(&encode(&Some(true))).unwrap(), Some(true));
+    for bytes in [encode(&1u8), encode(&0u8), encode("true"), Vec::new()] {
+        assert!(decode::<bool>(&bytes).is_err(), "{bytes:?}");
+    }
+    let text = decode::<bool>(&encode(&1u8)).unwrap_err().to_string();
+    assert!(text.contains("invalid type: integer"), "{text}");
+}
+
+#[test]
 fn self_describing_shapes_round_trip() {
     round_trips(json!({
         "name": "x", "n": 18_446_744_073_709_551_615u64, "neg": -3, "pi": 3.25, "ok": true,
