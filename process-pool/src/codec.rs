@@ -598,7 +598,30 @@ impl<'a> Encoder<'a> {
         self.out.extend_from_slice(&bytes);
     }
 
+    /// Writes a field or variant name: a reference to it once it is defined. The usual cases
+    /// inline: the name follows the last one written (the next field of a struct), or is the
+    /// first (a struct's first field again, in a sequence of them), among the first 128.
+    #[inline]
     fn name(&mut self, name: &'static str) {
+        let same = |known: &str| known.as_ptr() == name.as_ptr() && known.len() == name.len();
+        let names = &mut self.names;
+        let guess = match names.defined.get(names.next) {
+            Some(guess) if same(guess) => Some(names.next),
+            _ if names.defined.get(0).is_some_and(same) => Some(0),
+            _ => None,
+        };
+        match guess {
+            Some(i) if i < 0x80 => {
+                names.next = i + 1;
+                self.out.extend_from_slice(&[NAME_REF, i as u8]);
+            }
+            _ => self.other_name(name),
+        }
+    }
+
+    /// [`Encoder::name`]'s other cases, out of line.
+    #[inline(never)]
+    fn other_name(&mut self, name: &'static str) {
         let names = &mut self.names;
         let found = match names.defined.get(names.next) {
             Some(guess) if guess.as_ptr() == name.as_ptr() && guess.len() == name.len() => {
@@ -625,6 +648,7 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    #[inline]
     fn enter(&mut self) -> Result<(), CodecError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -634,6 +658,7 @@ impl<'a> Encoder<'a> {
     }
 
     /// Starts a sequence or map of `len` entries (a guess when `None`, fixed at the end).
+    #[inline]
     fn open<'e>(&'e mut self, tag: u8, len: Option<usize>) -> Result<Compound<'e, 'a>, CodecError> {
         self.enter()?;
         let declared = len.unwrap_or(0);
@@ -849,6 +874,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
         self.open(MAP, len)
     }
 
+    #[inline]
     fn serialize_struct(
         self,
         _name: &'static str,
@@ -911,11 +937,13 @@ struct Compound<'e, 'a> {
 }
 
 impl Compound<'_, '_> {
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
         self.count += 1;
         value.serialize(&mut *self.enc)
     }
 
+    #[inline]
     fn finish(self) -> Result<(), CodecError> {
         if self.count != self.declared {
             let mut count = Vec::with_capacity(10);
@@ -993,6 +1021,7 @@ macro_rules! struct_impls {
             type Ok = ();
             type Error = CodecError;
 
+            #[inline]
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
@@ -1138,6 +1167,7 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    #[inline]
     fn enter(&mut self) -> Result<(), CodecError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -1214,6 +1244,18 @@ impl<'de> Decoder<'de> {
             [tag @ INT..INT_END, ..] => {
                 self.rest = &self.rest[1..];
                 self.integer(tag, visitor)
+            }
+            _ => de::Deserializer::deserialize_any(self, visitor),
+        }
+    }
+
+    /// `deserialize_identifier`'s other cases, out of line.
+    #[inline(never)]
+    fn other_identifier<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.peek()? {
+            tag @ (NAME | NAME_REF) => {
+                self.byte()?;
+                visitor.visit_borrowed_str(self.name(tag)?)
             }
             _ => de::Deserializer::deserialize_any(self, visitor),
         }
@@ -1560,14 +1602,16 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         }
     }
 
+    /// The usual case inline: a name defined earlier, among the first 128.
+    #[inline]
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        match self.peek()? {
-            tag @ (NAME | NAME_REF) => {
-                self.byte()?;
-                visitor.visit_borrowed_str(self.name(tag)?)
+        if let [NAME_REF, i @ 0..0x80, ..] = *self.rest {
+            if let Some(name) = self.names.get(usize::from(i)) {
+                self.rest = &self.rest[2..];
+                return visitor.visit_borrowed_str(name);
             }
-            _ => self.deserialize_any(visitor),
         }
+        self.other_identifier(visitor)
     }
 
     deserialize_integers! {

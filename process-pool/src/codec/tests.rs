@@ -609,6 +609,61 @@ fn names_are_written_once_and_past_the_table_in_full() {
     assert_eq!(back[&format!("field{}", many - 1)], many - 1);
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Derive)]
+struct Inner {
+    a: u8,
+    b: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Derive)]
+struct Outer {
+    first: Inner,
+    second: Vec<Inner>,
+    third: u8,
+}
+
+/// A struct of that many fields, named the same (at the same addresses) in every value.
+struct SameFields(usize);
+
+impl Serialize for SameFields {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+            (0..1000).map(|i| &*Box::leak(format!("field{i}").into_boxed_str())).collect()
+        });
+        let mut st = s.serialize_struct("SameFields", self.0)?;
+        for (i, name) in NAMES[..self.0].iter().enumerate() {
+            st.serialize_field(name, &i)?;
+        }
+        st.end()
+    }
+}
+
+/// How often `needle` occurs in `bytes`.
+fn occurrences(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[test]
+fn names_defined_earlier_are_referred_to_whatever_came_before() {
+    // Each struct's fields follow another struct's, in and out of nesting: every name is
+    // defined once and referred to after that.
+    let inner = |a| Inner { a, b: a + 1 };
+    let outers: Vec<Outer> = (0..4)
+        .map(|i| Outer { first: inner(i), second: vec![inner(i), inner(i + 1)], third: i })
+        .collect();
+    let bytes = encode(&outers);
+    for name in ["first", "second", "third"] {
+        assert_eq!(occurrences(&bytes, name.as_bytes()), 1, "{name}");
+    }
+    comes_back(outers);
+    // Past the first 128 names, the references take two bytes.
+    let many = [SameFields(200), SameFields(200)];
+    let bytes = encode(&many);
+    assert_eq!(occurrences(&bytes, b"field150"), 1);
+    let back: Vec<BTreeMap<String, usize>> = decode(&bytes).unwrap();
+    assert!(back.iter().all(|fields| fields.len() == 200 && fields["field199"] == 199));
+}
+
 /// Fails to serialize with its own message.
 struct Refuses;
 
