@@ -244,7 +244,10 @@ impl Writer {
             let end = self.spliced.front().map_or(self.outbox.len(), |s| s.at);
             while self.written < end {
                 match request.write(&self.outbox[self.written..end]) {
-                    Ok(0) => return true,
+                    Ok(0) => {
+                        self.compact();
+                        return true;
+                    }
                     Ok(n) => self.written += n,
                     Err(_) => {
                         self.clear();
@@ -256,7 +259,10 @@ impl Writer {
             let bytes = splice.run.framed(splice.items.clone());
             while splice.written < bytes.len() {
                 match request.write(&bytes[splice.written..]) {
-                    Ok(0) => return true,
+                    Ok(0) => {
+                        self.compact();
+                        return true;
+                    }
                     Ok(n) => splice.written += n,
                     Err(_) => {
                         self.clear();
@@ -268,6 +274,21 @@ impl Writer {
         }
         self.clear();
         false
+    }
+
+    /// Drops the bytes of the outbox already written, once they are half of it or more. A
+    /// worker that never catches up (each frame larger than its ring, the next appended
+    /// before the last is read) leaves bytes behind at every flush, and the outbox is cleared
+    /// only once it is written whole: without this it would keep every frame ever sent.
+    fn compact(&mut self) {
+        let written = self.written;
+        if written == 0 || written < self.outbox.len() / 2 {
+            return;
+        }
+        self.outbox.drain(..written);
+        // Every large input goes after what was written: none was reached before it.
+        self.spliced.iter_mut().for_each(|splice| splice.at -= written);
+        self.written = 0;
     }
 
     /// Drops every frame not written.
@@ -333,6 +354,12 @@ impl Outlet {
     /// Gives back the memory of an emptied outbox that grew for a large frame.
     pub(crate) fn release(&self) {
         bulk::release(&mut self.lock().outbox);
+    }
+
+    /// The bytes the outbox holds, written or not.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.lock().outbox.len()
     }
 
     /// Whether the last flush left bytes behind.

@@ -583,23 +583,28 @@ impl Recording {
     /// The batch frames written so far: each one's first sequence number, job, flags and
     /// inputs.
     fn batches(&self) -> Vec<(u64, i64, u8, Vec<Vec<u8>>)> {
-        let mut reader = crate::wire::FrameReader::new(1 << 20);
-        reader.push(&self.0.lock().unwrap());
-        let mut batches = Vec::new();
-        while let Some((kind, range)) = reader.next_frame().unwrap() {
-            assert_eq!(kind, crate::wire::Kind::Batch);
-            let mut body = crate::wire::Body::new(reader.bytes(range));
-            let seq = body.u64("seq").unwrap();
-            let entry = body.i64("entry").unwrap();
-            let flags = body.u8("flags").unwrap();
-            body.bytes("state").unwrap();
-            let count = body.u32("count").unwrap();
-            let inputs = (0..count).map(|_| body.bytes("input").unwrap().to_vec()).collect();
-            body.finish("inputs").unwrap();
-            batches.push((seq, entry, flags, inputs));
-        }
-        batches
+        batches_in(&self.0.lock().unwrap())
     }
+}
+
+/// The batch frames of `bytes`, as [`Recording::batches`] lists them.
+fn batches_in(bytes: &[u8]) -> Vec<(u64, i64, u8, Vec<Vec<u8>>)> {
+    let mut reader = crate::wire::FrameReader::new(1 << 20);
+    reader.push(bytes);
+    let mut batches = Vec::new();
+    while let Some((kind, range)) = reader.next_frame().unwrap() {
+        assert_eq!(kind, crate::wire::Kind::Batch);
+        let mut body = crate::wire::Body::new(reader.bytes(range));
+        let seq = body.u64("seq").unwrap();
+        let entry = body.i64("entry").unwrap();
+        let flags = body.u8("flags").unwrap();
+        body.bytes("state").unwrap();
+        let count = body.u32("count").unwrap();
+        let inputs = (0..count).map(|_| body.bytes("input").unwrap().to_vec()).collect();
+        body.finish("inputs").unwrap();
+        batches.push((seq, entry, flags, inputs));
+    }
+    batches
 }
 
 /// Puts a ready worker whose requests are recorded in slot `w`.
@@ -872,6 +877,83 @@ fn a_task_cancelled_while_in_the_inbox_never_goes_out() {
     let state = s.lock();
     assert!(state.queue.is_empty());
     assert_eq!(state.outstanding, 0, "it is done");
+}
+
+/// A pipe that takes at most the bytes it was given room for, then is full: a worker that
+/// reads its requests as it gets to them.
+#[derive(Default)]
+struct Narrow {
+    written: Mutex<Vec<u8>>,
+    room: AtomicUsize,
+    ring: bool,
+}
+
+impl RequestPipe for Narrow {
+    fn write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = bytes.len().min(self.room.load(Ordering::SeqCst));
+        self.room.fetch_sub(n, Ordering::SeqCst);
+        self.written.lock().unwrap().extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn on_ring(&self) -> bool {
+        self.ring
+    }
+}
+
+/// A worker that reads each frame only as the next one is queued behind it (a job whose
+/// state makes every frame larger than the ring) never empties its outbox: before, the
+/// outbox kept every frame it ever sent until it was written whole, which never came, and a
+/// `map` of such a job held a copy of its state per batch (gigabytes, until the machine ran
+/// out of memory).
+#[test]
+fn an_outbox_that_never_empties_does_not_keep_what_it_wrote() {
+    for ring in [false, true] {
+        let job =
+            Paced::new(Shipped { entry: 7, state: vec![3; 50_000], kept: Default::default() });
+        let mut b = RunBuilder::new(job);
+        let big: Vec<u8> = (0..bulk::APART * 3).map(|i| (i % 251) as u8).collect();
+        for i in 0..200 {
+            b.push_encoded(if i % 2 == 0 { &[1, 2, 3][..] } else { &big });
+        }
+        let run: Arc<Run> = Arc::new(b.finish(NullSink, None, Batching::Fixed(1)));
+        let push = |outlet: &crate::outlet::Outlet, i: usize| {
+            outlet.lock().push_batch(i as u64, &run, 0, i..i + 1);
+        };
+        // Each frame's length in the stream, its large input included.
+        let sizes: Vec<usize> = (0..200)
+            .map(|i| {
+                let pipe = Arc::new(Narrow {
+                    ring,
+                    room: AtomicUsize::new(usize::MAX),
+                    ..Narrow::default()
+                });
+                let outlet = crate::outlet::Outlet::new(pipe.clone());
+                push(&outlet, i);
+                assert!(!outlet.flush());
+                pipe.written.lock().unwrap().len()
+            })
+            .collect();
+        let largest = *sizes.iter().max().unwrap();
+        let pipe = Arc::new(Narrow { ring, ..Narrow::default() });
+        let outlet = crate::outlet::Outlet::new(pipe.clone());
+        for i in 0..200 {
+            push(&outlet, i);
+            // The worker reads the frame before this one, now that this one is behind it.
+            pipe.room.store(if i == 0 { 0 } else { sizes[i - 1] }, Ordering::SeqCst);
+            assert!(outlet.flush(), "frame {i} is left");
+            let held = outlet.held();
+            assert!(held <= 3 * largest, "ring {ring}: {held} bytes held after {} frames", i + 1);
+        }
+        pipe.room.store(usize::MAX, Ordering::SeqCst);
+        assert!(!outlet.flush(), "all written");
+        let batches = batches_in(&pipe.written.lock().unwrap());
+        assert_eq!(batches.len(), 200);
+        for (i, (seq, entry, _, inputs)) in batches.into_iter().enumerate() {
+            assert_eq!((seq, entry), (i as u64, 7));
+            assert_eq!(inputs, [run.framed(i..i + 1)[4..].to_vec()]);
+        }
+    }
 }
 
 /// An input of 4 KiB goes to a ring from the run it was encoded in, after its frame's head
