@@ -185,7 +185,8 @@ fn run_stateless<J: Job + Copy>(_state: &[u8], inputs: &mut Inputs<'_>, out: &mu
 /// The job is decoded inside the first item's run, where a panic is caught: a `Deserialize`
 /// that panics fails the item with `Panicked`, as an argument's does (and the next item
 /// decodes it again), instead of ending the worker. Its `Drop` may panic too: the items are
-/// settled by then, so that panic is printed and goes no further.
+/// settled by then, so that panic is printed and goes no further. The decoding is the
+/// batch's cost, not the item's: the item's time starts after it.
 fn run_stateful<J: Job + DeserializeOwned>(
     state: &[u8],
     inputs: &mut Inputs<'_>,
@@ -197,7 +198,9 @@ fn run_stateful<J: Job + DeserializeOwned>(
             let job = match &mut job {
                 Some(job) => job,
                 empty => {
-                    empty.insert(codec::decode(state).map_err(|e| (Side::Task, e.to_string()))?)
+                    let job = codec::decode(state).map_err(|e| (Side::Task, e.to_string()))?;
+                    scratch.begins_now();
+                    empty.insert(job)
                 }
             };
             run_one(job, input, scratch)

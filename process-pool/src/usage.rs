@@ -37,7 +37,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Usage {
-    /// Wall-clock time the task ran.
+    /// Wall-clock time the task ran: from the decoding of its argument to the encoding of
+    /// its result. A struct task's state, which a worker decodes once for each batch of the
+    /// task's items, is the batch's cost and counts in none of them (its CPU time counts in
+    /// the first item's CPU figures).
     pub elapsed: Duration,
     /// CPU time in user mode.
     pub user_cpu: Duration,

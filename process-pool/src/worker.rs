@@ -609,9 +609,11 @@ impl Outputs {
             sent_apart = true;
             true
         };
-        let mut scratch = Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off: None };
+        let mut scratch =
+            Scratch { buf: &mut self.scratch, apart: &mut apart, handed_off: None, begun: None };
         let outcome = self.panics.catch(|| work(&mut scratch));
-        let handed_off = scratch.handed_off;
+        let (handed_off, begun) = (scratch.handed_off, scratch.begun);
+        let started = self.clock.begun(started, begun);
         // What the task's C code printed goes out now, not with the batch's results: a
         // later item of the batch may crash the worker first (tiny items, which take the
         // short way, leave theirs for the batch's results). It is part of the task, as the
@@ -656,10 +658,15 @@ impl Outputs {
         aborting_panic::item_starts(self.seq);
         sys::arm_crash_flush(&self.pending, &[], &[], self.early);
         let started = self.clock.start();
-        let mut scratch =
-            Scratch { buf: &mut self.scratch, apart: &mut |_, _| false, handed_off: None };
+        let mut scratch = Scratch {
+            buf: &mut self.scratch,
+            apart: &mut |_, _| false,
+            handed_off: None,
+            begun: None,
+        };
         let outcome = self.panics.catch(|| work(&mut scratch));
-        let handed_off = scratch.handed_off;
+        let (handed_off, begun) = (scratch.handed_off, scratch.begun);
+        let started = self.clock.begun(started, begun);
         self.task_returned();
         let sender_waits = handoff::take_sender_waits();
         let plain = matches!(outcome, Ok(Ok(())))
@@ -979,9 +986,19 @@ pub(crate) struct Scratch<'a> {
     apart: codec::Apart<'a>,
     /// What the result handed off as it was encoded, if anything (see [`Settle`]).
     handed_off: Option<handoff::HandedOff>,
+    /// When the item's own work began, if not when it started ([`Scratch::begins_now`]).
+    begun: Option<Instant>,
 }
 
 impl Scratch<'_> {
+    /// The item's own work begins now: what it did before (decoding its batch's job state,
+    /// done once for all the batch's items) is not counted in its time. Counted there, a
+    /// state that takes longer to decode than an item to run would make every item look
+    /// slow, and every batch would stay one item long, decoding the state for each.
+    pub(crate) fn begins_now(&mut self) {
+        self.begun = Some(Instant::now());
+    }
+
     /// Encodes the result `value`.
     ///
     /// # Errors
@@ -1067,6 +1084,20 @@ impl Clock {
     #[inline]
     fn start(&mut self) -> Instant {
         *self.since.get_or_insert_with(Instant::now)
+    }
+
+    /// An item that `started` found its own work `begun` later (see
+    /// [`Scratch::begins_now`]): its group starts then, if it is the group's only item (the
+    /// first of a batch, where a job's state is decoded). Returns when the item started.
+    #[inline]
+    fn begun(&mut self, started: Instant, begun: Option<Instant>) -> Instant {
+        match begun {
+            Some(begun) if self.unread == 0 => {
+                self.since = Some(begun);
+                begun
+            }
+            _ => started,
+        }
     }
 
     /// Whether [`Clock::end`] after the next item reads the clock only if forced.
