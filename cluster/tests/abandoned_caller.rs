@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::State;
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
 
 /// Long enough to call something that did not happen hung.
@@ -77,31 +78,8 @@ fn wait_until_stored(url: &str, n: u64) {
 }
 
 /// Returns once `done` holds of the states of the tasks and results streams.
-fn streams(
-    url: &str,
-    done: impl Fn(&async_nats::jetstream::stream::State, &async_nats::jetstream::stream::State) -> bool,
-) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let mut results = js.get_stream("TASKPOOL_RESULTS").await.expect("the results stream");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let task_state = tasks.info().await.expect("its state").state.clone();
-            let result_state = results.info().await.expect("its state").state.clone();
-            if done(&task_state, &result_state) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the streams did not come to the state expected: tasks {task_state:?}, \
-                 results {result_state:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+fn streams(url: &str, done: impl Fn(&State, &State) -> bool) {
+    common::streams_reach(url, DEADLINE, done);
 }
 
 /// The caller, killed when dropped.

@@ -99,30 +99,9 @@ fn start(
     (pool, handles)
 }
 
-/// Returns once `done` holds of the states of the tasks and results streams of the server at
-/// `url`; fails the test if that takes longer than [`DEADLINE`].
+/// Returns once `done` holds of the states of the tasks and results streams.
 fn streams(url: &str, done: impl Fn(&State, &State) -> bool) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let mut results = js.get_stream("TASKPOOL_RESULTS").await.expect("the results stream");
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            let task_state = tasks.info().await.expect("its state").state.clone();
-            let result_state = results.info().await.expect("its state").state.clone();
-            if done(&task_state, &result_state) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the streams did not come to the state expected: tasks {task_state:?}, \
-                 results {result_state:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    common::streams_reach(url, DEADLINE, done);
 }
 
 /// The outcomes of `handles`, joined on a thread of their own (which then drops `pool`);

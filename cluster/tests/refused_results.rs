@@ -30,18 +30,7 @@ fn length(bytes: Vec<u8>) -> usize {
 fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
     let Some(server) = common::server("refused_results") else { return };
     let url = server.url();
-    // A results stream made beforehand with a size cap, discarding new messages: it refuses
-    // every result message larger than the cap, for good.
-    let capped = stream::Config {
-        name: "TASKPOOL_RESULTS".into(),
-        subjects: vec!["taskpool.results.>".into()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        discard: stream::DiscardPolicy::New,
-        max_bytes: 4096,
-        max_age: Duration::from_secs(24 * 3600),
-        ..Default::default()
-    };
-    make_stream(&url, capped);
+    make_stream(&url, capped_results());
     let mut agent = speaking_agent(&url);
     // The agent stops about its ack wait (a second) after its first refusal; its caller
     // fails the task as refused only after its agent wait, kept well past that, so that the
@@ -75,16 +64,7 @@ fn an_agent_whose_results_are_refused_says_so_and_stops_when_asked() {
 fn a_caller_whose_results_are_refused_fails_those_tasks_saying_why() {
     let Some(server) = common::server("refused_results_caller") else { return };
     let url = server.url();
-    let capped = stream::Config {
-        name: "TASKPOOL_RESULTS".into(),
-        subjects: vec!["taskpool.results.>".into()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        discard: stream::DiscardPolicy::New,
-        max_bytes: 4096,
-        max_age: Duration::from_secs(24 * 3600),
-        ..Default::default()
-    };
-    make_stream(&url, capped);
+    make_stream(&url, capped_results());
     let _agent = common::agent(&url, 1, &[]);
     let wait = Duration::from_secs(3);
     let pool = ClusterPool::with_config(ClusterConfig::new(url).agent_wait(wait))
@@ -209,6 +189,20 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// Makes the stream `config` on the server at `url`, as its operator would.
+/// A results stream made beforehand with a size cap, discarding new messages: it refuses
+/// every result message larger than the cap, for good.
+fn capped_results() -> stream::Config {
+    stream::Config {
+        name: "TASKPOOL_RESULTS".into(),
+        subjects: vec!["taskpool.results.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: 4096,
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    }
+}
+
 fn make_stream(url: &str, config: stream::Config) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {

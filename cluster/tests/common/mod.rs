@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::State;
 pub use taskpool_cluster::local::{Agent, Server};
 use taskpool_cluster::{
     ClusterConfig, ClusterPool, Config, IntoTask, NextTimeout, Pool, TaskError,
@@ -345,4 +346,30 @@ pub fn mark_and_hold((dir, i): (String, u32)) -> u32 {
         std::thread::sleep(Duration::from_millis(20));
     }
     i
+}
+
+/// Returns once `done` holds of the states of the tasks and results streams of the server at
+/// `url` (read every 20 ms); fails the test if that takes longer than `within`.
+pub fn streams_reach(url: &str, within: Duration, done: impl Fn(&State, &State) -> bool) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        let mut results = js.get_stream("TASKPOOL_RESULTS").await.expect("the results stream");
+        let deadline = Instant::now() + within;
+        loop {
+            let task_state = tasks.info().await.expect("its state").state.clone();
+            let result_state = results.info().await.expect("its state").state.clone();
+            if done(&task_state, &result_state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the streams did not come to the state expected: tasks {task_state:?}, \
+                 results {result_state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
