@@ -24,6 +24,7 @@ use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Instant;
 
 use crate::bulk;
 use crate::codec;
@@ -168,6 +169,30 @@ pub(crate) struct Writer {
     written: usize,
     /// Large inputs to write from their runs, in order, each where it belongs in the stream.
     spliced: VecDeque<Splice>,
+    /// The frames of items with a time limit that may not be answered yet, in order: their
+    /// items' clocks start no earlier than they are written (see [`Handover`]).
+    timed: VecDeque<Timed>,
+}
+
+/// A frame of items with a time limit ([`Writer::time_from_write`]).
+#[derive(Debug)]
+struct Timed {
+    /// Its items' sequence numbers.
+    seqs: Range<u64>,
+    /// When a write of it was first tried, once it was.
+    written: Option<Instant>,
+}
+
+/// Whether the frame of an item was handed to the worker ([`Writer::handover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// Not written yet: the worker cannot have started the item.
+    Pending,
+    /// Written then: what the pipe or ring did not take at once waited for the worker to
+    /// make room, which counts in the item's time as the worker's own delays do.
+    At(Instant),
+    /// Not recorded (no time limit): its clock is the scheduler's alone.
+    Unknown,
 }
 
 /// The inputs of a large batch, written straight from their run.
@@ -233,6 +258,40 @@ impl Writer {
         protocol::encode_batch_parts(&mut self.outbox, first_seq, job, flags, count, parts);
     }
 
+    /// Records that the frame just appended carries items `seqs`, which have a time limit:
+    /// their clocks start no earlier than it is written, which happens once the pool's lock
+    /// is released, by a thread that may be descheduled in between. Forgets the frames of
+    /// items before `answered` (all answered).
+    pub(crate) fn time_from_write(&mut self, seqs: Range<u64>, answered: u64) {
+        self.forget_before(answered);
+        self.timed.push_back(Timed { seqs, written: None });
+    }
+
+    /// Whether the frame of item `seq`, the first not answered, was written, and when.
+    pub(crate) fn handover(&mut self, seq: u64) -> Handover {
+        self.forget_before(seq);
+        match self.timed.iter().find(|t| t.seqs.contains(&seq)) {
+            Some(Timed { written: Some(at), .. }) => Handover::At(*at),
+            Some(Timed { written: None, .. }) => Handover::Pending,
+            None => Handover::Unknown,
+        }
+    }
+
+    /// Forgets the timed frames whose items all come before `seq`.
+    fn forget_before(&mut self, seq: u64) {
+        while self.timed.front().is_some_and(|t| t.seqs.end <= seq) {
+            self.timed.pop_front();
+        }
+    }
+
+    /// Records that a write of every timed frame appended was tried by now.
+    fn note_written(&mut self) {
+        let mut now = None;
+        for timed in self.timed.iter_mut().rev().take_while(|t| t.written.is_none()) {
+            timed.written = Some(*now.get_or_insert_with(Instant::now));
+        }
+    }
+
     /// Writes what the pipe takes without blocking; returns whether bytes are left. A broken
     /// pipe is left for the supervisor to notice as the worker's end.
     fn flush(&mut self) -> bool {
@@ -293,6 +352,7 @@ impl Writer {
 
     /// Drops every frame not written.
     fn clear(&mut self) {
+        self.note_written();
         self.outbox.clear();
         self.written = 0;
         self.spliced.clear();
@@ -323,6 +383,7 @@ impl Outlet {
             outbox: Vec::new(),
             written: 0,
             spliced: VecDeque::new(),
+            timed: VecDeque::new(),
         };
         Outlet { writer: Mutex::new(writer), backlog: AtomicBool::new(false) }
     }
@@ -337,6 +398,7 @@ impl Outlet {
     pub(crate) fn flush(&self) -> bool {
         let mut writer = self.lock();
         let left = writer.flush();
+        writer.note_written();
         self.backlog.store(left, Ordering::Release);
         left
     }

@@ -33,7 +33,7 @@ use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
 use crate::inbox::Inbox;
 use crate::oom;
-use crate::outlet::{Flush, Flushes, Outlet, RequestPipe};
+use crate::outlet::{Flush, Flushes, Handover, Outlet, RequestPipe};
 use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON, MEASURE};
 use crate::reception::Reception;
 use crate::run::{Batching, Run, Slice};
@@ -764,6 +764,10 @@ impl Shared {
                     inputs,
                 );
             }
+            if flags & FLUSH_EACH != 0 {
+                // Items with a time limit: their clocks wait for the frame to be written.
+                writer.time_from_write(first_seq..conn.next_seq, conn.expect_seq);
+            }
             // Its job waits behind the others now (`waiting.rs`).
             queue.served(&run);
         }
@@ -859,6 +863,17 @@ impl Shared {
         // A limit too long to be an instant never runs out.
         let deadline = slot.head_since.unwrap_or(now).checked_add(limit)?;
         if now >= deadline {
+            // Its frame is written once the pool's lock is released, by a thread that may be
+            // descheduled in between: the item's clock starts no earlier than that.
+            match conn.outlet.lock().handover(seq) {
+                Handover::Pending => return now.checked_add(limit),
+                Handover::At(at) => {
+                    if let Some(due) = at.checked_add(limit).filter(|&due| now < due) {
+                        return Some(due);
+                    }
+                }
+                Handover::Unknown => {}
+            }
             let finished = progress().is_some_and(|p| p.finished > seq);
             if finished || answer_waiting() {
                 return Some(now);

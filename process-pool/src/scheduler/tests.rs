@@ -122,14 +122,16 @@ pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
     Shared::new(config, wakes)
 }
 
-/// Puts a ready worker with a fake process in slot `w`.
+/// Puts a ready worker with a fake process in slot `w`, and writes it what it is sent.
 pub(crate) fn connect(shared: &Shared, w: usize) -> Arc<FakeProcess> {
     let fake = Arc::new(FakeProcess::default());
     let mut state = shared.lock();
     let mut conn = Conn::new(100 + w as u32, fake.clone(), Arc::new(NullPipe));
     conn.ready = true;
     state.slots[w].conn = Some(conn);
-    let _ = shared.pump_all(&mut state);
+    let flushes = shared.pump_all(&mut state);
+    drop(state);
+    shared.flush(flushes);
     fake
 }
 
@@ -238,6 +240,44 @@ fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     assert_eq!(s.police(&mut s.lock(), 0, later, || false), None);
     assert_eq!(fake.kills(), 1);
     assert_eq!(s.lock().counters.timeouts, 1);
+    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
+    assert_eq!(
+        *rec.got.lock().unwrap(),
+        [(0, Some("timed out after 5ms; its worker was killed".into()))]
+    );
+}
+
+/// The frames for a worker are queued under the pool's lock and written once it is released:
+/// a thread descheduled in between holds an item back from its worker. Its clock starts when
+/// its frame is written, so that an item the worker never had is not killed for its time.
+#[test]
+fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
+    let limit = Duration::from_millis(5);
+    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    let fake = Arc::new(FakeProcess::default());
+    let pipe = Arc::new(Recording::default());
+    let mut conn = Conn::new(100, fake.clone(), pipe.clone());
+    conn.ready = true;
+    s.lock().slots[0].conn = Some(conn);
+    // Sent to the idle worker: its clock would start now, its frame is still in the outbox.
+    let flushes = s.pump_all(&mut s.lock());
+    assert_eq!(sent(&s, 0), 1);
+    fake.set(0, 0);
+    let later = Instant::now() + Duration::from_secs(1);
+    let due = s.police(&mut s.lock(), 0, later, || false).expect("a look again");
+    assert!(due > later, "looked at again later: {due:?}");
+    assert_eq!(fake.kills(), 0, "the worker never had the item");
+    assert_eq!(s.lock().counters.timeouts, 0);
+    // Written: its time counts from now on.
+    s.flush(flushes);
+    assert_eq!(pipe.batches().len(), 1);
+    let written = Instant::now();
+    let due = s.police(&mut s.lock(), 0, written, || false).expect("a deadline");
+    assert!(due > written, "{due:?}");
+    assert_eq!(s.police(&mut s.lock(), 0, later + limit, || false), None);
+    assert_eq!(fake.kills(), 1);
     deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
     assert_eq!(
         *rec.got.lock().unwrap(),
