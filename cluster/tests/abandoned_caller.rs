@@ -216,9 +216,11 @@ fn a_caller_stopped_and_continued_within_its_bound_gets_every_result() {
         "the caller sent its tasks and the first runs"
     );
     caller.signal("STOP");
-    // The tasks run while the caller is stopped: their results wait for it.
+    // The tasks run while the caller is stopped: their results wait for it. (An agent
+    // acknowledges a task's message once its results are stored, and may store several
+    // results in one message: every task message acknowledged is every result stored.)
     std::fs::write(dir.join("go"), "").unwrap();
-    streams(&url, |_, results| results.messages >= u64::from(TASKS));
+    streams(&url, |tasks, _| tasks.last_sequence >= u64::from(TASKS) && tasks.messages == 0);
     caller.signal("CONT");
     let status = caller.0.wait().expect("the caller is waited for");
     assert!(status.success(), "the caller got every result ({status})");
