@@ -1599,18 +1599,12 @@ pub(crate) enum Placement {
     Loader,
 }
 
-/// The program headers of an object `dl_iterate_phdr` reports.
-///
-/// # Safety
-///
-/// `info` is what `dl_iterate_phdr` passed its callback, which has not returned yet.
-unsafe fn program_headers(info: &libc::dl_phdr_info) -> &[ProgramHeader] {
-    if info.dlpi_phdr.is_null() {
-        return &[];
-    }
-    // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers for the callback's
-    // duration (the caller's promise).
-    unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+/// A segment of the running program, as its program header describes it: where the loader
+/// put it (`start`, the object's base plus the header's `p_vaddr`) and how long it is.
+struct Segment {
+    kind: u32,
+    start: usize,
+    len: usize,
 }
 
 /// A program header, as `dl_phdr_info` points to them on this architecture.
@@ -1619,103 +1613,84 @@ type ProgramHeader = libc::Elf64_Phdr;
 #[cfg(target_pointer_width = "32")]
 type ProgramHeader = libc::Elf32_Phdr;
 
-/// What the first object `dl_iterate_phdr` reports (the program itself) says of `address`.
-struct MainObject {
-    address: usize,
-    holds_address: bool,
-    has_interpreter: bool,
-}
-
-/// `dl_iterate_phdr`'s callback: looks at the first object only (the program), then stops.
-unsafe extern "C" fn look_at_program(
+/// `dl_iterate_phdr`'s callback: copies the segments of the first object it reports (the
+/// program itself) into `data`, then stops.
+unsafe extern "C" fn copy_program_segments(
     info: *mut libc::dl_phdr_info,
     _size: usize,
     data: *mut libc::c_void,
 ) -> libc::c_int {
-    // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` points
-    // to `dlpi_phnum` program headers; `data` is the `MainObject` that `placement_of` passed.
+    // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` (when
+    // not null) points to `dlpi_phnum` program headers; `data` is the `Vec<Segment>` that
+    // `program_segments` passed.
     unsafe {
         let info = &*info;
-        let main = &mut *data.cast::<MainObject>();
-        let headers = program_headers(info);
+        let segments = &mut *data.cast::<Vec<Segment>>();
+        let headers: &[ProgramHeader] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
+        };
         let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
-        for header in headers {
-            let start = base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0));
-            let len = usize::try_from(header.p_memsz).unwrap_or(0);
-            if header.p_type == libc::PT_LOAD
-                && (start..start.saturating_add(len)).contains(&main.address)
-            {
-                main.holds_address = true;
-            }
-            if header.p_type == libc::PT_INTERP {
-                main.has_interpreter = true;
-            }
-        }
+        segments.extend(headers.iter().map(|header| Segment {
+            kind: header.p_type,
+            start: base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0)),
+            len: usize::try_from(header.p_memsz).unwrap_or(0),
+        }));
     }
     1
+}
+
+/// The segments of the running program; `None` if the C library reports no object (a static
+/// program without the interface).
+fn program_segments() -> Option<Vec<Segment>> {
+    let mut segments = Vec::new();
+    // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and writes `segments`,
+    // which outlives the call.
+    let seen = unsafe {
+        libc::dl_iterate_phdr(Some(copy_program_segments), ptr::addr_of_mut!(segments).cast())
+    };
+    (seen != 0).then_some(segments)
 }
 
 /// Whether the code at `address` (a function of this crate) is in the program's executable,
 /// and whether `/proc/self/exe` names that executable.
 pub(crate) fn placement_of(address: usize) -> Placement {
-    let mut main = MainObject { address, holds_address: false, has_interpreter: false };
-    // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and writes `main`,
-    // which outlives the call.
-    let seen =
-        unsafe { libc::dl_iterate_phdr(Some(look_at_program), ptr::addr_of_mut!(main).cast()) };
-    if seen == 0 {
-        // Nothing reported (a static program without the interface): nothing to tell.
+    let Some(segments) = program_segments() else {
+        // Nothing reported: nothing to tell.
         return Placement::Executable;
-    }
-    if !main.holds_address {
+    };
+    let holds_address = segments.iter().any(|segment| {
+        segment.kind == libc::PT_LOAD
+            && (segment.start..segment.start.saturating_add(segment.len)).contains(&address)
+    });
+    if !holds_address {
         return Placement::SharedLibrary;
     }
     // The kernel names the interpreter it loaded in AT_BASE; a program that asks for one and
     // has none was loaded by it as a plain argument.
+    let has_interpreter = segments.iter().any(|segment| segment.kind == libc::PT_INTERP);
     // SAFETY: getauxval only reads the auxiliary vector.
-    if main.has_interpreter && unsafe { libc::getauxval(libc::AT_BASE) } == 0 {
+    if has_interpreter && unsafe { libc::getauxval(libc::AT_BASE) } == 0 {
         return Placement::Loader;
     }
     Placement::Executable
-}
-
-/// `dl_iterate_phdr`'s callback for [`program_notes`]: copies each note segment of the first
-/// object (the program itself) into `data`, then stops.
-unsafe extern "C" fn copy_program_notes(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut libc::c_void,
-) -> libc::c_int {
-    // SAFETY: `dl_iterate_phdr` passes a valid `info` for this call, whose `dlpi_phdr` points
-    // to `dlpi_phnum` program headers; `data` is the `Vec<Vec<u8>>` that `program_notes`
-    // passed.
-    // A `PT_NOTE` header describes bytes that the loader mapped readable at `dlpi_addr` plus
-    // its `p_vaddr`, `p_memsz` long (notes are part of a loaded segment).
-    unsafe {
-        let info = &*info;
-        let notes = &mut *data.cast::<Vec<Vec<u8>>>();
-        let headers = program_headers(info);
-        let base = usize::try_from(info.dlpi_addr).unwrap_or(0);
-        for header in headers.iter().filter(|h| h.p_type == libc::PT_NOTE) {
-            let len = usize::try_from(header.p_memsz).unwrap_or(0);
-            let start = base.wrapping_add(usize::try_from(header.p_vaddr).unwrap_or(0));
-            if len > 0 && len <= 1 << 16 && start != 0 {
-                notes.push(std::slice::from_raw_parts(start as *const u8, len).to_vec());
-            }
-        }
-    }
-    1
 }
 
 /// The ELF notes of the running program, as the loader mapped them (so read even where the
 /// executable's file cannot be: one its user may run but not read), one segment each; none
 /// if it has none or the C library reports no program.
 pub(crate) fn program_notes() -> Vec<Vec<u8>> {
-    let mut notes = Vec::new();
-    // SAFETY: the callback only reads what `dl_iterate_phdr` passes it and the mapped notes,
-    // and writes `notes`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(copy_program_notes), ptr::addr_of_mut!(notes).cast()) };
+    let segments = program_segments().unwrap_or_default();
+    let notes = segments.iter().filter(|segment| segment.kind == libc::PT_NOTE);
     notes
+        .filter(|note| note.len > 0 && note.len <= 1 << 16 && note.start != 0)
+        // SAFETY: a `PT_NOTE` header describes bytes that the loader mapped readable at the
+        // object's base plus its `p_vaddr`, `p_memsz` long (notes are part of a loaded
+        // segment), and the program's own segments stay mapped for as long as it runs.
+        .map(|note| unsafe { std::slice::from_raw_parts(note.start as *const u8, note.len) })
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// The CPUs the calling thread may run on (`None` if the kernel does not say, as on a machine
