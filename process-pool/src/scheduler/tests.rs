@@ -122,15 +122,18 @@ pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
     Shared::new(config, wakes)
 }
 
+/// Puts a ready worker in slot `w`: the fake `process`, whose requests go to `pipe`.
+fn attach(shared: &Shared, w: usize, process: Arc<FakeProcess>, pipe: Arc<dyn RequestPipe>) {
+    let mut conn = Conn::new(100 + w as u32, process, pipe);
+    conn.ready = true;
+    shared.lock().slots[w].conn = Some(conn);
+}
+
 /// Puts a ready worker with a fake process in slot `w`, and writes it what it is sent.
 pub(crate) fn connect(shared: &Shared, w: usize) -> Arc<FakeProcess> {
     let fake = Arc::new(FakeProcess::default());
-    let mut state = shared.lock();
-    let mut conn = Conn::new(100 + w as u32, fake.clone(), Arc::new(NullPipe));
-    conn.ready = true;
-    state.slots[w].conn = Some(conn);
-    let flushes = shared.pump_all(&mut state);
-    drop(state);
+    attach(shared, w, fake.clone(), Arc::new(NullPipe));
+    let flushes = shared.pump_all(&mut shared.lock());
     shared.flush(flushes);
     fake
 }
@@ -258,9 +261,7 @@ fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
     s.submit(run(1, rec.clone(), Batching::Fixed(1)));
     let fake = Arc::new(FakeProcess::default());
     let pipe = Arc::new(Recording::default());
-    let mut conn = Conn::new(100, fake.clone(), pipe.clone());
-    conn.ready = true;
-    s.lock().slots[0].conn = Some(conn);
+    attach(&s, 0, fake.clone(), pipe.clone());
     // Sent to the idle worker: its clock would start now, its frame is still in the outbox.
     let flushes = s.pump_all(&mut s.lock());
     assert_eq!(sent(&s, 0), 1);
@@ -650,9 +651,7 @@ fn batches_in(bytes: &[u8]) -> Vec<(u64, i64, u8, Vec<Vec<u8>>)> {
 /// Puts a ready worker whose requests are recorded in slot `w`.
 fn connect_recorded(shared: &Shared, w: usize) -> Arc<Recording> {
     let pipe = Arc::new(Recording::default());
-    let mut conn = Conn::new(100 + w as u32, Arc::new(FakeProcess::default()), pipe.clone());
-    conn.ready = true;
-    shared.lock().slots[w].conn = Some(conn);
+    attach(shared, w, Arc::new(FakeProcess::default()), pipe.clone());
     pipe
 }
 
