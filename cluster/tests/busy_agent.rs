@@ -37,15 +37,5 @@ fn tasks_queued_behind_a_busy_agent_run_once() {
 
 /// Returns once the tasks stream has taken `n` messages.
 fn wait_until_stored(url: &str, n: u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while tasks.info().await.expect("its state").state.last_sequence < n {
-            assert!(tokio::time::Instant::now() < deadline, "task {n} was never stored");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    common::streams_reach(url, Duration::from_secs(60), |tasks, _| tasks.last_sequence >= n);
 }

@@ -46,15 +46,5 @@ fn an_agent_drops_the_items_of_a_dropped_imap() {
 /// Returns once the tasks stream (a work queue, which deletes a message once an agent
 /// acknowledges it) is empty.
 fn wait_until_all_acknowledged(url: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while tasks.info().await.expect("its state").state.messages > 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the agent holds task messages");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    common::streams_reach(url, Duration::from_secs(60), |tasks, _| tasks.messages == 0);
 }
