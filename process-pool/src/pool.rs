@@ -911,7 +911,8 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
 
     /// Reads results as the pool's supervisors do, for up to [`WATCH`], while the task is not
     /// settled: a result that arrives soon reaches its caller without waking a supervisor and
-    /// then the caller. Not for a task whose function's tasks take longer than that (as
+    /// then the caller. It watches the worker the task was sent to (every worker while the
+    /// task is queued). Not for a task whose function's tasks take longer than that (as
     /// measured so far; a function not measured yet counts as slow). In a copy of the process
     /// made by `fork()`, which has none of the pool's threads or workers, the task can never be
     /// settled: [`TaskError::ShutDown`].
@@ -936,7 +937,9 @@ impl<R: Send + 'static> Cancel for Run<HandleSink<R>> {
         }
         let watch = Instant::now() + WATCH;
         let deadline = deadline.map_or(watch, |d| d.min(watch));
-        reception::watch(&shared.receptions(), &shared, deadline, done);
+        // The worker that holds the task, once sent: a pool of many workers would have the
+        // caller spin on every ring.
+        reception::watch(&shared.receptions(self.worker()), &shared, deadline, done);
         Ok(())
     }
 

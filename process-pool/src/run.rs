@@ -4,6 +4,7 @@
 //! [`RunBuilder`]. The scheduler moves [`Slice`]s of runs between its queue and its workers.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,8 +29,16 @@ pub(crate) struct Run<S: Sink + ?Sized = dyn Sink> {
     /// What its inputs hold for the workers (queue handles, shared bytes), until each
     /// item's outcome is delivered or the run is dropped.
     pub(crate) holds: Holds,
+    /// The slot of the worker its items were last sent to ([`NOT_SENT`] before): where the
+    /// caller of a single task watches for its result (`reception::watch`). Read without the
+    /// pool's lock: a reader may see an older slot, and then watches the wrong worker until
+    /// its watch ends, as it would have waited anyway.
+    sent_to: AtomicU32,
     pub(crate) sink: S,
 }
+
+/// [`Run::worker`] before any of the run's items was sent.
+const NOT_SENT: u32 = u32::MAX;
 
 /// How a run's items are grouped into batches.
 #[derive(Debug, Clone, Copy)]
@@ -405,7 +414,8 @@ impl RunBuilder {
         batching: Batching,
     ) -> Run<S> {
         let RunBuilder { job, inputs, holds } = self;
-        Run { job, inputs: inputs.stored(), timeout, batching, holds, sink }
+        let sent_to = AtomicU32::new(NOT_SENT);
+        Run { job, inputs: inputs.stored(), timeout, batching, holds, sent_to, sink }
     }
 }
 
@@ -414,6 +424,22 @@ impl<S: Sink + ?Sized> Run<S> {
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.inputs.len
+    }
+
+    /// Notes that items of the run were sent to the worker in slot `w` (under the pool's
+    /// lock).
+    #[inline]
+    pub(crate) fn sent_to(&self, w: usize) {
+        let w = u32::try_from(w).unwrap_or(NOT_SENT);
+        self.sent_to.store(w, Ordering::Relaxed);
+    }
+
+    /// The slot of the worker the run's items were last sent to, if any was (see
+    /// [`Run::sent_to`]).
+    #[inline]
+    pub(crate) fn worker(&self) -> Option<usize> {
+        let w = self.sent_to.load(Ordering::Relaxed);
+        (w != NOT_SENT).then_some(w as usize)
     }
 
     /// The encoded input of item `i` (empty past the last).

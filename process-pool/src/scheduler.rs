@@ -748,6 +748,7 @@ impl Shared {
                 conn.served += joined as u64;
                 slot.load_ns += load;
             }
+            slot.sent.range(sent_before..).for_each(|sent| sent.run.sent_to(w));
             let joined = slot.sent.len() - sent_before - 1;
             if joined == 0 {
                 writer.push_batch(first_seq, &run, flags, items);
@@ -1325,14 +1326,19 @@ impl Shared {
         }
     }
 
-    /// Where the results of every worker arrive, for a caller that reads its own (none in a
-    /// copy of the process, which has none of the workers).
-    pub(crate) fn receptions(&self) -> SmallVec<[Arc<Reception>; 4]> {
+    /// Where the results of the worker in slot `w` arrive, or, with no slot named, those of
+    /// every worker: for a caller that reads its own (none in a copy of the process, which
+    /// has none of the workers).
+    pub(crate) fn receptions(&self, w: Option<usize>) -> SmallVec<[Arc<Reception>; 4]> {
         if self.copied() {
             return SmallVec::new();
         }
         let state = self.lock();
-        state.slots.iter().filter_map(|slot| slot.conn.as_ref()?.reception.clone()).collect()
+        let reception = |slot: &Slot| slot.conn.as_ref()?.reception.clone();
+        match w.and_then(|w| state.slots.get(w)) {
+            Some(slot) => reception(slot).into_iter().collect(),
+            None => state.slots.iter().filter_map(reception).collect(),
+        }
     }
 
     /// Drops the queued items of runs nobody wants any more (their iterator was dropped).

@@ -1109,3 +1109,17 @@ fn an_imaps_runs_of_one_item_wait_in_its_own_line_not_with_single_tasks() {
     // The task goes after one more of the imap's items, not after the eight waiting.
     assert_eq!(sent_inputs(&pipe, 2)[..2], [(5, vec![vec![2]]), (7, vec![vec![200]])]);
 }
+
+#[test]
+fn a_task_notes_the_worker_it_was_sent_to_where_its_caller_watches() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let first = run(1, NullSink, Batching::Adaptive(1));
+    s.submit(first.clone());
+    assert_eq!(first.worker(), None, "queued: no worker holds it");
+    connect(&s, 0);
+    assert_eq!(first.worker(), Some(0));
+    connect(&s, 1);
+    let second = run(1, NullSink, Batching::Adaptive(1));
+    s.submit(second.clone());
+    assert_eq!(second.worker(), Some(1), "the idle worker took it");
+}
