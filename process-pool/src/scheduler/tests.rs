@@ -225,6 +225,14 @@ fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     assert_eq!(s.lock().counters.crashes, 0, "a kill is not a crash");
 }
 
+/// Ends worker 0, killed for the 5 ms limit of its one item, and checks that the item failed
+/// saying so.
+fn timed_out_with_its_worker(s: &Shared, fake: &FakeProcess, rec: &Recorder) {
+    deliver(end(s, 0, Exit::Signal(9), fake.progress()), s);
+    let expected = "timed out after 5ms; its worker was killed";
+    assert_eq!(*rec.got.lock().unwrap(), [(0, Some(expected.into()))]);
+}
+
 #[test]
 fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     let limit = Duration::from_millis(5);
@@ -243,11 +251,7 @@ fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     assert_eq!(s.police(&mut s.lock(), 0, later, || false), None);
     assert_eq!(fake.kills(), 1);
     assert_eq!(s.lock().counters.timeouts, 1);
-    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
-    assert_eq!(
-        *rec.got.lock().unwrap(),
-        [(0, Some("timed out after 5ms; its worker was killed".into()))]
-    );
+    timed_out_with_its_worker(&s, &fake, &rec);
 }
 
 /// The frames for a worker are queued under the pool's lock and written once it is released:
@@ -279,11 +283,7 @@ fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
     assert!(due > written, "{due:?}");
     assert_eq!(s.police(&mut s.lock(), 0, later + limit, || false), None);
     assert_eq!(fake.kills(), 1);
-    deliver(end(&s, 0, Exit::Signal(9), fake.progress()), &s);
-    assert_eq!(
-        *rec.got.lock().unwrap(),
-        [(0, Some("timed out after 5ms; its worker was killed".into()))]
-    );
+    timed_out_with_its_worker(&s, &fake, &rec);
 }
 
 #[test]
