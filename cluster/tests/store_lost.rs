@@ -54,7 +54,7 @@ fn a_task_lost_with_the_store_fails_as_unreachable_while_agents_live() {
     // Stored, with no agent to take it, when the store is lost.
     agent.kill();
     let lost = pool.submit(square, 3);
-    wait_until_stored(&url);
+    common::streams_reach(&url, DEADLINE, |tasks, _| tasks.messages > 0);
     drop(server);
     let _server = PlainServer::start_on("store_lost_task", port, true).expect("it restarts");
     let _agent = common::agent(&url, 1, &[]);
@@ -68,19 +68,4 @@ fn a_task_lost_with_the_store_fails_as_unreachable_while_agents_live() {
         Err(TaskError::Unreachable { .. }) => {}
         other => panic!("expected a lost task to fail as unreachable, got {other:?}"),
     }
-}
-
-/// Returns once the tasks stream holds a message.
-fn wait_until_stored(url: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while tasks.info().await.expect("its state").state.messages == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the task was never stored");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
 }
