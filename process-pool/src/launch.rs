@@ -3,7 +3,9 @@
 //! Every worker of the process is spawned from one long-lived launcher thread. A worker asks
 //! the kernel to kill it when the thread that spawned it ends (`PR_SET_PDEATHSIG` follows the
 //! spawning *thread*), so spawning from a thread that lives as long as the process means
-//! workers die with the process and never with some short-lived caller thread. What else a
+//! workers die with the process and never with some short-lived caller thread. Where that
+//! thread cannot be started (no thread can), a pool's supervisor, which outlives its worker,
+//! spawns it itself, and a one-off fails to start: its caller's thread may end first. What else a
 //! process inherits from the thread that spawns it, the launcher takes from the thread that
 //! asks before each spawn: the CPUs it may run on.
 
@@ -39,17 +41,34 @@ pub(crate) struct Launched {
     pub(crate) result: OwnedFd,
 }
 
+/// Who spawns a worker when the launcher thread cannot be started (the program can start
+/// no more threads, or has no address space left for their stacks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoLauncher {
+    /// The calling thread, which outlives the process it starts: a pool's supervisor, which
+    /// reaps its worker before it ends.
+    SpawnHere,
+    /// Nobody: the start fails, saying why. For a caller that may end before its process
+    /// does (the thread that starts a one-off), whose end would kill it.
+    Fail,
+}
+
 /// Spawns a worker and sends it `init`. With `shared`, where the kernel has `memfd`, the worker
 /// gets shared memory and serves through its rings ([`RINGS`] is set in `init`); otherwise
 /// the pipes carry everything. Does not wait for its hello (the supervisor does).
-pub(crate) fn launch(init: &Init, shared: bool) -> Result<Launched, StartFailure> {
-    launch_with(init, shared.then_some(region::RING_BYTES))
+pub(crate) fn launch(
+    init: &Init,
+    shared: bool,
+    no_launcher: NoLauncher,
+) -> Result<Launched, StartFailure> {
+    launch_with(init, shared.then_some(region::RING_BYTES), no_launcher)
 }
 
 /// As [`launch`], with rings of `ring_bytes` of data each (`None`: the pipes alone).
 pub(crate) fn launch_with(
     init: &Init,
     ring_bytes: Option<usize>,
+    no_launcher: NoLauncher,
 ) -> Result<Launched, StartFailure> {
     entry::ensure_linked();
     check_executable()?;
@@ -80,7 +99,7 @@ pub(crate) fn launch_with(
         },
         None => (None, None),
     };
-    let child = on_launcher(move || {
+    let child = on_launcher(no_launcher, move || {
         let mut fds = vec![request_r.as_fd(), result_w.as_fd()];
         fds.extend(region_fd.as_ref().map(AsFd::as_fd));
         sys::spawn(executable(), &name, &env, &fds)
@@ -210,28 +229,50 @@ struct Launcher {
     jobs: Sender<Job>,
 }
 
-/// Runs `spawn` on the launcher thread (or, if that thread cannot exist, on this one).
+/// Starts a launcher thread: where to send it work.
+fn start_launcher() -> std::io::Result<Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    sys::with_program_signals_blocked(|| {
+        thread::Builder::new().name("taskpool-launcher".into()).spawn(move || {
+            sys::block_sigpipe_for_good();
+            rx.into_iter().for_each(|job| job());
+        })
+    })?;
+    Ok(tx)
+}
+
+/// Runs `spawn` on the launcher thread; if that thread cannot be started, on this one or
+/// nowhere, as `no_launcher` says (the launcher is tried again at the next start).
 fn on_launcher(
+    no_launcher: NoLauncher,
     spawn: impl FnOnce() -> std::io::Result<ChildProcess> + Send + 'static,
 ) -> std::io::Result<ChildProcess> {
     static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
     sys::watch_forks();
     let generation = sys::fork_generation();
     let mut launcher = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
-    if launcher.as_ref().is_none_or(|l| l.generation != generation) {
-        let (tx, rx) = mpsc::channel::<Job>();
-        *launcher = sys::with_program_signals_blocked(|| {
-            thread::Builder::new().name("taskpool-launcher".into()).spawn(move || {
-                sys::block_sigpipe_for_good();
-                rx.into_iter().for_each(|job| job());
-            })
-        })
-        .ok()
-        .map(|_| Launcher { generation, jobs: tx });
-    }
-    let Some(jobs) = launcher.as_ref().map(|l| l.jobs.clone()) else {
-        drop(launcher);
-        return spawn();
+    let jobs = match launcher.as_ref() {
+        Some(l) if l.generation == generation => l.jobs.clone(),
+        _ => match start_launcher() {
+            Ok(jobs) => {
+                *launcher = Some(Launcher { generation, jobs: jobs.clone() });
+                jobs
+            }
+            Err(e) => {
+                *launcher = None;
+                drop(launcher);
+                return match no_launcher {
+                    NoLauncher::SpawnHere => spawn(),
+                    NoLauncher::Fail => Err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "the launcher thread, which starts every worker and one-off, \
+                             cannot start: {e}"
+                        ),
+                    )),
+                };
+            }
+        },
     };
     drop(launcher);
     let (reply_tx, reply_rx) = mpsc::sync_channel(1);
@@ -244,8 +285,12 @@ fn on_launcher(
         }
         let _ = reply_tx.send(spawn());
     });
+    // A launcher that stopped gives the job back: run here, or dropped unrun with the
+    // reply's sender, which fails the start.
     if let Err(mpsc::SendError(job)) = jobs.send(job) {
-        job();
+        if no_launcher == NoLauncher::SpawnHere {
+            job();
+        }
     }
     reply_rx
         .recv()

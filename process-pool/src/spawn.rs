@@ -88,8 +88,9 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     // dies of SIGKILL says that memory ran out (`oom.rs`).
     let oom_kills = oom::kills();
     // A one-off's task and result cross its pipes: there is nothing to batch.
-    let Launched { child, region, request, result } = launch::launch(&init, false)
-        .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
+    let Launched { child, region, request, result } =
+        launch::launch(&init, false, launch::NoLauncher::Fail)
+            .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     // Sent as handed off (the child takes back what it receives), so encoded again if the
     // first encoding held anything back; the handles counted as the child's, so that they
     // stop counting if it dies before it reads them.

@@ -64,6 +64,8 @@ pub(crate) fn supervise(shared: Arc<Shared>, w: usize, started: Sender<Result<()
         let launched = match launch::launch_with(
             &init_for(&shared, w),
             Some(shared.config.get_ring_bytes()),
+            // This thread reaps its worker before it ends.
+            launch::NoLauncher::SpawnHere,
         ) {
             Ok(launched) => launched,
             Err(failure) => {
