@@ -871,8 +871,9 @@ pub(crate) fn is_dying_of_signal(pid: libc::pid_t) -> bool {
         .is_some_and(|v| v.trim() == "1")
 }
 
-/// Set once the kernel refused `memfd` (it lacks it, or a seccomp filter forbids it).
-static NO_MEMFD: AtomicBool = AtomicBool::new(false);
+/// The error number with which the kernel refused `memfd` (it lacks it, or a seccomp filter
+/// forbids it), once it did; 0 before.
+static NO_MEMFD: AtomicI32 = AtomicI32::new(0);
 
 /// Whether the pool's transport may use shared memory: the kernel did not refuse `memfd`
 /// before, and the environment variable `TASKPOOL_TRANSPORT=pipes` (which tests of the
@@ -882,7 +883,7 @@ pub(crate) fn has_memfd() -> bool {
     static PIPES_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let pipes_only = *PIPES_ONLY
         .get_or_init(|| std::env::var_os("TASKPOOL_TRANSPORT").is_some_and(|v| v == "pipes"));
-    !pipes_only && !NO_MEMFD.load(Ordering::Relaxed)
+    !pipes_only && NO_MEMFD.load(Ordering::Relaxed) == 0
 }
 
 /// A new anonymous `memfd` of `len` zeroed bytes, close-on-exec and open to seals: the one
@@ -896,15 +897,16 @@ fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     let unavailable = |e: io::Error| {
         io::Error::new(io::ErrorKind::Unsupported, format!("memfd is unavailable here: {e}"))
     };
-    if NO_MEMFD.load(Ordering::Relaxed) {
-        return Err(unavailable(io::Error::from_raw_os_error(libc::ENOSYS)));
+    let refused = NO_MEMFD.load(Ordering::Relaxed);
+    if refused != 0 {
+        return Err(unavailable(io::Error::from_raw_os_error(refused)));
     }
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
     let fd = match check(unsafe { libc::memfd_create(name.as_ptr(), flags) }) {
         Ok(fd) => fd,
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)) => {
-            NO_MEMFD.store(true, Ordering::Relaxed);
+            NO_MEMFD.store(e.raw_os_error().unwrap_or(libc::ENOSYS), Ordering::Relaxed);
             return Err(unavailable(e));
         }
         Err(e) => return Err(e),

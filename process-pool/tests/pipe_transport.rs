@@ -208,15 +208,15 @@ fn queues_pipes_and_shared_bytes_work_over_pipes() {
 
 const NO_MEMFD: &str = "TASKPOOL_TEST_NO_MEMFD";
 
-/// Makes the kernel refuse `memfd_create` to this process and its children with `ENOSYS`, as
+/// Makes the kernel refuse `memfd_create` to this process and its children with `errno`, as
 /// a sandbox's seccomp filter would.
-fn refuse_memfd() -> std::io::Result<()> {
+fn refuse_memfd(errno: i32) -> std::io::Result<()> {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
     let filter = [
         // The system call's number (the first word of `seccomp_data`).
         op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
         op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, libc::SYS_memfd_create as u32),
-        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
         op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
     let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
@@ -229,9 +229,15 @@ fn refuse_memfd() -> std::io::Result<()> {
     if done { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// Runs the test `name` in a copy of this binary to which the kernel refuses `memfd`; in that
-/// copy, runs `body`. Skipped, saying why, where a seccomp filter cannot be installed.
+/// Runs the test `name` in a copy of this binary to which the kernel refuses `memfd` with
+/// `ENOSYS`; in that copy, runs `body`. Skipped, saying why, where a seccomp filter cannot be
+/// installed.
 fn without_memfd(name: &str, body: impl FnOnce()) {
+    refused_memfd(name, libc::ENOSYS, body);
+}
+
+/// As [`without_memfd`], the kernel refusing `memfd` with `errno`.
+fn refused_memfd(name: &str, errno: i32, body: impl FnOnce()) {
     if std::env::var_os(NO_MEMFD).is_some() {
         body();
         return;
@@ -240,7 +246,7 @@ fn without_memfd(name: &str, body: impl FnOnce()) {
     command.env(NO_MEMFD, "1");
     // SAFETY: the hook only builds an array on its stack and calls prctl, which is
     // async-signal-safe.
-    unsafe { command.pre_exec(refuse_memfd) };
+    unsafe { command.pre_exec(move || refuse_memfd(errno)) };
     if let Err(e) = run_test_in(command, name, "without memfd") {
         println!("skipped: {name} needs a seccomp filter, which this system refuses: {e}");
     }
@@ -263,6 +269,23 @@ fn without_memfd_the_pool_uses_pipes_and_queues_say_why_they_cannot_be_made() {
             assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
             let child = spawn(square, 7).unwrap();
             assert_eq!(child.join().unwrap(), 49);
+        },
+    );
+}
+
+#[test]
+fn a_refused_memfd_is_said_in_the_kernels_own_words_every_time() {
+    refused_memfd(
+        "a_refused_memfd_is_said_in_the_kernels_own_words_every_time",
+        libc::EPERM,
+        || {
+            // The first refusal and every one after it, which the process remembers.
+            for _ in 0..2 {
+                let err = Queue::<u64>::new().unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+                let said = "memfd is unavailable here: Operation not permitted (os error 1)";
+                assert_eq!(err.to_string(), said);
+            }
         },
     );
 }
