@@ -905,7 +905,14 @@ fn new_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
     let fd = match check(unsafe { libc::memfd_create(name.as_ptr(), flags) }) {
         Ok(fd) => fd,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)) => {
+        // A policy's refusal (a seccomp filter's `EPERM`, a security module's or, on Linux 6.3
+        // to 6.5, `vm.memfd_noexec=2`'s `EACCES`) stands as long as the process does.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EINVAL)
+            ) =>
+        {
             NO_MEMFD.store(e.raw_os_error().unwrap_or(libc::ENOSYS), Ordering::Relaxed);
             return Err(unavailable(e));
         }

@@ -289,3 +289,18 @@ fn a_refused_memfd_is_said_in_the_kernels_own_words_every_time() {
         },
     );
 }
+
+#[test]
+fn a_memfd_refused_by_policy_leaves_the_pool_on_pipes() {
+    // A security module's policy, or `vm.memfd_noexec=2` on Linux 6.3 to 6.5, refuses with
+    // `EACCES`: before, every worker failed to start with "Permission denied".
+    refused_memfd("a_memfd_refused_by_policy_leaves_the_pool_on_pipes", libc::EACCES, || {
+        let err = SharedBytes::copy_from_slice(b"bytes").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert_eq!(err.to_string(), "memfd is unavailable here: Permission denied (os error 13)");
+        let pool = ProcessPool::new(2).unwrap();
+        assert_eq!(pool.map(maps_shared_memory, 0..8).unwrap(), [0; 8]);
+        assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+        assert_eq!(spawn(square, 7).unwrap().join().unwrap(), 49);
+    });
+}
