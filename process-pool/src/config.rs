@@ -209,7 +209,8 @@ impl ProcessConfig {
     /// several hand-overs. Rings of 1 MiB move a 1 MiB payload about a third faster (one
     /// hand-over instead of four); small tasks go as fast through 64 KiB, which suits many
     /// workers with small tasks. Where the kernel has no `memfd`, there are no rings and this
-    /// is unused.
+    /// is unused; where the program's address space (`RLIMIT_AS`) has no room left for a
+    /// worker's rings, that worker has none, and its pipes carry everything.
     ///
     /// ```
     /// use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};

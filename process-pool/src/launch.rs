@@ -87,12 +87,18 @@ pub(crate) fn launch_with(
     let env = environment(&entry::marker_value(image));
     let name = CString::new(init.name.replace('\0', "")).unwrap_or_default();
 
-    // Shared memory where the kernel has it and the file-size limit allows it; the pipes
-    // alone otherwise.
+    // Shared memory where the kernel has it, the file-size limit allows it and the address
+    // space has room for it (`RLIMIT_AS`); the pipes alone otherwise, as for a one-off.
     let (region, region_fd) = match ring_bytes.filter(|_| sys::has_memfd()) {
         Some(bytes) => match Region::with_ring_bytes(bytes) {
             Ok((region, fd)) => (Some(region), Some(fd)),
-            Err(e) if !sys::has_memfd() || e.kind() == std::io::ErrorKind::FileTooLarge => {
+            Err(e)
+                if !sys::has_memfd()
+                    || matches!(
+                        e.kind(),
+                        std::io::ErrorKind::FileTooLarge | std::io::ErrorKind::OutOfMemory
+                    ) =>
+            {
                 (None, None)
             }
             Err(e) => return Err(os(e)),

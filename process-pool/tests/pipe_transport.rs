@@ -21,7 +21,8 @@ use std::process::Command;
 use common::*;
 use taskpool_core::conformance::chaos::{self, Expect};
 use taskpool_process::{
-    Config, End, Exit, Pipe, Pool, ProcessPool, Producer, Queue, SharedBytes, TaskError, spawn,
+    Config, End, Exit, Pipe, Pool, ProcessConfig, ProcessPool, Producer, Queue, SharedBytes,
+    TaskError, spawn,
 };
 
 const SWITCH: &str = "TASKPOOL_TRANSPORT";
@@ -303,4 +304,38 @@ fn a_memfd_refused_by_policy_leaves_the_pool_on_pipes() {
         assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
         assert_eq!(spawn(square, 7).unwrap().join().unwrap(), 49);
     });
+}
+
+const SMALL_ADDRESS_SPACE: &str = "TASKPOOL_TEST_SMALL_ADDRESS_SPACE";
+
+#[test]
+fn rings_that_do_not_fit_the_address_space_leave_the_pool_on_pipes() {
+    let name = "rings_that_do_not_fit_the_address_space_leave_the_pool_on_pipes";
+    if std::env::var_os(SMALL_ADDRESS_SPACE).is_some() {
+        // Rings of 1 GiB each do not fit an address space of 1 GiB (`ulimit -v`): before,
+        // every worker failed to start with "Cannot allocate memory", while one-offs, which
+        // have no rings, ran.
+        let config = ProcessConfig::new(Config::new().workers(2)).ring_bytes(1 << 30);
+        let pool = ProcessPool::with_config(config).unwrap();
+        assert_eq!(pool.map(maps_shared_memory, 0..8).unwrap(), [0; 8]);
+        assert_eq!(pool.map(square, 1..=3).unwrap(), [1, 4, 9]);
+        // Rings that fit are still had.
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(pool.apply(maps_shared_memory, 0).unwrap(), 1);
+        return;
+    }
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(SMALL_ADDRESS_SPACE, "1");
+    // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
+    run_test_in(command, name, "in an address space of 1 GiB").unwrap();
 }
