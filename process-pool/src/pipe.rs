@@ -195,7 +195,8 @@ impl<T: Serialize + DeserializeOwned> End<T> {
     ///
     /// [`GetError::Disconnected`] once nothing is left and the other end is gone; otherwise
     /// as [`Queue::get`](crate::Queue::get) ([`GetError::Decode`] for shared bytes whose
-    /// sender is gone, say).
+    /// sender is gone, or that this process is out of descriptors to open, say: the value is
+    /// lost).
     ///
     /// # Examples
     ///

@@ -367,7 +367,8 @@ macro_rules! get_methods {
         /// left: as soon as every such handle was dropped; for one whose process died
         /// without dropping it, once this get waited about 20 ms. [`GetError::Decode`] if a
         /// message is not a `T`, or holds [`SharedBytes`](crate::SharedBytes) whose sending
-        /// process is gone (it is lost); [`GetError::Broken`].
+        /// process is gone, or that this process cannot open now (out of descriptors): the
+        /// message is lost; [`GetError::Broken`].
         ///
         /// # Examples
         ///

@@ -142,8 +142,10 @@ pub enum GetError {
     /// included.
     Disconnected,
     /// A message was taken but could not be decoded as the queue's type, or it holds
-    /// [`SharedBytes`](crate::SharedBytes) that cannot be opened because the process that
-    /// put them is gone (it is lost).
+    /// [`SharedBytes`](crate::SharedBytes) (or a queue's or pipe's handle) that cannot be
+    /// opened: because the process that put them is gone, or because this process cannot
+    /// open or map them now (out of descriptors, `EMFILE`, or of address space). Either way
+    /// the message is lost: it is not given again to a later get.
     Decode(String),
     /// The queue's shared memory holds impossible positions or lengths: a process wrote over
     /// it.
