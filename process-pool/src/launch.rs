@@ -5,7 +5,8 @@
 //! spawning *thread*), so spawning from a thread that lives as long as the process means
 //! workers die with the process and never with some short-lived caller thread. Where that
 //! thread cannot be started (no thread can), a pool's supervisor, which outlives its worker,
-//! spawns it itself, and a one-off fails to start: its caller's thread may end first. What else a
+//! spawns it itself, and so does the main thread a one-off; a one-off asked for by another
+//! thread fails to start, as that thread may end first. What else a
 //! process inherits from the thread that spawns it, the launcher takes from the thread that
 //! asks before each spawn: the CPUs it may run on.
 
@@ -46,7 +47,7 @@ pub(crate) struct Launched {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoLauncher {
     /// The calling thread, which outlives the process it starts: a pool's supervisor, which
-    /// reaps its worker before it ends.
+    /// reaps its worker before it ends, or the program's main thread.
     SpawnHere,
     /// Nobody: the start fails, saying why. For a caller that may end before its process
     /// does (the thread that starts a one-off), whose end would kill it.

@@ -87,10 +87,17 @@ pub fn spawn<M, T: IntoTask<M>>(task: T, input: T::Input) -> Result<Spawned<T::O
     // The OOM kills in this process's memory cgroup so far: one more by the time the process
     // dies of SIGKILL says that memory ran out (`oom.rs`).
     let oom_kills = oom::kills();
+    // Where the launcher thread cannot start, the main thread, whose end ends the program,
+    // may start the process itself; another thread may end before its one-off does, which
+    // would kill it.
+    let no_launcher = if sys::on_main_thread() {
+        launch::NoLauncher::SpawnHere
+    } else {
+        launch::NoLauncher::Fail
+    };
     // A one-off's task and result cross its pipes: there is nothing to batch.
-    let Launched { child, region, request, result } =
-        launch::launch(&init, false, launch::NoLauncher::Fail)
-            .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
+    let Launched { child, region, request, result } = launch::launch(&init, false, no_launcher)
+        .map_err(|failure| TaskError::WorkerStart { reason: failure.reason() })?;
     // Sent as handed off (the child takes back what it receives), so encoded again if the
     // first encoding held anything back; the handles counted as the child's, so that they
     // stop counting if it dies before it reads them.

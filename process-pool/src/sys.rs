@@ -1506,6 +1506,14 @@ pub(crate) fn pid() -> u32 {
     std::process::id()
 }
 
+/// Whether the calling thread is the process's main thread (its thread id is the process's):
+/// the thread whose end, as `main` returns, ends the process.
+pub(crate) fn on_main_thread() -> bool {
+    // SAFETY: gettid takes nothing and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u32::try_from(tid).is_ok_and(|tid| tid == pid())
+}
+
 /// The parent's process id.
 pub(crate) fn parent_pid() -> u32 {
     // SAFETY: getppid cannot fail and has no memory effects.
