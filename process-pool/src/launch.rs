@@ -5,8 +5,8 @@
 //! spawning *thread*), so spawning from a thread that lives as long as the process means
 //! workers die with the process and never with some short-lived caller thread. Where that
 //! thread cannot be started (no thread can), a pool's supervisor, which outlives its worker,
-//! spawns it itself, and so does the main thread a one-off; a one-off asked for by another
-//! thread fails to start, as that thread may end first. What else a
+//! spawns it itself, and the main thread spawns its one-offs itself; a one-off asked for by
+//! another thread fails to start, as that thread may end first. What else a
 //! process inherits from the thread that spawns it, the launcher takes from the thread that
 //! asks before each spawn: the CPUs it may run on.
 
