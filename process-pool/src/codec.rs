@@ -175,6 +175,7 @@ pub(crate) fn decode_result<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Code
 
 /// [`decode`] and [`decode_result`]: `top` is where the stack budget is counted from, or 0.
 fn decode_from<T: DeserializeOwned>(bytes: &[u8], top: usize) -> Result<T, CodecError> {
+    crate::shared_bytes::settle_unreceived();
     let mut decoder =
         Decoder { rest: bytes, names: NameTable::new(), depth: 0, stack: StackGuard::new(top) };
     let value = T::deserialize(&mut decoder)?;
@@ -196,6 +197,7 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
     list: &[u8],
     out: &mut Vec<T>,
 ) -> Result<(), CodecError> {
+    crate::shared_bytes::settle_unreceived();
     let stack = StackGuard::new(stack_here());
     let mut decoder = Decoder { rest: &[], names: NameTable::new(), depth: 0, stack };
     let mut values = list;

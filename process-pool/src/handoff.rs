@@ -475,9 +475,7 @@ pub(crate) fn holders(held: &HeldFd, origins: &[(u32, i32)]) -> Vec<(u32, i32)> 
 /// `write`.
 pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, String> {
     let path = format!("/proc/{pid}/fd/{fd}");
-    let file = OpenOptions::new().read(true).write(write).open(&path);
-    let file = file.and_then(|file| sys::above_standard(OwnedFd::from(file)));
-    file.map_err(|e| match e.kind() {
+    open_proc_os(pid, fd, write).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound if !std::path::Path::new("/proc/self").exists() => format!(
             "{path}: {e}: /proc is not mounted where this process looks for it (it moved into \
              a chroot, say), and queues and shared bytes cross through it"
@@ -497,6 +495,13 @@ pub(crate) fn open_proc(pid: u32, fd: i32, write: bool) -> Result<OwnedFd, Strin
         ),
         _ => format!("{path}: {e}"),
     })
+}
+
+/// As [`open_proc`], with the OS's error alone.
+pub(crate) fn open_proc_os(pid: u32, fd: i32, write: bool) -> std::io::Result<OwnedFd> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let file = OpenOptions::new().read(true).write(write).open(&path)?;
+    sys::above_standard(OwnedFd::from(file))
 }
 
 impl Mapped for Shared {

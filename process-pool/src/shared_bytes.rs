@@ -14,22 +14,26 @@
 //! at its next use of `SharedBytes` (made, received or dropped) once every copy arrived, or
 //! in a pool worker once it has sat idle ([`kept_for_receivers`]);
 //! each such copy is received once, however often serde decodes it
-//! (`handoff::first_receipt`). A process whose descriptors of a
+//! (`handoff::first_receipt`). A copy that a receiver failed to open (out of descriptors,
+//! say) is taken off the count by that receiver as soon as it can open the control page
+//! ([`settle_unreceived`]): it will never be received. A process whose descriptors of a
 //! value were closed by a task sends a copy of the bytes in new memory instead.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::handoff::{
     Known, Mapped, first_receipt, held_by_argument, next_ticket, on_take_back, open_proc,
-    refuse_off_machine, sender_waits,
+    open_proc_os, refuse_off_machine, sender_waits,
 };
 use crate::shared_lock::my_pid;
 use crate::sys::{HeldFd, SEALED_DATA_AT, SealedBytes, SharedMemory};
@@ -56,8 +60,13 @@ impl Inner {
 
     /// Copies serialized and not yet received.
     fn pending(&self) -> &std::sync::atomic::AtomicU64 {
-        &self.control.words(24, 1)[0]
+        pending_in(&self.control)
     }
+}
+
+/// The count of a value's copies serialized and not yet received, in its control page.
+fn pending_in(control: &SharedMemory) -> &std::sync::atomic::AtomicU64 {
+    &control.words(24, 1)[0]
 }
 
 impl Mapped for Inner {
@@ -160,7 +169,9 @@ pub(crate) fn await_receivers() {
 /// pool until the task ends, or until it is dropped unrun (cancelled, its `imap` dropped,
 /// refused as too large); a one-off's ([`spawn`](crate::spawn)) by its spawner until the
 /// one-off process has ended (and been joined, or its handle dropped). A process that sends
-/// one otherwise (a result, a queue value) keeps it open until the receiver has it; if the
+/// one otherwise (a result, a queue value) keeps it open until the receiver has it, or has
+/// failed to open it (out of descriptors, say: the receiver tells the sender at the next
+/// value it decodes once it can open files again); if the
 /// receiver never decodes it, the sender keeps it until it exits (but a value left in a queue
 /// or pipe when its last handle that can get is dropped is decoded and dropped by that drop,
 /// in that process, so its sender lets go of it). A worker or one-off process
@@ -274,6 +285,9 @@ impl SharedBytes {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn new(len: usize, fill: impl FnOnce(&mut [u8])) -> std::io::Result<SharedBytes> {
+        // Values whose copies all arrived are let go first: their descriptors may be what
+        // this one needs.
+        VALUES.sweep();
         let id = crate::channel::new_id();
         let mut header = [0u8; HEADER];
         header[..8].copy_from_slice(&MAGIC.to_le_bytes());
@@ -369,6 +383,7 @@ impl Drop for SharedBytes {
         }
         // Lets go of values whose copies all arrived: this may be the last use for a while.
         VALUES.sweep();
+        settle_unreceived();
     }
 }
 
@@ -438,6 +453,7 @@ impl<'de> Deserialize<'de> for SharedBytes {
         }
         refuse_off_machine("`SharedBytes`").map_err(serde::de::Error::custom)?;
         let wire = Wire::deserialize(deserializer)?;
+        settle_unreceived();
         let inner = VALUES
             .find_or_open(wire.id, || {
                 let mut why = String::from("no process named holds it");
@@ -449,7 +465,17 @@ impl<'de> Deserialize<'de> for SharedBytes {
                 }
                 Err(format!("cannot open shared bytes: {why}"))
             })
-            .map_err(serde::de::Error::custom)?;
+            .map_err(|why| {
+                if let Some(ticket) = wire.ticket {
+                    unreceived(Unreceived {
+                        id: wire.id,
+                        from: wire.from,
+                        ticket,
+                        holders: wire.holders.clone(),
+                    });
+                }
+                serde::de::Error::custom(why)
+            })?;
         // One copy on its way arrived (saturating: a count a peer broke only costs how long
         // its sender keeps the value).
         match wire.ticket {
@@ -461,6 +487,85 @@ impl<'de> Deserialize<'de> for SharedBytes {
         }
         Ok(SharedBytes { inner })
     }
+}
+
+/// A copy of a value that this process failed to receive (it could not open or map it: it
+/// was out of descriptors, say), which its sender still counts as on its way, and so keeps
+/// open.
+struct Unreceived {
+    id: [u64; 2],
+    from: u32,
+    ticket: u64,
+    /// `(pid, data fd, control fd)` where it is open.
+    holders: Vec<(u32, i32, i32)>,
+}
+
+/// The copies this process failed to receive and has not taken off their senders' counts
+/// yet, oldest first.
+static UNRECEIVED: Mutex<VecDeque<Unreceived>> = Mutex::new(VecDeque::new());
+/// Whether [`UNRECEIVED`] may hold any: a drop or a receipt looks at it only then.
+static ANY_UNRECEIVED: AtomicBool = AtomicBool::new(false);
+/// The most copies [`UNRECEIVED`] holds (the oldest are forgotten past that, and their
+/// senders keep them until they exit, as before).
+const MAX_UNRECEIVED: usize = 1024;
+
+/// Remembers `copy`, to take it off its sender's count as soon as this process can open
+/// files again ([`settle_unreceived`]): it will never be received, and the sender need not
+/// keep it for this process.
+fn unreceived(copy: Unreceived) {
+    let mut list = UNRECEIVED.lock().unwrap_or_else(PoisonError::into_inner);
+    if list.len() == MAX_UNRECEIVED {
+        list.pop_front();
+    }
+    list.push_back(copy);
+    ANY_UNRECEIVED.store(true, Release);
+}
+
+/// Takes the copies this process failed to receive off their senders' counts, where it can
+/// now; keeps those it cannot yet for want of descriptors or memory. Called at each use of
+/// `SharedBytes` (received or dropped), as values are let go, and at each value this process
+/// decodes (a task's result, a queue's message): one load while there are none.
+pub(crate) fn settle_unreceived() {
+    if !ANY_UNRECEIVED.load(Acquire) {
+        return;
+    }
+    let mut list = UNRECEIVED.lock().unwrap_or_else(PoisonError::into_inner);
+    list.retain(|copy| !copy.settle());
+    ANY_UNRECEIVED.store(!list.is_empty(), Release);
+}
+
+impl Unreceived {
+    /// Takes this copy off its sender's count, once (its ticket received); `false` if that
+    /// must wait: this process is still out of descriptors or memory. A copy whose control
+    /// page no process named holds any more needs nothing.
+    fn settle(&self) -> bool {
+        for &(pid, _, control) in &self.holders {
+            let fd = match open_proc_os(pid, control, true) {
+                Ok(fd) => fd,
+                Err(e) if is_shortage(&e) => return false,
+                Err(_) => continue,
+            };
+            let Some(memory) = SharedMemory::adopt(fd.as_raw_fd(), CONTROL_LEN) else {
+                continue;
+            };
+            let words = memory.words(0, 3);
+            if [words[0].load(Acquire), words[1].load(Relaxed), words[2].load(Relaxed)]
+                != [MAGIC, self.id[0], self.id[1]]
+            {
+                continue;
+            }
+            if first_receipt(self.id, self.from, self.ticket) {
+                let _ = pending_in(&memory).fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+            }
+            return true;
+        }
+        true
+    }
+}
+
+/// Whether `e` says that this process lacks descriptors or memory for now.
+fn is_shortage(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM))
 }
 
 /// Reads shared bytes that another serializer wrote as plain bytes (or a sequence of them),
