@@ -38,9 +38,14 @@ pub(crate) async fn receive(
                 }
             }
         }
+        let Some(bytes) = inner.upgrade().map(|inner| link::results_pull_bytes(&inner.js.client()))
+        else {
+            return;
+        };
         let messages = consumer
             .stream()
             .max_messages_per_batch(1024)
+            .max_bytes_per_batch(bytes)
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(10))
             .messages()

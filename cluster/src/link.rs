@@ -42,6 +42,16 @@ const RESULTS_INACTIVE: Duration = Duration::from_secs(600);
 /// `max_payload`, on every try. Room is left for the subject and headers.
 const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
 
+/// The most bytes of results a caller asks the server for at once: four of its server's
+/// largest messages, at most a little over the largest message a stream keeps (every stored
+/// result message fits one pull). The client asks for more once half has come, so the server
+/// holds at most one and a half times this for the caller: well under what it buffers for a
+/// client (its `max_pending`, 64 MiB by default), past which it takes the client for a slow
+/// consumer and closes its connection.
+pub(crate) fn results_pull_bytes(client: &Client) -> usize {
+    (4 * client.server_info().max_payload).min((32 << 20) + (64 << 10))
+}
+
 /// The smallest message limit a pool and an agent work with: a worker's error report, cut to
 /// 64 KiB, must fit one message.
 const MIN_MESSAGE_LIMIT: usize = 64 << 10;
