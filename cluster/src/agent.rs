@@ -330,6 +330,9 @@ impl Agent {
             std::process::exit(1);
         });
         let capacity = self.config.capacity_or_default();
+        // Not one large message per free slot at once: more than the server buffers for a
+        // client, which it would take for a slow consumer and cut off.
+        let pull_bytes = link::pull_bytes(&client);
         let slots = Arc::new(Semaphore::new(capacity));
         // Each pull request asks for as many messages as there are free slots, so that every
         // message the server delivers starts at once and has its progress reported: one that
@@ -374,6 +377,7 @@ impl Agent {
                 request = consumer
                     .batch()
                     .max_messages(permits.len())
+                    .max_bytes(pull_bytes)
                     .expires(Duration::from_secs(5))
                     .messages() => request,
             };
@@ -398,6 +402,8 @@ impl Agent {
                             drop(permit);
                         });
                     }
+                    // The pull's bytes ran out before its messages: the server ends it.
+                    Some(Err(e)) if pull_bytes_ran_out(&*e) => break,
                     // The consumer is gone (the server lost its store, or someone removed
                     // it), or the server does not answer: made again before the next pull.
                     Some(Err(_)) => {
@@ -955,6 +961,12 @@ struct Held {
     caller: String,
     /// How long the caller may be silent, if it says.
     abandon_after: Option<Duration>,
+}
+
+/// Whether `error`, from a pull request of a bounded size, says that the next message did not
+/// fit in what was left of it: the server ends the request so, and the next one takes it.
+fn pull_bytes_ran_out(error: &dyn std::error::Error) -> bool {
+    error.to_string().contains("Message Size Exceeds MaxBytes")
 }
 
 /// Whether `error`, from a pull subscription, says that its consumer does not exist.

@@ -38,8 +38,7 @@ pub(crate) async fn receive(
                 }
             }
         }
-        let Some(bytes) = inner.upgrade().map(|inner| link::results_pull_bytes(&inner.js.client()))
-        else {
+        let Some(bytes) = inner.upgrade().map(|inner| link::pull_bytes(&inner.js.client())) else {
             return;
         };
         let messages = consumer

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -63,17 +61,6 @@ fn caller_child() {
     }
 }
 
-/// The server's `/varz` monitoring page, served on `port`.
-fn varz(port: u16) -> serde_json::Value {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the monitor answers");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    serde_json::from_str(body).expect("json")
-}
-
 /// Sends the signal called `name` to process `pid`.
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
@@ -101,5 +88,5 @@ fn results_stored_while_their_caller_is_stopped_reach_it_without_a_slow_consumer
     signal(child.id(), "CONT");
     let status = child.wait().expect("the caller is waited for");
     assert!(status.success(), "the caller got every result: {status}");
-    assert_eq!(varz(monitor)["slow_consumers"], 0, "no client was a slow consumer");
+    assert_eq!(common::varz(monitor)["slow_consumers"], 0, "no client was a slow consumer");
 }

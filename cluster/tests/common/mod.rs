@@ -6,8 +6,8 @@
 //! `CI` variable is set: there a missing server fails the test.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -372,4 +372,15 @@ pub fn streams_reach(url: &str, within: Duration, done: impl Fn(&State, &State) 
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+}
+
+/// The server's `/varz` monitoring page, served on `port`.
+pub fn varz(port: u16) -> serde_json::Value {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the monitor answers");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    serde_json::from_str(body).expect("json")
 }
