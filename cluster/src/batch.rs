@@ -27,8 +27,9 @@ pub(crate) const LAZY_WINDOW: usize = 16_384;
 const AHEAD_BYTES: usize = 64 << 20;
 
 /// Outcomes of consecutive items of a chunk: the chunk (its first item's index), the first
-/// of these items' index, their outcomes, and whether they are the chunk's last.
-type Group<R> = (usize, usize, Vec<Result<R, TaskError>>, bool);
+/// of these items' index, their outcomes, whether they are the chunk's last, and the bytes of
+/// their encoded results.
+type Group<R> = (usize, usize, Vec<Result<R, TaskError>>, bool, usize);
 
 /// A batch in progress; yields outcomes in input order (`ordered`) or as they arrive.
 pub(crate) struct Stream<'p, J: Job, I> {
@@ -41,6 +42,11 @@ pub(crate) struct Stream<'p, J: Job, I> {
     items: Fuse<I>,
     /// The most items pulled and not yet yielded.
     window: usize,
+    /// Whether the window is one of items to be yielded one by one (`imap`), kept to
+    /// [`AHEAD_BYTES`] of results once they are known: not a `map`'s, which collects them all.
+    lazy: bool,
+    /// The results received, and the bytes of their encoded values.
+    results: (u64, u64),
     /// Index of the next item to pull.
     pulled: usize,
     /// The encoded input of item `pulled`, pulled already: it did not fit in the last chunk.
@@ -79,6 +85,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             time: Arc::new(ItemTime::new()),
             items: items.fuse(),
             window: window.max(1),
+            lazy: window < usize::MAX,
+            results: (0, 0),
             pulled: 0,
             carried: None,
             order: Reorder::new(ordered),
@@ -90,15 +98,29 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         }
     }
 
+    /// The most items pulled and not yet yielded now: of an `imap`, no more than
+    /// [`AHEAD_BYTES`] of results of the size of those received so far, at least one.
+    fn window(&self) -> usize {
+        let (count, bytes) = self.results;
+        match bytes.checked_div(count) {
+            Some(each) if self.lazy && each > 0 => {
+                let fit = usize::try_from(AHEAD_BYTES as u64 / each).unwrap_or(usize::MAX);
+                self.window.min(fit.max(1))
+            }
+            _ => self.window,
+        }
+    }
+
     /// Pulls and sends chunks while the window has room.
     fn refill(&mut self) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
+        let window = self.window();
         while self.units.len() < max_chunks
-            && self.order.held() < self.window
+            && self.order.held() < window
             && (self.units.is_empty() || self.ahead < AHEAD_BYTES)
         {
-            let room = self.window - self.order.held();
+            let room = window - self.order.held();
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job,
@@ -176,6 +198,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let tx = self.tx.clone();
             let contiguous = sent == count;
             let settle = Box::new(move |outcomes: Vec<Result<&[u8], TaskError>>| {
+                let sizes: Vec<usize> =
+                    outcomes.iter().map(|o| o.as_ref().map_or(0, |bytes| bytes.len())).collect();
                 let values: Vec<Result<J::Output, TaskError>> = outcomes
                     .into_iter()
                     .map(|o| {
@@ -185,11 +209,12 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     })
                     .collect();
                 if contiguous {
-                    let _ = tx.send((base, base, values, true));
+                    let _ = tx.send((base, base, values, true, sizes.iter().sum()));
                 } else {
                     let last = values.len();
-                    for (k, (at, value)) in positions.into_iter().zip(values).enumerate() {
-                        let _ = tx.send((base, at, vec![value], k + 1 == last));
+                    let each = positions.into_iter().zip(values).zip(sizes).enumerate();
+                    for (k, ((at, value), size)) in each {
+                        let _ = tx.send((base, at, vec![value], k + 1 == last, size));
                     }
                 }
             });
@@ -221,7 +246,9 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             // Every unit is settled exactly once (by its result, or by a failure of the pool),
             // so this receives what was sent.
             let received = recv_until(&self.rx, deadline)?;
-            let Some((chunk, first, values, last)) = received else { return Ok(None) };
+            let Some((chunk, first, values, last, size)) = received else { return Ok(None) };
+            self.results.0 += values.len() as u64;
+            self.results.1 += size as u64;
             let done = if last { self.units.remove(&chunk) } else { None };
             if let Some((_, bytes)) = done {
                 self.ahead -= bytes;

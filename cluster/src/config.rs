@@ -226,9 +226,10 @@ macro_rules! server_settings {
 /// Of the shared settings, a cluster pool uses `workers` (how many tasks it plans to keep
 /// busy, [`taskpool_core::Pool::workers`]: `map` and `imap` split their items into chunks
 /// for it and keep about four chunks per worker in flight, or per agent worker alive if
-/// those are more; [`taskpool_core::Pool::imap_window`] is 16,384 items whatever it is),
-/// `timeout` (each task's limit, enforced on the agent, which kills the worker as on one
-/// machine), `chunk_size`, `shutdown_grace` and `initializer`: it travels with the tasks,
+/// those are more; [`taskpool_core::Pool::imap_window`] is 16,384 items whatever it is, and
+/// an `imap` keeps fewer ahead once the results it received show that 64 MiB of them are
+/// fewer), `timeout` (each task's limit, enforced on the agent, which kills the worker as on
+/// one machine), `chunk_size`, `shutdown_grace` and `initializer`: it travels with the tasks,
 /// and runs once in every worker of an agent that runs them, before the first (the agent
 /// keeps a pool of workers for each initializer its callers bring). The other settings of
 /// worker processes (memory limits, start attempts, ...) are the agents' ([`AgentConfig`]).
