@@ -330,9 +330,6 @@ impl Agent {
             std::process::exit(1);
         });
         let capacity = self.config.capacity_or_default();
-        // Not one large message per free slot at once: more than the server buffers for a
-        // client, which it would take for a slow consumer and cut off.
-        let pull_bytes = link::pull_bytes(&client);
         let slots = Arc::new(Semaphore::new(capacity));
         // Each pull request asks for as many messages as there are free slots, so that every
         // message the server delivers starts at once and has its progress reported: one that
@@ -377,7 +374,7 @@ impl Agent {
                 request = consumer
                     .batch()
                     .max_messages(permits.len())
-                    .max_bytes(pull_bytes)
+                    .max_bytes(link::PULL_BYTES)
                     .expires(Duration::from_secs(5))
                     .messages() => request,
             };

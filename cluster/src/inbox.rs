@@ -38,13 +38,11 @@ pub(crate) async fn receive(
                 }
             }
         }
-        let Some(bytes) = inner.upgrade().map(|inner| link::pull_bytes(&inner.js.client())) else {
-            return;
-        };
         let messages = consumer
             .stream()
             .max_messages_per_batch(1024)
-            .max_bytes_per_batch(bytes)
+            // Not every stored result at once: more than the server buffers for a client.
+            .max_bytes_per_batch(link::PULL_BYTES)
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(10))
             .messages()

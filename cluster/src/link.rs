@@ -43,14 +43,13 @@ const RESULTS_INACTIVE: Duration = Duration::from_secs(600);
 const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
 
 /// The most bytes of messages a caller (of its results) or an agent (of tasks) asks the server
-/// for at once: four of its server's largest messages, at most a little over the largest
-/// message a stream keeps (every stored message fits one pull). A caller's client asks for
-/// more once half has come, so the server holds at most one and a half times this for a
-/// client: well under what it buffers for one (its `max_pending`, 64 MiB by default), past
-/// which it takes the client for a slow consumer and closes its connection.
-pub(crate) fn pull_bytes(client: &Client) -> usize {
-    (4 * client.server_info().max_payload).min((32 << 20) + (64 << 10))
-}
+/// for at once: a little over the largest message a stream keeps, so that every stored
+/// message fits one pull whatever the `max_payload` of the server that took it (a pull too
+/// small for the next message would be refused for ever). A caller's client asks for more
+/// once half has come, so the server holds at most one and a half times this for a client:
+/// under what it buffers for one (its `max_pending`, 64 MiB by default), past which it takes
+/// the client for a slow consumer and closes its connection.
+pub(crate) const PULL_BYTES: usize = (32 << 20) + (64 << 10);
 
 /// The smallest message limit a pool and an agent work with: a worker's error report, cut to
 /// 64 KiB, must fit one message.
