@@ -427,9 +427,10 @@ pub trait Pool: Execute {
     /// those before it are ready, while the input waits for its next item; an input that
     /// waits for the consumer's own results gets them. Results come in input order, at most
     /// [`Pool::imap_window`] items are in flight (on a backend that grows the window while
-    /// items prove fast, as few as `imap` keeps at first while they do not), and at most as
-    /// many more as it keeps at first, and one the thread holds, wait for room, pulled;
-    /// dropping the iterator cancels as `imap` does.
+    /// items prove fast, only its first window while they do not: on threads what `imap`
+    /// keeps at first, on processes 4 items per batch a worker may hold, a quarter of it),
+    /// and at most as many more as that first window, and one the thread holds, wait for
+    /// room, pulled; dropping the iterator cancels as `imap` does.
     ///
     /// A panic of the input's `next` reaches the consumer at the item where it happened. The
     /// thread ends when the input ends, or, after the iterator was dropped, once the input's
