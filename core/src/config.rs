@@ -122,9 +122,11 @@ impl Config {
         self
     }
 
-    /// Sets how many items of a `map` travel together. By default the size is chosen from the
-    /// number of items and workers; a size of 0 asks for that default back. (The thread
-    /// backend leaves a `map` to rayon, which splits it by itself: it ignores this.)
+    /// Sets how many items of a `map` travel together. By default the backend sizes them from
+    /// the time its items are measured to take, from one item to a chunk until they are
+    /// measured (on processes, up to [`Config::chunk_for`]); a size of 0 asks for that
+    /// default back. (The thread backend leaves a `map` to rayon, which splits it by itself:
+    /// it ignores this.)
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = NonZeroUsize::new(n);
@@ -224,7 +226,9 @@ impl Config {
     /// The chunk size for `n` items: the configured one, or automatic.
     ///
     /// Automatic follows Python's `Pool.map`: about four chunks per worker, so that uneven
-    /// tasks still balance, capped so one chunk never holds more than 4096 items.
+    /// tasks still balance, capped so one chunk never holds more than 4096 items. The
+    /// process backend takes it as the most a batch holds: its batches hold about 200 µs of
+    /// the items' measured time.
     pub fn chunk_for(&self, n: usize) -> usize {
         match self.chunk_size {
             Some(size) => size.get(),
