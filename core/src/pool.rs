@@ -68,7 +68,8 @@ pub trait Pool: Execute {
     /// even past its time limit); a process backend kills it at its time limit, and kills
     /// workers that do not end within the shutdown grace once their tasks are done.
     ///
-    /// Idempotent: a second call returns at once. Dropping a pool shuts it down too, with the
+    /// Idempotent: a call after one that returned returns at once, and one made meanwhile
+    /// (on another thread) waits with it. Dropping a pool shuts it down too, with the
     /// backend's drop policy.
     fn shutdown(&self);
 
