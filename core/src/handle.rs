@@ -534,8 +534,9 @@ impl<R> TaskHandle<R> {
     /// stopped where the backend can stop it: a process backend kills its worker, a thread
     /// backend cannot stop a thread and lets it finish, discarding the result.
     ///
-    /// Returns `true` if the handle is now settled as [`TaskError::Cancelled`], `false` if the
-    /// task had already finished.
+    /// Returns `true` if this call settled the handle as [`TaskError::Cancelled`], `false` if
+    /// it was settled already: the task had finished or failed (past its own time limit
+    /// too), or an earlier `cancel` had settled it.
     pub fn cancel(&self) -> bool {
         let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled), false, || {}) else {
             return false;
