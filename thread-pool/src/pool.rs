@@ -157,7 +157,7 @@ struct Shared {
     home: u64,
     /// Batches given from outside the pool that have not returned (see `count_batch`).
     batches: AtomicUsize,
-    /// Initializer failures so far; at `config.get_start_attempts()` the pool stops trying.
+    /// Initializer failures in a row; at `config.get_start_attempts()` the pool stops trying.
     init_failures: AtomicU32,
     /// Why the initializer failed last, which tasks are told once the pool stops trying.
     init_error: Mutex<String>,
@@ -337,22 +337,26 @@ impl Shared {
         if INITIALIZED.with(Cell::get) {
             return Ok(());
         }
-        if self.init_failures.load(Ordering::Relaxed) >= self.config.get_start_attempts() {
-            let reason = self.init_error.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            return Err(TaskError::WorkerStart { reason });
-        }
-        match catch_panic(false, init) {
-            Ok(()) => {
-                // An initializer that sets up logging may install a panic hook of its own.
-                keep_hook_in_front();
-                INITIALIZED.with(|c| c.set(true));
-                Ok(())
+        // Tried again while the failures in a row stay under the attempts, as a process
+        // backend replaces a worker whose initializer failed: a flaky one costs no task.
+        loop {
+            if self.init_failures.load(Ordering::Relaxed) >= self.config.get_start_attempts() {
+                let reason = self.init_error.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                return Err(TaskError::WorkerStart { reason });
             }
-            Err(report) => {
-                let reason = format!("initializer failed: {report}");
-                *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) = reason.clone();
-                self.init_failures.fetch_add(1, Ordering::Relaxed);
-                Err(TaskError::WorkerStart { reason })
+            match catch_panic(false, init) {
+                Ok(()) => {
+                    // An initializer that sets up logging may install a panic hook of its own.
+                    keep_hook_in_front();
+                    INITIALIZED.with(|c| c.set(true));
+                    self.init_failures.store(0, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(report) => {
+                    let reason = format!("initializer failed: {report}");
+                    *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+                    self.init_failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
