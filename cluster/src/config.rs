@@ -260,6 +260,11 @@ pub struct ClusterConfig {
 /// second, so that one late beat does not make a live pool look gone.
 pub(crate) const MIN_ABANDON_AFTER: Duration = Duration::from_secs(3);
 
+/// The most tasks (or chunks) an agent may hold at once, [`AgentConfig::capacity`]: far more
+/// than any agent's workers can use (four per worker is the default, and a pool has at most
+/// 65,536), and few enough to count in a pull request's batch and the agent's slots.
+const MAX_CAPACITY: usize = 1 << 20;
+
 impl ClusterConfig {
     /// Settings for the server at `url` (for example `nats://127.0.0.1:4222`; several urls of
     /// one cluster, comma-separated; `nats://user:password@host:4222` or
@@ -511,7 +516,8 @@ impl AgentConfig {
         self
     }
 
-    /// The most tasks (or chunks) the agent holds at once (default: four per worker).
+    /// The most tasks (or chunks) the agent holds at once (default: four per worker), from
+    /// 1 to 1,048,576.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n);
@@ -562,6 +568,11 @@ impl AgentConfig {
         }
         if self.capacity == Some(0) {
             return Err(TaskError::InvalidConfig { reason: "an agent capacity of 0".into() });
+        }
+        if let Some(n) = self.capacity.filter(|&n| n > MAX_CAPACITY) {
+            return Err(TaskError::InvalidConfig {
+                reason: format!("an agent capacity of {n}: at most {MAX_CAPACITY}"),
+            });
         }
         Ok(())
     }
@@ -668,5 +679,21 @@ mod tests {
             AgentConfig::new("x").ack_wait(Duration::from_millis(10)).validate(),
             Err(TaskError::InvalidConfig { .. })
         ));
+    }
+
+    /// A capacity is a count of tasks held at once: one past what the agent can count (its
+    /// slots, a pull request's batch) is a mistake, refused before the agent starts, rather
+    /// than a panic as it starts or a wait for its held tasks that ends at once.
+    #[test]
+    fn an_agent_capacity_past_the_most_is_refused() {
+        assert!(AgentConfig::new("x").capacity(MAX_CAPACITY).validate().is_ok());
+        for n in [MAX_CAPACITY + 1, 1 << 32, usize::MAX] {
+            match AgentConfig::new("x").capacity(n).validate() {
+                Err(TaskError::InvalidConfig { reason }) => {
+                    assert!(reason.contains("capacity"), "{reason}");
+                }
+                other => panic!("capacity {n}: unexpected {other:?}"),
+            }
+        }
     }
 }
