@@ -49,7 +49,9 @@ pub enum TaskError {
     },
     /// The task was cancelled through its handle before it produced a result.
     Cancelled,
-    /// The pool shut down before the task could run.
+    /// The pool shut down before the task could run, or was dropped while it ran and gave up
+    /// on it once `shutdown_grace` ran out (a process pool kills its worker then; threads
+    /// cannot be stopped, and a thread pool's drop gives up on none).
     ShutDown,
     /// The argument, the result or the task's state could not be encoded or decoded on its
     /// way between the caller and a worker process.
