@@ -38,12 +38,12 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 ///
 /// # Errors
 ///
-/// [`TaskError::WorkerStart`] if the process cannot be started (also where no thread can
-/// start, when called from a thread other than the main one: the thread that starts every
-/// worker and one-off cannot start then, and a process started by the calling thread itself
-/// would die when that thread ends), [`TaskError::Serialization`] if the task's state or its argument cannot be encoded, and
-/// [`TaskError::TooLarge`] if together they encode to more than the default frame limit
-/// (1 GiB, [`crate::ProcessConfig::max_frame_bytes`]).
+/// [`TaskError::WorkerStart`] if the process cannot be started (also where no thread can start,
+/// when called from a thread other than the main one: the thread that starts every worker and
+/// one-off cannot start then, and a process started by the calling thread itself would die when
+/// that thread ends), [`TaskError::Serialization`] if the task's state or its argument cannot be
+/// encoded, and [`TaskError::TooLarge`] if together they encode to more than the default frame
+/// limit (1 GiB, [`crate::ProcessConfig::max_frame_bytes`]).
 ///
 /// # Examples
 ///
