@@ -169,6 +169,11 @@ impl Config {
 
     /// Sets how many times in a row a worker may fail to start (or its initializer may fail)
     /// before the pool fails the waiting tasks with [`TaskError::WorkerStart`].
+    ///
+    /// The pool does not give up for good: a process backend goes on starting workers (with
+    /// pauses that grow to a second), and a thread backend tries the initializer again for a
+    /// task that comes a second or more after its last failure, so a pool serves again once
+    /// what its workers need (a service its initializer reaches, free memory) is back.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn start_attempts(mut self, n: u32) -> Self {
         self.start_attempts = n;

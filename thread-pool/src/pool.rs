@@ -143,6 +143,10 @@ pub struct ThreadPool {
     watchdog: Arc<Watchdog>,
 }
 
+/// How long a pool whose initializer failed `start_attempts` times in a row fails tasks before
+/// it tries the initializer again (once, then pauses again if it fails).
+const INIT_PAUSE: Duration = Duration::from_secs(1);
+
 struct Shared {
     config: Config,
     /// No new work is accepted.
@@ -157,10 +161,10 @@ struct Shared {
     home: u64,
     /// Batches given from outside the pool that have not returned (see `count_batch`).
     batches: AtomicUsize,
-    /// Initializer failures in a row; at `config.get_start_attempts()` the pool stops trying.
+    /// Initializer failures in a row; at `config.get_start_attempts()` the pool pauses.
     init_failures: AtomicU32,
-    /// Why the initializer failed last, which tasks are told once the pool stops trying.
-    init_error: Mutex<String>,
+    /// Why the initializer failed last, which tasks are told while the pool pauses, and when.
+    init_error: Mutex<(String, Option<Instant>)>,
 }
 
 thread_local! {
@@ -231,7 +235,7 @@ impl ThreadPool {
             home: forks::fork_generation(),
             batches: AtomicUsize::new(0),
             init_failures: AtomicU32::new(0),
-            init_error: Mutex::new(String::new()),
+            init_error: Mutex::new((String::new(), None)),
         });
         let theirs = shared.clone();
         let rayon = rayon::ThreadPoolBuilder::new()
@@ -338,11 +342,19 @@ impl Shared {
             return Ok(());
         }
         // Tried again while the failures in a row stay under the attempts, as a process
-        // backend replaces a worker whose initializer failed: a flaky one costs no task.
+        // backend replaces a worker whose initializer failed: a flaky one costs no task. Past
+        // them, tasks fail, and one that comes [`INIT_PAUSE`] after the last failure tries
+        // once more, as a process backend goes on starting workers: a pool recovers from an
+        // outage of what its initializer needs.
+        let mut retried = false;
         loop {
             if self.init_failures.load(Ordering::Relaxed) >= self.config.get_start_attempts() {
-                let reason = self.init_error.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                return Err(TaskError::WorkerStart { reason });
+                let error = self.init_error.lock().unwrap_or_else(PoisonError::into_inner);
+                let (reason, at) = &*error;
+                if retried || at.is_some_and(|at| at.elapsed() < INIT_PAUSE) {
+                    return Err(TaskError::WorkerStart { reason: reason.clone() });
+                }
+                retried = true;
             }
             match catch_panic(false, init) {
                 Ok(()) => {
@@ -354,7 +366,8 @@ impl Shared {
                 }
                 Err(report) => {
                     let reason = format!("initializer failed: {report}");
-                    *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+                    *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) =
+                        (reason, Some(Instant::now()));
                     self.init_failures.fetch_add(1, Ordering::Relaxed);
                 }
             }
