@@ -114,3 +114,19 @@ fn the_first_chunks_of_a_call_spread_over_the_agents() {
     // An agent of one worker holds four messages at once: eight take both agents.
     assert_eq!(messages, u64::from(HELD), "the held items travelled in {messages} messages");
 }
+
+/// One agent of two workers: the first chunks of a call share messages, as the agent takes
+/// them all either way; its two workers still run them side by side.
+#[test]
+fn with_one_agent_the_first_chunks_of_a_call_share_messages() {
+    let Some(server) = common::server("job_chunks_one_agent") else { return };
+    let url = server.url();
+    let _agent = common::agent(&url, 2, &[]);
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (together, units, messages) = held_after_cheap("job_chunks_one_agent", &url, &pool, 2);
+    assert!(together, "the agent's two workers did not run two held items at once");
+    assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
+    assert!(messages < u64::from(HELD), "the held items travelled in {messages} messages");
+}
