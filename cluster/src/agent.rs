@@ -275,6 +275,7 @@ impl Agent {
         // Connected by now (the streams answered), so the server has said what it takes; the
         // results stream may take less.
         let max_payload = link::message_limit(&client, &self.config.server)?;
+        let pull_bytes = link::pull_bytes(max_payload);
         let max_payload = link::stream_message_limit(&results, max_payload)?;
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let ack_wait = self.config.ack_wait;
@@ -336,6 +337,9 @@ impl Agent {
         // waited in the agent unstarted past the ack wait would be delivered again (and run
         // twice, or fail its delivery limit without having run).
         let mut lost = false;
+        // Whether the last pull ended on a message larger than it asked for: the next asks
+        // for the largest message a stream keeps.
+        let mut oversized = false;
         'serve: while !*stop.borrow() {
             let first = tokio::select! {
                 _ = stop.changed() => break,
@@ -374,7 +378,7 @@ impl Agent {
                 request = consumer
                     .batch()
                     .max_messages(permits.len())
-                    .max_bytes(link::PULL_BYTES)
+                    .max_bytes(if oversized { link::PULL_BYTES } else { pull_bytes })
                     .expires(Duration::from_secs(5))
                     .messages() => request,
             };
@@ -383,6 +387,7 @@ impl Agent {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
+            let mut taken = false;
             loop {
                 let message = tokio::select! {
                     _ = stop.changed() => break 'serve,
@@ -390,6 +395,8 @@ impl Agent {
                 };
                 match message {
                     Some(Ok(message)) => {
+                        taken = true;
+                        oversized = false;
                         // The request asked for no more messages than there are permits.
                         let Some(permit) = permits.pop() else { break };
                         let Some(held) = self.begin(message, &outbox, &client) else { continue };
@@ -400,7 +407,10 @@ impl Agent {
                         });
                     }
                     // The pull's bytes ran out before its messages: the server ends it.
-                    Some(Err(e)) if pull_bytes_ran_out(&*e) => break,
+                    Some(Err(e)) if pull_bytes_ran_out(&*e) => {
+                        oversized = !taken;
+                        break;
+                    }
                     // The consumer is gone (the server lost its store, or someone removed
                     // it), or the server does not answer: made again before the next pull.
                     Some(Err(_)) => {

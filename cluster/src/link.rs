@@ -51,6 +51,17 @@ const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
 /// the client for a slow consumer and closes its connection.
 pub(crate) const PULL_BYTES: usize = (32 << 20) + (64 << 10);
 
+/// The bytes an agent asks for at once from a server whose message limit
+/// ([`message_limit`]) is `limit`: one message of that limit, its subject and headers, at
+/// most [`PULL_BYTES`]. A server's `max_pending` is never below its `max_payload` (it refuses
+/// to start so), so a lowered `max_pending` does not take an agent for a slow consumer the
+/// way a pull of [`PULL_BYTES`] of several messages did. A message stored larger than that
+/// (taken by a server of a larger `max_payload`) ends such a pull unread: the agent then
+/// asks for [`PULL_BYTES`].
+pub(crate) fn pull_bytes(limit: usize) -> usize {
+    limit.saturating_add(64 << 10).min(PULL_BYTES)
+}
+
 /// The smallest message limit a pool and an agent work with: a worker's error report, cut to
 /// 64 KiB, must fit one message.
 const MIN_MESSAGE_LIMIT: usize = 64 << 10;

@@ -42,3 +42,27 @@ fn large_tasks_queued_before_an_agent_starts_reach_it_without_a_slow_consumer() 
     }
     assert_eq!(common::varz(monitor)["slow_consumers"], 0, "no client was a slow consumer");
 }
+
+/// The size of each task's argument on a server of the default `max_payload` (1 MiB): the
+/// messages of an agent's slots together are more than the lowered `max_pending` below.
+const SMALLER_ARGUMENT: usize = 900 << 10;
+
+#[test]
+fn large_tasks_reach_an_agent_without_a_slow_consumer_under_a_lowered_max_pending() {
+    let monitor = common::free_port();
+    // Two messages of the server's 1 MiB limit: eight slots of 900 KiB are far more.
+    let config = format!("max_pending: 2097152\nhttp: \"127.0.0.1:{monitor}\"\n");
+    let Some(server) = PlainServer::configured("task_burst_pending", &config) else { return };
+    let config = ClusterConfig::new(server.url()).agent_wait(DEADLINE);
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    let handles: Vec<_> = (0..TASKS)
+        .map(|_| pool.submit(len_of, ByteBuf::from(vec![7u8; SMALLER_ARGUMENT])))
+        .collect();
+    common::streams_reach(&server.url(), DEADLINE, |tasks, _| tasks.messages as usize >= TASKS);
+    let _agent = common::agent(&server.url(), 2, &[]);
+    for mut handle in handles {
+        let len = handle.join_timeout(DEADLINE).expect("every task's result");
+        assert_eq!(len, SMALLER_ARGUMENT);
+    }
+    assert_eq!(common::varz(monitor)["slow_consumers"], 0, "no client was a slow consumer");
+}
