@@ -48,7 +48,8 @@ const STORED_MESSAGE_MAX: usize = (32 << 20) - (4 << 10);
 /// small for the next message would be refused for ever). A caller's client asks for more
 /// once half has come, so the server holds at most one and a half times this for a client:
 /// under what it buffers for one (its `max_pending`, 64 MiB by default), past which it takes
-/// the client for a slow consumer and closes its connection.
+/// the client for a slow consumer and closes its connection. A caller cannot learn a lowered
+/// `max_pending`: the workspace README asks for 50 MiB at least.
 pub(crate) const PULL_BYTES: usize = (32 << 20) + (64 << 10);
 
 /// The bytes an agent asks for at once from a server whose message limit
