@@ -75,14 +75,16 @@ const TELL_REFUSED: Duration = Duration::from_secs(1);
 /// saying why after 15 s and every 15 s after. It prints one line to standard error once it
 /// is serving. While the server refuses to store its results (a results stream that stays
 /// full, a permission refused, a limit), it says so there, at once and every 15 s at most,
-/// and retries them; asked to stop, it gives up on them once none has been stored for the ack
+/// and retries them (but for those of a caller it takes for gone, see below, which it throws
+/// away); asked to stop, it gives up on them once none has been stored for the ack
 /// wait (as once its server has been out of reach for that long), saying what it did not
 /// store: the server gives their tasks to other agents.
 ///
 /// It drops the tasks of a caller it has not heard for the caller's
 /// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
 /// those that arrive are not run, those that run are stopped (their workers killed and
-/// replaced), and the caller's results are removed from the stream. It says on standard
+/// replaced), results of it the server refuses to store are thrown away, and the caller's
+/// results are removed from the stream. It says on standard
 /// error when it takes a caller for gone, and later how many of its tasks it dropped and
 /// stopped.
 ///
@@ -260,9 +262,15 @@ enum Finished {
 /// A unit's result on its way to the results stream, and who waits for it to be stored.
 struct Outgoing {
     caller: String,
+    /// How long its caller may be silent before it counts as gone, if it says.
+    abandon_after: Option<Duration>,
     result: UnitResult,
     stored: oneshot::Sender<()>,
 }
+
+/// Whether a caller that allows the given silence is gone, counting the given tasks of it
+/// as stopped if so: results the server refuses to store for a gone caller are thrown away.
+type GoneCheck = Arc<dyn Fn(&str, Duration, u64) -> bool + Send + Sync>;
 
 impl Agent {
     async fn run(self: Arc<Self>) -> Result<Finished, TaskError> {
@@ -304,7 +312,15 @@ impl Agent {
         let limit = max_payload - ENVELOPE;
         let names = self.names.clone();
         let stores = self.stores.clone();
-        tokio::spawn(store_results(js.clone(), names, self.id.clone(), stores, inbox, limit));
+        let agent = Arc::downgrade(&self);
+        let gone: GoneCheck = Arc::new(move |caller, bound, tasks| {
+            agent.upgrade().is_some_and(|agent| {
+                agent.is_gone(caller, bound, Instant::now(), true)
+                    && agent.note_gone(caller, 0, tasks)
+            })
+        });
+        let id = self.id.clone();
+        tokio::spawn(store_results(js.clone(), names, id, stores, gone, inbox, limit));
         say!(
             "taskpool agent {} serving image {} with {} workers on {}",
             self.id,
@@ -749,7 +765,7 @@ impl Agent {
             self.note_gone(&task.caller, task.units.len() as u64, 0);
             for unit in &task.units {
                 let result = UnitResult::failed(unit.task, gone_error(&self.id));
-                stored.push(send(outbox, task.caller.clone(), result));
+                stored.push(send(outbox, task.caller.clone(), abandon_after, result));
             }
         } else {
             let over_limit = delivered > u64::from(task.delivery_limit);
@@ -769,12 +785,12 @@ impl Agent {
                     Ok(None) => {
                         let error = WireError::DeliveryLimit(task.delivery_limit);
                         let result = UnitResult::failed(unit.task, error);
-                        stored.push(send(outbox, task.caller.clone(), result));
+                        stored.push(send(outbox, task.caller.clone(), abandon_after, result));
                         continue;
                     }
                     Err(e) => {
                         let result = UnitResult::failed(unit.task, WireError::from_error(e));
-                        stored.push(send(outbox, task.caller.clone(), result));
+                        stored.push(send(outbox, task.caller.clone(), abandon_after, result));
                         continue;
                     }
                 };
@@ -834,7 +850,7 @@ impl Agent {
             };
             // A result too large for one message travels in parts, each stored on its own.
             for part in result.split(self.max_result.load(Ordering::Relaxed)) {
-                stored.push(send(&outbox, caller.clone(), part));
+                stored.push(send(&outbox, caller.clone(), abandon_after, part));
             }
         }
         let mut all_stored = true;
@@ -1001,10 +1017,11 @@ fn encode_outcomes(outcomes: &remote::Outcomes) -> UnitOutcome {
 fn send(
     outbox: &mpsc::UnboundedSender<Outgoing>,
     caller: String,
+    abandon_after: Option<Duration>,
     result: UnitResult,
 ) -> oneshot::Receiver<()> {
     let (stored, receipt) = oneshot::channel();
-    let _ = outbox.send(Outgoing { caller, result, stored });
+    let _ = outbox.send(Outgoing { caller, abandon_after, result, stored });
     receipt
 }
 
@@ -1037,6 +1054,7 @@ async fn store_results(
     names: Names,
     agent: String,
     stores: Arc<Stores>,
+    gone: GoneCheck,
     mut inbox: mpsc::UnboundedReceiver<Outgoing>,
     limit: usize,
 ) {
@@ -1070,7 +1088,9 @@ async fn store_results(
                 let id = format!("{agent}-{sequence}");
                 let subject = names.results_subject(&caller);
                 let tell = names.fast_subject(&caller);
-                let store = store_one(js.clone(), stores.clone(), subject, tell, id, outgoing);
+                let stores = stores.clone();
+                let store =
+                    store_one(js.clone(), stores, gone.clone(), subject, tell, id, outgoing);
                 let slot = slot.clone();
                 tokio::spawn(async move {
                     store.await;
@@ -1083,16 +1103,21 @@ async fn store_results(
 
 /// Stores a result message on `subject`, retrying with the same message id until the server
 /// takes it; notes in `stores` while it fails, and why, and tells its caller (on `tell`, its
-/// fast subject) while the server refuses it.
+/// fast subject) while the server refuses it. Once its caller is `gone`, the message is
+/// thrown away instead: nobody would read it, and retrying it for ever would hold its task,
+/// and keep a store that is full so (what is stored for the caller is removed only once the
+/// agent holds nothing of it).
 async fn store_one(
     js: jetstream::Context,
     stores: Arc<Stores>,
+    gone: GoneCheck,
     subject: String,
     tell: String,
     id: String,
     outgoing: Vec<Outgoing>,
 ) {
     let caller = outgoing.first().map(|o| o.caller.clone()).unwrap_or_default();
+    let bound = outgoing.first().and_then(|o| o.abandon_after);
     let count = outgoing.len();
     let (results, receipts): (Vec<_>, Vec<_>) =
         outgoing.into_iter().map(|o| (o.result, o.stored)).unzip();
@@ -1101,6 +1126,7 @@ async fn store_one(
     let payload = bytes::Bytes::from(wire::encode(&ResultMessage { results }));
     let mut pause = Duration::from_millis(20);
     let mut told: Option<Instant> = None;
+    let mut thrown = false;
     loop {
         let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
         let error = match js.send_publish(subject.clone(), publish).await {
@@ -1111,6 +1137,12 @@ async fn store_one(
             Err(e) => e,
         };
         let connected = js.client().connection_state() == async_nats::connection::State::Connected;
+        // Its caller gone, nobody would read it.
+        let tasks_here = tasks.len() as u64;
+        if bound.filter(|_| connected).is_some_and(|bound| gone(&caller, bound, tasks_here)) {
+            thrown = true;
+            break;
+        }
         let reason = refusal(&error, &subject, Stream::Results);
         stores.failed(&id, &caller, count, reason.clone(), connected);
         if connected && told.is_none_or(|at| at.elapsed() >= TELL_REFUSED) {
@@ -1130,7 +1162,11 @@ async fn store_one(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
-    stores.stored(&id);
+    if thrown {
+        stores.thrown_away(&id);
+    } else {
+        stores.stored(&id);
+    }
     for receipt in receipts {
         let _ = receipt.send(());
     }
@@ -1218,6 +1254,22 @@ impl Stores {
             drop(state);
             say!(
                 "taskpool agent {}: results are stored again in stream {}",
+                self.agent,
+                self.stream
+            );
+        }
+    }
+
+    /// Message `id`, whose store failed, was thrown away (its caller is gone); said once no
+    /// other store fails after failures were said.
+    fn thrown_away(&self, id: &str) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.failing.remove(id);
+        if state.failing.is_empty() && state.said.take().is_some() {
+            drop(state);
+            say!(
+                "taskpool agent {}: no result waits to be stored in stream {} any more (those \
+                 of gone callers were thrown away)",
                 self.agent,
                 self.stream
             );

@@ -86,6 +86,27 @@ fn a_caller_whose_results_are_refused_fails_those_tasks_saying_why() {
     assert_eq!(pool.apply(length, vec![7u8; 100]).unwrap(), 100);
 }
 
+/// A result the server refuses to store for a caller that is gone (it dropped its pool, or
+/// died) is thrown away once the agent takes its caller for gone: retried for ever, it held
+/// its task, and, on a server whose store is full, kept the results stored for that caller
+/// (removed only once the agent holds nothing of it) filling the store for good.
+#[test]
+fn a_result_refused_for_a_gone_caller_is_thrown_away() {
+    let Some(server) = common::server("refused_results_gone") else { return };
+    let url = server.url();
+    make_stream(&url, capped_results());
+    let agent = speaking_agent(&url);
+    let config = ClusterConfig::new(url).abandon_after(Duration::from_secs(3));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let _task = pool.submit(large, 64 << 10);
+    agent.said("refuses to store", DEADLINE);
+    drop(pool);
+    agent.said("is gone", DEADLINE);
+    let line = agent.said("no result waits to be stored", DEADLINE);
+    assert!(line.contains("TASKPOOL_RESULTS"), "which stream: {line}");
+}
+
 /// A results stream made beforehand with a `max_msg_size` below the server's payload limit
 /// stores results up to its own limit: a larger one fails as too large, by that limit, and
 /// does not wait for ever for a store the stream refuses for good.
