@@ -849,7 +849,7 @@ impl Agent {
                 result
             };
             // A result too large for one message travels in parts, each stored on its own.
-            for part in result.split(self.max_result.load(Ordering::Relaxed)) {
+            for part in result.split(self.result_limit()) {
                 stored.push(send(&outbox, caller.clone(), abandon_after, part));
             }
         }
@@ -870,6 +870,16 @@ impl Agent {
         if let Some(sequence) = sequence {
             self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&sequence);
         }
+    }
+
+    /// The largest result message to send now: the smaller of what the results stream and
+    /// the server took when the agent connected, and what the server takes now (it may have
+    /// restarted with a lower `max_payload`).
+    fn result_limit(&self) -> usize {
+        let kept = self.max_result.load(Ordering::Relaxed);
+        self.js.get().map_or(kept, |js| {
+            kept.min(link::payload_limit_now(&js.client()).saturating_sub(ENVELOPE))
+        })
     }
 
     /// Starts one unit on `pool`; resolves to its result. A small result is also sent
@@ -1062,7 +1072,9 @@ async fn store_results(
     let mut sequence = 0u64;
     while let Some(first) = inbox.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        // Per caller, the messages to store: each within the server's payload limit.
+        // Per caller, the messages to store: each within the server's payload limit, as the
+        // server says now.
+        let limit = limit.min(link::payload_limit_now(&js.client()).saturating_sub(ENVELOPE));
         let mut groups: HashMap<String, Vec<(usize, Vec<Outgoing>)>> = HashMap::new();
         let mut taken = 0;
         let mut next = Some(first);

@@ -89,6 +89,13 @@ pub(crate) fn message_limit(client: &Client, server: &Server) -> Result<usize, T
     Ok(max_payload.min(STORED_MESSAGE_MAX))
 }
 
+/// The largest payload the server at the other end of `client` takes now, at most what a
+/// stream's store keeps: a server restarted with a lower `max_payload` refuses, on every try,
+/// a message that was within the limit it said when the client first connected.
+pub(crate) fn payload_limit_now(client: &Client) -> usize {
+    client.server_info().max_payload.min(STORED_MESSAGE_MAX)
+}
+
 /// The largest message `stream` stores, within `limit` (the server's, from
 /// [`message_limit`]): a stream made beforehand with a smaller `max_msg_size` refuses larger
 /// messages for good, so values are split, or fail as too large, by its limit instead.

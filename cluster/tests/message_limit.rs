@@ -204,3 +204,34 @@ fn a_server_whose_message_limit_is_below_what_a_pool_needs_is_refused() {
         Ok(_) => panic!("an agent served a server whose messages are too small for it"),
     }
 }
+
+/// An agent whose server restarts with a lower `max_payload` splits its results by the new
+/// limit: one that kept splitting them by the limit it started with had every result message
+/// over the new limit refused, its task held for ever and its caller failing it as
+/// `Unreachable` after its agent wait, rather than a unit's results travelling in parts and
+/// only a result over the new limit alone failing as `TooLarge`.
+#[test]
+fn an_agent_splits_results_by_the_limit_of_a_server_restarted_with_a_lower_one() {
+    let test = "message_limit_lowered";
+    let Some(mut server) = PlainServer::configured(test, "max_payload: 8388608\n") else {
+        return;
+    };
+    let agent = common::SpeakingAgent::start(&server.url(), &[]);
+    agent.said("serving", Duration::from_secs(30));
+    server.restart_with(test, "max_payload: 1048576\n");
+    agent.said("reconnected", Duration::from_secs(30));
+    let config = ClusterConfig::new(server.url())
+        .agent_wait(Duration::from_secs(10))
+        .config(Config::new().chunk_size(2));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    let sizes = vec![700 * KIB; 2];
+    let values = pool.map(make_bytes, sizes.clone()).expect("the unit's results travel in parts");
+    assert_eq!(values.iter().map(|v| v.len()).collect::<Vec<_>>(), sizes);
+    match pool.apply(make_bytes, 2 << 20) {
+        Err(TaskError::TooLarge { side: Side::Result, size, limit }) => {
+            assert!(size > 2 << 20, "its own size: {size}");
+            assert!(limit < 1 << 20, "the new limit: {limit}");
+        }
+        other => panic!("expected the result to be too large, got {other:?}"),
+    }
+}

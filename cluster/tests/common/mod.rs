@@ -100,6 +100,24 @@ impl PlainServer {
         Some(server)
     }
 
+    /// Stops the server (by its pid) and starts it again on the same port and store, its
+    /// configuration file now holding `config`: an operator's restart with new settings.
+    pub fn restart_with(&mut self, test: &str, config: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let file = self.store.join("server.conf");
+        std::fs::write(&file, config).expect("the server's configuration is written");
+        let mut command = Command::new(server_or_skip(test).expect("the server started before"));
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "--server_name", test]);
+        command.arg("-js").arg("-sd").arg(&self.store).arg("-c").arg(file);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        self.child = command.spawn().expect("nats-server starts");
+        let mut lines = BufReader::new(self.child.stderr.take().expect("piped")).lines();
+        let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Server is ready"));
+        std::thread::spawn(move || lines.for_each(drop));
+        assert!(ready, "nats-server ended before it was ready");
+    }
+
     /// The client url, `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
