@@ -76,7 +76,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             inner,
             // A state too large for any unit fails every item, naming the task.
             job: remote::off_machine(|| EncodedJob::of(&job)).and_then(|job| {
-                match Unit::state_too_large(job.state().len(), inner.max_unit) {
+                match Unit::state_too_large(job.state().len(), inner.max_unit()) {
                     Some(error) => Err(error),
                     None => Ok(job),
                 }
@@ -137,10 +137,11 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 Some(size) => size.min(room),
                 None => self.time.chunk(remaining, workers, room),
             };
-            let budget = self.inner.max_unit / 2;
+            let max_unit = self.inner.max_unit();
+            let budget = max_unit / 2;
             let state = job.state().len();
             // The largest input that fits in a unit of its own.
-            let largest = self.inner.max_unit.saturating_sub(Unit::weight_of(state, 0, 1));
+            let largest = max_unit.saturating_sub(Unit::weight_of(state, 0, 1));
             let mut inputs = Vec::new();
             let mut ends = Vec::new();
             let mut positions = Vec::new();
@@ -167,10 +168,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                         let error = TaskError::TooLarge { side: Side::Argument, size, limit };
                         self.order.settled(base + count, Err(error));
                     }
-                    Ok(())
-                        if Unit::weight_of(state, inputs.len(), ends.len() + 1)
-                            > self.inner.max_unit =>
-                    {
+                    Ok(()) if Unit::weight_of(state, inputs.len(), ends.len() + 1) > max_unit => {
                         // It fits alone but not with the chunk's other items: it starts the
                         // next chunk rather than failing for its neighbours' size.
                         self.carried = Some(inputs.split_off(start));

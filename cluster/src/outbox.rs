@@ -38,11 +38,12 @@ pub(crate) async fn publish(
         let mut units = vec![first];
         let mut heavy = None;
         let alone = units[0].alone;
-        while !alone && weight < inner.max_unit / 2 && items < ITEMS_PER_MESSAGE {
+        let max_unit = inner.max_unit();
+        while !alone && weight < max_unit / 2 && items < ITEMS_PER_MESSAGE {
             match inbox.try_recv() {
                 Ok(unit)
                     if !unit.alone
-                        && weight + unit.weight() <= inner.max_unit
+                        && weight + unit.weight() <= max_unit
                         && items + unit.ends.len() <= ITEMS_PER_MESSAGE =>
                 {
                     weight += unit.weight();

@@ -157,7 +157,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// The copy of the process that started the pool (see `remote::fork_generation`).
     home: u64,
-    pub(crate) max_unit: usize,
+    /// The largest unit the server and the tasks stream took when the pool connected.
+    kept_max_unit: usize,
     runtime: tokio::runtime::Handle,
 }
 
@@ -258,7 +259,7 @@ impl ClusterPool {
             closed: AtomicBool::new(false),
             home: remote::fork_generation(),
             // Room for the envelope around the largest unit.
-            max_unit: max_payload - 1024,
+            kept_max_unit: max_payload - 1024,
             runtime: runtime.handle().clone(),
         });
         runtime.block_on(async {
@@ -327,6 +328,15 @@ impl ClusterPool {
 }
 
 impl Inner {
+    /// The largest unit (a task message's payload, less room for its envelope) to send now:
+    /// the smaller of what the server and the tasks stream took when the pool connected and
+    /// what the server takes now (it may have restarted with a lower `max_payload`, and
+    /// would refuse a larger message on every try).
+    pub(crate) fn max_unit(&self) -> usize {
+        let now = link::payload_limit_now(&self.js.client()).saturating_sub(1024);
+        self.kept_max_unit.min(now)
+    }
+
     /// What the pool says on its heartbeat subject.
     fn beat(&self) -> bytes::Bytes {
         wire::encode(&CallerBeat { caller: self.caller.clone() }).into()
@@ -410,17 +420,18 @@ impl Inner {
             // Nothing in a copy made by `fork()` would carry the unit or its results.
             return fail(settle, TaskError::ShutDown);
         }
-        if let Some(error) = Unit::state_too_large(unit.state.len(), self.max_unit) {
+        let max_unit = self.max_unit();
+        if let Some(error) = Unit::state_too_large(unit.state.len(), max_unit) {
             return fail(settle, error);
         }
-        if unit.weight() > self.max_unit {
+        if unit.weight() > max_unit {
             // The inputs' own size, and the most they may be beside the rest of the unit (a
             // batch makes its chunks fit, so this is a single task's argument).
             let rest = unit.weight() - unit.inputs.len();
             let error = TaskError::TooLarge {
                 side: Side::Argument,
                 size: unit.inputs.len() as u64,
-                limit: self.max_unit.saturating_sub(rest) as u64,
+                limit: max_unit.saturating_sub(rest) as u64,
             };
             return fail(settle, error);
         }

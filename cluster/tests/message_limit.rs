@@ -235,3 +235,34 @@ fn an_agent_splits_results_by_the_limit_of_a_server_restarted_with_a_lower_one()
         other => panic!("expected the result to be too large, got {other:?}"),
     }
 }
+
+fn length(bytes: ByteBuf) -> usize {
+    bytes.len()
+}
+
+/// A pool whose server restarts with a lower `max_payload` fails an argument over the new
+/// limit at once as `TooLarge`, naming that limit: one that kept the limit it connected with
+/// sent it, and the server refused it on every try until the pool's agent wait ran out
+/// (`Unreachable`).
+#[test]
+fn a_pool_fails_an_argument_over_the_limit_of_a_server_restarted_with_a_lower_one() {
+    let test = "message_limit_lowered_pool";
+    let Some(mut server) = PlainServer::configured(test, "max_payload: 8388608\n") else {
+        return;
+    };
+    let agent = common::SpeakingAgent::start(&server.url(), &[]);
+    agent.said("serving", Duration::from_secs(30));
+    let config = ClusterConfig::new(server.url()).agent_wait(Duration::from_secs(30));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    server.restart_with(test, "max_payload: 1048576\n");
+    agent.said("reconnected", Duration::from_secs(30));
+    // A task that went through the restarted server: the pool is connected to it again.
+    assert_eq!(pool.apply(length, make_bytes(KIB)).expect("a small task"), KIB);
+    match pool.apply(length, make_bytes(2 << 20)) {
+        Err(TaskError::TooLarge { side: Side::Argument, size, limit }) => {
+            assert!(size > 2 << 20, "its own size: {size}");
+            assert!(limit < 1 << 20, "the new limit: {limit}");
+        }
+        other => panic!("expected the argument to be too large, got {other:?}"),
+    }
+}
