@@ -268,9 +268,11 @@ struct Outgoing {
     stored: oneshot::Sender<()>,
 }
 
-/// Whether a caller that allows the given silence is gone, counting the given tasks of it
-/// as stopped if so: results the server refuses to store for a gone caller are thrown away.
-type GoneCheck = Arc<dyn Fn(&str, Duration, u64) -> bool + Send + Sync>;
+/// Whether nobody waits any more for the results of the given tasks of a caller that allows
+/// the given silence, if it says: the caller is gone, or it has cancelled every one of them
+/// (it does so for results it has, or has given up on, that the server refuses to store).
+/// Results the server refuses to store that nobody waits for are thrown away.
+type Unwanted = Arc<dyn Fn(&str, Option<Duration>, &[u64]) -> bool + Send + Sync>;
 
 impl Agent {
     async fn run(self: Arc<Self>) -> Result<Finished, TaskError> {
@@ -313,14 +315,11 @@ impl Agent {
         let names = self.names.clone();
         let stores = self.stores.clone();
         let agent = Arc::downgrade(&self);
-        let gone: GoneCheck = Arc::new(move |caller, bound, tasks| {
-            agent.upgrade().is_some_and(|agent| {
-                agent.is_gone(caller, bound, Instant::now(), true)
-                    && agent.note_gone(caller, 0, tasks)
-            })
+        let unwanted: Unwanted = Arc::new(move |caller, bound, tasks| {
+            agent.upgrade().is_some_and(|agent| agent.unwanted(caller, bound, tasks))
         });
         let id = self.id.clone();
-        tokio::spawn(store_results(js.clone(), names, id, stores, gone, inbox, limit));
+        tokio::spawn(store_results(js.clone(), names, id, stores, unwanted, inbox, limit));
         say!(
             "taskpool agent {} serving image {} with {} workers on {}",
             self.id,
@@ -678,6 +677,25 @@ impl Agent {
         gone.last = Instant::now();
         gone.dropped += dropped;
         gone.stopped += stopped;
+        true
+    }
+
+    /// Whether nobody waits for the results of `tasks` of `caller` (which allows `bound` of
+    /// silence, if it says) any more: the caller is gone (the tasks then count as stopped),
+    /// or it cancelled every one of them (the notices are then forgotten).
+    fn unwanted(&self, caller: &str, bound: Option<Duration>, tasks: &[u64]) -> bool {
+        let gone = bound.is_some_and(|bound| self.is_gone(caller, bound, Instant::now(), true));
+        if gone {
+            return self.note_gone(caller, 0, tasks.len() as u64);
+        }
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |task: &u64| (caller.to_string(), *task);
+        if tasks.is_empty() || !tasks.iter().all(|task| cancelled.set.contains(&key(task))) {
+            return false;
+        }
+        for task in tasks {
+            cancelled.set.remove(&key(task));
+        }
         true
     }
 
@@ -1064,7 +1082,7 @@ async fn store_results(
     names: Names,
     agent: String,
     stores: Arc<Stores>,
-    gone: GoneCheck,
+    unwanted: Unwanted,
     mut inbox: mpsc::UnboundedReceiver<Outgoing>,
     limit: usize,
 ) {
@@ -1101,8 +1119,8 @@ async fn store_results(
                 let subject = names.results_subject(&caller);
                 let tell = names.fast_subject(&caller);
                 let stores = stores.clone();
-                let store =
-                    store_one(js.clone(), stores, gone.clone(), subject, tell, id, outgoing);
+                let unwanted = unwanted.clone();
+                let store = store_one(js.clone(), stores, unwanted, subject, tell, id, outgoing);
                 let slot = slot.clone();
                 tokio::spawn(async move {
                     store.await;
@@ -1115,14 +1133,15 @@ async fn store_results(
 
 /// Stores a result message on `subject`, retrying with the same message id until the server
 /// takes it; notes in `stores` while it fails, and why, and tells its caller (on `tell`, its
-/// fast subject) while the server refuses it. Once its caller is `gone`, the message is
-/// thrown away instead: nobody would read it, and retrying it for ever would hold its task,
-/// and keep a store that is full so (what is stored for the caller is removed only once the
-/// agent holds nothing of it).
+/// fast subject) while the server refuses it. Once nobody waits for it (`unwanted`: its
+/// caller is gone, or has its results or gave up on them), the message is thrown away
+/// instead: retrying it for ever would hold its task, and keep a store that is full so (full
+/// of task messages, deleted only once their results are stored; or of what is stored for a
+/// gone caller, removed only once the agent holds nothing of it).
 async fn store_one(
     js: jetstream::Context,
     stores: Arc<Stores>,
-    gone: GoneCheck,
+    unwanted: Unwanted,
     subject: String,
     tell: String,
     id: String,
@@ -1149,9 +1168,7 @@ async fn store_one(
             Err(e) => e,
         };
         let connected = js.client().connection_state() == async_nats::connection::State::Connected;
-        // Its caller gone, nobody would read it.
-        let tasks_here = tasks.len() as u64;
-        if bound.filter(|_| connected).is_some_and(|bound| gone(&caller, bound, tasks_here)) {
+        if connected && unwanted(&caller, bound, &tasks) {
             thrown = true;
             break;
         }
@@ -1281,7 +1298,7 @@ impl Stores {
             drop(state);
             say!(
                 "taskpool agent {}: no result waits to be stored in stream {} any more (those \
-                 of gone callers were thrown away)",
+                 nobody waited for were thrown away)",
                 self.agent,
                 self.stream
             );

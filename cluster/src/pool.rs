@@ -501,9 +501,26 @@ impl Inner {
     /// Results stored later after all are duplicates.
     pub(crate) fn results_refused(&self, notice: RefusedResults) {
         let refused = Duration::from_millis(notice.refused_ms);
-        if refused < self.config.agent_wait {
-            return;
+        // The results this pool has (from fast copies) or has given up on: the agent holds
+        // their tasks until it stores them, and, in a store full of task messages, would for
+        // ever. Cancelled, it throws them away.
+        let mut unwanted: Vec<u64> =
+            notice.tasks.iter().copied().filter(|&task| !self.pending.contains(task)).collect();
+        if refused >= self.config.agent_wait {
+            unwanted.extend(self.refused_too_long(&notice, refused));
         }
+        for task in unwanted {
+            let notice = wire::encode(&CancelNotice { caller: self.caller.clone(), task });
+            let (client, subject) = (self.client.clone(), self.names.cancel_subject(self.image));
+            self.runtime.spawn(async move {
+                let _ = client.publish(subject, notice.into()).await;
+            });
+        }
+    }
+
+    /// Fails the units of `notice` still pending, whose results the server has refused to
+    /// store for `refused`, and returns their ids.
+    fn refused_too_long(&self, notice: &RefusedResults, refused: Duration) -> Vec<u64> {
         let reason = format!(
             "the server at {} refuses to store the results of this pool's tasks that agent {} \
              ran, and has for {:.0} s: {}",
@@ -513,11 +530,14 @@ impl Inner {
             notice.reason,
         );
         let error = error::unreachable(reason, refused);
-        for task in notice.tasks {
+        let mut failed = Vec::new();
+        for &task in &notice.tasks {
             if let Some(entry) = self.pending.take(task) {
                 entry.fail(&error);
+                failed.push(task);
             }
         }
+        failed
     }
 
     /// Keeps the `n` outcomes of `result`, a part of its unit's result from item `first`

@@ -86,12 +86,12 @@ fn a_caller_whose_results_are_refused_fails_those_tasks_saying_why() {
     assert_eq!(pool.apply(length, vec![7u8; 100]).unwrap(), 100);
 }
 
-/// A result the server refuses to store for a caller that is gone (it dropped its pool, or
-/// died) is thrown away once the agent takes its caller for gone: retried for ever, it held
-/// its task, and, on a server whose store is full, kept the results stored for that caller
-/// (removed only once the agent holds nothing of it) filling the store for good.
+/// A result the server refuses to store for a caller that no longer waits for it (it dropped
+/// its pool, which cancels its tasks; or it is gone, killed) is thrown away: retried for
+/// ever, it held its task, and, on a server whose store is full, kept the results stored for
+/// that caller (removed only once the agent holds nothing of it) filling the store for good.
 #[test]
-fn a_result_refused_for_a_gone_caller_is_thrown_away() {
+fn a_result_refused_for_a_caller_that_dropped_its_pool_is_thrown_away() {
     let Some(server) = common::server("refused_results_gone") else { return };
     let url = server.url();
     make_stream(&url, capped_results());
@@ -102,9 +102,29 @@ fn a_result_refused_for_a_gone_caller_is_thrown_away() {
     let _task = pool.submit(large, 64 << 10);
     agent.said("refuses to store", DEADLINE);
     drop(pool);
-    agent.said("is gone", DEADLINE);
     let line = agent.said("no result waits to be stored", DEADLINE);
     assert!(line.contains("TASKPOOL_RESULTS"), "which stream: {line}");
+}
+
+/// A result the server refuses to store, whose caller has it from its fast copy, does not
+/// hold its task for ever: the caller tells the agent (it cancels the task) and the agent
+/// throws the result away and acknowledges the task. Held, each such task took one of the
+/// agent's slots until none was left: in a store full of task messages, which are deleted
+/// only once their results are stored, nothing ever ran again.
+#[test]
+fn a_refused_result_its_caller_has_does_not_hold_its_task() {
+    let Some(server) = common::server("refused_results_had") else { return };
+    let url = server.url();
+    make_stream(&url, refusing_results());
+    let agent = speaking_agent(&url);
+    let pool = ClusterPool::with_config(ClusterConfig::new(url)).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    // One task at a time, each its own message: more than the agent's four slots.
+    for _ in 0..6 {
+        let mut task = pool.submit(length, vec![7u8; 100]);
+        assert_eq!(task.join_timeout(DEADLINE).expect("its fast copy settles it"), 100);
+    }
+    agent.said("refuses to store", DEADLINE);
 }
 
 /// A results stream made beforehand with a `max_msg_size` below the server's payload limit
@@ -222,6 +242,12 @@ fn capped_results() -> stream::Config {
         max_age: Duration::from_secs(24 * 3600),
         ..Default::default()
     }
+}
+
+/// A results stream made beforehand with a size cap below any result message, discarding new
+/// messages: it refuses every result, for good; fast copies still reach the caller.
+fn refusing_results() -> stream::Config {
+    stream::Config { max_bytes: 16, ..capped_results() }
 }
 
 fn make_stream(url: &str, config: stream::Config) {
