@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
@@ -102,6 +102,47 @@ fn a_result_refused_for_a_caller_that_dropped_its_pool_is_thrown_away() {
     let _task = pool.submit(large, 64 << 10);
     agent.said("refuses to store", DEADLINE);
     drop(pool);
+    let line = agent.said("no result waits to be stored", DEADLINE);
+    assert!(line.contains("TASKPOOL_RESULTS"), "which stream: {line}");
+}
+
+/// Tells the copy of this binary that plays the killed caller where the server is.
+const URL_VAR: &str = "REFUSED_RESULTS_URL";
+
+/// The caller of the test below, run as a copy of this binary: it submits a task whose result
+/// the server refuses to store, and waits to be killed.
+#[test]
+#[ignore = "run in a copy of this binary by the test below"]
+fn killed_caller_child() {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        panic!("run by the test below, which sets {URL_VAR}");
+    };
+    let config = ClusterConfig::new(url).abandon_after(Duration::from_secs(3));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let _task = pool.submit(large, 64 << 10);
+    // Killed by the test once the agent says the result is refused.
+    std::thread::sleep(DEADLINE * 10);
+}
+
+/// As above for a caller that is gone without cancelling anything (killed): once the agent
+/// takes it for gone, after the caller's `abandon_after`, it throws the refused result away.
+#[test]
+fn a_result_refused_for_a_caller_that_was_killed_is_thrown_away() {
+    let Some(server) = common::server("refused_results_killed") else { return };
+    let url = server.url();
+    make_stream(&url, capped_results());
+    let agent = speaking_agent(&url);
+    let mut caller = Command::new(std::env::current_exe().unwrap())
+        .args(["killed_caller_child", "--exact", "--ignored", "--test-threads=1"])
+        .env(URL_VAR, &url)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the caller starts");
+    agent.said("refuses to store", DEADLINE);
+    caller.kill().expect("the caller is killed");
+    caller.wait().expect("the caller is waited for");
+    agent.said("is gone", DEADLINE);
     let line = agent.said("no result waits to be stored", DEADLINE);
     assert!(line.contains("TASKPOOL_RESULTS"), "which stream: {line}");
 }
