@@ -225,6 +225,15 @@ fn a_kill_blames_the_item_it_was_for_and_later_frames_do_not_count() {
     assert_eq!(s.lock().counters.crashes, 0, "a kill is not a crash");
 }
 
+/// A pool of one worker whose tasks have `limit`, and one task queued, whose outcome the
+/// recorder gets.
+fn one_timed_task(limit: Duration) -> (Shared, Arc<Recorder>) {
+    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    (s, rec)
+}
+
 /// Ends worker 0, killed for the 5 ms limit of its one item, and checks that the item failed
 /// saying so.
 fn timed_out_with_its_worker(s: &Shared, fake: &FakeProcess, rec: &Recorder) {
@@ -236,9 +245,7 @@ fn timed_out_with_its_worker(s: &Shared, fake: &FakeProcess, rec: &Recorder) {
 #[test]
 fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
     let limit = Duration::from_millis(5);
-    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
-    let rec = Arc::new(Recorder::default());
-    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    let (s, rec) = one_timed_task(limit);
     let fake = connect(&s, 0);
     fake.set(1, 0);
     let later = Instant::now() + Duration::from_secs(1);
@@ -260,9 +267,7 @@ fn a_result_read_at_the_deadline_counts_and_a_late_one_times_out() {
 #[test]
 fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
     let limit = Duration::from_millis(5);
-    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
-    let rec = Arc::new(Recorder::default());
-    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    let (s, rec) = one_timed_task(limit);
     let fake = Arc::new(FakeProcess::default());
     let pipe = Arc::new(Recording::default());
     attach(&s, 0, fake.clone(), pipe.clone());
@@ -289,9 +294,7 @@ fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
 #[test]
 fn a_worker_dying_of_a_crash_at_the_deadline_is_not_killed_and_its_task_fails_with_it() {
     let limit = Duration::from_millis(5);
-    let s = shared(ProcessConfig::new(Config::new().workers(1).timeout(limit)), 1);
-    let rec = Arc::new(Recorder::default());
-    s.submit(run(1, rec.clone(), Batching::Fixed(1)));
+    let (s, rec) = one_timed_task(limit);
     let fake = connect(&s, 0);
     fake.set(1, 0);
     // Crashed, and dumping core: the kernel ends it once the core is written.
