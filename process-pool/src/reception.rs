@@ -325,7 +325,7 @@ pub(crate) fn watch(
         // The supervisor may sleep with the bell armed: the worker would wake it for nothing.
         // The caller takes the bell over, and gives it back when it stops watching.
         let borrowed = peek.data_bell().borrow();
-        watch.watched.push(Watched { reception, peek, borrowed, handed_over: false });
+        watch.watched.push(Watched { reception, peek, borrowed, handed_over: false, read: false });
     }
     let mut spin = Spin::default();
     let waiting = |w: &Watched<'_>| !w.handed_over && w.peek.has_data();
@@ -348,6 +348,7 @@ pub(crate) fn watch(
                 }
             };
             w.handed_over = !taken;
+            w.read = true;
         }
     }
 }
@@ -359,13 +360,15 @@ struct Watch<'a> {
     watched: SmallVec<[Watched<'a>; 4]>,
 }
 
-/// A reception watched, whether its supervisor's bell was borrowed, and whether the caller
-/// handed its reading back (it found bytes on the pipe, which are the supervisor's).
+/// A reception watched, whether its supervisor's bell was borrowed, whether the caller
+/// handed its reading back (it found bytes on the pipe, which are the supervisor's), and
+/// whether it read results (which may have made another item the worker's head).
 struct Watched<'a> {
     reception: &'a Reception,
     peek: &'a Peek,
     borrowed: bool,
     handed_over: bool,
+    read: bool,
 }
 
 impl Drop for Watch<'_> {
@@ -380,7 +383,9 @@ impl Drop for Watch<'_> {
             }
         }
         // The supervisor decides what follows an answer (a worker at its quota, or in a pool
-        // that closes, retires): it looks again if results are left or its worker may retire.
+        // that closes, retires; a new head item's time limit or cancellation is policed):
+        // it looks again if results are left, its worker may retire, or the results read
+        // made a policed item the head (it may sleep with no deadline, or an old one).
         let shared = self.shared;
         let state = shared.lock();
         let wake: SmallVec<[usize; 4]> = self
@@ -390,6 +395,7 @@ impl Drop for Watch<'_> {
                 w.handed_over
                     || w.borrowed && w.peek.has_data()
                     || shared.should_retire(&state, w.reception.w)
+                    || w.read && shared.head_is_policed(&state, w.reception.w)
             })
             .map(|w| w.reception.w)
             .collect();

@@ -1035,6 +1035,17 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether worker `w`'s head item is one [`police`](Self::police) watches: it has a time
+    /// limit, or was cancelled. A caller that read the results before it (see
+    /// `reception::watch`) made it the head without its supervisor, which must look again.
+    pub(crate) fn head_is_policed(&self, state: &State, w: usize) -> bool {
+        state.slots[w].sent.front().is_some_and(|head| {
+            !head.recalled
+                && (self.limit_of(&head.run).is_some()
+                    || head.run.sink.is_settled(head.items.start))
+        })
+    }
+
     /// Whether worker `w` has answered everything it was sent and may be retired: it reached
     /// its task quota, or the pool is closing with nothing left to do.
     pub(crate) fn should_retire(&self, state: &State, w: usize) -> bool {

@@ -52,6 +52,23 @@ fn a_hang_inside_a_map_fails_only_that_item() {
 }
 
 #[test]
+fn a_timed_task_behind_one_whose_caller_read_its_result_still_times_out() {
+    // A caller that joins a quick task reads its result from the worker itself, without its
+    // supervisor; the timed task sent behind it then runs, and must still be stopped at its
+    // limit. A fresh pool each round: the quick task's result is read by whichever of the
+    // caller and the supervisor comes first.
+    let limit = Duration::from_millis(50);
+    for _ in 0..5 {
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(pool.apply(square, 1).unwrap(), 1);
+        let quick = pool.submit(square, 2);
+        let timed = pool.submit_timeout(sleep_ms, 5_000, limit);
+        assert_eq!(quick.join().unwrap(), 4);
+        assert_eq!(timed_out(timed.join()), limit);
+    }
+}
+
+#[test]
 fn cancelling_a_running_task_kills_its_worker() {
     let dir = Scratch::new("cancel-running");
     let signal = dir.file("running");
