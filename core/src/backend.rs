@@ -58,7 +58,9 @@ use std::time::Duration;
 
 pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
-pub use crate::handle::{Cancel, Completer, discard, promise, promise_notify, promise_of};
+pub use crate::handle::{
+    Cancel, Completer, Holds, Slot, discard, handle_of, promise, promise_notify, promise_of,
+};
 pub use crate::imap::{deadline_after, recv_until};
 pub use crate::pace::ImapPace;
 pub use crate::panic::{

@@ -117,7 +117,44 @@ pub trait Cancel: Send + Sync {
     }
 }
 
-struct Slot<R> {
+/// Where the outcome of one task goes, and how its handle waits for it: what a
+/// [`TaskHandle`] and its [`Completer`] share.
+///
+/// [`promise`] and its kin allocate one for the task. A backend that keeps a record of each
+/// task (its queue's entry) may hold the slot in that record instead, and make the handle
+/// with [`handle_of`]: one allocation for both, where a promise and a record are two. Such
+/// a backend settles the slot itself ([`Slot::complete`]); no [`Completer`] settles it
+/// as shut down if the backend drops the task unrun.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use taskpool_core::backend::{Cancel, Holds, Slot, handle_of};
+///
+/// /// A queued task of some backend, holding its handle's slot.
+/// struct Queued {
+///     slot: Slot<u32>,
+///     input: u32,
+/// }
+///
+/// impl Cancel for Queued {
+///     fn cancel(&self) {}
+/// }
+///
+/// impl Holds<u32> for Queued {
+///     fn slot(&self) -> &Slot<u32> {
+///         &self.slot
+///     }
+/// }
+///
+/// let task = Arc::new(Queued { slot: Slot::new(), input: 6 });
+/// let handle = handle_of(task.clone());
+/// assert!(task.slot.complete(Ok(task.input * 7)));
+/// assert_eq!(handle.join().unwrap(), 42);
+/// ```
+pub struct Slot<R> {
     state: Mutex<State<R>>,
     ready: Condvar,
     /// Set once the task is settled (and never cleared), so a joiner can spin on it before
@@ -168,7 +205,49 @@ impl Pending {
     }
 }
 
+impl<R> Default for Slot<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<R> Slot<R> {
+    /// A slot whose task is pending.
+    pub fn new() -> Self {
+        Self::with(Pending::default())
+    }
+
+    fn with(pending: Pending) -> Self {
+        Slot {
+            state: Mutex::new(State::Pending(pending)),
+            ready: Condvar::new(),
+            settled: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Delivers the outcome, as [`Completer::complete`] does.
+    pub fn complete(&self, result: Result<R, TaskError>) -> bool {
+        self.complete_then(result, || {})
+    }
+
+    /// Delivers the outcome and runs `first` if it is the task's, as
+    /// [`Completer::complete_then`] does.
+    pub fn complete_then(&self, result: Result<R, TaskError>, first: impl FnOnce()) -> bool {
+        match self.settle(result, true, first) {
+            Some(pending) => {
+                pending.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the task is already settled, as [`Completer::is_settled`] says.
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<R>> {
         // A panic while holding this lock cannot leave the state half-written: every
         // transition is a single assignment, so a poisoned lock is still consistent.
@@ -217,6 +296,39 @@ impl<R> Slot<R> {
     }
 }
 
+impl<R> fmt::Debug for Slot<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot").field("settled", &self.is_settled()).finish()
+    }
+}
+
+/// A backend's record of one task that holds the task's [`Slot`], so that the handle
+/// ([`handle_of`]) and the record are one allocation. The record's [`Cancel`] methods serve
+/// the handle as a record registered with [`Completer::on_cancel_of`] would.
+pub trait Holds<R>: Cancel {
+    /// The slot of the task's handle.
+    fn slot(&self) -> &Slot<R>;
+}
+
+/// The slot of a handle made by [`promise`] and its kin, with no record around it.
+struct Plain<R>(Slot<R>);
+
+impl<R: Send> Cancel for Plain<R> {
+    fn cancel(&self) {}
+}
+
+impl<R: Send> Holds<R> for Plain<R> {
+    #[inline]
+    fn slot(&self) -> &Slot<R> {
+        &self.0
+    }
+}
+
+/// The handle of the task whose record holds its slot ([`Holds`]).
+pub fn handle_of<R, X: Holds<R> + 'static>(record: Arc<X>) -> TaskHandle<R> {
+    TaskHandle { record }
+}
+
 impl<R> Drop for Slot<R> {
     /// Drops an outcome nobody took (its handle was dropped unjoined) as [`discard`] does:
     /// the last of handle and completer may be a pool's thread.
@@ -263,14 +375,17 @@ pub fn discard<T>(value: T) {
 /// std::thread::spawn(move || completer.complete(Ok(7)));
 /// assert_eq!(handle.join().unwrap(), 7);
 /// ```
-pub fn promise<R>() -> (Completer<R>, TaskHandle<R>) {
+pub fn promise<R: Send + 'static>() -> (Completer<R>, TaskHandle<R>) {
     promise_with(None, None)
 }
 
 /// Like [`promise`], and sends `index` on `tx` once the task is settled.
 ///
 /// This is how an unordered iterator learns which of many handles finished first.
-pub fn promise_notify<R>(tx: Sender<usize>, index: usize) -> (Completer<R>, TaskHandle<R>) {
+pub fn promise_notify<R: Send + 'static>(
+    tx: Sender<usize>,
+    index: usize,
+) -> (Completer<R>, TaskHandle<R>) {
     promise_with(Some((tx, index)), None)
 }
 
@@ -304,21 +419,17 @@ pub fn promise_notify<R>(tx: Sender<usize>, index: usize) -> (Completer<R>, Task
 /// let (_completer, handle) = promise_of::<u32>(Arc::downgrade(&record));
 /// assert!(matches!(handle.join(), Err(TaskError::ShutDown)));
 /// ```
-pub fn promise_of<R>(record: Weak<dyn Cancel>) -> (Completer<R>, TaskHandle<R>) {
+pub fn promise_of<R: Send + 'static>(record: Weak<dyn Cancel>) -> (Completer<R>, TaskHandle<R>) {
     promise_with(None, Some(CancelHook::Of(record)))
 }
 
-fn promise_with<R>(
+fn promise_with<R: Send + 'static>(
     notify: Option<(Sender<usize>, usize)>,
     on_cancel: Option<CancelHook>,
 ) -> (Completer<R>, TaskHandle<R>) {
-    let slot = Arc::new(Slot {
-        state: Mutex::new(State::Pending(Pending { notify, on_cancel, waker: None })),
-        ready: Condvar::new(),
-        settled: AtomicBool::new(false),
-        sleepers: AtomicUsize::new(0),
-    });
-    (Completer { slot: slot.clone() }, TaskHandle { slot })
+    let record: Arc<dyn Holds<R>> =
+        Arc::new(Plain(Slot::with(Pending { notify, on_cancel, waker: None })));
+    (Completer { record: record.clone() }, TaskHandle { record })
 }
 
 /// The backend's side of a [`TaskHandle`]: where the outcome of one task goes.
@@ -326,7 +437,7 @@ fn promise_with<R>(
 /// Dropping a completer without calling [`Completer::complete`] settles its task with
 /// [`TaskError::ShutDown`].
 pub struct Completer<R> {
-    slot: Arc<Slot<R>>,
+    record: Arc<dyn Holds<R>>,
 }
 
 impl<R> Completer<R> {
@@ -357,19 +468,18 @@ impl<R> Completer<R> {
     /// assert_eq!(handle.join().unwrap(), 7);
     /// ```
     pub fn complete_then(&self, result: Result<R, TaskError>, first: impl FnOnce()) -> bool {
-        match self.slot.settle(result, true, first) {
-            Some(pending) => {
-                pending.wake();
-                true
-            }
-            None => false,
-        }
+        self.slot().complete_then(result, first)
     }
 
     /// Whether the task is already settled, so running it would be wasted work. Takes no
     /// lock: a backend may ask it of every task it is about to run.
     pub fn is_settled(&self) -> bool {
-        self.slot.settled.load(Ordering::Acquire)
+        self.slot().is_settled()
+    }
+
+    #[inline]
+    fn slot(&self) -> &Slot<R> {
+        self.record.slot()
     }
 
     /// Registers what to do when the handle's owner cancels the task, such as removing it
@@ -390,7 +500,7 @@ impl<R> Completer<R> {
     }
 
     fn set_on_cancel(&self, hook: CancelHook) {
-        if let State::Pending(pending) = &mut *self.slot.lock() {
+        if let State::Pending(pending) = &mut *self.slot().lock() {
             pending.on_cancel = Some(hook);
         }
     }
@@ -451,7 +561,9 @@ impl<R> fmt::Debug for Completer<R> {
 /// # Ok::<(), TaskError>(())
 /// ```
 pub struct TaskHandle<R> {
-    slot: Arc<Slot<R>>,
+    /// What holds the slot: the backend's record of the task ([`handle_of`]), or the slot
+    /// alone.
+    record: Arc<dyn Holds<R>>,
 }
 
 impl<R> TaskHandle<R> {
@@ -517,7 +629,7 @@ impl<R> TaskHandle<R> {
 
     /// Returns the result if the task has finished, without waiting.
     pub fn try_join(&mut self) -> Option<Result<R, TaskError>> {
-        let mut state = self.slot.lock();
+        let mut state = self.slot().lock();
         match &*state {
             State::Pending(_) => None,
             State::Joined => Some(Err(TaskError::AlreadyJoined)),
@@ -527,7 +639,7 @@ impl<R> TaskHandle<R> {
 
     /// Whether the task has settled: its result (or failure) is ready.
     pub fn is_finished(&self) -> bool {
-        self.slot.settled.load(Ordering::Acquire)
+        self.slot().settled.load(Ordering::Acquire)
     }
 
     /// Cancels the task. A task still waiting in the queue never runs. A running task is
@@ -538,21 +650,27 @@ impl<R> TaskHandle<R> {
     /// it was settled already: the task had finished or failed (past its own time limit
     /// too), or an earlier `cancel` had settled it.
     pub fn cancel(&self) -> bool {
-        let Some(mut pending) = self.slot.settle(Err(TaskError::Cancelled), false, || {}) else {
+        let Some(mut pending) = self.slot().settle(Err(TaskError::Cancelled), false, || {}) else {
             return false;
         };
         if let Some(hook) = pending.on_cancel.take() {
             hook.run();
         }
+        self.record.cancel();
         pending.wake();
         true
+    }
+
+    #[inline]
+    fn slot(&self) -> &Slot<R> {
+        self.record.slot()
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
         if !self.settled_by(deadline) {
             return None;
         }
-        let mut state = self.slot.lock();
+        let mut state = self.slot().lock();
         match &*state {
             State::Joined => Some(Err(TaskError::AlreadyJoined)),
             _ => take(&mut state),
@@ -563,7 +681,7 @@ impl<R> TaskHandle<R> {
     /// does, instead of wherever it noted its end before; sends it at once if the task is
     /// settled already.
     pub(crate) fn note_to(&self, tx: &Sender<usize>, index: usize) {
-        let mut state = self.slot.lock();
+        let mut state = self.slot().lock();
         match &mut *state {
             State::Pending(pending) => pending.notify = Some((tx.clone(), index)),
             _ => {
@@ -595,7 +713,7 @@ impl<R> TaskHandle<R> {
     /// Sleeps until the task is settled or `deadline` (none: for ever) has passed; returns
     /// whether it is settled.
     fn sleep_until(&self, deadline: Option<Instant>) -> bool {
-        let mut state = self.slot.lock();
+        let mut state = self.slot().lock();
         loop {
             if !matches!(&*state, State::Pending(_)) {
                 return true;
@@ -607,18 +725,18 @@ impl<R> TaskHandle<R> {
                     None => return false,
                 },
             };
-            self.slot.sleepers.fetch_add(1, Ordering::Relaxed);
+            self.slot().sleepers.fetch_add(1, Ordering::Relaxed);
             state = match left {
-                None => self.slot.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
+                None => self.slot().ready.wait(state).unwrap_or_else(PoisonError::into_inner),
                 Some(left) => {
-                    self.slot
+                    self.slot()
                         .ready
                         .wait_timeout(state, left)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
-            self.slot.sleepers.fetch_sub(1, Ordering::Relaxed);
+            self.slot().sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -627,19 +745,36 @@ impl<R> TaskHandle<R> {
     /// Lets the backend's record of the task, if it registered one, help this thread wait
     /// ([`Cancel::help_wait`]); settles the task with the error it returns.
     pub(crate) fn help(&self, deadline: Option<Instant>) {
-        let Some(record) = self.record() else { return };
-        let done = || self.slot.settled.load(Ordering::Acquire);
-        if let Err(error) = record.help_wait(deadline, &done) {
+        if self.is_finished() {
+            return;
+        }
+        let done = || self.slot().settled.load(Ordering::Acquire);
+        // The record that holds the slot, if a backend's, then one registered as the hook.
+        let helped = match self.record.help_wait(deadline, &done) {
+            Ok(()) => self.hook().map_or(Ok(()), |record| record.help_wait(deadline, &done)),
+            failed => failed,
+        };
+        if let Err(error) = helped {
             self.fail(error);
         }
     }
 
-    /// The backend's record of the task, if it registered one and the task is pending.
-    fn record(&self) -> Option<Arc<dyn Cancel>> {
-        if self.slot.settled.load(Ordering::Acquire) {
+    /// The error the handle must settle with because nothing here can settle it (see
+    /// [`Cancel::forsaken`]), if so and the task is pending.
+    fn forsaken(&self) -> Option<TaskError> {
+        if self.is_finished() {
             return None;
         }
-        match &*self.slot.lock() {
+        self.record.forsaken().or_else(|| self.hook()?.forsaken())
+    }
+
+    /// The backend's record of the task registered as the hook, if any and the task is
+    /// pending.
+    fn hook(&self) -> Option<Arc<dyn Cancel>> {
+        if self.slot().settled.load(Ordering::Acquire) {
+            return None;
+        }
+        match &*self.slot().lock() {
             State::Pending(Pending { on_cancel: Some(CancelHook::Of(record)), .. }) => {
                 record.upgrade()
             }
@@ -649,7 +784,7 @@ impl<R> TaskHandle<R> {
 
     /// Settles the task with `error`, unless it is settled already.
     fn fail(&self, error: TaskError) {
-        if let Some(pending) = self.slot.settle(Err(error), true, || {}) {
+        if let Some(pending) = self.slot().settle(Err(error), true, || {}) {
             pending.wake();
         }
     }
@@ -659,14 +794,14 @@ impl<R> TaskHandle<R> {
     /// After a few pure spins it yields its CPU on every turn: on a busy machine the thread
     /// that must finish the task may be waiting for exactly this CPU.
     fn spin(&self, deadline: Option<Instant>) {
-        if self.slot.settled.load(Ordering::Acquire) {
+        if self.slot().settled.load(Ordering::Acquire) {
             // Settled already: no clock to read.
             return;
         }
         let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let mut turns = 0u32;
-        while !self.slot.settled.load(Ordering::Acquire) {
+        while !self.slot().settled.load(Ordering::Acquire) {
             turns += 1;
             if turns < 64 {
                 std::hint::spin_loop();
@@ -699,10 +834,10 @@ impl<R> Future for TaskHandle<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // A copy of the process made by `fork()` would wait for ever, as a join would.
-        if let Some(error) = self.record().and_then(|record| record.forsaken()) {
+        if let Some(error) = self.forsaken() {
             self.fail(error);
         }
-        let mut state = self.slot.lock();
+        let mut state = self.slot().lock();
         match &mut *state {
             State::Pending(pending) => {
                 match &mut pending.waker {
@@ -898,6 +1033,79 @@ mod tests {
         assert!(handle.cancel());
         assert!(matches!(handle.join(), Err(TaskError::Cancelled)));
         assert!(helper.calls().is_empty(), "never asked");
+    }
+
+    /// A backend's record that holds its handle's slot: the help settles the task, or says
+    /// it never can here; it counts its cancellations and helps.
+    struct Holder {
+        slot: Slot<u8>,
+        refuse: bool,
+        cancels: AtomicUsize,
+        helps: AtomicUsize,
+    }
+
+    impl Holder {
+        fn of(refuse: bool) -> (Arc<Holder>, TaskHandle<u8>) {
+            let zero = || AtomicUsize::new(0);
+            let holder =
+                Arc::new(Holder { slot: Slot::new(), refuse, cancels: zero(), helps: zero() });
+            (holder.clone(), handle_of(holder))
+        }
+
+        fn counts(&self) -> (usize, usize) {
+            (self.cancels.load(Ordering::SeqCst), self.helps.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Cancel for Holder {
+        fn cancel(&self) {
+            self.cancels.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn help_wait(
+            &self,
+            _deadline: Option<Instant>,
+            done: &dyn Fn() -> bool,
+        ) -> Result<(), TaskError> {
+            self.helps.fetch_add(1, Ordering::SeqCst);
+            if self.refuse {
+                return Err(TaskError::ShutDown);
+            }
+            assert!(self.slot.complete(Ok(9)));
+            assert!(done(), "settled by the help");
+            Ok(())
+        }
+
+        fn forsaken(&self) -> Option<TaskError> {
+            self.refuse.then_some(TaskError::ShutDown)
+        }
+    }
+
+    impl Holds<u8> for Holder {
+        fn slot(&self) -> &Slot<u8> {
+            &self.slot
+        }
+    }
+
+    #[test]
+    fn a_record_that_holds_the_slot_serves_its_handle_as_a_hook_would() {
+        let (holder, handle) = Holder::of(false);
+        assert_eq!(joined(handle).unwrap(), 9, "no other thread settles it");
+        assert_eq!(holder.counts(), (0, 1), "helped once");
+
+        let (holder, handle) = Holder::of(false);
+        assert!(handle.cancel());
+        assert!(!handle.cancel(), "settled already");
+        assert!(!holder.slot.complete(Ok(1)), "the cancellation settled it");
+        assert!(matches!(handle.join(), Err(TaskError::Cancelled)));
+        assert_eq!(holder.counts(), (1, 0), "cancelled once, a settled task needs no help");
+
+        let (holder, handle) = Holder::of(true);
+        assert!(matches!(joined(handle), Err(TaskError::ShutDown)));
+        assert_eq!(holder.counts(), (0, 1));
+        let (_, mut handle) = Holder::of(true);
+        let wakes = Arc::new(CountWakes::default());
+        assert!(matches!(poll(&mut handle, &wakes), Poll::Ready(Err(TaskError::ShutDown))));
     }
 
     /// Counts the wake-ups of the task that polls with it.
