@@ -13,8 +13,9 @@ use rayon::iter::plumbing::{
 };
 use rayon::prelude::*;
 use taskpool_core::backend::{
-    Cancel, Completer, Execute, ImapPace, Job, PanicScope, catch_panic, discard,
-    keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise, promise_of,
+    Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
+    handle_of, keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise,
+    promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -41,9 +42,9 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
-/// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs two
-/// allocations (its handle's and its record in the queue), which the submitting thread makes
-/// and, once it took the result, frees. `map` runs as a rayon parallel iterator. An `imap`
+/// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs one
+/// allocation (its record in the queue, which holds its handle's state; two with a time
+/// limit), which the submitting thread makes and, once it took the result, usually frees. `map` runs as a rayon parallel iterator. An `imap`
 /// queues its items in groups, each group once for every thread, which take its items one
 /// by one, so that a slow item holds back only its own thread: 8 items at a time and 16 per
 /// thread in flight at first, both doubling while the items take under 10 µs each, up to 256
@@ -226,17 +227,7 @@ impl ThreadPool {
         forks::watch_forks();
         let prefix = config.get_name_prefix().to_owned();
         let workers = config.get_workers();
-        let shared = Arc::new(Shared {
-            config,
-            closed: AtomicBool::new(false),
-            dropped: AtomicBool::new(false),
-            tally: Tally::new(workers),
-            queue: Queue::new(workers),
-            home: forks::fork_generation(),
-            batches: AtomicUsize::new(0),
-            init_failures: AtomicU32::new(0),
-            init_error: Mutex::new((String::new(), None)),
-        });
+        let shared = Arc::new(Shared::new(config));
         let theirs = shared.clone();
         let rayon = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
@@ -322,6 +313,22 @@ impl ThreadPool {
 }
 
 impl Shared {
+    /// The state of a new pool with `config`.
+    fn new(config: Config) -> Self {
+        let workers = config.get_workers();
+        Shared {
+            config,
+            closed: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            tally: Tally::new(workers),
+            queue: Queue::new(workers),
+            home: forks::fork_generation(),
+            batches: AtomicUsize::new(0),
+            init_failures: AtomicU32::new(0),
+            init_error: Mutex::new((String::new(), None)),
+        }
+    }
+
     /// Whether this is a copy of the process that started the pool, made by `fork()`.
     #[inline]
     fn copied(&self) -> bool {
@@ -465,6 +472,9 @@ impl ThreadPool {
         awaited: bool,
     ) -> TaskHandle<J::Output> {
         let work = Work { awaited, ..Work::new(job, input, limit) };
+        if limit.or(self.shared.config.get_timeout()).is_none() {
+            return self.start_held(work);
+        }
         // `start` returns the handle a new promise asks for; a handle settled as shut down
         // stands in should it not.
         self.start(work, Promise::New).unwrap_or_else(|| promise::<J::Output>().1)
@@ -495,6 +505,22 @@ impl ThreadPool {
         handle
     }
 
+    /// Queues `work`, which has no time limit, as a [`Held`] record, and returns its handle.
+    fn start_held<J: Job>(&self, work: Work<Owned<J>, J>) -> TaskHandle<J::Output> {
+        let shared = &*self.shared;
+        shared.tally.accept();
+        if shared.closed.load(Ordering::SeqCst) || shared.copied() {
+            shared.tally.finish(None);
+            // Dropping the completer settles the task as shut down.
+            return promise::<J::Output>().1;
+        }
+        let awaited = work.awaited;
+        let record = Held::record(&self.shared, work);
+        let handle = handle_of(record.clone());
+        self.enqueue(record, awaited);
+        handle
+    }
+
     /// Queues `record` for the pool's threads, and starts a thread draining the queue if one
     /// more may.
     fn enqueue(&self, record: Arc<dyn Run>, awaited: bool) {
@@ -517,6 +543,98 @@ trait Run: Send + Sync {
     /// Runs the task on a thread of `shared`'s pool, settles its handle and counts it
     /// finished; unless it already ran (see [`Queued::help_wait`]).
     fn run(&self, shared: &Shared);
+
+    /// Settles the task as shut down unless it ran: the pool's queue is dropped with the
+    /// record in it. Nothing by default: a record that holds a [`Completer`] drops it.
+    fn abandon(&self) {}
+}
+
+/// A task submitted alone with no time limit: its record holds its handle's slot (see
+/// [`Holds`]), so that a submit allocates once, for both. (A task with a time limit shares
+/// its completer with the watchdog, and is a [`Queued`] record.)
+struct Held<A, J: Job> {
+    slot: Slot<J::Output>,
+    origin: Origin,
+    /// Taken by the thread that runs the task.
+    task: Mutex<Option<Work<A, J>>>,
+}
+
+impl<A, J> Held<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    fn record(shared: &Arc<Shared>, work: Work<A, J>) -> Arc<Self> {
+        let task = Mutex::new(Some(work));
+        Arc::new(Held { slot: Slot::new(), origin: Origin::of(shared), task })
+    }
+
+    fn take(&self) -> Option<Work<A, J>> {
+        self.task.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl<A, J> Run for Held<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    fn run(&self, shared: &Shared) {
+        let Some(Work { job, input, .. }) = self.take() else { return };
+        let running = Running::enter();
+        if !shared.dropped.load(Ordering::Acquire) && !self.slot.is_settled() {
+            self.slot.complete(shared.run(job.as_ref(), input));
+        } else {
+            // Dropped or cancelled: settled as shut down unless it is already, as a
+            // [`Queued`] record's completer settles it when dropped.
+            discard(input);
+            self.slot.complete(Err(TaskError::ShutDown));
+        }
+        drop(running);
+        // On a pool's thread, as in `run_queued`.
+        discard(job);
+        finished(shared);
+    }
+
+    fn abandon(&self) {
+        if let Some(Work { job, input, .. }) = self.take() {
+            discard(input);
+            discard(job);
+            self.slot.complete(Err(TaskError::ShutDown));
+        }
+    }
+}
+
+impl<A, J> Holds<J::Output> for Held<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    fn slot(&self) -> &Slot<J::Output> {
+        &self.slot
+    }
+}
+
+impl<A, J> Cancel for Held<A, J>
+where
+    A: AsRef<J> + Send + 'static,
+    J: Job,
+{
+    /// Nothing to stop, as for a [`Queued`] record.
+    fn cancel(&self) {}
+
+    /// As for a [`Queued`] record: see [`Queued::help_wait`].
+    fn help_wait(
+        &self,
+        deadline: Option<Instant>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<(), TaskError> {
+        self.origin.help_wait(deadline, done, self)
+    }
+
+    fn forsaken(&self) -> Option<TaskError> {
+        self.origin.forsaken()
+    }
 }
 
 /// Where a queued record comes from: the copy of the process that queued it (see `forks.rs`)
@@ -1430,6 +1548,13 @@ fn outcome_list<J: Job>(
     outcomes(turns, job, items).map(told).collect()
 }
 
+impl Drop for Shared {
+    /// Settles the tasks left in the queue as shut down: the pool's threads are gone.
+    fn drop(&mut self) {
+        self.queue.help(|task| task.abandon());
+    }
+}
+
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
@@ -1472,5 +1597,23 @@ mod tests {
         let seen = pool.map_with_progress(unfinished, 0..8, |_, _| {}).unwrap();
         assert!(counted(&seen), "map_with_progress: {seen:?}");
         assert_eq!(unfinished(0), 0, "nothing is counted once the maps returned");
+    }
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    /// Should a pool's threads end with tasks still in its queue, the queue, dropped with
+    /// them, settles them.
+    #[test]
+    fn a_task_left_in_a_dropped_queue_settles_as_shut_down() {
+        let shared = Arc::new(Shared::new(Config::new().workers(1)));
+        let work = Work::new(Owned(square.into_job()), 3, None);
+        let record = Held::record(&shared, work);
+        let mut handle = handle_of(record.clone());
+        assert!(shared.queue.push(record, false), "the first push asks for a drainer");
+        drop(shared);
+        let outcome = handle.join_timeout(Duration::from_secs(60));
+        assert!(matches!(outcome, Err(TaskError::ShutDown)), "{outcome:?}");
     }
 }
