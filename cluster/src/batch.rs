@@ -3,7 +3,7 @@
 //! Dropping the iterator withdraws the chunks still in flight: those not yet started never
 //! run, and the agents stop giving out the items of those that run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub(crate) struct Stream<'p, J: Job, I> {
     /// What the job's items cost on the agents, from its own units: its chunks' size.
     time: Arc<ItemTime>,
     items: Fuse<I>,
+    /// Items pulled ahead of their chunk: those of a pass made before the job measured what
+    /// its items cost, pulled first to share them out among the agents.
+    lookahead: VecDeque<J::Input>,
     /// The most items pulled and not yet yielded.
     window: usize,
     /// Whether the window is one of items to be yielded one by one (`imap`), kept to
@@ -84,6 +87,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             job_id: inner.new_job(),
             time: Arc::new(ItemTime::new()),
             items: items.fuse(),
+            lookahead: VecDeque::new(),
             window: window.max(1),
             lazy: window < usize::MAX,
             results: (0, 0),
@@ -111,31 +115,51 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         }
     }
 
-    /// Pulls and sends chunks while the window has room.
+    /// Pulls and sends chunks while the window has room; those of a job that has not
+    /// measured what its items cost yet go out together at the end, spread over the agents
+    /// ([`Inner::send_spread`]).
     fn refill(&mut self) {
+        let mut first = Vec::new();
+        self.fill(&mut first);
+        if !first.is_empty() {
+            self.inner.send_spread(first);
+        }
+    }
+
+    /// Pulls and sends chunks while the window has room; those sent before the job measured
+    /// what its items cost go to `first` instead.
+    fn fill(&mut self, first: &mut Vec<Unit>) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
         let window = self.window();
+        let spread = !self.time.measured();
+        let chunks = max_chunks.saturating_sub(self.units.len());
+        let unmeasured = self.unmeasured_chunk(chunks, window.saturating_sub(self.order.held()));
         while self.units.len() < max_chunks
             && self.order.held() < window
             && (self.units.is_empty() || self.ahead < AHEAD_BYTES)
         {
+            if unmeasured.is_some() && self.lookahead.is_empty() && self.carried.is_none() {
+                // The pass sent what it pulled: no more before a unit is measured.
+                return;
+            }
             let room = window - self.order.held();
             let base = self.pulled;
             let job = match &self.job {
                 Ok(job) => job,
                 Err(e) => {
-                    let Some(_) = self.items.next() else { return };
+                    let next = self.lookahead.pop_front().or_else(|| self.items.next());
+                    let Some(_) = next else { return };
                     self.order.settled(base, Err(e.clone()));
                     self.pulled += 1;
                     continue;
                 }
             };
             let (low, high) = self.items.size_hint();
-            let remaining = (Some(low) == high).then_some(low);
-            let size = match self.inner.config.config.get_chunk_size() {
-                Some(size) => size.min(room),
-                None => self.time.chunk(remaining, workers, room),
+            let remaining = (Some(low) == high).then(|| low.saturating_add(self.lookahead.len()));
+            let size = match (self.inner.config.config.get_chunk_size(), unmeasured) {
+                (Some(size), _) | (None, Some(size)) => size.min(room),
+                (None, None) => self.time.chunk(remaining, workers, room),
             };
             let max_unit = self.inner.max_unit();
             let budget = max_unit / 2;
@@ -154,7 +178,8 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                         Ok(())
                     }
                     None => {
-                        let Some(item) = self.items.next() else { break };
+                        let next = self.lookahead.pop_front().or_else(|| self.items.next());
+                        let Some(item) = next else { break };
                         remote::off_machine(|| {
                             remote::encode_into(&item, &mut inputs, Side::Argument)
                         })
@@ -218,15 +243,43 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             });
             let (units, ahead) = (&mut self.units, &mut self.ahead);
             let bytes = inputs.len();
-            self.inner.send(self.job_id, Some(&self.time), job, inputs, ends, None, settle, |id| {
+            let on_id = |id| {
                 units.insert(base, (id, bytes));
                 *ahead += bytes;
-            });
+            };
+            let held = spread.then_some(&mut *first);
+            let time = Some(&self.time);
+            self.inner.send(self.job_id, time, job, inputs, ends, None, settle, on_id, held);
         }
     }
 }
 
 impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
+    /// The size of a pass's chunks while the job has not measured what its items cost (and
+    /// no chunk size is set), or `None`. The pass sends as many items as it may send chunks
+    /// (`chunks`, at most `room`): no more of a job that may be of slow items, so that a task
+    /// another caller sends after it does not wait behind all of it. It pulls them first, into
+    /// the lookahead, and shares them out among the agents alive, a chunk each, each in a
+    /// message of its own ([`Inner::send_spread`]): an agent runs the items of a chunk on
+    /// all its workers, and each chunk and message costs the server a round of work, which
+    /// for cheap items is most of the time the call takes. An `imap` whose items come slowly
+    /// sends these chunks once the pass has pulled them all. With no agent alive yet, a chunk
+    /// takes one item: whichever agents come share them.
+    fn unmeasured_chunk(&mut self, chunks: usize, room: usize) -> Option<usize> {
+        let sized = self.inner.config.config.get_chunk_size().is_some();
+        if self.time.measured() || sized || self.job.is_err() {
+            return None;
+        }
+        while self.lookahead.len() < chunks.min(room) {
+            let Some(item) = self.items.next() else { break };
+            self.lookahead.push_back(item);
+        }
+        match self.inner.live_agents().0 {
+            0 => Some(1),
+            agents => Some(self.lookahead.len().div_ceil(agents).max(1)),
+        }
+    }
+
     /// The next outcome, waiting for it until `deadline` (none: for ever). Past it, the
     /// chunks still out stay out, for a later call.
     fn next_until(

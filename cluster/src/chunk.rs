@@ -8,7 +8,8 @@
 //! take its items for slow ones). Each job of a caller (a `map`, `imap` or `starmap` call)
 //! keeps a moving average of the time per item of its own units, and sizes each new chunk to
 //! take about [`TARGET`], at most a fair share of what is left. Until one of its units was
-//! measured a chunk takes one item: a guess that takes slow items for cheap ones would send a
+//! measured a job sends no more items than it keeps chunks in flight, shared out a chunk to
+//! each agent alive (`batch.rs`): a guess that takes slow items for cheap ones would send a
 //! whole `map` at once, and a task another caller sends after it would wait behind all of it
 //! (the agents take the tasks of every caller from one queue). What one job measured never
 //! sizes the chunks of another: a `map` of slow items after (or beside) one of cheap items
@@ -62,7 +63,8 @@ impl ItemTime {
     }
 
     /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
-    /// two chunks per worker, at most `max`; at least one. One until a unit was measured.
+    /// two chunks per worker, at most `max`; at least one. One until a unit was measured
+    /// (a batch sizes its first chunks itself).
     pub(crate) fn chunk(&self, remaining: Option<usize>, workers: usize, max: usize) -> usize {
         if !self.measured() {
             return 1;

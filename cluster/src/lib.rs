@@ -47,16 +47,18 @@
 //!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
 //!   per item the agents measure, with a result per item. Each call learns what its own
-//!   items cost, starting from one item to a chunk: what one `map` measured never sizes the
-//!   chunks of another.
+//!   items cost, starting from a chunk for each agent alive of its first few items (as many
+//!   as it keeps chunks in flight), each in a message of its own: what one `map` measured
+//!   never sizes the chunks of another.
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
-//!   worker in flight, each about 10 ms of work (one item until the call has measured what
-//!   its items cost), so another caller's task reaches an agent after those, and there waits
-//!   for a batch of them, not all (the jobs an agent holds take turns for its workers); but
-//!   tasks `submit`ted in bulk are all queued at once, and a task another caller sends after
-//!   them waits until agents have taken every one: send many tasks with `map` or `imap`
-//!   rather than `submit`, or give such work a stream name of its own and agents of its own.
+//!   worker in flight, each about 10 ms of work (and, until the call has measured what its
+//!   items cost, no more items than it keeps chunks), so another caller's task reaches an
+//!   agent after those, and there waits for a batch of them, not all (the jobs an agent
+//!   holds take turns for its workers); but tasks `submit`ted in bulk are all queued at
+//!   once, and a task another caller sends after them waits until agents have taken every
+//!   one: send many tasks with `map` or `imap` rather than `submit`, or give such work a
+//!   stream name of its own and agents of its own.
 //! - **No agent.** A task waits at most [`ClusterConfig::agent_wait`] while no agent of its
 //!   image is alive, then fails with [`TaskError::NoWorker`] if the server answers (counting
 //!   the agents of other images alive: agents not restarted after a rebuild run another

@@ -21,54 +21,98 @@ const PUBLISHING: usize = 64;
 /// the whole message back to the stream. Single tasks still go 128 to a message.
 const ITEMS_PER_MESSAGE: usize = 128;
 
-/// Stores units in the tasks stream, several to a message when they queue up (but for a unit
-/// that travels alone, [`Unit::alone`]).
+/// What the pool hands the outbox.
+pub(crate) enum Post {
+    /// A unit that shares a message with the units queued beside it.
+    Loose(Unit),
+    /// Units that travel together, in messages of their own: as few as their size allows.
+    Parcel(Vec<Unit>),
+}
+
+/// Stores units in the tasks stream, several to a message when they queue up, and each
+/// parcel ([`Post::Parcel`]) in messages of its own.
 ///
 /// Each message is handed to the client here, at once; a task of its own waits for the
 /// server's acknowledgement and retries if need be.
 pub(crate) async fn publish(
     inner: std::sync::Weak<Inner>,
-    mut inbox: mpsc::UnboundedReceiver<Unit>,
+    mut inbox: mpsc::UnboundedReceiver<Post>,
 ) {
     let slots = Arc::new(Semaphore::new(PUBLISHING));
     while let Some(first) = inbox.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(inner) = inner.upgrade() else { return };
-        let (mut weight, mut items) = (first.weight(), first.ends.len());
-        let mut units = vec![first];
-        let mut heavy = None;
-        let alone = units[0].alone;
         let max_unit = inner.max_unit();
-        while !alone && weight < max_unit / 2 && items < ITEMS_PER_MESSAGE {
-            match inbox.try_recv() {
-                Ok(unit)
-                    if !unit.alone
-                        && weight + unit.weight() <= max_unit
-                        && items + unit.ends.len() <= ITEMS_PER_MESSAGE =>
-                {
-                    weight += unit.weight();
-                    items += unit.ends.len();
-                    units.push(unit);
-                }
-                Ok(unit) => {
-                    // Too heavy, too many items or a unit of its own: it goes alone, next.
-                    heavy = Some(unit);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        // Units cancelled while they queued need not travel.
-        units.retain(|u| inner.pending.contains(u.task));
-        for (units, slot) in [(units, Some(slot)), (heavy.into_iter().collect(), None)] {
+        let (units, parcel) = match first {
+            Post::Loose(first) => gather(first, &mut inbox, max_unit),
+            Post::Parcel(units) => (Vec::new(), units),
+        };
+        let mut messages = vec![units];
+        messages.extend(pack(parcel, max_unit));
+        let mut slot = Some(slot);
+        for mut units in messages {
+            // Units cancelled while they queued need not travel.
+            units.retain(|u| inner.pending.contains(u.task));
             if units.is_empty() {
                 continue;
             }
             let message = Outgoing::new(&inner, units);
             let first_try = inner.js.send_publish(message.subject.clone(), message.publish()).await;
-            tokio::spawn(message.confirm(inner.clone(), first_try, slot));
+            tokio::spawn(message.confirm(inner.clone(), first_try, slot.take()));
         }
     }
+}
+
+/// The loose units queued now, from `first` on, that share its message; and the units met
+/// that do not: a unit too heavy or of too many items to join, or a parcel, which travel
+/// next in messages of their own.
+fn gather(
+    first: Unit,
+    inbox: &mut mpsc::UnboundedReceiver<Post>,
+    max_unit: usize,
+) -> (Vec<Unit>, Vec<Unit>) {
+    let (mut weight, mut items) = (first.weight(), first.ends.len());
+    let mut units = vec![first];
+    while weight < max_unit / 2 && items < ITEMS_PER_MESSAGE {
+        match inbox.try_recv() {
+            Ok(Post::Loose(unit))
+                if weight + unit.weight() <= max_unit
+                    && items + unit.ends.len() <= ITEMS_PER_MESSAGE =>
+            {
+                weight += unit.weight();
+                items += unit.ends.len();
+                units.push(unit);
+            }
+            Ok(Post::Loose(unit)) => return (units, vec![unit]),
+            Ok(Post::Parcel(parcel)) => return (units, parcel),
+            Err(_) => break,
+        }
+    }
+    (units, Vec::new())
+}
+
+/// The messages a parcel travels in, its units in order: as many to a message as fit, as
+/// loose units do (at most [`ITEMS_PER_MESSAGE`] items, and no more units once half of
+/// `max_unit` is taken; a unit of more items travels alone).
+fn pack(parcel: Vec<Unit>, max_unit: usize) -> Vec<Vec<Unit>> {
+    let mut messages: Vec<Vec<Unit>> = Vec::new();
+    let (mut weight, mut items) = (0, 0);
+    for unit in parcel {
+        let (w, n) = (unit.weight(), unit.ends.len());
+        let joins =
+            weight < max_unit / 2 && weight + w <= max_unit && items + n <= ITEMS_PER_MESSAGE;
+        match messages.last_mut() {
+            Some(message) if joins => {
+                message.push(unit);
+                (weight, items) = (weight + w, items + n);
+            }
+            _ => {
+                messages.push(vec![unit]);
+                (weight, items) = (w, n);
+            }
+        }
+    }
+    messages
 }
 
 /// A task message on its way to the stream.
@@ -220,5 +264,40 @@ impl Outage {
             Some((since, Some(why))) if since.elapsed() >= wait => Some(why.clone()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit of `items` items of `bytes` bytes each, id `task`.
+    fn unit(task: u64, items: usize, bytes: usize) -> Unit {
+        Unit {
+            task,
+            job: 1,
+            entry: 0,
+            state: Vec::new(),
+            timeout_ns: None,
+            inputs: vec![0; items * bytes],
+            ends: (1..=items).map(|i| (i * bytes) as u32).collect(),
+        }
+    }
+
+    fn tasks(messages: &[Vec<Unit>]) -> Vec<Vec<u64>> {
+        messages.iter().map(|m| m.iter().map(|u| u.task).collect()).collect()
+    }
+
+    #[test]
+    fn a_parcel_travels_in_as_few_messages_as_fit_in_order() {
+        let small: Vec<Unit> = (0..4).map(|t| unit(t, 9, 8)).collect();
+        assert_eq!(tasks(&pack(small, 1 << 20)), [vec![0, 1, 2, 3]]);
+        // 128 items at most in a message; a unit of more travels alone.
+        let many = vec![unit(0, 100, 8), unit(1, 100, 8), unit(2, 200, 8), unit(3, 1, 8)];
+        assert_eq!(tasks(&pack(many, 1 << 20)), [vec![0], vec![1], vec![2], vec![3]]);
+        // No more units once half the limit is taken, none past the limit.
+        let heavy: Vec<Unit> = (0..5).map(|t| unit(t, 1, 300)).collect();
+        assert_eq!(tasks(&pack(heavy, 1000)), [vec![0, 1], vec![2, 3], vec![4]]);
+        assert!(pack(Vec::new(), 1000).is_empty());
     }
 }

@@ -21,7 +21,7 @@ use crate::error;
 use crate::image;
 use crate::inbox;
 use crate::link::{self, Names};
-use crate::outbox;
+use crate::outbox::{self, Post};
 use crate::pending::{Part, Pending, Settle};
 use crate::wire::{self, RefusedResults, ResultMessage, Unit, UnitResult};
 
@@ -139,7 +139,7 @@ pub(crate) struct Inner {
     pub(crate) js: jetstream::Context,
     tasks: jetstream::stream::Stream,
     results: jetstream::stream::Stream,
-    outbox: mpsc::UnboundedSender<Unit>,
+    outbox: mpsc::UnboundedSender<Post>,
     agents: Mutex<HashMap<String, (Instant, u32)>>,
     /// Signalled when an agent says it is alive.
     agent_seen: Condvar,
@@ -343,7 +343,7 @@ impl Inner {
     }
 
     /// `(agents, workers)` alive now.
-    fn live_agents(&self) -> (usize, usize) {
+    pub(crate) fn live_agents(&self) -> (usize, usize) {
         alive(&self.agents.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -383,7 +383,8 @@ impl Inner {
     /// Sends one unit of the caller's job `job_id` ([`Unit::job`]) whose outcomes go to
     /// `settle`; returns its id. The time its agent measured goes to `time`, the cost of the
     /// job's items (none for single tasks). A unit that cannot be sent is settled at once
-    /// with the reason.
+    /// with the reason. With `held`, the unit, pending already, goes there instead of to the
+    /// server: for [`Inner::send_spread`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send(
         self: &Arc<Self>,
@@ -395,6 +396,7 @@ impl Inner {
         timeout: Option<Duration>,
         settle: Settle,
         on_id: impl FnOnce(u64),
+        held: Option<&mut Vec<Unit>>,
     ) {
         let items = ends.len();
         let unit = Unit {
@@ -407,11 +409,6 @@ impl Inner {
                 .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
             inputs,
             ends,
-            // The chunks of a job not measured yet go out several at once, one item each:
-            // packed in one message, they would all go to one agent while the others wait.
-            // With one agent alive they share messages: it takes them all either way, and a
-            // message each would only cost the server (a `map` of 8 cheap items, 8 messages).
-            alone: time.is_some_and(|time| !time.measured()) && self.live_agents().0 != 1,
         };
         let fail = |settle: Settle, error: TaskError| {
             settle((0..items).map(|_| Err(error.clone())).collect());
@@ -440,10 +437,40 @@ impl Inner {
         if let Err(settle) = self.pending.insert(id, items, time.cloned(), settle) {
             return fail(settle, TaskError::ShutDown);
         }
-        if self.outbox.send(unit).is_err()
-            && let Some(entry) = self.pending.take(id)
-        {
-            entry.fail(&TaskError::ShutDown);
+        match held {
+            Some(held) => held.push(unit),
+            None => self.post(Post::Loose(unit)),
+        }
+    }
+
+    /// Sends `units`, pending already, in as many parcels as there are agents alive, each
+    /// its share of them in order: the first chunks of a job, sent before it measured what
+    /// its items cost, one item each. Each agent has pull requests waiting for messages, and
+    /// the server hands messages to the waiting requests in turn, so each agent gets a share:
+    /// in one message, they would all go to one agent while the others wait; in a message
+    /// each, the server's work for the messages would cost most of a small `map`'s time (8
+    /// items, 8 messages). With no agent heard yet, each unit travels alone.
+    pub(crate) fn send_spread(&self, mut units: Vec<Unit>) {
+        let agents = self.live_agents().0;
+        let parcels = if agents == 0 { units.len() } else { agents.min(units.len()) };
+        for left in (1..=parcels).rev() {
+            let rest = units.split_off(units.len().div_ceil(left));
+            self.post(Post::Parcel(std::mem::replace(&mut units, rest)));
+        }
+    }
+
+    /// Hands `post` to the outbox; fails its units if the outbox is gone.
+    fn post(&self, post: Post) {
+        if let Err(mpsc::error::SendError(post)) = self.outbox.send(post) {
+            let units = match post {
+                Post::Loose(unit) => vec![unit],
+                Post::Parcel(units) => units,
+            };
+            for unit in units {
+                if let Some(entry) = self.pending.take(unit.task) {
+                    entry.fail(&TaskError::ShutDown);
+                }
+            }
         }
     }
 
@@ -800,10 +827,12 @@ impl Execute for ClusterPool {
             );
             drop(held);
         });
-        self.inner.send(wire::SINGLE_TASKS, None, &encoded, inputs, ends, timeout, settle, |id| {
+        let on_id = |id| {
             let _ = record.id.set(id);
             completer.on_cancel_of(Arc::downgrade(&record) as Weak<Sent>);
-        });
+        };
+        let single = wire::SINGLE_TASKS;
+        self.inner.send(single, None, &encoded, inputs, ends, timeout, settle, on_id, None);
     }
 }
 

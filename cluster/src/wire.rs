@@ -46,10 +46,6 @@ pub(crate) struct Unit {
     #[serde(with = "serde_bytes")]
     pub(crate) inputs: Vec<u8>,
     pub(crate) ends: Vec<u32>,
-    /// Whether the unit travels in a task message of its own, never packed with others:
-    /// the caller's only, never sent.
-    #[serde(skip)]
-    pub(crate) alone: bool,
 }
 
 /// The [`Unit::job`] of a caller's single tasks (`submit`, `apply`): its batches count from 1.

@@ -1,7 +1,8 @@
 //! Each `map` or `imap` of a pool learns what its own items cost: what one measured never
 //! sizes the chunks of another. An `imap` of slow items after a `map` of cheap ones starts
-//! from one item to a chunk, as on a fresh pool, rather than send every item in one chunk;
-//! and those first chunks spread over the agents.
+//! as on a fresh pool, its first items shared out a chunk to each agent, rather than send
+//! every item in one chunk; and those first chunks travel a message to each agent, not one
+//! to each item.
 
 mod common;
 
@@ -82,24 +83,29 @@ fn stored(url: &str) -> u64 {
     })
 }
 
+/// Two agents of two workers: the held items, pulled before anything of their `imap` was
+/// measured, go out a chunk to each agent, each chunk in a message of its own, and all four
+/// workers run them at once. Sized from the cheap `map`'s items, they went out in one chunk,
+/// which one agent ran on its two workers while the other had none.
 #[test]
-fn a_slow_imap_after_a_cheap_map_starts_from_chunks_of_one() {
-    let Some(server) = common::server("job_chunks_one") else { return };
+fn a_slow_imap_after_a_cheap_map_starts_with_a_chunk_for_each_agent() {
+    let Some(server) = common::server("job_chunks_fresh") else { return };
     let url = server.url();
-    let _agent = common::agent(&url, 2, &[]);
+    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
     let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
-    let (together, units, _) = held_after_cheap("job_chunks_one", &url, &pool, 2);
-    assert!(together, "the agent's two workers did not run two held items at once");
-    // Nothing was measured before every item was sent (the pool keeps more chunks than that
-    // in flight): one item to a chunk. Sized from the cheap map's items: one chunk.
-    assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (together, units, messages) = held_after_cheap("job_chunks_fresh", &url, &pool, 4);
+    assert!(together, "the two agents' four workers did not run four held items at once");
+    assert_eq!(units, 2, "the held items travelled in {units} units");
+    assert_eq!(messages, 2, "the held items travelled in {messages} messages");
 }
 
-/// Two agents of one worker each: the chunks of one item sent before anything was measured
-/// travel in messages of their own, so that both agents get some. Packed in one message,
-/// they all went to one agent, which ran them one at a time while the other had none.
+/// Two agents of one worker each: the first chunks of a call go out one to each agent, each
+/// in a message of its own, and both agents run their items at once. Sent a message to each
+/// item, eight items took eight messages (and eight units), and the server's work for them
+/// was most of what a small `map` of cheap items cost; packed in one message, they all went
+/// to one agent, which ran them one at a time while the other had none.
 #[test]
 fn the_first_chunks_of_a_call_spread_over_the_agents() {
     let Some(server) = common::server("job_chunks_spread") else { return };
@@ -110,15 +116,33 @@ fn the_first_chunks_of_a_call_spread_over_the_agents() {
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let (together, units, messages) = held_after_cheap("job_chunks_spread", &url, &pool, 2);
     assert!(together, "the two agents did not each run a held item at once");
-    assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
-    // An agent of one worker holds four messages at once: eight take both agents.
-    assert_eq!(messages, u64::from(HELD), "the held items travelled in {messages} messages");
+    assert_eq!(units, 2, "the held items travelled in {units} units");
+    assert_eq!(messages, 2, "the held items travelled in {messages} messages");
 }
 
-/// One agent of two workers: the first chunks of a call share messages, as the agent takes
-/// them all either way; its two workers still run them side by side.
+/// A fresh `map` of eight cheap items on two agents of two workers: two task messages, one
+/// chunk each, where it took eight.
 #[test]
-fn with_one_agent_the_first_chunks_of_a_call_share_messages() {
+fn a_small_map_on_two_agents_takes_a_message_for_each() {
+    let Some(server) = common::server("job_chunks_small_map") else { return };
+    let url = server.url();
+    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
+    let pool = ClusterPool::connect(url.clone()).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    for round in 0..3 {
+        let (settled, messages) = (pool.stats().settled, stored(&url));
+        assert_eq!(pool.map(cheap, 0..8).unwrap(), (0..8).map(cheap).collect::<Vec<u64>>());
+        let units = pool.stats().settled - settled;
+        let messages = stored(&url) - messages;
+        assert_eq!(units, 2, "round {round}: the map's items travelled in {units} units");
+        assert_eq!(messages, 2, "round {round}: they travelled in {messages} messages");
+    }
+}
+
+/// One agent of two workers: the first chunks of a call are one chunk, in one message, as
+/// the agent takes them all either way; its two workers still run its items side by side.
+#[test]
+fn with_one_agent_the_first_chunks_of_a_call_are_one() {
     let Some(server) = common::server("job_chunks_one_agent") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 2, &[]);
@@ -127,6 +151,6 @@ fn with_one_agent_the_first_chunks_of_a_call_share_messages() {
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
     let (together, units, messages) = held_after_cheap("job_chunks_one_agent", &url, &pool, 2);
     assert!(together, "the agent's two workers did not run two held items at once");
-    assert_eq!(units, u64::from(HELD), "the held items travelled in {units} units");
-    assert!(messages < u64::from(HELD), "the held items travelled in {messages} messages");
+    assert_eq!(units, 1, "the held items travelled in {units} units");
+    assert_eq!(messages, 1, "the held items travelled in {messages} messages");
 }
