@@ -7,7 +7,8 @@
 //! the time it waited there behind other work: a unit sent to a busy agent would otherwise
 //! take its items for slow ones). Each job of a caller (a `map`, `imap` or `starmap` call)
 //! keeps a moving average of the time per item of its own units, and sizes each new chunk to
-//! take about [`TARGET`], at most a fair share of what is left. Until one of its units was
+//! take about [`TARGET`], at most a fair share of what is left, unless that share is less
+//! work than [`WORTH`], too little for a round trip of its own. Until one of its units was
 //! measured a job sends no more items than it keeps chunks in flight, shared out a chunk to
 //! each agent alive (`batch.rs`): a guess that takes slow items for cheap ones would send a
 //! whole `map` at once, and a task another caller sends after it would wait behind all of it
@@ -21,6 +22,10 @@ use std::time::Duration;
 
 /// The time one chunk should take on its agent.
 const TARGET: Duration = Duration::from_millis(10);
+/// The least work worth splitting into chunks for a fair share: a chunk's round trip through
+/// the server (a few hundred microseconds to a millisecond) costs more than spreading less
+/// over more workers saves.
+const WORTH: Duration = Duration::from_millis(1);
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
 
@@ -63,15 +68,19 @@ impl ItemTime {
     }
 
     /// The items of the next chunk: about [`TARGET`] of work, at most `remaining` split over
-    /// two chunks per worker, at most `max`; at least one. One until a unit was measured
-    /// (a batch sizes its first chunks itself).
+    /// two chunks per worker (but never less than [`WORTH`] of work), at most `max`; at least
+    /// one. One until a unit was measured (a batch sizes its first chunks itself).
     pub(crate) fn chunk(&self, remaining: Option<usize>, workers: usize, max: usize) -> usize {
         if !self.measured() {
             return 1;
         }
         let per_item = self.ns.load(Ordering::Relaxed).max(1);
-        let by_time = usize::try_from(TARGET.as_nanos() as u64 / per_item).unwrap_or(MAX_CHUNK);
-        let fair = remaining.map_or(usize::MAX, |r| r.div_ceil(2 * workers.max(1)));
+        let items_in = |work: Duration| {
+            usize::try_from(work.as_nanos() as u64 / per_item).unwrap_or(MAX_CHUNK)
+        };
+        let by_time = items_in(TARGET);
+        let fair = remaining
+            .map_or(usize::MAX, |r| r.div_ceil(2 * workers.max(1)).max(items_in(WORTH).min(r)));
         by_time.min(fair).min(max).clamp(1, MAX_CHUNK)
     }
 }
@@ -92,7 +101,8 @@ mod tests {
             time.record(1000, 100_000); // 100 ns per item
         }
         assert_eq!(time.chunk(None, 2, usize::MAX), MAX_CHUNK);
-        assert_eq!(time.chunk(Some(1000), 2, usize::MAX), 250, "a fair share of what is left");
+        assert_eq!(time.chunk(Some(1000), 2, usize::MAX), 1000, "100 us of work: one chunk");
+        assert_eq!(time.chunk(Some(100_000), 2, usize::MAX), 25_000, "a fair share");
         assert_eq!(time.chunk(None, 2, 77), 77);
         for _ in 0..40 {
             time.record(1, 50_000_000); // 50 ms per item
@@ -110,5 +120,23 @@ mod tests {
         let cheap = ItemTime::new();
         cheap.record(1, 1_000); // 1 us per item
         assert_eq!(cheap.chunk(None, 2, usize::MAX), 10_000);
+    }
+
+    /// A `map` of 100 items of 10 us on two agents of two workers, 18 of them measured: the
+    /// 82 left go in one chunk, not in 8 chunks of 11 items (110 us of work each), each of
+    /// which would cost a round trip through the server (about a millisecond).
+    #[test]
+    fn what_is_not_worth_a_round_trip_is_not_split_for_a_fair_share() {
+        let cheap = ItemTime::new();
+        cheap.record(1, 10_000);
+        assert_eq!(cheap.chunk(Some(82), 4, usize::MAX), 82);
+        assert_eq!(cheap.chunk(Some(1000), 4, usize::MAX), 125, "a fair share of 1.25 ms");
+        assert_eq!(cheap.chunk(Some(82), 4, 40), 40);
+        let dear = ItemTime::new();
+        dear.record(1, 100_000);
+        assert_eq!(dear.chunk(Some(82), 4, usize::MAX), 11, "a fair share of 1.1 ms");
+        let slow = ItemTime::new();
+        slow.record(1, 1_000_000);
+        assert_eq!(slow.chunk(Some(82), 4, usize::MAX), 10);
     }
 }
