@@ -16,7 +16,9 @@
 //!   buffers), is kept, written and warm, while large values keep coming, and given back
 //!   ([`release`]) once its owner has had nothing to do for [`KEEP_IDLE`]: a pool that once
 //!   moved a large value does not keep its memory in every worker for good, and one that
-//!   moves them one after another does not fault its buffers in anew for each.
+//!   moves them one after another does not fault its buffers in anew for each. A worker
+//!   then has the allocator give back what it keeps free ([`sys::trim_heap`]): the values
+//!   it freed, and its buffers, where the allocator kept them on its heap.
 //!
 //! The vector of a `map`'s results, which goes to the caller, asks for huge pages from
 //! [`LARGE`] on ([`results_with_capacity`]).

@@ -1429,6 +1429,22 @@ pub(crate) fn advise_huge_pages<T>(memory: &mut [std::mem::MaybeUninit<T>]) {
     }
 }
 
+/// Asks the C allocator to give back to the kernel the memory it keeps free (glibc's
+/// `malloc_trim`). glibc keeps a freed block of a few MiB on its heap for reuse: once it has
+/// freed a block it had mapped on its own, it serves blocks up to that size (up to 32 MiB)
+/// from the heap, and gives the heap back only when more than twice that is free at its top.
+/// An idle worker that moved values of a few MiB would keep one of them resident for good.
+/// A no-op where the allocator is not glibc's (and for a Rust global allocator of another
+/// kind, whose memory this does not touch).
+pub(crate) fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` takes no pointer; it walks the allocator's own free lists under
+    // the allocator's locks and gives back only pages no allocation holds.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Sleeps while the shared 32-bit `word` holds `expected`, until [`futex_wake`] on it, a
 /// signal, or `timeout`. Returns at once if it holds something else. Works across processes
 /// that map the same memory.

@@ -243,6 +243,9 @@ pub(crate) struct FrameReader {
     fallible: bool,
     /// The length of the frame whose room the allocator refused, once it did.
     refused: Option<usize>,
+    /// Whether a bulk frame's body of [`bulk::LARGE`] or more was read since the reader
+    /// started or was last released: memory the allocator may keep once the value is freed.
+    read_large: bool,
 }
 
 /// How much a reader asks the kernel for at once, at least.
@@ -259,6 +262,7 @@ impl FrameReader {
             attached: None,
             fallible: false,
             refused: None,
+            read_large: false,
         }
     }
 
@@ -317,9 +321,10 @@ impl FrameReader {
         }
     }
 
-    /// Whether the buffer grew to [`bulk::LARGE`] or more (for a large frame) and is kept.
+    /// Whether the buffer grew to [`bulk::LARGE`] or more (for a large frame) and is kept, or
+    /// a bulk frame's body that large was read since the last [`Self::release`].
     pub(crate) fn holds_large(&self) -> bool {
-        self.buf.capacity() >= bulk::LARGE
+        self.read_large || self.buf.capacity() >= bulk::LARGE
     }
 
     /// Gives back the memory of a buffer that grew for a large frame, if no byte is held (see
@@ -443,6 +448,7 @@ impl FrameReader {
                 "a bulk frame of {len} bytes, more than this process may reserve"
             )));
         };
+        self.read_large |= len >= bulk::LARGE;
         let arrived = (self.buf.len() - body).min(len);
         bytes.extend_from_slice(&self.buf[body..body + arrived]);
         self.start = body + arrived;
@@ -700,6 +706,22 @@ mod tests {
         r.push(&bulk_frame(b"held"));
         assert_eq!(r.next_frame(), Ok(None));
         assert!(r.holds_bulk(), "whole, waiting for its frame");
+    }
+
+    #[test]
+    fn a_large_bulk_read_counts_as_held_until_the_reader_is_released() {
+        let body = vec![5; bulk::LARGE];
+        let mut bytes = bulk_frame(&body);
+        bytes.extend(frame(Kind::Done, b"refers"));
+        let mut r = FrameReader::new(2 * bulk::LARGE);
+        let got = read_all(&mut r, &bytes, READ_CHUNK);
+        assert_eq!(got, [(b"refers".to_vec(), Some(body))]);
+        assert!(r.capacity() < bulk::LARGE, "the bulk went into a vector of its own");
+        assert!(r.holds_large(), "its memory, freed, may stay with the allocator");
+        r.release();
+        assert!(!r.holds_large());
+        read_all(&mut r, &bulk_frame(&[5; 1000]), READ_CHUNK);
+        assert!(!r.holds_large(), "a small bulk is not large");
     }
 
     #[test]

@@ -243,8 +243,7 @@ impl Requests {
                     if !polled.is_ok_and(|[ready]| !ready.read) {
                         break;
                     }
-                    reader.release();
-                    out.release();
+                    release(reader, out);
                 }
                 return reader.fill(*request);
             }
@@ -275,13 +274,21 @@ impl Requests {
                 let slept = Instant::now();
                 ring.data_bell().sleep(ticket, holding.then_some(bulk::KEEP_IDLE));
                 if holding && slept.elapsed() >= bulk::KEEP_IDLE {
-                    reader.release();
-                    out.release();
+                    release(reader, out);
                 }
             }
             ring.data_bell().disarm();
         }
     }
+}
+
+/// Gives back, once the worker has had nothing to do for [`bulk::KEEP_IDLE`], the memory its
+/// buffers kept for large values, and what the allocator kept of the large values freed
+/// ([`sys::trim_heap`]): an idle worker holds neither.
+fn release(reader: &mut FrameReader, out: &mut Outputs) {
+    reader.release();
+    out.release();
+    sys::trim_heap();
 }
 
 /// Where a worker's results go, besides the result pipe for its start and its last words.

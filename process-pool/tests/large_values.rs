@@ -19,14 +19,6 @@ fn echo(data: ByteBuf) -> ByteBuf {
     data
 }
 
-/// The resident memory of process `pid`, in bytes.
-fn resident_bytes_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib << 10
-}
-
 #[test]
 fn a_64_mib_echo_crosses_whole_and_its_buffers_go_back_once_idle() {
     let pool = ProcessPool::new(1).unwrap();

@@ -227,7 +227,16 @@ pub fn memfds() -> usize {
 
 /// This process's resident memory (`VmRSS`), in bytes.
 pub fn resident_bytes() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
+    resident_bytes_in("/proc/self/status")
+}
+
+/// The resident memory of process `pid`, in bytes.
+pub fn resident_bytes_of(pid: u32) -> u64 {
+    resident_bytes_in(&format!("/proc/{pid}/status"))
+}
+
+fn resident_bytes_in(status: &str) -> u64 {
+    let status = fs::read_to_string(status).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kib: u64 =
         line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().unwrap();
