@@ -56,6 +56,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
+
+use crate::TaskHandle;
+
 pub use crate::cpu::{leave_cpu, runnable_threads};
 pub use crate::crowding::Crowding;
 pub use crate::handle::{
@@ -98,6 +102,37 @@ pub trait Execute {
         for (input, completer) in group {
             self.execute(job, input, completer, None);
         }
+    }
+
+    /// Starts `job` on every input of `inputs` with the pool's per-task limit, as
+    /// [`Execute::execute_group`] does, and returns their handles in input order: what an
+    /// `imap` hands over at once. With `notes`, the handle of `inputs[i]` sends `notes.1[i]`
+    /// on `notes.0` once it is settled, as one made by [`promise_notify`] does.
+    ///
+    /// By default, a [`promise`] (or [`promise_notify`]) for each item and
+    /// [`Execute::execute_group`]. A backend may hold the group's slots in one record of its
+    /// own ([`Holds`]): one allocation for the group, where a promise is one for each item.
+    fn start_group<J: Job>(
+        &self,
+        job: &Arc<J>,
+        inputs: Vec<J::Input>,
+        notes: Option<(&Sender<usize>, &[usize])>,
+    ) -> Vec<TaskHandle<J::Output>> {
+        let mut handles = Vec::with_capacity(inputs.len());
+        let group = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let (completer, handle) = match notes {
+                    Some((tx, indices)) => promise_notify(tx.clone(), indices[i]),
+                    None => promise(),
+                };
+                handles.push(handle);
+                (input, completer)
+            })
+            .collect();
+        self.execute_group(job, group);
+        handles
     }
 
     /// How an `imap` starts handing items to [`Execute::execute_group`], and that it grows

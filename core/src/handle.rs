@@ -144,13 +144,13 @@ pub trait Cancel: Send + Sync {
 /// }
 ///
 /// impl Holds<u32> for Queued {
-///     fn slot(&self) -> &Slot<u32> {
+///     fn slot(&self, _index: usize) -> &Slot<u32> {
 ///         &self.slot
 ///     }
 /// }
 ///
 /// let task = Arc::new(Queued { slot: Slot::new(), input: 6 });
-/// let handle = handle_of(task.clone());
+/// let handle = handle_of(task.clone(), 0);
 /// assert!(task.slot.complete(Ok(task.input * 7)));
 /// assert_eq!(handle.join().unwrap(), 42);
 /// ```
@@ -215,6 +215,12 @@ impl<R> Slot<R> {
     /// A slot whose task is pending.
     pub fn new() -> Self {
         Self::with(Pending::default())
+    }
+
+    /// A slot whose task is pending, and sends `index` on `tx` once it is settled, as one
+    /// made by [`promise_notify`] does.
+    pub fn notifying(tx: Sender<usize>, index: usize) -> Self {
+        Self::with(Pending { notify: Some((tx, index)), ..Pending::default() })
     }
 
     fn with(pending: Pending) -> Self {
@@ -302,12 +308,14 @@ impl<R> fmt::Debug for Slot<R> {
     }
 }
 
-/// A backend's record of one task that holds the task's [`Slot`], so that the handle
-/// ([`handle_of`]) and the record are one allocation. The record's [`Cancel`] methods serve
-/// the handle as a record registered with [`Completer::on_cancel_of`] would.
+/// A backend's record of one task, or of a group of tasks, that holds their handles'
+/// [`Slot`]s, so that the handles ([`handle_of`]) and the record are one allocation. The
+/// record's [`Cancel`] methods serve each handle as a record registered with
+/// [`Completer::on_cancel_of`] would.
 pub trait Holds<R>: Cancel {
-    /// The slot of the task's handle.
-    fn slot(&self) -> &Slot<R>;
+    /// The slot of the handle made with `index` ([`handle_of`]): a record of one task may
+    /// ignore it.
+    fn slot(&self, index: usize) -> &Slot<R>;
 }
 
 /// The slot of a handle made by [`promise`] and its kin, with no record around it.
@@ -319,14 +327,14 @@ impl<R: Send> Cancel for Plain<R> {
 
 impl<R: Send> Holds<R> for Plain<R> {
     #[inline]
-    fn slot(&self) -> &Slot<R> {
+    fn slot(&self, _: usize) -> &Slot<R> {
         &self.0
     }
 }
 
-/// The handle of the task whose record holds its slot ([`Holds`]).
-pub fn handle_of<R, X: Holds<R> + 'static>(record: Arc<X>) -> TaskHandle<R> {
-    TaskHandle { record }
+/// The handle of the task whose slot `record` holds at `index` ([`Holds::slot`]).
+pub fn handle_of<R, X: Holds<R> + 'static>(record: Arc<X>, index: usize) -> TaskHandle<R> {
+    TaskHandle { record, index }
 }
 
 impl<R> Drop for Slot<R> {
@@ -429,7 +437,7 @@ fn promise_with<R: Send + 'static>(
 ) -> (Completer<R>, TaskHandle<R>) {
     let record: Arc<dyn Holds<R>> =
         Arc::new(Plain(Slot::with(Pending { notify, on_cancel, waker: None })));
-    (Completer { record: record.clone() }, TaskHandle { record })
+    (Completer { record: record.clone() }, TaskHandle { record, index: 0 })
 }
 
 /// The backend's side of a [`TaskHandle`]: where the outcome of one task goes.
@@ -437,6 +445,7 @@ fn promise_with<R: Send + 'static>(
 /// Dropping a completer without calling [`Completer::complete`] settles its task with
 /// [`TaskError::ShutDown`].
 pub struct Completer<R> {
+    /// The slot alone (see [`Plain`]).
     record: Arc<dyn Holds<R>>,
 }
 
@@ -479,7 +488,7 @@ impl<R> Completer<R> {
 
     #[inline]
     fn slot(&self) -> &Slot<R> {
-        self.record.slot()
+        self.record.slot(0)
     }
 
     /// Registers what to do when the handle's owner cancels the task, such as removing it
@@ -564,6 +573,8 @@ pub struct TaskHandle<R> {
     /// What holds the slot: the backend's record of the task ([`handle_of`]), or the slot
     /// alone.
     record: Arc<dyn Holds<R>>,
+    /// Which of the record's slots is this handle's.
+    index: usize,
 }
 
 impl<R> TaskHandle<R> {
@@ -663,7 +674,7 @@ impl<R> TaskHandle<R> {
 
     #[inline]
     fn slot(&self) -> &Slot<R> {
-        self.record.slot()
+        self.record.slot(self.index)
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
@@ -1049,7 +1060,7 @@ mod tests {
             let zero = || AtomicUsize::new(0);
             let holder =
                 Arc::new(Holder { slot: Slot::new(), refuse, cancels: zero(), helps: zero() });
-            (holder.clone(), handle_of(holder))
+            (holder.clone(), handle_of(holder, 0))
         }
 
         fn counts(&self) -> (usize, usize) {
@@ -1082,7 +1093,7 @@ mod tests {
     }
 
     impl Holds<u8> for Holder {
-        fn slot(&self) -> &Slot<u8> {
+        fn slot(&self, _: usize) -> &Slot<u8> {
             &self.slot
         }
     }

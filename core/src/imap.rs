@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::TaskError;
 use crate::feed::{Input, Pull};
-use crate::handle::{Completer, TaskHandle, promise, promise_notify};
+use crate::handle::TaskHandle;
 use crate::pace::Pace;
 use crate::pool::Pool;
 use crate::task::Job;
@@ -162,44 +162,37 @@ pub fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<Opti
     }
 }
 
-/// Pulls up to `group` items of `input` and hands them to `pool` at once, each with the
-/// completer `promise` makes (keeping its handle); the first pull may wait if `wait`.
-/// Returns whether the group is full, so that more may follow. Items pulled before a pull
-/// that panics are handed over all the same.
-fn hand_over<P, J, I>(
-    pool: &P,
-    job: &Arc<J>,
+/// Pulls up to `group` items of `input` and hands them over at once to `start`, which
+/// starts them on the pool ([`Execute::start_group`](crate::backend::Execute::start_group))
+/// and keeps their handles; the first pull may wait if `wait`. Returns whether the group is
+/// full, so that more may follow. Items pulled before a pull that panics are handed over all
+/// the same.
+fn hand_over<T, I: Iterator<Item = T>>(
     input: &mut Input<I>,
     group: usize,
     wait: bool,
     deadline: Option<Instant>,
-    mut promise: impl FnMut() -> Completer<J::Output>,
-) -> bool
-where
-    P: Pool + ?Sized,
-    J: Job,
-    I: Iterator<Item = J::Input>,
-{
+    start: impl FnMut(Vec<T>),
+) -> bool {
     /// Hands the items over when dropped, however the pulling ends.
-    struct Group<'a, P: Pool + ?Sized, J: Job> {
-        pool: &'a P,
-        job: &'a Arc<J>,
-        items: Vec<(J::Input, Completer<J::Output>)>,
+    struct Group<T, F: FnMut(Vec<T>)> {
+        items: Vec<T>,
+        start: F,
     }
-    impl<P: Pool + ?Sized, J: Job> Drop for Group<'_, P, J> {
+    impl<T, F: FnMut(Vec<T>)> Drop for Group<T, F> {
         fn drop(&mut self) {
             if !self.items.is_empty() {
-                self.pool.execute_group(self.job, std::mem::take(&mut self.items));
+                (self.start)(std::mem::take(&mut self.items));
             }
         }
     }
-    let mut items = Group { pool, job, items: Vec::with_capacity(group) };
+    let mut items = Group { items: Vec::with_capacity(group), start };
     while items.items.len() < group {
         // Nothing in flight: only an item (or the input's end) can come next.
         let Pull::Item(item) = input.pull(wait && items.items.is_empty(), deadline) else {
             return false;
         };
-        items.items.push((item, promise()));
+        items.items.push(item);
     }
     true
 }
@@ -256,23 +249,16 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
         loop {
             while self.pending.is_empty() || self.has_room() {
                 let wait = self.pending.is_empty();
+                let (pool, job) = (self.pool, &self.job);
                 let (pending, settled) = (&mut self.pending, &self.settled);
-                let full = hand_over(
-                    self.pool,
-                    &self.job,
-                    &mut self.input,
-                    self.pace.group(),
-                    wait,
-                    deadline,
-                    || {
-                        let (completer, handle) = match settled {
-                            Some((tx, _)) => promise_notify(tx.clone(), 0),
-                            None => promise(),
-                        };
-                        pending.push_back(handle);
-                        completer
-                    },
-                );
+                let full =
+                    hand_over(&mut self.input, self.pace.group(), wait, deadline, |inputs| {
+                        // Every task notes its end on the one channel, if any.
+                        let zeros = settled.as_ref().map(|_| vec![0; inputs.len()]);
+                        let notes =
+                            settled.as_ref().zip(zeros.as_deref()).map(|((tx, _), z)| (tx, z));
+                        pending.extend(pool.start_group(job, inputs, notes));
+                    });
                 if !full {
                     self.ended = !self.input.may_come();
                     break;
@@ -433,17 +419,22 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
             let (group, window) = (self.pace.group(), self.pace.window());
             while self.in_flight() == 0 || self.in_flight() + group <= window {
                 let wait = self.in_flight() == 0;
+                let (pool, job) = (self.pool, &self.job);
                 let (slots, free, tx) = (&mut self.slots, &mut self.free, &self.tx);
-                let full =
-                    hand_over(self.pool, &self.job, &mut self.input, group, wait, deadline, || {
-                        let index = free.pop().unwrap_or_else(|| {
-                            slots.push(None);
-                            slots.len() - 1
-                        });
-                        let (completer, handle) = promise_notify(tx.clone(), index);
+                let full = hand_over(&mut self.input, group, wait, deadline, |inputs| {
+                    let indices: Vec<usize> = (0..inputs.len())
+                        .map(|_| {
+                            free.pop().unwrap_or_else(|| {
+                                slots.push(None);
+                                slots.len() - 1
+                            })
+                        })
+                        .collect();
+                    let handles = pool.start_group(job, inputs, Some((tx, &indices)));
+                    for (index, handle) in indices.into_iter().zip(handles) {
                         slots[index] = Some(handle);
-                        completer
-                    });
+                    }
+                });
                 if !full {
                     break;
                 }

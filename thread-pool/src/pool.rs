@@ -516,7 +516,7 @@ impl ThreadPool {
         }
         let awaited = work.awaited;
         let record = Held::record(&self.shared, work);
-        let handle = handle_of(record.clone());
+        let handle = handle_of(record.clone(), 0);
         self.enqueue(record, awaited);
         handle
     }
@@ -610,7 +610,7 @@ where
     A: AsRef<J> + Send + 'static,
     J: Job,
 {
-    fn slot(&self) -> &Slot<J::Output> {
+    fn slot(&self, _: usize) -> &Slot<J::Output> {
         &self.slot
     }
 }
@@ -1610,7 +1610,7 @@ mod tests {
         let shared = Arc::new(Shared::new(Config::new().workers(1)));
         let work = Work::new(Owned(square.into_job()), 3, None);
         let record = Held::record(&shared, work);
-        let mut handle = handle_of(record.clone());
+        let mut handle = handle_of(record.clone(), 0);
         assert!(shared.queue.push(record, false), "the first push asks for a drainer");
         drop(shared);
         let outcome = handle.join_timeout(Duration::from_secs(60));
