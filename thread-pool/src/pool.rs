@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use rayon::iter::plumbing::{
     Consumer, Folder, Producer, ProducerCallback, UnindexedConsumer, bridge,
 };
@@ -15,7 +16,7 @@ use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
     handle_of, keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise,
-    promise_of,
+    promise_notify, promise_of,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -43,14 +44,14 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
 /// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs one
-/// allocation (its record in the queue, which holds its handle's state; two with a time
-/// limit), which the submitting thread makes and, once it took the result, usually frees. `map` runs as a rayon parallel iterator. An `imap`
-/// queues its items in groups, each group once for every thread, which take its items one
-/// by one, so that a slow item holds back only its own thread: 8 items at a time and 16 per
-/// thread in flight at first, both doubling while the items take under 10 µs each, up to 256
-/// per thread in flight ([`Pool::imap_window`]). A panic fails
-/// only its task. See the crate documentation for what threads cannot do (survive a segfault,
-/// stop a hung task).
+/// allocation (its record in the queue, which holds its handle's state; two with a time limit),
+/// which the submitting thread makes and, once it took the result, usually frees. `map` runs as a
+/// rayon parallel iterator. An `imap` queues its items in groups, each group once for every thread,
+/// which take its items one by one (a group is one allocation, its items' handles included), so
+/// that a slow item holds back only its own thread: 8 items at a time and 16 per thread in flight
+/// at first, both doubling while the items take under 10 µs each, up to 256 per thread in flight
+/// ([`Pool::imap_window`]). A panic fails only its task. See the crate documentation for what
+/// threads cannot do (survive a segfault, stop a hung task).
 ///
 /// # Work given while a `map` runs
 ///
@@ -393,29 +394,41 @@ impl Execute for ThreadPool {
         self.start(Work::new(job.clone(), input, timeout), Promise::Given(completer));
     }
 
-    /// Queues the group as one record, once for each thread that may run its items, so that
-    /// an `imap` costs a push per group rather than per item and idle threads share the
-    /// group's items. A task with a time limit is queued on its own, as `execute` does.
-    fn execute_group<J: Job>(&self, job: &Arc<J>, group: Vec<(J::Input, Completer<J::Output>)>) {
+    /// Queues the group as one record that holds the slots of the items' handles, once for
+    /// each thread that may run its items, so that an `imap` costs a push and an
+    /// allocation per group rather than per item and idle threads share the group's items.
+    /// A task with a time limit is queued on its own, as `execute` does.
+    fn start_group<J: Job>(
+        &self,
+        job: &Arc<J>,
+        inputs: Vec<J::Input>,
+        notes: Option<(&Sender<usize>, &[usize])>,
+    ) -> Vec<TaskHandle<J::Output>> {
         let shared = &*self.shared;
-        if shared.config.get_timeout().is_some() || group.len() < 2 {
-            for (input, completer) in group {
+        if shared.config.get_timeout().is_some() || inputs.len() < 2 {
+            let each = inputs.into_iter().enumerate().map(|(i, input)| {
+                let (completer, handle) = match notes {
+                    Some((tx, indices)) => promise_notify(tx.clone(), indices[i]),
+                    None => promise(),
+                };
                 self.execute(job, input, completer, None);
-            }
-            return;
+                handle
+            });
+            return each.collect();
         }
-        let copies = group.len().min(self.shared.queue.most());
-        shared.tally.accept_n(group.len());
+        let copies = inputs.len().min(self.shared.queue.most());
+        shared.tally.accept_n(inputs.len());
+        let record = Grouped::record(&self.shared, job.clone(), inputs, notes);
+        let handles = (0..record.slots.len()).map(|i| handle_of(record.clone(), i)).collect();
         if shared.closed.load(Ordering::SeqCst) || shared.copied() {
-            // Dropping the completers settles the tasks as shut down.
-            group.iter().for_each(|_| shared.tally.finish(None));
-            group.into_iter().for_each(|(input, _)| discard(input));
-            return;
+            record.slots.iter().for_each(|_| shared.tally.finish(None));
+            record.abandon();
+            return handles;
         }
-        let record = Grouped::record(&self.shared, job.clone(), group);
         for _ in 0..copies {
             self.enqueue(record.clone(), false);
         }
+        handles
     }
 
     /// An `imap` hands its items to the pool 8 at a time, with 16 per thread in flight, at
@@ -752,37 +765,41 @@ fn finished(shared: &Shared) {
     }
 }
 
-/// Items of one `imap` queued together (see [`Execute::execute_group`]): the record is in
-/// the queue once for each thread that may run them, and each thread that takes it runs the
-/// next item until none is left, so that a slow item holds back only its own thread.
+/// Items of one `imap` queued together (see [`Execute::start_group`]): the record is in the
+/// queue once for each thread that may run them, and each thread that takes it runs the next
+/// item until none is left, so that a slow item holds back only its own thread. It holds the
+/// slots of the items' handles ([`Holds`]), so that the group is one allocation, not one per
+/// item, and lives until the last of them is dropped.
 struct Grouped<J: Job> {
     origin: Origin,
     /// Dropped through [`discard`] with the record.
     job: Option<Arc<J>>,
-    /// The items no thread took yet.
-    items: Mutex<VecDeque<GroupItem<J>>>,
+    /// The items no thread took yet, each with the index of its slot.
+    items: Mutex<VecDeque<(usize, J::Input)>>,
+    /// The items' handles' slots, in input order.
+    slots: Box<[Slot<J::Output>]>,
 }
 
-/// One item of a [`Grouped`] record and where its outcome goes.
-type GroupItem<J> = (<J as Job>::Input, Completer<<J as Job>::Output>);
-
 impl<J: Job> Grouped<J> {
-    fn record(shared: &Arc<Shared>, job: Arc<J>, items: Vec<GroupItem<J>>) -> Arc<dyn Run> {
-        let record = Arc::new(Grouped {
+    fn record(
+        shared: &Arc<Shared>,
+        job: Arc<J>,
+        inputs: Vec<J::Input>,
+        notes: Option<(&Sender<usize>, &[usize])>,
+    ) -> Arc<Self> {
+        let slot = |i| match notes {
+            Some((tx, indices)) => Slot::notifying(tx.clone(), indices[i]),
+            None => Slot::new(),
+        };
+        Arc::new(Grouped {
             origin: Origin::of(shared),
             job: Some(job),
-            items: Mutex::new(items.into()),
-        });
-        // Each item's handle knows the record, so that a join on one of the pool's threads
-        // runs the items (see `help_wait`), as for a task queued alone.
-        let weak = Arc::downgrade(&record);
-        for (_, completer) in record.items.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            completer.on_cancel_of(weak.clone());
-        }
-        record
+            slots: (0..inputs.len()).map(slot).collect(),
+            items: Mutex::new(inputs.into_iter().enumerate().collect()),
+        })
     }
 
-    fn next(&self) -> Option<GroupItem<J>> {
+    fn next(&self) -> Option<(usize, J::Input)> {
         self.items.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
     }
 }
@@ -790,16 +807,32 @@ impl<J: Job> Grouped<J> {
 impl<J: Job> Run for Grouped<J> {
     fn run(&self, shared: &Shared) {
         let Some(job) = &self.job else { return };
-        while let Some((input, completer)) = self.next() {
+        while let Some((index, input)) = self.next() {
             let running = Running::enter();
-            if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
-                completer.complete(shared.run(job.as_ref(), input));
+            let slot = &self.slots[index];
+            if !shared.dropped.load(Ordering::Acquire) && !slot.is_settled() {
+                slot.complete(shared.run(job.as_ref(), input));
             } else {
+                // Dropped or cancelled: settled as shut down unless it is already.
                 discard(input);
+                slot.complete(Err(TaskError::ShutDown));
             }
             drop(running);
             finished(shared);
         }
+    }
+
+    fn abandon(&self) {
+        while let Some((index, input)) = self.next() {
+            discard(input);
+            self.slots[index].complete(Err(TaskError::ShutDown));
+        }
+    }
+}
+
+impl<J: Job> Holds<J::Output> for Grouped<J> {
+    fn slot(&self, index: usize) -> &Slot<J::Output> {
+        &self.slots[index]
     }
 }
 
@@ -826,9 +859,8 @@ impl<J: Job> Drop for Grouped<J> {
     fn drop(&mut self) {
         // On a pool's thread a panic in a `Drop` would abort the program inside rayon.
         let items = std::mem::take(self.items.get_mut().unwrap_or_else(PoisonError::into_inner));
-        for (input, completer) in items {
+        for (_, input) in items {
             discard(input);
-            drop(completer);
         }
         if let Some(job) = self.job.take() {
             discard(job);
@@ -1615,5 +1647,38 @@ mod tests {
         drop(shared);
         let outcome = handle.join_timeout(Duration::from_secs(60));
         assert!(matches!(outcome, Err(TaskError::ShutDown)), "{outcome:?}");
+    }
+
+    /// As above, for an `imap`'s group, whose record holds every item's slot: each item's
+    /// handle, told of the end by its own slot, settles.
+    #[test]
+    fn the_items_of_a_group_left_in_a_dropped_queue_settle_as_shut_down() {
+        let shared = Arc::new(Shared::new(Config::new().workers(1)));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let notes = [4, 2, 9];
+        let record = Grouped::record(&shared, Arc::new(square.into_job()), vec![1, 2, 3], {
+            Some((&tx, &notes[..]))
+        });
+        let handles: Vec<_> = (0..3).map(|i| handle_of(record.clone(), i)).collect();
+        assert!(shared.queue.push(record, false), "the first push asks for a drainer");
+        drop(shared);
+        for mut handle in handles {
+            let outcome = handle.join_timeout(Duration::from_secs(60));
+            assert!(matches!(outcome, Err(TaskError::ShutDown)), "{outcome:?}");
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), notes, "each slot's own note, once");
+    }
+
+    #[test]
+    fn the_groups_of_an_imap_on_a_closed_pool_are_refused_item_by_item() {
+        let pool = ThreadPool::new(2).unwrap();
+        pool.shutdown();
+        let refused =
+            |outcome: &Result<u64, TaskError>| matches!(outcome, Err(TaskError::ShutDown));
+        let ordered: Vec<_> = pool.imap(square, 0..40).collect();
+        assert!(ordered.len() == 40 && ordered.iter().all(refused), "{ordered:?}");
+        let unordered: Vec<_> = pool.imap_unordered(square, 0..40).collect();
+        assert!(unordered.len() == 40 && unordered.iter().all(refused), "{unordered:?}");
+        assert_eq!(pool.shared.tally.unfinished(), 0, "each counted finished");
     }
 }
