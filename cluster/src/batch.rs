@@ -63,6 +63,8 @@ pub(crate) struct Stream<'p, J: Job, I> {
     ahead: usize,
     tx: Sender<Group<J::Output>>,
     rx: Receiver<Group<J::Output>>,
+    /// Whether the pool refused an item as shut down: no more items are pulled.
+    refused: bool,
     job_type: PhantomData<J>,
 }
 
@@ -98,6 +100,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             ahead: 0,
             tx,
             rx,
+            refused: false,
             job_type: PhantomData,
         }
     }
@@ -287,8 +290,11 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
-            self.refill();
+            if !self.refused {
+                self.refill();
+            }
             if let Some(value) = self.order.pop() {
+                self.refused |= matches!(value, Err(TaskError::ShutDown));
                 return Ok(Some(value));
             }
             if self.order.out() == 0 {

@@ -272,6 +272,52 @@ pub fn endless_imap_is_bounded<P: Pool>(make: impl Fn(Config) -> P) {
     }
 }
 
+/// An `imap` over an endless input, consumed as a service consumes it, ends once the pool is
+/// shut down: the items in flight yield their outcomes, in order for `imap`, those the pool
+/// refused fail with `ShutDown`, and no more items are pulled.
+pub fn imap_ends_after_shutdown<P: Pool>(make: impl Fn(Config) -> P) {
+    for unordered in [false, true] {
+        let pool = make(Config::new().workers(2));
+        let window = pool.imap_window();
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless = (0u64..).inspect(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let mut outcomes: Box<dyn Iterator<Item = Result<u64, TaskError>>> = if unordered {
+            Box::new(pool.imap_unordered(square, endless))
+        } else {
+            Box::new(pool.imap(square, endless))
+        };
+        for _ in 0..10 {
+            outcomes.next().unwrap().unwrap();
+        }
+        pool.shutdown();
+        let at_shutdown = pulled.load(Ordering::Relaxed);
+        // Bounded, so that an iterator that never ends fails rather than hangs.
+        let after: Vec<_> = outcomes.by_ref().take(at_shutdown + 100 * window).collect();
+        assert!(
+            outcomes.next().is_none(),
+            "unordered {unordered}: the iterator went on past {} outcomes after shutdown",
+            after.len()
+        );
+        let refused = after.iter().filter(|o| matches!(o, Err(TaskError::ShutDown))).count();
+        assert!(refused >= 1, "unordered {unordered}: it ended with no outcome saying why");
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(
+            pulled - at_shutdown <= window,
+            "unordered {unordered}: {pulled} items pulled, {at_shutdown} at the shutdown"
+        );
+        if !unordered {
+            // Those pulled before the shutdown ran, in order; those after it were refused.
+            let ran: Vec<u64> = after.iter().map_while(|o| o.as_ref().ok().copied()).collect();
+            let expected: Vec<u64> = (10..).map(square).take(ran.len()).collect();
+            assert_eq!(ran, expected);
+            assert_eq!(ran.len() + refused, after.len(), "an outcome after the refusals");
+        }
+    }
+}
+
 /// An input iterator that panics part-way through a batch: the panic reaches the caller of
 /// `map`, `map_results` and every `imap` as it is (from the thread that pulls a streamed
 /// input too), and the pool serves the next batch whole.
@@ -739,7 +785,7 @@ macro_rules! conformance_suite {
     };
     (each: $callback:path $(; $($before:tt)*)?) => {
         $callback!($($($before)*;)?
-            ordering, empty_input, million_items, endless_imap_is_bounded,
+            ordering, empty_input, million_items, endless_imap_is_bounded, imap_ends_after_shutdown,
             streamed_input_yields_while_it_waits, next_timeout_keeps_the_item,
             dropping_imap_after_a_timeout_cancels_the_rest, dropping_imap_cancels_the_rest, panicking_input_iterator, panic_is_typed_and_isolated,
             panicking_panic_payload, submit_from_many_threads, handles_join_out_of_order,

@@ -222,13 +222,16 @@ pub(crate) struct Ordered<'p, P: ?Sized, J: Job, I: Iterator> {
     settled: Option<(Sender<usize>, Receiver<usize>)>,
     /// Whether the input ended.
     ended: bool,
+    /// Whether the pool refused an item as shut down: no more items are pulled.
+    refused: bool,
 }
 
 impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'p, P, J, I> {
     pub(crate) fn new(pool: &'p P, job: Arc<J>, input: Input<I>, window: usize) -> Self {
         let settled = input.is_fed().then(crossbeam_channel::unbounded);
         let pace = Pace::new(window, pool.imap_pace());
-        Ordered { pool, job, input, pace, pending: VecDeque::new(), settled, ended: false }
+        let pending = VecDeque::new();
+        Ordered { pool, job, input, pace, pending, settled, ended: false, refused: false }
     }
 }
 
@@ -247,7 +250,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
             notes.try_iter().for_each(drop);
         }
         loop {
-            while self.pending.is_empty() || self.has_room() {
+            while !self.refused && (self.pending.is_empty() || self.has_room()) {
                 let wait = self.pending.is_empty();
                 let (pool, job) = (self.pool, &self.job);
                 let (pending, settled) = (&mut self.pending, &self.settled);
@@ -265,13 +268,19 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
                 }
             }
             let Some(head) = self.pending.front() else {
-                // Nothing in flight and no item yet: a fed input that did not send one in time.
-                return if self.input.may_come() { Err(Timeout) } else { Ok(None) };
+                // Nothing in flight and no item yet: a fed input that did not send one in time
+                // (or the pool is shut down).
+                return if self.input.may_come() && !self.refused {
+                    Err(Timeout)
+                } else {
+                    Ok(None)
+                };
             };
             // Whether more may be pulled before the head is yielded: once items finish behind
             // it, or, fed, as they come.
             let more = self.pending.len() < self.most()
                 && !self.ended
+                && !self.refused
                 && (!self.input.is_fed() || self.input.may_come());
             let Some((_, notes)) = &self.settled else {
                 if !more {
@@ -341,6 +350,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Ordered<'_, P, J, I
         if head.is_some() {
             self.pace.yielded();
         }
+        self.refused |= matches!(head, Some(Err(TaskError::ShutDown)));
         Ok(head)
     }
 }
@@ -379,6 +389,8 @@ pub(crate) struct Unordered<'p, P: ?Sized, J: Job, I: Iterator> {
     free: Vec<usize>,
     tx: Sender<usize>,
     rx: Receiver<usize>,
+    /// Whether the pool refused an item as shut down: no more items are pulled.
+    refused: bool,
 }
 
 impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'p, P, J, I> {
@@ -393,6 +405,7 @@ impl<'p, P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'p, P
             free: Vec::new(),
             tx,
             rx,
+            refused: false,
         }
     }
 
@@ -417,7 +430,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
             let (group, window) = (self.pace.group(), self.pace.window());
-            while self.in_flight() == 0 || self.in_flight() + group <= window {
+            while !self.refused && (self.in_flight() == 0 || self.in_flight() + group <= window) {
                 let wait = self.in_flight() == 0;
                 let (pool, job) = (self.pool, &self.job);
                 let (slots, free, tx) = (&mut self.slots, &mut self.free, &self.tx);
@@ -440,8 +453,13 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
                 }
             }
             if self.in_flight() == 0 {
-                // No item yet: a fed input that did not send one in time.
-                return if self.input.may_come() { Err(Timeout) } else { Ok(None) };
+                // No item yet: a fed input that did not send one in time (or the pool is
+                // shut down).
+                return if self.input.may_come() && !self.refused {
+                    Err(Timeout)
+                } else {
+                    Ok(None)
+                };
             }
             // We hold a sender, so the channel cannot disconnect, and every slot in flight
             // sends its index exactly once when it settles.
@@ -455,7 +473,7 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
                     if let Some(waiting) = self.slots.iter().flatten().find(|h| !h.is_finished()) {
                         waiting.help(deadline);
                     }
-                    if self.in_flight() < window && self.input.may_come() {
+                    if self.in_flight() < window && self.input.may_come() && !self.refused {
                         // Room for more: the next item may come before a result does.
                         match self.input.wait_with(&self.rx, deadline)? {
                             Some(index) => index,
@@ -474,7 +492,9 @@ impl<P: Pool + ?Sized, J: Job, I: Iterator<Item = J::Input>> Unordered<'_, P, J,
             };
             self.free.push(index);
             self.pace.yielded();
-            return Ok(Some(handle.join()));
+            let outcome = handle.join();
+            self.refused |= matches!(outcome, Err(TaskError::ShutDown));
+            return Ok(Some(outcome));
         }
     }
 }

@@ -339,7 +339,10 @@ pub trait Pool: Execute {
     /// so a second slow item further on runs beside the first rather than after it (on the
     /// backends that hand items over in groups, and on processes). Dropping the iterator cancels
     /// the items it pulled that no worker took yet; those a worker took (a process worker
-    /// takes a batch at a time) may still run, and their outcomes are discarded.
+    /// takes a batch at a time) may still run, and their outcomes are discarded. Once the
+    /// pool refuses an item as shut down ([`TaskError::ShutDown`]: [`Pool::shutdown`] was
+    /// called), the iterator pulls no more items: it yields the outcomes of those it pulled
+    /// (that one among them) and ends, endless input or not. So does every `imap`.
     ///
     /// The input is pulled on the consumer's thread, inside `next`, which fills the window
     /// (or reaches the input's end) before it waits for a result. So an input whose `next`

@@ -977,6 +977,8 @@ struct Stream<'p, J: Job, I> {
     rx: Receiver<Group<J::Output>>,
     /// Set when the iterator is dropped: its items not sent yet are discarded.
     abandoned: Arc<AtomicBool>,
+    /// Whether the pool refused an item as shut down: no more items are pulled.
+    refused: bool,
 }
 
 impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
@@ -996,6 +998,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             tx,
             rx,
             abandoned: Arc::new(AtomicBool::new(false)),
+            refused: false,
         }
     }
 
@@ -1088,17 +1091,22 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
         deadline: Option<Instant>,
     ) -> Result<Option<Result<J::Output, TaskError>>, Timeout> {
         loop {
-            if self.unfilled == 0 {
+            if self.unfilled == 0 && !self.refused {
                 self.refill();
             }
             if let Some(value) = self.order.pop() {
                 self.unfilled = self.unfilled.saturating_sub(1);
+                self.refused |= matches!(value, Err(TaskError::ShutDown));
                 return Ok(Some(value));
             }
             if self.order.out() == 0 {
+                if self.refused {
+                    return Ok(None);
+                }
                 // Nothing out and nothing here: the window is empty, only a refill sends more.
                 self.refill();
                 if let Some(value) = self.order.pop() {
+                    self.refused |= matches!(value, Err(TaskError::ShutDown));
                     return Ok(Some(value));
                 }
                 if self.order.out() == 0 {
