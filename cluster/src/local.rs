@@ -37,8 +37,9 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::entry::AGENT_VAR;
@@ -82,6 +83,10 @@ fn not_found() -> io::Error {
     )
 }
 
+/// How many times a server is started again on another free port when its port was taken
+/// before it could listen.
+const PORT_ATTEMPTS: u32 = 4;
+
 /// A `nats-server` with JetStream on 127.0.0.1: a free port, a store in a temporary
 /// directory, messages up to 32 MiB.
 ///
@@ -102,7 +107,9 @@ impl Server {
     ///
     /// [`io::ErrorKind::NotFound`] without a `nats-server` binary ([`nats_server`]); the
     /// error of starting it, or [`io::ErrorKind::TimedOut`] if it did not become ready
-    /// within a minute.
+    /// within a minute. A client port that another program took before the server could
+    /// listen on it is replaced by another, a few times; a port of `args` taken, or the
+    /// client port taken every time, is [`io::ErrorKind::AddrInUse`].
     pub fn start() -> io::Result<Server> {
         Server::start_with("taskpool", Vec::new())
     }
@@ -121,13 +128,24 @@ impl Server {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no nats-server at {at}")));
         }
         remove_abandoned_stores();
-        let port = free_port()?;
-        let store = std::env::temp_dir()
-            .join(format!("{STORE_PREFIX}{}-{name}-{port}", std::process::id()));
-        std::fs::create_dir_all(&store)?;
-        let mut server = Server { binary, child: None, port, store, name: name.to_owned(), args };
-        server.launch()?;
-        Ok(server)
+        let mut attempts = 0;
+        loop {
+            let port = free_port()?;
+            let store = std::env::temp_dir()
+                .join(format!("{STORE_PREFIX}{}-{name}-{port}", std::process::id()));
+            std::fs::create_dir_all(&store)?;
+            let (binary, args) = (binary.clone(), args.clone());
+            let mut server = Server { binary, child: None, port, store, name: name.into(), args };
+            match server.launch() {
+                Ok(()) => return Ok(server),
+                // A free port is known free only until another program binds it: another
+                // one, a few times.
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempts < PORT_ATTEMPTS => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The client url, `nats://127.0.0.1:PORT`.
@@ -433,6 +451,8 @@ fn ready(
 ) -> io::Result<()> {
     let stderr = child.stderr.take().ok_or_else(|| io::Error::other("stderr is not piped"))?;
     let (tx, rx) = mpsc::channel();
+    let in_use = Arc::new(AtomicBool::new(false));
+    let port_taken = in_use.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -441,6 +461,9 @@ fn ready(
                     let _ = tx.send(());
                 }
             } else if let Some(text) = echo(&line, tx.is_none()) {
+                if tx.is_some() && line.contains("address already in use") {
+                    port_taken.store(true, Ordering::Relaxed);
+                }
                 say!("{text}");
             }
         }
@@ -449,10 +472,13 @@ fn ready(
         Ok(()) => Ok(()),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             let status = child.wait()?;
-            Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("it ended ({status}) before it said {marker:?}"),
-            ))
+            // A port another program took between its choice and the server's start.
+            let kind = if in_use.load(Ordering::Relaxed) {
+                io::ErrorKind::AddrInUse
+            } else {
+                io::ErrorKind::UnexpectedEof
+            };
+            Err(io::Error::new(kind, format!("it ended ({status}) before it said {marker:?}")))
         }
         Err(mpsc::RecvTimeoutError::Timeout) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -496,6 +522,21 @@ mod tests {
         assert!(!dead.exists());
         assert!(live.exists());
         std::fs::remove_dir_all(live).unwrap();
+    }
+
+    #[test]
+    fn a_server_whose_port_is_taken_says_so() {
+        if nats_server().is_none() {
+            eprintln!("skipped: nats-server not found");
+            return;
+        }
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let args = vec!["-m".to_string(), port.to_string()];
+        match Server::start_with("port-taken", args) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}"),
+            Ok(_) => panic!("a server started on a monitoring port that is taken"),
+        }
     }
 
     #[test]

@@ -48,23 +48,32 @@ impl Routes {
         Routes { cluster, ports: (0..3).map(|_| common::free_port()).collect() }
     }
 
-    /// Starts node `i` of the three.
+    /// Starts node `i` of the three; on another monitoring port if another program took the
+    /// one chosen before the node listened on it (tests run side by side).
     fn start(&self, i: usize) -> Node {
         let list = self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>();
         let name = format!("{}-n{i}", self.cluster);
-        let monitor = common::free_port();
-        let args = vec![
-            "--cluster_name".to_string(),
-            self.cluster.clone(),
-            "--cluster".to_string(),
-            list[i].clone(),
-            "--routes".to_string(),
-            list.join(","),
-            "-m".to_string(),
-            monitor.to_string(),
-        ];
-        let server = Server::start_with(&name, args).expect("a node starts");
-        Node { server, name, monitor }
+        let mut attempts = 0;
+        loop {
+            let monitor = common::free_port();
+            let args = vec![
+                "--cluster_name".to_string(),
+                self.cluster.clone(),
+                "--cluster".to_string(),
+                list[i].clone(),
+                "--routes".to_string(),
+                list.join(","),
+                "-m".to_string(),
+                monitor.to_string(),
+            ];
+            match Server::start_with(&name, args) {
+                Ok(server) => return Node { server, name, monitor },
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(e) => panic!("a node starts: {e:?}"),
+            }
+        }
     }
 }
 
