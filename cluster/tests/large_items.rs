@@ -57,4 +57,5 @@ fn a_batch_of_large_items_keeps_a_bounded_number_of_bytes_in_flight() {
     assert!(ahead <= 64 + 3, "{ahead} items of a mebibyte in flight at once");
     let lens: Vec<usize> = results.map(Result::unwrap).collect();
     assert_eq!(lens, vec![MIB; 300]);
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -33,7 +33,8 @@ fn a_task_does_not_wait_behind_the_whole_of_another_callers_map() {
     let Some(server) = common::server("other_caller") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 2, &[]);
-    let log = common::markers("other_caller").join("log").to_str().unwrap().to_string();
+    let dir = common::markers("other_caller");
+    let log = dir.join("log").to_str().unwrap().to_string();
     let config = || ClusterConfig::new(url.clone()).config(Config::new().workers(2));
     let mapper = ClusterPool::with_config(config()).expect("the pool connects");
     let other = ClusterPool::with_config(config()).expect("the pool connects");
@@ -51,4 +52,5 @@ fn a_task_does_not_wait_behind_the_whole_of_another_callers_map() {
     // The whole map (400 items) was queued before the other task when its first chunks were
     // sized for items of 20 µs; now only the few chunks in flight of one item each are.
     assert!(before < 100, "{before} items of the map started before the other caller's task");
+    std::fs::remove_dir_all(dir).unwrap();
 }

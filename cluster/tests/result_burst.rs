@@ -89,4 +89,5 @@ fn results_stored_while_their_caller_is_stopped_reach_it_without_a_slow_consumer
     let status = child.wait().expect("the caller is waited for");
     assert!(status.success(), "the caller got every result: {status}");
     assert_eq!(common::varz(monitor)["slow_consumers"], 0, "no client was a slow consumer");
+    std::fs::remove_dir_all(dir).unwrap();
 }
