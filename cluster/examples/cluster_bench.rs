@@ -231,9 +231,8 @@ fn main() -> Result<(), TaskError> {
         let h = pool.submit(report_agent_then_sleep, (path, 200));
         // Wait for the task to say where it runs (a bench may poll).
         let victim = loop {
-            if let Ok(text) = std::fs::read_to_string(&marker)
-                && let Ok(pid) = text.trim().parse::<u32>()
-            {
+            let said = std::fs::read_to_string(&marker).ok();
+            if let Some(pid) = said.and_then(|text| text.trim().parse::<u32>().ok()) {
                 break pid;
             }
             std::thread::sleep(Duration::from_millis(1));
