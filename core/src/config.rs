@@ -86,11 +86,8 @@ impl Config {
     /// processes each worker is a process of its own, which costs more memory and start-up
     /// than a thread (see the README's numbers), and tasks of microseconds pay for workers
     /// beyond the CPUs: each idle worker the pool hands one is woken, with the thread that
-    /// serves it. From 8 workers per CPU, processes send such tasks to as many workers as
-    /// there are CPUs while those keep running them, which cuts that cost without keeping
-    /// a waiting task from a worker of its own (on 2 CPUs, bursts of 1,000 no-op `submit`s
-    /// went at 1.7–1.9 M tasks/s on 2 workers, 1.1–1.5 M/s on 8 and 0.9–1.0 M/s on 64,
-    /// where 64 went at 0.15–0.3 M/s without it).
+    /// serves it (on 2 CPUs, bursts of 1,000 no-op `submit`s went at 2.3–2.5 M tasks/s on 2
+    /// workers, 1.7–2.0 M/s on 8 and 0.3–0.4 M/s on 64).
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;

@@ -199,32 +199,6 @@ fn is_overdue(since: Option<Instant>, sent: &VecDeque<Slice>) -> bool {
 /// batch's worth of work, so that a worker busy as expected keeps its next batch in hand.
 const OVERDUE_FLOOR: Duration = Duration::from_millis(10);
 
-/// How long a tiny item (see [`is_tiny`]) runs before its worker no longer counts as one
-/// that keeps a CPU busy with tiny work: ten times the longest such item's estimate. It
-/// waits for something (a lock, a pipe, another task), or many threads share the CPUs;
-/// either way another worker may run tiny work beside it.
-const TINY_BUSY_FOR: Duration = Duration::from_millis(1);
-
-/// From how many workers per CPU a pool sends tiny work to as many workers as there are CPUs
-/// (see `Shared::crowded`). There, each task of a burst travels in a frame of its own, which
-/// costs the workers more than the frames of many tasks that a pool of fewer workers sends
-/// once all of them are busy, and less than waking a worker for every few tasks: on a 2-CPU
-/// machine, bursts of 1,000 no-op tasks went 0.70 times as fast with the rule on 4 workers,
-/// 0.75–0.87 on 8, as fast on 16, and 1.9 times on 32.
-const WORKERS_PER_CPU: usize = 8;
-
-/// Whether the items of `run` were measured tiny: several make one batch.
-fn is_tiny(run: &Run) -> bool {
-    run.job.pace.batch_target() > 1
-}
-
-/// Whether the worker of `slot` runs tiny work, as far as the pool knows at `now`: its head
-/// item is tiny and has run less than [`TINY_BUSY_FOR`].
-fn runs_tiny(slot: &Slot, now: Instant) -> bool {
-    slot.sent.front().is_some_and(|head| !head.recalled && is_tiny(&head.run))
-        && slot.head_since.is_some_and(|since| now.saturating_duration_since(since) < TINY_BUSY_FOR)
-}
-
 /// One worker position of the pool.
 #[derive(Default)]
 pub(crate) struct Slot {
@@ -239,9 +213,6 @@ pub(crate) struct Slot {
     /// The slot's last start failed (and counted): until it says hello again, it cannot be
     /// counted on to run what is queued.
     start_failing: bool,
-    /// Its supervisor looks again when the tiny item its worker runs has run
-    /// [`TINY_BUSY_FOR`] (see [`Shared::spread`]).
-    pub(crate) watched: bool,
 }
 
 /// Why a worker did not start.
@@ -371,9 +342,6 @@ pub(crate) struct Shared {
     home: u64,
     /// The kernel's OOM kills in the pool's memory cgroup already put down to a worker.
     pub(crate) oom: oom::Ledger,
-    /// The CPUs the pool's workers may use, as the thread that made the pool may (its
-    /// workers inherit them): how many workers tiny work keeps busy at once.
-    pub(crate) cpus: usize,
 }
 
 /// The pool's lock, held ([`Shared::lock`]). Released, it takes in what callers left in the
@@ -436,7 +404,6 @@ impl Shared {
             paces: Paces::default(),
             home: sys::fork_generation(),
             oom: oom::Ledger::new(),
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 
@@ -580,13 +547,8 @@ impl Shared {
             state.outstanding += n;
             state.queue.push_back(Slice::new(run, 0..n));
         }
-        if fast && !self.has_idle(&state, None) {
-            let mut flushes = Flushes::new();
-            if self.oversubscribed(&state) {
-                self.watch_crowd(&mut state, Instant::now(), &mut flushes);
-            }
-            drop(state);
-            return self.flush(flushes);
+        if fast && !self.has_idle(&state) {
+            return;
         }
         let flushes = self.pump_all(&mut state);
         drop(state);
@@ -632,69 +594,14 @@ impl Shared {
         self.config.get_config().get_max_tasks_per_worker().unwrap_or(u64::MAX)
     }
 
-    /// Whether some worker takes work and holds none, and would be sent the front of the
-    /// queue (see [`Shared::crowded`]) at `now` (read when needed if `None`).
-    fn has_idle(&self, state: &State, now: Option<Instant>) -> bool {
+    /// Whether some worker takes work and holds none.
+    fn has_idle(&self, state: &State) -> bool {
         let quota = self.quota();
         let idle = |slot: &Slot| slot.sent.is_empty();
         state
             .slots
             .iter()
             .any(|slot| idle(slot) && slot.conn.as_ref().is_some_and(|c| c.takes_work(quota)))
-            && !self.crowded(state, now)
-    }
-
-    /// Whether the pool has so many more workers than CPUs ([`WORKERS_PER_CPU`] or more per
-    /// CPU) that tiny work goes to as many workers as there are CPUs (see
-    /// [`Shared::crowded`]).
-    fn oversubscribed(&self, state: &State) -> bool {
-        state.slots.len() >= self.cpus.saturating_mul(WORKERS_PER_CPU)
-    }
-
-    /// Whether the front of the queue is tiny work that an idle worker is not sent now: the
-    /// pool is [oversubscribed](Shared::oversubscribed), and as many workers as CPUs run tiny
-    /// work already. Each worker sent a tiny item costs a wake-up of its process and of its
-    /// supervisor, and on a machine with more of them awake than CPUs, each spins and takes
-    /// turns with the others. The work waits for the workers that run tiny work, whose
-    /// supervisors send it as they answer, or to whom it goes once their item ran
-    /// [`TINY_BUSY_FOR`] (see [`Shared::spread`]).
-    fn crowded(&self, state: &State, now: Option<Instant>) -> bool {
-        if !self.oversubscribed(state) || !state.queue.front().is_some_and(|f| is_tiny(&f.run)) {
-            return false;
-        }
-        let now = now.unwrap_or_else(Instant::now);
-        state.slots.iter().filter(|slot| runs_tiny(slot, now)).take(self.cpus).count() >= self.cpus
-    }
-
-    /// For the supervisor of worker `w`, while `w` runs tiny work on an
-    /// [oversubscribed](Shared::oversubscribed) pool: once `w`'s item has run
-    /// [`TINY_BUSY_FOR`], `w` no longer counts among the workers that keep the CPUs busy with
-    /// tiny work (see [`Shared::crowded`]). What it holds behind that item and has not
-    /// started is taken back, and the queue goes to idle workers: tasks that wait for each
-    /// other so run side by side. Returns the flushes that send it (to write once the lock is
-    /// released), or when to look again.
-    pub(crate) fn spread(
-        &self,
-        state: &mut State,
-        w: usize,
-        now: Instant,
-    ) -> (Flushes, Option<Instant>) {
-        let slot = &state.slots[w];
-        let tiny = slot.sent.front().is_some_and(|head| !head.recalled && is_tiny(&head.run));
-        if !tiny || !self.oversubscribed(state) {
-            return (Flushes::new(), None);
-        }
-        let Some(due) = slot.head_since.and_then(|since| since.checked_add(TINY_BUSY_FOR)) else {
-            return (Flushes::new(), None);
-        };
-        if now < due {
-            return (Flushes::new(), Some(due));
-        }
-        let _ = self.recall(state, w, now, |_| TINY_BUSY_FOR);
-        if state.queue.is_empty() || !self.has_idle(state, Some(now)) {
-            return (Flushes::new(), None);
-        }
-        (self.pump_all_at(state, now), None)
     }
 
     /// The flags of the batch frames that carry items of `run`.
@@ -712,52 +619,21 @@ impl Shared {
     /// Queues work for every worker with room, the least loaded first. Returns what to
     /// write once the lock is released.
     pub(crate) fn pump_all(&self, state: &mut State) -> Flushes {
-        self.pump_all_at(state, Instant::now())
-    }
-
-    /// [`Shared::pump_all`], at `now`.
-    fn pump_all_at(&self, state: &mut State, now: Instant) -> Flushes {
         let mut order: SmallVec<[usize; 8]> = (0..state.slots.len()).collect();
         order.sort_by_key(|&w| state.slots[w].load_ns);
-        let mut flushes: Flushes =
-            order.iter().filter_map(|&w| self.pump_at(state, w, now)).collect();
+        let mut flushes: Flushes = order.iter().filter_map(|&w| self.pump(state, w)).collect();
         // A worker that took one batch while others were idle may take more now that each
         // took its own.
         if !state.queue.is_empty() {
             for &w in &order {
-                let Some(flush) = self.pump_at(state, w, now) else { continue };
+                let Some(flush) = self.pump(state, w) else { continue };
                 match flushes.iter_mut().find(|f| f.w == w) {
                     Some(earlier) => earlier.wake |= flush.wake,
                     None => flushes.push(flush),
                 }
             }
         }
-        self.watch_crowd(state, now, &mut flushes);
         flushes
-    }
-
-    /// On an [oversubscribed](Shared::oversubscribed) pool, while tiny work waits (queued, or
-    /// behind the item a worker runs), wakes the supervisors of the workers that run tiny
-    /// work and do not look again yet when their item has run [`TINY_BUSY_FOR`] (see
-    /// [`Shared::spread`]): should it wait for the work that waits, the work goes elsewhere.
-    /// A supervisor whose worker was sent tiny work with nothing waiting behind it is not
-    /// woken for it.
-    fn watch_crowd(&self, state: &mut State, now: Instant, flushes: &mut Flushes) {
-        if !self.oversubscribed(state) {
-            return;
-        }
-        let queued = !state.queue.is_empty();
-        for (w, slot) in state.slots.iter_mut().enumerate() {
-            if slot.watched || !(queued || slot.sent.len() > 1) || !runs_tiny(slot, now) {
-                continue;
-            }
-            let Some(conn) = slot.conn.as_ref() else { continue };
-            slot.watched = true;
-            match flushes.iter_mut().find(|f| f.w == w) {
-                Some(earlier) => earlier.wake = true,
-                None => flushes.push(Flush { w, outlet: conn.outlet.clone(), wake: true }),
-            }
-        }
     }
 
     /// Writes queued frames, without the pool's lock; wakes the supervisors that must watch
@@ -772,18 +648,10 @@ impl Shared {
     }
 
     /// Queues work for worker `w` while it has room. Returns what to write once the pool's
-    /// lock is released (the frames, and supervisors to wake, see [`Shared::watch_crowd`]).
-    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Flushes {
-        let now = Instant::now();
-        let mut flushes: Flushes = self.pump_at(state, w, now).into_iter().collect();
-        self.watch_crowd(state, now, &mut flushes);
-        flushes
-    }
-
-    /// [`Shared::pump`], at `now`.
-    fn pump_at(&self, state: &mut State, w: usize, now: Instant) -> Option<Flush> {
+    /// lock is released, if anything.
+    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Option<Flush> {
         let mut dropped = 0;
-        let flush = self.fill(state, w, now, &mut dropped);
+        let flush = self.fill(state, w, &mut dropped);
         if dropped > 0 {
             self.delivered(state, dropped);
         }
@@ -792,23 +660,8 @@ impl Shared {
 
     /// [`Shared::pump`]'s work; counts in `dropped` the items it discarded unsent because
     /// nobody wants them any more (cancelled, or their iterator was dropped).
-    fn fill(
-        &self,
-        state: &mut State,
-        w: usize,
-        now: Instant,
-        dropped: &mut usize,
-    ) -> Option<Flush> {
+    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
         let quota = self.quota();
-        let crowded = self.crowded(state, Some(now));
-        if state.slots[w].sent.is_empty() && crowded {
-            return None;
-        }
-        // While the CPUs are crowded with tiny work, a worker that runs some takes more
-        // behind it, if the work can be taken back from it (it has a status page).
-        let stacking = crowded
-            && runs_tiny(&state.slots[w], now)
-            && state.slots[w].conn.as_ref().is_some_and(|c| c.process.progress().is_some());
         // While another worker is idle or about to say hello, this one takes no more than
         // one batch: tasks that wait for each other (a consumer submitted before its
         // producer) then run side by side, and a quick task does not queue behind a long one.
@@ -818,7 +671,7 @@ impl Shared {
                     let starting = !c.ready && c.open && c.killed.is_none();
                     starting || (slot.sent.is_empty() && c.takes_work(quota))
                 })
-        }) && !stacking;
+        });
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut()?;
@@ -880,9 +733,7 @@ impl Shared {
                 recalled: false,
             });
             // Single tasks of one function queued behind this one travel in its frame.
-            // Stacked, each task travels in a frame of its own: one that waits can be taken
-            // back from behind (`Shared::spread`), where a frame's items wait for each other.
-            let most = if others_free || stacking { 1 } else { target.min(room_left) };
+            let most = if others_free { 1 } else { target.min(room_left) };
             if run.len() == 1 && most > 1 {
                 let room = budget.saturating_sub(slot.load_ns);
                 let (joined, load) = self.join_singles(
@@ -926,7 +777,7 @@ impl Shared {
         let mut wake = false;
         if was_idle {
             if let Some(head) = slot.sent.front() {
-                slot.head_since = Some(now);
+                slot.head_since = Some(Instant::now());
                 wake = self.limit_of(&head.run).is_some();
             }
         }
@@ -1061,8 +912,7 @@ impl Shared {
         }
         let mut next: Option<Instant> = None;
         for other in (0..state.slots.len()).filter(|&other| other != w) {
-            let overdue = |head: &Slice| overdue_after(head.run.job.pace.item_ns());
-            if let Some(due) = self.recall(state, other, now, overdue) {
+            if let Some(due) = self.recall(state, other, now) {
                 next = Some(next.map_or(due, |next| next.min(due)));
             }
         }
@@ -1070,18 +920,11 @@ impl Shared {
         (flushes, next)
     }
 
-    /// Recalls, once worker `w`'s head item has run `after` it (overdue, for
-    /// [`Shared::relieve`]), the batches it holds behind the head's batch and has not started:
-    /// they are queued again at the front, and stay in `sent` marked recalled until the
-    /// worker answers that it skipped them. Returns when the head has run that long, if it
-    /// has not yet and something is held behind its batch.
-    fn recall(
-        &self,
-        state: &mut State,
-        w: usize,
-        now: Instant,
-        after: impl Fn(&Slice) -> Duration,
-    ) -> Option<Instant> {
+    /// Recalls, once worker `w`'s head item is overdue, the batches it holds behind the
+    /// head's batch and has not started: they are queued again at the front, and stay in
+    /// `sent` marked recalled until the worker answers that it skipped them. Returns when
+    /// the head becomes overdue, if it is not yet and something is held behind its batch.
+    fn recall(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
         let State { queue, slots, counters, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
@@ -1089,7 +932,7 @@ impl Shared {
         if slot.sent.len() < 2 {
             return None;
         }
-        let due = slot.head_since?.checked_add(after(head))?;
+        let due = slot.head_since?.checked_add(overdue_after(head.run.job.pace.item_ns()))?;
         if now < due {
             return Some(due);
         }
@@ -1233,7 +1076,6 @@ impl Shared {
         let mut sent = std::mem::take(&mut slot.sent);
         slot.load_ns = 0;
         slot.head_since = None;
-        slot.watched = false;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
         let natural = killed.is_none();

@@ -351,18 +351,11 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     if let Some(at) = relieve_at {
         deadline = Some(deadline.map_or(at, |d| d.min(at)));
     }
-    // A worker that runs tiny work long lets idle workers take the queue.
-    let (spread, spread_at) = shared.spread(&mut state, w, now);
-    state.slots[w].watched = spread_at.is_some();
-    if let Some(at) = spread_at {
-        deadline = Some(deadline.map_or(at, |d| d.min(at)));
-    }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
     let busy = !state.slots[w].sent.is_empty();
     drop(state);
     drop(receiving);
     shared.flush(flushes);
-    shared.flush(spread);
     Plan { deadline, want_write, busy, ready: true }
 }
 

@@ -117,12 +117,9 @@ fn measured(run: &Run, ns: u64) {
     (0..200).for_each(|_| run.job.pace.record(ns));
 }
 
-/// A pool of `workers` slots, on as many CPUs as it has workers (whatever this machine has).
 pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
     let wakes = (0..workers).map(|_| sys::eventfd().unwrap()).collect();
-    let mut shared = Shared::new(config, wakes);
-    shared.cpus = workers.max(1);
-    shared
+    Shared::new(config, wakes)
 }
 
 /// Puts a ready worker in slot `w`: the fake `process`, whose requests go to `pipe`.
@@ -1128,84 +1125,4 @@ fn a_task_notes_the_worker_it_was_sent_to_where_its_caller_watches() {
     let second = run(1, NullSink, Batching::Adaptive(1));
     s.submit(second.clone());
     assert_eq!(second.worker(), Some(1), "the idle worker took it");
-}
-
-/// A pool of 16 workers on 2 CPUs, every worker ready, with a status page that says its
-/// first item runs; `n` single tasks of 1 µs submitted one by one.
-fn sixteen_workers_on_two_cpus(n: usize) -> (Shared, Vec<Arc<FakeProcess>>) {
-    let mut s = shared(ProcessConfig::new(Config::new().workers(16)), 16);
-    s.cpus = 2;
-    let fakes: Vec<_> = (0..16)
-        .map(|w| {
-            let fake = Arc::new(FakeProcess::default());
-            fake.set(1, 0);
-            attach(&s, w, fake.clone(), Arc::new(NullPipe));
-            fake
-        })
-        .collect();
-    for _ in 0..n {
-        let r = run(1, NullSink, Batching::Fixed(1));
-        measured(&r, 1_000);
-        s.submit(r);
-    }
-    (s, fakes)
-}
-
-/// How many items each worker holds.
-fn holdings(s: &Shared) -> Vec<usize> {
-    let workers = s.lock().slots.len();
-    (0..workers).map(|w| sent(s, w)).collect()
-}
-
-#[test]
-fn tiny_tasks_go_to_as_many_workers_as_there_are_cpus_and_stack_there_each_in_its_frame() {
-    let (s, _) = sixteen_workers_on_two_cpus(20);
-    let held = holdings(&s);
-    assert_eq!(held[..2], [1, 1], "two CPUs: two workers woken");
-    assert!(held[2..].iter().all(|&n| n == 0), "{held:?}");
-    assert_eq!(s.lock().queue.len(), 18);
-    // The two take the rest behind what they run, a frame each, so that a task that waits
-    // can be taken back from behind (see the next test).
-    let flushes = s.pump_all(&mut s.lock());
-    s.flush(flushes);
-    let held = holdings(&s);
-    assert_eq!(held[0] + held[1], 20, "{held:?}");
-    assert!(held[2..].iter().all(|&n| n == 0), "{held:?}");
-    assert!(s.lock().slots[..2].iter().all(|slot| slot.sent.iter().all(|sl| sl.frame_start)));
-    // Their supervisors are woken to look again once their task has run long (see the next
-    // test); those of the idle workers are left asleep.
-    let watched: Vec<bool> = s.lock().slots.iter().map(|slot| slot.watched).collect();
-    assert_eq!(watched[..2], [true, true]);
-    assert!(!watched[2..].iter().any(|&w| w), "{watched:?}");
-    // Work not measured tiny goes to an idle worker, as on any pool.
-    s.submit(run(1, NullSink, Batching::Fixed(1)));
-    assert_eq!(holdings(&s)[2], 1);
-}
-
-#[test]
-fn tiny_tasks_behind_one_that_runs_long_go_to_idle_workers() {
-    let (s, fakes) = sixteen_workers_on_two_cpus(20);
-    let flushes = s.pump_all(&mut s.lock());
-    s.flush(flushes);
-    let stacked = sent(&s, 0);
-    assert!(stacked > 1, "worker 0 holds {stacked}");
-    let since = s.lock().slots[0].head_since.unwrap();
-    // Under a millisecond its task may still be computing: look again then.
-    let (flushes, due) = s.spread(&mut s.lock(), 0, since + Duration::from_micros(500));
-    assert!(flushes.is_empty());
-    assert_eq!(due, Some(since + TINY_BUSY_FOR));
-    assert!(fakes[0].recalled.lock().unwrap().is_empty());
-    // Past it, the task waits for something: what it holds behind it goes to idle workers.
-    let (flushes, due) = s.spread(&mut s.lock(), 0, since + Duration::from_millis(2));
-    assert_eq!(due, None);
-    assert!(!flushes.is_empty());
-    assert_eq!(fakes[0].recalled.lock().unwrap().len(), 1);
-    let state = s.lock();
-    let unrecalled = |w: usize| state.slots[w].sent.iter().filter(|sl| !sl.recalled).count();
-    assert_eq!(unrecalled(0), 1, "worker 0 keeps only the task it runs");
-    let woken = (2..16).filter(|&w| unrecalled(w) > 0).count();
-    assert!(woken >= 1, "idle workers took the recalled tasks");
-    let queued = state.queue.len();
-    let held: usize = (1..16).map(unrecalled).sum();
-    assert_eq!(held + queued, 19, "every task but the running one, once");
 }
