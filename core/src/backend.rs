@@ -118,21 +118,7 @@ pub trait Execute {
         inputs: Vec<J::Input>,
         notes: Option<(&Sender<usize>, &[usize])>,
     ) -> Vec<TaskHandle<J::Output>> {
-        let mut handles = Vec::with_capacity(inputs.len());
-        let group = inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| {
-                let (completer, handle) = match notes {
-                    Some((tx, indices)) => promise_notify(tx.clone(), indices[i]),
-                    None => promise(),
-                };
-                handles.push(handle);
-                (input, completer)
-            })
-            .collect();
-        self.execute_group(job, group);
-        handles
+        start_each(self, job, inputs, notes)
     }
 
     /// How an `imap` starts handing items to [`Execute::execute_group`], and that it grows
@@ -141,4 +127,30 @@ pub trait Execute {
     fn imap_pace(&self) -> Option<ImapPace> {
         None
     }
+}
+
+/// What [`Execute::start_group`] does by default, for a backend whose own `start_group` falls
+/// back to it for some groups: a [`promise`] (or [`promise_notify`]) for each of `inputs` and
+/// [`Execute::execute_group`]; the handles in input order.
+pub fn start_each<E: Execute + ?Sized, J: Job>(
+    pool: &E,
+    job: &Arc<J>,
+    inputs: Vec<J::Input>,
+    notes: Option<(&Sender<usize>, &[usize])>,
+) -> Vec<TaskHandle<J::Output>> {
+    let mut handles = Vec::with_capacity(inputs.len());
+    let group = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let (completer, handle) = match notes {
+                Some((tx, indices)) => promise_notify(tx.clone(), indices[i]),
+                None => promise(),
+            };
+            handles.push(handle);
+            (input, completer)
+        })
+        .collect();
+    pool.execute_group(job, group);
+    handles
 }

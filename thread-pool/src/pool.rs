@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
     handle_of, keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise,
-    promise_notify, promise_of,
+    promise_of, start_each,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -129,7 +129,8 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 /// }
 ///
 /// # fn main() -> Result<(), TaskError> {
-/// let pool = ThreadPool::with_config(Config::new().workers(2).timeout(Duration::from_millis(50)))?;
+/// let config = Config::new().workers(2).timeout(Duration::from_millis(50));
+/// let pool = ThreadPool::with_config(config)?;
 /// assert_eq!(pool.apply(slow, 1)?, 1);
 /// match pool.apply(slow, 500) {
 ///     Err(TaskError::TimedOut { still_running, .. }) => assert!(still_running),
@@ -406,15 +407,7 @@ impl Execute for ThreadPool {
     ) -> Vec<TaskHandle<J::Output>> {
         let shared = &*self.shared;
         if shared.config.get_timeout().is_some() || inputs.len() < 2 {
-            let each = inputs.into_iter().enumerate().map(|(i, input)| {
-                let (completer, handle) = match notes {
-                    Some((tx, indices)) => promise_notify(tx.clone(), indices[i]),
-                    None => promise(),
-                };
-                self.execute(job, input, completer, None);
-                handle
-            });
-            return each.collect();
+            return start_each(self, job, inputs, notes);
         }
         let copies = inputs.len().min(self.shared.queue.most());
         shared.tally.accept_n(inputs.len());
@@ -554,7 +547,7 @@ impl ThreadPool {
 /// A queued task, as the pool's threads run it.
 trait Run: Send + Sync {
     /// Runs the task on a thread of `shared`'s pool, settles its handle and counts it
-    /// finished; unless it already ran (see [`Queued::help_wait`]).
+    /// finished; unless it already ran (see `cancel_by_origin`).
     fn run(&self, shared: &Shared);
 
     /// Settles the task as shut down unless it ran: the pool's queue is dropped with the
@@ -618,6 +611,38 @@ where
     }
 }
 
+/// Implements [`Cancel`] for a queued record (a [`Queued`] task, a [`Held`] one, a
+/// [`Grouped`] group) through its `origin` ([`Origin`]):
+/// - `cancel` stops nothing: a task checks whether it was cancelled before it starts, and one
+///   that runs is not interrupted;
+/// - `help_wait` fails a task joined in a copy of the process made by `fork()` with
+///   [`TaskError::ShutDown`]: the copy has none of the threads that would run it. On a thread
+///   of the task's own pool, a join without a deadline runs the record right there if no
+///   thread took it yet: a task that joins tasks it submitted to its own pool never waits for
+///   a thread that it holds itself, and runs them one inside the other, as deep as the tasks
+///   nest (the queue's copy is skipped when its turn comes);
+/// - `forsaken` is [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for
+///   a join.
+macro_rules! cancel_by_origin {
+    ($($head:tt)*) => {
+        $($head)* {
+            fn cancel(&self) {}
+
+            fn help_wait(
+                &self,
+                deadline: Option<Instant>,
+                done: &dyn Fn() -> bool,
+            ) -> Result<(), TaskError> {
+                self.origin.help_wait(deadline, done, self)
+            }
+
+            fn forsaken(&self) -> Option<TaskError> {
+                self.origin.forsaken()
+            }
+        }
+    };
+}
+
 impl<A, J> Holds<J::Output> for Held<A, J>
 where
     A: AsRef<J> + Send + 'static,
@@ -628,27 +653,7 @@ where
     }
 }
 
-impl<A, J> Cancel for Held<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
-    /// Nothing to stop, as for a [`Queued`] record.
-    fn cancel(&self) {}
-
-    /// As for a [`Queued`] record: see [`Queued::help_wait`].
-    fn help_wait(
-        &self,
-        deadline: Option<Instant>,
-        done: &dyn Fn() -> bool,
-    ) -> Result<(), TaskError> {
-        self.origin.help_wait(deadline, done, self)
-    }
-
-    fn forsaken(&self) -> Option<TaskError> {
-        self.origin.forsaken()
-    }
-}
+cancel_by_origin!(impl<A, J> Cancel for Held<A, J> where A: AsRef<J> + Send + 'static, J: Job);
 
 /// Where a queued record comes from: the copy of the process that queued it (see `forks.rs`)
 /// and the pool it is queued in (the address of its [`Shared`], compared only).
@@ -668,7 +673,7 @@ impl Origin {
         (forks::fork_generation() != self.home).then_some(TaskError::ShutDown)
     }
 
-    /// What a join of a task of `record` does before it waits (see [`Queued::help_wait`]):
+    /// What a join of a task of `record` does before it waits (see `cancel_by_origin`):
     /// fails in a copy of the process made by `fork()`; on a thread of the record's own
     /// pool, without a deadline, runs `record` there unless `done()`.
     fn help_wait(
@@ -836,24 +841,8 @@ impl<J: Job> Holds<J::Output> for Grouped<J> {
     }
 }
 
-impl<J: Job> Cancel for Grouped<J> {
-    /// Nothing to stop: an item checks whether it was cancelled before it starts.
-    fn cancel(&self) {}
-
-    /// As for a task queued alone (see [`Queued::help_wait`]): the join runs the group's
-    /// items that no thread took yet, right there.
-    fn help_wait(
-        &self,
-        deadline: Option<Instant>,
-        done: &dyn Fn() -> bool,
-    ) -> Result<(), TaskError> {
-        self.origin.help_wait(deadline, done, self)
-    }
-
-    fn forsaken(&self) -> Option<TaskError> {
-        self.origin.forsaken()
-    }
-}
+// A join runs the group's items that no thread took yet, right there.
+cancel_by_origin!(impl<J: Job> Cancel for Grouped<J>);
 
 impl<J: Job> Drop for Grouped<J> {
     fn drop(&mut self) {
@@ -868,34 +857,7 @@ impl<J: Job> Drop for Grouped<J> {
     }
 }
 
-impl<A, J> Cancel for Queued<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
-    /// Nothing to stop: a task checks whether it was cancelled before it starts, and one that
-    /// runs is not interrupted.
-    fn cancel(&self) {}
-
-    /// Fails a task joined in a copy of the process made by `fork()` with
-    /// [`TaskError::ShutDown`]: the copy has none of the threads that would run it. On a
-    /// thread of the task's own pool, a join without a deadline runs the task right there if
-    /// no thread took it yet: a task that joins tasks it submitted to its own pool never
-    /// waits for a thread that it holds itself, and runs them one inside the other, as deep
-    /// as the tasks nest (the queue's copy is skipped when its turn comes).
-    fn help_wait(
-        &self,
-        deadline: Option<Instant>,
-        done: &dyn Fn() -> bool,
-    ) -> Result<(), TaskError> {
-        self.origin.help_wait(deadline, done, self)
-    }
-
-    /// [`TaskError::ShutDown`] in a copy of the process made by `fork()`, as for a join.
-    fn forsaken(&self) -> Option<TaskError> {
-        self.origin.forsaken()
-    }
-}
+cancel_by_origin!(impl<A, J> Cancel for Queued<A, J> where A: AsRef<J> + Send + 'static, J: Job);
 
 /// Runs a queued task on a thread of `shared`'s pool and settles its handle: unless the pool
 /// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit. The
