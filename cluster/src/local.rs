@@ -122,6 +122,15 @@ impl Server {
     ///
     /// As [`Server::start`].
     pub fn start_with(name: &str, args: Vec<String>) -> io::Result<Server> {
+        Server::start_on(name, args, free_port)
+    }
+
+    /// As [`Server::start_with`], on the client ports that `ports` picks, one per attempt.
+    fn start_on(
+        name: &str,
+        args: Vec<String>,
+        mut ports: impl FnMut() -> io::Result<u16>,
+    ) -> io::Result<Server> {
         let binary = nats_server().ok_or_else(not_found)?;
         if !binary.is_file() {
             let at = binary.display();
@@ -130,7 +139,7 @@ impl Server {
         remove_abandoned_stores();
         let mut attempts = 0;
         loop {
-            let port = free_port()?;
+            let port = ports()?;
             let store = std::env::temp_dir()
                 .join(format!("{STORE_PREFIX}{}-{name}-{port}", std::process::id()));
             std::fs::create_dir_all(&store)?;
@@ -537,6 +546,38 @@ mod tests {
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}"),
             Ok(_) => panic!("a server started on a monitoring port that is taken"),
         }
+    }
+
+    #[test]
+    fn a_server_whose_client_port_is_taken_starts_on_another_or_says_so() {
+        if nats_server().is_none() {
+            eprintln!("skipped: nats-server not found");
+            return;
+        }
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        // Taken at the first attempt, as when another program binds the port after it was
+        // found free: the server starts on the next one.
+        let mut picks = 0;
+        let server = Server::start_on("client-port-taken", Vec::new(), || {
+            picks += 1;
+            if picks == 1 { Ok(port) } else { free_port() }
+        })
+        .expect("the server starts on another port");
+        assert_eq!(picks, 2);
+        assert_ne!(server.port(), port);
+        drop(server);
+        // Taken at every attempt: it says so after trying a few times.
+        let mut picks = 0;
+        let outcome = Server::start_on("client-port-taken", Vec::new(), || {
+            picks += 1;
+            Ok(port)
+        });
+        match outcome {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}"),
+            Ok(_) => panic!("a server started on a client port that is taken"),
+        }
+        assert_eq!(picks, PORT_ATTEMPTS + 1);
     }
 
     #[test]
