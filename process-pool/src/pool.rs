@@ -236,12 +236,13 @@ impl ProcessPool {
         let (c, queued, busy_workers) =
             (state.counters, self.shared.queued(&state), Shared::busy_workers(&state));
         drop(state);
-        let (completed, failed) = self.shared.tally.counts();
+        let (completed, failed, discarded) = self.shared.tally.counts();
         PoolStats {
             queued,
             busy_workers,
             completed,
             failed,
+            discarded,
             crashes: c.crashes,
             timeouts: c.timeouts,
             workers_started: c.workers_started,
@@ -444,11 +445,13 @@ enum Promise<R> {
 
 /// Counters of a pool's life, and what it holds now, from [`ProcessPool::stats`].
 ///
-/// Every task given to the pool is counted once, in `completed` if it ended with a value and
-/// in `failed` if it ended with an error of any kind: a panic, a crash, a timeout, a
-/// cancellation, a value that could not travel, or a refusal by a pool that was shut down.
-/// A task is counted before its caller receives its outcome, so counts read after a `map`
-/// returns include all of its items. Tasks still queued or running are in neither count.
+/// Every task given to the pool is counted once, in `completed` if it ended with a value, in
+/// `failed` if it ended with an error of any kind: a panic, a crash, a timeout, a
+/// cancellation, a value that could not travel, or a refusal by a pool that was shut down;
+/// and in `discarded` if it never ran because its caller stopped waiting for it (an `imap`
+/// dropped part-way). A task is counted before its caller receives its outcome, so counts
+/// read after a `map` returns include all of its items. Tasks still queued or running are
+/// in none of the three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -463,6 +466,13 @@ pub struct PoolStats {
     pub completed: u64,
     /// Tasks that ended with an error.
     pub failed: u64,
+    /// Tasks dropped without running because nobody waited for them any more: the items an
+    /// `imap` or `imap_unordered` (or their `_stream` forms) had taken from its input and
+    /// not yet sent to a worker when its iterator was dropped, and those of a `map` whose
+    /// caller unwound (its progress callback panicked). No outcome is made for them, so
+    /// they are not failures; the items a worker held by then run, and are counted as they
+    /// end.
+    pub discarded: u64,
     /// Workers that died while running a task, of their own accord: not those the pool
     /// killed, nor those that reported a task over a limit
     /// ([`TaskError::ResourceLimit`]) before dying of it.

@@ -1375,10 +1375,10 @@ impl Shared {
 impl Shared {
     /// Accounts for the items of an unwanted slice, dropped unsent; returns how many. A
     /// cancelled task was counted when its handle was settled; the items of an abandoned
-    /// iterator are counted here, as failed.
+    /// iterator are counted here, as discarded: nobody is told of them.
     fn discard(&self, slice: &Slice) -> usize {
         if slice.run.sink.is_abandoned() {
-            self.tally.record(0, slice.items.len());
+            self.tally.discard(slice.items.len());
         }
         slice.items.len()
     }

@@ -143,7 +143,8 @@ impl<'a> Iterator for Outcomes<'_, 'a> {
     }
 }
 
-/// How many tasks ended with a value and how many with an error.
+/// How many tasks ended with a value, how many with an error, and how many were dropped
+/// unrun because nobody wanted them any more.
 ///
 /// Whoever settles a task counts it, before the caller can see the outcome: a sink when it
 /// delivers, a cancellation when it settles the handle. So a caller that reads the counts
@@ -152,6 +153,7 @@ impl<'a> Iterator for Outcomes<'_, 'a> {
 pub(crate) struct Tally {
     completed: AtomicU64,
     failed: AtomicU64,
+    discarded: AtomicU64,
 }
 
 impl Tally {
@@ -165,9 +167,16 @@ impl Tally {
         }
     }
 
-    /// `(completed, failed)` so far.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (self.completed.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    /// Counts `items` tasks dropped without running, their iterator dropped: no outcome is
+    /// delivered for them, so they are neither completed nor failed.
+    pub(crate) fn discard(&self, items: usize) {
+        self.discarded.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// `(completed, failed, discarded)` so far.
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+        let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
+        (load(&self.completed), load(&self.failed), load(&self.discarded))
     }
 }
 

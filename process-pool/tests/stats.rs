@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use taskpool_process::{Config, Exit, Pool, ProcessConfig, ProcessPool, TaskError};
+use taskpool_process::{Config, Exit, NextTimeout, Pool, ProcessConfig, ProcessPool, TaskError};
 
 fn fail_odd(x: u64) -> u64 {
     assert!(x.is_multiple_of(2), "{x} is odd");
@@ -139,5 +139,42 @@ fn the_queue_depth_and_the_busy_workers_are_reported() {
         }
         let done = pool.stats();
         assert_eq!((done.queued, done.busy_workers, done.completed), (0, 0, 5), "{done:?}");
+    });
+}
+
+/// An `imap` dropped part-way: the items it had pulled and no worker ran are discarded,
+/// which is not a failure (nobody was told of an error); the counts still add up to every
+/// item the pool was given.
+#[test]
+fn items_of_a_dropped_imap_are_discarded_not_failed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let scratch = Scratch::new("stats-discarded");
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("an imap dropped behind a held worker", move || {
+        // One batch per worker: the imap's items wait in the pool while the worker is held.
+        let config = ProcessConfig::new(Config::new().workers(1)).in_flight(1);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let held = pool.submit(SignalThenWait { signal: started.clone(), go: go.clone() }, 0);
+        wait_for_file(&started);
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counted = pulled.clone();
+        let items = (0..1000).inspect(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        let mut stream = pool.imap(square, items);
+        // The worker is held: nothing can come yet, but the first items are sent to the pool.
+        assert!(stream.next_timeout(std::time::Duration::ZERO).is_err());
+        let queued = pool.stats().queued;
+        assert_eq!(queued, pulled.load(Ordering::Relaxed), "all wait behind the held task");
+        assert!(queued > 0);
+        drop(stream);
+        let dropped = pool.stats();
+        assert_eq!((dropped.queued, dropped.failed, dropped.discarded), (0, 0, queued));
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(held.join().unwrap(), 0);
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed, stats.discarded), (1, 0, queued), "{stats:?}");
     });
 }
