@@ -490,7 +490,9 @@ pub struct PoolStats {
     pub workers_retired: u64,
     /// Tasks sent again to another worker after theirs died before running them (or before
     /// its result of them reached the pool), or taken back from a worker whose task ran far
-    /// past its estimate, for a worker with nothing to do.
+    /// past its estimate, for a worker with nothing to do. Counted as they are sent again,
+    /// once each time: a task taken back and then dropped unsent (cancelled meanwhile, or
+    /// its `imap` dropped) was not sent twice, and is not counted.
     pub requeued: u64,
     /// Worker starts that failed: the OS refused a process or its pipes, the initializer or
     /// the start checks failed, or the worker died or hung before it was ready. After

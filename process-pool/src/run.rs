@@ -509,12 +509,28 @@ pub(crate) struct Slice {
     /// Once sent: the items were recalled before the worker started them and were queued
     /// again; the worker's answers for them are dropped.
     pub(crate) recalled: bool,
+    /// A worker held the items before and they were queued again: sending them once more
+    /// counts them as requeued (dropping them unsent, cancelled or unwanted, does not).
+    pub(crate) requeued: bool,
 }
 
 impl Slice {
     /// Items `items` of `run`, not sent.
     pub(crate) fn new(run: Arc<Run>, items: Range<usize>) -> Self {
-        Slice { run, items, load_ns: 0, deaths: 0, frame_start: false, recalled: false }
+        Slice {
+            run,
+            items,
+            load_ns: 0,
+            deaths: 0,
+            frame_start: false,
+            recalled: false,
+            requeued: false,
+        }
+    }
+
+    /// Items `items` of `run`, taken back from a worker to be sent again.
+    pub(crate) fn taken_back(run: Arc<Run>, items: Range<usize>) -> Self {
+        Slice { requeued: true, ..Slice::new(run, items) }
     }
 }
 

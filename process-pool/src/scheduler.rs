@@ -672,7 +672,7 @@ impl Shared {
                     starting || (slot.sent.is_empty() && c.takes_work(quota))
                 })
         });
-        let State { queue, slots, .. } = state;
+        let State { queue, slots, counters, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut()?;
         if !conn.takes_work(quota) {
@@ -714,6 +714,7 @@ impl Shared {
             front.items.start += count;
             // The deaths were its first item's, which goes now.
             let deaths = std::mem::take(&mut front.deaths);
+            let front_requeued = front.requeued;
             if front.items.is_empty() {
                 queue.pop_front();
             }
@@ -725,12 +726,11 @@ impl Shared {
             slot.load_ns += load_ns * count as u64;
             let sent_before = slot.sent.len();
             slot.sent.push_back(Slice {
-                run: run.clone(),
-                items: items.clone(),
                 load_ns,
                 deaths,
                 frame_start: true,
-                recalled: false,
+                requeued: front_requeued,
+                ..Slice::new(run.clone(), items.clone())
             });
             // Single tasks of one function queued behind this one travel in its frame.
             let most = if others_free { 1 } else { target.min(room_left) };
@@ -748,7 +748,13 @@ impl Shared {
                 conn.served += joined as u64;
                 slot.load_ns += load;
             }
-            slot.sent.range(sent_before..).for_each(|sent| sent.run.sent_to(w));
+            for sent in slot.sent.range(sent_before..) {
+                sent.run.sent_to(w);
+                if sent.requeued {
+                    // Sent again, after a worker held it.
+                    counters.requeued += sent.items.len() as u64;
+                }
+            }
             let joined = slot.sent.len() - sent_before - 1;
             if joined == 0 {
                 writer.push_batch(first_seq, &run, flags, items);
@@ -925,7 +931,7 @@ impl Shared {
     /// `sent` marked recalled until the worker answers that it skipped them. Returns when
     /// the head becomes overdue, if it is not yet and something is held behind its batch.
     fn recall(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
-        let State { queue, slots, counters, .. } = state;
+        let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
         let head = slot.sent.front().filter(|head| !head.recalled)?;
@@ -956,8 +962,7 @@ impl Shared {
             slot.load_ns = slot.load_ns.saturating_sub(slice.load_ns * len);
             slice.load_ns = 0;
             conn.served = conn.served.saturating_sub(len);
-            counters.requeued += len;
-            taken.push(Slice::new(slice.run.clone(), slice.items.clone()));
+            taken.push(Slice::taken_back(slice.run.clone(), slice.items.clone()));
         }
         for slice in taken.into_iter().rev() {
             queue.push_front(slice);
@@ -1017,7 +1022,7 @@ impl Shared {
                 head.run.job.pace.record(item_ns);
             } else if !head.recalled {
                 conn.served = conn.served.saturating_sub(n);
-                again.push(Slice::new(head.run.clone(), items));
+                again.push(Slice::taken_back(head.run.clone(), items));
             }
             conn.expect_seq += n;
             head.items.start += n as usize;
@@ -1029,7 +1034,6 @@ impl Shared {
         }
         slot.head_since = Some(now);
         for slice in again.into_iter().rev() {
-            state.counters.requeued += slice.items.len() as u64;
             state.queue.push_front(slice);
         }
         Ok(())
@@ -1134,7 +1138,7 @@ impl Shared {
                 continue;
             }
             let Some(at) = blamed.filter(|b| (first..seq).contains(b)) else {
-                requeue.push(slice);
+                requeue.push(Slice { requeued: true, ..slice });
                 continue;
             };
             let index = slice.items.start + usize::try_from(at - first).unwrap_or(0);
@@ -1147,7 +1151,7 @@ impl Shared {
             let (before, after) = (slice.items.start..index, index + 1..slice.items.end);
             for items in [before, after] {
                 if !items.is_empty() {
-                    requeue.push(Slice::new(slice.run.clone(), items));
+                    requeue.push(Slice::taken_back(slice.run.clone(), items));
                 }
             }
         }
@@ -1157,7 +1161,6 @@ impl Shared {
             }
         } else {
             for slice in requeue.into_iter().rev() {
-                state.counters.requeued += slice.items.len() as u64;
                 state.queue.push_front(slice);
             }
             self.give_up_if_workers_cannot_work(state, exit, deliveries);

@@ -178,3 +178,29 @@ fn items_of_a_dropped_imap_are_discarded_not_failed() {
         assert_eq!((stats.completed, stats.failed, stats.discarded), (1, 0, queued), "{stats:?}");
     });
 }
+
+/// `requeued` counts items sent again after a worker held them: a cancelled item its killed
+/// worker held goes back to the queue only to be dropped there, and is not one of them.
+#[test]
+fn only_items_sent_again_count_as_requeued() {
+    let scratch = Scratch::new("stats-requeued");
+    let (started, go) = (scratch.file("started"), scratch.file("go"));
+    within("tasks held by a worker killed for a cancellation", move || {
+        let config = ProcessConfig::new(Config::new().workers(1)).in_flight(4);
+        let pool = ProcessPool::with_config(config).unwrap();
+        let held = pool.submit(SignalThenWait { signal: started.clone(), go }, 0);
+        wait_for_file(&started);
+        let kept = pool.submit(square, 3);
+        let dropped = pool.submit(square, 4);
+        let sent = pool.stats();
+        assert_eq!((sent.queued, sent.busy_workers), (0, 1), "the worker holds all three");
+        assert!(dropped.cancel());
+        // Its worker runs it: killed, and the two tasks behind it are taken back.
+        assert!(held.cancel());
+        assert_eq!(kept.join().unwrap(), 9);
+        assert!(matches!(dropped.join(), Err(TaskError::Cancelled)));
+        assert!(matches!(held.join(), Err(TaskError::Cancelled)));
+        let stats = pool.stats();
+        assert_eq!((stats.requeued, stats.workers_started), (1, 2), "{stats:?}");
+    });
+}
