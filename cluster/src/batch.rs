@@ -262,10 +262,15 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
     /// no chunk size is set), or `None`. The pass sends as many items as it may send chunks
     /// (`chunks`, at most `room`): no more of a job that may be of slow items, so that a task
     /// another caller sends after it does not wait behind all of it. It pulls them first, into
-    /// the lookahead, and shares them out among the agents alive, a chunk each, each in a
-    /// message of its own ([`Inner::send_spread`]): an agent runs the items of a chunk on
-    /// all its workers, and each chunk and message costs the server a round of work, which
-    /// for cheap items is most of the time the call takes. An `imap` whose items come slowly
+    /// the lookahead, and shares them out among the agents alive, each share in a message of
+    /// its own ([`Inner::send_spread`]): each chunk and message costs the server a round of
+    /// work, which for cheap items is most of the time the call takes. An `imap`'s share
+    /// travels in chunks of at most one item per worker of the smallest agent: a chunk's
+    /// results come back together, once its last item is done, so a chunk of more items than
+    /// its agent has workers would hold back the first results behind items that wait for a
+    /// worker (an `imap` of 1 s items on two agents of two workers yielded its first after
+    /// 2 s, not 1 s). A `map`'s share is one chunk: it returns nothing before its last result,
+    /// and each chunk more would cost its round of work. An `imap` whose items come slowly
     /// sends these chunks once the pass has pulled them all. With no agent alive yet, a chunk
     /// takes one item: whichever agents come share them.
     fn unmeasured_chunk(&mut self, chunks: usize, room: usize) -> Option<usize> {
@@ -279,7 +284,11 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
         }
         match self.inner.live_agents().0 {
             0 => Some(1),
-            agents => Some(self.lookahead.len().div_ceil(agents).max(1)),
+            agents => {
+                let share = self.lookahead.len().div_ceil(agents);
+                let most = if self.lazy { self.inner.fewest_workers() } else { share };
+                Some(share.min(most).max(1))
+            }
         }
     }
 

@@ -47,9 +47,11 @@
 //!   and later ones are counted ([`ClusterStats::duplicates`]) and dropped.
 //! - **Chunks.** `map`, `imap` and `imap_unordered` send items in chunks sized from the time
 //!   per item the agents measure, with a result per item. Each call learns what its own
-//!   items cost, starting from a chunk for each agent alive of its first few items (as many
+//!   items cost, starting from a share for each agent alive of its first few items (as many
 //!   as it keeps chunks in flight), each in a message of its own: what one `map` measured
-//!   never sizes the chunks of another.
+//!   never sizes the chunks of another. An `imap`'s share travels in chunks of at most an
+//!   item for each of an agent's workers, so that its first results come as soon as their
+//!   items are done.
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
 //!   worker in flight, each about 10 ms of work (and, until the call has measured what its

@@ -347,6 +347,14 @@ impl Inner {
         alive(&self.agents.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The workers of the smallest agent alive now; 0 with none.
+    pub(crate) fn fewest_workers(&self) -> usize {
+        let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let alive = agents.values().filter(|(seen, _)| now.duration_since(*seen) < ALIVE_FOR);
+        alive.map(|(_, workers)| *workers as usize).min().unwrap_or(0)
+    }
+
     /// The workers to plan for: the configured number, or more if the agents have more.
     pub(crate) fn planned_workers(&self) -> usize {
         self.config.config.get_workers().max(self.live_agents().1)
@@ -445,7 +453,7 @@ impl Inner {
 
     /// Sends `units`, pending already, in as many parcels as there are agents alive, each
     /// its share of them in order: the first chunks of a job, sent before it measured what
-    /// its items cost, one item each. Each agent has pull requests waiting for messages, and
+    /// its items cost. Each agent has pull requests waiting for messages, and
     /// the server hands messages to the waiting requests in turn, so each agent gets a share:
     /// in one message, they would all go to one agent while the others wait; in a message
     /// each, the server's work for the messages would cost most of a small `map`'s time (8

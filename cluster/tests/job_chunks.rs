@@ -1,8 +1,9 @@
 //! Each `map` or `imap` of a pool learns what its own items cost: what one measured never
 //! sizes the chunks of another. An `imap` of slow items after a `map` of cheap ones starts
-//! as on a fresh pool, its first items shared out a chunk to each agent, rather than send
-//! every item in one chunk; and those first chunks travel a message to each agent, not one
-//! to each item.
+//! as on a fresh pool, its first items shared out among the agents, rather than send
+//! every item in one chunk; those first chunks travel a message to each agent, not one to
+//! each item, and hold at most an item for each of an agent's workers, so that an `imap`'s
+//! first result does not wait for items that wait for a worker.
 
 mod common;
 
@@ -84,11 +85,11 @@ fn stored(url: &str) -> u64 {
 }
 
 /// Two agents of two workers: the held items, pulled before anything of their `imap` was
-/// measured, go out a chunk to each agent, each chunk in a message of its own, and all four
+/// measured, go out a message to each agent, each of two chunks of two items, and all four
 /// workers run them at once. Sized from the cheap `map`'s items, they went out in one chunk,
 /// which one agent ran on its two workers while the other had none.
 #[test]
-fn a_slow_imap_after_a_cheap_map_starts_with_a_chunk_for_each_agent() {
+fn a_slow_imap_after_a_cheap_map_starts_with_a_message_for_each_agent() {
     let Some(server) = common::server("job_chunks_fresh") else { return };
     let url = server.url();
     let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
@@ -97,12 +98,12 @@ fn a_slow_imap_after_a_cheap_map_starts_with_a_chunk_for_each_agent() {
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let (together, units, messages) = held_after_cheap("job_chunks_fresh", &url, &pool, 4);
     assert!(together, "the two agents' four workers did not run four held items at once");
-    assert_eq!(units, 2, "the held items travelled in {units} units");
+    assert_eq!(units, 4, "the held items travelled in {units} units");
     assert_eq!(messages, 2, "the held items travelled in {messages} messages");
 }
 
-/// Two agents of one worker each: the first chunks of a call go out one to each agent, each
-/// in a message of its own, and both agents run their items at once. Sent a message to each
+/// Two agents of one worker each: the first chunks of a call go out a message to each agent,
+/// each chunk of one item, and both agents run their items at once. Sent a message to each
 /// item, eight items took eight messages (and eight units), and the server's work for them
 /// was most of what a small `map` of cheap items cost; packed in one message, they all went
 /// to one agent, which ran them one at a time while the other had none.
@@ -116,7 +117,7 @@ fn the_first_chunks_of_a_call_spread_over_the_agents() {
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
     let (together, units, messages) = held_after_cheap("job_chunks_spread", &url, &pool, 2);
     assert!(together, "the two agents did not each run a held item at once");
-    assert_eq!(units, 2, "the held items travelled in {units} units");
+    assert_eq!(units, 8, "the held items travelled in {units} units");
     assert_eq!(messages, 2, "the held items travelled in {messages} messages");
 }
 
@@ -139,10 +140,10 @@ fn a_small_map_on_two_agents_takes_a_message_for_each() {
     }
 }
 
-/// One agent of two workers: the first chunks of a call are one chunk, in one message, as
-/// the agent takes them all either way; its two workers still run its items side by side.
+/// One agent of two workers: the first chunks of a call travel in one message, as the agent
+/// takes them all either way, four chunks of two items; its two workers run them side by side.
 #[test]
-fn with_one_agent_the_first_chunks_of_a_call_are_one() {
+fn with_one_agent_the_first_chunks_of_a_call_are_one_message() {
     let Some(server) = common::server("job_chunks_one_agent") else { return };
     let url = server.url();
     let _agent = common::agent(&url, 2, &[]);
@@ -151,6 +152,61 @@ fn with_one_agent_the_first_chunks_of_a_call_are_one() {
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
     let (together, units, messages) = held_after_cheap("job_chunks_one_agent", &url, &pool, 2);
     assert!(together, "the agent's two workers did not run two held items at once");
-    assert_eq!(units, 1, "the held items travelled in {units} units");
+    assert_eq!(units, 4, "the held items travelled in {units} units");
     assert_eq!(messages, 1, "the held items travelled in {messages} messages");
+}
+
+/// Says in `dir` that item `i` started, then waits until the file `go-{i}` or `go` exists
+/// there (at most ten minutes); returns `i`.
+fn mark_and_hold_each((dir, i): (String, u32)) -> u32 {
+    let dir = PathBuf::from(dir);
+    let marker = dir.join(format!("started-{i}"));
+    std::fs::write(marker.with_extension("tmp"), "").unwrap();
+    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(600);
+    while !dir.join(format!("go-{i}")).exists() && !dir.join("go").exists() {
+        if std::time::Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    i
+}
+
+/// Two agents of two workers, an `imap` of eight held items: once the four that start first
+/// are let go, the first result comes, though the other four have not started. Its first
+/// pass's items travelled a chunk of four to each agent, whose results came back together
+/// once all four were done: a worker ran two of them one after the other, and the first
+/// result waited for the second (an `imap` of 1 s items yielded its first after 2 s).
+#[test]
+fn an_imap_yields_its_first_result_once_its_first_items_are_done() {
+    let Some(server) = common::server("job_chunks_first_result") else { return };
+    let url = server.url();
+    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let dir = common::markers("job_chunks_first_result");
+    let path = dir.to_string_lossy().into_owned();
+    let let_go = LetAllGo(dir.clone());
+    let items = (0..HELD).map(|i| (path.clone(), i));
+    let mut held = pool.imap(mark_and_hold_each, items);
+    let first = std::thread::scope(|scope| {
+        let first = scope.spawn(|| held.next_timeout(Duration::from_secs(60)));
+        // The four workers each start an item; those four are let go, the others not.
+        assert!(common::poll(Duration::from_secs(60), || started(&dir) >= 4));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if let Some(i) = name.strip_prefix("started-").filter(|_| !name.ends_with(".tmp")) {
+                std::fs::write(dir.join(format!("go-{i}")), "").unwrap();
+            }
+        }
+        first.join().unwrap()
+    });
+    drop(let_go);
+    let rest: Vec<u32> = held.map(Result::unwrap).collect();
+    std::fs::remove_dir_all(dir).unwrap();
+    let first = first.expect("the first result came while items were held");
+    assert_eq!(first.map(Result::unwrap), Some(0));
+    assert_eq!(rest, (1..HELD).collect::<Vec<u32>>());
 }
