@@ -722,9 +722,12 @@ async fn police(inner: std::sync::Weak<Inner>) {
         } else {
             inner.pending.overdue(now, wait, since)
         };
+        // The unit waited until it fails, the time the server was asked and the other
+        // agents listened to included (a heartbeat and more).
+        let failed = Instant::now();
         for (_, entry) in overdue {
             // What this unit waited: never more than since it was submitted.
-            let waited = now.saturating_duration_since(since(entry.submitted));
+            let waited = failed.saturating_duration_since(since(entry.submitted));
             let error = match &unreachable {
                 Some(reason) => error::unreachable(reason.clone(), waited),
                 None => TaskError::NoWorker { waited, other_agents, other_streams },

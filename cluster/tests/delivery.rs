@@ -1,6 +1,6 @@
 //! Delivery semantics: progress reports keep a long task with its agent, a task that kills
 //! every agent that takes it stops at the delivery limit, and a task with no agent of its
-//! executable image fails after the configured wait.
+//! executable image fails after the configured wait, saying how long it waited.
 
 mod common;
 
@@ -165,6 +165,27 @@ fn an_agent_runs_only_its_own_image_and_a_task_without_one_fails_after_the_wait(
     assert_eq!(pool.stats().agents, 0, "the stranger is not an agent of this image");
     stranger.kill();
     std::fs::remove_file(other).unwrap();
+}
+
+#[test]
+fn a_task_without_an_agent_says_how_long_it_waited_in_all() {
+    let Some(server) = common::server("no_agent_waited") else { return };
+    let wait = Duration::from_millis(300);
+    let config = ClusterConfig::new(server.url()).agent_wait(wait);
+    let pool = ClusterPool::with_config(config).unwrap();
+    let started = Instant::now();
+    let outcome = pool.apply(square, 3);
+    let elapsed = started.elapsed();
+    match outcome {
+        Err(TaskError::NoWorker { waited, other_agents: 0, other_streams: 0 }) => {
+            // Past the wait, the pool listens a whole heartbeat (a second) for agents of
+            // other builds or streams before the task fails: that is waited too.
+            let listened = wait + Duration::from_secs(1);
+            assert!(waited >= listened, "said {waited:?}, waited at least {listened:?}");
+            assert!(waited <= elapsed, "said {waited:?}, but the call only {elapsed:?}");
+        }
+        other => panic!("expected no agent, got {other:?}"),
+    }
 }
 
 #[test]
