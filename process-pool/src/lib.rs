@@ -177,8 +177,8 @@
 //! and `imap`, and the single tasks together) take turns a batch at a time, so a task
 //! submitted while a long `map` runs waits for what the workers hold and a batch of the
 //! `map`, not for all of it (the crate's README has the details). And a worker is your
-//! program started again, whose `main` never runs: see the crate's README on what runs in a
-//! worker.
+//! program started again, whose `main` never runs: see "What runs in a worker" in the
+//! workspace README (the README of `taskpool-core` and `taskpool-thread`).
 //!
 //! `as_completed` and `wait(FIRST_COMPLETED)`, without an async runtime:
 //!
