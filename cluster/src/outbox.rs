@@ -224,7 +224,7 @@ impl Outgoing {
     fn fail(&self, inner: &Inner, reason: String, waited: Duration) {
         let failure = error::unreachable(reason, waited);
         for id in &self.ids {
-            if let Some(entry) = inner.pending.take(*id) {
+            if let Some(entry) = inner.pending.give_up(*id) {
                 entry.fail(&failure);
             }
         }

@@ -7,8 +7,12 @@
 //! A unit whose result is too large for one message comes back in parts (consecutive items
 //! each): the entry collects them, keeping the first outcome for each item, and settles
 //! once every item has one.
+//!
+//! A unit the pool settles itself (cancelled, its batch dropped, failed for want of an agent
+//! or a server) may still have a result on its way: the table remembers the latest
+//! [`GIVEN_UP_REMEMBERED`] such ids, so that result is not taken for another run's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,6 +20,11 @@ use std::time::{Duration, Instant};
 use taskpool_core::TaskError;
 
 use crate::chunk::ItemTime;
+
+/// How many units settled without a result (cancelled or failed by the pool) the table
+/// remembers, the latest ones: a result that comes for one of them later is its run's, not a
+/// duplicate.
+const GIVEN_UP_REMEMBERED: usize = 65_536;
 
 /// What settles a unit: called once with every item's outcome, in order.
 pub(crate) type Settle = Box<dyn for<'a> FnOnce(Vec<Result<&'a [u8], TaskError>>) + Send>;
@@ -97,6 +106,34 @@ struct Table {
     /// Entries taken out whose settling has not ended yet.
     settling: usize,
     closed: bool,
+    /// Units taken out without a result, whose result has not come (the latest ones).
+    given_up: GivenUp,
+}
+
+/// The ids of the latest units settled without a result, in the order they were given up.
+#[derive(Default)]
+struct GivenUp {
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl GivenUp {
+    fn remember(&mut self, id: u64) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > GIVEN_UP_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    /// Whether unit `id` was given up and its result had not come yet; forgets it then (a
+    /// second result is another run's).
+    fn forget(&mut self, id: u64) -> bool {
+        self.ids.remove(&id)
+    }
 }
 
 impl Table {
@@ -124,7 +161,12 @@ impl Pending {
     pub(crate) fn new() -> Self {
         Pending {
             shared: Arc::new(Shared {
-                table: Mutex::new(Table { entries: HashMap::new(), settling: 0, closed: false }),
+                table: Mutex::new(Table {
+                    entries: HashMap::new(),
+                    settling: 0,
+                    closed: false,
+                    given_up: GivenUp::default(),
+                }),
                 emptied: Condvar::new(),
             }),
             next: AtomicU64::new(0),
@@ -170,10 +212,21 @@ impl Pending {
         Ok(())
     }
 
-    /// Takes unit `id` out, to settle it: `None` if it was settled already (a duplicate result,
-    /// or a result after the unit was cancelled or failed).
+    /// Takes unit `id` out, to settle it with its result: `None` if it was settled already (a
+    /// duplicate result, or a result after the unit was cancelled or failed: see
+    /// [`Pending::late_result`]).
     pub(crate) fn take(&self, id: u64) -> Option<Entry> {
         self.remove(&mut self.lock(), id)
+    }
+
+    /// Takes unit `id` out to settle it without its result (it is cancelled, or failed by the
+    /// pool): `None` if it was settled already. A result that comes for it later is not a
+    /// duplicate.
+    pub(crate) fn give_up(&self, id: u64) -> Option<Entry> {
+        let mut table = self.lock();
+        let entry = self.remove(&mut table, id)?;
+        table.given_up.remember(id);
+        Some(entry)
     }
 
     fn remove(&self, table: &mut Table, id: u64) -> Option<Entry> {
@@ -220,9 +273,13 @@ impl Pending {
         Part::Completed(entry, outcomes)
     }
 
-    /// Records a result for unit `id`, which was not pending.
-    pub(crate) fn duplicate(&self) {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    /// Records a result for unit `id`, which was not pending: the result of a unit the pool
+    /// gave up on, the first to come for it, is that run's; any other is a duplicate (another
+    /// run of a unit settled already).
+    pub(crate) fn late_result(&self, id: u64) {
+        if !self.lock().given_up.forget(id) {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether unit `id` still waits.
@@ -241,7 +298,8 @@ impl Pending {
         table.entries.values().any(|e| now.saturating_duration_since(since(e.submitted)) >= wait)
     }
 
-    /// Takes out every unit that has waited `wait` since `since(submitted)`.
+    /// Takes out every unit that has waited `wait` since `since(submitted)`, to fail it (a
+    /// result that comes for it later is not a duplicate).
     pub(crate) fn overdue(
         &self,
         now: Instant,
@@ -258,6 +316,7 @@ impl Pending {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(entry) = table.entries.remove(&id) {
+                table.given_up.remember(id);
                 out.push((id, self.mark_taken(&mut table, entry)));
             }
         }
@@ -270,10 +329,12 @@ impl Pending {
         self.lock().closed = true;
     }
 
-    /// Takes out every unit.
+    /// Takes out every unit, to fail it (a result that comes for it later is not a
+    /// duplicate).
     pub(crate) fn drain(&self) -> Vec<(u64, Entry)> {
         let mut table = self.lock();
         let entries: Vec<_> = table.entries.drain().collect();
+        entries.iter().for_each(|(id, _)| table.given_up.remember(*id));
         let out: Vec<_> =
             entries.into_iter().map(|(id, e)| (id, self.mark_taken(&mut table, e))).collect();
         self.settled.fetch_add(out.len() as u64, Ordering::Relaxed);
@@ -332,12 +393,34 @@ mod tests {
         for _ in 0..3 {
             match pending.take(id) {
                 Some(entry) => entry.settle(vec![Ok(&[1][..]), Ok(&[2][..])]),
-                None => pending.duplicate(),
+                None => pending.late_result(id),
             }
         }
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!(pending.counts(), (1, 2));
         assert!(pending.wait_empty(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn the_result_of_a_unit_given_up_is_not_a_duplicate_but_a_second_one_is() {
+        let pending = Pending::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (cancelled, failed) = (pending.next_id(), pending.next_id());
+        assert!(pending.insert(cancelled, 2, None, counting(&hits)).is_ok());
+        assert!(pending.insert(failed, 2, None, counting(&hits)).is_ok());
+        drop(pending.give_up(cancelled).expect("pending"));
+        let overdue = pending.overdue(Instant::now(), Duration::ZERO, |s| s);
+        assert_eq!(overdue.len(), 1);
+        // The runs that were under way when the pool gave up on them answer.
+        for id in [cancelled, failed] {
+            assert!(pending.take(id).is_none());
+            pending.late_result(id);
+        }
+        assert_eq!(pending.counts().1, 0, "each unit's one run is no duplicate");
+        // A unit delivered twice: its second run is.
+        assert!(pending.take(cancelled).is_none());
+        pending.late_result(cancelled);
+        assert_eq!(pending.counts().1, 1);
     }
 
     #[test]

@@ -168,8 +168,11 @@ pub(crate) struct Inner {
 pub struct ClusterStats {
     /// Units (a submitted task, or a chunk of a batch) settled, by a result or a failure.
     pub settled: u64,
-    /// Results that arrived for a unit already settled: the other runs of a task that was
-    /// delivered more than once, or results of cancelled tasks. Never handed to a caller.
+    /// Results that arrived for a unit already settled by a result: the other runs of a task
+    /// that was delivered more than once (an agent lost, or an acknowledgement). Never handed
+    /// to a caller. The result of a unit its caller stopped waiting for (cancelled, its
+    /// `imap` dropped) or that the pool failed itself (no agent in time, the server out of
+    /// reach) is dropped too when it comes, and is not counted: only a second result is.
     pub duplicates: u64,
     /// Agents of this image seen alive in the last three seconds.
     pub agents: usize,
@@ -475,7 +478,7 @@ impl Inner {
                 Post::Parcel(units) => units,
             };
             for unit in units {
-                if let Some(entry) = self.pending.take(unit.task) {
+                if let Some(entry) = self.pending.give_up(unit.task) {
                     entry.fail(&TaskError::ShutDown);
                 }
             }
@@ -485,7 +488,7 @@ impl Inner {
     /// Forgets unit `id` (its handle was cancelled, or its batch dropped) and asks the agents
     /// to drop or stop it.
     pub(crate) fn cancel(self: &Arc<Self>, id: u64) {
-        if self.pending.take(id).is_none() {
+        if self.pending.give_up(id).is_none() {
             return;
         }
         let notice = wire::encode(&CancelNotice { caller: self.caller.clone(), task: id });
@@ -518,7 +521,7 @@ impl Inner {
             let Some(entry) = self.pending.take(result.task) else {
                 let expected = fast().remove(&result.task);
                 if stored && !expected {
-                    self.pending.duplicate();
+                    self.pending.late_result(result.task);
                 }
                 continue;
             };
@@ -567,7 +570,7 @@ impl Inner {
         let error = error::unreachable(reason, refused);
         let mut failed = Vec::new();
         for &task in &notice.tasks {
-            if let Some(entry) = self.pending.take(task) {
+            if let Some(entry) = self.pending.give_up(task) {
                 entry.fail(&error);
                 failed.push(task);
             }
@@ -589,7 +592,7 @@ impl Inner {
                 entry.settle_parts(outcomes);
             }
             Part::Kept => {}
-            Part::Unwanted if first == 0 => self.pending.duplicate(),
+            Part::Unwanted if first == 0 => self.pending.late_result(result.task),
             Part::Unwanted => {}
         }
     }

@@ -204,3 +204,23 @@ fn a_task_whose_agents_serve_another_stream_name_fails_saying_so() {
         other => panic!("expected no agent and one on another stream name, got {other:?}"),
     }
 }
+
+#[test]
+fn the_result_of_a_task_cancelled_while_it_ran_is_no_duplicate() {
+    let Some(server) = common::server("cancelled_result") else { return };
+    let _agent = common::agent(&server.url(), 1, &[]);
+    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
+    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let dir = common::markers("cancelled-result");
+    let held = pool.submit(common::mark_and_hold, (dir.to_string_lossy().into_owned(), 0));
+    assert!(common::poll(Duration::from_secs(60), || dir.join("started-0").exists()));
+    assert!(held.cancel());
+    // The agent stops the task and stores its result (that it was cancelled); the pool has
+    // handled that result once it acknowledged it (the results stream is a work queue).
+    common::streams_reach(&server.url(), Duration::from_secs(60), |tasks, results| {
+        tasks.messages == 0 && results.last_sequence >= 1 && results.messages == 0
+    });
+    // The task ran once: its one result is not a duplicate.
+    assert_eq!(pool.stats().duplicates, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
