@@ -118,24 +118,24 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         }
     }
 
-    /// Pulls and sends chunks while the window has room; those of a job that has not
-    /// measured what its items cost yet go out together at the end, spread over the agents
-    /// ([`Inner::send_spread`]).
+    /// Pulls chunks while the window has room and sends them together at the end, spread
+    /// over the agents ([`Inner::send_spread`]): the first chunks of a job, and as well the
+    /// several chunks it sends at once when a result makes room for them (the burst once its
+    /// first unit is measured). Loose, these queued together and travelled in one message,
+    /// which one agent took while the others waited.
     fn refill(&mut self) {
-        let mut first = Vec::new();
-        self.fill(&mut first);
-        if !first.is_empty() {
-            self.inner.send_spread(first);
+        let mut pass = Vec::new();
+        self.fill(&mut pass);
+        if !pass.is_empty() {
+            self.inner.send_spread(pass);
         }
     }
 
-    /// Pulls and sends chunks while the window has room; those sent before the job measured
-    /// what its items cost go to `first` instead.
-    fn fill(&mut self, first: &mut Vec<Unit>) {
+    /// Pulls chunks while the window has room, into `pass`.
+    fn fill(&mut self, pass: &mut Vec<Unit>) {
         let workers = self.inner.planned_workers();
         let max_chunks = 4 * workers + 2;
         let window = self.window();
-        let spread = !self.time.measured();
         let chunks = max_chunks.saturating_sub(self.units.len());
         let unmeasured = self.unmeasured_chunk(chunks, window.saturating_sub(self.order.held()));
         while self.units.len() < max_chunks
@@ -250,7 +250,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 units.insert(base, (id, bytes));
                 *ahead += bytes;
             };
-            let held = spread.then_some(&mut *first);
+            let held = Some(&mut *pass);
             let time = Some(&self.time);
             self.inner.send(self.job_id, time, job, inputs, ends, None, settle, on_id, held);
         }

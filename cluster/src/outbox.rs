@@ -23,9 +23,10 @@ const ITEMS_PER_MESSAGE: usize = 128;
 
 /// What the pool hands the outbox.
 pub(crate) enum Post {
-    /// A unit that shares a message with the units queued beside it.
+    /// A single task's unit, which shares a message with the units queued beside it.
     Loose(Unit),
-    /// Units that travel together, in messages of their own: as few as their size allows.
+    /// Units that travel together, in messages of their own: as few as their size allows
+    /// (the chunks a batch sends at once, shared out among the agents).
     Parcel(Vec<Unit>),
 }
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -209,4 +210,36 @@ fn an_imap_yields_its_first_result_once_its_first_items_are_done() {
     let first = first.expect("the first result came while items were held");
     assert_eq!(first.map(Result::unwrap), Some(0));
     assert_eq!(rest, (1..HELD).collect::<Vec<u32>>());
+}
+
+/// Sleeps 5 ms; returns the pid of the agent whose worker ran it (the worker's parent).
+fn nap_on_agent(_: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(5));
+    std::os::unix::process::parent_id()
+}
+
+/// Two agents of one worker, a `map` of 20 items of 5 ms: its first pass sends 10 of them, a
+/// message to each agent; once the first unit is measured, the 10 left go at once in
+/// several chunks, shared out a message to each agent by their items, and each agent runs
+/// about half of them. Loose, those chunks queued together and travelled in one message (or
+/// one chunk first, then the others in one), which one agent ran while the other had none.
+#[test]
+fn the_chunks_sent_after_the_first_result_spread_over_the_agents() {
+    let Some(server) = common::server("job_chunks_burst") else { return };
+    let url = server.url();
+    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let agents = pool.map(nap_on_agent, 0..20).unwrap();
+    let first: HashSet<u32> = agents[..10].iter().copied().collect();
+    assert_eq!(first.len(), 2, "the first pass ran on {} agents", first.len());
+    // The 10 items left go in chunks of one (10 ms of work is one item here), at most 9 at
+    // once (10 chunks in flight): 5 and 4 to the agents, or 5 and 5, and any item left later.
+    let mut burst: HashMap<u32, usize> = HashMap::new();
+    for &agent in &agents[10..] {
+        *burst.entry(agent).or_default() += 1;
+    }
+    let shares: Vec<usize> = first.iter().map(|a| burst.get(a).copied().unwrap_or(0)).collect();
+    assert!(shares.iter().all(|&n| n >= 4), "the agents ran {shares:?} of the 10 items left");
 }
