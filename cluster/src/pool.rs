@@ -174,7 +174,9 @@ pub struct ClusterStats {
     /// `imap` dropped) or that the pool failed itself (no agent in time, the server out of
     /// reach) is dropped too when it comes, and is not counted: only a second result is.
     pub duplicates: u64,
-    /// Agents of this image seen alive in the last three seconds.
+    /// Agents of this image seen alive in the last three seconds: heard by the heartbeat each
+    /// sends once a second, so a pool connected less than a second ago may count none yet,
+    /// even of agents that ran its tasks ([`ClusterPool::wait_for_agents`] waits for them).
     pub agents: usize,
     /// Their workers, summed.
     pub agent_workers: usize,
