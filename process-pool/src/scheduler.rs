@@ -252,7 +252,11 @@ impl StartFailure {
                 format!("the worker was {exit} before it was ready")
             }
             StartFailure::Died(exit) => format!("the worker {exit} before it was ready"),
-            StartFailure::NotReady(limit) => format!("the worker was not ready after {limit:?}"),
+            StartFailure::NotReady(limit) => format!(
+                "the worker was not ready after {limit:?}, the most a worker's start, the \
+                 pool's initializer included, may take (do longer set-up in the tasks, on \
+                 first use)"
+            ),
         }
     }
 }

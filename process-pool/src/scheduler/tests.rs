@@ -397,6 +397,13 @@ fn start_failures_are_counted_by_cause_and_a_kill_before_hello_is_not_one() {
 }
 
 #[test]
+fn a_worker_not_ready_in_time_says_that_its_initializer_counts() {
+    let reason = StartFailure::NotReady(Duration::from_secs(30)).reason();
+    assert!(reason.starts_with("the worker was not ready after 30s"), "{reason}");
+    assert!(reason.contains("initializer included"), "{reason}");
+}
+
+#[test]
 fn starts_failing_in_one_slot_refuse_nothing_until_every_slot_failed() {
     let s = shared(ProcessConfig::new(Config::new().workers(2).start_attempts(2)), 2);
     let mut d = Deliveries::default();
