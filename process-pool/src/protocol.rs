@@ -16,7 +16,8 @@ use crate::wire::{self, Body, Kind, WireError};
 pub(crate) const FLUSH_EACH: u8 = 1;
 /// Bit in [`Kind::Batch`]'s flags: its items have callers of their own, so a long item must
 /// not hold back the results before it for long (see `flusher.rs`; on the result pipe, the
-/// same as [`FLUSH_EACH`]).
+/// same as [`FLUSH_EACH`]), nor the items after it: each may be recalled on its own, as a
+/// batch is (`status.rs`).
 pub(crate) const FLUSH_SOON: u8 = 4;
 /// Bit in [`Kind::Batch`]'s flags: its items may be cancelled after they were sent, so the
 /// worker checks its status page for cancellations before starting each.
@@ -93,7 +94,8 @@ const FAILED_CPU_TIME: u8 = 3;
 /// [`Kind::Failed`] reason: the item was cancelled before it started, and was skipped.
 const FAILED_CANCELLED: u8 = 4;
 /// [`Kind::Failed`] reason: the items of a batch, from the frame's (size: how many), were
-/// recalled by the parent before the batch started, and were skipped.
+/// recalled by the parent before the batch started, and were skipped (or one task of a frame
+/// of single tasks, before it started: see [`FLUSH_SOON`]).
 const FAILED_RECALLED: u8 = 5;
 
 fn side_byte(side: Side) -> u8 {
@@ -198,7 +200,7 @@ pub(crate) enum Failure<'a> {
     /// The item was cancelled before it started, and was skipped.
     Cancelled,
     /// The items of a batch, `count` of them from the frame's, were recalled before the
-    /// batch started, and were skipped.
+    /// batch started, and were skipped (or one task of a frame of single tasks).
     Recalled { count: u32 },
 }
 

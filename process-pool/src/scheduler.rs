@@ -213,6 +213,16 @@ pub(crate) struct Slot {
     /// The slot's last start failed (and counted): until it says hello again, it cannot be
     /// counted on to run what is queued.
     start_failing: bool,
+    /// When its supervisor looks again at the latest, for work held behind the head item
+    /// (see [`Shared::shed`]): work that goes behind the head wakes it if that is later than
+    /// the head becomes overdue, or if it does not look.
+    watch_at: Option<Instant>,
+}
+
+/// Whether a worker that holds `sent` holds work behind its head item that was not taken
+/// back.
+fn holds_behind(sent: &VecDeque<Slice>) -> bool {
+    sent.front().is_some_and(|head| !head.recalled) && sent.iter().skip(1).any(|s| !s.recalled)
 }
 
 /// Why a worker did not start.
@@ -791,6 +801,16 @@ impl Shared {
                 wake = self.limit_of(&head.run).is_some();
             }
         }
+        // Work behind the head waits for it: the supervisor watches how long it runs.
+        if added && holds_behind(&slot.sent) {
+            let due = slot.head_since.zip(slot.sent.front()).and_then(|(since, head)| {
+                since.checked_add(overdue_after(head.run.job.pace.item_ns()))
+            });
+            if slot.watch_at.is_none_or(|at| due.is_none_or(|due| at > due)) {
+                slot.watch_at = due.or(slot.head_since);
+                wake = true;
+            }
+        }
         (added || wake).then(|| Flush { w, outlet: conn.outlet.clone(), wake })
     }
 
@@ -930,10 +950,67 @@ impl Shared {
         (flushes, next)
     }
 
-    /// Recalls, once worker `w`'s head item is overdue, the batches it holds behind the
-    /// head's batch and has not started: they are queued again at the front, and stay in
-    /// `sent` marked recalled until the worker answers that it skipped them. Returns when
-    /// the head becomes overdue, if it is not yet and something is held behind its batch.
+    /// What the supervisor of worker `w` does for the work `w` holds behind its head item:
+    /// once that item is overdue (it waits for something, perhaps for that work), and
+    /// another worker is idle, it takes the work back ([`Shared::recall`]) and sends it to
+    /// the idle workers. Returns the flushes that send it (to write once the lock is
+    /// released), and when to look again: when the head becomes overdue, and after that, while
+    /// no other worker is idle, again each time it has run as long once more.
+    ///
+    /// So work behind an item never waits for it for ever while a worker is idle: from the
+    /// moment work is held behind a head, its supervisor looks again by the time the head
+    /// becomes overdue ([`Shared::fill`] wakes it if it would look later or not at all: see
+    /// [`Slot::watch_at`]) and keeps a time to look while the work stays; and an idle
+    /// worker's supervisor takes overdue work back as it finds itself idle
+    /// ([`Shared::relieve`]).
+    pub(crate) fn shed(
+        &self,
+        state: &mut State,
+        w: usize,
+        now: Instant,
+    ) -> (Flushes, Option<Instant>) {
+        let next = self.shed_due(state, w, now);
+        let mut flushes = Flushes::new();
+        if next == Some(now) {
+            let _ = self.recall(state, w, now);
+            if !state.queue.is_empty() {
+                flushes = self.pump_all(state);
+            }
+        }
+        let next = next.filter(|&at| at > now);
+        state.slots[w].watch_at = next;
+        (flushes, next)
+    }
+
+    /// [`Shared::shed`]'s decision: `None` if worker `w` holds nothing behind its head that
+    /// can be taken back, `now` if it is to be taken back now, else when to look again.
+    fn shed_due(&self, state: &State, w: usize, now: Instant) -> Option<Instant> {
+        let quota = self.quota();
+        let slot = &state.slots[w];
+        let conn = slot.conn.as_ref().filter(|c| c.killed.is_none())?;
+        if !holds_behind(&slot.sent) || state.dropping || conn.process.progress().is_none() {
+            // Without a status page, nothing can be taken back.
+            return None;
+        }
+        let head = slot.sent.front()?;
+        let after = overdue_after(head.run.job.pace.item_ns());
+        let due = slot.head_since?.checked_add(after)?;
+        if now < due {
+            return Some(due);
+        }
+        let idle = |(other, s): (usize, &Slot)| {
+            other != w && s.sent.is_empty() && s.conn.as_ref().is_some_and(|c| c.takes_work(quota))
+        };
+        if state.slots.iter().enumerate().any(idle) { Some(now) } else { now.checked_add(after) }
+    }
+
+    /// Recalls, once worker `w`'s head item is overdue, what it holds behind the head item
+    /// and has not started: they are queued again at the front, and stay in `sent` marked
+    /// recalled until the worker answers that it skipped them. A batch goes whole, unless it
+    /// started; each task of a frame of single tasks goes on its own, also from the head's
+    /// frame (the worker checks each before it starts it), so a task that waits for a task
+    /// sent behind it in its frame does not wait for ever. Returns when the head becomes
+    /// overdue, if it is not yet and something is held behind it.
     fn recall(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
@@ -946,20 +1023,18 @@ impl Shared {
         if now < due {
             return Some(due);
         }
-        // The first batch behind the head's that is still the worker's.
-        let behind = slot.sent.iter().skip(1).position(|s| s.frame_start && !s.recalled)? + 1;
+        if slot.sent.iter().skip(1).all(|s| s.recalled) {
+            return None;
+        }
+        let mut seq = conn.expect_seq + head.items.len() as u64;
         let started = conn.process.recall(conn.next_seq)?.started;
-        let mut seq = conn.expect_seq;
-        seq += slot.sent.range(..behind).map(|s| s.items.len() as u64).sum::<u64>();
         let mut taken = SmallVec::<[Slice; 4]>::new();
-        let mut batch_taken = false;
-        for slice in slot.sent.range_mut(behind..) {
+        // Behind the head, a slice is a batch of its own (`frame_start`) or a task of a frame
+        // of single tasks: either way, the worker skips it unless it started its first item.
+        for slice in slot.sent.range_mut(1..) {
             let (first, len) = (seq, slice.items.len() as u64);
             seq += len;
-            if slice.frame_start {
-                batch_taken = first >= started;
-            }
-            if !batch_taken || slice.recalled {
+            if first < started || slice.recalled {
                 continue;
             }
             slice.recalled = true;
@@ -1084,6 +1159,7 @@ impl Shared {
         let mut sent = std::mem::take(&mut slot.sent);
         slot.load_ns = 0;
         slot.head_since = None;
+        slot.watch_at = None;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
         let natural = killed.is_none();

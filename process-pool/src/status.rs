@@ -16,7 +16,9 @@
 //! watermark, then reads what started. So either the parent sees the batch started (and
 //! leaves it with the worker), or the worker sees the watermark and skips the batch, which the
 //! parent then sends elsewhere; a batch the worker skips that the parent saw start (both
-//! saw each other) is answered as recalled, and sent elsewhere then.
+//! saw each other) is answered as recalled, and sent elsewhere then. In a frame of single
+//! tasks (each of its own caller), every task counts as a batch of its own: the worker makes
+//! the same check before each, so a task stuck waiting holds none of those behind it.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -99,8 +101,9 @@ impl StatusPage {
         !skip
     }
 
-    /// Worker side: records that the batch whose first item is `seq` starts. Returns `false`
-    /// if it was recalled: the worker skips all of it.
+    /// Worker side: records that the batch whose first item is `seq` starts (or the task
+    /// `seq` of a frame of single tasks). Returns `false` if it was recalled: the worker
+    /// skips all of it.
     #[inline]
     pub(crate) fn start_batch(&self, seq: u64) -> bool {
         self.word(STARTED).store(seq + 1, SeqCst);

@@ -351,11 +351,17 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     if let Some(at) = relieve_at {
         deadline = Some(deadline.map_or(at, |d| d.min(at)));
     }
+    // And this worker's own: what waits behind a task that runs long goes to an idle worker.
+    let (shed, shed_at) = shared.shed(&mut state, w, now);
+    if let Some(at) = shed_at {
+        deadline = Some(deadline.map_or(at, |d| d.min(at)));
+    }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
     let busy = !state.slots[w].sent.is_empty();
     drop(state);
     drop(receiving);
     shared.flush(flushes);
+    shared.flush(shed);
     Plan { deadline, want_write, busy, ready: true }
 }
 

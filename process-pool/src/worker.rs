@@ -429,9 +429,13 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     }
     out.seq = first_seq;
     out.left_in_batch = count;
+    // A frame of single tasks, each of its own caller.
+    let soon = flags & FLUSH_SOON != 0;
+    // Each task behind the frame's first may be taken back on its own: one that waits for
+    // a task behind it in the frame must not hold that task for ever.
+    out.recall_each_from = if soon { first_seq + 1 } else { u64::MAX };
     // Results not held back long: by the flusher where it covers the frame, else by writing
     // each at once.
-    let soon = flags & FLUSH_SOON != 0;
     out.flush_each = flags & FLUSH_EACH != 0;
     out.early = soon && !out.flush_each && out.cover_frame();
     out.flush_each |= soon && !out.early;
@@ -522,6 +526,10 @@ pub(crate) struct Outputs {
     page: Option<StatusPage>,
     /// The current batch's items may be cancelled after they were sent.
     cancellable: bool,
+    /// The sequence number from which the current batch's items are each checked for a
+    /// recall before they start (the tasks of a frame of single tasks behind its first:
+    /// `protocol::FLUSH_SOON`); `u64::MAX` for none.
+    recall_each_from: u64,
     /// The current batch's callers want its items' own cost: the CPU time is read after its
     /// last item (see `protocol::MEASURE`).
     measure: bool,
@@ -561,6 +569,7 @@ impl Outputs {
             clock: Clock::default(),
             page,
             cancellable: false,
+            recall_each_from: u64::MAX,
             measure: false,
             more_waiting: false,
         }
@@ -587,6 +596,9 @@ impl Outputs {
     fn run_any(&mut self, work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         self.left_in_batch = self.left_in_batch.saturating_sub(1);
+        if self.recalled() {
+            return;
+        }
         if let Some(page) = &mut self.page {
             if !page.start(self.seq, self.cancellable) {
                 self.skip_cancelled();
@@ -658,6 +670,9 @@ impl Outputs {
     fn run_tiny(&mut self, work: impl FnOnce(&mut Scratch<'_>) -> Result<(), (Side, String)>) {
         self.scratch.clear();
         self.left_in_batch -= 1;
+        if self.recalled() {
+            return;
+        }
         if let Some(page) = &mut self.page {
             // Not cancellable: nothing to skip.
             page.start(self.seq, false);
@@ -821,6 +836,23 @@ impl Outputs {
         }
         self.clock.restart();
         self.flush();
+    }
+
+    /// Whether the current item, a task of a frame of single tasks behind the frame's first
+    /// (see `recall_each_from`), was taken back by the parent while an earlier task of the
+    /// frame ran long: then it is answered as skipped and never runs here (`status.rs` has
+    /// why the parent and the worker agree on which items go).
+    #[inline]
+    fn recalled(&mut self) -> bool {
+        if self.seq < self.recall_each_from {
+            return false;
+        }
+        let Some(page) = &self.page else { return false };
+        if page.start_batch(self.seq) {
+            return false;
+        }
+        self.skip_recalled(self.seq, 1);
+        true
     }
 
     /// Records that the current item was cancelled before it started: it never runs.

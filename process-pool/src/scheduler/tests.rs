@@ -1133,3 +1133,102 @@ fn a_task_notes_the_worker_it_was_sent_to_where_its_caller_watches() {
     s.submit(second.clone());
     assert_eq!(second.worker(), Some(1), "the idle worker took it");
 }
+
+/// Two workers with status pages, whose requests are recorded; fast single tasks 0 and 1
+/// went one to each, 2 to 5 waited and went to worker 0 in one frame when it answered 0,
+/// and worker 0 now runs task 2, which waits for something (another task, perhaps one of
+/// those behind it in its frame). Returns the pool, worker 0's process and the pipes.
+fn a_frame_of_single_tasks_behind_one_that_runs_long()
+-> (Shared, Arc<FakeProcess>, [Arc<Recording>; 2]) {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let fakes = [Arc::new(FakeProcess::default()), Arc::new(FakeProcess::default())];
+    let pipes = [Arc::new(Recording::default()), Arc::new(Recording::default())];
+    for w in 0..2 {
+        fakes[w].set(0, 0);
+        attach(&s, w, fakes[w].clone(), pipes[w].clone());
+    }
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(50));
+    for i in 0..6 {
+        s.submit(single(&job, i));
+    }
+    answer_one(&s, 0);
+    let each = CANCELLABLE | FLUSH_SOON;
+    let inputs = |r: std::ops::Range<u8>| r.map(|i| vec![i]).collect::<Vec<_>>();
+    assert_eq!(pipes[0].batches()[1..], [(1, 7, each, inputs(2..6))]);
+    fakes[0].set(2, 1);
+    let [fake, _] = fakes;
+    (s, fake, pipes)
+}
+
+#[test]
+fn tasks_behind_a_long_one_in_its_frame_go_to_an_idle_worker() {
+    let (s, fake, pipes) = a_frame_of_single_tasks_behind_one_that_runs_long();
+    answer_one(&s, 1);
+    assert_eq!(sent(&s, 1), 0, "worker 1 is idle");
+    let since = s.lock().slots[0].head_since.unwrap();
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(5));
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(since + OVERDUE_FLOOR));
+    // Overdue: tasks 3 to 5, behind task 2 in its frame and not started, go to worker 1
+    // (before, a frame went whole or not at all, and they waited for task 2 for ever).
+    let (flushes, _) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(50));
+    s.flush(flushes);
+    assert_eq!(*fake.recalled.lock().unwrap(), [5]);
+    let each = CANCELLABLE | FLUSH_SOON;
+    assert_eq!(pipes[1].batches()[1..], [(1, 7, each, vec![vec![3], vec![4], vec![5]])]);
+    assert_eq!(held(&s, 0), [(1, false), (1, true), (1, true), (1, true)]);
+    // Task 2 ends; the worker says it skipped the others: nothing is delivered twice.
+    let mut state = s.lock();
+    s.answered(&mut state, 0, 1..2, (Instant::now(), 1), false, |_, _| {}).unwrap();
+    for seq in 2..5 {
+        let skipped = seq..seq + 1;
+        s.answered(&mut state, 0, skipped, (Instant::now(), 0), true, |_, _| panic!()).unwrap();
+    }
+    assert!(state.slots[0].sent.is_empty() && state.queue.is_empty());
+}
+
+#[test]
+fn a_task_the_worker_started_stays_and_those_after_it_in_the_frame_go() {
+    let (s, fake, pipes) = a_frame_of_single_tasks_behind_one_that_runs_long();
+    answer_one(&s, 1);
+    // Task 2 ended meanwhile and task 3 runs: only 4 and 5 go.
+    fake.set(3, 2);
+    let since = s.lock().slots[0].head_since.unwrap();
+    let (flushes, _) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(50));
+    s.flush(flushes);
+    assert_eq!(held(&s, 0), [(1, false), (1, false), (1, true), (1, true)]);
+    let each = CANCELLABLE | FLUSH_SOON;
+    assert_eq!(pipes[1].batches()[1..], [(1, 7, each, vec![vec![4], vec![5]])]);
+}
+
+#[test]
+fn a_supervisor_whose_worker_holds_work_behind_a_long_task_sends_it_to_an_idle_worker() {
+    let (s, fake, pipes) = a_frame_of_single_tasks_behind_one_that_runs_long();
+    // Work went behind the head of a worker whose supervisor did not look: it was woken.
+    let since = s.lock().slots[0].head_since.unwrap();
+    assert_eq!(s.lock().slots[0].watch_at, Some(since + OVERDUE_FLOOR));
+    let (flushes, due) = s.shed(&mut s.lock(), 0, since + Duration::from_millis(5));
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(since + OVERDUE_FLOOR));
+    // Overdue, but no worker is idle: nothing moves; it looks again a while later.
+    let late = since + Duration::from_millis(50);
+    let (flushes, due) = s.shed(&mut s.lock(), 0, late);
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(late + OVERDUE_FLOOR));
+    assert!(fake.recalled.lock().unwrap().is_empty());
+    assert_eq!(s.lock().slots[0].watch_at, Some(late + OVERDUE_FLOOR));
+    // Worker 1 answers; though its supervisor does not look (a caller read the answer), the
+    // tasks go to it when worker 0's supervisor looks again.
+    {
+        let mut state = s.lock();
+        s.answered(&mut state, 1, 0..1, (Instant::now(), 50), false, |_, _| {}).unwrap();
+    }
+    let (flushes, due) = s.shed(&mut s.lock(), 0, late + OVERDUE_FLOOR);
+    s.flush(flushes);
+    assert_eq!(due, None);
+    assert_eq!(s.lock().slots[0].watch_at, None);
+    let each = CANCELLABLE | FLUSH_SOON;
+    assert_eq!(pipes[1].batches()[1..], [(1, 7, each, vec![vec![3], vec![4], vec![5]])]);
+    assert_eq!(held(&s, 0), [(1, false), (1, true), (1, true), (1, true)]);
+}
