@@ -98,10 +98,12 @@ pub trait Pool: Execute {
     /// it starts, as a computed deadline that has passed should; a thread backend, which
     /// cannot stop it, still runs it to its end and discards its value), where the pool's
     /// [`Config::timeout`](crate::Config::timeout) refuses it as a setting that can only be a
-    /// mistake. A result already written when the limit is checked wins over it, so a task
-    /// that answers at once may still succeed (on a cluster, whose agents check the limit
-    /// after the worker's answer could arrive, it usually does). A limit too long to be a
-    /// point in time, such as `Duration::MAX`, is none.
+    /// mistake. A result already written when the limit is checked wins over it, unless the
+    /// task ran past its limit: the process backend (and a cluster's agents, which run tasks
+    /// in one) measures each task in its worker and fails one that ran longer than its
+    /// limit as timed out, even if its result came before the pool could stop it (a stalled
+    /// machine), so a zero limit always fails there. A limit too long to be a point in time,
+    /// such as `Duration::MAX`, is none.
     fn submit_timeout<M, T: IntoTask<M>>(
         &self,
         task: T,

@@ -477,7 +477,8 @@ pub struct PoolStats {
     /// killed, nor those that reported a task over a limit
     /// ([`TaskError::ResourceLimit`]) before dying of it.
     pub crashes: u64,
-    /// Tasks killed for running past their time limit.
+    /// Tasks that ran past their time limit: killed then, or, when the pool could not stop
+    /// them in time (its process was stalled past the deadline), failed on their result.
     pub timeouts: u64,
     /// Worker processes started, the first ones included. A worker is started for each
     /// slot at first, and again in a slot whose worker ended: retired at its quota

@@ -575,10 +575,24 @@ fn settle(
             let each = cost.per_item(item.count);
             let mut values = item.values(list);
             let seqs = seq..seq.saturating_add(accepted as u64);
-            shared.answered(state, w, seqs, (now, cost.elapsed_ns), false, |run, items| {
-                let list = values.take_list(items.len());
-                deliveries.add_values(run, items.start, list, items.len(), each);
-            })
+            // A lone result measures its own item: one that ran past its time limit fails
+            // as timed out, however late the pool looked.
+            let mut overran = 0;
+            let answered =
+                shared.answered(state, w, seqs, (now, cost.elapsed_ns), false, |run, items| {
+                    let list = values.take_list(items.len());
+                    let over = shared.overran(run, cost.elapsed_ns).filter(|_| item.count == 1);
+                    match over {
+                        Some(limit) => {
+                            overran += 1;
+                            let error = TaskError::TimedOut { limit, still_running: false };
+                            deliveries.add_failure(run, items.start, error);
+                        }
+                        None => deliveries.add_values(run, items.start, list, items.len(), each),
+                    }
+                });
+            state.counters.timeouts += overran;
+            answered
         }
         Err(_) if item.recalled => {
             let seqs = seq..seq.saturating_add(accepted as u64);

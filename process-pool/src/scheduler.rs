@@ -504,6 +504,14 @@ impl Shared {
         run.timeout.or(self.config.get_config().get_timeout())
     }
 
+    /// The time limit of `run`'s items that an item of it ran past, taking `elapsed_ns` in
+    /// its worker: its result came, but the pool did not stop it in time (its process was
+    /// stalled past the deadline, or its supervisor ran late), and it fails as timed out.
+    pub(crate) fn overran(&self, run: &Run, elapsed_ns: u64) -> Option<Duration> {
+        let limit = self.limit_of(run)?;
+        (Duration::from_nanos(elapsed_ns) > limit).then_some(limit)
+    }
+
     /// Queues a run and sends what the workers can take. A fast single task that finds the
     /// lock taken is left in the inbox instead, for the lock's holder (`inbox.rs`).
     pub(crate) fn submit(&self, run: Arc<Run>) {
