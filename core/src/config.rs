@@ -136,10 +136,11 @@ impl Config {
     /// Runs `init` once in every worker before its first task, like Python's `initializer`.
     /// A worker whose initializer panics is not used; see [`Config::start_attempts`].
     ///
-    /// On processes a worker's start, its initializer included, may take at most 30 s: a
-    /// worker not ready by then is killed and counts as a failed start, so a pool whose
-    /// initializer always takes longer (loading a large model, say) never serves, and its
-    /// tasks fail with [`TaskError::WorkerStart`] (threads have no such limit). Do such
+    /// On processes a worker's start, its initializer included, may take 30 s by default
+    /// (the process backend's `ProcessConfig::start_limit` sets it): a worker not ready by
+    /// then is killed and counts as a failed start, so a pool whose initializer always takes
+    /// longer (loading a large model, say) never serves, and its tasks fail with
+    /// [`TaskError::WorkerStart`] (threads have no such limit). Raise that limit, or do such
     /// set-up in the tasks on first use instead (a `static` `OnceLock` that the first task a
     /// worker runs fills), where the tasks' time limit, if any, governs it.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]

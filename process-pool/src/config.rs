@@ -17,6 +17,9 @@ const MAX_NAME_PREFIX: usize = 4096;
 /// holds a little more than the value (its item's header), so 1 MiB is kept for that.
 const MOST_FRAME_BYTES: usize = (4 << 30) - (1 << 20);
 
+/// How long a new worker may take to start, its initializer included, by default.
+const DEFAULT_START_LIMIT: Duration = Duration::from_secs(30);
+
 /// How a [`crate::ProcessPool`] is set up: the shared [`Config`] and the settings that only
 /// worker processes have (a frame limit, batches in flight, memory and CPU-time limits, the
 /// size of the shared-memory rings).
@@ -50,6 +53,7 @@ pub struct ProcessConfig {
     memory_limit: Option<u64>,
     cpu_time_limit: Option<Duration>,
     ring_bytes: usize,
+    start_limit: Duration,
     /// Whether the results of the pool's tasks go on to another machine
     /// (`remote::for_other_machines`).
     off_machine: bool,
@@ -57,7 +61,7 @@ pub struct ProcessConfig {
 
 impl ProcessConfig {
     /// `config` with the process defaults: a 1 GiB frame limit, 2 batches in flight per
-    /// worker, no memory or CPU-time limit, rings of 256 KiB.
+    /// worker, no memory or CPU-time limit, rings of 256 KiB, 30 s for a worker to start.
     pub fn new(config: Config) -> Self {
         ProcessConfig {
             config,
@@ -66,6 +70,7 @@ impl ProcessConfig {
             memory_limit: None,
             cpu_time_limit: None,
             ring_bytes: crate::region::RING_BYTES,
+            start_limit: DEFAULT_START_LIMIT,
             off_machine: false,
         }
     }
@@ -232,6 +237,35 @@ impl ProcessConfig {
         self
     }
 
+    /// Sets how long a new worker may take to start, the pool's initializer
+    /// ([`Config::initializer`]) included: 30 s by default. A worker not ready by then is
+    /// killed and counts as a failed start (see [`Config::start_attempts`]); once its pool
+    /// gives up, its tasks fail with [`TaskError::WorkerStart`] saying so. Raise it for an
+    /// initializer that takes long by design (loading a large model, say); a limit of 2³²
+    /// seconds (about 136 years) or more, such as `Duration::MAX`, is no limit, and a worker
+    /// whose initializer never returns then holds its tasks for ever, as on threads. Zero is
+    /// [`TaskError::InvalidConfig`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
+    ///
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// let config = ProcessConfig::new(Config::new().workers(1))
+    ///     .start_limit(Duration::from_secs(600));
+    /// let pool = ProcessPool::with_config(config)?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), TaskError>(())
+    /// ```
+    #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
+    pub fn start_limit(mut self, limit: Duration) -> Self {
+        self.start_limit = limit;
+        self
+    }
+
     /// Checks the settings, the shared ones included.
     ///
     /// # Errors
@@ -266,6 +300,9 @@ impl ProcessConfig {
         }
         if self.cpu_time_limit == Some(Duration::ZERO) {
             return bad("a cpu time limit must be longer than zero");
+        }
+        if self.start_limit == Duration::ZERO {
+            return bad("a start limit must be longer than zero");
         }
         if !crate::region::valid_ring_bytes(self.ring_bytes) {
             return bad("ring_bytes must be a power of two from 4 KiB to 1 GiB");
@@ -302,6 +339,11 @@ impl ProcessConfig {
     pub fn get_ring_bytes(&self) -> usize {
         self.ring_bytes
     }
+
+    /// How long a new worker may take to start, its initializer included.
+    pub fn get_start_limit(&self) -> Duration {
+        self.start_limit
+    }
 }
 
 impl Default for ProcessConfig {
@@ -325,6 +367,7 @@ impl fmt::Debug for ProcessConfig {
             .field("memory_limit", &self.memory_limit)
             .field("cpu_time_limit", &self.cpu_time_limit)
             .field("ring_bytes", &self.ring_bytes)
+            .field("start_limit", &self.start_limit)
             .field("off_machine", &self.off_machine)
             .finish()
     }
@@ -341,6 +384,7 @@ mod tests {
         assert_eq!((c.get_memory_limit(), c.get_cpu_time_limit()), (None, None));
         assert_eq!(c.get_in_flight(), 2);
         assert_eq!(c.get_max_frame_bytes(), 1 << 30);
+        assert_eq!(c.get_start_limit(), Duration::from_secs(30));
     }
 
     #[test]
@@ -356,6 +400,8 @@ mod tests {
         assert!(bad(ProcessConfig::default().memory_limit(512)).contains("(512 given)"));
         assert!(ProcessConfig::default().memory_limit(MIN_MEMORY_LIMIT).validate().is_ok());
         assert!(bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO)).contains("cpu"));
+        assert!(bad(ProcessConfig::default().start_limit(Duration::ZERO)).contains("start limit"));
+        assert!(ProcessConfig::default().start_limit(Duration::MAX).validate().is_ok());
         for bytes in [0, 4095, 3 << 12, 2 << 30] {
             assert!(bad(ProcessConfig::default().ring_bytes(bytes)).contains("ring_bytes"));
         }
@@ -372,8 +418,10 @@ mod tests {
             .max_frame_bytes(4096)
             .in_flight(3)
             .memory_limit(1 << 28)
-            .cpu_time_limit(Duration::from_secs(2));
+            .cpu_time_limit(Duration::from_secs(2))
+            .start_limit(Duration::from_secs(90));
         assert_eq!(c.get_config().get_workers(), 3);
+        assert_eq!(c.get_start_limit(), Duration::from_secs(90));
         assert_eq!(c.get_max_frame_bytes(), 4096);
         assert_eq!(c.get_in_flight(), 3);
         assert_eq!(c.get_memory_limit(), Some(1 << 28));

@@ -264,8 +264,8 @@ impl StartFailure {
             StartFailure::Died(exit) => format!("the worker {exit} before it was ready"),
             StartFailure::NotReady(limit) => format!(
                 "the worker was not ready after {limit:?}, the most a worker's start, the \
-                 pool's initializer included, may take (do longer set-up in the tasks, on \
-                 first use)"
+                 pool's initializer included, may take (raise `ProcessConfig::start_limit`, \
+                 or do longer set-up in the tasks, on first use)"
             ),
         }
     }

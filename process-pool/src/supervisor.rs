@@ -37,8 +37,9 @@ use crate::status::StatusPage;
 use crate::sys::{self, ChildProcess, Interest};
 use crate::wire::SLACK;
 
-/// How long a new worker may take to say hello (its initializer included).
-const START_LIMIT: Duration = Duration::from_secs(30);
+/// The longest start limit that is one: 2³² s, about 136 years (see
+/// `ProcessConfig::start_limit`).
+const NO_START_LIMIT: Duration = Duration::from_secs(1 << 32);
 
 /// How long a worker retired after its task quota may wait, past its end of input, for the
 /// receivers of shared bytes it sent before it begins to exit.
@@ -208,7 +209,7 @@ fn serve_one(
         None => Arc::new(request),
     };
     let ring = region.as_ref().map(Region::results_in);
-    let deadline = Instant::now() + START_LIMIT;
+    let deadline = Instant::now() + shared.config.get_start_limit().min(NO_START_LIMIT);
     let reception = Arc::new(Reception::new(w, pid, result, ring, limit, deadline));
     let outlet = {
         let mut state = shared.lock();
@@ -241,7 +242,7 @@ fn serve_one(
         let failure = match (receiving.start.refused.take(), killed) {
             (Some(reason), _) => StartFailure::Refused(reason),
             (None, Some(k)) if matches!(k.reason, KillReason::Timeout(_)) => {
-                StartFailure::NotReady(START_LIMIT)
+                StartFailure::NotReady(shared.config.get_start_limit())
             }
             // Killed by the pool as it closed: not a failure.
             (None, Some(_)) => return !shared.lock().closed,
@@ -315,7 +316,7 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     if !receiving.start.ready {
         if Instant::now() >= receiving.start.deadline {
             if let Some(conn) = state.slots[w].conn.as_mut() {
-                conn.kill(KillReason::Timeout(START_LIMIT), None);
+                conn.kill(KillReason::Timeout(shared.config.get_start_limit()), None);
             }
         }
         let deadline = Some(receiving.start.deadline);

@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
-use taskpool_process::{Config, Pool, ProcessPool, TaskError};
+use taskpool_process::{Config, Pool, ProcessConfig, ProcessPool, TaskError};
 
 /// The file whose presence makes [`gated`] fail, named for the parent (the test process).
 fn gate(parent: u32) -> PathBuf {
@@ -80,4 +80,28 @@ fn an_initializer_that_kills_its_worker_says_how_in_a_sentence() {
     let pool = ProcessPool::with_config(config).unwrap();
     let reason = start_error(pool.apply(square, 2));
     assert_eq!(reason, "the worker exited with code 3 before it was ready");
+}
+
+/// An initializer that takes longer than the start limit below.
+fn slow_initializer() {
+    std::thread::sleep(Duration::from_secs(5));
+}
+
+#[test]
+fn an_initializer_slower_than_the_start_limit_fails_the_start_saying_which() {
+    let limit = Duration::from_millis(300);
+    let config = Config::new().workers(1).initializer(slow_initializer).start_attempts(1);
+    let pool = ProcessPool::with_config(ProcessConfig::new(config).start_limit(limit)).unwrap();
+    let reason = within("a task on a pool whose workers start too slowly", move || {
+        start_error(pool.apply(square, 2))
+    });
+    assert!(reason.contains("not ready after 300ms"), "{reason}");
+    assert!(reason.contains("ProcessConfig::start_limit"), "{reason}");
+}
+
+#[test]
+fn a_pool_without_a_start_limit_serves() {
+    let config = ProcessConfig::new(Config::new().workers(1)).start_limit(Duration::MAX);
+    let pool = ProcessPool::with_config(config).unwrap();
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
