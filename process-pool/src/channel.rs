@@ -75,6 +75,11 @@ const PEER_BYTES: usize = 32;
 /// Processes that can hold a channel at once.
 pub(crate) const MAX_PEERS: usize = 96;
 const DATA_AT: usize = 4096;
+/// The control page of a channel's memory (lock, counts, peers): what a process that opens
+/// a channel another made pre-faults. Its data pages fault in as they are first touched, so
+/// that receiving a handle does not cost a fault of every page of the queue (1 MiB by
+/// default: about 100 us), most of which a task that puts a few messages never touches.
+pub(crate) const CONTROL: std::ops::Range<usize> = 0..DATA_AT;
 const _: () = assert!(PEERS_AT + MAX_PEERS * PEER_BYTES <= DATA_AT);
 /// Bytes of a message's length prefix.
 const FRAME: usize = 4;

@@ -736,7 +736,7 @@ fn open_from(
 ) -> Result<Shared, String> {
     let fd = open_proc(pid, number, true)?;
     let place = format!("descriptor {number} of process {pid}");
-    let memory = SharedMemory::adopt(fd.as_raw_fd(), len)
+    let memory = SharedMemory::adopt_populated(fd.as_raw_fd(), len, &[crate::channel::CONTROL])
         .ok_or_else(|| format!("{place} is not a sealed memfd of {len} bytes"))?;
     Shared::adopt(memory, fd, id, origins).ok_or_else(|| format!("{place} is another queue"))
 }

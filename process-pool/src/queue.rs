@@ -165,14 +165,14 @@ typed_handle!(
     /// or a [`spawn`](crate::spawn) (or inside one): it is serialized, and the receiving
     /// process maps the same memory. The same handle works between threads too, on the
     /// thread backend. Cloning a handle is cheap; the queue lives while any handle does.
-    /// Receiving one is not: a process that does not map the queue yet maps all of its
-    /// memory, pre-faulted, and a worker whose task dropped its last handle unmaps it, so the
-    /// next handle it receives maps it again (about 0.15 ms for the default 1 MiB, where a
-    /// no-op item of a `map` costs well under a microsecond). For a `map` of many items, give
-    /// the handle once, in a field of a [`Task`](crate::Task) struct (a worker decodes it once
-    /// per batch), not with each item. Only taskpool writes a handle: serializing one with
-    /// another serializer (`serde_json`, say, to log a struct that holds one) fails, since
-    /// nothing would ever receive that copy and let its role go.
+    /// Receiving one costs more: a process that does not map the queue yet opens and maps its
+    /// memory (its first page pre-faulted, the rest as it is touched), and a worker whose task
+    /// dropped its last handle unmaps it, so the next handle it receives maps it again (about
+    /// 20 µs a handle, where a no-op item of a `map` costs well under a microsecond). For a
+    /// `map` of many items, give the handle once, in a field of a [`Task`](crate::Task)
+    /// struct (a worker decodes it once per batch), not with each item. Only taskpool writes
+    /// a handle: serializing one with another serializer (`serde_json`, say, to log a struct
+    /// that holds one) fails, since nothing would ever receive that copy and let its role go.
     ///
     /// A `Queue` handle both puts and gets. [`Queue::producer`] and [`Queue::consumer`]
     /// make handles that only put or only get: when every handle that can put is gone
