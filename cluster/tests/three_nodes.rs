@@ -32,8 +32,20 @@ fn cluster(test: &str) -> Option<Vec<Node>> {
     let led = common::poll(WITHIN, || {
         jsz(&nodes[0], "").is_some_and(|v| v["meta_cluster"]["leader"].as_str().is_some())
     });
-    assert!(led, "the cluster elects a meta leader");
+    assert!(led, "the cluster elects no meta leader: {}", what_each_sees(&nodes));
     Some(nodes)
+}
+
+/// What each node says of the cluster (its meta group, its routes): why no leader, when
+/// none is elected.
+fn what_each_sees(nodes: &[Node]) -> String {
+    let seen = nodes.iter().map(|node| {
+        let meta = jsz(node, "").map(|v| v["meta_cluster"].to_string());
+        let routes = monitoring(node, "routez").map(|v| v["num_routes"].to_string());
+        let (meta, routes) = (meta.unwrap_or("no answer".into()), routes.unwrap_or_default());
+        format!("{}: meta {meta}, routes {routes}", node.name)
+    });
+    seen.collect::<Vec<_>>().join("; ")
 }
 
 /// The cluster ports of three servers that make one cluster.
@@ -79,9 +91,14 @@ impl Routes {
 
 /// The node's `/jsz` monitoring page with `query`, if it answers.
 fn jsz(node: &Node, query: &str) -> Option<serde_json::Value> {
+    monitoring(node, &format!("jsz{query}"))
+}
+
+/// The node's monitoring page `page` (with its query), if it answers.
+fn monitoring(node: &Node, page: &str) -> Option<serde_json::Value> {
     let mut stream = TcpStream::connect(("127.0.0.1", node.monitor)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let request = format!("GET /jsz{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let request = format!("GET /{page} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
