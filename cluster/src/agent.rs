@@ -52,7 +52,8 @@ const WATCH_CALLERS: Duration = Duration::from_millis(250);
 /// (and at least the caller's bound): the results stored for it meanwhile are removed then,
 /// and what was dropped is said.
 const FORGET_GONE: Duration = Duration::from_secs(5);
-/// How long an agent remembers when it last heard a caller.
+/// How long an agent remembers when it last heard a caller (or first saw a task of one it has
+/// not heard).
 const FORGET_HEARD: Duration = Duration::from_secs(3600);
 /// How often, at most, an agent says again that the server refuses to store its results.
 const SAY_REFUSED: Duration = Duration::from_secs(15);
@@ -81,7 +82,9 @@ const TELL_REFUSED: Duration = Duration::from_secs(1);
 /// store: the server gives their tasks to other agents.
 ///
 /// It drops the tasks of a caller it has not heard for the caller's
-/// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock):
+/// [`ClusterConfig::abandon_after`](crate::ClusterConfig::abandon_after) (by its own clock;
+/// one it has never heard is silent since the agent began to listen, but is judged only 3 s
+/// after its first task came, as its first beat may come after that task):
 /// those that arrive are not run, those that run are stopped (their workers killed and
 /// replaced), results of it the server refuses to store are thrown away, and the caller's
 /// results are removed from the stream. It says on standard
@@ -569,7 +572,7 @@ impl Agent {
                 // what it sends from now on runs; it fails what it had sent before by itself.
                 self.said_gone(&beat.caller, &gone);
             }
-            callers.heard.insert(beat.caller, now);
+            callers.hear(beat.caller, now);
         }
     }
 
@@ -621,7 +624,7 @@ impl Agent {
                 }
             }
             let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
-            callers.heard.retain(|_, heard| now.saturating_duration_since(*heard) < FORGET_HEARD);
+            callers.forget(now, FORGET_HEARD);
             let old: Vec<String> = callers
                 .gone
                 .iter()
@@ -650,6 +653,7 @@ impl Agent {
         if callers.gone.contains_key(caller) {
             return true;
         }
+        callers.saw(caller, now);
         let Some(silence) = callers.silence(caller, now).filter(|&silence| silence > bound) else {
             return false;
         };

@@ -319,11 +319,16 @@ impl ClusterConfig {
     /// long, by the agent's own clock, takes the pool's program for dead (killed, or ended
     /// without dropping the pool): it drops the pool's queued tasks without running them,
     /// kills the workers running its tasks (as a time limit does; each is replaced), and
-    /// removes the results stored for it. A pool that is only slow to speak (its program
-    /// stopped with `SIGSTOP` and continued, a connection to the server that drops and comes
-    /// back) loses nothing as long as it speaks again within this bound. One that was silent
-    /// for longer fails its pending tasks with [`TaskError::Unreachable`], saying so, when it
-    /// speaks again: the agents may have dropped them. [`Duration::MAX`] never abandons them.
+    /// removes the results stored for it. An agent that has never heard the pool counts its
+    /// silence from when the agent began to listen, but judges it only 3 s after the pool's
+    /// first task reached it (beats take another way than tasks, and the first beat may come
+    /// after the first task): the tasks of a pool killed before any agent heard it are stopped
+    /// or dropped within 3 s of reaching an agent that has listened for longer than this bound.
+    /// A pool that is only slow to speak (its program stopped with `SIGSTOP` and continued, a
+    /// connection to the server that drops and comes back) loses nothing as long as it speaks
+    /// again within this bound. One that was silent for longer fails its pending tasks with
+    /// [`TaskError::Unreachable`], saying so, when it speaks again: the agents may have dropped
+    /// them. [`Duration::MAX`] never abandons them.
     ///
     /// Agents older than this setting run every task of a gone pool, as they always did.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]

@@ -9,8 +9,13 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream::State;
@@ -22,6 +27,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const SHORT_BOUND: Duration = Duration::from_secs(3);
 /// The caller's `abandon_after` in the test of a stopped caller.
 const STOP_BOUND: Duration = Duration::from_secs(8);
+/// How late an agent hears the callers' beats in the test of a new caller's first task.
+const BEAT_LAG: Duration = Duration::from_secs(1);
 /// How many tasks the caller sends, each in a message of its own: more than the agent holds.
 const TASKS: u32 = 8;
 
@@ -254,4 +261,107 @@ fn an_agent_stopped_for_longer_than_the_bound_keeps_the_tasks_of_a_live_caller()
         assert_eq!(handle.join().unwrap(), i as u32);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A pool's first task may reach an agent before the pool's first beat does: the beat comes
+/// another way (on a connection of its own, maybe through another server of a cluster). An
+/// agent that has listened for longer than the pool's bound waits for that beat, rather than
+/// take the new pool for gone and drop its first task.
+#[test]
+fn a_new_callers_first_task_runs_though_its_first_beat_comes_after_it() {
+    let Some(server) = common::server("abandoned_caller_first_beat") else { return };
+    let relay = LaggingRelay::to(server.port(), BEAT_LAG);
+    let _agent = common::agent(&relay.url(), 1, &[]);
+    // The agent listened for the callers before it served: for longer than the bound when
+    // the pool's first task comes.
+    std::thread::sleep(SHORT_BOUND);
+    let config = ClusterConfig::new(server.url()).abandon_after(SHORT_BOUND);
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert_eq!(pool.submit(square, 7).join().expect("the first task runs"), 49);
+}
+
+/// A relay to the server that passes what the server sends on an agent's beats connection
+/// (the one whose `CONNECT` names it so) a fixed lag late, and all else at once: the agent
+/// hears the callers' beats late, as through a slower way than their tasks.
+struct LaggingRelay {
+    port: u16,
+}
+
+impl LaggingRelay {
+    fn to(server_port: u16, lag: Duration) -> LaggingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { return };
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let (Ok(up_from), Ok(down_to)) = (inbound.try_clone(), inbound.try_clone()) else {
+                    continue;
+                };
+                let Ok(down_from) = outbound.try_clone() else { continue };
+                let beats = Arc::new(AtomicBool::new(false));
+                let lagging = beats.clone();
+                std::thread::spawn(move || relay_up(up_from, outbound, &beats));
+                std::thread::spawn(move || relay_down(down_from, down_to, &lagging, lag));
+            }
+        });
+        LaggingRelay { port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Passes what the client sends to the server at once, and sets `beats` before it passes the
+/// `CONNECT` of a beats connection.
+fn relay_up(mut from: TcpStream, mut to: TcpStream, beats: &AtomicBool) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut start = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if start.len() < 4096 {
+            start.extend_from_slice(&buf[..n]);
+            if start.windows(7).any(|w| w == b" beats\"") {
+                beats.store(true, Ordering::SeqCst);
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Passes what the server sends to the client, `lag` late once the connection is known for a
+/// beats connection.
+fn relay_down(mut from: TcpStream, mut to: TcpStream, beats: &AtomicBool, lag: Duration) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let due = if beats.load(Ordering::SeqCst) { Instant::now() + lag } else { Instant::now() };
+        if tx.send((due, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.join();
 }
