@@ -597,7 +597,7 @@ impl Agent {
                 let Some(bound) = unit.abandon_after else { continue };
                 let gone = *judged
                     .entry(caller.as_str())
-                    .or_insert_with(|| self.is_gone(caller, bound, now, true));
+                    .or_insert_with(|| self.is_gone(caller, bound, now, true, (0, 0)));
                 if gone && !unit.stopped.swap(true, Ordering::SeqCst) {
                     // Its worker is killed, as at a time limit, and replaced.
                     unit.run.stop();
@@ -615,7 +615,7 @@ impl Agent {
             };
             for (caller, bound) in stored {
                 // Nothing of it is here: gone without a word, unless units of it come.
-                if self.is_gone(&caller, bound, now, false) {
+                if self.is_gone(&caller, bound, now, false, (0, 0)) {
                     self.callers
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -647,17 +647,30 @@ impl Agent {
 
     /// Whether `caller`, which allows `bound` of silence, is gone: taken for gone before, or
     /// silent for longer than `bound` now (then taken for gone from now on, and said so if
-    /// `announce`: it has units here).
-    fn is_gone(&self, caller: &str, bound: Duration, now: Instant, announce: bool) -> bool {
+    /// `announce`: it has units here). If it is, counts `dropped` units dropped and `stopped`
+    /// units stopped of it in the same step, so that a beat heard right after cannot say fewer.
+    fn is_gone(
+        &self,
+        caller: &str,
+        bound: Duration,
+        now: Instant,
+        announce: bool,
+        (dropped, stopped): (u64, u64),
+    ) -> bool {
         let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
-        if callers.gone.contains_key(caller) {
+        if let Some(gone) = callers.gone.get_mut(caller) {
+            if dropped + stopped > 0 {
+                gone.last = now;
+            }
+            gone.dropped += dropped;
+            gone.stopped += stopped;
             return true;
         }
         callers.saw(caller, now);
         let Some(silence) = callers.silence(caller, now).filter(|&silence| silence > bound) else {
             return false;
         };
-        let gone = Gone { bound, last: now, dropped: 0, stopped: 0, announced: announce };
+        let gone = Gone { bound, last: now, dropped, stopped, announced: announce };
         callers.gone.insert(caller.to_string(), gone);
         drop(callers);
         if !announce {
@@ -688,9 +701,9 @@ impl Agent {
     /// silence, if it says) any more: the caller is gone (the tasks then count as stopped),
     /// or it cancelled every one of them (the notices are then forgotten).
     fn unwanted(&self, caller: &str, bound: Option<Duration>, tasks: &[u64]) -> bool {
-        let gone = bound.is_some_and(|bound| self.is_gone(caller, bound, Instant::now(), true));
-        if gone {
-            return self.note_gone(caller, 0, tasks.len() as u64);
+        let stopped = (0, tasks.len() as u64);
+        if bound.is_some_and(|bound| self.is_gone(caller, bound, Instant::now(), true, stopped)) {
+            return true;
         }
         let mut cancelled = self.cancelled.lock().unwrap_or_else(PoisonError::into_inner);
         let key = |task: &u64| (caller.to_string(), *task);
@@ -776,7 +789,9 @@ impl Agent {
         };
         let abandon_after = abandon_after(message.headers.as_ref());
         let now = Instant::now();
-        let gone = abandon_after.is_some_and(|bound| self.is_gone(&task.caller, bound, now, true));
+        let dropped = (task.units.len() as u64, 0);
+        let gone = abandon_after
+            .is_some_and(|bound| self.is_gone(&task.caller, bound, now, true, dropped));
         let progress = tokio::spawn(report_progress(delivery.clone(), self.progress_period()));
         let mut stored = Vec::with_capacity(task.units.len());
         let runs = FuturesUnordered::new();
@@ -784,7 +799,6 @@ impl Agent {
             // Its caller is gone: the units do not run. Each gets a small failure, which says
             // why should the caller be heard again after all (else it is removed with the
             // caller's other results), and the message is acknowledged once they are stored.
-            self.note_gone(&task.caller, task.units.len() as u64, 0);
             for unit in &task.units {
                 let result = UnitResult::failed(unit.task, gone_error(&self.id));
                 stored.push(send(outbox, task.caller.clone(), abandon_after, result));
