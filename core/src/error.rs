@@ -111,7 +111,9 @@ pub enum TaskError {
     },
     /// The result was already taken from this handle by an earlier join.
     AlreadyJoined,
-    /// An operating-system call failed.
+    /// An operating-system call failed. `Display` includes what the system said, so
+    /// [`Error::source`] gives what is behind that, if anything, not the [`io::Error`]
+    /// itself: match this variant for it.
     Io(Arc<io::Error>),
     /// No worker able to run the task was available for `waited`, so it did not run: a
     /// cluster pool had no agent of the caller's program alive.
@@ -199,7 +201,7 @@ impl fmt::Display for TaskError {
             TaskError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
             TaskError::Unsupported { operation } => write!(f, "{operation} is not supported here"),
             TaskError::AlreadyJoined => f.write_str("the result was already taken"),
-            TaskError::Io(_) => f.write_str("operating-system call failed"),
+            TaskError::Io(e) => write!(f, "operating-system call failed: {e}"),
             TaskError::NoWorker { waited, other_agents, other_streams } => {
                 write!(f, "no worker able to run the task was available for {waited:?}")?;
                 match other_streams {
@@ -243,7 +245,8 @@ impl fmt::Display for TaskError {
 impl Error for TaskError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            TaskError::Io(e) => Some(&**e),
+            // Its text is in `Display`: what is below it, as `io::Error` itself does.
+            TaskError::Io(e) => e.source(),
             TaskError::Unreachable { source, .. } => Some(&**source),
             _ => None,
         }
@@ -560,6 +563,31 @@ mod tests {
         let io = source.downcast_ref::<io::Error>().expect("the error it was given");
         assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
         assert!(!gone.to_string().contains(&source.to_string()), "display repeats the source");
+    }
+
+    /// Every text of `e`'s chain, as a reader that walks `source()` prints them.
+    fn chain(e: &(dyn Error + 'static)) -> Vec<String> {
+        std::iter::successors(Some(e), |&e| e.source()).map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_io_error_says_what_the_system_said_once() {
+        let e = TaskError::from(io::Error::from_raw_os_error(24));
+        let text = e.to_string();
+        assert!(text.starts_with("operating-system call failed: "), "{text}");
+        assert!(text.contains("(os error 24)"), "display loses the system's words: {text}");
+        assert_eq!(chain(&e), [text], "a chain repeats it");
+        // What is behind the system's words still comes through `source()`.
+        let refused = Arc::new(io::Error::other("connection refused"));
+        let inner = TaskError::Unreachable { waited: Duration::ZERO, source: refused };
+        let e = TaskError::from(io::Error::other(inner));
+        assert_eq!(
+            chain(&e),
+            [
+                "operating-system call failed: the pool's service could not be reached",
+                "connection refused"
+            ]
+        );
     }
 
     #[test]
