@@ -47,7 +47,9 @@ pub enum TaskError {
         /// and after a `join_timeout`; false when a process backend killed the worker.
         still_running: bool,
     },
-    /// The task was cancelled through its handle before it produced a result.
+    /// The task was cancelled through its handle before it produced a result: by
+    /// [`TaskHandle::cancel`](crate::TaskHandle::cancel), or, for a one-off process, by
+    /// [`Spawned::kill`](crate::Spawned::kill).
     Cancelled,
     /// The pool shut down before the task could run, or was dropped while it ran and gave up
     /// on it once `shutdown_grace` ran out (a process pool kills its worker then; threads

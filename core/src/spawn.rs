@@ -82,9 +82,11 @@ impl<R> Spawned<R> {
         self.child.is_alive()
     }
 
-    /// Stops the worker at once; a later [`Spawned::join`] reports how it ended. On
-    /// processes it returns once the process has ended, so [`Spawned::is_alive`] is then
-    /// false.
+    /// Stops the worker at once. On processes it returns once the process has ended, so
+    /// [`Spawned::is_alive`] is then false, and a later [`Spawned::join`] fails with
+    /// [`TaskError::Cancelled`]: the caller ended the task, which did not crash (a signal
+    /// sent to the process from elsewhere, `SIGKILL` included, is [`TaskError::Crashed`]). A
+    /// task that had finished first, or crashed, still gives its outcome or its crash.
     ///
     /// # Errors
     ///

@@ -161,7 +161,7 @@
 //! | `concurrent.futures`' `submit`, `result(timeout)`, `cancel()` | [`Pool::submit`], [`TaskHandle::join_timeout`], [`TaskHandle::cancel`] (a running task's worker is killed) |
 //! | `as_completed(futures)`, `wait(futures, return_when=FIRST_COMPLETED)` | a handle is a `Future`: `futures`' `FuturesUnordered` (blocking: `futures::executor::block_on_stream`) and `select_all`; see below |
 //! | `Process(target=f, args=(x,))`, `start()` | [`spawn(f, x)`](spawn) → [`Spawned`]; unlike Python's process, it is killed when its handle is dropped unjoined, so keep the handle |
-//! | `join()`, `join(timeout)`, `is_alive()`, `kill()`, `terminate()`, `pid` | [`Spawned::join`], [`Spawned::join_timeout`] (with no time to wait, a poll), [`Spawned::is_alive`], [`Spawned::kill`] (SIGKILL), [`Spawned::id`] |
+//! | `join()`, `join(timeout)`, `is_alive()`, `kill()`, `terminate()`, `pid` | [`Spawned::join`], [`Spawned::join_timeout`] (with no time to wait, a poll), [`Spawned::is_alive`], [`Spawned::kill`] (SIGKILL; `join` then fails with [`TaskError::Cancelled`]), [`Spawned::id`] |
 //! | `exitcode` | `join` returns the task's value, or [`TaskError::Crashed`] with the exit code or signal |
 //! | `Queue()`, `put`, `get(timeout=t)`, `queue.Empty` | [`Queue::new`], `put`, `get_timeout` → [`GetError::Timeout`]; a task gets [`Queue::producer`] or [`Queue::consumer`] as its argument |
 //! | `Pipe()`, `send`, `recv`, `EOFError` | [`Pipe::new`] → two [`End`]s, [`End::send`], [`End::recv`] → [`GetError::Disconnected`] once the other end is gone |

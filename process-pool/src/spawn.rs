@@ -25,7 +25,8 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 /// Runs `task` on `input` in a new worker process, like `multiprocessing.Process`.
 ///
 /// The handle gives the process id, `is_alive`, `join` returning the task's value (or how the
-/// process died: [`TaskError::Crashed`] with the signal or exit code), and `kill`.
+/// process died: [`TaskError::Crashed`] with the signal or exit code), and `kill` (after
+/// which `join` fails with [`TaskError::Cancelled`], unless the task had already finished).
 /// Dropping the handle without joining kills the process and reaps it, so no process
 /// outlives its handle unseen; programs the task started and left running are killed with it
 /// (when it is reaped), unless the task detached them (`setsid`).
@@ -250,11 +251,14 @@ impl<R: serde::de::DeserializeOwned> ProcessChild<R> {
         }
     }
 
-    /// The error of a process that ended with `exit` and sent no outcome: the crash, or, for
-    /// a SIGKILL that `kill` did not send while the memory cgroup's count of OOM kills rose,
-    /// the cgroup's memory limit.
+    /// The error of a process that ended with `exit` and sent no outcome: `Cancelled` for
+    /// the SIGKILL that `kill` sent, the cgroup's memory limit for a SIGKILL that `kill` did
+    /// not send while the memory cgroup's count of OOM kills rose, the crash otherwise.
     fn crash(&self, exit: Exit) -> TaskError {
-        if exit == Exit::Signal(libc::SIGKILL) && !self.killed {
+        if exit == Exit::Signal(libc::SIGKILL) && self.killed {
+            return TaskError::Cancelled;
+        }
+        if exit == Exit::Signal(libc::SIGKILL) {
             let reading = oom::Reading::take();
             if let Some((reading, before)) = reading.zip(self.oom_kills) {
                 if reading.kills > before {

@@ -47,8 +47,31 @@ fn kill_ends_a_running_process() {
     assert!(matches!(early, Err(TaskError::TimedOut { still_running: true, .. })));
     child.kill().unwrap();
     early = child.join_timeout(Duration::from_secs(60));
-    assert!(matches!(early, Err(TaskError::Crashed(Exit::Signal(9)))), "{early:?}");
+    assert!(matches!(early, Err(TaskError::Cancelled)), "{early:?}");
     assert!(!child.is_alive());
+}
+
+/// What a caller killed through the handle is not told as a crash: the error says the
+/// caller's own handle ended it.
+#[test]
+fn a_one_off_the_caller_killed_is_cancelled_not_crashed() {
+    let mut child = spawn(sleep_ms, 60_000).unwrap();
+    child.kill().unwrap();
+    let err = child.join().unwrap_err();
+    assert!(matches!(err, TaskError::Cancelled), "{err:?}");
+    assert_eq!(err.to_string(), "task cancelled");
+}
+
+/// A SIGKILL sent from elsewhere is a crash by that signal, as before.
+#[test]
+fn a_one_off_killed_from_outside_crashed_by_sigkill() {
+    let child = spawn(sleep_ms, 60_000).unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: `kill(2)` with a valid signal number is sound whatever the pid; this one is
+    // the child's, kept from being reused as a zombie until `join` reaps it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let err = child.join().unwrap_err();
+    assert!(matches!(err, TaskError::Crashed(Exit::Signal(9))), "{err:?}");
 }
 
 #[test]
@@ -59,7 +82,7 @@ fn a_killed_process_is_no_longer_alive_once_kill_returns() {
         child.kill().unwrap();
         assert!(!child.is_alive());
         let outcome = child.join();
-        assert!(matches!(outcome, Err(TaskError::Crashed(Exit::Signal(9)))), "{outcome:?}");
+        assert!(matches!(outcome, Err(TaskError::Cancelled)), "{outcome:?}");
     }
 }
 
