@@ -69,9 +69,11 @@ pub enum TaskError {
         /// `Deserialize` implementation.
         message: String,
     },
-    /// The encoded argument or result is larger than the pool's frame limit: on a cluster
-    /// pool, what one message may carry (the server's `max_payload`, and a little under
-    /// 32 MiB at most, what a stream keeps).
+    /// The encoded argument or result is larger than the pool's frame limit: on a process
+    /// pool, its `ProcessConfig::max_frame_bytes` (1 GiB by default, and always for a one-off
+    /// process); on a cluster pool, what one message may carry (the server's `max_payload`,
+    /// and a little under 32 MiB at most, what a stream keeps). `Display` names both
+    /// settings and both sizes.
     TooLarge {
         /// Which value was too large.
         side: Side,
@@ -190,7 +192,11 @@ impl fmt::Display for TaskError {
                 write!(f, "could not {direction} the {side} in the {place}: {message}")
             }
             TaskError::TooLarge { side, size, limit } => {
-                write!(f, "the {side} is {size} bytes encoded, over the {limit}-byte frame limit")
+                write!(
+                    f,
+                    "the {side} is {size} bytes encoded, over the {limit}-byte frame limit (a \
+                     process pool's `max_frame_bytes`; on a cluster, the server's `max_payload`)"
+                )
             }
             TaskError::WorkerStart { reason } => write!(f, "worker failed to start: {reason}"),
             TaskError::ResourceLimit { resource: Resource::Memory, limit } => {
@@ -589,6 +595,16 @@ mod tests {
                 "operating-system call failed: the pool's service could not be reached",
                 "connection refused"
             ]
+        );
+    }
+
+    #[test]
+    fn a_value_too_large_names_the_sizes_and_the_setting_to_raise() {
+        let e = TaskError::TooLarge { side: Side::Result, size: 5003, limit: 1000 };
+        assert_eq!(
+            e.to_string(),
+            "the result is 5003 bytes encoded, over the 1000-byte frame limit (a process \
+             pool's `max_frame_bytes`; on a cluster, the server's `max_payload`)"
         );
     }
 
