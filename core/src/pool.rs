@@ -103,7 +103,8 @@ pub trait Pool: Execute {
     /// in one) measures each task in its worker and fails one that ran longer than its
     /// limit as timed out, even if its result came before the pool could stop it (a stalled
     /// machine), so a zero limit always fails there. A limit too long to be a point in time,
-    /// such as `Duration::MAX`, is none.
+    /// such as `Duration::MAX`, is none. How precise a limit is, and why one of microseconds
+    /// fails a task by chance, is said at [`Config::timeout`](crate::Config::timeout).
     fn submit_timeout<M, T: IntoTask<M>>(
         &self,
         task: T,
