@@ -209,10 +209,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), TaskError> {
         let bad = |reason: &str| Err(TaskError::InvalidConfig { reason: reason.to_owned() });
         if self.workers == 0 {
-            return bad("a pool needs at least one worker");
+            return bad("workers must be at least 1 (0 given): a pool needs at least one worker");
         }
         if self.workers > MAX_WORKERS {
-            return bad("a pool has at most 65536 workers");
+            return bad(&format!("workers must be at most {MAX_WORKERS} ({} given)", self.workers));
         }
         if self.name_prefix.contains('\0') {
             return bad("name_prefix must not contain a NUL byte");
@@ -224,7 +224,7 @@ impl Config {
             return bad("start_attempts must be at least 1");
         }
         if self.timeout == Some(Duration::ZERO) {
-            return bad("a timeout must be longer than zero");
+            return bad("timeout must be longer than zero");
         }
         Ok(())
     }
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         let err = Config::new().workers(0).validate().unwrap_err();
-        assert!(err.to_string().contains("at least one worker"), "{err}");
+        assert!(err.to_string().contains("workers must be at least 1 (0 given)"), "{err}");
         let invalid = |c: Config| matches!(c.validate(), Err(TaskError::InvalidConfig { .. }));
         assert!(invalid(Config::new().workers(0)));
         assert!(invalid(Config::new().timeout(Duration::ZERO)));
@@ -335,8 +335,11 @@ mod tests {
         assert!(invalid(Config::new().name_prefix("a\0b")));
         for workers in [MAX_WORKERS + 1, usize::MAX] {
             let err = Config::new().workers(workers).validate().unwrap_err();
-            assert!(err.to_string().contains("at most 65536 workers"), "{err}");
+            let text = format!("workers must be at most 65536 ({workers} given)");
+            assert!(err.to_string().contains(&text), "{err}");
         }
+        let err = Config::new().timeout(Duration::ZERO).validate().unwrap_err();
+        assert!(err.to_string().contains("timeout must be longer than zero"), "{err}");
         assert!(Config::new().workers(MAX_WORKERS).validate().is_ok());
         let err = Config::new().name_prefix("a\0b").validate().unwrap_err();
         assert!(err.to_string().contains("NUL"), "{err}");
