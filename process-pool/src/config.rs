@@ -281,31 +281,38 @@ impl ProcessConfig {
             ));
         }
         if !(1..=4).contains(&self.in_flight) {
-            return bad("in_flight must be between 1 and 4");
+            return bad(&format!("in_flight must be between 1 and 4 ({} given)", self.in_flight));
         }
         if self.max_frame_bytes < 64 {
-            return bad("max_frame_bytes must be at least 64");
+            return bad(&format!(
+                "max_frame_bytes must be at least 64 ({} given)",
+                self.max_frame_bytes
+            ));
         }
         if self.max_frame_bytes > MOST_FRAME_BYTES {
             return bad(&format!(
-                "max_frame_bytes must be at most {MOST_FRAME_BYTES} (4 GiB less 1 MiB): a \
-                 frame's length is 32 bits"
+                "max_frame_bytes must be at most {MOST_FRAME_BYTES} (4 GiB less 1 MiB; {} \
+                 given): a frame's length is 32 bits",
+                self.max_frame_bytes
             ));
         }
         if let Some(bytes) = self.memory_limit.filter(|&b| b < MIN_MEMORY_LIMIT) {
             return bad(&format!(
-                "a memory limit is in bytes, and below 1 MiB ({bytes} given) it leaves a worker \
+                "memory_limit is in bytes, and below 1 MiB ({bytes} given) it leaves a worker \
                  no room for itself"
             ));
         }
         if self.cpu_time_limit == Some(Duration::ZERO) {
-            return bad("a cpu time limit must be longer than zero");
+            return bad("cpu_time_limit must be longer than zero");
         }
         if self.start_limit == Duration::ZERO {
-            return bad("a start limit must be longer than zero");
+            return bad("start_limit must be longer than zero");
         }
         if !crate::region::valid_ring_bytes(self.ring_bytes) {
-            return bad("ring_bytes must be a power of two from 4 KiB to 1 GiB");
+            return bad(&format!(
+                "ring_bytes must be a power of two from 4 KiB to 1 GiB ({} given)",
+                self.ring_bytes
+            ));
         }
         Ok(())
     }
@@ -396,15 +403,23 @@ mod tests {
         assert!(over.contains("max_frame_bytes must be at most"), "{over}");
         let most = ProcessConfig::default().max_frame_bytes(MOST_FRAME_BYTES);
         assert!(most.validate().is_ok());
-        assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory limit"));
+        assert!(bad(ProcessConfig::default().memory_limit(0)).contains("memory_limit is in"));
         assert!(bad(ProcessConfig::default().memory_limit(512)).contains("(512 given)"));
         assert!(ProcessConfig::default().memory_limit(MIN_MEMORY_LIMIT).validate().is_ok());
-        assert!(bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO)).contains("cpu"));
-        assert!(bad(ProcessConfig::default().start_limit(Duration::ZERO)).contains("start limit"));
+        let cpu = bad(ProcessConfig::default().cpu_time_limit(Duration::ZERO));
+        assert!(cpu.contains("cpu_time_limit must be longer than zero"), "{cpu}");
+        let start = bad(ProcessConfig::default().start_limit(Duration::ZERO));
+        assert!(start.contains("start_limit must be longer than zero"), "{start}");
         assert!(ProcessConfig::default().start_limit(Duration::MAX).validate().is_ok());
         for bytes in [0, 4095, 3 << 12, 2 << 30] {
-            assert!(bad(ProcessConfig::default().ring_bytes(bytes)).contains("ring_bytes"));
+            let ring = bad(ProcessConfig::default().ring_bytes(bytes));
+            assert!(ring.contains("ring_bytes must be a power of two"), "{ring}");
+            assert!(ring.contains(&format!("({bytes} given)")), "{ring}");
         }
+        let in_flight = bad(ProcessConfig::default().in_flight(9));
+        assert!(in_flight.contains("in_flight must be between 1 and 4 (9 given)"), "{in_flight}");
+        let small = bad(ProcessConfig::default().max_frame_bytes(10));
+        assert!(small.contains("max_frame_bytes must be at least 64 (10 given)"), "{small}");
         assert!(bad(Config::new().workers(0).into()).contains("at least one worker"));
         let long = Config::new().name_prefix("x".repeat(MAX_NAME_PREFIX + 1));
         assert!(bad(long.into()).contains("name_prefix"));
