@@ -32,7 +32,9 @@ pub enum PutError<T> {
     /// whether or not the queue has room; see [`Queue::put`](crate::Queue::put) for when a
     /// getter whose process died is noticed.
     Disconnected(T),
-    /// The encoded value is larger than the queue can ever hold.
+    /// The encoded value is larger than the queue can ever hold: a queue made with more
+    /// bytes ([`Queue::with_limits`](crate::Queue::with_limits), or
+    /// [`Pipe::with_bytes`](crate::Pipe::with_bytes)) takes it.
     TooLarge {
         /// The value.
         value: T,
@@ -102,7 +104,11 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
             PutError::Disconnected(_) => f.write_str("no process can get from the queue any more"),
             PutError::TooLarge { size, limit, .. } => {
-                write!(f, "the value takes {size} bytes; the queue holds at most {limit}")
+                write!(
+                    f,
+                    "the value takes {size} bytes encoded, and the queue holds at most {limit}: \
+                     give it more bytes (`Queue::with_limits`, `Pipe::with_bytes`)"
+                )
             }
             PutError::Encode { reason, .. } => write!(f, "the value cannot be encoded: {reason}"),
             PutError::Broken(_) => f.write_str("the queue's shared memory is broken"),
@@ -167,3 +173,18 @@ impl fmt::Display for GetError {
 }
 
 impl std::error::Error for GetError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_too_large_says_how_to_make_room_for_it() {
+        let err = PutError::TooLarge { value: (), size: 10_003, limit: 4092 };
+        assert_eq!(
+            err.to_string(),
+            "the value takes 10003 bytes encoded, and the queue holds at most 4092: give it \
+             more bytes (`Queue::with_limits`, `Pipe::with_bytes`)"
+        );
+    }
+}
