@@ -68,7 +68,8 @@ pub use crate::handle::{
 pub use crate::imap::{deadline_after, recv_until};
 pub use crate::pace::ImapPace;
 pub use crate::panic::{
-    PanicScope, catch_panic, keep_hook_in_front, payload_text, report_aborting_panics_with,
+    PanicScope, catch_panic, initializer_panicked, keep_hook_in_front, payload_text,
+    report_aborting_panics_with,
 };
 pub use crate::pool::{map_by_handles, map_by_handles_with_progress};
 pub use crate::reorder::Reorder;

@@ -632,6 +632,8 @@ pub fn failing_initializer_is_typed<P: Pool>(make: impl Fn(Config) -> P) {
         match pool.apply(square, 2) {
             Err(TaskError::WorkerStart { reason }) => {
                 assert!(reason.contains("cannot reach its database"), "{attempt}: {reason}");
+                // The initializer panicked, not a task.
+                assert!(reason.starts_with("the initializer panicked at "), "{reason}");
             }
             other => panic!("attempt {attempt}: expected a start failure, got {other:?}"),
         }

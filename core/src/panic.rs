@@ -329,6 +329,29 @@ pub fn payload_text(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The reason a worker whose initializer panicked cannot start, for
+/// [`TaskError::WorkerStart`](crate::TaskError::WorkerStart): the panic's message and
+/// location, said of the initializer (a [`PanicReport`]'s own text says a task panicked).
+///
+/// ```
+/// # use taskpool_core::PanicReport;
+/// let report = PanicReport {
+///     message: "no database".into(),
+///     location: Some("src/main.rs:3:5".into()),
+///     backtrace: None,
+/// };
+/// assert_eq!(
+///     taskpool_core::backend::initializer_panicked(&report),
+///     "the initializer panicked at src/main.rs:3:5: no database"
+/// );
+/// ```
+pub fn initializer_panicked(report: &PanicReport) -> String {
+    match &report.location {
+        Some(at) => format!("the initializer panicked at {at}: {}", report.message),
+        None => format!("the initializer panicked: {}", report.message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use taskpool_core::PanicReport;
+use taskpool_core::backend::initializer_panicked;
 
 use crate::protocol::{self, Meta};
 use crate::sys;
@@ -57,7 +58,7 @@ fn report(panic: &PanicReport) -> bool {
         // The hook runs on the panicking thread before the abort: say why and exit as a
         // worker whose initializer failed (the frame goes before any hello).
         let limit = u64::try_from(LIMIT.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
-        refuse(sys::fixed_fd(sys::RESULT_FD), &format!("initializer failed: {panic}"), limit);
+        refuse(sys::fixed_fd(sys::RESULT_FD), &initializer_panicked(panic), limit);
     }
     if !sys::task_running() || sys::forked() {
         return false;

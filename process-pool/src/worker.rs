@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use taskpool_core::backend::{PanicScope, catch_panic, keep_hook_in_front};
+use taskpool_core::backend::{PanicScope, catch_panic, initializer_panicked, keep_hook_in_front};
 use taskpool_core::{PanicReport, Resource, Side};
 
 use crate::aborting_panic;
@@ -106,7 +106,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>, later: sys::LaterConst
         let outcome = catch_panic(false, initializer);
         aborting_panic::initializer_runs(false);
         if let Err(report) = outcome {
-            refuse(result, &format!("initializer failed: {report}"), init.frame_limit);
+            refuse(result, &initializer_panicked(&report), init.frame_limit);
         }
         // An initializer that sets up logging may install a panic hook of its own.
         keep_hook_in_front();

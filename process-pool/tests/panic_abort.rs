@@ -83,8 +83,8 @@ fn under_panic_abort_an_initializer_panic_is_the_reason_workers_cannot_start() {
     let failed = run(&example, &["initializer"]);
     let out = text(&failed.stdout);
     assert!(failed.status.success(), "{:?}: {out}{}", failed.status, text(&failed.stderr));
-    let reason = "initializer: failed: worker failed to start: initializer failed: task \
-                  panicked at process-pool/examples/panic_abort.rs:";
+    let reason = "initializer: failed: worker failed to start: the initializer panicked at \
+                  process-pool/examples/panic_abort.rs:";
     assert!(out.starts_with(reason), "{out}");
     assert!(out.contains("no configuration"), "{out}");
 }

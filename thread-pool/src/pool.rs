@@ -15,8 +15,8 @@ use rayon::iter::plumbing::{
 use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
-    handle_of, keep_hook_in_front, map_by_handles, map_by_handles_with_progress, promise,
-    promise_of, start_each,
+    handle_of, initializer_panicked, keep_hook_in_front, map_by_handles,
+    map_by_handles_with_progress, promise, promise_of, start_each,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -374,7 +374,7 @@ impl Shared {
                     return Ok(());
                 }
                 Err(report) => {
-                    let reason = format!("initializer failed: {report}");
+                    let reason = initializer_panicked(&report);
                     *self.init_error.lock().unwrap_or_else(PoisonError::into_inner) =
                         (reason, Some(Instant::now()));
                     self.init_failures.fetch_add(1, Ordering::Relaxed);
