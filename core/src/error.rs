@@ -200,10 +200,18 @@ impl fmt::Display for TaskError {
             }
             TaskError::WorkerStart { reason } => write!(f, "worker failed to start: {reason}"),
             TaskError::ResourceLimit { resource: Resource::Memory, limit } => {
-                write!(f, "task ran out of memory under the worker's {limit}-byte limit")
+                write!(
+                    f,
+                    "task ran out of memory under the worker's {limit}-byte limit (its \
+                     `memory_limit`, or its memory cgroup's where the kernel ended it)"
+                )
             }
             TaskError::ResourceLimit { resource: Resource::CpuTime, limit } => {
-                write!(f, "task used more than its cpu time limit of {limit} s")
+                write!(
+                    f,
+                    "task used more than its cpu time limit of {limit} s (`cpu_time_limit`, \
+                     rounded up to whole seconds)"
+                )
             }
             TaskError::Protocol { reason } => write!(f, "worker broke the protocol: {reason}"),
             TaskError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
@@ -605,6 +613,22 @@ mod tests {
             e.to_string(),
             "the result is 5003 bytes encoded, over the 1000-byte frame limit (a process \
              pool's `max_frame_bytes`; on a cluster, the server's `max_payload`)"
+        );
+    }
+
+    #[test]
+    fn a_resource_limit_names_its_setting() {
+        let memory = TaskError::ResourceLimit { resource: Resource::Memory, limit: 1 << 26 };
+        assert_eq!(
+            memory.to_string(),
+            "task ran out of memory under the worker's 67108864-byte limit (its `memory_limit`, \
+             or its memory cgroup's where the kernel ended it)"
+        );
+        let cpu = TaskError::ResourceLimit { resource: Resource::CpuTime, limit: 1 };
+        assert_eq!(
+            cpu.to_string(),
+            "task used more than its cpu time limit of 1 s (`cpu_time_limit`, rounded up to \
+             whole seconds)"
         );
     }
 
