@@ -186,7 +186,10 @@ impl fmt::Display for TaskError {
                 write!(f, "timed out after {limit:?}; its worker was killed")
             }
             TaskError::Cancelled => f.write_str("task cancelled"),
-            TaskError::ShutDown => f.write_str("pool shut down before the task ran"),
+            TaskError::ShutDown => f.write_str(
+                "pool shut down before the task finished: it had not started, or a dropped \
+                 pool's `shutdown_grace` ran out while it ran",
+            ),
             TaskError::Serialization { side, direction, message } => {
                 let place = direction.place(*side);
                 write!(f, "could not {direction} the {side} in the {place}: {message}")
@@ -629,6 +632,15 @@ mod tests {
             cpu.to_string(),
             "task used more than its cpu time limit of 1 s (`cpu_time_limit`, rounded up to \
              whole seconds)"
+        );
+    }
+
+    #[test]
+    fn a_shut_down_pool_does_not_say_a_task_it_killed_never_ran() {
+        assert_eq!(
+            TaskError::ShutDown.to_string(),
+            "pool shut down before the task finished: it had not started, or a dropped pool's \
+             `shutdown_grace` ran out while it ran"
         );
     }
 
