@@ -100,9 +100,9 @@ impl<R> Spawned<R> {
     /// # Errors
     ///
     /// The task's failure, typed: a panic ([`TaskError::Panicked`]), or for processes the
-    /// signal or exit code it died with ([`TaskError::Crashed`]) and the other failures the
-    /// backend's `spawn` lists; [`TaskError::AlreadyJoined`] if a
-    /// [`Spawned::join_timeout`] already took the outcome.
+    /// signal or exit code it died with ([`TaskError::Crashed`]), [`TaskError::Cancelled`]
+    /// after [`Spawned::kill`], and the other failures the backend's `spawn` lists;
+    /// [`TaskError::AlreadyJoined`] if a [`Spawned::join_timeout`] already took the outcome.
     pub fn join(mut self) -> Result<R, TaskError> {
         self.child.wait(None).unwrap_or(Err(TaskError::AlreadyJoined))
     }
