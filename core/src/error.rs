@@ -44,7 +44,9 @@ pub enum TaskError {
         /// The limit that was exceeded.
         limit: Duration,
         /// Whether the task may still be running: true on threads, which cannot be stopped,
-        /// and after a `join_timeout`; false when a process backend killed the worker.
+        /// and after a `join_timeout`; false on processes, where the pool killed the worker,
+        /// or the task returned but its worker measured it past its limit (the worker then
+        /// lives on, and the result is discarded).
         still_running: bool,
     },
     /// The task was cancelled through its handle before it produced a result: by
