@@ -33,10 +33,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_server_says_why_through_the_source() {
+    fn the_error_says_what_the_server_said_once() {
         let e = unreachable("cannot connect to nats://127.0.0.1:1: refused", Duration::ZERO);
-        assert_eq!(e.to_string(), "the pool's service could not be reached");
-        let source = e.source().expect("a source");
+        assert_eq!(
+            e.to_string(),
+            "the pool's service could not be reached: cannot connect to nats://127.0.0.1:1: \
+             refused"
+        );
+        assert!(e.source().is_none(), "a chain repeats the reason");
+        let TaskError::Unreachable { source, .. } = &e else { unreachable!() };
         assert_eq!(source.to_string(), "cannot connect to nats://127.0.0.1:1: refused");
     }
 }

@@ -70,7 +70,7 @@
 //!   agents, is then the cause. A server that does not take a task for as long fails it
 //!   with [`TaskError::Unreachable`] too; so does one that refuses for as long to store the
 //!   result an agent holds for it (a results stream that stays full, a permission refused
-//!   on the results subject): the agent tells the pool, and the error's source says why.
+//!   on the results subject): the agent tells the pool, and the error says why.
 //! - **A gone caller.** A pool says once a second that it is alive. Agents that have not
 //!   heard it for [`ClusterConfig::abandon_after`] (by their own clocks) take its program for
 //!   dead (killed, or ended without dropping the pool): they drop its queued tasks without

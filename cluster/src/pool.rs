@@ -71,7 +71,7 @@ pub(crate) struct CancelNotice {
 /// an outcome ([`TaskError::DeliveryLimit`]), a server that does not take the task or does
 /// not answer for as long, or that refuses for as long to store the result an agent holds
 /// for it (a results stream that stays full, a permission refused: the agent tells the
-/// pool, and the error's source says why) ([`TaskError::Unreachable`]).
+/// pool, and the error says why) ([`TaskError::Unreachable`]).
 ///
 /// The pool runs a small async runtime of its own, so async code on any runtime can use it:
 /// `submit` never blocks, and its handles can be awaited. Connecting, `map`, `apply`, `join`,

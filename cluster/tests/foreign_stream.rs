@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::error::Error;
 use std::time::Duration;
 
 use taskpool_cluster::{ClusterConfig, ClusterPool, TaskError};
@@ -70,7 +69,7 @@ fn refused(connect: Result<ClusterPool, TaskError>) -> String {
     match connect {
         Err(e @ TaskError::Unreachable { waited, .. }) => {
             assert_eq!(waited, Duration::ZERO, "final: no retry");
-            e.source().expect("why").to_string()
+            e.to_string()
         }
         other => panic!("expected the stream to be refused, got {other:?}"),
     }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::error::Error;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -38,7 +37,7 @@ fn assert_unreachable<T: std::fmt::Debug>(
     match outcome {
         Err(e @ TaskError::Unreachable { waited, .. }) => {
             assert!(waited <= elapsed, "waited {waited:?}, but the call only {elapsed:?}");
-            let reason = e.source().expect("why").to_string();
+            let reason = e.to_string();
             assert!(reason.contains(url), "the server's url: {reason}");
         }
         other => panic!("expected an unreachable server, got {other:?}"),

@@ -143,8 +143,9 @@ pub enum TaskError {
         deliveries: u32,
     },
     /// The service the pool sends its tasks through (a cluster's message server) could not
-    /// be reached, or did not take the task or its result, within `waited`;
-    /// [`Error::source`] says why.
+    /// be reached, or did not take the task or its result, within `waited`; `source` says
+    /// why, and its text ends the error's `Display` (so [`Error::source`] gives what is
+    /// behind it, if anything).
     Unreachable {
         /// How long the pool kept trying (zero if it did not retry).
         waited: Duration,
@@ -253,11 +254,11 @@ impl fmt::Display for TaskError {
             TaskError::DeliveryLimit { deliveries } => {
                 write!(f, "the task was delivered {deliveries} times without an outcome")
             }
-            TaskError::Unreachable { waited, .. } if waited.is_zero() => {
-                f.write_str("the pool's service could not be reached")
+            TaskError::Unreachable { waited, source } if waited.is_zero() => {
+                write!(f, "the pool's service could not be reached: {source}")
             }
-            TaskError::Unreachable { waited, .. } => {
-                write!(f, "the pool's service could not be reached within {waited:?}")
+            TaskError::Unreachable { waited, source } => {
+                write!(f, "the pool's service could not be reached within {waited:?}: {source}")
             }
         }
     }
@@ -266,9 +267,9 @@ impl fmt::Display for TaskError {
 impl Error for TaskError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            // Its text is in `Display`: what is below it, as `io::Error` itself does.
+            // Their text is in `Display`: what is below it, as `io::Error` itself does.
             TaskError::Io(e) => e.source(),
-            TaskError::Unreachable { source, .. } => Some(&**source),
+            TaskError::Unreachable { source, .. } => source.source(),
             _ => None,
         }
     }
@@ -579,11 +580,14 @@ mod tests {
         assert!(poison.source().is_none());
         let refused = Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused));
         let gone = TaskError::Unreachable { waited: Duration::from_secs(2), source: refused };
-        assert_eq!(gone.to_string(), "the pool's service could not be reached within 2s");
-        let source = gone.source().expect("the reason is the source");
+        assert_eq!(
+            gone.to_string(),
+            "the pool's service could not be reached within 2s: connection refused"
+        );
+        assert_eq!(chain(&gone), [gone.to_string()], "a chain repeats the reason");
+        let TaskError::Unreachable { source, .. } = &gone else { unreachable!() };
         let io = source.downcast_ref::<io::Error>().expect("the error it was given");
         assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
-        assert!(!gone.to_string().contains(&source.to_string()), "display repeats the source");
     }
 
     /// Every text of `e`'s chain, as a reader that walks `source()` prints them.
@@ -599,16 +603,35 @@ mod tests {
         assert!(text.contains("(os error 24)"), "display loses the system's words: {text}");
         assert_eq!(chain(&e), [text], "a chain repeats it");
         // What is behind the system's words still comes through `source()`.
-        let refused = Arc::new(io::Error::other("connection refused"));
-        let inner = TaskError::Unreachable { waited: Duration::ZERO, source: refused };
-        let e = TaskError::from(io::Error::other(inner));
+        let e = TaskError::from(io::Error::other(layered()));
+        assert_eq!(chain(&e), ["operating-system call failed: outer words", "inner words"]);
+        // So for an unreachable service: its reason's text ends the display, what is behind
+        // that reason follows.
+        let e = TaskError::Unreachable { waited: Duration::ZERO, source: Arc::new(layered()) };
         assert_eq!(
             chain(&e),
-            [
-                "operating-system call failed: the pool's service could not be reached",
-                "connection refused"
-            ]
+            ["the pool's service could not be reached: outer words", "inner words"]
         );
+    }
+
+    /// An error with a source of its own.
+    #[derive(Debug)]
+    struct Layered(io::Error);
+
+    fn layered() -> Layered {
+        Layered(io::Error::other("inner words"))
+    }
+
+    impl fmt::Display for Layered {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer words")
+        }
+    }
+
+    impl Error for Layered {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
     }
 
     #[test]
