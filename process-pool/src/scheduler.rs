@@ -643,16 +643,13 @@ impl Shared {
     pub(crate) fn pump_all(&self, state: &mut State) -> Flushes {
         let mut order: SmallVec<[usize; 8]> = (0..state.slots.len()).collect();
         order.sort_by_key(|&w| state.slots[w].load_ns);
-        let mut flushes: Flushes = order.iter().filter_map(|&w| self.pump(state, w)).collect();
+        let mut flushes: Flushes = order.iter().filter_map(|&w| self.pump_one(state, w)).collect();
         // A worker that took one batch while others were idle may take more now that each
         // took its own.
         if !state.queue.is_empty() {
             for &w in &order {
-                let Some(flush) = self.pump(state, w) else { continue };
-                match flushes.iter_mut().find(|f| f.w == w) {
-                    Some(earlier) => earlier.wake |= flush.wake,
-                    None => flushes.push(flush),
-                }
+                let Some(flush) = self.pump_one(state, w) else { continue };
+                merge(&mut flushes, flush);
             }
         }
         flushes
@@ -669,9 +666,23 @@ impl Shared {
         }
     }
 
+    /// Queues work for worker `w` while it has room, after it answered. Returns what to
+    /// write once the pool's lock is released: for `w`, and for idle workers if work is left
+    /// that `w` did not take (work `w` skipped as taken back, which the pool had seen start,
+    /// queued again by [`Shared::answered`]: nobody else would send it).
+    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Flushes {
+        let mut flushes: Flushes = self.pump_one(state, w).into_iter().collect();
+        if !state.queue.is_empty() && self.has_idle(state) {
+            for flush in self.pump_all(state) {
+                merge(&mut flushes, flush);
+            }
+        }
+        flushes
+    }
+
     /// Queues work for worker `w` while it has room. Returns what to write once the pool's
     /// lock is released, if anything.
-    pub(crate) fn pump(&self, state: &mut State, w: usize) -> Option<Flush> {
+    fn pump_one(&self, state: &mut State, w: usize) -> Option<Flush> {
         let mut dropped = 0;
         let flush = self.fill(state, w, &mut dropped);
         if dropped > 0 {
@@ -680,7 +691,7 @@ impl Shared {
         flush
     }
 
-    /// [`Shared::pump`]'s work; counts in `dropped` the items it discarded unsent because
+    /// [`Shared::pump_one`]'s work; counts in `dropped` the items it discarded unsent because
     /// nobody wants them any more (cancelled, or their iterator was dropped).
     fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
         let quota = self.quota();
@@ -1500,6 +1511,14 @@ pub(crate) fn batching_for(config: &ProcessConfig, n: usize) -> Batching {
     match config.get_config().get_chunk_size() {
         Some(size) => Batching::Fixed(size),
         None => Batching::Adaptive(config.get_config().chunk_for(n).min(batching::MAX_BATCH)),
+    }
+}
+
+/// Adds `flush` to `flushes`, once per worker.
+fn merge(flushes: &mut Flushes, flush: Flush) {
+    match flushes.iter_mut().find(|f| f.w == flush.w) {
+        Some(earlier) => earlier.wake |= flush.wake,
+        None => flushes.push(flush),
     }
 }
 

@@ -1232,3 +1232,22 @@ fn a_supervisor_whose_worker_holds_work_behind_a_long_task_sends_it_to_an_idle_w
     assert_eq!(pipes[1].batches()[1..], [(1, 7, each, vec![vec![3], vec![4], vec![5]])]);
     assert_eq!(held(&s, 0), [(1, false), (1, true), (1, true), (1, true)]);
 }
+
+#[test]
+fn a_task_its_worker_skipped_though_the_pool_saw_it_start_goes_to_an_idle_worker() {
+    let (s, _fake, pipes) = a_frame_of_single_tasks_behind_one_that_runs_long();
+    answer_one(&s, 1);
+    assert_eq!(sent(&s, 1), 0, "worker 1 is idle");
+    // Worker 0 ends task 2, then skips task 3 as taken back, which the pool had seen start
+    // (both saw the other: see `status.rs`), and runs task 4, which waits. Task 3 is queued
+    // again; worker 0 takes nothing while another is idle: the idle one must take it.
+    let mut state = s.lock();
+    s.answered(&mut state, 0, 1..2, (Instant::now(), 50), false, |_, _| {}).unwrap();
+    s.answered(&mut state, 0, 2..3, (Instant::now(), 0), true, |_, _| panic!()).unwrap();
+    let flushes = s.pump(&mut state, 0);
+    drop(state);
+    s.flush(flushes);
+    let each = CANCELLABLE | FLUSH_SOON;
+    assert!(s.lock().queue.is_empty(), "task 3 waits in the queue with a worker idle");
+    assert_eq!(pipes[1].batches()[1..], [(1, 7, each & !FLUSH_SOON, vec![vec![3]])]);
+}
