@@ -43,6 +43,10 @@ use crate::usage::Cost;
 use crate::waiting::Waiting;
 use crate::worker::EXIT_NO_ROOM;
 
+mod stacking;
+
+use stacking::{Crowd, TINY_OVERDUE, WORKERS_PER_CPU, is_tiny};
+
 /// The OS side of one worker process, as the scheduler uses it.
 pub(crate) trait Process: Send + Sync {
     /// Kills the worker and what it started (its process group) with SIGKILL. Safe to call
@@ -187,12 +191,23 @@ fn overdue_after(item_ns: u64) -> Duration {
     Duration::from_nanos(item_ns.saturating_mul(4)).max(OVERDUE_FLOOR)
 }
 
-/// Whether the head of `sent`, running since `since`, has run past [`overdue_after`] its
-/// job's estimate.
-fn is_overdue(since: Option<Instant>, sent: &VecDeque<Slice>) -> bool {
+/// How long `head` may run before its worker counts as stuck on it: [`overdue_after`] its
+/// job's estimate, or, where tiny work was stacked behind it (`stacked`, see `stacking.rs`),
+/// a tiny item from [`TINY_OVERDUE`]: what waits behind it then goes to an idle worker soon.
+fn overdue_for(head: &Slice, stacked: bool) -> Duration {
+    let item_ns = head.run.job.pace.item_ns();
+    if stacked && is_tiny(&head.run) {
+        Duration::from_nanos(item_ns.saturating_mul(4)).max(TINY_OVERDUE)
+    } else {
+        overdue_after(item_ns)
+    }
+}
+
+/// Whether the head of `sent`, running since `since`, has run past [`overdue_for`].
+fn is_overdue(since: Option<Instant>, sent: &VecDeque<Slice>, stacked: bool) -> bool {
     since
         .zip(sent.front())
-        .is_some_and(|(since, head)| since.elapsed() > overdue_after(head.run.job.pace.item_ns()))
+        .is_some_and(|(since, head)| since.elapsed() > overdue_for(head, stacked))
 }
 
 /// The shortest time an item runs before its worker counts as stuck on it: far past a
@@ -217,6 +232,9 @@ pub(crate) struct Slot {
     /// (see [`Shared::shed`]): work that goes behind the head wakes it if that is later than
     /// the head becomes overdue, or if it does not look.
     watch_at: Option<Instant>,
+    /// Tiny work was stacked behind its head (see `stacking.rs`) since it last held nothing
+    /// or had work taken back: its head is overdue sooner ([`overdue_for`]).
+    stacked: bool,
 }
 
 /// Whether a worker that holds `sent` holds work behind its head item that was not taken
@@ -356,6 +374,10 @@ pub(crate) struct Shared {
     home: u64,
     /// The kernel's OOM kills in the pool's memory cgroup already put down to a worker.
     pub(crate) oom: oom::Ledger,
+    /// The CPUs the pool's workers may use, as the thread that made the pool may (its
+    /// workers inherit them): how many workers tiny work keeps busy at once on a pool of
+    /// many more workers (see `stacking.rs`).
+    pub(crate) cpus: usize,
 }
 
 /// The pool's lock, held ([`Shared::lock`]). Released, it takes in what callers left in the
@@ -418,6 +440,7 @@ impl Shared {
             paces: Paces::default(),
             home: sys::fork_generation(),
             oom: oom::Ledger::new(),
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 
@@ -572,7 +595,13 @@ impl Shared {
         if fast && !self.has_idle(&state) {
             return;
         }
-        let flushes = self.pump_all(&mut state);
+        let mut crowd = Crowd::count(self, &state);
+        let flushes = if crowd.as_ref().is_some_and(|c| c.holds_back(&state.queue)) {
+            // Idle workers are not sent it: those that run tiny work take it.
+            self.stack(&mut state, &mut crowd)
+        } else {
+            self.pump_each(&mut state, &mut crowd)
+        };
         drop(state);
         self.flush(flushes);
     }
@@ -638,17 +667,66 @@ impl Shared {
         flags
     }
 
+    /// Whether the pool has so many more workers than CPUs ([`WORKERS_PER_CPU`] or more per
+    /// CPU) that tiny work is stacked on as many workers as there are CPUs (`stacking.rs`).
+    fn oversubscribed(&self, state: &State) -> bool {
+        state.slots.len() >= self.cpus.saturating_mul(WORKERS_PER_CPU)
+    }
+
     /// Queues work for every worker with room, the least loaded first. Returns what to
     /// write once the lock is released.
     pub(crate) fn pump_all(&self, state: &mut State) -> Flushes {
+        let mut crowd = Crowd::count(self, state);
+        self.pump_each(state, &mut crowd)
+    }
+
+    /// [`Shared::pump_all`], with the workers that run tiny work counted in `crowd`.
+    fn pump_each(&self, state: &mut State, crowd: &mut Option<Crowd>) -> Flushes {
         let mut order: SmallVec<[usize; 8]> = (0..state.slots.len()).collect();
         order.sort_by_key(|&w| state.slots[w].load_ns);
-        let mut flushes: Flushes = order.iter().filter_map(|&w| self.pump_one(state, w)).collect();
+        let mut flushes: Flushes =
+            order.iter().filter_map(|&w| self.pump_with(state, w, crowd)).collect();
         // A worker that took one batch while others were idle may take more now that each
-        // took its own.
-        if !state.queue.is_empty() {
+        // took its own. Where tiny work is stacked, again while work moves: an idle worker
+        // passed over while tiny work was held back may take what came after it, and a
+        // worker that runs tiny work takes what is held back (`stacking.rs`).
+        let mut passes = 1;
+        while !state.queue.is_empty() && (passes < 2 || crowd.is_some()) {
+            passes += 1;
+            let mut moved = false;
             for &w in &order {
-                let Some(flush) = self.pump_one(state, w) else { continue };
+                let Some(flush) = self.pump_with(state, w, crowd) else { continue };
+                moved = true;
+                merge(&mut flushes, flush);
+            }
+            if !moved {
+                break;
+            }
+        }
+        flushes
+    }
+
+    /// Where the front of the queue is held back from idle workers (`stacking.rs`): sends it
+    /// to the workers that run tiny work, the least loaded first, each taking what it has
+    /// room for behind its head; and the rest as [`Shared::pump_all`] does, if what is left
+    /// is not held back. Returns what to write once the lock is released.
+    fn stack(&self, state: &mut State, crowd: &mut Option<Crowd>) -> Flushes {
+        let Some(counted) = crowd.as_ref() else { return Flushes::new() };
+        let mut runners: SmallVec<[usize; 8]> =
+            (0..state.slots.len()).filter(|&w| counted.runs_tiny(&state.slots[w])).collect();
+        runners.sort_by_key(|&w| state.slots[w].load_ns);
+        let mut flushes = Flushes::new();
+        for w in runners {
+            if !crowd.as_ref().is_some_and(|c| c.holds_back(&state.queue)) {
+                break;
+            }
+            if let Some(flush) = self.pump_with(state, w, crowd) {
+                merge(&mut flushes, flush);
+            }
+        }
+        let held = crowd.as_ref().is_some_and(|c| c.holds_back(&state.queue));
+        if !state.queue.is_empty() && !held {
+            for flush in self.pump_each(state, crowd) {
                 merge(&mut flushes, flush);
             }
         }
@@ -667,34 +745,59 @@ impl Shared {
     }
 
     /// Queues work for worker `w` while it has room, after it answered. Returns what to
-    /// write once the pool's lock is released: for `w`, and for idle workers if work is left
-    /// that `w` did not take (work `w` skipped as taken back, which the pool had seen start,
-    /// queued again by [`Shared::answered`]: nobody else would send it).
+    /// write once the pool's lock is released: for `w`, and for the other workers if work is
+    /// left that they would take: where tiny work is held back from idle workers, the
+    /// workers that run tiny work take it (`stacking.rs`); else idle workers take what `w`
+    /// did not (work `w` skipped as taken back, which the pool had seen start, queued again
+    /// by [`Shared::answered`]: nobody else would send it).
     pub(crate) fn pump(&self, state: &mut State, w: usize) -> Flushes {
-        let mut flushes: Flushes = self.pump_one(state, w).into_iter().collect();
-        if !state.queue.is_empty() && self.has_idle(state) {
-            for flush in self.pump_all(state) {
-                merge(&mut flushes, flush);
-            }
+        let mut crowd = Crowd::count(self, state);
+        let mut flushes: Flushes = self.pump_with(state, w, &mut crowd).into_iter().collect();
+        if state.queue.is_empty() {
+            return flushes;
+        }
+        let more = if crowd.as_ref().is_some_and(|c| c.holds_back(&state.queue)) {
+            self.stack(state, &mut crowd)
+        } else if self.has_idle(state) {
+            self.pump_each(state, &mut crowd)
+        } else {
+            Flushes::new()
+        };
+        for flush in more {
+            merge(&mut flushes, flush);
         }
         flushes
     }
 
-    /// Queues work for worker `w` while it has room. Returns what to write once the pool's
-    /// lock is released, if anything.
-    fn pump_one(&self, state: &mut State, w: usize) -> Option<Flush> {
+    /// Queues work for worker `w` while it has room, with the workers that run tiny work
+    /// counted in `crowd`. Returns what to write once the pool's lock is released, if
+    /// anything.
+    fn pump_with(&self, state: &mut State, w: usize, crowd: &mut Option<Crowd>) -> Option<Flush> {
         let mut dropped = 0;
-        let flush = self.fill(state, w, &mut dropped);
+        let flush = self.fill(state, w, crowd, &mut dropped);
         if dropped > 0 {
             self.delivered(state, dropped);
         }
         flush
     }
 
-    /// [`Shared::pump_one`]'s work; counts in `dropped` the items it discarded unsent because
-    /// nobody wants them any more (cancelled, or their iterator was dropped).
-    fn fill(&self, state: &mut State, w: usize, dropped: &mut usize) -> Option<Flush> {
+    /// [`Shared::pump_with`]'s work; counts in `dropped` the items it discarded unsent
+    /// because nobody wants them any more (cancelled, or their iterator was dropped).
+    fn fill(
+        &self,
+        state: &mut State,
+        w: usize,
+        crowd: &mut Option<Crowd>,
+        dropped: &mut usize,
+    ) -> Option<Flush> {
         let quota = self.quota();
+        // Tiny work held back goes to the workers that run tiny work (`stacking.rs`).
+        let held = |crowd: &Option<Crowd>, queue: &Waiting| {
+            crowd.as_ref().is_some_and(|c| c.holds_back(queue))
+        };
+        if held(crowd, &state.queue) && state.slots[w].sent.is_empty() {
+            return None;
+        }
         // While another worker is idle or about to say hello, this one takes no more than
         // one batch: tasks that wait for each other (a consumer submitted before its
         // producer) then run side by side, and a quick task does not queue behind a long one.
@@ -711,6 +814,9 @@ impl Shared {
         if !conn.takes_work(quota) {
             return None;
         }
+        // What it holds can be taken back (it has a status page), so it may take held-back
+        // tiny work. Asked (a read of the page) only when it decides.
+        let mut stackable: Option<bool> = None;
         let budget = self.config.get_in_flight() as u64 * BATCH_TARGET_NS;
         let limit = self.config.get_max_frame_bytes();
         let was_idle = slot.sent.is_empty();
@@ -721,12 +827,24 @@ impl Shared {
         let mut overdue = None;
         // Taken only once there is something to send: a caller may be writing meanwhile.
         let mut writer = None;
-        while (slot.sent.is_empty()
-            || (slot.load_ns < budget
-                && !others_free
-                && !*overdue.get_or_insert_with(|| is_overdue(slot.head_since, &slot.sent))))
-            && conn.served < quota
-        {
+        loop {
+            // It takes held-back tiny work behind the tiny work it runs, each task in a
+            // frame of its own (which may be taken back on its own: see `recall`).
+            let stacking = held(crowd, queue)
+                && crowd.as_ref().is_some_and(|c| c.fresh(&slot.sent, slot.head_since))
+                && *stackable.get_or_insert_with(|| conn.process.progress().is_some());
+            // Stacking, its head is not overdue at the time the crowd was counted (which
+            // counted it): it takes what is held back, as the count said it would.
+            let more = slot.sent.is_empty()
+                || (slot.load_ns < budget
+                    && (stacking
+                        || (!others_free
+                            && !*overdue.get_or_insert_with(|| {
+                                is_overdue(slot.head_since, &slot.sent, slot.stacked)
+                            }))));
+            if !more || conn.served >= quota {
+                break;
+            }
             let Some(front) = queue.front_mut() else { break };
             if unwanted(front) {
                 *dropped += self.discard(front);
@@ -765,8 +883,18 @@ impl Shared {
                 requeued: front_requeued,
                 ..Slice::new(run.clone(), items.clone())
             });
+            if sent_before == 0 {
+                // Its clock starts: it was idle.
+                slot.head_since = Some(Instant::now());
+                if let Some(crowd) = crowd.as_mut() {
+                    let page =
+                        || *stackable.get_or_insert_with(|| conn.process.progress().is_some());
+                    crowd.started(&slot.sent, slot.head_since, page);
+                }
+            }
             // Single tasks of one function queued behind this one travel in its frame.
-            let most = if others_free { 1 } else { target.min(room_left) };
+            let most = if others_free || stacking { 1 } else { target.min(room_left) };
+            slot.stacked |= stacking;
             if run.len() == 1 && most > 1 {
                 let room = budget.saturating_sub(slot.load_ns);
                 let (joined, load) = self.join_singles(
@@ -816,15 +944,15 @@ impl Shared {
         let mut wake = false;
         if was_idle {
             if let Some(head) = slot.sent.front() {
-                slot.head_since = Some(Instant::now());
                 wake = self.limit_of(&head.run).is_some();
             }
         }
         // Work behind the head waits for it: the supervisor watches how long it runs.
         if added && holds_behind(&slot.sent) {
-            let due = slot.head_since.zip(slot.sent.front()).and_then(|(since, head)| {
-                since.checked_add(overdue_after(head.run.job.pace.item_ns()))
-            });
+            let due = slot
+                .head_since
+                .zip(slot.sent.front())
+                .and_then(|(since, head)| since.checked_add(overdue_for(head, slot.stacked)));
             if slot.watch_at.is_none_or(|at| due.is_none_or(|due| at > due)) {
                 slot.watch_at = due.or(slot.head_since);
                 wake = true;
@@ -961,7 +1089,7 @@ impl Shared {
         }
         let mut next: Option<Instant> = None;
         for other in (0..state.slots.len()).filter(|&other| other != w) {
-            if let Some(due) = self.recall(state, other, now) {
+            if let Some(due) = self.recall(state, other, now, false) {
                 next = Some(next.map_or(due, |next| next.min(due)));
             }
         }
@@ -991,7 +1119,7 @@ impl Shared {
         let next = self.shed_due(state, w, now);
         let mut flushes = Flushes::new();
         if next == Some(now) {
-            let _ = self.recall(state, w, now);
+            let _ = self.recall(state, w, now, true);
             if !state.queue.is_empty() {
                 flushes = self.pump_all(state);
             }
@@ -1012,7 +1140,7 @@ impl Shared {
             return None;
         }
         let head = slot.sent.front()?;
-        let after = overdue_after(head.run.job.pace.item_ns());
+        let after = overdue_for(head, slot.stacked);
         let due = slot.head_since?.checked_add(after)?;
         if now < due {
             return Some(due);
@@ -1030,7 +1158,11 @@ impl Shared {
     /// frame (the worker checks each before it starts it), so a task that waits for a task
     /// sent behind it in its frame does not wait for ever. Returns when the head becomes
     /// overdue, if it is not yet and something is held behind it.
-    fn recall(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+    ///
+    /// `stacked`: a head with tiny work stacked behind it is overdue sooner ([`overdue_for`]);
+    /// its worker's supervisor looks then ([`Shared::shed`]), while the idle workers'
+    /// supervisors ([`Shared::relieve`]) wait the general time: they do not all wake for it.
+    fn recall(&self, state: &mut State, w: usize, now: Instant, stacked: bool) -> Option<Instant> {
         let State { queue, slots, .. } = state;
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
@@ -1038,7 +1170,7 @@ impl Shared {
         if slot.sent.len() < 2 {
             return None;
         }
-        let due = slot.head_since?.checked_add(overdue_after(head.run.job.pace.item_ns()))?;
+        let due = slot.head_since?.checked_add(overdue_for(head, stacked && slot.stacked))?;
         if now < due {
             return Some(due);
         }
@@ -1065,6 +1197,7 @@ impl Shared {
         for slice in taken.into_iter().rev() {
             queue.push_front(slice);
         }
+        slot.stacked = false;
         None
     }
 
@@ -1131,6 +1264,7 @@ impl Shared {
             }
         }
         slot.head_since = Some(now);
+        slot.stacked &= !slot.sent.is_empty();
         for slice in again.into_iter().rev() {
             state.queue.push_front(slice);
         }
@@ -1179,6 +1313,7 @@ impl Shared {
         slot.load_ns = 0;
         slot.head_since = None;
         slot.watch_at = None;
+        slot.stacked = false;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
         let natural = killed.is_none();

@@ -117,9 +117,12 @@ fn measured(run: &Run, ns: u64) {
     (0..200).for_each(|_| run.job.pace.record(ns));
 }
 
+/// A pool of `workers` slots, on as many CPUs as it has workers (whatever this machine has).
 pub(crate) fn shared(config: ProcessConfig, workers: usize) -> Shared {
     let wakes = (0..workers).map(|_| sys::eventfd().unwrap()).collect();
-    Shared::new(config, wakes)
+    let mut shared = Shared::new(config, wakes);
+    shared.cpus = workers.max(1);
+    shared
 }
 
 /// Puts a ready worker in slot `w`: the fake `process`, whose requests go to `pipe`.
@@ -1231,6 +1234,114 @@ fn a_supervisor_whose_worker_holds_work_behind_a_long_task_sends_it_to_an_idle_w
     let each = CANCELLABLE | FLUSH_SOON;
     assert_eq!(pipes[1].batches()[1..], [(1, 7, each, vec![vec![3], vec![4], vec![5]])]);
     assert_eq!(held(&s, 0), [(1, false), (1, true), (1, true), (1, true)]);
+}
+
+/// A pool of `workers` on `cpus` CPUs, each worker ready with a status page (`stacking.rs`
+/// stacks only where it can take work back) whose requests are recorded; `n` single tasks of
+/// one function measured at 1 µs, submitted one by one.
+fn tiny_tasks_on(workers: usize, cpus: usize, n: u8) -> (Shared, Vec<Arc<FakeProcess>>) {
+    let mut s = shared(ProcessConfig::new(Config::new().workers(workers)), workers);
+    s.cpus = cpus;
+    let fakes: Vec<_> = (0..workers)
+        .map(|w| {
+            let fake = Arc::new(FakeProcess::default());
+            fake.set(1, 0);
+            attach(&s, w, fake.clone(), Arc::new(Recording::default()));
+            fake
+        })
+        .collect();
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(1_000));
+    for i in 0..n {
+        s.submit(single(&job, i));
+    }
+    (s, fakes)
+}
+
+/// How many items each worker holds.
+fn holdings(s: &Shared) -> Vec<usize> {
+    let workers = s.lock().slots.len();
+    (0..workers).map(|w| sent(s, w)).collect()
+}
+
+#[test]
+fn tiny_tasks_go_to_as_many_workers_as_there_are_cpus_and_stack_there_each_in_its_frame() {
+    let (s, _) = tiny_tasks_on(16, 2, 20);
+    let held = holdings(&s);
+    assert!(held[0] >= 1 && held[1] >= 1 && held[0] + held[1] == 20, "{held:?}");
+    assert!(held[2..].iter().all(|&n| n == 0), "two CPUs, two workers woken: {held:?}");
+    let state = s.lock();
+    assert!(state.queue.is_empty());
+    // Each in a frame of its own, and watched by its worker's supervisor from the moment
+    // the head runs a millisecond; the idle workers' supervisors are left asleep.
+    for slot in &state.slots[..2] {
+        assert!(slot.sent.iter().all(|sl| sl.frame_start));
+        assert_eq!(slot.watch_at, Some(slot.head_since.unwrap() + TINY_OVERDUE));
+    }
+    assert!(state.slots[2..].iter().all(|slot| slot.watch_at.is_none()));
+    drop(state);
+    // Work not measured tiny goes to an idle worker, as on any pool.
+    s.submit(run(1, NullSink, Batching::Fixed(1)));
+    assert_eq!(holdings(&s)[2], 1);
+}
+
+#[test]
+fn below_eight_workers_per_cpu_or_without_status_pages_tiny_tasks_go_to_idle_workers() {
+    // Each idle worker takes one; the rest waits for the next answer.
+    let (s, _) = tiny_tasks_on(15, 2, 20);
+    assert_eq!(holdings(&s), [1; 15]);
+    assert_eq!(s.lock().queue.len(), 5);
+    // Nothing a worker without a status page holds can be taken back: nothing is stacked.
+    let mut s = shared(ProcessConfig::new(Config::new().workers(16)), 16);
+    s.cpus = 2;
+    (0..16).for_each(|w| attach(&s, w, Arc::new(FakeProcess::default()), Arc::new(NullPipe)));
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(1_000));
+    (0..16).for_each(|i| s.submit(single(&job, i)));
+    assert_eq!(holdings(&s), [1; 16]);
+}
+
+#[test]
+fn a_stacked_worker_whose_tiny_task_waits_hands_what_it_holds_to_idle_workers() {
+    let (s, fakes) = tiny_tasks_on(16, 2, 20);
+    let stacked = sent(&s, 0);
+    assert!(stacked > 1, "worker 0 holds {stacked}");
+    let since = s.lock().slots[0].head_since.unwrap();
+    // Under a millisecond its task may still be computing: its supervisor looks again then.
+    let (flushes, due) = s.shed(&mut s.lock(), 0, since + Duration::from_micros(500));
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(since + TINY_OVERDUE));
+    assert!(fakes[0].recalled.lock().unwrap().is_empty());
+    // Past it (not the general 10 ms), the task waits for something: what the worker holds
+    // behind it goes to idle workers, a worker each, though two workers run tiny work.
+    let (flushes, _) = s.shed(&mut s.lock(), 0, since + Duration::from_millis(2));
+    s.flush(flushes);
+    assert_eq!(fakes[0].recalled.lock().unwrap().len(), 1);
+    let state = s.lock();
+    let unrecalled = |w: usize| state.slots[w].sent.iter().filter(|sl| !sl.recalled).count();
+    assert_eq!(unrecalled(0), 1, "worker 0 keeps only the task it runs");
+    assert_eq!((2..16).filter(|&w| unrecalled(w) == 1).count(), stacked - 1);
+    assert!(state.queue.is_empty());
+    assert_eq!((1..16).map(unrecalled).sum::<usize>(), 19, "every task but the running one");
+}
+
+#[test]
+fn a_task_taken_back_is_not_held_back_from_an_idle_worker() {
+    let (s, _) = tiny_tasks_on(16, 2, 20);
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(1_000));
+    let again = single(&job, 99);
+    s.lock().queue.push_front(Slice::taken_back(again.clone(), 0..1));
+    let flushes = s.pump_all(&mut s.lock());
+    s.flush(flushes);
+    // Once taken back (from behind a task that may wait for it), it is never stacked again.
+    assert_eq!(again.worker(), Some(2), "an idle worker took it");
+    // A tiny task never taken back still is: on a worker that runs tiny work (worker 2 now
+    // does), not on one of those idle.
+    let fresh = single(&job, 100);
+    s.submit(fresh.clone());
+    assert!(fresh.worker().is_some_and(|w| w <= 2), "{:?}", fresh.worker());
+    assert_eq!(holdings(&s)[3..], [0; 13]);
 }
 
 #[test]
