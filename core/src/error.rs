@@ -186,7 +186,7 @@ impl fmt::Display for TaskError {
                 write!(f, "timed out after {limit:?} (the task may still be running)")
             }
             TaskError::TimedOut { limit, still_running: false } => {
-                write!(f, "timed out after {limit:?}; its worker was killed")
+                write!(f, "timed out after {limit:?} (the task no longer runs)")
             }
             TaskError::Cancelled => f.write_str("task cancelled"),
             TaskError::ShutDown => f.write_str(
@@ -588,6 +588,17 @@ mod tests {
         let TaskError::Unreachable { source, .. } = &gone else { unreachable!() };
         let io = source.downcast_ref::<io::Error>().expect("the error it was given");
         assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_timeout_says_whether_the_task_may_still_run_and_no_more() {
+        let limit = Duration::from_millis(5);
+        let running = TaskError::TimedOut { limit, still_running: true };
+        assert_eq!(running.to_string(), "timed out after 5ms (the task may still be running)");
+        // A process task that returned past its limit times out with its worker alive: the
+        // text must not say the worker was killed.
+        let ended = TaskError::TimedOut { limit, still_running: false };
+        assert_eq!(ended.to_string(), "timed out after 5ms (the task no longer runs)");
     }
 
     /// Every text of `e`'s chain, as a reader that walks `source()` prints them.

@@ -241,7 +241,7 @@ fn one_timed_task(limit: Duration) -> (Shared, Arc<Recorder>) {
 /// saying so.
 fn timed_out_with_its_worker(s: &Shared, fake: &FakeProcess, rec: &Recorder) {
     deliver(end(s, 0, Exit::Signal(9), fake.progress()), s);
-    let expected = "timed out after 5ms; its worker was killed";
+    let expected = "timed out after 5ms (the task no longer runs)";
     assert_eq!(*rec.got.lock().unwrap(), [(0, Some(expected.into()))]);
 }
 
@@ -507,8 +507,8 @@ fn a_worker_whose_item_runs_far_past_its_estimate_takes_no_more_work() {
 }
 
 /// Two items measured at 1 ms run, one on each worker, with a map of 10 in batches of
-/// `batch` spread behind them; worker 1 then answers everything it holds and is idle. Returns the pool, worker 0's
-/// fake process and the map.
+/// `batch` spread behind them; worker 1 then answers everything it holds and is idle. Returns
+/// the pool, worker 0's fake process and the map.
 fn one_worker_idle_the_other_running_long(batch: usize) -> (Shared, Arc<FakeProcess>, Arc<Run>) {
     let s = shared(ProcessConfig::new(Config::new().workers(2)).in_flight(16), 2);
     let fake = connect(&s, 0);
