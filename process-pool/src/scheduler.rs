@@ -1418,10 +1418,17 @@ impl Shared {
         if state.fruitless_deaths < attempts.saturating_mul(POISON_DEATHS) {
             return;
         }
-        let reason = format!(
+        let mut reason = format!(
             "{} workers in a row ended before they started any task, the last {exit}",
             state.fruitless_deaths
         );
+        if let Some(limit) = self.config.get_memory_limit() {
+            // The usual cause when one is set: the worker itself does not fit.
+            reason += &format!(
+                "; under a memory_limit of {limit} bytes, which may be too small for a worker \
+                 itself (it needs a few MiB, more for a large program)"
+            );
+        }
         let error = TaskError::WorkerStart { reason: reason.clone() };
         for slice in state.queue.take_all() {
             deliveries.fail(slice, &error);

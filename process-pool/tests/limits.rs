@@ -254,6 +254,9 @@ fn a_pool_whose_workers_cannot_work_fails_its_items_instead_of_retrying_them_for
         assert!(outcomes.iter().any(given_up), "{:?}", &outcomes[..4]);
         let later = pool.apply(square, 3);
         assert!(given_up(&later), "{later:?}");
+        // The setting that is the likely cause is named, with its value.
+        let text = later.unwrap_err().to_string();
+        assert!(text.contains("under a memory_limit of 1048576 bytes"), "{text}");
     });
 }
 
