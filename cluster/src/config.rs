@@ -291,12 +291,13 @@ impl ClusterConfig {
 
     /// How long a task waits while no agent of this executable image is alive, before it
     /// fails with [`TaskError::NoWorker`] (default 30 s), or with [`TaskError::Unreachable`]
-    /// if the server does not answer then. Before `NoWorker`, the pool listens a heartbeat
-    /// more (about 1.25 s) for agents of other builds or stream names, which the error counts,
-    /// so the task fails that much after the wait, and its `waited` says so. The same wait
-    /// bounds how long the pool retries storing a task while the server is unreachable
-    /// ([`TaskError::Unreachable`]), counted for the pool: once the server has taken none of
-    /// its tasks for this long, a task sent before it is back fails without a wait of its own.
+    /// if the server does not answer then. For `NoWorker`, the pool listens a heartbeat
+    /// (about 1.25 s) for agents of other builds or stream names, which the error counts,
+    /// from that long before the wait ends: a wait shorter than that lasts that long, and the
+    /// error's `waited` says so. The same wait bounds how long the pool retries storing a
+    /// task while the server is unreachable ([`TaskError::Unreachable`]), counted for the
+    /// pool: once the server has taken none of its tasks for this long, a task sent before it
+    /// is back fails without a wait of its own.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;

@@ -727,10 +727,14 @@ async fn police(inner: std::sync::Weak<Inner>) {
         let cut_off = inner.client.connection_state() != async_nats::connection::State::Connected
             && last.is_some_and(|l| now.saturating_duration_since(l) >= wait);
         let lost_since = |submitted: Instant| last.map_or(submitted, |l| l.min(submitted));
+        // The agents of other builds and stream names are listened to before units fail as
+        // `NoWorker`, for `LISTEN_FOR`: from that long before the first is due, so that it
+        // fails when due (listened to once due, it failed 1.25 s late).
+        let soon = now.checked_add(LISTEN_FOR).unwrap_or(now);
         let any = if cut_off {
             inner.pending.any_overdue(now, wait, lost_since)
         } else {
-            inner.pending.any_overdue(now, wait, since)
+            inner.pending.any_overdue(soon, wait, since)
         };
         if !any {
             continue;
@@ -744,13 +748,14 @@ async fn police(inner: std::sync::Weak<Inner>) {
             // An agent spoke up while the server was asked, or the others listened to.
             continue;
         }
+        // Those due by now fail; any others of those due soon wait for a later round.
+        let now = Instant::now();
         let overdue = if cut_off && unreachable.is_some() {
             inner.pending.overdue(now, wait, lost_since)
         } else {
             inner.pending.overdue(now, wait, since)
         };
-        // The unit waited until it fails, the time the server was asked and the other
-        // agents listened to included (a heartbeat and more).
+        // The unit waited until it fails, the time the server was asked included.
         let failed = Instant::now();
         for (_, entry) in overdue {
             // What this unit waited: never more than since it was submitted.
@@ -763,6 +768,10 @@ async fn police(inner: std::sync::Weak<Inner>) {
         }
     }
 }
+
+/// How long a pool listens for agents that cannot run its tasks ([`other_agents`]) before
+/// its units fail for want of one: a heartbeat, and a margin for one that comes late.
+const LISTEN_FOR: Duration = Duration::from_millis(1_250);
 
 /// How many agents alive cannot run the pool's tasks, as `(of other images, of the pool's
 /// image on streams of another name)`: those heard within a heartbeat (and a margin) on the
@@ -780,7 +789,7 @@ async fn other_agents(inner: &Inner) -> (usize, usize) {
     let mut heard = futures_util::stream::select(beats.map(|m| (m, false)), elsewhere);
     let own = inner.names.agents_subject(inner.image);
     let (mut others, mut other_streams) = (HashSet::new(), HashSet::new());
-    let until = tokio::time::Instant::now() + HEARTBEAT + Duration::from_millis(250);
+    let until = tokio::time::Instant::now() + LISTEN_FOR;
     while let Ok(Some((message, elsewhere))) = tokio::time::timeout_at(until, heard.next()).await {
         if message.subject.as_str() == own {
             continue;
