@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, Config, Pool};
 
 fn nap(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -18,10 +18,9 @@ fn tasks_queued_behind_a_busy_agent_run_once() {
     let Some(server) = common::server("busy_agent") else { return };
     let url = server.url();
     // One worker: four tasks held, and the agent's shortest ack wait.
-    let _agent = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "300")]);
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1)).delivery_limit(1);
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) =
+        common::pool_on(&url, config, 1, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "300")]);
     // Each task in a message of its own: many more than the agent holds at once.
     let handles: Vec<_> = (1..=8)
         .map(|n| {

@@ -42,9 +42,8 @@ fn temp_path(name: &str) -> PathBuf {
 fn a_task_longer_than_the_ack_wait_stays_with_its_agent_and_runs_once() {
     let Some(server) = common::server("long_task") else { return };
     let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")];
-    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&server.url(), 1, &vars)).collect();
-    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let config = ClusterConfig::new(server.url());
+    let (_agents, pool) = common::pool_on(&server.url(), config, 2, 1, &vars);
     let log = temp_path("long");
     let _ = std::fs::remove_file(&log);
     // Three ack waits long: without progress reports the server would give it to the other
@@ -65,9 +64,7 @@ fn a_long_task_stays_with_its_agent_when_the_server_keeps_a_shorter_ack_wait() {
     let mut first = common::agent(&url, 1, &[("TASKPOOL_AGENT_ACK_WAIT_MS", "1000")]);
     first.kill();
     let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "9000")];
-    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&url, 1, &vars)).collect();
-    let pool = ClusterPool::with_config(ClusterConfig::new(url)).unwrap();
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 2, 1, &vars);
     let log = temp_path("kept");
     let _ = std::fs::remove_file(&log);
     // Three of the kept ack waits long: progress reported at a third of the agents' own 9 s
@@ -86,6 +83,8 @@ fn a_task_that_kills_every_agent_fails_at_the_delivery_limit() {
     let pid = Arc::new(AtomicU32::new(0));
     let deaths = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Connected before the first agent starts, to hear its first heartbeat.
+    let pool = ClusterPool::with_config(ClusterConfig::new(url.clone()).delivery_limit(2)).unwrap();
     // Keeps one agent running: starts a new one whenever the last dies.
     let keeper = {
         let (pid, deaths, stop, url, vars) =
@@ -99,8 +98,6 @@ fn a_task_that_kills_every_agent_fails_at_the_delivery_limit() {
             }
         })
     };
-    let config = ClusterConfig::new(url).delivery_limit(2);
-    let pool = ClusterPool::with_config(config).unwrap();
     assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
     let outcome = pool.apply(kill_my_agent, 0);
     match &outcome {
@@ -208,9 +205,8 @@ fn a_task_whose_agents_serve_another_stream_name_fails_saying_so() {
 #[test]
 fn the_result_of_a_task_cancelled_while_it_ran_is_no_duplicate() {
     let Some(server) = common::server("cancelled_result") else { return };
-    let _agent = common::agent(&server.url(), 1, &[]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let config = ClusterConfig::new(server.url());
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
     let dir = common::markers("cancelled-result");
     let held = pool.submit(common::mark_and_hold, (dir.to_string_lossy().into_owned(), 0));
     assert!(common::poll(Duration::from_secs(60), || dir.join("started-0").exists()));

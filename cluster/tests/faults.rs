@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Agent, Server};
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskHandle};
+use common::Server;
+use taskpool_cluster::{ClusterConfig, Config, Pool, TaskHandle};
 
 /// A value only the right item produces: a lost, doubled or misplaced result shows.
 fn value(item: u64) -> u64 {
@@ -34,21 +34,18 @@ fn check_all(handles: Vec<TaskHandle<u64>>, from: usize) -> usize {
     n
 }
 
-fn pool(urls: &str, workers: usize) -> ClusterPool {
-    let config = ClusterConfig::new(urls)
+fn config(urls: &str, workers: usize) -> ClusterConfig {
+    ClusterConfig::new(urls)
         .config(Config::new().workers(workers))
         .agent_wait(Duration::from_secs(120))
-        .delivery_limit(50);
-    ClusterPool::with_config(config).unwrap()
+        .delivery_limit(50)
 }
 
 #[test]
 fn fifty_thousand_tasks_survive_an_agent_killed_every_second() {
     let Some(server) = common::server("agent_kills") else { return };
     let url = server.url();
-    let agents: Vec<Agent> = (0..3).map(|_| common::agent(&url, 2, &ACK_WAIT)).collect();
-    let pool = pool(&url, 6);
-    assert!(pool.wait_for_agents(3, Duration::from_secs(30)));
+    let (agents, pool) = common::pool_on(&url, config(&url, 6), 3, 2, &ACK_WAIT);
     let done = Arc::new(AtomicBool::new(false));
     let killer = {
         let (done, url) = (done.clone(), url.clone());
@@ -85,9 +82,7 @@ fn fifty_thousand_tasks_survive_an_agent_killed_every_second() {
 fn a_server_restart_mid_run_loses_nothing() {
     let Some(mut server) = common::server("server_restart") else { return };
     let url = server.url();
-    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&url, 2, &ACK_WAIT)).collect();
-    let pool = pool(&url, 4);
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config(&url, 4), 2, 2, &ACK_WAIT);
     let mut handles: Vec<_> = (0..20_000).map(|i| pool.submit(slow_value, i)).collect();
     let rest = handles.split_off(2_000);
     check_all(handles, 0);
@@ -122,14 +117,8 @@ fn a_three_node_cluster_loses_a_server_and_nothing_is_lost() {
         .collect();
     let urls = servers.iter().map(Server::url).collect::<Vec<_>>().join(",");
     let agent_vars = [ACK_WAIT[0], ("TASKPOOL_AGENT_REPLICAS", "3")];
-    let _agents: Vec<Agent> = (0..2).map(|_| common::agent(&urls, 2, &agent_vars)).collect();
-    let config = ClusterConfig::new(urls.clone())
-        .config(Config::new().workers(4))
-        .agent_wait(Duration::from_secs(120))
-        .delivery_limit(50)
-        .replicas(3);
-    let pool = ClusterPool::with_config(config).unwrap();
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let config = config(&urls, 4).replicas(3);
+    let (_agents, pool) = common::pool_on(&urls, config, 2, 2, &agent_vars);
     let mut handles: Vec<_> = (0..20_000).map(|i| pool.submit(slow_value, i)).collect();
     let rest = handles.split_off(2_000);
     check_all(handles, 0);

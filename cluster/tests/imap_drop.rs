@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, Config, Pool};
 use taskpool_core::conformance::Touch;
 
 /// How many files are in `dir`.
@@ -17,10 +17,8 @@ fn count_files(dir: String) -> u64 {
 fn an_agent_drops_the_items_of_a_dropped_imap() {
     let Some(server) = common::server("imap_drop") else { return };
     // One worker: it runs everything in the order the agent queues it.
-    let _agent = common::agent(&server.url(), 1, &[]);
-    let config = Config::new().workers(1).chunk_size(50);
-    let pool = ClusterPool::with_config(ClusterConfig::new(server.url()).config(config)).unwrap();
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let config = ClusterConfig::new(server.url()).config(Config::new().workers(1).chunk_size(50));
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
     let dir = std::env::temp_dir().join(format!("taskpool-imap-drop-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -7,10 +7,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_bytes::ByteBuf;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, Config, Pool};
 
 /// Each result's size.
 const RESULT: usize = 2 << 20;
@@ -26,11 +25,9 @@ fn result_of(_: u32) -> ByteBuf {
 #[test]
 fn a_slow_imap_keeps_a_bounded_number_of_result_bytes_ahead() {
     let Some(server) = common::server("imap_memory") else { return };
-    let _agent = common::agent(&server.url(), 2, &[]);
     let config =
         ClusterConfig::new(server.url()).config(Config::new().workers(2).chunk_size(CHUNK));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 2, &[]);
     let pulled = AtomicUsize::new(0);
     let items = (0..ITEMS as u32).inspect(|_| {
         pulled.fetch_add(1, Ordering::SeqCst);

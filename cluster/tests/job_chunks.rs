@@ -93,10 +93,8 @@ fn stored(url: &str) -> u64 {
 fn a_slow_imap_after_a_cheap_map_starts_with_a_message_for_each_agent() {
     let Some(server) = common::server("job_chunks_fresh") else { return };
     let url = server.url();
-    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config, 2, 2, &[]);
     let (together, units, messages) = held_after_cheap("job_chunks_fresh", &url, &pool, 4);
     assert!(together, "the two agents' four workers did not run four held items at once");
     assert_eq!(units, 4, "the held items travelled in {units} units");
@@ -112,10 +110,8 @@ fn a_slow_imap_after_a_cheap_map_starts_with_a_message_for_each_agent() {
 fn the_first_chunks_of_a_call_spread_over_the_agents() {
     let Some(server) = common::server("job_chunks_spread") else { return };
     let url = server.url();
-    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config, 2, 1, &[]);
     let (together, units, messages) = held_after_cheap("job_chunks_spread", &url, &pool, 2);
     assert!(together, "the two agents did not each run a held item at once");
     assert_eq!(units, 8, "the held items travelled in {units} units");
@@ -128,9 +124,7 @@ fn the_first_chunks_of_a_call_spread_over_the_agents() {
 fn a_small_map_on_two_agents_takes_a_message_for_each() {
     let Some(server) = common::server("job_chunks_small_map") else { return };
     let url = server.url();
-    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
-    let pool = ClusterPool::connect(url.clone()).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 2, 2, &[]);
     for round in 0..3 {
         let (settled, messages) = (pool.stats().settled, stored(&url));
         assert_eq!(pool.map(cheap, 0..8).unwrap(), (0..8).map(cheap).collect::<Vec<u64>>());
@@ -147,10 +141,8 @@ fn a_small_map_on_two_agents_takes_a_message_for_each() {
 fn with_one_agent_the_first_chunks_of_a_call_are_one_message() {
     let Some(server) = common::server("job_chunks_one_agent") else { return };
     let url = server.url();
-    let _agent = common::agent(&url, 2, &[]);
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&url, config, 1, 2, &[]);
     let (together, units, messages) = held_after_cheap("job_chunks_one_agent", &url, &pool, 2);
     assert!(together, "the agent's two workers did not run two held items at once");
     assert_eq!(units, 4, "the held items travelled in {units} units");
@@ -183,10 +175,8 @@ fn mark_and_hold_each((dir, i): (String, u32)) -> u32 {
 fn an_imap_yields_its_first_result_once_its_first_items_are_done() {
     let Some(server) = common::server("job_chunks_first_result") else { return };
     let url = server.url();
-    let _agents = [common::agent(&url, 2, &[]), common::agent(&url, 2, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config, 2, 2, &[]);
     let dir = common::markers("job_chunks_first_result");
     let path = dir.to_string_lossy().into_owned();
     let let_go = LetAllGo(dir.clone());
@@ -227,10 +217,8 @@ fn nap_on_agent(_: u32) -> u32 {
 fn the_chunks_sent_after_the_first_result_spread_over_the_agents() {
     let Some(server) = common::server("job_chunks_burst") else { return };
     let url = server.url();
-    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config, 2, 1, &[]);
     let agents = pool.map(nap_on_agent, 0..20).unwrap();
     let first: HashSet<u32> = agents[..10].iter().copied().collect();
     assert_eq!(first.len(), 2, "the first pass ran on {} agents", first.len());

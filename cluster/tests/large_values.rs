@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use taskpool_cluster::{ClusterConfig, ClusterPool, Pool, Side, TaskError};
+use taskpool_cluster::{ClusterConfig, Pool, Side, TaskError};
 
 /// Returns `mib` mebibytes of bytes.
 fn bytes_of(mib: usize) -> serde_bytes::ByteBuf {
@@ -20,9 +18,8 @@ fn len_of(bytes: serde_bytes::ByteBuf) -> usize {
 #[test]
 fn values_over_the_message_limit_fail_with_too_large() {
     let Some(server) = common::server("large_values") else { return };
-    let _agent = common::agent(&server.url(), 1, &[]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let config = ClusterConfig::new(server.url());
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
     // The test servers take messages of up to 32 MiB.
     match pool.apply(len_of, bytes_of(40)) {
         Err(TaskError::TooLarge { side: Side::Argument, .. }) => {}

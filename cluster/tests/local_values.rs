@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use taskpool_cluster::{ClusterConfig, ClusterPool, Direction, Pool, Side, Task, TaskError};
+use taskpool_cluster::{ClusterConfig, Direction, Pool, Side, Task, TaskError};
 use taskpool_process::{End, GetError, Pipe, Producer, Queue, SharedBytes};
 
 fn len_of(bytes: SharedBytes) -> usize {
@@ -73,9 +73,8 @@ fn assert_refused<T: std::fmt::Debug>(
 #[test]
 fn values_of_one_machine_are_refused_and_not_counted_as_sent() {
     let Some(server) = common::server("local_values") else { return };
-    let _agent = common::agent(&server.url(), 1, &[]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(server.url())).unwrap();
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let config = ClusterConfig::new(server.url());
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
 
     let bytes = SharedBytes::copy_from_slice(&[1; 100]).unwrap();
     assert_refused(pool.apply(len_of, bytes.clone()), Side::Argument, Direction::Encode);

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
+use taskpool_cluster::{ClusterConfig, Config, Pool};
 
 /// Works a millisecond, then says which worker process ran it.
 fn worker_after_a_millisecond(_: u32) -> u32 {
@@ -19,10 +19,8 @@ fn a_maps_chunks_spread_over_the_agents() {
     let Some(server) = common::server("spread") else { return };
     let url = server.url();
     // Two agents of one worker each: each takes one message at a time.
-    let _agents = [common::agent(&url, 1, &[]), common::agent(&url, 1, &[])];
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(2));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(2, Duration::from_secs(30)));
+    let (_agents, pool) = common::pool_on(&url, config, 2, 1, &[]);
     // 400 items go in chunks sized from what the first ones cost, several at once. Packed
     // into one message they all went to one agent.
     let ran = pool.map(worker_after_a_millisecond, 0..400).unwrap();

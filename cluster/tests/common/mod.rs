@@ -234,11 +234,29 @@ impl Fixture {
 
     pub fn on(server: Server, agents: usize, config: ClusterConfig) -> Fixture {
         let url = server.url();
-        let agents: Vec<Agent> = (0..agents).map(|_| agent(&url, 2, &[])).collect();
-        let pool = ClusterPool::with_config(with_url(config, &url)).expect("the pool connects");
-        assert!(pool.wait_for_agents(agents.len(), Duration::from_secs(30)));
+        let (agents, pool) = pool_on(&url, with_url(config, &url), agents, 2, &[]);
         Fixture { pool, agents, server }
     }
+}
+
+/// A pool with `config` (pointed at `url`) and `agents` agents of `workers` workers each,
+/// started with the environment variables `vars`, once the pool sees them all.
+///
+/// The pool connects first: an agent says it is alive as it starts, then once a second, so
+/// a pool that listens before the agents start sees them at once, where one that connects
+/// after them waits up to a second for their next heartbeat. Bind both (`let (_agents,
+/// pool)`): the pool is dropped first, then the agents.
+pub fn pool_on(
+    url: &str,
+    config: ClusterConfig,
+    agents: usize,
+    workers: usize,
+    vars: &[(&str, &str)],
+) -> (Vec<Agent>, ClusterPool) {
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    let agents: Vec<Agent> = (0..agents).map(|_| agent(url, workers, vars)).collect();
+    assert!(pool.wait_for_agents(agents.len(), Duration::from_secs(30)), "the agents serve");
+    (agents, pool)
 }
 
 /// `config` pointed at `url`.
