@@ -122,9 +122,7 @@ fn another_callers_task_does_not_wait_behind_every_unit_of_a_map_the_agent_holds
 fn a_task_does_not_wait_behind_every_unit_of_a_map_of_its_own_pool() {
     let Some(server) = common::server("agent_jobs_own") else { return };
     let url = server.url();
-    let _agent = common::agent(&url, 1, &[]);
-    let pool = ClusterPool::with_config(mapper_config(&url)).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&url, mapper_config(&url), 1, 1, &[]);
     takes_turns("agent_jobs_own", &pool, &pool);
 }
 
@@ -150,9 +148,7 @@ fn is_first(i: u32) -> bool {
 fn a_callers_single_tasks_keep_their_order_whatever_their_function() {
     let Some(server) = common::server("agent_jobs_singles") else { return };
     let url = server.url();
-    let _agent = common::agent(&url, 1, &[]);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url.clone())).expect("connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 1, 1, &[]);
     let dir = common::markers("agent_jobs_singles");
     let path = dir.to_string_lossy().into_owned();
     let _let_go = LetAllGo(dir.clone());

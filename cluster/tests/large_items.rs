@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::PlainServer;
 use serde_bytes::ByteBuf;
-use taskpool_cluster::{ClusterConfig, ClusterPool, Config, NextTimeout, Pool};
+use taskpool_cluster::{ClusterConfig, Config, NextTimeout, Pool};
 
 const MIB: usize = 1 << 20;
 
@@ -35,11 +35,9 @@ fn a_batch_of_large_items_keeps_a_bounded_number_of_bytes_in_flight() {
     let Some(server) = PlainServer::configured("large_items", "max_payload: 8388608\n") else {
         return;
     };
-    let _agent = common::agent(&server.url(), 1, &[]);
     // Planned for many workers: four chunks each in flight, 66 chunks of 4 MiB.
     let config = ClusterConfig::new(server.url()).config(Config::new().workers(16));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
     // Measured cheap: later chunks are as large as their messages allow.
     assert_eq!(pool.map(cheap, 0..100).unwrap().len(), 100);
     let dir = common::markers("large_items");

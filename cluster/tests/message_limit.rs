@@ -22,11 +22,9 @@ fn make_bytes(n: usize) -> ByteBuf {
 /// that the items of a test share a chunk whatever the measured time per item.
 fn start(test: &str, chunk: usize) -> Option<(ClusterPool, common::Agent, PlainServer)> {
     let server = PlainServer::start(test, true)?;
-    let agent = common::agent(&server.url(), 2, &[]);
     let config = ClusterConfig::new(server.url()).config(Config::new().chunk_size(chunk));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
-    Some((pool, agent, server))
+    let (mut agents, pool) = common::pool_on(&server.url(), config, 1, 2, &[]);
+    Some((pool, agents.remove(0), server))
 }
 
 #[test]
@@ -132,10 +130,8 @@ fn an_error_larger_than_a_message_arrives_cut_to_fit() {
     else {
         return;
     };
-    let _agent = common::agent(&server.url(), 2, &[]);
     let config = ClusterConfig::new(server.url()).config(Config::new().chunk_size(3));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 2, &[]);
     let outcomes = pool.map_results(panic_at_length, [10, 1 << 20, 10]);
     assert_eq!(outcomes.len(), 3);
     for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -157,10 +153,8 @@ fn values_over_what_the_store_keeps_fail_with_too_large_under_a_larger_message_l
     // 32 MiB whatever the server takes, and refuses larger ones on every try.
     let config = "max_payload: 67108864\nmax_pending: 134217728\n";
     let Some(server) = PlainServer::configured("message_limit_store", config) else { return };
-    let _agent = common::agent(&server.url(), 1, &[]);
     let config = ClusterConfig::new(server.url()).agent_wait(Duration::from_secs(5));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, Duration::from_secs(30)));
+    let (_agent, pool) = common::pool_on(&server.url(), config, 1, 1, &[]);
     let len = |bytes: ByteBuf| bytes.len();
     match pool.apply(len, make_bytes(40 << 20)) {
         Err(TaskError::TooLarge { side: Side::Argument, size, limit }) => {

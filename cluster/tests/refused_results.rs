@@ -65,11 +65,9 @@ fn a_caller_whose_results_are_refused_fails_those_tasks_saying_why() {
     let Some(server) = common::server("refused_results_caller") else { return };
     let url = server.url();
     make_stream(&url, capped_results());
-    let _agent = common::agent(&url, 1, &[]);
     let wait = Duration::from_secs(3);
-    let pool = ClusterPool::with_config(ClusterConfig::new(url).agent_wait(wait))
-        .expect("the pool connects");
-    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let config = ClusterConfig::new(url.clone()).agent_wait(wait);
+    let (_agent, pool) = common::pool_on(&url, config, 1, 1, &[]);
     let refused = |outcome: Result<Vec<u8>, TaskError>| match outcome {
         Err(TaskError::Unreachable { waited, source }) => {
             assert!(waited >= wait, "refused for {waited:?}");
@@ -185,9 +183,7 @@ fn a_results_stream_with_a_message_limit_of_its_own_fails_larger_results_as_too_
         ..Default::default()
     };
     make_stream(&url, limited);
-    let _agent = common::agent(&url, 1, &[]);
-    let pool = ClusterPool::connect(url).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, DEADLINE), "the agent serves");
+    let (_agent, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 1, 1, &[]);
     let mut task = pool.submit(large, 200 << 10);
     match task.join_timeout(DEADLINE) {
         Err(TaskError::TooLarge { side: Side::Result, size, limit }) => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Server, SpeakingAgent};
+use common::{Server, SpeakingAgent};
 use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool, TaskError};
 
 /// Long enough for a cluster to elect its leaders, or to call a step hung.
@@ -149,13 +149,11 @@ fn a_task_redelivered_to_the_agent_that_runs_it_runs_once() {
     let Some(mut nodes) = cluster("three_nodes") else { return };
     let vars = [("TASKPOOL_AGENT_ACK_WAIT_MS", "1000"), ("TASKPOOL_AGENT_REPLICAS", "3")];
     // Three workers: one for the held task, one for a second run of it, one for a marker.
-    let _agent: Agent = common::agent(&nodes[1].server.url(), 3, &vars);
     let config = ClusterConfig::new(nodes[0].server.url())
         .config(Config::new().workers(3))
         .replicas(3)
         .agent_wait(Duration::from_secs(60));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, WITHIN));
+    let (_agent, pool) = common::pool_on(&nodes[1].server.url(), config, 1, 3, &vars);
     let dir = common::markers("three_nodes_redelivered");
     let held = pool.submit(run_and_hold, dir.to_string_lossy().into_owned());
     assert!(common::poll(WITHIN, || runs(&dir) == 1), "the task starts");
@@ -261,10 +259,8 @@ fn a_task_sent_to_a_cluster_without_a_majority_fails_saying_why() {
     let Some(mut nodes) = cluster("three_nodes_majority") else { return };
     let url = nodes[0].server.url();
     let vars = [("TASKPOOL_AGENT_REPLICAS", "3")];
-    let _agent: Agent = common::agent(&url, 1, &vars);
-    let config = ClusterConfig::new(url).replicas(3).agent_wait(Duration::from_secs(10));
-    let pool = ClusterPool::with_config(config).expect("the pool connects");
-    assert!(pool.wait_for_agents(1, WITHIN));
+    let config = ClusterConfig::new(url.clone()).replicas(3).agent_wait(Duration::from_secs(10));
+    let (_agent, pool) = common::pool_on(&url, config, 1, 1, &vars);
     assert_eq!(pool.submit(square, 2).join().unwrap(), 4);
     nodes[1].server.kill();
     nodes[2].server.kill();
