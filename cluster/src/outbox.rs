@@ -19,7 +19,7 @@ const PUBLISHING: usize = 64;
 /// alone): an agent takes a whole message, so the chunks of a `map` sent at once must not
 /// travel in one message to one agent while the others wait, and an agent that dies takes
 /// the whole message back to the stream. Single tasks still go 128 to a message.
-const ITEMS_PER_MESSAGE: usize = 128;
+pub(crate) const ITEMS_PER_MESSAGE: usize = 128;
 
 /// What the pool hands the outbox.
 pub(crate) enum Post {
