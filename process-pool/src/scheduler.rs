@@ -45,7 +45,7 @@ use crate::worker::EXIT_NO_ROOM;
 
 mod stacking;
 
-use stacking::{Crowd, TINY_OVERDUE, WORKERS_PER_CPU, is_tiny};
+use stacking::{Crowd, TINY_OVERDUE, WORKERS_PER_CPU};
 
 /// The OS side of one worker process, as the scheduler uses it.
 pub(crate) trait Process: Send + Sync {
@@ -193,14 +193,12 @@ fn overdue_after(item_ns: u64) -> Duration {
 
 /// How long `head` may run before its worker counts as stuck on it: [`overdue_after`] its
 /// job's estimate, or, where tiny work was stacked behind it (`stacked`, see `stacking.rs`),
-/// a tiny item from [`TINY_OVERDUE`]: what waits behind it then goes to an idle worker soon.
+/// [`TINY_OVERDUE`]: what waits behind it then goes to an idle worker soon. That holds
+/// whatever the estimate says by then: a call of the same function that ran long elsewhere
+/// may have raised it since the work was stacked (then the head, tiny as it was measured,
+/// would keep that work from idle workers for four times the new estimate).
 fn overdue_for(head: &Slice, stacked: bool) -> Duration {
-    let item_ns = head.run.job.pace.item_ns();
-    if stacked && is_tiny(&head.run) {
-        Duration::from_nanos(item_ns.saturating_mul(4)).max(TINY_OVERDUE)
-    } else {
-        overdue_after(item_ns)
-    }
+    if stacked { TINY_OVERDUE } else { overdue_after(head.run.job.pace.item_ns()) }
 }
 
 /// Whether the head of `sent`, running since `since`, has run past [`overdue_for`].

@@ -18,7 +18,8 @@
 //!   back from behind a head, it goes to an idle worker as on any pool, and is never stacked
 //!   again. So a task is stacked at most once.
 //! - A tiny head with work stacked behind it is overdue after [`TINY_OVERDUE`]
-//!   (`overdue_for`), the moment its worker stops counting as one that runs tiny work. From
+//!   (`overdue_for`), the moment its worker stops counting as one that runs tiny work, also
+//!   if a call of its function that ran long elsewhere has raised its estimate since. From
 //!   the moment work goes behind the head, the worker's supervisor looks again by then
 //!   (`Shared::fill` wakes it, see `Slot::watch_at`), and each time after, while work stays
 //!   there; once the head is overdue and a worker is idle, it takes the work back and sends

@@ -1326,6 +1326,29 @@ fn a_stacked_worker_whose_tiny_task_waits_hands_what_it_holds_to_idle_workers() 
 }
 
 #[test]
+fn a_stacked_worker_hands_on_what_it_holds_also_once_its_function_is_measured_slow() {
+    let (s, fakes) = tiny_tasks_on(16, 2, 20);
+    let stacked = sent(&s, 0);
+    assert!(stacked > 1, "worker 0 holds {stacked}");
+    let (since, job) = {
+        let state = s.lock();
+        (state.slots[0].head_since.unwrap(), state.slots[0].sent[0].run.job.clone())
+    };
+    // A call of the same function ran long elsewhere, and ended after the work was stacked:
+    // its estimate is 12.5 ms now. The head still waits past a millisecond, with idle
+    // workers: what it holds goes to them then, not after four times the new estimate.
+    job.pace.record(100_000_000);
+    let (flushes, _) = s.shed(&mut s.lock(), 0, since + Duration::from_millis(2));
+    s.flush(flushes);
+    assert_eq!(fakes[0].recalled.lock().unwrap().len(), 1, "nothing taken back");
+    let state = s.lock();
+    let unrecalled = |w: usize| state.slots[w].sent.iter().filter(|sl| !sl.recalled).count();
+    assert_eq!(unrecalled(0), 1, "worker 0 keeps only the task it runs");
+    assert!(state.queue.is_empty());
+    assert_eq!((1..16).map(unrecalled).sum::<usize>(), 19, "every task but the running one");
+}
+
+#[test]
 fn a_task_taken_back_is_not_held_back_from_an_idle_worker() {
     let (s, _) = tiny_tasks_on(16, 2, 20);
     let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
