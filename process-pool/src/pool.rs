@@ -493,7 +493,10 @@ pub struct PoolStats {
     /// its result of them reached the pool), or taken back from a worker whose task ran far
     /// past its estimate, for a worker with nothing to do. Counted as they are sent again,
     /// once each time: a task taken back and then dropped unsent (cancelled meanwhile, or
-    /// its `imap` dropped) was not sent twice, and is not counted.
+    /// its `imap` dropped) was not sent twice, and is not counted. On a pool of 8 or more
+    /// workers per CPU, tiny tasks held behind a task that runs past 1 ms are taken back so
+    /// (see the `workers` setting): there a count of many thousands is the rule at work, not
+    /// a sign of trouble.
     pub requeued: u64,
     /// Worker starts that failed: the OS refused a process or its pipes, the initializer or
     /// the start checks failed, or the worker died or hung before it was ready. After
