@@ -274,10 +274,11 @@ impl ProcessConfig {
     pub fn validate(&self) -> Result<(), TaskError> {
         self.config.validate()?;
         let bad = |reason: &str| Err(TaskError::InvalidConfig { reason: reason.to_owned() });
-        if self.config.get_name_prefix().len() > MAX_NAME_PREFIX {
+        let prefix = self.config.get_name_prefix().len();
+        if prefix > MAX_NAME_PREFIX {
             return bad(&format!(
-                "name_prefix must be at most {MAX_NAME_PREFIX} bytes: it names each worker \
-                 process on its command line"
+                "name_prefix must be at most {MAX_NAME_PREFIX} bytes ({prefix} given): it names \
+                 each worker process on its command line"
             ));
         }
         if !(1..=4).contains(&self.in_flight) {
@@ -422,7 +423,9 @@ mod tests {
         assert!(small.contains("max_frame_bytes must be at least 64 (10 given)"), "{small}");
         assert!(bad(Config::new().workers(0).into()).contains("at least one worker"));
         let long = Config::new().name_prefix("x".repeat(MAX_NAME_PREFIX + 1));
-        assert!(bad(long.into()).contains("name_prefix"));
+        let long = bad(long.into());
+        let given = format!("at most {MAX_NAME_PREFIX} bytes ({} given)", MAX_NAME_PREFIX + 1);
+        assert!(long.contains(&given), "{long}");
         let longest = Config::new().name_prefix("x".repeat(MAX_NAME_PREFIX));
         assert!(ProcessConfig::from(longest).validate().is_ok());
     }
