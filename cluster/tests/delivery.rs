@@ -1,6 +1,6 @@
 //! Delivery semantics: progress reports keep a long task with its agent, a task that kills
 //! every agent that takes it stops at the delivery limit, and a task with no agent of its
-//! executable image fails after the configured wait, saying how long it waited.
+//! executable image fails once the configured wait is over, saying how long it waited.
 
 mod common;
 
@@ -180,6 +180,32 @@ fn a_task_without_an_agent_says_how_long_it_waited_in_all() {
             let listened = Duration::from_secs(1);
             assert!(waited >= listened, "said {waited:?}, waited at least {listened:?}");
             assert!(waited <= elapsed, "said {waited:?}, but the call only {elapsed:?}");
+        }
+        other => panic!("expected no agent, got {other:?}"),
+    }
+}
+
+/// The pool listens for agents of other builds and stream names (which the error counts)
+/// during the wait's last heartbeat, not after it: the task fails once the wait is over.
+#[test]
+fn a_task_without_an_agent_fails_when_the_wait_is_over() {
+    let Some(server) = common::server("delivery_wait_over") else { return };
+    // Longer than the heartbeat the pool listens for other agents.
+    let wait = Duration::from_millis(1_500);
+    let pool = ClusterPool::with_config(ClusterConfig::new(server.url()).agent_wait(wait))
+        .expect("the pool connects");
+    let started = Instant::now();
+    let outcome = pool.apply(square, 3);
+    let elapsed = started.elapsed();
+    match outcome {
+        Err(TaskError::NoWorker { waited, other_agents: 0, other_streams: 0 }) => {
+            assert!(waited >= wait, "said {waited:?}, less than the wait {wait:?}");
+            assert!(waited <= elapsed, "said {waited:?}, but the call only {elapsed:?}");
+            // Listened to once the wait was over, the pool failed the task at least a
+            // heartbeat and a quarter (1.25 s) after it, whatever the machine's speed; now it
+            // listens during the wait and fails the task at the police's next round.
+            let listening = Duration::from_millis(1_250);
+            assert!(waited < wait + listening, "said {waited:?}: listened after {wait:?}");
         }
         other => panic!("expected no agent, got {other:?}"),
     }

@@ -1,5 +1,6 @@
 //! A `map`'s chunks spread over the agents: a task message holds a few dozen items at most,
-//! so the chunks a `map` sends at once do not travel in one message to one agent.
+//! so the chunks a `map` sends at once do not travel in one message to one agent, and a
+//! pass too large for a message per agent still gives each agent about an equal share.
 
 mod common;
 
@@ -30,4 +31,35 @@ fn a_maps_chunks_spread_over_the_agents() {
     }
     assert_eq!(by_worker.len(), 2, "one worker ran every item: {by_worker:?}");
     assert!(by_worker.values().all(|&n| n >= 100), "{by_worker:?}");
+}
+
+/// Says which agent ran it: the parent of the worker process.
+fn agent_of_worker(_: u32) -> u32 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("the worker's stat");
+    // The fields after the command's name, which ends with the last ')': state, parent.
+    let after = &stat[stat.rfind(')').expect("a command name") + 1..];
+    after.split_whitespace().nth(1).expect("a parent").parse().expect("a pid")
+}
+
+/// A pass of a `map` too large for one task message per agent: each agent still takes about
+/// an equal share. The server hands the messages to the agents' pull requests in turn, so a
+/// share cut into a full message and a small rest gave one agent both full messages.
+#[test]
+fn a_pass_of_more_items_than_a_message_per_agent_is_shared_evenly() {
+    let Some(server) = common::server("spread_parcels") else { return };
+    let url = server.url();
+    // Chunks of 16 items, as many at once as 4 chunks per worker and 2 more: 18 chunks, the
+    // whole `map` of 288 items in one pass, 144 items for each agent, more than one task
+    // message holds (128).
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(4).chunk_size(16));
+    let (agents, pool) = common::pool_on(&url, config, 2, 2, &[]);
+    let ran = pool.map(agent_of_worker, 0..288).expect("the map runs");
+    let mut by_agent: HashMap<u32, usize> = HashMap::new();
+    for pid in ran {
+        *by_agent.entry(pid).or_default() += 1;
+    }
+    for agent in &agents {
+        let items = by_agent.get(&agent.pid()).copied().unwrap_or(0);
+        assert!(items >= 112, "an agent ran {items} items of 288: {by_agent:?}");
+    }
 }
