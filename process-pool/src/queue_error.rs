@@ -100,18 +100,22 @@ impl<T> fmt::Debug for PutError<T> {
 impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PutError::Full(_) => f.write_str("the queue is full"),
-            PutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
-            PutError::Disconnected(_) => f.write_str("no process can get from the queue any more"),
+            PutError::Full(_) => f.write_str("the queue (or pipe) is full"),
+            PutError::Timeout(_) => {
+                f.write_str("the queue (or pipe) stayed full until the timeout")
+            }
+            PutError::Disconnected(_) => {
+                f.write_str("no process can take from the queue (or the pipe's other end) any more")
+            }
             PutError::TooLarge { size, limit, .. } => {
                 write!(
                     f,
-                    "the value takes {size} bytes encoded, and the queue holds at most {limit}: \
+                    "the value takes {size} bytes encoded, and the queue (or pipe) holds at most {limit}: \
                      give it more bytes (`Queue::with_limits`, `Pipe::with_bytes`)"
                 )
             }
             PutError::Encode { reason, .. } => write!(f, "the value cannot be encoded: {reason}"),
-            PutError::Broken(_) => f.write_str("the queue's shared memory is broken"),
+            PutError::Broken(_) => f.write_str(BROKEN),
         }
     }
 }
@@ -161,18 +165,21 @@ pub enum GetError {
 impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GetError::Empty => f.write_str("the queue is empty"),
-            GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
+            GetError::Empty => f.write_str("the queue (or pipe) is empty"),
+            GetError::Timeout => f.write_str("the queue (or pipe) stayed empty until the timeout"),
             GetError::Disconnected => {
-                f.write_str("the queue is empty and no process can put any more")
+                f.write_str("the queue (or pipe) is empty and no process can send to it any more")
             }
             GetError::Decode(reason) => write!(f, "a message cannot be decoded: {reason}"),
-            GetError::Broken => f.write_str("the queue's shared memory is broken"),
+            GetError::Broken => f.write_str(BROKEN),
         }
     }
 }
 
 impl std::error::Error for GetError {}
+
+/// What a `Broken` error says, putting or getting.
+const BROKEN: &str = "the shared memory of the queue (or pipe) is broken: a process wrote over it";
 
 #[cfg(test)]
 mod tests {
@@ -183,8 +190,24 @@ mod tests {
         let err = PutError::TooLarge { value: (), size: 10_003, limit: 4092 };
         assert_eq!(
             err.to_string(),
-            "the value takes 10003 bytes encoded, and the queue holds at most 4092: give it \
-             more bytes (`Queue::with_limits`, `Pipe::with_bytes`)"
+            "the value takes 10003 bytes encoded, and the queue (or pipe) holds at most 4092: \
+             give it more bytes (`Queue::with_limits`, `Pipe::with_bytes`)"
         );
+    }
+
+    #[test]
+    fn every_message_fits_a_pipe_as_well_as_a_queue() {
+        let puts = [
+            PutError::Full(()),
+            PutError::Timeout(()),
+            PutError::Disconnected(()),
+            PutError::TooLarge { value: (), size: 2, limit: 1 },
+            PutError::Broken(()),
+        ];
+        let gets = [GetError::Empty, GetError::Timeout, GetError::Disconnected, GetError::Broken];
+        let texts = puts.iter().map(|e| e.to_string()).chain(gets.iter().map(|e| e.to_string()));
+        for text in texts {
+            assert!(text.contains("pipe"), "{text:?} speaks of a queue only");
+        }
     }
 }

@@ -71,9 +71,9 @@ fn errors_are_std_errors_that_cross_threads() {
     eq::<GetError>();
     eq::<PutError<String>>();
     let boxed: Box<dyn Error + Send + Sync> = GetError::Empty.into();
-    assert_eq!(boxed.to_string(), "the queue is empty");
+    assert_eq!(boxed.to_string(), "the queue (or pipe) is empty");
     let boxed: Box<dyn Error + Send + Sync> = PutError::Full(1_u64).into();
-    assert_eq!(boxed.to_string(), "the queue is full");
+    assert_eq!(boxed.to_string(), "the queue (or pipe) is full");
 }
 
 #[test]
