@@ -490,8 +490,9 @@ pub struct PoolStats {
     /// work), while the pool served: the planned part of `workers_started`.
     pub workers_retired: u64,
     /// Tasks sent again to another worker after theirs died before running them (or before
-    /// its result of them reached the pool), or taken back from a worker whose task ran far
-    /// past its estimate, for a worker with nothing to do. Counted as they are sent again,
+    /// its result of them reached the pool), or taken back, for a worker with nothing to do,
+    /// from a worker whose task ran far past its estimate or that did not start it (stopped,
+    /// say). Counted as they are sent again,
     /// once each time: a task taken back and then dropped unsent (cancelled meanwhile, or
     /// its `imap` dropped) was not sent twice, and is not counted. On a pool of 8 or more
     /// workers per CPU, tiny tasks held behind a task that runs past 1 ms are taken back so

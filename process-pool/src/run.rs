@@ -506,6 +506,9 @@ pub(crate) struct Slice {
     /// Once sent: its first item is the first of a batch frame (the worker can skip a
     /// batch, not part of one: see `Shared::recall`).
     pub(crate) frame_start: bool,
+    /// Once sent: the worker answered some of its items, so it started their batch and will
+    /// not skip the rest (a batch is skipped whole or not at all: see `Shared::recall`).
+    pub(crate) begun: bool,
     /// Once sent: the items were recalled before the worker started them and were queued
     /// again; the worker's answers for them are dropped.
     pub(crate) recalled: bool,
@@ -523,6 +526,7 @@ impl Slice {
             load_ns: 0,
             deaths: 0,
             frame_start: false,
+            begun: false,
             recalled: false,
             requeued: false,
         }

@@ -1149,13 +1149,15 @@ impl Shared {
         if state.slots.iter().enumerate().any(idle) { Some(now) } else { now.checked_add(after) }
     }
 
-    /// Recalls, once worker `w`'s head item is overdue, what it holds behind the head item
-    /// and has not started: they are queued again at the front, and stay in `sent` marked
-    /// recalled until the worker answers that it skipped them. A batch goes whole, unless it
-    /// started; each task of a frame of single tasks goes on its own, also from the head's
-    /// frame (the worker checks each before it starts it), so a task that waits for a task
-    /// sent behind it in its frame does not wait for ever. Returns when the head becomes
-    /// overdue, if it is not yet and something is held behind it.
+    /// Recalls, once worker `w`'s head item is overdue, what it holds and has not started:
+    /// they are queued again at the front, and stay in `sent` marked recalled until the
+    /// worker answers that it skipped them. A batch goes whole, unless it started; each task
+    /// of a frame of single tasks goes on its own, also from the head's frame (the worker
+    /// checks each before it starts it), so a task that waits for a task sent behind it in
+    /// its frame does not wait for ever. The head item goes too if the worker has not started
+    /// it (it was stopped, or got no CPU since it was sent): a worker that is not running does
+    /// not keep a task from the idle ones for as long as it stays so. Returns when the head
+    /// becomes overdue, if it is not yet and something can be taken back then.
     ///
     /// `stacked`: a head with tiny work stacked behind it is overdue sooner ([`overdue_for`]);
     /// its worker's supervisor looks then ([`Shared::shed`]), while the idle workers'
@@ -1165,25 +1167,29 @@ impl Shared {
         let slot = &mut slots[w];
         let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
         let head = slot.sent.front().filter(|head| !head.recalled)?;
-        if slot.sent.len() < 2 {
+        let behind = slot.sent.iter().skip(1).any(|s| !s.recalled);
+        // Alone, the head is taken back only if it has not started: a read of the page,
+        // made only then, which also keeps an idle worker from looking again and again at
+        // a long task that runs.
+        let head_waits =
+            || !head.begun && conn.process.progress().is_some_and(|p| p.started <= conn.expect_seq);
+        if !behind && !head_waits() {
             return None;
         }
         let due = slot.head_since?.checked_add(overdue_for(head, stacked && slot.stacked))?;
         if now < due {
             return Some(due);
         }
-        if slot.sent.iter().skip(1).all(|s| s.recalled) {
-            return None;
-        }
-        let mut seq = conn.expect_seq + head.items.len() as u64;
+        let mut seq = conn.expect_seq;
         let started = conn.process.recall(conn.next_seq)?.started;
         let mut taken = SmallVec::<[Slice; 4]>::new();
-        // Behind the head, a slice is a batch of its own (`frame_start`) or a task of a frame
-        // of single tasks: either way, the worker skips it unless it started its first item.
-        for slice in slot.sent.range_mut(1..) {
+        // A slice is a batch of its own (`frame_start`), a task of a frame of single tasks,
+        // or the rest of a batch the worker answered part of (`begun`, only the head): the
+        // worker skips it unless it started its first item, or began it.
+        for slice in slot.sent.iter_mut() {
             let (first, len) = (seq, slice.items.len() as u64);
             seq += len;
-            if first < started || slice.recalled {
+            if first < started || slice.recalled || slice.begun {
                 continue;
             }
             slice.recalled = true;
@@ -1255,6 +1261,7 @@ impl Shared {
             }
             conn.expect_seq += n;
             head.items.start += n as usize;
+            head.begun = true;
             left -= n;
             slot.load_ns = slot.load_ns.saturating_sub(head.load_ns * n);
             if head.items.is_empty() {

@@ -93,3 +93,48 @@ fn work_sent_behind_a_task_that_then_hangs_runs_on_another_worker() {
         assert_eq!((stats.completed, stats.failed), (65 * attempts + 64, 0));
     });
 }
+
+/// Waits until the file `go` exists, then says which process ran it.
+#[derive(Serialize, Deserialize)]
+struct WaitThenSayWhere {
+    go: String,
+}
+
+impl Task for WaitThenSayWhere {
+    type Input = ();
+    type Output = u32;
+
+    fn run(&self, (): ()) -> u32 {
+        wait_for_file(&self.go);
+        std::process::id()
+    }
+}
+
+#[test]
+fn a_task_sent_to_a_stopped_worker_runs_on_another_once_that_one_is_idle() {
+    let scratch = Scratch::new("stopped-worker");
+    let go = scratch.file("go");
+    within("tasks given while a worker is stopped", move || {
+        let pool = ProcessPool::new(2).unwrap();
+        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+        let pids = pool.pids();
+        // SAFETY: kill has no memory effects; the pid is a live, idle worker of ours.
+        assert_eq!(unsafe { libc::kill(pids[0].cast_signed(), libc::SIGSTOP) }, 0);
+        // Each idle worker is sent one; the one that runs waits for `go`, then is idle.
+        let task = || pool.submit(WaitThenSayWhere { go: go.clone() }, ());
+        let tasks = [task(), task()];
+        std::fs::write(&go, "").unwrap();
+        for task in tasks {
+            assert_eq!(task.join().unwrap(), pids[1], "ran on the worker that was not stopped");
+        }
+        assert_eq!(pool.stats().requeued, 1, "the stopped worker's task was taken back");
+        // SAFETY: as above; the worker is stopped, not gone.
+        assert_eq!(unsafe { libc::kill(pids[0].cast_signed(), libc::SIGCONT) }, 0);
+        // Woken, it skips what was taken back, and works on: no worker was replaced.
+        let expected: Vec<u64> = (0..64u64).map(|x| x * x).collect();
+        assert_eq!(pool.map(square, 0..64).unwrap(), expected);
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed, stats.workers_started), (4 + 2 + 64, 0, 2));
+        assert_eq!(pool.pids(), pids);
+    });
+}

@@ -593,6 +593,64 @@ fn a_batch_the_worker_started_is_not_recalled_and_one_it_skipped_unasked_runs_el
 }
 
 #[test]
+fn a_task_its_worker_never_starts_goes_to_an_idle_worker_once_overdue() {
+    // Worker 0 is sent one task measured at 1 ms and does not start it (stopped, say);
+    // worker 1 is idle.
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let fake = connect(&s, 0);
+    fake.set(0, 0);
+    let task = run(1, NullSink, Batching::Fixed(1));
+    measured(&task, 1_000_000);
+    s.submit(task.clone());
+    connect(&s, 1);
+    assert_eq!((sent_of(&s, 0, &task), sent_of(&s, 1, &task)), (vec![1], vec![]));
+    let since = s.lock().slots[0].head_since.unwrap();
+    // Not overdue yet: worker 1's supervisor looks again then.
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(5));
+    assert!(flushes.is_empty());
+    assert_eq!(due, Some(since + OVERDUE_FLOOR));
+    assert!(fake.recalled.lock().unwrap().is_empty());
+    // Overdue and still not started: it goes to worker 1, and worker 0 skips it if it wakes.
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_millis(50));
+    assert_eq!((flushes.len(), due), (1, None));
+    assert_eq!(sent_of(&s, 1, &task), [1]);
+    assert_eq!(held(&s, 0), [(1, true)]);
+    assert_eq!(*fake.recalled.lock().unwrap(), [1]);
+    let mut state = s.lock();
+    s.answered(&mut state, 0, 0..1, (Instant::now(), 0), true, |_, _| panic!()).unwrap();
+    assert!(state.slots[0].sent.is_empty() && state.queue.is_empty());
+}
+
+#[test]
+fn a_head_that_runs_or_whose_batch_began_stays_with_its_worker() {
+    let s = shared(ProcessConfig::new(Config::new().workers(2)), 2);
+    let fake = connect(&s, 0);
+    let map = run(2, NullSink, Batching::Fixed(2));
+    measured(&map, 1_000_000);
+    s.submit(map.clone());
+    connect(&s, 1);
+    assert_eq!((sent_of(&s, 0, &map), sent(&s, 1)), (vec![2], 0), "one batch; worker 1 idle");
+    assert!(s.lock().queue.is_empty());
+    // It runs: an idle worker does not even look again for it.
+    fake.set(1, 0);
+    let since = s.lock().slots[0].head_since.unwrap();
+    assert_eq!(s.relieve(&mut s.lock(), 1, since + Duration::from_millis(5)).1, None);
+    // Its first item is answered and the worker is between items: the batch began, so the
+    // rest stays, however long the worker takes to go on.
+    fake.set(1, 1);
+    {
+        let mut state = s.lock();
+        s.answered(&mut state, 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
+    }
+    let since = s.lock().slots[0].head_since.unwrap();
+    let (flushes, due) = s.relieve(&mut s.lock(), 1, since + Duration::from_secs(1));
+    assert!(flushes.is_empty());
+    assert_eq!(due, None);
+    assert_eq!(held(&s, 0), [(1, false)]);
+    assert!(fake.recalled.lock().unwrap().is_empty());
+}
+
+#[test]
 fn one_answer_for_many_items_spans_slices_and_runs_in_order() {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
     let (first, second) =
