@@ -50,6 +50,13 @@ fn workers_run_under_valgrind_too_with_trace_children() {
 /// it runs under Valgrind.
 const REPLACED: &str = "TASKPOOL_TEST_REPLACED_UNDER_VALGRIND";
 
+/// A deploy: a new file (here with the same bytes) renamed over the program at `path`.
+fn deploy(path: String) {
+    let fresh = format!("{path}.new");
+    std::fs::copy(&path, &fresh).unwrap();
+    std::fs::rename(&fresh, &path).unwrap();
+}
+
 /// Under Valgrind workers start from the program's path, so once a deploy put another file
 /// there, they can start no more (they would run another build): every start fails with
 /// `WorkerStart`, saying so, rather than only that the images differ.
@@ -59,13 +66,10 @@ fn under_valgrind_workers_of_a_replaced_program_say_that_its_file_was_replaced()
     if let Some(path) = std::env::var_os(REPLACED) {
         let config = Config::new().workers(1).max_tasks_per_worker(1).start_attempts(1);
         let pool = ProcessPool::with_config(ProcessConfig::new(config)).unwrap();
-        assert_eq!(pool.apply(square, 3).unwrap(), 9);
-        // The deploy: a new file (here with the same bytes) renamed over the program's path.
-        let mut fresh = path.clone();
-        fresh.push(".new");
-        std::fs::copy(&path, &fresh).unwrap();
-        std::fs::rename(&fresh, &path).unwrap();
-        // The worker recycled after its task starts after the deploy.
+        // The deploy is the first worker's one task, so the worker that replaces it starts
+        // after the deploy (made here, its replacement could start before).
+        let path = path.into_string().unwrap();
+        pool.apply(deploy, path).unwrap();
         match pool.apply(square, 4) {
             Err(TaskError::WorkerStart { reason }) => {
                 assert!(reason.contains("was replaced"), "the reason says not why: {reason}");
