@@ -280,7 +280,8 @@
 //!   a worker runs the program's own executable, so its samples resolve to the program's
 //!   symbols.
 //! - `gdb -p PID` attaches to a worker. A task stopped at a breakpoint is neither hung nor
-//!   dead to the pool: with no time limit, its caller waits as long as it is stopped. Past
+//!   dead to the pool: with no time limit, its caller waits as long as it is stopped (a task
+//!   sent to the worker and not started yet goes to another worker once one is idle). Past
 //!   its limit ([`Config::timeout`], [`Pool::submit_timeout`]) the pool kills the worker, but
 //!   the kernel tells the pool of a traced process's death only once the debugger lets go of
 //!   it (detaches or quits): the task fails with [`TaskError::TimedOut`] then. Dropping the
