@@ -477,10 +477,10 @@ impl ThreadPool {
         limit: Option<Duration>,
         awaited: bool,
     ) -> TaskHandle<J::Output> {
-        let work = Work { awaited, ..Work::new(job, input, limit) };
         if limit.or(self.shared.config.get_timeout()).is_none() {
-            return self.start_held(work);
+            return self.start_held(job.0, input, awaited);
         }
+        let work = Work { awaited, ..Work::new(job, input, limit) };
         // `start` returns the handle a new promise asks for; a handle settled as shut down
         // stands in should it not.
         self.start(work, Promise::New).unwrap_or_else(|| promise::<J::Output>().1)
@@ -511,8 +511,9 @@ impl ThreadPool {
         handle
     }
 
-    /// Queues `work`, which has no time limit, as a [`Held`] record, and returns its handle.
-    fn start_held<J: Job>(&self, work: Work<Owned<J>, J>) -> TaskHandle<J::Output> {
+    /// Queues `job` on `input`, a task with no time limit which its submitter waits for at
+    /// once if `awaited`, as a [`Held`] record, and returns its handle.
+    fn start_held<J: Job>(&self, job: J, input: J::Input, awaited: bool) -> TaskHandle<J::Output> {
         let shared = &*self.shared;
         shared.tally.accept();
         if shared.closed.load(Ordering::SeqCst) || shared.copied() {
@@ -520,8 +521,7 @@ impl ThreadPool {
             // Dropping the completer settles the task as shut down.
             return promise::<J::Output>().1;
         }
-        let awaited = work.awaited;
-        let record = Held::record(&self.shared, work);
+        let record = Held::record(&self.shared, job, input);
         let handle = handle_of(record.clone(), 0);
         self.enqueue(record, awaited);
         handle
@@ -558,38 +558,31 @@ trait Run: Send + Sync {
 /// A task submitted alone with no time limit: its record holds its handle's slot (see
 /// [`Holds`]), so that a submit allocates once, for both. (A task with a time limit shares
 /// its completer with the watchdog, and is a [`Queued`] record.)
-struct Held<A, J: Job> {
+struct Held<J: Job> {
     slot: Slot<J::Output>,
     origin: Origin,
-    /// Taken by the thread that runs the task.
-    task: Mutex<Option<Work<A, J>>>,
+    /// The job and its argument, taken by the thread that runs the task. Only these: a
+    /// record is allocated, and read by two threads, for every task submitted.
+    task: Mutex<Option<(J, J::Input)>>,
 }
 
-impl<A, J> Held<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
-    fn record(shared: &Arc<Shared>, work: Work<A, J>) -> Arc<Self> {
-        let task = Mutex::new(Some(work));
+impl<J: Job> Held<J> {
+    fn record(shared: &Arc<Shared>, job: J, input: J::Input) -> Arc<Self> {
+        let task = Mutex::new(Some((job, input)));
         Arc::new(Held { slot: Slot::new(), origin: Origin::of(shared), task })
     }
 
-    fn take(&self) -> Option<Work<A, J>> {
+    fn take(&self) -> Option<(J, J::Input)> {
         self.task.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 
-impl<A, J> Run for Held<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
+impl<J: Job> Run for Held<J> {
     fn run(&self, shared: &Shared) {
-        let Some(Work { job, input, .. }) = self.take() else { return };
+        let Some((job, input)) = self.take() else { return };
         let running = Running::enter();
         if !shared.dropped.load(Ordering::Acquire) && !self.slot.is_settled() {
-            self.slot.complete(shared.run(job.as_ref(), input));
+            self.slot.complete(shared.run(&job, input));
         } else {
             // Dropped or cancelled: settled as shut down unless it is already, as a
             // [`Queued`] record's completer settles it when dropped.
@@ -603,7 +596,7 @@ where
     }
 
     fn abandon(&self) {
-        if let Some(Work { job, input, .. }) = self.take() {
+        if let Some((job, input)) = self.take() {
             discard(input);
             discard(job);
             self.slot.complete(Err(TaskError::ShutDown));
@@ -643,17 +636,13 @@ macro_rules! cancel_by_origin {
     };
 }
 
-impl<A, J> Holds<J::Output> for Held<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
+impl<J: Job> Holds<J::Output> for Held<J> {
     fn slot(&self, _: usize) -> &Slot<J::Output> {
         &self.slot
     }
 }
 
-cancel_by_origin!(impl<A, J> Cancel for Held<A, J> where A: AsRef<J> + Send + 'static, J: Job);
+cancel_by_origin!(impl<J: Job> Cancel for Held<J>);
 
 /// Where a queued record comes from: the copy of the process that queued it (see `forks.rs`)
 /// and the pool it is queued in (the address of its [`Shared`], compared only).
@@ -1597,13 +1586,27 @@ mod tests {
         x * x
     }
 
+    /// The size of the record of a task of `job` submitted alone.
+    fn held_size<J: Job>(_: &J) -> usize {
+        size_of::<Held<J>>()
+    }
+
+    /// A task submitted alone, with no time limit, is one allocation that two threads read
+    /// and write: it holds its handle's slot, where it comes from, and its job and argument,
+    /// nothing more (no limit, no watchdog, no mark of whether its submitter waits).
+    #[test]
+    fn the_record_of_a_task_submitted_alone_holds_only_its_slot_origin_and_work() {
+        let parts = size_of::<Slot<u64>>() + size_of::<Origin>();
+        let taken_once = size_of::<Mutex<Option<u64>>>();
+        assert_eq!(held_size(&square.into_job()), parts + taken_once);
+    }
+
     /// Should a pool's threads end with tasks still in its queue, the queue, dropped with
     /// them, settles them.
     #[test]
     fn a_task_left_in_a_dropped_queue_settles_as_shut_down() {
         let shared = Arc::new(Shared::new(Config::new().workers(1)));
-        let work = Work::new(Owned(square.into_job()), 3, None);
-        let record = Held::record(&shared, work);
+        let record = Held::record(&shared, square.into_job(), 3);
         let mut handle = handle_of(record.clone(), 0);
         assert!(shared.queue.push(record, false), "the first push asks for a drainer");
         drop(shared);
