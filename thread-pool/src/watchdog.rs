@@ -25,6 +25,24 @@ struct State {
     alarms: BTreeMap<Armed, Alarm>,
     next_id: u64,
     stopped: bool,
+    /// How long the thread sleeps, for `arm` to wake it only for an alarm due sooner.
+    sleep: Sleep,
+    /// How many times `arm` woke the thread.
+    #[cfg(test)]
+    woken: usize,
+}
+
+/// What the watchdog's thread does, as far as `arm` needs to know.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Sleep {
+    /// It has not slept yet, or woke and looks at the alarms before it sleeps again: it sees
+    /// any alarm armed meanwhile.
+    #[default]
+    Looking,
+    /// It sleeps until this instant, and then looks at the alarms again.
+    Until(Instant),
+    /// It sleeps until woken: there was no alarm.
+    Forever,
 }
 
 #[derive(Default)]
@@ -49,15 +67,34 @@ impl Watchdog {
     /// Runs `alarm` at `at` unless disarmed first. Returns what to disarm it with, or why
     /// the watchdog's thread cannot be started (out of threads or processes: `EAGAIN`), in
     /// which case nothing is armed.
+    ///
+    /// Wakes the thread only if it would otherwise look too late: a pool that arms and
+    /// disarms an alarm per task arms each one later than the last, which the thread, asleep
+    /// until the earlier deadline, finds when it wakes for that one. (Woken for every alarm
+    /// armed while none waited, the thread cost every such task a wake-up and two switches
+    /// between threads.)
     pub(crate) fn arm(&self, at: Instant, alarm: Alarm) -> io::Result<Armed> {
         self.start()?;
         let mut state = self.shared.lock();
         let armed = (at, state.next_id);
         state.next_id += 1;
-        let earliest = state.alarms.first_key_value().is_none_or(|(&(first, _), _)| at < first);
         state.alarms.insert(armed, alarm);
+        let wake = match state.sleep {
+            Sleep::Looking => false,
+            Sleep::Until(until) => at < until,
+            Sleep::Forever => true,
+        };
+        if wake {
+            // Looking from now on: a second alarm armed before the thread wakes needs no
+            // second wake-up.
+            state.sleep = Sleep::Looking;
+            #[cfg(test)]
+            {
+                state.woken += 1;
+            }
+        }
         drop(state);
-        if earliest {
+        if wake {
             self.shared.wake.notify_one();
         }
         Ok(armed)
@@ -112,11 +149,17 @@ fn run(shared: &Shared) {
         }
         state = match state.alarms.first_key_value() {
             Some((&(at, _), _)) => {
+                state.sleep = Sleep::Until(at);
                 let wait = at.saturating_duration_since(now);
                 shared.wake.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0
             }
-            None => shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
+            None => {
+                state.sleep = Sleep::Forever;
+                shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner)
+            }
         };
+        // Under the lock again, before it looks at the alarms.
+        state.sleep = Sleep::Looking;
     }
 }
 
@@ -150,6 +193,33 @@ mod tests {
             dog.disarm(armed);
         }
         assert_eq!(dog.waiting(), 0);
+    }
+
+    /// A pool with a time limit arms an alarm as each task starts and disarms it as the task
+    /// returns, each later than the last. The thread, asleep until the first, is woken for
+    /// none of the others: it finds them when it wakes. Before, every alarm armed while none
+    /// waited woke it: 1,000 wake-ups here.
+    #[test]
+    fn alarms_armed_after_the_one_the_thread_sleeps_until_do_not_wake_it() {
+        let dog = Watchdog::default();
+        let first = Instant::now() + Duration::from_secs(3600);
+        let armed = dog.arm(first, Box::new(|| {})).unwrap();
+        // Synchronised on the thread's own record of its sleep. (The first alarm woke it if
+        // it had gone to sleep with none before it was armed.)
+        while dog.shared.lock().sleep != Sleep::Until(first) {
+            std::thread::yield_now();
+        }
+        let woken = dog.shared.lock().woken;
+        dog.disarm(armed);
+        for i in 1..=1000 {
+            let armed = dog.arm(first + Duration::from_millis(i), Box::new(|| {})).unwrap();
+            dog.disarm(armed);
+        }
+        assert_eq!(dog.shared.lock().woken - woken, 0, "woken for none of them");
+        // One due sooner than the thread would look wakes it, and fires.
+        let (tx, rx) = mpsc::channel();
+        dog.arm(Instant::now(), Box::new(move || tx.send(()).unwrap())).unwrap();
+        rx.recv().unwrap();
     }
 
     #[test]
