@@ -37,18 +37,30 @@ const INITIAL_ITEM_NS: u64 = 1_000_000;
 const SMOOTHING: u64 = 8;
 /// Functions whose single tasks [`Paces`] remembers; it forgets them all when full.
 const MAX_PACES: usize = 256;
+/// An item measured this long or longer is a long one (a millisecond: five batches' worth):
+/// a function with such calls among tiny ones varies (see [`Pace::varies`]).
+pub(crate) const LONG_ITEM_NS: u64 = 1_000_000;
+/// For how many measurements after a long item a job's items count as varying (a
+/// measurement is one item's time, or the mean of a group of tiny items, see `worker.rs`).
+pub(crate) const LONG_ITEM_MEMORY: u64 = 256;
 
 /// What one job's items cost in a worker: a moving average of the time per item, as the
-/// workers measured it.
+/// workers measured it, and whether a recent one was long.
 #[derive(Debug)]
 pub(crate) struct Pace {
     item_ns: AtomicU64,
     samples: AtomicU64,
+    /// Measurements left before the last long item ([`LONG_ITEM_NS`]) is forgotten.
+    long_left: AtomicU64,
 }
 
 impl Default for Pace {
     fn default() -> Self {
-        Pace { item_ns: AtomicU64::new(INITIAL_ITEM_NS), samples: AtomicU64::new(0) }
+        Pace {
+            item_ns: AtomicU64::new(INITIAL_ITEM_NS),
+            samples: AtomicU64::new(0),
+            long_left: AtomicU64::new(0),
+        }
     }
 }
 
@@ -72,6 +84,22 @@ impl Pace {
         if new.max(1) != old {
             self.item_ns.store(new.max(1), Ordering::Relaxed);
         }
+        // Written only after a long item: a function whose items are all short writes nothing.
+        if ns >= LONG_ITEM_NS {
+            self.long_left.store(LONG_ITEM_MEMORY, Ordering::Relaxed);
+        } else {
+            let left = self.long_left.load(Ordering::Relaxed);
+            if left > 0 {
+                self.long_left.store(left - 1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether one of the last [`LONG_ITEM_MEMORY`] measurements was of a long item
+    /// ([`LONG_ITEM_NS`]), however short the average is: a task of this job queued behind
+    /// another may wait for such an item.
+    pub(crate) fn varies(&self) -> bool {
+        self.long_left.load(Ordering::Relaxed) > 0
     }
 
     /// The estimated time of one item, in nanoseconds.

@@ -12,8 +12,10 @@ const MEETING: usize = 32;
 
 /// Returns 0 at once for an empty `dir`; otherwise marks its arrival in `dir` (the file
 /// `arrived-i`) and waits until [`MEETING`] tasks arrived, which they do only if each runs
-/// on a worker of its own at the same time.
-fn meet((dir, i): (String, usize)) -> usize {
+/// on a worker of its own at the same time. One function per `PHASE` of a test, each
+/// measured on its own: a function whose tasks met lately counts as one whose calls vary,
+/// and its tiny tasks are not stacked until it has run many tiny ones since.
+fn meet<const PHASE: u8>((dir, i): (String, usize)) -> usize {
     if dir.is_empty() {
         return 0;
     }
@@ -27,14 +29,34 @@ fn meet((dir, i): (String, usize)) -> usize {
     }
 }
 
-/// Submits [`MEETING`] meeting tasks and checks that every one of them met the others.
-fn all_meet(pool: &ProcessPool, scratch: &Scratch, name: &str) {
+/// Submits [`MEETING`] meeting tasks of `PHASE` and checks that every one of them met the
+/// others.
+fn all_meet<const PHASE: u8>(pool: &ProcessPool, scratch: &Scratch, name: &str) {
     let dir = scratch.file(name);
     std::fs::create_dir(&dir).unwrap();
-    let handles: Vec<_> = (0..MEETING).map(|i| pool.submit(meet, (dir.clone(), i))).collect();
+    let handles: Vec<_> =
+        (0..MEETING).map(|i| pool.submit(meet::<PHASE>, (dir.clone(), i))).collect();
     for handle in handles {
         assert_eq!(handle.join().unwrap(), MEETING);
     }
+}
+
+/// Runs bursts of tiny tasks of `PHASE` until it is measured tiny.
+fn measure_tiny<const PHASE: u8>(pool: &ProcessPool) {
+    for _ in 0..5 {
+        let handles: Vec<_> =
+            (0..1_000).map(|_| pool.submit(meet::<PHASE>, (String::new(), 0))).collect();
+        assert!(handles.into_iter().all(|h| h.join().unwrap() == 0));
+    }
+}
+
+/// Submits a burst of 1,000 tiny tasks of `PHASE` and, right behind it, [`MEETING`] meeting
+/// tasks of `PHASE`, which wait behind the burst, joined in frames (or stacked).
+fn meet_after_a_burst<const PHASE: u8>(pool: &ProcessPool, scratch: &Scratch, name: &str) {
+    let burst: Vec<_> =
+        (0..1_000).map(|_| pool.submit(meet::<PHASE>, (String::new(), 0))).collect();
+    all_meet::<PHASE>(pool, scratch, name);
+    assert!(burst.into_iter().all(|h| h.join().unwrap() == 0));
 }
 
 #[test]
@@ -43,17 +65,14 @@ fn tasks_that_wait_for_each_other_all_run_at_once_also_when_measured_tiny() {
     within("32 tasks that wait for each other", move || {
         let pool = ProcessPool::new(MEETING).unwrap();
         // Never measured: sent to a worker each, as slow tasks are.
-        all_meet(&pool, &scratch, "fresh");
+        all_meet::<0>(&pool, &scratch, "fresh");
         // Measured tiny: while every worker is busy, they travel several to a frame.
-        for _ in 0..5 {
-            let handles: Vec<_> =
-                (0..1_000).map(|_| pool.submit(meet, (String::new(), 0))).collect();
-            assert!(handles.into_iter().all(|h| h.join().unwrap() == 0));
-        }
-        all_meet(&pool, &scratch, "tiny");
+        measure_tiny::<1>(&pool);
+        all_meet::<1>(&pool, &scratch, "tiny");
         // And right after a burst of them: they wait behind it, joined in frames.
-        let burst: Vec<_> = (0..1_000).map(|_| pool.submit(meet, (String::new(), 0))).collect();
-        all_meet(&pool, &scratch, "after-a-burst");
-        assert!(burst.into_iter().all(|h| h.join().unwrap() == 0));
+        measure_tiny::<2>(&pool);
+        meet_after_a_burst::<2>(&pool, &scratch, "after-a-burst");
+        // Of a function whose tasks just met (ran long), again right after a burst.
+        meet_after_a_burst::<1>(&pool, &scratch, "after-long-calls");
     });
 }

@@ -7,7 +7,8 @@
 //! bursts of 1,000 no-op tasks went at 1.7–1.9 M tasks/s on 2 workers, 0.15–0.19 M/s on 64).
 //!
 //! So, from [`WORKERS_PER_CPU`] workers per CPU, tiny work at the front of the queue (items
-//! measured under half a batch, see `batching.rs`) is *held back* from idle workers while as
+//! measured under half a batch, see `batching.rs`, of a function none of whose last calls ran
+//! [`TINY_OVERDUE`] or longer: see [`is_tiny`]) is *held back* from idle workers while as
 //! many workers as there are CPUs *run tiny work*: their head item is tiny and started less
 //! than [`TINY_OVERDUE`] ago, they take work, and they have a status page (what they hold can
 //! be taken back). Those take the held-back work behind what they run (*stacking*), each task
@@ -38,6 +39,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Shared, Slot, State};
+use crate::batching::LONG_ITEM_NS;
 use crate::run::{Run, Slice};
 use crate::waiting::Waiting;
 
@@ -53,10 +55,17 @@ pub(super) const TINY_OVERDUE: Duration = Duration::from_millis(1);
 /// times as fast stacked on 4 workers, 0.75–0.87 on 8, as fast on 16, and 1.9 times on 32.
 pub(super) const WORKERS_PER_CPU: usize = 8;
 
-/// Whether the items of `run` were measured tiny: several make one batch.
+/// Whether the items of `run` were measured tiny: several make one batch, and none of the
+/// recent ones ran [`TINY_OVERDUE`] or longer (`Pace::varies`). Behind a head of a function
+/// whose calls vary so, stacked work would wait for its next long call, then be taken back
+/// and sent again, one task per idle worker: bursts of a function of tiny calls and a long
+/// one in 50 went 1.5 times slower on 32 workers than sent to idle workers at once.
 pub(super) fn is_tiny(run: &Run) -> bool {
-    run.job.pace.batch_target() > 1
+    run.job.pace.batch_target() > 1 && !run.job.pace.varies()
 }
+
+// A long item, for `Pace::varies`, is one that work stacked behind it would not wait out.
+const _: () = assert!(TINY_OVERDUE.as_nanos() == LONG_ITEM_NS as u128);
 
 /// Whether `slice`, at the front of the queue, may be held back from idle workers and
 /// stacked: its items are tiny, and no worker held them before (taken back, they go to an

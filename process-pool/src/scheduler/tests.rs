@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use taskpool_core::Config;
 
 use super::*;
-use crate::batching::Paced;
+use crate::batching::{LONG_ITEM_MEMORY, Paced};
 use crate::run::RunBuilder;
 use crate::ship::Shipped;
 use crate::sink::{Received, Sink, Tally};
@@ -1298,6 +1298,18 @@ fn a_supervisor_whose_worker_holds_work_behind_a_long_task_sends_it_to_an_idle_w
 /// stacks only where it can take work back) whose requests are recorded; `n` single tasks of
 /// one function measured at 1 µs, submitted one by one.
 fn tiny_tasks_on(workers: usize, cpus: usize, n: u8) -> (Shared, Vec<Arc<FakeProcess>>) {
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(1_000));
+    tasks_of_on(&job, workers, cpus, n)
+}
+
+/// As [`tiny_tasks_on`], with `n` single tasks of `job`, measured as the caller says.
+fn tasks_of_on(
+    job: &Arc<Paced>,
+    workers: usize,
+    cpus: usize,
+    n: u8,
+) -> (Shared, Vec<Arc<FakeProcess>>) {
     let mut s = shared(ProcessConfig::new(Config::new().workers(workers)), workers);
     s.cpus = cpus;
     let fakes: Vec<_> = (0..workers)
@@ -1308,10 +1320,8 @@ fn tiny_tasks_on(workers: usize, cpus: usize, n: u8) -> (Shared, Vec<Arc<FakePro
             fake
         })
         .collect();
-    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
-    (0..200).for_each(|_| job.pace.record(1_000));
     for i in 0..n {
-        s.submit(single(&job, i));
+        s.submit(single(job, i));
     }
     (s, fakes)
 }
@@ -1341,6 +1351,26 @@ fn tiny_tasks_go_to_as_many_workers_as_there_are_cpus_and_stack_there_each_in_it
     // Work not measured tiny goes to an idle worker, as on any pool.
     s.submit(run(1, NullSink, Batching::Fixed(1)));
     assert_eq!(holdings(&s)[2], 1);
+}
+
+#[test]
+fn tiny_tasks_of_a_function_whose_calls_vary_go_to_idle_workers_until_they_stop_varying() {
+    // Measured at 1 µs, but one recent call took 3 ms: a task stacked behind its next such
+    // call would wait a millisecond, then be taken back and sent on.
+    let job = Paced::new(Shipped { entry: 7, state: Vec::new(), kept: Default::default() });
+    (0..200).for_each(|_| job.pace.record(1_000));
+    job.pace.record(3_000_000);
+    (0..30).for_each(|_| job.pace.record(1_000));
+    assert!(job.pace.batch_target() > 1, "its estimate is tiny again");
+    // As on a pool of fewer workers: each idle worker takes one, the rest waits.
+    let (s, _) = tasks_of_on(&job, 16, 2, 20);
+    assert_eq!(holdings(&s), [1; 16]);
+    assert_eq!(s.lock().queue.len(), 4);
+    // Once its calls have been tiny long enough, its tasks are stacked again.
+    (0..LONG_ITEM_MEMORY).for_each(|_| job.pace.record(1_000));
+    let (s, _) = tasks_of_on(&job, 16, 2, 20);
+    let held = holdings(&s);
+    assert_eq!(held[0] + held[1], 20, "{held:?}");
 }
 
 #[test]
