@@ -1448,7 +1448,10 @@ fn a_task_taken_back_is_not_held_back_from_an_idle_worker() {
     // Once taken back (from behind a task that may wait for it), it is never stacked again.
     assert_eq!(again.worker(), Some(2), "an idle worker took it");
     // A tiny task never taken back still is: on a worker that runs tiny work (worker 2 now
-    // does), not on one of those idle.
+    // does), not on one of those idle. Their heads count as started under a millisecond ago
+    // however long this test has run so far (a loaded machine stalls it past that).
+    let later = Instant::now() + Duration::from_secs(3600);
+    (0..3).for_each(|w| s.lock().slots[w].head_since = Some(later));
     let fresh = single(&job, 100);
     s.submit(fresh.clone());
     assert!(fresh.worker().is_some_and(|w| w <= 2), "{:?}", fresh.worker());
