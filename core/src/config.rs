@@ -87,9 +87,10 @@ impl Config {
     /// than a thread (see the README's numbers), and tasks of microseconds pay for workers
     /// beyond the CPUs: each idle worker the pool hands one is woken, with the thread that
     /// serves it, unless the pool holds them for the few workers already awake (the process
-    /// pool does so from 8 workers per CPU: on 2 CPUs, bursts of 1,000 no-op `submit`s on a
-    /// kept pool went at 1.2–1.8 M tasks/s on 2 workers, 0.9–1.5 M/s on 8 and 0.6–0.7 M/s on
-    /// 64, where they went at 0.2–0.35 M/s before).
+    /// pool does so from 8 workers per CPU, for functions none of whose recent calls took a
+    /// millisecond or more: on 2 CPUs, bursts of 1,000 no-op `submit`s on a kept pool went at
+    /// 1.2–1.8 M tasks/s on 2 workers, 0.9–1.5 M/s on 8 and 0.6–0.7 M/s on 64, where they
+    /// went at 0.2–0.35 M/s before).
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
