@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::run::{Batching, Run};
@@ -52,6 +52,8 @@ pub(crate) struct Pace {
     samples: AtomicU64,
     /// Measurements left before the last long item ([`LONG_ITEM_NS`]) is forgotten.
     long_left: AtomicU64,
+    /// A worker's result pipe was closed while it held started items of this job.
+    closes_descriptors: AtomicBool,
 }
 
 impl Default for Pace {
@@ -60,6 +62,7 @@ impl Default for Pace {
             item_ns: AtomicU64::new(INITIAL_ITEM_NS),
             samples: AtomicU64::new(0),
             long_left: AtomicU64::new(0),
+            closes_descriptors: AtomicBool::new(false),
         }
     }
 }
@@ -100,6 +103,19 @@ impl Pace {
     /// another may wait for such an item.
     pub(crate) fn varies(&self) -> bool {
         self.long_left.load(Ordering::Relaxed) > 0
+    }
+
+    /// Notes that a worker's result pipe was closed while it held started items of this job:
+    /// one of them may have closed it (as a daemon closes every descriptor from 3 up).
+    pub(crate) fn suspect_descriptors(&self) {
+        self.closes_descriptors.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a worker's result pipe was closed while it held started items of this job:
+    /// its workers then check the pipe after each of its items, to blame the one that closed
+    /// it and send what follows elsewhere (see `protocol::CHECK_DESCRIPTORS`).
+    pub(crate) fn closes_descriptors(&self) -> bool {
+        self.closes_descriptors.load(Ordering::Relaxed)
     }
 
     /// The estimated time of one item, in nanoseconds.

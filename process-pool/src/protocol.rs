@@ -26,6 +26,10 @@ pub(crate) const CANCELLABLE: u8 = 2;
 /// its CPU time after the batch's last item even if it read it less than 100 µs before (a
 /// reading is a system call, about 1 µs on a virtual machine: a quarter of a round trip).
 pub(crate) const MEASURE: u8 = 8;
+/// Bit in [`Kind::Batch`]'s flags: its function closed a worker's result pipe before (see
+/// `Pace::closes_descriptors`), so the worker checks the pipe after each item and exits
+/// if it is gone, before another item runs (`Outputs::check_descriptors`).
+pub(crate) const CHECK_DESCRIPTORS: u8 = 16;
 /// Bit in [`Kind::Init`]'s flags: capture backtraces on panic.
 pub(crate) const BACKTRACES: u8 = 1;
 /// Bit in [`Kind::Init`]'s flags: after its hello, the worker reads batches from the request

@@ -30,7 +30,7 @@ use crate::deliveries::{Deliveries, Spare};
 use crate::doorbell::Spin;
 use crate::protocol::{self, ItemResult};
 use crate::ring::{Consumer, Peek};
-use crate::scheduler::{Conn, KillReason, Progress, Shared, State};
+use crate::scheduler::{Conn, KillReason, Shared, State};
 use crate::sys::{self, Interest};
 use crate::wire::{FrameReader, Kind};
 
@@ -272,9 +272,7 @@ impl Reception {
                 receiving.result_open = false;
                 if !sys::is_exiting(self.pid) {
                     let mut state = shared.lock();
-                    let reason = "the worker's result pipe was closed while it ran (a task \
-                                  closed descriptor 4 or replaced the process with exec)";
-                    kill_for_protocol(&mut state.slots[self.w].conn, reason.into());
+                    shared.pipe_closed(&mut state, self.w);
                 }
             }
             Ok(_) => self.pipe_frames(shared, receiving),
@@ -646,12 +644,21 @@ fn settle_all(shared: &Shared, w: usize, last_words: LastWords) {
     deliveries.deliver_from(&|range: Range<usize>| &bytes[range], &shared.tally);
 }
 
-/// Kills a worker that broke the protocol, for the item it runs (or its head item).
+/// Why a worker's result pipe ended while it ran.
+pub(crate) const PIPE_CLOSED: &str = "the worker's result pipe was closed while it ran (a task \
+                                      closed descriptor 4 or replaced the process with exec)";
+
+/// Kills a worker that broke the protocol, for the item it runs; if it runs none, for the
+/// item it ran last if the pool has no answer for it, else for nobody (the items it holds
+/// did not start). Without a status page, for its head item.
 pub(crate) fn kill_for_protocol(conn: &mut Option<Conn>, reason: String) {
     if let Some(conn) = conn {
-        let running = conn.process.progress().and_then(Progress::running);
-        let seq = running.filter(|&r| r >= conn.expect_seq).unwrap_or(conn.expect_seq);
-        conn.kill(KillReason::Protocol(reason), Some(seq));
+        let expected = conn.expect_seq;
+        let seq = match conn.process.progress() {
+            Some(p) => p.running().filter(|&r| r >= expected).or(p.last_unanswered(expected)),
+            None => Some(expected),
+        };
+        conn.kill(KillReason::Protocol(reason), seq);
     }
 }
 

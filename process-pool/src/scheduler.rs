@@ -34,14 +34,14 @@ use crate::deliveries::Deliveries;
 use crate::inbox::Inbox;
 use crate::oom;
 use crate::outlet::{Flush, Flushes, Handover, Outlet, RequestPipe};
-use crate::protocol::{CANCELLABLE, FLUSH_EACH, FLUSH_SOON, MEASURE};
-use crate::reception::Reception;
+use crate::protocol::{CANCELLABLE, CHECK_DESCRIPTORS, FLUSH_EACH, FLUSH_SOON, MEASURE};
+use crate::reception::{PIPE_CLOSED, Reception, kill_for_protocol};
 use crate::run::{Batching, Run, Slice};
 use crate::sink::{Sink, Tally};
 use crate::sys;
 use crate::usage::Cost;
 use crate::waiting::Waiting;
-use crate::worker::EXIT_NO_ROOM;
+use crate::worker::{EXIT_NO_ROOM, EXIT_PIPE_CLOSED};
 
 mod stacking;
 
@@ -83,6 +83,12 @@ impl Progress {
     /// The item running now, if any.
     pub(crate) fn running(self) -> Option<u64> {
         (self.started > self.finished).then(|| self.started - 1)
+    }
+
+    /// The item the worker ran last, if it runs none now and the pool has not had its answer
+    /// (the pool expects item `expected` next).
+    pub(crate) fn last_unanswered(self, expected: u64) -> Option<u64> {
+        self.finished.checked_sub(1).filter(|&last| last >= expected && self.running().is_none())
     }
 }
 
@@ -662,7 +668,29 @@ impl Shared {
         if run.sink.wants_usage() {
             flags |= MEASURE;
         }
+        if run.job.pace.closes_descriptors() {
+            flags |= CHECK_DESCRIPTORS;
+        }
         flags
+    }
+
+    /// Worker `w`'s result pipe ended while it ran: notes the jobs of the items it started
+    /// and had not answered (one of them may have closed it: see
+    /// `Pace::suspect_descriptors`), and kills it ([`kill_for_protocol`]).
+    pub(crate) fn pipe_closed(&self, state: &mut State, w: usize) {
+        let slot = &mut state.slots[w];
+        if let Some(conn) = slot.conn.as_ref() {
+            let started = conn.process.progress().map_or(u64::MAX, |p| p.started);
+            let mut seq = conn.expect_seq;
+            for slice in &slot.sent {
+                if seq >= started {
+                    break;
+                }
+                slice.run.job.pace.suspect_descriptors();
+                seq += slice.items.len() as u64;
+            }
+        }
+        kill_for_protocol(&mut slot.conn, PIPE_CLOSED.into());
     }
 
     /// Whether the pool has so many more workers than CPUs ([`WORKERS_PER_CPU`] or more per
@@ -1322,11 +1350,18 @@ impl Shared {
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
         let natural = killed.is_none();
+        // It left because a task closed its result pipe (`Outputs::check_descriptors`).
+        let pipe_closed = natural && exit == Exit::Code(EXIT_PIPE_CLOSED);
         // Who is to blame: the item a kill was for; otherwise the item the worker was running
-        // (without a status page, the head).
+        // (without a status page, the head); for a closed pipe, the task that ran last, if
+        // its result did not come through.
         let (mut blamed, mut error) = match killed {
             Some(Kill { reason: KillReason::LimitReached, .. }) => (None, None),
             Some(Kill { reason, seq }) => (seq, Some(kill_error(reason))),
+            None if pipe_closed => {
+                let last = progress.and_then(|p| p.last_unanswered(head_seq));
+                (last, Some(TaskError::Protocol { reason: PIPE_CLOSED.into() }))
+            }
             None => {
                 let running = match progress {
                     Some(p) => p.running(),
@@ -1346,7 +1381,7 @@ impl Shared {
         // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the
         // crash (or with the memory limit, when the workers said they had no room for it)
         // rather than go round for ever. A kill from outside says nothing about the item.
-        let of_itself = natural && !killed_from_outside(exit);
+        let of_itself = natural && !killed_from_outside(exit) && !pipe_closed;
         // A worker that had no room under the memory limit for what it was sent: the item
         // is too large for the limit, the worker itself could work.
         let no_room = of_itself
@@ -1382,7 +1417,7 @@ impl Shared {
             };
             let index = slice.items.start + usize::try_from(at - first).unwrap_or(0);
             if let Some(error) = error.clone() {
-                if natural && !no_room {
+                if natural && !no_room && !pipe_closed {
                     state.counters.crashes += 1;
                 }
                 deliveries.add_failure(&slice.run, index, error);

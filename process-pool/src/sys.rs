@@ -1350,7 +1350,7 @@ impl std::fmt::Debug for SealedBytes {
 }
 
 /// The file behind descriptor `fd`: `(device, inode)`, if it is open.
-fn identity(fd: RawFd) -> Option<(u64, u64)> {
+pub(crate) fn identity(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: `stat` is a plain struct that fstat fills; a closed fd only makes it fail.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

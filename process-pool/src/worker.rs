@@ -5,7 +5,7 @@
 //! reaches end of file, then exits 0. See `README.md` for the protocol and the failure paths.
 
 use std::io::{self, Write as _};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,8 @@ use crate::entry::ImageVerified;
 use crate::flusher::Flusher;
 use crate::handoff;
 use crate::protocol::{
-    self, BACKTRACES, CANCELLABLE, FLUSH_EACH, FLUSH_SOON, Failure, Init, MEASURE, Meta,
-    OFF_MACHINE, OpenDone, RINGS,
+    self, BACKTRACES, CANCELLABLE, CHECK_DESCRIPTORS, FLUSH_EACH, FLUSH_SOON, Failure, Init,
+    MEASURE, Meta, OFF_MACHINE, OpenDone, RINGS,
 };
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer};
@@ -42,6 +42,10 @@ pub(crate) const EXIT_START: i32 = 71;
 /// Exit code of a worker under a memory limit that had no room left to receive a request
 /// (after saying so): the parent fails the request's item with the limit, not a crash.
 pub(crate) const EXIT_NO_ROOM: i32 = 72;
+/// Exit code of a worker whose result pipe a task closed (or whose descriptor number now
+/// names another file), after writing the results it held to its ring: see
+/// [`Outputs::check_descriptors`].
+pub(crate) const EXIT_PIPE_CLOSED: i32 = 73;
 
 /// Flush results at least this often while a batch runs, so the parent sees progress.
 const FLUSH_AGE: Duration = Duration::from_micros(200);
@@ -333,6 +337,14 @@ impl RingOut {
             ring.space_bell().disarm();
         }
     }
+
+    /// Writes all of `bytes` if the ring has room for them now, without waiting and without
+    /// ringing the parent (see [`Outputs::check_descriptors`]).
+    fn write_quietly(&mut self, bytes: &[u8]) {
+        if self.ring.room().is_ok_and(|room| room >= bytes.len()) {
+            let _ = self.ring.write(bytes);
+        }
+    }
 }
 
 /// A [`Kind::Bell`] frame: wakes the parent's supervisor.
@@ -440,6 +452,7 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.early = soon && !out.flush_each && out.cover_frame();
     out.flush_each |= soon && !out.early;
     out.cancellable = flags & CANCELLABLE != 0;
+    out.check_each = flags & CHECK_DESCRIPTORS != 0;
     out.measure = flags & MEASURE != 0;
     out.clock.restart();
     let run: BatchFn = ship::entry_at(entry, image);
@@ -491,6 +504,9 @@ impl<'a> Iterator for Inputs<'a> {
 pub(crate) struct Outputs {
     /// The result pipe.
     fd: BorrowedFd<'static>,
+    /// The file `fd` names, `(device, inode)`: a task that closed it (or whose file took its
+    /// number after) is found out by comparing (see [`Outputs::check_descriptors`]).
+    fd_file: Option<(u64, u64)>,
     sink: Results,
     /// Result frames not yet written.
     pending: Vec<u8>,
@@ -526,6 +542,9 @@ pub(crate) struct Outputs {
     page: Option<StatusPage>,
     /// The current batch's items may be cancelled after they were sent.
     cancellable: bool,
+    /// Check the result pipe after each item of the current batch
+    /// ([`Outputs::check_descriptors`]).
+    check_each: bool,
     /// The sequence number from which the current batch's items are each checked for a
     /// recall before they start (the tasks of a frame of single tasks behind its first:
     /// `protocol::FLUSH_SOON`); `u64::MAX` for none.
@@ -550,6 +569,7 @@ impl Outputs {
     ) -> Self {
         Outputs {
             fd,
+            fd_file: sys::identity(fd.as_raw_fd()),
             sink,
             pending: Vec::with_capacity(FLUSH_BYTES * 2),
             open: None,
@@ -569,6 +589,7 @@ impl Outputs {
             clock: Clock::default(),
             page,
             cancellable: false,
+            check_each: false,
             recall_each_from: u64::MAX,
             measure: false,
             more_waiting: false,
@@ -646,6 +667,31 @@ impl Outputs {
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });
+        if self.check_each {
+            self.check_descriptors();
+        }
+    }
+
+    /// After each item of a job that closed a worker's result pipe before
+    /// (`protocol::CHECK_DESCRIPTORS`): if the item closed the pipe's descriptor (as a daemon
+    /// closes every descriptor from 3 up), the worker can no longer be heard on it, and a
+    /// write there could land in a file that took its number. It writes the results it holds
+    /// to its ring and exits before another item runs in it, so the parent blames that item,
+    /// if its result did not come through, and sends the rest elsewhere. Without the check
+    /// (one `fstat`, some hundreds of nanoseconds: a tenth of a round trip, so not made for
+    /// every job), the worker goes on with the next items until its parent notices the
+    /// pipe's end and kills it for whichever item runs then; the item that closed the pipe,
+    /// unanswered, was then sent again to the next worker, and did the same there.
+    fn check_descriptors(&mut self) {
+        if self.fd_file.is_none() || sys::identity(self.fd.as_raw_fd()) == self.fd_file {
+            return;
+        }
+        if let Results::Ring(ring) = &self.sink {
+            // Without a bell, which is a write to that descriptor: the parent reads the ring
+            // once the worker has exited. Results that do not fit are sent elsewhere again.
+            ring.lock().unwrap_or_else(PoisonError::into_inner).write_quietly(&self.pending);
+        }
+        sys::exit_now(EXIT_PIPE_CLOSED);
     }
 
     /// Whether the next item can take the short way, [`Outputs::run_tiny`]: the items of this
@@ -658,6 +704,7 @@ impl Outputs {
             && self.clock.skips_next()
             && !self.flush_each
             && !self.cancellable
+            && !self.check_each
             && !self.limits.any()
     }
 

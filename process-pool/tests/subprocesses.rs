@@ -55,6 +55,19 @@ fn close_everything(_: u64) -> u64 {
     sleep_ms(600_000)
 }
 
+/// Notes its run in the file `runs`; when `x` is 50, then closes every descriptor from 3 up,
+/// as a daemon does, and returns: a task that leaves its worker unable to answer.
+fn close_everything_at_50((x, runs): (u64, String)) -> u64 {
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
+    std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
+    drop(file);
+    if x == 50 {
+        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
+        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    }
+    x
+}
+
 /// Forks without exec: both copies return.
 fn fork_and_return(x: u64) -> u64 {
     // SAFETY: the fault under test; the copy only returns.
@@ -125,6 +138,47 @@ fn a_task_that_closes_the_result_pipe_fails_alone_with_protocol() {
             }
             assert_eq!(pool.apply(square, 4).unwrap(), 16);
         }
+    });
+}
+
+#[test]
+fn a_function_that_closes_every_descriptor_and_returns_costs_other_tasks_once_at_most() {
+    let scratch = Scratch::new("close-and-return");
+    let runs = [scratch.file("runs-0"), scratch.file("runs-1")];
+    within("tasks beside one that closes its worker's descriptors and returns", move || {
+        let pool = ProcessPool::new(1).unwrap();
+        // Runs 200 tasks, task 50 of which closes its worker's descriptors: which others
+        // failed, and what ran.
+        let round = |runs: &String| {
+            let task = |x| pool.submit(close_everything_at_50, (x, runs.clone()));
+            let tasks: Vec<_> = (0..200).map(task).collect();
+            let mut failed = Vec::new();
+            for (x, task) in (0..200u64).zip(tasks) {
+                match task.join() {
+                    Ok(value) => assert_eq!(value, x),
+                    Err(TaskError::Protocol { reason }) => {
+                        assert!(reason.contains("closed"), "{reason}");
+                        failed.extend((x != 50).then_some(x));
+                    }
+                    Err(e) => panic!("task {x} failed: {e:?}"),
+                }
+            }
+            let ran = std::fs::read_to_string(runs).unwrap();
+            (failed, ran.lines().filter(|&line| line == "50").count(), ran.lines().count())
+        };
+        // The first time, the pool notices the closed pipe as the worker runs a later task,
+        // which may fail in its place; the one that closed it runs once more, and is then
+        // found out as it returns.
+        let (failed, closer_ran, _) = round(&runs[0]);
+        assert!(failed.len() <= 1, "others failed: {failed:?}");
+        assert!(closer_ran <= 2, "it ran {closer_ran} times");
+        assert!(pool.stats().workers_started <= 3, "{:?}", pool.stats());
+        // From then on its worker checks the pipe after each of its tasks: only it fails, if
+        // its result does not come through, and every task runs once.
+        let started = pool.stats().workers_started;
+        assert_eq!(round(&runs[1]), (vec![], 1, 200));
+        let stats = pool.stats();
+        assert_eq!((stats.workers_started - started, stats.crashes), (1, 0), "one replaced");
     });
 }
 
