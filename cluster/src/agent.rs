@@ -310,7 +310,7 @@ impl Agent {
             .map_err(|e| server_error(e.to_string()))?;
         // Callers are silent from now on at the most: they could not be heard before.
         *self.callers.lock().unwrap_or_else(PoisonError::into_inner) = Callers::new(Instant::now());
-        tokio::spawn(self.clone().listen_for_callers(beats));
+        tokio::spawn(self.clone().listen_for_callers(beats, client.clone()));
         tokio::spawn(self.clone().watch_callers(listener));
         let beat = tokio::spawn(self.clone().beat(client.clone()));
         let (outbox, inbox) = mpsc::unbounded_channel();
@@ -544,15 +544,20 @@ impl Agent {
         kept.min(self.config.ack_wait) / 3
     }
 
+    /// What the agent says on its heartbeat subject: its id and workers.
+    fn heartbeat(&self) -> bytes::Bytes {
+        wire::encode(&Heartbeat { agent: self.id.clone(), workers: self.workers }).into()
+    }
+
     /// Says once a second that this agent is alive, and stops the pools of initializers
     /// that no task used for a while.
     async fn beat(self: Arc<Self>, client: async_nats::Client) {
         let subject = self.names.agents_subject(self.image);
-        let payload = wire::encode(&Heartbeat { agent: self.id.clone(), workers: self.workers });
+        let payload = self.heartbeat();
         let mut tick = tokio::time::interval(HEARTBEAT);
         loop {
             tick.tick().await;
-            let _ = client.publish(subject.clone(), payload.clone().into()).await;
+            let _ = client.publish(subject.clone(), payload.clone()).await;
             let idle = self.pools.take_idle(Instant::now());
             if !idle.is_empty() {
                 // Dropping a pool waits for its workers to exit: not on the runtime's threads.
@@ -561,18 +566,36 @@ impl Agent {
         }
     }
 
-    /// Notes when each caller says it is alive.
-    async fn listen_for_callers(self: Arc<Self>, mut beats: async_nats::Subscriber) {
+    /// Notes when each caller says it is alive, and answers a caller's first beat with a
+    /// heartbeat on `client` (where the agent beats): a pool that has just connected, and
+    /// subscribed to the heartbeats before it beat, learns of this agent at once rather than
+    /// at its next beat, up to a second later.
+    async fn listen_for_callers(
+        self: Arc<Self>,
+        mut beats: async_nats::Subscriber,
+        client: async_nats::Client,
+    ) {
+        let subject = self.names.agents_subject(self.image);
+        let heartbeat = self.heartbeat();
         while let Some(message) = beats.next().await {
             let Ok(beat) = wire::decode::<CallerBeat>(&message.payload) else { continue };
             let now = Instant::now();
-            let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(gone) = callers.gone.remove(&beat.caller) {
-                // Heard again after all (it was stopped or cut off for longer than its bound):
-                // what it sends from now on runs; it fails what it had sent before by itself.
-                self.said_gone(&beat.caller, &gone);
+            let new = {
+                let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(gone) = callers.gone.remove(&beat.caller) {
+                    // Heard again after all (it was stopped or cut off for longer than its
+                    // bound): what it sends from now on runs; it fails what it had sent before
+                    // by itself.
+                    self.said_gone(&beat.caller, &gone);
+                }
+                callers.hear(beat.caller, now)
+            };
+            if new {
+                // Not waited for: while the connection is down, sending waits once the
+                // client's queue is full, and callers would go unheard meanwhile. The next
+                // beat makes up for an answer not sent.
+                let _ = client.publish(subject.clone(), heartbeat.clone()).now_or_never();
             }
-            callers.hear(beat.caller, now);
         }
     }
 

@@ -87,10 +87,11 @@ impl Callers {
         self.awake = now;
     }
 
-    /// Notes that `caller` says it is alive at `now`.
-    pub(crate) fn hear(&mut self, caller: String, now: Instant) {
+    /// Notes that `caller` says it is alive at `now`; returns whether it is new here: not
+    /// heard before, or forgotten since.
+    pub(crate) fn hear(&mut self, caller: String, now: Instant) -> bool {
         self.seen.remove(&caller);
-        self.heard.insert(caller, now);
+        self.heard.insert(caller, now).is_none()
     }
 
     /// Notes that a task of `caller` is here at `now`: the first task of a caller not heard

@@ -271,6 +271,9 @@ impl ClusterPool {
             let agents = inner.client.subscribe(inner.names.agents_subject(image)).await;
             let agents = agents.map_err(|e| server_error(e.to_string()))?;
             tokio::spawn(watch_agents(inner.clone(), agents));
+            // The server knows of the subscription before the first beat: the agents answer a
+            // new caller's first beat with a heartbeat at once.
+            inner.client.flush().await.ok();
             let fast = inner.client.subscribe(inner.names.fast_subject(&inner.caller)).await;
             let fast = fast.map_err(|e| server_error(e.to_string()))?;
             tokio::spawn(inbox::receive_fast(Arc::downgrade(&inner), fast));
@@ -306,7 +309,9 @@ impl ClusterPool {
     }
 
     /// Waits until at least `n` agents of this image are alive, at most `limit`. Returns
-    /// whether they are.
+    /// whether they are. Agents beat once a second, and answer a new pool's first beat at
+    /// once: right after the pool connects, agents already serving are seen within a round
+    /// trip to the server; one that starts later, once it serves.
     pub fn wait_for_agents(&self, n: usize, limit: Duration) -> bool {
         // A limit too long to be an instant is none.
         let deadline = Instant::now().checked_add(limit);

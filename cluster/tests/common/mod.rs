@@ -242,9 +242,8 @@ impl Fixture {
 /// A pool with `config` (pointed at `url`) and `agents` agents of `workers` workers each,
 /// started with the environment variables `vars`, once the pool sees them all.
 ///
-/// The pool connects first: an agent says it is alive as it starts, then once a second, so
-/// a pool that listens before the agents start sees them at once, where one that connects
-/// after them waits up to a second for their next heartbeat. Bind both (`let (_agents,
+/// The pool connects first: an agent says it is alive as it starts (and answers a new
+/// pool's first beat), so the pool sees each as soon as it serves. Bind both (`let (_agents,
 /// pool)`): the pool is dropped first, then the agents.
 pub fn pool_on(
     url: &str,
