@@ -15,10 +15,10 @@ use crate::wire::{self, TaskMessage, Unit};
 
 /// Task messages being stored at once; units that arrive meanwhile travel together.
 const PUBLISHING: usize = 64;
-/// The most items in one task message, of units packed together (a unit of more travels
-/// alone): an agent takes a whole message, so the chunks of a `map` sent at once must not
-/// travel in one message to one agent while the others wait, and an agent that dies takes
-/// the whole message back to the stream. Single tasks still go 128 to a message.
+/// The most items in one task message of loose units (single tasks) packed together (a unit
+/// of more travels alone): an agent takes a whole message, and an agent that dies takes the
+/// whole message back to the stream. The chunks of a `map` sent at once travel in parcels,
+/// a share for each agent, each in a message of its own whatever its items.
 pub(crate) const ITEMS_PER_MESSAGE: usize = 128;
 
 /// What the pool hands the outbox.
@@ -92,24 +92,25 @@ fn gather(
     (units, Vec::new())
 }
 
-/// The messages a parcel travels in, its units in order: as many to a message as fit, as
-/// loose units do (at most [`ITEMS_PER_MESSAGE`] items, and no more units once half of
-/// `max_unit` is taken; a unit of more items travels alone).
+/// The messages a parcel travels in, its units in order: as many to a message as fit (no
+/// more units once half of `max_unit` is taken), whatever their items. A parcel is an
+/// agent's share of a pass, which it takes whole in one message: cut into several by
+/// [`ITEMS_PER_MESSAGE`], its messages went to whichever agents' pull requests had room, and
+/// one whose request had room for one message took one and left the rest of its share to
+/// the others.
 fn pack(parcel: Vec<Unit>, max_unit: usize) -> Vec<Vec<Unit>> {
     let mut messages: Vec<Vec<Unit>> = Vec::new();
-    let (mut weight, mut items) = (0, 0);
+    let mut weight = 0;
     for unit in parcel {
-        let (w, n) = (unit.weight(), unit.ends.len());
-        let joins =
-            weight < max_unit / 2 && weight + w <= max_unit && items + n <= ITEMS_PER_MESSAGE;
+        let w = unit.weight();
         match messages.last_mut() {
-            Some(message) if joins => {
+            Some(message) if weight < max_unit / 2 && weight + w <= max_unit => {
                 message.push(unit);
-                (weight, items) = (weight + w, items + n);
+                weight += w;
             }
             _ => {
                 messages.push(vec![unit]);
-                (weight, items) = (w, n);
+                weight = w;
             }
         }
     }
@@ -293,9 +294,9 @@ mod tests {
     fn a_parcel_travels_in_as_few_messages_as_fit_in_order() {
         let small: Vec<Unit> = (0..4).map(|t| unit(t, 9, 8)).collect();
         assert_eq!(tasks(&pack(small, 1 << 20)), [vec![0, 1, 2, 3]]);
-        // 128 items at most in a message; a unit of more travels alone.
+        // Whatever their items: a parcel is not cut at 128 items as loose units are.
         let many = vec![unit(0, 100, 8), unit(1, 100, 8), unit(2, 200, 8), unit(3, 1, 8)];
-        assert_eq!(tasks(&pack(many, 1 << 20)), [vec![0], vec![1], vec![2], vec![3]]);
+        assert_eq!(tasks(&pack(many, 1 << 20)), [vec![0, 1, 2, 3]]);
         // No more units once half the limit is taken, none past the limit.
         let heavy: Vec<Unit> = (0..5).map(|t| unit(t, 1, 300)).collect();
         assert_eq!(tasks(&pack(heavy, 1000)), [vec![0, 1], vec![2, 3], vec![4]]);

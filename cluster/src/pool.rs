@@ -21,7 +21,7 @@ use crate::error;
 use crate::image;
 use crate::inbox;
 use crate::link::{self, Names};
-use crate::outbox::{self, ITEMS_PER_MESSAGE, Post};
+use crate::outbox::{self, Post};
 use crate::pending::{Part, Pending, Settle};
 use crate::wire::{self, RefusedResults, ResultMessage, Unit, UnitResult};
 
@@ -609,26 +609,21 @@ impl Inner {
 }
 
 /// How many parcels [`Inner::send_spread`] cuts `units` into among `agents` agents alive: as
-/// many for each agent as one message would need to carry its share of the items (at most
-/// [`ITEMS_PER_MESSAGE`], and about half of `max_unit`, see `outbox::pack`), so that every
-/// parcel travels in one message, of about as many items as the others; with no agent alive,
-/// one for each unit. The server hands the messages to the agents in turn: a share cut into a
-/// full message and a small rest gave one agent the full messages of both shares (a pass of
-/// 288 items on two agents: 256 and 32 items). A parcel takes units until it has its share
-/// ([`shares`]), so it may take a unit more than its share: its share leaves room for one.
+/// many for each agent as one message would need to carry its share of the bytes (about half
+/// of `max_unit`, see `outbox::pack`), so that every parcel travels in one message, of about
+/// as many items as the others; with no agent alive, one for each unit. The server hands the
+/// messages to the agents' pull requests in turn, and an agent's request asks for as many
+/// messages as it had free slots: a share cut into several messages (at 128 items, as loose
+/// units are) gave an agent whose request had room for one message a single message of its
+/// share, and the others the rest (a pass of 288 items on two agents: 80 and 208 items).
 fn parcel_count(units: &[Unit], agents: usize, max_unit: usize) -> usize {
     if agents == 0 {
         return units.len();
     }
-    let items: usize = units.iter().map(|u| u.ends.len()).sum();
     let weight: usize = units.iter().map(Unit::weight).sum();
-    // Units of a message's items or more travel alone whatever their parcel.
-    let small = units.iter().map(|u| u.ends.len()).filter(|&n| n < ITEMS_PER_MESSAGE);
-    let room = ITEMS_PER_MESSAGE + 1 - small.max().unwrap_or(1);
-    let by_items = items.div_ceil(agents * room);
     let by_weight = weight.div_ceil(agents * (max_unit / 2).max(1));
     // No more than a unit each, and the same number for every agent.
-    let each = by_items.max(by_weight).min(units.len() / agents).max(1);
+    let each = by_weight.min(units.len() / agents).max(1);
     (agents * each).min(units.len())
 }
 
@@ -1139,26 +1134,23 @@ mod tests {
         assert_eq!(order, (0..sizes.len() as u64).collect::<Vec<u64>>(), "in order");
     }
 
-    /// A pass of 18 chunks of 16 items on two agents: 144 items each, more than a message
-    /// holds, so two parcels each, of one message.
+    /// A pass of 18 chunks of 16 items on two agents: 144 items each, more than 128, in a
+    /// parcel each; a share too heavy for a message goes in several parcels.
     #[test]
-    fn a_share_too_large_for_a_message_goes_in_several_parcels() {
+    fn a_share_too_heavy_for_a_message_goes_in_several_parcels() {
         let units: Vec<Unit> = (0..18).map(|i| unit(i, 16)).collect();
         let max_unit = 1 << 20;
-        assert_eq!(parcel_count(&units, 2, max_unit), 4);
-        assert_eq!(items(&shares(units.clone(), 4)), [80, 80, 64, 64]);
-        assert_eq!(parcel_count(&units, 3, max_unit), 3, "96 items each: one parcel each");
+        assert_eq!(parcel_count(&units, 2, max_unit), 2);
+        assert_eq!(items(&shares(units.clone(), 2)), [144, 144]);
+        assert_eq!(parcel_count(&units, 3, max_unit), 3);
         assert_eq!(parcel_count(&units, 0, max_unit), 18, "no agent: a unit each");
         assert_eq!(parcel_count(&units[..3], 2, max_unit), 2);
         assert_eq!(parcel_count(&units[..1], 2, max_unit), 1);
         assert_eq!(parcel_count(&units, 2, 64), 18, "heavy units: as many parcels as units");
         assert_eq!(parcel_count(&units[..17], 2, 64), 16, "the same number for each agent");
-        let units: Vec<Unit> = (0..17).map(|i| unit(i, 12)).collect();
-        assert_eq!(parcel_count(&units, 2, max_unit), 2, "108 and 96 items: a message each");
-        // 255 items, 128 and 127 by halves: the first half of 9 chunks would be 135 items.
-        let units: Vec<Unit> = (0..17).map(|i| unit(i, 15)).collect();
-        assert_eq!(parcel_count(&units, 2, max_unit), 4);
-        assert_eq!(items(&shares(units, 4)), [75, 60, 60, 60]);
+        // Half a message holds about a quarter of the pass's bytes: two parcels each.
+        let weight: usize = units.iter().map(Unit::weight).sum();
+        assert_eq!(parcel_count(&units, 2, weight / 2 + 4), 4);
     }
 
     #[test]

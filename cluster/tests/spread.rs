@@ -1,6 +1,7 @@
-//! A `map`'s chunks spread over the agents: a task message holds a few dozen items at most,
-//! so the chunks a `map` sends at once do not travel in one message to one agent, and a
-//! pass too large for a message per agent still gives each agent about an equal share.
+//! A `map`'s chunks spread over the agents: the chunks a `map` sends at once travel in a
+//! share for each agent, each in a message of its own, so they do not travel in one message
+//! to one agent, and a pass of more items than a message of single tasks holds still gives
+//! each agent about an equal share, whatever room each agent's pull request has.
 
 mod common;
 
@@ -41,16 +42,16 @@ fn agent_of_worker(_: u32) -> u32 {
     after.split_whitespace().nth(1).expect("a parent").parse().expect("a pid")
 }
 
-/// A pass of a `map` too large for one task message per agent: each agent still takes about
-/// an equal share. The server hands the messages to the agents' pull requests in turn, so a
-/// share cut into a full message and a small rest gave one agent both full messages.
+/// A pass of a `map` of more items than a message of single tasks holds (128) for each agent:
+/// each agent still takes about an equal share. The server hands the messages to the agents'
+/// pull requests in turn, so a share cut into a full message and a small rest gave one agent
+/// both full messages.
 #[test]
 fn a_pass_of_more_items_than_a_message_per_agent_is_shared_evenly() {
     let Some(server) = common::server("spread_parcels") else { return };
     let url = server.url();
     // Chunks of 16 items, as many at once as 4 chunks per worker and 2 more: 18 chunks, the
-    // whole `map` of 288 items in one pass, 144 items for each agent, more than one task
-    // message holds (128).
+    // whole `map` of 288 items in one pass, 144 items for each agent.
     let config = ClusterConfig::new(url.clone()).config(Config::new().workers(4).chunk_size(16));
     let (agents, pool) = common::pool_on(&url, config, 2, 2, &[]);
     let ran = pool.map(agent_of_worker, 0..288).expect("the map runs");
@@ -62,4 +63,89 @@ fn a_pass_of_more_items_than_a_message_per_agent_is_shared_evenly() {
         let items = by_agent.get(&agent.pid()).copied().unwrap_or(0);
         assert!(items >= 112, "an agent ran {items} items of 288: {by_agent:?}");
     }
+}
+
+/// Says that it started (the file `started-i` in `dir`), then waits until the test lets it go
+/// (the file `go` in `dir`), at most ten minutes.
+fn held((dir, i): (String, u32)) -> u32 {
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::write(dir.join(format!("started-{i}")), "").unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(600);
+    while !dir.join("go").exists() {
+        assert!(std::time::Instant::now() < until, "task {i} was never let go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    i
+}
+
+/// Lets every held task go when dropped, so that a failing test leaves none waiting.
+struct LetGo(std::path::PathBuf);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("go"), "");
+    }
+}
+
+/// `(messages waiting, messages held by agents)` of the agents' consumer of `image`.
+fn consumer_state(url: &str, image: &str) -> (u64, usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&format!("agents_{image}")).await.expect("the agents' consumer");
+        let info = consumer.info().await.expect("its state");
+        (info.num_pending, info.num_ack_pending)
+    })
+}
+
+/// A pass of a `map` reaches an agent whose pull request has room for one message only (it
+/// asked for its free slots, and holds messages of other tasks): the agent still gets its
+/// share. A share cut into two messages gave it one (of 80 items of 288) and the other agent
+/// three, as the server hands messages to the open requests in turn.
+#[test]
+fn an_agent_with_room_for_one_message_gets_its_share_of_a_pass() {
+    let Some(server) = common::server("spread_room_for_one") else { return };
+    let url = server.url();
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(4).chunk_size(16));
+    // The first agent, of one worker and four slots, alone: it takes the held tasks.
+    let (mut agents, pool) = common::pool_on(&url, config, 1, 1, &[]);
+    let dir = common::markers("spread_room_for_one");
+    let _let_go = LetGo(dir.clone());
+    let path = dir.to_string_lossy().into_owned();
+    let mut handles = Vec::new();
+    // Three tasks, each in a message of its own: each is sent once the one before is held.
+    for i in 0..3 {
+        handles.push(pool.submit(held, (path.clone(), i)));
+        let taken = || consumer_state(&url, pool.image()) == (0, i as usize + 1);
+        assert!(common::poll(Duration::from_secs(30), taken), "the agent holds task {i}");
+    }
+    assert!(common::poll(Duration::from_secs(30), || dir.join("started-0").exists()));
+    // The second agent, whose pull request has room for four messages.
+    agents.push(common::agent(&url, 1, &[]));
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)), "both agents serve");
+    std::thread::scope(|scope| {
+        // 18 chunks of 16, in one pass: 144 items for each agent.
+        let map = scope.spawn(|| pool.map(agent_of_worker, 0..288));
+        // Once the pass is taken, the held tasks go, and the first agent runs its share.
+        let taken = || consumer_state(&url, pool.image()).0 == 0;
+        let sent = || taken() && consumer_state(&url, pool.image()).1 > 3;
+        assert!(common::poll(Duration::from_secs(30), sent), "the pass was taken");
+        std::fs::write(dir.join("go"), "").unwrap();
+        let ran = map.join().unwrap().expect("the map runs");
+        let mut by_agent: HashMap<u32, usize> = HashMap::new();
+        for pid in ran {
+            *by_agent.entry(pid).or_default() += 1;
+        }
+        for agent in &agents {
+            let items = by_agent.get(&agent.pid()).copied().unwrap_or(0);
+            assert!(items >= 112, "an agent ran {items} items of 288: {by_agent:?}");
+        }
+    });
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.join().unwrap(), i as u32);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
