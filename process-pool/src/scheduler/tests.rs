@@ -195,45 +195,48 @@ fn a_worker_killed_between_items_blames_nobody() {
     assert_eq!(s.lock().counters.crashes, 0);
 }
 
-#[test]
-fn a_worker_that_left_for_a_closed_pipe_blames_its_last_task_only_if_unanswered() {
-    // Worker 0 ran items 0..3 of 6 and left (a task closed its result pipe): items 0 and 1
-    // were answered, item 2's result did not come through.
+/// A worker sent `n` items measured at 1 ms, one per batch, answered the first `answered`
+/// and, having run `ran`, left because a task closed its result pipe. Returns the pool, with
+/// what was delivered.
+fn left_for_a_closed_pipe(n: usize, answered: u64, ran: u64) -> (Shared, Arc<Recorder>) {
     let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
     let rec = Arc::new(Recorder::default());
-    let r = run(6, rec.clone(), Batching::Fixed(1));
+    let r = run(n, rec.clone(), Batching::Fixed(1));
     measured(&r, 1_000_000);
     s.submit(r);
     let fake = connect(&s, 0);
-    assert_eq!(sent(&s, 0), 6);
-    for seq in 0..2 {
+    assert_eq!(sent(&s, 0), n);
+    for seq in 0..answered {
         s.answered(&mut s.lock(), 0, seq..seq + 1, (Instant::now(), 1), false, |_, _| {}).unwrap();
     }
-    fake.set(3, 3);
+    fake.set(ran, ran);
     deliver(end(&s, 0, Exit::Code(EXIT_PIPE_CLOSED), fake.progress()), &s);
+    (s, rec)
+}
+
+/// The items of `s`'s queue, in order.
+fn queued(s: &Shared) -> Vec<usize> {
+    s.lock().queue.iter().flat_map(|sl| sl.items.clone()).collect()
+}
+
+#[test]
+fn a_worker_that_left_for_a_closed_pipe_blames_its_last_task_only_if_unanswered() {
+    // Items 0 and 1 of 6 answered, item 2 ran and its result did not come through.
+    let (s, rec) = left_for_a_closed_pipe(6, 2, 3);
     assert_eq!(
         *rec.got.lock().unwrap(),
         [(2, Some(format!("worker broke the protocol: {PIPE_CLOSED}")))]
     );
-    let queued: Vec<_> = s.lock().queue.iter().flat_map(|sl| sl.items.clone()).collect();
-    assert_eq!(queued, [3, 4, 5], "not started: sent elsewhere");
+    assert_eq!(queued(&s), [3, 4, 5], "not started: sent elsewhere");
     let state = s.lock();
     assert_eq!((state.counters.crashes, state.fruitless_deaths), (0, 0));
     drop(state);
-    // Its result came through: nobody is blamed, the rest goes elsewhere.
-    let s = shared(ProcessConfig::new(Config::new().workers(1)).in_flight(8), 1);
-    let rec = Arc::new(Recorder::default());
-    let r = run(3, rec.clone(), Batching::Fixed(1));
-    measured(&r, 1_000_000);
-    s.submit(r);
-    let fake = connect(&s, 0);
-    s.answered(&mut s.lock(), 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
-    fake.set(1, 1);
-    deliver(end(&s, 0, Exit::Code(EXIT_PIPE_CLOSED), fake.progress()), &s);
+    // Its result came through: nobody is blamed, the rest goes elsewhere, and no death is
+    // counted against the item it had not started.
+    let (s, rec) = left_for_a_closed_pipe(3, 1, 1);
     assert!(rec.got.lock().unwrap().is_empty());
-    assert_eq!(s.lock().queue.iter().map(|sl| sl.items.len()).sum::<usize>(), 2);
-    let deaths = s.lock().queue.front().map(|sl| sl.deaths);
-    assert_eq!(deaths, Some(0), "no death counted against the task it had not started");
+    assert_eq!(queued(&s), [1, 2]);
+    assert_eq!(s.lock().queue.front().map(|sl| sl.deaths), Some(0));
 }
 
 #[test]
