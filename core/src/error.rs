@@ -472,7 +472,7 @@ impl fmt::Display for PanicReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -614,34 +614,40 @@ mod tests {
         assert!(text.contains("(os error 24)"), "display loses the system's words: {text}");
         assert_eq!(chain(&e), [text], "a chain repeats it");
         // What is behind the system's words still comes through `source()`.
-        let e = TaskError::from(io::Error::other(layered()));
+        let e = TaskError::from(io::Error::other(layered("outer words", "inner words")));
         assert_eq!(chain(&e), ["operating-system call failed: outer words", "inner words"]);
         // So for an unreachable service: its reason's text ends the display, what is behind
         // that reason follows.
-        let e = TaskError::Unreachable { waited: Duration::ZERO, source: Arc::new(layered()) };
+        let e = TaskError::Unreachable {
+            waited: Duration::ZERO,
+            source: Arc::new(layered("outer words", "inner words")),
+        };
         assert_eq!(
             chain(&e),
             ["the pool's service could not be reached: outer words", "inner words"]
         );
     }
 
-    /// An error with a source of its own.
+    /// An error that says `outer` and has a source of its own, which says `inner`.
     #[derive(Debug)]
-    struct Layered(io::Error);
+    pub(crate) struct Layered {
+        outer: &'static str,
+        inner: io::Error,
+    }
 
-    fn layered() -> Layered {
-        Layered(io::Error::other("inner words"))
+    pub(crate) fn layered(outer: &'static str, inner: &'static str) -> Layered {
+        Layered { outer, inner: io::Error::other(inner) }
     }
 
     impl fmt::Display for Layered {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("outer words")
+            f.write_str(self.outer)
         }
     }
 
     impl Error for Layered {
         fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(&self.0)
+            Some(&self.inner)
         }
     }
 

@@ -105,28 +105,14 @@ impl<E: Error> Error for TryError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct Outer(std::io::Error);
-
-    impl fmt::Display for Outer {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("reading the input")
-        }
-    }
-
-    impl Error for Outer {
-        fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(&self.0)
-        }
-    }
+    use crate::error::tests::{Layered, layered};
 
     #[test]
     fn display_and_source_are_the_inner_errors() {
-        let returned = TryError::Returned(Outer(std::io::Error::other("disk on fire")));
+        let returned = TryError::Returned(layered("reading the input", "disk on fire"));
         assert_eq!(returned.to_string(), "reading the input");
         assert_eq!(returned.source().unwrap().to_string(), "disk on fire");
-        let failed: TryError<Outer> = TaskError::Cancelled.into();
+        let failed: TryError<Layered> = TaskError::Cancelled.into();
         assert_eq!(failed.to_string(), TaskError::Cancelled.to_string());
         assert!(matches!(failed.failed(), Some(TaskError::Cancelled)));
         assert!(failed.returned().is_none());
