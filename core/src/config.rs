@@ -108,7 +108,10 @@ impl Config {
     /// it ran the one before, when the pool reads the result of that one, and the program
     /// checks it on a thread of its own. Where the program is slow to run (a machine with
     /// more runnable threads than CPUs, a CPU quota), both come late, and a task may run past
-    /// its limit by that delay: one that returns meanwhile succeeds.
+    /// its limit by that delay: one that returns meanwhile succeeds. A task its worker has not
+    /// started when the limit would run out (the worker is stopped, by `SIGSTOP` or a
+    /// debugger, or given no CPU) is not killed: its clock starts again when the pool sees
+    /// it start, which it checks for at a sixteenth of the limit (1 to 20 ms).
     ///
     /// A limit is precise only to the delays of the clock and threads that check it: it is
     /// for stopping a task that hangs or runs far too long, not a measure of one. Whichever

@@ -239,6 +239,25 @@ pub(crate) struct Slot {
     /// Tiny work was stacked behind its head (see `stacking.rs`) since it last held nothing
     /// or had work taken back: its head is overdue sooner ([`overdue_for`]).
     stacked: bool,
+    /// A head item with a time limit that had not started when its time would have run out
+    /// (its worker stopped, or given no CPU): its time counts from when it was seen started.
+    late_start: Option<LateStart>,
+}
+
+/// See [`Slot::late_start`].
+#[derive(Debug, Clone, Copy)]
+struct LateStart {
+    /// The item's sequence number.
+    seq: u64,
+    /// When [`Shared::police`] first saw it started, if it has.
+    seen_started: Option<Instant>,
+}
+
+/// How often [`Shared::police`] looks again at a head item that had not started when its
+/// time limit would have run out: a fraction of the limit, so that a time limit runs that
+/// much late at most when its worker was stopped.
+fn start_look(limit: Duration) -> Duration {
+    (limit / 16).clamp(Duration::from_millis(1), Duration::from_millis(20))
 }
 
 /// Whether a worker that holds `sent` holds work behind its head item that was not taken
@@ -1064,8 +1083,19 @@ impl Shared {
             return None;
         }
         let limit = limit_of(&head.run)?;
+        let since = match slot.late_start.filter(|late| late.seq == seq) {
+            Some(LateStart { seen_started: Some(at), .. }) => at,
+            Some(late) => {
+                if progress().is_some_and(|p| p.started <= seq) {
+                    return now.checked_add(start_look(limit));
+                }
+                slot.late_start = Some(LateStart { seen_started: Some(now), ..late });
+                now
+            }
+            None => slot.head_since.unwrap_or(now),
+        };
         // A limit too long to be an instant never runs out.
-        let deadline = slot.head_since.unwrap_or(now).checked_add(limit)?;
+        let deadline = since.checked_add(limit)?;
         if now >= deadline {
             // Its frame is written once the pool's lock is released, by a thread that may be
             // descheduled in between: the item's clock starts no earlier than that.
@@ -1078,9 +1108,15 @@ impl Shared {
                 }
                 Handover::Unknown => {}
             }
-            let finished = progress().is_some_and(|p| p.finished > seq);
-            if finished || answer_waiting() {
+            let progress = progress();
+            if progress.is_some_and(|p| p.finished > seq) || answer_waiting() {
                 return Some(now);
+            }
+            if progress.is_some_and(|p| p.started <= seq) {
+                // Its time counts from when it starts: it waits for its worker (and is taken
+                // back if another worker is idle first, see `relieve`).
+                slot.late_start = Some(LateStart { seq, seen_started: None });
+                return now.checked_add(start_look(limit));
             }
             if conn.process.dying_of_signal() {
                 // The task crashed in its time, and its worker is ending: the kernel may be
@@ -1345,6 +1381,7 @@ impl Shared {
         let mut sent = std::mem::take(&mut slot.sent);
         slot.load_ns = 0;
         slot.head_since = None;
+        slot.late_start = None;
         slot.watch_at = None;
         slot.stacked = false;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);

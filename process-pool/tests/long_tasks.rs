@@ -138,3 +138,61 @@ fn a_task_sent_to_a_stopped_worker_runs_on_another_once_that_one_is_idle() {
         assert_eq!(pool.pids(), pids);
     });
 }
+
+/// Writes which process runs it into the file `at`, then waits until the file `go` exists.
+#[derive(Serialize, Deserialize)]
+struct SayWhereThenWait {
+    at: String,
+    go: String,
+}
+
+impl Task for SayWhereThenWait {
+    type Input = ();
+    type Output = ();
+
+    fn run(&self, (): ()) {
+        let written = format!("{}.tmp", self.at);
+        std::fs::write(&written, std::process::id().to_string()).unwrap();
+        std::fs::rename(&written, &self.at).unwrap();
+        wait_for_file(&self.go);
+    }
+}
+
+/// Says which process ran it.
+fn say_where((): ()) -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn a_time_limit_counts_from_when_the_task_starts_not_while_its_worker_is_stopped() {
+    let scratch = Scratch::new("stopped-timed");
+    let (at, go) = (scratch.file("at"), scratch.file("go"));
+    within("a task with a time limit sent to a stopped worker", move || {
+        let pool = ProcessPool::new(2).unwrap();
+        assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+        let busy = pool.submit(SayWhereThenWait { at: at.clone(), go: go.clone() }, ());
+        wait_for_file(&at);
+        let busy_pid: u32 = std::fs::read_to_string(&at).unwrap().parse().unwrap();
+        let stopped = pool.pids().into_iter().find(|&pid| pid != busy_pid).unwrap();
+        // SAFETY: kill has no memory effects; the pid is a live, idle worker of ours.
+        assert_eq!(unsafe { libc::kill(stopped.cast_signed(), libc::SIGSTOP) }, 0);
+        // The only worker not busy is the stopped one: the task goes there, and does not
+        // start while the worker is stopped, for five times its limit.
+        let limit = std::time::Duration::from_millis(100);
+        let timed = pool.submit_timeout(say_where, (), limit);
+        std::thread::sleep(5 * limit);
+        // SAFETY: as above; the worker is stopped, or was killed and reaped if the pool
+        // counted its time already (then the call fails, with no effect).
+        let woken = unsafe { libc::kill(stopped.cast_signed(), libc::SIGCONT) };
+        let ran = timed.join();
+        assert!(
+            matches!(ran, Ok(pid) if pid == stopped),
+            "the task ran on the worker it was sent to: {ran:?}"
+        );
+        assert_eq!(woken, 0, "the stopped worker was not killed");
+        std::fs::write(&go, "").unwrap();
+        busy.join().unwrap();
+        let stats = pool.stats();
+        assert_eq!((stats.completed, stats.failed, stats.workers_started), (4 + 2, 0, 2));
+    });
+}

@@ -327,13 +327,39 @@ fn an_item_whose_frame_is_not_written_yet_does_not_time_out() {
     assert!(due > later, "looked at again later: {due:?}");
     assert_eq!(fake.kills(), 0, "the worker never had the item");
     assert_eq!(s.lock().counters.timeouts, 0);
-    // Written: its time counts from now on.
+    // Written: its time counts from now on; the worker starts it.
     s.flush(flushes);
     assert_eq!(pipe.batches().len(), 1);
+    fake.set(1, 0);
     let written = Instant::now();
     let due = s.police(&mut s.lock(), 0, written, || false).expect("a deadline");
     assert!(due > written, "{due:?}");
     assert_eq!(s.police(&mut s.lock(), 0, later + limit, || false), None);
+    assert_eq!(fake.kills(), 1);
+    timed_out_with_its_worker(&s, &fake, &rec);
+}
+
+/// A worker stopped (or given no CPU) before it starts its item holds it past the item's
+/// limit: the item's time counts from when the pool sees it start, not from when it was sent.
+#[test]
+fn an_item_its_worker_has_not_started_at_the_deadline_gets_its_time_from_its_start() {
+    let limit = Duration::from_millis(5);
+    let (s, rec) = one_timed_task(limit);
+    let fake = connect(&s, 0);
+    fake.set(0, 0);
+    let later = Instant::now() + Duration::from_secs(1);
+    let due = s.police(&mut s.lock(), 0, later, || false);
+    assert_eq!(due, Some(later + Duration::from_millis(1)), "looked at again soon");
+    let again = later + limit;
+    assert_eq!(s.police(&mut s.lock(), 0, again, || false), Some(again + Duration::from_millis(1)));
+    assert_eq!((fake.kills(), s.lock().counters.timeouts), (0, 0), "it never started");
+    // Seen started: its full limit from then.
+    fake.set(1, 0);
+    let seen = later + 2 * limit;
+    assert_eq!(s.police(&mut s.lock(), 0, seen, || false), Some(seen + limit));
+    assert_eq!(s.police(&mut s.lock(), 0, seen + limit / 2, || false), Some(seen + limit));
+    assert_eq!(fake.kills(), 0);
+    assert_eq!(s.police(&mut s.lock(), 0, seen + limit, || false), None);
     assert_eq!(fake.kills(), 1);
     timed_out_with_its_worker(&s, &fake, &rec);
 }
