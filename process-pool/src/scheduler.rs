@@ -27,7 +27,7 @@ use smallvec::SmallVec;
 
 use taskpool_core::{Exit, Resource, TaskError};
 
-use crate::batching::{self, BATCH_TARGET_NS, Paces};
+use crate::batching::{self, BATCH_TARGET_NS, Pace, Paces};
 use crate::bulk;
 use crate::config::ProcessConfig;
 use crate::deliveries::Deliveries;
@@ -242,6 +242,10 @@ pub(crate) struct Slot {
     /// A head item with a time limit that had not started when its time would have run out
     /// (its worker stopped, or given no CPU): its time counts from when it was seen started.
     late_start: Option<LateStart>,
+    /// The pace of the job whose items the worker answered last: if it leaves because its
+    /// result pipe was closed ([`EXIT_PIPE_CLOSED`]) with every answer through, the item it
+    /// ran last (of that job) closed it.
+    last_pace: Option<Arc<Pace>>,
 }
 
 /// See [`Slot::late_start`].
@@ -695,11 +699,15 @@ impl Shared {
 
     /// Worker `w`'s result pipe ended while it ran: notes the jobs of the items it started
     /// and had not answered (one of them may have closed it: see
-    /// `Pace::suspect_descriptors`), and kills it ([`kill_for_protocol`]).
+    /// `Pace::suspect_descriptors`), and kills it ([`kill_for_protocol`]), unless the item
+    /// it started last was sent with [`CHECK_DESCRIPTORS`]: then it writes the results it
+    /// holds and leaves by itself once that item returns, and a kill would lose them.
     pub(crate) fn pipe_closed(&self, state: &mut State, w: usize) {
         let slot = &mut state.slots[w];
+        let mut leaves_by_itself = false;
         if let Some(conn) = slot.conn.as_ref() {
-            let started = conn.process.progress().map_or(u64::MAX, |p| p.started);
+            let progress = conn.process.progress();
+            let started = progress.map_or(u64::MAX, |p| p.started);
             let mut seq = conn.expect_seq;
             for slice in &slot.sent {
                 if seq >= started {
@@ -707,9 +715,12 @@ impl Shared {
                 }
                 slice.run.job.pace.suspect_descriptors();
                 seq += slice.items.len() as u64;
+                leaves_by_itself = progress.is_some() && slice.checks_descriptors;
             }
         }
-        kill_for_protocol(&mut slot.conn, PIPE_CLOSED.into());
+        if !leaves_by_itself {
+            kill_for_protocol(&mut slot.conn, PIPE_CLOSED.into());
+        }
     }
 
     /// Whether the pool has so many more workers than CPUs ([`WORKERS_PER_CPU`] or more per
@@ -926,6 +937,7 @@ impl Shared {
                 deaths,
                 frame_start: true,
                 requeued: front_requeued,
+                checks_descriptors: flags & CHECK_DESCRIPTORS != 0,
                 ..Slice::new(run.clone(), items.clone())
             });
             if sent_before == 0 {
@@ -1044,6 +1056,7 @@ impl Shared {
             bytes += input;
             joined += 1;
             load += next.load_ns;
+            next.checks_descriptors = flags & CHECK_DESCRIPTORS != 0;
             sent.push_back(next);
         }
         (joined, load)
@@ -1329,6 +1342,10 @@ impl Shared {
             left -= n;
             slot.load_ns = slot.load_ns.saturating_sub(head.load_ns * n);
             if head.items.is_empty() {
+                let pace = &head.run.job.pace;
+                if !slot.last_pace.as_ref().is_some_and(|last| Arc::ptr_eq(last, pace)) {
+                    slot.last_pace = Some(pace.clone());
+                }
                 slot.sent.pop_front();
             }
         }
@@ -1382,6 +1399,7 @@ impl Shared {
         slot.load_ns = 0;
         slot.head_since = None;
         slot.late_start = None;
+        let last_pace = slot.last_pace.take();
         slot.watch_at = None;
         slot.stacked = false;
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
@@ -1413,6 +1431,20 @@ impl Shared {
                 (running, Some(error))
             }
         };
+        if pipe_closed {
+            // The item it ran last closed the pipe: the workers of its job check the pipe
+            // after each of its items from now on (its result came through, or it is blamed).
+            let mut seq = head_seq;
+            let blamed_slice = sent.iter().find(|slice| {
+                let first = seq;
+                seq += slice.items.len() as u64;
+                blamed.is_some_and(|b| (first..seq).contains(&b))
+            });
+            if let Some(pace) = blamed_slice.map(|slice| &slice.run.job.pace).or(last_pace.as_ref())
+            {
+                pace.suspect_descriptors();
+            }
+        }
         // A worker that died of itself before it started its first item, which it held: the
         // item may be what kills workers as they receive it (an argument too large for the
         // worker's memory limit, say). After `POISON_DEATHS` such deaths it fails with the

@@ -6,6 +6,7 @@
 
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,11 @@ pub(crate) const EXIT_NO_ROOM: i32 = 72;
 /// names another file), after writing the results it held to its ring: see
 /// [`Outputs::check_descriptors`].
 pub(crate) const EXIT_PIPE_CLOSED: i32 = 73;
+
+/// Set once the parent could not be rung because the result pipe's descriptor is closed (a
+/// task closed it): the parent is there, and reads the ring once the worker has left, which
+/// it does after the item that runs ([`Outputs::check_descriptors`]).
+static UNHEARD: AtomicBool = AtomicBool::new(false);
 
 /// Flush results at least this often while a batch runs, so the parent sees progress.
 const FLUSH_AGE: Duration = Duration::from_micros(200);
@@ -187,6 +193,7 @@ pub(crate) fn serve(image: Result<ImageVerified, String>, later: sys::LaterConst
             }
         }
         out.flush();
+        leave_if_unheard();
         match input.fill(&mut reader, result, &mut out) {
             Ok(0) | Err(_) => {
                 no_room(&reader);
@@ -321,7 +328,7 @@ impl RingOut {
         loop {
             let Ok(n) = ring.write(bytes) else { return false };
             bytes = &bytes[n..];
-            if n > 0 && ring.data_bell().take() && sys::write_all(bell, &BELL).is_err() {
+            if n > 0 && ring.data_bell().take() && !bell_rung(bell) {
                 return false;
             }
             if bytes.is_empty() {
@@ -351,10 +358,37 @@ impl RingOut {
 const BELL: [u8; wire::HEADER] = [1, 0, 0, 0, Kind::Bell as u8];
 
 /// Wakes the parent's supervisor, asleep on a ring's doorbell, by a frame on the result pipe.
-/// If the parent is gone there is nobody to serve: exit.
+/// Returns `false` if the parent is gone. A descriptor a task closed is noted in
+/// [`UNHEARD`] instead, and not written again (its number may name a file the task opened).
+fn bell_rung(result: BorrowedFd<'_>) -> bool {
+    if UNHEARD.load(Ordering::Relaxed) {
+        return true;
+    }
+    match sys::write_all(result, &BELL) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            UNHEARD.store(true, Ordering::Relaxed);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Rings the parent between items, its results written: if the parent is gone there is
+/// nobody to serve, and if a task closed the result pipe the worker cannot be heard: it
+/// exits either way.
 fn ring_parent(result: BorrowedFd<'_>) {
-    if sys::write_all(result, &BELL).is_err() {
+    if !bell_rung(result) {
         sys::exit_now(0);
+    }
+    leave_if_unheard();
+}
+
+/// Exits with [`EXIT_PIPE_CLOSED`] if a task closed the result pipe ([`UNHEARD`]), between
+/// items, the results of those that ran written to the ring.
+fn leave_if_unheard() {
+    if UNHEARD.load(Ordering::Relaxed) {
+        sys::exit_now(EXIT_PIPE_CLOSED);
     }
 }
 
@@ -667,7 +701,7 @@ impl Outputs {
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });
-        if self.check_each {
+        if self.check_each || UNHEARD.load(Ordering::Relaxed) {
             self.check_descriptors();
         }
     }
@@ -682,8 +716,13 @@ impl Outputs {
     /// every job), the worker goes on with the next items until its parent notices the
     /// pipe's end and kills it for whichever item runs then; the item that closed the pipe,
     /// unanswered, was then sent again to the next worker, and did the same there.
+    ///
+    /// A worker that could not ring its parent since ([`UNHEARD`]) leaves the same way.
     fn check_descriptors(&mut self) {
-        if self.fd_file.is_none() || sys::identity(self.fd.as_raw_fd()) == self.fd_file {
+        let unheard = UNHEARD.load(Ordering::Relaxed);
+        if !unheard
+            && (self.fd_file.is_none() || sys::identity(self.fd.as_raw_fd()) == self.fd_file)
+        {
             return;
         }
         if let Results::Ring(ring) = &self.sink {

@@ -214,6 +214,27 @@ fn left_for_a_closed_pipe(n: usize, answered: u64, ran: u64) -> (Shared, Arc<Rec
     (s, rec)
 }
 
+/// A worker whose result pipe ends while it runs an item of a function known to close its
+/// pipe was asked to check the pipe after each such item: it writes the results it holds to
+/// its ring and leaves by itself, so the pool waits for that (a kill would lose those
+/// results, and their tasks would run twice). A worker not asked is killed at once.
+#[test]
+fn a_closed_pipe_kills_the_worker_unless_it_was_asked_to_check_its_pipe() {
+    for checks in [false, true] {
+        let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+        let r = run(3, NullSink, Batching::Fixed(3));
+        if checks {
+            r.job.pace.suspect_descriptors();
+        }
+        s.submit(r.clone());
+        let fake = connect(&s, 0);
+        fake.set(2, 1);
+        s.pipe_closed(&mut s.lock(), 0);
+        assert_eq!(fake.kills(), usize::from(!checks), "asked to check: {checks}");
+        assert!(r.job.pace.closes_descriptors(), "its function is checked from now on");
+    }
+}
+
 /// The items of `s`'s queue, in order.
 fn queued(s: &Shared) -> Vec<usize> {
     s.lock().queue.iter().flat_map(|sl| sl.items.clone()).collect()
