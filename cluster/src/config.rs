@@ -293,11 +293,12 @@ impl ClusterConfig {
     /// fails with [`TaskError::NoWorker`] (default 30 s), or with [`TaskError::Unreachable`]
     /// if the server does not answer then. For `NoWorker`, the pool listens a heartbeat
     /// (about 1.25 s) for agents of other builds or stream names, which the error counts,
-    /// from that long before the wait ends: a wait shorter than that lasts that long, and the
-    /// error's `waited` says so. The same wait bounds how long the pool retries storing a
-    /// task while the server is unreachable ([`TaskError::Unreachable`]), counted for the
-    /// pool: once the server has taken none of its tasks for this long, a task sent before it
-    /// is back fails without a wait of its own.
+    /// from that long before the wait ends; through a wait shorter than that, which then
+    /// hears only the agents that beat within it (once a second each). The same wait bounds
+    /// how long the pool retries storing a task while the server is unreachable
+    /// ([`TaskError::Unreachable`]), counted for the pool: once the server has taken none of
+    /// its tasks for this long, a task sent before it is back fails without a wait of its
+    /// own.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn agent_wait(mut self, wait: Duration) -> Self {
         self.agent_wait = wait;

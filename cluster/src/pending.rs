@@ -287,15 +287,17 @@ impl Pending {
         self.lock().entries.contains_key(&id)
     }
 
-    /// Whether a unit has waited `wait` since `since(submitted)`.
-    pub(crate) fn any_overdue(
+    /// When the first unit will have waited `wait` since `since(submitted)` (it may have
+    /// already); `None` with no unit waiting.
+    pub(crate) fn first_due(
         &self,
-        now: Instant,
         wait: Duration,
         since: impl Fn(Instant) -> Instant,
-    ) -> bool {
+    ) -> Option<Instant> {
         let table = self.lock();
-        table.entries.values().any(|e| now.saturating_duration_since(since(e.submitted)) >= wait)
+        let due = table.entries.values().map(|e| since(e.submitted).checked_add(wait));
+        // A due time past what an instant holds is never.
+        due.flatten().min()
     }
 
     /// Takes out every unit that has waited `wait` since `since(submitted)`, to fail it (a
@@ -487,9 +489,10 @@ mod tests {
         assert!(pending.insert(b, 2, None, counting(&hits)).is_ok());
         let now = Instant::now();
         assert!(pending.overdue(now, Duration::from_secs(60), |s| s).is_empty());
-        assert!(!pending.any_overdue(now, Duration::from_secs(60), |s| s));
+        let due = pending.first_due(Duration::from_secs(60), |s| s).expect("units wait");
+        assert!(due > now);
         let late = now + Duration::from_secs(61);
-        assert!(pending.any_overdue(late, Duration::from_secs(60), |s| s));
+        assert!(due <= late);
         let overdue = pending.overdue(late, Duration::from_secs(60), |s| s);
         assert_eq!(overdue.len(), 2);
         for (_, entry) in overdue {

@@ -753,21 +753,25 @@ async fn police(inner: std::sync::Weak<Inner>) {
             && last.is_some_and(|l| now.saturating_duration_since(l) >= wait);
         let lost_since = |submitted: Instant| last.map_or(submitted, |l| l.min(submitted));
         // The agents of other builds and stream names are listened to before units fail as
-        // `NoWorker`, for `LISTEN_FOR`: from that long before the first is due, so that it
-        // fails when due (listened to once due, it failed 1.25 s late).
-        let soon = now.checked_add(LISTEN_FOR).unwrap_or(now);
-        let any = if cut_off {
-            inner.pending.any_overdue(now, wait, lost_since)
+        // `NoWorker`, for `LISTEN_FOR`: from that long before the first is due until it is
+        // due, so that it fails when due (listened to once due, it failed 1.25 s late; for
+        // `LISTEN_FOR` from a wait's start, a wait shorter than that lasted that long).
+        let due = if cut_off {
+            inner.pending.first_due(wait, lost_since).filter(|&due| due <= now)
         } else {
-            inner.pending.any_overdue(soon, wait, since)
+            let soon = now.checked_add(LISTEN_FOR).unwrap_or(now);
+            inner.pending.first_due(wait, since).filter(|&due| due <= soon)
         };
-        if !any {
-            continue;
-        }
+        let Some(due) = due else { continue };
         let unreachable = link::why_unreachable(&inner.js, &inner.config.server).await;
         let (other_agents, other_streams) = match unreachable {
             Some(_) => (0, 0),
-            None => other_agents(&inner).await,
+            // Until the first unit is due, and at least as long as a wait (or `LISTEN_FOR`)
+            // for units that were due before the pool listened (those whose agents went).
+            None => {
+                let least = tokio::time::Instant::now() + wait.min(LISTEN_FOR);
+                other_agents(&inner, least.max(due.into())).await
+            }
         };
         if inner.live_agents().0 > 0 {
             // An agent spoke up while the server was asked, or the others listened to.
@@ -795,16 +799,17 @@ async fn police(inner: std::sync::Weak<Inner>) {
 }
 
 /// How long a pool listens for agents that cannot run its tasks ([`other_agents`]) before
-/// its units fail for want of one: a heartbeat, and a margin for one that comes late.
+/// its units fail for want of one: a heartbeat, and a margin for one that comes late; no
+/// longer than the wait, which may be shorter.
 const LISTEN_FOR: Duration = Duration::from_millis(1_250);
 
 /// How many agents alive cannot run the pool's tasks, as `(of other images, of the pool's
-/// image on streams of another name)`: those heard within a heartbeat (and a margin) on the
-/// agents' subjects of every image under the pool's stream name, and on those of the pool's
-/// image under every other name. Agents started from an older build, and a stream name set
-/// on one side only, are the likeliest reasons a pool has none (see
+/// image on streams of another name)`: those heard until `until` (at most [`LISTEN_FOR`])
+/// on the agents' subjects of every image under the pool's stream name, and on those of the
+/// pool's image under every other name. Agents started from an older build, and a stream
+/// name set on one side only, are the likeliest reasons a pool has none (see
 /// [`TaskError::NoWorker`]). Zeros if the server cannot be asked.
-async fn other_agents(inner: &Inner) -> (usize, usize) {
+async fn other_agents(inner: &Inner, until: tokio::time::Instant) -> (usize, usize) {
     let Ok(beats) = inner.client.subscribe(inner.names.agents_subject("*")).await else {
         return (0, 0);
     };
@@ -814,7 +819,7 @@ async fn other_agents(inner: &Inner) -> (usize, usize) {
     let mut heard = futures_util::stream::select(beats.map(|m| (m, false)), elsewhere);
     let own = inner.names.agents_subject(inner.image);
     let (mut others, mut other_streams) = (HashSet::new(), HashSet::new());
-    let until = tokio::time::Instant::now() + LISTEN_FOR;
+    let until = until.min(tokio::time::Instant::now() + LISTEN_FOR);
     while let Ok(Some((message, elsewhere))) = tokio::time::timeout_at(until, heard.next()).await {
         if message.subject.as_str() == own {
             continue;

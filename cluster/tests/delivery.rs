@@ -175,10 +175,8 @@ fn a_task_without_an_agent_says_how_long_it_waited_in_all() {
     let elapsed = started.elapsed();
     match outcome {
         Err(TaskError::NoWorker { waited, other_agents: 0, other_streams: 0 }) => {
-            // The pool listens a whole heartbeat (a second) for agents of other builds or
-            // streams before the task fails, longer than this wait: that is waited too.
-            let listened = Duration::from_secs(1);
-            assert!(waited >= listened, "said {waited:?}, waited at least {listened:?}");
+            // The time the pool listened for agents of other builds or streams is waited too.
+            assert!(waited >= wait, "said {waited:?}, waited at least {wait:?}");
             assert!(waited <= elapsed, "said {waited:?}, but the call only {elapsed:?}");
         }
         other => panic!("expected no agent, got {other:?}"),
@@ -207,6 +205,38 @@ fn a_task_without_an_agent_fails_when_the_wait_is_over() {
             let listening = Duration::from_millis(1_250);
             assert!(waited < wait + listening, "said {waited:?}: listened after {wait:?}");
         }
+        other => panic!("expected no agent, got {other:?}"),
+    }
+}
+
+/// A wait shorter than the heartbeat and a quarter (1.25 s) the pool listens for agents of
+/// other builds and stream names ends the wait sooner than a longer one: a task of a pool
+/// with a short wait fails while the task of a pool with a longer one, sent before it, still
+/// waits. Listening for 1.25 s from the start of any wait, both pools failed their tasks
+/// after that (in either order), the short one saying it waited that long.
+#[test]
+fn a_short_wait_fails_before_a_longer_one_sent_first() {
+    let Some(server) = common::server("delivery_short_wait") else { return };
+    let pool_waiting = |wait| {
+        let config = ClusterConfig::new(server.url()).agent_wait(wait);
+        ClusterPool::with_config(config).expect("the pool connects")
+    };
+    // Both shorter than the listening.
+    let (long_wait, short_wait) = (Duration::from_millis(1_200), Duration::from_millis(100));
+    let (long, short) = (pool_waiting(long_wait), pool_waiting(short_wait));
+    let mut waiting_long = long.submit(square, 3);
+    let outcome = short.apply(square, 4);
+    let long_outcome = waiting_long.try_join();
+    match outcome {
+        Err(TaskError::NoWorker { waited, .. }) => {
+            assert!(waited >= short_wait, "said {waited:?}, less than its wait");
+            assert!(waited < long_wait, "said {waited:?}, as long as the longer wait or more");
+        }
+        other => panic!("expected no agent, got {other:?}"),
+    }
+    assert!(long_outcome.is_none(), "the longer wait ended first: {long_outcome:?}");
+    match waiting_long.join() {
+        Err(TaskError::NoWorker { waited, .. }) => assert!(waited >= long_wait, "{waited:?}"),
         other => panic!("expected no agent, got {other:?}"),
     }
 }
