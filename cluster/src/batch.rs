@@ -26,6 +26,33 @@ pub(crate) const LAZY_WINDOW: usize = 16_384;
 /// it plans for (four chunks each, of up to half the server's message limit).
 const AHEAD_BYTES: usize = 64 << 20;
 
+/// Evens out a chunk of `ends.len()` items (`inputs`, their encodings, ending at `ends`),
+/// meant to take `size` but cut short by bytes: as many chunks as `size` needs of these,
+/// each of as many items, this the first. The items past its even share go back to the
+/// front of `carried`, for the next chunks; returns the items it keeps, the size of the
+/// pass's next chunks. Cut by bytes alone, a share of 9 items of 100 KiB for each of two
+/// agents (on a server of 1 MiB messages) went in chunks of 6, 6 and 6, and one agent
+/// took two of the three; now 5, 5, 5 and 3.
+fn even_out(
+    carried: &mut VecDeque<Vec<u8>>,
+    size: usize,
+    inputs: &mut Vec<u8>,
+    ends: &mut Vec<u32>,
+) -> usize {
+    let count = ends.len();
+    let items = size.div_ceil(size.div_ceil(count.max(1)));
+    if items >= count {
+        return count;
+    }
+    for k in (items..count).rev() {
+        let (start, end) = (ends[k - 1] as usize, ends[k] as usize);
+        carried.push_front(inputs[start..end].to_vec());
+    }
+    inputs.truncate(ends[items - 1] as usize);
+    ends.truncate(items);
+    items
+}
+
 /// Outcomes of consecutive items of a chunk: the chunk (its first item's index), the first
 /// of these items' index, their outcomes, whether they are the chunk's last, and the bytes of
 /// their encoded results.
@@ -52,8 +79,9 @@ pub(crate) struct Stream<'p, J: Job, I> {
     results: (u64, u64),
     /// Index of the next item to pull.
     pulled: usize,
-    /// The encoded input of item `pulled`, pulled already: it did not fit in the last chunk.
-    carried: Option<Vec<u8>>,
+    /// The encoded inputs of the items from `pulled` on, pulled already: left out of the last
+    /// chunk, as they did not fit in it, or to even out the chunks of a pass cut by bytes.
+    carried: VecDeque<Vec<u8>>,
     /// The items pulled and not yet yielded.
     order: Reorder<Result<J::Output, TaskError>>,
     /// Chunks sent and not yet received back: their unit ids and the bytes of their encoded
@@ -94,7 +122,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             lazy: window < usize::MAX,
             results: (0, 0),
             pulled: 0,
-            carried: None,
+            carried: VecDeque::new(),
             order: Reorder::new(ordered),
             units: HashMap::new(),
             ahead: 0,
@@ -138,11 +166,13 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
         let window = self.window();
         let chunks = max_chunks.saturating_sub(self.units.len());
         let unmeasured = self.unmeasured_chunk(chunks, window.saturating_sub(self.order.held()));
+        // The items of the pass's chunks once one was cut short by bytes (see `even_out`).
+        let mut even = None;
         while self.units.len() < max_chunks
             && self.order.held() < window
             && (self.units.is_empty() || self.ahead < AHEAD_BYTES)
         {
-            if unmeasured.is_some() && self.lookahead.is_empty() && self.carried.is_none() {
+            if unmeasured.is_some() && self.lookahead.is_empty() && self.carried.is_empty() {
                 // The pass sent what it pulled: no more before a unit is measured.
                 return;
             }
@@ -164,6 +194,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                 (Some(size), _) | (None, Some(size)) => size.min(room),
                 (None, None) => self.time.chunk(remaining, workers, room),
             };
+            let size = even.map_or(size, |even: usize| even.min(size));
             let max_unit = self.inner.max_unit();
             let budget = max_unit / 2;
             let state = job.state().len();
@@ -175,7 +206,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
             let mut count = 0;
             while count < size && inputs.len() < budget {
                 let start = inputs.len();
-                let encoded = match self.carried.take() {
+                let encoded = match self.carried.pop_front() {
                     Some(carried) => {
                         inputs.extend_from_slice(&carried);
                         Ok(())
@@ -199,7 +230,7 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     Ok(()) if Unit::weight_of(state, inputs.len(), ends.len() + 1) > max_unit => {
                         // It fits alone but not with the chunk's other items: it starts the
                         // next chunk rather than failing for its neighbours' size.
-                        self.carried = Some(inputs.split_off(start));
+                        self.carried.push_front(inputs.split_off(start));
                         break;
                     }
                     Ok(()) => {
@@ -211,6 +242,13 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
                     }
                 }
                 count += 1;
+            }
+            let cut = inputs.len() >= budget || !self.carried.is_empty();
+            if even.is_none() && cut && count < size && ends.len() == count {
+                let items = even_out(&mut self.carried, size, &mut inputs, &mut ends);
+                count = items;
+                positions.truncate(items);
+                even = Some(items);
             }
             if count == 0 {
                 return;
@@ -345,5 +383,34 @@ impl<J: Job, I> Drop for Stream<'_, J, I> {
         for (_, (id, _)) in self.units.drain() {
             self.inner.cancel(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Six items of one byte each (`0` to `5`), ending at 1 to 6.
+    fn chunk() -> (Vec<u8>, Vec<u32>) {
+        ((0..6).collect(), (1..=6).collect())
+    }
+
+    #[test]
+    fn a_chunk_cut_short_keeps_an_even_share_and_carries_the_rest_in_order() {
+        let mut carried = VecDeque::from([vec![9]]);
+        let (mut inputs, mut ends) = chunk();
+        // Meant for 9, cut at 6: two chunks of 5 and 4.
+        assert_eq!(even_out(&mut carried, 9, &mut inputs, &mut ends), 5);
+        assert_eq!((inputs, ends), (vec![0, 1, 2, 3, 4], vec![1, 2, 3, 4, 5]));
+        assert_eq!(carried, [vec![5], vec![9]]);
+        // Meant for 12, cut at 6: two chunks of 6 already.
+        let (mut inputs, mut ends) = chunk();
+        assert_eq!(even_out(&mut carried, 12, &mut inputs, &mut ends), 6);
+        assert_eq!(inputs.len(), 6);
+        // Meant for 20, cut at 6: four chunks of 5.
+        let (mut inputs, mut ends) = chunk();
+        let mut carried = VecDeque::new();
+        assert_eq!(even_out(&mut carried, 20, &mut inputs, &mut ends), 5);
+        assert_eq!(carried, [vec![5]]);
     }
 }

@@ -149,3 +149,30 @@ fn an_agent_with_room_for_one_message_gets_its_share_of_a_pass() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Says which agent ran it, whatever its bytes.
+fn agent_of_bytes(_: Vec<u8>) -> u32 {
+    agent_of_worker(0)
+}
+
+/// A pass whose share for each agent is more than a chunk holds (half a message, on a
+/// server of 1 MiB messages) goes in chunks of about even items. Cut by bytes alone, the
+/// shares of 9 items of 100 KiB went in chunks of 6, 6 and 6 items, and one agent took two.
+#[test]
+fn a_pass_cut_by_bytes_is_shared_evenly() {
+    let Some(server) = common::PlainServer::start("spread_bytes", true) else { return };
+    let url = server.url();
+    // As many chunks at once as 4 per worker and 2 more: all 18 items in one pass, 9 for
+    // each agent, of which 6 fill half a message.
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(4));
+    let (agents, pool) = common::pool_on(&url, config, 2, 2, &[]);
+    let ran = pool.map(agent_of_bytes, (0..18).map(|_| vec![7; 100 << 10])).expect("it runs");
+    let mut by_agent: HashMap<u32, usize> = HashMap::new();
+    for pid in ran {
+        *by_agent.entry(pid).or_default() += 1;
+    }
+    for agent in &agents {
+        let items = by_agent.get(&agent.pid()).copied().unwrap_or(0);
+        assert!(items >= 8, "an agent ran {items} items of 18: {by_agent:?}");
+    }
+}
