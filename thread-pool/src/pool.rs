@@ -16,15 +16,15 @@ use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
     handle_of, initializer_panicked, keep_hook_in_front, map_by_handles,
-    map_by_handles_with_progress, promise, promise_of, start_each,
+    map_by_handles_with_progress, promise, start_each,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
 use crate::forks;
 use crate::queue::Queue;
-use crate::relief::Relief;
+use crate::relief::{self, Relief};
 use crate::tally::Tally;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Alarm, Watchdog};
 
 /// How many items an `imap` pulls and queues at once at first, as one record that every idle
 /// thread takes items from (see [`Grouped`]): a push and a wake-up per group rather than per
@@ -44,14 +44,15 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 /// A pool of threads that runs tasks, scheduled by rayon.
 ///
 /// A submitted task waits in the pool's own queue, which rayon's threads drain; it costs one
-/// allocation (its record in the queue, which holds its handle's state; two with a time limit),
-/// which the submitting thread makes and, once it took the result, usually frees. `map` runs as a
-/// rayon parallel iterator. An `imap` queues its items in groups, each group once for every thread,
-/// which take its items one by one (a group is one allocation, its items' handles included), so
-/// that a slow item holds back only its own thread: 8 items at a time and 16 per thread in flight
-/// at first, both doubling while the items take under 10 µs each, up to 256 per thread in flight
-/// ([`Pool::imap_window`]). A panic fails only its task. See the crate documentation for what
-/// threads cannot do (survive a segfault, stop a hung task).
+/// allocation (its record in the queue, which holds its handle's state, and with a time limit
+/// its alarm too), which the submitting thread makes and, once it took the result, usually
+/// frees. `map` runs as a rayon parallel iterator. An `imap` queues its items in groups, each
+/// group once for every thread, which take its items one by one (a group is one allocation, its
+/// items' handles included), so that a slow item holds back only its own thread: 8 items at a
+/// time and 16 per thread in flight at first, both doubling while the items take under 10 µs
+/// each, up to 256 per thread in flight ([`Pool::imap_window`]). A panic fails only its task.
+/// See the crate documentation for what threads cannot do (survive a segfault, stop a hung
+/// task).
 ///
 /// # Work given while a `map` runs
 ///
@@ -143,7 +144,6 @@ pub struct ThreadPool {
     /// Shared with the batches queued behind another (see [`QueuedBatch`]).
     rayon: Arc<rayon::ThreadPool>,
     shared: Arc<Shared>,
-    watchdog: Arc<Watchdog>,
 }
 
 /// How long a pool whose initializer failed `start_attempts` times in a row fails tasks before
@@ -168,6 +168,8 @@ struct Shared {
     init_failures: AtomicU32,
     /// Why the initializer failed last, which tasks are told while the pool pauses, and when.
     init_error: Mutex<(String, Option<Instant>)>,
+    /// Keeps the time limits of the tasks that have one (see [`Limit`]).
+    watchdog: Watchdog,
 }
 
 thread_local! {
@@ -239,7 +241,7 @@ impl ThreadPool {
             .map_err(|e| TaskError::WorkerStart {
                 reason: format!("cannot start a worker thread: {e}"),
             })?;
-        Ok(ThreadPool { rayon: Arc::new(rayon), shared, watchdog: Arc::default() })
+        Ok(ThreadPool { rayon: Arc::new(rayon), shared })
     }
 
     /// The pool's settings.
@@ -328,6 +330,7 @@ impl Shared {
             batches: AtomicUsize::new(0),
             init_failures: AtomicU32::new(0),
             init_error: Mutex::new((String::new(), None)),
+            watchdog: Watchdog::default(),
         }
     }
 
@@ -392,7 +395,9 @@ impl Execute for ThreadPool {
         completer: Completer<J::Output>,
         timeout: Option<Duration>,
     ) {
-        self.start(Work::new(job.clone(), input, timeout), Promise::Given(completer));
+        let limit = timeout.or(self.shared.config.get_timeout());
+        let record = Queued::record(&self.shared, job.clone(), input, completer, limit);
+        self.start(record, false);
     }
 
     /// Queues the group as one record that holds the slots of the items' handles, once for
@@ -440,33 +445,6 @@ impl<J> AsRef<J> for Owned<J> {
     }
 }
 
-/// Where a task's outcome goes.
-enum Promise<R> {
-    /// A new handle, for the caller of `submit`, whose record is the task's [`Queued`].
-    New,
-    /// A completer made by whoever called [`Execute::execute`].
-    Given(Completer<R>),
-}
-
-/// One task: its job (shared with other tasks, or owned by this one) and argument, and the
-/// limit it runs under.
-struct Work<A, J: Job> {
-    job: A,
-    input: J::Input,
-    /// The task's own limit; the pool's, if it has none, is added as it is queued.
-    limit: Option<Duration>,
-    /// What enforces the limit, if there is one; added as the task is queued.
-    watchdog: Option<Arc<Watchdog>>,
-    /// Whether the submitter waits for it at once (`apply`).
-    awaited: bool,
-}
-
-impl<A: AsRef<J>, J: Job> Work<A, J> {
-    fn new(job: A, input: J::Input, limit: Option<Duration>) -> Self {
-        Work { job, input, limit, watchdog: None, awaited: false }
-    }
-}
-
 impl ThreadPool {
     /// Submits one task of the caller's, with its own time `limit` if it has one, which the
     /// caller waits for at once if `awaited`.
@@ -477,38 +455,31 @@ impl ThreadPool {
         limit: Option<Duration>,
         awaited: bool,
     ) -> TaskHandle<J::Output> {
-        if limit.or(self.shared.config.get_timeout()).is_none() {
+        let Some(limit) = limit.or(self.shared.config.get_timeout()) else {
             return self.start_held(job.0, input, awaited);
-        }
-        let work = Work { awaited, ..Work::new(job, input, limit) };
-        // `start` returns the handle a new promise asks for; a handle settled as shut down
-        // stands in should it not.
-        self.start(work, Promise::New).unwrap_or_else(|| promise::<J::Output>().1)
+        };
+        let record = Queued::record(&self.shared, job, input, Slot::new(), Some(limit));
+        let handle = handle_of(record.clone(), 0);
+        self.start(record, awaited);
+        handle
     }
 
-    /// Queues `work` for the pool's threads, and starts a thread draining the queue if one
-    /// more may. Returns the new handle if `to` asked for one.
-    fn start<A, J>(&self, work: Work<A, J>, to: Promise<J::Output>) -> Option<TaskHandle<J::Output>>
+    /// Queues `record` for the pool's threads, which its submitter waits for at once if
+    /// `awaited`; settles it as shut down if the pool takes no more work.
+    fn start<A, J, O>(&self, record: Arc<Queued<A, J, O>>, awaited: bool)
     where
-        A: AsRef<J> + Send + 'static,
+        A: AsRef<J> + Send + Sync + 'static,
         J: Job,
+        O: Outcome<J::Output>,
     {
         let shared = &*self.shared;
         shared.tally.accept();
         if shared.closed.load(Ordering::SeqCst) || shared.copied() {
             shared.tally.finish(None);
-            // Dropping the completer settles the task as shut down.
-            return match to {
-                Promise::New => Some(promise::<J::Output>().1),
-                Promise::Given(_) => None,
-            };
+            record.abandon();
+            return;
         }
-        let limit = work.limit.or(shared.config.get_timeout());
-        let watchdog = limit.map(|_| self.watchdog.clone());
-        let awaited = work.awaited;
-        let (record, handle) = Queued::record(&self.shared, Work { limit, watchdog, ..work }, to);
         self.enqueue(record, awaited);
-        handle
     }
 
     /// Queues `job` on `input`, a task with no time limit which its submitter waits for at
@@ -556,8 +527,8 @@ trait Run: Send + Sync {
 }
 
 /// A task submitted alone with no time limit: its record holds its handle's slot (see
-/// [`Holds`]), so that a submit allocates once, for both. (A task with a time limit shares
-/// its completer with the watchdog, and is a [`Queued`] record.)
+/// [`Holds`]), so that a submit allocates once, for both. (A task with a time limit is a
+/// [`Queued`] record, which holds its alarm too.)
 struct Held<J: Job> {
     slot: Slot<J::Output>,
     origin: Origin,
@@ -584,13 +555,13 @@ impl<J: Job> Run for Held<J> {
         if !shared.dropped.load(Ordering::Acquire) && !self.slot.is_settled() {
             self.slot.complete(shared.run(&job, input));
         } else {
-            // Dropped or cancelled: settled as shut down unless it is already, as a
-            // [`Queued`] record's completer settles it when dropped.
+            // Dropped or cancelled: settled as shut down unless it is already.
             discard(input);
             self.slot.complete(Err(TaskError::ShutDown));
         }
         drop(running);
-        // On a pool's thread, as in `run_queued`.
+        // Here, on a pool's thread, the last task of a job may drop it: a panic in its `Drop`
+        // would abort the program inside rayon.
         discard(job);
         finished(shared);
     }
@@ -686,66 +657,216 @@ impl Origin {
     }
 }
 
-/// The record of one queued task: what it runs, and the handle's record (see
-/// [`Completer::on_cancel_of`]), so that the submitter, who allocated it, frees it too when
-/// it takes the outcome (see `queue.rs` for why that matters), a join on one of the pool's
-/// threads can run it, and a join in a copy of the process made by `fork()` fails rather
-/// than waits.
-struct Queued<A, J: Job> {
-    origin: Origin,
-    /// Taken by the thread that runs the task.
-    task: Mutex<Option<Ready<A, J>>>,
-}
+/// Where the outcome of a [`Queued`] task goes: the slot of the handle that its record holds
+/// (a task submitted alone), or a completer made by whoever called [`Execute::execute`].
+trait Outcome<R>: Send + Sync + 'static {
+    /// Settles the task with `result`, unless it is settled already.
+    fn complete(&self, result: Result<R, TaskError>) -> bool;
 
-/// A queued task's work and where its outcome goes.
-type Ready<A, J> = (Work<A, J>, Completer<<J as Job>::Output>);
+    /// Whether the task is settled already.
+    fn is_settled(&self) -> bool;
 
-impl<A, J> Queued<A, J>
-where
-    A: AsRef<J> + Send + 'static,
-    J: Job,
-{
-    /// The record of `work`, and a new handle if `to` asks for one.
-    fn record(
-        shared: &Arc<Shared>,
-        work: Work<A, J>,
-        to: Promise<J::Output>,
-    ) -> (Arc<dyn Run>, Option<TaskHandle<J::Output>>) {
-        let origin = Origin::of(shared);
-        let mut handle = None;
-        let record = Arc::new_cyclic(|record: &Weak<Self>| {
-            // The record is the handle's either way, so that a join on one of the pool's
-            // threads can run the task (see `help_wait`): an `imap` in a task waits so.
-            let completer = match to {
-                Promise::Given(completer) => {
-                    completer.on_cancel_of(record.clone());
-                    completer
-                }
-                Promise::New => {
-                    let (completer, new) = promise_of::<J::Output>(record.clone());
-                    handle = Some(new);
-                    completer
-                }
-            };
-            Queued { origin, task: Mutex::new(Some((work, completer))) }
-        });
-        (record, handle)
+    /// Registers the task's `record` for its handle: as the hook of a completer (see
+    /// [`Completer::on_cancel_of`]); a slot the record holds is its handle's already.
+    fn register(&self, record: Weak<dyn Cancel>) {
+        let _ = record;
     }
 }
 
-impl<A, J> Run for Queued<A, J>
+impl<R: Send + 'static> Outcome<R> for Slot<R> {
+    fn complete(&self, result: Result<R, TaskError>) -> bool {
+        Slot::complete(self, result)
+    }
+
+    fn is_settled(&self) -> bool {
+        Slot::is_settled(self)
+    }
+}
+
+impl<R: Send + 'static> Outcome<R> for Completer<R> {
+    fn complete(&self, result: Result<R, TaskError>) -> bool {
+        Completer::complete(self, result)
+    }
+
+    fn is_settled(&self) -> bool {
+        Completer::is_settled(self)
+    }
+
+    fn register(&self, record: Weak<dyn Cancel>) {
+        self.on_cancel_of(record);
+    }
+}
+
+/// The record of one queued task that [`Held`] does not cover: one with a time limit, or one
+/// given with its completer ([`Execute::execute`]). It is the handle's record either way (see
+/// `cancel_by_origin`), so that a join on one of the pool's threads can run it and a join in a
+/// copy of the process made by `fork()` fails rather than waits. With a time limit it is also
+/// the watchdog's alarm and holds the link to the relief thread, so that a timed task submitted
+/// alone costs one allocation, as one without a limit does: whichever of the task and its
+/// alarm settles the slot first wins.
+struct Queued<A, J: Job, O> {
+    origin: Origin,
+    /// Where the outcome goes.
+    outcome: O,
+    /// The job (shared with other tasks, or owned by this one) and argument, taken by the
+    /// thread that runs the task.
+    task: Mutex<Option<(A, J::Input)>>,
+    /// The time limit, if the task has one.
+    limit: Option<Limit>,
+}
+
+/// A queued task's time limit and what keeps it.
+struct Limit {
+    limit: Duration,
+    /// The task's record, as the alarm the watchdog rings at the deadline.
+    alarm: Weak<dyn Alarm>,
+    /// The pool, for the relief thread that the alarm starts: held weakly, as the pool's
+    /// queue holds the record.
+    pool: Weak<Shared>,
+    /// Tells the relief thread, if the alarm started one, that the task returned.
+    relief: Relief,
+}
+
+impl<A, J, O> Queued<A, J, O>
 where
-    A: AsRef<J> + Send + 'static,
+    A: AsRef<J> + Send + Sync + 'static,
     J: Job,
+    O: Outcome<J::Output>,
+{
+    /// The record of `job` on `input` for `shared`'s pool, its outcome to `outcome`, with a
+    /// time `limit` if it has one.
+    fn record(
+        shared: &Arc<Shared>,
+        job: A,
+        input: J::Input,
+        outcome: O,
+        limit: Option<Duration>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|record: &Weak<Self>| {
+            outcome.register(record.clone());
+            let limit = limit.map(|limit| Limit {
+                limit,
+                alarm: record.clone(),
+                pool: Arc::downgrade(shared),
+                relief: Relief::default(),
+            });
+            let task = Mutex::new(Some((job, input)));
+            Queued { origin: Origin::of(shared), outcome, task, limit }
+        })
+    }
+
+    fn take(&self) -> Option<(A, J::Input)> {
+        self.task.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Runs `job` on `input` under `limit` on a thread of `shared`'s pool and settles the
+    /// outcome: with the watchdog's alarm armed at the deadline, which settles it as timed out
+    /// should the task run past it.
+    fn run_timed(&self, shared: &Shared, limit: &Limit, job: &J, input: J::Input) {
+        // A limit too long to be an instant never runs out.
+        let Some(deadline) = Instant::now().checked_add(limit.limit) else {
+            self.outcome.complete(shared.run(job, input));
+            return;
+        };
+        let armed = match shared.watchdog.arm(deadline, limit.alarm.clone()) {
+            Ok(armed) => armed,
+            Err(e) => {
+                // No deadline could be kept: the task does not run, rather than run past its
+                // limit with nothing to end the caller's wait.
+                let reason = format!("cannot start the thread that keeps time limits: {e}");
+                self.outcome.complete(Err(TaskError::WorkerStart { reason }));
+                discard(input);
+                return;
+            }
+        };
+        let outcome = shared.run(job, input);
+        limit.relief.end();
+        if shared.queue.relieved() {
+            // Its relief thread, if it has one, looks and leaves. One counted after this load
+            // looks at `over` once woken, and leaves then (see `relief.rs`).
+            shared.queue.wake_relief();
+        }
+        // A task that ends past its deadline timed out, even if the watchdog (on a busy
+        // machine) has not rung yet.
+        if Instant::now() < deadline {
+            self.outcome.complete(outcome);
+        } else {
+            self.outcome
+                .complete(Err(TaskError::TimedOut { limit: limit.limit, still_running: true }));
+            discard(outcome);
+        }
+        shared.watchdog.disarm(armed);
+    }
+}
+
+impl<A, J, O> Run for Queued<A, J, O>
+where
+    A: AsRef<J> + Send + Sync + 'static,
+    J: Job,
+    O: Outcome<J::Output>,
 {
     fn run(&self, shared: &Shared) {
-        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some((work, completer)) = task {
-            let running = Running::enter();
-            run_queued(shared, work, completer);
-            drop(running);
-            finished(shared);
+        let Some((job, input)) = self.take() else { return };
+        let running = Running::enter();
+        if shared.dropped.load(Ordering::Acquire) || self.outcome.is_settled() {
+            // Dropped or cancelled: settled as shut down unless it is already.
+            discard(input);
+            self.outcome.complete(Err(TaskError::ShutDown));
+        } else if let Some(limit) = &self.limit {
+            self.run_timed(shared, limit, job.as_ref(), input);
+        } else {
+            self.outcome.complete(shared.run(job.as_ref(), input));
         }
+        drop(running);
+        // Here, on a pool's thread, the last task of a job may drop it: a panic in its `Drop`
+        // would abort the program inside rayon.
+        discard(job);
+        finished(shared);
+    }
+
+    fn abandon(&self) {
+        if let Some((job, input)) = self.take() {
+            discard(input);
+            discard(job);
+            self.outcome.complete(Err(TaskError::ShutDown));
+        }
+    }
+}
+
+impl<A, J, O> Alarm for Queued<A, J, O>
+where
+    A: AsRef<J> + Send + Sync + 'static,
+    J: Job,
+    O: Outcome<J::Output>,
+{
+    /// The task ran past its deadline: a relief thread takes its thread's place, in the
+    /// queue's count before the caller learns of the timeout (a `map` then goes through the
+    /// queue: `through_handles`), and the task is settled as timed out.
+    fn ring(self: Arc<Self>) {
+        let Some(limit) = &self.limit else { return };
+        if let Some(pool) = limit.pool.upgrade() {
+            let name = format!("{}-relief", pool.config.get_name_prefix());
+            let record = self.clone();
+            let over = move || record.limit.as_ref().is_none_or(|l| l.relief.is_over());
+            let queue = pool.clone();
+            relief::start(
+                name,
+                over,
+                move |over| relieve(&pool, over),
+                |thread| queue.queue.register_relief(thread),
+            );
+        }
+        self.outcome.complete(Err(TaskError::TimedOut { limit: limit.limit, still_running: true }));
+    }
+}
+
+impl<A, J> Holds<J::Output> for Queued<A, J, Slot<J::Output>>
+where
+    A: AsRef<J> + Send + Sync + 'static,
+    J: Job,
+{
+    fn slot(&self, _: usize) -> &Slot<J::Output> {
+        &self.outcome
     }
 }
 
@@ -846,89 +967,13 @@ impl<J: Job> Drop for Grouped<J> {
     }
 }
 
-cancel_by_origin!(impl<A, J> Cancel for Queued<A, J> where A: AsRef<J> + Send + 'static, J: Job);
-
-/// Runs a queued task on a thread of `shared`'s pool and settles its handle: unless the pool
-/// was dropped or the task cancelled meanwhile; with a deadline if it has a time limit. The
-/// job and an unrun argument are dropped as [`discard`] drops them.
-fn run_queued<A: AsRef<J>, J: Job>(
-    shared: &Shared,
-    Work { job, input, limit, watchdog, .. }: Work<A, J>,
-    completer: Completer<J::Output>,
-) {
-    if !shared.dropped.load(Ordering::Acquire) && !completer.is_settled() {
-        // A limit too long to be an instant never runs out.
-        let timed = limit.zip(watchdog).and_then(|(limit, watchdog)| {
-            Some((limit, watchdog, Instant::now().checked_add(limit)?))
-        });
-        match timed {
-            Some((limit, watchdog, deadline)) => {
-                let completer = Arc::new(completer);
-                let alarm = completer.clone();
-                let timed_out = TaskError::TimedOut { limit, still_running: true };
-                let late = timed_out.clone();
-                // Every thread that runs the pool's tasks holds its pool (see `POOL`).
-                let pool = POOL.with(|pool| pool.get().cloned());
-                let relief = Arc::new(Relief::default());
-                let relieved = relief.clone();
-                let armed = watchdog.arm(
-                    deadline,
-                    Box::new(move || {
-                        // The task still runs on its thread: another takes its place, in
-                        // the queue's count before the caller learns of the timeout (a
-                        // `map` then goes through the queue: `through_handles`).
-                        if let Some(pool) = pool {
-                            let name = format!("{}-relief", pool.config.get_name_prefix());
-                            let queue = pool.clone();
-                            relieved.start(
-                                name,
-                                move |over| relieve(&pool, over),
-                                |thread| queue.queue.register_relief(thread),
-                            );
-                        }
-                        alarm.complete(Err(late));
-                    }),
-                );
-                let id = match armed {
-                    Ok(id) => id,
-                    Err(e) => {
-                        // No deadline could be kept: the task does not run, rather than run
-                        // past its limit with nothing to end the caller's wait.
-                        let reason = format!("cannot start the thread that keeps time limits: {e}");
-                        completer.complete(Err(TaskError::WorkerStart { reason }));
-                        discard(input);
-                        discard(job);
-                        return;
-                    }
-                };
-                let outcome = shared.run(job.as_ref(), input);
-                relief.end();
-                if shared.queue.relieved() {
-                    // Its relief thread, if it has one, looks and leaves. One registered
-                    // after this load looks at `over` once it is, and leaves then.
-                    shared.queue.wake_relief();
-                }
-                // A task that ends past its deadline timed out, even if the watchdog
-                // (on a busy machine) has not fired yet.
-                if Instant::now() < deadline {
-                    completer.complete(outcome);
-                } else {
-                    completer.complete(Err(timed_out));
-                    discard(outcome);
-                }
-                watchdog.disarm(id);
-            }
-            None => {
-                completer.complete(shared.run(job.as_ref(), input));
-            }
-        }
-    } else {
-        discard(input);
-    }
-    // Here, on a pool's thread, the last task of a job may drop it: a panic in its `Drop`
-    // (or an unrun argument's) would abort the program inside rayon.
-    discard(job);
-}
+cancel_by_origin!(
+    impl<A, J, O> Cancel for Queued<A, J, O>
+    where
+        A: AsRef<J> + Send + Sync + 'static,
+        J: Job,
+        O: Outcome<J::Output>,
+);
 
 /// What a relief thread does (see `relief.rs`): runs the queued tasks of `shared`'s pool as
 /// its threads do, and sleeps while there are none, until `over()` or the pool is dropped.

@@ -181,7 +181,10 @@ impl<T> Queue<T> {
     /// holds a thread.
     #[inline]
     pub(crate) fn relieved(&self) -> bool {
-        self.relief.count.load(Ordering::Relaxed) > 0
+        // Sequentially consistent (a plain load on x86-64): after a timed task's end is
+        // stored, this load either sees a relief thread counted, or the count's increase
+        // comes later and the relief thread, woken after it, sees the end (see `relief.rs`).
+        self.relief.count.load(Ordering::SeqCst) > 0
     }
 
     /// Waits until the calling thread is registered as a relief thread (by the thread that

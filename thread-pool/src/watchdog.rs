@@ -9,11 +9,20 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-type Alarm = Box<dyn FnOnce() + Send>;
+/// What rings at a deadline: a timed task's own record, so that arming one allocates nothing
+/// (the map's nodes are reused while alarms come and go).
+pub(crate) trait Alarm: Send + Sync {
+    /// The deadline passed before the alarm was disarmed. Runs on the watchdog's thread.
+    fn ring(self: Arc<Self>);
+}
+
+/// An alarm as the watchdog holds it: weakly, as the task's record outlives it while the task
+/// runs, and a record gone rings nothing.
+type Held = Weak<dyn Alarm>;
 
 /// An armed alarm: its deadline, and a number that tells it from others at the same time.
 pub(crate) type Armed = (Instant, u64);
@@ -22,7 +31,7 @@ pub(crate) type Armed = (Instant, u64);
 struct State {
     /// The alarms not fired nor disarmed, in deadline order: a disarmed one leaves nothing
     /// behind (a pool with a time limit of minutes arms and disarms one per task).
-    alarms: BTreeMap<Armed, Alarm>,
+    alarms: BTreeMap<Armed, Held>,
     next_id: u64,
     stopped: bool,
     /// How long the thread sleeps, for `arm` to wake it only for an alarm due sooner.
@@ -64,16 +73,16 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    /// Runs `alarm` at `at` unless disarmed first. Returns what to disarm it with, or why
-    /// the watchdog's thread cannot be started (out of threads or processes: `EAGAIN`), in
-    /// which case nothing is armed.
+    /// Rings `alarm` at `at` unless disarmed first (or gone by then). Returns what to disarm
+    /// it with, or why the watchdog's thread cannot be started (out of threads or processes:
+    /// `EAGAIN`), in which case nothing is armed.
     ///
     /// Wakes the thread only if it would otherwise look too late: a pool that arms and
     /// disarms an alarm per task arms each one later than the last, which the thread, asleep
     /// until the earlier deadline, finds when it wakes for that one. (Woken for every alarm
     /// armed while none waited, the thread cost every such task a wake-up and two switches
     /// between threads.)
-    pub(crate) fn arm(&self, at: Instant, alarm: Alarm) -> io::Result<Armed> {
+    pub(crate) fn arm(&self, at: Instant, alarm: Held) -> io::Result<Armed> {
         self.start()?;
         let mut state = self.shared.lock();
         let armed = (at, state.next_id);
@@ -143,7 +152,7 @@ fn run(shared: &Shared) {
         }
         if !due.is_empty() {
             drop(state);
-            due.into_iter().for_each(|alarm| alarm());
+            due.iter().filter_map(Weak::upgrade).for_each(Alarm::ring);
             state = shared.lock();
             continue;
         }
@@ -168,7 +177,9 @@ impl Drop for Watchdog {
         self.shared.lock().stopped = true;
         self.shared.wake.notify_one();
         let thread = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(thread) = thread {
+        // Dropped on its own thread (by an alarm that let go of the pool last), it leaves on
+        // its own once the alarm returns: it sees `stopped`.
+        if let Some(thread) = thread.filter(|t| t.thread().id() != thread::current().id()) {
             let _ = thread.join();
         }
     }
@@ -180,6 +191,24 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    /// An alarm that runs a closure when it rings.
+    struct Bell(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+    impl Alarm for Bell {
+        fn ring(self: Arc<Self>) {
+            let rung = self.0.lock().unwrap().take();
+            if let Some(rung) = rung {
+                rung();
+            }
+        }
+    }
+
+    /// An alarm that runs `rung` when it rings; the watchdog holds it weakly, so the caller
+    /// keeps it.
+    fn bell(rung: impl FnOnce() + Send + 'static) -> Arc<dyn Alarm> {
+        Arc::new(Bell(Mutex::new(Some(Box::new(rung)))))
+    }
+
     /// A pool with a long time limit arms and disarms an alarm per task: a disarmed one
     /// leaves nothing behind. Before, each left its deadline in the queue until that passed:
     /// with a limit of minutes, a pool running millions of quick tasks held tens of bytes
@@ -188,11 +217,13 @@ mod tests {
     fn disarmed_alarms_leave_nothing_behind() {
         let dog = Watchdog::default();
         let later = Instant::now() + Duration::from_secs(3600);
+        let quiet = bell(|| {});
         for _ in 0..1000 {
-            let armed = dog.arm(later, Box::new(|| {})).unwrap();
+            let armed = dog.arm(later, Arc::downgrade(&quiet)).unwrap();
             dog.disarm(armed);
         }
         assert_eq!(dog.waiting(), 0);
+        assert_eq!(Arc::weak_count(&quiet), 0, "none held");
     }
 
     /// A pool with a time limit arms an alarm as each task starts and disarms it as the task
@@ -203,7 +234,8 @@ mod tests {
     fn alarms_armed_after_the_one_the_thread_sleeps_until_do_not_wake_it() {
         let dog = Watchdog::default();
         let first = Instant::now() + Duration::from_secs(3600);
-        let armed = dog.arm(first, Box::new(|| {})).unwrap();
+        let quiet = bell(|| {});
+        let armed = dog.arm(first, Arc::downgrade(&quiet)).unwrap();
         // Synchronised on the thread's own record of its sleep. (The first alarm woke it if
         // it had gone to sleep with none before it was armed.)
         while dog.shared.lock().sleep != Sleep::Until(first) {
@@ -212,13 +244,14 @@ mod tests {
         let woken = dog.shared.lock().woken;
         dog.disarm(armed);
         for i in 1..=1000 {
-            let armed = dog.arm(first + Duration::from_millis(i), Box::new(|| {})).unwrap();
+            let armed = dog.arm(first + Duration::from_millis(i), Arc::downgrade(&quiet)).unwrap();
             dog.disarm(armed);
         }
         assert_eq!(dog.shared.lock().woken - woken, 0, "woken for none of them");
         // One due sooner than the thread would look wakes it, and fires.
         let (tx, rx) = mpsc::channel();
-        dog.arm(Instant::now(), Box::new(move || tx.send(()).unwrap())).unwrap();
+        let due = bell(move || tx.send(()).unwrap());
+        dog.arm(Instant::now(), Arc::downgrade(&due)).unwrap();
         rx.recv().unwrap();
     }
 
@@ -227,18 +260,68 @@ mod tests {
         let dog = Watchdog::default();
         let (tx, rx) = mpsc::channel();
         let now = Instant::now();
+        let mut kept = Vec::new();
         for (id, ms) in [(1, 30), (2, 10), (3, 20)] {
             let tx = tx.clone();
-            let armed = dog
-                .arm(now + Duration::from_millis(ms), Box::new(move || tx.send(id).unwrap()))
-                .unwrap();
+            let alarm = bell(move || tx.send(id).unwrap());
+            let armed = dog.arm(now + Duration::from_millis(ms), Arc::downgrade(&alarm)).unwrap();
             if id == 3 {
                 dog.disarm(armed);
             }
+            kept.push(alarm);
         }
         assert_eq!(rx.recv().unwrap(), 2);
         assert_eq!(rx.recv().unwrap(), 1);
         drop(dog);
         assert!(rx.try_recv().is_err());
+    }
+
+    /// An alarm whose record is gone by its deadline rings nothing.
+    #[test]
+    fn an_alarm_gone_before_its_deadline_does_not_ring() {
+        let dog = Watchdog::default();
+        let (tx, rx) = mpsc::channel();
+        let gone = {
+            let tx = tx.clone();
+            bell(move || tx.send("gone").unwrap())
+        };
+        let kept = bell(move || tx.send("kept").unwrap());
+        let now = Instant::now();
+        let weak = Arc::downgrade(&gone);
+        drop(gone);
+        dog.arm(now, weak).unwrap();
+        dog.arm(now + Duration::from_millis(1), Arc::downgrade(&kept)).unwrap();
+        assert_eq!(rx.recv().unwrap(), "kept", "the later one rings, the one gone does not");
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// Tells whether it is dropped while its thread unwinds.
+    struct Told(mpsc::Sender<bool>);
+
+    impl Drop for Told {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::panicking());
+        }
+    }
+
+    /// An alarm that lets go of the watchdog last, on the watchdog's own thread (as one that
+    /// holds the pool the watchdog is part of may), drops it there without a panic: a thread
+    /// cannot join itself.
+    #[test]
+    fn a_watchdog_dropped_on_its_own_thread_does_not_join_itself() {
+        let dog = Arc::new(Watchdog::default());
+        let (tx, rx) = mpsc::channel();
+        let (go, wait) = mpsc::channel();
+        let last = Mutex::new(Some(dog.clone()));
+        let alarm = bell(move || {
+            wait.recv().unwrap();
+            let _told = Told(tx);
+            drop(last.lock().unwrap().take());
+        });
+        dog.arm(Instant::now(), Arc::downgrade(&alarm)).unwrap();
+        // The alarm's is the last once it rings.
+        drop(dog);
+        go.send(()).unwrap();
+        assert_eq!(rx.recv(), Ok(false), "dropped without a panic");
     }
 }
