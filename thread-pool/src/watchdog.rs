@@ -7,14 +7,14 @@
 //! `WorkerStart` without running: run, it could outlast its limit with nothing to end its
 //! caller's wait.
 
-use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 /// What rings at a deadline: a timed task's own record, so that arming one allocates nothing
-/// (the map's nodes are reused while alarms come and go).
+/// (the watchdog's slots are reused while alarms come and go).
 pub(crate) trait Alarm: Send + Sync {
     /// The deadline passed before the alarm was disarmed. Runs on the watchdog's thread.
     fn ring(self: Arc<Self>);
@@ -24,14 +24,32 @@ pub(crate) trait Alarm: Send + Sync {
 /// runs, and a record gone rings nothing.
 type Held = Weak<dyn Alarm>;
 
-/// An armed alarm: its deadline, and a number that tells it from others at the same time.
-pub(crate) type Armed = (Instant, u64);
+/// An armed alarm: its slot, and the number that tells it from the alarms the slot held
+/// before or holds after it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Armed {
+    slot: usize,
+    id: u64,
+}
+
+/// An alarm in its slot.
+struct Entry {
+    at: Instant,
+    id: u64,
+    alarm: Held,
+}
 
 #[derive(Default)]
 struct State {
-    /// The alarms not fired nor disarmed, in deadline order: a disarmed one leaves nothing
-    /// behind (a pool with a time limit of minutes arms and disarms one per task).
-    alarms: BTreeMap<Armed, Held>,
+    /// The alarms neither rung nor disarmed, each in a slot of its own, and free slots. A
+    /// disarmed alarm leaves nothing behind (a pool with a time limit of minutes arms and
+    /// disarms one per task), and the next alarm armed takes its slot: there are as many
+    /// slots as alarms were armed at once at most (as many as the tasks that ran at once),
+    /// so that arming and disarming, a few stores under the lock, allocate nothing and
+    /// search nothing. The thread looks at every slot when it wakes.
+    slots: Vec<Option<Entry>>,
+    /// The slots free in `slots`.
+    free: Vec<usize>,
     next_id: u64,
     stopped: bool,
     /// How long the thread sleeps, for `arm` to wake it only for an alarm due sooner.
@@ -70,6 +88,8 @@ impl Shared {
 pub(crate) struct Watchdog {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Whether `thread` holds the started thread, so that arming does not take its lock.
+    started: AtomicBool,
 }
 
 impl Watchdog {
@@ -85,9 +105,19 @@ impl Watchdog {
     pub(crate) fn arm(&self, at: Instant, alarm: Held) -> io::Result<Armed> {
         self.start()?;
         let mut state = self.shared.lock();
-        let armed = (at, state.next_id);
+        let id = state.next_id;
         state.next_id += 1;
-        state.alarms.insert(armed, alarm);
+        let entry = Some(Entry { at, id, alarm });
+        let slot = match state.free.pop() {
+            Some(slot) => {
+                state.slots[slot] = entry;
+                slot
+            }
+            None => {
+                state.slots.push(entry);
+                state.slots.len() - 1
+            }
+        };
         let wake = match state.sleep {
             Sleep::Looking => false,
             Sleep::Until(until) => at < until,
@@ -106,23 +136,37 @@ impl Watchdog {
         if wake {
             self.shared.wake.notify_one();
         }
-        Ok(armed)
+        Ok(Armed { slot, id })
     }
 
     /// Drops the alarm `armed` if it has not fired.
     pub(crate) fn disarm(&self, armed: Armed) {
-        let alarm = self.shared.lock().alarms.remove(&armed);
+        let mut state = self.shared.lock();
+        let alarm = match &state.slots[armed.slot] {
+            // Its own: not rung, and the slot not taken since by another alarm.
+            Some(entry) if entry.id == armed.id => state.slots[armed.slot].take(),
+            _ => None,
+        };
+        if alarm.is_some() {
+            state.free.push(armed.slot);
+        }
+        drop(state);
         drop(alarm);
     }
 
     /// How many alarms wait to fire.
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.shared.lock().alarms.len()
+        self.shared.lock().slots.iter().flatten().count()
     }
 
     /// Starts the thread, unless it runs already.
     fn start(&self) -> io::Result<()> {
+        // Acquire, as the store below is Release: a thread that sees it set sees the thread
+        // stored too (only `Drop` reads it, but the flag says no more than it holds).
+        if self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
         if thread.is_none() {
             let shared = self.shared.clone();
@@ -131,6 +175,7 @@ impl Watchdog {
                     .name("taskpool-watchdog".into())
                     .spawn(move || run(&shared))?,
             );
+            self.started.store(true, Ordering::Release);
         }
         Ok(())
     }
@@ -144,20 +189,27 @@ fn run(shared: &Shared) {
         }
         let now = Instant::now();
         let mut due = Vec::new();
-        while let Some(entry) = state.alarms.first_entry() {
-            if entry.key().0 > now {
-                break;
+        let mut next = None;
+        let State { slots, free, .. } = &mut *state;
+        for (slot, held) in slots.iter_mut().enumerate() {
+            match held {
+                Some(entry) if entry.at <= now => {
+                    due.extend(held.take());
+                    free.push(slot);
+                }
+                Some(entry) => next = Some(next.map_or(entry.at, |at: Instant| at.min(entry.at))),
+                None => {}
             }
-            due.push(entry.remove());
         }
         if !due.is_empty() {
             drop(state);
-            due.iter().filter_map(Weak::upgrade).for_each(Alarm::ring);
+            due.sort_by_key(|entry| (entry.at, entry.id));
+            due.iter().filter_map(|entry| entry.alarm.upgrade()).for_each(Alarm::ring);
             state = shared.lock();
             continue;
         }
-        state = match state.alarms.first_key_value() {
-            Some((&(at, _), _)) => {
+        state = match next {
+            Some(at) => {
                 state.sleep = Sleep::Until(at);
                 let wait = at.saturating_duration_since(now);
                 shared.wake.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0
@@ -293,6 +345,27 @@ mod tests {
         dog.arm(now + Duration::from_millis(1), Arc::downgrade(&kept)).unwrap();
         assert_eq!(rx.recv().unwrap(), "kept", "the later one rings, the one gone does not");
         assert!(rx.try_recv().is_err());
+    }
+
+    /// An alarm takes the slot of one that rang; disarming the one that rang, late, leaves
+    /// the new one armed.
+    #[test]
+    fn disarming_an_alarm_that_rang_leaves_the_next_in_its_slot_armed() {
+        let dog = Watchdog::default();
+        let (tx, rx) = mpsc::channel();
+        let rung = {
+            let tx = tx.clone();
+            bell(move || tx.send("first").unwrap())
+        };
+        let first = dog.arm(Instant::now(), Arc::downgrade(&rung)).unwrap();
+        assert_eq!(rx.recv().unwrap(), "first");
+        let next = bell(move || tx.send("next").unwrap());
+        let soon = Instant::now() + Duration::from_millis(20);
+        let armed = dog.arm(soon, Arc::downgrade(&next)).unwrap();
+        assert_eq!(armed.slot, first.slot, "the slot freed by the first");
+        dog.disarm(first);
+        assert_eq!(dog.waiting(), 1);
+        assert_eq!(rx.recv().unwrap(), "next");
     }
 
     /// Tells whether it is dropped while its thread unwinds.
