@@ -15,8 +15,7 @@ use rayon::iter::plumbing::{
 use rayon::prelude::*;
 use taskpool_core::backend::{
     Cancel, Completer, Execute, Holds, ImapPace, Job, PanicScope, Slot, catch_panic, discard,
-    handle_of, initializer_panicked, keep_hook_in_front, map_by_handles,
-    map_by_handles_with_progress, promise, start_each,
+    handle_of, initializer_panicked, keep_hook_in_front, map_by_handles_with_progress, promise,
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
@@ -403,7 +402,8 @@ impl Execute for ThreadPool {
     /// Queues the group as one record that holds the slots of the items' handles, once for
     /// each thread that may run its items, so that an `imap` costs a push and an
     /// allocation per group rather than per item and idle threads share the group's items.
-    /// A task with a time limit is queued on its own, as `execute` does.
+    /// An item with a time limit (or of a group of one) is queued on its own, as a record
+    /// that holds its handle's slot.
     fn start_group<J: Job>(
         &self,
         job: &Arc<J>,
@@ -412,7 +412,13 @@ impl Execute for ThreadPool {
     ) -> Vec<TaskHandle<J::Output>> {
         let shared = &*self.shared;
         if shared.config.get_timeout().is_some() || inputs.len() < 2 {
-            return start_each(self, job, inputs, notes);
+            let limit = shared.config.get_timeout();
+            let slot = |i| match notes {
+                Some((tx, indices)) => Slot::notifying(tx.clone(), indices[i]),
+                None => Slot::new(),
+            };
+            let start = |(i, input)| self.start_own(job.clone(), input, slot(i), limit, false);
+            return inputs.into_iter().enumerate().map(start).collect();
         }
         let copies = inputs.len().min(self.shared.queue.most());
         shared.tally.accept_n(inputs.len());
@@ -458,10 +464,43 @@ impl ThreadPool {
         let Some(limit) = limit.or(self.shared.config.get_timeout()) else {
             return self.start_held(job.0, input, awaited);
         };
-        let record = Queued::record(&self.shared, job, input, Slot::new(), Some(limit));
+        self.start_own(job, input, Slot::new(), Some(limit), awaited)
+    }
+
+    /// Queues `job` on `input`, with the time `limit` if it has one, as a [`Queued`] record
+    /// that holds its handle's `slot`, which the submitter waits for at once if `awaited`;
+    /// returns the handle. One allocation, where a promise and a record would be two.
+    fn start_own<A, J>(
+        &self,
+        job: A,
+        input: J::Input,
+        slot: Slot<J::Output>,
+        limit: Option<Duration>,
+        awaited: bool,
+    ) -> TaskHandle<J::Output>
+    where
+        A: AsRef<J> + Send + Sync + 'static,
+        J: Job,
+    {
+        let record = Queued::record(&self.shared, job, input, slot, limit);
         let handle = handle_of(record.clone(), 0);
         self.start(record, awaited);
         handle
+    }
+
+    /// `map_results` through one handle per item, as a pool whose items each need a deadline
+    /// runs it (see `through_handles`): each item a [`Queued`] record that holds its handle's
+    /// slot, one allocation per item.
+    fn map_by_records<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
+    where
+        T: IntoTask<M>,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let job = Arc::new(task.into_job());
+        let limit = self.shared.config.get_timeout();
+        let start = |input| self.start_own(job.clone(), input, Slot::new(), limit, false);
+        let handles: Vec<_> = items.into_iter().map(start).collect();
+        handles.into_iter().map(TaskHandle::join).collect()
     }
 
     /// Queues `record` for the pool's threads, which its submitter waits for at once if
@@ -1052,7 +1091,7 @@ impl Pool for ThreadPool {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
         };
         if self.through_handles() {
-            return map_by_handles(self, task, items);
+            return self.map_by_records(task, items);
         }
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
@@ -1137,7 +1176,7 @@ impl Pool for ThreadPool {
             };
         };
         if self.through_handles() {
-            return map_by_handles(self, task, items).into_iter().collect();
+            return self.map_by_records(task, items).into_iter().collect();
         }
         // Optimistic: collect the outputs straight into place, as rayon does. A failure is
         // recorded and aborts the batch (items not yet started are skipped), so no output

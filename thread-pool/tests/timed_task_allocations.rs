@@ -52,6 +52,10 @@ const TASKS: usize = 1_000;
 /// A limit no task here comes near.
 const LIMIT: Duration = Duration::from_secs(600);
 
+/// Taken by each test for its whole run: the count is the process's, and the tests of a file
+/// run at once.
+static ALONE: Mutex<()> = Mutex::new(());
+
 static OPEN: Mutex<bool> = Mutex::new(false);
 static OPENED: Condvar = Condvar::new();
 
@@ -89,6 +93,7 @@ fn allocations_per_task(submit: impl Fn(u64) -> TaskHandle<u64>) -> f64 {
 
 #[test]
 fn a_task_with_a_time_limit_costs_one_allocation() {
+    let _alone = ALONE.lock().unwrap();
     let pool = ThreadPool::new(1).unwrap();
     let gated = |x| match x {
         u64::MAX => pool.submit_timeout(gate, x, LIMIT),
@@ -108,4 +113,24 @@ fn a_task_with_a_time_limit_costs_one_allocation() {
     allocations_per_task(gated);
     let per_task = allocations_per_task(gated);
     assert!(per_task < 1.1, "the pool's limit: {per_task} allocations per task");
+}
+
+/// A `map` on a pool with a time limit runs each item as a task with its deadline: one
+/// allocation per item, its record, which holds the item's handle's slot. Before, a promise
+/// for the handle and a record: two per item.
+#[test]
+fn a_map_on_a_pool_with_a_time_limit_costs_one_allocation_per_item() {
+    let _alone = ALONE.lock().unwrap();
+    let pool = ThreadPool::with_config(Config::new().workers(1).timeout(LIMIT)).unwrap();
+    let items = || 0..TASKS as u64;
+    // A first map starts the pool's thread and its watchdog.
+    assert_eq!(pool.map(square, items()).unwrap().len(), TASKS);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let squares = pool.map(square, items()).unwrap();
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert!(squares.iter().zip(items()).all(|(&s, x)| s == x * x));
+    // The map's own vectors and the queue's blocks of slots come on top, a few in all; a
+    // second allocation per item would make it 2.
+    let per_item = (after - before) as f64 / TASKS as f64;
+    assert!(per_item < 1.5, "map: {per_item} allocations per item");
 }
