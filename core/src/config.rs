@@ -114,17 +114,15 @@ impl Config {
     /// it start, which it checks for at a sixteenth of the limit (1 to 20 ms).
     ///
     /// A limit is precise only to the delays of the clock and threads that check it: it is
-    /// for stopping a task that hangs or runs far too long, not a measure of one. Whichever
-    /// comes first of the task's result and the check decides, so a task that takes about as
-    /// long as its limit may succeed on one run and time out on the next, and the backends
-    /// lean different ways. On threads a task that returns before the watchdog's thread
-    /// wakes at its deadline succeeds, however far past its limit. On processes a task that
-    /// its worker measured to run longer than its limit fails even when its result came
-    /// first, and that measure includes the worker's own handling of the task (about a
-    /// microsecond). So a limit of microseconds is chance, not a bound: of 2,000 tasks that
-    /// returned at once, under a 1 µs limit on a busy 2-CPU machine, from 0.1 % to over half
-    /// timed out, varying with the load from one run to the next, on both backends (under
-    /// 1 % at 10 µs). Give a limit a margin well above the time its tasks take.
+    /// for stopping a task that hangs or runs far too long, not a measure of one. A task that
+    /// takes about as long as its limit may succeed on one run and time out on the next: it
+    /// fails if the check comes first, and also if its result came first but it was measured
+    /// to run past its limit (on threads the pool's thread reads the clock as the task
+    /// returns; on processes the worker measures the task, its own handling of it included,
+    /// about a microsecond). So a limit of microseconds is chance, not a bound: of 2,000
+    /// tasks that returned at once, under a 1 µs limit on a busy 2-CPU machine, from 0.1 % to
+    /// over half timed out, varying with the load from one run to the next, on both backends
+    /// (under 1 % at 10 µs). Give a limit a margin well above the time its tasks take.
     #[must_use = "a setter takes the settings and returns them changed: use what it returns"]
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
