@@ -68,6 +68,10 @@ pub trait Pool: Execute {
     /// even past its time limit); a process backend kills it at its time limit, and kills
     /// workers that do not end within the shutdown grace once their tasks are done.
     ///
+    /// An `imap` running meanwhile (on another thread) submits its items as it pulls them
+    /// from its input: those it had not submitted by then fail with
+    /// [`TaskError::ShutDown`], each in its place (every item still yields one outcome).
+    ///
     /// Idempotent: a call after one that returned returns at once, and one made meanwhile
     /// (on another thread) waits with it. Dropping a pool shuts it down too, with the
     /// backend's drop policy.

@@ -519,6 +519,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// A handle to this queue that only gets.
     ///
+    /// A [`Queue`] can put as well, so a get on a queue whose `Queue` handle is kept never
+    /// fails with [`GetError::Disconnected`]: it waits for a value its own holder might put.
+    /// To read until the producers are done, read from a consumer and drop the `Queue` (the
+    /// second example; a loop of `queue.get()` there would wait for ever once the
+    /// producer is gone).
+    ///
     /// # Errors
     ///
     /// The queue is broken.
@@ -529,6 +535,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// let queue = taskpool_process::Queue::<u32>::new()?;
     /// queue.put(5).unwrap();
     /// assert_eq!(queue.consumer()?.get(), Ok(5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Reading until every producer has dropped its handle (or ended):
+    ///
+    /// ```
+    /// let queue = taskpool_process::Queue::<u32>::new()?;
+    /// let (producer, consumer) = (queue.producer()?, queue.consumer()?);
+    /// drop(queue);
+    /// let putter = std::thread::spawn(move || {
+    ///     for x in 0..3 {
+    ///         producer.put(x).unwrap();
+    ///     }
+    /// });
+    /// let mut got = Vec::new();
+    /// while let Ok(x) = consumer.get() {
+    ///     got.push(x);
+    /// }
+    /// assert_eq!(got, [0, 1, 2]);
+    /// putter.join().unwrap();
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn consumer(&self) -> std::io::Result<Consumer<T>> {
