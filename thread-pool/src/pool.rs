@@ -606,11 +606,7 @@ impl<J: Job> Run for Held<J> {
     }
 
     fn abandon(&self) {
-        if let Some((job, input)) = self.take() {
-            discard(input);
-            discard(job);
-            self.slot.complete(Err(TaskError::ShutDown));
-        }
+        shut_down(self.take(), &self.slot);
     }
 }
 
@@ -864,11 +860,7 @@ where
     }
 
     fn abandon(&self) {
-        if let Some((job, input)) = self.take() {
-            discard(input);
-            discard(job);
-            self.outcome.complete(Err(TaskError::ShutDown));
-        }
+        shut_down(self.take(), &self.outcome);
     }
 }
 
@@ -906,6 +898,17 @@ where
 {
     fn slot(&self, _: usize) -> &Slot<J::Output> {
         &self.outcome
+    }
+}
+
+/// Settles a record's task that the pool's queue let go of unrun as shut down, if it was
+/// still there to take (`taken`), dropping its argument and job (a panic in their `Drop`
+/// is contained, see [`discard`]).
+fn shut_down<J, I, R>(taken: Option<(J, I)>, outcome: &impl Outcome<R>) {
+    if let Some((job, input)) = taken {
+        discard(input);
+        discard(job);
+        outcome.complete(Err(TaskError::ShutDown));
     }
 }
 
