@@ -26,7 +26,7 @@ use crate::callers::{Callers, Gone, STALLED, abandon_after};
 use crate::config::AgentConfig;
 use crate::error;
 use crate::image;
-use crate::link::{self, Names};
+use crate::link::{self, Names, Queue};
 use crate::pool::{CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
 use crate::refusal::{Stream, refusal};
 use crate::wire::{
@@ -127,7 +127,7 @@ fn serve_here(config: AgentConfig) -> Result<(), TaskError> {
         workers: pools.workers() as u32,
         pools,
         max_result: AtomicUsize::new(DEFAULT_MAX_PAYLOAD - ENVELOPE),
-        kept_ack_wait: AtomicU64::new(nanos(config.ack_wait)),
+        kept_ack_wait: [AtomicU64::new(nanos(config.ack_wait)), AtomicU64::new(0)],
         running: Mutex::new(HashMap::new()),
         jobs: Jobs::default(),
         held: Mutex::new(HashMap::new()),
@@ -161,9 +161,10 @@ struct Agent {
     config: AgentConfig,
     /// The largest result message the server takes, known once connected.
     max_result: AtomicUsize,
-    /// The ack wait of the agents' consumer, in nanoseconds: this agent's own, unless the
-    /// consumer was made earlier with another, which the server keeps.
-    kept_ack_wait: AtomicU64,
+    /// The ack waits of the agents' consumers of single tasks and of `map` parcels, in
+    /// nanoseconds (zero until known): this agent's own, unless the consumer was made
+    /// earlier with another, which the server keeps.
+    kept_ack_wait: [AtomicU64; 2],
     /// Units running now, by caller and task id, to stop on a cancel notice or when their
     /// caller is gone; with how long their caller may be silent, if it says.
     running: Mutex<HashMap<(String, u64), Running>>,
@@ -292,9 +293,15 @@ impl Agent {
         let max_payload = link::stream_message_limit(&results, max_payload)?;
         self.max_result.store(max_payload - ENVELOPE, Ordering::Relaxed);
         let ack_wait = self.config.ack_wait;
+        let (names, image) = (&self.names, self.image);
         let mut consumer =
-            link::agents_consumer(&tasks, &self.names, self.image, ack_wait, Some(&name)).await?;
-        self.keep_ack_wait(&mut consumer);
+            link::agents_consumer(&tasks, names, image, Queue::Tasks, ack_wait, Some(&name))
+                .await?;
+        self.keep_ack_wait(&mut consumer, Queue::Tasks);
+        let mut parcels =
+            link::agents_consumer(&tasks, names, image, Queue::Parcels, ack_wait, Some(&name))
+                .await?;
+        self.keep_ack_wait(&mut parcels, Queue::Parcels);
         let cancels = client
             .subscribe(self.names.cancel_subject(self.image))
             .await
@@ -330,7 +337,7 @@ impl Agent {
             self.workers,
             self.config.server.shown_url()
         );
-        let (stop_tx, mut stop) = watch::channel(false);
+        let (stop_tx, stop) = watch::channel(false);
         let id = self.id.clone();
         tokio::spawn(async move {
             let mut signals = StopSignals::new();
@@ -350,6 +357,36 @@ impl Agent {
         });
         let capacity = self.config.capacity_or_default();
         let slots = Arc::new(Semaphore::new(capacity));
+        // A `map`'s parcels, one for each free worker: an agent of more workers takes more.
+        let workers = Arc::new(Semaphore::new(self.workers as usize));
+        let pulling = Pulling { js: js.clone(), outbox, client: client.clone(), pull_bytes };
+        tokio::join!(
+            self.clone().pull(Queue::Tasks, consumer, slots.clone(), stop.clone(), &pulling),
+            self.clone().pull(Queue::Parcels, parcels, workers.clone(), stop, &pulling),
+        );
+        drop(pulling);
+        // Finish what is held: wait until every slot and worker is free again, unless the
+        // server stays out of reach for the ack wait meanwhile (see `Agent::finish_held`).
+        let held = [(&*slots, capacity), (&*workers, self.workers as usize)];
+        let finished = self.finish_held(held, &client).await;
+        beat.abort();
+        // Not for ever: a flush waits for a connection that may never come back.
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+        say!("taskpool agent {} stopped", self.id);
+        Ok(finished)
+    }
+
+    /// Pulls the messages of `queue` from `consumer` and starts their units while `slots`
+    /// has permits free, each held until its message is finished, until the agent is asked
+    /// to `stop`.
+    async fn pull(
+        self: Arc<Self>,
+        queue: Queue,
+        mut consumer: jetstream::consumer::PullConsumer,
+        slots: Arc<Semaphore>,
+        mut stop: watch::Receiver<bool>,
+        pulling: &Pulling,
+    ) {
         // Each pull request asks for as many messages as there are free slots, so that every
         // message the server delivers starts at once and has its progress reported: one that
         // waited in the agent unstarted past the ack wait would be delivered again (and run
@@ -358,12 +395,12 @@ impl Agent {
         // Whether the last pull ended on a message larger than it asked for: the next asks
         // for the largest message a stream keeps.
         let mut oversized = false;
-        'serve: while !*stop.borrow() {
+        while !*stop.borrow() {
             let first = tokio::select! {
-                _ = stop.changed() => break,
+                _ = stop.changed() => return,
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
-                    Err(_) => break,
+                    Err(_) => return,
                 },
             };
             let mut permits = vec![first];
@@ -374,8 +411,8 @@ impl Agent {
                 // The server may have lost its store (restarted without it): the streams
                 // and the consumer are made again if they are gone.
                 let again = tokio::select! {
-                    _ = stop.changed() => break,
-                    again = self.attach(&js) => again,
+                    _ = stop.changed() => return,
+                    again = self.attach(&pulling.js, queue) => again,
                 };
                 match again {
                     Ok(found) => {
@@ -391,12 +428,13 @@ impl Agent {
             // Not without a way out: while the connection is down, the client queues what it
             // is asked to send, and once its queue is full (progress reports, beats and pull
             // requests add to it all the while) sending waits until the server is back.
+            let bytes = if oversized { link::PULL_BYTES } else { pulling.pull_bytes };
             let request = tokio::select! {
-                _ = stop.changed() => break,
+                _ = stop.changed() => return,
                 request = consumer
                     .batch()
                     .max_messages(permits.len())
-                    .max_bytes(if oversized { link::PULL_BYTES } else { pull_bytes })
+                    .max_bytes(bytes)
                     .expires(Duration::from_secs(5))
                     .messages() => request,
             };
@@ -408,7 +446,7 @@ impl Agent {
             let mut taken = false;
             loop {
                 let message = tokio::select! {
-                    _ = stop.changed() => break 'serve,
+                    _ = stop.changed() => return,
                     message = batch.next() => message,
                 };
                 match message {
@@ -417,8 +455,11 @@ impl Agent {
                         oversized = false;
                         // The request asked for no more messages than there are permits.
                         let Some(permit) = permits.pop() else { break };
-                        let Some(held) = self.begin(message, &outbox, &client) else { continue };
-                        let (agent, outbox) = (self.clone(), outbox.clone());
+                        let Some(held) = self.begin(message, &pulling.outbox, &pulling.client)
+                        else {
+                            continue;
+                        };
+                        let (agent, outbox) = (self.clone(), pulling.outbox.clone());
                         tokio::spawn(async move {
                             agent.finish(held, outbox).await;
                             drop(permit);
@@ -439,35 +480,39 @@ impl Agent {
                 }
             }
         }
-        // Finish what is held: wait until every slot is free again, unless the server stays
-        // out of reach for the ack wait meanwhile (see `Agent::finish_held`).
-        let finished = self.finish_held(&slots, capacity, &client).await;
-        beat.abort();
-        // Not for ever: a flush waits for a connection that may never come back.
-        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
-        say!("taskpool agent {} stopped", self.id);
-        Ok(finished)
     }
 
-    /// The agents' consumer, and the streams, made again if they are gone.
+    /// The agents' consumer of `queue`, and the streams, made again if they are gone.
     async fn attach(
         &self,
         js: &jetstream::Context,
+        queue: Queue,
     ) -> Result<jetstream::consumer::PullConsumer, TaskError> {
         let (tasks, _) = link::streams(js, &self.config.server, None).await?;
+        let ack_wait = self.config.ack_wait;
         let mut consumer =
-            link::agents_consumer(&tasks, &self.names, self.image, self.config.ack_wait, None)
-                .await?;
-        self.keep_ack_wait(&mut consumer);
+            link::agents_consumer(&tasks, &self.names, self.image, queue, ack_wait, None).await?;
+        self.keep_ack_wait(&mut consumer, queue);
         Ok(consumer)
     }
 
-    /// Notes the ack wait that the server keeps for `consumer`, which progress reports must
-    /// beat, and says so if it is not this agent's own: the first agent of an image to make
-    /// the consumer sets it, and the server keeps it for those that come after.
-    fn keep_ack_wait(&self, consumer: &mut jetstream::consumer::PullConsumer) {
+    /// The shorter ack wait the server keeps for the agents' two consumers (see
+    /// [`Agent::keep_ack_wait`]); zero if it says none.
+    fn kept_ack_wait(&self) -> Duration {
+        let kept = self.kept_ack_wait.iter().map(|k| k.load(Ordering::Relaxed));
+        Duration::from_nanos(kept.filter(|&k| k > 0).min().unwrap_or(0))
+    }
+
+    /// Notes the ack wait that the server keeps for `consumer`, of `queue`, which progress
+    /// reports must beat, and says so if it is not this agent's own: the first agent of an
+    /// image to make the consumer sets it, and the server keeps it for those that come after.
+    fn keep_ack_wait(&self, consumer: &mut jetstream::consumer::PullConsumer, queue: Queue) {
         let kept = consumer.cached_info().config.ack_wait;
-        let before = self.kept_ack_wait.swap(nanos(kept), Ordering::Relaxed);
+        let index = match queue {
+            Queue::Tasks => 0,
+            Queue::Parcels => 1,
+        };
+        let before = self.kept_ack_wait[index].swap(nanos(kept), Ordering::Relaxed);
         if kept != self.config.ack_wait && before != nanos(kept) {
             say!(
                 "taskpool agent {}: the server keeps an ack wait of {kept:?} for the agents of \
@@ -476,14 +521,15 @@ impl Agent {
                  {}_TASKS, with no agent running, to set it anew)",
                 self.id,
                 self.config.ack_wait,
-                Names::agents_consumer(self.image),
+                queue.consumer(self.image),
                 self.config.server.name
             );
         }
     }
 
-    /// Waits, once stopping, until every slot is free again: the units held are finished and
-    /// their results stored. While the server cannot be reached, results cannot be stored
+    /// Waits, once stopping, until every permit of `held` (each a semaphore of the messages
+    /// held and its size) is free again: the units held are finished and their results
+    /// stored. While the server cannot be reached, results cannot be stored
     /// and the server, hearing no progress, gives the messages to other agents after its ack
     /// wait: once the connection has been down for that long, waiting on for a server that
     /// may never come back (to store results that others will store too) would keep a
@@ -493,11 +539,15 @@ impl Agent {
     /// refuse them for ever.
     async fn finish_held(
         &self,
-        slots: &Semaphore,
-        capacity: usize,
+        held: [(&Semaphore, usize); 2],
         client: &async_nats::Client,
     ) -> Finished {
-        let mut all = std::pin::pin!(slots.acquire_many(capacity as u32));
+        let [(slots, capacity), (workers, count)] = held;
+        let all = async {
+            let _slots = slots.acquire_many(capacity as u32).await;
+            let _workers = workers.acquire_many(count as u32).await;
+        };
+        let mut all = std::pin::pin!(all);
         let mut down_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -505,7 +555,7 @@ impl Agent {
                 _ = &mut all => return Finished::All,
                 _ = tick.tick() => {}
             }
-            let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
+            let kept = self.kept_ack_wait();
             let ack_wait = if kept.is_zero() { self.config.ack_wait } else { kept };
             if client.connection_state() == async_nats::connection::State::Connected {
                 down_since = None;
@@ -538,7 +588,7 @@ impl Agent {
     /// How often to report progress on a task held: three times per ack wait, the shorter
     /// of this agent's own and the one the server keeps.
     fn progress_period(&self) -> Duration {
-        let kept = Duration::from_nanos(self.kept_ack_wait.load(Ordering::Relaxed));
+        let kept = self.kept_ack_wait();
         // A consumer that says none has the server's default, longer than any agent's minimum.
         let kept = if kept.is_zero() { self.config.ack_wait } else { kept };
         kept.min(self.config.ack_wait) / 3
@@ -1039,6 +1089,15 @@ fn gone_error(agent: &str) -> WireError {
          gone and dropped or stopped the task"
     );
     WireError::Unreachable { waited_ns: 0, reason }
+}
+
+/// What both pull loops of an agent share.
+struct Pulling {
+    js: jetstream::Context,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    client: async_nats::Client,
+    /// The bytes a pull request asks for (see [`link::pull_bytes`]).
+    pull_bytes: usize,
 }
 
 /// A task message whose units run.

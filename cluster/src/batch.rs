@@ -15,6 +15,7 @@ use taskpool_core::{NextTimeout, Side, TaskError, Timeout};
 use taskpool_process::remote::{self, EncodedJob};
 
 use crate::chunk::ItemTime;
+use crate::link::Queue;
 use crate::pool::Inner;
 use crate::wire::Unit;
 
@@ -150,12 +151,16 @@ impl<'p, J: Job, I: Iterator<Item = J::Input>> Stream<'p, J, I> {
     /// over the agents ([`Inner::send_spread`]): the first chunks of a job, and as well the
     /// several chunks it sends at once when a result makes room for them (the burst once its
     /// first unit is measured). Loose, these queued together and travelled in one message,
-    /// which one agent took while the others waited.
+    /// which one agent took while the others waited. A `map`'s passes go to the queue whose
+    /// parcels agents pull for their free workers ([`Queue::Parcels`]), an `imap`'s to that
+    /// of single tasks, which agents pull for their free slots: an `imap` is often one of
+    /// many callers', whose tasks take turns on an agent.
     fn refill(&mut self) {
         let mut pass = Vec::new();
         self.fill(&mut pass);
         if !pass.is_empty() {
-            self.inner.send_spread(pass);
+            let queue = if self.lazy { Queue::Tasks } else { Queue::Parcels };
+            self.inner.send_spread(pass, queue);
         }
     }
 
@@ -307,7 +312,8 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
     /// results come back together, once its last item is done, so a chunk of more items than
     /// its agent has workers would hold back the first results behind items that wait for a
     /// worker (an `imap` of 1 s items on two agents of two workers yielded its first after
-    /// 2 s, not 1 s). A `map`'s share is one chunk: it returns nothing before its last result,
+    /// 2 s, not 1 s). A `map` sends a chunk for each worker of the agents alive, which they
+    /// pull one at a time for each free worker: it returns nothing before its last result,
     /// and each chunk more would cost its round of work. An `imap` whose items come slowly
     /// sends these chunks once the pass has pulled them all. With no agent alive yet, a chunk
     /// takes one item: whichever agents come share them.
@@ -320,12 +326,12 @@ impl<J: Job, I: Iterator<Item = J::Input>> Stream<'_, J, I> {
             let Some(item) = self.items.next() else { break };
             self.lookahead.push_back(item);
         }
-        match self.inner.live_agents().0 {
-            0 => Some(1),
-            agents => {
+        match self.inner.live_agents() {
+            (0, _) => Some(1),
+            (_, workers) if !self.lazy => Some(self.lookahead.len().div_ceil(workers).max(1)),
+            (agents, _) => {
                 let share = self.lookahead.len().div_ceil(agents);
-                let most = if self.lazy { self.inner.fewest_workers() } else { share };
-                Some(share.min(most).max(1))
+                Some(share.min(self.inner.fewest_workers()).max(1))
             }
         }
     }

@@ -51,7 +51,10 @@
 //!   as it keeps chunks in flight), each in a message of its own: what one `map` measured
 //!   never sizes the chunks of another. An `imap`'s share travels in chunks of at most an
 //!   item for each of an agent's workers, so that its first results come as soon as their
-//!   items are done.
+//!   items are done. A `map` sends its chunks in a parcel for each worker of the agents
+//!   alive (their heartbeats say how many), on a queue of their own that agents pull one
+//!   parcel at a time for each free worker: agents of unequal size take shares of a `map`
+//!   that follow their free workers.
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
 //!   worker in flight, each about 10 ms of work (and, until the call has measured what its

@@ -5,7 +5,8 @@
 //!
 //! | stream | subject | consumer |
 //! |---|---|---|
-//! | `{NAME}_TASKS` | `{name}.tasks.{image}.{caller}` | `agents_{image}`: every agent of an image pulls from it |
+//! | `{NAME}_TASKS` | `{name}.tasks.{image}.{caller}` | `agents_{image}`: each agent pulls for its free slots |
+//! | | `{name}.tasks.{image}.{caller}.map` | `parcels_{image}`: a `map`'s parcels, each agent pulls for its free workers |
 //! | `{NAME}_RESULTS` | `{name}.results.{caller}` | `results_{caller}`: the caller pulls its results |
 //!
 //! and four plain (not stored) subjects: `{name}.agents.{image}`, where each agent says once a
@@ -153,6 +154,22 @@ impl Names {
         format!("{}.tasks.{image}.*", self.prefix)
     }
 
+    /// Where a caller's `map` parcels go: a token more than [`Names::tasks_subject`], so
+    /// that the filters of the two consumers of the work queue do not overlap.
+    pub(crate) fn parcels_subject(&self, image: &str, caller: &str) -> String {
+        format!("{}.tasks.{image}.{caller}.map", self.prefix)
+    }
+
+    pub(crate) fn parcels_filter(&self, image: &str) -> String {
+        format!("{}.tasks.{image}.*.map", self.prefix)
+    }
+
+    /// Everything a caller sent, on both subjects.
+    pub(crate) fn caller_filters(&self, image: &str, caller: &str) -> [String; 2] {
+        let tasks = self.tasks_subject(image, caller);
+        [format!("{tasks}.>"), tasks]
+    }
+
     pub(crate) fn results_subject(&self, caller: &str) -> String {
         format!("{}.results.{caller}", self.prefix)
     }
@@ -175,6 +192,10 @@ impl Names {
 
     pub(crate) fn agents_consumer(image: &str) -> String {
         format!("agents_{image}")
+    }
+
+    pub(crate) fn parcels_consumer(image: &str) -> String {
+        format!("parcels_{image}")
     }
 
     pub(crate) fn results_consumer(caller: &str) -> String {
@@ -662,18 +683,59 @@ fn discarding(found: &stream::Config, wanted: &stream::Config) -> Option<String>
     ))
 }
 
-/// The pull consumer every agent of `image` shares; with `waiting`, as [`streams`].
+/// The two queues of an image's tasks in the tasks stream, each a pull consumer every agent
+/// of the image shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queue {
+    /// Single tasks and the chunks of an `imap`: agents pull as many messages as they have
+    /// free slots (several per worker), so that the tasks of many callers reach them and
+    /// take turns for their workers.
+    Tasks,
+    /// The parcels of a `map`: agents pull a parcel for each free worker, so that an agent
+    /// of more workers takes more of a `map`.
+    Parcels,
+}
+
+impl Queue {
+    /// Its consumer's name for `image`.
+    pub(crate) fn consumer(self, image: &str) -> String {
+        match self {
+            Queue::Tasks => Names::agents_consumer(image),
+            Queue::Parcels => Names::parcels_consumer(image),
+        }
+    }
+
+    /// The subject of `caller`'s messages to it.
+    pub(crate) fn subject(self, names: &Names, image: &str, caller: &str) -> String {
+        match self {
+            Queue::Tasks => names.tasks_subject(image, caller),
+            Queue::Parcels => names.parcels_subject(image, caller),
+        }
+    }
+
+    /// Its consumer's filter: every caller's messages to it.
+    fn filter(self, names: &Names, image: &str) -> String {
+        match self {
+            Queue::Tasks => names.tasks_filter(image),
+            Queue::Parcels => names.parcels_filter(image),
+        }
+    }
+}
+
+/// The pull consumer of `queue` that every agent of `image` shares; with `waiting`, as
+/// [`streams`].
 pub(crate) async fn agents_consumer(
     tasks: &stream::Stream,
     names: &Names,
     image: &str,
+    queue: Queue,
     ack_wait: Duration,
     waiting: Option<&str>,
 ) -> Result<consumer::PullConsumer, TaskError> {
-    let name = Names::agents_consumer(image);
+    let name = queue.consumer(image);
     let config = consumer::pull::Config {
         durable_name: Some(name.clone()),
-        filter_subject: names.tasks_filter(image),
+        filter_subject: queue.filter(names, image),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait,
         // Deliveries are counted by the agents, which fail a task past its caller's limit:

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::error;
-use crate::link;
+use crate::link::{self, Queue};
 use crate::pool::{ABANDON_AFTER_HEADER, Inner};
 use crate::refusal::{Stream, refusal};
 use crate::wire::{self, TaskMessage, Unit};
@@ -17,17 +17,19 @@ use crate::wire::{self, TaskMessage, Unit};
 const PUBLISHING: usize = 64;
 /// The most items in one task message of loose units (single tasks) packed together (a unit
 /// of more travels alone): an agent takes a whole message, and an agent that dies takes the
-/// whole message back to the stream. The chunks of a `map` sent at once travel in parcels,
-/// a share for each agent, each in a message of its own whatever its items.
+/// whole message back to the stream. The chunks of a batch sent at once travel in parcels,
+/// a share for each agent (for each worker, of a `map`), each in a message of its own
+/// whatever its items.
 pub(crate) const ITEMS_PER_MESSAGE: usize = 128;
 
 /// What the pool hands the outbox.
 pub(crate) enum Post {
     /// A single task's unit, which shares a message with the units queued beside it.
     Loose(Unit),
-    /// Units that travel together, in messages of their own: as few as their size allows
-    /// (the chunks a batch sends at once, shared out among the agents).
-    Parcel(Vec<Unit>),
+    /// Units that travel together, in messages of their own to the queue given: as few as
+    /// their size allows (the chunks a batch sends at once, shared out among the agents or
+    /// their workers).
+    Parcel(Vec<Unit>, Queue),
 }
 
 /// Stores units in the tasks stream, several to a message when they queue up, and each
@@ -44,20 +46,20 @@ pub(crate) async fn publish(
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(inner) = inner.upgrade() else { return };
         let max_unit = inner.max_unit();
-        let (units, parcel) = match first {
+        let (units, (parcel, queue)) = match first {
             Post::Loose(first) => gather(first, &mut inbox, max_unit),
-            Post::Parcel(units) => (Vec::new(), units),
+            Post::Parcel(units, queue) => (Vec::new(), (units, queue)),
         };
-        let mut messages = vec![units];
-        messages.extend(pack(parcel, max_unit));
+        let mut messages = vec![(units, Queue::Tasks)];
+        messages.extend(pack(parcel, max_unit).into_iter().map(|units| (units, queue)));
         let mut slot = Some(slot);
-        for mut units in messages {
+        for (mut units, queue) in messages {
             // Units cancelled while they queued need not travel.
             units.retain(|u| inner.pending.contains(u.task));
             if units.is_empty() {
                 continue;
             }
-            let message = Outgoing::new(&inner, units);
+            let message = Outgoing::new(&inner, units, queue);
             let first_try = inner.js.send_publish(message.subject.clone(), message.publish()).await;
             tokio::spawn(message.confirm(inner.clone(), first_try, slot.take()));
         }
@@ -65,13 +67,13 @@ pub(crate) async fn publish(
 }
 
 /// The loose units queued now, from `first` on, that share its message; and the units met
-/// that do not: a unit too heavy or of too many items to join, or a parcel, which travel
-/// next in messages of their own.
+/// that do not, with their queue: a unit too heavy or of too many items to join, or a
+/// parcel, which travel next in messages of their own.
 fn gather(
     first: Unit,
     inbox: &mut mpsc::UnboundedReceiver<Post>,
     max_unit: usize,
-) -> (Vec<Unit>, Vec<Unit>) {
+) -> (Vec<Unit>, (Vec<Unit>, Queue)) {
     let (mut weight, mut items) = (first.weight(), first.ends.len());
     let mut units = vec![first];
     while weight < max_unit / 2 && items < ITEMS_PER_MESSAGE {
@@ -84,12 +86,12 @@ fn gather(
                 items += unit.ends.len();
                 units.push(unit);
             }
-            Ok(Post::Loose(unit)) => return (units, vec![unit]),
-            Ok(Post::Parcel(parcel)) => return (units, parcel),
+            Ok(Post::Loose(unit)) => return (units, (vec![unit], Queue::Tasks)),
+            Ok(Post::Parcel(parcel, queue)) => return (units, (parcel, queue)),
             Err(_) => break,
         }
     }
-    (units, Vec::new())
+    (units, (Vec::new(), Queue::Tasks))
 }
 
 /// The messages a parcel travels in, its units in order: as many to a message as fit (no
@@ -129,7 +131,7 @@ struct Outgoing {
 type PublishTry = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
 
 impl Outgoing {
-    fn new(inner: &Inner, units: Vec<Unit>) -> Self {
+    fn new(inner: &Inner, units: Vec<Unit>, queue: Queue) -> Self {
         let ids: Vec<u64> = units.iter().map(|u| u.task).collect();
         let message = TaskMessage {
             caller: inner.caller.clone(),
@@ -140,7 +142,7 @@ impl Outgoing {
         Outgoing {
             id: format!("{}-{}", inner.caller, ids[0]),
             ids,
-            subject: inner.names.tasks_subject(inner.image, &inner.caller),
+            subject: queue.subject(&inner.names, inner.image, &inner.caller),
             payload: bytes::Bytes::from(wire::encode(&message)),
             abandon_after_ms: u64::try_from(inner.config.abandon_after.as_millis())
                 .unwrap_or(u64::MAX),

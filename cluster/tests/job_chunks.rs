@@ -118,10 +118,11 @@ fn the_first_chunks_of_a_call_spread_over_the_agents() {
     assert_eq!(messages, 2, "the held items travelled in {messages} messages");
 }
 
-/// A fresh `map` of eight cheap items on two agents of two workers: two task messages, one
-/// chunk each, where it took eight.
+/// A fresh `map` of eight cheap items on two agents of two workers: four task messages, a
+/// chunk for each worker, which the agents take one for each free worker, where it took
+/// eight.
 #[test]
-fn a_small_map_on_two_agents_takes_a_message_for_each() {
+fn a_small_map_on_two_agents_takes_a_message_for_each_worker() {
     let Some(server) = common::server("job_chunks_small_map") else { return };
     let url = server.url();
     let (_agents, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 2, 2, &[]);
@@ -130,8 +131,8 @@ fn a_small_map_on_two_agents_takes_a_message_for_each() {
         assert_eq!(pool.map(cheap, 0..8).unwrap(), (0..8).map(cheap).collect::<Vec<u64>>());
         let units = pool.stats().settled - settled;
         let messages = stored(&url) - messages;
-        assert_eq!(units, 2, "round {round}: the map's items travelled in {units} units");
-        assert_eq!(messages, 2, "round {round}: they travelled in {messages} messages");
+        assert_eq!(units, 4, "round {round}: the map's items travelled in {units} units");
+        assert_eq!(messages, 4, "round {round}: they travelled in {messages} messages");
     }
 }
 

@@ -1,14 +1,16 @@
 //! A `map`'s chunks spread over the agents: the chunks a `map` sends at once travel in a
-//! share for each agent, each in a message of its own, so they do not travel in one message
-//! to one agent, and a pass of more items than a message of single tasks holds still gives
-//! each agent about an equal share, whatever room each agent's pull request has.
+//! share for each worker of the agents, each in a message of its own, which agents take one
+//! for each free worker, so they do not travel in one message to one agent, an agent of
+//! more workers takes more of them, and a pass of more items than a message of single tasks
+//! holds still gives each agent about its share, whatever room each agent's pull request
+//! has.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use taskpool_cluster::{ClusterConfig, Config, Pool};
+use taskpool_cluster::{ClusterConfig, ClusterPool, Config, Pool};
 
 /// Works a millisecond, then says which worker process ran it.
 fn worker_after_a_millisecond(_: u32) -> u32 {
@@ -87,18 +89,110 @@ impl Drop for LetGo {
     }
 }
 
-/// `(messages waiting, messages held by agents)` of the agents' consumer of `image`.
+/// `(messages waiting, messages held by agents)` of the agents' consumers of `image`: of
+/// single tasks and of `map` parcels.
 fn consumer_state(url: &str, image: &str) -> (u64, usize) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let client = async_nats::connect(url).await.expect("connects");
         let js = async_nats::jetstream::new(client);
         let stream = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer(&format!("agents_{image}")).await.expect("the agents' consumer");
-        let info = consumer.info().await.expect("its state");
-        (info.num_pending, info.num_ack_pending)
+        let (mut waiting, mut held) = (0, 0);
+        for name in [format!("agents_{image}"), format!("parcels_{image}")] {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(&name).await.expect("the agents' consumer");
+            let info = consumer.info().await.expect("its state");
+            waiting += info.num_pending;
+            held += info.num_ack_pending;
+        }
+        (waiting, held)
     })
+}
+
+/// The messages in the tasks stream: those sent and not yet finished by an agent.
+fn tasks_in_stream(url: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        tasks.info().await.expect("its state").state.messages
+    })
+}
+
+/// Says in `dir` which agent runs item `i` (the file `started-{i}-{agent's pid}`), then waits
+/// until the test lets it go (the file `go-{i}`, or `go` for all, in `dir`), at most ten
+/// minutes.
+fn held_on_agent((dir, i): (String, u32)) -> u32 {
+    let dir = std::path::PathBuf::from(dir);
+    let marker = dir.join(format!("started-{i}-{}", std::os::unix::process::parent_id()));
+    std::fs::write(marker.with_extension("tmp"), "").unwrap();
+    std::fs::rename(marker.with_extension("tmp"), &marker).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(600);
+    while !dir.join(format!("go-{i}")).exists() && !dir.join("go").exists() {
+        assert!(std::time::Instant::now() < until, "item {i} was never let go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    i
+}
+
+/// The items started so far in `dir`, with the pid of the agent that runs each.
+fn started_on(dir: &std::path::Path) -> Vec<(u32, u32)> {
+    let names = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name());
+    let names = names.map(|n| n.to_string_lossy().into_owned());
+    let started = names.filter_map(|n| {
+        let (i, agent) = n.strip_prefix("started-")?.split_once('-')?;
+        Some((i.parse().ok()?, agent.parse().ok()?))
+    });
+    started.collect()
+}
+
+/// Agents of one and of three workers, a `map` of eight items, each held until the test lets
+/// it go: the pass goes out a parcel for each of the four workers, and the agent of three
+/// workers takes three of them, six items, while the other holds its one. Shared out a
+/// parcel to each agent, each agent took four items: the agent of one worker held three
+/// that waited for it while the other agent's workers had nothing to do.
+#[test]
+fn an_agent_of_more_workers_takes_more_of_a_map() {
+    let Some(server) = common::server("spread_workers") else { return };
+    let url = server.url();
+    let small = common::agent(&url, 1, &[]);
+    let large = common::agent(&url, 3, &[]);
+    let config = ClusterConfig::new(url.clone()).config(Config::new().workers(1));
+    let pool = ClusterPool::with_config(config).expect("the pool connects");
+    assert!(pool.wait_for_agents(2, Duration::from_secs(30)), "both agents serve");
+    let dir = common::markers("spread_workers");
+    let path = dir.to_string_lossy().into_owned();
+    std::thread::scope(|scope| {
+        // Dropped before the scope waits for the map: a failed assertion lets every item go.
+        let _let_go = LetGo(dir.clone());
+        let map = scope.spawn(|| pool.map(held_on_agent, (0..8).map(|i| (path.clone(), i))));
+        // The items the large agent starts go at once; the small agent's first is held. Once
+        // the large agent has finished every message it took (one message, the small
+        // agent's, is left in the stream), it has run all the items it took.
+        let on_large = || started_on(&dir).into_iter().filter(|&(_, a)| a == large.pid());
+        let small_holds = || started_on(&dir).iter().any(|&(_, a)| a == small.pid());
+        let settled = || {
+            for (i, _) in on_large() {
+                std::fs::write(dir.join(format!("go-{i}")), "").unwrap();
+            }
+            let finished = pool.stats().settled > 0 && tasks_in_stream(&url) == 1;
+            on_large().count() >= 5 || (small_holds() && finished)
+        };
+        assert!(common::poll(Duration::from_secs(60), settled), "the map's items ran");
+        let ran = on_large().count();
+        let (started, left) = (started_on(&dir), tasks_in_stream(&url));
+        assert!(
+            ran >= 5,
+            "the agent of 3 workers ran {ran} of 8 items while the agent of 1 worker held \
+             one: {started:?} (agents {} and {}; {left} messages left)",
+            small.pid(),
+            large.pid()
+        );
+        std::fs::write(dir.join("go"), "").unwrap();
+        assert_eq!(map.join().unwrap().expect("the map runs"), (0..8).collect::<Vec<u32>>());
+    });
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A pass of a `map` reaches an agent whose pull request has room for one message only (it
