@@ -113,6 +113,12 @@ impl Config {
     /// debugger, or given no CPU) is not killed: its clock starts again when the pool sees
     /// it start, which it checks for at a sixteenth of the limit (1 to 20 ms).
     ///
+    /// A thread backend starts a task's clock as a pool thread starts the task, or, for a task
+    /// the thread takes right after another timed task returned (and settled, with nothing of
+    /// the user's run in between), when that one returned: its time then includes the pool's
+    /// handling between the two: well under a microsecond, a few if it wakes a thread asleep in
+    /// `join`, more if the thread is preempted there.
+    ///
     /// A limit is precise only to the delays of the clock and threads that check it: it is
     /// for stopping a task that hangs or runs far too long, not a measure of one. A task that
     /// takes about as long as its limit may succeed on one run and time out on the next: it

@@ -85,6 +85,7 @@
 //! A worker process runs one task at a time, so none of this happens on processes.
 #![deny(unsafe_code)]
 
+mod carry;
 #[allow(unsafe_code)]
 mod cpu;
 #[allow(unsafe_code)]

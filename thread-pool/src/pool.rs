@@ -19,6 +19,7 @@ use taskpool_core::backend::{
 };
 use taskpool_core::{Config, IntoTask, Pool, TaskError, TaskHandle};
 
+use crate::carry::{self, Carry};
 use crate::forks;
 use crate::queue::Queue;
 use crate::relief::{self, Relief};
@@ -546,7 +547,7 @@ impl ThreadPool {
                     // Set by the start handler, which rayon runs on each of the pool's threads
                     // before the thread runs any job: only the pool's threads run this.
                     if let Some(shared) = pool.get() {
-                        shared.queue.drain(|task| task.run(shared));
+                        drain(shared);
                     }
                 });
             });
@@ -554,11 +555,27 @@ impl ThreadPool {
     }
 }
 
+/// What a drainer does (see `queue.rs`): runs the queued tasks of `shared`'s pool until the
+/// queue stays empty, each timed task starting from the last one's end if it follows it
+/// right away (see `carry.rs`).
+fn drain(shared: &Shared) {
+    let carry = Carry::default();
+    shared.queue.drain(|task| task.run_next(shared, &carry), || carry.forget());
+}
+
 /// A queued task, as the pool's threads run it.
 trait Run: Send + Sync {
     /// Runs the task on a thread of `shared`'s pool, settles its handle and counts it
     /// finished; unless it already ran (see `cancel_by_origin`).
     fn run(&self, shared: &Shared);
+
+    /// [`Run::run`] by a thread that takes one task after another, with what the last timed
+    /// one left (see `carry.rs`). A task with no time limit runs as alone, and its time is
+    /// not the next one's.
+    fn run_next(&self, shared: &Shared, carry: &Carry) {
+        carry.forget();
+        self.run(shared);
+    }
 
     /// Settles the task as shut down unless it ran: the pool's queue is dropped with the
     /// record in it. Nothing by default: a record that holds a [`Completer`] drops it.
@@ -796,10 +813,14 @@ where
 
     /// Runs `job` on `input` under `limit` on a thread of `shared`'s pool and settles the
     /// outcome: with the watchdog's alarm armed at the deadline, which settles it as timed out
-    /// should the task run past it.
-    fn run_timed(&self, shared: &Shared, limit: &Limit, job: &J, input: J::Input) {
+    /// should the task run past it. Counts from the last timed task's end if `carry` holds it,
+    /// and leaves its own there (see `carry.rs`).
+    fn run_timed(&self, shared: &Shared, limit: &Limit, job: &J, input: J::Input, carry: &Carry) {
+        // From the last timed task's end, if this thread took this one right after it and
+        // nothing of the user's ran in between (see `carry.rs`): one clock read per task.
+        let start = carry.start();
         // A limit too long to be an instant never runs out.
-        let Some(deadline) = Instant::now().checked_add(limit.limit) else {
+        let Some(deadline) = start.checked_add(limit.limit) else {
             self.outcome.complete(shared.run(job, input));
             return;
         };
@@ -815,6 +836,7 @@ where
             }
         };
         let outcome = shared.run(job, input);
+        let ended = carry::now();
         limit.relief.end();
         if shared.queue.relieved() {
             // Its relief thread, if it has one, looks and leaves. One counted after this load
@@ -823,14 +845,21 @@ where
         }
         // A task that ends past its deadline timed out, even if the watchdog (on a busy
         // machine) has not rung yet.
-        if Instant::now() < deadline {
-            self.outcome.complete(outcome);
+        let delivered = if ended < deadline {
+            self.outcome.complete(outcome)
         } else {
             self.outcome
                 .complete(Err(TaskError::TimedOut { limit: limit.limit, still_running: true }));
             discard(outcome);
-        }
+            false
+        };
         shared.watchdog.disarm(armed);
+        // The end is the start of the next timed task this thread takes right away, unless
+        // something of the user's runs first: a result dropped (the task timed out or was
+        // cancelled), or the job's `Drop` (after this returns).
+        if delivered && !std::mem::needs_drop::<J>() {
+            carry.leave(ended);
+        }
     }
 }
 
@@ -841,15 +870,22 @@ where
     O: Outcome<J::Output>,
 {
     fn run(&self, shared: &Shared) {
+        // Alone: its end is no other task's start.
+        self.run_next(shared, &Carry::default());
+    }
+
+    fn run_next(&self, shared: &Shared, carry: &Carry) {
         let Some((job, input)) = self.take() else { return };
         let running = Running::enter();
         if shared.dropped.load(Ordering::Acquire) || self.outcome.is_settled() {
             // Dropped or cancelled: settled as shut down unless it is already.
+            carry.forget();
             discard(input);
             self.outcome.complete(Err(TaskError::ShutDown));
         } else if let Some(limit) = &self.limit {
-            self.run_timed(shared, limit, job.as_ref(), input);
+            self.run_timed(shared, limit, job.as_ref(), input, carry);
         } else {
+            carry.forget();
             self.outcome.complete(shared.run(job.as_ref(), input));
         }
         drop(running);
@@ -1686,6 +1722,68 @@ mod tests {
         let parts = size_of::<Slot<u64>>() + size_of::<Origin>();
         let taken_once = size_of::<Mutex<Option<u64>>>();
         assert_eq!(held_size(&square.into_job()), parts + taken_once);
+    }
+
+    /// Queues `tasks` timed tasks of `job()` on `shared`'s pool, each on its index, and drains
+    /// the queue on this thread; returns the results and the clock reads of the tasks.
+    fn burst<J: Job<Input = u64>>(
+        shared: &Arc<Shared>,
+        job: impl Fn() -> J,
+        tasks: u64,
+    ) -> (Vec<J::Output>, usize) {
+        let limit = shared.config.get_timeout();
+        let handles: Vec<_> = (0..tasks)
+            .map(|i| {
+                let record = Queued::record(shared, Owned(job()), i, Slot::new(), limit);
+                let handle = handle_of(record.clone(), 0);
+                let _ = shared.queue.push(record, false);
+                handle
+            })
+            .collect();
+        let reads = carry::READS.get();
+        drain(shared);
+        let reads = carry::READS.get() - reads;
+        (handles.into_iter().map(|h| h.join().unwrap()).collect(), reads)
+    }
+
+    fn timed_pool() -> Arc<Shared> {
+        let config = Config::new().workers(1).timeout(Duration::from_secs(600));
+        Arc::new(Shared::new(config))
+    }
+
+    /// A task taken right after a timed one returned counts from that one's end: a burst
+    /// reads the clock once per task, and one more for the first start. Before, twice per
+    /// task.
+    #[test]
+    fn a_burst_of_timed_tasks_reads_the_clock_once_per_task() {
+        let (squares, reads) = burst(&timed_pool(), || square.into_job(), 100);
+        assert_eq!(squares, (0..100).map(square).collect::<Vec<_>>());
+        assert_eq!(reads, 100 + 1);
+    }
+
+    /// A task with something to drop.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Labelled {
+        label: String,
+    }
+
+    impl taskpool_core::Task for Labelled {
+        type Input = u64;
+        type Output = usize;
+
+        fn run(&self, input: u64) -> usize {
+            self.label.len() + input as usize
+        }
+    }
+
+    /// A job whose `Drop` runs after the task returns (user code) does not lend the task's
+    /// end to the next: each task reads the clock as it starts.
+    #[test]
+    fn a_job_that_runs_code_as_it_drops_does_not_lend_its_end_to_the_next_task() {
+        let job = || Labelled { label: "ab".into() }.into_job();
+        let (lengths, reads) = burst(&timed_pool(), job, 100);
+        assert_eq!(lengths, (0..100).map(|i| i + 2).collect::<Vec<_>>());
+        assert_eq!(reads, 2 * 100);
     }
 
     /// Should a pool's threads end with tasks still in its queue, the queue, dropped with

@@ -119,13 +119,15 @@ impl<T> Queue<T> {
     }
 
     /// What a drainer does: runs queued tasks with `run` until the queue stays empty for
-    /// [`LINGER`], then leaves (returns), unless a task came in as it left.
-    pub(crate) fn drain(&self, mut run: impl FnMut(T)) {
+    /// [`LINGER`], then leaves (returns), unless a task came in as it left. Calls `idle`
+    /// each time it finds the queue empty, before it waits.
+    pub(crate) fn drain(&self, mut run: impl FnMut(T), mut idle: impl FnMut()) {
         let mut crowding = Crowding::default();
         loop {
             while let Some(task) = self.pop() {
                 run(task);
             }
+            idle();
             if self.linger() {
                 let from = self.submitted_on.load(Ordering::Relaxed);
                 crowding.note((from != usize::MAX).then_some(from), self.most);
@@ -265,7 +267,7 @@ mod tests {
         assert!(queue.push(2, false));
         assert!(!queue.push(3, false), "a third drainer while two run");
         let mut ran = Vec::new();
-        queue.drain(|t| ran.push(t));
+        queue.drain(|t| ran.push(t), || {});
         assert_eq!(ran, [1, 2, 3]);
         // One drainer left; one is still counted, so one more may start.
         assert!(queue.push(4, false));
@@ -277,9 +279,9 @@ mod tests {
         let queue = Queue::new(1);
         assert!(queue.push(1, false));
         let mut ran = Vec::new();
-        queue.drain(|t| ran.push(t));
+        queue.drain(|t| ran.push(t), || {});
         assert!(queue.push(2, false), "the drainer left: the next push must start one");
-        queue.drain(|t| ran.push(t));
+        queue.drain(|t| ran.push(t), || {});
         assert_eq!(ran, [1, 2]);
     }
 
@@ -300,10 +302,11 @@ mod tests {
                         if queue.push(t * PER_THREAD + i, i % 3 == 0) {
                             let (queue, sum, count) = (queue.clone(), sum.clone(), count.clone());
                             let drainer = std::thread::spawn(move || {
-                                queue.drain(|task| {
+                                let run = |task| {
                                     sum.fetch_add(task, Ordering::Relaxed);
                                     count.fetch_add(1, Ordering::Relaxed);
-                                });
+                                };
+                                queue.drain(run, || {});
                             });
                             drainers.lock().unwrap().push(drainer);
                         }
