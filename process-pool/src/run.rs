@@ -515,10 +515,6 @@ pub(crate) struct Slice {
     /// A worker held the items before and they were queued again: sending them once more
     /// counts them as requeued (dropping them unsent, cancelled or unwanted, does not).
     pub(crate) requeued: bool,
-    /// Once sent: its frame asked the worker to check its result pipe after each item
-    /// (`protocol::CHECK_DESCRIPTORS`), so a worker whose pipe ends during one of its items
-    /// leaves by itself once that item returns (see `Shared::pipe_closed`).
-    pub(crate) checks_descriptors: bool,
 }
 
 impl Slice {
@@ -533,7 +529,6 @@ impl Slice {
             begun: false,
             recalled: false,
             requeued: false,
-            checks_descriptors: false,
         }
     }
 

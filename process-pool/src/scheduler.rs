@@ -69,6 +69,11 @@ pub(crate) trait Process: Send + Sync {
     /// Whether the worker is dying of a signal (a crash, or a kill from outside): it ends of
     /// itself, once the kernel has written its core dump if it writes one.
     fn dying_of_signal(&self) -> bool;
+
+    /// Tells the worker that its result pipe ended: it leaves after the item it runs, its
+    /// results written to its ring (see `StatusPage::ask_to_leave`). Returns `false` if it
+    /// cannot be told (no status page, and no ring to hand its results over).
+    fn ask_to_leave(&self) -> bool;
 }
 
 /// How far a worker got, from its status page: it started items `0..started` and finished
@@ -141,6 +146,17 @@ pub(crate) struct Conn {
     pub(crate) out_of_memory: Option<u64>,
     /// Where its results arrive, for a caller that reads its own (none in unit tests).
     pub(crate) reception: Option<Arc<Reception>>,
+    /// Its result pipe ended while it ran and it was asked to leave: see
+    /// [`Shared::pipe_closed`].
+    unheard: Option<Unheard>,
+}
+
+/// A worker asked to leave because its result pipe ended (`Conn::unheard`): the item it ran
+/// when last seen, and since when the pool has seen it run that item.
+#[derive(Debug, Clone, Copy)]
+struct Unheard {
+    running: Option<u64>,
+    since: Instant,
 }
 
 impl Conn {
@@ -157,6 +173,7 @@ impl Conn {
             killed: None,
             out_of_memory: None,
             reception: None,
+            unheard: None,
         }
     }
 
@@ -213,6 +230,18 @@ fn is_overdue(since: Option<Instant>, sent: &VecDeque<Slice>, stacked: bool) -> 
         .zip(sent.front())
         .is_some_and(|(since, head)| since.elapsed() > overdue_for(head, stacked))
 }
+
+/// How long a worker asked to leave because its result pipe ended may run on with one item
+/// before it is killed for it (see [`Shared::unheard_due`]): four times its job's estimate
+/// (`item_ns`), and at least [`UNHEARD_GRACE_FLOOR`].
+fn unheard_grace(item_ns: u64) -> Duration {
+    Duration::from_nanos(item_ns.saturating_mul(4)).max(UNHEARD_GRACE_FLOOR)
+}
+
+/// The shortest time a worker that can no longer ring its parent may run on with the item
+/// it ran then: an item of a job with no estimate yet, or of tiny items, that started just
+/// after another closed the pipe, returns well before it.
+const UNHEARD_GRACE_FLOOR: Duration = Duration::from_millis(100);
 
 /// The shortest time an item runs before its worker counts as stuck on it: far past a
 /// batch's worth of work, so that a worker busy as expected keeps its next batch in hand.
@@ -698,28 +727,69 @@ impl Shared {
     }
 
     /// Worker `w`'s result pipe ended while it ran: notes the jobs of the items it started
-    /// and had not answered (one of them may have closed it: see
-    /// `Pace::suspect_descriptors`), and kills it ([`kill_for_protocol`]), unless the item
-    /// it started last was sent with [`CHECK_DESCRIPTORS`]: then it writes the results it
-    /// holds and leaves by itself once that item returns, and a kill would lose them.
+    /// and had not answered, and of the one it answered last (one of them may have closed
+    /// it: see `Pace::suspect_descriptors`), sends it nothing more and asks it, through its
+    /// status page, to leave after the item it runs: it writes the results it holds to its
+    /// ring and exits ([`EXIT_PIPE_CLOSED`]), or, idle, sees its requests end. The item it
+    /// runs may be the one that closed the pipe, or one after it: it fails only if it runs
+    /// on past [`unheard_grace`] ([`Shared::unheard_due`]); the items after it run
+    /// elsewhere. Without a status page (no ring either) it is killed at once for its
+    /// running item ([`kill_for_protocol`]).
     pub(crate) fn pipe_closed(&self, state: &mut State, w: usize) {
         let slot = &mut state.slots[w];
-        let mut leaves_by_itself = false;
-        if let Some(conn) = slot.conn.as_ref() {
-            let progress = conn.process.progress();
-            let started = progress.map_or(u64::MAX, |p| p.started);
-            let mut seq = conn.expect_seq;
-            for slice in &slot.sent {
-                if seq >= started {
-                    break;
-                }
-                slice.run.job.pace.suspect_descriptors();
-                seq += slice.items.len() as u64;
-                leaves_by_itself = progress.is_some() && slice.checks_descriptors;
+        let Some(conn) = slot.conn.as_mut() else { return };
+        let progress = conn.process.progress();
+        let started = progress.map_or(u64::MAX, |p| p.started);
+        let mut seq = conn.expect_seq;
+        for slice in &slot.sent {
+            if seq >= started {
+                break;
             }
+            slice.run.job.pace.suspect_descriptors();
+            seq += slice.items.len() as u64;
         }
-        if !leaves_by_itself {
+        if let Some(pace) = &slot.last_pace {
+            pace.suspect_descriptors();
+        }
+        if conn.unheard.is_some() || conn.killed.is_some() {
+            return;
+        }
+        if !conn.process.ask_to_leave() {
             kill_for_protocol(&mut slot.conn, PIPE_CLOSED.into());
+            return;
+        }
+        conn.close();
+        // Read after the request: an item the worker starts later is seen at the next look.
+        let running = conn.process.progress().and_then(Progress::running);
+        conn.unheard = Some(Unheard { running, since: Instant::now() });
+    }
+
+    /// For worker `w`, asked to leave because its result pipe ended ([`Shared::pipe_closed`]):
+    /// kills it for the item it runs if it has run that item for [`unheard_grace`] since the
+    /// pool first saw it so (it may have closed the pipe and run on, or hang): the item
+    /// fails with `Protocol`, and what the worker answered before it counts. Returns when to
+    /// look again (`None`: not asked, or killed now).
+    pub(crate) fn unheard_due(&self, state: &mut State, w: usize, now: Instant) -> Option<Instant> {
+        let slot = &mut state.slots[w];
+        let conn = slot.conn.as_mut().filter(|c| c.killed.is_none())?;
+        let unheard = conn.unheard.as_mut()?;
+        let running = conn.process.progress().and_then(Progress::running);
+        if running != unheard.running {
+            *unheard = Unheard { running, since: now };
+        }
+        let mut seq = conn.expect_seq;
+        let job = slot.sent.iter().find(|slice| {
+            seq += slice.items.len() as u64;
+            running.is_some_and(|r| r < seq)
+        });
+        let due =
+            unheard.since + unheard_grace(job.map_or(0, |slice| slice.run.job.pace.item_ns()));
+        match running {
+            Some(item) if now >= due => {
+                conn.kill(KillReason::Protocol(PIPE_CLOSED.into()), Some(item));
+                None
+            }
+            _ => Some(due),
         }
     }
 
@@ -937,7 +1007,6 @@ impl Shared {
                 deaths,
                 frame_start: true,
                 requeued: front_requeued,
-                checks_descriptors: flags & CHECK_DESCRIPTORS != 0,
                 ..Slice::new(run.clone(), items.clone())
             });
             if sent_before == 0 {
@@ -1056,7 +1125,6 @@ impl Shared {
             bytes += input;
             joined += 1;
             load += next.load_ns;
-            next.checks_descriptors = flags & CHECK_DESCRIPTORS != 0;
             sent.push_back(next);
         }
         (joined, load)
@@ -1405,8 +1473,13 @@ impl Shared {
         let head_seq = conn.as_ref().map_or(0, |c| c.expect_seq);
         let killed = conn.as_ref().and_then(|c| c.killed.clone());
         let natural = killed.is_none();
-        // It left because a task closed its result pipe (`Outputs::check_descriptors`).
-        let pipe_closed = natural && exit == Exit::Code(EXIT_PIPE_CLOSED);
+        // It left because a task closed its result pipe (`Outputs::check_descriptors`), or,
+        // asked to leave for that between items, saw its requests end.
+        let asked = conn.as_ref().is_some_and(|c| c.unheard.is_some());
+        let between_items = progress.is_some_and(|p| p.running().is_none());
+        let pipe_closed = natural
+            && (exit == Exit::Code(EXIT_PIPE_CLOSED)
+                || asked && between_items && exit == Exit::Code(0));
         // Who is to blame: the item a kill was for; otherwise the item the worker was running
         // (without a status page, the head); for a closed pipe, the task that ran last, if
         // its result did not come through.

@@ -38,6 +38,9 @@ const LEAVING: usize = 3;
 /// Word: batches whose first item's sequence number is below this are recalled, unless
 /// started.
 const RECALLED: usize = 4;
+/// Word: 1 once the parent saw the worker's result pipe end while it ran (a task closed it):
+/// the worker leaves after the item it runs, its results written to its ring.
+const UNHEARD: usize = 5;
 /// The first word of the ring of cancelled items (each one more than its sequence number).
 const RING: usize = 8;
 /// Cancellations the ring holds: more cancellations of sent items than this before the
@@ -124,6 +127,18 @@ impl StatusPage {
     /// Parent side: whether the worker has begun to exit (see [`StatusPage::leave`]).
     pub(crate) fn leaving(&self) -> bool {
         self.word(LEAVING).load(Acquire) != 0
+    }
+
+    /// Parent side: tells the worker that its result pipe ended (a task closed it): it leaves
+    /// after the item it runs, without writing to that descriptor again.
+    pub(crate) fn ask_to_leave(&self) {
+        self.word(UNHEARD).store(1, SeqCst);
+    }
+
+    /// Worker side: whether the parent asked it to leave (see [`StatusPage::ask_to_leave`]).
+    #[inline]
+    pub(crate) fn asked_to_leave(&self) -> bool {
+        self.word(UNHEARD).load(Relaxed) != 0
     }
 
     /// Parent side: what the worker started and finished so far.

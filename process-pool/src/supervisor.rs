@@ -164,6 +164,10 @@ impl Process for Worker {
     fn dying_of_signal(&self) -> bool {
         sys::is_dying_of_signal(self.child.pid)
     }
+
+    fn ask_to_leave(&self) -> bool {
+        self.page.as_ref().map(StatusPage::ask_to_leave).is_some()
+    }
 }
 
 /// A supervisor's side of one worker's transport.
@@ -288,6 +292,10 @@ struct Plan {
     ready: bool,
 }
 
+/// How often a supervisor reads the result ring of a worker whose result pipe ended, which
+/// can no longer ring it: until the worker leaves, after the item it runs.
+const UNHEARD_LOOK: Duration = Duration::from_millis(1);
+
 /// How long a supervisor whose worker holds work polls its result pipe before it sleeps;
 /// see the worker's `linger`.
 const LINGER: Duration = Duration::from_micros(50);
@@ -329,6 +337,9 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     let reception = &link.reception;
     let now = Instant::now();
     let mut deadline = shared.police(&mut state, w, now, || reception.has_unread(&receiving));
+    if let Some(at) = shared.unheard_due(&mut state, w, now) {
+        deadline = Some(deadline.map_or(at, |d| d.min(at)));
+    }
     if shared.should_retire(&state, w) {
         if let Some(conn) = state.slots[w].conn.as_mut() {
             conn.close();
@@ -404,8 +415,11 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
             next = plan(shared, worker, link);
             continue;
         }
-        // Ask the worker to ring before sleeping (ring mode), then look once more.
-        if let Some(peek) = peek {
+        // Ask the worker to ring before sleeping (ring mode), then look once more. Not once
+        // its result pipe ended (a task closed it): the bell is a write there, which could
+        // land in a file that took its number. Its ring is read every `UNHEARD_LOOK` then.
+        let result_open = reception.lock().result_open;
+        if let Some(peek) = peek.filter(|_| result_open) {
             peek.data_bell().arm();
         }
         let request = link.request.clone();
@@ -432,8 +446,10 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         if holding {
             timeout = Some(timeout.map_or(bulk::KEEP_IDLE, |t| t.min(bulk::KEEP_IDLE)));
         }
+        if peek.is_some() && !result_open {
+            timeout = Some(timeout.map_or(UNHEARD_LOOK, |t| t.min(UNHEARD_LOOK)));
+        }
         let slept = Instant::now();
-        let result_open = reception.lock().result_open;
         let polled = sys::poll(
             [
                 Interest {

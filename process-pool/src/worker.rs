@@ -465,6 +465,10 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     let state = b.bytes("job state")?;
     let count = b.u32("item count")?;
     let mut inputs = Inputs { body: b, left: count, malformed: false };
+    if out.asked_to_leave() {
+        // Its result pipe ended: nothing of this batch runs here (see `check_descriptors`).
+        out.check_descriptors();
+    }
     // The results of earlier batches go now: the first item of this one may run for a long
     // time, and nothing could write them meanwhile.
     out.flush();
@@ -701,7 +705,7 @@ impl Outputs {
         // The parent keeps what this item's argument held until it has the outcome.
         let sender_waits = handoff::take_sender_waits();
         self.settle(outcome, Settle { started, sent_apart, sender_waits, handed_off });
-        if self.check_each || UNHEARD.load(Ordering::Relaxed) {
+        if self.check_each || UNHEARD.load(Ordering::Relaxed) || self.asked_to_leave() {
             self.check_descriptors();
         }
     }
@@ -717,9 +721,10 @@ impl Outputs {
     /// pipe's end and kills it for whichever item runs then; the item that closed the pipe,
     /// unanswered, was then sent again to the next worker, and did the same there.
     ///
-    /// A worker that could not ring its parent since ([`UNHEARD`]) leaves the same way.
+    /// A worker that could not ring its parent since ([`UNHEARD`]) leaves the same way, and
+    /// so does one whose parent saw the pipe end ([`Outputs::asked_to_leave`]).
     fn check_descriptors(&mut self) {
-        let unheard = UNHEARD.load(Ordering::Relaxed);
+        let unheard = UNHEARD.load(Ordering::Relaxed) || self.asked_to_leave();
         if !unheard
             && (self.fd_file.is_none() || sys::identity(self.fd.as_raw_fd()) == self.fd_file)
         {
@@ -731,6 +736,15 @@ impl Outputs {
             ring.lock().unwrap_or_else(PoisonError::into_inner).write_quietly(&self.pending);
         }
         sys::exit_now(EXIT_PIPE_CLOSED);
+    }
+
+    /// Whether the parent saw the result pipe end (a task closed it, this worker or one
+    /// before it in the batch) and asks the worker to leave after the item it runs
+    /// (`StatusPage::ask_to_leave`): checked after each item that does not take the short
+    /// way, and before each batch.
+    #[inline]
+    fn asked_to_leave(&self) -> bool {
+        self.page.as_ref().is_some_and(StatusPage::asked_to_leave)
     }
 
     /// Whether the next item can take the short way, [`Outputs::run_tiny`]: the items of this

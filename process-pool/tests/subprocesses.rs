@@ -68,6 +68,19 @@ fn close_everything_at_50((x, runs): (u64, String)) -> u64 {
     x
 }
 
+/// Notes its run in the file `runs`; when `x` ends in 50 (one in a hundred), then closes
+/// every descriptor from 3 up, as a daemon does, and returns.
+fn close_everything_at_each_hundredth((x, runs): (u64, String)) -> u64 {
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
+    std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
+    drop(file);
+    if x % 100 == 50 {
+        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
+        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    }
+    x
+}
+
 /// Forks without exec: both copies return.
 fn fork_and_return(x: u64) -> u64 {
     // SAFETY: the fault under test; the copy only returns.
@@ -179,6 +192,39 @@ fn a_function_that_closes_every_descriptor_and_returns_costs_other_tasks_once_at
         assert_eq!(round(&runs[1]), (vec![], 1, 200));
         let stats = pool.stats();
         assert_eq!((stats.workers_started - started, stats.crashes), (1, 0), "one replaced");
+    });
+}
+
+/// In a map whose function closes every descriptor in one item of a hundred (and was never
+/// seen to before), every other item returns its value, having run once; each closer returns
+/// its value too, or fails with `Protocol` naming the closed pipe, having run at most twice.
+#[test]
+fn items_beside_ones_that_close_every_descriptor_in_a_map_return_their_values() {
+    let scratch = Scratch::new("close-in-a-map");
+    let runs: Vec<String> = (0..3).map(|i| scratch.file(&format!("runs-{i}"))).collect();
+    within("a map with items that close their worker's descriptors", move || {
+        for runs in runs {
+            let pool = ProcessPool::new(4).unwrap();
+            let items = (0..1000u64).map(|x| (x, runs.clone()));
+            let outcomes: Vec<_> = pool.imap(close_everything_at_each_hundredth, items).collect();
+            let mut failed = Vec::new();
+            for (x, outcome) in (0..1000u64).zip(outcomes) {
+                match outcome {
+                    Ok(value) => assert_eq!(value, x),
+                    Err(TaskError::Protocol { reason }) if x % 100 == 50 => {
+                        assert!(reason.contains("closed"), "{reason}")
+                    }
+                    Err(e) => failed.push((x, e)),
+                }
+            }
+            assert!(failed.is_empty(), "items that closed nothing failed: {failed:?}");
+            let ran = std::fs::read_to_string(&runs).unwrap();
+            let mut times = vec![0; 1000];
+            ran.lines().for_each(|x| times[x.parse::<usize>().unwrap()] += 1);
+            let twice: Vec<_> = (0..1000).filter(|&x| x % 100 != 50 && times[x] != 1).collect();
+            assert!(twice.is_empty(), "items that closed nothing ran other than once: {twice:?}");
+            assert!((0..1000).all(|x| times[x] <= 2), "{times:?}");
+        }
     });
 }
 

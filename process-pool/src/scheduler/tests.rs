@@ -19,6 +19,7 @@ pub(crate) struct FakeProcess {
     cancelled: Mutex<Vec<u64>>,
     recalled: Mutex<Vec<u64>>,
     dying_of_signal: AtomicBool,
+    asked_to_leave: AtomicBool,
 }
 
 impl FakeProcess {
@@ -52,6 +53,11 @@ impl Process for FakeProcess {
 
     fn dying_of_signal(&self) -> bool {
         self.dying_of_signal.load(Ordering::SeqCst)
+    }
+
+    fn ask_to_leave(&self) -> bool {
+        self.asked_to_leave.store(true, Ordering::SeqCst);
+        self.progress().is_some()
     }
 }
 
@@ -214,12 +220,13 @@ fn left_for_a_closed_pipe(n: usize, answered: u64, ran: u64) -> (Shared, Arc<Rec
     (s, rec)
 }
 
-/// A worker whose result pipe ends while it runs an item of a function known to close its
-/// pipe was asked to check the pipe after each such item: it writes the results it holds to
-/// its ring and leaves by itself, so the pool waits for that (a kill would lose those
-/// results, and their tasks would run twice). A worker not asked is killed at once.
+/// A worker whose result pipe ends while it runs is not killed: asked through its status page
+/// to leave after the item it runs, it writes the results it holds to its ring and leaves
+/// (a kill would fail the item it runs, which may not be the one that closed the pipe, and
+/// lose the results it holds). It is sent nothing more, and its function is checked from
+/// now on. Only if it runs on with the same item past the grace is it killed, for that item.
 #[test]
-fn a_closed_pipe_kills_the_worker_unless_it_was_asked_to_check_its_pipe() {
+fn a_closed_pipe_asks_the_worker_to_leave_and_kills_it_only_for_an_item_that_runs_on() {
     for checks in [false, true] {
         let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
         let r = run(3, NullSink, Batching::Fixed(3));
@@ -229,10 +236,45 @@ fn a_closed_pipe_kills_the_worker_unless_it_was_asked_to_check_its_pipe() {
         s.submit(r.clone());
         let fake = connect(&s, 0);
         fake.set(2, 1);
+        let before = Instant::now();
         s.pipe_closed(&mut s.lock(), 0);
-        assert_eq!(fake.kills(), usize::from(!checks), "asked to check: {checks}");
+        let now = Instant::now();
+        assert_eq!(fake.kills(), 0, "asked to check: {checks}");
+        assert!(fake.asked_to_leave.load(Ordering::SeqCst));
         assert!(r.job.pace.closes_descriptors(), "its function is checked from now on");
+        assert!(!s.lock().slots[0].conn.as_ref().unwrap().takes_work(u64::MAX));
+        let due = s.unheard_due(&mut s.lock(), 0, now).unwrap();
+        let grace = UNHEARD_GRACE_FLOOR;
+        assert!(before + grace <= due && due <= now + grace, "an estimate of 1 ms");
+        // It moved on to its next item (it started that before it saw the request): that
+        // item gets its grace from now.
+        fake.set(3, 2);
+        let later = s.unheard_due(&mut s.lock(), 0, due).unwrap();
+        assert_eq!((later.duration_since(due), fake.kills()), (UNHEARD_GRACE_FLOOR, 0));
+        assert_eq!(s.unheard_due(&mut s.lock(), 0, later), None);
+        assert_eq!(fake.kills(), 1);
+        let killed = s.lock().slots[0].conn.as_ref().unwrap().killed.clone().unwrap();
+        assert_eq!(killed.seq, Some(2), "for the item that ran on");
     }
+}
+
+/// A worker asked to leave because its result pipe ended, idle, sees its requests end and
+/// exits 0: nobody is blamed, and no death is counted against what it was sent.
+#[test]
+fn a_worker_asked_to_leave_that_exits_between_items_blames_nobody() {
+    let s = shared(ProcessConfig::new(Config::new().workers(1)), 1);
+    let rec = Arc::new(Recorder::default());
+    s.submit(run(3, rec.clone(), Batching::Fixed(1)));
+    let fake = connect(&s, 0);
+    s.answered(&mut s.lock(), 0, 0..1, (Instant::now(), 1), false, |_, _| {}).unwrap();
+    fake.set(1, 1);
+    s.pipe_closed(&mut s.lock(), 0);
+    deliver(end(&s, 0, Exit::Code(0), fake.progress()), &s);
+    assert!(rec.got.lock().unwrap().is_empty());
+    assert_eq!(queued(&s), [1, 2]);
+    let state = s.lock();
+    assert_eq!(state.queue.front().map(|sl| sl.deaths), Some(0));
+    assert_eq!((state.counters.crashes, state.fruitless_deaths), (0, 0));
 }
 
 /// The items of `s`'s queue, in order.
