@@ -28,7 +28,9 @@ pub(crate) const CANCELLABLE: u8 = 2;
 pub(crate) const MEASURE: u8 = 8;
 /// Bit in [`Kind::Batch`]'s flags: its function closed a worker's result pipe before (see
 /// `Pace::closes_descriptors`), so the worker checks the pipe after each item and exits
-/// if it is gone, before another item runs (`Outputs::check_descriptors`).
+/// if it is gone, before another item runs (`Outputs::check_descriptors`). It also writes
+/// each result at once, as for [`FLUSH_EACH`]: an item that closes the pipe and runs on gets
+/// its worker killed, which would lose the results it held back.
 pub(crate) const CHECK_DESCRIPTORS: u8 = 16;
 /// Bit in [`Kind::Init`]'s flags: capture backtraces on panic.
 pub(crate) const BACKTRACES: u8 = 1;

@@ -486,7 +486,9 @@ fn run_batch(body: &[u8], out: &mut Outputs, image: &ImageVerified) -> Result<()
     out.recall_each_from = if soon { first_seq + 1 } else { u64::MAX };
     // Results not held back long: by the flusher where it covers the frame, else by writing
     // each at once.
-    out.flush_each = flags & FLUSH_EACH != 0;
+    // Also for a function known to close descriptors: one of its items may close the result
+    // pipe and run on until the pool kills the worker, which would lose results held back.
+    out.flush_each = flags & (FLUSH_EACH | CHECK_DESCRIPTORS) != 0;
     out.early = soon && !out.flush_each && out.cover_frame();
     out.flush_each |= soon && !out.early;
     out.cancellable = flags & CANCELLABLE != 0;

@@ -81,6 +81,21 @@ fn close_everything_at_each_hundredth((x, runs): (u64, String)) -> u64 {
     x
 }
 
+/// Notes its run in the file `runs`; when `x` ends in 50 (one in a hundred), then closes
+/// every descriptor from 3 up and runs on, past the time its worker is given to leave once
+/// its pipe is seen closed.
+fn close_everything_at_each_hundredth_and_run_on((x, runs): (u64, String)) -> u64 {
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
+    std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
+    drop(file);
+    if x % 100 == 50 {
+        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
+        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+        sleep_ms(60_000);
+    }
+    x
+}
+
 /// Forks without exec: both copies return.
 fn fork_and_return(x: u64) -> u64 {
     // SAFETY: the fault under test; the copy only returns.
@@ -225,6 +240,38 @@ fn items_beside_ones_that_close_every_descriptor_in_a_map_return_their_values() 
             assert!(twice.is_empty(), "items that closed nothing ran other than once: {twice:?}");
             assert!((0..1000).all(|x| times[x] <= 2), "{times:?}");
         }
+    });
+}
+
+/// In a map whose function closes its worker's descriptors in one item of a hundred and runs
+/// on, each such item fails with `Protocol`, and every other returns its value. Once the
+/// first was seen, the items before each later one in its batch, whose results the worker
+/// would otherwise hold when it is killed for it, run once; before it, they may run twice
+/// (as after any kill of a worker that held results).
+#[test]
+fn items_before_a_known_closer_that_runs_on_keep_their_results() {
+    let scratch = Scratch::new("close-and-run-on");
+    let runs = scratch.file("runs");
+    within("a map with items that close their worker's descriptors and run on", move || {
+        let pool = ProcessPool::new(1).unwrap();
+        let items = (0..300u64).map(|x| (x, runs.clone()));
+        let outcomes: Vec<_> =
+            pool.imap(close_everything_at_each_hundredth_and_run_on, items).collect();
+        for (x, outcome) in (0..300u64).zip(outcomes) {
+            match outcome {
+                Ok(value) if x % 100 != 50 => assert_eq!(value, x),
+                Err(TaskError::Protocol { reason }) if x % 100 == 50 => {
+                    assert!(reason.contains("closed"), "{reason}")
+                }
+                other => panic!("item {x}: {other:?}"),
+            }
+        }
+        let ran = std::fs::read_to_string(&runs).unwrap();
+        let mut times = vec![0; 300];
+        ran.lines().for_each(|x| times[x.parse::<usize>().unwrap()] += 1);
+        assert!(times.iter().all(|&t| (1..=2).contains(&t)), "{times:?}");
+        let again: Vec<_> = (100..300).filter(|&x| times[x] != 1).collect();
+        assert_eq!(again, Vec::<usize>::new(), "items that ran twice once the closer was known");
     });
 }
 
