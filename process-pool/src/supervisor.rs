@@ -290,6 +290,9 @@ struct Plan {
     busy: bool,
     /// The worker said hello.
     ready: bool,
+    /// Its result pipe is open: it can ring the supervisor (only the supervisor reads the
+    /// pipe, and it plans again after each read, so this holds until then).
+    heard: bool,
 }
 
 /// How often a supervisor reads the result ring of a worker whose result pipe ended, which
@@ -328,7 +331,7 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
             }
         }
         let deadline = Some(receiving.start.deadline);
-        return Plan { deadline, want_write: false, busy: false, ready: false };
+        return Plan { deadline, want_write: false, busy: false, ready: false, heard: true };
     }
     if link.request.as_ref().is_some_and(|r| r.is_broken()) {
         let reason = "the worker broke its request ring (an impossible position)";
@@ -370,11 +373,12 @@ fn plan(shared: &Shared, worker: &Worker, link: &mut Link) -> Plan {
     }
     let want_write = state.slots[w].conn.as_ref().is_some_and(|c| c.outlet.has_backlog());
     let busy = !state.slots[w].sent.is_empty();
+    let heard = receiving.result_open;
     drop(state);
     drop(receiving);
     shared.flush(flushes);
     shared.flush(shed);
-    Plan { deadline, want_write, busy, ready: true }
+    Plan { deadline, want_write, busy, ready: true, heard }
 }
 
 /// When a worker whose requests were closed at `since` to retire it is killed if it has not
@@ -418,8 +422,7 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         // Ask the worker to ring before sleeping (ring mode), then look once more. Not once
         // its result pipe ended (a task closed it): the bell is a write there, which could
         // land in a file that took its number. Its ring is read every `UNHEARD_LOOK` then.
-        let result_open = reception.lock().result_open;
-        if let Some(peek) = peek.filter(|_| result_open) {
+        if let Some(peek) = peek.filter(|_| next.heard) {
             peek.data_bell().arm();
         }
         let request = link.request.clone();
@@ -446,10 +449,11 @@ fn serve(shared: &Shared, worker: &Worker, link: &mut Link) {
         if holding {
             timeout = Some(timeout.map_or(bulk::KEEP_IDLE, |t| t.min(bulk::KEEP_IDLE)));
         }
-        if peek.is_some() && !result_open {
+        if peek.is_some() && !next.heard {
             timeout = Some(timeout.map_or(UNHEARD_LOOK, |t| t.min(UNHEARD_LOOK)));
         }
         let slept = Instant::now();
+        let result_open = reception.lock().result_open;
         let polled = sys::poll(
             [
                 Interest {
