@@ -25,10 +25,12 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use crate::callers::{Callers, Gone, STALLED, abandon_after};
 use crate::config::AgentConfig;
 use crate::error;
+use crate::idle::{Busy, Claim, Idle};
 use crate::image;
 use crate::link::{self, Names, Queue};
 use crate::pool::{CallerBeat, CancelNotice, HEARTBEAT, Heartbeat};
 use crate::refusal::{Stream, refusal};
+use crate::request::{Next, PullRequest};
 use crate::wire::{
     self, Item, RefusedResults, ResultMessage, ResultMessageRef, TaskMessage, Unit, UnitOutcome,
     UnitResult, WireError,
@@ -358,17 +360,24 @@ impl Agent {
         let capacity = self.config.capacity_or_default();
         let slots = Arc::new(Semaphore::new(capacity));
         // A `map`'s parcels, one for each free worker: an agent of more workers takes more.
-        let workers = Arc::new(Semaphore::new(self.workers as usize));
-        let pulling = Pulling { js: js.clone(), outbox, client: client.clone(), pull_bytes };
+        let idle = Idle::new(self.workers as usize);
+        let pulling = Pulling {
+            js: js.clone(),
+            outbox,
+            client: client.clone(),
+            pull_bytes,
+            idle: idle.clone(),
+        };
+        let (tasks_room, parcels_room) = (Room::Slots(slots.clone()), Room::Workers(idle.clone()));
         tokio::join!(
-            self.clone().pull(Queue::Tasks, consumer, slots.clone(), stop.clone(), &pulling),
-            self.clone().pull(Queue::Parcels, parcels, workers.clone(), stop, &pulling),
+            self.clone().pull(Queue::Tasks, consumer, tasks_room, stop.clone(), &pulling),
+            self.clone().pull(Queue::Parcels, parcels, parcels_room, stop, &pulling),
         );
         drop(pulling);
-        // Finish what is held: wait until every slot and worker is free again, unless the
-        // server stays out of reach for the ack wait meanwhile (see `Agent::finish_held`).
-        let held = [(&*slots, capacity), (&*workers, self.workers as usize)];
-        let finished = self.finish_held(held, &client).await;
+        // Finish what is held: wait until every slot is free again and no parcel is held,
+        // unless the server stays out of reach for the ack wait meanwhile (see
+        // `Agent::finish_held`).
+        let finished = self.finish_held((&slots, capacity), &idle, &client).await;
         beat.abort();
         // Not for ever: a flush waits for a connection that may never come back.
         let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
@@ -376,14 +385,14 @@ impl Agent {
         Ok(finished)
     }
 
-    /// Pulls the messages of `queue` from `consumer` and starts their units while `slots`
-    /// has permits free, each held until its message is finished, until the agent is asked
-    /// to `stop`.
+    /// Pulls the messages of `queue` from `consumer` and starts their units while `room`
+    /// has some, each held until its message is finished, until the agent is asked to
+    /// `stop`.
     async fn pull(
         self: Arc<Self>,
         queue: Queue,
         mut consumer: jetstream::consumer::PullConsumer,
-        slots: Arc<Semaphore>,
+        room: Room,
         mut stop: watch::Receiver<bool>,
         pulling: &Pulling,
     ) {
@@ -396,17 +405,10 @@ impl Agent {
         // for the largest message a stream keeps.
         let mut oversized = false;
         while !*stop.borrow() {
-            let first = tokio::select! {
+            let mut permits = tokio::select! {
                 _ = stop.changed() => return,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
+                permits = room.take() => permits,
             };
-            let mut permits = vec![first];
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
-                permits.push(permit);
-            }
             if lost {
                 // The server may have lost its store (restarted without it): the streams
                 // and the consumer are made again if they are gone.
@@ -429,33 +431,42 @@ impl Agent {
             // is asked to send, and once its queue is full (progress reports, beats and pull
             // requests add to it all the while) sending waits until the server is back.
             let bytes = if oversized { link::PULL_BYTES } else { pulling.pull_bytes };
+            let expires = Duration::from_secs(5);
             let request = tokio::select! {
                 _ = stop.changed() => return,
-                request = consumer
-                    .batch()
-                    .max_messages(permits.len())
-                    .max_bytes(bytes)
-                    .expires(Duration::from_secs(5))
-                    .messages() => request,
+                request = PullRequest::send(&pulling.js, &consumer, permits.len(), bytes, expires)
+                    => request,
             };
-            let Ok(mut batch) = request else {
+            let Ok(mut request) = request else {
                 lost = true;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
             let mut taken = false;
             loop {
-                let message = tokio::select! {
+                let next = tokio::select! {
                     _ = stop.changed() => return,
-                    message = batch.next() => message,
+                    // Single tasks took workers that parcels are asked for: the server gives
+                    // those parcels to other agents. What it sent before it heard still
+                    // comes, and runs here.
+                    _ = room.overbooked(), if !permits.is_empty() && !request.withdrawn() => {
+                        request.withdraw().await;
+                        continue;
+                    }
+                    next = request.next() => next,
                 };
-                match message {
-                    Some(Ok(message)) => {
+                match next {
+                    Next::Message(message) => {
                         taken = true;
                         oversized = false;
                         // The request asked for no more messages than there are permits.
                         let Some(permit) = permits.pop() else { break };
-                        let Some(held) = self.begin(message, &pulling.outbox, &pulling.client)
+                        let busy = match queue {
+                            Queue::Tasks => Some(&pulling.idle),
+                            Queue::Parcels => None,
+                        };
+                        let Some(held) =
+                            self.begin(*message, &pulling.outbox, &pulling.client, busy)
                         else {
                             continue;
                         };
@@ -466,17 +477,17 @@ impl Agent {
                         });
                     }
                     // The pull's bytes ran out before its messages: the server ends it.
-                    Some(Err(e)) if pull_bytes_ran_out(&*e) => {
+                    Next::BytesRanOut => {
                         oversized = !taken;
                         break;
                     }
                     // The consumer is gone (the server lost its store, or someone removed
                     // it), or the server does not answer: made again before the next pull.
-                    Some(Err(_)) => {
+                    Next::Failed => {
                         lost = true;
                         break;
                     }
-                    None => break,
+                    Next::End => break,
                 }
             }
         }
@@ -527,25 +538,25 @@ impl Agent {
         }
     }
 
-    /// Waits, once stopping, until every permit of `held` (each a semaphore of the messages
-    /// held and its size) is free again: the units held are finished and their results
-    /// stored. While the server cannot be reached, results cannot be stored
-    /// and the server, hearing no progress, gives the messages to other agents after its ack
-    /// wait: once the connection has been down for that long, waiting on for a server that
-    /// may never come back (to store results that others will store too) would keep a
-    /// stopping agent alive for ever. It stops then, saying so. So it does once stores of
-    /// results have failed, with none stored, for the ack wait while connected: a server that
-    /// refuses them (a results stream that stays full, a permission refused, a limit) may
-    /// refuse them for ever.
+    /// Waits, once stopping, until every permit of `slots` (the semaphore of the messages of
+    /// single tasks held, and its size) is free again and no parcel is held (`idle`): the
+    /// units held are finished and their results stored. While the server cannot be
+    /// reached, results cannot be stored and the server, hearing no progress, gives the
+    /// messages to other agents after its ack wait: once the connection has been down for
+    /// that long, waiting on for a server that may never come back (to store results that
+    /// others will store too) would keep a stopping agent alive for ever. It stops then,
+    /// saying so. So it does once stores of results have failed, with none stored, for the
+    /// ack wait while connected: a server that refuses them (a results stream that stays
+    /// full, a permission refused, a limit) may refuse them for ever.
     async fn finish_held(
         &self,
-        held: [(&Semaphore, usize); 2],
+        (slots, capacity): (&Semaphore, usize),
+        idle: &Idle,
         client: &async_nats::Client,
     ) -> Finished {
-        let [(slots, capacity), (workers, count)] = held;
         let all = async {
             let _slots = slots.acquire_many(capacity as u32).await;
-            let _workers = workers.acquire_many(count as u32).await;
+            idle.no_parcel().await;
         };
         let mut all = std::pin::pin!(all);
         let mut down_since: Option<Instant> = None;
@@ -833,12 +844,14 @@ impl Agent {
 
     /// Starts the units of one task message (on the pull loop's own thread, so they start
     /// at once), and returns what waits for them; `None` for an unreadable message, or one
-    /// delivered again while this agent still holds it.
+    /// delivered again while this agent still holds it. Units of single tasks take workers
+    /// of `busy` until they finish.
     fn begin(
         self: &Arc<Self>,
         message: jetstream::Message,
         outbox: &mpsc::UnboundedSender<Outgoing>,
         client: &async_nats::Client,
+        busy: Option<&Arc<Idle>>,
     ) -> Option<Held> {
         let (delivered, sequence) = message
             .info()
@@ -903,6 +916,7 @@ impl Agent {
                         continue;
                     }
                 };
+                let taken: Option<Busy> = busy.map(|idle| idle.busy(unit.ends.len().max(1)));
                 let run = self.start(
                     pool,
                     &task.caller,
@@ -911,6 +925,11 @@ impl Agent {
                     client.clone(),
                     fast.clone(),
                 );
+                let run = async move {
+                    let result = run.await;
+                    drop(taken);
+                    result
+                };
                 runs.push(Box::pin(run) as Pin<Box<dyn Future<Output = UnitResult> + Send>>);
             }
         }
@@ -1098,6 +1117,58 @@ struct Pulling {
     client: async_nats::Client,
     /// The bytes a pull request asks for (see [`link::pull_bytes`]).
     pull_bytes: usize,
+    /// The agent's workers, as units of single tasks and parcels take them.
+    idle: Arc<Idle>,
+}
+
+/// What an agent's pull loop asks for messages for.
+enum Room {
+    /// Free slots (of [`AgentConfig::capacity`]), a message each: single tasks and `imap`s.
+    Slots(Arc<Semaphore>),
+    /// Free workers, a parcel each: a `map`'s parcels.
+    Workers(Arc<Idle>),
+}
+
+/// What a message pulled holds until it is finished.
+enum Permit {
+    /// A slot of single tasks.
+    Slot { _slot: tokio::sync::OwnedSemaphorePermit },
+    /// A worker, for a parcel.
+    Worker { _claim: Claim },
+}
+
+impl Room {
+    /// Waits until there is room, and takes all there is: a permit for each message.
+    async fn take(&self) -> Vec<Permit> {
+        match self {
+            Room::Slots(slots) => {
+                let Ok(first) = slots.clone().acquire_owned().await else {
+                    // Never closed.
+                    return std::future::pending().await;
+                };
+                let mut permits = vec![Permit::Slot { _slot: first }];
+                while let Ok(permit) = slots.clone().try_acquire_owned() {
+                    permits.push(Permit::Slot { _slot: permit });
+                }
+                permits
+            }
+            Room::Workers(idle) => idle
+                .claim()
+                .await
+                .into_iter()
+                .map(|claim| Permit::Worker { _claim: claim })
+                .collect(),
+        }
+    }
+
+    /// Resolves once more was taken than there is room for (see [`Idle::overbooked`]);
+    /// never for slots, which only messages pulled take.
+    async fn overbooked(&self) {
+        match self {
+            Room::Slots(_) => std::future::pending().await,
+            Room::Workers(idle) => idle.overbooked().await,
+        }
+    }
 }
 
 /// A task message whose units run.
@@ -1112,12 +1183,6 @@ struct Held {
     caller: String,
     /// How long the caller may be silent, if it says.
     abandon_after: Option<Duration>,
-}
-
-/// Whether `error`, from a pull request of a bounded size, says that the next message did not
-/// fit in what was left of it: the server ends the request so, and the next one takes it.
-fn pull_bytes_ran_out(error: &dyn std::error::Error) -> bool {
-    error.to_string().contains("Message Size Exceeds MaxBytes")
 }
 
 /// Whether `error`, from a pull subscription, says that its consumer does not exist.

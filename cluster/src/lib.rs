@@ -53,8 +53,10 @@
 //!   item for each of an agent's workers, so that its first results come as soon as their
 //!   items are done. A `map` sends its chunks in a parcel for each worker of the agents
 //!   alive (their heartbeats say how many), on a queue of their own that agents pull one
-//!   parcel at a time for each free worker: agents of unequal size take shares of a `map`
-//!   that follow their free workers.
+//!   parcel at a time for each free worker (one that neither a parcel nor a single task
+//!   takes): agents of unequal size take shares of a `map` that follow their free workers,
+//!   and an agent whose workers run single tasks leaves the parcels to others. While single
+//!   tasks keep every worker of every agent busy, a `map`'s parcels wait for them.
 //! - **Order, not fairness.** The agents of an image take the tasks of every caller from one
 //!   work queue, first stored first served. `map` and `imap` keep only a few chunks per
 //!   worker in flight, each about 10 ms of work (and, until the call has measured what its
@@ -123,6 +125,7 @@ mod config;
 #[allow(unsafe_code)]
 mod entry;
 mod error;
+mod idle;
 mod image;
 mod inbox;
 mod link;
@@ -132,6 +135,7 @@ mod outbox;
 mod pending;
 mod pool;
 mod refusal;
+mod request;
 mod wire;
 #[allow(unsafe_code)]
 mod workers;

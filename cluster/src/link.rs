@@ -691,8 +691,9 @@ pub(crate) enum Queue {
     /// free slots (several per worker), so that the tasks of many callers reach them and
     /// take turns for their workers.
     Tasks,
-    /// The parcels of a `map`: agents pull a parcel for each free worker, so that an agent
-    /// of more workers takes more of a `map`.
+    /// The parcels of a `map`: agents pull a parcel for each free worker (one that neither
+    /// a parcel nor a unit of single tasks takes), so that an agent of more workers takes
+    /// more of a `map`, and an agent busy with single tasks leaves it to others.
     Parcels,
 }
 

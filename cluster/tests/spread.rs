@@ -195,10 +195,11 @@ fn an_agent_of_more_workers_takes_more_of_a_map() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A pass of a `map` reaches an agent whose pull request has room for one message only (it
+/// A pass of an `imap` reaches an agent whose pull request has room for one message only (it
 /// asked for its free slots, and holds messages of other tasks): the agent still gets its
 /// share. A share cut into two messages gave it one (of 80 items of 288) and the other agent
-/// three, as the server hands messages to the open requests in turn.
+/// three, as the server hands messages to the open requests in turn. (A `map`'s parcels are
+/// pulled for free workers only: the agent, its worker busy, would take none of them.)
 #[test]
 fn an_agent_with_room_for_one_message_gets_its_share_of_a_pass() {
     let Some(server) = common::server("spread_room_for_one") else { return };
@@ -222,15 +223,16 @@ fn an_agent_with_room_for_one_message_gets_its_share_of_a_pass() {
     assert!(pool.wait_for_agents(2, Duration::from_secs(30)), "both agents serve");
     std::thread::scope(|scope| {
         // 18 chunks of 16, in one pass: 144 items for each agent.
-        let map = scope.spawn(|| pool.map(agent_of_worker, 0..288));
+        let map = scope.spawn(|| pool.imap(agent_of_worker, 0..288).collect::<Vec<_>>());
         // Once the pass is taken, the held tasks go, and the first agent runs its share.
         let taken = || consumer_state(&url, pool.image()).0 == 0;
         let sent = || taken() && consumer_state(&url, pool.image()).1 > 3;
         assert!(common::poll(Duration::from_secs(30), sent), "the pass was taken");
         std::fs::write(dir.join("go"), "").unwrap();
-        let ran = map.join().unwrap().expect("the map runs");
+        let ran = map.join().unwrap();
         let mut by_agent: HashMap<u32, usize> = HashMap::new();
         for pid in ran {
+            let pid = pid.expect("every item runs");
             *by_agent.entry(pid).or_default() += 1;
         }
         for agent in &agents {
@@ -269,4 +271,55 @@ fn a_pass_cut_by_bytes_is_shared_evenly() {
         let items = by_agent.get(&agent.pid()).copied().unwrap_or(0);
         assert!(items >= 8, "an agent ran {items} items of 18: {by_agent:?}");
     }
+}
+
+/// Agents of one worker each; the first runs a single task held until the test lets it go,
+/// then a `map` of two items, each let go as soon as it starts: the other agent runs both,
+/// one after the other, while the single task still runs. An agent pulled a parcel for each
+/// of its workers whatever single tasks took them, so the busy agent took one of the two
+/// parcels, whose item waited there behind the single task while the other agent's worker
+/// had nothing to do.
+#[test]
+fn an_agent_busy_with_a_single_task_leaves_a_maps_parcels_to_free_workers() {
+    let Some(server) = common::server("spread_busy") else { return };
+    let url = server.url();
+    let (mut agents, pool) = common::pool_on(&url, ClusterConfig::new(url.clone()), 1, 1, &[]);
+    let busy = agents[0].pid();
+    let dir = common::markers("spread_busy");
+    let path = dir.to_string_lossy().into_owned();
+    std::thread::scope(|scope| {
+        // Dropped before the scope waits: a failed assertion lets every item go.
+        let _let_go = LetGo(dir.clone());
+        let task = pool.submit(held_on_agent, (path.clone(), 100));
+        let started = || started_on(&dir).contains(&(100, busy));
+        assert!(common::poll(Duration::from_secs(30), started), "the single task runs");
+        agents.push(common::agent(&url, 1, &[]));
+        let free = agents[1].pid();
+        assert!(pool.wait_for_agents(2, Duration::from_secs(30)), "both agents serve");
+        let map = scope.spawn(|| pool.map(held_on_agent, (0..2).map(|i| (path.clone(), i))));
+        let both_started = || {
+            let items: Vec<(u32, u32)> =
+                started_on(&dir).into_iter().filter(|&(i, _)| i < 100).collect();
+            for &(i, _) in &items {
+                std::fs::write(dir.join(format!("go-{i}")), "").unwrap();
+            }
+            items.len() == 2
+        };
+        let ran = common::poll(Duration::from_secs(20), both_started);
+        let started = started_on(&dir);
+        assert!(
+            ran,
+            "of the map's two items, {:?} started in 20 s while the agent {busy} ran the \
+             single task and the agent {free} was free",
+            started.iter().filter(|&&(i, _)| i < 100).collect::<Vec<_>>()
+        );
+        for i in 0..2 {
+            assert!(started.contains(&(i, free)), "item {i} ran on the free agent: {started:?}");
+        }
+        assert!(!dir.join("go-100").exists() && !dir.join("go").exists(), "still held");
+        assert_eq!(map.join().unwrap().expect("the map runs"), vec![0, 1]);
+        std::fs::write(dir.join("go"), "").unwrap();
+        assert_eq!(task.join().expect("the single task runs"), 100);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
 }
