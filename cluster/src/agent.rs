@@ -319,9 +319,14 @@ impl Agent {
             .map_err(|e| server_error(e.to_string()))?;
         // Callers are silent from now on at the most: they could not be heard before.
         *self.callers.lock().unwrap_or_else(PoisonError::into_inner) = Callers::new(Instant::now());
-        tokio::spawn(self.clone().listen_for_callers(beats, client.clone()));
+        // How many of the two pull loops have a request out: the agent says it serves (beats,
+        // and answers callers) once both have, so that a caller that hears of it and sends at
+        // once finds it pulling.
+        let (pulls_out, pulling_rx) = watch::channel(0);
+        let listen = self.clone().listen_for_callers(beats, client.clone(), pulling_rx.clone());
+        tokio::spawn(listen);
         tokio::spawn(self.clone().watch_callers(listener));
-        let beat = tokio::spawn(self.clone().beat(client.clone()));
+        let beat = tokio::spawn(self.clone().beat(client.clone(), pulling_rx));
         let (outbox, inbox) = mpsc::unbounded_channel();
         let limit = max_payload - ENVELOPE;
         let names = self.names.clone();
@@ -367,6 +372,7 @@ impl Agent {
             client: client.clone(),
             pull_bytes,
             idle: idle.clone(),
+            pulls_out,
         };
         let (tasks_room, parcels_room) = (Room::Slots(slots.clone()), Room::Workers(idle.clone()));
         tokio::join!(
@@ -404,6 +410,8 @@ impl Agent {
         // Whether the last pull ended on a message larger than it asked for: the next asks
         // for the largest message a stream keeps.
         let mut oversized = false;
+        // Whether this loop counted its first request out (`Pulling::pulls_out`).
+        let mut told = false;
         while !*stop.borrow() {
             let mut permits = tokio::select! {
                 _ = stop.changed() => return,
@@ -442,6 +450,10 @@ impl Agent {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
+            if !told {
+                told = true;
+                pulling.pulls_out.send_modify(|out| *out += 1);
+            }
             let mut taken = false;
             loop {
                 let next = tokio::select! {
@@ -612,9 +624,12 @@ impl Agent {
 
     /// Says once a second that this agent is alive, and stops the pools of initializers
     /// that no task used for a while.
-    async fn beat(self: Arc<Self>, client: async_nats::Client) {
+    async fn beat(self: Arc<Self>, client: async_nats::Client, pulling: watch::Receiver<u8>) {
         let subject = self.names.agents_subject(self.image);
         let payload = self.heartbeat();
+        // Not before it pulls (see `pulling_both`), unless its pulls fail on (a server that
+        // lost its store, say): it beats then as it always did.
+        let _ = tokio::time::timeout(PULLING_WAIT, pulling_both(pulling)).await;
         let mut tick = tokio::time::interval(HEARTBEAT);
         loop {
             tick.tick().await;
@@ -635,6 +650,7 @@ impl Agent {
         self: Arc<Self>,
         mut beats: async_nats::Subscriber,
         client: async_nats::Client,
+        pulling: watch::Receiver<u8>,
     ) {
         let subject = self.names.agents_subject(self.image);
         let heartbeat = self.heartbeat();
@@ -651,7 +667,8 @@ impl Agent {
                 }
                 callers.hear(beat.caller, now)
             };
-            if new {
+            // Not before it pulls: its first beat, once it does, answers.
+            if new && *pulling.borrow() >= PULL_LOOPS {
                 // Not waited for: while the connection is down, sending waits once the
                 // client's queue is full, and callers would go unheard meanwhile. The next
                 // beat makes up for an answer not sent.
@@ -1119,6 +1136,22 @@ struct Pulling {
     pull_bytes: usize,
     /// The agent's workers, as units of single tasks and parcels take them.
     idle: Arc<Idle>,
+    /// How many of the [`PULL_LOOPS`] have sent their first request (see [`pulling_both`]).
+    pulls_out: watch::Sender<u8>,
+}
+
+/// An agent's pull loops: single tasks and `map` parcels.
+const PULL_LOOPS: u8 = 2;
+
+/// How long an agent waits for its pull loops' first requests before it beats all the same.
+const PULLING_WAIT: Duration = Duration::from_secs(2);
+
+/// Resolves once both pull loops of an agent have a request out (`pulling` counts them). An
+/// agent says it serves (its heartbeat) only then: a pool that heard of it before, and sent
+/// at once, sent to a consumer it did not pull yet, whose messages went to agents that did
+/// (two agents of two workers, the first four items of an `imap` on one of them).
+async fn pulling_both(mut pulling: watch::Receiver<u8>) {
+    let _ = pulling.wait_for(|out| *out >= PULL_LOOPS).await;
 }
 
 /// What an agent's pull loop asks for messages for.
