@@ -109,6 +109,20 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 /// runs inside, or for other tasks that called `shutdown` too (none of these could finish
 /// before it returns).
 ///
+/// # Tasks that wait for each other
+///
+/// A task that blocks (on a `Barrier`, a channel, a `Condvar`, a lock) keeps its thread while
+/// it waits, and the pool starts no thread in its place, as any fixed pool of threads does
+/// (rayon's included). So tasks that wait for each other need a thread each, all at once: on
+/// a pool of 2, four tasks that meet at a `Barrier::new(4)` wait for ever, the two that run
+/// for two that never start, and so does whoever joins them, with no error. Give such a pool
+/// as many workers as tasks that wait together, or pass values as results instead: a task
+/// that joins another's handle runs it if no thread took it yet (above). With a time limit
+/// ([`Config::timeout`]), the tasks that wait past it fail with [`TaskError::TimedOut`] and
+/// relief threads run the others meanwhile: of the four above, with a limit of 200 ms, the
+/// first two failed as timed out and the other two, once started, passed the barrier and
+/// returned.
+///
 /// # A program that forks
 ///
 /// A copy of the program made by `fork()` inherits the pool's memory but not its threads.
