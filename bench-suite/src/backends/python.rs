@@ -221,7 +221,13 @@ pub(crate) struct PythonRun {
 
 /// The interpreter's version line, or why there is none.
 pub(crate) fn interpreter() -> Result<String, String> {
-    match Command::new("python3").arg("--version").output() {
+    version_of(std::ffi::OsStr::new("python3"))
+}
+
+/// What `program --version` prints, or why it printed nothing usable, naming the program as
+/// `python3`: not found, or found but failing, with what it said.
+fn version_of(program: &std::ffi::OsStr) -> Result<String, String> {
+    match Command::new(program).arg("--version").output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             Ok(if text.is_empty() {
@@ -230,7 +236,14 @@ pub(crate) fn interpreter() -> Result<String, String> {
                 text
             })
         }
-        _ => Err("python3 not found".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("python3 not found".to_owned()),
+        Err(e) => Err(format!("python3 cannot start: {e}")),
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+            Err(format!("python3 --version failed ({}){said}", out.status))
+        }
     }
 }
 
@@ -1032,6 +1045,16 @@ fn fault_cell(trial: &FaultTrial) -> Cell {
 mod tests {
     use super::*;
     use crate::report::{Better, Unit};
+
+    /// A `python3` that is there but fails is reported as failing, with what it said, not as
+    /// missing: the report's cells then say why they are empty.
+    #[test]
+    fn a_python3_that_fails_is_not_reported_as_missing() {
+        let missing = std::ffi::OsStr::new("/nonexistent/python3");
+        assert_eq!(version_of(missing), Err("python3 not found".to_owned()));
+        let failing = version_of(std::ffi::OsStr::new("false")).unwrap_err();
+        assert_eq!(failing, "python3 --version failed (exit status: 1)");
+    }
 
     /// A trimmed output of the script, as `--self-test` prints it, with one failed scenario
     /// and one failed cell.
