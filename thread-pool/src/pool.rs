@@ -107,7 +107,11 @@ const IMAP_MOST_PER_THREAD: usize = 256;
 /// A task may also call [`Pool::shutdown`] on its own pool: it waits for every other task,
 /// running the queued ones on its own thread meanwhile, but not for itself, for the tasks it
 /// runs inside, or for other tasks that called `shutdown` too (none of these could finish
-/// before it returns).
+/// before it returns). An item of a `map` (or `map_results`, `map_with_progress`) that calls
+/// it closes the pool and returns without waiting: the map it is part of, and any task the
+/// map was called from, cannot finish before the item does. Its other items still run, but
+/// on a pool with a time limit, where each item is queued as a task of its own, those not
+/// yet queued when it closed fail with [`TaskError::ShutDown`].
 ///
 /// # Tasks that wait for each other
 ///
@@ -506,7 +510,16 @@ impl ThreadPool {
     /// `map_results` through one handle per item, as a pool whose items each need a deadline
     /// runs it (see `through_handles`): each item a [`Queued`] record that holds its handle's
     /// slot, one allocation per item.
-    fn map_by_records<M, T, I>(&self, task: T, items: I) -> Vec<Result<T::Output, TaskError>>
+    ///
+    /// The batch's count (`counted`) goes once every item is a task accepted: a `shutdown`
+    /// waits for those, and one called by an item, which does not wait for itself, must not
+    /// wait for the batch it is part of either.
+    fn map_by_records<M, T, I>(
+        &self,
+        task: T,
+        items: I,
+        counted: Counted<'_>,
+    ) -> Vec<Result<T::Output, TaskError>>
     where
         T: IntoTask<M>,
         I: IntoIterator<Item = T::Input>,
@@ -515,6 +528,7 @@ impl ThreadPool {
         let limit = self.shared.config.get_timeout();
         let start = |input| self.start_own(job.clone(), input, Slot::new(), limit, false);
         let handles: Vec<_> = items.into_iter().map(start).collect();
+        drop(counted);
         handles.into_iter().map(TaskHandle::join).collect()
     }
 
@@ -1126,6 +1140,13 @@ impl Pool for ThreadPool {
             // From a task of this pool: it cannot wait for itself, nor for the tasks it runs
             // inside, and the other threads may all be waiting here too.
             let depth = DEPTH.get();
+            if depth == 0 {
+                // From an item of a batch (`map` and its kin) that rayon runs on this thread:
+                // the batch, and the task it may have been given from, cannot finish before
+                // the item returns, and this thread does not know which they are. Closed,
+                // without waiting.
+                return;
+            }
             shared.tally.park(depth.saturating_sub(PARKED.get()));
             PARKED.set(PARKED.get().max(depth));
             shared.tally.wait_idle_inside(|| shared.queue.help(|t| t.run(shared)));
@@ -1144,7 +1165,7 @@ impl Pool for ThreadPool {
             return items.into_iter().map(|_| Err(TaskError::ShutDown)).collect();
         };
         if self.through_handles() {
-            return self.map_by_records(task, items);
+            return self.map_by_records(task, items, counted);
         }
         let job = task.into_job();
         let items: Vec<T::Input> = items.into_iter().collect();
@@ -1229,7 +1250,7 @@ impl Pool for ThreadPool {
             };
         };
         if self.through_handles() {
-            return self.map_by_records(task, items).into_iter().collect();
+            return self.map_by_records(task, items, counted).into_iter().collect();
         }
         // Optimistic: collect the outputs straight into place, as rayon does. A failure is
         // recorded and aborts the batch (items not yet started are skipped), so no output

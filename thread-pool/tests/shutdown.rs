@@ -148,3 +148,50 @@ fn a_task_that_drops_the_last_reference_to_its_pool_returns() {
     assert_eq!(within("a drop inside a task", move || handle.join().unwrap()), 7);
     assert!(POOL_TO_DROP.lock().unwrap().is_none());
 }
+
+/// The pool the items of [`shut_down_in_a_map`] shut down.
+static MAP_POOL: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
+
+/// Shuts [`MAP_POOL`]'s pool down from an item of a `map`; returns `x`.
+fn shut_down_in_a_map(x: u64) -> u64 {
+    let pool = MAP_POOL.lock().unwrap().clone().expect("the pool is set");
+    pool.shutdown();
+    x
+}
+
+// One test: the items share `MAP_POOL`.
+#[test]
+fn shutdown_from_an_item_of_a_map_given_from_outside_the_pool_returns() {
+    // Run by rayon's threads as one batch: the items run and return; the pool is closed.
+    for workers in [1, 2] {
+        let pool = Arc::new(ThreadPool::new(workers).unwrap());
+        *MAP_POOL.lock().unwrap() = Some(pool.clone());
+        let mapped = pool.clone();
+        let values =
+            within("shutdown in an item of a map", move || mapped.map(shut_down_in_a_map, 0..4));
+        assert_eq!(values.unwrap(), [0, 1, 2, 3], "{workers} workers");
+        let refused = pool.submit(shut_down_in_a_map, 0).join();
+        assert!(matches!(refused, Err(TaskError::ShutDown)), "the pool is closed");
+    }
+    // With a time limit, each item a task of its own: none waits for the map it is part of
+    // (it timed out as it waited, before). An item started after the first closed the pool
+    // is refused.
+    for workers in [1, 2] {
+        let config =
+            taskpool_thread::Config::new().workers(workers).timeout(Duration::from_secs(60));
+        let pool = Arc::new(ThreadPool::with_config(config).unwrap());
+        *MAP_POOL.lock().unwrap() = Some(pool.clone());
+        let mapped = pool.clone();
+        let outcomes = within("shutdown in an item of a timed map", move || {
+            mapped.map_results(shut_down_in_a_map, 0..4)
+        });
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert!(
+                matches!(outcome, Ok(x) if x == i as u64)
+                    || matches!(outcome, Err(TaskError::ShutDown)),
+                "{workers} workers, item {i}: {outcome:?}"
+            );
+        }
+    }
+    *MAP_POOL.lock().unwrap() = None;
+}
