@@ -50,33 +50,38 @@ fn close_result_pipe(_: u64) -> u64 {
 
 /// Closes every descriptor from 3 up, as a daemon does, then keeps running.
 fn close_everything(_: u64) -> u64 {
-    // SAFETY: as above, for every descriptor from 3 up.
-    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    close_every_descriptor();
     sleep_ms(600_000)
 }
 
-/// Notes its run in the file `runs`; when `x` is 50, then closes every descriptor from 3 up,
-/// as a daemon does, and returns: a task that leaves its worker unable to answer.
-fn close_everything_at_50((x, runs): (u64, String)) -> u64 {
+/// Appends `x` to the file `runs`: each run of a task noted.
+fn note_run(x: u64, runs: &str) {
     let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
     std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
-    drop(file);
+}
+
+/// Closes every descriptor from 3 up, as a daemon does: the worker can no longer answer.
+fn close_every_descriptor() {
+    // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+}
+
+/// Notes its run in the file `runs`; when `x` is 50, then closes every descriptor from 3 up
+/// and returns: a task that leaves its worker unable to answer.
+fn close_everything_at_50((x, runs): (u64, String)) -> u64 {
+    note_run(x, &runs);
     if x == 50 {
-        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
-        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+        close_every_descriptor();
     }
     x
 }
 
 /// Notes its run in the file `runs`; when `x` ends in 50 (one in a hundred), then closes
-/// every descriptor from 3 up, as a daemon does, and returns.
+/// every descriptor from 3 up and returns.
 fn close_everything_at_each_hundredth((x, runs): (u64, String)) -> u64 {
-    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
-    std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
-    drop(file);
+    note_run(x, &runs);
     if x % 100 == 50 {
-        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
-        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+        close_every_descriptor();
     }
     x
 }
@@ -85,12 +90,9 @@ fn close_everything_at_each_hundredth((x, runs): (u64, String)) -> u64 {
 /// every descriptor from 3 up and runs on, past the time its worker is given to leave once
 /// its pipe is seen closed.
 fn close_everything_at_each_hundredth_and_run_on((x, runs): (u64, String)) -> u64 {
-    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(runs).unwrap();
-    std::io::Write::write_all(&mut file, format!("{x}\n").as_bytes()).unwrap();
-    drop(file);
+    note_run(x, &runs);
     if x % 100 == 50 {
-        // SAFETY: closes descriptors this task does not own, on purpose: the fault under test.
-        unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+        close_every_descriptor();
         sleep_ms(60_000);
     }
     x
