@@ -76,13 +76,7 @@ fn held_after_cheap(
 
 /// The messages the tasks stream has taken so far.
 fn stored(url: &str) -> u64 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        tasks.info().await.expect("its state").state.last_sequence
-    })
+    common::tasks_state(url).last_sequence
 }
 
 /// Two agents of two workers: the held items, pulled before anything of their `imap` was

@@ -111,13 +111,7 @@ fn consumer_state(url: &str, image: &str) -> (u64, usize) {
 
 /// The messages in the tasks stream: those sent and not yet finished by an agent.
 fn tasks_in_stream(url: &str) -> u64 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
-        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
-        tasks.info().await.expect("its state").state.messages
-    })
+    common::tasks_state(url).messages
 }
 
 /// Says in `dir` which agent runs item `i` (the file `started-{i}-{agent's pid}`), then waits

@@ -383,6 +383,17 @@ pub fn mark_and_hold((dir, i): (String, u32)) -> u32 {
     i
 }
 
+/// The state of the tasks stream of the server at `url`: what it holds and has taken.
+pub fn tasks_state(url: &str) -> State {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let mut tasks = js.get_stream("TASKPOOL_TASKS").await.expect("the tasks stream");
+        tasks.info().await.expect("its state").state.clone()
+    })
+}
+
 /// Returns once `done` holds of the states of the tasks and results streams of the server at
 /// `url` (read every 20 ms); fails the test if that takes longer than `within`.
 pub fn streams_reach(url: &str, within: Duration, done: impl Fn(&State, &State) -> bool) {
